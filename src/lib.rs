@@ -1,0 +1,5 @@
+//! lbdeploy: deploy and run an LVS Direct-Routing cluster from one inventory.
+//!
+//! The crate is one library with one binary. The binary (`main.rs`,
+//! `cli.rs`) only parses arguments and connects the modules below; everything
+//! that can be tested without a terminal lives here.
