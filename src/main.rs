@@ -1,4 +1,20 @@
 //! The `lbdeploy` executable: the controller's CLI and, on every host, the
-//! agent. All logic lives in the library; this file only picks an exit code.
+//! agent. All logic lives in the library; this file only parses, runs and
+//! turns the outcome into an exit code.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use lbdeploy::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli::run(cli) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line.
+            eprintln!("lbdeploy: error: {e:#}");
+            ExitCode::from(cli::ExitStatus::Error as u8)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The inventory: one YAML file that describes a whole LVS-DR cluster.
+//!
+//! [`load`] reads it, reports every load and validation problem at once with
+//! `FILE:LINE:COL`, and returns the typed [`Inventory`] with its warnings.
+//! Nothing here touches the network or a host; a command that changes
+//! anything runs only after `load` succeeded.
+//!
+//! * `schema` — the shapes and defaults an operator writes;
+//! * `values` — durations, bounded integers and addresses that check
+//!   themselves;
+//! * `load` — YAML to types, collecting located load errors;
+//! * `validate` — the cross-field rules (pure);
+//! * `locate` — field path → line and column;
+//! * `diag` — how problems are reported.
+
+mod diag;
+mod load;
+mod locate;
+mod schema;
+mod validate;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+pub use diag::{Diagnostic, Diagnostics, Finding, Severity};
+pub use schema::*;
+pub use validate::{Environment, System, effective_priority, service_label};
+pub use values::{Bounded, Duration, IfAddr, Port, Priority, RouterId, Weight};
+
+/// An inventory that loaded and validated, with the warnings it produced.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The inventory.
+    pub inventory: Inventory,
+    /// Warnings, located; empty when there are none.
+    pub warnings: Diagnostics,
+}
+
+/// Why an inventory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read inventory {}: {source}{hint}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+        /// What to do, when there is something obvious.
+        hint: String,
+    },
+    /// The file has problems; every one of them is listed.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// Read, parse and validate the inventory at `path`.
+///
+/// # Errors
+/// [`Error::Read`] when the file cannot be read, [`Error::Invalid`] with
+/// every problem found otherwise. Warnings never fail the load; callers that
+/// want `--strict` check `warnings` themselves.
+pub fn load(path: &Path, env: &dyn Environment) -> Result<Loaded, Error> {
+    let source = std::fs::read_to_string(path).map_err(|source| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                " — pass the inventory with `-i FILE`; to start from the \
+                 example cluster use `-i inventory.example.yml`{}",
+                if path == Path::new("inventory.yml") {
+                    " (or copy it to inventory.yml)"
+                } else {
+                    ""
+                }
+            ),
+            _ => String::new(),
+        };
+        Error::Read { path: path.to_owned(), source, hint }
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_str(path, &source, base, env)
+}
+
+/// Parse and validate inventory text; `file` is only used in messages and
+/// `base` resolves relative secret files.
+///
+/// # Errors
+/// [`Error::Invalid`] with every problem found.
+pub fn load_str(
+    file: &Path,
+    source: &str,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<Loaded, Error> {
+    let locations = locate::Locations::index(source);
+    let place = |finding: Finding, position: Option<(usize, usize)>| {
+        let (line, col) =
+            position.unwrap_or_else(|| locations.find(&finding.path));
+        Diagnostic { finding, line, col }
+    };
+    let inventory = load::parse(source).map_err(|errors| {
+        let items = errors.into_iter().map(|e| place(e.finding, e.position));
+        Error::Invalid(Diagnostics::new(file, items.collect()))
+    })?;
+    let findings = validate::validate(&inventory, base, env);
+    let (errors, warnings): (Vec<_>, Vec<_>) = findings
+        .into_iter()
+        .map(|f| place(f, None))
+        .partition(|d| d.finding.severity == Severity::Error);
+    if !errors.is_empty() {
+        let mut all = errors;
+        all.extend(warnings);
+        return Err(Error::Invalid(Diagnostics::new(file, all)));
+    }
+    Ok(Loaded { inventory, warnings: Diagnostics::new(file, warnings) })
+}

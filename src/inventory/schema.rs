@@ -1,0 +1,635 @@
+//! The inventory schema: what an operator writes in `inventory.yml`.
+//!
+//! Field names follow keepalived's keywords where one exists
+//! (`virtual_router_id`, `advert_int`, `delay_loop`, `persistence_timeout`,
+//! `connect_timeout`, `retry`, `delay_before_retry`), so an operator who knows
+//! keepalived.conf finds the same words. Every struct refuses unknown keys; a
+//! typo is an error, never a silently ignored setting.
+//!
+//! This module only describes shapes and defaults. Cross-field rules (names
+//! that must exist, ranges that depend on the VRRP version, ...) live in
+//! `validate`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::values::{Duration, IfAddr, Port, Priority, RouterId, Weight};
+
+/// The whole inventory: one cluster of directors and real servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// A name for the cluster, used in notifications and on hosts.
+    pub cluster: String,
+    /// SSH settings every host inherits unless it overrides them.
+    #[serde(default)]
+    pub ssh: SshDefaults,
+    /// The kernel data plane the directors program.
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    /// The load balancers (keepalived's hosts).
+    pub directors: Vec<Director>,
+    /// The hosts behind the VIP that lbdeploy manages.
+    #[serde(default)]
+    pub real_servers: Vec<RealServerHost>,
+    /// VRRP instances (keepalived's `vrrp_instance` blocks).
+    pub vrrp_instances: Vec<VrrpInstance>,
+    /// Virtual services (keepalived's `virtual_server` blocks).
+    #[serde(default)]
+    pub virtual_services: Vec<VirtualService>,
+    /// Where state changes are reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Notification>,
+    /// Extra hosts of the network-namespace lab (`lbdeploy lab`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<Lab>,
+}
+
+// ===== SSH =====
+
+/// SSH settings shared by all hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshDefaults {
+    /// Remote user; lbdeploy needs root (or CAP_NET_ADMIN via sudo later).
+    #[serde(default = "default_ssh_user")]
+    pub user: String,
+    /// Remote port.
+    #[serde(default = "default_ssh_port")]
+    pub port: Port,
+    /// Private key; the SSH agent and `~/.ssh/config` apply when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// How unknown host keys are treated.
+    #[serde(default)]
+    pub known_hosts: KnownHosts,
+    /// A known_hosts file to use instead of the user's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+impl Default for SshDefaults {
+    fn default() -> Self {
+        Self {
+            user: default_ssh_user(),
+            port: default_ssh_port(),
+            identity_file: None,
+            known_hosts: KnownHosts::default(),
+            known_hosts_file: None,
+        }
+    }
+}
+
+fn default_ssh_user() -> String {
+    "root".to_owned()
+}
+
+fn default_ssh_port() -> Port {
+    Port::new(22).expect("22 is a valid port")
+}
+
+/// Host-key checking policy, as OpenSSH's `StrictHostKeyChecking`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnownHosts {
+    /// Refuse hosts whose key is not already known (`yes`).
+    #[default]
+    Strict,
+    /// Record the key of a new host, refuse a changed one (`accept-new`).
+    AcceptNew,
+}
+
+/// Per-host SSH overrides; every field falls back to [`SshDefaults`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSsh {
+    /// Name or address to connect to, when it is not the host's `address`
+    /// (a management network, a name from `~/.ssh/config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Remote user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Remote port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<Port>,
+    /// Private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+    /// Host-key checking policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<KnownHosts>,
+}
+
+// ===== hosts =====
+
+/// The kernel data plane of the directors.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Dataplane {
+    /// IPVS where the kernel has it, nftables otherwise.
+    #[default]
+    Auto,
+    /// IPVS over generic netlink (what keepalived programs).
+    Ipvs,
+    /// nftables netdev ingress rules rewriting the destination MAC.
+    Nftables,
+}
+
+/// A load-balancer host that runs `lbdeploy agent director`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Director {
+    /// Host name, unique in the inventory.
+    pub name: String,
+    /// The host's address and prefix on `interface`; also the SSH target.
+    pub address: IfAddr,
+    /// The interface that faces the clients and carries the VIP
+    /// (keepalived's `interface`).
+    pub interface: String,
+    /// Default VRRP priority (keepalived's `priority`), 1–254.
+    pub priority: Priority,
+    /// Initial state hint (keepalived's `state MASTER|BACKUP`); the election
+    /// decides, this only says what the operator expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<VrrpState>,
+    /// SSH overrides for this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<HostSsh>,
+}
+
+/// keepalived's `state` keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpState {
+    /// Expected to hold the VIP.
+    Master,
+    /// Expected to stand by.
+    Backup,
+}
+
+/// A real server that lbdeploy manages (ARP suppression, VIP on `lo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerHost {
+    /// Host name, unique in the inventory.
+    pub name: String,
+    /// The real server's address (RIP) and prefix; also the SSH target.
+    pub address: IfAddr,
+    /// The interface facing the directors.
+    pub interface: String,
+    /// How the host is kept from answering ARP for the VIP.
+    #[serde(default)]
+    pub arp_suppression: ArpSuppression,
+    /// SSH overrides for this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<HostSsh>,
+}
+
+/// How a real server hides the VIP from ARP (the arptables of old).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ArpSuppression {
+    /// `arp_ignore=1`, `arp_announce=2`.
+    #[default]
+    Sysctl,
+    /// An nftables `arp` table that drops requests for the VIP.
+    Nftables,
+}
+
+// ===== VRRP =====
+
+/// One VRRP instance: a virtual router shared by the directors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstance {
+    /// Instance name (keepalived's `vrrp_instance VI_1`).
+    pub name: String,
+    /// The VRID, 1–255, unique per network segment.
+    pub virtual_router_id: RouterId,
+    /// VRRP version: 2 (RFC 3768, keepalived's default) or 3 (RFC 5798).
+    #[serde(default = "default_vrrp_version")]
+    pub version: u8,
+    /// Advertisement interval; whole seconds for v2, centiseconds for v3.
+    #[serde(default = "default_advert_int")]
+    pub advert_int: Duration,
+    /// VRRPv2 simple-password authentication (keepalived's `auth_type PASS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+    /// Whether a higher-priority director takes the VIP back (keepalived's
+    /// default; `nopreempt` is `preempt: false`).
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+    /// How long after start-up a director waits before preempting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt_delay: Option<Duration>,
+    /// Per-director priorities for this instance, overriding the directors'
+    /// own `priority` (for active/active pairs with one VIP each).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub priorities: BTreeMap<String, Priority>,
+    /// Unicast peers (keepalived's `unicast_peer`); multicast when empty.
+    /// Each director sends to every listed address but its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unicast_peers: Vec<IpAddr>,
+    /// Compute the VRRPv3 checksum without the IPv4 pseudo-header
+    /// (keepalived's `v3_checksum_as_v2`), for peers that do so.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub v3_checksum_as_v2: bool,
+    /// The VIPs (keepalived's `virtual_ipaddress`).
+    pub virtual_addresses: Vec<VirtualAddress>,
+    /// Scripts run on transitions (keepalived's `notify_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyHooks>,
+    /// Send an email on transitions (keepalived's `smtp_alert`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub smtp_alert: bool,
+}
+
+fn default_vrrp_version() -> u8 {
+    2
+}
+
+fn default_advert_int() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// VRRPv2 PASS authentication; the password comes from exactly one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authentication {
+    /// Only `pass` exists: RFC 3768's AH was removed from VRRP (RFC 5798 §9).
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    /// The password inline (keepalived's `auth_pass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The name of an environment variable on the controller holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// A file on the controller holding it (trailing newline ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// VRRP authentication types lbdeploy speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthType {
+    /// Simple text password, at most 8 bytes (RFC 2338 §5.3.6.1).
+    Pass,
+}
+
+/// A VIP held by the VRRP master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualAddress {
+    /// The VIP with its prefix, e.g. `192.168.1.200/24`.
+    pub address: IfAddr,
+    /// Interface label such as `eth0:1`, so `ifconfig` shows the VIP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// Scripts run on VRRP transitions, with instance, state and priority as
+/// arguments (keepalived's `notify_master`, `notify_backup`, `notify_fault`,
+/// `notify`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyHooks {
+    /// Run on becoming master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// Run on becoming backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// Run on entering fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// Run on every transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any: Option<String>,
+}
+
+// ===== virtual services =====
+
+/// One load-balanced service: a VIP, a port and its real servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualService {
+    /// A name for logs and plans; `VIP:PORT/PROTO` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The VIP; one of a VRRP instance's virtual addresses.
+    pub vip: IpAddr,
+    /// The service port.
+    pub port: Port,
+    /// Transport protocol (keepalived's `protocol TCP`).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Scheduling algorithm (keepalived's `lb_algo`).
+    pub scheduler: Scheduler,
+    /// Forwarding method (keepalived's `lb_kind`).
+    #[serde(default)]
+    pub forwarding: Forwarding,
+    /// Client affinity (keepalived's `persistence_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_timeout: Option<Duration>,
+    /// Interval between health checks (keepalived's `delay_loop`; its
+    /// default is 60s).
+    #[serde(default = "default_delay_loop")]
+    pub delay_loop: Duration,
+    /// Minimum healthy weight sum for the service to be up (keepalived's
+    /// `quorum`).
+    #[serde(default = "default_quorum")]
+    pub quorum: u32,
+    /// Tolerance around the quorum before changing state.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hysteresis: u32,
+    /// Where traffic goes when no real server is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SocketAddr>,
+    /// Keep failed real servers with weight 0 instead of removing them.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inhibit_on_failure: bool,
+    /// The real servers behind the VIP.
+    pub real_servers: Vec<RealServer>,
+}
+
+fn default_delay_loop() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_quorum() -> u32 {
+    1
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Transport protocol of a virtual service.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// IPVS scheduling algorithms, by their kernel names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin.
+    Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections.
+    Wlc,
+    /// Locality-based least connections.
+    Lblc,
+    /// Locality-based least connections with replication.
+    Lblcr,
+    /// Destination hashing.
+    Dh,
+    /// Source hashing.
+    Sh,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Weighted failover.
+    Fo,
+    /// Weighted overflow.
+    Ovf,
+    /// Maglev hashing.
+    Mh,
+}
+
+impl Scheduler {
+    /// Whether the scheduler already pins a client to one real server by
+    /// hashing, which makes persistence redundant.
+    pub fn is_hashing(self) -> bool {
+        matches!(self, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)
+    }
+}
+
+/// How a director hands packets to a real server (keepalived's `lb_kind`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// Direct routing: rewrite the destination MAC.
+    #[default]
+    Dr,
+    /// NAT (not supported yet).
+    Nat,
+    /// IP-in-IP tunnelling (not supported yet).
+    Tun,
+}
+
+/// A real server of one virtual service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    /// A managed real-server host, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// An unmanaged server's address; lbdeploy never connects to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    /// The port on the real server (DR keeps the service port).
+    pub port: Port,
+    /// Scheduling weight; 0 drains the server.
+    #[serde(default = "default_weight")]
+    pub weight: Weight,
+    /// Health checks; the server is up only when all pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+fn default_weight() -> Weight {
+    Weight::new(1).expect("1 is a valid weight")
+}
+
+/// A health check, written as a one-key map: `- tcp: {...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CheckRepr", into = "CheckRepr")]
+pub enum Check {
+    /// A TCP connect (keepalived's `TCP_CHECK`).
+    Tcp(TcpCheck),
+    /// An HTTP GET (keepalived's `HTTP_GET`).
+    HttpGet(HttpCheck),
+}
+
+/// How a check is written. serde_yaml reads enums only from YAML tags
+/// (`!tcp`), which operators do not write; a map with one optional key per
+/// kind reads naturally and gets unknown-key suggestions for free.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<TcpCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http_get: Option<HttpCheck>,
+}
+
+impl TryFrom<CheckRepr> for Check {
+    type Error = &'static str;
+
+    fn try_from(r: CheckRepr) -> Result<Self, Self::Error> {
+        match (r.tcp, r.http_get) {
+            (Some(t), None) => Ok(Check::Tcp(t)),
+            (None, Some(h)) => Ok(Check::HttpGet(h)),
+            _ => Err("a check is exactly one of `tcp:` or `http_get:` — \
+                      start a new list item (`- `) for each check"),
+        }
+    }
+}
+
+impl From<Check> for CheckRepr {
+    fn from(c: Check) -> Self {
+        match c {
+            Check::Tcp(t) => CheckRepr { tcp: Some(t), http_get: None },
+            Check::HttpGet(h) => CheckRepr { tcp: None, http_get: Some(h) },
+        }
+    }
+}
+
+/// A TCP connect check. Timing has keepalived's meaning, as for every
+/// checker: a server is declared down after `retry + 1` consecutive
+/// failures, each retry `delay_before_retry` after the previous failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpCheck {
+    /// Time allowed to connect (keepalived's default: 5s).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down (`nb_get_retry`).
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Port to check when it differs from the real server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<Port>,
+}
+
+/// An HTTP GET health check (keepalived's `HTTP_GET` with one `url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// The path requested, e.g. `/lvstest.html`.
+    pub path: String,
+    /// The status the server must answer.
+    #[serde(default = "default_status_code")]
+    pub status_code: u16,
+    /// MD5 of the expected body, as keepalived's `genhash` prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// A regular expression the body must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_regex: Option<String>,
+    /// Host header to send (keepalived's `virtualhost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualhost: Option<String>,
+    /// Time allowed to connect and, separately, to read the answer.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down (`nb_get_retry`).
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Port to check when it differs from the real server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<Port>,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_retry() -> u32 {
+    1
+}
+
+fn default_delay_before_retry() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_status_code() -> u16 {
+    200
+}
+
+// ===== notification and lab =====
+
+/// Where state changes are reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    /// keepalived's `notification_email` and `smtp_server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+    /// A program run with the event as arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<String>,
+    /// An HTTP(S) URL that receives each event as a JSON POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+/// Email notification over SMTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Email {
+    /// Recipients (`notification_email`).
+    pub to: Vec<String>,
+    /// Sender (`notification_email_from`).
+    pub from: String,
+    /// `host` or `host:port` (`smtp_server`); port 25 when absent.
+    pub smtp_server: String,
+    /// Give up after this long (`smtp_connect_timeout`).
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout: Duration,
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The two extra hosts of the lab; real deployments leave this out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lab {
+    /// Where `lbdeploy plan/apply` run from inside the lab.
+    pub controller: IfAddr,
+    /// Where test traffic to the VIP comes from.
+    pub client: IfAddr,
+}
