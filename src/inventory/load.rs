@@ -250,13 +250,14 @@ fn split_path(path: &str) -> impl Iterator<Item = Segment<'_>> {
     })
 }
 
-/// serde_yaml appends " at line L column C"; the position is reported in
-/// front instead.
+/// serde_yaml appends " at line L column C" (sometimes twice, for nested
+/// syntax errors); the position is reported in front instead.
 fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
+    static POSITION: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| {
+            regex::Regex::new(r" at line \d+ column \d+").expect("valid regex")
+        });
+    POSITION.replace_all(message, "").into_owned()
 }
 
 /// What the retry loop may do about the key named by an error.

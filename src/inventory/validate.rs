@@ -237,7 +237,7 @@ fn vrrp_instance(
     }
     if let Some(auth) = &vi.authentication {
         let apath = format!("{path}.authentication");
-        if !v2 {
+        if vi.version == 3 {
             out.push(Finding::error(
                 &apath,
                 "VRRPv3 has no authentication (RFC 5798 §9 removed it) — \
