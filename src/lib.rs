@@ -4,5 +4,7 @@
 //! `cli.rs`) only parses arguments and connects the modules below; everything
 //! that can be tested without a terminal lives here.
 
+pub mod agent;
 pub mod cli;
 pub mod inventory;
+pub mod plan;

@@ -1,5 +1,6 @@
 //! One integration-test binary: every module below is linked into it, so the
 //! suite links once (the ripgrep layout).
 
+mod desired;
 mod golden;
 mod validate;

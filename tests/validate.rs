@@ -14,12 +14,12 @@ use crate::golden;
 struct TestEnv;
 
 impl Environment for TestEnv {
-    fn has_var(&self, name: &str) -> bool {
-        name == "LBDEPLOY_TEST_PASSWORD"
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "LBDEPLOY_TEST_PASSWORD").then(|| "secret".to_owned())
     }
 
-    fn has_file(&self, _: &Path) -> bool {
-        false
+    fn read_file(&self, _: &Path) -> Option<String> {
+        None
     }
 }
 

@@ -188,6 +188,10 @@ pub struct RealServerHost {
     /// How the host is kept from answering ARP for the VIP.
     #[serde(default)]
     pub arp_suppression: ArpSuppression,
+    /// Leave the VIP on `lo` when the agent stops (for servers that must
+    /// keep serving while lbdeploy is upgraded); removed by default.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_vip_on_stop: bool,
     /// SSH overrides for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<HostSsh>,

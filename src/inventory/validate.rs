@@ -14,25 +14,26 @@ use super::schema::{
     Check, Director, Forwarding, Inventory, VirtualService, VrrpInstance,
 };
 
-/// What validation may ask of the controller's environment: secrets named
-/// by an environment variable or a file must exist before anything runs.
+/// What lbdeploy may ask of the controller's environment: secrets named by
+/// an environment variable or a file must exist before anything runs, and
+/// are read when the hosts' files are rendered.
 pub trait Environment {
-    /// Whether the environment variable is set.
-    fn has_var(&self, name: &str) -> bool;
-    /// Whether the file exists and is readable.
-    fn has_file(&self, path: &Path) -> bool;
+    /// The environment variable's value, if set.
+    fn var(&self, name: &str) -> Option<String>;
+    /// The file's content, if it exists and is readable.
+    fn read_file(&self, path: &Path) -> Option<String>;
 }
 
 /// The real environment of this process.
 pub struct System;
 
 impl Environment for System {
-    fn has_var(&self, name: &str) -> bool {
-        std::env::var_os(name).is_some()
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
     }
 
-    fn has_file(&self, path: &Path) -> bool {
-        std::fs::File::open(path).is_ok()
+    fn read_file(&self, path: &Path) -> Option<String> {
+        std::fs::read_to_string(path).ok()
     }
 }
 
@@ -269,7 +270,7 @@ fn vrrp_instance(
             ));
         }
         if let Some(var) = &auth.password_env
-            && !env.has_var(var)
+            && env.var(var).is_none()
         {
             out.push(Finding::error(
                 format!("{apath}.password_env"),
@@ -280,7 +281,7 @@ fn vrrp_instance(
             ));
         }
         if let Some(file) = &auth.password_file
-            && !env.has_file(&base.join(file))
+            && env.read_file(&base.join(file)).is_none()
         {
             out.push(Finding::error(
                 format!("{apath}.password_file"),

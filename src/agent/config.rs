@@ -1,0 +1,193 @@
+//! The agent's configuration: everything one host's agent needs, and nothing
+//! more.
+//!
+//! `apply` renders this file on each host from the inventory (through the
+//! role's template) and the agent parses it with the types below, so a
+//! template that drifts from what the agent understands fails the golden
+//! tests, not a host. A real server's file carries no VRRP password; a
+//! director's is written with mode 0600.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{
+    ArpSuppression, Check, Dataplane, Duration, IfAddr, Notification,
+    NotifyHooks, Port, Protocol, Scheduler, VirtualAddress,
+};
+
+/// `lbdeploy agent director`'s configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorConfig {
+    /// The cluster this host belongs to, for logs and notifications.
+    pub cluster: String,
+    /// This host's inventory name.
+    pub host: String,
+    /// The interface that carries the VIPs and VRRP.
+    pub interface: String,
+    /// This host's own address on `interface` (VRRP's primary address).
+    pub address: IfAddr,
+    /// The kernel data plane to program.
+    pub dataplane: Dataplane,
+    /// VRRP instances, with this director's priority resolved.
+    pub vrrp_instances: Vec<VrrpConfig>,
+    /// Virtual services, with real-server hosts resolved to addresses.
+    #[serde(default)]
+    pub virtual_services: Vec<ServiceConfig>,
+    /// Where state changes are reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification: Option<Notification>,
+}
+
+/// One VRRP instance as this director runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpConfig {
+    /// Instance name.
+    pub name: String,
+    /// The VRID.
+    pub virtual_router_id: u8,
+    /// 2 or 3.
+    pub version: u8,
+    /// Advertisement interval.
+    pub advert_int: Duration,
+    /// This director's priority in this instance.
+    pub priority: u8,
+    /// Whether a higher priority takes over from a running master.
+    pub preempt: bool,
+    /// Wait after start-up before preempting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt_delay: Option<Duration>,
+    /// The VRRPv2 PASS password, resolved from the inventory's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Peers to send adverts to; multicast when empty. Never this host.
+    #[serde(default)]
+    pub unicast_peers: Vec<IpAddr>,
+    /// VRRPv3 checksum without the pseudo-header.
+    #[serde(default)]
+    pub v3_checksum_as_v2: bool,
+    /// The VIPs the master holds.
+    pub virtual_addresses: Vec<VirtualAddress>,
+    /// Scripts run on transitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyHooks>,
+    /// Email on transitions.
+    #[serde(default)]
+    pub smtp_alert: bool,
+}
+
+/// One virtual service as a director programs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Name for logs.
+    pub name: String,
+    /// The VIP.
+    pub vip: IpAddr,
+    /// The port.
+    pub port: Port,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Scheduling algorithm.
+    pub scheduler: Scheduler,
+    /// Client affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_timeout: Option<Duration>,
+    /// Interval between checks.
+    pub delay_loop: Duration,
+    /// Minimum healthy weight.
+    pub quorum: u32,
+    /// Tolerance around the quorum.
+    #[serde(default)]
+    pub hysteresis: u32,
+    /// Fallback when nothing is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<std::net::SocketAddr>,
+    /// Weight 0 instead of removal on failure.
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+    /// The real servers, by address.
+    pub real_servers: Vec<RealServerConfig>,
+}
+
+/// A real server as a director sees it: an address, never a host name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerConfig {
+    /// The RIP.
+    pub address: IpAddr,
+    /// The port.
+    pub port: Port,
+    /// Scheduling weight.
+    pub weight: u32,
+    /// Health checks.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+/// `lbdeploy agent realserver`'s configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealserverConfig {
+    /// The cluster this host belongs to.
+    pub cluster: String,
+    /// This host's inventory name.
+    pub host: String,
+    /// The interface facing the directors (its ARP behaviour is changed).
+    pub interface: String,
+    /// How ARP for the VIPs is suppressed.
+    pub arp_suppression: ArpSuppression,
+    /// The VIPs this host serves, added to `lo` as host routes.
+    pub vips: Vec<IpAddr>,
+    /// Leave the VIPs on `lo` when the agent stops.
+    #[serde(default)]
+    pub keep_vip_on_stop: bool,
+}
+
+/// Why an agent configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read agent config {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration for this mode.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What serde found, with line and column.
+        message: String,
+    },
+}
+
+/// Read and parse an agent configuration of type `T`.
+///
+/// # Errors
+/// When the file cannot be read or does not parse as `T`.
+pub fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| Error::Read { path: path.to_owned(), source })?;
+    parse(path, &text)
+}
+
+/// Parse agent configuration text; `path` is for messages.
+///
+/// # Errors
+/// When the text does not parse as `T`.
+pub fn parse<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, Error> {
+    serde_yaml::from_str(text).map_err(|e| Error::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,377 @@
+//! The desired state of every host, compiled from the inventory.
+//!
+//! For each director and real server: the files its role owns, rendered from
+//! the templates; the sysctls to apply live; the agent binary and service.
+//! Pure apart from reading secrets through an [`Environment`]: the same
+//! inventory, roles and binary always give the same bytes, which is what
+//! makes a second `apply` a no-op.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use crate::agent::config::{
+    DirectorConfig, RealServerConfig, RealserverConfig, ServiceConfig,
+    VrrpConfig,
+};
+use crate::inventory::{
+    Authentication, Director, Environment, Inventory, RealServerHost,
+    VrrpInstance, effective_priority, service_label,
+};
+
+use super::roles::{self, Init, OnChange, Role, Roles};
+
+/// What one host should look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostDesired {
+    /// Inventory name.
+    pub name: String,
+    /// The role's agent mode: `director` or `realserver`.
+    pub agent: String,
+    /// Files the role owns, rendered.
+    pub files: Vec<DesiredFile>,
+    /// Kernel settings, key → value, applied live and persisted.
+    pub sysctls: BTreeMap<String, String>,
+    /// Where the agent binary goes, and its SHA-256.
+    pub binary: PathBuf,
+    /// SHA-256 of the binary to install, hex.
+    pub binary_sha256: String,
+    /// The agent's service name.
+    pub service: String,
+    /// The agent's configuration file.
+    pub config: PathBuf,
+}
+
+/// A rendered file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredFile {
+    /// Absolute path on the host.
+    pub path: PathBuf,
+    /// Permission bits.
+    pub mode: u32,
+    /// The rendered content.
+    pub content: String,
+    /// What the service needs when this file changes.
+    pub on_change: OnChange,
+    /// Only on hosts with this init system.
+    pub only_with: Option<Init>,
+}
+
+/// Why the desired state could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A role or template problem.
+    #[error(transparent)]
+    Roles(#[from] roles::Error),
+    /// A role file's mode is not octal.
+    #[error("role `{role}`: mode `{mode}` of {} is not octal such as \"0644\"", path.display())]
+    Mode {
+        /// The role.
+        role: String,
+        /// The file.
+        path: PathBuf,
+        /// What was written.
+        mode: String,
+    },
+    /// A secret named in the inventory could not be read.
+    #[error(
+        "vrrp instance {instance}: cannot read the password from {source_name} — {hint}"
+    )]
+    Secret {
+        /// The instance.
+        instance: String,
+        /// Where it was looked for.
+        source_name: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A rendered agent configuration does not parse: the template and the
+    /// agent disagree.
+    #[error(
+        "host {host}: the rendered agent configuration is invalid: {message}"
+    )]
+    AgentConfig {
+        /// The host.
+        host: String,
+        /// The parse error.
+        message: String,
+    },
+}
+
+/// Compile the inventory into every host's desired state, directors first,
+/// in inventory order. `base` is the inventory's directory (for secret
+/// files); `binary_sha256` identifies the agent binary to install.
+///
+/// # Errors
+/// When a secret cannot be read, or a template or role is broken.
+pub fn compile(
+    inv: &Inventory,
+    roles: &Roles,
+    env: &dyn Environment,
+    base: &Path,
+    binary_sha256: &str,
+) -> Result<Vec<HostDesired>, Error> {
+    let mut hosts = Vec::new();
+    for d in &inv.directors {
+        let config = director_config(inv, d, env, base)?;
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&config));
+        hosts.push(host(
+            roles.role("director")?,
+            roles,
+            &d.name,
+            &d.interface,
+            ctx,
+            binary_sha256,
+        )?);
+    }
+    for r in &inv.real_servers {
+        let config = realserver_config(inv, r);
+        let ctx = minijinja::Value::from(minijinja::value::Serde(&config));
+        hosts.push(host(
+            roles.role("realserver")?,
+            roles,
+            &r.name,
+            &r.interface,
+            ctx,
+            binary_sha256,
+        )?);
+    }
+    for h in &hosts {
+        check_agent_config(h)?;
+    }
+    Ok(hosts)
+}
+
+/// Render one host's role with `config` (the agent configuration, which is
+/// also the template context) extended by what every template may use.
+fn host(
+    role: &Role,
+    roles: &Roles,
+    name: &str,
+    interface: &str,
+    config: minijinja::Value,
+    binary_sha256: &str,
+) -> Result<HostDesired, Error> {
+    let key_ctx = minijinja::context! { interface => interface };
+    let sysctls = role
+        .sysctls
+        .iter()
+        .map(|(k, v)| Ok((roles.render_str(k, &key_ctx)?, v.clone())))
+        .collect::<Result<BTreeMap<_, _>, roles::Error>>()?;
+    let ctx = minijinja::context! {
+        agent => &role.agent,
+        binary => role.binary.display().to_string(),
+        config => role.config.display().to_string(),
+        sysctls => &sysctls,
+        ..config
+    };
+    let files = role
+        .files
+        .iter()
+        .map(|f| {
+            let mode =
+                u32::from_str_radix(&f.mode, 8).map_err(|_| Error::Mode {
+                    role: role.agent.clone(),
+                    path: f.path.clone(),
+                    mode: f.mode.clone(),
+                })?;
+            Ok(DesiredFile {
+                path: f.path.clone(),
+                mode,
+                content: roles.render(&f.template, &ctx)?,
+                on_change: f.on_change,
+                only_with: f.only_with,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(HostDesired {
+        name: name.to_owned(),
+        agent: role.agent.clone(),
+        files,
+        sysctls,
+        binary: role.binary.clone(),
+        binary_sha256: binary_sha256.to_owned(),
+        service: role.service.clone(),
+        config: role.config.clone(),
+    })
+}
+
+/// Parse the rendered agent file back with the agent's own types, so a
+/// template that drifts from the agent fails here, before any host.
+fn check_agent_config(h: &HostDesired) -> Result<(), Error> {
+    let Some(file) = h.files.iter().find(|f| f.path == h.config) else {
+        return Ok(());
+    };
+    let result = match h.agent.as_str() {
+        "director" => crate::agent::config::parse::<DirectorConfig>(
+            &file.path,
+            &file.content,
+        )
+        .map(drop),
+        _ => crate::agent::config::parse::<RealserverConfig>(
+            &file.path,
+            &file.content,
+        )
+        .map(drop),
+    };
+    result.map_err(|e| Error::AgentConfig {
+        host: h.name.clone(),
+        message: format!("{e}\n{}", file.content),
+    })
+}
+
+// ===== director =====
+
+fn director_config(
+    inv: &Inventory,
+    d: &Director,
+    env: &dyn Environment,
+    base: &Path,
+) -> Result<DirectorConfig, Error> {
+    let vrrp_instances = inv
+        .vrrp_instances
+        .iter()
+        .map(|vi| vrrp_config(vi, d, env, base))
+        .collect::<Result<_, _>>()?;
+    Ok(DirectorConfig {
+        cluster: inv.cluster.clone(),
+        host: d.name.clone(),
+        interface: d.interface.clone(),
+        address: d.address,
+        dataplane: inv.dataplane,
+        vrrp_instances,
+        virtual_services: inv
+            .virtual_services
+            .iter()
+            .map(|vs| ServiceConfig {
+                name: vs.name.clone().unwrap_or_else(|| service_label(vs)),
+                vip: vs.vip,
+                port: vs.port,
+                protocol: vs.protocol,
+                scheduler: vs.scheduler,
+                persistence_timeout: vs.persistence_timeout,
+                delay_loop: vs.delay_loop,
+                quorum: vs.quorum,
+                hysteresis: vs.hysteresis,
+                sorry_server: vs.sorry_server,
+                inhibit_on_failure: vs.inhibit_on_failure,
+                real_servers: vs
+                    .real_servers
+                    .iter()
+                    .filter_map(|rs| {
+                        let address = rs.address.or_else(|| {
+                            let name = rs.host.as_ref()?;
+                            let host = inv
+                                .real_servers
+                                .iter()
+                                .find(|h| &h.name == name)?;
+                            Some(host.address.addr)
+                        })?;
+                        Some(RealServerConfig {
+                            address,
+                            port: rs.port,
+                            weight: rs.weight.get(),
+                            checks: rs.checks.clone(),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
+        notification: inv.notification.clone(),
+    })
+}
+
+fn vrrp_config(
+    vi: &VrrpInstance,
+    d: &Director,
+    env: &dyn Environment,
+    base: &Path,
+) -> Result<VrrpConfig, Error> {
+    let password = vi
+        .authentication
+        .as_ref()
+        .map(|a| password(vi, a, env, base))
+        .transpose()?;
+    Ok(VrrpConfig {
+        name: vi.name.clone(),
+        virtual_router_id: narrow(vi.virtual_router_id.get()),
+        version: vi.version,
+        advert_int: vi.advert_int,
+        priority: narrow(effective_priority(vi, d)),
+        preempt: vi.preempt,
+        preempt_delay: vi.preempt_delay,
+        password,
+        unicast_peers: vi
+            .unicast_peers
+            .iter()
+            .copied()
+            .filter(|p| *p != d.address.addr)
+            .collect(),
+        v3_checksum_as_v2: vi.v3_checksum_as_v2,
+        virtual_addresses: vi.virtual_addresses.clone(),
+        notify: vi.notify.clone(),
+        smtp_alert: vi.smtp_alert,
+    })
+}
+
+/// VRIDs and priorities are bounded to 1–255 by their inventory types.
+fn narrow(v: u32) -> u8 {
+    u8::try_from(v).expect("bounded to 1–255 by the inventory type")
+}
+
+fn password(
+    vi: &VrrpInstance,
+    auth: &Authentication,
+    env: &dyn Environment,
+    base: &Path,
+) -> Result<String, Error> {
+    let missing = |source_name: String, hint| Error::Secret {
+        instance: vi.name.clone(),
+        source_name,
+        hint,
+    };
+    if let Some(p) = &auth.password {
+        return Ok(p.clone());
+    }
+    if let Some(var) = &auth.password_env {
+        return env.var(var).ok_or_else(|| {
+            missing(format!("${var}"), "export it before running lbdeploy")
+        });
+    }
+    let file = auth.password_file.as_ref().ok_or_else(|| {
+        missing(
+            "nowhere".into(),
+            "give `password`, `password_env` or `password_file`",
+        )
+    })?;
+    let path = base.join(file);
+    env.read_file(&path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+        .ok_or_else(|| {
+            missing(
+                path.display().to_string(),
+                "create the file or fix the path",
+            )
+        })
+}
+
+// ===== real server =====
+
+fn realserver_config(inv: &Inventory, r: &RealServerHost) -> RealserverConfig {
+    let vips: BTreeSet<IpAddr> = inv
+        .virtual_services
+        .iter()
+        .filter(|vs| {
+            vs.real_servers.iter().any(|rs| rs.host.as_ref() == Some(&r.name))
+        })
+        .map(|vs| vs.vip)
+        .collect();
+    RealserverConfig {
+        cluster: inv.cluster.clone(),
+        host: r.name.clone(),
+        interface: r.interface.clone(),
+        arp_suppression: r.arp_suppression,
+        vips: vips.into_iter().collect(),
+        keep_vip_on_stop: r.keep_vip_on_stop,
+    }
+}

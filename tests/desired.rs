@@ -1,0 +1,102 @@
+//! The desired state of the example cluster: every rendered file of every
+//! host is a golden file, so a template change shows up in review as the
+//! exact bytes that will land on hosts.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use lbdeploy::inventory::{self, Environment};
+use lbdeploy::plan::desired::{self, HostDesired};
+use lbdeploy::plan::roles::Roles;
+
+use crate::golden;
+
+struct NoSecrets;
+
+impl Environment for NoSecrets {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn read_file(&self, _: &Path) -> Option<String> {
+        None
+    }
+}
+
+const FAKE_SHA: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn example() -> Vec<HostDesired> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let loaded =
+        inventory::load(&root.join("inventory.example.yml"), &NoSecrets)
+            .expect("example loads");
+    let roles = Roles::embedded().expect("embedded roles");
+    desired::compile(&loaded.inventory, &roles, &NoSecrets, root, FAKE_SHA)
+        .expect("example compiles")
+}
+
+fn show(host: &HostDesired) -> String {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "host {} (agent {}, service {})",
+        host.name, host.agent, host.service
+    )
+    .unwrap();
+    for (k, v) in &host.sysctls {
+        writeln!(out, "sysctl {k} = {v}").unwrap();
+    }
+    for f in &host.files {
+        let only = f
+            .only_with
+            .map(|i| format!(", only with {i:?}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "=== {} (mode {:04o}, on change {:?}{only})\n{}",
+            f.path.display(),
+            f.mode,
+            f.on_change,
+            f.content
+        )
+        .unwrap();
+    }
+    out
+}
+
+#[test]
+fn example_hosts_render_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/desired/example");
+    let failures: Vec<String> = example()
+        .iter()
+        .filter_map(|h| {
+            golden::check(&dir.join(format!("{}.txt", h.name)), &show(h)).err()
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn real_servers_get_no_vrrp_password() {
+    for h in example().iter().filter(|h| h.agent == "realserver") {
+        for f in &h.files {
+            assert!(
+                !f.content.contains("1111"),
+                "{} {}",
+                h.name,
+                f.path.display()
+            );
+        }
+    }
+    let lb = example().into_iter().find(|h| h.name == "keepalived01").unwrap();
+    let agent = lb.files.iter().find(|f| f.path == lb.config).unwrap();
+    assert!(agent.content.contains("password: '1111'"), "{}", agent.content);
+    assert_eq!(agent.mode, 0o600);
+}
+
+#[test]
+fn compiling_twice_gives_the_same_bytes() {
+    assert_eq!(example(), example());
+}
