@@ -5,4 +5,5 @@
 //! * `desired` — the inventory compiled into each host's desired state
 //!   (pure apart from reading secrets through an `Environment`).
 pub mod desired;
+pub mod facts;
 pub mod roles;

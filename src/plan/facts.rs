@@ -1,0 +1,281 @@
+//! A host's current state, gathered in one SSH round trip.
+//!
+//! [`script`] writes a POSIX `sh` script that prints one record per line;
+//! [`parse`] reads them back. The script needs only coreutils (`stat`,
+//! `base64`, `sha256sum`), so it works on a host where lbdeploy has never
+//! been installed. Both halves are pure text functions, tested by running
+//! the script under the local `sh` against a temporary directory.
+//!
+//! # Format
+//! ```text
+//! lbdeploy-facts 1
+//! arch x86_64
+//! init systemd|none
+//! generation N            (absent before the first apply)
+//! managed PATH            (files an earlier apply created)
+//! file MODE BASE64 PATH   (octal mode, content)
+//! nofile PATH
+//! sysctl KEY VALUE
+//! nosysctl KEY
+//! binary SHA256 | nobinary
+//! service running|stopped
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+
+use super::roles::Init;
+
+/// Where a host records what lbdeploy manages on it.
+pub const STATE_DIR: &str = "/var/lib/lbdeploy";
+/// The agent's PID file on hosts without systemd.
+pub const PID_FILE: &str = "/run/lbdeploy/agent.pid";
+
+/// What the facts script is asked about.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Files whose mode and content are wanted.
+    pub files: Vec<PathBuf>,
+    /// Sysctl keys whose values are wanted.
+    pub sysctls: Vec<String>,
+    /// The agent binary's path.
+    pub binary: PathBuf,
+    /// The agent's service name.
+    pub service: String,
+}
+
+/// A file as it is on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFact {
+    /// Permission bits.
+    pub mode: u32,
+    /// Content (managed files are small text files).
+    pub content: Vec<u8>,
+}
+
+/// Whether the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceState {
+    /// The service is active.
+    Running,
+    /// Installed or not, it does not run.
+    Stopped,
+}
+
+/// One host's current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// `uname -m`.
+    pub arch: String,
+    /// The init system.
+    pub init: Init,
+    /// The last generation applied to this host.
+    pub generation: Option<u64>,
+    /// Files an earlier apply created (for removals).
+    pub managed: BTreeSet<PathBuf>,
+    /// Queried files; absent ones are missing from the map.
+    pub files: BTreeMap<PathBuf, FileFact>,
+    /// Queried sysctls; keys the kernel does not have are missing.
+    pub sysctls: BTreeMap<String, String>,
+    /// SHA-256 of the installed agent binary.
+    pub binary_sha256: Option<String>,
+    /// The agent service.
+    pub service: ServiceState,
+}
+
+/// Quote `s` for POSIX sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The facts script for `query`.
+pub fn script(query: &Query) -> String {
+    let mut s = String::from(
+        "set -u\n\
+         echo 'lbdeploy-facts 1'\n\
+         echo \"arch $(uname -m)\"\n\
+         if [ -d /run/systemd/system ]; then echo 'init systemd'; \
+         else echo 'init none'; fi\n",
+    );
+    let state = STATE_DIR;
+    s += &format!(
+        "if [ -r {state}/generation ]; then echo \"generation $(cat {state}/generation)\"; fi\n\
+         if [ -r {state}/manifest ]; then sed 's/^/managed /' {state}/manifest; fi\n"
+    );
+    for f in &query.files {
+        let p = sh_quote(&f.to_string_lossy());
+        s += &format!(
+            "if [ -f {p} ]; then echo \"file $(stat -c %a {p}) $(base64 -w0 < {p}) \"{p}; \
+             else echo nofile {p}; fi\n"
+        );
+    }
+    for key in &query.sysctls {
+        let k = sh_quote(key);
+        let proc = sh_quote(&format!("/proc/sys/{}", key.replace('.', "/")));
+        s += &format!(
+            "if [ -r {proc} ]; then echo \"sysctl \"{k}\" $(cat {proc})\"; \
+             else echo nosysctl {k}; fi\n"
+        );
+    }
+    let b = sh_quote(&query.binary.to_string_lossy());
+    s += &format!(
+        "if [ -f {b} ]; then echo \"binary $(sha256sum < {b} | cut -d' ' -f1)\"; \
+         else echo nobinary; fi\n"
+    );
+    let unit = sh_quote(&query.service);
+    s += &format!(
+        "if [ -d /run/systemd/system ]; then \
+           if systemctl is-active --quiet {unit}; then echo 'service running'; \
+           else echo 'service stopped'; fi; \
+         elif [ -r {PID_FILE} ] && kill -0 \"$(cat {PID_FILE})\" 2>/dev/null; then \
+           echo 'service running'; \
+         else echo 'service stopped'; fi\n"
+    );
+    s
+}
+
+/// Why facts output could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("facts line {line}: {message}")]
+pub struct ParseError {
+    /// 1-based line of the output.
+    pub line: usize,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Parse the script's output.
+///
+/// # Errors
+/// When the output is not what [`script`] prints (a host whose shell
+/// misbehaves, or output mixed with a login banner).
+pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
+    let mut lines = output.lines().enumerate().map(|(i, l)| (i + 1, l));
+    let err =
+        |line, message: &str| ParseError { line, message: message.to_owned() };
+    match lines.next() {
+        Some((_, "lbdeploy-facts 1")) => {}
+        _ => return Err(err(1, "missing `lbdeploy-facts 1` header")),
+    }
+    let mut facts = HostFacts {
+        arch: String::new(),
+        init: Init::None,
+        generation: None,
+        managed: BTreeSet::new(),
+        files: BTreeMap::new(),
+        sysctls: BTreeMap::new(),
+        binary_sha256: None,
+        service: ServiceState::Stopped,
+    };
+    for (n, line) in lines {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match kind {
+            "arch" => facts.arch = rest.to_owned(),
+            "init" => {
+                facts.init = match rest {
+                    "systemd" => Init::Systemd,
+                    _ => Init::None,
+                }
+            }
+            "generation" => {
+                let g = rest
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(n, "bad generation"))?;
+                facts.generation = Some(g);
+            }
+            "managed" => {
+                facts.managed.insert(PathBuf::from(rest));
+            }
+            "file" => {
+                let mut parts = rest.splitn(3, ' ');
+                let (mode, data, path) =
+                    (parts.next(), parts.next(), parts.next());
+                let (Some(mode), Some(data), Some(path)) = (mode, data, path)
+                else {
+                    return Err(err(
+                        n,
+                        "file record needs mode, content and path",
+                    ));
+                };
+                let mode = u32::from_str_radix(mode, 8)
+                    .map_err(|_| err(n, "bad mode"))?;
+                let content = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|_| err(n, "bad base64 content"))?;
+                facts
+                    .files
+                    .insert(PathBuf::from(path), FileFact { mode, content });
+            }
+            "sysctl" => {
+                let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+                facts.sysctls.insert(key.to_owned(), value.to_owned());
+            }
+            "binary" => facts.binary_sha256 = Some(rest.to_owned()),
+            "service" => {
+                facts.service = match rest {
+                    "running" => ServiceState::Running,
+                    _ => ServiceState::Stopped,
+                }
+            }
+            "nofile" | "nosysctl" | "nobinary" => {}
+            _ => return Err(err(n, &format!("unknown record `{kind}`"))),
+        }
+    }
+    if facts.arch.is_empty() {
+        return Err(err(0, "no `arch` record"));
+    }
+    Ok(facts)
+}
+
+/// Whether `path` is one lbdeploy may remove: only what it wrote itself.
+pub fn is_managed(facts: &HostFacts, path: &Path) -> bool {
+    facts.managed.contains(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_runs_under_sh_and_parses() {
+        let dir = std::env::temp_dir()
+            .join(format!("lbd-facts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let present = dir.join("agent.yml");
+        std::fs::write(&present, "a: 'b'\n").unwrap();
+        let query = Query {
+            files: vec![present.clone(), dir.join("absent")],
+            sysctls: vec!["kernel.ostype".into(), "no.such.key".into()],
+            binary: present.clone(),
+            service: "lbdeploy-agent".into(),
+        };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(&query))
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let facts = parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        assert_eq!(facts.files[&present].content, b"a: 'b'\n");
+        assert_eq!(facts.files.len(), 1);
+        assert_eq!(facts.sysctls["kernel.ostype"], "Linux");
+        assert!(!facts.sysctls.contains_key("no.such.key"));
+        assert_eq!(facts.binary_sha256.unwrap().len(), 64);
+        assert!(!facts.arch.is_empty());
+    }
+
+    #[test]
+    fn rejects_foreign_output() {
+        assert!(parse("Welcome to host\n").is_err());
+        assert!(parse("lbdeploy-facts 1\narch x\nbogus 1\n").is_err());
+        assert!(parse("lbdeploy-facts 1\nfile 644 !!! /x\n").is_err());
+    }
+
+    #[test]
+    fn quotes_for_sh() {
+        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
+    }
+}
