@@ -3,3 +3,5 @@
 //! The crate is one library with one binary. The binary (`main.rs`,
 //! `cli.rs`) only parses arguments and connects the modules below; everything
 //! that can be tested without a terminal lives here.
+
+pub mod agent;
