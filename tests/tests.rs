@@ -1,2 +1,6 @@
 //! One integration-test binary: every module below is linked into it, so the
 //! suite links once (the ripgrep layout).
+
+mod hex;
+mod vrrp_decode;
+mod vrrp_vectors;
