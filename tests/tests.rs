@@ -3,4 +3,5 @@
 
 mod hex;
 mod vrrp_decode;
+mod vrrp_fsm;
 mod vrrp_vectors;
