@@ -9,9 +9,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use lbdeploy::agent::vrrp::error::{DecodeError, EncodeError};
+use lbdeploy::agent::vrrp::ipv4::{Ipv4Header, decode_ipv4_packet};
 use lbdeploy::agent::vrrp::packet::{
-    Addrs, Advert, AdvertV2, AdvertV3, Auth, Ipv4Header, MULTICAST_V4,
-    MULTICAST_V6, PseudoHeader, V3Checksum, decode_ipv4_packet,
+    Addrs, Advert, AdvertV2, AdvertV3, Auth, MULTICAST_V4, MULTICAST_V6,
+    PseudoHeader, V3Checksum,
 };
 
 use crate::hex::format;

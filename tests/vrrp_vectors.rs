@@ -39,9 +39,10 @@ use std::time::Duration;
 use lbdeploy::agent::vrrp::arp::gratuitous_arp;
 use lbdeploy::agent::vrrp::error::DecodeError;
 use lbdeploy::agent::vrrp::fsm::{self, Action, Instance, State};
+use lbdeploy::agent::vrrp::ipv4::decode_ipv4_packet;
 use lbdeploy::agent::vrrp::packet::{
     Addrs, Advert, AdvertV2, AdvertV3, Auth, IPPROTO_VRRP, MULTICAST_V4,
-    MULTICAST_V6, PseudoHeader, TTL, V3Checksum, Version, decode_ipv4_packet,
+    MULTICAST_V6, PseudoHeader, TTL, V3Checksum, Version,
 };
 
 use crate::hex::{assert_bytes_eq, format, parse};

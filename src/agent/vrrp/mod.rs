@@ -5,7 +5,8 @@
 //! tested without sockets, root or real time:
 //!
 //! * [`packet`]: the advertisement codec as plain data (decode, verify,
-//!   encode), plus the outer IPv4 header that raw sockets hand us.
+//!   encode) for v2 and v3, with both checksums.
+//! * [`ipv4`]: the outer IPv4 header raw sockets hand us, and the TTL check.
 //! * [`arp`]: the gratuitous ARP frame a new master broadcasts.
 //! * [`fsm`]: the RFC 5798 §6 state machine. It takes `(now, event)` and
 //!   returns actions (send an advert, add the VIPs, arm a timer at a
@@ -30,4 +31,5 @@
 pub mod arp;
 pub mod error;
 pub mod fsm;
+pub mod ipv4;
 pub mod packet;
