@@ -3,4 +3,8 @@
 
 mod desired;
 mod golden;
+mod hex;
 mod validate;
+mod vrrp_decode;
+mod vrrp_fsm;
+mod vrrp_vectors;

@@ -1,0 +1,35 @@
+//! VRRP for the director: RFC 5798 (v3, IPv4 and IPv6) and RFC 3768 (v2),
+//! interoperable with keepalived.
+//!
+//! The protocol is split so that everything that decides is pure and can be
+//! tested without sockets, root or real time:
+//!
+//! * [`packet`]: the advertisement codec as plain data (decode, verify,
+//!   encode) for v2 and v3, with both checksums.
+//! * [`ipv4`]: the outer IPv4 header raw sockets hand us, and the TTL check.
+//! * [`arp`]: the gratuitous ARP frame a new master broadcasts.
+//! * [`fsm`]: the RFC 5798 §6 state machine. It takes `(now, event)` and
+//!   returns actions (send an advert, add the VIPs, arm a timer at a
+//!   deadline); it owns no socket, no task and no clock.
+//! * [`error`]: the wire errors ([`DecodeError`](error::DecodeError)) and
+//!   configuration errors these produce.
+//!
+//! The socket loop comes later and stays thin: receive, decode, look the
+//! VRID up, feed the event to the instance, carry out the actions, sleep
+//! until the earliest deadline.
+//!
+//! ```text
+//!  raw socket ──bytes──▶ packet::decode ──Advert──▶ fsm::Event ──┐
+//!  timer ──────deadline reached────────────────────▶ fsm::Event ──┤
+//!                                                                 ▼
+//!                                            Instance::handle(now, event)
+//!                                                                 │
+//!  raw socket ◀──packet::encode──── SendAdvert ◀──── Vec<Action> ◀┘
+//!  netlink    ◀──AddVips / RemoveVips;  packet socket ◀──arp (GARP)
+//! ```
+
+pub mod arp;
+pub mod error;
+pub mod fsm;
+pub mod ipv4;
+pub mod packet;
