@@ -22,7 +22,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine;
 
@@ -228,11 +228,6 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         return Err(err(0, "no `arch` record"));
     }
     Ok(facts)
-}
-
-/// Whether `path` is one lbdeploy may remove: only what it wrote itself.
-pub fn is_managed(facts: &HostFacts, path: &Path) -> bool {
-    facts.managed.contains(path)
 }
 
 #[cfg(test)]

@@ -3,7 +3,16 @@
 //!
 //! * `roles` — what each kind of host owns, and the template environment;
 //! * `desired` — the inventory compiled into each host's desired state
-//!   (pure apart from reading secrets through an `Environment`).
+//!   (pure apart from reading secrets through an `Environment`);
+//! * `facts` — the script that gathers a host's current state in one round
+//!   trip, and its parser;
+//! * `diff` — desired versus current: the changes a host needs (pure);
+//! * `render` — the plan as people read it, into any writer.
+//!
+//! Still to come (issue #4): the SSH transport, `apply` with its phases and
+//! atomic writes, generations and rollback.
 pub mod desired;
+pub mod diff;
 pub mod facts;
+pub mod render;
 pub mod roles;

@@ -1,0 +1,281 @@
+//! The plan of one host: what `apply` must change to get from its facts to
+//! its desired state. Pure.
+
+use std::path::PathBuf;
+
+use super::desired::HostDesired;
+use super::facts::{HostFacts, ServiceState};
+use super::roles::OnChange;
+
+/// One change on a host, in the order `apply` performs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Install or replace the agent binary.
+    Binary {
+        /// Where it goes.
+        path: PathBuf,
+        /// The installed binary's SHA-256, if any.
+        old: Option<String>,
+        /// The new binary's SHA-256.
+        new: String,
+    },
+    /// Write a file that does not exist yet.
+    CreateFile {
+        /// Where.
+        path: PathBuf,
+        /// Permission bits.
+        mode: u32,
+        /// Content.
+        content: String,
+    },
+    /// Rewrite a file whose content or mode differs.
+    UpdateFile {
+        /// Where.
+        path: PathBuf,
+        /// Current mode.
+        old_mode: u32,
+        /// Desired mode.
+        new_mode: u32,
+        /// Current content (lossy UTF-8 for the diff).
+        old: String,
+        /// Desired content.
+        new: String,
+    },
+    /// Remove a file an earlier apply created that is no longer wanted.
+    RemoveFile {
+        /// Where.
+        path: PathBuf,
+    },
+    /// Set a kernel parameter live (the sysctl.d file persists it).
+    Sysctl {
+        /// The key, e.g. `net.ipv4.conf.all.arp_ignore`.
+        key: String,
+        /// The current value; `None` when the kernel lacks the key.
+        old: Option<String>,
+        /// The desired value.
+        new: String,
+    },
+    /// Start, reload or restart the agent.
+    Service {
+        /// The service.
+        name: String,
+        /// What to do.
+        action: ServiceAction,
+    },
+}
+
+/// What the agent service needs after the other changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ServiceAction {
+    /// SIGHUP: configuration changed.
+    Reload,
+    /// Stop and start: binary or unit changed.
+    Restart,
+    /// It does not run.
+    Start,
+}
+
+/// Every change one host needs; empty when it is converged.
+pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut needs = None::<ServiceAction>;
+    let mut need = |a: ServiceAction| needs = needs.max(Some(a));
+    if facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()) {
+        changes.push(Change::Binary {
+            path: desired.binary.clone(),
+            old: facts.binary_sha256.clone(),
+            new: desired.binary_sha256.clone(),
+        });
+        need(ServiceAction::Restart);
+    }
+    let wanted: Vec<_> = desired
+        .files
+        .iter()
+        .filter(|f| f.only_with.is_none_or(|i| i == facts.init))
+        .collect();
+    for f in &wanted {
+        let changed = match facts.files.get(&f.path) {
+            None => {
+                changes.push(Change::CreateFile {
+                    path: f.path.clone(),
+                    mode: f.mode,
+                    content: f.content.clone(),
+                });
+                true
+            }
+            Some(cur)
+                if cur.content != f.content.as_bytes()
+                    || cur.mode != f.mode =>
+            {
+                changes.push(Change::UpdateFile {
+                    path: f.path.clone(),
+                    old_mode: cur.mode,
+                    new_mode: f.mode,
+                    old: String::from_utf8_lossy(&cur.content).into_owned(),
+                    new: f.content.clone(),
+                });
+                true
+            }
+            Some(_) => false,
+        };
+        match (changed, f.on_change) {
+            (true, OnChange::Reload) => need(ServiceAction::Reload),
+            (true, OnChange::Restart) => need(ServiceAction::Restart),
+            _ => {}
+        }
+    }
+    for path in &facts.managed {
+        if !wanted.iter().any(|f| &f.path == path) {
+            changes.push(Change::RemoveFile { path: path.clone() });
+        }
+    }
+    for (key, value) in &desired.sysctls {
+        let old = facts.sysctls.get(key);
+        if old != Some(value) {
+            changes.push(Change::Sysctl {
+                key: key.clone(),
+                old: old.cloned(),
+                new: value.clone(),
+            });
+        }
+    }
+    let action = match (facts.service, needs) {
+        (ServiceState::Stopped, _) => Some(ServiceAction::Start),
+        (ServiceState::Running, a) => a,
+    };
+    if let Some(action) = action {
+        changes.push(Change::Service { name: desired.service.clone(), action });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::plan::desired::DesiredFile;
+    use crate::plan::facts::FileFact;
+    use crate::plan::roles::Init;
+
+    fn desired() -> HostDesired {
+        HostDesired {
+            name: "rs1".into(),
+            agent: "realserver".into(),
+            files: vec![
+                DesiredFile {
+                    path: "/etc/lbdeploy/agent.yml".into(),
+                    mode: 0o644,
+                    content: "a: 1\n".into(),
+                    on_change: OnChange::Reload,
+                    only_with: None,
+                },
+                DesiredFile {
+                    path: "/etc/systemd/system/x.service".into(),
+                    mode: 0o644,
+                    content: "[Unit]\n".into(),
+                    on_change: OnChange::Restart,
+                    only_with: Some(Init::Systemd),
+                },
+            ],
+            sysctls: BTreeMap::from([(
+                "net.ipv4.conf.all.arp_ignore".into(),
+                "1".into(),
+            )]),
+            binary: "/usr/local/sbin/lbdeploy".into(),
+            binary_sha256: "new".into(),
+            service: "lbdeploy-agent".into(),
+            config: "/etc/lbdeploy/agent.yml".into(),
+        }
+    }
+
+    fn converged() -> HostFacts {
+        HostFacts {
+            arch: "x86_64".into(),
+            init: Init::None,
+            generation: Some(1),
+            managed: BTreeSet::from(["/etc/lbdeploy/agent.yml".into()]),
+            files: BTreeMap::from([(
+                "/etc/lbdeploy/agent.yml".into(),
+                FileFact { mode: 0o644, content: b"a: 1\n".to_vec() },
+            )]),
+            sysctls: BTreeMap::from([(
+                "net.ipv4.conf.all.arp_ignore".into(),
+                "1".into(),
+            )]),
+            binary_sha256: Some("new".into()),
+            service: ServiceState::Running,
+        }
+    }
+
+    #[test]
+    fn converged_host_has_no_changes() {
+        assert_eq!(diff(&desired(), &converged()), vec![]);
+    }
+
+    #[test]
+    fn systemd_only_files_follow_the_init_system() {
+        let mut facts = converged();
+        facts.init = Init::Systemd;
+        let changes = diff(&desired(), &facts);
+        assert!(
+            matches!(&changes[0], Change::CreateFile { path, .. } if path.ends_with("x.service"))
+        );
+        assert!(matches!(
+            changes[1],
+            Change::Service { action: ServiceAction::Restart, .. }
+        ));
+    }
+
+    #[test]
+    fn config_drift_reloads_and_sysctl_drift_is_set() {
+        let mut facts = converged();
+        facts
+            .files
+            .get_mut(&PathBuf::from("/etc/lbdeploy/agent.yml"))
+            .unwrap()
+            .content = b"a: 2\n".to_vec();
+        facts.sysctls.insert("net.ipv4.conf.all.arp_ignore".into(), "0".into());
+        let changes = diff(&desired(), &facts);
+        assert!(
+            matches!(&changes[0], Change::UpdateFile { old, .. } if old == "a: 2\n")
+        );
+        assert!(
+            matches!(&changes[1], Change::Sysctl { old: Some(o), .. } if o == "0")
+        );
+        assert!(matches!(
+            changes[2],
+            Change::Service { action: ServiceAction::Reload, .. }
+        ));
+    }
+
+    #[test]
+    fn new_binary_restarts_and_stale_files_are_removed() {
+        let mut facts = converged();
+        facts.binary_sha256 = Some("old".into());
+        facts.managed.insert("/etc/lbdeploy/old.yml".into());
+        let changes = diff(&desired(), &facts);
+        assert!(
+            matches!(&changes[0], Change::Binary { old: Some(o), .. } if o == "old")
+        );
+        assert!(
+            matches!(&changes[1], Change::RemoveFile { path } if path.ends_with("old.yml"))
+        );
+        assert!(matches!(
+            changes[2],
+            Change::Service { action: ServiceAction::Restart, .. }
+        ));
+    }
+
+    #[test]
+    fn a_stopped_agent_is_started() {
+        let mut facts = converged();
+        facts.service = ServiceState::Stopped;
+        let changes = diff(&desired(), &facts);
+        assert_eq!(changes.len(), 1);
+        assert!(matches!(
+            changes[0],
+            Change::Service { action: ServiceAction::Start, .. }
+        ));
+    }
+}

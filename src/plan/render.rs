@@ -1,0 +1,215 @@
+//! The plan as people read it: per host, `+` create, `~` change (with a
+//! unified diff), `-` remove, then one summary line.
+//!
+//! Rendering writes to any `io::Write` with the colour decided by the caller
+//! (once, from the terminal and `NO_COLOR`), so tests render colourless text
+//! into a buffer and compare it with golden files.
+
+use std::io::{self, Write};
+
+use similar::{ChangeTag, TextDiff};
+
+use super::diff::{Change, ServiceAction};
+
+/// What happened when a host was planned.
+#[derive(Debug)]
+pub enum HostOutcome {
+    /// Facts were gathered; these changes are needed (maybe none).
+    Planned(Vec<Change>),
+    /// The host could not be reached; the reason says why and what to do.
+    Unreachable(String),
+}
+
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// Writes plans, coloured or not.
+pub struct Printer<W> {
+    out: W,
+    colour: bool,
+}
+
+impl<W: Write> Printer<W> {
+    /// A printer into `out`; `colour` adds ANSI colours.
+    pub fn new(out: W, colour: bool) -> Self {
+        Self { out, colour }
+    }
+
+    fn paint(&self, colour: &'static str, text: &str) -> String {
+        match self.colour {
+            true => format!("{colour}{text}{RESET}"),
+            false => text.to_owned(),
+        }
+    }
+
+    /// Print every host's plan and the summary line.
+    ///
+    /// # Errors
+    /// When the writer fails (a closed pipe).
+    pub fn plan(&mut self, hosts: &[(String, HostOutcome)]) -> io::Result<()> {
+        let (mut changed, mut unchanged, mut unreachable) = (0, 0, 0);
+        for (host, outcome) in hosts {
+            match outcome {
+                HostOutcome::Planned(changes) if changes.is_empty() => {
+                    unchanged += 1;
+                    writeln!(
+                        self.out,
+                        "{}: no changes",
+                        self.paint(BOLD, host)
+                    )?;
+                }
+                HostOutcome::Planned(changes) => {
+                    changed += 1;
+                    writeln!(self.out, "{}:", self.paint(BOLD, host))?;
+                    for c in changes {
+                        self.change(c)?;
+                    }
+                }
+                HostOutcome::Unreachable(why) => {
+                    unreachable += 1;
+                    let line = format!("{host}: unreachable: {why}");
+                    writeln!(self.out, "{}", self.paint(RED, &line))?;
+                }
+            }
+        }
+        writeln!(
+            self.out,
+            "Plan: {changed} hosts to change, {unchanged} unchanged, \
+             {unreachable} unreachable."
+        )
+    }
+
+    fn change(&mut self, c: &Change) -> io::Result<()> {
+        let line = match c {
+            Change::Binary { path, old, new } => self.paint(
+                YELLOW,
+                &format!(
+                    "  ~ binary {}: {} → {}",
+                    path.display(),
+                    old.as_deref().map_or("absent", short),
+                    short(new)
+                ),
+            ),
+            Change::CreateFile { path, mode, content } => {
+                let head = format!("  + {} (mode {mode:04o})", path.display());
+                writeln!(self.out, "{}", self.paint(GREEN, &head))?;
+                return self.text_diff("", content);
+            }
+            Change::UpdateFile { path, old_mode, new_mode, old, new } => {
+                let mode = match old_mode == new_mode {
+                    true => String::new(),
+                    false => format!(" (mode {old_mode:04o} → {new_mode:04o})"),
+                };
+                let head = format!("  ~ {}{mode}", path.display());
+                writeln!(self.out, "{}", self.paint(YELLOW, &head))?;
+                return self.text_diff(old, new);
+            }
+            Change::RemoveFile { path } => {
+                self.paint(RED, &format!("  - {}", path.display()))
+            }
+            Change::Sysctl { key, old, new } => self.paint(
+                YELLOW,
+                &format!(
+                    "  ~ sysctl {key}: {} → {new}",
+                    old.as_deref().unwrap_or("absent")
+                ),
+            ),
+            Change::Service { name, action } => {
+                let verb = match action {
+                    ServiceAction::Reload => "reload",
+                    ServiceAction::Restart => "restart",
+                    ServiceAction::Start => "start",
+                };
+                self.paint(YELLOW, &format!("  ~ service {name}: {verb}"))
+            }
+        };
+        writeln!(self.out, "{line}")
+    }
+
+    /// A unified diff, indented under its file line.
+    fn text_diff(&mut self, old: &str, new: &str) -> io::Result<()> {
+        let diff = TextDiff::from_lines(old, new);
+        for group in diff.grouped_ops(3) {
+            for op in group {
+                for change in diff.iter_changes(&op) {
+                    let (sign, colour) = match change.tag() {
+                        ChangeTag::Delete => ("-", RED),
+                        ChangeTag::Insert => ("+", GREEN),
+                        ChangeTag::Equal => (" ", ""),
+                    };
+                    let text = change.value().trim_end_matches('\n');
+                    let line = format!("      {sign}{text}");
+                    match colour {
+                        "" => writeln!(self.out, "{line}")?,
+                        c => writeln!(self.out, "{}", self.paint(c, &line))?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first 12 hex digits of a hash: enough to tell binaries apart.
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(hosts: &[(String, HostOutcome)], colour: bool) -> String {
+        let mut buf = Vec::new();
+        Printer::new(&mut buf, colour).plan(hosts).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn renders_every_kind_of_change() {
+        let hosts = vec![
+            (
+                "rs1".to_owned(),
+                HostOutcome::Planned(vec![
+                    Change::UpdateFile {
+                        path: "/etc/lbdeploy/agent.yml".into(),
+                        old_mode: 0o644,
+                        new_mode: 0o600,
+                        old: "a: 1\nb: 2\n".into(),
+                        new: "a: 1\nb: 3\n".into(),
+                    },
+                    Change::Sysctl {
+                        key: "net.ipv4.conf.all.arp_ignore".into(),
+                        old: Some("0".into()),
+                        new: "1".into(),
+                    },
+                    Change::RemoveFile { path: "/etc/old".into() },
+                    Change::Service {
+                        name: "lbdeploy-agent".into(),
+                        action: ServiceAction::Reload,
+                    },
+                ]),
+            ),
+            ("rs2".to_owned(), HostOutcome::Planned(vec![])),
+            ("lb1".to_owned(), HostOutcome::Unreachable("timed out".into())),
+        ];
+        let expected = "\
+rs1:
+  ~ /etc/lbdeploy/agent.yml (mode 0644 → 0600)
+       a: 1
+      -b: 2
+      +b: 3
+  ~ sysctl net.ipv4.conf.all.arp_ignore: 0 → 1
+  - /etc/old
+  ~ service lbdeploy-agent: reload
+rs2: no changes
+lb1: unreachable: timed out
+Plan: 1 hosts to change, 1 unchanged, 1 unreachable.
+";
+        assert_eq!(render(&hosts, false), expected);
+        assert!(render(&hosts, true).contains("\x1b[31m      -b: 2\x1b[0m"));
+    }
+}
