@@ -5,4 +5,5 @@
 //! that can be tested without a terminal lives here.
 
 pub mod cli;
+pub mod import;
 pub mod inventory;
