@@ -2,9 +2,10 @@
 //!
 //! The rules follow keepalived's own reader: tokens are separated by
 //! whitespace; `{` and `}` are tokens of their own even when glued to a word;
-//! `!` or `#` at the start of a token comments out the rest of the line (so
-//! `priority 100 # main` works, `a#b` is one word); a token that starts with
-//! `"` runs to the next `"` and may hold spaces. Lines matter to the parser
+//! `!` or `#` outside quotes comments out the rest of the line wherever it
+//! starts (keepalived.conf(5): "can start anywhere in a line", so
+//! `priority 100#main` is `priority 100`); a token that starts with `"` runs
+//! to the next `"` and may hold spaces, `#` and braces. Lines matter to the parser
 //! (a statement is a keyword and its values on one line), so every token
 //! keeps its line number.
 
@@ -73,9 +74,7 @@ pub fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
                 },
                 _ => {
                     let end = rest
-                        .find(|c: char| {
-                            c.is_whitespace() || c == '{' || c == '}'
-                        })
+                        .find(|c: char| c.is_whitespace() || "{}!#".contains(c))
                         .unwrap_or(rest.len());
                     (Kind::Word(rest[..end].to_owned()), end)
                 }
@@ -115,7 +114,7 @@ mod tests {
             words("priority 120 # master\nweight 1 !x"),
             ["priority", "120", "weight", "1"]
         );
-        assert_eq!(words("path /a#b"), ["path", "/a#b"]);
+        assert_eq!(words("path /a#b"), ["path", "/a"]);
     }
 
     #[test]
