@@ -97,11 +97,12 @@ pub fn merge(
         .collect();
     let mut virtual_services = services(confs, report, &mut origins);
     name_services(&mut virtual_services, &req.services, report);
+    let names: Vec<&str> = directors.iter().map(|d| d.name.as_str()).collect();
     let real_servers = real_servers(
         &mut virtual_services,
         scripts,
         req,
-        &vips,
+        (&names, &vips),
         report,
         &mut origins,
     );
@@ -455,7 +456,7 @@ fn real_servers(
     services: &mut [VirtualService],
     scripts: &[(String, Script)],
     req: &Request,
-    vips: &[IfAddr],
+    (directors, vips): (&[&str], &[IfAddr]),
     report: &mut Report,
     origins: &mut Origins,
 ) -> Vec<RealServerHost> {
@@ -501,8 +502,6 @@ fn real_servers(
             .map_or(script.file.display().to_string(), |r| r.pos.to_string());
         hosts.push((host(name, address, interface), format!("{name}: {from}")));
     }
-    let directors: Vec<_> =
-        req.directors.iter().filter_map(|d| d.name.as_deref()).collect();
     for spec in &req.hosts {
         let taken = hosts.iter().any(|(h, _)| h.name == spec.name)
             || directors.contains(&spec.name.as_str());

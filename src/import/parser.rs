@@ -81,7 +81,9 @@ pub fn parse_str(
 struct Loader<'a> {
     grammar: &'a dyn Grammar,
     report: &'a mut Report,
-    active: Vec<PathBuf>,
+    /// Each file being read: canonical path (to compare) and the path as
+    /// the messages name it.
+    active: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Loader<'_> {
@@ -101,10 +103,10 @@ impl Loader<'_> {
             }
         };
         let canonical = path.canonicalize().unwrap_or_else(|_| path.into());
-        if let Some(i) = self.active.iter().position(|p| *p == canonical) {
+        if let Some(i) = self.active.iter().position(|p| p.0 == canonical) {
             let chain: Vec<_> = self.active[i..]
                 .iter()
-                .map(|p| p.display().to_string())
+                .map(|p| p.1.display().to_string())
                 .collect();
             self.report.error(
                 from,
@@ -117,7 +119,7 @@ impl Loader<'_> {
             );
             return Vec::new();
         }
-        self.active.push(canonical);
+        self.active.push((canonical, path.to_owned()));
         let nodes = self.text(path.into(), &text);
         self.active.pop();
         nodes

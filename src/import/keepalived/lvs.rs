@@ -229,9 +229,13 @@ fn service(
                 "sorry_server"
             }
             "real_server" => {
-                if let Some((rs, inhibits)) =
-                    real_server(node, virtualhost.as_deref(), &mut fields, r)
-                {
+                if let Some((rs, inhibits)) = real_server(
+                    node,
+                    block,
+                    virtualhost.as_deref(),
+                    &mut fields,
+                    r,
+                ) {
                     inhibit.push((inhibits, node));
                     vs.real_servers.push(rs);
                 }
@@ -302,18 +306,19 @@ fn named<T: DeserializeOwned>(
 /// `inhibit_on_failure`.
 fn real_server(
     block: &Node,
+    parent: &Node,
     virtualhost: Option<&str>,
     fields: &mut Fields,
     r: &mut Reader<'_>,
 ) -> Option<(RealServer, bool)> {
     let [ip, p] = block.args.as_slice() else {
-        r.error(block, block, "expected `real_server IP PORT`");
+        r.error(block, parent, "expected `real_server IP PORT`");
         return None;
     };
-    let ip = r.ip(block, block, ip);
+    let ip = r.ip(block, parent, ip);
     let Some(p) = port(p) else {
         let m = format!("`{p}` is not a port (1–65535)");
-        r.error(block, block, &m);
+        r.error(block, parent, &m);
         return None;
     };
     let ip = ip?;
@@ -335,7 +340,7 @@ fn real_server(
             }
             "inhibit_on_failure" => inhibit = true,
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" => {
-                for check in checker(node, virtualhost, r) {
+                for check in checker(node, block, virtualhost, r) {
                     let path = format!("{key}.checks[{}]", rs.checks.len());
                     fields.set(&path, &node.pos);
                     rs.checks.push(check);
@@ -358,6 +363,7 @@ struct Timing {
 /// One checker block: one check, or one per `url` of an HTTP_GET.
 fn checker(
     block: &Node,
+    server: &Node,
     virtualhost: Option<&str>,
     r: &mut Reader<'_>,
 ) -> Vec<Check> {
@@ -401,7 +407,7 @@ fn checker(
         "SSL_GET" => {
             r.warn(
                 block,
-                block,
+                server,
                 "SSL_GET is imported as a tcp check on the same port: \
                  lbdeploy cannot check HTTPS yet, so the url paths, digests \
                  and status codes are not checked",

@@ -189,8 +189,12 @@ impl Reader<'_> {
     }
 }
 
-/// `in vrrp_instance VI_1 (line 12): `; nothing at the top level.
+/// `in vrrp_instance VI_1 (line 12): `; `virtual_server fwmark 1: ` about
+/// a block's own header; nothing at the top level.
 fn scope(node: &Node, block: &Node) -> String {
+    if std::ptr::eq(node, block) {
+        return format!("{}: ", node.label());
+    }
     match block.keyword.as_str() {
         "" => String::new(),
         _ => format!(
@@ -258,6 +262,10 @@ fn consequence(keyword: &str) -> Option<&'static str> {
         | "one_packet_scheduling" => {
             "lbdeploy's virtual services have no such setting yet; the \
              default applies"
+        }
+        "nat_mask" => {
+            "it only matters to NAT services; lbdeploy does direct \
+                       routing"
         }
         "bindto" | "bind_port" | "connect_ip" | "warmup" | "delay_loop"
         | "fwmark" => {
