@@ -516,6 +516,38 @@ mod tests {
     }
 
     #[test]
+    fn import_takes_named_files_hosts_and_both_lab_addresses() {
+        let cli = Cli::try_parse_from([
+            "lbdeploy",
+            "import-keepalived",
+            "ka01=a.conf",
+            "b.conf",
+            "--host",
+            "rs01=10.0.0.21/24@eth0",
+            "--service",
+            "web=[2001:db8::1]:80",
+        ])
+        .unwrap();
+        let Command::ImportKeepalived(args) = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(args.directors[0].name.as_deref(), Some("ka01"));
+        assert_eq!(args.directors[1].name, None);
+        assert_eq!(args.hosts[0].interface.as_deref(), Some("eth0"));
+        assert_eq!(args.services[0].1.port(), 80);
+        let bad = |extra: &[&str]| {
+            let base = ["lbdeploy", "import-keepalived", "a.conf"];
+            Cli::try_parse_from(base.iter().chain(extra)).is_err()
+        };
+        assert!(bad(&["--lab-controller", "10.0.0.10/24"]));
+        assert!(bad(&["--host", "rs01=10.0.0.21"]), "a prefix is required");
+        assert!(bad(&["=a.conf"]));
+        assert!(
+            Cli::try_parse_from(["lbdeploy", "import-keepalived"]).is_err()
+        );
+    }
+
+    #[test]
     fn verbose_and_quiet_conflict() {
         assert!(
             Cli::try_parse_from(["lbdeploy", "-v", "-q", "validate"]).is_err()

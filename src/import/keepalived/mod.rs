@@ -236,4 +236,22 @@ mod tests {
         assert!(Keepalived.may_open("virtual_server", "real_server"));
         assert!(Keepalived.may_open("", "something_new"));
     }
+
+    /// A cheap stand-in for the fuzz target that runs with `cargo test`:
+    /// every prefix of a real file (cut mid-block, mid-quote) is reported
+    /// on, never a panic.
+    #[test]
+    fn every_truncation_of_a_config_is_diagnosed_without_panic() {
+        let text = "global_defs {\n router_id a\n}\nvrrp_instance V {\n \
+                    virtual_router_id 5\n notify_master \"/x y\"\n \
+                    virtual_ipaddress {\n 10.0.0.1/24 label eth0:1\n }\n}\n\
+                    virtual_server_group G {\n 10.0.0.1-3 80\n}\n\
+                    virtual_server group G {\n lb_kind DR\n real_server \
+                    10.0.0.9 80 {\n HTTP_GET {\n url {\n path /\n }\n }\n \
+                    }\n}\n";
+        for end in (0..=text.len()).filter(|&e| text.is_char_boundary(e)) {
+            let mut report = Report::default();
+            read_str(Path::new("t.conf"), &text[..end], &mut report);
+        }
+    }
 }
