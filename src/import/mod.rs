@@ -6,8 +6,8 @@
 //!   blocks with positions, `include` with globs;
 //! * `keepalived` — keyword semantics for one director's file;
 //! * `rsscript` — VIP, RIP and interface from a real-server script;
-//! * `merge` — the directors' files → one inventory, conflicts located in
-//!   both files;
+//! * `merge` — the directors' files → one inventory; `compare` finds where
+//!   two copies of a section differ, located in both files;
 //! * `emit` — commented YAML;
 //! * `diag` — located errors and warnings.
 //!
@@ -18,6 +18,7 @@
 //! the inventory loader before it is returned, so what is written always
 //! validates.
 
+mod compare;
 mod diag;
 mod emit;
 mod glob;
