@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::import;
 use crate::inventory::{self, Diagnostics, Severity};
 
 /// Deploy and run LVS Direct-Routing clusters from one inventory file.
@@ -123,12 +124,38 @@ pub enum Command {
     /// Turn keepalived.conf files into an inventory.
     #[command(
         name = "import-keepalived",
-        long_about = "Read the directors' keepalived.conf files and write an \
-            inventory.\n\n\
-            Example:\n  lbdeploy import-keepalived \
-            keepalived01=/etc/keepalived/keepalived.conf -o inventory.yml"
+        long_about = "Read the directors' keepalived.conf files (and the \
+            real servers' rc.local/arptables scripts) and write one \
+            inventory. Each director's own settings (priority, state, \
+            interface) go to its `directors` entry; everything else must be \
+            the same in every file, and each difference is reported with \
+            both files and lines. Every keyword lbdeploy cannot represent yet \
+            is listed as a warning saying what happens to it, and the \
+            warnings are repeated at the top of the written file.\n\n\
+            keepalived.conf does not hold everything an inventory needs; \
+            supply the rest:\n  \
+            * each director's own address: --host NAME=ADDRESS/PREFIX \
+            (not needed when `unicast_src_ip` gives it and a VIP's prefix \
+            covers it);\n  \
+            * each managed real server: --realserver-script NAME=FILE (its \
+            RIP and interface are read from the script) and/or --host \
+            NAME=ADDRESS/PREFIX@IFACE; other real servers are written as \
+            unmanaged `address:` entries;\n  \
+            * optional: --cluster, --service NAME=VIP:PORT, --lab-controller \
+            and --lab-client.\n\n\
+            Example (the seed cluster):\n  \
+            lbdeploy import-keepalived keepalived01=ka01.conf \
+            keepalived02=ka02.conf \\\n    \
+            --host keepalived01=192.168.1.11/24 \
+            --host keepalived02=192.168.1.12/24 \\\n    \
+            --realserver-script rs01=rs01.sh \
+            --realserver-script rs02=rs02.sh \\\n    \
+            --cluster lvs-dr-demo --service web=192.168.1.200:80 \
+            -o inventory.yml\n\n\
+            Exit codes: 0 imported (warnings allowed unless --strict), 1 \
+            error: nothing is written."
     )]
-    ImportKeepalived,
+    ImportKeepalived(ImportArgs),
 
     /// Print a shell completion script.
     #[command(
@@ -154,6 +181,115 @@ pub struct ValidateArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     pub strict: bool,
+}
+
+/// Options of `import-keepalived`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The directors' keepalived.conf files.
+    #[arg(
+        value_name = "DIRECTOR=FILE",
+        required = true,
+        long_help = "A director's keepalived.conf, named after the director \
+                     (keepalived01=/etc/keepalived/keepalived.conf). Without \
+                     NAME=, the director is named after its `router_id`. \
+                     Give every director of the pair; the first one's order \
+                     of instances and services is kept."
+    )]
+    pub directors: Vec<import::Source>,
+
+    /// A real server's rc.local/arptables script, as NAME=FILE.
+    #[arg(
+        long = "realserver-script",
+        value_name = "NAME=FILE",
+        help_heading = "What keepalived.conf does not say",
+        long_help = "A real server's rc.local/arptables script; its VIP, \
+                     its own address (RIP) and its interface are read from \
+                     it, and the real server becomes a managed host named \
+                     NAME (the file name without extension when absent). \
+                     Repeat for each real server."
+    )]
+    pub scripts: Vec<import::Source>,
+
+    /// A host's own address: NAME=ADDRESS/PREFIX[@IFACE].
+    #[arg(
+        long = "host",
+        value_name = "NAME=ADDR/PREFIX[@IFACE]",
+        help_heading = "What keepalived.conf does not say",
+        long_help = "A host's own address with its prefix, and its \
+                     interface where the files do not say it. For a \
+                     director (keepalived01=192.168.1.11/24) this is \
+                     required unless its `unicast_src_ip` gives it; a name \
+                     that is not a director makes a managed real server \
+                     (rs01=192.168.1.21/24@eth0). Overrides what a script \
+                     says."
+    )]
+    pub hosts: Vec<import::HostSpec>,
+
+    /// The cluster's name.
+    #[arg(
+        long,
+        value_name = "NAME",
+        help_heading = "What keepalived.conf does not say",
+        long_help = "The inventory's `cluster`. Defaults to the common stem \
+                     of the directors' names (keepalived01, keepalived02 → \
+                     keepalived)."
+    )]
+    pub cluster: Option<String>,
+
+    /// Name a virtual service: NAME=VIP:PORT.
+    #[arg(
+        long = "service",
+        value_name = "NAME=VIP:PORT",
+        value_parser = import::parse_service_name,
+        help_heading = "What keepalived.conf does not say",
+        long_help = "A name for the virtual service at VIP:PORT \
+                     (web=192.168.1.200:80, web6=[2001:db8::80]:80), used in \
+                     logs and plans. Services from a virtual_server_group \
+                     are named after the group."
+    )]
+    pub services: Vec<(String, std::net::SocketAddr)>,
+
+    /// The lab's controller address (with --lab-client).
+    #[arg(
+        long,
+        value_name = "ADDR/PREFIX",
+        requires = "lab_client",
+        help_heading = "What keepalived.conf does not say"
+    )]
+    pub lab_controller: Option<inventory::IfAddr>,
+
+    /// The lab's client address (with --lab-controller).
+    #[arg(
+        long,
+        value_name = "ADDR/PREFIX",
+        requires = "lab_controller",
+        help_heading = "What keepalived.conf does not say"
+    )]
+    pub lab_client: Option<inventory::IfAddr>,
+
+    /// Write the inventory here instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Fail (exit 1, write nothing) when anything is not carried over.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+impl ImportArgs {
+    fn request(&self) -> import::Request {
+        import::Request {
+            directors: self.directors.clone(),
+            scripts: self.scripts.clone(),
+            hosts: self.hosts.clone(),
+            cluster: self.cluster.clone(),
+            services: self.services.clone(),
+            lab: self.lab_controller.zip(self.lab_client).map(
+                |(controller, client)| inventory::Lab { controller, client },
+            ),
+        }
+    }
 }
 
 /// The agent's modes.
@@ -220,12 +356,74 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             not_yet("agent realserver", 5)
         }
         Command::Lab(_) => not_yet("lab", 3),
-        Command::ImportKeepalived => not_yet("import-keepalived", 9),
+        Command::ImportKeepalived(args) => import_keepalived(&cli, args),
     }
 }
 
 fn not_yet(what: &str, issue: u32) -> anyhow::Result<ExitStatus> {
     bail!("`lbdeploy {what}` is not implemented yet (issue #{issue})")
+}
+
+fn import_keepalived(
+    cli: &Cli,
+    args: &ImportArgs,
+) -> anyhow::Result<ExitStatus> {
+    let imported = match import::import(&args.request()) {
+        Ok(imported) => imported,
+        Err(report) => {
+            eprint!("{report}");
+            eprintln!(
+                "import failed ({} error(s), {} warning(s)); nothing was written",
+                report.count(Severity::Error),
+                report.count(Severity::Warning)
+            );
+            return Ok(ExitStatus::Error);
+        }
+    };
+    let warnings = imported.warnings.count(Severity::Warning);
+    if !cli.quiet || args.strict {
+        eprint!("{}", imported.warnings);
+    }
+    if args.strict && warnings > 0 {
+        eprintln!(
+            "import failed with --strict ({warnings} warning(s)); nothing was written"
+        );
+        return Ok(ExitStatus::Error);
+    }
+    match &args.output {
+        Some(path) => write_atomically(path, imported.yaml.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(imported.yaml.as_bytes())?,
+    }
+    if !cli.quiet {
+        let inv = &imported.inventory;
+        eprintln!(
+            "imported {} directors, {} real servers, {} VRRP instances, {} \
+             virtual services ({warnings} warning(s)){}",
+            inv.directors.len(),
+            inv.real_servers.len(),
+            inv.vrrp_instances.len(),
+            inv.virtual_services.len(),
+            args.output
+                .as_ref()
+                .map(|p| format!(" into {}", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// Write through a temporary file in the same directory, so a reader never
+/// sees half an inventory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let name =
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = dir.unwrap_or(Path::new(".")).join(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
@@ -315,6 +513,38 @@ mod tests {
         let cli = Cli::try_parse_from(["lbdeploy", "validate", "-i", "x.yml"])
             .unwrap();
         assert_eq!(cli.inventory, PathBuf::from("x.yml"));
+    }
+
+    #[test]
+    fn import_takes_named_files_hosts_and_both_lab_addresses() {
+        let cli = Cli::try_parse_from([
+            "lbdeploy",
+            "import-keepalived",
+            "ka01=a.conf",
+            "b.conf",
+            "--host",
+            "rs01=10.0.0.21/24@eth0",
+            "--service",
+            "web=[2001:db8::1]:80",
+        ])
+        .unwrap();
+        let Command::ImportKeepalived(args) = cli.command else {
+            panic!("parsed as another command")
+        };
+        assert_eq!(args.directors[0].name.as_deref(), Some("ka01"));
+        assert_eq!(args.directors[1].name, None);
+        assert_eq!(args.hosts[0].interface.as_deref(), Some("eth0"));
+        assert_eq!(args.services[0].1.port(), 80);
+        let bad = |extra: &[&str]| {
+            let base = ["lbdeploy", "import-keepalived", "a.conf"];
+            Cli::try_parse_from(base.iter().chain(extra)).is_err()
+        };
+        assert!(bad(&["--lab-controller", "10.0.0.10/24"]));
+        assert!(bad(&["--host", "rs01=10.0.0.21"]), "a prefix is required");
+        assert!(bad(&["=a.conf"]));
+        assert!(
+            Cli::try_parse_from(["lbdeploy", "import-keepalived"]).is_err()
+        );
     }
 
     #[test]

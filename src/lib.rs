@@ -6,5 +6,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod import;
 pub mod inventory;
 pub mod plan;

@@ -18,12 +18,16 @@ pub fn cases(area: &str) -> Vec<PathBuf> {
     cases
 }
 
-/// Compare `actual` with the file `expected`, or rewrite it when updating.
+/// Compare `actual` with the file `expected` (an absent file reads as
+/// empty), or rewrite it when updating (removing it when `actual` is empty).
 /// Returns a description of the mismatch, so a table test can report every
 /// failing case at once.
 pub fn check(expected: &Path, actual: &str) -> Result<(), String> {
     if std::env::var_os("LBDEPLOY_UPDATE_GOLDEN").is_some() {
-        std::fs::write(expected, actual).expect("golden file is writable");
+        let _ = std::fs::remove_file(expected);
+        if !actual.is_empty() {
+            std::fs::write(expected, actual).map_err(|e| e.to_string())?;
+        }
         return Ok(());
     }
     let want = std::fs::read_to_string(expected).unwrap_or_default();
@@ -31,7 +35,8 @@ pub fn check(expected: &Path, actual: &str) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "{}\n--- expected\n{want}--- actual\n{actual}---",
+        "{} differs (LBDEPLOY_UPDATE_GOLDEN=1 rewrites it)\n--- expected\n\
+         {want}--- actual\n{actual}---",
         expected.display()
     ))
 }

@@ -4,6 +4,7 @@
 mod desired;
 mod golden;
 mod hex;
+mod import;
 mod validate;
 mod vrrp_decode;
 mod vrrp_fsm;

@@ -1,0 +1,490 @@
+//! `virtual_server`, `virtual_server_group`, `real_server` and the
+//! checkers, read into [`VirtualService`]s.
+//!
+//! Real servers keep their address here (`address:`); the merge turns the
+//! ones lbdeploy will manage into `host:` references. Field positions use
+//! the real server's `ADDR:PORT` as its key, so the two directors' files
+//! are compared server by server whatever their order.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde::de::DeserializeOwned;
+
+use super::value::{Fields, Reader};
+use crate::import::diag::Pos;
+use crate::import::parser::Node;
+use crate::inventory::{
+    Check, Duration, Forwarding, HttpCheck, Port, Protocol, RealServer,
+    Scheduler, TcpCheck, VirtualService, Weight,
+};
+
+/// `virtual_server_group` members by group name: VIP, port, line.
+pub type Groups = HashMap<String, Vec<(IpAddr, Port, Pos)>>;
+
+/// Read every `virtual_server_group` of the top level.
+pub fn groups(nodes: &[Node], r: &mut Reader<'_>) -> Groups {
+    let mut groups = Groups::new();
+    for block in nodes.iter().filter(|n| n.keyword == "virtual_server_group") {
+        let Some(name) = block.args.first() else {
+            r.error(block, block, "`virtual_server_group` needs a name");
+            continue;
+        };
+        let members = groups.entry(name.clone()).or_default();
+        for line in block.children() {
+            if line.keyword == "fwmark" {
+                r.warn(
+                    line,
+                    block,
+                    "fwmark members are not carried over: lbdeploy services \
+                     are VIP:port only",
+                );
+                continue;
+            }
+            let Some(port) = line.args.first().and_then(|p| port(p)) else {
+                r.error(line, block, "expected `VIP PORT`, e.g. `10.0.0.1 80`");
+                continue;
+            };
+            for vip in range(line, block, r) {
+                members.push((vip, port, line.pos.clone()));
+            }
+        }
+    }
+    groups
+}
+
+/// `10.0.0.1` or the range `10.0.0.1-10` (the last octet runs to 10).
+fn range(line: &Node, block: &Node, r: &mut Reader<'_>) -> Vec<IpAddr> {
+    let Some((first, last)) = line.keyword.split_once('-') else {
+        return r.ip(line, block, &line.keyword).into_iter().collect();
+    };
+    let (Ok(first), Ok(last)) = (first.parse::<Ipv4Addr>(), last.parse::<u8>())
+    else {
+        let m = format!(
+            "`{}` is not an IPv4 range such as `10.0.0.1-10`",
+            line.keyword
+        );
+        r.error(line, block, &m);
+        return Vec::new();
+    };
+    let [a, b, c, start] = first.octets();
+    (start..=last).map(|d| IpAddr::V4(Ipv4Addr::new(a, b, c, d))).collect()
+}
+
+fn port(s: &str) -> Option<Port> {
+    s.parse().ok().and_then(Port::new)
+}
+
+/// Read a `virtual_server` block: one service, or one per group member;
+/// none when lbdeploy cannot represent it (said as a warning).
+pub fn virtual_server(
+    block: &Node,
+    groups: &Groups,
+    r: &mut Reader<'_>,
+) -> Vec<(VirtualService, Fields)> {
+    let addresses: Vec<(IpAddr, Port, Option<String>)> =
+        match block.args.as_slice() {
+            [kw, _] if kw == "fwmark" => {
+                r.warn(
+                block,
+                block,
+                "fwmark services are not carried over: lbdeploy services are \
+                 VIP:port only, so this service is left out of the inventory \
+                 (and `apply` would not program it)",
+            );
+                return Vec::new();
+            }
+            [kw, name] if kw == "group" => match groups.get(name) {
+                Some(members) => members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (vip, port, _))| {
+                        let label = match members.len() {
+                            1 => name.clone(),
+                            _ => format!("{name}-{}", i + 1),
+                        };
+                        (*vip, *port, Some(label))
+                    })
+                    .collect(),
+                None => {
+                    let m = format!("no virtual_server_group named `{name}`");
+                    r.error(block, block, &m);
+                    return Vec::new();
+                }
+            },
+            [vip, p] => {
+                let vip = r.ip(block, block, vip);
+                let p = port(p);
+                if p.is_none() {
+                    r.error(block, block, "the port must be 1–65535");
+                }
+                match (vip, p) {
+                    (Some(vip), Some(p)) => vec![(vip, p, None)],
+                    _ => return Vec::new(),
+                }
+            }
+            _ => {
+                r.error(
+                block,
+                block,
+                "expected `virtual_server VIP PORT`, `virtual_server fwmark \
+                 N` or `virtual_server group NAME`",
+            );
+                return Vec::new();
+            }
+        };
+    let Some((template, fields)) = service(block, r) else {
+        return Vec::new();
+    };
+    addresses
+        .into_iter()
+        .map(|(vip, port, name)| {
+            (
+                VirtualService { vip, port, name, ..template.clone() },
+                fields.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The body of a `virtual_server`, with the VIP and port still unset.
+fn service(
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> Option<(VirtualService, Fields)> {
+    let mut fields = Fields::new(&block.pos);
+    let mut vs = VirtualService {
+        name: None,
+        vip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port: Port::new(1)?,
+        protocol: Protocol::Tcp,
+        scheduler: Scheduler::Wlc,
+        forwarding: Forwarding::Nat,
+        persistence_timeout: None,
+        delay_loop: Duration::from_secs(60),
+        quorum: 1,
+        hysteresis: 0,
+        sorry_server: None,
+        inhibit_on_failure: false,
+        real_servers: Vec::new(),
+    };
+    let mut virtualhost = None;
+    let mut inhibit = Vec::new();
+    let mut protocol_ok = true;
+    for node in block.children() {
+        let field = match node.keyword.as_str() {
+            "delay_loop" => {
+                set(&mut vs.delay_loop, r.seconds(node, block));
+                "delay_loop"
+            }
+            "lb_algo" | "lvs_sched" => {
+                let s = named(node, block, r, "rr, wrr, lc, wlc, sh, dh, ...");
+                set(&mut vs.scheduler, s);
+                "scheduler"
+            }
+            "lb_kind" | "lvs_method" => {
+                set(
+                    &mut vs.forwarding,
+                    named(node, block, r, "DR, NAT or TUN"),
+                );
+                "forwarding"
+            }
+            "protocol" => {
+                let p = named(node, block, r, "TCP or UDP");
+                protocol_ok = p.is_some();
+                set(&mut vs.protocol, p);
+                "protocol"
+            }
+            "persistence_timeout" => {
+                vs.persistence_timeout = r.seconds(node, block);
+                "persistence_timeout"
+            }
+            "quorum" => {
+                set(&mut vs.quorum, r.number(node, block));
+                "quorum"
+            }
+            "hysteresis" => {
+                set(&mut vs.hysteresis, r.number(node, block));
+                "hysteresis"
+            }
+            "inhibit_on_failure" => {
+                vs.inhibit_on_failure = true;
+                "inhibit_on_failure"
+            }
+            "virtualhost" => {
+                virtualhost = r.one(node, block).map(str::to_owned);
+                continue;
+            }
+            "sorry_server" => {
+                vs.sorry_server = match node.args.as_slice() {
+                    [ip, p] => r
+                        .ip(node, block, ip)
+                        .zip(port(p))
+                        .map(|(ip, p)| SocketAddr::new(ip, p.get() as u16)),
+                    _ => {
+                        r.error(node, block, "expected `sorry_server IP PORT`");
+                        None
+                    }
+                };
+                "sorry_server"
+            }
+            "real_server" => {
+                if let Some((rs, inhibits)) = real_server(
+                    node,
+                    block,
+                    virtualhost.as_deref(),
+                    &mut fields,
+                    r,
+                ) {
+                    inhibit.push((inhibits, node));
+                    vs.real_servers.push(rs);
+                }
+                continue;
+            }
+            _ => {
+                r.not_carried(node, block);
+                continue;
+            }
+        };
+        fields.set(field, &node.pos);
+    }
+    if !inhibit.is_empty() && inhibit.iter().all(|(i, _)| *i) {
+        vs.inhibit_on_failure = true;
+    } else if inhibit.iter().any(|(i, _)| *i) && !vs.inhibit_on_failure {
+        for (_, node) in inhibit.iter().filter(|(i, _)| *i) {
+            r.warn(
+                node,
+                block,
+                "inhibit_on_failure on some real servers only is not carried \
+                 over: lbdeploy sets it per service",
+            );
+        }
+    }
+    if !protocol_ok {
+        return None;
+    }
+    if vs.forwarding != Forwarding::Dr {
+        let m = format!(
+            "{} forwarding (lb_kind) is not carried over: lbdeploy does \
+             direct routing only, so this service is left out of the \
+             inventory (and `apply` would not program it)",
+            format!("{:?}", vs.forwarding).to_uppercase()
+        );
+        r.warn(block, block, &m);
+        return None;
+    }
+    Some((vs, fields))
+}
+
+/// Store a value that was read; a bad one was reported and the default
+/// stays.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// An enumerated keyword value (`rr`, `DR`, `TCP`), by the inventory's own
+/// lowercase names.
+fn named<T: DeserializeOwned>(
+    node: &Node,
+    block: &Node,
+    r: &mut Reader<'_>,
+    expected: &str,
+) -> Option<T> {
+    let value = r.one(node, block)?;
+    let parsed = serde_json::from_value(value.to_lowercase().into()).ok();
+    if parsed.is_none() {
+        let m =
+            format!("`{} {value}`: lbdeploy knows {expected}", node.keyword);
+        r.error(node, block, &m);
+    }
+    parsed
+}
+
+/// Read a `real_server IP PORT` block; also says whether it has
+/// `inhibit_on_failure`.
+fn real_server(
+    block: &Node,
+    parent: &Node,
+    virtualhost: Option<&str>,
+    fields: &mut Fields,
+    r: &mut Reader<'_>,
+) -> Option<(RealServer, bool)> {
+    let [ip, p] = block.args.as_slice() else {
+        r.error(block, parent, "expected `real_server IP PORT`");
+        return None;
+    };
+    let ip = r.ip(block, parent, ip);
+    let Some(p) = port(p) else {
+        let m = format!("`{p}` is not a port (1–65535)");
+        r.error(block, parent, &m);
+        return None;
+    };
+    let ip = ip?;
+    let key = format!("real_servers.{}", SocketAddr::new(ip, p.get() as u16));
+    fields.set(&key, &block.pos);
+    let mut rs = RealServer {
+        host: None,
+        address: Some(ip),
+        port: p,
+        weight: Weight::new(1)?,
+        checks: Vec::new(),
+    };
+    let mut inhibit = false;
+    for node in block.children() {
+        match node.keyword.as_str() {
+            "weight" => {
+                set(&mut rs.weight, r.bounded(node, block));
+                fields.set(format!("{key}.weight"), &node.pos);
+            }
+            "inhibit_on_failure" => inhibit = true,
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" => {
+                for check in checker(node, block, virtualhost, r) {
+                    let path = format!("{key}.checks[{}]", rs.checks.len());
+                    fields.set(&path, &node.pos);
+                    rs.checks.push(check);
+                }
+            }
+            _ => r.not_carried(node, block),
+        }
+    }
+    Some((rs, inhibit))
+}
+
+/// The timing every checker shares, with keepalived's defaults.
+struct Timing {
+    connect_timeout: Duration,
+    retry: u32,
+    delay_before_retry: Duration,
+    connect_port: Option<Port>,
+}
+
+/// One checker block: one check, or one per `url` of an HTTP_GET.
+fn checker(
+    block: &Node,
+    server: &Node,
+    virtualhost: Option<&str>,
+    r: &mut Reader<'_>,
+) -> Vec<Check> {
+    let mut t = Timing {
+        connect_timeout: Duration::from_secs(5),
+        retry: 1,
+        delay_before_retry: Duration::from_secs(1),
+        connect_port: None,
+    };
+    let mut urls = Vec::new();
+    let mut virtualhost = virtualhost.map(str::to_owned);
+    for node in block.children() {
+        match node.keyword.as_str() {
+            "connect_timeout" => {
+                set(&mut t.connect_timeout, r.seconds(node, block))
+            }
+            "retry" | "nb_get_retry" => {
+                set(&mut t.retry, r.number(node, block))
+            }
+            "delay_before_retry" => {
+                set(&mut t.delay_before_retry, r.seconds(node, block))
+            }
+            "connect_port" => t.connect_port = r.bounded(node, block),
+            "virtualhost" => {
+                virtualhost = r.one(node, block).map(str::to_owned)
+            }
+            "url" if block.keyword != "TCP_CHECK" => urls.push(node),
+            _ => r.not_carried(node, block),
+        }
+    }
+    let tcp = |t: &Timing| {
+        Check::Tcp(TcpCheck {
+            connect_timeout: t.connect_timeout,
+            retry: t.retry,
+            delay_before_retry: t.delay_before_retry,
+            connect_port: t.connect_port,
+        })
+    };
+    match block.keyword.as_str() {
+        "TCP_CHECK" => vec![tcp(&t)],
+        "SSL_GET" => {
+            r.warn(
+                block,
+                server,
+                "SSL_GET is imported as a tcp check on the same port: \
+                 lbdeploy cannot check HTTPS yet, so the url paths, digests \
+                 and status codes are not checked",
+            );
+            vec![tcp(&t)]
+        }
+        _ if urls.is_empty() => {
+            r.error(block, block, "HTTP_GET needs a `url { path ... }` block");
+            Vec::new()
+        }
+        _ => urls
+            .into_iter()
+            .filter_map(|u| url(u, block, &t, virtualhost.clone(), r))
+            .map(Check::HttpGet)
+            .collect(),
+    }
+}
+
+/// One `url { path, digest, status_code, regex, virtualhost }`.
+fn url(
+    block: &Node,
+    checker: &Node,
+    t: &Timing,
+    virtualhost: Option<String>,
+    r: &mut Reader<'_>,
+) -> Option<HttpCheck> {
+    let mut check = HttpCheck {
+        path: String::new(),
+        status_code: 200,
+        digest: None,
+        body_regex: None,
+        virtualhost,
+        connect_timeout: t.connect_timeout,
+        retry: t.retry,
+        delay_before_retry: t.delay_before_retry,
+        connect_port: t.connect_port,
+    };
+    for node in block.children() {
+        match node.keyword.as_str() {
+            "path" => {
+                set(&mut check.path, r.one(node, block).map(str::to_owned))
+            }
+            "digest" => {
+                check.digest = r.one(node, block).map(str::to_lowercase)
+            }
+            "regex" => check.body_regex = r.one(node, block).map(str::to_owned),
+            "virtualhost" => {
+                check.virtualhost = r.one(node, block).map(str::to_owned)
+            }
+            "status_code" => {
+                let first =
+                    node.args.first().map(|s| s.split(['-', ',']).next());
+                match first.flatten().and_then(|s| s.parse().ok()) {
+                    Some(code) => check.status_code = code,
+                    None => r.error(
+                        node,
+                        block,
+                        "expected an HTTP status such as 200",
+                    ),
+                }
+                if node.args.len() > 1
+                    || node.args.iter().any(|a| a.contains(['-', ',']))
+                {
+                    let m = format!(
+                        "only status {} is carried over: lbdeploy checks for \
+                         one status code",
+                        check.status_code
+                    );
+                    r.warn(node, block, &m);
+                }
+            }
+            _ => r.not_carried(node, block),
+        }
+    }
+    if check.path.is_empty() {
+        r.error(block, checker, "`url` needs a `path`, e.g. `path /health`");
+        return None;
+    }
+    Some(check)
+}

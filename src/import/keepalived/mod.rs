@@ -1,0 +1,257 @@
+//! keepalived.conf semantics: one director's file, read into pieces of
+//! inventory ([`Conf`]) that the merge puts together.
+//!
+//! * `value` — numbers, seconds and addresses, and what happens to the
+//!   keywords lbdeploy cannot represent;
+//! * `vrrp` — `vrrp_instance`;
+//! * `lvs` — `virtual_server`, `virtual_server_group`, `real_server` and
+//!   the checkers.
+//!
+//! Deprecated spellings still found in the wild are read as their modern
+//! forms: `lvs_id` (`router_id`), `nb_get_retry` (`retry`), `lb_algo`
+//! (`lvs_sched`), `lb_kind` (`lvs_method`), `state SLAVE` (`BACKUP`).
+
+mod lvs;
+mod value;
+mod vrrp;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use value::{Fields, Spanned};
+pub use vrrp::Instance;
+
+use super::diag::{Pos, Report};
+use super::parser::{self, Grammar, Node};
+use crate::inventory::{Duration, Email, VirtualService};
+use value::Reader;
+
+/// One director's configuration, as far as lbdeploy can represent it.
+#[derive(Debug, Clone)]
+pub struct Conf {
+    /// The file as the user named it.
+    pub file: Arc<Path>,
+    /// `router_id` (or `lvs_id`), the host's name in keepalived.
+    pub router_id: Option<Spanned<String>>,
+    /// `notification_email` and friends, when an email would be sent.
+    pub email: Option<(Email, Fields)>,
+    /// `vrrp_instance` blocks, in file order.
+    pub instances: Vec<Instance>,
+    /// `virtual_server` blocks, groups expanded, in file order.
+    pub services: Vec<(VirtualService, Fields)>,
+}
+
+/// Read `path` (and its includes). Problems go to `report`.
+pub fn read(path: &Path, report: &mut Report) -> Conf {
+    let nodes = parser::parse_file(path, &Keepalived, report);
+    interpret(path, &nodes, report)
+}
+
+/// Read configuration text that has no file (`name` is for messages).
+pub fn read_str(name: &Path, text: &str, report: &mut Report) -> Conf {
+    let nodes = parser::parse_str(name, text, &Keepalived, report);
+    interpret(name, &nodes, report)
+}
+
+fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
+    let mut r = Reader { report };
+    let top = Node {
+        keyword: String::new(),
+        args: vec![],
+        pos: Pos { file: path.into(), line: 1 },
+        children: None,
+    };
+    let mut conf = Conf {
+        file: path.into(),
+        router_id: None,
+        email: None,
+        instances: Vec::new(),
+        services: Vec::new(),
+    };
+    let groups = lvs::groups(nodes, &mut r);
+    let mut default_version = None;
+    for node in nodes.iter().filter(|n| n.keyword == "global_defs") {
+        default_version =
+            global_defs(node, &mut conf, &mut r).or(default_version);
+    }
+    for node in nodes {
+        match node.keyword.as_str() {
+            "global_defs" | "virtual_server_group" => {}
+            "vrrp_instance" => conf.instances.extend(vrrp::instance(
+                node,
+                default_version,
+                &mut r,
+            )),
+            "virtual_server" => {
+                conf.services.extend(lvs::virtual_server(node, &groups, &mut r))
+            }
+            "vrrp_sync_group" => {
+                let members = node
+                    .children()
+                    .iter()
+                    .filter(|c| c.keyword == "group")
+                    .flat_map(|g| {
+                        g.children().iter().map(|m| m.keyword.as_str())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let m = format!(
+                    "vrrp_sync_group {} ({members}) is not carried over: \
+                     lbdeploy has no sync groups yet, so these instances \
+                     fail over independently",
+                    node.args.join(" ")
+                );
+                r.warn(node, &top, &m);
+            }
+            _ => r.not_carried(node, &top),
+        }
+    }
+    conf
+}
+
+/// Reads `global_defs`; returns its `vrrp_version`, the default for every
+/// instance.
+fn global_defs(
+    block: &Node,
+    conf: &mut Conf,
+    r: &mut Reader<'_>,
+) -> Option<u8> {
+    let mut to = Vec::new();
+    let mut fields = Fields::new(&block.pos);
+    let (mut from, mut server, mut timeout) = (None, None, None);
+    let mut version = None;
+    for node in block.children() {
+        match node.keyword.as_str() {
+            "router_id" | "lvs_id" => {
+                conf.router_id = r.one(node, block).map(|v| Spanned {
+                    value: v.to_owned(),
+                    pos: node.pos.clone(),
+                });
+            }
+            "notification_email" => {
+                fields.set("to", &node.pos);
+                to.extend(node.children().iter().map(|c| c.label()));
+            }
+            "notification_email_from" => {
+                fields.set("from", &node.pos);
+                from = r.one(node, block).map(str::to_owned);
+            }
+            "smtp_server" => {
+                fields.set("smtp_server", &node.pos);
+                server = match node.args.as_slice() {
+                    [host] => Some(host.clone()),
+                    [host, port] if host.contains(':') => {
+                        Some(format!("[{host}]:{port}"))
+                    }
+                    [host, port] => Some(format!("{host}:{port}")),
+                    _ => r.one(node, block).map(str::to_owned),
+                };
+            }
+            "smtp_connect_timeout" => {
+                fields.set("timeout", &node.pos);
+                timeout = r.seconds(node, block);
+            }
+            "vrrp_version" => version = r.number(node, block),
+            _ => {
+                let m = format!(
+                    "`{}` is not carried over: lbdeploy has no such global \
+                     setting; its default behaviour applies",
+                    node.keyword
+                );
+                r.warn(node, block, &m);
+            }
+        }
+    }
+    match (to.is_empty(), server) {
+        (false, Some(smtp_server)) => {
+            let from = from.unwrap_or_else(|| {
+                r.warn(
+                    block,
+                    block,
+                    "no notification_email_from: keepalived's default \
+                     sender `keepalived@localhost` is written",
+                );
+                "keepalived@localhost".to_owned()
+            });
+            let timeout = timeout.unwrap_or(Duration::from_secs(30));
+            conf.email =
+                Some((Email { to, from, smtp_server, timeout }, fields));
+        }
+        (false, None) => r.warn(
+            block,
+            block,
+            "notification_email without smtp_server sends nothing; no email \
+             notification is written",
+        ),
+        (true, _) => {}
+    }
+    version
+}
+
+/// Which block may open where, from keepalived.conf(5). Blocks not listed
+/// may open anywhere; the keyword layer reports them as unknown.
+struct Keepalived;
+
+impl Grammar for Keepalived {
+    fn may_open(&self, parent: &str, child: &str) -> bool {
+        let parents: &[&str] = match child {
+            "global_defs"
+            | "vrrp_instance"
+            | "vrrp_sync_group"
+            | "vrrp_script"
+            | "virtual_server"
+            | "virtual_server_group"
+            | "static_ipaddress"
+            | "static_routes"
+            | "static_rules" => &[""],
+            "notification_email" => &["global_defs"],
+            "authentication"
+            | "virtual_ipaddress"
+            | "virtual_ipaddress_excluded"
+            | "unicast_peer"
+            | "virtual_routes"
+            | "virtual_rules" => &["vrrp_instance"],
+            "group" => &["vrrp_sync_group"],
+            "track_script" | "track_interface" | "track_file" => {
+                &["vrrp_instance", "vrrp_sync_group", "real_server"]
+            }
+            "real_server" => &["virtual_server"],
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK"
+            | "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "UDP_CHECK"
+            | "PING_CHECK" | "FILE_CHECK" => &["real_server"],
+            "url" => &["HTTP_GET", "SSL_GET"],
+            _ => return true,
+        };
+        parents.contains(&parent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_server_cannot_open_in_real_server() {
+        assert!(!Keepalived.may_open("real_server", "real_server"));
+        assert!(Keepalived.may_open("virtual_server", "real_server"));
+        assert!(Keepalived.may_open("", "something_new"));
+    }
+
+    /// A cheap stand-in for the fuzz target that runs with `cargo test`:
+    /// every prefix of a real file (cut mid-block, mid-quote) is reported
+    /// on, never a panic.
+    #[test]
+    fn every_truncation_of_a_config_is_diagnosed_without_panic() {
+        let text = "global_defs {\n router_id a\n}\nvrrp_instance V {\n \
+                    virtual_router_id 5\n notify_master \"/x y\"\n \
+                    virtual_ipaddress {\n 10.0.0.1/24 label eth0:1\n }\n}\n\
+                    virtual_server_group G {\n 10.0.0.1-3 80\n}\n\
+                    virtual_server group G {\n lb_kind DR\n real_server \
+                    10.0.0.9 80 {\n HTTP_GET {\n url {\n path /\n }\n }\n \
+                    }\n}\n";
+        for end in (0..=text.len()).filter(|&e| text.is_char_boundary(e)) {
+            let mut report = Report::default();
+            read_str(Path::new("t.conf"), &text[..end], &mut report);
+        }
+    }
+}

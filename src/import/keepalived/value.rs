@@ -1,0 +1,283 @@
+//! Reading keyword values: numbers, seconds, addresses, with errors that
+//! name the keyword, the enclosing block and what to write instead; and the
+//! one place that says what happens to a keyword lbdeploy cannot represent.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::import::diag::{Pos, Report};
+use crate::import::parser::Node;
+use crate::inventory::{Bounded, Duration};
+
+/// Where each field of an imported section came from, by the field's path
+/// in the inventory (`advert_int`, `real_servers.10.0.0.1:80.weight`); the
+/// merge uses it to point at both files when the directors disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fields {
+    /// The block the section comes from.
+    pub block: Pos,
+    map: BTreeMap<String, Pos>,
+}
+
+impl Fields {
+    /// Positions of a section read from the block at `block`.
+    pub fn new(block: &Pos) -> Self {
+        Self { block: block.clone(), map: BTreeMap::new() }
+    }
+
+    /// Record that `path` was set at `pos`.
+    pub fn set(&mut self, path: impl Into<String>, pos: &Pos) {
+        self.map.insert(path.into(), pos.clone());
+    }
+
+    /// Where `path` was set, or where its nearest recorded parent was (a
+    /// field left at its default points at its block).
+    pub fn at(&self, path: &str) -> &Pos {
+        let mut path = path;
+        loop {
+            if let Some(pos) = self.map.get(path) {
+                return pos;
+            }
+            match path.rfind(['.', '[']) {
+                Some(i) => path = &path[..i],
+                None => return &self.block,
+            }
+        }
+    }
+}
+
+/// A value with the line it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub pos: Pos,
+}
+
+impl<T> Spanned<T> {
+    /// `value`, read from `node`'s line.
+    pub fn at(value: T, node: &Node) -> Self {
+        Self { value, pos: node.pos.clone() }
+    }
+}
+
+/// Reads values and reports problems, naming the enclosing block.
+pub struct Reader<'r> {
+    /// Where problems go.
+    pub report: &'r mut Report,
+}
+
+impl Reader<'_> {
+    /// An error about `node` inside `block`.
+    pub fn error(&mut self, node: &Node, block: &Node, message: &str) {
+        let scope = scope(node, block);
+        self.report.error(Some(&node.pos), format!("{scope}{message}"));
+    }
+
+    /// A warning about `node` inside `block`.
+    pub fn warn(&mut self, node: &Node, block: &Node, message: &str) {
+        let scope = scope(node, block);
+        self.report.warn(Some(&node.pos), format!("{scope}{message}"));
+    }
+
+    /// The single value of a `keyword value` statement.
+    pub fn one<'n>(&mut self, node: &'n Node, block: &Node) -> Option<&'n str> {
+        match node.args.as_slice() {
+            [value] => Some(value),
+            [] => {
+                let m = format!("`{}` needs a value", node.keyword);
+                self.error(node, block, &m);
+                None
+            }
+            [value, extra @ ..] => {
+                let m = format!(
+                    "`{}` takes one value; `{}` is ignored",
+                    node.keyword,
+                    extra.join(" ")
+                );
+                self.warn(node, block, &m);
+                Some(value)
+            }
+        }
+    }
+
+    /// A whole number in `MIN..=MAX`.
+    pub fn bounded<const MIN: u32, const MAX: u32>(
+        &mut self,
+        node: &Node,
+        block: &Node,
+    ) -> Option<Bounded<MIN, MAX>> {
+        let value = self.one(node, block)?;
+        let parsed = value.parse().ok().and_then(Bounded::new);
+        if parsed.is_none() {
+            let m = format!(
+                "`{} {value}`: expected a whole number {MIN}–{MAX}",
+                node.keyword
+            );
+            self.error(node, block, &m);
+        }
+        parsed
+    }
+
+    /// A plain number (`retry 3`, `quorum 2`).
+    pub fn number<T: FromStr>(
+        &mut self,
+        node: &Node,
+        block: &Node,
+    ) -> Option<T> {
+        let value = self.one(node, block)?;
+        let parsed = value.parse().ok();
+        if parsed.is_none() {
+            let m =
+                format!("`{} {value}`: expected a whole number", node.keyword);
+            self.error(node, block, &m);
+        }
+        parsed
+    }
+
+    /// Seconds, as keepalived writes them (`3`, `0.5`).
+    pub fn seconds(&mut self, node: &Node, block: &Node) -> Option<Duration> {
+        let value = self.one(node, block)?;
+        let parsed = value
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+            .map(|s| Duration::from_millis((s * 1000.0).round() as u64));
+        if parsed.is_none() {
+            let m = format!(
+                "`{} {value}`: expected seconds, such as `3` or `0.5`",
+                node.keyword
+            );
+            self.error(node, block, &m);
+        }
+        parsed
+    }
+
+    /// An IP address written as `value`.
+    pub fn ip(
+        &mut self,
+        node: &Node,
+        block: &Node,
+        value: &str,
+    ) -> Option<IpAddr> {
+        let parsed = value.parse().ok();
+        if parsed.is_none() {
+            let m = format!(
+                "`{value}` is not an IP address — write one such as \
+                 `192.168.1.21` or `2001:db8::21`"
+            );
+            self.error(node, block, &m);
+        }
+        parsed
+    }
+
+    /// A keyword lbdeploy has no place for: say so, and what follows.
+    pub fn not_carried(&mut self, node: &Node, block: &Node) {
+        let m = match consequence(&node.keyword) {
+            Some(what) => {
+                format!("`{}` is not carried over: {what}", node.keyword)
+            }
+            None => format!(
+                "unknown keyword `{}` is not carried over — check its \
+                 spelling against keepalived.conf(5)",
+                node.keyword
+            ),
+        };
+        self.warn(node, block, &m);
+    }
+}
+
+/// `in vrrp_instance VI_1 (line 12): `; `virtual_server fwmark 1: ` about
+/// a block's own header; nothing at the top level.
+fn scope(node: &Node, block: &Node) -> String {
+    if std::ptr::eq(node, block) {
+        return format!("{}: ", node.label());
+    }
+    match block.keyword.as_str() {
+        "" => String::new(),
+        _ => format!(
+            "in {} ({}): ",
+            block.label(),
+            block.pos.relative_to(&node.pos)
+        ),
+    }
+}
+
+/// What happens to a keyword lbdeploy cannot represent yet, by keyword.
+fn consequence(keyword: &str) -> Option<&'static str> {
+    Some(match keyword {
+        "track_script" | "track_interface" | "track_file" | "track_process"
+        | "track_bfd" => {
+            "lbdeploy does not track scripts, interfaces or files yet; the \
+             instance's priority will not follow them"
+        }
+        "vrrp_script" | "vrrp_track_file" | "vrrp_track_process" => {
+            "lbdeploy has no tracking yet; the script is not run"
+        }
+        "vrrp_sync_group" => {
+            "lbdeploy has no sync groups yet; its instances fail over \
+             independently"
+        }
+        "virtual_routes" | "virtual_rules" | "static_routes"
+        | "static_rules" | "static_ipaddress" => {
+            "lbdeploy manages no routes, rules or static addresses; keep \
+             them in the hosts' network configuration"
+        }
+        "notify_stop" | "notify_deleted" | "notify_up" | "notify_down" => {
+            "lbdeploy runs notify scripts only on master, backup and fault \
+             transitions"
+        }
+        "garp_master_delay"
+        | "garp_master_refresh"
+        | "garp_master_repeat"
+        | "garp_master_refresh_repeat"
+        | "garp_lower_prio_delay"
+        | "garp_lower_prio_repeat" => {
+            "lbdeploy sends gratuitous ARP with its own fixed timing"
+        }
+        "use_vmac"
+        | "vmac_xmit_base"
+        | "native_ipv6"
+        | "dont_track_primary"
+        | "mcast_src_ip"
+        | "accept"
+        | "no_accept"
+        | "strict_mode"
+        | "lvs_sync_daemon_interface"
+        | "debug" => {
+            "lbdeploy has no such setting; its default behaviour applies"
+        }
+        "persistence_granularity"
+        | "ha_suspend"
+        | "alpha"
+        | "omega"
+        | "quorum_up"
+        | "quorum_down"
+        | "ops"
+        | "sorry_server_inhibit"
+        | "uthreshold"
+        | "lthreshold"
+        | "one_packet_scheduling" => {
+            "lbdeploy's virtual services have no such setting yet; the \
+             default applies"
+        }
+        "nat_mask" => {
+            "it only matters to NAT services; lbdeploy does direct \
+                       routing"
+        }
+        "bindto" | "bind_port" | "connect_ip" | "warmup" | "delay_loop"
+        | "fwmark" => {
+            "lbdeploy's checks have no such setting yet; the check runs \
+             without it"
+        }
+        "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK"
+        | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" => {
+            "lbdeploy has only tcp and http_get checks; this check is left \
+             out, so the real server is judged by its other checks (or \
+             always up without any)"
+        }
+        _ => return None,
+    })
+}

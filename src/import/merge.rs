@@ -1,0 +1,588 @@
+//! Two (or more) directors' configurations → one inventory.
+//!
+//! What is each director's own — `priority`, `state`, `interface`,
+//! `unicast_src_ip`, `router_id` — becomes the `directors` entries (and
+//! per-instance `priorities` where an instance departs from a director's
+//! usual priority). Everything else must agree: each VRRP instance and each
+//! virtual service is compared field by field, real servers by `ADDR:PORT`,
+//! and every difference is an error naming both files and lines. Only the
+//! email settings may differ (each host tends to name itself as sender);
+//! the first director's are kept, with a warning.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use super::compare::{conflicts, differences};
+use super::diag::{Pos, Report};
+use super::keepalived::{Conf, Instance};
+use super::rsscript::Script;
+use super::{HostSpec, Request};
+use crate::inventory::{
+    ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
+    RealServerHost, SshDefaults, VirtualService, VrrpInstance,
+};
+
+/// The merged inventory and, for each section, where it came from.
+#[derive(Debug)]
+pub struct Merged {
+    /// The inventory.
+    pub inventory: Inventory,
+    /// One origin note per entry of each list, in the inventory's order.
+    pub origins: Origins,
+}
+
+/// Where each entry came from, as `file:line` notes for the YAML comments.
+#[derive(Debug, Default)]
+pub struct Origins {
+    /// Per director.
+    pub directors: Vec<String>,
+    /// Per managed real server.
+    pub real_servers: Vec<String>,
+    /// Per VRRP instance.
+    pub vrrp_instances: Vec<String>,
+    /// Per virtual service.
+    pub virtual_services: Vec<String>,
+    /// The notification settings.
+    pub notification: Option<String>,
+}
+
+/// Merge the directors' configurations and the real-server scripts.
+/// Problems go to `report`; `None` when nothing usable is left.
+pub fn merge(
+    confs: &[(String, Conf)],
+    scripts: &[(String, Script)],
+    req: &Request,
+    report: &mut Report,
+) -> Option<Merged> {
+    confs.first()?;
+    let mut origins = Origins::default();
+    let instances = instances(confs, report);
+    let vips: Vec<IfAddr> = instances
+        .iter()
+        .flat_map(|is| is[0].vrrp.virtual_addresses.iter().map(|v| v.address))
+        .collect();
+    let directors: Vec<Director> = confs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (name, conf))| {
+            let d =
+                director(name, conf, &instances, i, &vips, &req.hosts, report)?;
+            origins.directors.push(format!(
+                "{name}: {}{}",
+                conf.file.display(),
+                conf.router_id
+                    .as_ref()
+                    .map(|r| format!(
+                        " (router_id {} at line {})",
+                        r.value, r.pos.line
+                    ))
+                    .unwrap_or_default()
+            ));
+            Some(d)
+        })
+        .collect();
+    if directors.len() != confs.len() {
+        return None;
+    }
+    let vrrp_instances = instances
+        .iter()
+        .map(|is| {
+            origins
+                .vrrp_instances
+                .push(where_(is.iter().map(|i| &i.fields.block)));
+            vrrp_instance(is, &directors, report)
+        })
+        .collect();
+    let mut virtual_services = services(confs, report, &mut origins);
+    name_services(&mut virtual_services, &req.services, report);
+    let names: Vec<&str> = directors.iter().map(|d| d.name.as_str()).collect();
+    let real_servers = real_servers(
+        &mut virtual_services,
+        scripts,
+        req,
+        (&names, &vips),
+        report,
+        &mut origins,
+    );
+    let notification = notification(confs, report, &mut origins);
+    let cluster = req.cluster.clone().unwrap_or_else(|| {
+        stem(&directors.iter().map(|d| d.name.as_str()).collect::<Vec<_>>())
+    });
+    Some(Merged {
+        inventory: Inventory {
+            cluster,
+            ssh: SshDefaults::default(),
+            dataplane: Dataplane::default(),
+            directors,
+            real_servers,
+            vrrp_instances,
+            virtual_services,
+            notification,
+            lab: req.lab.clone(),
+        },
+        origins,
+    })
+}
+
+/// `file:line, file:line`.
+fn where_<'a>(positions: impl Iterator<Item = &'a Pos>) -> String {
+    positions.map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// The common name of the directors (`keepalived01`, `keepalived02` →
+/// `keepalived`), for the cluster name when none is given.
+fn stem(names: &[&str]) -> String {
+    let first = names.first().copied().unwrap_or("keepalived");
+    let common = names.iter().fold(first.len(), |n, other| {
+        first
+            .chars()
+            .zip(other.chars())
+            .take(n)
+            .take_while(|(a, b)| a == b)
+            .count()
+    });
+    let stem =
+        first[..common].trim_end_matches(|c: char| !c.is_ascii_alphabetic());
+    match stem {
+        "" => first.to_owned(),
+        s => s.to_owned(),
+    }
+}
+
+// ===== VRRP =====
+
+/// Each instance of the first director with its namesakes in the others,
+/// in the first director's order; an instance missing anywhere is an error.
+fn instances<'a>(
+    confs: &'a [(String, Conf)],
+    report: &mut Report,
+) -> Vec<Vec<&'a Instance>> {
+    let mut groups = Vec::new();
+    for (i, (_, conf)) in confs.iter().enumerate() {
+        for inst in &conf.instances {
+            let known = groups
+                .iter()
+                .any(|g: &Vec<&Instance>| g[0].vrrp.name == inst.vrrp.name);
+            if i > 0 && !known {
+                report.error(
+                    Some(&inst.fields.block),
+                    format!(
+                        "vrrp_instance {} is not in {} — every director must \
+                         run the same instances",
+                        inst.vrrp.name,
+                        confs[0].1.file.display()
+                    ),
+                );
+            }
+            if known || i > 0 {
+                continue;
+            }
+            let mut group = vec![inst];
+            for (_, other) in &confs[1..] {
+                match other
+                    .instances
+                    .iter()
+                    .find(|o| o.vrrp.name == inst.vrrp.name)
+                {
+                    Some(o) => group.push(o),
+                    None => report.error(
+                        Some(&inst.fields.block),
+                        format!(
+                            "vrrp_instance {} is not in {} — every director \
+                             must run the same instances",
+                            inst.vrrp.name,
+                            other.file.display()
+                        ),
+                    ),
+                }
+            }
+            if group.len() == confs.len() {
+                groups.push(group);
+            }
+        }
+    }
+    groups
+}
+
+/// A director from its own file: address, interface, priority and state.
+fn director(
+    name: &str,
+    conf: &Conf,
+    instances: &[Vec<&Instance>],
+    index: usize,
+    vips: &[IfAddr],
+    hosts: &[HostSpec],
+    report: &mut Report,
+) -> Option<Director> {
+    let own: Vec<_> = instances.iter().map(|g| &g[index].own).collect();
+    let Some(first) = own.first() else {
+        report.error(
+            None,
+            format!(
+                "{} has no vrrp_instance lbdeploy can use — a director needs \
+                 at least one",
+                conf.file.display()
+            ),
+        );
+        return None;
+    };
+    let interface = own.iter().find_map(|o| o.interface.as_ref());
+    for o in &own {
+        if let (Some(a), Some(b)) = (interface, &o.interface)
+            && a.value != b.value
+        {
+            report.warn(
+                Some(&b.pos),
+                format!(
+                    "interface {} is not carried over: lbdeploy runs all of \
+                     {name}'s instances on one interface, {} ({})",
+                    b.value,
+                    a.value,
+                    a.pos.relative_to(&b.pos)
+                ),
+            );
+        }
+    }
+    let spec = hosts.iter().find(|h| h.name == name);
+    let src = own.iter().find_map(|o| o.unicast_src_ip.as_ref());
+    let address = match (spec, src) {
+        (Some(spec), _) => Some(spec.address),
+        (None, Some(src)) => infer_prefix(src.value, vips),
+        (None, None) => None,
+    };
+    let Some(address) = address else {
+        report.error(
+            src.map(|s| &s.pos),
+            format!(
+                "{name}'s own address {} — pass it with `--host \
+                 {name}=ADDRESS/PREFIX`",
+                match src {
+                    Some(s) =>
+                        format!("{} has no known prefix length", s.value),
+                    None => format!("is not in {}", conf.file.display()),
+                }
+            ),
+        );
+        return None;
+    };
+    let interface = spec
+        .and_then(|s| s.interface.clone())
+        .or_else(|| interface.map(|i| i.value.clone()));
+    let Some(interface) = interface else {
+        report.error(
+            None,
+            format!(
+                "{name}'s interface is not in {} — add `interface` to its \
+                 vrrp_instance or pass `--host {name}=ADDRESS/PREFIX@IFACE`",
+                conf.file.display()
+            ),
+        );
+        return None;
+    };
+    Some(Director {
+        name: name.to_owned(),
+        address,
+        interface,
+        priority: first.priority.value,
+        state: first.state.as_ref().map(|s| s.value),
+        ssh: None,
+    })
+}
+
+/// An address without a prefix takes the prefix of a VIP whose subnet holds
+/// it: in direct routing the directors, the real servers and the VIP share
+/// one segment.
+fn infer_prefix(addr: IpAddr, vips: &[IfAddr]) -> Option<IfAddr> {
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    vips.iter()
+        .find(|v| v.prefix < max && v.contains(addr))
+        .map(|v| IfAddr { addr, prefix: v.prefix })
+}
+
+/// One instance from every director's copy: shared fields must agree,
+/// priorities that depart from a director's own go to `priorities`.
+fn vrrp_instance(
+    copies: &[&Instance],
+    directors: &[Director],
+    report: &mut Report,
+) -> VrrpInstance {
+    let shared = |i: &Instance| VrrpInstance {
+        unicast_peers: Vec::new(),
+        ..i.vrrp.clone()
+    };
+    let what = format!("vrrp_instance {}", copies[0].vrrp.name);
+    for other in &copies[1..] {
+        conflicts(
+            &what,
+            (&shared(copies[0]), &copies[0].fields),
+            (&shared(other), &other.fields),
+            report,
+        );
+    }
+    let mut merged = shared(copies[0]);
+    for (d, copy) in directors.iter().zip(copies) {
+        if copy.own.priority.value != d.priority {
+            merged.priorities.insert(d.name.clone(), copy.own.priority.value);
+        }
+    }
+    let peers: Vec<BTreeSet<IpAddr>> = directors
+        .iter()
+        .zip(copies)
+        .map(|(d, c)| {
+            c.vrrp
+                .unicast_peers
+                .iter()
+                .copied()
+                .chain([d.address.addr])
+                .collect()
+        })
+        .collect();
+    if copies.iter().any(|c| !c.vrrp.unicast_peers.is_empty()) {
+        for (copy, set) in copies.iter().zip(&peers).skip(1) {
+            if *set != peers[0] {
+                report.error(
+                    Some(copy.fields.at("unicast_peers")),
+                    format!(
+                        "{what}: the unicast peers and this director's own \
+                         address ({}) differ from {} ({}) — every director \
+                         must list all the others",
+                        list(set),
+                        copies[0].fields.at("unicast_peers"),
+                        list(&peers[0])
+                    ),
+                );
+            }
+        }
+        let ordered = directors.iter().map(|d| d.address.addr);
+        let rest = peers[0].iter().copied();
+        for ip in ordered.chain(rest) {
+            if !merged.unicast_peers.contains(&ip) {
+                merged.unicast_peers.push(ip);
+            }
+        }
+    }
+    merged
+}
+
+fn list(set: &BTreeSet<IpAddr>) -> String {
+    set.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+// ===== virtual services =====
+
+fn key(vs: &VirtualService) -> (IpAddr, u32, crate::inventory::Protocol) {
+    (vs.vip, vs.port.get(), vs.protocol)
+}
+
+fn services(
+    confs: &[(String, Conf)],
+    report: &mut Report,
+    origins: &mut Origins,
+) -> Vec<VirtualService> {
+    let mut out = Vec::new();
+    for (vs, fields) in &confs[0].1.services {
+        let what = format!("virtual_server {} {}", vs.vip, vs.port);
+        let mut places = vec![&fields.block];
+        for (_, other) in &confs[1..] {
+            match other.services.iter().find(|(o, _)| key(o) == key(vs)) {
+                Some((o, of)) => {
+                    conflicts(&what, (vs, fields), (o, of), report);
+                    places.push(&of.block);
+                }
+                None => report.error(
+                    Some(&fields.block),
+                    format!(
+                        "{what} is not in {} — every director must carry the \
+                         same services",
+                        other.file.display()
+                    ),
+                ),
+            }
+        }
+        origins.virtual_services.push(where_(places.into_iter()));
+        out.push(vs.clone());
+    }
+    for (_, other) in &confs[1..] {
+        for (o, of) in &other.services {
+            if !out.iter().any(|vs| key(vs) == key(o)) {
+                report.error(
+                    Some(&of.block),
+                    format!(
+                        "virtual_server {} {} is not in {} — every director \
+                         must carry the same services",
+                        o.vip,
+                        o.port,
+                        confs[0].1.file.display()
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `--service NAME=VIP:PORT`.
+fn name_services(
+    services: &mut [VirtualService],
+    names: &[(String, SocketAddr)],
+    report: &mut Report,
+) {
+    for (name, at) in names {
+        let found = services.iter_mut().filter(|vs| {
+            vs.vip == at.ip() && vs.port.get() == u32::from(at.port())
+        });
+        let mut any = false;
+        for vs in found {
+            vs.name = Some(name.clone());
+            any = true;
+        }
+        if !any {
+            report.error(
+                None,
+                format!("--service {name}={at}: no virtual_server at {at}"),
+            );
+        }
+    }
+}
+
+// ===== real servers =====
+
+/// The hosts lbdeploy will manage: from `--realserver-script` and from
+/// `--host` entries that are not directors. Services then refer to them by
+/// name; the others stay unmanaged `address:` entries.
+fn real_servers(
+    services: &mut [VirtualService],
+    scripts: &[(String, Script)],
+    req: &Request,
+    (directors, vips): (&[&str], &[IfAddr]),
+    report: &mut Report,
+    origins: &mut Origins,
+) -> Vec<RealServerHost> {
+    let mut hosts = Vec::new();
+    let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr).collect();
+    for (name, script) in scripts {
+        for v in script.vips.iter().filter(|v| !vip_addrs.contains(&v.value)) {
+            report.warn(
+                Some(&v.pos),
+                format!(
+                    "{} is not a VIP of any vrrp_instance; lbdeploy puts only \
+                     the instances' VIPs on the real servers",
+                    v.value
+                ),
+            );
+        }
+        let spec = req.hosts.iter().find(|h| h.name == *name);
+        let address = spec.map(|s| s.address).or_else(|| {
+            script.rip.as_ref().and_then(|rip| infer_prefix(rip.value, vips))
+        });
+        let interface = spec
+            .and_then(|s| s.interface.clone())
+            .or_else(|| script.interface.as_ref().map(|i| i.value.clone()));
+        let (Some(address), Some(interface)) = (address, interface) else {
+            report.error(
+                None,
+                format!(
+                    "{}: cannot tell {name}'s {} — pass `--host \
+                     {name}=ADDRESS/PREFIX@IFACE`",
+                    script.file.display(),
+                    match (address, &script.rip) {
+                        (None, None) => "address (the script names no RIP)",
+                        (None, Some(_)) => "address's prefix length",
+                        _ => "interface (the script puts the VIP on lo)",
+                    }
+                ),
+            );
+            continue;
+        };
+        let from = script
+            .rip
+            .as_ref()
+            .map_or(script.file.display().to_string(), |r| r.pos.to_string());
+        hosts.push((host(name, address, interface), format!("{name}: {from}")));
+    }
+    for spec in &req.hosts {
+        let taken = hosts.iter().any(|(h, _)| h.name == spec.name)
+            || directors.contains(&spec.name.as_str());
+        if taken {
+            continue;
+        }
+        let Some(interface) = spec.interface.clone() else {
+            report.error(
+                None,
+                format!(
+                    "--host {}: a real server needs its interface — write \
+                     `{}={}@IFACE`",
+                    spec.name, spec.name, spec.address
+                ),
+            );
+            continue;
+        };
+        hosts.push((
+            host(&spec.name, spec.address, interface),
+            format!("{}: --host", spec.name),
+        ));
+    }
+    let mut unmanaged = BTreeSet::new();
+    for rs in services.iter_mut().flat_map(|vs| vs.real_servers.iter_mut()) {
+        let Some(addr) = rs.address else { continue };
+        match hosts.iter().find(|(h, _)| h.address.addr == addr) {
+            Some((h, _)) => {
+                rs.host = Some(h.name.clone());
+                rs.address = None;
+            }
+            None => {
+                unmanaged.insert(addr);
+            }
+        }
+    }
+    for addr in unmanaged {
+        report.warn(
+            None,
+            format!(
+                "real server {addr} is written as unmanaged (`address:`): \
+                 lbdeploy will not put the VIP on its lo nor suppress ARP \
+                 there — pass --realserver-script or --host \
+                 NAME={addr}/PREFIX@IFACE to manage it"
+            ),
+        );
+    }
+    let (hosts, notes): (Vec<_>, Vec<_>) = hosts.into_iter().unzip();
+    origins.real_servers = notes;
+    hosts
+}
+
+fn host(name: &str, address: IfAddr, interface: String) -> RealServerHost {
+    RealServerHost {
+        name: name.to_owned(),
+        address,
+        interface,
+        arp_suppression: ArpSuppression::Sysctl,
+        keep_vip_on_stop: false,
+        ssh: None,
+    }
+}
+
+// ===== notification =====
+
+fn notification(
+    confs: &[(String, Conf)],
+    report: &mut Report,
+    origins: &mut Origins,
+) -> Option<Notification> {
+    let mut with_email = confs.iter().filter_map(|(_, c)| c.email.as_ref());
+    let (email, fields) = with_email.next()?;
+    for (other, of) in with_email {
+        for (pos, difference) in differences((email, fields), (other, of)) {
+            report.warn(
+                Some(&pos),
+                format!(
+                    "notification email: {difference} — the inventory has \
+                     one setting for the cluster; the first director's is \
+                     kept"
+                ),
+            );
+        }
+    }
+    origins.notification = Some(fields.block.to_string());
+    Some(Notification { email: Some(email.clone()), exec: None, webhook: None })
+}

@@ -1,0 +1,146 @@
+//! `lbdeploy import-keepalived` (issue #9), run as the real binary.
+//!
+//! Each folder of `tests/golden/import/<case>/` holds the command's
+//! arguments (`input.args`, one per line, run from that folder), the files
+//! they name (`input.*`), and what it must print: `expected.yml` (stdout;
+//! absent when the import fails) and `expected.stderr`. A case succeeds
+//! with exit 0 exactly when it has an `expected.yml`, which must also load
+//! and validate as an inventory. `LBDEPLOY_UPDATE_GOLDEN=1` rewrites the
+//! expected files; review their diff like code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lbdeploy::inventory::{self, Inventory};
+
+use crate::golden;
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/import")
+}
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run the binary from `dir` with the arguments of `input.args`.
+fn run_case(dir: &Path) -> Run {
+    let args = std::fs::read_to_string(dir.join("input.args")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdeploy"))
+        .arg("import-keepalived")
+        .args(args.lines().filter(|l| !l.is_empty()))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn load(name: &str, text: &str) -> Inventory {
+    inventory::load_str(
+        Path::new(name),
+        text,
+        Path::new("."),
+        &inventory::System,
+    )
+    .unwrap_or_else(|e| panic!("{name} does not load:\n{e}"))
+    .inventory
+}
+
+fn check_case(dir: &Path) -> Result<(), String> {
+    let run = run_case(dir);
+    let expected_status = i32::from(!dir.join("expected.yml").exists());
+    let updating = std::env::var_os("LBDEPLOY_UPDATE_GOLDEN").is_some();
+    if !updating && run.status != expected_status {
+        return Err(format!(
+            "exit status {} instead of {expected_status}\n{}",
+            run.status, run.stderr
+        ));
+    }
+    golden::check(&dir.join("expected.yml"), &run.stdout)?;
+    golden::check(&dir.join("expected.stderr"), &run.stderr)?;
+    if run.status == 0 {
+        load("expected.yml", &run.stdout);
+    }
+    Ok(())
+}
+
+#[test]
+fn golden_cases() {
+    let dirs = golden::cases("import");
+    assert!(dirs.len() >= 15, "issue #9 asks for at least 15 cases");
+    let failures: Vec<_> = dirs
+        .iter()
+        .filter_map(|d| {
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            check_case(d).err().map(|e| format!("== {name}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The seed cluster written as keepalived.conf for both directors imports
+/// into exactly `inventory.example.yml`, comments aside.
+#[test]
+fn seed_round_trips_to_the_example_inventory() {
+    let run = run_case(&cases_dir().join("seed-dr"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example.yml");
+    let example = std::fs::read_to_string(example).unwrap();
+    assert_eq!(
+        load("imported", &run.stdout),
+        load("inventory.example.yml", &example)
+    );
+}
+
+/// The blog's published configuration forgets the `}` of the first
+/// real_server: the error says where, in which block, and what to do.
+#[test]
+fn published_seed_config_gets_the_missing_brace_hint() {
+    let run = run_case(&cases_dir().join("seed-blog-brace"));
+    assert_eq!(run.status, 1);
+    assert!(
+        run.stderr.contains(
+            "input.keepalived01.conf:41: error: real_server 192.168.1.22 80 \
+             opened inside real_server 192.168.1.21 80 (line 34): a closing \
+             brace is probably missing before line 41"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn output_file_is_written_and_strict_refuses_warnings() {
+    let dir = cases_dir().join("seed-dr");
+    let args = std::fs::read_to_string(dir.join("input.args")).unwrap();
+    let out = std::env::temp_dir()
+        .join(format!("lbdeploy-import-{}.yml", std::process::id()));
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lbdeploy"))
+            .arg("import-keepalived")
+            .args(args.lines())
+            .args(extra)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let written = run(&["-o", out.to_str().unwrap()]);
+    assert_eq!(written.status.code(), Some(0));
+    assert!(written.stdout.is_empty(), "-o keeps stdout empty");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains(
+        "# from input.keepalived01.conf:13, input.keepalived02.conf:13"
+    ));
+    std::fs::remove_file(&out).unwrap();
+    let strict = run(&["--strict"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(strict.stdout.is_empty());
+}
