@@ -296,8 +296,17 @@ impl ImportArgs {
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Run as a director: VRRP, VIPs, health checks, data plane.
+    #[command(long_about = "Run as a director in the foreground: VRRP with \
+        the other directors, the VIPs while master, health checks and the \
+        kernel data plane. `apply` installs and starts it.\n\n\
+        Example:\n  lbdeploy agent director --config /etc/lbdeploy/agent.yml")]
     Director,
     /// Run as a real server: ARP suppression and the VIP on lo.
+    #[command(long_about = "Run as a real server in the foreground: ARP \
+        suppression, and the VIPs kept on lo. `apply` installs and starts \
+        it.\n\n\
+        Example:\n  lbdeploy agent realserver --config \
+        /etc/lbdeploy/agent.yml")]
     Realserver,
 }
 
