@@ -300,14 +300,22 @@ pub enum AgentCommand {
         the other directors, the VIPs while master, health checks and the \
         kernel data plane. `apply` installs and starts it.\n\n\
         Example:\n  lbdeploy agent director --config /etc/lbdeploy/agent.yml")]
-    Director,
+    Director(AgentArgs),
     /// Run as a real server: ARP suppression and the VIP on lo.
     #[command(long_about = "Run as a real server in the foreground: ARP \
         suppression, and the VIPs kept on lo. `apply` installs and starts \
         it.\n\n\
         Example:\n  lbdeploy agent realserver --config \
         /etc/lbdeploy/agent.yml")]
-    Realserver,
+    Realserver(AgentArgs),
+}
+
+/// Options of both agent modes.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent configuration `apply` rendered for this host.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 /// The lab's commands.
@@ -360,8 +368,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Rollback => not_yet("rollback", 4),
         Command::History => not_yet("history", 4),
         Command::Status => not_yet("status", 8),
-        Command::Agent(AgentCommand::Director) => not_yet("agent director", 6),
-        Command::Agent(AgentCommand::Realserver) => {
+        Command::Agent(AgentCommand::Director(_)) => {
+            not_yet("agent director", 6)
+        }
+        Command::Agent(AgentCommand::Realserver(_)) => {
             not_yet("agent realserver", 5)
         }
         Command::Lab(_) => not_yet("lab", 3),
