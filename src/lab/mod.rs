@@ -8,6 +8,7 @@
 //! * `host` — each host's mount and UTS namespaces and its processes;
 //! * `sshd` — keys, sshd and the controller's SSH client setup;
 //! * `responder` — the HTTP responder on the real servers;
+//! * `status` — the live state of a lab, and how it is shown;
 //! * `procs` — `/proc`: liveness, namespace membership, listening sockets;
 //! * `cmd` — running `ip`, `nsenter`, `ssh-keygen` with readable errors.
 //!
@@ -23,21 +24,22 @@ mod procs;
 pub mod responder;
 mod sshd;
 mod state;
+mod status;
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::io::Write;
-use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
 
-use plan::HostPlan;
-pub use plan::{DEFAULT_STATE_ROOT, LabPlan, Role, default_state_dir};
-use state::{LabState, Layout, ProcKind, ProcRecord};
+use plan::LabPlan;
+pub use plan::{Role, default_state_dir};
+use state::{LabState, Layout, ProcKind};
+use status::status_of;
+pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};
 
 use crate::inventory::Inventory;
 
@@ -156,7 +158,7 @@ fn build(
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
         if h.role.has_sshd() {
-            sshd::keygen(&dir.join("ssh_host_ed25519_key"), &h.name)?;
+            sshd::keygen(&sshd::host_key(layout, h), &h.name)?;
         }
     }
 
@@ -178,122 +180,21 @@ fn build(
         layout.save(state)?;
     }
 
-    install_ssh_files(layout, state)?;
+    sshd::install(layout, state)?;
     for h in &plan.hosts {
-        let holder = holder_pid(state, h)?;
+        let holder = state.holder(&h.name)?;
         let dir = layout.host_dir(h);
         if h.role.has_sshd() {
-            let sshd = tools.sshd.to_string_lossy();
-            let config = format!("{}/sshd_config", sshd::HOST_SSH_DIR);
-            let args = [sshd.as_ref(), "-D", "-e", "-f", &config];
-            let rec = host::spawn_in(
-                h,
-                holder,
-                ProcKind::Sshd,
-                &args,
-                &dir.join("sshd.log"),
-            )?;
-            state.processes.push(rec);
+            let log = dir.join("sshd.log");
+            state.processes.push(sshd::start(h, holder, &tools.sshd, &log)?);
         }
         for &port in &h.http_ports {
-            let rec = start_responder(h, holder, port, &dir)?;
-            state.processes.push(rec);
+            let log = dir.join(format!("responder-{port}.log"));
+            state.processes.push(responder::start(h, holder, port, &log)?);
         }
         layout.save(state)?;
     }
     wait_ready(layout, state)
-}
-
-fn start_responder(
-    h: &HostPlan,
-    holder: i32,
-    port: u16,
-    dir: &Path,
-) -> anyhow::Result<ProcRecord> {
-    let bin = format!("{}/lbdeploy", host::LAB_BIN);
-    let listen = match h.address.addr {
-        IpAddr::V4(_) => "0.0.0.0",
-        IpAddr::V6(_) => "::",
-    };
-    let port_s = port.to_string();
-    let args = [
-        bin.as_str(),
-        "lab",
-        "responder",
-        "--port",
-        &port_s,
-        "--name",
-        &h.name,
-        "--listen",
-        listen,
-    ];
-    let log = dir.join(format!("responder-{port}.log"));
-    host::spawn_in(h, holder, ProcKind::Responder { port }, &args, &log)
-}
-
-/// Put sshd's files into every managed host and the client setup into the
-/// controller.
-fn install_ssh_files(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
-    let client_pub = sshd::public_key(&layout.client_key())?;
-    let mut host_keys = Vec::new();
-    for h in state.plan.hosts.iter().filter(|h| h.role.has_sshd()) {
-        let holder = holder_pid(state, h)?;
-        let key = layout.host_dir(h).join("ssh_host_ed25519_key");
-        let dir = sshd::HOST_SSH_DIR;
-        let private = std::fs::read(&key)?;
-        host::install(
-            holder,
-            &format!("{dir}/ssh_host_ed25519_key"),
-            &private,
-            0o600,
-        )?;
-        host::install(
-            holder,
-            &format!("{dir}/sshd_config"),
-            sshd::sshd_config(h).as_bytes(),
-            0o644,
-        )?;
-        let authorized = format!("{client_pub}\n");
-        host::install(
-            holder,
-            &format!("{dir}/authorized_keys"),
-            authorized.as_bytes(),
-            0o600,
-        )?;
-        host_keys.push((h, sshd::public_key(&key)?));
-    }
-    let managed = state.plan.hosts.iter().filter(|h| h.role.has_sshd());
-    for h in state.plan.hosts.iter().filter(|h| h.role == Role::Controller) {
-        let holder = holder_pid(state, h)?;
-        let private = std::fs::read(layout.client_key())?;
-        host::install(holder, "/root/.ssh/id_ed25519", &private, 0o600)?;
-        host::install(
-            holder,
-            "/root/.ssh/id_ed25519.pub",
-            format!("{client_pub}\n").as_bytes(),
-            0o644,
-        )?;
-        host::install(
-            holder,
-            "/root/.ssh/config",
-            sshd::client_config(managed.clone()).as_bytes(),
-            0o600,
-        )?;
-        let kh =
-            sshd::known_hosts(host_keys.iter().map(|(h, k)| (*h, k.clone())));
-        host::install(holder, "/root/.ssh/known_hosts", kh.as_bytes(), 0o644)?;
-        std::fs::set_permissions(
-            host::path_in(holder, "/root/.ssh"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )?;
-    }
-    Ok(())
-}
-
-fn holder_pid(state: &LabState, h: &HostPlan) -> anyhow::Result<i32> {
-    state.process(&h.name, ProcKind::Holder).map(|p| p.pid).with_context(|| {
-        format!("host {} has no holder process recorded", h.name)
-    })
 }
 
 /// Wait until every sshd and responder listens, or one of them died.
@@ -398,80 +299,6 @@ pub fn down(state_dir: &Path) -> anyhow::Result<DownOutcome> {
     }
 }
 
-/// The live state of one lab process.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProcStatus {
-    /// What it is.
-    #[serde(flatten)]
-    pub kind: ProcKind,
-    /// Its PID, when one was recorded.
-    pub pid: Option<i32>,
-    /// Whether that process still runs.
-    pub alive: bool,
-    /// For daemons, whether they accept connections.
-    pub listening: Option<bool>,
-}
-
-impl ProcStatus {
-    fn kind_label(&self) -> String {
-        match self.kind {
-            ProcKind::Holder => "the namespace holder".into(),
-            ProcKind::Sshd => "sshd".into(),
-            ProcKind::Responder { port } => {
-                format!("the HTTP responder on port {port}")
-            }
-        }
-    }
-
-    fn log_name(&self) -> String {
-        match self.kind {
-            ProcKind::Holder => "holder.log".into(),
-            ProcKind::Sshd => "sshd.log".into(),
-            ProcKind::Responder { port } => format!("responder-{port}.log"),
-        }
-    }
-
-    fn ok(&self) -> bool {
-        self.alive && self.listening != Some(false)
-    }
-}
-
-/// The live state of one lab host.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostStatus {
-    /// Inventory name.
-    pub name: String,
-    /// What it is for.
-    pub role: Role,
-    /// Address and prefix.
-    pub address: String,
-    /// Its interface.
-    pub interface: String,
-    /// Its network namespace.
-    pub netns: String,
-    /// Whether that namespace exists.
-    pub netns_exists: bool,
-    /// Its processes, expected ones first.
-    pub processes: Vec<ProcStatus>,
-}
-
-/// The live state of a lab, what `lab status` prints.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    /// The cluster name.
-    pub cluster: String,
-    /// The lab id in every namespace name.
-    pub id: String,
-    /// The state directory.
-    pub state_dir: PathBuf,
-    /// The switch namespace.
-    pub switch_netns: String,
-    /// Whether every namespace exists and every process runs and listens.
-    pub healthy: bool,
-    /// Each host.
-    pub hosts: Vec<HostStatus>,
-}
-
 /// The live state of the lab in `state_dir`; `None` when there is none.
 ///
 /// # Errors
@@ -479,63 +306,6 @@ pub struct Status {
 pub fn status(state_dir: &Path) -> anyhow::Result<Option<Status>> {
     let layout = Layout::new(std::path::absolute(state_dir)?);
     Ok(layout.load()?.map(|s| status_of(&s, layout.root())))
-}
-
-fn status_of(state: &LabState, state_dir: &Path) -> Status {
-    let hosts: Vec<HostStatus> = state
-        .plan
-        .hosts
-        .iter()
-        .map(|h| {
-            let holder = state.process(&h.name, ProcKind::Holder);
-            let processes = LabState::expected_kinds(h)
-                .into_iter()
-                .map(|kind| {
-                    let rec = state.process(&h.name, kind);
-                    let alive = rec
-                        .is_some_and(|r| procs::is_alive(r.pid, r.start_time));
-                    let port = match kind {
-                        ProcKind::Holder => None,
-                        ProcKind::Sshd => Some(h.ssh_port),
-                        ProcKind::Responder { port } => Some(port),
-                    };
-                    let listening = port.map(|port| {
-                        alive
-                            && holder.is_some_and(|hd| {
-                                procs::listens(hd.pid, h.address.addr, port)
-                            })
-                    });
-                    ProcStatus {
-                        kind,
-                        pid: rec.map(|r| r.pid),
-                        alive,
-                        listening,
-                    }
-                })
-                .collect();
-            HostStatus {
-                name: h.name.clone(),
-                role: h.role,
-                address: h.address.to_string(),
-                interface: h.interface.clone(),
-                netns: h.netns.clone(),
-                netns_exists: netns::exists(&h.netns),
-                processes,
-            }
-        })
-        .collect();
-    let healthy = netns::exists(&state.plan.switch_netns)
-        && hosts
-            .iter()
-            .all(|h| h.netns_exists && h.processes.iter().all(ProcStatus::ok));
-    Status {
-        cluster: state.plan.cluster.clone(),
-        id: state.plan.id.clone(),
-        state_dir: state_dir.to_owned(),
-        switch_netns: state.plan.switch_netns.clone(),
-        healthy,
-        hosts,
-    }
 }
 
 /// Replace this process with `command` running inside lab host `host`.
@@ -592,128 +362,4 @@ pub fn exec(
     let err =
         cmd.command().env("PATH", format!("{}:{path}", host::LAB_BIN)).exec();
     Err(cmd.spawn_error(err).into())
-}
-
-/// Tell the user what the lab is and how to use it (`up`'s epilogue).
-/// `select` is how later commands name this lab (`-i FILE` or
-/// `--state-dir DIR`).
-///
-/// # Errors
-/// When `out` cannot be written.
-pub fn print_usage(
-    status: &Status,
-    select: &str,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "lab {} is up (id {}, state in {}):",
-        status.cluster,
-        status.id,
-        status.state_dir.display()
-    )?;
-    for h in &status.hosts {
-        writeln!(
-            out,
-            "  {:<14} {:<12} {:<20} {}",
-            h.name,
-            h.role.to_string(),
-            h.address,
-            h.netns
-        )?;
-    }
-    let first = |role| {
-        status.hosts.iter().find(|h| h.role == role).map(|h| h.name.as_str())
-    };
-    writeln!(
-        out,
-        "Run commands inside a host with `lbdeploy lab exec HOST -- CMD...`, e.g."
-    )?;
-    if let Some(d) = first(Role::Director) {
-        writeln!(
-            out,
-            "  lbdeploy lab {select} exec controller -- ssh {d} hostname"
-        )?;
-    }
-    let responder = status.hosts.iter().find_map(|h| {
-        h.processes.iter().find_map(|p| match p.kind {
-            ProcKind::Responder { port } => Some((h, port)),
-            _ => None,
-        })
-    });
-    if let Some((rs, port)) = responder {
-        let ip = rs.address.split('/').next().unwrap_or_default();
-        writeln!(
-            out,
-            "  lbdeploy lab {select} exec client -- curl -s http://{ip}:{port}/"
-        )?;
-    }
-    writeln!(
-        out,
-        "  lbdeploy lab {select} exec controller -- lbdeploy --help"
-    )?;
-    writeln!(out, "Take it down with `lbdeploy lab {select} down`.")
-}
-
-/// `lab status` as a table, one host per line.
-///
-/// # Errors
-/// When `out` cannot be written.
-pub fn print_status(
-    status: &Status,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "lab {} (id {}, state in {}): {}",
-        status.cluster,
-        status.id,
-        status.state_dir.display(),
-        if status.healthy {
-            "up"
-        } else {
-            "NOT WHOLE — run `lbdeploy lab up` to rebuild"
-        }
-    )?;
-    writeln!(
-        out,
-        "{:<14} {:<12} {:<20} {:<26} PROCESSES",
-        "HOST", "ROLE", "ADDRESS", "NAMESPACE"
-    )?;
-    for h in &status.hosts {
-        let netns = if h.netns_exists {
-            h.netns.clone()
-        } else {
-            format!("{} (gone)", h.netns)
-        };
-        let procs: Vec<String> = h
-            .processes
-            .iter()
-            .map(|p| {
-                let what = match p.kind {
-                    ProcKind::Holder => "holder".to_owned(),
-                    ProcKind::Sshd => "sshd".to_owned(),
-                    ProcKind::Responder { port } => format!("http:{port}"),
-                };
-                let state = match (p.alive, p.listening) {
-                    (false, _) => "dead",
-                    (true, Some(false)) => "not listening",
-                    (true, _) => "ok",
-                };
-                let pid =
-                    p.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
-                format!("{what} {pid} {state}")
-            })
-            .collect();
-        writeln!(
-            out,
-            "{:<14} {:<12} {:<20} {:<26} {}",
-            h.name,
-            h.role.to_string(),
-            h.address,
-            netns,
-            procs.join(", ")
-        )?;
-    }
-    Ok(())
 }

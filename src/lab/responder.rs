@@ -14,9 +14,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use super::host;
+use super::plan::HostPlan;
+use super::state::{ProcKind, ProcRecord};
 
 /// Longest request head read; anything longer is answered as it stands.
 const MAX_HEAD: usize = 8 * 1024;
@@ -42,6 +47,37 @@ pub fn serve(listen: IpAddr, port: u16, name: &str) -> anyhow::Result<()> {
         });
     }
     Ok(())
+}
+
+/// Start the responder for `host` on `port` inside the host held by
+/// `holder`, running this binary as bound into the host.
+///
+/// # Errors
+/// When it cannot be started.
+pub(super) fn start(
+    host: &HostPlan,
+    holder: i32,
+    port: u16,
+    log: &Path,
+) -> anyhow::Result<ProcRecord> {
+    let bin = format!("{}/lbdeploy", host::LAB_BIN);
+    let listen = match host.address.addr {
+        IpAddr::V4(_) => "0.0.0.0",
+        IpAddr::V6(_) => "::",
+    };
+    let port_s = port.to_string();
+    let args = [
+        bin.as_str(),
+        "lab",
+        "responder",
+        "--port",
+        &port_s,
+        "--name",
+        &host.name,
+        "--listen",
+        listen,
+    ];
+    host::spawn_in(host, holder, ProcKind::Responder { port }, &args, log)
 }
 
 fn handle(stream: TcpStream, name: &str) -> std::io::Result<()> {

@@ -15,7 +15,9 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::cmd::Cmd;
-use super::plan::HostPlan;
+use super::host;
+use super::plan::{HostPlan, Role};
+use super::state::{LabState, Layout, ProcKind, ProcRecord};
 
 /// Inside a host: sshd's configuration, host key and authorised keys.
 pub const HOST_SSH_DIR: &str = "/etc/ssh/lbdeploy-lab";
@@ -33,6 +35,88 @@ pub fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
         .arg(path)
         .run()?;
     Ok(())
+}
+
+/// Where `host`'s host key is kept in the state directory.
+pub fn host_key(layout: &Layout, host: &HostPlan) -> std::path::PathBuf {
+    layout.host_dir(host).join("ssh_host_ed25519_key")
+}
+
+/// Put sshd's files into every managed host and the client setup into the
+/// controller. Keys must exist ([`keygen`]) and holders run.
+///
+/// # Errors
+/// When a key cannot be read or a file cannot be written into a host.
+pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
+    let client_pub = public_key(&layout.client_key())?;
+    let authorized = format!("{client_pub}\n");
+    let managed: Vec<_> =
+        state.plan.hosts.iter().filter(|h| h.role.has_sshd()).collect();
+    let mut host_keys = Vec::new();
+    for &h in &managed {
+        let holder = state.holder(&h.name)?;
+        let key = host_key(layout, h);
+        let dir = HOST_SSH_DIR;
+        let private = std::fs::read(&key)?;
+        let config = sshd_config(h);
+        let files = [
+            ("ssh_host_ed25519_key", private.as_slice(), 0o600),
+            ("sshd_config", config.as_bytes(), 0o644),
+            ("authorized_keys", authorized.as_bytes(), 0o600),
+        ];
+        for (name, contents, mode) in files {
+            host::install(holder, &format!("{dir}/{name}"), contents, mode)?;
+        }
+        host_keys.push((h, public_key(&key)?));
+    }
+    for h in state.plan.hosts.iter().filter(|h| h.role == Role::Controller) {
+        let holder = state.holder(&h.name)?;
+        let private = std::fs::read(layout.client_key())?;
+        let files = [
+            ("id_ed25519", private, 0o600),
+            ("id_ed25519.pub", authorized.clone().into_bytes(), 0o644),
+            (
+                "config",
+                client_config(managed.iter().copied()).into_bytes(),
+                0o600,
+            ),
+            (
+                "known_hosts",
+                known_hosts(host_keys.iter().cloned()).into_bytes(),
+                0o644,
+            ),
+        ];
+        for (name, contents, mode) in files {
+            host::install(
+                holder,
+                &format!("/root/.ssh/{name}"),
+                &contents,
+                mode,
+            )?;
+        }
+        std::fs::set_permissions(
+            host::path_in(holder, "/root/.ssh"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+    }
+    Ok(())
+}
+
+/// Start `host`'s sshd (at `sshd`, an absolute path) in the foreground of
+/// its own process, inside the host held by `holder`.
+///
+/// # Errors
+/// When it cannot be started.
+pub fn start(
+    host: &HostPlan,
+    holder: i32,
+    sshd: &Path,
+    log: &Path,
+) -> anyhow::Result<ProcRecord> {
+    let sshd = sshd.to_string_lossy();
+    let config = format!("{HOST_SSH_DIR}/sshd_config");
+    let args = [sshd.as_ref(), "-D", "-e", "-f", &config];
+    host::spawn_in(host, holder, ProcKind::Sshd, &args, log)
 }
 
 /// The public half of the key at `path`, one line.

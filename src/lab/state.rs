@@ -88,6 +88,17 @@ impl LabState {
         self.processes.iter().find(|p| p.host == host && p.kind == kind)
     }
 
+    /// The PID of `host`'s holder, the process whose namespaces are the
+    /// host.
+    ///
+    /// # Errors
+    /// When none was recorded (the host was never started).
+    pub fn holder(&self, host: &str) -> anyhow::Result<i32> {
+        self.process(host, ProcKind::Holder).map(|p| p.pid).with_context(|| {
+            format!("host {host} has no holder process recorded")
+        })
+    }
+
     /// Every process expected on `host` once the lab is up.
     pub fn expected_kinds(host: &HostPlan) -> Vec<ProcKind> {
         let mut kinds = vec![ProcKind::Holder];
