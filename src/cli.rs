@@ -177,10 +177,12 @@ pub struct LabArgs {
         help_heading = "Lab options",
         long_help = "The directory holding the lab's state file, keys and \
                      logs. Defaults to /var/lib/lbdeploy-lab/CLUSTER, with \
-                     CLUSTER from the inventory; with --state-dir the \
-                     inventory is not needed for down, status and exec. \
-                     Labs with different state directories (and addresses \
-                     that do not overlap) can run side by side.\n\n\
+                     CLUSTER from the inventory. down, status and exec \
+                     need no inventory with --state-dir, nor when there is \
+                     no inventory file and only one lab in the default \
+                     place. \
+                     Labs with different state directories run side by \
+                     side, each on a segment of its own.\n\n\
                      Example:\n  lbdeploy lab --state-dir /tmp/lab1 status"
     )]
     pub state_dir: Option<PathBuf>,
@@ -307,13 +309,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// The lab's state directory: `--state-dir`, or the cluster's default,
-/// which needs the inventory.
+/// The state directory of an existing lab: `--state-dir`; else, when there
+/// is no inventory file, the only lab in the default place; else the
+/// inventory's cluster's default.
 fn lab_state_dir(cli: &Cli, args: &LabArgs) -> anyhow::Result<PathBuf> {
-    match &args.state_dir {
-        Some(dir) => Ok(dir.clone()),
-        None => Ok(lab::default_state_dir(&load_inventory(cli)?.cluster)),
+    if let Some(dir) = &args.state_dir {
+        return Ok(dir.clone());
     }
+    if !cli.inventory.exists()
+        && let Some(dir) = lab::sole_default_lab()
+    {
+        return Ok(dir);
+    }
+    Ok(lab::default_state_dir(&load_inventory(cli)?.cluster))
 }
 
 fn load_inventory(cli: &Cli) -> anyhow::Result<inventory::Inventory> {

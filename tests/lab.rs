@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::lab_or_skip;
 use crate::support::lab::{
-    LBDEPLOY, Remains, TempDir, describe, example_inventory, is_root,
+    LBDEPLOY, Remains, TempDir, describe, example_inventory, is_root, skip,
 };
 
 const MANAGED: [&str; 4] = ["keepalived01", "keepalived02", "rs01", "rs02"];
@@ -178,9 +178,7 @@ fn up_twice_is_idempotent_and_up_repairs_a_broken_lab() {
 #[test]
 fn r3_down_after_an_interrupted_up_cleans_up() {
     if !is_root() {
-        eprintln!(
-            "SKIPPED r3_down_after_an_interrupted_up_cleans_up: needs root"
-        );
+        skip("crash");
         return;
     }
     let dir = TempDir::new("crash");

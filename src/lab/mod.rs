@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use plan::LabPlan;
-pub use plan::{Role, default_state_dir};
+pub use plan::{Role, default_state_dir, sole_default_lab};
 use state::{LabState, Layout, ProcKind};
 use status::status_of;
 pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};

@@ -25,6 +25,9 @@ use super::plan::{HostPlan, LabPlan};
 /// taken down with the lbdeploy that built it.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The state file's name in the state directory.
+pub const STATE_FILE: &str = "lab.json";
+
 /// What a recorded process is, so `status` can say which one died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -131,7 +134,7 @@ impl Layout {
 
     /// `lab.json`.
     pub fn state_file(&self) -> PathBuf {
-        self.root.join("lab.json")
+        self.root.join(STATE_FILE)
     }
 
     /// The lab's SSH client key (authorised on every host with sshd).

@@ -7,9 +7,12 @@
 //! it after starting the daemons.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use crate::inventory::IfAddr;
 
 use super::netns;
 use super::plan::Role;
@@ -62,7 +65,7 @@ pub struct HostStatus {
     /// What it is for.
     pub role: Role,
     /// Address and prefix.
-    pub address: String,
+    pub address: IfAddr,
     /// Its interface.
     pub interface: String,
     /// Its network namespace.
@@ -125,7 +128,7 @@ pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
             HostStatus {
                 name: h.name.clone(),
                 role: h.role,
-                address: h.address.to_string(),
+                address: h.address,
                 interface: h.interface.clone(),
                 netns: h.netns.clone(),
                 netns_exists: netns::exists(&h.netns),
@@ -171,7 +174,7 @@ pub fn print_usage(
             "  {:<14} {:<12} {:<20} {}",
             h.name,
             h.role.to_string(),
-            h.address,
+            h.address.to_string(),
             h.netns
         )?;
     }
@@ -195,10 +198,10 @@ pub fn print_usage(
         })
     });
     if let Some((rs, port)) = responder {
-        let ip = rs.address.split('/').next().unwrap_or_default();
+        let url = SocketAddr::new(rs.address.addr, port);
         writeln!(
             out,
-            "  lbdeploy lab {select} exec client -- curl -s http://{ip}:{port}/"
+            "  lbdeploy lab {select} exec client -- curl -s http://{url}/"
         )?;
     }
     writeln!(
@@ -263,7 +266,7 @@ pub fn print_status(
             "{:<14} {:<12} {:<20} {:<26} {}",
             h.name,
             h.role.to_string(),
-            h.address,
+            h.address.to_string(),
             netns,
             procs.join(", ")
         )?;

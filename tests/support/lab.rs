@@ -14,6 +14,7 @@
 //! its output and `lab status`, so a failure in CI can be read without
 //! rerunning it (ripgrep's `assert_err` habit).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -36,6 +37,16 @@ macro_rules! lab_or_skip {
 /// Whether this process may build labs.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Say that test `name` was skipped for want of root. Written to the
+/// stderr handle rather than with `eprintln!`, which libtest captures and
+/// shows only for failing tests: a skip must be visible in a passing run.
+pub fn skip(name: &str) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED lab test `{name}`: the lab needs root (CI runs as root)"
+    );
 }
 
 /// The example cluster (two directors, two real servers on port 80, VIP
@@ -109,7 +120,7 @@ impl TestLab {
     /// When `lab up` fails; the message has its output.
     pub fn up(name: &str, inventory: &str) -> Option<Self> {
         if !is_root() {
-            eprintln!("SKIPPED {name}: the lab needs root (CI runs as root)");
+            skip(name);
             return None;
         }
         let dir = TempDir::new(name);
