@@ -155,7 +155,9 @@ fn up_twice_is_idempotent_and_up_repairs_a_broken_lab() {
     // A dead sshd makes the lab not whole: status says so, up rebuilds.
     let sshd = before["hosts"][0]["processes"][1]["pid"].as_i64().unwrap();
     assert_eq!(before["hosts"][0]["processes"][1]["kind"], "sshd");
-    Command::new("kill").arg(sshd.to_string()).status().unwrap();
+    let pid = rustix::process::Pid::from_raw(i32::try_from(sshd).unwrap());
+    rustix::process::kill_process(pid.unwrap(), rustix::process::Signal::TERM)
+        .unwrap();
     let mut status = lab.lab(&["status"]);
     for _ in 0..100 {
         if status.status.code() == Some(3) {

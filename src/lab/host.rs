@@ -18,7 +18,8 @@
 //!   in the host's `/run`: the host sees the machine's files but its writes
 //!   stay its own, and the managed directories that do not exist on the
 //!   machine (`/etc/lbdeploy`, `/var/lib/lbdeploy`) can be created without
-//!   touching the machine;
+//!   touching the machine (what the machine changes there after `up` may
+//!   not show inside: overlayfs does not promise it);
 //! * `/root` and every path lbdeploy manages ([`MANAGED_PATHS`]) — empty
 //!   tmpfs, a fresh host's state; a private `/root` also keeps the machine's
 //!   shell start-up files out of every SSH command (DESIGN.md measured that
