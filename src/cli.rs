@@ -15,6 +15,7 @@ use clap_complete::Shell;
 
 use crate::import;
 use crate::inventory::{self, Diagnostics, Severity};
+use crate::lab;
 
 /// Deploy and run LVS Direct-Routing clusters from one inventory file.
 #[derive(Debug, Parser)]
@@ -118,8 +119,7 @@ pub enum Command {
     Agent(AgentCommand),
 
     /// Build a simulated cluster in network namespaces on this machine.
-    #[command(subcommand)]
-    Lab(LabCommand),
+    Lab(LabArgs),
 
     /// Turn keepalived.conf files into an inventory.
     #[command(
@@ -318,13 +318,98 @@ pub struct AgentArgs {
     pub config: PathBuf,
 }
 
+/// Options of `lab`, shared by its subcommands.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Where the lab keeps its state.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "LBDEPLOY_LAB_STATE_DIR",
+        help_heading = "Lab options",
+        long_help = "The directory holding the lab's state file, keys and \
+                     logs. Defaults to /var/lib/lbdeploy-lab/CLUSTER, with \
+                     CLUSTER from the inventory. down, status and exec \
+                     need no inventory with --state-dir, nor when there is \
+                     no inventory file and only one lab in the default \
+                     place. \
+                     Labs with different state directories run side by \
+                     side, each on a segment of its own.\n\n\
+                     Example:\n  lbdeploy lab --state-dir /tmp/lab1 status"
+    )]
+    pub state_dir: Option<PathBuf>,
+
+    /// What to do with the lab.
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
 /// The lab's commands.
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Create a namespace host for every inventory host.
+    /// Create a namespace host with its own sshd for every inventory host.
+    #[command(long_about = "Build the inventory's cluster on this machine \
+        (as root): every director and real server becomes a host with its own \
+        network, mount and UTS namespaces, its inventory address and \
+        interface name on one bridged segment, private /etc/lbdeploy, \
+        /var/lib/lbdeploy, /usr/local/sbin, /etc/sysctl.d, \
+        /etc/systemd/system, /run and /root, and its own sshd. Real servers \
+        also answer HTTP on their service ports with their name. Two more \
+        hosts come from the inventory's `lab:` section: the controller, set \
+        up to `ssh HOST` to every host with strict host-key checking, and \
+        the client. Running it again on a lab that is up changes nothing; \
+        on a half-built one it rebuilds.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab up\n\n\
+        Exit codes: 0 up, 1 error (nothing is left behind).")]
     Up,
+
     /// Remove everything the lab created.
+    #[command(long_about = "Stop the lab's processes, delete its namespaces \
+        (their mounts go with them) and remove its state directory: exactly \
+        what the state file records, also after an interrupted `up`. Without \
+        a lab it does nothing.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab down")]
     Down,
+
+    /// Show the lab's hosts, addresses and whether their daemons run.
+    #[command(long_about = "Show every lab host with its role, address, \
+        namespace and processes (namespace holder, sshd, HTTP responders), \
+        whether each runs and listens. With --json, the same as JSON on \
+        stdout.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab status\n\n\
+        Exit codes: 0 healthy, 1 no lab, 3 something is not running.")]
+    Status,
+
+    /// Run a command inside a lab host.
+    #[command(long_about = "Run CMD inside HOST's namespaces (network, \
+        mount, hostname), in the current directory when the host can see \
+        it. This lbdeploy is first on PATH there. The exit status is the \
+        command's.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab exec controller \
+        -- ssh keepalived01 hostname")]
+    Exec {
+        /// The host: an inventory name, `controller` or `client`.
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// The command and its arguments, after `--`.
+        #[arg(value_name = "CMD", last = true, required = true)]
+        command: Vec<String>,
+    },
+
+    /// Serve HTTP as a lab real server (started by `lab up`).
+    #[command(hide = true)]
+    Responder {
+        /// The port to listen on.
+        #[arg(long, value_name = "PORT")]
+        port: u16,
+        /// The host name to answer with.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The address to bind; the wildcard so VIP traffic arrives too.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+        listen: std::net::IpAddr,
+    },
 }
 
 /// How a command ended; `main` turns it into the process exit code.
@@ -374,8 +459,113 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Agent(AgentCommand::Realserver(_)) => {
             not_yet("agent realserver", 5)
         }
-        Command::Lab(_) => not_yet("lab", 3),
+        Command::Lab(args) => lab(&cli, args),
         Command::ImportKeepalived(args) => import_keepalived(&cli, args),
+    }
+}
+
+/// The state directory of an existing lab: `--state-dir`; else, when there
+/// is no inventory file, the only lab in the default place; else the
+/// inventory's cluster's default.
+fn lab_state_dir(cli: &Cli, args: &LabArgs) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.state_dir {
+        return Ok(dir.clone());
+    }
+    if !cli.inventory.exists()
+        && let Some(dir) = lab::sole_default_lab()
+    {
+        return Ok(dir);
+    }
+    Ok(lab::default_state_dir(&load_inventory(cli)?.cluster))
+}
+
+fn load_inventory(cli: &Cli) -> anyhow::Result<inventory::Inventory> {
+    match inventory::load(&cli.inventory, &inventory::System) {
+        Ok(l) => Ok(l.inventory),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// How the lab's hints name this lab in later commands.
+fn lab_selector(cli: &Cli, args: &LabArgs) -> String {
+    match &args.state_dir {
+        Some(dir) => format!("--state-dir {}", dir.display()),
+        None => format!("-i {}", cli.inventory.display()),
+    }
+}
+
+fn lab(cli: &Cli, args: &LabArgs) -> anyhow::Result<ExitStatus> {
+    let mut talk = std::io::stderr().lock();
+    match &args.command {
+        LabCommand::Up => {
+            let inv = load_inventory(cli)?;
+            let dir = match &args.state_dir {
+                Some(dir) => dir.clone(),
+                None => lab::default_state_dir(&inv.cluster),
+            };
+            let outcome = lab::up(&inv, &dir, &mut talk)?;
+            if !cli.quiet {
+                if outcome == lab::UpOutcome::AlreadyUp {
+                    writeln!(
+                        talk,
+                        "lab {} was already up; nothing changed",
+                        inv.cluster
+                    )?;
+                }
+                let status =
+                    lab::status(&dir)?.context("the lab state vanished")?;
+                lab::print_usage(&status, &lab_selector(cli, args), &mut talk)?;
+            }
+            Ok(ExitStatus::Ok)
+        }
+        LabCommand::Down => {
+            let dir = lab_state_dir(cli, args)?;
+            let outcome = lab::down(&dir)?;
+            if !cli.quiet {
+                match outcome {
+                    lab::DownOutcome::Removed => {
+                        writeln!(talk, "lab in {} removed", dir.display())?
+                    }
+                    lab::DownOutcome::NothingThere => {
+                        writeln!(
+                            talk,
+                            "no lab in {}; nothing to do",
+                            dir.display()
+                        )?;
+                    }
+                }
+            }
+            Ok(ExitStatus::Ok)
+        }
+        LabCommand::Status => {
+            let dir = lab_state_dir(cli, args)?;
+            let Some(status) = lab::status(&dir)? else {
+                bail!(
+                    "no lab in {} — start one with `lbdeploy lab up`",
+                    dir.display()
+                );
+            };
+            let mut out = std::io::stdout().lock();
+            if cli.json {
+                serde_json::to_writer_pretty(&mut out, &status)?;
+                writeln!(out)?;
+            } else {
+                lab::print_status(&status, &mut out)?;
+            }
+            Ok(if status.healthy {
+                ExitStatus::Ok
+            } else {
+                ExitStatus::Partial
+            })
+        }
+        LabCommand::Exec { host, command } => {
+            let dir = lab_state_dir(cli, args)?;
+            match lab::exec(&dir, host, command)? {}
+        }
+        LabCommand::Responder { port, name, listen } => {
+            lab::responder::serve(*listen, *port, name)?;
+            Ok(ExitStatus::Ok)
+        }
     }
 }
 
@@ -563,6 +753,45 @@ mod tests {
         assert!(bad(&["=a.conf"]));
         assert!(
             Cli::try_parse_from(["lbdeploy", "import-keepalived"]).is_err()
+        );
+    }
+
+    #[test]
+    fn lab_state_dir_goes_anywhere_after_lab() {
+        for argv in [
+            &["lbdeploy", "lab", "--state-dir", "/tmp/l", "status"][..],
+            &["lbdeploy", "lab", "status", "--state-dir", "/tmp/l"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Lab(args) = cli.command else { panic!() };
+            assert_eq!(args.state_dir, Some(PathBuf::from("/tmp/l")));
+        }
+    }
+
+    #[test]
+    fn lab_exec_takes_the_command_after_double_dash() {
+        let cli = Cli::try_parse_from([
+            "lbdeploy",
+            "lab",
+            "exec",
+            "rs01",
+            "--",
+            "sh",
+            "-c",
+            "echo -n x",
+        ])
+        .unwrap();
+        let Command::Lab(LabArgs {
+            command: LabCommand::Exec { host, command },
+            ..
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(host, "rs01");
+        assert_eq!(command, ["sh", "-c", "echo -n x"]);
+        assert!(
+            Cli::try_parse_from(["lbdeploy", "lab", "exec", "rs01"]).is_err()
         );
     }
 

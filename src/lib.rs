@@ -8,4 +8,5 @@ pub mod agent;
 pub mod cli;
 pub mod import;
 pub mod inventory;
+pub mod lab;
 pub mod plan;

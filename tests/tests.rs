@@ -5,6 +5,8 @@ mod desired;
 mod golden;
 mod hex;
 mod import;
+mod lab;
+mod support;
 mod validate;
 mod vrrp_decode;
 mod vrrp_fsm;

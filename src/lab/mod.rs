@@ -1,0 +1,365 @@
+//! `lbdeploy lab`: the inventory's cluster as network-namespace hosts on
+//! this machine, each with its own filesystem state and sshd.
+//!
+//! * `plan` — what the lab consists of, from the inventory (pure);
+//! * `state` — the state file recording everything created;
+//! * `preflight` — root, tools and address checks before anything changes;
+//! * `netns` — namespaces, the bridge and the veths;
+//! * `host` — each host's mount and UTS namespaces and its processes;
+//! * `sshd` — keys, sshd and the controller's SSH client setup;
+//! * `responder` — the HTTP responder on the real servers;
+//! * `status` — the live state of a lab, and how it is shown;
+//! * `procs` — `/proc`: liveness, namespace membership, listening sockets;
+//! * `cmd` — running `ip`, `nsenter`, `ssh-keygen` with readable errors.
+//!
+//! This module strings them together into `up`, `down`, `status` and
+//! `exec`. The CLI decides what to print and the exit code.
+
+mod cmd;
+mod host;
+mod netns;
+mod plan;
+mod preflight;
+mod procs;
+pub mod responder;
+mod sshd;
+mod state;
+mod status;
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use plan::LabPlan;
+pub use plan::{Role, default_state_dir, sole_default_lab};
+use state::{LabState, Layout, ProcKind};
+use status::status_of;
+pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};
+
+use crate::inventory::Inventory;
+
+/// How long sshd and the responders may take to listen after they start.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long processes get to exit on SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What `up` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpOutcome {
+    /// The lab was built (or rebuilt after an interrupted `up`).
+    Built,
+    /// The same lab was already up and whole; nothing changed.
+    AlreadyUp,
+}
+
+/// What `down` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownOutcome {
+    /// A lab was there and is gone.
+    Removed,
+    /// There was no lab in the state directory.
+    NothingThere,
+}
+
+/// Build the lab for `inv` with its state in `state_dir`.
+///
+/// Idempotent: when the same lab is already up and whole, nothing changes;
+/// when an earlier `up` stopped half-way or one of its processes died, the
+/// remains are removed and the lab rebuilt. Progress goes to `talk`.
+///
+/// # Errors
+/// When a preflight check fails, the state directory holds a lab built
+/// from another inventory, or a step fails (what was made is then removed).
+pub fn up(
+    inv: &Inventory,
+    state_dir: &Path,
+    talk: &mut dyn Write,
+) -> anyhow::Result<UpOutcome> {
+    let tools = preflight::check(inv)?;
+    let state_dir = std::path::absolute(state_dir)?;
+    let plan = LabPlan::new(inv, &state_dir)?;
+    let layout = Layout::new(state_dir);
+    if let Some(existing) = layout.load()? {
+        if existing.plan != plan {
+            bail!(
+                "the lab in {} was built from a different inventory — take \
+                 it down first with `lbdeploy lab --state-dir {0} down`",
+                layout.root().display()
+            );
+        }
+        if status_of(&existing, layout.root()).healthy {
+            return Ok(UpOutcome::AlreadyUp);
+        }
+        writeln!(
+            talk,
+            "lab {}: an earlier `up` did not finish or a host process \
+             died; removing what is left and building it again",
+            plan.cluster
+        )?;
+        teardown(&layout, &existing)?;
+    }
+    for ns in plan.namespaces() {
+        if netns::exists(ns) {
+            bail!(
+                "network namespace {ns} exists but no lab state in {} \
+                 records it (left by a lab whose state directory was \
+                 removed?) — check with `ip netns pids {ns}`, then remove it \
+                 with `ip netns delete {ns}`",
+                layout.root().display()
+            );
+        }
+    }
+    let root = layout.root();
+    if root.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "state directory {} is not empty and holds no lab — pick another \
+             with --state-dir",
+            root.display()
+        );
+    }
+    let created = state::create_dirs(root)?;
+    let mut state = LabState::new(plan, created);
+    layout.save(&state)?;
+    if let Err(e) = build(&layout, &mut state, &tools) {
+        // Leave the machine as it was: a half-built lab helps nobody, and
+        // the error already carries the failing command and its output.
+        if let Err(t) = teardown(&layout, &state) {
+            return Err(e.context(format!(
+                "also, removing the half-built lab failed ({t:#}): run \
+                 `lbdeploy lab --state-dir {} down`",
+                layout.root().display()
+            )));
+        }
+        return Err(e);
+    }
+    Ok(UpOutcome::Built)
+}
+
+fn build(
+    layout: &Layout,
+    state: &mut LabState,
+    tools: &preflight::Tools,
+) -> anyhow::Result<()> {
+    let plan = state.plan.clone();
+    let exe = std::env::current_exe().context("finding this binary")?;
+    host::check_exe(&exe)?;
+    sshd::keygen(
+        &layout.client_key(),
+        &format!("lbdeploy-lab@{}", plan.cluster),
+    )?;
+    for h in &plan.hosts {
+        let dir = layout.host_dir(h);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        if h.role.has_sshd() {
+            sshd::keygen(&sshd::host_key(layout, h), &h.name)?;
+        }
+    }
+
+    state.namespaces.push(plan.switch_netns.clone());
+    layout.save(state)?;
+    netns::add(&plan.switch_netns)?;
+    netns::build_switch(&plan.switch_netns)?;
+    for h in &plan.hosts {
+        state.namespaces.push(h.netns.clone());
+        layout.save(state)?;
+        netns::add(&h.netns)?;
+        netns::plug(&plan.switch_netns, h)?;
+        let holder = host::start_holder(
+            h,
+            &exe,
+            &layout.host_dir(h).join("holder.log"),
+        )?;
+        state.processes.push(holder);
+        layout.save(state)?;
+    }
+
+    sshd::install(layout, state)?;
+    for h in &plan.hosts {
+        let holder = state.holder(&h.name)?;
+        let dir = layout.host_dir(h);
+        if h.role.has_sshd() {
+            let log = dir.join("sshd.log");
+            state.processes.push(sshd::start(h, holder, &tools.sshd, &log)?);
+        }
+        for &port in &h.http_ports {
+            let log = dir.join(format!("responder-{port}.log"));
+            state.processes.push(responder::start(h, holder, port, &log)?);
+        }
+        layout.save(state)?;
+    }
+    wait_ready(layout, state)
+}
+
+/// Wait until every sshd and responder listens, or one of them died.
+fn wait_ready(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let status = status_of(state, layout.root());
+        if status.healthy {
+            return Ok(());
+        }
+        let dead = status
+            .hosts
+            .iter()
+            .flat_map(|h| h.processes.iter().map(move |p| (h, p)))
+            .find(|(_, p)| !p.alive);
+        if let Some((h, p)) = dead {
+            let log = layout
+                .host_dir(state.plan.host(&h.name).expect("from the plan"))
+                .join(p.log_name());
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            bail!(
+                "{} on host {} exited: {}",
+                p.kind_label(),
+                h.name,
+                text.trim()
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the lab's daemons did not listen within {}s — see the logs \
+                 in {}",
+                READY_TIMEOUT.as_secs(),
+                layout.root().join("hosts").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Remove the lab recorded in `state`: its processes (recorded, and any
+/// other process in its namespaces, e.g. an SSH session), its namespaces
+/// and the files `up` made. Tolerates each of them being gone already.
+fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
+    let mut victims: BTreeSet<(i32, u64)> = state
+        .processes
+        .iter()
+        .filter(|p| procs::is_alive(p.pid, p.start_time))
+        .map(|p| (p.pid, p.start_time))
+        .collect();
+    for ns in &state.namespaces {
+        victims.extend(
+            procs::pids_in_netns(ns)
+                .into_iter()
+                .filter_map(|pid| Some((pid, procs::start_time(pid)?))),
+        );
+    }
+    procs::stop(&victims.into_iter().collect::<Vec<_>>(), STOP_GRACE);
+    for ns in state.namespaces.iter().rev() {
+        let left = procs::pids_in_netns(ns);
+        if !left.is_empty() {
+            bail!(
+                "processes {left:?} in namespace {ns} would not exit; the lab state is kept"
+            );
+        }
+        netns::delete(ns)?;
+    }
+    for entry in layout.owned_entries() {
+        let r = if entry.is_dir() {
+            std::fs::remove_dir_all(&entry)
+        } else {
+            std::fs::remove_file(&entry)
+        };
+        match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("removing {}", entry.display()));
+            }
+            _ => {}
+        }
+    }
+    for dir in &state.created_dirs {
+        // Another cluster's lab may share a parent such as
+        // /var/lib/lbdeploy-lab; a non-empty directory is left alone.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+/// Remove the lab whose state is in `state_dir`.
+///
+/// # Errors
+/// When the state cannot be read, or a process or namespace cannot be
+/// removed (the state is then kept so `down` can be run again).
+pub fn down(state_dir: &Path) -> anyhow::Result<DownOutcome> {
+    let layout = Layout::new(std::path::absolute(state_dir)?);
+    match layout.load()? {
+        None => Ok(DownOutcome::NothingThere),
+        Some(state) => {
+            teardown(&layout, &state)?;
+            Ok(DownOutcome::Removed)
+        }
+    }
+}
+
+/// The live state of the lab in `state_dir`; `None` when there is none.
+///
+/// # Errors
+/// When the state file cannot be read.
+pub fn status(state_dir: &Path) -> anyhow::Result<Option<Status>> {
+    let layout = Layout::new(std::path::absolute(state_dir)?);
+    Ok(layout.load()?.map(|s| status_of(&s, layout.root())))
+}
+
+/// Replace this process with `command` running inside lab host `host`.
+///
+/// The command runs in the host's network, mount and UTS namespaces, in
+/// the caller's working directory when the host can see it (else `/`),
+/// with this binary first on `PATH` so `lbdeploy` works inside. Its exit
+/// status becomes this process's.
+///
+/// # Errors
+/// When there is no such lab or host, or the command cannot be started.
+pub fn exec(
+    state_dir: &Path,
+    host: &str,
+    command: &[String],
+) -> anyhow::Result<Infallible> {
+    let layout = Layout::new(std::path::absolute(state_dir)?);
+    let state = layout.load()?.with_context(|| {
+        format!(
+            "no lab in {} — start one with `lbdeploy lab up`",
+            layout.root().display()
+        )
+    })?;
+    let Some(h) = state.plan.host(host) else {
+        let names: Vec<_> =
+            state.plan.hosts.iter().map(|h| h.name.as_str()).collect();
+        bail!(
+            "the lab has no host `{host}` — its hosts are {}",
+            names.join(", ")
+        );
+    };
+    let holder = state
+        .process(&h.name, ProcKind::Holder)
+        .filter(|p| procs::is_alive(p.pid, p.start_time))
+        .with_context(|| {
+            format!(
+                "host {host} is not running (its namespace holder is gone) — \
+                 rebuild the lab with `lbdeploy lab up`"
+            )
+        })?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let wd = if host::path_in(holder.pid, &cwd.to_string_lossy()).is_dir() {
+        cwd
+    } else {
+        PathBuf::from("/")
+    };
+    let path = std::env::var("PATH")
+        .unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let cmd = cmd::Cmd::new("nsenter")
+        .args(["-t", &holder.pid.to_string(), "-m", "-u", "-n"])
+        .arg(format!("--wdns={}", wd.display()))
+        .arg("--")
+        .args(command);
+    let err =
+        cmd.command().env("PATH", format!("{}:{path}", host::LAB_BIN)).exec();
+    Err(cmd.spawn_error(err).into())
+}

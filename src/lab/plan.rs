@@ -1,0 +1,334 @@
+//! What a lab consists of, computed from the inventory alone (pure).
+//!
+//! A [`LabPlan`] lists every host the lab builds with its role, address,
+//! interface, SSH port and HTTP ports, and the names of the namespaces that
+//! hold them. Names derive from a short lab id, a hash of the state
+//! directory, so two labs with different state directories never share a
+//! namespace name and tests can run labs in parallel. The plan is stored in
+//! the state file; `up` compares it with the inventory to know whether an
+//! existing lab is the one asked for.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{IfAddr, Inventory, Port};
+
+/// Where labs keep their state unless `--state-dir` says otherwise; one
+/// directory per cluster below it, so labs of different clusters coexist.
+pub const DEFAULT_STATE_ROOT: &str = "/var/lib/lbdeploy-lab";
+
+/// Every namespace of a lab starts with this, so `ip netns list` shows at a
+/// glance what belongs to lbdeploy.
+const NETNS_PREFIX: &str = "lbd";
+
+/// The longest interface name Linux accepts (IFNAMSIZ − 1).
+const IFNAME_MAX: usize = 15;
+
+/// The bridge inside the switch namespace.
+pub const BRIDGE: &str = "br0";
+
+/// What a lab host is for; decides which daemons it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// An inventory director: sshd.
+    Director,
+    /// An inventory real server: sshd and the HTTP responder.
+    RealServer,
+    /// Runs `lbdeploy plan/apply`; has the SSH client setup, no sshd.
+    Controller,
+    /// Sends traffic to the VIP; no sshd.
+    Client,
+}
+
+impl Role {
+    /// Whether the host runs its own sshd (the hosts lbdeploy manages).
+    pub fn has_sshd(self) -> bool {
+        matches!(self, Role::Director | Role::RealServer)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Director => "director",
+            Role::RealServer => "real-server",
+            Role::Controller => "controller",
+            Role::Client => "client",
+        })
+    }
+}
+
+/// One host of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPlan {
+    /// The inventory name; also the host's `hostname`.
+    pub name: String,
+    /// What the host is for.
+    pub role: Role,
+    /// Address and prefix on `interface`.
+    pub address: IfAddr,
+    /// The interface name inside the host, as the inventory says.
+    pub interface: String,
+    /// The port sshd listens on (the inventory's, per host or global).
+    pub ssh_port: u16,
+    /// Ports the HTTP responder answers on (real servers only).
+    pub http_ports: Vec<u16>,
+    /// The host's network namespace.
+    pub netns: String,
+    /// The host's veth end inside the switch namespace.
+    pub switch_port: String,
+}
+
+/// The whole lab: one switch and its hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabPlan {
+    /// The cluster name from the inventory.
+    pub cluster: String,
+    /// Short id derived from the state directory; in every namespace name.
+    pub id: String,
+    /// The namespace holding the bridge all hosts are plugged into.
+    pub switch_netns: String,
+    /// Directors, real servers, controller and client, in that order.
+    pub hosts: Vec<HostPlan>,
+}
+
+/// Why an inventory cannot become a lab.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The inventory has no `lab:` section.
+    #[error(
+        "the inventory has no `lab:` section — add the two extra lab hosts, \
+         e.g.\n  lab:\n    controller: 192.168.1.10/24\n    client: \
+         192.168.1.100/24"
+    )]
+    NoLabSection,
+}
+
+impl LabPlan {
+    /// The plan for `inv` with its state in `state_dir`.
+    ///
+    /// # Errors
+    /// [`PlanError::NoLabSection`] when the controller and client addresses
+    /// are missing.
+    pub fn new(inv: &Inventory, state_dir: &Path) -> Result<Self, PlanError> {
+        let lab = inv.lab.as_ref().ok_or(PlanError::NoLabSection)?;
+        let id = lab_id(state_dir);
+        let global_port = port(inv.ssh.port);
+        let port_of = |ssh: &Option<crate::inventory::HostSsh>| {
+            ssh.as_ref().and_then(|s| s.port).map_or(global_port, port)
+        };
+        let host =
+            |name: &str, role, address, interface: &str, ssh_port| HostPlan {
+                name: name.to_owned(),
+                role,
+                address,
+                interface: interface.to_owned(),
+                ssh_port,
+                http_ports: Vec::new(),
+                netns: String::new(),
+                switch_port: String::new(),
+            };
+        let mut hosts = Vec::new();
+        for d in &inv.directors {
+            let (a, i) = (d.address, &d.interface);
+            hosts.push(host(&d.name, Role::Director, a, i, port_of(&d.ssh)));
+        }
+        for r in &inv.real_servers {
+            let (a, i) = (r.address, &r.interface);
+            let mut h = host(&r.name, Role::RealServer, a, i, port_of(&r.ssh));
+            h.http_ports = http_ports(inv, &r.name);
+            hosts.push(h);
+        }
+        // The two extra hosts are not managed, so they take the lab's own
+        // defaults: interface eth0 and (unused) port 22.
+        hosts.push(host(
+            "controller",
+            Role::Controller,
+            lab.controller,
+            "eth0",
+            22,
+        ));
+        hosts.push(host("client", Role::Client, lab.client, "eth0", 22));
+        for (i, h) in hosts.iter_mut().enumerate() {
+            h.netns = host_netns(&id, i, &h.name);
+            h.switch_port = switch_port(i, &h.name);
+        }
+        Ok(Self {
+            cluster: inv.cluster.clone(),
+            switch_netns: format!("{NETNS_PREFIX}-{id}"),
+            id,
+            hosts,
+        })
+    }
+
+    /// The host called `name`.
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Every namespace the lab creates, switch first.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.switch_netns.as_str())
+            .chain(self.hosts.iter().map(|h| h.netns.as_str()))
+    }
+}
+
+/// The ports real server `name` serves in the inventory's virtual services
+/// (DR keeps the service port, so this is the real server entry's port);
+/// port 80 when no service names it, so every real server answers HTTP.
+fn http_ports(inv: &Inventory, name: &str) -> Vec<u16> {
+    let mut ports: Vec<u16> = inv
+        .virtual_services
+        .iter()
+        .flat_map(|vs| &vs.real_servers)
+        .filter(|rs| rs.host.as_deref() == Some(name))
+        .map(|rs| port(rs.port))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        ports.push(80);
+    }
+    ports
+}
+
+fn port(p: Port) -> u16 {
+    u16::try_from(p.get()).expect("Port is bounded to 1–65535")
+}
+
+/// The default state directory of a cluster's lab.
+pub fn default_state_dir(cluster: &str) -> PathBuf {
+    Path::new(DEFAULT_STATE_ROOT).join(safe_component(cluster, "cluster"))
+}
+
+/// The state directory of the one lab under [`DEFAULT_STATE_ROOT`], if
+/// there is exactly one: then `lab exec`, `status` and `down` need neither
+/// an inventory nor `--state-dir`, as on a machine where someone just ran
+/// `lab up -i inventory.example.yml`.
+pub fn sole_default_lab() -> Option<PathBuf> {
+    let mut labs = std::fs::read_dir(DEFAULT_STATE_ROOT)
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|d| d.join(super::state::STATE_FILE).is_file());
+    let only = labs.next()?;
+    labs.next().is_none().then_some(only)
+}
+
+/// Six hex digits of a hash of the state directory: short enough for the
+/// names below, stable across runs (FNV-1a, not `std`'s randomised hasher),
+/// and different for the labs that tests run side by side.
+pub fn lab_id(state_dir: &Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in state_dir.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:06x}", h & 0xff_ffff)
+}
+
+/// `lbd-<id>-<host>`: readable in `ip netns list`. Names that are not safe
+/// as a file name under /run/netns fall back to the host's position.
+fn host_netns(id: &str, index: usize, name: &str) -> String {
+    format!(
+        "{NETNS_PREFIX}-{id}-{}",
+        safe_component(name, &format!("h{index}"))
+    )
+}
+
+/// The switch-side veth end: `p<index>-<name>`, cut to IFNAMSIZ. It lives
+/// only inside the lab's switch namespace (the pair is created there, the
+/// other end directly in the host's namespace), so it cannot collide with
+/// the machine's interfaces or another lab's; the index keeps it unique
+/// within the lab when names share a prefix.
+fn switch_port(index: usize, name: &str) -> String {
+    let mut s = format!("p{index}-{name}");
+    if s.len() > IFNAME_MAX || s.contains(['/', ' ', ':']) {
+        s = format!("p{index}");
+    }
+    s
+}
+
+/// `name` when it is a harmless single path component, else `fallback`.
+fn safe_component(name: &str, fallback: &str) -> String {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok { name.to_owned() } else { fallback.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_id_is_stable_and_differs_per_state_dir() {
+        let a = lab_id(Path::new("/tmp/a"));
+        assert_eq!(a, lab_id(Path::new("/tmp/a")));
+        assert_ne!(a, lab_id(Path::new("/tmp/b")));
+        assert_eq!(a.len(), 6);
+    }
+
+    #[test]
+    fn namespace_names_are_readable_and_safe() {
+        assert_eq!(host_netns("abc123", 0, "rs01"), "lbd-abc123-rs01");
+        assert_eq!(host_netns("abc123", 3, "a/b"), "lbd-abc123-h3");
+        assert_eq!(host_netns("abc123", 4, ".."), "lbd-abc123-h4");
+    }
+
+    #[test]
+    fn switch_ports_fit_ifnamsiz() {
+        assert_eq!(switch_port(0, "rs01"), "p0-rs01");
+        assert_eq!(switch_port(12, "keepalived01"), "p12");
+        for i in 0..200 {
+            assert!(switch_port(i, "x".repeat(40).as_str()).len() <= 15);
+        }
+    }
+
+    #[test]
+    fn default_state_dir_is_per_cluster() {
+        assert_eq!(
+            default_state_dir("lvs-dr-demo"),
+            Path::new("/var/lib/lbdeploy-lab/lvs-dr-demo")
+        );
+        assert_eq!(
+            default_state_dir("../x"),
+            Path::new("/var/lib/lbdeploy-lab/cluster")
+        );
+    }
+
+    #[test]
+    fn example_inventory_plans_six_hosts() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example.yml");
+        let inv = crate::inventory::load(&path, &crate::inventory::System)
+            .unwrap()
+            .inventory;
+        let plan = LabPlan::new(&inv, Path::new("/tmp/x")).unwrap();
+        let names: Vec<_> =
+            plan.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "keepalived01",
+                "keepalived02",
+                "rs01",
+                "rs02",
+                "controller",
+                "client"
+            ]
+        );
+        let rs01 = plan.host("rs01").unwrap();
+        assert_eq!(rs01.role, Role::RealServer);
+        assert_eq!(rs01.http_ports, [80]);
+        assert_eq!(rs01.address.to_string(), "192.168.1.21/24");
+        assert!(plan.host("keepalived01").unwrap().http_ports.is_empty());
+        assert_eq!(plan.namespaces().count(), 7);
+        let mut inv = inv;
+        inv.lab = None;
+        assert!(LabPlan::new(&inv, Path::new("/tmp/x")).is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! The lab's HTTP responder: what a real server's web application is in the
+//! lab (`lbdeploy lab responder`, hidden, started by `lab up`).
+//!
+//! Every request gets `200 OK` with the host's name as the body, so a test
+//! sees which real server answered a request sent to the VIP; the health
+//! check path `/lvstest.html` is one such request. It binds the wildcard
+//! address: in Direct Routing the director forwards packets still addressed
+//! to the VIP, which the real server holds on `lo`, and a socket bound to
+//! the RIP alone would never see them.
+//!
+//! It is ours rather than busybox httpd so later tests can give it
+//! behaviours a health checker must notice (slow answers, wrong status).
+//! One thread per connection: a lab serves a handful of test clients.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::host;
+use super::plan::HostPlan;
+use super::state::{ProcKind, ProcRecord};
+
+/// Longest request head read; anything longer is answered as it stands.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serve HTTP on `listen:port` as host `name`, until killed.
+///
+/// # Errors
+/// When the port cannot be bound; errors on single connections are dropped
+/// with the connection.
+pub fn serve(listen: IpAddr, port: u16, name: &str) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(listen, port);
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let name = name.to_owned();
+        std::thread::spawn(move || {
+            // A client that goes away mid-request is its own business.
+            let _ = handle(stream, &name);
+        });
+    }
+    Ok(())
+}
+
+/// Start the responder for `host` on `port` inside the host held by
+/// `holder`, running this binary as bound into the host.
+///
+/// # Errors
+/// When it cannot be started.
+pub(super) fn start(
+    host: &HostPlan,
+    holder: i32,
+    port: u16,
+    log: &Path,
+) -> anyhow::Result<ProcRecord> {
+    let bin = format!("{}/lbdeploy", host::LAB_BIN);
+    let listen = match host.address.addr {
+        IpAddr::V4(_) => "0.0.0.0",
+        IpAddr::V6(_) => "::",
+    };
+    let port_s = port.to_string();
+    let args = [
+        bin.as_str(),
+        "lab",
+        "responder",
+        "--port",
+        &port_s,
+        "--name",
+        &host.name,
+        "--listen",
+        listen,
+    ];
+    host::spawn_in(host, holder, ProcKind::Responder { port }, &args, log)
+}
+
+fn handle(stream: TcpStream, name: &str) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    let mut reader = BufReader::new(&stream);
+    let mut head = String::new();
+    // Read up to the blank line that ends the head; the body, if any, is
+    // not needed to answer.
+    while head.len() < MAX_HEAD {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    (&stream).write_all(&answer(&head, name))?;
+    (&stream).flush()
+}
+
+/// The response to a request whose head is `head`: always `200 OK` with
+/// `name` and a newline, without the body for `HEAD`.
+pub fn answer(head: &str, name: &str) -> Vec<u8> {
+    let body = format!("{name}\n");
+    let is_head = head.split_whitespace().next() == Some("HEAD");
+    let mut out = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\nServer: lbdeploy-lab\r\n\r\n",
+        body.len()
+    );
+    if !is_head {
+        out.push_str(&body);
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_with_the_host_name() {
+        let r = answer("GET /lvstest.html HTTP/1.1\r\nHost: x\r\n", "rs01");
+        let r = String::from_utf8(r).unwrap();
+        assert!(r.starts_with("HTTP/1.0 200 OK\r\n"), "{r}");
+        assert!(r.contains("Content-Length: 5\r\n"));
+        assert!(r.ends_with("\r\n\r\nrs01\n"));
+    }
+
+    #[test]
+    fn head_has_no_body() {
+        let r =
+            String::from_utf8(answer("HEAD / HTTP/1.1\r\n", "rs01")).unwrap();
+        assert!(r.ends_with("\r\n\r\n"), "{r}");
+    }
+
+    #[test]
+    fn serves_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            handle(s, "rs02").unwrap();
+        });
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        assert!(out.ends_with("rs02\n"), "{out}");
+    }
+}

@@ -1,0 +1,329 @@
+//! A lab per test: `TestLab` brings one up from an inventory string with
+//! the real `lbdeploy` binary, in a state directory of its own, and takes it
+//! down again when dropped, also when the test panics (the mini-redis
+//! drop-guard pattern).
+//!
+//! Tests give every lab its own subnet (`example_inventory(n)` uses
+//! 10.77.n.0/24), so they run in parallel without sharing an address; the
+//! lab id derived from the state directory keeps namespace names apart.
+//! Labs need root: [`TestLab::up`] returns `None` after printing a visible
+//! skip message otherwise, and the [`lab_or_skip!`] macro returns from the
+//! test.
+//!
+//! When a helper's command fails, the panic message carries the command,
+//! its output and `lab status`, so a failure in CI can be read without
+//! rerunning it (ripgrep's `assert_err` habit).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const LBDEPLOY: &str = env!("CARGO_BIN_EXE_lbdeploy");
+
+/// Bring a lab up or skip the test (return) when not root.
+#[macro_export]
+macro_rules! lab_or_skip {
+    ($name:expr, $inventory:expr) => {
+        match $crate::support::lab::TestLab::up($name, &$inventory) {
+            Some(lab) => lab,
+            None => return,
+        }
+    };
+}
+
+/// Whether this process may build labs.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Say that test `name` was skipped for want of root. Written to the
+/// stderr handle rather than with `eprintln!`, which libtest captures and
+/// shows only for failing tests: a skip must be visible in a passing run.
+pub fn skip(name: &str) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED lab test `{name}`: the lab needs root (CI runs as root)"
+    );
+}
+
+/// The example cluster (two directors, two real servers on port 80, VIP
+/// .200, controller .10, client .100) on 10.77.`n`.0/24.
+pub fn example_inventory(n: u8) -> String {
+    format!(
+        "cluster: labtest-{n}
+directors:
+  - {{ name: keepalived01, address: 10.77.{n}.11/24, interface: eth0, priority: 120 }}
+  - {{ name: keepalived02, address: 10.77.{n}.12/24, interface: eth0, priority: 70 }}
+real_servers:
+  - {{ name: rs01, address: 10.77.{n}.21/24, interface: eth0 }}
+  - {{ name: rs02, address: 10.77.{n}.22/24, interface: eth0 }}
+vrrp_instances:
+  - name: VI_1
+    virtual_router_id: 51
+    virtual_addresses: [{{ address: 10.77.{n}.200/24 }}]
+virtual_services:
+  - vip: 10.77.{n}.200
+    port: 80
+    scheduler: rr
+    real_servers:
+      - {{ host: rs01, port: 80 }}
+      - {{ host: rs02, port: 80 }}
+lab:
+  controller: 10.77.{n}.10/24
+  client: 10.77.{n}.100/24
+"
+    )
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh, empty directory named after the test.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir()
+            .join(format!("lbdeploy-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating a temp dir");
+        Self(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running lab; dropping it runs `lbdeploy lab down`.
+pub struct TestLab {
+    // Field order matters: `Drop for TestLab` runs first, then `dir` is
+    // removed.
+    dir: TempDir,
+    inventory: PathBuf,
+    state_dir: PathBuf,
+    down: bool,
+}
+
+impl TestLab {
+    /// Bring up the lab for `inventory` (YAML text); `None` when not root.
+    ///
+    /// # Panics
+    /// When `lab up` fails; the message has its output.
+    pub fn up(name: &str, inventory: &str) -> Option<Self> {
+        if !is_root() {
+            skip(name);
+            return None;
+        }
+        let dir = TempDir::new(name);
+        let path = dir.path().join("inventory.yml");
+        std::fs::write(&path, inventory).expect("writing the inventory");
+        let lab = Self {
+            state_dir: dir.path().join("state"),
+            inventory: path,
+            dir,
+            down: false,
+        };
+        lab.lab_ok(&["up"]);
+        Some(lab)
+    }
+
+    /// `lbdeploy -i INVENTORY lab --state-dir DIR ARGS...`.
+    pub fn lab_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(LBDEPLOY);
+        c.arg("-i").arg(&self.inventory).arg("lab");
+        c.arg("--state-dir").arg(&self.state_dir).args(args);
+        c
+    }
+
+    /// Run a `lab` subcommand.
+    pub fn lab(&self, args: &[&str]) -> Output {
+        self.lab_cmd(args).output().expect("running lbdeploy")
+    }
+
+    /// Run a `lab` subcommand that must succeed; its stdout.
+    pub fn lab_ok(&self, args: &[&str]) -> String {
+        let out = self.lab(args);
+        self.check(&format!("lbdeploy lab {}", args.join(" ")), &out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `lab status --json`, parsed.
+    pub fn status(&self) -> Value {
+        let out = self.lab_cmd(&["status"]).arg("--json").output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("lab status --json: {e}\n{}", describe(&out))
+        })
+    }
+
+    /// Run `sh -c CMD` inside `host`.
+    pub fn exec(&self, host: &str, cmd: &str) -> Output {
+        self.lab(&["exec", host, "--", "sh", "-c", cmd])
+    }
+
+    /// Run `sh -c CMD` inside `host`, which must succeed; its stdout.
+    pub fn exec_ok(&self, host: &str, cmd: &str) -> String {
+        let out = self.exec(host, cmd);
+        self.check(&format!("on {host}: {cmd}"), &out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run `CMD` on `to` over SSH from `from` (usually the controller).
+    pub fn ssh(&self, from: &str, to: &str, cmd: &str) -> Output {
+        self.exec(from, &format!("ssh {to} {cmd}"))
+    }
+
+    /// Fetch `url` from `from` with curl; fails on HTTP errors.
+    pub fn curl(&self, from: &str, url: &str) -> Output {
+        self.exec(from, &format!("curl -sS --fail --max-time 5 {url}"))
+    }
+
+    /// Fetch `/` through the first virtual service's VIP from the client.
+    pub fn curl_vip(&self) -> Output {
+        let inv = lbdeploy::inventory::load(
+            &self.inventory,
+            &lbdeploy::inventory::System,
+        )
+        .expect("the test inventory loads")
+        .inventory;
+        let vs = inv.virtual_services.first().expect("a virtual service");
+        self.curl("client", &format!("http://{}:{}/", vs.vip, vs.port))
+    }
+
+    /// Run `lab down` now (and not again on drop); its output.
+    pub fn down(&mut self) -> Output {
+        self.down = true;
+        self.lab(&["down"])
+    }
+
+    /// Panic with everything needed to understand a failed command.
+    fn check(&self, what: &str, out: &Output) {
+        if !out.status.success() {
+            let status = self.lab(&["status"]);
+            panic!(
+                "{what} failed\n{}\n--- lab status ---\n{}",
+                describe(out),
+                describe(&status)
+            );
+        }
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if self.down {
+            return;
+        }
+        // Never panic here: the test may already be panicking, and a
+        // second panic would abort before the lab is gone.
+        match self.lab_cmd(&["down"]).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "lab down failed in {}:\n{}",
+                self.dir.path().display(),
+                describe(&out)
+            ),
+            Err(e) => eprintln!("cannot run lab down: {e}"),
+        }
+    }
+}
+
+/// Status, stdout and stderr of a command, for panic messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Everything of a lab `down` must remove, taken from `lab status --json`
+/// while the lab is up (or half up).
+pub struct Remains {
+    id: String,
+    pids: Vec<i64>,
+    state_dir: PathBuf,
+}
+
+impl Remains {
+    /// Take the inventory of lab `status`.
+    pub fn of(status: &Value) -> Self {
+        let pids = status["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|h| {
+                h["processes"].as_array().cloned().unwrap_or_default()
+            })
+            .filter_map(|p| p["pid"].as_i64())
+            .collect();
+        Self {
+            id: status["id"].as_str().expect("status has an id").to_owned(),
+            pids,
+            state_dir: PathBuf::from(
+                status["state_dir"].as_str().expect("state_dir"),
+            ),
+        }
+    }
+
+    /// Assert that nothing of the lab is left: no namespace, no process,
+    /// no mount in any mount namespace on the machine, no state directory.
+    ///
+    /// Mounts are found by source: every mount a host makes is tagged
+    /// `lbd-<id>-<host>`, and each host process lives in such a mount
+    /// namespace, so this also catches processes nobody recorded.
+    pub fn assert_gone(&self) {
+        let prefix = format!("lbd-{}", self.id);
+        let netns: Vec<_> = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        assert!(netns.is_empty(), "namespaces left: {netns:?}");
+        let alive: Vec<_> =
+            self.pids.iter().filter(|p| is_running(**p)).collect();
+        assert!(alive.is_empty(), "processes left: {alive:?}");
+        let mut mounts = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = entry.file_name();
+            let Some(pid) = pid.to_str().filter(|p| p.parse::<u32>().is_ok())
+            else {
+                continue;
+            };
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                    .unwrap_or_default();
+            mounts.extend(
+                info.lines()
+                    .filter(|l| l.contains(&format!(" {prefix}")))
+                    .map(|l| format!("pid {pid}: {l}")),
+            );
+        }
+        assert!(mounts.is_empty(), "mounts left:\n{}", mounts.join("\n"));
+        assert!(
+            !self.state_dir.exists(),
+            "state dir {} left",
+            self.state_dir.display()
+        );
+    }
+}
+
+/// Whether `pid` runs (a zombie awaiting its reaper does not).
+fn is_running(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
