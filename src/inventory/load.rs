@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::diag::Finding;
+use super::locate::join;
 use super::schema::{
     Director, Inventory, Lab, Notification, RealServerHost, SshDefaults,
     VirtualService, VrrpInstance,
@@ -315,10 +316,6 @@ fn explain(path: String, raw: &str) -> (String, String, KeyRole) {
         raw.to_owned()
     };
     (path, message, KeyRole::Culprit(None))
-}
-
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// The names between backticks in serde's "expected one of `a`, `b`".

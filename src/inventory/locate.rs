@@ -100,7 +100,9 @@ impl Walker {
     }
 }
 
-fn join(path: &str, key: &str) -> String {
+/// `path` extended by a map key, in the one path syntax that diagnostics,
+/// the loader and this index share.
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
