@@ -118,6 +118,10 @@ pub enum Command {
     #[command(subcommand)]
     Agent(AgentCommand),
 
+    /// What apply runs on a managed host.
+    #[command(subcommand, hide = true)]
+    Host(HostCommand),
+
     /// Build a simulated cluster in network namespaces on this machine.
     Lab(LabArgs),
 
@@ -292,7 +296,7 @@ impl ImportArgs {
     }
 }
 
-/// The agent's modes.
+/// The agent's modes, and its service commands for hosts without systemd.
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Run as a director: VRRP, VIPs, health checks, data plane.
@@ -308,6 +312,24 @@ pub enum AgentCommand {
         Example:\n  lbdeploy agent realserver --config \
         /etc/lbdeploy/agent.yml")]
     Realserver(AgentArgs),
+    /// Ask the running agent for its state.
+    #[command(long_about = "Ask the agent on this host for its state over \
+        its Unix socket under /run/lbdeploy: mode, PID, configuration and \
+        whether it is healthy. With --json, as JSON on stdout.\n\n\
+        Example:\n  lbdeploy agent status --json\n\n\
+        Exit codes: 0 running and healthy, 1 not running, 3 unhealthy.")]
+    Status,
+    /// Start the agent under lbdeploy's own supervisor (hosts without systemd).
+    Start(ServiceArgs),
+    /// Stop the supervised agent.
+    Stop,
+    /// Stop and start the supervised agent (a new binary takes effect).
+    Restart(ServiceArgs),
+    /// Make the running agent re-read its configuration (SIGHUP).
+    Reload,
+    /// Run the agent in the foreground and restart it when it exits.
+    #[command(hide = true)]
+    Supervise(ServiceArgs),
 }
 
 /// Options of both agent modes.
@@ -316,6 +338,46 @@ pub struct AgentArgs {
     /// The agent configuration `apply` rendered for this host.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// The agent's mode, for the service commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentMode {
+    /// `lbdeploy agent director`.
+    Director,
+    /// `lbdeploy agent realserver`.
+    Realserver,
+}
+
+/// What the service commands start.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The agent's mode.
+    #[arg(value_enum, value_name = "MODE")]
+    pub mode: AgentMode,
+    /// The agent configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// What the controller runs on a managed host during `apply` (hidden: an
+/// interface between two lbdeploy binaries, not for people).
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Read an activation (JSON) on stdin, apply it, await confirmation.
+    Activate,
+    /// Confirm generation N so the host keeps it.
+    Confirm {
+        /// The generation activated.
+        generation: u64,
+    },
+    /// Wait for confirmation of the pending generation; roll back without.
+    Watchdog,
+    /// Remove this host's lock if apply ID holds it.
+    Unlock {
+        /// The apply that holds the lock.
+        id: String,
+    },
 }
 
 /// Options of `lab`, shared by its subcommands.
@@ -453,12 +515,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Rollback => not_yet("rollback", 4),
         Command::History => not_yet("history", 4),
         Command::Status => not_yet("status", 8),
-        Command::Agent(AgentCommand::Director(_)) => {
-            not_yet("agent director", 6)
-        }
-        Command::Agent(AgentCommand::Realserver(_)) => {
-            not_yet("agent realserver", 5)
-        }
+        Command::Agent(_) => not_yet("agent", 4),
+        Command::Host(_) => not_yet("host", 4),
         Command::Lab(args) => lab(&cli, args),
         Command::ImportKeepalived(args) => import_keepalived(&cli, args),
     }

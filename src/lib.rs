@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod host;
 pub mod import;
 pub mod inventory;
 pub mod lab;

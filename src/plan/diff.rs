@@ -65,7 +65,18 @@ pub enum Change {
 }
 
 /// What the agent service needs after the other changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ServiceAction {
     /// SIGHUP: configuration changed.
     Reload,
