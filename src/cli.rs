@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::apply;
 use crate::import;
 use crate::inventory::{self, Diagnostics, Severity};
 use crate::lab;
@@ -89,8 +90,12 @@ pub enum Command {
     #[command(long_about = "Gather every host's current state over SSH and \
         show what apply would change: files as unified diffs, sysctls, \
         addresses, binary version and service state.\n\n\
-        Example:\n  lbdeploy plan --detailed-exitcode")]
-    Plan,
+        Example:\n  lbdeploy plan --detailed-exitcode\n  lbdeploy plan \
+        --limit role:director --out reviewed.plan\n\n\
+        Exit codes: 0 no changes (or changes without \
+        --detailed-exitcode), 2 changes with --detailed-exitcode, 1 error or \
+        a host unreachable.")]
+    Plan(PlanArgs),
 
     /// Converge every host to the inventory.
     #[command(long_about = "Converge every host to the inventory over SSH, \
@@ -332,6 +337,41 @@ pub enum AgentCommand {
     Supervise(ServiceArgs),
 }
 
+/// What `plan`, `apply` and `rollback` act on.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Only these hosts: names, globs (`rs*`) or `role:director`,
+    /// `role:realserver`; repeat or separate with commas.
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Vec<String>,
+    /// Roles and templates from this directory instead of the built-in
+    /// ones (holding `roles/` and `templates/`).
+    #[arg(long, value_name = "DIR")]
+    pub roles_dir: Option<PathBuf>,
+    /// The agent binary to install; this lbdeploy by default. It must be
+    /// statically linked and built for the hosts' architecture.
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// How many hosts to work on at once.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub forks: u16,
+}
+
+/// Options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Which hosts and inputs.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Exit 2 when there are changes, 0 when there are none.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Save the plan, for `lbdeploy apply FILE` to apply exactly it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 /// Options of both agent modes.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -510,7 +550,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                 .context("writing the man page")?;
             Ok(ExitStatus::Ok)
         }
-        Command::Plan => not_yet("plan", 4),
+        Command::Plan(args) => apply::commands::plan(
+            &inputs(&cli, &args.target),
+            &apply::commands::PlanOptions {
+                forks: args.target.forks.into(),
+                json: cli.json,
+                detailed_exitcode: args.detailed_exitcode,
+                out: args.out.clone(),
+            },
+        ),
         Command::Apply => not_yet("apply", 4),
         Command::Rollback => not_yet("rollback", 4),
         Command::History => not_yet("history", 4),
@@ -519,6 +567,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Host(_) => not_yet("host", 4),
         Command::Lab(args) => lab(&cli, args),
         Command::ImportKeepalived(args) => import_keepalived(&cli, args),
+    }
+}
+
+fn inputs(cli: &Cli, t: &TargetArgs) -> apply::prepare::Inputs {
+    apply::prepare::Inputs {
+        inventory: cli.inventory.clone(),
+        roles_dir: t.roles_dir.clone(),
+        binary: t.binary.clone(),
+        limit: t.limit.clone(),
     }
 }
 

@@ -5,9 +5,11 @@
 //! that can be tested without a terminal lives here.
 
 pub mod agent;
+pub mod apply;
 pub mod cli;
 pub mod host;
 pub mod import;
 pub mod inventory;
 pub mod lab;
 pub mod plan;
+pub mod transport;

@@ -11,10 +11,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli::run(cli) {
         Ok(status) => ExitCode::from(status as u8),
+        // `lbdeploy plan | head`: the reader has seen enough; not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` prints the whole context chain on one line.
             eprintln!("lbdeploy: error: {e:#}");
             ExitCode::from(cli::ExitStatus::Error as u8)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -8,7 +8,8 @@ use super::facts::{HostFacts, ServiceState};
 use super::roles::OnChange;
 
 /// One change on a host, in the order `apply` performs them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// Install or replace the agent binary.
     Binary {

@@ -11,8 +11,12 @@
 //!
 //! Still to come (issue #4): the SSH transport, `apply` with its phases and
 //! atomic writes, generations and rollback.
+pub mod binary;
 pub mod desired;
 pub mod diff;
 pub mod facts;
+pub mod gather;
+pub mod redact;
 pub mod render;
 pub mod roles;
+pub mod select;

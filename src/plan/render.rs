@@ -10,6 +10,7 @@ use std::io::{self, Write};
 use similar::{ChangeTag, TextDiff};
 
 use super::diff::{Change, ServiceAction};
+use super::redact::redact;
 
 /// What happened when a host was planned.
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub enum HostOutcome {
     Planned(Vec<Change>),
     /// The host could not be reached; the reason says why and what to do.
     Unreachable(String),
+    /// Reached, but it cannot be planned; the reason says why.
+    Failed(String),
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -50,7 +53,8 @@ impl<W: Write> Printer<W> {
     /// # Errors
     /// When the writer fails (a closed pipe).
     pub fn plan(&mut self, hosts: &[(String, HostOutcome)]) -> io::Result<()> {
-        let (mut changed, mut unchanged, mut unreachable) = (0, 0, 0);
+        let (mut changed, mut unchanged, mut unreachable, mut failed) =
+            (0, 0, 0, 0);
         for (host, outcome) in hosts {
             match outcome {
                 HostOutcome::Planned(changes) if changes.is_empty() => {
@@ -73,12 +77,21 @@ impl<W: Write> Printer<W> {
                     let line = format!("{host}: unreachable: {why}");
                     writeln!(self.out, "{}", self.paint(RED, &line))?;
                 }
+                HostOutcome::Failed(why) => {
+                    failed += 1;
+                    let line = format!("{host}: failed: {why}");
+                    writeln!(self.out, "{}", self.paint(RED, &line))?;
+                }
             }
         }
+        let failed = match failed {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        };
         writeln!(
             self.out,
             "Plan: {changed} hosts to change, {unchanged} unchanged, \
-             {unreachable} unreachable."
+             {unreachable} unreachable{failed}."
         )
     }
 
@@ -131,7 +144,8 @@ impl<W: Write> Printer<W> {
 
     /// A unified diff, indented under its file line.
     fn text_diff(&mut self, old: &str, new: &str) -> io::Result<()> {
-        let diff = TextDiff::from_lines(old, new);
+        let (old, new) = (redact(old), redact(new));
+        let diff = TextDiff::from_lines(&*old, &*new);
         for group in diff.grouped_ops(3) {
             for op in group {
                 for change in diff.iter_changes(&op) {

@@ -1,0 +1,139 @@
+//! Facts from every host at once: one SSH connection each, one round trip
+//! for the facts script, then the diff. The connections stay open for
+//! `apply`.
+//!
+//! A host that cannot be reached or answers nonsense is reported with its
+//! reason; the other hosts are still planned.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::binary::{Binary, hex};
+use super::desired::HostDesired;
+use super::diff::{Change, diff};
+use super::facts::{self, HostFacts, Query};
+use crate::transport::{ConnectError, Connection, Target};
+
+/// One host, planned.
+#[derive(Debug)]
+pub struct Planned {
+    /// What it should be.
+    pub desired: HostDesired,
+    /// What it is.
+    pub facts: HostFacts,
+    /// SHA-256 of the facts as the host printed them: a saved plan is
+    /// stale when a host's fingerprint has moved.
+    pub fingerprint: String,
+    /// What `apply` would do.
+    pub changes: Vec<Change>,
+    /// The open connection.
+    pub conn: Connection,
+}
+
+/// What planning one host gave.
+#[derive(Debug)]
+pub enum Gathered {
+    /// Facts and changes.
+    Planned(Box<Planned>),
+    /// No connection.
+    Unreachable(ConnectError),
+    /// Connected, but the host cannot be planned (its facts are garbled,
+    /// its architecture does not fit the binary).
+    Failed(String),
+}
+
+/// The facts query for a host's desired state.
+pub fn query(desired: &HostDesired) -> Query {
+    Query {
+        files: desired.files.iter().map(|f| f.path.clone()).collect(),
+        sysctls: desired.sysctls.keys().cloned().collect(),
+        binary: desired.binary.clone(),
+        service: desired.service.clone(),
+    }
+}
+
+/// Plan every host, at most `forks` at a time, in the order given.
+pub async fn gather(
+    hosts: Vec<(HostDesired, Target)>,
+    binary: &Binary,
+    forks: usize,
+) -> Vec<(String, Gathered)> {
+    let gate = Arc::new(Semaphore::new(forks.max(1)));
+    let tasks: Vec<_> = hosts
+        .into_iter()
+        .map(|(desired, target)| {
+            let gate = gate.clone();
+            let binary = binary.clone();
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                let name = desired.name.clone();
+                (name, one(desired, &target, &binary).await)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("planning a host does not panic"));
+    }
+    out
+}
+
+async fn one(
+    desired: HostDesired,
+    target: &Target,
+    binary: &Binary,
+) -> Gathered {
+    let conn = match Connection::open(target).await {
+        Ok(c) => c,
+        Err(e) => return Gathered::Unreachable(e),
+    };
+    match read_facts(&conn, &desired).await {
+        Ok((facts, fingerprint)) => {
+            if let Err(e) = binary.check_arch(&desired.name, &facts.arch) {
+                conn.close().await;
+                return Gathered::Failed(e.to_string());
+            }
+            let changes = diff(&desired, &facts);
+            Gathered::Planned(Box::new(Planned {
+                desired,
+                facts,
+                fingerprint,
+                changes,
+                conn,
+            }))
+        }
+        Err(e) => {
+            conn.close().await;
+            Gathered::Failed(e)
+        }
+    }
+}
+
+/// Run the facts script over `conn`; the facts and their fingerprint.
+///
+/// # Errors
+/// A message naming what went wrong (connection lost, shell error,
+/// unreadable output).
+pub async fn read_facts(
+    conn: &Connection,
+    desired: &HostDesired,
+) -> Result<(HostFacts, String), String> {
+    let script = facts::script(&query(desired));
+    let out = conn
+        .run("sh", &["-s"], script.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!(
+            "the facts script failed (exit {:?}): {}",
+            out.code,
+            out.stderr_text()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let facts = facts::parse(&text)
+        .map_err(|e| format!("cannot read the facts the host printed: {e}"))?;
+    Ok((facts, hex(&Sha256::digest(&out.stdout))))
+}

@@ -1,0 +1,15 @@
+//! How the controller reaches a host: the system OpenSSH client.
+//!
+//! * [`target`] — where and as whom to connect, resolved from the inventory;
+//! * [`ssh`] — a multiplexed connection per host (the `openssh` crate), and
+//!   one-off fresh connections for the confirmation that proves a host is
+//!   still reachable after an apply.
+//!
+//! Errors are sorted into the three failures an operator acts on
+//! differently (unreachable, authentication, host key), each with a hint.
+
+pub mod ssh;
+pub mod target;
+
+pub use ssh::{ConnectError, ConnectErrorKind, Connection, Output, RunError};
+pub use target::Target;

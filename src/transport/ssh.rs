@@ -1,0 +1,376 @@
+//! SSH through the system OpenSSH client.
+//!
+//! [`Connection`] keeps one master connection per host (the `openssh`
+//! crate's process multiplexer): the facts script, the upload and the
+//! activation each cost one round trip over it instead of a handshake.
+//! [`fresh`] deliberately bypasses every multiplexer: the confirmation after
+//! an activation must prove that a *new* connection still gets through.
+
+use std::path::Path;
+use std::time::Duration;
+
+use openssh::{KnownHosts as Check, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+
+use super::Target;
+use crate::inventory::KnownHosts;
+
+/// How long a handshake may take before the host counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a host could not be reached; each kind has its own remedy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectErrorKind {
+    /// No TCP connection: down, firewalled, wrong address or port.
+    Unreachable,
+    /// The server refused every key.
+    Authentication,
+    /// The host key is unknown or changed.
+    HostKey,
+    /// Anything else `ssh` said.
+    Other,
+}
+
+/// A failed connection to one host.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{target}: {reason} — {}", self.hint())]
+pub struct ConnectError {
+    /// What kind of failure.
+    pub kind: ConnectErrorKind,
+    /// `user@host[:port]`.
+    pub target: String,
+    /// What `ssh` said, one line.
+    pub reason: String,
+}
+
+impl ConnectError {
+    /// What the operator can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self.kind {
+            ConnectErrorKind::Unreachable => {
+                "check that the host is up and that sshd listens on that \
+                 address and port (`ssh.host`/`ssh.port` in the inventory)"
+            }
+            ConnectErrorKind::Authentication => {
+                "check `ssh.user` and `ssh.identity_file`, and that the key is \
+                 in the host's authorized_keys"
+            }
+            ConnectErrorKind::HostKey => {
+                "the host key is not in known_hosts or has changed: verify the \
+                 key out of band, then add it (or set `ssh.known_hosts: \
+                 accept-new` for a first contact)"
+            }
+            ConnectErrorKind::Other => "run `ssh -v` to the host to see more",
+        }
+    }
+
+    /// Sort what `ssh` printed into a kind.
+    pub fn classify(target: &Target, ssh_said: &str) -> Self {
+        let said = ssh_said.trim();
+        let has = |needle: &str| said.contains(needle);
+        let kind = if has("Host key verification failed")
+            || has("IDENTIFICATION HAS CHANGED")
+            || has("No ED25519 host key is known")
+            || has("host key is known")
+        {
+            ConnectErrorKind::HostKey
+        } else if has("Permission denied") || has("Too many authentication") {
+            ConnectErrorKind::Authentication
+        } else if has("Connection refused")
+            || has("timed out")
+            || has("No route to host")
+            || has("Network is unreachable")
+            || has("Could not resolve")
+            || has("Connection closed")
+            || has("Connection reset")
+        {
+            ConnectErrorKind::Unreachable
+        } else {
+            ConnectErrorKind::Other
+        };
+        let reason = said
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("Warning:"))
+            .unwrap_or("ssh failed without a message")
+            .trim_start_matches("ssh: ")
+            .to_owned();
+        Self { kind, target: target.display(), reason }
+    }
+}
+
+/// What a remote command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: Vec<u8>,
+    /// Standard error.
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// Whether the command exited 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Standard error as text, trimmed, for messages.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_owned()
+    }
+}
+
+/// A remote command could not be run (the connection broke).
+#[derive(Debug, thiserror::Error)]
+#[error("{target}: {what}: {source}")]
+pub struct RunError {
+    /// `user@host`.
+    pub target: String,
+    /// What was being run.
+    pub what: String,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A multiplexed SSH connection to one host.
+#[derive(Debug)]
+pub struct Connection {
+    session: Session,
+    target: Target,
+}
+
+impl Connection {
+    /// Open the master connection.
+    ///
+    /// # Errors
+    /// When `ssh` cannot connect, sorted by [`ConnectErrorKind`].
+    pub async fn open(target: &Target) -> Result<Self, ConnectError> {
+        let mut b = SessionBuilder::default();
+        b.user(target.user.clone())
+            .port(target.port)
+            .known_hosts_check(check(target.known_hosts))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .server_alive_interval(Duration::from_secs(5))
+            .control_directory(std::env::temp_dir());
+        if let Some(key) = &target.identity_file {
+            b.keyfile(key);
+        }
+        if let Some(file) = &target.known_hosts_file {
+            b.user_known_hosts_file(file);
+        }
+        match b.connect(&target.destination).await {
+            Ok(session) => Ok(Self { session, target: target.clone() }),
+            Err(e) => Err(ConnectError::classify(target, &error_text(&e))),
+        }
+    }
+
+    /// The host this connection reaches.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Run `program args…` with `stdin` as its standard input.
+    ///
+    /// # Errors
+    /// When the connection breaks; a command that runs and fails is an
+    /// `Ok` [`Output`] with its exit code.
+    pub async fn run(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: &[u8],
+    ) -> Result<Output, RunError> {
+        let fail = |source| RunError {
+            target: self.target.display(),
+            what: format!("running `{program}`"),
+            source,
+        };
+        let mut child = self
+            .session
+            .command(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| fail(io_error(e)))?;
+        if let Some(mut input) = child.stdin().take() {
+            // A command that exits without reading all of its input closes
+            // the pipe; its exit status tells what happened.
+            let _ = input.write_all(stdin).await;
+            let _ = input.shutdown().await;
+        }
+        let out =
+            child.wait_with_output().await.map_err(|e| fail(io_error(e)))?;
+        Ok(Output {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    /// Close the master connection.
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+/// Run `command` (a remote shell command line) over a connection of its
+/// own, with every multiplexer switched off.
+///
+/// # Errors
+/// When the connection fails ([`ConnectError`], carried as the error's
+/// source chain) or `ssh` cannot be run.
+pub async fn fresh(
+    target: &Target,
+    command: &str,
+    timeout: Duration,
+) -> Result<Output, ConnectError> {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
+        .args(["-o", "BatchMode=yes"])
+        .args(["-o", check(target.known_hosts).as_option()])
+        .arg("-o")
+        .arg(format!("ConnectTimeout={}", timeout.as_secs().max(1)))
+        .args(["-p", &target.port.to_string(), "-l", &target.user]);
+    if let Some(key) = &target.identity_file {
+        cmd.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(key);
+    }
+    if let Some(file) = &target.known_hosts_file {
+        cmd.arg("-o").arg(known_hosts_option(file));
+    }
+    cmd.arg(&target.destination).arg(command);
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .map_err(|_| ConnectError {
+            kind: ConnectErrorKind::Unreachable,
+            target: target.display(),
+            reason: format!("no answer within {}s", timeout.as_secs()),
+        })?
+        .map_err(|e| ConnectError {
+            kind: ConnectErrorKind::Other,
+            target: target.display(),
+            reason: format!("cannot run ssh: {e}"),
+        })?;
+    // 255 is ssh's own failure; anything else is the remote command's.
+    if out.status.code() == Some(255) {
+        return Err(ConnectError::classify(
+            target,
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(Output {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+    })
+}
+
+fn known_hosts_option(file: &Path) -> String {
+    format!("UserKnownHostsFile={}", file.display())
+}
+
+fn check(k: KnownHosts) -> Check {
+    match k {
+        KnownHosts::Strict => Check::Strict,
+        KnownHosts::AcceptNew => Check::Add,
+    }
+}
+
+trait AsOption {
+    fn as_option(&self) -> &'static str;
+}
+
+impl AsOption for Check {
+    fn as_option(&self) -> &'static str {
+        match self {
+            Check::Strict => "StrictHostKeyChecking=yes",
+            Check::Add => "StrictHostKeyChecking=accept-new",
+            Check::Accept => "StrictHostKeyChecking=no",
+        }
+    }
+}
+
+/// The whole message chain of an `openssh` error: the crate puts what `ssh`
+/// printed in the source.
+fn error_text(e: &openssh::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+fn io_error(e: openssh::Error) -> std::io::Error {
+    std::io::Error::other(error_text(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            name: "rs01".into(),
+            destination: "10.0.0.21".into(),
+            user: "root".into(),
+            port: 22,
+            identity_file: None,
+            known_hosts: KnownHosts::Strict,
+            known_hosts_file: None,
+        }
+    }
+
+    #[test]
+    fn classifies_what_ssh_says() {
+        let cases = [
+            (
+                "ssh: connect to host 10.0.0.21 port 22: Connection refused",
+                ConnectErrorKind::Unreachable,
+            ),
+            (
+                "ssh: connect to host 10.0.0.21 port 22: Connection timed out",
+                ConnectErrorKind::Unreachable,
+            ),
+            (
+                "root@10.0.0.21: Permission denied (publickey).",
+                ConnectErrorKind::Authentication,
+            ),
+            (
+                "No ED25519 host key is known for 10.0.0.21 and you have \
+                 requested strict checking.\nHost key verification failed.",
+                ConnectErrorKind::HostKey,
+            ),
+            ("something new", ConnectErrorKind::Other),
+        ];
+        for (said, kind) in cases {
+            let e = ConnectError::classify(&target(), said);
+            assert_eq!(e.kind, kind, "{said}");
+        }
+    }
+
+    #[test]
+    fn message_names_host_reason_and_hint() {
+        let e = ConnectError::classify(
+            &target(),
+            "Warning: something\nroot@10.0.0.21: Permission denied (publickey).",
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "root@10.0.0.21: root@10.0.0.21: Permission denied \
+                 (publickey). — {}",
+                e.hint()
+            )
+        );
+    }
+}
