@@ -11,8 +11,10 @@ use sha2::{Digest, Sha256};
 /// What the controller knows about the binary it installs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binary {
-    /// Where it is on the controller.
+    /// Where it is on the controller, for messages.
     pub path: PathBuf,
+    /// What to read to upload it (`/proc/self/exe` for this executable).
+    pub file: PathBuf,
     /// Hex SHA-256 of its bytes.
     pub sha256: String,
     /// What its ELF header says.
@@ -97,9 +99,9 @@ impl Binary {
     }
 
     /// Inspect `file`, naming it `path` in messages.
-    fn inspect_file(path: &Path, file: &Path) -> Result<Self, Error> {
+    fn inspect_file(path: &Path, source: &Path) -> Result<Self, Error> {
         let read = |error| Error::Read { path: path.to_owned(), error };
-        let mut file = std::fs::File::open(file).map_err(read)?;
+        let mut file = std::fs::File::open(source).map_err(read)?;
         let mut hasher = Sha256::new();
         let mut head = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
@@ -118,7 +120,12 @@ impl Binary {
         if !elf.is_static {
             return Err(Error::Dynamic { path: path.to_owned() });
         }
-        Ok(Self { path: path.to_owned(), sha256: hex(&hasher.finalize()), elf })
+        Ok(Self {
+            path: path.to_owned(),
+            file: source.to_owned(),
+            sha256: hex(&hasher.finalize()),
+            elf,
+        })
     }
 
     /// Refuse a host whose `uname -m` differs from the binary's machine.
@@ -205,6 +212,7 @@ mod tests {
     fn arch_mismatch_names_host_and_both_machines() {
         let b = Binary {
             path: "/x/lbdeploy".into(),
+            file: "/x/lbdeploy".into(),
             sha256: String::new(),
             elf: Elf { arch: "x86_64".into(), is_static: true },
         };

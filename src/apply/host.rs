@@ -1,0 +1,286 @@
+//! One host's apply: upload the binary if it changed, activate the new
+//! generation, check the agent, run the operator's smoke test, and confirm
+//! over a fresh SSH connection. A host that is not confirmed in time
+//! restores its previous generation by itself (the host side of this lives
+//! in `crate::host`); here we only wait to learn that it did.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::host::activation::{Activation, FileSpec, Report};
+use crate::plan::diff::Change;
+use crate::plan::facts::{STATE_DIR, sh_quote};
+use crate::plan::gather::Planned;
+use crate::transport::ssh::fresh;
+
+/// What every host's apply shares.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The apply's id (names the locks).
+    pub apply_id: String,
+    /// `user@host pid N: command`, for lock messages on hosts.
+    pub holder: String,
+    /// The generation being applied.
+    pub generation: u64,
+    /// The binary's bytes, uploaded where it changed.
+    pub binary: Arc<Vec<u8>>,
+    /// How long a host waits for confirmation.
+    pub confirm_timeout: Duration,
+    /// A command run on the controller before confirming each host.
+    pub smoke_test: Option<String>,
+}
+
+/// How one host's apply ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to do.
+    Ok,
+    /// Changed and confirmed.
+    Changed,
+    /// Not confirmed: the host went back to its previous generation.
+    RolledBack(String),
+    /// Failed; the message says where it stands.
+    Failed(String),
+}
+
+/// Progress of one host, for the progress display.
+pub type Step<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Apply `p`'s changes.
+pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
+    if p.changes.is_empty() {
+        return Outcome::Ok;
+    }
+    match activate(p, ctx, step).await {
+        Ok(()) => {}
+        Err(e) => return Outcome::Failed(e),
+    }
+    let binary = p.desired.binary.to_string_lossy().into_owned();
+    step("checking the agent");
+    if let Err(why) = agent_healthy(p, &binary).await {
+        return unconfirmed(
+            p,
+            ctx,
+            &binary,
+            format!("the agent is not healthy: {why}"),
+            step,
+        )
+        .await;
+    }
+    if let Some(cmd) = &ctx.smoke_test {
+        step("smoke test");
+        if let Err(why) = smoke_test(cmd, p).await {
+            return unconfirmed(p, ctx, &binary, why, step).await;
+        }
+    }
+    step("confirming over a new connection");
+    let confirm =
+        format!("{} host confirm {}", sh_quote(&binary), ctx.generation);
+    match fresh(&p.conn.target().clone(), &confirm, ctx.confirm_timeout).await {
+        Ok(out) if out.success() => Outcome::Changed,
+        Ok(out) => {
+            unconfirmed(
+                p,
+                ctx,
+                &binary,
+                format!("confirmation refused: {}", out.stderr_text()),
+                step,
+            )
+            .await
+        }
+        Err(e) => {
+            unconfirmed(
+                p,
+                ctx,
+                &binary,
+                format!("a new SSH connection failed: {}", e.reason),
+                step,
+            )
+            .await
+        }
+    }
+}
+
+/// Upload (when needed) and activate; the host rolls back by itself when
+/// activation fails midway.
+async fn activate(
+    p: &Planned,
+    ctx: &Context,
+    step: Step<'_>,
+) -> Result<(), String> {
+    let staged =
+        match p.changes.iter().any(|c| matches!(c, Change::Binary { .. })) {
+            true => {
+                step("uploading the binary");
+                Some(upload(p, ctx).await?)
+            }
+            false => None,
+        };
+    let activation = Activation {
+        apply_id: ctx.apply_id.clone(),
+        holder: ctx.holder.clone(),
+        generation: ctx.generation,
+        agent: p.desired.agent.clone(),
+        service: p.desired.service.clone(),
+        config: p.desired.config.clone(),
+        binary: p.desired.binary.clone(),
+        staged_binary: staged.clone(),
+        files: p
+            .desired
+            .files
+            .iter()
+            .filter(|f| f.only_with.is_none_or(|i| i == p.facts.init))
+            .map(|f| FileSpec {
+                path: f.path.clone(),
+                mode: f.mode,
+                content: f.content.clone(),
+            })
+            .collect(),
+        sysctls: p.desired.sysctls.clone(),
+        service_action: p.changes.iter().find_map(|c| match c {
+            Change::Service { action, .. } => Some(*action),
+            _ => None,
+        }),
+        confirm_timeout_ms: ctx.confirm_timeout.as_millis() as u64,
+    };
+    let json =
+        serde_json::to_vec(&activation).expect("an activation serialises");
+    let exe = staged.unwrap_or_else(|| p.desired.binary.clone());
+    step("activating");
+    let out = p
+        .conn
+        .run(&exe.to_string_lossy(), &["host", "activate"], &json)
+        .await
+        .map_err(|e| format!("connection lost while activating: {e}"))?;
+    if !out.success() {
+        return Err(format!(
+            "activation failed: {}",
+            strip_prefix(&out.stderr_text())
+        ));
+    }
+    serde_json::from_slice::<Report>(&out.stdout).map(|_| ()).map_err(|e| {
+        format!("activation gave no report ({e}): {}", out.stderr_text())
+    })
+}
+
+/// `lbdeploy: error: ` is noise inside our own messages.
+fn strip_prefix(s: &str) -> &str {
+    s.strip_prefix("lbdeploy: error: ").unwrap_or(s)
+}
+
+/// Stream the binary to a temporary file next to where it goes; the
+/// activation renames it into place.
+async fn upload(p: &Planned, ctx: &Context) -> Result<PathBuf, String> {
+    let dest = &p.desired.binary;
+    let dir = dest.parent().unwrap_or(Path::new("/"));
+    let staged = dir.join(format!(".lbdeploy.{}.new", ctx.apply_id));
+    let q = sh_quote(&staged.to_string_lossy());
+    let script = format!(
+        "umask 077 && mkdir -p {d} && cat > {q} && chmod 0755 {q}",
+        d = sh_quote(&dir.to_string_lossy())
+    );
+    let out =
+        p.conn.run("sh", &["-c", &script], &ctx.binary).await.map_err(|e| {
+            format!("connection lost while uploading the binary: {e}")
+        })?;
+    if !out.success() {
+        return Err(format!(
+            "cannot upload the binary to {}: {}",
+            staged.display(),
+            out.stderr_text()
+        ));
+    }
+    Ok(staged)
+}
+
+/// Ask the agent how it is, for a few seconds: a freshly started agent may
+/// take a moment to open its socket.
+async fn agent_healthy(p: &Planned, binary: &str) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = p
+            .conn
+            .run(binary, &["agent", "status", "--json"], b"")
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(strip_prefix(&out.stderr_text()).to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Run the operator's smoke test with the host in its environment.
+async fn smoke_test(cmd: &str, p: &Planned) -> Result<(), String> {
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", cmd])
+        .env("LBDEPLOY_HOST", &p.desired.name)
+        .env("LBDEPLOY_ADDRESS", &p.conn.target().destination)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run the smoke test: {e}"))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "the smoke test failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// The host was not confirmed: wait until its own deadline has passed and
+/// learn, over the connection still open, whether it rolled back.
+async fn unconfirmed(
+    p: &Planned,
+    ctx: &Context,
+    binary: &str,
+    why: String,
+    step: Step<'_>,
+) -> Outcome {
+    let _ = binary;
+    step("not confirmed; waiting for the host to roll back");
+    let probe = format!(
+        "if [ -d {s}/pending ]; then echo pending; \
+         elif [ -r {s}/last-rollback.json ] && grep -q '\"generation\":{g}[,}}]' {s}/last-rollback.json; \
+         then echo rolled-back; else echo other; fi",
+        s = STATE_DIR,
+        g = ctx.generation
+    );
+    let deadline = tokio::time::Instant::now()
+        + ctx.confirm_timeout
+        + Duration::from_secs(10);
+    loop {
+        match p.conn.run("sh", &["-c", &probe], b"").await {
+            Ok(out) => match String::from_utf8_lossy(&out.stdout).trim() {
+                "rolled-back" => return Outcome::RolledBack(why),
+                "pending" => {}
+                _ => {
+                    return Outcome::Failed(format!(
+                        "{why}; the host did not roll back generation {}",
+                        ctx.generation
+                    ));
+                }
+            },
+            Err(_) => {
+                return Outcome::Failed(format!(
+                    "{why}; the host is unreachable now and rolls back by itself when \
+                     generation {} is not confirmed",
+                    ctx.generation
+                ));
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Outcome::Failed(format!(
+                "{why}; generation {} is still pending on the host",
+                ctx.generation
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

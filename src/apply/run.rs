@@ -1,0 +1,336 @@
+//! `apply` (and `rollback`, which is an apply of an older inventory): lock,
+//! plan, confirm, converge phase by phase, recap, record the generation.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::sync::Semaphore;
+
+use super::commands::{close, document, runtime, show};
+use super::document::PlanDocument;
+use super::generations::{Meta, Store, without_secrets};
+use super::host::{self, Context, Outcome};
+use super::lock::{Holder, Lock};
+use super::phases::phases;
+use super::prepare::{Inputs, Prepared};
+use super::progress::Progress;
+use crate::cli::ExitStatus;
+use crate::plan::gather::{Gathered, Planned, gather};
+
+/// How `apply` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts in parallel within a phase.
+    pub forks: usize,
+    /// Do not ask.
+    pub yes: bool,
+    /// A plan saved by `plan --out` to apply exactly.
+    pub saved: Option<PathBuf>,
+    /// How long each host waits for its confirmation.
+    pub confirm_timeout: Duration,
+    /// Run before confirming each host.
+    pub smoke_test: Option<String>,
+    /// JSON recap on stdout.
+    pub json: bool,
+    /// Less talk.
+    pub quiet: bool,
+    /// The command, as recorded in locks and generations.
+    pub command: String,
+}
+
+/// One host's line in the recap.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recap {
+    /// The host.
+    pub host: String,
+    /// `ok`, `changed`, `failed`, `unreachable`, `rolled back`, `skipped`.
+    pub result: &'static str,
+    /// Why, for anything but ok/changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Apply `prepared` (from the inventory file or a generation).
+///
+/// # Errors
+/// The lock is held, the saved plan is stale, the operator declined, or
+/// the generation cannot be recorded.
+pub fn apply(
+    inputs: &Inputs,
+    prepared: Prepared,
+    opts: &Options,
+) -> anyhow::Result<ExitStatus> {
+    let id = apply_id();
+    let holder = Holder::me(&id, &opts.command);
+    let lock = Lock::acquire(&inputs.state_dir(), holder.clone())?;
+    let rt = runtime()?;
+    let gathered = rt.block_on(gather(
+        prepared.hosts.clone(),
+        &prepared.binary,
+        opts.forks,
+    ));
+    let doc = document(inputs, &prepared, &gathered)?;
+    if let Some(saved) = &opts.saved {
+        let old = PlanDocument::load(saved)?;
+        if let Some(why) = old.staleness(&doc) {
+            rt.block_on(close(gathered));
+            bail!(
+                "the saved plan {} is stale: {why} — run `lbdeploy plan --out {}` \
+                 again and review it",
+                saved.display(),
+                saved.display()
+            );
+        }
+    } else if !opts.json {
+        show(&doc, &gathered, false)?;
+    }
+    if doc.summary.changes == 0 {
+        rt.block_on(close(gathered));
+        let recaps = recap_of_plan(&doc);
+        print_recap(&recaps, None, opts.json)?;
+        return Ok(exit(&recaps));
+    }
+    if opts.saved.is_none() && !opts.yes && !ask(doc.summary.changes)? {
+        rt.block_on(close(gathered));
+        bail!("nothing applied: not confirmed");
+    }
+    let store = Store::new(&inputs.state_dir());
+    let host_generation = gathered
+        .iter()
+        .filter_map(|(_, g)| match g {
+            Gathered::Planned(p) => p.facts.generation,
+            _ => None,
+        })
+        .max();
+    let generation = store.last()?.max(host_generation).unwrap_or(0) + 1;
+    let binary = std::fs::read(&prepared.binary.file).with_context(|| {
+        format!("cannot read {}", prepared.binary.path.display())
+    })?;
+    let ctx = Context {
+        apply_id: id,
+        holder: format!("{} pid {}: {}", holder.by, holder.pid, holder.command),
+        generation,
+        binary: Arc::new(binary),
+        confirm_timeout: opts.confirm_timeout,
+        smoke_test: opts.smoke_test.clone(),
+    };
+    let recaps = rt.block_on(converge(&prepared, gathered, &ctx, opts));
+    let changed = recaps.iter().any(|r| r.result == "changed");
+    let recorded = match changed {
+        true => {
+            record(&store, &prepared, &ctx, opts, &recaps)?;
+            Some(generation)
+        }
+        false => None,
+    };
+    drop(lock);
+    print_recap(&recaps, recorded, opts.json)?;
+    Ok(exit(&recaps))
+}
+
+/// Run the phases in order; a phase with a failure stops the ones after it.
+async fn converge(
+    prepared: &Prepared,
+    gathered: Vec<(String, Gathered)>,
+    ctx: &Context,
+    opts: &Options,
+) -> Vec<Recap> {
+    let mut planned: BTreeMap<String, Arc<Planned>> = BTreeMap::new();
+    let mut recaps: BTreeMap<String, Recap> = BTreeMap::new();
+    for (name, g) in gathered {
+        match g {
+            Gathered::Planned(p) => {
+                planned.insert(name, Arc::from(p));
+            }
+            Gathered::Unreachable(e) => {
+                recaps.insert(
+                    name.clone(),
+                    recap(&name, "unreachable", Some(e.to_string())),
+                );
+            }
+            Gathered::Failed(e) => {
+                recaps.insert(name.clone(), recap(&name, "failed", Some(e)));
+            }
+        }
+    }
+    let selected: Vec<String> =
+        prepared.hosts.iter().map(|(d, _)| d.name.clone()).collect();
+    let progress = Arc::new(Progress::new(opts.quiet || opts.json));
+    let gate = Arc::new(Semaphore::new(opts.forks.max(1)));
+    let mut stopped: Option<String> = None;
+    for phase in phases(&prepared.inventory, &selected) {
+        let todo: Vec<_> = phase
+            .hosts
+            .iter()
+            .filter_map(|h| planned.get(h).cloned())
+            .collect();
+        if let Some(why) = &stopped {
+            for p in todo {
+                let name = &p.desired.name;
+                recaps.insert(
+                    name.clone(),
+                    recap(name, "skipped", Some(why.clone())),
+                );
+            }
+            continue;
+        }
+        progress.phase(phase.name, todo.len());
+        let tasks: Vec<_> = todo
+            .into_iter()
+            .map(|p| {
+                let (ctx, gate, progress) =
+                    (ctx.clone(), gate.clone(), progress.clone());
+                tokio::spawn(async move {
+                    let _permit = gate.acquire_owned().await;
+                    let line = progress.host(&p.desired.name);
+                    let outcome =
+                        host::apply(&p, &ctx, &|s: &str| line.step(s)).await;
+                    let r = match outcome {
+                        Outcome::Ok => recap(&p.desired.name, "ok", None),
+                        Outcome::Changed => {
+                            recap(&p.desired.name, "changed", None)
+                        }
+                        Outcome::RolledBack(why) => {
+                            recap(&p.desired.name, "rolled back", Some(why))
+                        }
+                        Outcome::Failed(why) => {
+                            recap(&p.desired.name, "failed", Some(why))
+                        }
+                    };
+                    line.done(&describe(&r));
+                    r
+                })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.expect("a host's apply does not panic");
+            if matches!(r.result, "failed" | "rolled back") {
+                stopped = Some(format!(
+                    "{} {} in phase `{}`",
+                    r.host, r.result, phase.name
+                ));
+            }
+            recaps.insert(r.host.clone(), r);
+        }
+    }
+    for p in planned.into_values() {
+        if let Ok(p) = Arc::try_unwrap(p) {
+            p.conn.close().await;
+        }
+    }
+    selected.iter().filter_map(|h| recaps.remove(h)).collect()
+}
+
+fn recap(host: &str, result: &'static str, reason: Option<String>) -> Recap {
+    Recap { host: host.to_owned(), result, reason }
+}
+
+fn describe(r: &Recap) -> String {
+    match &r.reason {
+        Some(why) => format!("{}: {why}", r.result),
+        None => r.result.to_owned(),
+    }
+}
+
+fn recap_of_plan(doc: &PlanDocument) -> Vec<Recap> {
+    use super::document::HostStatus;
+    doc.hosts
+        .iter()
+        .map(|h| match h.status {
+            HostStatus::Unreachable => {
+                recap(&h.name, "unreachable", h.error.clone())
+            }
+            HostStatus::Failed => recap(&h.name, "failed", h.error.clone()),
+            _ => recap(&h.name, "ok", None),
+        })
+        .collect()
+}
+
+fn exit(recaps: &[Recap]) -> ExitStatus {
+    match recaps.iter().all(|r| matches!(r.result, "ok" | "changed")) {
+        true => ExitStatus::Ok,
+        false => ExitStatus::Partial,
+    }
+}
+
+fn print_recap(
+    recaps: &[Recap],
+    generation: Option<u64>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let doc =
+            serde_json::json!({ "hosts": recaps, "generation": generation });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let width = recaps.iter().map(|r| r.host.len()).max().unwrap_or(0);
+    writeln!(out, "Recap:")?;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in recaps {
+        writeln!(out, "  {:width$}  {}", r.host, describe(r))?;
+        *counts.entry(r.result).or_default() += 1;
+    }
+    let counts: Vec<String> =
+        counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let generation = match generation {
+        Some(n) => format!("; generation {n} recorded"),
+        None => String::new(),
+    };
+    writeln!(out, "Apply: {}{generation}.", counts.join(", "))?;
+    Ok(())
+}
+
+/// Ask on the terminal; refuse without one.
+fn ask(hosts: usize) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "apply would change {hosts} host(s) and stdin is not a terminal to \
+             ask — review the plan above and pass --yes, or apply a saved plan \
+             (`lbdeploy plan --out FILE`, then `lbdeploy apply FILE`)"
+        );
+    }
+    eprint!("Apply these changes to {hosts} host(s)? Type `yes` to go on: ");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+fn record(
+    store: &Store,
+    prepared: &Prepared,
+    ctx: &Context,
+    opts: &Options,
+    recaps: &[Recap],
+) -> anyhow::Result<()> {
+    let (inventory, secrets) = without_secrets(&prepared.inventory);
+    let holder = Holder::me(&ctx.apply_id, &opts.command);
+    let meta = Meta {
+        number: ctx.generation,
+        time: holder.since,
+        by: holder.by,
+        command: opts.command.clone(),
+        inventory_sha256: prepared.inventory_sha256.clone(),
+        binary_sha256: prepared.binary.sha256.clone(),
+        secrets,
+        hosts: recaps
+            .iter()
+            .map(|r| (r.host.clone(), r.result.to_owned()))
+            .collect(),
+    };
+    store.record(&meta, &inventory)
+}
+
+/// A short id unique enough to name one apply: time and pid.
+fn apply_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:x}{:04x}", t.as_secs(), std::process::id() & 0xffff)
+}
