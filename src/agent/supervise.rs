@@ -218,10 +218,10 @@ async fn supervise_async(
                             signal_child(&child, Signal::HUP);
                         }
                         _ = terminate.recv() => {
-                            return stop_child(&mut child).await;
+                            return stop_child(&mut child, run_dir).await;
                         }
                         _ = interrupt.recv() => {
-                            return stop_child(&mut child).await;
+                            return stop_child(&mut child, run_dir).await;
                         }
                     }
                 }
@@ -229,6 +229,7 @@ async fn supervise_async(
             Err(e) => log(&format!("cannot start {}: {e}", exe.display())),
         }
         if !policy.should_restart(Instant::now()) {
+            remove_stale_socket(run_dir);
             bail!(
                 "the agent exited {MAX_RESTARTS} times within {}; giving up \
                  (see the lines above)",
@@ -241,9 +242,21 @@ async fn supervise_async(
             _ = interrupt.recv() => true,
         };
         if stop {
+            remove_stale_socket(run_dir);
             log("stopped");
             return Ok(());
         }
+    }
+}
+
+/// Remove the status socket of a killed agent, which could not remove it
+/// itself, so that `status` fails with "no such file" rather than
+/// "connection refused" once the service is given up. A socket someone
+/// answers on is left alone.
+fn remove_stale_socket(run_dir: &Path) {
+    let socket = paths::socket(run_dir);
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        let _ = std::fs::remove_file(&socket);
     }
 }
 
@@ -269,7 +282,7 @@ fn signal_child(child: &Child, sig: Signal) {
 }
 
 /// SIGTERM the agent, give it [`CHILD_STOP_TIMEOUT`], then SIGKILL.
-async fn stop_child(child: &mut Child) -> anyhow::Result<()> {
+async fn stop_child(child: &mut Child, run_dir: &Path) -> anyhow::Result<()> {
     log("stopping the agent");
     signal_child(child, Signal::TERM);
     match tokio::time::timeout(CHILD_STOP_TIMEOUT, child.wait()).await {
@@ -283,6 +296,7 @@ async fn stop_child(child: &mut Child) -> anyhow::Result<()> {
             let _ = child.kill().await;
         }
     }
+    remove_stale_socket(run_dir);
     log("stopped");
     Ok(())
 }
