@@ -186,7 +186,7 @@ pub fn run<C: ModeConfig>(
             .create(run_dir)
             .with_context(|| format!("creating {}", run_dir.display()))?;
         let socket = paths::socket(run_dir);
-        let listener = bind(&socket)?;
+        let listener = bind(run_dir)?;
         let _socket = SocketGuard(socket.clone());
         let mut agent = Agent::new(config_path.to_owned(), loaded);
         log(&format!(
@@ -241,10 +241,11 @@ pub async fn serve<C: ModeConfig>(
 /// Bind the status socket. A socket file nobody answers on is left over
 /// from an agent that was killed and is replaced; one that answers belongs
 /// to a running agent, and taking it over would orphan that agent.
-fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
+fn bind(run_dir: &Path) -> anyhow::Result<UnixListener> {
+    let socket = &paths::socket(run_dir);
     if std::fs::symlink_metadata(socket).is_ok() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            let who = match status::query(socket.parent().unwrap_or(socket)) {
+            let who = match status::query(run_dir) {
                 Ok(s) => format!(" ({} agent, pid {})", s.mode, s.pid),
                 Err(_) => String::new(),
             };
@@ -368,7 +369,7 @@ mod tests {
         std::fs::write(&file, RS).unwrap();
         let mut agent =
             Agent::new(file.clone(), load::<RealserverConfig>(&file).unwrap());
-        let listener = bind(&paths::socket(&dir)).unwrap();
+        let listener = bind(&dir).unwrap();
         let (control_tx, control_rx) = mpsc::channel(1);
         let client = {
             let dir = dir.clone();
@@ -386,7 +387,7 @@ mod tests {
         assert_eq!(agent.status().reloads, 1);
         // The listener went with `serve`; its socket file, left behind
         // (no guard here), is stale and the next agent takes it over.
-        assert!(bind(&paths::socket(&dir)).is_ok());
+        assert!(bind(&dir).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
