@@ -1,6 +1,7 @@
 //! One integration-test binary: every module below is linked into it, so the
 //! suite links once (the ripgrep layout).
 
+mod agent;
 mod desired;
 mod golden;
 mod hex;

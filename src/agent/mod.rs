@@ -3,6 +3,15 @@
 //!
 //! * `config` — what the agent reads (rendered by `apply` from the
 //!   inventory);
+//! * [`paths`] — the runtime directory (`/run/lbdeploy`, or
+//!   `$LBDEPLOY_RUN_DIR`): status socket, supervisor PID file, log;
+//! * [`status`] — the status protocol: one JSON line on the socket, and the
+//!   client ([`status::query`]) other code uses to ask;
+//! * [`runtime`] — the foreground agent: configuration, status server,
+//!   SIGHUP reload, SIGTERM shutdown;
+//! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
+//!   and the `start`/`stop`/`restart`/`reload` commands built on it;
+//! * [`service`] — dispatches `lbdeploy agent …` to the modules above;
 //! * [`vrrp`] — the VRRP protocol core: codec and pure state machine.
 //!
 //! The real-server role (VIP on `lo`, ARP sysctls), the director's data plane
@@ -11,4 +20,20 @@
 //! drives it.
 
 pub mod config;
+pub mod paths;
+pub mod runtime;
+pub mod service;
+pub mod status;
+pub mod supervise;
 pub mod vrrp;
+
+/// One line of talk on stderr, which the supervisor appends to
+/// `agent.log`: a timestamp (the log has no other) and the PID (agent and
+/// supervisor write to the same file).
+pub(crate) fn log(message: &str) {
+    eprintln!(
+        "{} lbdeploy[{}]: {message}",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        std::process::id()
+    );
+}

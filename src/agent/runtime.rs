@@ -1,0 +1,393 @@
+//! The foreground agent: `lbdeploy agent director|realserver --config FILE`.
+//!
+//! It owns the agent's life cycle and leaves the modes' work (VRRP, VIPs,
+//! ARP suppression) to the modules that join later:
+//!
+//! * load and validate the configuration before touching anything, so a
+//!   bad file fails with its name and leaves no socket behind;
+//! * serve [`status`](super::status) on `RUN/agent.sock`;
+//! * SIGHUP re-reads the configuration (a bad new file is reported and the
+//!   old one kept); SIGTERM or SIGINT removes the socket and ends with 0.
+//!
+//! ```text
+//! signals task ──ControlMsg──▶ serve loop ◀── accept on agent.sock
+//!  (HUP/TERM/INT)               (owns Agent)  ──▶ one Status line per client
+//! ```
+//!
+//! The serve loop owns all state and handles one event at a time; signals
+//! reach it as messages, so tests drive it with a channel instead of
+//! signals ([`serve`]).
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, anyhow, bail};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::config::{self, DirectorConfig, RealserverConfig};
+use super::status::{self, Mode, Status};
+use super::{log, paths};
+
+/// A configuration type that names the agent mode it configures, so one
+/// runtime serves both modes.
+pub trait ModeConfig: DeserializeOwned + Send + 'static {
+    /// The mode this configuration is for.
+    const MODE: Mode;
+}
+
+impl ModeConfig for DirectorConfig {
+    const MODE: Mode = Mode::Director;
+}
+
+impl ModeConfig for RealserverConfig {
+    const MODE: Mode = Mode::Realserver;
+}
+
+/// A configuration as loaded: the parsed value and what the status reports
+/// about the file it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded<C> {
+    /// The parsed configuration.
+    pub config: C,
+    /// Lowercase hex SHA-256 of the bytes parsed.
+    pub sha256: String,
+    /// When it was read.
+    pub loaded_at: SystemTime,
+}
+
+/// Read, hash and parse a configuration file. `start` calls this too, to
+/// refuse a bad file before anything is spawned.
+///
+/// # Errors
+/// When the file cannot be read or is not a valid `C`; the error names
+/// the file.
+pub fn load<C: ModeConfig>(path: &Path) -> Result<Loaded<C>, config::Error> {
+    let bytes = std::fs::read(path).map_err(|source| config::Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&bytes);
+    let config = config::parse(path, &text)?;
+    Ok(Loaded {
+        config,
+        sha256: format!("{:x}", Sha256::digest(&bytes)),
+        loaded_at: SystemTime::now(),
+    })
+}
+
+/// What the serve loop is told from outside: the signals, as messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlMsg {
+    /// Re-read the configuration (SIGHUP).
+    Reload,
+    /// Stop serving and return (SIGTERM, SIGINT).
+    Shutdown,
+}
+
+/// A running agent's state; the serve loop owns it.
+#[derive(Debug)]
+pub struct Agent<C> {
+    config_path: PathBuf,
+    started_at: SystemTime,
+    current: Loaded<C>,
+    reloads: u64,
+    last_reload_error: Option<String>,
+}
+
+impl<C: ModeConfig> Agent<C> {
+    /// An agent running `loaded`, read from `config_path`.
+    pub fn new(config_path: PathBuf, loaded: Loaded<C>) -> Self {
+        Agent {
+            config_path,
+            started_at: SystemTime::now(),
+            current: loaded,
+            reloads: 0,
+            last_reload_error: None,
+        }
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &C {
+        &self.current.config
+    }
+
+    /// Re-read the configuration file. A file that does not load leaves
+    /// the current configuration in place and is remembered for the
+    /// status; either way the attempt is counted.
+    pub fn reload(&mut self) {
+        self.reloads += 1;
+        match load::<C>(&self.config_path) {
+            Ok(loaded) => {
+                log(&format!(
+                    "reloaded {} (sha256 {})",
+                    self.config_path.display(),
+                    loaded.sha256
+                ));
+                self.current = loaded;
+                self.last_reload_error = None;
+            }
+            Err(e) => {
+                log(&format!("reload rejected, keeping the old config: {e}"));
+                self.last_reload_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// The status this agent reports now.
+    pub fn status(&self) -> Status {
+        let time = |t| humantime::format_rfc3339_seconds(t).to_string();
+        Status {
+            mode: C::MODE,
+            pid: std::process::id(),
+            config: self.config_path.clone(),
+            config_sha256: self.current.sha256.clone(),
+            started_at: time(self.started_at),
+            loaded_at: time(self.current.loaded_at),
+            reloads: self.reloads,
+            last_reload_error: self.last_reload_error.clone(),
+            // Running means a configuration loaded; the modes will add
+            // their own conditions (VRRP socket, VIP present) here.
+            healthy: true,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// Run the agent in the foreground until SIGTERM or SIGINT.
+///
+/// # Errors
+/// A bad configuration (before anything is created), a run directory or
+/// socket that cannot be made, or another agent already answering.
+pub fn run<C: ModeConfig>(
+    config_path: &Path,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
+    // `{e}` alone: the error already quotes its I/O cause, and anyhow's
+    // chain would print it twice.
+    let loaded = load::<C>(config_path).map_err(|e| anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        // Handlers first: a SIGTERM right after the socket appears must
+        // take the clean path, not the default action.
+        let signals = Signals::install()?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(run_dir)
+            .with_context(|| format!("creating {}", run_dir.display()))?;
+        let socket = paths::socket(run_dir);
+        let listener = bind(run_dir)?;
+        let _socket = SocketGuard(socket.clone());
+        let mut agent = Agent::new(config_path.to_owned(), loaded);
+        log(&format!(
+            "{} agent running, pid {}, config {} (sha256 {}), status on {}",
+            C::MODE,
+            std::process::id(),
+            config_path.display(),
+            agent.current.sha256,
+            socket.display()
+        ));
+        let (control_tx, control_rx) = mpsc::channel(8);
+        tokio::spawn(signals.forward(control_tx));
+        serve(&mut agent, listener, control_rx).await;
+        log(&format!("{} agent stopping", C::MODE));
+        Ok(())
+    })
+}
+
+/// Answer status requests and handle control messages until
+/// [`ControlMsg::Shutdown`] or until every sender is gone.
+pub async fn serve<C: ModeConfig>(
+    agent: &mut Agent<C>,
+    listener: UnixListener,
+    mut control_rx: mpsc::Receiver<ControlMsg>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((mut stream, _)) => {
+                    let line = status::encode(&agent.status());
+                    // A slow client must not hold up signals or others.
+                    tokio::spawn(async move {
+                        let _ = stream.write_all(&line).await;
+                        let _ = stream.shutdown().await;
+                    });
+                }
+                Err(e) => {
+                    // E.g. EMFILE: back off instead of spinning.
+                    log(&format!("accepting a status client: {e}"));
+                    tokio::time::sleep(std::time::Duration::from_millis(100))
+                        .await;
+                }
+            },
+            msg = control_rx.recv() => match msg {
+                Some(ControlMsg::Reload) => agent.reload(),
+                Some(ControlMsg::Shutdown) | None => return,
+            },
+        }
+    }
+}
+
+/// Bind the status socket. A socket file nobody answers on is left over
+/// from an agent that was killed and is replaced; one that answers belongs
+/// to a running agent, and taking it over would orphan that agent.
+fn bind(run_dir: &Path) -> anyhow::Result<UnixListener> {
+    let socket = &paths::socket(run_dir);
+    if std::fs::symlink_metadata(socket).is_ok() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            let who = match status::query(run_dir) {
+                Ok(s) => format!(" ({} agent, pid {})", s.mode, s.pid),
+                Err(_) => String::new(),
+            };
+            bail!(
+                "another agent{who} already answers on {}; stop it first \
+                 (`lbdeploy agent stop`)",
+                socket.display()
+            );
+        }
+        std::fs::remove_file(socket).with_context(|| {
+            format!("removing the stale socket {}", socket.display())
+        })?;
+    }
+    UnixListener::bind(socket)
+        .with_context(|| format!("binding {}", socket.display()))
+}
+
+/// Removes the status socket when the agent returns, also on an error
+/// path, so `status` says "not running" rather than timing out.
+struct SocketGuard(PathBuf);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The signals the agent handles, installed together.
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    fn install() -> io::Result<Self> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Turn signals into messages until the serve loop is gone.
+    async fn forward(mut self, control_tx: mpsc::Sender<ControlMsg>) {
+        loop {
+            let msg = tokio::select! {
+                _ = self.hangup.recv() => ControlMsg::Reload,
+                _ = self.terminate.recv() => ControlMsg::Shutdown,
+                _ = self.interrupt.recv() => ControlMsg::Shutdown,
+            };
+            if control_tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RS: &str = "cluster: c\nhost: rs01\ninterface: eth0\n\
+                      arp_suppression: sysctl\nvips: [192.0.2.1]\n";
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("lbdeploy-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn load_hashes_the_bytes_and_names_a_bad_file() {
+        let dir = temp_dir("load");
+        let file = dir.join("agent.yml");
+        std::fs::write(&file, RS).unwrap();
+        let loaded = load::<RealserverConfig>(&file).unwrap();
+        assert_eq!(loaded.sha256, format!("{:x}", Sha256::digest(RS)));
+        assert_eq!(loaded.sha256.len(), 64);
+        // A real server's file is not a director's.
+        let err = load::<DirectorConfig>(&file).unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        let err = load::<RealserverConfig>(&dir.join("missing.yml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.yml"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reload_counts_attempts_and_keeps_the_old_config_on_error() {
+        let dir = temp_dir("reload");
+        let file = dir.join("agent.yml");
+        std::fs::write(&file, RS).unwrap();
+        let mut agent =
+            Agent::new(file.clone(), load::<RealserverConfig>(&file).unwrap());
+        let first = agent.status().config_sha256;
+        std::fs::write(&file, RS.replace("rs01", "rs02")).unwrap();
+        agent.reload();
+        let s = agent.status();
+        assert_eq!((s.reloads, s.last_reload_error.as_deref()), (1, None));
+        assert_ne!(s.config_sha256, first);
+        assert_eq!(agent.config().host, "rs02");
+        std::fs::write(&file, "vips: not a list\n").unwrap();
+        agent.reload();
+        let bad = agent.status();
+        assert_eq!(bad.reloads, 2);
+        assert_eq!(bad.config_sha256, s.config_sha256);
+        assert!(bad.healthy);
+        assert!(bad.last_reload_error.unwrap().contains("agent.yml"));
+        assert_eq!(agent.config().host, "rs02");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn serve_answers_status_and_stops_on_shutdown() {
+        let dir = temp_dir("serve");
+        let file = dir.join("agent.yml");
+        std::fs::write(&file, RS).unwrap();
+        let mut agent =
+            Agent::new(file.clone(), load::<RealserverConfig>(&file).unwrap());
+        let listener = bind(&dir).unwrap();
+        let (control_tx, control_rx) = mpsc::channel(1);
+        let client = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                let s = status::query(&dir).unwrap();
+                control_tx.blocking_send(ControlMsg::Reload).unwrap();
+                control_tx.blocking_send(ControlMsg::Shutdown).unwrap();
+                s
+            })
+        };
+        serve(&mut agent, listener, control_rx).await;
+        let seen = client.await.unwrap();
+        assert_eq!(seen.mode, Mode::Realserver);
+        assert_eq!(seen.pid, std::process::id());
+        assert_eq!(agent.status().reloads, 1);
+        // The listener went with `serve`; its socket file, left behind
+        // (no guard here), is stale and the next agent takes it over.
+        assert!(bind(&dir).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

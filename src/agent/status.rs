@@ -1,0 +1,262 @@
+//! The status protocol between a running agent and whoever asks: `lbdeploy
+//! agent status`, `agent start`/`reload` (to know when the agent is up or
+//! has reloaded) and, later, the controller's `status` over SSH.
+//!
+//! # Format
+//! A client connects to `RUN/agent.sock`; the agent writes one JSON object
+//! ([`Status`]) followed by `\n` and closes the connection. There is no
+//! request: the socket answers one question, so framing stays trivial and a
+//! shell can ask with `socat - UNIX-CONNECT:/run/lbdeploy/agent.sock`.
+//! Fields are only ever added, so an older reader keeps working.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::paths;
+
+/// How long a client waits for the agent's answer. The agent answers from
+/// memory, so anything slower means it is stuck, which is worth an error.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Which role the agent plays, as in `lbdeploy agent director|realserver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// VRRP, VIPs, health checks and the data plane.
+    Director,
+    /// ARP suppression and the VIPs on `lo`.
+    Realserver,
+}
+
+impl Mode {
+    /// The word used on the command line and in the status JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Director => "director",
+            Mode::Realserver => "realserver",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a running agent says about itself.
+///
+/// `config_sha256` lets `plan` tell whether the agent runs the file that is
+/// on disk (a changed file whose hash differs means a reload is due);
+/// `reloads` and `last_reload_error` let `reload` wait for and report the
+/// outcome of a SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The agent's role.
+    pub mode: Mode,
+    /// The agent process (not the supervisor): what a SIGHUP should reach
+    /// when no supervisor runs, e.g. under systemd.
+    pub pid: u32,
+    /// The configuration file, as given on the command line.
+    pub config: PathBuf,
+    /// Lowercase hex SHA-256 of the configuration bytes in effect (the last
+    /// file that loaded successfully).
+    pub config_sha256: String,
+    /// When the agent started, RFC 3339 (UTC).
+    pub started_at: String,
+    /// When the configuration in effect was loaded, RFC 3339 (UTC).
+    pub loaded_at: String,
+    /// Reload attempts since start, successful or not: a reader that saw
+    /// `n` knows its SIGHUP was handled once it sees more than `n`.
+    pub reloads: u64,
+    /// Why the last reload was rejected; `null` once a reload succeeds. The
+    /// agent keeps running on the previous configuration meanwhile.
+    pub last_reload_error: Option<String>,
+    /// Running with a valid configuration. A rejected reload does not make
+    /// the agent unhealthy: the previous configuration still applies.
+    pub healthy: bool,
+    /// The agent binary's version, to spot a host that needs a restart
+    /// after an upgrade.
+    pub version: String,
+}
+
+impl Status {
+    /// A few lines for people, as `lbdeploy agent status` prints them
+    /// without `--json`.
+    ///
+    /// # Errors
+    /// Only those of `out`.
+    pub fn write_human(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let health = if self.healthy { "healthy" } else { "UNHEALTHY" };
+        writeln!(
+            out,
+            "agent {} running, pid {}, {health}, version {}",
+            self.mode, self.pid, self.version
+        )?;
+        writeln!(
+            out,
+            "config  {} (sha256 {})",
+            self.config.display(),
+            self.config_sha256
+        )?;
+        writeln!(out, "started {}", self.started_at)?;
+        writeln!(
+            out,
+            "loaded  {} ({} reload(s) since start)",
+            self.loaded_at, self.reloads
+        )?;
+        if let Some(e) = &self.last_reload_error {
+            writeln!(out, "last reload failed, old config kept: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the agent could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Nothing listens on the socket: no agent, or a stale socket file.
+    #[error(
+        "the agent is not running: cannot connect to {} ({source})",
+        socket.display()
+    )]
+    NotRunning {
+        /// The socket tried.
+        socket: PathBuf,
+        /// Why connecting failed.
+        source: std::io::Error,
+    },
+    /// Something accepted but did not answer in time or broke off.
+    #[error("the agent on {} did not answer: {source}", socket.display())]
+    Read {
+        /// The socket.
+        socket: PathBuf,
+        /// The I/O error (a timeout after [`QUERY_TIMEOUT`] included).
+        source: std::io::Error,
+    },
+    /// The answer was not a status object, e.g. another program's socket.
+    #[error("the agent on {} answered garbage: {source}", socket.display())]
+    Decode {
+        /// The socket.
+        socket: PathBuf,
+        /// What serde found.
+        source: serde_json::Error,
+    },
+}
+
+impl QueryError {
+    /// Whether no agent listens at all, as opposed to one that misbehaves;
+    /// `status` exits 1 either way, but `start` and `reload` poll through
+    /// the first and not the second.
+    pub fn is_not_running(&self) -> bool {
+        matches!(self, QueryError::NotRunning { .. })
+    }
+}
+
+/// Ask the agent whose runtime directory is `run_dir` for its status.
+///
+/// Blocking on purpose: callers are one-shot commands and scripts, and a
+/// blocking client can be called from anywhere, a tokio runtime included
+/// (through `spawn_blocking`).
+///
+/// # Errors
+/// [`QueryError::NotRunning`] when nothing listens on the socket, else a
+/// read or decode error naming the socket.
+pub fn query(run_dir: &Path) -> Result<Status, QueryError> {
+    let socket = paths::socket(run_dir);
+    let mut stream = match UnixStream::connect(&socket) {
+        Ok(s) => s,
+        Err(source) => return Err(QueryError::NotRunning { socket, source }),
+    };
+    let mut text = String::new();
+    let read = stream
+        .set_read_timeout(Some(QUERY_TIMEOUT))
+        .and_then(|()| stream.read_to_string(&mut text));
+    if let Err(source) = read {
+        return Err(QueryError::Read { socket, source });
+    }
+    decode(&text).map_err(|source| QueryError::Decode { socket, source })
+}
+
+/// Encode one status answer: the JSON object and its newline.
+pub fn encode(status: &Status) -> Vec<u8> {
+    // Serialising a struct of strings and integers cannot fail.
+    let mut line = serde_json::to_vec(status).expect("status is plain data");
+    line.push(b'\n');
+    line
+}
+
+/// Decode one status answer as [`encode`] writes it.
+///
+/// # Errors
+/// When the text is not one status object.
+pub fn decode(text: &str) -> Result<Status, serde_json::Error> {
+    serde_json::from_str(text.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Status {
+        Status {
+            mode: Mode::Realserver,
+            pid: 42,
+            config: PathBuf::from("/etc/lbdeploy/agent.yml"),
+            config_sha256: "ab".repeat(32),
+            started_at: "2024-01-01T00:00:00Z".into(),
+            loaded_at: "2024-01-01T00:00:01Z".into(),
+            reloads: 1,
+            last_reload_error: Some("bad".into()),
+            healthy: true,
+            version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn encodes_one_line_and_decodes_back() {
+        let line = encode(&sample());
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(line.ends_with(b"\n"));
+        let text = String::from_utf8(line).unwrap();
+        assert!(text.contains(r#""mode":"realserver""#), "{text}");
+        assert!(text.contains(r#""last_reload_error":"bad""#), "{text}");
+        assert_eq!(decode(&text).unwrap(), sample());
+    }
+
+    #[test]
+    fn null_reload_error_and_unknown_fields_are_accepted() {
+        let mut s = sample();
+        s.last_reload_error = None;
+        let text = String::from_utf8(encode(&s)).unwrap();
+        assert!(text.contains(r#""last_reload_error":null"#), "{text}");
+        let newer = text.trim_end().replace('}', r#","vrrp":"master"}"#);
+        assert_eq!(decode(&newer).unwrap(), s);
+    }
+
+    #[test]
+    fn human_form_mentions_a_failed_reload() {
+        let mut out = Vec::new();
+        sample().write_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("agent realserver running, pid 42"));
+        assert!(text.contains("last reload failed, old config kept: bad"));
+    }
+
+    #[test]
+    fn no_socket_means_not_running() {
+        let err = query(Path::new("/nonexistent/lbdeploy")).unwrap_err();
+        assert!(err.is_not_running());
+        assert!(
+            err.to_string().starts_with(
+                "the agent is not running: cannot connect to \
+                 /nonexistent/lbdeploy/agent.sock ("
+            ),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,640 @@
+//! lbdeploy's own supervisor, for hosts without systemd (the lab's hosts,
+//! minimal containers), and the service commands built on it: `lbdeploy
+//! agent start|stop|restart|reload`.
+//!
+//! It does for the agent what the rendered systemd unit does: keep it
+//! running (`Restart=always`, `RestartSec=1s`), forward a reload
+//! (`ExecReload=kill -HUP`) and stop it cleanly. The process tree:
+//!
+//! ```text
+//! agent start ──spawns, returns──▶ agent supervise   (own session; PID file)
+//!                                    └─ agent MODE --config FILE
+//!                                       (restarted when it exits)
+//! ```
+//!
+//! The supervisor starts a new session itself ([`rustix::process::setsid`]),
+//! so it outlives the SSH session that ran `start` without any `unsafe`
+//! `pre_exec`. Its PID, not the agent's, is in `RUN/agent.pid`: it is the
+//! process that lives as long as the service does.
+//!
+//! These commands are one-shot and synchronous; only the supervisor's loop
+//! runs on tokio, to wait for its child and for signals at once.
+
+use std::collections::VecDeque;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rustix::process::{Pid, Signal, kill_process};
+use tokio::process::Child;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::config::{DirectorConfig, RealserverConfig};
+use super::status::{self, Mode};
+use super::{log, paths, runtime};
+
+/// Wait between an agent's exit and its restart, as the unit's
+/// `RestartSec=1s`.
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The supervisor gives up after this many agent exits within
+/// [`RESTART_WINDOW`]: a configuration or host problem that restarting
+/// cannot fix should end in a visible failure, not a busy loop.
+pub const MAX_RESTARTS: usize = 5;
+
+/// See [`MAX_RESTARTS`].
+pub const RESTART_WINDOW: Duration = Duration::from_secs(10);
+
+/// How long `start` waits for the agent's status socket to answer.
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `stop` waits for the supervisor to exit. Longer than
+/// [`CHILD_STOP_TIMEOUT`], which the supervisor may spend on the agent.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the supervisor lets the agent shut down after SIGTERM before
+/// SIGKILL (the VRRP master's priority-0 advert and VIP removal fit well
+/// within it).
+pub const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `reload` waits for the agent to report the reload.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the commands look again while they wait.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How many lines of the log `start` shows when the agent does not come up.
+const LOG_TAIL_LINES: usize = 20;
+
+// ===== restart policy =====
+
+/// Whether to restart the agent after it exits: at most
+/// `max` exits within `window`, like systemd's `StartLimitBurst`. Pure, so
+/// its arithmetic is tested without processes.
+#[derive(Debug, Clone)]
+pub struct RestartPolicy {
+    max: usize,
+    window: Duration,
+    exits: VecDeque<Instant>,
+}
+
+impl RestartPolicy {
+    /// A policy allowing `max` exits within any `window`.
+    pub fn new(max: usize, window: Duration) -> Self {
+        RestartPolicy { max, window, exits: VecDeque::new() }
+    }
+
+    /// Record an exit at `now`; `true` means restart, `false` give up.
+    pub fn should_restart(&mut self, now: Instant) -> bool {
+        self.exits.push_back(now);
+        while let Some(&first) = self.exits.front() {
+            if now.duration_since(first) >= self.window {
+                self.exits.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.exits.len() < self.max
+    }
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy::new(MAX_RESTARTS, RESTART_WINDOW)
+    }
+}
+
+// ===== finding the supervisor =====
+
+/// The PID of the supervisor running for `run_dir`, if any: the PID file
+/// names a live process that is `lbdeploy agent supervise`. A PID file
+/// left by a crash whose number was reused by an unrelated process, or a
+/// zombie, does not count.
+pub fn supervisor_pid(run_dir: &Path) -> Option<Pid> {
+    let text = std::fs::read_to_string(paths::pid_file(run_dir)).ok()?;
+    let pid = parse_pid(&text)?;
+    is_supervisor(pid).then_some(pid)
+}
+
+/// The PID in a PID file's text.
+fn parse_pid(text: &str) -> Option<Pid> {
+    // Negative numbers mean process groups to kill(2); never accept one.
+    Pid::from_raw(text.trim().parse().ok().filter(|&n: &i32| n > 0)?)
+}
+
+/// Whether `pid` is an `lbdeploy agent supervise` process. A zombie's
+/// command line is empty, so an exited supervisor that nobody reaped yet
+/// counts as gone.
+fn is_supervisor(pid: Pid) -> bool {
+    let Ok(cmdline) =
+        std::fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero()))
+    else {
+        return false;
+    };
+    is_supervise_cmdline(&cmdline)
+}
+
+fn is_supervise_cmdline(cmdline: &[u8]) -> bool {
+    let mut args = cmdline.split(|&b| b == 0).skip(1);
+    args.next() == Some(b"agent") && args.next() == Some(b"supervise")
+}
+
+// ===== the supervisor =====
+
+/// Run as the supervisor (`lbdeploy agent supervise MODE --config FILE`)
+/// until SIGTERM or SIGINT, which stop the agent and return `Ok`.
+///
+/// # Errors
+/// Another supervisor already runs, the PID file cannot be written, or
+/// the agent kept exiting ([`MAX_RESTARTS`] within [`RESTART_WINDOW`]).
+pub fn supervise(
+    mode: Mode,
+    config: &Path,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
+    // Leave the session of whoever started us (an SSH session, a
+    // terminal) so its end does not end the service. Fails only when we
+    // already lead a process group, in which case we were detached on
+    // purpose by our parent.
+    let _ = rustix::process::setsid();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(supervise_async(mode, config, run_dir))
+}
+
+async fn supervise_async(
+    mode: Mode,
+    config: &Path,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
+    // Handlers before the PID file: whoever reads the PID file may signal
+    // us, and must not hit the default action.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    create_run_dir(run_dir)?;
+    let me = rustix::process::getpid();
+    if let Some(other) = supervisor_pid(run_dir).filter(|&p| p != me) {
+        bail!(
+            "another supervisor (pid {}) already runs for {}",
+            other.as_raw_nonzero(),
+            run_dir.display()
+        );
+    }
+    let _pid_file = PidFileGuard::write(paths::pid_file(run_dir), me)?;
+    let exe = exe()?;
+    log(&format!(
+        "supervisor running for the {mode} agent ({})",
+        exe.display()
+    ));
+    let mut policy = RestartPolicy::default();
+    loop {
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .args(["agent", mode.as_str(), "--config"])
+            .arg(config)
+            .stdin(Stdio::null());
+        match command.spawn() {
+            Ok(mut child) => {
+                let pid = child.id();
+                log(&format!("started the agent, pid {}", pid.unwrap_or(0)));
+                loop {
+                    tokio::select! {
+                        exit = child.wait() => {
+                            let how = match exit {
+                                Ok(status) => status.to_string(),
+                                Err(e) => format!("unknown status ({e})"),
+                            };
+                            log(&format!("the agent exited: {how}"));
+                            break;
+                        }
+                        _ = hangup.recv() => {
+                            log("SIGHUP: asking the agent to reload");
+                            signal_child(&child, Signal::HUP);
+                        }
+                        _ = terminate.recv() => {
+                            return stop_child(&mut child, run_dir).await;
+                        }
+                        _ = interrupt.recv() => {
+                            return stop_child(&mut child, run_dir).await;
+                        }
+                    }
+                }
+            }
+            Err(e) => log(&format!("cannot start {}: {e}", exe.display())),
+        }
+        if !policy.should_restart(Instant::now()) {
+            remove_stale_socket(run_dir);
+            bail!(
+                "the agent exited {MAX_RESTARTS} times within {}; giving up \
+                 (see the lines above)",
+                humantime::format_duration(RESTART_WINDOW)
+            );
+        }
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(RESTART_DELAY) => false,
+            _ = terminate.recv() => true,
+            _ = interrupt.recv() => true,
+        };
+        if stop {
+            remove_stale_socket(run_dir);
+            log("stopped");
+            return Ok(());
+        }
+    }
+}
+
+/// Remove the status socket of a killed agent, which could not remove it
+/// itself, so that `status` fails with "no such file" rather than
+/// "connection refused" once the service is given up. A socket someone
+/// answers on is left alone.
+fn remove_stale_socket(run_dir: &Path) {
+    let socket = paths::socket(run_dir);
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        let _ = std::fs::remove_file(&socket);
+    }
+}
+
+/// This executable, for spawning the supervisor and the agent. When the
+/// binary was replaced under a running supervisor, `/proc/self/exe` names
+/// the unlinked file with " (deleted)"; the installed path then holds the
+/// new binary, which is what a restart should run, as under systemd.
+fn exe() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let text = exe.to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(installed) if !exe.exists() => Ok(PathBuf::from(installed)),
+        _ => Ok(exe),
+    }
+}
+
+fn signal_child(child: &Child, sig: Signal) {
+    // `id()` is `None` once the child was reaped; then there is nobody to
+    // signal.
+    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
+        let _ = kill_process(pid, sig);
+    }
+}
+
+/// SIGTERM the agent, give it [`CHILD_STOP_TIMEOUT`], then SIGKILL.
+async fn stop_child(child: &mut Child, run_dir: &Path) -> anyhow::Result<()> {
+    log("stopping the agent");
+    signal_child(child, Signal::TERM);
+    match tokio::time::timeout(CHILD_STOP_TIMEOUT, child.wait()).await {
+        Ok(Ok(status)) => log(&format!("the agent exited: {status}")),
+        Ok(Err(e)) => log(&format!("waiting for the agent: {e}")),
+        Err(_) => {
+            log(&format!(
+                "the agent ignored SIGTERM for {}; killing it",
+                humantime::format_duration(CHILD_STOP_TIMEOUT)
+            ));
+            let _ = child.kill().await;
+        }
+    }
+    remove_stale_socket(run_dir);
+    log("stopped");
+    Ok(())
+}
+
+fn create_run_dir(run_dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(run_dir)
+        .with_context(|| format!("creating {}", run_dir.display()))
+}
+
+/// The supervisor's PID file: written atomically (a reader sees the old
+/// content or the whole new one), removed on drop if it still names us.
+struct PidFileGuard {
+    path: PathBuf,
+    pid: Pid,
+}
+
+impl PidFileGuard {
+    fn write(path: PathBuf, pid: Pid) -> anyhow::Result<Self> {
+        let tmp =
+            path.with_extension(format!("pid.{}.tmp", pid.as_raw_nonzero()));
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&tmp)?;
+            writeln!(file, "{}", pid.as_raw_nonzero())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().with_context(|| format!("writing {}", path.display()))?;
+        Ok(PidFileGuard { path, pid })
+    }
+}
+
+impl Drop for PidFileGuard {
+    fn drop(&mut self) {
+        let ours = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| parse_pid(&t))
+            == Some(self.pid);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+// ===== start, stop, restart, reload =====
+
+/// Check a configuration for `mode` the way the agent will load it.
+///
+/// # Errors
+/// The file cannot be read or is not valid for `mode`; the error names it.
+pub fn validate(mode: Mode, config: &Path) -> anyhow::Result<()> {
+    let loaded = match mode {
+        Mode::Director => runtime::load::<DirectorConfig>(config).map(drop),
+        Mode::Realserver => runtime::load::<RealserverConfig>(config).map(drop),
+    };
+    // `{e}` alone: the error already quotes its I/O cause.
+    loaded.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `lbdeploy agent start`: start the supervisor detached and wait until
+/// the agent answers. Does nothing when the supervisor already runs.
+///
+/// # Errors
+/// A bad configuration (nothing is started), an agent that runs without
+/// this supervisor, or an agent that does not answer within
+/// [`START_TIMEOUT`] (the supervisor is stopped again and the log's tail
+/// is part of the error).
+pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
+    if let Some(pid) = supervisor_pid(run_dir) {
+        eprintln!(
+            "the agent is already running (supervisor pid {}); nothing to do",
+            pid.as_raw_nonzero()
+        );
+        return Ok(());
+    }
+    validate(mode, config)?;
+    if let Ok(s) = status::query(run_dir) {
+        bail!(
+            "a {} agent (pid {}) already runs without lbdeploy's supervisor \
+             (under systemd?); stop it there first",
+            s.mode,
+            s.pid
+        );
+    }
+    // The supervisor runs from `/`, so the configuration's path must not
+    // depend on our working directory.
+    let config = std::fs::canonicalize(config)
+        .with_context(|| format!("resolving {}", config.display()))?;
+    create_run_dir(run_dir)?;
+    let log_path = paths::log_file(run_dir);
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut supervisor = std::process::Command::new(exe()?)
+        .args(["agent", "supervise", mode.as_str(), "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .current_dir("/")
+        .spawn()
+        .context("starting the supervisor")?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(s) = status::query(run_dir) {
+            eprintln!(
+                "started the {mode} agent (supervisor pid {}, agent pid {})",
+                supervisor.id(),
+                s.pid
+            );
+            return Ok(());
+        }
+        if let Some(exit) = supervisor.try_wait()? {
+            bail!(
+                "the agent did not start: the supervisor exited ({exit}). \
+                 Last lines of {}:\n{}",
+                log_path.display(),
+                log_tail(&log_path, log_start)
+            );
+        }
+        if Instant::now() >= deadline {
+            // Never leave half a service behind: a supervisor whose agent
+            // does not answer would keep restarting it unseen.
+            let _ = kill_process(Pid::from_child(&supervisor), Signal::TERM);
+            let gone = Instant::now() + STOP_TIMEOUT;
+            while supervisor.try_wait()?.is_none() && Instant::now() < gone {
+                std::thread::sleep(POLL_INTERVAL);
+            }
+            let _ = supervisor.kill();
+            let _ = supervisor.wait();
+            bail!(
+                "the agent did not answer on {} within {}; stopped it. Last \
+                 lines of {}:\n{}",
+                paths::socket(run_dir).display(),
+                humantime::format_duration(START_TIMEOUT),
+                log_path.display(),
+                log_tail(&log_path, log_start)
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// `lbdeploy agent stop`: SIGTERM the supervisor and wait until it is
+/// gone. Without a supervisor it only removes a stale PID file.
+///
+/// # Errors
+/// The supervisor cannot be signalled or is still there after
+/// [`STOP_TIMEOUT`].
+pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
+    let pid_file = paths::pid_file(run_dir);
+    let Some(pid) = supervisor_pid(run_dir) else {
+        if std::fs::remove_file(&pid_file).is_ok() {
+            eprintln!("removed the stale {}", pid_file.display());
+        }
+        eprintln!("the agent is not running under lbdeploy's supervisor");
+        return Ok(());
+    };
+    let raw = pid.as_raw_nonzero();
+    kill_process(pid, Signal::TERM)
+        .with_context(|| format!("signalling the supervisor (pid {raw})"))?;
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while is_supervisor(pid) {
+        if Instant::now() >= deadline {
+            bail!(
+                "the supervisor (pid {raw}) is still running {} after \
+                 SIGTERM; see {}",
+                humantime::format_duration(STOP_TIMEOUT),
+                paths::log_file(run_dir).display()
+            );
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    // The supervisor removes it; a SIGKILLed one could not have.
+    if std::fs::read_to_string(&pid_file).ok().and_then(|t| parse_pid(&t))
+        == Some(pid)
+    {
+        let _ = std::fs::remove_file(&pid_file);
+    }
+    eprintln!("stopped the agent (supervisor pid {raw})");
+    Ok(())
+}
+
+/// `lbdeploy agent restart`: [`stop`] then [`start`], so a newly installed
+/// binary takes effect.
+///
+/// # Errors
+/// Those of [`stop`] and [`start`]; a bad configuration is refused before
+/// the running agent is stopped.
+pub fn restart(
+    mode: Mode,
+    config: &Path,
+    run_dir: &Path,
+) -> anyhow::Result<()> {
+    validate(mode, config)?;
+    stop(run_dir)?;
+    start(mode, config, run_dir)
+}
+
+/// `lbdeploy agent reload`: SIGHUP the supervisor (which forwards it) or,
+/// without one, the agent itself; wait until the agent reports the reload.
+///
+/// # Errors
+/// The agent does not run, does not report within [`RELOAD_TIMEOUT`], or
+/// rejected the new configuration (it keeps running on the old one; the
+/// error carries its reason).
+pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
+    let before = status::query(run_dir)?;
+    let target = match supervisor_pid(run_dir) {
+        Some(pid) => pid,
+        None => Pid::from_raw(before.pid as i32)
+            .context("the agent reported pid 0")?,
+    };
+    kill_process(target, Signal::HUP).with_context(|| {
+        format!("signalling pid {}", target.as_raw_nonzero())
+    })?;
+    let deadline = Instant::now() + RELOAD_TIMEOUT;
+    while Instant::now() < deadline {
+        std::thread::sleep(POLL_INTERVAL);
+        let Ok(now) = status::query(run_dir) else { continue };
+        if now.pid != before.pid {
+            // Restarted meanwhile: the new agent read the current file.
+            eprintln!(
+                "the agent restarted (pid {}) and loaded {} (sha256 {})",
+                now.pid,
+                now.config.display(),
+                now.config_sha256
+            );
+            return Ok(());
+        }
+        if now.reloads > before.reloads {
+            if let Some(e) = now.last_reload_error {
+                bail!(
+                    "the agent rejected the new configuration and keeps \
+                     running on the previous one: {e}"
+                );
+            }
+            eprintln!(
+                "reloaded {} (sha256 {})",
+                now.config.display(),
+                now.config_sha256
+            );
+            return Ok(());
+        }
+    }
+    bail!(
+        "the agent did not report a reload within {}; see {}",
+        humantime::format_duration(RELOAD_TIMEOUT),
+        paths::log_file(run_dir).display()
+    )
+}
+
+/// The last lines written to the log since `offset`, indented, for an
+/// error message.
+fn log_tail(path: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_to_string(&mut text)
+    });
+    match read {
+        Ok(_) => last_lines(&text, LOG_TAIL_LINES),
+        Err(e) => format!("  (cannot read it: {e})"),
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let shown = &lines[lines.len().saturating_sub(n)..];
+    if shown.is_empty() {
+        return "  (nothing)".to_owned();
+    }
+    shown.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_until_too_many_exits_in_the_window() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = RestartPolicy::new(3, s(10));
+        assert!(p.should_restart(t0));
+        assert!(p.should_restart(t0 + s(1)));
+        assert!(!p.should_restart(t0 + s(2)), "third exit within 10 s");
+        let mut p = RestartPolicy::new(3, s(10));
+        assert!(p.should_restart(t0));
+        assert!(p.should_restart(t0 + s(5)));
+        // The first exit has left the window.
+        assert!(p.should_restart(t0 + s(10)));
+        assert!(!p.should_restart(t0 + s(11)));
+    }
+
+    #[test]
+    fn default_policy_outlasts_restart_delay_bursts() {
+        // An agent that dies at once is restarted every RESTART_DELAY; the
+        // policy must still stop it after MAX_RESTARTS exits.
+        let t0 = Instant::now();
+        let mut p = RestartPolicy::default();
+        let verdicts: Vec<bool> = (0..MAX_RESTARTS as u32)
+            .map(|i| p.should_restart(t0 + RESTART_DELAY * i))
+            .collect();
+        assert_eq!(verdicts.iter().filter(|&&v| v).count(), MAX_RESTARTS - 1);
+        assert!(!verdicts.last().unwrap());
+    }
+
+    #[test]
+    fn pid_files_and_command_lines() {
+        assert_eq!(
+            parse_pid("123\n").map(|p| p.as_raw_nonzero().get()),
+            Some(123)
+        );
+        assert_eq!(parse_pid(""), None);
+        assert_eq!(parse_pid("0"), None);
+        assert_eq!(parse_pid("-5"), None);
+        assert!(is_supervise_cmdline(
+            b"/usr/local/sbin/lbdeploy\0agent\0supervise\0director\0--config\0x\0"
+        ));
+        assert!(!is_supervise_cmdline(
+            b"/usr/local/sbin/lbdeploy\0agent\0director\0"
+        ));
+        assert!(!is_supervise_cmdline(b""));
+        // This test process is not a supervisor; nor is a free PID.
+        assert!(!is_supervisor(rustix::process::getpid()));
+    }
+
+    #[test]
+    fn log_tail_shows_the_last_lines_only() {
+        let text: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+        let tail = last_lines(&text, 3);
+        assert_eq!(tail, "  line 28\n  line 29\n  line 30");
+        assert_eq!(last_lines("", 3), "  (nothing)");
+    }
+}
