@@ -100,20 +100,45 @@ pub enum Command {
 
     /// Converge every host to the inventory.
     #[command(long_about = "Converge every host to the inventory over SSH, \
-        real servers first, then the backup directors, then the master.\n\n\
-        Example:\n  lbdeploy apply --yes")]
-    Apply,
+        real servers first, then the backup directors, then the master; the \
+        hosts of a phase in parallel, each phase verified before the next. \
+        Every file is written atomically; each host is confirmed over a new \
+        SSH connection and restores its previous generation by itself when \
+        the confirmation does not arrive within --confirm-timeout. Without \
+        a saved plan it shows the plan and asks on a terminal.\n\n\
+        Example:\n  lbdeploy apply --yes\n  lbdeploy apply reviewed.plan\n\n\
+        Exit codes: 0 every host ok, 3 some host failed, was unreachable or \
+        rolled back, 1 error before any host changed.")]
+    Apply(ApplyArgs),
 
     /// Go back to the previously applied inventory.
     #[command(long_about = "Apply the previous generation of the inventory \
-        (or an earlier one) through the same plan and apply steps.\n\n\
-        Example:\n  lbdeploy rollback")]
-    Rollback,
+        (or generation N with --to) through the same plan, confirm and apply \
+        steps, recording a new generation (like `git revert`). Inline VRRP \
+        passwords are never stored; they are taken from the current \
+        inventory when they are the same.\n\n\
+        Example:\n  lbdeploy rollback --yes\n  lbdeploy rollback --to 3\n\n\
+        Exit codes: as apply.")]
+    Rollback(RollbackArgs),
 
     /// List the applied generations.
-    #[command(long_about = "List the generations recorded by apply: number, \
-        time, user and inventory hash.\n\nExample:\n  lbdeploy history")]
+    #[command(long_about = "List the generations recorded by apply and \
+        rollback, from .lbdeploy/ next to the inventory: number, time, who, \
+        command, inventory hash and per-host results.\n\n\
+        Example:\n  lbdeploy history --json")]
     History,
+
+    /// Break a lock left by an apply that is gone.
+    #[command(long_about = "Remove the lock of apply ID from .lbdeploy/ next \
+        to the inventory and from every host that still holds it. Only a \
+        lock held by ID is removed.\n\n\
+        Example:\n  lbdeploy unlock 6745a1b20c3f\n\n\
+        Exit codes: 0 removed (or there was none), 1 held by another \
+        apply or a host unreachable.")]
+    Unlock {
+        /// The apply whose lock to break, as the lock message names it.
+        id: String,
+    },
 
     /// Show the live state of every host's agent.
     #[command(long_about = "Ask every host's agent for its state: VRRP role, \
@@ -387,7 +412,7 @@ pub enum AgentCommand {
 }
 
 /// What `plan`, `apply` and `rollback` act on.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct TargetArgs {
     /// Only these hosts: names, globs (`rs*`) or `role:director`,
     /// `role:realserver`; repeat or separate with commas.
@@ -419,6 +444,50 @@ pub struct PlanArgs {
     /// Save the plan, for `lbdeploy apply FILE` to apply exactly it.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// How `apply` and `rollback` converge.
+#[derive(Debug, Args)]
+pub struct ConvergeArgs {
+    /// Which hosts and inputs.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// How long a host waits for its confirmation before it restores its
+    /// previous generation.
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    pub confirm_timeout: std::time::Duration,
+    /// A shell command run on this machine after each host is activated
+    /// and before it is confirmed (LBDEPLOY_HOST and LBDEPLOY_ADDRESS name
+    /// the host); when it fails the host is not confirmed and rolls back.
+    #[arg(long, value_name = "CMD")]
+    pub smoke_test: Option<String>,
+}
+
+/// Options of `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `plan --out`: apply exactly it, or refuse it as
+    /// stale.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+    /// How to converge.
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+}
+
+/// Options of `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The generation to go back to; the one before the last by default.
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+    /// How to converge.
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
 }
 
 /// Options of both agent modes.
@@ -608,14 +677,41 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
                 out: args.out.clone(),
             },
         ),
-        Command::Apply => not_yet("apply", 4),
-        Command::Rollback => not_yet("rollback", 4),
-        Command::History => not_yet("history", 4),
+        Command::Apply(args) => apply::commands::apply(
+            &inputs(&cli, &args.converge.target),
+            args.plan.clone(),
+            &converge(&cli, &args.converge),
+        ),
+        Command::Rollback(args) => apply::commands::rollback(
+            &inputs(&cli, &args.converge.target),
+            args.to,
+            &converge(&cli, &args.converge),
+        ),
+        Command::History => apply::commands::history(
+            &inputs(&cli, &TargetArgs::default()),
+            cli.json,
+        ),
+        Command::Unlock { id } => {
+            apply::commands::unlock(&inputs(&cli, &TargetArgs::default()), id)
+        }
         Command::Status => not_yet("status", 8),
         Command::Agent(cmd) => agent::service::command(cmd, cli.json),
         Command::Host(_) => not_yet("host", 4),
         Command::Lab(args) => lab(&cli, args),
         Command::ImportKeepalived(args) => import_keepalived(&cli, args),
+    }
+}
+
+fn converge(cli: &Cli, c: &ConvergeArgs) -> apply::run::Options {
+    apply::run::Options {
+        forks: c.target.forks.into(),
+        yes: c.yes,
+        saved: None,
+        confirm_timeout: c.confirm_timeout,
+        smoke_test: c.smoke_test.clone(),
+        json: cli.json,
+        quiet: cli.quiet,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
     }
 }
 

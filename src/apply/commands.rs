@@ -5,8 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use super::document::{FORMAT, HostPlan, PlanDocument, Summary};
-use super::generations::Store;
-use super::prepare::{Inputs, Prepared, prepare};
+use super::generations::{Secrets, Store};
+use super::prepare::{Inputs, Prepared, prepare, prepare_text};
+use super::run::Options as RunOptions;
 use crate::cli::ExitStatus;
 use crate::inventory::System;
 use crate::plan::gather::{Gathered, gather};
@@ -135,4 +136,153 @@ pub async fn close(gathered: Vec<(String, Gathered)>) {
             p.conn.close().await;
         }
     }
+}
+
+/// `lbdeploy apply [PLAN]`.
+///
+/// # Errors
+/// As [`super::run::apply`]; an invalid inventory fails here, before any
+/// connection.
+pub fn apply(
+    inputs: &Inputs,
+    saved: Option<PathBuf>,
+    opts: &RunOptions,
+) -> anyhow::Result<ExitStatus> {
+    let mut inputs = inputs.clone();
+    if let Some(plan) = &saved {
+        // The saved plan names its inventory and limit; the command line's
+        // `-i` and `--limit` must not silently apply something else.
+        let doc = PlanDocument::load(plan)?;
+        inputs.inventory = doc.inventory;
+        inputs.limit = doc.limit;
+    }
+    let prepared = prepare(&inputs, &System)?;
+    let opts = RunOptions { saved, ..opts.clone() };
+    super::run::apply(&inputs, prepared, &opts)
+}
+
+/// `lbdeploy rollback [--to N]`.
+///
+/// # Errors
+/// No such generation, its secrets cannot be answered, or as apply.
+pub fn rollback(
+    inputs: &Inputs,
+    to: Option<u64>,
+    opts: &RunOptions,
+) -> anyhow::Result<ExitStatus> {
+    let store = Store::new(&inputs.state_dir());
+    let list = store.list()?;
+    let target = match to {
+        Some(n) => n,
+        None => match list.len() {
+            0 | 1 => anyhow::bail!(
+                "there is no earlier generation to roll back to ({} recorded) — \
+                 see `lbdeploy history`",
+                list.len()
+            ),
+            n => list[n - 2].number,
+        },
+    };
+    let meta = store.meta(target)?;
+    let text = store.inventory(target)?;
+    let current = crate::inventory::load(&inputs.inventory, &System).ok();
+    let env =
+        Secrets::new(&System, &meta, current.as_ref().map(|l| &l.inventory))?;
+    let prepared = prepare_text(inputs, &text, &env)?;
+    eprintln!(
+        "Rolling back to generation {target} ({}, by {}).",
+        meta.time, meta.by
+    );
+    super::run::apply(inputs, prepared, opts)
+}
+
+/// `lbdeploy history`.
+///
+/// # Errors
+/// When the generations cannot be read.
+pub fn history(inputs: &Inputs, json: bool) -> anyhow::Result<ExitStatus> {
+    let list = Store::new(&inputs.state_dir()).list()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+        return Ok(ExitStatus::Ok);
+    }
+    if list.is_empty() {
+        writeln!(
+            out,
+            "No generations yet: `lbdeploy apply` records the first."
+        )?;
+        return Ok(ExitStatus::Ok);
+    }
+    writeln!(
+        out,
+        "{:>4}  {:20}  {:16}  {:12}  HOSTS  COMMAND",
+        "GEN", "TIME", "BY", "INVENTORY"
+    )?;
+    for m in &list {
+        let changed = m.hosts.values().filter(|r| *r == "changed").count();
+        writeln!(
+            out,
+            "{:>4}  {:20}  {:16}  {:12}  {changed}/{}    {}",
+            m.number,
+            m.time,
+            m.by,
+            &m.inventory_sha256[..12.min(m.inventory_sha256.len())],
+            m.hosts.len(),
+            m.command
+        )?;
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `lbdeploy unlock ID`: the controller's lock and every host's.
+///
+/// # Errors
+/// When the controller's lock is another apply's.
+pub fn unlock(inputs: &Inputs, id: &str) -> anyhow::Result<ExitStatus> {
+    let mut status = ExitStatus::Ok;
+    match super::lock::break_lock(&inputs.state_dir(), id)? {
+        true => eprintln!("Removed the controller's lock of apply {id}."),
+        false => eprintln!("The controller holds no lock."),
+    }
+    let prepared = prepare(inputs, &System)?;
+    let rt = runtime()?;
+    let results = rt.block_on(async {
+        let mut out = Vec::new();
+        for (desired, target) in &prepared.hosts {
+            let bin = desired.binary.to_string_lossy().into_owned();
+            let r = match crate::transport::Connection::open(target).await {
+                Ok(conn) => {
+                    let r = conn.run(&bin, &["host", "unlock", id], b"").await;
+                    conn.close().await;
+                    r.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            out.push((desired.name.clone(), r));
+        }
+        out
+    });
+    for (host, r) in results {
+        match r {
+            Ok(out) if out.success() => eprintln!(
+                "{host}: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+            Ok(out) => {
+                let said = out.stderr_text();
+                // A host without lbdeploy or without a lock has nothing to break.
+                if !said.contains("no lock") && !said.contains("not found") {
+                    status = ExitStatus::Error;
+                }
+                eprintln!("{host}: {said}");
+            }
+            Err(e) => {
+                status = ExitStatus::Error;
+                eprintln!("{host}: {e}");
+            }
+        }
+    }
+    Ok(status)
 }
