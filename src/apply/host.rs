@@ -62,7 +62,6 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
         return unconfirmed(
             p,
             ctx,
-            &binary,
             format!("the agent is not healthy: {why}"),
             step,
         )
@@ -71,7 +70,7 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
     if let Some(cmd) = &ctx.smoke_test {
         step("smoke test");
         if let Err(why) = smoke_test(cmd, p).await {
-            return unconfirmed(p, ctx, &binary, why, step).await;
+            return unconfirmed(p, ctx, why, step).await;
         }
     }
     step("confirming over a new connection");
@@ -83,7 +82,6 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
             unconfirmed(
                 p,
                 ctx,
-                &binary,
                 format!("confirmation refused: {}", out.stderr_text()),
                 step,
             )
@@ -93,7 +91,6 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
             unconfirmed(
                 p,
                 ctx,
-                &binary,
                 format!("a new SSH connection failed: {}", e.reason),
                 step,
             )
@@ -239,18 +236,16 @@ async fn smoke_test(cmd: &str, p: &Planned) -> Result<(), String> {
 async fn unconfirmed(
     p: &Planned,
     ctx: &Context,
-    binary: &str,
     why: String,
     step: Step<'_>,
 ) -> Outcome {
-    let _ = binary;
     step("not confirmed; waiting for the host to roll back");
     let probe = format!(
         "if [ -d {s}/pending ]; then echo pending; \
-         elif [ -r {s}/last-rollback.json ] && grep -q '\"generation\":{g}[,}}]' {s}/last-rollback.json; \
+         elif grep -qs '\"apply_id\": *\"{id}\"' {s}/last-rollback.json; \
          then echo rolled-back; else echo other; fi",
         s = STATE_DIR,
-        g = ctx.generation
+        id = ctx.apply_id
     );
     let deadline = tokio::time::Instant::now()
         + ctx.confirm_timeout
