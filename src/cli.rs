@@ -516,7 +516,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::History => not_yet("history", 4),
         Command::Status => not_yet("status", 8),
         Command::Agent(_) => not_yet("agent", 4),
-        Command::Host(_) => not_yet("host", 4),
+        Command::Host(cmd) => crate::host::run(cmd),
         Command::Lab(args) => lab(&cli, args),
         Command::ImportKeepalived(args) => import_keepalived(&cli, args),
     }
