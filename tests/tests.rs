@@ -4,6 +4,7 @@
 mod desired;
 mod golden;
 mod hex;
+mod host;
 mod import;
 mod lab;
 mod support;
