@@ -480,3 +480,77 @@ fn lab_activation_confirmed_over_a_new_ssh_connection() {
     // Private to rs01.
     assert!(!lab.exec("rs02", &format!("test -e {AGENT}")).status.success());
 }
+
+/// Whether process `pid` catches SIGHUP (bit 0 of `SigCgt`), i.e. has
+/// replaced the default, terminating disposition.
+fn catches_hangup(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("SigCgt:"))?;
+            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|mask| mask & 1 != 0)
+}
+
+/// A vanishing SSH session sends SIGHUP; the activation must still end
+/// whole rather than die half-way.
+#[test]
+fn hangup_does_not_interrupt_an_activation() {
+    let h = Host::new("hangup");
+    let mut child = Command::new(LBDEPLOY)
+        .args(["host", "activate"])
+        .env("LBDEPLOY_HOST_ROOT", h.root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    h.wait_until(Duration::from_secs(10), "SIGHUP handling", || {
+        catches_hangup(pid)
+    });
+    let raw = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(raw, rustix::process::Signal::HUP).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let a = activation(1, &[(AGENT, 0o644, "a\n")], LONG);
+    stdin.write_all(a.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    h.confirm_ok(1);
+}
+
+/// A watchdog that died (host crash, OOM kill) leaves a pending
+/// activation; the next activation rolls it back first, then proceeds.
+#[test]
+fn next_activation_rolls_back_after_a_dead_watchdog() {
+    let h = Host::new("deadwatchdog");
+    h.write(AGENT, "before\n", 0o644);
+    h.activate_ok(&activation(1, &[(AGENT, 0o644, "one\n")], LONG));
+    let pid: i32 = h
+        .read(&format!("{STATE}/pending/watchdog.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let raw = rustix::process::Pid::from_raw(pid).unwrap();
+    rustix::process::kill_process(raw, rustix::process::Signal::KILL).unwrap();
+    // Gone, or a zombie until init reaps it.
+    h.wait_until(Duration::from_secs(10), "the watchdog's death", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(") ").is_some_and(|r| r.1.starts_with('Z'))
+        })
+    });
+    let report = h.activate_ok(&activation(2, &[(SYSCTL, 0o644, "s\n")], LONG));
+    // Generation 1 was undone (AGENT back as before), so nothing to remove.
+    assert_eq!(report["removed"], json!([]));
+    assert_eq!(h.read(AGENT).as_deref(), Some("before\n"));
+    let record: Value = serde_json::from_str(
+        &h.read(&format!("{STATE}/last-rollback.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["generation"], 1);
+    assert_eq!(record["reason"], "its watchdog died before confirmation");
+    h.confirm_ok(2);
+}
