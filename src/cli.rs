@@ -696,7 +696,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         }
         Command::Status => not_yet("status", 8),
         Command::Agent(cmd) => agent::service::command(cmd, cli.json),
-        Command::Host(_) => not_yet("host", 4),
+        Command::Host(cmd) => crate::host::run(cmd),
         Command::Lab(args) => lab(&cli, args),
         Command::ImportKeepalived(args) => import_keepalived(&cli, args),
     }

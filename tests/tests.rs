@@ -5,6 +5,7 @@ mod agent;
 mod desired;
 mod golden;
 mod hex;
+mod host;
 mod import;
 mod lab;
 mod support;

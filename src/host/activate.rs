@@ -1,0 +1,215 @@
+//! `host activate`: apply one generation, all of it or none of it, and
+//! leave a watchdog waiting for its confirmation.
+//!
+//! Order: parse and check the whole activation (nothing touched yet), take
+//! the lock, finish any pending activation a crash left behind, write the
+//! before-image, then change things: binary, files, removals, sysctls,
+//! service. Any failure from there on rolls back at once. The SSH session
+//! may vanish meanwhile; the caller ignores SIGHUP and stdout write errors
+//! so the activation still ends whole.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use super::activation::{Activation, Report};
+use super::fsutil;
+use super::layout::Layout;
+use super::lock::{LockGuard, Refusal};
+use super::rollback;
+use super::service::{Op, Service, unit_file_name};
+use super::snapshot::{self, Pending, manifest_paths};
+use super::watchdog::{self, Recovery};
+
+/// Parse and check an activation before anything is touched.
+///
+/// # Errors
+/// When the JSON is malformed or a path or sysctl key is unusable.
+pub fn parse(layout: &Layout, input: &[u8]) -> anyhow::Result<Activation> {
+    let de = &mut serde_json::Deserializer::from_slice(input);
+    let a: Activation = serde_path_to_error::deserialize(de)
+        .context("reading the activation from stdin")?;
+    for f in &a.files {
+        layout.host(&f.path)?;
+        if f.mode > 0o7777 {
+            anyhow::bail!(
+                "{}: mode {:o} is not a file mode",
+                f.path.display(),
+                f.mode
+            );
+        }
+    }
+    layout.host(&a.binary)?;
+    if let Some(staged) = &a.staged_binary {
+        let real = layout.host(staged)?;
+        if real.parent() != layout.host(&a.binary)?.parent() {
+            anyhow::bail!(
+                "staged binary {} is not next to {}",
+                staged.display(),
+                a.binary.display()
+            );
+        }
+    }
+    for key in a.sysctls.keys() {
+        layout.sysctl(key)?;
+    }
+    if !matches!(a.agent.as_str(), "director" | "realserver") {
+        anyhow::bail!(
+            "agent mode {:?} is neither director nor realserver",
+            a.agent
+        );
+    }
+    Ok(a)
+}
+
+/// Activate `input` (the JSON read from stdin) on the host and return the
+/// report; a watchdog then waits for `host confirm`.
+///
+/// # Errors
+/// [`Refusal`] when locked or still waiting for a confirmation; any other
+/// error after rolling back whatever was changed.
+pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
+    let a = parse(layout, input)?;
+    let lock = LockGuard::acquire(layout, &a.apply_id, &a.holder)?;
+    finish_leftover(layout)?;
+    let service =
+        Service::new(layout, &a.service, &a.binary, &a.agent, &a.config)?;
+    let was_running = service.is_running();
+    std::fs::create_dir_all(layout.pending())
+        .with_context(|| format!("creating {}", layout.pending().display()))?;
+    let pending = match snapshot::take(layout, &a, was_running)
+        .and_then(|p| snapshot::save(layout, &p).map(|()| p))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            // Nothing was changed yet: forget the half-written image.
+            let _ = std::fs::remove_dir_all(layout.pending());
+            return Err(e.context("taking the before-image"));
+        }
+    };
+    let report = match change(layout, &pending, &service) {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = format!("activation failed: {e:#}");
+            if let Err(re) = rollback::roll_back(layout, &pending, &reason) {
+                return Err(e.context(format!(
+                    "activation failed and so did its rollback ({re:#}); \
+                     the next activation will retry it"
+                )));
+            }
+            return Err(e.context(format!(
+                "activation of generation {} failed and was rolled back",
+                a.generation
+            )));
+        }
+    };
+    drop(lock);
+    Ok(report)
+}
+
+/// Finish a pending activation whose watchdog died; refuse while a live
+/// watchdog waits.
+fn finish_leftover(layout: &Layout) -> anyhow::Result<()> {
+    if !layout.pending().exists() {
+        return Ok(());
+    }
+    let Some(pending) = snapshot::load(layout)? else {
+        // The before-image was never completed: nothing was changed.
+        std::fs::remove_dir_all(layout.pending())
+            .context("removing an incomplete pending activation")?;
+        return Ok(());
+    };
+    match watchdog::recover(
+        watchdog::watchdog_alive(layout),
+        watchdog::confirmed(layout),
+    ) {
+        Recovery::Refuse => Err(Refusal::Pending {
+            generation: pending.activation.generation,
+            apply_id: pending.activation.apply_id.clone(),
+        }
+        .into()),
+        Recovery::Finish(watchdog::Step::RollBack) => rollback::roll_back(
+            layout,
+            &pending,
+            "its watchdog died before confirmation",
+        )
+        .context("rolling back an activation whose watchdog died"),
+        Recovery::Finish(step) => watchdog::carry_out(layout, &pending, step)
+            .context("committing an activation whose watchdog died"),
+    }
+}
+
+/// Every change of the activation, then the deadline and the watchdog.
+fn change(
+    layout: &Layout,
+    pending: &Pending,
+    service: &Service,
+) -> anyhow::Result<Report> {
+    let a = &pending.activation;
+    let mut report = Report {
+        generation: a.generation,
+        written: Vec::new(),
+        removed: Vec::new(),
+        sysctls: Vec::new(),
+        binary_replaced: false,
+        service_action: a.service_action,
+        confirm_within_ms: a.confirm_timeout_ms,
+    };
+    if let Some(staged) = &a.staged_binary {
+        fsutil::install_staged(
+            &layout.host(staged)?,
+            &layout.host(&a.binary)?,
+        )?;
+        report.binary_replaced = true;
+    }
+    for f in &a.files {
+        let real = layout.host(&f.path)?;
+        if !snapshot::is_same(&real, f.content.as_bytes(), f.mode)? {
+            fsutil::write_atomic(&real, f.content.as_bytes(), f.mode)?;
+            report.written.push(f.path.clone());
+        }
+    }
+    for old in
+        pending.manifest.as_deref().map(manifest_paths).unwrap_or_default()
+    {
+        if !a.files.iter().any(|f| f.path == old)
+            && fsutil::remove_opt(&layout.host(&old)?)?
+        {
+            report.removed.push(old);
+        }
+    }
+    for (key, value) in &a.sysctls {
+        if rollback::set_sysctl(layout, key, value)? {
+            report.sysctls.push(key.clone());
+        }
+    }
+    if let Some(action) = a.service_action {
+        let unit = unit_file_name(&a.service);
+        let unit_changed = report
+            .written
+            .iter()
+            .chain(&report.removed)
+            .any(|p| p.file_name().is_some_and(|n| *n == *unit.as_str()));
+        service
+            .run(Op::from(action), unit_changed)
+            .with_context(|| format!("{action:?} of {}", a.service))?;
+    }
+    let deadline = watchdog::now_ms().saturating_add(a.confirm_timeout_ms);
+    fsutil::write_atomic(
+        &layout.pending_deadline(),
+        format!("{deadline}\n").as_bytes(),
+        0o644,
+    )?;
+    watchdog::spawn(layout)?;
+    Ok(report)
+}
+
+/// Print the report on stdout; a vanished SSH session is not an error
+/// (the activation is complete and the watchdog runs regardless).
+pub fn print_report(report: &Report) {
+    if let Ok(json) = serde_json::to_string(report) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{json}");
+        let _ = out.flush();
+    }
+}

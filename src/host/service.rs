@@ -1,0 +1,169 @@
+//! Starting, stopping, restarting and reloading the agent.
+//!
+//! With systemd (as the facts script decides: `/run/systemd/system` is a
+//! directory) through `systemctl`; without, through the binary's own
+//! supervisor (`lbdeploy agent start|restart|reload|stop`, written under
+//! issue #4's agent half). Under a test root nothing is run: the operation
+//! is only reported, since a scratch directory has no service manager.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use super::layout::Layout;
+use crate::plan::diff::ServiceAction;
+use crate::plan::roles::Init;
+
+/// What to do to the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Start (and enable) it.
+    Start,
+    /// Stop and start it: a new binary or unit takes effect.
+    Restart,
+    /// Re-read the configuration.
+    Reload,
+    /// Stop it.
+    Stop,
+}
+
+impl From<ServiceAction> for Op {
+    fn from(a: ServiceAction) -> Self {
+        match a {
+            ServiceAction::Start => Op::Start,
+            ServiceAction::Restart => Op::Restart,
+            ServiceAction::Reload => Op::Reload,
+        }
+    }
+}
+
+/// The agent service of one host.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Whether anything is really run (not under a test root).
+    live: bool,
+    init: Init,
+    name: String,
+    binary: PathBuf,
+    mode: String,
+    config: PathBuf,
+    pid_file: PathBuf,
+}
+
+impl Service {
+    /// The agent as an activation describes it.
+    ///
+    /// # Errors
+    /// When the binary path is not a valid host path.
+    pub fn new(
+        layout: &Layout,
+        name: &str,
+        binary: &Path,
+        mode: &str,
+        config: &Path,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            live: !layout.is_rooted(),
+            init: if layout.systemd_marker().is_dir() {
+                Init::Systemd
+            } else {
+                Init::None
+            },
+            name: name.to_string(),
+            binary: layout.host(binary)?,
+            mode: mode.to_string(),
+            config: config.to_path_buf(),
+            pid_file: layout.agent_pid_file(),
+        })
+    }
+
+    /// The unit file's name (`lbdeploy-agent.service`).
+    pub fn unit_file_name(&self) -> String {
+        unit_file_name(&self.name)
+    }
+
+    /// Whether the agent runs now.
+    pub fn is_running(&self) -> bool {
+        match self.init {
+            Init::Systemd if self.live => Command::new("systemctl")
+                .args(["is-active", "--quiet", &self.name])
+                .status()
+                .is_ok_and(|s| s.success()),
+            _ => std::fs::read_to_string(&self.pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+                .is_some_and(|pid| super::lock::process_alive(pid, "")),
+        }
+    }
+
+    /// Do `op`, after `systemctl daemon-reload` when `unit_changed`.
+    ///
+    /// # Errors
+    /// When the command cannot run or fails; the message has its output.
+    pub fn run(&self, op: Op, unit_changed: bool) -> anyhow::Result<()> {
+        if !self.live {
+            return Ok(());
+        }
+        match self.init {
+            Init::Systemd => {
+                if unit_changed {
+                    run(Command::new("systemctl").arg("daemon-reload"))?;
+                }
+                let mut cmd = Command::new("systemctl");
+                match op {
+                    Op::Start => cmd.args(["enable", "--now"]),
+                    Op::Restart => cmd.arg("restart"),
+                    Op::Reload => cmd.arg("reload"),
+                    Op::Stop => cmd.arg("stop"),
+                };
+                run(cmd.arg(&self.name))
+            }
+            Init::None => {
+                let mut cmd = Command::new(&self.binary);
+                cmd.arg("agent");
+                match op {
+                    Op::Start | Op::Restart => {
+                        cmd.arg(if op == Op::Start {
+                            "start"
+                        } else {
+                            "restart"
+                        })
+                        .arg(&self.mode)
+                        .arg("--config")
+                        .arg(&self.config);
+                    }
+                    Op::Reload => {
+                        cmd.arg("reload");
+                    }
+                    Op::Stop => {
+                        cmd.arg("stop");
+                    }
+                }
+                run(&mut cmd)
+            }
+        }
+    }
+}
+
+/// The unit file name of service `name`.
+pub fn unit_file_name(name: &str) -> String {
+    if name.ends_with(".service") {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("running {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
