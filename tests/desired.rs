@@ -100,3 +100,35 @@ fn real_servers_get_no_vrrp_password() {
 fn compiling_twice_gives_the_same_bytes() {
     assert_eq!(example(), example());
 }
+
+/// The least an inventory can say: no notification, no virtual service, no
+/// real server. Every template must still render a configuration the agent
+/// reads (`compile` parses each one back).
+#[test]
+fn a_minimal_inventory_compiles() {
+    let text = "cluster: t
+directors:
+  - { name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }
+vrrp_instances:
+  - { name: VI_1, virtual_router_id: 1, virtual_addresses: [{ address: 10.0.0.100/24 }] }
+";
+    let loaded = inventory::load_str(
+        Path::new("min.yml"),
+        text,
+        Path::new("."),
+        &NoSecrets,
+    )
+    .expect("the minimal inventory is valid");
+    let roles = Roles::embedded().expect("embedded roles");
+    let hosts = desired::compile(
+        &loaded.inventory,
+        &roles,
+        &NoSecrets,
+        Path::new("."),
+        FAKE_SHA,
+    )
+    .expect("it compiles");
+    let config = &hosts[0].files[0].content;
+    assert!(config.contains("virtual_services: []\n"), "{config}");
+    assert!(!config.contains("notification"), "{config}");
+}

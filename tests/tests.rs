@@ -2,6 +2,7 @@
 //! suite links once (the ripgrep layout).
 
 mod agent;
+mod apply;
 mod desired;
 mod golden;
 mod hex;

@@ -173,9 +173,11 @@ async fn upload(p: &Planned, ctx: &Context) -> Result<PathBuf, String> {
     let dir = dest.parent().unwrap_or(Path::new("/"));
     let staged = dir.join(format!(".lbdeploy.{}.new", ctx.apply_id));
     let q = sh_quote(&staged.to_string_lossy());
+    // An upload cut off earlier leaves its staged file; remove it first.
+    let d = sh_quote(&dir.to_string_lossy());
     let script = format!(
-        "umask 077 && mkdir -p {d} && cat > {q} && chmod 0755 {q}",
-        d = sh_quote(&dir.to_string_lossy())
+        "umask 077 && mkdir -p {d} && rm -f {d}/.lbdeploy.*.new && \
+         cat > {q} && chmod 0755 {q}"
     );
     let out =
         p.conn.run("sh", &["-c", &script], &ctx.binary).await.map_err(|e| {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use minijinja::value::Kwargs;
+use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Deserialize;
 
@@ -245,10 +245,11 @@ impl Roles {
     }
 }
 
-/// `{{ value | yaml }}`: block-style YAML, indented by `indent` spaces
-/// (default 0) after the first line's indentation. Agent files are read by
-/// operators on the host, so they should look like hand-written YAML, not
-/// JSON.
+/// `key:{{ value | yaml }}`: the value of a YAML key, block-style and
+/// indented by `indent` spaces (default 0) on the lines after the key's,
+/// or inline after one space when it fits on the key's line (scalars, `[]`,
+/// `{}`). Agent files are read by operators on the host, so they should look
+/// like hand-written YAML, not JSON.
 fn yaml_filter(
     value: minijinja::Value,
     kwargs: Kwargs,
@@ -261,10 +262,14 @@ fn yaml_filter(
             e.to_string(),
         )
     })?;
+    let text = text.trim_end();
+    let block = matches!(value.kind(), ValueKind::Seq | ValueKind::Map)
+        && value.len().is_some_and(|n| n > 0);
+    if !block {
+        return Ok(format!(" {text}"));
+    }
     let pad = " ".repeat(indent);
-    let lines: Vec<String> =
-        text.trim_end().lines().map(|l| format!("{pad}{l}")).collect();
-    Ok(lines.join("\n"))
+    Ok(text.lines().map(|l| format!("\n{pad}{l}")).collect())
 }
 
 #[cfg(test)]
@@ -281,11 +286,16 @@ mod tests {
     }
 
     #[test]
-    fn yaml_filter_indents() {
+    fn yaml_filter_indents_blocks_and_inlines_the_rest() {
         let roles = Roles::embedded().unwrap();
-        let ctx = minijinja::context!(v => vec!["a", "b"]);
-        let out = roles.render_str("{{ v | yaml(indent=2) }}", &ctx).unwrap();
-        assert_eq!(out, "  - a\n  - b");
+        let empty: Vec<String> = Vec::new();
+        let ctx = minijinja::context!(
+            v => vec!["a", "b"], e => empty, s => "x: y"
+        );
+        let render = |t: &str| roles.render_str(t, &ctx).unwrap();
+        assert_eq!(render("k:{{ v | yaml(indent=2) }}"), "k:\n  - a\n  - b");
+        assert_eq!(render("k:{{ e | yaml }}"), "k: []");
+        assert_eq!(render("k:{{ s | yaml }}"), "k: 'x: y'");
     }
 
     #[test]

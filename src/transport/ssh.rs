@@ -94,6 +94,7 @@ impl ConnectError {
             .rev()
             .find(|l| !l.trim().is_empty() && !l.starts_with("Warning:"))
             .unwrap_or("ssh failed without a message")
+            .trim_start_matches("failed to connect to the remote host: ")
             .trim_start_matches("ssh: ")
             .to_owned();
         Self { kind, target: target.display(), reason }

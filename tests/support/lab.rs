@@ -136,6 +136,36 @@ impl TestLab {
         Some(lab)
     }
 
+    /// The inventory file the lab was built from; tests may rewrite it.
+    pub fn inventory(&self) -> &Path {
+        &self.inventory
+    }
+
+    /// Run `lbdeploy -i INVENTORY ARGS...` on the controller, as an
+    /// operator would.
+    pub fn lbdeploy(&self, args: &[&str]) -> Output {
+        let inv = self.inventory.to_string_lossy();
+        let mut all = vec!["exec", "controller", "--", "lbdeploy", "-i", &inv];
+        all.extend_from_slice(args);
+        self.lab(&all)
+    }
+
+    /// Like [`TestLab::lbdeploy`], which must exit with `code`; its stdout.
+    pub fn lbdeploy_exit(&self, code: i32, args: &[&str]) -> String {
+        let out = self.lbdeploy(args);
+        if out.status.code() != Some(code) {
+            let status = self.lab(&["status"]);
+            panic!(
+                "lbdeploy {} exited {:?}, not {code}\n{}\n--- lab status ---\n{}",
+                args.join(" "),
+                out.status.code(),
+                describe(&out),
+                describe(&status)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `lbdeploy -i INVENTORY lab --state-dir DIR ARGS...`.
     pub fn lab_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(LBDEPLOY);
