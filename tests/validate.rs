@@ -157,7 +157,7 @@ fn example_round_trips_through_yaml() {
 
 #[test]
 fn unimplemented_commands_fail_loudly() {
-    let out = lbdeploy(&["-i", "inventory.example.yml", "history"]);
+    let out = lbdeploy(&["-i", "inventory.example.yml", "status"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not implemented yet"), "{stderr}");
