@@ -160,10 +160,9 @@ impl PlanDocument {
     /// When the file cannot be written.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
-        crate::apply::files::write_atomic(path, text.as_bytes(), 0o644)
-            .with_context(|| {
-                format!("cannot save the plan to {}", path.display())
-            })
+        crate::fsutil::write_atomic(path, text.as_bytes(), 0o644).with_context(
+            || format!("cannot save the plan to {}", path.display()),
+        )
     }
 
     /// Read a saved plan.

@@ -15,7 +15,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::files::write_atomic;
+use crate::fsutil::write_atomic;
 use crate::inventory::{Environment, Inventory};
 use crate::plan::binary::hex;
 

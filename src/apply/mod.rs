@@ -4,11 +4,15 @@
 //!   selected host's desired state, before any connection;
 //! * [`document`] — the plan as data (`--json`, `--out`, staleness);
 //! * [`generations`] — the record of applied inventories, for rollback;
-//! * [`files`] — atomic writes of the controller's own files.
+//! * [`lock`] — one apply per inventory at a time;
+//! * [`phases`] — real servers, then backup directors, then the master;
+//! * [`host`] — one host's upload, activation and confirmation;
+//! * [`run`] — the apply itself: phases in order, hosts in parallel,
+//!   recap, generation; [`progress`] shows it;
+//! * [`commands`] — `plan`, `apply`, `rollback`, `history`, `unlock`.
 
 pub mod commands;
 pub mod document;
-pub mod files;
 pub mod generations;
 pub mod host;
 pub mod lock;

@@ -13,13 +13,13 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::activation::{Activation, Report};
-use super::fsutil;
 use super::layout::Layout;
 use super::lock::{LockGuard, Refusal};
 use super::rollback;
 use super::service::{Op, Service, unit_file_name};
 use super::snapshot::{self, Pending, manifest_paths};
 use super::watchdog::{self, Recovery};
+use crate::fsutil;
 
 /// Parse and check an activation before anything is touched.
 ///

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use super::fsutil;
 use super::layout::Layout;
 use super::rollback::LastRollback;
 use super::snapshot;
 use super::watchdog::{self, Recovery, Step};
+use crate::fsutil;
 
 /// How long `host confirm` waits for the watchdog to commit.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -4,7 +4,6 @@
 //! * [`activation`] — the JSON contract between controller and host.
 //! * [`layout`] — every host path, rooted under `LBDEPLOY_HOST_ROOT` in
 //!   tests.
-//! * [`fsutil`] — atomic writes, removals and appends.
 //! * [`lock`] — the host lock and the refusal messages.
 //! * [`snapshot`] — the before-image in `pending/state.json`.
 //! * [`activate`] — `host activate`: all of a generation or none of it.
@@ -33,7 +32,6 @@
 pub mod activate;
 pub mod activation;
 pub mod confirm;
-pub mod fsutil;
 pub mod layout;
 pub mod lock;
 pub mod rollback;

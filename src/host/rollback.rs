@@ -12,10 +12,10 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::fsutil;
 use super::layout::Layout;
 use super::service::{Op, Service, unit_file_name};
 use super::snapshot::{self, Pending};
+use crate::fsutil;
 
 /// `$STATE/last-rollback.json`: why the last activation did not stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

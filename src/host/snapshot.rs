@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
-use super::fsutil::{self, OnDisk};
 use super::layout::Layout;
+use crate::fsutil::{self, OnDisk};
 
 /// A file as it was before the activation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use super::fsutil;
 use super::layout::Layout;
 use super::lock::process_alive;
 use super::rollback;
 use super::snapshot::{self, Pending};
+use crate::fsutil;
 
 /// How often the watchdog looks for the confirmation.
 pub const POLL: Duration = Duration::from_millis(100);

@@ -1,5 +1,5 @@
-//! Atomic file operations: every file the host side writes goes through
-//! here, so a crash or a lost SSH session leaves either the old or the new
+//! Atomic file operations: every file lbdeploy writes, on a host or on the
+//! controller, goes through here, so a crash or a lost SSH session leaves either the old or the new
 //! file, never half of one.
 //!
 //! The recipe: a temporary file in the same directory (so the rename stays
@@ -88,7 +88,10 @@ pub fn write_atomic(
     content: &[u8],
     mode: u32,
 ) -> anyhow::Result<()> {
-    let dir = path.parent().context("a file path has a parent")?;
+    let dir = match path.parent().context("a file path has a parent")? {
+        d if d.as_os_str().is_empty() => Path::new("."),
+        d => d,
+    };
     create_dirs(dir)?;
     let tmp = temp_name(path);
     let result = (|| -> io::Result<()> {
