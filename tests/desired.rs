@@ -132,3 +132,37 @@ vrrp_instances:
     assert!(config.contains("virtual_services: []\n"), "{config}");
     assert!(!config.contains("notification"), "{config}");
 }
+
+/// The unit passes `systemd-analyze verify` (where systemd is installed),
+/// with its binary path pointed at the binary under test so the check
+/// that ExecStart exists can pass on this machine.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(which) =
+        std::process::Command::new("systemd-analyze").arg("--version").output()
+    else {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    };
+    assert!(which.status.success());
+    let host = &example()[0];
+    let unit = host
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("lbdeploy-agent.service"))
+        .expect("the director has a unit");
+    let content = unit.content.replace(
+        &host.binary.to_string_lossy().into_owned(),
+        env!("CARGO_BIN_EXE_lbdeploy"),
+    );
+    let dir = crate::support::lab::TempDir::new("unit-verify");
+    let path = dir.path().join("lbdeploy-agent.service");
+    std::fs::write(&path, content).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
