@@ -513,3 +513,23 @@ fn unreachable_hosts_are_reported_each_with_a_hint() {
         "{text}"
     );
 }
+
+#[test]
+fn a_stale_host_lock_is_named_and_broken_with_unlock() {
+    let lab = lab_or_skip!("apply-unlock", example_inventory(70));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    // An apply that died on rs01 while it held the host's lock.
+    lab.exec_ok(
+        "rs01",
+        "printf '%s' '{\"apply_id\":\"dead1\",\"holder\":\"root@elsewhere pid 1: lbdeploy apply\",\
+         \"pid\":999999,\"since\":\"2026-11-26T00:00:00Z\"}' > /var/lib/lbdeploy/lock && \
+         echo '# drift' >> /etc/sysctl.d/90-lbdeploy.conf",
+    );
+    let out = lab.lbdeploy_exit(3, &["apply", "--yes"]);
+    assert!(out.contains("locked: host is locked by apply dead1"), "{out}");
+    assert!(out.contains("`lbdeploy unlock dead1`"), "{out}");
+    let unlock = lab.lbdeploy(&["unlock", "dead1"]);
+    assert!(unlock.status.success(), "{}", describe(&unlock));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+}

@@ -144,3 +144,32 @@ fn output_file_is_written_and_strict_refuses_warnings() {
     assert_eq!(strict.status.code(), Some(1));
     assert!(strict.stdout.is_empty());
 }
+
+/// The whole migration an operator makes: import the seed cluster's
+/// keepalived.conf files and rc.local scripts, validate the result, plan it
+/// against a lab built from it, and apply it.
+#[test]
+fn imported_seed_cluster_validates_plans_and_applies_in_a_lab() {
+    let run = run_case(&cases_dir().join("seed-dr"));
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let lab = crate::lab_or_skip!("import-apply", run.stdout);
+    let validate = Command::new(env!("CARGO_BIN_EXE_lbdeploy"))
+        .arg("-i")
+        .arg(lab.inventory())
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "{}",
+        crate::support::lab::describe(&validate)
+    );
+    let plan = lab.lbdeploy_exit(2, &["plan", "--detailed-exitcode"]);
+    assert!(
+        plan.contains("Plan: 4 hosts to change, 0 unchanged, 0 unreachable."),
+        "{plan}"
+    );
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    assert!(out.contains("Apply: 4 changed; generation 1 recorded."), "{out}");
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+}

@@ -266,14 +266,14 @@ pub fn unlock(inputs: &Inputs, id: &str) -> anyhow::Result<ExitStatus> {
     });
     for (host, r) in results {
         match r {
-            Ok(out) if out.success() => eprintln!(
-                "{host}: {}",
-                String::from_utf8_lossy(&out.stdout).trim()
-            ),
+            Ok(out) if out.success() => {
+                eprintln!("{host}: removed the lock of apply {id}")
+            }
             Ok(out) => {
                 let said = out.stderr_text();
-                // A host without lbdeploy or without a lock has nothing to break.
-                if !said.contains("no lock") && !said.contains("not found") {
+                let said = said.trim_start_matches("lbdeploy: error: ");
+                // A host without a lock, or without lbdeploy, has nothing to break.
+                if !said.contains("not locked") && out.code != Some(127) {
                     status = ExitStatus::Error;
                 }
                 eprintln!("{host}: {said}");
