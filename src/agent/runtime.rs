@@ -1,13 +1,16 @@
 //! The foreground agent: `lbdeploy agent director|realserver --config FILE`.
 //!
 //! It owns the agent's life cycle and leaves the modes' work (VRRP, VIPs,
-//! ARP suppression) to the modules that join later:
+//! ARP suppression) to each mode's [`Worker`]:
 //!
 //! * load and validate the configuration before touching anything, so a
 //!   bad file fails with its name and leaves no socket behind;
 //! * serve [`status`](super::status) on `RUN/agent.sock`;
+//! * the worker converges the host to the configuration at start (a failure
+//!   there ends the agent with 1) and after every reload;
 //! * SIGHUP re-reads the configuration (a bad new file is reported and the
-//!   old one kept); SIGTERM or SIGINT removes the socket and ends with 0.
+//!   old one kept); SIGTERM or SIGINT stops the worker, removes the socket
+//!   and ends with 0.
 //!
 //! ```text
 //! signals task ──ControlMsg──▶ serve loop ◀── accept on agent.sock
@@ -35,19 +38,70 @@ use super::config::{self, DirectorConfig, RealserverConfig};
 use super::status::{self, Mode, Status};
 use super::{log, paths};
 
-/// A configuration type that names the agent mode it configures, so one
-/// runtime serves both modes.
-pub trait ModeConfig: DeserializeOwned + Send + 'static {
+/// A configuration type that names the agent mode it configures and the
+/// worker that carries it out, so one runtime serves both modes.
+pub trait ModeConfig: DeserializeOwned + Send + Sync + 'static {
     /// The mode this configuration is for.
     const MODE: Mode;
+    /// What does the mode's work.
+    type Worker: Worker<Self>;
+}
+
+/// A mode's work on the host, driven by the runtime: the runtime owns the
+/// configuration's life cycle, the worker owns what it changes on the host
+/// (and any tasks it spawns to keep it so).
+pub trait Worker<C>: Default + Send {
+    /// Make the host match `config`: at start, and after every reload that
+    /// loaded. Must be idempotent.
+    ///
+    /// # Errors
+    /// When the host cannot be made to match; at start this ends the agent.
+    fn apply(
+        &mut self,
+        config: &C,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Undo what the worker did, as its configuration says (SIGTERM).
+    fn stop(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Whether the mode is healthy, and what it reports.
+    fn report(&self) -> Report;
+}
+
+/// A worker's part of the status.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// `false` makes `agent status` exit 3 and `apply` refuse to confirm.
+    pub healthy: bool,
+    /// Mode-specific details, as JSON.
+    pub details: serde_json::Value,
+}
+
+/// The worker of a mode whose work has not been built yet: it holds the
+/// configuration and reports healthy.
+#[derive(Debug, Default)]
+pub struct Idle;
+
+impl<C: Send + Sync> Worker<C> for Idle {
+    async fn apply(&mut self, _: &C) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn stop(&mut self) {}
+
+    fn report(&self) -> Report {
+        Report { healthy: true, details: serde_json::Value::Null }
+    }
 }
 
 impl ModeConfig for DirectorConfig {
     const MODE: Mode = Mode::Director;
+    type Worker = Idle;
 }
 
 impl ModeConfig for RealserverConfig {
     const MODE: Mode = Mode::Realserver;
+    type Worker = Idle;
 }
 
 /// A configuration as loaded: the parsed value and what the status reports
@@ -93,12 +147,13 @@ pub enum ControlMsg {
 
 /// A running agent's state; the serve loop owns it.
 #[derive(Debug)]
-pub struct Agent<C> {
+pub struct Agent<C: ModeConfig> {
     config_path: PathBuf,
     started_at: SystemTime,
     current: Loaded<C>,
     reloads: u64,
     last_reload_error: Option<String>,
+    worker: C::Worker,
 }
 
 impl<C: ModeConfig> Agent<C> {
@@ -110,6 +165,7 @@ impl<C: ModeConfig> Agent<C> {
             current: loaded,
             reloads: 0,
             last_reload_error: None,
+            worker: C::Worker::default(),
         }
     }
 
@@ -118,10 +174,19 @@ impl<C: ModeConfig> Agent<C> {
         &self.current.config
     }
 
-    /// Re-read the configuration file. A file that does not load leaves
-    /// the current configuration in place and is remembered for the
-    /// status; either way the attempt is counted.
-    pub fn reload(&mut self) {
+    /// Converge the host to the configuration in effect.
+    ///
+    /// # Errors
+    /// The worker's.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        self.worker.apply(&self.current.config).await
+    }
+
+    /// Re-read the configuration file and converge to it. A file that does
+    /// not load, or that the worker cannot carry out, is remembered for the
+    /// status; a file that does not load leaves the current configuration
+    /// in place. Either way the attempt is counted.
+    pub async fn reload(&mut self) {
         self.reloads += 1;
         match load::<C>(&self.config_path) {
             Ok(loaded) => {
@@ -132,6 +197,10 @@ impl<C: ModeConfig> Agent<C> {
                 ));
                 self.current = loaded;
                 self.last_reload_error = None;
+                if let Err(e) = self.worker.apply(&self.current.config).await {
+                    log(&format!("cannot carry out the new config: {e:#}"));
+                    self.last_reload_error = Some(format!("{e:#}"));
+                }
             }
             Err(e) => {
                 log(&format!("reload rejected, keeping the old config: {e}"));
@@ -140,9 +209,15 @@ impl<C: ModeConfig> Agent<C> {
         }
     }
 
+    /// Undo the worker's changes (SIGTERM).
+    pub async fn stop(&mut self) {
+        self.worker.stop().await;
+    }
+
     /// The status this agent reports now.
     pub fn status(&self) -> Status {
         let time = |t| humantime::format_rfc3339_seconds(t).to_string();
+        let report = self.worker.report();
         Status {
             mode: C::MODE,
             pid: std::process::id(),
@@ -152,10 +227,11 @@ impl<C: ModeConfig> Agent<C> {
             loaded_at: time(self.current.loaded_at),
             reloads: self.reloads,
             last_reload_error: self.last_reload_error.clone(),
-            // Running means a configuration loaded; the modes will add
-            // their own conditions (VRRP socket, VIP present) here.
-            healthy: true,
+            // A configuration loaded (or the agent would not run) and the
+            // worker says its part is in order.
+            healthy: report.healthy,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            details: report.details,
         }
     }
 }
@@ -189,6 +265,13 @@ pub fn run<C: ModeConfig>(
         let listener = bind(run_dir)?;
         let _socket = SocketGuard(socket.clone());
         let mut agent = Agent::new(config_path.to_owned(), loaded);
+        if let Err(e) = agent.start().await {
+            agent.stop().await;
+            return Err(e.context(format!(
+                "cannot carry out {}",
+                config_path.display()
+            )));
+        }
         log(&format!(
             "{} agent running, pid {}, config {} (sha256 {}), status on {}",
             C::MODE,
@@ -201,6 +284,7 @@ pub fn run<C: ModeConfig>(
         tokio::spawn(signals.forward(control_tx));
         serve(&mut agent, listener, control_rx).await;
         log(&format!("{} agent stopping", C::MODE));
+        agent.stop().await;
         Ok(())
     })
 }
@@ -231,7 +315,7 @@ pub async fn serve<C: ModeConfig>(
                 }
             },
             msg = control_rx.recv() => match msg {
-                Some(ControlMsg::Reload) => agent.reload(),
+                Some(ControlMsg::Reload) => agent.reload().await,
                 Some(ControlMsg::Shutdown) | None => return,
             },
         }
@@ -337,8 +421,8 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    #[test]
-    fn reload_counts_attempts_and_keeps_the_old_config_on_error() {
+    #[tokio::test]
+    async fn reload_counts_attempts_and_keeps_the_old_config_on_error() {
         let dir = temp_dir("reload");
         let file = dir.join("agent.yml");
         std::fs::write(&file, RS).unwrap();
@@ -346,13 +430,13 @@ mod tests {
             Agent::new(file.clone(), load::<RealserverConfig>(&file).unwrap());
         let first = agent.status().config_sha256;
         std::fs::write(&file, RS.replace("rs01", "rs02")).unwrap();
-        agent.reload();
+        agent.reload().await;
         let s = agent.status();
         assert_eq!((s.reloads, s.last_reload_error.as_deref()), (1, None));
         assert_ne!(s.config_sha256, first);
         assert_eq!(agent.config().host, "rs02");
         std::fs::write(&file, "vips: not a list\n").unwrap();
-        agent.reload();
+        agent.reload().await;
         let bad = agent.status();
         assert_eq!(bad.reloads, 2);
         assert_eq!(bad.config_sha256, s.config_sha256);

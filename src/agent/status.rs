@@ -82,6 +82,9 @@ pub struct Status {
     /// The agent binary's version, to spot a host that needs a restart
     /// after an upgrade.
     pub version: String,
+    /// What the mode reports about its own work (VIPs, VRRP state, …).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
 }
 
 impl Status {
@@ -214,6 +217,7 @@ mod tests {
             last_reload_error: Some("bad".into()),
             healthy: true,
             version: "0.1.0".into(),
+            details: serde_json::json!({ "vips": ["192.0.2.1"] }),
         }
     }
 

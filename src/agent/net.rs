@@ -1,0 +1,282 @@
+//! Addresses on interfaces, over rtnetlink: the only place the agent talks
+//! to the kernel's routing netlink. Both modes use it — the real server for
+//! the VIPs on `lo`, the director for the VIPs it holds as VRRP master — and
+//! both need the same three things: list, add and remove an address, and be
+//! told when anything (an operator's `ip addr del`, another daemon) changes
+//! one.
+//!
+//! Everything here is a thin adapter; what to add or remove is decided by
+//! the modes' pure code ([`missing`], [`unwanted`] are the set arithmetic
+//! they share).
+
+use std::net::IpAddr;
+
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::{Handle, MulticastGroup};
+
+/// One address on one interface.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    /// The interface's index.
+    pub index: u32,
+    /// The address.
+    pub ip: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The IPv4 label (`eth0:1`, keepalived's and ifconfig's alias name);
+    /// `None` for IPv6 or when it is the interface's own name.
+    pub label: Option<String>,
+}
+
+/// A change the kernel announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An address appeared.
+    Added(Address),
+    /// An address went away.
+    Removed(Address),
+}
+
+/// A netlink failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct Error {
+    /// What the agent tried.
+    pub what: String,
+    /// What netlink said.
+    #[source]
+    pub source: rtnetlink::Error,
+}
+
+/// A handle on the routing netlink socket of this network namespace.
+#[derive(Debug, Clone)]
+pub struct Net {
+    handle: Handle,
+}
+
+impl Net {
+    /// Open the socket; its connection runs as a task on the current tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// When the netlink socket cannot be opened.
+    pub fn connect() -> std::io::Result<Self> {
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(connection);
+        Ok(Self { handle })
+    }
+
+    /// The index of interface `name`.
+    ///
+    /// # Errors
+    /// When there is no such interface.
+    pub async fn index(&self, name: &str) -> Result<u32, Error> {
+        let fail = |source| Error {
+            what: format!("looking up interface {name}"),
+            source,
+        };
+        let mut links =
+            self.handle.link().get().match_name(name.to_owned()).execute();
+        match links.try_next().await.map_err(fail)? {
+            Some(link) => Ok(link.header.index),
+            None => Err(fail(rtnetlink::Error::RequestFailed)),
+        }
+    }
+
+    /// The name of interface `index`, for messages.
+    ///
+    /// # Errors
+    /// When there is no such interface.
+    pub async fn name(&self, index: u32) -> Result<String, Error> {
+        let fail = |source| Error {
+            what: format!("looking up interface #{index}"),
+            source,
+        };
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| fail(rtnetlink::Error::RequestFailed))?;
+        Ok(link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("#{index}")))
+    }
+
+    /// Every address of every interface.
+    ///
+    /// # Errors
+    /// When the dump fails.
+    pub async fn addresses(&self) -> Result<Vec<Address>, Error> {
+        self.handle
+            .address()
+            .get()
+            .execute()
+            .map_err(|source| Error {
+                what: "listing addresses".into(),
+                source,
+            })
+            .try_filter_map(|m| async move { Ok(decode(&m)) })
+            .try_collect()
+            .await
+    }
+
+    /// Add `a`; an address already there is not an error.
+    ///
+    /// # Errors
+    /// When the kernel refuses it.
+    pub async fn add(&self, a: &Address) -> Result<(), Error> {
+        let mut req = self.handle.address().add(a.index, a.ip, a.prefix);
+        if let Some(label) = &a.label {
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Label(label.clone()));
+        }
+        match req.replace().execute().await {
+            Ok(()) => Ok(()),
+            Err(source) => Err(Error {
+                what: format!("adding {}/{}", a.ip, a.prefix),
+                source,
+            }),
+        }
+    }
+
+    /// Remove `a`; an address already gone is not an error.
+    ///
+    /// # Errors
+    /// When the kernel refuses it.
+    pub async fn remove(&self, a: &Address) -> Result<(), Error> {
+        let mut msg = AddressMessage::default();
+        msg.header.index = a.index;
+        msg.header.prefix_len = a.prefix;
+        msg.header.family = match a.ip {
+            IpAddr::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
+            IpAddr::V6(_) => rtnetlink::packet_route::AddressFamily::Inet6,
+        };
+        msg.attributes.push(AddressAttribute::Local(a.ip));
+        msg.attributes.push(AddressAttribute::Address(a.ip));
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            // EADDRNOTAVAIL: someone removed it first; that is what we want.
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.raw_code().abs() == 99 =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(Error {
+                what: format!("removing {}/{}", a.ip, a.prefix),
+                source,
+            }),
+        }
+    }
+}
+
+/// Address changes as the kernel announces them (`ip monitor address`).
+///
+/// # Errors
+/// When the multicast socket cannot be opened.
+pub fn watch() -> std::io::Result<impl Stream<Item = Event>> {
+    let (connection, _, messages) = rtnetlink::new_multicast_connection(&[
+        MulticastGroup::Ipv4Ifaddr,
+        MulticastGroup::Ipv6Ifaddr,
+    ])?;
+    tokio::spawn(connection);
+    Ok(messages.filter_map(|(msg, _)| async move {
+        match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(
+                m,
+            )) => decode(&m).map(Event::Added),
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(
+                m,
+            )) => decode(&m).map(Event::Removed),
+            _ => None,
+        }
+    }))
+}
+
+/// The address a netlink message describes (`IFA_LOCAL` where present: on
+/// point-to-point links `IFA_ADDRESS` is the peer).
+fn decode(m: &AddressMessage) -> Option<Address> {
+    let mut ip = None;
+    let mut label = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(l) => ip = Some(*l),
+            AddressAttribute::Address(l) if ip.is_none() => ip = Some(*l),
+            AddressAttribute::Label(l) => label = Some(l.clone()),
+            _ => {}
+        }
+    }
+    Some(Address {
+        index: m.header.index,
+        ip: ip?,
+        prefix: m.header.prefix_len,
+        label,
+    })
+}
+
+/// The addresses of `wanted` that `present` lacks (same interface, address
+/// and prefix; the label is not compared — the kernel may report the
+/// interface name as the label).
+pub fn missing<'a>(
+    wanted: &'a [Address],
+    present: &[Address],
+) -> Vec<&'a Address> {
+    wanted.iter().filter(|w| !present.iter().any(|p| same(w, p))).collect()
+}
+
+/// The addresses of `ours` (what this agent added) no longer in `wanted`.
+pub fn unwanted<'a>(
+    ours: &'a [Address],
+    wanted: &[Address],
+) -> Vec<&'a Address> {
+    ours.iter().filter(|o| !wanted.iter().any(|w| same(o, w))).collect()
+}
+
+/// Whether two records name the same address on the same interface.
+pub fn same(a: &Address, b: &Address) -> bool {
+    a.index == b.index && a.ip == b.ip && a.prefix == b.prefix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(index: u32, ip: &str, prefix: u8) -> Address {
+        Address { index, ip: ip.parse().unwrap(), prefix, label: None }
+    }
+
+    #[test]
+    fn missing_and_unwanted_ignore_labels() {
+        let wanted = [a(1, "192.0.2.1", 32), a(1, "192.0.2.2", 32)];
+        let mut present = vec![a(1, "192.0.2.1", 32), a(2, "192.0.2.2", 32)];
+        present[0].label = Some("lo".into());
+        assert_eq!(missing(&wanted, &present), [&wanted[1]]);
+        let ours = [a(1, "192.0.2.1", 32), a(1, "192.0.2.9", 32)];
+        assert_eq!(unwanted(&ours, &wanted), [&ours[1]]);
+    }
+
+    #[test]
+    fn decode_prefers_the_local_address() {
+        let mut m = AddressMessage::default();
+        m.header.index = 3;
+        m.header.prefix_len = 32;
+        m.attributes
+            .push(AddressAttribute::Address("10.0.0.2".parse().unwrap()));
+        m.attributes.push(AddressAttribute::Local("10.0.0.1".parse().unwrap()));
+        m.attributes.push(AddressAttribute::Label("eth0:1".into()));
+        let got = decode(&m).unwrap();
+        assert_eq!(got.ip, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(got.label.as_deref(), Some("eth0:1"));
+        assert_eq!(decode(&AddressMessage::default()), None);
+    }
+}
