@@ -47,13 +47,7 @@ pub fn colour() -> bool {
 /// binary), or a plan that cannot be written.
 pub fn plan(inputs: &Inputs, opts: &PlanOptions) -> anyhow::Result<ExitStatus> {
     let prepared = prepare(inputs, &System)?;
-    let rt = runtime()?;
-    let gathered = rt.block_on(gather(
-        prepared.hosts.clone(),
-        &prepared.binary,
-        opts.forks,
-    ));
-    let doc = document(inputs, &prepared, &gathered)?;
+    let (rt, gathered, doc) = survey(inputs, &prepared, opts.forks)?;
     show(&doc, &gathered, opts.json)?;
     if let Some(out) = &opts.out {
         doc.save(out)?;
@@ -72,6 +66,27 @@ pub fn plan(inputs: &Inputs, opts: &PlanOptions) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Ok
     })
+}
+
+/// Gather every selected host's facts on a fresh runtime (which keeps
+/// their connections) and the plan document of them.
+///
+/// # Errors
+/// When the runtime cannot start or the generations cannot be read.
+pub fn survey(
+    inputs: &Inputs,
+    prepared: &Prepared,
+    forks: usize,
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    Vec<(String, Gathered)>,
+    PlanDocument,
+)> {
+    let rt = runtime()?;
+    let gathered =
+        rt.block_on(gather(prepared.hosts.clone(), &prepared.binary, forks));
+    let doc = document(inputs, prepared, &gathered)?;
+    Ok((rt, gathered, doc))
 }
 
 /// The plan document of what was gathered.

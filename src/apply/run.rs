@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::sync::Semaphore;
 
-use super::commands::{close, document, runtime, show};
+use super::commands::{close, show, survey};
 use super::document::PlanDocument;
 use super::generations::{Meta, Store, without_secrets};
 use super::host::{self, Context, Outcome};
@@ -19,7 +19,7 @@ use super::phases::phases;
 use super::prepare::{Inputs, Prepared};
 use super::progress::Progress;
 use crate::cli::ExitStatus;
-use crate::plan::gather::{Gathered, Planned, gather};
+use crate::plan::gather::{Gathered, Planned};
 
 /// How `apply` runs.
 #[derive(Debug, Clone)]
@@ -67,13 +67,7 @@ pub fn apply(
     let id = apply_id();
     let holder = Holder::me(&id, &opts.command);
     let lock = Lock::acquire(&inputs.state_dir(), holder.clone())?;
-    let rt = runtime()?;
-    let gathered = rt.block_on(gather(
-        prepared.hosts.clone(),
-        &prepared.binary,
-        opts.forks,
-    ));
-    let doc = document(inputs, &prepared, &gathered)?;
+    let (rt, gathered, doc) = survey(inputs, &prepared, opts.forks)?;
     if let Some(saved) = &opts.saved {
         let old = PlanDocument::load(saved)?;
         if let Some(why) = old.staleness(&doc) {
