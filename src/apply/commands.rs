@@ -47,7 +47,7 @@ pub fn colour() -> bool {
 /// binary), or a plan that cannot be written.
 pub fn plan(inputs: &Inputs, opts: &PlanOptions) -> anyhow::Result<ExitStatus> {
     let prepared = prepare(inputs, &System)?;
-    let (rt, gathered, doc) = survey(inputs, &prepared, opts.forks)?;
+    let Survey { rt, gathered, doc } = survey(inputs, &prepared, opts.forks)?;
     show(&doc, &gathered, opts.json)?;
     if let Some(out) = &opts.out {
         doc.save(out)?;
@@ -68,6 +68,16 @@ pub fn plan(inputs: &Inputs, opts: &PlanOptions) -> anyhow::Result<ExitStatus> {
     })
 }
 
+/// Every selected host's facts and the plan made of them.
+pub struct Survey {
+    /// The runtime the hosts' connections live on.
+    pub rt: tokio::runtime::Runtime,
+    /// Per host, inventory order.
+    pub gathered: Vec<(String, Gathered)>,
+    /// The plan.
+    pub doc: PlanDocument,
+}
+
 /// Gather every selected host's facts on a fresh runtime (which keeps
 /// their connections) and the plan document of them.
 ///
@@ -77,16 +87,12 @@ pub fn survey(
     inputs: &Inputs,
     prepared: &Prepared,
     forks: usize,
-) -> anyhow::Result<(
-    tokio::runtime::Runtime,
-    Vec<(String, Gathered)>,
-    PlanDocument,
-)> {
+) -> anyhow::Result<Survey> {
     let rt = runtime()?;
     let gathered =
         rt.block_on(gather(prepared.hosts.clone(), &prepared.binary, forks));
     let doc = document(inputs, prepared, &gathered)?;
-    Ok((rt, gathered, doc))
+    Ok(Survey { rt, gathered, doc })
 }
 
 /// The plan document of what was gathered.

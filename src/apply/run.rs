@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::sync::Semaphore;
 
-use super::commands::{close, show, survey};
+use super::commands::{Survey, close, show, survey};
 use super::document::PlanDocument;
 use super::generations::{Meta, Store, without_secrets};
 use super::host::{self, Context, Outcome};
@@ -67,7 +67,7 @@ pub fn apply(
     let id = apply_id();
     let holder = Holder::me(&id, &opts.command);
     let lock = Lock::acquire(&inputs.state_dir(), holder.clone())?;
-    let (rt, gathered, doc) = survey(inputs, &prepared, opts.forks)?;
+    let Survey { rt, gathered, doc } = survey(inputs, &prepared, opts.forks)?;
     if let Some(saved) = &opts.saved {
         let old = PlanDocument::load(saved)?;
         if let Some(why) = old.staleness(&doc) {
