@@ -3,6 +3,7 @@
 
 mod agent;
 mod apply;
+mod dataplane;
 mod desired;
 mod golden;
 mod hex;

@@ -20,6 +20,7 @@
 //! drives it.
 
 pub mod config;
+pub mod dataplane;
 pub mod net;
 pub mod paths;
 pub mod runtime;
