@@ -439,6 +439,16 @@ impl Scheduler {
     pub fn is_hashing(self) -> bool {
         matches!(self, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)
     }
+
+    /// Whether the nftables data plane can carry it out: it has no
+    /// connection state, so only schedulers that are a function of the
+    /// flow (spread by a weighted hash of it) fit.
+    pub fn is_stateless(self) -> bool {
+        matches!(
+            self,
+            Scheduler::Rr | Scheduler::Wrr | Scheduler::Sh | Scheduler::Mh
+        )
+    }
 }
 
 /// How a director hands packets to a real server (keepalived's `lb_kind`).

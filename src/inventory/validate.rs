@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::diag::Finding;
 use super::schema::{
-    Check, Director, Forwarding, Inventory, VirtualService, VrrpInstance,
+    Check, Dataplane, Director, Forwarding, Inventory, VirtualService, VrrpInstance,
 };
 
 /// What lbdeploy may ask of the controller's environment: secrets named by
@@ -475,6 +475,17 @@ fn virtual_service(
             format!(
                 "`{}` forwarding is not supported yet — use `dr`",
                 format!("{:?}", vs.forwarding).to_lowercase()
+            ),
+        ));
+    }
+    if inv.dataplane == Dataplane::Nftables && !vs.scheduler.is_stateless() {
+        out.push(Finding::error(
+            format!("{path}.scheduler"),
+            format!(
+                "the `{}` scheduler needs connection state, which the \
+                 nftables data plane does not keep — use `dataplane: ipvs`, \
+                 or one of rr, wrr, sh, mh",
+                format!("{:?}", vs.scheduler).to_lowercase()
             ),
         ));
     }
