@@ -11,7 +11,8 @@ use std::path::Path;
 
 use super::diag::Finding;
 use super::schema::{
-    Check, Dataplane, Director, Forwarding, Inventory, VirtualService, VrrpInstance,
+    Check, Dataplane, Director, Forwarding, Inventory, VirtualService,
+    VrrpInstance,
 };
 
 /// What lbdeploy may ask of the controller's environment: secrets named by

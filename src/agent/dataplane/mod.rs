@@ -4,10 +4,173 @@
 //! * [`buckets`] — the real server of every flow bucket (weighted
 //!   rendezvous hashing; pure, deterministic);
 //! * [`nft`] — the nftables netdev back end: the table rendered from the
-//!   buckets (pure) and installed in one transaction.
+//!   buckets (pure) and installed in one transaction;
+//! * [`neigh`] — the real servers' MACs from the neighbour table;
+//! * [`ruleset`] — a director's configuration and what is known of its
+//!   real servers, as the table to install (pure).
 //!
 //! The IPVS back end (generic netlink) joins here behind the same choice
 //! (`dataplane: auto | ipvs | nftables`).
 
 pub mod buckets;
+pub mod neigh;
 pub mod nft;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use self::buckets::Backend;
+use self::nft::{Mac, Proto, Ruleset, Service};
+use crate::agent::config::{DirectorConfig, ServiceConfig};
+use crate::inventory::Protocol;
+
+/// A service the nftables back end cannot forward.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "service {service}: the `{scheduler}` scheduler needs connection state, \
+     which the nftables data plane does not keep — use `dataplane: ipvs` \
+     (on a kernel with IPVS) or one of rr, wrr, sh, mh"
+)]
+pub struct Unsupported {
+    /// The service's name.
+    pub service: String,
+    /// Its scheduler.
+    pub scheduler: String,
+}
+
+/// The nftables table for `config`: every service with the real servers
+/// whose MAC is known in `macs` (the others cannot be forwarded to and are
+/// left out) and for which `up` says yes. Pure.
+///
+/// # Errors
+/// [`Unsupported`] for a scheduler that needs connection state.
+pub fn ruleset(
+    config: &DirectorConfig,
+    mac: Mac,
+    macs: &BTreeMap<IpAddr, Mac>,
+    up: impl Fn(&ServiceConfig, IpAddr) -> bool,
+) -> Result<Ruleset, Unsupported> {
+    let mut services = Vec::new();
+    for svc in &config.virtual_services {
+        if !svc.scheduler.is_stateless() {
+            return Err(Unsupported {
+                service: svc.name.clone(),
+                scheduler: format!("{:?}", svc.scheduler).to_lowercase(),
+            });
+        }
+        let backends = svc
+            .real_servers
+            .iter()
+            .filter(|rs| up(svc, rs.address))
+            .filter_map(|rs| {
+                let key = format!("{}:{}", rs.address, rs.port);
+                Some((
+                    Backend { key, weight: rs.weight },
+                    *macs.get(&rs.address)?,
+                ))
+            })
+            .collect();
+        services.push(Service {
+            vip: svc.vip,
+            port: svc.port.get() as u16,
+            proto: match svc.protocol {
+                Protocol::Tcp => Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+            },
+            persistent: svc.persistence_timeout.is_some()
+                || svc.scheduler.is_hashing(),
+            backends,
+        });
+    }
+    Ok(Ruleset { interface: config.interface.clone(), mac, services })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "cluster: c
+host: d1
+interface: eth0
+address: 10.0.0.11/24
+dataplane: nftables
+vrrp_instances: []
+virtual_services:
+- name: web
+  vip: 10.0.0.200
+  port: 80
+  protocol: tcp
+  scheduler: wrr
+  delay_loop: 6s
+  quorum: 1
+  real_servers:
+  - { address: 10.0.0.21, port: 80, weight: 2 }
+  - { address: 10.0.0.22, port: 80, weight: 1 }
+  - { address: 10.0.0.23, port: 80, weight: 1 }
+";
+
+    fn config(text: &str) -> DirectorConfig {
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    fn macs() -> BTreeMap<IpAddr, Mac> {
+        [(21, 1), (22, 2)]
+            .into_iter()
+            .map(|(ip, m)| {
+                (
+                    format!("10.0.0.{ip}").parse().unwrap(),
+                    Mac([2, 0, 0, 0, 0, m]),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unresolved_and_down_real_servers_are_left_out() {
+        let own = Mac([2, 0, 0, 0, 0, 0xaa]);
+        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true).unwrap();
+        let keys: Vec<&str> = r.services[0]
+            .backends
+            .iter()
+            .map(|(b, _)| b.key.as_str())
+            .collect();
+        assert_eq!(keys, ["10.0.0.21:80", "10.0.0.22:80"]);
+        assert_eq!(r.services[0].backends[0].0.weight, 2);
+        assert!(!r.services[0].persistent);
+        let down: IpAddr = "10.0.0.21".parse().unwrap();
+        let r =
+            ruleset(&config(CONFIG), own, &macs(), |_, ip| ip != down).unwrap();
+        assert_eq!(r.services[0].backends.len(), 1);
+    }
+
+    #[test]
+    fn persistence_and_source_hashing_hash_the_client_only() {
+        let own = Mac([0; 6]);
+        let text = CONFIG.replace("scheduler: wrr", "scheduler: sh");
+        assert!(
+            ruleset(&config(&text), own, &macs(), |_, _| true)
+                .unwrap()
+                .services[0]
+                .persistent
+        );
+        let text = CONFIG
+            .replace("  quorum: 1", "  quorum: 1\n  persistence_timeout: 50s");
+        assert!(
+            ruleset(&config(&text), own, &macs(), |_, _| true)
+                .unwrap()
+                .services[0]
+                .persistent
+        );
+    }
+
+    #[test]
+    fn stateful_schedulers_are_refused_naming_ipvs() {
+        let text = CONFIG.replace("scheduler: wrr", "scheduler: lc");
+        let e = ruleset(&config(&text), Mac([0; 6]), &macs(), |_, _| true)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("`lc` scheduler")
+                && e.to_string().contains("dataplane: ipvs")
+        );
+    }
+}
