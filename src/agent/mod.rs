@@ -19,6 +19,7 @@
 //! and `check`. Each keeps its pure logic apart from the thin I/O loop that
 //! drives it.
 
+pub mod check;
 pub mod config;
 pub mod dataplane;
 pub mod net;

@@ -1,0 +1,165 @@
+//! Whether a real server is up, from the results of one checker, with
+//! keepalived's timing. Pure: results and instants in, state and the next
+//! check's instant out.
+//!
+//! * Checks run every `delay_loop` while the verdict is settled.
+//! * A failure while up starts retries: `retry` more attempts, each after
+//!   `delay_before_retry`; the server goes **down** after `retry + 1`
+//!   consecutive failures (keepalived's `nb_get_retry` counting).
+//! * While down, checks run every `delay_loop`; the server comes back
+//!   **up** after `rise` consecutive successes (keepalived: 1).
+//!
+//! So a server that stops answering is out of the pool within
+//! `delay_loop + (retry + 1) × connect_timeout + retry × delay_before_retry`
+//! — the bound the lab tests assert.
+
+use std::time::Duration;
+
+/// A checker's timing, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Between checks while settled.
+    pub delay_loop: Duration,
+    /// Extra attempts after a first failure before going down.
+    pub retry: u32,
+    /// Between those attempts.
+    pub delay_before_retry: Duration,
+    /// Consecutive successes needed to come back up.
+    pub rise: u32,
+}
+
+/// One checker's view of one real server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    timing: Timing,
+    up: bool,
+    failures: u32,
+    successes: u32,
+}
+
+/// What one result changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The verdict changed: `Some(true)` came up, `Some(false)` went down.
+    pub changed: Option<bool>,
+    /// When to check next, after the result's instant.
+    pub next_in: Duration,
+}
+
+impl Health {
+    /// A server starts **up**, as keepalived's does: a director that
+    /// restarts keeps forwarding while its first checks run.
+    pub fn new(timing: Timing) -> Self {
+        Self { timing, up: true, failures: 0, successes: 0 }
+    }
+
+    /// The current verdict.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Take a check's result.
+    pub fn record(&mut self, success: bool) -> Outcome {
+        let t = self.timing;
+        let mut changed = None;
+        if success {
+            self.failures = 0;
+            self.successes = self.successes.saturating_add(1);
+            if !self.up && self.successes >= t.rise.max(1) {
+                self.up = true;
+                changed = Some(true);
+            }
+            return Outcome { changed, next_in: t.delay_loop };
+        }
+        self.successes = 0;
+        self.failures = self.failures.saturating_add(1);
+        if self.up && self.failures > t.retry {
+            self.up = false;
+            changed = Some(false);
+        }
+        let next_in = match self.up {
+            true => t.delay_before_retry,
+            false => t.delay_loop,
+        };
+        Outcome { changed, next_in }
+    }
+}
+
+/// The worst case from a server's failure to its removal: one
+/// `delay_loop` until the next check, then `retry + 1` attempts each
+/// timing out, with `retry` pauses between them.
+pub fn down_within(t: Timing, connect_timeout: Duration) -> Duration {
+    t.delay_loop
+        + connect_timeout * (t.retry + 1)
+        + t.delay_before_retry * t.retry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(retry: u32, rise: u32) -> Timing {
+        Timing {
+            delay_loop: Duration::from_secs(6),
+            retry,
+            delay_before_retry: Duration::from_secs(3),
+            rise,
+        }
+    }
+
+    #[test]
+    fn goes_down_after_retry_plus_one_failures_retrying_quickly() {
+        let mut h = Health::new(timing(2, 1));
+        let o = h.record(false);
+        assert_eq!(
+            o,
+            Outcome { changed: None, next_in: Duration::from_secs(3) }
+        );
+        assert_eq!(h.record(false).changed, None);
+        let o = h.record(false);
+        assert_eq!(
+            o,
+            Outcome { changed: Some(false), next_in: Duration::from_secs(6) }
+        );
+        assert!(!h.is_up());
+        assert_eq!(h.record(false).changed, None, "down stays down quietly");
+    }
+
+    #[test]
+    fn a_success_between_failures_resets_the_count() {
+        let mut h = Health::new(timing(1, 1));
+        h.record(false);
+        assert_eq!(h.record(true).changed, None);
+        assert_eq!(h.record(false).changed, None);
+        assert_eq!(h.record(false).changed, Some(false));
+    }
+
+    #[test]
+    fn comes_back_after_rise_successes() {
+        let mut h = Health::new(timing(0, 3));
+        assert_eq!(h.record(false).changed, Some(false));
+        assert_eq!(h.record(true).changed, None);
+        assert_eq!(h.record(true).changed, None);
+        let o = h.record(true);
+        assert_eq!(
+            o,
+            Outcome { changed: Some(true), next_in: Duration::from_secs(6) }
+        );
+    }
+
+    #[test]
+    fn rise_zero_means_one() {
+        let mut h = Health::new(timing(0, 0));
+        h.record(false);
+        assert_eq!(h.record(true).changed, Some(true));
+    }
+
+    #[test]
+    fn the_removal_bound_is_keepalived_s() {
+        let t = timing(3, 1);
+        assert_eq!(
+            down_within(t, Duration::from_secs(5)),
+            Duration::from_secs(6 + 20 + 9)
+        );
+    }
+}

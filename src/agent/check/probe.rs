@@ -1,0 +1,197 @@
+//! One health check against one real server: a TCP connect, or an HTTP
+//! GET judged by status, body digest and body pattern. Each phase has its
+//! own timeout — a server that accepts and then never answers fails the
+//! read timeout, as keepalived's `connect_timeout` does for both.
+//!
+//! [`judge`] (is this HTTP answer what the check wants?) is pure; the rest
+//! is a thin tokio adapter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use regex::Regex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// The most of an answer read: health pages are small, and a server that
+/// streams forever must not hold the checker.
+pub const MAX_ANSWER: usize = 1 << 20;
+
+/// What an HTTP check wants.
+#[derive(Debug, Clone)]
+pub struct HttpWant {
+    /// Path requested.
+    pub path: String,
+    /// `Host:` header; the address when absent.
+    pub host: Option<String>,
+    /// The status the answer must have.
+    pub status: u16,
+    /// Lower-case hex MD5 of the body (keepalived's `digest`).
+    pub digest: Option<String>,
+    /// A pattern the body must match.
+    pub body: Option<Regex>,
+}
+
+/// Whether a TCP connection to `addr` opens within `limit`.
+///
+/// # Errors
+/// Why not: refused, timed out, unreachable.
+pub async fn tcp(addr: SocketAddr, limit: Duration) -> Result<(), String> {
+    match timeout(limit, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
+        Err(_) => Err(format!("connect to {addr}: no answer within {limit:?}")),
+    }
+}
+
+/// GET `want.path` from `addr` and judge the answer; `limit` bounds the
+/// connect and, separately, the whole answer.
+///
+/// # Errors
+/// Why the server fails the check.
+pub async fn http(
+    addr: SocketAddr,
+    want: &HttpWant,
+    limit: Duration,
+) -> Result<(), String> {
+    let mut stream = match timeout(limit, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "connect to {addr}: no answer within {limit:?}"
+            ));
+        }
+    };
+    let host = want.host.clone().unwrap_or_else(|| addr.ip().to_string());
+    let request = format!(
+        "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbdeploy-check\r\n\
+         Connection: close\r\n\r\n",
+        want.path
+    );
+    let exchange = async {
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        (&mut stream).take(MAX_ANSWER as u64).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = match timeout(limit, exchange).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            return Err(format!("GET {} from {addr}: {e}", want.path));
+        }
+        Err(_) => {
+            return Err(format!(
+                "GET {} from {addr}: no complete answer within {limit:?}",
+                want.path
+            ));
+        }
+    };
+    judge(&answer, want)
+}
+
+/// Whether `answer` (a whole HTTP/1.x response) is what `want` asks for.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn judge(answer: &[u8], want: &HttpWant) -> Result<(), String> {
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the answer has no end of headers")?;
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let body = &answer[split + 4..];
+    let status: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or("the answer has no status line")?;
+    if status != want.status {
+        return Err(format!("status {status}, not {}", want.status));
+    }
+    if let Some(digest) = &want.digest {
+        let got: String =
+            Md5::digest(body).iter().map(|b| format!("{b:02x}")).collect();
+        if !got.eq_ignore_ascii_case(digest) {
+            return Err(format!("body digest {got}, not {digest}"));
+        }
+    }
+    if let Some(re) = &want.body
+        && !re.is_match(&String::from_utf8_lossy(body))
+    {
+        return Err(format!("body does not match /{re}/"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn want() -> HttpWant {
+        HttpWant {
+            path: "/".into(),
+            host: None,
+            status: 200,
+            digest: None,
+            body: None,
+        }
+    }
+
+    const OK: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nrs01\n";
+
+    #[test]
+    fn status_digest_and_pattern() {
+        assert_eq!(judge(OK, &want()), Ok(()));
+        let w = HttpWant { status: 204, ..want() };
+        assert_eq!(judge(OK, &w), Err("status 200, not 204".into()));
+        // md5("rs01\n")
+        let good = format!("{:x}", Md5::digest(b"rs01\n"));
+        assert_eq!(
+            judge(OK, &HttpWant { digest: Some(good), ..want() }),
+            Ok(())
+        );
+        let bad = HttpWant { digest: Some("00".repeat(16)), ..want() };
+        assert!(judge(OK, &bad).unwrap_err().starts_with("body digest"));
+        let re =
+            HttpWant { body: Some(Regex::new("^rs0[12]").unwrap()), ..want() };
+        assert_eq!(judge(OK, &re), Ok(()));
+        let re = HttpWant { body: Some(Regex::new("^web").unwrap()), ..want() };
+        assert!(judge(OK, &re).is_err());
+    }
+
+    #[test]
+    fn garbage_fails_with_a_reason() {
+        assert!(judge(b"", &want()).is_err());
+        assert!(judge(b"SSH-2.0-OpenSSH\r\n\r\n", &want()).is_err());
+    }
+
+    #[tokio::test]
+    async fn tcp_refused_and_http_against_a_local_server() {
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            // First client: answer; second: accept and say nothing.
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf).await;
+            s.write_all(OK).await.unwrap();
+            drop(s);
+            let (silent, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            drop(silent);
+        });
+        let limit = Duration::from_millis(300);
+        assert_eq!(http(addr, &want(), limit).await, Ok(()));
+        let slow = http(addr, &want(), limit).await.unwrap_err();
+        assert!(slow.contains("no complete answer"), "{slow}");
+        server.abort();
+        let _ = server.await;
+        // Nothing listens on the port any more.
+        assert!(tcp(addr, limit).await.is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! Health checks running: one task per real server of each service, each
+//! checker on its own schedule ([`Health`]), the server up only while every
+//! checker says so. Verdict changes go out on a channel; the director acts
+//! on them (data plane, notifications).
+//!
+//! A semaphore bounds how many probes run at once, and each task starts at
+//! a point of its first `delay_loop` fixed by a hash of its key, so a
+//! thousand checks do not fire in the same millisecond — and one hung
+//! server holds only its own task.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::health::{Health, Timing};
+use super::probe::{self, HttpWant};
+use crate::inventory::Check;
+
+/// A real server of a service, with its checks.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The service's name.
+    pub service: String,
+    /// The real server.
+    pub address: IpAddr,
+    /// Its port (checks use `connect_port` when they set one).
+    pub port: u16,
+    /// Between checks.
+    pub delay_loop: Duration,
+    /// Consecutive successes to come back.
+    pub rise: u32,
+    /// What to check; none means always up.
+    pub checks: Vec<Check>,
+}
+
+/// A verdict change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The service.
+    pub service: String,
+    /// The real server.
+    pub address: IpAddr,
+    /// Up now, or down.
+    pub up: bool,
+    /// The result that decided it.
+    pub reason: String,
+}
+
+/// Running checks; dropping this stops them.
+#[derive(Debug)]
+pub struct Checks {
+    tasks: JoinSet<()>,
+}
+
+impl Checks {
+    /// Start checking `targets`, at most `concurrency` probes at a time,
+    /// reporting changes on `tx`.
+    pub fn spawn(
+        targets: Vec<Target>,
+        tx: mpsc::Sender<Transition>,
+        concurrency: usize,
+    ) -> Self {
+        let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for t in targets.into_iter().filter(|t| !t.checks.is_empty()) {
+            tasks.spawn(run(t, tx.clone(), gate.clone()));
+        }
+        Self { tasks }
+    }
+
+    /// Stop every check now.
+    pub fn stop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// A checker ready to run.
+struct Checker {
+    kind: Kind,
+    limit: Duration,
+    addr: SocketAddr,
+    health: Health,
+    due: Instant,
+}
+
+enum Kind {
+    Tcp,
+    Http(HttpWant),
+}
+
+async fn run(t: Target, tx: mpsc::Sender<Transition>, gate: Arc<Semaphore>) {
+    let start = Instant::now() + spread(&t, t.delay_loop);
+    let mut checkers: Vec<Checker> =
+        t.checks.iter().map(|c| checker(&t, c, start)).collect();
+    let mut up = true;
+    loop {
+        let (i, due) = checkers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, c.due))
+            .min_by_key(|&(_, due)| due)
+            .expect("a target with checks");
+        tokio::time::sleep_until(due).await;
+        let c = &mut checkers[i];
+        let result = {
+            let _permit = gate.acquire().await;
+            match &c.kind {
+                Kind::Tcp => probe::tcp(c.addr, c.limit).await,
+                Kind::Http(want) => probe::http(c.addr, want, c.limit).await,
+            }
+        };
+        let outcome = c.health.record(result.is_ok());
+        c.due = Instant::now() + outcome.next_in;
+        let now_up = checkers.iter().all(|c| c.health.is_up());
+        if now_up != up {
+            up = now_up;
+            let reason = match result {
+                Ok(()) => "every check passes".to_owned(),
+                Err(e) => e,
+            };
+            let change = Transition {
+                service: t.service.clone(),
+                address: t.address,
+                up,
+                reason,
+            };
+            if tx.send(change).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn checker(t: &Target, c: &Check, start: Instant) -> Checker {
+    let (kind, limit, retry, delay_before_retry, port) = match c {
+        Check::Tcp(c) => (
+            Kind::Tcp,
+            c.connect_timeout,
+            c.retry,
+            c.delay_before_retry,
+            c.connect_port,
+        ),
+        Check::HttpGet(h) => (
+            Kind::Http(HttpWant {
+                path: h.path.clone(),
+                host: h.virtualhost.clone(),
+                status: h.status_code,
+                digest: h.digest.clone(),
+                // Validation compiled it already; a pattern that does not
+                // compile here simply does not constrain.
+                body: h.body_regex.as_deref().and_then(|r| Regex::new(r).ok()),
+            }),
+            h.connect_timeout,
+            h.retry,
+            h.delay_before_retry,
+            h.connect_port,
+        ),
+    };
+    let port = port.map_or(t.port, |p| p.get() as u16);
+    Checker {
+        kind,
+        limit: limit.get(),
+        addr: SocketAddr::new(t.address, port),
+        health: Health::new(Timing {
+            delay_loop: t.delay_loop,
+            retry,
+            delay_before_retry: delay_before_retry.get(),
+            rise: t.rise,
+        }),
+        due: start,
+    }
+}
+
+/// Where in its first `delay_loop` a target starts: a fixed function of
+/// its identity, so restarts do not bunch checks either.
+fn spread(t: &Target, delay_loop: Duration) -> Duration {
+    let key = format!("{}/{}:{}", t.service, t.address, t.port);
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let ms = delay_loop.as_millis().max(1) as u64;
+    Duration::from_millis(h % ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::{Duration as Dur, TcpCheck};
+
+    fn target(port: u16, delay_loop: Duration) -> Target {
+        Target {
+            service: "web".into(),
+            address: "127.0.0.1".parse().unwrap(),
+            port,
+            delay_loop,
+            rise: 1,
+            checks: vec![Check::Tcp(TcpCheck {
+                connect_timeout: Dur::from_millis(200),
+                retry: 1,
+                delay_before_retry: Dur::from_millis(50),
+                connect_port: None,
+            })],
+        }
+    }
+
+    #[test]
+    fn spread_stays_within_the_first_delay_loop_and_differs() {
+        let d = Duration::from_secs(6);
+        let a = spread(&target(80, d), d);
+        let b = spread(&target(81, d), d);
+        assert!(a < d && b < d);
+        assert_ne!(a, b);
+        assert_eq!(a, spread(&target(80, d), d), "fixed, not random");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_goes_down_and_comes_back_when_it_listens() {
+        // A port that was just free: nothing listens there yet.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let delay_loop = Duration::from_millis(100);
+        let (tx, mut rx) = mpsc::channel(4);
+        let mut checks = Checks::spawn(vec![target(port, delay_loop)], tx, 4);
+        // Down within delay_loop + 2 × timeout + 1 × retry pause, plus slack.
+        let bound = Duration::from_millis(100 + 2 * 200 + 50 + 500);
+        let down =
+            tokio::time::timeout(bound, rx.recv()).await.unwrap().unwrap();
+        assert!(!down.up, "{down:?}");
+        assert!(down.reason.contains("connect to 127.0.0.1"), "{down:?}");
+        let _listener =
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let up = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(up.up, "{up:?}");
+        checks.stop();
+    }
+}
