@@ -147,7 +147,9 @@ fn output_file_is_written_and_strict_refuses_warnings() {
 
 /// The whole migration an operator makes: import the seed cluster's
 /// keepalived.conf files and rc.local scripts, validate the result, plan it
-/// against a lab built from it, and apply it.
+/// against a lab whose rs01 still carries the old set-up's VIP on
+/// `eth0:1`, and apply it: rs01 is left alone with the reason until the
+/// operator removes that address, then everything converges.
 #[test]
 fn imported_seed_cluster_validates_plans_and_applies_in_a_lab() {
     let run = run_case(&cases_dir().join("seed-dr"));
@@ -164,12 +166,31 @@ fn imported_seed_cluster_validates_plans_and_applies_in_a_lab() {
         "{}",
         crate::support::lab::describe(&validate)
     );
+    // What the blog's script left: `ifconfig eth0:1 $VIP up` from rc.local.
+    let old_vip = "ip addr add 192.168.1.200/24 dev eth0 label eth0:1";
+    lab.exec_ok("rs01", old_vip);
     let plan = lab.lbdeploy_exit(2, &["plan", "--detailed-exitcode"]);
     assert!(
         plan.contains("Plan: 4 hosts to change, 0 unchanged, 0 unreachable."),
         "{plan}"
     );
+    assert!(
+        plan.contains("  ! VIP 192.168.1.200/24 is on eth0 (label eth0:1), left by the old set-up"),
+        "{plan}"
+    );
+    let out = lab.lbdeploy_exit(3, &["apply", "--yes"]);
+    assert!(
+        out.contains("failed: left untouched: VIP 192.168.1.200/24 is on eth0"),
+        "{out}"
+    );
+    assert!(
+        lab.exec("rs01", "test -e /etc/lbdeploy/agent.yml").status.code()
+            == Some(1),
+        "rs01 was changed"
+    );
+    lab.exec_ok("rs01", "ip addr del 192.168.1.200/24 dev eth0");
+    // rs02 converged in the first apply; the rest now.
     let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    assert!(out.contains("Apply: 4 changed; generation 1 recorded."), "{out}");
+    assert!(out.contains("Apply: 3 changed, 1 ok; generation"), "{out}");
     lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
 }

@@ -52,6 +52,11 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
     if p.changes.is_empty() {
         return Outcome::Ok;
     }
+    if let Some(Change::Blocker { message }) =
+        p.changes.iter().find(|c| matches!(c, Change::Blocker { .. }))
+    {
+        return Outcome::Failed(format!("left untouched: {message}"));
+    }
     match activate(p, ctx, step).await {
         Ok(()) => {}
         Err(e) => return Outcome::Failed(e),

@@ -40,6 +40,9 @@ pub struct HostDesired {
     pub service: String,
     /// The agent's configuration file.
     pub config: PathBuf,
+    /// The VIPs the agent keeps on `lo` (real servers); the plan warns
+    /// when an old set-up left one on another interface.
+    pub vips: Vec<IpAddr>,
 }
 
 /// A rendered file.
@@ -127,14 +130,16 @@ pub fn compile(
     for r in &inv.real_servers {
         let config = realserver_config(inv, r);
         let ctx = minijinja::Value::from(minijinja::value::Serde(&config));
-        hosts.push(host(
+        let mut h = host(
             roles.role("realserver")?,
             roles,
             &r.name,
             &r.interface,
             ctx,
             binary_sha256,
-        )?);
+        )?;
+        h.vips = config.vips.clone();
+        hosts.push(h);
     }
     for h in &hosts {
         check_agent_config(h)?;
@@ -193,6 +198,7 @@ fn host(
         binary_sha256: binary_sha256.to_owned(),
         service: role.service.clone(),
         config: role.config.clone(),
+        vips: Vec::new(),
     })
 }
 

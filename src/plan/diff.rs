@@ -56,6 +56,13 @@ pub enum Change {
         /// The desired value.
         new: String,
     },
+    /// Something on the host that lbdeploy will not change by itself and
+    /// that stops the agent from working: `apply` leaves the host alone
+    /// until the operator has dealt with it.
+    Blocker {
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// Start, reload or restart the agent.
     Service {
         /// The service.
@@ -89,7 +96,7 @@ pub enum ServiceAction {
 
 /// Every change one host needs; empty when it is converged.
 pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
-    let mut changes = Vec::new();
+    let mut changes: Vec<Change> = blockers(desired, facts).collect();
     let mut needs = None::<ServiceAction>;
     let mut need = |a: ServiceAction| needs = needs.max(Some(a));
     if facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()) {
@@ -161,13 +168,46 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
     changes
 }
 
+/// A VIP on any interface but `lo` of a real server: what the old
+/// rc.local recipe did (`ifconfig eth0:1 VIP up`). The real server would
+/// answer ARP for it and steal the VIP from the director; the agent refuses
+/// to start beside it, and lbdeploy never removes an address it did not add.
+fn blockers<'a>(
+    desired: &'a HostDesired,
+    facts: &'a HostFacts,
+) -> impl Iterator<Item = Change> + 'a {
+    facts
+        .addresses
+        .iter()
+        .filter(|a| a.interface != "lo" && desired.vips.contains(&a.ip))
+        .map(|a| {
+            let on = match &a.label {
+                Some(l) => format!("{} (label {l})", a.interface),
+                None => a.interface.clone(),
+            };
+            Change::Blocker {
+                message: format!(
+                    "VIP {ip}/{p} is on {on}, left by the old set-up (an \
+                     rc.local `ifconfig {label} {ip} up`?): this host would \
+                     answer ARP for it and the agent will not start beside it \
+                     — remove it (`ip addr del {ip}/{p} dev {dev}`) and the \
+                     line that adds it at boot, then apply again",
+                    ip = a.ip,
+                    p = a.prefix,
+                    label = a.label.as_deref().unwrap_or(&a.interface),
+                    dev = a.interface,
+                ),
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
     use crate::plan::desired::DesiredFile;
-    use crate::plan::facts::FileFact;
+    use crate::plan::facts::{FileFact, HostAddress};
     use crate::plan::roles::Init;
 
     fn desired() -> HostDesired {
@@ -198,6 +238,7 @@ mod tests {
             binary_sha256: "new".into(),
             service: "lbdeploy-agent".into(),
             config: "/etc/lbdeploy/agent.yml".into(),
+            vips: vec!["10.0.0.200".parse().unwrap()],
         }
     }
 
@@ -217,7 +258,32 @@ mod tests {
             )]),
             binary_sha256: Some("new".into()),
             service: ServiceState::Running,
+            addresses: vec![HostAddress {
+                interface: "lo".into(),
+                ip: "10.0.0.200".parse().unwrap(),
+                prefix: 32,
+                label: None,
+            }],
         }
+    }
+
+    #[test]
+    fn a_vip_left_on_eth0_by_the_old_set_up_blocks_the_host() {
+        let mut facts = converged();
+        facts.addresses.push(HostAddress {
+            interface: "eth0".into(),
+            ip: "10.0.0.200".parse().unwrap(),
+            prefix: 24,
+            label: Some("eth0:1".into()),
+        });
+        let changes = diff(&desired(), &facts);
+        let Change::Blocker { message } = &changes[0] else {
+            panic!("{changes:?}")
+        };
+        assert!(
+            message.starts_with("VIP 10.0.0.200/24 is on eth0 (label eth0:1)")
+        );
+        assert!(message.contains("`ip addr del 10.0.0.200/24 dev eth0`"));
     }
 
     #[test]

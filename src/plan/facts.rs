@@ -19,6 +19,7 @@
 //! nosysctl KEY
 //! binary SHA256 | nobinary
 //! service running|stopped
+//! ipaddr N: IFACE inet ADDR/PREFIX ... [LABEL]\ ...   (`ip -o addr show`)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +84,21 @@ pub struct HostFacts {
     pub binary_sha256: Option<String>,
     /// The agent service.
     pub service: ServiceState,
+    /// Every address on every interface (empty where `ip` is missing).
+    pub addresses: Vec<HostAddress>,
+}
+
+/// An address as `ip -o addr show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddress {
+    /// The interface.
+    pub interface: String,
+    /// The address.
+    pub ip: std::net::IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The IPv4 label when it is not the interface's name (`eth0:1`).
+    pub label: Option<String>,
 }
 
 /// Quote `s` for POSIX sh.
@@ -133,6 +149,7 @@ pub fn script(query: &Query) -> String {
            echo 'service running'; \
          else echo 'service stopped'; fi\n"
     );
+    s += "if command -v ip >/dev/null; then ip -o addr show | sed 's/^/ipaddr /'; fi\n";
     s
 }
 
@@ -168,6 +185,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         sysctls: BTreeMap::new(),
         binary_sha256: None,
         service: ServiceState::Stopped,
+        addresses: Vec::new(),
     };
     for (n, line) in lines {
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -220,6 +238,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                     _ => ServiceState::Stopped,
                 }
             }
+            "ipaddr" => facts.addresses.extend(ip_addr_line(rest)),
             "nofile" | "nosysctl" | "nobinary" => {}
             _ => return Err(err(n, &format!("unknown record `{kind}`"))),
         }
@@ -230,9 +249,50 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
     Ok(facts)
 }
 
+/// One line of `ip -o addr show`: `3: eth0    inet 10.0.0.200/24 scope
+/// global secondary eth0:1\ valid_lft ...`. Lines it cannot read are
+/// skipped: addresses only inform the plan, they never block reading it.
+fn ip_addr_line(line: &str) -> Option<HostAddress> {
+    let main = line.split('\\').next()?;
+    let words: Vec<&str> = main.split_whitespace().collect();
+    let interface = words.get(1)?.trim_end_matches(':').split('@').next()?;
+    if !matches!(*words.get(2)?, "inet" | "inet6") {
+        return None;
+    }
+    let (ip, prefix) = words.get(3)?.split_once('/')?;
+    let last = *words.last()?;
+    let label = (words[2] == "inet"
+        && last != interface
+        && last.starts_with(interface))
+    .then(|| last.to_owned());
+    Some(HostAddress {
+        interface: interface.to_owned(),
+        ip: ip.parse().ok()?,
+        prefix: prefix.parse().ok()?,
+        label,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_ip_addr_lines_with_labels() {
+        let line = "3: eth0    inet 10.9.0.200/24 scope global secondary eth0:1\\       valid_lft forever";
+        let a = ip_addr_line(line).unwrap();
+        assert_eq!(a.interface, "eth0");
+        assert_eq!((a.ip.to_string(), a.prefix), ("10.9.0.200".into(), 24));
+        assert_eq!(a.label.as_deref(), Some("eth0:1"));
+        let lo =
+            ip_addr_line("1: lo    inet 10.9.0.201/32 scope global lo\\  x")
+                .unwrap();
+        assert_eq!((lo.interface.as_str(), lo.label), ("lo", None));
+        let v6 =
+            ip_addr_line("1: lo    inet6 ::1/128 scope host \\  x").unwrap();
+        assert_eq!(v6.label, None);
+        assert!(ip_addr_line("garbage").is_none());
+    }
 
     #[test]
     fn script_runs_under_sh_and_parses() {

@@ -120,6 +120,9 @@ impl<W: Write> Printer<W> {
                 writeln!(self.out, "{}", self.paint(YELLOW, &head))?;
                 return self.text_diff(old, new);
             }
+            Change::Blocker { message } => {
+                self.paint(RED, &format!("  ! {message}"))
+            }
             Change::RemoveFile { path } => {
                 self.paint(RED, &format!("  - {}", path.display()))
             }
