@@ -96,9 +96,10 @@ fn realserver_hides_the_vip_and_serves_it() {
              net.ipv4.conf.all.arp_announce net.ipv4.conf.eth0.arp_ignore \
              net.ipv4.conf.eth0.arp_announce",
         );
-        assert_eq!(sysctls.split_whitespace().collect::<Vec<_>>(), [
-            "1", "2", "1", "2"
-        ]);
+        assert_eq!(
+            sysctls.split_whitespace().collect::<Vec<_>>(),
+            ["1", "2", "1", "2"]
+        );
         let s = status(&lab, rs);
         assert_eq!(s["healthy"], true, "{s}");
         assert_eq!(s["details"]["vips"][0]["on_lo"], true, "{s}");

@@ -278,11 +278,7 @@ async fn restore(net: &Net, st: &mut State) -> anyhow::Result<Vec<String>> {
 }
 
 /// Refresh the status snapshot from the kernel.
-async fn refresh(
-    net: &Net,
-    st: &State,
-    snapshot: &std::sync::Mutex<Snapshot>,
-) {
+async fn refresh(net: &Net, st: &State, snapshot: &std::sync::Mutex<Snapshot>) {
     let present = net.addresses().await;
     let values = sysctl::snapshot(Path::new(sysctl::PROC_SYS), &st.sysctls);
     let mut s = snapshot.lock().expect("never poisoned: no panics held");
@@ -299,7 +295,9 @@ async fn refresh(
                 .collect();
             s.conflicts = vips::conflicts(st.lo, &st.vips, present)
                 .iter()
-                .map(|a| format!("{}/{} on interface #{}", a.ip, a.prefix, a.index))
+                .map(|a| {
+                    format!("{}/{} on interface #{}", a.ip, a.prefix, a.index)
+                })
                 .collect();
         }
         Err(e) => s.last_error = Some(e.to_string()),
@@ -347,14 +345,17 @@ async fn watch(
             Ok(done) => {
                 st.last_error = None;
                 if !done.is_empty() {
-                    let at = humantime::format_rfc3339_millis(SystemTime::now())
-                        .to_string();
+                    let at =
+                        humantime::format_rfc3339_millis(SystemTime::now())
+                            .to_string();
                     let mut s = snapshot.lock().expect("never poisoned");
                     for what in &done {
                         log(&format!("realserver: {what}"));
                         s.restores += 1;
-                        s.last_event =
-                            Some(EventRecord { at: at.clone(), what: what.clone() });
+                        s.last_event = Some(EventRecord {
+                            at: at.clone(),
+                            what: what.clone(),
+                        });
                     }
                 }
             }

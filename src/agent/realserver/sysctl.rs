@@ -35,11 +35,7 @@ impl Setting {
     /// The key as `sysctl` prints it (`net.ipv4.conf.eth0.arp_ignore`;
     /// a dot in an interface name becomes `/`, as sysctl(8) writes it).
     pub fn key(&self) -> String {
-        format!(
-            "net.ipv4.conf.{}.{}",
-            self.scope.replace('.', "/"),
-            self.name
-        )
+        format!("net.ipv4.conf.{}.{}", self.scope.replace('.', "/"), self.name)
     }
 
     /// The file under `root` (normally [`PROC_SYS`]).
@@ -123,15 +119,17 @@ pub fn read(root: &Path, s: &Setting) -> io::Result<Option<u8>> {
 /// or a value does not stick.
 pub fn ensure(root: &Path, settings: &[Setting]) -> Result<Vec<Fix>, Error> {
     // Every interface first, so a typo changes nothing at all.
-    if let Some(s) =
-        settings.iter().find(|s| !s.path(root).parent().is_some_and(Path::is_dir))
+    if let Some(s) = settings
+        .iter()
+        .find(|s| !s.path(root).parent().is_some_and(Path::is_dir))
     {
         return Err(Error::NoInterface(s.scope.clone()));
     }
     let mut fixes = Vec::new();
     for s in settings {
         let path = s.path(root);
-        let io = |source| Error::Io { key: s.key(), path: path.clone(), source };
+        let io =
+            |source| Error::Io { key: s.key(), path: path.clone(), source };
         let was = read(root, s).map_err(io)?;
         if was == Some(s.value) {
             continue;
@@ -148,11 +146,11 @@ pub fn ensure(root: &Path, settings: &[Setting]) -> Result<Vec<Fix>, Error> {
 
 /// Every setting's key and current value (`None` when unreadable), for the
 /// status.
-pub fn snapshot(root: &Path, settings: &[Setting]) -> Vec<(String, Option<u8>)> {
-    settings
-        .iter()
-        .map(|s| (s.key(), read(root, s).ok().flatten()))
-        .collect()
+pub fn snapshot(
+    root: &Path,
+    settings: &[Setting],
+) -> Vec<(String, Option<u8>)> {
+    settings.iter().map(|s| (s.key(), read(root, s).ok().flatten())).collect()
 }
 
 #[cfg(test)]

@@ -56,7 +56,8 @@ mod tests {
 
     #[test]
     fn wanted_uses_host_prefixes_and_drops_duplicates() {
-        let got = wanted(1, &[ip("192.0.2.1"), ip("2001:db8::1"), ip("192.0.2.1")]);
+        let got =
+            wanted(1, &[ip("192.0.2.1"), ip("2001:db8::1"), ip("192.0.2.1")]);
         let short: Vec<_> =
             got.iter().map(|a| (a.index, a.ip, a.prefix)).collect();
         assert_eq!(
