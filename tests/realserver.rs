@@ -229,7 +229,6 @@ fn realserver_reload_converges_and_stop_cleans_up() {
 
 /// With the VIP already on eth0 (the rc.local way), the agent refuses to
 /// start with exit 1, says why and how to fix it, and changes nothing.
-/// `arp_suppression: nftables` is refused the same way until it exists.
 #[test]
 fn realserver_refuses_a_vip_on_a_lan_interface() {
     let lab = lab_or_skip!("rs-refuse", example_inventory(74));
@@ -261,20 +260,62 @@ fn realserver_refuses_a_vip_on_a_lan_interface() {
     assert!(!addrs(&lab, "rs01", "lo").contains(&vip));
     let ignore = lab.exec_ok("rs01", "sysctl -n net.ipv4.conf.all.arp_ignore");
     assert_eq!(ignore.trim(), "0", "a refused start changed a sysctl");
+}
 
+/// `arp_suppression: nftables` (switched to by a reload, with the sysctls
+/// put back to the kernel's defaults by hand): the `arp` table alone keeps
+/// rs01 from answering ARP for the VIP, HTTP through rs01's MAC is served,
+/// a deleted table is loaded again within 1 s, and stop removes the VIP
+/// and the table.
+#[test]
+fn realserver_nftables_hides_the_vip_without_sysctls() {
+    let Some(lab) = applied("rs-nft", 75) else {
+        return;
+    };
+    let vip = vip(75);
     lab.exec_ok(
         "rs01",
-        &format!(
-            "ip addr del {vip}/32 dev eth0 && sed -i \
-             's/arp_suppression: sysctl/arp_suppression: nftables/' \
-             /etc/lbdeploy/agent.yml"
-        ),
+        "sed -i 's/^arp_suppression: \"sysctl\"$/arp_suppression: nftables/' \
+         /etc/lbdeploy/agent.yml && \
+         grep -qx 'arp_suppression: nftables' /etc/lbdeploy/agent.yml && \
+         lbdeploy agent reload && \
+         for k in all eth0; do \
+           sysctl -qw net.ipv4.conf.$k.arp_ignore=0 \
+                      net.ipv4.conf.$k.arp_announce=0; \
+         done",
     );
-    let out = lab.exec(
+    let s = status(&lab, "rs01");
+    assert_eq!(s["details"]["nft_table"], true, "{s}");
+    assert_eq!(s["healthy"], true, "{s}");
+    let rs01_mac = mac(&lab, "rs01");
+    let arp = lab.exec("client", &format!("arping -c 2 -w 3 -I eth0 {vip}"));
+    let said = String::from_utf8_lossy(&arp.stdout).to_lowercase();
+    assert!(
+        !said.contains(&rs01_mac),
+        "rs01 answered ARP for the VIP:\n{said}"
+    );
+    let rip = lab.exec_ok("client", "arping -c 2 -w 3 -I eth0 10.77.75.21");
+    assert!(rip.to_lowercase().contains(&rs01_mac), "RIP unanswered:\n{rip}");
+    lab.exec_ok(
+        "client",
+        &format!("ip neigh replace {vip} lladdr {rs01_mac} dev eth0"),
+    );
+    let body = lab.exec_ok(
+        "client",
+        &format!("curl -sS --fail --max-time 5 http://{vip}/"),
+    );
+    assert_eq!(body.trim(), "rs01");
+
+    let table = "arp lbdeploy_realserver";
+    holds_again_within(
+        &lab,
         "rs01",
-        "lbdeploy agent realserver --config /etc/lbdeploy/agent.yml",
+        &format!("nft delete table {table}"),
+        &format!("nft list table {table} >/dev/null 2>&1"),
+        RESTORE_BOUND_MS,
     );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("nftables is not implemented yet"), "{err}");
+    lab.exec_ok("rs01", "lbdeploy agent stop");
+    assert!(!addrs(&lab, "rs01", "lo").contains(&vip));
+    let gone = lab.exec("rs01", &format!("nft list table {table}"));
+    assert!(!gone.status.success(), "the table outlived the agent");
 }

@@ -4,6 +4,8 @@
 //!
 //! * [`sysctl`] — the ARP sysctls (pure desired values; read, write,
 //!   verify);
+//! * [`arp_nft`] — the `arp_suppression: nftables` alternative: an `arp`
+//!   table loaded with `nft -f -`;
 //! * [`vips`] — which addresses belong on `lo` and which ones elsewhere
 //!   make running unsafe (pure);
 //! * this file — the [`Worker`] the runtime drives, and the watcher task
@@ -16,13 +18,15 @@
 //! ```
 //!
 //! Start and reload ([`Worker::apply`]) refuse a VIP held on another
-//! interface, set the sysctls **before** any VIP appears, remove the VIPs
+//! interface, set the sysctls (or load the nft table) **before** any VIP
+//! appears, remove the VIPs
 //! this agent added that are no longer configured, add the missing ones and
 //! start the watcher once. The watcher wakes on every address event and on
 //! a [`POLL_INTERVAL`] tick (sysctls have no change notification, and a
 //! netlink overrun can lose events) and converges again. Only addresses
 //! this agent added are ever removed.
 
+pub mod arp_nft;
 pub mod sysctl;
 pub mod vips;
 
@@ -75,7 +79,10 @@ struct State {
     /// Addresses this agent added and has not removed since: the only ones
     /// it will ever remove.
     ours: Vec<Address>,
+    /// Empty with `arp_suppression: nftables`.
     sysctls: Vec<sysctl::Setting>,
+    /// The `nft -f` script with `arp_suppression: nftables`.
+    nft: Option<String>,
     keep_vip_on_stop: bool,
     /// The last watcher error, so a persisting one is logged once.
     last_error: Option<String>,
@@ -85,7 +92,9 @@ struct State {
 #[derive(Debug, Clone, Default, Serialize)]
 struct Snapshot {
     interface: String,
-    arp_suppression: String,
+    arp_suppression: Option<ArpSuppression>,
+    /// Whether the nft table is loaded (`null` with sysctls).
+    nft_table: Option<bool>,
     vips: Vec<VipStatus>,
     sysctls: BTreeMap<String, Option<u8>>,
     /// VIPs found on another interface (the agent refuses to start with
@@ -114,12 +123,6 @@ struct EventRecord {
 
 impl super::runtime::Worker<RealserverConfig> for Worker {
     async fn apply(&mut self, config: &RealserverConfig) -> anyhow::Result<()> {
-        if config.arp_suppression == ArpSuppression::Nftables {
-            bail!(
-                "arp_suppression: nftables is not implemented yet; use \
-                 `arp_suppression: sysctl` for this real server"
-            );
-        }
         if self.running.is_none() {
             let net = Net::connect().context("opening rtnetlink")?;
             let lo = net.index("lo").await?;
@@ -129,6 +132,7 @@ impl super::runtime::Worker<RealserverConfig> for Worker {
                 wanted: Vec::new(),
                 ours: Vec::new(),
                 sysctls: Vec::new(),
+                nft: None,
                 keep_vip_on_stop: false,
                 last_error: None,
             }));
@@ -159,6 +163,7 @@ impl super::runtime::Worker<RealserverConfig> for Worker {
                     a.ip, a.prefix
                 ));
             }
+            // The nft table stays too: a kept VIP must stay hidden.
             return;
         }
         for a in std::mem::take(&mut state.ours) {
@@ -170,6 +175,16 @@ impl super::runtime::Worker<RealserverConfig> for Worker {
                 Err(e) => log(&format!("realserver: {e}")),
             }
         }
+        // After the VIPs: never a moment where one is there unhidden.
+        if state.nft.is_some() {
+            match arp_nft::remove().await {
+                Ok(()) => log(&format!(
+                    "realserver: removed the nft table arp {}",
+                    arp_nft::TABLE
+                )),
+                Err(e) => log(&format!("realserver: {e:#}")),
+            }
+        }
     }
 
     fn report(&self) -> Report {
@@ -178,6 +193,7 @@ impl super::runtime::Worker<RealserverConfig> for Worker {
             && s.vips.iter().all(|v| v.on_lo)
             && s.sysctls_ok
             && s.conflicts.is_empty()
+            && s.nft_table != Some(false)
             && s.last_error.is_none();
         Report {
             healthy,
@@ -211,9 +227,45 @@ async fn converge_config(
     }
     // ARP suppression before any VIP is on lo: never a moment where the
     // host would answer for it.
-    let settings = sysctl::desired(&config.interface);
-    for f in sysctl::ensure(Path::new(sysctl::PROC_SYS), &settings)? {
-        log(&format!("realserver: set {}={} (was {:?})", f.key, f.now, f.was));
+    let (settings, nft) = match config.arp_suppression {
+        ArpSuppression::Sysctl => {
+            let settings = sysctl::desired(&config.interface);
+            for f in sysctl::ensure(Path::new(sysctl::PROC_SYS), &settings)? {
+                log(&format!(
+                    "realserver: set {}={} (was {:?})",
+                    f.key, f.now, f.was
+                ));
+            }
+            (settings, None)
+        }
+        ArpSuppression::Nftables => {
+            let index = net.index(&config.interface).await?;
+            let rip = present
+                .iter()
+                .find_map(|a| match a.ip {
+                    std::net::IpAddr::V4(ip) if a.index == index => Some(ip),
+                    _ => None,
+                })
+                .with_context(|| {
+                    format!(
+                        "arp_suppression: nftables needs an IPv4 address on \
+                         {} to send ARP from; it has none",
+                        config.interface
+                    )
+                })?;
+            let script = arp_nft::ruleset(&config.vips, rip);
+            arp_nft::load(&script).await?;
+            log(&format!(
+                "realserver: loaded the nft table arp {} (ARP from the VIPs \
+                 sent as {rip})",
+                arp_nft::TABLE
+            ));
+            (Vec::new(), Some(script))
+        }
+    };
+    if nft.is_none() && st.nft.take().is_some() {
+        // Switched to sysctls on reload: the table is ours to remove.
+        arp_nft::remove().await?;
     }
     let wanted = vips::wanted(st.lo, &config.vips);
     for a in net::unwanted(&st.ours, &wanted) {
@@ -241,11 +293,12 @@ async fn converge_config(
     st.vips = config.vips.clone();
     st.wanted = wanted;
     st.sysctls = settings;
+    st.nft = nft;
     st.keep_vip_on_stop = config.keep_vip_on_stop;
     {
         let mut s = snapshot.lock().expect("never poisoned: no panics held");
         s.interface = config.interface.clone();
-        s.arp_suppression = "sysctl".into();
+        s.arp_suppression = Some(config.arp_suppression);
     }
     refresh(net, &st, snapshot).await;
     Ok(())
@@ -261,6 +314,17 @@ async fn restore(net: &Net, st: &mut State) -> anyhow::Result<Vec<String>> {
             f.key,
             f.was.map_or("unreadable".into(), |v| v.to_string()),
             f.now
+        ));
+    }
+    let gone = match &st.nft {
+        Some(_) => !arp_nft::present().await,
+        None => false,
+    };
+    if let (true, Some(script)) = (gone, &st.nft) {
+        arp_nft::load(script).await?;
+        done.push(format!(
+            "the nft table arp {} was removed, loaded again",
+            arp_nft::TABLE
         ));
     }
     let present = net.addresses().await?;
@@ -281,6 +345,10 @@ async fn restore(net: &Net, st: &mut State) -> anyhow::Result<Vec<String>> {
 async fn refresh(net: &Net, st: &State, snapshot: &std::sync::Mutex<Snapshot>) {
     let present = net.addresses().await;
     let values = sysctl::snapshot(Path::new(sysctl::PROC_SYS), &st.sysctls);
+    let nft_table = match st.nft {
+        Some(_) => Some(arp_nft::present().await),
+        None => None,
+    };
     let mut s = snapshot.lock().expect("never poisoned: no panics held");
     match &present {
         Ok(present) => {
@@ -308,6 +376,7 @@ async fn refresh(net: &Net, st: &State, snapshot: &std::sync::Mutex<Snapshot>) {
         .zip(&values)
         .all(|(want, (_, got))| *got == Some(want.value));
     s.sysctls = values.into_iter().collect();
+    s.nft_table = nft_table;
     s.last_error = st.last_error.clone();
 }
 
