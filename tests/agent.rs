@@ -3,7 +3,9 @@
 //! supervisor behind `agent start|stop|restart|reload`.
 //!
 //! No root needed: every test points `LBDEPLOY_RUN_DIR` at a temporary
-//! directory of its own, so tests run in parallel. [`AgentHost`] kills
+//! directory of its own, so tests run in parallel, and runs `lbdeploy` in
+//! a network namespace of its own ([`ISOLATED`]), because the real-server
+//! agent sets ARP sysctls and puts its VIPs on `lo` (issue #5). [`AgentHost`] kills
 //! every process that mentions that directory when dropped, also when the
 //! test panics. Waits poll against bounds derived from the supervisor's
 //! constants, never fixed sleeps.
@@ -44,6 +46,23 @@ fn director_config() -> String {
     let body = &golden[start..];
     let body = &body[body.find('\n').unwrap() + 1..];
     body[..body.find("\n=== ").unwrap_or(body.len())].to_owned()
+}
+
+/// `sh -c` text that runs `"$0" "$@"` in a new user and network namespace
+/// (`unshare -rn`: root inside, without root outside) holding the `eth0`
+/// the configurations name (a veth, as in the lab; the `dummy` module is
+/// not always there). `exec` keeps the PID, so tests signal what they
+/// spawned. Commands that only talk to the agent (status, stop, reload)
+/// get a namespace of their own too: the socket and the PID file are in
+/// the file system, which is shared.
+const ISOLATED: &str =
+    "ip link add eth0 type veth peer name eth0p && exec \"$0\" \"$@\"";
+
+/// `unshare -rn sh -c ISOLATED PROGRAM ARGS...`.
+fn isolated(program: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-rn", "sh", "-c", ISOLATED, program]);
+    cmd
 }
 
 fn sha256(text: &str) -> String {
@@ -119,7 +138,7 @@ impl AgentHost {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(LBDEPLOY);
+        let mut cmd = isolated(LBDEPLOY);
         cmd.args(args).env(RUN_DIR_ENV, self.run_dir());
         cmd
     }
@@ -356,7 +375,7 @@ fn start_survives_the_session_that_ran_it() {
         host.path().join("rc").display()
     );
     let out = Command::new("setsid")
-        .args(["sh", "-c", &script])
+        .args(["unshare", "-rn", "sh", "-c", ISOLATED, "sh", "-c", &script])
         .env(RUN_DIR_ENV, host.run_dir())
         .stdin(Stdio::null())
         .output()

@@ -10,6 +10,7 @@ mod hex;
 mod host;
 mod import;
 mod lab;
+mod realserver;
 mod support;
 mod validate;
 mod vrrp_decode;

@@ -12,18 +12,20 @@
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
 //! * [`service`] — dispatches `lbdeploy agent …` to the modules above;
-//! * [`vrrp`] — the VRRP protocol core: codec and pure state machine.
+//! * [`vrrp`] — the VRRP protocol core: codec and pure state machine;
+//! * [`realserver`] — the real-server mode: ARP sysctls and the VIPs kept on
+//!   `lo`.
 //!
-//! The real-server role (VIP on `lo`, ARP sysctls), the director's data plane
-//! (IPVS, nft DSR) and the health checkers join as `realserver`, `dataplane`
-//! and `check`. Each keeps its pure logic apart from the thin I/O loop that
-//! drives it.
+//! The director's data plane (IPVS, nft DSR) and the health checkers join
+//! as `dataplane` and `check`. Each keeps its pure logic apart from the
+//! thin I/O loop that drives it.
 
 pub mod check;
 pub mod config;
 pub mod dataplane;
 pub mod net;
 pub mod paths;
+pub mod realserver;
 pub mod runtime;
 pub mod service;
 pub mod status;

@@ -101,7 +101,7 @@ impl ModeConfig for DirectorConfig {
 
 impl ModeConfig for RealserverConfig {
     const MODE: Mode = Mode::Realserver;
-    type Worker = Idle;
+    type Worker = super::realserver::Worker;
 }
 
 /// A configuration as loaded: the parsed value and what the status reports
@@ -392,6 +392,18 @@ impl Signals {
 mod tests {
     use super::*;
 
+    /// A real server's configuration driven by the [`Idle`] worker: these
+    /// tests are about the life cycle, and the real worker would change the
+    /// test machine's own sysctls and `lo`.
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(transparent)]
+    struct Inert(RealserverConfig);
+
+    impl ModeConfig for Inert {
+        const MODE: Mode = Mode::Realserver;
+        type Worker = Idle;
+    }
+
     const RS: &str = "cluster: c\nhost: rs01\ninterface: eth0\n\
                       arp_suppression: sysctl\nvips: [192.0.2.1]\n";
 
@@ -426,15 +438,14 @@ mod tests {
         let dir = temp_dir("reload");
         let file = dir.join("agent.yml");
         std::fs::write(&file, RS).unwrap();
-        let mut agent =
-            Agent::new(file.clone(), load::<RealserverConfig>(&file).unwrap());
+        let mut agent = Agent::new(file.clone(), load::<Inert>(&file).unwrap());
         let first = agent.status().config_sha256;
         std::fs::write(&file, RS.replace("rs01", "rs02")).unwrap();
         agent.reload().await;
         let s = agent.status();
         assert_eq!((s.reloads, s.last_reload_error.as_deref()), (1, None));
         assert_ne!(s.config_sha256, first);
-        assert_eq!(agent.config().host, "rs02");
+        assert_eq!(agent.config().0.host, "rs02");
         std::fs::write(&file, "vips: not a list\n").unwrap();
         agent.reload().await;
         let bad = agent.status();
@@ -442,7 +453,7 @@ mod tests {
         assert_eq!(bad.config_sha256, s.config_sha256);
         assert!(bad.healthy);
         assert!(bad.last_reload_error.unwrap().contains("agent.yml"));
-        assert_eq!(agent.config().host, "rs02");
+        assert_eq!(agent.config().0.host, "rs02");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -451,8 +462,7 @@ mod tests {
         let dir = temp_dir("serve");
         let file = dir.join("agent.yml");
         std::fs::write(&file, RS).unwrap();
-        let mut agent =
-            Agent::new(file.clone(), load::<RealserverConfig>(&file).unwrap());
+        let mut agent = Agent::new(file.clone(), load::<Inert>(&file).unwrap());
         let listener = bind(&dir).unwrap();
         let (control_tx, control_rx) = mpsc::channel(1);
         let client = {
