@@ -400,7 +400,7 @@ fn a_second_apply_fails_fast_naming_the_first() {
             "apply",
             "--yes",
         ])
-        .args(["--smoke-test", "sleep 2"])
+        .args(["--smoke-test", "sleep 6"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -415,15 +415,16 @@ fn a_second_apply_fails_fast_naming_the_first() {
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("the inventory is locked by apply"), "{said}");
     assert!(
-        said.contains("apply --yes --smoke-test sleep 2"),
+        said.contains("apply --yes --smoke-test sleep 6"),
         "names the holder's command: {said}"
     );
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first apply was still running"
     );
+    // Fast: long before the first apply's six-second smoke test ends.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "not fast: {:?}",
         started.elapsed()
     );
