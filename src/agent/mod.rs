@@ -20,6 +20,7 @@
 //! as `dataplane` and `check`. Each keeps its pure logic apart from the
 //! thin I/O loop that drives it.
 
+pub mod alert;
 pub mod check;
 pub mod config;
 pub mod dataplane;

@@ -1,0 +1,367 @@
+//! Getting an event out: email over SMTP (keepalived's `smtp_alert`), an
+//! HTTP POST of its JSON, an exec hook. Each has a timeout, and all run in
+//! a task of their own behind a bounded queue: a dead mail server or a
+//! hung webhook never holds up VRRP or the health checks — when the queue
+//! is full, an event is dropped and logged instead.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use super::event::Event;
+use crate::agent::log;
+use crate::inventory::{Email, Notification};
+
+/// Events waiting for delivery before new ones are dropped.
+pub const QUEUE: usize = 64;
+
+/// How long a webhook or exec hook may take.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where events go; cloning shares the queue.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    tx: Option<mpsc::Sender<Event>>,
+}
+
+impl Alerts {
+    /// Start delivering to what `config` names; nothing when `None`.
+    pub fn start(config: Option<Notification>) -> Self {
+        let Some(config) = config else { return Self { tx: None } };
+        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                deliver(&config, &event).await;
+            }
+        });
+        Self { tx: Some(tx) }
+    }
+
+    /// Queue `event`; never waits.
+    pub fn send(&self, event: Event) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(e) = tx.try_send(event) {
+            log(&format!(
+                "notification dropped, the queue is full or closed: {e}"
+            ));
+        }
+    }
+}
+
+async fn deliver(config: &Notification, event: &Event) {
+    if let Some(email) = &config.email
+        && let Err(e) = smtp(email, event).await
+    {
+        log(&format!("email notification failed: {e:#}"));
+    }
+    if let Some(url) = &config.webhook
+        && let Err(e) = webhook(url, event).await
+    {
+        log(&format!("webhook notification to {url} failed: {e:#}"));
+    }
+    if let Some(program) = &config.exec
+        && let Err(e) = exec(program, event).await
+    {
+        log(&format!("exec notification {program} failed: {e:#}"));
+    }
+}
+
+/// Send `event` as one email, the SMTP dialogue spoken directly (no
+/// authentication or TLS: keepalived's `smtp_server` is a local relay).
+///
+/// # Errors
+/// A refused step, with the server's answer, or the timeout.
+pub async fn smtp(email: &Email, event: &Event) -> anyhow::Result<()> {
+    let server = match email.smtp_server.contains(':') {
+        true => email.smtp_server.clone(),
+        false => format!("{}:25", email.smtp_server),
+    };
+    timeout(email.timeout.get(), async {
+        let stream = TcpStream::connect(&server)
+            .await
+            .with_context(|| format!("connecting to {server}"))?;
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        expect(&mut read, 220).await?;
+        let mut step = async |line: String, code: u16| {
+            write.write_all(line.as_bytes()).await?;
+            expect(&mut read, code).await
+        };
+        step(format!("HELO {}\r\n", event.host), 250).await?;
+        step(format!("MAIL FROM:<{}>\r\n", email.from), 250).await?;
+        for to in &email.to {
+            step(format!("RCPT TO:<{to}>\r\n"), 250).await?;
+        }
+        step("DATA\r\n".into(), 354).await?;
+        let body = event.body().replace("\n.", "\n..").replace('\n', "\r\n");
+        let message = format!(
+            "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\n\r\n{body}\r\n.\r\n",
+            email.from,
+            email.to.join(", "),
+            event.subject(),
+            event.time,
+        );
+        step(message, 250).await?;
+        step("QUIT\r\n".into(), 221).await
+    })
+    .await
+    .map_err(|_| anyhow!("no answer from {server} within {:?}", email.timeout.get()))?
+}
+
+/// Read one (possibly multi-line) SMTP reply and check its code.
+async fn expect<R: AsyncBufReadExt + Unpin>(
+    read: &mut R,
+    code: u16,
+) -> anyhow::Result<()> {
+    loop {
+        let mut line = String::new();
+        if read.read_line(&mut line).await? == 0 {
+            bail!("the server closed the connection");
+        }
+        let got: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if line.as_bytes().get(3) == Some(&b'-') {
+            continue;
+        }
+        if got != code {
+            bail!("expected {code}, got `{}`", line.trim());
+        }
+        return Ok(());
+    }
+}
+
+/// POST the event's JSON to an `http://` URL; any 2xx answer is success.
+///
+/// # Errors
+/// An unsupported URL, no connection, or a non-2xx answer.
+pub async fn webhook(url: &str, event: &Event) -> anyhow::Result<()> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!(
+            "only http:// webhooks are supported yet (put a local relay in front of https)"
+        );
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = match authority.contains(':') {
+        true => authority.to_owned(),
+        false => format!("{authority}:80"),
+    };
+    let body = serde_json::to_string(event)?;
+    let request = format!(
+        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nUser-Agent: lbdeploy\r\n\r\n{body}",
+        body.len()
+    );
+    timeout(HOOK_TIMEOUT, async {
+        let mut stream = TcpStream::connect(&addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut status = String::new();
+        BufReader::new(stream).read_line(&mut status).await?;
+        let code: u16 = status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        match (200..300).contains(&code) {
+            true => Ok(()),
+            false => Err(anyhow!("answered `{}`", status.trim())),
+        }
+    })
+    .await
+    .map_err(|_| anyhow!("no answer within {HOOK_TIMEOUT:?}"))?
+}
+
+/// Run the exec hook with the event's arguments, killed at the timeout.
+///
+/// # Errors
+/// It cannot start, fails, or times out.
+pub async fn exec(program: &str, event: &Event) -> anyhow::Result<()> {
+    let mut child = tokio::process::Command::new(program)
+        .args(event.args())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    match timeout(HOOK_TIMEOUT, child.wait()).await {
+        Ok(Ok(s)) if s.success() => Ok(()),
+        Ok(Ok(s)) => bail!("{program} exited with {s}"),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => {
+            bail!("{program} ran longer than {HOOK_TIMEOUT:?} and was killed")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::agent::alert::event::What;
+
+    fn event() -> Event {
+        Event {
+            cluster: "c".into(),
+            host: "d1".into(),
+            time: "2026-11-26T00:00:00Z".into(),
+            what: What::Vrrp {
+                instance: "VI_1".into(),
+                state: "master".into(),
+                priority: 120,
+            },
+        }
+    }
+
+    /// A one-shot SMTP sink: what the client sent.
+    async fn smtp_sink(listener: TcpListener) -> String {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        let mut seen = String::new();
+        write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+        let mut in_data = false;
+        loop {
+            let mut line = String::new();
+            if read.read_line(&mut line).await.unwrap() == 0 {
+                return seen;
+            }
+            seen.push_str(&line);
+            let reply: &[u8] = match (in_data, line.trim_end()) {
+                (true, ".") => {
+                    in_data = false;
+                    b"250 queued\r\n"
+                }
+                (true, _) => continue,
+                (false, "DATA") => {
+                    in_data = true;
+                    b"354 go on\r\n"
+                }
+                (false, "QUIT") => b"221 bye\r\n",
+                (false, l) if l.starts_with("HELO") => {
+                    b"250-sink\r\n250 ok\r\n"
+                }
+                _ => b"250 ok\r\n",
+            };
+            write.write_all(reply).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn email_goes_through_an_smtp_dialogue() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sink = tokio::spawn(smtp_sink(listener));
+        let email = Email {
+            to: vec!["ops@example.org".into(), "oncall@example.org".into()],
+            from: "d1@example.org".into(),
+            smtp_server: format!("127.0.0.1:{port}"),
+            timeout: crate::inventory::Duration::from_secs(5),
+        };
+        smtp(&email, &event()).await.unwrap();
+        let seen = sink.await.unwrap();
+        assert!(seen.contains("MAIL FROM:<d1@example.org>\r\n"), "{seen}");
+        assert!(seen.contains("RCPT TO:<oncall@example.org>\r\n"), "{seen}");
+        assert!(
+            seen.contains(
+                "Subject: [c] d1: VRRP instance VI_1 is now MASTER\r\n"
+            ),
+            "{seen}"
+        );
+        assert!(seen.ends_with("QUIT\r\n"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn webhook_posts_the_json() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sink = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            // Read until the JSON body has arrived whole.
+            while !got.ends_with(b"}") {
+                let n = s.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").await.unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        webhook(&format!("http://127.0.0.1:{port}/hook"), &event())
+            .await
+            .unwrap();
+        let got = sink.await.unwrap();
+        assert!(got.starts_with("POST /hook HTTP/1.0\r\n"), "{got}");
+        assert!(
+            got.contains("\"event\":\"vrrp\"")
+                && got.contains("\"state\":\"master\""),
+            "{got}"
+        );
+        assert!(webhook("https://example.org/", &event()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hung_mail_server_never_blocks_the_sender() {
+        // Accepts and never says a word.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let alerts = Alerts::start(Some(Notification {
+            email: Some(Email {
+                to: vec!["ops@example.org".into()],
+                from: "d1@example.org".into(),
+                smtp_server: format!("127.0.0.1:{port}"),
+                timeout: crate::inventory::Duration::from_secs(30),
+            }),
+            exec: None,
+            webhook: None,
+        }));
+        let start = Instant::now();
+        for _ in 0..(QUEUE * 2) {
+            alerts.send(event());
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn exec_hooks_get_the_arguments_and_their_failures_are_errors() {
+        let dir = std::env::temp_dir()
+            .join(format!("lbd-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("args");
+        let script = dir.join("hook.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$@\" > {}\n", out.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &script,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        exec(&script.to_string_lossy(), &event()).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "vrrp VI_1 master 120\n"
+        );
+        assert!(exec("/bin/false", &event()).await.is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
