@@ -12,7 +12,10 @@
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
 //! * [`service`] — dispatches `lbdeploy agent …` to the modules above;
-//! * [`vrrp`] — the VRRP protocol core: codec and pure state machine.
+//! * [`director`] — the director mode's worker: one VRRP loop per
+//!   instance, holding the VIPs as master;
+//! * [`vrrp`] — the VRRP protocol core: codec, pure state machine and the
+//!   sockets.
 //!
 //! The real-server role (VIP on `lo`, ARP sysctls), the director's data plane
 //! (IPVS, nft DSR) and the health checkers join as `realserver`, `dataplane`
@@ -20,6 +23,7 @@
 //! drives it.
 
 pub mod config;
+pub mod director;
 pub mod net;
 pub mod paths;
 pub mod runtime;
