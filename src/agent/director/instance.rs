@@ -95,9 +95,11 @@ impl Settings {
             v => return Err(fail(format!("unknown vrrp version {v}"))),
         };
         let auth = match (&c.password, version) {
-            (Some(p), Version::V2) => Auth::pass(p.as_bytes()).ok_or_else(
-                || fail("the password is longer than 8 bytes".into()),
-            )?,
+            (Some(p), Version::V2) => {
+                Auth::pass(p.as_bytes()).ok_or_else(|| {
+                    fail("the password is longer than 8 bytes".into())
+                })?
+            }
             _ => Auth::None,
         };
         let mut peers = Vec::new();
@@ -262,10 +264,9 @@ pub fn classify(
         Ok((header, _)) if header.src == local => Received::NotOurs,
         Ok((_, advert)) if advert.vrid() != vrid => Received::NotOurs,
         Ok((header, advert)) => match advert.verify_auth(auth) {
-            Ok(()) => Received::Advert(Event::advert(
-                IpAddr::V4(header.src),
-                &advert,
-            )),
+            Ok(()) => {
+                Received::Advert(Event::advert(IpAddr::V4(header.src), &advert))
+            }
             Err(e) => Received::Rejected(e),
         },
         // Errors before the VRID is known (not VRRP, a broken header) are
@@ -664,7 +665,8 @@ mod tests {
     fn classify_checks_ttl_vrid_auth_and_skips_our_own() {
         let s = Settings::new("eth0", 7, local(), &config()).unwrap();
         let peer: Ipv4Addr = "10.0.0.12".parse().unwrap();
-        let ip = PseudoHeader::V4 { src: peer, dst: "224.0.0.18".parse().unwrap() };
+        let ip =
+            PseudoHeader::V4 { src: peer, dst: "224.0.0.18".parse().unwrap() };
         let msg = s.advert(70).encode(&ip, s.v3).unwrap();
         let ok = |p: &[u8]| classify(p, 51, s.local, &s.auth, s.v3);
         let got = ok(&ip_packet(peer, TTL, &msg));

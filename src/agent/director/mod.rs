@@ -124,7 +124,10 @@ impl runtime::Worker<DirectorConfig> for Worker {
         }
         for i in plan.stop.into_iter().rev() {
             let (key, handle) = self.running.remove(i);
-            log(&format!("vrrp {}: stopping (changed or removed)", key.vrrp.name));
+            log(&format!(
+                "vrrp {}: stopping (changed or removed)",
+                key.vrrp.name
+            ));
             Self::stop_one(handle).await;
         }
         for (key, settings) in start {
