@@ -162,11 +162,30 @@ impl AgentHost {
 
     /// Start `lbdeploy agent MODE --config FILE` in the foreground, as a
     /// child of the test; its output goes to a file in the temp dir.
+    ///
+    /// A director runs VRRP for real (raw sockets, the VIP on `eth0` as
+    /// master), so it runs in a network namespace of its own with a veth
+    /// `eth0` (this kernel has no `dummy`) carrying the golden config's
+    /// address, never on this machine's interfaces. The namespace goes
+    /// with the process; `exec` keeps the PID the test checks.
     fn spawn(&mut self, mode: &str, config: &Path) -> &mut Child {
         let out = File::create(self.path().join(format!("{mode}.out")))
             .expect("creating the output file");
-        let child = self
-            .cmd(&["agent", mode, "--config", config.to_str().unwrap()])
+        let args = ["agent", mode, "--config", config.to_str().unwrap()];
+        let mut cmd = self.cmd(&args);
+        if mode == "director" {
+            cmd = Command::new("unshare");
+            cmd.args(["--net", "sh", "-c"])
+                .arg(
+                    "ip link add eth0 type veth peer name eth0p && \
+                     ip link set eth0p up && ip link set eth0 up && \
+                     ip addr add 192.168.1.11/24 dev eth0 && exec \"$0\" \"$@\"",
+                )
+                .arg(LBDEPLOY)
+                .args(args)
+                .env(RUN_DIR_ENV, self.run_dir());
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

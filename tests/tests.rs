@@ -15,4 +15,5 @@ mod support;
 mod validate;
 mod vrrp_decode;
 mod vrrp_fsm;
+mod vrrp_lab;
 mod vrrp_vectors;

@@ -12,18 +12,24 @@
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
 //! * [`service`] — dispatches `lbdeploy agent …` to the modules above;
-//! * [`vrrp`] — the VRRP protocol core: codec and pure state machine;
+//! * [`director`] — the director mode's worker: one VRRP loop per
+//!   instance, holding the VIPs as master;
+//! * [`vrrp`] — the VRRP protocol core: codec, pure state machine and the
+//!   sockets;
+//! * [`dataplane`] — the kernel data plane (nftables DSR; IPVS to come);
+//! * [`check`] — health checks of the real servers;
+//! * [`alert`] — email, webhook and exec notifications;
+//! * [`net`] — addresses over rtnetlink, shared by both modes;
 //! * [`realserver`] — the real-server mode: ARP sysctls and the VIPs kept on
 //!   `lo`.
 //!
-//! The director's data plane (IPVS, nft DSR) and the health checkers join
-//! as `dataplane` and `check`. Each keeps its pure logic apart from the
-//! thin I/O loop that drives it.
+//! Each keeps its pure logic apart from the thin I/O loop that drives it.
 
 pub mod alert;
 pub mod check;
 pub mod config;
 pub mod dataplane;
+pub mod director;
 pub mod net;
 pub mod paths;
 pub mod realserver;

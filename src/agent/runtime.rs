@@ -96,7 +96,7 @@ impl<C: Send + Sync> Worker<C> for Idle {
 
 impl ModeConfig for DirectorConfig {
     const MODE: Mode = Mode::Director;
-    type Worker = Idle;
+    type Worker = super::director::Worker;
 }
 
 impl ModeConfig for RealserverConfig {

@@ -14,7 +14,10 @@
 //! * [`error`]: the wire errors ([`DecodeError`](error::DecodeError)) and
 //!   configuration errors these produce.
 //!
-//! The socket loop comes later and stays thin: receive, decode, look the
+//! * [`socket`]: the raw IP socket for adverts and the packet socket for
+//!   gratuitous ARP, bytes in and out only.
+//!
+//! The socket loop (`agent::director::instance`) stays thin: receive, decode, look the
 //! VRID up, feed the event to the instance, carry out the actions, sleep
 //! until the earliest deadline.
 //!
@@ -33,3 +36,4 @@ pub mod error;
 pub mod fsm;
 pub mod ipv4;
 pub mod packet;
+pub mod socket;

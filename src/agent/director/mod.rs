@@ -1,0 +1,196 @@
+//! `lbdeploy agent director`'s work: for now, VRRP — one
+//! [`instance`] loop per configured instance, each holding the VIPs while
+//! it is master. The data plane and health checks join here later.
+//!
+//! The [`Worker`] is what the runtime drives: it starts the instances at
+//! start, restarts only the instances whose settings changed on a reload
+//! (an unchanged instance keeps running, so a reload never drops a VIP it
+//! did not have to), and on SIGTERM makes each instance resign (priority-0
+//! advert, VIPs removed). Which instances to stop and start is the pure
+//! [`plan`].
+
+pub mod instance;
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde_json::json;
+
+use self::instance::{Handle, InstanceMsg, Settings};
+use super::config::{DirectorConfig, VrrpConfig};
+use super::log;
+use super::net::Net;
+use super::runtime::{self, Report};
+use crate::inventory::IfAddr;
+
+/// How long a resigning instance may take (one advert, the VIPs off)
+/// before the worker stops waiting for it.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What an instance's loop depends on: if any of it changes, the instance
+/// is restarted; if none does, it is left alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceKey {
+    /// The interface.
+    pub interface: String,
+    /// Our primary address on it.
+    pub address: IfAddr,
+    /// The instance's settings.
+    pub vrrp: VrrpConfig,
+}
+
+/// The instances of a configuration, as keys.
+pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
+    config
+        .vrrp_instances
+        .iter()
+        .map(|v| InstanceKey {
+            interface: config.interface.clone(),
+            address: config.address,
+            vrrp: v.clone(),
+        })
+        .collect()
+}
+
+/// What a reload changes, by index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Indexes into the running instances to stop.
+    pub stop: Vec<usize>,
+    /// Indexes into the wanted instances to start.
+    pub start: Vec<usize>,
+}
+
+/// Which running instances to stop and which wanted ones to start: an
+/// instance whose key is unchanged is neither (it keeps its state and its
+/// VIPs); a changed one is stopped and started again. Pure.
+pub fn plan(running: &[InstanceKey], wanted: &[InstanceKey]) -> Plan {
+    Plan {
+        stop: (0..running.len())
+            .filter(|&i| !wanted.contains(&running[i]))
+            .collect(),
+        start: (0..wanted.len())
+            .filter(|&i| !running.contains(&wanted[i]))
+            .collect(),
+    }
+}
+
+/// The director mode's worker: the running VRRP instances.
+#[derive(Debug, Default)]
+pub struct Worker {
+    net: Option<Net>,
+    running: Vec<(InstanceKey, Handle)>,
+}
+
+impl Worker {
+    async fn stop_one(handle: Handle) {
+        let _ = handle.ctl_tx.send(InstanceMsg::Stop).await;
+        if tokio::time::timeout(STOP_TIMEOUT, handle.task).await.is_err() {
+            log("a vrrp instance did not stop in time");
+        }
+    }
+}
+
+impl runtime::Worker<DirectorConfig> for Worker {
+    async fn apply(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
+        let net = match &self.net {
+            Some(n) => n.clone(),
+            None => {
+                let n = Net::connect().context("opening rtnetlink")?;
+                self.net = Some(n.clone());
+                n
+            }
+        };
+        let wanted = keys(config);
+        let running: Vec<InstanceKey> =
+            self.running.iter().map(|(k, _)| k.clone()).collect();
+        let plan = plan(&running, &wanted);
+        // Resolve everything before stopping anything: a configuration
+        // that cannot run leaves the running instances alone.
+        let mut start = Vec::new();
+        if !plan.start.is_empty() {
+            let index = net.index(&config.interface).await?;
+            let mut problems = Vec::new();
+            for &i in &plan.start {
+                let k = &wanted[i];
+                match Settings::new(&k.interface, index, k.address, &k.vrrp) {
+                    Ok(s) => start.push((k.clone(), s)),
+                    Err(e) => problems.push(e),
+                }
+            }
+            if !problems.is_empty() {
+                return Err(anyhow!(problems.join("; ")));
+            }
+        }
+        for i in plan.stop.into_iter().rev() {
+            let (key, handle) = self.running.remove(i);
+            log(&format!(
+                "vrrp {}: stopping (changed or removed)",
+                key.vrrp.name
+            ));
+            Self::stop_one(handle).await;
+        }
+        for (key, settings) in start {
+            let name = settings.name.clone();
+            let handle = instance::spawn(settings, net.clone())
+                .with_context(|| format!("vrrp instance {name}: sockets"))?;
+            self.running.push((key, handle));
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        for (_, handle) in self.running.drain(..) {
+            Self::stop_one(handle).await;
+        }
+    }
+
+    fn report(&self) -> Report {
+        let instances: Vec<_> = self
+            .running
+            .iter()
+            .map(|(_, h)| {
+                h.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            })
+            .collect();
+        Report {
+            healthy: self.running.iter().all(|(_, h)| !h.task.is_finished()),
+            details: json!({ "vrrp_instances": instances }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, priority: u8) -> InstanceKey {
+        let vrrp: VrrpConfig = serde_yaml::from_str(&format!(
+            "name: {name}\nvirtual_router_id: 51\nversion: 2\n\
+             advert_int: 1s\npriority: {priority}\npreempt: true\n\
+             virtual_addresses: [{{address: 10.0.0.200/24}}]\n"
+        ))
+        .unwrap();
+        InstanceKey {
+            interface: "eth0".into(),
+            address: IfAddr { addr: "10.0.0.11".parse().unwrap(), prefix: 24 },
+            vrrp,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_instance_is_left_running() {
+        let running = [key("A", 100), key("B", 100)];
+        let same = plan(&running, &running);
+        assert_eq!(same, Plan::default());
+        let wanted = [key("B", 100), key("A", 90), key("C", 100)];
+        let p = plan(&running, &wanted);
+        assert_eq!(p, Plan { stop: vec![0], start: vec![1, 2] });
+        let mut moved = key("B", 100);
+        moved.interface = "eth1".into();
+        assert_eq!(
+            plan(&running, &[key("A", 100), moved]),
+            Plan { stop: vec![1], start: vec![1] }
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! VRRP in the lab (issue #6): lbdeploy's director agents against each
+//! other and against Debian's keepalived, on real raw sockets, with the
+//! VIPs on real interfaces. Each test has its own subnet (10.77.76–85.0/24).
+//!
+//! Every bound comes from the protocol: a backup takes over within
+//! Master_Down_Interval (the state machine's own `master_down_interval`)
+//! after the master's last advert, so after `kill -9` the VIP must appear
+//! on the backup within that plus 100 ms of measurement slack. Takeover
+//! times are measured inside the backup's namespace (a shell polling
+//! `ip -o addr` every 5 ms), not slept for, and printed.
+
+use std::time::{Duration, Instant};
+
+use lbdeploy::agent::vrrp::fsm::master_down_interval;
+use lbdeploy::agent::vrrp::packet::{
+    Addrs, Advert, AdvertV2, AdvertV3, Auth, PseudoHeader, V3Checksum, Version,
+};
+use serde_json::Value;
+
+use crate::lab_or_skip;
+use crate::support::lab::{TestLab, example_inventory};
+
+const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
+const PASSWORD: &str = "lbd-pass";
+const SLACK: Duration = Duration::from_millis(100);
+
+/// The example cluster on 10.77.`n`.0/24 with the instance set to
+/// `version`, PASS authentication for v2, and unicast peers if asked.
+fn inventory(n: u8, version: u8, unicast: bool) -> String {
+    let mut extra = format!("    version: {version}\n");
+    if version == 2 {
+        extra += &format!(
+            "    authentication: {{ type: pass, password: {PASSWORD} }}\n"
+        );
+    }
+    if unicast {
+        extra += &format!("    unicast_peers: [10.77.{n}.11, 10.77.{n}.12]\n");
+    }
+    let inv = example_inventory(n);
+    let anchor = "    virtual_router_id: 51\n";
+    assert!(inv.contains(anchor));
+    inv.replacen(anchor, &format!("{anchor}{extra}"), 1)
+}
+
+/// The directors that hold the VIP now.
+fn holders(lab: &TestLab, n: u8) -> Vec<&'static str> {
+    DIRECTORS
+        .into_iter()
+        .filter(|h| {
+            lab.exec_ok(h, "ip -o -4 addr show dev eth0")
+                .contains(&format!("10.77.{n}.200/"))
+        })
+        .collect()
+}
+
+/// Wait until exactly `host` holds the VIP, at most `bound`.
+fn wait_sole_holder(lab: &TestLab, n: u8, host: &str, bound: Duration) {
+    let until = Instant::now() + bound;
+    loop {
+        let h = holders(lab, n);
+        if h == [host] {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "the VIP is on {h:?}, not on {host} alone, after {bound:?}\n{}",
+            logs(lab)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Both directors' agent logs and keepalived logs, for failure messages.
+fn logs(lab: &TestLab) -> String {
+    DIRECTORS
+        .iter()
+        .map(|h| {
+            let out = lab.exec(
+                h,
+                "tail -20 /run/lbdeploy/agent.log; tail -20 /run/ka/log",
+            );
+            format!("--- {h} ---\n{}", String::from_utf8_lossy(&out.stdout))
+        })
+        .collect()
+}
+
+/// PIDs to `kill -9` to crash lbdeploy on `host`: the supervisor first
+/// (or it would restart the agent), then the agent.
+fn agent_pids(lab: &TestLab, host: &str) -> String {
+    let status = agent_status(lab, host);
+    let sup = lab.exec_ok(host, "cat /run/lbdeploy/agent.pid");
+    format!("{} {}", sup.trim(), status["pid"])
+}
+
+/// PIDs of keepalived's VRRP child and parent on `host`, child first: the
+/// child gets SIGTERM when its parent dies (`PR_SET_PDEATHSIG`) and would
+/// resign with priority 0, which is not the crash under test.
+fn keepalived_pids(lab: &TestLab, host: &str) -> String {
+    lab.exec_ok(host, "cat /run/ka/vrrp.pid /run/ka/ka.pid")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn agent_status(lab: &TestLab, host: &str) -> Value {
+    serde_json::from_str(&lab.exec_ok(host, "lbdeploy agent status --json"))
+        .unwrap()
+}
+
+/// The first instance's part of `host`'s agent status.
+fn instance(lab: &TestLab, host: &str) -> Value {
+    agent_status(lab, host)["details"]["vrrp_instances"][0].clone()
+}
+
+/// `kill -9 PIDS` and measure, inside `taker`, until the VIP is there.
+fn failover(lab: &TestLab, n: u8, pids: &str, taker: &str) -> Duration {
+    let out = lab.exec_ok(
+        taker,
+        &format!(
+            "kill -9 {pids}; s=$(date +%s%N); \
+             until ip -o addr show dev eth0 | grep -q ' 10.77.{n}.200/'; do \
+               sleep 0.005; \
+               [ $(( $(date +%s%N) - s )) -gt 20000000000 ] && break; \
+             done; echo $(( ($(date +%s%N) - s) / 1000 ))"
+        ),
+    );
+    Duration::from_micros(out.trim().parse().unwrap())
+}
+
+/// Replace lbdeploy's agent on `host` by keepalived with the same
+/// instance (`priority`, `version`, auth, peers).
+fn start_keepalived(
+    lab: &TestLab,
+    n: u8,
+    host: &str,
+    priority: u8,
+    version: u8,
+    unicast: bool,
+) {
+    lab.exec_ok(host, "lbdeploy agent stop");
+    let me = if host == "keepalived01" { 11 } else { 12 };
+    let peer = if me == 11 { 12 } else { 11 };
+    let auth = if version == 2 {
+        format!("authentication {{ auth_type PASS\n auth_pass {PASSWORD} }}")
+    } else {
+        String::new()
+    };
+    let unicast = if unicast {
+        format!(
+            "unicast_src_ip 10.77.{n}.{me}\nunicast_peer {{ 10.77.{n}.{peer} }}"
+        )
+    } else {
+        String::new()
+    };
+    let conf = format!(
+        "global_defs {{ router_id ka-{host}\n vrrp_version {version} }}
+vrrp_instance VI_1 {{
+  state BACKUP
+  interface eth0
+  virtual_router_id 51
+  priority {priority}
+  advert_int 1
+  {auth}
+  {unicast}
+  virtual_ipaddress {{ 10.77.{n}.200/24 dev eth0 }}
+}}
+"
+    );
+    lab.exec_ok(
+        host,
+        &format!(
+            "mkdir -p /run/ka && rm -f /run/ka/*.pid && cat > /run/ka/keepalived.conf <<'EOF'\n{conf}EOF\n\
+             setsid keepalived -n -l -D -P -f /run/ka/keepalived.conf \
+               -p /run/ka/ka.pid -r /run/ka/vrrp.pid \
+               </dev/null >>/run/ka/log 2>&1 &\n\
+             for i in $(seq 100); do [ -s /run/ka/vrrp.pid ] && exit 0; \
+               sleep 0.05; done; cat /run/ka/log; exit 1"
+        ),
+    );
+}
+
+/// The bound for the backup (priority 70) to take over: its
+/// Master_Down_Interval plus measurement slack.
+fn takeover_bound(version: Version) -> Duration {
+    master_down_interval(version, 70, Duration::from_secs(1)) + SLACK
+}
+
+/// Long enough for the first election after a start: the higher
+/// priority's Master_Down_Interval, an advert, and process start-up.
+fn election_bound(version: Version) -> Duration {
+    master_down_interval(version, 120, Duration::from_secs(1))
+        + Duration::from_secs(4)
+}
+
+#[test]
+fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
+    let n = 76;
+    let lab = lab_or_skip!("vrrp-lbdeploy-pair", inventory(n, 2, false));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    assert_eq!(instance(&lab, "keepalived01")["state"], "MASTER");
+    assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
+    assert!(
+        instance(&lab, "keepalived02")["counters"]["adverts_received"]
+            .as_u64()
+            .is_some_and(|c| c > 0)
+    );
+
+    // SIGHUP with an unchanged instance: the VIP stays, no transition.
+    let before =
+        instance(&lab, "keepalived01")["counters"]["transitions"].clone();
+    lab.exec_ok("keepalived01", "lbdeploy agent reload");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(holders(&lab, n), ["keepalived01"]);
+    assert_eq!(
+        instance(&lab, "keepalived01")["counters"]["transitions"],
+        before
+    );
+
+    // Crash the master: the backup takes over within its
+    // Master_Down_Interval.
+    let pids = agent_pids(&lab, "keepalived01");
+    let took = failover(&lab, n, &pids, "keepalived02");
+    eprintln!("lbdeploy -> lbdeploy v2 failover after kill -9: {took:?}");
+    assert!(took <= takeover_bound(Version::V2), "{took:?}\n{}", logs(&lab));
+
+    // Restart it: it drops the VIP the crash left, then preempts.
+    lab.exec_ok(
+        "keepalived01",
+        "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
+    );
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+
+    // SIGTERM resigns with priority 0: the backup takes over after its
+    // Skew_Time, well before a Master_Down_Interval.
+    let t = Instant::now();
+    lab.exec_ok("keepalived01", "lbdeploy agent stop");
+    wait_sole_holder(&lab, n, "keepalived02", takeover_bound(Version::V2));
+    eprintln!("lbdeploy v2 takeover after SIGTERM: {:?}", t.elapsed());
+    assert!(
+        t.elapsed()
+            < master_down_interval(Version::V2, 70, Duration::from_secs(1))
+    );
+}
+
+/// Run keepalived on `keepalived_on`, lbdeploy on the other director; the
+/// priority-120 director wins, loses its VIP to the other on `kill -9`
+/// within Master_Down_Interval, and takes it back on restart.
+fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
+    let name = format!("vrrp-interop-{n}");
+    let lab = lab_or_skip!(&name, inventory(n, version, unicast));
+    let v = if version == 2 { Version::V2 } else { Version::V3 };
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let prio = if keepalived_on == "keepalived01" { 120 } else { 70 };
+    start_keepalived(&lab, n, keepalived_on, prio, version, unicast);
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    let pids = if keepalived_on == "keepalived01" {
+        keepalived_pids(&lab, "keepalived01")
+    } else {
+        assert_eq!(instance(&lab, "keepalived01")["state"], "MASTER");
+        agent_pids(&lab, "keepalived01")
+    };
+    let took = failover(&lab, n, &pids, "keepalived02");
+    let who = if keepalived_on == "keepalived01" {
+        "keepalived -> lbdeploy"
+    } else {
+        "lbdeploy -> keepalived"
+    };
+    let mode = if unicast { "unicast" } else { "multicast" };
+    eprintln!("{who} v{version} {mode} failover after kill -9: {took:?}");
+    assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
+    if keepalived_on == "keepalived02" {
+        // The crashed lbdeploy left its VIP (as keepalived would); a
+        // restart removes it and preempts.
+        lab.exec_ok(
+            "keepalived01",
+            "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
+        );
+    } else {
+        // keepalived leaves its VIP behind when killed, and does not
+        // remove it on start: clear it as an operator would.
+        let del = format!("ip addr del 10.77.{n}.200/24 dev eth0 || true");
+        lab.exec_ok("keepalived01", &del);
+        start_keepalived(&lab, n, "keepalived01", 120, version, unicast);
+    }
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    let lbd = if keepalived_on == "keepalived01" {
+        "keepalived02"
+    } else {
+        "keepalived01"
+    };
+    let c = &instance(&lab, lbd)["counters"];
+    assert!(c["adverts_received"].as_u64() > Some(0), "{c}");
+    assert_eq!(c["auth_failures"], 0, "{c}");
+    assert_eq!(c["bad_checksum"], 0, "{c}");
+}
+
+#[test]
+fn interop_v2_pass_multicast_keepalived_master() {
+    interop(77, 2, false, "keepalived01");
+}
+
+#[test]
+fn interop_v2_pass_multicast_lbdeploy_master() {
+    interop(78, 2, false, "keepalived02");
+}
+
+#[test]
+fn interop_v3_multicast_keepalived_master() {
+    interop(79, 3, false, "keepalived01");
+}
+
+#[test]
+fn interop_v3_multicast_lbdeploy_master() {
+    interop(80, 3, false, "keepalived02");
+}
+
+#[test]
+fn interop_v3_unicast_keepalived_master() {
+    interop(81, 3, true, "keepalived01");
+}
+
+#[test]
+fn interop_v2_pass_unicast_lbdeploy_master() {
+    interop(82, 2, true, "keepalived02");
+}
+
+/// Send `msg` from the client to `dst` on a raw socket with `ttl`.
+fn send_raw(lab: &TestLab, msg: &[u8], dst: &str, ttl: u8) {
+    let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
+    lab.exec_ok(
+        "client",
+        &format!(
+            "python3 -c 'import socket,sys; \
+             s=socket.socket(socket.AF_INET, socket.SOCK_RAW, 112); \
+             s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, {ttl}); \
+             s.sendto(bytes.fromhex(\"{hex}\"), (\"{dst}\", 0))'"
+        ),
+    );
+}
+
+#[test]
+fn bad_packets_are_counted_and_change_nothing() {
+    let n = 83;
+    let lab = lab_or_skip!("vrrp-bad-packets", inventory(n, 2, false));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    let before = instance(&lab, "keepalived01");
+    let src = format!("10.77.{n}.100").parse().unwrap();
+    let dst = format!("10.77.{n}.11");
+    let ip = PseudoHeader::V4 { src, dst: dst.parse().unwrap() };
+    // Priority 250 would make the master step down, were it accepted.
+    let advert = |password: &str| {
+        Advert::V2(AdvertV2 {
+            vrid: 51,
+            priority: 250,
+            adver_int: 1,
+            auth: Auth::pass(password.as_bytes()).unwrap(),
+            addrs: vec![format!("10.77.{n}.200").parse().unwrap()],
+        })
+        .encode(&ip, V3Checksum::Rfc5798)
+        .unwrap()
+    };
+    let good = advert(PASSWORD);
+    send_raw(&lab, &good, &dst, 64); // wrong TTL
+    send_raw(&lab, &advert("wrong"), &dst, 255); // wrong auth
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0x55;
+    send_raw(&lab, &bad_sum, &dst, 255); // wrong checksum
+    send_raw(&lab, &good[..6], &dst, 255); // truncated
+    let v3 = Advert::V3(AdvertV3 {
+        vrid: 51,
+        priority: 250,
+        max_adver_int: 100,
+        addrs: Addrs::V4(vec![format!("10.77.{n}.200").parse().unwrap()]),
+    })
+    .encode(&ip, V3Checksum::Rfc5798)
+    .unwrap();
+    send_raw(&lab, &v3, &dst, 255); // wrong version (no PASS in v3)
+    std::thread::sleep(Duration::from_millis(500));
+    let after = instance(&lab, "keepalived01");
+    let c = |v: &Value, k: &str| v["counters"][k].as_u64().unwrap();
+    assert_eq!(c(&after, "bad_ttl"), c(&before, "bad_ttl") + 1, "{after}");
+    assert_eq!(c(&after, "bad_checksum"), c(&before, "bad_checksum") + 1);
+    assert_eq!(c(&after, "auth_failures"), c(&before, "auth_failures") + 2);
+    assert_eq!(c(&after, "other_errors"), c(&before, "other_errors") + 1);
+    assert_eq!(after["state"], "MASTER");
+    assert_eq!(c(&after, "transitions"), c(&before, "transitions"));
+    assert_eq!(holders(&lab, n), ["keepalived01"]);
+}
