@@ -28,8 +28,12 @@ fn main() -> anyhow::Result<()> {
                 persistent: false,
                 backends: (0..per)
                     .map(|r| {
-                        let key = format!("10.{}.{}.{}:80", s / 250, s % 250, r + 1);
-                        (Backend { key, weight: 1 }, Mac([2, 0, 0, 0, (s % 250) as u8, r as u8]))
+                        let key =
+                            format!("10.{}.{}.{}:80", s / 250, s % 250, r + 1);
+                        (
+                            Backend { key, weight: 1 },
+                            Mac([2, 0, 0, 0, (s % 250) as u8, r as u8]),
+                        )
                     })
                     .collect(),
             })
@@ -44,14 +48,16 @@ fn main() -> anyhow::Result<()> {
     );
     if install {
         let ns = format!("lbd-cost-{}", std::process::id());
-        let sh = |c: &str| std::process::Command::new("sh").args(["-c", c]).status();
+        let sh =
+            |c: &str| std::process::Command::new("sh").args(["-c", c]).status();
         sh(&format!(
             "ip netns add {ns} && ip -n {ns} link add eth0 type veth peer name p0 && ip -n {ns} link set eth0 up"
         ))?;
         let file = std::env::temp_dir().join(format!("{ns}.nft"));
         std::fs::write(&file, &text)?;
         let start = Instant::now();
-        let status = sh(&format!("ip netns exec {ns} nft -f {}", file.display()))?;
+        let status =
+            sh(&format!("ip netns exec {ns} nft -f {}", file.display()))?;
         let loaded = start.elapsed();
         sh(&format!("ip netns del {ns}"))?;
         std::fs::remove_file(&file)?;

@@ -7,7 +7,7 @@
 //! TCP connection on one real server.
 //!
 //! [`render`] is pure: desired services in, the whole table as `nft -f`
-//! text out. [`install`] replaces the table in one transaction (a table
+//! text out. [`load`] replaces the table in one transaction (a table
 //! tampered with by hand is simply replaced whole), [`remove`] deletes it.
 //!
 //! Only frames addressed to this director's own MAC are taken
@@ -149,12 +149,31 @@ pub fn render(rules: &Ruleset) -> String {
     s
 }
 
-/// Replace the table with `rules`, atomically.
+/// Replace the table with `text` (from [`render`]), atomically.
 ///
 /// # Errors
 /// When `nft` is missing or refuses the ruleset (its message included).
-pub fn install(rules: &Ruleset) -> anyhow::Result<()> {
-    nft(&render(rules))
+pub fn load(text: &str) -> anyhow::Result<()> {
+    nft(text)
+}
+
+/// The kernel's listing of the table, to notice a table changed or removed
+/// by hand.
+///
+/// # Errors
+/// When there is no such table or `nft` fails.
+pub fn list() -> anyhow::Result<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "netdev", TABLE])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!("cannot run nft (install nftables): {e}")
+        })?;
+    if !out.status.success() {
+        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Delete the table (nothing is forwarded any more); absent is fine.

@@ -312,6 +312,18 @@ pub fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
     own.into_iter().chain(hooks.any.as_deref()).collect()
 }
 
+/// An instance entered a state: what the director's forwarding and
+/// notifications follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The instance.
+    pub instance: String,
+    /// `MASTER`, `BACKUP`, … ([`state_name`]).
+    pub state: &'static str,
+    /// Our priority in it.
+    pub priority: u8,
+}
+
 /// What the worker tells a running instance.
 #[derive(Debug)]
 pub enum InstanceMsg {
@@ -349,13 +361,19 @@ struct Looper {
     garp_at: Option<Duration>,
     counters: Counters,
     status: Arc<Mutex<InstanceStatus>>,
+    changes: mpsc::UnboundedSender<StateChange>,
 }
 
-/// Open the instance's sockets and start its loop.
+/// Open the instance's sockets and start its loop; its state changes go
+/// to `changes`.
 ///
 /// # Errors
 /// When a socket cannot be opened.
-pub fn spawn(s: Settings, net: Net) -> std::io::Result<Handle> {
+pub fn spawn(
+    s: Settings,
+    net: Net,
+    changes: mpsc::UnboundedSender<StateChange>,
+) -> std::io::Result<Handle> {
     let sock = AdvertSocket::open(&s.interface, s.local, &s.dst)?;
     let arp = ArpSocket::open(&s.interface)?;
     let fsm = fsm::Instance::new(s.fsm.clone())
@@ -380,6 +398,7 @@ pub fn spawn(s: Settings, net: Net) -> std::io::Result<Handle> {
         garp_at: None,
         counters: Counters::default(),
         status: status.clone(),
+        changes,
     };
     let task = tokio::spawn(looper.run(ctl_rx));
     Ok(Handle { ctl_tx, status, task })
@@ -573,6 +592,12 @@ impl Looper {
             state_name(from),
             state_name(to)
         ));
+        // The receiver lives as long as the worker; gone means stopping.
+        let _ = self.changes.send(StateChange {
+            instance: self.s.name.clone(),
+            state: state_name(to),
+            priority,
+        });
         let Some(hooks) = &self.s.notify else { return };
         let args = notify_args(&self.s.name, to, priority);
         for script in hooks_for(hooks, to) {

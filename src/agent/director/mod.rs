@@ -9,6 +9,7 @@
 //! advert, VIPs removed). Which instances to stop and start is the pure
 //! [`plan`].
 
+pub mod forward;
 pub mod instance;
 
 use std::time::Duration;
@@ -16,7 +17,10 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use serde_json::json;
 
-use self::instance::{Handle, InstanceMsg, Settings};
+use tokio::sync::mpsc;
+
+use self::forward::Forward;
+use self::instance::{Handle, InstanceMsg, Settings, StateChange};
 use super::config::{DirectorConfig, VrrpConfig};
 use super::log;
 use super::net::Net;
@@ -80,6 +84,10 @@ pub fn plan(running: &[InstanceKey], wanted: &[InstanceKey]) -> Plan {
 pub struct Worker {
     net: Option<Net>,
     running: Vec<(InstanceKey, Handle)>,
+    /// Where the instances report state changes; the forwarding loop
+    /// reads them.
+    changes: Option<mpsc::UnboundedSender<StateChange>>,
+    forward: Option<Forward>,
 }
 
 impl Worker {
@@ -99,6 +107,15 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 let n = Net::connect().context("opening rtnetlink")?;
                 self.net = Some(n.clone());
                 n
+            }
+        };
+        let changes = match &self.changes {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.forward = Some(forward::spawn(rx));
+                self.changes = Some(tx.clone());
+                tx
             }
         };
         let wanted = keys(config);
@@ -132,9 +149,16 @@ impl runtime::Worker<DirectorConfig> for Worker {
         }
         for (key, settings) in start {
             let name = settings.name.clone();
-            let handle = instance::spawn(settings, net.clone())
-                .with_context(|| format!("vrrp instance {name}: sockets"))?;
+            let handle =
+                instance::spawn(settings, net.clone(), changes.clone())
+                    .with_context(|| {
+                        format!("vrrp instance {name}: sockets")
+                    })?;
             self.running.push((key, handle));
+        }
+        if let Some(f) = &self.forward {
+            let _ =
+                f.tx.send(forward::Msg::Config(Box::new(config.clone()))).await;
         }
         Ok(())
     }
@@ -142,6 +166,14 @@ impl runtime::Worker<DirectorConfig> for Worker {
     async fn stop(&mut self) {
         for (_, handle) in self.running.drain(..) {
             Self::stop_one(handle).await;
+        }
+        // The forwarding outlives the resignation by its grace period.
+        if let Some(f) = self.forward.take() {
+            let _ = f.tx.send(forward::Msg::Stop).await;
+            let bound = forward::GRACE + STOP_TIMEOUT;
+            if tokio::time::timeout(bound, f.task).await.is_err() {
+                log("the data plane did not stop in time");
+            }
         }
     }
 
@@ -153,9 +185,13 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 h.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
             })
             .collect();
+        let forwarding = self.forward.as_ref().map(|f| {
+            f.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        });
         Report {
-            healthy: self.running.iter().all(|(_, h)| !h.task.is_finished()),
-            details: json!({ "vrrp_instances": instances }),
+            healthy: self.running.iter().all(|(_, h)| !h.task.is_finished())
+                && self.forward.as_ref().is_none_or(|f| !f.task.is_finished()),
+            details: json!({ "vrrp_instances": instances, "forwarding": forwarding }),
         }
     }
 }

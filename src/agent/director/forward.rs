@@ -1,0 +1,347 @@
+//! The director's forwarding: health checks decide which real servers are
+//! in, VRRP decides whether this director forwards at all, and the data
+//! plane carries it out. One task owns all of it and handles one message
+//! at a time:
+//!
+//! ```text
+//! vrrp instances ──StateChange──▶ ┌──────────────┐ ──▶ nft table (install/remove)
+//! health checks ──Transition────▶ │ forward loop │ ──▶ notifications
+//! worker ───────config, stop────▶ └──────────────┘ ──▶ status snapshot
+//! ```
+//!
+//! Only a master forwards, and only the services whose VIP belongs to an
+//! instance it is master of. Leaving master (or stopping) keeps the rules
+//! for [`GRACE`] more: clients whose ARP caches still point at this
+//! director lose no request while the new master announces itself.
+//! Checks run on every director, so a backup is warm when it takes over.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::instance::StateChange;
+use crate::agent::alert::deliver::Alerts;
+use crate::agent::alert::event::{Event, What};
+use crate::agent::check::runner::{Checks, Target, Transition};
+use crate::agent::config::DirectorConfig;
+use crate::agent::dataplane::{self, neigh, nft};
+use crate::agent::log;
+use crate::inventory::Dataplane;
+
+/// How long a director keeps forwarding after it stopped being master.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// How often the table is checked against the kernel's (repairs a table
+/// removed or edited by hand) and real-server MACs refreshed.
+pub const RECHECK: Duration = Duration::from_secs(5);
+
+/// Probes running at once.
+const CHECK_CONCURRENCY: usize = 64;
+
+/// What the worker tells the loop.
+#[derive(Debug)]
+pub enum Msg {
+    /// A new configuration (start, reload).
+    Config(Box<DirectorConfig>),
+    /// Stop: keep forwarding for [`GRACE`], then remove the table.
+    Stop,
+}
+
+/// What the loop reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// Instances this director is master of.
+    pub master_of: Vec<String>,
+    /// Services forwarded now.
+    pub forwarding: Vec<String>,
+    /// Real servers by service: `address` → up.
+    pub real_servers: BTreeMap<String, BTreeMap<IpAddr, bool>>,
+    /// The last data-plane error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// The running loop.
+#[derive(Debug)]
+pub struct Forward {
+    /// Messages in.
+    pub tx: mpsc::Sender<Msg>,
+    /// The loop's latest snapshot.
+    pub snapshot: Arc<Mutex<Snapshot>>,
+    /// The loop's task.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Start the loop; state changes of the VRRP instances arrive on
+/// `changes`.
+pub fn spawn(changes: mpsc::UnboundedReceiver<StateChange>) -> Forward {
+    let (tx, rx) = mpsc::channel(8);
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    let task = tokio::spawn(run(rx, changes, snapshot.clone()));
+    Forward { tx, snapshot, task }
+}
+
+/// Everything the loop owns.
+struct Loop {
+    config: Option<DirectorConfig>,
+    alerts: Alerts,
+    checks: Option<Checks>,
+    health: BTreeMap<(String, IpAddr), bool>,
+    masters: BTreeSet<String>,
+    /// When the grace after leaving master ends.
+    leave_at: Option<Instant>,
+    /// The text last loaded, and the kernel's listing right after.
+    installed: Option<(String, String)>,
+    last_error: Option<String>,
+    snapshot: Arc<Mutex<Snapshot>>,
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Msg>,
+    mut changes: mpsc::UnboundedReceiver<StateChange>,
+    snapshot: Arc<Mutex<Snapshot>>,
+) {
+    let (check_tx, mut check_rx) = mpsc::channel::<Transition>(256);
+    let mut l = Loop {
+        config: None,
+        alerts: Alerts::start(None),
+        checks: None,
+        health: BTreeMap::new(),
+        masters: BTreeSet::new(),
+        leave_at: None,
+        installed: None,
+        last_error: None,
+        snapshot,
+    };
+    let mut recheck = tokio::time::interval(RECHECK);
+    loop {
+        let grace_end = l.leave_at;
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Config(c)) => l.configure(*c, check_tx.clone()),
+                Some(Msg::Stop) | None => {
+                    if l.installed.is_some() {
+                        tokio::time::sleep(GRACE).await;
+                    }
+                    l.withdraw();
+                    return;
+                }
+            },
+            Some(change) = changes.recv() => l.on_state(change),
+            Some(t) = check_rx.recv() => l.on_health(t),
+            _ = recheck.tick() => {}
+            _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now)),
+                if grace_end.is_some() => l.leave_at = None,
+        }
+        l.reconcile().await;
+        l.publish();
+    }
+}
+
+impl Loop {
+    fn configure(
+        &mut self,
+        config: DirectorConfig,
+        tx: mpsc::Sender<Transition>,
+    ) {
+        self.alerts = Alerts::start(config.notification.clone());
+        if let Some(mut old) = self.checks.take() {
+            old.stop();
+        }
+        let targets: Vec<Target> = config
+            .virtual_services
+            .iter()
+            .flat_map(|svc| {
+                svc.real_servers.iter().map(|rs| Target {
+                    service: svc.name.clone(),
+                    address: rs.address,
+                    port: rs.port.get() as u16,
+                    delay_loop: svc.delay_loop.get(),
+                    rise: 1,
+                    checks: rs.checks.clone(),
+                })
+            })
+            .collect();
+        // Servers start up (keepalived's behaviour); known verdicts of
+        // servers still configured are kept.
+        let keep: BTreeSet<(String, IpAddr)> =
+            targets.iter().map(|t| (t.service.clone(), t.address)).collect();
+        self.health.retain(|k, _| keep.contains(k));
+        for k in keep {
+            self.health.entry(k).or_insert(true);
+        }
+        self.checks = Some(Checks::spawn(targets, tx, CHECK_CONCURRENCY));
+        self.config = Some(config);
+    }
+
+    fn event(&self, what: What) {
+        let Some(c) = &self.config else { return };
+        self.alerts.send(Event {
+            cluster: c.cluster.clone(),
+            host: c.host.clone(),
+            time: humantime::format_rfc3339_seconds(
+                std::time::SystemTime::now(),
+            )
+            .to_string(),
+            what,
+        });
+    }
+
+    fn on_state(&mut self, change: StateChange) {
+        let was_master = !self.masters.is_empty();
+        if change.state == "MASTER" {
+            self.masters.insert(change.instance.clone());
+        } else {
+            self.masters.remove(&change.instance);
+        }
+        if was_master && self.masters.is_empty() {
+            self.leave_at = Some(Instant::now() + GRACE);
+        }
+        if !self.masters.is_empty() {
+            self.leave_at = None;
+        }
+        self.event(What::Vrrp {
+            instance: change.instance,
+            state: change.state.to_lowercase(),
+            priority: change.priority,
+        });
+    }
+
+    fn on_health(&mut self, t: Transition) {
+        log(&format!(
+            "real server {} of {} is {}: {}",
+            t.address,
+            t.service,
+            if t.up { "up" } else { "down" },
+            t.reason
+        ));
+        self.health.insert((t.service.clone(), t.address), t.up);
+        self.event(What::RealServer {
+            service: t.service,
+            address: t.address,
+            up: t.up,
+            reason: t.reason,
+        });
+    }
+
+    /// Make the kernel's table what the state calls for.
+    async fn reconcile(&mut self) {
+        let Some(config) = self.config.clone() else { return };
+        if self.masters.is_empty() {
+            if self.leave_at.is_none() {
+                self.withdraw();
+            }
+            return;
+        }
+        match self.forward(&config).await {
+            Ok(()) => self.last_error = None,
+            Err(e) => {
+                let e = format!("{e:#}");
+                if self.last_error.as_ref() != Some(&e) {
+                    log(&format!("data plane: {e}"));
+                }
+                self.last_error = Some(e);
+            }
+        }
+    }
+
+    async fn forward(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
+        if config.dataplane == Dataplane::Ipvs {
+            anyhow::bail!(
+                "`dataplane: ipvs` is not built into this agent yet — use \
+                 `auto` or `nftables`"
+            );
+        }
+        let mine = self.served(config);
+        let rips: Vec<IpAddr> = mine
+            .virtual_services
+            .iter()
+            .flat_map(|s| s.real_servers.iter().map(|r| r.address))
+            .collect();
+        let (connection, handle, _) = rtnetlink::new_connection()?;
+        let conn = tokio::spawn(connection);
+        let macs = neigh::resolve(&handle, &rips).await;
+        conn.abort();
+        let macs = macs?;
+        let own = own_mac(&config.interface)?;
+        let health = &self.health;
+        let rules = dataplane::ruleset(&mine, own, &macs, |svc, ip| {
+            health.get(&(svc.name.clone(), ip)).copied().unwrap_or(true)
+        })?;
+        let text = nft::render(&rules);
+        let listing = nft::list().ok();
+        let current = matches!(
+            (&self.installed, listing),
+            (Some((t, seen)), Some(now)) if *t == text && *seen == now
+        );
+        if !current {
+            nft::load(&text)?;
+            self.installed = Some((text, nft::list()?));
+            log(&format!(
+                "data plane: forwarding {} service(s) on {}",
+                rules.services.len(),
+                config.interface
+            ));
+        }
+        Ok(())
+    }
+
+    /// `config` narrowed to the services whose VIP belongs to an instance
+    /// this director is master of.
+    fn served(&self, config: &DirectorConfig) -> DirectorConfig {
+        let vips: BTreeSet<IpAddr> = config
+            .vrrp_instances
+            .iter()
+            .filter(|v| self.masters.contains(&v.name))
+            .flat_map(|v| v.virtual_addresses.iter().map(|a| a.address.addr))
+            .collect();
+        let mut mine = config.clone();
+        mine.virtual_services.retain(|s| vips.contains(&s.vip));
+        mine
+    }
+
+    fn withdraw(&mut self) {
+        if self.installed.take().is_some() {
+            match nft::remove() {
+                Ok(()) => log("data plane: not master, forwarding stopped"),
+                Err(e) => log(&format!("data plane: {e:#}")),
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let mut real_servers: BTreeMap<String, BTreeMap<IpAddr, bool>> =
+            BTreeMap::new();
+        for ((svc, ip), up) in &self.health {
+            real_servers.entry(svc.clone()).or_default().insert(*ip, *up);
+        }
+        let forwarding = match (&self.config, &self.installed) {
+            (Some(c), Some(_)) => self
+                .served(c)
+                .virtual_services
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        *s = Snapshot {
+            master_of: self.masters.iter().cloned().collect(),
+            forwarding,
+            real_servers,
+            last_error: self.last_error.clone(),
+        };
+    }
+}
+
+/// This director's MAC on `interface`.
+fn own_mac(interface: &str) -> anyhow::Result<nft::Mac> {
+    let path = format!("/sys/class/net/{interface}/address");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
+    text.parse().map_err(|e: String| anyhow::anyhow!(e))
+}
