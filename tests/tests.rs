@@ -3,6 +3,7 @@
 
 mod agent;
 mod apply;
+mod cluster;
 mod dataplane;
 mod desired;
 mod golden;

@@ -1,0 +1,173 @@
+//! The whole cluster in the lab, as `apply` leaves it: client → VIP →
+//! master director (VRRP, nftables DSR) → real servers, with health checks
+//! taking a stopped real server out and VRRP moving the VIP when the master
+//! dies. Bounds come from the protocol and the check timing, never tuned
+//! sleeps.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lbdeploy::agent::check::health::{Timing, down_within};
+use lbdeploy::agent::vrrp::fsm::master_down_interval;
+use lbdeploy::agent::vrrp::packet::Version;
+
+use crate::lab_or_skip;
+use crate::support::lab::TestLab;
+
+const N: u8 = 87;
+
+/// The example cluster with a TCP check per real server, on a fast
+/// schedule: down within 1 s + 2 × 1 s + 1 × 0.5 s.
+fn inventory() -> String {
+    format!(
+        "cluster: cluster-{N}
+directors:
+  - {{ name: keepalived01, address: 10.77.{N}.11/24, interface: eth0, priority: 120 }}
+  - {{ name: keepalived02, address: 10.77.{N}.12/24, interface: eth0, priority: 70 }}
+real_servers:
+  - {{ name: rs01, address: 10.77.{N}.21/24, interface: eth0 }}
+  - {{ name: rs02, address: 10.77.{N}.22/24, interface: eth0 }}
+vrrp_instances:
+  - name: VI_1
+    virtual_router_id: 61
+    virtual_addresses: [{{ address: 10.77.{N}.200/24 }}]
+virtual_services:
+  - vip: 10.77.{N}.200
+    port: 80
+    scheduler: rr
+    delay_loop: 1s
+    real_servers:
+      - {{ host: rs01, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 1, delay_before_retry: 500ms }} }}] }}
+      - {{ host: rs02, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 1, delay_before_retry: 500ms }} }}] }}
+lab:
+  controller: 10.77.{N}.10/24
+  client: 10.77.{N}.100/24
+"
+    )
+}
+
+fn vip() -> String {
+    format!("10.77.{N}.200")
+}
+
+/// Who answered `count` requests from ports `base…`; failures count as "".
+fn spread(lab: &TestLab, base: u16, count: u16) -> BTreeMap<String, usize> {
+    let out = lab.exec_ok(
+        "client",
+        &format!(
+            "for p in $(seq {base} {}); do curl -s --max-time 1 --local-port $p http://{}/ || echo; done",
+            base + count - 1,
+            vip()
+        ),
+    );
+    let mut seen = BTreeMap::new();
+    for line in out.lines() {
+        *seen.entry(line.trim().to_owned()).or_default() += 1;
+    }
+    seen
+}
+
+/// Poll `cond` every 20 ms until it holds; how long that took.
+fn within(
+    bound: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < bound, "{what} not within {bound:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn holds_vip(lab: &TestLab, host: &str) -> bool {
+    lab.exec_ok(host, "ip -o -4 addr show eth0")
+        .contains(&format!(" {}/", vip()))
+}
+
+fn pid_of(lab: &TestLab, host: &str, kind: &str) -> i64 {
+    lab.status()["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == host)
+        .and_then(|h| {
+            h["processes"].as_array()?.iter().find(|p| p["kind"] == kind)
+        })
+        .and_then(|p| p["pid"].as_i64())
+        .unwrap_or_else(|| panic!("{host} has no {kind} process"))
+}
+
+#[test]
+fn the_cluster_balances_drops_a_dead_server_and_survives_its_master() {
+    let lab = lab_or_skip!("cluster", inventory());
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    // keepalived01 has the higher priority: master once its Master_Down
+    // timer ran out, and then forwarding.
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(
+        mdi + Duration::from_secs(2),
+        "keepalived01 holding the VIP",
+        || holds_vip(&lab, "keepalived01"),
+    );
+    within(Duration::from_secs(5), "traffic through the VIP", || {
+        lab.exec("client", &format!("curl -sf --max-time 1 http://{}/", vip()))
+            .status
+            .success()
+    });
+    assert!(!holds_vip(&lab, "keepalived02"), "the VIP is on both directors");
+
+    let seen = spread(&lab, 40000, 100);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["rs01", "rs02"], "{seen:?}");
+    for n in seen.values() {
+        assert!((35..=65).contains(n), "{seen:?}");
+    }
+
+    // rs02's HTTP server stops: its check fails and it leaves the pool.
+    let http = pid_of(&lab, "rs02", "responder");
+    lab.exec_ok("rs02", &format!("kill {http}"));
+    let timing = Timing {
+        delay_loop: Duration::from_secs(1),
+        retry: 1,
+        delay_before_retry: Duration::from_millis(500),
+        rise: 1,
+    };
+    let bound = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
+    within(bound, "rs02 marked down", || {
+        lab.exec_ok("keepalived01", "lbdeploy agent status --json")
+            .contains(&format!("\"10.77.{N}.22\": false"))
+    });
+    let seen = spread(&lab, 41000, 60);
+    assert_eq!(
+        seen.get("rs01"),
+        Some(&60),
+        "every request answered by rs01: {seen:?}"
+    );
+
+    // The master dies (agent and supervisor, as a crash would): the backup
+    // takes the VIP within Master_Down_Interval and forwards.
+    let backup_mdi =
+        master_down_interval(Version::V2, 70, Duration::from_secs(1));
+    // Only this host's processes: the lab shares one PID namespace.
+    lab.exec_ok(
+        "keepalived01",
+        "me=$(readlink /proc/self/ns/net); for p in $(pgrep -f '[l]bdeploy agent'); do \
+         [ \"$(readlink /proc/$p/ns/net)\" = \"$me\" ] && kill -9 $p; done; true",
+    );
+    let took = within(
+        backup_mdi + Duration::from_millis(500),
+        "keepalived02 taking the VIP",
+        || holds_vip(&lab, "keepalived02"),
+    );
+    eprintln!(
+        "failover: VIP on keepalived02 {took:?} after kill -9 (bound {backup_mdi:?})"
+    );
+    within(Duration::from_secs(5), "traffic through keepalived02", || {
+        lab.exec("client", &format!("curl -sf --max-time 1 http://{}/", vip()))
+            .status
+            .success()
+    });
+    let seen = spread(&lab, 42000, 20);
+    assert_eq!(seen.get("rs01"), Some(&20), "{seen:?}");
+}
