@@ -617,6 +617,25 @@ pub enum LabCommand {
         command: Vec<String>,
     },
 
+    /// The whole cluster at work, step by step: up, plan, apply, traffic,
+    /// a real server and the master failing, recovery, down.
+    #[command(long_about = "Bring the lab up from the inventory, plan and \
+        apply it from the controller, send the client's requests through \
+        the VIP and show who answers, stop a real server's web server and \
+        show it leave the pool, kill -9 the master director's agent and \
+        show the VIP move to the backup with the client's outage, bring \
+        everything back, check that a second plan is empty, and take the \
+        lab down (kept with --keep). Every step is checked against a bound \
+        from the configuration.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab demo\n\n\
+        Exit codes: 0 every step behaved, 1 a step did not (the lab is \
+        taken down all the same, unless --keep).")]
+    Demo {
+        /// Leave the lab up at the end.
+        #[arg(long)]
+        keep: bool,
+    },
+
     /// Serve HTTP as a lab real server (started by `lab up`).
     #[command(hide = true)]
     Responder {
@@ -821,6 +840,33 @@ fn lab(cli: &Cli, args: &LabArgs) -> anyhow::Result<ExitStatus> {
         LabCommand::Exec { host, command } => {
             let dir = lab_state_dir(cli, args)?;
             match lab::exec(&dir, host, command)? {}
+        }
+        LabCommand::Demo { keep } => {
+            let inv = load_inventory(cli)?;
+            let dir = match &args.state_dir {
+                Some(dir) => dir.clone(),
+                None => lab::default_state_dir(&inv.cluster),
+            };
+            writeln!(
+                talk,
+                "lab up ({} hosts) ...",
+                inv.directors.len() + inv.real_servers.len() + 2
+            )?;
+            lab::up(&inv, &dir, &mut std::io::sink())?;
+            let result =
+                lab::demo::Demo::new(&cli.inventory, &inv, &dir, &mut talk)
+                    .and_then(|mut d| d.run());
+            if *keep {
+                writeln!(
+                    talk,
+                    "the lab stays up: `lbdeploy {} lab down` removes it",
+                    lab_selector(cli, args)
+                )?;
+            } else {
+                lab::down(&dir)?;
+                writeln!(talk, "lab down")?;
+            }
+            result.map(|()| ExitStatus::Ok)
         }
         LabCommand::Responder { port, name, listen } => {
             lab::responder::serve(*listen, *port, name)?;

@@ -5,6 +5,7 @@ mod agent;
 mod apply;
 mod cluster;
 mod dataplane;
+mod demo;
 mod desired;
 mod golden;
 mod hex;
