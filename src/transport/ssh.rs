@@ -5,6 +5,12 @@
 //! activation each cost one round trip over it instead of a handshake.
 //! [`fresh`] deliberately bypasses every multiplexer: the confirmation after
 //! an activation must prove that a *new* connection still gets through.
+//!
+//! Master connections persist for [`PERSIST`] after the command that opened
+//! them (OpenSSH's `ControlPersist`, as Ansible does), under a directory of
+//! this user's only (`~/.cache/lbdeploy/cp`, 0700): the next `plan` or
+//! `apply` within that time reuses them and pays no handshake. Set
+//! `LBDEPLOY_SSH_PERSIST=0` to close every connection at the end instead.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +23,9 @@ use crate::inventory::KnownHosts;
 
 /// How long a handshake may take before the host counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an idle master connection stays for the next command.
+pub const PERSIST: Duration = Duration::from_secs(60);
 
 /// Why a host could not be reached; each kind has its own remedy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -142,6 +151,8 @@ pub struct RunError {
 pub struct Connection {
     session: Session,
     target: Target,
+    /// Its master outlives this process (see [`PERSIST`]).
+    persistent: bool,
 }
 
 impl Connection {
@@ -150,6 +161,58 @@ impl Connection {
     /// # Errors
     /// When `ssh` cannot connect, sorted by [`ConnectErrorKind`].
     pub async fn open(target: &Target) -> Result<Self, ConnectError> {
+        match persist_dir() {
+            Some(dir) => Self::open_persistent(target, &dir).await,
+            None => Self::open_private(target).await,
+        }
+    }
+
+    /// Reuse the persistent master for `target`, or start it.
+    async fn open_persistent(
+        target: &Target,
+        dir: &Path,
+    ) -> Result<Self, ConnectError> {
+        let ctl = dir.join(format!("c-{}", control_key(target)));
+        let resume = async |ctl: &Path| {
+            let session = Session::resume(ctl.into(), None);
+            session.check().await.is_ok().then_some(session)
+        };
+        if ctl.exists() {
+            if let Some(session) = resume(&ctl).await {
+                return Ok(Self {
+                    session,
+                    target: target.clone(),
+                    persistent: true,
+                });
+            }
+            // A master that died (host rebooted, connection cut).
+            let _ = std::fs::remove_file(&ctl);
+        }
+        let log = ctl.with_extension("log");
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-E").arg(&log).arg("-S").arg(&ctl).args(["-M", "-f", "-N"]);
+        cmd.arg("-o").arg(format!("ControlPersist={}s", PERSIST.as_secs()));
+        cmd.args(master_options(target));
+        cmd.arg(&target.destination).stdin(std::process::Stdio::null());
+        let status = cmd.status().await.map_err(|e| ConnectError {
+            kind: ConnectErrorKind::Other,
+            target: target.display(),
+            reason: format!("cannot run ssh: {e}"),
+        })?;
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        match (status.success(), resume(&ctl).await) {
+            (_, Some(session)) => {
+                Ok(Self { session, target: target.clone(), persistent: true })
+            }
+            // Another lbdeploy may have started the same master meanwhile;
+            // `resume` above would then have found it.
+            (_, None) => Err(ConnectError::classify(target, &said)),
+        }
+    }
+
+    /// A master of this process's own, closed at the end.
+    async fn open_private(target: &Target) -> Result<Self, ConnectError> {
         let mut b = SessionBuilder::default();
         b.user(target.user.clone())
             .port(target.port)
@@ -164,7 +227,9 @@ impl Connection {
             b.user_known_hosts_file(file);
         }
         match b.connect(&target.destination).await {
-            Ok(session) => Ok(Self { session, target: target.clone() }),
+            Ok(session) => {
+                Ok(Self { session, target: target.clone(), persistent: false })
+            }
             Err(e) => Err(ConnectError::classify(target, &error_text(&e))),
         }
     }
@@ -215,9 +280,13 @@ impl Connection {
         })
     }
 
-    /// Close the master connection.
+    /// Close the master connection, or leave a persistent one for the
+    /// next command.
     pub async fn close(self) {
-        let _ = self.session.close().await;
+        match self.persistent {
+            true => drop(self.session.detach()),
+            false => drop(self.session.close().await),
+        }
     }
 }
 
@@ -234,17 +303,11 @@ pub async fn fresh(
 ) -> Result<Output, ConnectError> {
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
-        .args(["-o", "BatchMode=yes"])
-        .args(["-o", check(target.known_hosts).as_option()])
+        // ssh keeps the first value of an option: this one wins over the
+        // master's default below.
         .arg("-o")
         .arg(format!("ConnectTimeout={}", timeout.as_secs().max(1)))
-        .args(["-p", &target.port.to_string(), "-l", &target.user]);
-    if let Some(key) = &target.identity_file {
-        cmd.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(key);
-    }
-    if let Some(file) = &target.known_hosts_file {
-        cmd.arg("-o").arg(known_hosts_option(file));
-    }
+        .args(master_options(target));
     cmd.arg(&target.destination).arg(command);
     cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
     let out = tokio::time::timeout(timeout, cmd.output())
@@ -271,6 +334,70 @@ pub async fn fresh(
         stdout: out.stdout,
         stderr: out.stderr,
     })
+}
+
+/// The options of a master connection to `target` (besides the socket).
+fn master_options(target: &Target) -> Vec<String> {
+    let mut o: Vec<String> = [
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        check(target.known_hosts).as_option(),
+        "-o",
+        "ServerAliveInterval=5",
+    ]
+    .map(String::from)
+    .to_vec();
+    o.push("-o".into());
+    o.push(format!("ConnectTimeout={}", CONNECT_TIMEOUT.as_secs()));
+    o.extend([
+        "-p".into(),
+        target.port.to_string(),
+        "-l".into(),
+        target.user.clone(),
+    ]);
+    if let Some(key) = &target.identity_file {
+        o.extend(["-o".into(), "IdentitiesOnly=yes".into(), "-i".into()]);
+        o.push(key.display().to_string());
+    }
+    if let Some(file) = &target.known_hosts_file {
+        o.extend(["-o".into(), known_hosts_option(file)]);
+    }
+    o
+}
+
+/// Where persistent masters live: a directory only this user can enter;
+/// `None` (no persistence) when it cannot be made so, or when
+/// `LBDEPLOY_SSH_PERSIST=0`.
+fn persist_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if std::env::var("LBDEPLOY_SSH_PERSIST").is_ok_and(|v| v == "0") {
+        return None;
+    }
+    let dir = std::path::PathBuf::from(std::env::var_os("HOME")?)
+        .join(".cache/lbdeploy/cp");
+    let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir);
+    let meta = std::fs::metadata(&dir).ok()?;
+    let mine = meta.uid() == rustix::process::geteuid().as_raw();
+    (mine && meta.mode() & 0o077 == 0).then_some(dir)
+}
+
+/// A short name for a master: the same destination, user, port, key and
+/// host-key policy share one; anything different gets its own.
+fn control_key(t: &Target) -> String {
+    let text = format!(
+        "{}\0{}\0{}\0{:?}\0{:?}\0{:?}",
+        t.user,
+        t.destination,
+        t.port,
+        t.identity_file,
+        t.known_hosts,
+        t.known_hosts_file
+    );
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{h:016x}")
 }
 
 fn known_hosts_option(file: &Path) -> String {
@@ -357,6 +484,19 @@ mod tests {
             let e = ConnectError::classify(&target(), said);
             assert_eq!(e.kind, kind, "{said}");
         }
+    }
+
+    #[test]
+    fn masters_are_shared_only_by_identical_targets() {
+        let a = target();
+        let mut b = target();
+        assert_eq!(control_key(&a), control_key(&b));
+        b.port = 2222;
+        assert_ne!(control_key(&a), control_key(&b));
+        let mut c = target();
+        c.user = "deploy".into();
+        assert_ne!(control_key(&a), control_key(&c));
+        assert_eq!(control_key(&a).len(), 16);
     }
 
     #[test]
