@@ -57,24 +57,14 @@ fn ipvs_sync(
 ) -> anyhow::Result<()> {
     let config: DirectorConfig = super::config::load(config)?;
     let desired = ipvs::desired(&config, |_, _| true);
-    let path = ipvs::owned_path(run_dir);
-    let owned = ipvs::Owned::load(&path)?;
     let mut kernel = ipvs::Ipvs::connect()?;
-    let plan = ipvs::reconcile(&desired, &kernel.dump()?, &owned);
+    let plan = ipvs::sync(&mut kernel, &desired, &ipvs::owned_path(run_dir))?;
     for op in &plan.ops {
         eprintln!("ipvs: {op}");
     }
     for f in &plan.foreign {
         eprintln!("ipvs: left alone (not lbdeploy's): {f}");
     }
-    // Record first what we are about to own, merged with what we owned, so
-    // a failure half-way still lets the next run clean up.
-    let mut pending = ipvs::Owned::of(&desired);
-    pending.services.extend(owned.services.iter().copied());
-    pending.dests.extend(owned.dests.iter().copied());
-    pending.save(&path)?;
-    kernel.apply(&plan.ops)?;
-    ipvs::Owned::of(&desired).save(&path)?;
     print!("{}", ipvs::render(&kernel.dump()?));
     Ok(())
 }

@@ -12,13 +12,23 @@
 //! ```no_run
 //! # use lbdeploy::agent::dataplane::ipvs::*;
 //! # fn f(config: &lbdeploy::agent::config::DirectorConfig) -> anyhow::Result<()> {
-//! let mut ipvs = Ipvs::connect()?;
-//! let desired = desired(config, |_, _| true);
-//! let path = owned_path(&lbdeploy::agent::paths::run_dir());
-//! let owned = Owned::load(&path)?;
-//! let plan = reconcile(&desired, &ipvs.dump()?, &owned);
-//! ipvs.apply(&plan.ops)?;
-//! Owned::of(&desired).save(&path)?;
+//! let mut ipvs = Ipvs::connect()?; // once
+//! let record = owned_path(&lbdeploy::agent::paths::run_dir());
+//! // on every configuration or health change:
+//! let desired = desired(config, |_svc, _rs| true /* health */);
+//! let plan = sync(&mut ipvs, &desired, &record)?;
+//! for f in &plan.foreign { eprintln!("left alone: {f}"); }
+//! # Ok(()) }
+//! ```
+//!
+//! [`sync`] is [`Ipvs::dump`], [`reconcile`], [`Ipvs::apply`] and the
+//! [`Owned`] record around them; use those directly to plan without
+//! applying (e.g. a dry run):
+//!
+//! ```no_run
+//! # use lbdeploy::agent::dataplane::ipvs::*;
+//! # fn f(desired: &Table, owned: &Owned) -> anyhow::Result<()> {
+//! let plan = reconcile(desired, &Ipvs::connect()?.dump()?, owned);
 //! # Ok(()) }
 //! ```
 //!
@@ -356,6 +366,37 @@ fn scheduler_name(svc: &ServiceConfig) -> String {
 /// never outlives what it describes.
 pub fn owned_path(run_dir: &Path) -> PathBuf {
     run_dir.join("ipvs-owned.json")
+}
+
+/// One reconcile, as the director worker runs it: dump the kernel's table,
+/// compute the [`Plan`] against `desired` and the record at `record` (see
+/// [`owned_path`]), apply it, and record `desired` as lbdeploy's. Before
+/// applying, the record is widened to old ∪ new, so a failure half-way
+/// still lets the next run remove what this one created. Returns the plan
+/// (for the log: its operations and what was left alone).
+///
+/// # Errors
+/// An unreadable record, a refused dump or operation, an unwritable
+/// record.
+pub fn sync(
+    ipvs: &mut Ipvs,
+    desired: &Table,
+    record: &Path,
+) -> anyhow::Result<Plan> {
+    let owned = Owned::load(record)?;
+    let plan = reconcile(desired, &ipvs.dump()?, &owned);
+    let mut pending = Owned::of(desired);
+    pending.services.extend(owned.services.iter().copied());
+    pending.dests.extend(owned.dests.iter().copied());
+    if pending != owned {
+        pending.save(record)?;
+    }
+    ipvs.apply(&plan.ops)?;
+    let now = Owned::of(desired);
+    if now != pending {
+        now.save(record)?;
+    }
+    Ok(plan)
 }
 
 /// The table as lines, one per service and one per destination under it,

@@ -242,8 +242,11 @@ mod tests {
         }
     }
 
-    /// A table from `(port, scheduler, [(rs, weight)])`.
-    fn table(services: &[(u16, &str, &[(u8, u32)])]) -> Table {
+    /// A service as `(port, scheduler, [(real server's last octet, weight)])`.
+    type Spec<'a> = (u16, &'a str, &'a [(u8, u32)]);
+
+    /// A table of [`Spec`]s.
+    fn table(services: &[Spec<'_>]) -> Table {
         services
             .iter()
             .map(|(port, sched, dests)| {
