@@ -409,6 +409,31 @@ pub enum AgentCommand {
         Exit codes: 0 stopped by SIGTERM, 1 gave up or error."
     )]
     Supervise(ServiceArgs),
+    /// Reconcile the kernel's IPVS table with a director configuration once.
+    #[command(
+        name = "ipvs-sync",
+        hide = true,
+        long_about = "Make the kernel's IPVS table hold the configuration's \
+        virtual services (every real server taken as healthy), changing \
+        only what differs and only what lbdeploy installed \
+        (/run/lbdeploy/ipvs-owned.json); then print the table as \
+        `agent ipvs-dump` does. For tests and diagnosis: the director \
+        agent does this itself.\n\n\
+        Example:\n  lbdeploy agent ipvs-sync --config /etc/lbdeploy/agent.yml\n\n\
+        Exit codes: 0 in sync, 1 error."
+    )]
+    IpvsSync(AgentArgs),
+    /// Print the kernel's IPVS table.
+    #[command(
+        name = "ipvs-dump",
+        hide = true,
+        long_about = "Print the kernel's IPVS table as read over generic \
+        netlink, one line per service and per destination, in the words \
+        of `ipvsadm -Ln`.\n\n\
+        Example:\n  lbdeploy agent ipvs-dump\n\n\
+        Exit codes: 0 printed, 1 error (e.g. no IPVS in the kernel)."
+    )]
+    IpvsDump,
 }
 
 /// What `plan`, `apply` and `rollback` act on.

@@ -11,6 +11,7 @@ mod golden;
 mod hex;
 mod host;
 mod import;
+mod ipvs_vm;
 mod lab;
 mod realserver;
 mod support;

@@ -7,6 +7,7 @@ use std::io::Write;
 use anyhow::bail;
 
 use super::config::{DirectorConfig, RealserverConfig};
+use super::dataplane::ipvs;
 use super::status::Mode;
 use super::{paths, runtime, status, supervise};
 use crate::cli::{AgentCommand, AgentMode, ExitStatus};
@@ -39,8 +40,33 @@ pub fn command(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
         AgentCommand::Supervise(args) => {
             supervise::supervise(mode(args.mode), &args.config, &run_dir)?
         }
+        AgentCommand::IpvsSync(args) => ipvs_sync(&args.config, &run_dir)?,
+        AgentCommand::IpvsDump => {
+            print!("{}", ipvs::render(&ipvs::Ipvs::connect()?.dump()?));
+        }
     }
     Ok(ExitStatus::Ok)
+}
+
+/// `agent ipvs-sync`: one reconcile of the IPVS table with every real
+/// server taken as healthy; the changes and what is left alone go to
+/// stderr, the resulting table to stdout.
+fn ipvs_sync(
+    config: &std::path::Path,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let config: DirectorConfig = super::config::load(config)?;
+    let desired = ipvs::desired(&config, |_, _| true);
+    let mut kernel = ipvs::Ipvs::connect()?;
+    let plan = ipvs::sync(&mut kernel, &desired, &ipvs::owned_path(run_dir))?;
+    for op in &plan.ops {
+        eprintln!("ipvs: {op}");
+    }
+    for f in &plan.foreign {
+        eprintln!("ipvs: left alone (not lbdeploy's): {f}");
+    }
+    print!("{}", ipvs::render(&kernel.dump()?));
+    Ok(())
 }
 
 fn mode(mode: AgentMode) -> Mode {

@@ -9,10 +9,13 @@
 //! * [`ruleset`] — a director's configuration and what is known of its
 //!   real servers, as the table to install (pure).
 //!
-//! The IPVS back end (generic netlink) joins here behind the same choice
-//! (`dataplane: auto | ipvs | nftables`).
+//! * [`ipvs`] — the IPVS back end over generic netlink: codec, reconcile
+//!   (pure) and client.
+//!
+//! Both are chosen by `dataplane: auto | ipvs | nftables`.
 
 pub mod buckets;
+pub mod ipvs;
 pub mod neigh;
 pub mod nft;
 

@@ -1,0 +1,480 @@
+//! The IPVS back end: the kernel's own L4 load balancer, programmed over
+//! generic netlink (family `"IPVS"`), for kernels that have it.
+//!
+//! * [`codec`] — the messages' bytes (pure, numbers from `linux/ip_vs.h`);
+//! * [`reconcile`] — the difference between the table lbdeploy wants and
+//!   the kernel's, as operations (pure; never a flush);
+//! * [`client`] — the netlink socket: [`Ipvs::connect`], [`Ipvs::dump`],
+//!   [`Ipvs::apply`].
+//!
+//! Typical use (what the director worker does on each change):
+//!
+//! ```no_run
+//! # use lbdeploy::agent::dataplane::ipvs::*;
+//! # fn f(config: &lbdeploy::agent::config::DirectorConfig) -> anyhow::Result<()> {
+//! let mut ipvs = Ipvs::connect()?; // once
+//! let record = owned_path(&lbdeploy::agent::paths::run_dir());
+//! // on every configuration or health change:
+//! let desired = desired(config, |_svc, _rs| true /* health */);
+//! let plan = sync(&mut ipvs, &desired, &record)?;
+//! for f in &plan.foreign { eprintln!("left alone: {f}"); }
+//! # Ok(()) }
+//! ```
+//!
+//! [`sync`] is [`Ipvs::dump`], [`reconcile`], [`Ipvs::apply`] and the
+//! [`Owned`] record around them; use those directly to plan without
+//! applying (e.g. a dry run):
+//!
+//! ```no_run
+//! # use lbdeploy::agent::dataplane::ipvs::*;
+//! # fn f(desired: &Table, owned: &Owned) -> anyhow::Result<()> {
+//! let plan = reconcile(desired, &Ipvs::connect()?.dump()?, owned);
+//! # Ok(()) }
+//! ```
+//!
+//! The client is blocking (netlink to the local kernel answers at once);
+//! async callers wrap it in `spawn_blocking`.
+
+pub mod client;
+pub mod codec;
+pub mod reconcile;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use self::client::{Error, Ipvs};
+pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile};
+use crate::agent::config::{DirectorConfig, RealServerConfig, ServiceConfig};
+use crate::inventory::Protocol;
+
+/// A virtual service's identity in the kernel: what `ipvsadm -t/-u/-f`
+/// names, and what every later command about it must repeat.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKey {
+    /// A protocol, address and port (`ipvsadm -t` / `-u`).
+    Addr {
+        /// The L4 protocol.
+        proto: Proto,
+        /// The VIP.
+        addr: IpAddr,
+        /// The port.
+        port: u16,
+    },
+    /// A firewall mark (`ipvsadm -f`). lbdeploy does not create these, but
+    /// a kernel table may hold them and they must be recognised to be left
+    /// alone.
+    Fwmark {
+        /// Whether the service is IPv6.
+        v6: bool,
+        /// The mark.
+        mark: u32,
+    },
+}
+
+impl ServiceKey {
+    /// Whether the service is IPv6 (its `IPVS_SVC_ATTR_AF`).
+    pub fn is_ipv6(&self) -> bool {
+        match self {
+            ServiceKey::Addr { addr, .. } => addr.is_ipv6(),
+            ServiceKey::Fwmark { v6, .. } => *v6,
+        }
+    }
+}
+
+/// As `ipvsadm -Ln` prints it: `TCP 10.0.0.1:80`, `UDP [2001:db8::1]:53`,
+/// `FWM 5`.
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceKey::Addr { proto, addr, port } => {
+                write!(f, "{proto} {}", SocketText(*addr, *port))
+            }
+            ServiceKey::Fwmark { v6, mark } => {
+                write!(f, "FWM {mark}{}", if *v6 { " IPv6" } else { "" })
+            }
+        }
+    }
+}
+
+/// `addr:port` with IPv6 in brackets.
+struct SocketText(IpAddr, u16);
+
+impl fmt::Display for SocketText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+/// An L4 protocol number as IPVS stores it (`IPVS_SVC_ATTR_PROTOCOL`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Proto {
+    /// `IPPROTO_TCP` (6).
+    Tcp,
+    /// `IPPROTO_UDP` (17).
+    Udp,
+    /// `IPPROTO_SCTP` (132), which a hand-made service may use.
+    Sctp,
+    /// Any other number the kernel reports.
+    Other(u16),
+}
+
+impl Proto {
+    /// The IP protocol number.
+    pub fn number(self) -> u16 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Sctp => 132,
+            Proto::Other(n) => n,
+        }
+    }
+
+    /// The protocol with IP protocol number `n`.
+    pub fn from_number(n: u16) -> Self {
+        match n {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            132 => Proto::Sctp,
+            n => Proto::Other(n),
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proto::Tcp => f.write_str("TCP"),
+            Proto::Udp => f.write_str("UDP"),
+            Proto::Sctp => f.write_str("SCTP"),
+            Proto::Other(n) => write!(f, "proto{n}"),
+        }
+    }
+}
+
+/// What the kernel requires of a new or changed service besides its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The scheduler's name (`rr`, `wrr`, `sh`, ...); the kernel loads
+    /// `ip_vs_<name>`.
+    pub scheduler: String,
+    /// `IP_VS_SVC_F_*` without the kernel's own `IP_VS_SVC_F_HASHED`.
+    pub flags: u32,
+    /// Persistence timeout in seconds (0 when not persistent).
+    pub timeout: u32,
+    /// Persistence granularity: an IPv4 netmask (`0xffffffff` = one client
+    /// address) or an IPv6 prefix length (128).
+    pub netmask: u32,
+}
+
+/// A real server's identity within a service.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+)]
+pub struct DestKey {
+    /// The real server's address.
+    pub addr: IpAddr,
+    /// Its port.
+    pub port: u16,
+}
+
+impl fmt::Display for DestKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        SocketText(self.addr, self.port).fmt(f)
+    }
+}
+
+/// A destination's settings: all of them are required by the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dest {
+    /// How packets reach it.
+    pub forward: Forward,
+    /// Its share; 0 = no new connections (quiesced).
+    pub weight: u32,
+    /// Upper connection threshold (0 = none).
+    pub upper: u32,
+    /// Lower connection threshold (0 = none).
+    pub lower: u32,
+}
+
+/// The forwarding method (`IP_VS_CONN_F_*` under `IP_VS_CONN_F_FWD_MASK`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forward {
+    /// `IP_VS_CONN_F_MASQ` (0): NAT.
+    Masq,
+    /// `IP_VS_CONN_F_LOCALNODE` (1): the director itself.
+    Local,
+    /// `IP_VS_CONN_F_TUNNEL` (2): IP-in-IP.
+    Tunnel,
+    /// `IP_VS_CONN_F_DROUTE` (3): Direct Routing, lbdeploy's method.
+    Route,
+    /// Any other value the kernel reports.
+    Other(u32),
+}
+
+impl Forward {
+    /// The `IPVS_DEST_ATTR_FWD_METHOD` value.
+    pub fn bits(self) -> u32 {
+        match self {
+            Forward::Masq => 0,
+            Forward::Local => 1,
+            Forward::Tunnel => 2,
+            Forward::Route => 3,
+            Forward::Other(n) => n,
+        }
+    }
+
+    /// The method of an `IPVS_DEST_ATTR_FWD_METHOD` value.
+    pub fn from_bits(bits: u32) -> Self {
+        match bits {
+            0 => Forward::Masq,
+            1 => Forward::Local,
+            2 => Forward::Tunnel,
+            3 => Forward::Route,
+            n => Forward::Other(n),
+        }
+    }
+}
+
+/// `ipvsadm -Ln`'s words: Masq, Local, Tunnel, Route.
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Forward::Masq => f.write_str("Masq"),
+            Forward::Local => f.write_str("Local"),
+            Forward::Tunnel => f.write_str("Tunnel"),
+            Forward::Route => f.write_str("Route"),
+            Forward::Other(n) => write!(f, "fwd{n}"),
+        }
+    }
+}
+
+/// One service with its destinations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The service's settings.
+    pub settings: Settings,
+    /// Its destinations.
+    pub dests: BTreeMap<DestKey, Dest>,
+}
+
+/// A whole IPVS table, ordered so that dumps and plans are deterministic.
+pub type Table = BTreeMap<ServiceKey, Entry>;
+
+/// The table `config` asks for. `up` says whether a real server passes its
+/// health checks: one that does not is left out, or kept with weight 0
+/// when the service has `inhibit_on_failure` (its established connections
+/// then live on; keepalived's behaviour). Pure.
+///
+/// Persistence is `IP_VS_SVC_F_PERSISTENT` with the timeout in whole
+/// seconds (at least 1) and a single-address netmask, as keepalived's
+/// `persistence_timeout` without `persistence_granularity`.
+pub fn desired(
+    config: &DirectorConfig,
+    up: impl Fn(&ServiceConfig, &RealServerConfig) -> bool,
+) -> Table {
+    let mut table = Table::new();
+    for svc in &config.virtual_services {
+        let key = ServiceKey::Addr {
+            proto: match svc.protocol {
+                Protocol::Tcp => Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+            },
+            addr: svc.vip,
+            port: svc.port.get() as u16,
+        };
+        let netmask = if svc.vip.is_ipv6() { 128 } else { u32::MAX };
+        let settings = match svc.persistence_timeout {
+            Some(t) => Settings {
+                scheduler: scheduler_name(svc),
+                flags: codec::IP_VS_SVC_F_PERSISTENT,
+                timeout: t.get().as_secs().clamp(1, u64::from(u32::MAX)) as u32,
+                netmask,
+            },
+            None => Settings {
+                scheduler: scheduler_name(svc),
+                flags: 0,
+                timeout: 0,
+                netmask,
+            },
+        };
+        let mut dests = BTreeMap::new();
+        for rs in &svc.real_servers {
+            let weight = match (up(svc, rs), svc.inhibit_on_failure) {
+                (true, _) => rs.weight,
+                (false, true) => 0,
+                (false, false) => continue,
+            };
+            dests.insert(
+                DestKey { addr: rs.address, port: rs.port.get() as u16 },
+                Dest { forward: Forward::Route, weight, upper: 0, lower: 0 },
+            );
+        }
+        table.insert(key, Entry { settings, dests });
+    }
+    table
+}
+
+/// The kernel's name for a scheduler: the inventory's, in lower case.
+fn scheduler_name(svc: &ServiceConfig) -> String {
+    format!("{:?}", svc.scheduler).to_lowercase()
+}
+
+/// Where the set of services and destinations lbdeploy installed is kept:
+/// `RUN_DIR/ipvs-owned.json`. It lives under `/run` on purpose: that is
+/// emptied at boot, exactly when the kernel's IPVS table is, so the record
+/// never outlives what it describes.
+pub fn owned_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("ipvs-owned.json")
+}
+
+/// One reconcile, as the director worker runs it: dump the kernel's table,
+/// compute the [`Plan`] against `desired` and the record at `record` (see
+/// [`owned_path`]), apply it, and record `desired` as lbdeploy's. Before
+/// applying, the record is widened to old ∪ new, so a failure half-way
+/// still lets the next run remove what this one created. Returns the plan
+/// (for the log: its operations and what was left alone).
+///
+/// # Errors
+/// An unreadable record, a refused dump or operation, an unwritable
+/// record.
+pub fn sync(
+    ipvs: &mut Ipvs,
+    desired: &Table,
+    record: &Path,
+) -> anyhow::Result<Plan> {
+    let owned = Owned::load(record)?;
+    let plan = reconcile(desired, &ipvs.dump()?, &owned);
+    let mut pending = Owned::of(desired);
+    pending.services.extend(owned.services.iter().copied());
+    pending.dests.extend(owned.dests.iter().copied());
+    if pending != owned {
+        pending.save(record)?;
+    }
+    ipvs.apply(&plan.ops)?;
+    let now = Owned::of(desired);
+    if now != pending {
+        now.save(record)?;
+    }
+    Ok(plan)
+}
+
+/// The table as lines, one per service and one per destination under it,
+/// in the words of `ipvsadm -Ln` — what `lbdeploy agent ipvs-dump` prints
+/// and the VM test compares with ipvsadm's own listing:
+///
+/// ```text
+/// TCP 10.0.0.100:80 wrr
+///   -> 10.0.1.1:80 Route 1
+/// UDP 10.0.0.100:53 rr persistent 60
+/// ```
+pub fn render(table: &Table) -> String {
+    let mut out = String::new();
+    for (key, entry) in table {
+        let s = &entry.settings;
+        out.push_str(&format!("{key} {}", s.scheduler));
+        if s.flags & codec::IP_VS_SVC_F_PERSISTENT != 0 {
+            out.push_str(&format!(" persistent {}", s.timeout));
+        }
+        out.push('\n');
+        for (dk, d) in &entry.dests {
+            out.push_str(&format!("  -> {dk} {} {}\n", d.forward, d.weight));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "cluster: c
+host: d1
+interface: eth0
+address: 10.0.0.11/24
+dataplane: ipvs
+vrrp_instances: []
+virtual_services:
+- name: web
+  vip: 10.0.0.200
+  port: 80
+  protocol: tcp
+  scheduler: wrr
+  delay_loop: 6s
+  quorum: 1
+  inhibit_on_failure: true
+  real_servers:
+  - { address: 10.0.0.21, port: 80, weight: 2 }
+  - { address: 10.0.0.22, port: 80, weight: 1 }
+- name: dns6
+  vip: 2001:db8::200
+  port: 53
+  protocol: udp
+  scheduler: sh
+  persistence_timeout: 1m
+  delay_loop: 6s
+  quorum: 1
+  real_servers:
+  - { address: 2001:db8::21, port: 53, weight: 1 }
+  - { address: 2001:db8::22, port: 53, weight: 1 }
+";
+
+    #[test]
+    fn desired_table_from_config() {
+        let config: DirectorConfig = serde_yaml::from_str(CONFIG).unwrap();
+        let down =
+            |rs: &RealServerConfig| rs.address.to_string().ends_with("22");
+        let t = desired(&config, |_, rs| !down(rs));
+        assert_eq!(
+            render(&t),
+            "TCP 10.0.0.200:80 wrr\n  \
+             -> 10.0.0.21:80 Route 2\n  \
+             -> 10.0.0.22:80 Route 0\n\
+             UDP [2001:db8::200]:53 sh persistent 60\n  \
+             -> [2001:db8::21]:53 Route 1\n"
+        );
+        let dns = t.values().nth(1).unwrap();
+        assert_eq!(dns.settings.netmask, 128);
+        assert_eq!(t.values().next().unwrap().settings.netmask, u32::MAX);
+    }
+}

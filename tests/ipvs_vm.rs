@@ -1,0 +1,238 @@
+//! The IPVS back end against a real IPVS: this machine's kernel has none,
+//! so Debian's kernel boots in `qemu-system-x86_64 -accel tcg` with an
+//! initramfs (tests/vm/build.sh) whose /init (tests/vm/init) runs the
+//! scenario and prints each result after an `@@ NAME` marker.
+//!
+//! Scenario: `ipvs-sync` of tests/vm/scenario/one.yml into an empty table;
+//! `ipvsadm -Ln` and lbdeploy's dump must both show exactly that table.
+//! Then a service and a destination are added by hand with ipvsadm, and
+//! two.yml (a changed weight, a removed destination, a removed service, a
+//! changed scheduler and persistence) is reconciled: the result is two.yml
+//! plus what was added by hand, which is reported, not removed. A third
+//! sync of two.yml changes nothing.
+//!
+//! Needs root (apt-get download, and the static binary's build) and qemu;
+//! skips with a message without them. The kernel package is cached under
+//! the target directory.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The whole VM run: boot (~10 s under TCG) plus the scenario, with a wide
+/// margin for a loaded machine. The VM is killed past it.
+const VM_BOUND: Duration = Duration::from_secs(120);
+
+/// The table after one.yml, in `ipvs-dump`'s words.
+const ONE: &str = "\
+TCP 10.0.0.100:80 wrr
+  -> 10.0.1.1:80 Route 1
+  -> 10.0.1.2:80 Route 3
+  -> 10.0.1.3:80 Route 1
+TCP [2001:db8::100]:443 sh
+  -> [2001:db8::1]:443 Route 2
+  -> [2001:db8::2]:443 Route 1
+UDP 10.0.0.100:53 rr persistent 60
+  -> 10.0.1.1:53 Route 1
+  -> 10.0.1.2:53 Route 1
+";
+
+/// The table after two.yml, with the service and destination added by
+/// hand still there.
+const TWO: &str = "\
+TCP 10.0.0.100:80 wrr
+  -> 10.0.1.1:80 Route 1
+  -> 10.0.1.2:80 Route 5
+  -> 10.0.1.99:80 Route 1
+TCP 10.9.9.9:8080 wlc
+  -> 10.9.9.10:8080 Route 2
+TCP [2001:db8::100]:443 rr persistent 300
+  -> [2001:db8::1]:443 Route 2
+  -> [2001:db8::2]:443 Route 1
+";
+
+/// Say why the test did not run, on the stderr handle (libtest captures
+/// `eprintln!` of passing tests; a skip must be visible).
+fn skip(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED ipvs_vm: {why}");
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| d.join(program).is_file())
+    })
+}
+
+/// Boot the VM and return its serial output.
+fn run_vm(dir: &Path) -> String {
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "768", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(dir.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(dir.join("initrd"))
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting qemu-system-x86_64");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).replace('\r', "")
+    });
+    let deadline = Instant::now() + VM_BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = reader.join().unwrap();
+    assert!(
+        status.is_some(),
+        "the VM did not power off within {VM_BOUND:?}; its console:\n{out}"
+    );
+    out
+}
+
+/// The `@@ NAME` sections of the console.
+fn sections(console: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in console.lines() {
+        if line.starts_with("## ") {
+            continue; // a timing line of /init
+        }
+        if let Some(name) = line.strip_prefix("@@ ") {
+            if let Some((n, body)) = current.take() {
+                out.insert(n, body);
+            }
+            current = Some((name.trim().to_owned(), String::new()));
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if let Some((n, body)) = current {
+        out.insert(n, body);
+    }
+    out
+}
+
+/// A listing as a sorted list of lines, each destination prefixed by its
+/// service, whitespace collapsed: the same for lbdeploy's dump and for
+/// `ipvsadm -Ln` (whose destination lines also carry connection counts
+/// and whose headers are skipped).
+fn flatten(listing: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut service = String::new();
+    for line in listing.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["->", "RemoteAddress:Port", ..] => {}
+            ["->", addr, fwd, weight, ..] => {
+                out.push(format!("{service} -> {addr} {fwd} {weight}"));
+            }
+            [proto, rest @ ..]
+                if ["TCP", "UDP", "SCTP", "FWM"].contains(proto) =>
+            {
+                service = format!("{proto} {}", rest.join(" "));
+                out.push(service.clone());
+            }
+            _ => {}
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn ipvs_in_a_vm() {
+    if !rustix::process::geteuid().is_root() {
+        return skip("needs root (apt-get download)");
+    }
+    if !on_path("qemu-system-x86_64") {
+        return skip(
+            "qemu-system-x86_64 is not installed (.ci/run installs it)",
+        );
+    }
+    let started = Instant::now();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ipvs-vm");
+    let build = Command::new("tests/vm/build.sh")
+        .arg(&dir)
+        .arg(env!("CARGO_BIN_EXE_lbdeploy"))
+        .status()
+        .expect("running tests/vm/build.sh");
+    assert!(build.success(), "tests/vm/build.sh failed");
+    let built = started.elapsed();
+    let console = run_vm(&dir);
+    {
+        let _ = writeln!(
+            std::io::stderr(),
+            "ipvs_vm: initramfs built in {built:.1?}, whole test {:.1?}",
+            started.elapsed()
+        );
+    }
+    for line in console.lines().filter(|l| l.starts_with("## ")) {
+        let _ = writeln!(std::io::stderr(), "ipvs_vm: {line}");
+    }
+    let s = sections(&console);
+    let get = |name: &str| -> &str {
+        s.get(name).map(String::as_str).unwrap_or_else(|| {
+            panic!("no `@@ {name}` in the VM's console:\n{console}")
+        })
+    };
+    assert!(s.contains_key("end"), "the scenario did not finish:\n{console}");
+    assert!(
+        get("modules").contains("IP Virtual Server version"),
+        "IPVS did not load:\n{}",
+        get("modules")
+    );
+    for step in ["one", "two", "again"] {
+        assert_eq!(
+            get(&format!("{step}.rc")).trim(),
+            "0",
+            "ipvs-sync ({step}) failed:\n{}",
+            get(&format!("{step}.log"))
+        );
+    }
+    // The first table, as lbdeploy and ipvsadm each see it.
+    assert_eq!(get("one.dump"), ONE);
+    assert_eq!(get("one.ipvs-dump"), ONE);
+    assert_eq!(flatten(get("one.ipvsadm")), flatten(ONE));
+    // The second: every kind of change made, the hand-made entries kept
+    // and reported.
+    assert_eq!(get("two.dump"), TWO);
+    assert_eq!(flatten(get("two.ipvsadm")), flatten(TWO));
+    let log = get("two.log");
+    for line in [
+        "ipvs: update service TCP [2001:db8::100]:443 rr",
+        "ipvs: delete TCP 10.0.0.100:80 -> 10.0.1.3:80",
+        "ipvs: update TCP 10.0.0.100:80 -> 10.0.1.2:80 Route 5",
+        "ipvs: delete service UDP 10.0.0.100:53",
+        "ipvs: left alone (not lbdeploy's): destination TCP 10.0.0.100:80 -> 10.0.1.99:80",
+        "ipvs: left alone (not lbdeploy's): service TCP 10.9.9.9:8080",
+    ] {
+        assert!(log.contains(line), "`{line}` not in the log:\n{log}");
+    }
+    assert_eq!(log.lines().count(), 6, "unexpected changes:\n{log}");
+    // In sync: nothing to do the second time.
+    assert_eq!(get("again.dump"), TWO);
+    assert!(
+        !get("again.log").contains("ipvs: add")
+            && !get("again.log").contains("ipvs: update")
+            && !get("again.log").contains("ipvs: delete"),
+        "a second reconcile changed something:\n{}",
+        get("again.log")
+    );
+}
