@@ -9,8 +9,11 @@
 //! worker ───────config, stop────▶ └──────────────┘ ──▶ status snapshot
 //! ```
 //!
-//! Only a master forwards, and only the services whose VIP belongs to an
-//! instance it is master of. Leaving master (or stopping) keeps the rules
+//! With **IPVS** (where the kernel has it: `dataplane: auto` or `ipvs`) the
+//! table is kept on every director, as keepalived does: IPVS only sees
+//! packets for a VIP the director holds, so the backup's table is inert
+//! and ready. With **nftables** only a master forwards, and only the
+//! services whose VIP belongs to an instance it is master of. Leaving master (or stopping) keeps the rules
 //! for [`GRACE`] more: clients whose ARP caches still point at this
 //! director lose no request while the new master announces itself.
 //! Checks run on every director, so a backup is warm when it takes over.
@@ -29,8 +32,8 @@ use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::runner::{Checks, Target, Transition};
 use crate::agent::config::DirectorConfig;
-use crate::agent::dataplane::{self, neigh, nft};
-use crate::agent::log;
+use crate::agent::dataplane::{self, ipvs, neigh, nft};
+use crate::agent::{log, paths};
 use crate::inventory::Dataplane;
 
 /// How long a director keeps forwarding after it stopped being master.
@@ -231,6 +234,17 @@ impl Loop {
     /// Make the kernel's table what the state calls for.
     async fn reconcile(&mut self) {
         let Some(config) = self.config.clone() else { return };
+        match self.ipvs(&config).await {
+            Ok(true) => {
+                self.last_error = None;
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                self.fail(e);
+                return;
+            }
+        }
         if self.masters.is_empty() {
             if self.leave_at.is_none() {
                 self.withdraw();
@@ -239,23 +253,53 @@ impl Loop {
         }
         match self.forward(&config).await {
             Ok(()) => self.last_error = None,
-            Err(e) => {
-                let e = format!("{e:#}");
-                if self.last_error.as_ref() != Some(&e) {
-                    log(&format!("data plane: {e}"));
-                }
-                self.last_error = Some(e);
-            }
+            Err(e) => self.fail(e),
         }
     }
 
-    async fn forward(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
-        if config.dataplane == Dataplane::Ipvs {
-            anyhow::bail!(
-                "`dataplane: ipvs` is not built into this agent yet — use \
-                 `auto` or `nftables`"
-            );
+    /// Remember a data-plane error, logging it when it is new.
+    fn fail(&mut self, e: anyhow::Error) {
+        let e = format!("{e:#}");
+        if self.last_error.as_ref() != Some(&e) {
+            log(&format!("data plane: {e}"));
         }
+        self.last_error = Some(e);
+    }
+
+    /// Sync the IPVS table when the kernel has IPVS and the configuration
+    /// allows it; `Ok(false)` when the nftables back end is to be used.
+    async fn ipvs(&mut self, config: &DirectorConfig) -> anyhow::Result<bool> {
+        if config.dataplane == Dataplane::Nftables {
+            return Ok(false);
+        }
+        let desired = ipvs::desired(config, |svc, rs| {
+            self.health
+                .get(&(svc.name.clone(), rs.address))
+                .copied()
+                .unwrap_or(true)
+        });
+        let forced = config.dataplane == Dataplane::Ipvs;
+        let plan = tokio::task::spawn_blocking(move || {
+            let mut conn = match ipvs::Ipvs::connect() {
+                Ok(c) => c,
+                Err(ipvs::client::Error::NoIpvs) if !forced => return Ok(None),
+                Err(e) => return Err(anyhow::Error::from(e)),
+            };
+            let record = ipvs::owned_path(&paths::run_dir());
+            ipvs::sync(&mut conn, &desired, &record).map(Some)
+        })
+        .await??;
+        let Some(plan) = plan else { return Ok(false) };
+        for op in &plan.ops {
+            log(&format!("ipvs: {op}"));
+        }
+        for f in &plan.foreign {
+            log(&format!("ipvs: left alone (not lbdeploy's): {f}"));
+        }
+        Ok(true)
+    }
+
+    async fn forward(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
         let mine = self.served(config);
         let rips: Vec<IpAddr> = mine
             .virtual_services
