@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+
 use tokio::sync::Semaphore;
 
 use super::binary::{Binary, hex};
@@ -135,5 +136,35 @@ pub async fn read_facts(
     let text = String::from_utf8_lossy(&out.stdout);
     let facts = facts::parse(&text)
         .map_err(|e| format!("cannot read the facts the host printed: {e}"))?;
-    Ok((facts, hex(&Sha256::digest(&out.stdout))))
+    Ok((facts, fingerprint(&text)))
+}
+
+/// The facts' fingerprint for saved plans: everything but the addresses,
+/// which move on their own (VRRP puts the VIP on the master at any time)
+/// and matter to the plan only through the changes they cause, which a
+/// saved plan compares anyway.
+fn fingerprint(facts: &str) -> String {
+    let mut h = Sha256::new();
+    for line in facts.lines().filter(|l| !l.starts_with("ipaddr ")) {
+        h.update(line.as_bytes());
+        h.update(b"\n");
+    }
+    hex(&h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_do_not_move_the_fingerprint() {
+        let a =
+            "lbdeploy-facts 1\narch x86_64\nipaddr 2: eth0 inet 10.0.0.11/24\n";
+        let b = "lbdeploy-facts 1\narch x86_64\nipaddr 2: eth0 inet 10.0.0.200/24\n";
+        assert_eq!(fingerprint(a), fingerprint(b));
+        assert_ne!(
+            fingerprint(a),
+            fingerprint("lbdeploy-facts 1\narch aarch64\n")
+        );
+    }
 }
