@@ -20,6 +20,7 @@
 //! * [`check`] — health checks of the real servers;
 //! * [`alert`] — email, webhook and exec notifications;
 //! * [`net`] — addresses over rtnetlink, shared by both modes;
+//! * [`nftables`] — loading a table with `nft -f`, shared by both modes;
 //! * [`realserver`] — the real-server mode: ARP sysctls and the VIPs kept on
 //!   `lo`.
 //!
@@ -31,6 +32,7 @@ pub mod config;
 pub mod dataplane;
 pub mod director;
 pub mod net;
+pub mod nftables;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;

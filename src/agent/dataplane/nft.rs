@@ -15,11 +15,10 @@
 //! forgotten to every port, and the backup must not forward those too.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
 
 use super::buckets::{self, Backend};
+use crate::agent::nftables;
 
 /// The table's name; lbdeploy owns it and nothing else.
 pub const TABLE: &str = "lbdeploy";
@@ -153,58 +152,25 @@ pub fn render(rules: &Ruleset) -> String {
 ///
 /// # Errors
 /// When `nft` is missing or refuses the ruleset (its message included).
-pub fn load(text: &str) -> anyhow::Result<()> {
-    nft(text)
+pub async fn load(text: &str) -> anyhow::Result<()> {
+    nftables::load(text, "the data plane's table").await
 }
 
-/// The kernel's listing of the table, to notice a table changed or removed
-/// by hand.
+/// The kernel's listing of the table.
 ///
 /// # Errors
 /// When there is no such table or `nft` fails.
-pub fn list() -> anyhow::Result<String> {
-    let out = Command::new("nft")
-        .args(["list", "table", "netdev", TABLE])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot run nft (install nftables): {e}")
-        })?;
-    if !out.status.success() {
-        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+pub async fn list() -> anyhow::Result<String> {
+    nftables::list("netdev", TABLE).await
 }
 
 /// Delete the table (nothing is forwarded any more); absent is fine.
 ///
 /// # Errors
 /// When `nft` is missing or fails.
-pub fn remove() -> anyhow::Result<()> {
-    nft(&format!("table netdev {TABLE}\ndelete table netdev {TABLE}\n"))
-}
-
-fn nft(script: &str) -> anyhow::Result<()> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot run nft (install nftables): {e}")
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "nft refused the data plane's table: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+pub async fn remove() -> anyhow::Result<()> {
+    let script = format!("table netdev {TABLE}\ndelete table netdev {TABLE}\n");
+    nftables::load(&script, "the data plane's table").await
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ async fn run(
                     if l.installed.is_some() {
                         tokio::time::sleep(GRACE).await;
                     }
-                    l.withdraw();
+                    l.withdraw().await;
                     return;
                 }
             },
@@ -247,7 +247,7 @@ impl Loop {
         }
         if self.masters.is_empty() {
             if self.leave_at.is_none() {
-                self.withdraw();
+                self.withdraw().await;
             }
             return;
         }
@@ -317,14 +317,14 @@ impl Loop {
             health.get(&(svc.name.clone(), ip)).copied().unwrap_or(true)
         })?;
         let text = nft::render(&rules);
-        let listing = nft::list().ok();
+        let listing = nft::list().await.ok();
         let current = matches!(
             (&self.installed, listing),
             (Some((t, seen)), Some(now)) if *t == text && *seen == now
         );
         if !current {
-            nft::load(&text)?;
-            self.installed = Some((text, nft::list()?));
+            nft::load(&text).await?;
+            self.installed = Some((text, nft::list().await?));
             log(&format!(
                 "data plane: forwarding {} service(s) on {}",
                 rules.services.len(),
@@ -348,9 +348,9 @@ impl Loop {
         mine
     }
 
-    fn withdraw(&mut self) {
+    async fn withdraw(&mut self) {
         if self.installed.take().is_some() {
-            match nft::remove() {
+            match nft::remove().await {
                 Ok(()) => log("data plane: not master, forwarding stopped"),
                 Err(e) => log(&format!("data plane: {e:#}")),
             }

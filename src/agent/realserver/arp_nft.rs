@@ -11,8 +11,6 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
 
-use anyhow::{Context, bail};
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// The table this agent owns; nothing else in the ruleset is touched.
@@ -58,24 +56,7 @@ pub fn ruleset(vips: &[IpAddr], rip: Ipv4Addr) -> String {
 /// # Errors
 /// When `nft` is missing or rejects the script; the error has its stderr.
 pub async fn load(script: &str) -> anyhow::Result<()> {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running nft (is the nftables package installed?)")?;
-    let mut stdin = child.stdin.take().expect("stdin was piped");
-    stdin.write_all(script.as_bytes()).await.context("writing to nft")?;
-    drop(stdin);
-    let out = child.wait_with_output().await.context("waiting for nft")?;
-    if !out.status.success() {
-        bail!(
-            "nft -f - refused the ARP table: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    crate::agent::nftables::load(script, "the ARP table").await
 }
 
 /// Whether the table exists (someone may `nft flush ruleset`).
