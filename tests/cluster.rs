@@ -12,7 +12,7 @@ use lbdeploy::agent::vrrp::fsm::master_down_interval;
 use lbdeploy::agent::vrrp::packet::Version;
 
 use crate::lab_or_skip;
-use crate::support::lab::TestLab;
+use crate::support::lab::{TempDir, TestLab};
 
 const N: u8 = 87;
 
@@ -170,4 +170,108 @@ fn the_cluster_balances_drops_a_dead_server_and_survives_its_master() {
     });
     let seen = spread(&lab, 42000, 20);
     assert_eq!(seen.get("rs01"), Some(&20), "{seen:?}");
+}
+
+/// A switch floods frames for a MAC it has forgotten to every port — here
+/// the old master's, after its port went down. The new master receives
+/// them and must not forward them (`meta pkttype host`): otherwise two
+/// directors would send the same flow to real servers.
+#[test]
+fn the_new_master_does_not_forward_frames_flooded_for_the_old_one() {
+    let n = 88;
+    let inv = inventory()
+        .replace(&format!("10.77.{N}."), &format!("10.77.{n}."))
+        .replace(&format!("cluster-{N}"), &format!("cluster-{n}"));
+    let lab = lab_or_skip!("cluster-flood", inv);
+    let vip = format!("10.77.{n}.200");
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let has_vip = |host: &str| {
+        lab.exec_ok(host, "ip -o -4 addr show eth0")
+            .contains(&format!(" {vip}/"))
+    };
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(mdi + Duration::from_secs(2), "keepalived01 master", || {
+        has_vip("keepalived01")
+    });
+    let old_mac = lab
+        .exec_ok("keepalived01", "cat /sys/class/net/eth0/address")
+        .trim()
+        .to_owned();
+    let new_mac = lab
+        .exec_ok("keepalived02", "cat /sys/class/net/eth0/address")
+        .trim()
+        .to_owned();
+
+    // Unplug the master: the bridge forgets its MAC, the backup takes over.
+    let ns = lab.status()["switch_netns"].as_str().unwrap().to_owned();
+    let ports = std::process::Command::new("ip")
+        .args(["-n", &ns, "-o", "link", "show"])
+        .output()
+        .unwrap();
+    let port = String::from_utf8_lossy(&ports.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|p| p.split('@').next().unwrap().to_owned())
+        .find(|p| p.ends_with("-keepalived01"))
+        .unwrap();
+    assert!(
+        std::process::Command::new("ip")
+            .args(["-n", &ns, "link", "set", &port, "down"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let backup_mdi =
+        master_down_interval(Version::V2, 70, Duration::from_secs(1));
+    within(backup_mdi + Duration::from_secs(1), "keepalived02 master", || {
+        has_vip("keepalived02")
+    });
+    within(Duration::from_secs(5), "keepalived02 forwarding", || {
+        lab.exec_ok("keepalived02", "lbdeploy agent status --json")
+            .contains("\"forwarding\": [\n        \"")
+    });
+
+    // The client still believes the VIP is at the old MAC: its frames are
+    // flooded, keepalived02 sees them (tcpdump proves it) and drops them.
+    lab.exec_ok(
+        "client",
+        &format!(
+            "ip neigh replace {vip} lladdr {old_mac} dev eth0 nud permanent"
+        ),
+    );
+    let scratch = TempDir::new("cluster-flood-capture");
+    let capture = scratch.path().join("flood.txt");
+    let capture = capture.display();
+    lab.exec_ok(
+        "keepalived02",
+        &format!(
+            "(timeout 4 tcpdump -l -n -i eth0 -c 1 ether dst {old_mac} and tcp port 80 \
+             > {capture} 2>/dev/null &) ; sleep 0.5"
+        ),
+    );
+    let flooded =
+        lab.exec("client", &format!("curl -s --max-time 2 http://{vip}/"));
+    assert!(
+        !flooded.status.success(),
+        "a flooded frame was forwarded: {flooded:?}"
+    );
+    within(
+        Duration::from_secs(5),
+        "tcpdump on keepalived02 seeing the flooded frame",
+        || {
+            lab.exec_ok("keepalived02", &format!("cat {capture}"))
+                .contains(" > ")
+        },
+    );
+
+    // Addressed to keepalived02 itself, the same request goes through.
+    lab.exec_ok(
+        "client",
+        &format!(
+            "ip neigh replace {vip} lladdr {new_mac} dev eth0 nud permanent"
+        ),
+    );
+    let direct =
+        lab.exec("client", &format!("curl -sf --max-time 2 http://{vip}/"));
+    assert!(direct.status.success(), "{direct:?}");
 }
