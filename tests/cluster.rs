@@ -275,3 +275,52 @@ fn the_new_master_does_not_forward_frames_flooded_for_the_old_one() {
         lab.exec("client", &format!("curl -sf --max-time 2 http://{vip}/"));
     assert!(direct.status.success(), "{direct:?}");
 }
+
+/// A planned switchover (`agent stop`: priority-0 advert, VIP removed)
+/// loses no request: the old master keeps forwarding what still reaches it
+/// until the new master has announced itself.
+#[test]
+fn a_planned_switchover_loses_no_request() {
+    let n = 89;
+    let inv = inventory()
+        .replace(&format!("10.77.{N}."), &format!("10.77.{n}."))
+        .replace(&format!("cluster-{N}"), &format!("cluster-{n}"));
+    let lab = lab_or_skip!("cluster-switchover", inv);
+    let vip = format!("10.77.{n}.200");
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(mdi + Duration::from_secs(2), "keepalived01 master", || {
+        lab.exec_ok("keepalived01", "ip -o -4 addr show eth0")
+            .contains(&format!(" {vip}/"))
+    });
+    within(Duration::from_secs(5), "traffic through the VIP", || {
+        lab.exec("client", &format!("curl -sf --max-time 1 http://{vip}/"))
+            .status
+            .success()
+    });
+    let scratch = TempDir::new("cluster-switchover-probe");
+    let log = scratch.path().join("codes");
+    // About 3 s of requests, one every 10 ms, while the master stops.
+    let probe = lab
+        .lab_cmd(&["exec", "client", "--", "sh", "-c"])
+        .arg(format!(
+            "for i in $(seq 1 250); do curl -s -o /dev/null --max-time 1 -w '%{{http_code}}\\n' \
+             http://{vip}/; sleep 0.01; done > {}",
+            log.display()
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    lab.exec_ok("keepalived01", "lbdeploy agent stop");
+    let out = probe.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let codes = std::fs::read_to_string(&log).unwrap();
+    let lost: Vec<&str> = codes.lines().filter(|c| *c != "200").collect();
+    assert_eq!(codes.lines().count(), 250);
+    assert!(lost.is_empty(), "{} of 250 requests failed: {lost:?}", lost.len());
+    assert!(
+        lab.exec_ok("keepalived02", "ip -o -4 addr show eth0")
+            .contains(&format!(" {vip}/")),
+        "keepalived02 took over"
+    );
+}
