@@ -324,3 +324,54 @@ fn a_planned_switchover_loses_no_request() {
         "keepalived02 took over"
     );
 }
+
+/// With every real server down, the sorry server answers (keepalived's
+/// `sorry_server`): a real-server host of its own, the VIP on its `lo`.
+#[test]
+fn the_sorry_server_answers_when_every_real_server_is_down() {
+    let n = 90;
+    let inv = format!(
+        "cluster: sorry-{n}
+directors:
+  - {{ name: keepalived01, address: 10.77.{n}.11/24, interface: eth0, priority: 120 }}
+  - {{ name: keepalived02, address: 10.77.{n}.12/24, interface: eth0, priority: 70 }}
+real_servers:
+  - {{ name: rs01, address: 10.77.{n}.21/24, interface: eth0 }}
+  - {{ name: sorry, address: 10.77.{n}.23/24, interface: eth0 }}
+vrrp_instances:
+  - {{ name: VI_1, virtual_router_id: 62, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
+virtual_services:
+  - vip: 10.77.{n}.200
+    port: 80
+    scheduler: rr
+    delay_loop: 1s
+    sorry_server: 10.77.{n}.23:80
+    real_servers:
+      - {{ host: rs01, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 0 }} }}] }}
+lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
+"
+    );
+    let lab = lab_or_skip!("cluster-sorry", inv);
+    let url = format!("http://10.77.{n}.200/");
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let answer = || {
+        let out = lab.exec("client", &format!("curl -s --max-time 1 {url}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(
+        mdi + Duration::from_secs(5),
+        "rs01 answering through the VIP",
+        || answer() == "rs01",
+    );
+    let http = pid_of(&lab, "rs01", "responder");
+    lab.exec_ok("rs01", &format!("kill {http}"));
+    let timing = Timing {
+        delay_loop: Duration::from_secs(1),
+        retry: 0,
+        delay_before_retry: Duration::from_secs(1),
+        rise: 1,
+    };
+    let bound = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
+    within(bound, "the sorry server answering", || answer() == "sorry");
+}

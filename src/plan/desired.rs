@@ -369,6 +369,8 @@ fn realserver_config(inv: &Inventory, r: &RealServerHost) -> RealserverConfig {
         .iter()
         .filter(|vs| {
             vs.real_servers.iter().any(|rs| rs.host.as_ref() == Some(&r.name))
+                // A sorry server takes the VIP's traffic by DR too.
+                || vs.sorry_server.is_some_and(|s| s.ip() == r.address.addr)
         })
         .map(|vs| vs.vip)
         .collect();

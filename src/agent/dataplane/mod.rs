@@ -43,7 +43,8 @@ pub struct Unsupported {
 
 /// The nftables table for `config`: every service with the real servers
 /// whose MAC is known in `macs` (the others cannot be forwarded to and are
-/// left out) and for which `up` says yes. Pure.
+/// left out) and for which `up` says yes — or, when none is left, its
+/// sorry server. Pure.
 ///
 /// # Errors
 /// [`Unsupported`] for a scheduler that needs connection state.
@@ -61,10 +62,10 @@ pub fn ruleset(
                 scheduler: format!("{:?}", svc.scheduler).to_lowercase(),
             });
         }
-        let backends = svc
+        let mut backends: Vec<(Backend, Mac)> = svc
             .real_servers
             .iter()
-            .filter(|rs| up(svc, rs.address))
+            .filter(|rs| up(svc, rs.address) && rs.weight > 0)
             .filter_map(|rs| {
                 let key = format!("{}:{}", rs.address, rs.port);
                 Some((
@@ -73,6 +74,14 @@ pub fn ruleset(
                 ))
             })
             .collect();
+        // Nothing left: the sorry server, as keepalived's `sorry_server`.
+        if backends.is_empty()
+            && let Some(sorry) = svc.sorry_server
+            && let Some(mac) = macs.get(&sorry.ip())
+        {
+            let key = sorry.to_string();
+            backends.push((Backend { key, weight: 1 }, *mac));
+        }
         services.push(Service {
             vip: svc.vip,
             port: svc.port.get() as u16,
@@ -163,6 +172,30 @@ virtual_services:
                 .unwrap()
                 .services[0]
                 .persistent
+        );
+    }
+
+    #[test]
+    fn the_sorry_server_takes_over_when_every_real_server_is_down() {
+        let text = CONFIG.replace(
+            "  quorum: 1",
+            "  quorum: 1\n  sorry_server: 10.0.0.99:80",
+        );
+        let mut m = macs();
+        m.insert("10.0.0.99".parse().unwrap(), Mac([2, 0, 0, 0, 0, 99]));
+        let own = Mac([0; 6]);
+        let r = ruleset(&config(&text), own, &m, |_, _| false).unwrap();
+        let keys: Vec<&str> = r.services[0]
+            .backends
+            .iter()
+            .map(|(b, _)| b.key.as_str())
+            .collect();
+        assert_eq!(keys, ["10.0.0.99:80"]);
+        let r = ruleset(&config(&text), own, &m, |_, _| true).unwrap();
+        assert_eq!(
+            r.services[0].backends.len(),
+            2,
+            "not while a real server is up"
         );
     }
 

@@ -304,7 +304,10 @@ impl Loop {
         let rips: Vec<IpAddr> = mine
             .virtual_services
             .iter()
-            .flat_map(|s| s.real_servers.iter().map(|r| r.address))
+            .flat_map(|s| {
+                let sorry = s.sorry_server.map(|a| a.ip());
+                s.real_servers.iter().map(|r| r.address).chain(sorry)
+            })
             .collect();
         let (connection, handle, _) = rtnetlink::new_connection()?;
         let conn = tokio::spawn(connection);

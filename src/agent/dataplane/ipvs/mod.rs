@@ -350,6 +350,15 @@ pub fn desired(
                 Dest { forward: Forward::Route, weight, upper: 0, lower: 0 },
             );
         }
+        // Nobody left to take traffic: the sorry server, as keepalived.
+        if dests.values().all(|d| d.weight == 0)
+            && let Some(sorry) = svc.sorry_server
+        {
+            dests.insert(
+                DestKey { addr: sorry.ip(), port: sorry.port() },
+                Dest { forward: Forward::Route, weight: 1, upper: 0, lower: 0 },
+            );
+        }
         table.insert(key, Entry { settings, dests });
     }
     table
@@ -476,5 +485,22 @@ virtual_services:
         let dns = t.values().nth(1).unwrap();
         assert_eq!(dns.settings.netmask, 128);
         assert_eq!(t.values().next().unwrap().settings.netmask, u32::MAX);
+    }
+
+    #[test]
+    fn the_sorry_server_stands_in_when_no_real_server_takes_traffic() {
+        let text = CONFIG.replace(
+            "  inhibit_on_failure: true\n",
+            "  inhibit_on_failure: true\n  sorry_server: 10.0.0.99:8080\n",
+        );
+        let config: DirectorConfig = serde_yaml::from_str(&text).unwrap();
+        let t = desired(&config, |_, _| false);
+        assert!(
+            render(&t).contains("-> 10.0.0.99:8080 Route 1\n"),
+            "{}",
+            render(&t)
+        );
+        let t = desired(&config, |_, _| true);
+        assert!(!render(&t).contains("10.0.0.99"));
     }
 }
