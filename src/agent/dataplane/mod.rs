@@ -43,7 +43,8 @@ pub struct Unsupported {
 
 /// The nftables table for `config`: every service with the real servers
 /// whose MAC is known in `macs` (the others cannot be forwarded to and are
-/// left out) and for which `up` says yes — or, when none is left, its
+/// left out) and for which `up` says yes — or, when their weights add up
+/// to less than the service's `quorum` (1 by default: none is left), its
 /// sorry server. Pure.
 ///
 /// # Errors
@@ -74,13 +75,15 @@ pub fn ruleset(
                 ))
             })
             .collect();
-        // Nothing left: the sorry server, as keepalived's `sorry_server`.
-        if backends.is_empty()
+        // Below quorum (by default: nothing left), the sorry server takes
+        // the traffic, as keepalived's `sorry_server`.
+        let live: u64 = backends.iter().map(|(b, _)| u64::from(b.weight)).sum();
+        if live < u64::from(svc.quorum.max(1))
             && let Some(sorry) = svc.sorry_server
             && let Some(mac) = macs.get(&sorry.ip())
         {
             let key = sorry.to_string();
-            backends.push((Backend { key, weight: 1 }, *mac));
+            backends = vec![(Backend { key, weight: 1 }, *mac)];
         }
         services.push(Service {
             vip: svc.vip,

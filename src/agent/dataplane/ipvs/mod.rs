@@ -350,8 +350,10 @@ pub fn desired(
                 Dest { forward: Forward::Route, weight, upper: 0, lower: 0 },
             );
         }
-        // Nobody left to take traffic: the sorry server, as keepalived.
-        if dests.values().all(|d| d.weight == 0)
+        // Below quorum (by default: nobody left to take traffic), the
+        // sorry server joins, as keepalived's.
+        let live: u64 = dests.values().map(|d| u64::from(d.weight)).sum();
+        if live < u64::from(svc.quorum.max(1))
             && let Some(sorry) = svc.sorry_server
         {
             dests.insert(
