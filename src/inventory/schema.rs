@@ -498,6 +498,34 @@ pub enum Check {
     Tcp(TcpCheck),
     /// An HTTP GET (keepalived's `HTTP_GET`).
     HttpGet(HttpCheck),
+    /// A command run on the director (keepalived's `MISC_CHECK`).
+    Exec(ExecCheck),
+}
+
+/// When a check gives up on one attempt and how it retries — the same
+/// three keywords for every kind of check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTiming {
+    /// One attempt's limit (`connect_timeout`, `misc_timeout`).
+    pub timeout: Duration,
+    /// Retries before the server is declared down.
+    pub retry: u32,
+    /// Pause before each retry.
+    pub delay_before_retry: Duration,
+}
+
+impl Check {
+    /// The check's timing, whatever its kind.
+    pub fn timing(&self) -> CheckTiming {
+        let (timeout, retry, delay_before_retry) = match self {
+            Check::Tcp(c) => (c.connect_timeout, c.retry, c.delay_before_retry),
+            Check::HttpGet(c) => {
+                (c.connect_timeout, c.retry, c.delay_before_retry)
+            }
+            Check::Exec(c) => (c.timeout, c.retry, c.delay_before_retry),
+        };
+        CheckTiming { timeout, retry, delay_before_retry }
+    }
 }
 
 /// How a check is written. serde_yaml reads enums only from YAML tags
@@ -510,26 +538,31 @@ struct CheckRepr {
     tcp: Option<TcpCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     http_get: Option<HttpCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<ExecCheck>,
 }
 
 impl TryFrom<CheckRepr> for Check {
     type Error = &'static str;
 
     fn try_from(r: CheckRepr) -> Result<Self, Self::Error> {
-        match (r.tcp, r.http_get) {
-            (Some(t), None) => Ok(Check::Tcp(t)),
-            (None, Some(h)) => Ok(Check::HttpGet(h)),
-            _ => Err("a check is exactly one of `tcp:` or `http_get:` — \
-                      start a new list item (`- `) for each check"),
+        match (r.tcp, r.http_get, r.exec) {
+            (Some(t), None, None) => Ok(Check::Tcp(t)),
+            (None, Some(h), None) => Ok(Check::HttpGet(h)),
+            (None, None, Some(e)) => Ok(Check::Exec(e)),
+            _ => Err("a check is exactly one of `tcp:`, `http_get:` or \
+                      `exec:` — start a new list item (`- `) for each check"),
         }
     }
 }
 
 impl From<Check> for CheckRepr {
     fn from(c: Check) -> Self {
+        let none = CheckRepr { tcp: None, http_get: None, exec: None };
         match c {
-            Check::Tcp(t) => CheckRepr { tcp: Some(t), http_get: None },
-            Check::HttpGet(h) => CheckRepr { tcp: None, http_get: Some(h) },
+            Check::Tcp(t) => CheckRepr { tcp: Some(t), ..none },
+            Check::HttpGet(h) => CheckRepr { http_get: Some(h), ..none },
+            Check::Exec(e) => CheckRepr { exec: Some(e), ..none },
         }
     }
 }
@@ -584,6 +617,24 @@ pub struct HttpCheck {
     /// Port to check when it differs from the real server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_port: Option<Port>,
+}
+
+/// A command as a health check (keepalived's `MISC_CHECK`): run on the
+/// director through `sh -c`, exit 0 means up; killed at `timeout`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCheck {
+    /// The command line (`misc_path`), e.g. `/usr/local/bin/check-db 10.0.0.21`.
+    pub command: String,
+    /// Killed and counted as a failure after this long (`misc_timeout`).
+    #[serde(default = "default_connect_timeout")]
+    pub timeout: Duration,
+    /// Retries before the server is declared down.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
 }
 
 fn default_connect_timeout() -> Duration {

@@ -566,6 +566,15 @@ fn virtual_service(
 }
 
 fn check_rules(check: &Check, path: &str, out: &mut Vec<Finding>) {
+    if let Check::Exec(exec) = check
+        && exec.command.trim().is_empty()
+    {
+        out.push(Finding::error(
+            format!("{path}.exec.command"),
+            "the command is empty — give the program (and its arguments) \
+             that exits 0 when the real server is fine",
+        ));
+    }
     let Check::HttpGet(http) = check else { return };
     let path = format!("{path}.http_get");
     if !http.path.starts_with('/') {

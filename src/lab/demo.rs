@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use crate::agent::check::health::{Timing, down_within};
 use crate::agent::vrrp::fsm::master_down_interval;
 use crate::agent::vrrp::packet::Version;
-use crate::inventory::{Check, Inventory, effective_priority};
+use crate::inventory::{Inventory, effective_priority};
 
 /// A demo run against one lab.
 pub struct Demo<'a> {
@@ -291,17 +291,12 @@ impl<'a> Demo<'a> {
             .iter()
             .find(|r| r.host.as_deref() == Some(host))
             .with_context(|| format!("{host} is not in the first service"))?;
-        let (timeout, retry, pause) = match rs.checks.first() {
-            Some(Check::Tcp(c)) => {
-                (c.connect_timeout, c.retry, c.delay_before_retry)
-            }
-            Some(Check::HttpGet(c)) => {
-                (c.connect_timeout, c.retry, c.delay_before_retry)
-            }
-            None => {
-                bail!("{host} has no health check, so it never leaves the pool")
-            }
+        let Some(check) = rs.checks.first() else {
+            bail!("{host} has no health check, so it never leaves the pool")
         };
+        let c = check.timing();
+        let (timeout, retry, pause) =
+            (c.timeout, c.retry, c.delay_before_retry);
         let t = Timing {
             delay_loop: svc.delay_loop.get(),
             retry,

@@ -46,6 +46,27 @@ pub async fn tcp(addr: SocketAddr, limit: Duration) -> Result<(), String> {
     }
 }
 
+/// Run `command` through `sh -c`; exit 0 within `limit` is a pass.
+///
+/// # Errors
+/// Its exit status, or that it was killed at the timeout.
+pub async fn exec(command: &str, limit: Duration) -> Result<(), String> {
+    let child = tokio::process::Command::new("/bin/sh")
+        .args(["-c", command])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+    match timeout(limit, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => Err(format!("`{command}` exited with {}", out.status)),
+        Ok(Err(e)) => Err(format!("`{command}`: {e}")),
+        Err(_) => Err(format!("`{command}` ran past {limit:?} and was killed")),
+    }
+}
+
 /// GET `want.path` from `addr` and judge the answer; `limit` bounds the
 /// connect and, separately, the whole answer.
 ///
@@ -161,6 +182,18 @@ mod tests {
         assert_eq!(judge(OK, &re), Ok(()));
         let re = HttpWant { body: Some(Regex::new("^web").unwrap()), ..want() };
         assert!(judge(OK, &re).is_err());
+    }
+
+    #[tokio::test]
+    async fn exec_checks_pass_fail_and_time_out() {
+        let limit = Duration::from_millis(300);
+        assert_eq!(exec("true", limit).await, Ok(()));
+        assert!(
+            exec("exit 3", limit).await.unwrap_err().contains("exit status: 3")
+        );
+        assert!(
+            exec("sleep 5", limit).await.unwrap_err().contains("was killed")
+        );
     }
 
     #[test]

@@ -91,6 +91,7 @@ struct Checker {
 enum Kind {
     Tcp,
     Http(HttpWant),
+    Exec(String),
 }
 
 async fn run(t: Target, tx: mpsc::Sender<Transition>, gate: Arc<Semaphore>) {
@@ -112,6 +113,7 @@ async fn run(t: Target, tx: mpsc::Sender<Transition>, gate: Arc<Semaphore>) {
             match &c.kind {
                 Kind::Tcp => probe::tcp(c.addr, c.limit).await,
                 Kind::Http(want) => probe::http(c.addr, want, c.limit).await,
+                Kind::Exec(command) => probe::exec(command, c.limit).await,
             }
         };
         let outcome = c.health.record(result.is_ok());
@@ -137,14 +139,8 @@ async fn run(t: Target, tx: mpsc::Sender<Transition>, gate: Arc<Semaphore>) {
 }
 
 fn checker(t: &Target, c: &Check, start: Instant) -> Checker {
-    let (kind, limit, retry, delay_before_retry, port) = match c {
-        Check::Tcp(c) => (
-            Kind::Tcp,
-            c.connect_timeout,
-            c.retry,
-            c.delay_before_retry,
-            c.connect_port,
-        ),
+    let (kind, port) = match c {
+        Check::Tcp(c) => (Kind::Tcp, c.connect_port),
         Check::HttpGet(h) => (
             Kind::Http(HttpWant {
                 path: h.path.clone(),
@@ -155,21 +151,20 @@ fn checker(t: &Target, c: &Check, start: Instant) -> Checker {
                 // compile here simply does not constrain.
                 body: h.body_regex.as_deref().and_then(|r| Regex::new(r).ok()),
             }),
-            h.connect_timeout,
-            h.retry,
-            h.delay_before_retry,
             h.connect_port,
         ),
+        Check::Exec(e) => (Kind::Exec(e.command.clone()), None),
     };
+    let timing = c.timing();
     let port = port.map_or(t.port, |p| p.get() as u16);
     Checker {
         kind,
-        limit: limit.get(),
+        limit: timing.timeout.get(),
         addr: SocketAddr::new(t.address, port),
         health: Health::new(Timing {
             delay_loop: t.delay_loop,
-            retry,
-            delay_before_retry: delay_before_retry.get(),
+            retry: timing.retry,
+            delay_before_retry: timing.delay_before_retry.get(),
             rise: t.rise,
         }),
         due: start,
