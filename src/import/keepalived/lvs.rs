@@ -15,8 +15,8 @@ use super::value::{Fields, Reader};
 use crate::import::diag::Pos;
 use crate::import::parser::Node;
 use crate::inventory::{
-    Check, Duration, Forwarding, HttpCheck, Port, Protocol, RealServer,
-    Scheduler, TcpCheck, VirtualService, Weight,
+    Check, Duration, ExecCheck, Forwarding, HttpCheck, Port, Protocol,
+    RealServer, Scheduler, TcpCheck, VirtualService, Weight,
 };
 
 /// `virtual_server_group` members by group name: VIP, port, line.
@@ -339,7 +339,7 @@ fn real_server(
                 fields.set(format!("{key}.weight"), &node.pos);
             }
             "inhibit_on_failure" => inhibit = true,
-            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" => {
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" => {
                 for check in checker(node, block, virtualhost, r) {
                     let path = format!("{key}.checks[{}]", rs.checks.len());
                     fields.set(&path, &node.pos);
@@ -374,11 +374,15 @@ fn checker(
         connect_port: None,
     };
     let mut urls = Vec::new();
+    let mut misc_path = None;
     let mut virtualhost = virtualhost.map(str::to_owned);
     for node in block.children() {
         match node.keyword.as_str() {
-            "connect_timeout" => {
+            "connect_timeout" | "misc_timeout" => {
                 set(&mut t.connect_timeout, r.seconds(node, block))
+            }
+            "misc_path" if block.keyword == "MISC_CHECK" => {
+                misc_path = r.one(node, block).map(str::to_owned)
             }
             "retry" | "nb_get_retry" => {
                 set(&mut t.retry, r.number(node, block))
@@ -404,6 +408,18 @@ fn checker(
     };
     match block.keyword.as_str() {
         "TCP_CHECK" => vec![tcp(&t)],
+        "MISC_CHECK" => match misc_path {
+            Some(command) => vec![Check::Exec(ExecCheck {
+                command,
+                timeout: t.connect_timeout,
+                retry: t.retry,
+                delay_before_retry: t.delay_before_retry,
+            })],
+            None => {
+                r.error(block, block, "MISC_CHECK needs a `misc_path`");
+                Vec::new()
+            }
+        },
         "SSL_GET" => {
             r.warn(
                 block,

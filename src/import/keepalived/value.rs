@@ -272,10 +272,10 @@ fn consequence(keyword: &str) -> Option<&'static str> {
             "lbdeploy's checks have no such setting yet; the check runs \
              without it"
         }
-        "MISC_CHECK" | "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK"
-        | "UDP_CHECK" | "PING_CHECK" | "FILE_CHECK" => {
-            "lbdeploy has only tcp and http_get checks; this check is left \
-             out, so the real server is judged by its other checks (or \
+        "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "UDP_CHECK"
+        | "PING_CHECK" | "FILE_CHECK" => {
+            "lbdeploy has only tcp, http_get and exec checks; this check is \
+             left out, so the real server is judged by its other checks (or \
              always up without any)"
         }
         _ => return None,
