@@ -1,0 +1,90 @@
+//! What checking many real servers costs one agent: N TCP checks every
+//! second (keepalived's `delay_loop 1`) against N listeners on the
+//! loopback, for a while; prints the agent's CPU share and RSS.
+//!
+//! ```sh
+//! cargo run --release --example check_scale -- 5000 30
+//! ```
+//!
+//! The listeners never accept: the kernel completes each handshake in the
+//! listen backlog, so they cost this process nothing and the CPU measured
+//! is the checker's own.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use lbdeploy::agent::check::runner::{Checks, Target};
+use lbdeploy::inventory::{Check, Duration as Dur, TcpCheck};
+
+fn cpu_seconds() -> f64 {
+    // utime + stime, fields 14 and 15 of /proc/self/stat, in clock ticks.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    // `rest` starts at field 3 (state): utime is its 12th word, stime 13th.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field =
+        |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    ticks as f64 / 100.0
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().map_or(Ok(5000), |a| a.parse())?;
+    let secs: u64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let targets: Vec<Target> = listeners
+        .iter()
+        .map(|l| {
+            let addr: SocketAddr = l.local_addr().expect("bound");
+            Target {
+                service: "scale".into(),
+                address: addr.ip(),
+                port: addr.port(),
+                delay_loop: Duration::from_secs(1),
+                rise: 1,
+                checks: vec![Check::Tcp(TcpCheck {
+                    connect_timeout: Dur::from_secs(1),
+                    retry: 1,
+                    delay_before_retry: Dur::from_secs(1),
+                    connect_port: None,
+                })],
+            }
+        })
+        .collect();
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let mut checks = Checks::spawn(targets, tx, 256);
+        // Skip the first delay_loop, in which the start spread ramps up.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let mut downs = 0;
+        let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while let Ok(Some(t)) = tokio::time::timeout_at(until, rx.recv()).await {
+            downs += usize::from(!t.up);
+        }
+        let cpu = cpu_seconds() - cpu0;
+        let wall = t0.elapsed().as_secs_f64();
+        checks.stop();
+        println!(
+            "{n} TCP checks every 1 s for {wall:.0} s: {:.1}% of one core, RSS {} MB, {downs} false downs",
+            100.0 * cpu / wall,
+            rss_kb() / 1024
+        );
+    });
+    drop(listeners);
+    Ok(())
+}
