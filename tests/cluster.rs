@@ -375,3 +375,43 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
     let bound = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
     within(bound, "the sorry server answering", || answer() == "sorry");
 }
+
+/// A data-plane table removed by hand on the master comes back within one
+/// recheck period, and traffic through the VIP with it.
+#[test]
+fn a_table_removed_by_hand_is_put_back() {
+    let n = 91;
+    let inv = inventory()
+        .replace(&format!("10.77.{N}."), &format!("10.77.{n}."))
+        .replace(&format!("cluster-{N}"), &format!("cluster-{n}"));
+    let lab = lab_or_skip!("cluster-tamper", inv);
+    let url = format!("http://10.77.{n}.200/");
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(
+        mdi + Duration::from_secs(5),
+        "traffic through keepalived01",
+        || {
+            lab.exec_ok("keepalived01", "ip -o -4 addr show eth0")
+                .contains(&format!(" 10.77.{n}.200/"))
+                && lab
+                    .exec("client", &format!("curl -sf --max-time 1 {url}"))
+                    .status
+                    .success()
+        },
+    );
+    lab.exec_ok("keepalived01", "nft delete table netdev lbdeploy");
+    let bound =
+        lbdeploy::agent::director::forward::RECHECK + Duration::from_secs(2);
+    let took = within(bound, "the table put back", || {
+        lab.exec("keepalived01", "nft list table netdev lbdeploy")
+            .status
+            .success()
+    });
+    eprintln!("table restored after {took:?}");
+    within(Duration::from_secs(2), "traffic again", || {
+        lab.exec("client", &format!("curl -sf --max-time 1 {url}"))
+            .status
+            .success()
+    });
+}
