@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod apply;
 pub mod cli;
+pub mod fnv;
 pub mod fsutil;
 pub mod host;
 pub mod import;

@@ -221,11 +221,7 @@ pub fn sole_default_lab() -> Option<PathBuf> {
 /// names below, stable across runs (FNV-1a, not `std`'s randomised hasher),
 /// and different for the labs that tests run side by side.
 pub fn lab_id(state_dir: &Path) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in state_dir.as_os_str().as_encoded_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::fnv::fnv1a(state_dir.as_os_str().as_encoded_bytes());
     format!("{:06x}", h & 0xff_ffff)
 }
 

@@ -394,9 +394,7 @@ fn control_key(t: &Target) -> String {
         t.known_hosts,
         t.known_hosts_file
     );
-    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = crate::fnv::fnv1a(text.as_bytes());
     format!("{h:016x}")
 }
 

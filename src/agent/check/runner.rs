@@ -175,9 +175,7 @@ fn checker(t: &Target, c: &Check, start: Instant) -> Checker {
 /// its identity, so restarts do not bunch checks either.
 fn spread(t: &Target, delay_loop: Duration) -> Duration {
     let key = format!("{}/{}:{}", t.service, t.address, t.port);
-    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let h = crate::fnv::fnv1a(key.as_bytes());
     let ms = delay_loop.as_millis().max(1) as u64;
     Duration::from_millis(h % ms)
 }

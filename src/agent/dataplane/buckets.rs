@@ -11,6 +11,8 @@
 //! owned; adding one takes buckets only from the others, in proportion to
 //! their share — the property Maglev only approximates.
 
+use crate::fnv::fnv1a;
+
 /// Buckets per service: a prime well above any sane number of backends,
 /// so shares stay within a fraction of a percent of the weights.
 pub const BUCKETS: usize = 4093;
@@ -53,14 +55,6 @@ fn score(bucket: u64, key: u64, weight: f64) -> f64 {
     // Uniform in (0, 1): 53 bits, never 0 or 1.
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     -weight / u.ln()
-}
-
-/// FNV-1a, 64 bits: a fixed hash of the backend's key (the standard
-/// library's hashers are randomised per process).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// splitmix64's finaliser: spreads similar inputs apart.
