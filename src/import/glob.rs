@@ -49,6 +49,12 @@ fn matches(dir: &Path, glob: &str) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether `name` matches `glob` as a whole (`*`, `?`, `[...]`, `[!...]`);
+/// also what `--limit` uses to select hosts by name.
+pub fn is_match(glob: &str, name: &str) -> bool {
+    Regex::new(&to_regex(glob)).is_ok_and(|re| re.is_match(name))
+}
+
 /// `*.conf` → `^.*\.conf$`; a bracket expression is passed through, with
 /// glob's `[!...]` negation spelled `[^...]`.
 fn to_regex(glob: &str) -> String {

@@ -21,7 +21,7 @@
 mod compare;
 mod diag;
 mod emit;
-mod glob;
+pub(crate) mod glob;
 mod keepalived;
 mod lexer;
 mod merge;

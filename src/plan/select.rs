@@ -5,7 +5,7 @@
 //! flags or comma-separated) select the union. A pattern that selects
 //! nothing is an error: a typo must not silently turn `apply` into a no-op.
 
-use regex::Regex;
+use crate::import::glob;
 
 /// An inventory host as the selector sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,20 +79,10 @@ fn matches(pattern: &str, host: &Candidate<'_>) -> bool {
     if let Some(role) = pattern.strip_prefix("role:") {
         return role == host.role;
     }
-    if !pattern.contains(['*', '?', '[']) {
+    if !glob::is_pattern(pattern) {
         return pattern == host.name;
     }
-    let mut re = String::from("^");
-    for c in pattern.chars() {
-        match c {
-            '*' => re.push_str(".*"),
-            '?' => re.push('.'),
-            '[' | ']' => re.push(c),
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    Regex::new(&re).is_ok_and(|re| re.is_match(host.name))
+    glob::is_match(pattern, host.name)
 }
 
 #[cfg(test)]
