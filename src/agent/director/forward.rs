@@ -101,6 +101,8 @@ struct Loop {
     installed: Option<(String, String)>,
     last_error: Option<String>,
     snapshot: Arc<Mutex<Snapshot>>,
+    /// The routing netlink socket for neighbour look-ups, opened once.
+    netlink: Option<rtnetlink::Handle>,
 }
 
 async fn run(
@@ -119,6 +121,7 @@ async fn run(
         installed: None,
         last_error: None,
         snapshot,
+        netlink: None,
     };
     let mut recheck = tokio::time::interval(RECHECK);
     loop {
@@ -309,11 +312,16 @@ impl Loop {
                 s.real_servers.iter().map(|r| r.address).chain(sorry)
             })
             .collect();
-        let (connection, handle, _) = rtnetlink::new_connection()?;
-        let conn = tokio::spawn(connection);
-        let macs = neigh::resolve(&handle, &rips).await;
-        conn.abort();
-        let macs = macs?;
+        let handle = match &self.netlink {
+            Some(h) => h.clone(),
+            None => {
+                let (connection, handle, _) = rtnetlink::new_connection()?;
+                tokio::spawn(connection);
+                self.netlink = Some(handle.clone());
+                handle
+            }
+        };
+        let macs = neigh::resolve(&handle, &rips).await?;
         let own = own_mac(&config.interface)?;
         let health = &self.health;
         let rules = dataplane::ruleset(&mine, own, &macs, |svc, ip| {
