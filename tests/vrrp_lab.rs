@@ -1,6 +1,7 @@
 //! VRRP in the lab (issue #6): lbdeploy's director agents against each
 //! other and against Debian's keepalived, on real raw sockets, with the
-//! VIPs on real interfaces. Each test has its own subnet (10.77.76–85.0/24).
+//! VIPs on real interfaces. Each test has its own subnet (10.77.76–85.0/24,
+//! 10.77.97–98.0/24).
 //!
 //! Every bound comes from the protocol: a backup takes over within
 //! Master_Down_Interval (the state machine's own `master_down_interval`)
@@ -27,7 +28,12 @@ const SLACK: Duration = Duration::from_millis(100);
 /// The example cluster on 10.77.`n`.0/24 with the instance set to
 /// `version`, PASS authentication for v2, and unicast peers if asked.
 fn inventory(n: u8, version: u8, unicast: bool) -> String {
-    let mut extra = format!("    version: {version}\n");
+    inventory_with(n, version, unicast, "")
+}
+
+/// [`inventory`] with more lines (`options`, indented) in the instance.
+fn inventory_with(n: u8, version: u8, unicast: bool, options: &str) -> String {
+    let mut extra = format!("    version: {version}\n{options}");
     if version == 2 {
         extra += &format!(
             "    authentication: {{ type: pass, password: {PASSWORD} }}\n"
@@ -128,7 +134,8 @@ fn failover(lab: &TestLab, n: u8, pids: &str, taker: &str) -> Duration {
 }
 
 /// Replace lbdeploy's agent on `host` by keepalived with the same
-/// instance (`priority`, `version`, auth, peers).
+/// instance (`priority`, `version`, auth, peers) and more keepalived
+/// `options` (such as `nopreempt`).
 fn start_keepalived(
     lab: &TestLab,
     n: u8,
@@ -136,6 +143,7 @@ fn start_keepalived(
     priority: u8,
     version: u8,
     unicast: bool,
+    options: &str,
 ) {
     lab.exec_ok(host, "lbdeploy agent stop");
     let me = if host == "keepalived01" { 11 } else { 12 };
@@ -160,6 +168,7 @@ vrrp_instance VI_1 {{
   virtual_router_id 51
   priority {priority}
   advert_int 1
+  {options}
   {auth}
   {unicast}
   virtual_ipaddress {{ 10.77.{n}.200/24 dev eth0 }}
@@ -252,7 +261,7 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
     let v = if version == 2 { Version::V2 } else { Version::V3 };
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let prio = if keepalived_on == "keepalived01" { 120 } else { 70 };
-    start_keepalived(&lab, n, keepalived_on, prio, version, unicast);
+    start_keepalived(&lab, n, keepalived_on, prio, version, unicast, "");
     wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
     let pids = if keepalived_on == "keepalived01" {
         keepalived_pids(&lab, "keepalived01")
@@ -281,7 +290,7 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
         // remove it on start: clear it as an operator would.
         let del = format!("ip addr del 10.77.{n}.200/24 dev eth0 || true");
         lab.exec_ok("keepalived01", &del);
-        start_keepalived(&lab, n, "keepalived01", 120, version, unicast);
+        start_keepalived(&lab, n, "keepalived01", 120, version, unicast, "");
     }
     wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
     let lbd = if keepalived_on == "keepalived01" {
@@ -442,4 +451,179 @@ fn split_brain_heals_to_one_master() {
     wait_sole_holder(&lab, n, "keepalived01", heal);
     eprintln!("split brain healed in {:?} (bound {heal:?})", t.elapsed());
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
+}
+
+/// Watch for `period` that `host` alone holds the VIP the whole time.
+fn stays_sole_holder(lab: &TestLab, n: u8, host: &str, period: Duration) {
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        assert_eq!(holders(lab, n), [host], "{}", logs(lab));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// nopreempt on lbdeploy's side (`preempt: false`): restarted after a
+/// crash, the higher-priority lbdeploy director stays backup to
+/// keepalived's master for good, and takes over within its Skew_Time when
+/// keepalived resigns.
+#[test]
+fn lbdeploy_nopreempt_leaves_keepalived_master() {
+    let n = 85;
+    let v = Version::V3;
+    let inv = inventory_with(n, 3, false, "    preempt: false\n");
+    let lab = lab_or_skip!("vrrp-nopreempt-lbdeploy", inv);
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    start_keepalived(&lab, n, "keepalived02", 70, 3, false, "");
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    let pids = agent_pids(&lab, "keepalived01");
+    let took = failover(&lab, n, &pids, "keepalived02");
+    assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
+
+    lab.exec_ok(
+        "keepalived01",
+        "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
+    );
+    // The restart removes the VIP the crash left; then, hearing a
+    // lower-priority master, it must not preempt: two of its own
+    // Master_Down_Intervals are more than enough to see it if it did.
+    wait_sole_holder(&lab, n, "keepalived02", SLACK * 20);
+    let advert = Duration::from_secs(1);
+    let mdi = master_down_interval(v, 120, advert);
+    stays_sole_holder(&lab, n, "keepalived02", mdi * 2);
+    let me = instance(&lab, "keepalived01");
+    assert_eq!(me["state"], "BACKUP", "{me}");
+    assert!(me["counters"]["adverts_received"].as_u64() > Some(0), "{me}");
+
+    // keepalived resigns (SIGTERM: priority 0): a backup takes over after
+    // its Skew_Time, nopreempt or not.
+    lab.exec_ok("keepalived02", "kill -TERM $(cat /run/ka/ka.pid)");
+    let skew = lbdeploy::agent::vrrp::fsm::skew_time(v, 120, advert);
+    wait_sole_holder(&lab, n, "keepalived01", skew + SLACK * 3);
+}
+
+/// keepalived's `nopreempt` honours lbdeploy's adverts: started on the
+/// higher-priority director while lbdeploy is master, keepalived stays
+/// backup, and takes over within its Master_Down_Interval when lbdeploy
+/// crashes.
+#[test]
+fn keepalived_nopreempt_leaves_lbdeploy_master() {
+    let n = 97;
+    let v = Version::V3;
+    let lab = lab_or_skip!("vrrp-nopreempt-keepalived", inventory(n, 3, false));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    // Stopping lbdeploy on keepalived01 resigns: keepalived02 takes over.
+    start_keepalived(&lab, n, "keepalived01", 120, 3, false, "nopreempt");
+    wait_sole_holder(&lab, n, "keepalived02", takeover_bound(v));
+    let advert = Duration::from_secs(1);
+    let mdi = master_down_interval(v, 120, advert);
+    stays_sole_holder(&lab, n, "keepalived02", mdi * 2);
+
+    let pids = agent_pids(&lab, "keepalived02");
+    let took = failover(&lab, n, &pids, "keepalived01");
+    eprintln!("lbdeploy -> keepalived (nopreempt) failover: {took:?}");
+    assert!(took <= mdi + SLACK, "{took:?}\n{}", logs(&lab));
+}
+
+/// `preempt_delay` against keepalived, and the notify hooks: restarted
+/// after a crash, the higher-priority lbdeploy director tolerates
+/// keepalived's lower-priority master for exactly the delay, then takes
+/// the VIP back; every transition ran the state's hook and `any`, with
+/// instance, state and priority as arguments.
+#[test]
+fn lbdeploy_preempt_delay_and_notify_hooks() {
+    let n = 98;
+    let v = Version::V3;
+    let delay = Duration::from_secs(3);
+    let hook = "/run/hook.sh";
+    let options = format!(
+        "    preempt_delay: {}s\n    notify: {{ master: {hook} master, \
+         backup: {hook} backup, any: {hook} any }}\n",
+        delay.as_secs()
+    );
+    let lab = lab_or_skip!(
+        "vrrp-preempt-delay",
+        inventory_with(n, 3, false, &options)
+    );
+    lab.exec_ok(
+        "keepalived01",
+        &format!(
+            "printf '#!/bin/sh\\necho \"$*\" >> /run/hook.log\\n' > {hook}; \
+             chmod +x {hook}"
+        ),
+    );
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    start_keepalived(&lab, n, "keepalived02", 70, 3, false, "");
+    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    let hooks = hook_counts(&lab, 2);
+    let took =
+        failover(&lab, n, &agent_pids(&lab, "keepalived01"), "keepalived02");
+    assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
+
+    // Restart in one shell that then polls for the VIP: `s` is before the
+    // start (the delay cannot have passed earlier), `a` after it returned
+    // (the delay must have passed by then plus slack).
+    let out = lab.exec_ok(
+        "keepalived01",
+        &format!(
+            "ip addr del 10.77.{n}.200/24 dev eth0; s=$(date +%s%N); \
+             lbdeploy agent start director --config /etc/lbdeploy/agent.yml \
+               >/dev/null; a=$(date +%s%N); \
+             until ip -o addr show dev eth0 | grep -q ' 10.77.{n}.200/'; do \
+               sleep 0.005; \
+               [ $(( $(date +%s%N) - s )) -gt 20000000000 ] && break; \
+             done; e=$(date +%s%N); \
+             echo $(( (e - s) / 1000 )) $(( (e - a) / 1000 ))"
+        ),
+    );
+    let us: Vec<u64> =
+        out.split_whitespace().map(|t| t.parse().unwrap()).collect();
+    let (since_start, since_started) =
+        (Duration::from_micros(us[0]), Duration::from_micros(us[1]));
+    eprintln!("preempted {since_start:?} after the restart (delay {delay:?})");
+    assert!(since_start >= delay, "{since_start:?}\n{}", logs(&lab));
+    assert!(
+        since_started <= delay + SLACK,
+        "{since_started:?}\n{}",
+        logs(&lab)
+    );
+    wait_sole_holder(&lab, n, "keepalived01", SLACK * 10);
+
+    // One more BACKUP (the restart) and one more MASTER (the preemption),
+    // each through its own hook and `any`.
+    let after = hook_counts(&lab, 4);
+    for (line, count) in &after {
+        let expected = hooks.get(line).copied().unwrap_or(0) + 1;
+        assert_eq!(*count, expected, "{line}: {after:?} after {hooks:?}");
+    }
+    let lines = ["master", "backup", "any"].map(|h| {
+        let state = if h == "backup" { "BACKUP" } else { "MASTER" };
+        format!("{h} INSTANCE VI_1 {state} 120")
+    });
+    for line in lines {
+        assert!(after.contains_key(&line), "{line} missing: {after:?}");
+    }
+    assert_eq!(after.len(), 4, "{after:?}");
+}
+
+/// The notify hooks' lines on keepalived01 (`master INSTANCE VI_1 MASTER
+/// 120`, …) counted, once at least `masters` MASTER lines are there (hooks
+/// run asynchronously; one second is far more than a fork and exec take).
+fn hook_counts(
+    lab: &TestLab,
+    masters: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let until = Instant::now() + Duration::from_secs(1);
+    loop {
+        let log = lab.exec_ok("keepalived01", "cat /run/hook.log || true");
+        let mut counts = std::collections::BTreeMap::new();
+        for line in log.lines() {
+            *counts.entry(line.to_owned()).or_insert(0) += 1;
+        }
+        let m = log.lines().filter(|l| l.ends_with(" MASTER 120")).count();
+        if m >= masters || Instant::now() > until {
+            return counts;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
