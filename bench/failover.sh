@@ -143,17 +143,18 @@ EOF
         hx dir02 "ip -o -4 addr; tail -5 /run/lbdeploy/agent.log /run/ka/log 2>/dev/null" >&2 || true
         return 1
     }
-    # One run: probe for 1 s + MDI + 2.5 s, kill at 1 s; prints
+    # One run: probe for 1 s + MDI + 2.5 s, kill -9 the PIDs that the
+    # shell expression $1 prints (in dir01) at 1 s; prints
     # "ICMP_GAP HTTP_GAP" in ms.
     one_run() {
-        local pattern=$1 out=$WORK/probe-$RANDOM.txt secs
+        local pids=$1 out=$WORK/probe-$RANDOM.txt secs
         secs=$(awk -v m="$MDI" 'BEGIN { printf "%.2f", 3.5 + m / 1000 }')
         lab exec client -- /usr/bin/python3 "$WORK/probe.py" "$VIP" "$secs" "$out" &
         local probe=$!
         sleep 1
         local down=''
         [ "$FAIL" = host ] && down='; ip link set eth0 down'
-        hx dir01 "kill -9 \$(here '$pattern') $down"
+        hx dir01 "kill -9 $pids $down"
         wait "$probe"
         for kind in icmp http; do
             awk -v k="$kind" '$1 == k && $3 == 1 {
@@ -201,7 +202,7 @@ EOF
     # ----- lbdeploy -----
     LB=()
     for ((r = 1; r <= REPS; r++)); do
-        res=$(one_run '[l]bdeploy agent')
+        res=$(one_run "\$(here '[l]bdeploy agent')")
         log "v$V lbdeploy run $r: icmp/http gap ms: $res"
         LB+=("$res")
         restore_link
@@ -252,7 +253,10 @@ for i in \$(seq 100); do [ -s /run/ka/vrrp.pid ] && exit 0; sleep 0.05; done; ca
     KA=()
     for ((r = 1; r <= REPS; r++)); do
         # The VRRP child first (else the parent restarts it), then the parent.
-        res=$(one_run '[k]eepalived .*-f /run/ka/keepalived.conf' | awk '{ print $1, "-" }')
+        # The VRRP child before its parent: killed first, the parent would
+        # SIGTERM the child (PR_SET_PDEATHSIG), which then resigns with
+        # priority 0 and hands over after Skew_Time, not a crash.
+        res=$(one_run '$(cat /run/ka/vrrp.pid /run/ka/ka.pid)' | awk '{ print $1, "-" }')
         log "v$V keepalived run $r: icmp gap ms: ${res%% *}"
         KA+=("$res")
         restore_link
