@@ -19,7 +19,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # default, for the service added by hand). crc32c_generic is a soft
 # dependency of libcrc32c (it asks the crypto API for "crc32c" at load
 # time), so it is named here rather than found in `depends=`.
-wanted="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_wlc"
+# veth and bridge: the traffic part puts network namespaces on a bridge.
+wanted="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_wlc veth bridge"
 
 kernel_pkg() {
   apt-cache depends linux-image-amd64 2>/dev/null \
@@ -66,24 +67,30 @@ fetch_kernel() {
   }
   for m in $wanted; do add "$m"; done
   printf '%s\n' "${order[@]}" > "$cache/kernel.new/modules/order"
+  echo "$wanted" > "$cache/kernel.new/wanted"
   echo "$pkg" > "$cache/kernel.new/package"
   rm -rf "$cache/kernel"
   mv "$cache/kernel.new" "$cache/kernel"
 }
 
 mkdir -p "$cache"
-[[ -e $cache/kernel/modules/order ]] || fetch_kernel
+# Fetched again when the modules wanted changed since.
+[[ -e $cache/kernel/modules/order && $(cat "$cache/kernel/wanted" 2>/dev/null) == "$wanted" ]] \
+  || fetch_kernel
 
 root=$cache/root
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,proc,sys,run,tmp,dev,modules,scenario}
 cp /bin/busybox "$root/bin/busybox"
 cp "$cache"/kernel/modules/* "$root/modules/"
-# ipvsadm is dynamically linked: bring its libraries and the loader.
-cp /usr/sbin/ipvsadm "$root/sbin/ipvsadm"
-for lib in $(ldd /usr/sbin/ipvsadm | grep -o '/[^ ]*'); do
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
+# ipvsadm and iproute2's ip are dynamically linked: bring their libraries
+# and the loader.
+for bin in /usr/sbin/ipvsadm "$(command -v ip)"; do
+  cp "$bin" "$root/sbin/"
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
 done
 # The debug binary is ~150 MB of mostly debug info; strip the copy.
 strip -o "$root/lbdeploy" "$lbdeploy" 2>/dev/null || cp "$lbdeploy" "$root/lbdeploy"
