@@ -63,8 +63,8 @@ TCP [2001:db8::100]:443 rr persistent 300
   -> [2001:db8::2]:443 Route 1
 ";
 
-/// Health-check bound of three.yml's TCP checks (issue #8): delay_loop
-/// + (retry + 1) × connect_timeout + retry × delay_before_retry, plus one
+/// Health-check bound of three.yml's TCP checks (issue #8): `delay_loop +
+/// (retry + 1) × connect_timeout + retry × delay_before_retry`, plus one
 /// delay_loop of slack; retry 0, 1 s each.
 const CHECK_BOUND_S: f64 = 1.0 + 1.0 + 0.0 + 1.0;
 
