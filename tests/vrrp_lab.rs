@@ -20,9 +20,14 @@ use serde_json::Value;
 use crate::lab_or_skip;
 use crate::support::lab::{TestLab, example_inventory};
 
-const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
+pub(crate) const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
 const PASSWORD: &str = "lbd-pass";
 const SLACK: Duration = Duration::from_millis(100);
+
+/// The example cluster's VIP on 10.77.`n`.0/24.
+fn vip(n: u8) -> String {
+    format!("10.77.{n}.200")
+}
 
 /// The example cluster on 10.77.`n`.0/24 with the instance set to
 /// `version`, PASS authentication for v2, and unicast peers if asked.
@@ -42,22 +47,27 @@ fn inventory(n: u8, version: u8, unicast: bool) -> String {
     inv.replacen(anchor, &format!("{anchor}{extra}"), 1)
 }
 
-/// The directors that hold the VIP now.
-fn holders(lab: &TestLab, n: u8) -> Vec<&'static str> {
+/// The directors that hold `vip` (either family) now.
+pub(crate) fn holders(lab: &TestLab, vip: &str) -> Vec<&'static str> {
     DIRECTORS
         .into_iter()
         .filter(|h| {
-            lab.exec_ok(h, "ip -o -4 addr show dev eth0")
-                .contains(&format!("10.77.{n}.200/"))
+            lab.exec_ok(h, "ip -o addr show dev eth0")
+                .contains(&format!(" {vip}/"))
         })
         .collect()
 }
 
-/// Wait until exactly `host` holds the VIP, at most `bound`.
-fn wait_sole_holder(lab: &TestLab, n: u8, host: &str, bound: Duration) {
+/// Wait until exactly `host` holds `vip`, at most `bound`.
+pub(crate) fn wait_sole_holder(
+    lab: &TestLab,
+    vip: &str,
+    host: &str,
+    bound: Duration,
+) {
     let until = Instant::now() + bound;
     loop {
-        let h = holders(lab, n);
+        let h = holders(lab, vip);
         if h == [host] {
             return;
         }
@@ -71,7 +81,7 @@ fn wait_sole_holder(lab: &TestLab, n: u8, host: &str, bound: Duration) {
 }
 
 /// Both directors' agent logs and keepalived logs, for failure messages.
-fn logs(lab: &TestLab) -> String {
+pub(crate) fn logs(lab: &TestLab) -> String {
     DIRECTORS
         .iter()
         .map(|h| {
@@ -86,7 +96,7 @@ fn logs(lab: &TestLab) -> String {
 
 /// PIDs to `kill -9` to crash lbdeploy on `host`: the supervisor first
 /// (or it would restart the agent), then the agent.
-fn agent_pids(lab: &TestLab, host: &str) -> String {
+pub(crate) fn agent_pids(lab: &TestLab, host: &str) -> String {
     let status = agent_status(lab, host);
     let sup = lab.exec_ok(host, "cat /run/lbdeploy/agent.pid");
     format!("{} {}", sup.trim(), status["pid"])
@@ -95,30 +105,35 @@ fn agent_pids(lab: &TestLab, host: &str) -> String {
 /// PIDs of keepalived's VRRP child and parent on `host`, child first: the
 /// child gets SIGTERM when its parent dies (`PR_SET_PDEATHSIG`) and would
 /// resign with priority 0, which is not the crash under test.
-fn keepalived_pids(lab: &TestLab, host: &str) -> String {
+pub(crate) fn keepalived_pids(lab: &TestLab, host: &str) -> String {
     lab.exec_ok(host, "cat /run/ka/vrrp.pid /run/ka/ka.pid")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn agent_status(lab: &TestLab, host: &str) -> Value {
+pub(crate) fn agent_status(lab: &TestLab, host: &str) -> Value {
     serde_json::from_str(&lab.exec_ok(host, "lbdeploy agent status --json"))
         .unwrap()
 }
 
 /// The first instance's part of `host`'s agent status.
-fn instance(lab: &TestLab, host: &str) -> Value {
+pub(crate) fn instance(lab: &TestLab, host: &str) -> Value {
     agent_status(lab, host)["details"]["vrrp_instances"][0].clone()
 }
 
-/// `kill -9 PIDS` and measure, inside `taker`, until the VIP is there.
-fn failover(lab: &TestLab, n: u8, pids: &str, taker: &str) -> Duration {
+/// `kill -9 PIDS` and measure, inside `taker`, until `vip` is there.
+pub(crate) fn failover(
+    lab: &TestLab,
+    vip: &str,
+    pids: &str,
+    taker: &str,
+) -> Duration {
     let out = lab.exec_ok(
         taker,
         &format!(
             "kill -9 {pids}; s=$(date +%s%N); \
-             until ip -o addr show dev eth0 | grep -q ' 10.77.{n}.200/'; do \
+             until ip -o addr show dev eth0 | grep -q ' {vip}/'; do \
                sleep 0.005; \
                [ $(( $(date +%s%N) - s )) -gt 20000000000 ] && break; \
              done; echo $(( ($(date +%s%N) - s) / 1000 ))"
@@ -128,14 +143,15 @@ fn failover(lab: &TestLab, n: u8, pids: &str, taker: &str) -> Duration {
 }
 
 /// Replace lbdeploy's agent on `host` by keepalived with the same
-/// instance (`priority`, `version`, auth, peers).
-fn start_keepalived(
+/// instance (`priority`, `version`, auth, peers, the VIP `vip_cidr`).
+pub(crate) fn start_keepalived(
     lab: &TestLab,
     n: u8,
     host: &str,
     priority: u8,
     version: u8,
     unicast: bool,
+    vip_cidr: &str,
 ) {
     lab.exec_ok(host, "lbdeploy agent stop");
     let me = if host == "keepalived01" { 11 } else { 12 };
@@ -162,7 +178,7 @@ vrrp_instance VI_1 {{
   advert_int 1
   {auth}
   {unicast}
-  virtual_ipaddress {{ 10.77.{n}.200/24 dev eth0 }}
+  virtual_ipaddress {{ {vip_cidr} dev eth0 }}
 }}
 "
     );
@@ -181,13 +197,13 @@ vrrp_instance VI_1 {{
 
 /// The bound for the backup (priority 70) to take over: its
 /// Master_Down_Interval plus measurement slack.
-fn takeover_bound(version: Version) -> Duration {
+pub(crate) fn takeover_bound(version: Version) -> Duration {
     master_down_interval(version, 70, Duration::from_secs(1)) + SLACK
 }
 
 /// Long enough for the first election after a start: the higher
 /// priority's Master_Down_Interval, an advert, and process start-up.
-fn election_bound(version: Version) -> Duration {
+pub(crate) fn election_bound(version: Version) -> Duration {
     master_down_interval(version, 120, Duration::from_secs(1))
         + Duration::from_secs(4)
 }
@@ -197,7 +213,12 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
     let n = 76;
     let lab = lab_or_skip!("vrrp-lbdeploy-pair", inventory(n, 2, false));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
     assert_eq!(instance(&lab, "keepalived01")["state"], "MASTER");
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
     assert!(
@@ -211,7 +232,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
         instance(&lab, "keepalived01")["counters"]["transitions"].clone();
     lab.exec_ok("keepalived01", "lbdeploy agent reload");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(holders(&lab, n), ["keepalived01"]);
+    assert_eq!(holders(&lab, &vip(n)), ["keepalived01"]);
     assert_eq!(
         instance(&lab, "keepalived01")["counters"]["transitions"],
         before
@@ -220,7 +241,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
     // Crash the master: the backup takes over within its
     // Master_Down_Interval.
     let pids = agent_pids(&lab, "keepalived01");
-    let took = failover(&lab, n, &pids, "keepalived02");
+    let took = failover(&lab, &vip(n), &pids, "keepalived02");
     eprintln!("lbdeploy -> lbdeploy v2 failover after kill -9: {took:?}");
     assert!(took <= takeover_bound(Version::V2), "{took:?}\n{}", logs(&lab));
 
@@ -229,13 +250,23 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
         "keepalived01",
         "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
     );
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
 
     // SIGTERM resigns with priority 0: the backup takes over after its
     // Skew_Time, well before a Master_Down_Interval.
     let t = Instant::now();
     lab.exec_ok("keepalived01", "lbdeploy agent stop");
-    wait_sole_holder(&lab, n, "keepalived02", takeover_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived02",
+        takeover_bound(Version::V2),
+    );
     eprintln!("lbdeploy v2 takeover after SIGTERM: {:?}", t.elapsed());
     assert!(
         t.elapsed()
@@ -250,17 +281,18 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
     let name = format!("vrrp-interop-{n}");
     let lab = lab_or_skip!(&name, inventory(n, version, unicast));
     let v = if version == 2 { Version::V2 } else { Version::V3 };
+    let cidr = format!("{}/24", vip(n));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let prio = if keepalived_on == "keepalived01" { 120 } else { 70 };
-    start_keepalived(&lab, n, keepalived_on, prio, version, unicast);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    start_keepalived(&lab, n, keepalived_on, prio, version, unicast, &cidr);
+    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
     let pids = if keepalived_on == "keepalived01" {
         keepalived_pids(&lab, "keepalived01")
     } else {
         assert_eq!(instance(&lab, "keepalived01")["state"], "MASTER");
         agent_pids(&lab, "keepalived01")
     };
-    let took = failover(&lab, n, &pids, "keepalived02");
+    let took = failover(&lab, &vip(n), &pids, "keepalived02");
     let who = if keepalived_on == "keepalived01" {
         "keepalived -> lbdeploy"
     } else {
@@ -281,9 +313,9 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
         // remove it on start: clear it as an operator would.
         let del = format!("ip addr del 10.77.{n}.200/24 dev eth0 || true");
         lab.exec_ok("keepalived01", &del);
-        start_keepalived(&lab, n, "keepalived01", 120, version, unicast);
+        start_keepalived(&lab, n, "keepalived01", 120, version, unicast, &cidr);
     }
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
     let lbd = if keepalived_on == "keepalived01" {
         "keepalived02"
     } else {
@@ -344,7 +376,12 @@ fn bad_packets_are_counted_and_change_nothing() {
     let n = 83;
     let lab = lab_or_skip!("vrrp-bad-packets", inventory(n, 2, false));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
     let before = instance(&lab, "keepalived01");
     let src = format!("10.77.{n}.100").parse().unwrap();
     let dst = format!("10.77.{n}.11");
@@ -386,7 +423,7 @@ fn bad_packets_are_counted_and_change_nothing() {
     assert_eq!(c(&after, "other_errors"), c(&before, "other_errors") + 1);
     assert_eq!(after["state"], "MASTER");
     assert_eq!(c(&after, "transitions"), c(&before, "transitions"));
-    assert_eq!(holders(&lab, n), ["keepalived01"]);
+    assert_eq!(holders(&lab, &vip(n)), ["keepalived01"]);
 }
 
 /// The switch port of lab host `host` (`p<index>-<name>` in the lab's switch
@@ -424,12 +461,17 @@ fn split_brain_heals_to_one_master() {
     let n = 84;
     let lab = lab_or_skip!("vrrp-split-brain", inventory(n, 2, false));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
     let (ns, port) = switch_port(&lab, "keepalived02");
     set_port(&ns, &port, "down");
     let both = takeover_bound(Version::V2);
     let until = Instant::now() + both;
-    while holders(&lab, n).len() < 2 {
+    while holders(&lab, &vip(n)).len() < 2 {
         assert!(Instant::now() < until, "no split brain within {both:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -439,7 +481,7 @@ fn split_brain_heals_to_one_master() {
         + lbdeploy::agent::vrrp::fsm::skew_time(Version::V2, 70, advert)
         + SLACK;
     let t = Instant::now();
-    wait_sole_holder(&lab, n, "keepalived01", heal);
+    wait_sole_holder(&lab, &vip(n), "keepalived01", heal);
     eprintln!("split brain healed in {:?} (bound {heal:?})", t.elapsed());
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
 }
