@@ -10,9 +10,13 @@
 //! backup holds the VIP within its Master_Down_Interval plus 100 ms of
 //! measurement slack.
 
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use lbdeploy::agent::vrrp::packet::Version;
+use lbdeploy::agent::vrrp::packet::{
+    Addrs, Advert, AdvertV3, MULTICAST_V6, PseudoHeader, V3Checksum, Version,
+};
+use serde_json::Value;
 
 use crate::lab_or_skip;
 use crate::support::lab::{TempDir, TestLab, example_inventory};
@@ -147,7 +151,9 @@ fn client_neighbour(lab: &TestLab, ip: &str) -> String {
 /// takes over and announces the VIP — tcpdump on the client sees the
 /// Neighbour Advertisements (from keepalived02's MAC, to all nodes, hop
 /// limit 255, Override set, target the VIP), and the client's entry
-/// moves to keepalived02's MAC without the client asking.
+/// moves to keepalived02's MAC without the client asking. Then the hop
+/// limit (from `IPV6_HOPLIMIT`) and the checksum (over the destination
+/// from `IPV6_PKTINFO`) of adverts the client sends are checked.
 #[test]
 fn new_master_announces_ipv6_vip_with_neighbour_advertisements() {
     let n = 93;
@@ -224,4 +230,65 @@ fn new_master_announces_ipv6_vip_with_neighbour_advertisements() {
 
     // The client sent nothing since; its entry follows the NA.
     assert_eq!(client_neighbour(&lab, &vip), new_mac);
+
+    // An advert that would take over (priority 250) but arrives with hop
+    // limit 64, and one with hop limit 255 and a broken checksum: both are
+    // dropped and counted; the master stays master.
+    let before = instance(&lab, "keepalived02");
+    let client_ll: Ipv6Addr = lab
+        .exec_ok("client", "ip -6 -o addr show dev eth0 scope link")
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.split('/').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ip = PseudoHeader::V6 { src: client_ll, dst: MULTICAST_V6 };
+    let advert = Advert::V3(AdvertV3 {
+        vrid: 51,
+        priority: 250,
+        max_adver_int: 100,
+        addrs: Addrs::V6(vec![vip.parse().unwrap()]),
+    })
+    .encode(&ip, V3Checksum::Rfc5798)
+    .unwrap();
+    send_raw6(&lab, &advert, 64);
+    let mut bad_sum = advert.clone();
+    bad_sum[6] ^= 0x55;
+    send_raw6(&lab, &bad_sum, 255);
+    let counted = |v: &Value| {
+        let c = &v["counters"];
+        (c["bad_ttl"].as_u64().unwrap(), c["bad_checksum"].as_u64().unwrap())
+    };
+    let (ttl0, sum0) = counted(&before);
+    let until = Instant::now() + Duration::from_secs(2);
+    let after = loop {
+        let after = instance(&lab, "keepalived02");
+        if counted(&after) == (ttl0 + 1, sum0 + 1) || Instant::now() > until {
+            break after;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(counted(&after), (ttl0 + 1, sum0 + 1), "{after}");
+    assert_eq!(after["state"], "MASTER");
+    assert_eq!(
+        after["counters"]["transitions"],
+        before["counters"]["transitions"]
+    );
+}
+
+/// Send `msg` from the client to ff02::12 on eth0, on a raw IPv6 socket
+/// for protocol 112 with hop limit `hops`.
+fn send_raw6(lab: &TestLab, msg: &[u8], hops: u8) {
+    let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
+    lab.exec_ok(
+        "client",
+        &format!(
+            "python3 -c 'import socket; \
+             s=socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112); \
+             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, {hops}); \
+             s.sendto(bytes.fromhex(\"{hex}\"), \
+               (\"ff02::12\", 0, 0, socket.if_nametoindex(\"eth0\")))'"
+        ),
+    );
 }
