@@ -18,5 +18,6 @@ mod support;
 mod validate;
 mod vrrp_decode;
 mod vrrp_fsm;
+mod vrrp_ipv6;
 mod vrrp_lab;
 mod vrrp_vectors;

@@ -21,9 +21,14 @@ use serde_json::Value;
 use crate::lab_or_skip;
 use crate::support::lab::{TestLab, example_inventory};
 
-const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
+pub(crate) const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
 const PASSWORD: &str = "lbd-pass";
 const SLACK: Duration = Duration::from_millis(100);
+
+/// The example cluster's VIP on 10.77.`n`.0/24.
+fn vip(n: u8) -> String {
+    format!("10.77.{n}.200")
+}
 
 /// The example cluster on 10.77.`n`.0/24 with the instance set to
 /// `version`, PASS authentication for v2, and unicast peers if asked.
@@ -48,22 +53,27 @@ fn inventory_with(n: u8, version: u8, unicast: bool, options: &str) -> String {
     inv.replacen(anchor, &format!("{anchor}{extra}"), 1)
 }
 
-/// The directors that hold the VIP now.
-fn holders(lab: &TestLab, n: u8) -> Vec<&'static str> {
+/// The directors that hold `vip` (either family) now.
+pub(crate) fn holders(lab: &TestLab, vip: &str) -> Vec<&'static str> {
     DIRECTORS
         .into_iter()
         .filter(|h| {
-            lab.exec_ok(h, "ip -o -4 addr show dev eth0")
-                .contains(&format!("10.77.{n}.200/"))
+            lab.exec_ok(h, "ip -o addr show dev eth0")
+                .contains(&format!(" {vip}/"))
         })
         .collect()
 }
 
-/// Wait until exactly `host` holds the VIP, at most `bound`.
-fn wait_sole_holder(lab: &TestLab, n: u8, host: &str, bound: Duration) {
+/// Wait until exactly `host` holds `vip`, at most `bound`.
+pub(crate) fn wait_sole_holder(
+    lab: &TestLab,
+    vip: &str,
+    host: &str,
+    bound: Duration,
+) {
     let until = Instant::now() + bound;
     loop {
-        let h = holders(lab, n);
+        let h = holders(lab, vip);
         if h == [host] {
             return;
         }
@@ -77,7 +87,7 @@ fn wait_sole_holder(lab: &TestLab, n: u8, host: &str, bound: Duration) {
 }
 
 /// Both directors' agent logs and keepalived logs, for failure messages.
-fn logs(lab: &TestLab) -> String {
+pub(crate) fn logs(lab: &TestLab) -> String {
     DIRECTORS
         .iter()
         .map(|h| {
@@ -92,7 +102,7 @@ fn logs(lab: &TestLab) -> String {
 
 /// PIDs to `kill -9` to crash lbdeploy on `host`: the supervisor first
 /// (or it would restart the agent), then the agent.
-fn agent_pids(lab: &TestLab, host: &str) -> String {
+pub(crate) fn agent_pids(lab: &TestLab, host: &str) -> String {
     let status = agent_status(lab, host);
     let sup = lab.exec_ok(host, "cat /run/lbdeploy/agent.pid");
     format!("{} {}", sup.trim(), status["pid"])
@@ -101,30 +111,35 @@ fn agent_pids(lab: &TestLab, host: &str) -> String {
 /// PIDs of keepalived's VRRP child and parent on `host`, child first: the
 /// child gets SIGTERM when its parent dies (`PR_SET_PDEATHSIG`) and would
 /// resign with priority 0, which is not the crash under test.
-fn keepalived_pids(lab: &TestLab, host: &str) -> String {
+pub(crate) fn keepalived_pids(lab: &TestLab, host: &str) -> String {
     lab.exec_ok(host, "cat /run/ka/vrrp.pid /run/ka/ka.pid")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn agent_status(lab: &TestLab, host: &str) -> Value {
+pub(crate) fn agent_status(lab: &TestLab, host: &str) -> Value {
     serde_json::from_str(&lab.exec_ok(host, "lbdeploy agent status --json"))
         .unwrap()
 }
 
 /// The first instance's part of `host`'s agent status.
-fn instance(lab: &TestLab, host: &str) -> Value {
+pub(crate) fn instance(lab: &TestLab, host: &str) -> Value {
     agent_status(lab, host)["details"]["vrrp_instances"][0].clone()
 }
 
-/// `kill -9 PIDS` and measure, inside `taker`, until the VIP is there.
-fn failover(lab: &TestLab, n: u8, pids: &str, taker: &str) -> Duration {
+/// `kill -9 PIDS` and measure, inside `taker`, until `vip` is there.
+pub(crate) fn failover(
+    lab: &TestLab,
+    vip: &str,
+    pids: &str,
+    taker: &str,
+) -> Duration {
     let out = lab.exec_ok(
         taker,
         &format!(
             "kill -9 {pids}; s=$(date +%s%N); \
-             until ip -o addr show dev eth0 | grep -q ' 10.77.{n}.200/'; do \
+             until ip -o addr show dev eth0 | grep -q ' {vip}/'; do \
                sleep 0.005; \
                [ $(( $(date +%s%N) - s )) -gt 20000000000 ] && break; \
              done; echo $(( ($(date +%s%N) - s) / 1000 ))"
@@ -133,18 +148,27 @@ fn failover(lab: &TestLab, n: u8, pids: &str, taker: &str) -> Duration {
     Duration::from_micros(out.trim().parse().unwrap())
 }
 
-/// Replace lbdeploy's agent on `host` by keepalived with the same
-/// instance (`priority`, `version`, auth, peers) and more keepalived
-/// `options` (such as `nopreempt`).
-fn start_keepalived(
+/// keepalived's side of a lab test: its instance's settings.
+pub(crate) struct Keepalived<'a> {
+    pub priority: u8,
+    pub version: u8,
+    /// Unicast to the other director instead of multicast.
+    pub unicast: bool,
+    /// The VIP with its prefix.
+    pub vip_cidr: &'a str,
+    /// More lines for the instance, such as `nopreempt`.
+    pub options: &'a str,
+}
+
+/// Replace lbdeploy's agent on `host` by keepalived with the instance
+/// `ka` (auth for v2 as lbdeploy's, peers the other director).
+pub(crate) fn start_keepalived(
     lab: &TestLab,
     n: u8,
     host: &str,
-    priority: u8,
-    version: u8,
-    unicast: bool,
-    options: &str,
+    ka: &Keepalived<'_>,
 ) {
+    let Keepalived { priority, version, unicast, vip_cidr, options } = *ka;
     lab.exec_ok(host, "lbdeploy agent stop");
     let me = if host == "keepalived01" { 11 } else { 12 };
     let peer = if me == 11 { 12 } else { 11 };
@@ -171,7 +195,7 @@ vrrp_instance VI_1 {{
   {options}
   {auth}
   {unicast}
-  virtual_ipaddress {{ 10.77.{n}.200/24 dev eth0 }}
+  virtual_ipaddress {{ {vip_cidr} dev eth0 }}
 }}
 "
     );
@@ -190,13 +214,13 @@ vrrp_instance VI_1 {{
 
 /// The bound for the backup (priority 70) to take over: its
 /// Master_Down_Interval plus measurement slack.
-fn takeover_bound(version: Version) -> Duration {
+pub(crate) fn takeover_bound(version: Version) -> Duration {
     master_down_interval(version, 70, Duration::from_secs(1)) + SLACK
 }
 
 /// Long enough for the first election after a start: the higher
 /// priority's Master_Down_Interval, an advert, and process start-up.
-fn election_bound(version: Version) -> Duration {
+pub(crate) fn election_bound(version: Version) -> Duration {
     master_down_interval(version, 120, Duration::from_secs(1))
         + Duration::from_secs(4)
 }
@@ -206,7 +230,12 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
     let n = 76;
     let lab = lab_or_skip!("vrrp-lbdeploy-pair", inventory(n, 2, false));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
     assert_eq!(instance(&lab, "keepalived01")["state"], "MASTER");
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
     assert!(
@@ -220,7 +249,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
         instance(&lab, "keepalived01")["counters"]["transitions"].clone();
     lab.exec_ok("keepalived01", "lbdeploy agent reload");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(holders(&lab, n), ["keepalived01"]);
+    assert_eq!(holders(&lab, &vip(n)), ["keepalived01"]);
     assert_eq!(
         instance(&lab, "keepalived01")["counters"]["transitions"],
         before
@@ -229,7 +258,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
     // Crash the master: the backup takes over within its
     // Master_Down_Interval.
     let pids = agent_pids(&lab, "keepalived01");
-    let took = failover(&lab, n, &pids, "keepalived02");
+    let took = failover(&lab, &vip(n), &pids, "keepalived02");
     eprintln!("lbdeploy -> lbdeploy v2 failover after kill -9: {took:?}");
     assert!(took <= takeover_bound(Version::V2), "{took:?}\n{}", logs(&lab));
 
@@ -238,13 +267,23 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
         "keepalived01",
         "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
     );
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
 
     // SIGTERM resigns with priority 0: the backup takes over after its
     // Skew_Time, well before a Master_Down_Interval.
     let t = Instant::now();
     lab.exec_ok("keepalived01", "lbdeploy agent stop");
-    wait_sole_holder(&lab, n, "keepalived02", takeover_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived02",
+        takeover_bound(Version::V2),
+    );
     eprintln!("lbdeploy v2 takeover after SIGTERM: {:?}", t.elapsed());
     assert!(
         t.elapsed()
@@ -259,17 +298,25 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
     let name = format!("vrrp-interop-{n}");
     let lab = lab_or_skip!(&name, inventory(n, version, unicast));
     let v = if version == 2 { Version::V2 } else { Version::V3 };
+    let cidr = format!("{}/24", vip(n));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let prio = if keepalived_on == "keepalived01" { 120 } else { 70 };
-    start_keepalived(&lab, n, keepalived_on, prio, version, unicast, "");
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    let ka = |priority| Keepalived {
+        priority,
+        version,
+        unicast,
+        vip_cidr: &cidr,
+        options: "",
+    };
+    start_keepalived(&lab, n, keepalived_on, &ka(prio));
+    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
     let pids = if keepalived_on == "keepalived01" {
         keepalived_pids(&lab, "keepalived01")
     } else {
         assert_eq!(instance(&lab, "keepalived01")["state"], "MASTER");
         agent_pids(&lab, "keepalived01")
     };
-    let took = failover(&lab, n, &pids, "keepalived02");
+    let took = failover(&lab, &vip(n), &pids, "keepalived02");
     let who = if keepalived_on == "keepalived01" {
         "keepalived -> lbdeploy"
     } else {
@@ -290,9 +337,9 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
         // remove it on start: clear it as an operator would.
         let del = format!("ip addr del 10.77.{n}.200/24 dev eth0 || true");
         lab.exec_ok("keepalived01", &del);
-        start_keepalived(&lab, n, "keepalived01", 120, version, unicast, "");
+        start_keepalived(&lab, n, "keepalived01", &ka(120));
     }
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
     let lbd = if keepalived_on == "keepalived01" {
         "keepalived02"
     } else {
@@ -353,7 +400,12 @@ fn bad_packets_are_counted_and_change_nothing() {
     let n = 83;
     let lab = lab_or_skip!("vrrp-bad-packets", inventory(n, 2, false));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
     let before = instance(&lab, "keepalived01");
     let src = format!("10.77.{n}.100").parse().unwrap();
     let dst = format!("10.77.{n}.11");
@@ -395,7 +447,7 @@ fn bad_packets_are_counted_and_change_nothing() {
     assert_eq!(c(&after, "other_errors"), c(&before, "other_errors") + 1);
     assert_eq!(after["state"], "MASTER");
     assert_eq!(c(&after, "transitions"), c(&before, "transitions"));
-    assert_eq!(holders(&lab, n), ["keepalived01"]);
+    assert_eq!(holders(&lab, &vip(n)), ["keepalived01"]);
 }
 
 /// The switch port of lab host `host` (`p<index>-<name>` in the lab's switch
@@ -433,12 +485,17 @@ fn split_brain_heals_to_one_master() {
     let n = 84;
     let lab = lab_or_skip!("vrrp-split-brain", inventory(n, 2, false));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(Version::V2));
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
     let (ns, port) = switch_port(&lab, "keepalived02");
     set_port(&ns, &port, "down");
     let both = takeover_bound(Version::V2);
     let until = Instant::now() + both;
-    while holders(&lab, n).len() < 2 {
+    while holders(&lab, &vip(n)).len() < 2 {
         assert!(Instant::now() < until, "no split brain within {both:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -448,16 +505,16 @@ fn split_brain_heals_to_one_master() {
         + lbdeploy::agent::vrrp::fsm::skew_time(Version::V2, 70, advert)
         + SLACK;
     let t = Instant::now();
-    wait_sole_holder(&lab, n, "keepalived01", heal);
+    wait_sole_holder(&lab, &vip(n), "keepalived01", heal);
     eprintln!("split brain healed in {:?} (bound {heal:?})", t.elapsed());
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
 }
 
 /// Watch for `period` that `host` alone holds the VIP the whole time.
-fn stays_sole_holder(lab: &TestLab, n: u8, host: &str, period: Duration) {
+fn stays_sole_holder(lab: &TestLab, vip: &str, host: &str, period: Duration) {
     let until = Instant::now() + period;
     while Instant::now() < until {
-        assert_eq!(holders(lab, n), [host], "{}", logs(lab));
+        assert_eq!(holders(lab, vip), [host], "{}", logs(lab));
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -470,13 +527,14 @@ fn stays_sole_holder(lab: &TestLab, n: u8, host: &str, period: Duration) {
 fn lbdeploy_nopreempt_leaves_keepalived_master() {
     let n = 85;
     let v = Version::V3;
+    let cidr = format!("{}/24", vip(n));
     let inv = inventory_with(n, 3, false, "    preempt: false\n");
     let lab = lab_or_skip!("vrrp-nopreempt-lbdeploy", inv);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    start_keepalived(&lab, n, "keepalived02", 70, 3, false, "");
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    start_keepalived(&lab, n, "keepalived02", &v3_keepalived(&cidr, 70, ""));
+    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
     let pids = agent_pids(&lab, "keepalived01");
-    let took = failover(&lab, n, &pids, "keepalived02");
+    let took = failover(&lab, &vip(n), &pids, "keepalived02");
     assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
 
     lab.exec_ok(
@@ -486,10 +544,10 @@ fn lbdeploy_nopreempt_leaves_keepalived_master() {
     // The restart removes the VIP the crash left; then, hearing a
     // lower-priority master, it must not preempt: two of its own
     // Master_Down_Intervals are more than enough to see it if it did.
-    wait_sole_holder(&lab, n, "keepalived02", SLACK * 20);
+    wait_sole_holder(&lab, &vip(n), "keepalived02", SLACK * 20);
     let advert = Duration::from_secs(1);
     let mdi = master_down_interval(v, 120, advert);
-    stays_sole_holder(&lab, n, "keepalived02", mdi * 2);
+    stays_sole_holder(&lab, &vip(n), "keepalived02", mdi * 2);
     let me = instance(&lab, "keepalived01");
     assert_eq!(me["state"], "BACKUP", "{me}");
     assert!(me["counters"]["adverts_received"].as_u64() > Some(0), "{me}");
@@ -498,7 +556,7 @@ fn lbdeploy_nopreempt_leaves_keepalived_master() {
     // its Skew_Time, nopreempt or not.
     lab.exec_ok("keepalived02", "kill -TERM $(cat /run/ka/ka.pid)");
     let skew = lbdeploy::agent::vrrp::fsm::skew_time(v, 120, advert);
-    wait_sole_holder(&lab, n, "keepalived01", skew + SLACK * 3);
+    wait_sole_holder(&lab, &vip(n), "keepalived01", skew + SLACK * 3);
 }
 
 /// keepalived's `nopreempt` honours lbdeploy's adverts: started on the
@@ -509,18 +567,24 @@ fn lbdeploy_nopreempt_leaves_keepalived_master() {
 fn keepalived_nopreempt_leaves_lbdeploy_master() {
     let n = 97;
     let v = Version::V3;
+    let cidr = format!("{}/24", vip(n));
     let lab = lab_or_skip!("vrrp-nopreempt-keepalived", inventory(n, 3, false));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
     // Stopping lbdeploy on keepalived01 resigns: keepalived02 takes over.
-    start_keepalived(&lab, n, "keepalived01", 120, 3, false, "nopreempt");
-    wait_sole_holder(&lab, n, "keepalived02", takeover_bound(v));
+    start_keepalived(
+        &lab,
+        n,
+        "keepalived01",
+        &v3_keepalived(&cidr, 120, "nopreempt"),
+    );
+    wait_sole_holder(&lab, &vip(n), "keepalived02", takeover_bound(v));
     let advert = Duration::from_secs(1);
     let mdi = master_down_interval(v, 120, advert);
-    stays_sole_holder(&lab, n, "keepalived02", mdi * 2);
+    stays_sole_holder(&lab, &vip(n), "keepalived02", mdi * 2);
 
     let pids = agent_pids(&lab, "keepalived02");
-    let took = failover(&lab, n, &pids, "keepalived01");
+    let took = failover(&lab, &vip(n), &pids, "keepalived01");
     eprintln!("lbdeploy -> keepalived (nopreempt) failover: {took:?}");
     assert!(took <= mdi + SLACK, "{took:?}\n{}", logs(&lab));
 }
@@ -534,6 +598,7 @@ fn keepalived_nopreempt_leaves_lbdeploy_master() {
 fn lbdeploy_preempt_delay_and_notify_hooks() {
     let n = 98;
     let v = Version::V3;
+    let cidr = format!("{}/24", vip(n));
     let delay = Duration::from_secs(3);
     let hook = "/run/hook.sh";
     let options = format!(
@@ -553,11 +618,15 @@ fn lbdeploy_preempt_delay_and_notify_hooks() {
         ),
     );
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    start_keepalived(&lab, n, "keepalived02", 70, 3, false, "");
-    wait_sole_holder(&lab, n, "keepalived01", election_bound(v));
+    start_keepalived(&lab, n, "keepalived02", &v3_keepalived(&cidr, 70, ""));
+    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
     let hooks = hook_counts(&lab, 2);
-    let took =
-        failover(&lab, n, &agent_pids(&lab, "keepalived01"), "keepalived02");
+    let took = failover(
+        &lab,
+        &vip(n),
+        &agent_pids(&lab, "keepalived01"),
+        "keepalived02",
+    );
     assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
 
     // Restart in one shell that then polls for the VIP: `s` is before the
@@ -587,7 +656,7 @@ fn lbdeploy_preempt_delay_and_notify_hooks() {
         "{since_started:?}\n{}",
         logs(&lab)
     );
-    wait_sole_holder(&lab, n, "keepalived01", SLACK * 10);
+    wait_sole_holder(&lab, &vip(n), "keepalived01", SLACK * 10);
 
     // One more BACKUP (the restart) and one more MASTER (the preemption),
     // each through its own hook and `any`.
@@ -626,4 +695,13 @@ fn hook_counts(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// keepalived with VRRPv3 multicast.
+pub(crate) fn v3_keepalived<'a>(
+    vip_cidr: &'a str,
+    priority: u8,
+    options: &'a str,
+) -> Keepalived<'a> {
+    Keepalived { priority, version: 3, unicast: false, vip_cidr, options }
 }

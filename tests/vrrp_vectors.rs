@@ -27,7 +27,10 @@
 //! * v3-unicast-old: vrid 54, priority 120, `unicast_src_ip 10.250.250.1`,
 //!   `unicast_peer { 10.250.250.2 }`, `old_unicast_checksum`.
 //! * v3-ipv6: vrid 55, priority 150, `advert_int 1`, VIPs
-//!   fd00:250:250::100/64 and fd00:250:250::101/64.
+//!   fd00:250:250::100/64 and fd00:250:250::101/64. This capture also
+//!   holds the unsolicited Neighbour Advertisements for both VIPs
+//!   (recaptured with the same script once it recorded them too; the
+//!   adverts came out identical).
 //!
 //! IPv4 vectors are whole IPv4 packets (what an IPv4 raw socket returns);
 //! the IPv6 vector is the VRRP payload with its source and destination (an
@@ -40,6 +43,7 @@ use lbdeploy::agent::vrrp::arp::gratuitous_arp;
 use lbdeploy::agent::vrrp::error::DecodeError;
 use lbdeploy::agent::vrrp::fsm::{self, Action, Instance, State};
 use lbdeploy::agent::vrrp::ipv4::decode_ipv4_packet;
+use lbdeploy::agent::vrrp::ndisc::unsolicited_advert;
 use lbdeploy::agent::vrrp::packet::{
     Addrs, Advert, AdvertV2, AdvertV3, Auth, IPPROTO_VRRP, MULTICAST_V4,
     MULTICAST_V6, PseudoHeader, TTL, V3Checksum, Version,
@@ -80,6 +84,19 @@ const V3_IPV6_RESIGN: &str = "313700020064c6f5
 /// The gratuitous ARP keepalived broadcast for 10.250.250.100 (v2-pass).
 const GARP_100: &str = "ffffffffffff 02000afafa01 0806
     0001 0800 06 04 0001 02000afafa01 0afafa64 ffffffffffff 0afafa64";
+/// The unsolicited Neighbour Advertisements keepalived sent for the two
+/// VIPs of v3-ipv6 on becoming master (five of each, all alike): Ethernet
+/// to 33:33:00:00:00:01; IPv6 from the VIP to ff02::1, next header 58, hop
+/// limit 255; ICMPv6 type 136, flags Override only, target the VIP, Target
+/// Link-Layer Address option with the MAC.
+const NA_100: &str = "333300000001 02000afafa01 86dd
+    60000000 0020 3a ff fd000250025000000000000000000100
+    ff020000000000000000000000000001
+    88 00 4a62 20000000 fd000250025000000000000000000100 02 01 02000afafa01";
+const NA_101: &str = "333300000001 02000afafa01 86dd
+    60000000 0020 3a ff fd000250025000000000000000000101
+    ff020000000000000000000000000001
+    88 00 4a60 20000000 fd000250025000000000000000000101 02 01 02000afafa01";
 
 fn v2_pass(priority: u8) -> Advert {
     Advert::V2(AdvertV2 {
@@ -291,6 +308,17 @@ fn gratuitous_arp_matches_keepalived() {
         &parse(GARP_100),
         "garp",
     );
+}
+
+#[test]
+fn neighbour_advert_matches_keepalived() {
+    for (hex, last) in [(NA_100, 0x100), (NA_101, 0x101)] {
+        let vip = Ipv6Addr::new(0xfd00, 0x250, 0x250, 0, 0, 0, 0, last);
+        let ours = unsolicited_advert(KEEPALIVED_MAC, vip);
+        let theirs = parse(hex);
+        // Byte for byte: addresses, hop limit, flags, option and checksum.
+        assert_bytes_eq(&ours, &theirs, &format!("NA for {vip}"));
+    }
 }
 
 /// A keepalived master at priority 200 keeps our priority-100 v3 backup in

@@ -9,12 +9,14 @@
 //! the modes' pure code ([`missing`], [`unwanted`] are the set arithmetic
 //! they share).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage,
+};
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, MulticastGroup};
 
@@ -132,14 +134,21 @@ impl Net {
 
     /// Add `a`; an address already there is not an error.
     ///
+    /// An IPv6 address is added without duplicate address detection
+    /// (`IFA_F_NODAD`, as keepalived adds its VIPs): DAD would keep a VIP
+    /// that moves to a new master tentative, unusable, for a second or
+    /// more, and the old master has just given it up.
+    ///
     /// # Errors
     /// When the kernel refuses it.
     pub async fn add(&self, a: &Address) -> Result<(), Error> {
         let mut req = self.handle.address().add(a.index, a.ip, a.prefix);
+        let msg = req.message_mut();
         if let Some(label) = &a.label {
-            req.message_mut()
-                .attributes
-                .push(AddressAttribute::Label(label.clone()));
+            msg.attributes.push(AddressAttribute::Label(label.clone()));
+        }
+        if a.ip.is_ipv6() {
+            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         match req.replace().execute().await {
             Ok(()) => Ok(()),
@@ -242,6 +251,20 @@ pub fn unwanted<'a>(
     ours.iter().filter(|o| !wanted.iter().any(|w| same(o, w))).collect()
 }
 
+/// The IPv6 link-local address of interface `index` among `present`: what
+/// VRRP over IPv6 sends from (RFC 5798 §5.1.2.1). The lowest, should there
+/// be several, so every start picks the same one.
+pub fn link_local(present: &[Address], index: u32) -> Option<Ipv6Addr> {
+    present
+        .iter()
+        .filter(|a| a.index == index)
+        .filter_map(|a| match a.ip {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+            _ => None,
+        })
+        .min()
+}
+
 /// Whether two records name the same address on the same interface.
 pub fn same(a: &Address, b: &Address) -> bool {
     a.index == b.index && a.ip == b.ip && a.prefix == b.prefix
@@ -263,6 +286,19 @@ mod tests {
         assert_eq!(missing(&wanted, &present), [&wanted[1]]);
         let ours = [a(1, "192.0.2.1", 32), a(1, "192.0.2.9", 32)];
         assert_eq!(unwanted(&ours, &wanted), [&ours[1]]);
+    }
+
+    #[test]
+    fn link_local_is_the_interfaces_own() {
+        let present = [
+            a(2, "fe80::2", 64),
+            a(3, "fd00::3", 64),
+            a(3, "10.0.0.3", 24),
+            a(3, "fe80::3:9", 64),
+            a(3, "fe80::3:1", 64),
+        ];
+        assert_eq!(link_local(&present, 3), Some("fe80::3:1".parse().unwrap()));
+        assert_eq!(link_local(&present, 4), None);
     }
 
     #[test]

@@ -237,6 +237,7 @@ fn vrrp_instance(
             label_matches(inv, label, &format!("{vpath}.label"), out);
         }
     }
+    one_family(vi, path, out);
     if let Some(auth) = &vi.authentication {
         let apath = format!("{path}.authentication");
         if vi.version == 3 {
@@ -295,6 +296,50 @@ fn vrrp_instance(
         }
     }
     priorities(inv, vi, path, out);
+}
+
+/// An instance speaks one address family (RFC 5798 §5.2.5: an advert
+/// lists addresses of one family, and IPv4 and IPv6 adverts are separate
+/// exchanges), set by its first VIP; its VIPs and unicast peers follow it.
+fn one_family(vi: &VrrpInstance, path: &str, out: &mut Vec<Finding>) {
+    let Some(first) = vi.virtual_addresses.first() else { return };
+    let v6 = first.address.addr.is_ipv6();
+    let family = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
+    for (j, va) in vi.virtual_addresses.iter().enumerate().skip(1) {
+        if va.address.addr.is_ipv6() != v6 {
+            out.push(Finding::error(
+                format!("{path}.virtual_addresses[{j}].address"),
+                format!(
+                    "{} is {} but the instance's first VIP is {} — an \
+                     instance carries one address family; put the {} VIPs \
+                     in an instance of their own (another VRID)",
+                    va.address.addr,
+                    family(!v6),
+                    family(v6),
+                    family(!v6),
+                ),
+            ));
+        }
+    }
+    if v6 && !vi.unicast_peers.is_empty() {
+        out.push(Finding::error(
+            format!("{path}.unicast_peers"),
+            "unicast peers over IPv6 are not supported yet — remove \
+             `unicast_peers` to advertise to ff02::12 (multicast)",
+        ));
+        return;
+    }
+    for (k, peer) in vi.unicast_peers.iter().enumerate() {
+        if peer.is_ipv6() {
+            out.push(Finding::error(
+                format!("{path}.unicast_peers[{k}]"),
+                format!(
+                    "peer {peer} is IPv6 but the instance's VIPs are IPv4 — \
+                     list the peers' IPv4 addresses"
+                ),
+            ));
+        }
+    }
 }
 
 fn advert_int(vi: &VrrpInstance, path: &str, out: &mut Vec<Finding>) {
@@ -466,6 +511,18 @@ fn virtual_service(
             format!(
                 "{} is not a virtual address of any VRRP instance — add it \
                  to a `virtual_addresses` list, or no director will hold it",
+                vs.vip
+            ),
+        ));
+    }
+    if vs.vip.is_ipv6() {
+        out.push(Finding::error(
+            format!("{path}.vip"),
+            format!(
+                "IPv6 virtual services are not supported yet: VRRP carries \
+                 an IPv6 VIP, but the data plane (nftables or IPVS) has not \
+                 been built and tested for IPv6 — keep {} in \
+                 `virtual_addresses` only",
                 vs.vip
             ),
         ));

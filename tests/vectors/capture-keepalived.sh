@@ -4,6 +4,9 @@
 # our codec against a real peer rather than against itself. The committed test
 # only uses the stored bytes; nothing in CI runs this script.
 #
+# The IPv6 case also records the unsolicited Neighbour Advertisements
+# (ICMPv6 type 136) keepalived sends for its IPv6 VIPs on becoming master.
+#
 # Two network namespaces joined by one veth pair (fixed MACs so the IPv6
 # link-local source is stable):
 #
@@ -53,7 +56,8 @@ sleep 1
 run_case() {
 	local name=$1
 	ip netns exec "$NS_B" tcpdump -i vv-b -U -s 0 -w "$OUT/$name.pcap" \
-		'arp or ip proto 112 or ip6 proto 112' 2>"$OUT/$name.tcpdump.log" &
+		'arp or ip proto 112 or ip6 proto 112 or (icmp6 and ip6[40] == 136)' \
+		2>"$OUT/$name.tcpdump.log" &
 	TD_PID=$!
 	sleep 1
 	ip netns exec "$NS_A" keepalived -n -l -D --vrrp \

@@ -7,6 +7,8 @@ Ethernet frame prints: kind, then the hex that tests/vrrp_vectors.rs stores:
   ipv6-vrrp  <src> <dst> <hop limit> <VRRP payload>   (raw IPv6 sockets see the
                                                        payload only)
   arp        <whole Ethernet frame>
+  ndisc-na   <whole Ethernet frame>                   (unsolicited Neighbour
+                                                       Advertisement)
 Also, for v3 over IPv4, the checksum the VRRP message would carry without the
 pseudo-header (computed here, independently of the Rust code).
 """
@@ -52,6 +54,9 @@ for frame in frames(sys.argv[1]):
     elif ethertype == 0x86DD:
         ip = frame[14:]
         plen, nxt, hlim = struct.unpack("!HBB", ip[4:8])
+        if nxt == 58:
+            print("ndisc-na", frame.hex())
+            continue
         src = ipaddress.IPv6Address(ip[8:24])
         dst = ipaddress.IPv6Address(ip[24:40])
         print("ipv6-vrrp", src, dst, hlim, ip[40:40 + plen].hex())

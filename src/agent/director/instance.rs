@@ -7,7 +7,7 @@
 //!                                                                     ▼
 //!                                               fsm::Instance::handle(now, ev)
 //!                                                                     │
-//!  AdvertSocket ◀─ SendAdvert   Net ◀─ Add/RemoveVips   ArpSocket ◀─ GARP
+//!  AdvertSocket ◀─ SendAdvert  Net ◀─ Add/RemoveVips  AnnounceSocket ◀─ GARP/NA
 //!  notify hook + log line ◀─ Transition        status ◀─ counters, state
 //! ```
 //!
@@ -17,7 +17,7 @@
 //! here ([`Settings::new`], [`classify`], [`notify_args`]) or in
 //! [`fsm`](crate::agent::vrrp::fsm), tested without sockets.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,16 +32,21 @@ use crate::agent::net::{self, Address, Net};
 use crate::agent::vrrp::error::DecodeError;
 use crate::agent::vrrp::fsm::{self, Action, Event, State};
 use crate::agent::vrrp::ipv4::decode_ipv4_packet;
+use crate::agent::vrrp::ipv6::decode_ipv6_message;
 use crate::agent::vrrp::packet::{
     Addrs, Advert, AdvertV2, AdvertV3, Auth, PseudoHeader, V3Checksum, Version,
 };
-use crate::agent::vrrp::socket::{AdvertSocket, ArpSocket, Destinations};
+use crate::agent::vrrp::socket::{
+    AdvertSocket, AnnounceSocket, Datagram, Destinations,
+};
 use crate::inventory::{IfAddr, NotifyHooks};
 
-/// Gratuitous ARPs per VIP sent at once on becoming master, and again
-/// after [`GARP_MASTER_DELAY`]: keepalived's `garp_master_repeat` default.
+/// Gratuitous ARPs (or, for IPv6, unsolicited Neighbour Advertisements)
+/// per VIP sent at once on becoming master, and again after
+/// [`GARP_MASTER_DELAY`]: keepalived's `garp_master_repeat` default, which
+/// it applies to both.
 pub const GARP_MASTER_REPEAT: usize = 5;
-/// When the second burst of gratuitous ARPs goes out, for switches that
+/// When the second burst of announcements goes out, for switches that
 /// missed the first: keepalived's `garp_master_delay` default.
 pub const GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
 
@@ -55,8 +60,12 @@ pub struct Settings {
     pub vrid: u8,
     /// The interface VRRP and the VIPs live on.
     pub interface: String,
-    /// Our primary IPv4 address there: advert source and tie-breaker.
-    pub local: Ipv4Addr,
+    /// Its index: the scope of link-local addresses.
+    pub index: u32,
+    /// Our primary address there, of the VIPs' family: advert source and
+    /// election tie-breaker. For IPv6 the interface's link-local address
+    /// (RFC 5798 §5.1.2.1).
+    pub local: IpAddr,
     /// The state machine's settings.
     pub fsm: fsm::Config,
     /// What adverts must carry (v2 PASS), and what ours carry.
@@ -73,26 +82,62 @@ pub struct Settings {
 
 impl Settings {
     /// Resolve an instance of the agent's configuration on `interface`
-    /// (index `index`) with primary address `address`.
+    /// (index `index`), whose addresses are `address` (the director's own)
+    /// and `link_local` (the interface's IPv6 link-local address, if any).
+    /// The VIPs choose the family the instance speaks.
     ///
     /// # Errors
-    /// A message naming the instance: IPv6 (not built yet), a password
-    /// longer than 8 bytes, a version other than 2 or 3, settings the
-    /// state machine refuses.
+    /// A message naming the instance: VIPs of both families, an IPv6
+    /// instance that is not version 3 or has unicast peers (not built yet)
+    /// or no link-local address to speak from, an IPv4 one on a director
+    /// without an IPv4 address, a password longer than 8 bytes, a version
+    /// other than 2 or 3, settings the state machine refuses.
     pub fn new(
         interface: &str,
         index: u32,
         address: IfAddr,
+        link_local: Option<Ipv6Addr>,
         c: &VrrpConfig,
     ) -> Result<Self, String> {
         let fail = |what: String| format!("vrrp instance {}: {what}", c.name);
-        let IpAddr::V4(local) = address.addr else {
-            return Err(fail("IPv6 VRRP is not supported yet".into()));
-        };
         let version = match c.version {
             2 => Version::V2,
             3 => Version::V3,
             v => return Err(fail(format!("unknown vrrp version {v}"))),
+        };
+        let vips = &c.virtual_addresses;
+        let v6 = vips.iter().any(|v| v.address.addr.is_ipv6());
+        if v6 && vips.iter().any(|v| v.address.addr.is_ipv4()) {
+            return Err(fail(
+                "mixes IPv4 and IPv6 VIPs; an instance speaks one family \
+                 (RFC 5798 §5.2.5)"
+                    .into(),
+            ));
+        }
+        let local = match (v6, version, address.addr) {
+            (true, Version::V2, _) => {
+                return Err(fail("VRRPv2 cannot carry IPv6 VIPs".into()));
+            }
+            (true, Version::V3, _) if !c.unicast_peers.is_empty() => {
+                return Err(fail(
+                    "unicast peers over IPv6 are not supported yet".into(),
+                ));
+            }
+            (true, Version::V3, _) => {
+                IpAddr::V6(link_local.ok_or_else(|| {
+                    fail(format!(
+                        "{interface} has no IPv6 link-local address to send \
+                     adverts from (is IPv6 disabled on it?)"
+                    ))
+                })?)
+            }
+            (false, _, IpAddr::V4(a)) => IpAddr::V4(a),
+            (false, _, IpAddr::V6(a)) => {
+                return Err(fail(format!(
+                    "IPv4 VIPs need an IPv4 address on {interface}, and \
+                     this director's is {a}"
+                )));
+            }
         };
         let auth = match (&c.password, version) {
             (Some(p), Version::V2) => {
@@ -102,27 +147,20 @@ impl Settings {
             }
             _ => Auth::None,
         };
-        let mut peers = Vec::new();
-        for p in &c.unicast_peers {
-            match p {
-                IpAddr::V4(p) => peers.push(*p),
-                IpAddr::V6(p) => {
-                    return Err(fail(format!("IPv6 unicast peer {p}")));
-                }
-            }
+        if let Some(p) = c.unicast_peers.iter().find(|p| p.is_ipv6()) {
+            return Err(fail(format!(
+                "unicast peer {p} is IPv6 but the VIPs are IPv4"
+            )));
         }
-        let mut vips = Vec::new();
-        for v in &c.virtual_addresses {
-            if !v.address.addr.is_ipv4() {
-                return Err(fail(format!("IPv6 VIP {}", v.address.addr)));
-            }
-            vips.push(Address {
+        let vips: Vec<Address> = vips
+            .iter()
+            .map(|v| Address {
                 index,
                 ip: v.address.addr,
                 prefix: v.address.prefix,
                 label: v.label.clone(),
-            });
-        }
+            })
+            .collect();
         if vips.is_empty() {
             return Err(fail("no virtual address".into()));
         }
@@ -132,13 +170,14 @@ impl Settings {
             adver_interval: c.advert_int.get(),
             preempt: c.preempt,
             preempt_delay: c.preempt_delay.map(|d| d.get()).unwrap_or_default(),
-            primary_addr: address.addr,
+            primary_addr: local,
         };
         fsm::Instance::new(fsm.clone()).map_err(|e| fail(e.to_string()))?;
         Ok(Self {
             name: c.name.clone(),
             vrid: c.virtual_router_id,
             interface: interface.to_owned(),
+            index,
             local,
             fsm,
             auth,
@@ -147,10 +186,10 @@ impl Settings {
             } else {
                 V3Checksum::Rfc5798
             },
-            dst: if peers.is_empty() {
-                Destinations::Multicast
+            dst: if c.unicast_peers.is_empty() {
+                Destinations::multicast_for(local)
             } else {
-                Destinations::Unicast(peers)
+                Destinations::Unicast(c.unicast_peers.clone())
             },
             vips,
             notify: c.notify.clone(),
@@ -159,14 +198,15 @@ impl Settings {
 
     /// Our advert with `priority` (ours, or 0 when leaving).
     pub fn advert(&self, priority: u8) -> Advert {
-        let addrs: Vec<Ipv4Addr> = self
-            .vips
-            .iter()
-            .filter_map(|v| match v.ip {
-                IpAddr::V4(a) => Some(a),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
+        // `new` checked that every VIP is of `local`'s family.
+        let v4 = self.vips.iter().filter_map(|v| match v.ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        });
+        let v6 = self.vips.iter().filter_map(|v| match v.ip {
+            IpAddr::V4(_) => None,
+            IpAddr::V6(a) => Some(a),
+        });
         let interval = self.fsm.adver_interval;
         match self.fsm.version {
             Version::V2 => Advert::V2(AdvertV2 {
@@ -175,14 +215,17 @@ impl Settings {
                 // `Instance::new` checked 1–255 whole seconds.
                 adver_int: interval.as_secs() as u8,
                 auth: self.auth.clone(),
-                addrs,
+                addrs: v4.collect(),
             }),
             Version::V3 => Advert::V3(AdvertV3 {
                 vrid: self.vrid,
                 priority,
                 // `Instance::new` checked 10 ms steps up to 40.95 s.
                 max_adver_int: (interval.as_millis() / 10) as u16,
-                addrs: Addrs::V4(addrs),
+                addrs: match self.local {
+                    IpAddr::V4(_) => Addrs::V4(v4.collect()),
+                    IpAddr::V6(_) => Addrs::V6(v6.collect()),
+                },
             }),
         }
     }
@@ -196,7 +239,8 @@ pub struct Counters {
     /// Adverts for our VRID that passed every check and reached the
     /// state machine.
     pub adverts_received: u64,
-    /// Packets dropped for a TTL other than 255 (RFC 5798 §7.1).
+    /// Packets dropped for a TTL or hop limit other than 255 (RFC 5798
+    /// §7.1).
     pub bad_ttl: u64,
     /// Packets dropped for a bad checksum.
     pub bad_checksum: u64,
@@ -254,19 +298,23 @@ pub enum Received {
 /// Classify one packet read from the raw socket: outer header, TTL, codec,
 /// VRID, authentication, in RFC 5798 §7.1's order. Pure.
 pub fn classify(
-    packet: &[u8],
+    packet: Datagram<'_>,
     vrid: u8,
-    local: Ipv4Addr,
+    local: IpAddr,
     auth: &Auth,
     v3: V3Checksum,
 ) -> Received {
-    match decode_ipv4_packet(packet, v3) {
-        Ok((header, _)) if header.src == local => Received::NotOurs,
+    let decoded = match packet {
+        Datagram::V4(p) => decode_ipv4_packet(p, v3)
+            .map(|(header, advert)| (IpAddr::V4(header.src), advert)),
+        Datagram::V6(meta, msg) => decode_ipv6_message(&meta, msg)
+            .map(|advert| (IpAddr::V6(meta.src), advert)),
+    };
+    match decoded {
+        Ok((src, _)) if src == local => Received::NotOurs,
         Ok((_, advert)) if advert.vrid() != vrid => Received::NotOurs,
-        Ok((header, advert)) => match advert.verify_auth(auth) {
-            Ok(()) => {
-                Received::Advert(Event::advert(IpAddr::V4(header.src), &advert))
-            }
+        Ok((src, advert)) => match advert.verify_auth(auth) {
+            Ok(()) => Received::Advert(Event::advert(src, &advert)),
             Err(e) => Received::Rejected(e),
         },
         // Errors before the VRID is known (not VRRP, a broken header) are
@@ -354,7 +402,7 @@ struct Looper {
     s: Settings,
     fsm: fsm::Instance,
     sock: AdvertSocket,
-    arp: ArpSocket,
+    announcer: AnnounceSocket,
     net: Net,
     epoch: Instant,
     timer: Option<(Duration, Timer)>,
@@ -374,8 +422,8 @@ pub fn spawn(
     net: Net,
     changes: mpsc::UnboundedSender<StateChange>,
 ) -> std::io::Result<Handle> {
-    let sock = AdvertSocket::open(&s.interface, s.local, &s.dst)?;
-    let arp = ArpSocket::open(&s.interface)?;
+    let sock = AdvertSocket::open(&s.interface, s.index, s.local, &s.dst)?;
+    let announcer = AnnounceSocket::open(&s.interface)?;
     let fsm = fsm::Instance::new(s.fsm.clone())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let status = Arc::new(Mutex::new(InstanceStatus {
@@ -391,7 +439,7 @@ pub fn spawn(
         s,
         fsm,
         sock,
-        arp,
+        announcer,
         net,
         epoch: Instant::now(),
         timer: None,
@@ -422,7 +470,7 @@ impl Looper {
                     return;
                 }
                 r = self.sock.recv(&mut buf) => match r {
-                    Ok(n) => self.on_packet(&buf[..n]).await,
+                    Ok(packet) => self.on_packet(packet).await,
                     Err(e) => {
                         log(&format!("vrrp {}: receiving: {e}", self.s.name));
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -439,7 +487,7 @@ impl Looper {
         self.epoch.elapsed()
     }
 
-    async fn on_packet(&mut self, packet: &[u8]) {
+    async fn on_packet(&mut self, packet: Datagram<'_>) {
         let s = &self.s;
         match classify(packet, s.vrid, s.local, &s.auth, s.v3) {
             Received::Advert(ev) => {
@@ -501,10 +549,14 @@ impl Looper {
     fn send_advert(&mut self, priority: u8) {
         let advert = self.s.advert(priority);
         for dst in self.s.dst.addrs() {
-            let ip = PseudoHeader::V4 { src: self.s.local, dst };
-            let sent = advert
-                .encode(&ip, self.s.v3)
-                .map_err(|e| std::io::Error::other(e.to_string()))
+            // `Settings::new` keeps peers to `local`'s family.
+            let sent = PseudoHeader::new(self.s.local, dst)
+                .ok_or_else(|| std::io::Error::other("address family mix"))
+                .and_then(|ip| {
+                    advert
+                        .encode(&ip, self.s.v3)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })
                 .and_then(|msg| self.sock.send(&msg, dst));
             match sent {
                 Ok(()) => self.counters.adverts_sent += 1,
@@ -563,16 +615,16 @@ impl Looper {
         }
     }
 
-    /// One burst of gratuitous ARP, [`GARP_MASTER_REPEAT`] per VIP.
+    /// One burst of gratuitous ARP (IPv4) or unsolicited Neighbour
+    /// Advertisements (IPv6), [`GARP_MASTER_REPEAT`] per VIP.
     fn announce(&mut self) {
         for vip in &self.s.vips {
-            let IpAddr::V4(ip) = vip.ip else { continue };
             for _ in 0..GARP_MASTER_REPEAT {
-                if let Err(e) = self.arp.announce(ip) {
+                if let Err(e) = self.announcer.announce(vip.ip) {
                     self.counters.send_errors += 1;
                     log(&format!(
-                        "vrrp {}: gratuitous arp for {ip}: {e}",
-                        self.s.name
+                        "vrrp {}: announcing {}: {e}",
+                        self.s.name, vip.ip
                     ));
                 }
             }
@@ -637,8 +689,11 @@ fn run_hook(script: &str, args: &[String; 4]) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
-    use crate::agent::vrrp::packet::TTL;
+    use crate::agent::vrrp::ipv6::Ipv6Meta;
+    use crate::agent::vrrp::packet::{MULTICAST_V6, TTL};
 
     fn config() -> VrrpConfig {
         serde_yaml::from_str(
@@ -653,6 +708,22 @@ mod tests {
         IfAddr { addr: "10.0.0.11".parse().unwrap(), prefix: 24 }
     }
 
+    fn link_local() -> Option<Ipv6Addr> {
+        Some("fe80::11".parse().unwrap())
+    }
+
+    /// `config()` as a v3 instance with IPv6 VIPs.
+    fn config_v6() -> VrrpConfig {
+        let mut c = config();
+        c.version = 3;
+        c.password = None;
+        c.virtual_addresses = serde_yaml::from_str(
+            "[{address: 'fd00::200/64'}, {address: 'fd00::201/64'}]",
+        )
+        .unwrap();
+        c
+    }
+
     /// An IPv4 packet around `msg` as a raw socket delivers it.
     fn ip_packet(src: Ipv4Addr, ttl: u8, msg: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, ttl, 112, 0, 0];
@@ -665,35 +736,82 @@ mod tests {
 
     #[test]
     fn settings_resolve_the_config() {
-        let s = Settings::new("eth0", 7, local(), &config()).unwrap();
+        let s =
+            Settings::new("eth0", 7, local(), link_local(), &config()).unwrap();
         assert_eq!(s.vips[0].index, 7);
         assert_eq!(s.vips[0].label.as_deref(), Some("eth0:1"));
-        assert_eq!(s.dst, Destinations::Multicast);
+        assert_eq!(s.local, IpAddr::V4("10.0.0.11".parse().unwrap()));
+        assert_eq!(
+            s.dst,
+            Destinations::Multicast("224.0.0.18".parse().unwrap())
+        );
         assert_eq!(s.auth, Auth::pass(b"secret").unwrap());
         let mut c = config();
         c.password = Some("much too long".into());
-        let e = Settings::new("eth0", 7, local(), &c).unwrap_err();
+        let e =
+            Settings::new("eth0", 7, local(), link_local(), &c).unwrap_err();
         assert!(e.contains("VI_1") && e.contains("8 bytes"), "{e}");
         c.password = None;
         c.unicast_peers = vec!["10.0.0.12".parse().unwrap()];
-        let s = Settings::new("eth0", 7, local(), &c).unwrap();
+        let s = Settings::new("eth0", 7, local(), link_local(), &c).unwrap();
         assert_eq!(s.auth, Auth::None);
         assert_eq!(
             s.dst,
             Destinations::Unicast(vec!["10.0.0.12".parse().unwrap()])
         );
         c.priority = 0;
-        assert!(Settings::new("eth0", 7, local(), &c).is_err());
+        assert!(Settings::new("eth0", 7, local(), link_local(), &c).is_err());
+    }
+
+    #[test]
+    fn ipv6_vips_make_an_ipv6_instance_from_the_link_local_address() {
+        let s = Settings::new("eth0", 7, local(), link_local(), &config_v6())
+            .unwrap();
+        let ll = IpAddr::V6(link_local().unwrap());
+        assert_eq!((s.local, s.fsm.primary_addr), (ll, ll));
+        assert_eq!(s.dst, Destinations::Multicast(IpAddr::V6(MULTICAST_V6)));
+        let Advert::V3(a) = s.advert(120) else { panic!("v3 expected") };
+        assert_eq!(
+            a.addrs,
+            Addrs::V6(vec![
+                "fd00::200".parse().unwrap(),
+                "fd00::201".parse().unwrap()
+            ])
+        );
+        let refused = |c: &VrrpConfig, ll: Option<Ipv6Addr>, what: &str| {
+            let e = Settings::new("eth0", 7, local(), ll, c).unwrap_err();
+            assert!(e.contains("VI_1") && e.contains(what), "{e}");
+        };
+        refused(&config_v6(), None, "no IPv6 link-local address");
+        let mut c = config_v6();
+        c.version = 2;
+        refused(&c, link_local(), "VRRPv2");
+        let mut c = config_v6();
+        c.unicast_peers = vec!["fd00::12".parse().unwrap()];
+        refused(&c, link_local(), "not supported yet");
+        let mut c = config_v6();
+        c.virtual_addresses.extend(config().virtual_addresses);
+        refused(&c, link_local(), "mixes IPv4 and IPv6");
+        let mut c = config();
+        c.unicast_peers = vec!["fd00::12".parse().unwrap()];
+        refused(&c, link_local(), "fd00::12 is IPv6");
+        let v6_director =
+            IfAddr { addr: "fd00::11".parse().unwrap(), prefix: 64 };
+        let e = Settings::new("eth0", 7, v6_director, link_local(), &config())
+            .unwrap_err();
+        assert!(e.contains("need an IPv4 address on eth0"), "{e}");
     }
 
     #[test]
     fn classify_checks_ttl_vrid_auth_and_skips_our_own() {
-        let s = Settings::new("eth0", 7, local(), &config()).unwrap();
+        let s =
+            Settings::new("eth0", 7, local(), link_local(), &config()).unwrap();
         let peer: Ipv4Addr = "10.0.0.12".parse().unwrap();
         let ip =
             PseudoHeader::V4 { src: peer, dst: "224.0.0.18".parse().unwrap() };
         let msg = s.advert(70).encode(&ip, s.v3).unwrap();
-        let ok = |p: &[u8]| classify(p, 51, s.local, &s.auth, s.v3);
+        let ok =
+            |p: &[u8]| classify(Datagram::V4(p), 51, s.local, &s.auth, s.v3);
         let got = ok(&ip_packet(peer, TTL, &msg));
         assert_eq!(
             got,
@@ -707,14 +825,16 @@ mod tests {
             ok(&ip_packet(peer, 254, &msg)),
             Received::Rejected(DecodeError::BadTtl { ttl: 254, .. })
         ));
-        assert_eq!(ok(&ip_packet(s.local, TTL, &msg)), Received::NotOurs);
+        let ours: Ipv4Addr = "10.0.0.11".parse().unwrap();
+        assert_eq!(ok(&ip_packet(ours, TTL, &msg)), Received::NotOurs);
+        let packet = ip_packet(peer, TTL, &msg);
         assert_eq!(
-            classify(&ip_packet(peer, TTL, &msg), 52, s.local, &s.auth, s.v3),
+            classify(Datagram::V4(&packet), 52, s.local, &s.auth, s.v3),
             Received::NotOurs
         );
         let other = Auth::pass(b"other").unwrap();
         assert!(matches!(
-            classify(&ip_packet(peer, TTL, &msg), 51, s.local, &other, s.v3),
+            classify(Datagram::V4(&packet), 51, s.local, &other, s.v3),
             Received::Rejected(DecodeError::AuthMismatch { vrid: 51 })
         ));
         let mut bad = msg.clone();
@@ -730,6 +850,36 @@ mod tests {
         assert_eq!(
             (c.bad_checksum, c.bad_ttl, c.auth_failures, c.other_errors),
             (1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn classify_ipv6_checks_the_hop_limit_and_skips_our_own() {
+        let s = Settings::new("eth0", 7, local(), link_local(), &config_v6())
+            .unwrap();
+        let peer: Ipv6Addr = "fe80::12".parse().unwrap();
+        let meta = Ipv6Meta { src: peer, dst: MULTICAST_V6, hop_limit: TTL };
+        let msg = s.advert(70).encode(&meta.pseudo_header(), s.v3).unwrap();
+        let got = |meta: Ipv6Meta| {
+            classify(Datagram::V6(meta, &msg), 51, s.local, &s.auth, s.v3)
+        };
+        assert_eq!(
+            got(meta),
+            Received::Advert(Event::AdvertReceived {
+                from: IpAddr::V6(peer),
+                priority: 70,
+                max_adver_int: Duration::from_secs(1),
+            })
+        );
+        assert!(matches!(
+            got(Ipv6Meta { hop_limit: 1, ..meta }),
+            Received::Rejected(DecodeError::BadTtl { ttl: 1, .. })
+        ));
+        let ours = Ipv6Meta { src: link_local().unwrap(), ..meta };
+        let msg = s.advert(70).encode(&ours.pseudo_header(), s.v3).unwrap();
+        assert_eq!(
+            classify(Datagram::V6(ours, &msg), 51, s.local, &s.auth, s.v3),
+            Received::NotOurs
         );
     }
 

@@ -23,7 +23,7 @@ use self::forward::Forward;
 use self::instance::{Handle, InstanceMsg, Settings, StateChange};
 use super::config::{DirectorConfig, VrrpConfig};
 use super::log;
-use super::net::Net;
+use super::net::{self, Net};
 use super::runtime::{self, Report};
 use crate::inventory::IfAddr;
 
@@ -127,10 +127,12 @@ impl runtime::Worker<DirectorConfig> for Worker {
         let mut start = Vec::new();
         if !plan.start.is_empty() {
             let index = net.index(&config.interface).await?;
+            let link_local = net::link_local(&net.addresses().await?, index);
             let mut problems = Vec::new();
             for &i in &plan.start {
                 let k = &wanted[i];
-                match Settings::new(&k.interface, index, k.address, &k.vrrp) {
+                let (iface, addr) = (&k.interface, k.address);
+                match Settings::new(iface, index, addr, link_local, &k.vrrp) {
                     Ok(s) => start.push((k.clone(), s)),
                     Err(e) => problems.push(e),
                 }

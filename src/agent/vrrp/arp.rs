@@ -4,8 +4,8 @@
 //! gratuitous ARP request").
 //!
 //! Only the bytes live here; the I/O layer sends them on an `AF_PACKET`
-//! socket bound to the interface. IPv6 VIPs need an unsolicited Neighbor
-//! Advertisement instead, which is not written yet.
+//! socket bound to the interface. IPv6 VIPs get an unsolicited Neighbour
+//! Advertisement instead ([`super::ndisc`]).
 //!
 //! ```text
 //!  Ethernet (IEEE 802.3)                       ARP (RFC 826), 28 bytes

@@ -2,8 +2,8 @@
 //! VRRP message, and the receive path built on it: header, the RFC 5798
 //! §7.1 TTL check, then [`Advert::decode`].
 //!
-//! IPv6 raw sockets deliver no header: the I/O layer gets the hop limit and
-//! destination from control messages and calls [`Advert::decode`] itself.
+//! IPv6 raw sockets deliver no header: the hop limit and destination come
+//! as control messages, and [`super::ipv6`] checks them.
 
 use std::net::Ipv4Addr;
 

@@ -7,7 +7,12 @@
 //! * [`packet`]: the advertisement codec as plain data (decode, verify,
 //!   encode) for v2 and v3, with both checksums.
 //! * [`ipv4`]: the outer IPv4 header raw sockets hand us, and the TTL check.
-//! * [`arp`]: the gratuitous ARP frame a new master broadcasts.
+//! * [`ipv6`]: what an IPv6 raw socket reports beside the message (source,
+//!   destination, hop limit), and the hop-limit check.
+//! * [`arp`]: the gratuitous ARP frame a new master broadcasts for an IPv4
+//!   VIP; [`ndisc`]: the unsolicited Neighbour Advertisement for an IPv6
+//!   one.
+//! * [`checksum`]: the Internet checksum both adverts and NAs carry.
 //! * [`fsm`]: the RFC 5798 §6 state machine. It takes `(now, event)` and
 //!   returns actions (send an advert, add the VIPs, arm a timer at a
 //!   deadline); it owns no socket, no task and no clock.
@@ -15,7 +20,7 @@
 //!   configuration errors these produce.
 //!
 //! * [`socket`]: the raw IP socket for adverts and the packet socket for
-//!   gratuitous ARP, bytes in and out only.
+//!   gratuitous ARP and NAs, bytes in and out only.
 //!
 //! The socket loop (`agent::director::instance`) stays thin: receive, decode, look the
 //! VRID up, feed the event to the instance, carry out the actions, sleep
@@ -28,12 +33,15 @@
 //!                                            Instance::handle(now, event)
 //!                                                                 │
 //!  raw socket ◀──packet::encode──── SendAdvert ◀──── Vec<Action> ◀┘
-//!  netlink    ◀──AddVips / RemoveVips;  packet socket ◀──arp (GARP)
+//!  netlink    ◀──AddVips / RemoveVips;  packet socket ◀──arp / ndisc
 //! ```
 
 pub mod arp;
+pub mod checksum;
 pub mod error;
 pub mod fsm;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ndisc;
 pub mod packet;
 pub mod socket;

@@ -12,9 +12,10 @@
 //! order of checks follows RFC 5798 §7.1: length, version, type, address
 //! count against length, checksum, then field values.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use super::checksum::OnesComplementSum;
 use super::error::{DecodeError, EncodeError};
 
 /// IP protocol number of VRRP (RFC 5798 §5.1.1.3, §5.1.2.3).
@@ -166,6 +167,18 @@ pub enum PseudoHeader {
         /// Destination (ff02::12, or a unicast peer).
         dst: Ipv6Addr,
     },
+}
+
+impl PseudoHeader {
+    /// The pseudo-header from `src` to `dst`; `None` when their families
+    /// differ, which no packet can.
+    pub fn new(src: IpAddr, dst: IpAddr) -> Option<Self> {
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Some(Self::V4 { src, dst }),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => Some(Self::V6 { src, dst }),
+            _ => None,
+        }
+    }
 }
 
 /// How a VRRPv3-over-IPv4 checksum is computed. v2 never uses the
@@ -577,32 +590,4 @@ fn checksum(msg: &[u8], pseudo: Option<&PseudoHeader>) -> u16 {
     sum.add(&msg[..OFF_CHECKSUM]);
     sum.add(&msg[OFF_CHECKSUM + 2..]);
     sum.finish()
-}
-
-/// Running one's-complement sum of 16-bit big-endian words. Every slice
-/// passed to [`add`](Self::add) but the last must have an even length; the
-/// last may be odd and is padded with a zero byte (RFC 1071).
-#[derive(Default)]
-struct OnesComplementSum(u64);
-
-impl OnesComplementSum {
-    fn add(&mut self, bytes: &[u8]) {
-        for pair in bytes.chunks(2) {
-            let word = match *pair {
-                [hi, lo] => u16::from_be_bytes([hi, lo]),
-                [hi] => u16::from_be_bytes([hi, 0]),
-                _ => 0,
-            };
-            self.0 += u64::from(word);
-        }
-    }
-
-    fn finish(self) -> u16 {
-        let mut sum = self.0;
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        // After folding the sum fits 16 bits.
-        !(sum as u16)
-    }
 }
