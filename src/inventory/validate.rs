@@ -565,7 +565,23 @@ fn virtual_service(
     }
 }
 
+/// The most consecutive successes a check may ask for before a server is
+/// back: at `rise × delay_loop`, more than this keeps a repaired server out
+/// for longer than anyone means to.
+pub const MAX_RISE: u32 = 100;
+
 fn check_rules(check: &Check, path: &str, out: &mut Vec<Finding>) {
+    let rise = check.timing().rise;
+    if !(1..=MAX_RISE).contains(&rise) {
+        out.push(Finding::error(
+            format!("{path}.{}.rise", check.kind()),
+            format!(
+                "rise {rise} is out of range — give 1–{MAX_RISE} consecutive \
+                 successes before a failed server is back (1, the default, \
+                 is keepalived's behaviour)"
+            ),
+        ));
+    }
     if let Check::Exec(exec) = check
         && exec.command.trim().is_empty()
     {

@@ -167,7 +167,6 @@ impl Loop {
                     address: rs.address,
                     port: rs.port.get() as u16,
                     delay_loop: svc.delay_loop.get(),
-                    rise: 1,
                     checks: rs.checks.clone(),
                 })
             })
