@@ -551,6 +551,7 @@ fn virtual_service(
             check_rules(check, &format!("{rpath}.checks[{k}]"), out);
         }
     }
+    quorum(vs, path, out);
     let weights: u64 =
         vs.real_servers.iter().map(|r| u64::from(r.weight.get())).sum();
     if u64::from(vs.quorum) > weights && !vs.real_servers.is_empty() {
@@ -560,6 +561,30 @@ fn virtual_service(
                 "quorum {} exceeds the total weight {weights} of the real \
                  servers — the service can never be up",
                 vs.quorum
+            ),
+        ));
+    }
+}
+
+/// keepalived's quorum rules: a service needs some live weight, and the
+/// hysteresis band around the quorum must leave it above zero — keepalived
+/// would quietly lower it to `quorum - 1`; here the operator decides.
+fn quorum(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
+    if vs.quorum == 0 {
+        out.push(Finding::error(
+            format!("{path}.quorum"),
+            "quorum 0 is met with no real server at all — use 1 (the \
+             default) or more: the live weight the service needs",
+        ));
+    } else if vs.hysteresis >= vs.quorum {
+        out.push(Finding::error(
+            format!("{path}.hysteresis"),
+            format!(
+                "hysteresis {} is not below quorum {} — the service would \
+                 only lose quorum with no live weight at all; use at most {}",
+                vs.hysteresis,
+                vs.quorum,
+                vs.quorum - 1
             ),
         ));
     }
