@@ -174,11 +174,8 @@ virtual_services:
         agent_config::parse(&file.path, &file.content).expect("it parses");
     let svc = &config.virtual_services[0];
     assert_eq!((svc.quorum, svc.hysteresis), (3, 1));
-    let rises: Vec<u32> = svc
-        .real_servers
-        .iter()
-        .map(|rs| rs.checks[0].timing().rise)
-        .collect();
+    let rises: Vec<u32> =
+        svc.real_servers.iter().map(|rs| rs.checks[0].timing().rise).collect();
     assert_eq!(rises, [3, 2], "{}", file.content);
 }
 

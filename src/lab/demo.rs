@@ -322,7 +322,7 @@ impl<'a> Demo<'a> {
 /// `kill -9` the processes matching `pattern` in this host only, as a
 /// crash would: the lab's hosts share one PID namespace, so a plain
 /// `pkill` would reach every host.
-fn kill_here(pattern: &str) -> String {
+pub fn kill_here(pattern: &str) -> String {
     format!(
         "me=$(readlink /proc/self/ns/net); for p in $(pgrep -f '{pattern}'); do \
          [ \"$(readlink /proc/$p/ns/net)\" = \"$me\" ] && kill -9 $p; done; true"
