@@ -15,7 +15,11 @@
 //! let mut ipvs = Ipvs::connect()?; // once
 //! let record = owned_path(&lbdeploy::agent::paths::run_dir());
 //! // on every configuration or health change:
-//! let desired = desired(config, |_svc, _rs| true /* health */);
+//! let desired = desired(
+//!     config,
+//!     |_svc, _rs| true, // real server health
+//!     |_svc| true,      // service quorum
+//! );
 //! let plan = sync(&mut ipvs, &desired, &record)?;
 //! for f in &plan.foreign { eprintln!("left alone: {f}"); }
 //! # Ok(()) }
