@@ -57,11 +57,11 @@ fn main() -> anyhow::Result<()> {
                 address: addr.ip(),
                 port: addr.port(),
                 delay_loop: Duration::from_secs(1),
-                rise: 1,
                 checks: vec![Check::Tcp(TcpCheck {
                     connect_timeout: Dur::from_secs(1),
                     retry: 1,
                     delay_before_retry: Dur::from_secs(1),
+                    rise: 1,
                     connect_port: None,
                 })],
             }

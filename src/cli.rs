@@ -673,6 +673,14 @@ pub enum LabCommand {
         /// The address to bind; the wildcard so VIP traffic arrives too.
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
         listen: std::net::IpAddr,
+        /// The status to answer with: a failing application's 500 or 503
+        /// for health-check tests.
+        #[arg(long, value_name = "CODE", default_value_t = 200)]
+        status: u16,
+        /// Wait this long before answering, e.g. `3s`: a hung
+        /// application for health-check tests.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        delay: Option<std::time::Duration>,
     },
 }
 
@@ -893,8 +901,13 @@ fn lab(cli: &Cli, args: &LabArgs) -> anyhow::Result<ExitStatus> {
             }
             result.map(|()| ExitStatus::Ok)
         }
-        LabCommand::Responder { port, name, listen } => {
-            lab::responder::serve(*listen, *port, name)?;
+        LabCommand::Responder { port, name, listen, status, delay } => {
+            let behaviour = lab::responder::Behaviour {
+                name: name.clone(),
+                status: *status,
+                delay: delay.unwrap_or_default(),
+            };
+            lab::responder::serve(*listen, *port, behaviour)?;
             Ok(ExitStatus::Ok)
         }
     }

@@ -5,14 +5,14 @@
 //! sleeps.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lbdeploy::agent::check::health::{Timing, down_within};
 use lbdeploy::agent::vrrp::fsm::master_down_interval;
 use lbdeploy::agent::vrrp::packet::Version;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TempDir, TestLab};
+use crate::support::lab::{TempDir, TestLab, within};
 
 const N: u8 = 87;
 
@@ -52,33 +52,7 @@ fn vip() -> String {
 
 /// Who answered `count` requests from ports `base…`; failures count as "".
 fn spread(lab: &TestLab, base: u16, count: u16) -> BTreeMap<String, usize> {
-    let out = lab.exec_ok(
-        "client",
-        &format!(
-            "for p in $(seq {base} {}); do curl -s --max-time 1 --local-port $p http://{}/ || echo; done",
-            base + count - 1,
-            vip()
-        ),
-    );
-    let mut seen = BTreeMap::new();
-    for line in out.lines() {
-        *seen.entry(line.trim().to_owned()).or_default() += 1;
-    }
-    seen
-}
-
-/// Poll `cond` every 20 ms until it holds; how long that took.
-fn within(
-    bound: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < bound, "{what} not within {bound:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
+    lab.answers(&format!("http://{}/", vip()), base, count)
 }
 
 fn holds_vip(lab: &TestLab, host: &str) -> bool {

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use lbdeploy::agent::config::{self as agent_config, DirectorConfig};
 use lbdeploy::inventory::{self, Environment};
 use lbdeploy::plan::desired::{self, HostDesired};
 use lbdeploy::plan::roles::Roles;
@@ -131,6 +132,51 @@ vrrp_instances:
     let config = &hosts[0].files[0].content;
     assert!(config.contains("virtual_services: []\n"), "{config}");
     assert!(!config.contains("notification"), "{config}");
+}
+
+/// `rise`, `quorum` and `hysteresis` reach the director's agent
+/// configuration as written, for the checks and the data plane to use.
+#[test]
+fn check_rise_and_quorum_reach_the_agent() {
+    let text = "cluster: t
+directors:
+  - { name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }
+vrrp_instances:
+  - { name: VI_1, virtual_router_id: 1, virtual_addresses: [{ address: 10.0.0.100/24 }] }
+virtual_services:
+  - vip: 10.0.0.100
+    port: 80
+    scheduler: rr
+    quorum: 3
+    hysteresis: 1
+    real_servers:
+      - { address: 10.0.0.21, port: 80, weight: 2, checks: [{ tcp: { rise: 3 } }] }
+      - { address: 10.0.0.22, port: 80, weight: 2, checks: [{ http_get: { path: /, rise: 2 } }] }
+";
+    let loaded = inventory::load_str(
+        Path::new("rise.yml"),
+        text,
+        Path::new("."),
+        &NoSecrets,
+    )
+    .expect("the inventory is valid");
+    let roles = Roles::embedded().expect("embedded roles");
+    let hosts = desired::compile(
+        &loaded.inventory,
+        &roles,
+        &NoSecrets,
+        Path::new("."),
+        FAKE_SHA,
+    )
+    .expect("it compiles");
+    let file = &hosts[0].files[0];
+    let config: DirectorConfig =
+        agent_config::parse(&file.path, &file.content).expect("it parses");
+    let svc = &config.virtual_services[0];
+    assert_eq!((svc.quorum, svc.hysteresis), (3, 1));
+    let rises: Vec<u32> =
+        svc.real_servers.iter().map(|rs| rs.checks[0].timing().rise).collect();
+    assert_eq!(rises, [3, 2], "{}", file.content);
 }
 
 /// The unit passes `systemd-analyze verify` (where systemd is installed),

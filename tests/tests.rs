@@ -3,6 +3,7 @@
 
 mod agent;
 mod apply;
+mod checks;
 mod cluster;
 mod dataplane;
 mod demo;

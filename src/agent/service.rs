@@ -49,14 +49,14 @@ pub fn command(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
 }
 
 /// `agent ipvs-sync`: one reconcile of the IPVS table with every real
-/// server taken as healthy; the changes and what is left alone go to
-/// stderr, the resulting table to stdout.
+/// server taken as healthy (so every service at quorum); the changes and
+/// what is left alone go to stderr, the resulting table to stdout.
 fn ipvs_sync(
     config: &std::path::Path,
     run_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let config: DirectorConfig = super::config::load(config)?;
-    let desired = ipvs::desired(&config, |_, _| true);
+    let desired = ipvs::desired(&config, |_, _| true, |_| true);
     let mut kernel = ipvs::Ipvs::connect()?;
     let plan = ipvs::sync(&mut kernel, &desired, &ipvs::owned_path(run_dir))?;
     for op in &plan.ops {

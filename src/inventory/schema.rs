@@ -512,19 +512,34 @@ pub struct CheckTiming {
     pub retry: u32,
     /// Pause before each retry.
     pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back.
+    pub rise: u32,
 }
 
 impl Check {
     /// The check's timing, whatever its kind.
     pub fn timing(&self) -> CheckTiming {
-        let (timeout, retry, delay_before_retry) = match self {
-            Check::Tcp(c) => (c.connect_timeout, c.retry, c.delay_before_retry),
-            Check::HttpGet(c) => {
-                (c.connect_timeout, c.retry, c.delay_before_retry)
+        let (timeout, retry, delay_before_retry, rise) = match self {
+            Check::Tcp(c) => {
+                (c.connect_timeout, c.retry, c.delay_before_retry, c.rise)
             }
-            Check::Exec(c) => (c.timeout, c.retry, c.delay_before_retry),
+            Check::HttpGet(c) => {
+                (c.connect_timeout, c.retry, c.delay_before_retry, c.rise)
+            }
+            Check::Exec(c) => {
+                (c.timeout, c.retry, c.delay_before_retry, c.rise)
+            }
         };
-        CheckTiming { timeout, retry, delay_before_retry }
+        CheckTiming { timeout, retry, delay_before_retry, rise }
+    }
+
+    /// The key the check is written under: `tcp`, `http_get` or `exec`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Tcp(_) => "tcp",
+            Check::HttpGet(_) => "http_get",
+            Check::Exec(_) => "exec",
+        }
     }
 }
 
@@ -568,8 +583,10 @@ impl From<Check> for CheckRepr {
 }
 
 /// A TCP connect check. Timing has keepalived's meaning, as for every
-/// checker: a server is declared down after `retry + 1` consecutive
-/// failures, each retry `delay_before_retry` after the previous failure.
+/// checker: checks run every `delay_loop` (the service's); a server is
+/// declared down after `retry + 1` consecutive failures, each retry
+/// `delay_before_retry` after the previous failure, and back up after
+/// `rise` consecutive successes, one per `delay_loop`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpCheck {
@@ -582,6 +599,11 @@ pub struct TcpCheck {
     /// Pause before each retry.
     #[serde(default = "default_delay_before_retry")]
     pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    /// keepalived's checkers take it back on the first success, which is
+    /// the default; more keeps a flapping server out longer.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
     /// Port to check when it differs from the real server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_port: Option<Port>,
@@ -614,6 +636,11 @@ pub struct HttpCheck {
     /// Pause before each retry.
     #[serde(default = "default_delay_before_retry")]
     pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    /// keepalived's checkers take it back on the first success, which is
+    /// the default; more keeps a flapping server out longer.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
     /// Port to check when it differs from the real server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_port: Option<Port>,
@@ -635,6 +662,11 @@ pub struct ExecCheck {
     /// Pause before each retry.
     #[serde(default = "default_delay_before_retry")]
     pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    /// keepalived's checkers take it back on the first success, which is
+    /// the default; more keeps a flapping server out longer.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -647,6 +679,16 @@ fn default_retry() -> u32 {
 
 fn default_delay_before_retry() -> Duration {
     Duration::from_secs(1)
+}
+
+/// keepalived's checkers have no `rise`: the first success brings a
+/// server back.
+fn default_rise() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 fn default_status_code() -> u16 {

@@ -608,6 +608,7 @@ fn virtual_service(
             check_rules(check, &format!("{rpath}.checks[{k}]"), out);
         }
     }
+    quorum(vs, path, out);
     let weights: u64 =
         vs.real_servers.iter().map(|r| u64::from(r.weight.get())).sum();
     if u64::from(vs.quorum) > weights && !vs.real_servers.is_empty() {
@@ -622,7 +623,47 @@ fn virtual_service(
     }
 }
 
+/// keepalived's quorum rules: a service needs some live weight, and the
+/// hysteresis band around the quorum must leave it above zero — keepalived
+/// would quietly lower it to `quorum - 1`; here the operator decides.
+fn quorum(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
+    if vs.quorum == 0 {
+        out.push(Finding::error(
+            format!("{path}.quorum"),
+            "quorum 0 is met with no real server at all — use 1 (the \
+             default) or more: the live weight the service needs",
+        ));
+    } else if vs.hysteresis >= vs.quorum {
+        out.push(Finding::error(
+            format!("{path}.hysteresis"),
+            format!(
+                "hysteresis {} is not below quorum {} — the service would \
+                 only lose quorum with no live weight at all; use at most {}",
+                vs.hysteresis,
+                vs.quorum,
+                vs.quorum - 1
+            ),
+        ));
+    }
+}
+
+/// The most consecutive successes a check may ask for before a server is
+/// back: at `rise × delay_loop`, more than this keeps a repaired server out
+/// for longer than anyone means to.
+pub const MAX_RISE: u32 = 100;
+
 fn check_rules(check: &Check, path: &str, out: &mut Vec<Finding>) {
+    let rise = check.timing().rise;
+    if !(1..=MAX_RISE).contains(&rise) {
+        out.push(Finding::error(
+            format!("{path}.{}.rise", check.kind()),
+            format!(
+                "rise {rise} is out of range — give 1–{MAX_RISE} consecutive \
+                 successes before a failed server is back (1, the default, \
+                 is keepalived's behaviour)"
+            ),
+        ));
+    }
     if let Check::Exec(exec) = check
         && exec.command.trim().is_empty()
     {

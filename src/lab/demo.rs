@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::agent::check::health::{Timing, down_within};
+use crate::agent::check::health::{Timing, down_within, up_within};
 use crate::agent::vrrp::fsm::master_down_interval;
 use crate::agent::vrrp::packet::Version;
 use crate::inventory::{Inventory, effective_priority};
@@ -149,7 +149,7 @@ impl<'a> Demo<'a> {
 
         let victim = seen.keys().next().cloned().context("nobody answered")?;
         self.say(&format!("stop {victim}'s web server"));
-        let bound = self.check_bound(&victim)?;
+        let (bound, _) = self.check_bounds(&victim)?;
         self.exec_ok(&victim, &kill_here("[l]bdeploy lab responder"))?;
         let took = self.wait(bound, || {
             self.spread(&url, 41000, 1)
@@ -207,7 +207,7 @@ impl<'a> Demo<'a> {
             "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
         )?;
         self.wait(mdi + Duration::from_secs(5), || self.holds_vip(&master))?;
-        let bound = self.check_bound(&victim)?;
+        let (_, bound) = self.check_bounds(&victim)?;
         self.wait(bound, || self.pool_has(&master, &victim))?;
         self.done(&format!(
             "{master} is master again, {victim} back in the pool"
@@ -283,8 +283,10 @@ impl<'a> Demo<'a> {
         Ok(seen)
     }
 
-    /// How long the checks of real server `host` may take to notice.
-    fn check_bound(&self, host: &str) -> anyhow::Result<Duration> {
+    /// How long the checks of real server `host` may take to notice it
+    /// going down, and coming back: the protocol's bounds plus one
+    /// `delay_loop` and two seconds of slack.
+    fn check_bounds(&self, host: &str) -> anyhow::Result<(Duration, Duration)> {
         let svc = &self.inv.virtual_services[0];
         let rs = svc
             .real_servers
@@ -295,17 +297,9 @@ impl<'a> Demo<'a> {
             bail!("{host} has no health check, so it never leaves the pool")
         };
         let c = check.timing();
-        let (timeout, retry, pause) =
-            (c.timeout, c.retry, c.delay_before_retry);
-        let t = Timing {
-            delay_loop: svc.delay_loop.get(),
-            retry,
-            delay_before_retry: pause.get(),
-            rise: 1,
-        };
-        Ok(down_within(t, timeout.get())
-            + t.delay_loop
-            + Duration::from_secs(2))
+        let t = Timing::new(svc.delay_loop.get(), c);
+        let slack = t.delay_loop + Duration::from_secs(2);
+        Ok((down_within(t, c.timeout.get()) + slack, up_within(t) + slack))
     }
 
     /// Poll `cond` until it holds; how long that took.
@@ -328,7 +322,7 @@ impl<'a> Demo<'a> {
 /// `kill -9` the processes matching `pattern` in this host only, as a
 /// crash would: the lab's hosts share one PID namespace, so a plain
 /// `pkill` would reach every host.
-fn kill_here(pattern: &str) -> String {
+pub fn kill_here(pattern: &str) -> String {
     format!(
         "me=$(readlink /proc/self/ns/net); for p in $(pgrep -f '{pattern}'); do \
          [ \"$(readlink /proc/$p/ns/net)\" = \"$me\" ] && kill -9 $p; done; true"

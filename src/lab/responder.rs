@@ -3,14 +3,16 @@
 //!
 //! Every request gets `200 OK` with the host's name as the body, so a test
 //! sees which real server answered a request sent to the VIP; the health
-//! check path `/lvstest.html` is one such request. It binds the wildcard
+//! check path `/lvstest.html` is one such request. A test can start one
+//! that misbehaves the way a health checker must notice ([`Behaviour`]):
+//! another status, another page (another name, so another digest), or an
+//! answer that comes too late. It binds the wildcard
 //! address: in Direct Routing the director forwards packets still addressed
 //! to the VIP, which the real server holds on `lo`, and a socket bound to
 //! the RIP alone would never see them.
 //!
-//! It is ours rather than busybox httpd so later tests can give it
-//! behaviours a health checker must notice (slow answers, wrong status).
-//! One thread per connection: a lab serves a handful of test clients.
+//! It is ours rather than busybox httpd for those behaviours. One thread
+//! per connection: a lab serves a handful of test clients.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -29,21 +31,43 @@ const MAX_HEAD: usize = 8 * 1024;
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serve HTTP on `listen:port` as host `name`, until killed.
+/// How the responder answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    /// The host name, which is the body.
+    pub name: String,
+    /// The status of every answer.
+    pub status: u16,
+    /// How long to wait before answering.
+    pub delay: Duration,
+}
+
+impl Behaviour {
+    /// A healthy application: `200 OK` at once.
+    pub fn healthy(name: &str) -> Self {
+        Self { name: name.to_owned(), status: 200, delay: Duration::ZERO }
+    }
+}
+
+/// Serve HTTP on `listen:port` as `behaviour` says, until killed.
 ///
 /// # Errors
 /// When the port cannot be bound; errors on single connections are dropped
 /// with the connection.
-pub fn serve(listen: IpAddr, port: u16, name: &str) -> anyhow::Result<()> {
+pub fn serve(
+    listen: IpAddr,
+    port: u16,
+    behaviour: Behaviour,
+) -> anyhow::Result<()> {
     let addr = SocketAddr::new(listen, port);
     let listener =
         TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let name = name.to_owned();
+        let behaviour = behaviour.clone();
         std::thread::spawn(move || {
             // A client that goes away mid-request is its own business.
-            let _ = handle(stream, &name);
+            let _ = handle(stream, &behaviour);
         });
     }
     Ok(())
@@ -80,7 +104,7 @@ pub(super) fn start(
     host::spawn_in(host, holder, ProcKind::Responder { port }, &args, log)
 }
 
-fn handle(stream: TcpStream, name: &str) -> std::io::Result<()> {
+fn handle(stream: TcpStream, behaviour: &Behaviour) -> std::io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     let mut reader = BufReader::new(&stream);
     let mut head = String::new();
@@ -93,18 +117,21 @@ fn handle(stream: TcpStream, name: &str) -> std::io::Result<()> {
         }
         head.push_str(&line);
     }
-    (&stream).write_all(&answer(&head, name))?;
+    std::thread::sleep(behaviour.delay);
+    (&stream).write_all(&answer(&head, behaviour))?;
     (&stream).flush()
 }
 
-/// The response to a request whose head is `head`: always `200 OK` with
-/// `name` and a newline, without the body for `HEAD`.
-pub fn answer(head: &str, name: &str) -> Vec<u8> {
-    let body = format!("{name}\n");
+/// The response to a request whose head is `head`: the behaviour's status
+/// with its name and a newline, without the body for `HEAD`.
+pub fn answer(head: &str, behaviour: &Behaviour) -> Vec<u8> {
+    let body = format!("{}\n", behaviour.name);
     let is_head = head.split_whitespace().next() == Some("HEAD");
     let mut out = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+        "HTTP/1.0 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
          Connection: close\r\nServer: lbdeploy-lab\r\n\r\n",
+        behaviour.status,
+        reason(behaviour.status),
         body.len()
     );
     if !is_head {
@@ -113,13 +140,27 @@ pub fn answer(head: &str, name: &str) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The reason phrase of the statuses tests use; clients read the code.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn answers_with_the_host_name() {
-        let r = answer("GET /lvstest.html HTTP/1.1\r\nHost: x\r\n", "rs01");
+        let r = answer(
+            "GET /lvstest.html HTTP/1.1\r\nHost: x\r\n",
+            &Behaviour::healthy("rs01"),
+        );
         let r = String::from_utf8(r).unwrap();
         assert!(r.starts_with("HTTP/1.0 200 OK\r\n"), "{r}");
         assert!(r.contains("Content-Length: 5\r\n"));
@@ -128,9 +169,20 @@ mod tests {
 
     #[test]
     fn head_has_no_body() {
-        let r =
-            String::from_utf8(answer("HEAD / HTTP/1.1\r\n", "rs01")).unwrap();
+        let r = String::from_utf8(answer(
+            "HEAD / HTTP/1.1\r\n",
+            &Behaviour::healthy("rs01"),
+        ))
+        .unwrap();
         assert!(r.ends_with("\r\n\r\n"), "{r}");
+    }
+
+    #[test]
+    fn a_failing_application_answers_with_its_status() {
+        let failing = Behaviour { status: 503, ..Behaviour::healthy("rs01") };
+        let r =
+            String::from_utf8(answer("GET / HTTP/1.1\r\n", &failing)).unwrap();
+        assert!(r.starts_with("HTTP/1.0 503 Service Unavailable\r\n"), "{r}");
     }
 
     #[test]
@@ -139,7 +191,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            handle(s, "rs02").unwrap();
+            handle(s, &Behaviour::healthy("rs02")).unwrap();
         });
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();

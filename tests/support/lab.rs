@@ -14,9 +14,11 @@
 //! its output and `lab status`, so a failure in CI can be read without
 //! rerunning it (ripgrep's `assert_err` habit).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -216,6 +218,42 @@ impl TestLab {
         self.exec(from, &format!("curl -sS --fail --max-time 5 {url}"))
     }
 
+    /// Who answered `count` requests for `url` from the client, each from
+    /// its own source port `base…` (so each is a new flow for the
+    /// director's hash); a failed request counts as "".
+    pub fn answers(
+        &self,
+        url: &str,
+        base: u16,
+        count: u16,
+    ) -> BTreeMap<String, usize> {
+        let out = self.exec_ok(
+            "client",
+            &format!(
+                "for p in $(seq {base} {}); do curl -s --max-time 1 --local-port $p {url} || echo; done",
+                base + count - 1
+            ),
+        );
+        let mut seen = BTreeMap::new();
+        for line in out.lines() {
+            *seen.entry(line.trim().to_owned()).or_default() += 1;
+        }
+        seen
+    }
+
+    /// The network namespace of lab host `host`.
+    pub fn netns(&self, host: &str) -> String {
+        let status = self.status();
+        status["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["name"] == host)
+            .and_then(|h| h["netns"].as_str())
+            .unwrap_or_else(|| panic!("no host {host} in {status}"))
+            .to_owned()
+    }
+
     /// Fetch `/` through the first virtual service's VIP from the client.
     pub fn curl_vip(&self) -> Output {
         let inv = lbdeploy::inventory::load(
@@ -264,6 +302,21 @@ impl Drop for TestLab {
             Err(e) => eprintln!("cannot run lab down: {e}"),
         }
     }
+}
+
+/// Poll `cond` every 20 ms until it holds; how long that took. Panics,
+/// naming `what`, when it does not hold within `bound`.
+pub fn within(
+    bound: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < bound, "{what} not within {bound:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
 }
 
 /// Status, stdout and stderr of a command, for panic messages.

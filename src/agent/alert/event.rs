@@ -20,7 +20,7 @@ pub struct Event {
     pub what: What,
 }
 
-/// The two kinds of transition keepalived reports too.
+/// The kinds of transition keepalived reports too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum What {
@@ -44,6 +44,19 @@ pub enum What {
         /// The check result that decided it.
         reason: String,
     },
+    /// A virtual service gained or lost quorum (keepalived's `quorum_up`
+    /// and `quorum_down`).
+    Quorum {
+        /// The service.
+        service: String,
+        /// Quorum held now.
+        up: bool,
+        /// The live weight that decided it.
+        weight: u64,
+        /// The threshold it crossed: quorum + hysteresis when gained,
+        /// quorum − hysteresis when lost.
+        threshold: u64,
+    },
 }
 
 impl Event {
@@ -62,6 +75,12 @@ impl Event {
                 self.host,
                 if *up { "UP" } else { "DOWN" }
             ),
+            What::Quorum { service, up, .. } => format!(
+                "[{}] {}: service {service} {} quorum",
+                self.cluster,
+                self.host,
+                if *up { "gained" } else { "lost" }
+            ),
         }
     }
 
@@ -70,6 +89,12 @@ impl Event {
         let detail = match &self.what {
             What::Vrrp { priority, .. } => format!("priority {priority}"),
             What::RealServer { reason, .. } => reason.clone(),
+            What::Quorum { up: true, weight, threshold, .. } => {
+                format!("live weight {weight}, at least {threshold}")
+            }
+            What::Quorum { up: false, weight, threshold, .. } => {
+                format!("live weight {weight}, below {threshold}")
+            }
         };
         format!("{}\n\n{detail}\nat {}\n", self.subject(), self.time)
     }
@@ -89,6 +114,12 @@ impl Event {
                 service.clone(),
                 address.to_string(),
                 if *up { "up" } else { "down" }.into(),
+            ],
+            What::Quorum { service, up, weight, .. } => vec![
+                "quorum".into(),
+                service.clone(),
+                if *up { "up" } else { "down" }.into(),
+                weight.to_string(),
             ],
         }
     }
@@ -122,5 +153,24 @@ mod tests {
         assert_eq!(json["event"], "real_server");
         assert_eq!(json["up"], false);
         assert_eq!(json["host"], "d1");
+    }
+
+    #[test]
+    fn quorum_changes_read_in_every_medium() {
+        let lost = Event {
+            what: What::Quorum {
+                service: "web".into(),
+                up: false,
+                weight: 1,
+                threshold: 2,
+            },
+            ..down()
+        };
+        assert_eq!(lost.subject(), "[c] d1: service web lost quorum");
+        assert!(lost.body().contains("live weight 1, below 2\n"));
+        assert_eq!(lost.args(), ["quorum", "web", "down", "1"]);
+        let json = serde_json::to_value(&lost).unwrap();
+        assert_eq!(json["event"], "quorum");
+        assert_eq!(json["threshold"], 2);
     }
 }

@@ -1,6 +1,7 @@
-//! Telling people and systems what the director saw: VRRP transitions and
-//! real servers going up or down, by email (keepalived's `smtp_alert`),
-//! webhook and exec hook, as the inventory's `notification:` says.
+//! Telling people and systems what the director saw: VRRP transitions,
+//! real servers going up or down and services losing or regaining quorum,
+//! by email (keepalived's `smtp_alert`), webhook and exec hook, as the
+//! inventory's `notification:` says.
 //!
 //! * [`event`] — the event and how it reads in each medium (pure);
 //! * [`deliver`] — the senders, behind a queue that never blocks.

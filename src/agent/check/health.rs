@@ -7,13 +7,18 @@
 //!   `delay_before_retry`; the server goes **down** after `retry + 1`
 //!   consecutive failures (keepalived's `nb_get_retry` counting).
 //! * While down, checks run every `delay_loop`; the server comes back
-//!   **up** after `rise` consecutive successes (keepalived: 1).
+//!   **up** after `rise` consecutive successes (keepalived's checkers
+//!   have no `rise` and take a server back on its first success: the
+//!   default, 1).
 //!
 //! So a server that stops answering is out of the pool within
-//! `delay_loop + (retry + 1) × connect_timeout + retry × delay_before_retry`
-//! — the bound the lab tests assert.
+//! `delay_loop + (retry + 1) × connect_timeout + retry × delay_before_retry`,
+//! and one that answers again is back within `rise × delay_loop` — the
+//! bounds the lab tests assert.
 
 use std::time::Duration;
+
+use crate::inventory::CheckTiming;
 
 /// A checker's timing, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +49,19 @@ pub struct Outcome {
     pub changed: Option<bool>,
     /// When to check next, after the result's instant.
     pub next_in: Duration,
+}
+
+impl Timing {
+    /// A checker's timing: its own retry settings and `rise`, run every
+    /// `delay_loop` of its service.
+    pub fn new(delay_loop: Duration, check: CheckTiming) -> Self {
+        Self {
+            delay_loop,
+            retry: check.retry,
+            delay_before_retry: check.delay_before_retry.get(),
+            rise: check.rise,
+        }
+    }
 }
 
 impl Health {
@@ -92,6 +110,13 @@ pub fn down_within(t: Timing, connect_timeout: Duration) -> Duration {
     t.delay_loop
         + connect_timeout * (t.retry + 1)
         + t.delay_before_retry * t.retry
+}
+
+/// The worst case from a server's recovery to its return: its first
+/// success within one `delay_loop`, then `rise - 1` more, one
+/// `delay_loop` apart.
+pub fn up_within(t: Timing) -> Duration {
+    t.delay_loop * t.rise.max(1)
 }
 
 #[cfg(test)]
@@ -161,5 +186,12 @@ mod tests {
             down_within(t, Duration::from_secs(5)),
             Duration::from_secs(6 + 20 + 9)
         );
+    }
+
+    #[test]
+    fn the_return_bound_counts_rise_delay_loops() {
+        assert_eq!(up_within(timing(3, 1)), Duration::from_secs(6));
+        assert_eq!(up_within(timing(3, 2)), Duration::from_secs(12));
+        assert_eq!(up_within(timing(3, 0)), Duration::from_secs(6));
     }
 }

@@ -32,8 +32,6 @@ pub struct Target {
     pub port: u16,
     /// Between checks.
     pub delay_loop: Duration,
-    /// Consecutive successes to come back.
-    pub rise: u32,
     /// What to check; none means always up.
     pub checks: Vec<Check>,
 }
@@ -161,12 +159,7 @@ fn checker(t: &Target, c: &Check, start: Instant) -> Checker {
         kind,
         limit: timing.timeout.get(),
         addr: SocketAddr::new(t.address, port),
-        health: Health::new(Timing {
-            delay_loop: t.delay_loop,
-            retry: timing.retry,
-            delay_before_retry: timing.delay_before_retry.get(),
-            rise: t.rise,
-        }),
+        health: Health::new(Timing::new(t.delay_loop, timing)),
         due: start,
     }
 }
@@ -191,11 +184,11 @@ mod tests {
             address: "127.0.0.1".parse().unwrap(),
             port,
             delay_loop,
-            rise: 1,
             checks: vec![Check::Tcp(TcpCheck {
                 connect_timeout: Dur::from_millis(200),
                 retry: 1,
                 delay_before_retry: Dur::from_millis(50),
+                rise: 1,
                 connect_port: None,
             })],
         }

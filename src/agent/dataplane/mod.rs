@@ -43,9 +43,9 @@ pub struct Unsupported {
 
 /// The nftables table for `config`: every service with the real servers
 /// whose MAC is known in `macs` (the others cannot be forwarded to and are
-/// left out) and for which `up` says yes — or, when their weights add up
-/// to less than the service's `quorum` (1 by default: none is left), its
-/// sorry server. Pure.
+/// left out) and for which `up` says yes — or, when `has_quorum` says the
+/// service lost its quorum or none of them is left, its sorry server.
+/// Pure.
 ///
 /// # Errors
 /// [`Unsupported`] for a scheduler that needs connection state.
@@ -54,6 +54,7 @@ pub fn ruleset(
     mac: Mac,
     macs: &BTreeMap<IpAddr, Mac>,
     up: impl Fn(&ServiceConfig, IpAddr) -> bool,
+    has_quorum: impl Fn(&ServiceConfig) -> bool,
 ) -> Result<Ruleset, Unsupported> {
     let mut services = Vec::new();
     for svc in &config.virtual_services {
@@ -75,10 +76,8 @@ pub fn ruleset(
                 ))
             })
             .collect();
-        // Below quorum (by default: nothing left), the sorry server takes
-        // the traffic, as keepalived's `sorry_server`.
         let live: u64 = backends.iter().map(|(b, _)| u64::from(b.weight)).sum();
-        if live < u64::from(svc.quorum.max(1))
+        if sorry_takes_over(has_quorum(svc), live)
             && let Some(sorry) = svc.sorry_server
             && let Some(mac) = macs.get(&sorry.ip())
         {
@@ -98,6 +97,15 @@ pub fn ruleset(
         });
     }
     Ok(Ruleset { interface: config.interface.clone(), mac, services })
+}
+
+/// Whether a service's sorry server takes all its traffic, as
+/// keepalived's `sorry_server` does: when the service has lost quorum (see
+/// [`crate::agent::check::quorum`]), or when no weight is left to forward
+/// to. Without quorum and without a sorry server, the live real servers
+/// keep serving: losing quorum then only notifies.
+fn sorry_takes_over(has_quorum: bool, forwardable_weight: u64) -> bool {
+    !has_quorum || forwardable_weight == 0
 }
 
 #[cfg(test)]
@@ -143,7 +151,8 @@ virtual_services:
     #[test]
     fn unresolved_and_down_real_servers_are_left_out() {
         let own = Mac([2, 0, 0, 0, 0, 0xaa]);
-        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true).unwrap();
+        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true, |_| true)
+            .unwrap();
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
@@ -153,8 +162,14 @@ virtual_services:
         assert_eq!(r.services[0].backends[0].0.weight, 2);
         assert!(!r.services[0].persistent);
         let down: IpAddr = "10.0.0.21".parse().unwrap();
-        let r =
-            ruleset(&config(CONFIG), own, &macs(), |_, ip| ip != down).unwrap();
+        let r = ruleset(
+            &config(CONFIG),
+            own,
+            &macs(),
+            |_, ip| ip != down,
+            |_| true,
+        )
+        .unwrap();
         assert_eq!(r.services[0].backends.len(), 1);
     }
 
@@ -163,7 +178,7 @@ virtual_services:
         let own = Mac([0; 6]);
         let text = CONFIG.replace("scheduler: wrr", "scheduler: sh");
         assert!(
-            ruleset(&config(&text), own, &macs(), |_, _| true)
+            ruleset(&config(&text), own, &macs(), |_, _| true, |_| true)
                 .unwrap()
                 .services[0]
                 .persistent
@@ -171,7 +186,7 @@ virtual_services:
         let text = CONFIG
             .replace("  quorum: 1", "  quorum: 1\n  persistence_timeout: 50s");
         assert!(
-            ruleset(&config(&text), own, &macs(), |_, _| true)
+            ruleset(&config(&text), own, &macs(), |_, _| true, |_| true)
                 .unwrap()
                 .services[0]
                 .persistent
@@ -187,26 +202,49 @@ virtual_services:
         let mut m = macs();
         m.insert("10.0.0.99".parse().unwrap(), Mac([2, 0, 0, 0, 0, 99]));
         let own = Mac([0; 6]);
-        let r = ruleset(&config(&text), own, &m, |_, _| false).unwrap();
+        let r =
+            ruleset(&config(&text), own, &m, |_, _| false, |_| false).unwrap();
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
             .map(|(b, _)| b.key.as_str())
             .collect();
         assert_eq!(keys, ["10.0.0.99:80"]);
-        let r = ruleset(&config(&text), own, &m, |_, _| true).unwrap();
+        let r =
+            ruleset(&config(&text), own, &m, |_, _| true, |_| true).unwrap();
         assert_eq!(
             r.services[0].backends.len(),
             2,
             "not while a real server is up"
         );
+        let r =
+            ruleset(&config(&text), own, &m, |_, _| true, |_| false).unwrap();
+        assert_eq!(
+            r.services[0].backends[0].0.key, "10.0.0.99:80",
+            "but once the service lost its quorum"
+        );
+        assert_eq!(r.services[0].backends.len(), 1);
+    }
+
+    #[test]
+    fn without_a_sorry_server_losing_quorum_keeps_the_live_servers() {
+        let own = Mac([0; 6]);
+        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true, |_| false)
+            .unwrap();
+        assert_eq!(r.services[0].backends.len(), 2);
     }
 
     #[test]
     fn stateful_schedulers_are_refused_naming_ipvs() {
         let text = CONFIG.replace("scheduler: wrr", "scheduler: lc");
-        let e = ruleset(&config(&text), Mac([0; 6]), &macs(), |_, _| true)
-            .unwrap_err();
+        let e = ruleset(
+            &config(&text),
+            Mac([0; 6]),
+            &macs(),
+            |_, _| true,
+            |_| true,
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("`lc` scheduler")
                 && e.to_string().contains("dataplane: ipvs")

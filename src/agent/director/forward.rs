@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use super::instance::StateChange;
 use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
+use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
 use crate::agent::config::DirectorConfig;
 use crate::agent::dataplane::{self, ipvs, neigh, nft};
@@ -64,6 +65,8 @@ pub struct Snapshot {
     pub forwarding: Vec<String>,
     /// Real servers by service: `address` → up.
     pub real_servers: BTreeMap<String, BTreeMap<IpAddr, bool>>,
+    /// Services by name: whether each has quorum.
+    pub quorum: BTreeMap<String, bool>,
     /// The last data-plane error, if the last attempt failed.
     pub last_error: Option<String>,
 }
@@ -94,6 +97,8 @@ struct Loop {
     alerts: Alerts,
     checks: Option<Checks>,
     health: BTreeMap<(String, IpAddr), bool>,
+    /// Each service's quorum verdict, kept up to date by [`Loop::weigh`].
+    quorum: BTreeMap<String, Quorum>,
     masters: BTreeSet<String>,
     /// When the grace after leaving master ends.
     leave_at: Option<Instant>,
@@ -116,6 +121,7 @@ async fn run(
         alerts: Alerts::start(None),
         checks: None,
         health: BTreeMap::new(),
+        quorum: BTreeMap::new(),
         masters: BTreeSet::new(),
         leave_at: None,
         installed: None,
@@ -167,7 +173,6 @@ impl Loop {
                     address: rs.address,
                     port: rs.port.get() as u16,
                     delay_loop: svc.delay_loop.get(),
-                    rise: 1,
                     checks: rs.checks.clone(),
                 })
             })
@@ -182,6 +187,65 @@ impl Loop {
         }
         self.checks = Some(Checks::spawn(targets, tx, CHECK_CONCURRENCY));
         self.config = Some(config);
+        self.weigh();
+    }
+
+    /// Whether real server `address` of `service` passes its checks; a
+    /// server not checked yet is up, as keepalived's.
+    fn is_up(&self, service: &str, address: IpAddr) -> bool {
+        self.health.get(&(service.to_owned(), address)).copied().unwrap_or(true)
+    }
+
+    /// Whether `service` has quorum.
+    fn has_quorum(&self, service: &str) -> bool {
+        self.quorum.get(service).is_none_or(Quorum::is_up)
+    }
+
+    /// Bring every service's quorum verdict up to date with the real
+    /// servers' health, notifying each gain and loss. A service new to the
+    /// configuration, or whose quorum settings changed, starts over with
+    /// keepalived's start-up rule.
+    fn weigh(&mut self) {
+        let Some(config) = &self.config else { return };
+        let mut next = BTreeMap::new();
+        let mut changes = Vec::new();
+        for svc in &config.virtual_services {
+            let live = live_weight(svc, |ip| self.is_up(&svc.name, ip));
+            let fresh = Quorum::new(svc.quorum, svc.hysteresis, live);
+            let q = match self.quorum.get(&svc.name) {
+                Some(old) if old.same_settings(&fresh) => {
+                    let mut q = *old;
+                    changes
+                        .extend(q.update(live).map(|c| (svc.name.clone(), c)));
+                    q
+                }
+                _ => {
+                    if !fresh.is_up() {
+                        log(&format!(
+                            "service {} starts without quorum (live weight {live})",
+                            svc.name
+                        ));
+                    }
+                    fresh
+                }
+            };
+            next.insert(svc.name.clone(), q);
+        }
+        self.quorum = next;
+        for (service, c) in changes {
+            log(&format!(
+                "service {service} {} quorum: live weight {}, threshold {}",
+                if c.up { "gained" } else { "lost" },
+                c.weight,
+                c.threshold
+            ));
+            self.event(What::Quorum {
+                service,
+                up: c.up,
+                weight: c.weight,
+                threshold: c.threshold,
+            });
+        }
     }
 
     fn event(&self, what: What) {
@@ -232,6 +296,7 @@ impl Loop {
             up: t.up,
             reason: t.reason,
         });
+        self.weigh();
     }
 
     /// Make the kernel's table what the state calls for.
@@ -275,12 +340,11 @@ impl Loop {
         if config.dataplane == Dataplane::Nftables {
             return Ok(false);
         }
-        let desired = ipvs::desired(config, |svc, rs| {
-            self.health
-                .get(&(svc.name.clone(), rs.address))
-                .copied()
-                .unwrap_or(true)
-        });
+        let desired = ipvs::desired(
+            config,
+            |svc, rs| self.is_up(&svc.name, rs.address),
+            |svc| self.has_quorum(&svc.name),
+        );
         let forced = config.dataplane == Dataplane::Ipvs;
         let plan = tokio::task::spawn_blocking(move || {
             let mut conn = match ipvs::Ipvs::connect() {
@@ -323,10 +387,13 @@ impl Loop {
         };
         let macs = neigh::resolve(&handle, &rips).await?;
         let own = own_mac(&config.interface)?;
-        let health = &self.health;
-        let rules = dataplane::ruleset(&mine, own, &macs, |svc, ip| {
-            health.get(&(svc.name.clone(), ip)).copied().unwrap_or(true)
-        })?;
+        let rules = dataplane::ruleset(
+            &mine,
+            own,
+            &macs,
+            |svc, ip| self.is_up(&svc.name, ip),
+            |svc| self.has_quorum(&svc.name),
+        )?;
         let text = nft::render(&rules);
         let listing = nft::list().await.ok();
         let current = matches!(
@@ -388,6 +455,11 @@ impl Loop {
             master_of: self.masters.iter().cloned().collect(),
             forwarding,
             real_servers,
+            quorum: self
+                .quorum
+                .iter()
+                .map(|(name, q)| (name.clone(), q.is_up()))
+                .collect(),
             last_error: self.last_error.clone(),
         };
     }

@@ -19,6 +19,10 @@ use crate::inventory::{
     RealServer, Scheduler, TcpCheck, VirtualService, Weight,
 };
 
+/// keepalived's checkers put a server back on its first success; an
+/// imported check keeps that.
+const KEEPALIVED_RISE: u32 = 1;
+
 /// `virtual_server_group` members by group name: VIP, port, line.
 pub type Groups = HashMap<String, Vec<(IpAddr, Port, Pos)>>;
 
@@ -403,6 +407,7 @@ fn checker(
             connect_timeout: t.connect_timeout,
             retry: t.retry,
             delay_before_retry: t.delay_before_retry,
+            rise: KEEPALIVED_RISE,
             connect_port: t.connect_port,
         })
     };
@@ -414,6 +419,7 @@ fn checker(
                 timeout: t.connect_timeout,
                 retry: t.retry,
                 delay_before_retry: t.delay_before_retry,
+                rise: KEEPALIVED_RISE,
             })],
             None => {
                 r.error(block, block, "MISC_CHECK needs a `misc_path`");
@@ -459,6 +465,7 @@ fn url(
         connect_timeout: t.connect_timeout,
         retry: t.retry,
         delay_before_retry: t.delay_before_retry,
+        rise: KEEPALIVED_RISE,
         connect_port: t.connect_port,
     };
     for node in block.children() {

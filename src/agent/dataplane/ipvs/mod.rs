@@ -15,7 +15,11 @@
 //! let mut ipvs = Ipvs::connect()?; // once
 //! let record = owned_path(&lbdeploy::agent::paths::run_dir());
 //! // on every configuration or health change:
-//! let desired = desired(config, |_svc, _rs| true /* health */);
+//! let desired = desired(
+//!     config,
+//!     |_svc, _rs| true, // real server health
+//!     |_svc| true,      // service quorum
+//! );
 //! let plan = sync(&mut ipvs, &desired, &record)?;
 //! for f in &plan.foreign { eprintln!("left alone: {f}"); }
 //! # Ok(()) }
@@ -304,7 +308,9 @@ pub type Table = BTreeMap<ServiceKey, Entry>;
 /// The table `config` asks for. `up` says whether a real server passes its
 /// health checks: one that does not is left out, or kept with weight 0
 /// when the service has `inhibit_on_failure` (its established connections
-/// then live on; keepalived's behaviour). Pure.
+/// then live on; keepalived's behaviour). When `has_quorum` says a service
+/// lost its quorum, or none of its weight is left, its sorry server takes
+/// the place of all of them. Pure.
 ///
 /// Persistence is `IP_VS_SVC_F_PERSISTENT` with the timeout in whole
 /// seconds (at least 1) and a single-address netmask, as keepalived's
@@ -312,6 +318,7 @@ pub type Table = BTreeMap<ServiceKey, Entry>;
 pub fn desired(
     config: &DirectorConfig,
     up: impl Fn(&ServiceConfig, &RealServerConfig) -> bool,
+    has_quorum: impl Fn(&ServiceConfig) -> bool,
 ) -> Table {
     let mut table = Table::new();
     for svc in &config.virtual_services {
@@ -350,12 +357,15 @@ pub fn desired(
                 Dest { forward: Forward::Route, weight, upper: 0, lower: 0 },
             );
         }
-        // Below quorum (by default: nobody left to take traffic), the
-        // sorry server joins, as keepalived's.
         let live: u64 = dests.values().map(|d| u64::from(d.weight)).sum();
-        if live < u64::from(svc.quorum.max(1))
+        if super::sorry_takes_over(has_quorum(svc), live)
             && let Some(sorry) = svc.sorry_server
         {
+            // The real servers leave (or idle at weight 0) for it.
+            match svc.inhibit_on_failure {
+                true => dests.values_mut().for_each(|d| d.weight = 0),
+                false => dests.clear(),
+            }
             dests.insert(
                 DestKey { addr: sorry.ip(), port: sorry.port() },
                 Dest { forward: Forward::Route, weight: 1, upper: 0, lower: 0 },
@@ -475,7 +485,7 @@ virtual_services:
         let config: DirectorConfig = serde_yaml::from_str(CONFIG).unwrap();
         let down =
             |rs: &RealServerConfig| rs.address.to_string().ends_with("22");
-        let t = desired(&config, |_, rs| !down(rs));
+        let t = desired(&config, |_, rs| !down(rs), |_| true);
         assert_eq!(
             render(&t),
             "TCP 10.0.0.200:80 wrr\n  \
@@ -496,13 +506,44 @@ virtual_services:
             "  inhibit_on_failure: true\n  sorry_server: 10.0.0.99:8080\n",
         );
         let config: DirectorConfig = serde_yaml::from_str(&text).unwrap();
-        let t = desired(&config, |_, _| false);
+        let t = desired(&config, |_, _| false, |_| false);
         assert!(
             render(&t).contains("-> 10.0.0.99:8080 Route 1\n"),
             "{}",
             render(&t)
         );
-        let t = desired(&config, |_, _| true);
+        let t = desired(&config, |_, _| true, |_| true);
         assert!(!render(&t).contains("10.0.0.99"));
+    }
+
+    #[test]
+    fn below_quorum_the_sorry_server_replaces_the_live_servers() {
+        let text = CONFIG.replace(
+            "  inhibit_on_failure: true\n",
+            "  inhibit_on_failure: true\n  sorry_server: 10.0.0.99:8080\n",
+        );
+        let config: DirectorConfig = serde_yaml::from_str(&text).unwrap();
+        let web = |svc: &ServiceConfig| svc.name != "web";
+        let t = desired(&config, |_, _| true, web);
+        assert!(
+            render(&t).starts_with(
+                "TCP 10.0.0.200:80 wrr\n  \
+                 -> 10.0.0.21:80 Route 0\n  \
+                 -> 10.0.0.22:80 Route 0\n  \
+                 -> 10.0.0.99:8080 Route 1\n"
+            ),
+            "inhibited servers idle at weight 0: {}",
+            render(&t)
+        );
+        let plain = text.replace("  inhibit_on_failure: true\n", "");
+        let config: DirectorConfig = serde_yaml::from_str(&plain).unwrap();
+        let t = desired(&config, |_, _| true, web);
+        assert!(
+            render(&t).starts_with(
+                "TCP 10.0.0.200:80 wrr\n  -> 10.0.0.99:8080 Route 1\nUDP"
+            ),
+            "{}",
+            render(&t)
+        );
     }
 }

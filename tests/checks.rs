@@ -1,0 +1,381 @@
+//! Health checks and notifications of a running cluster, against real
+//! processes: a real server's HTTP responder is swapped for one that
+//! answers the wrong status, another page or too late, and the directors
+//! must take it out of the pool within keepalived's bound and put it back
+//! only after `rise` successes; webhooks and emails of a director land in
+//! sinks inside the lab's controller; a mail server that never answers
+//! must not slow the checks down.
+//!
+//! Every bound comes from the check timing ([`down_within`],
+//! [`up_within`]) plus one `delay_loop` of slack; the agent status is
+//! polled, never slept on.
+
+use std::time::{Duration, Instant};
+
+use lbdeploy::agent::check::health::{Timing, down_within, up_within};
+use lbdeploy::agent::vrrp::fsm::master_down_interval;
+use lbdeploy::agent::vrrp::packet::Version;
+use lbdeploy::lab::demo::kill_here;
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+use crate::lab_or_skip;
+use crate::support::lab::{TestLab, within};
+use crate::support::sinks::Sink;
+
+/// Every check's schedule in these labs.
+const DELAY_LOOP: Duration = Duration::from_secs(1);
+const TIMEOUT: Duration = Duration::from_secs(1);
+const RETRY: u32 = 1;
+const PAUSE: Duration = Duration::from_millis(500);
+/// rs02's HTTP check wants two successes in a row to come back.
+const RISE: u32 = 2;
+
+/// Where the controller's sinks listen.
+const WEBHOOK_PORT: u16 = 8025;
+const SMTP_PORT: u16 = 2525;
+
+fn timing(rise: u32) -> Timing {
+    Timing {
+        delay_loop: DELAY_LOOP,
+        retry: RETRY,
+        delay_before_retry: PAUSE,
+        rise,
+    }
+}
+
+/// From a server's failure to its removal, with one `delay_loop` of slack.
+fn down_bound() -> Duration {
+    down_within(timing(RISE), TIMEOUT) + DELAY_LOOP
+}
+
+/// From a server's repair to its return: `rise` successes, one attempt
+/// that may still be in flight against the broken responder, and one
+/// `delay_loop` of slack.
+fn up_bound() -> Duration {
+    up_within(timing(RISE)) + TIMEOUT + DELAY_LOOP
+}
+
+/// The example cluster on 10.77.`n`.0/24: rs01 with a TCP check, rs02
+/// with an HTTP check of its page (status 200 and the digest of `rs02\n`)
+/// and `rise: 2`; `service` and `top` add lines to the service and to the
+/// top level.
+fn inventory(n: u8, service: &str, top: &str) -> String {
+    let digest = lbdeploy::plan::binary::hex(&Md5::digest(b"rs02\n"));
+    let timing = format!(
+        "connect_timeout: {}ms, retry: {RETRY}, delay_before_retry: {}ms",
+        TIMEOUT.as_millis(),
+        PAUSE.as_millis()
+    );
+    format!(
+        "cluster: checks-{n}
+directors:
+  - {{ name: keepalived01, address: 10.77.{n}.11/24, interface: eth0, priority: 120 }}
+  - {{ name: keepalived02, address: 10.77.{n}.12/24, interface: eth0, priority: 70 }}
+real_servers:
+  - {{ name: rs01, address: 10.77.{n}.21/24, interface: eth0 }}
+  - {{ name: rs02, address: 10.77.{n}.22/24, interface: eth0 }}
+vrrp_instances:
+  - {{ name: VI_1, virtual_router_id: 71, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
+virtual_services:
+  - name: web
+    vip: 10.77.{n}.200
+    port: 80
+    scheduler: rr
+    delay_loop: {}ms
+{service}    real_servers:
+      - {{ host: rs01, port: 80, checks: [{{ tcp: {{ {timing} }} }}] }}
+      - {{ host: rs02, port: 80, checks: [{{ http_get: {{ path: /lvstest.html, digest: {digest}, rise: {RISE}, {timing} }} }}] }}
+lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
+{top}",
+        DELAY_LOOP.as_millis()
+    )
+}
+
+/// Apply, and wait for keepalived01 to be master and forward.
+fn apply_and_forward(lab: &TestLab, n: u8) {
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(
+        mdi + Duration::from_secs(5),
+        "traffic through keepalived01",
+        || {
+            lab.exec_ok("keepalived01", "ip -o -4 addr show eth0")
+                .contains(&format!(" 10.77.{n}.200/"))
+                && lab
+                    .exec(
+                        "client",
+                        &format!("curl -sf --max-time 1 http://10.77.{n}.200/"),
+                    )
+                    .status
+                    .success()
+        },
+    );
+}
+
+/// What keepalived01's agent says of real server `rip` of `web`.
+fn verdict(lab: &TestLab, rip: &str) -> Option<bool> {
+    let out = lab.exec_ok("keepalived01", "lbdeploy agent status --json");
+    let status: Value = serde_json::from_str(&out).ok()?;
+    status["details"]["forwarding"]["real_servers"]["web"][rip].as_bool()
+}
+
+/// Replace rs02's responder by `lbdeploy lab responder ARGS`; returns once
+/// the new one listens. The old one is gone before the new one binds, so
+/// the port is refused only for the moment between two commands. (Two
+/// commands: the second shell's own command line names the responder and
+/// would match the first one's `pgrep`.)
+fn swap_responder(lab: &TestLab, args: &str) {
+    lab.exec_ok("rs02", &kill_here("[l]bdeploy lab responder"));
+    // Each wait gives up after 5 s, so a responder that cannot start
+    // fails the test instead of hanging it.
+    let port_80 = "ss -Hltn 'sport = :80' | grep -q .";
+    lab.exec_ok(
+        "rs02",
+        &format!(
+            "for i in $(seq 500); do {port_80} || break; sleep 0.01; done; \
+             setsid lbdeploy lab responder --port 80 {args} </dev/null >/dev/null 2>&1 & \
+             for i in $(seq 500); do {port_80} && exit 0; sleep 0.01; done; exit 1"
+        ),
+    );
+}
+
+/// Break rs02 with a responder started with `args`: it must be marked
+/// down within the bound, with `reason` in keepalived01's log, and the VIP
+/// must then send every request to rs01 (from client ports `ports…`, new
+/// to the real servers: a port reused within TIME_WAIT may be refused by
+/// PAWS). Mend it: it must come back, not before its second success and
+/// within the bound.
+fn break_and_mend(
+    lab: &TestLab,
+    n: u8,
+    what: &str,
+    args: &str,
+    reason: &str,
+    ports: u16,
+) {
+    let rip = format!("10.77.{n}.22");
+    let start = Instant::now();
+    swap_responder(lab, args);
+    within(down_bound(), &format!("rs02 marked down for {what}"), || {
+        verdict(lab, &rip) == Some(false)
+    });
+    let down = start.elapsed();
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    let line = format!("real server {rip} of web is down: {reason}");
+    assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
+    let seen = lab.answers(&format!("http://10.77.{n}.200/"), ports, 20);
+    assert_eq!(seen.get("rs01"), Some(&20), "{what}: {seen:?}");
+
+    let start = Instant::now();
+    swap_responder(lab, "--name rs02");
+    within(up_bound(), &format!("rs02 back after {what}"), || {
+        verdict(lab, &rip) == Some(true)
+    });
+    let up = start.elapsed();
+    // Its first success comes after the swap began; the second one, a
+    // delay_loop later at the earliest, is what brings it back.
+    let earliest = DELAY_LOOP * (RISE - 1);
+    assert!(
+        up >= earliest,
+        "{what}: back after {up:?}, before its 2nd success"
+    );
+    eprintln!(
+        "{what}: down after {down:?} (bound {:?}), back after {up:?} \
+         (bounds {earliest:?}..{:?})",
+        down_bound(),
+        up_bound()
+    );
+}
+
+#[test]
+fn http_checks_catch_a_wrong_status_a_changed_page_and_a_slow_answer() {
+    let n = 94;
+    let lab = lab_or_skip!("checks-http", inventory(n, "", ""));
+    apply_and_forward(&lab, n);
+    break_and_mend(
+        &lab,
+        n,
+        "a 503",
+        "--name rs02 --status 503",
+        "status 503, not 200",
+        40000,
+    );
+    let changed = lbdeploy::plan::binary::hex(&Md5::digest(b"rs02-v2\n"));
+    break_and_mend(
+        &lab,
+        n,
+        "a changed page",
+        "--name rs02-v2",
+        &format!("body digest {changed}"),
+        41000,
+    );
+    break_and_mend(
+        &lab,
+        n,
+        "an answer after the timeout",
+        "--name rs02 --delay 3s",
+        &format!(
+            "GET /lvstest.html from 10.77.{n}.22:80: no complete answer \
+             within {TIMEOUT:?}"
+        ),
+        42000,
+    );
+}
+
+/// The JSON of the next webhook from keepalived01 for which `wanted`
+/// holds.
+fn webhook(
+    sink: &Sink,
+    bound: Duration,
+    what: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let json = |request: &str| -> Option<Value> {
+        let (_, body) = request.split_once("\r\n\r\n")?;
+        serde_json::from_str(body).ok()
+    };
+    let request = sink
+        .next(bound, |r| {
+            json(r).is_some_and(|v| v["host"] == "keepalived01" && wanted(&v))
+        })
+        .unwrap_or_else(|| panic!("no webhook for {what} within {bound:?}"));
+    assert!(request.starts_with("POST /hook HTTP/1.0\r\n"), "{request}");
+    json(&request).expect("a JSON body")
+}
+
+/// The next email dialogue whose message has `subject`.
+fn email(sink: &Sink, bound: Duration, subject: &str) -> String {
+    let dialogue = sink
+        .next(bound, |d| d.contains(&format!("\r\nSubject: {subject}\r\n")))
+        .unwrap_or_else(|| panic!("no email `{subject}` within {bound:?}"));
+    assert!(dialogue.contains("MAIL FROM:<lb@example.org>\r\n"), "{dialogue}");
+    assert!(dialogue.contains("RCPT TO:<ops@example.org>\r\n"), "{dialogue}");
+    dialogue
+}
+
+fn notification(n: u8, webhook: &str, smtp_port: u16) -> String {
+    format!(
+        "notification:
+  webhook: {webhook}
+  email: {{ to: [ops@example.org], from: lb@example.org, smtp_server: '10.77.{n}.10:{smtp_port}', timeout: 30s }}
+"
+    )
+}
+
+#[test]
+fn a_running_director_notifies_by_webhook_and_email() {
+    let n = 95;
+    let hook = format!("http://10.77.{n}.10:{WEBHOOK_PORT}/hook");
+    let lab = lab_or_skip!(
+        "checks-notify",
+        inventory(n, "    quorum: 2\n", &notification(n, &hook, SMTP_PORT))
+    );
+    let controller = lab.netns("controller");
+    let hooks = Sink::webhook(&controller, WEBHOOK_PORT);
+    let mails = Sink::smtp(&controller, SMTP_PORT);
+    apply_and_forward(&lab, n);
+    let soon = Duration::from_secs(5);
+    let master = webhook(&hooks, soon, "keepalived01 master", |v| {
+        v["event"] == "vrrp" && v["state"] == "master"
+    });
+    assert_eq!(master["cluster"], format!("checks-{n}"));
+    assert_eq!(
+        (&master["instance"], &master["priority"]),
+        (&"VI_1".into(), &120.into()),
+        "{master}"
+    );
+    email(
+        &mails,
+        soon,
+        &format!("[checks-{n}] keepalived01: VRRP instance VI_1 is now MASTER"),
+    );
+
+    // rs02 stops: it goes down, and with it the service's quorum of 2.
+    lab.exec_ok("rs02", &kill_here("[l]bdeploy lab responder"));
+    let bound = down_bound() + soon;
+    let rip = format!("10.77.{n}.22");
+    let down = webhook(&hooks, bound, "rs02 down", |v| {
+        v["event"] == "real_server" && v["up"] == false
+    });
+    assert_eq!(
+        (&down["service"], &down["address"]),
+        (&"web".into(), &rip.clone().into())
+    );
+    let reason = down["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("connect to {rip}:80")), "{down}");
+    let lost = webhook(&hooks, soon, "quorum lost", |v| v["event"] == "quorum");
+    assert_eq!(
+        (&lost["service"], &lost["up"], &lost["weight"], &lost["threshold"]),
+        (&"web".into(), &false.into(), &1.into(), &2.into()),
+        "{lost}"
+    );
+    let subject =
+        format!("[checks-{n}] keepalived01: real server {rip} of web is DOWN");
+    assert!(
+        email(&mails, soon, &subject).contains(reason),
+        "the reason in the body"
+    );
+    email(
+        &mails,
+        soon,
+        &format!("[checks-{n}] keepalived01: service web lost quorum"),
+    );
+
+    // Back: the quorum is regained.
+    swap_responder(&lab, "--name rs02");
+    let gained = webhook(&hooks, up_bound() + soon, "quorum regained", |v| {
+        v["event"] == "quorum"
+    });
+    assert_eq!(
+        (&gained["up"], &gained["weight"]),
+        (&true.into(), &2.into()),
+        "{gained}"
+    );
+    email(
+        &mails,
+        soon,
+        &format!("[checks-{n}] keepalived01: service web gained quorum"),
+    );
+}
+
+#[test]
+fn a_hung_mail_server_and_a_dead_webhook_do_not_delay_the_checks() {
+    let n = 96;
+    let lab = lab_or_skip!("checks-hung-notifier", inventory(n, "", ""));
+    apply_and_forward(&lab, n);
+    let rip = format!("10.77.{n}.22");
+    let measure = |label: &str| {
+        let start = Instant::now();
+        lab.exec_ok("rs02", &kill_here("[l]bdeploy lab responder"));
+        within(down_bound(), &format!("rs02 down {label}"), || {
+            verdict(&lab, &rip) == Some(false)
+        });
+        let down = start.elapsed();
+        let start = Instant::now();
+        swap_responder(&lab, "--name rs02");
+        within(up_bound(), &format!("rs02 back {label}"), || {
+            verdict(&lab, &rip) == Some(true)
+        });
+        eprintln!(
+            "{label}: down after {down:?} (bound {:?}), back after {:?} (bound {:?})",
+            down_bound(),
+            start.elapsed(),
+            up_bound()
+        );
+    };
+    measure("without notifications");
+
+    // A mail server that accepts and never answers (the agent gives up
+    // after 30 s), and a webhook on a port nobody listens on.
+    let hung = Sink::silent(&lab.netns("controller"), SMTP_PORT);
+    let dead = format!("http://10.77.{n}.10:9/hook");
+    let text = inventory(n, "", &notification(n, &dead, SMTP_PORT));
+    std::fs::write(lab.inventory(), text).expect("rewriting the inventory");
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    measure("with a hung mail server and a dead webhook");
+    let peer = hung.next(Duration::from_secs(1), |p| {
+        p.starts_with(&format!("10.77.{n}.11:"))
+    });
+    assert!(peer.is_some(), "keepalived01 never tried the hung mail server");
+}

@@ -1,0 +1,225 @@
+//! Notification sinks inside a lab host: where a director's webhooks and
+//! emails land in the tests.
+//!
+//! A socket belongs to the network namespace of the thread that created
+//! it, for its whole life. So a short-lived thread enters the host's
+//! namespace with setns(2), binds the listener and ends; the listener is
+//! then served from ordinary threads of the test, and the test process
+//! itself never leaves its own namespace. Dropping a sink stops it and
+//! closes every socket, so nothing holds the lab's namespace once the test
+//! is done.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a sink waits on a silent client before dropping it.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a sink does with a connection.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Reads one HTTP request, answers `204`, reports the request.
+    Webhook,
+    /// Speaks SMTP as a relay that accepts everything, reports the
+    /// dialogue.
+    Smtp,
+    /// Accepts and never says a word: a mail server that hangs.
+    Silent,
+}
+
+/// A listener in a lab host and what it received.
+pub struct Sink {
+    port: u16,
+    received: mpsc::Receiver<String>,
+    stop: Arc<AtomicBool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl Sink {
+    /// A webhook receiver on `port` in network namespace `netns`.
+    pub fn webhook(netns: &str, port: u16) -> Self {
+        Self::start(netns, port, Kind::Webhook)
+    }
+
+    /// An SMTP relay on `port` in network namespace `netns`.
+    pub fn smtp(netns: &str, port: u16) -> Self {
+        Self::start(netns, port, Kind::Smtp)
+    }
+
+    /// A server on `port` in `netns` that accepts and never answers.
+    pub fn silent(netns: &str, port: u16) -> Self {
+        Self::start(netns, port, Kind::Silent)
+    }
+
+    /// The next message (a request, a dialogue, or for a silent sink the
+    /// peer's address) for which `wanted` holds, skipping the others;
+    /// `None` when none came within `bound`.
+    pub fn next(
+        &self,
+        bound: Duration,
+        mut wanted: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
+        let until = Instant::now() + bound;
+        loop {
+            let left = until.checked_duration_since(Instant::now())?;
+            match self.received.recv_timeout(left) {
+                Ok(m) if wanted(&m) => return Some(m),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn start(netns: &str, port: u16, kind: Kind) -> Self {
+        let listener = bind_in(netns, port);
+        listener.set_nonblocking(true).expect("a non-blocking listener");
+        let (tx, received) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let server = std::thread::spawn(move || {
+            serve(&listener, kind, &tx, &flag);
+        });
+        Self { port, received, stop, server: Some(server) }
+    }
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sink(port {})", self.port)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            let _ = server.join();
+        }
+    }
+}
+
+/// Bind `0.0.0.0:port` inside the namespace bound at `/run/netns/NAME`.
+fn bind_in(netns: &str, port: u16) -> TcpListener {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("opening {path}: {e}"));
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap_or_else(|e| panic!("entering {path}: {e}"));
+        TcpListener::bind(("0.0.0.0", port))
+            .unwrap_or_else(|e| panic!("binding port {port} in {path}: {e}"))
+    })
+    .join()
+    .expect("the binding thread")
+}
+
+/// Accept until `stop`, polling so that the flag is seen; each client is
+/// handled on a thread of its own, silent ones are held here.
+fn serve(
+    listener: &TcpListener,
+    kind: Kind,
+    tx: &mpsc::Sender<String>,
+    stop: &AtomicBool,
+) {
+    let mut held = Vec::new();
+    let mut clients = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+                match kind {
+                    Kind::Silent => {
+                        let _ = tx.send(peer.to_string());
+                        held.push(stream);
+                    }
+                    Kind::Webhook | Kind::Smtp => {
+                        let tx = tx.clone();
+                        clients.push(std::thread::spawn(move || {
+                            let got = match kind {
+                                Kind::Webhook => webhook(stream),
+                                _ => smtp(stream),
+                            };
+                            if let Ok(m) = got {
+                                let _ = tx.send(m);
+                            }
+                        }));
+                    }
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    drop(held);
+    for c in clients {
+        let _ = c.join();
+    }
+}
+
+/// Read one request (head, then `Content-Length` bytes of body), answer
+/// `204`; the request as text.
+fn webhook(stream: TcpStream) -> std::io::Result<String> {
+    let mut reader = BufReader::new(&stream);
+    let mut request = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        if let Some(v) =
+            line.to_ascii_lowercase().strip_prefix("content-length:")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        request.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    request.push_str(&String::from_utf8_lossy(&body));
+    (&stream).write_all(b"HTTP/1.0 204 No Content\r\n\r\n")?;
+    Ok(request)
+}
+
+/// Accept one message as a relay would; the client's side of the dialogue.
+fn smtp(stream: TcpStream) -> std::io::Result<String> {
+    let mut reader = BufReader::new(&stream);
+    let mut seen = String::new();
+    let reply = |text: &[u8]| (&stream).write_all(text);
+    reply(b"220 sink ESMTP\r\n")?;
+    let mut in_data = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(seen);
+        }
+        seen.push_str(&line);
+        match (in_data, line.trim_end()) {
+            (true, ".") => {
+                in_data = false;
+                reply(b"250 queued\r\n")?;
+            }
+            (true, _) => {}
+            (false, "DATA") => {
+                in_data = true;
+                reply(b"354 go on\r\n")?;
+            }
+            (false, "QUIT") => {
+                reply(b"221 bye\r\n")?;
+                return Ok(seen);
+            }
+            _ => reply(b"250 ok\r\n")?,
+        }
+    }
+}
