@@ -42,13 +42,6 @@ pub struct Behaviour {
     pub delay: Duration,
 }
 
-impl Behaviour {
-    /// A healthy application: `200 OK` at once.
-    pub fn healthy(name: &str) -> Self {
-        Self { name: name.to_owned(), status: 200, delay: Duration::ZERO }
-    }
-}
-
 /// Serve HTTP on `listen:port` as `behaviour` says, until killed.
 ///
 /// # Errors
@@ -155,11 +148,16 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A healthy application: `200 OK` at once.
+    fn healthy(name: &str) -> Behaviour {
+        Behaviour { name: name.to_owned(), status: 200, delay: Duration::ZERO }
+    }
+
     #[test]
     fn answers_with_the_host_name() {
         let r = answer(
             "GET /lvstest.html HTTP/1.1\r\nHost: x\r\n",
-            &Behaviour::healthy("rs01"),
+            &healthy("rs01"),
         );
         let r = String::from_utf8(r).unwrap();
         assert!(r.starts_with("HTTP/1.0 200 OK\r\n"), "{r}");
@@ -169,17 +167,15 @@ mod tests {
 
     #[test]
     fn head_has_no_body() {
-        let r = String::from_utf8(answer(
-            "HEAD / HTTP/1.1\r\n",
-            &Behaviour::healthy("rs01"),
-        ))
-        .unwrap();
+        let r =
+            String::from_utf8(answer("HEAD / HTTP/1.1\r\n", &healthy("rs01")))
+                .unwrap();
         assert!(r.ends_with("\r\n\r\n"), "{r}");
     }
 
     #[test]
     fn a_failing_application_answers_with_its_status() {
-        let failing = Behaviour { status: 503, ..Behaviour::healthy("rs01") };
+        let failing = Behaviour { status: 503, ..healthy("rs01") };
         let r =
             String::from_utf8(answer("GET / HTTP/1.1\r\n", &failing)).unwrap();
         assert!(r.starts_with("HTTP/1.0 503 Service Unavailable\r\n"), "{r}");
@@ -191,7 +187,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            handle(s, &Behaviour::healthy("rs02")).unwrap();
+            handle(s, &healthy("rs02")).unwrap();
         });
         let mut s = TcpStream::connect(addr).unwrap();
         s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
