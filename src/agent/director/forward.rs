@@ -40,7 +40,8 @@ use crate::inventory::Dataplane;
 pub const GRACE: Duration = Duration::from_secs(2);
 
 /// How often the table is checked against the kernel's (repairs a table
-/// removed or edited by hand) and real-server MACs refreshed.
+/// removed or edited by hand, see `nft::verify`) and real-server MACs
+/// refreshed.
 pub const RECHECK: Duration = Duration::from_secs(5);
 
 /// Probes running at once.
@@ -97,8 +98,10 @@ struct Loop {
     masters: BTreeSet<String>,
     /// When the grace after leaving master ends.
     leave_at: Option<Instant>,
-    /// The text last loaded, and the kernel's listing right after.
-    installed: Option<(String, String)>,
+    /// The nftables table installed, kept to change only what changes.
+    plane: nft::Installer,
+    /// Whether the next reconcile also checks the kernel's table.
+    recheck_due: bool,
     last_error: Option<String>,
     snapshot: Arc<Mutex<Snapshot>>,
     /// The routing netlink socket for neighbour look-ups, opened once.
@@ -118,7 +121,8 @@ async fn run(
         health: BTreeMap::new(),
         masters: BTreeSet::new(),
         leave_at: None,
-        installed: None,
+        plane: nft::Installer::default(),
+        recheck_due: false,
         last_error: None,
         snapshot,
         netlink: None,
@@ -130,7 +134,7 @@ async fn run(
             msg = rx.recv() => match msg {
                 Some(Msg::Config(c)) => l.configure(*c, check_tx.clone()),
                 Some(Msg::Stop) | None => {
-                    if l.installed.is_some() {
+                    if l.plane.installed().is_some() {
                         tokio::time::sleep(GRACE).await;
                     }
                     l.withdraw().await;
@@ -139,7 +143,7 @@ async fn run(
             },
             Some(change) = changes.recv() => l.on_state(change),
             Some(t) = check_rx.recv() => l.on_health(t),
-            _ = recheck.tick() => {}
+            _ = recheck.tick() => l.recheck_due = true,
             _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now)),
                 if grace_end.is_some() => l.leave_at = None,
         }
@@ -327,20 +331,16 @@ impl Loop {
         let rules = dataplane::ruleset(&mine, own, &macs, |svc, ip| {
             health.get(&(svc.name.clone(), ip)).copied().unwrap_or(true)
         })?;
-        let text = nft::render(&rules);
-        let listing = nft::list().await.ok();
-        let current = matches!(
-            (&self.installed, listing),
-            (Some((t, seen)), Some(now)) if *t == text && *seen == now
-        );
-        if !current {
-            nft::load(&text).await?;
-            self.installed = Some((text, nft::list().await?));
+        let desired = nft::compile(rules, self.plane.installed());
+        let services = desired.services.len();
+        if self.plane.apply(desired).await? == nft::installer::Applied::Whole {
             log(&format!(
-                "data plane: forwarding {} service(s) on {}",
-                rules.services.len(),
+                "data plane: forwarding {services} service(s) on {}",
                 config.interface
             ));
+        }
+        if std::mem::take(&mut self.recheck_due) {
+            self.plane.verify().await?;
         }
         Ok(())
     }
@@ -360,8 +360,8 @@ impl Loop {
     }
 
     async fn withdraw(&mut self) {
-        if self.installed.take().is_some() {
-            match nft::remove().await {
+        if self.plane.installed().is_some() {
+            match self.plane.remove().await {
                 Ok(()) => log("data plane: not master, forwarding stopped"),
                 Err(e) => log(&format!("data plane: {e:#}")),
             }
@@ -374,7 +374,7 @@ impl Loop {
         for ((svc, ip), up) in &self.health {
             real_servers.entry(svc.clone()).or_default().insert(*ip, *up);
         }
-        let forwarding = match (&self.config, &self.installed) {
+        let forwarding = match (&self.config, self.plane.installed()) {
             (Some(c), Some(_)) => self
                 .served(c)
                 .virtual_services
