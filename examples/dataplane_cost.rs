@@ -2,9 +2,10 @@
 //! compute every service's bucket table and render the whole table for
 //! S services × R real servers; and (as root, with `--install`) in a
 //! throwaway network namespace, through the agent's own
-//! [`Installer`]: load the whole table, then the reconciles that follow a
-//! real server going down, coming back, and a weight change, and the
-//! periodic tamper check when nothing changed and when something did.
+//! [`Installer`]: load the whole table (as a backup does at start), then
+//! the reconciles that follow becoming master, a real server going down,
+//! coming back, and a weight change, and the periodic tamper check when
+//! nothing changed and when something did.
 //!
 //! ```sh
 //! cargo run --release --example dataplane_cost -- 1000 10 --install
@@ -21,10 +22,11 @@ use lbdeploy::agent::dataplane::nft::{
     Compiled, Installer, Mac, Proto, Ruleset, Service, compile, render,
 };
 
-/// A change to the example's real servers: `(service, real server)` down,
-/// and a weight for one.
+/// A state of the example's director: backup or master of the one VRRP
+/// instance, `(service, real server)` down, and a weight for one.
 #[derive(Default, Clone, Copy)]
 struct Change {
+    master: bool,
     down: Option<(usize, usize)>,
     weight: Option<(usize, usize, u32)>,
 }
@@ -37,6 +39,7 @@ fn ruleset(services: usize, per: usize, change: Change) -> Ruleset {
         port: 80,
         proto: Proto::Tcp,
         persistent: false,
+        instance: "VI_1".into(),
         backends: (0..per)
             .filter(|&r| change.down != Some((s, r)))
             .map(|r| {
@@ -55,6 +58,10 @@ fn ruleset(services: usize, per: usize, change: Change) -> Ruleset {
         interface: "eth0".into(),
         mac: Mac([2, 0, 0, 0, 0, 0xaa]),
         services: (0..services).map(service).collect(),
+        forwarding: match change.master {
+            true => ["VI_1".to_owned()].into(),
+            false => Default::default(),
+        },
     }
 }
 
@@ -114,18 +121,20 @@ fn in_namespace(args: &[String]) -> anyhow::Result<()> {
 async fn install(services: usize, per: usize) -> anyhow::Result<()> {
     let mut installer = Installer::default();
     let mid = services / 2;
+    let master = Change { master: true, ..Change::default() };
     let steps = [
-        ("whole table at start", Change::default(), Applied::Whole),
+        ("whole table at start, as backup", Change::default(), Applied::Whole),
+        ("becoming master", master, Applied::Changes),
         (
             "one real server down",
-            Change { down: Some((mid, 3)), ..Change::default() },
-            Applied::Elements,
+            Change { down: Some((mid, 3)), ..master },
+            Applied::Changes,
         ),
-        ("it comes back", Change::default(), Applied::Elements),
+        ("it comes back", master, Applied::Changes),
         (
             "a weight 1 → 3",
-            Change { weight: Some((mid, 0, 3)), ..Change::default() },
-            Applied::Elements,
+            Change { weight: Some((mid, 0, 3)), ..master },
+            Applied::Changes,
         ),
     ];
     for (what, change, expected) in steps {

@@ -64,7 +64,9 @@ fn install(lab: &TestLab, dir: &TempDir, weights: [u32; 2], persistent: bool) {
             proto: Proto::Tcp,
             persistent,
             backends,
+            instance: "VI_1".into(),
         }],
+        forwarding: ["VI_1".to_owned()].into(),
     };
     let file = dir.path().join("table.nft");
     std::fs::write(&file, render(&compile(rules, None))).unwrap();
@@ -212,6 +214,7 @@ fn many(services: usize, down: &[(usize, usize)]) -> Ruleset {
                 port: 80,
                 proto: Proto::Tcp,
                 persistent: false,
+                instance: "VI_1".into(),
                 backends: (0..10)
                     .filter(|r| !down.contains(&(s, *r)))
                     .map(|r| {
@@ -222,6 +225,7 @@ fn many(services: usize, down: &[(usize, usize)]) -> Ruleset {
                     .collect(),
             })
             .collect(),
+        forwarding: ["VI_1".to_owned()].into(),
     }
 }
 
@@ -255,7 +259,8 @@ fn nft_incremental_changes_leave_exactly_the_desired_elements() {
     let all_down: Vec<(usize, usize)> = (0..10).map(|r| (7, r)).collect();
     for down in [&[(20, 3)][..], &[], &[(20, 3), (21, 0)], &all_down] {
         let desired = compile(many(40, down), Some(&installed));
-        let Delta::Elements(text) = delta(Some(&installed), &desired) else {
+        let Delta::Changes { text, .. } = delta(Some(&installed), &desired)
+        else {
             panic!("{down:?}: not a change of elements");
         };
         assert!(ns.nft_f(&dir, &text), "{down:?}: nft refused\n{text}");
@@ -266,7 +271,7 @@ fn nft_incremental_changes_leave_exactly_the_desired_elements() {
     // server out deletes that very element, and is refused whole.
     let owner = installed.services[20].mac(0).unwrap().0[5] as usize;
     let desired = compile(many(40, &[(20, owner)]), Some(&installed));
-    let Delta::Elements(text) = delta(Some(&installed), &desired) else {
+    let Delta::Changes { text, .. } = delta(Some(&installed), &desired) else {
         panic!("not a change of elements");
     };
     assert!(ns.sh(&format!(

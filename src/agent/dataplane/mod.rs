@@ -19,7 +19,7 @@ pub mod ipvs;
 pub mod neigh;
 pub mod nft;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use self::buckets::Backend;
@@ -41,11 +41,13 @@ pub struct Unsupported {
     pub scheduler: String,
 }
 
-/// The nftables table for `config`: every service with the real servers
-/// whose MAC is known in `macs` (the others cannot be forwarded to and are
-/// left out) and for which `up` says yes — or, when their weights add up
-/// to less than the service's `quorum` (1 by default: none is left), its
-/// sorry server. Pure.
+/// The nftables table for `config`: every service whose VIP a VRRP
+/// instance holds (no other can be forwarded: only a master has the VIP),
+/// with the real servers whose MAC is known in `macs` (the others cannot
+/// be forwarded to and are left out) and for which `up` says yes — or,
+/// when their weights add up to less than the service's `quorum` (1 by
+/// default: none is left), its sorry server; the services of the instances
+/// in `forwarding` are forwarded. Pure.
 ///
 /// # Errors
 /// [`Unsupported`] for a scheduler that needs connection state.
@@ -54,9 +56,11 @@ pub fn ruleset(
     mac: Mac,
     macs: &BTreeMap<IpAddr, Mac>,
     up: impl Fn(&ServiceConfig, IpAddr) -> bool,
+    forwarding: BTreeSet<String>,
 ) -> Result<Ruleset, Unsupported> {
     let mut services = Vec::new();
     for svc in &config.virtual_services {
+        let Some(instance) = instance_of(config, svc.vip) else { continue };
         if !svc.scheduler.is_stateless() {
             return Err(Unsupported {
                 service: svc.name.clone(),
@@ -95,9 +99,24 @@ pub fn ruleset(
             persistent: svc.persistence_timeout.is_some()
                 || svc.scheduler.is_hashing(),
             backends,
+            instance: instance.to_owned(),
         });
     }
-    Ok(Ruleset { interface: config.interface.clone(), mac, services })
+    Ok(Ruleset {
+        interface: config.interface.clone(),
+        mac,
+        services,
+        forwarding,
+    })
+}
+
+/// The VRRP instance of `config` that holds `vip`, if any.
+pub fn instance_of(config: &DirectorConfig, vip: IpAddr) -> Option<&str> {
+    config
+        .vrrp_instances
+        .iter()
+        .find(|v| v.virtual_addresses.iter().any(|a| a.address.addr == vip))
+        .map(|v| v.name.as_str())
 }
 
 #[cfg(test)]
@@ -109,7 +128,15 @@ host: d1
 interface: eth0
 address: 10.0.0.11/24
 dataplane: nftables
-vrrp_instances: []
+vrrp_instances:
+- name: VI_1
+  virtual_router_id: 51
+  version: 2
+  advert_int: 1s
+  priority: 120
+  preempt: true
+  virtual_addresses:
+  - address: 10.0.0.200/24
 virtual_services:
 - name: web
   vip: 10.0.0.200
@@ -123,6 +150,10 @@ virtual_services:
   - { address: 10.0.0.22, port: 80, weight: 1 }
   - { address: 10.0.0.23, port: 80, weight: 1 }
 ";
+
+    fn master() -> BTreeSet<String> {
+        ["VI_1".to_owned()].into()
+    }
 
     fn config(text: &str) -> DirectorConfig {
         serde_yaml::from_str(text).unwrap()
@@ -143,7 +174,8 @@ virtual_services:
     #[test]
     fn unresolved_and_down_real_servers_are_left_out() {
         let own = Mac([2, 0, 0, 0, 0, 0xaa]);
-        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true).unwrap();
+        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true, master())
+            .unwrap();
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
@@ -153,8 +185,14 @@ virtual_services:
         assert_eq!(r.services[0].backends[0].0.weight, 2);
         assert!(!r.services[0].persistent);
         let down: IpAddr = "10.0.0.21".parse().unwrap();
-        let r =
-            ruleset(&config(CONFIG), own, &macs(), |_, ip| ip != down).unwrap();
+        let r = ruleset(
+            &config(CONFIG),
+            own,
+            &macs(),
+            |_, ip| ip != down,
+            master(),
+        )
+        .unwrap();
         assert_eq!(r.services[0].backends.len(), 1);
     }
 
@@ -163,7 +201,7 @@ virtual_services:
         let own = Mac([0; 6]);
         let text = CONFIG.replace("scheduler: wrr", "scheduler: sh");
         assert!(
-            ruleset(&config(&text), own, &macs(), |_, _| true)
+            ruleset(&config(&text), own, &macs(), |_, _| true, master())
                 .unwrap()
                 .services[0]
                 .persistent
@@ -171,7 +209,7 @@ virtual_services:
         let text = CONFIG
             .replace("  quorum: 1", "  quorum: 1\n  persistence_timeout: 50s");
         assert!(
-            ruleset(&config(&text), own, &macs(), |_, _| true)
+            ruleset(&config(&text), own, &macs(), |_, _| true, master())
                 .unwrap()
                 .services[0]
                 .persistent
@@ -187,14 +225,16 @@ virtual_services:
         let mut m = macs();
         m.insert("10.0.0.99".parse().unwrap(), Mac([2, 0, 0, 0, 0, 99]));
         let own = Mac([0; 6]);
-        let r = ruleset(&config(&text), own, &m, |_, _| false).unwrap();
+        let r =
+            ruleset(&config(&text), own, &m, |_, _| false, master()).unwrap();
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
             .map(|(b, _)| b.key.as_str())
             .collect();
         assert_eq!(keys, ["10.0.0.99:80"]);
-        let r = ruleset(&config(&text), own, &m, |_, _| true).unwrap();
+        let r =
+            ruleset(&config(&text), own, &m, |_, _| true, master()).unwrap();
         assert_eq!(
             r.services[0].backends.len(),
             2,
@@ -203,10 +243,29 @@ virtual_services:
     }
 
     #[test]
+    fn services_belong_to_the_instance_of_their_vip_or_are_left_out() {
+        let own = Mac([0; 6]);
+        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true, master())
+            .unwrap();
+        assert_eq!(r.services[0].instance, "VI_1");
+        assert_eq!(r.forwarding, master());
+        let text = CONFIG.replace("vip: 10.0.0.200", "vip: 10.0.0.201");
+        let r = ruleset(&config(&text), own, &macs(), |_, _| true, master())
+            .unwrap();
+        assert!(r.services.is_empty(), "no instance holds 10.0.0.201");
+    }
+
+    #[test]
     fn stateful_schedulers_are_refused_naming_ipvs() {
         let text = CONFIG.replace("scheduler: wrr", "scheduler: lc");
-        let e = ruleset(&config(&text), Mac([0; 6]), &macs(), |_, _| true)
-            .unwrap_err();
+        let e = ruleset(
+            &config(&text),
+            Mac([0; 6]),
+            &macs(),
+            |_, _| true,
+            master(),
+        )
+        .unwrap_err();
         assert!(
             e.to_string().contains("`lc` scheduler")
                 && e.to_string().contains("dataplane: ipvs")

@@ -4,7 +4,7 @@
 //! at a time:
 //!
 //! ```text
-//! vrrp instances ──StateChange──▶ ┌──────────────┐ ──▶ nft table (install/remove)
+//! vrrp instances ──StateChange──▶ ┌──────────────┐ ──▶ nft table (changes, jumps)
 //! health checks ──Transition────▶ │ forward loop │ ──▶ notifications
 //! worker ───────config, stop────▶ └──────────────┘ ──▶ status snapshot
 //! ```
@@ -12,11 +12,15 @@
 //! With **IPVS** (where the kernel has it: `dataplane: auto` or `ipvs`) the
 //! table is kept on every director, as keepalived does: IPVS only sees
 //! packets for a VIP the director holds, so the backup's table is inert
-//! and ready. With **nftables** only a master forwards, and only the
-//! services whose VIP belongs to an instance it is master of. Leaving master (or stopping) keeps the rules
-//! for [`GRACE`] more: clients whose ARP caches still point at this
-//! director lose no request while the new master announces itself.
-//! Checks run on every director, so a backup is warm when it takes over.
+//! and ready. With **nftables** the table is kept on every director too,
+//! but made inert: only the services whose VIP belongs to an instance this
+//! director is master of are jumped to (see `nft::compile`), so becoming
+//! master changes one rule instead of loading millions of map elements.
+//! Leaving master keeps forwarding for [`GRACE`] more: clients whose ARP
+//! caches still point at this director lose no request while the new
+//! master announces itself. Stopping does the same, then removes the
+//! table. Checks run on every director, so a backup is warm when it takes
+//! over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -31,7 +35,8 @@ use super::instance::StateChange;
 use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::runner::{Checks, Target, Transition};
-use crate::agent::config::DirectorConfig;
+use crate::agent::config::{DirectorConfig, ServiceConfig};
+use crate::agent::dataplane::nft::installer::Applied;
 use crate::agent::dataplane::{self, ipvs, neigh, nft};
 use crate::agent::{log, paths};
 use crate::inventory::Dataplane;
@@ -134,7 +139,7 @@ async fn run(
             msg = rx.recv() => match msg {
                 Some(Msg::Config(c)) => l.configure(*c, check_tx.clone()),
                 Some(Msg::Stop) | None => {
-                    if l.plane.installed().is_some() {
+                    if l.plane.installed().is_some_and(|t| !t.jumps().is_empty()) {
                         tokio::time::sleep(GRACE).await;
                     }
                     l.withdraw().await;
@@ -252,12 +257,6 @@ impl Loop {
                 return;
             }
         }
-        if self.masters.is_empty() {
-            if self.leave_at.is_none() {
-                self.withdraw().await;
-            }
-            return;
-        }
         match self.forward(&config).await {
             Ok(()) => self.last_error = None,
             Err(e) => self.fail(e),
@@ -306,9 +305,15 @@ impl Loop {
         Ok(true)
     }
 
+    /// Keep the nftables table current: every service's real servers, and
+    /// the instances forwarded — those this director is master of, or
+    /// during the grace after leaving master, those it forwarded before.
     async fn forward(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
-        let mine = self.served(config);
-        let rips: Vec<IpAddr> = mine
+        let forwarding = match (self.leave_at, self.plane.installed()) {
+            (Some(_), Some(installed)) => installed.forwarding.clone(),
+            _ => self.masters.clone(),
+        };
+        let rips: Vec<IpAddr> = config
             .virtual_services
             .iter()
             .flat_map(|s| {
@@ -328,14 +333,22 @@ impl Loop {
         let macs = neigh::resolve(&handle, &rips).await?;
         let own = own_mac(&config.interface)?;
         let health = &self.health;
-        let rules = dataplane::ruleset(&mine, own, &macs, |svc, ip| {
+        let up = |svc: &ServiceConfig, ip| {
             health.get(&(svc.name.clone(), ip)).copied().unwrap_or(true)
-        })?;
+        };
+        let rules = dataplane::ruleset(config, own, &macs, up, forwarding)?;
         let desired = nft::compile(rules, self.plane.installed());
-        let services = desired.services.len();
-        if self.plane.apply(desired).await? == nft::installer::Applied::Whole {
+        let jumps = desired.jumps();
+        let before = self.plane.installed().map(nft::Compiled::jumps);
+        let applied = self.plane.apply(desired).await?;
+        if applied == Applied::Whole || before.as_ref() != Some(&jumps) {
+            let forwarded = self
+                .plane
+                .installed()
+                .map_or(0, |t| served(config, &t.forwarding).len());
             log(&format!(
-                "data plane: forwarding {services} service(s) on {}",
+                "data plane: forwarding {forwarded} of {} service(s) on {}",
+                config.virtual_services.len(),
                 config.interface
             ));
         }
@@ -345,24 +358,11 @@ impl Loop {
         Ok(())
     }
 
-    /// `config` narrowed to the services whose VIP belongs to an instance
-    /// this director is master of.
-    fn served(&self, config: &DirectorConfig) -> DirectorConfig {
-        let vips: BTreeSet<IpAddr> = config
-            .vrrp_instances
-            .iter()
-            .filter(|v| self.masters.contains(&v.name))
-            .flat_map(|v| v.virtual_addresses.iter().map(|a| a.address.addr))
-            .collect();
-        let mut mine = config.clone();
-        mine.virtual_services.retain(|s| vips.contains(&s.vip));
-        mine
-    }
-
+    /// Remove the nftables table: the agent stops.
     async fn withdraw(&mut self) {
         if self.plane.installed().is_some() {
             match self.plane.remove().await {
-                Ok(()) => log("data plane: not master, forwarding stopped"),
+                Ok(()) => log("data plane: stopped, table removed"),
                 Err(e) => log(&format!("data plane: {e:#}")),
             }
         }
@@ -375,12 +375,7 @@ impl Loop {
             real_servers.entry(svc.clone()).or_default().insert(*ip, *up);
         }
         let forwarding = match (&self.config, self.plane.installed()) {
-            (Some(c), Some(_)) => self
-                .served(c)
-                .virtual_services
-                .iter()
-                .map(|s| s.name.clone())
-                .collect(),
+            (Some(c), Some(t)) => served(c, &t.forwarding),
             _ => Vec::new(),
         };
         let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
@@ -391,6 +386,23 @@ impl Loop {
             last_error: self.last_error.clone(),
         };
     }
+}
+
+/// The names of the services of `config` whose VIP belongs to one of the
+/// `instances`.
+fn served(
+    config: &DirectorConfig,
+    instances: &BTreeSet<String>,
+) -> Vec<String> {
+    config
+        .virtual_services
+        .iter()
+        .filter(|s| {
+            dataplane::instance_of(config, s.vip)
+                .is_some_and(|i| instances.contains(i))
+        })
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// This director's MAC on `interface`.

@@ -7,8 +7,13 @@
 //! them), exactly as no rule would — and the table's structure then
 //! depends only on the list of services, never on health, so a health
 //! change is always a change of map elements ([`super::delta`]).
+//!
+//! The rules of one VRRP instance's services sit in a chain of their own
+//! (`vi0`, `vi1`, … in order of first appearance); the ingress chain holds
+//! only a `jump` to the chains of the instances forwarded now, so becoming
+//! or ceasing to be master changes one rule, not the table.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -25,6 +30,33 @@ pub struct Compiled {
     pub mac: Mac,
     /// The services, in configuration order; service `i` owns map `s{i}`.
     pub services: Vec<Forwarded>,
+    /// The instances whose services are forwarded now.
+    pub forwarding: BTreeSet<String>,
+}
+
+impl Compiled {
+    /// The instances that have services, each once, in order of first
+    /// appearance: instance `k` owns chain `vi{k}`.
+    fn instances(&self) -> Vec<&str> {
+        let mut seen = Vec::new();
+        for f in &self.services {
+            if !seen.contains(&f.service.instance.as_str()) {
+                seen.push(f.service.instance.as_str());
+            }
+        }
+        seen
+    }
+
+    /// The chains the ingress chain jumps to: those of the instances
+    /// forwarded now.
+    pub fn jumps(&self) -> Vec<String> {
+        self.instances()
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| self.forwarding.contains(**name))
+            .map(|(k, _)| chain_name(k))
+            .collect()
+    }
 }
 
 /// One service and the real server's MAC of each of its buckets.
@@ -70,8 +102,8 @@ impl Forwarded {
     /// but the real servers.
     pub fn same_rule(&self, other: &Forwarded) -> bool {
         let (a, b) = (&self.service, &other.service);
-        (a.vip, a.port, a.proto, a.persistent)
-            == (b.vip, b.port, b.proto, b.persistent)
+        (a.vip, a.port, a.proto, a.persistent, &a.instance)
+            == (b.vip, b.port, b.proto, b.persistent, &b.instance)
     }
 }
 
@@ -91,12 +123,22 @@ pub fn compile(rules: Ruleset, previous: Option<&Compiled>) -> Compiled {
             None => Forwarded::new(svc),
         })
         .collect();
-    Compiled { interface: rules.interface, mac: rules.mac, services }
+    Compiled {
+        interface: rules.interface,
+        mac: rules.mac,
+        services,
+        forwarding: rules.forwarding,
+    }
 }
 
 /// The name of service `i`'s map.
 pub fn map_name(i: usize) -> String {
     format!("s{i}")
+}
+
+/// The name of instance `k`'s chain.
+fn chain_name(k: usize) -> String {
+    format!("vi{k}")
 }
 
 /// The `nft -f` text that replaces the table with `table` in one
@@ -107,7 +149,6 @@ pub fn render(table: &Compiled) -> String {
         "table netdev {TABLE}\ndelete table netdev {TABLE}\n\
          table netdev {TABLE} {{\n"
     );
-    let mut chain = String::new();
     for (i, f) in table.services.iter().enumerate() {
         // `size` lets the kernel pick a fixed-size hash for the map instead
         // of one that grows (and rehashes) while four thousand elements
@@ -123,14 +164,26 @@ pub fn render(table: &Compiled) -> String {
             s += " }\n";
         }
         s += "\t}\n";
-        chain += &rule(table, i);
     }
-    let _ = write!(
+    for (k, instance) in table.instances().into_iter().enumerate() {
+        let _ = writeln!(s, "\tchain {} {{", chain_name(k));
+        for (i, f) in table.services.iter().enumerate() {
+            if f.service.instance == instance {
+                s += &rule(table, i);
+            }
+        }
+        s += "\t}\n";
+    }
+    let _ = writeln!(
         s,
         "\tchain ingress {{\n\t\ttype filter hook ingress device \"{}\" \
-         priority 0; policy accept;\n{chain}\t}}\n}}\n",
+         priority 0; policy accept;",
         table.interface
     );
+    for chain in table.jumps() {
+        let _ = writeln!(s, "\t\tjump {chain}");
+    }
+    s += "\t}\n}\n";
     s
 }
 
@@ -201,7 +254,9 @@ mod tests {
                     (Backend { key: "10.0.0.21:80".into(), weight: 1 }, mac(1)),
                     (Backend { key: "10.0.0.22:80".into(), weight: 1 }, mac(2)),
                 ],
+                instance: "VI_1".into(),
             }],
+            forwarding: ["VI_1".to_owned()].into(),
         }
     }
 
@@ -237,10 +292,36 @@ mod tests {
         assert!(text.contains("elements = { 0 : 02:00:00:00:00:0"));
         assert_eq!(text.matches(" : 02:00:00:00:00:0").count(), BUCKETS);
         assert!(text.contains(
-            "meta pkttype host ip daddr 10.0.0.200 tcp dport 80 meta mark set \
-             jhash ip saddr . tcp sport mod 4093 seed 0x0 ether saddr set \
-             02:00:00:00:00:aa ether daddr set meta mark map @s0 fwd to \"eth0\""
+            "\tchain vi0 {\n\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport \
+             80 meta mark set jhash ip saddr . tcp sport mod 4093 seed 0x0 \
+             ether saddr set 02:00:00:00:00:aa ether daddr set meta mark map \
+             @s0 fwd to \"eth0\"\n\t}\n"
         ));
+        assert!(text.ends_with(
+            "\tchain ingress {\n\t\ttype filter hook ingress device \"eth0\" \
+             priority 0; policy accept;\n\t\tjump vi0\n\t}\n}\n"
+        ));
+    }
+
+    #[test]
+    fn only_the_chains_of_instances_forwarded_are_jumped_to() {
+        let mut r = rules(false);
+        let mut other = r.services[0].clone();
+        other.port = 443;
+        other.instance = "VI_2".into();
+        r.services.push(other);
+        r.forwarding = ["VI_2".to_owned(), "VI_9".to_owned()].into();
+        let t = compile(r.clone(), None);
+        assert_eq!(t.jumps(), ["vi1"]);
+        let text = render(&t);
+        assert!(text.contains("\tchain vi1 {\n\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport 443"));
+        r.forwarding.clear();
+        let backup = render(&compile(r, None));
+        assert!(
+            backup.contains("\tchain vi0 {")
+                && backup.contains("\tchain vi1 {")
+        );
+        assert!(!backup.contains("jump"), "a backup keeps its table inert");
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! to add an element whose key exists with another value, so a bucket that
 //! changes real server is deleted and added again; both happen in the same
 //! transaction, so no packet sees the bucket missing.
+//!
+//! Becoming master of an instance, or ceasing to be, is a change of the
+//! ingress chain's jumps: the chain is flushed and given the jumps wanted,
+//! again in one transaction.
 
 use std::fmt::Write as _;
 
@@ -20,9 +24,15 @@ use crate::agent::dataplane::buckets::BUCKETS;
 pub enum Delta {
     /// The installed table is already the desired one.
     Nothing,
-    /// The same services, other real servers: `nft -f` text that changes
-    /// only the elements of the maps concerned.
-    Elements(String),
+    /// The same services: `nft -f` text that changes only the elements of
+    /// the maps concerned and, when `gate`, the ingress chain's jumps
+    /// (which instances are forwarded).
+    Changes {
+        /// The transaction.
+        text: String,
+        /// Whether it changes which instances are forwarded.
+        gate: bool,
+    },
     /// No table yet, or other services, interface or MAC: the whole table.
     Whole(String),
 }
@@ -52,9 +62,18 @@ pub fn delta(installed: Option<&Compiled>, desired: &Compiled) -> Delta {
             write_changes(&mut text, i, old, new);
         }
     }
+    let jumps = desired.jumps();
+    let gate = installed.jumps() != jumps;
+    if gate {
+        let _ = writeln!(text, "flush chain netdev {TABLE} ingress");
+        for chain in jumps {
+            let _ =
+                writeln!(text, "add rule netdev {TABLE} ingress jump {chain}");
+        }
+    }
     match text.is_empty() {
         true => Delta::Nothing,
-        false => Delta::Elements(text),
+        false => Delta::Changes { text, gate },
     }
 }
 
@@ -114,6 +133,7 @@ mod tests {
             port,
             proto: Proto::Tcp,
             persistent: false,
+            instance: "VI_1".into(),
             backends: weights
                 .iter()
                 .enumerate()
@@ -126,8 +146,12 @@ mod tests {
     }
 
     fn table(services: Vec<Service>) -> Compiled {
-        let rules =
-            Ruleset { interface: "eth0".into(), mac: mac(0xaa), services };
+        let rules = Ruleset {
+            interface: "eth0".into(),
+            mac: mac(0xaa),
+            services,
+            forwarding: ["VI_1".to_owned()].into(),
+        };
         compile::compile(rules, None)
     }
 
@@ -183,7 +207,8 @@ mod tests {
             service(80, &[1; 10]),
             service(81, &[1, 1, 1, 0, 1, 1, 1, 1, 1, 1]),
         ]);
-        let Delta::Elements(text) = delta(Some(&before), &after) else {
+        let Delta::Changes { text, gate: false } = delta(Some(&before), &after)
+        else {
             panic!("not an element change");
         };
         let Parsed { deleted, added } = parse(&text);
@@ -207,7 +232,8 @@ mod tests {
     fn a_real_server_back_takes_back_its_buckets() {
         let down = table(vec![service(80, &[1, 1, 0])]);
         let up = table(vec![service(80, &[1, 1, 1])]);
-        let Delta::Elements(text) = delta(Some(&down), &up) else {
+        let Delta::Changes { text, gate: false } = delta(Some(&down), &up)
+        else {
             panic!("not an element change");
         };
         let Parsed { deleted, added } = parse(&text);
@@ -223,12 +249,14 @@ mod tests {
     fn the_last_real_server_down_empties_the_map_and_back_fills_it() {
         let up = table(vec![service(80, &[1])]);
         let down = table(vec![service(80, &[0])]);
-        let Delta::Elements(text) = delta(Some(&up), &down) else {
+        let Delta::Changes { text, gate: false } = delta(Some(&up), &down)
+        else {
             panic!("not an element change");
         };
         let Parsed { deleted, added } = parse(&text);
         assert_eq!((deleted.len(), added.len()), (BUCKETS, 0));
-        let Delta::Elements(text) = delta(Some(&down), &up) else {
+        let Delta::Changes { text, gate: false } = delta(Some(&down), &up)
+        else {
             panic!("not an element change");
         };
         let Parsed { deleted, added } = parse(&text);
@@ -239,7 +267,8 @@ mod tests {
     fn a_weight_change_changes_elements_only() {
         let before = table(vec![service(80, &[1, 1])]);
         let after = table(vec![service(80, &[3, 1])]);
-        let Delta::Elements(text) = delta(Some(&before), &after) else {
+        let Delta::Changes { text, gate: false } = delta(Some(&before), &after)
+        else {
             panic!("not an element change");
         };
         let Parsed { added, .. } = parse(&text);
@@ -250,11 +279,38 @@ mod tests {
     }
 
     #[test]
-    fn another_service_list_interface_or_mac_is_a_whole_table() {
+    fn becoming_master_or_backup_changes_the_jumps_only() {
+        let master = table(vec![service(80, &[1, 1])]);
+        let backup =
+            Compiled { forwarding: Default::default(), ..master.clone() };
+        assert_eq!(
+            delta(Some(&backup), &master),
+            Delta::Changes {
+                text: "flush chain netdev lbdeploy ingress\n\
+                       add rule netdev lbdeploy ingress jump vi0\n"
+                    .into(),
+                gate: true
+            }
+        );
+        assert_eq!(
+            delta(Some(&master), &backup),
+            Delta::Changes {
+                text: "flush chain netdev lbdeploy ingress\n".into(),
+                gate: true
+            }
+        );
+    }
+
+    #[test]
+    fn another_service_list_instance_interface_or_mac_is_a_whole_table() {
         let one = table(vec![service(80, &[1, 1])]);
         for other in [
             table(vec![service(80, &[1, 1]), service(81, &[1])]),
             table(vec![service(81, &[1, 1])]),
+            table(vec![Service {
+                instance: "VI_2".into(),
+                ..service(80, &[1, 1])
+            }]),
             Compiled { interface: "eth1".into(), ..one.clone() },
             Compiled { mac: mac(0xbb), ..one.clone() },
         ] {

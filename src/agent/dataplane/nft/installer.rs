@@ -16,8 +16,8 @@ use crate::agent::{log, nftables};
 pub enum Applied {
     /// The kernel's table was already the desired one.
     Nothing,
-    /// Only map elements changed.
-    Elements,
+    /// Only map elements or the jumps to forwarded instances changed.
+    Changes,
     /// The whole table was loaded.
     Whole,
 }
@@ -29,7 +29,7 @@ pub struct Installer {
     /// known (a transaction failed), which makes the next one whole.
     installed: Option<Compiled>,
     /// Our table's structure as `nft -t list ruleset` showed it right
-    /// after the last whole load.
+    /// after the last whole load or change of jumps.
     structure: String,
     /// What is known of the kernel's table since.
     watch: Watch,
@@ -41,10 +41,10 @@ impl Installer {
         self.installed.as_ref()
     }
 
-    /// Make the kernel's table `desired`: nothing, the changed elements
-    /// only, or the whole table — and the whole table after all when the
-    /// kernel refuses the elements' change (someone deleted or added
-    /// elements, so ours no longer apply).
+    /// Make the kernel's table `desired`: nothing, the changes only, or
+    /// the whole table — and the whole table after all when the kernel
+    /// refuses the changes (someone deleted or added elements or rules, so
+    /// ours no longer apply).
     ///
     /// # Errors
     /// When `nft` refuses the whole table.
@@ -54,14 +54,22 @@ impl Installer {
     ) -> anyhow::Result<Applied> {
         let applied = match delta::delta(self.installed.as_ref(), &desired) {
             Delta::Nothing => Applied::Nothing,
-            Delta::Elements(text) => match self.commit(&text, false).await {
-                Ok(()) => Applied::Elements,
-                Err(e) => {
-                    log(&format!("data plane: {e:#}; loading the whole table"));
-                    self.load_whole(&compile::render(&desired)).await?;
-                    Applied::Whole
+            Delta::Changes { text, gate } => {
+                match self.commit(&text, false).await {
+                    Ok(()) if gate => {
+                        self.structure = self.listed_structure().await?;
+                        Applied::Changes
+                    }
+                    Ok(()) => Applied::Changes,
+                    Err(e) => {
+                        log(&format!(
+                            "data plane: {e:#}; loading the whole table"
+                        ));
+                        self.load_whole(&compile::render(&desired)).await?;
+                        Applied::Whole
+                    }
                 }
-            },
+            }
             Delta::Whole(text) => {
                 self.load_whole(&text).await?;
                 Applied::Whole
@@ -82,8 +90,7 @@ impl Installer {
         if self.watch.trusted(now) {
             return Ok(());
         }
-        let listing = nftables::query(&["-t", "list", "ruleset"]).await?;
-        if verify::our_table(&listing).as_ref() != Some(&self.structure) {
+        if self.listed_structure().await? != self.structure {
             log("data plane: the table was changed by hand; loading it again");
             let text = compile::render(table);
             return self.load_whole(&text).await;
@@ -129,9 +136,15 @@ impl Installer {
     /// Load the whole table from `text` and remember its structure.
     async fn load_whole(&mut self, text: &str) -> anyhow::Result<()> {
         self.commit(text, true).await?;
-        let listing = nftables::query(&["-t", "list", "ruleset"]).await?;
-        self.structure = verify::our_table(&listing).unwrap_or_default();
+        self.structure = self.listed_structure().await?;
         Ok(())
+    }
+
+    /// The kernel's structure of our table (empty when there is none):
+    /// what the terse listing of the ruleset shows of it.
+    async fn listed_structure(&self) -> anyhow::Result<String> {
+        let listing = nftables::query(&["-t", "list", "ruleset"]).await?;
+        Ok(verify::our_table(&listing).unwrap_or_default())
     }
 
     /// One transaction, with the generation read around it so that the

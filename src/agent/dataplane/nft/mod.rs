@@ -12,7 +12,11 @@
 //!
 //! With 1,000 services the table holds four million map elements, and
 //! loading it whole costs `nft` tens of seconds, so a health change must
-//! not reload it. The parts:
+//! not reload it, and neither must becoming master: the table is kept on
+//! every director, backups included, with each VRRP instance's services in
+//! a chain of their own that the ingress chain jumps to only while this
+//! director is master of the instance. Taking over is then one rule. The
+//! parts:
 //!
 //! * [`compile`] — services in, every bucket's real server decided, and
 //!   the whole table as `nft -f` text (pure);
@@ -32,6 +36,7 @@ pub mod generation;
 pub mod installer;
 pub mod verify;
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::buckets::Backend;
@@ -95,6 +100,9 @@ pub struct Service {
     pub persistent: bool,
     /// The real servers: their MAC and weight, keyed by `address:port`.
     pub backends: Vec<(Backend, Mac)>,
+    /// The VRRP instance that holds the VIP: the service is forwarded
+    /// while [`Ruleset::forwarding`] names it.
+    pub instance: String,
 }
 
 /// The whole table of one director.
@@ -106,6 +114,9 @@ pub struct Ruleset {
     pub mac: Mac,
     /// The services, in configuration order.
     pub services: Vec<Service>,
+    /// The instances whose services are forwarded now: those this
+    /// director is master of (or was, during the grace after leaving).
+    pub forwarding: BTreeSet<String>,
 }
 
 #[cfg(test)]

@@ -262,7 +262,9 @@ mod tests {
                     Backend { key: "10.0.0.21:80".into(), weight: 1 },
                     Mac([2, 0, 0, 0, 0, 1]),
                 )],
+                instance: "VI_1".into(),
             }],
+            forwarding: Default::default(),
         };
         let t = compile(rules, None);
         let elem: Vec<String> = (0..BUCKETS)
