@@ -33,7 +33,8 @@ pub enum Delta {
         /// Whether it changes which instances are forwarded.
         gate: bool,
     },
-    /// No table yet, or other services, interface or MAC: the whole table.
+    /// No table yet, or other services (or their instances), interface or
+    /// MAC: the whole table.
     Whole(String),
 }
 
