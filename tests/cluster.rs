@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lbdeploy::agent::check::health::{Timing, down_within};
+use lbdeploy::agent::dataplane::buckets::BUCKETS;
+use lbdeploy::agent::dataplane::nft::verify::map_elements;
 use lbdeploy::agent::vrrp::fsm::master_down_interval;
 use lbdeploy::agent::vrrp::packet::Version;
 
@@ -351,7 +353,9 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
 }
 
 /// A data-plane table removed by hand on the master comes back within one
-/// recheck period, and traffic through the VIP with it.
+/// recheck period, and traffic through the VIP with it; so does an element
+/// of its map deleted by hand (the table's one map is compared in the
+/// first check after anyone else's nftables transaction).
 #[test]
 fn a_table_removed_by_hand_is_put_back() {
     let n = 91;
@@ -388,4 +392,14 @@ fn a_table_removed_by_hand_is_put_back() {
             .status
             .success()
     });
+    let map = || {
+        let json =
+            lab.exec_ok("keepalived01", "nft -j list map netdev lbdeploy s0");
+        map_elements(&json).unwrap().remove("s0").unwrap()
+    };
+    let whole = map();
+    assert_eq!(whole.len(), BUCKETS);
+    lab.exec_ok("keepalived01", "nft delete element netdev lbdeploy s0 { 0 }");
+    let took = within(bound, "the map refilled", || map() == whole);
+    eprintln!("map refilled after {took:?}");
 }

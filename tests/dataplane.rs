@@ -2,15 +2,22 @@
 //! renders, installed on a director holding the VIP, forwards the client's
 //! connections to the real servers by MAC. The director's and real servers'
 //! VIP set-up is done by hand here so that only the data plane is under
-//! test (the agents do it in the end-to-end tests).
+//! test (the agents do it in the end-to-end tests). The incremental
+//! transactions are tried on a large table in a namespace of their own.
 
 use std::collections::BTreeMap;
 
-use lbdeploy::agent::dataplane::buckets::Backend;
-use lbdeploy::agent::dataplane::nft::{Mac, Proto, Ruleset, Service, render};
+use lbdeploy::agent::dataplane::buckets::{BUCKETS, Backend};
+use lbdeploy::agent::dataplane::nft::delta::{Delta, delta};
+use lbdeploy::agent::dataplane::nft::verify::{
+    Elements, elements_match, map_elements,
+};
+use lbdeploy::agent::dataplane::nft::{
+    Compiled, Mac, Proto, Ruleset, Service, compile, render,
+};
 
 use crate::lab_or_skip;
-use crate::support::lab::{TempDir, TestLab, example_inventory};
+use crate::support::lab::{TempDir, TestLab, example_inventory, is_root, skip};
 
 const N: u8 = 86;
 
@@ -57,10 +64,12 @@ fn install(lab: &TestLab, dir: &TempDir, weights: [u32; 2], persistent: bool) {
             proto: Proto::Tcp,
             persistent,
             backends,
+            instance: "VI_1".into(),
         }],
+        forwarding: ["VI_1".to_owned()].into(),
     };
     let file = dir.path().join("table.nft");
-    std::fs::write(&file, render(&rules)).unwrap();
+    std::fs::write(&file, render(&compile(rules, None))).unwrap();
     lab.exec_ok("keepalived01", &format!("nft -f {}", file.display()));
 }
 
@@ -136,4 +145,141 @@ fn nft_dsr_spreads_flows_by_weight_and_keeps_connections_whole() {
         1,
         "persistence: one client, one real server: {seen:?}"
     );
+}
+
+/// A network namespace with an `eth0` for one test, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Self {
+        let ns = format!("lbd-{name}-{}", std::process::id());
+        let ns = Netns(ns);
+        assert!(
+            ns.sh(&format!(
+                "ip netns add {0} && ip -n {0} link add eth0 type veth peer \
+                 name p0 && ip -n {0} link set eth0 up",
+                ns.0
+            )),
+            "making the namespace"
+        );
+        ns
+    }
+
+    /// Run `cmd` in a shell on this machine; whether it succeeded.
+    fn sh(&self, cmd: &str) -> bool {
+        std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Load `text` with `nft -f` in the namespace; whether nft took it.
+    fn nft_f(&self, dir: &TempDir, text: &str) -> bool {
+        let file = dir.path().join("change.nft");
+        std::fs::write(&file, text).unwrap();
+        self.sh(&format!("ip netns exec {} nft -f {}", self.0, file.display()))
+    }
+
+    /// Every map of the table, as the kernel lists it.
+    fn maps(&self) -> BTreeMap<String, Elements> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft", "-j", "list", "table"])
+            .args(["netdev", "lbdeploy"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        map_elements(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.sh(&format!("ip netns del {}", self.0));
+    }
+}
+
+/// `services` services of ten real servers; `(service, real server)` in
+/// `down` left out.
+fn many(services: usize, down: &[(usize, usize)]) -> Ruleset {
+    Ruleset {
+        interface: "eth0".into(),
+        mac: Mac([2, 0, 0, 0, 0, 0xaa]),
+        services: (0..services)
+            .map(|s| Service {
+                vip: format!("10.0.{s}.200").parse().unwrap(),
+                port: 80,
+                proto: Proto::Tcp,
+                persistent: false,
+                instance: "VI_1".into(),
+                backends: (0..10)
+                    .filter(|r| !down.contains(&(s, *r)))
+                    .map(|r| {
+                        let key = format!("10.0.{s}.{}:80", r + 1);
+                        let mac = Mac([2, 0, 0, 0, s as u8, r as u8]);
+                        (Backend { key, weight: 1 }, mac)
+                    })
+                    .collect(),
+            })
+            .collect(),
+        forwarding: ["VI_1".to_owned()].into(),
+    }
+}
+
+/// The kernel's maps hold exactly the buckets of `table`.
+fn assert_installed(ns: &Netns, table: &Compiled) {
+    let maps = ns.maps();
+    assert_eq!(maps.len(), table.services.len());
+    for (i, f) in table.services.iter().enumerate() {
+        let map = &maps[&format!("s{i}")];
+        assert!(elements_match(f, map), "map s{i}: {} elements", map.len());
+    }
+}
+
+/// The incremental transactions of the data plane, in a real kernel: after
+/// a real server goes down, comes back, and the last one of a service goes,
+/// the kernel's maps hold exactly the desired elements; and a change of
+/// elements is refused when someone edited them by hand, which is what
+/// makes the agent fall back to the whole table.
+#[test]
+fn nft_incremental_changes_leave_exactly_the_desired_elements() {
+    if !is_root() {
+        return skip(
+            "nft_incremental_changes_leave_exactly_the_desired_elements",
+        );
+    }
+    let ns = Netns::new("delta");
+    let dir = TempDir::new("dataplane-delta");
+    let mut installed = compile(many(40, &[]), None);
+    assert!(ns.nft_f(&dir, &render(&installed)), "the whole table");
+    assert_installed(&ns, &installed);
+    let all_down: Vec<(usize, usize)> = (0..10).map(|r| (7, r)).collect();
+    for down in [&[(20, 3)][..], &[], &[(20, 3), (21, 0)], &all_down] {
+        let desired = compile(many(40, down), Some(&installed));
+        let Delta::Changes { text, .. } = delta(Some(&installed), &desired)
+        else {
+            panic!("{down:?}: not a change of elements");
+        };
+        assert!(ns.nft_f(&dir, &text), "{down:?}: nft refused\n{text}");
+        assert_installed(&ns, &desired);
+        installed = desired;
+    }
+    // By hand, bucket 0 of s20 goes; the change that takes its real
+    // server out deletes that very element, and is refused whole.
+    let owner = installed.services[20].mac(0).unwrap().0[5] as usize;
+    let desired = compile(many(40, &[(20, owner)]), Some(&installed));
+    let Delta::Changes { text, .. } = delta(Some(&installed), &desired) else {
+        panic!("not a change of elements");
+    };
+    assert!(ns.sh(&format!(
+        "ip netns exec {} nft delete element netdev lbdeploy s20 {{ 0 }}",
+        ns.0
+    )));
+    assert!(!ns.nft_f(&dir, &text), "a change of edited elements is refused");
+    let maps = ns.maps();
+    assert_eq!(maps["s20"].len(), BUCKETS - 1, "nothing of it was applied");
+    assert!(elements_match(&installed.services[21], &maps["s21"]));
 }

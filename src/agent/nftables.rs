@@ -33,14 +33,14 @@ pub async fn load(script: &str, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `nft list table FAMILY NAME`: the kernel's view of a table, to notice
-/// one removed or edited by hand.
+/// The output of `nft ARGS…`: a listing of the kernel's tables, to
+/// notice one removed or edited by hand.
 ///
 /// # Errors
-/// When there is no such table or `nft` fails.
-pub async fn list(family: &str, name: &str) -> anyhow::Result<String> {
+/// When `nft` fails (e.g. no such table), with its message.
+pub async fn query(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("nft")
-        .args(["list", "table", family, name])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .await

@@ -19,7 +19,7 @@ pub mod ipvs;
 pub mod neigh;
 pub mod nft;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use self::buckets::Backend;
@@ -41,11 +41,13 @@ pub struct Unsupported {
     pub scheduler: String,
 }
 
-/// The nftables table for `config`: every service with the real servers
-/// whose MAC is known in `macs` (the others cannot be forwarded to and are
-/// left out) and for which `up` says yes — or, when `has_quorum` says the
-/// service lost its quorum or none of them is left, its sorry server.
-/// Pure.
+/// The nftables table for `config`: every service whose VIP a VRRP
+/// instance holds (no other can be forwarded: only a master has the VIP),
+/// with the real servers whose MAC is known in `macs` (the others cannot
+/// be forwarded to and are left out) and for which `up` says yes — or,
+/// when `has_quorum` says the service lost its quorum or none of them is
+/// left, its sorry server; the services of the instances in `forwarding`
+/// are forwarded. Pure.
 ///
 /// # Errors
 /// [`Unsupported`] for a scheduler that needs connection state.
@@ -55,9 +57,11 @@ pub fn ruleset(
     macs: &BTreeMap<IpAddr, Mac>,
     up: impl Fn(&ServiceConfig, IpAddr) -> bool,
     has_quorum: impl Fn(&ServiceConfig) -> bool,
+    forwarding: BTreeSet<String>,
 ) -> Result<Ruleset, Unsupported> {
     let mut services = Vec::new();
     for svc in &config.virtual_services {
+        let Some(instance) = instance_of(config, svc.vip) else { continue };
         if !svc.scheduler.is_stateless() {
             return Err(Unsupported {
                 service: svc.name.clone(),
@@ -94,9 +98,24 @@ pub fn ruleset(
             persistent: svc.persistence_timeout.is_some()
                 || svc.scheduler.is_hashing(),
             backends,
+            instance: instance.to_owned(),
         });
     }
-    Ok(Ruleset { interface: config.interface.clone(), mac, services })
+    Ok(Ruleset {
+        interface: config.interface.clone(),
+        mac,
+        services,
+        forwarding,
+    })
+}
+
+/// The VRRP instance of `config` that holds `vip`, if any.
+pub fn instance_of(config: &DirectorConfig, vip: IpAddr) -> Option<&str> {
+    config
+        .vrrp_instances
+        .iter()
+        .find(|v| v.virtual_addresses.iter().any(|a| a.address.addr == vip))
+        .map(|v| v.name.as_str())
 }
 
 /// Whether a service's sorry server takes all its traffic, as
@@ -117,7 +136,15 @@ host: d1
 interface: eth0
 address: 10.0.0.11/24
 dataplane: nftables
-vrrp_instances: []
+vrrp_instances:
+- name: VI_1
+  virtual_router_id: 51
+  version: 2
+  advert_int: 1s
+  priority: 120
+  preempt: true
+  virtual_addresses:
+  - address: 10.0.0.200/24
 virtual_services:
 - name: web
   vip: 10.0.0.200
@@ -131,6 +158,10 @@ virtual_services:
   - { address: 10.0.0.22, port: 80, weight: 1 }
   - { address: 10.0.0.23, port: 80, weight: 1 }
 ";
+
+    fn master() -> BTreeSet<String> {
+        ["VI_1".to_owned()].into()
+    }
 
     fn config(text: &str) -> DirectorConfig {
         serde_yaml::from_str(text).unwrap()
@@ -151,8 +182,15 @@ virtual_services:
     #[test]
     fn unresolved_and_down_real_servers_are_left_out() {
         let own = Mac([2, 0, 0, 0, 0, 0xaa]);
-        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true, |_| true)
-            .unwrap();
+        let r = ruleset(
+            &config(CONFIG),
+            own,
+            &macs(),
+            |_, _| true,
+            |_| true,
+            master(),
+        )
+        .unwrap();
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
@@ -168,6 +206,7 @@ virtual_services:
             &macs(),
             |_, ip| ip != down,
             |_| true,
+            master(),
         )
         .unwrap();
         assert_eq!(r.services[0].backends.len(), 1);
@@ -178,17 +217,31 @@ virtual_services:
         let own = Mac([0; 6]);
         let text = CONFIG.replace("scheduler: wrr", "scheduler: sh");
         assert!(
-            ruleset(&config(&text), own, &macs(), |_, _| true, |_| true)
-                .unwrap()
-                .services[0]
+            ruleset(
+                &config(&text),
+                own,
+                &macs(),
+                |_, _| true,
+                |_| true,
+                master()
+            )
+            .unwrap()
+            .services[0]
                 .persistent
         );
         let text = CONFIG
             .replace("  quorum: 1", "  quorum: 1\n  persistence_timeout: 50s");
         assert!(
-            ruleset(&config(&text), own, &macs(), |_, _| true, |_| true)
-                .unwrap()
-                .services[0]
+            ruleset(
+                &config(&text),
+                own,
+                &macs(),
+                |_, _| true,
+                |_| true,
+                master()
+            )
+            .unwrap()
+            .services[0]
                 .persistent
         );
     }
@@ -203,7 +256,8 @@ virtual_services:
         m.insert("10.0.0.99".parse().unwrap(), Mac([2, 0, 0, 0, 0, 99]));
         let own = Mac([0; 6]);
         let r =
-            ruleset(&config(&text), own, &m, |_, _| false, |_| false).unwrap();
+            ruleset(&config(&text), own, &m, |_, _| false, |_| false, master())
+                .unwrap();
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
@@ -211,14 +265,16 @@ virtual_services:
             .collect();
         assert_eq!(keys, ["10.0.0.99:80"]);
         let r =
-            ruleset(&config(&text), own, &m, |_, _| true, |_| true).unwrap();
+            ruleset(&config(&text), own, &m, |_, _| true, |_| true, master())
+                .unwrap();
         assert_eq!(
             r.services[0].backends.len(),
             2,
             "not while a real server is up"
         );
         let r =
-            ruleset(&config(&text), own, &m, |_, _| true, |_| false).unwrap();
+            ruleset(&config(&text), own, &m, |_, _| true, |_| false, master())
+                .unwrap();
         assert_eq!(
             r.services[0].backends[0].0.key, "10.0.0.99:80",
             "but once the service lost its quorum"
@@ -229,9 +285,43 @@ virtual_services:
     #[test]
     fn without_a_sorry_server_losing_quorum_keeps_the_live_servers() {
         let own = Mac([0; 6]);
-        let r = ruleset(&config(CONFIG), own, &macs(), |_, _| true, |_| false)
-            .unwrap();
+        let r = ruleset(
+            &config(CONFIG),
+            own,
+            &macs(),
+            |_, _| true,
+            |_| false,
+            master(),
+        )
+        .unwrap();
         assert_eq!(r.services[0].backends.len(), 2);
+    }
+
+    #[test]
+    fn services_belong_to_the_instance_of_their_vip_or_are_left_out() {
+        let own = Mac([0; 6]);
+        let r = ruleset(
+            &config(CONFIG),
+            own,
+            &macs(),
+            |_, _| true,
+            |_| true,
+            master(),
+        )
+        .unwrap();
+        assert_eq!(r.services[0].instance, "VI_1");
+        assert_eq!(r.forwarding, master());
+        let text = CONFIG.replace("vip: 10.0.0.200", "vip: 10.0.0.201");
+        let r = ruleset(
+            &config(&text),
+            own,
+            &macs(),
+            |_, _| true,
+            |_| true,
+            master(),
+        )
+        .unwrap();
+        assert!(r.services.is_empty(), "no instance holds 10.0.0.201");
     }
 
     #[test]
@@ -243,6 +333,7 @@ virtual_services:
             &macs(),
             |_, _| true,
             |_| true,
+            master(),
         )
         .unwrap_err();
         assert!(

@@ -4,7 +4,7 @@
 //! at a time:
 //!
 //! ```text
-//! vrrp instances ──StateChange──▶ ┌──────────────┐ ──▶ nft table (install/remove)
+//! vrrp instances ──StateChange──▶ ┌──────────────┐ ──▶ nft table (changes, jumps)
 //! health checks ──Transition────▶ │ forward loop │ ──▶ notifications
 //! worker ───────config, stop────▶ └──────────────┘ ──▶ status snapshot
 //! ```
@@ -12,11 +12,15 @@
 //! With **IPVS** (where the kernel has it: `dataplane: auto` or `ipvs`) the
 //! table is kept on every director, as keepalived does: IPVS only sees
 //! packets for a VIP the director holds, so the backup's table is inert
-//! and ready. With **nftables** only a master forwards, and only the
-//! services whose VIP belongs to an instance it is master of. Leaving master (or stopping) keeps the rules
-//! for [`GRACE`] more: clients whose ARP caches still point at this
-//! director lose no request while the new master announces itself.
-//! Checks run on every director, so a backup is warm when it takes over.
+//! and ready. With **nftables** the table is kept on every director too,
+//! but made inert: only the services whose VIP belongs to an instance this
+//! director is master of are jumped to (see `nft::compile`), so becoming
+//! master changes one rule instead of loading millions of map elements.
+//! Leaving master keeps forwarding for [`GRACE`] more: clients whose ARP
+//! caches still point at this director lose no request while the new
+//! master announces itself. Stopping does the same, then removes the
+//! table. Checks run on every director, so a backup is warm when it takes
+//! over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -33,6 +37,7 @@ use crate::agent::alert::event::{Event, What};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
 use crate::agent::config::DirectorConfig;
+use crate::agent::dataplane::nft::installer::Applied;
 use crate::agent::dataplane::{self, ipvs, neigh, nft};
 use crate::agent::{log, paths};
 use crate::inventory::Dataplane;
@@ -41,7 +46,8 @@ use crate::inventory::Dataplane;
 pub const GRACE: Duration = Duration::from_secs(2);
 
 /// How often the table is checked against the kernel's (repairs a table
-/// removed or edited by hand) and real-server MACs refreshed.
+/// removed or edited by hand, see `nft::verify`) and real-server MACs
+/// refreshed.
 pub const RECHECK: Duration = Duration::from_secs(5);
 
 /// Probes running at once.
@@ -102,8 +108,10 @@ struct Loop {
     masters: BTreeSet<String>,
     /// When the grace after leaving master ends.
     leave_at: Option<Instant>,
-    /// The text last loaded, and the kernel's listing right after.
-    installed: Option<(String, String)>,
+    /// The nftables table installed, kept to change only what changes.
+    plane: nft::Installer,
+    /// Whether the next reconcile also checks the kernel's table.
+    recheck_due: bool,
     last_error: Option<String>,
     snapshot: Arc<Mutex<Snapshot>>,
     /// The routing netlink socket for neighbour look-ups, opened once.
@@ -124,7 +132,8 @@ async fn run(
         quorum: BTreeMap::new(),
         masters: BTreeSet::new(),
         leave_at: None,
-        installed: None,
+        plane: nft::Installer::default(),
+        recheck_due: false,
         last_error: None,
         snapshot,
         netlink: None,
@@ -136,7 +145,7 @@ async fn run(
             msg = rx.recv() => match msg {
                 Some(Msg::Config(c)) => l.configure(*c, check_tx.clone()),
                 Some(Msg::Stop) | None => {
-                    if l.installed.is_some() {
+                    if l.plane.installed().is_some_and(|t| !t.jumps().is_empty()) {
                         tokio::time::sleep(GRACE).await;
                     }
                     l.withdraw().await;
@@ -145,7 +154,7 @@ async fn run(
             },
             Some(change) = changes.recv() => l.on_state(change),
             Some(t) = check_rx.recv() => l.on_health(t),
-            _ = recheck.tick() => {}
+            _ = recheck.tick() => l.recheck_due = true,
             _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now)),
                 if grace_end.is_some() => l.leave_at = None,
         }
@@ -313,12 +322,6 @@ impl Loop {
                 return;
             }
         }
-        if self.masters.is_empty() {
-            if self.leave_at.is_none() {
-                self.withdraw().await;
-            }
-            return;
-        }
         match self.forward(&config).await {
             Ok(()) => self.last_error = None,
             Err(e) => self.fail(e),
@@ -366,9 +369,15 @@ impl Loop {
         Ok(true)
     }
 
+    /// Keep the nftables table current: every service's real servers, and
+    /// the instances forwarded — those this director is master of, or
+    /// during the grace after leaving master, those it forwarded before.
     async fn forward(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
-        let mine = self.served(config);
-        let rips: Vec<IpAddr> = mine
+        let forwarding = match (self.leave_at, self.plane.installed()) {
+            (Some(_), Some(installed)) => installed.forwarding.clone(),
+            _ => self.masters.clone(),
+        };
+        let rips: Vec<IpAddr> = config
             .virtual_services
             .iter()
             .flat_map(|s| {
@@ -388,48 +397,39 @@ impl Loop {
         let macs = neigh::resolve(&handle, &rips).await?;
         let own = own_mac(&config.interface)?;
         let rules = dataplane::ruleset(
-            &mine,
+            config,
             own,
             &macs,
             |svc, ip| self.is_up(&svc.name, ip),
             |svc| self.has_quorum(&svc.name),
+            forwarding,
         )?;
-        let text = nft::render(&rules);
-        let listing = nft::list().await.ok();
-        let current = matches!(
-            (&self.installed, listing),
-            (Some((t, seen)), Some(now)) if *t == text && *seen == now
-        );
-        if !current {
-            nft::load(&text).await?;
-            self.installed = Some((text, nft::list().await?));
+        let desired = nft::compile(rules, self.plane.installed());
+        let jumps = desired.jumps();
+        let before = self.plane.installed().map(nft::Compiled::jumps);
+        let applied = self.plane.apply(desired).await?;
+        if applied == Applied::Whole || before.as_ref() != Some(&jumps) {
+            let forwarded = self
+                .plane
+                .installed()
+                .map_or(0, |t| served(config, &t.forwarding).len());
             log(&format!(
-                "data plane: forwarding {} service(s) on {}",
-                rules.services.len(),
+                "data plane: forwarding {forwarded} of {} service(s) on {}",
+                config.virtual_services.len(),
                 config.interface
             ));
+        }
+        if std::mem::take(&mut self.recheck_due) {
+            self.plane.verify().await?;
         }
         Ok(())
     }
 
-    /// `config` narrowed to the services whose VIP belongs to an instance
-    /// this director is master of.
-    fn served(&self, config: &DirectorConfig) -> DirectorConfig {
-        let vips: BTreeSet<IpAddr> = config
-            .vrrp_instances
-            .iter()
-            .filter(|v| self.masters.contains(&v.name))
-            .flat_map(|v| v.virtual_addresses.iter().map(|a| a.address.addr))
-            .collect();
-        let mut mine = config.clone();
-        mine.virtual_services.retain(|s| vips.contains(&s.vip));
-        mine
-    }
-
+    /// Remove the nftables table: the agent stops.
     async fn withdraw(&mut self) {
-        if self.installed.take().is_some() {
-            match nft::remove().await {
-                Ok(()) => log("data plane: not master, forwarding stopped"),
+        if self.plane.installed().is_some() {
+            match self.plane.remove().await {
+                Ok(()) => log("data plane: stopped, table removed"),
                 Err(e) => log(&format!("data plane: {e:#}")),
             }
         }
@@ -441,13 +441,8 @@ impl Loop {
         for ((svc, ip), up) in &self.health {
             real_servers.entry(svc.clone()).or_default().insert(*ip, *up);
         }
-        let forwarding = match (&self.config, &self.installed) {
-            (Some(c), Some(_)) => self
-                .served(c)
-                .virtual_services
-                .iter()
-                .map(|s| s.name.clone())
-                .collect(),
+        let forwarding = match (&self.config, self.plane.installed()) {
+            (Some(c), Some(t)) => served(c, &t.forwarding),
             _ => Vec::new(),
         };
         let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
@@ -463,6 +458,23 @@ impl Loop {
             last_error: self.last_error.clone(),
         };
     }
+}
+
+/// The names of the services of `config` whose VIP belongs to one of the
+/// `instances`.
+fn served(
+    config: &DirectorConfig,
+    instances: &BTreeSet<String>,
+) -> Vec<String> {
+    config
+        .virtual_services
+        .iter()
+        .filter(|s| {
+            dataplane::instance_of(config, s.vip)
+                .is_some_and(|i| instances.contains(i))
+        })
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 /// This director's MAC on `interface`.

@@ -409,7 +409,10 @@ fn put(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
 }
 
 /// `(type without flags, payload)` of every attribute in `buf`.
-fn attributes(mut buf: &[u8]) -> Result<Vec<(u16, &[u8])>, DecodeError> {
+///
+/// # Errors
+/// An attribute whose length runs past `buf`.
+pub fn attributes(mut buf: &[u8]) -> Result<Vec<(u16, &[u8])>, DecodeError> {
     let mut out = Vec::new();
     while buf.len() >= NLA_HDRLEN {
         let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;

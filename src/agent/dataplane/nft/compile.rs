@@ -1,0 +1,365 @@
+//! The desired services with every bucket's real server decided, and the
+//! whole table as `nft -f` text. Pure.
+//!
+//! Every service gets its map and its rule even when no real server is
+//! left: a lookup that misses in a map ends the rule, so an empty map
+//! leaves the VIP's packets to the director's own stack (which refuses
+//! them), exactly as no rule would — and the table's structure then
+//! depends only on the list of services, never on health, so a health
+//! change is always a change of map elements ([`super::delta`]).
+//!
+//! The rules of one VRRP instance's services sit in a chain of their own
+//! (`vi0`, `vi1`, … in order of first appearance); the ingress chain holds
+//! only a `jump` to the chains of the instances forwarded now, so becoming
+//! or ceasing to be master changes one rule, not the table.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use super::{Mac, Proto, Ruleset, Service, TABLE};
+use crate::agent::dataplane::buckets::{self, BUCKETS, Backend};
+
+/// A ruleset with every service's bucket table computed: what is, or is
+/// to be, in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    /// The interface facing clients and real servers.
+    pub interface: String,
+    /// This director's MAC on it (the frames' new source).
+    pub mac: Mac,
+    /// The services, in configuration order; service `i` owns map `s{i}`.
+    pub services: Vec<Forwarded>,
+    /// The instances whose services are forwarded now.
+    pub forwarding: BTreeSet<String>,
+}
+
+impl Compiled {
+    /// The instances that have services, each once, in order of first
+    /// appearance: instance `k` owns chain `vi{k}`.
+    fn instances(&self) -> Vec<&str> {
+        let mut seen = Vec::new();
+        for f in &self.services {
+            if !seen.contains(&f.service.instance.as_str()) {
+                seen.push(f.service.instance.as_str());
+            }
+        }
+        seen
+    }
+
+    /// The chains the ingress chain jumps to: those of the instances
+    /// forwarded now.
+    pub fn jumps(&self) -> Vec<String> {
+        self.instances()
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| self.forwarding.contains(**name))
+            .map(|(k, _)| chain_name(k))
+            .collect()
+    }
+}
+
+/// One service and the real server's MAC of each of its buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The service as configured and health-checked; kept so that the next
+    /// compile can reuse the buckets of a service that did not change.
+    pub service: Service,
+    /// The distinct MACs the buckets point at.
+    macs: Vec<Mac>,
+    /// Each bucket's index into `macs`: [`BUCKETS`] entries, or none when
+    /// no real server has a weight. A palette keeps 1,000 services' tables
+    /// at 8 MB rather than 24.
+    buckets: Vec<u16>,
+}
+
+impl Forwarded {
+    /// Decide every bucket of `service`.
+    fn new(service: Service) -> Forwarded {
+        let keys: Vec<Backend> =
+            service.backends.iter().map(|(b, _)| b.clone()).collect();
+        let mut macs = Vec::new();
+        let mut slot: Vec<Option<u16>> = vec![None; keys.len()];
+        let buckets = buckets::table(&keys)
+            .into_iter()
+            .map(|backend| {
+                *slot[backend].get_or_insert_with(|| {
+                    macs.push(service.backends[backend].1);
+                    // At most one new MAC per bucket: fewer than BUCKETS.
+                    (macs.len() - 1) as u16
+                })
+            })
+            .collect();
+        Forwarded { service, macs, buckets }
+    }
+
+    /// The MAC of `bucket`, or `None` when the service has no real server.
+    pub fn mac(&self, bucket: usize) -> Option<Mac> {
+        self.buckets.get(bucket).map(|&i| self.macs[usize::from(i)])
+    }
+
+    /// Whether the nft rule of `self` and `other` is the same: everything
+    /// but the real servers.
+    pub fn same_rule(&self, other: &Forwarded) -> bool {
+        let (a, b) = (&self.service, &other.service);
+        (a.vip, a.port, a.proto, a.persistent, &a.instance)
+            == (b.vip, b.port, b.proto, b.persistent, &b.instance)
+    }
+}
+
+/// Decide every service's buckets. A service identical to one in
+/// `previous` (same real servers, weights and MACs) keeps its buckets
+/// without computing them again, so a health change costs one service's
+/// table, not all of them.
+pub fn compile(rules: Ruleset, previous: Option<&Compiled>) -> Compiled {
+    let known: HashMap<&Service, &Forwarded> = previous
+        .map(|p| p.services.iter().map(|f| (&f.service, f)).collect())
+        .unwrap_or_default();
+    let services = rules
+        .services
+        .into_iter()
+        .map(|svc| match known.get(&svc) {
+            Some(f) => (*f).clone(),
+            None => Forwarded::new(svc),
+        })
+        .collect();
+    Compiled {
+        interface: rules.interface,
+        mac: rules.mac,
+        services,
+        forwarding: rules.forwarding,
+    }
+}
+
+/// The name of service `i`'s map.
+pub fn map_name(i: usize) -> String {
+    format!("s{i}")
+}
+
+/// The name of instance `k`'s chain.
+fn chain_name(k: usize) -> String {
+    format!("vi{k}")
+}
+
+/// The `nft -f` text that replaces the table with `table` in one
+/// transaction (the `table` line makes the `delete` valid when there is no
+/// table yet).
+pub fn render(table: &Compiled) -> String {
+    let mut s = format!(
+        "table netdev {TABLE}\ndelete table netdev {TABLE}\n\
+         table netdev {TABLE} {{\n"
+    );
+    for (i, f) in table.services.iter().enumerate() {
+        // `size` lets the kernel pick a fixed-size hash for the map instead
+        // of one that grows (and rehashes) while four thousand elements
+        // arrive.
+        let _ = write!(
+            s,
+            "\tmap {} {{\n\t\ttype mark : ether_addr\n\t\tsize {BUCKETS}\n",
+            map_name(i)
+        );
+        if !f.buckets.is_empty() {
+            s += "\t\telements = { ";
+            write_elements(&mut s, f, 0..BUCKETS);
+            s += " }\n";
+        }
+        s += "\t}\n";
+    }
+    for (k, instance) in table.instances().into_iter().enumerate() {
+        let _ = writeln!(s, "\tchain {} {{", chain_name(k));
+        for (i, f) in table.services.iter().enumerate() {
+            if f.service.instance == instance {
+                s += &rule(table, i);
+            }
+        }
+        s += "\t}\n";
+    }
+    let _ = writeln!(
+        s,
+        "\tchain ingress {{\n\t\ttype filter hook ingress device \"{}\" \
+         priority 0; policy accept;",
+        table.interface
+    );
+    for chain in table.jumps() {
+        let _ = writeln!(s, "\t\tjump {chain}");
+    }
+    s += "\t}\n}\n";
+    s
+}
+
+/// The rule of service `i`: match its frames addressed to this director,
+/// hash the flow into a bucket, and send the frame to the bucket's real
+/// server.
+fn rule(table: &Compiled, i: usize) -> String {
+    let svc = &table.services[i].service;
+    let (family, proto) = match (svc.vip, svc.proto) {
+        (IpAddr::V4(_), Proto::Tcp) => ("ip", "tcp"),
+        (IpAddr::V4(_), Proto::Udp) => ("ip", "udp"),
+        (IpAddr::V6(_), Proto::Tcp) => ("ip6", "tcp"),
+        (IpAddr::V6(_), Proto::Udp) => ("ip6", "udp"),
+    };
+    let flow = match svc.persistent {
+        true => format!("{family} saddr"),
+        false => format!("{family} saddr . {proto} sport"),
+    };
+    format!(
+        "\t\tmeta pkttype host {family} daddr {vip} {proto} dport {port} \
+         meta mark set jhash {flow} mod {BUCKETS} seed 0x0 \
+         ether saddr set {mac} ether daddr set meta mark map @{map} \
+         fwd to \"{dev}\"\n",
+        vip = svc.vip,
+        port = svc.port,
+        mac = table.mac,
+        map = map_name(i),
+        dev = table.interface,
+    )
+}
+
+/// `b : mac, …` for the given buckets of `f`, which must have a table.
+/// Each MAC is formatted once, not once per bucket: this loop writes four
+/// million elements for 1,000 services.
+pub fn write_elements(
+    out: &mut String,
+    f: &Forwarded,
+    buckets: impl IntoIterator<Item = usize>,
+) {
+    let macs: Vec<String> = f.macs.iter().map(Mac::to_string).collect();
+    for (n, b) in buckets.into_iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{b} : ");
+        out.push_str(&macs[usize::from(f.buckets[b])]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(last: u8) -> Mac {
+        Mac([2, 0, 0, 0, 0, last])
+    }
+
+    fn rules(persistent: bool) -> Ruleset {
+        Ruleset {
+            interface: "eth0".into(),
+            mac: mac(0xaa),
+            services: vec![Service {
+                vip: "10.0.0.200".parse().unwrap(),
+                port: 80,
+                proto: Proto::Tcp,
+                persistent,
+                backends: vec![
+                    (Backend { key: "10.0.0.21:80".into(), weight: 1 }, mac(1)),
+                    (Backend { key: "10.0.0.22:80".into(), weight: 1 }, mac(2)),
+                ],
+                instance: "VI_1".into(),
+            }],
+            forwarding: ["VI_1".to_owned()].into(),
+        }
+    }
+
+    #[test]
+    fn every_bucket_gets_the_mac_of_its_backend() {
+        let r = rules(false);
+        let table = buckets::table(
+            &r.services[0]
+                .backends
+                .iter()
+                .map(|(b, _)| b.clone())
+                .collect::<Vec<_>>(),
+        );
+        let c = compile(r.clone(), None);
+        for (b, &backend) in table.iter().enumerate() {
+            assert_eq!(
+                c.services[0].mac(b),
+                Some(r.services[0].backends[backend].1)
+            );
+        }
+        assert_eq!(c.services[0].mac(BUCKETS), None);
+    }
+
+    #[test]
+    fn renders_one_map_and_rule_per_service() {
+        let text = render(&compile(rules(false), None));
+        assert!(text.starts_with(
+            "table netdev lbdeploy\ndelete table netdev lbdeploy\n"
+        ));
+        assert!(text.contains(
+            "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 4093\n"
+        ));
+        assert!(text.contains("elements = { 0 : 02:00:00:00:00:0"));
+        assert_eq!(text.matches(" : 02:00:00:00:00:0").count(), BUCKETS);
+        assert!(text.contains(
+            "\tchain vi0 {\n\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport \
+             80 meta mark set jhash ip saddr . tcp sport mod 4093 seed 0x0 \
+             ether saddr set 02:00:00:00:00:aa ether daddr set meta mark map \
+             @s0 fwd to \"eth0\"\n\t}\n"
+        ));
+        assert!(text.ends_with(
+            "\tchain ingress {\n\t\ttype filter hook ingress device \"eth0\" \
+             priority 0; policy accept;\n\t\tjump vi0\n\t}\n}\n"
+        ));
+    }
+
+    #[test]
+    fn only_the_chains_of_instances_forwarded_are_jumped_to() {
+        let mut r = rules(false);
+        let mut other = r.services[0].clone();
+        other.port = 443;
+        other.instance = "VI_2".into();
+        r.services.push(other);
+        r.forwarding = ["VI_2".to_owned(), "VI_9".to_owned()].into();
+        let t = compile(r.clone(), None);
+        assert_eq!(t.jumps(), ["vi1"]);
+        let text = render(&t);
+        assert!(text.contains("\tchain vi1 {\n\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport 443"));
+        r.forwarding.clear();
+        let backup = render(&compile(r, None));
+        assert!(
+            backup.contains("\tchain vi0 {")
+                && backup.contains("\tchain vi1 {")
+        );
+        assert!(!backup.contains("jump"), "a backup keeps its table inert");
+    }
+
+    #[test]
+    fn persistence_hashes_the_client_address_only() {
+        let text = render(&compile(rules(true), None));
+        assert!(text.contains("jhash ip saddr mod 4093"));
+    }
+
+    #[test]
+    fn a_service_without_weight_keeps_its_rule_and_an_empty_map() {
+        let mut r = rules(false);
+        for (b, _) in &mut r.services[0].backends {
+            b.weight = 0;
+        }
+        let text = render(&compile(r, None));
+        assert!(text.contains(
+            "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 4093\n\t}\n"
+        ));
+        assert!(text.contains("daddr 10.0.0.200"));
+        assert!(!text.contains("elements"));
+    }
+
+    #[test]
+    fn an_unchanged_service_keeps_its_buckets_and_a_changed_one_is_redone() {
+        let first = compile(rules(false), None);
+        let mut r = rules(false);
+        assert_eq!(compile(r.clone(), Some(&first)), first);
+        r.services[0].backends[1].1 = mac(3);
+        let second = compile(r, Some(&first));
+        let moved = (0..BUCKETS)
+            .filter(|&b| first.services[0].mac(b) != second.services[0].mac(b))
+            .count();
+        let owned = (0..BUCKETS)
+            .filter(|&b| first.services[0].mac(b) == Some(mac(2)))
+            .count();
+        assert_eq!(
+            moved, owned,
+            "a new MAC changes that backend's buckets only"
+        );
+    }
+}

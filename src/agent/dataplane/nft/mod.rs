@@ -1,0 +1,133 @@
+//! The nftables Direct-Routing data plane: one `table netdev lbdeploy`
+//! whose ingress chain, on the director's interface, rewrites the
+//! destination MAC of each frame for a virtual service to a real server's
+//! and sends it back out of the same port (`fwd`). No conntrack exists at
+//! netdev ingress, so the real server is chosen from a hash of the flow
+//! into a bucket table ([`super::buckets`]), which keeps every packet of a
+//! TCP connection on one real server.
+//!
+//! Only frames addressed to this director's own MAC are taken
+//! (`meta pkttype host`): a switch floods frames for a MAC it has
+//! forgotten to every port, and the backup must not forward those too.
+//!
+//! With 1,000 services the table holds four million map elements, and
+//! loading it whole costs `nft` tens of seconds, so a health change must
+//! not reload it, and neither must becoming master: the table is kept on
+//! every director, backups included, with each VRRP instance's services in
+//! a chain of their own that the ingress chain jumps to only while this
+//! director is master of the instance. Taking over is then one rule. The
+//! parts:
+//!
+//! * [`compile`] — services in, every bucket's real server decided, and
+//!   the whole table as `nft -f` text (pure);
+//! * [`delta`] — installed and desired table in, the one transaction that
+//!   turns one into the other: only the changed map elements, or the whole
+//!   table when its structure changed (pure);
+//! * [`verify`] — what tells a table tampered with by hand from ours
+//!   without listing millions of elements (pure);
+//! * [`generation`] — the kernel's nftables generation over netlink;
+//! * [`installer`] — the adapter that keeps the installed table in
+//!   memory, carries out each transaction with one `nft -f`, and checks the
+//!   kernel's table periodically.
+
+pub mod compile;
+pub mod delta;
+pub mod generation;
+pub mod installer;
+pub mod verify;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use super::buckets::Backend;
+pub use compile::{Compiled, compile, render};
+pub use installer::Installer;
+
+/// The table's name; lbdeploy owns it and nothing else.
+pub const TABLE: &str = "lbdeploy";
+
+/// A MAC address, `02:00:00:00:00:01`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let bytes: Result<Vec<u8>, _> =
+            parts.iter().map(|p| u8::from_str_radix(p, 16)).collect();
+        match bytes {
+            Ok(b) if b.len() == 6 && parts.iter().all(|p| p.len() == 2) => {
+                Ok(Mac(b.try_into().expect("six bytes")))
+            }
+            _ => Err(format!("`{s}` is not a MAC address")),
+        }
+    }
+}
+
+/// TCP or UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// `tcp`.
+    Tcp,
+    /// `udp`.
+    Udp,
+}
+
+/// One virtual service as the data plane forwards it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Service {
+    /// The VIP.
+    pub vip: IpAddr,
+    /// The port.
+    pub port: u16,
+    /// The protocol.
+    pub proto: Proto,
+    /// Whether all flows of one client go to one real server (the hash
+    /// covers the client address only).
+    pub persistent: bool,
+    /// The real servers: their MAC and weight, keyed by `address:port`.
+    pub backends: Vec<(Backend, Mac)>,
+    /// The VRRP instance that holds the VIP: the service is forwarded
+    /// while [`Ruleset::forwarding`] names it.
+    pub instance: String,
+}
+
+/// The whole table of one director.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The interface facing clients and real servers.
+    pub interface: String,
+    /// This director's MAC on it (the frames' new source).
+    pub mac: Mac,
+    /// The services, in configuration order.
+    pub services: Vec<Service>,
+    /// The instances whose services are forwarded now: those this
+    /// director is master of (or was, during the grace after leaving).
+    pub forwarding: BTreeSet<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_and_print() {
+        let m: Mac = "02:00:00:00:00:0a".parse().unwrap();
+        assert_eq!(m.to_string(), "02:00:00:00:00:0a");
+        assert!("02:00:00:00:00".parse::<Mac>().is_err());
+        assert!("02:00:00:00:00:0g".parse::<Mac>().is_err());
+    }
+}
