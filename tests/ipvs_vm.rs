@@ -284,8 +284,13 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
         .find(|l| l.starts_with("TCP") && l.contains("10.0.5.100:80"))
         .unwrap_or_else(|| panic!("no VIP service in:\n{stats}"));
     let n: Vec<&str> = service.split_whitespace().collect();
-    // The kernel folds its per-CPU counters in every 2 s: what is there
-    // is a lower bound, but never an answer counted.
+    // The kernel folds its per-CPU counters in every 2 s; /init waits for
+    // them. What is there is a lower bound, but never an answer counted.
+    assert!(
+        waited(get("three.counted")) <= 5.0,
+        "no counters: {}",
+        get("three.stats")
+    );
     assert!(n[2] != "0" && n[3] != "0", "nothing in: {service}");
     assert_eq!(
         (n[4], n[6]),
