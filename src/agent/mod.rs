@@ -32,6 +32,7 @@ pub mod config;
 pub mod dataplane;
 pub mod director;
 pub mod net;
+pub mod netlink;
 pub mod nftables;
 pub mod paths;
 pub mod realserver;

@@ -7,7 +7,8 @@ use std::io;
 
 use rtnetlink::sys::{Socket, protocols::NETLINK_GENERIC};
 
-use super::codec::{self, Cmd, DecodeError};
+use super::codec::{self, Cmd};
+use crate::agent::netlink::{self, DecodeError};
 use super::{Entry, Op, ServiceKey, Table};
 
 /// A failure talking to IPVS, with the operation.
@@ -190,25 +191,25 @@ impl Ipvs {
         what: &str,
     ) -> Result<Vec<Vec<u8>>, Error> {
         self.seq = self.seq.wrapping_add(1);
-        let flags = if dump { codec::NLM_F_DUMP } else { codec::NLM_F_ACK };
-        let req = codec::request(family, flags, self.seq, cmd, version, attrs);
+        let flags = if dump { netlink::NLM_F_DUMP } else { netlink::NLM_F_ACK };
+        let req = netlink::request(family, flags, self.seq, cmd, version, attrs);
         let io_err = |source| Error::Io { what: what.to_owned(), source };
         self.socket.send(&req, 0).map_err(io_err)?;
         let mut out = Vec::new();
         loop {
             self.buf.clear();
             self.socket.recv(&mut self.buf, 0).map_err(io_err)?;
-            let msgs = codec::messages(&self.buf).map_err(|source| {
+            let msgs = netlink::messages(&self.buf).map_err(|source| {
                 Error::Decode { what: what.to_owned(), source }
             })?;
             for m in msgs.iter().filter(|m| m.seq == self.seq) {
                 let code = || {
-                    codec::error_code(m.payload).map_err(|source| {
+                    netlink::error_code(m.payload).map_err(|source| {
                         Error::Decode { what: what.to_owned(), source }
                     })
                 };
                 match m.kind {
-                    codec::NLMSG_ERROR | codec::NLMSG_DONE => {
+                    netlink::NLMSG_ERROR | netlink::NLMSG_DONE => {
                         let code =
                             if m.payload.is_empty() { 0 } else { code()? };
                         if code < 0 {

@@ -1,11 +1,12 @@
 //! The bytes of IPVS's generic-netlink messages: pure encode and decode, no
 //! socket.
 //!
-//! Every number here is from the kernel's uapi headers, so a reader can
-//! check them line by line: `linux/netlink.h` (message header, flags,
-//! `NLMSG_ERROR`/`NLMSG_DONE`), `linux/genetlink.h` (the controller family
-//! and `CTRL_CMD_GETFAMILY`) and `linux/ip_vs.h` (commands, attributes,
-//! flags, forwarding methods).
+//! The framing (netlink header, flags, attributes) is
+//! [`crate::agent::netlink`]'s; here are the generic-netlink controller
+//! (`linux/genetlink.h`: the family lookup, `CTRL_CMD_GETFAMILY`) and IPVS
+//! itself (`linux/ip_vs.h`: commands, attributes, flags, forwarding
+//! methods), every number from the kernel's uapi headers so a reader can
+//! check them line by line.
 //!
 //! ```text
 //!  0               1               2               3
@@ -28,28 +29,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Dest, DestKey, Forward, Proto, ServiceKey, Settings};
+use crate::agent::netlink::{
+    DecodeError, GENL_HDRLEN, NLA_F_NESTED, attributes, find, need, put,
+};
 
-/// `sizeof(struct nlmsghdr)` (`linux/netlink.h`).
-pub const NLMSG_HDRLEN: usize = 16;
-/// `GENL_HDRLEN` (`linux/genetlink.h`).
-pub const GENL_HDRLEN: usize = 4;
-/// `NLA_HDRLEN` (`linux/netlink.h`).
-const NLA_HDRLEN: usize = 4;
-
-/// `NLM_F_REQUEST`: every message to the kernel carries it.
-pub const NLM_F_REQUEST: u16 = 0x1;
-/// `NLM_F_ACK`: ask for an `NLMSG_ERROR` (0 = success) after a change.
-pub const NLM_F_ACK: u16 = 0x4;
-/// `NLM_F_DUMP` (`NLM_F_ROOT | NLM_F_MATCH`): list everything.
-pub const NLM_F_DUMP: u16 = 0x300;
-/// `NLMSG_ERROR`: an error code (0 is an acknowledgement).
-pub const NLMSG_ERROR: u16 = 2;
-/// `NLMSG_DONE`: the end of a dump.
-pub const NLMSG_DONE: u16 = 3;
-/// `NLA_F_NESTED` (`linux/netlink.h`): marks a nested attribute.
-const NLA_F_NESTED: u16 = 0x8000;
-/// The attribute type without `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER`.
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// `GENL_ID_CTRL` (`linux/genetlink.h`): the controller's fixed family id.
 pub const GENL_ID_CTRL: u16 = 0x10;
@@ -125,103 +108,7 @@ const IP_VS_SCHEDNAME_MAXLEN: usize = 16;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
-/// What the kernel sent that this codec cannot read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// Fewer bytes than a header or a field needs.
-    #[error("truncated {what}: {have} bytes, need {need}")]
-    Truncated {
-        /// What was being read.
-        what: &'static str,
-        /// Bytes available.
-        have: usize,
-        /// Bytes needed.
-        need: usize,
-    },
-    /// A required attribute is absent.
-    #[error("missing attribute {0}")]
-    Missing(&'static str),
-    /// An attribute holds a value this codec does not accept.
-    #[error("bad attribute {what}: {detail}")]
-    Bad {
-        /// The attribute.
-        what: &'static str,
-        /// What is wrong with it.
-        detail: String,
-    },
-}
 
-/// One netlink message as received: header fields and payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message<'a> {
-    /// `nlmsg_type`: a family id, `NLMSG_ERROR` or `NLMSG_DONE`.
-    pub kind: u16,
-    /// `nlmsg_flags`.
-    pub flags: u16,
-    /// `nlmsg_seq`: matches the request's.
-    pub seq: u32,
-    /// Everything after the netlink header.
-    pub payload: &'a [u8],
-}
-
-/// Split a datagram into its netlink messages.
-///
-/// # Errors
-/// A header or length that runs past the datagram.
-pub fn messages(mut buf: &[u8]) -> Result<Vec<Message<'_>>, DecodeError> {
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        need("netlink header", buf, NLMSG_HDRLEN)?;
-        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            return Err(DecodeError::Truncated {
-                what: "netlink message",
-                have: buf.len(),
-                need: len.max(NLMSG_HDRLEN),
-            });
-        }
-        out.push(Message {
-            kind: u16::from_ne_bytes([buf[4], buf[5]]),
-            flags: u16::from_ne_bytes([buf[6], buf[7]]),
-            seq: u32::from_ne_bytes(buf[8..12].try_into().unwrap()),
-            payload: &buf[NLMSG_HDRLEN..len],
-        });
-        buf = &buf[align(len).min(buf.len())..];
-    }
-    Ok(out)
-}
-
-/// The error code of an `NLMSG_ERROR` (or a `NLMSG_DONE` that carries
-/// one): 0 for an acknowledgement, else a negative errno.
-///
-/// # Errors
-/// A payload shorter than the code.
-pub fn error_code(payload: &[u8]) -> Result<i32, DecodeError> {
-    need("netlink error", payload, 4)?;
-    Ok(i32::from_ne_bytes(payload[0..4].try_into().unwrap()))
-}
-
-/// A whole request: netlink header, genl header (`cmd`, `version`) and the
-/// already encoded attributes.
-pub fn request(
-    family: u16,
-    flags: u16,
-    seq: u32,
-    cmd: u8,
-    version: u8,
-    attrs: &[u8],
-) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + GENL_HDRLEN + attrs.len();
-    let mut buf = Vec::with_capacity(len);
-    buf.extend_from_slice(&(len as u32).to_ne_bytes());
-    buf.extend_from_slice(&family.to_ne_bytes());
-    buf.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
-    buf.extend_from_slice(&seq.to_ne_bytes());
-    buf.extend_from_slice(&0u32.to_ne_bytes()); // pid 0: to the kernel
-    buf.extend_from_slice(&[cmd, version, 0, 0]);
-    buf.extend_from_slice(attrs);
-    buf
-}
 
 /// The attributes of `CTRL_CMD_GETFAMILY` for `name`.
 pub fn get_family(name: &str) -> Vec<u8> {
@@ -399,51 +286,7 @@ fn skip_genl(genl: &[u8]) -> Result<&[u8], DecodeError> {
     Ok(&genl[GENL_HDRLEN..])
 }
 
-/// Append one attribute (header, payload, padding).
-fn put(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
-    let len = NLA_HDRLEN + payload.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&ty.to_ne_bytes());
-    buf.extend_from_slice(payload);
-    buf.resize(buf.len() + (align(len) - len), 0);
-}
 
-/// `(type without flags, payload)` of every attribute in `buf`.
-///
-/// # Errors
-/// An attribute whose length runs past `buf`.
-pub fn attributes(mut buf: &[u8]) -> Result<Vec<(u16, &[u8])>, DecodeError> {
-    let mut out = Vec::new();
-    while buf.len() >= NLA_HDRLEN {
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN || len > buf.len() {
-            return Err(DecodeError::Truncated {
-                what: "netlink attribute",
-                have: buf.len(),
-                need: len.max(NLA_HDRLEN),
-            });
-        }
-        out.push((ty, &buf[NLA_HDRLEN..len]));
-        buf = &buf[align(len).min(buf.len())..];
-    }
-    Ok(out)
-}
-
-fn find<'a>(attrs: &[(u16, &'a [u8])], ty: u16) -> Option<&'a [u8]> {
-    attrs.iter().find(|(t, _)| *t == ty).map(|(_, p)| *p)
-}
-
-const fn align(len: usize) -> usize {
-    (len + 3) & !3
-}
-
-fn need(what: &'static str, buf: &[u8], n: usize) -> Result<(), DecodeError> {
-    if buf.len() < n {
-        return Err(DecodeError::Truncated { what, have: buf.len(), need: n });
-    }
-    Ok(())
-}
 
 fn cstring(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
@@ -521,6 +364,7 @@ fn string_of(what: &'static str, b: &[u8]) -> Result<String, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::netlink::{error_code, messages, request};
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()

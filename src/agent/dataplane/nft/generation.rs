@@ -7,7 +7,7 @@
 //! costs one netlink request instead of listing four million elements.
 //!
 //! The request has the framing of every netlink message
-//! ([`codec::request`]); its 4-byte `nfgenmsg` (family, version, resource
+//! ([`netlink::request`]); its 4-byte `nfgenmsg` (family, version, resource
 //! id) has the layout of a generic-netlink header, all zero here
 //! (`AF_UNSPEC`, `NFNETLINK_V0`).
 
@@ -15,7 +15,7 @@ use std::io;
 
 use rtnetlink::sys::{Socket, protocols::NETLINK_NETFILTER};
 
-use crate::agent::dataplane::ipvs::codec::{self, DecodeError};
+use crate::agent::netlink::{self, DecodeError};
 
 /// `NFNL_SUBSYS_NFTABLES` (`linux/netfilter/nfnetlink.h`), the high byte
 /// of the message type.
@@ -30,7 +30,7 @@ const NFTA_GEN_ID: u16 = 1;
 /// The request for the generation, with sequence number `seq`.
 pub fn request(seq: u32) -> Vec<u8> {
     let kind = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN;
-    codec::request(kind, 0, seq, 0, 0, &[])
+    netlink::request(kind, 0, seq, 0, 0, &[])
 }
 
 /// The generation in the kernel's answer to [`request`].
@@ -39,16 +39,16 @@ pub fn request(seq: u32) -> Vec<u8> {
 /// An error answer (its errno), or an answer without a generation.
 pub fn decode(datagram: &[u8]) -> Result<u32, io::Error> {
     let bad = |e: DecodeError| io::Error::new(io::ErrorKind::InvalidData, e);
-    for m in codec::messages(datagram).map_err(bad)? {
-        if m.kind == codec::NLMSG_ERROR {
-            let code = codec::error_code(m.payload).map_err(bad)?;
+    for m in netlink::messages(datagram).map_err(bad)? {
+        if m.kind == netlink::NLMSG_ERROR {
+            let code = netlink::error_code(m.payload).map_err(bad)?;
             return Err(io::Error::from_raw_os_error(-code));
         }
         if m.kind != NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWGEN {
             continue;
         }
-        let attrs = m.payload.get(codec::GENL_HDRLEN..).unwrap_or_default();
-        for (ty, value) in codec::attributes(attrs).map_err(bad)? {
+        let attrs = m.payload.get(netlink::GENL_HDRLEN..).unwrap_or_default();
+        for (ty, value) in netlink::attributes(attrs).map_err(bad)? {
             if let (NFTA_GEN_ID, Ok(id)) = (ty, <[u8; 4]>::try_from(value)) {
                 return Ok(u32::from_be_bytes(id));
             }
@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(r.len(), 20);
         assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 20);
         assert_eq!(u16::from_ne_bytes([r[4], r[5]]), 0x0a10);
-        assert_eq!(u16::from_ne_bytes([r[6], r[7]]), codec::NLM_F_REQUEST);
+        assert_eq!(u16::from_ne_bytes([r[6], r[7]]), netlink::NLM_F_REQUEST);
         assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 7);
         assert_eq!(&r[16..], [0, 0, 0, 0]);
     }
@@ -110,7 +110,7 @@ mod tests {
         assert!(decode(&[1, 2, 3]).is_err());
         let mut err = Vec::new();
         err.extend_from_slice(&20u32.to_ne_bytes());
-        err.extend_from_slice(&codec::NLMSG_ERROR.to_ne_bytes());
+        err.extend_from_slice(&netlink::NLMSG_ERROR.to_ne_bytes());
         err.extend_from_slice(&[0; 10]);
         err.extend_from_slice(&(-1i32).to_ne_bytes());
         assert_eq!(decode(&err).unwrap_err().raw_os_error(), Some(1));
