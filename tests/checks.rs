@@ -20,7 +20,7 @@ use md5::{Digest, Md5};
 use serde_json::Value;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TestLab, within};
+use crate::support::lab::{TestLab, lab_hosts, within};
 use crate::support::sinks::Sink;
 
 /// Every check's schedule in these labs.
@@ -67,15 +67,9 @@ fn inventory(n: u8, service: &str, top: &str) -> String {
         TIMEOUT.as_millis(),
         PAUSE.as_millis()
     );
+    let hosts = lab_hosts("checks", n);
     format!(
-        "cluster: checks-{n}
-directors:
-  - {{ name: keepalived01, address: 10.77.{n}.11/24, interface: eth0, priority: 120 }}
-  - {{ name: keepalived02, address: 10.77.{n}.12/24, interface: eth0, priority: 70 }}
-real_servers:
-  - {{ name: rs01, address: 10.77.{n}.21/24, interface: eth0 }}
-  - {{ name: rs02, address: 10.77.{n}.22/24, interface: eth0 }}
-vrrp_instances:
+        "{hosts}vrrp_instances:
   - {{ name: VI_1, virtual_router_id: 71, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
 virtual_services:
   - name: web

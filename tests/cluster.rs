@@ -14,7 +14,7 @@ use lbdeploy::agent::vrrp::fsm::master_down_interval;
 use lbdeploy::agent::vrrp::packet::Version;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TempDir, TestLab, within};
+use crate::support::lab::{TempDir, TestLab, lab_hosts, within};
 
 const N: u8 = 87;
 
@@ -22,14 +22,7 @@ const N: u8 = 87;
 /// schedule: down within 1 s + 2 × 1 s + 1 × 0.5 s.
 fn inventory() -> String {
     format!(
-        "cluster: cluster-{N}
-directors:
-  - {{ name: keepalived01, address: 10.77.{N}.11/24, interface: eth0, priority: 120 }}
-  - {{ name: keepalived02, address: 10.77.{N}.12/24, interface: eth0, priority: 70 }}
-real_servers:
-  - {{ name: rs01, address: 10.77.{N}.21/24, interface: eth0 }}
-  - {{ name: rs02, address: 10.77.{N}.22/24, interface: eth0 }}
-vrrp_instances:
+        "{}vrrp_instances:
   - name: VI_1
     virtual_router_id: 61
     virtual_addresses: [{{ address: 10.77.{N}.200/24 }}]
@@ -44,7 +37,8 @@ virtual_services:
 lab:
   controller: 10.77.{N}.10/24
   client: 10.77.{N}.100/24
-"
+",
+        lab_hosts("cluster", N)
     )
 }
 

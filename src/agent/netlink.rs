@@ -169,7 +169,11 @@ pub const fn align(len: usize) -> usize {
 }
 
 /// `Truncated` unless `buf` holds at least `n` bytes.
-pub fn need(what: &'static str, buf: &[u8], n: usize) -> Result<(), DecodeError> {
+pub fn need(
+    what: &'static str,
+    buf: &[u8],
+    n: usize,
+) -> Result<(), DecodeError> {
     if buf.len() < n {
         return Err(DecodeError::Truncated { what, have: buf.len(), need: n });
     }

@@ -51,18 +51,27 @@ pub fn skip(name: &str) {
     );
 }
 
-/// The example cluster (two directors, two real servers on port 80, VIP
-/// .200, controller .10, client .100) on 10.77.`n`.0/24.
-pub fn example_inventory(n: u8) -> String {
+/// The hosts of the example cluster on 10.77.`n`.0/24, as an inventory's
+/// `cluster`, `directors` and `real_servers`: keepalived01 (.11, priority
+/// 120) and keepalived02 (.12, priority 70), rs01 (.21) and rs02 (.22).
+pub fn lab_hosts(cluster: &str, n: u8) -> String {
     format!(
-        "cluster: labtest-{n}
+        "cluster: {cluster}-{n}
 directors:
   - {{ name: keepalived01, address: 10.77.{n}.11/24, interface: eth0, priority: 120 }}
   - {{ name: keepalived02, address: 10.77.{n}.12/24, interface: eth0, priority: 70 }}
 real_servers:
   - {{ name: rs01, address: 10.77.{n}.21/24, interface: eth0 }}
   - {{ name: rs02, address: 10.77.{n}.22/24, interface: eth0 }}
-vrrp_instances:
+"
+    )
+}
+
+/// The example cluster (two directors, two real servers on port 80, VIP
+/// .200, controller .10, client .100) on 10.77.`n`.0/24.
+pub fn example_inventory(n: u8) -> String {
+    format!(
+        "{}vrrp_instances:
   - name: VI_1
     virtual_router_id: 51
     virtual_addresses: [{{ address: 10.77.{n}.200/24 }}]
@@ -76,7 +85,8 @@ virtual_services:
 lab:
   controller: 10.77.{n}.10/24
   client: 10.77.{n}.100/24
-"
+",
+        lab_hosts("labtest", n)
     )
 }
 

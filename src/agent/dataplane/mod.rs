@@ -167,6 +167,19 @@ virtual_services:
         serde_yaml::from_str(text).unwrap()
     }
 
+    /// `text`'s ruleset on this director, master of VI_1, with real
+    /// servers up as `up` says and the quorum held or not.
+    fn rules(
+        text: &str,
+        macs: &BTreeMap<IpAddr, Mac>,
+        up: impl Fn(IpAddr) -> bool,
+        quorum: bool,
+    ) -> Ruleset {
+        let own = Mac([2, 0, 0, 0, 0, 0xaa]);
+        ruleset(&config(text), own, macs, |_, ip| up(ip), |_| quorum, master())
+            .unwrap()
+    }
+
     fn macs() -> BTreeMap<IpAddr, Mac> {
         [(21, 1), (22, 2)]
             .into_iter()
@@ -181,16 +194,7 @@ virtual_services:
 
     #[test]
     fn unresolved_and_down_real_servers_are_left_out() {
-        let own = Mac([2, 0, 0, 0, 0, 0xaa]);
-        let r = ruleset(
-            &config(CONFIG),
-            own,
-            &macs(),
-            |_, _| true,
-            |_| true,
-            master(),
-        )
-        .unwrap();
+        let r = rules(CONFIG, &macs(), |_| true, true);
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
@@ -200,50 +204,17 @@ virtual_services:
         assert_eq!(r.services[0].backends[0].0.weight, 2);
         assert!(!r.services[0].persistent);
         let down: IpAddr = "10.0.0.21".parse().unwrap();
-        let r = ruleset(
-            &config(CONFIG),
-            own,
-            &macs(),
-            |_, ip| ip != down,
-            |_| true,
-            master(),
-        )
-        .unwrap();
+        let r = rules(CONFIG, &macs(), |ip| ip != down, true);
         assert_eq!(r.services[0].backends.len(), 1);
     }
 
     #[test]
     fn persistence_and_source_hashing_hash_the_client_only() {
-        let own = Mac([0; 6]);
         let text = CONFIG.replace("scheduler: wrr", "scheduler: sh");
-        assert!(
-            ruleset(
-                &config(&text),
-                own,
-                &macs(),
-                |_, _| true,
-                |_| true,
-                master()
-            )
-            .unwrap()
-            .services[0]
-                .persistent
-        );
+        assert!(rules(&text, &macs(), |_| true, true).services[0].persistent);
         let text = CONFIG
             .replace("  quorum: 1", "  quorum: 1\n  persistence_timeout: 50s");
-        assert!(
-            ruleset(
-                &config(&text),
-                own,
-                &macs(),
-                |_, _| true,
-                |_| true,
-                master()
-            )
-            .unwrap()
-            .services[0]
-                .persistent
-        );
+        assert!(rules(&text, &macs(), |_| true, true).services[0].persistent);
     }
 
     #[test]
@@ -254,27 +225,20 @@ virtual_services:
         );
         let mut m = macs();
         m.insert("10.0.0.99".parse().unwrap(), Mac([2, 0, 0, 0, 0, 99]));
-        let own = Mac([0; 6]);
-        let r =
-            ruleset(&config(&text), own, &m, |_, _| false, |_| false, master())
-                .unwrap();
+        let r = rules(&text, &m, |_| false, false);
         let keys: Vec<&str> = r.services[0]
             .backends
             .iter()
             .map(|(b, _)| b.key.as_str())
             .collect();
         assert_eq!(keys, ["10.0.0.99:80"]);
-        let r =
-            ruleset(&config(&text), own, &m, |_, _| true, |_| true, master())
-                .unwrap();
+        let r = rules(&text, &m, |_| true, true);
         assert_eq!(
             r.services[0].backends.len(),
             2,
             "not while a real server is up"
         );
-        let r =
-            ruleset(&config(&text), own, &m, |_, _| true, |_| false, master())
-                .unwrap();
+        let r = rules(&text, &m, |_| true, false);
         assert_eq!(
             r.services[0].backends[0].0.key, "10.0.0.99:80",
             "but once the service lost its quorum"
@@ -284,43 +248,17 @@ virtual_services:
 
     #[test]
     fn without_a_sorry_server_losing_quorum_keeps_the_live_servers() {
-        let own = Mac([0; 6]);
-        let r = ruleset(
-            &config(CONFIG),
-            own,
-            &macs(),
-            |_, _| true,
-            |_| false,
-            master(),
-        )
-        .unwrap();
+        let r = rules(CONFIG, &macs(), |_| true, false);
         assert_eq!(r.services[0].backends.len(), 2);
     }
 
     #[test]
     fn services_belong_to_the_instance_of_their_vip_or_are_left_out() {
-        let own = Mac([0; 6]);
-        let r = ruleset(
-            &config(CONFIG),
-            own,
-            &macs(),
-            |_, _| true,
-            |_| true,
-            master(),
-        )
-        .unwrap();
+        let r = rules(CONFIG, &macs(), |_| true, true);
         assert_eq!(r.services[0].instance, "VI_1");
         assert_eq!(r.forwarding, master());
         let text = CONFIG.replace("vip: 10.0.0.200", "vip: 10.0.0.201");
-        let r = ruleset(
-            &config(&text),
-            own,
-            &macs(),
-            |_, _| true,
-            |_| true,
-            master(),
-        )
-        .unwrap();
+        let r = rules(&text, &macs(), |_| true, true);
         assert!(r.services.is_empty(), "no instance holds 10.0.0.201");
     }
 

@@ -8,8 +8,8 @@ use std::io;
 use rtnetlink::sys::{Socket, protocols::NETLINK_GENERIC};
 
 use super::codec::{self, Cmd};
-use crate::agent::netlink::{self, DecodeError};
 use super::{Entry, Op, ServiceKey, Table};
+use crate::agent::netlink::{self, DecodeError};
 
 /// A failure talking to IPVS, with the operation.
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +192,8 @@ impl Ipvs {
     ) -> Result<Vec<Vec<u8>>, Error> {
         self.seq = self.seq.wrapping_add(1);
         let flags = if dump { netlink::NLM_F_DUMP } else { netlink::NLM_F_ACK };
-        let req = netlink::request(family, flags, self.seq, cmd, version, attrs);
+        let req =
+            netlink::request(family, flags, self.seq, cmd, version, attrs);
         let io_err = |source| Error::Io { what: what.to_owned(), source };
         self.socket.send(&req, 0).map_err(io_err)?;
         let mut out = Vec::new();

@@ -33,7 +33,6 @@ use crate::agent::netlink::{
     DecodeError, GENL_HDRLEN, NLA_F_NESTED, attributes, find, need, put,
 };
 
-
 /// `GENL_ID_CTRL` (`linux/genetlink.h`): the controller's fixed family id.
 pub const GENL_ID_CTRL: u16 = 0x10;
 /// `CTRL_CMD_GETFAMILY`.
@@ -107,8 +106,6 @@ const IP_VS_SCHEDNAME_MAXLEN: usize = 16;
 /// `AF_INET` / `AF_INET6`.
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
-
-
 
 /// The attributes of `CTRL_CMD_GETFAMILY` for `name`.
 pub fn get_family(name: &str) -> Vec<u8> {
@@ -285,8 +282,6 @@ fn skip_genl(genl: &[u8]) -> Result<&[u8], DecodeError> {
     need("genl header", genl, GENL_HDRLEN)?;
     Ok(&genl[GENL_HDRLEN..])
 }
-
-
 
 fn cstring(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
