@@ -62,6 +62,18 @@ impl Quorum {
         (self.quorum, self.hysteresis) == (other.quorum, other.hysteresis)
     }
 
+    /// What a service that starts with live weight `live` notifies:
+    /// nothing with quorum, a loss without it (keepalived sends
+    /// `quorum_down` then too), the threshold being what it needs to gain.
+    pub fn at_start(&self, live: u64) -> Option<Change> {
+        let gain = self.quorum + self.hysteresis;
+        (!self.up).then_some(Change {
+            up: false,
+            weight: live,
+            threshold: gain,
+        })
+    }
+
     /// Take the live weight now; the change, if it crossed a threshold.
     pub fn update(&mut self, live: u64) -> Option<Change> {
         let gain = self.quorum + self.hysteresis;
@@ -100,6 +112,15 @@ mod tests {
         assert!(!Quorum::new(3, 1, 3).is_up());
         assert!(Quorum::new(1, 0, 1).is_up());
         assert!(!Quorum::new(1, 0, 0).is_up());
+    }
+
+    #[test]
+    fn a_service_starting_without_quorum_says_so() {
+        assert_eq!(Quorum::new(3, 1, 4).at_start(4), None);
+        assert_eq!(
+            Quorum::new(3, 1, 3).at_start(3),
+            Some(Change { up: false, weight: 3, threshold: 4 })
+        );
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl Loop {
     /// Bring every service's quorum verdict up to date with the real
     /// servers' health, notifying each gain and loss. A service new to the
     /// configuration, or whose quorum settings changed, starts over with
-    /// keepalived's start-up rule.
+    /// keepalived's start-up rule, and is notified if it starts without.
     fn weigh(&mut self) {
         let Some(config) = &self.config else { return };
         let mut next = BTreeMap::new();
@@ -229,12 +229,9 @@ impl Loop {
                     q
                 }
                 _ => {
-                    if !fresh.is_up() {
-                        log(&format!(
-                            "service {} starts without quorum (live weight {live})",
-                            svc.name
-                        ));
-                    }
+                    changes.extend(
+                        fresh.at_start(live).map(|c| (svc.name.clone(), c)),
+                    );
                     fresh
                 }
             };
