@@ -246,7 +246,7 @@ pub struct ImportArgs {
     )]
     pub scripts: Vec<import::Source>,
 
-    /// A host's own address: NAME=ADDRESS/PREFIX[@IFACE].
+    /// A host's own address: `NAME=ADDRESS/PREFIX[@IFACE]`.
     #[arg(
         long = "host",
         value_name = "NAME=ADDR/PREFIX[@IFACE]",

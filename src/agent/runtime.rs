@@ -5,7 +5,7 @@
 //!
 //! * load and validate the configuration before touching anything, so a
 //!   bad file fails with its name and leaves no socket behind;
-//! * serve [`status`](super::status) on `RUN/agent.sock`;
+//! * serve [`super::status`] on `RUN/agent.sock`;
 //! * the worker converges the host to the configuration at start (a failure
 //!   there ends the agent with 1) and after every reload;
 //! * SIGHUP re-reads the configuration (a bad new file is reported and the

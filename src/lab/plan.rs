@@ -204,7 +204,7 @@ pub fn default_state_dir(cluster: &str) -> PathBuf {
     Path::new(DEFAULT_STATE_ROOT).join(safe_component(cluster, "cluster"))
 }
 
-/// The state directory of the one lab under [`DEFAULT_STATE_ROOT`], if
+/// The state directory of the one lab under `DEFAULT_STATE_ROOT`, if
 /// there is exactly one: then `lab exec`, `status` and `down` need neither
 /// an inventory nor `--state-dir`, as on a machine where someone just ran
 /// `lab up -i inventory.example.yml`.

@@ -15,7 +15,7 @@
 //! input at a time; the worker talks to it through `ctl_tx` and reads its
 //! [`InstanceStatus`] snapshot. Everything that decides is a pure function
 //! here ([`Settings::new`], [`classify`], [`notify_args`]) or in
-//! [`fsm`](crate::agent::vrrp::fsm), tested without sockets.
+//! [`crate::agent::vrrp::fsm`], tested without sockets.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};

@@ -17,7 +17,7 @@
 //!                           └── report ◀── Snapshot ◀─┘    events + a tick)
 //! ```
 //!
-//! Start and reload ([`Worker::apply`]) refuse a VIP held on another
+//! Start and reload ([`Worker::apply`](crate::agent::runtime::Worker::apply)) refuse a VIP held on another
 //! interface, set the sysctls (or load the nft table) **before** any VIP
 //! appears, remove the VIPs
 //! this agent added that are no longer configured, add the missing ones and

@@ -2,7 +2,7 @@
 //! generic netlink (family `"IPVS"`), for kernels that have it.
 //!
 //! * [`codec`] — the messages' bytes (pure, numbers from `linux/ip_vs.h`);
-//! * [`reconcile`] — the difference between the table lbdeploy wants and
+//! * [`mod@reconcile`] — the difference between the table lbdeploy wants and
 //!   the kernel's, as operations (pure; never a flush);
 //! * [`client`] — the netlink socket: [`Ipvs::connect`], [`Ipvs::dump`],
 //!   [`Ipvs::apply`].
@@ -25,7 +25,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`sync`] is [`Ipvs::dump`], [`reconcile`], [`Ipvs::apply`] and the
+//! [`sync`] is [`Ipvs::dump`], [`fn@reconcile`], [`Ipvs::apply`] and the
 //! [`Owned`] record around them; use those directly to plan without
 //! applying (e.g. a dry run):
 //!

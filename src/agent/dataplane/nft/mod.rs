@@ -18,7 +18,7 @@
 //! director is master of the instance. Taking over is then one rule. The
 //! parts:
 //!
-//! * [`compile`] — services in, every bucket's real server decided, and
+//! * [`mod@compile`] — services in, every bucket's real server decided, and
 //!   the whole table as `nft -f` text (pure);
 //! * [`delta`] — installed and desired table in, the one transaction that
 //!   turns one into the other: only the changed map elements, or the whole
