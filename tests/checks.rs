@@ -114,26 +114,6 @@ fn verdict(lab: &TestLab, rip: &str) -> Option<bool> {
     status["details"]["forwarding"]["real_servers"]["web"][rip].as_bool()
 }
 
-/// Replace rs02's responder by `lbdeploy lab responder ARGS`; returns once
-/// the new one listens. The old one is gone before the new one binds, so
-/// the port is refused only for the moment between two commands. (Two
-/// commands: the second shell's own command line names the responder and
-/// would match the first one's `pgrep`.)
-fn swap_responder(lab: &TestLab, args: &str) {
-    lab.exec_ok("rs02", &kill_here("[l]bdeploy lab responder"));
-    // Each wait gives up after 5 s, so a responder that cannot start
-    // fails the test instead of hanging it.
-    let port_80 = "ss -Hltn 'sport = :80' | grep -q .";
-    lab.exec_ok(
-        "rs02",
-        &format!(
-            "for i in $(seq 500); do {port_80} || break; sleep 0.01; done; \
-             setsid lbdeploy lab responder --port 80 {args} </dev/null >/dev/null 2>&1 & \
-             for i in $(seq 500); do {port_80} && exit 0; sleep 0.01; done; exit 1"
-        ),
-    );
-}
-
 /// Break rs02 with a responder started with `args`: it must be marked
 /// down within the bound, with `reason` in keepalived01's log, and the VIP
 /// must then send every request to rs01 (from client ports `ports…`, new
@@ -150,7 +130,7 @@ fn break_and_mend(
 ) {
     let rip = format!("10.77.{n}.22");
     let start = Instant::now();
-    swap_responder(lab, args);
+    lab.swap_responder("rs02", args);
     within(down_bound(), &format!("rs02 marked down for {what}"), || {
         verdict(lab, &rip) == Some(false)
     });
@@ -162,7 +142,7 @@ fn break_and_mend(
     assert_eq!(seen.get("rs01"), Some(&20), "{what}: {seen:?}");
 
     let start = Instant::now();
-    swap_responder(lab, "--name rs02");
+    lab.swap_responder("rs02", "--name rs02");
     within(up_bound(), &format!("rs02 back after {what}"), || {
         verdict(lab, &rip) == Some(true)
     });
@@ -317,7 +297,7 @@ fn a_running_director_notifies_by_webhook_and_email() {
     );
 
     // Back: the quorum is regained.
-    swap_responder(&lab, "--name rs02");
+    lab.swap_responder("rs02", "--name rs02");
     let gained = webhook(&hooks, up_bound() + soon, "quorum regained", |v| {
         v["event"] == "quorum"
     });
@@ -347,7 +327,7 @@ fn a_hung_mail_server_and_a_dead_webhook_do_not_delay_the_checks() {
         });
         let down = start.elapsed();
         let start = Instant::now();
-        swap_responder(&lab, "--name rs02");
+        lab.swap_responder("rs02", "--name rs02");
         within(up_bound(), &format!("rs02 back {label}"), || {
             verdict(&lab, &rip) == Some(true)
         });

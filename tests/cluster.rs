@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lbdeploy::agent::check::health::{Timing, down_within};
+use lbdeploy::agent::check::health::{Timing, down_within, up_within};
 use lbdeploy::agent::dataplane::buckets::BUCKETS;
 use lbdeploy::agent::dataplane::nft::verify::map_elements;
 use lbdeploy::agent::vrrp::fsm::master_down_interval;
 use lbdeploy::agent::vrrp::packet::Version;
+use lbdeploy::lab::demo::kill_here;
 
 use crate::lab_or_skip;
 use crate::support::lab::{TempDir, TestLab, lab_hosts, within};
@@ -396,4 +397,112 @@ fn a_table_removed_by_hand_is_put_back() {
     lab.exec_ok("keepalived01", "nft delete element netdev lbdeploy s0 { 0 }");
     let took = within(bound, "the map refilled", || map() == whole);
     eprintln!("map refilled after {took:?}");
+}
+
+/// Issue #7: removing one of three real servers moves at most its own
+/// flows, and bringing it back moves exactly those back. The flows are
+/// fixed: 60 client addresses, with persistence so that each address is
+/// one flow in the bucket table (every request a new source port, so no
+/// 4-tuple is reused within TIME_WAIT). The real servers' checks decide,
+/// as in production: rs03's web server stops, then comes back.
+#[test]
+fn one_server_of_three_leaving_and_returning_moves_only_its_own_flows() {
+    let n = 99;
+    let tcp = "checks: [{ tcp: { connect_timeout: 1s, retry: 1, delay_before_retry: 500ms } }]";
+    let inv = format!(
+        "{}  - {{ name: rs03, address: 10.77.{n}.23/24, interface: eth0 }}
+vrrp_instances:
+  - {{ name: VI_1, virtual_router_id: 63, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
+virtual_services:
+  - vip: 10.77.{n}.200
+    port: 80
+    scheduler: rr
+    persistence_timeout: 300s
+    delay_loop: 1s
+    real_servers:
+      - {{ host: rs01, port: 80, {tcp} }}
+      - {{ host: rs02, port: 80, {tcp} }}
+      - {{ host: rs03, port: 80, {tcp} }}
+lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
+",
+        lab_hosts("moves", n)
+    );
+    let lab = lab_or_skip!("cluster-moves", inv);
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let url = format!("http://10.77.{n}.200/");
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(mdi + Duration::from_secs(5), "traffic through the VIP", || {
+        lab.exec("client", &format!("curl -sf --max-time 1 {url}"))
+            .status
+            .success()
+    });
+    let clients: Vec<String> =
+        (101..161).map(|h| format!("10.77.{n}.{h}")).collect();
+    lab.exec_ok(
+        "client",
+        &clients
+            .iter()
+            .map(|a| format!("ip addr add {a}/24 dev eth0"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    // Which real server each client address's request reaches.
+    let flows = || -> BTreeMap<String, String> {
+        let script = clients
+            .iter()
+            .map(|a| {
+                format!(
+                    "echo {a} $(curl -s --max-time 1 --interface {a} {url})"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        lab.exec_ok("client", &script)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(a, who)| (a.to_owned(), who.trim().to_owned()))
+            .collect()
+    };
+    let status = |rip: &str, up: bool| {
+        lab.exec_ok("keepalived01", "lbdeploy agent status --json")
+            .contains(&format!("\"10.77.{n}.{rip}\": {up}"))
+    };
+    let timing = Timing {
+        delay_loop: Duration::from_secs(1),
+        retry: 1,
+        delay_before_retry: Duration::from_millis(500),
+        rise: 1,
+    };
+    let before = flows();
+    let per = |m: &BTreeMap<String, String>, who: &str| {
+        m.values().filter(|w| *w == who).count()
+    };
+    for who in ["rs01", "rs02", "rs03"] {
+        assert!(per(&before, who) > 0, "{who} got no flow: {before:?}");
+    }
+    assert_eq!(before.len(), clients.len(), "{before:?}");
+
+    lab.exec_ok("rs03", &kill_here("[l]bdeploy lab responder"));
+    let bound = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
+    within(bound, "rs03 marked down", || status("23", false));
+    let without = flows();
+    let mut moved = 0;
+    for (addr, was) in &before {
+        let now = &without[addr];
+        if was == "rs03" {
+            assert!(now == "rs01" || now == "rs02", "{addr}: {now:?}");
+            moved += 1;
+        } else {
+            assert_eq!(now, was, "{addr} moved off {was} though {was} stayed");
+        }
+    }
+    eprintln!(
+        "rs03 down: {moved} of {} flows moved, all of them rs03's",
+        clients.len()
+    );
+
+    lab.swap_responder("rs03", "--name rs03");
+    let bound = up_within(timing) + timing.delay_loop;
+    within(bound, "rs03 back up", || status("23", true));
+    assert_eq!(flows(), before, "rs03 back: every flow where it was");
 }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use lbdeploy::lab::demo::kill_here;
 use serde_json::Value;
 
 /// The binary under test.
@@ -249,6 +250,27 @@ impl TestLab {
             *seen.entry(line.trim().to_owned()).or_default() += 1;
         }
         seen
+    }
+
+    /// Replace `host`'s lab responder by `lbdeploy lab responder ARGS`
+    /// (which must name it with `--name`); returns once the new one
+    /// listens. The old one is gone before the new one binds, so the port
+    /// is refused only for the moment between two commands. (Two commands:
+    /// the second shell's own command line names the responder and would
+    /// match the first one's `pgrep`.)
+    pub fn swap_responder(&self, host: &str, args: &str) {
+        self.exec_ok(host, &kill_here("[l]bdeploy lab responder"));
+        // Each wait gives up after 5 s, so a responder that cannot start
+        // fails the test instead of hanging it.
+        let port_80 = "ss -Hltn 'sport = :80' | grep -q .";
+        self.exec_ok(
+            host,
+            &format!(
+                "for i in $(seq 500); do {port_80} || break; sleep 0.01; done; \
+                 setsid lbdeploy lab responder --port 80 {args} </dev/null >/dev/null 2>&1 & \
+                 for i in $(seq 500); do {port_80} && exit 0; sleep 0.01; done; exit 1"
+            ),
+        );
     }
 
     /// The network namespace of lab host `host`.
