@@ -296,19 +296,17 @@ fn a_planned_switchover_loses_no_request() {
     );
 }
 
-/// With every real server down, the sorry server answers (keepalived's
-/// `sorry_server`): a real-server host of its own, the VIP on its `lo`.
+/// The sorry server (keepalived's `sorry_server`, a real-server host of
+/// its own with the VIP on its `lo`) takes all the traffic when the
+/// service loses its quorum — here 2 of two weight-1 servers, so one down
+/// is enough though the other still answers — gives it back when the
+/// quorum returns, and takes it again with every real server down.
 #[test]
-fn the_sorry_server_answers_when_every_real_server_is_down() {
+fn the_sorry_server_answers_below_quorum_and_with_every_server_down() {
     let n = 90;
+    let tcp = "checks: [{ tcp: { connect_timeout: 1s, retry: 0 } }]";
     let inv = format!(
-        "cluster: sorry-{n}
-directors:
-  - {{ name: keepalived01, address: 10.77.{n}.11/24, interface: eth0, priority: 120 }}
-  - {{ name: keepalived02, address: 10.77.{n}.12/24, interface: eth0, priority: 70 }}
-real_servers:
-  - {{ name: rs01, address: 10.77.{n}.21/24, interface: eth0 }}
-  - {{ name: sorry, address: 10.77.{n}.23/24, interface: eth0 }}
+        "{}  - {{ name: sorry, address: 10.77.{n}.23/24, interface: eth0 }}
 vrrp_instances:
   - {{ name: VI_1, virtual_router_id: 62, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
 virtual_services:
@@ -316,35 +314,49 @@ virtual_services:
     port: 80
     scheduler: rr
     delay_loop: 1s
+    quorum: 2
     sorry_server: 10.77.{n}.23:80
     real_servers:
-      - {{ host: rs01, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 0 }} }}] }}
+      - {{ host: rs01, port: 80, {tcp} }}
+      - {{ host: rs02, port: 80, {tcp} }}
 lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
-"
+",
+        lab_hosts("sorry", n)
     );
     let lab = lab_or_skip!("cluster-sorry", inv);
     let url = format!("http://10.77.{n}.200/");
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    let answer = || {
-        let out = lab.exec("client", &format!("curl -s --max-time 1 {url}"));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    // Who answers 20 requests from new client ports (`base`…).
+    let who = |base: u16| -> Vec<String> {
+        lab.answers(&url, base, 20).into_keys().collect()
     };
-    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
-    within(
-        mdi + Duration::from_secs(5),
-        "rs01 answering through the VIP",
-        || answer() == "rs01",
-    );
-    let http = pid_of(&lab, "rs01", "responder");
-    lab.exec_ok("rs01", &format!("kill {http}"));
     let timing = Timing {
         delay_loop: Duration::from_secs(1),
         retry: 0,
         delay_before_retry: Duration::from_secs(1),
         rise: 1,
     };
-    let bound = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
-    within(bound, "the sorry server answering", || answer() == "sorry");
+    let down = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
+    let up = up_within(timing) + timing.delay_loop;
+    // Every try from new ports: a port reused within TIME_WAIT may fail.
+    let mut base = 44000;
+    let mut answered_by = |what: &str, bound, expected: &[&str]| {
+        within(bound, what, || {
+            base += 20;
+            who(base) == expected
+        });
+    };
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    let start = mdi + Duration::from_secs(5);
+    answered_by("rs01 and rs02 answering", start, &["rs01", "rs02"]);
+    lab.exec_ok("rs02", &kill_here("[l]bdeploy lab responder"));
+    answered_by("the sorry server alone below quorum", down, &["sorry"]);
+    lab.swap_responder("rs02", "--name rs02");
+    answered_by("rs01 and rs02 with the quorum back", up, &["rs01", "rs02"]);
+    for rs in ["rs01", "rs02"] {
+        lab.exec_ok(rs, &kill_here("[l]bdeploy lab responder"));
+    }
+    answered_by("the sorry server with every server down", down, &["sorry"]);
 }
 
 /// A data-plane table removed by hand on the master comes back within one
