@@ -6,6 +6,10 @@
 //! cargo run --release --example check_scale -- 5000 30
 //! ```
 //!
+//! With `--listen-only` it only binds the listeners, on 127.0.0.1 ports
+//! 20000…, for SECS: bench/check_scale_vm.sh points keepalived's checker
+//! at them, for the same measurement of the reference tool.
+//!
 //! The listeners never accept: the kernel completes each handshake in the
 //! listen backlog. On the loopback, though, the kernel runs the listener's
 //! half of every handshake (SYN, ACK, FIN received) in the connecting
@@ -19,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use lbdeploy::agent::check::runner::{Checks, Target};
 use lbdeploy::inventory::{Check, Duration as Dur, TcpCheck};
+
+/// First port of `--listen-only`: N listeners on 127.0.0.1:20000…
+const LISTEN_BASE: u16 = 20000;
 
 fn cpu_seconds() -> f64 {
     // utime + stime, fields 14 and 15 of /proc/self/stat, in clock ticks.
@@ -49,6 +56,22 @@ fn softirq_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
+/// TCP connections this machine has opened (`ActiveOpens` of
+/// `/proc/net/snmp`): the checks actually made, whoever made them.
+fn active_opens() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(k, _)| *k == "ActiveOpens")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -62,6 +85,15 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.first().map_or(Ok(5000), |a| a.parse())?;
     let secs: u64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
+    if args.iter().any(|a| a == "--listen-only") {
+        // For another checker (bench/check_scale_vm.sh: keepalived's):
+        // the same listeners on known ports, for SECS.
+        let _listeners: Vec<TcpListener> = (0..n)
+            .map(|i| TcpListener::bind(("127.0.0.1", LISTEN_BASE + i as u16)))
+            .collect::<Result<_, _>>()?;
+        std::thread::sleep(Duration::from_secs(secs));
+        return Ok(());
+    }
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;
@@ -93,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (cpu0, si0, t0) =
             (cpu_seconds(), softirq_seconds(), Instant::now());
+        let opens0 = active_opens();
         let mut downs = 0;
         let until = tokio::time::Instant::now() + Duration::from_secs(secs);
         while let Ok(Some(t)) = tokio::time::timeout_at(until, rx.recv()).await
@@ -101,13 +134,15 @@ fn main() -> anyhow::Result<()> {
         }
         let cpu = cpu_seconds() - cpu0;
         let si = softirq_seconds() - si0;
+        let opens = active_opens() - opens0;
         let wall = t0.elapsed().as_secs_f64();
         checks.stop();
         println!(
             "{n} TCP checks every 1 s for {wall:.0} s: {:.1}% of one core \
-             (softirq {:.1}%), RSS {} MB, {downs} false downs",
+             (softirq {:.1}%), {:.0} connects/s, RSS {} MB, {downs} false downs",
             100.0 * cpu / wall,
             100.0 * si / wall,
+            opens as f64 / wall,
             rss_kb() / 1024
         );
     });

@@ -5,6 +5,10 @@
 #
 #   tests/vm/build.sh CACHE_DIR LBDEPLOY_BINARY
 #
+# For other scenarios (bench/check_scale_vm.sh): VM_INIT names another
+# /init, VM_BINS more dynamically linked programs to bring with their
+# libraries (into /sbin), VM_FILES more files for / (space-separated).
+#
 # Writes CACHE_DIR/vmlinuz and CACHE_DIR/initrd. The kernel package is
 # fetched once (`apt-get download`, running `apt-get update` first if the
 # package lists are missing) and only the kernel and the modules the test
@@ -85,7 +89,7 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$cache"/kernel/modules/* "$root/modules/"
 # ipvsadm and iproute2's ip are dynamically linked: bring their libraries
 # and the loader.
-for bin in /usr/sbin/ipvsadm "$(command -v ip)"; do
+for bin in /usr/sbin/ipvsadm "$(command -v ip)" ${VM_BINS:-}; do
   cp "$bin" "$root/sbin/"
   for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
@@ -95,7 +99,8 @@ done
 # The debug binary is ~150 MB of mostly debug info; strip the copy.
 strip -o "$root/lbdeploy" "$lbdeploy" 2>/dev/null || cp "$lbdeploy" "$root/lbdeploy"
 cp "$here"/scenario/* "$root/scenario/"
-cp "$here/init" "$root/init"
+cp "${VM_INIT:-$here/init}" "$root/init"
+for f in ${VM_FILES:-}; do cp "$f" "$root/"; done
 chmod 0755 "$root/init" "$root/lbdeploy"
 # Uncompressed newc: the kernel unpacks it without a decompressor, which
 # is faster than gunzip under TCG.
