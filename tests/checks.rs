@@ -13,8 +13,6 @@
 use std::time::{Duration, Instant};
 
 use lbdeploy::agent::check::health::{Timing, down_within, up_within};
-use lbdeploy::agent::vrrp::fsm::master_down_interval;
-use lbdeploy::agent::vrrp::packet::Version;
 use lbdeploy::lab::demo::kill_here;
 use md5::{Digest, Md5};
 use serde_json::Value;
@@ -86,27 +84,6 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
     )
 }
 
-/// Apply, and wait for keepalived01 to be master and forward.
-fn apply_and_forward(lab: &TestLab, n: u8) {
-    lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
-    within(
-        mdi + Duration::from_secs(5),
-        "traffic through keepalived01",
-        || {
-            lab.exec_ok("keepalived01", "ip -o -4 addr show eth0")
-                .contains(&format!(" 10.77.{n}.200/"))
-                && lab
-                    .exec(
-                        "client",
-                        &format!("curl -sf --max-time 1 http://10.77.{n}.200/"),
-                    )
-                    .status
-                    .success()
-        },
-    );
-}
-
 /// What keepalived01's agent says of real server `rip` of `web`.
 fn verdict(lab: &TestLab, rip: &str) -> Option<bool> {
     let out = lab.exec_ok("keepalived01", "lbdeploy agent status --json");
@@ -166,7 +143,7 @@ fn break_and_mend(
 fn http_checks_catch_a_wrong_status_a_changed_page_and_a_slow_answer() {
     let n = 94;
     let lab = lab_or_skip!("checks-http", inventory(n, "", ""));
-    apply_and_forward(&lab, n);
+    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
     break_and_mend(
         &lab,
         n,
@@ -248,7 +225,7 @@ fn a_running_director_notifies_by_webhook_and_email() {
     let controller = lab.netns("controller");
     let hooks = Sink::webhook(&controller, WEBHOOK_PORT);
     let mails = Sink::smtp(&controller, SMTP_PORT);
-    apply_and_forward(&lab, n);
+    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
     let soon = Duration::from_secs(5);
     let master = webhook(&hooks, soon, "keepalived01 master", |v| {
         v["event"] == "vrrp" && v["state"] == "master"
@@ -317,7 +294,7 @@ fn a_running_director_notifies_by_webhook_and_email() {
 fn a_hung_mail_server_and_a_dead_webhook_do_not_delay_the_checks() {
     let n = 96;
     let lab = lab_or_skip!("checks-hung-notifier", inventory(n, "", ""));
-    apply_and_forward(&lab, n);
+    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
     let rip = format!("10.77.{n}.22");
     let measure = |label: &str| {
         let start = Instant::now();

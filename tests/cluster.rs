@@ -371,20 +371,7 @@ fn a_table_removed_by_hand_is_put_back() {
         .replace(&format!("cluster-{N}"), &format!("cluster-{n}"));
     let lab = lab_or_skip!("cluster-tamper", inv);
     let url = format!("http://10.77.{n}.200/");
-    lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
-    within(
-        mdi + Duration::from_secs(5),
-        "traffic through keepalived01",
-        || {
-            lab.exec_ok("keepalived01", "ip -o -4 addr show eth0")
-                .contains(&format!(" 10.77.{n}.200/"))
-                && lab
-                    .exec("client", &format!("curl -sf --max-time 1 {url}"))
-                    .status
-                    .success()
-        },
-    );
+    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
     lab.exec_ok("keepalived01", "nft delete table netdev lbdeploy");
     let bound =
         lbdeploy::agent::director::forward::RECHECK + Duration::from_secs(2);
@@ -440,14 +427,8 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
         lab_hosts("moves", n)
     );
     let lab = lab_or_skip!("cluster-moves", inv);
-    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
     let url = format!("http://10.77.{n}.200/");
-    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
-    within(mdi + Duration::from_secs(5), "traffic through the VIP", || {
-        lab.exec("client", &format!("curl -sf --max-time 1 {url}"))
-            .status
-            .success()
-    });
     let clients: Vec<String> =
         (101..161).map(|h| format!("10.77.{n}.{h}")).collect();
     lab.exec_ok(

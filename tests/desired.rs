@@ -37,6 +37,23 @@ fn example() -> Vec<HostDesired> {
         .expect("example compiles")
 }
 
+/// The hosts of the inventory `text` (named `name` in errors), compiled
+/// with the embedded roles.
+fn compile_text(name: &str, text: &str) -> Vec<HostDesired> {
+    let loaded =
+        inventory::load_str(Path::new(name), text, Path::new("."), &NoSecrets)
+            .expect("the inventory is valid");
+    let roles = Roles::embedded().expect("embedded roles");
+    desired::compile(
+        &loaded.inventory,
+        &roles,
+        &NoSecrets,
+        Path::new("."),
+        FAKE_SHA,
+    )
+    .expect("it compiles")
+}
+
 fn show(host: &HostDesired) -> String {
     let mut out = String::new();
     writeln!(
@@ -113,22 +130,7 @@ directors:
 vrrp_instances:
   - { name: VI_1, virtual_router_id: 1, virtual_addresses: [{ address: 10.0.0.100/24 }] }
 ";
-    let loaded = inventory::load_str(
-        Path::new("min.yml"),
-        text,
-        Path::new("."),
-        &NoSecrets,
-    )
-    .expect("the minimal inventory is valid");
-    let roles = Roles::embedded().expect("embedded roles");
-    let hosts = desired::compile(
-        &loaded.inventory,
-        &roles,
-        &NoSecrets,
-        Path::new("."),
-        FAKE_SHA,
-    )
-    .expect("it compiles");
+    let hosts = compile_text("min.yml", text);
     let config = &hosts[0].files[0].content;
     assert!(config.contains("virtual_services: []\n"), "{config}");
     assert!(!config.contains("notification"), "{config}");
@@ -153,22 +155,7 @@ virtual_services:
       - { address: 10.0.0.21, port: 80, weight: 2, checks: [{ tcp: { rise: 3 } }] }
       - { address: 10.0.0.22, port: 80, weight: 2, checks: [{ http_get: { path: /, rise: 2 } }] }
 ";
-    let loaded = inventory::load_str(
-        Path::new("rise.yml"),
-        text,
-        Path::new("."),
-        &NoSecrets,
-    )
-    .expect("the inventory is valid");
-    let roles = Roles::embedded().expect("embedded roles");
-    let hosts = desired::compile(
-        &loaded.inventory,
-        &roles,
-        &NoSecrets,
-        Path::new("."),
-        FAKE_SHA,
-    )
-    .expect("it compiles");
+    let hosts = compile_text("rise.yml", text);
     let file = &hosts[0].files[0];
     let config: DirectorConfig =
         agent_config::parse(&file.path, &file.content).expect("it parses");

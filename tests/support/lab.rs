@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use lbdeploy::agent::vrrp::fsm::master_down_interval;
+use lbdeploy::agent::vrrp::packet::Version;
 use lbdeploy::lab::demo::kill_here;
 use serde_json::Value;
 
@@ -250,6 +252,30 @@ impl TestLab {
             *seen.entry(line.trim().to_owned()).or_default() += 1;
         }
         seen
+    }
+
+    /// `apply --yes`, then wait until keepalived01 holds `vip` and the
+    /// client gets an answer through it: the election of the example
+    /// cluster's master (priority 120, VRRPv2, 1 s adverts) plus start-up.
+    pub fn apply_until_forwarding(&self, vip: &str) {
+        self.lbdeploy_exit(0, &["apply", "--yes"]);
+        let mdi =
+            master_down_interval(Version::V2, 120, Duration::from_secs(1));
+        within(
+            mdi + Duration::from_secs(5),
+            "traffic through keepalived01",
+            || {
+                self.exec_ok("keepalived01", "ip -o -4 addr show eth0")
+                    .contains(&format!(" {vip}/"))
+                    && self
+                        .exec(
+                            "client",
+                            &format!("curl -sf --max-time 1 http://{vip}/"),
+                        )
+                        .status
+                        .success()
+            },
+        );
     }
 
     /// Replace `host`'s lab responder by `lbdeploy lab responder ARGS`
