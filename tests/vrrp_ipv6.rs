@@ -1,10 +1,11 @@
 //! VRRPv3 over IPv6 in the lab (issue #6): lbdeploy's director agent
 //! against Debian's keepalived on ff02::12, each way round, and the
 //! unsolicited Neighbour Advertisements a new master sends, seen on the
-//! wire and in a client's neighbour table. Subnets 10.77.92–93.0/24 carry
-//! the lab's own (IPv4) addresses; the VIPs are fd77:92::200 and
-//! fd77:93::200, and VRRP speaks from each director's link-local address,
-//! which the kernel gives every veth.
+//! wire and in a client's neighbour table, and unicast peers over IPv6.
+//! Subnets 10.77.92–93.0/24 and 10.77.57.0/24 carry the lab's own (IPv4)
+//! addresses; the VIPs are fd77:N::200, and VRRP speaks from each
+//! director's link-local address, which the kernel gives every veth — or,
+//! with unicast peers, from its own address among them.
 //!
 //! Bounds are the protocol's, as in `vrrp_lab`: after `kill -9` the
 //! backup holds the VIP within its Master_Down_Interval plus 100 ms of
@@ -21,8 +22,9 @@ use serde_json::Value;
 use crate::lab_or_skip;
 use crate::support::lab::{TempDir, TestLab, example_inventory};
 use crate::vrrp_lab::{
-    agent_pids, election_bound, failover, instance, keepalived_pids, logs,
-    start_keepalived, takeover_bound, v3_keepalived, wait_sole_holder,
+    Keepalived, agent_pids, election_bound, failover, instance,
+    keepalived_pids, logs, start_keepalived, takeover_bound, v3_keepalived,
+    wait_sole_holder,
 };
 
 /// The IPv6 VIP of the lab on 10.77.`n`.0/24.
@@ -291,4 +293,54 @@ fn send_raw6(lab: &TestLab, msg: &[u8], hops: u8) {
                (\"ff02::12\", 0, 0, socket.if_nametoindex(\"eth0\")))'"
         ),
     );
+}
+
+/// Unicast over IPv6, as keepalived's `unicast_src_ip` / `unicast_peer`:
+/// the inventory lists both directors' IPv6 addresses and each lbdeploy
+/// director speaks from the one that is its own. lbdeploy pair first
+/// (the backup hears the master's unicast adverts), then keepalived takes
+/// keepalived01 over and preempts lbdeploy's master from its own unicast
+/// address; `kill -9` moves the VIP back to lbdeploy within its
+/// Master_Down_Interval.
+#[test]
+fn interop_v3_ipv6_unicast() {
+    let n = 57;
+    let vip = vip(n);
+    let cidr = format!("{vip}/64");
+    let peers =
+        format!("    unicast_peers: ['fd77:{n}::11', 'fd77:{n}::12']\n");
+    let inv = inventory(n).replacen(
+        "    version: 3\n",
+        &format!("    version: 3\n{peers}"),
+        1,
+    );
+    let lab = lab_or_skip!("vrrp6-unicast", inv);
+    for (host, me) in [("keepalived01", 11), ("keepalived02", 12)] {
+        lab.exec_ok(
+            host,
+            &format!("ip -6 addr add fd77:{n}::{me}/64 dev eth0 nodad"),
+        );
+    }
+    let v = Version::V3;
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(v));
+    assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
+    wait_next_advert(&lab, "keepalived02");
+
+    let ka = Keepalived {
+        priority: 120,
+        version: 3,
+        unicast: true,
+        vip_cidr: &cidr,
+        options: "",
+    };
+    start_keepalived(&lab, n, "keepalived01", &ka);
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(v));
+    wait_next_advert(&lab, "keepalived02");
+    assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
+    assert_clean_counters(&lab, "keepalived02");
+    let pids = keepalived_pids(&lab, "keepalived01");
+    let took = failover(&lab, &vip, &pids, "keepalived02");
+    eprintln!("keepalived -> lbdeploy v3 IPv6 unicast failover: {took:?}");
+    assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
 }

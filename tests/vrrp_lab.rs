@@ -177,9 +177,20 @@ pub(crate) fn start_keepalived(
     } else {
         String::new()
     };
+    // The directors' unicast addresses: 10.77.n.11/.12, or with IPv6
+    // VIPs fd77:n::11/::12 (which the IPv6 test adds to eth0).
+    let addr = |host: u8| {
+        if vip_cidr.contains(':') {
+            format!("fd77:{n}::{host}")
+        } else {
+            format!("10.77.{n}.{host}")
+        }
+    };
     let unicast = if unicast {
         format!(
-            "unicast_src_ip 10.77.{n}.{me}\nunicast_peer {{ 10.77.{n}.{peer} }}"
+            "unicast_src_ip {}\nunicast_peer {{ {} }}",
+            addr(me),
+            addr(peer)
         )
     } else {
         String::new()

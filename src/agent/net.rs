@@ -251,18 +251,16 @@ pub fn unwanted<'a>(
     ours.iter().filter(|o| !wanted.iter().any(|w| same(o, w))).collect()
 }
 
-/// The IPv6 link-local address of interface `index` among `present`: what
-/// VRRP over IPv6 sends from (RFC 5798 §5.1.2.1). The lowest, should there
-/// be several, so every start picks the same one.
-pub fn link_local(present: &[Address], index: u32) -> Option<Ipv6Addr> {
+/// The IPv6 addresses of interface `index` among `present`.
+pub fn ipv6_of(present: &[Address], index: u32) -> Vec<Ipv6Addr> {
     present
         .iter()
         .filter(|a| a.index == index)
         .filter_map(|a| match a.ip {
-            IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
-            _ => None,
+            IpAddr::V6(v6) => Some(v6),
+            IpAddr::V4(_) => None,
         })
-        .min()
+        .collect()
 }
 
 /// Whether two records name the same address on the same interface.
@@ -289,16 +287,17 @@ mod tests {
     }
 
     #[test]
-    fn link_local_is_the_interfaces_own() {
+    fn ipv6_of_is_the_interfaces_own() {
         let present = [
             a(2, "fe80::2", 64),
             a(3, "fd00::3", 64),
             a(3, "10.0.0.3", 24),
-            a(3, "fe80::3:9", 64),
             a(3, "fe80::3:1", 64),
         ];
-        assert_eq!(link_local(&present, 3), Some("fe80::3:1".parse().unwrap()));
-        assert_eq!(link_local(&present, 4), None);
+        let want: Vec<std::net::Ipv6Addr> =
+            ["fd00::3", "fe80::3:1"].map(|a| a.parse().unwrap()).into();
+        assert_eq!(ipv6_of(&present, 3), want);
+        assert!(ipv6_of(&present, 4).is_empty());
     }
 
     #[test]

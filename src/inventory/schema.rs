@@ -241,7 +241,9 @@ pub struct VrrpInstance {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub priorities: BTreeMap<String, Priority>,
     /// Unicast peers (keepalived's `unicast_peer`); multicast when empty.
-    /// Each director sends to every listed address but its own.
+    /// Every director's address, in the VIPs' family: each director sends
+    /// to every listed address but its own, and with IPv6 speaks from its
+    /// own (keepalived's `unicast_src_ip`), found on its interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unicast_peers: Vec<IpAddr>,
     /// Compute the VRRPv3 checksum without the IPv4 pseudo-header

@@ -321,21 +321,16 @@ fn one_family(vi: &VrrpInstance, path: &str, out: &mut Vec<Finding>) {
             ));
         }
     }
-    if v6 && !vi.unicast_peers.is_empty() {
-        out.push(Finding::error(
-            format!("{path}.unicast_peers"),
-            "unicast peers over IPv6 are not supported yet — remove \
-             `unicast_peers` to advertise to ff02::12 (multicast)",
-        ));
-        return;
-    }
     for (k, peer) in vi.unicast_peers.iter().enumerate() {
-        if peer.is_ipv6() {
+        if peer.is_ipv6() != v6 {
             out.push(Finding::error(
                 format!("{path}.unicast_peers[{k}]"),
                 format!(
-                    "peer {peer} is IPv6 but the instance's VIPs are IPv4 — \
-                     list the peers' IPv4 addresses"
+                    "peer {peer} is {} but the instance's VIPs are {} — \
+                     list the peers' {} addresses",
+                    family(!v6),
+                    family(v6),
+                    family(v6),
                 ),
             ));
         }

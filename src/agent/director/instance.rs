@@ -82,21 +82,29 @@ pub struct Settings {
 
 impl Settings {
     /// Resolve an instance of the agent's configuration on `interface`
-    /// (index `index`), whose addresses are `address` (the director's own)
-    /// and `link_local` (the interface's IPv6 link-local address, if any).
+    /// (index `index`), whose addresses are `address` (the director's own,
+    /// from the inventory) and `ipv6` (the interface's IPv6 addresses now).
     /// The VIPs choose the family the instance speaks.
+    ///
+    /// An IPv6 instance speaks from the interface's link-local address
+    /// (RFC 5798 §5.1.2.1) when it multicasts. With unicast peers it
+    /// speaks from the one peer address that is the interface's own — the
+    /// inventory lists every director's IPv6 address there, as for IPv4,
+    /// but knows no director's IPv6 address to leave out — and sends to
+    /// the others, as keepalived's `unicast_src_ip` and `unicast_peer` do.
     ///
     /// # Errors
     /// A message naming the instance: VIPs of both families, an IPv6
-    /// instance that is not version 3 or has unicast peers (not built yet)
-    /// or no link-local address to speak from, an IPv4 one on a director
-    /// without an IPv4 address, a password longer than 8 bytes, a version
-    /// other than 2 or 3, settings the state machine refuses.
+    /// instance that is not version 3, has no link-local address to speak
+    /// from or none of whose unicast peers is this interface's, an IPv4 one
+    /// on a director without an IPv4 address, a password longer than 8
+    /// bytes, a version other than 2 or 3, settings the state machine
+    /// refuses.
     pub fn new(
         interface: &str,
         index: u32,
         address: IfAddr,
-        link_local: Option<Ipv6Addr>,
+        ipv6: &[Ipv6Addr],
         c: &VrrpConfig,
     ) -> Result<Self, String> {
         let fail = |what: String| format!("vrrp instance {}: {what}", c.name);
@@ -114,17 +122,28 @@ impl Settings {
                     .into(),
             ));
         }
+        let mut peers = c.unicast_peers.clone();
         let local = match (v6, version, address.addr) {
             (true, Version::V2, _) => {
                 return Err(fail("VRRPv2 cannot carry IPv6 VIPs".into()));
             }
-            (true, Version::V3, _) if !c.unicast_peers.is_empty() => {
-                return Err(fail(
-                    "unicast peers over IPv6 are not supported yet".into(),
-                ));
+            (true, Version::V3, _) if !peers.is_empty() => {
+                let own = peers
+                    .iter()
+                    .position(
+                        |p| matches!(p, IpAddr::V6(p) if ipv6.contains(p)),
+                    )
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "none of the unicast peers is an address of \
+                             {interface}: list this director's own IPv6 \
+                             address among them, as for the others"
+                        ))
+                    })?;
+                peers.remove(own)
             }
             (true, Version::V3, _) => {
-                IpAddr::V6(link_local.ok_or_else(|| {
+                IpAddr::V6(link_local(ipv6).ok_or_else(|| {
                     fail(format!(
                         "{interface} has no IPv6 link-local address to send \
                      adverts from (is IPv6 disabled on it?)"
@@ -147,9 +166,9 @@ impl Settings {
             }
             _ => Auth::None,
         };
-        if let Some(p) = c.unicast_peers.iter().find(|p| p.is_ipv6()) {
+        if let Some(p) = peers.iter().find(|p| p.is_ipv6() != v6) {
             return Err(fail(format!(
-                "unicast peer {p} is IPv6 but the VIPs are IPv4"
+                "unicast peer {p} is not of the VIPs' address family"
             )));
         }
         let vips: Vec<Address> = vips
@@ -189,7 +208,7 @@ impl Settings {
             dst: if c.unicast_peers.is_empty() {
                 Destinations::multicast_for(local)
             } else {
-                Destinations::Unicast(c.unicast_peers.clone())
+                Destinations::Unicast(peers)
             },
             vips,
             notify: c.notify.clone(),
@@ -296,22 +315,30 @@ pub enum Received {
 }
 
 /// Classify one packet read from the raw socket: outer header, TTL, codec,
-/// VRID, authentication, in RFC 5798 §7.1's order. Pure.
+/// VRID, authentication, in RFC 5798 §7.1's order. With unicast `peers`,
+/// only their adverts count, and an IPv6 advert's hop limit is not checked
+/// (see [`decode_ipv6_message`]). Pure.
 pub fn classify(
     packet: Datagram<'_>,
     vrid: u8,
     local: IpAddr,
     auth: &Auth,
     v3: V3Checksum,
+    peers: Option<&[IpAddr]>,
 ) -> Received {
     let decoded = match packet {
         Datagram::V4(p) => decode_ipv4_packet(p, v3)
             .map(|(header, advert)| (IpAddr::V4(header.src), advert)),
-        Datagram::V6(meta, msg) => decode_ipv6_message(&meta, msg)
-            .map(|advert| (IpAddr::V6(meta.src), advert)),
+        Datagram::V6(meta, msg) => {
+            decode_ipv6_message(&meta, msg, peers.is_none())
+                .map(|advert| (IpAddr::V6(meta.src), advert))
+        }
     };
     match decoded {
         Ok((src, _)) if src == local => Received::NotOurs,
+        Ok((src, _)) if peers.is_some_and(|p| !p.contains(&src)) => {
+            Received::NotOurs
+        }
         Ok((_, advert)) if advert.vrid() != vrid => Received::NotOurs,
         Ok((src, advert)) => match advert.verify_auth(auth) {
             Ok(()) => Received::Advert(Event::advert(src, &advert)),
@@ -348,6 +375,13 @@ pub fn notify_args(name: &str, to: State, priority: u8) -> [String; 4] {
         state_name(to).into(),
         priority.to_string(),
     ]
+}
+
+/// The lowest unicast link-local address among `ipv6`, so every start
+/// picks the same one should there be several: what VRRP over IPv6
+/// multicasts from (RFC 5798 §5.1.2.1).
+pub fn link_local(ipv6: &[Ipv6Addr]) -> Option<Ipv6Addr> {
+    ipv6.iter().copied().filter(Ipv6Addr::is_unicast_link_local).min()
 }
 
 /// The hooks to run on entering `to`: the state's own, then `any`.
@@ -489,7 +523,11 @@ impl Looper {
 
     async fn on_packet(&mut self, packet: Datagram<'_>) {
         let s = &self.s;
-        match classify(packet, s.vrid, s.local, &s.auth, s.v3) {
+        let peers = match &s.dst {
+            Destinations::Unicast(peers) => Some(peers.as_slice()),
+            Destinations::Multicast(_) => None,
+        };
+        match classify(packet, s.vrid, s.local, &s.auth, s.v3, peers) {
             Received::Advert(ev) => {
                 self.counters.adverts_received += 1;
                 self.handle(ev).await;
@@ -708,8 +746,14 @@ mod tests {
         IfAddr { addr: "10.0.0.11".parse().unwrap(), prefix: 24 }
     }
 
-    fn link_local() -> Option<Ipv6Addr> {
-        Some("fe80::11".parse().unwrap())
+    /// The interface's IPv6 addresses: a global one and the link-local
+    /// one adverts multicast from.
+    fn ipv6() -> Vec<Ipv6Addr> {
+        ["fd00::11", "fe80::11"].map(|a| a.parse().unwrap()).into()
+    }
+
+    fn ll() -> Ipv6Addr {
+        "fe80::11".parse().unwrap()
     }
 
     /// `config()` as a v3 instance with IPv6 VIPs.
@@ -736,8 +780,7 @@ mod tests {
 
     #[test]
     fn settings_resolve_the_config() {
-        let s =
-            Settings::new("eth0", 7, local(), link_local(), &config()).unwrap();
+        let s = Settings::new("eth0", 7, local(), &ipv6(), &config()).unwrap();
         assert_eq!(s.vips[0].index, 7);
         assert_eq!(s.vips[0].label.as_deref(), Some("eth0:1"));
         assert_eq!(s.local, IpAddr::V4("10.0.0.11".parse().unwrap()));
@@ -748,26 +791,25 @@ mod tests {
         assert_eq!(s.auth, Auth::pass(b"secret").unwrap());
         let mut c = config();
         c.password = Some("much too long".into());
-        let e =
-            Settings::new("eth0", 7, local(), link_local(), &c).unwrap_err();
+        let e = Settings::new("eth0", 7, local(), &ipv6(), &c).unwrap_err();
         assert!(e.contains("VI_1") && e.contains("8 bytes"), "{e}");
         c.password = None;
         c.unicast_peers = vec!["10.0.0.12".parse().unwrap()];
-        let s = Settings::new("eth0", 7, local(), link_local(), &c).unwrap();
+        let s = Settings::new("eth0", 7, local(), &ipv6(), &c).unwrap();
         assert_eq!(s.auth, Auth::None);
         assert_eq!(
             s.dst,
             Destinations::Unicast(vec!["10.0.0.12".parse().unwrap()])
         );
         c.priority = 0;
-        assert!(Settings::new("eth0", 7, local(), link_local(), &c).is_err());
+        assert!(Settings::new("eth0", 7, local(), &ipv6(), &c).is_err());
     }
 
     #[test]
     fn ipv6_vips_make_an_ipv6_instance_from_the_link_local_address() {
-        let s = Settings::new("eth0", 7, local(), link_local(), &config_v6())
-            .unwrap();
-        let ll = IpAddr::V6(link_local().unwrap());
+        let s =
+            Settings::new("eth0", 7, local(), &ipv6(), &config_v6()).unwrap();
+        let ll = IpAddr::V6(ll());
         assert_eq!((s.local, s.fsm.primary_addr), (ll, ll));
         assert_eq!(s.dst, Destinations::Multicast(IpAddr::V6(MULTICAST_V6)));
         let Advert::V3(a) = s.advert(120) else { panic!("v3 expected") };
@@ -778,40 +820,57 @@ mod tests {
                 "fd00::201".parse().unwrap()
             ])
         );
-        let refused = |c: &VrrpConfig, ll: Option<Ipv6Addr>, what: &str| {
-            let e = Settings::new("eth0", 7, local(), ll, c).unwrap_err();
+        let refused = |c: &VrrpConfig, ipv6: &[Ipv6Addr], what: &str| {
+            let e = Settings::new("eth0", 7, local(), ipv6, c).unwrap_err();
             assert!(e.contains("VI_1") && e.contains(what), "{e}");
         };
-        refused(&config_v6(), None, "no IPv6 link-local address");
+        refused(&config_v6(), &ipv6()[..1], "no IPv6 link-local address");
         let mut c = config_v6();
         c.version = 2;
-        refused(&c, link_local(), "VRRPv2");
+        refused(&c, &ipv6(), "VRRPv2");
         let mut c = config_v6();
         c.unicast_peers = vec!["fd00::12".parse().unwrap()];
-        refused(&c, link_local(), "not supported yet");
+        refused(&c, &ipv6(), "none of the unicast peers is an address of eth0");
         let mut c = config_v6();
         c.virtual_addresses.extend(config().virtual_addresses);
-        refused(&c, link_local(), "mixes IPv4 and IPv6");
+        refused(&c, &ipv6(), "mixes IPv4 and IPv6");
         let mut c = config();
         c.unicast_peers = vec!["fd00::12".parse().unwrap()];
-        refused(&c, link_local(), "fd00::12 is IPv6");
+        refused(&c, &ipv6(), "fd00::12 is not of the VIPs' address family");
         let v6_director =
             IfAddr { addr: "fd00::11".parse().unwrap(), prefix: 64 };
-        let e = Settings::new("eth0", 7, v6_director, link_local(), &config())
+        let e = Settings::new("eth0", 7, v6_director, &ipv6(), &config())
             .unwrap_err();
         assert!(e.contains("need an IPv4 address on eth0"), "{e}");
     }
 
     #[test]
+    fn ipv6_unicast_speaks_from_the_peer_address_that_is_ours() {
+        let mut c = config_v6();
+        c.unicast_peers = ["fd00::12", "fd00::11", "fd00::13"]
+            .map(|a| a.parse().unwrap())
+            .into();
+        let s = Settings::new("eth0", 7, local(), &ipv6(), &c).unwrap();
+        let own: IpAddr = "fd00::11".parse().unwrap();
+        assert_eq!((s.local, s.fsm.primary_addr), (own, own));
+        assert_eq!(
+            s.dst,
+            Destinations::Unicast(
+                ["fd00::12", "fd00::13"].map(|a| a.parse().unwrap()).into()
+            )
+        );
+    }
+
+    #[test]
     fn classify_checks_ttl_vrid_auth_and_skips_our_own() {
-        let s =
-            Settings::new("eth0", 7, local(), link_local(), &config()).unwrap();
+        let s = Settings::new("eth0", 7, local(), &ipv6(), &config()).unwrap();
         let peer: Ipv4Addr = "10.0.0.12".parse().unwrap();
         let ip =
             PseudoHeader::V4 { src: peer, dst: "224.0.0.18".parse().unwrap() };
         let msg = s.advert(70).encode(&ip, s.v3).unwrap();
-        let ok =
-            |p: &[u8]| classify(Datagram::V4(p), 51, s.local, &s.auth, s.v3);
+        let ok = |p: &[u8]| {
+            classify(Datagram::V4(p), 51, s.local, &s.auth, s.v3, None)
+        };
         let got = ok(&ip_packet(peer, TTL, &msg));
         assert_eq!(
             got,
@@ -829,12 +888,12 @@ mod tests {
         assert_eq!(ok(&ip_packet(ours, TTL, &msg)), Received::NotOurs);
         let packet = ip_packet(peer, TTL, &msg);
         assert_eq!(
-            classify(Datagram::V4(&packet), 52, s.local, &s.auth, s.v3),
+            classify(Datagram::V4(&packet), 52, s.local, &s.auth, s.v3, None),
             Received::NotOurs
         );
         let other = Auth::pass(b"other").unwrap();
         assert!(matches!(
-            classify(Datagram::V4(&packet), 51, s.local, &other, s.v3),
+            classify(Datagram::V4(&packet), 51, s.local, &other, s.v3, None),
             Received::Rejected(DecodeError::AuthMismatch { vrid: 51 })
         ));
         let mut bad = msg.clone();
@@ -854,14 +913,60 @@ mod tests {
     }
 
     #[test]
-    fn classify_ipv6_checks_the_hop_limit_and_skips_our_own() {
-        let s = Settings::new("eth0", 7, local(), link_local(), &config_v6())
+    fn classify_ipv6_unicast_takes_the_peers_at_any_hop_limit_and_nobody_else()
+    {
+        let s =
+            Settings::new("eth0", 7, local(), &ipv6(), &config_v6()).unwrap();
+        let peer: Ipv6Addr = "fd00::12".parse().unwrap();
+        let peers = [IpAddr::V6(peer)];
+        let meta = Ipv6Meta {
+            src: peer,
+            dst: "fd00::11".parse().unwrap(),
+            hop_limit: 64,
+        };
+        let msg = s.advert(70).encode(&meta.pseudo_header(), s.v3).unwrap();
+        let got = |meta: Ipv6Meta, peers| {
+            classify(
+                Datagram::V6(meta, &msg),
+                51,
+                s.local,
+                &s.auth,
+                s.v3,
+                peers,
+            )
+        };
+        assert!(matches!(got(meta, Some(&peers[..])), Received::Advert(_)));
+        assert!(matches!(
+            got(meta, None),
+            Received::Rejected(DecodeError::BadTtl { ttl: 64, .. })
+        ));
+        let stranger = "fd00::66".parse().unwrap();
+        let msg = s
+            .advert(70)
+            .encode(&Ipv6Meta { src: stranger, ..meta }.pseudo_header(), s.v3)
             .unwrap();
+        assert_eq!(
+            classify(
+                Datagram::V6(Ipv6Meta { src: stranger, ..meta }, &msg),
+                51,
+                s.local,
+                &s.auth,
+                s.v3,
+                Some(&peers[..])
+            ),
+            Received::NotOurs
+        );
+    }
+
+    #[test]
+    fn classify_ipv6_checks_the_hop_limit_and_skips_our_own() {
+        let s =
+            Settings::new("eth0", 7, local(), &ipv6(), &config_v6()).unwrap();
         let peer: Ipv6Addr = "fe80::12".parse().unwrap();
         let meta = Ipv6Meta { src: peer, dst: MULTICAST_V6, hop_limit: TTL };
         let msg = s.advert(70).encode(&meta.pseudo_header(), s.v3).unwrap();
         let got = |meta: Ipv6Meta| {
-            classify(Datagram::V6(meta, &msg), 51, s.local, &s.auth, s.v3)
+            classify(Datagram::V6(meta, &msg), 51, s.local, &s.auth, s.v3, None)
         };
         assert_eq!(
             got(meta),
@@ -875,10 +980,17 @@ mod tests {
             got(Ipv6Meta { hop_limit: 1, ..meta }),
             Received::Rejected(DecodeError::BadTtl { ttl: 1, .. })
         ));
-        let ours = Ipv6Meta { src: link_local().unwrap(), ..meta };
+        let ours = Ipv6Meta { src: ll(), ..meta };
         let msg = s.advert(70).encode(&ours.pseudo_header(), s.v3).unwrap();
         assert_eq!(
-            classify(Datagram::V6(ours, &msg), 51, s.local, &s.auth, s.v3),
+            classify(
+                Datagram::V6(ours, &msg),
+                51,
+                s.local,
+                &s.auth,
+                s.v3,
+                None
+            ),
             Received::NotOurs
         );
     }

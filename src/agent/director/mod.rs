@@ -127,12 +127,12 @@ impl runtime::Worker<DirectorConfig> for Worker {
         let mut start = Vec::new();
         if !plan.start.is_empty() {
             let index = net.index(&config.interface).await?;
-            let link_local = net::link_local(&net.addresses().await?, index);
+            let ipv6 = net::ipv6_of(&net.addresses().await?, index);
             let mut problems = Vec::new();
             for &i in &plan.start {
                 let k = &wanted[i];
                 let (iface, addr) = (&k.interface, k.address);
-                match Settings::new(iface, index, addr, link_local, &k.vrrp) {
+                match Settings::new(iface, index, addr, &ipv6, &k.vrrp) {
                     Ok(s) => start.push((k.clone(), s)),
                     Err(e) => problems.push(e),
                 }

@@ -34,8 +34,13 @@ impl Ipv6Meta {
 }
 
 /// Decodes a VRRP message read from an IPv6 raw socket: the RFC 5798 §7.1
-/// hop-limit check, then the advert. This is what the receive loop calls
-/// for IPv6.
+/// hop-limit check when `check_hop_limit`, then the advert. This is what
+/// the receive loop calls for IPv6.
+///
+/// The check is skipped for unicast peers, as keepalived skips it: its
+/// unicast IPv6 adverts leave with the kernel's default hop limit (64)
+/// unless `unicast_ttl` is set, and the caller accepts only the listed
+/// peers' addresses instead.
 ///
 /// # Errors
 ///
@@ -43,8 +48,9 @@ impl Ipv6Meta {
 pub fn decode_ipv6_message(
     meta: &Ipv6Meta,
     msg: &[u8],
+    check_hop_limit: bool,
 ) -> Result<Advert, DecodeError> {
-    if meta.hop_limit != TTL {
+    if check_hop_limit && meta.hop_limit != TTL {
         let vrid = msg.get(VRRP_OFF_VRID).copied();
         return Err(DecodeError::BadTtl { vrid, ttl: meta.hop_limit });
     }
@@ -73,16 +79,16 @@ mod tests {
         });
         let msg =
             advert.encode(&meta.pseudo_header(), V3Checksum::Rfc5798).unwrap();
-        assert_eq!(decode_ipv6_message(&meta, &msg), Ok(advert));
+        assert_eq!(decode_ipv6_message(&meta, &msg, true), Ok(advert));
         let far = Ipv6Meta { hop_limit: 64, ..meta };
         assert_eq!(
-            decode_ipv6_message(&far, &msg),
+            decode_ipv6_message(&far, &msg, true),
             Err(DecodeError::BadTtl { vrid: Some(9), ttl: 64 })
         );
         // Another destination changes the pseudo-header, so the checksum.
         let elsewhere = Ipv6Meta { dst: "fe80::2".parse().unwrap(), ..meta };
         assert!(matches!(
-            decode_ipv6_message(&elsewhere, &msg),
+            decode_ipv6_message(&elsewhere, &msg, true),
             Err(DecodeError::BadChecksum { vrid: 9, .. })
         ));
     }
