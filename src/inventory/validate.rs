@@ -6,7 +6,7 @@
 //! operator gets every problem at once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::diag::Finding;
@@ -86,10 +86,8 @@ pub fn validate(
 /// `VIP:PORT/proto`, how services are named in messages.
 pub fn service_label(vs: &VirtualService) -> String {
     let proto = format!("{:?}", vs.protocol).to_lowercase();
-    match vs.vip {
-        IpAddr::V4(a) => format!("{a}:{}/{proto}", vs.port),
-        IpAddr::V6(a) => format!("[{a}]:{}/{proto}", vs.port),
-    }
+    // A Port is 1–65535: the narrowing cannot lose anything.
+    format!("{}/{proto}", SocketAddr::new(vs.vip, vs.port.get() as u16))
 }
 
 // ===== hosts =====

@@ -45,7 +45,7 @@ pub mod reconcile;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -107,23 +107,11 @@ impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServiceKey::Addr { proto, addr, port } => {
-                write!(f, "{proto} {}", SocketText(*addr, *port))
+                write!(f, "{proto} {}", SocketAddr::new(*addr, *port))
             }
             ServiceKey::Fwmark { v6, mark } => {
                 write!(f, "FWM {mark}{}", if *v6 { " IPv6" } else { "" })
             }
-        }
-    }
-}
-
-/// `addr:port` with IPv6 in brackets.
-struct SocketText(IpAddr, u16);
-
-impl fmt::Display for SocketText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
-            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
         }
     }
 }
@@ -223,7 +211,7 @@ pub struct DestKey {
 
 impl fmt::Display for DestKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        SocketText(self.addr, self.port).fmt(f)
+        SocketAddr::new(self.addr, self.port).fmt(f)
     }
 }
 
