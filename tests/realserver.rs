@@ -79,6 +79,39 @@ fn mac(lab: &TestLab, host: &str) -> String {
 /// set, nobody of the real servers answers ARP for the VIP while rs01
 /// answers for its RIP, and HTTP to the VIP sent to rs01's MAC is served
 /// by rs01. A second `apply` leaves the agent running untouched.
+/// No MAC in `hidden` answers ARP for `vip` from the client, while rs01
+/// answers for its RIP `rip`; and a frame sent to rs01's MAC with the VIP
+/// as destination (Direct Routing) is served by rs01.
+fn hidden_but_served_by_rs01(
+    lab: &TestLab,
+    vip: &str,
+    rip: &str,
+    hidden: &[String],
+) {
+    let arp = lab.exec("client", &format!("arping -c 2 -w 3 -I eth0 {vip}"));
+    let said = String::from_utf8_lossy(&arp.stdout).to_lowercase();
+    assert!(
+        !hidden.iter().any(|m| said.contains(m)),
+        "a real server answered ARP for the VIP:\n{said}"
+    );
+    let rs01_mac = mac(lab, "rs01");
+    let answer =
+        lab.exec_ok("client", &format!("arping -c 2 -w 3 -I eth0 {rip}"));
+    assert!(
+        answer.to_lowercase().contains(&rs01_mac),
+        "RIP unanswered:\n{answer}"
+    );
+    lab.exec_ok(
+        "client",
+        &format!("ip neigh replace {vip} lladdr {rs01_mac} dev eth0"),
+    );
+    let body = lab.exec_ok(
+        "client",
+        &format!("curl -sS --fail --max-time 5 http://{vip}/"),
+    );
+    assert_eq!(body.trim(), "rs01");
+}
+
 #[test]
 fn realserver_hides_the_vip_and_serves_it() {
     let Some(lab) = applied("rs-hide", 71) else {
@@ -105,29 +138,10 @@ fn realserver_hides_the_vip_and_serves_it() {
         assert_eq!(s["details"]["vips"][0]["on_lo"], true, "{s}");
         assert_eq!(s["details"]["vips"][0]["added_by_agent"], true, "{s}");
     }
-    let (rs01_mac, rs02_mac) = (mac(&lab, "rs01"), mac(&lab, "rs02"));
-
     // No director holds the VIP until VRRP lands, so today nobody answers;
     // what matters is that no real server does.
-    let arp = lab.exec("client", &format!("arping -c 2 -w 3 -I eth0 {vip}"));
-    let said = String::from_utf8_lossy(&arp.stdout).to_lowercase();
-    assert!(
-        !said.contains(&rs01_mac) && !said.contains(&rs02_mac),
-        "a real server answered ARP for the VIP:\n{said}"
-    );
-    let rip = lab.exec_ok("client", "arping -c 2 -w 3 -I eth0 10.77.71.21");
-    assert!(rip.to_lowercase().contains(&rs01_mac), "RIP unanswered:\n{rip}");
-
-    // DR: the frame goes to rs01's MAC with the VIP as destination.
-    lab.exec_ok(
-        "client",
-        &format!("ip neigh replace {vip} lladdr {rs01_mac} dev eth0"),
-    );
-    let body = lab.exec_ok(
-        "client",
-        &format!("curl -sS --fail --max-time 5 http://{vip}/"),
-    );
-    assert_eq!(body.trim(), "rs01");
+    let hidden = [mac(&lab, "rs01"), mac(&lab, "rs02")];
+    hidden_but_served_by_rs01(&lab, &vip, "10.77.71.21", &hidden);
 
     let pid = status(&lab, "rs01")["pid"].clone();
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
@@ -287,24 +301,7 @@ fn realserver_nftables_hides_the_vip_without_sysctls() {
     let s = status(&lab, "rs01");
     assert_eq!(s["details"]["nft_table"], true, "{s}");
     assert_eq!(s["healthy"], true, "{s}");
-    let rs01_mac = mac(&lab, "rs01");
-    let arp = lab.exec("client", &format!("arping -c 2 -w 3 -I eth0 {vip}"));
-    let said = String::from_utf8_lossy(&arp.stdout).to_lowercase();
-    assert!(
-        !said.contains(&rs01_mac),
-        "rs01 answered ARP for the VIP:\n{said}"
-    );
-    let rip = lab.exec_ok("client", "arping -c 2 -w 3 -I eth0 10.77.75.21");
-    assert!(rip.to_lowercase().contains(&rs01_mac), "RIP unanswered:\n{rip}");
-    lab.exec_ok(
-        "client",
-        &format!("ip neigh replace {vip} lladdr {rs01_mac} dev eth0"),
-    );
-    let body = lab.exec_ok(
-        "client",
-        &format!("curl -sS --fail --max-time 5 http://{vip}/"),
-    );
-    assert_eq!(body.trim(), "rs01");
+    hidden_but_served_by_rs01(&lab, &vip, "10.77.75.21", &[mac(&lab, "rs01")]);
 
     let table = "arp lbdeploy_realserver";
     holds_again_within(
