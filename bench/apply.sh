@@ -172,17 +172,11 @@ declare -A RAW    # [key,N] = the samples, "wall/controller/hosts" each
 declare -A LOADS  # [N] = 1-minute load average at the start of each round
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# measure KEY LABEL CHECK CMD...: one timed run, its samples kept under KEY.
-declare -A SW SC SH
+# measure KEY LABEL CHECK CMD...: one timed run (lib.sh's sample), its
+# samples kept under KEY and, raw, under KEY,N.
 measure() {
-    local key=$1 r w c h
-    shift
-    r=$(run_ctl "$@")
-    read -r w c h <<<"$r"
-    SW[$key]+=" $w"
-    SC[$key]+=" $c"
-    SH[$key]+=" $h"
-    RAW[$key,$N]+=" $w/$c/$h"
+    sample "$@"
+    RAW[$1,$N]+=" $LAST_SAMPLE"
 }
 # once KEY LABEL CHECK CMD...: a single run, recorded as is.
 once() {

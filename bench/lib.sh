@@ -259,6 +259,22 @@ run_ctl() {
     echo "$ms $(cg_delta_ms "$c0" "$c1") $(cg_delta_ms "$h0" "$h1")"
 }
 
+# sample KEY LABEL CHECK CMD...: one run_ctl, its wall / controller CPU /
+# hosts CPU (ms) appended to SW/SC/SH[KEY] and left in LAST_SAMPLE as
+# "wall/controller/hosts".
+declare -A SW SC SH
+LAST_SAMPLE=
+sample() {
+    local key=$1 r w c h
+    shift
+    r=$(run_ctl "$@")
+    read -r w c h <<<"$r"
+    SW[$key]+=" $w"
+    SC[$key]+=" $c"
+    SH[$key]+=" $h"
+    LAST_SAMPLE="$w/$c/$h"
+}
+
 check_plan_noop() {
     grep -q "^Plan: 0 hosts to change, $N unchanged, 0 unreachable\.$" "$1"
 }

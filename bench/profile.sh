@@ -46,17 +46,6 @@ lab exec controller -- sh -c 'cp /root/.ssh/config /root/.ssh/config.default &&
         >/root/.ssh/config.curve25519'
 use_config() { lab exec controller -- cp "/root/.ssh/config.$1" /root/.ssh/config; }
 
-declare -A SW SC SH
-# sample KEY LABEL CHECK CMD...: one run in the controller, kept under KEY.
-sample() {
-    local key=$1 r w c h
-    shift
-    r=$(run_ctl "$@")
-    read -r w c h <<<"$r"
-    SW[$key]+=" $w"
-    SC[$key]+=" $c"
-    SH[$key]+=" $h"
-}
 # med KEY: "wall controller hosts" medians in seconds.
 med() {
     # shellcheck disable=SC2086 # the samples are words by design
