@@ -174,24 +174,7 @@ fn the_new_master_does_not_forward_frames_flooded_for_the_old_one() {
         .to_owned();
 
     // Unplug the master: the bridge forgets its MAC, the backup takes over.
-    let ns = lab.status()["switch_netns"].as_str().unwrap().to_owned();
-    let ports = std::process::Command::new("ip")
-        .args(["-n", &ns, "-o", "link", "show"])
-        .output()
-        .unwrap();
-    let port = String::from_utf8_lossy(&ports.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|p| p.split('@').next().unwrap().to_owned())
-        .find(|p| p.ends_with("-keepalived01"))
-        .unwrap();
-    assert!(
-        std::process::Command::new("ip")
-            .args(["-n", &ns, "link", "set", &port, "down"])
-            .status()
-            .unwrap()
-            .success()
-    );
+    lab.set_switch_port("keepalived01", "down");
     let backup_mdi =
         master_down_interval(Version::V2, 70, Duration::from_secs(1));
     within(backup_mdi + Duration::from_secs(1), "keepalived02 master", || {

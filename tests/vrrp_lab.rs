@@ -461,32 +461,6 @@ fn bad_packets_are_counted_and_change_nothing() {
     assert_eq!(holders(&lab, &vip(n)), ["keepalived01"]);
 }
 
-/// The switch port of lab host `host` (`p<index>-<name>` in the lab's switch
-/// namespace), found by name.
-fn switch_port(lab: &TestLab, host: &str) -> (String, String) {
-    let ns = lab.status()["switch_netns"].as_str().unwrap().to_owned();
-    let out = std::process::Command::new("ip")
-        .args(["-n", &ns, "-o", "link", "show"])
-        .output()
-        .unwrap();
-    let port = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|name| name.split('@').next().unwrap().to_owned())
-        .find(|name| name.ends_with(&format!("-{host}")))
-        .unwrap_or_else(|| panic!("no switch port for {host}"));
-    (ns, port)
-}
-
-fn set_port(ns: &str, port: &str, state: &str) {
-    let ok = std::process::Command::new("ip")
-        .args(["-n", ns, "link", "set", port, state])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ip -n {ns} link set {port} {state}");
-}
-
 /// Cut the backup off the segment: it stops hearing the master and takes
 /// the VIP too (split brain, as VRRP must). Plug it back: the master's
 /// next advert outranks it, it steps down and removes the VIP — within
@@ -502,15 +476,14 @@ fn split_brain_heals_to_one_master() {
         "keepalived01",
         election_bound(Version::V2),
     );
-    let (ns, port) = switch_port(&lab, "keepalived02");
-    set_port(&ns, &port, "down");
+    lab.set_switch_port("keepalived02", "down");
     let both = takeover_bound(Version::V2);
     let until = Instant::now() + both;
     while holders(&lab, &vip(n)).len() < 2 {
         assert!(Instant::now() < until, "no split brain within {both:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    set_port(&ns, &port, "up");
+    lab.set_switch_port("keepalived02", "up");
     let advert = Duration::from_secs(1);
     let heal = advert
         + lbdeploy::agent::vrrp::fsm::skew_time(Version::V2, 70, advert)

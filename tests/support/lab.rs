@@ -278,6 +278,28 @@ impl TestLab {
         );
     }
 
+    /// Set `host`'s port on the lab's switch (`p<index>-<name>` in the
+    /// switch namespace) `up` or `down`: plugging the host in or out.
+    pub fn set_switch_port(&self, host: &str, state: &str) {
+        let ns = self.status()["switch_netns"].as_str().unwrap().to_owned();
+        let out = Command::new("ip")
+            .args(["-n", &ns, "-o", "link", "show"])
+            .output()
+            .unwrap();
+        let port = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|name| name.split('@').next().unwrap().to_owned())
+            .find(|name| name.ends_with(&format!("-{host}")))
+            .unwrap_or_else(|| panic!("no switch port for {host}"));
+        let ok = Command::new("ip")
+            .args(["-n", &ns, "link", "set", &port, state])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip -n {ns} link set {port} {state}");
+    }
+
     /// Replace `host`'s lab responder by `lbdeploy lab responder ARGS`
     /// (which must name it with `--name`); returns once the new one
     /// listens. The old one is gone before the new one binds, so the port
