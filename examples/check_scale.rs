@@ -72,6 +72,46 @@ fn active_opens() -> u64 {
         .unwrap_or(0)
 }
 
+/// Counters read at the start of a measurement.
+struct Meter {
+    cpu: f64,
+    softirq: f64,
+    opens: u64,
+    at: Instant,
+}
+
+/// What a measurement found, per second of wall time.
+struct Rates {
+    wall: f64,
+    /// This process's CPU, in % of one core.
+    cpu: f64,
+    /// The machine's softirq time, in % of one core.
+    softirq: f64,
+    /// TCP connections opened per second.
+    connects: f64,
+}
+
+impl Meter {
+    fn start() -> Self {
+        Self {
+            cpu: cpu_seconds(),
+            softirq: softirq_seconds(),
+            opens: active_opens(),
+            at: Instant::now(),
+        }
+    }
+
+    fn rates(&self) -> Rates {
+        let wall = self.at.elapsed().as_secs_f64();
+        Rates {
+            wall,
+            cpu: 100.0 * (cpu_seconds() - self.cpu) / wall,
+            softirq: 100.0 * (softirq_seconds() - self.softirq) / wall,
+            connects: (active_opens() - self.opens) as f64 / wall,
+        }
+    }
+}
+
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -123,57 +163,49 @@ fn main() -> anyhow::Result<()> {
         let mut checks = Checks::spawn(targets, tx, 256);
         // Skip the first delay_loop, in which the start spread ramps up.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (cpu0, si0, t0) =
-            (cpu_seconds(), softirq_seconds(), Instant::now());
-        let opens0 = active_opens();
+        let meter = Meter::start();
         let mut downs = 0;
         let until = tokio::time::Instant::now() + Duration::from_secs(secs);
         while let Ok(Some(t)) = tokio::time::timeout_at(until, rx.recv()).await
         {
             downs += usize::from(!t.up);
         }
-        let cpu = cpu_seconds() - cpu0;
-        let si = softirq_seconds() - si0;
-        let opens = active_opens() - opens0;
-        let wall = t0.elapsed().as_secs_f64();
+        let r = meter.rates();
         checks.stop();
         println!(
-            "{n} TCP checks every 1 s for {wall:.0} s: {:.1}% of one core \
+            "{n} TCP checks every 1 s for {:.0} s: {:.1}% of one core \
              (softirq {:.1}%), {:.0} connects/s, RSS {} MB, {downs} false downs",
-            100.0 * cpu / wall,
-            100.0 * si / wall,
-            opens as f64 / wall,
+            r.wall,
+            r.cpu,
+            r.softirq,
+            r.connects,
             rss_kb() / 1024
         );
     });
     let addrs: Vec<SocketAddr> =
         listeners.iter().map(|l| l.local_addr().expect("bound")).collect();
-    let (cpu, si) = floor(&addrs, secs);
+    let r = floor(&addrs, secs);
     println!(
         "floor, {n} blocking connect+close every 1 s for {secs} s: \
-         {cpu:.1}% of one core (softirq {si:.1}%)"
+         {:.1}% of one core (softirq {:.1}%)",
+        r.cpu, r.softirq
     );
     drop(listeners);
     Ok(())
 }
 
-/// CPU share (and softirq share) of connecting to and closing every
-/// address once a second, blocking, for `secs`: the kernel's cost of a TCP
-/// check on the loopback.
-fn floor(addrs: &[SocketAddr], secs: u64) -> (f64, f64) {
-    let (cpu0, si0, t0) = (cpu_seconds(), softirq_seconds(), Instant::now());
+/// What connecting to and closing every address once a second, blocking,
+/// for `secs` costs: the kernel's cost of a TCP check on the loopback.
+fn floor(addrs: &[SocketAddr], secs: u64) -> Rates {
+    let meter = Meter::start();
     for round in 1..=secs {
         for a in addrs {
             drop(std::net::TcpStream::connect(a));
         }
-        if let Some(rest) = Duration::from_secs(round).checked_sub(t0.elapsed())
-        {
+        let elapsed = meter.at.elapsed();
+        if let Some(rest) = Duration::from_secs(round).checked_sub(elapsed) {
             std::thread::sleep(rest);
         }
     }
-    let wall = t0.elapsed().as_secs_f64();
-    (
-        100.0 * (cpu_seconds() - cpu0) / wall,
-        100.0 * (softirq_seconds() - si0) / wall,
-    )
+    meter.rates()
 }
