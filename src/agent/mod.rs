@@ -16,10 +16,14 @@
 //!   instance, holding the VIPs as master;
 //! * [`vrrp`] — the VRRP protocol core: codec, pure state machine and the
 //!   sockets;
-//! * [`dataplane`] — the kernel data plane (nftables DSR; IPVS to come);
+//! * [`dataplane`] — the kernel data plane (IPVS, or nftables DSR);
 //! * [`check`] — health checks of the real servers;
 //! * [`alert`] — email, webhook and exec notifications;
 //! * [`net`] — addresses over rtnetlink, shared by both modes;
+//! * [`netlink`] — netlink message framing for what rtnetlink does not
+//!   cover (IPVS, the nftables generation);
+//! * [`checksum`] — the Internet checksum of VRRP adverts, Neighbour
+//!   Advertisements and half-open checks' SYNs;
 //! * [`nftables`] — loading a table with `nft -f`, shared by both modes;
 //! * [`realserver`] — the real-server mode: ARP sysctls and the VIPs kept on
 //!   `lo`.
@@ -28,6 +32,7 @@
 
 pub mod alert;
 pub mod check;
+pub mod checksum;
 pub mod config;
 pub mod dataplane;
 pub mod director;

@@ -12,7 +12,7 @@
 //! * [`arp`]: the gratuitous ARP frame a new master broadcasts for an IPv4
 //!   VIP; [`ndisc`]: the unsolicited Neighbour Advertisement for an IPv6
 //!   one.
-//! * [`checksum`]: the Internet checksum both adverts and NAs carry.
+//!   Both carry the Internet checksum of [`crate::agent::checksum`].
 //! * [`fsm`]: the RFC 5798 §6 state machine. It takes `(now, event)` and
 //!   returns actions (send an advert, add the VIPs, arm a timer at a
 //!   deadline); it owns no socket, no task and no clock.
@@ -37,7 +37,6 @@
 //! ```
 
 pub mod arp;
-pub mod checksum;
 pub mod error;
 pub mod fsm;
 pub mod ipv4;

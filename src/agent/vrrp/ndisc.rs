@@ -28,8 +28,8 @@
 use std::net::Ipv6Addr;
 
 use super::arp::MacAddr;
-use super::checksum::OnesComplementSum;
 use super::packet::TTL;
+use crate::agent::checksum::OnesComplementSum;
 
 /// Length of the frame: Ethernet, IPv6 header, NA and one option.
 pub const FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + ICMP_LEN;
