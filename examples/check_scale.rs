@@ -6,6 +6,10 @@
 //! cargo run --release --example check_scale -- 5000 30
 //! ```
 //!
+//! With `--half-open` (root: a raw socket) the checks are half-open
+//! (`tcp: { half_open: true }`): a SYN out, the SYN-ACK back, the kernel's
+//! RST; "answers/s" then counts those RSTs.
+//!
 //! With `--listen-only` it only binds the listeners, on 127.0.0.1 ports
 //! 20000…, for SECS: bench/check_scale_vm.sh points keepalived's checker
 //! at them, for the same measurement of the reference tool.
@@ -56,9 +60,10 @@ fn softirq_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// TCP connections this machine has opened (`ActiveOpens` of
-/// `/proc/net/snmp`): the checks actually made, whoever made them.
-fn active_opens() -> u64 {
+/// A TCP counter of `/proc/net/snmp`: `ActiveOpens`, the connections
+/// this machine opened (full checks made, whoever made them), or
+/// `OutRsts`, the resets it sent (each answered half-open check's).
+fn tcp_counter(name: &str) -> u64 {
     let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
     let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
     let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
@@ -67,7 +72,7 @@ fn active_opens() -> u64 {
     names
         .split_whitespace()
         .zip(values.split_whitespace())
-        .find(|(k, _)| *k == "ActiveOpens")
+        .find(|(k, _)| *k == name)
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0)
 }
@@ -77,6 +82,7 @@ struct Meter {
     cpu: f64,
     softirq: f64,
     opens: u64,
+    resets: u64,
     at: Instant,
 }
 
@@ -89,6 +95,8 @@ struct Rates {
     softirq: f64,
     /// TCP connections opened per second.
     connects: f64,
+    /// TCP resets sent per second.
+    resets: f64,
 }
 
 impl Meter {
@@ -96,7 +104,8 @@ impl Meter {
         Self {
             cpu: cpu_seconds(),
             softirq: softirq_seconds(),
-            opens: active_opens(),
+            opens: tcp_counter("ActiveOpens"),
+            resets: tcp_counter("OutRsts"),
             at: Instant::now(),
         }
     }
@@ -107,7 +116,8 @@ impl Meter {
             wall,
             cpu: 100.0 * (cpu_seconds() - self.cpu) / wall,
             softirq: 100.0 * (softirq_seconds() - self.softirq) / wall,
-            connects: (active_opens() - self.opens) as f64 / wall,
+            connects: (tcp_counter("ActiveOpens") - self.opens) as f64 / wall,
+            resets: (tcp_counter("OutRsts") - self.resets) as f64 / wall,
         }
     }
 }
@@ -125,6 +135,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.first().map_or(Ok(5000), |a| a.parse())?;
     let secs: u64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
+    let half_open = args.iter().any(|a| a == "--half-open");
     if args.iter().any(|a| a == "--listen-only") {
         // For another checker (bench/check_scale_vm.sh: keepalived's):
         // the same listeners on known ports, for SECS.
@@ -152,6 +163,7 @@ fn main() -> anyhow::Result<()> {
                     delay_before_retry: Dur::from_secs(1),
                     rise: 1,
                     connect_port: None,
+                    half_open,
                 })],
             }
         })
@@ -172,13 +184,17 @@ fn main() -> anyhow::Result<()> {
         }
         let r = meter.rates();
         checks.stop();
+        let (kind, done) = if half_open {
+            ("half-open", format!("{:.0} answers/s", r.resets))
+        } else {
+            ("TCP", format!("{:.0} connects/s", r.connects))
+        };
         println!(
-            "{n} TCP checks every 1 s for {:.0} s: {:.1}% of one core \
-             (softirq {:.1}%), {:.0} connects/s, RSS {} MB, {downs} false downs",
+            "{n} {kind} checks every 1 s for {:.0} s: {:.1}% of one core \
+             (softirq {:.1}%), {done}, RSS {} MB, {downs} false downs",
             r.wall,
             r.cpu,
             r.softirq,
-            r.connects,
             rss_kb() / 1024
         );
     });

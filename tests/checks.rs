@@ -4,12 +4,14 @@
 //! must take it out of the pool within keepalived's bound and put it back
 //! only after `rise` successes; webhooks and emails of a director land in
 //! sinks inside the lab's controller; a mail server that never answers
-//! must not slow the checks down.
+//! must not slow the checks down. A half-open check must see a server stop
+//! or vanish without ever opening a connection to it.
 //!
 //! Every bound comes from the check timing ([`down_within`],
 //! [`up_within`]) plus one `delay_loop` of slack; the agent status is
 //! polled, never slept on.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use lbdeploy::agent::check::health::{Timing, down_within, up_within};
@@ -329,4 +331,89 @@ fn a_hung_mail_server_and_a_dead_webhook_do_not_delay_the_checks() {
         p.starts_with(&format!("10.77.{n}.11:"))
     });
     assert!(peer.is_some(), "keepalived01 never tried the hung mail server");
+}
+
+/// TCP counters of `host`'s network namespace (`/proc/net/snmp`).
+fn tcp_counters(lab: &TestLab, host: &str) -> HashMap<String, u64> {
+    let snmp = lab.exec_ok(host, "cat /proc/net/snmp");
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        .collect()
+}
+
+/// rs01 checked half-open: it is checked without ever accepting a
+/// connection, yet goes down when its responder stops (RST) and when it
+/// is unplugged (no answer), and comes back each time.
+#[test]
+fn a_half_open_check_never_opens_a_connection_yet_sees_a_server_stop() {
+    let n = 58;
+    let half_open =
+        inventory(n, "", "").replace("tcp: { ", "tcp: { half_open: true, ");
+    let lab = lab_or_skip!("checks-syn", half_open);
+    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
+    let rip = format!("10.77.{n}.21");
+
+    // Both directors check rs01 once per delay_loop. Over three of them
+    // rs01 answers SYNs (segments out) but completes no handshake and
+    // retransmits nothing: the directors' RSTs close every half-open.
+    // rs02's HTTP check, a full connect, opens connections meanwhile.
+    let (rs01, rs02) = (tcp_counters(&lab, "rs01"), tcp_counters(&lab, "rs02"));
+    std::thread::sleep(DELAY_LOOP * 3);
+    let (rs01_after, rs02_after) =
+        (tcp_counters(&lab, "rs01"), tcp_counters(&lab, "rs02"));
+    let grew = |a: &HashMap<String, u64>, b: &HashMap<String, u64>, k: &str| {
+        b[k] - a[k]
+    };
+    assert_eq!(grew(&rs01, &rs01_after, "PassiveOpens"), 0, "rs01 accepted");
+    assert_eq!(grew(&rs01, &rs01_after, "RetransSegs"), 0, "rs01 resent");
+    assert!(
+        grew(&rs01, &rs01_after, "OutSegs") >= 4,
+        "rs01 answered no SYNs: {rs01:?} → {rs01_after:?}"
+    );
+    assert!(grew(&rs02, &rs02_after, "PassiveOpens") >= 4, "rs02 unchecked");
+    assert_eq!(verdict(&lab, &rip), Some(true));
+
+    let start = Instant::now();
+    lab.exec_ok("rs01", &kill_here("[l]bdeploy lab responder"));
+    within(down_bound(), "rs01 marked down by its half-open check", || {
+        verdict(&lab, &rip) == Some(false)
+    });
+    let down = start.elapsed();
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    let line = format!(
+        "real server {rip} of web is down: SYN to {rip}:80: refused (RST)"
+    );
+    assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
+    let seen = lab.answers(&format!("http://10.77.{n}.200/"), 43000, 20);
+    assert_eq!(seen.get("rs02"), Some(&20), "{seen:?}");
+
+    let start = Instant::now();
+    lab.swap_responder("rs01", "--name rs01");
+    within(up_bound(), "rs01 back after its half-open check", || {
+        verdict(&lab, &rip) == Some(true)
+    });
+    let up = start.elapsed();
+
+    // Unplugged, rs01 answers nothing: the probes time out instead.
+    lab.set_switch_port("rs01", "down");
+    within(down_bound(), "unplugged rs01 marked down", || {
+        verdict(&lab, &rip) == Some(false)
+    });
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    let line = format!("SYN to {rip}:80: no answer within {TIMEOUT:?}");
+    assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
+    lab.set_switch_port("rs01", "up");
+    within(up_bound(), "rs01 back once plugged in", || {
+        verdict(&lab, &rip) == Some(true)
+    });
+    eprintln!(
+        "half-open: down after {down:?} (bound {:?}), back after {up:?} \
+         (bound {:?})",
+        down_bound(),
+        up_bound()
+    );
 }

@@ -609,6 +609,13 @@ pub struct TcpCheck {
     /// Port to check when it differs from the real server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_port: Option<Port>,
+    /// Send only a SYN and count the SYN-ACK as up, an RST as refused;
+    /// the director's kernel resets the half-open connection. The server's
+    /// application never sees the check (no accept, no log line), and the
+    /// director pays about a third of a full connect. IPv4 only. keepalived
+    /// has no such check: its TCP_CHECK is a full connect, the default here.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub half_open: bool,
 }
 
 /// An HTTP GET health check (keepalived's `HTTP_GET` with one `url`).

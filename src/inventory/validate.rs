@@ -598,7 +598,20 @@ fn virtual_service(
             ));
         }
         for (k, check) in rs.checks.iter().enumerate() {
-            check_rules(check, &format!("{rpath}.checks[{k}]"), out);
+            let cpath = format!("{rpath}.checks[{k}]");
+            if let (Some(t), Check::Tcp(tcp)) = (target, check)
+                && tcp.half_open
+                && t.is_ipv6()
+            {
+                out.push(Finding::error(
+                    format!("{cpath}.tcp.half_open"),
+                    format!(
+                        "half-open checks send IPv4 SYNs, and {t} is IPv6 — \
+                         remove `half_open` for a full TCP connect"
+                    ),
+                ));
+            }
+            check_rules(check, &cpath, out);
         }
     }
     quorum(vs, path, out);

@@ -1,7 +1,8 @@
 //! Health checks running: one task per real server of each service, each
 //! checker on its own schedule ([`Health`]), the server up only while every
-//! checker says so. Verdict changes go out on a channel; the director acts
-//! on them (data plane, notifications).
+//! checker says so. Half-open TCP checks share one [`Prober`]. Verdict
+//! changes go out on a channel; the director acts on them (data plane,
+//! notifications).
 //!
 //! A semaphore bounds how many probes run at once, and each task starts at
 //! a point of its first `delay_loop` fixed by a hash of its key, so a
@@ -17,6 +18,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::half_open::Prober;
 use super::health::{Health, Timing};
 use super::probe::{self, HttpWant};
 use crate::inventory::Check;
@@ -65,8 +67,10 @@ impl Checks {
     ) -> Self {
         let gate = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        let prober = prober(&targets, &mut tasks);
         for t in targets.into_iter().filter(|t| !t.checks.is_empty()) {
-            tasks.spawn(run(t, tx.clone(), gate.clone()));
+            let prober = prober.clone();
+            tasks.spawn(run(t, tx.clone(), gate.clone(), prober));
         }
         Self { tasks }
     }
@@ -74,6 +78,33 @@ impl Checks {
     /// Stop every check now.
     pub fn stop(&mut self) {
         self.tasks.abort_all();
+    }
+}
+
+/// The prober every half-open check shares, its task in `tasks`; `None`
+/// when no check is half-open, or when the raw socket cannot be opened
+/// (no `CAP_NET_RAW`): those checks then connect fully, which tests the
+/// servers as well, at the higher cost.
+fn prober(targets: &[Target], tasks: &mut JoinSet<()>) -> Option<Prober> {
+    let wanted = targets
+        .iter()
+        .flat_map(|t| &t.checks)
+        .any(|c| matches!(c, Check::Tcp(t) if t.half_open));
+    if !wanted {
+        return None;
+    }
+    match Prober::start() {
+        Ok((prober, task)) => {
+            tasks.spawn(task);
+            Some(prober)
+        }
+        Err(e) => {
+            crate::agent::log(&format!(
+                "half-open checks need a raw socket ({e}); checking with a \
+                 full TCP connect instead"
+            ));
+            None
+        }
     }
 }
 
@@ -88,14 +119,24 @@ struct Checker {
 
 enum Kind {
     Tcp,
+    HalfOpen(Prober),
     Http(HttpWant),
     Exec(String),
 }
 
-async fn run(t: Target, tx: mpsc::Sender<Transition>, gate: Arc<Semaphore>) {
+async fn run(
+    t: Target,
+    tx: mpsc::Sender<Transition>,
+    gate: Arc<Semaphore>,
+    prober: Option<Prober>,
+) {
     let start = Instant::now() + spread(&t, t.delay_loop);
-    let mut checkers: Vec<Checker> =
-        t.checks.iter().map(|c| checker(&t, c, start)).collect();
+    let mut checkers: Vec<Checker> = t
+        .checks
+        .iter()
+        .map(|c| checker(&t, c, start, prober.as_ref()))
+        .collect();
+    drop(prober);
     let mut up = true;
     loop {
         let (i, due) = checkers
@@ -110,6 +151,11 @@ async fn run(t: Target, tx: mpsc::Sender<Transition>, gate: Arc<Semaphore>) {
             let _permit = gate.acquire().await;
             match &c.kind {
                 Kind::Tcp => probe::tcp(c.addr, c.limit).await,
+                Kind::HalfOpen(prober) => match c.addr {
+                    SocketAddr::V4(to) => prober.probe(to, c.limit).await,
+                    // Validation refuses half-open checks of IPv6 servers.
+                    SocketAddr::V6(_) => probe::tcp(c.addr, c.limit).await,
+                },
                 Kind::Http(want) => probe::http(c.addr, want, c.limit).await,
                 Kind::Exec(command) => probe::exec(command, c.limit).await,
             }
@@ -136,9 +182,17 @@ async fn run(t: Target, tx: mpsc::Sender<Transition>, gate: Arc<Semaphore>) {
     }
 }
 
-fn checker(t: &Target, c: &Check, start: Instant) -> Checker {
+fn checker(
+    t: &Target,
+    c: &Check,
+    start: Instant,
+    prober: Option<&Prober>,
+) -> Checker {
     let (kind, port) = match c {
-        Check::Tcp(c) => (Kind::Tcp, c.connect_port),
+        Check::Tcp(c) => match prober.filter(|_| c.half_open) {
+            Some(p) => (Kind::HalfOpen(p.clone()), c.connect_port),
+            None => (Kind::Tcp, c.connect_port),
+        },
         Check::HttpGet(h) => (
             Kind::Http(HttpWant {
                 path: h.path.clone(),
@@ -190,6 +244,7 @@ mod tests {
                 delay_before_retry: Dur::from_millis(50),
                 rise: 1,
                 connect_port: None,
+                half_open: false,
             })],
         }
     }

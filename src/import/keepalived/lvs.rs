@@ -409,6 +409,8 @@ fn checker(
             delay_before_retry: t.delay_before_retry,
             rise: KEEPALIVED_RISE,
             connect_port: t.connect_port,
+            // TCP_CHECK is a full connect.
+            half_open: false,
         })
     };
     match block.keyword.as_str() {
