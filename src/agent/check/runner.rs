@@ -8,6 +8,13 @@
 //! a point of its first `delay_loop` fixed by a hash of its key, so a
 //! thousand checks do not fire in the same millisecond — and one hung
 //! server holds only its own task.
+//!
+//! Checks fall due on a grid of [`TICK`]: a check's next run moves to the
+//! nearest point of the grid, so all the checks due around one point run
+//! in one wakeup of the runtime instead of one each. At 5,000 checks a
+//! second that is 100 wakeups instead of up to 1,000, which a virtual
+//! machine pays for dearly (each re-arms a timer), for a shift of at most
+//! half a tick, either way, that averages out.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +29,10 @@ use super::half_open::Prober;
 use super::health::{Health, Timing};
 use super::probe::{self, HttpWant};
 use crate::inventory::Check;
+
+/// The grid checks fall due on; each check runs within half of this of
+/// the time keepalived's timing gives it.
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// A real server of a service, with its checks.
 #[derive(Debug, Clone)]
@@ -68,9 +79,10 @@ impl Checks {
         let gate = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let prober = prober(&targets, &mut tasks);
+        let grid = Grid(Instant::now());
         for t in targets.into_iter().filter(|t| !t.checks.is_empty()) {
             let prober = prober.clone();
-            tasks.spawn(run(t, tx.clone(), gate.clone(), prober));
+            tasks.spawn(run(t, grid, tx.clone(), gate.clone(), prober));
         }
         Self { tasks }
     }
@@ -124,13 +136,29 @@ enum Kind {
     Exec(String),
 }
 
+/// The [`TICK`] grid shared by every check of a runner, from its origin.
+#[derive(Debug, Clone, Copy)]
+struct Grid(Instant);
+
+impl Grid {
+    /// The point of the grid nearest to `at`.
+    fn nearest(self, at: Instant) -> Instant {
+        let tick = TICK.as_nanos();
+        let since = at.saturating_duration_since(self.0).as_nanos();
+        let slots = (since + tick / 2) / tick;
+        // Checks are due within hours, so the slots fit a u32 of ticks.
+        self.0 + TICK * u32::try_from(slots).unwrap_or(u32::MAX)
+    }
+}
+
 async fn run(
     t: Target,
+    grid: Grid,
     tx: mpsc::Sender<Transition>,
     gate: Arc<Semaphore>,
     prober: Option<Prober>,
 ) {
-    let start = Instant::now() + spread(&t, t.delay_loop);
+    let start = grid.nearest(Instant::now() + spread(&t, t.delay_loop));
     let mut checkers: Vec<Checker> = t
         .checks
         .iter()
@@ -161,7 +189,7 @@ async fn run(
             }
         };
         let outcome = c.health.record(result.is_ok());
-        c.due = Instant::now() + outcome.next_in;
+        c.due = grid.nearest(Instant::now() + outcome.next_in);
         let now_up = checkers.iter().all(|c| c.health.is_up());
         if now_up != up {
             up = now_up;
@@ -257,6 +285,20 @@ mod tests {
         assert!(a < d && b < d);
         assert_ne!(a, b);
         assert_eq!(a, spread(&target(80, d), d), "fixed, not random");
+    }
+
+    #[test]
+    fn due_times_move_to_the_nearest_tick() {
+        let origin = Instant::now();
+        let grid = Grid(origin);
+        let at = |ms| origin + Duration::from_millis(ms);
+        assert_eq!(grid.nearest(at(0)), at(0));
+        assert_eq!(grid.nearest(at(4)), at(0));
+        assert_eq!(grid.nearest(at(5)), at(10), "half a tick goes up");
+        assert_eq!(grid.nearest(at(1_006)), at(1_010));
+        assert_eq!(grid.nearest(at(6_000)), at(6_000));
+        // Before the origin (never asked for) is the origin.
+        assert_eq!(grid.nearest(origin - Duration::from_millis(3)), origin);
     }
 
     #[tokio::test]
