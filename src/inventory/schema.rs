@@ -611,9 +611,11 @@ pub struct TcpCheck {
     pub connect_port: Option<Port>,
     /// Send only a SYN and count the SYN-ACK as up, an RST as refused;
     /// the director's kernel resets the half-open connection. The server's
-    /// application never sees the check (no accept, no log line), and the
-    /// director pays about a third of a full connect. IPv4 only. keepalived
-    /// has no such check: its TCP_CHECK is a full connect, the default here.
+    /// application never sees the check (no accept, no log line), and a
+    /// check costs about half of a full connect (BENCHMARKS.md). A listener
+    /// whose accept queue is full drops the SYN and fails it, as it fails a
+    /// connect. IPv4 only. keepalived has no such check: its TCP_CHECK is a
+    /// full connect, the default here.
     #[serde(default, skip_serializing_if = "is_false")]
     pub half_open: bool,
 }

@@ -6,7 +6,7 @@
 //! has no connection for the SYN-ACK, so it answers with an RST itself and
 //! the server drops its half-open entry: the server's application never
 //! accepts a connection, and neither side builds or tears down a socket.
-//! That is what makes it about a third of the cost of a full connect.
+//! That is why it costs about half of a full connect (BENCHMARKS.md).
 //!
 //! [`answer`] reads bytes off the network, so it is fuzzed
 //! (`fuzz/fuzz_targets/syn_answer_decode.rs`) and must never panic.
