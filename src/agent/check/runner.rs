@@ -301,21 +301,29 @@ mod tests {
         assert_eq!(grid.nearest(origin - Duration::from_millis(3)), origin);
     }
 
-    #[tokio::test]
-    async fn a_closed_port_goes_down_and_comes_back_when_it_listens() {
+    /// A check of a port nothing listens on yet, half-open or not: it
+    /// must go down for a reason containing each of `why`, and come back
+    /// once the port listens.
+    async fn closed_then_listening(half_open: bool, why: &[&str]) {
         // A port that was just free: nothing listens there yet.
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
         let delay_loop = Duration::from_millis(100);
+        let mut t = target(port, delay_loop);
+        if let Check::Tcp(c) = &mut t.checks[0] {
+            c.half_open = half_open;
+        }
         let (tx, mut rx) = mpsc::channel(4);
-        let mut checks = Checks::spawn(vec![target(port, delay_loop)], tx, 4);
+        let mut checks = Checks::spawn(vec![t], tx, 4);
         // Down within delay_loop + 2 × timeout + 1 × retry pause, plus slack.
         let bound = Duration::from_millis(100 + 2 * 200 + 50 + 500);
         let down =
             tokio::time::timeout(bound, rx.recv()).await.unwrap().unwrap();
         assert!(!down.up, "{down:?}");
-        assert!(down.reason.contains("connect to 127.0.0.1"), "{down:?}");
+        for w in why {
+            assert!(down.reason.contains(w), "not `{w}`: {down:?}");
+        }
         let _listener =
             std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let up = tokio::time::timeout(Duration::from_secs(1), rx.recv())
@@ -324,5 +332,60 @@ mod tests {
             .unwrap();
         assert!(up.up, "{up:?}");
         checks.stop();
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_goes_down_and_comes_back_when_it_listens() {
+        closed_then_listening(false, &["connect to 127.0.0.1"]).await;
+    }
+
+    /// Set in the copy of this test binary that runs without CAP_NET_RAW.
+    const NO_NET_RAW: &str = "LBDEPLOY_TEST_NO_NET_RAW";
+
+    #[tokio::test]
+    async fn half_open_checks_see_an_rst_and_a_syn_ack() {
+        if std::env::var_os(NO_NET_RAW).is_some() {
+            return;
+        }
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: a half-open check needs a raw socket (root)");
+            return;
+        }
+        closed_then_listening(true, &["SYN to 127.0.0.1", "refused (RST)"])
+            .await;
+    }
+
+    /// Without CAP_NET_RAW (this test binary run again, for this test
+    /// only, under `setpriv --bounding-set -net_raw`) half-open checks say
+    /// so once and connect fully instead.
+    #[tokio::test]
+    async fn half_open_checks_connect_fully_without_a_raw_socket() {
+        if std::env::var_os(NO_NET_RAW).is_some() {
+            closed_then_listening(true, &["connect to 127.0.0.1"]).await;
+            return;
+        }
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: dropping CAP_NET_RAW needs root");
+            return;
+        }
+        let name = "agent::check::runner::tests::\
+                    half_open_checks_connect_fully_without_a_raw_socket";
+        let out = std::process::Command::new("setpriv")
+            .args(["--bounding-set", "-net_raw", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture"])
+            .env(NO_NET_RAW, "1")
+            .output()
+            .expect("setpriv (util-linux)");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the test did not run: {stdout}");
+        assert!(
+            stderr.contains("half-open checks need a raw socket"),
+            "no word of the fallback: {stderr}"
+        );
     }
 }
