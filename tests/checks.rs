@@ -345,17 +345,31 @@ fn tcp_counters(lab: &TestLab, host: &str) -> HashMap<String, u64> {
         .collect()
 }
 
+/// rs01's half-open check: no retry, so that one lost SYN would fail it
+/// were it not sent again within the timeout.
+const HALF_OPEN_TIMEOUT: Duration = Duration::from_millis(2500);
+
+fn half_open_timing() -> Timing {
+    Timing { retry: 0, rise: 1, ..timing(1) }
+}
+
 /// rs01 checked half-open: it is checked without ever accepting a
-/// connection, yet goes down when its responder stops (RST) and when it
-/// is unplugged (no answer), and comes back each time.
+/// connection, rides out lost SYNs, yet goes down when its responder stops
+/// (RST) and when it is unplugged (no answer), and comes back each time.
 #[test]
 fn a_half_open_check_never_opens_a_connection_yet_sees_a_server_stop() {
     let n = 58;
-    let half_open =
-        inventory(n, "", "").replace("tcp: { ", "tcp: { half_open: true, ");
+    let half_open = inventory(n, "", "").replace(
+        "tcp: { connect_timeout: 1000ms, retry: 1,",
+        "tcp: { half_open: true, connect_timeout: 2500ms, retry: 0,",
+    );
+    assert!(half_open.contains("half_open"));
     let lab = lab_or_skip!("checks-syn", half_open);
     lab.apply_until_forwarding(&format!("10.77.{n}.200"));
     let rip = format!("10.77.{n}.21");
+    let down_bound =
+        down_within(half_open_timing(), HALF_OPEN_TIMEOUT) + DELAY_LOOP;
+    let up_bound = up_within(half_open_timing()) + HALF_OPEN_TIMEOUT;
 
     // Both directors check rs01 once per delay_loop. Over three of them
     // rs01 answers SYNs (segments out) but completes no handshake and
@@ -377,9 +391,39 @@ fn a_half_open_check_never_opens_a_connection_yet_sees_a_server_stop() {
     assert!(grew(&rs02, &rs02_after, "PassiveOpens") >= 4, "rs02 unchecked");
     assert_eq!(verdict(&lab, &rip), Some(true));
 
+    // rs01 drops every other SYN from keepalived01: each first SYN lost is
+    // sent again after 1 s, within the timeout, so rs01 stays up.
+    lab.exec_ok(
+        "rs01",
+        &format!(
+            "nft -f - <<'EOF'
+table inet lossy {{
+  chain input {{
+    type filter hook input priority -10;
+    ip saddr 10.77.{n}.11 tcp dport 80 tcp flags syn numgen inc mod 2 == 0 counter drop
+  }}
+}}
+EOF"
+        ),
+    );
+    let until = Instant::now() + DELAY_LOOP * 8;
+    while Instant::now() < until {
+        assert_eq!(verdict(&lab, &rip), Some(true), "a lost SYN failed rs01");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dropped = lab.exec_ok("rs01", "nft list chain inet lossy input");
+    let packets: u64 = dropped
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert!(packets >= 3, "rs01 dropped too few SYNs to tell: {dropped}");
+    lab.exec_ok("rs01", "nft delete table inet lossy");
+
     let start = Instant::now();
     lab.exec_ok("rs01", &kill_here("[l]bdeploy lab responder"));
-    within(down_bound(), "rs01 marked down by its half-open check", || {
+    within(down_bound, "rs01 marked down by its half-open check", || {
         verdict(&lab, &rip) == Some(false)
     });
     let down = start.elapsed();
@@ -393,27 +437,26 @@ fn a_half_open_check_never_opens_a_connection_yet_sees_a_server_stop() {
 
     let start = Instant::now();
     lab.swap_responder("rs01", "--name rs01");
-    within(up_bound(), "rs01 back after its half-open check", || {
+    within(up_bound, "rs01 back after its half-open check", || {
         verdict(&lab, &rip) == Some(true)
     });
     let up = start.elapsed();
 
     // Unplugged, rs01 answers nothing: the probes time out instead.
     lab.set_switch_port("rs01", "down");
-    within(down_bound(), "unplugged rs01 marked down", || {
+    within(down_bound, "unplugged rs01 marked down", || {
         verdict(&lab, &rip) == Some(false)
     });
     let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
-    let line = format!("SYN to {rip}:80: no answer within {TIMEOUT:?}");
+    let line =
+        format!("SYN to {rip}:80: no answer within {HALF_OPEN_TIMEOUT:?}");
     assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
     lab.set_switch_port("rs01", "up");
-    within(up_bound(), "rs01 back once plugged in", || {
+    within(up_bound, "rs01 back once plugged in", || {
         verdict(&lab, &rip) == Some(true)
     });
     eprintln!(
-        "half-open: down after {down:?} (bound {:?}), back after {up:?} \
-         (bound {:?})",
-        down_bound(),
-        up_bound()
+        "half-open: {packets} SYNs lost without a false down; down after \
+         {down:?}, back after {up:?} (bounds {down_bound:?}, {up_bound:?})"
     );
 }

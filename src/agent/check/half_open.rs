@@ -5,6 +5,9 @@
 //! One task owns the socket. Probes reach it on a channel; it sends each
 //! SYN at once (a burst of probes that fall due together costs one wakeup)
 //! and files it under its sequence number until the answer comes back.
+//! An unanswered SYN is sent again after 1 s, then 2 s, 4 s… until the
+//! check's timeout, as the kernel retransmits a connect's SYN, so one lost
+//! packet fails a half-open check no sooner than it fails a connect.
 //!
 //! The source port is reserved by a bound TCP socket that never listens:
 //! no local connection can take the port, and the kernel answers each
@@ -31,8 +34,13 @@ use super::syn::{self, Verdict};
 /// kernel is asked again.
 pub const SOURCE_TTL: Duration = Duration::from_secs(60);
 
-/// How often probes nobody answered are forgotten.
-const SWEEP: Duration = Duration::from_secs(1);
+/// How often unanswered probes are looked at: sent again, or forgotten
+/// past their deadline.
+const SWEEP: Duration = Duration::from_millis(100);
+
+/// When an unanswered SYN is first sent again; each later wait doubles.
+/// The kernel's initial retransmission timeout for a SYN (RFC 6298 §2.1).
+const FIRST_RESEND: Duration = Duration::from_secs(1);
 
 /// The answers the socket may hold unread: bursts of thousands of probes
 /// answered within a millisecond must not overflow the default buffer.
@@ -78,12 +86,7 @@ impl Prober {
             .collect();
         raw.attach_filter(&program)?;
         let (requests, rx) = mpsc::unbounded_channel();
-        let book = Book {
-            port,
-            seqs: Seqs::new(),
-            pending: HashMap::new(),
-            sources: HashMap::new(),
-        };
+        let book = Book::new(port);
         // tokio's UdpSocket only issues sendto/recvfrom, which suit a raw
         // socket as well, and registers the descriptor without `unsafe`.
         let raw = AsyncSocket::from_std(UdpSocket::from(raw))?;
@@ -131,11 +134,19 @@ impl Seqs {
     }
 }
 
+/// A SYN sent and not answered yet.
 struct Pending {
     to: SocketAddrV4,
+    segment: [u8; 20],
     deadline: Instant,
+    /// When it is sent again, and the wait after that.
+    resend_at: Instant,
+    backoff: Duration,
     reply: oneshot::Sender<Result<(), String>>,
 }
+
+/// A SYN to put on the wire: its sequence number, bytes and server.
+type Syn = (u32, [u8; 20], SocketAddrV4);
 
 /// The task's state apart from the socket.
 struct Book {
@@ -146,6 +157,15 @@ struct Book {
 }
 
 impl Book {
+    fn new(port: u16) -> Self {
+        Self {
+            port,
+            seqs: Seqs::new(),
+            pending: HashMap::new(),
+            sources: HashMap::new(),
+        }
+    }
+
     /// The address the kernel would send to `to` from.
     fn source(&mut self, to: Ipv4Addr, now: Instant) -> io::Result<Ipv4Addr> {
         if let Some(&(from, at)) = self.sources.get(&to)
@@ -164,8 +184,7 @@ impl Book {
 
     /// The SYN for `r`, filed as pending; `None` when `r` has been
     /// answered already (no route).
-    fn prepare(&mut self, r: Request) -> Option<(u32, [u8; 20], SocketAddrV4)> {
-        let now = Instant::now();
+    fn prepare(&mut self, r: Request, now: Instant) -> Option<Syn> {
         let from = match self.source(*r.to.ip(), now) {
             Ok(ip) => SocketAddrV4::new(ip, self.port),
             Err(e) => {
@@ -179,8 +198,15 @@ impl Book {
         }
         let segment = syn::segment(from, r.to, seq);
         let to = r.to;
-        self.pending
-            .insert(seq, Pending { to, deadline: r.deadline, reply: r.reply });
+        let pending = Pending {
+            to,
+            segment,
+            deadline: r.deadline,
+            resend_at: now + FIRST_RESEND,
+            backoff: FIRST_RESEND * 2,
+            reply: r.reply,
+        };
+        self.pending.insert(seq, pending);
         Some((seq, segment, to))
     }
 
@@ -203,8 +229,9 @@ impl Book {
     }
 
     /// Forget probes past their deadline, and where their servers' traffic
-    /// came from: a route may have changed.
-    fn sweep(&mut self, now: Instant) {
+    /// came from (a route may have changed); return the SYNs due to be
+    /// sent again.
+    fn sweep(&mut self, now: Instant) -> Vec<Syn> {
         let sources = &mut self.sources;
         self.pending.retain(|_, p| {
             let live = p.deadline > now;
@@ -213,6 +240,15 @@ impl Book {
             }
             live
         });
+        let mut again = Vec::new();
+        for (&seq, p) in &mut self.pending {
+            if now >= p.resend_at {
+                again.push((seq, p.segment, p.to));
+                p.resend_at = now + p.backoff;
+                p.backoff *= 2;
+            }
+        }
+        again
     }
 }
 
@@ -228,9 +264,14 @@ async fn serve(
         tokio::select! {
             r = requests.recv() => {
                 let Some(r) = r else { return };
-                send(&raw, &mut book, r).await;
+                let now = Instant::now();
+                if let Some(syn) = book.prepare(r, now) {
+                    send(&raw, &mut book, syn).await;
+                }
                 while let Ok(r) = requests.try_recv() {
-                    send(&raw, &mut book, r).await;
+                    if let Some(syn) = book.prepare(r, now) {
+                        send(&raw, &mut book, syn).await;
+                    }
                 }
             }
             ready = raw.readable() => {
@@ -244,19 +285,81 @@ async fn serve(
                     book.settle(&buf[..n]);
                 }
             }
-            _ = sweep.tick() => book.sweep(Instant::now()),
+            _ = sweep.tick() => {
+                for syn in book.sweep(Instant::now()) {
+                    send(&raw, &mut book, syn).await;
+                }
+            }
         }
     }
 }
 
-/// Send `r`'s SYN, waiting for room in the socket's send buffer.
-async fn send(raw: &AsyncSocket, book: &mut Book, r: Request) {
-    let Some((seq, segment, to)) = book.prepare(r) else { return };
+/// Put a SYN on the wire, waiting for room in the socket's send buffer.
+async fn send(raw: &AsyncSocket, book: &mut Book, (seq, segment, to): Syn) {
     // A raw socket takes the port of its destination as zero.
     let sent = raw.send_to(&segment, SocketAddrV4::new(*to.ip(), 0)).await;
     if let Err(e) = sent
         && let Some(p) = book.pending.remove(&seq)
     {
         let _ = p.reply.send(Err(format!("SYN to {to}: {e}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        deadline: Instant,
+    ) -> (Request, oneshot::Receiver<Result<(), String>>) {
+        let (reply, answer) = oneshot::channel();
+        let to = "127.0.0.1:80".parse().unwrap();
+        (Request { to, deadline, reply }, answer)
+    }
+
+    #[test]
+    fn an_unanswered_syn_is_sent_again_after_1_2_4_s_until_the_deadline() {
+        let mut book = Book::new(40000);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let (r, mut answer) = request(at(5_000));
+        let syn = book.prepare(r, t0).unwrap();
+        assert_eq!(&syn.1[0..2], &40000u16.to_be_bytes(), "from our port");
+        assert!(book.sweep(at(999)).is_empty());
+        assert_eq!(book.sweep(at(1_000)), vec![syn], "the same SYN again");
+        assert!(book.sweep(at(2_999)).is_empty());
+        assert_eq!(book.sweep(at(3_000)), vec![syn]);
+        assert!(book.sweep(at(4_999)).is_empty());
+        // At the deadline it is forgotten, and so is its source address.
+        assert!(book.sweep(at(5_000)).is_empty());
+        assert!(book.pending.is_empty() && book.sources.is_empty());
+        // The caller's own timeout reports it; the reply is dropped.
+        assert!(answer.try_recv().is_err());
+    }
+
+    #[test]
+    fn an_answer_settles_its_own_probe_only() {
+        let mut book = Book::new(40000);
+        let (r, mut answer) = request(Instant::now() + Duration::from_secs(1));
+        let (seq, _, to) = book.prepare(r, Instant::now()).unwrap();
+        // The server's SYN-ACK, IPv4 header and TCP header.
+        let syn_ack = |from: SocketAddrV4, ack: u32| {
+            let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            p.extend(from.ip().octets());
+            p.extend([127, 0, 0, 1]);
+            p.extend(from.port().to_be_bytes());
+            p.extend(40000u16.to_be_bytes());
+            p.extend([0, 0, 0, 7]);
+            p.extend(ack.to_be_bytes());
+            p.extend([5 << 4, 0x12, 4, 0, 0, 0, 0, 0]);
+            p
+        };
+        let elsewhere = SocketAddrV4::new(*to.ip(), 81);
+        book.settle(&syn_ack(elsewhere, seq.wrapping_add(1)));
+        book.settle(&syn_ack(to, seq.wrapping_add(2)));
+        assert!(answer.try_recv().is_err(), "settled by a stranger");
+        book.settle(&syn_ack(to, seq.wrapping_add(1)));
+        assert_eq!(answer.try_recv(), Ok(Ok(())));
+        assert!(book.pending.is_empty());
     }
 }
