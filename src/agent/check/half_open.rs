@@ -23,6 +23,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use tokio::net::UdpSocket as AsyncSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -42,8 +43,10 @@ const SWEEP: Duration = Duration::from_millis(100);
 /// The kernel's initial retransmission timeout for a SYN (RFC 6298 §2.1).
 const FIRST_RESEND: Duration = Duration::from_secs(1);
 
-/// The answers the socket may hold unread: bursts of thousands of probes
-/// answered within a millisecond must not overflow the default buffer.
+/// Room for answers not read yet, some thousands. The default (a few
+/// hundred answers) already holds what one 10 ms tick of the runner sends
+/// at 20,000 checks a second, but a stalled task could let more pile up;
+/// an answer dropped for room would cost its check a resend.
 const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// A handle on the prober task; clones share it, and the task ends when
@@ -79,7 +82,11 @@ impl Prober {
             .ok_or_else(|| io::Error::other("reserved port is not IPv4"))?;
         let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
         raw.set_nonblocking(true)?;
-        raw.set_recv_buffer_size(RECEIVE_BUFFER)?;
+        // Past net.core.rmem_max needs CAP_NET_ADMIN; without it the
+        // kernel's cap is what there is.
+        if setsockopt(&raw, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+            raw.set_recv_buffer_size(RECEIVE_BUFFER)?;
+        }
         let program: Vec<SockFilter> = syn::filter(port)
             .iter()
             .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
