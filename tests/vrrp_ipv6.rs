@@ -20,7 +20,7 @@ use lbdeploy::agent::vrrp::packet::{
 use serde_json::Value;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TempDir, TestLab, example_inventory};
+use crate::support::lab::{TempDir, TestLab, example_inventory, within};
 use crate::vrrp_lab::{
     Keepalived, agent_pids, election_bound, failover, instance,
     keepalived_pids, logs, start_keepalived, takeover_bound, v3_keepalived,
@@ -343,4 +343,53 @@ fn interop_v3_ipv6_unicast() {
     let took = failover(&lab, &vip, &pids, "keepalived02");
     eprintln!("keepalived -> lbdeploy v3 IPv6 unicast failover: {took:?}");
     assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
+}
+
+/// A director started with its link — at boot, or right after `ip link
+/// set up` — finds its link-local address still in duplicate address
+/// detection, which the kernel will not bind. It waits DAD out and starts
+/// (the kernel's defaults take 1–2 s; the agent waits up to 5 s), instead
+/// of failing until its supervisor tries again.
+#[test]
+fn an_agent_started_with_its_link_waits_out_duplicate_address_detection() {
+    let n = 59;
+    let lab = lab_or_skip!("vrrp6-dad", inventory(n));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    wait_sole_holder(
+        &lab,
+        &vip(n),
+        "keepalived01",
+        election_bound(Version::V3),
+    );
+    lab.exec_ok("keepalived02", "lbdeploy agent stop");
+    let log = "/run/lbdeploy/agent.log";
+    let before = lab.exec_ok("keepalived02", &format!("cat {log}")).len();
+    let start = Instant::now();
+    let tentative = lab.exec_ok(
+        "keepalived02",
+        "ip link set eth0 down && ip link set eth0 up && \
+         ip -6 addr show dev eth0 scope link tentative && \
+         lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
+    );
+    assert!(
+        tentative.contains("fe80::"),
+        "the link-local address was not tentative at the start:\n{tentative}"
+    );
+    let backup = || {
+        let out = lab.exec("keepalived02", "lbdeploy agent status --json");
+        serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|s| {
+            s["details"]["vrrp_instances"][0]["state"] == "BACKUP"
+        })
+    };
+    within(Duration::from_secs(7), "keepalived02 backup again", backup);
+    let took = start.elapsed();
+    let log = lab.exec_ok("keepalived02", &format!("cat {log}"));
+    let since = &log[before..];
+    assert!(
+        since.contains("waiting for duplicate address detection on eth0"),
+        "{since}"
+    );
+    assert_eq!(since.matches("started the agent").count(), 1, "{since}");
+    assert!(!since.contains("the agent exited"), "{since}");
+    eprintln!("started as backup {took:?} after the link came up");
 }

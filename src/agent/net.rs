@@ -15,7 +15,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, MulticastGroup};
@@ -132,6 +132,30 @@ impl Net {
             .await
     }
 
+    /// The addresses of interface `index` still in duplicate address
+    /// detection (tentative): the kernel will neither bind nor send from
+    /// them until it ends, a second or two after the link comes up.
+    ///
+    /// # Errors
+    /// When the dump fails.
+    pub async fn tentative(&self, index: u32) -> Result<Vec<IpAddr>, Error> {
+        self.handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .map_err(|source| Error {
+                what: "listing addresses".into(),
+                source,
+            })
+            .try_filter_map(|m| async move {
+                Ok(is_tentative(&m).then(|| decode(&m)).flatten())
+            })
+            .map_ok(|a| a.ip)
+            .try_collect()
+            .await
+    }
+
     /// Add `a`; an address already there is not an error.
     ///
     /// An IPv6 address is added without duplicate address detection
@@ -231,6 +255,15 @@ fn decode(m: &AddressMessage) -> Option<Address> {
         prefix: m.header.prefix_len,
         label,
     })
+}
+
+/// Whether `m` describes a tentative address: the flag is in the header,
+/// or, past the header's eight bits, in `IFA_FLAGS`.
+fn is_tentative(m: &AddressMessage) -> bool {
+    m.header.flags.contains(AddressHeaderFlags::Tentative)
+        || m.attributes.iter().any(|a| {
+            matches!(a, AddressAttribute::Flags(f) if f.contains(AddressFlags::Tentative))
+        })
 }
 
 /// The addresses of `wanted` that `present` lacks (same interface, address

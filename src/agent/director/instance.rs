@@ -145,8 +145,9 @@ impl Settings {
             (true, Version::V3, _) => {
                 IpAddr::V6(link_local(ipv6).ok_or_else(|| {
                     fail(format!(
-                        "{interface} has no IPv6 link-local address to send \
-                     adverts from (is IPv6 disabled on it?)"
+                        "{interface} has no usable IPv6 link-local address to \
+                         send adverts from (is IPv6 disabled on it, or did \
+                         duplicate address detection fail?)"
                     ))
                 })?)
             }
@@ -824,7 +825,11 @@ mod tests {
             let e = Settings::new("eth0", 7, local(), ipv6, c).unwrap_err();
             assert!(e.contains("VI_1") && e.contains(what), "{e}");
         };
-        refused(&config_v6(), &ipv6()[..1], "no IPv6 link-local address");
+        refused(
+            &config_v6(),
+            &ipv6()[..1],
+            "no usable IPv6 link-local address",
+        );
         let mut c = config_v6();
         c.version = 2;
         refused(&c, &ipv6(), "VRRPv2");

@@ -1,6 +1,6 @@
-//! `lbdeploy agent director`'s work: for now, VRRP — one
-//! [`instance`] loop per configured instance, each holding the VIPs while
-//! it is master. The data plane and health checks join here later.
+//! `lbdeploy agent director`'s work: one VRRP [`instance`] loop per
+//! configured instance, each holding the VIPs while it is master, and the
+//! [`forward`]ing (health checks and the data plane) that follows them.
 //!
 //! The [`Worker`] is what the runtime drives: it starts the instances at
 //! start, restarts only the instances whose settings changed on a reload
@@ -12,6 +12,7 @@
 pub mod forward;
 pub mod instance;
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -30,6 +31,15 @@ use crate::inventory::IfAddr;
 /// How long a resigning instance may take (one advert, the VIPs off)
 /// before the worker stops waiting for it.
 const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long starting an IPv6 instance waits for the interface's addresses
+/// to leave duplicate address detection. The kernel's defaults take one
+/// to two seconds (a random delay of up to 1 s, then one probe answered
+/// within 1 s).
+const DAD_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the addresses are looked at meanwhile.
+const DAD_POLL: Duration = Duration::from_millis(100);
 
 /// What an instance's loop depends on: if any of it changes, the instance
 /// is restarted; if none does, it is left alone.
@@ -99,6 +109,54 @@ impl Worker {
     }
 }
 
+/// Whether an instance's adverts go over IPv6 (its VIPs are IPv6).
+fn speaks_ipv6(c: &VrrpConfig) -> bool {
+    c.virtual_addresses.iter().any(|v| v.address.addr.is_ipv6())
+}
+
+/// Whether the interface's IPv6 addresses are ready for an instance to
+/// bind: none is tentative, and a link-local one is usable.
+pub fn dad_settled(usable: &[Ipv6Addr], tentative: &[IpAddr]) -> bool {
+    tentative.is_empty() && instance::link_local(usable).is_some()
+}
+
+/// The IPv6 addresses of `interface` (index `index`) an instance can bind.
+/// With `wait` (an IPv6 instance is about to start) it first waits up to
+/// [`DAD_WAIT`] for duplicate address detection to end: an agent started
+/// with its link — at boot, or after `ip link set up` — would otherwise
+/// fail to bind its link-local address.
+async fn usable_ipv6(
+    net: &Net,
+    index: u32,
+    interface: &str,
+    wait: bool,
+) -> Result<Vec<Ipv6Addr>, net::Error> {
+    let deadline = tokio::time::Instant::now() + DAD_WAIT;
+    let mut said = false;
+    loop {
+        let all = net::ipv6_of(&net.addresses().await?, index);
+        let tentative = net.tentative(index).await?;
+        let usable: Vec<Ipv6Addr> = all
+            .into_iter()
+            .filter(|a| !tentative.contains(&IpAddr::V6(*a)))
+            .collect();
+        if !wait
+            || dad_settled(&usable, &tentative)
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(usable);
+        }
+        if !said {
+            log(&format!(
+                "waiting for duplicate address detection on {interface} \
+                 (up to {DAD_WAIT:?})"
+            ));
+            said = true;
+        }
+        tokio::time::sleep(DAD_POLL).await;
+    }
+}
+
 impl runtime::Worker<DirectorConfig> for Worker {
     async fn apply(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
         let net = match &self.net {
@@ -127,7 +185,8 @@ impl runtime::Worker<DirectorConfig> for Worker {
         let mut start = Vec::new();
         if !plan.start.is_empty() {
             let index = net.index(&config.interface).await?;
-            let ipv6 = net::ipv6_of(&net.addresses().await?, index);
+            let v6 = plan.start.iter().any(|&i| speaks_ipv6(&wanted[i].vrrp));
+            let ipv6 = usable_ipv6(&net, index, &config.interface, v6).await?;
             let mut problems = Vec::new();
             for &i in &plan.start {
                 let k = &wanted[i];
@@ -230,5 +289,20 @@ mod tests {
             plan(&running, &[key("A", 100), moved]),
             Plan { stop: vec![1], start: vec![1] }
         );
+    }
+
+    #[test]
+    fn dad_is_settled_with_a_link_local_and_nothing_tentative() {
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let global: Ipv6Addr = "fd77::11".parse().unwrap();
+        assert!(dad_settled(&[ll, global], &[]));
+        assert!(!dad_settled(&[global], &[]), "no link-local yet");
+        assert!(!dad_settled(&[], &[IpAddr::V6(ll)]), "link-local tentative");
+        assert!(
+            !dad_settled(&[ll], &[IpAddr::V6(global)]),
+            "a unicast peer address may be the one bound"
+        );
+        let v6 = key("A", 100).vrrp;
+        assert!(!speaks_ipv6(&v6));
     }
 }
