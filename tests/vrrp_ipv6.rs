@@ -1,11 +1,12 @@
 //! VRRPv3 over IPv6 in the lab (issue #6): lbdeploy's director agent
 //! against Debian's keepalived on ff02::12, each way round, and the
 //! unsolicited Neighbour Advertisements a new master sends, seen on the
-//! wire and in a client's neighbour table, and unicast peers over IPv6.
-//! Subnets 10.77.92–93.0/24 and 10.77.57.0/24 carry the lab's own (IPv4)
-//! addresses; the VIPs are fd77:N::200, and VRRP speaks from each
-//! director's link-local address, which the kernel gives every veth — or,
-//! with unicast peers, from its own address among them.
+//! wire and in a client's neighbour table, unicast peers over IPv6, and an
+//! agent started while its link-local address is still tentative.
+//! Subnets 10.77.92–93.0/24, 10.77.57.0/24 and 10.77.59.0/24 carry the
+//! lab's own (IPv4) addresses; the VIPs are fd77:N::200, and VRRP speaks
+//! from each director's link-local address, which the kernel gives every
+//! veth — or, with unicast peers, from its own address among them.
 //!
 //! Bounds are the protocol's, as in `vrrp_lab`: after `kill -9` the
 //! backup holds the VIP within its Master_Down_Interval plus 100 ms of
