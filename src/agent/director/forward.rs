@@ -102,7 +102,9 @@ struct Loop {
     config: Option<DirectorConfig>,
     alerts: Alerts,
     checks: Option<Checks>,
-    health: BTreeMap<(String, IpAddr), bool>,
+    /// Each service's real servers, up or not; keyed by service first so
+    /// that a lookup by `&str` allocates nothing.
+    health: BTreeMap<String, BTreeMap<IpAddr, bool>>,
     /// Each service's quorum verdict, kept up to date by [`Loop::weigh`].
     quorum: BTreeMap<String, Quorum>,
     masters: BTreeSet<String>,
@@ -188,12 +190,17 @@ impl Loop {
             .collect();
         // Servers start up (keepalived's behaviour); known verdicts of
         // servers still configured are kept.
-        let keep: BTreeSet<(String, IpAddr)> =
-            targets.iter().map(|t| (t.service.clone(), t.address)).collect();
-        self.health.retain(|k, _| keep.contains(k));
-        for k in keep {
-            self.health.entry(k).or_insert(true);
+        let mut health: BTreeMap<String, BTreeMap<IpAddr, bool>> =
+            BTreeMap::new();
+        for t in &targets {
+            let known =
+                self.health.get(&t.service).and_then(|s| s.get(&t.address));
+            health
+                .entry(t.service.clone())
+                .or_default()
+                .insert(t.address, known.copied().unwrap_or(true));
         }
+        self.health = health;
         self.checks = Some(Checks::spawn(targets, tx, CHECK_CONCURRENCY));
         self.config = Some(config);
         self.weigh();
@@ -202,7 +209,8 @@ impl Loop {
     /// Whether real server `address` of `service` passes its checks; a
     /// server not checked yet is up, as keepalived's.
     fn is_up(&self, service: &str, address: IpAddr) -> bool {
-        self.health.get(&(service.to_owned(), address)).copied().unwrap_or(true)
+        let verdict = self.health.get(service).and_then(|s| s.get(&address));
+        verdict.copied().unwrap_or(true)
     }
 
     /// Whether `service` has quorum.
@@ -295,7 +303,10 @@ impl Loop {
             if t.up { "up" } else { "down" },
             t.reason
         ));
-        self.health.insert((t.service.clone(), t.address), t.up);
+        self.health
+            .entry(t.service.clone())
+            .or_default()
+            .insert(t.address, t.up);
         self.event(What::RealServer {
             service: t.service,
             address: t.address,
@@ -433,11 +444,7 @@ impl Loop {
     }
 
     fn publish(&self) {
-        let mut real_servers: BTreeMap<String, BTreeMap<IpAddr, bool>> =
-            BTreeMap::new();
-        for ((svc, ip), up) in &self.health {
-            real_servers.entry(svc.clone()).or_default().insert(*ip, *up);
-        }
+        let real_servers = self.health.clone();
         let forwarding = match (&self.config, self.plane.installed()) {
             (Some(c), Some(t)) => served(c, &t.forwarding),
             _ => Vec::new(),
