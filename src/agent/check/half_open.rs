@@ -92,6 +92,8 @@ impl Prober {
             .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
             .collect();
         raw.attach_filter(&program)?;
+        // Unbounded, yet bounded by the checks: each has at most one probe
+        // waiting at a time.
         let (requests, rx) = mpsc::unbounded_channel();
         let book = Book::new(port);
         // tokio's UdpSocket only issues sendto/recvfrom, which suit a raw
