@@ -8,11 +8,15 @@
 //!
 //! With `--half-open` (root: a raw socket) the checks are half-open
 //! (`tcp: { half_open: true }`): a SYN out, the SYN-ACK back, the kernel's
-//! RST; "answers/s" then counts those RSTs.
+//! RST; "answers/s" then counts those RSTs. `--no-floor` skips the floor.
 //!
 //! With `--listen-only` it only binds the listeners, on 127.0.0.1 ports
 //! 20000…, for SECS: bench/check_scale_vm.sh points keepalived's checker
-//! at them, for the same measurement of the reference tool.
+//! at them, for the same measurement of the reference tool. `--addr IP`
+//! puts them on IP instead, and, without `--listen-only`, checks
+//! listeners there rather than binding its own: bench/check_scale_lab.sh
+//! runs the two in two network namespaces, as a director and a real
+//! server.
 //!
 //! The listeners never accept: the kernel completes each handshake in the
 //! listen backlog. On the loopback, though, the kernel runs the listener's
@@ -22,9 +26,10 @@
 //! measures the floor: the same connects and closes, blocking, one after
 //! another, with no runtime, timers or epoll at all.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use lbdeploy::agent::check::runner::{Checks, Target};
 use lbdeploy::inventory::{Check, Duration as Dur, TcpCheck};
 
@@ -136,36 +141,56 @@ fn main() -> anyhow::Result<()> {
     let n: usize = args.first().map_or(Ok(5000), |a| a.parse())?;
     let secs: u64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
     let half_open = args.iter().any(|a| a == "--half-open");
+    let remote: Option<IpAddr> = match args.iter().position(|a| a == "--addr") {
+        Some(i) => {
+            Some(args.get(i + 1).context("--addr needs an IP")?.parse()?)
+        }
+        None => None,
+    };
+    let known = |ip: IpAddr| -> Vec<SocketAddr> {
+        (0..n).map(|i| SocketAddr::new(ip, LISTEN_BASE + i as u16)).collect()
+    };
     if args.iter().any(|a| a == "--listen-only") {
-        // For another checker (bench/check_scale_vm.sh: keepalived's):
-        // the same listeners on known ports, for SECS.
-        let _listeners: Vec<TcpListener> = (0..n)
-            .map(|i| TcpListener::bind(("127.0.0.1", LISTEN_BASE + i as u16)))
+        // For another checker (bench/check_scale_vm.sh: keepalived's), or
+        // this one in another network namespace (check_scale_lab.sh): the
+        // same listeners on known ports, for SECS.
+        let ip = remote.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let _listeners: Vec<TcpListener> = known(ip)
+            .iter()
+            .map(TcpListener::bind)
             .collect::<Result<_, _>>()?;
         std::thread::sleep(Duration::from_secs(secs));
         return Ok(());
     }
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    let targets: Vec<Target> = listeners
+    // Listeners of our own on the loopback, or `--listen-only` ones at
+    // `--addr`.
+    let listeners: Vec<TcpListener> = match remote {
+        Some(_) => Vec::new(),
+        None => (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()?,
+    };
+    let addrs: Vec<SocketAddr> = match remote {
+        Some(ip) => known(ip),
+        None => {
+            listeners.iter().map(|l| l.local_addr().expect("bound")).collect()
+        }
+    };
+    let targets: Vec<Target> = addrs
         .iter()
-        .map(|l| {
-            let addr: SocketAddr = l.local_addr().expect("bound");
-            Target {
-                service: "scale".into(),
-                address: addr.ip(),
-                port: addr.port(),
-                delay_loop: Duration::from_secs(1),
-                checks: vec![Check::Tcp(TcpCheck {
-                    connect_timeout: Dur::from_secs(1),
-                    retry: 1,
-                    delay_before_retry: Dur::from_secs(1),
-                    rise: 1,
-                    connect_port: None,
-                    half_open,
-                })],
-            }
+        .map(|&addr| Target {
+            service: "scale".into(),
+            address: addr.ip(),
+            port: addr.port(),
+            delay_loop: Duration::from_secs(1),
+            checks: vec![Check::Tcp(TcpCheck {
+                connect_timeout: Dur::from_secs(1),
+                retry: 1,
+                delay_before_retry: Dur::from_secs(1),
+                rise: 1,
+                connect_port: None,
+                half_open,
+            })],
         })
         .collect();
     let rt =
@@ -198,8 +223,9 @@ fn main() -> anyhow::Result<()> {
             rss_kb() / 1024
         );
     });
-    let addrs: Vec<SocketAddr> =
-        listeners.iter().map(|l| l.local_addr().expect("bound")).collect();
+    if args.iter().any(|a| a == "--no-floor") {
+        return Ok(());
+    }
     let r = floor(&addrs, secs);
     println!(
         "floor, {n} blocking connect+close every 1 s for {secs} s: \
