@@ -59,8 +59,13 @@ pub struct Prober {
 #[derive(Debug)]
 struct Request {
     to: SocketAddrV4,
-    deadline: Instant,
+    limit: Duration,
     reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Why a probe failed that nothing answered.
+fn unanswered(to: SocketAddrV4, limit: Duration) -> String {
+    format!("SYN to {to}: no answer within {limit:?}")
 }
 
 impl Prober {
@@ -113,14 +118,15 @@ impl Prober {
         limit: Duration,
     ) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
-        let deadline = Instant::now() + limit;
         self.requests
-            .send(Request { to, deadline, reply })
+            .send(Request { to, limit, reply })
             .map_err(|_| "the half-open prober has stopped".to_owned())?;
+        // The prober answers at its deadline, which starts a little later
+        // than this one; whichever comes first says the same.
         match timeout(limit, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err("the half-open prober has stopped".into()),
-            Err(_) => Err(format!("SYN to {to}: no answer within {limit:?}")),
+            Err(_) => Err(unanswered(to, limit)),
         }
     }
 }
@@ -147,6 +153,7 @@ impl Seqs {
 struct Pending {
     to: SocketAddrV4,
     segment: [u8; 20],
+    limit: Duration,
     deadline: Instant,
     /// When it is sent again, and the wait after that.
     resend_at: Instant,
@@ -210,7 +217,8 @@ impl Book {
         let pending = Pending {
             to,
             segment,
-            deadline: r.deadline,
+            limit: r.limit,
+            deadline: now + r.limit,
             resend_at: now + FIRST_RESEND,
             backoff: FIRST_RESEND * 2,
             reply: r.reply,
@@ -237,18 +245,20 @@ impl Book {
         let _ = p.reply.send(result);
     }
 
-    /// Forget probes past their deadline, and where their servers' traffic
-    /// came from (a route may have changed); return the SYNs due to be
-    /// sent again.
+    /// Fail probes past their deadline, and forget where their servers'
+    /// traffic came from (a route may have changed); return the SYNs due
+    /// to be sent again.
     fn sweep(&mut self, now: Instant) -> Vec<Syn> {
-        let sources = &mut self.sources;
-        self.pending.retain(|_, p| {
-            let live = p.deadline > now;
-            if !live {
-                sources.remove(p.to.ip());
-            }
-            live
-        });
+        let expired: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for p in expired.iter().filter_map(|seq| self.pending.remove(seq)) {
+            self.sources.remove(p.to.ip());
+            let _ = p.reply.send(Err(unanswered(p.to, p.limit)));
+        }
         let mut again = Vec::new();
         for (&seq, p) in &mut self.pending {
             if now >= p.resend_at {
@@ -319,11 +329,11 @@ mod tests {
     use super::*;
 
     fn request(
-        deadline: Instant,
+        limit: Duration,
     ) -> (Request, oneshot::Receiver<Result<(), String>>) {
         let (reply, answer) = oneshot::channel();
         let to = "127.0.0.1:80".parse().unwrap();
-        (Request { to, deadline, reply }, answer)
+        (Request { to, limit, reply }, answer)
     }
 
     #[test]
@@ -331,7 +341,7 @@ mod tests {
         let mut book = Book::new(40000);
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
-        let (r, mut answer) = request(at(5_000));
+        let (r, mut answer) = request(Duration::from_secs(5));
         let syn = book.prepare(r, t0).unwrap();
         assert_eq!(&syn.1[0..2], &40000u16.to_be_bytes(), "from our port");
         assert!(book.sweep(at(999)).is_empty());
@@ -339,17 +349,20 @@ mod tests {
         assert!(book.sweep(at(2_999)).is_empty());
         assert_eq!(book.sweep(at(3_000)), vec![syn]);
         assert!(book.sweep(at(4_999)).is_empty());
-        // At the deadline it is forgotten, and so is its source address.
+        assert!(answer.try_recv().is_err(), "no verdict yet");
+        // At the deadline it fails, and its source address is forgotten.
         assert!(book.sweep(at(5_000)).is_empty());
         assert!(book.pending.is_empty() && book.sources.is_empty());
-        // The caller's own timeout reports it; the reply is dropped.
-        assert!(answer.try_recv().is_err());
+        assert_eq!(
+            answer.try_recv(),
+            Ok(Err("SYN to 127.0.0.1:80: no answer within 5s".into()))
+        );
     }
 
     #[test]
     fn an_answer_settles_its_own_probe_only() {
         let mut book = Book::new(40000);
-        let (r, mut answer) = request(Instant::now() + Duration::from_secs(1));
+        let (r, mut answer) = request(Duration::from_secs(1));
         let (seq, _, to) = book.prepare(r, Instant::now()).unwrap();
         // The server's SYN-ACK, IPv4 header and TCP header.
         let syn_ack = |from: SocketAddrV4, ack: u32| {
