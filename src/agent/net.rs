@@ -132,13 +132,14 @@ impl Net {
             .await
     }
 
-    /// The addresses of interface `index` still in duplicate address
-    /// detection (tentative): the kernel will neither bind nor send from
-    /// them until it ends, a second or two after the link comes up.
+    /// The IPv6 addresses of interface `index`, each with whether it is
+    /// still in duplicate address detection (tentative): the kernel will
+    /// neither bind nor send from one until that ends, a second or two
+    /// after the link comes up.
     ///
     /// # Errors
     /// When the dump fails.
-    pub async fn tentative(&self, index: u32) -> Result<Vec<IpAddr>, Error> {
+    pub async fn ipv6(&self, index: u32) -> Result<Vec<Ipv6State>, Error> {
         self.handle
             .address()
             .get()
@@ -148,10 +149,7 @@ impl Net {
                 what: "listing addresses".into(),
                 source,
             })
-            .try_filter_map(|m| async move {
-                Ok(is_tentative(&m).then(|| decode(&m)).flatten())
-            })
-            .map_ok(|a| a.ip)
+            .try_filter_map(|m| async move { Ok(ipv6_state(&m)) })
             .try_collect()
             .await
     }
@@ -257,13 +255,24 @@ fn decode(m: &AddressMessage) -> Option<Address> {
     })
 }
 
-/// Whether `m` describes a tentative address: the flag is in the header,
-/// or, past the header's eight bits, in `IFA_FLAGS`.
-fn is_tentative(m: &AddressMessage) -> bool {
-    m.header.flags.contains(AddressHeaderFlags::Tentative)
+/// An IPv6 address, and whether it is tentative ([`Net::ipv6`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6State {
+    /// The address.
+    pub ip: Ipv6Addr,
+    /// Still in duplicate address detection.
+    pub tentative: bool,
+}
+
+/// The IPv6 address `m` describes, and whether it is tentative: the flag
+/// is in the header or, past the header's eight bits, in `IFA_FLAGS`.
+fn ipv6_state(m: &AddressMessage) -> Option<Ipv6State> {
+    let IpAddr::V6(ip) = decode(m)?.ip else { return None };
+    let tentative = m.header.flags.contains(AddressHeaderFlags::Tentative)
         || m.attributes.iter().any(|a| {
             matches!(a, AddressAttribute::Flags(f) if f.contains(AddressFlags::Tentative))
-        })
+        });
+    Some(Ipv6State { ip, tentative })
 }
 
 /// The addresses of `wanted` that `present` lacks (same interface, address
@@ -282,18 +291,6 @@ pub fn unwanted<'a>(
     wanted: &[Address],
 ) -> Vec<&'a Address> {
     ours.iter().filter(|o| !wanted.iter().any(|w| same(o, w))).collect()
-}
-
-/// The IPv6 addresses of interface `index` among `present`.
-pub fn ipv6_of(present: &[Address], index: u32) -> Vec<Ipv6Addr> {
-    present
-        .iter()
-        .filter(|a| a.index == index)
-        .filter_map(|a| match a.ip {
-            IpAddr::V6(v6) => Some(v6),
-            IpAddr::V4(_) => None,
-        })
-        .collect()
 }
 
 /// Whether two records name the same address on the same interface.
@@ -320,17 +317,25 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_of_is_the_interfaces_own() {
-        let present = [
-            a(2, "fe80::2", 64),
-            a(3, "fd00::3", 64),
-            a(3, "10.0.0.3", 24),
-            a(3, "fe80::3:1", 64),
-        ];
-        let want: Vec<std::net::Ipv6Addr> =
-            ["fd00::3", "fe80::3:1"].map(|a| a.parse().unwrap()).into();
-        assert_eq!(ipv6_of(&present, 3), want);
-        assert!(ipv6_of(&present, 4).is_empty());
+    fn ipv6_states_say_tentative_from_the_header_or_ifa_flags() {
+        let message = |ip: &str| {
+            let mut m = AddressMessage::default();
+            m.attributes.push(AddressAttribute::Address(ip.parse().unwrap()));
+            m
+        };
+        assert_eq!(ipv6_state(&message("10.0.0.3")), None, "IPv4");
+        let ll: Ipv6Addr = "fe80::3".parse().unwrap();
+        let settled = Ipv6State { ip: ll, tentative: false };
+        assert_eq!(ipv6_state(&message("fe80::3")), Some(settled));
+        let mut header = message("fe80::3");
+        header.header.flags = AddressHeaderFlags::Tentative;
+        let tentative = Ipv6State { ip: ll, tentative: true };
+        assert_eq!(ipv6_state(&header), Some(tentative));
+        let mut attribute = message("fe80::3");
+        attribute
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Tentative));
+        assert_eq!(ipv6_state(&attribute), Some(tentative));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 pub mod forward;
 pub mod instance;
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -116,8 +116,8 @@ fn speaks_ipv6(c: &VrrpConfig) -> bool {
 
 /// Whether the interface's IPv6 addresses are ready for an instance to
 /// bind: none is tentative, and a link-local one is usable.
-pub fn dad_settled(usable: &[Ipv6Addr], tentative: &[IpAddr]) -> bool {
-    tentative.is_empty() && instance::link_local(usable).is_some()
+pub fn dad_settled(usable: &[Ipv6Addr], any_tentative: bool) -> bool {
+    !any_tentative && instance::link_local(usable).is_some()
 }
 
 /// The IPv6 addresses of `interface` (index `index`) an instance can bind.
@@ -134,14 +134,11 @@ async fn usable_ipv6(
     let deadline = tokio::time::Instant::now() + DAD_WAIT;
     let mut said = false;
     loop {
-        let all = net::ipv6_of(&net.addresses().await?, index);
-        let tentative = net.tentative(index).await?;
-        let usable: Vec<Ipv6Addr> = all
-            .into_iter()
-            .filter(|a| !tentative.contains(&IpAddr::V6(*a)))
-            .collect();
+        let all = net.ipv6(index).await?;
+        let usable: Vec<Ipv6Addr> =
+            all.iter().filter(|a| !a.tentative).map(|a| a.ip).collect();
         if !wait
-            || dad_settled(&usable, &tentative)
+            || dad_settled(&usable, usable.len() < all.len())
             || tokio::time::Instant::now() >= deadline
         {
             return Ok(usable);
@@ -295,12 +292,12 @@ mod tests {
     fn dad_is_settled_with_a_link_local_and_nothing_tentative() {
         let ll: Ipv6Addr = "fe80::1".parse().unwrap();
         let global: Ipv6Addr = "fd77::11".parse().unwrap();
-        assert!(dad_settled(&[ll, global], &[]));
-        assert!(!dad_settled(&[global], &[]), "no link-local yet");
-        assert!(!dad_settled(&[], &[IpAddr::V6(ll)]), "link-local tentative");
+        assert!(dad_settled(&[ll, global], false));
+        assert!(!dad_settled(&[global], false), "no link-local yet");
+        assert!(!dad_settled(&[], true), "link-local tentative");
         assert!(
-            !dad_settled(&[ll], &[IpAddr::V6(global)]),
-            "a unicast peer address may be the one bound"
+            !dad_settled(&[ll], true),
+            "a tentative unicast peer address may be the one bound"
         );
         let v6 = key("A", 100).vrrp;
         assert!(!speaks_ipv6(&v6));
