@@ -233,11 +233,11 @@ impl Book {
         if a.to_port != self.port {
             return;
         }
-        let Some(p) = self.pending.get(&a.seq) else { return };
-        if p.to != a.from {
+        // Ours only if the server probed under that number answers.
+        if self.pending.get(&a.seq).is_none_or(|p| p.to != a.from) {
             return;
         }
-        let p = self.pending.remove(&a.seq).expect("just found");
+        let Some(p) = self.pending.remove(&a.seq) else { return };
         let result = match a.verdict {
             Verdict::Listening => Ok(()),
             Verdict::Refused => Err(format!("SYN to {}: refused (RST)", p.to)),
@@ -283,14 +283,14 @@ async fn serve(
         tokio::select! {
             r = requests.recv() => {
                 let Some(r) = r else { return };
+                // This probe and every other one already queued.
                 let now = Instant::now();
-                if let Some(syn) = book.prepare(r, now) {
-                    send(&raw, &mut book, syn).await;
-                }
-                while let Ok(r) = requests.try_recv() {
+                let mut next = Some(r);
+                while let Some(r) = next {
                     if let Some(syn) = book.prepare(r, now) {
                         send(&raw, &mut book, syn).await;
                     }
+                    next = requests.try_recv().ok();
                 }
             }
             ready = raw.readable() => {
