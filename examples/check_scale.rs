@@ -164,16 +164,15 @@ fn main() -> anyhow::Result<()> {
     }
     // Listeners of our own on the loopback, or `--listen-only` ones at
     // `--addr`.
-    let listeners: Vec<TcpListener> = match remote {
-        Some(_) => Vec::new(),
-        None => (0..n)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()?,
-    };
-    let addrs: Vec<SocketAddr> = match remote {
-        Some(ip) => known(ip),
+    let (listeners, addrs): (Vec<TcpListener>, Vec<SocketAddr>) = match remote {
+        Some(ip) => (Vec::new(), known(ip)),
         None => {
-            listeners.iter().map(|l| l.local_addr().expect("bound")).collect()
+            let own: Vec<TcpListener> = (0..n)
+                .map(|_| TcpListener::bind("127.0.0.1:0"))
+                .collect::<Result<_, _>>()?;
+            let addrs = own.iter().map(TcpListener::local_addr);
+            let addrs = addrs.collect::<Result<_, _>>()?;
+            (own, addrs)
         }
     };
     let targets: Vec<Target> = addrs
