@@ -94,17 +94,18 @@ pub fn answer(packet: &[u8]) -> Option<Answer> {
     }
     let word = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
     let flags = tcp[13];
+    // An answer acknowledges our SYN; an RST without ACK does not say
+    // which SYN it answers.
+    if flags & ACK == 0 {
+        return None;
+    }
     let verdict = if flags & RST != 0 {
         Verdict::Refused
-    } else if flags & (SYN | ACK) == SYN | ACK {
+    } else if flags & SYN != 0 {
         Verdict::Listening
     } else {
         return None;
     };
-    // An RST without ACK does not say which SYN it answers.
-    if flags & ACK == 0 {
-        return None;
-    }
     let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
     Some(Answer {
         from: SocketAddrV4::new(from_ip, word(0)),
