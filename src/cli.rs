@@ -18,6 +18,7 @@ use crate::apply;
 use crate::import;
 use crate::inventory::{self, Diagnostics, Severity};
 use crate::lab;
+use crate::util::files;
 
 /// Deploy and run LVS Direct-Routing clusters from one inventory file.
 #[derive(Debug, Parser)]
@@ -944,8 +945,9 @@ fn import_keepalived(
         return Ok(ExitStatus::Error);
     }
     match &args.output {
-        Some(path) => write_atomically(path, imported.yaml.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            files::write_atomic(path, imported.yaml.as_bytes(), 0o644)?
+        }
         None => std::io::stdout().lock().write_all(imported.yaml.as_bytes())?,
     }
     if !cli.quiet {
@@ -964,19 +966,6 @@ fn import_keepalived(
         );
     }
     Ok(ExitStatus::Ok)
-}
-
-/// Write through a temporary file in the same directory, so a reader never
-/// sees half an inventory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let name =
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let tmp = dir.unwrap_or(Path::new(".")).join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {

@@ -7,11 +7,10 @@
 pub mod agent;
 pub mod apply;
 pub mod cli;
-pub mod fnv;
-pub mod fsutil;
 pub mod host;
 pub mod import;
 pub mod inventory;
 pub mod lab;
 pub mod plan;
 pub mod transport;
+pub mod util;

@@ -61,7 +61,7 @@ fn up_bound() -> Duration {
 /// and `rise: 2`; `service` and `top` add lines to the service and to the
 /// top level.
 fn inventory(n: u8, service: &str, top: &str) -> String {
-    let digest = lbdeploy::plan::binary::hex(&Md5::digest(b"rs02\n"));
+    let digest = lbdeploy::util::hex::hex(&Md5::digest(b"rs02\n"));
     let timing = format!(
         "connect_timeout: {}ms, retry: {RETRY}, delay_before_retry: {}ms",
         TIMEOUT.as_millis(),
@@ -154,7 +154,7 @@ fn http_checks_catch_a_wrong_status_a_changed_page_and_a_slow_answer() {
         "status 503, not 200",
         40000,
     );
-    let changed = lbdeploy::plan::binary::hex(&Md5::digest(b"rs02-v2\n"));
+    let changed = lbdeploy::util::hex::hex(&Md5::digest(b"rs02-v2\n"));
     break_and_mend(
         &lab,
         n,

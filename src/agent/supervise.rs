@@ -21,7 +21,7 @@
 //! runs on tokio, to wait for its child and for signals at once.
 
 use std::collections::VecDeque;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -318,15 +318,8 @@ struct PidFileGuard {
 
 impl PidFileGuard {
     fn write(path: PathBuf, pid: Pid) -> anyhow::Result<Self> {
-        let tmp =
-            path.with_extension(format!("pid.{}.tmp", pid.as_raw_nonzero()));
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&tmp)?;
-            writeln!(file, "{}", pid.as_raw_nonzero())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().with_context(|| format!("writing {}", path.display()))?;
+        let text = format!("{}\n", pid.as_raw_nonzero());
+        crate::util::files::write_atomic(&path, text.as_bytes(), 0o644)?;
         Ok(PidFileGuard { path, pid })
     }
 }

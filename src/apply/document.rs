@@ -160,9 +160,10 @@ impl PlanDocument {
     /// When the file cannot be written.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
-        crate::fsutil::write_atomic(path, text.as_bytes(), 0o644).with_context(
-            || format!("cannot save the plan to {}", path.display()),
-        )
+        crate::util::files::write_atomic(path, text.as_bytes(), 0o644)
+            .with_context(|| {
+                format!("cannot save the plan to {}", path.display())
+            })
     }
 
     /// Read a saved plan.

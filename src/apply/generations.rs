@@ -15,9 +15,9 @@ use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::fsutil::write_atomic;
 use crate::inventory::{Environment, Inventory};
-use crate::plan::binary::hex;
+use crate::util::files::write_atomic;
+use crate::util::hex::hex;
 
 /// What one generation records besides its inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

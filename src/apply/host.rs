@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use crate::host::activation::{Activation, FileSpec, Report};
 use crate::plan::diff::Change;
-use crate::plan::facts::{STATE_DIR, sh_quote};
+use crate::plan::facts::STATE_DIR;
 use crate::plan::gather::Planned;
 use crate::transport::ssh::fresh;
+use crate::util::shell;
 
 /// What every host's apply shares.
 #[derive(Debug, Clone)]
@@ -80,7 +81,7 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
     }
     step("confirming over a new connection");
     let confirm =
-        format!("{} host confirm {}", sh_quote(&binary), ctx.generation);
+        format!("{} host confirm {}", shell::quote(&binary), ctx.generation);
     match fresh(&p.conn.target().clone(), &confirm, ctx.confirm_timeout).await {
         Ok(out) if out.success() => Outcome::Changed,
         Ok(out) => {
@@ -177,9 +178,9 @@ async fn upload(p: &Planned, ctx: &Context) -> Result<PathBuf, String> {
     let dest = &p.desired.binary;
     let dir = dest.parent().unwrap_or(Path::new("/"));
     let staged = dir.join(format!(".lbdeploy.{}.new", ctx.apply_id));
-    let q = sh_quote(&staged.to_string_lossy());
+    let q = shell::quote(&staged.to_string_lossy());
     // An upload cut off earlier leaves its staged file; remove it first.
-    let d = sh_quote(&dir.to_string_lossy());
+    let d = shell::quote(&dir.to_string_lossy());
     let script = format!(
         "umask 077 && mkdir -p {d} && rm -f {d}/.lbdeploy.*.new && \
          cat > {q} && chmod 0755 {q}"

@@ -9,11 +9,12 @@ use anyhow::{anyhow, bail};
 use sha2::{Digest, Sha256};
 
 use crate::inventory::{self, Environment, Inventory};
-use crate::plan::binary::{Binary, hex};
+use crate::plan::binary::Binary;
 use crate::plan::desired::{self, HostDesired};
 use crate::plan::roles::Roles;
 use crate::plan::select::{Candidate, select};
 use crate::transport::Target;
+use crate::util::hex::hex;
 
 /// Where the inputs come from.
 #[derive(Debug, Clone, Default)]

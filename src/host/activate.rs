@@ -19,7 +19,7 @@ use super::rollback;
 use super::service::{Op, Service, unit_file_name};
 use super::snapshot::{self, Pending, manifest_paths};
 use super::watchdog::{self, Recovery};
-use crate::fsutil;
+use crate::util::files;
 
 /// Parse and check an activation before anything is touched.
 ///
@@ -156,16 +156,13 @@ fn change(
         confirm_within_ms: a.confirm_timeout_ms,
     };
     if let Some(staged) = &a.staged_binary {
-        fsutil::install_staged(
-            &layout.host(staged)?,
-            &layout.host(&a.binary)?,
-        )?;
+        files::install_staged(&layout.host(staged)?, &layout.host(&a.binary)?)?;
         report.binary_replaced = true;
     }
     for f in &a.files {
         let real = layout.host(&f.path)?;
         if !snapshot::is_same(&real, f.content.as_bytes(), f.mode)? {
-            fsutil::write_atomic(&real, f.content.as_bytes(), f.mode)?;
+            files::write_atomic(&real, f.content.as_bytes(), f.mode)?;
             report.written.push(f.path.clone());
         }
     }
@@ -173,7 +170,7 @@ fn change(
         pending.manifest.as_deref().map(manifest_paths).unwrap_or_default()
     {
         if !a.files.iter().any(|f| f.path == old)
-            && fsutil::remove_opt(&layout.host(&old)?)?
+            && files::remove_opt(&layout.host(&old)?)?
         {
             report.removed.push(old);
         }
@@ -195,7 +192,7 @@ fn change(
             .with_context(|| format!("{action:?} of {}", a.service))?;
     }
     let deadline = watchdog::now_ms().saturating_add(a.confirm_timeout_ms);
-    fsutil::write_atomic(
+    files::write_atomic(
         &layout.pending_deadline(),
         format!("{deadline}\n").as_bytes(),
         0o644,

@@ -13,13 +13,13 @@ use super::layout::Layout;
 use super::rollback::LastRollback;
 use super::snapshot;
 use super::watchdog::{self, Recovery, Step};
-use crate::fsutil;
+use crate::util::files;
 
 /// How long `host confirm` waits for the watchdog to commit.
 pub const WAIT: Duration = Duration::from_secs(10);
 
 fn current_generation(layout: &Layout) -> anyhow::Result<Option<u64>> {
-    Ok(fsutil::read_text_opt(&layout.generation())?
+    Ok(files::read_text_opt(&layout.generation())?
         .and_then(|t| t.trim().parse().ok()))
 }
 
@@ -27,7 +27,7 @@ fn rolled_back(
     layout: &Layout,
     n: u64,
 ) -> anyhow::Result<Option<LastRollback>> {
-    Ok(fsutil::read_text_opt(&layout.last_rollback())?
+    Ok(files::read_text_opt(&layout.last_rollback())?
         .and_then(|t| serde_json::from_str::<LastRollback>(&t).ok())
         .filter(|r| r.generation == n))
 }
@@ -49,7 +49,7 @@ fn rolled_back_error(r: &LastRollback) -> anyhow::Error {
 pub fn confirm(layout: &Layout, n: u64) -> anyhow::Result<()> {
     match snapshot::load(layout)? {
         Some(p) if p.activation.generation == n => {
-            fsutil::write_atomic(&layout.pending_confirmed(), b"", 0o644)?;
+            files::write_atomic(&layout.pending_confirmed(), b"", 0o644)?;
             wait_for_commit(layout, n)
         }
         Some(p) => bail!(

@@ -16,7 +16,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::layout::Layout;
-use crate::fsutil;
+use crate::util::files;
 
 /// What the lock file says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ impl LockGuard {
         holder: &str,
     ) -> anyhow::Result<Self> {
         let path = layout.lock();
-        fsutil::create_dirs(&layout.state())?;
+        files::create_dirs(&layout.state())?;
         let info = LockInfo {
             apply_id: apply_id.to_string(),
             holder: holder.to_string(),
@@ -140,7 +140,7 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         // Only our own lock: someone may have broken it with `unlock`.
         if read(&self.path).ok().flatten().as_ref() == Some(&self.info) {
-            let _ = fsutil::remove_opt(&self.path);
+            let _ = files::remove_opt(&self.path);
         }
     }
 }
@@ -150,7 +150,7 @@ impl Drop for LockGuard {
 /// # Errors
 /// When it cannot be read or parsed.
 pub fn read(path: &Path) -> anyhow::Result<Option<LockInfo>> {
-    let Some(text) = fsutil::read_text_opt(path)
+    let Some(text) = files::read_text_opt(path)
         .with_context(|| format!("reading {}", path.display()))?
     else {
         return Ok(None);
@@ -168,7 +168,7 @@ pub fn unlock(layout: &Layout, id: &str) -> anyhow::Result<()> {
     match read(&layout.lock())? {
         None => anyhow::bail!("host is not locked"),
         Some(lock) if lock.apply_id == id => {
-            fsutil::remove_opt(&layout.lock())?;
+            files::remove_opt(&layout.lock())?;
             Ok(())
         }
         Some(lock) => anyhow::bail!(

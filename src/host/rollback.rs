@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::Layout;
 use super::service::{Op, Service, unit_file_name};
 use super::snapshot::{self, Pending};
-use crate::fsutil;
+use crate::util::files;
 
 /// `$STATE/last-rollback.json`: why the last activation did not stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,11 +84,11 @@ pub fn roll_back(
                 if snapshot::is_same(&real, &f.content, f.mode)? {
                     false
                 } else {
-                    fsutil::write_atomic(&real, &f.content, f.mode)?;
+                    files::write_atomic(&real, &f.content, f.mode)?;
                     true
                 }
             }
-            None => fsutil::remove_opt(&real)?,
+            None => files::remove_opt(&real)?,
         };
         if changed {
             restored.files = true;
@@ -102,13 +102,13 @@ pub fn roll_back(
         let old = std::fs::read(&saved)
             .with_context(|| format!("reading {}", saved.display()))?;
         if !snapshot::is_same(&binary, &old, 0o755)? {
-            fsutil::write_atomic(&binary, &old, 0o755)?;
+            files::write_atomic(&binary, &old, 0o755)?;
             restored.binary = true;
         }
     } else if let Some(staged) = &a.staged_binary {
         // There was no binary before: a new one is removed again.
         if !layout.host(staged)?.exists() {
-            restored.binary |= fsutil::remove_opt(&layout.host(&a.binary)?)?;
+            restored.binary |= files::remove_opt(&layout.host(&a.binary)?)?;
         }
     }
     for (key, value) in &pending.sysctls {
@@ -134,7 +134,7 @@ pub fn roll_back(
         at: now(),
         reason: reason.to_string(),
     };
-    fsutil::write_atomic(
+    files::write_atomic(
         &layout.last_rollback(),
         &serde_json::to_vec_pretty(&record)?,
         0o644,
@@ -165,12 +165,12 @@ pub fn set_sysctl(
 fn restore_text(path: &Path, text: Option<String>) -> anyhow::Result<()> {
     match text {
         Some(t) => {
-            if fsutil::read_text_opt(path)?.as_deref() != Some(t.as_str()) {
-                fsutil::write_atomic(path, t.as_bytes(), 0o644)?;
+            if files::read_text_opt(path)?.as_deref() != Some(t.as_str()) {
+                files::write_atomic(path, t.as_bytes(), 0o644)?;
             }
         }
         None => {
-            fsutil::remove_opt(path)?;
+            files::remove_opt(path)?;
         }
     }
     Ok(())
@@ -182,7 +182,7 @@ fn journal(
     what: &str,
     apply_id: &str,
 ) -> anyhow::Result<()> {
-    fsutil::append_line(
+    files::append_line(
         &layout.journal(),
         &format!("{}\t{generation}\t{what}\t{apply_id}", now()),
     )
@@ -198,7 +198,7 @@ fn remove_pending(layout: &Layout) -> anyhow::Result<()> {
                 .with_context(|| format!("removing {}", dir.display()));
         }
     }
-    fsutil::sync_dir(&layout.state()).context("syncing the state directory")
+    files::sync_dir(&layout.state()).context("syncing the state directory")
 }
 
 /// The name a file of a generation is stored under in
@@ -230,16 +230,16 @@ pub struct StoredFile {
 pub fn commit(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
     let a = &pending.activation;
     let dir = layout.generation_dir(a.generation);
-    fsutil::create_dirs(&dir)?;
+    files::create_dirs(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("securing {}", dir.display()))?;
     let mut listing = Vec::new();
     for f in &a.files {
         let stored = stored_name(&f.path);
-        fsutil::write_atomic(&dir.join(&stored), f.content.as_bytes(), 0o600)?;
+        files::write_atomic(&dir.join(&stored), f.content.as_bytes(), 0o600)?;
         listing.push(StoredFile { path: f.path.clone(), mode: f.mode, stored });
     }
-    fsutil::write_atomic(
+    files::write_atomic(
         &dir.join("files.json"),
         &serde_json::to_vec_pretty(&listing)?,
         0o600,
@@ -249,8 +249,8 @@ pub fn commit(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
     paths.dedup();
     let manifest: String =
         paths.iter().map(|p| format!("{}\n", p.display())).collect();
-    fsutil::write_atomic(&layout.manifest(), manifest.as_bytes(), 0o644)?;
-    fsutil::write_atomic(
+    files::write_atomic(&layout.manifest(), manifest.as_bytes(), 0o644)?;
+    files::write_atomic(
         &layout.generation(),
         format!("{}\n", a.generation).as_bytes(),
         0o644,

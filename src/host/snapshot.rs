@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
 use super::layout::Layout;
-use crate::fsutil::{self, OnDisk};
+use crate::util::files::{self, OnDisk};
 
 /// A file as it was before the activation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,9 +80,9 @@ pub fn take(
     activation: &Activation,
     service_was_running: bool,
 ) -> anyhow::Result<Pending> {
-    let manifest = fsutil::read_text_opt(&layout.manifest())
+    let manifest = files::read_text_opt(&layout.manifest())
         .context("reading the manifest")?;
-    let generation = match fsutil::read_text_opt(&layout.generation())? {
+    let generation = match files::read_text_opt(&layout.generation())? {
         None => None,
         Some(t) => Some(t.trim().parse::<u64>().with_context(|| {
             format!(
@@ -97,7 +97,7 @@ pub fn take(
     let mut files = Vec::new();
     for path in paths {
         let real = layout.host(&path)?;
-        let now = fsutil::read_opt(&real)
+        let now = files::read_opt(&real)
             .with_context(|| format!("reading {}", real.display()))?;
         files.push(FileBefore {
             path,
@@ -116,7 +116,7 @@ pub fn take(
     if let Some(_staged) = &activation.staged_binary {
         let binary = layout.host(&activation.binary)?;
         if binary.exists() {
-            fsutil::copy_atomic(&binary, &layout.pending_binary(), 0o755)?;
+            files::copy_atomic(&binary, &layout.pending_binary(), 0o755)?;
             binary_saved = true;
         }
     }
@@ -137,7 +137,7 @@ pub fn take(
 /// Any I/O error.
 pub fn save(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(pending)?;
-    fsutil::write_atomic(&layout.pending_state(), &json, 0o600)
+    files::write_atomic(&layout.pending_state(), &json, 0o600)
 }
 
 /// Read `pending/state.json`, `None` when there is none.
@@ -146,7 +146,7 @@ pub fn save(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
 /// When it cannot be read or parsed.
 pub fn load(layout: &Layout) -> anyhow::Result<Option<Pending>> {
     let path = layout.pending_state();
-    let Some(text) = fsutil::read_text_opt(&path)? else {
+    let Some(text) = files::read_text_opt(&path)? else {
         return Ok(None);
     };
     serde_json::from_str(&text)
@@ -159,7 +159,7 @@ pub fn load(layout: &Layout) -> anyhow::Result<Option<Pending>> {
 /// # Errors
 /// When it cannot be read.
 pub fn is_same(real: &Path, content: &[u8], mode: u32) -> anyhow::Result<bool> {
-    Ok(fsutil::read_opt(real)
+    Ok(files::read_opt(real)
         .with_context(|| format!("reading {}", real.display()))?
         .is_some_and(|f| f.content == content && f.mode == mode))
 }

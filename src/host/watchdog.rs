@@ -15,7 +15,7 @@ use super::layout::Layout;
 use super::lock::process_alive;
 use super::rollback;
 use super::snapshot::{self, Pending};
-use crate::fsutil;
+use crate::util::files;
 
 /// How often the watchdog looks for the confirmation.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -79,7 +79,7 @@ pub fn timeout_reason(ms: u64) -> String {
 
 /// Whether the pending activation's watchdog runs.
 pub fn watchdog_alive(layout: &Layout) -> bool {
-    fsutil::read_text_opt(&layout.pending_watchdog())
+    files::read_text_opt(&layout.pending_watchdog())
         .ok()
         .flatten()
         .and_then(|p| p.trim().parse::<u32>().ok())
@@ -134,7 +134,7 @@ pub fn spawn(layout: &Layout) -> anyhow::Result<u32> {
         .spawn()
         .context("starting the watchdog")?;
     let pid = child.id();
-    fsutil::write_atomic(
+    files::write_atomic(
         &layout.pending_watchdog(),
         format!("{pid}\n").as_bytes(),
         0o644,
@@ -148,7 +148,7 @@ pub fn spawn(layout: &Layout) -> anyhow::Result<u32> {
 /// When the pending state cannot be read, or the commit or rollback fails
 /// (then `pending/` stays for the next activation to finish).
 pub fn run(layout: &Layout) -> anyhow::Result<()> {
-    let deadline: u64 = fsutil::read_text_opt(&layout.pending_deadline())?
+    let deadline: u64 = files::read_text_opt(&layout.pending_deadline())?
         .context("no pending deadline")?
         .trim()
         .parse()

@@ -21,7 +21,6 @@
 mod compare;
 mod diag;
 mod emit;
-pub(crate) mod glob;
 mod keepalived;
 mod lexer;
 mod merge;

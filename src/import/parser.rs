@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diag::{Pos, Report};
-use super::glob;
 use super::lexer::{self, Kind, Token};
+use crate::util::glob;
 
 /// Which blocks may open where; supplied by the keyword layer.
 pub trait Grammar {

@@ -28,8 +28,8 @@
 //! `/tmp` and the rest stay shared, so an inventory or a binary the user
 //! points `lab exec` at is visible inside the host.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -40,6 +40,7 @@ use super::cmd::Cmd;
 use super::plan::HostPlan;
 use super::procs;
 use super::state::{ProcKind, ProcRecord};
+use crate::util::{files, shell};
 
 /// The paths lbdeploy manages on a host; each is a private tmpfs.
 pub const MANAGED_PATHS: [&str; 6] = [
@@ -82,7 +83,7 @@ pub fn setup_script(host: &HostPlan, tag: &str, exe: &Path) -> String {
     line(&mut s, format!("mount -t tmpfs -o mode=0755 {tag} /run"));
     line(&mut s, format!("mkdir -p {LAB_BIN} /run/sshd"));
     line(&mut s, format!("touch {LAB_BIN}/lbdeploy"));
-    let exe = quote(&exe.to_string_lossy());
+    let exe = shell::quote(&exe.to_string_lossy());
     line(&mut s, format!("mount --bind {exe} {LAB_BIN}/lbdeploy"));
     for dir in OVERLAID {
         let layer = format!("{LAB_RUN}/overlay{}", dir.replace('/', "-"));
@@ -115,15 +116,10 @@ pub fn setup_script(host: &HostPlan, tag: &str, exe: &Path) -> String {
         }
         line(&mut s, format!("mount -t tmpfs -o mode=0755 {tag} {p}"));
     }
-    line(&mut s, format!("hostname {}", quote(&host.name)));
+    line(&mut s, format!("hostname {}", shell::quote(&host.name)));
     line(&mut s, "echo ready".into());
     line(&mut s, "exec sleep infinity >/dev/null".into());
     s
-}
-
-/// `s` as one shell word.
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Refuse to run the lab from a binary under `/run`, which every host
@@ -255,23 +251,8 @@ pub fn install(
     mode: u32,
 ) -> anyhow::Result<()> {
     let target = path_in(holder, path);
-    let tmp = target.with_extension("lbdeploy-tmp");
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)
-    };
-    write().with_context(|| format!("writing {path} in a lab host"))
+    files::write_atomic(&target, contents, mode)
+        .with_context(|| format!("writing {path} in a lab host"))
 }
 
 #[cfg(test)]

@@ -221,7 +221,7 @@ pub fn sole_default_lab() -> Option<PathBuf> {
 /// names below, stable across runs (FNV-1a, not `std`'s randomised hasher),
 /// and different for the labs that tests run side by side.
 pub fn lab_id(state_dir: &Path) -> String {
-    let h = crate::fnv::fnv1a(state_dir.as_os_str().as_encoded_bytes());
+    let h = crate::util::fnv::fnv1a(state_dir.as_os_str().as_encoded_bytes());
     format!("{:06x}", h & 0xff_ffff)
 }
 

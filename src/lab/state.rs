@@ -13,13 +13,13 @@
 //! namespaces and the processes. Everything else in the state directory
 //! (keys, logs) sits in the entries listed by [`Layout::owned_entries`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{HostPlan, LabPlan};
+use crate::util::files;
 
 /// Bumped when the format changes incompatibly; an older lab must then be
 /// taken down with the lbdeploy that built it.
@@ -195,15 +195,10 @@ impl Layout {
     /// When the state directory is not writable.
     pub fn save(&self, state: &LabState) -> anyhow::Result<()> {
         let path = self.state_file();
-        let tmp = path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, state)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().with_context(|| format!("writing lab state {}", path.display()))
+        let mut text = serde_json::to_vec_pretty(state)?;
+        text.push(b'\n');
+        files::write_atomic(&path, &text, 0o644)
+            .with_context(|| format!("writing lab state {}", path.display()))
     }
 }
 

@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::util::hex::hex;
 use sha2::{Digest, Sha256};
 
 /// What the controller knows about the binary it installs.
@@ -143,11 +144,6 @@ impl Binary {
             arch: self.elf.arch.clone(),
         })
     }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 const PT_INTERP: u32 = 3;

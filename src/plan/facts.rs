@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use base64::Engine;
 
 use super::roles::Init;
+use crate::util::shell;
 
 /// Where a host records what lbdeploy manages on it.
 pub const STATE_DIR: &str = "/var/lib/lbdeploy";
@@ -101,11 +102,6 @@ pub struct HostAddress {
     pub label: Option<String>,
 }
 
-/// Quote `s` for POSIX sh.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The facts script for `query`.
 pub fn script(query: &Query) -> String {
     let mut s = String::from(
@@ -121,26 +117,27 @@ pub fn script(query: &Query) -> String {
          if [ -r {state}/manifest ]; then sed 's/^/managed /' {state}/manifest; fi\n"
     );
     for f in &query.files {
-        let p = sh_quote(&f.to_string_lossy());
+        let p = shell::quote(&f.to_string_lossy());
         s += &format!(
             "if [ -f {p} ]; then echo \"file $(stat -c %a {p}) $(base64 -w0 < {p}) \"{p}; \
              else echo nofile {p}; fi\n"
         );
     }
     for key in &query.sysctls {
-        let k = sh_quote(key);
-        let proc = sh_quote(&format!("/proc/sys/{}", key.replace('.', "/")));
+        let k = shell::quote(key);
+        let proc =
+            shell::quote(&format!("/proc/sys/{}", key.replace('.', "/")));
         s += &format!(
             "if [ -r {proc} ]; then echo \"sysctl \"{k}\" $(cat {proc})\"; \
              else echo nosysctl {k}; fi\n"
         );
     }
-    let b = sh_quote(&query.binary.to_string_lossy());
+    let b = shell::quote(&query.binary.to_string_lossy());
     s += &format!(
         "if [ -f {b} ]; then echo \"binary $(sha256sum < {b} | cut -d' ' -f1)\"; \
          else echo nobinary; fi\n"
     );
-    let unit = sh_quote(&query.service);
+    let unit = shell::quote(&query.service);
     s += &format!(
         "if [ -d /run/systemd/system ]; then \
            if systemctl is-active --quiet {unit}; then echo 'service running'; \
@@ -327,10 +324,5 @@ mod tests {
         assert!(parse("Welcome to host\n").is_err());
         assert!(parse("lbdeploy-facts 1\narch x\nbogus 1\n").is_err());
         assert!(parse("lbdeploy-facts 1\nfile 644 !!! /x\n").is_err());
-    }
-
-    #[test]
-    fn quotes_for_sh() {
-        assert_eq!(sh_quote("a'b"), r"'a'\''b'");
     }
 }

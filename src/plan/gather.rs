@@ -11,11 +11,12 @@ use sha2::{Digest, Sha256};
 
 use tokio::sync::Semaphore;
 
-use super::binary::{Binary, hex};
+use super::binary::Binary;
 use super::desired::HostDesired;
 use super::diff::{Change, diff};
 use super::facts::{self, HostFacts, Query};
 use crate::transport::{ConnectError, Connection, Target};
+use crate::util::hex::hex;
 
 /// One host, planned.
 #[derive(Debug)]

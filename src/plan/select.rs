@@ -5,7 +5,7 @@
 //! flags or comma-separated) select the union. A pattern that selects
 //! nothing is an error: a typo must not silently turn `apply` into a no-op.
 
-use crate::import::glob;
+use crate::util::glob;
 
 /// An inventory host as the selector sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -394,7 +394,7 @@ fn control_key(t: &Target) -> String {
         t.known_hosts,
         t.known_hosts_file
     );
-    let h = crate::fnv::fnv1a(text.as_bytes());
+    let h = crate::util::fnv::fnv1a(text.as_bytes());
     format!("{h:016x}")
 }
 

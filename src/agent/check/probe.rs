@@ -134,7 +134,7 @@ pub fn judge(answer: &[u8], want: &HttpWant) -> Result<(), String> {
         return Err(format!("status {status}, not {}", want.status));
     }
     if let Some(digest) = &want.digest {
-        let got = crate::plan::binary::hex(&Md5::digest(body));
+        let got = crate::util::hex::hex(&Md5::digest(body));
         if !got.eq_ignore_ascii_case(digest) {
             return Err(format!("body digest {got}, not {digest}"));
         }

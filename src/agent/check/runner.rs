@@ -250,7 +250,7 @@ fn checker(
 /// its identity, so restarts do not bunch checks either.
 fn spread(t: &Target, delay_loop: Duration) -> Duration {
     let key = format!("{}/{}:{}", t.service, t.address, t.port);
-    let h = crate::fnv::fnv1a(key.as_bytes());
+    let h = crate::util::fnv::fnv1a(key.as_bytes());
     let ms = delay_loop.as_millis().max(1) as u64;
     Duration::from_millis(h % ms)
 }

@@ -11,7 +11,7 @@
 //! owned; adding one takes buckets only from the others, in proportion to
 //! their share — the property Maglev only approximates.
 
-use crate::fnv::fnv1a;
+use crate::util::fnv::fnv1a;
 
 /// Buckets per service: a prime well above any sane number of backends,
 /// so shares stay within a fraction of a percent of the weights.

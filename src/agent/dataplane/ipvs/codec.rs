@@ -360,10 +360,7 @@ fn string_of(what: &'static str, b: &[u8]) -> Result<String, DecodeError> {
 mod tests {
     use super::*;
     use crate::agent::netlink::{error_code, messages, request};
-
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
+    use crate::util::hex::hex;
 
     fn v4_web() -> ServiceKey {
         ServiceKey::Addr {

@@ -125,7 +125,7 @@ impl Owned {
     /// than guessing and deleting someone else's service.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         use anyhow::Context;
-        match crate::fsutil::read_text_opt(path)
+        match crate::util::files::read_text_opt(path)
             .with_context(|| format!("reading {}", path.display()))?
         {
             None => Ok(Owned::default()),
@@ -146,7 +146,7 @@ impl Owned {
     /// Any I/O error, with the path.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
+        crate::util::files::write_atomic(path, text.as_bytes(), 0o644)
     }
 }
 

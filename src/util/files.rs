@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 
@@ -69,17 +70,48 @@ pub fn create_dirs(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-fn temp_name(path: &Path) -> PathBuf {
+/// Create a fresh temporary file beside `path`, open for writing.
+///
+/// The name is new (process id and a per-process counter) and the file is
+/// created with `O_EXCL | O_NOFOLLOW`: a file or symlink planted under a
+/// guessed name in a shared directory is never opened, let alone written
+/// through; the next name is tried instead.
+fn create_temp(path: &Path) -> io::Result<(File, PathBuf)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(
-        ".{}.lbdeploy-tmp.{}",
-        name.unwrap_or_default(),
-        std::process::id()
+    let name = name.unwrap_or_default();
+    let pid = std::process::id();
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp =
+            path.with_file_name(format!(".{name}.lbdeploy-tmp.{pid}.{n}"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nofollow())
+            .mode(0o600)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        ErrorKind::AlreadyExists,
+        "no free temporary name after 100 tries",
     ))
 }
 
+/// `O_NOFOLLOW`, from rustix so no `libc` dependency is needed.
+fn nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
 /// Replace `path` with `content` and `mode`, atomically; parents are
-/// created (0755) as needed.
+/// created (0755) as needed. This is the crate's one rename-into-place:
+/// temporary file beside the target, write, fsync, chmod, rename, fsync
+/// the directory.
 ///
 /// # Errors
 /// Any I/O error, with the path; the target is then untouched.
@@ -93,14 +125,9 @@ pub fn write_atomic(
         d => d,
     };
     create_dirs(dir)?;
-    let tmp = temp_name(path);
+    let (mut f, tmp) = create_temp(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     let result = (|| -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
         f.write_all(content)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
@@ -184,7 +211,7 @@ mod tests {
     #[test]
     fn write_atomic_creates_parents_and_sets_mode() {
         let dir = std::env::temp_dir()
-            .join(format!("lbdeploy-fsutil-{}", std::process::id()));
+            .join(format!("lbdeploy-files-{}", std::process::id()));
         let path = dir.join("a/b/file");
         write_atomic(&path, b"one", 0o640).unwrap();
         assert_eq!(

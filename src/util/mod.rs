@@ -1,0 +1,17 @@
+//! Small helpers that both halves of lbdeploy use, one per job: the
+//! controller (`apply`, `plan`, `transport`, `lab`, `import`) and the agent
+//! share these and the inventory's types, and nothing else.
+//!
+//! * [`files`] — every file lbdeploy writes is renamed into place through it;
+//! * [`hex`] — lower-case hex of digests;
+//! * [`shell`] — quoting a word for `sh`;
+//! * [`glob`] — glob(3) patterns, for keepalived's `include` and `--limit`;
+//! * [`fnv`] — a hash that comes out the same in every process.
+//!
+//! Nothing here depends on another lbdeploy module.
+
+pub mod files;
+pub mod fnv;
+pub mod glob;
+pub mod hex;
+pub mod shell;
