@@ -72,6 +72,23 @@ pub struct Cli {
     #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
 
+    /// How the agent and the host side of apply write their log lines.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "LBDEPLOY_LOG_FORMAT",
+        default_value_t,
+        help_heading = "Global options",
+        long_help = "How `lbdeploy agent` and `lbdeploy host` write their \
+                     log lines on stderr (agent.log under lbdeploy's \
+                     supervisor, the journal under systemd): `logfmt` \
+                     (ts=… level=info pid=… instance=VI_1 msg=\"…\") or \
+                     `json`, one object a line."
+    )]
+    pub log_format: crate::util::log::Format,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -748,8 +765,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             apply::commands::unlock(&inputs(&cli, &TargetArgs::default()), id)
         }
         Command::Status => not_yet("status", 8),
-        Command::Agent(cmd) => agent::service::command(cmd, cli.json),
-        Command::Host(cmd) => crate::host::run(cmd),
+        Command::Agent(cmd) => {
+            crate::util::log::init(cli.log_format);
+            agent::service::command(cmd, cli.json)
+        }
+        Command::Host(cmd) => {
+            crate::util::log::init(cli.log_format);
+            crate::host::run(cmd)
+        }
         Command::Lab(args) => lab(&cli, args),
         Command::ImportKeepalived(args) => import_keepalived(&cli, args),
     }

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use lbdeploy::agent::config::{self as agent_config, DirectorConfig};
+use lbdeploy::inventory::agent::{self as agent_config, DirectorConfig};
 use lbdeploy::inventory::{self, Environment};
 use lbdeploy::plan::desired::{self, HostDesired};
 use lbdeploy::plan::roles::Roles;

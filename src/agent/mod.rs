@@ -1,8 +1,6 @@
 //! The on-host daemon: the same `lbdeploy` binary that `apply` installs on
 //! every host, run as `lbdeploy agent director|realserver --config FILE`.
 //!
-//! * `config` — what the agent reads (rendered by `apply` from the
-//!   inventory);
 //! * [`paths`] — the runtime directory (`/run/lbdeploy`, or
 //!   `$LBDEPLOY_RUN_DIR`): status socket, supervisor PID file, log;
 //! * [`status`] — the status protocol: one JSON line on the socket, and the
@@ -33,7 +31,6 @@
 pub mod alert;
 pub mod check;
 pub mod checksum;
-pub mod config;
 pub mod dataplane;
 pub mod director;
 pub mod net;
@@ -47,13 +44,9 @@ pub mod status;
 pub mod supervise;
 pub mod vrrp;
 
-/// One line of talk on stderr, which the supervisor appends to
-/// `agent.log`: a timestamp (the log has no other) and the PID (agent and
-/// supervisor write to the same file).
+/// One line of talk, through the crate's one logging path
+/// ([`crate::util::log`]): stderr, which the supervisor appends to
+/// `agent.log` and systemd hands to the journal.
 pub(crate) fn log(message: &str) {
-    eprintln!(
-        "{} lbdeploy[{}]: {message}",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-        std::process::id()
-    );
+    tracing::info!("{message}");
 }

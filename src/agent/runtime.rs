@@ -34,7 +34,7 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::config::{self, DirectorConfig, RealserverConfig};
+use crate::inventory::agent::{self as config, DirectorConfig, RealserverConfig};
 use super::status::{self, Mode, Status};
 use super::{log, paths};
 

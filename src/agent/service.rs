@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::bail;
 
-use super::config::{DirectorConfig, RealserverConfig};
+use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 use super::dataplane::ipvs;
 use super::status::Mode;
 use super::{paths, runtime, status, supervise};
@@ -55,7 +55,7 @@ fn ipvs_sync(
     config: &std::path::Path,
     run_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let config: DirectorConfig = super::config::load(config)?;
+    let config: DirectorConfig = crate::inventory::agent::load(config)?;
     let desired = ipvs::desired(&config, |_, _| true, |_| true);
     let mut kernel = ipvs::Ipvs::connect()?;
     let plan = ipvs::sync(&mut kernel, &desired, &ipvs::owned_path(run_dir))?;

@@ -32,7 +32,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::config::{DirectorConfig, RealserverConfig};
+use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 use super::status::{self, Mode};
 use super::{log, paths, runtime};
 

@@ -11,8 +11,12 @@
 //! * `load` — YAML to types, collecting located load errors;
 //! * `validate` — the cross-field rules (pure);
 //! * `locate` — field path → line and column;
-//! * `diag` — how problems are reported.
+//! * `diag` — how problems are reported;
+//! * [`agent`] — what one host's agent is told: the slice of the inventory
+//!   that `apply` renders into its `agent.yml`, shared by the controller,
+//!   which writes it, and the agent, which reads it.
 
+pub mod agent;
 mod diag;
 mod load;
 mod locate;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::agent::config::{
+use crate::inventory::agent::{
     DirectorConfig, RealServerConfig, RealserverConfig, ServiceConfig,
     VrrpConfig,
 };
@@ -209,12 +209,12 @@ fn check_agent_config(h: &HostDesired) -> Result<(), Error> {
         return Ok(());
     };
     let result = match h.agent.as_str() {
-        "director" => crate::agent::config::parse::<DirectorConfig>(
+        "director" => crate::inventory::agent::parse::<DirectorConfig>(
             &file.path,
             &file.content,
         )
         .map(drop),
-        _ => crate::agent::config::parse::<RealserverConfig>(
+        _ => crate::inventory::agent::parse::<RealserverConfig>(
             &file.path,
             &file.content,
         )

@@ -6,7 +6,8 @@
 //! * [`hex`] — lower-case hex of digests;
 //! * [`shell`] — quoting a word for `sh`;
 //! * [`glob`] — glob(3) patterns, for keepalived's `include` and `--limit`;
-//! * [`fnv`] — a hash that comes out the same in every process.
+//! * [`fnv`] — a hash that comes out the same in every process;
+//! * [`log`] — the one logging path: `tracing` to stderr, logfmt or JSON.
 //!
 //! Nothing here depends on another lbdeploy module.
 
@@ -14,4 +15,5 @@ pub mod files;
 pub mod fnv;
 pub mod glob;
 pub mod hex;
+pub mod log;
 pub mod shell;

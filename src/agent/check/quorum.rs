@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use crate::agent::config::ServiceConfig;
+use crate::inventory::agent::ServiceConfig;
 
 /// One service's quorum verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 
 use self::buckets::Backend;
 use self::nft::{Mac, Proto, Ruleset, Service};
-use crate::agent::config::{DirectorConfig, ServiceConfig};
+use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 use crate::inventory::Protocol;
 
 /// A service the nftables back end cannot forward.

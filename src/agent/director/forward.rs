@@ -36,7 +36,7 @@ use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
-use crate::agent::config::DirectorConfig;
+use crate::inventory::agent::DirectorConfig;
 use crate::agent::dataplane::nft::installer::Applied;
 use crate::agent::dataplane::{self, ipvs, neigh, nft};
 use crate::agent::{log, paths};

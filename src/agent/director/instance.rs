@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::agent::config::VrrpConfig;
+use crate::inventory::agent::VrrpConfig;
 use crate::agent::log;
 use crate::agent::net::{self, Address, Net};
 use crate::agent::vrrp::error::DecodeError;

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use self::forward::Forward;
 use self::instance::{Handle, InstanceMsg, Settings, StateChange};
-use super::config::{DirectorConfig, VrrpConfig};
+use crate::inventory::agent::{DirectorConfig, VrrpConfig};
 use super::log;
 use super::net::{self, Net};
 use super::runtime::{self, Report};

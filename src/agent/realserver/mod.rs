@@ -42,7 +42,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::config::RealserverConfig;
+use crate::inventory::agent::RealserverConfig;
 use super::log;
 use super::net::{self, Address, Event, Net};
 use super::runtime::Report;

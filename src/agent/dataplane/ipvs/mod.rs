@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! # use lbdeploy::agent::dataplane::ipvs::*;
-//! # fn f(config: &lbdeploy::agent::config::DirectorConfig) -> anyhow::Result<()> {
+//! # fn f(config: &lbdeploy::inventory::agent::DirectorConfig) -> anyhow::Result<()> {
 //! let mut ipvs = Ipvs::connect()?; // once
 //! let record = owned_path(&lbdeploy::agent::paths::run_dir());
 //! // on every configuration or health change:
@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::client::{Error, Ipvs};
 pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile};
-use crate::agent::config::{DirectorConfig, RealServerConfig, ServiceConfig};
+use crate::inventory::agent::{DirectorConfig, RealServerConfig, ServiceConfig};
 use crate::inventory::Protocol;
 
 /// A virtual service's identity in the kernel: what `ipvsadm -t/-u/-f`

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{
+use super::{
     ArpSuppression, Check, Dataplane, Duration, IfAddr, Notification,
     NotifyHooks, Port, Protocol, Scheduler, VirtualAddress,
 };

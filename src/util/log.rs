@@ -1,0 +1,193 @@
+//! One logging path for the agent and the host side of apply: `tracing`
+//! events with fields, written to stderr one line each.
+//!
+//! stderr is where both supervisors look: lbdeploy's own supervisor appends
+//! it to `agent.log`, and under systemd it is the unit's journald stream.
+//! Either way a line must parse without a human, so the format is chosen by
+//! a flag (`--log-format`, or `LBDEPLOY_LOG_FORMAT`):
+//!
+//! * `logfmt` (the default): `ts=… level=info pid=… instance=VI_1
+//!   msg="became master"` — what `journalctl` shows readably and what log
+//!   shippers split into fields;
+//! * `json`: one object a line, the same fields.
+//!
+//! Span fields (the VRRP instance, the service) come before the event's
+//! own, outermost first, so every line names what it is about. The PID is
+//! on every line because agent and supervisor share one file.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{
+    FmtContext, FormatEvent, FormatFields, FormattedFields,
+};
+use tracing_subscriber::registry::LookupSpan;
+
+/// How log lines are written.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum,
+)]
+pub enum Format {
+    /// `key=value` pairs, values quoted when they hold spaces or quotes.
+    #[default]
+    Logfmt,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Install the process-wide subscriber, writing to stderr in `format`.
+/// A second call (tests that start several agents in one process) keeps
+/// the first subscriber.
+pub fn init(format: Format) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO);
+    let _ = match format {
+        Format::Logfmt => builder
+            .fmt_fields(LogfmtFields)
+            .event_format(Logfmt)
+            .try_init(),
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
+}
+
+/// The logfmt line: timestamp, level, PID, span fields, event fields.
+struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        write!(writer, "ts={ts} level={level} pid={}", std::process::id())?;
+        for span in ctx.event_scope().into_iter().flat_map(|s| s.from_root()) {
+            let ext = span.extensions();
+            if let Some(fields) = ext.get::<FormattedFields<N>>()
+                && !fields.is_empty()
+            {
+                write!(writer, " {fields}")?;
+            }
+        }
+        let mut pairs = Pairs::default();
+        event.record(&mut pairs);
+        let line = pairs.finish();
+        if !line.is_empty() {
+            write!(writer, " {line}")?;
+        }
+        writeln!(writer)
+    }
+}
+
+/// Span fields in the same `key=value` form as the events'.
+struct LogfmtFields;
+
+impl<'w> FormatFields<'w> for LogfmtFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut pairs = Pairs::default();
+        fields.record(&mut pairs);
+        writer.write_str(&pairs.finish())
+    }
+}
+
+/// `key=value` pairs gathered from a record; the message goes last, as
+/// `msg`, so the fields line up at the start of every line.
+#[derive(Default)]
+struct Pairs {
+    text: String,
+    message: Option<String>,
+}
+
+impl Pairs {
+    fn push(&mut self, key: &str, value: &str) {
+        if !self.text.is_empty() {
+            self.text.push(' ');
+        }
+        let _ = write!(self.text, "{key}={}", quote(value));
+    }
+
+    fn finish(mut self) -> String {
+        if let Some(message) = self.message.take() {
+            self.push("msg", &message);
+        }
+        self.text
+    }
+}
+
+impl Visit for Pairs {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = Some(text);
+        } else {
+            self.push(field.name(), &text);
+        }
+    }
+}
+
+/// A logfmt value: bare when it is one plain word, else in double quotes
+/// with `"` and `\` escaped and control characters written as escapes, so
+/// one event is always one line.
+fn quote(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '='));
+    if plain {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn values_are_bare_only_when_plain() {
+        assert_eq!(quote("VI_1"), "VI_1");
+        assert_eq!(quote("became master"), "\"became master\"");
+        assert_eq!(quote(""), "\"\"");
+        assert_eq!(quote("a=b"), "\"a=b\"");
+        assert_eq!(quote("say \"hi\"\\"), r#""say \"hi\"\\""#);
+    }
+
+    #[test]
+    fn one_event_is_one_line() {
+        assert_eq!(quote("a\nb\r"), r#""a\nb\u{d}""#);
+    }
+}
