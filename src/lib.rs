@@ -7,6 +7,8 @@
 pub mod agent;
 pub mod apply;
 pub mod cli;
+pub mod exit;
+pub mod global;
 pub mod host;
 pub mod import;
 pub mod inventory;
@@ -14,3 +16,4 @@ pub mod lab;
 pub mod plan;
 pub mod transport;
 pub mod util;
+pub mod validate;

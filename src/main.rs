@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // `{:#}` prints the whole context chain on one line.
             eprintln!("lbdeploy: error: {e:#}");
-            ExitCode::from(cli::ExitStatus::Error as u8)
+            ExitCode::from(lbdeploy::exit::ExitStatus::Error as u8)
         }
     }
 }

@@ -3,14 +3,153 @@
 //! that knows the CLI types; everything it calls can be used without them.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::bail;
+use clap::{Args, Subcommand};
 
-use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 use super::dataplane::ipvs;
 use super::status::Mode;
 use super::{paths, runtime, status, supervise};
-use crate::cli::{AgentCommand, AgentMode, ExitStatus};
+use crate::exit::ExitStatus;
+use crate::inventory::agent::{DirectorConfig, RealserverConfig};
+
+/// The agent's modes, and its service commands for hosts without systemd.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run as a director: VRRP, VIPs, health checks, data plane.
+    #[command(long_about = "Run as a director in the foreground: VRRP with \
+        the other directors, the VIPs while master, health checks and the \
+        kernel data plane. `apply` installs and starts it. Status is \
+        served on /run/lbdeploy/agent.sock ($LBDEPLOY_RUN_DIR overrides \
+        the directory); SIGHUP re-reads the configuration, keeping the old \
+        one if the new one is invalid; SIGTERM stops it.\n\n\
+        Example:\n  lbdeploy agent director --config /etc/lbdeploy/agent.yml\n\n\
+        Exit codes: 0 stopped by SIGTERM/SIGINT, 1 error (a bad \
+        configuration fails before anything is created).")]
+    Director(AgentArgs),
+    /// Run as a real server: ARP suppression and the VIP on lo.
+    #[command(long_about = "Run as a real server in the foreground: ARP \
+        suppression, and the VIPs kept on lo. `apply` installs and starts \
+        it. Status, SIGHUP and SIGTERM as for `agent director`.\n\n\
+        Example:\n  lbdeploy agent realserver --config \
+        /etc/lbdeploy/agent.yml\n\n\
+        Exit codes: 0 stopped by SIGTERM/SIGINT, 1 error (a bad \
+        configuration fails before anything is created).")]
+    Realserver(AgentArgs),
+    /// Ask the running agent for its state.
+    #[command(long_about = "Ask the agent on this host for its state over \
+        its Unix socket under /run/lbdeploy: mode, PID, configuration and \
+        whether it is healthy. With --json, as JSON on stdout.\n\n\
+        Example:\n  lbdeploy agent status --json\n\n\
+        Exit codes: 0 running and healthy, 1 not running, 3 unhealthy.")]
+    Status,
+    /// Start the agent under lbdeploy's own supervisor (hosts without systemd).
+    #[command(long_about = "Check the configuration, then start the agent \
+        under lbdeploy's own supervisor, detached from this session (it \
+        survives the SSH session that ran it), and wait up to 5 s until it \
+        answers on its status socket. The supervisor restarts the agent 1 s \
+        after it exits, writes its PID to /run/lbdeploy/agent.pid and \
+        appends the agent's output to /run/lbdeploy/agent.log. Does nothing \
+        when the supervisor already runs. For hosts without systemd.\n\n\
+        Example:\n  lbdeploy agent start realserver --config \
+        /etc/lbdeploy/agent.yml\n\n\
+        Exit codes: 0 running, 1 error (bad configuration: nothing started; \
+        agent did not come up: stopped again, the log's tail is shown).")]
+    Start(ServiceArgs),
+    /// Stop the supervised agent.
+    #[command(long_about = "Send SIGTERM to the supervisor named in \
+        /run/lbdeploy/agent.pid, which stops the agent (SIGKILL after 5 s), \
+        and wait up to 10 s until it is gone. Without a running supervisor \
+        it only removes a stale PID file.\n\n\
+        Example:\n  lbdeploy agent stop\n\n\
+        Exit codes: 0 stopped or not running, 1 error.")]
+    Stop,
+    /// Stop and start the supervised agent (a new binary takes effect).
+    #[command(long_about = "Check the configuration, stop the supervised \
+        agent and start it again, so a newly installed binary takes \
+        effect.\n\n\
+        Example:\n  lbdeploy agent restart director --config \
+        /etc/lbdeploy/agent.yml\n\n\
+        Exit codes: 0 running again, 1 error (a bad configuration is \
+        refused before the running agent is stopped).")]
+    Restart(ServiceArgs),
+    /// Make the running agent re-read its configuration (SIGHUP).
+    #[command(long_about = "Send SIGHUP to the supervisor, which passes it \
+        on to the agent (or to the agent itself when no supervisor runs, \
+        e.g. under systemd), and wait up to 5 s until the agent reports the \
+        reload. A configuration the agent rejects leaves it running on the \
+        previous one.\n\n\
+        Example:\n  lbdeploy agent reload\n\n\
+        Exit codes: 0 reloaded, 1 not running, rejected (the reason is \
+        printed) or no answer in time.")]
+    Reload,
+    /// Run the agent in the foreground and restart it when it exits.
+    #[command(
+        hide = true,
+        long_about = "What `agent start` runs \
+        detached: write /run/lbdeploy/agent.pid, run the agent, restart it \
+        1 s after it exits (giving up after 5 exits within 10 s), pass \
+        SIGHUP on, and stop it on SIGTERM.\n\n\
+        Example:\n  lbdeploy agent supervise realserver --config \
+        /etc/lbdeploy/agent.yml\n\n\
+        Exit codes: 0 stopped by SIGTERM, 1 gave up or error."
+    )]
+    Supervise(ServiceArgs),
+    /// Reconcile the kernel's IPVS table with a director configuration once.
+    #[command(
+        name = "ipvs-sync",
+        hide = true,
+        long_about = "Make the kernel's IPVS table hold the configuration's \
+        virtual services (every real server taken as healthy), changing \
+        only what differs and only what lbdeploy installed \
+        (/run/lbdeploy/ipvs-owned.json); then print the table as \
+        `agent ipvs-dump` does. For tests and diagnosis: the director \
+        agent does this itself.\n\n\
+        Example:\n  lbdeploy agent ipvs-sync --config /etc/lbdeploy/agent.yml\n\n\
+        Exit codes: 0 in sync, 1 error."
+    )]
+    IpvsSync(AgentArgs),
+    /// Print the kernel's IPVS table.
+    #[command(
+        name = "ipvs-dump",
+        hide = true,
+        long_about = "Print the kernel's IPVS table as read over generic \
+        netlink, one line per service and per destination, in the words \
+        of `ipvsadm -Ln`.\n\n\
+        Example:\n  lbdeploy agent ipvs-dump\n\n\
+        Exit codes: 0 printed, 1 error (e.g. no IPVS in the kernel)."
+    )]
+    IpvsDump,
+}
+
+/// Options of both agent modes.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The agent configuration `apply` rendered for this host.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// The agent's mode, for the service commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentMode {
+    /// `lbdeploy agent director`.
+    Director,
+    /// `lbdeploy agent realserver`.
+    Realserver,
+}
+
+/// What the service commands start.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The agent's mode.
+    #[arg(value_enum, value_name = "MODE")]
+    pub mode: AgentMode,
+    /// The agent configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
 
 /// Run one `lbdeploy agent` command. `json` is the global `--json` flag,
 /// which only `status` uses. The runtime directory comes from

@@ -1,43 +1,121 @@
 //! `plan`, `apply`, `rollback`, `history` and `unlock` as commands: the
 //! glue between parsed arguments, the pure pieces and the hosts.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
-use super::document::{FORMAT, HostPlan, PlanDocument, Summary};
-use super::generations::{Secrets, Store};
-use super::prepare::{Inputs, Prepared, prepare, prepare_text};
-use super::run::Options as RunOptions;
-use crate::cli::ExitStatus;
-use crate::inventory::System;
-use crate::plan::gather::{Gathered, gather};
-use crate::plan::render::{HostOutcome, Printer};
+use clap::Args;
 
-/// How `plan` prints and exits.
-#[derive(Debug, Clone, Default)]
-pub struct PlanOptions {
-    /// Hosts in parallel.
-    pub forks: usize,
-    /// JSON on stdout instead of text.
-    pub json: bool,
-    /// Exit 2 when there are changes.
+use super::document::PlanDocument;
+use super::generations::{Secrets, Store};
+use super::prepare::{Inputs, prepare, prepare_text};
+use super::run::Options as RunOptions;
+use super::survey::{Survey, close, runtime, show, survey};
+use crate::exit::ExitStatus;
+use crate::global::GlobalArgs;
+use crate::inventory::System;
+
+/// What `plan`, `apply` and `rollback` act on.
+#[derive(Debug, Default, Args)]
+pub struct TargetArgs {
+    /// Only these hosts: names, globs (`rs*`) or `role:director`,
+    /// `role:realserver`; repeat or separate with commas.
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Vec<String>,
+    /// Roles and templates from this directory instead of the built-in
+    /// ones (holding `roles/` and `templates/`).
+    #[arg(long, value_name = "DIR")]
+    pub roles_dir: Option<PathBuf>,
+    /// The agent binary to install; this lbdeploy by default. It must be
+    /// statically linked and built for the hosts' architecture.
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// How many hosts to work on at once.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub forks: u16,
+}
+
+/// Options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Which hosts and inputs.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Exit 2 when there are changes, 0 when there are none.
+    #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Save the plan here.
+    /// Save the plan, for `lbdeploy apply FILE` to apply exactly it.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 
-/// A tokio runtime for one command: a handful of threads is plenty, the
-/// work is waiting on `ssh`.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
+/// How `apply` and `rollback` converge.
+#[derive(Debug, Args)]
+pub struct ConvergeArgs {
+    /// Which hosts and inputs.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// How long a host waits for its confirmation before it restores its
+    /// previous generation.
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    pub confirm_timeout: std::time::Duration,
+    /// A shell command run on this machine after each host is activated
+    /// and before it is confirmed (LBDEPLOY_HOST and LBDEPLOY_ADDRESS name
+    /// the host); when it fails the host is not confirmed and rolls back.
+    #[arg(long, value_name = "CMD")]
+    pub smoke_test: Option<String>,
 }
 
-/// Whether stdout gets colours: a terminal, and `NO_COLOR` unset.
-pub fn colour() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+/// Options of `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `plan --out`: apply exactly it, or refuse it as
+    /// stale.
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+    /// How to converge.
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+}
+
+/// Options of `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The generation to go back to; the one before the last by default.
+    #[arg(long, value_name = "N")]
+    pub to: Option<u64>,
+    /// How to converge.
+    #[command(flatten)]
+    pub converge: ConvergeArgs,
+}
+
+/// How `apply` and `rollback` run, from the command line.
+fn converge(global: &GlobalArgs, c: &ConvergeArgs) -> RunOptions {
+    RunOptions {
+        forks: c.target.forks.into(),
+        yes: c.yes,
+        saved: None,
+        confirm_timeout: c.confirm_timeout,
+        smoke_test: c.smoke_test.clone(),
+        json: global.json,
+        quiet: global.quiet,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// What a command reads, from the command line.
+fn inputs(global: &GlobalArgs, t: &TargetArgs) -> Inputs {
+    Inputs {
+        inventory: global.inventory.clone(),
+        roles_dir: t.roles_dir.clone(),
+        binary: t.binary.clone(),
+        limit: t.limit.clone(),
+    }
 }
 
 /// `lbdeploy plan`.
@@ -45,11 +123,16 @@ pub fn colour() -> bool {
 /// # Errors
 /// Anything that stops planning before the hosts (inventory, roles,
 /// binary), or a plan that cannot be written.
-pub fn plan(inputs: &Inputs, opts: &PlanOptions) -> anyhow::Result<ExitStatus> {
+pub fn plan(
+    global: &GlobalArgs,
+    args: &PlanArgs,
+) -> anyhow::Result<ExitStatus> {
+    let inputs = &inputs(global, &args.target);
     let prepared = prepare(inputs, &System)?;
-    let Survey { rt, gathered, doc } = survey(inputs, &prepared, opts.forks)?;
-    show(&doc, &gathered, opts.json)?;
-    if let Some(out) = &opts.out {
+    let forks = args.target.forks.into();
+    let Survey { rt, gathered, doc } = survey(inputs, &prepared, forks)?;
+    show(&doc, &gathered, global.json)?;
+    if let Some(out) = &args.out {
         doc.save(out)?;
         eprintln!(
             "Saved the plan to {}; `lbdeploy apply {}` applies exactly it.",
@@ -61,102 +144,11 @@ pub fn plan(inputs: &Inputs, opts: &PlanOptions) -> anyhow::Result<ExitStatus> {
     let s = doc.summary;
     Ok(if s.unreachable + s.failed > 0 {
         ExitStatus::Error
-    } else if opts.detailed_exitcode && s.changes > 0 {
+    } else if args.detailed_exitcode && s.changes > 0 {
         ExitStatus::Changes
     } else {
         ExitStatus::Ok
     })
-}
-
-/// Every selected host's facts and the plan made of them.
-pub struct Survey {
-    /// The runtime the hosts' connections live on.
-    pub rt: tokio::runtime::Runtime,
-    /// Per host, inventory order.
-    pub gathered: Vec<(String, Gathered)>,
-    /// The plan.
-    pub doc: PlanDocument,
-}
-
-/// Gather every selected host's facts on a fresh runtime (which keeps
-/// their connections) and the plan document of them.
-///
-/// # Errors
-/// When the runtime cannot start or the generations cannot be read.
-pub fn survey(
-    inputs: &Inputs,
-    prepared: &Prepared,
-    forks: usize,
-) -> anyhow::Result<Survey> {
-    let rt = runtime()?;
-    let gathered =
-        rt.block_on(gather(prepared.hosts.clone(), &prepared.binary, forks));
-    let doc = document(inputs, prepared, &gathered)?;
-    Ok(Survey { rt, gathered, doc })
-}
-
-/// The plan document of what was gathered.
-///
-/// # Errors
-/// When the generation store cannot be read.
-pub fn document(
-    inputs: &Inputs,
-    prepared: &Prepared,
-    gathered: &[(String, Gathered)],
-) -> anyhow::Result<PlanDocument> {
-    let hosts: Vec<HostPlan> =
-        gathered.iter().map(|(name, g)| HostPlan::of(name, g)).collect();
-    Ok(PlanDocument {
-        format: FORMAT.to_owned(),
-        inventory: inputs.inventory.clone(),
-        inventory_sha256: prepared.inventory_sha256.clone(),
-        binary_sha256: prepared.binary.sha256.clone(),
-        limit: inputs.limit.clone(),
-        generation: Store::new(&inputs.state_dir()).last()?,
-        summary: Summary::of(&hosts),
-        hosts,
-    })
-}
-
-/// Print the plan: JSON, or text with diffs.
-///
-/// # Errors
-/// When stdout is closed.
-pub fn show(
-    doc: &PlanDocument,
-    gathered: &[(String, Gathered)],
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, doc)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    let outcomes: Vec<(String, HostOutcome)> = gathered
-        .iter()
-        .map(|(name, g)| {
-            let o = match g {
-                Gathered::Planned(p) => HostOutcome::Planned(p.changes.clone()),
-                Gathered::Unreachable(e) => {
-                    HostOutcome::Unreachable(e.to_string())
-                }
-                Gathered::Failed(e) => HostOutcome::Failed(e.clone()),
-            };
-            (name.clone(), o)
-        })
-        .collect();
-    Printer::new(&mut out, colour()).plan(&outcomes)?;
-    Ok(())
-}
-
-/// Close every open connection.
-pub async fn close(gathered: Vec<(String, Gathered)>) {
-    for (_, g) in gathered {
-        if let Gathered::Planned(p) = g {
-            p.conn.close().await;
-        }
-    }
 }
 
 /// `lbdeploy apply [PLAN]`.
@@ -165,11 +157,11 @@ pub async fn close(gathered: Vec<(String, Gathered)>) {
 /// As [`super::run::apply`]; an invalid inventory fails here, before any
 /// connection.
 pub fn apply(
-    inputs: &Inputs,
-    saved: Option<PathBuf>,
-    opts: &RunOptions,
+    global: &GlobalArgs,
+    args: &ApplyArgs,
 ) -> anyhow::Result<ExitStatus> {
-    let mut inputs = inputs.clone();
+    let mut inputs = inputs(global, &args.converge.target);
+    let saved = args.plan.clone();
     if let Some(plan) = &saved {
         // The saved plan names its inventory and limit; the command line's
         // `-i` and `--limit` must not silently apply something else.
@@ -178,7 +170,7 @@ pub fn apply(
         inputs.limit = doc.limit;
     }
     let prepared = prepare(&inputs, &System)?;
-    let opts = RunOptions { saved, ..opts.clone() };
+    let opts = RunOptions { saved, ..converge(global, &args.converge) };
     super::run::apply(&inputs, prepared, &opts)
 }
 
@@ -187,13 +179,13 @@ pub fn apply(
 /// # Errors
 /// No such generation, its secrets cannot be answered, or as apply.
 pub fn rollback(
-    inputs: &Inputs,
-    to: Option<u64>,
-    opts: &RunOptions,
+    global: &GlobalArgs,
+    args: &RollbackArgs,
 ) -> anyhow::Result<ExitStatus> {
+    let inputs = &inputs(global, &args.converge.target);
     let store = Store::new(&inputs.state_dir());
     let list = store.list()?;
-    let target = match to {
+    let target = match args.to {
         Some(n) => n,
         None => match list.len() {
             0 | 1 => anyhow::bail!(
@@ -214,17 +206,18 @@ pub fn rollback(
         "Rolling back to generation {target} ({}, by {}).",
         meta.time, meta.by
     );
-    super::run::apply(inputs, prepared, opts)
+    super::run::apply(inputs, prepared, &converge(global, &args.converge))
 }
 
 /// `lbdeploy history`.
 ///
 /// # Errors
 /// When the generations cannot be read.
-pub fn history(inputs: &Inputs, json: bool) -> anyhow::Result<ExitStatus> {
+pub fn history(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
+    let inputs = inputs(global, &TargetArgs::default());
     let list = Store::new(&inputs.state_dir()).list()?;
     let mut out = std::io::stdout().lock();
-    if json {
+    if global.json {
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
         return Ok(ExitStatus::Ok);
@@ -261,7 +254,8 @@ pub fn history(inputs: &Inputs, json: bool) -> anyhow::Result<ExitStatus> {
 ///
 /// # Errors
 /// When the controller's lock is another apply's.
-pub fn unlock(inputs: &Inputs, id: &str) -> anyhow::Result<ExitStatus> {
+pub fn unlock(global: &GlobalArgs, id: &str) -> anyhow::Result<ExitStatus> {
+    let inputs = &inputs(global, &TargetArgs::default());
     let mut status = ExitStatus::Ok;
     match super::lock::break_lock(&inputs.state_dir(), id)? {
         true => eprintln!("Removed the controller's lock of apply {id}."),

@@ -7,6 +7,7 @@
 //! * [`lock`] — one apply per inventory at a time;
 //! * [`phases`] — real servers, then backup directors, then the master;
 //! * [`host`] — one host's upload, activation and confirmation;
+//! * [`survey`] — every host's facts and the plan made of them, shown;
 //! * [`run`] — the apply itself: phases in order, hosts in parallel,
 //!   recap, generation; [`progress`] shows it;
 //! * [`commands`] — `plan`, `apply`, `rollback`, `history`, `unlock`.
@@ -20,3 +21,4 @@ pub mod phases;
 pub mod prepare;
 pub mod progress;
 pub mod run;
+pub mod survey;

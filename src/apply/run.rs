@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::sync::Semaphore;
 
-use super::commands::{Survey, close, show, survey};
 use super::document::PlanDocument;
 use super::generations::{Meta, Store, without_secrets};
 use super::host::{self, Context, Outcome};
@@ -18,7 +17,8 @@ use super::lock::{Holder, Lock};
 use super::phases::phases;
 use super::prepare::{Inputs, Prepared};
 use super::progress::Progress;
-use crate::cli::ExitStatus;
+use super::survey::{Survey, close, show, survey};
+use crate::exit::ExitStatus;
 use crate::plan::gather::{Gathered, Planned};
 
 /// How `apply` runs.

@@ -42,10 +42,31 @@ pub mod watchdog;
 use std::io::{Read, Write};
 
 use anyhow::Context;
+use clap::Subcommand;
 
-use crate::cli::{ExitStatus, HostCommand};
+use crate::exit::ExitStatus;
 use layout::Layout;
 use lock::Refusal;
+
+/// What the controller runs on a managed host during `apply` (hidden: an
+/// interface between two lbdeploy binaries, not for people).
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Read an activation (JSON) on stdin, apply it, await confirmation.
+    Activate,
+    /// Confirm generation N so the host keeps it.
+    Confirm {
+        /// The generation activated.
+        generation: u64,
+    },
+    /// Wait for confirmation of the pending generation; roll back without.
+    Watchdog,
+    /// Remove this host's lock if apply ID holds it.
+    Unlock {
+        /// The apply that holds the lock.
+        id: String,
+    },
+}
 
 /// Run a `host` subcommand on this host.
 ///

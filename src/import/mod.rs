@@ -18,6 +18,7 @@
 //! the inventory loader before it is returned, so what is written always
 //! validates.
 
+pub mod command;
 mod compare;
 mod diag;
 mod emit;

@@ -16,6 +16,7 @@
 //! `exec`. The CLI decides what to print and the exit code.
 
 mod cmd;
+pub mod command;
 pub mod demo;
 mod host;
 mod netns;

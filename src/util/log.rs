@@ -26,9 +26,7 @@ use tracing_subscriber::fmt::{
 use tracing_subscriber::registry::LookupSpan;
 
 /// How log lines are written.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// `key=value` pairs, values quoted when they hold spaces or quotes.
     #[default]
@@ -45,10 +43,9 @@ pub fn init(format: Format) {
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO);
     let _ = match format {
-        Format::Logfmt => builder
-            .fmt_fields(LogfmtFields)
-            .event_format(Logfmt)
-            .try_init(),
+        Format::Logfmt => {
+            builder.fmt_fields(LogfmtFields).event_format(Logfmt).try_init()
+        }
         Format::Json => builder
             .json()
             .flatten_event(true)
@@ -152,7 +149,9 @@ impl Visit for Pairs {
 /// one event is always one line.
 fn quote(value: &str) -> String {
     let plain = !value.is_empty()
-        && value.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '='));
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '='));
     if plain {
         return value.to_owned();
     }

@@ -361,6 +361,8 @@ mod tests {
     #[tokio::test]
     async fn half_open_checks_connect_fully_without_a_raw_socket() {
         if std::env::var_os(NO_NET_RAW).is_some() {
+            // The word of the fallback is a log line: log as the agent does.
+            crate::util::log::init(crate::util::log::Format::Logfmt);
             closed_then_listening(true, &["connect to 127.0.0.1"]).await;
             return;
         }

@@ -1,0 +1,116 @@
+//! Surveying the hosts: every selected host's facts gathered over SSH, the
+//! plan document made of them, and how it is shown. `plan` stops here;
+//! `apply` and `rollback` go on from it ([`super::run`]).
+
+use std::io::{IsTerminal, Write};
+
+use super::document::{FORMAT, HostPlan, PlanDocument, Summary};
+use super::generations::Store;
+use super::prepare::{Inputs, Prepared};
+use crate::plan::gather::{Gathered, gather};
+use crate::plan::render::{HostOutcome, Printer};
+
+/// A tokio runtime for one command: a handful of threads is plenty, the
+/// work is waiting on `ssh`.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Whether stdout gets colours: a terminal, and `NO_COLOR` unset.
+pub fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Every selected host's facts and the plan made of them.
+pub struct Survey {
+    /// The runtime the hosts' connections live on.
+    pub rt: tokio::runtime::Runtime,
+    /// Per host, inventory order.
+    pub gathered: Vec<(String, Gathered)>,
+    /// The plan.
+    pub doc: PlanDocument,
+}
+
+/// Gather every selected host's facts on a fresh runtime (which keeps
+/// their connections) and the plan document of them.
+///
+/// # Errors
+/// When the runtime cannot start or the generations cannot be read.
+pub fn survey(
+    inputs: &Inputs,
+    prepared: &Prepared,
+    forks: usize,
+) -> anyhow::Result<Survey> {
+    let rt = runtime()?;
+    let gathered =
+        rt.block_on(gather(prepared.hosts.clone(), &prepared.binary, forks));
+    let doc = document(inputs, prepared, &gathered)?;
+    Ok(Survey { rt, gathered, doc })
+}
+
+/// The plan document of what was gathered.
+///
+/// # Errors
+/// When the generation store cannot be read.
+pub fn document(
+    inputs: &Inputs,
+    prepared: &Prepared,
+    gathered: &[(String, Gathered)],
+) -> anyhow::Result<PlanDocument> {
+    let hosts: Vec<HostPlan> =
+        gathered.iter().map(|(name, g)| HostPlan::of(name, g)).collect();
+    Ok(PlanDocument {
+        format: FORMAT.to_owned(),
+        inventory: inputs.inventory.clone(),
+        inventory_sha256: prepared.inventory_sha256.clone(),
+        binary_sha256: prepared.binary.sha256.clone(),
+        limit: inputs.limit.clone(),
+        generation: Store::new(&inputs.state_dir()).last()?,
+        summary: Summary::of(&hosts),
+        hosts,
+    })
+}
+
+/// Print the plan: JSON, or text with diffs.
+///
+/// # Errors
+/// When stdout is closed.
+pub fn show(
+    doc: &PlanDocument,
+    gathered: &[(String, Gathered)],
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, doc)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let outcomes: Vec<(String, HostOutcome)> = gathered
+        .iter()
+        .map(|(name, g)| {
+            let o = match g {
+                Gathered::Planned(p) => HostOutcome::Planned(p.changes.clone()),
+                Gathered::Unreachable(e) => {
+                    HostOutcome::Unreachable(e.to_string())
+                }
+                Gathered::Failed(e) => HostOutcome::Failed(e.clone()),
+            };
+            (name.clone(), o)
+        })
+        .collect();
+    Printer::new(&mut out, colour()).plan(&outcomes)?;
+    Ok(())
+}
+
+/// Close every open connection.
+pub async fn close(gathered: Vec<(String, Gathered)>) {
+    for (_, g) in gathered {
+        if let Gathered::Planned(p) = g {
+            p.conn.close().await;
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! `lbdeploy lab …`: the lab's command line and what each subcommand
+//! prints; building, inspecting and removing labs is the rest of
+//! [`crate::lab`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use crate::exit::ExitStatus;
+use crate::global::GlobalArgs;
+use crate::inventory;
+
+/// Options of `lab`, shared by its subcommands.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Where the lab keeps its state.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "LBDEPLOY_LAB_STATE_DIR",
+        help_heading = "Lab options",
+        long_help = "The directory holding the lab's state file, keys and \
+                     logs. Defaults to /var/lib/lbdeploy-lab/CLUSTER, with \
+                     CLUSTER from the inventory. down, status and exec \
+                     need no inventory with --state-dir, nor when there is \
+                     no inventory file and only one lab in the default \
+                     place. \
+                     Labs with different state directories run side by \
+                     side, each on a segment of its own.\n\n\
+                     Example:\n  lbdeploy lab --state-dir /tmp/lab1 status"
+    )]
+    pub state_dir: Option<PathBuf>,
+
+    /// What to do with the lab.
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+/// The lab's commands.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create a namespace host with its own sshd for every inventory host.
+    #[command(long_about = "Build the inventory's cluster on this machine \
+        (as root): every director and real server becomes a host with its own \
+        network, mount and UTS namespaces, its inventory address and \
+        interface name on one bridged segment, private /etc/lbdeploy, \
+        /var/lib/lbdeploy, /usr/local/sbin, /etc/sysctl.d, \
+        /etc/systemd/system, /run and /root, and its own sshd. Real servers \
+        also answer HTTP on their service ports with their name. Two more \
+        hosts come from the inventory's `lab:` section: the controller, set \
+        up to `ssh HOST` to every host with strict host-key checking, and \
+        the client. Running it again on a lab that is up changes nothing; \
+        on a half-built one it rebuilds.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab up\n\n\
+        Exit codes: 0 up, 1 error (nothing is left behind).")]
+    Up,
+
+    /// Remove everything the lab created.
+    #[command(long_about = "Stop the lab's processes, delete its namespaces \
+        (their mounts go with them) and remove its state directory: exactly \
+        what the state file records, also after an interrupted `up`. Without \
+        a lab it does nothing.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab down")]
+    Down,
+
+    /// Show the lab's hosts, addresses and whether their daemons run.
+    #[command(long_about = "Show every lab host with its role, address, \
+        namespace and processes (namespace holder, sshd, HTTP responders), \
+        whether each runs and listens. With --json, the same as JSON on \
+        stdout.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab status\n\n\
+        Exit codes: 0 healthy, 1 no lab, 3 something is not running.")]
+    Status,
+
+    /// Run a command inside a lab host.
+    #[command(long_about = "Run CMD inside HOST's namespaces (network, \
+        mount, hostname), in the current directory when the host can see \
+        it. This lbdeploy is first on PATH there. The exit status is the \
+        command's.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab exec controller \
+        -- ssh keepalived01 hostname")]
+    Exec {
+        /// The host: an inventory name, `controller` or `client`.
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// The command and its arguments, after `--`.
+        #[arg(value_name = "CMD", last = true, required = true)]
+        command: Vec<String>,
+    },
+
+    /// The whole cluster at work, step by step: up, plan, apply, traffic,
+    /// a real server and the master failing, recovery, down.
+    #[command(long_about = "Bring the lab up from the inventory, plan and \
+        apply it from the controller, send the client's requests through \
+        the VIP and show who answers, stop a real server's web server and \
+        show it leave the pool, kill -9 the master director's agent and \
+        show the VIP move to the backup with the client's outage, bring \
+        everything back, check that a second plan is empty, and take the \
+        lab down (kept with --keep). Every step is checked against a bound \
+        from the configuration.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab demo\n\n\
+        Exit codes: 0 every step behaved, 1 a step did not (the lab is \
+        taken down all the same, unless --keep).")]
+    Demo {
+        /// Leave the lab up at the end.
+        #[arg(long)]
+        keep: bool,
+    },
+
+    /// Serve HTTP as a lab real server (started by `lab up`).
+    #[command(hide = true)]
+    Responder {
+        /// The port to listen on.
+        #[arg(long, value_name = "PORT")]
+        port: u16,
+        /// The host name to answer with.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The address to bind; the wildcard so VIP traffic arrives too.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+        listen: std::net::IpAddr,
+        /// The status to answer with: a failing application's 500 or 503
+        /// for health-check tests.
+        #[arg(long, value_name = "CODE", default_value_t = 200)]
+        status: u16,
+        /// Wait this long before answering, e.g. `3s`: a hung
+        /// application for health-check tests.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        delay: Option<std::time::Duration>,
+    },
+}
+
+/// The state directory of an existing lab: `--state-dir`; else, when there
+/// is no inventory file, the only lab in the default place; else the
+/// inventory's cluster's default.
+fn lab_state_dir(
+    global: &GlobalArgs,
+    args: &LabArgs,
+) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &args.state_dir {
+        return Ok(dir.clone());
+    }
+    if !global.inventory.exists()
+        && let Some(dir) = super::sole_default_lab()
+    {
+        return Ok(dir);
+    }
+    Ok(super::default_state_dir(&load_inventory(global)?.cluster))
+}
+
+fn load_inventory(global: &GlobalArgs) -> anyhow::Result<inventory::Inventory> {
+    match inventory::load(&global.inventory, &inventory::System) {
+        Ok(l) => Ok(l.inventory),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// How the lab's hints name this lab in later commands.
+fn lab_selector(global: &GlobalArgs, args: &LabArgs) -> String {
+    match &args.state_dir {
+        Some(dir) => format!("--state-dir {}", dir.display()),
+        None => format!("-i {}", global.inventory.display()),
+    }
+}
+
+/// `lbdeploy lab …`.
+///
+/// # Errors
+/// Whatever stops the lab command; the lab is never left half-built.
+pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
+    let mut talk = std::io::stderr().lock();
+    match &args.command {
+        LabCommand::Up => {
+            let inv = load_inventory(global)?;
+            let dir = match &args.state_dir {
+                Some(dir) => dir.clone(),
+                None => super::default_state_dir(&inv.cluster),
+            };
+            let outcome = super::up(&inv, &dir, &mut talk)?;
+            if !global.quiet {
+                if outcome == super::UpOutcome::AlreadyUp {
+                    writeln!(
+                        talk,
+                        "lab {} was already up; nothing changed",
+                        inv.cluster
+                    )?;
+                }
+                let status =
+                    super::status(&dir)?.context("the lab state vanished")?;
+                super::print_usage(
+                    &status,
+                    &lab_selector(global, args),
+                    &mut talk,
+                )?;
+            }
+            Ok(ExitStatus::Ok)
+        }
+        LabCommand::Down => {
+            let dir = lab_state_dir(global, args)?;
+            let outcome = super::down(&dir)?;
+            if !global.quiet {
+                match outcome {
+                    super::DownOutcome::Removed => {
+                        writeln!(talk, "lab in {} removed", dir.display())?
+                    }
+                    super::DownOutcome::NothingThere => {
+                        writeln!(
+                            talk,
+                            "no lab in {}; nothing to do",
+                            dir.display()
+                        )?;
+                    }
+                }
+            }
+            Ok(ExitStatus::Ok)
+        }
+        LabCommand::Status => {
+            let dir = lab_state_dir(global, args)?;
+            let Some(status) = super::status(&dir)? else {
+                bail!(
+                    "no lab in {} — start one with `lbdeploy lab up`",
+                    dir.display()
+                );
+            };
+            let mut out = std::io::stdout().lock();
+            if global.json {
+                serde_json::to_writer_pretty(&mut out, &status)?;
+                writeln!(out)?;
+            } else {
+                super::print_status(&status, &mut out)?;
+            }
+            Ok(if status.healthy {
+                ExitStatus::Ok
+            } else {
+                ExitStatus::Partial
+            })
+        }
+        LabCommand::Exec { host, command } => {
+            let dir = lab_state_dir(global, args)?;
+            match super::exec(&dir, host, command)? {}
+        }
+        LabCommand::Demo { keep } => {
+            let inv = load_inventory(global)?;
+            let dir = match &args.state_dir {
+                Some(dir) => dir.clone(),
+                None => super::default_state_dir(&inv.cluster),
+            };
+            writeln!(
+                talk,
+                "lab up ({} hosts) ...",
+                inv.directors.len() + inv.real_servers.len() + 2
+            )?;
+            super::up(&inv, &dir, &mut std::io::sink())?;
+            let result = super::demo::Demo::new(
+                &global.inventory,
+                &inv,
+                &dir,
+                &mut talk,
+            )
+            .and_then(|mut d| d.run());
+            if *keep {
+                writeln!(
+                    talk,
+                    "the lab stays up: `lbdeploy {} lab down` removes it",
+                    lab_selector(global, args)
+                )?;
+            } else {
+                super::down(&dir)?;
+                writeln!(talk, "lab down")?;
+            }
+            result.map(|()| ExitStatus::Ok)
+        }
+        LabCommand::Responder { port, name, listen, status, delay } => {
+            let behaviour = super::responder::Behaviour {
+                name: name.clone(),
+                status: *status,
+                delay: delay.unwrap_or_default(),
+            };
+            super::responder::serve(*listen, *port, behaviour)?;
+            Ok(ExitStatus::Ok)
+        }
+    }
+}
