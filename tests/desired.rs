@@ -98,7 +98,10 @@ fn example_hosts_render_golden_files() {
 
 #[test]
 fn real_servers_get_no_vrrp_password() {
-    for h in example().iter().filter(|h| h.agent == "realserver") {
+    for h in example()
+        .iter()
+        .filter(|h| h.agent == lbdeploy::inventory::Mode::Realserver)
+    {
         for f in &h.files {
             assert!(
                 !f.content.contains("1111"),

@@ -131,21 +131,12 @@ pub struct AgentArgs {
     pub config: PathBuf,
 }
 
-/// The agent's mode, for the service commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AgentMode {
-    /// `lbdeploy agent director`.
-    Director,
-    /// `lbdeploy agent realserver`.
-    Realserver,
-}
-
 /// What the service commands start.
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
     /// The agent's mode.
     #[arg(value_enum, value_name = "MODE")]
-    pub mode: AgentMode,
+    pub mode: Mode,
     /// The agent configuration.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
@@ -169,15 +160,15 @@ pub fn command(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
         }
         AgentCommand::Status => return print_status(&run_dir, json),
         AgentCommand::Start(args) => {
-            supervise::start(mode(args.mode), &args.config, &run_dir)?
+            supervise::start(args.mode, &args.config, &run_dir)?
         }
         AgentCommand::Stop => supervise::stop(&run_dir)?,
         AgentCommand::Restart(args) => {
-            supervise::restart(mode(args.mode), &args.config, &run_dir)?
+            supervise::restart(args.mode, &args.config, &run_dir)?
         }
         AgentCommand::Reload => supervise::reload(&run_dir)?,
         AgentCommand::Supervise(args) => {
-            supervise::supervise(mode(args.mode), &args.config, &run_dir)?
+            supervise::supervise(args.mode, &args.config, &run_dir)?
         }
         AgentCommand::IpvsSync(args) => ipvs_sync(&args.config, &run_dir)?,
         AgentCommand::IpvsDump => {
@@ -208,13 +199,6 @@ fn ipvs_sync(
     Ok(())
 }
 
-fn mode(mode: AgentMode) -> Mode {
-    match mode {
-        AgentMode::Director => Mode::Director,
-        AgentMode::Realserver => Mode::Realserver,
-    }
-}
-
 /// `agent status`: the answer on stdout (data), 1 when nobody answers, 3
 /// when the agent answers but says it is unhealthy.
 fn print_status(
@@ -233,15 +217,4 @@ fn print_status(
         status.write_human(&mut out)?;
     }
     Ok(if status.healthy { ExitStatus::Ok } else { ExitStatus::Partial })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cli_modes_map_to_status_modes() {
-        assert_eq!(mode(AgentMode::Director), Mode::Director);
-        assert_eq!(mode(AgentMode::Realserver).as_str(), "realserver");
-    }
 }

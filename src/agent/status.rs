@@ -22,31 +22,7 @@ use super::paths;
 /// memory, so anything slower means it is stuck, which is worth an error.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Which role the agent plays, as in `lbdeploy agent director|realserver`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// VRRP, VIPs, health checks and the data plane.
-    Director,
-    /// ARP suppression and the VIPs on `lo`.
-    Realserver,
-}
-
-impl Mode {
-    /// The word used on the command line and in the status JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Director => "director",
-            Mode::Realserver => "realserver",
-        }
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::inventory::Mode;
 
 /// What a running agent says about itself.
 ///

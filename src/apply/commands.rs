@@ -9,6 +9,7 @@ use clap::Args;
 use super::document::PlanDocument;
 use super::generations::{Secrets, Store};
 use super::prepare::{Inputs, prepare, prepare_text};
+use super::recap::HostResult;
 use super::run::Options as RunOptions;
 use super::survey::{Survey, close, runtime, show, survey};
 use crate::exit::ExitStatus;
@@ -235,7 +236,8 @@ pub fn history(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
         "GEN", "TIME", "BY", "INVENTORY"
     )?;
     for m in &list {
-        let changed = m.hosts.values().filter(|r| *r == "changed").count();
+        let changed =
+            m.hosts.values().filter(|r| **r == HostResult::Changed).count();
         writeln!(
             out,
             "{:>4}  {:20}  {:16}  {:12}  {changed}/{}    {}",

@@ -15,6 +15,7 @@ use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::recap::HostResult;
 use crate::inventory::{Environment, Inventory};
 use crate::util::files::write_atomic;
 use crate::util::hex::hex;
@@ -38,7 +39,7 @@ pub struct Meta {
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
     /// Per host: `ok`, `changed`, `failed`, `unreachable`, `rolled back`.
-    pub hosts: BTreeMap<String, String>,
+    pub hosts: BTreeMap<String, HostResult>,
 }
 
 /// `.lbdeploy/generations`.

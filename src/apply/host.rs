@@ -124,7 +124,7 @@ async fn activate(
         apply_id: ctx.apply_id.clone(),
         holder: ctx.holder.clone(),
         generation: ctx.generation,
-        agent: p.desired.agent.clone(),
+        agent: p.desired.agent,
         service: p.desired.service.clone(),
         config: p.desired.config.clone(),
         binary: p.desired.binary.clone(),

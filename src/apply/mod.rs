@@ -9,7 +9,7 @@
 //! * [`host`] — one host's upload, activation and confirmation;
 //! * [`survey`] — every host's facts and the plan made of them, shown;
 //! * [`run`] — the apply itself: phases in order, hosts in parallel,
-//!   recap, generation; [`progress`] shows it;
+//!   generation; [`progress`] shows it and [`recap`] sums it up;
 //! * [`commands`] — `plan`, `apply`, `rollback`, `history`, `unlock`.
 
 pub mod commands;
@@ -20,5 +20,6 @@ pub mod lock;
 pub mod phases;
 pub mod prepare;
 pub mod progress;
+pub mod recap;
 pub mod run;
 pub mod survey;

@@ -99,7 +99,7 @@ pub fn prepare_text(
     let desired = desired::compile(&inv, &roles, env, base, &binary.sha256)?;
     let candidates: Vec<Candidate<'_>> = desired
         .iter()
-        .map(|d| Candidate { name: &d.name, role: &d.agent })
+        .map(|d| Candidate { name: &d.name, role: d.agent })
         .collect();
     let chosen: Vec<String> = select(&candidates, &inputs.limit)?
         .into_iter()

@@ -2,7 +2,7 @@
 //! plan, confirm, converge phase by phase, recap, record the generation.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,9 @@ use super::lock::{Holder, Lock};
 use super::phases::phases;
 use super::prepare::{Inputs, Prepared};
 use super::progress::Progress;
+use super::recap::{
+    HostResult, Recap, describe, exit, print_recap, recap, recap_of_plan,
+};
 use super::survey::{Survey, close, show, survey};
 use crate::exit::ExitStatus;
 use crate::plan::gather::{Gathered, Planned};
@@ -40,18 +43,6 @@ pub struct Options {
     pub quiet: bool,
     /// The command, as recorded in locks and generations.
     pub command: String,
-}
-
-/// One host's line in the recap.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Recap {
-    /// The host.
-    pub host: String,
-    /// `ok`, `changed`, `failed`, `unreachable`, `rolled back`, `skipped`.
-    pub result: &'static str,
-    /// Why, for anything but ok/changed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// Apply `prepared` (from the inventory file or a generation).
@@ -113,7 +104,7 @@ pub fn apply(
         smoke_test: opts.smoke_test.clone(),
     };
     let recaps = rt.block_on(converge(&prepared, gathered, &ctx, opts));
-    let changed = recaps.iter().any(|r| r.result == "changed");
+    let changed = recaps.iter().any(|r| r.result == HostResult::Changed);
     let recorded = match changed {
         true => {
             record(&store, &prepared, &ctx, opts, &recaps)?;
@@ -143,11 +134,14 @@ async fn converge(
             Gathered::Unreachable(e) => {
                 recaps.insert(
                     name.clone(),
-                    recap(&name, "unreachable", Some(e.to_string())),
+                    recap(&name, HostResult::Unreachable, Some(e.to_string())),
                 );
             }
             Gathered::Failed(e) => {
-                recaps.insert(name.clone(), recap(&name, "failed", Some(e)));
+                recaps.insert(
+                    name.clone(),
+                    recap(&name, HostResult::Failed, Some(e)),
+                );
             }
         }
     }
@@ -167,7 +161,7 @@ async fn converge(
                 let name = &p.desired.name;
                 recaps.insert(
                     name.clone(),
-                    recap(name, "skipped", Some(why.clone())),
+                    recap(name, HostResult::Skipped, Some(why.clone())),
                 );
             }
             continue;
@@ -184,16 +178,22 @@ async fn converge(
                     let outcome =
                         host::apply(&p, &ctx, &|s: &str| line.step(s)).await;
                     let r = match outcome {
-                        Outcome::Ok => recap(&p.desired.name, "ok", None),
+                        Outcome::Ok => {
+                            recap(&p.desired.name, HostResult::Ok, None)
+                        }
                         Outcome::Changed => {
-                            recap(&p.desired.name, "changed", None)
+                            recap(&p.desired.name, HostResult::Changed, None)
                         }
-                        Outcome::RolledBack(why) => {
-                            recap(&p.desired.name, "rolled back", Some(why))
-                        }
-                        Outcome::Failed(why) => {
-                            recap(&p.desired.name, "failed", Some(why))
-                        }
+                        Outcome::RolledBack(why) => recap(
+                            &p.desired.name,
+                            HostResult::RolledBack,
+                            Some(why),
+                        ),
+                        Outcome::Failed(why) => recap(
+                            &p.desired.name,
+                            HostResult::Failed,
+                            Some(why),
+                        ),
                     };
                     line.done(&describe(&r));
                     r
@@ -202,7 +202,7 @@ async fn converge(
             .collect();
         for t in tasks {
             let r = t.await.expect("a host's apply does not panic");
-            if matches!(r.result, "failed" | "rolled back") {
+            if matches!(r.result, HostResult::Failed | HostResult::RolledBack) {
                 stopped = Some(format!(
                     "{} {} in phase `{}`",
                     r.host, r.result, phase.name
@@ -217,68 +217,6 @@ async fn converge(
         }
     }
     selected.iter().filter_map(|h| recaps.remove(h)).collect()
-}
-
-fn recap(host: &str, result: &'static str, reason: Option<String>) -> Recap {
-    Recap { host: host.to_owned(), result, reason }
-}
-
-fn describe(r: &Recap) -> String {
-    match &r.reason {
-        Some(why) => format!("{}: {why}", r.result),
-        None => r.result.to_owned(),
-    }
-}
-
-fn recap_of_plan(doc: &PlanDocument) -> Vec<Recap> {
-    use super::document::HostStatus;
-    doc.hosts
-        .iter()
-        .map(|h| match h.status {
-            HostStatus::Unreachable => {
-                recap(&h.name, "unreachable", h.error.clone())
-            }
-            HostStatus::Failed => recap(&h.name, "failed", h.error.clone()),
-            _ => recap(&h.name, "ok", None),
-        })
-        .collect()
-}
-
-fn exit(recaps: &[Recap]) -> ExitStatus {
-    match recaps.iter().all(|r| matches!(r.result, "ok" | "changed")) {
-        true => ExitStatus::Ok,
-        false => ExitStatus::Partial,
-    }
-}
-
-fn print_recap(
-    recaps: &[Recap],
-    generation: Option<u64>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        let doc =
-            serde_json::json!({ "hosts": recaps, "generation": generation });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    let width = recaps.iter().map(|r| r.host.len()).max().unwrap_or(0);
-    writeln!(out, "Recap:")?;
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in recaps {
-        writeln!(out, "  {:width$}  {}", r.host, describe(r))?;
-        *counts.entry(r.result).or_default() += 1;
-    }
-    let counts: Vec<String> =
-        counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    let generation = match generation {
-        Some(n) => format!("; generation {n} recorded"),
-        None => String::new(),
-    };
-    writeln!(out, "Apply: {}{generation}.", counts.join(", "))?;
-    Ok(())
 }
 
 /// Ask on the terminal; refuse without one.
@@ -313,10 +251,7 @@ fn record(
         inventory_sha256: prepared.inventory_sha256.clone(),
         binary_sha256: prepared.binary.sha256.clone(),
         secrets,
-        hosts: recaps
-            .iter()
-            .map(|r| (r.host.clone(), r.result.to_owned()))
-            .collect(),
+        hosts: recaps.iter().map(|r| (r.host.clone(), r.result)).collect(),
     };
     store.record(&meta, &inventory)
 }

@@ -53,12 +53,6 @@ pub fn parse(layout: &Layout, input: &[u8]) -> anyhow::Result<Activation> {
     for key in a.sysctls.keys() {
         layout.sysctl(key)?;
     }
-    if !matches!(a.agent.as_str(), "director" | "realserver") {
-        anyhow::bail!(
-            "agent mode {:?} is neither director nor realserver",
-            a.agent
-        );
-    }
     Ok(a)
 }
 
@@ -73,7 +67,7 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
     let lock = LockGuard::acquire(layout, &a.apply_id, &a.holder)?;
     finish_leftover(layout)?;
     let service =
-        Service::new(layout, &a.service, &a.binary, &a.agent, &a.config)?;
+        Service::new(layout, &a.service, &a.binary, a.agent, &a.config)?;
     let was_running = service.is_running();
     std::fs::create_dir_all(layout.pending())
         .with_context(|| format!("creating {}", layout.pending().display()))?;

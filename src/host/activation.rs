@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::inventory::Mode;
 use crate::plan::diff::ServiceAction;
 
 /// One generation of one host, complete: every file the generation owns
@@ -23,7 +24,7 @@ pub struct Activation {
     /// The generation this activation becomes once confirmed.
     pub generation: u64,
     /// The agent mode: `director` or `realserver`.
-    pub agent: String,
+    pub agent: Mode,
     /// The agent's service name.
     pub service: String,
     /// The agent's configuration file.

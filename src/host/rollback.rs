@@ -122,7 +122,7 @@ pub fn roll_back(
     )?;
     restore_text(&layout.manifest(), pending.manifest.clone())?;
     let service =
-        Service::new(layout, &a.service, &a.binary, &a.agent, &a.config)?;
+        Service::new(layout, &a.service, &a.binary, a.agent, &a.config)?;
     if let Some(op) =
         service_op(pending.service_was_running, service.is_running(), restored)
     {

@@ -12,6 +12,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use super::layout::Layout;
+use crate::inventory::Mode;
 use crate::plan::diff::ServiceAction;
 use crate::plan::roles::Init;
 
@@ -46,7 +47,7 @@ pub struct Service {
     init: Init,
     name: String,
     binary: PathBuf,
-    mode: String,
+    mode: Mode,
     config: PathBuf,
     pid_file: PathBuf,
 }
@@ -60,7 +61,7 @@ impl Service {
         layout: &Layout,
         name: &str,
         binary: &Path,
-        mode: &str,
+        mode: Mode,
         config: &Path,
     ) -> anyhow::Result<Self> {
         Ok(Self {
@@ -72,7 +73,7 @@ impl Service {
             },
             name: name.to_string(),
             binary: layout.host(binary)?,
-            mode: mode.to_string(),
+            mode,
             config: config.to_path_buf(),
             pid_file: layout.agent_pid_file(),
         })
@@ -129,7 +130,7 @@ impl Service {
                         } else {
                             "restart"
                         })
-                        .arg(&self.mode)
+                        .arg(self.mode.as_str())
                         .arg("--config")
                         .arg(&self.config);
                     }

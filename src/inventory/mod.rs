@@ -12,6 +12,8 @@
 //! * `validate` — the cross-field rules (pure);
 //! * `locate` — field path → line and column;
 //! * `diag` — how problems are reported;
+//! * `mode` — director or real server, the one spelling of the agent's
+//!   mode;
 //! * [`agent`] — what one host's agent is told: the slice of the inventory
 //!   that `apply` renders into its `agent.yml`, shared by the controller,
 //!   which writes it, and the agent, which reads it.
@@ -20,6 +22,7 @@ pub mod agent;
 mod diag;
 mod load;
 mod locate;
+mod mode;
 mod schema;
 mod validate;
 mod values;
@@ -27,6 +30,7 @@ mod values;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Finding, Severity};
+pub use mode::Mode;
 pub use schema::*;
 pub use validate::{Environment, System, effective_priority, service_label};
 pub use values::{Bounded, Duration, IfAddr, Port, Priority, RouterId, Weight};

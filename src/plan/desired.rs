@@ -15,7 +15,7 @@ use crate::inventory::agent::{
     VrrpConfig,
 };
 use crate::inventory::{
-    Authentication, Director, Environment, Inventory, RealServerHost,
+    Authentication, Director, Environment, Inventory, Mode, RealServerHost,
     VrrpInstance, effective_priority, service_label,
 };
 
@@ -27,7 +27,7 @@ pub struct HostDesired {
     /// Inventory name.
     pub name: String,
     /// The role's agent mode: `director` or `realserver`.
-    pub agent: String,
+    pub agent: Mode,
     /// Files the role owns, rendered.
     pub files: Vec<DesiredFile>,
     /// Kernel settings, key → value, applied live and persisted.
@@ -164,7 +164,7 @@ fn host(
         .map(|(k, v)| Ok((roles.render_str(k, &key_ctx)?, v.clone())))
         .collect::<Result<BTreeMap<_, _>, roles::Error>>()?;
     let ctx = minijinja::context! {
-        agent => &role.agent,
+        agent => role.agent.as_str(),
         binary => role.binary.display().to_string(),
         config => role.config.display().to_string(),
         sysctls => &sysctls,
@@ -176,7 +176,7 @@ fn host(
         .map(|f| {
             let mode =
                 u32::from_str_radix(&f.mode, 8).map_err(|_| Error::Mode {
-                    role: role.agent.clone(),
+                    role: role.agent.to_string(),
                     path: f.path.clone(),
                     mode: f.mode.clone(),
                 })?;
@@ -191,7 +191,7 @@ fn host(
         .collect::<Result<_, Error>>()?;
     Ok(HostDesired {
         name: name.to_owned(),
-        agent: role.agent.clone(),
+        agent: role.agent,
         files,
         sysctls,
         binary: role.binary.clone(),
@@ -208,13 +208,13 @@ fn check_agent_config(h: &HostDesired) -> Result<(), Error> {
     let Some(file) = h.files.iter().find(|f| f.path == h.config) else {
         return Ok(());
     };
-    let result = match h.agent.as_str() {
-        "director" => crate::inventory::agent::parse::<DirectorConfig>(
+    let result = match h.agent {
+        Mode::Director => crate::inventory::agent::parse::<DirectorConfig>(
             &file.path,
             &file.content,
         )
         .map(drop),
-        _ => crate::inventory::agent::parse::<RealserverConfig>(
+        Mode::Realserver => crate::inventory::agent::parse::<RealserverConfig>(
             &file.path,
             &file.content,
         )

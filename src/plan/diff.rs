@@ -213,7 +213,7 @@ mod tests {
     fn desired() -> HostDesired {
         HostDesired {
             name: "rs1".into(),
-            agent: "realserver".into(),
+            agent: crate::inventory::Mode::Realserver,
             files: vec![
                 DesiredFile {
                     path: "/etc/lbdeploy/agent.yml".into(),

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::inventory::Mode;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Deserialize;
@@ -38,7 +39,7 @@ const EMBEDDED_TEMPLATES: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 pub struct Role {
     /// The agent mode: `director` or `realserver`.
-    pub agent: String,
+    pub agent: Mode,
     /// Where the agent binary is installed.
     pub binary: PathBuf,
     /// The service name (systemd unit without `.service`).
@@ -279,7 +280,7 @@ mod tests {
     #[test]
     fn embedded_roles_load() {
         let roles = Roles::embedded().unwrap();
-        assert_eq!(roles.role("director").unwrap().agent, "director");
+        assert_eq!(roles.role("director").unwrap().agent, Mode::Director);
         let rs = roles.role("realserver").unwrap();
         assert!(rs.sysctls.contains_key("net.ipv4.conf.all.arp_ignore"));
         assert!(roles.role("nope").is_err());

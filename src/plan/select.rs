@@ -5,6 +5,7 @@
 //! flags or comma-separated) select the union. A pattern that selects
 //! nothing is an error: a typo must not silently turn `apply` into a no-op.
 
+use crate::inventory::Mode;
 use crate::util::glob;
 
 /// An inventory host as the selector sees it.
@@ -13,7 +14,7 @@ pub struct Candidate<'a> {
     /// Inventory name.
     pub name: &'a str,
     /// `director` or `realserver`.
-    pub role: &'a str,
+    pub role: Mode,
 }
 
 /// A pattern that matches no host.
@@ -77,7 +78,7 @@ pub fn select<'a>(
 
 fn matches(pattern: &str, host: &Candidate<'_>) -> bool {
     if let Some(role) = pattern.strip_prefix("role:") {
-        return role == host.role;
+        return role == host.role.as_str();
     }
     if !glob::is_pattern(pattern) {
         return pattern == host.name;
@@ -90,10 +91,10 @@ mod tests {
     use super::*;
 
     const HOSTS: [Candidate<'static>; 4] = [
-        Candidate { name: "keepalived01", role: "director" },
-        Candidate { name: "keepalived02", role: "director" },
-        Candidate { name: "rs01", role: "realserver" },
-        Candidate { name: "rs02", role: "realserver" },
+        Candidate { name: "keepalived01", role: Mode::Director },
+        Candidate { name: "keepalived02", role: Mode::Director },
+        Candidate { name: "rs01", role: Mode::Realserver },
+        Candidate { name: "rs02", role: Mode::Realserver },
     ];
 
     fn sel(patterns: &[&str]) -> Result<Vec<&'static str>, NoMatch> {
@@ -132,10 +133,10 @@ mod tests {
 
     #[test]
     fn dots_are_literal() {
-        let hosts = [Candidate { name: "a.b", role: "director" }];
+        let hosts = [Candidate { name: "a.b", role: Mode::Director }];
         let p = vec!["a?b".to_owned()];
         assert!(select(&hosts, &p).is_ok());
-        let hosts = [Candidate { name: "axb", role: "director" }];
+        let hosts = [Candidate { name: "axb", role: Mode::Director }];
         let p = vec!["a.*".to_owned()];
         assert!(select(&hosts, &p).is_err());
     }
