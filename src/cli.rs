@@ -2,7 +2,7 @@
 //! parsed command to the command that runs it.
 //!
 //! Each command defines its own arguments beside its body (`validate`,
-//! `apply::commands`, `agent::service`, `host`, `lab::command`,
+//! `apply::commands`, `agent::command`, `host`, `lab::command`,
 //! `import::command`) and this module embeds them, so nothing below `cli`
 //! imports from it. Every command returns an [`ExitStatus`]: 0 done or
 //! nothing to do, 1 error, 2 changes pending (`plan --detailed-exitcode`),
@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-use crate::agent::service::AgentCommand;
+use crate::agent::command::AgentCommand;
 use crate::apply::commands::{ApplyArgs, PlanArgs, RollbackArgs};
 use crate::exit::ExitStatus;
 use crate::global::GlobalArgs;
@@ -216,7 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Status => not_yet("status", 8),
         Command::Agent(cmd) => {
             crate::util::log::init(global.log_format);
-            agent::service::command(cmd, global.json)
+            agent::command::run(cmd, global.json)
         }
         Command::Host(cmd) => {
             crate::util::log::init(global.log_format);

@@ -9,7 +9,8 @@
 //!   SIGHUP reload, SIGTERM shutdown;
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
-//! * [`service`] — dispatches `lbdeploy agent …` to the modules above;
+//! * [`command`] — `lbdeploy agent …`: its arguments, and the dispatch
+//!   to the modules above;
 //! * [`director`] — the director mode's worker: one VRRP loop per
 //!   instance, holding the VIPs as master;
 //! * [`vrrp`] — the VRRP protocol core: codec, pure state machine and the
@@ -31,6 +32,7 @@
 pub mod alert;
 pub mod check;
 pub mod checksum;
+pub mod command;
 pub mod dataplane;
 pub mod director;
 pub mod net;
@@ -39,7 +41,6 @@ pub mod nftables;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;
-pub mod service;
 pub mod status;
 pub mod supervise;
 pub mod vrrp;

@@ -6,16 +6,17 @@
 //! * [`generations`] — the record of applied inventories, for rollback;
 //! * [`lock`] — one apply per inventory at a time;
 //! * [`phases`] — real servers, then backup directors, then the master;
-//! * [`host`] — one host's upload, activation and confirmation;
+//! * [`activate`] — one host's upload, activation and confirmation (the
+//!   controller's half of `host activate`);
 //! * [`survey`] — every host's facts and the plan made of them, shown;
 //! * [`run`] — the apply itself: phases in order, hosts in parallel,
 //!   generation; [`progress`] shows it and [`recap`] sums it up;
 //! * [`commands`] — `plan`, `apply`, `rollback`, `history`, `unlock`.
 
+pub mod activate;
 pub mod commands;
 pub mod document;
 pub mod generations;
-pub mod host;
 pub mod lock;
 pub mod phases;
 pub mod prepare;

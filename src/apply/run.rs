@@ -10,9 +10,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use tokio::sync::Semaphore;
 
+use super::activate::{self, Context, Outcome};
 use super::document::PlanDocument;
 use super::generations::{Meta, Store, without_secrets};
-use super::host::{self, Context, Outcome};
 use super::lock::{Holder, Lock};
 use super::phases::phases;
 use super::prepare::{Inputs, Prepared};
@@ -176,7 +176,8 @@ async fn converge(
                     let _permit = gate.acquire_owned().await;
                     let line = progress.host(&p.desired.name);
                     let outcome =
-                        host::apply(&p, &ctx, &|s: &str| line.step(s)).await;
+                        activate::apply(&p, &ctx, &|s: &str| line.step(s))
+                            .await;
                     let r = match outcome {
                         Outcome::Ok => {
                             recap(&p.desired.name, HostResult::Ok, None)

@@ -13,10 +13,10 @@ use std::io::Write;
 use anyhow::Context;
 
 use super::activation::{Activation, Report};
+use super::agent::{Op, Service, unit_file_name};
 use super::layout::Layout;
 use super::lock::{LockGuard, Refusal};
 use super::rollback;
-use super::service::{Op, Service, unit_file_name};
 use super::snapshot::{self, Pending, manifest_paths};
 use super::watchdog::{self, Recovery};
 use crate::util::files;

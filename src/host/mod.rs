@@ -11,7 +11,7 @@
 //!   pure decision [`watchdog::decide`].
 //! * [`rollback`] — restoring the before-image, committing a generation.
 //! * [`confirm`] — `host confirm N`.
-//! * [`service`] — starting, restarting, reloading, stopping the agent.
+//! * [`agent`] — starting, restarting, reloading, stopping the agent.
 //!
 //! # State on the host (`/var/lib/lbdeploy`)
 //! ```text
@@ -31,11 +31,11 @@
 
 pub mod activate;
 pub mod activation;
+pub mod agent;
 pub mod confirm;
 pub mod layout;
 pub mod lock;
 pub mod rollback;
-pub mod service;
 pub mod snapshot;
 pub mod watchdog;
 

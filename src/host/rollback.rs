@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::agent::{Op, Service, unit_file_name};
 use super::layout::Layout;
-use super::service::{Op, Service, unit_file_name};
 use super::snapshot::{self, Pending};
 use crate::util::files;
 

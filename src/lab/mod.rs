@@ -1,11 +1,11 @@
 //! `lbdeploy lab`: the inventory's cluster as network-namespace hosts on
 //! this machine, each with its own filesystem state and sshd.
 //!
-//! * `plan` — what the lab consists of, from the inventory (pure);
+//! * `topology` — what the lab consists of, from the inventory (pure);
 //! * `state` — the state file recording everything created;
 //! * `preflight` — root, tools and address checks before anything changes;
 //! * `netns` — namespaces, the bridge and the veths;
-//! * `host` — each host's mount and UTS namespaces and its processes;
+//! * `holder` — each host's mount and UTS namespaces and its processes;
 //! * `sshd` — keys, sshd and the controller's SSH client setup;
 //! * `responder` — the HTTP responder on the real servers;
 //! * `status` — the live state of a lab, and how it is shown;
@@ -18,15 +18,16 @@
 mod cmd;
 pub mod command;
 pub mod demo;
-mod host;
+mod holder;
 mod netns;
-mod plan;
+
 mod preflight;
 mod procs;
 pub mod responder;
 mod sshd;
 mod state;
 mod status;
+mod topology;
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -37,11 +38,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use plan::LabPlan;
-pub use plan::{Role, default_state_dir, sole_default_lab};
 use state::{LabState, Layout, ProcKind};
 use status::status_of;
 pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};
+use topology::Topology;
+pub use topology::{Role, default_state_dir, sole_default_lab};
 
 use crate::inventory::Inventory;
 
@@ -85,10 +86,10 @@ pub fn up(
 ) -> anyhow::Result<UpOutcome> {
     let tools = preflight::check(inv)?;
     let state_dir = std::path::absolute(state_dir)?;
-    let plan = LabPlan::new(inv, &state_dir)?;
+    let topology = Topology::new(inv, &state_dir)?;
     let layout = Layout::new(state_dir);
     if let Some(existing) = layout.load()? {
-        if existing.plan != plan {
+        if existing.topology != topology {
             bail!(
                 "the lab in {} was built from a different inventory — take \
                  it down first with `lbdeploy lab --state-dir {0} down`",
@@ -102,11 +103,11 @@ pub fn up(
             talk,
             "lab {}: an earlier `up` did not finish or a host process \
              died; removing what is left and building it again",
-            plan.cluster
+            topology.cluster
         )?;
         teardown(&layout, &existing)?;
     }
-    for ns in plan.namespaces() {
+    for ns in topology.namespaces() {
         if netns::exists(ns) {
             bail!(
                 "network namespace {ns} exists but no lab state in {} \
@@ -126,7 +127,7 @@ pub fn up(
         );
     }
     let created = state::create_dirs(root)?;
-    let mut state = LabState::new(plan, created);
+    let mut state = LabState::new(topology, created);
     layout.save(&state)?;
     if let Err(e) = build(&layout, &mut state, &tools) {
         // Leave the machine as it was: a half-built lab helps nobody, and
@@ -148,14 +149,14 @@ fn build(
     state: &mut LabState,
     tools: &preflight::Tools,
 ) -> anyhow::Result<()> {
-    let plan = state.plan.clone();
+    let topology = state.topology.clone();
     let exe = std::env::current_exe().context("finding this binary")?;
-    host::check_exe(&exe)?;
+    holder::check_exe(&exe)?;
     sshd::keygen(
         &layout.client_key(),
-        &format!("lbdeploy-lab@{}", plan.cluster),
+        &format!("lbdeploy-lab@{}", topology.cluster),
     )?;
-    for h in &plan.hosts {
+    for h in &topology.hosts {
         let dir = layout.host_dir(h);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
@@ -164,16 +165,16 @@ fn build(
         }
     }
 
-    state.namespaces.push(plan.switch_netns.clone());
+    state.namespaces.push(topology.switch_netns.clone());
     layout.save(state)?;
-    netns::add(&plan.switch_netns)?;
-    netns::build_switch(&plan.switch_netns)?;
-    for h in &plan.hosts {
+    netns::add(&topology.switch_netns)?;
+    netns::build_switch(&topology.switch_netns)?;
+    for h in &topology.hosts {
         state.namespaces.push(h.netns.clone());
         layout.save(state)?;
         netns::add(&h.netns)?;
-        netns::plug(&plan.switch_netns, h)?;
-        let holder = host::start_holder(
+        netns::plug(&topology.switch_netns, h)?;
+        let holder = holder::start_holder(
             h,
             &exe,
             &layout.host_dir(h).join("holder.log"),
@@ -183,7 +184,7 @@ fn build(
     }
 
     sshd::install(layout, state)?;
-    for h in &plan.hosts {
+    for h in &topology.hosts {
         let holder = state.holder(&h.name)?;
         let dir = layout.host_dir(h);
         if h.role.has_sshd() {
@@ -214,7 +215,7 @@ fn wait_ready(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
             .find(|(_, p)| !p.alive);
         if let Some((h, p)) = dead {
             let log = layout
-                .host_dir(state.plan.host(&h.name).expect("from the plan"))
+                .host_dir(state.topology.host(&h.name).expect("from the plan"))
                 .join(p.log_name());
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             bail!(
@@ -331,9 +332,9 @@ pub fn exec(
             layout.root().display()
         )
     })?;
-    let Some(h) = state.plan.host(host) else {
+    let Some(h) = state.topology.host(host) else {
         let names: Vec<_> =
-            state.plan.hosts.iter().map(|h| h.name.as_str()).collect();
+            state.topology.hosts.iter().map(|h| h.name.as_str()).collect();
         bail!(
             "the lab has no host `{host}` — its hosts are {}",
             names.join(", ")
@@ -349,7 +350,7 @@ pub fn exec(
             )
         })?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let wd = if host::path_in(holder.pid, &cwd.to_string_lossy()).is_dir() {
+    let wd = if holder::path_in(holder.pid, &cwd.to_string_lossy()).is_dir() {
         cwd
     } else {
         PathBuf::from("/")
@@ -362,6 +363,6 @@ pub fn exec(
         .arg("--")
         .args(command);
     let err =
-        cmd.command().env("PATH", format!("{}:{path}", host::LAB_BIN)).exec();
+        cmd.command().env("PATH", format!("{}:{path}", holder::LAB_BIN)).exec();
     Err(cmd.spawn_error(err).into())
 }

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use super::cmd::{Cmd, CmdError};
-use super::plan::{BRIDGE, HostPlan};
+use super::topology::{BRIDGE, LabHost};
 
 /// Whether the named network namespace exists.
 pub fn exists(name: &str) -> bool {
@@ -65,7 +65,7 @@ pub fn build_switch(ns: &str) -> Result<(), CmdError> {
 ///
 /// # Errors
 /// When an `ip` command fails.
-pub fn plug(switch_ns: &str, host: &HostPlan) -> Result<(), CmdError> {
+pub fn plug(switch_ns: &str, host: &LabHost) -> Result<(), CmdError> {
     let port = host.switch_port.as_str();
     let iface = host.interface.as_str();
     ip(

@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::host;
-use super::plan::HostPlan;
+use super::holder;
 use super::state::{ProcKind, ProcRecord};
+use super::topology::LabHost;
 
 /// Longest request head read; anything longer is answered as it stands.
 const MAX_HEAD: usize = 8 * 1024;
@@ -72,12 +72,12 @@ pub fn serve(
 /// # Errors
 /// When it cannot be started.
 pub(super) fn start(
-    host: &HostPlan,
+    host: &LabHost,
     holder: i32,
     port: u16,
     log: &Path,
 ) -> anyhow::Result<ProcRecord> {
-    let bin = format!("{}/lbdeploy", host::LAB_BIN);
+    let bin = format!("{}/lbdeploy", holder::LAB_BIN);
     let listen = match host.address.addr {
         IpAddr::V4(_) => "0.0.0.0",
         IpAddr::V6(_) => "::",
@@ -94,7 +94,7 @@ pub(super) fn start(
         "--listen",
         listen,
     ];
-    host::spawn_in(host, holder, ProcKind::Responder { port }, &args, log)
+    holder::spawn_in(host, holder, ProcKind::Responder { port }, &args, log)
 }
 
 fn handle(stream: TcpStream, behaviour: &Behaviour) -> std::io::Result<()> {

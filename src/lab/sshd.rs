@@ -15,9 +15,9 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::cmd::Cmd;
-use super::host;
-use super::plan::{HostPlan, Role};
+use super::holder;
 use super::state::{LabState, Layout, ProcKind, ProcRecord};
+use super::topology::{LabHost, Role};
 
 /// Inside a host: sshd's configuration, host key and authorised keys.
 pub const HOST_SSH_DIR: &str = "/etc/ssh/lbdeploy-lab";
@@ -38,7 +38,7 @@ pub fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
 }
 
 /// Where `host`'s host key is kept in the state directory.
-pub fn host_key(layout: &Layout, host: &HostPlan) -> std::path::PathBuf {
+pub fn host_key(layout: &Layout, host: &LabHost) -> std::path::PathBuf {
     layout.host_dir(host).join("ssh_host_ed25519_key")
 }
 
@@ -51,7 +51,7 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
     let client_pub = public_key(&layout.client_key())?;
     let authorized = format!("{client_pub}\n");
     let managed: Vec<_> =
-        state.plan.hosts.iter().filter(|h| h.role.has_sshd()).collect();
+        state.topology.hosts.iter().filter(|h| h.role.has_sshd()).collect();
     let mut host_keys = Vec::new();
     for &h in &managed {
         let holder = state.holder(&h.name)?;
@@ -65,11 +65,12 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
             ("authorized_keys", authorized.as_bytes(), 0o600),
         ];
         for (name, contents, mode) in files {
-            host::install(holder, &format!("{dir}/{name}"), contents, mode)?;
+            holder::install(holder, &format!("{dir}/{name}"), contents, mode)?;
         }
         host_keys.push((h, public_key(&key)?));
     }
-    for h in state.plan.hosts.iter().filter(|h| h.role == Role::Controller) {
+    for h in state.topology.hosts.iter().filter(|h| h.role == Role::Controller)
+    {
         let holder = state.holder(&h.name)?;
         let private = std::fs::read(layout.client_key())?;
         let files = [
@@ -87,7 +88,7 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
             ),
         ];
         for (name, contents, mode) in files {
-            host::install(
+            holder::install(
                 holder,
                 &format!("/root/.ssh/{name}"),
                 &contents,
@@ -95,7 +96,7 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
             )?;
         }
         std::fs::set_permissions(
-            host::path_in(holder, "/root/.ssh"),
+            holder::path_in(holder, "/root/.ssh"),
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )?;
     }
@@ -108,7 +109,7 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
 /// # Errors
 /// When it cannot be started.
 pub fn start(
-    host: &HostPlan,
+    host: &LabHost,
     holder: i32,
     sshd: &Path,
     log: &Path,
@@ -116,7 +117,7 @@ pub fn start(
     let sshd = sshd.to_string_lossy();
     let config = format!("{HOST_SSH_DIR}/sshd_config");
     let args = [sshd.as_ref(), "-D", "-e", "-f", &config];
-    host::spawn_in(host, holder, ProcKind::Sshd, &args, log)
+    holder::spawn_in(host, holder, ProcKind::Sshd, &args, log)
 }
 
 /// The public half of the key at `path`, one line.
@@ -135,7 +136,7 @@ pub fn public_key(path: &Path) -> anyhow::Result<String> {
 /// sshd is started with `-D -e` and tracked by the PID the lab recorded,
 /// so no pid file; no PAM, since the lab has no PAM stack of its own; keys
 /// only. It listens only on the host's inventory address.
-pub fn sshd_config(host: &HostPlan) -> String {
+pub fn sshd_config(host: &LabHost) -> String {
     format!(
         "# Written by `lbdeploy lab up` for lab host {name}.\n\
          ListenAddress {listen}\n\
@@ -156,13 +157,13 @@ pub fn sshd_config(host: &HostPlan) -> String {
 
 /// `ADDR:PORT` as sshd's `ListenAddress` and ssh's known_hosts want it
 /// (`[v6]:port`).
-fn listen_address(host: &HostPlan) -> String {
+fn listen_address(host: &LabHost) -> String {
     std::net::SocketAddr::new(host.address.addr, host.ssh_port).to_string()
 }
 
 /// The controller's `~/.ssh/config`: every managed host by inventory name.
 pub fn client_config<'a>(
-    hosts: impl IntoIterator<Item = &'a HostPlan>,
+    hosts: impl IntoIterator<Item = &'a LabHost>,
 ) -> String {
     let mut s = String::from(
         "# Written by `lbdeploy lab up`: every inventory host by name.\n",
@@ -189,7 +190,7 @@ pub fn client_config<'a>(
 /// The controller's `known_hosts`: each host's key under its name and its
 /// address, so `ssh rs01` and `ssh root@192.168.1.21` both check strictly.
 pub fn known_hosts<'a>(
-    hosts: impl IntoIterator<Item = (&'a HostPlan, String)>,
+    hosts: impl IntoIterator<Item = (&'a LabHost, String)>,
 ) -> String {
     hosts
         .into_iter()
@@ -214,10 +215,10 @@ pub fn known_hosts<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::Role;
+    use crate::lab::topology::Role;
 
-    fn host(name: &str, addr: &str, port: u16) -> HostPlan {
-        HostPlan {
+    fn host(name: &str, addr: &str, port: u16) -> LabHost {
+        LabHost {
             name: name.into(),
             role: Role::Director,
             address: addr.parse().unwrap(),

@@ -9,7 +9,7 @@
 //!
 //! # Format
 //! `<state-dir>/lab.json`, JSON, versioned by [`FORMAT_VERSION`]:
-//! the [`LabPlan`], the directories created for the state directory, the
+//! the [`Topology`], the directories created for the state directory, the
 //! namespaces and the processes. Everything else in the state directory
 //! (keys, logs) sits in the entries listed by [`Layout::owned_entries`].
 
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::plan::{HostPlan, LabPlan};
+use super::topology::{LabHost, Topology};
 use crate::util::files;
 
 /// Bumped when the format changes incompatibly; an older lab must then be
@@ -64,7 +64,8 @@ pub struct LabState {
     /// [`FORMAT_VERSION`] when written.
     pub version: u32,
     /// The lab as planned from the inventory.
-    pub plan: LabPlan,
+    #[serde(rename = "plan")]
+    pub topology: Topology,
     /// Directories `up` created to hold the state (the state directory and
     /// any missing parents), deepest first; `down` removes them if empty.
     pub created_dirs: Vec<PathBuf>,
@@ -76,10 +77,10 @@ pub struct LabState {
 
 impl LabState {
     /// A state with nothing created yet.
-    pub fn new(plan: LabPlan, created_dirs: Vec<PathBuf>) -> Self {
+    pub fn new(topology: Topology, created_dirs: Vec<PathBuf>) -> Self {
         Self {
             version: FORMAT_VERSION,
-            plan,
+            topology,
             created_dirs,
             namespaces: Vec::new(),
             processes: Vec::new(),
@@ -103,7 +104,7 @@ impl LabState {
     }
 
     /// Every process expected on `host` once the lab is up.
-    pub fn expected_kinds(host: &HostPlan) -> Vec<ProcKind> {
+    pub fn expected_kinds(host: &LabHost) -> Vec<ProcKind> {
         let mut kinds = vec![ProcKind::Holder];
         if host.role.has_sshd() {
             kinds.push(ProcKind::Sshd);
@@ -143,7 +144,7 @@ impl Layout {
     }
 
     /// A host's own directory: its host key and logs.
-    pub fn host_dir(&self, host: &HostPlan) -> PathBuf {
+    pub fn host_dir(&self, host: &LabHost) -> PathBuf {
         self.root.join("hosts").join(&host.netns)
     }
 
@@ -224,14 +225,14 @@ pub fn create_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::Role;
+    use crate::lab::topology::Role;
 
-    fn plan() -> LabPlan {
-        LabPlan {
+    fn topology() -> Topology {
+        Topology {
             cluster: "c".into(),
             id: "abcdef".into(),
             switch_netns: "lbd-abcdef".into(),
-            hosts: vec![HostPlan {
+            hosts: vec![LabHost {
                 name: "rs01".into(),
                 role: Role::RealServer,
                 address: "10.0.0.1/24".parse().unwrap(),
@@ -257,7 +258,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let layout = Layout::new(dir.clone());
         assert!(layout.load().unwrap().is_none());
-        let mut s = LabState::new(plan(), vec![dir.clone()]);
+        let mut s = LabState::new(topology(), vec![dir.clone()]);
         s.namespaces.push("lbd-abcdef".into());
         s.processes.push(ProcRecord {
             host: "rs01".into(),
@@ -289,7 +290,7 @@ mod tests {
         let dir = scratch("ver");
         std::fs::create_dir_all(&dir).unwrap();
         let layout = Layout::new(dir.clone());
-        let mut s = LabState::new(plan(), vec![]);
+        let mut s = LabState::new(topology(), vec![]);
         s.version = FORMAT_VERSION + 1;
         layout.save(&s).unwrap();
         let e = layout.load().unwrap_err().to_string();
@@ -299,7 +300,7 @@ mod tests {
 
     #[test]
     fn expected_processes_follow_the_role() {
-        let kinds = LabState::expected_kinds(&plan().hosts[0]);
+        let kinds = LabState::expected_kinds(&topology().hosts[0]);
         assert_eq!(
             kinds,
             [

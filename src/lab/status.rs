@@ -15,9 +15,9 @@ use serde::Serialize;
 use crate::inventory::IfAddr;
 
 use super::netns;
-use super::plan::Role;
 use super::procs;
 use super::state::{LabState, ProcKind};
+use super::topology::Role;
 
 /// The live state of one lab process.
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +95,7 @@ pub struct Status {
 
 pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
     let hosts: Vec<HostStatus> = state
-        .plan
+        .topology
         .hosts
         .iter()
         .map(|h| {
@@ -136,15 +136,15 @@ pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
             }
         })
         .collect();
-    let healthy = netns::exists(&state.plan.switch_netns)
+    let healthy = netns::exists(&state.topology.switch_netns)
         && hosts
             .iter()
             .all(|h| h.netns_exists && h.processes.iter().all(ProcStatus::ok));
     Status {
-        cluster: state.plan.cluster.clone(),
-        id: state.plan.id.clone(),
+        cluster: state.topology.cluster.clone(),
+        id: state.topology.id.clone(),
         state_dir: state_dir.to_owned(),
-        switch_netns: state.plan.switch_netns.clone(),
+        switch_netns: state.topology.switch_netns.clone(),
         healthy,
         hosts,
     }

@@ -1,6 +1,6 @@
 //! What a lab consists of, computed from the inventory alone (pure).
 //!
-//! A [`LabPlan`] lists every host the lab builds with its role, address,
+//! A [`Topology`] lists every host the lab builds with its role, address,
 //! interface, SSH port and HTTP ports, and the names of the namespaces that
 //! hold them. Names derive from a short lab id, a hash of the state
 //! directory, so two labs with different state directories never share a
@@ -63,7 +63,7 @@ impl fmt::Display for Role {
 
 /// One host of the lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostPlan {
+pub struct LabHost {
     /// The inventory name; also the host's `hostname`.
     pub name: String,
     /// What the host is for.
@@ -84,7 +84,7 @@ pub struct HostPlan {
 
 /// The whole lab: one switch and its hosts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabPlan {
+pub struct Topology {
     /// The cluster name from the inventory.
     pub cluster: String,
     /// Short id derived from the state directory; in every namespace name.
@@ -92,7 +92,7 @@ pub struct LabPlan {
     /// The namespace holding the bridge all hosts are plugged into.
     pub switch_netns: String,
     /// Directors, real servers, controller and client, in that order.
-    pub hosts: Vec<HostPlan>,
+    pub hosts: Vec<LabHost>,
 }
 
 /// Why an inventory cannot become a lab.
@@ -107,7 +107,7 @@ pub enum PlanError {
     NoLabSection,
 }
 
-impl LabPlan {
+impl Topology {
     /// The plan for `inv` with its state in `state_dir`.
     ///
     /// # Errors
@@ -121,7 +121,7 @@ impl LabPlan {
             ssh.as_ref().and_then(|s| s.port).map_or(global_port, port)
         };
         let host =
-            |name: &str, role, address, interface: &str, ssh_port| HostPlan {
+            |name: &str, role, address, interface: &str, ssh_port| LabHost {
                 name: name.to_owned(),
                 role,
                 address,
@@ -165,7 +165,7 @@ impl LabPlan {
     }
 
     /// The host called `name`.
-    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+    pub fn host(&self, name: &str) -> Option<&LabHost> {
         self.hosts.iter().find(|h| h.name == name)
     }
 
@@ -303,7 +303,7 @@ mod tests {
         let inv = crate::inventory::load(&path, &crate::inventory::System)
             .unwrap()
             .inventory;
-        let plan = LabPlan::new(&inv, Path::new("/tmp/x")).unwrap();
+        let plan = Topology::new(&inv, Path::new("/tmp/x")).unwrap();
         let names: Vec<_> =
             plan.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
@@ -325,6 +325,6 @@ mod tests {
         assert_eq!(plan.namespaces().count(), 7);
         let mut inv = inv;
         inv.lab = None;
-        assert!(LabPlan::new(&inv, Path::new("/tmp/x")).is_err());
+        assert!(Topology::new(&inv, Path::new("/tmp/x")).is_err());
     }
 }

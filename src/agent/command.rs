@@ -149,7 +149,7 @@ pub struct ServiceArgs {
 /// # Errors
 /// Every failure that should exit 1; its message is what the user reads
 /// after `lbdeploy: error:`.
-pub fn command(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
+pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
     let run_dir = paths::run_dir();
     match cmd {
         AgentCommand::Director(args) => {

@@ -37,9 +37,9 @@ use std::process::Stdio;
 use anyhow::{Context, bail};
 
 use super::cmd::Cmd;
-use super::plan::HostPlan;
 use super::procs;
 use super::state::{ProcKind, ProcRecord};
+use super::topology::LabHost;
 use crate::util::{files, shell};
 
 /// The paths lbdeploy manages on a host; each is a private tmpfs.
@@ -74,7 +74,7 @@ const OVERLAID: [&str; 2] = ["/etc", "/var/lib"];
 /// is tens of megabytes and a lab has many hosts. (Binding
 /// `/proc/self/fd/N` of a file opened outside would avoid the ordering, but
 /// the kernel refuses bind sources from another mount namespace.)
-pub fn setup_script(host: &HostPlan, tag: &str, exe: &Path) -> String {
+pub fn setup_script(host: &LabHost, tag: &str, exe: &Path) -> String {
     let mut s = String::from("set -eu\n");
     let line = |s: &mut String, l: String| {
         s.push_str(&l);
@@ -146,7 +146,7 @@ pub fn check_exe(exe: &Path) -> anyhow::Result<()> {
 /// When the holder cannot start or its setup fails; the error carries the
 /// setup's stderr (also kept in `log`).
 pub fn start_holder(
-    host: &HostPlan,
+    host: &LabHost,
     exe: &Path,
     log: &Path,
 ) -> anyhow::Result<ProcRecord> {
@@ -193,7 +193,7 @@ pub fn enter(pid: i32) -> Cmd {
 /// # Errors
 /// When it cannot be started.
 pub fn spawn_in(
-    host: &HostPlan,
+    host: &LabHost,
     holder: i32,
     kind: ProcKind,
     program_and_args: &[&str],
@@ -223,7 +223,7 @@ fn daemon(cmd: &Cmd, log: &Path) -> anyhow::Result<std::process::Command> {
 }
 
 fn record(
-    host: &HostPlan,
+    host: &LabHost,
     kind: ProcKind,
     pid: u32,
 ) -> anyhow::Result<ProcRecord> {
@@ -258,11 +258,11 @@ pub fn install(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::Role;
+    use crate::lab::topology::Role;
 
     #[test]
     fn setup_makes_every_managed_path_private_and_creates_only_inside() {
-        let host = HostPlan {
+        let host = LabHost {
             name: "rs01".into(),
             role: Role::RealServer,
             address: "10.0.0.1/24".parse().unwrap(),
