@@ -15,8 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 use super::compare::{conflicts, differences};
 use super::diag::{Pos, Report};
 use super::keepalived::{Conf, Instance};
+use super::request::{HostSpec, Request};
 use super::rsscript::Script;
-use super::{HostSpec, Request};
 use crate::inventory::{
     ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
     RealServerHost, SshDefaults, VirtualService, VrrpInstance,

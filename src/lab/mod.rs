@@ -38,11 +38,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub use state::sole_default_lab;
 use state::{LabState, Layout, ProcKind};
 use status::status_of;
 pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};
 use topology::Topology;
-pub use topology::{Role, default_state_dir, sole_default_lab};
+pub use topology::{Role, default_state_dir};
 
 use crate::inventory::Inventory;
 

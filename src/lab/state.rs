@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::topology::{LabHost, Topology};
+use super::topology::{DEFAULT_STATE_ROOT, LabHost, Topology};
 use crate::util::files;
 
 /// Bumped when the format changes incompatibly; an older lab must then be
@@ -201,6 +201,19 @@ impl Layout {
         files::write_atomic(&path, &text, 0o644)
             .with_context(|| format!("writing lab state {}", path.display()))
     }
+}
+
+/// The state directory of the one lab under `DEFAULT_STATE_ROOT`, if
+/// there is exactly one: then `lab exec`, `status` and `down` need neither
+/// an inventory nor `--state-dir`, as on a machine where someone just ran
+/// `lab up -i inventory.example.yml`.
+pub fn sole_default_lab() -> Option<PathBuf> {
+    let mut labs = std::fs::read_dir(DEFAULT_STATE_ROOT)
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|d| d.join(STATE_FILE).is_file());
+    let only = labs.next()?;
+    labs.next().is_none().then_some(only)
 }
 
 /// Create `dir` and its missing parents, returning the ones created, deepest

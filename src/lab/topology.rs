@@ -204,19 +204,6 @@ pub fn default_state_dir(cluster: &str) -> PathBuf {
     Path::new(DEFAULT_STATE_ROOT).join(safe_component(cluster, "cluster"))
 }
 
-/// The state directory of the one lab under `DEFAULT_STATE_ROOT`, if
-/// there is exactly one: then `lab exec`, `status` and `down` need neither
-/// an inventory nor `--state-dir`, as on a machine where someone just ran
-/// `lab up -i inventory.example.yml`.
-pub fn sole_default_lab() -> Option<PathBuf> {
-    let mut labs = std::fs::read_dir(DEFAULT_STATE_ROOT)
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|d| d.join(super::state::STATE_FILE).is_file());
-    let only = labs.next()?;
-    labs.next().is_none().then_some(only)
-}
-
 /// Six hex digits of a hash of the state directory: short enough for the
 /// names below, stable across runs (FNV-1a, not `std`'s randomised hasher),
 /// and different for the labs that tests run side by side.
