@@ -124,27 +124,7 @@ async fn converge(
     ctx: &Context,
     opts: &Options,
 ) -> Vec<Recap> {
-    let mut planned: BTreeMap<String, Arc<Planned>> = BTreeMap::new();
-    let mut recaps: BTreeMap<String, Recap> = BTreeMap::new();
-    for (name, g) in gathered {
-        match g {
-            Gathered::Planned(p) => {
-                planned.insert(name, Arc::from(p));
-            }
-            Gathered::Unreachable(e) => {
-                recaps.insert(
-                    name.clone(),
-                    recap(&name, HostResult::Unreachable, Some(e.to_string())),
-                );
-            }
-            Gathered::Failed(e) => {
-                recaps.insert(
-                    name.clone(),
-                    recap(&name, HostResult::Failed, Some(e)),
-                );
-            }
-        }
-    }
+    let (planned, mut recaps) = split(gathered);
     let selected: Vec<String> =
         prepared.hosts.iter().map(|(d, _)| d.name.clone()).collect();
     let progress = Arc::new(Progress::new(opts.quiet || opts.json));
@@ -178,24 +158,7 @@ async fn converge(
                     let outcome =
                         activate::apply(&p, &ctx, &|s: &str| line.step(s))
                             .await;
-                    let r = match outcome {
-                        Outcome::Ok => {
-                            recap(&p.desired.name, HostResult::Ok, None)
-                        }
-                        Outcome::Changed => {
-                            recap(&p.desired.name, HostResult::Changed, None)
-                        }
-                        Outcome::RolledBack(why) => recap(
-                            &p.desired.name,
-                            HostResult::RolledBack,
-                            Some(why),
-                        ),
-                        Outcome::Failed(why) => recap(
-                            &p.desired.name,
-                            HostResult::Failed,
-                            Some(why),
-                        ),
-                    };
+                    let r = recap_of(&p.desired.name, outcome);
                     line.done(&describe(&r));
                     r
                 })
@@ -218,6 +181,41 @@ async fn converge(
         }
     }
     selected.iter().filter_map(|h| recaps.remove(h)).collect()
+}
+
+/// The hosts that were planned, to apply; the recaps of those that were
+/// not reached or failed while gathering.
+fn split(
+    gathered: Vec<(String, Gathered)>,
+) -> (BTreeMap<String, Arc<Planned>>, BTreeMap<String, Recap>) {
+    let mut planned = BTreeMap::new();
+    let mut recaps = BTreeMap::new();
+    for (name, g) in gathered {
+        let r = match g {
+            Gathered::Planned(p) => {
+                planned.insert(name, Arc::from(p));
+                continue;
+            }
+            Gathered::Unreachable(e) => {
+                recap(&name, HostResult::Unreachable, Some(e.to_string()))
+            }
+            Gathered::Failed(e) => recap(&name, HostResult::Failed, Some(e)),
+        };
+        recaps.insert(name, r);
+    }
+    (planned, recaps)
+}
+
+/// The recap line of a host's activation outcome.
+fn recap_of(host: &str, outcome: Outcome) -> Recap {
+    match outcome {
+        Outcome::Ok => recap(host, HostResult::Ok, None),
+        Outcome::Changed => recap(host, HostResult::Changed, None),
+        Outcome::RolledBack(why) => {
+            recap(host, HostResult::RolledBack, Some(why))
+        }
+        Outcome::Failed(why) => recap(host, HostResult::Failed, Some(why)),
+    }
 }
 
 /// Ask on the terminal; refuse without one.

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::compare::{conflicts, differences};
 use super::diag::{Pos, Report};
-use super::keepalived::{Conf, Instance};
+use super::keepalived::{Conf, Instance, Own, Spanned};
 use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
@@ -226,23 +226,7 @@ fn director(
         );
         return None;
     };
-    let interface = own.iter().find_map(|o| o.interface.as_ref());
-    for o in &own {
-        if let (Some(a), Some(b)) = (interface, &o.interface)
-            && a.value != b.value
-        {
-            report.warn(
-                Some(&b.pos),
-                format!(
-                    "interface {} is not carried over: lbdeploy runs all of \
-                     {name}'s instances on one interface, {} ({})",
-                    b.value,
-                    a.value,
-                    a.pos.relative_to(&b.pos)
-                ),
-            );
-        }
-    }
+    let interface = one_interface(name, &own, report);
     let spec = hosts.iter().find(|h| h.name == name);
     let src = own.iter().find_map(|o| o.unicast_src_ip.as_ref());
     let address = match (spec, src) {
@@ -287,6 +271,33 @@ fn director(
         state: first.state.as_ref().map(|s| s.value),
         ssh: None,
     })
+}
+
+/// The interface of a director's first instance that names one; every
+/// other interface named is reported as not carried over.
+fn one_interface<'a>(
+    name: &str,
+    own: &[&'a Own],
+    report: &mut Report,
+) -> Option<&'a Spanned<String>> {
+    let interface = own.iter().find_map(|o| o.interface.as_ref());
+    for o in own {
+        if let (Some(a), Some(b)) = (interface, &o.interface)
+            && a.value != b.value
+        {
+            report.warn(
+                Some(&b.pos),
+                format!(
+                    "interface {} is not carried over: lbdeploy runs all of \
+                     {name}'s instances on one interface, {} ({})",
+                    b.value,
+                    a.value,
+                    a.pos.relative_to(&b.pos)
+                ),
+            );
+        }
+    }
+    interface
 }
 
 /// An address without a prefix takes the prefix of a VIP whose subnet holds
@@ -459,46 +470,10 @@ fn real_servers(
     origins: &mut Origins,
 ) -> Vec<RealServerHost> {
     let mut hosts = Vec::new();
-    let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr).collect();
     for (name, script) in scripts {
-        for v in script.vips.iter().filter(|v| !vip_addrs.contains(&v.value)) {
-            report.warn(
-                Some(&v.pos),
-                format!(
-                    "{} is not a VIP of any vrrp_instance; lbdeploy puts only \
-                     the instances' VIPs on the real servers",
-                    v.value
-                ),
-            );
+        if let Some(h) = from_script(name, script, req, vips, report) {
+            hosts.push(h);
         }
-        let spec = req.hosts.iter().find(|h| h.name == *name);
-        let address = spec.map(|s| s.address).or_else(|| {
-            script.rip.as_ref().and_then(|rip| infer_prefix(rip.value, vips))
-        });
-        let interface = spec
-            .and_then(|s| s.interface.clone())
-            .or_else(|| script.interface.as_ref().map(|i| i.value.clone()));
-        let (Some(address), Some(interface)) = (address, interface) else {
-            report.error(
-                None,
-                format!(
-                    "{}: cannot tell {name}'s {} — pass `--host \
-                     {name}=ADDRESS/PREFIX@IFACE`",
-                    script.file.display(),
-                    match (address, &script.rip) {
-                        (None, None) => "address (the script names no RIP)",
-                        (None, Some(_)) => "address's prefix length",
-                        _ => "interface (the script puts the VIP on lo)",
-                    }
-                ),
-            );
-            continue;
-        };
-        let from = script
-            .rip
-            .as_ref()
-            .map_or(script.file.display().to_string(), |r| r.pos.to_string());
-        hosts.push((host(name, address, interface), format!("{name}: {from}")));
     }
     for spec in &req.hosts {
         let taken = hosts.iter().any(|(h, _)| h.name == spec.name)
@@ -522,6 +497,69 @@ fn real_servers(
             format!("{}: --host", spec.name),
         ));
     }
+    refer_by_name(services, &hosts, report);
+    let (hosts, notes): (Vec<_>, Vec<_>) = hosts.into_iter().unzip();
+    origins.real_servers = notes;
+    hosts
+}
+
+/// The managed real server a script describes, with where it came from;
+/// `None` (reported) when its address or interface cannot be told.
+fn from_script(
+    name: &str,
+    script: &Script,
+    req: &Request,
+    vips: &[IfAddr],
+    report: &mut Report,
+) -> Option<(RealServerHost, String)> {
+    let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr).collect();
+    for v in script.vips.iter().filter(|v| !vip_addrs.contains(&v.value)) {
+        report.warn(
+            Some(&v.pos),
+            format!(
+                "{} is not a VIP of any vrrp_instance; lbdeploy puts only \
+                 the instances' VIPs on the real servers",
+                v.value
+            ),
+        );
+    }
+    let spec = req.hosts.iter().find(|h| h.name == *name);
+    let address = spec.map(|s| s.address).or_else(|| {
+        script.rip.as_ref().and_then(|rip| infer_prefix(rip.value, vips))
+    });
+    let interface = spec
+        .and_then(|s| s.interface.clone())
+        .or_else(|| script.interface.as_ref().map(|i| i.value.clone()));
+    let (Some(address), Some(interface)) = (address, interface) else {
+        report.error(
+            None,
+            format!(
+                "{}: cannot tell {name}'s {} — pass `--host \
+                 {name}=ADDRESS/PREFIX@IFACE`",
+                script.file.display(),
+                match (address, &script.rip) {
+                    (None, None) => "address (the script names no RIP)",
+                    (None, Some(_)) => "address's prefix length",
+                    _ => "interface (the script puts the VIP on lo)",
+                }
+            ),
+        );
+        return None;
+    };
+    let from = script
+        .rip
+        .as_ref()
+        .map_or(script.file.display().to_string(), |r| r.pos.to_string());
+    Some((host(name, address, interface), format!("{name}: {from}")))
+}
+
+/// Make services name the managed hosts instead of their addresses, and
+/// warn once for each address left unmanaged.
+fn refer_by_name(
+    services: &mut [VirtualService],
+    hosts: &[(RealServerHost, String)],
+    report: &mut Report,
+) {
     let mut unmanaged = BTreeSet::new();
     for rs in services.iter_mut().flat_map(|vs| vs.real_servers.iter_mut()) {
         let Some(addr) = rs.address else { continue };
@@ -546,9 +584,6 @@ fn real_servers(
             ),
         );
     }
-    let (hosts, notes): (Vec<_>, Vec<_>) = hosts.into_iter().unzip();
-    origins.real_servers = notes;
-    hosts
 }
 
 fn host(name: &str, address: IfAddr, interface: String) -> RealServerHost {

@@ -171,108 +171,15 @@ fn lab_selector(global: &GlobalArgs, args: &LabArgs) -> String {
 /// # Errors
 /// Whatever stops the lab command; the lab is never left half-built.
 pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
-    let mut talk = std::io::stderr().lock();
     match &args.command {
-        LabCommand::Up => {
-            let inv = load_inventory(global)?;
-            let dir = match &args.state_dir {
-                Some(dir) => dir.clone(),
-                None => super::default_state_dir(&inv.cluster),
-            };
-            let outcome = super::up(&inv, &dir, &mut talk)?;
-            if !global.quiet {
-                if outcome == super::UpOutcome::AlreadyUp {
-                    writeln!(
-                        talk,
-                        "lab {} was already up; nothing changed",
-                        inv.cluster
-                    )?;
-                }
-                let status =
-                    super::status(&dir)?.context("the lab state vanished")?;
-                super::print_usage(
-                    &status,
-                    &lab_selector(global, args),
-                    &mut talk,
-                )?;
-            }
-            Ok(ExitStatus::Ok)
-        }
-        LabCommand::Down => {
-            let dir = lab_state_dir(global, args)?;
-            let outcome = super::down(&dir)?;
-            if !global.quiet {
-                match outcome {
-                    super::DownOutcome::Removed => {
-                        writeln!(talk, "lab in {} removed", dir.display())?
-                    }
-                    super::DownOutcome::NothingThere => {
-                        writeln!(
-                            talk,
-                            "no lab in {}; nothing to do",
-                            dir.display()
-                        )?;
-                    }
-                }
-            }
-            Ok(ExitStatus::Ok)
-        }
-        LabCommand::Status => {
-            let dir = lab_state_dir(global, args)?;
-            let Some(status) = super::status(&dir)? else {
-                bail!(
-                    "no lab in {} — start one with `lbdeploy lab up`",
-                    dir.display()
-                );
-            };
-            let mut out = std::io::stdout().lock();
-            if global.json {
-                serde_json::to_writer_pretty(&mut out, &status)?;
-                writeln!(out)?;
-            } else {
-                super::print_status(&status, &mut out)?;
-            }
-            Ok(if status.healthy {
-                ExitStatus::Ok
-            } else {
-                ExitStatus::Partial
-            })
-        }
+        LabCommand::Up => up(global, args),
+        LabCommand::Down => down(global, args),
+        LabCommand::Status => status(global, args),
         LabCommand::Exec { host, command } => {
             let dir = lab_state_dir(global, args)?;
             match super::exec(&dir, host, command)? {}
         }
-        LabCommand::Demo { keep } => {
-            let inv = load_inventory(global)?;
-            let dir = match &args.state_dir {
-                Some(dir) => dir.clone(),
-                None => super::default_state_dir(&inv.cluster),
-            };
-            writeln!(
-                talk,
-                "lab up ({} hosts) ...",
-                inv.directors.len() + inv.real_servers.len() + 2
-            )?;
-            super::up(&inv, &dir, &mut std::io::sink())?;
-            let result = super::demo::Demo::new(
-                &global.inventory,
-                &inv,
-                &dir,
-                &mut talk,
-            )
-            .and_then(|mut d| d.run());
-            if *keep {
-                writeln!(
-                    talk,
-                    "the lab stays up: `lbdeploy {} lab down` removes it",
-                    lab_selector(global, args)
-                )?;
-            } else {
-                super::down(&dir)?;
-                writeln!(talk, "lab down")?;
-            }
-            result.map(|()| ExitStatus::Ok)
-        }
+        LabCommand::Demo { keep } => demo(global, args, *keep),
         LabCommand::Responder { port, name, listen, status, delay } => {
             let behaviour = super::responder::Behaviour {
                 name: name.clone(),
@@ -283,4 +190,95 @@ pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Ok)
         }
     }
+}
+
+/// The state directory a new lab gets: `--state-dir`, or the cluster's.
+fn new_state_dir(args: &LabArgs, inv: &inventory::Inventory) -> PathBuf {
+    match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => super::default_state_dir(&inv.cluster),
+    }
+}
+
+/// `lab up`, then how to use the lab.
+fn up(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
+    let mut talk = std::io::stderr().lock();
+    let inv = load_inventory(global)?;
+    let dir = new_state_dir(args, &inv);
+    let outcome = super::up(&inv, &dir, &mut talk)?;
+    if !global.quiet {
+        if outcome == super::UpOutcome::AlreadyUp {
+            writeln!(
+                talk,
+                "lab {} was already up; nothing changed",
+                inv.cluster
+            )?;
+        }
+        let status = super::status(&dir)?.context("the lab state vanished")?;
+        super::print_usage(&status, &lab_selector(global, args), &mut talk)?;
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `lab down`.
+fn down(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
+    let dir = lab_state_dir(global, args)?;
+    let outcome = super::down(&dir)?;
+    if !global.quiet {
+        let mut talk = std::io::stderr().lock();
+        match outcome {
+            super::DownOutcome::Removed => {
+                writeln!(talk, "lab in {} removed", dir.display())?
+            }
+            super::DownOutcome::NothingThere => {
+                writeln!(talk, "no lab in {}; nothing to do", dir.display())?
+            }
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `lab status`: 0 healthy, 3 something is not running.
+fn status(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
+    let dir = lab_state_dir(global, args)?;
+    let Some(status) = super::status(&dir)? else {
+        bail!("no lab in {} — start one with `lbdeploy lab up`", dir.display());
+    };
+    let mut out = std::io::stdout().lock();
+    if global.json {
+        serde_json::to_writer_pretty(&mut out, &status)?;
+        writeln!(out)?;
+    } else {
+        super::print_status(&status, &mut out)?;
+    }
+    Ok(if status.healthy { ExitStatus::Ok } else { ExitStatus::Partial })
+}
+
+/// `lab demo`: up, the demo's steps, and down unless `keep`, also when a
+/// step failed.
+fn demo(
+    global: &GlobalArgs,
+    args: &LabArgs,
+    keep: bool,
+) -> anyhow::Result<ExitStatus> {
+    let mut talk = std::io::stderr().lock();
+    let inv = load_inventory(global)?;
+    let dir = new_state_dir(args, &inv);
+    let hosts = inv.directors.len() + inv.real_servers.len() + 2;
+    writeln!(talk, "lab up ({hosts} hosts) ...")?;
+    super::up(&inv, &dir, &mut std::io::sink())?;
+    let result =
+        super::demo::Demo::new(&global.inventory, &inv, &dir, &mut talk)
+            .and_then(|mut d| d.run());
+    if keep {
+        writeln!(
+            talk,
+            "the lab stays up: `lbdeploy {} lab down` removes it",
+            lab_selector(global, args)
+        )?;
+    } else {
+        super::down(&dir)?;
+        writeln!(talk, "lab down")?;
+    }
+    result.map(|()| ExitStatus::Ok)
 }

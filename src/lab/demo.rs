@@ -98,7 +98,8 @@ impl<'a> Demo<'a> {
         self.exec("controller", &format!("lbdeploy -q -i {inv} {args}"))
     }
 
-    /// Run the demo on a lab that is up.
+    /// Run the demo on a lab that is up: each step below in turn, each
+    /// checked against its bound.
     ///
     /// # Errors
     /// The first step that did not behave, saying what was seen.
@@ -109,7 +110,29 @@ impl<'a> Demo<'a> {
             .first()
             .context("the demo needs a virtual service in the inventory")?;
         let url = format!("http://{}:{}/", svc.vip, svc.port.get());
+        let port = svc.port.get();
+        let note = match svc.persistence_timeout {
+            Some(_) => {
+                " — persistence_timeout keeps one client on one real server"
+            }
+            None => "",
+        };
+        self.plan_and_apply()?;
+        let (master, backup, victim) = self.traffic(&url, note)?;
+        self.real_server_fails(&url, &victim)?;
+        let mdi = self.master_fails(&url, &master, &backup)?;
+        self.recover(port, &master, &victim, mdi)?;
+        self.say("second plan finds nothing to change");
+        let plan = self.lbdeploy("plan --detailed-exitcode")?;
+        if !plan.status.success() {
+            bail!("{}", String::from_utf8_lossy(&plan.stdout));
+        }
+        self.done("0 changes");
+        Ok(())
+    }
 
+    /// Steps 1 and 2: a plan with changes, then an apply that makes them.
+    fn plan_and_apply(&mut self) -> anyhow::Result<()> {
         self.say("plan on the controller");
         let plan = self.lbdeploy("plan --detailed-exitcode")?;
         let text = String::from_utf8_lossy(&plan.stdout);
@@ -129,34 +152,46 @@ impl<'a> Demo<'a> {
             );
         }
         self.done(text.lines().last().unwrap_or(""));
+        Ok(())
+    }
 
+    /// Step 3: the client's requests through the VIP; the master, the
+    /// backup and the real server that answered.
+    fn traffic(
+        &mut self,
+        url: &str,
+        note: &str,
+    ) -> anyhow::Result<(String, String, String)> {
         self.say(&format!("100 requests from the client to {url}"));
         let (master, backup) = self.directors()?;
         self.wait(Duration::from_secs(10), || self.holds_vip(&master))?;
-        self.wait(Duration::from_secs(10), || self.answered(&url))?;
-        let seen = self.spread(&url, 40000, 100)?;
+        self.wait(Duration::from_secs(10), || self.answered(url))?;
+        let seen = self.spread(url, 40000, 100)?;
         let failed = seen.get("").copied().unwrap_or(0);
         if failed > 0 {
             bail!("{failed} of 100 requests failed: {seen:?}");
         }
-        let note = match svc.persistence_timeout {
-            Some(_) => {
-                " — persistence_timeout keeps one client on one real server"
-            }
-            None => "",
-        };
         self.done(&format!("{} (via {master}){note}", describe(&seen)));
-
         let victim = seen.keys().next().cloned().context("nobody answered")?;
+        Ok((master, backup, victim))
+    }
+
+    /// Step 4: `victim`'s web server stops; its health check takes it out
+    /// of the pool within the check's bound.
+    fn real_server_fails(
+        &mut self,
+        url: &str,
+        victim: &str,
+    ) -> anyhow::Result<()> {
         self.say(&format!("stop {victim}'s web server"));
-        let (bound, _) = self.check_bounds(&victim)?;
-        self.exec_ok(&victim, &kill_here("[l]bdeploy lab responder"))?;
+        let (bound, _) = self.check_bounds(victim)?;
+        self.exec_ok(victim, &kill_here("[l]bdeploy lab responder"))?;
         let took = self.wait(bound, || {
-            self.spread(&url, 41000, 1)
+            self.spread(url, 41000, 1)
                 .is_ok_and(|s| s.keys().all(|k| !k.is_empty() && *k != victim))
         })?;
-        let after = self.spread(&url, 41100, 50)?;
-        if after.contains_key("") || after.contains_key(&victim) {
+        let after = self.spread(url, 41100, 50)?;
+        if after.contains_key("") || after.contains_key(victim) {
             bail!("after {victim} left the pool: {after:?}");
         }
         self.done(&format!(
@@ -165,7 +200,17 @@ impl<'a> Demo<'a> {
             bound.as_secs_f64(),
             describe(&after)
         ));
+        Ok(())
+    }
 
+    /// Step 5: the master's agent is killed; the backup takes the VIP
+    /// within Master_Down_Interval, which is returned.
+    fn master_fails(
+        &mut self,
+        url: &str,
+        master: &str,
+        backup: &str,
+    ) -> anyhow::Result<Duration> {
         self.say(&format!("kill -9 the master's agent ({master})"));
         let vi = &self.inv.vrrp_instances[0];
         let backup_priority = self
@@ -179,11 +224,11 @@ impl<'a> Demo<'a> {
             backup_priority,
             vi.advert_int.get(),
         );
-        self.exec_ok(&master, &kill_here("[l]bdeploy agent"))?;
+        self.exec_ok(master, &kill_here("[l]bdeploy agent"))?;
         let start = Instant::now();
-        self.wait(mdi + Duration::from_secs(1), || self.holds_vip(&backup))?;
+        self.wait(mdi + Duration::from_secs(1), || self.holds_vip(backup))?;
         let vip_moved = start.elapsed();
-        self.wait(Duration::from_secs(10), || self.answered(&url))?;
+        self.wait(Duration::from_secs(10), || self.answered(url))?;
         let outage = start.elapsed();
         self.done(&format!(
             "VIP on {backup} after {:.2} s (Master_Down_Interval {:.2} s), \
@@ -192,33 +237,36 @@ impl<'a> Demo<'a> {
             mdi.as_secs_f64(),
             outage.as_secs_f64()
         ));
+        Ok(mdi)
+    }
 
+    /// Step 6: the web server and the master's agent start again; the
+    /// master takes the VIP back and the real server rejoins the pool.
+    fn recover(
+        &mut self,
+        port: u32,
+        master: &str,
+        victim: &str,
+        mdi: Duration,
+    ) -> anyhow::Result<()> {
         self.say("bring everything back");
         self.exec_ok(
-            &victim,
+            victim,
             &format!(
-                "setsid lbdeploy lab responder --port {} --name {victim} \
-                 </dev/null >/dev/null 2>&1 &",
-                svc.port.get()
+                "setsid lbdeploy lab responder --port {port} --name {victim} \
+                 </dev/null >/dev/null 2>&1 &"
             ),
         )?;
         self.exec_ok(
-            &master,
+            master,
             "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
         )?;
-        self.wait(mdi + Duration::from_secs(5), || self.holds_vip(&master))?;
-        let (_, bound) = self.check_bounds(&victim)?;
-        self.wait(bound, || self.pool_has(&master, &victim))?;
+        self.wait(mdi + Duration::from_secs(5), || self.holds_vip(master))?;
+        let (_, bound) = self.check_bounds(victim)?;
+        self.wait(bound, || self.pool_has(master, victim))?;
         self.done(&format!(
             "{master} is master again, {victim} back in the pool"
         ));
-
-        self.say("second plan finds nothing to change");
-        let plan = self.lbdeploy("plan --detailed-exitcode")?;
-        if !plan.status.success() {
-            bail!("{}", String::from_utf8_lossy(&plan.stdout));
-        }
-        self.done("0 changes");
         Ok(())
     }
 

@@ -152,6 +152,10 @@ pub fn virtual_server(
 }
 
 /// The body of a `virtual_server`, with the VIP and port still unset.
+///
+/// Long on purpose: one match arm per keepalived keyword of the block, a
+/// table to read beside keepalived.conf(5); split up, the table would be
+/// scattered.
 fn service(
     block: &Node,
     r: &mut Reader<'_>,

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use value::{Fields, Spanned};
-pub use vrrp::Instance;
+pub use vrrp::{Instance, Own};
 
 use super::diag::{Pos, Report};
 use super::parser::{self, Grammar, Node};

@@ -39,6 +39,10 @@ pub struct Own {
 const DEFAULT_PRIORITY: u32 = 100;
 
 /// Read a `vrrp_instance`; `None` when it has no name or no VRID.
+///
+/// Long on purpose: one match arm per keepalived keyword of the block, a
+/// table to read beside keepalived.conf(5); split up, the table would be
+/// scattered.
 pub fn instance(
     block: &Node,
     default_version: Option<u8>,
