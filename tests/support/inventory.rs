@@ -14,9 +14,10 @@
 //!   rs02:80;
 //! * the lab's controller (.10) and client (.100).
 //!
-//! The text keeps the example's layout, which some tests rely on: the
-//! cluster name on line 1, keepalived02 on line 4, and a real server of
-//! the service on one line, `- { host: rs01, port: 80 }`.
+//! The builder only makes valid inventories; the tests that need a broken
+//! one patch the rendered text, and rely on its layout for that:
+//! keepalived02's `priority: 70 ` is on line 4, the client's address on a
+//! line `  client: ADDRESS`.
 
 use std::fmt;
 
