@@ -1,7 +1,6 @@
 //! `plan`, `apply`, `rollback` against the lab: real sshd on every host,
 //! the controller running `lbdeploy` as an operator would, the host side
-//! activating and confirming for real. Each test has its own subnet
-//! (10.77.61–69.0/24).
+//! activating and confirming for real. Each lab has a subnet of its own.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::lab_or_skip;
-use crate::support::lab::{
-    LBDEPLOY, TempDir, TestLab, describe, example_inventory,
-};
+use crate::support::inventory::Inventory;
+use crate::support::lab::{LBDEPLOY, TempDir, TestLab, describe};
+use crate::support::subnet::Subnet;
 
 /// Every file apply manages on the example cluster's hosts.
 const MANAGED: [&str; 3] = [
@@ -54,12 +53,6 @@ fn read(lab: &TestLab, host: &str, path: &str) -> String {
     lab.exec_ok(host, &format!("cat {path}"))
 }
 
-fn edit_inventory(lab: &TestLab, from: &str, to: &str) {
-    let text = std::fs::read_to_string(lab.inventory()).unwrap();
-    assert!(text.contains(from), "the inventory has no `{from}`");
-    std::fs::write(lab.inventory(), text.replacen(from, to, 1)).unwrap();
-}
-
 /// Wait until `cond`, polling, at most `bound`.
 fn wait_until(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let until = Instant::now() + bound;
@@ -71,7 +64,10 @@ fn wait_until(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn first_apply_changes_every_host_and_the_second_nothing() {
-    let lab = lab_or_skip!("apply-idempotent", example_inventory(61));
+    let lab = lab_or_skip!(
+        "apply-idempotent",
+        Inventory::example(Subnet::allocate())
+    );
     let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
     assert!(
         out.contains("Plan: 4 hosts to change, 0 unchanged, 0 unreachable."),
@@ -112,7 +108,8 @@ fn first_apply_changes_every_host_and_the_second_nothing() {
 
 #[test]
 fn drift_is_planned_exactly_and_repaired() {
-    let lab = lab_or_skip!("apply-drift", example_inventory(62));
+    let lab =
+        lab_or_skip!("apply-drift", Inventory::example(Subnet::allocate()));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     lab.exec_ok(
         "rs01",
@@ -170,13 +167,10 @@ fn drift_is_planned_exactly_and_repaired() {
 
 #[test]
 fn a_weight_change_plans_only_the_directors_lines() {
-    let lab = lab_or_skip!("apply-weight", example_inventory(63));
+    let inventory = Inventory::example(Subnet::allocate());
+    let lab = lab_or_skip!("apply-weight", inventory);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    edit_inventory(
-        &lab,
-        "- { host: rs01, port: 80 }",
-        "- { host: rs01, port: 80, weight: 3 }",
-    );
+    lab.rewrite_inventory(&inventory.weight("rs01", 3));
     let plan = lab.lbdeploy_exit(0, &["--json", "plan"]);
     let plan: Value = serde_json::from_str(&plan).unwrap();
     let changed: Vec<&str> = plan["hosts"]
@@ -212,17 +206,14 @@ fn a_weight_change_plans_only_the_directors_lines() {
 
 #[test]
 fn rollback_restores_the_first_generation_byte_for_byte() {
-    let lab = lab_or_skip!("apply-rollback", example_inventory(64));
+    let inventory = Inventory::example(Subnet::allocate());
+    let lab = lab_or_skip!("apply-rollback", inventory);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let first: Vec<String> = HOSTS
         .iter()
         .map(|h| read(&lab, h, "/etc/lbdeploy/agent.yml"))
         .collect();
-    edit_inventory(
-        &lab,
-        "- { host: rs02, port: 80 }",
-        "- { host: rs02, port: 80, weight: 5 }",
-    );
+    lab.rewrite_inventory(&inventory.weight("rs02", 5));
     let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
     assert!(out.contains("generation 2 recorded"), "{out}");
     assert_ne!(read(&lab, "keepalived01", "/etc/lbdeploy/agent.yml"), first[0]);
@@ -277,7 +268,8 @@ const KILL_SESSIONS: &str = "me=$(readlink /proc/self/ns/net); \
 
 #[test]
 fn a_connection_killed_mid_apply_leaves_old_or_new_files_and_rerun_converges() {
-    let lab = lab_or_skip!("apply-killed", example_inventory(65));
+    let lab =
+        lab_or_skip!("apply-killed", Inventory::example(Subnet::allocate()));
     let scratch = TempDir::new("apply-killed-bin");
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let old = stat(&lab, "rs01");
@@ -339,7 +331,8 @@ fn a_connection_killed_mid_apply_leaves_old_or_new_files_and_rerun_converges() {
 
 #[test]
 fn an_unconfirmed_host_rolls_back_by_itself() {
-    let lab = lab_or_skip!("apply-magic", example_inventory(66));
+    let inventory = Inventory::example(Subnet::allocate());
+    let lab = lab_or_skip!("apply-magic", inventory);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let first = read(&lab, "keepalived02", "/etc/lbdeploy/agent.yml");
     let status = lab.status();
@@ -353,11 +346,7 @@ fn an_unconfirmed_host_rolls_back_by_itself() {
         })
         .and_then(|p| p["pid"].as_i64())
         .unwrap();
-    edit_inventory(
-        &lab,
-        "- { host: rs01, port: 80 }",
-        "- { host: rs01, port: 80, weight: 2 }",
-    );
+    lab.rewrite_inventory(&inventory.weight("rs01", 2));
     // After keepalived02 is activated its sshd stops listening: the open
     // connection lives on, but the confirmation needs a new one.
     let smoke = format!(
@@ -387,7 +376,8 @@ fn an_unconfirmed_host_rolls_back_by_itself() {
 
 #[test]
 fn a_second_apply_fails_fast_naming_the_first() {
-    let lab = lab_or_skip!("apply-lock", example_inventory(67));
+    let lab =
+        lab_or_skip!("apply-lock", Inventory::example(Subnet::allocate()));
     let inv = lab.inventory().to_string_lossy().into_owned();
     let mut first = lab
         .lab_cmd(&[
@@ -451,11 +441,9 @@ fn an_invalid_inventory_fails_before_any_connection() {
     )
     .unwrap();
     let inv = dir.path().join("inventory.yml");
-    std::fs::write(
-        &inv,
-        example_inventory(68).replace("priority: 70", "priority: 700"),
-    )
-    .unwrap();
+    let valid = Inventory::example(Subnet::allocate()).to_string();
+    std::fs::write(&inv, valid.replace("priority: 70 ", "priority: 700 "))
+        .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     for cmd in [&["apply", "--yes"][..], &["plan"], &["rollback", "--yes"]] {
         let out = Command::new(LBDEPLOY)
@@ -523,7 +511,8 @@ fn unreachable_hosts_are_reported_each_with_a_hint() {
 
 #[test]
 fn a_stale_host_lock_is_named_and_broken_with_unlock() {
-    let lab = lab_or_skip!("apply-unlock", example_inventory(70));
+    let lab =
+        lab_or_skip!("apply-unlock", Inventory::example(Subnet::allocate()));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     // An apply that died on rs01 while it held the host's lock.
     lab.exec_ok(

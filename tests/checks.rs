@@ -20,8 +20,10 @@ use md5::{Digest, Md5};
 use serde_json::Value;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TestLab, lab_hosts, within};
+use crate::support::inventory::Inventory;
+use crate::support::lab::{TestLab, within};
 use crate::support::sinks::Sink;
+use crate::support::subnet::Subnet;
 
 /// Every check's schedule in these labs.
 const DELAY_LOOP: Duration = Duration::from_secs(1);
@@ -56,34 +58,29 @@ fn up_bound() -> Duration {
     up_within(timing(RISE)) + TIMEOUT + DELAY_LOOP
 }
 
-/// The example cluster on 10.77.`n`.0/24: rs01 with a TCP check, rs02
+/// The example cluster as service `web`: rs01 with a TCP check, rs02
 /// with an HTTP check of its page (status 200 and the digest of `rs02\n`)
-/// and `rise: 2`; `service` and `top` add lines to the service and to the
-/// top level.
-fn inventory(n: u8, service: &str, top: &str) -> String {
+/// and `rise: 2`.
+fn checked(s: Subnet) -> Inventory {
     let digest = lbdeploy::util::hex::hex(&Md5::digest(b"rs02\n"));
     let timing = format!(
         "connect_timeout: {}ms, retry: {RETRY}, delay_before_retry: {}ms",
         TIMEOUT.as_millis(),
         PAUSE.as_millis()
     );
-    let hosts = lab_hosts("checks", n);
-    format!(
-        "{hosts}vrrp_instances:
-  - {{ name: VI_1, virtual_router_id: 71, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
-virtual_services:
-  - name: web
-    vip: 10.77.{n}.200
-    port: 80
-    scheduler: rr
-    delay_loop: {}ms
-{service}    real_servers:
-      - {{ host: rs01, port: 80, checks: [{{ tcp: {{ {timing} }} }}] }}
-      - {{ host: rs02, port: 80, checks: [{{ http_get: {{ path: /lvstest.html, digest: {digest}, rise: {RISE}, {timing} }} }}] }}
-lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
-{top}",
-        DELAY_LOOP.as_millis()
-    )
+    Inventory::example(s)
+        .cluster("checks")
+        .virtual_router_id(71)
+        .service_option("name: web")
+        .service_option(&format!("delay_loop: {}ms", DELAY_LOOP.as_millis()))
+        .check("rs01", &format!("{{ tcp: {{ {timing} }} }}"))
+        .check(
+            "rs02",
+            &format!(
+                "{{ http_get: {{ path: /lvstest.html, digest: {digest}, \
+                 rise: {RISE}, {timing} }} }}"
+            ),
+        )
 }
 
 /// What keepalived01's agent says of real server `rip` of `web`.
@@ -101,13 +98,13 @@ fn verdict(lab: &TestLab, rip: &str) -> Option<bool> {
 /// within the bound.
 fn break_and_mend(
     lab: &TestLab,
-    n: u8,
+    s: Subnet,
     what: &str,
     args: &str,
     reason: &str,
     ports: u16,
 ) {
-    let rip = format!("10.77.{n}.22");
+    let rip = s.addr(22);
     let start = Instant::now();
     lab.swap_responder("rs02", args);
     within(down_bound(), &format!("rs02 marked down for {what}"), || {
@@ -117,7 +114,7 @@ fn break_and_mend(
     let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
     let line = format!("real server {rip} of web is down: {reason}");
     assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
-    let seen = lab.answers(&format!("http://10.77.{n}.200/"), ports, 20);
+    let seen = lab.answers(&s.url(), ports, 20);
     assert_eq!(seen.get("rs01"), Some(&20), "{what}: {seen:?}");
 
     let start = Instant::now();
@@ -143,12 +140,12 @@ fn break_and_mend(
 
 #[test]
 fn http_checks_catch_a_wrong_status_a_changed_page_and_a_slow_answer() {
-    let n = 94;
-    let lab = lab_or_skip!("checks-http", inventory(n, "", ""));
-    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("checks-http", checked(s));
+    lab.apply_until_forwarding(&s.vip());
     break_and_mend(
         &lab,
-        n,
+        s,
         "a 503",
         "--name rs02 --status 503",
         "status 503, not 200",
@@ -157,7 +154,7 @@ fn http_checks_catch_a_wrong_status_a_changed_page_and_a_slow_answer() {
     let changed = lbdeploy::util::hex::hex(&Md5::digest(b"rs02-v2\n"));
     break_and_mend(
         &lab,
-        n,
+        s,
         "a changed page",
         "--name rs02-v2",
         &format!("body digest {changed}"),
@@ -165,12 +162,13 @@ fn http_checks_catch_a_wrong_status_a_changed_page_and_a_slow_answer() {
     );
     break_and_mend(
         &lab,
-        n,
+        s,
         "an answer after the timeout",
         "--name rs02 --delay 3s",
         &format!(
-            "GET /lvstest.html from 10.77.{n}.22:80: no complete answer \
-             within {TIMEOUT:?}"
+            "GET /lvstest.html from {}:80: no complete answer within \
+             {TIMEOUT:?}",
+            s.addr(22)
         ),
         42000,
     );
@@ -207,32 +205,36 @@ fn email(sink: &Sink, bound: Duration, subject: &str) -> String {
     dialogue
 }
 
-fn notification(n: u8, webhook: &str, smtp_port: u16) -> String {
+/// A `notification` block: webhooks to `webhook`, emails through the
+/// controller's port `smtp_port`.
+fn notification(s: Subnet, webhook: &str, smtp_port: u16) -> String {
     format!(
         "notification:
   webhook: {webhook}
-  email: {{ to: [ops@example.org], from: lb@example.org, smtp_server: '10.77.{n}.10:{smtp_port}', timeout: 30s }}
-"
+  email: {{ to: [ops@example.org], from: lb@example.org, smtp_server: '{}:{smtp_port}', timeout: 30s }}
+",
+        s.addr(10)
     )
 }
 
 #[test]
 fn a_running_director_notifies_by_webhook_and_email() {
-    let n = 95;
-    let hook = format!("http://10.77.{n}.10:{WEBHOOK_PORT}/hook");
-    let lab = lab_or_skip!(
-        "checks-notify",
-        inventory(n, "    quorum: 2\n", &notification(n, &hook, SMTP_PORT))
-    );
+    let s = Subnet::allocate();
+    let hook = format!("http://{}:{WEBHOOK_PORT}/hook", s.addr(10));
+    let inventory = checked(s)
+        .service_option("quorum: 2")
+        .top(&notification(s, &hook, SMTP_PORT));
+    let cluster = inventory.cluster_name();
+    let lab = lab_or_skip!("checks-notify", inventory);
     let controller = lab.netns("controller");
     let hooks = Sink::webhook(&controller, WEBHOOK_PORT);
     let mails = Sink::smtp(&controller, SMTP_PORT);
-    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
+    lab.apply_until_forwarding(&s.vip());
     let soon = Duration::from_secs(5);
     let master = webhook(&hooks, soon, "keepalived01 master", |v| {
         v["event"] == "vrrp" && v["state"] == "master"
     });
-    assert_eq!(master["cluster"], format!("checks-{n}"));
+    assert_eq!(master["cluster"], cluster);
     assert_eq!(
         (&master["instance"], &master["priority"]),
         (&"VI_1".into(), &120.into()),
@@ -241,13 +243,13 @@ fn a_running_director_notifies_by_webhook_and_email() {
     email(
         &mails,
         soon,
-        &format!("[checks-{n}] keepalived01: VRRP instance VI_1 is now MASTER"),
+        &format!("[{cluster}] keepalived01: VRRP instance VI_1 is now MASTER"),
     );
 
     // rs02 stops: it goes down, and with it the service's quorum of 2.
     lab.exec_ok("rs02", &kill_here("[l]bdeploy lab responder"));
     let bound = down_bound() + soon;
-    let rip = format!("10.77.{n}.22");
+    let rip = s.addr(22);
     let down = webhook(&hooks, bound, "rs02 down", |v| {
         v["event"] == "real_server" && v["up"] == false
     });
@@ -264,7 +266,7 @@ fn a_running_director_notifies_by_webhook_and_email() {
         "{lost}"
     );
     let subject =
-        format!("[checks-{n}] keepalived01: real server {rip} of web is DOWN");
+        format!("[{cluster}] keepalived01: real server {rip} of web is DOWN");
     assert!(
         email(&mails, soon, &subject).contains(reason),
         "the reason in the body"
@@ -272,7 +274,7 @@ fn a_running_director_notifies_by_webhook_and_email() {
     email(
         &mails,
         soon,
-        &format!("[checks-{n}] keepalived01: service web lost quorum"),
+        &format!("[{cluster}] keepalived01: service web lost quorum"),
     );
 
     // Back: the quorum is regained.
@@ -288,16 +290,16 @@ fn a_running_director_notifies_by_webhook_and_email() {
     email(
         &mails,
         soon,
-        &format!("[checks-{n}] keepalived01: service web gained quorum"),
+        &format!("[{cluster}] keepalived01: service web gained quorum"),
     );
 }
 
 #[test]
 fn a_hung_mail_server_and_a_dead_webhook_do_not_delay_the_checks() {
-    let n = 96;
-    let lab = lab_or_skip!("checks-hung-notifier", inventory(n, "", ""));
-    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
-    let rip = format!("10.77.{n}.22");
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("checks-hung-notifier", checked(s));
+    lab.apply_until_forwarding(&s.vip());
+    let rip = s.addr(22);
     let measure = |label: &str| {
         let start = Instant::now();
         lab.exec_ok("rs02", &kill_here("[l]bdeploy lab responder"));
@@ -322,13 +324,12 @@ fn a_hung_mail_server_and_a_dead_webhook_do_not_delay_the_checks() {
     // A mail server that accepts and never answers (the agent gives up
     // after 30 s), and a webhook on a port nobody listens on.
     let hung = Sink::silent(&lab.netns("controller"), SMTP_PORT);
-    let dead = format!("http://10.77.{n}.10:9/hook");
-    let text = inventory(n, "", &notification(n, &dead, SMTP_PORT));
-    std::fs::write(lab.inventory(), text).expect("rewriting the inventory");
+    let dead = format!("http://{}:9/hook", s.addr(10));
+    lab.rewrite_inventory(&checked(s).top(&notification(s, &dead, SMTP_PORT)));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     measure("with a hung mail server and a dead webhook");
     let peer = hung.next(Duration::from_secs(1), |p| {
-        p.starts_with(&format!("10.77.{n}.11:"))
+        p.starts_with(&format!("{}:", s.addr(11)))
     });
     assert!(peer.is_some(), "keepalived01 never tried the hung mail server");
 }
@@ -358,15 +359,19 @@ fn half_open_timing() -> Timing {
 /// (RST) and when it is unplugged (no answer), and comes back each time.
 #[test]
 fn a_half_open_check_never_opens_a_connection_yet_sees_a_server_stop() {
-    let n = 58;
-    let half_open = inventory(n, "", "").replace(
-        "tcp: { connect_timeout: 1000ms, retry: 1,",
-        "tcp: { half_open: true, connect_timeout: 2500ms, retry: 0,",
+    let s = Subnet::allocate();
+    let half_open = checked(s).check(
+        "rs01",
+        &format!(
+            "{{ tcp: {{ half_open: true, connect_timeout: {}ms, retry: 0, \
+             delay_before_retry: {}ms }} }}",
+            HALF_OPEN_TIMEOUT.as_millis(),
+            PAUSE.as_millis()
+        ),
     );
-    assert!(half_open.contains("half_open"));
     let lab = lab_or_skip!("checks-syn", half_open);
-    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
-    let rip = format!("10.77.{n}.21");
+    lab.apply_until_forwarding(&s.vip());
+    let rip = s.addr(21);
     let down_bound =
         down_within(half_open_timing(), HALF_OPEN_TIMEOUT) + DELAY_LOOP;
     let up_bound = up_within(half_open_timing()) + HALF_OPEN_TIMEOUT;
@@ -400,10 +405,11 @@ fn a_half_open_check_never_opens_a_connection_yet_sees_a_server_stop() {
 table inet lossy {{
   chain input {{
     type filter hook input priority -10;
-    ip saddr 10.77.{n}.11 tcp dport 80 tcp flags syn numgen inc mod 2 == 0 counter drop
+    ip saddr {} tcp dport 80 tcp flags syn numgen inc mod 2 == 0 counter drop
   }}
 }}
-EOF"
+EOF",
+            s.addr(11)
         ),
     );
     let until = Instant::now() + DELAY_LOOP * 8;
@@ -432,7 +438,7 @@ EOF"
         "real server {rip} of web is down: SYN to {rip}:80: refused (RST)"
     );
     assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
-    let seen = lab.answers(&format!("http://10.77.{n}.200/"), 43000, 20);
+    let seen = lab.answers(&s.url(), 43000, 20);
     assert_eq!(seen.get("rs02"), Some(&20), "{seen:?}");
 
     let start = Instant::now();

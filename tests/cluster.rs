@@ -15,46 +15,28 @@ use lbdeploy::agent::vrrp::packet::Version;
 use lbdeploy::lab::demo::kill_here;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TempDir, TestLab, lab_hosts, within};
+use crate::support::inventory::Inventory;
+use crate::support::lab::{TempDir, TestLab, within};
+use crate::support::subnet::Subnet;
 
-const N: u8 = 87;
+/// The TCP check on a fast schedule (with the service's `delay_loop` of
+/// 1 s): down within 1 s + 2 × 1 s + 1 × 0.5 s.
+const TCP: &str =
+    "{ tcp: { connect_timeout: 1s, retry: 1, delay_before_retry: 500ms } }";
 
-/// The example cluster with a TCP check per real server, on a fast
-/// schedule: down within 1 s + 2 × 1 s + 1 × 0.5 s.
-fn inventory() -> String {
-    format!(
-        "{}vrrp_instances:
-  - name: VI_1
-    virtual_router_id: 61
-    virtual_addresses: [{{ address: 10.77.{N}.200/24 }}]
-virtual_services:
-  - vip: 10.77.{N}.200
-    port: 80
-    scheduler: rr
-    delay_loop: 1s
-    real_servers:
-      - {{ host: rs01, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 1, delay_before_retry: 500ms }} }}] }}
-      - {{ host: rs02, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 1, delay_before_retry: 500ms }} }}] }}
-lab:
-  controller: 10.77.{N}.10/24
-  client: 10.77.{N}.100/24
-",
-        lab_hosts("cluster", N)
-    )
+/// The example cluster with [`TCP`] checking each real server.
+fn checked(s: Subnet) -> Inventory {
+    Inventory::example(s)
+        .cluster("cluster")
+        .virtual_router_id(61)
+        .service_option("delay_loop: 1s")
+        .check("rs01", TCP)
+        .check("rs02", TCP)
 }
 
-fn vip() -> String {
-    format!("10.77.{N}.200")
-}
-
-/// Who answered `count` requests from ports `base…`; failures count as "".
-fn spread(lab: &TestLab, base: u16, count: u16) -> BTreeMap<String, usize> {
-    lab.answers(&format!("http://{}/", vip()), base, count)
-}
-
-fn holds_vip(lab: &TestLab, host: &str) -> bool {
+fn holds_vip(lab: &TestLab, s: Subnet, host: &str) -> bool {
     lab.exec_ok(host, "ip -o -4 addr show eth0")
-        .contains(&format!(" {}/", vip()))
+        .contains(&format!(" {}/", s.vip()))
 }
 
 fn pid_of(lab: &TestLab, host: &str, kind: &str) -> i64 {
@@ -72,7 +54,8 @@ fn pid_of(lab: &TestLab, host: &str, kind: &str) -> i64 {
 
 #[test]
 fn the_cluster_balances_drops_a_dead_server_and_survives_its_master() {
-    let lab = lab_or_skip!("cluster", inventory());
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("cluster", checked(s));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     // keepalived01 has the higher priority: master once its Master_Down
     // timer ran out, and then forwarding.
@@ -80,16 +63,19 @@ fn the_cluster_balances_drops_a_dead_server_and_survives_its_master() {
     within(
         mdi + Duration::from_secs(2),
         "keepalived01 holding the VIP",
-        || holds_vip(&lab, "keepalived01"),
+        || holds_vip(&lab, s, "keepalived01"),
     );
     within(Duration::from_secs(5), "traffic through the VIP", || {
-        lab.exec("client", &format!("curl -sf --max-time 1 http://{}/", vip()))
+        lab.exec("client", &format!("curl -sf --max-time 1 {}", s.url()))
             .status
             .success()
     });
-    assert!(!holds_vip(&lab, "keepalived02"), "the VIP is on both directors");
+    assert!(
+        !holds_vip(&lab, s, "keepalived02"),
+        "the VIP is on both directors"
+    );
 
-    let seen = spread(&lab, 40000, 100);
+    let seen = lab.answers(&s.url(), 40000, 100);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["rs01", "rs02"], "{seen:?}");
     for n in seen.values() {
         assert!((35..=65).contains(n), "{seen:?}");
@@ -107,9 +93,9 @@ fn the_cluster_balances_drops_a_dead_server_and_survives_its_master() {
     let bound = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
     within(bound, "rs02 marked down", || {
         lab.exec_ok("keepalived01", "lbdeploy agent status --json")
-            .contains(&format!("\"10.77.{N}.22\": false"))
+            .contains(&format!("\"{}\": false", s.addr(22)))
     });
-    let seen = spread(&lab, 41000, 200);
+    let seen = lab.answers(&s.url(), 41000, 200);
     assert_eq!(
         seen.get("rs01"),
         Some(&200),
@@ -129,17 +115,17 @@ fn the_cluster_balances_drops_a_dead_server_and_survives_its_master() {
     let took = within(
         backup_mdi + Duration::from_millis(500),
         "keepalived02 taking the VIP",
-        || holds_vip(&lab, "keepalived02"),
+        || holds_vip(&lab, s, "keepalived02"),
     );
     eprintln!(
         "failover: VIP on keepalived02 {took:?} after kill -9 (bound {backup_mdi:?})"
     );
     within(Duration::from_secs(5), "traffic through keepalived02", || {
-        lab.exec("client", &format!("curl -sf --max-time 1 http://{}/", vip()))
+        lab.exec("client", &format!("curl -sf --max-time 1 {}", s.url()))
             .status
             .success()
     });
-    let seen = spread(&lab, 42000, 20);
+    let seen = lab.answers(&s.url(), 42000, 20);
     assert_eq!(seen.get("rs01"), Some(&20), "{seen:?}");
 }
 
@@ -149,12 +135,9 @@ fn the_cluster_balances_drops_a_dead_server_and_survives_its_master() {
 /// directors would send the same flow to real servers.
 #[test]
 fn the_new_master_does_not_forward_frames_flooded_for_the_old_one() {
-    let n = 88;
-    let inv = inventory()
-        .replace(&format!("10.77.{N}."), &format!("10.77.{n}."))
-        .replace(&format!("cluster-{N}"), &format!("cluster-{n}"));
-    let lab = lab_or_skip!("cluster-flood", inv);
-    let vip = format!("10.77.{n}.200");
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("cluster-flood", checked(s));
+    let vip = s.vip();
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let has_vip = |host: &str| {
         lab.exec_ok(host, "ip -o -4 addr show eth0")
@@ -235,12 +218,9 @@ fn the_new_master_does_not_forward_frames_flooded_for_the_old_one() {
 /// until the new master has announced itself.
 #[test]
 fn a_planned_switchover_loses_no_request() {
-    let n = 89;
-    let inv = inventory()
-        .replace(&format!("10.77.{N}."), &format!("10.77.{n}."))
-        .replace(&format!("cluster-{N}"), &format!("cluster-{n}"));
-    let lab = lab_or_skip!("cluster-switchover", inv);
-    let vip = format!("10.77.{n}.200");
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("cluster-switchover", checked(s));
+    let vip = s.vip();
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
     within(mdi + Duration::from_secs(2), "keepalived01 master", || {
@@ -286,28 +266,19 @@ fn a_planned_switchover_loses_no_request() {
 /// quorum returns, and takes it again with every real server down.
 #[test]
 fn the_sorry_server_answers_below_quorum_and_with_every_server_down() {
-    let n = 90;
-    let tcp = "checks: [{ tcp: { connect_timeout: 1s, retry: 0 } }]";
-    let inv = format!(
-        "{}  - {{ name: sorry, address: 10.77.{n}.23/24, interface: eth0 }}
-vrrp_instances:
-  - {{ name: VI_1, virtual_router_id: 62, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
-virtual_services:
-  - vip: 10.77.{n}.200
-    port: 80
-    scheduler: rr
-    delay_loop: 1s
-    quorum: 2
-    sorry_server: 10.77.{n}.23:80
-    real_servers:
-      - {{ host: rs01, port: 80, {tcp} }}
-      - {{ host: rs02, port: 80, {tcp} }}
-lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
-",
-        lab_hosts("sorry", n)
-    );
+    let s = Subnet::allocate();
+    let tcp = "{ tcp: { connect_timeout: 1s, retry: 0 } }";
+    let inv = Inventory::example(s)
+        .cluster("sorry")
+        .real_server("sorry", 23)
+        .virtual_router_id(62)
+        .service_option("delay_loop: 1s")
+        .service_option("quorum: 2")
+        .service_option(&format!("sorry_server: {}:80", s.addr(23)))
+        .check("rs01", tcp)
+        .check("rs02", tcp);
     let lab = lab_or_skip!("cluster-sorry", inv);
-    let url = format!("http://10.77.{n}.200/");
+    let url = s.url();
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     // Who answers 20 requests from new client ports (`base`…).
     let who = |base: u16| -> Vec<String> {
@@ -348,13 +319,10 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
 /// first check after anyone else's nftables transaction).
 #[test]
 fn a_table_removed_by_hand_is_put_back() {
-    let n = 91;
-    let inv = inventory()
-        .replace(&format!("10.77.{N}."), &format!("10.77.{n}."))
-        .replace(&format!("cluster-{N}"), &format!("cluster-{n}"));
-    let lab = lab_or_skip!("cluster-tamper", inv);
-    let url = format!("http://10.77.{n}.200/");
-    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("cluster-tamper", checked(s));
+    let url = s.url();
+    lab.apply_until_forwarding(&s.vip());
     lab.exec_ok("keepalived01", "nft delete table netdev lbdeploy");
     let bound =
         lbdeploy::agent::director::forward::RECHECK + Duration::from_secs(2);
@@ -389,31 +357,21 @@ fn a_table_removed_by_hand_is_put_back() {
 /// as in production: rs03's web server stops, then comes back.
 #[test]
 fn one_server_of_three_leaving_and_returning_moves_only_its_own_flows() {
-    let n = 99;
-    let tcp = "checks: [{ tcp: { connect_timeout: 1s, retry: 1, delay_before_retry: 500ms } }]";
-    let inv = format!(
-        "{}  - {{ name: rs03, address: 10.77.{n}.23/24, interface: eth0 }}
-vrrp_instances:
-  - {{ name: VI_1, virtual_router_id: 63, virtual_addresses: [{{ address: 10.77.{n}.200/24 }}] }}
-virtual_services:
-  - vip: 10.77.{n}.200
-    port: 80
-    scheduler: rr
-    persistence_timeout: 300s
-    delay_loop: 1s
-    real_servers:
-      - {{ host: rs01, port: 80, {tcp} }}
-      - {{ host: rs02, port: 80, {tcp} }}
-      - {{ host: rs03, port: 80, {tcp} }}
-lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
-",
-        lab_hosts("moves", n)
-    );
+    let s = Subnet::allocate();
+    let inv = Inventory::example(s)
+        .cluster("moves")
+        .real_server("rs03", 23)
+        .backend("rs03")
+        .virtual_router_id(63)
+        .service_option("persistence_timeout: 300s")
+        .service_option("delay_loop: 1s")
+        .check("rs01", TCP)
+        .check("rs02", TCP)
+        .check("rs03", TCP);
     let lab = lab_or_skip!("cluster-moves", inv);
-    lab.apply_until_forwarding(&format!("10.77.{n}.200"));
-    let url = format!("http://10.77.{n}.200/");
-    let clients: Vec<String> =
-        (101..161).map(|h| format!("10.77.{n}.{h}")).collect();
+    lab.apply_until_forwarding(&s.vip());
+    let url = s.url();
+    let clients: Vec<String> = (101..161).map(|h| s.addr(h)).collect();
     lab.exec_ok(
         "client",
         &clients
@@ -439,9 +397,9 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
             .map(|(a, who)| (a.to_owned(), who.trim().to_owned()))
             .collect()
     };
-    let status = |rip: &str, up: bool| {
+    let status = |rip: u8, up: bool| {
         lab.exec_ok("keepalived01", "lbdeploy agent status --json")
-            .contains(&format!("\"10.77.{n}.{rip}\": {up}"))
+            .contains(&format!("\"{}\": {up}", s.addr(rip)))
     };
     let timing = Timing {
         delay_loop: Duration::from_secs(1),
@@ -460,7 +418,7 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
 
     lab.exec_ok("rs03", &kill_here("[l]bdeploy lab responder"));
     let bound = down_within(timing, Duration::from_secs(1)) + timing.delay_loop;
-    within(bound, "rs03 marked down", || status("23", false));
+    within(bound, "rs03 marked down", || status(23, false));
     let without = flows();
     let mut moved = 0;
     for (addr, was) in &before {
@@ -479,6 +437,6 @@ lab: {{ controller: 10.77.{n}.10/24, client: 10.77.{n}.100/24 }}
 
     lab.swap_responder("rs03", "--name rs03");
     let bound = up_within(timing) + timing.delay_loop;
-    within(bound, "rs03 back up", || status("23", true));
+    within(bound, "rs03 back up", || status(23, true));
     assert_eq!(flows(), before, "rs03 back: every flow where it was");
 }

@@ -17,13 +17,9 @@ use lbdeploy::agent::dataplane::nft::{
 };
 
 use crate::lab_or_skip;
-use crate::support::lab::{TempDir, TestLab, example_inventory, is_root, skip};
-
-const N: u8 = 86;
-
-fn vip() -> String {
-    format!("10.77.{N}.200")
-}
+use crate::support::inventory::Inventory;
+use crate::support::lab::{TempDir, TestLab, is_root, skip};
+use crate::support::subnet::Subnet;
 
 fn mac(lab: &TestLab, host: &str) -> Mac {
     lab.exec_ok(host, "cat /sys/class/net/eth0/address").parse().unwrap()
@@ -31,27 +27,35 @@ fn mac(lab: &TestLab, host: &str) -> Mac {
 
 /// The VIP on the director's eth0 and on the real servers' lo, with ARP
 /// suppressed on the real servers — what VRRP and the real-server agent do.
-fn hold_vip(lab: &TestLab) {
-    lab.exec_ok("keepalived01", &format!("ip addr add {}/24 dev eth0", vip()));
+fn hold_vip(lab: &TestLab, s: Subnet) {
+    lab.exec_ok(
+        "keepalived01",
+        &format!("ip addr add {}/24 dev eth0", s.vip()),
+    );
     for rs in ["rs01", "rs02"] {
         lab.exec_ok(
             rs,
             &format!(
                 "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
                  && ip addr add {}/32 dev lo",
-                vip()
+                s.vip()
             ),
         );
     }
 }
 
-fn install(lab: &TestLab, dir: &TempDir, weights: [u32; 2], persistent: bool) {
-    let backends = ["rs01", "rs02"]
-        .iter()
+fn install(
+    lab: &TestLab,
+    s: Subnet,
+    dir: &TempDir,
+    weights: [u32; 2],
+    persistent: bool,
+) {
+    let backends = [("rs01", 21), ("rs02", 22)]
+        .into_iter()
         .zip(weights)
-        .enumerate()
-        .map(|(i, (host, weight))| {
-            let key = format!("10.77.{N}.{}:80", 21 + i);
+        .map(|((host, rip), weight)| {
+            let key = format!("{}:80", s.addr(rip));
             (Backend { key, weight }, mac(lab, host))
         })
         .collect();
@@ -59,7 +63,7 @@ fn install(lab: &TestLab, dir: &TempDir, weights: [u32; 2], persistent: bool) {
         interface: "eth0".into(),
         mac: mac(lab, "keepalived01"),
         services: vec![Service {
-            vip: vip().parse().unwrap(),
+            vip: s.vip().parse().unwrap(),
             port: 80,
             proto: Proto::Tcp,
             persistent,
@@ -76,13 +80,18 @@ fn install(lab: &TestLab, dir: &TempDir, weights: [u32; 2], persistent: bool) {
 /// Who answered `count` requests from the client, each from its own source
 /// port from `base` on (a port is not reused while its last connection
 /// lingers in TIME_WAIT).
-fn spread(lab: &TestLab, base: u16, count: u16) -> BTreeMap<String, usize> {
+fn spread(
+    lab: &TestLab,
+    s: Subnet,
+    base: u16,
+    count: u16,
+) -> BTreeMap<String, usize> {
     let out = lab.exec_ok(
         "client",
         &format!(
-            "for p in $(seq {base} {}); do curl -s --max-time 2 --local-port $p http://{}/; done",
+            "for p in $(seq {base} {}); do curl -s --max-time 2 --local-port $p {}; done",
             base + count - 1,
-            vip()
+            s.url()
         ),
     );
     let mut seen = BTreeMap::new();
@@ -96,12 +105,13 @@ fn spread(lab: &TestLab, base: u16, count: u16) -> BTreeMap<String, usize> {
 
 #[test]
 fn nft_dsr_spreads_flows_by_weight_and_keeps_connections_whole() {
-    let lab = lab_or_skip!("dataplane-nft", example_inventory(N));
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("dataplane-nft", Inventory::example(s));
     let dir = TempDir::new("dataplane-nft-rules");
-    hold_vip(&lab);
+    hold_vip(&lab, s);
 
-    install(&lab, &dir, [1, 1], false);
-    let seen = spread(&lab, 40000, 200);
+    install(&lab, s, &dir, [1, 1], false);
+    let seen = spread(&lab, s, 40000, 200);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["rs01", "rs02"], "{seen:?}");
     assert_eq!(seen.values().sum::<usize>(), 200, "every request answered");
     for (host, n) in &seen {
@@ -117,7 +127,7 @@ fn nft_dsr_spreads_flows_by_weight_and_keeps_connections_whole() {
             &format!(
                 "(printf 'GET / HTTP/1.0\\r\\n'; sleep 0.2; printf 'X-Slow: 1\\r\\n'; \
                  sleep 0.2; printf '\\r\\n') | busybox nc -p {p} {} 80",
-                vip()
+                s.vip()
             ),
         );
         assert!(
@@ -133,13 +143,13 @@ fn nft_dsr_spreads_flows_by_weight_and_keeps_connections_whole() {
         "8 slow connections all on one server: {answered:?}"
     );
 
-    install(&lab, &dir, [3, 1], false);
-    let seen = spread(&lab, 42000, 200);
+    install(&lab, s, &dir, [3, 1], false);
+    let seen = spread(&lab, s, 42000, 200);
     let rs01 = seen.get("rs01").copied().unwrap_or(0) as f64 / 200.0;
     assert!((0.65..=0.85).contains(&rs01), "3:1 gave {seen:?}");
 
-    install(&lab, &dir, [1, 1], true);
-    let seen = spread(&lab, 44000, 50);
+    install(&lab, s, &dir, [1, 1], true);
+    let seen = spread(&lab, s, 44000, 50);
     assert_eq!(
         seen.len(),
         1,

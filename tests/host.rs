@@ -1,8 +1,7 @@
 //! The host side of `apply` (issue #4): `lbdeploy host activate|confirm|
 //! watchdog|unlock`, run for real against a scratch root
-//! (`LBDEPLOY_HOST_ROOT`), plus one activation in a lab host (subnet
-//! 10.77.60.0/24) with real paths, real sysctls and a confirmation over a
-//! new SSH connection.
+//! (`LBDEPLOY_HOST_ROOT`), plus one activation in a lab host with real
+//! paths, real sysctls and a confirmation over a new SSH connection.
 //!
 //! Timed waits poll with a bound derived from the confirmation timeout;
 //! [`Host`]'s drop kills any watchdog still waiting, even on panic.
@@ -16,7 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use crate::lab_or_skip;
-use crate::support::lab::{LBDEPLOY, TempDir, describe, example_inventory};
+use crate::support::inventory::Inventory;
+use crate::support::lab::{LBDEPLOY, TempDir, describe};
+use crate::support::subnet::Subnet;
 
 const STATE: &str = "var/lib/lbdeploy";
 const FORWARD: &str = "proc/sys/net/ipv4/ip_forward";
@@ -456,7 +457,8 @@ fn confirm_of_unknown_generation_fails() {
 /// confirmation over a new SSH connection from the controller.
 #[test]
 fn lab_activation_confirmed_over_a_new_ssh_connection() {
-    let lab = lab_or_skip!("host-activate", example_inventory(60));
+    let lab =
+        lab_or_skip!("host-activate", Inventory::example(Subnet::allocate()));
     let dir = TempDir::new("host-lab-activation");
     let file = dir.path().join("activation.json");
     let mut a = activation(1, &[(AGENT, 0o644, "lab\n")], 60_000);

@@ -1,22 +1,24 @@
 //! `lbdeploy lab` (issue #3): every inventory host a namespace host with
 //! its own files, sysctls and sshd; `down` leaves nothing behind.
 //!
-//! Each test has its own subnet 10.77.N.0/24 (N is in the test's first
-//! line), so they run in parallel.
+//! Each lab has a subnet of its own ([`Subnet::allocate`]), so the tests
+//! run in parallel.
 
 use std::process::Command;
 use std::time::Duration;
 
 use crate::lab_or_skip;
+use crate::support::inventory::Inventory;
 use crate::support::lab::{
-    LBDEPLOY, Remains, TempDir, describe, example_inventory, is_root, skip,
+    LBDEPLOY, Remains, TempDir, describe, is_root, skip,
 };
+use crate::support::subnet::Subnet;
 
 const MANAGED: [&str; 4] = ["keepalived01", "keepalived02", "rs01", "rs02"];
 
 #[test]
 fn controller_reaches_every_host_over_ssh() {
-    let lab = lab_or_skip!("ssh", example_inventory(1));
+    let lab = lab_or_skip!("ssh", Inventory::example(Subnet::allocate()));
     for host in MANAGED {
         let out = lab.ssh("controller", host, "true");
         assert!(out.status.success(), "ssh {host} true\n{}", describe(&out));
@@ -35,7 +37,7 @@ fn controller_reaches_every_host_over_ssh() {
 
 #[test]
 fn managed_paths_are_private_to_each_host() {
-    let lab = lab_or_skip!("files", example_inventory(2));
+    let lab = lab_or_skip!("files", Inventory::example(Subnet::allocate()));
     let marker = format!("marker-{}", std::process::id());
     for path in [
         "/etc/lbdeploy",
@@ -71,7 +73,7 @@ fn managed_paths_are_private_to_each_host() {
 
 #[test]
 fn sysctls_are_per_host() {
-    let lab = lab_or_skip!("sysctl", example_inventory(3));
+    let lab = lab_or_skip!("sysctl", Inventory::example(Subnet::allocate()));
     let key = "net.ipv4.conf.all.arp_ignore";
     let machine =
         std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/arp_ignore")
@@ -88,8 +90,9 @@ fn sysctls_are_per_host() {
 
 #[test]
 fn client_reaches_each_responder_at_its_rip() {
-    let lab = lab_or_skip!("http", example_inventory(4));
-    for (host, rip) in [("rs01", "10.77.4.21"), ("rs02", "10.77.4.22")] {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("http", Inventory::example(s));
+    for (host, rip) in [("rs01", s.addr(21)), ("rs02", s.addr(22))] {
         let out = lab.curl("client", &format!("http://{rip}/"));
         assert!(out.status.success(), "{}", describe(&out));
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{host}\n"));
@@ -102,7 +105,7 @@ fn client_reaches_each_responder_at_its_rip() {
     // The responder binds the wildcard address, so a VIP on `lo` is served
     // as soon as it is there (what the real-server agent will do). Without
     // ARP suppression rs01 answers ARP for it: the client gets there.
-    lab.exec_ok("rs01", "ip addr add 10.77.4.200/32 dev lo");
+    lab.exec_ok("rs01", &format!("ip addr add {}/32 dev lo", s.vip()));
     let out = lab.curl_vip();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -114,7 +117,7 @@ fn client_reaches_each_responder_at_its_rip() {
 
 #[test]
 fn down_leaves_nothing_behind_and_a_second_down_is_a_noop() {
-    let mut lab = lab_or_skip!("down", example_inventory(5));
+    let mut lab = lab_or_skip!("down", Inventory::example(Subnet::allocate()));
     // An SSH session and a stray process in a host must go as well.
     lab.exec_ok("controller", "ssh rs01 sleep 600 >/dev/null 2>&1 &");
     lab.exec_ok("rs02", "sleep 600 >/dev/null 2>&1 &");
@@ -129,13 +132,17 @@ fn down_leaves_nothing_behind_and_a_second_down_is_a_noop() {
 
 #[test]
 fn two_labs_run_side_by_side() {
-    let a = lab_or_skip!("two-a", example_inventory(6));
-    let mut b = lab_or_skip!("two-b", example_inventory(7));
+    let (sa, sb) = (Subnet::allocate(), Subnet::allocate());
+    let a = lab_or_skip!("two-a", Inventory::example(sa));
+    let mut b = lab_or_skip!("two-b", Inventory::example(sb));
     assert_ne!(a.status()["id"], b.status()["id"]);
     assert_eq!(a.exec_ok("controller", "ssh rs01 hostname"), "rs01\n");
     assert_eq!(b.exec_ok("controller", "ssh rs01 hostname"), "rs01\n");
     // Separate segments: a's client cannot reach b's real server.
-    let out = a.exec("client", "curl -s --max-time 1 http://10.77.7.21/");
+    let out = a.exec(
+        "client",
+        &format!("curl -s --max-time 1 http://{}/", sb.addr(21)),
+    );
     assert!(!out.status.success(), "lab a reached lab b\n{}", describe(&out));
     let remains = Remains::of(&b.status());
     assert!(b.down().status.success());
@@ -145,7 +152,7 @@ fn two_labs_run_side_by_side() {
 
 #[test]
 fn up_twice_is_idempotent_and_up_repairs_a_broken_lab() {
-    let lab = lab_or_skip!("idem", example_inventory(8));
+    let lab = lab_or_skip!("idem", Inventory::example(Subnet::allocate()));
     let before = lab.status();
     let out = lab.lab(&["up"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -185,7 +192,11 @@ fn r3_down_after_an_interrupted_up_cleans_up() {
     }
     let dir = TempDir::new("crash");
     let inventory = dir.path().join("inventory.yml");
-    std::fs::write(&inventory, example_inventory(9)).unwrap();
+    std::fs::write(
+        &inventory,
+        Inventory::example(Subnet::allocate()).to_string(),
+    )
+    .unwrap();
     let state = dir.path().join("state");
     let lab = |sub: &str| {
         let mut c = Command::new(LBDEPLOY);
@@ -222,7 +233,10 @@ fn r3_down_after_an_interrupted_up_cleans_up() {
 fn refuses_addresses_the_machine_has() {
     let dir = TempDir::new("collide");
     let inventory = dir.path().join("inventory.yml");
-    let text = example_inventory(10).replace("10.77.10.100/24", "127.0.0.1/8");
+    let s = Subnet::allocate();
+    let text = Inventory::example(s)
+        .to_string()
+        .replace(&format!("client: {}", s.cidr(100)), "client: 127.0.0.1/8");
     std::fs::write(&inventory, text).unwrap();
     let out = Command::new(LBDEPLOY)
         .arg("-i")

@@ -4,26 +4,24 @@
 //! when a sysctl changes, converged on reload, removed on stop (or kept),
 //! and a refusal to start when the VIP sits on a LAN interface.
 //!
-//! Each test has its own lab on 10.77.71–74.0/24. Bounds come from the
+//! Each test has its own lab, on a subnet of its own. Bounds come from the
 //! issue ("within 1 second") and are measured on the host itself, by a
 //! shell loop that polls and gives up at the bound, never a fixed sleep.
 
 use serde_json::Value;
 
 use crate::lab_or_skip;
-use crate::support::lab::{Remains, TestLab, example_inventory};
+use crate::support::inventory::Inventory;
+use crate::support::lab::{Remains, TestLab};
+use crate::support::subnet::Subnet;
 
 /// The issue's bound for putting back a removed VIP or a changed sysctl.
 const RESTORE_BOUND_MS: u32 = 1000;
 
-fn vip(n: u8) -> String {
-    format!("10.77.{n}.200")
-}
-
-/// A lab of the example cluster on 10.77.`n`.0/24 after `apply`, so the
-/// agent runs on the real servers; `None` (skip printed) when not root.
-fn applied(name: &str, n: u8) -> Option<TestLab> {
-    let lab = TestLab::up(name, &example_inventory(n))?;
+/// A lab of the example cluster on `subnet` after `apply`, so the agent
+/// runs on the real servers; `None` (skip printed) when not root.
+fn applied(name: &str, subnet: Subnet) -> Option<TestLab> {
+    let lab = TestLab::up(name, &Inventory::example(subnet).to_string())?;
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     Some(lab)
 }
@@ -114,10 +112,11 @@ fn hidden_but_served_by_rs01(
 
 #[test]
 fn realserver_hides_the_vip_and_serves_it() {
-    let Some(lab) = applied("rs-hide", 71) else {
+    let subnet = Subnet::allocate();
+    let Some(lab) = applied("rs-hide", subnet) else {
         return;
     };
-    let vip = vip(71);
+    let vip = subnet.vip();
     for rs in ["rs01", "rs02"] {
         let lo = addrs(&lab, rs, "lo");
         assert!(lo.contains(&format!("{vip}/32")), "{rs} lo: {lo}");
@@ -141,7 +140,7 @@ fn realserver_hides_the_vip_and_serves_it() {
     // No director holds the VIP until VRRP lands, so today nobody answers;
     // what matters is that no real server does.
     let hidden = [mac(&lab, "rs01"), mac(&lab, "rs02")];
-    hidden_but_served_by_rs01(&lab, &vip, "10.77.71.21", &hidden);
+    hidden_but_served_by_rs01(&lab, &vip, &subnet.addr(21), &hidden);
 
     let pid = status(&lab, "rs01")["pid"].clone();
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
@@ -152,10 +151,11 @@ fn realserver_hides_the_vip_and_serves_it() {
 /// undone within 1 s, and the status tells what happened.
 #[test]
 fn realserver_restores_the_vip_and_the_sysctls_within_1s() {
-    let Some(lab) = applied("rs-restore", 72) else {
+    let subnet = Subnet::allocate();
+    let Some(lab) = applied("rs-restore", subnet) else {
         return;
     };
-    let vip = vip(72);
+    let vip = subnet.vip();
     let on_lo = format!("ip -br addr show dev lo | grep -qF ' {vip}/32'");
     let ms = holds_again_within(
         &lab,
@@ -196,10 +196,11 @@ fn realserver_restores_the_vip_and_the_sysctls_within_1s() {
 /// `keep_vip_on_stop: true` the VIP stays. `lab down` leaves nothing.
 #[test]
 fn realserver_reload_converges_and_stop_cleans_up() {
-    let Some(mut lab) = applied("rs-reload", 73) else {
+    let subnet = Subnet::allocate();
+    let Some(mut lab) = applied("rs-reload", subnet) else {
         return;
     };
-    let (old, new) = (vip(73), "10.77.73.201".to_owned());
+    let (old, new) = (subnet.vip(), subnet.addr(201));
     let foreign = "192.0.2.9/32";
     lab.exec_ok(
         "rs01",
@@ -222,7 +223,7 @@ fn realserver_reload_converges_and_stop_cleans_up() {
     let lo = addrs(&lab, "rs01", "lo");
     assert!(!lo.contains(&new) && lo.contains(foreign), "{lo}");
     let eth0 = addrs(&lab, "rs01", "eth0");
-    assert!(eth0.contains("10.77.73.21/24"), "the RIP went: {eth0}");
+    assert!(eth0.contains(&subnet.cidr(21)), "the RIP went: {eth0}");
 
     lab.exec_ok(
         "rs01",
@@ -245,11 +246,14 @@ fn realserver_reload_converges_and_stop_cleans_up() {
 /// start with exit 1, says why and how to fix it, and changes nothing.
 #[test]
 fn realserver_refuses_a_vip_on_a_lan_interface() {
-    let lab = lab_or_skip!("rs-refuse", example_inventory(74));
-    let vip = vip(74);
+    let subnet = Subnet::allocate();
+    let inventory = Inventory::example(subnet);
+    let lab = lab_or_skip!("rs-refuse", inventory);
+    let vip = subnet.vip();
     let config = format!(
-        "cluster: labtest-74\nhost: rs01\ninterface: eth0\n\
-         arp_suppression: sysctl\nvips:\n- {vip}\n"
+        "cluster: {}\nhost: rs01\ninterface: eth0\n\
+         arp_suppression: sysctl\nvips:\n- {vip}\n",
+        inventory.cluster_name()
     );
     lab.exec_ok(
         "rs01",
@@ -283,10 +287,11 @@ fn realserver_refuses_a_vip_on_a_lan_interface() {
 /// and the table.
 #[test]
 fn realserver_nftables_hides_the_vip_without_sysctls() {
-    let Some(lab) = applied("rs-nft", 75) else {
+    let subnet = Subnet::allocate();
+    let Some(lab) = applied("rs-nft", subnet) else {
         return;
     };
-    let vip = vip(75);
+    let vip = subnet.vip();
     lab.exec_ok(
         "rs01",
         "sed -i 's/^arp_suppression: \"sysctl\"$/arp_suppression: nftables/' \
@@ -301,7 +306,12 @@ fn realserver_nftables_hides_the_vip_without_sysctls() {
     let s = status(&lab, "rs01");
     assert_eq!(s["details"]["nft_table"], true, "{s}");
     assert_eq!(s["healthy"], true, "{s}");
-    hidden_but_served_by_rs01(&lab, &vip, "10.77.75.21", &[mac(&lab, "rs01")]);
+    hidden_but_served_by_rs01(
+        &lab,
+        &vip,
+        &subnet.addr(21),
+        &[mac(&lab, "rs01")],
+    );
 
     let table = "arp lbdeploy_realserver";
     holds_again_within(

@@ -3,10 +3,10 @@
 //! unsolicited Neighbour Advertisements a new master sends, seen on the
 //! wire and in a client's neighbour table, unicast peers over IPv6, and an
 //! agent started while its link-local address is still tentative.
-//! Subnets 10.77.92–93.0/24, 10.77.57.0/24 and 10.77.59.0/24 carry the
-//! lab's own (IPv4) addresses; the VIPs are fd77:N::200, and VRRP speaks
-//! from each director's link-local address, which the kernel gives every
-//! veth — or, with unicast peers, from its own address among them.
+//! Each lab's subnet carries its own (IPv4) addresses and its IPv6 VIP
+//! fd77:N::200 ([`Inventory::ipv6`]); VRRP speaks from each director's
+//! link-local address, which the kernel gives every veth — or, with
+//! unicast peers, from its own address among them.
 //!
 //! Bounds are the protocol's, as in `vrrp_lab`: after `kill -9` the
 //! backup holds the VIP within its Master_Down_Interval plus 100 ms of
@@ -21,41 +21,14 @@ use lbdeploy::agent::vrrp::packet::{
 use serde_json::Value;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TempDir, TestLab, example_inventory, within};
+use crate::support::inventory::Inventory;
+use crate::support::lab::{TempDir, TestLab, within};
+use crate::support::subnet::Subnet;
 use crate::vrrp_lab::{
     Keepalived, agent_pids, election_bound, failover, instance,
     keepalived_pids, logs, start_keepalived, takeover_bound, v3_keepalived,
     wait_sole_holder,
 };
-
-/// The IPv6 VIP of the lab on 10.77.`n`.0/24.
-fn vip(n: u8) -> String {
-    format!("fd77:{n}::200")
-}
-
-/// The example cluster on 10.77.`n`.0/24 with the instance moved to
-/// VRRPv3 and an IPv6 VIP, and without its virtual service (the data plane
-/// does not do IPv6 yet).
-fn inventory(n: u8) -> String {
-    let inv = example_inventory(n);
-    let instance = format!(
-        "    virtual_router_id: 51\n    virtual_addresses: \
-         [{{ address: 10.77.{n}.200/24 }}]\n"
-    );
-    assert!(inv.contains(&instance));
-    let inv = inv.replacen(
-        &instance,
-        &format!(
-            "    virtual_router_id: 51\n    version: 3\n    \
-             virtual_addresses: [{{ address: '{}/64' }}]\n",
-            vip(n)
-        ),
-        1,
-    );
-    let (head, rest) = inv.split_once("virtual_services:").unwrap();
-    let (_, lab) = rest.split_once("lab:").unwrap();
-    format!("{head}lab:{lab}")
-}
 
 fn adverts_received(lab: &TestLab, host: &str) -> u64 {
     instance(lab, host)["counters"]["adverts_received"].as_u64().unwrap()
@@ -88,9 +61,9 @@ fn assert_clean_counters(lab: &TestLab, host: &str) {
 /// Master_Down_Interval.
 #[test]
 fn interop_v3_ipv6_multicast_both_ways() {
-    let n = 92;
-    let lab = lab_or_skip!("vrrp6-interop", inventory(n));
-    let vip = vip(n);
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("vrrp6-interop", Inventory::example(s).ipv6());
+    let vip = s.vip6();
     let cidr = format!("{vip}/64");
     let v = Version::V3;
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
@@ -98,7 +71,7 @@ fn interop_v3_ipv6_multicast_both_ways() {
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
 
     // keepalived -> lbdeploy.
-    start_keepalived(&lab, n, "keepalived01", &v3_keepalived(&cidr, 120, ""));
+    start_keepalived(&lab, s, "keepalived01", &v3_keepalived(&cidr, 120, ""));
     wait_sole_holder(&lab, &vip, "keepalived01", election_bound(v));
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
     wait_next_advert(&lab, "keepalived02");
@@ -120,7 +93,7 @@ fn interop_v3_ipv6_multicast_both_ways() {
         "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
     );
     wait_sole_holder(&lab, &vip, "keepalived01", election_bound(v));
-    start_keepalived(&lab, n, "keepalived02", &v3_keepalived(&cidr, 70, ""));
+    start_keepalived(&lab, s, "keepalived02", &v3_keepalived(&cidr, 70, ""));
     // keepalived (priority 70, starting as backup) has heard our adverts
     // if it is still backup once its Master_Down_Interval has passed.
     std::thread::sleep(takeover_bound(v));
@@ -159,9 +132,10 @@ fn client_neighbour(lab: &TestLab, ip: &str) -> String {
 /// from `IPV6_PKTINFO`) of adverts the client sends are checked.
 #[test]
 fn new_master_announces_ipv6_vip_with_neighbour_advertisements() {
-    let n = 93;
-    let lab = lab_or_skip!("vrrp6-neighbour-advert", inventory(n));
-    let vip = vip(n);
+    let s = Subnet::allocate();
+    let lab =
+        lab_or_skip!("vrrp6-neighbour-advert", Inventory::example(s).ipv6());
+    let vip = s.vip6();
     let v = Version::V3;
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     wait_sole_holder(&lab, &vip, "keepalived01", election_bound(v));
@@ -172,7 +146,7 @@ fn new_master_announces_ipv6_vip_with_neighbour_advertisements() {
     // datagram, which makes it resolve the VIP to keepalived01's MAC.
     lab.exec_ok(
         "client",
-        &format!("ip addr add fd77:{n}::100/64 dev eth0 nodad"),
+        &format!("ip addr add {}/64 dev eth0 nodad", s.addr6(100)),
     );
     lab.exec_ok(
         "client",
@@ -305,21 +279,15 @@ fn send_raw6(lab: &TestLab, msg: &[u8], hops: u8) {
 /// Master_Down_Interval.
 #[test]
 fn interop_v3_ipv6_unicast() {
-    let n = 57;
-    let vip = vip(n);
+    let s = Subnet::allocate();
+    let vip = s.vip6();
     let cidr = format!("{vip}/64");
-    let peers =
-        format!("    unicast_peers: ['fd77:{n}::11', 'fd77:{n}::12']\n");
-    let inv = inventory(n).replacen(
-        "    version: 3\n",
-        &format!("    version: 3\n{peers}"),
-        1,
-    );
-    let lab = lab_or_skip!("vrrp6-unicast", inv);
+    let lab =
+        lab_or_skip!("vrrp6-unicast", Inventory::example(s).ipv6().unicast());
     for (host, me) in [("keepalived01", 11), ("keepalived02", 12)] {
         lab.exec_ok(
             host,
-            &format!("ip -6 addr add fd77:{n}::{me}/64 dev eth0 nodad"),
+            &format!("ip -6 addr add {}/64 dev eth0 nodad", s.addr6(me)),
         );
     }
     let v = Version::V3;
@@ -335,7 +303,7 @@ fn interop_v3_ipv6_unicast() {
         vip_cidr: &cidr,
         options: "",
     };
-    start_keepalived(&lab, n, "keepalived01", &ka);
+    start_keepalived(&lab, s, "keepalived01", &ka);
     wait_sole_holder(&lab, &vip, "keepalived01", election_bound(v));
     wait_next_advert(&lab, "keepalived02");
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
@@ -353,12 +321,12 @@ fn interop_v3_ipv6_unicast() {
 /// of failing until its supervisor tries again.
 #[test]
 fn an_agent_started_with_its_link_waits_out_duplicate_address_detection() {
-    let n = 59;
-    let lab = lab_or_skip!("vrrp6-dad", inventory(n));
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("vrrp6-dad", Inventory::example(s).ipv6());
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     wait_sole_holder(
         &lab,
-        &vip(n),
+        &s.vip6(),
         "keepalived01",
         election_bound(Version::V3),
     );

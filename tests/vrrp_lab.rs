@@ -1,7 +1,6 @@
 //! VRRP in the lab (issue #6): lbdeploy's director agents against each
 //! other and against Debian's keepalived, on real raw sockets, with the
-//! VIPs on real interfaces. Each test has its own subnet (10.77.76–85.0/24,
-//! 10.77.97–98.0/24).
+//! VIPs on real interfaces. Each test has its own subnet.
 //!
 //! Every bound comes from the protocol: a backup takes over within
 //! Master_Down_Interval (the state machine's own `master_down_interval`)
@@ -19,38 +18,25 @@ use lbdeploy::agent::vrrp::packet::{
 use serde_json::Value;
 
 use crate::lab_or_skip;
-use crate::support::lab::{TestLab, example_inventory};
+use crate::support::inventory::Inventory;
+use crate::support::lab::TestLab;
+use crate::support::subnet::{Subnet, VIP};
 
 pub(crate) const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
 const PASSWORD: &str = "lbd-pass";
 const SLACK: Duration = Duration::from_millis(100);
 
-/// The example cluster's VIP on 10.77.`n`.0/24.
-fn vip(n: u8) -> String {
-    format!("10.77.{n}.200")
-}
-
-/// The example cluster on 10.77.`n`.0/24 with the instance set to
-/// `version`, PASS authentication for v2, and unicast peers if asked.
-fn inventory(n: u8, version: u8, unicast: bool) -> String {
-    inventory_with(n, version, unicast, "")
-}
-
-/// [`inventory`] with more lines (`options`, indented) in the instance.
-fn inventory_with(n: u8, version: u8, unicast: bool, options: &str) -> String {
-    let mut extra = format!("    version: {version}\n{options}");
+/// The example cluster with its instance on VRRP `version`, which for v2
+/// authenticates with [`PASSWORD`] (as keepalived does in these tests).
+fn vrrp(s: Subnet, version: u8) -> Inventory {
+    let inventory = Inventory::example(s).version(version);
     if version == 2 {
-        extra += &format!(
-            "    authentication: {{ type: pass, password: {PASSWORD} }}\n"
-        );
+        inventory.instance_option(&format!(
+            "authentication: {{ type: pass, password: {PASSWORD} }}"
+        ))
+    } else {
+        inventory
     }
-    if unicast {
-        extra += &format!("    unicast_peers: [10.77.{n}.11, 10.77.{n}.12]\n");
-    }
-    let inv = example_inventory(n);
-    let anchor = "    virtual_router_id: 51\n";
-    assert!(inv.contains(anchor));
-    inv.replacen(anchor, &format!("{anchor}{extra}"), 1)
 }
 
 /// The directors that hold `vip` (either family) now.
@@ -164,7 +150,7 @@ pub(crate) struct Keepalived<'a> {
 /// `ka` (auth for v2 as lbdeploy's, peers the other director).
 pub(crate) fn start_keepalived(
     lab: &TestLab,
-    n: u8,
+    s: Subnet,
     host: &str,
     ka: &Keepalived<'_>,
 ) {
@@ -177,14 +163,10 @@ pub(crate) fn start_keepalived(
     } else {
         String::new()
     };
-    // The directors' unicast addresses: 10.77.n.11/.12, or with IPv6
-    // VIPs fd77:n::11/::12 (which the IPv6 test adds to eth0).
+    // The directors' unicast addresses: .11/.12, or with IPv6 VIPs
+    // fd77:N::11/::12 (which the IPv6 test adds to eth0).
     let addr = |host: u8| {
-        if vip_cidr.contains(':') {
-            format!("fd77:{n}::{host}")
-        } else {
-            format!("10.77.{n}.{host}")
-        }
+        if vip_cidr.contains(':') { s.addr6(host) } else { s.addr(host) }
     };
     let unicast = if unicast {
         format!(
@@ -238,12 +220,12 @@ pub(crate) fn election_bound(version: Version) -> Duration {
 
 #[test]
 fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
-    let n = 76;
-    let lab = lab_or_skip!("vrrp-lbdeploy-pair", inventory(n, 2, false));
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("vrrp-lbdeploy-pair", vrrp(s, 2));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     wait_sole_holder(
         &lab,
-        &vip(n),
+        &s.vip(),
         "keepalived01",
         election_bound(Version::V2),
     );
@@ -260,7 +242,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
         instance(&lab, "keepalived01")["counters"]["transitions"].clone();
     lab.exec_ok("keepalived01", "lbdeploy agent reload");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(holders(&lab, &vip(n)), ["keepalived01"]);
+    assert_eq!(holders(&lab, &s.vip()), ["keepalived01"]);
     assert_eq!(
         instance(&lab, "keepalived01")["counters"]["transitions"],
         before
@@ -269,7 +251,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
     // Crash the master: the backup takes over within its
     // Master_Down_Interval.
     let pids = agent_pids(&lab, "keepalived01");
-    let took = failover(&lab, &vip(n), &pids, "keepalived02");
+    let took = failover(&lab, &s.vip(), &pids, "keepalived02");
     eprintln!("lbdeploy -> lbdeploy v2 failover after kill -9: {took:?}");
     assert!(took <= takeover_bound(Version::V2), "{took:?}\n{}", logs(&lab));
 
@@ -280,7 +262,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
     );
     wait_sole_holder(
         &lab,
-        &vip(n),
+        &s.vip(),
         "keepalived01",
         election_bound(Version::V2),
     );
@@ -291,7 +273,7 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
     lab.exec_ok("keepalived01", "lbdeploy agent stop");
     wait_sole_holder(
         &lab,
-        &vip(n),
+        &s.vip(),
         "keepalived02",
         takeover_bound(Version::V2),
     );
@@ -305,11 +287,14 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
 /// Run keepalived on `keepalived_on`, lbdeploy on the other director; the
 /// priority-120 director wins, loses its VIP to the other on `kill -9`
 /// within Master_Down_Interval, and takes it back on restart.
-fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
-    let name = format!("vrrp-interop-{n}");
-    let lab = lab_or_skip!(&name, inventory(n, version, unicast));
+fn interop(version: u8, unicast: bool, keepalived_on: &str) {
+    let s = Subnet::allocate();
+    let name = format!("vrrp-interop-{}", s.octet());
+    let inventory = vrrp(s, version);
+    let inventory = if unicast { inventory.unicast() } else { inventory };
+    let lab = lab_or_skip!(&name, inventory);
     let v = if version == 2 { Version::V2 } else { Version::V3 };
-    let cidr = format!("{}/24", vip(n));
+    let cidr = s.cidr(VIP);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     let prio = if keepalived_on == "keepalived01" { 120 } else { 70 };
     let ka = |priority| Keepalived {
@@ -319,15 +304,15 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
         vip_cidr: &cidr,
         options: "",
     };
-    start_keepalived(&lab, n, keepalived_on, &ka(prio));
-    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
+    start_keepalived(&lab, s, keepalived_on, &ka(prio));
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", election_bound(v));
     let pids = if keepalived_on == "keepalived01" {
         keepalived_pids(&lab, "keepalived01")
     } else {
         assert_eq!(instance(&lab, "keepalived01")["state"], "MASTER");
         agent_pids(&lab, "keepalived01")
     };
-    let took = failover(&lab, &vip(n), &pids, "keepalived02");
+    let took = failover(&lab, &s.vip(), &pids, "keepalived02");
     let who = if keepalived_on == "keepalived01" {
         "keepalived -> lbdeploy"
     } else {
@@ -346,11 +331,11 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
     } else {
         // keepalived leaves its VIP behind when killed, and does not
         // remove it on start: clear it as an operator would.
-        let del = format!("ip addr del 10.77.{n}.200/24 dev eth0 || true");
+        let del = format!("ip addr del {cidr} dev eth0 || true");
         lab.exec_ok("keepalived01", &del);
-        start_keepalived(&lab, n, "keepalived01", &ka(120));
+        start_keepalived(&lab, s, "keepalived01", &ka(120));
     }
-    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", election_bound(v));
     let lbd = if keepalived_on == "keepalived01" {
         "keepalived02"
     } else {
@@ -364,32 +349,32 @@ fn interop(n: u8, version: u8, unicast: bool, keepalived_on: &str) {
 
 #[test]
 fn interop_v2_pass_multicast_keepalived_master() {
-    interop(77, 2, false, "keepalived01");
+    interop(2, false, "keepalived01");
 }
 
 #[test]
 fn interop_v2_pass_multicast_lbdeploy_master() {
-    interop(78, 2, false, "keepalived02");
+    interop(2, false, "keepalived02");
 }
 
 #[test]
 fn interop_v3_multicast_keepalived_master() {
-    interop(79, 3, false, "keepalived01");
+    interop(3, false, "keepalived01");
 }
 
 #[test]
 fn interop_v3_multicast_lbdeploy_master() {
-    interop(80, 3, false, "keepalived02");
+    interop(3, false, "keepalived02");
 }
 
 #[test]
 fn interop_v3_unicast_keepalived_master() {
-    interop(81, 3, true, "keepalived01");
+    interop(3, true, "keepalived01");
 }
 
 #[test]
 fn interop_v2_pass_unicast_lbdeploy_master() {
-    interop(82, 2, true, "keepalived02");
+    interop(2, true, "keepalived02");
 }
 
 /// Send `msg` from the client to `dst` on a raw socket with `ttl`.
@@ -408,18 +393,18 @@ fn send_raw(lab: &TestLab, msg: &[u8], dst: &str, ttl: u8) {
 
 #[test]
 fn bad_packets_are_counted_and_change_nothing() {
-    let n = 83;
-    let lab = lab_or_skip!("vrrp-bad-packets", inventory(n, 2, false));
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("vrrp-bad-packets", vrrp(s, 2));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     wait_sole_holder(
         &lab,
-        &vip(n),
+        &s.vip(),
         "keepalived01",
         election_bound(Version::V2),
     );
     let before = instance(&lab, "keepalived01");
-    let src = format!("10.77.{n}.100").parse().unwrap();
-    let dst = format!("10.77.{n}.11");
+    let src = s.addr(100).parse().unwrap();
+    let dst = s.addr(11);
     let ip = PseudoHeader::V4 { src, dst: dst.parse().unwrap() };
     // Priority 250 would make the master step down, were it accepted.
     let advert = |password: &str| {
@@ -428,7 +413,7 @@ fn bad_packets_are_counted_and_change_nothing() {
             priority: 250,
             adver_int: 1,
             auth: Auth::pass(password.as_bytes()).unwrap(),
-            addrs: vec![format!("10.77.{n}.200").parse().unwrap()],
+            addrs: vec![s.vip().parse().unwrap()],
         })
         .encode(&ip, V3Checksum::Rfc5798)
         .unwrap()
@@ -444,7 +429,7 @@ fn bad_packets_are_counted_and_change_nothing() {
         vrid: 51,
         priority: 250,
         max_adver_int: 100,
-        addrs: Addrs::V4(vec![format!("10.77.{n}.200").parse().unwrap()]),
+        addrs: Addrs::V4(vec![s.vip().parse().unwrap()]),
     })
     .encode(&ip, V3Checksum::Rfc5798)
     .unwrap();
@@ -458,7 +443,7 @@ fn bad_packets_are_counted_and_change_nothing() {
     assert_eq!(c(&after, "other_errors"), c(&before, "other_errors") + 1);
     assert_eq!(after["state"], "MASTER");
     assert_eq!(c(&after, "transitions"), c(&before, "transitions"));
-    assert_eq!(holders(&lab, &vip(n)), ["keepalived01"]);
+    assert_eq!(holders(&lab, &s.vip()), ["keepalived01"]);
 }
 
 /// Cut the backup off the segment: it stops hearing the master and takes
@@ -467,19 +452,19 @@ fn bad_packets_are_counted_and_change_nothing() {
 /// one advert interval plus its skew.
 #[test]
 fn split_brain_heals_to_one_master() {
-    let n = 84;
-    let lab = lab_or_skip!("vrrp-split-brain", inventory(n, 2, false));
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("vrrp-split-brain", vrrp(s, 2));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     wait_sole_holder(
         &lab,
-        &vip(n),
+        &s.vip(),
         "keepalived01",
         election_bound(Version::V2),
     );
     lab.set_switch_port("keepalived02", "down");
     let both = takeover_bound(Version::V2);
     let until = Instant::now() + both;
-    while holders(&lab, &vip(n)).len() < 2 {
+    while holders(&lab, &s.vip()).len() < 2 {
         assert!(Instant::now() < until, "no split brain within {both:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -489,7 +474,7 @@ fn split_brain_heals_to_one_master() {
         + lbdeploy::agent::vrrp::fsm::skew_time(Version::V2, 70, advert)
         + SLACK;
     let t = Instant::now();
-    wait_sole_holder(&lab, &vip(n), "keepalived01", heal);
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", heal);
     eprintln!("split brain healed in {:?} (bound {heal:?})", t.elapsed());
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
 }
@@ -509,16 +494,16 @@ fn stays_sole_holder(lab: &TestLab, vip: &str, host: &str, period: Duration) {
 /// keepalived resigns.
 #[test]
 fn lbdeploy_nopreempt_leaves_keepalived_master() {
-    let n = 85;
+    let s = Subnet::allocate();
     let v = Version::V3;
-    let cidr = format!("{}/24", vip(n));
-    let inv = inventory_with(n, 3, false, "    preempt: false\n");
+    let cidr = s.cidr(VIP);
+    let inv = vrrp(s, 3).instance_option("preempt: false");
     let lab = lab_or_skip!("vrrp-nopreempt-lbdeploy", inv);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    start_keepalived(&lab, n, "keepalived02", &v3_keepalived(&cidr, 70, ""));
-    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
+    start_keepalived(&lab, s, "keepalived02", &v3_keepalived(&cidr, 70, ""));
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", election_bound(v));
     let pids = agent_pids(&lab, "keepalived01");
-    let took = failover(&lab, &vip(n), &pids, "keepalived02");
+    let took = failover(&lab, &s.vip(), &pids, "keepalived02");
     assert!(took <= takeover_bound(v), "{took:?}\n{}", logs(&lab));
 
     lab.exec_ok(
@@ -528,10 +513,10 @@ fn lbdeploy_nopreempt_leaves_keepalived_master() {
     // The restart removes the VIP the crash left; then, hearing a
     // lower-priority master, it must not preempt: two of its own
     // Master_Down_Intervals are more than enough to see it if it did.
-    wait_sole_holder(&lab, &vip(n), "keepalived02", SLACK * 20);
+    wait_sole_holder(&lab, &s.vip(), "keepalived02", SLACK * 20);
     let advert = Duration::from_secs(1);
     let mdi = master_down_interval(v, 120, advert);
-    stays_sole_holder(&lab, &vip(n), "keepalived02", mdi * 2);
+    stays_sole_holder(&lab, &s.vip(), "keepalived02", mdi * 2);
     let me = instance(&lab, "keepalived01");
     assert_eq!(me["state"], "BACKUP", "{me}");
     assert!(me["counters"]["adverts_received"].as_u64() > Some(0), "{me}");
@@ -540,7 +525,7 @@ fn lbdeploy_nopreempt_leaves_keepalived_master() {
     // its Skew_Time, nopreempt or not.
     lab.exec_ok("keepalived02", "kill -TERM $(cat /run/ka/ka.pid)");
     let skew = lbdeploy::agent::vrrp::fsm::skew_time(v, 120, advert);
-    wait_sole_holder(&lab, &vip(n), "keepalived01", skew + SLACK * 3);
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", skew + SLACK * 3);
 }
 
 /// keepalived's `nopreempt` honours lbdeploy's adverts: started on the
@@ -549,26 +534,26 @@ fn lbdeploy_nopreempt_leaves_keepalived_master() {
 /// crashes.
 #[test]
 fn keepalived_nopreempt_leaves_lbdeploy_master() {
-    let n = 97;
+    let s = Subnet::allocate();
     let v = Version::V3;
-    let cidr = format!("{}/24", vip(n));
-    let lab = lab_or_skip!("vrrp-nopreempt-keepalived", inventory(n, 3, false));
+    let cidr = s.cidr(VIP);
+    let lab = lab_or_skip!("vrrp-nopreempt-keepalived", vrrp(s, 3));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", election_bound(v));
     // Stopping lbdeploy on keepalived01 resigns: keepalived02 takes over.
     start_keepalived(
         &lab,
-        n,
+        s,
         "keepalived01",
         &v3_keepalived(&cidr, 120, "nopreempt"),
     );
-    wait_sole_holder(&lab, &vip(n), "keepalived02", takeover_bound(v));
+    wait_sole_holder(&lab, &s.vip(), "keepalived02", takeover_bound(v));
     let advert = Duration::from_secs(1);
     let mdi = master_down_interval(v, 120, advert);
-    stays_sole_holder(&lab, &vip(n), "keepalived02", mdi * 2);
+    stays_sole_holder(&lab, &s.vip(), "keepalived02", mdi * 2);
 
     let pids = agent_pids(&lab, "keepalived02");
-    let took = failover(&lab, &vip(n), &pids, "keepalived01");
+    let took = failover(&lab, &s.vip(), &pids, "keepalived01");
     eprintln!("lbdeploy -> keepalived (nopreempt) failover: {took:?}");
     assert!(took <= mdi + SLACK, "{took:?}\n{}", logs(&lab));
 }
@@ -580,20 +565,18 @@ fn keepalived_nopreempt_leaves_lbdeploy_master() {
 /// instance, state and priority as arguments.
 #[test]
 fn lbdeploy_preempt_delay_and_notify_hooks() {
-    let n = 98;
+    let s = Subnet::allocate();
     let v = Version::V3;
-    let cidr = format!("{}/24", vip(n));
+    let cidr = s.cidr(VIP);
     let delay = Duration::from_secs(3);
     let hook = "/run/hook.sh";
-    let options = format!(
-        "    preempt_delay: {}s\n    notify: {{ master: {hook} master, \
-         backup: {hook} backup, any: {hook} any }}\n",
-        delay.as_secs()
-    );
-    let lab = lab_or_skip!(
-        "vrrp-preempt-delay",
-        inventory_with(n, 3, false, &options)
-    );
+    let inventory = vrrp(s, 3)
+        .instance_option(&format!("preempt_delay: {}s", delay.as_secs()))
+        .instance_option(&format!(
+            "notify: {{ master: {hook} master, backup: {hook} backup, \
+             any: {hook} any }}"
+        ));
+    let lab = lab_or_skip!("vrrp-preempt-delay", inventory);
     lab.exec_ok(
         "keepalived01",
         &format!(
@@ -602,12 +585,12 @@ fn lbdeploy_preempt_delay_and_notify_hooks() {
         ),
     );
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    start_keepalived(&lab, n, "keepalived02", &v3_keepalived(&cidr, 70, ""));
-    wait_sole_holder(&lab, &vip(n), "keepalived01", election_bound(v));
+    start_keepalived(&lab, s, "keepalived02", &v3_keepalived(&cidr, 70, ""));
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", election_bound(v));
     let hooks = hook_counts(&lab, 2);
     let took = failover(
         &lab,
-        &vip(n),
+        &s.vip(),
         &agent_pids(&lab, "keepalived01"),
         "keepalived02",
     );
@@ -619,14 +602,15 @@ fn lbdeploy_preempt_delay_and_notify_hooks() {
     let out = lab.exec_ok(
         "keepalived01",
         &format!(
-            "ip addr del 10.77.{n}.200/24 dev eth0; s=$(date +%s%N); \
+            "ip addr del {cidr} dev eth0; s=$(date +%s%N); \
              lbdeploy agent start director --config /etc/lbdeploy/agent.yml \
                >/dev/null; a=$(date +%s%N); \
-             until ip -o addr show dev eth0 | grep -q ' 10.77.{n}.200/'; do \
+             until ip -o addr show dev eth0 | grep -q ' {vip}/'; do \
                sleep 0.005; \
                [ $(( $(date +%s%N) - s )) -gt 20000000000 ] && break; \
              done; e=$(date +%s%N); \
-             echo $(( (e - s) / 1000 )) $(( (e - a) / 1000 ))"
+             echo $(( (e - s) / 1000 )) $(( (e - a) / 1000 ))",
+            vip = s.vip()
         ),
     );
     let us: Vec<u64> =
@@ -640,7 +624,7 @@ fn lbdeploy_preempt_delay_and_notify_hooks() {
         "{since_started:?}\n{}",
         logs(&lab)
     );
-    wait_sole_holder(&lab, &vip(n), "keepalived01", SLACK * 10);
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", SLACK * 10);
 
     // One more BACKUP (the restart) and one more MASTER (the preemption),
     // each through its own hook and `any`.

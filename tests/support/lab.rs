@@ -3,9 +3,10 @@
 //! down again when dropped, also when the test panics (the mini-redis
 //! drop-guard pattern).
 //!
-//! Tests give every lab its own subnet (`example_inventory(n)` uses
-//! 10.77.n.0/24), so they run in parallel without sharing an address; the
-//! lab id derived from the state directory keeps namespace names apart.
+//! Its inventory usually comes from [`super::inventory::Inventory`] on a
+//! subnet from [`super::subnet::Subnet::allocate`], so labs run in parallel
+//! without sharing an address; the lab id derived from the state directory
+//! keeps namespace names apart.
 //! Labs need root: [`TestLab::up`] returns `None` after printing a visible
 //! skip message otherwise, and the [`lab_or_skip!`] macro returns from the
 //! test.
@@ -28,11 +29,13 @@ use serde_json::Value;
 /// The binary under test.
 pub const LBDEPLOY: &str = env!("CARGO_BIN_EXE_lbdeploy");
 
-/// Bring a lab up or skip the test (return) when not root.
+/// Bring a lab up or skip the test (return) when not root; the inventory
+/// is anything that displays as its YAML, such as an `Inventory`.
 #[macro_export]
 macro_rules! lab_or_skip {
     ($name:expr, $inventory:expr) => {
-        match $crate::support::lab::TestLab::up($name, &$inventory) {
+        match $crate::support::lab::TestLab::up($name, &$inventory.to_string())
+        {
             Some(lab) => lab,
             None => return,
         }
@@ -52,45 +55,6 @@ pub fn skip(name: &str) {
         std::io::stderr(),
         "SKIPPED lab test `{name}`: the lab needs root (CI runs as root)"
     );
-}
-
-/// The hosts of the example cluster on 10.77.`n`.0/24, as an inventory's
-/// `cluster`, `directors` and `real_servers`: keepalived01 (.11, priority
-/// 120) and keepalived02 (.12, priority 70), rs01 (.21) and rs02 (.22).
-pub fn lab_hosts(cluster: &str, n: u8) -> String {
-    format!(
-        "cluster: {cluster}-{n}
-directors:
-  - {{ name: keepalived01, address: 10.77.{n}.11/24, interface: eth0, priority: 120 }}
-  - {{ name: keepalived02, address: 10.77.{n}.12/24, interface: eth0, priority: 70 }}
-real_servers:
-  - {{ name: rs01, address: 10.77.{n}.21/24, interface: eth0 }}
-  - {{ name: rs02, address: 10.77.{n}.22/24, interface: eth0 }}
-"
-    )
-}
-
-/// The example cluster (two directors, two real servers on port 80, VIP
-/// .200, controller .10, client .100) on 10.77.`n`.0/24.
-pub fn example_inventory(n: u8) -> String {
-    format!(
-        "{}vrrp_instances:
-  - name: VI_1
-    virtual_router_id: 51
-    virtual_addresses: [{{ address: 10.77.{n}.200/24 }}]
-virtual_services:
-  - vip: 10.77.{n}.200
-    port: 80
-    scheduler: rr
-    real_servers:
-      - {{ host: rs01, port: 80 }}
-      - {{ host: rs02, port: 80 }}
-lab:
-  controller: 10.77.{n}.10/24
-  client: 10.77.{n}.100/24
-",
-        lab_hosts("labtest", n)
-    )
 }
 
 /// A scratch directory removed on drop.
@@ -151,9 +115,16 @@ impl TestLab {
         Some(lab)
     }
 
-    /// The inventory file the lab was built from; tests may rewrite it.
+    /// The inventory file the lab was built from.
     pub fn inventory(&self) -> &Path {
         &self.inventory
+    }
+
+    /// Replace the inventory file by `inventory`, as an operator edits it
+    /// between two runs of `lbdeploy`; the lab itself stays as it is.
+    pub fn rewrite_inventory(&self, inventory: &impl std::fmt::Display) {
+        std::fs::write(&self.inventory, inventory.to_string())
+            .expect("rewriting the inventory");
     }
 
     /// Run `lbdeploy -i INVENTORY ARGS...` on the controller, as an
