@@ -1,16 +1,19 @@
-//! From inventory to hosts: the desired state of each host, and the roles and
-//! templates it is rendered from.
+//! From inventory to hosts: the desired state of each host, its current
+//! state, and the difference between them. Pure but for [`gather`], which
+//! asks the hosts over SSH.
 //!
-//! * `roles` — what each kind of host owns, and the template environment;
-//! * `desired` — the inventory compiled into each host's desired state
+//! * [`roles`] — what each kind of host owns, and the template environment;
+//! * [`desired`] — the inventory compiled into each host's desired state
 //!   (pure apart from reading secrets through an `Environment`);
-//! * `facts` — the script that gathers a host's current state in one round
+//! * [`binary`] — the agent binary to install: its identity and
+//!   architecture;
+//! * [`facts`] — the script that gathers a host's current state in one round
 //!   trip, and its parser;
-//! * `diff` — desired versus current: the changes a host needs (pure);
-//! * `render` — the plan as people read it, into any writer.
-//!
-//! Still to come (issue #4): the SSH transport, `apply` with its phases and
-//! atomic writes, generations and rollback.
+//! * [`gather`] — running it on every selected host, in parallel;
+//! * [`diff`] — desired versus current: the changes a host needs (pure);
+//! * [`select`] — `--limit` patterns;
+//! * [`redact`] — secrets kept out of what is shown and saved;
+//! * [`render`] — the plan as people read it, into any writer.
 pub mod binary;
 pub mod desired;
 pub mod diff;
