@@ -9,7 +9,8 @@
 //! * `tcp` — a connect, or a half-open SYN (`syn` builds and reads the
 //!   bytes, pure; `half_open` owns the raw socket that sends them);
 //! * `http` — an HTTP GET, judged (the judging pure);
-//! * `exec` — a command run on the director.
+//! * `exec` — a command run on the director;
+//! * `ping` — an ICMP echo of the server.
 //!
 //! Around them:
 //!
@@ -33,6 +34,7 @@ mod exec;
 mod half_open;
 pub mod health;
 mod http;
+mod ping;
 pub mod quorum;
 pub mod runner;
 pub mod syn;
@@ -77,5 +79,6 @@ pub(crate) fn arm(
         Check::Tcp(c) => tcp::arm(c, server, shared),
         Check::HttpGet(c) => http::arm(c, server),
         Check::Exec(c) => exec::arm(c),
+        Check::Ping(c) => ping::arm(c, server),
     }
 }

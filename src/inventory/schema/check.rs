@@ -107,6 +107,8 @@ check_kinds! {
     HttpGet(HttpCheck) = "http_get",
     /// A command run on the director (keepalived's `MISC_CHECK`).
     Exec(ExecCheck) = "exec",
+    /// An ICMP echo of the server (keepalived's `PING_CHECK`).
+    Ping(PingCheck) = "ping",
 }
 
 /// What is wrong with a list item holding no kind of check, or several.
@@ -248,6 +250,38 @@ impl ExecCheck {
     pub fn timing(&self) -> CheckTiming {
         CheckTiming {
             timeout: self.timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+/// An ICMP echo as a health check (keepalived's `PING_CHECK`): the
+/// server's echo reply within `connect_timeout` is up. It sees the host,
+/// not the service: a server whose application is down still answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingCheck {
+    /// Time allowed for the echo reply.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+}
+
+impl PingCheck {
+    /// Its timing: `connect_timeout` bounds the wait for the reply.
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.connect_timeout,
             retry: self.retry,
             delay_before_retry: self.delay_before_retry,
             rise: self.rise,
