@@ -3,6 +3,7 @@
 
 mod agent;
 mod apply;
+mod check_ping;
 mod checks;
 mod cluster;
 mod dataplane;

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::values::{Duration, IfAddr, Port, Priority, RouterId, Weight};
 
+mod check;
+pub use check::*;
+
 /// The whole inventory: one cluster of directors and real servers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -272,7 +275,7 @@ fn default_true() -> bool {
     true
 }
 
-fn is_false(b: &bool) -> bool {
+pub(super) fn is_false(b: &bool) -> bool {
     !*b
 }
 
@@ -490,220 +493,6 @@ pub struct RealServer {
 
 fn default_weight() -> Weight {
     Weight::new(1).expect("1 is a valid weight")
-}
-
-/// A health check, written as a one-key map: `- tcp: {...}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "CheckRepr", into = "CheckRepr")]
-pub enum Check {
-    /// A TCP connect (keepalived's `TCP_CHECK`).
-    Tcp(TcpCheck),
-    /// An HTTP GET (keepalived's `HTTP_GET`).
-    HttpGet(HttpCheck),
-    /// A command run on the director (keepalived's `MISC_CHECK`).
-    Exec(ExecCheck),
-}
-
-/// When a check gives up on one attempt and how it retries — the same
-/// three keywords for every kind of check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckTiming {
-    /// One attempt's limit (`connect_timeout`, `misc_timeout`).
-    pub timeout: Duration,
-    /// Retries before the server is declared down.
-    pub retry: u32,
-    /// Pause before each retry.
-    pub delay_before_retry: Duration,
-    /// Consecutive successes before a failed server is back.
-    pub rise: u32,
-}
-
-impl Check {
-    /// The check's timing, whatever its kind.
-    pub fn timing(&self) -> CheckTiming {
-        let (timeout, retry, delay_before_retry, rise) = match self {
-            Check::Tcp(c) => {
-                (c.connect_timeout, c.retry, c.delay_before_retry, c.rise)
-            }
-            Check::HttpGet(c) => {
-                (c.connect_timeout, c.retry, c.delay_before_retry, c.rise)
-            }
-            Check::Exec(c) => {
-                (c.timeout, c.retry, c.delay_before_retry, c.rise)
-            }
-        };
-        CheckTiming { timeout, retry, delay_before_retry, rise }
-    }
-
-    /// The key the check is written under: `tcp`, `http_get` or `exec`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Check::Tcp(_) => "tcp",
-            Check::HttpGet(_) => "http_get",
-            Check::Exec(_) => "exec",
-        }
-    }
-}
-
-/// How a check is written. serde_yaml reads enums only from YAML tags
-/// (`!tcp`), which operators do not write; a map with one optional key per
-/// kind reads naturally and gets unknown-key suggestions for free.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckRepr {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tcp: Option<TcpCheck>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    http_get: Option<HttpCheck>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    exec: Option<ExecCheck>,
-}
-
-impl TryFrom<CheckRepr> for Check {
-    type Error = &'static str;
-
-    fn try_from(r: CheckRepr) -> Result<Self, Self::Error> {
-        match (r.tcp, r.http_get, r.exec) {
-            (Some(t), None, None) => Ok(Check::Tcp(t)),
-            (None, Some(h), None) => Ok(Check::HttpGet(h)),
-            (None, None, Some(e)) => Ok(Check::Exec(e)),
-            _ => Err("a check is exactly one of `tcp:`, `http_get:` or \
-                      `exec:` — start a new list item (`- `) for each check"),
-        }
-    }
-}
-
-impl From<Check> for CheckRepr {
-    fn from(c: Check) -> Self {
-        let none = CheckRepr { tcp: None, http_get: None, exec: None };
-        match c {
-            Check::Tcp(t) => CheckRepr { tcp: Some(t), ..none },
-            Check::HttpGet(h) => CheckRepr { http_get: Some(h), ..none },
-            Check::Exec(e) => CheckRepr { exec: Some(e), ..none },
-        }
-    }
-}
-
-/// A TCP connect check. Timing has keepalived's meaning, as for every
-/// checker: checks run every `delay_loop` (the service's); a server is
-/// declared down after `retry + 1` consecutive failures, each retry
-/// `delay_before_retry` after the previous failure, and back up after
-/// `rise` consecutive successes, one per `delay_loop`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TcpCheck {
-    /// Time allowed to connect (keepalived's default: 5s).
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Duration,
-    /// Retries before the server is declared down (`nb_get_retry`).
-    #[serde(default = "default_retry")]
-    pub retry: u32,
-    /// Pause before each retry.
-    #[serde(default = "default_delay_before_retry")]
-    pub delay_before_retry: Duration,
-    /// Consecutive successes before a failed server is back in the pool.
-    /// keepalived's checkers take it back on the first success, which is
-    /// the default; more keeps a flapping server out longer.
-    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
-    pub rise: u32,
-    /// Port to check when it differs from the real server's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_port: Option<Port>,
-    /// Send only a SYN and count the SYN-ACK as up, an RST as refused;
-    /// the director's kernel resets the half-open connection. The server's
-    /// application never sees the check (no accept, no log line), and a
-    /// check costs about half of a full connect (BENCHMARKS.md). A listener
-    /// whose accept queue is full drops the SYN and fails it, as it fails a
-    /// connect. IPv4 only. keepalived has no such check: its TCP_CHECK is a
-    /// full connect, the default here.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub half_open: bool,
-}
-
-/// An HTTP GET health check (keepalived's `HTTP_GET` with one `url`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpCheck {
-    /// The path requested, e.g. `/lvstest.html`.
-    pub path: String,
-    /// The status the server must answer.
-    #[serde(default = "default_status_code")]
-    pub status_code: u16,
-    /// MD5 of the expected body, as keepalived's `genhash` prints it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// A regular expression the body must match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body_regex: Option<String>,
-    /// Host header to send (keepalived's `virtualhost`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub virtualhost: Option<String>,
-    /// Time allowed to connect and, separately, to read the answer.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: Duration,
-    /// Retries before the server is declared down (`nb_get_retry`).
-    #[serde(default = "default_retry")]
-    pub retry: u32,
-    /// Pause before each retry.
-    #[serde(default = "default_delay_before_retry")]
-    pub delay_before_retry: Duration,
-    /// Consecutive successes before a failed server is back in the pool.
-    /// keepalived's checkers take it back on the first success, which is
-    /// the default; more keeps a flapping server out longer.
-    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
-    pub rise: u32,
-    /// Port to check when it differs from the real server's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_port: Option<Port>,
-}
-
-/// A command as a health check (keepalived's `MISC_CHECK`): run on the
-/// director through `sh -c`, exit 0 means up; killed at `timeout`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecCheck {
-    /// The command line (`misc_path`), e.g. `/usr/local/bin/check-db 10.0.0.21`.
-    pub command: String,
-    /// Killed and counted as a failure after this long (`misc_timeout`).
-    #[serde(default = "default_connect_timeout")]
-    pub timeout: Duration,
-    /// Retries before the server is declared down.
-    #[serde(default = "default_retry")]
-    pub retry: u32,
-    /// Pause before each retry.
-    #[serde(default = "default_delay_before_retry")]
-    pub delay_before_retry: Duration,
-    /// Consecutive successes before a failed server is back in the pool.
-    /// keepalived's checkers take it back on the first success, which is
-    /// the default; more keeps a flapping server out longer.
-    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
-    pub rise: u32,
-}
-
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_retry() -> u32 {
-    1
-}
-
-fn default_delay_before_retry() -> Duration {
-    Duration::from_secs(1)
-}
-
-/// keepalived's checkers have no `rise`: the first success brings a
-/// server back.
-fn default_rise() -> u32 {
-    1
-}
-
-fn is_one(n: &u32) -> bool {
-    *n == 1
-}
-
-fn default_status_code() -> u16 {
-    200
 }
 
 // ===== notification and lab =====

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use super::diag::Finding;
 use super::schema::{
-    Check, Dataplane, Director, Forwarding, Inventory, VirtualService,
-    VrrpInstance,
+    Check, Dataplane, Director, ExecCheck, Forwarding, HttpCheck, Inventory,
+    TcpCheck, VirtualService, VrrpInstance,
 };
 
 /// What lbdeploy may ask of the controller's environment: secrets named by
@@ -599,19 +599,7 @@ fn virtual_service(
         }
         for (k, check) in rs.checks.iter().enumerate() {
             let cpath = format!("{rpath}.checks[{k}]");
-            if let (Some(t), Check::Tcp(tcp)) = (target, check)
-                && tcp.half_open
-                && t.is_ipv6()
-            {
-                out.push(Finding::error(
-                    format!("{cpath}.tcp.half_open"),
-                    format!(
-                        "half-open checks send IPv4 SYNs, and {t} is IPv6 — \
-                         remove `half_open` for a full TCP connect"
-                    ),
-                ));
-            }
-            check_rules(check, &cpath, out);
+            check_rules(check, target, &cpath, out);
         }
     }
     quorum(vs, path, out);
@@ -658,11 +646,20 @@ fn quorum(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
 /// for longer than anyone means to.
 pub const MAX_RISE: u32 = 100;
 
-fn check_rules(check: &Check, path: &str, out: &mut Vec<Finding>) {
+/// A check's rules: those of every kind (`rise`), then its own kind's,
+/// under `{path}.{kind}`. `target` is the real server's address, when
+/// known.
+fn check_rules(
+    check: &Check,
+    target: Option<IpAddr>,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let path = format!("{path}.{}", check.kind());
     let rise = check.timing().rise;
     if !(1..=MAX_RISE).contains(&rise) {
         out.push(Finding::error(
-            format!("{path}.{}.rise", check.kind()),
+            format!("{path}.rise"),
             format!(
                 "rise {rise} is out of range — give 1–{MAX_RISE} consecutive \
                  successes before a failed server is back (1, the default, \
@@ -670,17 +667,46 @@ fn check_rules(check: &Check, path: &str, out: &mut Vec<Finding>) {
             ),
         ));
     }
-    if let Check::Exec(exec) = check
-        && exec.command.trim().is_empty()
+    match check {
+        Check::Tcp(tcp) => tcp_rules(tcp, target, &path, out),
+        Check::HttpGet(http) => http_rules(http, &path, out),
+        Check::Exec(exec) => exec_rules(exec, &path, out),
+        // Nothing beyond every kind's rules: it has only timing.
+        Check::Ping(_) => {}
+    }
+}
+
+fn tcp_rules(
+    tcp: &TcpCheck,
+    target: Option<IpAddr>,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    if let Some(t) = target
+        && tcp.half_open
+        && t.is_ipv6()
     {
         out.push(Finding::error(
-            format!("{path}.exec.command"),
+            format!("{path}.half_open"),
+            format!(
+                "half-open checks send IPv4 SYNs, and {t} is IPv6 — \
+                 remove `half_open` for a full TCP connect"
+            ),
+        ));
+    }
+}
+
+fn exec_rules(exec: &ExecCheck, path: &str, out: &mut Vec<Finding>) {
+    if exec.command.trim().is_empty() {
+        out.push(Finding::error(
+            format!("{path}.command"),
             "the command is empty — give the program (and its arguments) \
              that exits 0 when the real server is fine",
         ));
     }
-    let Check::HttpGet(http) = check else { return };
-    let path = format!("{path}.http_get");
+}
+
+fn http_rules(http: &HttpCheck, path: &str, out: &mut Vec<Finding>) {
     if !http.path.starts_with('/') {
         out.push(Finding::error(
             format!("{path}.path"),

@@ -2,18 +2,83 @@
 //! `delay_loop`, `connect_timeout`, `retry` and `delay_before_retry`, plus
 //! `rise`.
 //!
+//! Each kind of check is one file, dispatched from the inventory's own
+//! [`Check`] by `arm` — the one place a kind is matched on — into a
+//! `Probe` the runner holds without knowing its kind:
+//!
+//! * `tcp` — a connect, or a half-open SYN (`syn` builds and reads the
+//!   bytes, pure; `half_open` owns the raw socket that sends them);
+//! * `http` — an HTTP GET, judged (the judging pure);
+//! * `exec` — a command run on the director;
+//! * `ping` — an ICMP echo of the server.
+//!
+//! Around them:
+//!
 //! * [`health`] — one checker's verdict and schedule (pure);
-//! * [`probe`] — a TCP connect or an HTTP GET, judged (the judging pure);
-//! * [`syn`] — half-open TCP checks: the SYN sent and the answer read
-//!   (pure); [`half_open`] — the raw socket that sends and reads them;
 //! * [`runner`] — the checks running on tokio, verdict changes out on a
 //!   channel;
 //! * [`quorum`] — whether a service has enough live weight, with
 //!   hysteresis (pure).
+//!
+//! A new kind of check is a file here with its `arm`, an arm in `arm`,
+//! and on the inventory side its options and rules.
 
-pub mod half_open;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::inventory::Check;
+
+mod exec;
+mod half_open;
 pub mod health;
-pub mod probe;
+mod http;
+mod ping;
 pub mod quorum;
 pub mod runner;
 pub mod syn;
+mod tcp;
+
+/// One check of one real server, armed: its options read once, what it
+/// shares with other checks in hand.
+pub(crate) trait Probe: Send + Sync {
+    /// Check the server once, giving up after `limit`.
+    ///
+    /// # Errors
+    /// Why the server fails the check, naming it.
+    fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// What the checks of one runner share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The half-open prober, when some check is half-open and the raw
+    /// socket opened.
+    pub(crate) prober: Option<half_open::Prober>,
+}
+
+impl Shared {
+    /// What `checks` need shared, its tasks spawned on `tasks`.
+    pub(crate) fn start<'a>(
+        checks: impl Iterator<Item = &'a Check>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Self {
+        Self { prober: tcp::prober(checks, tasks) }
+    }
+}
+
+/// `check` of the real server at `server` (its address and port), ready
+/// to run.
+pub(crate) fn arm(
+    check: &Check,
+    server: SocketAddr,
+    shared: &Shared,
+) -> Box<dyn Probe> {
+    match check {
+        Check::Tcp(c) => tcp::arm(c, server, shared),
+        Check::HttpGet(c) => http::arm(c, server),
+        Check::Exec(c) => exec::arm(c),
+        Check::Ping(c) => ping::arm(c, server),
+    }
+}

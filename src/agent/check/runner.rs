@@ -1,6 +1,7 @@
 //! Health checks running: one task per real server of each service, each
 //! checker on its own schedule ([`Health`]), the server up only while every
-//! checker says so. Half-open TCP checks share one [`Prober`]. Verdict
+//! checker says so. Checks run as `Probe`s, whatever their kind, and
+//! share what `Shared` holds (the half-open prober). Verdict
 //! changes go out on a channel; the director acts on them (data plane,
 //! notifications).
 //!
@@ -20,14 +21,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::Regex;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::half_open::Prober;
 use super::health::{Health, Timing};
-use super::probe::{self, HttpWant};
+use super::{Probe, Shared};
 use crate::inventory::Check;
 
 /// The grid checks fall due on; each check runs within half of this of
@@ -78,11 +77,15 @@ impl Checks {
     ) -> Self {
         let gate = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut tasks = JoinSet::new();
-        let prober = prober(&targets, &mut tasks);
+        let all = targets.iter().flat_map(|t| &t.checks);
+        let shared = Shared::start(all, &mut tasks);
         let grid = Grid(Instant::now());
         for t in targets.into_iter().filter(|t| !t.checks.is_empty()) {
-            let prober = prober.clone();
-            tasks.spawn(run(t, grid, tx.clone(), gate.clone(), prober));
+            let start = grid.nearest(Instant::now() + spread(&t, t.delay_loop));
+            let checkers =
+                t.checks.iter().map(|c| checker(&t, c, start, &shared));
+            let checkers = checkers.collect();
+            tasks.spawn(run(t, checkers, grid, tx.clone(), gate.clone()));
         }
         Self { tasks }
     }
@@ -93,47 +96,12 @@ impl Checks {
     }
 }
 
-/// The prober every half-open check shares, its task in `tasks`; `None`
-/// when no check is half-open, or when the raw socket cannot be opened
-/// (no `CAP_NET_RAW`): those checks then connect fully, which tests the
-/// servers as well, at the higher cost.
-fn prober(targets: &[Target], tasks: &mut JoinSet<()>) -> Option<Prober> {
-    let wanted = targets
-        .iter()
-        .flat_map(|t| &t.checks)
-        .any(|c| matches!(c, Check::Tcp(t) if t.half_open));
-    if !wanted {
-        return None;
-    }
-    match Prober::start() {
-        Ok((prober, task)) => {
-            tasks.spawn(task);
-            Some(prober)
-        }
-        Err(e) => {
-            crate::agent::log(&format!(
-                "half-open checks need a raw socket ({e}); checking with a \
-                 full TCP connect instead"
-            ));
-            None
-        }
-    }
-}
-
 /// A checker ready to run.
 struct Checker {
-    kind: Kind,
+    probe: Box<dyn Probe>,
     limit: Duration,
-    addr: SocketAddr,
     health: Health,
     due: Instant,
-}
-
-enum Kind {
-    Tcp,
-    HalfOpen(Prober),
-    Http(HttpWant),
-    Exec(String),
 }
 
 /// The [`TICK`] grid shared by every check of a runner, from its origin.
@@ -151,20 +119,14 @@ impl Grid {
     }
 }
 
+/// Run the `checkers` of `t` until the receiver of `tx` is gone.
 async fn run(
     t: Target,
+    mut checkers: Vec<Checker>,
     grid: Grid,
     tx: mpsc::Sender<Transition>,
     gate: Arc<Semaphore>,
-    prober: Option<Prober>,
 ) {
-    let start = grid.nearest(Instant::now() + spread(&t, t.delay_loop));
-    let mut checkers: Vec<Checker> = t
-        .checks
-        .iter()
-        .map(|c| checker(&t, c, start, prober.as_ref()))
-        .collect();
-    drop(prober);
     let mut up = true;
     loop {
         let (i, due) = checkers
@@ -177,16 +139,7 @@ async fn run(
         let c = &mut checkers[i];
         let result = {
             let _permit = gate.acquire().await;
-            match &c.kind {
-                Kind::Tcp => probe::tcp(c.addr, c.limit).await,
-                Kind::HalfOpen(prober) => match c.addr {
-                    SocketAddr::V4(to) => prober.probe(to, c.limit).await,
-                    // Validation refuses half-open checks of IPv6 servers.
-                    SocketAddr::V6(_) => probe::tcp(c.addr, c.limit).await,
-                },
-                Kind::Http(want) => probe::http(c.addr, want, c.limit).await,
-                Kind::Exec(command) => probe::exec(command, c.limit).await,
-            }
+            c.probe.check(c.limit).await
         };
         let outcome = c.health.record(result.is_ok());
         c.due = grid.nearest(Instant::now() + outcome.next_in);
@@ -210,37 +163,12 @@ async fn run(
     }
 }
 
-fn checker(
-    t: &Target,
-    c: &Check,
-    start: Instant,
-    prober: Option<&Prober>,
-) -> Checker {
-    let (kind, port) = match c {
-        Check::Tcp(c) => match prober.filter(|_| c.half_open) {
-            Some(p) => (Kind::HalfOpen(p.clone()), c.connect_port),
-            None => (Kind::Tcp, c.connect_port),
-        },
-        Check::HttpGet(h) => (
-            Kind::Http(HttpWant {
-                path: h.path.clone(),
-                host: h.virtualhost.clone(),
-                status: h.status_code,
-                digest: h.digest.clone(),
-                // Validation compiled it already; a pattern that does not
-                // compile here simply does not constrain.
-                body: h.body_regex.as_deref().and_then(|r| Regex::new(r).ok()),
-            }),
-            h.connect_port,
-        ),
-        Check::Exec(e) => (Kind::Exec(e.command.clone()), None),
-    };
+/// `c`, a check of `t`, armed and first due at `start`.
+fn checker(t: &Target, c: &Check, start: Instant, shared: &Shared) -> Checker {
     let timing = c.timing();
-    let port = port.map_or(t.port, |p| p.get() as u16);
     Checker {
-        kind,
+        probe: super::arm(c, SocketAddr::new(t.address, t.port), shared),
         limit: timing.timeout.get(),
-        addr: SocketAddr::new(t.address, port),
         health: Health::new(Timing::new(t.delay_loop, timing)),
         due: start,
     }
@@ -361,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn half_open_checks_connect_fully_without_a_raw_socket() {
         if std::env::var_os(NO_NET_RAW).is_some() {
-            // The word of the fallback is a log line: log as the agent does.
+            // The agent's logging path, so the parent sees the warning.
             crate::util::log::init(crate::util::log::Format::Logfmt);
             closed_then_listening(true, &["connect to 127.0.0.1"]).await;
             return;

@@ -1,7 +1,7 @@
-//! One health check against one real server: a TCP connect, or an HTTP
-//! GET judged by status, body digest and body pattern. Each phase has its
-//! own timeout — a server that accepts and then never answers fails the
-//! read timeout, as keepalived's `connect_timeout` does for both.
+//! The `http_get` check (keepalived's `HTTP_GET`): a GET judged by
+//! status, body digest and body pattern. Each phase has its own timeout —
+//! a server that accepts and then never answers fails the read timeout,
+//! as keepalived's `connect_timeout` does for both.
 //!
 //! [`judge`] (is this HTTP answer what the check wants?) is pure; the rest
 //! is a thin tokio adapter.
@@ -9,61 +9,60 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use md5::{Digest, Md5};
 use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use super::{Probe, tcp};
+use crate::inventory::HttpCheck;
 
 /// The most of an answer read: health pages are small, and a server that
 /// streams forever must not hold the checker.
-pub const MAX_ANSWER: usize = 1 << 20;
+pub(crate) const MAX_ANSWER: usize = 1 << 20;
 
 /// What an HTTP check wants.
 #[derive(Debug, Clone)]
-pub struct HttpWant {
+pub(crate) struct HttpWant {
     /// Path requested.
-    pub path: String,
+    pub(crate) path: String,
     /// `Host:` header; the address when absent.
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// The status the answer must have.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Lower-case hex MD5 of the body (keepalived's `digest`).
-    pub digest: Option<String>,
+    pub(crate) digest: Option<String>,
     /// A pattern the body must match.
-    pub body: Option<Regex>,
+    pub(crate) body: Option<Regex>,
 }
 
-/// Whether a TCP connection to `addr` opens within `limit`.
-///
-/// # Errors
-/// Why not: refused, timed out, unreachable.
-pub async fn tcp(addr: SocketAddr, limit: Duration) -> Result<(), String> {
-    match timeout(limit, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("connect to {addr}: {e}")),
-        Err(_) => Err(format!("connect to {addr}: no answer within {limit:?}")),
-    }
+/// An `http_get` check of `server` (its port unless `connect_port` says
+/// otherwise), its body pattern compiled once.
+pub(crate) fn arm(c: &HttpCheck, server: SocketAddr) -> Box<dyn Probe> {
+    let port = c.connect_port.map_or(server.port(), |p| p.get() as u16);
+    Box::new(Get {
+        addr: SocketAddr::new(server.ip(), port),
+        want: HttpWant {
+            path: c.path.clone(),
+            host: c.virtualhost.clone(),
+            status: c.status_code,
+            digest: c.digest.clone(),
+            // Validation compiled it already; a pattern that does not
+            // compile here simply does not constrain.
+            body: c.body_regex.as_deref().and_then(|r| Regex::new(r).ok()),
+        },
+    })
 }
 
-/// Run `command` through `sh -c`; exit 0 within `limit` is a pass.
-///
-/// # Errors
-/// Its exit status, or that it was killed at the timeout.
-pub async fn exec(command: &str, limit: Duration) -> Result<(), String> {
-    let child = tokio::process::Command::new("/bin/sh")
-        .args(["-c", command])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
-    match timeout(limit, child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => Err(format!("`{command}` exited with {}", out.status)),
-        Ok(Err(e)) => Err(format!("`{command}`: {e}")),
-        Err(_) => Err(format!("`{command}` ran past {limit:?} and was killed")),
+struct Get {
+    addr: SocketAddr,
+    want: HttpWant,
+}
+
+impl Probe for Get {
+    fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(http(self.addr, &self.want, limit))
     }
 }
 
@@ -72,20 +71,12 @@ pub async fn exec(command: &str, limit: Duration) -> Result<(), String> {
 ///
 /// # Errors
 /// Why the server fails the check.
-pub async fn http(
+async fn http(
     addr: SocketAddr,
     want: &HttpWant,
     limit: Duration,
 ) -> Result<(), String> {
-    let mut stream = match timeout(limit, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "connect to {addr}: no answer within {limit:?}"
-            ));
-        }
-    };
+    let mut stream = tcp::connect(addr, limit).await?;
     let host = want.host.clone().unwrap_or_else(|| addr.ip().to_string());
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbdeploy-check\r\n\
@@ -117,7 +108,7 @@ pub async fn http(
 ///
 /// # Errors
 /// What is wrong with it.
-pub fn judge(answer: &[u8], want: &HttpWant) -> Result<(), String> {
+pub(crate) fn judge(answer: &[u8], want: &HttpWant) -> Result<(), String> {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -183,18 +174,6 @@ mod tests {
         assert!(judge(OK, &re).is_err());
     }
 
-    #[tokio::test]
-    async fn exec_checks_pass_fail_and_time_out() {
-        let limit = Duration::from_millis(300);
-        assert_eq!(exec("true", limit).await, Ok(()));
-        assert!(
-            exec("exit 3", limit).await.unwrap_err().contains("exit status: 3")
-        );
-        assert!(
-            exec("sleep 5", limit).await.unwrap_err().contains("was killed")
-        );
-    }
-
     #[test]
     fn garbage_fails_with_a_reason() {
         assert!(judge(b"", &want()).is_err());
@@ -224,6 +203,6 @@ mod tests {
         server.abort();
         let _ = server.await;
         // Nothing listens on the port any more.
-        assert!(tcp(addr, limit).await.is_err());
+        assert!(tcp::connect(addr, limit).await.is_err());
     }
 }

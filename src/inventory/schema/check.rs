@@ -1,0 +1,316 @@
+//! Health-check options as an operator writes them: one list item per
+//! check, keyed by its kind (`- tcp: {...}`, `- http_get: {...}`).
+//!
+//! [`check_kinds!`] declares [`Check`] and how it is read and written
+//! from one list of kinds, so a new kind of check is one line there and
+//! its options struct here (with its `timing`), its rules in `validate`
+//! and its probe in `agent::check`. The agent dispatches on [`Check`]
+//! itself; there is no second list of kinds to keep in step.
+
+use serde::{Deserialize, Serialize};
+
+use super::is_false;
+use crate::inventory::values::{Duration, Port};
+
+/// When a check gives up on one attempt and how it retries — the same
+/// three keywords for every kind of check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTiming {
+    /// One attempt's limit (`connect_timeout`, `misc_timeout`).
+    pub timeout: Duration,
+    /// Retries before the server is declared down.
+    pub retry: u32,
+    /// Pause before each retry.
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back.
+    pub rise: u32,
+}
+
+/// Declares [`Check`], its `kind` and `timing`, and how it is written,
+/// from one list: each kind's doc, variant, options type and key.
+///
+/// serde_yaml reads enums only from YAML tags (`!tcp`), which operators
+/// do not write; a map with one optional key per kind (`CheckRepr`) reads
+/// naturally and gets unknown-key suggestions for free.
+macro_rules! check_kinds {
+    ($($(#[$doc:meta])* $variant:ident($options:ty) = $key:literal,)+) => {
+        /// A health check, written as a one-key map: `- tcp: {...}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(try_from = "CheckRepr", into = "CheckRepr")]
+        pub enum Check {
+            $($(#[$doc])* $variant($options),)+
+        }
+
+        impl Check {
+            /// The key the check is written under: `tcp`, `http_get`…
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Check::$variant(_) => $key,)+
+                }
+            }
+
+            /// The check's timing, whatever its kind.
+            pub fn timing(&self) -> CheckTiming {
+                match self {
+                    $(Check::$variant(c) => c.timing(),)+
+                }
+            }
+        }
+
+        /// Every kind's key, in the order they are listed.
+        const KEYS: &[&str] = &[$($key),+];
+
+        /// How a check is written: one optional key per kind.
+        #[derive(Default, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(non_snake_case)]
+        struct CheckRepr {
+            $(
+                #[serde(
+                    rename = $key,
+                    default,
+                    skip_serializing_if = "Option::is_none"
+                )]
+                $variant: Option<$options>,
+            )+
+        }
+
+        impl TryFrom<CheckRepr> for Check {
+            type Error = String;
+
+            fn try_from(r: CheckRepr) -> Result<Self, Self::Error> {
+                let mut given =
+                    [$(r.$variant.map(Check::$variant)),+].into_iter().flatten();
+                match (given.next(), given.next()) {
+                    (Some(check), None) => Ok(check),
+                    _ => Err(not_one_kind()),
+                }
+            }
+        }
+
+        impl From<Check> for CheckRepr {
+            fn from(c: Check) -> Self {
+                let mut r = CheckRepr::default();
+                match c {
+                    $(Check::$variant(o) => r.$variant = Some(o),)+
+                }
+                r
+            }
+        }
+    };
+}
+
+check_kinds! {
+    /// A TCP connect (keepalived's `TCP_CHECK`).
+    Tcp(TcpCheck) = "tcp",
+    /// An HTTP GET (keepalived's `HTTP_GET`).
+    HttpGet(HttpCheck) = "http_get",
+    /// A command run on the director (keepalived's `MISC_CHECK`).
+    Exec(ExecCheck) = "exec",
+    /// An ICMP echo of the server (keepalived's `PING_CHECK`).
+    Ping(PingCheck) = "ping",
+}
+
+/// What is wrong with a list item holding no kind of check, or several.
+fn not_one_kind() -> String {
+    let keys: Vec<String> = KEYS.iter().map(|k| format!("`{k}:`")).collect();
+    let list = match keys.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    format!(
+        "a check is exactly one of {list} — start a new list item (`- `) \
+         for each check"
+    )
+}
+
+/// A TCP connect check. Timing has keepalived's meaning, as for every
+/// checker: checks run every `delay_loop` (the service's); a server is
+/// declared down after `retry + 1` consecutive failures, each retry
+/// `delay_before_retry` after the previous failure, and back up after
+/// `rise` consecutive successes, one per `delay_loop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpCheck {
+    /// Time allowed to connect (keepalived's default: 5s).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down (`nb_get_retry`).
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    /// keepalived's checkers take it back on the first success, which is
+    /// the default; more keeps a flapping server out longer.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+    /// Port to check when it differs from the real server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<Port>,
+    /// Send only a SYN and count the SYN-ACK as up, an RST as refused;
+    /// the director's kernel resets the half-open connection. The server's
+    /// application never sees the check (no accept, no log line), and a
+    /// check costs about half of a full connect (BENCHMARKS.md). A listener
+    /// whose accept queue is full drops the SYN and fails it, as it fails a
+    /// connect. IPv4 only. keepalived has no such check: its TCP_CHECK is a
+    /// full connect, the default here.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub half_open: bool,
+}
+
+impl TcpCheck {
+    /// Its timing: `connect_timeout` bounds the connect (or the SYN's answer).
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.connect_timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+/// An HTTP GET health check (keepalived's `HTTP_GET` with one `url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// The path requested, e.g. `/lvstest.html`.
+    pub path: String,
+    /// The status the server must answer.
+    #[serde(default = "default_status_code")]
+    pub status_code: u16,
+    /// MD5 of the expected body, as keepalived's `genhash` prints it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// A regular expression the body must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_regex: Option<String>,
+    /// Host header to send (keepalived's `virtualhost`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualhost: Option<String>,
+    /// Time allowed to connect and, separately, to read the answer.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down (`nb_get_retry`).
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    /// keepalived's checkers take it back on the first success, which is
+    /// the default; more keeps a flapping server out longer.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+    /// Port to check when it differs from the real server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<Port>,
+}
+
+impl HttpCheck {
+    /// Its timing: `connect_timeout` bounds the connect and, apart, the answer.
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.connect_timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+/// A command as a health check (keepalived's `MISC_CHECK`): run on the
+/// director through `sh -c`, exit 0 means up; killed at `timeout`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCheck {
+    /// The command line (`misc_path`), e.g. `/usr/local/bin/check-db 10.0.0.21`.
+    pub command: String,
+    /// Killed and counted as a failure after this long (`misc_timeout`).
+    #[serde(default = "default_connect_timeout")]
+    pub timeout: Duration,
+    /// Retries before the server is declared down.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    /// keepalived's checkers take it back on the first success, which is
+    /// the default; more keeps a flapping server out longer.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+}
+
+impl ExecCheck {
+    /// Its timing: `timeout` bounds one run of the command.
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+/// An ICMP echo as a health check (keepalived's `PING_CHECK`): the
+/// server's echo reply within `connect_timeout` is up. It sees the host,
+/// not the service: a server whose application is down still answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingCheck {
+    /// Time allowed for the echo reply.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+}
+
+impl PingCheck {
+    /// Its timing: `connect_timeout` bounds the wait for the reply.
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.connect_timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_retry() -> u32 {
+    1
+}
+
+fn default_delay_before_retry() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// keepalived's checkers have no `rise`: the first success brings a
+/// server back.
+fn default_rise() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+fn default_status_code() -> u16 {
+    200
+}
