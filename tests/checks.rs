@@ -5,7 +5,8 @@
 //! only after `rise` successes; webhooks and emails of a director land in
 //! sinks inside the lab's controller; a mail server that never answers
 //! must not slow the checks down. A half-open check must see a server stop
-//! or vanish without ever opening a connection to it.
+//! or vanish without ever opening a connection to it, and a ping check a
+//! server that stops answering echoes.
 //!
 //! Every bound comes from the check timing ([`down_within`],
 //! [`up_within`]) plus one `delay_loop` of slack; the agent status is
@@ -465,4 +466,50 @@ EOF",
         "half-open: {packets} SYNs lost without a false down; down after \
          {down:?}, back after {up:?} (bounds {down_bound:?}, {up_bound:?})"
     );
+}
+
+/// The rule that makes rs02 deaf to echo requests, in its namespace.
+const DROP_ECHO: &str = "nft add table inet lbtest && nft add chain inet \
+    lbtest input '{ type filter hook input priority 0; }' && nft add rule \
+    inet lbtest input icmp type echo-request drop";
+
+/// The `ping` check: rs02, checked by ICMP echo only, is taken out of the
+/// pool when it stops answering echoes (an nftables rule in its own
+/// namespace drops them, the host otherwise up and serving) and put back
+/// when it answers again, each within the bound its timing gives plus one
+/// `delay_loop` of slack.
+#[test]
+fn a_server_that_stops_answering_echoes_is_down_and_comes_back() {
+    let s = Subnet::allocate();
+    let ping = format!(
+        "{{ ping: {{ connect_timeout: {}ms, retry: {RETRY}, \
+         delay_before_retry: {}ms }} }}",
+        TIMEOUT.as_millis(),
+        PAUSE.as_millis()
+    );
+    let lab = lab_or_skip!("checks-ping", checked(s).check("rs02", &ping));
+    lab.apply_until_forwarding(&s.vip());
+    let rip = s.addr(22);
+    within(DELAY_LOOP * 3, "rs02 up by ping", || {
+        verdict(&lab, &rip) == Some(true)
+    });
+
+    let start = Instant::now();
+    lab.exec_ok("rs02", DROP_ECHO);
+    let bound = down_within(timing(1), TIMEOUT) + DELAY_LOOP;
+    within(bound, "rs02 marked down", || verdict(&lab, &rip) == Some(false));
+    let down = start.elapsed();
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    let line = format!(
+        "real server {rip} of web is down: no echo reply from {rip} within \
+         {TIMEOUT:?}"
+    );
+    assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
+    assert_eq!(verdict(&lab, &s.addr(21)), Some(true), "rs01 stays up");
+
+    let start = Instant::now();
+    lab.exec_ok("rs02", "nft delete table inet lbtest");
+    let bound = up_within(timing(1)) + TIMEOUT + DELAY_LOOP;
+    within(bound, "rs02 back", || verdict(&lab, &rip) == Some(true));
+    eprintln!("ping: down after {down:?}, back after {:?}", start.elapsed());
 }

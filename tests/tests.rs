@@ -3,7 +3,6 @@
 
 mod agent;
 mod apply;
-mod check_ping;
 mod checks;
 mod cluster;
 mod dataplane;

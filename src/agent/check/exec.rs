@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::time::timeout;
 
-use super::Probe;
+use super::probe::Probe;
 use crate::inventory::ExecCheck;
 
 /// An `exec` check; the command names the server itself, if it needs to.

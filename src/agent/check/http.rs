@@ -15,7 +15,8 @@ use regex::Regex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-use super::{Probe, tcp};
+use super::probe::Probe;
+use super::tcp;
 use crate::inventory::HttpCheck;
 
 /// The most of an answer read: health pages are small, and a server that

@@ -10,7 +10,8 @@
 //!   bytes, pure; `half_open` owns the raw socket that sends them);
 //! * `http` — an HTTP GET, judged (the judging pure);
 //! * `exec` — a command run on the director;
-//! * `ping` — an ICMP echo of the server.
+//! * `ping` — an ICMP echo of the server;
+//! * `probe` — what every kind implements, and what checks share.
 //!
 //! Around them:
 //!
@@ -24,48 +25,28 @@
 //! and on the inventory side its options and rules.
 
 use std::net::SocketAddr;
-use std::time::Duration;
-
-use futures_util::future::BoxFuture;
 
 use crate::inventory::Check;
+use probe::{Probe, Shared};
 
 mod exec;
 mod half_open;
 pub mod health;
 mod http;
 mod ping;
+mod probe;
 pub mod quorum;
 pub mod runner;
 pub mod syn;
 mod tcp;
 
-/// One check of one real server, armed: its options read once, what it
-/// shares with other checks in hand.
-pub(crate) trait Probe: Send + Sync {
-    /// Check the server once, giving up after `limit`.
-    ///
-    /// # Errors
-    /// Why the server fails the check, naming it.
-    fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>>;
-}
-
-/// What the checks of one runner share.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// The half-open prober, when some check is half-open and the raw
-    /// socket opened.
-    pub(crate) prober: Option<half_open::Prober>,
-}
-
-impl Shared {
-    /// What `checks` need shared, its tasks spawned on `tasks`.
-    pub(crate) fn start<'a>(
-        checks: impl Iterator<Item = &'a Check>,
-        tasks: &mut tokio::task::JoinSet<()>,
-    ) -> Self {
-        Self { prober: tcp::prober(checks, tasks) }
-    }
+/// What `checks` need shared, its tasks spawned on `tasks`: the
+/// half-open prober when some check is half-open.
+pub(crate) fn share<'a>(
+    checks: impl Iterator<Item = &'a Check>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Shared {
+    Shared { prober: tcp::prober(checks, tasks) }
 }
 
 /// `check` of the real server at `server` (its address and port), ready

@@ -28,7 +28,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::UdpSocket as AsyncSocket;
 use tokio::time::{Instant, timeout_at};
 
-use super::Probe;
+use super::probe::Probe;
 use crate::inventory::PingCheck;
 
 /// A `ping` check of the server's address; ports mean nothing to it.

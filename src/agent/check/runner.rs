@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::health::{Health, Timing};
-use super::{Probe, Shared};
+use super::probe::{Probe, Shared};
 use crate::inventory::Check;
 
 /// The grid checks fall due on; each check runs within half of this of
@@ -78,7 +78,7 @@ impl Checks {
         let gate = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let all = targets.iter().flat_map(|t| &t.checks);
-        let shared = Shared::start(all, &mut tasks);
+        let shared = super::share(all, &mut tasks);
         let grid = Grid(Instant::now());
         for t in targets.into_iter().filter(|t| !t.checks.is_empty()) {
             let start = grid.nearest(Instant::now() + spread(&t, t.delay_loop));

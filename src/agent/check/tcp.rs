@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use super::half_open::Prober;
-use super::{Probe, Shared};
+use super::probe::{Probe, Shared};
 use crate::inventory::{Check, TcpCheck};
 
 /// A `tcp` check of `server` (its port unless `connect_port` says

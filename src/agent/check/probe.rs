@@ -1,0 +1,27 @@
+//! What every kind of check implements ([`Probe`]), and what the checks of
+//! one runner share ([`Shared`]). The kinds depend on this file and the
+//! dispatch in `check` depends on the kinds, so neither depends back.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use super::half_open;
+
+/// One check of one real server, armed: its options read once, what it
+/// shares with other checks in hand.
+pub(crate) trait Probe: Send + Sync {
+    /// Check the server once, giving up after `limit`.
+    ///
+    /// # Errors
+    /// Why the server fails the check, naming it.
+    fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// What the checks of one runner share.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The half-open prober, when some check is half-open and the raw
+    /// socket opened.
+    pub(crate) prober: Option<half_open::Prober>,
+}
