@@ -17,12 +17,8 @@
 //! * [`dataplane`] — the kernel data plane (IPVS, or nftables DSR);
 //! * [`check`] — health checks of the real servers;
 //! * [`alert`] — email, webhook and exec notifications;
-//! * [`net`] — addresses over rtnetlink, shared by both modes;
-//! * [`netlink`] — netlink message framing for what rtnetlink does not
-//!   cover (IPVS, the nftables generation);
-//! * [`checksum`] — the Internet checksum of VRRP adverts, Neighbour
-//!   Advertisements and half-open checks' SYNs;
-//! * [`nftables`] — loading a table with `nft -f`, shared by both modes;
+//! * [`sys`] — the kernel helpers both modes share: addresses over
+//!   rtnetlink, netlink framing, `nft -f`, the Internet checksum;
 //! * [`realserver`] — the real-server mode: ARP sysctls and the VIPs kept on
 //!   `lo`.
 //!
@@ -30,18 +26,15 @@
 
 pub mod alert;
 pub mod check;
-pub mod checksum;
 pub mod dataplane;
 pub mod director;
-pub mod net;
-pub mod netlink;
-pub mod nftables;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;
 pub mod service;
 pub mod status;
 pub mod supervise;
+pub mod sys;
 pub mod vrrp;
 
 /// One line of talk, through the crate's one logging path

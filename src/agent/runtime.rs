@@ -34,9 +34,11 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use crate::inventory::agent::{self as config, DirectorConfig, RealserverConfig};
 use super::status::{self, Mode, Status};
 use super::{log, paths};
+use crate::inventory::agent::{
+    self as config, DirectorConfig, RealserverConfig,
+};
 
 /// A configuration type that names the agent mode it configures and the
 /// worker that carries it out, so one runtime serves both modes.

@@ -32,9 +32,9 @@ use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 use super::status::{self, Mode};
 use super::{log, paths, runtime};
+use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
 /// Wait between an agent's exit and its restart, as the unit's
 /// `RestartSec=1s`.

@@ -24,8 +24,8 @@ use std::net::IpAddr;
 
 use self::buckets::Backend;
 use self::nft::{Mac, Proto, Ruleset, Service};
-use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 use crate::inventory::Protocol;
+use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 
 /// A service the nftables back end cannot forward.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -36,11 +36,11 @@ use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
-use crate::inventory::agent::DirectorConfig;
 use crate::agent::dataplane::nft::installer::Applied;
 use crate::agent::dataplane::{self, ipvs, neigh, nft};
 use crate::agent::{log, paths};
 use crate::inventory::Dataplane;
+use crate::inventory::agent::DirectorConfig;
 
 /// How long a director keeps forwarding after it stopped being master.
 pub const GRACE: Duration = Duration::from_secs(2);

@@ -26,9 +26,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::inventory::agent::VrrpConfig;
 use crate::agent::log;
-use crate::agent::net::{self, Address, Net};
+use crate::agent::sys::net::{self, Address, Net};
 use crate::agent::vrrp::error::DecodeError;
 use crate::agent::vrrp::fsm::{self, Action, Event, State};
 use crate::agent::vrrp::ipv4::decode_ipv4_packet;
@@ -39,6 +38,7 @@ use crate::agent::vrrp::packet::{
 use crate::agent::vrrp::socket::{
     AdvertSocket, AnnounceSocket, Datagram, Destinations,
 };
+use crate::inventory::agent::VrrpConfig;
 use crate::inventory::{IfAddr, NotifyHooks};
 
 /// Gratuitous ARPs (or, for IPv6, unsolicited Neighbour Advertisements)

@@ -22,11 +22,11 @@ use tokio::sync::mpsc;
 
 use self::forward::Forward;
 use self::instance::{Handle, InstanceMsg, Settings, StateChange};
-use crate::inventory::agent::{DirectorConfig, VrrpConfig};
 use super::log;
-use super::net::{self, Net};
 use super::runtime::{self, Report};
+use crate::agent::sys::net::{self, Net};
 use crate::inventory::IfAddr;
+use crate::inventory::agent::{DirectorConfig, VrrpConfig};
 
 /// How long a resigning instance may take (one advert, the VIPs off)
 /// before the worker stops waiting for it.

@@ -42,11 +42,11 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::inventory::agent::RealserverConfig;
 use super::log;
-use super::net::{self, Address, Event, Net};
 use super::runtime::Report;
+use crate::agent::sys::net::{self, Address, Event, Net};
 use crate::inventory::ArpSuppression;
+use crate::inventory::agent::RealserverConfig;
 
 /// How often the watcher re-checks the sysctls and the addresses without
 /// an event. The issue allows 1 s to restore a change; a 250 ms tick leaves

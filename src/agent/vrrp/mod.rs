@@ -12,7 +12,7 @@
 //! * [`arp`]: the gratuitous ARP frame a new master broadcasts for an IPv4
 //!   VIP; [`ndisc`]: the unsolicited Neighbour Advertisement for an IPv6
 //!   one.
-//!   Both carry the Internet checksum of [`crate::agent::checksum`].
+//!   Both carry the Internet checksum of [`crate::agent::sys::checksum`].
 //! * [`fsm`]: the RFC 5798 §6 state machine. It takes `(now, event)` and
 //!   returns actions (send an advert, add the VIPs, arm a timer at a
 //!   deadline); it owns no socket, no task and no clock.

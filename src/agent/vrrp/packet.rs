@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::error::{DecodeError, EncodeError};
-use crate::agent::checksum::OnesComplementSum;
+use crate::agent::sys::checksum::OnesComplementSum;
 
 /// IP protocol number of VRRP (RFC 5798 §5.1.1.3, §5.1.2.3).
 pub const IPPROTO_VRRP: u8 = 112;

@@ -52,8 +52,10 @@ use serde::{Deserialize, Serialize};
 
 pub use self::client::{Error, Ipvs};
 pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile};
-use crate::inventory::agent::{DirectorConfig, RealServerConfig, ServiceConfig};
 use crate::inventory::Protocol;
+use crate::inventory::agent::{
+    DirectorConfig, RealServerConfig, ServiceConfig,
+};
 
 /// A virtual service's identity in the kernel: what `ipvsadm -t/-u/-f`
 /// names, and what every later command about it must repeat.

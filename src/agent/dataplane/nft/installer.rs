@@ -9,7 +9,8 @@ use super::compile::{self, Compiled, map_name};
 use super::delta::{self, Delta};
 use super::verify::{self, Watch};
 use super::{TABLE, generation};
-use crate::agent::{log, nftables};
+use crate::agent::log;
+use crate::agent::sys::nftables;
 
 /// What one [`Installer::apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
