@@ -36,9 +36,7 @@ use tokio::sync::mpsc;
 
 use super::status::{self, Mode, Status};
 use super::{log, paths};
-use crate::inventory::agent::{
-    self as config, DirectorConfig, RealserverConfig,
-};
+use crate::inventory::agent as config;
 
 /// A configuration type that names the agent mode it configures and the
 /// worker that carries it out, so one runtime serves both modes.
@@ -94,16 +92,6 @@ impl<C: Send + Sync> Worker<C> for Idle {
     fn report(&self) -> Report {
         Report { healthy: true, details: serde_json::Value::Null }
     }
-}
-
-impl ModeConfig for DirectorConfig {
-    const MODE: Mode = Mode::Director;
-    type Worker = super::director::Worker;
-}
-
-impl ModeConfig for RealserverConfig {
-    const MODE: Mode = Mode::Realserver;
-    type Worker = super::realserver::Worker;
 }
 
 /// A configuration as loaded: the parsed value and what the status reports
@@ -393,6 +381,7 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
     /// A real server's configuration driven by the [`Idle`] worker: these
     /// tests are about the life cycle, and the real worker would change the

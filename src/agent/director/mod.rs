@@ -23,7 +23,8 @@ use tokio::sync::mpsc;
 use self::forward::Forward;
 use self::instance::{Handle, InstanceMsg, Settings, StateChange};
 use super::log;
-use super::runtime::{self, Report};
+use super::runtime::{self, ModeConfig, Report};
+use super::status::Mode;
 use crate::agent::sys::net::{self, Net};
 use crate::inventory::IfAddr;
 use crate::inventory::agent::{DirectorConfig, VrrpConfig};
@@ -152,6 +153,13 @@ async fn usable_ipv6(
         }
         tokio::time::sleep(DAD_POLL).await;
     }
+}
+
+/// A director's configuration runs this mode's [`Worker`]; the impl sits
+/// here, beside the worker, so the runtime needs no mode.
+impl ModeConfig for DirectorConfig {
+    const MODE: Mode = Mode::Director;
+    type Worker = Worker;
 }
 
 impl runtime::Worker<DirectorConfig> for Worker {

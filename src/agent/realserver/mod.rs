@@ -43,7 +43,8 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::log;
-use super::runtime::Report;
+use super::runtime::{self, ModeConfig, Report};
+use super::status::Mode;
 use crate::agent::sys::net::{self, Address, Event, Net};
 use crate::inventory::ArpSuppression;
 use crate::inventory::agent::RealserverConfig;
@@ -121,7 +122,14 @@ struct EventRecord {
     what: String,
 }
 
-impl super::runtime::Worker<RealserverConfig> for Worker {
+/// A real server's configuration runs this mode's [`Worker`]; the impl
+/// sits here, beside the worker, so the runtime needs no mode.
+impl ModeConfig for RealserverConfig {
+    const MODE: Mode = Mode::Realserver;
+    type Worker = Worker;
+}
+
+impl runtime::Worker<RealserverConfig> for Worker {
     async fn apply(&mut self, config: &RealserverConfig) -> anyhow::Result<()> {
         if self.running.is_none() {
             let net = Net::connect().context("opening rtnetlink")?;
