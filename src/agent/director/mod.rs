@@ -7,7 +7,7 @@
 //! (an unchanged instance keeps running, so a reload never drops a VIP it
 //! did not have to), and on SIGTERM makes each instance resign (priority-0
 //! advert, VIPs removed). Which instances to stop and start is the pure
-//! [`plan`].
+//! [`restarts`].
 
 pub mod forward;
 pub mod instance;
@@ -67,9 +67,10 @@ pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
         .collect()
 }
 
-/// What a reload changes, by index.
+/// Which instances a reload restarts, by index: those to stop and those
+/// to start (an instance whose settings changed is in both).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Plan {
+pub struct Restarts {
     /// Indexes into the running instances to stop.
     pub stop: Vec<usize>,
     /// Indexes into the wanted instances to start.
@@ -79,8 +80,8 @@ pub struct Plan {
 /// Which running instances to stop and which wanted ones to start: an
 /// instance whose key is unchanged is neither (it keeps its state and its
 /// VIPs); a changed one is stopped and started again. Pure.
-pub fn plan(running: &[InstanceKey], wanted: &[InstanceKey]) -> Plan {
-    Plan {
+pub fn restarts(running: &[InstanceKey], wanted: &[InstanceKey]) -> Restarts {
+    Restarts {
         stop: (0..running.len())
             .filter(|&i| !wanted.contains(&running[i]))
             .collect(),
@@ -184,16 +185,17 @@ impl runtime::Worker<DirectorConfig> for Worker {
         let wanted = keys(config);
         let running: Vec<InstanceKey> =
             self.running.iter().map(|(k, _)| k.clone()).collect();
-        let plan = plan(&running, &wanted);
+        let restarts = restarts(&running, &wanted);
         // Resolve everything before stopping anything: a configuration
         // that cannot run leaves the running instances alone.
         let mut start = Vec::new();
-        if !plan.start.is_empty() {
+        if !restarts.start.is_empty() {
             let index = net.index(&config.interface).await?;
-            let v6 = plan.start.iter().any(|&i| speaks_ipv6(&wanted[i].vrrp));
+            let v6 =
+                restarts.start.iter().any(|&i| speaks_ipv6(&wanted[i].vrrp));
             let ipv6 = usable_ipv6(&net, index, &config.interface, v6).await?;
             let mut problems = Vec::new();
-            for &i in &plan.start {
+            for &i in &restarts.start {
                 let k = &wanted[i];
                 let (iface, addr) = (&k.interface, k.address);
                 match Settings::new(iface, index, addr, &ipv6, &k.vrrp) {
@@ -205,7 +207,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 return Err(anyhow!(problems.join("; ")));
             }
         }
-        for i in plan.stop.into_iter().rev() {
+        for i in restarts.stop.into_iter().rev() {
             let (key, handle) = self.running.remove(i);
             log(&format!(
                 "vrrp {}: stopping (changed or removed)",
@@ -283,16 +285,16 @@ mod tests {
     #[test]
     fn an_unchanged_instance_is_left_running() {
         let running = [key("A", 100), key("B", 100)];
-        let same = plan(&running, &running);
-        assert_eq!(same, Plan::default());
+        let same = restarts(&running, &running);
+        assert_eq!(same, Restarts::default());
         let wanted = [key("B", 100), key("A", 90), key("C", 100)];
-        let p = plan(&running, &wanted);
-        assert_eq!(p, Plan { stop: vec![0], start: vec![1, 2] });
+        let p = restarts(&running, &wanted);
+        assert_eq!(p, Restarts { stop: vec![0], start: vec![1, 2] });
         let mut moved = key("B", 100);
         moved.interface = "eth1".into();
         assert_eq!(
-            plan(&running, &[key("A", 100), moved]),
-            Plan { stop: vec![1], start: vec![1] }
+            restarts(&running, &[key("A", 100), moved]),
+            Restarts { stop: vec![1], start: vec![1] }
         );
     }
 
