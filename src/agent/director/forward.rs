@@ -31,13 +31,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::instance::StateChange;
 use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
 use crate::agent::dataplane::nft::installer::Applied;
 use crate::agent::dataplane::{self, ipvs, neigh, nft};
+use crate::agent::vrrp::instance::StateChange;
 use crate::agent::{log, paths};
 use crate::inventory::Dataplane;
 use crate::inventory::agent::DirectorConfig;

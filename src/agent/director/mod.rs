@@ -10,7 +10,6 @@
 //! [`restarts`].
 
 pub mod forward;
-pub mod instance;
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -21,11 +20,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use self::forward::Forward;
-use self::instance::{Handle, InstanceMsg, Settings, StateChange};
 use super::log;
 use super::runtime::{self, ModeConfig, Report};
 use super::status::Mode;
 use crate::agent::sys::net::{self, Net};
+use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
+use crate::agent::vrrp::settings::{Settings, link_local};
 use crate::inventory::IfAddr;
 use crate::inventory::agent::{DirectorConfig, VrrpConfig};
 
@@ -119,7 +119,7 @@ fn speaks_ipv6(c: &VrrpConfig) -> bool {
 /// Whether the interface's IPv6 addresses are ready for an instance to
 /// bind: none is tentative, and a link-local one is usable.
 pub fn dad_settled(usable: &[Ipv6Addr], any_tentative: bool) -> bool {
-    !any_tentative && instance::link_local(usable).is_some()
+    !any_tentative && link_local(usable).is_some()
 }
 
 /// The IPv6 addresses of `interface` (index `index`) an instance can bind.
