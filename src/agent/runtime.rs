@@ -34,8 +34,8 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
+use super::paths;
 use super::status::{self, Mode, Status};
-use super::{log, paths};
 use crate::inventory::agent as config;
 
 /// A configuration type that names the agent mode it configures and the
@@ -180,20 +180,20 @@ impl<C: ModeConfig> Agent<C> {
         self.reloads += 1;
         match load::<C>(&self.config_path) {
             Ok(loaded) => {
-                log(&format!(
+                tracing::info!(
                     "reloaded {} (sha256 {})",
                     self.config_path.display(),
                     loaded.sha256
-                ));
+                );
                 self.current = loaded;
                 self.last_reload_error = None;
                 if let Err(e) = self.worker.apply(&self.current.config).await {
-                    log(&format!("cannot carry out the new config: {e:#}"));
+                    tracing::warn!("cannot carry out the new config: {e:#}");
                     self.last_reload_error = Some(format!("{e:#}"));
                 }
             }
             Err(e) => {
-                log(&format!("reload rejected, keeping the old config: {e}"));
+                tracing::warn!("reload rejected, keeping the old config: {e}");
                 self.last_reload_error = Some(e.to_string());
             }
         }
@@ -262,18 +262,18 @@ pub fn run<C: ModeConfig>(
                 config_path.display()
             )));
         }
-        log(&format!(
+        tracing::info!(
             "{} agent running, pid {}, config {} (sha256 {}), status on {}",
             C::MODE,
             std::process::id(),
             config_path.display(),
             agent.current.sha256,
             socket.display()
-        ));
+        );
         let (control_tx, control_rx) = mpsc::channel(8);
         tokio::spawn(signals.forward(control_tx));
         serve(&mut agent, listener, control_rx).await;
-        log(&format!("{} agent stopping", C::MODE));
+        tracing::info!("{} agent stopping", C::MODE);
         agent.stop().await;
         Ok(())
     })
@@ -299,7 +299,7 @@ pub async fn serve<C: ModeConfig>(
                 }
                 Err(e) => {
                     // E.g. EMFILE: back off instead of spinning.
-                    log(&format!("accepting a status client: {e}"));
+                    tracing::warn!("accepting a status client: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100))
                         .await;
                 }

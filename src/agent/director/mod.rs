@@ -20,7 +20,6 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use self::forward::Forward;
-use super::log;
 use super::runtime::{self, ModeConfig, Report};
 use super::status::Mode;
 use crate::agent::sys::net::{self, Net};
@@ -103,10 +102,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    async fn stop_one(handle: Handle) {
+    async fn stop_one(name: &str, handle: Handle) {
         let _ = handle.ctl_tx.send(InstanceMsg::Stop).await;
         if tokio::time::timeout(STOP_TIMEOUT, handle.task).await.is_err() {
-            log("a vrrp instance did not stop in time");
+            tracing::warn!(instance = %name, "a vrrp instance did not stop in time");
         }
     }
 }
@@ -146,10 +145,11 @@ async fn usable_ipv6(
             return Ok(usable);
         }
         if !said {
-            log(&format!(
+            tracing::info!(
+                interface,
                 "waiting for duplicate address detection on {interface} \
                  (up to {DAD_WAIT:?})"
-            ));
+            );
             said = true;
         }
         tokio::time::sleep(DAD_POLL).await;
@@ -209,11 +209,9 @@ impl runtime::Worker<DirectorConfig> for Worker {
         }
         for i in restarts.stop.into_iter().rev() {
             let (key, handle) = self.running.remove(i);
-            log(&format!(
-                "vrrp {}: stopping (changed or removed)",
-                key.vrrp.name
-            ));
-            Self::stop_one(handle).await;
+            let name = &key.vrrp.name;
+            tracing::info!(instance = %name, "stopping (changed or removed)");
+            Self::stop_one(name, handle).await;
         }
         for (key, settings) in start {
             let name = settings.name.clone();
@@ -232,15 +230,15 @@ impl runtime::Worker<DirectorConfig> for Worker {
     }
 
     async fn stop(&mut self) {
-        for (_, handle) in self.running.drain(..) {
-            Self::stop_one(handle).await;
+        for (key, handle) in self.running.drain(..) {
+            Self::stop_one(&key.vrrp.name, handle).await;
         }
         // The forwarding outlives the resignation by its grace period.
         if let Some(f) = self.forward.take() {
             let _ = f.tx.send(forward::Msg::Stop).await;
             let bound = forward::GRACE + STOP_TIMEOUT;
             if tokio::time::timeout(bound, f.task).await.is_err() {
-                log("the data plane did not stop in time");
+                tracing::warn!("the data plane did not stop in time");
             }
         }
     }

@@ -42,7 +42,6 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::log;
 use super::runtime::{self, ModeConfig, Report};
 use super::status::Mode;
 use crate::agent::sys::net::{self, Address, Event, Net};
@@ -166,31 +165,33 @@ impl runtime::Worker<RealserverConfig> for Worker {
         let mut state = r.state.lock().await;
         if state.keep_vip_on_stop {
             for a in &state.ours {
-                log(&format!(
+                tracing::info!(
                     "realserver: keeping {}/{} on lo (keep_vip_on_stop)",
-                    a.ip, a.prefix
-                ));
+                    a.ip,
+                    a.prefix
+                );
             }
             // The nft table stays too: a kept VIP must stay hidden.
             return;
         }
         for a in std::mem::take(&mut state.ours) {
             match r.net.remove(&a).await {
-                Ok(()) => log(&format!(
+                Ok(()) => tracing::info!(
                     "realserver: removed {}/{} from lo (stopping)",
-                    a.ip, a.prefix
-                )),
-                Err(e) => log(&format!("realserver: {e}")),
+                    a.ip,
+                    a.prefix
+                ),
+                Err(e) => tracing::warn!("realserver: {e}"),
             }
         }
         // After the VIPs: never a moment where one is there unhidden.
         if state.nft.is_some() {
             match arp_nft::remove().await {
-                Ok(()) => log(&format!(
+                Ok(()) => tracing::info!(
                     "realserver: removed the nft table arp {}",
                     arp_nft::TABLE
-                )),
-                Err(e) => log(&format!("realserver: {e:#}")),
+                ),
+                Err(e) => tracing::warn!("realserver: {e:#}"),
             }
         }
     }
@@ -239,10 +240,12 @@ async fn converge_config(
         ArpSuppression::Sysctl => {
             let settings = sysctl::desired(&config.interface);
             for f in sysctl::ensure(Path::new(sysctl::PROC_SYS), &settings)? {
-                log(&format!(
+                tracing::info!(
                     "realserver: set {}={} (was {:?})",
-                    f.key, f.now, f.was
-                ));
+                    f.key,
+                    f.now,
+                    f.was
+                );
             }
             (settings, None)
         }
@@ -263,11 +266,11 @@ async fn converge_config(
                 })?;
             let script = arp_nft::ruleset(&config.vips, rip);
             arp_nft::load(&script).await?;
-            log(&format!(
+            tracing::info!(
                 "realserver: loaded the nft table arp {} (ARP from the VIPs \
                  sent as {rip})",
                 arp_nft::TABLE
-            ));
+            );
             (Vec::new(), Some(script))
         }
     };
@@ -278,24 +281,26 @@ async fn converge_config(
     let wanted = vips::wanted(st.lo, &config.vips);
     for a in net::unwanted(&st.ours, &wanted) {
         net.remove(a).await?;
-        log(&format!(
+        tracing::info!(
             "realserver: removed {}/{} from lo (no longer configured)",
-            a.ip, a.prefix
-        ));
+            a.ip,
+            a.prefix
+        );
     }
     st.ours.retain(|o| wanted.iter().any(|w| net::same(o, w)));
     for a in net::missing(&wanted, &present) {
         net.add(a).await?;
         st.ours.push(a.clone());
-        log(&format!("realserver: added {}/{} to lo", a.ip, a.prefix));
+        tracing::info!("realserver: added {}/{} to lo", a.ip, a.prefix);
     }
     for a in &wanted {
         if !st.ours.iter().any(|o| net::same(o, a)) {
-            log(&format!(
+            tracing::info!(
                 "realserver: {}/{} was already on lo; kept, and left there \
                  on stop (not added by this agent)",
-                a.ip, a.prefix
-            ));
+                a.ip,
+                a.prefix
+            );
         }
     }
     st.vips = config.vips.clone();
@@ -405,7 +410,7 @@ async fn watch(
             ev = next(&mut events) => match ev {
                 Some(ev) => Some(ev),
                 None => {
-                    log("realserver: the netlink address watch ended; \
+                    tracing::warn!("realserver: the netlink address watch ended; \
                          re-subscribing (polling meanwhile)");
                     events = subscribe();
                     continue;
@@ -427,7 +432,7 @@ async fn watch(
                             .to_string();
                     let mut s = snapshot.lock().expect("never poisoned");
                     for what in &done {
-                        log(&format!("realserver: {what}"));
+                        tracing::warn!("realserver: {what}");
                         s.restores += 1;
                         s.last_event = Some(EventRecord {
                             at: at.clone(),
@@ -439,7 +444,7 @@ async fn watch(
             Err(e) => {
                 let e = format!("{e:#}");
                 if st.last_error.as_deref() != Some(&e) {
-                    log(&format!("realserver: cannot restore: {e}"));
+                    tracing::warn!("realserver: cannot restore: {e}");
                 }
                 st.last_error = Some(e);
             }
@@ -458,9 +463,9 @@ fn subscribe() -> Option<Events> {
     match net::watch() {
         Ok(s) => Some(Box::pin(s)),
         Err(e) => {
-            log(&format!(
+            tracing::warn!(
                 "realserver: cannot watch address events ({e}); polling only"
-            ));
+            );
             None
         }
     }
