@@ -10,11 +10,13 @@
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
 //! * [`service`] — dispatches `lbdeploy agent …` to the modules above;
-//! * [`director`] — the director mode's worker: one VRRP loop per
-//!   instance, holding the VIPs as master;
-//! * [`vrrp`] — the VRRP protocol core: codec, pure state machine and the
-//!   sockets;
-//! * [`dataplane`] — the kernel data plane (IPVS, or nftables DSR);
+//! * [`director`] — the director mode's worker: which VRRP instances run
+//!   (restarting only those a reload changed), and the forwarding loop
+//!   that follows them with health checks and the data plane;
+//! * [`vrrp`] — VRRP: codec, pure state machine, the instance's settings
+//!   and receive checks, its sockets and its I/O loop;
+//! * [`dataplane`] — the kernel data plane behind one trait
+//!   ([`dataplane::Dataplane`]): IPVS, or nftables DSR;
 //! * [`check`] — health checks of the real servers;
 //! * [`alert`] — email, webhook and exec notifications;
 //! * [`sys`] — the kernel helpers both modes share: addresses over

@@ -1,6 +1,9 @@
 //! `lbdeploy agent director`'s work: one VRRP [`instance`] loop per
 //! configured instance, each holding the VIPs while it is master, and the
 //! [`forward`]ing (health checks and the data plane) that follows them.
+//! The loop itself, its settings and the protocol are
+//! [`crate::agent::vrrp`]'s; this module only coordinates the instances
+//! and the forwarding.
 //!
 //! The [`Worker`] is what the runtime drives: it starts the instances at
 //! start, restarts only the instances whose settings changed on a reload
