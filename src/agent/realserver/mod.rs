@@ -220,60 +220,10 @@ async fn converge_config(
 ) -> anyhow::Result<()> {
     let mut st = state.lock().await;
     let present = net.addresses().await?;
-    let clash = vips::conflicts(st.lo, &config.vips, &present);
-    if !clash.is_empty() {
-        let mut lines = Vec::new();
-        for a in clash {
-            let name = net.name(a.index).await.unwrap_or_default();
-            lines.push(format!(
-                "VIP {} is configured on {name} ({}/{}); a real server must \
-                 hold its VIPs on lo only, or it answers ARP for them — \
-                 remove it (`ip addr del {}/{} dev {name}`) and start again",
-                a.ip, a.ip, a.prefix, a.ip, a.prefix
-            ));
-        }
-        bail!("{}", lines.join("\n"));
-    }
+    refuse_conflicts(net, st.lo, config, &present).await?;
     // ARP suppression before any VIP is on lo: never a moment where the
     // host would answer for it.
-    let (settings, nft) = match config.arp_suppression {
-        ArpSuppression::Sysctl => {
-            let settings = sysctl::desired(&config.interface);
-            for f in sysctl::ensure(Path::new(sysctl::PROC_SYS), &settings)? {
-                tracing::info!(
-                    "realserver: set {}={} (was {:?})",
-                    f.key,
-                    f.now,
-                    f.was
-                );
-            }
-            (settings, None)
-        }
-        ArpSuppression::Nftables => {
-            let index = net.index(&config.interface).await?;
-            let rip = present
-                .iter()
-                .find_map(|a| match a.ip {
-                    std::net::IpAddr::V4(ip) if a.index == index => Some(ip),
-                    _ => None,
-                })
-                .with_context(|| {
-                    format!(
-                        "arp_suppression: nftables needs an IPv4 address on \
-                         {} to send ARP from; it has none",
-                        config.interface
-                    )
-                })?;
-            let script = arp_nft::ruleset(&config.vips, rip);
-            arp_nft::load(&script).await?;
-            tracing::info!(
-                "realserver: loaded the nft table arp {} (ARP from the VIPs \
-                 sent as {rip})",
-                arp_nft::TABLE
-            );
-            (Vec::new(), Some(script))
-        }
-    };
+    let (settings, nft) = suppress_arp(net, config, &present).await?;
     if nft.is_none() && st.nft.take().is_some() {
         // Switched to sysctls on reload: the table is ours to remove.
         arp_nft::remove().await?;
@@ -315,6 +265,78 @@ async fn converge_config(
     }
     refresh(net, &st, snapshot).await;
     Ok(())
+}
+
+/// Refuse a VIP held on another interface than `lo` (index `lo`): the
+/// host would answer ARP for it.
+async fn refuse_conflicts(
+    net: &Net,
+    lo: u32,
+    config: &RealserverConfig,
+    present: &[Address],
+) -> anyhow::Result<()> {
+    let clash = vips::conflicts(lo, &config.vips, present);
+    if !clash.is_empty() {
+        let mut lines = Vec::new();
+        for a in clash {
+            let name = net.name(a.index).await.unwrap_or_default();
+            lines.push(format!(
+                "VIP {} is configured on {name} ({}/{}); a real server must \
+                 hold its VIPs on lo only, or it answers ARP for them — \
+                 remove it (`ip addr del {}/{} dev {name}`) and start again",
+                a.ip, a.ip, a.prefix, a.ip, a.prefix
+            ));
+        }
+        bail!("{}", lines.join("\n"));
+    }
+    Ok(())
+}
+
+/// Set up the configured ARP suppression: the sysctls set (returned, for
+/// the watcher to keep), or the nft table loaded (its script returned).
+async fn suppress_arp(
+    net: &Net,
+    config: &RealserverConfig,
+    present: &[Address],
+) -> anyhow::Result<(Vec<sysctl::Setting>, Option<String>)> {
+    Ok(match config.arp_suppression {
+        ArpSuppression::Sysctl => {
+            let settings = sysctl::desired(&config.interface);
+            for f in sysctl::ensure(Path::new(sysctl::PROC_SYS), &settings)? {
+                tracing::info!(
+                    "realserver: set {}={} (was {:?})",
+                    f.key,
+                    f.now,
+                    f.was
+                );
+            }
+            (settings, None)
+        }
+        ArpSuppression::Nftables => {
+            let index = net.index(&config.interface).await?;
+            let rip = present
+                .iter()
+                .find_map(|a| match a.ip {
+                    std::net::IpAddr::V4(ip) if a.index == index => Some(ip),
+                    _ => None,
+                })
+                .with_context(|| {
+                    format!(
+                        "arp_suppression: nftables needs an IPv4 address on \
+                         {} to send ARP from; it has none",
+                        config.interface
+                    )
+                })?;
+            let script = arp_nft::ruleset(&config.vips, rip);
+            arp_nft::load(&script).await?;
+            tracing::info!(
+                "realserver: loaded the nft table arp {} (ARP from the VIPs \
+                 sent as {rip})",
+                arp_nft::TABLE
+            );
+            (Vec::new(), Some(script))
+        }
+    })
 }
 
 /// One watcher pass: put back what changed. Returns what was restored, as

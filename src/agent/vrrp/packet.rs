@@ -289,6 +289,10 @@ impl Advert {
     /// Any [`DecodeError`] but the outer-header ones; authentication is
     /// checked apart, by [`Advert::verify_auth`], once the caller knows the
     /// instance from the VRID.
+    //
+    // Longer than most functions here on purpose: it reads the message in
+    // RFC 5798 §5.2's field order, one length check before each read, and
+    // splitting it would scatter the offsets the checks depend on.
     pub fn decode(
         buf: &[u8],
         ip: &PseudoHeader,
