@@ -16,10 +16,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lbdeploy::agent::paths::RUN_DIR_ENV;
-use lbdeploy::agent::status::{self, Mode, Status};
+use lbdeploy::agent::status::{self, Status};
 use lbdeploy::agent::supervise::{
     MAX_RESTARTS, POLL_INTERVAL, RESTART_DELAY, START_TIMEOUT, STOP_TIMEOUT,
 };
+use lbdeploy::inventory::Mode;
 use rustix::process::{Pid, Signal, kill_process};
 use sha2::{Digest, Sha256};
 

@@ -9,9 +9,9 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 
 use super::dataplane::ipvs;
-use super::status::Mode;
 use super::{paths, runtime, status, supervise};
 use crate::exit::ExitStatus;
+use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
 /// The agent's modes, and its service commands for hosts without systemd.

@@ -11,19 +11,17 @@
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
 //! * [`command`] — `lbdeploy agent …`: its arguments, and the dispatch
 //!   to the modules above;
-//! * [`director`] — the director mode's worker: one VRRP loop per
-//!   instance, holding the VIPs as master;
-//! * [`vrrp`] — the VRRP protocol core: codec, pure state machine and the
-//!   sockets;
-//! * [`dataplane`] — the kernel data plane (IPVS, or nftables DSR);
+//! * [`director`] — the director mode's worker: which VRRP instances run
+//!   (restarting only those a reload changed), and the forwarding loop
+//!   that follows them with health checks and the data plane;
+//! * [`vrrp`] — VRRP: codec, pure state machine, the instance's settings
+//!   and receive checks, its sockets and its I/O loop;
+//! * [`dataplane`] — the kernel data plane behind one trait
+//!   ([`dataplane::Dataplane`]): IPVS, or nftables DSR;
 //! * [`check`] — health checks of the real servers;
 //! * [`alert`] — email, webhook and exec notifications;
-//! * [`net`] — addresses over rtnetlink, shared by both modes;
-//! * [`netlink`] — netlink message framing for what rtnetlink does not
-//!   cover (IPVS, the nftables generation);
-//! * [`checksum`] — the Internet checksum of VRRP adverts, Neighbour
-//!   Advertisements and half-open checks' SYNs;
-//! * [`nftables`] — loading a table with `nft -f`, shared by both modes;
+//! * [`sys`] — the kernel helpers both modes share: addresses over
+//!   rtnetlink, netlink framing, `nft -f`, the Internet checksum;
 //! * [`realserver`] — the real-server mode: ARP sysctls and the VIPs kept on
 //!   `lo`.
 //!
@@ -31,23 +29,13 @@
 
 pub mod alert;
 pub mod check;
-pub mod checksum;
 pub mod command;
 pub mod dataplane;
 pub mod director;
-pub mod net;
-pub mod netlink;
-pub mod nftables;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;
 pub mod status;
 pub mod supervise;
+pub mod sys;
 pub mod vrrp;
-
-/// One line of talk, through the crate's one logging path
-/// ([`crate::util::log`]): stderr, which the supervisor appends to
-/// `agent.log` and systemd hands to the journal.
-pub(crate) fn log(message: &str) {
-    tracing::info!("{message}");
-}

@@ -34,11 +34,10 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-use super::status::{self, Mode, Status};
-use super::{log, paths};
-use crate::inventory::agent::{
-    self as config, DirectorConfig, RealserverConfig,
-};
+use super::paths;
+use super::status::{self, Status};
+use crate::inventory::Mode;
+use crate::inventory::agent as config;
 
 /// A configuration type that names the agent mode it configures and the
 /// worker that carries it out, so one runtime serves both modes.
@@ -94,16 +93,6 @@ impl<C: Send + Sync> Worker<C> for Idle {
     fn report(&self) -> Report {
         Report { healthy: true, details: serde_json::Value::Null }
     }
-}
-
-impl ModeConfig for DirectorConfig {
-    const MODE: Mode = Mode::Director;
-    type Worker = super::director::Worker;
-}
-
-impl ModeConfig for RealserverConfig {
-    const MODE: Mode = Mode::Realserver;
-    type Worker = super::realserver::Worker;
 }
 
 /// A configuration as loaded: the parsed value and what the status reports
@@ -192,20 +181,20 @@ impl<C: ModeConfig> Agent<C> {
         self.reloads += 1;
         match load::<C>(&self.config_path) {
             Ok(loaded) => {
-                log(&format!(
+                tracing::info!(
                     "reloaded {} (sha256 {})",
                     self.config_path.display(),
                     loaded.sha256
-                ));
+                );
                 self.current = loaded;
                 self.last_reload_error = None;
                 if let Err(e) = self.worker.apply(&self.current.config).await {
-                    log(&format!("cannot carry out the new config: {e:#}"));
+                    tracing::warn!("cannot carry out the new config: {e:#}");
                     self.last_reload_error = Some(format!("{e:#}"));
                 }
             }
             Err(e) => {
-                log(&format!("reload rejected, keeping the old config: {e}"));
+                tracing::warn!("reload rejected, keeping the old config: {e}");
                 self.last_reload_error = Some(e.to_string());
             }
         }
@@ -274,18 +263,18 @@ pub fn run<C: ModeConfig>(
                 config_path.display()
             )));
         }
-        log(&format!(
+        tracing::info!(
             "{} agent running, pid {}, config {} (sha256 {}), status on {}",
             C::MODE,
             std::process::id(),
             config_path.display(),
             agent.current.sha256,
             socket.display()
-        ));
+        );
         let (control_tx, control_rx) = mpsc::channel(8);
         tokio::spawn(signals.forward(control_tx));
         serve(&mut agent, listener, control_rx).await;
-        log(&format!("{} agent stopping", C::MODE));
+        tracing::info!("{} agent stopping", C::MODE);
         agent.stop().await;
         Ok(())
     })
@@ -311,7 +300,7 @@ pub async fn serve<C: ModeConfig>(
                 }
                 Err(e) => {
                     // E.g. EMFILE: back off instead of spinning.
-                    log(&format!("accepting a status client: {e}"));
+                    tracing::warn!("accepting a status client: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100))
                         .await;
                 }
@@ -393,6 +382,7 @@ impl Signals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
     /// A real server's configuration driven by the [`Idle`] worker: these
     /// tests are about the life cycle, and the real worker would change the

@@ -22,7 +22,7 @@ use super::paths;
 /// memory, so anything slower means it is stuck, which is worth an error.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub use crate::inventory::Mode;
+use crate::inventory::Mode;
 
 /// What a running agent says about itself.
 ///

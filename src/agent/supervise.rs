@@ -32,8 +32,9 @@ use rustix::process::{Pid, Signal, kill_process};
 use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::status::{self, Mode};
-use super::{log, paths, runtime};
+use super::status;
+use super::{paths, runtime};
+use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
 /// Wait between an agent's exit and its restart, as the unit's
@@ -188,10 +189,10 @@ async fn supervise_async(
     }
     let _pid_file = PidFileGuard::write(paths::pid_file(run_dir), me)?;
     let exe = exe()?;
-    log(&format!(
+    tracing::info!(
         "supervisor running for the {mode} agent ({})",
         exe.display()
-    ));
+    );
     let mut policy = RestartPolicy::default();
     loop {
         let mut command = tokio::process::Command::new(&exe);
@@ -202,7 +203,7 @@ async fn supervise_async(
         match command.spawn() {
             Ok(mut child) => {
                 let pid = child.id();
-                log(&format!("started the agent, pid {}", pid.unwrap_or(0)));
+                tracing::info!("started the agent, pid {}", pid.unwrap_or(0));
                 loop {
                     tokio::select! {
                         exit = child.wait() => {
@@ -210,11 +211,11 @@ async fn supervise_async(
                                 Ok(status) => status.to_string(),
                                 Err(e) => format!("unknown status ({e})"),
                             };
-                            log(&format!("the agent exited: {how}"));
+                            tracing::warn!("the agent exited: {how}");
                             break;
                         }
                         _ = hangup.recv() => {
-                            log("SIGHUP: asking the agent to reload");
+                            tracing::info!("SIGHUP: asking the agent to reload");
                             signal_child(&child, Signal::HUP);
                         }
                         _ = terminate.recv() => {
@@ -226,7 +227,7 @@ async fn supervise_async(
                     }
                 }
             }
-            Err(e) => log(&format!("cannot start {}: {e}", exe.display())),
+            Err(e) => tracing::warn!("cannot start {}: {e}", exe.display()),
         }
         if !policy.should_restart(Instant::now()) {
             remove_stale_socket(run_dir);
@@ -243,7 +244,7 @@ async fn supervise_async(
         };
         if stop {
             remove_stale_socket(run_dir);
-            log("stopped");
+            tracing::info!("stopped");
             return Ok(());
         }
     }
@@ -283,21 +284,21 @@ fn signal_child(child: &Child, sig: Signal) {
 
 /// SIGTERM the agent, give it [`CHILD_STOP_TIMEOUT`], then SIGKILL.
 async fn stop_child(child: &mut Child, run_dir: &Path) -> anyhow::Result<()> {
-    log("stopping the agent");
+    tracing::info!("stopping the agent");
     signal_child(child, Signal::TERM);
     match tokio::time::timeout(CHILD_STOP_TIMEOUT, child.wait()).await {
-        Ok(Ok(status)) => log(&format!("the agent exited: {status}")),
-        Ok(Err(e)) => log(&format!("waiting for the agent: {e}")),
+        Ok(Ok(status)) => tracing::info!("the agent exited: {status}"),
+        Ok(Err(e)) => tracing::warn!("waiting for the agent: {e}"),
         Err(_) => {
-            log(&format!(
+            tracing::warn!(
                 "the agent ignored SIGTERM for {}; killing it",
                 humantime::format_duration(CHILD_STOP_TIMEOUT)
-            ));
+            );
             let _ = child.kill().await;
         }
     }
     remove_stale_socket(run_dir);
-    log("stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 

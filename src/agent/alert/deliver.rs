@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use super::event::Event;
-use crate::agent::log;
 use crate::inventory::{Email, Notification};
 
 /// Events waiting for delivery before new ones are dropped.
@@ -45,9 +44,9 @@ impl Alerts {
     pub fn send(&self, event: Event) {
         let Some(tx) = &self.tx else { return };
         if let Err(e) = tx.try_send(event) {
-            log(&format!(
+            tracing::warn!(
                 "notification dropped, the queue is full or closed: {e}"
-            ));
+            );
         }
     }
 }
@@ -56,17 +55,17 @@ async fn deliver(config: &Notification, event: &Event) {
     if let Some(email) = &config.email
         && let Err(e) = smtp(email, event).await
     {
-        log(&format!("email notification failed: {e:#}"));
+        tracing::warn!("email notification failed: {e:#}");
     }
     if let Some(url) = &config.webhook
         && let Err(e) = webhook(url, event).await
     {
-        log(&format!("webhook notification to {url} failed: {e:#}"));
+        tracing::warn!("webhook notification to {url} failed: {e:#}");
     }
     if let Some(program) = &config.exec
         && let Err(e) = exec(program, event).await
     {
-        log(&format!("exec notification {program} failed: {e:#}"));
+        tracing::warn!("exec notification {program} failed: {e:#}");
     }
 }
 

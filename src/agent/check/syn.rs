@@ -13,7 +13,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::agent::checksum::OnesComplementSum;
+use crate::agent::sys::checksum::OnesComplementSum;
 
 /// IP protocol number of TCP.
 const TCP: u8 = 6;

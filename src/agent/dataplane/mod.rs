@@ -1,111 +1,133 @@
 //! The director's kernel data plane: what forwards a client's packets for a
 //! VIP to a real server by rewriting the destination MAC (Direct Routing).
 //!
-//! * [`buckets`] — the real server of every flow bucket (weighted
-//!   rendezvous hashing; pure, deterministic);
-//! * [`nft`] — the nftables netdev back end: the table rendered from the
-//!   buckets (pure) and installed in one transaction;
-//! * [`neigh`] — the real servers' MACs from the neighbour table;
-//! * [`ruleset`] — a director's configuration and what is known of its
-//!   real servers, as the table to install (pure).
+//! Every back end implements [`Dataplane`], and the director's forwarding
+//! loop ([`crate::agent::director::forward`]) knows only that trait; which
+//! back end runs is decided once, by [`choose`], from the configuration's
+//! `dataplane: auto | ipvs | nftables`.
 //!
 //! * [`ipvs`] — the IPVS back end over generic netlink: codec, reconcile
-//!   (pure) and client.
+//!   (pure) and client;
+//! * [`nft`] — the nftables netdev back end: the table rendered from the
+//!   buckets (pure) and installed in one transaction;
+//! * [`buckets`] — the real server of every flow bucket (weighted
+//!   rendezvous hashing; pure, deterministic), for nftables;
+//! * [`neigh`] — the real servers' MACs from the neighbour table, for
+//!   nftables.
 //!
-//! Both are chosen by `dataplane: auto | ipvs | nftables`.
+//! Adding a back end is one folder implementing [`Dataplane`], one variant
+//! of [`crate::inventory::Dataplane`] and its arm in [`choose`], and its
+//! tests. Health checks, quorum and VRRP are not the data plane's: the
+//! forwarding loop hands their verdicts in as a [`Desired`].
 
 pub mod buckets;
 pub mod ipvs;
 pub mod neigh;
 pub mod nft;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 
-use self::buckets::Backend;
-use self::nft::{Mac, Proto, Ruleset, Service};
-use crate::inventory::Protocol;
+use crate::inventory;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 
-/// A service the nftables back end cannot forward.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "service {service}: the `{scheduler}` scheduler needs connection state, \
-     which the nftables data plane does not keep — use `dataplane: ipvs` \
-     (on a kernel with IPVS) or one of rr, wrr, sh, mh"
-)]
-pub struct Unsupported {
-    /// The service's name.
-    pub service: String,
-    /// Its scheduler.
-    pub scheduler: String,
+/// What a back end's asynchronous methods return: a boxed future, so that
+/// [`Dataplane`] can be used as `Box<dyn Dataplane>` (an `async fn` in a
+/// trait cannot).
+pub type Job<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the director's forwarding loop wants forwarded now: the
+/// configuration, and the verdicts of the health checks, quorum and VRRP
+/// it has gathered.
+pub struct Desired<'a> {
+    /// The director's configuration.
+    pub config: &'a DirectorConfig,
+    /// Whether a real server (by address) of a service passes its checks.
+    pub up: &'a (dyn Fn(&ServiceConfig, IpAddr) -> bool + Sync),
+    /// Whether a service has quorum.
+    pub has_quorum: &'a (dyn Fn(&ServiceConfig) -> bool + Sync),
+    /// The VRRP instances this director is master of.
+    pub masters: &'a BTreeSet<String>,
+    /// Whether this director is in the grace period after leaving master,
+    /// when it keeps forwarding what it forwarded.
+    pub leaving: bool,
 }
 
-/// The nftables table for `config`: every service whose VIP a VRRP
-/// instance holds (no other can be forwarded: only a master has the VIP),
-/// with the real servers whose MAC is known in `macs` (the others cannot
-/// be forwarded to and are left out) and for which `up` says yes — or,
-/// when `has_quorum` says the service lost its quorum or none of them is
-/// left, its sorry server; the services of the instances in `forwarding`
-/// are forwarded. Pure.
+impl fmt::Debug for Desired<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Desired")
+            .field("masters", &self.masters)
+            .field("leaving", &self.leaving)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A kernel data plane, as the forwarding loop drives it: one message at
+/// a time, `sync` after each, `withdraw` once when the agent stops.
+///
+/// A trait object (`Box<dyn Dataplane>`) rather than an enum of back ends,
+/// so that adding a back end touches no match in the forwarding loop: it
+/// implements this trait and gets an arm in [`choose`].
+pub trait Dataplane: Send + fmt::Debug {
+    /// Make the kernel's table what `desired` calls for. Called after
+    /// every change, so it must be cheap when nothing changed.
+    ///
+    /// # Errors
+    /// When the kernel refused or the table cannot be built; the loop
+    /// reports it and calls again on the next change or recheck.
+    fn sync<'a>(
+        &'a mut self,
+        desired: &'a Desired<'a>,
+    ) -> Job<'a, anyhow::Result<()>>;
+
+    /// The next [`sync`](Self::sync) also checks the kernel's table
+    /// against what this back end last installed (a table removed or
+    /// edited by hand is repaired). A back end that reads the kernel's
+    /// table on every sync ignores it.
+    fn recheck(&mut self);
+
+    /// Whether this director forwards through the data plane now, so that
+    /// stopping first keeps forwarding for the grace period.
+    fn forwarding(&self) -> bool;
+
+    /// Take down what this back end installed: the agent stops, or the
+    /// configuration chose another back end. `Ok(true)` when something
+    /// was removed.
+    ///
+    /// # Errors
+    /// When the kernel refused.
+    fn withdraw(&mut self) -> Job<'_, anyhow::Result<bool>>;
+
+    /// The names of the services of `config` forwarded now, for the
+    /// status report.
+    fn report(&self, config: &DirectorConfig) -> Vec<String>;
+}
+
+/// The back end for the configuration's `dataplane` setting: `ipvs` and
+/// `nftables` as they say, `auto` IPVS where the kernel has it (the
+/// generic netlink family resolves) and nftables otherwise. Decided once
+/// per setting: the forwarding loop chooses again only when a reload
+/// changes `dataplane`.
 ///
 /// # Errors
-/// [`Unsupported`] for a scheduler that needs connection state.
-pub fn ruleset(
-    config: &DirectorConfig,
-    mac: Mac,
-    macs: &BTreeMap<IpAddr, Mac>,
-    up: impl Fn(&ServiceConfig, IpAddr) -> bool,
-    has_quorum: impl Fn(&ServiceConfig) -> bool,
-    forwarding: BTreeSet<String>,
-) -> Result<Ruleset, Unsupported> {
-    let mut services = Vec::new();
-    for svc in &config.virtual_services {
-        let Some(instance) = instance_of(config, svc.vip) else { continue };
-        if !svc.scheduler.is_stateless() {
-            return Err(Unsupported {
-                service: svc.name.clone(),
-                scheduler: format!("{:?}", svc.scheduler).to_lowercase(),
-            });
+/// With `auto`, when asking the kernel for IPVS failed for another reason
+/// than its absence; the loop tries again on the next change.
+pub async fn choose(
+    setting: inventory::Dataplane,
+) -> anyhow::Result<Box<dyn Dataplane>> {
+    Ok(match setting {
+        inventory::Dataplane::Ipvs => Box::new(ipvs::Plane),
+        inventory::Dataplane::Nftables => Box::new(nft::Plane::default()),
+        inventory::Dataplane::Auto => {
+            if ipvs::Plane::available().await? {
+                Box::new(ipvs::Plane)
+            } else {
+                Box::new(nft::Plane::default())
+            }
         }
-        let mut backends: Vec<(Backend, Mac)> = svc
-            .real_servers
-            .iter()
-            .filter(|rs| up(svc, rs.address) && rs.weight > 0)
-            .filter_map(|rs| {
-                let key = format!("{}:{}", rs.address, rs.port);
-                Some((
-                    Backend { key, weight: rs.weight },
-                    *macs.get(&rs.address)?,
-                ))
-            })
-            .collect();
-        let live: u64 = backends.iter().map(|(b, _)| u64::from(b.weight)).sum();
-        if sorry_takes_over(has_quorum(svc), live)
-            && let Some(sorry) = svc.sorry_server
-            && let Some(mac) = macs.get(&sorry.ip())
-        {
-            let key = sorry.to_string();
-            backends = vec![(Backend { key, weight: 1 }, *mac)];
-        }
-        services.push(Service {
-            vip: svc.vip,
-            port: svc.port.get() as u16,
-            proto: match svc.protocol {
-                Protocol::Tcp => Proto::Tcp,
-                Protocol::Udp => Proto::Udp,
-            },
-            persistent: svc.persistence_timeout.is_some()
-                || svc.scheduler.is_hashing(),
-            backends,
-            instance: instance.to_owned(),
-        });
-    }
-    Ok(Ruleset {
-        interface: config.interface.clone(),
-        mac,
-        services,
-        forwarding,
     })
 }
 
@@ -123,7 +145,10 @@ pub fn instance_of(config: &DirectorConfig, vip: IpAddr) -> Option<&str> {
 /// [`crate::agent::check::quorum`]), or when no weight is left to forward
 /// to. Without quorum and without a sorry server, the live real servers
 /// keep serving: losing quorum then only notifies.
-fn sorry_takes_over(has_quorum: bool, forwardable_weight: u64) -> bool {
+pub(crate) fn sorry_takes_over(
+    has_quorum: bool,
+    forwardable_weight: u64,
+) -> bool {
     !has_quorum || forwardable_weight == 0
 }
 
@@ -131,152 +156,12 @@ fn sorry_takes_over(has_quorum: bool, forwardable_weight: u64) -> bool {
 mod tests {
     use super::*;
 
-    const CONFIG: &str = "cluster: c
-host: d1
-interface: eth0
-address: 10.0.0.11/24
-dataplane: nftables
-vrrp_instances:
-- name: VI_1
-  virtual_router_id: 51
-  version: 2
-  advert_int: 1s
-  priority: 120
-  preempt: true
-  virtual_addresses:
-  - address: 10.0.0.200/24
-virtual_services:
-- name: web
-  vip: 10.0.0.200
-  port: 80
-  protocol: tcp
-  scheduler: wrr
-  delay_loop: 6s
-  quorum: 1
-  real_servers:
-  - { address: 10.0.0.21, port: 80, weight: 2 }
-  - { address: 10.0.0.22, port: 80, weight: 1 }
-  - { address: 10.0.0.23, port: 80, weight: 1 }
-";
-
-    fn master() -> BTreeSet<String> {
-        ["VI_1".to_owned()].into()
-    }
-
-    fn config(text: &str) -> DirectorConfig {
-        serde_yaml::from_str(text).unwrap()
-    }
-
-    /// `text`'s ruleset on this director, master of VI_1, with real
-    /// servers up as `up` says and the quorum held or not.
-    fn rules(
-        text: &str,
-        macs: &BTreeMap<IpAddr, Mac>,
-        up: impl Fn(IpAddr) -> bool,
-        quorum: bool,
-    ) -> Ruleset {
-        let own = Mac([2, 0, 0, 0, 0, 0xaa]);
-        ruleset(&config(text), own, macs, |_, ip| up(ip), |_| quorum, master())
-            .unwrap()
-    }
-
-    fn macs() -> BTreeMap<IpAddr, Mac> {
-        [(21, 1), (22, 2)]
-            .into_iter()
-            .map(|(ip, m)| {
-                (
-                    format!("10.0.0.{ip}").parse().unwrap(),
-                    Mac([2, 0, 0, 0, 0, m]),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn unresolved_and_down_real_servers_are_left_out() {
-        let r = rules(CONFIG, &macs(), |_| true, true);
-        let keys: Vec<&str> = r.services[0]
-            .backends
-            .iter()
-            .map(|(b, _)| b.key.as_str())
-            .collect();
-        assert_eq!(keys, ["10.0.0.21:80", "10.0.0.22:80"]);
-        assert_eq!(r.services[0].backends[0].0.weight, 2);
-        assert!(!r.services[0].persistent);
-        let down: IpAddr = "10.0.0.21".parse().unwrap();
-        let r = rules(CONFIG, &macs(), |ip| ip != down, true);
-        assert_eq!(r.services[0].backends.len(), 1);
-    }
-
-    #[test]
-    fn persistence_and_source_hashing_hash_the_client_only() {
-        let text = CONFIG.replace("scheduler: wrr", "scheduler: sh");
-        assert!(rules(&text, &macs(), |_| true, true).services[0].persistent);
-        let text = CONFIG
-            .replace("  quorum: 1", "  quorum: 1\n  persistence_timeout: 50s");
-        assert!(rules(&text, &macs(), |_| true, true).services[0].persistent);
-    }
-
-    #[test]
-    fn the_sorry_server_takes_over_when_every_real_server_is_down() {
-        let text = CONFIG.replace(
-            "  quorum: 1",
-            "  quorum: 1\n  sorry_server: 10.0.0.99:80",
-        );
-        let mut m = macs();
-        m.insert("10.0.0.99".parse().unwrap(), Mac([2, 0, 0, 0, 0, 99]));
-        let r = rules(&text, &m, |_| false, false);
-        let keys: Vec<&str> = r.services[0]
-            .backends
-            .iter()
-            .map(|(b, _)| b.key.as_str())
-            .collect();
-        assert_eq!(keys, ["10.0.0.99:80"]);
-        let r = rules(&text, &m, |_| true, true);
-        assert_eq!(
-            r.services[0].backends.len(),
-            2,
-            "not while a real server is up"
-        );
-        let r = rules(&text, &m, |_| true, false);
-        assert_eq!(
-            r.services[0].backends[0].0.key, "10.0.0.99:80",
-            "but once the service lost its quorum"
-        );
-        assert_eq!(r.services[0].backends.len(), 1);
-    }
-
-    #[test]
-    fn without_a_sorry_server_losing_quorum_keeps_the_live_servers() {
-        let r = rules(CONFIG, &macs(), |_| true, false);
-        assert_eq!(r.services[0].backends.len(), 2);
-    }
-
-    #[test]
-    fn services_belong_to_the_instance_of_their_vip_or_are_left_out() {
-        let r = rules(CONFIG, &macs(), |_| true, true);
-        assert_eq!(r.services[0].instance, "VI_1");
-        assert_eq!(r.forwarding, master());
-        let text = CONFIG.replace("vip: 10.0.0.200", "vip: 10.0.0.201");
-        let r = rules(&text, &macs(), |_| true, true);
-        assert!(r.services.is_empty(), "no instance holds 10.0.0.201");
-    }
-
-    #[test]
-    fn stateful_schedulers_are_refused_naming_ipvs() {
-        let text = CONFIG.replace("scheduler: wrr", "scheduler: lc");
-        let e = ruleset(
-            &config(&text),
-            Mac([0; 6]),
-            &macs(),
-            |_, _| true,
-            |_| true,
-            master(),
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("`lc` scheduler")
-                && e.to_string().contains("dataplane: ipvs")
-        );
+    #[tokio::test]
+    async fn an_explicit_setting_is_taken_without_asking_the_kernel() {
+        let nft = choose(inventory::Dataplane::Nftables).await.unwrap();
+        assert!(format!("{nft:?}").contains("installer"), "{nft:?}");
+        assert!(!nft.forwarding(), "nothing installed yet");
+        let ipvs = choose(inventory::Dataplane::Ipvs).await.unwrap();
+        assert_eq!(format!("{ipvs:?}"), "Plane");
     }
 }

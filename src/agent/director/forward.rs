@@ -4,22 +4,21 @@
 //! at a time:
 //!
 //! ```text
-//! vrrp instances ──StateChange──▶ ┌──────────────┐ ──▶ nft table (changes, jumps)
+//! vrrp instances ──StateChange──▶ ┌──────────────┐ ──▶ Dataplane::sync
 //! health checks ──Transition────▶ │ forward loop │ ──▶ notifications
 //! worker ───────config, stop────▶ └──────────────┘ ──▶ status snapshot
 //! ```
 //!
-//! With **IPVS** (where the kernel has it: `dataplane: auto` or `ipvs`) the
-//! table is kept on every director, as keepalived does: IPVS only sees
-//! packets for a VIP the director holds, so the backup's table is inert
-//! and ready. With **nftables** the table is kept on every director too,
-//! but made inert: only the services whose VIP belongs to an instance this
-//! director is master of are jumped to (see `nft::compile`), so becoming
-//! master changes one rule instead of loading millions of map elements.
-//! Leaving master keeps forwarding for [`GRACE`] more: clients whose ARP
-//! caches still point at this director lose no request while the new
-//! master announces itself. Stopping does the same, then removes the
-//! table. Checks run on every director, so a backup is warm when it takes
+//! The data plane is a [`Dataplane`], chosen by [`dataplane::choose`]
+//! from the configuration's `dataplane` (again only when a reload changes
+//! it); the loop knows no back end. With **IPVS** the table is kept on
+//! every director, as keepalived does, and is inert on a backup. With
+//! **nftables** it is kept on every director too, but only the services
+//! of the instances this director is master of are jumped to. Leaving
+//! master keeps forwarding for [`GRACE`] more: clients whose ARP caches
+//! still point at this director lose no request while the new master
+//! announces itself. Stopping does the same, then withdraws the data
+//! plane. Checks run on every director, so a backup is warm when it takes
 //! over.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,23 +30,21 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::instance::StateChange;
 use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
-use crate::agent::dataplane::nft::installer::Applied;
-use crate::agent::dataplane::{self, ipvs, neigh, nft};
-use crate::agent::{log, paths};
-use crate::inventory::Dataplane;
-use crate::inventory::agent::DirectorConfig;
+use crate::agent::dataplane::{self, Dataplane, Desired};
+use crate::agent::vrrp::instance::StateChange;
+use crate::inventory;
+use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 
 /// How long a director keeps forwarding after it stopped being master.
 pub const GRACE: Duration = Duration::from_secs(2);
 
 /// How often the table is checked against the kernel's (repairs a table
-/// removed or edited by hand, see `nft::verify`) and real-server MACs
-/// refreshed.
+/// removed or edited by hand, see [`Dataplane::recheck`]) and real-server
+/// MACs refreshed.
 pub const RECHECK: Duration = Duration::from_secs(5);
 
 /// Probes running at once.
@@ -58,7 +55,7 @@ const CHECK_CONCURRENCY: usize = 64;
 pub enum Msg {
     /// A new configuration (start, reload).
     Config(Box<DirectorConfig>),
-    /// Stop: keep forwarding for [`GRACE`], then remove the table.
+    /// Stop: keep forwarding for [`GRACE`], then withdraw the data plane.
     Stop,
 }
 
@@ -110,14 +107,11 @@ struct Loop {
     masters: BTreeSet<String>,
     /// When the grace after leaving master ends.
     leave_at: Option<Instant>,
-    /// The nftables table installed, kept to change only what changes.
-    plane: nft::Installer,
-    /// Whether the next reconcile also checks the kernel's table.
-    recheck_due: bool,
+    /// The data plane, with the `dataplane` setting it was chosen for;
+    /// `None` until the first configuration, or while choosing fails.
+    plane: Option<(inventory::Dataplane, Box<dyn Dataplane>)>,
     last_error: Option<String>,
     snapshot: Arc<Mutex<Snapshot>>,
-    /// The routing netlink socket for neighbour look-ups, opened once.
-    netlink: Option<rtnetlink::Handle>,
 }
 
 async fn run(
@@ -134,11 +128,9 @@ async fn run(
         quorum: BTreeMap::new(),
         masters: BTreeSet::new(),
         leave_at: None,
-        plane: nft::Installer::default(),
-        recheck_due: false,
+        plane: None,
         last_error: None,
         snapshot,
-        netlink: None,
     };
     let mut recheck = tokio::time::interval(RECHECK);
     loop {
@@ -147,16 +139,22 @@ async fn run(
             msg = rx.recv() => match msg {
                 Some(Msg::Config(c)) => l.configure(*c, check_tx.clone()),
                 Some(Msg::Stop) | None => {
-                    if l.plane.installed().is_some_and(|t| !t.jumps().is_empty()) {
+                    if l.plane.as_ref().is_some_and(|(_, p)| p.forwarding()) {
                         tokio::time::sleep(GRACE).await;
                     }
-                    l.withdraw().await;
+                    if let Some((_, p)) = l.plane.take() {
+                        withdraw(p).await;
+                    }
                     return;
                 }
             },
             Some(change) = changes.recv() => l.on_state(change),
             Some(t) = check_rx.recv() => l.on_health(t),
-            _ = recheck.tick() => l.recheck_due = true,
+            _ = recheck.tick() => {
+                if let Some((_, p)) = &mut l.plane {
+                    p.recheck();
+                }
+            }
             _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now)),
                 if grace_end.is_some() => l.leave_at = None,
         }
@@ -209,13 +207,7 @@ impl Loop {
     /// Whether real server `address` of `service` passes its checks; a
     /// server not checked yet is up, as keepalived's.
     fn is_up(&self, service: &str, address: IpAddr) -> bool {
-        let verdict = self.health.get(service).and_then(|s| s.get(&address));
-        verdict.copied().unwrap_or(true)
-    }
-
-    /// Whether `service` has quorum.
-    fn has_quorum(&self, service: &str) -> bool {
-        self.quorum.get(service).is_none_or(Quorum::is_up)
+        is_up(&self.health, service, address)
     }
 
     /// Bring every service's quorum verdict up to date with the real
@@ -247,12 +239,18 @@ impl Loop {
         }
         self.quorum = next;
         for (service, c) in changes {
-            log(&format!(
-                "service {service} {} quorum: live weight {}, threshold {}",
-                if c.up { "gained" } else { "lost" },
-                c.weight,
-                c.threshold
-            ));
+            let (weight, threshold) = (c.weight, c.threshold);
+            if c.up {
+                tracing::info!(
+                    "service {service} gained quorum: live weight {weight}, \
+                     threshold {threshold}"
+                );
+            } else {
+                tracing::warn!(
+                    "service {service} lost quorum: live weight {weight}, \
+                     threshold {threshold}"
+                );
+            }
             self.event(What::Quorum {
                 service,
                 up: c.up,
@@ -296,13 +294,16 @@ impl Loop {
     }
 
     fn on_health(&mut self, t: Transition) {
-        log(&format!(
-            "real server {} of {} is {}: {}",
-            t.address,
-            t.service,
-            if t.up { "up" } else { "down" },
-            t.reason
-        ));
+        let (address, service, reason) = (t.address, &t.service, &t.reason);
+        if t.up {
+            tracing::info!(
+                "real server {address} of {service} is up: {reason}"
+            );
+        } else {
+            tracing::warn!(
+                "real server {address} of {service} is down: {reason}"
+            );
+        }
         self.health
             .entry(t.service.clone())
             .or_default()
@@ -319,20 +320,44 @@ impl Loop {
     /// Make the kernel's table what the state calls for.
     async fn reconcile(&mut self) {
         let Some(config) = self.config.clone() else { return };
-        match self.ipvs(&config).await {
-            Ok(true) => {
-                self.last_error = None;
-                return;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                self.fail(e);
-                return;
-            }
-        }
-        match self.forward(&config).await {
+        let Some(mut plane) = self.choose(config.dataplane).await else {
+            return;
+        };
+        let (health, quorum) = (&self.health, &self.quorum);
+        let desired = Desired {
+            config: &config,
+            up: &|svc: &ServiceConfig, ip| is_up(health, &svc.name, ip),
+            has_quorum: &|svc: &ServiceConfig| has_quorum(quorum, &svc.name),
+            masters: &self.masters,
+            leaving: self.leave_at.is_some(),
+        };
+        let result = plane.sync(&desired).await;
+        self.plane = Some((config.dataplane, plane));
+        match result {
             Ok(()) => self.last_error = None,
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// The data plane for `setting`, taken out of the loop for one sync:
+    /// the one running, or a new one when there is none or a reload
+    /// changed the setting (the old one is withdrawn first). `None` when
+    /// choosing failed, which is reported; the next change tries again.
+    async fn choose(
+        &mut self,
+        setting: inventory::Dataplane,
+    ) -> Option<Box<dyn Dataplane>> {
+        match self.plane.take() {
+            Some((was, plane)) if was == setting => return Some(plane),
+            Some((_, old)) => withdraw(old).await,
+            None => {}
+        }
+        match dataplane::choose(setting).await {
+            Ok(plane) => Some(plane),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
         }
     }
 
@@ -340,113 +365,15 @@ impl Loop {
     fn fail(&mut self, e: anyhow::Error) {
         let e = format!("{e:#}");
         if self.last_error.as_ref() != Some(&e) {
-            log(&format!("data plane: {e}"));
+            tracing::warn!("data plane: {e}");
         }
         self.last_error = Some(e);
     }
 
-    /// Sync the IPVS table when the kernel has IPVS and the configuration
-    /// allows it; `Ok(false)` when the nftables back end is to be used.
-    async fn ipvs(&mut self, config: &DirectorConfig) -> anyhow::Result<bool> {
-        if config.dataplane == Dataplane::Nftables {
-            return Ok(false);
-        }
-        let desired = ipvs::desired(
-            config,
-            |svc, rs| self.is_up(&svc.name, rs.address),
-            |svc| self.has_quorum(&svc.name),
-        );
-        let forced = config.dataplane == Dataplane::Ipvs;
-        let plan = tokio::task::spawn_blocking(move || {
-            let mut conn = match ipvs::Ipvs::connect() {
-                Ok(c) => c,
-                Err(ipvs::client::Error::NoIpvs) if !forced => return Ok(None),
-                Err(e) => return Err(anyhow::Error::from(e)),
-            };
-            let record = ipvs::owned_path(&paths::run_dir());
-            ipvs::sync(&mut conn, &desired, &record).map(Some)
-        })
-        .await??;
-        let Some(plan) = plan else { return Ok(false) };
-        for op in &plan.ops {
-            log(&format!("ipvs: {op}"));
-        }
-        for f in &plan.foreign {
-            log(&format!("ipvs: left alone (not lbdeploy's): {f}"));
-        }
-        Ok(true)
-    }
-
-    /// Keep the nftables table current: every service's real servers, and
-    /// the instances forwarded — those this director is master of, or
-    /// during the grace after leaving master, those it forwarded before.
-    async fn forward(&mut self, config: &DirectorConfig) -> anyhow::Result<()> {
-        let forwarding = match (self.leave_at, self.plane.installed()) {
-            (Some(_), Some(installed)) => installed.forwarding.clone(),
-            _ => self.masters.clone(),
-        };
-        let rips: Vec<IpAddr> = config
-            .virtual_services
-            .iter()
-            .flat_map(|s| {
-                let sorry = s.sorry_server.map(|a| a.ip());
-                s.real_servers.iter().map(|r| r.address).chain(sorry)
-            })
-            .collect();
-        let handle = match &self.netlink {
-            Some(h) => h.clone(),
-            None => {
-                let (connection, handle, _) = rtnetlink::new_connection()?;
-                tokio::spawn(connection);
-                self.netlink = Some(handle.clone());
-                handle
-            }
-        };
-        let macs = neigh::resolve(&handle, &rips).await?;
-        let own = own_mac(&config.interface)?;
-        let rules = dataplane::ruleset(
-            config,
-            own,
-            &macs,
-            |svc, ip| self.is_up(&svc.name, ip),
-            |svc| self.has_quorum(&svc.name),
-            forwarding,
-        )?;
-        let desired = nft::compile(rules, self.plane.installed());
-        let jumps = desired.jumps();
-        let before = self.plane.installed().map(nft::Compiled::jumps);
-        let applied = self.plane.apply(desired).await?;
-        if applied == Applied::Whole || before.as_ref() != Some(&jumps) {
-            let forwarded = self
-                .plane
-                .installed()
-                .map_or(0, |t| served(config, &t.forwarding).len());
-            log(&format!(
-                "data plane: forwarding {forwarded} of {} service(s) on {}",
-                config.virtual_services.len(),
-                config.interface
-            ));
-        }
-        if std::mem::take(&mut self.recheck_due) {
-            self.plane.verify().await?;
-        }
-        Ok(())
-    }
-
-    /// Remove the nftables table: the agent stops.
-    async fn withdraw(&mut self) {
-        if self.plane.installed().is_some() {
-            match self.plane.remove().await {
-                Ok(()) => log("data plane: stopped, table removed"),
-                Err(e) => log(&format!("data plane: {e:#}")),
-            }
-        }
-    }
-
     fn publish(&self) {
         let real_servers = self.health.clone();
-        let forwarding = match (&self.config, self.plane.installed()) {
-            (Some(c), Some(t)) => served(c, &t.forwarding),
+        let forwarding = match (&self.config, &self.plane) {
+            (Some(c), Some((_, p))) => p.report(c),
             _ => Vec::new(),
         };
         let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
@@ -464,27 +391,27 @@ impl Loop {
     }
 }
 
-/// The names of the services of `config` whose VIP belongs to one of the
-/// `instances`.
-fn served(
-    config: &DirectorConfig,
-    instances: &BTreeSet<String>,
-) -> Vec<String> {
-    config
-        .virtual_services
-        .iter()
-        .filter(|s| {
-            dataplane::instance_of(config, s.vip)
-                .is_some_and(|i| instances.contains(i))
-        })
-        .map(|s| s.name.clone())
-        .collect()
+/// Whether real server `address` of `service` passes its checks in
+/// `health`; a server not checked yet is up, as keepalived's.
+fn is_up(
+    health: &BTreeMap<String, BTreeMap<IpAddr, bool>>,
+    service: &str,
+    address: IpAddr,
+) -> bool {
+    let verdict = health.get(service).and_then(|s| s.get(&address));
+    verdict.copied().unwrap_or(true)
 }
 
-/// This director's MAC on `interface`.
-fn own_mac(interface: &str) -> anyhow::Result<nft::Mac> {
-    let path = format!("/sys/class/net/{interface}/address");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("reading {path}: {e}"))?;
-    text.parse().map_err(|e: String| anyhow::anyhow!(e))
+/// Whether `service` has quorum in `quorum`; one not weighed yet has.
+fn has_quorum(quorum: &BTreeMap<String, Quorum>, service: &str) -> bool {
+    quorum.get(service).is_none_or(Quorum::is_up)
+}
+
+/// Withdraw a data plane: the agent stops, or a reload chose another.
+async fn withdraw(mut plane: Box<dyn Dataplane>) {
+    match plane.withdraw().await {
+        Ok(true) => tracing::info!("data plane: stopped, table removed"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("data plane: {e:#}"),
+    }
 }

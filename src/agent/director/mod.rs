@@ -1,16 +1,18 @@
 //! `lbdeploy agent director`'s work: one VRRP [`instance`] loop per
 //! configured instance, each holding the VIPs while it is master, and the
 //! [`forward`]ing (health checks and the data plane) that follows them.
+//! The loop itself, its settings and the protocol are
+//! [`crate::agent::vrrp`]'s; this module only coordinates the instances
+//! and the forwarding.
 //!
 //! The [`Worker`] is what the runtime drives: it starts the instances at
 //! start, restarts only the instances whose settings changed on a reload
 //! (an unchanged instance keeps running, so a reload never drops a VIP it
 //! did not have to), and on SIGTERM makes each instance resign (priority-0
 //! advert, VIPs removed). Which instances to stop and start is the pure
-//! [`plan`].
+//! [`restarts`].
 
 pub mod forward;
-pub mod instance;
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -21,11 +23,12 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use self::forward::Forward;
-use self::instance::{Handle, InstanceMsg, Settings, StateChange};
-use super::log;
-use super::net::{self, Net};
-use super::runtime::{self, Report};
+use super::runtime::{self, ModeConfig, Report};
+use crate::agent::sys::net::{self, Net};
+use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
+use crate::agent::vrrp::settings::{Settings, link_local};
 use crate::inventory::IfAddr;
+use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, VrrpConfig};
 
 /// How long a resigning instance may take (one advert, the VIPs off)
@@ -66,9 +69,10 @@ pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
         .collect()
 }
 
-/// What a reload changes, by index.
+/// Which instances a reload restarts, by index: those to stop and those
+/// to start (an instance whose settings changed is in both).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Plan {
+pub struct Restarts {
     /// Indexes into the running instances to stop.
     pub stop: Vec<usize>,
     /// Indexes into the wanted instances to start.
@@ -78,8 +82,8 @@ pub struct Plan {
 /// Which running instances to stop and which wanted ones to start: an
 /// instance whose key is unchanged is neither (it keeps its state and its
 /// VIPs); a changed one is stopped and started again. Pure.
-pub fn plan(running: &[InstanceKey], wanted: &[InstanceKey]) -> Plan {
-    Plan {
+pub fn restarts(running: &[InstanceKey], wanted: &[InstanceKey]) -> Restarts {
+    Restarts {
         stop: (0..running.len())
             .filter(|&i| !wanted.contains(&running[i]))
             .collect(),
@@ -101,10 +105,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    async fn stop_one(handle: Handle) {
+    async fn stop_one(name: &str, handle: Handle) {
         let _ = handle.ctl_tx.send(InstanceMsg::Stop).await;
         if tokio::time::timeout(STOP_TIMEOUT, handle.task).await.is_err() {
-            log("a vrrp instance did not stop in time");
+            tracing::warn!(instance = %name, "a vrrp instance did not stop in time");
         }
     }
 }
@@ -117,7 +121,7 @@ fn speaks_ipv6(c: &VrrpConfig) -> bool {
 /// Whether the interface's IPv6 addresses are ready for an instance to
 /// bind: none is tentative, and a link-local one is usable.
 pub fn dad_settled(usable: &[Ipv6Addr], any_tentative: bool) -> bool {
-    !any_tentative && instance::link_local(usable).is_some()
+    !any_tentative && link_local(usable).is_some()
 }
 
 /// The IPv6 addresses of `interface` (index `index`) an instance can bind.
@@ -144,14 +148,22 @@ async fn usable_ipv6(
             return Ok(usable);
         }
         if !said {
-            log(&format!(
+            tracing::info!(
+                interface,
                 "waiting for duplicate address detection on {interface} \
                  (up to {DAD_WAIT:?})"
-            ));
+            );
             said = true;
         }
         tokio::time::sleep(DAD_POLL).await;
     }
+}
+
+/// A director's configuration runs this mode's [`Worker`]; the impl sits
+/// here, beside the worker, so the runtime needs no mode.
+impl ModeConfig for DirectorConfig {
+    const MODE: Mode = Mode::Director;
+    type Worker = Worker;
 }
 
 impl runtime::Worker<DirectorConfig> for Worker {
@@ -176,16 +188,17 @@ impl runtime::Worker<DirectorConfig> for Worker {
         let wanted = keys(config);
         let running: Vec<InstanceKey> =
             self.running.iter().map(|(k, _)| k.clone()).collect();
-        let plan = plan(&running, &wanted);
+        let restarts = restarts(&running, &wanted);
         // Resolve everything before stopping anything: a configuration
         // that cannot run leaves the running instances alone.
         let mut start = Vec::new();
-        if !plan.start.is_empty() {
+        if !restarts.start.is_empty() {
             let index = net.index(&config.interface).await?;
-            let v6 = plan.start.iter().any(|&i| speaks_ipv6(&wanted[i].vrrp));
+            let v6 =
+                restarts.start.iter().any(|&i| speaks_ipv6(&wanted[i].vrrp));
             let ipv6 = usable_ipv6(&net, index, &config.interface, v6).await?;
             let mut problems = Vec::new();
-            for &i in &plan.start {
+            for &i in &restarts.start {
                 let k = &wanted[i];
                 let (iface, addr) = (&k.interface, k.address);
                 match Settings::new(iface, index, addr, &ipv6, &k.vrrp) {
@@ -197,13 +210,11 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 return Err(anyhow!(problems.join("; ")));
             }
         }
-        for i in plan.stop.into_iter().rev() {
+        for i in restarts.stop.into_iter().rev() {
             let (key, handle) = self.running.remove(i);
-            log(&format!(
-                "vrrp {}: stopping (changed or removed)",
-                key.vrrp.name
-            ));
-            Self::stop_one(handle).await;
+            let name = &key.vrrp.name;
+            tracing::info!(instance = %name, "stopping (changed or removed)");
+            Self::stop_one(name, handle).await;
         }
         for (key, settings) in start {
             let name = settings.name.clone();
@@ -222,15 +233,15 @@ impl runtime::Worker<DirectorConfig> for Worker {
     }
 
     async fn stop(&mut self) {
-        for (_, handle) in self.running.drain(..) {
-            Self::stop_one(handle).await;
+        for (key, handle) in self.running.drain(..) {
+            Self::stop_one(&key.vrrp.name, handle).await;
         }
         // The forwarding outlives the resignation by its grace period.
         if let Some(f) = self.forward.take() {
             let _ = f.tx.send(forward::Msg::Stop).await;
             let bound = forward::GRACE + STOP_TIMEOUT;
             if tokio::time::timeout(bound, f.task).await.is_err() {
-                log("the data plane did not stop in time");
+                tracing::warn!("the data plane did not stop in time");
             }
         }
     }
@@ -275,16 +286,16 @@ mod tests {
     #[test]
     fn an_unchanged_instance_is_left_running() {
         let running = [key("A", 100), key("B", 100)];
-        let same = plan(&running, &running);
-        assert_eq!(same, Plan::default());
+        let same = restarts(&running, &running);
+        assert_eq!(same, Restarts::default());
         let wanted = [key("B", 100), key("A", 90), key("C", 100)];
-        let p = plan(&running, &wanted);
-        assert_eq!(p, Plan { stop: vec![0], start: vec![1, 2] });
+        let p = restarts(&running, &wanted);
+        assert_eq!(p, Restarts { stop: vec![0], start: vec![1, 2] });
         let mut moved = key("B", 100);
         moved.interface = "eth1".into();
         assert_eq!(
-            plan(&running, &[key("A", 100), moved]),
-            Plan { stop: vec![1], start: vec![1] }
+            restarts(&running, &[key("A", 100), moved]),
+            Restarts { stop: vec![1], start: vec![1] }
         );
     }
 

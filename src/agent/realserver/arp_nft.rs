@@ -56,7 +56,7 @@ pub fn ruleset(vips: &[IpAddr], rip: Ipv4Addr) -> String {
 /// # Errors
 /// When `nft` is missing or rejects the script; the error has its stderr.
 pub async fn load(script: &str) -> anyhow::Result<()> {
-    crate::agent::nftables::load(script, "the ARP table").await
+    crate::agent::sys::nftables::load(script, "the ARP table").await
 }
 
 /// Whether the table exists (someone may `nft flush ruleset`).

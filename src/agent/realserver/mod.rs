@@ -42,10 +42,10 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::log;
-use super::net::{self, Address, Event, Net};
-use super::runtime::Report;
+use super::runtime::{self, ModeConfig, Report};
+use crate::agent::sys::net::{self, Address, Event, Net};
 use crate::inventory::ArpSuppression;
+use crate::inventory::Mode;
 use crate::inventory::agent::RealserverConfig;
 
 /// How often the watcher re-checks the sysctls and the addresses without
@@ -121,7 +121,14 @@ struct EventRecord {
     what: String,
 }
 
-impl super::runtime::Worker<RealserverConfig> for Worker {
+/// A real server's configuration runs this mode's [`Worker`]; the impl
+/// sits here, beside the worker, so the runtime needs no mode.
+impl ModeConfig for RealserverConfig {
+    const MODE: Mode = Mode::Realserver;
+    type Worker = Worker;
+}
+
+impl runtime::Worker<RealserverConfig> for Worker {
     async fn apply(&mut self, config: &RealserverConfig) -> anyhow::Result<()> {
         if self.running.is_none() {
             let net = Net::connect().context("opening rtnetlink")?;
@@ -158,31 +165,33 @@ impl super::runtime::Worker<RealserverConfig> for Worker {
         let mut state = r.state.lock().await;
         if state.keep_vip_on_stop {
             for a in &state.ours {
-                log(&format!(
+                tracing::info!(
                     "realserver: keeping {}/{} on lo (keep_vip_on_stop)",
-                    a.ip, a.prefix
-                ));
+                    a.ip,
+                    a.prefix
+                );
             }
             // The nft table stays too: a kept VIP must stay hidden.
             return;
         }
         for a in std::mem::take(&mut state.ours) {
             match r.net.remove(&a).await {
-                Ok(()) => log(&format!(
+                Ok(()) => tracing::info!(
                     "realserver: removed {}/{} from lo (stopping)",
-                    a.ip, a.prefix
-                )),
-                Err(e) => log(&format!("realserver: {e}")),
+                    a.ip,
+                    a.prefix
+                ),
+                Err(e) => tracing::warn!("realserver: {e}"),
             }
         }
         // After the VIPs: never a moment where one is there unhidden.
         if state.nft.is_some() {
             match arp_nft::remove().await {
-                Ok(()) => log(&format!(
+                Ok(()) => tracing::info!(
                     "realserver: removed the nft table arp {}",
                     arp_nft::TABLE
-                )),
-                Err(e) => log(&format!("realserver: {e:#}")),
+                ),
+                Err(e) => tracing::warn!("realserver: {e:#}"),
             }
         }
     }
@@ -211,7 +220,62 @@ async fn converge_config(
 ) -> anyhow::Result<()> {
     let mut st = state.lock().await;
     let present = net.addresses().await?;
-    let clash = vips::conflicts(st.lo, &config.vips, &present);
+    refuse_conflicts(net, st.lo, config, &present).await?;
+    // ARP suppression before any VIP is on lo: never a moment where the
+    // host would answer for it.
+    let (settings, nft) = suppress_arp(net, config, &present).await?;
+    if nft.is_none() && st.nft.take().is_some() {
+        // Switched to sysctls on reload: the table is ours to remove.
+        arp_nft::remove().await?;
+    }
+    let wanted = vips::wanted(st.lo, &config.vips);
+    for a in net::unwanted(&st.ours, &wanted) {
+        net.remove(a).await?;
+        tracing::info!(
+            "realserver: removed {}/{} from lo (no longer configured)",
+            a.ip,
+            a.prefix
+        );
+    }
+    st.ours.retain(|o| wanted.iter().any(|w| net::same(o, w)));
+    for a in net::missing(&wanted, &present) {
+        net.add(a).await?;
+        st.ours.push(a.clone());
+        tracing::info!("realserver: added {}/{} to lo", a.ip, a.prefix);
+    }
+    for a in &wanted {
+        if !st.ours.iter().any(|o| net::same(o, a)) {
+            tracing::info!(
+                "realserver: {}/{} was already on lo; kept, and left there \
+                 on stop (not added by this agent)",
+                a.ip,
+                a.prefix
+            );
+        }
+    }
+    st.vips = config.vips.clone();
+    st.wanted = wanted;
+    st.sysctls = settings;
+    st.nft = nft;
+    st.keep_vip_on_stop = config.keep_vip_on_stop;
+    {
+        let mut s = snapshot.lock().expect("never poisoned: no panics held");
+        s.interface = config.interface.clone();
+        s.arp_suppression = Some(config.arp_suppression);
+    }
+    refresh(net, &st, snapshot).await;
+    Ok(())
+}
+
+/// Refuse a VIP held on another interface than `lo` (index `lo`): the
+/// host would answer ARP for it.
+async fn refuse_conflicts(
+    net: &Net,
+    lo: u32,
+    config: &RealserverConfig,
+    present: &[Address],
+) -> anyhow::Result<()> {
+    let clash = vips::conflicts(lo, &config.vips, present);
     if !clash.is_empty() {
         let mut lines = Vec::new();
         for a in clash {
@@ -225,16 +289,26 @@ async fn converge_config(
         }
         bail!("{}", lines.join("\n"));
     }
-    // ARP suppression before any VIP is on lo: never a moment where the
-    // host would answer for it.
-    let (settings, nft) = match config.arp_suppression {
+    Ok(())
+}
+
+/// Set up the configured ARP suppression: the sysctls set (returned, for
+/// the watcher to keep), or the nft table loaded (its script returned).
+async fn suppress_arp(
+    net: &Net,
+    config: &RealserverConfig,
+    present: &[Address],
+) -> anyhow::Result<(Vec<sysctl::Setting>, Option<String>)> {
+    Ok(match config.arp_suppression {
         ArpSuppression::Sysctl => {
             let settings = sysctl::desired(&config.interface);
             for f in sysctl::ensure(Path::new(sysctl::PROC_SYS), &settings)? {
-                log(&format!(
+                tracing::info!(
                     "realserver: set {}={} (was {:?})",
-                    f.key, f.now, f.was
-                ));
+                    f.key,
+                    f.now,
+                    f.was
+                );
             }
             (settings, None)
         }
@@ -255,53 +329,14 @@ async fn converge_config(
                 })?;
             let script = arp_nft::ruleset(&config.vips, rip);
             arp_nft::load(&script).await?;
-            log(&format!(
+            tracing::info!(
                 "realserver: loaded the nft table arp {} (ARP from the VIPs \
                  sent as {rip})",
                 arp_nft::TABLE
-            ));
+            );
             (Vec::new(), Some(script))
         }
-    };
-    if nft.is_none() && st.nft.take().is_some() {
-        // Switched to sysctls on reload: the table is ours to remove.
-        arp_nft::remove().await?;
-    }
-    let wanted = vips::wanted(st.lo, &config.vips);
-    for a in net::unwanted(&st.ours, &wanted) {
-        net.remove(a).await?;
-        log(&format!(
-            "realserver: removed {}/{} from lo (no longer configured)",
-            a.ip, a.prefix
-        ));
-    }
-    st.ours.retain(|o| wanted.iter().any(|w| net::same(o, w)));
-    for a in net::missing(&wanted, &present) {
-        net.add(a).await?;
-        st.ours.push(a.clone());
-        log(&format!("realserver: added {}/{} to lo", a.ip, a.prefix));
-    }
-    for a in &wanted {
-        if !st.ours.iter().any(|o| net::same(o, a)) {
-            log(&format!(
-                "realserver: {}/{} was already on lo; kept, and left there \
-                 on stop (not added by this agent)",
-                a.ip, a.prefix
-            ));
-        }
-    }
-    st.vips = config.vips.clone();
-    st.wanted = wanted;
-    st.sysctls = settings;
-    st.nft = nft;
-    st.keep_vip_on_stop = config.keep_vip_on_stop;
-    {
-        let mut s = snapshot.lock().expect("never poisoned: no panics held");
-        s.interface = config.interface.clone();
-        s.arp_suppression = Some(config.arp_suppression);
-    }
-    refresh(net, &st, snapshot).await;
-    Ok(())
+    })
 }
 
 /// One watcher pass: put back what changed. Returns what was restored, as
@@ -397,7 +432,7 @@ async fn watch(
             ev = next(&mut events) => match ev {
                 Some(ev) => Some(ev),
                 None => {
-                    log("realserver: the netlink address watch ended; \
+                    tracing::warn!("realserver: the netlink address watch ended; \
                          re-subscribing (polling meanwhile)");
                     events = subscribe();
                     continue;
@@ -419,7 +454,7 @@ async fn watch(
                             .to_string();
                     let mut s = snapshot.lock().expect("never poisoned");
                     for what in &done {
-                        log(&format!("realserver: {what}"));
+                        tracing::warn!("realserver: {what}");
                         s.restores += 1;
                         s.last_event = Some(EventRecord {
                             at: at.clone(),
@@ -431,7 +466,7 @@ async fn watch(
             Err(e) => {
                 let e = format!("{e:#}");
                 if st.last_error.as_deref() != Some(&e) {
-                    log(&format!("realserver: cannot restore: {e}"));
+                    tracing::warn!("realserver: cannot restore: {e}");
                 }
                 st.last_error = Some(e);
             }
@@ -450,9 +485,9 @@ fn subscribe() -> Option<Events> {
     match net::watch() {
         Ok(s) => Some(Box::pin(s)),
         Err(e) => {
-            log(&format!(
+            tracing::warn!(
                 "realserver: cannot watch address events ({e}); polling only"
-            ));
+            );
             None
         }
     }

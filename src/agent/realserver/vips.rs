@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::agent::net::Address;
+use crate::agent::sys::net::Address;
 
 /// A VIP's host prefix: a real server holds exactly the address, never a
 /// subnet, or `lo` would claim the whole subnet as local.

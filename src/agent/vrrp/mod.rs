@@ -12,19 +12,25 @@
 //! * [`arp`]: the gratuitous ARP frame a new master broadcasts for an IPv4
 //!   VIP; [`ndisc`]: the unsolicited Neighbour Advertisement for an IPv6
 //!   one.
-//!   Both carry the Internet checksum of [`crate::agent::checksum`].
+//!   Both carry the Internet checksum of [`crate::agent::sys::checksum`].
 //! * [`fsm`]: the RFC 5798 §6 state machine. It takes `(now, event)` and
 //!   returns actions (send an advert, add the VIPs, arm a timer at a
 //!   deadline); it owns no socket, no task and no clock.
 //! * [`error`]: the wire errors ([`DecodeError`](error::DecodeError)) and
 //!   configuration errors these produce.
 //!
+//! * [`settings`]: an instance's configuration checked and resolved
+//!   against the interface (family, source address, destinations).
+//! * [`receive`]: RFC 5798 §7.1's receive checks, in order: what a packet
+//!   is to an instance.
+//! * [`notify`]: the notify hooks, as keepalived runs them.
+//!
 //! * [`socket`]: the raw IP socket for adverts and the packet socket for
 //!   gratuitous ARP and NAs, bytes in and out only.
-//!
-//! The socket loop (`agent::director::instance`) stays thin: receive, decode, look the
-//! VRID up, feed the event to the instance, carry out the actions, sleep
-//! until the earliest deadline.
+//! * [`instance`]: the socket loop, which stays thin: receive, classify,
+//!   feed the event to the state machine, carry out the actions, sleep
+//!   until the earliest deadline. Which instances run is
+//!   [`crate::agent::director`]'s.
 //!
 //! ```text
 //!  raw socket ──bytes──▶ packet::decode ──Advert──▶ fsm::Event ──┐
@@ -39,8 +45,12 @@
 pub mod arp;
 pub mod error;
 pub mod fsm;
+pub mod instance;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ndisc;
+pub mod notify;
 pub mod packet;
+pub mod receive;
+pub mod settings;
 pub mod socket;

@@ -29,7 +29,7 @@ use std::net::Ipv6Addr;
 
 use super::arp::MacAddr;
 use super::packet::TTL;
-use crate::agent::checksum::OnesComplementSum;
+use crate::agent::sys::checksum::OnesComplementSum;
 
 /// Length of the frame: Ethernet, IPv6 header, NA and one option.
 pub const FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + ICMP_LEN;

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::error::{DecodeError, EncodeError};
-use crate::agent::checksum::OnesComplementSum;
+use crate::agent::sys::checksum::OnesComplementSum;
 
 /// IP protocol number of VRRP (RFC 5798 §5.1.1.3, §5.1.2.3).
 pub const IPPROTO_VRRP: u8 = 112;
@@ -289,6 +289,10 @@ impl Advert {
     /// Any [`DecodeError`] but the outer-header ones; authentication is
     /// checked apart, by [`Advert::verify_auth`], once the caller knows the
     /// instance from the VRID.
+    //
+    // Longer than most functions here on purpose: it reads the message in
+    // RFC 5798 §5.2's field order, one length check before each read, and
+    // splitting it would scatter the offsets the checks depend on.
     pub fn decode(
         buf: &[u8],
         ip: &PseudoHeader,

@@ -9,7 +9,7 @@ use rtnetlink::sys::{Socket, protocols::NETLINK_GENERIC};
 
 use super::codec::{self, Cmd};
 use super::{Entry, Op, ServiceKey, Table};
-use crate::agent::netlink::{self, DecodeError};
+use crate::agent::sys::netlink::{self, DecodeError};
 
 /// A failure talking to IPVS, with the operation.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! socket.
 //!
 //! The framing (netlink header, flags, attributes) is
-//! [`crate::agent::netlink`]'s; here are the generic-netlink controller
+//! [`crate::agent::sys::netlink`]'s; here are the generic-netlink controller
 //! (`linux/genetlink.h`: the family lookup, `CTRL_CMD_GETFAMILY`) and IPVS
 //! itself (`linux/ip_vs.h`: commands, attributes, flags, forwarding
 //! methods), every number from the kernel's uapi headers so a reader can
@@ -29,7 +29,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Dest, DestKey, Forward, Proto, ServiceKey, Settings};
-use crate::agent::netlink::{
+use crate::agent::sys::netlink::{
     DecodeError, GENL_HDRLEN, NLA_F_NESTED, attributes, find, need, put,
 };
 
@@ -359,7 +359,7 @@ fn string_of(what: &'static str, b: &[u8]) -> Result<String, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::netlink::{error_code, messages, request};
+    use crate::agent::sys::netlink::{error_code, messages, request};
     use crate::util::hex::hex;
 
     fn v4_web() -> ServiceKey {

@@ -5,7 +5,9 @@
 //! * [`mod@reconcile`] — the difference between the table lbdeploy wants and
 //!   the kernel's, as operations (pure; never a flush);
 //! * [`client`] — the netlink socket: [`Ipvs::connect`], [`Ipvs::dump`],
-//!   [`Ipvs::apply`].
+//!   [`Ipvs::apply`];
+//! * [`plane`] — the [`Dataplane`](super::Dataplane) the director's
+//!   forwarding loop drives: [`desired`] and [`sync`] on every change.
 //!
 //! Typical use (what the director worker does on each change):
 //!
@@ -41,6 +43,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod plane;
 pub mod reconcile;
 
 use std::collections::BTreeMap;
@@ -51,6 +54,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use self::client::{Error, Ipvs};
+pub use self::plane::Plane;
 pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile};
 use crate::inventory::Protocol;
 use crate::inventory::agent::{

@@ -15,7 +15,7 @@ use std::io;
 
 use rtnetlink::sys::{Socket, protocols::NETLINK_NETFILTER};
 
-use crate::agent::netlink::{self, DecodeError};
+use crate::agent::sys::netlink::{self, DecodeError};
 
 /// `NFNL_SUBSYS_NFTABLES` (`linux/netfilter/nfnetlink.h`), the high byte
 /// of the message type.

@@ -9,7 +9,7 @@ use super::compile::{self, Compiled, map_name};
 use super::delta::{self, Delta};
 use super::verify::{self, Watch};
 use super::{TABLE, generation};
-use crate::agent::{log, nftables};
+use crate::agent::sys::nftables;
 
 /// What one [`Installer::apply`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +62,9 @@ impl Installer {
                     }
                     Ok(()) => Applied::Changes,
                     Err(e) => {
-                        log(&format!(
+                        tracing::warn!(
                             "data plane: {e:#}; loading the whole table"
-                        ));
+                        );
                         self.load_whole(&compile::render(&desired)).await?;
                         Applied::Whole
                     }
@@ -91,7 +91,9 @@ impl Installer {
             return Ok(());
         }
         if self.listed_structure().await? != self.structure {
-            log("data plane: the table was changed by hand; loading it again");
+            tracing::warn!(
+                "data plane: the table was changed by hand; loading it again"
+            );
             let text = compile::render(table);
             return self.load_whole(&text).await;
         }
@@ -108,9 +110,9 @@ impl Installer {
                 .remove(&map)
                 .unwrap_or_default();
             if !verify::elements_match(&table.services[i], &elements) {
-                log(&format!(
+                tracing::warn!(
                     "data plane: map {map} was edited by hand; refilling it"
-                ));
+                );
                 refill += &delta::refill(table, i);
             }
         }

@@ -26,14 +26,21 @@
 //! * [`verify`] — what tells a table tampered with by hand from ours
 //!   without listing millions of elements (pure);
 //! * [`generation`] — the kernel's nftables generation over netlink;
+//! * [`mod@ruleset`] — a director's configuration and what is known of its
+//!   real servers, as the services to install (pure);
 //! * [`installer`] — the adapter that keeps the installed table in
 //!   memory, carries out each transaction with one `nft -f`, and checks the
-//!   kernel's table periodically.
+//!   kernel's table periodically;
+//! * [`plane`] — the [`Dataplane`](super::Dataplane) the director's
+//!   forwarding loop drives: the MACs looked up, the ruleset compiled and
+//!   installed on every change.
 
 pub mod compile;
 pub mod delta;
 pub mod generation;
 pub mod installer;
+pub mod plane;
+pub mod ruleset;
 pub mod verify;
 
 use std::collections::BTreeSet;
@@ -42,6 +49,8 @@ use std::net::IpAddr;
 use super::buckets::Backend;
 pub use compile::{Compiled, compile, render};
 pub use installer::Installer;
+pub use plane::Plane;
+pub use ruleset::{Unsupported, ruleset};
 
 /// The table's name; lbdeploy owns it and nothing else.
 pub const TABLE: &str = "lbdeploy";

@@ -1,0 +1,82 @@
+//! The IPVS back end as the director's forwarding loop drives it: the
+//! [`Dataplane`] over [`super::desired`] and [`super::sync`]. The table is
+//! kept on every director, as keepalived does: IPVS only sees packets for
+//! a VIP the director holds, so a backup's table is inert and ready, and
+//! VRRP changes nothing here. What to program is decided by the pure parts
+//! ([`super::desired`], [`super::reconcile()`]); this file only runs them
+//! off the async threads and logs what changed.
+
+use super::{Ipvs, client, owned_path};
+use crate::agent::dataplane::{Dataplane, Desired, Job};
+use crate::agent::paths;
+use crate::inventory::agent::DirectorConfig;
+
+/// The IPVS back end. Holds nothing between syncs: each opens its netlink
+/// socket, reads the kernel's table and changes only what differs.
+#[derive(Debug, Default)]
+pub struct Plane;
+
+impl Plane {
+    /// Whether the kernel has IPVS: `dataplane: auto`'s test.
+    ///
+    /// # Errors
+    /// When asking failed for another reason than IPVS's absence.
+    pub async fn available() -> anyhow::Result<bool> {
+        let probe = tokio::task::spawn_blocking(|| match Ipvs::connect() {
+            Ok(_) => Ok(true),
+            Err(client::Error::NoIpvs) => Ok(false),
+            Err(e) => Err(anyhow::Error::from(e)),
+        });
+        probe.await?
+    }
+}
+
+impl Dataplane for Plane {
+    fn sync<'a>(
+        &'a mut self,
+        d: &'a Desired<'a>,
+    ) -> Job<'a, anyhow::Result<()>> {
+        let desired = super::desired(
+            d.config,
+            |svc, rs| (d.up)(svc, rs.address),
+            |svc| (d.has_quorum)(svc),
+        );
+        Box::pin(async move {
+            let plan = tokio::task::spawn_blocking(move || {
+                let mut conn = Ipvs::connect()?;
+                let record = owned_path(&paths::run_dir());
+                super::sync(&mut conn, &desired, &record)
+            })
+            .await??;
+            for op in &plan.ops {
+                tracing::info!("ipvs: {op}");
+            }
+            for f in &plan.foreign {
+                tracing::info!("ipvs: left alone (not lbdeploy's): {f}");
+            }
+            Ok(())
+        })
+    }
+
+    /// Every sync reads the kernel's table already.
+    fn recheck(&mut self) {}
+
+    /// IPVS forwards only what reaches this director, i.e. the VIPs it
+    /// holds; those leave with VRRP, so there is nothing to wait for.
+    fn forwarding(&self) -> bool {
+        false
+    }
+
+    /// The IPVS table is left as it is when the agent stops, as it always
+    /// has been: without the VIPs it forwards nothing, and the next start
+    /// reconciles it with the record of what lbdeploy owns.
+    fn withdraw(&mut self) -> Job<'_, anyhow::Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+
+    /// The status lists no services for IPVS (it forwards whatever VIPs
+    /// VRRP gives this director); the table is `agent ipvs-dump`'s.
+    fn report(&self, _: &DirectorConfig) -> Vec<String> {
+        Vec::new()
+    }
+}

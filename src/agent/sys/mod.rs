@@ -1,0 +1,19 @@
+//! The agent's kernel helpers: thin adapters to the kernel interfaces that
+//! more than one part of the agent shares. Nothing here decides what the
+//! host should look like — the modes ([`super::director`],
+//! [`super::realserver`]) and the data plane ([`super::dataplane`]) do —
+//! and nothing here owns a task or a life cycle ([`super::runtime`],
+//! [`super::supervise`] do).
+//!
+//! * [`net`] — addresses on interfaces over rtnetlink, shared by both
+//!   modes;
+//! * [`netlink`] — netlink message framing for what rtnetlink does not
+//!   cover (IPVS, the nftables generation counter); pure;
+//! * [`nftables`] — loading a table with `nft -f`, shared by both modes;
+//! * [`checksum`] — the Internet checksum of VRRP adverts, Neighbour
+//!   Advertisements and half-open checks' SYNs; pure.
+
+pub mod checksum;
+pub mod net;
+pub mod netlink;
+pub mod nftables;

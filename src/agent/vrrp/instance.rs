@@ -1,0 +1,446 @@
+//! One VRRP instance at work: the thin I/O loop around the pure state
+//! machine.
+//!
+//! ```text
+//!  AdvertSocket ──packet──▶ classify (ttl, codec, vrid, auth) ──Event──┐
+//!  sleep_until(deadline) ─────────────── timer Event ─────────────────┤
+//!  ctl_rx (Stop) ─────────────────────── Shutdown ────────────────────┤
+//!                                                                     ▼
+//!                                               fsm::Instance::handle(now, ev)
+//!                                                                     │
+//!  AdvertSocket ◀─ SendAdvert  Net ◀─ Add/RemoveVips  AnnounceSocket ◀─ GARP/NA
+//!  notify hook + log line ◀─ Transition        status ◀─ counters, state
+//! ```
+//!
+//! The loop owns the instance, its sockets and its timers and handles one
+//! input at a time; the director's worker talks to it through `ctl_tx`
+//! and reads its [`InstanceStatus`] snapshot. Everything that decides is
+//! pure and lives beside it: the settings ([`super::settings`]), the
+//! receive checks ([`super::receive`]), the hooks' arguments
+//! ([`super::notify`]) and the state machine ([`super::fsm`]), all tested
+//! without sockets. Which instances run is the director's
+//! ([`crate::agent::director`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::agent::sys::net::{self, Address, Net};
+use crate::agent::vrrp::error::DecodeError;
+use crate::agent::vrrp::fsm::{self, Action, Event, State};
+use crate::agent::vrrp::notify::{hooks_for, notify_args, run_hook};
+use crate::agent::vrrp::packet::PseudoHeader;
+use crate::agent::vrrp::receive::{Received, classify};
+use crate::agent::vrrp::settings::Settings;
+use crate::agent::vrrp::socket::{
+    AdvertSocket, AnnounceSocket, Datagram, Destinations,
+};
+
+/// Gratuitous ARPs (or, for IPv6, unsolicited Neighbour Advertisements)
+/// per VIP sent at once on becoming master, and again after
+/// [`GARP_MASTER_DELAY`]: keepalived's `garp_master_repeat` default, which
+/// it applies to both.
+pub const GARP_MASTER_REPEAT: usize = 5;
+/// When the second burst of announcements goes out, for switches that
+/// missed the first: keepalived's `garp_master_delay` default.
+pub const GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
+
+/// Per-instance counters (RFC 6527's spirit), in the status report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Adverts sent (one per destination).
+    pub adverts_sent: u64,
+    /// Adverts for our VRID that passed every check and reached the
+    /// state machine.
+    pub adverts_received: u64,
+    /// Packets dropped for a TTL or hop limit other than 255 (RFC 5798
+    /// §7.1).
+    pub bad_ttl: u64,
+    /// Packets dropped for a bad checksum.
+    pub bad_checksum: u64,
+    /// v2 adverts whose authentication differs from ours.
+    pub auth_failures: u64,
+    /// Other packets the codec refused (truncated, bad version, type,
+    /// count).
+    pub other_errors: u64,
+    /// Adverts or ARPs the kernel refused to send.
+    pub send_errors: u64,
+    /// VIP additions or removals netlink refused.
+    pub vip_errors: u64,
+    /// State changes.
+    pub transitions: u64,
+}
+
+/// What the status shows for one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceStatus {
+    /// Instance name.
+    pub name: String,
+    /// Its VRID.
+    pub vrid: u8,
+    /// `MASTER`, `BACKUP` or `STOP` (keepalived's words).
+    pub state: &'static str,
+    /// Our priority.
+    pub priority: u8,
+    /// Master_Adver_Interval now in force, in milliseconds.
+    pub master_adver_interval_ms: u64,
+    /// The counters.
+    pub counters: Counters,
+}
+
+/// The word keepalived uses for a state, in notify hooks and the status.
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::Initialize => "STOP",
+        State::Backup => "BACKUP",
+        State::Master => "MASTER",
+    }
+}
+
+impl Counters {
+    /// Count a refused packet under its kind.
+    pub fn count(&mut self, e: &DecodeError) {
+        match e {
+            DecodeError::BadTtl { .. } => self.bad_ttl += 1,
+            DecodeError::BadChecksum { .. } => self.bad_checksum += 1,
+            DecodeError::AuthMismatch { .. }
+            | DecodeError::UnsupportedAuthType { .. } => {
+                self.auth_failures += 1
+            }
+            _ => self.other_errors += 1,
+        }
+    }
+}
+
+/// An instance entered a state: what the director's forwarding and
+/// notifications follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The instance.
+    pub instance: String,
+    /// `MASTER`, `BACKUP`, … ([`state_name`]).
+    pub state: &'static str,
+    /// Our priority in it.
+    pub priority: u8,
+}
+
+/// What the worker tells a running instance.
+#[derive(Debug)]
+pub enum InstanceMsg {
+    /// Resign (priority-0 advert, VIPs removed) and end the task.
+    Stop,
+}
+
+/// A running instance, as the worker holds it.
+#[derive(Debug)]
+pub struct Handle {
+    /// To tell the loop to stop; dropping it stops the loop too.
+    pub ctl_tx: mpsc::Sender<InstanceMsg>,
+    /// The loop's latest snapshot, for the status report.
+    pub status: Arc<Mutex<InstanceStatus>>,
+    /// The loop's task; finished means the instance is dead.
+    pub task: JoinHandle<()>,
+}
+
+/// The kind of timer armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    MasterDown,
+    Adver,
+}
+
+/// The loop's state: everything one instance owns.
+struct Looper {
+    s: Settings,
+    fsm: fsm::Instance,
+    sock: AdvertSocket,
+    announcer: AnnounceSocket,
+    net: Net,
+    epoch: Instant,
+    timer: Option<(Duration, Timer)>,
+    garp_at: Option<Duration>,
+    counters: Counters,
+    status: Arc<Mutex<InstanceStatus>>,
+    changes: mpsc::UnboundedSender<StateChange>,
+}
+
+/// Open the instance's sockets and start its loop; its state changes go
+/// to `changes`.
+///
+/// # Errors
+/// When a socket cannot be opened.
+pub fn spawn(
+    s: Settings,
+    net: Net,
+    changes: mpsc::UnboundedSender<StateChange>,
+) -> std::io::Result<Handle> {
+    let sock = AdvertSocket::open(&s.interface, s.index, s.local, &s.dst)?;
+    let announcer = AnnounceSocket::open(&s.interface)?;
+    let fsm = fsm::Instance::new(s.fsm.clone())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let status = Arc::new(Mutex::new(InstanceStatus {
+        name: s.name.clone(),
+        vrid: s.vrid,
+        state: state_name(State::Initialize),
+        priority: s.fsm.priority,
+        master_adver_interval_ms: s.fsm.adver_interval.as_millis() as u64,
+        counters: Counters::default(),
+    }));
+    let (ctl_tx, ctl_rx) = mpsc::channel(1);
+    let (name, vrid) = (s.name.clone(), s.vrid);
+    let looper = Looper {
+        s,
+        fsm,
+        sock,
+        announcer,
+        net,
+        epoch: Instant::now(),
+        timer: None,
+        garp_at: None,
+        counters: Counters::default(),
+        status: status.clone(),
+        changes,
+    };
+    // Every line the loop logs names its instance.
+    let span = tracing::info_span!("vrrp", instance = %name, vrid);
+    let task = tokio::spawn(looper.run(ctl_rx).instrument(span));
+    Ok(Handle { ctl_tx, status, task })
+}
+
+impl Looper {
+    async fn run(mut self, mut ctl_rx: mpsc::Receiver<InstanceMsg>) {
+        self.remove_stale_vips().await;
+        self.handle(Event::Startup).await;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let next = match (self.timer.map(|t| t.0), self.garp_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wake = self.epoch + next.unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                // Stop, or the worker is gone: resign either way.
+                _ = ctl_rx.recv() => {
+                    self.handle(Event::Shutdown).await;
+                    return;
+                }
+                r = self.sock.recv(&mut buf) => match r {
+                    Ok(packet) => self.on_packet(packet).await,
+                    Err(e) => {
+                        tracing::warn!("receiving: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = tokio::time::sleep_until(wake), if next.is_some() => {
+                    self.on_deadline().await;
+                }
+            }
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    async fn on_packet(&mut self, packet: Datagram<'_>) {
+        let s = &self.s;
+        let peers = match &s.dst {
+            Destinations::Unicast(peers) => Some(peers.as_slice()),
+            Destinations::Multicast(_) => None,
+        };
+        match classify(packet, s.vrid, s.local, &s.auth, s.v3, peers) {
+            Received::Advert(ev) => {
+                self.counters.adverts_received += 1;
+                self.handle(ev).await;
+            }
+            Received::Rejected(e) => {
+                self.counters.count(&e);
+                tracing::warn!("dropped: {e}");
+                self.handle(Event::AdvertRejected(e)).await;
+            }
+            Received::NotOurs => {}
+        }
+    }
+
+    async fn on_deadline(&mut self) {
+        let now = self.now();
+        if self.garp_at.is_some_and(|g| now >= g) {
+            self.garp_at = None;
+            self.announce();
+        }
+        if let Some((at, kind)) = self.timer.filter(|(at, _)| now >= *at) {
+            let _ = at;
+            self.timer = None;
+            let ev = match kind {
+                Timer::MasterDown => Event::MasterDownTimerFired,
+                Timer::Adver => Event::AdverTimerFired,
+            };
+            self.handle(ev).await;
+        }
+    }
+
+    /// Feed one event to the state machine and carry out its actions in
+    /// order, then publish the new snapshot.
+    async fn handle(&mut self, ev: Event) {
+        let now = self.now();
+        for action in self.fsm.handle(now, ev) {
+            match action {
+                Action::SendAdvert { priority } => self.send_advert(priority),
+                Action::AddVips => self.vips(true).await,
+                Action::RemoveVips => self.vips(false).await,
+                Action::SendGratuitousArp => {
+                    self.announce();
+                    self.garp_at = Some(now + GARP_MASTER_DELAY);
+                }
+                Action::ArmMasterDownTimer { at } => {
+                    self.timer = Some((at, Timer::MasterDown));
+                }
+                Action::ArmAdverTimer { at } => {
+                    self.timer = Some((at, Timer::Adver));
+                }
+                Action::CancelTimers => self.timer = None,
+                Action::Transition { from, to } => self.transition(from, to),
+            }
+        }
+        self.publish();
+    }
+
+    fn send_advert(&mut self, priority: u8) {
+        let advert = self.s.advert(priority);
+        for dst in self.s.dst.addrs() {
+            // `Settings::new` keeps peers to `local`'s family.
+            let sent = PseudoHeader::new(self.s.local, dst)
+                .ok_or_else(|| std::io::Error::other("address family mix"))
+                .and_then(|ip| {
+                    advert
+                        .encode(&ip, self.s.v3)
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                })
+                .and_then(|msg| self.sock.send(&msg, dst));
+            match sent {
+                Ok(()) => self.counters.adverts_sent += 1,
+                Err(e) => {
+                    self.counters.send_errors += 1;
+                    tracing::warn!("sending an advert to {dst}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Add (or remove) every VIP with its label through rtnetlink.
+    async fn vips(&mut self, add: bool) {
+        for vip in &self.s.vips {
+            let r = if add {
+                self.net.add(vip).await
+            } else {
+                self.net.remove(vip).await
+            };
+            if let Err(e) = r {
+                self.counters.vip_errors += 1;
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// A backup must not hold the VIPs; an agent killed as master left
+    /// them behind (as keepalived does), so take them off before starting.
+    async fn remove_stale_vips(&mut self) {
+        let present = match self.net.addresses().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return;
+            }
+        };
+        let stale: Vec<Address> = self
+            .s
+            .vips
+            .iter()
+            .filter(|v| present.iter().any(|p| net::same(v, p)))
+            .cloned()
+            .collect();
+        for vip in &stale {
+            tracing::info!(
+                "removing {}/{} left from an earlier run",
+                vip.ip,
+                vip.prefix
+            );
+            if let Err(e) = self.net.remove(vip).await {
+                self.counters.vip_errors += 1;
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    /// One burst of gratuitous ARP (IPv4) or unsolicited Neighbour
+    /// Advertisements (IPv6), [`GARP_MASTER_REPEAT`] per VIP.
+    fn announce(&mut self) {
+        for vip in &self.s.vips {
+            for _ in 0..GARP_MASTER_REPEAT {
+                if let Err(e) = self.announcer.announce(vip.ip) {
+                    self.counters.send_errors += 1;
+                    tracing::warn!("announcing {}: {e}", vip.ip);
+                }
+            }
+        }
+    }
+
+    fn transition(&mut self, from: State, to: State) {
+        self.counters.transitions += 1;
+        if to != State::Master {
+            self.garp_at = None;
+        }
+        let priority = self.s.fsm.priority;
+        tracing::info!(
+            "{} -> {} (priority {priority})",
+            state_name(from),
+            state_name(to)
+        );
+        // The receiver lives as long as the worker; gone means stopping.
+        let _ = self.changes.send(StateChange {
+            instance: self.s.name.clone(),
+            state: state_name(to),
+            priority,
+        });
+        let Some(hooks) = &self.s.notify else { return };
+        let args = notify_args(&self.s.name, to, priority);
+        for script in hooks_for(hooks, to) {
+            run_hook(script, &args);
+        }
+    }
+
+    fn publish(&self) {
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        st.state = state_name(self.fsm.state());
+        st.master_adver_interval_ms =
+            self.fsm.master_adver_interval().as_millis() as u64;
+        st.counters = self.counters;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_packets_are_counted_by_kind() {
+        let mut c = Counters::default();
+        c.count(&DecodeError::BadChecksum {
+            vrid: 51,
+            received: 0,
+            computed: 1,
+        });
+        c.count(&DecodeError::BadTtl { vrid: None, ttl: 1 });
+        c.count(&DecodeError::AuthMismatch { vrid: 51 });
+        c.count(&DecodeError::NoAddresses { vrid: 51 });
+        assert_eq!(
+            (c.bad_checksum, c.bad_ttl, c.auth_failures, c.other_errors),
+            (1, 1, 1, 1)
+        );
+    }
+}
