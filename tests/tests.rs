@@ -3,6 +3,7 @@
 
 mod agent;
 mod apply;
+mod architecture;
 mod checks;
 mod cluster;
 mod dataplane;

@@ -499,3 +499,12 @@ impl Instance {
 fn transition(from: State, to: State) -> Action {
     Action::Transition { from, to }
 }
+
+/// The word keepalived uses for a state, in notify hooks and the status.
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::Initialize => "STOP",
+        State::Backup => "BACKUP",
+        State::Master => "MASTER",
+    }
+}

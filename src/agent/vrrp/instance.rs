@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use crate::agent::sys::net::{self, Address, Net};
 use crate::agent::vrrp::error::DecodeError;
-use crate::agent::vrrp::fsm::{self, Action, Event, State};
+use crate::agent::vrrp::fsm::{self, Action, Event, State, state_name};
 use crate::agent::vrrp::notify::{hooks_for, notify_args, run_hook};
 use crate::agent::vrrp::packet::PseudoHeader;
 use crate::agent::vrrp::receive::{Received, classify};
@@ -91,15 +91,6 @@ pub struct InstanceStatus {
     pub master_adver_interval_ms: u64,
     /// The counters.
     pub counters: Counters,
-}
-
-/// The word keepalived uses for a state, in notify hooks and the status.
-pub fn state_name(s: State) -> &'static str {
-    match s {
-        State::Initialize => "STOP",
-        State::Backup => "BACKUP",
-        State::Master => "MASTER",
-    }
 }
 
 impl Counters {

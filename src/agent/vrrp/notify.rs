@@ -1,11 +1,10 @@
 //! An instance's notify hooks, as keepalived runs them: which scripts a
 //! transition runs and with which arguments (pure), and running them in
-//! the background. When to run them is [`super::instance`]'s.
+//! the background. When to run them is `vrrp::instance`'s.
 
 use tracing::Instrument;
 
-use crate::agent::vrrp::fsm::State;
-use crate::agent::vrrp::instance::state_name;
+use crate::agent::vrrp::fsm::{State, state_name};
 use crate::inventory::NotifyHooks;
 
 /// The arguments a notify hook gets, as keepalived's `notify` script

@@ -93,8 +93,6 @@ const DEST_ATTR_U_THRESH: u16 = 5; // u32
 const DEST_ATTR_L_THRESH: u16 = 6; // u32
 const DEST_ATTR_ADDR_FAMILY: u16 = 11; // u16, since Linux 4.x
 
-/// `IP_VS_SVC_F_PERSISTENT` (`linux/ip_vs.h`).
-pub const IP_VS_SVC_F_PERSISTENT: u32 = 0x1;
 /// `IP_VS_SVC_F_HASHED`: set by the kernel on every installed service; not
 /// a setting, so decoding clears it.
 pub const IP_VS_SVC_F_HASHED: u32 = 0x2;
@@ -359,6 +357,7 @@ fn string_of(what: &'static str, b: &[u8]) -> Result<String, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::dataplane::ipvs::IP_VS_SVC_F_PERSISTENT;
     use crate::agent::sys::netlink::{error_code, messages, request};
     use crate::util::hex::hex;
 

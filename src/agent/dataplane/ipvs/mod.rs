@@ -61,6 +61,9 @@ use crate::inventory::agent::{
     DirectorConfig, RealServerConfig, ServiceConfig,
 };
 
+/// `IP_VS_SVC_F_PERSISTENT` (`linux/ip_vs.h`).
+pub const IP_VS_SVC_F_PERSISTENT: u32 = 0x1;
+
 /// A virtual service's identity in the kernel: what `ipvsadm -t/-u/-f`
 /// names, and what every later command about it must repeat.
 #[derive(
@@ -328,7 +331,7 @@ pub fn desired(
         let settings = match svc.persistence_timeout {
             Some(t) => Settings {
                 scheduler: scheduler_name(svc),
-                flags: codec::IP_VS_SVC_F_PERSISTENT,
+                flags: IP_VS_SVC_F_PERSISTENT,
                 timeout: t.get().as_secs().clamp(1, u64::from(u32::MAX)) as u32,
                 netmask,
             },
@@ -352,8 +355,10 @@ pub fn desired(
             );
         }
         let live: u64 = dests.values().map(|d| u64::from(d.weight)).sum();
-        if super::sorry_takes_over(has_quorum(svc), live)
-            && let Some(sorry) = svc.sorry_server
+        if crate::agent::dataplane::backend::sorry_takes_over(
+            has_quorum(svc),
+            live,
+        ) && let Some(sorry) = svc.sorry_server
         {
             // The real servers leave (or idle at weight 0) for it.
             match svc.inhibit_on_failure {
@@ -428,7 +433,7 @@ pub fn render(table: &Table) -> String {
     for (key, entry) in table {
         let s = &entry.settings;
         out.push_str(&format!("{key} {}", s.scheduler));
-        if s.flags & codec::IP_VS_SVC_F_PERSISTENT != 0 {
+        if s.flags & IP_VS_SVC_F_PERSISTENT != 0 {
             out.push_str(&format!(" persistent {}", s.timeout));
         }
         out.push('\n');

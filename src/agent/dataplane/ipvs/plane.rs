@@ -7,7 +7,7 @@
 //! off the async threads and logs what changed.
 
 use super::{Ipvs, client, owned_path};
-use crate::agent::dataplane::{Dataplane, Desired, Job};
+use crate::agent::dataplane::backend::{Dataplane, Desired, Job};
 use crate::agent::paths;
 use crate::inventory::agent::DirectorConfig;
 

@@ -14,7 +14,8 @@ use std::net::IpAddr;
 
 use super::installer::Applied;
 use super::{Compiled, Installer, Mac};
-use crate::agent::dataplane::{Dataplane, Desired, Job, instance_of, neigh};
+use crate::agent::dataplane::backend::{Dataplane, Desired, Job, instance_of};
+use crate::agent::dataplane::neigh;
 use crate::inventory::agent::DirectorConfig;
 
 /// The nftables back end: the table installed, and what the next sync

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::{Mac, Proto, Ruleset, Service};
+use crate::agent::dataplane::backend::{instance_of, sorry_takes_over};
 use crate::agent::dataplane::buckets::Backend;
-use crate::agent::dataplane::{instance_of, sorry_takes_over};
 use crate::inventory::Protocol;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 
