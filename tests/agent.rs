@@ -521,3 +521,34 @@ fn stop_removes_a_stale_pid_file_and_reload_needs_an_agent() {
         describe(&out)
     );
 }
+
+/// `--log-format json` reaches the agent through its supervisor: every
+/// line of `agent.log`, the supervisor's and the agent's, is one JSON
+/// object with a level and a message; by default every line is logfmt.
+#[test]
+fn agent_log_lines_are_json_or_logfmt_throughout() {
+    for (format, json) in [("json", true), ("logfmt", false)] {
+        let host = AgentHost::new(&format!("log-{format}"));
+        let config = host.config("rs.yml", REALSERVER);
+        let cfg = config.to_str().unwrap();
+        let start = ["agent", "start", "realserver", "--config", cfg];
+        host.run_ok(&[&start[..], &["--log-format", format]].concat());
+        host.answering();
+        host.run_ok(&["agent", "stop"]);
+        let log = std::fs::read_to_string(host.run_dir().join("agent.log"))
+            .expect("an agent.log");
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(lines.len() >= 2, "supervisor and agent both log:\n{log}");
+        for line in lines {
+            if json {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{e}: not JSON: {line}"));
+                assert!(v["level"].is_string(), "{line}");
+                assert!(v["message"].is_string(), "{line}");
+            } else {
+                assert!(line.starts_with("ts="), "{line}");
+                assert!(line.contains(" level=") && line.contains(" msg="));
+            }
+        }
+    }
+}

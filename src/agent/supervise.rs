@@ -199,6 +199,7 @@ async fn supervise_async(
         command
             .args(["agent", mode.as_str(), "--config"])
             .arg(config)
+            .args(["--log-format", crate::util::log::current().as_str()])
             .stdin(Stdio::null());
         match command.spawn() {
             Ok(mut child) => {
@@ -392,6 +393,7 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let mut supervisor = std::process::Command::new(exe()?)
         .args(["agent", "supervise", mode.as_str(), "--config"])
         .arg(&config)
+        .args(["--log-format", crate::util::log::current().as_str()])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file)

@@ -16,6 +16,7 @@
 //! on every line because agent and supervisor share one file.
 
 use std::fmt::{self, Write as _};
+use std::sync::OnceLock;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -35,10 +36,30 @@ pub enum Format {
     Json,
 }
 
+impl Format {
+    /// The word on the command line (`--log-format logfmt`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Logfmt => "logfmt",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// The format this process logs in, once [`init`] chose it.
+static CHOSEN: OnceLock<Format> = OnceLock::new();
+
+/// The format this process logs in: what a supervisor hands the agents it
+/// starts, so one log file never mixes two formats.
+pub fn current() -> Format {
+    CHOSEN.get().copied().unwrap_or_default()
+}
+
 /// Install the process-wide subscriber, writing to stderr in `format`.
 /// A second call (tests that start several agents in one process) keeps
 /// the first subscriber.
 pub fn init(format: Format) {
+    let _ = CHOSEN.set(format);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO);
@@ -183,6 +204,15 @@ mod tests {
         assert_eq!(quote(""), "\"\"");
         assert_eq!(quote("a=b"), "\"a=b\"");
         assert_eq!(quote("say \"hi\"\\"), r#""say \"hi\"\\""#);
+    }
+
+    #[test]
+    fn the_word_is_the_flag_value() {
+        use clap::ValueEnum;
+        for f in super::Format::value_variants() {
+            let value = f.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), f.as_str());
+        }
     }
 
     #[test]
