@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 
 /// The runtime directory on a host (systemd's `RuntimeDirectory=lbdeploy`).
-pub const DEFAULT_RUN_DIR: &str = "/run/lbdeploy";
+pub(crate) const DEFAULT_RUN_DIR: &str = "/run/lbdeploy";
 
-/// Overrides [`DEFAULT_RUN_DIR`]; meant for tests and for running two
+/// Overrides `DEFAULT_RUN_DIR`; meant for tests and for running two
 /// agents side by side on one machine.
 pub const RUN_DIR_ENV: &str = "LBDEPLOY_RUN_DIR";
 
@@ -41,7 +41,7 @@ pub fn pid_file(run_dir: &Path) -> PathBuf {
 
 /// The log the supervisor appends the agent's stdout and stderr to,
 /// `RUN/agent.log`; `start` prints its tail when the agent fails to come up.
-pub fn log_file(run_dir: &Path) -> PathBuf {
+pub(crate) fn log_file(run_dir: &Path) -> PathBuf {
     run_dir.join("agent.log")
 }
 

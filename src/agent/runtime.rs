@@ -78,23 +78,6 @@ pub struct Report {
     pub details: serde_json::Value,
 }
 
-/// The worker of a mode whose work has not been built yet: it holds the
-/// configuration and reports healthy.
-#[derive(Debug, Default)]
-pub struct Idle;
-
-impl<C: Send + Sync> Worker<C> for Idle {
-    async fn apply(&mut self, _: &C) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn stop(&mut self) {}
-
-    fn report(&self) -> Report {
-        Report { healthy: true, details: serde_json::Value::Null }
-    }
-}
-
 /// A configuration as loaded: the parsed value and what the status reports
 /// about the file it came from.
 #[derive(Debug, Clone)]
@@ -383,6 +366,23 @@ impl Signals {
 mod tests {
     use super::*;
     use crate::inventory::agent::{DirectorConfig, RealserverConfig};
+
+    /// A worker that changes nothing: it holds the configuration and
+    /// reports healthy.
+    #[derive(Debug, Default)]
+    struct Idle;
+
+    impl<C: Send + Sync> Worker<C> for Idle {
+        async fn apply(&mut self, _: &C) -> anyhow::Result<()> {
+            Ok(())
+        }
+
+        async fn stop(&mut self) {}
+
+        fn report(&self) -> Report {
+            Report { healthy: true, details: serde_json::Value::Null }
+        }
+    }
 
     /// A real server's configuration driven by the [`Idle`] worker: these
     /// tests are about the life cycle, and the real worker would change the

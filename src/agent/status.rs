@@ -20,7 +20,7 @@ use super::paths;
 
 /// How long a client waits for the agent's answer. The agent answers from
 /// memory, so anything slower means it is stuck, which is worth an error.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 use crate::inventory::Mode;
 
@@ -69,7 +69,10 @@ impl Status {
     ///
     /// # Errors
     /// Only those of `out`.
-    pub fn write_human(&self, out: &mut impl Write) -> std::io::Result<()> {
+    pub(crate) fn write_human(
+        &self,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
         let health = if self.healthy { "healthy" } else { "UNHEALTHY" };
         writeln!(
             out,
@@ -114,7 +117,7 @@ pub enum QueryError {
     Read {
         /// The socket.
         socket: PathBuf,
-        /// The I/O error (a timeout after [`QUERY_TIMEOUT`] included).
+        /// The I/O error (a timeout after `QUERY_TIMEOUT` included).
         source: std::io::Error,
     },
     /// The answer was not a status object, e.g. another program's socket.
@@ -125,15 +128,6 @@ pub enum QueryError {
         /// What serde found.
         source: serde_json::Error,
     },
-}
-
-impl QueryError {
-    /// Whether no agent listens at all, as opposed to one that misbehaves;
-    /// `status` exits 1 either way, but `start` and `reload` poll through
-    /// the first and not the second.
-    pub fn is_not_running(&self) -> bool {
-        matches!(self, QueryError::NotRunning { .. })
-    }
 }
 
 /// Ask the agent whose runtime directory is `run_dir` for its status.
@@ -231,7 +225,7 @@ mod tests {
     #[test]
     fn no_socket_means_not_running() {
         let err = query(Path::new("/nonexistent/lbdeploy")).unwrap_err();
-        assert!(err.is_not_running());
+        assert!(matches!(err, QueryError::NotRunning { .. }));
         assert!(
             err.to_string().starts_with(
                 "the agent is not running: cannot connect to \

@@ -42,27 +42,27 @@ use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 pub const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// The supervisor gives up after this many agent exits within
-/// [`RESTART_WINDOW`]: a configuration or host problem that restarting
+/// `RESTART_WINDOW`: a configuration or host problem that restarting
 /// cannot fix should end in a visible failure, not a busy loop.
 pub const MAX_RESTARTS: usize = 5;
 
 /// See [`MAX_RESTARTS`].
-pub const RESTART_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(10);
 
 /// How long `start` waits for the agent's status socket to answer.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long `stop` waits for the supervisor to exit. Longer than
-/// [`CHILD_STOP_TIMEOUT`], which the supervisor may spend on the agent.
+/// `CHILD_STOP_TIMEOUT`, which the supervisor may spend on the agent.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the supervisor lets the agent shut down after SIGTERM before
 /// SIGKILL (the VRRP master's priority-0 advert and VIP removal fit well
 /// within it).
-pub const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long `reload` waits for the agent to report the reload.
-pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often the commands look again while they wait.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -76,7 +76,7 @@ const LOG_TAIL_LINES: usize = 20;
 /// `max` exits within `window`, like systemd's `StartLimitBurst`. Pure, so
 /// its arithmetic is tested without processes.
 #[derive(Debug, Clone)]
-pub struct RestartPolicy {
+pub(crate) struct RestartPolicy {
     max: usize,
     window: Duration,
     exits: VecDeque<Instant>,
@@ -89,7 +89,7 @@ impl RestartPolicy {
     }
 
     /// Record an exit at `now`; `true` means restart, `false` give up.
-    pub fn should_restart(&mut self, now: Instant) -> bool {
+    pub(crate) fn should_restart(&mut self, now: Instant) -> bool {
         self.exits.push_back(now);
         while let Some(&first) = self.exits.front() {
             if now.duration_since(first) >= self.window {
@@ -114,7 +114,7 @@ impl Default for RestartPolicy {
 /// names a live process that is `lbdeploy agent supervise`. A PID file
 /// left by a crash whose number was reused by an unrelated process, or a
 /// zombie, does not count.
-pub fn supervisor_pid(run_dir: &Path) -> Option<Pid> {
+pub(crate) fn supervisor_pid(run_dir: &Path) -> Option<Pid> {
     let text = std::fs::read_to_string(paths::pid_file(run_dir)).ok()?;
     let pid = parse_pid(&text)?;
     is_supervisor(pid).then_some(pid)
@@ -150,7 +150,7 @@ fn is_supervise_cmdline(cmdline: &[u8]) -> bool {
 ///
 /// # Errors
 /// Another supervisor already runs, the PID file cannot be written, or
-/// the agent kept exiting ([`MAX_RESTARTS`] within [`RESTART_WINDOW`]).
+/// the agent kept exiting ([`MAX_RESTARTS`] within `RESTART_WINDOW`).
 pub fn supervise(
     mode: Mode,
     config: &Path,
@@ -501,7 +501,7 @@ pub fn restart(
 /// without one, the agent itself; wait until the agent reports the reload.
 ///
 /// # Errors
-/// The agent does not run, does not report within [`RELOAD_TIMEOUT`], or
+/// The agent does not run, does not report within `RELOAD_TIMEOUT`, or
 /// rejected the new configuration (it keeps running on the old one; the
 /// error carries its reason).
 pub fn reload(run_dir: &Path) -> anyhow::Result<()> {

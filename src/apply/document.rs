@@ -16,12 +16,12 @@ use crate::plan::gather::Gathered;
 use crate::plan::redact::redact;
 
 /// The format marker of saved plans.
-pub const FORMAT: &str = "lbdeploy-plan/1";
+pub(crate) const FORMAT: &str = "lbdeploy-plan/1";
 
 /// A whole plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanDocument {
-    /// [`FORMAT`].
+    /// `FORMAT`.
     pub format: String,
     /// The inventory it was computed from.
     pub inventory: PathBuf,
@@ -158,7 +158,7 @@ impl PlanDocument {
     ///
     /// # Errors
     /// When the file cannot be written.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
         crate::util::files::write_atomic(path, text.as_bytes(), 0o644)
             .with_context(|| {
@@ -193,7 +193,7 @@ impl PlanDocument {
 
     /// Why `fresh` (the plan recomputed now) differs from this saved one,
     /// or `None` when it is still exactly what was reviewed.
-    pub fn staleness(&self, fresh: &Self) -> Option<String> {
+    pub(crate) fn staleness(&self, fresh: &Self) -> Option<String> {
         if self.inventory_sha256 != fresh.inventory_sha256 {
             return Some(format!(
                 "the inventory {} changed since the plan was saved",

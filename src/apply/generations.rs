@@ -22,7 +22,7 @@ use crate::util::hex::hex;
 
 /// What one generation records besides its inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// Its number; hosts record it too.
     pub number: u64,
     /// RFC 3339 time of the apply.
@@ -44,7 +44,7 @@ pub struct Meta {
 
 /// `.lbdeploy/generations`.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
 }
 
@@ -61,7 +61,7 @@ fn secret_var(instance: &str) -> String {
 
 /// `inv` with every inline password turned into a reference, and the
 /// passwords' hashes by instance.
-pub fn without_secrets(
+pub(crate) fn without_secrets(
     inv: &Inventory,
 ) -> (Inventory, BTreeMap<String, String>) {
     let mut inv = inv.clone();
@@ -78,7 +78,7 @@ pub fn without_secrets(
 
 /// The environment a stored generation is compiled in: its secret
 /// references answered from the current inventory's inline passwords.
-pub struct Secrets<'a> {
+pub(crate) struct Secrets<'a> {
     inner: &'a dyn Environment,
     values: BTreeMap<String, String>,
 }

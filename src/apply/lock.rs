@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the lock file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
+pub(crate) struct Holder {
     /// The apply's id (also on every host's lock).
     pub id: String,
     /// `user@host`.
@@ -30,10 +30,8 @@ pub struct Holder {
 
 /// A held lock; dropping it releases it.
 #[derive(Debug)]
-pub struct Lock {
+pub(crate) struct Lock {
     path: PathBuf,
-    /// Who holds it (this process).
-    pub holder: Holder,
 }
 
 impl Holder {
@@ -86,7 +84,10 @@ impl Lock {
     /// # Errors
     /// When another apply holds it (named, with how to break a stale one),
     /// or the file cannot be written.
-    pub fn acquire(state_dir: &Path, holder: Holder) -> anyhow::Result<Self> {
+    pub(crate) fn acquire(
+        state_dir: &Path,
+        holder: Holder,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(state_dir).with_context(|| {
             format!("cannot create {}", state_dir.display())
         })?;
@@ -95,7 +96,7 @@ impl Lock {
             Ok(mut f) => {
                 f.write_all(serde_json::to_string(&holder)?.as_bytes())?;
                 f.sync_all()?;
-                Ok(Self { path, holder })
+                Ok(Self { path })
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let other = read(&path)?;
@@ -143,7 +144,7 @@ fn read(path: &Path) -> anyhow::Result<Holder> {
 ///
 /// # Errors
 /// When another apply holds it.
-pub fn break_lock(state_dir: &Path, id: &str) -> anyhow::Result<bool> {
+pub(crate) fn break_lock(state_dir: &Path, id: &str) -> anyhow::Result<bool> {
     let path = state_dir.join("lock");
     if !path.exists() {
         return Ok(false);

@@ -7,7 +7,7 @@ use crate::inventory::{Inventory, effective_priority};
 
 /// One step of an apply: hosts that may change in parallel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Phase {
+pub(crate) struct Phase {
     /// For progress and recap: `real servers`, `backup directors`,
     /// `master`.
     pub name: &'static str,
@@ -17,7 +17,7 @@ pub struct Phase {
 
 /// The phases for `selected` hosts (others are left out); empty phases are
 /// dropped.
-pub fn phases(inv: &Inventory, selected: &[String]) -> Vec<Phase> {
+pub(crate) fn phases(inv: &Inventory, selected: &[String]) -> Vec<Phase> {
     let chosen = |name: &str| selected.iter().any(|s| s == name);
     let masters: Vec<&str> = inv
         .vrrp_instances

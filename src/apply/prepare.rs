@@ -61,7 +61,7 @@ impl Inputs {
 /// # Errors
 /// An unreadable or invalid inventory (every problem listed), broken
 /// roles, a bad binary, a `--limit` that matches nothing.
-pub fn prepare(
+pub(crate) fn prepare(
     inputs: &Inputs,
     env: &dyn Environment,
 ) -> anyhow::Result<Prepared> {
@@ -79,7 +79,7 @@ pub fn prepare(
 ///
 /// # Errors
 /// As [`prepare`].
-pub fn prepare_text(
+pub(crate) fn prepare_text(
     inputs: &Inputs,
     text: &str,
     env: &dyn Environment,

@@ -8,13 +8,13 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// The display for one apply.
-pub struct Progress {
+pub(crate) struct Progress {
     bars: Option<MultiProgress>,
     quiet: bool,
 }
 
 /// One host's line.
-pub struct HostLine {
+pub(crate) struct HostLine {
     name: String,
     bar: Option<ProgressBar>,
     quiet: bool,
@@ -29,7 +29,7 @@ impl Progress {
     }
 
     /// A phase starts.
-    pub fn phase(&self, name: &str, hosts: usize) {
+    pub(crate) fn phase(&self, name: &str, hosts: usize) {
         let line = format!(
             "== {name} ({hosts} host{})",
             if hosts == 1 { "" } else { "s" }

@@ -1,4 +1,4 @@
-//! The end of an apply: how each host ended ([`HostResult`], also what
+//! The end of an apply: how each host ended (`HostResult`, also what
 //! the generation records), the recap printed for people or as JSON, and
 //! the exit status it implies.
 
@@ -13,7 +13,7 @@ use crate::exit::ExitStatus;
 /// How one host's apply ended, in the words of the recap and of the
 /// generation's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum HostResult {
+pub(crate) enum HostResult {
     /// Nothing to do.
     #[serde(rename = "ok")]
     Ok,
@@ -48,7 +48,7 @@ impl HostResult {
     }
 
     /// Whether the host did not reach its desired state.
-    pub fn is_failure(self) -> bool {
+    pub(crate) fn is_failure(self) -> bool {
         !matches!(self, HostResult::Ok | HostResult::Changed)
     }
 }
@@ -61,7 +61,7 @@ impl std::fmt::Display for HostResult {
 
 /// One host's line in the recap.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Recap {
+pub(crate) struct Recap {
     /// The host.
     pub host: String,
     /// How it ended.

@@ -20,12 +20,12 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Whether stdout gets colours: a terminal, and `NO_COLOR` unset.
-pub fn colour() -> bool {
+pub(crate) fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Every selected host's facts and the plan made of them.
-pub struct Survey {
+pub(crate) struct Survey {
     /// The runtime the hosts' connections live on.
     pub rt: tokio::runtime::Runtime,
     /// Per host, inventory order.
@@ -39,7 +39,7 @@ pub struct Survey {
 ///
 /// # Errors
 /// When the runtime cannot start or the generations cannot be read.
-pub fn survey(
+pub(crate) fn survey(
     inputs: &Inputs,
     prepared: &Prepared,
     forks: usize,
@@ -55,7 +55,7 @@ pub fn survey(
 ///
 /// # Errors
 /// When the generation store cannot be read.
-pub fn document(
+pub(crate) fn document(
     inputs: &Inputs,
     prepared: &Prepared,
     gathered: &[(String, Gathered)],

@@ -60,7 +60,7 @@ pub fn parse(layout: &Layout, input: &[u8]) -> anyhow::Result<Activation> {
 /// report; a watchdog then waits for `host confirm`.
 ///
 /// # Errors
-/// [`Refusal`] when locked or still waiting for a confirmation; any other
+/// `Refusal` when locked or still waiting for a confirmation; any other
 /// error after rolling back whatever was changed.
 pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
     let a = parse(layout, input)?;
@@ -197,7 +197,7 @@ fn change(
 
 /// Print the report on stdout; a vanished SSH session is not an error
 /// (the activation is complete and the watchdog runs regardless).
-pub fn print_report(report: &Report) {
+pub(crate) fn print_report(report: &Report) {
     if let Ok(json) = serde_json::to_string(report) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{json}");

@@ -79,11 +79,6 @@ impl Service {
         })
     }
 
-    /// The unit file's name (`lbdeploy-agent.service`).
-    pub fn unit_file_name(&self) -> String {
-        unit_file_name(&self.name)
-    }
-
     /// Whether the agent runs now.
     pub fn is_running(&self) -> bool {
         match self.init {
@@ -148,7 +143,7 @@ impl Service {
 }
 
 /// The unit file name of service `name`.
-pub fn unit_file_name(name: &str) -> String {
+pub(crate) fn unit_file_name(name: &str) -> String {
     if name.ends_with(".service") {
         name.to_string()
     } else {

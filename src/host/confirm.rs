@@ -16,7 +16,7 @@ use super::watchdog::{self, Recovery, Step};
 use crate::util::files;
 
 /// How long `host confirm` waits for the watchdog to commit.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 fn current_generation(layout: &Layout) -> anyhow::Result<Option<u64>> {
     Ok(files::read_text_opt(&layout.generation())?
@@ -45,7 +45,7 @@ fn rolled_back_error(r: &LastRollback) -> anyhow::Error {
 ///
 /// # Errors
 /// When `n` was rolled back, is not the pending generation, or the
-/// watchdog did not commit it within [`WAIT`].
+/// watchdog did not commit it within `WAIT`.
 pub fn confirm(layout: &Layout, n: u64) -> anyhow::Result<()> {
     match snapshot::load(layout)? {
         Some(p) if p.activation.generation == n => {

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::plan::facts::{PID_FILE, STATE_DIR};
 
 /// The environment variable that roots every host path (tests only).
-pub const ROOT_ENV: &str = "LBDEPLOY_HOST_ROOT";
+pub(crate) const ROOT_ENV: &str = "LBDEPLOY_HOST_ROOT";
 
 /// Why a path from an activation cannot be used on the host.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Layout {
 
     /// The layout the environment asks for: rooted when `LBDEPLOY_HOST_ROOT`
     /// is set and not empty.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self::new(
             std::env::var_os(ROOT_ENV)
                 .filter(|v| !v.is_empty())
@@ -45,7 +45,7 @@ impl Layout {
     }
 
     /// Whether this is a scratch root, where services are not touched.
-    pub fn is_rooted(&self) -> bool {
+    pub(crate) fn is_rooted(&self) -> bool {
         self.root.is_some()
     }
 
@@ -88,27 +88,27 @@ impl Layout {
     }
 
     /// The before-image and the activation, written before any change.
-    pub fn pending_state(&self) -> PathBuf {
+    pub(crate) fn pending_state(&self) -> PathBuf {
         self.pending().join("state.json")
     }
 
     /// The previous binary, when the activation replaces it.
-    pub fn pending_binary(&self) -> PathBuf {
+    pub(crate) fn pending_binary(&self) -> PathBuf {
         self.pending().join("binary")
     }
 
     /// Unix milliseconds after which an unconfirmed activation rolls back.
-    pub fn pending_deadline(&self) -> PathBuf {
+    pub(crate) fn pending_deadline(&self) -> PathBuf {
         self.pending().join("deadline")
     }
 
     /// Created by `host confirm`; the watchdog then commits.
-    pub fn pending_confirmed(&self) -> PathBuf {
+    pub(crate) fn pending_confirmed(&self) -> PathBuf {
         self.pending().join("confirmed")
     }
 
     /// The watchdog's PID, to tell a live watchdog from a crashed one.
-    pub fn pending_watchdog(&self) -> PathBuf {
+    pub(crate) fn pending_watchdog(&self) -> PathBuf {
         self.pending().join("watchdog.pid")
     }
 
@@ -123,7 +123,7 @@ impl Layout {
     }
 
     /// The copy of confirmed generation `n`'s files.
-    pub fn generation_dir(&self, n: u64) -> PathBuf {
+    pub(crate) fn generation_dir(&self, n: u64) -> PathBuf {
         self.state().join("generations").join(n.to_string())
     }
 
@@ -133,22 +133,22 @@ impl Layout {
     }
 
     /// Why the last activation was rolled back, for `host confirm`.
-    pub fn last_rollback(&self) -> PathBuf {
+    pub(crate) fn last_rollback(&self) -> PathBuf {
         self.state().join("last-rollback.json")
     }
 
     /// The watchdog's stdout and stderr.
-    pub fn watchdog_log(&self) -> PathBuf {
+    pub(crate) fn watchdog_log(&self) -> PathBuf {
         self.state().join("watchdog.log")
     }
 
     /// The agent's PID file on hosts without systemd.
-    pub fn agent_pid_file(&self) -> PathBuf {
+    pub(crate) fn agent_pid_file(&self) -> PathBuf {
         self.fixed(PID_FILE)
     }
 
     /// Present when systemd is PID 1 (as the facts script decides).
-    pub fn systemd_marker(&self) -> PathBuf {
+    pub(crate) fn systemd_marker(&self) -> PathBuf {
         self.fixed("/run/systemd/system")
     }
 

@@ -34,7 +34,7 @@ pub struct LockInfo {
 /// Why this host refuses an activation right now. Its message starts with
 /// `locked:` so the controller can tell it from other failures.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Another activation holds the lock.
     #[error(
         "locked: host is locked by apply {} ({}, since {}){}",
@@ -65,7 +65,7 @@ pub enum Refusal {
 
 /// Whether process `pid` runs and its command line contains `needle`
 /// (guarding against a recycled PID).
-pub fn process_alive(pid: u32, needle: &str) -> bool {
+pub(crate) fn process_alive(pid: u32, needle: &str) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
@@ -83,7 +83,7 @@ pub fn process_alive(pid: u32, needle: &str) -> bool {
 
 /// The lock, held; dropping it releases it.
 #[derive(Debug)]
-pub struct LockGuard {
+pub(crate) struct LockGuard {
     path: PathBuf,
     info: LockInfo,
 }
@@ -94,7 +94,7 @@ impl LockGuard {
     /// # Errors
     /// [`Refusal::Locked`] (inside the error) when someone holds it, or an
     /// I/O error.
-    pub fn acquire(
+    pub(crate) fn acquire(
         layout: &Layout,
         apply_id: &str,
         holder: &str,

@@ -19,7 +19,7 @@ use crate::util::files;
 
 /// `$STATE/last-rollback.json`: why the last activation did not stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastRollback {
+pub(crate) struct LastRollback {
     /// The generation that was rolled back.
     pub generation: u64,
     /// The apply that activated it.
@@ -32,7 +32,7 @@ pub struct LastRollback {
 
 /// What the rollback changed back, to choose the service operation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Restored {
+pub(crate) struct Restored {
     /// The previous binary was put back.
     pub binary: bool,
     /// The unit file was put back.
@@ -45,7 +45,7 @@ pub struct Restored {
 /// stopped if it was not running; otherwise restarted when the binary or
 /// unit came back, reloaded when only configuration did, started when it
 /// no longer runs.
-pub fn service_op(
+pub(crate) fn service_op(
     was_running: bool,
     running_now: bool,
     restored: Restored,
@@ -69,7 +69,7 @@ fn now() -> String {
 /// # Errors
 /// When a step fails; `pending/` is then kept so the rollback can be
 /// finished later.
-pub fn roll_back(
+pub(crate) fn roll_back(
     layout: &Layout,
     pending: &Pending,
     reason: &str,
@@ -147,7 +147,7 @@ pub fn roll_back(
 ///
 /// # Errors
 /// When the key does not exist or the kernel refuses the value.
-pub fn set_sysctl(
+pub(crate) fn set_sysctl(
     layout: &Layout,
     key: &str,
     value: &str,
@@ -204,14 +204,14 @@ fn remove_pending(layout: &Layout) -> anyhow::Result<()> {
 /// The name a file of a generation is stored under in
 /// `generations/N/`: its path without the leading `/`, with `%` and `/`
 /// escaped so the directory stays flat.
-pub fn stored_name(path: &Path) -> String {
+pub(crate) fn stored_name(path: &Path) -> String {
     let s = path.to_string_lossy();
     s.trim_start_matches('/').replace('%', "%25").replace('/', "%2F")
 }
 
 /// One entry of `generations/N/files.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredFile {
+pub(crate) struct StoredFile {
     /// Host path.
     pub path: PathBuf,
     /// Permission bits.

@@ -33,7 +33,7 @@ impl FileBefore {
     ///
     /// # Errors
     /// When the stored content is not base64 (a corrupt state file).
-    pub fn on_disk(&self) -> anyhow::Result<Option<OnDisk>> {
+    pub(crate) fn on_disk(&self) -> anyhow::Result<Option<OnDisk>> {
         match (self.mode, &self.content) {
             (Some(mode), Some(content)) => Ok(Some(OnDisk {
                 mode,
@@ -66,7 +66,7 @@ pub struct Pending {
 }
 
 /// The managed paths a manifest lists.
-pub fn manifest_paths(text: &str) -> Vec<PathBuf> {
+pub(crate) fn manifest_paths(text: &str) -> Vec<PathBuf> {
     text.lines().filter(|l| !l.trim().is_empty()).map(PathBuf::from).collect()
 }
 
@@ -135,7 +135,7 @@ pub fn take(
 ///
 /// # Errors
 /// Any I/O error.
-pub fn save(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
+pub(crate) fn save(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(pending)?;
     files::write_atomic(&layout.pending_state(), &json, 0o600)
 }
@@ -158,7 +158,11 @@ pub fn load(layout: &Layout) -> anyhow::Result<Option<Pending>> {
 ///
 /// # Errors
 /// When it cannot be read.
-pub fn is_same(real: &Path, content: &[u8], mode: u32) -> anyhow::Result<bool> {
+pub(crate) fn is_same(
+    real: &Path,
+    content: &[u8],
+    mode: u32,
+) -> anyhow::Result<bool> {
     Ok(files::read_opt(real)
         .with_context(|| format!("reading {}", real.display()))?
         .is_some_and(|f| f.content == content && f.mode == mode))

@@ -18,7 +18,7 @@ use super::snapshot::{self, Pending};
 use crate::util::files;
 
 /// How often the watchdog looks for the confirmation.
-pub const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// What a pending activation's observer should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub fn decide(confirmed: bool, now_ms: u64, deadline_ms: u64) -> Step {
 
 /// What to do on finding a pending activation when starting a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
+pub(crate) enum Recovery {
     /// Its watchdog still runs: refuse the new activation.
     Refuse,
     /// Its watchdog died: finish its job now.
@@ -56,7 +56,7 @@ pub enum Recovery {
 /// The recovery for a pending activation whose watchdog is (not) alive.
 /// A dead watchdog's job is done at once: commit when confirmed, roll back
 /// otherwise, deadline or not, since nobody would watch the deadline.
-pub fn recover(watchdog_alive: bool, confirmed: bool) -> Recovery {
+pub(crate) fn recover(watchdog_alive: bool, confirmed: bool) -> Recovery {
     match (watchdog_alive, confirmed) {
         (true, _) => Recovery::Refuse,
         (false, true) => Recovery::Finish(Step::Commit),
@@ -65,20 +65,20 @@ pub fn recover(watchdog_alive: bool, confirmed: bool) -> Recovery {
 }
 
 /// Unix milliseconds now.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The reason recorded when nobody confirmed within `ms`.
-pub fn timeout_reason(ms: u64) -> String {
+pub(crate) fn timeout_reason(ms: u64) -> String {
     let secs = ms as f64 / 1000.0;
     format!("not confirmed within {secs}s")
 }
 
 /// Whether the pending activation's watchdog runs.
-pub fn watchdog_alive(layout: &Layout) -> bool {
+pub(crate) fn watchdog_alive(layout: &Layout) -> bool {
     files::read_text_opt(&layout.pending_watchdog())
         .ok()
         .flatten()
@@ -95,7 +95,7 @@ pub fn confirmed(layout: &Layout) -> bool {
 ///
 /// # Errors
 /// When the commit or rollback fails.
-pub fn carry_out(
+pub(crate) fn carry_out(
     layout: &Layout,
     pending: &Pending,
     step: Step,

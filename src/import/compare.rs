@@ -16,7 +16,7 @@ use super::keepalived::Fields;
 
 /// Every field where `a` and `b` differ: the position in `b`'s file and
 /// "`field` is B here but A in FILE:LINE".
-pub fn differences<T: Serialize>(
+pub(crate) fn differences<T: Serialize>(
     (a, fa): (&T, &Fields),
     (b, fb): (&T, &Fields),
 ) -> Vec<(Pos, String)> {
@@ -45,7 +45,7 @@ pub fn differences<T: Serialize>(
 }
 
 /// Report the differences of two copies that must agree, as errors.
-pub fn conflicts<T: Serialize>(
+pub(crate) fn conflicts<T: Serialize>(
     what: &str,
     a: (&T, &Fields),
     b: (&T, &Fields),

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use crate::inventory::Severity;
+pub(crate) use crate::inventory::Severity;
 
 /// A place in a source file: the file as the user named it (or as an
 /// `include` resolved it) and a line from 1.
@@ -24,7 +24,7 @@ pub struct Pos {
 impl Pos {
     /// `file:line` when the other position is in another file, `line N`
     /// when it is in the same one: how messages point back at a block.
-    pub fn relative_to(&self, other: &Pos) -> String {
+    pub(crate) fn relative_to(&self, other: &Pos) -> String {
         if self.file == other.file {
             format!("line {}", self.line)
         } else {
@@ -78,7 +78,11 @@ impl Report {
     }
 
     /// Record a warning.
-    pub fn warn(&mut self, pos: Option<&Pos>, message: impl Into<String>) {
+    pub(crate) fn warn(
+        &mut self,
+        pos: Option<&Pos>,
+        message: impl Into<String>,
+    ) {
         self.push(Severity::Warning, pos, message.into());
     }
 
@@ -92,7 +96,7 @@ impl Report {
     }
 
     /// Whether any error was recorded.
-    pub fn has_errors(&self) -> bool {
+    pub(crate) fn has_errors(&self) -> bool {
         self.count(Severity::Error) > 0
     }
 

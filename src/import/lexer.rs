@@ -22,7 +22,7 @@ pub enum Kind {
 
 /// A token and the line it is on, from 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
+pub(crate) struct Token {
     /// What it is.
     pub kind: Kind,
     /// Its line.
@@ -31,7 +31,7 @@ pub struct Token {
 
 /// A token that cannot be read: an unterminated quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LexError {
+pub(crate) struct LexError {
     /// The line the quote opens on.
     pub line: u32,
     /// What is wrong — what to do.
@@ -43,7 +43,7 @@ pub struct LexError {
 /// # Errors
 /// Every line with an unterminated quote; the other lines' tokens are still
 /// returned alongside, so later stages can report their own problems.
-pub fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
+pub(crate) fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
     let mut tokens = Vec::new();
     let mut errors = Vec::new();
     for (n, line) in text.lines().enumerate() {

@@ -24,7 +24,7 @@ use crate::inventory::{
 
 /// The merged inventory and, for each section, where it came from.
 #[derive(Debug)]
-pub struct Merged {
+pub(crate) struct Merged {
     /// The inventory.
     pub inventory: Inventory,
     /// One origin note per entry of each list, in the inventory's order.
@@ -33,7 +33,7 @@ pub struct Merged {
 
 /// Where each entry came from, as `file:line` notes for the YAML comments.
 #[derive(Debug, Default)]
-pub struct Origins {
+pub(crate) struct Origins {
     /// Per director.
     pub directors: Vec<String>,
     /// Per managed real server.
@@ -48,7 +48,7 @@ pub struct Origins {
 
 /// Merge the directors' configurations and the real-server scripts.
 /// Problems go to `report`; `None` when nothing usable is left.
-pub fn merge(
+pub(crate) fn merge(
     confs: &[(String, Conf)],
     scripts: &[(String, Script)],
     req: &Request,

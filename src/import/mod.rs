@@ -14,7 +14,7 @@
 //!
 //! keepalived.conf does not say everything an inventory needs: the
 //! directors' own addresses (unless `unicast_src_ip` gives them), the real
-//! servers' interfaces, names for services, the lab. [`Request`] carries
+//! servers' interfaces, names for services, the lab. `Request` carries
 //! what the user adds on the command line. The result is loaded back with
 //! the inventory loader before it is returned, so what is written always
 //! validates.
@@ -32,8 +32,8 @@ mod rsscript;
 
 use std::path::Path;
 
-pub use diag::{Diag, Pos, Report, Severity};
-pub use request::{HostSpec, Request, Source, parse_service_name};
+pub(crate) use diag::Report;
+pub(crate) use request::{HostSpec, Request, Source, parse_service_name};
 
 use crate::inventory::{self, Inventory};
 

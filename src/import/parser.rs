@@ -20,7 +20,7 @@ use super::lexer::{self, Kind, Token};
 use crate::util::glob;
 
 /// Which blocks may open where; supplied by the keyword layer.
-pub trait Grammar {
+pub(crate) trait Grammar {
     /// Whether a block `child` may open directly inside a block `parent`
     /// (`""` is the top level).
     fn may_open(&self, parent: &str, child: &str) -> bool;
@@ -57,7 +57,7 @@ impl Node {
 
 /// Read and parse `path` and everything it includes. Problems go to
 /// `report`; the tree holds whatever could be read.
-pub fn parse_file(
+pub(crate) fn parse_file(
     path: &Path,
     grammar: &dyn Grammar,
     report: &mut Report,
@@ -67,7 +67,7 @@ pub fn parse_file(
 
 /// Parse text that has no file of its own (`name` is only for messages);
 /// an `include` in it resolves relative to the current directory.
-pub fn parse_str(
+pub(crate) fn parse_str(
     name: &Path,
     text: &str,
     grammar: &dyn Grammar,

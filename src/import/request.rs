@@ -67,7 +67,9 @@ impl FromStr for HostSpec {
 ///
 /// # Errors
 /// A message saying how to write it.
-pub fn parse_service_name(s: &str) -> Result<(String, SocketAddr), String> {
+pub(crate) fn parse_service_name(
+    s: &str,
+) -> Result<(String, SocketAddr), String> {
     let usage = "write NAME=VIP:PORT, e.g. web=192.168.1.200:80";
     let (name, at) =
         s.split_once('=').ok_or_else(|| format!("`{s}`: {usage}"))?;

@@ -19,7 +19,7 @@ use super::keepalived::Spanned;
 
 /// What a real-server script says about its host.
 #[derive(Debug, Clone)]
-pub struct Script {
+pub(crate) struct Script {
     /// The script as the user named it.
     pub file: Arc<Path>,
     /// The VIPs it puts on the host or hides from ARP.

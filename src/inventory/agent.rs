@@ -131,7 +131,7 @@ pub struct RealServerConfig {
 /// `lbdeploy agent realserver`'s configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RealserverConfig {
+pub(crate) struct RealserverConfig {
     /// The cluster this host belongs to.
     pub cluster: String,
     /// This host's inventory name.

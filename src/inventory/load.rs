@@ -39,7 +39,7 @@ enum Shape {
 
 /// A load error with the position serde gave it, if any: syntax errors know
 /// their line, errors in a value tree only know their path.
-pub struct LoadError {
+pub(crate) struct LoadError {
     /// The finding.
     pub finding: Finding,
     /// `(line, column)` when the YAML parser located it.

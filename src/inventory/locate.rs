@@ -13,7 +13,7 @@ use yaml_rust2::scanner::Marker;
 
 /// Positions of the keys and values of one YAML document.
 #[derive(Debug, Default)]
-pub struct Locations {
+pub(crate) struct Locations {
     values: HashMap<String, (usize, usize)>,
     keys: HashMap<String, (usize, usize)>,
 }

@@ -29,7 +29,7 @@ mod values;
 
 use std::path::{Path, PathBuf};
 
-pub use diag::{Diagnostic, Diagnostics, Finding, Severity};
+pub(crate) use diag::{Diagnostic, Diagnostics, Finding, Severity};
 pub use mode::Mode;
 pub use schema::*;
 pub use validate::{Environment, System, effective_priority, service_label};

@@ -441,14 +441,14 @@ pub enum Scheduler {
 impl Scheduler {
     /// Whether the scheduler already pins a client to one real server by
     /// hashing, which makes persistence redundant.
-    pub fn is_hashing(self) -> bool {
+    pub(crate) fn is_hashing(self) -> bool {
         matches!(self, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)
     }
 
     /// Whether the nftables data plane can carry it out: it has no
     /// connection state, so only schedulers that are a function of the
     /// flow (spread by a weighted hash of it) fit.
-    pub fn is_stateless(self) -> bool {
+    pub(crate) fn is_stateless(self) -> bool {
         matches!(
             self,
             Scheduler::Rr | Scheduler::Wrr | Scheduler::Sh | Scheduler::Mh

@@ -644,7 +644,7 @@ fn quorum(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
 /// The most consecutive successes a check may ask for before a server is
 /// back: at `rise × delay_loop`, more than this keeps a repaired server out
 /// for longer than anyone means to.
-pub const MAX_RISE: u32 = 100;
+pub(crate) const MAX_RISE: u32 = 100;
 
 /// A check's rules: those of every kind (`rise`), then its own kind's,
 /// under `{path}.{kind}`. `target` is the real server's address, when

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 
 /// A command that failed, with everything needed to reproduce it by hand.
 #[derive(Debug, thiserror::Error)]
-pub enum CmdError {
+pub(crate) enum CmdError {
     /// The program could not be started (usually: not installed).
     #[error("cannot run `{line}`: {source}")]
     Spawn {
@@ -36,7 +36,7 @@ pub enum CmdError {
 /// A program and its arguments, kept apart from `std::process::Command` so
 /// the line can be printed in errors and tests can look at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     program: OsString,
     args: Vec<OsString>,
 }
@@ -98,7 +98,7 @@ impl Cmd {
     }
 
     /// The error for a command that could not start.
-    pub fn spawn_error(&self, source: std::io::Error) -> CmdError {
+    pub(crate) fn spawn_error(&self, source: std::io::Error) -> CmdError {
         CmdError::Spawn { line: self.to_string(), source }
     }
 

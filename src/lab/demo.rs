@@ -24,7 +24,7 @@ use crate::agent::vrrp::packet::Version;
 use crate::inventory::{Inventory, effective_priority};
 
 /// A demo run against one lab.
-pub struct Demo<'a> {
+pub(crate) struct Demo<'a> {
     exe: PathBuf,
     inventory: PathBuf,
     state_dir: PathBuf,

@@ -43,7 +43,7 @@ use super::topology::LabHost;
 use crate::util::{files, shell};
 
 /// The paths lbdeploy manages on a host; each is a private tmpfs.
-pub const MANAGED_PATHS: [&str; 6] = [
+pub(crate) const MANAGED_PATHS: [&str; 6] = [
     "/etc/lbdeploy",
     "/var/lib/lbdeploy",
     "/usr/local/sbin",
@@ -58,7 +58,7 @@ const LAB_RUN: &str = "/run/lbdeploy-lab";
 /// Inside every host: where this very binary is bind-mounted, so the
 /// responder runs and `lab exec HOST -- lbdeploy ...` works even when the
 /// binary lives under a path the host hides (`/root/.cargo/bin`).
-pub const LAB_BIN: &str = "/run/lbdeploy-lab/bin";
+pub(crate) const LAB_BIN: &str = "/run/lbdeploy-lab/bin";
 
 /// The parents the setup makes private before anything is created in them;
 /// a managed path elsewhere must already exist on the machine, since
@@ -74,7 +74,7 @@ const OVERLAID: [&str; 2] = ["/etc", "/var/lib"];
 /// is tens of megabytes and a lab has many hosts. (Binding
 /// `/proc/self/fd/N` of a file opened outside would avoid the ordering, but
 /// the kernel refuses bind sources from another mount namespace.)
-pub fn setup_script(host: &LabHost, tag: &str, exe: &Path) -> String {
+pub(crate) fn setup_script(host: &LabHost, tag: &str, exe: &Path) -> String {
     let mut s = String::from("set -eu\n");
     let line = |s: &mut String, l: String| {
         s.push_str(&l);
@@ -127,7 +127,7 @@ pub fn setup_script(host: &LabHost, tag: &str, exe: &Path) -> String {
 ///
 /// # Errors
 /// When `exe` is under `/run`.
-pub fn check_exe(exe: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_exe(exe: &Path) -> anyhow::Result<()> {
     if exe.starts_with("/run") {
         bail!(
             "this lbdeploy runs from {}, under /run, which every lab host \
@@ -145,7 +145,7 @@ pub fn check_exe(exe: &Path) -> anyhow::Result<()> {
 /// # Errors
 /// When the holder cannot start or its setup fails; the error carries the
 /// setup's stderr (also kept in `log`).
-pub fn start_holder(
+pub(crate) fn start_holder(
     host: &LabHost,
     exe: &Path,
     log: &Path,
@@ -183,7 +183,7 @@ pub fn start_holder(
 
 /// `nsenter` into the namespaces of the holder `pid`: everything that runs
 /// "on" a lab host goes through this.
-pub fn enter(pid: i32) -> Cmd {
+pub(crate) fn enter(pid: i32) -> Cmd {
     Cmd::new("nsenter").args(["-t", &pid.to_string(), "-m", "-u", "-n", "--"])
 }
 
@@ -192,7 +192,7 @@ pub fn enter(pid: i32) -> Cmd {
 ///
 /// # Errors
 /// When it cannot be started.
-pub fn spawn_in(
+pub(crate) fn spawn_in(
     host: &LabHost,
     holder: i32,
     kind: ProcKind,
@@ -235,7 +235,7 @@ fn record(
 }
 
 /// `path` as seen inside the host held by `holder`.
-pub fn path_in(holder: i32, path: &str) -> PathBuf {
+pub(crate) fn path_in(holder: i32, path: &str) -> PathBuf {
     Path::new(&format!("/proc/{holder}/root"))
         .join(path.trim_start_matches('/'))
 }

@@ -38,12 +38,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-pub use state::sole_default_lab;
+pub(crate) use state::sole_default_lab;
 use state::{LabState, Layout, ProcKind};
 use status::status_of;
 pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};
 use topology::Topology;
-pub use topology::{Role, default_state_dir};
+pub(crate) use topology::default_state_dir;
 
 use crate::inventory::Inventory;
 

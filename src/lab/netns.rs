@@ -55,7 +55,7 @@ fn ip(ns: &str, args: &[&str]) -> Result<(), CmdError> {
 ///
 /// # Errors
 /// When an `ip` command fails.
-pub fn build_switch(ns: &str) -> Result<(), CmdError> {
+pub(crate) fn build_switch(ns: &str) -> Result<(), CmdError> {
     ip(ns, &["link", "add", BRIDGE, "type", "bridge"])?;
     ip(ns, &["link", "set", BRIDGE, "up"])
 }
@@ -65,7 +65,7 @@ pub fn build_switch(ns: &str) -> Result<(), CmdError> {
 ///
 /// # Errors
 /// When an `ip` command fails.
-pub fn plug(switch_ns: &str, host: &LabHost) -> Result<(), CmdError> {
+pub(crate) fn plug(switch_ns: &str, host: &LabHost) -> Result<(), CmdError> {
     let port = host.switch_port.as_str();
     let iface = host.interface.as_str();
     ip(

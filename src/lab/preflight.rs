@@ -36,7 +36,7 @@ const SBIN: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin"];
 
 /// The absolute paths of the tools the lab runs, found by [`check`].
 #[derive(Debug, Clone)]
-pub struct Tools {
+pub(crate) struct Tools {
     /// `sshd`; it must be started by absolute path (it re-executes itself
     /// for every connection).
     pub sshd: PathBuf,

@@ -16,7 +16,7 @@ use rustix::process::{Pid, Signal};
 
 /// The start time (clock ticks after boot) of `pid`, or `None` when no such
 /// process exists or it has exited and awaits reaping.
-pub fn start_time(pid: i32) -> Option<u64> {
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&stat).filter(|(state, _)| *state != 'Z').map(|(_, t)| t)
 }
@@ -34,14 +34,14 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 }
 
 /// Whether the process recorded as (`pid`, `start`) still runs.
-pub fn is_alive(pid: i32, start: u64) -> bool {
+pub(crate) fn is_alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
 /// The PIDs of every process whose network namespace is the one bound at
 /// `/run/netns/<name>` (what `ip netns pids` prints). Empty when the
 /// namespace does not exist.
-pub fn pids_in_netns(name: &str) -> Vec<i32> {
+pub(crate) fn pids_in_netns(name: &str) -> Vec<i32> {
     let Ok(ns) = std::fs::metadata(Path::new("/run/netns").join(name)) else {
         return Vec::new();
     };
@@ -90,7 +90,7 @@ pub fn stop(procs: &[(i32, u64)], grace: Duration) {
 }
 
 /// The TCP sockets in LISTEN state in the network namespace of `pid`.
-pub fn tcp_listeners(pid: i32) -> Vec<SocketAddr> {
+pub(crate) fn tcp_listeners(pid: i32) -> Vec<SocketAddr> {
     ["tcp", "tcp6"]
         .iter()
         .filter_map(|f| {

@@ -20,13 +20,13 @@ use super::state::{LabState, Layout, ProcKind, ProcRecord};
 use super::topology::{LabHost, Role};
 
 /// Inside a host: sshd's configuration, host key and authorised keys.
-pub const HOST_SSH_DIR: &str = "/etc/ssh/lbdeploy-lab";
+pub(crate) const HOST_SSH_DIR: &str = "/etc/ssh/lbdeploy-lab";
 
 /// Create an ed25519 key pair at `path` (and `path.pub`) unless it exists.
 ///
 /// # Errors
 /// When `ssh-keygen` fails.
-pub fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
+pub(crate) fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
     if path.exists() {
         return Ok(());
     }
@@ -38,7 +38,7 @@ pub fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
 }
 
 /// Where `host`'s host key is kept in the state directory.
-pub fn host_key(layout: &Layout, host: &LabHost) -> std::path::PathBuf {
+pub(crate) fn host_key(layout: &Layout, host: &LabHost) -> std::path::PathBuf {
     layout.host_dir(host).join("ssh_host_ed25519_key")
 }
 
@@ -124,7 +124,7 @@ pub fn start(
 ///
 /// # Errors
 /// When `path.pub` cannot be read.
-pub fn public_key(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn public_key(path: &Path) -> anyhow::Result<String> {
     let pub_path = path.with_extension("pub");
     let text = std::fs::read_to_string(&pub_path)
         .with_context(|| format!("reading {}", pub_path.display()))?;
@@ -136,7 +136,7 @@ pub fn public_key(path: &Path) -> anyhow::Result<String> {
 /// sshd is started with `-D -e` and tracked by the PID the lab recorded,
 /// so no pid file; no PAM, since the lab has no PAM stack of its own; keys
 /// only. It listens only on the host's inventory address.
-pub fn sshd_config(host: &LabHost) -> String {
+pub(crate) fn sshd_config(host: &LabHost) -> String {
     format!(
         "# Written by `lbdeploy lab up` for lab host {name}.\n\
          ListenAddress {listen}\n\
@@ -162,7 +162,7 @@ fn listen_address(host: &LabHost) -> String {
 }
 
 /// The controller's `~/.ssh/config`: every managed host by inventory name.
-pub fn client_config<'a>(
+pub(crate) fn client_config<'a>(
     hosts: impl IntoIterator<Item = &'a LabHost>,
 ) -> String {
     let mut s = String::from(

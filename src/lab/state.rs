@@ -23,10 +23,10 @@ use crate::util::files;
 
 /// Bumped when the format changes incompatibly; an older lab must then be
 /// taken down with the lbdeploy that built it.
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// The state file's name in the state directory.
-pub const STATE_FILE: &str = "lab.json";
+pub(crate) const STATE_FILE: &str = "lab.json";
 
 /// What a recorded process is, so `status` can say which one died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +45,7 @@ pub enum ProcKind {
 
 /// A process the lab started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcRecord {
+pub(crate) struct ProcRecord {
     /// The host it runs in.
     pub host: String,
     /// What it is.
@@ -60,7 +60,7 @@ pub struct ProcRecord {
 
 /// The contents of `lab.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabState {
+pub(crate) struct LabState {
     /// [`FORMAT_VERSION`] when written.
     pub version: u32,
     /// The lab as planned from the inventory.
@@ -104,7 +104,7 @@ impl LabState {
     }
 
     /// Every process expected on `host` once the lab is up.
-    pub fn expected_kinds(host: &LabHost) -> Vec<ProcKind> {
+    pub(crate) fn expected_kinds(host: &LabHost) -> Vec<ProcKind> {
         let mut kinds = vec![ProcKind::Holder];
         if host.role.has_sshd() {
             kinds.push(ProcKind::Sshd);
@@ -134,23 +134,23 @@ impl Layout {
     }
 
     /// `lab.json`.
-    pub fn state_file(&self) -> PathBuf {
+    pub(crate) fn state_file(&self) -> PathBuf {
         self.root.join(STATE_FILE)
     }
 
     /// The lab's SSH client key (authorised on every host with sshd).
-    pub fn client_key(&self) -> PathBuf {
+    pub(crate) fn client_key(&self) -> PathBuf {
         self.root.join("id_ed25519")
     }
 
     /// A host's own directory: its host key and logs.
-    pub fn host_dir(&self, host: &LabHost) -> PathBuf {
+    pub(crate) fn host_dir(&self, host: &LabHost) -> PathBuf {
         self.root.join("hosts").join(&host.netns)
     }
 
     /// Everything `up` puts in the state directory, `lab.json` last so it
     /// is removed last: a `down` interrupted half-way can run again.
-    pub fn owned_entries(&self) -> Vec<PathBuf> {
+    pub(crate) fn owned_entries(&self) -> Vec<PathBuf> {
         ["hosts", "id_ed25519", "id_ed25519.pub", "lab.json.tmp", "lab.json"]
             .iter()
             .map(|e| self.root.join(e))
@@ -194,7 +194,7 @@ impl Layout {
     ///
     /// # Errors
     /// When the state directory is not writable.
-    pub fn save(&self, state: &LabState) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, state: &LabState) -> anyhow::Result<()> {
         let path = self.state_file();
         let mut text = serde_json::to_vec_pretty(state)?;
         text.push(b'\n');
@@ -207,7 +207,7 @@ impl Layout {
 /// there is exactly one: then `lab exec`, `status` and `down` need neither
 /// an inventory nor `--state-dir`, as on a machine where someone just ran
 /// `lab up -i inventory.example.yml`.
-pub fn sole_default_lab() -> Option<PathBuf> {
+pub(crate) fn sole_default_lab() -> Option<PathBuf> {
     let mut labs = std::fs::read_dir(DEFAULT_STATE_ROOT)
         .ok()?
         .filter_map(|e| Some(e.ok()?.path()))
@@ -221,7 +221,7 @@ pub fn sole_default_lab() -> Option<PathBuf> {
 ///
 /// # Errors
 /// When a directory cannot be created.
-pub fn create_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn create_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur.filter(|d| !d.exists()) {

@@ -17,7 +17,7 @@ use crate::inventory::{IfAddr, Inventory, Port};
 
 /// Where labs keep their state unless `--state-dir` says otherwise; one
 /// directory per cluster below it, so labs of different clusters coexist.
-pub const DEFAULT_STATE_ROOT: &str = "/var/lib/lbdeploy-lab";
+pub(crate) const DEFAULT_STATE_ROOT: &str = "/var/lib/lbdeploy-lab";
 
 /// Every namespace of a lab starts with this, so `ip netns list` shows at a
 /// glance what belongs to lbdeploy.
@@ -27,7 +27,7 @@ const NETNS_PREFIX: &str = "lbd";
 const IFNAME_MAX: usize = 15;
 
 /// The bridge inside the switch namespace.
-pub const BRIDGE: &str = "br0";
+pub(crate) const BRIDGE: &str = "br0";
 
 /// What a lab host is for; decides which daemons it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +45,7 @@ pub enum Role {
 
 impl Role {
     /// Whether the host runs its own sshd (the hosts lbdeploy manages).
-    pub fn has_sshd(self) -> bool {
+    pub(crate) fn has_sshd(self) -> bool {
         matches!(self, Role::Director | Role::RealServer)
     }
 }
@@ -63,7 +63,7 @@ impl fmt::Display for Role {
 
 /// One host of the lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LabHost {
+pub(crate) struct LabHost {
     /// The inventory name; also the host's `hostname`.
     pub name: String,
     /// What the host is for.
@@ -84,7 +84,7 @@ pub struct LabHost {
 
 /// The whole lab: one switch and its hosts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Topology {
+pub(crate) struct Topology {
     /// The cluster name from the inventory.
     pub cluster: String,
     /// Short id derived from the state directory; in every namespace name.
@@ -97,7 +97,7 @@ pub struct Topology {
 
 /// Why an inventory cannot become a lab.
 #[derive(Debug, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     /// The inventory has no `lab:` section.
     #[error(
         "the inventory has no `lab:` section — add the two extra lab hosts, \
@@ -200,14 +200,14 @@ fn port(p: Port) -> u16 {
 }
 
 /// The default state directory of a cluster's lab.
-pub fn default_state_dir(cluster: &str) -> PathBuf {
+pub(crate) fn default_state_dir(cluster: &str) -> PathBuf {
     Path::new(DEFAULT_STATE_ROOT).join(safe_component(cluster, "cluster"))
 }
 
 /// Six hex digits of a hash of the state directory: short enough for the
 /// names below, stable across runs (FNV-1a, not `std`'s randomised hasher),
 /// and different for the labs that tests run side by side.
-pub fn lab_id(state_dir: &Path) -> String {
+pub(crate) fn lab_id(state_dir: &Path) -> String {
     let h = crate::util::fnv::fnv1a(state_dir.as_os_str().as_encoded_bytes());
     format!("{:06x}", h & 0xff_ffff)
 }

@@ -84,7 +84,7 @@ impl Binary {
     ///
     /// # Errors
     /// When it cannot be read, is not ELF or is dynamically linked.
-    pub fn inspect(path: &Path) -> Result<Self, Error> {
+    pub(crate) fn inspect(path: &Path) -> Result<Self, Error> {
         Self::inspect_file(path, path)
     }
 
@@ -92,7 +92,7 @@ impl Binary {
     /// works when the file was replaced (rebuilt) while lbdeploy runs.
     ///
     /// # Errors
-    /// As [`Binary::inspect`].
+    /// As `Binary::inspect`.
     pub fn current() -> Result<Self, Error> {
         let path = std::env::current_exe()
             .unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
@@ -133,7 +133,11 @@ impl Binary {
     ///
     /// # Errors
     /// [`Error::Arch`].
-    pub fn check_arch(&self, host: &str, host_arch: &str) -> Result<(), Error> {
+    pub(crate) fn check_arch(
+        &self,
+        host: &str,
+        host_arch: &str,
+    ) -> Result<(), Error> {
         if host_arch == self.elf.arch {
             return Ok(());
         }

@@ -31,9 +31,9 @@ use super::roles::Init;
 use crate::util::shell;
 
 /// Where a host records what lbdeploy manages on it.
-pub const STATE_DIR: &str = "/var/lib/lbdeploy";
+pub(crate) const STATE_DIR: &str = "/var/lib/lbdeploy";
 /// The agent's PID file on hosts without systemd.
-pub const PID_FILE: &str = "/run/lbdeploy/agent.pid";
+pub(crate) const PID_FILE: &str = "/run/lbdeploy/agent.pid";
 
 /// What the facts script is asked about.
 #[derive(Debug, Clone, Default)]

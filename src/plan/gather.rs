@@ -57,7 +57,7 @@ pub fn query(desired: &HostDesired) -> Query {
 }
 
 /// Plan every host, at most `forks` at a time, in the order given.
-pub async fn gather(
+pub(crate) async fn gather(
     hosts: Vec<(HostDesired, Target)>,
     binary: &Binary,
     forks: usize,
@@ -118,7 +118,7 @@ async fn one(
 /// # Errors
 /// A message naming what went wrong (connection lost, shell error,
 /// unreadable output).
-pub async fn read_facts(
+pub(crate) async fn read_facts(
     conn: &Connection,
     desired: &HostDesired,
 ) -> Result<(HostFacts, String), String> {

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// What a hidden value reads as.
-pub const HIDDEN: &str = "(sensitive)";
+pub(crate) const HIDDEN: &str = "(sensitive)";
 
 static SECRET: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?m)^(\s*(?:-\s+)?password:\s*)\S.*$")
@@ -19,7 +19,7 @@ static SECRET: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// `text` with every `password:` value hidden.
-pub fn redact(text: &str) -> Cow<'_, str> {
+pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     SECRET.replace_all(text, format!("${{1}}{HIDDEN}"))
 }
 

@@ -14,7 +14,7 @@ use super::redact::redact;
 
 /// What happened when a host was planned.
 #[derive(Debug)]
-pub enum HostOutcome {
+pub(crate) enum HostOutcome {
     /// Facts were gathered; these changes are needed (maybe none).
     Planned(Vec<Change>),
     /// The host could not be reached; the reason says why and what to do.
@@ -30,7 +30,7 @@ const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
 /// Writes plans, coloured or not.
-pub struct Printer<W> {
+pub(crate) struct Printer<W> {
     out: W,
     colour: bool,
 }

@@ -141,7 +141,7 @@ impl Roles {
     ///
     /// # Errors
     /// When a file cannot be read or parsed.
-    pub fn from_dir(dir: &Path) -> Result<Self, Error> {
+    pub(crate) fn from_dir(dir: &Path) -> Result<Self, Error> {
         let read = |sub: &str, strip: Option<&str>| -> Result<Vec<_>, Error> {
             let path = dir.join(sub);
             let entries = std::fs::read_dir(&path)
@@ -214,7 +214,7 @@ impl Roles {
     ///
     /// # Errors
     /// When no such role exists.
-    pub fn role(&self, name: &str) -> Result<&Role, Error> {
+    pub(crate) fn role(&self, name: &str) -> Result<&Role, Error> {
         self.roles.get(name).ok_or_else(|| Error::Role {
             name: name.to_owned(),
             message: "no such role (roles/<name>.yml)".to_owned(),
@@ -237,7 +237,7 @@ impl Roles {
     ///
     /// # Errors
     /// When the string uses an undefined value.
-    pub fn render_str(
+    pub(crate) fn render_str(
         &self,
         source: &str,
         context: &minijinja::Value,

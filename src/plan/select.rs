@@ -10,7 +10,7 @@ use crate::util::glob;
 
 /// An inventory host as the selector sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Candidate<'a> {
+pub(crate) struct Candidate<'a> {
     /// Inventory name.
     pub name: &'a str,
     /// `director` or `realserver`.
@@ -23,7 +23,7 @@ pub struct Candidate<'a> {
     "--limit `{pattern}` matches no host — hosts are {known}; roles are \
      role:director and role:realserver"
 )]
-pub struct NoMatch {
+pub(crate) struct NoMatch {
     /// The pattern as given.
     pub pattern: String,
     /// The inventory's host names, comma-separated.
@@ -35,7 +35,7 @@ pub struct NoMatch {
 ///
 /// # Errors
 /// [`NoMatch`] for the first pattern that selects nothing.
-pub fn select<'a>(
+pub(crate) fn select<'a>(
     hosts: &[Candidate<'a>],
     patterns: &[String],
 ) -> Result<Vec<&'a str>, NoMatch> {

@@ -6,7 +6,7 @@
 //! [`fresh`] deliberately bypasses every multiplexer: the confirmation after
 //! an activation must prove that a *new* connection still gets through.
 //!
-//! Master connections persist for [`PERSIST`] after the command that opened
+//! Master connections persist for `PERSIST` after the command that opened
 //! them (OpenSSH's `ControlPersist`, as Ansible does), under a directory of
 //! this user's only (`~/.cache/lbdeploy/cp`, 0700): the next `plan` or
 //! `apply` within that time reuses them and pays no handshake. Set
@@ -22,10 +22,10 @@ use super::Target;
 use crate::inventory::KnownHosts;
 
 /// How long a handshake may take before the host counts as unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an idle master connection stays for the next command.
-pub const PERSIST: Duration = Duration::from_secs(60);
+pub(crate) const PERSIST: Duration = Duration::from_secs(60);
 
 /// Why a host could not be reached; each kind has its own remedy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -55,7 +55,7 @@ pub struct ConnectError {
 
 impl ConnectError {
     /// What the operator can do about it.
-    pub fn hint(&self) -> &'static str {
+    pub(crate) fn hint(&self) -> &'static str {
         match self.kind {
             ConnectErrorKind::Unreachable => {
                 "check that the host is up and that sshd listens on that \
@@ -75,7 +75,7 @@ impl ConnectError {
     }
 
     /// Sort what `ssh` printed into a kind.
-    pub fn classify(target: &Target, ssh_said: &str) -> Self {
+    pub(crate) fn classify(target: &Target, ssh_said: &str) -> Self {
         let said = ssh_said.trim();
         let has = |needle: &str| said.contains(needle);
         let kind = if has("Host key verification failed")
@@ -128,7 +128,7 @@ impl Output {
     }
 
     /// Standard error as text, trimmed, for messages.
-    pub fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).trim().to_owned()
     }
 }

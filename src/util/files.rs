@@ -16,7 +16,7 @@ use anyhow::Context;
 
 /// A file as found on disk: permission bits and content.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnDisk {
+pub(crate) struct OnDisk {
     /// Permission bits (`0o644`).
     pub mode: u32,
     /// The bytes.
@@ -27,7 +27,7 @@ pub struct OnDisk {
 ///
 /// # Errors
 /// Any error other than "not found".
-pub fn read_opt(path: &Path) -> io::Result<Option<OnDisk>> {
+pub(crate) fn read_opt(path: &Path) -> io::Result<Option<OnDisk>> {
     match fs::read(path) {
         Ok(content) => {
             let mode = fs::metadata(path)?.permissions().mode() & 0o7777;
@@ -42,7 +42,7 @@ pub fn read_opt(path: &Path) -> io::Result<Option<OnDisk>> {
 ///
 /// # Errors
 /// Any error other than "not found".
-pub fn read_text_opt(path: &Path) -> io::Result<Option<String>> {
+pub(crate) fn read_text_opt(path: &Path) -> io::Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -54,7 +54,7 @@ pub fn read_text_opt(path: &Path) -> io::Result<Option<String>> {
 ///
 /// # Errors
 /// When the directory cannot be opened or synced.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
@@ -62,7 +62,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 ///
 /// # Errors
 /// When a directory cannot be created.
-pub fn create_dirs(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_dirs(dir: &Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -115,7 +115,7 @@ fn nofollow() -> i32 {
 ///
 /// # Errors
 /// Any I/O error, with the path; the target is then untouched.
-pub fn write_atomic(
+pub(crate) fn write_atomic(
     path: &Path,
     content: &[u8],
     mode: u32,
@@ -145,7 +145,11 @@ pub fn write_atomic(
 ///
 /// # Errors
 /// Any I/O error, with both paths.
-pub fn copy_atomic(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn copy_atomic(
+    from: &Path,
+    to: &Path,
+    mode: u32,
+) -> anyhow::Result<()> {
     let content = fs::read(from)
         .with_context(|| format!("reading {}", from.display()))?;
     write_atomic(to, &content, mode)
@@ -155,7 +159,10 @@ pub fn copy_atomic(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// Any I/O error, with the paths.
-pub fn install_staged(staged: &Path, target: &Path) -> anyhow::Result<()> {
+pub(crate) fn install_staged(
+    staged: &Path,
+    target: &Path,
+) -> anyhow::Result<()> {
     let what =
         || format!("installing {} as {}", staged.display(), target.display());
     let f = File::open(staged).with_context(what)?;
@@ -172,7 +179,7 @@ pub fn install_staged(staged: &Path, target: &Path) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// Any error other than "not found".
-pub fn remove_opt(path: &Path) -> anyhow::Result<bool> {
+pub(crate) fn remove_opt(path: &Path) -> anyhow::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => {
             if let Some(dir) = path.parent() {
@@ -192,7 +199,7 @@ pub fn remove_opt(path: &Path) -> anyhow::Result<bool> {
 ///
 /// # Errors
 /// Any I/O error, with the path.
-pub fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
+pub(crate) fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .append(true)
         .create(true)

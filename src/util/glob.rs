@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use regex::Regex;
 
 /// Whether a path holds glob metacharacters.
-pub fn is_pattern(s: &str) -> bool {
+pub(crate) fn is_pattern(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
@@ -51,7 +51,7 @@ fn matches(dir: &Path, glob: &str) -> Vec<PathBuf> {
 
 /// Whether `name` matches `glob` as a whole (`*`, `?`, `[...]`, `[!...]`);
 /// also what `--limit` uses to select hosts by name.
-pub fn is_match(glob: &str, name: &str) -> bool {
+pub(crate) fn is_match(glob: &str, name: &str) -> bool {
     Regex::new(&to_regex(glob)).is_ok_and(|re| re.is_match(name))
 }
 

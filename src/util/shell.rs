@@ -1,10 +1,10 @@
 //! Quoting for `sh`: the facts script, the activation commands sent over
 //! SSH and the lab's host scripts all splice names and paths into shell
-//! text, and all of them go through [`quote`].
+//! text, and all of them go through `quote`.
 
 /// `s` as one `sh` word: in single quotes, each `'` written as `'\''`, so
 /// no character of `s` is special.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

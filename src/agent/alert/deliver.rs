@@ -16,14 +16,14 @@ use super::event::Event;
 use crate::inventory::{Email, Notification};
 
 /// Events waiting for delivery before new ones are dropped.
-pub const QUEUE: usize = 64;
+pub(crate) const QUEUE: usize = 64;
 
 /// How long a webhook or exec hook may take.
-pub const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where events go; cloning shares the queue.
 #[derive(Debug, Clone)]
-pub struct Alerts {
+pub(crate) struct Alerts {
     tx: Option<mpsc::Sender<Event>>,
 }
 

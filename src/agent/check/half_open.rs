@@ -33,7 +33,7 @@ use super::syn::{self, Verdict};
 
 /// How long a source address found for a server is used before the
 /// kernel is asked again.
-pub const SOURCE_TTL: Duration = Duration::from_secs(60);
+pub(crate) const SOURCE_TTL: Duration = Duration::from_secs(60);
 
 /// How often unanswered probes are looked at: sent again, or forgotten
 /// past their deadline.
@@ -52,7 +52,7 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// A handle on the prober task; clones share it, and the task ends when
 /// the last one is dropped.
 #[derive(Debug, Clone)]
-pub struct Prober {
+pub(crate) struct Prober {
     requests: mpsc::UnboundedSender<Request>,
 }
 

@@ -72,7 +72,7 @@ impl Health {
     }
 
     /// The current verdict.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up
     }
 

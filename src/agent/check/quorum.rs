@@ -17,7 +17,7 @@ use crate::inventory::agent::ServiceConfig;
 
 /// One service's quorum verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quorum {
+pub(crate) struct Quorum {
     quorum: u64,
     hysteresis: u64,
     up: bool,
@@ -46,26 +46,21 @@ impl Quorum {
         Self { quorum, hysteresis, up: live >= quorum + hysteresis }
     }
 
-    /// The verdict for `svc`, whose real servers are up when `up` says.
-    pub fn of(svc: &ServiceConfig, up: impl Fn(IpAddr) -> bool) -> Self {
-        Self::new(svc.quorum, svc.hysteresis, live_weight(svc, up))
-    }
-
     /// Whether the service has quorum.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.up
     }
 
     /// Whether `other` was made from the same quorum and hysteresis: then
     /// a reload keeps this verdict rather than starting over.
-    pub fn same_settings(&self, other: &Quorum) -> bool {
+    pub(crate) fn same_settings(&self, other: &Quorum) -> bool {
         (self.quorum, self.hysteresis) == (other.quorum, other.hysteresis)
     }
 
     /// What a service that starts with live weight `live` notifies:
     /// nothing with quorum, a loss without it (keepalived sends
     /// `quorum_down` then too), the threshold being what it needs to gain.
-    pub fn at_start(&self, live: u64) -> Option<Change> {
+    pub(crate) fn at_start(&self, live: u64) -> Option<Change> {
         let gain = self.quorum + self.hysteresis;
         (!self.up).then_some(Change {
             up: false,
@@ -94,7 +89,10 @@ impl Quorum {
 
 /// The sum of the weights of `svc`'s real servers that `up` says pass
 /// their checks (keepalived's `weigh_live_realservers`).
-pub fn live_weight(svc: &ServiceConfig, up: impl Fn(IpAddr) -> bool) -> u64 {
+pub(crate) fn live_weight(
+    svc: &ServiceConfig,
+    up: impl Fn(IpAddr) -> bool,
+) -> u64 {
     svc.real_servers
         .iter()
         .filter(|rs| up(rs.address))
@@ -194,6 +192,7 @@ real_servers:
         let down: IpAddr = "10.0.0.21".parse().unwrap();
         assert_eq!(live_weight(&svc, |_| true), 3);
         assert_eq!(live_weight(&svc, |ip| ip != down), 1);
-        assert!(!Quorum::of(&svc, |ip| ip != down).is_up());
+        let live = live_weight(&svc, |ip| ip != down);
+        assert!(!Quorum::new(svc.quorum, svc.hysteresis, live).is_up());
     }
 }

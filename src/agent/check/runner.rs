@@ -10,7 +10,7 @@
 //! thousand checks do not fire in the same millisecond — and one hung
 //! server holds only its own task.
 //!
-//! Checks fall due on a grid of [`TICK`]: a check's next run moves to the
+//! Checks fall due on a grid of `TICK`: a check's next run moves to the
 //! nearest point of the grid, so all the checks due around one point run
 //! in one wakeup of the runtime instead of one each. At 5,000 checks a
 //! second that is 100 wakeups instead of up to 1,000, which a virtual
@@ -31,7 +31,7 @@ use crate::inventory::Check;
 
 /// The grid checks fall due on; each check runs within half of this of
 /// the time keepalived's timing gives it.
-pub const TICK: Duration = Duration::from_millis(10);
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// A real server of a service, with its checks.
 #[derive(Debug, Clone)]

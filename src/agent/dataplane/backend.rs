@@ -47,7 +47,7 @@ impl fmt::Debug for Desired<'_> {
 ///
 /// A trait object (`Box<dyn Dataplane>`) rather than an enum of back ends,
 /// so that adding a back end touches no match in the forwarding loop: it
-/// implements this trait and gets an arm in [`choose`](super::choose).
+/// implements this trait and gets an arm in `choose`.
 pub trait Dataplane: Send + fmt::Debug {
     /// Make the kernel's table what `desired` calls for. Called after
     /// every change, so it must be cheap when nothing changed.
@@ -84,7 +84,10 @@ pub trait Dataplane: Send + fmt::Debug {
 }
 
 /// The VRRP instance of `config` that holds `vip`, if any.
-pub fn instance_of(config: &DirectorConfig, vip: IpAddr) -> Option<&str> {
+pub(crate) fn instance_of(
+    config: &DirectorConfig,
+    vip: IpAddr,
+) -> Option<&str> {
     config
         .vrrp_instances
         .iter()

@@ -3,7 +3,7 @@
 //!
 //! Every back end implements [`Dataplane`], and the director's forwarding
 //! loop ([`crate::agent::director::forward`]) knows only that trait; which
-//! back end runs is decided once, by [`choose`], from the configuration's
+//! back end runs is decided once, by `choose`, from the configuration's
 //! `dataplane: auto | ipvs | nftables`.
 //!
 //! * `backend` — what every back end implements ([`Dataplane`],
@@ -18,7 +18,7 @@
 //!   nftables.
 //!
 //! Adding a back end is one folder implementing [`Dataplane`], one variant
-//! of [`crate::inventory::Dataplane`] and its arm in [`choose`], and its
+//! of [`crate::inventory::Dataplane`] and its arm in `choose`, and its
 //! tests. Health checks, quorum and VRRP are not the data plane's: the
 //! forwarding loop hands their verdicts in as a [`Desired`].
 
@@ -28,7 +28,7 @@ pub mod ipvs;
 pub mod neigh;
 pub mod nft;
 
-pub use backend::{Dataplane, Desired, Job};
+pub use backend::{Dataplane, Desired};
 
 use crate::inventory;
 
@@ -41,7 +41,7 @@ use crate::inventory;
 /// # Errors
 /// With `auto`, when asking the kernel for IPVS failed for another reason
 /// than its absence; the loop tries again on the next change.
-pub async fn choose(
+pub(crate) async fn choose(
     setting: inventory::Dataplane,
 ) -> anyhow::Result<Box<dyn Dataplane>> {
     Ok(match setting {

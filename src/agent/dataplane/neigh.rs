@@ -16,7 +16,7 @@ use rtnetlink::packet_route::neighbour::{
 use super::nft::Mac;
 
 /// How long to wait for a real server to answer ARP/NDP.
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The usable entries of the neighbour table: address → MAC.
 ///
@@ -61,7 +61,7 @@ fn entry(m: &NeighbourMessage) -> Option<(IpAddr, Mac)> {
 }
 
 /// The MACs of `wanted`, resolving the ones the table lacks; those that do
-/// not answer within [`RESOLVE_TIMEOUT`] are left out (the caller treats
+/// not answer within `RESOLVE_TIMEOUT` are left out (the caller treats
 /// them as down).
 ///
 /// # Errors

@@ -9,13 +9,13 @@
 //! worker ───────config, stop────▶ └──────────────┘ ──▶ status snapshot
 //! ```
 //!
-//! The data plane is a [`Dataplane`], chosen by [`dataplane::choose`]
+//! The data plane is a [`Dataplane`], chosen by `dataplane::choose`
 //! from the configuration's `dataplane` (again only when a reload changes
 //! it); the loop knows no back end. With **IPVS** the table is kept on
 //! every director, as keepalived does, and is inert on a backup. With
 //! **nftables** it is kept on every director too, but only the services
 //! of the instances this director is master of are jumped to. Leaving
-//! master keeps forwarding for [`GRACE`] more: clients whose ARP caches
+//! master keeps forwarding for `GRACE` more: clients whose ARP caches
 //! still point at this director lose no request while the new master
 //! announces itself. Stopping does the same, then withdraws the data
 //! plane. Checks run on every director, so a backup is warm when it takes
@@ -40,7 +40,7 @@ use crate::inventory;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 
 /// How long a director keeps forwarding after it stopped being master.
-pub const GRACE: Duration = Duration::from_secs(2);
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 /// How often the table is checked against the kernel's (repairs a table
 /// removed or edited by hand, see [`Dataplane::recheck`]) and real-server
@@ -55,7 +55,7 @@ const CHECK_CONCURRENCY: usize = 64;
 pub enum Msg {
     /// A new configuration (start, reload).
     Config(Box<DirectorConfig>),
-    /// Stop: keep forwarding for [`GRACE`], then withdraw the data plane.
+    /// Stop: keep forwarding for `GRACE`, then withdraw the data plane.
     Stop,
 }
 

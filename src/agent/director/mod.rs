@@ -10,7 +10,7 @@
 //! (an unchanged instance keeps running, so a reload never drops a VIP it
 //! did not have to), and on SIGTERM makes each instance resign (priority-0
 //! advert, VIPs removed). Which instances to stop and start is the pure
-//! [`restarts`].
+//! `restarts`.
 
 pub mod forward;
 
@@ -72,7 +72,7 @@ pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
 /// Which instances a reload restarts, by index: those to stop and those
 /// to start (an instance whose settings changed is in both).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Restarts {
+pub(crate) struct Restarts {
     /// Indexes into the running instances to stop.
     pub stop: Vec<usize>,
     /// Indexes into the wanted instances to start.
@@ -82,7 +82,10 @@ pub struct Restarts {
 /// Which running instances to stop and which wanted ones to start: an
 /// instance whose key is unchanged is neither (it keeps its state and its
 /// VIPs); a changed one is stopped and started again. Pure.
-pub fn restarts(running: &[InstanceKey], wanted: &[InstanceKey]) -> Restarts {
+pub(crate) fn restarts(
+    running: &[InstanceKey],
+    wanted: &[InstanceKey],
+) -> Restarts {
     Restarts {
         stop: (0..running.len())
             .filter(|&i| !wanted.contains(&running[i]))
@@ -120,7 +123,7 @@ fn speaks_ipv6(c: &VrrpConfig) -> bool {
 
 /// Whether the interface's IPv6 addresses are ready for an instance to
 /// bind: none is tentative, and a link-local one is usable.
-pub fn dad_settled(usable: &[Ipv6Addr], any_tentative: bool) -> bool {
+pub(crate) fn dad_settled(usable: &[Ipv6Addr], any_tentative: bool) -> bool {
     !any_tentative && link_local(usable).is_some()
 }
 

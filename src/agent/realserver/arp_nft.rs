@@ -14,7 +14,7 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 /// The table this agent owns; nothing else in the ruleset is touched.
-pub const TABLE: &str = "lbdeploy_realserver";
+pub(crate) const TABLE: &str = "lbdeploy_realserver";
 
 /// The `nft -f` script that makes the table hold exactly the rules for
 /// `vips`, with `rip` as the sender address of the host's own ARP. The

@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where the kernel exposes sysctls.
-pub const PROC_SYS: &str = "/proc/sys";
+pub(crate) const PROC_SYS: &str = "/proc/sys";
 
 /// One per-interface IPv4 sysctl and the value a real server needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl Setting {
         format!("net.ipv4.conf.{}.{}", self.scope.replace('.', "/"), self.name)
     }
 
-    /// The file under `root` (normally [`PROC_SYS`]).
+    /// The file under `root` (normally `PROC_SYS`).
     pub fn path(&self, root: &Path) -> PathBuf {
         root.join("net/ipv4/conf").join(&self.scope).join(self.name)
     }
@@ -146,7 +146,7 @@ pub fn ensure(root: &Path, settings: &[Setting]) -> Result<Vec<Fix>, Error> {
 
 /// Every setting's key and current value (`None` when unreadable), for the
 /// status.
-pub fn snapshot(
+pub(crate) fn snapshot(
     root: &Path,
     settings: &[Setting],
 ) -> Vec<(String, Option<u8>)> {

@@ -8,7 +8,7 @@ use crate::agent::sys::net::Address;
 
 /// A VIP's host prefix: a real server holds exactly the address, never a
 /// subnet, or `lo` would claim the whole subnet as local.
-pub fn host_prefix(ip: IpAddr) -> u8 {
+pub(crate) fn host_prefix(ip: IpAddr) -> u8 {
     match ip {
         IpAddr::V4(_) => 32,
         IpAddr::V6(_) => 128,
@@ -35,7 +35,7 @@ pub fn wanted(lo_index: u32, vips: &[IpAddr]) -> Vec<Address> {
 /// The addresses in `present` that put a VIP on an interface other than
 /// `lo`: a real server that holds a VIP on its LAN interface answers ARP
 /// for it and steals the directors' traffic, so the agent refuses to run.
-pub fn conflicts<'a>(
+pub(crate) fn conflicts<'a>(
     lo_index: u32,
     vips: &[IpAddr],
     present: &'a [Address],

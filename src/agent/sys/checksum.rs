@@ -6,7 +6,7 @@
 /// passed to [`add`](Self::add) but the last must have an even length; the
 /// last may be odd and is padded with a zero byte (RFC 1071).
 #[derive(Debug, Default)]
-pub struct OnesComplementSum(u64);
+pub(crate) struct OnesComplementSum(u64);
 
 impl OnesComplementSum {
     /// Add `bytes` to the sum.

@@ -6,7 +6,7 @@
 //! one.
 //!
 //! Everything here is a thin adapter; what to add or remove is decided by
-//! the modes' pure code ([`missing`], [`unwanted`] are the set arithmetic
+//! the modes' pure code ([`missing`], `unwanted` are the set arithmetic
 //! they share).
 
 use std::net::{IpAddr, Ipv6Addr};
@@ -215,7 +215,7 @@ impl Net {
 ///
 /// # Errors
 /// When the multicast socket cannot be opened.
-pub fn watch() -> std::io::Result<impl Stream<Item = Event>> {
+pub(crate) fn watch() -> std::io::Result<impl Stream<Item = Event>> {
     let (connection, _, messages) = rtnetlink::new_multicast_connection(&[
         MulticastGroup::Ipv4Ifaddr,
         MulticastGroup::Ipv6Ifaddr,
@@ -286,7 +286,7 @@ pub fn missing<'a>(
 }
 
 /// The addresses of `ours` (what this agent added) no longer in `wanted`.
-pub fn unwanted<'a>(
+pub(crate) fn unwanted<'a>(
     ours: &'a [Address],
     wanted: &[Address],
 ) -> Vec<&'a Address> {

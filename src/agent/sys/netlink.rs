@@ -8,24 +8,24 @@
 //! nothing here panics on what the kernel sends.
 
 /// `sizeof(struct nlmsghdr)` (`linux/netlink.h`).
-pub const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
 /// `GENL_HDRLEN` (`linux/genetlink.h`).
-pub const GENL_HDRLEN: usize = 4;
+pub(crate) const GENL_HDRLEN: usize = 4;
 /// `NLA_HDRLEN` (`linux/netlink.h`).
-pub const NLA_HDRLEN: usize = 4;
+pub(crate) const NLA_HDRLEN: usize = 4;
 
 /// `NLM_F_REQUEST`: every message to the kernel carries it.
-pub const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 /// `NLM_F_ACK`: ask for an `NLMSG_ERROR` (0 = success) after a change.
-pub const NLM_F_ACK: u16 = 0x4;
+pub(crate) const NLM_F_ACK: u16 = 0x4;
 /// `NLM_F_DUMP` (`NLM_F_ROOT | NLM_F_MATCH`): list everything.
-pub const NLM_F_DUMP: u16 = 0x300;
+pub(crate) const NLM_F_DUMP: u16 = 0x300;
 /// `NLMSG_ERROR`: an error code (0 is an acknowledgement).
-pub const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_ERROR: u16 = 2;
 /// `NLMSG_DONE`: the end of a dump.
-pub const NLMSG_DONE: u16 = 3;
+pub(crate) const NLMSG_DONE: u16 = 3;
 /// `NLA_F_NESTED` (`linux/netlink.h`): marks a nested attribute.
-pub const NLA_F_NESTED: u16 = 0x8000;
+pub(crate) const NLA_F_NESTED: u16 = 0x8000;
 /// The attribute type without `NLA_F_NESTED` and `NLA_F_NET_BYTEORDER`.
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -100,7 +100,7 @@ pub fn messages(mut buf: &[u8]) -> Result<Vec<Message<'_>>, DecodeError> {
 ///
 /// # Errors
 /// A payload shorter than the code.
-pub fn error_code(payload: &[u8]) -> Result<i32, DecodeError> {
+pub(crate) fn error_code(payload: &[u8]) -> Result<i32, DecodeError> {
     need("netlink error", payload, 4)?;
     Ok(i32::from_ne_bytes(payload[0..4].try_into().unwrap()))
 }
@@ -140,7 +140,9 @@ pub fn put(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
 ///
 /// # Errors
 /// An attribute whose length runs past `buf`.
-pub fn attributes(mut buf: &[u8]) -> Result<Vec<(u16, &[u8])>, DecodeError> {
+pub(crate) fn attributes(
+    mut buf: &[u8],
+) -> Result<Vec<(u16, &[u8])>, DecodeError> {
     let mut out = Vec::new();
     while buf.len() >= NLA_HDRLEN {
         let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
@@ -164,7 +166,7 @@ pub fn find<'a>(attrs: &[(u16, &'a [u8])], ty: u16) -> Option<&'a [u8]> {
 }
 
 /// Netlink's 4-byte alignment of messages and attributes.
-pub const fn align(len: usize) -> usize {
+pub(crate) const fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 

@@ -25,11 +25,11 @@
 use std::net::Ipv4Addr;
 
 /// An Ethernet MAC address.
-pub type MacAddr = [u8; 6];
+pub(crate) type MacAddr = [u8; 6];
 
 /// Length of the frame: 14 bytes of Ethernet header and 28 of ARP. The
 /// NIC pads it to the 60-byte minimum; keepalived does not pad either.
-pub const FRAME_LEN: usize = ETH_HEADER_LEN + ARP_LEN;
+pub(crate) const FRAME_LEN: usize = ETH_HEADER_LEN + ARP_LEN;
 
 const BROADCAST: MacAddr = [0xff; 6];
 const ETH_HEADER_LEN: usize = 14;

@@ -25,9 +25,9 @@ use super::packet::{Advert, Version};
 
 /// Priority of the address owner, which becomes master at once (RFC 5798
 /// §5.2.4, §6.4.1).
-pub const PRIORITY_OWNER: u8 = 255;
+pub(crate) const PRIORITY_OWNER: u8 = 255;
 /// Priority a master sends when it leaves (RFC 5798 §5.2.4).
-pub const PRIORITY_LEAVING: u8 = 0;
+pub(crate) const PRIORITY_LEAVING: u8 = 0;
 
 /// The longest v3 interval, 4095 cs (a 12-bit field).
 const MAX_V3_INTERVAL: Duration = Duration::from_millis(40_950);
@@ -501,7 +501,7 @@ fn transition(from: State, to: State) -> Action {
 }
 
 /// The word keepalived uses for a state, in notify hooks and the status.
-pub fn state_name(s: State) -> &'static str {
+pub(crate) fn state_name(s: State) -> &'static str {
     match s {
         State::Initialize => "STOP",
         State::Backup => "BACKUP",

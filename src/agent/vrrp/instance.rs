@@ -45,10 +45,10 @@ use crate::agent::vrrp::socket::{
 /// per VIP sent at once on becoming master, and again after
 /// [`GARP_MASTER_DELAY`]: keepalived's `garp_master_repeat` default, which
 /// it applies to both.
-pub const GARP_MASTER_REPEAT: usize = 5;
+pub(crate) const GARP_MASTER_REPEAT: usize = 5;
 /// When the second burst of announcements goes out, for switches that
 /// missed the first: keepalived's `garp_master_delay` default.
-pub const GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
+pub(crate) const GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
 
 /// Per-instance counters (RFC 6527's spirit), in the status report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -114,7 +114,7 @@ impl Counters {
 pub struct StateChange {
     /// The instance.
     pub instance: String,
-    /// `MASTER`, `BACKUP`, … ([`state_name`]).
+    /// `MASTER`, `BACKUP`, … (`state_name`).
     pub state: &'static str,
     /// Our priority in it.
     pub priority: u8,

@@ -3,7 +3,7 @@
 //! An IPv6 raw socket hands over the VRRP message without its IPv6 header;
 //! the fields VRRP needs from that header come as ancillary data
 //! (`IPV6_HOPLIMIT`, `IPV6_PKTINFO`) and the sender's address from
-//! `recvmsg`. The socket adapter collects them into [`Ipv6Meta`]; this
+//! `recvmsg`. The socket adapter collects them into `Ipv6Meta`; this
 //! module checks the hop limit and decodes, without any socket.
 
 use std::net::Ipv6Addr;
@@ -16,7 +16,7 @@ const VRRP_OFF_VRID: usize = 1;
 
 /// What the kernel tells about a received IPv6 packet besides its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv6Meta {
+pub(crate) struct Ipv6Meta {
     /// Source (the sender's link-local address): the election tie-breaker.
     pub src: Ipv6Addr,
     /// Destination (`IPV6_PKTINFO`): ff02::12 or our own address; the
@@ -45,7 +45,7 @@ impl Ipv6Meta {
 /// # Errors
 ///
 /// Any [`DecodeError`] but [`DecodeError::AuthMismatch`].
-pub fn decode_ipv6_message(
+pub(crate) fn decode_ipv6_message(
     meta: &Ipv6Meta,
     msg: &[u8],
     check_hop_limit: bool,

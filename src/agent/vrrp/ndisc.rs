@@ -32,10 +32,11 @@ use super::packet::TTL;
 use crate::agent::sys::checksum::OnesComplementSum;
 
 /// Length of the frame: Ethernet, IPv6 header, NA and one option.
-pub const FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + ICMP_LEN;
+pub(crate) const FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + ICMP_LEN;
 
 /// The all-nodes group (RFC 4291 §2.7.1), where unsolicited adverts go.
-pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+pub(crate) const ALL_NODES: Ipv6Addr =
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 const ETH_HEADER_LEN: usize = 14;
 const ETHERTYPE_IPV6: u16 = 0x86dd;

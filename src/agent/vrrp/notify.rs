@@ -9,7 +9,7 @@ use crate::inventory::NotifyHooks;
 
 /// The arguments a notify hook gets, as keepalived's `notify` script
 /// does: `INSTANCE NAME STATE PRIORITY`.
-pub fn notify_args(name: &str, to: State, priority: u8) -> [String; 4] {
+pub(crate) fn notify_args(name: &str, to: State, priority: u8) -> [String; 4] {
     [
         "INSTANCE".into(),
         name.into(),
@@ -19,7 +19,7 @@ pub fn notify_args(name: &str, to: State, priority: u8) -> [String; 4] {
 }
 
 /// The hooks to run on entering `to`: the state's own, then `any`.
-pub fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
+pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
     let own = match to {
         State::Master => hooks.master.as_deref(),
         State::Backup => hooks.backup.as_deref(),

@@ -16,7 +16,7 @@ use crate::agent::vrrp::socket::Datagram;
 
 /// What a received packet is to the instance whose VRID is `vrid`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Received {
+pub(crate) enum Received {
     /// A valid advert: feed it to the state machine.
     Advert(Event),
     /// A packet for us that was refused: count it; the state machine is
@@ -30,7 +30,7 @@ pub enum Received {
 /// VRID, authentication, in RFC 5798 §7.1's order. With unicast `peers`,
 /// only their adverts count, and an IPv6 advert's hop limit is not checked
 /// (see [`decode_ipv6_message`]). Pure.
-pub fn classify(
+pub(crate) fn classify(
     packet: Datagram<'_>,
     vrid: u8,
     local: IpAddr,

@@ -246,7 +246,7 @@ fn vips(index: u32, c: &VrrpConfig) -> Vec<Address> {
 /// The lowest unicast link-local address among `ipv6`, so every start
 /// picks the same one should there be several: what VRRP over IPv6
 /// multicasts from (RFC 5798 §5.1.2.1).
-pub fn link_local(ipv6: &[Ipv6Addr]) -> Option<Ipv6Addr> {
+pub(crate) fn link_local(ipv6: &[Ipv6Addr]) -> Option<Ipv6Addr> {
     ipv6.iter().copied().filter(Ipv6Addr::is_unicast_link_local).min()
 }
 

@@ -40,7 +40,7 @@ pub enum Destinations {
 
 impl Destinations {
     /// The VRRP group of `local`'s family.
-    pub fn multicast_for(local: IpAddr) -> Self {
+    pub(crate) fn multicast_for(local: IpAddr) -> Self {
         Self::Multicast(match local {
             IpAddr::V4(_) => IpAddr::V4(MULTICAST_V4),
             IpAddr::V6(_) => IpAddr::V6(MULTICAST_V6),
@@ -59,7 +59,7 @@ impl Destinations {
 /// One packet from the advert socket, as its family's raw socket delivers
 /// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Datagram<'a> {
+pub(crate) enum Datagram<'a> {
     /// IPv4: the whole packet, outer header included
     /// ([`super::ipv4::decode_ipv4_packet`] takes it apart).
     V4(&'a [u8]),
@@ -77,7 +77,7 @@ pub enum Datagram<'a> {
 /// by type); IPv6 reads go through `recvmsg` inside the socket's readiness
 /// (`async_io`) for the ancillary data.
 #[derive(Debug)]
-pub struct AdvertSocket {
+pub(crate) struct AdvertSocket {
     socket: UdpSocket,
     /// The interface's index: the scope of link-local destinations.
     index: u32,
@@ -230,7 +230,7 @@ fn recv_v6(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Ipv6Meta)> {
 /// gratuitous ARP for IPv4, unsolicited Neighbour Advertisements for IPv6.
 /// Protocol 0: it receives nothing, so it costs nothing while idle.
 #[derive(Debug)]
-pub struct AnnounceSocket {
+pub(crate) struct AnnounceSocket {
     fd: OwnedFd,
     mac: MacAddr,
 }
@@ -262,7 +262,7 @@ impl AnnounceSocket {
     ///
     /// # Errors
     /// The socket's.
-    pub fn announce(&self, vip: IpAddr) -> io::Result<()> {
+    pub(crate) fn announce(&self, vip: IpAddr) -> io::Result<()> {
         match vip {
             IpAddr::V4(v) => self.send(&arp::gratuitous_arp(self.mac, v)),
             IpAddr::V6(v) => self.send(&ndisc::unsolicited_advert(self.mac, v)),

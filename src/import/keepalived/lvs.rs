@@ -24,10 +24,10 @@ use crate::inventory::{
 const KEEPALIVED_RISE: u32 = 1;
 
 /// `virtual_server_group` members by group name: VIP, port, line.
-pub type Groups = HashMap<String, Vec<(IpAddr, Port, Pos)>>;
+pub(crate) type Groups = HashMap<String, Vec<(IpAddr, Port, Pos)>>;
 
 /// Read every `virtual_server_group` of the top level.
-pub fn groups(nodes: &[Node], r: &mut Reader<'_>) -> Groups {
+pub(crate) fn groups(nodes: &[Node], r: &mut Reader<'_>) -> Groups {
     let mut groups = Groups::new();
     for block in nodes.iter().filter(|n| n.keyword == "virtual_server_group") {
         let Some(name) = block.args.first() else {
@@ -81,7 +81,7 @@ fn port(s: &str) -> Option<Port> {
 
 /// Read a `virtual_server` block: one service, or one per group member;
 /// none when lbdeploy cannot represent it (said as a warning).
-pub fn virtual_server(
+pub(crate) fn virtual_server(
     block: &Node,
     groups: &Groups,
     r: &mut Reader<'_>,

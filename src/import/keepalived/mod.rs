@@ -18,7 +18,7 @@ mod vrrp;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use value::{Fields, Spanned};
+pub(crate) use value::{Fields, Spanned};
 pub use vrrp::{Instance, Own};
 
 use super::diag::{Pos, Report};
@@ -28,7 +28,7 @@ use value::Reader;
 
 /// One director's configuration, as far as lbdeploy can represent it.
 #[derive(Debug, Clone)]
-pub struct Conf {
+pub(crate) struct Conf {
     /// The file as the user named it.
     pub file: Arc<Path>,
     /// `router_id` (or `lvs_id`), the host's name in keepalived.
@@ -48,7 +48,7 @@ pub fn read(path: &Path, report: &mut Report) -> Conf {
 }
 
 /// Read configuration text that has no file (`name` is for messages).
-pub fn read_str(name: &Path, text: &str, report: &mut Report) -> Conf {
+pub(crate) fn read_str(name: &Path, text: &str, report: &mut Report) -> Conf {
     let nodes = parser::parse_str(name, text, &Keepalived, report);
     interpret(name, &nodes, report)
 }

@@ -14,7 +14,7 @@ use crate::inventory::{Bounded, Duration};
 /// in the inventory (`advert_int`, `real_servers.10.0.0.1:80.weight`); the
 /// merge uses it to point at both files when the directors disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fields {
+pub(crate) struct Fields {
     /// The block the section comes from.
     pub block: Pos,
     map: BTreeMap<String, Pos>,
@@ -49,7 +49,7 @@ impl Fields {
 
 /// A value with the line it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spanned<T> {
+pub(crate) struct Spanned<T> {
     /// The value.
     pub value: T,
     /// Where it was written.
@@ -64,7 +64,7 @@ impl<T> Spanned<T> {
 }
 
 /// Reads values and reports problems, naming the enclosing block.
-pub struct Reader<'r> {
+pub(crate) struct Reader<'r> {
     /// Where problems go.
     pub report: &'r mut Report,
 }
@@ -77,7 +77,7 @@ impl Reader<'_> {
     }
 
     /// A warning about `node` inside `block`.
-    pub fn warn(&mut self, node: &Node, block: &Node, message: &str) {
+    pub(crate) fn warn(&mut self, node: &Node, block: &Node, message: &str) {
         let scope = scope(node, block);
         self.report.warn(Some(&node.pos), format!("{scope}{message}"));
     }
@@ -174,7 +174,7 @@ impl Reader<'_> {
     }
 
     /// A keyword lbdeploy has no place for: say so, and what follows.
-    pub fn not_carried(&mut self, node: &Node, block: &Node) {
+    pub(crate) fn not_carried(&mut self, node: &Node, block: &Node) {
         let m = match consequence(&node.keyword) {
             Some(what) => {
                 format!("`{}` is not carried over: {what}", node.keyword)

@@ -34,23 +34,23 @@ use crate::agent::sys::netlink::{
 };
 
 /// `GENL_ID_CTRL` (`linux/genetlink.h`): the controller's fixed family id.
-pub const GENL_ID_CTRL: u16 = 0x10;
+pub(crate) const GENL_ID_CTRL: u16 = 0x10;
 /// `CTRL_CMD_GETFAMILY`.
-pub const CTRL_CMD_GETFAMILY: u8 = 3;
+pub(crate) const CTRL_CMD_GETFAMILY: u8 = 3;
 /// `CTRL_ATTR_FAMILY_ID` (u16).
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
 /// `CTRL_ATTR_FAMILY_NAME` (NUL-terminated string).
 const CTRL_ATTR_FAMILY_NAME: u16 = 2;
 
 /// `IPVS_GENL_NAME` (`linux/ip_vs.h`).
-pub const IPVS_GENL_NAME: &str = "IPVS";
+pub(crate) const IPVS_GENL_NAME: &str = "IPVS";
 /// `IPVS_GENL_VERSION`.
-pub const IPVS_GENL_VERSION: u8 = 1;
+pub(crate) const IPVS_GENL_VERSION: u8 = 1;
 
 /// IPVS commands (`enum { IPVS_CMD_UNSPEC = 0, ... }` in `linux/ip_vs.h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Cmd {
+pub(crate) enum Cmd {
     /// `IPVS_CMD_NEW_SERVICE` (also the command of every dumped service).
     NewService = 1,
     /// `IPVS_CMD_SET_SERVICE`.
@@ -95,7 +95,7 @@ const DEST_ATTR_ADDR_FAMILY: u16 = 11; // u16, since Linux 4.x
 
 /// `IP_VS_SVC_F_HASHED`: set by the kernel on every installed service; not
 /// a setting, so decoding clears it.
-pub const IP_VS_SVC_F_HASHED: u32 = 0x2;
+pub(crate) const IP_VS_SVC_F_HASHED: u32 = 0x2;
 /// `IP_VS_CONN_F_FWD_MASK`.
 const IP_VS_CONN_F_FWD_MASK: u32 = 0x7;
 /// `IP_VS_SCHEDNAME_MAXLEN`, including the NUL.
@@ -106,7 +106,7 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
 /// The attributes of `CTRL_CMD_GETFAMILY` for `name`.
-pub fn get_family(name: &str) -> Vec<u8> {
+pub(crate) fn get_family(name: &str) -> Vec<u8> {
     let mut buf = Vec::new();
     put(&mut buf, CTRL_ATTR_FAMILY_NAME, &cstring(name));
     buf
@@ -116,7 +116,7 @@ pub fn get_family(name: &str) -> Vec<u8> {
 ///
 /// # Errors
 /// No `CTRL_ATTR_FAMILY_ID`, or a bad one.
-pub fn family_id(genl: &[u8]) -> Result<u16, DecodeError> {
+pub(crate) fn family_id(genl: &[u8]) -> Result<u16, DecodeError> {
     let attrs = attributes(skip_genl(genl)?)?;
     let id = find(&attrs, CTRL_ATTR_FAMILY_ID)
         .ok_or(DecodeError::Missing("CTRL_ATTR_FAMILY_ID"))?;
@@ -158,7 +158,7 @@ pub fn service(key: &ServiceKey, settings: Option<&Settings>) -> Vec<u8> {
 /// address family) when `dest` is `None` (deletion), and forwarding
 /// method, weight and both thresholds — all required of NEW/SET_DEST —
 /// otherwise.
-pub fn dest(key: &DestKey, dest: Option<&Dest>) -> Vec<u8> {
+pub(crate) fn dest(key: &DestKey, dest: Option<&Dest>) -> Vec<u8> {
     let mut inner = Vec::new();
     put(&mut inner, DEST_ATTR_ADDR, &inet_addr(key.addr));
     put(&mut inner, DEST_ATTR_PORT, &key.port.to_be_bytes());
@@ -183,7 +183,7 @@ pub fn dest(key: &DestKey, dest: Option<&Dest>) -> Vec<u8> {
 ///
 /// # Errors
 /// A missing or malformed attribute.
-pub fn decode_service(
+pub(crate) fn decode_service(
     genl: &[u8],
 ) -> Result<(ServiceKey, Settings), DecodeError> {
     let top = attributes(skip_genl(genl)?)?;
@@ -239,7 +239,7 @@ pub fn decode_service(
 ///
 /// # Errors
 /// A missing or malformed attribute.
-pub fn decode_dest(
+pub(crate) fn decode_dest(
     genl: &[u8],
     service_v6: bool,
 ) -> Result<(DestKey, Dest), DecodeError> {

@@ -54,7 +54,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use self::client::{Error, Ipvs};
-pub use self::plane::Plane;
+pub(crate) use self::plane::Plane;
 pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile};
 use crate::inventory::Protocol;
 use crate::inventory::agent::{
@@ -62,7 +62,7 @@ use crate::inventory::agent::{
 };
 
 /// `IP_VS_SVC_F_PERSISTENT` (`linux/ip_vs.h`).
-pub const IP_VS_SVC_F_PERSISTENT: u32 = 0x1;
+pub(crate) const IP_VS_SVC_F_PERSISTENT: u32 = 0x1;
 
 /// A virtual service's identity in the kernel: what `ipvsadm -t/-u/-f`
 /// names, and what every later command about it must repeat.
@@ -102,7 +102,7 @@ pub enum ServiceKey {
 
 impl ServiceKey {
     /// Whether the service is IPv6 (its `IPVS_SVC_ATTR_AF`).
-    pub fn is_ipv6(&self) -> bool {
+    pub(crate) fn is_ipv6(&self) -> bool {
         match self {
             ServiceKey::Addr { addr, .. } => addr.is_ipv6(),
             ServiceKey::Fwmark { v6, .. } => *v6,
@@ -162,7 +162,7 @@ impl Proto {
     }
 
     /// The protocol with IP protocol number `n`.
-    pub fn from_number(n: u16) -> Self {
+    pub(crate) fn from_number(n: u16) -> Self {
         match n {
             6 => Proto::Tcp,
             17 => Proto::Udp,
@@ -266,7 +266,7 @@ impl Forward {
     }
 
     /// The method of an `IPVS_DEST_ATTR_FWD_METHOD` value.
-    pub fn from_bits(bits: u32) -> Self {
+    pub(crate) fn from_bits(bits: u32) -> Self {
         match bits {
             0 => Forward::Masq,
             1 => Forward::Local,
@@ -300,7 +300,7 @@ pub struct Entry {
 }
 
 /// A whole IPVS table, ordered so that dumps and plans are deterministic.
-pub type Table = BTreeMap<ServiceKey, Entry>;
+pub(crate) type Table = BTreeMap<ServiceKey, Entry>;
 
 /// The table `config` asks for. `up` says whether a real server passes its
 /// health checks: one that does not is left out, or kept with weight 0
@@ -384,13 +384,13 @@ fn scheduler_name(svc: &ServiceConfig) -> String {
 /// `RUN_DIR/ipvs-owned.json`. It lives under `/run` on purpose: that is
 /// emptied at boot, exactly when the kernel's IPVS table is, so the record
 /// never outlives what it describes.
-pub fn owned_path(run_dir: &Path) -> PathBuf {
+pub(crate) fn owned_path(run_dir: &Path) -> PathBuf {
     run_dir.join("ipvs-owned.json")
 }
 
 /// One reconcile, as the director worker runs it: dump the kernel's table,
 /// compute the [`Plan`] against `desired` and the record at `record` (see
-/// [`owned_path`]), apply it, and record `desired` as lbdeploy's. Before
+/// `owned_path`), apply it, and record `desired` as lbdeploy's. Before
 /// applying, the record is widened to old ∪ new, so a failure half-way
 /// still lets the next run remove what this one created. Returns the plan
 /// (for the log: its operations and what was left alone).

@@ -14,14 +14,14 @@ use crate::inventory::agent::DirectorConfig;
 /// The IPVS back end. Holds nothing between syncs: each opens its netlink
 /// socket, reads the kernel's table and changes only what differs.
 #[derive(Debug, Default)]
-pub struct Plane;
+pub(crate) struct Plane;
 
 impl Plane {
     /// Whether the kernel has IPVS: `dataplane: auto`'s test.
     ///
     /// # Errors
     /// When asking failed for another reason than IPVS's absence.
-    pub async fn available() -> anyhow::Result<bool> {
+    pub(crate) async fn available() -> anyhow::Result<bool> {
         let probe = tokio::task::spawn_blocking(|| match Ipvs::connect() {
             Ok(_) => Ok(true),
             Err(client::Error::NoIpvs) => Ok(false),

@@ -10,7 +10,7 @@
 //!   adopted);
 //! * a service **not** desired is deleted only if it is in [`Owned`] —
 //!   what lbdeploy installed before, kept in a state file under
-//!   `/run/lbdeploy` (see [`super::owned_path`]) and in the worker's
+//!   `/run/lbdeploy` (see `super::owned_path`) and in the worker's
 //!   memory. Anything else (added with `ipvsadm`, by another daemon) is left
 //!   alone and reported as [`Foreign`];
 //! * likewise a destination is deleted only when lbdeploy installed it;
@@ -144,7 +144,7 @@ impl Owned {
     ///
     /// # Errors
     /// Any I/O error, with the path.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)?;
         crate::util::files::write_atomic(path, text.as_bytes(), 0o644)
     }

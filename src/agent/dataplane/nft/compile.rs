@@ -49,7 +49,7 @@ impl Compiled {
 
     /// The chains the ingress chain jumps to: those of the instances
     /// forwarded now.
-    pub fn jumps(&self) -> Vec<String> {
+    pub(crate) fn jumps(&self) -> Vec<String> {
         self.instances()
             .iter()
             .enumerate()
@@ -100,7 +100,7 @@ impl Forwarded {
 
     /// Whether the nft rule of `self` and `other` is the same: everything
     /// but the real servers.
-    pub fn same_rule(&self, other: &Forwarded) -> bool {
+    pub(crate) fn same_rule(&self, other: &Forwarded) -> bool {
         let (a, b) = (&self.service, &other.service);
         (a.vip, a.port, a.proto, a.persistent, &a.instance)
             == (b.vip, b.port, b.proto, b.persistent, &b.instance)
@@ -132,7 +132,7 @@ pub fn compile(rules: Ruleset, previous: Option<&Compiled>) -> Compiled {
 }
 
 /// The name of service `i`'s map.
-pub fn map_name(i: usize) -> String {
+pub(crate) fn map_name(i: usize) -> String {
     format!("s{i}")
 }
 
@@ -218,7 +218,7 @@ fn rule(table: &Compiled, i: usize) -> String {
 /// `b : mac, …` for the given buckets of `f`, which must have a table.
 /// Each MAC is formatted once, not once per bucket: this loop writes four
 /// million elements for 1,000 services.
-pub fn write_elements(
+pub(crate) fn write_elements(
     out: &mut String,
     f: &Forwarded,
     buckets: impl IntoIterator<Item = usize>,

@@ -107,7 +107,7 @@ fn write_changes(out: &mut String, i: usize, old: &Forwarded, new: &Forwarded) {
 
 /// The transaction that puts map `i` of `desired` back whole, whatever
 /// its elements are now: for a map found edited by hand.
-pub fn refill(desired: &Compiled, i: usize) -> String {
+pub(crate) fn refill(desired: &Compiled, i: usize) -> String {
     let mut out = format!("flush map netdev {TABLE} {}\n", map_name(i));
     let f = &desired.services[i];
     if f.mac(0).is_some() {

@@ -49,11 +49,11 @@ use std::net::IpAddr;
 use super::buckets::Backend;
 pub use compile::{Compiled, compile, render};
 pub use installer::Installer;
-pub use plane::Plane;
+pub(crate) use plane::Plane;
 pub use ruleset::{Unsupported, ruleset};
 
 /// The table's name; lbdeploy owns it and nothing else.
-pub const TABLE: &str = "lbdeploy";
+pub(crate) const TABLE: &str = "lbdeploy";
 
 /// A MAC address, `02:00:00:00:00:01`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -21,7 +21,7 @@ use crate::inventory::agent::DirectorConfig;
 /// The nftables back end: the table installed, and what the next sync
 /// must also do.
 #[derive(Debug, Default)]
-pub struct Plane {
+pub(crate) struct Plane {
     /// The nftables table installed, kept to change only what changes.
     installer: Installer,
     /// Whether the next sync also checks the kernel's table.

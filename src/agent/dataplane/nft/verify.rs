@@ -13,7 +13,7 @@
 //!    it. Any difference — table deleted, rule or map removed or edited —
 //!    and the whole table is loaded again, within the same check.
 //! 3. The structure is intact: the elements are compared map by map,
-//!    [`SWEEP_MAPS`] maps per check, by a sweep that [`Watch`] keeps track
+//!    `SWEEP_MAPS` maps per check, by a sweep that [`Watch`] keeps track
 //!    of; a map found edited is refilled. The table is trusted again once
 //!    a whole sweep has passed without anyone else committing anything.
 //!
@@ -30,7 +30,7 @@ use crate::agent::dataplane::buckets::BUCKETS;
 
 /// Maps whose elements one check compares (one `nft` process each, some
 /// 40 ms for 4,093 elements).
-pub const SWEEP_MAPS: usize = 8;
+pub(crate) const SWEEP_MAPS: usize = 8;
 
 /// What is known of the kernel's table between checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl Watch {
     /// moved by exactly one was nobody else's transaction in between; a
     /// whole table then is ours whatever was there, a change of elements
     /// only if the table was ours before.
-    pub fn committed(
+    pub(crate) fn committed(
         &mut self,
         before: Option<u32>,
         after: Option<u32>,
@@ -86,13 +86,13 @@ impl Watch {
     }
 
     /// Whether the table is known to be ours at generation `now`.
-    pub fn trusted(&self, now: u32) -> bool {
+    pub(crate) fn trusted(&self, now: u32) -> bool {
         self.trusted == Some(now)
     }
 
     /// The maps (of `maps`) to compare in this check, at generation `now`;
     /// starts a sweep when none is under way.
-    pub fn next_maps(&mut self, now: u32, maps: usize) -> Range<usize> {
+    pub(crate) fn next_maps(&mut self, now: u32, maps: usize) -> Range<usize> {
         let s = self.sweep.get_or_insert(Sweep { next: 0, since: now });
         let start = s.next.min(maps);
         start..(start + SWEEP_MAPS).min(maps)
@@ -102,7 +102,7 @@ impl Watch {
     /// they differed); the generation is now `now`. The sweep ends at the
     /// last map: the table is trusted if nobody else committed anything
     /// since the sweep began, or another sweep begins.
-    pub fn swept(&mut self, done: Range<usize>, maps: usize, now: u32) {
+    pub(crate) fn swept(&mut self, done: Range<usize>, maps: usize, now: u32) {
         let Some(s) = &mut self.sweep else { return };
         s.next = done.end;
         if s.next < maps {
@@ -118,7 +118,7 @@ impl Watch {
 
 /// Our table's block in a terse listing of the ruleset (`nft -t list
 /// ruleset`); `None` when there is no such table.
-pub fn our_table(ruleset: &str) -> Option<String> {
+pub(crate) fn our_table(ruleset: &str) -> Option<String> {
     let header = format!("table netdev {TABLE} {{");
     let mut lines = ruleset.lines().skip_while(|l| *l != header);
     let first = lines.next()?;
