@@ -24,24 +24,20 @@
 
 use std::net::Ipv4Addr;
 
-/// An Ethernet MAC address.
-pub(crate) type MacAddr = [u8; 6];
+pub(crate) use super::ethernet::MacAddr;
+use super::ethernet::{HEADER_LEN as ETH_HEADER_LEN, put_header};
 
 /// Length of the frame: 14 bytes of Ethernet header and 28 of ARP. The
 /// NIC pads it to the 60-byte minimum; keepalived does not pad either.
 pub(crate) const FRAME_LEN: usize = ETH_HEADER_LEN + ARP_LEN;
 
 const BROADCAST: MacAddr = [0xff; 6];
-const ETH_HEADER_LEN: usize = 14;
 const ETHERTYPE_ARP: u16 = 0x0806;
 const ARP_LEN: usize = 28;
 const ARP_HTYPE_ETHERNET: u16 = 1;
 const ARP_PTYPE_IPV4: u16 = 0x0800;
 const ARP_OP_REQUEST: u16 = 1;
 
-const OFF_ETH_DST: usize = 0;
-const OFF_ETH_SRC: usize = 6;
-const OFF_ETHERTYPE: usize = 12;
 const OFF_HTYPE: usize = ETH_HEADER_LEN;
 const OFF_PTYPE: usize = OFF_HTYPE + 2;
 const OFF_HLEN: usize = OFF_PTYPE + 2;
@@ -56,12 +52,10 @@ const OFF_TPA: usize = OFF_THA + 6;
 /// sender and target protocol address are both the VIP.
 pub fn gratuitous_arp(mac: MacAddr, vip: Ipv4Addr) -> [u8; FRAME_LEN] {
     let mut frame = [0; FRAME_LEN];
+    put_header(&mut frame, BROADCAST, mac, ETHERTYPE_ARP);
     let mut put = |off: usize, bytes: &[u8]| {
         frame[off..off + bytes.len()].copy_from_slice(bytes);
     };
-    put(OFF_ETH_DST, &BROADCAST);
-    put(OFF_ETH_SRC, &mac);
-    put(OFF_ETHERTYPE, &ETHERTYPE_ARP.to_be_bytes());
     put(OFF_HTYPE, &ARP_HTYPE_ETHERNET.to_be_bytes());
     put(OFF_PTYPE, &ARP_PTYPE_IPV4.to_be_bytes());
     put(OFF_HLEN, &[6]);

@@ -350,10 +350,9 @@ impl Instance {
         priority: u8,
         max_adver_int: Duration,
     ) -> Vec<Action> {
-        if !self.interval_acceptable(max_adver_int) {
+        if !self.accept(max_adver_int) {
             return Vec::new();
         }
-        self.stats.adverts_received += 1;
         let ours = self.config.priority;
         let version = self.config.version;
         let at = if priority == PRIORITY_LEAVING {
@@ -414,10 +413,9 @@ impl Instance {
         priority: u8,
         max_adver_int: Duration,
     ) -> Vec<Action> {
-        if !self.interval_acceptable(max_adver_int) {
+        if !self.accept(max_adver_int) {
             return Vec::new();
         }
-        self.stats.adverts_received += 1;
         let ours = self.config.priority;
         if priority == PRIORITY_LEAVING {
             let next = now.saturating_add(self.config.adver_interval);
@@ -452,6 +450,17 @@ impl Instance {
             self.arm(Timer::Adver(next)),
             transition(from, State::Master),
         ]
+    }
+
+    /// Whether an advert is processed at all (its interval is
+    /// acceptable, [`Self::interval_acceptable`]); those that are are
+    /// counted.
+    fn accept(&mut self, max_adver_int: Duration) -> bool {
+        let ok = self.interval_acceptable(max_adver_int);
+        if ok {
+            self.stats.adverts_received += 1;
+        }
+        ok
     }
 
     /// RFC 3768 §7.1: a v2 advert must carry our interval, else it is

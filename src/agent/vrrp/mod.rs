@@ -11,8 +11,7 @@
 //!   destination, hop limit), and the hop-limit check.
 //! * [`arp`]: the gratuitous ARP frame a new master broadcasts for an IPv4
 //!   VIP; [`ndisc`]: the unsolicited Neighbour Advertisement for an IPv6
-//!   one.
-//!   Both carry the Internet checksum of [`crate::agent::sys::checksum`].
+//!   one. Both start with the header of `ethernet`; both carry the Internet checksum of [`crate::agent::sys::checksum`].
 //! * [`fsm`]: the RFC 5798 §6 state machine. It takes `(now, event)` and
 //!   returns actions (send an advert, add the VIPs, arm a timer at a
 //!   deadline); it owns no socket, no task and no clock.
@@ -44,6 +43,7 @@
 
 pub mod arp;
 pub mod error;
+mod ethernet;
 pub mod fsm;
 pub mod instance;
 pub mod ipv4;

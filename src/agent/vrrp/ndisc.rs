@@ -27,7 +27,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::arp::MacAddr;
+use super::ethernet::{HEADER_LEN as ETH_HEADER_LEN, MacAddr, put_header};
 use super::packet::TTL;
 use crate::agent::sys::checksum::OnesComplementSum;
 
@@ -38,7 +38,6 @@ pub(crate) const FRAME_LEN: usize = ETH_HEADER_LEN + IPV6_HEADER_LEN + ICMP_LEN;
 pub(crate) const ALL_NODES: Ipv6Addr =
     Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
-const ETH_HEADER_LEN: usize = 14;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const IPV6_HEADER_LEN: usize = 40;
 /// The first word of the IPv6 header: version 6, traffic class and flow
@@ -55,9 +54,6 @@ const ICMP_TYPE_NA: u8 = 136;
 const NA_FLAGS: u32 = 1 << 29;
 const OPTION_TARGET_LL_ADDR: u8 = 2;
 
-const OFF_ETH_DST: usize = 0;
-const OFF_ETH_SRC: usize = 6;
-const OFF_ETHERTYPE: usize = 12;
 const OFF_IP: usize = ETH_HEADER_LEN;
 const OFF_IP_PAYLOAD_LEN: usize = OFF_IP + 4;
 const OFF_IP_NEXT_HEADER: usize = OFF_IP + 6;
@@ -82,12 +78,10 @@ fn multicast_mac(group: Ipv6Addr) -> MacAddr {
 /// require, RFC 4861 §7.1.2).
 pub fn unsolicited_advert(mac: MacAddr, vip: Ipv6Addr) -> [u8; FRAME_LEN] {
     let mut frame = [0; FRAME_LEN];
+    put_header(&mut frame, multicast_mac(ALL_NODES), mac, ETHERTYPE_IPV6);
     let mut put = |off: usize, bytes: &[u8]| {
         frame[off..off + bytes.len()].copy_from_slice(bytes);
     };
-    put(OFF_ETH_DST, &multicast_mac(ALL_NODES));
-    put(OFF_ETH_SRC, &mac);
-    put(OFF_ETHERTYPE, &ETHERTYPE_IPV6.to_be_bytes());
     put(OFF_IP, &IPV6_VERSION_WORD.to_be_bytes());
     put(OFF_IP_PAYLOAD_LEN, &(ICMP_LEN as u16).to_be_bytes());
     put(OFF_IP_NEXT_HEADER, &[NEXT_HEADER_ICMPV6]);

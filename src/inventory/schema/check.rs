@@ -6,6 +6,11 @@
 //! its options struct here (with its `timing`), its rules in `validate`
 //! and its probe in `agent::check`. The agent dispatches on [`Check`]
 //! itself; there is no second list of kinds to keep in step.
+//!
+//! Each kind's options repeat the timing keys (`connect_timeout`, `retry`,
+//! `delay_before_retry`, `rise`) rather than flattening one shared struct:
+//! serde cannot flatten into a struct that denies unknown keys, and
+//! denying them is what turns a typo into "unknown key — did you mean".
 
 use serde::{Deserialize, Serialize};
 
