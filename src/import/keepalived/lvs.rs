@@ -369,6 +369,9 @@ struct Timing {
 }
 
 /// One checker block: one check, or one per `url` of an HTTP_GET.
+///
+/// Long on purpose, like [`service`]: one match arm per keyword a checker
+/// block may hold, read beside keepalived.conf(5).
 fn checker(
     block: &Node,
     server: &Node,
