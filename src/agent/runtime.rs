@@ -33,6 +33,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::paths;
 use super::status::{self, Status};
@@ -46,6 +47,9 @@ pub trait ModeConfig: DeserializeOwned + Send + Sync + 'static {
     const MODE: Mode;
     /// What does the mode's work.
     type Worker: Worker<Self>;
+
+    /// This host's inventory name, on every log line the agent writes.
+    fn host(&self) -> &str;
 }
 
 /// A mode's work on the host, driven by the runtime: the runtime owns the
@@ -222,45 +226,55 @@ pub fn run<C: ModeConfig>(
     // `{e}` alone: the error already quotes its I/O cause, and anyhow's
     // chain would print it twice.
     let loaded = load::<C>(config_path).map_err(|e| anyhow!("{e}"))?;
+    // Every line the agent logs names its host and mode; the tasks it
+    // spawns carry this span on (`in_current_span`).
+    let span = tracing::info_span!(
+        "agent",
+        host = %loaded.config.host(),
+        mode = %C::MODE
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async {
-        // Handlers first: a SIGTERM right after the socket appears must
-        // take the clean path, not the default action.
-        let signals = Signals::install()?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(run_dir)
-            .with_context(|| format!("creating {}", run_dir.display()))?;
-        let socket = paths::socket(run_dir);
-        let listener = bind(run_dir)?;
-        let _socket = SocketGuard(socket.clone());
-        let mut agent = Agent::new(config_path.to_owned(), loaded);
-        if let Err(e) = agent.start().await {
+    rt.block_on(
+        async {
+            // Handlers first: a SIGTERM right after the socket appears must
+            // take the clean path, not the default action.
+            let signals = Signals::install()?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(run_dir)
+                .with_context(|| format!("creating {}", run_dir.display()))?;
+            let socket = paths::socket(run_dir);
+            let listener = bind(run_dir)?;
+            let _socket = SocketGuard(socket.clone());
+            let mut agent = Agent::new(config_path.to_owned(), loaded);
+            if let Err(e) = agent.start().await {
+                agent.stop().await;
+                return Err(e.context(format!(
+                    "cannot carry out {}",
+                    config_path.display()
+                )));
+            }
+            tracing::info!(
+                "{} agent running, pid {}, config {} (sha256 {}), status on {}",
+                C::MODE,
+                std::process::id(),
+                config_path.display(),
+                agent.current.sha256,
+                socket.display()
+            );
+            let (control_tx, control_rx) = mpsc::channel(8);
+            tokio::spawn(signals.forward(control_tx));
+            serve(&mut agent, listener, control_rx).await;
+            tracing::info!("{} agent stopping", C::MODE);
             agent.stop().await;
-            return Err(e.context(format!(
-                "cannot carry out {}",
-                config_path.display()
-            )));
+            Ok(())
         }
-        tracing::info!(
-            "{} agent running, pid {}, config {} (sha256 {}), status on {}",
-            C::MODE,
-            std::process::id(),
-            config_path.display(),
-            agent.current.sha256,
-            socket.display()
-        );
-        let (control_tx, control_rx) = mpsc::channel(8);
-        tokio::spawn(signals.forward(control_tx));
-        serve(&mut agent, listener, control_rx).await;
-        tracing::info!("{} agent stopping", C::MODE);
-        agent.stop().await;
-        Ok(())
-    })
+        .instrument(span),
+    )
 }
 
 /// Answer status requests and handle control messages until
@@ -394,6 +408,10 @@ mod tests {
     impl ModeConfig for Inert {
         const MODE: Mode = Mode::Realserver;
         type Worker = Idle;
+
+        fn host(&self) -> &str {
+            &self.0.host
+        }
     }
 
     const RS: &str = "cluster: c\nhost: rs01\ninterface: eth0\n\

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::health::{Health, Timing};
 use super::probe::{Probe, Shared};
@@ -85,7 +86,10 @@ impl Checks {
             let checkers =
                 t.checks.iter().map(|c| checker(&t, c, start, &shared));
             let checkers = checkers.collect();
-            tasks.spawn(run(t, checkers, grid, tx.clone(), gate.clone()));
+            tasks.spawn(
+                run(t, checkers, grid, tx.clone(), gate.clone())
+                    .in_current_span(),
+            );
         }
         Self { tasks }
     }

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
+use tracing::Instrument;
 
 use super::half_open::Prober;
 use super::probe::{Probe, Shared};
@@ -84,7 +85,7 @@ pub(crate) fn prober<'a>(
     }
     match Prober::start() {
         Ok((prober, task)) => {
-            tasks.spawn(task);
+            tasks.spawn(task.in_current_span());
             Some(prober)
         }
         Err(e) => {

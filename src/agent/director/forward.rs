@@ -29,6 +29,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::agent::alert::deliver::Alerts;
 use crate::agent::alert::event::{Event, What};
@@ -90,7 +91,8 @@ pub struct Forward {
 pub fn spawn(changes: mpsc::UnboundedReceiver<StateChange>) -> Forward {
     let (tx, rx) = mpsc::channel(8);
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-    let task = tokio::spawn(run(rx, changes, snapshot.clone()));
+    let task =
+        tokio::spawn(run(rx, changes, snapshot.clone()).in_current_span());
     Forward { tx, snapshot, task }
 }
 
@@ -242,11 +244,13 @@ impl Loop {
             let (weight, threshold) = (c.weight, c.threshold);
             if c.up {
                 tracing::info!(
+                    %service,
                     "service {service} gained quorum: live weight {weight}, \
                      threshold {threshold}"
                 );
             } else {
                 tracing::warn!(
+                    %service,
                     "service {service} lost quorum: live weight {weight}, \
                      threshold {threshold}"
                 );
@@ -297,10 +301,12 @@ impl Loop {
         let (address, service, reason) = (t.address, &t.service, &t.reason);
         if t.up {
             tracing::info!(
+                %service, rip = %address,
                 "real server {address} of {service} is up: {reason}"
             );
         } else {
             tracing::warn!(
+                %service, rip = %address,
                 "real server {address} of {service} is down: {reason}"
             );
         }

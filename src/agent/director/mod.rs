@@ -167,6 +167,10 @@ async fn usable_ipv6(
 impl ModeConfig for DirectorConfig {
     const MODE: Mode = Mode::Director;
     type Worker = Worker;
+
+    fn host(&self) -> &str {
+        &self.host
+    }
 }
 
 impl runtime::Worker<DirectorConfig> for Worker {

@@ -41,6 +41,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::runtime::{self, ModeConfig, Report};
 use crate::agent::sys::net::{self, Address, Event, Net};
@@ -126,6 +127,10 @@ struct EventRecord {
 impl ModeConfig for RealserverConfig {
     const MODE: Mode = Mode::Realserver;
     type Worker = Worker;
+
+    fn host(&self) -> &str {
+        &self.host
+    }
 }
 
 impl runtime::Worker<RealserverConfig> for Worker {
@@ -146,11 +151,10 @@ impl runtime::Worker<RealserverConfig> for Worker {
             // Converge once before the watcher exists, so a refusal leaves
             // no task behind.
             converge_config(&net, &state, config, &self.snapshot).await?;
-            let watcher = tokio::spawn(watch(
-                net.clone(),
-                state.clone(),
-                self.snapshot.clone(),
-            ));
+            let watcher = tokio::spawn(
+                watch(net.clone(), state.clone(), self.snapshot.clone())
+                    .in_current_span(),
+            );
             self.running = Some(Running { net, state, watcher });
             return Ok(());
         }

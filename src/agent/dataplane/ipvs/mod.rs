@@ -300,7 +300,7 @@ pub struct Entry {
 }
 
 /// A whole IPVS table, ordered so that dumps and plans are deterministic.
-pub(crate) type Table = BTreeMap<ServiceKey, Entry>;
+pub type Table = BTreeMap<ServiceKey, Entry>;
 
 /// The table `config` asks for. `up` says whether a real server passes its
 /// health checks: one that does not is left out, or kept with weight 0
@@ -384,7 +384,7 @@ fn scheduler_name(svc: &ServiceConfig) -> String {
 /// `RUN_DIR/ipvs-owned.json`. It lives under `/run` on purpose: that is
 /// emptied at boot, exactly when the kernel's IPVS table is, so the record
 /// never outlives what it describes.
-pub(crate) fn owned_path(run_dir: &Path) -> PathBuf {
+pub fn owned_path(run_dir: &Path) -> PathBuf {
     run_dir.join("ipvs-owned.json")
 }
 
