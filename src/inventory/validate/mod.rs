@@ -1,0 +1,107 @@
+//! Semantic validation: the rules that span fields, hosts and protocols.
+//!
+//! Pure: it sees the typed inventory and an [`Environment`] that answers
+//! whether a secret's variable or file exists, and returns findings with
+//! field paths. The loader attaches lines and columns. Every rule runs; the
+//! operator gets every problem at once.
+//!
+//! This file owns the entry point (`validate`, which fixes the order of the
+//! findings), `service_label` and the notification rules. The rules live
+//! by concern: `hosts`, `vrrp` (with `effective_priority`), `service`
+//! (virtual services, real servers, quorum) and `check` (one rules
+//! function per check kind); `environment` holds [`Environment`] and
+//! [`System`]. The children import nothing from this file, so the
+//! dependencies run one way.
+
+mod check;
+mod environment;
+mod hosts;
+mod service;
+mod vrrp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+pub use environment::{Environment, System};
+pub use vrrp::effective_priority;
+
+use super::diag::Finding;
+use super::schema::{Inventory, Notification, VirtualService};
+use hosts::hosts;
+use service::virtual_service;
+use vrrp::{vrids, vrrp_instance, vrrp_vips};
+
+/// Check every cross-field rule; `base` is the inventory's directory, against
+/// which relative secret files are resolved.
+pub fn validate(
+    inv: &Inventory,
+    base: &Path,
+    env: &dyn Environment,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    hosts(inv, &mut out);
+    for (i, vi) in inv.vrrp_instances.iter().enumerate() {
+        vrrp_instance(
+            inv,
+            vi,
+            &format!("vrrp_instances[{i}]"),
+            base,
+            env,
+            &mut out,
+        );
+    }
+    vrids(inv, &mut out);
+    let vips = vrrp_vips(inv);
+    let mut seen = HashMap::new();
+    for (i, vs) in inv.virtual_services.iter().enumerate() {
+        let path = format!("virtual_services[{i}]");
+        if let Some(first) = seen.insert((vs.vip, vs.port, vs.protocol), i) {
+            out.push(Finding::error(
+                &path,
+                format!(
+                    "{} is defined twice (first at virtual_services[{first}]) \
+                     — merge the two entries",
+                    service_label(vs)
+                ),
+            ));
+        }
+        virtual_service(inv, vs, &path, &vips, &mut out);
+    }
+    if let Some(n) = &inv.notification {
+        notification(n, &mut out);
+    }
+    out
+}
+
+/// `VIP:PORT/proto`, how services are named in messages.
+pub fn service_label(vs: &VirtualService) -> String {
+    let proto = format!("{:?}", vs.protocol).to_lowercase();
+    // A Port is 1–65535: the narrowing cannot lose anything.
+    format!("{}/{proto}", SocketAddr::new(vs.vip, vs.port.get() as u16))
+}
+
+fn notification(n: &Notification, out: &mut Vec<Finding>) {
+    if let Some(email) = &n.email {
+        let addrs =
+            email.to.iter().enumerate().map(|(i, a)| (format!("to[{i}]"), a));
+        for (field, addr) in addrs.chain([("from".to_owned(), &email.from)]) {
+            if !addr.contains('@') {
+                out.push(Finding::error(
+                    format!("notification.email.{field}"),
+                    format!(
+                        "`{addr}` is not an email address — use name@domain"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(url) = &n.webhook
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        out.push(Finding::error(
+            "notification.webhook",
+            format!("`{url}` is not an http:// or https:// URL"),
+        ));
+    }
+}

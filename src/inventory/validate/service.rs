@@ -1,0 +1,213 @@
+//! The virtual services' rules: the VIP carried by VRRP and IPv4, the
+//! forwarding method and scheduler the data plane supports, the real
+//! servers (each resolved, listed once, its checks valid) and the quorum.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use super::check::check_rules;
+use crate::inventory::diag::Finding;
+use crate::inventory::schema::{
+    Dataplane, Forwarding, Inventory, RealServer, VirtualService,
+};
+
+/// One service's rules, in order: VIP, forwarding and scheduling, real
+/// servers, quorum. `vips` are the VIPs the VRRP instances carry.
+pub(crate) fn virtual_service(
+    inv: &Inventory,
+    vs: &VirtualService,
+    path: &str,
+    vips: &HashSet<IpAddr>,
+    out: &mut Vec<Finding>,
+) {
+    vip(vs, path, vips, out);
+    forwarding_and_scheduling(inv, vs, path, out);
+    real_servers(inv, vs, path, out);
+    quorum(vs, path, out);
+    quorum_reachable(vs, path, out);
+}
+
+/// The VIP must be carried by some VRRP instance, and IPv4 for now.
+fn vip(
+    vs: &VirtualService,
+    path: &str,
+    vips: &HashSet<IpAddr>,
+    out: &mut Vec<Finding>,
+) {
+    if !vips.contains(&vs.vip) {
+        out.push(Finding::error(
+            format!("{path}.vip"),
+            format!(
+                "{} is not a virtual address of any VRRP instance — add it \
+                 to a `virtual_addresses` list, or no director will hold it",
+                vs.vip
+            ),
+        ));
+    }
+    if vs.vip.is_ipv6() {
+        out.push(Finding::error(
+            format!("{path}.vip"),
+            format!(
+                "IPv6 virtual services are not supported yet: VRRP carries \
+                 an IPv6 VIP, but the data plane (nftables or IPVS) has not \
+                 been built and tested for IPv6 — keep {} in \
+                 `virtual_addresses` only",
+                vs.vip
+            ),
+        ));
+    }
+}
+
+/// Direct routing only; a scheduler the data plane can run; no
+/// persistence on top of a hashing scheduler.
+fn forwarding_and_scheduling(
+    inv: &Inventory,
+    vs: &VirtualService,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    if vs.forwarding != Forwarding::Dr {
+        out.push(Finding::error(
+            format!("{path}.forwarding"),
+            format!(
+                "`{}` forwarding is not supported yet — use `dr`",
+                format!("{:?}", vs.forwarding).to_lowercase()
+            ),
+        ));
+    }
+    if inv.dataplane == Dataplane::Nftables && !vs.scheduler.is_stateless() {
+        out.push(Finding::error(
+            format!("{path}.scheduler"),
+            format!(
+                "the `{}` scheduler needs connection state, which the \
+                 nftables data plane does not keep — use `dataplane: ipvs`, \
+                 or one of rr, wrr, sh, mh",
+                format!("{:?}", vs.scheduler).to_lowercase()
+            ),
+        ));
+    }
+    if vs.persistence_timeout.is_some() && vs.scheduler.is_hashing() {
+        out.push(Finding::warning(
+            format!("{path}.persistence_timeout"),
+            format!(
+                "the `{}` scheduler already sends a client to the same real \
+                 server; persistence adds nothing — remove one of them",
+                format!("{:?}", vs.scheduler).to_lowercase()
+            ),
+        ));
+    }
+}
+
+/// Some real servers; each resolved to an address, listed once per port,
+/// and its checks valid.
+fn real_servers(
+    inv: &Inventory,
+    vs: &VirtualService,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    if vs.real_servers.is_empty() {
+        out.push(Finding::warning(
+            format!("{path}.real_servers"),
+            "no real servers — the service will accept no traffic",
+        ));
+    }
+    let mut targets = HashSet::new();
+    for (j, rs) in vs.real_servers.iter().enumerate() {
+        let rpath = format!("{path}.real_servers[{j}]");
+        let target = target(inv, rs, &rpath, out);
+        if let Some(t) = target
+            && !targets.insert((t, rs.port))
+        {
+            out.push(Finding::error(
+                &rpath,
+                format!(
+                    "{t}:{} is listed twice in this service — remove one",
+                    rs.port
+                ),
+            ));
+        }
+        for (k, check) in rs.checks.iter().enumerate() {
+            let cpath = format!("{rpath}.checks[{k}]");
+            check_rules(check, target, &cpath, out);
+        }
+    }
+}
+
+/// The real server's address: its managed host's, or the one given; none
+/// (and a finding) when the host is unknown or not exactly one is given.
+fn target(
+    inv: &Inventory,
+    rs: &RealServer,
+    rpath: &str,
+    out: &mut Vec<Finding>,
+) -> Option<IpAddr> {
+    match (&rs.host, rs.address) {
+        (Some(host), None) => {
+            match inv.real_servers.iter().find(|h| &h.name == host) {
+                Some(h) => Some(h.address.addr),
+                None => {
+                    out.push(Finding::error(
+                        format!("{rpath}.host"),
+                        format!(
+                            "`{host}` is not a host in `real_servers` — \
+                             add it there, or write `address:` for a \
+                             server lbdeploy does not manage"
+                        ),
+                    ));
+                    None
+                }
+            }
+        }
+        (None, Some(addr)) => Some(addr),
+        _ => {
+            out.push(Finding::error(
+                rpath,
+                "give exactly one of `host` (a managed real server) or \
+                 `address` (an unmanaged one)",
+            ));
+            None
+        }
+    }
+}
+
+/// keepalived's quorum rules: a service needs some live weight, and the
+/// hysteresis band around the quorum must leave it above zero — keepalived
+/// would quietly lower it to `quorum - 1`; here the operator decides.
+fn quorum(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
+    if vs.quorum == 0 {
+        out.push(Finding::error(
+            format!("{path}.quorum"),
+            "quorum 0 is met with no real server at all — use 1 (the \
+             default) or more: the live weight the service needs",
+        ));
+    } else if vs.hysteresis >= vs.quorum {
+        out.push(Finding::error(
+            format!("{path}.hysteresis"),
+            format!(
+                "hysteresis {} is not below quorum {} — the service would \
+                 only lose quorum with no live weight at all; use at most {}",
+                vs.hysteresis,
+                vs.quorum,
+                vs.quorum - 1
+            ),
+        ));
+    }
+}
+
+/// The quorum must be reachable: no more than the real servers' total
+/// weight (when there are any).
+fn quorum_reachable(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
+    let weights: u64 =
+        vs.real_servers.iter().map(|r| u64::from(r.weight.get())).sum();
+    if u64::from(vs.quorum) > weights && !vs.real_servers.is_empty() {
+        out.push(Finding::warning(
+            format!("{path}.quorum"),
+            format!(
+                "quorum {} exceeds the total weight {weights} of the real \
+                 servers — the service can never be up",
+                vs.quorum
+            ),
+        ));
+    }
+}

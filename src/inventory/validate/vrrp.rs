@@ -1,0 +1,351 @@
+//! The VRRP instances' rules: version, advert interval, virtual addresses
+//! and their labels, one address family, authentication and its secret,
+//! priorities (with [`effective_priority`]), and names and VRIDs unique
+//! across instances.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::environment::Environment;
+use super::hosts::IFNAME_MAX;
+use crate::inventory::diag::Finding;
+use crate::inventory::schema::{
+    Authentication, Director, Inventory, VrrpInstance,
+};
+
+/// One instance's rules, in order: version, advert interval, virtual
+/// addresses, one family, authentication, priorities.
+pub(crate) fn vrrp_instance(
+    inv: &Inventory,
+    vi: &VrrpInstance,
+    path: &str,
+    base: &Path,
+    env: &dyn Environment,
+    out: &mut Vec<Finding>,
+) {
+    if vi.version != 2 && vi.version != 3 {
+        out.push(Finding::error(
+            format!("{path}.version"),
+            format!(
+                "VRRP version {} does not exist — use 2 (RFC 3768, \
+                 keepalived's default) or 3 (RFC 5798)",
+                vi.version
+            ),
+        ));
+    }
+    advert_int(vi, path, out);
+    virtual_addresses(inv, vi, path, out);
+    one_family(vi, path, out);
+    if let Some(auth) = &vi.authentication {
+        authentication(
+            vi,
+            auth,
+            &format!("{path}.authentication"),
+            base,
+            env,
+            out,
+        );
+    }
+    priorities(inv, vi, path, out);
+}
+
+/// At least one VIP; IPv4 only under VRRPv2; labels that fit the
+/// directors' interface.
+fn virtual_addresses(
+    inv: &Inventory,
+    vi: &VrrpInstance,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let v2 = vi.version == 2;
+    if vi.virtual_addresses.is_empty() {
+        out.push(Finding::error(
+            format!("{path}.virtual_addresses"),
+            "no virtual addresses — list the VIP(s) this instance carries",
+        ));
+    }
+    for (j, va) in vi.virtual_addresses.iter().enumerate() {
+        let vpath = format!("{path}.virtual_addresses[{j}]");
+        if v2 && va.address.addr.is_ipv6() {
+            out.push(Finding::error(
+                format!("{vpath}.address"),
+                "VRRPv2 carries only IPv4 addresses — use `version: 3` for \
+                 an IPv6 VIP",
+            ));
+        }
+        if let Some(label) = &va.label {
+            label_matches(inv, label, &format!("{vpath}.label"), out);
+        }
+    }
+}
+
+/// VRRPv2 only; the password given exactly one way, at most 8 bytes, and
+/// its variable or file present. `apath` is the `authentication` field.
+fn authentication(
+    vi: &VrrpInstance,
+    auth: &Authentication,
+    apath: &str,
+    base: &Path,
+    env: &dyn Environment,
+    out: &mut Vec<Finding>,
+) {
+    if vi.version == 3 {
+        out.push(Finding::error(
+            apath,
+            "VRRPv3 has no authentication (RFC 5798 §9 removed it) — \
+             remove `authentication` or use `version: 2`",
+        ));
+    }
+    let sources = [
+        auth.password.is_some(),
+        auth.password_env.is_some(),
+        auth.password_file.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        out.push(Finding::error(
+            apath,
+            "give the password exactly one way: `password`, \
+             `password_env` or `password_file`",
+        ));
+    }
+    if let Some(p) = &auth.password
+        && p.len() > 8
+    {
+        out.push(Finding::error(
+            format!("{apath}.password"),
+            format!(
+                "the password is {} bytes but VRRPv2 PASS carries at \
+                 most 8 — shorten it (keepalived would silently cut it)",
+                p.len()
+            ),
+        ));
+    }
+    password_source(auth, apath, base, env, out);
+}
+
+/// A password named by an environment variable or a file must exist now.
+fn password_source(
+    auth: &Authentication,
+    apath: &str,
+    base: &Path,
+    env: &dyn Environment,
+    out: &mut Vec<Finding>,
+) {
+    if let Some(var) = &auth.password_env
+        && env.var(var).is_none()
+    {
+        out.push(Finding::error(
+            format!("{apath}.password_env"),
+            format!(
+                "environment variable `{var}` is not set — export it \
+                 before running lbdeploy"
+            ),
+        ));
+    }
+    if let Some(file) = &auth.password_file
+        && env.read_file(&base.join(file)).is_none()
+    {
+        out.push(Finding::error(
+            format!("{apath}.password_file"),
+            format!(
+                "cannot read `{}` — create it, or fix the path \
+                 (relative paths start at the inventory's directory)",
+                file.display()
+            ),
+        ));
+    }
+}
+
+/// An instance speaks one address family (RFC 5798 §5.2.5: an advert
+/// lists addresses of one family, and IPv4 and IPv6 adverts are separate
+/// exchanges), set by its first VIP; its VIPs and unicast peers follow it.
+fn one_family(vi: &VrrpInstance, path: &str, out: &mut Vec<Finding>) {
+    let Some(first) = vi.virtual_addresses.first() else { return };
+    let v6 = first.address.addr.is_ipv6();
+    let family = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
+    for (j, va) in vi.virtual_addresses.iter().enumerate().skip(1) {
+        if va.address.addr.is_ipv6() != v6 {
+            out.push(Finding::error(
+                format!("{path}.virtual_addresses[{j}].address"),
+                format!(
+                    "{} is {} but the instance's first VIP is {} — an \
+                     instance carries one address family; put the {} VIPs \
+                     in an instance of their own (another VRID)",
+                    va.address.addr,
+                    family(!v6),
+                    family(v6),
+                    family(!v6),
+                ),
+            ));
+        }
+    }
+    for (k, peer) in vi.unicast_peers.iter().enumerate() {
+        if peer.is_ipv6() != v6 {
+            out.push(Finding::error(
+                format!("{path}.unicast_peers[{k}]"),
+                format!(
+                    "peer {peer} is {} but the instance's VIPs are {} — \
+                     list the peers' {} addresses",
+                    family(!v6),
+                    family(v6),
+                    family(v6),
+                ),
+            ));
+        }
+    }
+}
+
+fn advert_int(vi: &VrrpInstance, path: &str, out: &mut Vec<Finding>) {
+    let d = vi.advert_int.get();
+    let centis = d.as_millis() / 10;
+    let problem = if vi.version == 2 {
+        (d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > 255).then(
+            || {
+                format!(
+                    "VRRPv2 advertises in whole seconds, 1s–255s, not {} — \
+                     round it, or use `version: 3` for sub-second adverts",
+                    vi.advert_int
+                )
+            },
+        )
+    } else {
+        (d.as_nanos() % 10_000_000 != 0 || centis == 0 || centis > 4095).then(
+            || {
+                format!(
+                    "VRRPv3 advertises in centiseconds, 10ms–40.95s, not {} — \
+                     use a multiple of 10ms in that range",
+                    vi.advert_int
+                )
+            },
+        )
+    };
+    out.extend(
+        problem.map(|m| Finding::error(format!("{path}.advert_int"), m)),
+    );
+}
+
+/// A label must start with the interface name (`eth0:1` on `eth0`): the
+/// kernel refuses any other label for an IPv4 address.
+fn label_matches(
+    inv: &Inventory,
+    label: &str,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let interfaces: HashSet<&str> =
+        inv.directors.iter().map(|d| d.interface.as_str()).collect();
+    if !interfaces.iter().any(|i| label.starts_with(i))
+        || label.len() > IFNAME_MAX
+    {
+        let mut names: Vec<_> = interfaces.into_iter().collect();
+        names.sort();
+        out.push(Finding::error(
+            path,
+            format!(
+                "label `{label}` does not start with the directors' \
+                 interface ({}) — the kernel requires e.g. `{}:1`, at most \
+                 {IFNAME_MAX} characters",
+                names.join(", "),
+                names.first().unwrap_or(&"eth0")
+            ),
+        ));
+    }
+}
+
+fn priorities(
+    inv: &Inventory,
+    vi: &VrrpInstance,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    for name in vi.priorities.keys() {
+        if !inv.directors.iter().any(|d| &d.name == name) {
+            out.push(Finding::error(
+                format!("{path}.priorities.{name}"),
+                format!(
+                    "`{name}` is not a director — {}",
+                    known_directors(inv)
+                ),
+            ));
+        }
+    }
+    let mut by_priority: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    for (i, d) in inv.directors.iter().enumerate() {
+        let p = effective_priority(vi, d);
+        if p == 255 {
+            let field = match vi.priorities.contains_key(&d.name) {
+                true => format!("{path}.priorities.{}", d.name),
+                false => format!("directors[{i}].priority"),
+            };
+            out.push(Finding::error(
+                field,
+                "priority 255 is reserved for the owner of the VIP address, \
+                 which an LVS-DR director never is — use 1–254",
+            ));
+        }
+        by_priority.entry(p).or_default().push(&d.name);
+    }
+    for (p, names) in by_priority.into_iter().filter(|(_, n)| n.len() > 1) {
+        out.push(Finding::warning(
+            path,
+            format!(
+                "directors {} share priority {p} in {} — the election falls \
+                 to the higher address; give each its own priority",
+                names.join(", "),
+                vi.name
+            ),
+        ));
+    }
+}
+
+/// The priority a director runs an instance with.
+pub fn effective_priority(vi: &VrrpInstance, d: &Director) -> u32 {
+    vi.priorities.get(&d.name).unwrap_or(&d.priority).get()
+}
+
+fn known_directors(inv: &Inventory) -> String {
+    let names: Vec<_> = inv.directors.iter().map(|d| d.name.as_str()).collect();
+    format!("directors are: {}", names.join(", "))
+}
+
+/// VRIDs share one number space per segment and VRRP version; two instances
+/// with the same VRID would fight over the same virtual MAC.
+pub(crate) fn vrids(inv: &Inventory, out: &mut Vec<Finding>) {
+    let mut names = HashSet::new();
+    let mut seen = HashMap::new();
+    for (i, vi) in inv.vrrp_instances.iter().enumerate() {
+        let path = format!("vrrp_instances[{i}]");
+        if !names.insert(vi.name.as_str()) {
+            out.push(Finding::error(
+                format!("{path}.name"),
+                format!(
+                    "instance name `{}` is used twice — rename one",
+                    vi.name
+                ),
+            ));
+        }
+        let family =
+            vi.virtual_addresses.first().map(|v| v.address.addr.is_ipv4());
+        let key = (vi.virtual_router_id, vi.version, family);
+        if let Some(first) = seen.insert(key, i) {
+            out.push(Finding::error(
+                format!("{path}.virtual_router_id"),
+                format!(
+                    "virtual_router_id {} is already used by \
+                     vrrp_instances[{first}] — each instance on a segment \
+                     needs its own VRID",
+                    vi.virtual_router_id
+                ),
+            ));
+        }
+    }
+}
+
+/// Every VIP some VRRP instance carries.
+pub(crate) fn vrrp_vips(inv: &Inventory) -> HashSet<IpAddr> {
+    inv.vrrp_instances
+        .iter()
+        .flat_map(|vi| vi.virtual_addresses.iter().map(|va| va.address.addr))
+        .collect()
+}
