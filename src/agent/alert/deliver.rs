@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+use tracing::Instrument;
 
 use super::event::Event;
 use crate::inventory::{Email, Notification};
@@ -32,11 +33,12 @@ impl Alerts {
     pub fn start(config: Option<Notification>) -> Self {
         let Some(config) = config else { return Self { tx: None } };
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
-        tokio::spawn(async move {
+        let delivery = async move {
             while let Some(event) = rx.recv().await {
                 deliver(&config, &event).await;
             }
-        });
+        };
+        tokio::spawn(delivery.in_current_span());
         Self { tx: Some(tx) }
     }
 
