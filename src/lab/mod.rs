@@ -238,10 +238,12 @@ fn wait_ready(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
     }
 }
 
-/// Remove the lab recorded in `state`: its processes (recorded, and any
-/// other process in its namespaces, e.g. an SSH session), its namespaces
-/// and the files `up` made. Tolerates each of them being gone already.
-fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
+/// How many times `teardown` sweeps the lab's processes at most.
+const STOP_ROUNDS: usize = 3;
+
+/// The lab's processes still alive: those recorded, and any other process
+/// in its namespaces (an SSH session, a child of an interrupted `up`).
+fn victims(state: &LabState) -> Vec<(i32, u64)> {
     let mut victims: BTreeSet<(i32, u64)> = state
         .processes
         .iter()
@@ -255,7 +257,24 @@ fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
                 .filter_map(|pid| Some((pid, procs::start_time(pid)?))),
         );
     }
-    procs::stop(&victims.into_iter().collect::<Vec<_>>(), STOP_GRACE);
+    victims.into_iter().collect()
+}
+
+/// Remove the lab recorded in `state`: its processes (recorded, and any
+/// other process in its namespaces, e.g. an SSH session), its namespaces
+/// and the files `up` made. Tolerates each of them being gone already.
+fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
+    // An `up` killed half-way may leave a child that enters a namespace
+    // only after the first sweep (a holder or sshd still starting), so
+    // sweep again while any namespace holds a process, a bounded number
+    // of times.
+    for _ in 0..STOP_ROUNDS {
+        let victims = victims(state);
+        if victims.is_empty() {
+            break;
+        }
+        procs::stop(&victims, STOP_GRACE);
+    }
     for ns in state.namespaces.iter().rev() {
         let left = procs::pids_in_netns(ns);
         if !left.is_empty() {
