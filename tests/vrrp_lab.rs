@@ -673,3 +673,58 @@ pub(crate) fn v3_keepalived<'a>(
 ) -> Keepalived<'a> {
     Keepalived { priority, version: 3, unicast: false, vip_cidr, options }
 }
+
+/// The master keeps its VIP (issue #16): one deleted by hand (as `ip addr
+/// flush` or a network manager would) is back within 1 s, measured inside
+/// the master, counted and logged; a VIP added by hand on the backup is
+/// reported and left alone, since it is not the backup's to remove.
+#[test]
+fn r16_the_master_puts_back_a_deleted_vip_and_the_backup_leaves_one_alone() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("vrrp-keeps-vip", vrrp(s, 3));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V3));
+
+    let cidr = format!("{vip}/24");
+    let back = lab.exec_ok(
+        "keepalived01",
+        &format!(
+            "ip addr del {cidr} dev eth0; s=$(date +%s%N); \
+             until ip -o addr show dev eth0 | grep -q ' {vip}/'; do \
+               sleep 0.005; \
+               [ $(( $(date +%s%N) - s )) -gt 5000000000 ] && break; \
+             done; echo $(( ($(date +%s%N) - s) / 1000 ))"
+        ),
+    );
+    let back = Duration::from_micros(back.trim().parse().unwrap());
+    eprintln!("deleted VIP back after {back:?}");
+    assert!(
+        back <= Duration::from_secs(1),
+        "back after {back:?}\n{}",
+        logs(&lab)
+    );
+    assert_eq!(instance(&lab, "keepalived01")["counters"]["vip_restores"], 1);
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    assert!(
+        log.contains(&format!("VIP {cidr} was removed while master; put back")),
+        "{log}"
+    );
+
+    lab.exec_ok("keepalived02", &format!("ip addr add {cidr} dev eth0"));
+    let until = Instant::now() + Duration::from_secs(1);
+    while instance(&lab, "keepalived02")["counters"]["foreign_vips"] != 1 {
+        assert!(Instant::now() < until, "not reported\n{}", logs(&lab));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(holders(&lab, &vip), DIRECTORS, "left alone on the backup");
+    let log = lab.exec_ok("keepalived02", "cat /run/lbdeploy/agent.log");
+    assert!(
+        log.contains(
+            "was added by someone else on this BACKUP director; left alone"
+        ),
+        "{log}"
+    );
+    lab.exec_ok("keepalived02", &format!("ip addr del {cidr} dev eth0"));
+    stays_sole_holder(&lab, &vip, "keepalived01", Duration::from_secs(1));
+}

@@ -32,12 +32,10 @@ pub mod vips;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -419,26 +417,24 @@ async fn refresh(net: &Net, st: &State, snapshot: &std::sync::Mutex<Snapshot>) {
     s.last_error = st.last_error.clone();
 }
 
-type Events = Pin<Box<dyn Stream<Item = Event> + Send>>;
-
 /// Keep the host as configured until aborted (by [`Worker::stop`]).
 async fn watch(
     net: Net,
     state: Arc<Mutex<State>>,
     snapshot: Arc<std::sync::Mutex<Snapshot>>,
 ) {
-    let mut events: Option<Events> = subscribe();
+    let mut events = net::subscribe("realserver");
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // `None`: the tick.
         let event = tokio::select! {
-            ev = next(&mut events) => match ev {
+            ev = net::next_event(&mut events) => match ev {
                 Some(ev) => Some(ev),
                 None => {
                     tracing::warn!("realserver: the netlink address watch ended; \
                          re-subscribing (polling meanwhile)");
-                    events = subscribe();
+                    events = net::subscribe("realserver");
                     continue;
                 }
             },
@@ -483,24 +479,4 @@ async fn watch(
 fn concerns(st: &State, event: &Event) -> bool {
     let (Event::Added(a) | Event::Removed(a)) = event;
     st.vips.contains(&a.ip)
-}
-
-fn subscribe() -> Option<Events> {
-    match net::watch() {
-        Ok(s) => Some(Box::pin(s)),
-        Err(e) => {
-            tracing::warn!(
-                "realserver: cannot watch address events ({e}); polling only"
-            );
-            None
-        }
-    }
-}
-
-/// The next event, or never when there is no subscription.
-async fn next(events: &mut Option<Events>) -> Option<Event> {
-    match events {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
-    }
 }

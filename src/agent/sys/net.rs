@@ -10,6 +10,7 @@
 //! they share).
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::pin::Pin;
 
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use rtnetlink::packet_core::NetlinkPayload;
@@ -232,6 +233,33 @@ pub(crate) fn watch() -> std::io::Result<impl Stream<Item = Event>> {
             _ => None,
         }
     }))
+}
+
+/// A subscription to [`watch`], or `None` when it could not be opened and
+/// the caller polls instead.
+pub(crate) type Events = Option<Pin<Box<dyn Stream<Item = Event> + Send>>>;
+
+/// Subscribe to address events; `who` names the caller in the warning
+/// logged when that fails.
+pub(crate) fn subscribe(who: &str) -> Events {
+    match watch() {
+        Ok(s) => Some(Box::pin(s)),
+        Err(e) => {
+            tracing::warn!(
+                "{who}: cannot watch address events ({e}); polling only"
+            );
+            None
+        }
+    }
+}
+
+/// The next event; never, without a subscription. `None` when the
+/// subscription ended (subscribe again).
+pub(crate) async fn next_event(events: &mut Events) -> Option<Event> {
+    match events {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The address a netlink message describes (`IFA_LOCAL` where present: on

@@ -72,6 +72,10 @@ pub struct Counters {
     pub send_errors: u64,
     /// VIP additions or removals netlink refused.
     pub vip_errors: u64,
+    /// VIPs removed by someone else while master, and put back.
+    pub vip_restores: u64,
+    /// VIPs added by someone else while not master (left alone).
+    pub foreign_vips: u64,
     /// State changes.
     pub transitions: u64,
 }
@@ -158,6 +162,8 @@ struct Looper {
     counters: Counters,
     status: Arc<Mutex<InstanceStatus>>,
     changes: mpsc::UnboundedSender<StateChange>,
+    /// Address events, to keep the VIPs while master.
+    events: net::Events,
 }
 
 /// Open the instance's sockets and start its loop; its state changes go
@@ -196,6 +202,7 @@ pub fn spawn(
         counters: Counters::default(),
         status: status.clone(),
         changes,
+        events: net::subscribe("vrrp"),
     };
     // Every line the loop logs names its instance.
     let span = tracing::info_span!("vrrp", instance = %name, vrid);
@@ -230,6 +237,13 @@ impl Looper {
                 _ = tokio::time::sleep_until(wake), if next.is_some() => {
                     self.on_deadline().await;
                 }
+                ev = net::next_event(&mut self.events) => match ev {
+                    Some(ev) => self.on_address(ev).await,
+                    None => {
+                        tracing::warn!("the netlink address watch ended; re-subscribing");
+                        self.events = net::subscribe("vrrp");
+                    }
+                },
             }
         }
     }
@@ -335,6 +349,50 @@ impl Looper {
                 self.counters.vip_errors += 1;
                 tracing::warn!("{e}");
             }
+        }
+    }
+
+    /// Someone else changed one of our VIPs. While master the VIPs are
+    /// ours to keep: one removed (by hand, `ip addr flush`, a network
+    /// manager) is put back at once. In any other state a VIP that
+    /// appears is reported and left alone: it is not ours to remove.
+    async fn on_address(&mut self, ev: net::Event) {
+        let (net::Event::Added(a) | net::Event::Removed(a)) = &ev;
+        let Some(vip) = self.s.vips.iter().find(|v| net::same(v, a)).cloned()
+        else {
+            return;
+        };
+        let master = self.fsm.state() == State::Master;
+        match ev {
+            net::Event::Removed(_) if master => {
+                match self.net.add(&vip).await {
+                    Ok(()) => {
+                        self.counters.vip_restores += 1;
+                        tracing::warn!(
+                            "VIP {}/{} was removed while master; put back",
+                            vip.ip,
+                            vip.prefix
+                        );
+                    }
+                    Err(e) => {
+                        self.counters.vip_errors += 1;
+                        tracing::warn!("putting back a removed VIP: {e}");
+                    }
+                }
+                self.publish();
+            }
+            net::Event::Added(_) if !master => {
+                self.counters.foreign_vips += 1;
+                tracing::warn!(
+                    "VIP {}/{} was added by someone else on this {} \
+                     director; left alone",
+                    vip.ip,
+                    vip.prefix,
+                    state_name(self.fsm.state())
+                );
+                self.publish();
+            }
+            _ => {}
         }
     }
 
