@@ -29,6 +29,7 @@ use tokio::net::UdpSocket as AsyncSocket;
 use tokio::time::{Instant, timeout_at};
 
 use super::probe::Probe;
+use crate::agent::sys::checksum::OnesComplementSum;
 use crate::inventory::PingCheck;
 
 /// A `ping` check of the server's address; ports mean nothing to it.
@@ -169,17 +170,12 @@ impl Echo {
     }
 }
 
-/// The Internet checksum (RFC 1071): the ones' complement of the ones'
-/// complement sum of the 16-bit words.
+/// The Internet checksum (RFC 1071) of an ICMPv4 message, which has no
+/// pseudo-header.
 fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    let mut sum = OnesComplementSum::default();
+    sum.add(b);
+    sum.finish()
 }
 
 /// The ICMP message of an IPv4 packet as a raw socket reads it.

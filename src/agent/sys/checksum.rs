@@ -1,6 +1,6 @@
 //! The Internet checksum (RFC 1071) that VRRP adverts, ICMPv6 Neighbour
-//! Advertisements and the SYNs of half-open checks carry; each caller
-//! feeds its own pseudo-header and message.
+//! Advertisements, the SYNs of half-open checks and the ICMPv4 echoes of
+//! ping checks carry; each caller feeds its own pseudo-header and message.
 
 /// Running one's-complement sum of 16-bit big-endian words. Every slice
 /// passed to [`add`](Self::add) but the last must have an even length; the
