@@ -33,7 +33,7 @@ mod exec;
 mod half_open;
 pub mod health;
 mod http;
-mod ping;
+pub mod ping;
 mod probe;
 pub mod quorum;
 pub mod runner;

@@ -13,8 +13,9 @@
 //! server, so the kernel drops what other hosts send. All through
 //! socket2's safe API (the crate forbids `unsafe`).
 //!
-//! [`Echo`] (the message, both ways) is pure; [`ping`] is a thin tokio
-//! adapter.
+//! [`Echo`] (the message, both ways) and [`read`] (what a socket read,
+//! fuzzed by `fuzz/fuzz_targets/ping_reply_decode.rs`) are pure; `ping`
+//! is a thin tokio adapter.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -77,20 +78,20 @@ const IPPROTO_ICMP: u8 = 1;
 /// The ICMPv6 checksum covers a pseudo-header only the kernel knows; it
 /// fills it in on sending and checks it on receiving, so ours stays 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Echo {
+pub struct Echo {
     /// A reply, or a request.
-    pub(crate) reply: bool,
+    pub reply: bool,
     /// Identifier (a datagram socket's kernel overwrites it).
-    pub(crate) id: u16,
+    pub id: u16,
     /// Sequence number.
-    pub(crate) seq: u16,
+    pub seq: u16,
     /// Payload, echoed back.
-    pub(crate) data: [u8; DATA],
+    pub data: [u8; DATA],
 }
 
 /// Why bytes are not an echo message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DecodeError {
+pub enum DecodeError {
     /// Fewer bytes than an echo with our payload.
     Short(usize),
     /// Another ICMP message (unreachable, a request…), by type.
@@ -178,6 +179,17 @@ fn checksum(b: &[u8]) -> u16 {
     sum.finish()
 }
 
+/// The echo a socket read: on a raw IPv4 socket `packet` is a whole IPv4
+/// packet, on the others (datagram sockets, and raw IPv6 ones) the bare
+/// ICMP message. Any bytes from the network come through here.
+///
+/// # Errors
+/// Short, not IPv4 ICMP, not an echo, or a bad IPv4 checksum.
+pub fn read(packet: &[u8], v6: bool, raw: bool) -> Result<Echo, DecodeError> {
+    let icmp = if raw && !v6 { strip_ipv4(packet)? } else { packet };
+    Echo::decode(icmp, v6)
+}
+
 /// The ICMP message of an IPv4 packet as a raw socket reads it.
 ///
 /// # Errors
@@ -236,14 +248,9 @@ async fn ping(to: IpAddr, limit: Duration) -> Result<(), String> {
                 ));
             }
         };
-        let icmp =
-            if raw && !v6 { strip_ipv4(&buf[..n]) } else { Ok(&buf[..n]) };
         // Anything else (our own request on loopback, another ping's
         // reply on a raw socket) is not ours: read on.
-        if icmp
-            .and_then(|b| Echo::decode(b, v6))
-            .is_ok_and(|e| e.answers(&request, raw))
-        {
+        if read(&buf[..n], v6, raw).is_ok_and(|e| e.answers(&request, raw)) {
             return Ok(());
         }
     }
@@ -314,6 +321,29 @@ mod tests {
         let mut flipped = V4_REPLY_BYTES.to_vec();
         flipped[9] ^= 1;
         assert_eq!(Echo::decode(&flipped, false), Err(DecodeError::Checksum));
+    }
+
+    #[test]
+    fn random_bytes_never_panic_in_any_socket_mode() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..5000usize {
+            let mut bytes: Vec<u8> = (0..len % 80)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            // Half of them look like IPv4 ICMP, to get past the header.
+            if len % 2 == 0 && bytes.len() > 9 {
+                bytes[0] = 0x40 | (bytes[0] & 0x0f);
+                bytes[9] = IPPROTO_ICMP;
+            }
+            for (v6, raw) in [(false, false), (false, true), (true, false)] {
+                let _ = read(&bytes, v6, raw);
+            }
+        }
     }
 
     #[test]
