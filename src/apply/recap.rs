@@ -143,3 +143,19 @@ pub(super) fn print_recap(
     writeln!(out, "Apply: {}{generation}.", counts.join(", "))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::HostResult;
+
+    /// The recap's word and the generation record's are one spelling.
+    #[test]
+    fn the_recorded_word_is_the_recap_word() {
+        use HostResult::*;
+        for r in [Ok, Changed, Failed, Unreachable, RolledBack, Skipped] {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+            assert_eq!(serde_json::from_str::<HostResult>(&json).unwrap(), r);
+        }
+    }
+}
