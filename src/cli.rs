@@ -331,4 +331,21 @@ mod tests {
         let cli = Cli::try_parse_from(["lbdeploy", "-vv", "validate"]).unwrap();
         assert_eq!(cli.global.verbose, 2);
     }
+
+    /// `--log-format` takes only the formats there are, after the
+    /// subcommand too (where the supervisor puts it for its agents).
+    #[test]
+    fn log_format_is_one_of_two_words_anywhere() {
+        use crate::util::log::Format;
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let cli =
+            parse(&["lbdeploy", "agent", "status", "--log-format", "json"]);
+        assert_eq!(cli.unwrap().global.log_format, Format::Json);
+        let cli = parse(&["lbdeploy", "agent", "status"]).unwrap();
+        assert_eq!(cli.global.log_format, Format::Logfmt);
+        for bad in ["xml", "", "JSON\n"] {
+            let args = ["lbdeploy", "--log-format", bad, "agent", "status"];
+            assert!(parse(&args).is_err(), "{bad:?} accepted");
+        }
+    }
 }
