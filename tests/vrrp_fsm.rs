@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use lbdeploy::agent::vrrp::error::{ConfigError, DecodeError};
 use lbdeploy::agent::vrrp::fsm::{
-    Action, Config, Event, Instance, State, master_down_interval, skew_time,
+    Action, Announce, Config, Event, Instance, State, master_down_interval,
+    skew_time,
 };
 use lbdeploy::agent::vrrp::packet::Version;
 
@@ -101,7 +102,7 @@ fn startup_arms_master_down_exactly_and_takes_over_when_it_fires() {
         vec![
             Action::SendAdvert { priority: 100 },
             Action::AddVips,
-            Action::SendGratuitousArp,
+            Action::SendGratuitousArp(Announce::BecameMaster),
             Action::ArmAdverTimer { at: at + SEC },
             Action::Transition { from: State::Backup, to: State::Master },
         ]
@@ -125,7 +126,7 @@ fn owner_with_priority_255_is_master_at_once() {
         vec![
             Action::SendAdvert { priority: 255 },
             Action::AddVips,
-            Action::SendGratuitousArp,
+            Action::SendGratuitousArp(Announce::BecameMaster),
             Action::ArmAdverTimer { at: t0 + SEC },
             Action::Transition { from: State::Initialize, to: State::Master },
         ]
@@ -201,15 +202,121 @@ fn equal_priority_is_broken_by_the_higher_primary_address() {
             Action::Transition { from: State::Master, to: State::Backup },
         ]
     );
-    // A lower address loses: discarded, we stay master.
+    // A lower address loses: we stay master, and answer (see
+    // `a_master_answers_lower_priority_adverts_once_per_interval`).
     let mut m = master(100, 5);
-    assert_eq!(m.handle(t, advert(4, 100, SEC)), vec![]);
+    assert_eq!(m.handle(t, advert(4, 100, SEC)).len(), 2);
     assert_eq!(m.state(), State::Master);
     // Lower priority loses whatever the address.
-    assert_eq!(m.handle(t, advert(9, 99, SEC)), vec![]);
+    let later = t + 2 * SEC;
+    assert_eq!(m.handle(later, advert(9, 99, SEC)).len(), 2);
+    assert_eq!(m.state(), State::Master);
     // Higher priority wins whatever the address.
     m.handle(t, advert(1, 101, SEC));
     assert_eq!(m.state(), State::Backup);
+}
+
+/// Someone else believes it is master (a split brain healing): answer at
+/// once with our advert, so it backs off now rather than at its next
+/// timer, and announce the VIPs again — but once per
+/// Advertisement_Interval however many such adverts arrive, so a flood
+/// costs one advert and one burst per interval.
+#[test]
+fn a_master_answers_lower_priority_adverts_once_per_interval() {
+    let mut m = master(100, 5);
+    let t = secs(10.0);
+    let answer = vec![
+        Action::SendAdvert { priority: 100 },
+        Action::SendGratuitousArp(Announce::LowerPriority),
+    ];
+    assert_eq!(m.handle(t, advert(4, 90, SEC)), answer);
+    for i in 1..100 {
+        let during = t + SEC * i / 100;
+        assert_eq!(m.handle(during, advert(4, 90, SEC)), vec![], "{during:?}");
+    }
+    assert_eq!(m.handle(t + SEC, advert(4, 90, SEC)), answer);
+    assert_eq!(m.state(), State::Master);
+    assert_eq!(m.stats().adverts_received, 101);
+}
+
+/// keepalived's FAULT: a master resigns (priority-0 advert, VIPs off),
+/// is deaf and silent while in fault, and starts over as a backup when
+/// the fault clears.
+#[test]
+fn fault_resigns_ignores_everything_and_clears_into_backup() {
+    let mut m = master(100, 1);
+    let t = secs(10.0);
+    assert_eq!(
+        m.handle(t, Event::Fault),
+        vec![
+            Action::CancelTimers,
+            Action::SendAdvert { priority: 0 },
+            Action::RemoveVips,
+            Action::Transition { from: State::Master, to: State::Fault },
+        ]
+    );
+    for ev in [
+        Event::AdverTimerFired,
+        Event::MasterDownTimerFired,
+        advert(2, 50, SEC),
+        advert(2, 0, SEC),
+        Event::Startup,
+        Event::Fault,
+    ] {
+        assert_eq!(m.handle(t + SEC, ev.clone()), vec![], "{ev:?}");
+        assert_eq!(m.state(), State::Fault);
+    }
+    let back = t + 5 * SEC;
+    assert_eq!(
+        m.handle(back, Event::FaultCleared),
+        vec![
+            Action::ArmMasterDownTimer {
+                at: back + master_down_interval(Version::V3, 100, SEC)
+            },
+            Action::Transition { from: State::Fault, to: State::Backup },
+        ]
+    );
+    assert_eq!(m.handle(back, Event::FaultCleared), vec![], "not in fault");
+
+    // A backup has nothing to give up.
+    let mut b = instance(config(Version::V3, 100, 1));
+    b.handle(Duration::ZERO, Event::Startup);
+    assert_eq!(
+        b.handle(SEC, Event::Fault),
+        vec![
+            Action::CancelTimers,
+            Action::Transition { from: State::Backup, to: State::Fault },
+        ]
+    );
+    assert_eq!(
+        b.handle(2 * SEC, Event::Shutdown),
+        vec![Action::Transition { from: State::Fault, to: State::Initialize }]
+    );
+}
+
+/// An instance whose link is down from the start goes to Fault without
+/// ever advertising; the address owner leaves Fault as it starts: master
+/// at once.
+#[test]
+fn fault_before_startup_and_the_owner_leaving_fault() {
+    let mut owner = instance(config(Version::V3, 255, 1));
+    assert_eq!(
+        owner.handle(Duration::ZERO, Event::Fault),
+        vec![
+            Action::CancelTimers,
+            Action::Transition { from: State::Initialize, to: State::Fault },
+        ]
+    );
+    assert_eq!(
+        owner.handle(SEC, Event::FaultCleared),
+        vec![
+            Action::SendAdvert { priority: 255 },
+            Action::AddVips,
+            Action::SendGratuitousArp(Announce::BecameMaster),
+            Action::ArmAdverTimer { at: 2 * SEC },
+            Action::Transition { from: State::Fault, to: State::Master },
+        ]
+    );
 }
 
 #[test]
@@ -359,7 +466,7 @@ impl Wire {
                     }
                     Action::AddVips
                     | Action::RemoveVips
-                    | Action::SendGratuitousArp => {}
+                    | Action::SendGratuitousArp(_) => {}
                 }
             }
         }
@@ -467,4 +574,29 @@ fn a_resigning_master_is_replaced_after_skew_time() {
     let skew = skew_time(Version::V3, 100, SEC);
     assert_eq!(wire.became_master_at(1), Some(secs(5.5) + skew));
     assert_eq!(wire.state(0), State::Initialize);
+}
+
+/// The master's fault hands over at once (its priority-0 advert reaches
+/// the backup when the fault is not the link itself); when it clears, the
+/// old master comes back as a backup and preempts after its
+/// Master_Down_Interval, as after a start.
+#[test]
+fn a_faulted_master_hands_over_and_preempts_when_it_clears() {
+    let mut wire = Wire::new(vec![
+        config(Version::V3, 200, 1),
+        config(Version::V3, 100, 2),
+    ]);
+    wire.deliver(Duration::ZERO, 0, Event::Startup);
+    wire.deliver(Duration::ZERO, 1, Event::Startup);
+    wire.run_until(secs(5.5));
+    wire.deliver(secs(5.5), 0, Event::Fault);
+    wire.run_until(secs(20.0));
+    let skew = skew_time(Version::V3, 100, SEC);
+    assert_eq!(wire.became_master_at(1), Some(secs(5.5) + skew));
+    assert_eq!(wire.state(0), State::Fault);
+    wire.deliver(secs(20.0), 0, Event::FaultCleared);
+    wire.run_until(secs(60.0));
+    let down = master_down_interval(Version::V3, 200, SEC);
+    assert_eq!(wire.became_master_at(0), Some(secs(20.0) + down));
+    assert_eq!((wire.state(0), wire.state(1)), (State::Master, State::Backup));
 }

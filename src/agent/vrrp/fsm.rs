@@ -8,6 +8,13 @@
 //! replayed recording, drives the machine with a fake clock and checks
 //! timings to the nanosecond.
 //!
+//! Beside RFC 5798's three states it has keepalived's fourth, Fault: an
+//! instance that cannot work (its interface is down or lost its carrier or
+//! its address) holds no VIP and sends nothing until the fault clears, then
+//! starts over as from Initialize. Why it cannot work is the loop's to find
+//! out ([`super::fault`]); the machine only hears [`Event::Fault`] and
+//! [`Event::FaultCleared`].
+//!
 //! Timers: an instance has at most one timer at a time (Master_Down_Timer
 //! in Backup, Adver_Timer in Master). Each `Arm…` action replaces whatever
 //! was armed before. A timer event that does not match the armed deadline
@@ -97,7 +104,7 @@ pub struct Config {
     pub primary_addr: IpAddr,
 }
 
-/// The three states of RFC 5798 §6.4.
+/// The three states of RFC 5798 §6.4, and keepalived's Fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Not running: before startup or after shutdown.
@@ -106,6 +113,9 @@ pub enum State {
     Backup,
     /// Holding the VIPs and advertising.
     Master,
+    /// Unable to work: no VIP, no advert, deaf to adverts, until the
+    /// fault clears.
+    Fault,
 }
 
 /// Everything that can happen to an instance, time included.
@@ -132,6 +142,16 @@ pub enum Event {
     MasterDownTimerFired,
     /// The armed Adver_Timer deadline has passed.
     AdverTimerFired,
+    /// The instance cannot work (keepalived's FAULT): a master resigns,
+    /// anyone stops taking part. Also valid before startup, for an
+    /// instance whose interface is down from the start.
+    Fault,
+    /// The fault is gone: start over, as [`Event::Startup`] does.
+    FaultCleared,
+    /// Tracking moved the effective priority (keepalived's weights): it is
+    /// what adverts carry and elections compare from now on. Clamped to
+    /// 1–254; the address owner's 255 is never adjusted.
+    Priority(u8),
 }
 
 impl Event {
@@ -159,8 +179,8 @@ pub enum Action {
     /// Take the VIPs off the interface.
     RemoveVips,
     /// Announce the VIPs: gratuitous ARP for IPv4, unsolicited Neighbor
-    /// Advertisement for IPv6.
-    SendGratuitousArp,
+    /// Advertisement for IPv6; how many and how often depends on why.
+    SendGratuitousArp(Announce),
     /// Arm the Master_Down_Timer at this instant, replacing any timer.
     ArmMasterDownTimer {
         /// Deadline, in the epoch of `now`.
@@ -180,6 +200,18 @@ pub enum Action {
         /// State after.
         to: State,
     },
+}
+
+/// Why the VIPs are announced: keepalived configures each case apart
+/// (`garp_master_*`, `garp_lower_prio_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// We became master: neighbours still point at the old one.
+    BecameMaster,
+    /// A master heard a lower-priority advert: someone else believed it
+    /// was master (a split brain or a partition healing), and neighbours
+    /// may have followed its announcements.
+    LowerPriority,
 }
 
 /// Counters per instance, in the spirit of the RFC 6527 statistics.
@@ -205,12 +237,17 @@ enum Timer {
 #[derive(Debug, Clone)]
 pub struct Instance {
     config: Config,
+    /// The priority in force: the configured one moved by tracking.
+    priority: u8,
     state: State,
     /// Master_Adver_Interval: ours in v2, learned from the master in v3.
     master_adver_interval: Duration,
     timer: Option<Timer>,
     /// When `preempt_delay` has passed since startup.
     preempt_after: Duration,
+    /// When a master last answered a lower-priority advert, so a flood
+    /// of them costs at most one answer per Advertisement_Interval.
+    lower_answered: Option<Duration>,
     stats: Stats,
 }
 
@@ -243,10 +280,12 @@ impl Instance {
         }
         Ok(Self {
             master_adver_interval: config.adver_interval,
+            priority: config.priority,
             config,
             state: State::Initialize,
             timer: None,
             preempt_after: Duration::ZERO,
+            lower_answered: None,
             stats: Stats::default(),
         })
     }
@@ -254,6 +293,11 @@ impl Instance {
     /// Current state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The effective priority: the configured one moved by tracking.
+    pub fn priority(&self) -> u8 {
+        self.priority
     }
 
     /// Master_Adver_Interval now in force (v3 learns it from the master).
@@ -275,8 +319,19 @@ impl Instance {
                 self.stats.adverts_rejected += 1;
                 Vec::new()
             }
-            (S::Initialize, E::Startup) => self.startup(now),
-            (S::Initialize, _) | (_, E::Startup) => Vec::new(),
+            (_, E::Priority(p)) => {
+                if self.config.priority != PRIORITY_OWNER {
+                    self.priority = p.clamp(1, PRIORITY_OWNER - 1);
+                }
+                Vec::new()
+            }
+            (S::Initialize, E::Startup) | (S::Fault, E::FaultCleared) => {
+                self.startup(now)
+            }
+            (S::Initialize | S::Backup | S::Master, E::Fault) => self.fault(),
+            (S::Fault, E::Shutdown) => self.fault_shutdown(),
+            (S::Initialize | S::Fault, _)
+            | (_, E::Startup | E::FaultCleared) => Vec::new(),
             (S::Backup, E::Shutdown) => self.backup_shutdown(),
             (S::Backup, E::MasterDownTimerFired) => {
                 self.backup_master_down(now)
@@ -299,18 +354,45 @@ impl Instance {
     /// 255) becomes master at once; anyone else sets Master_Adver_Interval
     /// to Advertisement_Interval, arms Master_Down_Timer and becomes
     /// backup. Also starts keepalived's `preempt_delay`.
+    ///
+    /// Leaving Fault is the same start, as keepalived's: whoever holds the
+    /// VIPs meanwhile is heard before we claim them, and a link that
+    /// flaps waits out `preempt_delay` again.
     fn startup(&mut self, now: Duration) -> Vec<Action> {
         self.preempt_after = now.saturating_add(self.config.preempt_delay);
         self.master_adver_interval = self.config.adver_interval;
         if self.config.priority == PRIORITY_OWNER {
             return self.become_master(now);
         }
+        let from = self.state;
         let at = now.saturating_add(self.master_down_interval());
         self.state = State::Backup;
-        vec![
-            self.arm(Timer::MasterDown(at)),
-            transition(State::Initialize, State::Backup),
-        ]
+        vec![self.arm(Timer::MasterDown(at)), transition(from, State::Backup)]
+    }
+
+    /// Entering Fault (keepalived's semantics): timers off; a master sends
+    /// a priority-0 advert — which reaches the backups when the fault is
+    /// not the link itself, so they take over after Skew_Time — and drops
+    /// the VIPs.
+    fn fault(&mut self) -> Vec<Action> {
+        let from = self.state;
+        self.timer = None;
+        self.state = State::Fault;
+        let mut actions = vec![Action::CancelTimers];
+        if from == State::Master {
+            actions.extend([
+                Action::SendAdvert { priority: PRIORITY_LEAVING },
+                Action::RemoveVips,
+            ]);
+        }
+        actions.push(transition(from, State::Fault));
+        actions
+    }
+
+    /// Shutdown in Fault: nothing is held, nothing armed.
+    fn fault_shutdown(&mut self) -> Vec<Action> {
+        self.state = State::Initialize;
+        vec![transition(State::Fault, State::Initialize)]
     }
 
     /// RFC 5798 §6.4.2 (Backup, Shutdown): cancel Master_Down_Timer and go
@@ -353,7 +435,7 @@ impl Instance {
         if !self.accept(max_adver_int) {
             return Vec::new();
         }
-        let ours = self.config.priority;
+        let ours = self.priority;
         let version = self.config.version;
         let at = if priority == PRIORITY_LEAVING {
             let skew = skew_time(version, ours, self.master_adver_interval);
@@ -405,7 +487,12 @@ impl Instance {
     /// * priority above ours, or equal with a greater primary address (the
     ///   tie-break): step down: v3 learns Master_Adver_Interval, arm
     ///   Master_Down_Timer, drop the VIPs, become backup;
-    /// * otherwise discard it; our next advert makes the sender back off.
+    /// * otherwise the sender believes it is master, or is about to (a
+    ///   split brain or a partition healing): answer at once with our
+    ///   advert, so it backs off now, and announce the VIPs again, since
+    ///   neighbours may have followed it — keepalived's
+    ///   `garp_lower_prio_repeat`. At most one answer per
+    ///   Advertisement_Interval, however many such adverts arrive.
     fn master_advert(
         &mut self,
         now: Duration,
@@ -416,7 +503,7 @@ impl Instance {
         if !self.accept(max_adver_int) {
             return Vec::new();
         }
-        let ours = self.config.priority;
+        let ours = self.priority;
         if priority == PRIORITY_LEAVING {
             let next = now.saturating_add(self.config.adver_interval);
             return vec![self.send_advert(), self.arm(Timer::Adver(next))];
@@ -424,7 +511,7 @@ impl Instance {
         let wins = priority > ours
             || (priority == ours && from > self.config.primary_addr);
         if !wins {
-            return Vec::new();
+            return self.answer_lower_priority(now);
         }
         self.learn_interval(max_adver_int);
         let at = now.saturating_add(self.master_down_interval());
@@ -433,6 +520,22 @@ impl Instance {
             Action::RemoveVips,
             self.arm(Timer::MasterDown(at)),
             transition(State::Master, State::Backup),
+        ]
+    }
+
+    /// See [`Self::master_advert`].
+    fn answer_lower_priority(&mut self, now: Duration) -> Vec<Action> {
+        let interval = self.config.adver_interval;
+        if self
+            .lower_answered
+            .is_some_and(|at| now < at.saturating_add(interval))
+        {
+            return Vec::new();
+        }
+        self.lower_answered = Some(now);
+        vec![
+            self.send_advert(),
+            Action::SendGratuitousArp(Announce::LowerPriority),
         ]
     }
 
@@ -446,7 +549,7 @@ impl Instance {
         vec![
             self.send_advert(),
             Action::AddVips,
-            Action::SendGratuitousArp,
+            Action::SendGratuitousArp(Announce::BecameMaster),
             self.arm(Timer::Adver(next)),
             transition(from, State::Master),
         ]
@@ -486,13 +589,13 @@ impl Instance {
     fn master_down_interval(&self) -> Duration {
         master_down_interval(
             self.config.version,
-            self.config.priority,
+            self.priority,
             self.master_adver_interval,
         )
     }
 
     fn send_advert(&self) -> Action {
-        Action::SendAdvert { priority: self.config.priority }
+        Action::SendAdvert { priority: self.priority }
     }
 
     /// Records the armed deadline and returns the action that arms it.
@@ -515,5 +618,6 @@ pub(crate) fn state_name(s: State) -> &'static str {
         State::Initialize => "STOP",
         State::Backup => "BACKUP",
         State::Master => "MASTER",
+        State::Fault => "FAULT",
     }
 }

@@ -23,6 +23,7 @@ pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
     let own = match to {
         State::Master => hooks.master.as_deref(),
         State::Backup => hooks.backup.as_deref(),
+        State::Fault => hooks.fault.as_deref(),
         State::Initialize => None,
     };
     own.into_iter().chain(hooks.any.as_deref()).collect()
@@ -60,11 +61,12 @@ mod tests {
         let hooks = NotifyHooks {
             master: Some("/m".into()),
             backup: None,
-            fault: None,
+            fault: Some("/f".into()),
             any: Some("/any x".into()),
         };
         assert_eq!(hooks_for(&hooks, State::Master), ["/m", "/any x"]);
         assert_eq!(hooks_for(&hooks, State::Backup), ["/any x"]);
+        assert_eq!(hooks_for(&hooks, State::Fault), ["/f", "/any x"]);
         assert_eq!(
             notify_args("VI_1", State::Master, 120),
             ["INSTANCE", "VI_1", "MASTER", "120"]
