@@ -19,6 +19,7 @@ mod realserver;
 mod support;
 mod validate;
 mod vrrp_decode;
+mod vrrp_fault;
 mod vrrp_fsm;
 mod vrrp_ipv6;
 mod vrrp_lab;

@@ -28,7 +28,7 @@ const SLACK: Duration = Duration::from_millis(100);
 
 /// The example cluster with its instance on VRRP `version`, which for v2
 /// authenticates with [`PASSWORD`] (as keepalived does in these tests).
-fn vrrp(s: Subnet, version: u8) -> Inventory {
+pub(crate) fn vrrp(s: Subnet, version: u8) -> Inventory {
     let inventory = Inventory::example(s).version(version);
     if version == 2 {
         inventory.instance_option(&format!(
@@ -446,37 +446,69 @@ fn bad_packets_are_counted_and_change_nothing() {
     assert_eq!(holders(&lab, &s.vip()), ["keepalived01"]);
 }
 
-/// Cut the backup off the segment: it stops hearing the master and takes
-/// the VIP too (split brain, as VRRP must). Plug it back: the master's
-/// next advert outranks it, it steps down and removes the VIP — within
-/// one advert interval plus its skew.
+/// Make the backup deaf and mute to VRRP (an nftables table in its
+/// namespace drops protocol 112 both ways): it takes the VIP too (split
+/// brain, as VRRP must) and the client follows its announcements. Lift
+/// the block: the master hears the backup's lower-priority advert and
+/// answers at once with its own advert and its announcements (issue #16),
+/// so within the backup's next advert interval one master remains and the
+/// client's neighbour entry points at it again.
 #[test]
-fn split_brain_heals_to_one_master() {
+fn split_brain_heals_to_one_master_and_the_client_follows() {
     let s = Subnet::allocate();
     let lab = lab_or_skip!("vrrp-split-brain", vrrp(s, 2));
-    lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    wait_sole_holder(
-        &lab,
-        &s.vip(),
-        "keepalived01",
-        election_bound(Version::V2),
+    let vip = s.vip();
+    lab.apply_until_forwarding(&vip);
+    let mac = |host| {
+        lab.exec_ok(host, "cat /sys/class/net/eth0/address").trim().to_owned()
+    };
+    let (mac01, mac02) = (mac("keepalived01"), mac("keepalived02"));
+    let client_mac = || {
+        lab.exec_ok("client", &format!("ip neigh show {vip} dev eth0"))
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    lab.exec_ok(
+        "keepalived02",
+        "nft -f - <<'EOF'\n\
+         table inet splitbrain {\n\
+           chain in { type filter hook input priority 0; ip protocol vrrp drop; }\n\
+           chain out { type filter hook output priority 0; ip protocol vrrp drop; }\n\
+         }\nEOF",
     );
-    lab.set_switch_port("keepalived02", "down");
     let both = takeover_bound(Version::V2);
     let until = Instant::now() + both;
-    while holders(&lab, &s.vip()).len() < 2 {
+    while holders(&lab, &vip).len() < 2 {
         assert!(Instant::now() < until, "no split brain within {both:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    lab.set_switch_port("keepalived02", "up");
-    let advert = Duration::from_secs(1);
-    let heal = advert
-        + lbdeploy::agent::vrrp::fsm::skew_time(Version::V2, 70, advert)
-        + SLACK;
+    let until = Instant::now() + SLACK * 10;
+    while client_mac() != mac02 {
+        assert!(Instant::now() < until, "the client did not follow the backup");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    lab.exec_ok("keepalived02", "nft delete table inet splitbrain");
     let t = Instant::now();
-    wait_sole_holder(&lab, &s.vip(), "keepalived01", heal);
-    eprintln!("split brain healed in {:?} (bound {heal:?})", t.elapsed());
+    let heal = Duration::from_secs(1) + SLACK;
+    while holders(&lab, &vip) != ["keepalived01"] || client_mac() != mac01 {
+        assert!(
+            t.elapsed() < heal,
+            "holders {:?}, client at {} ({mac01} is keepalived01) after \
+             {heal:?}\n{}",
+            holders(&lab, &vip),
+            client_mac(),
+            logs(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("split brain healed, client following, in {:?}", t.elapsed());
     assert_eq!(instance(&lab, "keepalived02")["state"], "BACKUP");
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    assert!(log.contains("lower priority"), "{log}");
 }
 
 /// Watch for `period` that `host` alone holds the VIP the whole time.

@@ -94,6 +94,21 @@ impl Status {
         if let Some(e) = &self.last_reload_error {
             writeln!(out, "last reload failed, old config kept: {e}")?;
         }
+        let instances = self.details["vrrp_instances"].as_array();
+        for i in instances.into_iter().flatten() {
+            write!(
+                out,
+                "vrrp    {} (vrid {}): {}, priority {}",
+                i["name"].as_str().unwrap_or("?"),
+                i["vrid"],
+                i["state"].as_str().unwrap_or("?"),
+                i["priority"]
+            )?;
+            if let Some(why) = i["fault"].as_str() {
+                write!(out, " ({why})")?;
+            }
+            writeln!(out)?;
+        }
         Ok(())
     }
 }
@@ -220,6 +235,27 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("agent realserver running, pid 42"));
         assert!(text.contains("last reload failed, old config kept: bad"));
+    }
+
+    #[test]
+    fn human_form_shows_each_vrrp_state_and_why_in_fault() {
+        let mut s = sample();
+        s.details = serde_json::json!({ "vrrp_instances": [
+            { "name": "VI_1", "vrid": 51, "state": "MASTER", "priority": 120 },
+            { "name": "VI_2", "vrid": 52, "state": "FAULT", "priority": 120,
+              "fault": "eth0 has no carrier" },
+        ]});
+        let mut out = Vec::new();
+        s.write_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "vrrp    VI_1 (vrid 51): MASTER, priority 120\n\
+                 vrrp    VI_2 (vrid 52): FAULT, priority 120 \
+                 (eth0 has no carrier)\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

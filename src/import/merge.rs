@@ -116,6 +116,7 @@ pub(crate) fn merge(
             directors,
             real_servers,
             vrrp_instances,
+            vrrp_scripts: Vec::new(),
             virtual_services,
             notification,
             lab: req.lab.clone(),

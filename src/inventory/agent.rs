@@ -13,8 +13,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArpSuppression, Check, Dataplane, Duration, IfAddr, Notification,
-    NotifyHooks, Port, Protocol, Scheduler, VirtualAddress,
+    ArpSuppression, Check, Dataplane, Duration, Garp, IfAddr, Notification,
+    NotifyHooks, Port, Protocol, Scheduler, Track, VirtualAddress, VrrpScript,
 };
 
 /// `lbdeploy agent director`'s configuration.
@@ -33,6 +33,9 @@ pub struct DirectorConfig {
     pub dataplane: Dataplane,
     /// VRRP instances, with this director's priority resolved.
     pub vrrp_instances: Vec<VrrpConfig>,
+    /// The scripts the instances track.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_scripts: Vec<VrrpScript>,
     /// Virtual services, with real-server hosts resolved to addresses.
     #[serde(default)]
     pub virtual_services: Vec<ServiceConfig>,
@@ -77,6 +80,13 @@ pub struct VrrpConfig {
     /// Email on transitions.
     #[serde(default)]
     pub smtp_alert: bool,
+    /// Gratuitous ARP bursts; left out of the file when keepalived's
+    /// defaults, as most are.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub garp: Garp,
+    /// What it tracks, every script's weight resolved.
+    #[serde(default, skip_serializing_if = "Track::is_empty")]
+    pub track: Track,
 }
 
 /// One virtual service as a director programs it.
@@ -190,4 +200,8 @@ pub fn parse<T: serde::de::DeserializeOwned>(
         path: path.to_owned(),
         message: e.to_string(),
     })
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }

@@ -40,6 +40,9 @@ pub struct Inventory {
     pub real_servers: Vec<RealServerHost>,
     /// VRRP instances (keepalived's `vrrp_instance` blocks).
     pub vrrp_instances: Vec<VrrpInstance>,
+    /// Scripts instances track (keepalived's `vrrp_script` blocks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_scripts: Vec<VrrpScript>,
     /// Virtual services (keepalived's `virtual_server` blocks).
     #[serde(default)]
     pub virtual_services: Vec<VirtualService>,
@@ -261,6 +264,147 @@ pub struct VrrpInstance {
     /// Send an email on transitions (keepalived's `smtp_alert`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub smtp_alert: bool,
+    /// How the master announces the VIPs (keepalived's `garp_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp: Option<Garp>,
+    /// What moves this instance's priority or puts it in fault
+    /// (keepalived's `track_interface`, `track_script`).
+    #[serde(default, skip_serializing_if = "Track::is_empty")]
+    pub track: Track,
+}
+
+/// What an instance tracks, each with keepalived's weight: 0 (the
+/// default) puts the instance in FAULT while the object fails; a positive
+/// weight is added to the priority while it is OK, a negative one
+/// subtracted while it fails.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Track {
+    /// Interfaces that must be up with a carrier (`track_interface`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<TrackInterface>,
+    /// Scripts of `vrrp_scripts` that must succeed (`track_script`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<TrackScript>,
+}
+
+impl Track {
+    /// Nothing tracked.
+    pub fn is_empty(&self) -> bool {
+        self.interfaces.is_empty() && self.scripts.is_empty()
+    }
+}
+
+/// A tracked interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackInterface {
+    /// Its name on every director.
+    pub name: String,
+    /// keepalived's weight, −253–253; 0: FAULT while it is down.
+    #[serde(default)]
+    pub weight: i32,
+}
+
+/// A tracked script, by its name in `vrrp_scripts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScript {
+    /// The script's name.
+    pub name: String,
+    /// Overrides the script's own weight for this instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+}
+
+/// keepalived's bound on a tracking weight.
+pub const TRACK_WEIGHT_MAX: i32 = 253;
+
+/// A health script the directors run for their instances (keepalived's
+/// `vrrp_script`): run every `interval`, killed with its process group
+/// past `timeout`; failed after `fall` failures in a row, OK again after
+/// `rise` successes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpScript {
+    /// Its name, for `track.scripts`.
+    pub name: String,
+    /// The program and its arguments, run directly, without a shell
+    /// (write `[/bin/sh, -c, "…"]` to have one).
+    pub command: Vec<String>,
+    /// How often it runs.
+    #[serde(default = "default_script_interval")]
+    pub interval: Duration,
+    /// How long one run may take; the interval when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// keepalived's weight, −253–253 (see [`Track`]).
+    #[serde(default)]
+    pub weight: i32,
+    /// Successes in a row that make a failed script OK.
+    #[serde(default = "default_one")]
+    pub rise: u32,
+    /// Failures in a row that make an OK script failed.
+    #[serde(default = "default_one")]
+    pub fall: u32,
+}
+
+fn default_script_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_one() -> u32 {
+    1
+}
+
+/// Gratuitous ARP (unsolicited Neighbour Advertisement for IPv6) bursts:
+/// one burst of `*_repeat` per VIP at once, a second after `*_delay`
+/// (none when zero), for switches and neighbours that missed the first.
+/// The defaults are keepalived's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Garp {
+    /// On becoming master (`garp_master_delay`).
+    #[serde(default = "default_garp_delay")]
+    pub master_delay: Duration,
+    /// On becoming master (`garp_master_repeat`), 1–100.
+    #[serde(default = "default_garp_repeat")]
+    pub master_repeat: u32,
+    /// When a master hears a lower-priority advert: a split brain or a
+    /// partition healing (`garp_lower_prio_delay`).
+    #[serde(default = "default_garp_delay")]
+    pub lower_priority_delay: Duration,
+    /// The same case's burst (`garp_lower_prio_repeat`), 0–100; 0 sends
+    /// none.
+    #[serde(default = "default_garp_repeat")]
+    pub lower_priority_repeat: u32,
+}
+
+/// The most announcements per VIP in one burst: keepalived has no bound,
+/// but a burst is sent at once from the VRRP loop, and a hundred already
+/// outlasts any switch's learning.
+pub const GARP_REPEAT_MAX: u32 = 100;
+
+/// The longest delay before the second burst.
+pub const GARP_DELAY_MAX: Duration = Duration::from_secs(3600);
+
+impl Default for Garp {
+    fn default() -> Self {
+        Self {
+            master_delay: default_garp_delay(),
+            master_repeat: default_garp_repeat(),
+            lower_priority_delay: default_garp_delay(),
+            lower_priority_repeat: default_garp_repeat(),
+        }
+    }
+}
+
+fn default_garp_delay() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_garp_repeat() -> u32 {
+    5
 }
 
 fn default_vrrp_version() -> u8 {

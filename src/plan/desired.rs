@@ -16,7 +16,7 @@ use crate::inventory::agent::{
 };
 use crate::inventory::{
     Authentication, Director, Environment, Inventory, Mode, RealServerHost,
-    VrrpInstance, effective_priority, service_label,
+    Track, TrackScript, VrrpInstance, effective_priority, service_label,
 };
 
 use super::roles::{self, Init, OnChange, Role, Roles};
@@ -237,7 +237,7 @@ fn director_config(
     let vrrp_instances = inv
         .vrrp_instances
         .iter()
-        .map(|vi| vrrp_config(vi, d, env, base))
+        .map(|vi| vrrp_config(inv, vi, d, env, base))
         .collect::<Result<_, _>>()?;
     Ok(DirectorConfig {
         cluster: inv.cluster.clone(),
@@ -246,6 +246,7 @@ fn director_config(
         address: d.address,
         dataplane: inv.dataplane,
         vrrp_instances,
+        vrrp_scripts: inv.vrrp_scripts.clone(),
         virtual_services: inv
             .virtual_services
             .iter()
@@ -288,6 +289,7 @@ fn director_config(
 }
 
 fn vrrp_config(
+    inv: &Inventory,
     vi: &VrrpInstance,
     d: &Director,
     env: &dyn Environment,
@@ -317,7 +319,28 @@ fn vrrp_config(
         virtual_addresses: vi.virtual_addresses.clone(),
         notify: vi.notify.clone(),
         smtp_alert: vi.smtp_alert,
+        garp: vi.garp.unwrap_or_default(),
+        track: track(inv, &vi.track),
     })
+}
+
+/// An instance's tracking with every script's weight resolved: its own
+/// unless the instance overrides it. Validation saw every name exist.
+fn track(inv: &Inventory, track: &Track) -> Track {
+    let weight_of = |name: &str| {
+        inv.vrrp_scripts.iter().find(|s| s.name == name).map(|s| s.weight)
+    };
+    Track {
+        interfaces: track.interfaces.clone(),
+        scripts: track
+            .scripts
+            .iter()
+            .map(|t| TrackScript {
+                name: t.name.clone(),
+                weight: t.weight.or_else(|| weight_of(&t.name)),
+            })
+            .collect(),
+    }
 }
 
 /// VRIDs and priorities are bounded to 1–255 by their inventory types.

@@ -3,7 +3,8 @@
 //! the VIPs on `lo`, the director for the VIPs it holds as VRRP master — and
 //! both need the same three things: list, add and remove an address, and be
 //! told when anything (an operator's `ip addr del`, another daemon) changes
-//! one.
+//! one. The director also watches its interface's link state: a VRRP
+//! instance on a link that is down or lost its carrier is in fault.
 //!
 //! Everything here is a thin adapter; what to add or remove is decided by
 //! the modes' pure code ([`missing`], `unwanted` are the set arithmetic
@@ -18,7 +19,7 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, MulticastGroup};
 
 /// One address on one interface.
@@ -42,6 +43,17 @@ pub enum Event {
     Added(Address),
     /// An address went away.
     Removed(Address),
+}
+
+/// An interface's link state, as `ip link` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The interface's index.
+    pub index: u32,
+    /// Administratively up (`IFF_UP`: `ip link set … up`).
+    pub up: bool,
+    /// It has a carrier (`IFF_RUNNING`: not `NO-CARRIER`).
+    pub carrier: bool,
 }
 
 /// A netlink failure, with what was being done.
@@ -88,6 +100,24 @@ impl Net {
             Some(link) => Ok(link.header.index),
             None => Err(fail(rtnetlink::Error::RequestFailed)),
         }
+    }
+
+    /// The link state of interface `index`.
+    ///
+    /// # Errors
+    /// When there is no such interface.
+    pub async fn link(&self, index: u32) -> Result<Link, Error> {
+        let fail = |source| Error {
+            what: format!("looking up interface #{index}"),
+            source,
+        };
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .map_err(fail)?
+            .ok_or_else(|| fail(rtnetlink::Error::RequestFailed))?;
+        Ok(link_state(&link))
     }
 
     /// The name of interface `index`, for messages.
@@ -212,41 +242,69 @@ impl Net {
     }
 }
 
-/// Address changes as the kernel announces them (`ip monitor address`).
-///
-/// # Errors
-/// When the multicast socket cannot be opened.
-pub(crate) fn watch() -> std::io::Result<impl Stream<Item = Event>> {
-    let (connection, _, messages) = rtnetlink::new_multicast_connection(&[
-        MulticastGroup::Ipv4Ifaddr,
-        MulticastGroup::Ipv6Ifaddr,
-    ])?;
+/// What the kernel announces to the `groups`, as `decode` reads them.
+fn watch<T: Send + 'static>(
+    groups: &[MulticastGroup],
+    decode: fn(RouteNetlinkMessage) -> Option<T>,
+) -> std::io::Result<impl Stream<Item = T> + Send + use<T>> {
+    let (connection, _, messages) =
+        rtnetlink::new_multicast_connection(groups)?;
     tokio::spawn(connection);
-    Ok(messages.filter_map(|(msg, _)| async move {
+    Ok(messages.filter_map(move |(msg, _)| async move {
         match msg.payload {
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(
-                m,
-            )) => decode(&m).map(Event::Added),
-            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(
-                m,
-            )) => decode(&m).map(Event::Removed),
+            NetlinkPayload::InnerMessage(m) => decode(m),
             _ => None,
         }
     }))
 }
 
-/// A subscription to [`watch`], or `None` when it could not be opened and
-/// the caller polls instead.
-pub(crate) type Events = Option<Pin<Box<dyn Stream<Item = Event> + Send>>>;
+/// Address changes (`ip monitor address`).
+fn address_event(m: RouteNetlinkMessage) -> Option<Event> {
+    match m {
+        RouteNetlinkMessage::NewAddress(m) => decode(&m).map(Event::Added),
+        RouteNetlinkMessage::DelAddress(m) => decode(&m).map(Event::Removed),
+        _ => None,
+    }
+}
+
+/// Link changes (`ip monitor link`); an interface deleted is a link down.
+fn link_event(m: RouteNetlinkMessage) -> Option<Link> {
+    match m {
+        RouteNetlinkMessage::NewLink(m) => Some(link_state(&m)),
+        RouteNetlinkMessage::DelLink(m) => {
+            Some(Link { index: m.header.index, up: false, carrier: false })
+        }
+        _ => None,
+    }
+}
+
+/// A subscription to kernel announcements, or `None` when it could not be
+/// opened and the caller polls instead.
+pub(crate) type Events<T = Event> =
+    Option<Pin<Box<dyn Stream<Item = T> + Send>>>;
 
 /// Subscribe to address events; `who` names the caller in the warning
 /// logged when that fails.
 pub(crate) fn subscribe(who: &str) -> Events {
-    match watch() {
+    let groups = [MulticastGroup::Ipv4Ifaddr, MulticastGroup::Ipv6Ifaddr];
+    opened(who, "address", watch(&groups, address_event))
+}
+
+/// Subscribe to link events, as [`subscribe`] does to addresses.
+pub(crate) fn subscribe_links(who: &str) -> Events<Link> {
+    opened(who, "link", watch(&[MulticastGroup::Link], link_event))
+}
+
+fn opened<T>(
+    who: &str,
+    what: &str,
+    watch: std::io::Result<impl Stream<Item = T> + Send + 'static>,
+) -> Events<T> {
+    match watch {
         Ok(s) => Some(Box::pin(s)),
         Err(e) => {
             tracing::warn!(
-                "{who}: cannot watch address events ({e}); polling only"
+                "{who}: cannot watch {what} events ({e}); polling only"
             );
             None
         }
@@ -255,10 +313,20 @@ pub(crate) fn subscribe(who: &str) -> Events {
 
 /// The next event; never, without a subscription. `None` when the
 /// subscription ended (subscribe again).
-pub(crate) async fn next_event(events: &mut Events) -> Option<Event> {
+pub(crate) async fn next_event<T>(events: &mut Events<T>) -> Option<T> {
     match events {
         Some(s) => s.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The link state a netlink message describes.
+fn link_state(m: &LinkMessage) -> Link {
+    let flags = m.header.flags;
+    Link {
+        index: m.header.index,
+        up: flags.contains(LinkFlags::Up),
+        carrier: flags.contains(LinkFlags::Running),
     }
 }
 

@@ -5,6 +5,7 @@
 //!  AdvertSocket ──packet──▶ classify (ttl, codec, vrid, auth) ──Event──┐
 //!  sleep_until(deadline) ─────────────── timer Event ─────────────────┤
 //!  ctl_rx (Stop) ─────────────────────── Shutdown ────────────────────┤
+//!  netlink link/address ── fault::fault ── Fault / FaultCleared ──────┤
 //!                                                                     ▼
 //!                                               fsm::Instance::handle(now, ev)
 //!                                                                     │
@@ -16,9 +17,9 @@
 //! input at a time; the director's worker talks to it through `ctl_tx`
 //! and reads its [`InstanceStatus`] snapshot. Everything that decides is
 //! pure and lives beside it: the settings ([`super::settings`]), the
-//! receive checks ([`super::receive`]), the hooks' arguments
-//! ([`super::notify`]) and the state machine ([`super::fsm`]), all tested
-//! without sockets. Which instances run is the director's
+//! receive checks ([`super::receive`]), the fault conditions
+//! ([`super::fault`]), the hooks' arguments ([`super::notify`]) and the
+//! state machine ([`super::fsm`]), all tested without sockets. Which instances run is the director's
 //! ([`crate::agent::director`]).
 
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,10 @@ use tracing::Instrument;
 
 use crate::agent::sys::net::{self, Address, Net};
 use crate::agent::vrrp::error::DecodeError;
-use crate::agent::vrrp::fsm::{self, Action, Event, State, state_name};
+use crate::agent::vrrp::fault::{Facts, fault};
+use crate::agent::vrrp::fsm::{
+    self, Action, Announce, Event, State, state_name,
+};
 use crate::agent::vrrp::notify::{hooks_for, notify_args, run_hook};
 use crate::agent::vrrp::packet::PseudoHeader;
 use crate::agent::vrrp::receive::{Received, classify};
@@ -40,15 +44,6 @@ use crate::agent::vrrp::settings::Settings;
 use crate::agent::vrrp::socket::{
     AdvertSocket, AnnounceSocket, Datagram, Destinations,
 };
-
-/// Gratuitous ARPs (or, for IPv6, unsolicited Neighbour Advertisements)
-/// per VIP sent at once on becoming master, and again after
-/// [`GARP_MASTER_DELAY`]: keepalived's `garp_master_repeat` default, which
-/// it applies to both.
-pub(crate) const GARP_MASTER_REPEAT: usize = 5;
-/// When the second burst of announcements goes out, for switches that
-/// missed the first: keepalived's `garp_master_delay` default.
-pub(crate) const GARP_MASTER_DELAY: Duration = Duration::from_secs(5);
 
 /// Per-instance counters (RFC 6527's spirit), in the status report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -87,8 +82,11 @@ pub struct InstanceStatus {
     pub name: String,
     /// Its VRID.
     pub vrid: u8,
-    /// `MASTER`, `BACKUP` or `STOP` (keepalived's words).
+    /// `MASTER`, `BACKUP`, `FAULT` or `STOP` (keepalived's words).
     pub state: &'static str,
+    /// Why the instance is in fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
     /// Our priority.
     pub priority: u8,
     /// Master_Adver_Interval now in force, in milliseconds.
@@ -158,12 +156,20 @@ struct Looper {
     net: Net,
     epoch: Instant,
     timer: Option<(Duration, Timer)>,
-    garp_at: Option<Duration>,
+    /// When the second burst of announcements is due, and its size.
+    garp_at: Option<(Duration, u32)>,
     counters: Counters,
     status: Arc<Mutex<InstanceStatus>>,
     changes: mpsc::UnboundedSender<StateChange>,
-    /// Address events, to keep the VIPs while master.
+    /// Address events: to keep the VIPs while master, and to notice our
+    /// own address going.
     events: net::Events,
+    /// Link events, for the fault conditions.
+    links: net::Events<net::Link>,
+    /// What the kernel last said about the interface.
+    facts: Facts,
+    /// Why the instance is in fault, if it is.
+    fault: Option<String>,
 }
 
 /// Open the instance's sockets and start its loop; its state changes go
@@ -184,6 +190,7 @@ pub fn spawn(
         name: s.name.clone(),
         vrid: s.vrid,
         state: state_name(State::Initialize),
+        fault: None,
         priority: s.fsm.priority,
         master_adver_interval_ms: s.fsm.adver_interval.as_millis() as u64,
         counters: Counters::default(),
@@ -203,6 +210,9 @@ pub fn spawn(
         status: status.clone(),
         changes,
         events: net::subscribe("vrrp"),
+        links: net::subscribe_links("vrrp"),
+        facts: Facts { up: true, carrier: true, address: true },
+        fault: None,
     };
     // Every line the loop logs names its instance.
     let span = tracing::info_span!("vrrp", instance = %name, vrid);
@@ -212,11 +222,27 @@ pub fn spawn(
 
 impl Looper {
     async fn run(mut self, mut ctl_rx: mpsc::Receiver<InstanceMsg>) {
-        self.remove_stale_vips().await;
-        self.handle(Event::Startup).await;
+        let present = match self.net.addresses().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("{e}");
+                Vec::new()
+            }
+        };
+        self.remove_stale_vips(&present).await;
+        self.refresh_facts(&present).await;
+        self.fault = self.why_fault();
+        match &self.fault {
+            Some(why) => {
+                tracing::warn!("cannot start: {why}; in fault until it clears");
+                self.handle(Event::Fault).await;
+            }
+            None => self.handle(Event::Startup).await,
+        }
         let mut buf = vec![0u8; 4096];
         loop {
-            let next = match (self.timer.map(|t| t.0), self.garp_at) {
+            let garp_at = self.garp_at.map(|g| g.0);
+            let next = match (self.timer.map(|t| t.0), garp_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -242,9 +268,79 @@ impl Looper {
                     None => {
                         tracing::warn!("the netlink address watch ended; re-subscribing");
                         self.events = net::subscribe("vrrp");
+                        self.resync().await;
+                    }
+                },
+                link = net::next_event(&mut self.links) => match link {
+                    Some(link) if link.index == self.s.index => {
+                        self.facts.up = link.up;
+                        self.facts.carrier = link.carrier;
+                        self.reassess().await;
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!("the netlink link watch ended; re-subscribing");
+                        self.links = net::subscribe_links("vrrp");
+                        self.resync().await;
                     }
                 },
             }
+        }
+    }
+
+    /// Read the interface's link state and whether our address is among
+    /// `present`, as at start or after events may have been lost.
+    async fn refresh_facts(&mut self, present: &[Address]) {
+        match self.net.link(self.s.index).await {
+            Ok(link) => {
+                self.facts.up = link.up;
+                self.facts.carrier = link.carrier;
+            }
+            // The interface is gone (deleted under us).
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.facts.up = false;
+                self.facts.carrier = false;
+            }
+        }
+        self.facts.address = present
+            .iter()
+            .any(|a| a.index == self.s.index && a.ip == self.s.local);
+    }
+
+    /// Events may have been lost with a subscription: look again.
+    async fn resync(&mut self) {
+        match self.net.addresses().await {
+            Ok(present) => self.refresh_facts(&present).await,
+            Err(e) => tracing::warn!("{e}"),
+        }
+        self.reassess().await;
+    }
+
+    fn why_fault(&self) -> Option<String> {
+        fault(&self.s.interface, self.s.local, self.facts)
+    }
+
+    /// Enter or leave fault when the facts say so.
+    async fn reassess(&mut self) {
+        let why = self.why_fault();
+        match (&self.fault, &why) {
+            (None, Some(reason)) => {
+                tracing::warn!("fault: {reason}");
+                self.fault = why;
+                self.handle(Event::Fault).await;
+            }
+            (Some(reason), None) => {
+                tracing::info!("fault cleared ({reason} no longer)");
+                self.fault = None;
+                self.handle(Event::FaultCleared).await;
+            }
+            (Some(old), Some(new)) if old != new => {
+                tracing::warn!("still in fault: {new}");
+                self.fault = why;
+                self.publish();
+            }
+            _ => {}
         }
     }
 
@@ -274,9 +370,9 @@ impl Looper {
 
     async fn on_deadline(&mut self) {
         let now = self.now();
-        if self.garp_at.is_some_and(|g| now >= g) {
+        if let Some((_, repeat)) = self.garp_at.filter(|g| now >= g.0) {
             self.garp_at = None;
-            self.announce();
+            self.announce(repeat);
         }
         if let Some((at, kind)) = self.timer.filter(|(at, _)| now >= *at) {
             let _ = at;
@@ -298,10 +394,7 @@ impl Looper {
                 Action::SendAdvert { priority } => self.send_advert(priority),
                 Action::AddVips => self.vips(true).await,
                 Action::RemoveVips => self.vips(false).await,
-                Action::SendGratuitousArp => {
-                    self.announce();
-                    self.garp_at = Some(now + GARP_MASTER_DELAY);
-                }
+                Action::SendGratuitousArp(why) => self.announce_for(now, why),
                 Action::ArmMasterDownTimer { at } => {
                     self.timer = Some((at, Timer::MasterDown));
                 }
@@ -356,8 +449,15 @@ impl Looper {
     /// ours to keep: one removed (by hand, `ip addr flush`, a network
     /// manager) is put back at once. In any other state a VIP that
     /// appears is reported and left alone: it is not ours to remove.
+    ///
+    /// Our own address coming or going may start or end a fault.
     async fn on_address(&mut self, ev: net::Event) {
         let (net::Event::Added(a) | net::Event::Removed(a)) = &ev;
+        if a.index == self.s.index && a.ip == self.s.local {
+            self.facts.address = matches!(ev, net::Event::Added(_));
+            self.reassess().await;
+            return;
+        }
         let Some(vip) = self.s.vips.iter().find(|v| net::same(v, a)).cloned()
         else {
             return;
@@ -398,14 +498,7 @@ impl Looper {
 
     /// A backup must not hold the VIPs; an agent killed as master left
     /// them behind (as keepalived does), so take them off before starting.
-    async fn remove_stale_vips(&mut self) {
-        let present = match self.net.addresses().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!("{e}");
-                return;
-            }
-        };
+    async fn remove_stale_vips(&mut self, present: &[Address]) {
         let stale: Vec<Address> = self
             .s
             .vips
@@ -426,11 +519,35 @@ impl Looper {
         }
     }
 
+    /// Announce the VIPs for `why`: one burst now and, unless its delay
+    /// is zero, a second one then (replacing one still due).
+    fn announce_for(&mut self, now: Duration, why: Announce) {
+        let g = self.s.garp;
+        let (repeat, delay) = match why {
+            Announce::BecameMaster => (g.master_repeat, g.master_delay),
+            Announce::LowerPriority => {
+                tracing::info!(
+                    "a lower priority advert while master: another director \
+                     believed it was master; advertising and announcing the \
+                     VIPs again"
+                );
+                (g.lower_priority_repeat, g.lower_priority_delay)
+            }
+        };
+        if repeat == 0 {
+            return;
+        }
+        self.announce(repeat);
+        if !delay.get().is_zero() {
+            self.garp_at = Some((now + delay.get(), repeat));
+        }
+    }
+
     /// One burst of gratuitous ARP (IPv4) or unsolicited Neighbour
-    /// Advertisements (IPv6), [`GARP_MASTER_REPEAT`] per VIP.
-    fn announce(&mut self) {
+    /// Advertisements (IPv6), `repeat` per VIP.
+    fn announce(&mut self, repeat: u32) {
         for vip in &self.s.vips {
-            for _ in 0..GARP_MASTER_REPEAT {
+            for _ in 0..repeat {
                 if let Err(e) = self.announcer.announce(vip.ip) {
                     self.counters.send_errors += 1;
                     tracing::warn!("announcing {}: {e}", vip.ip);
@@ -466,6 +583,7 @@ impl Looper {
     fn publish(&self) {
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         st.state = state_name(self.fsm.state());
+        st.fault.clone_from(&self.fault);
         st.master_adver_interval_ms =
             self.fsm.master_adver_interval().as_millis() as u64;
         st.counters = self.counters;

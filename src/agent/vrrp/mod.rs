@@ -23,6 +23,8 @@
 //! * [`receive`]: RFC 5798 §7.1's receive checks, in order: what a packet
 //!   is to an instance.
 //! * [`notify`]: the notify hooks, as keepalived runs them.
+//! * [`fault`]: why an instance cannot work (link down, no carrier, no
+//!   address), keepalived's FAULT conditions.
 //!
 //! * [`socket`]: the raw IP socket for adverts and the packet socket for
 //!   gratuitous ARP and NAs, bytes in and out only.
@@ -44,6 +46,7 @@
 pub mod arp;
 pub mod error;
 mod ethernet;
+pub mod fault;
 pub mod fsm;
 pub mod instance;
 pub mod ipv4;

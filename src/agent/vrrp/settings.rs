@@ -17,7 +17,7 @@ use crate::agent::vrrp::packet::{
 };
 use crate::agent::vrrp::socket::Destinations;
 use crate::inventory::agent::VrrpConfig;
-use crate::inventory::{IfAddr, NotifyHooks};
+use crate::inventory::{Garp, IfAddr, NotifyHooks};
 
 /// Everything an instance needs, checked and resolved before any socket is
 /// opened, so a bad configuration fails `apply` with nothing half started.
@@ -47,6 +47,8 @@ pub struct Settings {
     pub vips: Vec<Address>,
     /// Scripts run on transitions.
     pub notify: Option<NotifyHooks>,
+    /// How the VIPs are announced.
+    pub garp: Garp,
 }
 
 impl Settings {
@@ -131,6 +133,7 @@ impl Settings {
             },
             vips,
             notify: c.notify.clone(),
+            garp: c.garp,
         })
     }
 

@@ -69,19 +69,16 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         services: Vec::new(),
     };
     let groups = lvs::groups(nodes, &mut r);
-    let mut default_version = None;
+    let mut defaults = vrrp::Defaults::default();
     for node in nodes.iter().filter(|n| n.keyword == "global_defs") {
-        default_version =
-            global_defs(node, &mut conf, &mut r).or(default_version);
+        global_defs(node, &mut conf, &mut defaults, &mut r);
     }
     for node in nodes {
         match node.keyword.as_str() {
             "global_defs" | "virtual_server_group" => {}
-            "vrrp_instance" => conf.instances.extend(vrrp::instance(
-                node,
-                default_version,
-                &mut r,
-            )),
+            "vrrp_instance" => {
+                conf.instances.extend(vrrp::instance(node, defaults, &mut r))
+            }
             "virtual_server" => {
                 conf.services.extend(lvs::virtual_server(node, &groups, &mut r))
             }
@@ -109,17 +106,19 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
     conf
 }
 
-/// Reads `global_defs`; returns its `vrrp_version`, the default for every
-/// instance.
+/// Reads `global_defs` into `conf`, and into `defaults` what it sets for
+/// every instance (`vrrp_version`, `vrrp_garp_*`).
 fn global_defs(
     block: &Node,
     conf: &mut Conf,
+    defaults: &mut vrrp::Defaults,
     r: &mut Reader<'_>,
-) -> Option<u8> {
+) {
     let mut to = Vec::new();
     let mut fields = Fields::new(&block.pos);
     let (mut from, mut server, mut timeout) = (None, None, None);
-    let mut version = None;
+    let mut garp = defaults.garp.unwrap_or_default();
+    let mut lower_set = false;
     for node in block.children() {
         match node.keyword.as_str() {
             "router_id" | "lvs_id" => {
@@ -151,7 +150,16 @@ fn global_defs(
                 fields.set("timeout", &node.pos);
                 timeout = r.seconds(node, block);
             }
-            "vrrp_version" => version = r.number(node, block),
+            "vrrp_version" => {
+                defaults.version = r.number(node, block).or(defaults.version)
+            }
+            k if k.strip_prefix("vrrp_").is_some_and(|g| {
+                lower_set |= g.starts_with("garp_lower_prio");
+                vrrp::garp_keyword(&mut garp, g, node, block, r)
+            }) =>
+            {
+                defaults.garp = Some(garp);
+            }
             _ => {
                 let m = format!(
                     "`{}` is not carried over: lbdeploy has no such global \
@@ -185,7 +193,11 @@ fn global_defs(
         ),
         (true, _) => {}
     }
-    version
+    // keepalived: the lower-priority bursts default to the master's.
+    if let Some(g) = defaults.garp.as_mut().filter(|_| !lower_set) {
+        g.lower_priority_delay = g.master_delay;
+        g.lower_priority_repeat = g.master_repeat;
+    }
 }
 
 /// Which block may open where, from keepalived.conf(5). Blocks not listed

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::value::{Fields, Reader, Spanned};
 use crate::import::parser::Node;
 use crate::inventory::{
-    AuthType, Authentication, Duration, IfAddr, NotifyHooks, Priority,
+    AuthType, Authentication, Duration, Garp, IfAddr, NotifyHooks, Priority,
     VirtualAddress, VrrpInstance, VrrpState,
 };
 
@@ -38,6 +38,42 @@ pub struct Own {
 /// keepalived's advert interval and priority when not written.
 const DEFAULT_PRIORITY: u32 = 100;
 
+/// What `global_defs` sets for every instance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Defaults {
+    /// `vrrp_version`.
+    pub version: Option<u8>,
+    /// `vrrp_garp_*`.
+    pub garp: Option<Garp>,
+}
+
+/// Read one `garp_*` keyword (`vrrp_garp_*` in `global_defs`, without the
+/// prefix) into `garp`; `false` when `keyword` is none of them.
+pub fn garp_keyword(
+    garp: &mut Garp,
+    keyword: &str,
+    node: &Node,
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> bool {
+    let (delay, repeat) = match keyword {
+        "garp_master_delay" => (Some(&mut garp.master_delay), None),
+        "garp_master_repeat" => (None, Some(&mut garp.master_repeat)),
+        "garp_lower_prio_delay" => (Some(&mut garp.lower_priority_delay), None),
+        "garp_lower_prio_repeat" => {
+            (None, Some(&mut garp.lower_priority_repeat))
+        }
+        _ => return false,
+    };
+    if let (Some(slot), Some(v)) = (delay, r.seconds(node, block)) {
+        *slot = v;
+    }
+    if let (Some(slot), Some(v)) = (repeat, r.number(node, block)) {
+        *slot = v;
+    }
+    true
+}
+
 /// Read a `vrrp_instance`; `None` when it has no name or no VRID.
 ///
 /// Long on purpose: one match arm per keepalived keyword of the block, a
@@ -45,7 +81,7 @@ const DEFAULT_PRIORITY: u32 = 100;
 /// scattered.
 pub fn instance(
     block: &Node,
-    default_version: Option<u8>,
+    defaults: Defaults,
     r: &mut Reader<'_>,
 ) -> Option<Instance> {
     let Some(name) = block.args.first().cloned() else {
@@ -54,7 +90,7 @@ pub fn instance(
     };
     let mut fields = Fields::new(&block.pos);
     let mut vrid = None;
-    let mut version = default_version;
+    let mut version = defaults.version;
     let mut vrrp = VrrpInstance {
         name,
         virtual_router_id: Priority::new(1)?,
@@ -69,6 +105,8 @@ pub fn instance(
         virtual_addresses: Vec::new(),
         notify: None,
         smtp_alert: false,
+        garp: defaults.garp,
+        track: Default::default(),
     };
     let mut own = Own {
         priority: Spanned {
@@ -150,6 +188,14 @@ pub fn instance(
                 };
                 *slot = Some(node.args.join(" "));
             }
+            k if k.starts_with("garp_")
+                && garp_keyword(
+                    vrrp.garp.get_or_insert_with(Garp::default),
+                    k,
+                    node,
+                    block,
+                    r,
+                ) => {}
             _ => {
                 r.not_carried(node, block);
                 continue;
@@ -184,6 +230,7 @@ fn field_of(keyword: &str) -> &str {
             "virtual_addresses"
         }
         k if k.starts_with("notify") => "notify",
+        k if k.starts_with("garp_") => "garp",
         k => k,
     }
 }

@@ -124,7 +124,7 @@ fn vips_owned_by_hosts(
     }
 }
 
-fn interface_name(name: &str, path: &str, out: &mut Vec<Finding>) {
+pub(crate) fn interface_name(name: &str, path: &str, out: &mut Vec<Finding>) {
     let valid = !name.is_empty()
         && name.len() <= IFNAME_MAX
         && !name.contains(['/', ' ', ':'])

@@ -7,7 +7,8 @@
 //!
 //! This file owns the entry point (`validate`, which fixes the order of the
 //! findings), `service_label` and the notification rules. The rules live
-//! by concern: `hosts`, `vrrp` (with `effective_priority`), `service`
+//! by concern: `hosts`, `vrrp` (with `effective_priority`), `track`
+//! (scripts and what instances track), `service`
 //! (virtual services, real servers, quorum) and `check` (one rules
 //! function per check kind); `environment` holds [`Environment`] and
 //! [`System`]. The children import nothing from this file, so the
@@ -17,6 +18,7 @@ mod check;
 mod environment;
 mod hosts;
 mod service;
+mod track;
 mod vrrp;
 
 use std::collections::HashMap;
@@ -30,6 +32,7 @@ use super::diag::Finding;
 use super::schema::{Inventory, Notification, VirtualService};
 use hosts::hosts;
 use service::virtual_service;
+use track::{track, vrrp_scripts};
 use vrrp::{vrids, vrrp_instance, vrrp_vips};
 
 /// Check every cross-field rule; `base` is the inventory's directory, against
@@ -50,7 +53,9 @@ pub fn validate(
             env,
             &mut out,
         );
+        track(inv, vi, &format!("vrrp_instances[{i}]"), &mut out);
     }
+    vrrp_scripts(inv, &mut out);
     vrids(inv, &mut out);
     let vips = vrrp_vips(inv);
     let mut seen = HashMap::new();

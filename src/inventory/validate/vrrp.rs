@@ -11,7 +11,8 @@ use super::environment::Environment;
 use super::hosts::IFNAME_MAX;
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
-    Authentication, Director, Inventory, VrrpInstance,
+    Authentication, Director, GARP_DELAY_MAX, GARP_REPEAT_MAX, Garp, Inventory,
+    VrrpInstance,
 };
 
 /// One instance's rules, in order: version, advert interval, virtual
@@ -48,6 +49,45 @@ pub(crate) fn vrrp_instance(
         );
     }
     priorities(inv, vi, path, out);
+    if let Some(g) = &vi.garp {
+        garp(g, &format!("{path}.garp"), out);
+    }
+}
+
+/// Bursts of 1–[`GARP_REPEAT_MAX`] on becoming master (0 would never
+/// tell neighbours where the VIP went), 0–`GARP_REPEAT_MAX` for a
+/// lower-priority advert, and delays up to [`GARP_DELAY_MAX`].
+fn garp(g: &Garp, path: &str, out: &mut Vec<Finding>) {
+    let repeats = [
+        ("master_repeat", g.master_repeat, 1),
+        ("lower_priority_repeat", g.lower_priority_repeat, 0),
+    ];
+    for (field, n, min) in repeats {
+        if !(min..=GARP_REPEAT_MAX).contains(&n) {
+            out.push(Finding::error(
+                format!("{path}.{field}"),
+                format!(
+                    "{n} announcements per VIP is out of range — use \
+                     {min}–{GARP_REPEAT_MAX}"
+                ),
+            ));
+        }
+    }
+    let delays = [
+        ("master_delay", g.master_delay),
+        ("lower_priority_delay", g.lower_priority_delay),
+    ];
+    for (field, d) in delays {
+        if d > GARP_DELAY_MAX {
+            out.push(Finding::error(
+                format!("{path}.{field}"),
+                format!(
+                    "{d} is longer than {GARP_DELAY_MAX} — the second burst \
+                     is for switches that missed the first; use 0s for none"
+                ),
+            ));
+        }
+    }
 }
 
 /// At least one VIP; IPv4 only under VRRPv2; labels that fit the

@@ -1,0 +1,135 @@
+//! The tracking rules: `vrrp_scripts` (unique names, a command, sane
+//! timing and weights) and each instance's `track` (interfaces that can
+//! exist, scripts that are defined, keepalived's weight range).
+
+use std::collections::HashMap;
+use std::time::Duration as StdDuration;
+
+use super::hosts::interface_name;
+use crate::inventory::diag::Finding;
+use crate::inventory::schema::{
+    Inventory, TRACK_WEIGHT_MAX, Track, VrrpInstance, VrrpScript,
+};
+
+/// The shortest script interval and timeout: a script is a process
+/// started each time, and faster than this it is a busy loop.
+const SCRIPT_MIN: StdDuration = StdDuration::from_millis(100);
+
+/// The longest: keepalived's scripts run every few seconds; an hour is
+/// the most a health signal can be worth.
+const SCRIPT_MAX: StdDuration = StdDuration::from_secs(3600);
+
+/// The most `rise` or `fall` may be.
+const RISE_FALL_MAX: u32 = 100;
+
+/// Every script's rules, and a warning for one no instance tracks.
+pub(crate) fn vrrp_scripts(inv: &Inventory, out: &mut Vec<Finding>) {
+    let mut seen = HashMap::new();
+    for (i, s) in inv.vrrp_scripts.iter().enumerate() {
+        let path = format!("vrrp_scripts[{i}]");
+        if let Some(first) = seen.insert(s.name.as_str(), i) {
+            out.push(Finding::error(
+                format!("{path}.name"),
+                format!(
+                    "script `{}` is defined twice (first at \
+                     vrrp_scripts[{first}]) — give each its own name",
+                    s.name
+                ),
+            ));
+        }
+        script(s, &path, out);
+        let tracked = inv
+            .vrrp_instances
+            .iter()
+            .any(|vi| vi.track.scripts.iter().any(|t| t.name == s.name));
+        if !tracked {
+            out.push(Finding::warning(
+                format!("{path}.name"),
+                format!(
+                    "script `{}` is tracked by no instance, so it never runs \
+                     — list it under an instance's `track.scripts`",
+                    s.name
+                ),
+            ));
+        }
+    }
+}
+
+fn script(s: &VrrpScript, path: &str, out: &mut Vec<Finding>) {
+    if s.name.is_empty() || s.name.chars().any(char::is_control) {
+        out.push(Finding::error(
+            format!("{path}.name"),
+            "a script needs a name without control characters",
+        ));
+    }
+    let program = s.command.first().map(String::as_str).unwrap_or("");
+    if program.is_empty() || s.command.iter().any(|a| a.contains('\0')) {
+        out.push(Finding::error(
+            format!("{path}.command"),
+            "the command is a program and its arguments, e.g. \
+             `[/usr/bin/pgrep, -x, haproxy]` (no NUL bytes)",
+        ));
+    }
+    let timing = [("interval", Some(s.interval)), ("timeout", s.timeout)];
+    for (field, d) in timing {
+        let Some(d) = d else { continue };
+        if !(SCRIPT_MIN..=SCRIPT_MAX).contains(&d.get()) {
+            out.push(Finding::error(
+                format!("{path}.{field}"),
+                format!("{d} is out of range — use 100ms–1h"),
+            ));
+        }
+    }
+    weight(s.weight, &format!("{path}.weight"), out);
+    for (field, n) in [("rise", s.rise), ("fall", s.fall)] {
+        if !(1..=RISE_FALL_MAX).contains(&n) {
+            out.push(Finding::error(
+                format!("{path}.{field}"),
+                format!("{n} is out of range — use 1–{RISE_FALL_MAX}"),
+            ));
+        }
+    }
+}
+
+/// An instance's `track`: interface names, defined scripts, weights.
+pub(crate) fn track(
+    inv: &Inventory,
+    vi: &VrrpInstance,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let Track { interfaces, scripts } = &vi.track;
+    for (j, t) in interfaces.iter().enumerate() {
+        let p = format!("{path}.track.interfaces[{j}]");
+        interface_name(&t.name, &format!("{p}.name"), out);
+        weight(t.weight, &format!("{p}.weight"), out);
+    }
+    for (j, t) in scripts.iter().enumerate() {
+        let p = format!("{path}.track.scripts[{j}]");
+        if !inv.vrrp_scripts.iter().any(|s| s.name == t.name) {
+            out.push(Finding::error(
+                format!("{p}.name"),
+                format!(
+                    "no script `{}` in vrrp_scripts — define it there, or \
+                     fix the name",
+                    t.name
+                ),
+            ));
+        }
+        if let Some(w) = t.weight {
+            weight(w, &format!("{p}.weight"), out);
+        }
+    }
+}
+
+fn weight(w: i32, path: &str, out: &mut Vec<Finding>) {
+    if !(-TRACK_WEIGHT_MAX..=TRACK_WEIGHT_MAX).contains(&w) {
+        out.push(Finding::error(
+            path,
+            format!(
+                "weight {w} is out of range — use −{TRACK_WEIGHT_MAX}–\
+                 {TRACK_WEIGHT_MAX} (0: fault while failing)"
+            ),
+        ));
+    }
+}
