@@ -84,6 +84,23 @@ pub enum AgentCommand {
         Exit codes: 0 reloaded, 1 not running, rejected (the reason is \
         printed) or no answer in time.")]
     Reload,
+    /// Remove the VIPs and data plane a director agent that is gone left.
+    #[command(long_about = "Remove what a director agent that no longer \
+        runs may have left on this host, as it listed it in \
+        /run/lbdeploy/holdings.json before taking any of it: each listed \
+        VIP still on its interface, the nftables table netdev lbdeploy, \
+        and the listed IPVS services lbdeploy owns. Needs no \
+        configuration. Each removal is logged; running it again finds \
+        nothing to do. Refuses while an agent answers on its status \
+        socket. The supervisor runs it before each restart, the systemd \
+        unit as ExecStopPost, so that a host whose agent is not running \
+        holds nothing of it (a real server's VIPs on lo are not listed and \
+        stay).\n\n\
+        Example:\n  lbdeploy agent cleanup\n\n\
+        Exit codes: 0 removed, or nothing to do (no holdings file), 1 error \
+        (a holdings file refused as corrupt, an agent still running, or a \
+        removal that failed: the others were still tried).")]
+    Cleanup,
     /// Run the agent in the foreground and restart it when it exits.
     #[command(
         hide = true,
@@ -167,6 +184,7 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
             supervise::restart(args.mode, &args.config, &run_dir)?
         }
         AgentCommand::Reload => supervise::reload(&run_dir)?,
+        AgentCommand::Cleanup => cleanup(&run_dir)?,
         AgentCommand::Supervise(args) => {
             supervise::supervise(args.mode, &args.config, &run_dir)?
         }
@@ -196,6 +214,16 @@ fn ipvs_sync(
         eprintln!("ipvs: left alone (not lbdeploy's): {f}");
     }
     print!("{}", ipvs::render(&kernel.dump()?));
+    Ok(())
+}
+
+/// `agent cleanup`, on a runtime of its own: these commands are
+/// synchronous, the cleanup's netlink and `nft` are not.
+fn cleanup(run_dir: &std::path::Path) -> anyhow::Result<()> {
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let removed = rt.block_on(super::cleanup::run(run_dir))?;
+    tracing::info!("cleanup: done, {removed} removed");
     Ok(())
 }
 
