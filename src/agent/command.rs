@@ -48,8 +48,9 @@ pub enum AgentCommand {
     #[command(long_about = "Check the configuration, then start the agent \
         under lbdeploy's own supervisor, detached from this session (it \
         survives the SSH session that ran it), and wait up to 5 s until it \
-        answers on its status socket. The supervisor restarts the agent 1 s \
-        after it exits, writes its PID to /run/lbdeploy/agent.pid and \
+        answers on its status socket. When the agent exits, the supervisor \
+        removes what it held (`agent cleanup`) and restarts it: 1 s later, \
+        doubling with each quick exit up to 30 s, never giving up. It writes its PID to /run/lbdeploy/agent.pid and \
         appends the agent's output to /run/lbdeploy/agent.log. Does nothing \
         when the supervisor already runs. For hosts without systemd.\n\n\
         Example:\n  lbdeploy agent start realserver --config \
@@ -105,9 +106,10 @@ pub enum AgentCommand {
     #[command(
         hide = true,
         long_about = "What `agent start` runs \
-        detached: write /run/lbdeploy/agent.pid, run the agent, restart it \
-        1 s after it exits (giving up after 5 exits within 10 s), pass \
-        SIGHUP on, and stop it on SIGTERM.\n\n\
+        detached: write /run/lbdeploy/agent.pid, run the agent, and when it \
+        exits run `agent cleanup` and restart it, 1 s later, doubling with \
+        each quick exit up to 30 s, never giving up; pass SIGHUP on, and \
+        stop it on SIGTERM.\n\n\
         Example:\n  lbdeploy agent supervise realserver --config \
         /etc/lbdeploy/agent.yml\n\n\
         Exit codes: 0 stopped by SIGTERM, 1 gave up or error."
