@@ -225,7 +225,9 @@ fn cleanup(run_dir: &std::path::Path) -> anyhow::Result<()> {
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let removed = rt.block_on(super::cleanup::run(run_dir))?;
-    tracing::info!("cleanup: done, {removed} removed");
+    if removed > 0 {
+        tracing::info!("cleanup: done, {removed} removed");
+    }
     Ok(())
 }
 
