@@ -9,9 +9,9 @@
 //!   SIGHUP reload, SIGTERM shutdown;
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
-//! * [`holdings`] — what a director may hold (VIPs, data plane), written
+//! * `holdings` — what a director may hold (VIPs, data plane), written
 //!   to `RUN/holdings.json` before it takes any of it;
-//! * [`cleanup`] — `agent cleanup`: removes what the holdings file lists
+//! * `cleanup` — `agent cleanup`: removes what the holdings file lists
 //!   once the agent is gone (the fail-safe rule: a host whose agent is not
 //!   running holds nothing of it);
 //! * [`command`] — `lbdeploy agent …`: its arguments, and the dispatch

@@ -41,7 +41,7 @@ use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
 /// Wait between an agent's exit and its restart when it had run healthily,
 /// as the unit's `RestartSec=1s`; each quick exit after it doubles the
-/// wait, up to [`MAX_RESTART_DELAY`].
+/// wait, up to `MAX_RESTART_DELAY`.
 pub const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// The longest wait between two restarts, as the unit's
@@ -165,7 +165,7 @@ fn is_supervise_cmdline(cmdline: &[u8]) -> bool {
 /// Run as the supervisor (`lbdeploy agent supervise MODE --config FILE`)
 /// until SIGTERM or SIGINT, which stop the agent and return `Ok`. Each
 /// time the agent exits, what it held is removed (`agent cleanup`, in
-/// this process) before it is restarted after [`RestartPolicy`]'s wait.
+/// this process) before it is restarted after `RestartPolicy`'s wait.
 ///
 /// # Errors
 /// Another supervisor already runs or the PID file cannot be written.

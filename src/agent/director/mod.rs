@@ -14,7 +14,7 @@
 //!
 //! Before it starts an instance or hands the forwarding a configuration,
 //! the worker writes down what that configuration may make it hold
-//! ([`crate::agent::holdings`]), so that `agent cleanup` can remove it
+//! (`agent::holdings`), so that `agent cleanup` can remove it
 //! all if the agent dies without resigning.
 
 pub mod forward;
