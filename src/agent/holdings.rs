@@ -438,6 +438,12 @@ virtual_services:
         assert_eq!(settled.ipvs_services, h.ipvs_services);
     }
 
+    /// The `i`th IPv6 address after `base`: the longest addresses there
+    /// are, for the largest file.
+    fn nth_v6(base: u128, i: u32) -> IpAddr {
+        IpAddr::V6(std::net::Ipv6Addr::from(base + u128::from(i)))
+    }
+
     #[test]
     fn the_largest_file_allowed_encodes_within_the_size_limit() {
         let mut h = Holdings::of(&config(), 2);
@@ -445,20 +451,14 @@ virtual_services:
             .map(|i| Vip {
                 interface: "a-long-ifname15".into(),
                 index: u32::MAX,
-                ip: IpAddr::V6(std::net::Ipv6Addr::from(
-                    0x2001_0db8_ffff_ffff_ffff_ffff_0000_0000u128
-                        + u128::from(i),
-                )),
+                ip: nth_v6(0x2001_0db8_ffff_ffff_ffff_ffff_0000_0000, i),
                 prefix: 128,
             })
             .collect();
         h.ipvs_services = (0..MAX_SERVICES as u32)
             .map(|i| Service {
                 protocol: Protocol::Udp,
-                vip: IpAddr::V6(std::net::Ipv6Addr::from(
-                    0x2001_0db8_ffff_ffff_ffff_ffff_ffff_0000u128
-                        + u128::from(i),
-                )),
+                vip: nth_v6(0x2001_0db8_ffff_ffff_ffff_ffff_ffff_0000, i),
                 port: 65535,
             })
             .collect();
@@ -519,24 +519,30 @@ virtual_services:
                 "{bad:?}"
             );
         }
-        let svc = |v: &str| refused(&with("ipvs_services", v));
-        assert!(
-            svc(r#"[{"protocol":"tcp","vip":"10.0.0.1","port":0}]"#)
-                .contains("not a virtual service")
-        );
-        assert!(
-            svc(r#"[{"protocol":"sctp","vip":"10.0.0.1","port":1}]"#)
-                .starts_with("not a")
-        );
-        assert!(
-            svc(r#"[{"protocol":"tcp","vip":"127.0.0.1","port":80}]"#)
-                .contains("not a virtual service")
-        );
-        assert!(
-            svc(r#"[{"protocol":"tcp","vip":"10.0.0.1","port":65536}]"#)
-                .starts_with("not a")
-        );
-        assert!(svc(r#"[{"fwmark":1}]"#).starts_with("not a"));
+        // A service as lbdeploy never creates one, and what decode says.
+        let services = [
+            (
+                r#"{"protocol":"tcp","vip":"10.0.0.1","port":0}"#,
+                "not a virtual",
+            ),
+            (
+                r#"{"protocol":"tcp","vip":"127.0.0.1","port":80}"#,
+                "not a virtual",
+            ),
+            (
+                r#"{"protocol":"sctp","vip":"10.0.0.1","port":1}"#,
+                "not a holdings",
+            ),
+            (
+                r#"{"protocol":"tcp","vip":"10.0.0.1","port":65536}"#,
+                "not a holdings",
+            ),
+            (r#"{"fwmark":1}"#, "not a holdings"),
+        ];
+        for (service, said) in services {
+            let e = refused(&with("ipvs_services", &format!("[{service}]")));
+            assert!(e.contains(said), "{service}: {e}");
+        }
     }
 
     #[test]
