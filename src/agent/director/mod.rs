@@ -128,11 +128,15 @@ impl Worker {
         Ok(())
     }
 
-    async fn stop_one(name: &str, handle: Handle) {
+    /// Make an instance resign and wait for it; whether it stopped in
+    /// time (one that did not may still hold its VIPs).
+    async fn stop_one(name: &str, handle: Handle) -> bool {
         let _ = handle.ctl_tx.send(InstanceMsg::Stop).await;
         if tokio::time::timeout(STOP_TIMEOUT, handle.task).await.is_err() {
             tracing::warn!(instance = %name, "a vrrp instance did not stop in time");
+            return false;
         }
+        true
     }
 }
 
@@ -245,11 +249,12 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 return Err(anyhow!(problems.join("; ")));
             }
         }
+        let mut all_stopped = true;
         for i in restarts.stop.into_iter().rev() {
             let (key, handle) = self.running.remove(i);
             let name = &key.vrrp.name;
             tracing::info!(instance = %name, "stopping (changed or removed)");
-            Self::stop_one(name, handle).await;
+            all_stopped &= Self::stop_one(name, handle).await;
         }
         for (key, settings) in start {
             let name = settings.name.clone();
@@ -264,12 +269,15 @@ impl runtime::Worker<DirectorConfig> for Worker {
             let _ =
                 f.tx.send(forward::Msg::Config(Box::new(config.clone()))).await;
         }
-        // The old instances have stopped and taken their VIPs with them.
-        let settled = self
-            .holdings
-            .as_ref()
-            .map_or(wanted_holdings.clone(), |h| h.settled(&wanted_holdings));
-        self.record(settled)?;
+        // The old instances have stopped and taken their VIPs with them;
+        // if one did not stop in time, the file keeps listing them.
+        if all_stopped {
+            let settled =
+                self.holdings.as_ref().map_or(wanted_holdings.clone(), |h| {
+                    h.settled(&wanted_holdings)
+                });
+            self.record(settled)?;
+        }
         Ok(())
     }
 
