@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use lbdeploy::agent::paths::RUN_DIR_ENV;
 use lbdeploy::agent::status::{self, Status};
 use lbdeploy::agent::supervise::{
-    MAX_RESTARTS, POLL_INTERVAL, RESTART_DELAY, START_TIMEOUT, STOP_TIMEOUT,
+    POLL_INTERVAL, RESTART_DELAY, START_TIMEOUT, STOP_TIMEOUT,
 };
 use lbdeploy::inventory::Mode;
 use rustix::process::{Pid, Signal, kill_process};
@@ -460,24 +460,44 @@ fn supervisor_restarts_a_killed_agent() {
     host.assert_nothing_left();
 }
 
+/// Issue #16: an agent that keeps failing is retried forever, each wait
+/// twice the last, and comes back by itself once its configuration is
+/// good again.
 #[test]
-fn supervisor_gives_up_on_an_agent_that_keeps_failing() {
-    let host = AgentHost::new("give-up");
+fn supervisor_backs_off_and_never_gives_up() {
+    let host = AgentHost::new("backoff");
     let config = host.config("rs.yml", REALSERVER);
     let cfg = config.to_str().unwrap();
     host.run_ok(&["agent", "start", "realserver", "--config", cfg]);
     let supervisor = host.supervisor().unwrap();
     // Every restart now fails at once.
     std::fs::write(&config, INVALID).unwrap();
-    signal(host.answering().pid, Signal::KILL);
-    let bound = RESTART_DELAY * MAX_RESTARTS as u32 + START_TIMEOUT;
-    wait_until(bound, "the supervisor gives up", || {
-        (!alive(supervisor)).then_some(())
-    });
-    host.assert_nothing_left();
+    let first = host.answering().pid;
+    signal(first, Signal::KILL);
     let log =
-        std::fs::read_to_string(host.run_dir().join("agent.log")).unwrap();
-    assert!(log.contains("giving up"), "{log}");
+        || std::fs::read_to_string(host.run_dir().join("agent.log")).unwrap();
+    // Waits of 1, 2 and 4 s, and the start of each restart.
+    let waits = RESTART_DELAY * (1 + 2 + 4) + START_TIMEOUT;
+    wait_until(waits, "three restarts, each waiting longer", || {
+        log().contains("restarting the agent in 4s").then_some(())
+    });
+    let text = log();
+    let one = text.find("restarting the agent in 1s").expect("1 s first");
+    let two = text.find("restarting the agent in 2s").expect("then 2 s");
+    assert!(one < two, "{text}");
+    assert!(!text.contains("giving up"), "{text}");
+    assert_eq!(host.supervisor(), Some(supervisor));
+    // Good again: the agent is back within the current wait (8 s) and a
+    // start.
+    std::fs::write(&config, REALSERVER).unwrap();
+    let back =
+        wait_until(RESTART_DELAY * 8 + START_TIMEOUT, "the agent", || {
+            host.query().map(|s| s.pid)
+        });
+    assert_ne!(back, first);
+    assert_eq!(host.supervisor(), Some(supervisor));
+    host.run_ok(&["agent", "stop"]);
+    host.assert_nothing_left();
 }
 
 #[test]

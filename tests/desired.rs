@@ -200,5 +200,17 @@ fn the_systemd_unit_verifies() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    // systemd before 254 does not know the restart backoff's keys, and the
+    // unit says it ignores them; anything else it says is a finding.
+    let said: Vec<&str> = said
+        .lines()
+        .filter(|l| {
+            !(l.contains("Unknown key")
+                && ["'RestartSteps'", "'RestartMaxDelaySec'"]
+                    .iter()
+                    .any(|k| l.contains(k)))
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(out.status.success() && said.is_empty(), "{said:#?}");
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod dataplane;
 mod demo;
 mod desired;
+mod failsafe;
 mod golden;
 mod hex;
 mod host;

@@ -48,8 +48,9 @@ pub enum AgentCommand {
     #[command(long_about = "Check the configuration, then start the agent \
         under lbdeploy's own supervisor, detached from this session (it \
         survives the SSH session that ran it), and wait up to 5 s until it \
-        answers on its status socket. The supervisor restarts the agent 1 s \
-        after it exits, writes its PID to /run/lbdeploy/agent.pid and \
+        answers on its status socket. When the agent exits, the supervisor \
+        removes what it held (`agent cleanup`) and restarts it: 1 s later, \
+        doubling with each quick exit up to 30 s, never giving up. It writes its PID to /run/lbdeploy/agent.pid and \
         appends the agent's output to /run/lbdeploy/agent.log. Does nothing \
         when the supervisor already runs. For hosts without systemd.\n\n\
         Example:\n  lbdeploy agent start realserver --config \
@@ -84,13 +85,31 @@ pub enum AgentCommand {
         Exit codes: 0 reloaded, 1 not running, rejected (the reason is \
         printed) or no answer in time.")]
     Reload,
+    /// Remove the VIPs and data plane a director agent that is gone left.
+    #[command(long_about = "Remove what a director agent that no longer \
+        runs may have left on this host, as it listed it in \
+        /run/lbdeploy/holdings.json before taking any of it: each listed \
+        VIP still on its interface, the nftables table netdev lbdeploy, \
+        and the listed IPVS services lbdeploy owns. Needs no \
+        configuration. Each removal is logged; running it again finds \
+        nothing to do. Refuses while an agent answers on its status \
+        socket. The supervisor runs it before each restart, the systemd \
+        unit as ExecStopPost, so that a host whose agent is not running \
+        holds nothing of it (a real server's VIPs on lo are not listed and \
+        stay).\n\n\
+        Example:\n  lbdeploy agent cleanup\n\n\
+        Exit codes: 0 removed, or nothing to do (no holdings file), 1 error \
+        (a holdings file refused as corrupt, an agent still running, or a \
+        removal that failed: the others were still tried).")]
+    Cleanup,
     /// Run the agent in the foreground and restart it when it exits.
     #[command(
         hide = true,
         long_about = "What `agent start` runs \
-        detached: write /run/lbdeploy/agent.pid, run the agent, restart it \
-        1 s after it exits (giving up after 5 exits within 10 s), pass \
-        SIGHUP on, and stop it on SIGTERM.\n\n\
+        detached: write /run/lbdeploy/agent.pid, run the agent, and when it \
+        exits run `agent cleanup` and restart it, 1 s later, doubling with \
+        each quick exit up to 30 s, never giving up; pass SIGHUP on, and \
+        stop it on SIGTERM.\n\n\
         Example:\n  lbdeploy agent supervise realserver --config \
         /etc/lbdeploy/agent.yml\n\n\
         Exit codes: 0 stopped by SIGTERM, 1 gave up or error."
@@ -167,6 +186,7 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
             supervise::restart(args.mode, &args.config, &run_dir)?
         }
         AgentCommand::Reload => supervise::reload(&run_dir)?,
+        AgentCommand::Cleanup => cleanup(&run_dir)?,
         AgentCommand::Supervise(args) => {
             supervise::supervise(args.mode, &args.config, &run_dir)?
         }
@@ -196,6 +216,18 @@ fn ipvs_sync(
         eprintln!("ipvs: left alone (not lbdeploy's): {f}");
     }
     print!("{}", ipvs::render(&kernel.dump()?));
+    Ok(())
+}
+
+/// `agent cleanup`, on a runtime of its own: these commands are
+/// synchronous, the cleanup's netlink and `nft` are not.
+fn cleanup(run_dir: &std::path::Path) -> anyhow::Result<()> {
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let removed = rt.block_on(super::cleanup::run(run_dir))?;
+    if removed > 0 {
+        tracing::info!("cleanup: done, {removed} removed");
+    }
     Ok(())
 }
 

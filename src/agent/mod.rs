@@ -9,6 +9,11 @@
 //!   SIGHUP reload, SIGTERM shutdown;
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
+//! * `holdings` — what a director may hold (VIPs, data plane), written
+//!   to `RUN/holdings.json` before it takes any of it;
+//! * `cleanup` — `agent cleanup`: removes what the holdings file lists
+//!   once the agent is gone (the fail-safe rule: a host whose agent is not
+//!   running holds nothing of it);
 //! * [`command`] — `lbdeploy agent …`: its arguments, and the dispatch
 //!   to the modules above;
 //! * [`director`] — the director mode's worker: which VRRP instances run
@@ -29,9 +34,11 @@
 
 pub mod alert;
 pub mod check;
+pub(crate) mod cleanup;
 pub mod command;
 pub mod dataplane;
 pub mod director;
+pub(crate) mod holdings;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;

@@ -1,5 +1,6 @@
 //! Where the agent and its supervisor meet: one runtime directory holding
-//! the status socket, the supervisor's PID file and the agent's log.
+//! the status socket, the supervisor's PID file, the agent's log and the
+//! director's holdings file.
 //!
 //! The paths are a contract with code outside this module: the facts script
 //! that `plan` runs on each host checks `kill -0 $(cat
@@ -45,6 +46,13 @@ pub(crate) fn log_file(run_dir: &Path) -> PathBuf {
     run_dir.join("agent.log")
 }
 
+/// What a director agent may hold on the host (its VIPs, its data plane),
+/// `RUN/holdings.json`: written by the agent before it takes any of it,
+/// read by `agent cleanup` once the agent is gone (see `agent::holdings`).
+pub(crate) fn holdings_file(run_dir: &Path) -> PathBuf {
+    run_dir.join("holdings.json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +63,6 @@ mod tests {
         assert_eq!(socket(dir), Path::new("/tmp/x/agent.sock"));
         assert_eq!(pid_file(dir), Path::new("/tmp/x/agent.pid"));
         assert_eq!(log_file(dir), Path::new("/tmp/x/agent.log"));
+        assert_eq!(holdings_file(dir), Path::new("/tmp/x/holdings.json"));
     }
 }

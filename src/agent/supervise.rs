@@ -3,8 +3,11 @@
 //! agent start|stop|restart|reload`.
 //!
 //! It does for the agent what the rendered systemd unit does: keep it
-//! running (`Restart=always`, `RestartSec=1s`), forward a reload
-//! (`ExecReload=kill -HUP`) and stop it cleanly. The process tree:
+//! running (`Restart=always`, with the backoff of `RestartSec=1s`,
+//! `RestartSteps=`, `RestartMaxDelaySec=30s` and no giving up,
+//! `StartLimitIntervalSec=0`), remove what a dead agent held before
+//! restarting it (`ExecStopPost=… agent cleanup`), forward a reload
+//! (`ExecReload=`) and stop it cleanly. The process tree:
 //!
 //! ```text
 //! agent start ──spawns, returns──▶ agent supervise   (own session; PID file)
@@ -20,7 +23,6 @@
 //! These commands are one-shot and synchronous; only the supervisor's loop
 //! runs on tokio, to wait for its child and for signals at once.
 
-use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -37,17 +39,28 @@ use super::{paths, runtime};
 use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
-/// Wait between an agent's exit and its restart, as the unit's
-/// `RestartSec=1s`.
+/// Wait between an agent's exit and its restart when it had run healthily,
+/// as the unit's `RestartSec=1s`; each quick exit after it doubles the
+/// wait, up to `MAX_RESTART_DELAY`.
 pub const RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// The supervisor gives up after this many agent exits within
-/// `RESTART_WINDOW`: a configuration or host problem that restarting
-/// cannot fix should end in a visible failure, not a busy loop.
-pub const MAX_RESTARTS: usize = 5;
+/// The longest wait between two restarts, as the unit's
+/// `RestartMaxDelaySec=30s`. The supervisor never gives up: a director
+/// that stopped trying would need a person to come back after the fault
+/// (a configuration fixed by the next `apply`, an interface back up), and
+/// while it is down it holds nothing (see `agent::cleanup`), so retrying
+/// costs one process start per 30 s and nothing else.
+pub(crate) const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 
-/// See [`MAX_RESTARTS`].
-pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(10);
+/// An agent that ran this long before it exited ran healthily: the wait
+/// before its restart starts again from [`RESTART_DELAY`]. Longer than an
+/// agent that cannot work takes to fail — the configuration is read at
+/// once, the start's apply waits at most 5 s for IPv6 duplicate address
+/// detection, an election takes a Master_Down_Interval of about 4 s, and
+/// loading a large nftables table tens of seconds — so a crash loop never
+/// passes for healthy; short enough that a rare crash of a long-running
+/// agent is answered with a restart after 1 s, not 30.
+pub(crate) const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// How long `start` waits for the agent's status socket to answer.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,39 +85,43 @@ const LOG_TAIL_LINES: usize = 20;
 
 // ===== restart policy =====
 
-/// Whether to restart the agent after it exits: at most
-/// `max` exits within `window`, like systemd's `StartLimitBurst`. Pure, so
-/// its arithmetic is tested without processes.
+/// How long to wait before restarting the agent: exponential backoff,
+/// as systemd's `RestartSteps=` does it. The first restart after a
+/// healthy run waits `first`; each exit after a run shorter than
+/// `healthy` doubles the wait, up to `max`. There is no giving up. Pure
+/// (the run's length is an argument), so its arithmetic is tested
+/// without processes.
 #[derive(Debug, Clone)]
 pub(crate) struct RestartPolicy {
-    max: usize,
-    window: Duration,
-    exits: VecDeque<Instant>,
+    first: Duration,
+    max: Duration,
+    healthy: Duration,
+    /// Exits since the last healthy run.
+    quick_exits: u32,
 }
 
 impl RestartPolicy {
-    /// A policy allowing `max` exits within any `window`.
-    pub fn new(max: usize, window: Duration) -> Self {
-        RestartPolicy { max, window, exits: VecDeque::new() }
+    /// A policy that waits `first`, doubling up to `max`, and starts again
+    /// from `first` after a run of at least `healthy`.
+    pub fn new(first: Duration, max: Duration, healthy: Duration) -> Self {
+        RestartPolicy { first, max, healthy, quick_exits: 0 }
     }
 
-    /// Record an exit at `now`; `true` means restart, `false` give up.
-    pub(crate) fn should_restart(&mut self, now: Instant) -> bool {
-        self.exits.push_back(now);
-        while let Some(&first) = self.exits.front() {
-            if now.duration_since(first) >= self.window {
-                self.exits.pop_front();
-            } else {
-                break;
-            }
+    /// Record an exit of an agent that ran for `ran` (zero when it could
+    /// not be started); the wait before its restart.
+    pub(crate) fn delay(&mut self, ran: Duration) -> Duration {
+        if ran >= self.healthy {
+            self.quick_exits = 0;
         }
-        self.exits.len() < self.max
+        let factor = 2u32.saturating_pow(self.quick_exits);
+        self.quick_exits = self.quick_exits.saturating_add(1);
+        self.first.saturating_mul(factor).min(self.max)
     }
 }
 
 impl Default for RestartPolicy {
     fn default() -> Self {
-        RestartPolicy::new(MAX_RESTARTS, RESTART_WINDOW)
+        RestartPolicy::new(RESTART_DELAY, MAX_RESTART_DELAY, HEALTHY_RUN)
     }
 }
 
@@ -146,11 +163,12 @@ fn is_supervise_cmdline(cmdline: &[u8]) -> bool {
 // ===== the supervisor =====
 
 /// Run as the supervisor (`lbdeploy agent supervise MODE --config FILE`)
-/// until SIGTERM or SIGINT, which stop the agent and return `Ok`.
+/// until SIGTERM or SIGINT, which stop the agent and return `Ok`. Each
+/// time the agent exits, what it held is removed (`agent cleanup`, in
+/// this process) before it is restarted after `RestartPolicy`'s wait.
 ///
 /// # Errors
-/// Another supervisor already runs, the PID file cannot be written, or
-/// the agent kept exiting ([`MAX_RESTARTS`] within `RESTART_WINDOW`).
+/// Another supervisor already runs or the PID file cannot be written.
 pub fn supervise(
     mode: Mode,
     config: &Path,
@@ -201,6 +219,7 @@ async fn supervise_async(
             .arg(config)
             .args(["--log-format", crate::util::log::current().as_str()])
             .stdin(Stdio::null());
+        let started = Instant::now();
         match command.spawn() {
             Ok(mut child) => {
                 let pid = child.id();
@@ -230,31 +249,43 @@ async fn supervise_async(
             }
             Err(e) => tracing::warn!("cannot start {}: {e}", exe.display()),
         }
-        if !policy.should_restart(Instant::now()) {
-            remove_stale_socket(run_dir);
-            bail!(
-                "the agent exited {MAX_RESTARTS} times within {}; giving up \
-                 (see the lines above)",
-                humantime::format_duration(RESTART_WINDOW)
-            );
-        }
+        let ran = started.elapsed();
+        remove_stale_socket(run_dir);
+        clean_up(run_dir).await;
+        let delay = policy.delay(ran);
+        tracing::warn!(
+            "restarting the agent in {} (it ran {})",
+            humantime::format_duration(delay),
+            humantime::format_duration(Duration::from_millis(
+                ran.as_millis() as u64
+            ))
+        );
         let stop = tokio::select! {
-            _ = tokio::time::sleep(RESTART_DELAY) => false,
+            _ = tokio::time::sleep(delay) => false,
             _ = terminate.recv() => true,
             _ = interrupt.recv() => true,
         };
         if stop {
-            remove_stale_socket(run_dir);
             tracing::info!("stopped");
             return Ok(());
         }
     }
 }
 
+/// Remove what the agent held, now that it is gone: the fail-safe rule
+/// that a host whose agent is not running holds nothing of it. A failure
+/// is logged; the restart goes ahead (the agent's start converges the
+/// host anyway).
+async fn clean_up(run_dir: &Path) {
+    if let Err(e) = super::cleanup::run(run_dir).await {
+        tracing::warn!("cleanup after the agent's exit: {e:#}");
+    }
+}
+
 /// Remove the status socket of a killed agent, which could not remove it
 /// itself, so that `status` fails with "no such file" rather than
-/// "connection refused" once the service is given up. A socket someone
-/// answers on is left alone.
+/// "connection refused" while the agent is down. A socket someone answers
+/// on is left alone.
 fn remove_stale_socket(run_dir: &Path) {
     let socket = paths::socket(run_dir);
     if std::os::unix::net::UnixStream::connect(&socket).is_err() {
@@ -283,7 +314,10 @@ fn signal_child(child: &Child, sig: Signal) {
     }
 }
 
-/// SIGTERM the agent, give it [`CHILD_STOP_TIMEOUT`], then SIGKILL.
+/// SIGTERM the agent, give it [`CHILD_STOP_TIMEOUT`], then SIGKILL; then
+/// remove whatever it still holds, as systemd's `ExecStopPost` does after
+/// every stop (after a clean stop that is only what the agent leaves on
+/// purpose, such as the IPVS table).
 async fn stop_child(child: &mut Child, run_dir: &Path) -> anyhow::Result<()> {
     tracing::info!("stopping the agent");
     signal_child(child, Signal::TERM);
@@ -299,6 +333,7 @@ async fn stop_child(child: &mut Child, run_dir: &Path) -> anyhow::Result<()> {
         }
     }
     remove_stale_socket(run_dir);
+    clean_up(run_dir).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -578,32 +613,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restarts_until_too_many_exits_in_the_window() {
-        let t0 = Instant::now();
+    fn quick_exits_double_the_wait_up_to_the_cap() {
         let s = Duration::from_secs;
-        let mut p = RestartPolicy::new(3, s(10));
-        assert!(p.should_restart(t0));
-        assert!(p.should_restart(t0 + s(1)));
-        assert!(!p.should_restart(t0 + s(2)), "third exit within 10 s");
-        let mut p = RestartPolicy::new(3, s(10));
-        assert!(p.should_restart(t0));
-        assert!(p.should_restart(t0 + s(5)));
-        // The first exit has left the window.
-        assert!(p.should_restart(t0 + s(10)));
-        assert!(!p.should_restart(t0 + s(11)));
+        let mut p = RestartPolicy::new(s(1), s(30), s(60));
+        let waits: Vec<u64> =
+            (0..8).map(|_| p.delay(Duration::ZERO).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        // Never gives up, and never overflows.
+        for _ in 0..100 {
+            assert_eq!(p.delay(s(59)), s(30));
+        }
     }
 
     #[test]
-    fn default_policy_outlasts_restart_delay_bursts() {
-        // An agent that dies at once is restarted every RESTART_DELAY; the
-        // policy must still stop it after MAX_RESTARTS exits.
-        let t0 = Instant::now();
+    fn a_healthy_run_starts_the_backoff_again() {
+        let s = Duration::from_secs;
         let mut p = RestartPolicy::default();
-        let verdicts: Vec<bool> = (0..MAX_RESTARTS as u32)
-            .map(|i| p.should_restart(t0 + RESTART_DELAY * i))
-            .collect();
-        assert_eq!(verdicts.iter().filter(|&&v| v).count(), MAX_RESTARTS - 1);
-        assert!(!verdicts.last().unwrap());
+        assert_eq!(p.delay(s(3)), RESTART_DELAY);
+        assert_eq!(p.delay(s(3)), 2 * RESTART_DELAY);
+        assert_eq!(p.delay(s(3)), 4 * RESTART_DELAY);
+        // Just short of healthy: still a crash loop.
+        assert_eq!(p.delay(HEALTHY_RUN - Duration::from_millis(1)), s(8));
+        assert_eq!(p.delay(HEALTHY_RUN), RESTART_DELAY);
+        assert_eq!(p.delay(s(0)), 2 * RESTART_DELAY);
+        // A long run after a long backoff: the next wait is the first.
+        for _ in 0..10 {
+            p.delay(s(0));
+        }
+        assert_eq!(p.delay(s(0)), MAX_RESTART_DELAY);
+        assert_eq!(p.delay(s(3600)), RESTART_DELAY);
     }
 
     #[test]

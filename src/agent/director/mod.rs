@@ -11,6 +11,11 @@
 //! did not have to), and on SIGTERM makes each instance resign (priority-0
 //! advert, VIPs removed). Which instances to stop and start is the pure
 //! `restarts`.
+//!
+//! Before it starts an instance or hands the forwarding a configuration,
+//! the worker writes down what that configuration may make it hold
+//! (`agent::holdings`), so that `agent cleanup` can remove it
+//! all if the agent dies without resigning.
 
 pub mod forward;
 
@@ -23,6 +28,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use self::forward::Forward;
+use super::holdings::{self, Holdings};
+use super::paths;
 use super::runtime::{self, ModeConfig, Report};
 use crate::agent::sys::net::{self, Net};
 use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
@@ -105,14 +112,31 @@ pub struct Worker {
     /// reads them.
     changes: Option<mpsc::UnboundedSender<StateChange>>,
     forward: Option<Forward>,
+    /// What the holdings file lists now; `None` until the first apply.
+    holdings: Option<Holdings>,
 }
 
 impl Worker {
-    async fn stop_one(name: &str, handle: Handle) {
+    /// Write `holdings` to the runtime directory's holdings file, unless
+    /// it already lists exactly that.
+    fn record(&mut self, holdings: Holdings) -> anyhow::Result<()> {
+        if self.holdings.as_ref() != Some(&holdings) {
+            let file = paths::holdings_file(&paths::run_dir());
+            holdings::save(&file, &holdings)?;
+            self.holdings = Some(holdings);
+        }
+        Ok(())
+    }
+
+    /// Make an instance resign and wait for it; whether it stopped in
+    /// time (one that did not may still hold its VIPs).
+    async fn stop_one(name: &str, handle: Handle) -> bool {
         let _ = handle.ctl_tx.send(InstanceMsg::Stop).await;
         if tokio::time::timeout(STOP_TIMEOUT, handle.task).await.is_err() {
             tracing::warn!(instance = %name, "a vrrp instance did not stop in time");
+            return false;
         }
+        true
     }
 }
 
@@ -183,6 +207,15 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 n
             }
         };
+        // What this configuration may hold is on disk before any of it is
+        // taken; while the old instances stop, the file lists theirs too.
+        let index = net.index(&config.interface).await?;
+        let wanted_holdings = Holdings::of(config, index);
+        let during = match &self.holdings {
+            Some(old) => old.union(&wanted_holdings),
+            None => wanted_holdings.clone(),
+        };
+        self.record(during)?;
         let changes = match &self.changes {
             Some(tx) => tx.clone(),
             None => {
@@ -200,7 +233,6 @@ impl runtime::Worker<DirectorConfig> for Worker {
         // that cannot run leaves the running instances alone.
         let mut start = Vec::new();
         if !restarts.start.is_empty() {
-            let index = net.index(&config.interface).await?;
             let v6 =
                 restarts.start.iter().any(|&i| speaks_ipv6(&wanted[i].vrrp));
             let ipv6 = usable_ipv6(&net, index, &config.interface, v6).await?;
@@ -217,11 +249,12 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 return Err(anyhow!(problems.join("; ")));
             }
         }
+        let mut all_stopped = true;
         for i in restarts.stop.into_iter().rev() {
             let (key, handle) = self.running.remove(i);
             let name = &key.vrrp.name;
             tracing::info!(instance = %name, "stopping (changed or removed)");
-            Self::stop_one(name, handle).await;
+            all_stopped &= Self::stop_one(name, handle).await;
         }
         for (key, settings) in start {
             let name = settings.name.clone();
@@ -235,6 +268,15 @@ impl runtime::Worker<DirectorConfig> for Worker {
         if let Some(f) = &self.forward {
             let _ =
                 f.tx.send(forward::Msg::Config(Box::new(config.clone()))).await;
+        }
+        // The old instances have stopped and taken their VIPs with them;
+        // if one did not stop in time, the file keeps listing them.
+        if all_stopped {
+            let settled =
+                self.holdings.as_ref().map_or(wanted_holdings.clone(), |h| {
+                    h.settled(&wanted_holdings)
+                });
+            self.record(settled)?;
         }
         Ok(())
     }

@@ -46,7 +46,7 @@ pub mod codec;
 pub mod plane;
 pub mod reconcile;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::client::{Error, Ipvs};
 pub(crate) use self::plane::Plane;
-pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile};
+pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile, withdraw};
 use crate::inventory::Protocol;
 use crate::inventory::agent::{
     DirectorConfig, RealServerConfig, ServiceConfig,
@@ -415,6 +415,31 @@ pub fn sync(
     let now = Owned::of(desired);
     if now != pending {
         now.save(record)?;
+    }
+    Ok(plan)
+}
+
+/// Remove what the agent may have left in the kernel's IPVS table without
+/// its configuration: the services `listed` in its holdings or in the
+/// record at `record`, as [`withdraw`] plans it, and the record narrowed
+/// to what is left. A kernel without IPVS holds nothing: an empty plan.
+///
+/// # Errors
+/// An unreadable record, a refused dump or deletion, an unwritable record.
+pub fn remove(
+    listed: &BTreeSet<ServiceKey>,
+    record: &Path,
+) -> anyhow::Result<Plan> {
+    let mut ipvs = match Ipvs::connect() {
+        Ok(ipvs) => ipvs,
+        Err(Error::NoIpvs) => return Ok(Plan::default()),
+        Err(e) => return Err(e.into()),
+    };
+    let owned = Owned::load(record)?;
+    let (plan, left) = withdraw(&ipvs.dump()?, listed, &owned);
+    ipvs.apply(&plan.ops)?;
+    if left != owned {
+        left.save(record)?;
     }
     Ok(plan)
 }

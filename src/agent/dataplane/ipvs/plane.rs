@@ -67,9 +67,11 @@ impl Dataplane for Plane {
         false
     }
 
-    /// The IPVS table is left as it is when the agent stops, as it always
-    /// has been: without the VIPs it forwards nothing, and the next start
-    /// reconciles it with the record of what lbdeploy owns.
+    /// The agent leaves the IPVS table as it is when it stops: without
+    /// the VIPs it forwards nothing, and a restart reconciles it with the
+    /// record of what lbdeploy owns. Once the agent is gone, `agent
+    /// cleanup` (the supervisor's, or the unit's `ExecStopPost`) removes
+    /// it, so that a host whose agent is not running holds nothing of it.
     fn withdraw(&mut self) -> Job<'_, anyhow::Result<bool>> {
         Box::pin(async { Ok(false) })
     }

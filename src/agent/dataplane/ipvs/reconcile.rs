@@ -210,6 +210,46 @@ pub fn reconcile(desired: &Table, current: &Table, owned: &Owned) -> Plan {
     Plan { ops, foreign }
 }
 
+/// What a cleanup removes when the agent is gone and cannot withdraw
+/// (`lbdeploy agent cleanup`): the services of `current` that are
+/// `listed` (those the agent's configuration had) or `owned`, as
+/// [`reconcile`] would remove them were nothing desired — so a
+/// destination lbdeploy did not install keeps its service alive, as it
+/// does on every sync. Returns the plan and what `owned` still holds once
+/// it is carried out. Pure.
+pub fn withdraw(
+    current: &Table,
+    listed: &BTreeSet<ServiceKey>,
+    owned: &Owned,
+) -> (Plan, Owned) {
+    let claimed =
+        |k: &ServiceKey| listed.contains(k) || owned.services.contains(k);
+    let ours: Table = current
+        .iter()
+        .filter(|(k, _)| claimed(k))
+        .map(|(k, e)| (*k, e.clone()))
+        .collect();
+    let claim = Owned {
+        services: ours.keys().copied().collect(),
+        dests: owned.dests.clone(),
+    };
+    let plan = reconcile(&Table::new(), &ours, &claim);
+    let mut left = owned.clone();
+    for op in &plan.ops {
+        match op {
+            Op::DelService(k) => {
+                left.services.remove(k);
+                left.dests.retain(|(s, _)| s != k);
+            }
+            Op::DelDest(k, d) => {
+                left.dests.remove(&(*k, *d));
+            }
+            _ => {}
+        }
+    }
+    (plan, left)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -376,5 +416,46 @@ mod tests {
         std::fs::write(&path, "garbage").unwrap();
         assert!(Owned::load(&path).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+    #[test]
+    fn withdrawing_deletes_listed_and_owned_services_only() {
+        let kernel = table(&[
+            (80, "wrr", &[(1, 1)]),
+            (443, "rr", &[(1, 1), (9, 1)]),
+            (8080, "rr", &[(9, 1)]),
+            (53, "rr", &[]),
+        ]);
+        // 80 and 443 were installed by lbdeploy; 53 is only listed (its
+        // service was adopted, its destinations are nobody's); 8080 is
+        // someone else's.
+        let owned = Owned::of(&table(&[
+            (80, "wrr", &[(1, 1)]),
+            (443, "rr", &[(1, 1)]),
+            (25, "rr", &[(1, 1)]),
+        ]));
+        let listed = [svc(53)].into_iter().collect();
+        let (plan, left) = withdraw(&kernel, &listed, &owned);
+        assert_eq!(
+            text(&plan),
+            [
+                "delete TCP 10.0.0.100:443 -> 10.0.1.1:80",
+                "delete service TCP 10.0.0.100:53",
+                "delete service TCP 10.0.0.100:80",
+                "foreign service TCP 10.0.0.100:443",
+                "foreign destination TCP 10.0.0.100:443 -> 10.0.1.9:80",
+            ]
+        );
+        // The record keeps 443 (still there, without our destination)
+        // and 25 (not in the kernel: nothing to do).
+        assert_eq!(
+            left.services,
+            [svc(25), svc(443)].into_iter().collect::<BTreeSet<_>>()
+        );
+        assert_eq!(
+            left.dests,
+            [(svc(25), rs(1))].into_iter().collect::<BTreeSet<_>>()
+        );
+        let (again, _) = withdraw(&Table::new(), &listed, &left);
+        assert_eq!(again, Plan::default(), "nothing left: nothing to do");
     }
 }

@@ -130,9 +130,7 @@ impl Installer {
     pub async fn remove(&mut self) -> anyhow::Result<()> {
         self.installed = None;
         self.watch = Watch::default();
-        let script =
-            format!("table netdev {TABLE}\ndelete table netdev {TABLE}\n");
-        nftables::load(&script, "the data plane's table").await
+        nftables::load(&delete_script(), "the data plane's table").await
     }
 
     /// Load the whole table from `text` and remember its structure.
@@ -160,5 +158,49 @@ impl Installer {
             self.installed = None;
         }
         result
+    }
+}
+
+/// Delete our table if the kernel has it, knowing nothing of what it
+/// holds: the cleanup after an agent that is gone and could not withdraw
+/// (`lbdeploy agent cleanup`). Only the table names are listed, never the
+/// table, whose millions of elements would take `nft` seconds to print.
+/// Whether there was a table to delete.
+///
+/// # Errors
+/// When `nft` is missing or fails.
+pub(crate) async fn delete_table() -> anyhow::Result<bool> {
+    let listing = nftables::query(&["list", "tables", "netdev"]).await?;
+    if !lists_our_table(&listing) {
+        return Ok(false);
+    }
+    nftables::load(&delete_script(), "the data plane's table").await?;
+    Ok(true)
+}
+
+/// Whether `nft list tables netdev` printed our table.
+fn lists_our_table(listing: &str) -> bool {
+    listing.lines().any(|l| {
+        l.split_whitespace().eq(["table", "netdev", TABLE].iter().copied())
+    })
+}
+
+/// One transaction that deletes our table, and succeeds when there is
+/// none (declaring a table that exists changes nothing).
+fn delete_script() -> String {
+    format!("table netdev {TABLE}\ndelete table netdev {TABLE}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_table_is_found_among_the_table_names() {
+        let listing = "table netdev other\ntable netdev lbdeploy\n";
+        assert!(lists_our_table(listing));
+        assert!(!lists_our_table("table netdev lbdeploy_x\n"));
+        assert!(!lists_our_table("table arp lbdeploy\n"));
+        assert!(!lists_our_table(""));
     }
 }
