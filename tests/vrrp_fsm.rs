@@ -195,6 +195,7 @@ fn equal_priority_is_broken_by_the_higher_primary_address() {
     assert_eq!(
         m.handle(t, advert(6, 100, SEC)),
         vec![
+            Action::SendAdvert { priority: 100 },
             Action::RemoveVips,
             Action::ArmMasterDownTimer {
                 at: t + master_down_interval(Version::V3, 100, SEC)

@@ -487,7 +487,12 @@ fn split_brain_heals_to_one_master_and_the_client_follows() {
     }
     let until = Instant::now() + SLACK * 10;
     while client_mac() != mac02 {
-        assert!(Instant::now() < until, "the client did not follow the backup");
+        assert!(
+            Instant::now() < until,
+            "the client did not follow the backup ({mac02}): {}\n{}",
+            lab.exec_ok("client", "ip neigh"),
+            logs(&lab)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 

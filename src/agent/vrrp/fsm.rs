@@ -486,7 +486,13 @@ impl Instance {
     ///   so backups do not take over;
     /// * priority above ours, or equal with a greater primary address (the
     ///   tie-break): step down: v3 learns Master_Adver_Interval, arm
-    ///   Master_Down_Timer, drop the VIPs, become backup;
+    ///   Master_Down_Timer, drop the VIPs, become backup. Before that, one
+    ///   parting advert with our priority — lbdeploy's one addition to the
+    ///   RFC: after a split brain the winner may never have heard us, yet
+    ///   neighbours point at us; our advert is a lower-priority one to it,
+    ///   which it answers by announcing the VIPs (the next case, and
+    ///   keepalived's `garp_lower_prio_repeat`). Without it, clients would
+    ///   keep sending to us until their neighbour entries expired;
     /// * otherwise the sender believes it is master, or is about to (a
     ///   split brain or a partition healing): answer at once with our
     ///   advert, so it backs off now, and announce the VIPs again, since
@@ -517,6 +523,7 @@ impl Instance {
         let at = now.saturating_add(self.master_down_interval());
         self.state = State::Backup;
         vec![
+            self.send_advert(),
             Action::RemoveVips,
             self.arm(Timer::MasterDown(at)),
             transition(State::Master, State::Backup),
