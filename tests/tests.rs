@@ -24,4 +24,5 @@ mod vrrp_fault;
 mod vrrp_fsm;
 mod vrrp_ipv6;
 mod vrrp_lab;
+mod vrrp_track;
 mod vrrp_vectors;

@@ -104,6 +104,10 @@ impl Status {
                 i["state"].as_str().unwrap_or("?"),
                 i["priority"]
             )?;
+            let effective = &i["effective_priority"];
+            if !effective.is_null() && *effective != i["priority"] {
+                write!(out, " (effective {effective})")?;
+            }
             if let Some(why) = i["fault"].as_str() {
                 write!(out, " ({why})")?;
             }
@@ -241,7 +245,8 @@ mod tests {
     fn human_form_shows_each_vrrp_state_and_why_in_fault() {
         let mut s = sample();
         s.details = serde_json::json!({ "vrrp_instances": [
-            { "name": "VI_1", "vrid": 51, "state": "MASTER", "priority": 120 },
+            { "name": "VI_1", "vrid": 51, "state": "MASTER", "priority": 120,
+              "effective_priority": 60 },
             { "name": "VI_2", "vrid": 52, "state": "FAULT", "priority": 120,
               "fault": "eth0 has no carrier" },
         ]});
@@ -250,7 +255,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains(
-                "vrrp    VI_1 (vrid 51): MASTER, priority 120\n\
+                "vrrp    VI_1 (vrid 51): MASTER, priority 120 (effective 60)\n\
                  vrrp    VI_2 (vrid 52): FAULT, priority 120 \
                  (eth0 has no carrier)\n"
             ),

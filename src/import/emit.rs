@@ -47,6 +47,7 @@ pub fn write(
     list(&mut y, "directors", &inv.directors, &o.directors);
     list(&mut y, "real_servers", &inv.real_servers, &o.real_servers);
     list(&mut y, "vrrp_instances", &inv.vrrp_instances, &o.vrrp_instances);
+    list(&mut y, "vrrp_scripts", &inv.vrrp_scripts, &o.vrrp_scripts);
     list(
         &mut y,
         "virtual_services",

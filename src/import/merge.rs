@@ -14,12 +14,12 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::compare::{conflicts, differences};
 use super::diag::{Pos, Report};
-use super::keepalived::{Conf, Instance, Own, Spanned};
+use super::keepalived::{Conf, Fields, Instance, Own, Spanned};
 use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
     ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
-    RealServerHost, SshDefaults, VirtualService, VrrpInstance,
+    RealServerHost, SshDefaults, VirtualService, VrrpInstance, VrrpScript,
 };
 
 /// The merged inventory and, for each section, where it came from.
@@ -40,6 +40,8 @@ pub(crate) struct Origins {
     pub real_servers: Vec<String>,
     /// Per VRRP instance.
     pub vrrp_instances: Vec<String>,
+    /// Per tracked script.
+    pub vrrp_scripts: Vec<String>,
     /// Per virtual service.
     pub virtual_services: Vec<String>,
     /// The notification settings.
@@ -116,7 +118,7 @@ pub(crate) fn merge(
             directors,
             real_servers,
             vrrp_instances,
-            vrrp_scripts: Vec::new(),
+            vrrp_scripts: vrrp_scripts(confs, report, &mut origins),
             virtual_services,
             notification,
             lab: req.lab.clone(),
@@ -596,6 +598,42 @@ fn host(name: &str, address: IfAddr, interface: String) -> RealServerHost {
         keep_vip_on_stop: false,
         ssh: None,
     }
+}
+
+// ===== scripts =====
+
+/// Every director's `vrrp_script`s, by name: the first director's
+/// definition is kept, and where another director's differs, each
+/// difference is reported at its line.
+fn vrrp_scripts(
+    confs: &[(String, Conf)],
+    report: &mut Report,
+    origins: &mut Origins,
+) -> Vec<VrrpScript> {
+    let mut kept: Vec<&(VrrpScript, Fields)> = Vec::new();
+    for entry in confs.iter().flat_map(|(_, c)| &c.scripts) {
+        let (s, fields) = entry;
+        match kept.iter().find(|(k, _)| k.name == s.name) {
+            Some((first, ff)) => {
+                for (pos, difference) in differences((first, ff), (s, fields))
+                {
+                    report.warn(
+                        Some(&pos),
+                        format!(
+                            "vrrp_script {}: {difference} — the inventory \
+                             has one definition; the first director's is \
+                             kept",
+                            s.name
+                        ),
+                    );
+                }
+            }
+            None => kept.push(entry),
+        }
+    }
+    origins.vrrp_scripts =
+        kept.iter().map(|(_, f)| f.block.to_string()).collect();
+    kept.into_iter().map(|(s, _)| s.clone()).collect()
 }
 
 // ===== notification =====

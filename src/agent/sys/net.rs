@@ -46,10 +46,12 @@ pub enum Event {
 }
 
 /// An interface's link state, as `ip link` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     /// The interface's index.
     pub index: u32,
+    /// Its name; empty when the kernel did not say.
+    pub name: String,
     /// Administratively up (`IFF_UP`: `ip link set … up`).
     pub up: bool,
     /// It has a carrier (`IFF_RUNNING`: not `NO-CARRIER`).
@@ -120,29 +122,35 @@ impl Net {
         Ok(link_state(&link))
     }
 
+    /// The link state of interface `name`; `None` when there is none.
+    ///
+    /// # Errors
+    /// When the kernel cannot be asked.
+    pub async fn link_named(&self, name: &str) -> Result<Option<Link>, Error> {
+        let mut links =
+            self.handle.link().get().match_name(name.to_owned()).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link.as_ref().map(link_state)),
+            // ENODEV: no such interface.
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.raw_code().abs() == 19 =>
+            {
+                Ok(None)
+            }
+            Err(source) => Err(Error {
+                what: format!("looking up interface {name}"),
+                source,
+            }),
+        }
+    }
+
     /// The name of interface `index`, for messages.
     ///
     /// # Errors
     /// When there is no such interface.
     pub async fn name(&self, index: u32) -> Result<String, Error> {
-        let fail = |source| Error {
-            what: format!("looking up interface #{index}"),
-            source,
-        };
-        let mut links = self.handle.link().get().match_index(index).execute();
-        let link = links
-            .try_next()
-            .await
-            .map_err(fail)?
-            .ok_or_else(|| fail(rtnetlink::Error::RequestFailed))?;
-        Ok(link
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| format!("#{index}")))
+        let link = self.link(index).await?;
+        Ok(if link.name.is_empty() { format!("#{index}") } else { link.name })
     }
 
     /// Every address of every interface.
@@ -271,9 +279,11 @@ fn address_event(m: RouteNetlinkMessage) -> Option<Event> {
 fn link_event(m: RouteNetlinkMessage) -> Option<Link> {
     match m {
         RouteNetlinkMessage::NewLink(m) => Some(link_state(&m)),
-        RouteNetlinkMessage::DelLink(m) => {
-            Some(Link { index: m.header.index, up: false, carrier: false })
-        }
+        RouteNetlinkMessage::DelLink(m) => Some(Link {
+            up: false,
+            carrier: false,
+            ..link_state(&m)
+        }),
         _ => None,
     }
 }
@@ -325,6 +335,14 @@ fn link_state(m: &LinkMessage) -> Link {
     let flags = m.header.flags;
     Link {
         index: m.header.index,
+        name: m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+            .unwrap_or_default(),
         up: flags.contains(LinkFlags::Up),
         carrier: flags.contains(LinkFlags::Running),
     }

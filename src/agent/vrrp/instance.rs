@@ -44,6 +44,7 @@ use crate::agent::vrrp::settings::Settings;
 use crate::agent::vrrp::socket::{
     AdvertSocket, AnnounceSocket, Datagram, Destinations,
 };
+use crate::agent::vrrp::tracking::{Tracked, Verdict, verdict};
 
 /// Per-instance counters (RFC 6527's spirit), in the status report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -87,8 +88,13 @@ pub struct InstanceStatus {
     /// Why the instance is in fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
-    /// Our priority.
+    /// Our configured priority.
     pub priority: u8,
+    /// The priority in force: the configured one moved by tracking.
+    pub effective_priority: u8,
+    /// The tracked objects and how they fare.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tracked: Vec<Tracked>,
     /// Master_Adver_Interval now in force, in milliseconds.
     pub master_adver_interval_ms: u64,
     /// The counters.
@@ -170,6 +176,9 @@ struct Looper {
     facts: Facts,
     /// Why the instance is in fault, if it is.
     fault: Option<String>,
+    /// Each tracked interface's name, weight and whether it is up with a
+    /// carrier.
+    tracked_links: Vec<Tracked>,
 }
 
 /// Open the instance's sockets and start its loop; its state changes go
@@ -192,9 +201,21 @@ pub fn spawn(
         state: state_name(State::Initialize),
         fault: None,
         priority: s.fsm.priority,
+        effective_priority: s.fsm.priority,
+        tracked: Vec::new(),
         master_adver_interval_ms: s.fsm.adver_interval.as_millis() as u64,
         counters: Counters::default(),
     }));
+    let tracked_links = s
+        .track
+        .interfaces
+        .iter()
+        .map(|t| Tracked {
+            what: format!("interface {}", t.name),
+            weight: t.weight,
+            ok: false,
+        })
+        .collect();
     let (ctl_tx, ctl_rx) = mpsc::channel(1);
     let (name, vrid) = (s.name.clone(), s.vrid);
     let looper = Looper {
@@ -213,6 +234,7 @@ pub fn spawn(
         links: net::subscribe_links("vrrp"),
         facts: Facts { up: true, carrier: true, address: true },
         fault: None,
+        tracked_links,
     };
     // Every line the loop logs names its instance.
     let span = tracing::info_span!("vrrp", instance = %name, vrid);
@@ -231,6 +253,9 @@ impl Looper {
         };
         self.remove_stale_vips(&present).await;
         self.refresh_facts(&present).await;
+        if let Verdict::Priority(p) = self.verdict() {
+            self.handle(Event::Priority(p)).await;
+        }
         self.fault = self.why_fault();
         match &self.fault {
             Some(why) => {
@@ -272,12 +297,7 @@ impl Looper {
                     }
                 },
                 link = net::next_event(&mut self.links) => match link {
-                    Some(link) if link.index == self.s.index => {
-                        self.facts.up = link.up;
-                        self.facts.carrier = link.carrier;
-                        self.reassess().await;
-                    }
-                    Some(_) => {}
+                    Some(link) => self.on_link(&link).await,
                     None => {
                         tracing::warn!("the netlink link watch ended; re-subscribing");
                         self.links = net::subscribe_links("vrrp");
@@ -288,9 +308,37 @@ impl Looper {
         }
     }
 
+    /// A link changed: ours (a fault condition) or a tracked one.
+    async fn on_link(&mut self, link: &net::Link) {
+        let mut moved = false;
+        if link.index == self.s.index {
+            self.facts.up = link.up;
+            self.facts.carrier = link.carrier;
+            moved = true;
+        }
+        let what = format!("interface {}", link.name);
+        for t in self.tracked_links.iter_mut().filter(|t| t.what == what) {
+            t.ok = link.up && link.carrier;
+            moved = true;
+        }
+        if moved {
+            self.reassess().await;
+        }
+    }
+
     /// Read the interface's link state and whether our address is among
-    /// `present`, as at start or after events may have been lost.
+    /// `present`, and the tracked links, as at start or after events may
+    /// have been lost.
     async fn refresh_facts(&mut self, present: &[Address]) {
+        for (t, name) in self.tracked_links.iter_mut().zip(&self.s.track.interfaces) {
+            t.ok = match self.net.link_named(&name.name).await {
+                Ok(link) => link.is_some_and(|l| l.up && l.carrier),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    false
+                }
+            };
+        }
         match self.net.link(self.s.index).await {
             Ok(link) => {
                 self.facts.up = link.up;
@@ -317,12 +365,32 @@ impl Looper {
         self.reassess().await;
     }
 
-    fn why_fault(&self) -> Option<String> {
-        fault(&self.s.interface, self.s.local, self.facts)
+    /// What the tracked objects make of the instance.
+    fn verdict(&self) -> Verdict {
+        verdict(self.s.fsm.priority, &self.tracked_links)
     }
 
-    /// Enter or leave fault when the facts say so.
+    /// Why the instance cannot work: its own interface first, then a
+    /// tracked object of weight 0.
+    fn why_fault(&self) -> Option<String> {
+        fault(&self.s.interface, self.s.local, self.facts).or(
+            match self.verdict() {
+                Verdict::Fault(why) => Some(why),
+                Verdict::Priority(_) => None,
+            },
+        )
+    }
+
+    /// Follow the facts: the effective priority first (so leaving fault
+    /// starts at the right one), then entering or leaving fault.
     async fn reassess(&mut self) {
+        if let Verdict::Priority(p) = self.verdict() {
+            let old = self.fsm.priority();
+            if p != old {
+                tracing::info!("priority {old} -> {p} (tracking)");
+                self.handle(Event::Priority(p)).await;
+            }
+        }
         let why = self.why_fault();
         match (&self.fault, &why) {
             (None, Some(reason)) => {
@@ -561,7 +629,7 @@ impl Looper {
         if to != State::Master {
             self.garp_at = None;
         }
-        let priority = self.s.fsm.priority;
+        let priority = self.fsm.priority();
         tracing::info!(
             "{} -> {} (priority {priority})",
             state_name(from),
@@ -584,6 +652,8 @@ impl Looper {
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         st.state = state_name(self.fsm.state());
         st.fault.clone_from(&self.fault);
+        st.effective_priority = self.fsm.priority();
+        st.tracked.clone_from(&self.tracked_links);
         st.master_adver_interval_ms =
             self.fsm.master_adver_interval().as_millis() as u64;
         st.counters = self.counters;

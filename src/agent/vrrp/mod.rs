@@ -25,6 +25,8 @@
 //! * [`notify`]: the notify hooks, as keepalived runs them.
 //! * [`fault`]: why an instance cannot work (link down, no carrier, no
 //!   address), keepalived's FAULT conditions.
+//! * [`tracking`]: keepalived's weights: the effective priority, or a
+//!   fault, from the tracked interfaces and scripts.
 //!
 //! * [`socket`]: the raw IP socket for adverts and the packet socket for
 //!   gratuitous ARP and NAs, bytes in and out only.
@@ -57,3 +59,4 @@ pub mod packet;
 pub mod receive;
 pub mod settings;
 pub mod socket;
+pub mod tracking;

@@ -17,7 +17,7 @@ use crate::agent::vrrp::packet::{
 };
 use crate::agent::vrrp::socket::Destinations;
 use crate::inventory::agent::VrrpConfig;
-use crate::inventory::{Garp, IfAddr, NotifyHooks};
+use crate::inventory::{Garp, IfAddr, NotifyHooks, Track};
 
 /// Everything an instance needs, checked and resolved before any socket is
 /// opened, so a bad configuration fails `apply` with nothing half started.
@@ -49,6 +49,8 @@ pub struct Settings {
     pub notify: Option<NotifyHooks>,
     /// How the VIPs are announced.
     pub garp: Garp,
+    /// What moves the priority or puts the instance in fault.
+    pub track: Track,
 }
 
 impl Settings {
@@ -134,6 +136,7 @@ impl Settings {
             vips,
             notify: c.notify.clone(),
             garp: c.garp,
+            track: c.track.clone(),
         })
     }
 

@@ -15,8 +15,8 @@
 use crate::agent::vrrp::fsm::PRIORITY_OWNER;
 
 /// One tracked object's weight and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Tracked {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tracked {
     /// What it is, for the fault reason: `interface eth1`, `script chk`.
     pub what: String,
     /// keepalived's weight, −253–253.

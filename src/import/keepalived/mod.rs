@@ -4,6 +4,8 @@
 //! * `value` — numbers, seconds and addresses, and what happens to the
 //!   keywords lbdeploy cannot represent;
 //! * `vrrp` — `vrrp_instance`;
+//! * `track` — `vrrp_script`, and an instance's `track_script` and
+//!   `track_interface`;
 //! * `lvs` — `virtual_server`, `virtual_server_group`, `real_server` and
 //!   the checkers.
 //!
@@ -12,6 +14,7 @@
 //! (`lvs_sched`), `lb_kind` (`lvs_method`), `state SLAVE` (`BACKUP`).
 
 mod lvs;
+mod track;
 mod value;
 mod vrrp;
 
@@ -23,7 +26,7 @@ pub use vrrp::{Instance, Own};
 
 use super::diag::{Pos, Report};
 use super::parser::{self, Grammar, Node};
-use crate::inventory::{Duration, Email, VirtualService};
+use crate::inventory::{Duration, Email, VirtualService, VrrpScript};
 use value::Reader;
 
 /// One director's configuration, as far as lbdeploy can represent it.
@@ -37,6 +40,8 @@ pub(crate) struct Conf {
     pub email: Option<(Email, Fields)>,
     /// `vrrp_instance` blocks, in file order.
     pub instances: Vec<Instance>,
+    /// `vrrp_script` blocks, in file order.
+    pub scripts: Vec<(VrrpScript, Fields)>,
     /// `virtual_server` blocks, groups expanded, in file order.
     pub services: Vec<(VirtualService, Fields)>,
 }
@@ -66,6 +71,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         router_id: None,
         email: None,
         instances: Vec::new(),
+        scripts: Vec::new(),
         services: Vec::new(),
     };
     let groups = lvs::groups(nodes, &mut r);
@@ -79,6 +85,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
             "vrrp_instance" => {
                 conf.instances.extend(vrrp::instance(node, defaults, &mut r))
             }
+            "vrrp_script" => conf.scripts.extend(track::script(node, &mut r)),
             "virtual_server" => {
                 conf.services.extend(lvs::virtual_server(node, &groups, &mut r))
             }

@@ -208,13 +208,13 @@ fn scope(node: &Node, block: &Node) -> String {
 /// What happens to a keyword lbdeploy cannot represent yet, by keyword.
 fn consequence(keyword: &str) -> Option<&'static str> {
     Some(match keyword {
-        "track_script" | "track_interface" | "track_file" | "track_process"
-        | "track_bfd" => {
-            "lbdeploy does not track scripts, interfaces or files yet; the \
-             instance's priority will not follow them"
+        "track_file" | "track_process" | "track_bfd" => {
+            "lbdeploy tracks interfaces and scripts, not files, processes \
+             or BFD yet; the instance's priority will not follow them"
         }
-        "vrrp_script" | "vrrp_track_file" | "vrrp_track_process" => {
-            "lbdeploy has no tracking yet; the script is not run"
+        "vrrp_track_file" | "vrrp_track_process" => {
+            "lbdeploy tracks interfaces and scripts, not files or processes \
+             yet; nothing watches it"
         }
         "vrrp_sync_group" => {
             "lbdeploy has no sync groups yet; its instances fail over \

@@ -188,6 +188,9 @@ pub fn instance(
                 };
                 *slot = Some(node.args.join(" "));
             }
+            "track_script" | "track_interface" => {
+                super::track::track_list(&mut vrrp.track, node, block, r)
+            }
             k if k.starts_with("garp_")
                 && garp_keyword(
                     vrrp.garp.get_or_insert_with(Garp::default),
@@ -231,6 +234,7 @@ fn field_of(keyword: &str) -> &str {
         }
         k if k.starts_with("notify") => "notify",
         k if k.starts_with("garp_") => "garp",
+        "track_script" | "track_interface" => "track",
         k => k,
     }
 }

@@ -1,0 +1,136 @@
+//! Tracking in the lab (issue #16): keepalived's `track_interface` with
+//! its weights, against lbdeploy and keepalived peers. The master's
+//! effective priority travels in its adverts, so a peer of either kind
+//! makes the same transitions: a weight that takes the master below the
+//! backup hands the VIP over after the backup's Master_Down_Interval; a
+//! weight-0 object failing is a FAULT (a priority-0 advert: the backup
+//! takes over after its Skew_Time).
+
+use std::time::Duration;
+
+use lbdeploy::agent::vrrp::fsm::{master_down_interval, skew_time};
+use lbdeploy::agent::vrrp::packet::Version;
+
+use crate::support::lab::TestLab;
+use crate::support::subnet::{Subnet, VIP};
+use crate::vrrp_lab::{
+    DIRECTORS, Keepalived, instance, logs, start_keepalived, vrrp,
+    wait_sole_holder,
+};
+
+const SLACK: Duration = Duration::from_millis(200);
+const ADVERT: Duration = Duration::from_secs(1);
+const V: Version = Version::V2;
+
+/// The weight that takes keepalived01 (120) below keepalived02 (70).
+const WEIGHT: i32 = -60;
+
+/// keepalived01 tracks `trk0` (weight −60) and `trk1` (weight 0), dummy
+/// interfaces on every director; `keepalived_on` runs keepalived instead
+/// of lbdeploy, with the same tracking.
+fn lab(s: Subnet, name: &str, keepalived_on: Option<&str>) -> Option<TestLab> {
+    let inventory = vrrp(s, 2).instance_option(&format!(
+        "track: {{ interfaces: [{{ name: trk0, weight: {WEIGHT} }}, \
+         {{ name: trk1 }}] }}"
+    ));
+    let lab = TestLab::up(name, &inventory.to_string())?;
+    for host in DIRECTORS {
+        lab.exec_ok(
+            host,
+            "for i in trk0 trk1; do ip link add $i type dummy && \
+             ip link set $i up; done",
+        );
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    if let Some(host) = keepalived_on {
+        let cidr = s.cidr(VIP);
+        let priority = if host == "keepalived01" { 120 } else { 70 };
+        let options = format!(
+            "track_interface {{\n trk0 weight {WEIGHT}\n trk1\n }}"
+        );
+        let ka = Keepalived {
+            priority,
+            version: 2,
+            unicast: false,
+            vip_cidr: &cidr,
+            options: &options,
+        };
+        start_keepalived(&lab, s, host, &ka);
+    }
+    let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", bound);
+    Some(lab)
+}
+
+/// The weight, then the fault, on keepalived01; checks its status when it
+/// runs lbdeploy.
+fn weight_then_fault(s: Subnet, name: &str, keepalived_on: Option<&str>) {
+    let Some(lab) = lab(s, name, keepalived_on) else { return };
+    let vip = s.vip();
+    let lbdeploy01 = keepalived_on != Some("keepalived01");
+
+    // trk0 down: 120 − 60 = 60 < 70. The backup stops accepting the
+    // master's adverts and takes over when its timer, armed at the last
+    // accepted one (at most an advert interval before), runs out.
+    lab.exec_ok("keepalived01", "ip link set trk0 down");
+    let handover = ADVERT + master_down_interval(V, 70, ADVERT) + SLACK;
+    wait_sole_holder(&lab, &vip, "keepalived02", handover);
+    if lbdeploy01 {
+        let st = instance(&lab, "keepalived01");
+        assert_eq!(st["state"], "BACKUP", "{st}");
+        assert_eq!(st["priority"], 120, "{st}");
+        assert_eq!(st["effective_priority"], 60, "{st}");
+        assert_eq!(st["tracked"][0]["ok"], false, "{st}");
+        let text = lab.exec_ok("keepalived01", "lbdeploy agent status");
+        assert!(text.contains("BACKUP, priority 120 (effective 60)"), "{text}");
+    }
+
+    // trk0 up: 120 again; keepalived01 preempts when the timer it armed
+    // at effective priority 60 runs out.
+    lab.exec_ok("keepalived01", "ip link set trk0 up");
+    let back = ADVERT + master_down_interval(V, 60, ADVERT) + SLACK;
+    wait_sole_holder(&lab, &vip, "keepalived01", back);
+
+    // trk1 (weight 0) down: FAULT, a priority-0 advert, the backup takes
+    // over after its Skew_Time.
+    lab.exec_ok("keepalived01", "ip link set trk1 down");
+    let fault = skew_time(V, 70, ADVERT) + SLACK;
+    wait_sole_holder(&lab, &vip, "keepalived02", fault);
+    if lbdeploy01 {
+        let st = instance(&lab, "keepalived01");
+        assert_eq!(st["state"], "FAULT", "{st}");
+        assert_eq!(st["fault"], "interface trk1 failed", "{st}");
+    }
+    lab.exec_ok("keepalived01", "ip link set trk1 up");
+    let back = ADVERT + master_down_interval(V, 120, ADVERT) + SLACK;
+    wait_sole_holder(&lab, &vip, "keepalived01", back);
+    if lbdeploy01 {
+        let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+        for line in [
+            "priority 120 -> 60 (tracking)",
+            "priority 60 -> 120 (tracking)",
+            "fault: interface trk1 failed",
+        ] {
+            assert!(log.contains(line), "{line} missing\n{}", logs(&lab));
+        }
+    }
+}
+
+#[test]
+fn r16_tracked_interfaces_move_the_priority_and_weight_zero_faults() {
+    weight_then_fault(Subnet::allocate(), "vrrp-track", None);
+}
+
+/// keepalived as the backup follows lbdeploy's effective priority.
+#[test]
+fn r16_tracked_interfaces_with_keepalived_as_the_backup() {
+    let s = Subnet::allocate();
+    weight_then_fault(s, "vrrp-track-ka-backup", Some("keepalived02"));
+}
+
+/// lbdeploy as the backup follows keepalived's effective priority.
+#[test]
+fn r16_tracked_interfaces_with_keepalived_as_the_master() {
+    let s = Subnet::allocate();
+    weight_then_fault(s, "vrrp-track-ka-master", Some("keepalived01"));
+}
