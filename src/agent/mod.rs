@@ -24,6 +24,8 @@
 //! * [`dataplane`] — the kernel data plane behind one trait
 //!   ([`dataplane::Dataplane`]): IPVS, or nftables DSR;
 //! * [`check`] — health checks of the real servers;
+//! * [`track`] — what a VRRP instance tracks besides its peers: scripts
+//!   (keepalived's `vrrp_script`), each a task publishing OK or failed;
 //! * [`alert`] — email, webhook and exec notifications;
 //! * [`sys`] — the kernel helpers both modes share: addresses over
 //!   rtnetlink, netlink framing, `nft -f`, the Internet checksum;
@@ -45,4 +47,5 @@ pub mod runtime;
 pub mod status;
 pub mod supervise;
 pub mod sys;
+pub mod track;
 pub mod vrrp;

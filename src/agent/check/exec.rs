@@ -1,12 +1,14 @@
 //! The `exec` check (keepalived's `MISC_CHECK`): a command run on the
-//! director through `sh -c`; exit 0 within the timeout is a pass.
+//! director through `sh -c`; exit 0 within the timeout is a pass. It runs
+//! through [`sys::process`](crate::agent::sys::process), so a command that
+//! hangs is killed with everything it started.
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::time::timeout;
 
 use super::probe::Probe;
+use crate::agent::sys::process;
 use crate::inventory::ExecCheck;
 
 /// An `exec` check; the command names the server itself, if it needs to.
@@ -25,37 +27,41 @@ impl Probe for Exec {
 /// Run `command` through `sh -c`; exit 0 within `limit` is a pass.
 ///
 /// # Errors
-/// Its exit status, or that it was killed at the timeout.
+/// The command, with its exit status or that it was killed at the
+/// timeout.
 async fn exec(command: &str, limit: Duration) -> Result<(), String> {
-    let child = tokio::process::Command::new("/bin/sh")
-        .args(["-c", command])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
-    match timeout(limit, child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => Err(format!("`{command}` exited with {}", out.status)),
-        Ok(Err(e)) => Err(format!("`{command}`: {e}")),
-        Err(_) => Err(format!("`{command}` ran past {limit:?} and was killed")),
-    }
+    let argv = ["/bin/sh", "-c", command].map(str::to_owned);
+    process::run(&argv, limit).await.map_err(|e| format!("`{command}`: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::sys::process::testing::{pids_in, scratch, survivors};
 
     #[tokio::test]
     async fn exec_checks_pass_fail_and_time_out() {
         let limit = Duration::from_millis(300);
         assert_eq!(exec("true", limit).await, Ok(()));
-        assert!(
-            exec("exit 3", limit).await.unwrap_err().contains("exit status: 3")
+        assert_eq!(
+            exec("exit 3", limit).await,
+            Err("`exit 3`: exit status 3".into())
         );
         assert!(
             exec("sleep 5", limit).await.unwrap_err().contains("was killed")
         );
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_command_leaves_no_child_behind() {
+        let dir = scratch("exec-orphan");
+        let pids = dir.join("pids");
+        let command = format!("sleep 30 & echo $! > {}; wait", pids.display());
+        let e = exec(&command, Duration::from_millis(200)).await.unwrap_err();
+        assert!(e.contains("with its process group"), "{e}");
+        let forked = pids_in(&pids);
+        assert_eq!(forked.len(), 1, "the command did not run");
+        assert_eq!(survivors(&forked), Vec::<u32>::new(), "orphans");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

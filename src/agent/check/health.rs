@@ -11,6 +11,11 @@
 //!   have no `rise` and take a server back on its first success: the
 //!   default, 1).
 //!
+//! The counting itself — up after `rise` consecutive successes, down
+//! after `fall` consecutive failures — is [`RiseFall`], which tracking
+//! scripts (keepalived's `vrrp_script`) share; a checker's `fall` is
+//! `retry + 1`.
+//!
 //! So a server that stops answering is out of the pool within
 //! `delay_loop + (retry + 1) × connect_timeout + retry × delay_before_retry`,
 //! and one that answers again is back within `rise × delay_loop` — the
@@ -37,6 +42,16 @@ pub struct Timing {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     timing: Timing,
+    verdict: RiseFall,
+}
+
+/// A verdict with keepalived's hysteresis on consecutive results: it
+/// starts up, goes down after `fall` consecutive failures and comes back
+/// after `rise` consecutive successes (a count of zero means one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RiseFall {
+    rise: u32,
+    fall: u32,
     up: bool,
     failures: u32,
     successes: u32,
@@ -68,38 +83,58 @@ impl Health {
     /// A server starts **up**, as keepalived's does: a director that
     /// restarts keeps forwarding while its first checks run.
     pub fn new(timing: Timing) -> Self {
-        Self { timing, up: true, failures: 0, successes: 0 }
+        let fall = timing.retry.saturating_add(1);
+        Self { timing, verdict: RiseFall::new(timing.rise, fall) }
     }
 
     /// The current verdict.
     pub(crate) fn is_up(&self) -> bool {
-        self.up
+        self.verdict.is_up()
     }
 
     /// Take a check's result.
     pub fn record(&mut self, success: bool) -> Outcome {
         let t = self.timing;
-        let mut changed = None;
-        if success {
-            self.failures = 0;
-            self.successes = self.successes.saturating_add(1);
-            if !self.up && self.successes >= t.rise.max(1) {
-                self.up = true;
-                changed = Some(true);
-            }
-            return Outcome { changed, next_in: t.delay_loop };
-        }
-        self.successes = 0;
-        self.failures = self.failures.saturating_add(1);
-        if self.up && self.failures > t.retry {
-            self.up = false;
-            changed = Some(false);
-        }
-        let next_in = match self.up {
-            true => t.delay_before_retry,
-            false => t.delay_loop,
+        let changed = self.verdict.record(success);
+        // Retries come quickly while a failing server is still up.
+        let next_in = match success || !self.verdict.is_up() {
+            true => t.delay_loop,
+            false => t.delay_before_retry,
         };
         Outcome { changed, next_in }
+    }
+}
+
+impl RiseFall {
+    /// Up, until `fall` consecutive failures.
+    pub fn new(rise: u32, fall: u32) -> Self {
+        Self { rise, fall, up: true, failures: 0, successes: 0 }
+    }
+
+    /// The current verdict.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Take a result; `Some(up)` when it changed the verdict.
+    pub fn record(&mut self, success: bool) -> Option<bool> {
+        let (run, needed) = match success {
+            true => {
+                self.failures = 0;
+                self.successes = self.successes.saturating_add(1);
+                (self.successes, self.rise)
+            }
+            false => {
+                self.successes = 0;
+                self.failures = self.failures.saturating_add(1);
+                (self.failures, self.fall)
+            }
+        };
+        if self.up == success || run < needed.max(1) {
+            return None;
+        }
+        self.up = success;
+        Some(success)
     }
 }
 
@@ -177,6 +212,27 @@ mod tests {
         let mut h = Health::new(timing(0, 0));
         h.record(false);
         assert_eq!(h.record(true).changed, Some(true));
+    }
+
+    #[test]
+    fn rise_fall_counts_consecutive_results_from_up() {
+        let mut v = RiseFall::new(2, 3);
+        assert!(v.is_up(), "starts up");
+        assert_eq!(v.record(false), None);
+        assert_eq!(v.record(false), None);
+        assert_eq!(v.record(true), None, "a success resets the failures");
+        assert_eq!(v.record(false), None);
+        assert_eq!(v.record(false), None);
+        assert_eq!(v.record(false), Some(false), "the third in a row");
+        assert_eq!(v.record(false), None, "down stays down quietly");
+        assert_eq!(v.record(true), None);
+        assert_eq!(v.record(false), None, "a failure resets the successes");
+        assert_eq!(v.record(true), None);
+        assert_eq!(v.record(true), Some(true));
+        assert_eq!(v.record(true), None, "up stays up quietly");
+        let mut v = RiseFall::new(0, 0);
+        assert_eq!(v.record(false), Some(false), "fall 0 means 1");
+        assert_eq!(v.record(true), Some(true), "rise 0 means 1");
     }
 
     #[test]

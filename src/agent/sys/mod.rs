@@ -11,9 +11,12 @@
 //!   cover (IPVS, the nftables generation counter); pure;
 //! * [`nftables`] — loading a table with `nft -f`, shared by both modes;
 //! * [`checksum`] — the Internet checksum of VRRP adverts, Neighbour
-//!   Advertisements and half-open checks' SYNs; pure.
+//!   Advertisements and half-open checks' SYNs; pure;
+//! * [`process`] — running an external command (`exec` checks, tracking
+//!   scripts) in its own process group, killed whole on timeout.
 
 pub mod checksum;
 pub mod net;
 pub mod netlink;
 pub mod nftables;
+pub mod process;
