@@ -18,8 +18,8 @@ use lbdeploy::agent::vrrp::packet::Version;
 use crate::support::lab::{TempDir, TestLab};
 use crate::support::subnet::{Subnet, VIP};
 use crate::vrrp_lab::{
-    DIRECTORS, Keepalived, agent_status, instance, logs, start_keepalived, takeover_bound,
-    vrrp, wait_sole_holder,
+    DIRECTORS, Keepalived, agent_status, instance, logs, start_keepalived,
+    takeover_bound, vrrp, wait_sole_holder,
 };
 
 const SLACK: Duration = Duration::from_millis(100);

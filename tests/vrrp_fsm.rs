@@ -601,3 +601,27 @@ fn a_faulted_master_hands_over_and_preempts_when_it_clears() {
     assert_eq!(wire.became_master_at(0), Some(secs(20.0) + down));
     assert_eq!((wire.state(0), wire.state(1)), (State::Master, State::Backup));
 }
+
+/// An agent restarted so soon after its death as master that no backup
+/// can have taken over resumes as master at once, as the owner starts;
+/// Resume means nothing once started.
+#[test]
+fn resume_is_master_at_once() {
+    let mut m = instance(config(Version::V3, 120, 1));
+    let t = secs(3.0);
+    assert_eq!(
+        m.handle(t, Event::Resume),
+        vec![
+            Action::SendAdvert { priority: 120 },
+            Action::AddVips,
+            Action::SendGratuitousArp(Announce::BecameMaster),
+            Action::ArmAdverTimer { at: t + SEC },
+            Action::Transition { from: State::Initialize, to: State::Master },
+        ]
+    );
+    assert_eq!(m.handle(t + SEC / 2, Event::Resume), vec![]);
+    let mut b = instance(config(Version::V3, 100, 2));
+    b.handle(Duration::ZERO, Event::Startup);
+    assert_eq!(b.handle(SEC, Event::Resume), vec![]);
+    assert_eq!(b.state(), State::Backup);
+}

@@ -25,8 +25,8 @@ const V: Version = Version::V2;
 /// The weight that takes keepalived01 (120) below keepalived02 (70).
 const WEIGHT: i32 = -60;
 
-/// keepalived01 tracks `trk0` (weight −60) and `trk1` (weight 0), dummy
-/// interfaces on every director; `keepalived_on` runs keepalived instead
+/// keepalived01 tracks `trk0` (weight −60) and `trk1` (weight 0), veth
+/// interfaces (the lab's kernel has no dummy driver) on every director; `keepalived_on` runs keepalived instead
 /// of lbdeploy, with the same tracking.
 fn lab(s: Subnet, name: &str, keepalived_on: Option<&str>) -> Option<TestLab> {
     let inventory = vrrp(s, 2).instance_option(&format!(
@@ -37,17 +37,16 @@ fn lab(s: Subnet, name: &str, keepalived_on: Option<&str>) -> Option<TestLab> {
     for host in DIRECTORS {
         lab.exec_ok(
             host,
-            "for i in trk0 trk1; do ip link add $i type dummy && \
-             ip link set $i up; done",
+            "for i in trk0 trk1; do ip link add $i type veth peer name \
+             ${i}p && ip link set ${i}p up && ip link set $i up; done",
         );
     }
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     if let Some(host) = keepalived_on {
         let cidr = s.cidr(VIP);
         let priority = if host == "keepalived01" { 120 } else { 70 };
-        let options = format!(
-            "track_interface {{\n trk0 weight {WEIGHT}\n trk1\n }}"
-        );
+        let options =
+            format!("track_interface {{\n trk0 weight {WEIGHT}\n trk1\n }}");
         let ka = Keepalived {
             priority,
             version: 2,
@@ -133,4 +132,70 @@ fn r16_tracked_interfaces_with_keepalived_as_the_backup() {
 fn r16_tracked_interfaces_with_keepalived_as_the_master() {
     let s = Subnet::allocate();
     weight_then_fault(s, "vrrp-track-ka-master", Some("keepalived01"));
+}
+
+/// How often the test's script runs, and how many failures fail it.
+const SCRIPT_INTERVAL: Duration = Duration::from_millis(200);
+const SCRIPT_FALL: u32 = 2;
+
+/// keepalived01 tracks a script (`test -e /run/ok`, weight −60) that
+/// every director runs; removing the file on keepalived01 fails it after
+/// `fall` runs, and the backup — lbdeploy or keepalived — takes over as
+/// for an interface; putting it back gives the VIP back.
+fn script_weight(s: Subnet, name: &str, keepalived_on: Option<&str>) {
+    let inventory = vrrp(s, 2)
+        .instance_option("track: { scripts: [{ name: chk_ok }] }")
+        .top(&format!(
+            "vrrp_scripts:\n  - name: chk_ok\n    command: [/bin/sh, -c, \
+             'test -e /run/ok']\n    interval: {}ms\n    weight: {WEIGHT}\n    \
+             fall: {SCRIPT_FALL}\n    rise: 2\n",
+            SCRIPT_INTERVAL.as_millis()
+        ));
+    let Some(lab) = TestLab::up(name, &inventory.to_string()) else { return };
+    for host in DIRECTORS {
+        lab.exec_ok(host, "touch /run/ok");
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    if let Some(host) = keepalived_on {
+        let cidr = s.cidr(VIP);
+        let ka = Keepalived {
+            priority: 70,
+            version: 2,
+            unicast: false,
+            vip_cidr: &cidr,
+            options: "",
+        };
+        start_keepalived(&lab, s, host, &ka);
+    }
+    let vip = s.vip();
+    let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
+    wait_sole_holder(&lab, &vip, "keepalived01", bound);
+
+    lab.exec_ok("keepalived01", "rm /run/ok");
+    let noticed = SCRIPT_INTERVAL * (SCRIPT_FALL + 1);
+    let handover = noticed + ADVERT + master_down_interval(V, 70, ADVERT);
+    wait_sole_holder(&lab, &vip, "keepalived02", handover + SLACK);
+    let st = instance(&lab, "keepalived01");
+    assert_eq!(st["effective_priority"], 60, "{st}");
+    assert_eq!(st["tracked"][0]["what"], "script chk_ok", "{st}");
+    assert_eq!(st["tracked"][0]["ok"], false, "{st}");
+
+    lab.exec_ok("keepalived01", "touch /run/ok");
+    let back = noticed + ADVERT + master_down_interval(V, 60, ADVERT);
+    wait_sole_holder(&lab, &vip, "keepalived01", back + SLACK);
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    for line in ["script chk_ok: failed", "script chk_ok: ok again"] {
+        assert!(log.contains(line), "{line} missing\n{}", logs(&lab));
+    }
+}
+
+#[test]
+fn r16_a_tracked_script_moves_the_priority() {
+    script_weight(Subnet::allocate(), "vrrp-script", None);
+}
+
+#[test]
+fn r16_a_tracked_script_with_keepalived_as_the_backup() {
+    let s = Subnet::allocate();
+    script_weight(s, "vrrp-script-ka-backup", Some("keepalived02"));
 }

@@ -56,6 +56,9 @@ pub(crate) async fn run(run_dir: &Path) -> anyhow::Result<usize> {
         Ok(n) => removed += n,
         Err(e) => failed.push(format!("{e:#}")),
     }
+    // When the masters among its instances gave their VIPs up, for a
+    // fast restart to resume (see `mastership`).
+    super::mastership::released(run_dir);
     if holdings.nft_table {
         match nft::installer::delete_table().await {
             Ok(true) => {

@@ -41,6 +41,7 @@ pub mod command;
 pub mod dataplane;
 pub mod director;
 pub(crate) mod holdings;
+pub mod mastership;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;

@@ -615,8 +615,7 @@ fn vrrp_scripts(
         let (s, fields) = entry;
         match kept.iter().find(|(k, _)| k.name == s.name) {
             Some((first, ff)) => {
-                for (pos, difference) in differences((first, ff), (s, fields))
-                {
+                for (pos, difference) in differences((first, ff), (s, fields)) {
                     report.warn(
                         Some(&pos),
                         format!(

@@ -32,10 +32,12 @@ use super::holdings::{self, Holdings};
 use super::paths;
 use super::runtime::{self, ModeConfig, Report};
 use crate::agent::sys::net::{self, Net};
+use crate::agent::track::{self, script::ScriptSpec, script::Tracker};
 use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
 use crate::agent::vrrp::settings::{Settings, link_local};
 use crate::inventory::IfAddr;
 use crate::inventory::Mode;
+use crate::inventory::VrrpScript;
 use crate::inventory::agent::{DirectorConfig, VrrpConfig};
 
 /// How long a resigning instance may take (one advert, the VIPs off)
@@ -61,6 +63,9 @@ pub struct InstanceKey {
     pub address: IfAddr,
     /// The instance's settings.
     pub vrrp: VrrpConfig,
+    /// The scripts it tracks: a changed script restarts the instance,
+    /// whose tracker of it is replaced.
+    pub scripts: Vec<VrrpScript>,
 }
 
 /// The instances of a configuration, as keys.
@@ -72,8 +77,32 @@ pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
             interface: config.interface.clone(),
             address: config.address,
             vrrp: v.clone(),
+            scripts: tracked_scripts(config, v).cloned().collect(),
         })
         .collect()
+}
+
+/// The scripts of `config` that instance `v` tracks.
+fn tracked_scripts<'a>(
+    config: &'a DirectorConfig,
+    v: &'a VrrpConfig,
+) -> impl Iterator<Item = &'a VrrpScript> {
+    config
+        .vrrp_scripts
+        .iter()
+        .filter(|s| v.track.scripts.iter().any(|t| t.name == s.name))
+}
+
+/// A script's tracker settings.
+fn spec(s: &VrrpScript) -> ScriptSpec {
+    ScriptSpec {
+        name: s.name.clone(),
+        argv: s.command.clone(),
+        interval: s.interval.get(),
+        timeout: s.timeout.unwrap_or(s.interval).get(),
+        rise: s.rise,
+        fall: s.fall,
+    }
 }
 
 /// Which instances a reload restarts, by index: those to stop and those
@@ -114,6 +143,9 @@ pub struct Worker {
     forward: Option<Forward>,
     /// What the holdings file lists now; `None` until the first apply.
     holdings: Option<Holdings>,
+    /// One tracker per script some instance tracks, run once however
+    /// many instances track it.
+    scripts: Vec<(VrrpScript, Tracker)>,
 }
 
 impl Worker {
@@ -256,13 +288,40 @@ impl runtime::Worker<DirectorConfig> for Worker {
             tracing::info!(instance = %name, "stopping (changed or removed)");
             all_stopped &= Self::stop_one(name, handle).await;
         }
+        // Trackers of scripts no instance tracks any more, or changed,
+        // go (their instances were restarted above); new ones start.
+        let wanted_scripts: Vec<&VrrpScript> =
+            wanted.iter().flat_map(|k| &k.scripts).collect();
+        self.scripts.retain(|(s, _)| wanted_scripts.contains(&s));
+        for s in wanted_scripts {
+            if !self.scripts.iter().any(|(r, _)| r == s) {
+                self.scripts.push((s.clone(), track::script::spawn(spec(s))));
+            }
+        }
         for (key, settings) in start {
             let name = settings.name.clone();
-            let handle =
-                instance::spawn(settings, net.clone(), changes.clone())
-                    .with_context(|| {
-                        format!("vrrp instance {name}: sockets")
-                    })?;
+            let scripts = key
+                .vrrp
+                .track
+                .scripts
+                .iter()
+                .filter_map(|t| {
+                    let (_, tracker) =
+                        self.scripts.iter().find(|(s, _)| s.name == t.name)?;
+                    Some(instance::TrackedScript {
+                        name: t.name.clone(),
+                        weight: t.weight.unwrap_or(0),
+                        state: tracker.state.clone(),
+                    })
+                })
+                .collect();
+            let handle = instance::spawn(
+                settings,
+                scripts,
+                net.clone(),
+                changes.clone(),
+            )
+            .with_context(|| format!("vrrp instance {name}: sockets"))?;
             self.running.push((key, handle));
         }
         if let Some(f) = &self.forward {
@@ -285,6 +344,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
         for (key, handle) in self.running.drain(..) {
             Self::stop_one(&key.vrrp.name, handle).await;
         }
+        self.scripts.clear();
         // The forwarding outlives the resignation by its grace period.
         if let Some(f) = self.forward.take() {
             let _ = f.tx.send(forward::Msg::Stop).await;
@@ -329,6 +389,7 @@ mod tests {
             interface: "eth0".into(),
             address: IfAddr { addr: "10.0.0.11".parse().unwrap(), prefix: 24 },
             vrrp,
+            scripts: Vec::new(),
         }
     }
 
@@ -344,6 +405,16 @@ mod tests {
         moved.interface = "eth1".into();
         assert_eq!(
             restarts(&running, &[key("A", 100), moved]),
+            Restarts { stop: vec![1], start: vec![1] }
+        );
+        // A tracked script that changed restarts its instance.
+        let mut tracking = key("B", 100);
+        tracking.scripts = serde_yaml::from_str(
+            "[{name: chk, command: [/bin/true], interval: 2s}]",
+        )
+        .unwrap();
+        assert_eq!(
+            restarts(&running, &[key("A", 100), tracking]),
             Restarts { stop: vec![1], start: vec![1] }
         );
     }

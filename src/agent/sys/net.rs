@@ -279,11 +279,9 @@ fn address_event(m: RouteNetlinkMessage) -> Option<Event> {
 fn link_event(m: RouteNetlinkMessage) -> Option<Link> {
     match m {
         RouteNetlinkMessage::NewLink(m) => Some(link_state(&m)),
-        RouteNetlinkMessage::DelLink(m) => Some(Link {
-            up: false,
-            carrier: false,
-            ..link_state(&m)
-        }),
+        RouteNetlinkMessage::DelLink(m) => {
+            Some(Link { up: false, carrier: false, ..link_state(&m) })
+        }
         _ => None,
     }
 }

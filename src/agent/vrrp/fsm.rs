@@ -123,6 +123,11 @@ pub enum State {
 pub enum Event {
     /// The instance is enabled (agent start, configuration load).
     Startup,
+    /// The instance is enabled by an agent restarted so soon after its
+    /// death as master that no backup can have taken over
+    /// (`agent::mastership`): master at once, as the address owner
+    /// starts.
+    Resume,
     /// The instance is disabled (agent stop): a master resigns.
     Shutdown,
     /// A valid advert for our VRID: decoded, checksum and authentication
@@ -328,10 +333,14 @@ impl Instance {
             (S::Initialize, E::Startup) | (S::Fault, E::FaultCleared) => {
                 self.startup(now)
             }
+            (S::Initialize, E::Resume) => {
+                self.preempt_after = now;
+                self.become_master(now)
+            }
             (S::Initialize | S::Backup | S::Master, E::Fault) => self.fault(),
             (S::Fault, E::Shutdown) => self.fault_shutdown(),
             (S::Initialize | S::Fault, _)
-            | (_, E::Startup | E::FaultCleared) => Vec::new(),
+            | (_, E::Startup | E::Resume | E::FaultCleared) => Vec::new(),
             (S::Backup, E::Shutdown) => self.backup_shutdown(),
             (S::Backup, E::MasterDownTimerFired) => {
                 self.backup_master_down(now)

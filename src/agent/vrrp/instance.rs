@@ -26,12 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::agent::sys::net::{self, Address, Net};
+use crate::agent::track::script::ScriptState;
 use crate::agent::vrrp::error::DecodeError;
 use crate::agent::vrrp::fault::{Facts, fault};
 use crate::agent::vrrp::fsm::{
@@ -45,6 +46,7 @@ use crate::agent::vrrp::socket::{
     AdvertSocket, AnnounceSocket, Datagram, Destinations,
 };
 use crate::agent::vrrp::tracking::{Tracked, Verdict, verdict};
+use crate::agent::{mastership, paths};
 
 /// Per-instance counters (RFC 6527's spirit), in the status report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -135,6 +137,18 @@ pub enum InstanceMsg {
     Stop,
 }
 
+/// A tracked script as an instance sees it: its weight here and its
+/// tracker's state.
+#[derive(Debug)]
+pub struct TrackedScript {
+    /// The script's name.
+    pub name: String,
+    /// keepalived's weight in this instance.
+    pub weight: i32,
+    /// Its tracker's state.
+    pub state: watch::Receiver<ScriptState>,
+}
+
 /// A running instance, as the worker holds it.
 #[derive(Debug)]
 pub struct Handle {
@@ -179,6 +193,10 @@ struct Looper {
     /// Each tracked interface's name, weight and whether it is up with a
     /// carrier.
     tracked_links: Vec<Tracked>,
+    /// Each tracked script's name, weight and state; and, at the same
+    /// index, where its tracker publishes it.
+    tracked_scripts: Vec<Tracked>,
+    script_states: Vec<watch::Receiver<ScriptState>>,
 }
 
 /// Open the instance's sockets and start its loop; its state changes go
@@ -188,6 +206,7 @@ struct Looper {
 /// When a socket cannot be opened.
 pub fn spawn(
     s: Settings,
+    scripts: Vec<TrackedScript>,
     net: Net,
     changes: mpsc::UnboundedSender<StateChange>,
 ) -> std::io::Result<Handle> {
@@ -216,6 +235,15 @@ pub fn spawn(
             ok: false,
         })
         .collect();
+    let tracked_scripts = scripts
+        .iter()
+        .map(|t| Tracked {
+            what: format!("script {}", t.name),
+            weight: t.weight,
+            ok: t.state.borrow().ok,
+        })
+        .collect();
+    let script_states = scripts.into_iter().map(|t| t.state).collect();
     let (ctl_tx, ctl_rx) = mpsc::channel(1);
     let (name, vrid) = (s.name.clone(), s.vrid);
     let looper = Looper {
@@ -235,11 +263,31 @@ pub fn spawn(
         facts: Facts { up: true, carrier: true, address: true },
         fault: None,
         tracked_links,
+        tracked_scripts,
+        script_states,
     };
     // Every line the loop logs names its instance.
     let span = tracing::info_span!("vrrp", instance = %name, vrid);
     let task = tokio::spawn(looper.run(ctl_rx).instrument(span));
     Ok(Handle { ctl_tx, status, task })
+}
+
+/// The index of the first script whose state changed; never, without
+/// scripts. A tracker gone (its instance is being replaced) is not a
+/// change.
+async fn changed(states: &mut [watch::Receiver<ScriptState>]) -> usize {
+    if states.is_empty() {
+        return std::future::pending().await;
+    }
+    let each = states.iter_mut().enumerate().map(|(i, rx)| {
+        Box::pin(async move {
+            match rx.changed().await {
+                Ok(()) => i,
+                Err(_) => std::future::pending().await,
+            }
+        })
+    });
+    futures_util::future::select_all(each).await.0
 }
 
 impl Looper {
@@ -257,10 +305,20 @@ impl Looper {
             self.handle(Event::Priority(p)).await;
         }
         self.fault = self.why_fault();
+        let interval = self.s.fsm.adver_interval;
+        let resume =
+            mastership::resumable(&paths::run_dir(), self.s.vrid, interval);
         match &self.fault {
             Some(why) => {
                 tracing::warn!("cannot start: {why}; in fault until it clears");
                 self.handle(Event::Fault).await;
+            }
+            None if resume => {
+                tracing::info!(
+                    "restarted within two advert intervals of its release as \
+                     master: resuming as master"
+                );
+                self.handle(Event::Resume).await;
             }
             None => self.handle(Event::Startup).await,
         }
@@ -296,6 +354,11 @@ impl Looper {
                         self.resync().await;
                     }
                 },
+                i = changed(&mut self.script_states) => {
+                    let ok = self.script_states[i].borrow_and_update().ok;
+                    self.tracked_scripts[i].ok = ok;
+                    self.reassess().await;
+                }
                 link = net::next_event(&mut self.links) => match link {
                     Some(link) => self.on_link(&link).await,
                     None => {
@@ -330,7 +393,9 @@ impl Looper {
     /// `present`, and the tracked links, as at start or after events may
     /// have been lost.
     async fn refresh_facts(&mut self, present: &[Address]) {
-        for (t, name) in self.tracked_links.iter_mut().zip(&self.s.track.interfaces) {
+        for (t, name) in
+            self.tracked_links.iter_mut().zip(&self.s.track.interfaces)
+        {
             t.ok = match self.net.link_named(&name.name).await {
                 Ok(link) => link.is_some_and(|l| l.up && l.carrier),
                 Err(e) => {
@@ -367,7 +432,12 @@ impl Looper {
 
     /// What the tracked objects make of the instance.
     fn verdict(&self) -> Verdict {
-        verdict(self.s.fsm.priority, &self.tracked_links)
+        verdict(self.s.fsm.priority, &self.tracked())
+    }
+
+    /// Every tracked object: interfaces, then scripts.
+    fn tracked(&self) -> Vec<Tracked> {
+        [self.tracked_links.as_slice(), &self.tracked_scripts].concat()
     }
 
     /// Why the instance cannot work: its own interface first, then a
@@ -626,8 +696,12 @@ impl Looper {
 
     fn transition(&mut self, from: State, to: State) {
         self.counters.transitions += 1;
-        if to != State::Master {
+        let run_dir = paths::run_dir();
+        if to == State::Master {
+            mastership::became_master(&run_dir, self.s.vrid);
+        } else {
             self.garp_at = None;
+            mastership::left_master(&run_dir, self.s.vrid);
         }
         let priority = self.fsm.priority();
         tracing::info!(
@@ -653,7 +727,7 @@ impl Looper {
         st.state = state_name(self.fsm.state());
         st.fault.clone_from(&self.fault);
         st.effective_priority = self.fsm.priority();
-        st.tracked.clone_from(&self.tracked_links);
+        st.tracked = self.tracked();
         st.master_adver_interval_ms =
             self.fsm.master_adver_interval().as_millis() as u64;
         st.counters = self.counters;

@@ -80,8 +80,7 @@ mod tests {
 
     #[test]
     fn a_failing_weight_zero_object_is_a_fault() {
-        let tracked =
-            [t("script ok", 0, true), t("interface eth1", 0, false)];
+        let tracked = [t("script ok", 0, true), t("interface eth1", 0, false)];
         assert_eq!(
             verdict(100, &tracked),
             Verdict::Fault("interface eth1 failed".into())

@@ -10,7 +10,10 @@ use crate::inventory::{
 
 /// Read a `vrrp_script NAME { … }` block; `None` without a name or a
 /// `script`.
-pub fn script(block: &Node, r: &mut Reader<'_>) -> Option<(VrrpScript, Fields)> {
+pub fn script(
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> Option<(VrrpScript, Fields)> {
     let Some(name) = block.args.first().cloned() else {
         r.error(block, block, "`vrrp_script` needs a name, e.g. `chk_haproxy`");
         return None;
@@ -124,16 +127,14 @@ mod tests {
     #[test]
     fn script_lines_split_as_keepalived_splits_them() {
         let words = |s: &str| argv(&[s.to_owned()]);
-        assert_eq!(words("/usr/bin/killall -0 haproxy"), [
-            "/usr/bin/killall",
-            "-0",
-            "haproxy"
-        ]);
-        assert_eq!(words("/bin/sh -c 'test -e /run/ok'"), [
-            "/bin/sh",
-            "-c",
-            "test -e /run/ok"
-        ]);
+        assert_eq!(
+            words("/usr/bin/killall -0 haproxy"),
+            ["/usr/bin/killall", "-0", "haproxy"]
+        );
+        assert_eq!(
+            words("/bin/sh -c 'test -e /run/ok'"),
+            ["/bin/sh", "-c", "test -e /run/ok"]
+        );
         assert_eq!(words("  a  \"\" b"), ["a", "", "b"]);
         assert_eq!(argv(&["a".into(), "b c".into()]), ["a", "b", "c"]);
     }
