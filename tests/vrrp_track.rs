@@ -14,8 +14,8 @@ use lbdeploy::agent::vrrp::packet::Version;
 use crate::support::lab::TestLab;
 use crate::support::subnet::{Subnet, VIP};
 use crate::vrrp_lab::{
-    DIRECTORS, Keepalived, instance, logs, start_keepalived, vrrp,
-    wait_sole_holder,
+    DIRECTORS, Keepalived, agent_status, instance, logs, start_keepalived,
+    vrrp, wait_sole_holder,
 };
 
 const SLACK: Duration = Duration::from_millis(200);
@@ -198,4 +198,85 @@ fn r16_a_tracked_script_moves_the_priority() {
 fn r16_a_tracked_script_with_keepalived_as_the_backup() {
     let s = Subnet::allocate();
     script_weight(s, "vrrp-script-ka-backup", Some("keepalived02"));
+}
+
+/// A sync group (keepalived's `vrrp_sync_group`): VI_1 tracks `trk1`
+/// (weight 0), VI_2 tracks nothing; when `trk1` goes down on
+/// keepalived01, VI_1 is in fault of itself and VI_2 because of its
+/// group, so both VIPs move to keepalived02 (each after the backup's
+/// Skew_Time: both resign with a priority-0 advert), and the group's own
+/// hook runs once with `GROUP VG_1 FAULT 0`. `trk1` up: both come back.
+#[test]
+fn r16_a_sync_group_fails_together() {
+    let s = Subnet::allocate();
+    let hook = "/run/group-hook.sh";
+    let vip2 = s.addr(201);
+    let inventory = vrrp(s, 2)
+        .instance_option("track: { interfaces: [{ name: trk1 }] }")
+        .top(&format!(
+            "vrrp_sync_groups:\n  - name: VG_1\n    instances: [VI_1, VI_2]\n    \
+             notify: {{ fault: {hook} fault, master: {hook} master }}\n"
+        ))
+        .to_string()
+        .replacen(
+            "virtual_services:\n",
+            &format!(
+                "  - name: VI_2\n    virtual_router_id: 52\n    version: 2\n    \
+                 virtual_addresses: [{{ address: {vip2}/24 }}]\n\
+                 virtual_services:\n"
+            ),
+            1,
+        );
+    let Some(lab) = TestLab::up("vrrp-sync-group", &inventory) else { return };
+    for host in DIRECTORS {
+        lab.exec_ok(
+            host,
+            "ip link add trk1 type veth peer name trk1p && \
+             ip link set trk1p up && ip link set trk1 up",
+        );
+    }
+    lab.exec_ok(
+        "keepalived01",
+        &format!(
+            "printf '#!/bin/sh\\necho \"$*\" >> /run/group-hook.log\\n' > {hook}; \
+             chmod +x {hook}"
+        ),
+    );
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vips = [s.vip(), vip2];
+    let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
+    for vip in &vips {
+        wait_sole_holder(&lab, vip, "keepalived01", bound);
+    }
+
+    lab.exec_ok("keepalived01", "ip link set trk1 down");
+    let fault = skew_time(V, 70, ADVERT) + SLACK;
+    for vip in &vips {
+        wait_sole_holder(&lab, vip, "keepalived02", fault);
+    }
+    let st = agent_status(&lab, "keepalived01");
+    let second = &st["details"]["vrrp_instances"][1];
+    assert_eq!(second["state"], "FAULT", "{st}");
+    assert_eq!(
+        second["fault"],
+        "sync group VG_1: VI_1 is in fault (interface trk1 failed)",
+        "{st}"
+    );
+
+    lab.exec_ok("keepalived01", "ip link set trk1 up");
+    let back = ADVERT + master_down_interval(V, 120, ADVERT) + SLACK;
+    for vip in &vips {
+        wait_sole_holder(&lab, vip, "keepalived01", back);
+    }
+    let hooks = lab.exec_ok("keepalived01", "cat /run/group-hook.log");
+    assert_eq!(
+        hooks.lines().collect::<Vec<_>>(),
+        [
+            "master GROUP VG_1 MASTER 0",
+            "fault GROUP VG_1 FAULT 0",
+            "master GROUP VG_1 MASTER 0"
+        ],
+        "{}",
+        logs(&lab)
+    );
 }

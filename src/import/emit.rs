@@ -50,6 +50,12 @@ pub fn write(
     list(&mut y, "vrrp_scripts", &inv.vrrp_scripts, &o.vrrp_scripts);
     list(
         &mut y,
+        "vrrp_sync_groups",
+        &inv.vrrp_sync_groups,
+        &o.vrrp_sync_groups,
+    );
+    list(
+        &mut y,
         "virtual_services",
         &inv.virtual_services,
         &o.virtual_services,

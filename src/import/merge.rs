@@ -19,7 +19,8 @@ use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
     ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
-    RealServerHost, SshDefaults, VirtualService, VrrpInstance, VrrpScript,
+    RealServerHost, SshDefaults, SyncGroup, VirtualService, VrrpInstance,
+    VrrpScript,
 };
 
 /// The merged inventory and, for each section, where it came from.
@@ -42,6 +43,8 @@ pub(crate) struct Origins {
     pub vrrp_instances: Vec<String>,
     /// Per tracked script.
     pub vrrp_scripts: Vec<String>,
+    /// Per sync group.
+    pub vrrp_sync_groups: Vec<String>,
     /// Per virtual service.
     pub virtual_services: Vec<String>,
     /// The notification settings.
@@ -107,6 +110,20 @@ pub(crate) fn merge(
         &mut origins,
     );
     let notification = notification(confs, report, &mut origins);
+    let (vrrp_scripts, from) = by_name(
+        confs.iter().flat_map(|(_, c)| &c.scripts),
+        |s: &VrrpScript| &s.name,
+        "vrrp_script",
+        report,
+    );
+    origins.vrrp_scripts = from;
+    let (vrrp_sync_groups, from) = by_name(
+        confs.iter().flat_map(|(_, c)| &c.sync_groups),
+        |g: &SyncGroup| &g.name,
+        "vrrp_sync_group",
+        report,
+    );
+    origins.vrrp_sync_groups = from;
     let cluster = req.cluster.clone().unwrap_or_else(|| {
         stem(&directors.iter().map(|d| d.name.as_str()).collect::<Vec<_>>())
     });
@@ -118,7 +135,8 @@ pub(crate) fn merge(
             directors,
             real_servers,
             vrrp_instances,
-            vrrp_scripts: vrrp_scripts(confs, report, &mut origins),
+            vrrp_scripts,
+            vrrp_sync_groups,
             virtual_services,
             notification,
             lab: req.lab.clone(),
@@ -600,29 +618,30 @@ fn host(name: &str, address: IfAddr, interface: String) -> RealServerHost {
     }
 }
 
-// ===== scripts =====
+// ===== scripts and sync groups =====
 
-/// Every director's `vrrp_script`s, by name: the first director's
-/// definition is kept, and where another director's differs, each
-/// difference is reported at its line.
-fn vrrp_scripts(
-    confs: &[(String, Conf)],
+/// Every director's definitions of one kind (`vrrp_script`,
+/// `vrrp_sync_group`), by name: the first director's is kept, and where
+/// another director's differs, each difference is reported at its line.
+/// Returns them with where each came from.
+fn by_name<'a, T: serde::Serialize + Clone + 'a>(
+    entries: impl Iterator<Item = &'a (T, Fields)>,
+    name: fn(&T) -> &str,
+    kind: &str,
     report: &mut Report,
-    origins: &mut Origins,
-) -> Vec<VrrpScript> {
-    let mut kept: Vec<&(VrrpScript, Fields)> = Vec::new();
-    for entry in confs.iter().flat_map(|(_, c)| &c.scripts) {
+) -> (Vec<T>, Vec<String>) {
+    let mut kept: Vec<&(T, Fields)> = Vec::new();
+    for entry in entries {
         let (s, fields) = entry;
-        match kept.iter().find(|(k, _)| k.name == s.name) {
+        match kept.iter().find(|(k, _)| name(k) == name(s)) {
             Some((first, ff)) => {
                 for (pos, difference) in differences((first, ff), (s, fields)) {
                     report.warn(
                         Some(&pos),
                         format!(
-                            "vrrp_script {}: {difference} — the inventory \
-                             has one definition; the first director's is \
-                             kept",
-                            s.name
+                            "{kind} {}: {difference} — the inventory has one \
+                             definition; the first director's is kept",
+                            name(s)
                         ),
                     );
                 }
@@ -630,9 +649,8 @@ fn vrrp_scripts(
             None => kept.push(entry),
         }
     }
-    origins.vrrp_scripts =
-        kept.iter().map(|(_, f)| f.block.to_string()).collect();
-    kept.into_iter().map(|(s, _)| s.clone()).collect()
+    let origins = kept.iter().map(|(_, f)| f.block.to_string()).collect();
+    (kept.into_iter().map(|(s, _)| s.clone()).collect(), origins)
 }
 
 // ===== notification =====

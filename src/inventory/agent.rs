@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ArpSuppression, Check, Dataplane, Duration, Garp, IfAddr, Notification,
-    NotifyHooks, Port, Protocol, Scheduler, Track, VirtualAddress, VrrpScript,
+    NotifyHooks, Port, Protocol, Scheduler, SyncGroup, Track, VirtualAddress,
+    VrrpScript,
 };
 
 /// `lbdeploy agent director`'s configuration.
@@ -36,6 +37,9 @@ pub struct DirectorConfig {
     /// The scripts the instances track.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp_scripts: Vec<VrrpScript>,
+    /// Instances that fail together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_sync_groups: Vec<SyncGroup>,
     /// Virtual services, with real-server hosts resolved to addresses.
     #[serde(default)]
     pub virtual_services: Vec<ServiceConfig>,

@@ -14,7 +14,7 @@ use super::diag::Finding;
 use super::locate::join;
 use super::schema::{
     Director, Inventory, Lab, Notification, RealServerHost, SshDefaults,
-    VirtualService, VrrpInstance, VrrpScript,
+    SyncGroup, VirtualService, VrrpInstance, VrrpScript,
 };
 
 /// The top-level keys: name, whether required, and how to check the value.
@@ -26,6 +26,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("real_servers", false, Shape::List(check::<RealServerHost>)),
     ("vrrp_instances", true, Shape::List(check::<VrrpInstance>)),
     ("vrrp_scripts", false, Shape::List(check::<VrrpScript>)),
+    ("vrrp_sync_groups", false, Shape::List(check::<SyncGroup>)),
     ("virtual_services", false, Shape::List(check::<VirtualService>)),
     ("notification", false, Shape::One(check::<Notification>)),
     ("lab", false, Shape::One(check::<Lab>)),

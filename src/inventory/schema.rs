@@ -43,6 +43,9 @@ pub struct Inventory {
     /// Scripts instances track (keepalived's `vrrp_script` blocks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp_scripts: Vec<VrrpScript>,
+    /// Instances that fail together (keepalived's `vrrp_sync_group`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_sync_groups: Vec<SyncGroup>,
     /// Virtual services (keepalived's `virtual_server` blocks).
     #[serde(default)]
     pub virtual_services: Vec<VirtualService>,
@@ -315,6 +318,23 @@ pub struct TrackScript {
     /// Overrides the script's own weight for this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
+}
+
+/// Instances that fail together (keepalived's `vrrp_sync_group`): when
+/// one of them is in FAULT, all are, so a two-legged director never holds
+/// one leg's VIP without the other's. Their priorities must rank the
+/// directors alike, so elections move them together too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncGroup {
+    /// The group's name, for logs and its hooks.
+    pub name: String,
+    /// Its instances, by name; each in one group at most.
+    pub instances: Vec<String>,
+    /// Scripts run when the whole group has entered a state, with `GROUP
+    /// NAME STATE 0` as arguments (keepalived's group `notify_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyHooks>,
 }
 
 /// keepalived's bound on a tracking weight.

@@ -247,6 +247,7 @@ fn director_config(
         dataplane: inv.dataplane,
         vrrp_instances,
         vrrp_scripts: inv.vrrp_scripts.clone(),
+        vrrp_sync_groups: inv.vrrp_sync_groups.clone(),
         virtual_services: inv
             .virtual_services
             .iter()

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use serde_json::json;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use self::forward::Forward;
 use super::holdings::{self, Holdings};
@@ -35,10 +35,11 @@ use crate::agent::sys::net::{self, Net};
 use crate::agent::track::{self, script::ScriptSpec, script::Tracker};
 use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
 use crate::agent::vrrp::settings::{Settings, link_local};
+use crate::agent::vrrp::sync::Members;
 use crate::inventory::IfAddr;
 use crate::inventory::Mode;
-use crate::inventory::VrrpScript;
 use crate::inventory::agent::{DirectorConfig, VrrpConfig};
+use crate::inventory::{SyncGroup, VrrpScript};
 
 /// How long a resigning instance may take (one advert, the VIPs off)
 /// before the worker stops waiting for it.
@@ -66,6 +67,8 @@ pub struct InstanceKey {
     /// The scripts it tracks: a changed script restarts the instance,
     /// whose tracker of it is replaced.
     pub scripts: Vec<VrrpScript>,
+    /// Its sync group, if any: a changed group restarts its members.
+    pub group: Option<SyncGroup>,
 }
 
 /// The instances of a configuration, as keys.
@@ -78,6 +81,11 @@ pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
             address: config.address,
             vrrp: v.clone(),
             scripts: tracked_scripts(config, v).cloned().collect(),
+            group: config
+                .vrrp_sync_groups
+                .iter()
+                .find(|g| g.instances.contains(&v.name))
+                .cloned(),
         })
         .collect()
 }
@@ -146,6 +154,8 @@ pub struct Worker {
     /// One tracker per script some instance tracks, run once however
     /// many instances track it.
     scripts: Vec<(VrrpScript, Tracker)>,
+    /// Each sync group's table, shared by its members.
+    groups: Vec<(SyncGroup, watch::Sender<Members>)>,
 }
 
 impl Worker {
@@ -298,8 +308,28 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 self.scripts.push((s.clone(), track::script::spawn(spec(s))));
             }
         }
+        // Tables of groups gone or changed go (their members were
+        // restarted above); new ones start empty.
+        let wanted_groups: Vec<&SyncGroup> =
+            wanted.iter().filter_map(|k| k.group.as_ref()).collect();
+        self.groups.retain(|(g, _)| wanted_groups.contains(&g));
+        for g in wanted_groups {
+            if !self.groups.iter().any(|(r, _)| r == g) {
+                let (table, _) = watch::channel(Members::new());
+                self.groups.push((g.clone(), table));
+            }
+        }
         for (key, settings) in start {
             let name = settings.name.clone();
+            let sync = key.group.as_ref().and_then(|g| {
+                let (_, table) = self.groups.iter().find(|(r, _)| r == g)?;
+                Some(instance::SyncLink {
+                    group: g.name.clone(),
+                    size: g.instances.len(),
+                    hooks: g.notify.clone(),
+                    table: table.clone(),
+                })
+            });
             let scripts = key
                 .vrrp
                 .track
@@ -318,6 +348,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
             let handle = instance::spawn(
                 settings,
                 scripts,
+                sync,
                 net.clone(),
                 changes.clone(),
             )
@@ -345,6 +376,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
             Self::stop_one(&key.vrrp.name, handle).await;
         }
         self.scripts.clear();
+        self.groups.clear();
         // The forwarding outlives the resignation by its grace period.
         if let Some(f) = self.forward.take() {
             let _ = f.tx.send(forward::Msg::Stop).await;
@@ -390,6 +422,7 @@ mod tests {
             address: IfAddr { addr: "10.0.0.11".parse().unwrap(), prefix: 24 },
             vrrp,
             scripts: Vec::new(),
+            group: None,
         }
     }
 

@@ -38,15 +38,17 @@ use crate::agent::vrrp::fault::{Facts, fault};
 use crate::agent::vrrp::fsm::{
     self, Action, Announce, Event, State, state_name,
 };
-use crate::agent::vrrp::notify::{hooks_for, notify_args, run_hook};
+use crate::agent::vrrp::notify::{Kind, hooks_for, notify_args, run_hook};
 use crate::agent::vrrp::packet::PseudoHeader;
 use crate::agent::vrrp::receive::{Received, classify};
 use crate::agent::vrrp::settings::Settings;
 use crate::agent::vrrp::socket::{
     AdvertSocket, AnnounceSocket, Datagram, Destinations,
 };
+use crate::agent::vrrp::sync::{Member, Members, group_fault, group_state};
 use crate::agent::vrrp::tracking::{Tracked, Verdict, verdict};
 use crate::agent::{mastership, paths};
+use crate::inventory::NotifyHooks;
 
 /// Per-instance counters (RFC 6527's spirit), in the status report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -149,6 +151,19 @@ pub struct TrackedScript {
     pub state: watch::Receiver<ScriptState>,
 }
 
+/// An instance's place in a sync group.
+#[derive(Debug, Clone)]
+pub struct SyncLink {
+    /// The group's name.
+    pub group: String,
+    /// How many instances it has.
+    pub size: usize,
+    /// The group's own hooks.
+    pub hooks: Option<NotifyHooks>,
+    /// The table every member writes to and reads.
+    pub table: watch::Sender<Members>,
+}
+
 /// A running instance, as the worker holds it.
 #[derive(Debug)]
 pub struct Handle {
@@ -197,6 +212,8 @@ struct Looper {
     /// index, where its tracker publishes it.
     tracked_scripts: Vec<Tracked>,
     script_states: Vec<watch::Receiver<ScriptState>>,
+    /// Its sync group, and the group's table as last seen.
+    sync: Option<(SyncLink, watch::Receiver<Members>)>,
 }
 
 /// Open the instance's sockets and start its loop; its state changes go
@@ -207,6 +224,7 @@ struct Looper {
 pub fn spawn(
     s: Settings,
     scripts: Vec<TrackedScript>,
+    sync: Option<SyncLink>,
     net: Net,
     changes: mpsc::UnboundedSender<StateChange>,
 ) -> std::io::Result<Handle> {
@@ -265,11 +283,27 @@ pub fn spawn(
         tracked_links,
         tracked_scripts,
         script_states,
+        sync: sync.map(|link| {
+            let rx = link.table.subscribe();
+            (link, rx)
+        }),
     };
     // Every line the loop logs names its instance.
     let span = tracing::info_span!("vrrp", instance = %name, vrid);
     let task = tokio::spawn(looper.run(ctl_rx).instrument(span));
     Ok(Handle { ctl_tx, status, task })
+}
+
+/// The sync group's table changed; never, without a group.
+async fn group_changed(
+    sync: &mut Option<(SyncLink, watch::Receiver<Members>)>,
+) {
+    let Some((_, rx)) = sync else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The index of the first script whose state changed; never, without
@@ -334,8 +368,14 @@ impl Looper {
                 // Stop, or the worker is gone: resign either way.
                 _ = ctl_rx.recv() => {
                     self.handle(Event::Shutdown).await;
+                    if let Some((link, _)) = &self.sync {
+                        link.table.send_modify(|t| {
+                            t.remove(&self.s.name);
+                        });
+                    }
                     return;
                 }
+                _ = group_changed(&mut self.sync) => self.reassess().await,
                 r = self.sock.recv(&mut buf) => match r {
                     Ok(packet) => self.on_packet(packet).await,
                     Err(e) => {
@@ -440,15 +480,53 @@ impl Looper {
         [self.tracked_links.as_slice(), &self.tracked_scripts].concat()
     }
 
-    /// Why the instance cannot work: its own interface first, then a
-    /// tracked object of weight 0.
-    fn why_fault(&self) -> Option<String> {
+    /// Why the instance cannot work of itself: its own interface first,
+    /// then a tracked object of weight 0.
+    fn own_fault(&self) -> Option<String> {
         fault(&self.s.interface, self.s.local, self.facts).or(
             match self.verdict() {
                 Verdict::Fault(why) => Some(why),
                 Verdict::Priority(_) => None,
             },
         )
+    }
+
+    /// Why the instance cannot work: of itself, or because another
+    /// member of its sync group cannot.
+    fn why_fault(&self) -> Option<String> {
+        self.own_fault().or_else(|| {
+            let (link, rx) = self.sync.as_ref()?;
+            group_fault(&link.group, &self.s.name, &rx.borrow())
+        })
+    }
+
+    /// Tell the sync group our state and own fault; when that puts the
+    /// whole group in a new state, run the group's hooks (here, so they
+    /// run once: only one member's update completes the group).
+    fn tell_group(&self) {
+        let Some((link, _)) = &self.sync else { return };
+        let me = Member { state: self.fsm.state(), fault: self.own_fault() };
+        let mut entered = None;
+        link.table.send_if_modified(|t| {
+            if t.get(&self.s.name) == Some(&me) {
+                return false;
+            }
+            let before = group_state(t, link.size);
+            t.insert(self.s.name.clone(), me);
+            let after = group_state(t, link.size);
+            if after != before {
+                entered = after;
+            }
+            true
+        });
+        let Some(to) = entered else { return };
+        tracing::info!(group = %link.group, "sync group {} is {}", link.group, state_name(to));
+        if let Some(hooks) = &link.hooks {
+            let args = notify_args(Kind::Group, &link.group, to, 0);
+            for script in hooks_for(hooks, to) {
+                run_hook(script, &args);
+            }
+        }
     }
 
     /// Follow the facts: the effective priority first (so leaving fault
@@ -480,6 +558,7 @@ impl Looper {
             }
             _ => {}
         }
+        self.tell_group();
     }
 
     fn now(&self) -> Duration {
@@ -715,8 +794,9 @@ impl Looper {
             state: state_name(to),
             priority,
         });
+        self.tell_group();
         let Some(hooks) = &self.s.notify else { return };
-        let args = notify_args(&self.s.name, to, priority);
+        let args = notify_args(Kind::Instance, &self.s.name, to, priority);
         for script in hooks_for(hooks, to) {
             run_hook(script, &args);
         }

@@ -27,6 +27,7 @@
 //!   address), keepalived's FAULT conditions.
 //! * [`tracking`]: keepalived's weights: the effective priority, or a
 //!   fault, from the tracked interfaces and scripts.
+//! * [`sync`]: sync groups: a member in fault puts the others in fault.
 //!
 //! * [`socket`]: the raw IP socket for adverts and the packet socket for
 //!   gratuitous ARP and NAs, bytes in and out only.
@@ -59,4 +60,5 @@ pub mod packet;
 pub mod receive;
 pub mod settings;
 pub mod socket;
+pub mod sync;
 pub mod tracking;

@@ -7,15 +7,28 @@ use tracing::Instrument;
 use crate::agent::vrrp::fsm::{State, state_name};
 use crate::inventory::NotifyHooks;
 
+/// Whose transition a hook is told of: keepalived's first argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// One instance's (`INSTANCE`).
+    Instance,
+    /// A whole sync group's (`GROUP`), with priority 0.
+    Group,
+}
+
 /// The arguments a notify hook gets, as keepalived's `notify` script
-/// does: `INSTANCE NAME STATE PRIORITY`.
-pub(crate) fn notify_args(name: &str, to: State, priority: u8) -> [String; 4] {
-    [
-        "INSTANCE".into(),
-        name.into(),
-        state_name(to).into(),
-        priority.to_string(),
-    ]
+/// does: `INSTANCE|GROUP NAME STATE PRIORITY`.
+pub(crate) fn notify_args(
+    kind: Kind,
+    name: &str,
+    to: State,
+    priority: u8,
+) -> [String; 4] {
+    let kind = match kind {
+        Kind::Instance => "INSTANCE",
+        Kind::Group => "GROUP",
+    };
+    [kind.into(), name.into(), state_name(to).into(), priority.to_string()]
 }
 
 /// The hooks to run on entering `to`: the state's own, then `any`.
@@ -68,8 +81,12 @@ mod tests {
         assert_eq!(hooks_for(&hooks, State::Backup), ["/any x"]);
         assert_eq!(hooks_for(&hooks, State::Fault), ["/f", "/any x"]);
         assert_eq!(
-            notify_args("VI_1", State::Master, 120),
+            notify_args(Kind::Instance, "VI_1", State::Master, 120),
             ["INSTANCE", "VI_1", "MASTER", "120"]
+        );
+        assert_eq!(
+            notify_args(Kind::Group, "VG_1", State::Fault, 0),
+            ["GROUP", "VG_1", "FAULT", "0"]
         );
     }
 }

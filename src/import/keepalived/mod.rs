@@ -6,6 +6,7 @@
 //! * `vrrp` — `vrrp_instance`;
 //! * `track` — `vrrp_script`, and an instance's `track_script` and
 //!   `track_interface`;
+//! * `sync_group` — `vrrp_sync_group`;
 //! * `lvs` — `virtual_server`, `virtual_server_group`, `real_server` and
 //!   the checkers.
 //!
@@ -14,6 +15,7 @@
 //! (`lvs_sched`), `lb_kind` (`lvs_method`), `state SLAVE` (`BACKUP`).
 
 mod lvs;
+mod sync_group;
 mod track;
 mod value;
 mod vrrp;
@@ -26,7 +28,9 @@ pub use vrrp::{Instance, Own};
 
 use super::diag::{Pos, Report};
 use super::parser::{self, Grammar, Node};
-use crate::inventory::{Duration, Email, VirtualService, VrrpScript};
+use crate::inventory::{
+    Duration, Email, SyncGroup, VirtualService, VrrpScript,
+};
 use value::Reader;
 
 /// One director's configuration, as far as lbdeploy can represent it.
@@ -42,6 +46,8 @@ pub(crate) struct Conf {
     pub instances: Vec<Instance>,
     /// `vrrp_script` blocks, in file order.
     pub scripts: Vec<(VrrpScript, Fields)>,
+    /// `vrrp_sync_group` blocks, in file order.
+    pub sync_groups: Vec<(SyncGroup, Fields)>,
     /// `virtual_server` blocks, groups expanded, in file order.
     pub services: Vec<(VirtualService, Fields)>,
 }
@@ -72,6 +78,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         email: None,
         instances: Vec::new(),
         scripts: Vec::new(),
+        sync_groups: Vec::new(),
         services: Vec::new(),
     };
     let groups = lvs::groups(nodes, &mut r);
@@ -90,22 +97,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
                 conf.services.extend(lvs::virtual_server(node, &groups, &mut r))
             }
             "vrrp_sync_group" => {
-                let members = node
-                    .children()
-                    .iter()
-                    .filter(|c| c.keyword == "group")
-                    .flat_map(|g| {
-                        g.children().iter().map(|m| m.keyword.as_str())
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let m = format!(
-                    "vrrp_sync_group {} ({members}) is not carried over: \
-                     lbdeploy has no sync groups yet, so these instances \
-                     fail over independently",
-                    node.args.join(" ")
-                );
-                r.warn(node, &top, &m);
+                conf.sync_groups.extend(sync_group::sync_group(node, &mut r))
             }
             _ => r.not_carried(node, &top),
         }

@@ -216,10 +216,6 @@ fn consequence(keyword: &str) -> Option<&'static str> {
             "lbdeploy tracks interfaces and scripts, not files or processes \
              yet; nothing watches it"
         }
-        "vrrp_sync_group" => {
-            "lbdeploy has no sync groups yet; its instances fail over \
-             independently"
-        }
         "virtual_routes" | "virtual_rules" | "static_routes"
         | "static_rules" | "static_ipaddress" => {
             "lbdeploy manages no routes, rules or static addresses; keep \

@@ -177,17 +177,7 @@ pub fn instance(
                     }
                 }
             }
-            "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
-                let hooks =
-                    vrrp.notify.get_or_insert_with(NotifyHooks::default);
-                let slot = match key {
-                    "notify_master" => &mut hooks.master,
-                    "notify_backup" => &mut hooks.backup,
-                    "notify_fault" => &mut hooks.fault,
-                    _ => &mut hooks.any,
-                };
-                *slot = Some(node.args.join(" "));
-            }
+            k if notify_keyword(&mut vrrp.notify, k, node) => {}
             "track_script" | "track_interface" => {
                 super::track::track_list(&mut vrrp.track, node, block, r)
             }
@@ -222,6 +212,29 @@ pub fn instance(
         );
     }
     Some(Instance { vrrp, fields, own })
+}
+
+/// Read a `notify_master|backup|fault` or `notify` line into `hooks`;
+/// `false` when `keyword` is none of them.
+pub fn notify_keyword(
+    hooks: &mut Option<NotifyHooks>,
+    keyword: &str,
+    node: &Node,
+) -> bool {
+    let hooks = match keyword {
+        "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
+            hooks.get_or_insert_with(NotifyHooks::default)
+        }
+        _ => return false,
+    };
+    let slot = match keyword {
+        "notify_master" => &mut hooks.master,
+        "notify_backup" => &mut hooks.backup,
+        "notify_fault" => &mut hooks.fault,
+        _ => &mut hooks.any,
+    };
+    *slot = Some(node.args.join(" "));
+    true
 }
 
 /// The inventory field a keyword sets, for conflict positions.

@@ -8,7 +8,7 @@
 //! This file owns the entry point (`validate`, which fixes the order of the
 //! findings), `service_label` and the notification rules. The rules live
 //! by concern: `hosts`, `vrrp` (with `effective_priority`), `track`
-//! (scripts and what instances track), `service`
+//! (scripts and what instances track), `sync_group`, `service`
 //! (virtual services, real servers, quorum) and `check` (one rules
 //! function per check kind); `environment` holds [`Environment`] and
 //! [`System`]. The children import nothing from this file, so the
@@ -18,6 +18,7 @@ mod check;
 mod environment;
 mod hosts;
 mod service;
+mod sync_group;
 mod track;
 mod vrrp;
 
@@ -32,6 +33,7 @@ use super::diag::Finding;
 use super::schema::{Inventory, Notification, VirtualService};
 use hosts::hosts;
 use service::virtual_service;
+use sync_group::vrrp_sync_groups;
 use track::{track, vrrp_scripts};
 use vrrp::{vrids, vrrp_instance, vrrp_vips};
 
@@ -56,6 +58,7 @@ pub fn validate(
         track(inv, vi, &format!("vrrp_instances[{i}]"), &mut out);
     }
     vrrp_scripts(inv, &mut out);
+    vrrp_sync_groups(inv, &mut out);
     vrids(inv, &mut out);
     let vips = vrrp_vips(inv);
     let mut seen = HashMap::new();
