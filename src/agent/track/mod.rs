@@ -1,9 +1,12 @@
 //! What a VRRP instance tracks besides its peers, keepalived's `track_*`
-//! family: each tracked thing is a task that publishes whether it is OK
-//! on a `watch` channel, for the instance to fold into its priority.
+//! family: each tracked thing is a task that publishes its state on a
+//! `watch` channel, for the instance to fold into its priority.
 //! Nothing here knows about VRRP.
 //!
 //! * [`script`] — a `vrrp_script`: a command run every `interval`, with
 //!   `rise`/`fall` hysteresis.
+//! * [`file`] — a `vrrp_track_file`: a number in a file, watched with
+//!   inotify, and what it does to a priority with a weight.
 
+pub mod file;
 pub mod script;
