@@ -7,6 +7,10 @@
 //!   `rise`/`fall` hysteresis.
 //! * [`file`] — a `vrrp_track_file`: a number in a file, watched with
 //!   inotify, and what it does to a priority with a weight.
+//! * [`process`] — a `vrrp_track_process`: how many processes match a
+//!   name or command line, from /proc every `interval`, and whether
+//!   that is a quorum, debounced by keepalived's delays.
 
 pub mod file;
+pub mod process;
 pub mod script;
