@@ -5,7 +5,7 @@
 //!
 //! * [`script`] — a `vrrp_script`: a command run every `interval`, with
 //!   `rise`/`fall` hysteresis.
-//! * [`file`] — a `vrrp_track_file`: a number in a file, watched with
+//! * [`file`](mod@file) — a `vrrp_track_file`: a number in a file, watched with
 //!   inotify, and what it does to a priority with a weight.
 //! * [`process`] — a `vrrp_track_process`: how many processes match a
 //!   name or command line, from /proc every `interval`, and whether

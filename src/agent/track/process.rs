@@ -29,9 +29,9 @@
 //! events (the netlink process connector). That needs `CAP_NET_ADMIN`,
 //! a netlink socket kept in step with every fork, exec, exit and rename
 //! on the host, and a rescan whenever events are lost; a scan every
-//! `interval` needs none of it and is cheap: see "Tracked processes" in
-//! BENCHMARKS.md (about 0.5 ms for one scan of ~70 processes, 0.06 % of
-//! a core for 10 tracked processes at 1 s). The price is latency — a
+//! `interval` needs none of it and is cheap enough: see "Tracked
+//! processes" in BENCHMARKS.md (0.6–1 ms for one scan of 88 processes,
+//! 1.5 % of a core for 10 tracked processes at 1 s on a 2-core VM). The price is latency — a
 //! process that dies is noticed up to `interval` later — and a process
 //! that lives less than `interval` may go unseen, which a quorum of
 //! long-running daemons does not care about. (A process caught in
