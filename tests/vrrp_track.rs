@@ -14,8 +14,8 @@ use lbdeploy::agent::vrrp::packet::Version;
 use crate::support::lab::TestLab;
 use crate::support::subnet::{Subnet, VIP};
 use crate::vrrp_lab::{
-    DIRECTORS, Keepalived, agent_status, instance, logs, start_keepalived,
-    vrrp, wait_sole_holder,
+    DIRECTORS, Keepalived, agent_status, holders, instance, logs,
+    start_keepalived, vrrp, wait_sole_holder,
 };
 
 const SLACK: Duration = Duration::from_millis(200);
@@ -279,4 +279,121 @@ fn r16_a_sync_group_fails_together() {
         "{}",
         logs(&lab)
     );
+}
+
+/// How many scripts the jitter test runs, each once a second.
+const SCRIPTS: usize = 100;
+
+/// A hundred tracked scripts, each run once a second, do not delay the
+/// master's adverts: captured on the backup for 15 s, every gap between
+/// two adverts stays within 100 ms of the advert interval (the backup
+/// waits three intervals, so a gap even a few hundred milliseconds long
+/// would still be safe; this bound is there to catch a loop that blocks).
+#[test]
+fn r16_a_hundred_scripts_do_not_delay_adverts() {
+    let s = Subnet::allocate();
+    let names: Vec<String> = (0..SCRIPTS).map(|i| format!("chk{i}")).collect();
+    let tracked = names
+        .iter()
+        .map(|n| format!("{{ name: {n} }}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let scripts: String = names
+        .iter()
+        .map(|n| format!("  - {{ name: {n}, command: [/bin/true] }}\n"))
+        .collect();
+    let inventory = vrrp(s, 2)
+        .instance_option(&format!("track: {{ scripts: [{tracked}] }}"))
+        .top(&format!("vrrp_scripts:\n{scripts}"));
+    let Some(lab) = TestLab::up("vrrp-script-jitter", &inventory.to_string())
+    else {
+        return;
+    };
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", bound);
+    let master = s.addr(11);
+    let capture = lab.exec_ok(
+        "keepalived02",
+        &format!(
+            "timeout 15 tcpdump -l -n -tt -i eth0 'ip proto 112 and src \
+             {master}' 2>/dev/null || true"
+        ),
+    );
+    let times: Vec<f64> = capture
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    let mut gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    assert!(gaps.len() >= 12, "{} adverts captured", times.len());
+    let (p50, max) = (gaps[gaps.len() / 2], gaps[gaps.len() - 1]);
+    let min = gaps[0];
+    eprintln!(
+        "{SCRIPTS} scripts at 1 s: {} advert gaps, min {min:.4} s, median \
+         {p50:.4} s, max {max:.4} s",
+        gaps.len()
+    );
+    let st = instance(&lab, "keepalived01");
+    assert_eq!(st["state"], "MASTER", "{st}");
+    assert_eq!(st["tracked"].as_array().map(Vec::len), Some(SCRIPTS));
+    assert!((0.9..=1.1).contains(&min) && max <= 1.1, "{gaps:?}");
+}
+
+/// A tracked file (weight −10: its number times −10 is added) and a
+/// tracked process (weight 0: FAULT while it is not running), as
+/// keepalived's `vrrp_track_file` and `vrrp_track_process`. The lab's
+/// hosts share one PID namespace, so both directors see the same
+/// processes: the daemon runs once, and when it dies both directors are
+/// in fault and nobody holds the VIP, as keepalived would do here.
+#[test]
+fn r16_a_tracked_file_and_process_move_the_priority_and_fault() {
+    let s = Subnet::allocate();
+    let inventory = vrrp(s, 2)
+        .instance_option(
+            "track: { files: [{ name: prio }], processes: [{ name: daemon }] }",
+        )
+        .top(
+            "vrrp_track_files:\n  - { name: prio, path: /run/lbd-prio, \
+             weight: -10 }\nvrrp_track_processes:\n  - { name: daemon, \
+             process: lbd-daemon }\n",
+        );
+    let Some(lab) = TestLab::up("vrrp-track-file", &inventory.to_string())
+    else {
+        return;
+    };
+    let daemon = "cp /bin/sleep /run/lbd-daemon && \
+                  (setsid /run/lbd-daemon 600 </dev/null >/dev/null 2>&1 & \
+                   echo $! > /run/lbd-daemon.pid)";
+    lab.exec_ok("keepalived01", daemon);
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip();
+    let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
+    wait_sole_holder(&lab, &vip, "keepalived01", bound);
+
+    // 6 × −10: 120 − 60 = 60 < 70. inotify sees the write at once.
+    lab.exec_ok("keepalived01", "echo 6 > /run/lbd-prio");
+    let handover = ADVERT + master_down_interval(V, 70, ADVERT) + SLACK;
+    wait_sole_holder(&lab, &vip, "keepalived02", handover);
+    let st = instance(&lab, "keepalived01");
+    assert_eq!(st["effective_priority"], 60, "{st}");
+    assert_eq!(st["tracked"][0]["value"], 6, "{st}");
+    lab.exec_ok("keepalived01", "echo 0 > /run/lbd-prio");
+    let back = ADVERT + master_down_interval(V, 60, ADVERT) + SLACK;
+    wait_sole_holder(&lab, &vip, "keepalived01", back);
+
+    // The process gone: FAULT at the next scan (1 s), on both.
+    lab.exec_ok("keepalived01", "kill $(cat /run/lbd-daemon.pid)");
+    let until = std::time::Instant::now() + ADVERT + SLACK;
+    let faulted = |h| instance(&lab, h)["state"] == "FAULT";
+    while !DIRECTORS.iter().all(|h| faulted(h)) {
+        assert!(std::time::Instant::now() < until, "{}", logs(&lab));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = instance(&lab, "keepalived01");
+    assert_eq!(st["fault"], "process daemon failed", "{st}");
+    assert!(holders(&lab, &vip).is_empty(), "{}", logs(&lab));
+    lab.exec_ok("keepalived01", daemon);
+    let back = 2 * ADVERT + master_down_interval(V, 120, ADVERT) + SLACK;
+    wait_sole_holder(&lab, &vip, "keepalived01", back);
 }

@@ -137,6 +137,8 @@ pub(crate) fn merge(
             vrrp_instances,
             vrrp_scripts,
             vrrp_sync_groups,
+            vrrp_track_files: Vec::new(),
+            vrrp_track_processes: Vec::new(),
             virtual_services,
             notification,
             lab: req.lab.clone(),

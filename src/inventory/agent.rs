@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ArpSuppression, Check, Dataplane, Duration, Garp, IfAddr, Notification,
-    NotifyHooks, Port, Protocol, Scheduler, SyncGroup, Track, VirtualAddress,
-    VrrpScript,
+    NotifyHooks, Port, Protocol, Scheduler, SyncGroup, Track, TrackFile,
+    TrackProcess, VirtualAddress, VrrpScript,
 };
 
 /// `lbdeploy agent director`'s configuration.
@@ -40,6 +40,12 @@ pub struct DirectorConfig {
     /// Instances that fail together.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp_sync_groups: Vec<SyncGroup>,
+    /// The files the instances track.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_track_files: Vec<TrackFile>,
+    /// The processes the instances track.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_track_processes: Vec<TrackProcess>,
     /// Virtual services, with real-server hosts resolved to addresses.
     #[serde(default)]
     pub virtual_services: Vec<ServiceConfig>,

@@ -14,7 +14,8 @@ use super::diag::Finding;
 use super::locate::join;
 use super::schema::{
     Director, Inventory, Lab, Notification, RealServerHost, SshDefaults,
-    SyncGroup, VirtualService, VrrpInstance, VrrpScript,
+    SyncGroup, TrackFile, TrackProcess, VirtualService, VrrpInstance,
+    VrrpScript,
 };
 
 /// The top-level keys: name, whether required, and how to check the value.
@@ -27,6 +28,8 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("vrrp_instances", true, Shape::List(check::<VrrpInstance>)),
     ("vrrp_scripts", false, Shape::List(check::<VrrpScript>)),
     ("vrrp_sync_groups", false, Shape::List(check::<SyncGroup>)),
+    ("vrrp_track_files", false, Shape::List(check::<TrackFile>)),
+    ("vrrp_track_processes", false, Shape::List(check::<TrackProcess>)),
     ("virtual_services", false, Shape::List(check::<VirtualService>)),
     ("notification", false, Shape::One(check::<Notification>)),
     ("lab", false, Shape::One(check::<Lab>)),

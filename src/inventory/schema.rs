@@ -46,6 +46,12 @@ pub struct Inventory {
     /// Instances that fail together (keepalived's `vrrp_sync_group`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vrrp_sync_groups: Vec<SyncGroup>,
+    /// Files instances track (keepalived's `vrrp_track_file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_track_files: Vec<TrackFile>,
+    /// Processes instances track (keepalived's `vrrp_track_process`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrrp_track_processes: Vec<TrackProcess>,
     /// Virtual services (keepalived's `virtual_server` blocks).
     #[serde(default)]
     pub virtual_services: Vec<VirtualService>,
@@ -288,14 +294,103 @@ pub struct Track {
     pub interfaces: Vec<TrackInterface>,
     /// Scripts of `vrrp_scripts` that must succeed (`track_script`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scripts: Vec<TrackScript>,
+    pub scripts: Vec<TrackRef>,
+    /// Files of `vrrp_track_files` whose number moves the priority
+    /// (`track_file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<TrackRef>,
+    /// Processes of `vrrp_track_processes` that must run
+    /// (`track_process`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<TrackRef>,
 }
 
 impl Track {
     /// Nothing tracked.
     pub fn is_empty(&self) -> bool {
-        self.interfaces.is_empty() && self.scripts.is_empty()
+        self.interfaces.is_empty()
+            && self.scripts.is_empty()
+            && self.files.is_empty()
+            && self.processes.is_empty()
     }
+}
+
+/// A file whose integer content moves the priority (keepalived's
+/// `vrrp_track_file`): the number times the weight is added; with weight
+/// 0, any number but 0 is a FAULT. A missing or unreadable file reads 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackFile {
+    /// Its name, for `track.files`.
+    pub name: String,
+    /// The file, absolute.
+    pub path: PathBuf,
+    /// keepalived's weight, −253–253 (default 1).
+    #[serde(default = "default_file_weight")]
+    pub weight: i32,
+    /// Negate the weight (keepalived's `weight N reverse`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reverse: bool,
+}
+
+fn default_file_weight() -> i32 {
+    1
+}
+
+/// Processes that must be running (keepalived's `vrrp_track_process`):
+/// OK while at least `quorum` (and at most `quorum_max`) match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackProcess {
+    /// Its name, for `track.processes`.
+    pub name: String,
+    /// The process name as `/proc/PID/comm` has it (at most 15 bytes),
+    /// or, with `parameters`, the command line's first word.
+    pub process: String,
+    /// The command line's other words; leave out to match the name only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<String>>,
+    /// How `parameters` compare: `exact` (default), `partial` (these
+    /// first, anything after), `initial` (as partial, the last a prefix).
+    #[serde(default, skip_serializing_if = "is_default_match")]
+    pub param_match: ParamMatch,
+    /// The fewest matching processes that are OK.
+    #[serde(default = "default_one")]
+    pub quorum: u32,
+    /// The most matching processes that are OK; no bound when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_max: Option<u32>,
+    /// keepalived's weight, −253–253; 0: FAULT while not OK.
+    #[serde(default)]
+    pub weight: i32,
+    /// Negate the weight: running is what is bad.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reverse: bool,
+    /// How long a change to OK must hold before it counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_delay: Option<Duration>,
+    /// How long a change to failed must hold before it counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminate_delay: Option<Duration>,
+}
+
+/// keepalived's `param_match`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamMatch {
+    /// Exactly the parameters given.
+    #[default]
+    Exact,
+    /// The parameters given first, anything after.
+    Partial,
+    /// As `partial`, the last given one a prefix.
+    Initial,
+}
+
+fn is_default_match(m: &ParamMatch) -> bool {
+    *m == ParamMatch::Exact
 }
 
 /// A tracked interface.
@@ -309,13 +404,14 @@ pub struct TrackInterface {
     pub weight: i32,
 }
 
-/// A tracked script, by its name in `vrrp_scripts`.
+/// A tracked script, file or process, by its name in `vrrp_scripts`,
+/// `vrrp_track_files` or `vrrp_track_processes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrackScript {
-    /// The script's name.
+pub struct TrackRef {
+    /// Its name.
     pub name: String,
-    /// Overrides the script's own weight for this instance.
+    /// Overrides its own weight for this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
 }

@@ -16,7 +16,7 @@ use crate::inventory::agent::{
 };
 use crate::inventory::{
     Authentication, Director, Environment, Inventory, Mode, RealServerHost,
-    Track, TrackScript, VrrpInstance, effective_priority, service_label,
+    Track, TrackRef, VrrpInstance, effective_priority, service_label,
 };
 
 use super::roles::{self, Init, OnChange, Role, Roles};
@@ -248,6 +248,8 @@ fn director_config(
         vrrp_instances,
         vrrp_scripts: inv.vrrp_scripts.clone(),
         vrrp_sync_groups: inv.vrrp_sync_groups.clone(),
+        vrrp_track_files: inv.vrrp_track_files.clone(),
+        vrrp_track_processes: inv.vrrp_track_processes.clone(),
         virtual_services: inv
             .virtual_services
             .iter()
@@ -325,22 +327,31 @@ fn vrrp_config(
     })
 }
 
-/// An instance's tracking with every script's weight resolved: its own
-/// unless the instance overrides it. Validation saw every name exist.
+/// An instance's tracking with every script's, file's and process's
+/// weight resolved: its own unless the instance overrides it. Validation
+/// saw every name exist.
 fn track(inv: &Inventory, track: &Track) -> Track {
-    let weight_of = |name: &str| {
-        inv.vrrp_scripts.iter().find(|s| s.name == name).map(|s| s.weight)
-    };
-    Track {
-        interfaces: track.interfaces.clone(),
-        scripts: track
-            .scripts
-            .iter()
-            .map(|t| TrackScript {
+    let resolve = |refs: &[TrackRef],
+                   weight_of: &dyn Fn(&str) -> Option<i32>| {
+        refs.iter()
+            .map(|t| TrackRef {
                 name: t.name.clone(),
                 weight: t.weight.or_else(|| weight_of(&t.name)),
             })
-            .collect(),
+            .collect()
+    };
+    Track {
+        interfaces: track.interfaces.clone(),
+        scripts: resolve(&track.scripts, &|n| {
+            inv.vrrp_scripts.iter().find(|s| s.name == n).map(|s| s.weight)
+        }),
+        files: resolve(&track.files, &|n| {
+            inv.vrrp_track_files.iter().find(|f| f.name == n).map(|f| f.weight)
+        }),
+        processes: resolve(&track.processes, &|n| {
+            let p = inv.vrrp_track_processes.iter().find(|p| p.name == n);
+            p.map(|p| p.weight)
+        }),
     }
 }
 

@@ -32,14 +32,14 @@ use super::holdings::{self, Holdings};
 use super::paths;
 use super::runtime::{self, ModeConfig, Report};
 use crate::agent::sys::net::{self, Net};
-use crate::agent::track::{self, script::ScriptSpec, script::Tracker};
+use crate::agent::track::{Running, Watched};
 use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
 use crate::agent::vrrp::settings::{Settings, link_local};
 use crate::agent::vrrp::sync::Members;
 use crate::inventory::IfAddr;
 use crate::inventory::Mode;
+use crate::inventory::SyncGroup;
 use crate::inventory::agent::{DirectorConfig, VrrpConfig};
-use crate::inventory::{SyncGroup, VrrpScript};
 
 /// How long a resigning instance may take (one advert, the VIPs off)
 /// before the worker stops waiting for it.
@@ -64,9 +64,9 @@ pub struct InstanceKey {
     pub address: IfAddr,
     /// The instance's settings.
     pub vrrp: VrrpConfig,
-    /// The scripts it tracks: a changed script restarts the instance,
-    /// whose tracker of it is replaced.
-    pub scripts: Vec<VrrpScript>,
+    /// The scripts, files and processes it tracks: a changed one
+    /// restarts the instance, whose tracker of it is replaced.
+    pub watched: Vec<Watched>,
     /// Its sync group, if any: a changed group restarts its members.
     pub group: Option<SyncGroup>,
 }
@@ -80,7 +80,7 @@ pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
             interface: config.interface.clone(),
             address: config.address,
             vrrp: v.clone(),
-            scripts: tracked_scripts(config, v).cloned().collect(),
+            watched: watched(config, v),
             group: config
                 .vrrp_sync_groups
                 .iter()
@@ -90,27 +90,35 @@ pub fn keys(config: &DirectorConfig) -> Vec<InstanceKey> {
         .collect()
 }
 
-/// The scripts of `config` that instance `v` tracks.
-fn tracked_scripts<'a>(
-    config: &'a DirectorConfig,
-    v: &'a VrrpConfig,
-) -> impl Iterator<Item = &'a VrrpScript> {
-    config
-        .vrrp_scripts
-        .iter()
-        .filter(|s| v.track.scripts.iter().any(|t| t.name == s.name))
+/// The scripts, files and processes of `config` that instance `v`
+/// tracks, in the order of its `track` lists.
+fn watched(config: &DirectorConfig, v: &VrrpConfig) -> Vec<Watched> {
+    let t = &v.track;
+    let pick = |refs: &[crate::inventory::TrackRef], all: Vec<Watched>| {
+        refs.iter()
+            .filter_map(|r| all.iter().find(|w| w.name() == r.name).cloned())
+            .collect::<Vec<_>>()
+    };
+    let scripts = config.vrrp_scripts.iter().cloned().map(Watched::Script);
+    let files = config.vrrp_track_files.iter().cloned().map(Watched::File);
+    let processes =
+        config.vrrp_track_processes.iter().cloned().map(Watched::Process);
+    [
+        pick(&t.scripts, scripts.collect()),
+        pick(&t.files, files.collect()),
+        pick(&t.processes, processes.collect()),
+    ]
+    .concat()
 }
 
-/// A script's tracker settings.
-fn spec(s: &VrrpScript) -> ScriptSpec {
-    ScriptSpec {
-        name: s.name.clone(),
-        argv: s.command.clone(),
-        interval: s.interval.get(),
-        timeout: s.timeout.unwrap_or(s.interval).get(),
-        rise: s.rise,
-        fall: s.fall,
-    }
+/// The weight instance `v` gives to `w` (resolved by `plan`).
+fn weight_in(v: &VrrpConfig, w: &Watched) -> i32 {
+    let refs = match w {
+        Watched::Script(_) => &v.track.scripts,
+        Watched::File(_) => &v.track.files,
+        Watched::Process(_) => &v.track.processes,
+    };
+    refs.iter().find(|r| r.name == w.name()).and_then(|r| r.weight).unwrap_or(0)
 }
 
 /// Which instances a reload restarts, by index: those to stop and those
@@ -151,9 +159,9 @@ pub struct Worker {
     forward: Option<Forward>,
     /// What the holdings file lists now; `None` until the first apply.
     holdings: Option<Holdings>,
-    /// One tracker per script some instance tracks, run once however
-    /// many instances track it.
-    scripts: Vec<(VrrpScript, Tracker)>,
+    /// One tracker per script, file or process some instance tracks,
+    /// run once however many instances track it.
+    trackers: Vec<(Watched, Running)>,
     /// Each sync group's table, shared by its members.
     groups: Vec<(SyncGroup, watch::Sender<Members>)>,
 }
@@ -298,14 +306,14 @@ impl runtime::Worker<DirectorConfig> for Worker {
             tracing::info!(instance = %name, "stopping (changed or removed)");
             all_stopped &= Self::stop_one(name, handle).await;
         }
-        // Trackers of scripts no instance tracks any more, or changed,
-        // go (their instances were restarted above); new ones start.
-        let wanted_scripts: Vec<&VrrpScript> =
-            wanted.iter().flat_map(|k| &k.scripts).collect();
-        self.scripts.retain(|(s, _)| wanted_scripts.contains(&s));
-        for s in wanted_scripts {
-            if !self.scripts.iter().any(|(r, _)| r == s) {
-                self.scripts.push((s.clone(), track::script::spawn(spec(s))));
+        // Trackers no instance needs any more, or changed, go (their
+        // instances were restarted above); new ones start.
+        let wanted_trackers: Vec<&Watched> =
+            wanted.iter().flat_map(|k| &k.watched).collect();
+        self.trackers.retain(|(w, _)| wanted_trackers.contains(&w));
+        for w in wanted_trackers {
+            if !self.trackers.iter().any(|(r, _)| r == w) {
+                self.trackers.push((w.clone(), w.start()));
             }
         }
         // Tables of groups gone or changed go (their members were
@@ -330,24 +338,23 @@ impl runtime::Worker<DirectorConfig> for Worker {
                     table: table.clone(),
                 })
             });
-            let scripts = key
-                .vrrp
-                .track
-                .scripts
+            let watched = key
+                .watched
                 .iter()
-                .filter_map(|t| {
-                    let (_, tracker) =
-                        self.scripts.iter().find(|(s, _)| s.name == t.name)?;
-                    Some(instance::TrackedScript {
-                        name: t.name.clone(),
-                        weight: t.weight.unwrap_or(0),
-                        state: tracker.state.clone(),
+                .filter_map(|w| {
+                    let (_, running) =
+                        self.trackers.iter().find(|(r, _)| r == w)?;
+                    Some(instance::TrackedObject {
+                        what: w.what(),
+                        weight: weight_in(&key.vrrp, w),
+                        reverse: w.reverse(),
+                        source: running.source.clone(),
                     })
                 })
                 .collect();
             let handle = instance::spawn(
                 settings,
-                scripts,
+                watched,
                 sync,
                 net.clone(),
                 changes.clone(),
@@ -375,7 +382,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
         for (key, handle) in self.running.drain(..) {
             Self::stop_one(&key.vrrp.name, handle).await;
         }
-        self.scripts.clear();
+        self.trackers.clear();
         self.groups.clear();
         // The forwarding outlives the resignation by its grace period.
         if let Some(f) = self.forward.take() {
@@ -421,7 +428,7 @@ mod tests {
             interface: "eth0".into(),
             address: IfAddr { addr: "10.0.0.11".parse().unwrap(), prefix: 24 },
             vrrp,
-            scripts: Vec::new(),
+            watched: Vec::new(),
             group: None,
         }
     }
@@ -442,10 +449,12 @@ mod tests {
         );
         // A tracked script that changed restarts its instance.
         let mut tracking = key("B", 100);
-        tracking.scripts = serde_yaml::from_str(
-            "[{name: chk, command: [/bin/true], interval: 2s}]",
-        )
-        .unwrap();
+        tracking.watched = vec![Watched::Script(
+            serde_yaml::from_str(
+                "{name: chk, command: [/bin/true], interval: 2s}",
+            )
+            .unwrap(),
+        )];
         assert_eq!(
             restarts(&running, &[key("A", 100), tracking]),
             Restarts { stop: vec![1], start: vec![1] }

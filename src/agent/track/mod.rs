@@ -14,3 +14,6 @@
 pub mod file;
 pub mod process;
 pub mod script;
+mod watched;
+
+pub use watched::{Running, Source, Watched};

@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::agent::sys::net::{self, Address, Net};
-use crate::agent::track::script::ScriptState;
+use crate::agent::track::Source;
 use crate::agent::vrrp::error::DecodeError;
 use crate::agent::vrrp::fault::{Facts, fault};
 use crate::agent::vrrp::fsm::{
@@ -139,16 +139,18 @@ pub enum InstanceMsg {
     Stop,
 }
 
-/// A tracked script as an instance sees it: its weight here and its
-/// tracker's state.
+/// A tracked script, file or process as an instance sees it: its weight
+/// here and its tracker's state.
 #[derive(Debug)]
-pub struct TrackedScript {
-    /// The script's name.
-    pub name: String,
+pub struct TrackedObject {
+    /// What it is: `script chk`, `file prio`.
+    pub what: String,
     /// keepalived's weight in this instance.
     pub weight: i32,
+    /// Whether the weight is negated.
+    pub reverse: bool,
     /// Its tracker's state.
-    pub state: watch::Receiver<ScriptState>,
+    pub source: Source,
 }
 
 /// An instance's place in a sync group.
@@ -208,10 +210,10 @@ struct Looper {
     /// Each tracked interface's name, weight and whether it is up with a
     /// carrier.
     tracked_links: Vec<Tracked>,
-    /// Each tracked script's name, weight and state; and, at the same
-    /// index, where its tracker publishes it.
-    tracked_scripts: Vec<Tracked>,
-    script_states: Vec<watch::Receiver<ScriptState>>,
+    /// Each tracked script's, file's and process's name, weight and
+    /// state; and, at the same index, where its tracker publishes it.
+    tracked_objects: Vec<Tracked>,
+    sources: Vec<Source>,
     /// Its sync group, and the group's table as last seen.
     sync: Option<(SyncLink, watch::Receiver<Members>)>,
 }
@@ -223,7 +225,7 @@ struct Looper {
 /// When a socket cannot be opened.
 pub fn spawn(
     s: Settings,
-    scripts: Vec<TrackedScript>,
+    watched: Vec<TrackedObject>,
     sync: Option<SyncLink>,
     net: Net,
     changes: mpsc::UnboundedSender<StateChange>,
@@ -251,17 +253,23 @@ pub fn spawn(
             what: format!("interface {}", t.name),
             weight: t.weight,
             ok: false,
+            value: None,
+            reverse: false,
         })
         .collect();
-    let tracked_scripts = scripts
-        .iter()
-        .map(|t| Tracked {
-            what: format!("script {}", t.name),
+    let mut sources: Vec<Source> = Vec::new();
+    let mut tracked_objects = Vec::new();
+    for mut t in watched {
+        let (ok, value) = t.source.seen();
+        tracked_objects.push(Tracked {
+            what: t.what,
             weight: t.weight,
-            ok: t.state.borrow().ok,
-        })
-        .collect();
-    let script_states = scripts.into_iter().map(|t| t.state).collect();
+            ok,
+            value,
+            reverse: t.reverse,
+        });
+        sources.push(t.source);
+    }
     let (ctl_tx, ctl_rx) = mpsc::channel(1);
     let (name, vrid) = (s.name.clone(), s.vrid);
     let looper = Looper {
@@ -281,8 +289,8 @@ pub fn spawn(
         facts: Facts { up: true, carrier: true, address: true },
         fault: None,
         tracked_links,
-        tracked_scripts,
-        script_states,
+        tracked_objects,
+        sources,
         sync: sync.map(|link| {
             let rx = link.table.subscribe();
             (link, rx)
@@ -306,10 +314,10 @@ async fn group_changed(
     }
 }
 
-/// The index of the first script whose state changed; never, without
-/// scripts. A tracker gone (its instance is being replaced) is not a
+/// The index of the first tracker whose state changed; never, without
+/// trackers. A tracker gone (its instance is being replaced) is not a
 /// change.
-async fn changed(states: &mut [watch::Receiver<ScriptState>]) -> usize {
+async fn changed(states: &mut [Source]) -> usize {
     if states.is_empty() {
         return std::future::pending().await;
     }
@@ -394,9 +402,10 @@ impl Looper {
                         self.resync().await;
                     }
                 },
-                i = changed(&mut self.script_states) => {
-                    let ok = self.script_states[i].borrow_and_update().ok;
-                    self.tracked_scripts[i].ok = ok;
+                i = changed(&mut self.sources) => {
+                    let (ok, value) = self.sources[i].seen();
+                    self.tracked_objects[i].ok = ok;
+                    self.tracked_objects[i].value = value;
                     self.reassess().await;
                 }
                 link = net::next_event(&mut self.links) => match link {
@@ -477,7 +486,7 @@ impl Looper {
 
     /// Every tracked object: interfaces, then scripts.
     fn tracked(&self) -> Vec<Tracked> {
-        [self.tracked_links.as_slice(), &self.tracked_scripts].concat()
+        [self.tracked_links.as_slice(), &self.tracked_objects].concat()
     }
 
     /// Why the instance cannot work of itself: its own interface first,

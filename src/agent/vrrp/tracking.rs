@@ -10,8 +10,14 @@
 //! * a negative weight is added (so subtracted) while it fails;
 //! * the result is clamped to 1–254, so tracking alone never makes an
 //!   instance the address owner nor resign it; an address owner (255) is
-//!   never adjusted.
+//!   never adjusted;
+//! * `reverse` (files, processes) negates the weight: what is added while
+//!   the object is OK is subtracted instead, and a weight-0 object is a
+//!   fault while it is OK;
+//! * a file adds its number times its weight
+//!   ([`crate::agent::track::file::contribution`]).
 
+use crate::agent::track::file::{Contribution, contribution};
 use crate::agent::vrrp::fsm::PRIORITY_OWNER;
 
 /// One tracked object's weight and state.
@@ -23,6 +29,30 @@ pub struct Tracked {
     pub weight: i32,
     /// Whether it is OK now.
     pub ok: bool,
+    /// A tracked file's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<i64>,
+    /// The weight is negated (keepalived's `reverse`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reverse: bool,
+}
+
+impl Tracked {
+    /// What it does to the priority: a change, or a fault.
+    fn contribution(&self) -> Contribution {
+        if let Some(v) = self.value {
+            return contribution(v, self.weight, self.reverse);
+        }
+        let sign = if self.reverse { -1 } else { 1 };
+        if self.weight == 0 {
+            if self.ok == self.reverse {
+                return Contribution::Fault("failed".into());
+            }
+            return Contribution::Priority(0);
+        }
+        let counts = (self.weight > 0) == self.ok;
+        Contribution::Priority(if counts { self.weight * sign } else { 0 })
+    }
 }
 
 /// What the tracked objects make of an instance.
@@ -36,17 +66,18 @@ pub(crate) enum Verdict {
 
 /// The verdict for an instance of configured priority `base`.
 pub(crate) fn verdict(base: u8, tracked: &[Tracked]) -> Verdict {
-    if let Some(t) = tracked.iter().find(|t| t.weight == 0 && !t.ok) {
-        return Verdict::Fault(format!("{} failed", t.what));
+    let mut moved = 0;
+    for t in tracked {
+        match t.contribution() {
+            Contribution::Fault(why) => {
+                return Verdict::Fault(format!("{} {why}", t.what));
+            }
+            Contribution::Priority(p) => moved += p,
+        }
     }
     if base == PRIORITY_OWNER {
         return Verdict::Priority(base);
     }
-    let moved: i32 = tracked
-        .iter()
-        .filter(|t| (t.weight > 0) == t.ok)
-        .map(|t| t.weight)
-        .sum();
     let p = (i32::from(base) + moved).clamp(1, i32::from(PRIORITY_OWNER) - 1);
     Verdict::Priority(p as u8)
 }
@@ -56,7 +87,26 @@ mod tests {
     use super::*;
 
     fn t(what: &str, weight: i32, ok: bool) -> Tracked {
-        Tracked { what: what.into(), weight, ok }
+        Tracked { what: what.into(), weight, ok, value: None, reverse: false }
+    }
+
+    #[test]
+    fn reverse_negates_and_files_add_their_number() {
+        let rev = |weight, ok| Tracked { reverse: true, ..t("p", weight, ok) };
+        assert_eq!(verdict(100, &[rev(10, true)]), Verdict::Priority(90));
+        assert_eq!(verdict(100, &[rev(10, false)]), Verdict::Priority(100));
+        assert_eq!(
+            verdict(100, &[rev(0, true)]),
+            Verdict::Fault("p failed".into()),
+            "reversed weight 0: running is the fault"
+        );
+        assert_eq!(verdict(100, &[rev(0, false)]), Verdict::Priority(100));
+        let file = |value, weight| Tracked {
+            value: Some(value),
+            ..t("file f", weight, true)
+        };
+        assert_eq!(verdict(100, &[file(-3, 10)]), Verdict::Priority(70));
+        assert!(matches!(verdict(100, &[file(2, 0)]), Verdict::Fault(_)));
     }
 
     #[test]

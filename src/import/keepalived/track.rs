@@ -4,9 +4,7 @@
 
 use super::value::{Fields, Reader};
 use crate::import::parser::Node;
-use crate::inventory::{
-    Duration, Track, TrackInterface, TrackScript, VrrpScript,
-};
+use crate::inventory::{Duration, Track, TrackInterface, TrackRef, VrrpScript};
 
 /// Read a `vrrp_script NAME { … }` block; `None` without a name or a
 /// `script`.
@@ -112,7 +110,7 @@ pub fn track_list(
         };
         let name = item.keyword.clone();
         if list.keyword == "track_script" {
-            track.scripts.push(TrackScript { name, weight });
+            track.scripts.push(TrackRef { name, weight });
         } else {
             let weight = weight.unwrap_or(0);
             track.interfaces.push(TrackInterface { name, weight });

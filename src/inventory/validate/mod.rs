@@ -34,7 +34,7 @@ use super::schema::{Inventory, Notification, VirtualService};
 use hosts::hosts;
 use service::virtual_service;
 use sync_group::vrrp_sync_groups;
-use track::{track, vrrp_scripts};
+use track::{track, tracked_objects, vrrp_scripts};
 use vrrp::{vrids, vrrp_instance, vrrp_vips};
 
 /// Check every cross-field rule; `base` is the inventory's directory, against
@@ -58,6 +58,7 @@ pub fn validate(
         track(inv, vi, &format!("vrrp_instances[{i}]"), &mut out);
     }
     vrrp_scripts(inv, &mut out);
+    tracked_objects(inv, &mut out);
     vrrp_sync_groups(inv, &mut out);
     vrids(inv, &mut out);
     let vips = vrrp_vips(inv);

@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 use super::hosts::interface_name;
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
-    Inventory, TRACK_WEIGHT_MAX, Track, VrrpInstance, VrrpScript,
+    Inventory, TRACK_WEIGHT_MAX, Track, TrackRef, VrrpInstance, VrrpScript,
 };
 
 /// The shortest script interval and timeout: a script is a process
@@ -98,27 +98,139 @@ pub(crate) fn track(
     path: &str,
     out: &mut Vec<Finding>,
 ) {
-    let Track { interfaces, scripts } = &vi.track;
+    let Track { interfaces, scripts, files, processes } = &vi.track;
     for (j, t) in interfaces.iter().enumerate() {
         let p = format!("{path}.track.interfaces[{j}]");
         interface_name(&t.name, &format!("{p}.name"), out);
         weight(t.weight, &format!("{p}.weight"), out);
     }
-    for (j, t) in scripts.iter().enumerate() {
-        let p = format!("{path}.track.scripts[{j}]");
-        if !inv.vrrp_scripts.iter().any(|s| s.name == t.name) {
+    let names = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect();
+    let lists: [(&str, &[TrackRef], &str, Vec<String>); 3] = [
+        (
+            "scripts",
+            scripts,
+            "vrrp_scripts",
+            names(inv.vrrp_scripts.iter().map(|s| s.name.as_str()).collect()),
+        ),
+        (
+            "files",
+            files,
+            "vrrp_track_files",
+            names(
+                inv.vrrp_track_files.iter().map(|f| f.name.as_str()).collect(),
+            ),
+        ),
+        (
+            "processes",
+            processes,
+            "vrrp_track_processes",
+            names(
+                inv.vrrp_track_processes
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect(),
+            ),
+        ),
+    ];
+    for (field, refs, list, defined) in lists {
+        for (j, t) in refs.iter().enumerate() {
+            let p = format!("{path}.track.{field}[{j}]");
+            if !defined.contains(&t.name) {
+                out.push(Finding::error(
+                    format!("{p}.name"),
+                    format!(
+                        "no `{}` in {list} — define it there, or fix the name",
+                        t.name
+                    ),
+                ));
+            }
+            if let Some(w) = t.weight {
+                weight(w, &format!("{p}.weight"), out);
+            }
+        }
+    }
+}
+
+/// `vrrp_track_files` and `vrrp_track_processes`: unique names, an
+/// absolute file, a process name the kernel can match, a quorum range
+/// that can hold, keepalived's weights; a warning for one no instance
+/// tracks.
+pub(crate) fn tracked_objects(inv: &Inventory, out: &mut Vec<Finding>) {
+    let mut seen = HashMap::new();
+    for (i, f) in inv.vrrp_track_files.iter().enumerate() {
+        let path = format!("vrrp_track_files[{i}]");
+        unique(&mut seen, &f.name, &path, out);
+        if !f.path.is_absolute() {
             out.push(Finding::error(
-                format!("{p}.name"),
+                format!("{path}.path"),
+                format!("`{}` is not an absolute path", f.path.display()),
+            ));
+        }
+        weight(f.weight, &format!("{path}.weight"), out);
+        untracked(inv, &f.name, |t| &t.files, &path, out);
+    }
+    let mut seen = HashMap::new();
+    for (i, p) in inv.vrrp_track_processes.iter().enumerate() {
+        let path = format!("vrrp_track_processes[{i}]");
+        unique(&mut seen, &p.name, &path, out);
+        let comm = p.parameters.is_none();
+        if p.process.is_empty() || (comm && p.process.len() > COMM_MAX) {
+            out.push(Finding::error(
+                format!("{path}.process"),
                 format!(
-                    "no script `{}` in vrrp_scripts — define it there, or \
-                     fix the name",
-                    t.name
+                    "`{}` can never match: a process name is 1–{COMM_MAX} \
+                     bytes (the kernel cuts longer ones) — give the command \
+                     line's first word with `parameters` instead",
+                    p.process
                 ),
             ));
         }
-        if let Some(w) = t.weight {
-            weight(w, &format!("{p}.weight"), out);
+        if p.quorum_max.is_some_and(|max| max < p.quorum) {
+            out.push(Finding::error(
+                format!("{path}.quorum_max"),
+                "quorum_max is below quorum: the process could never be OK",
+            ));
         }
+        weight(p.weight, &format!("{path}.weight"), out);
+        untracked(inv, &p.name, |t| &t.processes, &path, out);
+    }
+}
+
+/// The kernel's process-name length (`TASK_COMM_LEN` − 1).
+const COMM_MAX: usize = 15;
+
+fn unique<'a>(
+    seen: &mut HashMap<&'a str, String>,
+    name: &'a str,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    if let Some(first) = seen.insert(name, path.to_owned()) {
+        out.push(Finding::error(
+            format!("{path}.name"),
+            format!("`{name}` is defined twice (first at {first})"),
+        ));
+    }
+}
+
+fn untracked(
+    inv: &Inventory,
+    name: &str,
+    refs: fn(&Track) -> &Vec<TrackRef>,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    if !inv
+        .vrrp_instances
+        .iter()
+        .any(|vi| refs(&vi.track).iter().any(|t| t.name == name))
+    {
+        out.push(Finding::warning(
+            format!("{path}.name"),
+            format!(
+                "`{name}` is tracked by no instance, so nothing watches it"
+            ),
+        ));
     }
 }
 
