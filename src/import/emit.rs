@@ -50,6 +50,18 @@ pub fn write(
     list(&mut y, "vrrp_scripts", &inv.vrrp_scripts, &o.vrrp_scripts);
     list(
         &mut y,
+        "vrrp_track_files",
+        &inv.vrrp_track_files,
+        &o.vrrp_track_files,
+    );
+    list(
+        &mut y,
+        "vrrp_track_processes",
+        &inv.vrrp_track_processes,
+        &o.vrrp_track_processes,
+    );
+    list(
+        &mut y,
         "vrrp_sync_groups",
         &inv.vrrp_sync_groups,
         &o.vrrp_sync_groups,

@@ -19,8 +19,8 @@ use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
     ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
-    RealServerHost, SshDefaults, SyncGroup, VirtualService, VrrpInstance,
-    VrrpScript,
+    RealServerHost, SshDefaults, SyncGroup, TrackFile, TrackProcess,
+    VirtualService, VrrpInstance, VrrpScript,
 };
 
 /// The merged inventory and, for each section, where it came from.
@@ -45,6 +45,10 @@ pub(crate) struct Origins {
     pub vrrp_scripts: Vec<String>,
     /// Per sync group.
     pub vrrp_sync_groups: Vec<String>,
+    /// Per tracked file.
+    pub vrrp_track_files: Vec<String>,
+    /// Per tracked process.
+    pub vrrp_track_processes: Vec<String>,
     /// Per virtual service.
     pub virtual_services: Vec<String>,
     /// The notification settings.
@@ -124,6 +128,20 @@ pub(crate) fn merge(
         report,
     );
     origins.vrrp_sync_groups = from;
+    let (vrrp_track_files, from) = by_name(
+        confs.iter().flat_map(|(_, c)| &c.track_files),
+        |f: &TrackFile| &f.name,
+        "vrrp_track_file",
+        report,
+    );
+    origins.vrrp_track_files = from;
+    let (vrrp_track_processes, from) = by_name(
+        confs.iter().flat_map(|(_, c)| &c.track_processes),
+        |p: &TrackProcess| &p.name,
+        "vrrp_track_process",
+        report,
+    );
+    origins.vrrp_track_processes = from;
     let cluster = req.cluster.clone().unwrap_or_else(|| {
         stem(&directors.iter().map(|d| d.name.as_str()).collect::<Vec<_>>())
     });
@@ -137,8 +155,8 @@ pub(crate) fn merge(
             vrrp_instances,
             vrrp_scripts,
             vrrp_sync_groups,
-            vrrp_track_files: Vec::new(),
-            vrrp_track_processes: Vec::new(),
+            vrrp_track_files,
+            vrrp_track_processes,
             virtual_services,
             notification,
             lab: req.lab.clone(),

@@ -29,7 +29,8 @@ pub use vrrp::{Instance, Own};
 use super::diag::{Pos, Report};
 use super::parser::{self, Grammar, Node};
 use crate::inventory::{
-    Duration, Email, SyncGroup, VirtualService, VrrpScript,
+    Duration, Email, SyncGroup, TrackFile, TrackProcess, VirtualService,
+    VrrpScript,
 };
 use value::Reader;
 
@@ -48,6 +49,10 @@ pub(crate) struct Conf {
     pub scripts: Vec<(VrrpScript, Fields)>,
     /// `vrrp_sync_group` blocks, in file order.
     pub sync_groups: Vec<(SyncGroup, Fields)>,
+    /// `vrrp_track_file` blocks, in file order.
+    pub track_files: Vec<(TrackFile, Fields)>,
+    /// `vrrp_track_process` blocks, in file order.
+    pub track_processes: Vec<(TrackProcess, Fields)>,
     /// `virtual_server` blocks, groups expanded, in file order.
     pub services: Vec<(VirtualService, Fields)>,
 }
@@ -79,6 +84,8 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         instances: Vec::new(),
         scripts: Vec::new(),
         sync_groups: Vec::new(),
+        track_files: Vec::new(),
+        track_processes: Vec::new(),
         services: Vec::new(),
     };
     let groups = lvs::groups(nodes, &mut r);
@@ -93,6 +100,12 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
                 conf.instances.extend(vrrp::instance(node, defaults, &mut r))
             }
             "vrrp_script" => conf.scripts.extend(track::script(node, &mut r)),
+            "vrrp_track_file" => {
+                conf.track_files.extend(track::file(node, &mut r))
+            }
+            "vrrp_track_process" => {
+                conf.track_processes.extend(track::process(node, &mut r))
+            }
             "virtual_server" => {
                 conf.services.extend(lvs::virtual_server(node, &groups, &mut r))
             }

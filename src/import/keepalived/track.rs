@@ -4,7 +4,142 @@
 
 use super::value::{Fields, Reader};
 use crate::import::parser::Node;
-use crate::inventory::{Duration, Track, TrackInterface, TrackRef, VrrpScript};
+use crate::inventory::{
+    Duration, ParamMatch, Track, TrackFile, TrackInterface, TrackProcess,
+    TrackRef, VrrpScript,
+};
+
+/// `weight N [reverse]`: the weight, and whether it is reversed.
+fn weight(
+    node: &Node,
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> Option<(i32, bool)> {
+    let (n, rest) = node.args.split_first()?;
+    let reverse = match rest {
+        [] => false,
+        [w] if w == "reverse" => true,
+        _ => {
+            r.warn(node, block, "expected `weight N` or `weight N reverse`");
+            false
+        }
+    };
+    match n.parse() {
+        Ok(n) => Some((n, reverse)),
+        Err(_) => {
+            let m = format!("`weight {n}`: expected a whole number");
+            r.error(node, block, &m);
+            None
+        }
+    }
+}
+
+/// Read a `vrrp_track_file NAME { file PATH; weight N [reverse] }` block.
+pub fn file(block: &Node, r: &mut Reader<'_>) -> Option<(TrackFile, Fields)> {
+    let Some(name) = block.args.first().cloned() else {
+        r.error(block, block, "`vrrp_track_file` needs a name");
+        return None;
+    };
+    let mut fields = Fields::new(&block.pos);
+    let mut f =
+        TrackFile { name, path: Default::default(), weight: 1, reverse: false };
+    for node in block.children() {
+        match node.keyword.as_str() {
+            "file" => {
+                if let Some(p) = r.one(node, block) {
+                    f.path = p.into();
+                }
+                fields.set("path", &node.pos);
+            }
+            "weight" => {
+                if let Some((w, rev)) = weight(node, block, r) {
+                    (f.weight, f.reverse) = (w, rev);
+                }
+                fields.set("weight", &node.pos);
+            }
+            _ => r.not_carried(node, block),
+        }
+    }
+    if f.path.as_os_str().is_empty() {
+        r.error(block, block, "no `file` — add the file to watch");
+        return None;
+    }
+    Some((f, fields))
+}
+
+/// Read a `vrrp_track_process NAME { process NAME [ARGS…]; param_match
+/// …; quorum N; quorum_max N; weight N [reverse]; delay …}` block.
+pub fn process(
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> Option<(TrackProcess, Fields)> {
+    let Some(name) = block.args.first().cloned() else {
+        r.error(block, block, "`vrrp_track_process` needs a name");
+        return None;
+    };
+    let mut fields = Fields::new(&block.pos);
+    let mut p = TrackProcess {
+        name,
+        process: String::new(),
+        parameters: None,
+        param_match: ParamMatch::Exact,
+        quorum: 1,
+        quorum_max: None,
+        weight: 0,
+        reverse: false,
+        fork_delay: None,
+        terminate_delay: None,
+    };
+    for node in block.children() {
+        let key = node.keyword.as_str();
+        match key {
+            "process" => {
+                let words = argv(&node.args);
+                if let Some((first, rest)) = words.split_first() {
+                    p.process = first.clone();
+                    if !rest.is_empty() {
+                        p.parameters = Some(rest.to_vec());
+                    }
+                }
+            }
+            "full_command" => {
+                p.parameters.get_or_insert_with(Vec::new);
+                p.param_match = ParamMatch::Partial;
+            }
+            "param_match" => {
+                p.param_match = match r.one(node, block) {
+                    Some("partial") => ParamMatch::Partial,
+                    Some("initial") => ParamMatch::Initial,
+                    _ => ParamMatch::Exact,
+                };
+                p.parameters.get_or_insert_with(Vec::new);
+            }
+            "quorum" => p.quorum = r.number(node, block).unwrap_or(1),
+            "quorum_max" => p.quorum_max = r.number(node, block),
+            "weight" => {
+                if let Some((w, rev)) = weight(node, block, r) {
+                    (p.weight, p.reverse) = (w, rev);
+                }
+            }
+            "delay" => {
+                p.fork_delay = r.seconds(node, block);
+                p.terminate_delay = p.fork_delay;
+            }
+            "fork_delay" => p.fork_delay = r.seconds(node, block),
+            "terminate_delay" => p.terminate_delay = r.seconds(node, block),
+            _ => {
+                r.not_carried(node, block);
+                continue;
+            }
+        }
+        fields.set(key, &node.pos);
+    }
+    if p.process.is_empty() {
+        r.error(block, block, "no `process` — add the process to look for");
+        return None;
+    }
+    Some((p, fields))
+}
 
 /// Read a `vrrp_script NAME { … }` block; `None` without a name or a
 /// `script`.
@@ -84,8 +219,8 @@ fn argv(args: &[String]) -> Vec<String> {
     words
 }
 
-/// Read `track_script { NAME [weight N] … }` or `track_interface { IFACE
-/// [weight N] … }` into `track`.
+/// Read `track_script`, `track_file`, `track_process` (`{ NAME [weight
+/// N] … }`) or `track_interface` (`{ IFACE [weight N] … }`) into `track`.
 pub fn track_list(
     track: &mut Track,
     list: &Node,
@@ -109,11 +244,14 @@ pub fn track_list(
             }
         };
         let name = item.keyword.clone();
-        if list.keyword == "track_script" {
-            track.scripts.push(TrackRef { name, weight });
-        } else {
-            let weight = weight.unwrap_or(0);
-            track.interfaces.push(TrackInterface { name, weight });
+        match list.keyword.as_str() {
+            "track_script" => track.scripts.push(TrackRef { name, weight }),
+            "track_file" => track.files.push(TrackRef { name, weight }),
+            "track_process" => track.processes.push(TrackRef { name, weight }),
+            _ => {
+                let weight = weight.unwrap_or(0);
+                track.interfaces.push(TrackInterface { name, weight });
+            }
         }
     }
 }

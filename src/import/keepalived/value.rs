@@ -208,13 +208,9 @@ fn scope(node: &Node, block: &Node) -> String {
 /// What happens to a keyword lbdeploy cannot represent yet, by keyword.
 fn consequence(keyword: &str) -> Option<&'static str> {
     Some(match keyword {
-        "track_file" | "track_process" | "track_bfd" => {
-            "lbdeploy tracks interfaces and scripts, not files, processes \
-             or BFD yet; the instance's priority will not follow them"
-        }
-        "vrrp_track_file" | "vrrp_track_process" => {
-            "lbdeploy tracks interfaces and scripts, not files or processes \
-             yet; nothing watches it"
+        "track_bfd" | "vrrp_track_bfd" => {
+            "lbdeploy does not track BFD sessions; the instance's priority \
+             will not follow them"
         }
         "virtual_routes" | "virtual_rules" | "static_routes"
         | "static_rules" | "static_ipaddress" => {

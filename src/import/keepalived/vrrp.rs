@@ -178,7 +178,8 @@ pub fn instance(
                 }
             }
             k if notify_keyword(&mut vrrp.notify, k, node) => {}
-            "track_script" | "track_interface" => {
+            "track_script" | "track_interface" | "track_file"
+            | "track_process" => {
                 super::track::track_list(&mut vrrp.track, node, block, r)
             }
             k if k.starts_with("garp_")
@@ -247,7 +248,9 @@ fn field_of(keyword: &str) -> &str {
         }
         k if k.starts_with("notify") => "notify",
         k if k.starts_with("garp_") => "garp",
-        "track_script" | "track_interface" => "track",
+        "track_script" | "track_interface" | "track_file" | "track_process" => {
+            "track"
+        }
         k => k,
     }
 }
