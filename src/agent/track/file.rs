@@ -50,10 +50,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::Tracker;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// The most of a file that is read: a number needs a dozen characters,
 /// and a file that is anything else must not cost more to read.
@@ -208,25 +208,11 @@ pub fn read(path: &Path, previous: i64) -> FileState {
     }
 }
 
-/// A file being tracked; dropping it stops the task.
-#[derive(Debug)]
-pub struct FileTracker {
-    /// The file's state, changed only when it changes.
-    pub state: watch::Receiver<FileState>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for FileTracker {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Start tracking `spec`: the file is read at once, as keepalived reads
 /// it at start, and again whenever it changes.
-pub fn spawn(spec: FileSpec) -> FileTracker {
+pub fn spawn(spec: FileSpec) -> Tracker<FileState> {
     let (tx, state) = watch::channel(read(&spec.path, 0));
-    FileTracker { state, task: tokio::spawn(track(spec, tx)) }
+    Tracker::new(state, tokio::spawn(track(spec, tx)))
 }
 
 /// Watch `spec`'s file for ever, publishing its state on `tx`.
@@ -450,7 +436,7 @@ mod tests {
 
     /// The state once it satisfies `want`, within 5 s.
     async fn until(
-        t: &mut FileTracker,
+        t: &mut Tracker<FileState>,
         what: &str,
         want: impl Fn(&FileState) -> bool,
     ) -> FileState {

@@ -16,4 +16,31 @@ pub mod process;
 pub mod script;
 mod watched;
 
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
 pub use watched::{Running, Source, Watched};
+
+/// A tracker at work: its state on a `watch` channel (changed only when
+/// it changes), and its task, stopped when this is dropped — for a
+/// script, dropping the task's future drops the run it awaits, which
+/// kills the script's process group.
+#[derive(Debug)]
+pub struct Tracker<T> {
+    /// The tracked object's state.
+    pub state: watch::Receiver<T>,
+    task: JoinHandle<()>,
+}
+
+impl<T> Tracker<T> {
+    /// Start `task`, which publishes on the sender of `state`.
+    fn new(state: watch::Receiver<T>, task: JoinHandle<()>) -> Self {
+        Self { state, task }
+    }
+}
+
+impl<T> Drop for Tracker<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -45,8 +45,8 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
+use super::Tracker;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// How much of `/proc/PID/stat` is read: enough for `PID (COMM) S`.
@@ -301,24 +301,10 @@ pub struct ProcessState {
     pub count: usize,
 }
 
-/// A process being tracked; dropping it stops the task.
-#[derive(Debug)]
-pub struct ProcessTracker {
-    /// The process's state, changed only when it changes.
-    pub state: watch::Receiver<ProcessState>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for ProcessTracker {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Start tracking `spec`. /proc is scanned once before this returns,
 /// as keepalived does at start, so the first state is already the
 /// truth, without delay; then every `interval`.
-pub fn spawn(spec: ProcessSpec) -> ProcessTracker {
+pub fn spawn(spec: ProcessSpec) -> Tracker<ProcessState> {
     let count = count(
         &spec.matcher,
         &scan(Path::new("/proc"), spec.matcher.cmdline_bytes()),
@@ -326,7 +312,7 @@ pub fn spawn(spec: ProcessSpec) -> ProcessTracker {
     let first = ProcessState { ok: spec.has_quorum(count), count };
     let (tx, state) = watch::channel(first.clone());
     let verdict = Debounce::new(first.ok);
-    ProcessTracker { state, task: tokio::spawn(track(spec, verdict, tx)) }
+    Tracker::new(state, tokio::spawn(track(spec, verdict, tx)))
 }
 
 /// Scan for `spec` for ever, publishing its state on `tx`.
@@ -557,7 +543,7 @@ mod tests {
 
     /// The state once it satisfies `want`, within 5 s.
     async fn until(
-        t: &mut ProcessTracker,
+        t: &mut Tracker<ProcessState>,
         what: &str,
         want: impl Fn(&ProcessState) -> bool,
     ) -> ProcessState {

@@ -21,8 +21,8 @@
 
 use std::time::Duration;
 
+use super::Tracker;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::agent::check::health::RiseFall;
@@ -54,27 +54,11 @@ pub struct ScriptState {
     pub error: Option<String>,
 }
 
-/// A script being tracked; dropping it stops the task and kills a run
-/// under way, with its process group.
-#[derive(Debug)]
-pub struct Tracker {
-    /// The script's state, changed only when it changes.
-    pub state: watch::Receiver<ScriptState>,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        // Dropping the task's future drops the run it awaits, which
-        // kills the script's process group.
-        self.task.abort();
-    }
-}
-
-/// Start tracking `spec`; its first run starts at once.
-pub fn spawn(spec: ScriptSpec) -> Tracker {
+/// Start tracking `spec`; its first run starts at once. Dropping the
+/// tracker kills a run under way, with its process group.
+pub fn spawn(spec: ScriptSpec) -> Tracker<ScriptState> {
     let (tx, state) = watch::channel(ScriptState { ok: true, error: None });
-    Tracker { state, task: tokio::spawn(track(spec, tx)) }
+    Tracker::new(state, tokio::spawn(track(spec, tx)))
 }
 
 /// Run `spec` for ever, publishing its state on `tx`.
@@ -149,7 +133,7 @@ mod tests {
     }
 
     /// The state after its next change, within 10 s.
-    async fn next_state(t: &mut Tracker) -> ScriptState {
+    async fn next_state(t: &mut Tracker<ScriptState>) -> ScriptState {
         let changed = t.state.changed();
         let waited = tokio::time::timeout(Duration::from_secs(10), changed);
         waited.await.expect("no change within 10 s").expect("task gone");

@@ -5,9 +5,10 @@
 
 use tokio::sync::watch;
 
-use super::file::{self, FileSpec, FileState, FileTracker};
+use super::Tracker;
+use super::file::{self, FileSpec, FileState};
 use super::process::{self, Matcher, Params, ProcessSpec, ProcessState};
-use super::script::{self, ScriptSpec, ScriptState, Tracker};
+use super::script::{self, ScriptSpec, ScriptState};
 use crate::inventory::{ParamMatch, TrackFile, TrackProcess, VrrpScript};
 
 /// A tracked object as the configuration defines it.
@@ -33,9 +34,9 @@ pub struct Running {
 /// [`Running`].
 #[derive(Debug)]
 enum Task {
-    Script { _tracker: Tracker },
-    File { _tracker: FileTracker },
-    Process { _tracker: process::ProcessTracker },
+    Script { _tracker: Tracker<ScriptState> },
+    File { _tracker: Tracker<FileState> },
+    Process { _tracker: Tracker<ProcessState> },
 }
 
 /// One tracker's state, as an instance follows it.
