@@ -134,7 +134,6 @@ hx() {
     lab exec "$h" -- sh -c "$HERE$*"
 }
 holds() { hx "$1" "ip -o -4 addr show dev eth0" | grep -q " $VIP/"; }
-PING="/usr/bin/python3 $WORK/probe.py $VIP 0.05 /dev/stdout | grep -q '^icmp .* 1\$'"
 # Until dir01 alone holds the VIP and answers the client, at most 60 s.
 settle() {
     local i
