@@ -97,7 +97,7 @@ MDI=$(awk -v a="$ADV_MS" 'BEGIN { printf "%.0f", 3 * a + 186 * a / 256 }')
 
 inventory() { # $1: extra instance options, $2: extra top-level keys
     cat <<EOF
-cluster: stress
+cluster: stress-$KIND
 directors:
   - { name: dir01, address: $NET.11/24, interface: eth0, priority: 120 }
   - { name: dir02, address: $NET.12/24, interface: eth0, priority: 70 }
