@@ -340,7 +340,8 @@ fn r16_a_hundred_scripts_do_not_delay_adverts() {
     assert!((0.9..=1.1).contains(&min) && max <= 1.1, "{gaps:?}");
 }
 
-/// A tracked file (weight −10: its number times −10 is added) and a
+/// A tracked file (weight −10: its number times −10 is added; the agent
+/// gives it its starting number, keepalived's `init_file`) and a
 /// tracked process (weight 0: FAULT while it is not running), as
 /// keepalived's `vrrp_track_file` and `vrrp_track_process`. The lab's
 /// hosts share one PID namespace, so both directors see the same
@@ -355,7 +356,7 @@ fn r16_a_tracked_file_and_process_move_the_priority_and_fault() {
         )
         .top(
             "vrrp_track_files:\n  - { name: prio, path: /run/lbd-prio, \
-             weight: -10 }\nvrrp_track_processes:\n  - { name: daemon, \
+             weight: -10, init: { value: 2 } }\nvrrp_track_processes:\n  - { name: daemon, \
              process: lbd-daemon }\n",
         );
     let Some(lab) = TestLab::up("vrrp-track-file", &inventory.to_string())
@@ -370,6 +371,13 @@ fn r16_a_tracked_file_and_process_move_the_priority_and_fault() {
     let vip = s.vip();
     let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
     wait_sole_holder(&lab, &vip, "keepalived01", bound);
+    // The agent gave the missing file its starting number: 120 − 2 × 10.
+    let started = lab.exec_ok("keepalived01", "cat /run/lbd-prio");
+    assert_eq!(started, "2\n");
+    let st = instance(&lab, "keepalived01");
+    assert_eq!(st["effective_priority"], 100, "{st}");
+    // keepalived02 (70 − 20) back to 70, to take over below.
+    lab.exec_ok("keepalived02", "echo 0 > /run/lbd-prio");
 
     // 6 × −10: 120 − 60 = 60 < 70. inotify sees the write at once.
     lab.exec_ok("keepalived01", "echo 6 > /run/lbd-prio");

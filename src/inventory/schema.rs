@@ -331,6 +331,25 @@ pub struct TrackFile {
     /// Negate the weight (keepalived's `weight N reverse`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub reverse: bool,
+    /// Write a starting number when the agent starts tracking the file
+    /// (keepalived's `init_file`), so a fresh host does not depend on
+    /// someone having created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<FileInit>,
+}
+
+/// The number a tracked file starts with (keepalived's `init_file VALUE
+/// [overwrite]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileInit {
+    /// The number written, a 32-bit integer (default 0).
+    #[serde(default)]
+    pub value: i64,
+    /// Write it at every start and reload, not only when the file is
+    /// missing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub overwrite: bool,
 }
 
 fn default_file_weight() -> i32 {

@@ -51,6 +51,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Tracker;
+use crate::inventory::FileInit;
+use crate::util::files;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
@@ -173,6 +175,28 @@ pub fn parse(text: &[u8]) -> Reading {
 /// C's `isspace` in the C locale.
 fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Whether a starting number is written (keepalived's `init_file`): when
+/// nothing is at the path, or always with `overwrite`.
+pub fn needs_init(exists: bool, overwrite: bool) -> bool {
+    overwrite || !exists
+}
+
+/// Give the file `init`'s number when [`needs_init`] says so, before its
+/// tracker starts; `Ok(true)` when it was written. The write is atomic,
+/// so a reader (this tracker, or a script) never sees half a number.
+///
+/// # Errors
+/// The file's existence cannot be learned, or the write failed.
+pub fn initialise(path: &Path, init: FileInit) -> anyhow::Result<bool> {
+    let exists = path.try_exists()?;
+    if !needs_init(exists, init.overwrite) {
+        return Ok(false);
+    }
+    let text = format!("{}\n", init.value);
+    files::write_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(true)
 }
 
 /// Read `path` now, given the value that stood before.
@@ -332,6 +356,24 @@ impl DirWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_writes_a_missing_file_and_overwrites_only_when_told() {
+        assert!(needs_init(false, false));
+        assert!(!needs_init(true, false));
+        assert!(needs_init(true, true));
+        let dir = scratch("track-file-init");
+        let path = dir.join("prio");
+        let init = FileInit { value: -7, overwrite: false };
+        assert!(initialise(&path, init).unwrap());
+        assert_eq!(read(&path, 0), FileState { value: -7, error: None });
+        std::fs::write(&path, "3\n").unwrap();
+        assert!(!initialise(&path, init).unwrap());
+        assert_eq!(read(&path, 0).value, 3, "kept without overwrite");
+        let init = FileInit { value: 5, overwrite: true };
+        assert!(initialise(&path, init).unwrap());
+        assert_eq!(read(&path, 0).value, 5);
+    }
     use crate::agent::sys::process::testing::scratch;
 
     #[test]

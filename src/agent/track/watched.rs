@@ -97,6 +97,23 @@ impl Watched {
                 }
             }
             Self::File(f) => {
+                if let Some(init) = f.init {
+                    match file::initialise(&f.path, init) {
+                        Ok(true) => tracing::info!(
+                            "file {}: {} started at {}",
+                            f.name,
+                            f.path.display(),
+                            init.value
+                        ),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(
+                            "file {}: cannot give {} its starting number: \
+                             {e:#}",
+                            f.name,
+                            f.path.display()
+                        ),
+                    }
+                }
                 let t = file::spawn(FileSpec {
                     name: f.name.clone(),
                     path: f.path.clone(),

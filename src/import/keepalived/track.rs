@@ -5,8 +5,8 @@
 use super::value::{Fields, Reader};
 use crate::import::parser::Node;
 use crate::inventory::{
-    Duration, ParamMatch, Track, TrackFile, TrackInterface, TrackProcess,
-    TrackRef, VrrpScript,
+    Duration, FileInit, ParamMatch, Track, TrackFile, TrackInterface,
+    TrackProcess, TrackRef, VrrpScript,
 };
 
 /// `weight N [reverse]`: the weight, and whether it is reversed.
@@ -34,15 +34,45 @@ fn weight(
     }
 }
 
-/// Read a `vrrp_track_file NAME { file PATH; weight N [reverse] }` block.
+/// Read `init_file [VALUE] [overwrite]` (VALUE 0 when left out).
+fn init_file(
+    node: &Node,
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> Option<FileInit> {
+    let mut init = FileInit { value: 0, overwrite: false };
+    for arg in &node.args {
+        match (arg.as_str(), arg.parse::<i32>()) {
+            ("overwrite", _) => init.overwrite = true,
+            (_, Ok(n)) => init.value = n.into(),
+            (other, Err(_)) => {
+                let m = format!(
+                    "`init_file {other}`: expected a 32-bit whole number or \
+                     `overwrite`"
+                );
+                r.error(node, block, &m);
+                return None;
+            }
+        }
+    }
+    Some(init)
+}
+
+/// Read a `vrrp_track_file NAME { file PATH; weight N [reverse];
+/// init_file [VALUE] [overwrite] }` block.
 pub fn file(block: &Node, r: &mut Reader<'_>) -> Option<(TrackFile, Fields)> {
     let Some(name) = block.args.first().cloned() else {
         r.error(block, block, "`vrrp_track_file` needs a name");
         return None;
     };
     let mut fields = Fields::new(&block.pos);
-    let mut f =
-        TrackFile { name, path: Default::default(), weight: 1, reverse: false };
+    let mut f = TrackFile {
+        name,
+        path: Default::default(),
+        weight: 1,
+        reverse: false,
+        init: None,
+    };
     for node in block.children() {
         match node.keyword.as_str() {
             "file" => {
@@ -56,6 +86,10 @@ pub fn file(block: &Node, r: &mut Reader<'_>) -> Option<(TrackFile, Fields)> {
                     (f.weight, f.reverse) = (w, rev);
                 }
                 fields.set("weight", &node.pos);
+            }
+            "init_file" => {
+                f.init = init_file(node, block, r);
+                fields.set("init", &node.pos);
             }
             _ => r.not_carried(node, block),
         }

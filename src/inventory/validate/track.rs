@@ -167,6 +167,18 @@ pub(crate) fn tracked_objects(inv: &Inventory, out: &mut Vec<Finding>) {
             ));
         }
         weight(f.weight, &format!("{path}.weight"), out);
+        if let Some(init) = f.init
+            && i32::try_from(init.value).is_err()
+        {
+            out.push(Finding::error(
+                format!("{path}.init.value"),
+                format!(
+                    "{} does not fit the file's number, a 32-bit integer \
+                     (−2147483648–2147483647)",
+                    init.value
+                ),
+            ));
+        }
         untracked(inv, &f.name, |t| &t.files, &path, out);
     }
     let mut seen = HashMap::new();
