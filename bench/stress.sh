@@ -241,11 +241,11 @@ median() { tr ' ' '\n' | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a
 # (each daemon runs in a subshell of its own).
 setup_lab() {
     KIND=$1 NET=10.91.$2
-    VIP=$NET.200 STATE=$WORK/state-$1 INV=$WORK/$1/inventory.yml
+    VIP=$NET.200 STATE=$WORK/state-$1 INV=$WORK/lab-$1/inventory.yml
     PING="/usr/bin/python3 $WORK/probe.py $VIP 0.05 /dev/stdout | grep -q '^icmp .* 1\$'"
     # Its own directory: the controller keeps its state (and apply lock)
     # beside the inventory.
-    mkdir -p "$WORK/$1"
+    mkdir -p "$WORK/lab-$1"
     inventory "" "" >"$INV"
     log "lab up on $NET.0/24, VRRPv3 every ${ADV_MS} ms (Master_Down_Interval ${MDI} ms)"
     lab down >/dev/null 2>&1 || true
