@@ -194,3 +194,37 @@ fn imported_seed_cluster_validates_plans_and_applies_in_a_lab() {
     assert!(out.contains("Apply: 3 changed, 1 ok; generation"), "{out}");
     lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
 }
+
+/// A keepalived.conf may come from anyone and the import may run as root:
+/// an `include` of a file that is no configuration (`/etc/shadow`, here a
+/// look-alike) must not copy its lines into warnings or the inventory,
+/// and `include /dev/zero` is refused before a byte is read.
+#[test]
+fn an_included_secret_file_is_never_echoed() {
+    let dir = std::env::temp_dir()
+        .join(format!("lbdeploy-import-shadow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = "root:$y$j9T$s3cr3tHash$w0rd:19000:0:99999:7:::";
+    std::fs::write(dir.join("shadow"), format!("{secret}\nhunter2 x\n"))
+        .unwrap();
+    let seed = cases_dir().join("seed-dr/input.keepalived01.conf");
+    let mut conf = std::fs::read_to_string(seed).unwrap();
+    conf.push_str("include shadow\ninclude /dev/zero\n");
+    std::fs::write(dir.join("keepalived.conf"), conf).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdeploy"))
+        .args(["import-keepalived", "keepalived.conf"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for word in ["s3cr3t", "root:", "hunter2"] {
+        assert!(!all.contains(word), "{word} echoed:\n{all}");
+    }
+    assert!(all.contains("/dev/zero: not a regular file"), "{all}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

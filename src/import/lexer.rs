@@ -64,9 +64,9 @@ pub(crate) fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
                         errors.push(LexError {
                             line: line_no,
                             message: format!(
-                                "unterminated quote in `{}` — close the \
-                                 string with `\"` on the same line",
-                                rest.trim_end()
+                                "unterminated quote at column {} — close \
+                                 the string with `\"` on the same line",
+                                line.len() - rest.len() + 1
                             ),
                         });
                         break;

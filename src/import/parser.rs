@@ -11,13 +11,37 @@
 //! `include PATTERN` is replaced by the statements of the matching files,
 //! resolved relative to the including file; each included file must balance
 //! its own braces.
+//!
+//! A keepalived.conf may come from anyone, and the import may run as root:
+//! every file read is a regular file read up to [`FILE_MAX`] bytes, all of
+//! them together up to [`TOTAL_MAX`], includes nest at most
+//! [`INCLUDE_DEPTH_MAX`] deep and blocks [`NESTING_MAX`] deep. Past a bound
+//! the file is refused with one error; nothing is read further, so memory
+//! and time stay bounded by the bounds, not by the input.
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diag::{Pos, Report};
 use super::lexer::{self, Kind, Token};
 use crate::util::glob;
+
+/// The most one file may hold. The largest real configurations (a few
+/// thousand real servers) are a few hundred KiB.
+pub(crate) const FILE_MAX: u64 = 4 << 20;
+
+/// The most all files of one import may hold together.
+pub(crate) const TOTAL_MAX: u64 = 16 << 20;
+
+/// How deep includes may nest. Real configurations include one level
+/// (`include conf.d/*.conf`), rarely two.
+pub(crate) const INCLUDE_DEPTH_MAX: usize = 8;
+
+/// How deep blocks may nest. keepalived's own grammar goes five deep
+/// (`virtual_server` → `real_server` → `HTTP_GET` → `url` → …).
+pub(crate) const NESTING_MAX: usize = 16;
 
 /// Which blocks may open where; supplied by the keyword layer.
 pub(crate) trait Grammar {
@@ -62,7 +86,7 @@ pub(crate) fn parse_file(
     grammar: &dyn Grammar,
     report: &mut Report,
 ) -> Vec<Node> {
-    Loader { grammar, report, active: Vec::new() }.file(path, None)
+    Loader { grammar, report, active: Vec::new(), read: 0 }.file(path, None)
 }
 
 /// Parse text that has no file of its own (`name` is only for messages);
@@ -73,7 +97,8 @@ pub(crate) fn parse_str(
     grammar: &dyn Grammar,
     report: &mut Report,
 ) -> Vec<Node> {
-    Loader { grammar, report, active: Vec::new() }.text(name.into(), text)
+    Loader { grammar, report, active: Vec::new(), read: 0 }
+        .text(name.into(), text)
 }
 
 /// Reads files, following includes; `active` is the chain of files being
@@ -84,24 +109,37 @@ struct Loader<'a> {
     /// Each file being read: canonical path (to compare) and the path as
     /// the messages name it.
     active: Vec<(PathBuf, PathBuf)>,
+    /// Bytes read so far, of every file.
+    read: u64,
 }
 
 impl Loader<'_> {
     fn file(&mut self, path: &Path, from: Option<&Pos>) -> Vec<Node> {
-        let text = match std::fs::read_to_string(path) {
+        let what = match from {
+            Some(_) => "included file",
+            None => "keepalived configuration",
+        };
+        if self.active.len() >= INCLUDE_DEPTH_MAX {
+            self.report.error(
+                from,
+                format!(
+                    "includes nest deeper than {INCLUDE_DEPTH_MAX} files — \
+                     {} is not read",
+                    path.display()
+                ),
+            );
+            return Vec::new();
+        }
+        let budget = FILE_MAX.min(TOTAL_MAX.saturating_sub(self.read));
+        let text = match read_bounded(path, budget) {
             Ok(text) => text,
-            Err(e) => {
-                let what = match from {
-                    Some(_) => "included file",
-                    None => "keepalived configuration",
-                };
-                self.report.error(
-                    from,
-                    format!("cannot read {what} {}: {e}", path.display()),
-                );
+            Err(why) => {
+                let m = format!("cannot read {what} {}: {why}", path.display());
+                self.report.error(from, m);
                 return Vec::new();
             }
         };
+        self.read += text.len() as u64;
         let canonical = path.canonicalize().unwrap_or_else(|_| path.into());
         if let Some(i) = self.active.iter().position(|p| p.0 == canonical) {
             let chain: Vec<_> = self.active[i..]
@@ -137,9 +175,13 @@ impl Loader<'_> {
             root: Vec::new(),
             statement: None,
             last_closed: None,
+            too_deep: false,
         };
         for token in tokens {
             builder.token(token, self);
+            if builder.too_deep {
+                break;
+            }
         }
         builder.finish(self)
     }
@@ -190,6 +232,9 @@ struct Builder {
     /// The most recently closed block and the line of its `}`, for the
     /// hint on a stray `}`.
     last_closed: Option<(String, Pos, u32)>,
+    /// A block opened past [`NESTING_MAX`]: the rest of the file is not
+    /// read.
+    too_deep: bool,
 }
 
 impl Builder {
@@ -256,6 +301,18 @@ impl Builder {
                 }
             },
         };
+        if self.stack.len() >= NESTING_MAX {
+            loader.report.error(
+                Some(&node.pos),
+                format!(
+                    "blocks nest deeper than {NESTING_MAX} levels here — \
+                     keepalived's go five deep; the rest of the file is not \
+                     read"
+                ),
+            );
+            self.too_deep = true;
+            return;
+        }
         self.check_nesting(&node, loader);
         self.stack.push(Frame { node, children: Vec::new() });
     }
@@ -359,6 +416,31 @@ impl Builder {
         }
         self.root
     }
+}
+
+/// The text of the regular file at `path`, if it holds at most `max`
+/// bytes of UTF-8. Devices, FIFOs and directories are refused before a
+/// byte is read (opened non-blocking, so a FIFO cannot hang the import),
+/// and no more than `max + 1` bytes are ever read.
+fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!(
+            "larger than {max} bytes (the bound of one file is {FILE_MAX}, \
+             of all files together {TOTAL_MAX})"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 #[cfg(test)]

@@ -179,14 +179,31 @@ impl Reader<'_> {
             Some(what) => {
                 format!("`{}` is not carried over: {what}", node.keyword)
             }
-            None => format!(
+            None if looks_like_a_keyword(&node.keyword) => format!(
                 "unknown keyword `{}` is not carried over — check its \
                  spelling against keepalived.conf(5)",
                 node.keyword
             ),
+            // Not quoted: an `include` of a file that is no configuration
+            // (`/etc/shadow`) must not copy its lines into the output.
+            None => "a line that is no keepalived statement is not carried \
+                     over"
+                .to_owned(),
         };
         self.warn(node, block, &m);
     }
+}
+
+/// Whether `word` could be a keepalived keyword, and so is safe to quote
+/// back: letters, digits and `_`, at most 64, with at least one `_`
+/// (`lb_algo`, `virtual_router_id`). keepalived's one-word keywords are
+/// all known to the import, so an unknown one-word "keyword" is more
+/// likely a word of some other file than a typo; its line is named, not
+/// quoted.
+fn looks_like_a_keyword(word: &str) -> bool {
+    (1..=64).contains(&word.len())
+        && word.contains('_')
+        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// `in vrrp_instance VI_1 (line 12): `; `virtual_server fwmark 1: ` about

@@ -167,3 +167,76 @@ fn missing_literal_include_is_an_error() {
     let (_, report) = parse("include /nonexistent/keepalived.conf\n");
     assert!(messages(&report)[0].contains("cannot read included file"));
 }
+
+/// 100,000 nested braces once overflowed the stack; now the block past
+/// [`NESTING_MAX`] is refused once and nothing after it is read.
+#[test]
+fn nesting_is_bounded() {
+    let deep = "x {\n".repeat(100_000);
+    let started = std::time::Instant::now();
+    let (nodes, report) = parse(&deep);
+    let errors = messages(&report);
+    assert!(
+        errors[0].contains(&format!("deeper than {NESTING_MAX} levels")),
+        "{errors:?}"
+    );
+    assert!(errors[0].starts_with(&format!("t.conf:{}:", NESTING_MAX + 1)));
+    // One error for the bound, one per block left open, and no more.
+    assert_eq!(errors.len(), 1 + NESTING_MAX, "{errors:?}");
+    assert_eq!(nodes.len(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn only_bounded_regular_files_are_read() {
+    let dir = scratch("bounded");
+    let fifo = dir.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.join("big.conf");
+    std::fs::write(&big, vec![b'#'; FILE_MAX as usize + 1]).unwrap();
+    let main = dir.join("main.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "include /dev/zero\ninclude {}\ninclude {}\ninclude {}\n",
+            fifo.display(),
+            dir.display(),
+            big.display()
+        ),
+    )
+    .unwrap();
+    let mut report = Report::default();
+    parse_file(&main, &Toy, &mut report);
+    let errors = messages(&report);
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    for (e, line) in errors.iter().zip(1..) {
+        assert!(e.contains(&format!("main.conf:{line}:")), "{e}");
+    }
+    for e in &errors[..3] {
+        assert!(e.ends_with("not a regular file"), "{e}");
+    }
+    assert!(errors[3].contains(&format!("larger than {FILE_MAX} bytes")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn includes_nest_a_bounded_depth() {
+    let dir = scratch("include-depth");
+    for i in 0..20 {
+        let next = format!("include {}.conf\n", i + 1);
+        std::fs::write(dir.join(format!("{i}.conf")), next).unwrap();
+    }
+    std::fs::write(dir.join("20.conf"), "").unwrap();
+    let mut report = Report::default();
+    parse_file(&dir.join("0.conf"), &Toy, &mut report);
+    let errors = messages(&report);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains(&format!("deeper than {INCLUDE_DEPTH_MAX}")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
