@@ -398,10 +398,10 @@ pub fn validate(mode: Mode, config: &Path) -> anyhow::Result<()> {
 /// is part of the error).
 pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
     if let Some(pid) = supervisor_pid(run_dir) {
-        eprintln!(
+        crate::util::log::say(format_args!(
             "the agent is already running (supervisor pid {}); nothing to do",
             pid.as_raw_nonzero()
-        );
+        ));
         return Ok(());
     }
     validate(mode, config)?;
@@ -419,10 +419,7 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {}", config.display()))?;
     create_run_dir(run_dir)?;
     let log_path = paths::log_file(run_dir);
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
+    let log_file = open_log(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut supervisor = std::process::Command::new(exe()?)
@@ -438,11 +435,11 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(s) = status::query(run_dir) {
-            eprintln!(
+            crate::util::log::say(format_args!(
                 "started the {mode} agent (supervisor pid {}, agent pid {})",
                 supervisor.id(),
                 s.pid
-            );
+            ));
             return Ok(());
         }
         if let Some(exit) = supervisor.try_wait()? {
@@ -486,9 +483,14 @@ pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
     let pid_file = paths::pid_file(run_dir);
     let Some(pid) = supervisor_pid(run_dir) else {
         if std::fs::remove_file(&pid_file).is_ok() {
-            eprintln!("removed the stale {}", pid_file.display());
+            crate::util::log::say(format_args!(
+                "removed the stale {}",
+                pid_file.display()
+            ));
         }
-        eprintln!("the agent is not running under lbdeploy's supervisor");
+        crate::util::log::say(format_args!(
+            "the agent is not running under lbdeploy's supervisor"
+        ));
         return Ok(());
     };
     let raw = pid.as_raw_nonzero();
@@ -512,7 +514,9 @@ pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
     {
         let _ = std::fs::remove_file(&pid_file);
     }
-    eprintln!("stopped the agent (supervisor pid {raw})");
+    crate::util::log::say(format_args!(
+        "stopped the agent (supervisor pid {raw})"
+    ));
     Ok(())
 }
 
@@ -555,12 +559,12 @@ pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
         let Ok(now) = status::query(run_dir) else { continue };
         if now.pid != before.pid {
             // Restarted meanwhile: the new agent read the current file.
-            eprintln!(
+            crate::util::log::say(format_args!(
                 "the agent restarted (pid {}) and loaded {} (sha256 {})",
                 now.pid,
                 now.config.display(),
                 now.config_sha256
-            );
+            ));
             return Ok(());
         }
         if now.reloads > before.reloads {
@@ -570,11 +574,11 @@ pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
                      running on the previous one: {e}"
                 );
             }
-            eprintln!(
+            crate::util::log::say(format_args!(
                 "reloaded {} (sha256 {})",
                 now.config.display(),
                 now.config_sha256
-            );
+            ));
             return Ok(());
         }
     }
@@ -583,6 +587,23 @@ pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
         humantime::format_duration(RELOAD_TIMEOUT),
         paths::log_file(run_dir).display()
     )
+}
+
+/// Open `agent.log` for appending, readable by root alone: the agent's
+/// lines name addresses, hooks and failed deliveries. Created 0600, and an
+/// existing file (from a version that made it 0644) is set to 0600. Never
+/// through a symbolic link: the run directory is root's, but the file is
+/// not worth following one for.
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// The last lines written to the log since `offset`, indented, for an
@@ -662,6 +683,28 @@ mod tests {
         assert!(!is_supervise_cmdline(b""));
         // This test process is not a supervisor; nor is a free PID.
         assert!(!is_supervisor(rustix::process::getpid()));
+    }
+
+    #[test]
+    fn the_log_is_created_and_kept_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir()
+            .join(format!("lbdeploy-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.log");
+        let mode = |p: &Path| {
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        drop(open_log(&path).unwrap());
+        assert_eq!(mode(&path), 0o600);
+        std::fs::set_permissions(&path, PermissionsExt::from_mode(0o644))
+            .unwrap();
+        drop(open_log(&path).unwrap());
+        assert_eq!(mode(&path), 0o600);
+        let link = dir.join("link.log");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(open_log(&link).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
