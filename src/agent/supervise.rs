@@ -206,6 +206,7 @@ async fn supervise_async(
         );
     }
     let _pid_file = PidFileGuard::write(paths::pid_file(run_dir), me)?;
+    log_through_pipe(run_dir)?;
     let exe = exe()?;
     tracing::info!(
         "supervisor running for the {mode} agent ({})",
@@ -270,6 +271,25 @@ async fn supervise_async(
             return Ok(());
         }
     }
+}
+
+/// From here on, this process's stdout and stderr, and so the agent's,
+/// are a pipe whose lines a thread of ours copies into `agent.log`,
+/// capped and rotated ([`super::logfile`]). Until now they were the file
+/// itself, opened by `start`, for what goes wrong before.
+///
+/// # Errors
+/// The pipe, the file or the thread cannot be made.
+fn log_through_pipe(run_dir: &Path) -> anyhow::Result<()> {
+    use super::logfile::{self, LOG_CAP, LogFile};
+    let path = paths::log_file(run_dir);
+    let log = LogFile::open(&path, LOG_CAP)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let (read, write) = logfile::pipe().context("making the log pipe")?;
+    logfile::copy_on_thread(read, log).context("starting the log thread")?;
+    nix::unistd::dup2_stdout(&write).context("stdout to the log pipe")?;
+    nix::unistd::dup2_stderr(&write).context("stderr to the log pipe")?;
+    Ok(())
 }
 
 /// Remove what the agent held, now that it is gone: the fail-safe rule
@@ -419,7 +439,7 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {}", config.display()))?;
     create_run_dir(run_dir)?;
     let log_path = paths::log_file(run_dir);
-    let log_file = open_log(&log_path)
+    let log_file = super::logfile::open_log(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut supervisor = std::process::Command::new(exe()?)
@@ -589,23 +609,6 @@ pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
     )
 }
 
-/// Open `agent.log` for appending, readable by root alone: the agent's
-/// lines name addresses, hooks and failed deliveries. Created 0600, and an
-/// existing file (from a version that made it 0644) is set to 0600. Never
-/// through a symbolic link: the run directory is root's, but the file is
-/// not worth following one for.
-fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
-}
-
 /// The last lines written to the log since `offset`, indented, for an
 /// error message.
 fn log_tail(path: &Path, offset: u64) -> String {
@@ -683,28 +686,6 @@ mod tests {
         assert!(!is_supervise_cmdline(b""));
         // This test process is not a supervisor; nor is a free PID.
         assert!(!is_supervisor(rustix::process::getpid()));
-    }
-
-    #[test]
-    fn the_log_is_created_and_kept_0600() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir()
-            .join(format!("lbdeploy-log-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("agent.log");
-        let mode = |p: &Path| {
-            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-        };
-        drop(open_log(&path).unwrap());
-        assert_eq!(mode(&path), 0o600);
-        std::fs::set_permissions(&path, PermissionsExt::from_mode(0o644))
-            .unwrap();
-        drop(open_log(&path).unwrap());
-        assert_eq!(mode(&path), 0o600);
-        let link = dir.join("link.log");
-        std::os::unix::fs::symlink(&path, &link).unwrap();
-        assert!(open_log(&link).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
