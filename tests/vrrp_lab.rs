@@ -23,7 +23,7 @@ use crate::support::lab::TestLab;
 use crate::support::subnet::{Subnet, VIP};
 
 pub(crate) const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
-const PASSWORD: &str = "lbd-pass";
+pub(crate) const PASSWORD: &str = "lbd-pass";
 const SLACK: Duration = Duration::from_millis(100);
 
 /// The example cluster with its instance on VRRP `version`, which for v2
