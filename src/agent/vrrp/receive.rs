@@ -94,6 +94,18 @@ mod tests {
     use crate::agent::vrrp::settings::Settings;
     use crate::agent::vrrp::settings::fixtures::*;
 
+    /// Classify the IPv6 message `msg` for VRID 51 with `s`'s settings,
+    /// nobody listed to accept from.
+    fn v6(
+        s: &Settings,
+        meta: Ipv6Meta,
+        msg: &[u8],
+        peers: Option<&[IpAddr]>,
+    ) -> Received {
+        let d = Datagram::V6(meta, msg);
+        classify(d, 51, s.local, &s.auth, s.v3, peers, &[])
+    }
+
     /// An IPv4 packet around `msg` as a raw socket delivers it.
     fn ip_packet(src: Ipv4Addr, ttl: u8, msg: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, ttl, 112, 0, 0];
@@ -176,17 +188,7 @@ mod tests {
             hop_limit: 64,
         };
         let msg = s.advert(70).encode(&meta.pseudo_header(), s.v3).unwrap();
-        let got = |meta: Ipv6Meta, peers| {
-            classify(
-                Datagram::V6(meta, &msg),
-                51,
-                s.local,
-                &s.auth,
-                s.v3,
-                peers,
-                &[],
-            )
-        };
+        let got = |meta: Ipv6Meta, peers| v6(&s, meta, &msg, peers);
         assert!(matches!(got(meta, Some(&peers[..])), Received::Advert(_)));
         assert!(matches!(
             got(meta, None),
@@ -198,15 +200,7 @@ mod tests {
             .encode(&Ipv6Meta { src: stranger, ..meta }.pseudo_header(), s.v3)
             .unwrap();
         assert_eq!(
-            classify(
-                Datagram::V6(Ipv6Meta { src: stranger, ..meta }, &msg),
-                51,
-                s.local,
-                &s.auth,
-                s.v3,
-                Some(&peers[..]),
-                &[]
-            ),
+            v6(&s, Ipv6Meta { src: stranger, ..meta }, &msg, Some(&peers[..])),
             Received::NotOurs
         );
     }
@@ -218,17 +212,7 @@ mod tests {
         let peer: Ipv6Addr = "fe80::12".parse().unwrap();
         let meta = Ipv6Meta { src: peer, dst: MULTICAST_V6, hop_limit: TTL };
         let msg = s.advert(70).encode(&meta.pseudo_header(), s.v3).unwrap();
-        let got = |meta: Ipv6Meta| {
-            classify(
-                Datagram::V6(meta, &msg),
-                51,
-                s.local,
-                &s.auth,
-                s.v3,
-                None,
-                &[],
-            )
-        };
+        let got = |meta: Ipv6Meta| v6(&s, meta, &msg, None);
         assert_eq!(
             got(meta),
             Received::Advert(Event::AdvertReceived {
@@ -243,18 +227,7 @@ mod tests {
         ));
         let ours = Ipv6Meta { src: ll(), ..meta };
         let msg = s.advert(70).encode(&ours.pseudo_header(), s.v3).unwrap();
-        assert_eq!(
-            classify(
-                Datagram::V6(ours, &msg),
-                51,
-                s.local,
-                &s.auth,
-                s.v3,
-                None,
-                &[]
-            ),
-            Received::NotOurs
-        );
+        assert_eq!(v6(&s, ours, &msg, None), Received::NotOurs);
     }
 
     #[test]
