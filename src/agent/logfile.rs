@@ -28,6 +28,11 @@ pub(crate) const LOG_CAP: u64 = 10 * 1024 * 1024;
 /// again.
 pub(crate) const RETRY: Duration = Duration::from_secs(1);
 
+/// How long an exiting supervisor waits for the lines still in the pipe
+/// to reach the file (a hook's process that still holds the pipe, or a
+/// full disk, must not keep it from exiting).
+pub(crate) const FLUSH_WAIT: Duration = Duration::from_secs(1);
+
 /// The log file and the size it has reached.
 #[derive(Debug)]
 pub(crate) struct LogFile {
@@ -117,13 +122,48 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
+/// This process's stdout and stderr are the pipe into the log file from
+/// [`Copier::start`] on, until [`Copier::finish`] puts the old ones back.
+#[derive(Debug)]
+pub(crate) struct Copier {
+    thread: std::thread::JoinHandle<()>,
+    /// The stderr from before (the file `agent start` opened), for what
+    /// is said after the end: the supervisor's own exit error.
+    saved: OwnedFd,
+}
+
+impl Copier {
+    /// Make a [`pipe`], copy it into `log` on a thread of its own and
+    /// point this process's stdout and stderr (which children inherit) at
+    /// it.
+    ///
+    /// # Errors
+    /// The pipe, the thread or the redirection cannot be made.
+    pub(crate) fn start(log: LogFile) -> io::Result<Self> {
+        let (read, write) = pipe()?;
+        let saved = nix::unistd::dup(io::stderr())?;
+        let thread = copy_on_thread(read, log)?;
+        nix::unistd::dup2_stdout(&write)?;
+        nix::unistd::dup2_stderr(&write)?;
+        Ok(Self { thread, saved })
+    }
+
+    /// Close our ends of the pipe (stdout and stderr back to what they
+    /// were) and give the thread [`FLUSH_WAIT`] to copy what is left.
+    pub(crate) fn finish(self) {
+        let _ = nix::unistd::dup2_stdout(&self.saved);
+        let _ = nix::unistd::dup2_stderr(&self.saved);
+        let until = std::time::Instant::now() + FLUSH_WAIT;
+        while !self.thread.is_finished() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Copy the pipe into `log` until every writing end is closed, on a
 /// thread of its own: a write that fails is tried again every [`RETRY`]
 /// meanwhile the pipe fills and the writers drop their lines.
-///
-/// # Errors
-/// The thread cannot be started.
-pub(crate) fn copy_on_thread(
+fn copy_on_thread(
     read: OwnedFd,
     mut log: LogFile,
 ) -> io::Result<std::thread::JoinHandle<()>> {

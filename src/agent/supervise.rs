@@ -35,7 +35,7 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::status;
-use super::{paths, runtime};
+use super::{logfile, paths, runtime};
 use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
@@ -183,13 +183,21 @@ pub fn supervise(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(supervise_async(mode, config, run_dir))
+    let mut copier = None;
+    let result =
+        rt.block_on(supervise_async(mode, config, run_dir, &mut copier));
+    drop(rt);
+    if let Some(copier) = copier {
+        copier.finish();
+    }
+    result
 }
 
 async fn supervise_async(
     mode: Mode,
     config: &Path,
     run_dir: &Path,
+    copier: &mut Option<logfile::Copier>,
 ) -> anyhow::Result<()> {
     // Handlers before the PID file: whoever reads the PID file may signal
     // us, and must not hit the default action.
@@ -206,7 +214,7 @@ async fn supervise_async(
         );
     }
     let _pid_file = PidFileGuard::write(paths::pid_file(run_dir), me)?;
-    log_through_pipe(run_dir)?;
+    *copier = Some(log_through_pipe(run_dir)?);
     let exe = exe()?;
     tracing::info!(
         "supervisor running for the {mode} agent ({})",
@@ -275,21 +283,17 @@ async fn supervise_async(
 
 /// From here on, this process's stdout and stderr, and so the agent's,
 /// are a pipe whose lines a thread of ours copies into `agent.log`,
-/// capped and rotated ([`super::logfile`]). Until now they were the file
-/// itself, opened by `start`, for what goes wrong before.
+/// capped and rotated ([`logfile`]). Until now they were the file itself,
+/// opened by `start`, for what goes wrong before; they are again once the
+/// supervisor ends ([`logfile::Copier::finish`]).
 ///
 /// # Errors
-/// The pipe, the file or the thread cannot be made.
-fn log_through_pipe(run_dir: &Path) -> anyhow::Result<()> {
-    use super::logfile::{self, LOG_CAP, LogFile};
+/// The file, the pipe or the thread cannot be made.
+fn log_through_pipe(run_dir: &Path) -> anyhow::Result<logfile::Copier> {
     let path = paths::log_file(run_dir);
-    let log = LogFile::open(&path, LOG_CAP)
+    let log = logfile::LogFile::open(&path, logfile::LOG_CAP)
         .with_context(|| format!("opening {}", path.display()))?;
-    let (read, write) = logfile::pipe().context("making the log pipe")?;
-    logfile::copy_on_thread(read, log).context("starting the log thread")?;
-    nix::unistd::dup2_stdout(&write).context("stdout to the log pipe")?;
-    nix::unistd::dup2_stderr(&write).context("stderr to the log pipe")?;
-    Ok(())
+    logfile::Copier::start(log).context("logging through a pipe")
 }
 
 /// Remove what the agent held, now that it is gone: the fail-safe rule
@@ -439,7 +443,7 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {}", config.display()))?;
     create_run_dir(run_dir)?;
     let log_path = paths::log_file(run_dir);
-    let log_file = super::logfile::open_log(&log_path)
+    let log_file = logfile::open_log(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut supervisor = std::process::Command::new(exe()?)
