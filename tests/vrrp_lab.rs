@@ -23,7 +23,7 @@ use crate::support::lab::TestLab;
 use crate::support::subnet::{Subnet, VIP};
 
 pub(crate) const DIRECTORS: [&str; 2] = ["keepalived01", "keepalived02"];
-const PASSWORD: &str = "lbd-pass";
+pub(crate) const PASSWORD: &str = "lbd-pass";
 const SLACK: Duration = Duration::from_millis(100);
 
 /// The example cluster with its instance on VRRP `version`, which for v2
@@ -377,11 +377,13 @@ fn interop_v2_pass_unicast_lbdeploy_master() {
     interop(2, true, "keepalived02");
 }
 
-/// Send `msg` from the client to `dst` on a raw socket with `ttl`.
+/// Send `msg` from the backup director to `dst` on a raw socket with
+/// `ttl`: from a peer's address, or the master's socket filter would drop
+/// it in the kernel before any check (`tests/hostile_vrrp.rs`).
 fn send_raw(lab: &TestLab, msg: &[u8], dst: &str, ttl: u8) {
     let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
     lab.exec_ok(
-        "client",
+        "keepalived02",
         &format!(
             "python3 -c 'import socket,sys; \
              s=socket.socket(socket.AF_INET, socket.SOCK_RAW, 112); \
@@ -403,7 +405,7 @@ fn bad_packets_are_counted_and_change_nothing() {
         election_bound(Version::V2),
     );
     let before = instance(&lab, "keepalived01");
-    let src = s.addr(100).parse().unwrap();
+    let src = s.addr(12).parse().unwrap();
     let dst = s.addr(11);
     let ip = PseudoHeader::V4 { src, dst: dst.parse().unwrap() };
     // Priority 250 would make the master step down, were it accepted.

@@ -9,6 +9,8 @@
 //!   SIGHUP reload, SIGTERM shutdown;
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
+//! * `logfile` — its `agent.log`: 0600, fed through a non-blocking pipe,
+//!   capped and rotated by the supervisor;
 //! * `holdings` — what a director may hold (VIPs, data plane), written
 //!   to `RUN/holdings.json` before it takes any of it;
 //! * `cleanup` — `agent cleanup`: removes what the holdings file lists
@@ -41,6 +43,7 @@ pub mod command;
 pub mod dataplane;
 pub mod director;
 pub(crate) mod holdings;
+pub(crate) mod logfile;
 pub mod mastership;
 pub mod paths;
 pub mod realserver;

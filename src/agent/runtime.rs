@@ -209,6 +209,7 @@ impl<C: ModeConfig> Agent<C> {
             // worker says its part is in order.
             healthy: report.healthy,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            log_lines_dropped: crate::util::log::dropped_lines(),
             details: report.details,
         }
     }

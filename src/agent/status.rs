@@ -58,6 +58,10 @@ pub struct Status {
     /// The agent binary's version, to spot a host that needs a restart
     /// after an upgrade.
     pub version: String,
+    /// Log lines this agent could not write and dropped (a full file
+    /// system, a full pipe): logging never stops the agent.
+    #[serde(default)]
+    pub log_lines_dropped: u64,
     /// What the mode reports about its own work (VIPs, VRRP state, …).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
@@ -206,6 +210,7 @@ mod tests {
             last_reload_error: Some("bad".into()),
             healthy: true,
             version: "0.1.0".into(),
+            log_lines_dropped: 0,
             details: serde_json::json!({ "vips": ["192.0.2.1"] }),
         }
     }

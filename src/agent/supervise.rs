@@ -35,7 +35,7 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::status;
-use super::{paths, runtime};
+use super::{logfile, paths, runtime};
 use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, RealserverConfig};
 
@@ -183,13 +183,21 @@ pub fn supervise(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(supervise_async(mode, config, run_dir))
+    let mut copier = None;
+    let result =
+        rt.block_on(supervise_async(mode, config, run_dir, &mut copier));
+    drop(rt);
+    if let Some(copier) = copier {
+        copier.finish();
+    }
+    result
 }
 
 async fn supervise_async(
     mode: Mode,
     config: &Path,
     run_dir: &Path,
+    copier: &mut Option<logfile::Copier>,
 ) -> anyhow::Result<()> {
     // Handlers before the PID file: whoever reads the PID file may signal
     // us, and must not hit the default action.
@@ -206,6 +214,7 @@ async fn supervise_async(
         );
     }
     let _pid_file = PidFileGuard::write(paths::pid_file(run_dir), me)?;
+    *copier = Some(log_through_pipe(run_dir)?);
     let exe = exe()?;
     tracing::info!(
         "supervisor running for the {mode} agent ({})",
@@ -270,6 +279,21 @@ async fn supervise_async(
             return Ok(());
         }
     }
+}
+
+/// From here on, this process's stdout and stderr, and so the agent's,
+/// are a pipe whose lines a thread of ours copies into `agent.log`,
+/// capped and rotated ([`logfile`]). Until now they were the file itself,
+/// opened by `start`, for what goes wrong before; they are again once the
+/// supervisor ends ([`logfile::Copier::finish`]).
+///
+/// # Errors
+/// The file, the pipe or the thread cannot be made.
+fn log_through_pipe(run_dir: &Path) -> anyhow::Result<logfile::Copier> {
+    let path = paths::log_file(run_dir);
+    let log = logfile::LogFile::open(&path, logfile::LOG_CAP)
+        .with_context(|| format!("opening {}", path.display()))?;
+    logfile::Copier::start(log).context("logging through a pipe")
 }
 
 /// Remove what the agent held, now that it is gone: the fail-safe rule
@@ -398,10 +422,10 @@ pub fn validate(mode: Mode, config: &Path) -> anyhow::Result<()> {
 /// is part of the error).
 pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
     if let Some(pid) = supervisor_pid(run_dir) {
-        eprintln!(
+        crate::util::log::say(format_args!(
             "the agent is already running (supervisor pid {}); nothing to do",
             pid.as_raw_nonzero()
-        );
+        ));
         return Ok(());
     }
     validate(mode, config)?;
@@ -419,10 +443,7 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {}", config.display()))?;
     create_run_dir(run_dir)?;
     let log_path = paths::log_file(run_dir);
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
+    let log_file = logfile::open_log(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let log_start = log_file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut supervisor = std::process::Command::new(exe()?)
@@ -438,11 +459,11 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(s) = status::query(run_dir) {
-            eprintln!(
+            crate::util::log::say(format_args!(
                 "started the {mode} agent (supervisor pid {}, agent pid {})",
                 supervisor.id(),
                 s.pid
-            );
+            ));
             return Ok(());
         }
         if let Some(exit) = supervisor.try_wait()? {
@@ -486,9 +507,14 @@ pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
     let pid_file = paths::pid_file(run_dir);
     let Some(pid) = supervisor_pid(run_dir) else {
         if std::fs::remove_file(&pid_file).is_ok() {
-            eprintln!("removed the stale {}", pid_file.display());
+            crate::util::log::say(format_args!(
+                "removed the stale {}",
+                pid_file.display()
+            ));
         }
-        eprintln!("the agent is not running under lbdeploy's supervisor");
+        crate::util::log::say(format_args!(
+            "the agent is not running under lbdeploy's supervisor"
+        ));
         return Ok(());
     };
     let raw = pid.as_raw_nonzero();
@@ -512,7 +538,9 @@ pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
     {
         let _ = std::fs::remove_file(&pid_file);
     }
-    eprintln!("stopped the agent (supervisor pid {raw})");
+    crate::util::log::say(format_args!(
+        "stopped the agent (supervisor pid {raw})"
+    ));
     Ok(())
 }
 
@@ -555,12 +583,12 @@ pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
         let Ok(now) = status::query(run_dir) else { continue };
         if now.pid != before.pid {
             // Restarted meanwhile: the new agent read the current file.
-            eprintln!(
+            crate::util::log::say(format_args!(
                 "the agent restarted (pid {}) and loaded {} (sha256 {})",
                 now.pid,
                 now.config.display(),
                 now.config_sha256
-            );
+            ));
             return Ok(());
         }
         if now.reloads > before.reloads {
@@ -570,11 +598,11 @@ pub fn reload(run_dir: &Path) -> anyhow::Result<()> {
                      running on the previous one: {e}"
                 );
             }
-            eprintln!(
+            crate::util::log::say(format_args!(
                 "reloaded {} (sha256 {})",
                 now.config.display(),
                 now.config_sha256
-            );
+            ));
             return Ok(());
         }
     }

@@ -79,6 +79,14 @@ pub struct VrrpConfig {
     /// Peers to send adverts to; multicast when empty. Never this host.
     #[serde(default)]
     pub unicast_peers: Vec<IpAddr>,
+    /// The only sources this director takes adverts from: the instance's
+    /// other directors (its unicast peers when it has some). The agent
+    /// drops everything else in the kernel, with a socket filter, because
+    /// VRRPv2's PASS is plain text on the wire and so no authentication.
+    /// Empty means anyone: an IPv6 instance over multicast, whose
+    /// link-local sources the inventory does not know.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept_from: Vec<IpAddr>,
     /// VRRPv3 checksum without the pseudo-header.
     #[serde(default)]
     pub v3_checksum_as_v2: bool,

@@ -318,6 +318,7 @@ fn vrrp_config(
             .copied()
             .filter(|p| *p != d.address.addr)
             .collect(),
+        accept_from: accept_from(inv, vi, d),
         v3_checksum_as_v2: vi.v3_checksum_as_v2,
         virtual_addresses: vi.virtual_addresses.clone(),
         notify: vi.notify.clone(),
@@ -325,6 +326,36 @@ fn vrrp_config(
         garp: vi.garp.unwrap_or_default(),
         track: track(inv, &vi.track),
     })
+}
+
+/// Where director `d` takes `vi`'s adverts from: its unicast peers, or
+/// over multicast the other directors' addresses (every director runs
+/// every instance, from its inventory address). Nobody is listed for an
+/// IPv6 instance over multicast: its adverts come from link-local
+/// addresses the inventory does not know, so the agent cannot filter them
+/// by source.
+fn accept_from(
+    inv: &Inventory,
+    vi: &VrrpInstance,
+    d: &Director,
+) -> Vec<IpAddr> {
+    let own = d.address.addr;
+    if !vi.unicast_peers.is_empty() {
+        return vi
+            .unicast_peers
+            .iter()
+            .copied()
+            .filter(|p| *p != own)
+            .collect();
+    }
+    if vi.virtual_addresses.iter().any(|v| v.address.addr.is_ipv6()) {
+        return Vec::new();
+    }
+    inv.directors
+        .iter()
+        .map(|o| o.address.addr)
+        .filter(|a| a.is_ipv4() && *a != own)
+        .collect()
 }
 
 /// An instance's tracking with every script's, file's and process's

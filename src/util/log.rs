@@ -16,7 +16,9 @@
 //! on every line because agent and supervisor share one file.
 
 use std::fmt::{self, Write as _};
+use std::io::{self, Write as _};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -61,7 +63,7 @@ pub fn current() -> Format {
 pub fn init(format: Format) {
     let _ = CHOSEN.set(format);
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Lossy(io::stderr()))
         .with_max_level(tracing::Level::INFO);
     let _ = match format {
         Format::Logfmt => {
@@ -74,6 +76,44 @@ pub fn init(format: Format) {
             .with_span_list(true)
             .try_init(),
     };
+}
+
+/// Log writes that failed since the process started: lines lost to a full
+/// file system, a closed or full pipe, a closed stderr.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many log writes failed and were dropped: what the agent's status
+/// reports as `log_lines_dropped`.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// A writer whose failures are counted and swallowed. Logging must never
+/// stop the agent: `eprintln!` panics when stderr fails (a full
+/// `agent.log` once stopped the VRRP loop while the process lived on with
+/// the VIP, issue #17), and a line that cannot be written is worth less
+/// than the adverts after it. Non-blocking ends (the supervisor's pipe)
+/// fail with `EAGAIN` instead of waiting: dropped too.
+pub struct Lossy<W>(pub W);
+
+impl<W: io::Write> io::Write for Lossy<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.write_all(buf).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
+/// Write one line for people to stderr, through [`Lossy`]: what replaces
+/// `eprintln!` wherever the running agent talks outside `tracing`.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(Lossy(io::stderr()), "{line}");
 }
 
 /// The logfmt line: timestamp, level, PID, span fields, event fields.
@@ -195,7 +235,24 @@ fn quote(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::*;
+
+    #[test]
+    fn a_failed_write_is_dropped_and_counted_never_an_error() {
+        // /dev/full: every write fails with ENOSPC, as on a full disk.
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        let mut w = Lossy(full.unwrap());
+        let before = dropped_lines();
+        for _ in 0..3 {
+            assert_eq!(w.write(b"a line\n").unwrap(), 7);
+        }
+        w.flush().unwrap();
+        // Other tests may drop lines too: at least ours.
+        assert!(dropped_lines() >= before + 3);
+        let mut ok = Lossy(Vec::new());
+        ok.write_all(b"kept\n").unwrap();
+        assert_eq!(ok.0, b"kept\n");
+    }
 
     #[test]
     fn values_are_bare_only_when_plain() {

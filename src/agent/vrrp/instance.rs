@@ -41,6 +41,7 @@ use crate::agent::vrrp::fsm::{
 use crate::agent::vrrp::notify::{Kind, hooks_for, notify_args, run_hook};
 use crate::agent::vrrp::packet::PseudoHeader;
 use crate::agent::vrrp::receive::{Received, classify};
+use crate::agent::vrrp::reject_log::{LogVerdict, RejectLog};
 use crate::agent::vrrp::settings::Settings;
 use crate::agent::vrrp::socket::{
     AdvertSocket, AnnounceSocket, Datagram, Destinations,
@@ -68,6 +69,9 @@ pub struct Counters {
     /// Other packets the codec refused (truncated, bad version, type,
     /// count).
     pub other_errors: u64,
+    /// Packets from a source that is not one of the instance's peers that
+    /// got past the kernel's filter (those queued before it was attached).
+    pub strangers: u64,
     /// Adverts or ARPs the kernel refused to send.
     pub send_errors: u64,
     /// VIP additions or removals netlink refused.
@@ -108,14 +112,23 @@ pub struct InstanceStatus {
 impl Counters {
     /// Count a refused packet under its kind.
     pub fn count(&mut self, e: &DecodeError) {
-        match e {
-            DecodeError::BadTtl { .. } => self.bad_ttl += 1,
-            DecodeError::BadChecksum { .. } => self.bad_checksum += 1,
-            DecodeError::AuthMismatch { .. }
-            | DecodeError::UnsupportedAuthType { .. } => {
-                self.auth_failures += 1
-            }
+        match Self::reason(e) {
+            "bad_ttl" => self.bad_ttl += 1,
+            "bad_checksum" => self.bad_checksum += 1,
+            "auth_failures" => self.auth_failures += 1,
             _ => self.other_errors += 1,
+        }
+    }
+
+    /// The counter a refused packet is counted under, by name: the
+    /// reason its log lines are rate-limited by.
+    pub fn reason(e: &DecodeError) -> &'static str {
+        match e {
+            DecodeError::BadTtl { .. } => "bad_ttl",
+            DecodeError::BadChecksum { .. } => "bad_checksum",
+            DecodeError::AuthMismatch { .. }
+            | DecodeError::UnsupportedAuthType { .. } => "auth_failures",
+            _ => "other_errors",
         }
     }
 }
@@ -196,6 +209,8 @@ struct Looper {
     /// When the second burst of announcements is due, and its size.
     garp_at: Option<(Duration, u32)>,
     counters: Counters,
+    /// Which refusals are worth a log line now.
+    reject_log: RejectLog,
     status: Arc<Mutex<InstanceStatus>>,
     changes: mpsc::UnboundedSender<StateChange>,
     /// Address events: to keep the VIPs while master, and to notice our
@@ -230,7 +245,8 @@ pub fn spawn(
     net: Net,
     changes: mpsc::UnboundedSender<StateChange>,
 ) -> std::io::Result<Handle> {
-    let sock = AdvertSocket::open(&s.interface, s.index, s.local, &s.dst)?;
+    let sock =
+        AdvertSocket::open(&s.interface, s.index, s.local, &s.dst, &s.accept)?;
     let announcer = AnnounceSocket::open(&s.interface)?;
     let fsm = fsm::Instance::new(s.fsm.clone())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -282,6 +298,7 @@ pub fn spawn(
         timer: None,
         garp_at: None,
         counters: Counters::default(),
+        reject_log: RejectLog::default(),
         status: status.clone(),
         changes,
         events: net::subscribe("vrrp"),
@@ -580,15 +597,39 @@ impl Looper {
             Destinations::Unicast(peers) => Some(peers.as_slice()),
             Destinations::Multicast(_) => None,
         };
-        match classify(packet, s.vrid, s.local, &s.auth, s.v3, peers) {
+        let now = self.now();
+        let got =
+            classify(packet, s.vrid, s.local, &s.auth, s.v3, peers, &s.accept);
+        match got {
             Received::Advert(ev) => {
                 self.counters.adverts_received += 1;
                 self.handle(ev).await;
             }
             Received::Rejected(e) => {
                 self.counters.count(&e);
-                tracing::warn!("dropped: {e}");
+                let reason = Counters::reason(&e);
+                if let LogVerdict::Log { suppressed } =
+                    self.reject_log.admit(reason, now)
+                {
+                    tracing::warn!(
+                        suppressed,
+                        "dropped: {e} ({suppressed} more {reason} unlogged)"
+                    );
+                }
                 self.handle(Event::AdvertRejected(e)).await;
+            }
+            Received::Stranger(src) => {
+                self.counters.strangers += 1;
+                if let LogVerdict::Log { suppressed } =
+                    self.reject_log.admit("strangers", now)
+                {
+                    tracing::warn!(
+                        %src,
+                        suppressed,
+                        "dropped: a packet from {src}, not a peer of this \
+                         instance ({suppressed} more strangers unlogged)"
+                    );
+                }
             }
             Received::NotOurs => {}
         }

@@ -21,7 +21,10 @@
 //! * [`settings`]: an instance's configuration checked and resolved
 //!   against the interface (family, source address, destinations).
 //! * [`receive`]: RFC 5798 §7.1's receive checks, in order: what a packet
-//!   is to an instance.
+//!   is to an instance, strangers first.
+//! * [`filter`]: the socket filter that drops adverts from anyone but the
+//!   instance's peers in the kernel; [`reject_log`]: at most one log line
+//!   per refusal reason per interval.
 //! * [`notify`]: the notify hooks, as keepalived runs them.
 //! * [`fault`]: why an instance cannot work (link down, no carrier, no
 //!   address), keepalived's FAULT conditions.
@@ -50,6 +53,7 @@ pub mod arp;
 pub mod error;
 mod ethernet;
 pub mod fault;
+pub(crate) mod filter;
 pub mod fsm;
 pub mod instance;
 pub mod ipv4;
@@ -58,6 +62,7 @@ pub mod ndisc;
 pub mod notify;
 pub mod packet;
 pub mod receive;
+pub(crate) mod reject_log;
 pub mod settings;
 pub mod socket;
 pub mod sync;

@@ -22,14 +22,20 @@ pub(crate) enum Received {
     /// A packet for us that was refused: count it; the state machine is
     /// told too ([`Event::AdvertRejected`]) and changes nothing.
     Rejected(DecodeError),
+    /// A packet from a source that is not one of the instance's peers:
+    /// count it and drop it. The kernel's filter ([`super::filter`])
+    /// drops these before they are read; this is the check behind it.
+    Stranger(IpAddr),
     /// Another VRID, our own advert, or not VRRP: ignore it.
     NotOurs,
 }
 
 /// Classify one packet read from the raw socket: outer header, TTL, codec,
-/// VRID, authentication, in RFC 5798 §7.1's order. With unicast `peers`,
-/// only their adverts count, and an IPv6 advert's hop limit is not checked
-/// (see [`decode_ipv6_message`]). Pure.
+/// VRID, authentication, in RFC 5798 §7.1's order, after the source: when
+/// `accept` lists anyone, a packet from anybody else is a stranger's,
+/// whatever it holds. With unicast `peers`, only their adverts count, and
+/// an IPv6 advert's hop limit is not checked (see
+/// [`decode_ipv6_message`]). Pure.
 pub(crate) fn classify(
     packet: Datagram<'_>,
     vrid: u8,
@@ -37,7 +43,21 @@ pub(crate) fn classify(
     auth: &Auth,
     v3: V3Checksum,
     peers: Option<&[IpAddr]>,
+    accept: &[IpAddr],
 ) -> Received {
+    let src = match packet {
+        Datagram::V4(p) => {
+            p.get(12..16).map(|a| IpAddr::from([a[0], a[1], a[2], a[3]]))
+        }
+        Datagram::V6(meta, _) => Some(IpAddr::V6(meta.src)),
+    };
+    match src {
+        Some(src) if src == local => return Received::NotOurs,
+        Some(src) if !accept.is_empty() && !accept.contains(&src) => {
+            return Received::Stranger(src);
+        }
+        _ => {}
+    }
     let decoded = match packet {
         Datagram::V4(p) => decode_ipv4_packet(p, v3)
             .map(|(header, advert)| (IpAddr::V4(header.src), advert)),
@@ -74,6 +94,18 @@ mod tests {
     use crate::agent::vrrp::settings::Settings;
     use crate::agent::vrrp::settings::fixtures::*;
 
+    /// Classify the IPv6 message `msg` for VRID 51 with `s`'s settings,
+    /// nobody listed to accept from.
+    fn v6(
+        s: &Settings,
+        meta: Ipv6Meta,
+        msg: &[u8],
+        peers: Option<&[IpAddr]>,
+    ) -> Received {
+        let d = Datagram::V6(meta, msg);
+        classify(d, 51, s.local, &s.auth, s.v3, peers, &[])
+    }
+
     /// An IPv4 packet around `msg` as a raw socket delivers it.
     fn ip_packet(src: Ipv4Addr, ttl: u8, msg: &[u8]) -> Vec<u8> {
         let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, ttl, 112, 0, 0];
@@ -92,7 +124,7 @@ mod tests {
             PseudoHeader::V4 { src: peer, dst: "224.0.0.18".parse().unwrap() };
         let msg = s.advert(70).encode(&ip, s.v3).unwrap();
         let ok = |p: &[u8]| {
-            classify(Datagram::V4(p), 51, s.local, &s.auth, s.v3, None)
+            classify(Datagram::V4(p), 51, s.local, &s.auth, s.v3, None, &[])
         };
         let got = ok(&ip_packet(peer, TTL, &msg));
         assert_eq!(
@@ -111,12 +143,28 @@ mod tests {
         assert_eq!(ok(&ip_packet(ours, TTL, &msg)), Received::NotOurs);
         let packet = ip_packet(peer, TTL, &msg);
         assert_eq!(
-            classify(Datagram::V4(&packet), 52, s.local, &s.auth, s.v3, None),
+            classify(
+                Datagram::V4(&packet),
+                52,
+                s.local,
+                &s.auth,
+                s.v3,
+                None,
+                &[]
+            ),
             Received::NotOurs
         );
         let other = Auth::pass(b"other").unwrap();
         assert!(matches!(
-            classify(Datagram::V4(&packet), 51, s.local, &other, s.v3, None),
+            classify(
+                Datagram::V4(&packet),
+                51,
+                s.local,
+                &other,
+                s.v3,
+                None,
+                &[]
+            ),
             Received::Rejected(DecodeError::AuthMismatch { vrid: 51 })
         ));
         let mut bad = msg.clone();
@@ -140,16 +188,7 @@ mod tests {
             hop_limit: 64,
         };
         let msg = s.advert(70).encode(&meta.pseudo_header(), s.v3).unwrap();
-        let got = |meta: Ipv6Meta, peers| {
-            classify(
-                Datagram::V6(meta, &msg),
-                51,
-                s.local,
-                &s.auth,
-                s.v3,
-                peers,
-            )
-        };
+        let got = |meta: Ipv6Meta, peers| v6(&s, meta, &msg, peers);
         assert!(matches!(got(meta, Some(&peers[..])), Received::Advert(_)));
         assert!(matches!(
             got(meta, None),
@@ -161,14 +200,7 @@ mod tests {
             .encode(&Ipv6Meta { src: stranger, ..meta }.pseudo_header(), s.v3)
             .unwrap();
         assert_eq!(
-            classify(
-                Datagram::V6(Ipv6Meta { src: stranger, ..meta }, &msg),
-                51,
-                s.local,
-                &s.auth,
-                s.v3,
-                Some(&peers[..])
-            ),
+            v6(&s, Ipv6Meta { src: stranger, ..meta }, &msg, Some(&peers[..])),
             Received::NotOurs
         );
     }
@@ -180,9 +212,7 @@ mod tests {
         let peer: Ipv6Addr = "fe80::12".parse().unwrap();
         let meta = Ipv6Meta { src: peer, dst: MULTICAST_V6, hop_limit: TTL };
         let msg = s.advert(70).encode(&meta.pseudo_header(), s.v3).unwrap();
-        let got = |meta: Ipv6Meta| {
-            classify(Datagram::V6(meta, &msg), 51, s.local, &s.auth, s.v3, None)
-        };
+        let got = |meta: Ipv6Meta| v6(&s, meta, &msg, None);
         assert_eq!(
             got(meta),
             Received::Advert(Event::AdvertReceived {
@@ -197,16 +227,45 @@ mod tests {
         ));
         let ours = Ipv6Meta { src: ll(), ..meta };
         let msg = s.advert(70).encode(&ours.pseudo_header(), s.v3).unwrap();
+        assert_eq!(v6(&s, ours, &msg, None), Received::NotOurs);
+    }
+
+    #[test]
+    fn strangers_are_refused_before_anything_else() {
+        let s = Settings::new("eth0", 7, local(), &ipv6(), &config()).unwrap();
+        let peer: Ipv4Addr = "10.0.0.12".parse().unwrap();
+        let stranger: Ipv4Addr = "10.0.0.100".parse().unwrap();
+        let accept = [IpAddr::V4(peer)];
+        let ip =
+            PseudoHeader::V4 { src: peer, dst: "224.0.0.18".parse().unwrap() };
+        let msg = s.advert(254).encode(&ip, s.v3).unwrap();
+        let got = |p: &[u8], accept: &[IpAddr]| {
+            classify(Datagram::V4(p), 51, s.local, &s.auth, s.v3, None, accept)
+        };
+        // The right password and priority 254 from a stranger: refused.
         assert_eq!(
-            classify(
-                Datagram::V6(ours, &msg),
-                51,
-                s.local,
-                &s.auth,
-                s.v3,
-                None
-            ),
+            got(&ip_packet(stranger, TTL, &msg), &accept),
+            Received::Stranger(IpAddr::V4(stranger))
+        );
+        // So is a stranger's wrong TTL: the source is checked first.
+        assert_eq!(
+            got(&ip_packet(stranger, 1, &msg), &accept),
+            Received::Stranger(IpAddr::V4(stranger))
+        );
+        assert!(matches!(
+            got(&ip_packet(peer, TTL, &msg), &accept),
+            Received::Advert(_)
+        ));
+        // Nobody listed: anyone.
+        assert!(matches!(
+            got(&ip_packet(stranger, TTL, &msg), &[]),
+            Received::Advert(_)
+        ));
+        let ours: Ipv4Addr = "10.0.0.11".parse().unwrap();
+        assert_eq!(
+            got(&ip_packet(ours, TTL, &msg), &accept),
             Received::NotOurs
         );
+        assert_eq!(got(&[0x45, 0], &accept), Received::NotOurs);
     }
 }

@@ -11,11 +11,11 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::agent::sys::net::Address;
-use crate::agent::vrrp::fsm;
 use crate::agent::vrrp::packet::{
     Addrs, Advert, AdvertV2, AdvertV3, Auth, V3Checksum, Version,
 };
 use crate::agent::vrrp::socket::Destinations;
+use crate::agent::vrrp::{filter, fsm};
 use crate::inventory::agent::VrrpConfig;
 use crate::inventory::{Garp, IfAddr, NotifyHooks, Track};
 
@@ -43,6 +43,10 @@ pub struct Settings {
     pub v3: V3Checksum,
     /// Where adverts go.
     pub dst: Destinations,
+    /// The only sources adverts are taken from (never `local`); anyone
+    /// when empty. Filtered in the kernel ([`super::filter`]) and checked
+    /// again on receipt.
+    pub accept: Vec<IpAddr>,
     /// The VIPs (interface index filled in by the caller).
     pub vips: Vec<Address>,
     /// Scripts run on transitions.
@@ -115,6 +119,7 @@ impl Settings {
             primary_addr: local,
         };
         fsm::Instance::new(fsm.clone()).map_err(|e| fail(e.to_string()))?;
+        let accept = accept(c, local, &peers).map_err(fail)?;
         Ok(Self {
             name: c.name.clone(),
             vrid: c.virtual_router_id,
@@ -133,6 +138,7 @@ impl Settings {
             } else {
                 Destinations::Unicast(peers)
             },
+            accept,
             vips,
             notify: c.notify.clone(),
             garp: c.garp,
@@ -234,6 +240,28 @@ fn speaker(
         }
     };
     Ok((local, peers))
+}
+
+/// The sources an instance speaking from `local` to unicast `peers` takes
+/// adverts from: the configuration's list, or the unicast peers when it
+/// has none (a file from before the list), `local` left out; checked to
+/// fit the kernel's filter and the instance's family.
+fn accept(
+    c: &VrrpConfig,
+    local: IpAddr,
+    peers: &[IpAddr],
+) -> Result<Vec<IpAddr>, String> {
+    let listed = if c.accept_from.is_empty() { peers } else { &c.accept_from };
+    let accept: Vec<IpAddr> =
+        listed.iter().copied().filter(|a| *a != local).collect();
+    if let Some(a) = accept.iter().find(|a| a.is_ipv6() != local.is_ipv6()) {
+        return Err(format!(
+            "accepts adverts from {a}, which is not of the instance's \
+             address family ({local})"
+        ));
+    }
+    filter::source_filter(&accept).map_err(|e| e.to_string())?;
+    Ok(accept)
 }
 
 /// The instance's VIPs on interface `index`, with their labels.
@@ -391,5 +419,28 @@ mod tests {
                 ["fd00::12", "fd00::13"].map(|a| a.parse().unwrap()).into()
             )
         );
+    }
+
+    #[test]
+    fn accepted_sources_are_the_peers_without_us_of_our_family() {
+        let mut c = config();
+        c.accept_from = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+            .map(|a| a.parse().unwrap())
+            .into();
+        let s = Settings::new("eth0", 7, local(), &ipv6(), &c).unwrap();
+        assert_eq!(s.accept, c.accept_from[1..]);
+        c.accept_from = vec!["fd00::12".parse().unwrap()];
+        let e = Settings::new("eth0", 7, local(), &ipv6(), &c).unwrap_err();
+        assert!(e.contains("VI_1") && e.contains("fd00::12"), "{e}");
+        c.accept_from = (1..=filter::MAX_SOURCES + 1)
+            .map(|i| IpAddr::from([10, 0, 1, i as u8]))
+            .collect();
+        let e = Settings::new("eth0", 7, local(), &ipv6(), &c).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+        // Unicast without a list (an older file): the peers.
+        c.accept_from = Vec::new();
+        c.unicast_peers = vec!["10.0.0.12".parse().unwrap()];
+        let s = Settings::new("eth0", 7, local(), &ipv6(), &c).unwrap();
+        assert_eq!(s.accept, c.unicast_peers);
     }
 }

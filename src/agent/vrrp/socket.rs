@@ -19,11 +19,12 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{
     self as nix_socket, ControlMessageOwned, LinkAddr, SockaddrIn6, sockopt,
 };
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockFilter, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::arp::{self, MacAddr};
+use super::filter;
 use super::ipv6::Ipv6Meta;
 use super::ndisc;
 use super::packet::{IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, TTL};
@@ -93,7 +94,9 @@ impl AdvertSocket {
     /// (our own adverts are not news), TTL / hop limit 255 both ways of
     /// sending. IPv6 also binds `local`, which the checksum's
     /// pseudo-header names as the source, and asks for the hop limit and
-    /// destination of each packet as ancillary data.
+    /// destination of each packet as ancillary data. With `accept` listing
+    /// anyone, a socket filter drops every packet from other sources in
+    /// the kernel ([`super::filter`]), before it costs the agent a wakeup.
     ///
     /// # Errors
     /// When the socket cannot be made (not root, no such interface, the
@@ -103,6 +106,7 @@ impl AdvertSocket {
         index: u32,
         local: IpAddr,
         dst: &Destinations,
+        accept: &[IpAddr],
     ) -> io::Result<Self> {
         let domain = match local {
             IpAddr::V4(_) => Domain::IPV4,
@@ -113,6 +117,17 @@ impl AdvertSocket {
             Type::RAW,
             Some(Protocol::from(i32::from(IPPROTO_VRRP))),
         )?;
+        // At once: the few packets queued before it meet the check in
+        // user space (`receive::classify`).
+        if let Some(program) =
+            filter::source_filter(accept).map_err(io::Error::other)?
+        {
+            let program: Vec<SockFilter> = program
+                .iter()
+                .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
+                .collect();
+            socket.attach_filter(&program)?;
+        }
         socket.bind_device(Some(interface.as_bytes()))?;
         match local {
             IpAddr::V4(local) => {

@@ -1,0 +1,325 @@
+//! Hostile VRRP input and a hostile disk in the lab (issue #17, findings 1
+//! and 2): adverts from a host that is not a director — with the right
+//! password and priority 254, or a flood with the wrong one — change
+//! nothing, because the master's socket filter drops them in the kernel;
+//! a flood from a peer's address is counted and logged a few lines a
+//! minute; a full log file system costs log lines, counted, and never an
+//! advert or a status answer.
+//!
+//! The client is the stranger (it is on the segment, not a director);
+//! keepalived02, the backup, is the peer. Packets are built with the
+//! crate's own codec and sent by a small bounded Python program on a raw
+//! socket.
+
+use std::time::{Duration, Instant};
+
+use lbdeploy::agent::vrrp::packet::{
+    Advert, AdvertV2, Auth, PseudoHeader, V3Checksum, Version,
+};
+use serde_json::Value;
+
+use crate::lab_or_skip;
+use crate::support::lab::TestLab;
+use crate::support::subnet::Subnet;
+use crate::vrrp_lab::{
+    PASSWORD, agent_status, election_bound, holders, instance, logs, vrrp,
+    wait_sole_holder,
+};
+
+/// The flood's rate: what the audit sent (~39k/s).
+const FLOOD_RATE: u32 = 40_000;
+/// How long each flood lasts. The issue asks 60 s; 20 s per flood (two
+/// floods, one from a stranger and one from a peer, under the shared lab
+/// lock on a 2-core machine other builds use) still spans 20 adverts and
+/// two of the reject log's 10 s intervals.
+const FLOOD_FOR: Duration = Duration::from_secs(20);
+/// The most an advert interval may stray from the configured 1 s: 10%.
+const JITTER: f64 = 0.1;
+/// `LOG_CAP` of `agent::logfile`: `agent.log` never grows past it.
+const LOG_CAP: u64 = 10 * 1024 * 1024;
+
+/// The counter `key` of an instance's status.
+fn counter(v: &Value, key: &str) -> u64 {
+    v["counters"][key].as_u64().unwrap_or_else(|| panic!("{key}: {v}"))
+}
+
+/// A v2 advert for VRID 51 with `priority`, `password` and the lab's VIP.
+fn advert(s: Subnet, priority: u8, password: &str) -> Vec<u8> {
+    let ip = PseudoHeader::V4 {
+        src: s.addr(100).parse().unwrap(),
+        dst: s.addr(11).parse().unwrap(),
+    };
+    Advert::V2(AdvertV2 {
+        vrid: 51,
+        priority,
+        adver_int: 1,
+        auth: Auth::pass(password.as_bytes()).unwrap(),
+        addrs: vec![s.vip().parse().unwrap()],
+    })
+    .encode(&ip, V3Checksum::Rfc5798)
+    .unwrap()
+}
+
+/// Send `msg` from `host` to `dst` (unicast or 224.0.0.18) with TTL 255,
+/// `rate` a second for `secs` seconds at most, paced every millisecond;
+/// prints how many went out. Bounded in count and in time.
+fn send(
+    lab: &TestLab,
+    host: &str,
+    msg: &[u8],
+    dst: &str,
+    rate: u32,
+    secs: f64,
+) -> u64 {
+    let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
+    let script = format!(
+        "import socket,time\n\
+         p=bytes.fromhex('{hex}')\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_RAW,112)\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,255)\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,255)\n\
+         rate,secs,n={rate},{secs},0\n\
+         t0=time.monotonic()\n\
+         while n<rate*secs:\n\
+         \x20   now=time.monotonic()-t0\n\
+         \x20   if now>=secs+1: break\n\
+         \x20   while n<min(int(now*rate)+1,rate*secs):\n\
+         \x20       try: s.sendto(p,('{dst}',0))\n\
+         \x20       except OSError: pass\n\
+         \x20       n+=1\n\
+         \x20   time.sleep(0.001)\n\
+         print(n)\n"
+    );
+    lab.exec_ok(host, &format!("python3 - <<'EOF'\n{script}EOF"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Valid-password adverts with priority 254 from the client, unicast and
+/// multicast: before the filter both directors dropped the VIP (the
+/// master stepped down to the "better" stranger). Now nothing changes,
+/// and nothing reached the agent at all: not even the stranger counter
+/// moves. The control: the same kind of packet (wrong password) from the
+/// backup's address does reach the master's checks and is counted.
+#[test]
+fn a_stranger_with_the_password_and_priority_254_changes_nothing() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("hostile-vrrp-254", vrrp(s, 2));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V2));
+    let before =
+        [instance(&lab, "keepalived01"), instance(&lab, "keepalived02")];
+    let evil = advert(s, 254, PASSWORD);
+    send(&lab, "client", &evil, &s.addr(11), 20, 1.0);
+    send(&lab, "client", &evil, "224.0.0.18", 20, 1.0);
+    // Past the backup's Master_Down_Interval (3.7 s at priority 70): a
+    // priority-254 master would have silenced it by now.
+    std::thread::sleep(Duration::from_secs(4));
+    let after =
+        [instance(&lab, "keepalived01"), instance(&lab, "keepalived02")];
+    assert_eq!(after[0]["state"], "MASTER", "{}", logs(&lab));
+    assert_eq!(after[1]["state"], "BACKUP");
+    assert_eq!(holders(&lab, &vip), ["keepalived01"]);
+    for (b, a) in before.iter().zip(&after) {
+        for key in ["transitions", "strangers", "auth_failures"] {
+            assert_eq!(counter(a, key), counter(b, key), "{key}: {a}");
+        }
+    }
+    // The backup received the master's adverts only, all the while.
+    let heard = counter(&after[1], "adverts_received")
+        - counter(&before[1], "adverts_received");
+    assert!((4..=8).contains(&heard), "{heard} adverts heard in ~6 s");
+
+    send(&lab, "keepalived02", &advert(s, 254, "wrong"), &s.addr(11), 5, 1.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let counted = instance(&lab, "keepalived01");
+    assert_eq!(
+        counter(&counted, "auth_failures"),
+        counter(&before[0], "auth_failures") + 5,
+        "a peer's packets must reach the checks: {counted}"
+    );
+}
+
+/// CPU seconds (user + system) `host`'s agent has used.
+fn agent_cpu(lab: &TestLab, host: &str) -> f64 {
+    let pid = agent_status(lab, host)["pid"].as_u64().unwrap();
+    let stat = lab.exec_ok(host, &format!("cat /proc/{pid}/stat"));
+    // Fields after the command's closing parenthesis: utime and stime
+    // are the 12th and 13th (14 and 15 of proc(5)), in clock ticks.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// What one flood did to the master.
+#[derive(Debug)]
+struct Flooded {
+    sent: u64,
+    cpu_percent: f64,
+    worst_deviation: Duration,
+    adverts_seen: usize,
+}
+
+/// Flood the master from `from` with bad-password adverts for
+/// [`FLOOD_FOR`] while the backup records the master's adverts with
+/// tcpdump and we ask the master's status every 500 ms: the master stays
+/// MASTER and sole holder, answers every time, and its adverts keep their
+/// 1 s within [`JITTER`].
+fn flood(lab: &TestLab, s: Subnet, from: &str) -> Flooded {
+    let master = s.addr(11);
+    let vip = s.vip();
+    let secs = FLOOD_FOR.as_secs_f64();
+    let dump = {
+        let cmd = format!(
+            "timeout {} tcpdump -i eth0 -nn -tt -l 'ip proto 112 and src host \
+             {master}' 2>/dev/null; true",
+            secs + 1.0
+        );
+        let bad = advert(s, 254, "wrong");
+        std::thread::scope(|scope| {
+            let tcpdump = scope.spawn(|| lab.exec_ok("keepalived02", &cmd));
+            std::thread::sleep(Duration::from_millis(500));
+            let cpu0 = agent_cpu(lab, "keepalived01");
+            let t0 = Instant::now();
+            let flooder = scope
+                .spawn(|| send(lab, from, &bad, &master, FLOOD_RATE, secs));
+            while !flooder.is_finished() {
+                let i = instance(lab, "keepalived01");
+                assert_eq!(i["state"], "MASTER", "{i}");
+                assert_eq!(holders(lab, &vip), ["keepalived01"]);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let sent = flooder.join().unwrap();
+            let cpu = agent_cpu(lab, "keepalived01") - cpu0;
+            let took = t0.elapsed().as_secs_f64();
+            (tcpdump.join().unwrap(), sent, 100.0 * cpu / took)
+        })
+    };
+    let (out, sent, cpu_percent) = dump;
+    let times: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    let worst = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(0.0f64, |m, d| m.max((d - 1.0).abs()));
+    assert!(times.len() as f64 >= secs - 1.0, "{} adverts: {out}", times.len());
+    assert!(worst <= JITTER, "an advert interval strayed {worst:.3} s: {out}");
+    Flooded {
+        sent,
+        cpu_percent,
+        worst_deviation: Duration::from_secs_f64(worst),
+        adverts_seen: times.len(),
+    }
+}
+
+/// 40 000 bad-password adverts a second at the master, first from the
+/// client (a stranger: dropped by the socket filter in the kernel), then
+/// from the backup's address (a peer: read, checked, counted, and logged
+/// once per 10 s). Either way the master stays the only holder, keeps its
+/// advert interval and answers its status; the log stays small. The CPU
+/// the master's agent spends on each flood is printed for BENCHMARKS.md.
+#[test]
+fn a_flood_of_bad_adverts_changes_nothing_and_logs_a_few_lines() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("hostile-vrrp-flood", vrrp(s, 2));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    wait_sole_holder(
+        &lab,
+        &s.vip(),
+        "keepalived01",
+        election_bound(Version::V2),
+    );
+    let before = instance(&lab, "keepalived01");
+    let stranger = flood(&lab, s, "client");
+    let mid = instance(&lab, "keepalived01");
+    assert_eq!(
+        counter(&mid, "auth_failures"),
+        counter(&before, "auth_failures")
+    );
+    assert_eq!(counter(&mid, "transitions"), counter(&before, "transitions"));
+    let peer = flood(&lab, s, "keepalived02");
+    let after = instance(&lab, "keepalived01");
+    let refused =
+        counter(&after, "auth_failures") - counter(&mid, "auth_failures");
+    // What the socket's receive queue could not hold the kernel dropped
+    // (on the lab's two shared cores, about a third): the rest was read,
+    // checked and counted, one by one.
+    assert!(refused * 4 >= peer.sent, "{refused} of {} counted", peer.sent);
+    assert_eq!(counter(&after, "transitions"), counter(&before, "transitions"));
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    let lines = log.lines().filter(|l| l.contains("dropped:")).count();
+    // The first, then one per 10 s: 3 for 20 s (and slack for one more).
+    assert!(lines <= 4, "{lines} lines for {refused} refusals:\n{log}");
+    assert!(log.contains("more auth_failures unlogged"), "{log}");
+    let size =
+        lab.exec_ok("keepalived01", "stat -c %s /run/lbdeploy/agent.log");
+    assert!(size.trim().parse::<u64>().unwrap() < LOG_CAP);
+    for (who, f) in [("stranger", &stranger), ("peer", &peer)] {
+        eprintln!(
+            "flood from a {who}, {FLOOD_RATE}/s for {FLOOD_FOR:?}: {} sent, \
+             master's agent {:.1}% of a core, {} adverts seen, worst deviation \
+             from 1 s {:?}",
+            f.sent, f.cpu_percent, f.adverts_seen, f.worst_deviation
+        );
+    }
+}
+
+/// The master's log file system full (its `/run/lbdeploy` tmpfs shrunk
+/// and filled), and more than a pipe's worth of log lines caused
+/// (reloads): the agent keeps sending adverts at its interval, answers
+/// its status, counts the lines it dropped, and stays the sole holder.
+/// Space back, the log resumes.
+#[test]
+fn a_full_log_file_system_drops_lines_and_nothing_else() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("hostile-vrrp-full-log", vrrp(s, 2));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V2));
+    let host = "keepalived01";
+    lab.exec_ok(
+        host,
+        "mount -o remount,size=1m /run/lbdeploy && \
+         (dd if=/dev/zero of=/run/lbdeploy/fill bs=4k 2>/dev/null; true) && \
+         test \"$(df --output=avail /run/lbdeploy | tail -1)\" -eq 0",
+    );
+    let before = agent_status(&lab, host);
+    let sent =
+        |v: &Value| counter(&v["details"]["vrrp_instances"][0], "adverts_sent");
+    let pid = before["pid"].as_u64().unwrap();
+    // Each reload logs a line of ~200 bytes: 1 000 of them are three times
+    // the pipe's 64 KiB. Bounded: 1 000 signals, 5 ms apart.
+    let t0 = Instant::now();
+    lab.exec_ok(
+        host,
+        &format!("for i in $(seq 1000); do kill -HUP {pid}; sleep 0.005; done"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let after = agent_status(&lab, host);
+    let took = t0.elapsed().as_secs();
+    assert!(after["log_lines_dropped"].as_u64().unwrap() > 0, "{after}");
+    assert_eq!(after["pid"], before["pid"], "the agent restarted");
+    assert_eq!(after["healthy"], true, "{after}");
+    let adverts = sent(&after) - sent(&before);
+    assert!(adverts + 1 >= took, "{adverts} adverts in {took} s");
+    assert_eq!(after["details"]["vrrp_instances"][0]["state"], "MASTER");
+    assert_eq!(holders(&lab, &vip), ["keepalived01"]);
+
+    lab.exec_ok(host, "rm /run/lbdeploy/fill");
+    lab.exec_ok(host, &format!("kill -HUP {pid}"));
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tail = lab.exec_ok(host, "tail -3 /run/lbdeploy/agent.log");
+        if tail.contains("reloaded") {
+            break;
+        }
+        assert!(Instant::now() < until, "the log did not resume: {tail}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
