@@ -5,13 +5,20 @@
 //! lets the timeout (or the agent's shutdown) end it, and scans `/proc`
 //! for what is left.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use lbdeploy::agent::alert::deliver;
 use lbdeploy::agent::alert::event::{Event, What};
+use lbdeploy::agent::paths::RUN_DIR_ENV;
+use lbdeploy::agent::status;
 use lbdeploy::agent::sys::process;
 use lbdeploy::agent::track::script::{self, ScriptSpec};
+use rustix::process::{Pid, Signal, kill_process};
+
+use crate::support::lab::{LBDEPLOY, TempDir, describe};
 
 /// How many commands each case starts at once.
 const RUNS: usize = 20;
@@ -140,4 +147,193 @@ async fn alert_exec_hooks_killed_at_their_timeout_leave_no_processes() {
     }
     assert_eq!(settle(&m, 0, Duration::from_secs(2)), 0, "orphans left");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ===== finding 12: the supervised agent's privileges =====
+
+/// rs01's agent.yml as `apply` renders it (tests/golden/desired/example).
+const REALSERVER: &str = "cluster: \"lvs-dr-demo\"\nhost: \"rs01\"\n\
+                          interface: \"eth0\"\narp_suppression: \"sysctl\"\n\
+                          vips:\n- 192.168.1.200\nkeep_vip_on_stop: false\n";
+
+/// What the agent's capability sets must read in `/proc/PID/status`:
+/// CAP_NET_ADMIN (12) and CAP_NET_RAW (13), nothing else.
+const AGENT_CAPS: &str = "0000000000003000";
+
+/// How long the agent may take to stop after its supervisor was killed:
+/// its clean shutdown (priority-0 advert, VIPs removed) is bounded by the
+/// supervisor's own stop allowance.
+const ORPHAN_LIMIT: Duration = Duration::from_secs(10);
+
+/// A supervised agent started by `agent start` in a network namespace of
+/// its own (a veth `eth0` with the golden address), which it and its
+/// supervisor hold; both are killed when this is dropped.
+struct Supervised {
+    dir: TempDir,
+    supervisor: u32,
+    agent: u32,
+}
+
+impl Supervised {
+    fn start(mode: &str, config: &str) -> Self {
+        let dir = TempDir::new(&format!("privs-{mode}"));
+        let cfg = dir.path().join("agent.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let out = Command::new("unshare")
+            .args(["--net", "sh", "-c"])
+            .arg(
+                "ip link add eth0 type veth peer name eth0p && \
+                 ip link set eth0p up && ip link set eth0 up && \
+                 ip addr add 192.168.1.11/24 dev eth0 && exec \"$0\" \"$@\"",
+            )
+            .arg(LBDEPLOY)
+            .args(["agent", "start", mode, "--config"])
+            .arg(&cfg)
+            .env(RUN_DIR_ENV, dir.path().join("run"))
+            .output()
+            .unwrap();
+        let run = dir.path().join("run");
+        let supervisor = std::fs::read_to_string(run.join("agent.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        let agent = status::query(&run).map(|s| s.pid);
+        let mut this =
+            Self { dir, supervisor: supervisor.unwrap_or(0), agent: 0 };
+        assert!(out.status.success(), "{}", describe(&out));
+        this.agent = agent.expect("the agent answers once `start` returned");
+        this
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// The agent's capability sets, by name (`CapEff` …).
+    fn caps(&self) -> Vec<(String, String)> {
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/status", self.agent))
+                .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("Cap"))
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect()
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        for pid in [self.supervisor, self.agent] {
+            if let Some(pid) = Pid::from_raw(pid as i32) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default();
+    let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
+    state.is_some_and(|s| !s.starts_with(['Z', 'X']))
+}
+
+/// Whether `pid` ends within `limit`.
+fn ends_within(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// Every capability set of the agent is CAP_NET_ADMIN + CAP_NET_RAW.
+fn assert_confined(host: &Supervised) {
+    let caps = host.caps();
+    let want: Vec<(String, String)> =
+        ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]
+            .iter()
+            .map(|k| ((*k).to_owned(), AGENT_CAPS.to_owned()))
+            .collect();
+    assert_eq!(caps, want);
+}
+
+/// Killing the supervisor with SIGKILL takes the agent with it.
+fn assert_dies_with_its_supervisor(host: &Supervised) {
+    assert!(alive(host.agent));
+    signal(host.supervisor, Signal::KILL);
+    assert!(ends_within(host.agent, ORPHAN_LIMIT), "the agent was orphaned");
+}
+
+fn signal(pid: u32, sig: Signal) {
+    kill_process(Pid::from_raw(pid as i32).unwrap(), sig).unwrap();
+}
+
+#[test]
+fn the_supervised_realserver_keeps_net_admin_and_net_raw_only() {
+    let host = Supervised::start("realserver", REALSERVER);
+    assert_confined(&host);
+    // With only those it still set its sysctls and put the VIP on `lo`.
+    let s = status::query(&host.run_dir()).unwrap();
+    assert!(s.healthy, "{s:?}");
+    assert_dies_with_its_supervisor(&host);
+}
+
+/// keepalived01's agent.yml cut from the golden desired state, with a
+/// notify hook that records the capabilities hooks run with.
+fn director_config(hook: &Path) -> String {
+    let golden = std::fs::read_to_string(
+        "tests/golden/desired/example/keepalived01.txt",
+    )
+    .unwrap();
+    let start = golden.find("=== /etc/lbdeploy/agent.yml").unwrap();
+    let body = &golden[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    let body = &body[..body.find("\n=== ").unwrap_or(body.len())];
+    body.replacen(
+        "  preempt: true\n",
+        &format!(
+            "  preempt: true\n  notify: {{ master: {} }}\n",
+            hook.display()
+        ),
+        1,
+    )
+}
+
+#[test]
+fn the_supervised_director_keeps_net_admin_and_net_raw_only_and_still_works() {
+    let scratch = TempDir::new("privs-hook");
+    let record = scratch.path().join("caps");
+    let hook = scratch.path().join("hook");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\ngrep CapEff /proc/self/status > {}.tmp && mv {0}.tmp {0}\n", record.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &hook,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let host = Supervised::start("director", &director_config(&hook));
+    assert_confined(&host);
+    // Master after the Master_Down_Interval (about 3.5 s at 1 s adverts):
+    // VRRP's raw socket, the VIP and its data plane, and the hook ran.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !record.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hooked = std::fs::read_to_string(&record).expect("the master hook ran");
+    assert_eq!(hooked.trim(), format!("CapEff:\t{AGENT_CAPS}"));
+    let s = status::query(&host.run_dir()).unwrap();
+    assert!(s.healthy, "{s:?}");
+    let details = s.details.to_string();
+    assert!(
+        details.contains("MASTER") || details.contains("master"),
+        "{details}"
+    );
+    assert_dies_with_its_supervisor(&host);
 }
