@@ -169,16 +169,15 @@ virtual_services:
     assert_eq!(rises, [3, 2], "{}", file.content);
 }
 
-/// The unit passes `systemd-analyze verify` (where systemd is installed),
-/// with its binary path pointed at the binary under test so the check
-/// that ExecStart exists can pass on this machine.
-#[test]
-fn the_systemd_unit_verifies() {
+/// The first director's unit, with its binary path pointed at the binary
+/// under test so that checks that ExecStart exists pass on this machine;
+/// `None` (the test skipped) where systemd-analyze is not installed.
+fn director_unit() -> Option<String> {
     let Ok(which) =
         std::process::Command::new("systemd-analyze").arg("--version").output()
     else {
         eprintln!("SKIPPED: systemd-analyze is not installed");
-        return;
+        return None;
     };
     assert!(which.status.success());
     let host = &example()[0];
@@ -187,10 +186,16 @@ fn the_systemd_unit_verifies() {
         .iter()
         .find(|f| f.path.ends_with("lbdeploy-agent.service"))
         .expect("the director has a unit");
-    let content = unit.content.replace(
+    Some(unit.content.replace(
         &host.binary.to_string_lossy().into_owned(),
         env!("CARGO_BIN_EXE_lbdeploy"),
-    );
+    ))
+}
+
+/// The unit passes `systemd-analyze verify` (where systemd is installed).
+#[test]
+fn the_systemd_unit_verifies() {
+    let Some(content) = director_unit() else { return };
     let dir = crate::support::lab::TempDir::new("unit-verify");
     let path = dir.path().join("lbdeploy-agent.service");
     std::fs::write(&path, content).unwrap();
@@ -213,4 +218,38 @@ fn the_systemd_unit_verifies() {
         .filter(|l| !l.trim().is_empty())
         .collect();
     assert!(out.status.success() && said.is_empty(), "{said:#?}");
+}
+
+/// The most `systemd-analyze security` may rate the unit's exposure:
+/// "OK" ends at 3.9, and issue #17 asks for 3.0 at most (it was 6.7
+/// MEDIUM before the sandboxing directives).
+const MAX_EXPOSURE: f64 = 3.0;
+
+/// The unit's exposure, as `systemd-analyze security --offline=true`
+/// rates the file (systemd 250 and later; skipped where it is missing).
+#[test]
+fn the_systemd_unit_is_exposed_at_most_3_0() {
+    let Some(content) = director_unit() else { return };
+    let dir = crate::support::lab::TempDir::new("unit-security");
+    let path = dir.path().join("lbdeploy-agent.service");
+    std::fs::write(&path, content).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "→ Overall exposure level for lbdeploy-agent.service: 2.6 OK 🙂"
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split_once("Overall exposure level for "))
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no score in\n{text}\n{}",
+                crate::support::lab::describe(&out)
+            )
+        });
+    assert!(score <= MAX_EXPOSURE, "exposure {score}\n{text}");
 }

@@ -172,9 +172,11 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
     let run_dir = paths::run_dir();
     match cmd {
         AgentCommand::Director(args) => {
+            super::sys::privileges::confine_if_supervised()?;
             runtime::run::<DirectorConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Realserver(args) => {
+            super::sys::privileges::confine_if_supervised()?;
             runtime::run::<RealserverConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Status => return print_status(&run_dir, json),

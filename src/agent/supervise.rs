@@ -35,6 +35,7 @@ use tokio::process::Child;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::status;
+use super::sys::privileges;
 use super::{logfile, paths, runtime};
 use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, RealserverConfig};
@@ -227,6 +228,8 @@ async fn supervise_async(
             .args(["agent", mode.as_str(), "--config"])
             .arg(config)
             .args(["--log-format", crate::util::log::current().as_str()])
+            // The agent confines itself, tied to us (sys::privileges).
+            .env(privileges::SUPERVISOR_ENV, me.as_raw_nonzero().to_string())
             .stdin(Stdio::null());
         let started = Instant::now();
         match command.spawn() {

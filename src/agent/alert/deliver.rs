@@ -177,25 +177,18 @@ pub async fn webhook(url: &str, event: &Event) -> anyhow::Result<()> {
     .map_err(|_| anyhow!("no answer within {HOOK_TIMEOUT:?}"))?
 }
 
-/// Run the exec hook with the event's arguments, killed at the timeout.
+/// Run the exec hook with the event's arguments, killed at the timeout
+/// with its whole process group, through the agent's one command runner
+/// ([`sys::process`](crate::agent::sys::process)).
 ///
 /// # Errors
 /// It cannot start, fails, or times out.
 pub async fn exec(program: &str, event: &Event) -> anyhow::Result<()> {
-    let mut child = tokio::process::Command::new(program)
-        .args(event.args())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {program}"))?;
-    match timeout(HOOK_TIMEOUT, child.wait()).await {
-        Ok(Ok(s)) if s.success() => Ok(()),
-        Ok(Ok(s)) => bail!("{program} exited with {s}"),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => {
-            bail!("{program} ran longer than {HOOK_TIMEOUT:?} and was killed")
-        }
-    }
+    let argv: Vec<String> =
+        std::iter::once(program.to_owned()).chain(event.args()).collect();
+    crate::agent::sys::process::run(&argv, HOOK_TIMEOUT)
+        .await
+        .map_err(|e| anyhow!("{program}: {e}"))
 }
 
 #[cfg(test)]

@@ -13,10 +13,14 @@
 //! * [`checksum`] — the Internet checksum of VRRP adverts, Neighbour
 //!   Advertisements and half-open checks' SYNs; pure;
 //! * [`process`] — running an external command (`exec` checks, tracking
-//!   scripts) in its own process group, killed whole on timeout.
+//!   scripts, notify and alert hooks) in its own process group, killed
+//!   whole on timeout;
+//! * [`privileges`] — the supervised agent's capabilities and its tie to
+//!   the supervisor.
 
 pub mod checksum;
 pub mod net;
 pub mod netlink;
 pub mod nftables;
+pub mod privileges;
 pub mod process;

@@ -2,8 +2,11 @@
 //! transition runs and with which arguments (pure), and running them in
 //! the background. When to run them is `vrrp::instance`'s.
 
+use std::time::Duration;
+
 use tracing::Instrument;
 
+use crate::agent::sys::process;
 use crate::agent::vrrp::fsm::{State, state_name};
 use crate::inventory::NotifyHooks;
 
@@ -42,27 +45,44 @@ pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
     own.into_iter().chain(hooks.any.as_deref()).collect()
 }
 
+/// How long a notify hook may run before it is killed with its process
+/// group. keepalived sets no limit on notify scripts, but a hook that
+/// hangs (a `curl` to a dead host, a pipeline waiting on a full pipe)
+/// would then hold its processes for ever, one set per transition; a
+/// minute is far more than a hook that tells somebody of a transition
+/// needs.
+pub(crate) const NOTIFY_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Run a notify hook in the background, as keepalived does: through the
 /// shell (so the configured string may carry its own arguments), with the
-/// transition appended, reaped by a task that logs a failure.
+/// transition appended, in its own process group
+/// ([`sys::process`](crate::agent::sys::process)) that is killed whole
+/// at [`NOTIFY_HOOK_TIMEOUT`] or when the agent stops; a failure is
+/// logged.
 pub(crate) fn run_hook(script: &str, args: &[String; 4]) {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(format!("exec {script} \"$@\"")).arg("sh").args(args);
-    let script = script.to_owned();
-    match cmd.spawn() {
-        Ok(mut child) => {
-            let reap = async move {
-                match child.wait().await {
-                    Ok(s) if s.success() => {}
-                    Ok(s) => tracing::warn!("notify hook {script}: {s}"),
-                    Err(e) => tracing::warn!("notify hook {script}: {e}"),
-                }
-            };
-            // The reaper's lines name the instance, as the loop's do.
-            tokio::spawn(reap.in_current_span());
-        }
-        Err(e) => tracing::warn!("notify hook {script}: {e}"),
+    let run =
+        run_hook_within(script.to_owned(), args.clone(), NOTIFY_HOOK_TIMEOUT);
+    // The task's lines name the instance, as the loop's do.
+    tokio::spawn(run.in_current_span());
+}
+
+/// Run one hook to its end or `limit`, logging how it failed.
+async fn run_hook_within(script: String, args: [String; 4], limit: Duration) {
+    if let Err(e) = process::run(&hook_argv(&script, &args), limit).await {
+        tracing::warn!("notify hook {script}: {e}");
     }
+}
+
+/// The argv that runs `script` through the shell with `args` appended
+/// as positional parameters, never as shell text.
+fn hook_argv(script: &str, args: &[String; 4]) -> Vec<String> {
+    let head = [
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("exec {script} \"$@\""),
+        "sh".into(),
+    ];
+    head.into_iter().chain(args.iter().cloned()).collect()
 }
 
 #[cfg(test)]
@@ -88,5 +108,43 @@ mod tests {
             notify_args(Kind::Group, "VG_1", State::Fault, 0),
             ["GROUP", "VG_1", "FAULT", "0"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_hung_hook_is_killed_with_its_process_group() {
+        use crate::agent::sys::process::testing::{
+            pids_in, scratch, survivors,
+        };
+        let dir = scratch("notify-hung");
+        let pids = dir.join("pids");
+        // The hook backgrounds a sleeper and waits on it, as `x | y` does.
+        let hook = dir.join("hook");
+        let text = format!(
+            "#!/bin/sh\nsleep 30 & echo $! >> {p}\necho $$ >> {p}\nwait\n",
+            p = pids.display()
+        );
+        std::fs::write(&hook, text).unwrap();
+        std::fs::set_permissions(
+            &hook,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let args = notify_args(Kind::Instance, "VI_1", State::Master, 120);
+        let started = std::time::Instant::now();
+        let limit = Duration::from_millis(300);
+        run_hook_within(hook.display().to_string(), args, limit).await;
+        assert!(started.elapsed() < Duration::from_secs(3), "not killed");
+        let started = pids_in(&pids);
+        assert_eq!(started.len(), 2, "the hook did not run");
+        assert_eq!(survivors(&started), Vec::<u32>::new());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn hook_arguments_are_positional_not_shell_text() {
+        let args = notify_args(Kind::Instance, "a;b", State::Backup, 1);
+        let argv = hook_argv("/x y", &args);
+        assert_eq!(argv[..3], ["/bin/sh", "-c", "exec /x y \"$@\""]);
+        assert_eq!(argv[3..], ["sh", "INSTANCE", "a;b", "BACKUP", "1"]);
     }
 }

@@ -1,0 +1,142 @@
+//! The supervised agent's confinement, for hosts without systemd: what
+//! the rendered unit's `CapabilityBoundingSet=`/`AmbientCapabilities=`
+//! give an agent under systemd, and a tie to the supervisor that
+//! `KillMode=` gives it there.
+//!
+//! The supervisor runs only lbdeploy's own code and keeps root's full
+//! capabilities: it removes what a dead agent held (VIPs, the nftables
+//! table: `CAP_NET_ADMIN`), and restarting an agent whose privileges it
+//! must then reduce needs `CAP_SETPCAP`. The agent — which parses packets
+//! from the segment and runs the inventory's scripts and hooks — reduces
+//! itself, first thing, before its runtime starts any thread
+//! (capabilities belong to threads; threads started later inherit them):
+//!
+//! * **dies with the supervisor**: `PR_SET_PDEATHSIG` with SIGTERM, so it
+//!   stops cleanly (gives up mastership, removes its VIPs) when the
+//!   supervisor is killed, even with SIGKILL; then `getppid` is checked
+//!   against the PID the supervisor passed, which closes the race of a
+//!   supervisor that died before the death signal was armed;
+//! * **keeps [`AGENT_CAPABILITIES`] only**: every other capability leaves
+//!   the bounding set (so no child, setuid binary or file capability
+//!   gets it back), and effective, permitted, inheritable and ambient
+//!   are exactly these two — ambient so the `nft` it runs and the
+//!   scripts it starts have them as under systemd's
+//!   `AmbientCapabilities=`.
+//!
+//! It stays uid 0: its files (`/run/lbdeploy`, `/etc/lbdeploy`) are
+//! root's and need no `CAP_DAC_OVERRIDE` to be read or written by their
+//! owner. A file another user keeps private (a `track_file` of mode 0600
+//! owned by someone else) is therefore unreadable to the agent, as it is
+//! under the unit.
+//!
+//! This does the same without `unsafe` code and without `pre_exec`: the
+//! agent does it to itself, told by [`SUPERVISOR_ENV`].
+
+use anyhow::{Context, bail};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, getppid, set_parent_process_death_signal};
+use rustix::thread::{
+    CapabilitySet, CapabilitySets, configure_capability_in_ambient_set,
+    remove_capability_from_bounding_set, set_capabilities,
+};
+
+/// Set by the supervisor on the agent it starts, to its own PID: the
+/// agent then confines itself ([`confine_if_supervised`]).
+pub const SUPERVISOR_ENV: &str = "LBDEPLOY_SUPERVISOR_PID";
+
+/// All the supervised agent keeps, as the unit's bounding set does.
+/// `CAP_NET_ADMIN`: VIPs, routes' neighbours, the nftables table, IPVS
+/// over generic netlink, writing `/proc/sys/net` (the files are root's,
+/// so uid 0 writes them as their owner; the kernel then asks for
+/// `CAP_NET_ADMIN` in the network namespace), socket buffers past
+/// `rmem_max`, the process connector. `CAP_NET_RAW`: VRRP's raw IP
+/// sockets, gratuitous ARP and unsolicited NA on packet sockets, the
+/// half-open TCP check and ping.
+pub const AGENT_CAPABILITIES: CapabilitySet =
+    CapabilitySet::NET_ADMIN.union(CapabilitySet::NET_RAW);
+
+/// Capabilities are numbered below this; the kernel knows fewer
+/// (`/proc/sys/kernel/cap_last_cap`) and answers EINVAL for the rest.
+const CAPABILITY_BITS: u32 = 64;
+
+/// When [`SUPERVISOR_ENV`] is set, tie this process to the supervisor and
+/// drop every capability but [`AGENT_CAPABILITIES`]; otherwise (a
+/// foreground agent, the systemd unit) do nothing. Call it while the
+/// process has one thread.
+///
+/// # Errors
+/// The variable holds no PID, the supervisor is already gone, the
+/// process has more than one thread, or the kernel refused a step: the
+/// agent must not run with more than it should, nor outlive its
+/// supervisor.
+pub fn confine_if_supervised() -> anyhow::Result<()> {
+    let Some(value) = std::env::var_os(SUPERVISOR_ENV) else {
+        return Ok(());
+    };
+    let supervisor = value
+        .to_str()
+        .and_then(|t| t.parse().ok())
+        .and_then(Pid::from_raw)
+        .with_context(|| format!("{SUPERVISOR_ENV}={value:?} is no PID"))?;
+    set_parent_process_death_signal(Some(Signal::TERM))
+        .context("PR_SET_PDEATHSIG")?;
+    if getppid() != Some(supervisor) {
+        bail!(
+            "the supervisor (pid {}) is gone; not starting",
+            supervisor.as_raw_nonzero()
+        );
+    }
+    let threads = std::fs::read_dir("/proc/self/task")
+        .context("reading /proc/self/task")?
+        .count();
+    if threads != 1 {
+        bail!("dropping capabilities needs one thread, not {threads}");
+    }
+    keep_only(AGENT_CAPABILITIES)
+}
+
+/// Reduce this thread to `keep`: bounding set first (that needs
+/// `CAP_SETPCAP`, about to go), then the three sets, then ambient.
+fn keep_only(keep: CapabilitySet) -> anyhow::Result<()> {
+    for cap in outside(keep) {
+        match remove_capability_from_bounding_set(cap) {
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("dropping {cap:?} from the bounding set")
+                });
+            }
+        }
+    }
+    let sets =
+        CapabilitySets { effective: keep, permitted: keep, inheritable: keep };
+    set_capabilities(None, sets).context("capset")?;
+    for cap in keep.iter() {
+        configure_capability_in_ambient_set(cap, true)
+            .with_context(|| format!("raising {cap:?} in the ambient set"))?;
+    }
+    Ok(())
+}
+
+/// Every capability number but those in `keep`, one set each.
+fn outside(keep: CapabilitySet) -> impl Iterator<Item = CapabilitySet> {
+    (0..CAPABILITY_BITS)
+        .map(|bit| CapabilitySet::from_bits_retain(1 << bit))
+        .filter(move |cap| !keep.contains(*cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn everything_but_the_kept_leaves_the_bounding_set() {
+        let gone: Vec<u64> =
+            outside(AGENT_CAPABILITIES).map(|c| c.bits()).collect();
+        assert_eq!(gone.len(), 62);
+        assert!(!gone.contains(&(1 << 12)), "CAP_NET_ADMIN is 12");
+        assert!(!gone.contains(&(1 << 13)), "CAP_NET_RAW is 13");
+        assert!(gone.contains(&(1 << 21)), "CAP_SYS_ADMIN stays in");
+        assert_eq!(AGENT_CAPABILITIES.bits(), 0x3000);
+    }
+}
