@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 pub use environment::{Environment, System};
+pub(crate) use text::forbidden_char;
 pub use vrrp::effective_priority;
 
 use super::diag::Finding;
