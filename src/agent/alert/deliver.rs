@@ -289,6 +289,28 @@ mod tests {
         assert!(webhook("https://example.org/", &event()).await.is_err());
     }
 
+    /// An injection that slipped past validation (the agent's own config
+    /// built directly) is refused by the writer before it connects: the
+    /// listening sink never sees a connection.
+    #[tokio::test]
+    async fn injected_fields_are_refused_before_anything_is_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let email = Email {
+            to: vec!["ops@example.org\r\nRCPT TO:<evil@example.net>".into()],
+            from: "d1@example.org".into(),
+            smtp_server: format!("127.0.0.1:{port}"),
+            timeout: crate::inventory::Duration::from_secs(5),
+        };
+        let err = smtp(&email, &event()).await.unwrap_err().to_string();
+        assert!(err.contains("email.to[0]") && !err.contains("evil"), "{err}");
+        let url = format!("http://127.0.0.1:{port}/x\r\nX-Injected: yes");
+        let err = webhook(&url, &event()).await.unwrap_err().to_string();
+        assert!(err.contains("webhook") && !err.contains("Injected"), "{err}");
+        let quiet = timeout(Duration::from_millis(200), listener.accept());
+        assert!(quiet.await.is_err(), "something connected to the sink");
+    }
+
     #[tokio::test]
     async fn a_hung_mail_server_never_blocks_the_sender() {
         // Accepts and never says a word.
