@@ -576,24 +576,42 @@ pub struct VirtualAddress {
     pub label: Option<String>,
 }
 
-/// Scripts run on VRRP transitions, with instance, state and priority as
-/// arguments (keepalived's `notify_master`, `notify_backup`, `notify_fault`,
+/// Programs run on VRRP transitions, each an argv list (as
+/// `notification.exec`: no shell unless written `[/bin/sh, -c, "…"]`),
+/// with keepalived's `INSTANCE|GROUP NAME STATE PRIORITY` appended
+/// (keepalived's `notify_master`, `notify_backup`, `notify_fault`,
 /// `notify`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyHooks {
     /// Run on becoming master.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub master: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub master: Option<Vec<String>>,
     /// Run on becoming backup.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backup: Option<Vec<String>>,
     /// Run on entering fault.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fault: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fault: Option<Vec<String>>,
     /// Run on every transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub any: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub any: Option<Vec<String>>,
 }
 
 // ===== virtual services =====

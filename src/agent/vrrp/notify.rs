@@ -32,7 +32,7 @@ pub(crate) fn notify_args(
 }
 
 /// The hooks to run on entering `to`: the state's own, then `any`.
-pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
+pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&[String]> {
     let own = match to {
         State::Master => hooks.master.as_deref(),
         State::Backup => hooks.backup.as_deref(),
@@ -42,13 +42,14 @@ pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
     own.into_iter().chain(hooks.any.as_deref()).collect()
 }
 
-/// Run a notify hook in the background, as keepalived does: through the
-/// shell (so the configured string may carry its own arguments), with the
+/// Run a notify hook in the background: its argv without a shell (an
+/// operator who wants one writes `[/bin/sh, -c, "…"]`), with the
 /// transition appended, reaped by a task that logs a failure.
-pub(crate) fn run_hook(script: &str, args: &[String; 4]) {
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(format!("exec {script} \"$@\"")).arg("sh").args(args);
-    let script = script.to_owned();
+pub(crate) fn run_hook(argv: &[String], args: &[String; 4]) {
+    let Some((program, own)) = argv.split_first() else { return };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(own).args(args);
+    let script = program.clone();
     match cmd.spawn() {
         Ok(mut child) => {
             let reap = async move {
@@ -71,15 +72,19 @@ mod tests {
 
     #[test]
     fn hooks_get_keepalived_arguments() {
+        let argv = |a: &[&str]| Some(a.iter().map(|s| s.to_string()).collect());
         let hooks = NotifyHooks {
-            master: Some("/m".into()),
+            master: argv(&["/m"]),
             backup: None,
-            fault: Some("/f".into()),
-            any: Some("/any x".into()),
+            fault: argv(&["/f"]),
+            any: argv(&["/any", "x y"]),
         };
-        assert_eq!(hooks_for(&hooks, State::Master), ["/m", "/any x"]);
-        assert_eq!(hooks_for(&hooks, State::Backup), ["/any x"]);
-        assert_eq!(hooks_for(&hooks, State::Fault), ["/f", "/any x"]);
+        let any = ["/any".to_owned(), "x y".to_owned()];
+        let m = ["/m".to_owned()];
+        let f = ["/f".to_owned()];
+        assert_eq!(hooks_for(&hooks, State::Master), [&m[..], &any[..]]);
+        assert_eq!(hooks_for(&hooks, State::Backup), [&any[..]]);
+        assert_eq!(hooks_for(&hooks, State::Fault), [&f[..], &any[..]]);
         assert_eq!(
             notify_args(Kind::Instance, "VI_1", State::Master, 120),
             ["INSTANCE", "VI_1", "MASTER", "120"]
