@@ -399,6 +399,30 @@ mod tests {
         );
     }
 
+    /// Issue #17, finding 4, validation bypassed: the unit itself refuses
+    /// a director name that would add `ExecStartPre=+…` as root.
+    #[test]
+    fn the_unit_refuses_a_name_that_adds_a_service_section() {
+        let roles = Roles::embedded().unwrap();
+        let ctx = |host: &str| {
+            minijinja::context!(
+                host => host, cluster => "c", agent => "director",
+                binary => "/usr/local/bin/lbdeploy",
+                config => "/etc/lbdeploy/agent.yml",
+            )
+        };
+        let unit = "lbdeploy-agent.service.j2";
+        assert!(roles.render(unit, &ctx("lb1")).is_ok());
+        let evil = "lb1\n[Service]\nExecStartPre=+/bin/sh -c 'id > /tmp/p'";
+        let err = roles.render(unit, &ctx(evil)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Unsafe { template, field }
+                if template == unit && field == "host"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("ExecStartPre"), "{err}");
+    }
+
     #[test]
     fn undefined_values_are_errors() {
         let roles = Roles::embedded().unwrap();

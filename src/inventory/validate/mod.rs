@@ -37,7 +37,7 @@ pub use vrrp::effective_priority;
 use super::diag::Finding;
 use super::schema::{Inventory, VirtualService};
 use hosts::hosts;
-use notification::notification;
+use notification::{hooks, notification};
 use service::virtual_service;
 use sync_group::vrrp_sync_groups;
 use track::{track, tracked_objects, vrrp_scripts};
@@ -63,6 +63,14 @@ pub fn validate(
             &mut out,
         );
         track(inv, vi, &format!("vrrp_instances[{i}]"), &mut out);
+        if let Some(h) = &vi.notify {
+            hooks(h, &format!("vrrp_instances[{i}].notify"), &mut out);
+        }
+    }
+    for (i, g) in inv.vrrp_sync_groups.iter().enumerate() {
+        if let Some(h) = &g.notify {
+            hooks(h, &format!("vrrp_sync_groups[{i}].notify"), &mut out);
+        }
     }
     vrrp_scripts(inv, &mut out);
     tracked_objects(inv, &mut out);

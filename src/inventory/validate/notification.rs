@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::inventory::diag::Finding;
-use crate::inventory::schema::Notification;
+use crate::inventory::schema::{Notification, NotifyHooks};
 
 /// RFC 5321 §4.5.3.1.1: the longest local part, in octets.
 pub(crate) const LOCAL_PART_MAX: usize = 64;
@@ -50,11 +50,32 @@ pub(crate) fn notification(n: &Notification, out: &mut Vec<Finding>) {
     {
         out.push(Finding::error("notification.webhook", why));
     }
-    if let Some(argv) = &n.exec
-        && !argv.first().is_some_and(|p| p.starts_with('/'))
-    {
+    if let Some(argv) = &n.exec {
+        program(argv, "notification.exec", out);
+    }
+}
+
+/// The notify hooks of an instance or a sync group at `path`.
+pub(crate) fn hooks(h: &NotifyHooks, path: &str, out: &mut Vec<Finding>) {
+    let all = [
+        ("master", &h.master),
+        ("backup", &h.backup),
+        ("fault", &h.fault),
+        ("any", &h.any),
+    ];
+    for (field, argv) in all {
+        if let Some(argv) = argv {
+            program(argv, &format!("{path}.{field}"), out);
+        }
+    }
+}
+
+/// A hook's argv: a program by its absolute path (the agent runs it
+/// without a shell or a `PATH` search), then its arguments.
+fn program(argv: &[String], path: &str, out: &mut Vec<Finding>) {
+    if !argv.first().is_some_and(|p| p.starts_with('/')) {
         out.push(Finding::error(
-            "notification.exec",
+            path,
             "the hook is a program with an absolute path and its \
              arguments, e.g. `[/usr/local/bin/notify, --flag]`; for a \
              shell, `[/bin/sh, -c, \"…\"]`",
