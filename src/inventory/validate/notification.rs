@@ -14,10 +14,8 @@ use crate::inventory::schema::{Notification, NotifyHooks};
 
 /// RFC 5321 §4.5.3.1.1: the longest local part, in octets.
 pub(crate) const LOCAL_PART_MAX: usize = 64;
-/// RFC 5321 §4.5.3.1.2: the longest domain, in octets.
-pub(crate) const DOMAIN_MAX: usize = 255;
 /// The longest mailbox: RFC 5321 §4.5.3.1.3's 256-octet path less its
-/// angle brackets.
+/// angle brackets. It also keeps the domain under §4.5.3.1.2's 255.
 pub(crate) const MAILBOX_MAX: usize = 254;
 /// RFC 1035 §2.3.4: the longest label of a domain name.
 const LABEL_MAX: usize = 63;
@@ -111,9 +109,6 @@ pub(crate) fn mailbox(addr: &str) -> Result<(), String> {
         return Err("the part before `@` may hold letters, digits, \
                     `!#$%&'*+-/=?^_`{|}~` and single dots between them"
             .into());
-    }
-    if domain.len() > DOMAIN_MAX {
-        return Err(format!("the domain is longer than {DOMAIN_MAX}"));
     }
     if let Some(literal) =
         domain.strip_prefix('[').and_then(|d| d.strip_suffix(']'))
