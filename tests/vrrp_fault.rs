@@ -141,7 +141,7 @@ fn link_flap(s: Subnet, flap: &Flap<'_>) -> Option<TestLab> {
     let vip = s.vip();
     let hook = "/run/hook.sh";
     let inventory = vrrp(s, 2)
-        .instance_option(&format!("notify: {{ fault: {hook} fault }}"));
+        .instance_option(&format!("notify: {{ fault: [{hook}, fault] }}"));
     let lab = TestLab::up(flap.name, &inventory.to_string())?;
     lab.exec_ok(
         "keepalived01",

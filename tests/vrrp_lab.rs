@@ -612,8 +612,8 @@ fn lbdeploy_preempt_delay_and_notify_hooks() {
     let inventory = vrrp(s, 3)
         .instance_option(&format!("preempt_delay: {}s", delay.as_secs()))
         .instance_option(&format!(
-            "notify: {{ master: {hook} master, backup: {hook} backup, \
-             any: {hook} any }}"
+            "notify: {{ master: [{hook}, master], backup: [{hook}, backup], \
+             any: [{hook}, any] }}"
         ));
     let lab = lab_or_skip!("vrrp-preempt-delay", inventory);
     lab.exec_ok(

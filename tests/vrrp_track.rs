@@ -215,7 +215,7 @@ fn r16_a_sync_group_fails_together() {
         .instance_option("track: { interfaces: [{ name: trk1 }] }")
         .top(&format!(
             "vrrp_sync_groups:\n  - name: VG_1\n    instances: [VI_1, VI_2]\n    \
-             notify: {{ fault: {hook} fault, master: {hook} master }}\n"
+             notify: {{ fault: [{hook}, fault], master: [{hook}, master] }}\n"
         ))
         .to_string()
         .replacen(

@@ -95,15 +95,15 @@ impl fmt::Display for Diagnostics {
             };
             let path = match d.finding.path.as_str() {
                 "" => String::new(),
-                p => format!("{p}: "),
+                p => format!("{}: ", escaped(p)),
             };
+            let message = escaped(&d.finding.message);
             writeln!(
                 f,
-                "{}:{}:{}: {severity}: {path}{}",
+                "{}:{}:{}: {severity}: {path}{message}",
                 self.file.display(),
                 d.line,
                 d.col,
-                d.finding.message
             )?;
         }
         Ok(())
@@ -111,3 +111,37 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// The most characters of one message or path that are printed: a
+/// message may quote a value, and a 1 MB value is no help to anyone.
+pub(crate) const SHOWN_MAX: usize = 512;
+
+/// A message or path may quote a value (an unknown enum word, a bad
+/// address, a misspelt key); its control characters are shown escaped, so
+/// a value cannot forge lines or drive the operator's terminal, and it is
+/// cut after [`SHOWN_MAX`] characters.
+fn escaped(s: &str) -> String {
+    let cut = s.chars().count() > SHOWN_MAX;
+    s.chars()
+        .take(SHOWN_MAX)
+        .chain(cut.then_some('…'))
+        .map(|c| match c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_escaped_and_cut() {
+        assert_eq!(escaped("a\nb\u{1b}c"), "a\\u{a}b\\u{1b}c");
+        assert_eq!(escaped("x\u{2028}"), "x\\u{2028}");
+        let long = escaped(&"y".repeat(SHOWN_MAX * 4));
+        assert_eq!(long.chars().count(), SHOWN_MAX + 1);
+        assert!(long.ends_with('…'));
+    }
+}

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use diag::{Diagnostic, Diagnostics, Finding, Severity};
 pub use mode::Mode;
 pub use schema::*;
+pub(crate) use validate::forbidden_char;
 pub use validate::{Environment, System, effective_priority, service_label};
 pub use values::{Bounded, Duration, IfAddr, Port, Priority, RouterId, Weight};
 

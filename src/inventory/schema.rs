@@ -595,24 +595,42 @@ pub struct VirtualAddress {
     pub label: Option<String>,
 }
 
-/// Scripts run on VRRP transitions, with instance, state and priority as
-/// arguments (keepalived's `notify_master`, `notify_backup`, `notify_fault`,
+/// Programs run on VRRP transitions, each an argv list (as
+/// `notification.exec`: no shell unless written `[/bin/sh, -c, "…"]`),
+/// with keepalived's `INSTANCE|GROUP NAME STATE PRIORITY` appended
+/// (keepalived's `notify_master`, `notify_backup`, `notify_fault`,
 /// `notify`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyHooks {
     /// Run on becoming master.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub master: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub master: Option<Vec<String>>,
     /// Run on becoming backup.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backup: Option<Vec<String>>,
     /// Run on entering fault.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fault: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fault: Option<Vec<String>>,
     /// Run on every transition.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub any: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub any: Option<Vec<String>>,
 }
 
 // ===== virtual services =====
@@ -783,12 +801,90 @@ pub struct Notification {
     /// keepalived's `notification_email` and `smtp_server`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
-    /// A program run with the event as arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<String>,
-    /// An HTTP(S) URL that receives each event as a JSON POST.
+    /// A program and its arguments, run directly (no shell) with the
+    /// event's words appended: `[/usr/local/bin/notify, --flag]`; a shell
+    /// only when asked for, as `[/bin/sh, -c, "…"]`. A single word may be
+    /// written as a plain string; a string with spaces is refused (it
+    /// would be taken for a program's path, see [`exec_argv`]).
+    #[serde(
+        default,
+        deserialize_with = "exec_argv",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub exec: Option<Vec<String>>,
+    /// An `http://` URL that receives each event as a JSON POST.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+}
+
+/// `exec:` as an argv list, or as one word. A string with whitespace is
+/// refused with the list it probably means: it used to be run as a path
+/// ("No such file") while the operator meant a command line, and running
+/// it through a shell instead would make every quote in it matter.
+///
+/// # Errors
+/// A string with whitespace, or neither a string nor a list of strings.
+pub fn exec_argv<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Word(String),
+        List(Vec<String>),
+    }
+    match Option::<Form>::deserialize(d) {
+        Ok(None) => Ok(None),
+        Ok(Some(Form::List(argv))) => Ok(Some(argv)),
+        Ok(Some(Form::Word(w))) if !w.contains(char::is_whitespace) => {
+            Ok(Some(vec![w]))
+        }
+        Ok(Some(Form::Word(line))) => {
+            let words: Vec<String> = split_words(&line)
+                .iter()
+                .map(|w| match w.contains([' ', ',', '"']) {
+                    true => format!("'{}'", w.escape_debug()),
+                    false => w.escape_debug().to_string(),
+                })
+                .collect();
+            Err(D::Error::custom(format!(
+                "a command line in one string is not split — write the \
+                 program and its arguments as a list: `[{}]` (for a \
+                 shell: `[/bin/sh, -c, \"…\"]`)",
+                words.join(", ")
+            )))
+        }
+        Err(_) => Err(D::Error::custom(
+            "expected a program and its arguments as a list, e.g. \
+             `[/usr/local/bin/notify, --flag]`",
+        )),
+    }
+}
+
+/// A command line split into words as keepalived splits a script's
+/// string: on whitespace, with single or double quotes grouping words
+/// that hold spaces (the quotes themselves dropped); no other shell
+/// syntax. The importer turns keepalived's `notify` strings into argv
+/// lists with it, and `exec_argv` shows the list an operator meant.
+pub fn split_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_default().push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.get_or_insert_default();
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_default().push(c),
+        }
+    }
+    words.extend(word);
+    words
 }
 
 /// Email notification over SMTP.
@@ -818,4 +914,31 @@ pub struct Lab {
     pub controller: IfAddr,
     /// Where test traffic to the VIP comes from.
     pub client: IfAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_split_as_keepalived_splits_them() {
+        assert_eq!(split_words("/bin/x.sh a  b"), ["/bin/x.sh", "a", "b"]);
+        assert_eq!(
+            split_words("/bin/x 'two words' \"x y\"z ''"),
+            ["/bin/x", "two words", "x yz", ""]
+        );
+        assert!(split_words("  ").is_empty());
+    }
+
+    #[test]
+    fn exec_is_a_list_or_one_word() {
+        let n = |y: &str| serde_yaml::from_str::<Notification>(y);
+        let argv = n("exec: [/bin/n, --flag]").unwrap().exec.unwrap();
+        assert_eq!(argv, ["/bin/n", "--flag"]);
+        assert_eq!(n("exec: /bin/n").unwrap().exec.unwrap(), ["/bin/n"]);
+        let err = n("exec: /bin/n --flag 'a b'").unwrap_err().to_string();
+        assert!(err.contains("`[/bin/n, --flag, 'a b']`"), "{err}");
+        assert!(n("exec: 3").is_err());
+        assert_eq!(n("{}").unwrap().exec, None);
+    }
 }

@@ -42,6 +42,19 @@ pub enum Error {
         /// Why.
         error: std::io::Error,
     },
+    /// A device, FIFO, directory or socket rather than a file: reading
+    /// `/dev/zero` never ends (issue #17, finding 10).
+    #[error(
+        "{} is not a regular file ({kind}) — pass the agent binary itself \
+         with --binary",
+        path.display()
+    )]
+    NotRegular {
+        /// The binary.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
     /// It is not a 64-bit little-endian ELF executable.
     #[error("{} is not a 64-bit ELF executable: {why}", path.display())]
     NotElf {
@@ -102,7 +115,7 @@ impl Binary {
     /// Inspect `file`, naming it `path` in messages.
     fn inspect_file(path: &Path, source: &Path) -> Result<Self, Error> {
         let read = |error| Error::Read { path: path.to_owned(), error };
-        let mut file = std::fs::File::open(source).map_err(read)?;
+        let mut file = open_regular(path, source)?;
         let mut hasher = Sha256::new();
         let mut head = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
@@ -151,6 +164,30 @@ impl Binary {
 }
 
 const PT_INTERP: u32 = 3;
+
+/// Open `source` only if it is a regular file (symbolic links followed).
+/// Opened non-blocking, so a FIFO cannot hang the open itself, then
+/// checked on the open descriptor, so what is read is what was checked.
+fn open_regular(path: &Path, source: &Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read = |error| Error::Read { path: path.to_owned(), error };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(source)
+        .map_err(read)?;
+    let kind = file.metadata().map_err(read)?.file_type();
+    let what = match kind {
+        k if k.is_file() => return Ok(file),
+        k if k.is_dir() => "a directory",
+        k if k.is_char_device() => "a character device",
+        k if k.is_block_device() => "a block device",
+        k if k.is_fifo() => "a FIFO",
+        k if k.is_socket() => "a socket",
+        _ => "not a file",
+    };
+    Err(Error::NotRegular { path: path.to_owned(), kind: what })
+}
 
 /// The machine and linkage of a 64-bit little-endian ELF file, from its
 /// first bytes (the header and program headers sit at the start).
@@ -201,6 +238,36 @@ mod tests {
         let e = Binary::inspect(Path::new("/bin/sh")).unwrap_err();
         assert!(matches!(e, Error::Dynamic { .. }), "{e}");
         assert!(e.to_string().contains("dynamically linked"));
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read() {
+        let started = std::time::Instant::now();
+        for (dev, kind) in [
+            ("/dev/zero", "a character device"),
+            ("/dev/null", "a character device"),
+            ("/", "a directory"),
+        ] {
+            let e = Binary::inspect(Path::new(dev)).unwrap_err();
+            assert!(
+                matches!(&e, Error::NotRegular { kind: k, .. } if *k == kind),
+                "{dev}: {e}"
+            );
+            assert!(e.to_string().starts_with(&format!("{dev} is not")));
+        }
+        let fifo = std::env::temp_dir()
+            .join(format!("lbd-binary-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let e = Binary::inspect(&fifo).unwrap_err();
+        std::fs::remove_file(&fifo).unwrap();
+        assert!(matches!(e, Error::NotRegular { kind: "a FIFO", .. }), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

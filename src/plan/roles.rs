@@ -111,6 +111,19 @@ pub enum Error {
         /// serde's message with line and column.
         message: String,
     },
+    /// A value interpolated into a template holds a control character
+    /// that would start a new line (a new directive, a new key) in the
+    /// file; named by its expression, never shown.
+    #[error(
+        "template {template}: `{field}` contains a control character — \
+         refused, it would inject lines into the rendered file"
+    )]
+    Unsafe {
+        /// The template.
+        template: String,
+        /// The interpolated expression, as the template writes it.
+        field: String,
+    },
     /// A template failed to parse or render.
     #[error("template: {0:#}")]
     Template(#[from] minijinja::Error),
@@ -204,6 +217,7 @@ impl Roles {
                 .expect("default delimiters are valid"),
         );
         env.add_filter("yaml", yaml_filter);
+        env.set_formatter(one_line_formatter);
         for (name, text) in templates {
             env.add_template_owned(name, text)?;
         }
@@ -230,7 +244,10 @@ impl Roles {
         name: &str,
         context: &minijinja::Value,
     ) -> Result<String, Error> {
-        Ok(self.templates.get_template(name)?.render(context.clone())?)
+        let template = self.templates.get_template(name)?;
+        template
+            .render(context.clone())
+            .map_err(|e| refused(e, name, template.source()))
     }
 
     /// Render a one-line template string (sysctl keys) with `context`.
@@ -242,8 +259,50 @@ impl Roles {
         source: &str,
         context: &minijinja::Value,
     ) -> Result<String, Error> {
-        Ok(self.templates.render_str(source, context.clone())?)
+        self.templates
+            .render_str(source, context.clone())
+            .map_err(|e| refused(e, "<string>", source))
     }
+}
+
+/// What the formatter says when it refuses a value; `refused` looks for
+/// it to name the expression.
+const UNSAFE_VALUE: &str = "interpolated value holds a control character";
+
+/// Every `{{ … }}` goes through here: a value that is not already safe
+/// (`tojson` and `yaml` quote and escape, and mark their output safe) is
+/// written only if it holds no control character or Unicode line
+/// separator, so a host name cannot add `[Service]` and `ExecStartPre=`
+/// lines to the unit even if validation were bypassed (issue #17,
+/// finding 4).
+fn one_line_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &mut minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    if !value.is_safe()
+        && crate::inventory::forbidden_char(&value.to_string()).is_some()
+    {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            UNSAFE_VALUE,
+        ));
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
+/// The formatter's refusal as [`Error::Unsafe`], naming the expression
+/// from the template's source; any other error as it is.
+fn refused(e: minijinja::Error, template: &str, source: &str) -> Error {
+    if e.detail() != Some(UNSAFE_VALUE) {
+        return Error::Template(e);
+    }
+    let field = e
+        .range()
+        .and_then(|r| source.get(r))
+        .map(|f| f.trim_matches(['{', '}', ' ', '-']).to_owned())
+        .unwrap_or_else(|| format!("line {}", e.line().unwrap_or(0)));
+    Error::Unsafe { template: template.to_owned(), field }
 }
 
 /// `key:{{ value | yaml }}`: the value of a YAML key, block-style and
@@ -254,7 +313,7 @@ impl Roles {
 fn yaml_filter(
     value: minijinja::Value,
     kwargs: Kwargs,
-) -> Result<String, minijinja::Error> {
+) -> Result<minijinja::Value, minijinja::Error> {
     let indent: usize = kwargs.get::<Option<usize>>("indent")?.unwrap_or(0);
     kwargs.assert_all_used()?;
     let text = serde_yaml::to_string(&value).map_err(|e| {
@@ -266,11 +325,14 @@ fn yaml_filter(
     let text = text.trim_end();
     let block = matches!(value.kind(), ValueKind::Seq | ValueKind::Map)
         && value.len().is_some_and(|n| n > 0);
+    // serde_yaml quotes and escapes every string that needs it: the
+    // output is safe for the formatter, and marked so.
     if !block {
-        return Ok(format!(" {text}"));
+        return Ok(minijinja::Value::from_safe_string(format!(" {text}")));
     }
     let pad = " ".repeat(indent);
-    Ok(text.lines().map(|l| format!("\n{pad}{l}")).collect())
+    let lines = text.lines().map(|l| format!("\n{pad}{l}")).collect();
+    Ok(minijinja::Value::from_safe_string(lines))
 }
 
 #[cfg(test)]
@@ -297,6 +359,68 @@ mod tests {
         assert_eq!(render("k:{{ v | yaml(indent=2) }}"), "k:\n  - a\n  - b");
         assert_eq!(render("k:{{ e | yaml }}"), "k: []");
         assert_eq!(render("k:{{ s | yaml }}"), "k: 'x: y'");
+    }
+
+    /// The renderer's own guard, validation bypassed: a host name that
+    /// would add a `[Service]` section is refused and named, never shown;
+    /// quoted and escaped values pass.
+    #[test]
+    fn interpolated_control_characters_are_refused_by_name() {
+        let roles = Roles::embedded().unwrap();
+        let evil = "lb1\n[Service]\nExecStartPre=+/bin/sh -c 'id'";
+        for host in [evil, "a\rb", "a\u{2028}b", "a\tb", "\u{1b}[2J"] {
+            let ctx = minijinja::context!(host => host, cluster => "c");
+            let err = roles
+                .render_str("# for {{ host }} in {{ cluster }}\n", &ctx)
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(
+                matches!(&err, Error::Unsafe { field, .. } if field == "host"),
+                "{text}"
+            );
+            assert!(!text.contains("Service") && !text.contains('\n'));
+            // Quoted values keep their bytes and stay values.
+            let quoted = roles
+                .render_str(
+                    "k:{{ [host] | yaml }}\nj: {{ host | tojson }}\n",
+                    &ctx,
+                )
+                .unwrap();
+            let back: BTreeMap<String, serde_yaml::Value> =
+                serde_yaml::from_str(&quoted).unwrap();
+            assert_eq!(back.len(), 2, "{quoted}");
+            assert_eq!(back["k"][0].as_str(), Some(host), "{quoted}");
+            assert_eq!(back["j"].as_str(), Some(host), "{quoted}");
+        }
+        let ctx = minijinja::context!(host => "lb1", n => 3);
+        assert_eq!(
+            roles.render_str("{{ host }} {{ n }}", &ctx).unwrap(),
+            "lb1 3"
+        );
+    }
+
+    /// Issue #17, finding 4, validation bypassed: the unit itself refuses
+    /// a director name that would add `ExecStartPre=+…` as root.
+    #[test]
+    fn the_unit_refuses_a_name_that_adds_a_service_section() {
+        let roles = Roles::embedded().unwrap();
+        let ctx = |host: &str| {
+            minijinja::context!(
+                host => host, cluster => "c", agent => "director",
+                binary => "/usr/local/bin/lbdeploy",
+                config => "/etc/lbdeploy/agent.yml",
+            )
+        };
+        let unit = "lbdeploy-agent.service.j2";
+        assert!(roles.render(unit, &ctx("lb1")).is_ok());
+        let evil = "lb1\n[Service]\nExecStartPre=+/bin/sh -c 'id > /tmp/p'";
+        let err = roles.render(unit, &ctx(evil)).unwrap_err();
+        assert!(
+            matches!(&err, Error::Unsafe { template, field }
+                if template == unit && field == "host"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("ExecStartPre"), "{err}");
     }
 
     #[test]

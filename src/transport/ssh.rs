@@ -161,6 +161,7 @@ impl Connection {
     /// # Errors
     /// When `ssh` cannot connect, sorted by [`ConnectErrorKind`].
     pub async fn open(target: &Target) -> Result<Self, ConnectError> {
+        not_an_option(target)?;
         match persist_dir() {
             Some(dir) => Self::open_persistent(target, &dir).await,
             None => Self::open_private(target).await,
@@ -193,7 +194,10 @@ impl Connection {
         cmd.arg("-E").arg(&log).arg("-S").arg(&ctl).args(["-M", "-f", "-N"]);
         cmd.arg("-o").arg(format!("ControlPersist={}s", PERSIST.as_secs()));
         cmd.args(master_options(target));
-        cmd.arg(&target.destination).stdin(std::process::Stdio::null());
+        // `--`: ssh(1) reads options up to the destination; after `--` a
+        // destination such as `-oProxyCommand=…` is only a (bad) host name.
+        cmd.arg("--").arg(&target.destination);
+        cmd.stdin(std::process::Stdio::null());
         let status = cmd.status().await.map_err(|e| ConnectError {
             kind: ConnectErrorKind::Other,
             target: target.display(),
@@ -301,6 +305,7 @@ pub async fn fresh(
     command: &str,
     timeout: Duration,
 ) -> Result<Output, ConnectError> {
+    not_an_option(target)?;
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
         // ssh keeps the first value of an option: this one wins over the
@@ -308,7 +313,7 @@ pub async fn fresh(
         .arg("-o")
         .arg(format!("ConnectTimeout={}", timeout.as_secs().max(1)))
         .args(master_options(target));
-    cmd.arg(&target.destination).arg(command);
+    cmd.arg("--").arg(&target.destination).arg(command);
     cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
     let out = tokio::time::timeout(timeout, cmd.output())
         .await
@@ -334,6 +339,24 @@ pub async fn fresh(
         stdout: out.stdout,
         stderr: out.stderr,
     })
+}
+
+/// Refuse a destination or user that ssh could read as an option. The
+/// `openssh` crate's builder (the private master) passes the destination
+/// without `--`, so this is its only guard; validation refuses the same
+/// inventories earlier, with the line.
+fn not_an_option(target: &Target) -> Result<(), ConnectError> {
+    let bad = |s: &str| s.is_empty() || s.starts_with('-');
+    if bad(&target.destination) || bad(&target.user) {
+        return Err(ConnectError {
+            kind: ConnectErrorKind::Other,
+            target: target.name.clone(),
+            reason: "the SSH destination or user is empty or starts with \
+                     `-`, which ssh would read as an option"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// The options of a master connection to `target` (besides the socket).
@@ -495,6 +518,33 @@ mod tests {
         c.user = "deploy".into();
         assert_ne!(control_key(&a), control_key(&c));
         assert_eq!(control_key(&a).len(), 16);
+    }
+
+    /// The real ssh, no server needed: an option-like destination is
+    /// refused before ssh runs, and where ssh does run, `--` makes it a
+    /// host name (this command line without `--` runs the ProxyCommand).
+    #[tokio::test]
+    async fn an_option_like_destination_never_reaches_ssh_as_an_option() {
+        let mark = std::env::temp_dir()
+            .join(format!("lbd-ssh-dash-{}", std::process::id()));
+        let mut t = target();
+        t.destination = format!("-oProxyCommand=touch {}", mark.display());
+        let e = fresh(&t, "true", Duration::from_secs(5)).await.unwrap_err();
+        assert!(e.reason.contains("starts with `-`"), "{e}");
+        assert!(Connection::open(&t).await.is_err());
+        let out = tokio::process::Command::new("ssh")
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "--"])
+            .arg(&t.destination)
+            .arg("true")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(255));
+        assert!(!mark.exists(), "ssh ran the ProxyCommand");
+        t.destination = "10.0.0.21".into();
+        t.user = "-lroot".into();
+        assert!(fresh(&t, "true", Duration::from_secs(5)).await.is_err());
     }
 
     #[test]

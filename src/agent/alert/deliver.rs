@@ -14,6 +14,7 @@ use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::event::Event;
+use super::wire::{HttpRequest, http_post, smtp_dialogue};
 use crate::inventory::{Email, Notification};
 
 /// Events waiting for delivery before new ones are dropped.
@@ -64,19 +65,23 @@ async fn deliver(config: &Notification, event: &Event) {
     {
         tracing::warn!("webhook notification to {url} failed: {e:#}");
     }
-    if let Some(program) = &config.exec
-        && let Err(e) = exec(program, event).await
+    if let Some(argv) = &config.exec
+        && let Err(e) = exec(argv, event).await
     {
-        tracing::warn!("exec notification {program} failed: {e:#}");
+        tracing::warn!("exec notification {argv:?} failed: {e:#}");
     }
 }
 
 /// Send `event` as one email, the SMTP dialogue spoken directly (no
 /// authentication or TLS: keepalived's `smtp_server` is a local relay).
+/// The dialogue is built whole before connecting, so a field that could
+/// inject a command stops the email before any byte is sent.
 ///
 /// # Errors
-/// A refused step, with the server's answer, or the timeout.
+/// An unsafe field, a refused step with the server's answer, or the
+/// timeout.
 pub async fn smtp(email: &Email, event: &Event) -> anyhow::Result<()> {
+    let steps = smtp_dialogue(email, event)?;
     let server = match email.smtp_server.contains(':') {
         true => email.smtp_server.clone(),
         false => format!("{}:25", email.smtp_server),
@@ -88,29 +93,16 @@ pub async fn smtp(email: &Email, event: &Event) -> anyhow::Result<()> {
         let (read, mut write) = stream.into_split();
         let mut read = BufReader::new(read);
         expect(&mut read, 220).await?;
-        let mut step = async |line: String, code: u16| {
-            write.write_all(line.as_bytes()).await?;
-            expect(&mut read, code).await
-        };
-        step(format!("HELO {}\r\n", event.host), 250).await?;
-        step(format!("MAIL FROM:<{}>\r\n", email.from), 250).await?;
-        for to in &email.to {
-            step(format!("RCPT TO:<{to}>\r\n"), 250).await?;
+        for step in steps {
+            write.write_all(step.line.as_bytes()).await?;
+            expect(&mut read, step.expect).await?;
         }
-        step("DATA\r\n".into(), 354).await?;
-        let body = event.body().replace("\n.", "\n..").replace('\n', "\r\n");
-        let message = format!(
-            "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\n\r\n{body}\r\n.\r\n",
-            email.from,
-            email.to.join(", "),
-            event.subject(),
-            event.time,
-        );
-        step(message, 250).await?;
-        step("QUIT\r\n".into(), 221).await
+        Ok(())
     })
     .await
-    .map_err(|_| anyhow!("no answer from {server} within {:?}", email.timeout.get()))?
+    .map_err(|_| {
+        anyhow!("no answer from {server} within {:?}", email.timeout.get())
+    })?
 }
 
 /// Read one (possibly multi-line) SMTP reply and check its code.
@@ -137,29 +129,13 @@ async fn expect<R: AsyncBufReadExt + Unpin>(
 /// POST the event's JSON to an `http://` URL; any 2xx answer is success.
 ///
 /// # Errors
-/// An unsupported URL, no connection, or a non-2xx answer.
+/// An unsupported or unsafe URL (nothing is sent), no connection, or a
+/// non-2xx answer.
 pub async fn webhook(url: &str, event: &Event) -> anyhow::Result<()> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!(
-            "only http:// webhooks are supported yet (put a local relay in front of https)"
-        );
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr = match authority.contains(':') {
-        true => authority.to_owned(),
-        false => format!("{authority}:80"),
-    };
     let body = serde_json::to_string(event)?;
-    let request = format!(
-        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nUser-Agent: lbdeploy\r\n\r\n{body}",
-        body.len()
-    );
+    let HttpRequest { connect, bytes: request } = http_post(url, &body)?;
     timeout(HOOK_TIMEOUT, async {
-        let mut stream = TcpStream::connect(&addr).await?;
+        let mut stream = TcpStream::connect(&connect).await?;
         stream.write_all(request.as_bytes()).await?;
         let mut status = String::new();
         BufReader::new(stream).read_line(&mut status).await?;
@@ -177,15 +153,19 @@ pub async fn webhook(url: &str, event: &Event) -> anyhow::Result<()> {
     .map_err(|_| anyhow!("no answer within {HOOK_TIMEOUT:?}"))?
 }
 
-/// Run the exec hook with the event's arguments, killed at the timeout
-/// with its whole process group, through the agent's one command runner
+/// Run the exec hook, `argv` with the event's arguments appended, without
+/// a shell, killed at the timeout with its whole process group, through
+/// the agent's one command runner
 /// ([`sys::process`](crate::agent::sys::process)).
 ///
 /// # Errors
-/// It cannot start, fails, or times out.
-pub async fn exec(program: &str, event: &Event) -> anyhow::Result<()> {
+/// An empty `argv`, or the program cannot start, fails, or times out.
+pub async fn exec(argv: &[String], event: &Event) -> anyhow::Result<()> {
+    let Some(program) = argv.first() else {
+        bail!("the exec hook names no program");
+    };
     let argv: Vec<String> =
-        std::iter::once(program.to_owned()).chain(event.args()).collect();
+        argv.iter().cloned().chain(event.args()).collect();
     crate::agent::sys::process::run(&argv, HOOK_TIMEOUT)
         .await
         .map_err(|e| anyhow!("{program}: {e}"))
@@ -301,6 +281,28 @@ mod tests {
         assert!(webhook("https://example.org/", &event()).await.is_err());
     }
 
+    /// An injection that slipped past validation (the agent's own config
+    /// built directly) is refused by the writer before it connects: the
+    /// listening sink never sees a connection.
+    #[tokio::test]
+    async fn injected_fields_are_refused_before_anything_is_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let email = Email {
+            to: vec!["ops@example.org\r\nRCPT TO:<evil@example.net>".into()],
+            from: "d1@example.org".into(),
+            smtp_server: format!("127.0.0.1:{port}"),
+            timeout: crate::inventory::Duration::from_secs(5),
+        };
+        let err = smtp(&email, &event()).await.unwrap_err().to_string();
+        assert!(err.contains("email.to[0]") && !err.contains("evil"), "{err}");
+        let url = format!("http://127.0.0.1:{port}/x\r\nX-Injected: yes");
+        let err = webhook(&url, &event()).await.unwrap_err().to_string();
+        assert!(err.contains("webhook") && !err.contains("Injected"), "{err}");
+        let quiet = timeout(Duration::from_millis(200), listener.accept());
+        assert!(quiet.await.is_err(), "something connected to the sink");
+    }
+
     #[tokio::test]
     async fn a_hung_mail_server_never_blocks_the_sender() {
         // Accepts and never says a word.
@@ -350,12 +352,14 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        exec(&script.to_string_lossy(), &event()).await.unwrap();
+        let argv = [script.to_string_lossy().into_owned(), "--flag".into()];
+        exec(&argv, &event()).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
-            "vrrp VI_1 master 120\n"
+            "--flag vrrp VI_1 master 120\n"
         );
-        assert!(exec("/bin/false", &event()).await.is_err());
+        assert!(exec(&["/bin/false".into()], &event()).await.is_err());
+        assert!(exec(&[], &event()).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

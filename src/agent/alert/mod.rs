@@ -4,7 +4,10 @@
 //! inventory's `notification:` says.
 //!
 //! * [`event`] — the event and how it reads in each medium (pure);
+//! * [`wire`] — the SMTP dialogue and the HTTP request, built by pure
+//!   functions that refuse CR/LF (and `<`, `>` in SMTP paths) in any field;
 //! * [`deliver`] — the senders, behind a queue that never blocks.
 
 pub mod deliver;
 pub mod event;
+pub mod wire;

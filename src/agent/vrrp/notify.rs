@@ -35,7 +35,7 @@ pub(crate) fn notify_args(
 }
 
 /// The hooks to run on entering `to`: the state's own, then `any`.
-pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
+pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&[String]> {
     let own = match to {
         State::Master => hooks.master.as_deref(),
         State::Backup => hooks.backup.as_deref(),
@@ -53,36 +53,30 @@ pub(crate) fn hooks_for(hooks: &NotifyHooks, to: State) -> Vec<&str> {
 /// needs.
 pub(crate) const NOTIFY_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Run a notify hook in the background, as keepalived does: through the
-/// shell (so the configured string may carry its own arguments), with the
+/// Run a notify hook in the background: its argv without a shell (an
+/// operator who wants one writes `[/bin/sh, -c, "…"]`), with the
 /// transition appended, in its own process group
 /// ([`sys::process`](crate::agent::sys::process)) that is killed whole
 /// at [`NOTIFY_HOOK_TIMEOUT`] or when the agent stops; a failure is
 /// logged.
-pub(crate) fn run_hook(script: &str, args: &[String; 4]) {
-    let run =
-        run_hook_within(script.to_owned(), args.clone(), NOTIFY_HOOK_TIMEOUT);
+pub(crate) fn run_hook(argv: &[String], args: &[String; 4]) {
+    let run = run_hook_within(hook_argv(argv, args), NOTIFY_HOOK_TIMEOUT);
     // The task's lines name the instance, as the loop's do.
     tokio::spawn(run.in_current_span());
 }
 
 /// Run one hook to its end or `limit`, logging how it failed.
-async fn run_hook_within(script: String, args: [String; 4], limit: Duration) {
-    if let Err(e) = process::run(&hook_argv(&script, &args), limit).await {
-        tracing::warn!("notify hook {script}: {e}");
+async fn run_hook_within(argv: Vec<String>, limit: Duration) {
+    let Some(program) = argv.first().cloned() else { return };
+    if let Err(e) = process::run(&argv, limit).await {
+        tracing::warn!("notify hook {program}: {e}");
     }
 }
 
-/// The argv that runs `script` through the shell with `args` appended
-/// as positional parameters, never as shell text.
-fn hook_argv(script: &str, args: &[String; 4]) -> Vec<String> {
-    let head = [
-        "/bin/sh".into(),
-        "-c".into(),
-        format!("exec {script} \"$@\""),
-        "sh".into(),
-    ];
-    head.into_iter().chain(args.iter().cloned()).collect()
+/// The hook's own argv with the transition's arguments appended, as
+/// separate arguments, never as shell text.
+fn hook_argv(argv: &[String], args: &[String; 4]) -> Vec<String> {
+    argv.iter().chain(args).cloned().collect()
 }
 
 #[cfg(test)]
@@ -91,15 +85,19 @@ mod tests {
 
     #[test]
     fn hooks_get_keepalived_arguments() {
+        let argv = |a: &[&str]| Some(a.iter().map(|s| s.to_string()).collect());
         let hooks = NotifyHooks {
-            master: Some("/m".into()),
+            master: argv(&["/m"]),
             backup: None,
-            fault: Some("/f".into()),
-            any: Some("/any x".into()),
+            fault: argv(&["/f"]),
+            any: argv(&["/any", "x y"]),
         };
-        assert_eq!(hooks_for(&hooks, State::Master), ["/m", "/any x"]);
-        assert_eq!(hooks_for(&hooks, State::Backup), ["/any x"]);
-        assert_eq!(hooks_for(&hooks, State::Fault), ["/f", "/any x"]);
+        let any = ["/any".to_owned(), "x y".to_owned()];
+        let m = ["/m".to_owned()];
+        let f = ["/f".to_owned()];
+        assert_eq!(hooks_for(&hooks, State::Master), [&m[..], &any[..]]);
+        assert_eq!(hooks_for(&hooks, State::Backup), [&any[..]]);
+        assert_eq!(hooks_for(&hooks, State::Fault), [&f[..], &any[..]]);
         assert_eq!(
             notify_args(Kind::Instance, "VI_1", State::Master, 120),
             ["INSTANCE", "VI_1", "MASTER", "120"]
@@ -132,7 +130,8 @@ mod tests {
         let args = notify_args(Kind::Instance, "VI_1", State::Master, 120);
         let started = std::time::Instant::now();
         let limit = Duration::from_millis(300);
-        run_hook_within(hook.display().to_string(), args, limit).await;
+        let argv = hook_argv(&[hook.display().to_string()], &args);
+        run_hook_within(argv, limit).await;
         assert!(started.elapsed() < Duration::from_secs(3), "not killed");
         let started = pids_in(&pids);
         assert_eq!(started.len(), 2, "the hook did not run");
@@ -143,8 +142,7 @@ mod tests {
     #[test]
     fn hook_arguments_are_positional_not_shell_text() {
         let args = notify_args(Kind::Instance, "a;b", State::Backup, 1);
-        let argv = hook_argv("/x y", &args);
-        assert_eq!(argv[..3], ["/bin/sh", "-c", "exec /x y \"$@\""]);
-        assert_eq!(argv[3..], ["sh", "INSTANCE", "a;b", "BACKUP", "1"]);
+        let argv = hook_argv(&["/x".to_owned(), "y z".to_owned()], &args);
+        assert_eq!(argv, ["/x", "y z", "INSTANCE", "a;b", "BACKUP", "1"]);
     }
 }

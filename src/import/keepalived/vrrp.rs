@@ -8,7 +8,7 @@ use super::value::{Fields, Reader, Spanned};
 use crate::import::parser::Node;
 use crate::inventory::{
     AuthType, Authentication, Duration, Garp, IfAddr, NotifyHooks, Priority,
-    VirtualAddress, VrrpInstance, VrrpState,
+    VirtualAddress, VrrpInstance, VrrpState, split_words,
 };
 
 /// One `vrrp_instance` as read from one director's file.
@@ -234,7 +234,9 @@ pub fn notify_keyword(
         "notify_fault" => &mut hooks.fault,
         _ => &mut hooks.any,
     };
-    *slot = Some(node.args.join(" "));
+    // keepalived splits the script's string into its argv on whitespace,
+    // quotes grouping words; lbdeploy runs the same argv without a shell.
+    *slot = Some(split_words(&node.args.join(" ")));
     true
 }
 

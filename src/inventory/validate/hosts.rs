@@ -1,6 +1,7 @@
 //! The hosts' rules: at least one director, unique names and addresses
 //! across directors, real servers and the lab's hosts, valid interface
-//! names, and no VIP that a host owns.
+//! names, no VIP that a host owns, and no name or SSH target that `ssh`
+//! would read as an option.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +24,44 @@ pub(crate) fn hosts(inv: &Inventory, out: &mut Vec<Finding>) {
     let mut addrs = unique_hosts(inv, out);
     lab_addresses(inv, &mut addrs, out);
     vips_owned_by_hosts(inv, &addrs, out);
+    no_option_lookalikes(inv, out);
+}
+
+/// Host names, `ssh.host` and `ssh.user` never start with `-`: on a command
+/// line `-oProxyCommand=…` is an option that runs a command on the
+/// controller (issue #17, finding 4). `transport` also puts `--` before
+/// the destination; this rule says so at the right line first.
+fn no_option_lookalikes(inv: &Inventory, out: &mut Vec<Finding>) {
+    let hosts =
+        inv.directors
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("directors[{i}]"), &d.name, &d.ssh))
+            .chain(
+                inv.real_servers.iter().enumerate().map(|(i, r)| {
+                    (format!("real_servers[{i}]"), &r.name, &r.ssh)
+                }),
+            );
+    let mut fields = vec![("ssh.user".to_owned(), inv.ssh.user.as_str())];
+    for (path, name, ssh) in hosts {
+        fields.push((format!("{path}.name"), name.as_str()));
+        let Some(ssh) = ssh else { continue };
+        if let Some(host) = &ssh.host {
+            fields.push((format!("{path}.ssh.host"), host.as_str()));
+        }
+        if let Some(user) = &ssh.user {
+            fields.push((format!("{path}.ssh.user"), user.as_str()));
+        }
+    }
+    for (path, value) in fields {
+        if value.starts_with('-') || value.is_empty() {
+            out.push(Finding::error(
+                path,
+                "must not be empty or start with `-` — ssh would read it \
+                 as an option",
+            ));
+        }
+    }
 }
 
 /// Directors then real servers: unique names, unique addresses, valid

@@ -9,16 +9,20 @@
 //! findings), `service_label` and the notification rules. The rules live
 //! by concern: `hosts`, `vrrp` (with `effective_priority`), `track`
 //! (scripts and what instances track), `sync_group`, `service`
-//! (virtual services, real servers, quorum) and `check` (one rules
-//! function per check kind); `environment` holds [`Environment`] and
+//! (virtual services, real servers, quorum), `check` (one rules
+//! function per check kind), `text` (the rule of every string: no control
+//! characters, bounded length) and `notification` (mailboxes, the webhook
+//! URL, the exec hook); `environment` holds [`Environment`] and
 //! [`System`]. The children import nothing from this file, so the
 //! dependencies run one way.
 
 mod check;
 mod environment;
 mod hosts;
+mod notification;
 mod service;
 mod sync_group;
+mod text;
 mod track;
 mod vrrp;
 
@@ -27,11 +31,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 pub use environment::{Environment, System};
+pub(crate) use text::forbidden_char;
 pub use vrrp::effective_priority;
 
 use super::diag::Finding;
-use super::schema::{Inventory, Notification, VirtualService};
+use super::schema::{Inventory, VirtualService};
 use hosts::hosts;
+use notification::{hooks, notification};
 use service::virtual_service;
 use sync_group::vrrp_sync_groups;
 use track::{track, tracked_objects, vrrp_scripts};
@@ -45,6 +51,7 @@ pub fn validate(
     env: &dyn Environment,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
+    text::strings(inv, &mut out);
     hosts(inv, &mut out);
     for (i, vi) in inv.vrrp_instances.iter().enumerate() {
         vrrp_instance(
@@ -56,6 +63,14 @@ pub fn validate(
             &mut out,
         );
         track(inv, vi, &format!("vrrp_instances[{i}]"), &mut out);
+        if let Some(h) = &vi.notify {
+            hooks(h, &format!("vrrp_instances[{i}].notify"), &mut out);
+        }
+    }
+    for (i, g) in inv.vrrp_sync_groups.iter().enumerate() {
+        if let Some(h) = &g.notify {
+            hooks(h, &format!("vrrp_sync_groups[{i}].notify"), &mut out);
+        }
     }
     vrrp_scripts(inv, &mut out);
     tracked_objects(inv, &mut out);
@@ -88,29 +103,4 @@ pub fn service_label(vs: &VirtualService) -> String {
     let proto = format!("{:?}", vs.protocol).to_lowercase();
     // A Port is 1–65535: the narrowing cannot lose anything.
     format!("{}/{proto}", SocketAddr::new(vs.vip, vs.port.get() as u16))
-}
-
-fn notification(n: &Notification, out: &mut Vec<Finding>) {
-    if let Some(email) = &n.email {
-        let addrs =
-            email.to.iter().enumerate().map(|(i, a)| (format!("to[{i}]"), a));
-        for (field, addr) in addrs.chain([("from".to_owned(), &email.from)]) {
-            if !addr.contains('@') {
-                out.push(Finding::error(
-                    format!("notification.email.{field}"),
-                    format!(
-                        "`{addr}` is not an email address — use name@domain"
-                    ),
-                ));
-            }
-        }
-    }
-    if let Some(url) = &n.webhook
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        out.push(Finding::error(
-            "notification.webhook",
-            format!("`{url}` is not an http:// or https:// URL"),
-        ));
-    }
 }
