@@ -62,7 +62,13 @@ async fn deliver(config: &Notification, event: &Event) {
     if let Some(url) = &config.webhook
         && let Err(e) = webhook(url, event).await
     {
-        tracing::warn!("webhook notification to {url} failed: {e:#}");
+        // The URL's token and the error's echo of it stay out of the log.
+        tracing::warn!(
+            "{}",
+            crate::util::redact::text(&format!(
+                "webhook notification to {url} failed: {e:#}"
+            ))
+        );
     }
     if let Some(program) = &config.exec
         && let Err(e) = exec(program, event).await
