@@ -205,7 +205,7 @@ pub fn rollback(
         &meta,
         current.as_ref().map(|l| &l.inventory),
     )?;
-    let prepared = prepare_text(inputs, &text, &env)?;
+    let prepared = prepare_text(inputs, &env.restore(&text)?, &env)?;
     eprintln!(
         "Rolling back to generation {target} ({}, by {}).",
         meta.time, meta.by

@@ -15,6 +15,11 @@
 //! replaced — a new key would make every earlier fingerprint unverifiable.
 //! Generations recorded before the key existed hold a plain SHA-256; they
 //! are still checked, never written again.
+//!
+//! A webhook URL with credentials (a userinfo password, query values) is
+//! stored redacted with its fingerprint beside the passwords' under
+//! [`WEBHOOK`]; rolling back puts the current inventory's URL back when it
+//! is the same one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,9 +33,14 @@ use crate::inventory::{Environment, Inventory};
 use crate::util::files::write_atomic;
 use crate::util::hex::hex;
 use crate::util::hmac::hmac_sha256;
+use crate::util::redact;
 
 /// The controller's fingerprint key, in the state directory.
 pub(crate) const KEY_FILE: &str = "controller.key";
+
+/// The `secrets` entry of the webhook URL: a space, which no instance
+/// name has, keeps it apart from them.
+pub(crate) const WEBHOOK: &str = "notification webhook";
 
 /// How a keyed fingerprint is marked in `meta.json`; an unmarked value is
 /// the plain SHA-256 of generations recorded before the key existed.
@@ -99,21 +109,34 @@ fn matches(
     }
 }
 
-/// Whether `inv` holds any inline password (and so needs the key).
-fn has_inline_secrets(inv: &Inventory) -> bool {
-    inv.vrrp_instances.iter().any(|v| {
-        v.authentication.as_ref().is_some_and(|a| a.password.is_some())
-    })
+/// The webhook URL of `inv` when it carries credentials.
+fn secret_webhook(inv: &Inventory) -> Option<&str> {
+    let url = inv.notification.as_ref()?.webhook.as_deref()?;
+    (redact::text(url) != url).then_some(url)
 }
 
-/// `inv` with every inline password turned into a reference, and the
-/// passwords' fingerprints under `key` by instance.
+/// Whether `inv` holds any inline secret (and so needs the key).
+fn has_inline_secrets(inv: &Inventory) -> bool {
+    secret_webhook(inv).is_some()
+        || inv.vrrp_instances.iter().any(|v| {
+            v.authentication.as_ref().is_some_and(|a| a.password.is_some())
+        })
+}
+
+/// `inv` with every inline password turned into a reference and a
+/// webhook URL's credentials redacted, and the secrets' fingerprints under
+/// `key` by instance (and [`WEBHOOK`]).
 fn without_secrets(
     inv: &Inventory,
     key: &[u8],
 ) -> (Inventory, BTreeMap<String, String>) {
-    let mut inv = inv.clone();
     let mut prints = BTreeMap::new();
+    let mut inv = inv.clone();
+    if let Some(url) = secret_webhook(&inv).map(str::to_owned) {
+        prints.insert(WEBHOOK.to_owned(), fingerprint(key, WEBHOOK, &url));
+        let n = inv.notification.as_mut().expect("it has a webhook");
+        n.webhook = Some(redact::text(&url).into_owned());
+    }
     for vi in &mut inv.vrrp_instances {
         let Some(auth) = &mut vi.authentication else { continue };
         if let Some(p) = auth.password.take() {
@@ -129,6 +152,8 @@ fn without_secrets(
 pub(crate) struct Secrets<'a> {
     inner: &'a dyn Environment,
     values: BTreeMap<String, String>,
+    /// The webhook URL to put back, checked against its fingerprint.
+    webhook: Option<String>,
 }
 
 impl<'a> Secrets<'a> {
@@ -145,7 +170,25 @@ impl<'a> Secrets<'a> {
         key: Option<&[u8]>,
     ) -> anyhow::Result<Self> {
         let mut values = BTreeMap::new();
+        let mut webhook = None;
         for (instance, stored) in &meta.secrets {
+            if instance == WEBHOOK {
+                let url = current
+                    .and_then(|inv| inv.notification.as_ref()?.webhook.clone());
+                match url {
+                    Some(u) if matches(stored, key, WEBHOOK, &u) => {
+                        webhook = Some(u);
+                    }
+                    _ => bail!(
+                        "generation {} notified a webhook URL with credentials \
+                         that are not stored (secrets never are) and the \
+                         current inventory does not hold the same URL — put it \
+                         back in the inventory",
+                        meta.number
+                    ),
+                }
+                continue;
+            }
             let password = current
                 .and_then(|inv| {
                     inv.vrrp_instances.iter().find(|v| &v.name == instance)
@@ -165,7 +208,22 @@ impl<'a> Secrets<'a> {
                 ),
             }
         }
-        Ok(Self { inner, values })
+        Ok(Self { inner, values, webhook })
+    }
+
+    /// A stored generation's inventory `text` with the secrets that are
+    /// not references (the webhook URL) put back.
+    ///
+    /// # Errors
+    /// When `text` is not an inventory.
+    pub fn restore(&self, text: &str) -> anyhow::Result<String> {
+        let Some(url) = &self.webhook else { return Ok(text.to_owned()) };
+        let mut inv: Inventory = serde_yaml::from_str(text)
+            .context("the stored generation is not an inventory")?;
+        if let Some(n) = &mut inv.notification {
+            n.webhook = Some(url.clone());
+        }
+        Ok(serde_yaml::to_string(&inv)?)
     }
 }
 
@@ -364,6 +422,43 @@ vrrp_instances:
         assert!(!matches(print, None, "VI-1", "1111"));
         assert!(matches(print, Some(KEY), "VI-1", "1111"));
         assert!(!matches(print, Some(KEY), "VI-2", "1111"));
+    }
+
+    #[test]
+    fn a_webhook_with_credentials_is_stored_redacted_and_put_back() {
+        let url = "http://bot:pw@h/hook?token=tok";
+        let mut inv = inventory();
+        inv.notification = Some(crate::inventory::Notification {
+            webhook: Some(url.into()),
+            ..Default::default()
+        });
+        let (stored, prints) = without_secrets(&inv, KEY);
+        let text = serde_yaml::to_string(&stored).unwrap();
+        assert!(!text.contains("pw@") && !text.contains("=tok"), "{text}");
+        assert!(text.contains("http://bot:(sensitive)@h/hook"), "{text}");
+        let meta = meta(1, prints);
+        let env = Secrets::new(
+            &crate::inventory::System,
+            &meta,
+            Some(&inv),
+            Some(KEY),
+        )
+        .unwrap();
+        let back: Inventory =
+            serde_yaml::from_str(&env.restore(&text).unwrap()).unwrap();
+        assert_eq!(back.notification, inv.notification);
+        let mut moved = inv.clone();
+        moved.notification.as_mut().unwrap().webhook =
+            Some("http://bot:other@h/hook?token=tok".into());
+        let e = Secrets::new(
+            &crate::inventory::System,
+            &meta,
+            Some(&moved),
+            Some(KEY),
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("webhook URL"), "{e}");
     }
 
     #[test]
