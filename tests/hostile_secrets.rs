@@ -202,3 +202,28 @@ fn a_render_error_names_the_template_and_line_and_echoes_nothing() {
         assert_clean("stdout", &String::from_utf8_lossy(&out.stdout));
     }
 }
+
+/// `validate` quotes a webhook URL it refuses; the quote hides the URL's
+/// password and token, in text and `--json`.
+#[test]
+fn validate_never_quotes_a_webhook_token() {
+    let dir = TempDir::new("hostile-validate");
+    let path = dir.path().join("inventory.yml");
+    let text = inventory(Subnet::allocate())
+        .to_string()
+        .replace("http://bot:", "ftp://bot:");
+    std::fs::write(&path, text).unwrap();
+    for json in [false, true] {
+        let mut cmd = Command::new(LBDEPLOY);
+        cmd.arg("-i").arg(&path);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.arg("validate").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let said = describe(&out);
+        assert!(said.contains("notification.webhook"), "{said}");
+        assert!(!said.contains(URL_PASSWORD), "{said}");
+        assert!(!said.contains(URL_TOKEN), "{said}");
+    }
+}
