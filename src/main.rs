@@ -14,8 +14,12 @@ fn main() -> ExitCode {
         // `lbdeploy plan | head`: the reader has seen enough; not an error.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` prints the whole context chain on one line.
-            eprintln!("lbdeploy: error: {e:#}");
+            // `{:#}` prints the whole context chain on one line; secrets
+            // and control characters (from hosts) never reach the terminal.
+            let text =
+                lbdeploy::util::redact::text(&format!("{e:#}")).into_owned();
+            let text = lbdeploy::util::terminal::escape_lines(&text);
+            eprintln!("lbdeploy: error: {text}");
             ExitCode::from(lbdeploy::exit::ExitStatus::Error as u8)
         }
     }

@@ -41,7 +41,8 @@ pub fn run(
     if global.json {
         print_json(&diagnostics, !failed)?;
     } else if !global.quiet || failed {
-        eprint!("{diagnostics}");
+        // A message may quote a value (a webhook URL with its token).
+        eprint!("{}", crate::util::redact::text(&diagnostics.to_string()));
         eprintln!(
             "{}",
             summary(&global.inventory, &diagnostics, failed, args.strict)
@@ -89,7 +90,7 @@ fn print_json(d: &Diagnostics, valid: bool) -> anyhow::Result<()> {
                     Severity::Warning => "warning",
                 },
                 "path": i.finding.path,
-                "message": i.finding.message,
+                "message": crate::util::redact::text(&i.finding.message),
             })
         })
         .collect();

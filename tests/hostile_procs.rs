@@ -137,8 +137,11 @@ async fn alert_exec_hooks_killed_at_their_timeout_leave_no_processes() {
     };
     let program = hook.display().to_string();
     let started = Instant::now();
-    let results =
-        join_all((0..RUNS).map(|_| deliver::exec(std::slice::from_ref(&program), &event))).await;
+    let results = join_all(
+        (0..RUNS)
+            .map(|_| deliver::exec(std::slice::from_ref(&program), &event)),
+    )
+    .await;
     // The hook's own timeout ends them all together.
     assert!(started.elapsed() < Duration::from_secs(20), "not killed");
     for r in results {

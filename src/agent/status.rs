@@ -17,6 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::paths;
+use crate::util::redact;
+use crate::util::terminal::escape;
 
 /// How long a client waits for the agent's answer. The agent answers from
 /// memory, so anything slower means it is stuck, which is worth an error.
@@ -69,7 +71,9 @@ pub struct Status {
 
 impl Status {
     /// A few lines for people, as `lbdeploy agent status` prints them
-    /// without `--json`.
+    /// without `--json`. Every string the agent reported has its control
+    /// characters escaped: the answer comes from a socket anything running
+    /// as root could bind, and its text ends up on a terminal.
     ///
     /// # Errors
     /// Only those of `out`.
@@ -81,21 +85,25 @@ impl Status {
         writeln!(
             out,
             "agent {} running, pid {}, {health}, version {}",
-            self.mode, self.pid, self.version
+            self.mode,
+            self.pid,
+            escape(&self.version)
         )?;
         writeln!(
             out,
             "config  {} (sha256 {})",
-            self.config.display(),
-            self.config_sha256
+            escape(&self.config.display().to_string()),
+            escape(&self.config_sha256)
         )?;
-        writeln!(out, "started {}", self.started_at)?;
+        writeln!(out, "started {}", escape(&self.started_at))?;
         writeln!(
             out,
             "loaded  {} ({} reload(s) since start)",
-            self.loaded_at, self.reloads
+            escape(&self.loaded_at),
+            self.reloads
         )?;
         if let Some(e) = &self.last_reload_error {
+            let e = escape(&redact::text(e)).into_owned();
             writeln!(out, "last reload failed, old config kept: {e}")?;
         }
         let instances = self.details["vrrp_instances"].as_array();
@@ -103,9 +111,9 @@ impl Status {
             write!(
                 out,
                 "vrrp    {} (vrid {}): {}, priority {}",
-                i["name"].as_str().unwrap_or("?"),
+                escape(i["name"].as_str().unwrap_or("?")),
                 i["vrid"],
-                i["state"].as_str().unwrap_or("?"),
+                escape(i["state"].as_str().unwrap_or("?")),
                 i["priority"]
             )?;
             let effective = &i["effective_priority"];
@@ -113,7 +121,7 @@ impl Status {
                 write!(out, " (effective {effective})")?;
             }
             if let Some(why) = i["fault"].as_str() {
-                write!(out, " ({why})")?;
+                write!(out, " ({})", escape(why))?;
             }
             writeln!(out)?;
         }
@@ -266,6 +274,35 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn human_form_escapes_what_the_agent_reported() {
+        let mut s = sample();
+        s.version = "0.1\x1b]0;owned\x07".into();
+        s.last_reload_error =
+            Some("bad\x1b[1A\x1b[2K\npassword: |-\n  sé\n  crèt".into());
+        s.details = serde_json::json!({ "vrrp_instances": [
+            { "name": "VI\u{202e}1", "vrid": 51, "state": "MASTER\x1b[8m",
+              "priority": 120, "fault": "x\ry" },
+        ]});
+        let mut out = Vec::new();
+        s.write_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\x1b') && !text.contains('\r'), "{text}");
+        assert!(text.contains("version 0.1\\x1b]0;owned\\x07"), "{text}");
+        assert!(
+            text.contains(
+                "kept: bad\\x1b[1A\\x1b[2K\\x0apassword: (sensitive)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("sé") && !text.contains("crèt"), "{text}");
+        assert!(
+            text.contains("VI\\u{202e}1 (vrid 51): MASTER\\x1b[8m"),
+            "{text}"
+        );
+        assert!(text.contains("(x\\x0dy)"), "{text}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::document::PlanDocument;
-use super::generations::{Secrets, Store};
+use super::generations::Store;
 use super::prepare::{Inputs, prepare, prepare_text};
 use super::recap::HostResult;
 use super::run::Options as RunOptions;
@@ -200,9 +200,12 @@ pub fn rollback(
     let meta = store.meta(target)?;
     let text = store.inventory(target)?;
     let current = crate::inventory::load(&inputs.inventory, &System).ok();
-    let env =
-        Secrets::new(&System, &meta, current.as_ref().map(|l| &l.inventory))?;
-    let prepared = prepare_text(inputs, &text, &env)?;
+    let env = store.secrets(
+        &System,
+        &meta,
+        current.as_ref().map(|l| &l.inventory),
+    )?;
+    let prepared = prepare_text(inputs, &env.restore(&text)?, &env)?;
     eprintln!(
         "Rolling back to generation {target} ({}, by {}).",
         meta.time, meta.by

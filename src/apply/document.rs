@@ -3,8 +3,8 @@
 //! A saved plan records what it was computed from (inventory and binary
 //! hashes, each host's facts fingerprint); `apply FILE` recomputes the plan
 //! and refuses it as stale when any of those moved, so what is applied is
-//! exactly what was reviewed. Secrets are redacted: the file can be
-//! attached to a change ticket.
+//! exactly what was reviewed. Secrets are redacted ([`crate::plan::redact`]):
+//! the file can be attached to a change ticket. It is written mode 0600.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::diff::Change;
 use crate::plan::gather::Gathered;
-use crate::plan::redact::redact;
+use crate::plan::redact;
 
 /// The format marker of saved plans.
 pub(crate) const FORMAT: &str = "lbdeploy-plan/1";
@@ -99,18 +99,18 @@ impl HostPlan {
         match g {
             Gathered::Planned(p) => {
                 h.fingerprint = Some(p.fingerprint.clone());
-                h.changes = p.changes.iter().map(redacted).collect();
+                h.changes = p.changes.iter().map(redact::change).collect();
                 if !h.changes.is_empty() {
                     h.status = HostStatus::Changes;
                 }
             }
             Gathered::Unreachable(e) => {
                 h.status = HostStatus::Unreachable;
-                h.error = Some(e.to_string());
+                h.error = Some(redact::redact(&e.to_string()).into_owned());
             }
             Gathered::Failed(e) => {
                 h.status = HostStatus::Failed;
-                h.error = Some(e.clone());
+                h.error = Some(redact::redact(e).into_owned());
             }
         }
         h
@@ -133,34 +133,16 @@ impl Summary {
     }
 }
 
-fn redacted(c: &Change) -> Change {
-    match c.clone() {
-        Change::CreateFile { path, mode, content } => Change::CreateFile {
-            path,
-            mode,
-            content: redact(&content).into_owned(),
-        },
-        Change::UpdateFile { path, old_mode, new_mode, old, new } => {
-            Change::UpdateFile {
-                path,
-                old_mode,
-                new_mode,
-                old: redact(&old).into_owned(),
-                new: redact(&new).into_owned(),
-            }
-        }
-        other => other,
-    }
-}
-
 impl PlanDocument {
-    /// Save to `path` (written whole, then renamed into place).
+    /// Save to `path` (written whole, then renamed into place), readable
+    /// by its owner only: secrets are redacted, but the plan still maps the
+    /// cluster and each host's files.
     ///
     /// # Errors
     /// When the file cannot be written.
     pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
-        crate::util::files::write_atomic(path, text.as_bytes(), 0o644)
+        crate::util::files::write_atomic(path, text.as_bytes(), 0o600)
             .with_context(|| {
                 format!("cannot save the plan to {}", path.display())
             })

@@ -4,9 +4,22 @@
 //!
 //! Inline secrets are never stored: before a generation is written, each
 //! inline VRRP password becomes a reference `password_env:
-//! LBDEPLOY_SECRET_<instance>` and only its SHA-256 is kept. Rolling back
-//! answers those references from the current inventory, and refuses when
-//! the current password is not the one that generation used.
+//! LBDEPLOY_SECRET_<instance>` and only a keyed fingerprint of it is kept
+//! (HMAC-SHA-256 under `.lbdeploy/controller.key`, [`KEY_FILE`]). Rolling
+//! back answers those references from the current inventory, and refuses
+//! when the current password is not the one that generation used.
+//!
+//! Why keyed: a VRRPv2 password is at most 8 bytes, so a plain hash of it
+//! in `meta.json` is brute-forced in milliseconds. The key is 32 random
+//! bytes made on first use, mode 0600, created exclusively and never
+//! replaced — a new key would make every earlier fingerprint unverifiable.
+//! Generations recorded before the key existed hold a plain SHA-256; they
+//! are still checked, never written again.
+//!
+//! A webhook URL with credentials (a userinfo password, query values) is
+//! stored redacted with its fingerprint beside the passwords' under
+//! [`WEBHOOK`]; rolling back puts the current inventory's URL back when it
+//! is the same one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +32,19 @@ use super::recap::HostResult;
 use crate::inventory::{Environment, Inventory};
 use crate::util::files::write_atomic;
 use crate::util::hex::hex;
+use crate::util::hmac::hmac_sha256;
+use crate::util::redact;
+
+/// The controller's fingerprint key, in the state directory.
+pub(crate) const KEY_FILE: &str = "controller.key";
+
+/// The `secrets` entry of the webhook URL: a space, which no instance
+/// name has, keeps it apart from them.
+pub(crate) const WEBHOOK: &str = "notification webhook";
+
+/// How a keyed fingerprint is marked in `meta.json`; an unmarked value is
+/// the plain SHA-256 of generations recorded before the key existed.
+const HMAC_PREFIX: &str = "hmac-sha256:";
 
 /// What one generation records besides its inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +61,8 @@ pub(crate) struct Meta {
     pub inventory_sha256: String,
     /// SHA-256 of the agent binary installed.
     pub binary_sha256: String,
-    /// Per VRRP instance with an inline password: its SHA-256.
+    /// Per VRRP instance with an inline password: its keyed fingerprint
+    /// (`hmac-sha256:HEX`), never the password nor a plain hash of it.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
     /// Per host: `ok`, `changed`, `failed`, `unreachable`, `rolled back`.
@@ -46,6 +73,7 @@ pub(crate) struct Meta {
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     dir: PathBuf,
+    key: PathBuf,
 }
 
 /// A generation's environment variable for instance `name`'s password.
@@ -59,21 +87,64 @@ fn secret_var(instance: &str) -> String {
     format!("LBDEPLOY_SECRET_{clean}")
 }
 
-/// `inv` with every inline password turned into a reference, and the
-/// passwords' hashes by instance.
-pub(crate) fn without_secrets(
+/// The fingerprint of instance `instance`'s password under `key`: the
+/// instance is part of the message, so two instances sharing a password
+/// do not show it.
+fn fingerprint(key: &[u8], instance: &str, password: &str) -> String {
+    let message = [instance.as_bytes(), b"\0", password.as_bytes()].concat();
+    format!("{HMAC_PREFIX}{}", hex(&hmac_sha256(key, &message)))
+}
+
+/// Whether `stored` (keyed, or a legacy plain SHA-256) is `password`'s.
+fn matches(
+    stored: &str,
+    key: Option<&[u8]>,
+    instance: &str,
+    password: &str,
+) -> bool {
+    match (stored.strip_prefix(HMAC_PREFIX), key) {
+        (Some(_), Some(key)) => stored == fingerprint(key, instance, password),
+        (Some(_), None) => false,
+        (None, _) => stored == hex(&Sha256::digest(password.as_bytes())),
+    }
+}
+
+/// The webhook URL of `inv` when it carries credentials.
+fn secret_webhook(inv: &Inventory) -> Option<&str> {
+    let url = inv.notification.as_ref()?.webhook.as_deref()?;
+    (redact::text(url) != url).then_some(url)
+}
+
+/// Whether `inv` holds any inline secret (and so needs the key).
+fn has_inline_secrets(inv: &Inventory) -> bool {
+    secret_webhook(inv).is_some()
+        || inv.vrrp_instances.iter().any(|v| {
+            v.authentication.as_ref().is_some_and(|a| a.password.is_some())
+        })
+}
+
+/// `inv` with every inline password turned into a reference and a
+/// webhook URL's credentials redacted, and the secrets' fingerprints under
+/// `key` by instance (and [`WEBHOOK`]).
+fn without_secrets(
     inv: &Inventory,
+    key: &[u8],
 ) -> (Inventory, BTreeMap<String, String>) {
+    let mut prints = BTreeMap::new();
     let mut inv = inv.clone();
-    let mut hashes = BTreeMap::new();
+    if let Some(url) = secret_webhook(&inv).map(str::to_owned) {
+        prints.insert(WEBHOOK.to_owned(), fingerprint(key, WEBHOOK, &url));
+        let n = inv.notification.as_mut().expect("it has a webhook");
+        n.webhook = Some(redact::text(&url).into_owned());
+    }
     for vi in &mut inv.vrrp_instances {
         let Some(auth) = &mut vi.authentication else { continue };
         if let Some(p) = auth.password.take() {
-            hashes.insert(vi.name.clone(), hex(&Sha256::digest(p.as_bytes())));
+            prints.insert(vi.name.clone(), fingerprint(key, &vi.name, &p));
             auth.password_env = Some(secret_var(&vi.name));
         }
     }
-    (inv, hashes)
+    (inv, prints)
 }
 
 /// The environment a stored generation is compiled in: its secret
@@ -81,28 +152,50 @@ pub(crate) fn without_secrets(
 pub(crate) struct Secrets<'a> {
     inner: &'a dyn Environment,
     values: BTreeMap<String, String>,
+    /// The webhook URL to put back, checked against its fingerprint.
+    webhook: Option<String>,
 }
 
 impl<'a> Secrets<'a> {
-    /// Answer generation `meta`'s secrets from `current`.
+    /// Answer generation `meta`'s secrets from `current`, checked against
+    /// its fingerprints under `key` (`None`: the controller has no key).
     ///
     /// # Errors
     /// When an instance the generation had a password for has none, or a
     /// different one, in the current inventory.
-    pub fn new(
+    fn new(
         inner: &'a dyn Environment,
         meta: &Meta,
         current: Option<&Inventory>,
+        key: Option<&[u8]>,
     ) -> anyhow::Result<Self> {
         let mut values = BTreeMap::new();
-        for (instance, hash) in &meta.secrets {
+        let mut webhook = None;
+        for (instance, stored) in &meta.secrets {
+            if instance == WEBHOOK {
+                let url = current
+                    .and_then(|inv| inv.notification.as_ref()?.webhook.clone());
+                match url {
+                    Some(u) if matches(stored, key, WEBHOOK, &u) => {
+                        webhook = Some(u);
+                    }
+                    _ => bail!(
+                        "generation {} notified a webhook URL with credentials \
+                         that are not stored (secrets never are) and the \
+                         current inventory does not hold the same URL — put it \
+                         back in the inventory",
+                        meta.number
+                    ),
+                }
+                continue;
+            }
             let password = current
                 .and_then(|inv| {
                     inv.vrrp_instances.iter().find(|v| &v.name == instance)
                 })
                 .and_then(|v| v.authentication.as_ref()?.password.clone());
             match password {
-                Some(p) if &hex(&Sha256::digest(p.as_bytes())) == hash => {
+                Some(p) if matches(stored, key, instance, &p) => {
                     values.insert(secret_var(instance), p);
                 }
                 _ => bail!(
@@ -115,7 +208,22 @@ impl<'a> Secrets<'a> {
                 ),
             }
         }
-        Ok(Self { inner, values })
+        Ok(Self { inner, values, webhook })
+    }
+
+    /// A stored generation's inventory `text` with the secrets that are
+    /// not references (the webhook URL) put back.
+    ///
+    /// # Errors
+    /// When `text` is not an inventory.
+    pub fn restore(&self, text: &str) -> anyhow::Result<String> {
+        let Some(url) = &self.webhook else { return Ok(text.to_owned()) };
+        let mut inv: Inventory = serde_yaml::from_str(text)
+            .context("the stored generation is not an inventory")?;
+        if let Some(n) = &mut inv.notification {
+            n.webhook = Some(url.clone());
+        }
+        Ok(serde_yaml::to_string(&inv)?)
     }
 }
 
@@ -132,7 +240,48 @@ impl Environment for Secrets<'_> {
 impl Store {
     /// The store under `state_dir` (`.lbdeploy`).
     pub fn new(state_dir: &Path) -> Self {
-        Self { dir: state_dir.join("generations") }
+        Self {
+            dir: state_dir.join("generations"),
+            key: state_dir.join(KEY_FILE),
+        }
+    }
+
+    /// `inv` as a generation stores it (inline passwords as references)
+    /// and its passwords' fingerprints, made with this controller's key
+    /// (created on first use).
+    ///
+    /// # Errors
+    /// When the key cannot be read or created.
+    pub fn without_secrets(
+        &self,
+        inv: &Inventory,
+    ) -> anyhow::Result<(Inventory, BTreeMap<String, String>)> {
+        let key = match has_inline_secrets(inv) {
+            true => super::key::load_or_create(&self.key)?,
+            // Nothing to fingerprint: no key is made for nothing.
+            false => Vec::new(),
+        };
+        Ok(without_secrets(inv, &key))
+    }
+
+    /// The environment generation `meta` is compiled in: its secret
+    /// references answered from `current`'s inline passwords, each checked
+    /// against the generation's fingerprint.
+    ///
+    /// # Errors
+    /// When a password is missing or differs, or the key is unreadable.
+    pub fn secrets<'a>(
+        &self,
+        inner: &'a dyn Environment,
+        meta: &Meta,
+        current: Option<&Inventory>,
+    ) -> anyhow::Result<Secrets<'a>> {
+        let keyed = meta.secrets.values().any(|s| s.starts_with(HMAC_PREFIX));
+        let key = match keyed {
+            true => super::key::load(&self.key)?,
+            false => None,
+        };
+        Secrets::new(inner, meta, current, key.as_deref())
     }
 
     /// Every generation's meta, oldest first.
@@ -242,16 +391,87 @@ vrrp_instances:
         }
     }
 
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
     #[test]
     fn inline_passwords_become_references_and_come_back() {
-        let (stored, hashes) = without_secrets(&inventory());
+        let (stored, prints) = without_secrets(&inventory(), KEY);
         let auth = stored.vrrp_instances[0].authentication.as_ref().unwrap();
         assert_eq!(auth.password, None);
         assert_eq!(auth.password_env.as_deref(), Some("LBDEPLOY_SECRET_VI_1"));
         let env = Secrets::new(
             &crate::inventory::System,
-            &meta(1, hashes),
+            &meta(1, prints),
             Some(&inventory()),
+            Some(KEY),
+        )
+        .unwrap();
+        assert_eq!(env.var("LBDEPLOY_SECRET_VI_1").as_deref(), Some("1111"));
+    }
+
+    #[test]
+    fn the_fingerprint_is_keyed_not_a_plain_hash() {
+        let (_, prints) = without_secrets(&inventory(), KEY);
+        let print = &prints["VI-1"];
+        let plain = hex(&Sha256::digest(b"1111"));
+        assert!(print.starts_with(HMAC_PREFIX), "{print}");
+        assert!(!print.contains(&plain), "{print}");
+        let (_, other) = without_secrets(&inventory(), &[7; 32]);
+        assert_ne!(&other["VI-1"], print, "another key, another print");
+        // Without the key, a keyed print matches no password.
+        assert!(!matches(print, None, "VI-1", "1111"));
+        assert!(matches(print, Some(KEY), "VI-1", "1111"));
+        assert!(!matches(print, Some(KEY), "VI-2", "1111"));
+    }
+
+    #[test]
+    fn a_webhook_with_credentials_is_stored_redacted_and_put_back() {
+        let url = "http://bot:pw@h/hook?token=tok";
+        let mut inv = inventory();
+        inv.notification = Some(crate::inventory::Notification {
+            webhook: Some(url.into()),
+            ..Default::default()
+        });
+        let (stored, prints) = without_secrets(&inv, KEY);
+        let text = serde_yaml::to_string(&stored).unwrap();
+        assert!(!text.contains("pw@") && !text.contains("=tok"), "{text}");
+        assert!(text.contains("http://bot:(sensitive)@h/hook"), "{text}");
+        let meta = meta(1, prints);
+        let env = Secrets::new(
+            &crate::inventory::System,
+            &meta,
+            Some(&inv),
+            Some(KEY),
+        )
+        .unwrap();
+        let back: Inventory =
+            serde_yaml::from_str(&env.restore(&text).unwrap()).unwrap();
+        assert_eq!(back.notification, inv.notification);
+        let mut moved = inv.clone();
+        moved.notification.as_mut().unwrap().webhook =
+            Some("http://bot:other@h/hook?token=tok".into());
+        let e = Secrets::new(
+            &crate::inventory::System,
+            &meta,
+            Some(&moved),
+            Some(KEY),
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("webhook URL"), "{e}");
+    }
+
+    #[test]
+    fn generations_recorded_before_the_key_still_roll_back() {
+        let legacy = BTreeMap::from([(
+            "VI-1".to_owned(),
+            hex(&Sha256::digest(b"1111")),
+        )]);
+        let env = Secrets::new(
+            &crate::inventory::System,
+            &meta(1, legacy),
+            Some(&inventory()),
+            None,
         )
         .unwrap();
         assert_eq!(env.var("LBDEPLOY_SECRET_VI_1").as_deref(), Some("1111"));
@@ -259,14 +479,15 @@ vrrp_instances:
 
     #[test]
     fn a_changed_password_cannot_be_rolled_back_to_silently() {
-        let (_, hashes) = without_secrets(&inventory());
+        let (_, prints) = without_secrets(&inventory(), KEY);
         let mut current = inventory();
         current.vrrp_instances[0].authentication.as_mut().unwrap().password =
             Some("2222".into());
         let e = Secrets::new(
             &crate::inventory::System,
-            &meta(3, hashes),
+            &meta(3, prints),
             Some(&current),
+            Some(KEY),
         )
         .err()
         .unwrap()
@@ -280,14 +501,19 @@ vrrp_instances:
             .join(format!("lbd-gen-{}", std::process::id()));
         let store = Store::new(&dir);
         assert_eq!(store.last().unwrap(), None);
-        let (stored, hashes) = without_secrets(&inventory());
-        store.record(&meta(1, hashes.clone()), &stored).unwrap();
-        store.record(&meta(2, hashes), &stored).unwrap();
+        let (stored, prints) = store.without_secrets(&inventory()).unwrap();
+        store.record(&meta(1, prints.clone()), &stored).unwrap();
+        store.record(&meta(2, prints), &stored).unwrap();
         assert_eq!(store.last().unwrap(), Some(2));
         let text = store.inventory(1).unwrap();
         assert!(!text.contains("1111"), "{text}");
         let back: Inventory = serde_yaml::from_str(&text).unwrap();
         assert_eq!(back, stored);
+        let meta1 = store.meta(1).unwrap();
+        let env = store
+            .secrets(&crate::inventory::System, &meta1, Some(&inventory()))
+            .unwrap();
+        assert_eq!(env.var("LBDEPLOY_SECRET_VI_1").as_deref(), Some("1111"));
         assert!(
             store.meta(9).unwrap_err().to_string().contains("no generation 9")
         );

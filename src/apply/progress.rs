@@ -80,6 +80,8 @@ impl HostLine {
 
     /// The host is done: `result` is its recap word and reason.
     pub fn done(&self, result: &str) {
+        // The reason may be a host's error text: escaped for the terminal.
+        let result = &*crate::util::terminal::escape(result);
         match &self.bar {
             Some(bar) => bar.finish_with_message(result.to_owned()),
             None if !self.quiet => {

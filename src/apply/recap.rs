@@ -131,7 +131,9 @@ pub(super) fn print_recap(
     writeln!(out, "Recap:")?;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in recaps {
-        writeln!(out, "  {:width$}  {}", r.host, describe(r))?;
+        // A host's error text is the host's bytes: escaped for the terminal.
+        let said = crate::util::terminal::escape(&describe(r)).into_owned();
+        writeln!(out, "  {:width$}  {said}", r.host)?;
         *counts.entry(r.result.as_str()).or_default() += 1;
     }
     let counts: Vec<String> =

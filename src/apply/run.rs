@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::activate::{self, Context, Outcome};
 use super::document::PlanDocument;
-use super::generations::{Meta, Store, without_secrets};
+use super::generations::{Meta, Store};
 use super::lock::{Holder, Lock};
 use super::phases::phases;
 use super::prepare::{Inputs, Prepared};
@@ -240,7 +240,7 @@ fn record(
     opts: &Options,
     recaps: &[Recap],
 ) -> anyhow::Result<()> {
-    let (inventory, secrets) = without_secrets(&prepared.inventory);
+    let (inventory, secrets) = store.without_secrets(&prepared.inventory)?;
     let holder = Holder::me(&ctx.apply_id, &opts.command);
     let meta = Meta {
         number: ctx.generation,

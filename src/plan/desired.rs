@@ -20,6 +20,7 @@ use crate::inventory::{
 };
 
 use super::roles::{self, Init, OnChange, Role, Roles};
+use crate::util::redact;
 
 /// What one host should look like.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,14 +90,21 @@ pub enum Error {
         hint: &'static str,
     },
     /// A rendered agent configuration does not parse: the template and the
-    /// agent disagree.
+    /// agent disagree. The rendered text is never part of the message: it
+    /// holds the VRRP password.
     #[error(
-        "host {host}: the rendered agent configuration is invalid: {message}"
+        "host {host}: {} rendered from template {template} does not parse: \
+         {message}",
+        path.display()
     )]
     AgentConfig {
         /// The host.
         host: String,
-        /// The parse error.
+        /// The rendered file.
+        path: PathBuf,
+        /// The role's template it was rendered from.
+        template: String,
+        /// The parser's problem and where (line, column), secrets hidden.
         message: String,
     },
 }
@@ -115,8 +123,16 @@ pub fn compile(
     binary_sha256: &str,
 ) -> Result<Vec<HostDesired>, Error> {
     let mut hosts = Vec::new();
+    // Every secret a rendered file holds, kept out of a parse error's text.
+    let mut secrets = Vec::new();
     for d in &inv.directors {
         let config = director_config(inv, d, env, base)?;
+        secrets.extend(
+            config.vrrp_instances.iter().filter_map(|v| v.password.clone()),
+        );
+        secrets.extend(
+            config.notification.as_ref().and_then(|n| n.webhook.clone()),
+        );
         let ctx = minijinja::Value::from(minijinja::value::Serde(&config));
         hosts.push(host(
             roles.role("director")?,
@@ -141,8 +157,9 @@ pub fn compile(
         h.vips = config.vips.clone();
         hosts.push(h);
     }
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     for h in &hosts {
-        check_agent_config(h)?;
+        check_agent_config(h, roles, &secrets)?;
     }
     Ok(hosts)
 }
@@ -203,8 +220,14 @@ fn host(
 }
 
 /// Parse the rendered agent file back with the agent's own types, so a
-/// template that drifts from the agent fails here, before any host.
-fn check_agent_config(h: &HostDesired) -> Result<(), Error> {
+/// template that drifts from the agent fails here, before any host. The
+/// error names the file, its template and the parser's line and column;
+/// any of `secrets` the parser quotes is hidden.
+fn check_agent_config(
+    h: &HostDesired,
+    roles: &Roles,
+    secrets: &[&str],
+) -> Result<(), Error> {
     let Some(file) = h.files.iter().find(|f| f.path == h.config) else {
         return Ok(());
     };
@@ -220,9 +243,23 @@ fn check_agent_config(h: &HostDesired) -> Result<(), Error> {
         )
         .map(drop),
     };
-    result.map_err(|e| Error::AgentConfig {
-        host: h.name.clone(),
-        message: format!("{e}\n{}", file.content),
+    result.map_err(|e| {
+        let message = match e {
+            crate::inventory::agent::Error::Invalid { message, .. } => message,
+            other => other.to_string(),
+        };
+        let template = roles
+            .role(h.agent.as_str())
+            .ok()
+            .and_then(|r| r.files.iter().find(|f| f.path == file.path))
+            .map_or_else(|| "?".to_owned(), |f| f.template.clone());
+        Error::AgentConfig {
+            host: h.name.clone(),
+            path: file.path.clone(),
+            template,
+            message: redact::text(&redact::known(&message, secrets))
+                .into_owned(),
+        }
     })
 }
 

@@ -1,6 +1,13 @@
 //! The plan as people read it: per host, `+` create, `~` change (with a
 //! unified diff), `-` remove, then one summary line.
 //!
+//! Everything shown passes through two filters at this edge: secrets are
+//! hidden ([`redact`](super::redact)) and host-supplied bytes — file
+//! contents, paths, sysctl values, error text — have their control
+//! characters escaped ([`escape`]), so a compromised host can neither read
+//! out a password through the plan nor forge or hide plan lines with
+//! escape sequences.
+//!
 //! Rendering writes to any `io::Write` with the colour decided by the caller
 //! (once, from the terminal and `NO_COLOR`), so tests render colourless text
 //! into a buffer and compare it with golden files.
@@ -11,6 +18,7 @@ use similar::{ChangeTag, TextDiff};
 
 use super::diff::{Change, ServiceAction};
 use super::redact::redact;
+use crate::util::terminal::escape;
 
 /// What happened when a host was planned.
 #[derive(Debug)]
@@ -41,10 +49,13 @@ impl<W: Write> Printer<W> {
         Self { out, colour }
     }
 
+    /// `text`, redacted and escaped, in `colour`: the colour codes are the
+    /// only control characters that reach the terminal.
     fn paint(&self, colour: &'static str, text: &str) -> String {
+        let text = shown(text);
         match self.colour {
             true => format!("{colour}{text}{RESET}"),
-            false => text.to_owned(),
+            false => text,
         }
     }
 
@@ -160,7 +171,7 @@ impl<W: Write> Printer<W> {
                     let text = change.value().trim_end_matches('\n');
                     let line = format!("      {sign}{text}");
                     match colour {
-                        "" => writeln!(self.out, "{line}")?,
+                        "" => writeln!(self.out, "{}", shown(&line))?,
                         c => writeln!(self.out, "{}", self.paint(c, &line))?,
                     }
                 }
@@ -168,6 +179,12 @@ impl<W: Write> Printer<W> {
         }
         Ok(())
     }
+}
+
+/// `text` as it may reach the terminal: secrets hidden, control
+/// characters escaped.
+fn shown(text: &str) -> String {
+    escape(&redact(text)).into_owned()
 }
 
 /// The first 12 hex digits of a hash: enough to tell binaries apart.
@@ -228,5 +245,46 @@ Plan: 1 hosts to change, 1 unchanged, 1 unreachable.
 ";
         assert_eq!(render(&hosts, false), expected);
         assert!(render(&hosts, true).contains("\x1b[31m      -b: 2\x1b[0m"));
+    }
+
+    #[test]
+    fn host_bytes_are_escaped_and_secrets_hidden_coloured_or_not() {
+        let hostile = "x: 1\x1b]0;title\x07\x1b[1A\x1b[2K\x1b[8m\r\u{202e}\n";
+        let hosts = vec![
+            (
+                "d1".to_owned(),
+                HostOutcome::Planned(vec![
+                    Change::UpdateFile {
+                        path: "/etc/lbdeploy/agent.yml".into(),
+                        old_mode: 0o600,
+                        new_mode: 0o600,
+                        old: format!("password: |-\n  pä\n  ß\n{hostile}"),
+                        new: "password: |-\n  pä\n  ß\nx: 1\n".into(),
+                    },
+                    Change::RemoveFile { path: "/etc/\x1b[2Jx".into() },
+                ]),
+            ),
+            ("d2".to_owned(), HostOutcome::Failed("no\x1b[31m\nway".into())),
+        ];
+        for colour in [false, true] {
+            let text = render(&hosts, colour);
+            // Only the printer's own colours may remain as raw ESC.
+            let ours = [GREEN, YELLOW, RED, BOLD, RESET]
+                .iter()
+                .fold(text.clone(), |t, c| t.replace(c, ""));
+            assert!(!ours.contains(['\x1b', '\x07', '\r']), "{text:?}");
+            assert!(!text.contains('\u{202e}'), "{text:?}");
+            assert!(!text.contains("pä") && !text.contains('ß'), "{text}");
+            assert!(text.contains("password: (sensitive)"), "{text}");
+            assert!(
+                text.contains(
+                    "-x: 1\\x1b]0;title\\x07\\x1b[1A\\x1b[2K\\x1b[8m\\x0d"
+                ),
+                "{text}"
+            );
+            assert!(text.contains("\\u{202e}"), "{text}");
+            assert!(text.contains("  - /etc/\\x1b[2Jx"), "{text}");
+            assert!(text.contains("d2: failed: no\\x1b[31m\\x0away"), "{text}");
+        }
     }
 }

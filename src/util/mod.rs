@@ -4,10 +4,13 @@
 //!
 //! * [`files`] — every file lbdeploy writes is renamed into place through it;
 //! * [`hex`] — lower-case hex of digests;
+//! * [`hmac`] — HMAC-SHA-256, for keyed fingerprints of secrets;
 //! * [`shell`] — quoting a word for `sh`;
 //! * [`glob`] — glob(3) patterns, for keepalived's `include` and `--limit`;
 //! * [`fnv`] — a hash that comes out the same in every process;
-//! * [`log`] — the one logging path: `tracing` to stderr, logfmt or JSON.
+//! * [`log`] — the one logging path: `tracing` to stderr, logfmt or JSON;
+//! * [`redact`] — the one redaction of secrets, for every output;
+//! * [`terminal`] — host-supplied text made safe for a terminal.
 //!
 //! Nothing here depends on another lbdeploy module.
 
@@ -15,5 +18,8 @@ pub mod files;
 pub mod fnv;
 pub mod glob;
 pub mod hex;
+pub mod hmac;
 pub mod log;
+pub mod redact;
 pub mod shell;
+pub mod terminal;

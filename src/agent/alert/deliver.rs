@@ -63,7 +63,13 @@ async fn deliver(config: &Notification, event: &Event) {
     if let Some(url) = &config.webhook
         && let Err(e) = webhook(url, event).await
     {
-        tracing::warn!("webhook notification to {url} failed: {e:#}");
+        // The URL's token and the error's echo of it stay out of the log.
+        tracing::warn!(
+            "{}",
+            crate::util::redact::text(&format!(
+                "webhook notification to {url} failed: {e:#}"
+            ))
+        );
     }
     if let Some(argv) = &config.exec
         && let Err(e) = exec(argv, event).await
@@ -164,8 +170,7 @@ pub async fn exec(argv: &[String], event: &Event) -> anyhow::Result<()> {
     let Some(program) = argv.first() else {
         bail!("the exec hook names no program");
     };
-    let argv: Vec<String> =
-        argv.iter().cloned().chain(event.args()).collect();
+    let argv: Vec<String> = argv.iter().cloned().chain(event.args()).collect();
     crate::agent::sys::process::run(&argv, HOOK_TIMEOUT)
         .await
         .map_err(|e| anyhow!("{program}: {e}"))
