@@ -154,13 +154,14 @@ fn redacted(c: &Change) -> Change {
 }
 
 impl PlanDocument {
-    /// Save to `path` (written whole, then renamed into place).
+    /// Save to `path` (written whole, then renamed into place), mode 0600:
+    /// a saved plan shows the hosts' files and is nobody else's to read.
     ///
     /// # Errors
     /// When the file cannot be written.
     pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
-        crate::util::files::write_atomic(path, text.as_bytes(), 0o644)
+        crate::util::files::write_atomic(path, text.as_bytes(), 0o600)
             .with_context(|| {
                 format!("cannot save the plan to {}", path.display())
             })

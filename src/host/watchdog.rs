@@ -119,10 +119,7 @@ pub(crate) fn carry_out(
 /// When it cannot be started.
 pub fn spawn(layout: &Layout) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(layout.watchdog_log())
+    let log = files::open_append(&layout.watchdog_log(), 0o600)
         .context("opening the watchdog log")?;
     let exe = std::env::current_exe().context("finding this executable")?;
     let child = Command::new(exe)
