@@ -185,10 +185,11 @@ fn change(
             .run(Op::from(action), unit_changed)
             .with_context(|| format!("{action:?} of {}", a.service))?;
     }
-    let deadline = watchdog::now_ms().saturating_add(a.confirm_timeout_ms);
+    let deadline =
+        watchdog::Deadline::after(watchdog::boot_ms(), a.confirm_timeout_ms);
     files::write_atomic(
         &layout.pending_deadline(),
-        format!("{deadline}\n").as_bytes(),
+        deadline.render().as_bytes(),
         0o644,
     )?;
     watchdog::spawn(layout)?;

@@ -97,7 +97,7 @@ impl Layout {
         self.pending().join("binary")
     }
 
-    /// Unix milliseconds after which an unconfirmed activation rolls back.
+    /// When an unconfirmed activation rolls back (boot-time milliseconds).
     pub(crate) fn pending_deadline(&self) -> PathBuf {
         self.pending().join("deadline")
     }
