@@ -20,7 +20,7 @@ use crate::support::lab::{LBDEPLOY, TempDir, describe};
 use crate::support::subnet::Subnet;
 
 const STATE: &str = "var/lib/lbdeploy";
-const FORWARD: &str = "proc/sys/net/ipv4/ip_forward";
+pub(crate) const FORWARD: &str = "proc/sys/net/ipv4/ip_forward";
 
 /// A scratch host root; dropping it kills a waiting watchdog and removes
 /// the directory.
@@ -148,7 +148,11 @@ impl Drop for Host {
 }
 
 /// An activation of generation `n` with `files` (path, mode, content).
-fn activation(n: u64, files: &[(&str, u32, &str)], timeout_ms: u64) -> Value {
+pub(crate) fn activation(
+    n: u64,
+    files: &[(&str, u32, &str)],
+    timeout_ms: u64,
+) -> Value {
     json!({
         "apply_id": format!("apply-{n}"),
         "holder": "ops@controller pid 42: lbdeploy apply",
@@ -167,10 +171,10 @@ fn activation(n: u64, files: &[(&str, u32, &str)], timeout_ms: u64) -> Value {
     })
 }
 
-const AGENT: &str = "/etc/lbdeploy/agent.yml";
-const SYSCTL: &str = "/etc/sysctl.d/90-lbdeploy.conf";
+pub(crate) const AGENT: &str = "/etc/lbdeploy/agent.yml";
+pub(crate) const SYSCTL: &str = "/etc/sysctl.d/90-lbdeploy.conf";
 /// Long enough never to expire during a test.
-const LONG: u64 = 120_000;
+pub(crate) const LONG: u64 = 120_000;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -66,6 +66,7 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
     let a = parse(layout, input)?;
     let lock = LockGuard::acquire(layout, &a.apply_id, &a.holder)?;
     finish_leftover(layout)?;
+    note_number(layout, a.generation)?;
     let service =
         Service::new(layout, &a.service, &a.binary, a.agent, &a.config)?;
     let was_running = service.is_running();
@@ -99,6 +100,39 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
     };
     drop(lock);
     Ok(report)
+}
+
+/// Whether generation `n` may be activated on a host whose highest seen
+/// number is `seen`: only above it, so that no number ever names two
+/// different applies on one host (issue #17, finding 9).
+///
+/// # Errors
+/// When `n` is not above `seen`.
+pub(crate) fn check_number(seen: Option<u64>, n: u64) -> anyhow::Result<()> {
+    match seen {
+        Some(s) if n <= s => anyhow::bail!(
+            "generation {n} is not above {s}, the highest this host has \
+             seen: a generation number is never used twice — plan again"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Check generation `n` against the highest number seen and record it,
+/// before anything is changed: a number that reached the host is burnt
+/// even if nothing of its activation stays.
+fn note_number(layout: &Layout, n: u64) -> anyhow::Result<()> {
+    let path = layout.generation_seen();
+    let seen = files::read_text_opt(&path)?
+        .map(|t| {
+            t.trim().parse::<u64>().with_context(|| {
+                format!("{}: not a generation number", path.display())
+            })
+        })
+        .transpose()?;
+    check_number(seen, n)?;
+    files::write_atomic(&path, format!("{n}\n").as_bytes(), 0o644)
+        .with_context(|| format!("recording generation {n} as seen"))
 }
 
 /// Finish a pending activation whose watchdog died; refuse while a live
@@ -203,5 +237,19 @@ pub(crate) fn print_report(report: &Report) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{json}");
         let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r17_numbers_only_go_up() {
+        assert!(check_number(None, 1).is_ok());
+        assert!(check_number(Some(5), 6).is_ok());
+        let err = check_number(Some(6), 6).unwrap_err();
+        assert!(format!("{err}").contains("not above 6"), "{err}");
+        assert!(check_number(Some(6), 2).is_err());
     }
 }

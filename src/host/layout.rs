@@ -117,6 +117,14 @@ impl Layout {
         self.state().join("generation")
     }
 
+    /// The highest generation number any activation ever brought to this
+    /// host (read by facts): the controller numbers the next apply above
+    /// it, so a number is never handed to two applies, even when the
+    /// first never got committed.
+    pub fn generation_seen(&self) -> PathBuf {
+        self.state().join("generation-seen")
+    }
+
     /// The managed files, one absolute path a line (read by facts).
     pub fn manifest(&self) -> PathBuf {
         self.state().join("manifest")

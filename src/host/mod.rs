@@ -17,6 +17,7 @@
 //! ```text
 //! lock                  JSON {apply_id, holder, pid, since} while activating
 //! generation            the confirmed generation number (read by facts)
+//! generation-seen       the highest number ever activated here (facts)
 //! manifest              managed files, one absolute path a line (facts)
 //! pending/state.json    the activation and the before-image
 //! pending/binary        the previous binary, when replaced

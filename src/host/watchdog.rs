@@ -15,6 +15,7 @@
 //! watchdog runs, and the next activation or confirmation finishes the
 //! pending one through [`recover`] without looking at the deadline.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -244,7 +245,12 @@ pub fn run(layout: &Layout) -> anyhow::Result<()> {
             Step::Wait(d) => std::thread::sleep(d),
             step => {
                 let g = pending.activation.generation;
-                eprintln!("watchdog: generation {g}: {step:?}");
+                // The log may sit on a full file system: a failed write
+                // must not stop the watchdog (`eprintln!` would panic).
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "watchdog: generation {g}: {step:?}"
+                );
                 return carry_out(layout, &pending, step);
             }
         }
