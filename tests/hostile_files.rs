@@ -453,3 +453,111 @@ fn r17_a_full_disk_at_any_step_leaves_a_whole_generation() {
         assert!(!outcomes[SWEEP as usize], "{at:?}: {SWEEP} pages too few");
     }
 }
+
+/// The state of rs01 that makes up its generation, read in the lab.
+fn lab_generation(lab: &crate::support::lab::TestLab) -> String {
+    lab.exec_ok(
+        "rs01",
+        "cd /var/lib/lbdeploy && cat generation manifest && \
+         for f in $(cat manifest); do echo \"== $f\"; stat -c %a \"$f\"; \
+         cat \"$f\"; done",
+    )
+}
+
+fn lab_number(lab: &crate::support::lab::TestLab, file: &str) -> u64 {
+    lab.exec_ok("rs01", &format!("cat /var/lib/lbdeploy/{file}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Issue #17, finding 9, end to end through `plan` and `apply`: a host
+/// stuck with an unfinished activation is planned as a change, not "no
+/// changes"; a full state directory on rs01 fails the apply there (rs01
+/// stays at its generation byte for byte) at whichever step it fills;
+/// every number the controller hands out is new; once space is back,
+/// apply converges.
+#[test]
+fn r17_apply_through_a_stuck_activation_and_a_full_disk() {
+    let lab = crate::lab_or_skip!(
+        "hostile-enospc-apply",
+        Inventory::example(Subnet::allocate())
+    );
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let first = lab_number(&lab, "generation");
+
+    // A stuck activation: activated by hand, its watchdog killed.
+    let file = lab.inventory().with_file_name("stuck.json");
+    let stuck =
+        activation(first + 1, &[("/etc/lbdeploy/stuck", 0o644, "x\n")], LONG);
+    std::fs::write(&file, stuck.to_string()).unwrap();
+    lab.exec_ok(
+        "rs01",
+        &format!("{LBDEPLOY} host activate < {}", file.display()),
+    );
+    lab.exec_ok(
+        "rs01",
+        "kill -9 $(cat /var/lib/lbdeploy/pending/watchdog.pid)",
+    );
+    let plan = lab.lbdeploy_exit(2, &["plan", "--detailed-exitcode"]);
+    assert!(plan.contains("unfinished activation"), "{plan}");
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let after_stuck = lab_number(&lab, "generation");
+    assert!(after_stuck > first + 1, "number {} reused", first + 1);
+    lab.exec_ok("rs01", "test ! -e /etc/lbdeploy/stuck");
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+
+    // A full disk: rs01's state directory on a small tmpfs of its own.
+    lab.exec_ok(
+        "rs01",
+        "mkdir /run/state-save && cp -a /var/lib/lbdeploy/. /run/state-save/ \
+         && mount -t tmpfs -o size=256k tmpfs /var/lib/lbdeploy \
+         && cp -a /run/state-save/. /var/lib/lbdeploy/",
+    );
+    let mut numbers = vec![after_stuck];
+    let mut failures = 0;
+    for pages in 0..=SWEEP {
+        // Something to change on rs01, and the disk filled to `pages`.
+        lab.exec_ok(
+            "rs01",
+            "echo '# hand edit' >> /etc/sysctl.d/90-lbdeploy.conf",
+        );
+        let before = lab_generation(&lab);
+        lab.exec_ok(
+            "rs01",
+            &format!(
+                "cd /var/lib/lbdeploy && rm -f fill && \
+                 avail=$(df -B1 --output=avail . | tail -1) && \
+                 head -c $((avail - {pages} * {PAGE})) /dev/zero > fill"
+            ),
+        );
+        let out = lab.lbdeploy(&["apply", "--yes"]);
+        lab.exec_ok("rs01", "rm -f /var/lib/lbdeploy/fill");
+        // A number that reached rs01 is never handed out again.
+        let seen = lab_number(&lab, "generation-seen");
+        let last = *numbers.last().unwrap();
+        assert!(seen >= last, "numbers {numbers:?}, then {seen}");
+        if seen > last {
+            numbers.push(seen);
+        }
+        match out.status.code() {
+            Some(0) => break,
+            _ => {
+                failures += 1;
+                let said = String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr);
+                assert!(said.contains("No space left on device"), "{said}");
+                assert_eq!(
+                    lab_generation(&lab),
+                    before,
+                    "{pages} pages\n{said}"
+                );
+                lab.lbdeploy_exit(2, &["plan", "--detailed-exitcode"]);
+            }
+        }
+    }
+    assert!(failures > 0, "a full disk never failed the apply");
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+    let last = lab_number(&lab, "generation");
+    assert_eq!(Some(&last), numbers.last(), "{numbers:?}");
+}
