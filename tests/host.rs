@@ -134,16 +134,19 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        if let Some(pid) = self
-            .read(&format!("{STATE}/pending/watchdog.pid"))
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(
-                pid,
-                rustix::process::Signal::KILL,
-            );
-        }
+        kill_watchdog(self.read(&format!("{STATE}/pending/watchdog.pid")));
+    }
+}
+
+/// Kill the watchdog whose `pending/watchdog.pid` reads `pid_file`, if any
+/// (a test's host going away must not leave one waiting).
+pub(crate) fn kill_watchdog(pid_file: Option<String>) {
+    if let Some(pid) = pid_file
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ =
+            rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::host::{AGENT, FORWARD, LONG, SYSCTL, activation};
+use crate::host::{AGENT, FORWARD, LONG, SYSCTL, activation, kill_watchdog};
 use crate::support::inventory::Inventory;
 use crate::support::lab::{LBDEPLOY, TempDir, describe};
 use crate::support::subnet::Subnet;
@@ -347,16 +347,7 @@ impl FullHost {
 
 impl Drop for FullHost {
     fn drop(&mut self) {
-        if let Some(pid) = self
-            .read(&format!("{STATE}/pending/watchdog.pid"))
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(
-                pid,
-                rustix::process::Signal::KILL,
-            );
-        }
+        kill_watchdog(self.read(&format!("{STATE}/pending/watchdog.pid")));
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }

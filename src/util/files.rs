@@ -331,20 +331,37 @@ mod tests {
         dir
     }
 
-    /// A 0600 file outside the shared directory: what an attacker wants
-    /// root to overwrite.
-    fn victim(dir: &Path) -> PathBuf {
-        let v = dir.join("victim");
-        fs::write(&v, "secret\n").unwrap();
-        fs::set_permissions(&v, fs::Permissions::from_mode(0o600)).unwrap();
-        v
+    /// A shared directory and, outside it, a 0600 file an attacker wants
+    /// root to overwrite; both removed on drop.
+    struct Attack {
+        dir: PathBuf,
+        secret: PathBuf,
+        victim: PathBuf,
     }
 
-    fn assert_untouched(victim: &Path) {
-        assert_eq!(
-            read_opt(victim).unwrap(),
-            Some(OnDisk { mode: 0o600, content: b"secret\n".to_vec() })
-        );
+    impl Attack {
+        fn new(name: &str) -> Self {
+            let secret = scratch(&format!("{name}-victim"));
+            let victim = secret.join("victim");
+            fs::write(&victim, "secret\n").unwrap();
+            fs::set_permissions(&victim, fs::Permissions::from_mode(0o600))
+                .unwrap();
+            Self { dir: scratch(name), secret, victim }
+        }
+
+        fn assert_untouched(&self) {
+            assert_eq!(
+                read_opt(&self.victim).unwrap(),
+                Some(OnDisk { mode: 0o600, content: b"secret\n".to_vec() })
+            );
+        }
+    }
+
+    impl Drop for Attack {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.dir);
+            let _ = fs::remove_dir_all(&self.secret);
+        }
     }
 
     /// Names in `dir` other than `keep`.
@@ -380,25 +397,22 @@ mod tests {
     /// counter), planted as symlinks to a 0600 file: none is followed.
     #[test]
     fn planted_symlinks_at_predictable_names_are_not_followed() {
-        let dir = scratch("predictable");
-        let secret = scratch("predictable-victim");
-        let v = victim(&secret);
+        let attack = Attack::new("predictable");
+        let (dir, v) = (&attack.dir, &attack.victim);
         let pid = std::process::id();
         let mut planted = vec![".inv.yml.tmp".to_string()];
         planted.extend(
             (0..1000).map(|n| format!(".inv.yml.lbdeploy-tmp.{pid}.{n}")),
         );
         for name in &planted {
-            symlink(&v, dir.join(name)).unwrap();
+            symlink(v, dir.join(name)).unwrap();
         }
         let target = dir.join("inv.yml");
         write_atomic(&target, b"inventory\n", 0o644).unwrap();
-        assert_untouched(&v);
+        attack.assert_untouched();
         assert_eq!(fs::read(&target).unwrap(), b"inventory\n");
         let keep: Vec<&str> = planted.iter().map(String::as_str).collect();
-        assert_eq!(others(&dir, &keep), ["inv.yml"]);
-        fs::remove_dir_all(&dir).unwrap();
-        fs::remove_dir_all(&secret).unwrap();
+        assert_eq!(others(dir, &keep), ["inv.yml"]);
     }
 
     /// Even a name the attacker did guess (the random part handed in) is
@@ -406,15 +420,14 @@ mod tests {
     /// planted names the write fails without following any.
     #[test]
     fn guessed_temporary_names_are_skipped_then_bounded() {
-        let dir = scratch("guessed");
-        let secret = scratch("guessed-victim");
-        let v = victim(&secret);
+        let attack = Attack::new("guessed");
+        let (dir, v) = (&attack.dir, &attack.victim);
         let target = dir.join("plan.json");
         let guesses: Vec<String> =
             (0..TEMP_ATTEMPTS).map(|n| format!("guess{n}")).collect();
         for g in &guesses {
             let name = temp_name(b"plan.json", g);
-            symlink(&v, dir.join(name)).unwrap();
+            symlink(v, dir.join(name)).unwrap();
         }
         // All but the last try planted: the last one is used.
         let mut tries = guesses.iter().take(TEMP_ATTEMPTS - 1).cloned();
@@ -431,32 +444,27 @@ mod tests {
             create_temp_named(&target, 0o600, || Ok(tries.next().unwrap()))
                 .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-        assert_untouched(&v);
-        fs::remove_dir_all(&dir).unwrap();
-        fs::remove_dir_all(&secret).unwrap();
+        attack.assert_untouched();
     }
 
     #[test]
     fn a_symlink_target_is_refused_by_name() {
-        let dir = scratch("target-link");
-        let secret = scratch("target-link-victim");
-        let v = victim(&secret);
+        let attack = Attack::new("target-link");
+        let (dir, v) = (&attack.dir, &attack.victim);
         let target = dir.join("inv.yml");
-        symlink(&v, &target).unwrap();
+        symlink(v, &target).unwrap();
         let err = write_atomic(&target, b"x", 0o644).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains(&target.display().to_string()), "{msg}");
         assert!(msg.contains("symbolic link"), "{msg}");
-        assert_untouched(&v);
+        attack.assert_untouched();
         assert!(fs::symlink_metadata(&target).unwrap().is_symlink());
-        assert_eq!(others(&dir, &[]), ["inv.yml"]);
+        assert_eq!(others(dir, &[]), ["inv.yml"]);
         // A dangling one too (it would create the file it points at).
         let dangling = dir.join("plan.json");
-        symlink(secret.join("new"), &dangling).unwrap();
+        symlink(attack.secret.join("new"), &dangling).unwrap();
         assert!(write_atomic(&dangling, b"x", 0o644).is_err());
-        assert!(!secret.join("new").exists());
-        fs::remove_dir_all(&dir).unwrap();
-        fs::remove_dir_all(&secret).unwrap();
+        assert!(!attack.secret.join("new").exists());
     }
 
     /// The mode asked for, exactly: not the existing file's, and not cut
@@ -512,13 +520,10 @@ mod tests {
 
     #[test]
     fn appending_never_follows_a_symlink() {
-        let dir = scratch("append");
-        let secret = scratch("append-victim");
-        let v = victim(&secret);
-        symlink(&v, dir.join("journal")).unwrap();
+        let attack = Attack::new("append");
+        let (dir, v) = (&attack.dir, &attack.victim);
+        symlink(v, dir.join("journal")).unwrap();
         assert!(append_line(&dir.join("journal"), "x").is_err());
-        assert_untouched(&v);
-        fs::remove_dir_all(&dir).unwrap();
-        fs::remove_dir_all(&secret).unwrap();
+        attack.assert_untouched();
     }
 }
