@@ -78,7 +78,7 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
         Ok(p) => p,
         Err(e) => {
             // Nothing was changed yet: forget the half-written image.
-            let _ = std::fs::remove_dir_all(layout.pending());
+            let _ = files::remove_dir_whole(&layout.pending());
             return Err(e.context("taking the before-image"));
         }
     };
@@ -143,7 +143,7 @@ fn finish_leftover(layout: &Layout) -> anyhow::Result<()> {
     }
     let Some(pending) = snapshot::load(layout)? else {
         // The before-image was never completed: nothing was changed.
-        std::fs::remove_dir_all(layout.pending())
+        files::remove_dir_whole(&layout.pending())
             .context("removing an incomplete pending activation")?;
         return Ok(());
     };

@@ -215,17 +215,10 @@ fn journal(
     )
 }
 
+/// Remove `pending/` whole: `host confirm`, waiting for the commit, must
+/// never see it half gone, nor the next activation trip over it.
 fn remove_pending(layout: &Layout) -> anyhow::Result<()> {
-    let dir = layout.pending();
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("removing {}", dir.display()));
-        }
-    }
-    files::sync_dir(&layout.state()).context("syncing the state directory")
+    files::remove_dir_whole(&layout.pending())
 }
 
 /// The name a file of a generation is stored under in
@@ -316,12 +309,7 @@ pub fn commit(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
 
 /// Remove `generations/N/`, a copy that was never committed.
 fn remove_generation_dir(layout: &Layout, n: u64) -> anyhow::Result<()> {
-    let dir = layout.generation_dir(n);
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
-    }
+    files::remove_dir_whole(&layout.generation_dir(n))
 }
 
 /// After the commit point: journal (bookkeeping, warned about when it

@@ -303,6 +303,32 @@ pub(crate) fn open_append(path: &Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Remove directory `dir` and everything in it at once, as others see it:
+/// it is first renamed to a hidden sibling (`.NAME.lbdeploy-removed`),
+/// then that is deleted. A reader never finds it half removed, and two
+/// removers never trip over each other's deletions. Gone already is fine.
+///
+/// # Errors
+/// Any I/O error but "not found", with the path.
+pub(crate) fn remove_dir_whole(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = dir.file_name().context("a directory path has a name")?;
+    let mut hidden = std::ffi::OsString::from(".");
+    hidden.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    hidden.push(".lbdeploy-removed");
+    let trash = dir.with_file_name(hidden);
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    let what = || format!("removing {}", dir.display());
+    // A crash may have left an earlier one behind.
+    gone(fs::remove_dir_all(&trash)).with_context(what)?;
+    gone(fs::rename(dir, &trash)).with_context(what)?;
+    gone(fs::remove_dir_all(&trash)).with_context(what)?;
+    sync_dir(parent_dir(dir)?).with_context(what)
+}
+
 /// Append one line to `path` (the journal), creating it, and fsync.
 ///
 /// # Errors
@@ -516,6 +542,20 @@ mod tests {
         let name = temp_name(&long, &"0".repeat(32));
         assert!(name.len() <= 255, "{}", name.len());
         assert!(name.to_string_lossy().starts_with(".aaa"));
+    }
+
+    #[test]
+    fn a_directory_is_removed_whole_and_gone_is_fine() {
+        let dir = scratch("whole");
+        let pending = dir.join("pending");
+        write_atomic(&pending.join("a/b"), b"x", 0o600).unwrap();
+        // A leftover of a crashed removal is cleared first.
+        write_atomic(&dir.join(".pending.lbdeploy-removed/old"), b"", 0o600)
+            .unwrap();
+        remove_dir_whole(&pending).unwrap();
+        assert_eq!(others(&dir, &[]), Vec::<String>::new());
+        remove_dir_whole(&pending).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
