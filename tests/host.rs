@@ -20,7 +20,7 @@ use crate::support::lab::{LBDEPLOY, TempDir, describe};
 use crate::support::subnet::Subnet;
 
 const STATE: &str = "var/lib/lbdeploy";
-const FORWARD: &str = "proc/sys/net/ipv4/ip_forward";
+pub(crate) const FORWARD: &str = "proc/sys/net/ipv4/ip_forward";
 
 /// A scratch host root; dropping it kills a waiting watchdog and removes
 /// the directory.
@@ -134,21 +134,28 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        if let Some(pid) = self
-            .read(&format!("{STATE}/pending/watchdog.pid"))
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            let _ = rustix::process::kill_process(
-                pid,
-                rustix::process::Signal::KILL,
-            );
-        }
+        kill_watchdog(self.read(&format!("{STATE}/pending/watchdog.pid")));
+    }
+}
+
+/// Kill the watchdog whose `pending/watchdog.pid` reads `pid_file`, if any
+/// (a test's host going away must not leave one waiting).
+pub(crate) fn kill_watchdog(pid_file: Option<String>) {
+    if let Some(pid) = pid_file
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ =
+            rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
 
 /// An activation of generation `n` with `files` (path, mode, content).
-fn activation(n: u64, files: &[(&str, u32, &str)], timeout_ms: u64) -> Value {
+pub(crate) fn activation(
+    n: u64,
+    files: &[(&str, u32, &str)],
+    timeout_ms: u64,
+) -> Value {
     json!({
         "apply_id": format!("apply-{n}"),
         "holder": "ops@controller pid 42: lbdeploy apply",
@@ -167,10 +174,10 @@ fn activation(n: u64, files: &[(&str, u32, &str)], timeout_ms: u64) -> Value {
     })
 }
 
-const AGENT: &str = "/etc/lbdeploy/agent.yml";
-const SYSCTL: &str = "/etc/sysctl.d/90-lbdeploy.conf";
+pub(crate) const AGENT: &str = "/etc/lbdeploy/agent.yml";
+pub(crate) const SYSCTL: &str = "/etc/sysctl.d/90-lbdeploy.conf";
 /// Long enough never to expire during a test.
-const LONG: u64 = 120_000;
+pub(crate) const LONG: u64 = 120_000;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

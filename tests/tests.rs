@@ -13,6 +13,7 @@ mod failsafe;
 mod golden;
 mod hex;
 mod host;
+mod hostile_files;
 mod hostile_input;
 mod hostile_procs;
 mod hostile_secrets;

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use rustix::time::{ClockId, clock_gettime};
 
+use crate::util::files::write_atomic;
+
 /// The mark of the instance with `vrid`.
 fn mark(run_dir: &Path, vrid: u8) -> PathBuf {
     run_dir.join(format!("master-{vrid}"))
@@ -38,8 +40,8 @@ fn boot_time() -> u128 {
 /// The instance with `vrid` became master; failures are logged, not
 /// fatal (a missing mark only costs a failover on the next restart).
 pub(crate) fn became_master(run_dir: &Path, vrid: u8) {
-    if let Err(e) = std::fs::write(mark(run_dir, vrid), b"") {
-        tracing::warn!("marking mastership in {}: {e}", run_dir.display());
+    if let Err(e) = write_atomic(&mark(run_dir, vrid), b"", 0o644) {
+        tracing::warn!("marking mastership in {}: {e:#}", run_dir.display());
     }
 }
 
@@ -58,7 +60,7 @@ pub(crate) fn released(run_dir: &Path) -> usize {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("master-"))
         .filter(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() == 0))
-        .filter(|e| std::fs::write(e.path(), &now).is_ok())
+        .filter(|e| write_atomic(&e.path(), now.as_bytes(), 0o644).is_ok())
         .count()
 }
 

@@ -87,11 +87,11 @@ pub fn apply(
     let host_generation = gathered
         .iter()
         .filter_map(|(_, g)| match g {
-            Gathered::Planned(p) => p.facts.generation,
+            Gathered::Planned(p) => p.facts.generation.max(p.facts.seen),
             _ => None,
         })
         .max();
-    let generation = store.last()?.max(host_generation).unwrap_or(0) + 1;
+    let generation = next_generation(store.last()?, host_generation);
     let binary = std::fs::read(&prepared.binary.file).with_context(|| {
         format!("cannot read {}", prepared.binary.path.display())
     })?;
@@ -115,6 +115,13 @@ pub fn apply(
     drop(lock);
     print_recap(&recaps, recorded, opts.json)?;
     Ok(exit(&recaps))
+}
+
+/// The number of the next apply: above the controller's last record and
+/// above every number any host has seen (committed or not), so that no
+/// number ever names two applies (issue #17, finding 9).
+pub(crate) fn next_generation(stored: Option<u64>, hosts: Option<u64>) -> u64 {
+    stored.max(hosts).unwrap_or(0) + 1
 }
 
 /// Run the phases in order; a phase with a failure stops the ones after it.
@@ -261,4 +268,19 @@ fn apply_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     format!("{:x}{:04x}", t.as_secs(), std::process::id() & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_generation;
+
+    /// Issue #17, finding 9: a host stuck with 6 seen (committed or not)
+    /// while the controller's record says 5 gets 7, never 6 again.
+    #[test]
+    fn r17_the_next_number_is_above_every_one_seen() {
+        assert_eq!(next_generation(None, None), 1);
+        assert_eq!(next_generation(Some(5), Some(6)), 7);
+        assert_eq!(next_generation(Some(9), Some(6)), 10);
+        assert_eq!(next_generation(None, Some(3)), 4);
+    }
 }

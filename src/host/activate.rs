@@ -66,6 +66,7 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
     let a = parse(layout, input)?;
     let lock = LockGuard::acquire(layout, &a.apply_id, &a.holder)?;
     finish_leftover(layout)?;
+    note_number(layout, a.generation)?;
     let service =
         Service::new(layout, &a.service, &a.binary, a.agent, &a.config)?;
     let was_running = service.is_running();
@@ -77,7 +78,7 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
         Ok(p) => p,
         Err(e) => {
             // Nothing was changed yet: forget the half-written image.
-            let _ = std::fs::remove_dir_all(layout.pending());
+            let _ = files::remove_dir_whole(&layout.pending());
             return Err(e.context("taking the before-image"));
         }
     };
@@ -101,6 +102,39 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Whether generation `n` may be activated on a host whose highest seen
+/// number is `seen`: only above it, so that no number ever names two
+/// different applies on one host (issue #17, finding 9).
+///
+/// # Errors
+/// When `n` is not above `seen`.
+pub(crate) fn check_number(seen: Option<u64>, n: u64) -> anyhow::Result<()> {
+    match seen {
+        Some(s) if n <= s => anyhow::bail!(
+            "generation {n} is not above {s}, the highest this host has \
+             seen: a generation number is never used twice — plan again"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Check generation `n` against the highest number seen and record it,
+/// before anything is changed: a number that reached the host is burnt
+/// even if nothing of its activation stays.
+fn note_number(layout: &Layout, n: u64) -> anyhow::Result<()> {
+    let path = layout.generation_seen();
+    let seen = files::read_text_opt(&path)?
+        .map(|t| {
+            t.trim().parse::<u64>().with_context(|| {
+                format!("{}: not a generation number", path.display())
+            })
+        })
+        .transpose()?;
+    check_number(seen, n)?;
+    files::write_atomic(&path, format!("{n}\n").as_bytes(), 0o644)
+        .with_context(|| format!("recording generation {n} as seen"))
+}
+
 /// Finish a pending activation whose watchdog died; refuse while a live
 /// watchdog waits.
 fn finish_leftover(layout: &Layout) -> anyhow::Result<()> {
@@ -109,7 +143,7 @@ fn finish_leftover(layout: &Layout) -> anyhow::Result<()> {
     }
     let Some(pending) = snapshot::load(layout)? else {
         // The before-image was never completed: nothing was changed.
-        std::fs::remove_dir_all(layout.pending())
+        files::remove_dir_whole(&layout.pending())
             .context("removing an incomplete pending activation")?;
         return Ok(());
     };
@@ -185,10 +219,11 @@ fn change(
             .run(Op::from(action), unit_changed)
             .with_context(|| format!("{action:?} of {}", a.service))?;
     }
-    let deadline = watchdog::now_ms().saturating_add(a.confirm_timeout_ms);
+    let deadline =
+        watchdog::Deadline::after(watchdog::boot_ms(), a.confirm_timeout_ms);
     files::write_atomic(
         &layout.pending_deadline(),
-        format!("{deadline}\n").as_bytes(),
+        deadline.render().as_bytes(),
         0o644,
     )?;
     watchdog::spawn(layout)?;
@@ -202,5 +237,19 @@ pub(crate) fn print_report(report: &Report) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{json}");
         let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r17_numbers_only_go_up() {
+        assert!(check_number(None, 1).is_ok());
+        assert!(check_number(Some(5), 6).is_ok());
+        let err = check_number(Some(6), 6).unwrap_err();
+        assert!(format!("{err}").contains("not above 6"), "{err}");
+        assert!(check_number(Some(6), 2).is_err());
     }
 }

@@ -97,7 +97,7 @@ impl Layout {
         self.pending().join("binary")
     }
 
-    /// Unix milliseconds after which an unconfirmed activation rolls back.
+    /// When an unconfirmed activation rolls back (boot-time milliseconds).
     pub(crate) fn pending_deadline(&self) -> PathBuf {
         self.pending().join("deadline")
     }
@@ -115,6 +115,14 @@ impl Layout {
     /// The confirmed generation number (read by the facts script).
     pub fn generation(&self) -> PathBuf {
         self.state().join("generation")
+    }
+
+    /// The highest generation number any activation ever brought to this
+    /// host (read by facts): the controller numbers the next apply above
+    /// it, so a number is never handed to two applies, even when the
+    /// first never got committed.
+    pub fn generation_seen(&self) -> PathBuf {
+        self.state().join("generation-seen")
     }
 
     /// The managed files, one absolute path a line (read by facts).

@@ -127,12 +127,15 @@ impl LockGuard {
                     .with_context(|| format!("creating {}", path.display()));
             }
         };
-        let guard = Self { path, info };
-        let json = serde_json::to_vec(&guard.info)?;
-        f.write_all(&json)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", guard.path.display()))?;
-        Ok(guard)
+        let json = serde_json::to_vec(&info)?;
+        if let Err(e) = f.write_all(&json).and_then(|()| f.sync_all()) {
+            // A lock left empty (a full disk) would block every later
+            // activation as "not a lock file": it is ours, remove it.
+            let _ = files::remove_opt(&path);
+            return Err(e)
+                .with_context(|| format!("writing {}", path.display()));
+        }
+        Ok(Self { path, info })
     }
 }
 

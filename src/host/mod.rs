@@ -17,10 +17,11 @@
 //! ```text
 //! lock                  JSON {apply_id, holder, pid, since} while activating
 //! generation            the confirmed generation number (read by facts)
+//! generation-seen       the highest number ever activated here (facts)
 //! manifest              managed files, one absolute path a line (facts)
 //! pending/state.json    the activation and the before-image
 //! pending/binary        the previous binary, when replaced
-//! pending/deadline      Unix ms after which the watchdog rolls back
+//! pending/deadline      `boottime-ms N`: CLOCK_BOOTTIME ms of the rollback
 //! pending/watchdog.pid  the watchdog's PID
 //! pending/confirmed     created by `host confirm`
 //! generations/N/        (0700) files.json [{path, mode, stored}] + contents

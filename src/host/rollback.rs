@@ -134,13 +134,40 @@ pub(crate) fn roll_back(
         at: now(),
         reason: reason.to_string(),
     };
+    // The host is back; what remains is bookkeeping. On a full state
+    // directory it fails: removing `pending/` frees room, and the record
+    // is tried once more. A record that still cannot be written does not
+    // undo the rollback; it is reported on stderr (the watchdog's log).
+    if record_rollback(layout, &record).is_ok() {
+        return remove_pending(layout);
+    }
+    remove_pending(layout)?;
+    if let Err(e) = record_rollback(layout, &record) {
+        warn(&format!(
+            "generation {} rolled back, but recording it failed: {e:#}",
+            a.generation
+        ));
+    }
+    Ok(())
+}
+
+/// `last-rollback.json` and the journal line of a rollback.
+fn record_rollback(
+    layout: &Layout,
+    record: &LastRollback,
+) -> anyhow::Result<()> {
     files::write_atomic(
         &layout.last_rollback(),
-        &serde_json::to_vec_pretty(&record)?,
+        &serde_json::to_vec_pretty(record)?,
         0o644,
     )?;
-    journal(layout, a.generation, "rolled back", &a.apply_id)?;
-    remove_pending(layout)
+    journal(layout, record.generation, "rolled back", &record.apply_id)
+}
+
+/// A line on stderr that may fail (a full file system under the log).
+fn warn(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Set sysctl `key` to `value` live, if it differs.
@@ -188,17 +215,10 @@ fn journal(
     )
 }
 
+/// Remove `pending/` whole: `host confirm`, waiting for the commit, must
+/// never see it half gone, nor the next activation trip over it.
 fn remove_pending(layout: &Layout) -> anyhow::Result<()> {
-    let dir = layout.pending();
-    match std::fs::remove_dir_all(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("removing {}", dir.display()));
-        }
-    }
-    files::sync_dir(&layout.state()).context("syncing the state directory")
+    files::remove_dir_whole(&layout.pending())
 }
 
 /// The name a file of a generation is stored under in
@@ -220,14 +240,94 @@ pub(crate) struct StoredFile {
     pub stored: String,
 }
 
-/// Commit the confirmed pending activation: keep a copy of its files in
-/// `generations/N/`, record generation and manifest, journal it and
-/// remove `pending/`.
+/// What a commit that could not record its generation does instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitFailed {
+    /// Nothing was recorded yet: the host goes back to the previous
+    /// generation, whole (the activation is not half kept).
+    RollBack,
+    /// The generation file already says N: the commit happened, only
+    /// the bookkeeping after it failed; it is finished later.
+    FinishLater,
+}
+
+/// The rule for a failed commit: before the generation file (the commit
+/// point) names the new generation, undo; after, keep.
+pub(crate) fn on_commit_failure(
+    recorded: Option<u64>,
+    generation: u64,
+) -> CommitFailed {
+    match recorded == Some(generation) {
+        true => CommitFailed::FinishLater,
+        false => CommitFailed::RollBack,
+    }
+}
+
+/// Commit the confirmed pending activation, all or nothing (issue #17,
+/// finding 9): keep a copy of its files in `generations/N/`, write the
+/// manifest, then the generation file — the commit point — then journal
+/// it and remove `pending/`. When a step before the commit point fails
+/// (a full disk), the copy is removed, the confirmation withdrawn and the
+/// host rolled back to its previous generation, and the failure returned.
 ///
 /// # Errors
-/// When a step fails; `pending/` is then kept (with `confirmed`) so the
-/// commit can be finished later.
+/// When the commit failed (the host was then rolled back, or, when even
+/// that failed, `pending/` is left for the next activation to roll back).
 pub fn commit(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
+    let a = &pending.activation;
+    let Err(e) = record_generation(layout, pending) else {
+        return finish_commit(layout, pending);
+    };
+    let recorded = files::read_text_opt(&layout.generation())
+        .ok()
+        .flatten()
+        .and_then(|t| t.trim().parse().ok());
+    if on_commit_failure(recorded, a.generation) == CommitFailed::FinishLater {
+        return Err(e.context("finishing the commit"));
+    }
+    let reason =
+        format!("committing generation {} failed: {e:#}", a.generation);
+    // Withdrawn first: whoever finishes this pending activation after a
+    // crash must roll it back, not commit it.
+    let undo = files::remove_opt(&layout.pending_confirmed())
+        .and_then(|_| remove_generation_dir(layout, a.generation))
+        .and_then(|()| roll_back(layout, pending, &reason));
+    let back_to = pending.generation.map_or("none".into(), |g| g.to_string());
+    match undo {
+        Ok(()) => Err(e.context(format!(
+            "committing generation {} failed; the host is back at \
+             generation {back_to}",
+            a.generation
+        ))),
+        Err(re) => Err(e.context(format!(
+            "committing generation {} failed and so did rolling back to \
+             {back_to} ({re:#}); the next activation will retry it",
+            a.generation
+        ))),
+    }
+}
+
+/// Remove `generations/N/`, a copy that was never committed.
+fn remove_generation_dir(layout: &Layout, n: u64) -> anyhow::Result<()> {
+    files::remove_dir_whole(&layout.generation_dir(n))
+}
+
+/// After the commit point: journal (bookkeeping, warned about when it
+/// fails) and remove `pending/`.
+fn finish_commit(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
+    let a = &pending.activation;
+    if let Err(e) = journal(layout, a.generation, "confirmed", &a.apply_id) {
+        warn(&format!(
+            "generation {} committed, but journaling it failed: {e:#}",
+            a.generation
+        ));
+    }
+    remove_pending(layout)
+}
+
+/// Everything up to the commit point: the copy in `generations/N/`, the
+/// manifest, the generation file (written last).
+fn record_generation(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
     let a = &pending.activation;
     let dir = layout.generation_dir(a.generation);
     files::create_dirs(&dir)?;
@@ -254,9 +354,7 @@ pub fn commit(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
         &layout.generation(),
         format!("{}\n", a.generation).as_bytes(),
         0o644,
-    )?;
-    journal(layout, a.generation, "confirmed", &a.apply_id)?;
-    remove_pending(layout)
+    )
 }
 
 #[cfg(test)]
@@ -282,6 +380,13 @@ mod tests {
         assert_eq!(service_op(true, true, conf), Some(Op::Reload));
         assert_eq!(service_op(true, true, NOTHING), None);
         assert_eq!(service_op(true, false, conf), Some(Op::Start));
+    }
+
+    #[test]
+    fn r17_a_commit_fails_whole_until_its_generation_is_written() {
+        assert_eq!(on_commit_failure(Some(5), 6), CommitFailed::RollBack);
+        assert_eq!(on_commit_failure(None, 1), CommitFailed::RollBack);
+        assert_eq!(on_commit_failure(Some(6), 6), CommitFailed::FinishLater);
     }
 
     #[test]

@@ -212,10 +212,7 @@ pub(crate) fn spawn_in(
 /// stdout/stderr in a log file, never the caller's pipes (a test reading
 /// `up`'s output would otherwise wait for the lab to exit).
 fn daemon(cmd: &Cmd, log: &Path) -> anyhow::Result<std::process::Command> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
+    let file = files::open_append(log, 0o644)
         .with_context(|| format!("opening log {}", log.display()))?;
     let mut c = cmd.command();
     c.stdout(file.try_clone()?).stderr(file).process_group(0);

@@ -63,6 +63,13 @@ pub enum Change {
         /// What is wrong and what to do.
         message: String,
     },
+    /// An activation is unfinished on the host (a failed commit, a crash,
+    /// or one awaiting confirmation): the next activation finishes it,
+    /// committing it if it was confirmed, rolling it back otherwise.
+    Unfinished {
+        /// The highest generation the host has seen.
+        seen: Option<u64>,
+    },
     /// Start, reload or restart the agent.
     Service {
         /// The service.
@@ -97,6 +104,9 @@ pub enum ServiceAction {
 /// Every change one host needs; empty when it is converged.
 pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
     let mut changes: Vec<Change> = blockers(desired, facts).collect();
+    if facts.pending {
+        changes.push(Change::Unfinished { seen: facts.seen });
+    }
     let mut needs = None::<ServiceAction>;
     let mut need = |a: ServiceAction| needs = needs.max(Some(a));
     if facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()) {
@@ -247,6 +257,8 @@ mod tests {
             arch: "x86_64".into(),
             init: Init::None,
             generation: Some(1),
+            seen: Some(1),
+            pending: false,
             managed: BTreeSet::from(["/etc/lbdeploy/agent.yml".into()]),
             files: BTreeMap::from([(
                 "/etc/lbdeploy/agent.yml".into(),
@@ -265,6 +277,20 @@ mod tests {
                 label: None,
             }],
         }
+    }
+
+    /// Issue #17, finding 9: a host whose files match but whose
+    /// activation never finished is not "no changes".
+    #[test]
+    fn r17_an_unfinished_activation_is_a_change() {
+        let mut facts = converged();
+        assert_eq!(diff(&desired(), &facts), []);
+        facts.pending = true;
+        facts.seen = Some(6);
+        assert_eq!(
+            diff(&desired(), &facts),
+            [Change::Unfinished { seen: Some(6) }]
+        );
     }
 
     #[test]

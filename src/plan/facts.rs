@@ -12,6 +12,8 @@
 //! arch x86_64
 //! init systemd|none
 //! generation N            (absent before the first apply)
+//! seen N                  (the highest generation ever activated there)
+//! pending                 (an activation not yet committed or rolled back)
 //! managed PATH            (files an earlier apply created)
 //! file MODE BASE64 PATH   (octal mode, content)
 //! nofile PATH
@@ -75,6 +77,12 @@ pub struct HostFacts {
     pub init: Init,
     /// The last generation applied to this host.
     pub generation: Option<u64>,
+    /// The highest generation number ever activated on it, committed or
+    /// not: the next apply is numbered above it.
+    pub seen: Option<u64>,
+    /// An activation is pending there (awaiting confirmation, or left by
+    /// a failed commit or a crash): the host is not converged.
+    pub pending: bool,
     /// Files an earlier apply created (for removals).
     pub managed: BTreeSet<PathBuf>,
     /// Queried files; absent ones are missing from the map.
@@ -114,6 +122,8 @@ pub fn script(query: &Query) -> String {
     let state = STATE_DIR;
     s += &format!(
         "if [ -r {state}/generation ]; then echo \"generation $(cat {state}/generation)\"; fi\n\
+         if [ -r {state}/generation-seen ]; then echo \"seen $(cat {state}/generation-seen)\"; fi\n\
+         if [ -e {state}/pending ]; then echo pending; fi\n\
          if [ -r {state}/manifest ]; then sed 's/^/managed /' {state}/manifest; fi\n"
     );
     for f in &query.files {
@@ -177,6 +187,8 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         arch: String::new(),
         init: Init::None,
         generation: None,
+        seen: None,
+        pending: false,
         managed: BTreeSet::new(),
         files: BTreeMap::new(),
         sysctls: BTreeMap::new(),
@@ -201,6 +213,11 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                     .map_err(|_| err(n, "bad generation"))?;
                 facts.generation = Some(g);
             }
+            "seen" => {
+                let g = rest.trim().parse().map_err(|_| err(n, "bad seen"))?;
+                facts.seen = Some(g);
+            }
+            "pending" => facts.pending = true,
             "managed" => {
                 facts.managed.insert(PathBuf::from(rest));
             }
@@ -317,6 +334,17 @@ mod tests {
         assert!(!facts.sysctls.contains_key("no.such.key"));
         assert_eq!(facts.binary_sha256.unwrap().len(), 64);
         assert!(!facts.arch.is_empty());
+    }
+
+    #[test]
+    fn seen_and_pending_are_read() {
+        let f =
+            parse("lbdeploy-facts 1\narch x\ngeneration 5\nseen 6\npending\n")
+                .unwrap();
+        assert_eq!((f.generation, f.seen, f.pending), (Some(5), Some(6), true));
+        let f = parse("lbdeploy-facts 1\narch x\n").unwrap();
+        assert_eq!((f.seen, f.pending), (None, false));
+        assert!(parse("lbdeploy-facts 1\narch x\nseen x\n").is_err());
     }
 
     #[test]

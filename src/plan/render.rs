@@ -134,6 +134,14 @@ impl<W: Write> Printer<W> {
             Change::Blocker { message } => {
                 self.paint(RED, &format!("  ! {message}"))
             }
+            Change::Unfinished { seen } => self.paint(
+                YELLOW,
+                &format!(
+                    "  ~ unfinished activation (highest generation seen: {}): \
+                     finished before the new one",
+                    seen.map_or("none".into(), |g| g.to_string())
+                ),
+            ),
             Change::RemoveFile { path } => {
                 self.paint(RED, &format!("  - {}", path.display()))
             }
