@@ -13,6 +13,7 @@ mod failsafe;
 mod golden;
 mod hex;
 mod host;
+mod hostile_parsers;
 mod import;
 mod ipvs_vm;
 mod lab;
