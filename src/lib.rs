@@ -8,6 +8,7 @@ pub mod agent;
 pub mod apply;
 pub mod cli;
 pub mod exit;
+pub mod fuzzing;
 pub mod global;
 pub mod host;
 pub mod import;

@@ -15,6 +15,7 @@ mod hex;
 mod host;
 mod hostile_files;
 mod hostile_input;
+mod hostile_parsers;
 mod hostile_procs;
 mod hostile_secrets;
 mod hostile_vrrp;

@@ -5,11 +5,31 @@
 //! the document's events once (yaml-rust2 reports a position for each) and
 //! records the position of every key and value under the same path syntax
 //! the diagnostics use: `virtual_services[0].real_servers[1].weight`.
+//!
+//! The same walk is the inventory's guard against hostile nesting: it pulls
+//! events one at a time (no recursion, so no stack to overflow) and stops at
+//! the first node nested deeper than [`DEPTH_MAX`], before serde's
+//! recursive deserialiser ever sees the document.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::parser::{Event, Parser};
+
+/// The deepest nesting of mappings and sequences (block or flow, counted
+/// together) an inventory may have. A real inventory nests five or six
+/// deep (`virtual_services[0].real_servers[1].check.http.…`); 64 leaves
+/// room for anything an operator writes, yet keeps every recursive walk
+/// over the tree (serde's, `Drop`'s) far from the stack's end, and the
+/// paths this index builds (one string per node, as long as its depth)
+/// short.
+pub(crate) const DEPTH_MAX: usize = 64;
+
+/// Why a document was refused before it was loaded.
+#[derive(Debug)]
+pub(crate) struct TooDeep {
+    /// Line and column of the first node past [`DEPTH_MAX`].
+    pub position: (usize, usize),
+}
 
 /// Positions of the keys and values of one YAML document.
 #[derive(Debug, Default)]
@@ -19,14 +39,44 @@ pub(crate) struct Locations {
 }
 
 impl Locations {
-    /// Index `source`. A document that does not parse yields an empty index;
-    /// the syntax error itself is reported by the deserialiser.
-    pub fn index(source: &str) -> Self {
+    /// Index `source` in one pass, linear in its length. A document that
+    /// does not parse yields the index up to the error; the syntax error
+    /// itself is reported by the deserialiser.
+    ///
+    /// # Errors
+    /// [`TooDeep`] at the first node nested deeper than [`DEPTH_MAX`].
+    pub fn index(source: &str) -> Result<Self, TooDeep> {
         let mut walker = Walker::default();
+        let mut parser = Parser::new_from_str(source);
         // A parse error only truncates the index; positions found before it
         // are still right, and serde reports the error with its location.
-        let _ = Parser::new_from_str(source).load(&mut walker, false);
-        walker.locations
+        loop {
+            let (ev, mark) = match parser.next_token() {
+                Ok(event) => event,
+                // The scanner reads a run of flow openers (`[[[[…`) ahead
+                // of the events and stops at its own bound (255 levels):
+                // that run is too deep too, and located where it stopped.
+                Err(e) if e.info() == "recursion limit exceeded" => {
+                    let at = e.marker();
+                    return Err(TooDeep {
+                        position: (at.line(), at.col() + 1),
+                    });
+                }
+                Err(_) => break,
+            };
+            // yaml-rust2 counts lines from 1 but columns from 0.
+            let pos = (mark.line(), mark.col() + 1);
+            match ev {
+                Event::StreamEnd => break,
+                Event::MappingStart(..) | Event::SequenceStart(..)
+                    if walker.stack.len() >= DEPTH_MAX =>
+                {
+                    return Err(TooDeep { position: pos });
+                }
+                _ => walker.on_event(ev, pos),
+            }
+        }
+        Ok(walker.locations)
     }
 
     /// Where the field at `path` is written: its key when it has one (the
@@ -106,10 +156,9 @@ pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
-impl MarkedEventReceiver for Walker {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        // yaml-rust2 counts lines from 1 but columns from 0.
-        let pos = (mark.line(), mark.col() + 1);
+impl Walker {
+    /// Record one event found at `pos`.
+    fn on_event(&mut self, ev: Event, pos: (usize, usize)) {
         match ev {
             Event::Scalar(..) | Event::Alias(_) => {
                 if let Some(path) = self.enter(&ev, pos) {
@@ -151,7 +200,7 @@ directors:
 
     #[test]
     fn finds_keys_and_values() {
-        let loc = Locations::index(DOC);
+        let loc = Locations::index(DOC).unwrap();
         assert_eq!(loc.find("cluster"), (1, 1));
         assert_eq!(loc.find("directors[1].priority"), (6, 5));
         assert_eq!(loc.find("directors[0]"), (3, 5));
@@ -159,8 +208,43 @@ directors:
 
     #[test]
     fn falls_back_to_the_enclosing_node() {
-        let loc = Locations::index(DOC);
+        let loc = Locations::index(DOC).unwrap();
         assert_eq!(loc.find("directors[1].interface"), (5, 5));
         assert_eq!(loc.find("nothing.here"), (1, 1));
+    }
+
+    /// `levels` mappings, one inside the other, in block style.
+    fn block(levels: usize) -> String {
+        (0..levels).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect()
+    }
+
+    #[test]
+    fn nesting_up_to_the_bound_is_indexed() {
+        let doc = format!("{}x: 1\n", block(DEPTH_MAX - 1).trim_end());
+        let loc = Locations::index(&doc).unwrap();
+        assert_eq!(loc.find("k0.k1"), (2, 2));
+    }
+
+    #[test]
+    fn block_nesting_past_the_bound_is_refused_where_it_starts() {
+        // Deep enough to overflow the stack of a recursive walk (it did at
+        // 3,000 levels), refused at the first mapping past the bound.
+        let e = Locations::index(&block(3_000)).unwrap_err();
+        // yaml-rust2 marks a block mapping after its first key: `k64:`.
+        assert_eq!(e.position, (DEPTH_MAX + 1, DEPTH_MAX + 4));
+    }
+
+    #[test]
+    fn flow_nesting_past_the_bound_is_refused_where_it_starts() {
+        // Closed: events reach the walk, which stops at the 64th `[` (the
+        // mapping of `a` is the first level).
+        let n = DEPTH_MAX + 10;
+        let doc = format!("a: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let e = Locations::index(&doc).unwrap_err();
+        assert_eq!(e.position, (1, 3 + DEPTH_MAX));
+        // Unclosed and long: the scanner's own bound stops the run.
+        let doc = format!("a: {}", "[".repeat(1 << 16));
+        let e = Locations::index(&doc).unwrap_err();
+        assert_eq!(e.position.0, 1);
     }
 }

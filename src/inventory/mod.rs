@@ -70,7 +70,7 @@ pub enum Error {
 /// every problem found otherwise. Warnings never fail the load; callers that
 /// want `--strict` check `warnings` themselves.
 pub fn load(path: &Path, env: &dyn Environment) -> Result<Loaded, Error> {
-    let source = std::fs::read_to_string(path).map_err(|source| {
+    let source = load::read_bounded(path).map_err(|source| {
         let hint = match source.kind() {
             std::io::ErrorKind::NotFound => format!(
                 " — pass the inventory with `-i FILE`; to start from the \
@@ -100,7 +100,29 @@ pub fn load_str(
     base: &Path,
     env: &dyn Environment,
 ) -> Result<Loaded, Error> {
-    let locations = locate::Locations::index(source);
+    let refuse = |(line, col), message: String| {
+        let finding = Finding::error("", message);
+        Error::Invalid(Diagnostics::new(
+            file,
+            vec![Diagnostic { finding, line, col }],
+        ))
+    };
+    if source.len() as u64 > load::INPUT_MAX {
+        return Err(refuse(
+            (1, 1),
+            format!("the inventory is larger than {} bytes", load::INPUT_MAX),
+        ));
+    }
+    let locations = locate::Locations::index(source).map_err(|e| {
+        refuse(
+            e.position,
+            format!(
+                "nested deeper than {} levels of mappings and lists — an \
+                 inventory needs about six",
+                locate::DEPTH_MAX
+            ),
+        )
+    })?;
     let place = |finding: Finding, position: Option<(usize, usize)>| {
         let (line, col) =
             position.unwrap_or_else(|| locations.find(&finding.path));

@@ -267,7 +267,7 @@ fn watch<T: Send + 'static>(
 }
 
 /// Address changes (`ip monitor address`).
-fn address_event(m: RouteNetlinkMessage) -> Option<Event> {
+pub(crate) fn address_event(m: RouteNetlinkMessage) -> Option<Event> {
     match m {
         RouteNetlinkMessage::NewAddress(m) => decode(&m).map(Event::Added),
         RouteNetlinkMessage::DelAddress(m) => decode(&m).map(Event::Removed),
@@ -276,7 +276,7 @@ fn address_event(m: RouteNetlinkMessage) -> Option<Event> {
 }
 
 /// Link changes (`ip monitor link`); an interface deleted is a link down.
-fn link_event(m: RouteNetlinkMessage) -> Option<Link> {
+pub(crate) fn link_event(m: RouteNetlinkMessage) -> Option<Link> {
     match m {
         RouteNetlinkMessage::NewLink(m) => Some(link_state(&m)),
         RouteNetlinkMessage::DelLink(m) => {

@@ -1,0 +1,66 @@
+//! Entry points for the fuzz targets in `fuzz/`: each takes untrusted bytes
+//! the way the agent or the controller receives them and runs every decoder
+//! that would see them. Only the fuzz crate calls these; they exist so the
+//! decoders can stay crate-private, and they return nothing because a
+//! target only looks for panics, hangs and runaway memory.
+
+use std::path::Path;
+
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+
+use crate::agent::dataplane::ipvs::codec;
+use crate::agent::sys::{net, netlink};
+use crate::inventory;
+
+/// An inventory's text, loaded and validated as `lbdeploy validate` does
+/// (secrets resolved against nothing: the environment is empty).
+pub fn inventory(text: &str) {
+    let _ = inventory::load_str(
+        Path::new("fuzz.yml"),
+        text,
+        Path::new("/nonexistent"),
+        &NoSecrets,
+    );
+}
+
+/// An environment with no variables and no files: fuzzing must not read
+/// the machine's.
+struct NoSecrets;
+
+impl inventory::Environment for NoSecrets {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn read_file(&self, _: &Path) -> Option<String> {
+        None
+    }
+}
+
+/// A datagram from the IPVS generic netlink socket: split into messages,
+/// each decoded as every reply the client reads (family id, service, and
+/// destination of either family).
+pub fn ipvs_reply(datagram: &[u8]) {
+    let Ok(messages) = netlink::messages(datagram) else { return };
+    for m in messages {
+        let _ = netlink::error_code(m.payload);
+        let _ = codec::family_id(m.payload);
+        let _ = codec::decode_service(m.payload);
+        let _ = codec::decode_dest(m.payload, false);
+        let _ = codec::decode_dest(m.payload, true);
+    }
+}
+
+/// A datagram from an rtnetlink socket: parsed as the rtnetlink crate does
+/// for the agent's subscriptions, then through the agent's own reading of
+/// link and address events.
+pub fn rtnetlink_event(datagram: &[u8]) {
+    let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(datagram)
+    else {
+        return;
+    };
+    if let NetlinkPayload::InnerMessage(m) = m.payload {
+        let _ = net::link_event(m.clone());
+        let _ = net::address_event(m);
+    }
+}
