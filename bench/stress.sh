@@ -33,7 +33,7 @@
 #
 # Every load runs under `timeout` in the lab's namespaces and stops by
 # itself; the labs are torn down on exit. Results go to
-# bench/stress-DATE.md. The labs share the machine's cores, so "busy loop
+# bench/stress-DATE-ADVms.md. The labs share the machine's cores, so "busy loop
 # per core in each director" means 4 × nproc busy loops competing with the
 # daemons; the soaks start together.
 set -euo pipefail
@@ -424,7 +424,7 @@ done
 } <"$WORK/result-keepalived"
 
 DATE=$(date +%F)
-OUT=$ROOT/bench/stress-$DATE.md
+OUT=$ROOT/bench/stress-$DATE-${ADV_MS}ms.md
 row() { # name soak gaps
     local name=$1 t n max p999 gaps=$3 med mx
     read -r t n max p999 <<<"$2"
