@@ -24,11 +24,21 @@ use yaml_rust2::parser::{Event, Parser};
 /// short.
 pub(crate) const DEPTH_MAX: usize = 64;
 
+/// The most bytes of field paths the index may build. Each node's path
+/// holds its ancestors' keys (YAML's implicit keys reach 1,024 bytes), so
+/// a document of long keys nested deep with many leaves below them would
+/// cost depth × key length × leaves — gigabytes from a 16 MiB file. An
+/// inventory of 1,000 services with 10 real servers each needs about
+/// 5 MiB of paths.
+pub(crate) const PATH_BYTES_MAX: usize = 64 << 20;
+
 /// Why a document was refused before it was loaded.
 #[derive(Debug)]
 pub(crate) struct TooDeep {
-    /// Line and column of the first node past [`DEPTH_MAX`].
+    /// Line and column of the first node past the bound.
     pub position: (usize, usize),
+    /// Which bound: [`DEPTH_MAX`] (false) or [`PATH_BYTES_MAX`] (true).
+    pub paths: bool,
 }
 
 /// Positions of the keys and values of one YAML document.
@@ -60,6 +70,7 @@ impl Locations {
                     let at = e.marker();
                     return Err(TooDeep {
                         position: (at.line(), at.col() + 1),
+                        paths: false,
                     });
                 }
                 Err(_) => break,
@@ -71,9 +82,12 @@ impl Locations {
                 Event::MappingStart(..) | Event::SequenceStart(..)
                     if walker.stack.len() >= DEPTH_MAX =>
                 {
-                    return Err(TooDeep { position: pos });
+                    return Err(TooDeep { position: pos, paths: false });
                 }
                 _ => walker.on_event(ev, pos),
+            }
+            if walker.path_bytes > PATH_BYTES_MAX {
+                return Err(TooDeep { position: pos, paths: true });
             }
         }
         Ok(walker.locations)
@@ -117,11 +131,20 @@ enum Frame {
 struct Walker {
     stack: Vec<Frame>,
     locations: Locations,
+    /// Bytes of the paths built so far.
+    path_bytes: usize,
 }
 
 impl Walker {
     /// The path of the node that starts now, or `None` when it is a key.
     fn enter(&mut self, ev: &Event, pos: (usize, usize)) -> Option<String> {
+        let path = self.path_of(ev, pos);
+        self.path_bytes += path.as_ref().map_or(0, String::len);
+        path
+    }
+
+    /// [`Walker::enter`]'s answer, before it is counted.
+    fn path_of(&mut self, ev: &Event, pos: (usize, usize)) -> Option<String> {
         match self.stack.last_mut() {
             None => Some(String::new()),
             Some(Frame::Seq { path, next }) => {
@@ -138,7 +161,9 @@ impl Walker {
                         Event::Scalar(s, ..) => s.clone(),
                         _ => "?".to_owned(),
                     };
-                    self.locations.keys.insert(join(path, &name), pos);
+                    let full = join(path, &name);
+                    self.path_bytes += full.len();
+                    self.locations.keys.insert(full, pos);
                     // yaml-rust2 marks a block mapping's start after its
                     // first key; the first key is where a reader looks.
                     self.locations.values.entry(path.clone()).or_insert(pos);
@@ -246,5 +271,21 @@ directors:
         let doc = format!("a: {}", "[".repeat(1 << 16));
         let e = Locations::index(&doc).unwrap_err();
         assert_eq!(e.position.0, 1);
+    }
+
+    #[test]
+    fn long_keys_nested_deep_stop_at_the_path_budget() {
+        // 63 levels of 1,000-byte keys, then 2,000 leaves: 63 kB of path
+        // each, 126 MB in all from a 200 kB document.
+        let key = "k".repeat(1_000);
+        let mut doc: String = (0..63)
+            .map(|depth| format!("{}{key}{depth}:\n", " ".repeat(depth)))
+            .collect();
+        for i in 0..2_000 {
+            doc.push_str(&format!("{}l{i}: 1\n", " ".repeat(63)));
+        }
+        let e = Locations::index(&doc).unwrap_err();
+        assert!(e.paths, "{e:?}");
+        assert!(e.position.0 > 63, "{e:?}");
     }
 }

@@ -114,14 +114,19 @@ pub fn load_str(
         ));
     }
     let locations = locate::Locations::index(source).map_err(|e| {
-        refuse(
-            e.position,
-            format!(
+        let why = match e.paths {
+            false => format!(
                 "nested deeper than {} levels of mappings and lists — an \
                  inventory needs about six",
                 locate::DEPTH_MAX
             ),
-        )
+            true => format!(
+                "too large to index: the field paths pass {} bytes here \
+                 (long keys nested deep with many fields below them)",
+                locate::PATH_BYTES_MAX
+            ),
+        };
+        refuse(e.position, why)
     })?;
     let place = |finding: Finding, position: Option<(usize, usize)>| {
         let (line, col) =
