@@ -5,7 +5,7 @@
 //! Inline secrets are never stored: before a generation is written, each
 //! inline VRRP password becomes a reference `password_env:
 //! LBDEPLOY_SECRET_<instance>` and only a keyed fingerprint of it is kept
-//! (HMAC-SHA-256 under `.lbdeploy/controller.key`, [`KEY_FILE`]). Rolling
+//! (HMAC-SHA-256 under `.lbdeploy/controller.key`, `KEY_FILE`). Rolling
 //! back answers those references from the current inventory, and refuses
 //! when the current password is not the one that generation used.
 //!
@@ -18,7 +18,7 @@
 //!
 //! A webhook URL with credentials (a userinfo password, query values) is
 //! stored redacted with its fingerprint beside the passwords' under
-//! [`WEBHOOK`]; rolling back puts the current inventory's URL back when it
+//! `WEBHOOK`; rolling back puts the current inventory's URL back when it
 //! is the same one.
 
 use std::collections::BTreeMap;

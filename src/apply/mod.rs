@@ -4,7 +4,7 @@
 //!   selected host's desired state, before any connection;
 //! * [`document`] — the plan as data (`--json`, `--out`, staleness);
 //! * [`generations`] — the record of applied inventories, for rollback;
-//!   [`key`] — the controller's key for its fingerprints of passwords;
+//!   `key` — the controller's key for its fingerprints of passwords;
 //! * [`lock`] — one apply per inventory at a time;
 //! * [`phases`] — real servers, then backup directors, then the master;
 //! * [`activate`] — one host's upload, activation and confirmation (the

@@ -13,7 +13,7 @@
 //! deadline written by `host activate` means the same to the watchdog it
 //! starts. It does not survive a reboot, and needs not: after a reboot no
 //! watchdog runs, and the next activation or confirmation finishes the
-//! pending one through [`recover`] without looking at the deadline.
+//! pending one through `recover` without looking at the deadline.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

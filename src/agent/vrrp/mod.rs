@@ -22,8 +22,8 @@
 //!   against the interface (family, source address, destinations).
 //! * [`receive`]: RFC 5798 §7.1's receive checks, in order: what a packet
 //!   is to an instance, strangers first.
-//! * [`filter`]: the socket filter that drops adverts from anyone but the
-//!   instance's peers in the kernel; [`reject_log`]: at most one log line
+//! * `filter`: the socket filter that drops adverts from anyone but the
+//!   instance's peers in the kernel; `reject_log`: at most one log line
 //!   per refusal reason per interval.
 //! * [`notify`]: the notify hooks, as keepalived runs them.
 //! * [`fault`]: why an instance cannot work (link down, no carrier, no

@@ -44,7 +44,7 @@ pub struct Settings {
     /// Where adverts go.
     pub dst: Destinations,
     /// The only sources adverts are taken from (never `local`); anyone
-    /// when empty. Filtered in the kernel ([`super::filter`]) and checked
+    /// when empty. Filtered in the kernel (`super::filter`) and checked
     /// again on receipt.
     pub accept: Vec<IpAddr>,
     /// The VIPs (interface index filled in by the caller).
