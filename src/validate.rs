@@ -96,7 +96,7 @@ fn print_json(d: &Diagnostics, valid: bool) -> anyhow::Result<()> {
         .collect();
     let doc = serde_json::json!({ "valid": valid, "diagnostics": items });
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &doc)?;
+    crate::util::terminal::write_json(&mut out, &doc)?;
     writeln!(out)?;
     Ok(())
 }

@@ -245,7 +245,7 @@ fn print_status(
     };
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &status)?;
+        crate::util::terminal::write_json(&mut out, &status)?;
         writeln!(out)?;
     } else {
         status.write_human(&mut out)?;

@@ -222,7 +222,7 @@ pub fn history(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
     let list = Store::new(&inputs.state_dir()).list()?;
     let mut out = std::io::stdout().lock();
     if global.json {
-        serde_json::to_writer_pretty(&mut out, &list)?;
+        crate::util::terminal::write_json(&mut out, &list)?;
         writeln!(out)?;
         return Ok(ExitStatus::Ok);
     }

@@ -123,7 +123,7 @@ pub(super) fn print_recap(
     if json {
         let doc =
             serde_json::json!({ "hosts": recaps, "generation": generation });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        crate::util::terminal::write_json(&mut out, &doc)?;
         writeln!(out)?;
         return Ok(());
     }

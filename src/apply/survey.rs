@@ -85,7 +85,7 @@ pub fn show(
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, doc)?;
+        crate::util::terminal::write_json(&mut out, doc)?;
         writeln!(out)?;
         return Ok(());
     }

@@ -246,7 +246,7 @@ fn status(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
     };
     let mut out = std::io::stdout().lock();
     if global.json {
-        serde_json::to_writer_pretty(&mut out, &status)?;
+        crate::util::terminal::write_json(&mut out, &status)?;
         writeln!(out)?;
     } else {
         super::print_status(&status, &mut out)?;

@@ -8,6 +8,11 @@
 //! such character as a visible escape (`\x1b`, `\u{202e}`) and passes
 //! ordinary UTF-8, tabs included, untouched. It is applied at the output
 //! edge, to host-supplied text only: lbdeploy's own colours stay colours.
+//!
+//! `--json` output reaches terminals too. serde_json escapes C0 controls
+//! but writes DEL, C1 controls and bidi characters raw (valid JSON, yet
+//! live on a terminal); [`write_json`] writes them as `\uNNNN`, which
+//! every JSON reader decodes back to the same string.
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -60,9 +65,116 @@ fn escape_with(text: &str, lines: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Write `value` as pretty JSON, every character that [`escape`] would
+/// escape and serde_json does not written as a `\uNNNN` escape.
+///
+/// # Errors
+/// Serialising `value` or writing `out` failed.
+pub fn write_json<W: std::io::Write, T: serde::Serialize + ?Sized>(
+    out: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut ser =
+        serde_json::Serializer::with_formatter(out, SafeJson::default());
+    value.serialize(&mut ser)
+}
+
+/// serde_json's pretty formatter, with the string fragments it writes raw
+/// made terminal-safe.
+#[derive(Default)]
+struct SafeJson(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for SafeJson {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some((at, c)) =
+            rest.char_indices().find(|&(_, c)| unsafe_char(c, false))
+        {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            write!(writer, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+
+    fn begin_array<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_is_terminal_safe_and_reads_back_the_same() {
+        let hostile = "a\x1b[2Kb\x7fc\u{9b}d\u{202e}e\u{2028}f é\n";
+        let mut out = Vec::new();
+        write_json(&mut out, &serde_json::json!({ "k": [hostile] })).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.chars().any(|c| unsafe_char(c, true)), "{text}");
+        assert!(text.contains("\\u007f") && text.contains("\\u202e"), "{text}");
+        assert!(text.contains("\n  \"k\": ["), "still pretty: {text}");
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["k"][0], hostile);
+    }
 
     #[test]
     fn escape_sequences_become_visible() {
