@@ -11,7 +11,7 @@ use std::time::Duration;
 use lbdeploy::agent::vrrp::fsm::{master_down_interval, skew_time};
 use lbdeploy::agent::vrrp::packet::Version;
 
-use crate::support::lab::TestLab;
+use crate::support::lab::{TempDir, TestLab};
 use crate::support::subnet::{Subnet, VIP};
 use crate::vrrp_lab::{
     DIRECTORS, Keepalived, agent_status, holders, instance, logs,
@@ -404,4 +404,44 @@ fn r16_a_tracked_file_and_process_move_the_priority_and_fault() {
     lab.exec_ok("keepalived01", daemon);
     let back = 2 * ADVERT + master_down_interval(V, 120, ADVERT) + SLACK;
     wait_sole_holder(&lab, &vip, "keepalived01", back);
+}
+
+/// `script_security: true` (keepalived's `enable_script_security`): a
+/// tracked script that someone but root could replace — here one under
+/// `/tmp`, which everyone may write — is refused when the agent loads its
+/// configuration, so the first apply rolls the host back naming it; a
+/// script from `/bin` is accepted.
+#[test]
+fn r17_script_security_refuses_a_script_others_could_replace() {
+    let s = Subnet::allocate();
+    let with = |program: &str| {
+        vrrp(s, 2)
+            .instance_option("track: { scripts: [{ name: chk }] }")
+            .top(&format!(
+                "script_security: true\nvrrp_scripts:\n  - {{ name: chk, \
+                 command: [{program}] }}\n"
+            ))
+            .to_string()
+    };
+    let dir = TempDir::new("script-security-open");
+    let exposed = dir.path().join("chk");
+    std::fs::write(&exposed, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(
+        &exposed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let exposed = exposed.display().to_string();
+    let Some(lab) = TestLab::up("script-security", &with(&exposed)) else {
+        return;
+    };
+    let out = lab.lbdeploy_exit(3, &["apply", "--yes"]);
+    let why = format!("script chk: {exposed}: /tmp is writable by everyone");
+    assert!(out.contains("keepalived02  failed: activation failed"), "{out}");
+    assert!(out.contains("rolled back"), "{out}");
+    assert!(out.contains(&why), "{why} missing:\n{out}");
+    lab.rewrite_inventory(&with("/bin/true"));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let st = instance(&lab, "keepalived01");
+    assert_eq!(st["tracked"][0]["what"], "script chk", "{st}");
 }

@@ -48,6 +48,7 @@ pub mod mastership;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;
+pub mod script_security;
 pub mod status;
 pub mod supervise;
 pub mod sys;

@@ -50,6 +50,16 @@ pub trait ModeConfig: DeserializeOwned + Send + Sync + 'static {
 
     /// This host's inventory name, on every log line the agent writes.
     fn host(&self) -> &str;
+
+    /// What the configuration asks that the host refuses, beyond its
+    /// syntax (the director's `script_security`); checked before the
+    /// configuration is taken, at start and at every reload.
+    ///
+    /// # Errors
+    /// What is refused, as one message.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A mode's work on the host, driven by the runtime: the runtime owns the
@@ -106,7 +116,11 @@ pub fn load<C: ModeConfig>(path: &Path) -> Result<Loaded<C>, config::Error> {
         source,
     })?;
     let text = String::from_utf8_lossy(&bytes);
-    let config = config::parse(path, &text)?;
+    let config: C = config::parse(path, &text)?;
+    config.check().map_err(|message| config::Error::Invalid {
+        path: path.to_owned(),
+        message,
+    })?;
     Ok(Loaded {
         config,
         sha256: format!("{:x}", Sha256::digest(&bytes)),

@@ -75,6 +75,10 @@ pub fn write(
     if let Some(n) = &inv.notification {
         section(&mut y, o.notification.as_deref(), "notification", n);
     }
+    if inv.script_security {
+        let from = Some("enable_script_security");
+        section(&mut y, from, "script_security", &true);
+    }
     if let Some(lab) = &inv.lab {
         section(&mut y, Some("--lab-controller, --lab-client"), "lab", lab);
     }

@@ -159,6 +159,7 @@ pub(crate) fn merge(
             vrrp_track_processes,
             virtual_services,
             notification,
+            script_security: confs.iter().any(|(_, c)| c.script_security),
             lab: req.lab.clone(),
         },
         origins,

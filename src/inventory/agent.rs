@@ -52,6 +52,10 @@ pub struct DirectorConfig {
     /// Where state changes are reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<Notification>,
+    /// Refuse programs that someone but root could replace
+    /// ([`crate::agent::script_security`]).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub script_security: bool,
 }
 
 /// One VRRP instance as this director runs it.

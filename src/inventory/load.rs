@@ -72,6 +72,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("vrrp_track_processes", false, Shape::List(check::<TrackProcess>)),
     ("virtual_services", false, Shape::List(check::<VirtualService>)),
     ("notification", false, Shape::One(check::<Notification>)),
+    ("script_security", false, Shape::One(check::<bool>)),
     ("lab", false, Shape::One(check::<Lab>)),
 ];
 

@@ -58,6 +58,10 @@ pub struct Inventory {
     /// Where state changes are reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<Notification>,
+    /// Refuse scripts, checks and hooks that someone but root could
+    /// replace (keepalived's `enable_script_security`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub script_security: bool,
     /// Extra hosts of the network-namespace lab (`lbdeploy lab`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,

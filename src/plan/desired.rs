@@ -287,6 +287,7 @@ fn director_config(
         vrrp_sync_groups: inv.vrrp_sync_groups.clone(),
         vrrp_track_files: inv.vrrp_track_files.clone(),
         vrrp_track_processes: inv.vrrp_track_processes.clone(),
+        script_security: inv.script_security,
         virtual_services: inv
             .virtual_services
             .iter()

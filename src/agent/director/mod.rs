@@ -245,6 +245,10 @@ impl ModeConfig for DirectorConfig {
     fn host(&self) -> &str {
         &self.host
     }
+
+    fn check(&self) -> Result<(), String> {
+        crate::agent::script_security::check(self)
+    }
 }
 
 impl runtime::Worker<DirectorConfig> for Worker {

@@ -55,6 +55,8 @@ pub(crate) struct Conf {
     pub track_processes: Vec<(TrackProcess, Fields)>,
     /// `virtual_server` blocks, groups expanded, in file order.
     pub services: Vec<(VirtualService, Fields)>,
+    /// `enable_script_security` in `global_defs`.
+    pub script_security: bool,
 }
 
 /// Read `path` (and its includes). Problems go to `report`.
@@ -87,6 +89,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         track_files: Vec::new(),
         track_processes: Vec::new(),
         services: Vec::new(),
+        script_security: false,
     };
     let groups = lvs::groups(nodes, &mut r);
     let mut defaults = vrrp::Defaults::default();
@@ -165,6 +168,15 @@ fn global_defs(
             "vrrp_version" => {
                 defaults.version = r.number(node, block).or(defaults.version)
             }
+            "enable_script_security" => conf.script_security = true,
+            "script_user" => r.warn(
+                node,
+                block,
+                "`script_user` is not carried over: lbdeploy runs every \
+                 script as the agent's user (root) — with \
+                 `script_security: true` it refuses scripts that another \
+                 user could replace",
+            ),
             k if k.strip_prefix("vrrp_").is_some_and(|g| {
                 lower_set |= g.starts_with("garp_lower_prio");
                 vrrp::garp_keyword(&mut garp, g, node, block, r)
