@@ -7,7 +7,7 @@
 //! the directory (so the rename itself survives a crash).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -81,11 +81,21 @@ const TEMP_NAME_KEEP: usize = 100;
 
 /// 16 random bytes from the kernel, as 32 hex digits.
 ///
+/// From getrandom(2), not `/dev/urandom`: a host's early boot or a
+/// minimal root file system may have no `/dev` yet, and the agent writes
+/// its state files then. `GRND_INSECURE` never blocks before the kernel's
+/// generator is seeded; a name only has to be unguessable to someone
+/// planting links, not a key.
+///
 /// # Errors
-/// When `/dev/urandom` cannot be read.
+/// When the kernel refuses (it never does on Linux ≥ 5.6).
 fn random_hex() -> io::Result<String> {
     let mut bytes = [0u8; 16];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let flags = rustix::rand::GetRandomFlags::INSECURE;
+    let mut filled = 0;
+    while filled < bytes.len() {
+        filled += rustix::rand::getrandom(&mut bytes[filled..], flags)?;
+    }
     Ok(crate::util::hex::hex(&bytes))
 }
 
