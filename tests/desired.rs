@@ -12,7 +12,9 @@ use lbdeploy::plan::roles::Roles;
 
 use crate::golden;
 
-struct NoSecrets;
+/// An environment with no variables and no files: secrets stay
+/// unresolved. Shared with `hostile_input`.
+pub(crate) struct NoSecrets;
 
 impl Environment for NoSecrets {
     fn var(&self, _: &str) -> Option<String> {

@@ -14,22 +14,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lbdeploy::inventory::{self, Environment};
+use lbdeploy::inventory;
 use lbdeploy::plan::desired;
 use lbdeploy::plan::roles::Roles;
 use serde_yaml::Value;
 
-struct NoSecrets;
-
-impl Environment for NoSecrets {
-    fn var(&self, _: &str) -> Option<String> {
-        None
-    }
-
-    fn read_file(&self, _: &Path) -> Option<String> {
-        None
-    }
-}
+use crate::desired::NoSecrets;
 
 /// The longest one load may take, 1 MB string included: far above the
 /// few milliseconds it takes, far below a hang.
