@@ -19,14 +19,12 @@
 //! the file is refused with one error; nothing is read further, so memory
 //! and time stay bounded by the bounds, not by the input.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diag::{Pos, Report};
 use super::lexer::{self, Kind, Token};
-use crate::util::glob;
+use crate::util::{files, glob};
 
 /// The most one file may hold. The largest real configurations (a few
 /// thousand real servers) are a few hundred KiB.
@@ -131,10 +129,20 @@ impl Loader<'_> {
             return Vec::new();
         }
         let budget = FILE_MAX.min(TOTAL_MAX.saturating_sub(self.read));
-        let text = match read_bounded(path, budget) {
+        let text = match files::read_regular(path, budget) {
             Ok(text) => text,
-            Err(why) => {
-                let m = format!("cannot read {what} {}: {why}", path.display());
+            Err(e) => {
+                let bounds = match e.kind() {
+                    std::io::ErrorKind::FileTooLarge => format!(
+                        " (the bound of one file is {FILE_MAX}, of all files \
+                         together {TOTAL_MAX})"
+                    ),
+                    _ => String::new(),
+                };
+                let m = format!(
+                    "cannot read {what} {}: {e}{bounds}",
+                    path.display()
+                );
                 self.report.error(from, m);
                 return Vec::new();
             }
@@ -416,31 +424,6 @@ impl Builder {
         }
         self.root
     }
-}
-
-/// The text of the regular file at `path`, if it holds at most `max`
-/// bytes of UTF-8. Devices, FIFOs and directories are refused before a
-/// byte is read (opened non-blocking, so a FIFO cannot hang the import),
-/// and no more than `max + 1` bytes are ever read.
-fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(format!(
-            "larger than {max} bytes (the bound of one file is {FILE_MAX}, \
-             of all files together {TOTAL_MAX})"
-        ));
-    }
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 #[cfg(test)]

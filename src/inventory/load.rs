@@ -7,7 +7,6 @@
 //! `virtual_services[1]` are both reported. Only when every piece is valid is
 //! the whole document deserialised at once.
 
-use std::io::Read;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -20,6 +19,7 @@ use super::schema::{
     SyncGroup, TrackFile, TrackProcess, VirtualService, VrrpInstance,
     VrrpScript,
 };
+use crate::util::files;
 
 /// The largest inventory read, in bytes. A cluster of a hundred directors
 /// and thousands of real servers is a few hundred KiB; 16 MiB is far above
@@ -28,34 +28,12 @@ use super::schema::{
 pub(crate) const INPUT_MAX: u64 = 16 << 20;
 
 /// The inventory at `path`: a regular file of at most [`INPUT_MAX`] bytes
-/// of UTF-8. The file's type is checked on the opened descriptor, so
-/// `/dev/zero` or a FIFO is refused before a byte is read, and never more
-/// than `INPUT_MAX + 1` bytes are read.
+/// of UTF-8 ([`files::read_regular`]).
 ///
 /// # Errors
-/// The I/O error, or one of kind `InvalidData` saying which bound failed.
+/// The I/O error, or one saying which bound failed.
 pub(crate) fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind};
-    use std::os::unix::fs::OpenOptionsExt;
-    // Non-blocking, so opening a FIFO with no writer cannot hang; regular
-    // files ignore the flag.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(Error::new(ErrorKind::InvalidData, "not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.take(INPUT_MAX + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > INPUT_MAX {
-        return Err(Error::new(
-            ErrorKind::InvalidData,
-            format!("larger than {INPUT_MAX} bytes"),
-        ));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
+    files::read_regular(path, INPUT_MAX)
 }
 
 /// The top-level keys: name, whether required, and how to check the value.

@@ -299,6 +299,39 @@ pub(crate) fn remove_opt(path: &Path) -> anyhow::Result<bool> {
     }
 }
 
+/// The text of `path`, which must be a regular file of at most `max`
+/// bytes of UTF-8: hostile input (an inventory, a keepalived.conf and its
+/// includes) read without trusting its type or size. The type is checked
+/// on the opened descriptor, so `/dev/zero`, a FIFO or a directory is
+/// refused before a byte is read (opened non-blocking, so a FIFO with no
+/// writer cannot hang the open), and never more than `max + 1` bytes are
+/// read.
+///
+/// # Errors
+/// The I/O error; `InvalidData` for a file that is not regular or not
+/// UTF-8, `FileTooLarge` past `max`.
+pub(crate) fn read_regular(path: &Path, max: u64) -> io::Result<String> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        let m = format!("larger than {max} bytes");
+        return Err(io::Error::new(ErrorKind::FileTooLarge, m));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Open `path` for appending, creating it with `mode`; never through a
 /// symlink (`O_NOFOLLOW`). For logs and journals, which grow in place.
 ///
