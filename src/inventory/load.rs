@@ -7,8 +7,6 @@
 //! `virtual_services[1]` are both reported. Only when every piece is valid is
 //! the whole document deserialised at once.
 
-use std::path::Path;
-
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
@@ -19,22 +17,12 @@ use super::schema::{
     SyncGroup, TrackFile, TrackProcess, VirtualService, VrrpInstance,
     VrrpScript,
 };
-use crate::util::files;
 
 /// The largest inventory read, in bytes. A cluster of a hundred directors
 /// and thousands of real servers is a few hundred KiB; 16 MiB is far above
 /// that, and small enough that loading it (linear, about a second) and the
 /// tree it becomes stay harmless.
 pub(crate) const INPUT_MAX: u64 = 16 << 20;
-
-/// The inventory at `path`: a regular file of at most [`INPUT_MAX`] bytes
-/// of UTF-8 ([`files::read_regular`]).
-///
-/// # Errors
-/// The I/O error, or one saying which bound failed.
-pub(crate) fn read_bounded(path: &Path) -> std::io::Result<String> {
-    files::read_regular(path, INPUT_MAX)
-}
 
 /// The top-level keys: name, whether required, and how to check the value.
 const TOP_LEVEL: &[(&str, bool, Shape)] = &[

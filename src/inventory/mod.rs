@@ -29,6 +29,8 @@ mod values;
 
 use std::path::{Path, PathBuf};
 
+use crate::util::files;
+
 pub(crate) use diag::{Diagnostic, Diagnostics, Finding, Severity};
 pub use mode::Mode;
 pub use schema::*;
@@ -70,21 +72,23 @@ pub enum Error {
 /// every problem found otherwise. Warnings never fail the load; callers that
 /// want `--strict` check `warnings` themselves.
 pub fn load(path: &Path, env: &dyn Environment) -> Result<Loaded, Error> {
-    let source = load::read_bounded(path).map_err(|source| {
-        let hint = match source.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                " — pass the inventory with `-i FILE`; to start from the \
+    // A regular file within the bound, read as untrusted input.
+    let source =
+        files::read_regular(path, load::INPUT_MAX).map_err(|source| {
+            let hint = match source.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    " — pass the inventory with `-i FILE`; to start from the \
                  example cluster use `-i inventory.example.yml`{}",
-                if path == Path::new("inventory.yml") {
-                    " (or copy it to inventory.yml)"
-                } else {
-                    ""
-                }
-            ),
-            _ => String::new(),
-        };
-        Error::Read { path: path.to_owned(), source, hint }
-    })?;
+                    if path == Path::new("inventory.yml") {
+                        " (or copy it to inventory.yml)"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => String::new(),
+            };
+            Error::Read { path: path.to_owned(), source, hint }
+        })?;
     let base = path.parent().unwrap_or(Path::new("."));
     load_str(path, &source, base, env)
 }
