@@ -308,4 +308,32 @@ mod tests {
         assert_eq!(words("  a  \"\" b"), ["a", "", "b"]);
         assert_eq!(argv(&["a".into(), "b c".into()]), ["a", "b", "c"]);
     }
+
+    #[test]
+    fn init_file_takes_a_32_bit_number_and_overwrite_in_any_order() {
+        let read = |line: &str| {
+            let text =
+                format!("vrrp_track_file f {{\n file /run/f\n {line}\n}}\n");
+            let mut report = crate::import::diag::Report::default();
+            let conf = super::super::read_str(
+                std::path::Path::new("k.conf"),
+                &text,
+                &mut report,
+            );
+            let errors: Vec<String> =
+                report.items.iter().map(ToString::to_string).collect();
+            (conf.track_files.first().and_then(|(f, _)| f.init), errors)
+        };
+        let init = |value, overwrite| Some(FileInit { value, overwrite });
+        assert_eq!(read("init_file"), (init(0, false), vec![]));
+        assert_eq!(read("init_file overwrite -3"), (init(-3, true), vec![]));
+        for bad in ["init_file 4294967296", "init_file x"] {
+            let (got, errors) = read(bad);
+            assert_eq!(got, None, "{bad}");
+            assert!(
+                errors[0].contains("expected a 32-bit whole number"),
+                "{errors:?}"
+            );
+        }
+    }
 }
