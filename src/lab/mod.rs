@@ -46,6 +46,7 @@ use topology::Topology;
 pub(crate) use topology::default_state_dir;
 
 use crate::inventory::Inventory;
+use crate::util::files;
 
 /// How long sshd and the responders may take to listen after they start.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -284,7 +285,13 @@ fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
         }
         netns::delete(ns)?;
     }
+    let mut entries = Vec::new();
     for entry in layout.owned_entries() {
+        // An `up` killed while it wrote a file leaves its temporary.
+        entries.extend(files::leftover_temps(&entry)?);
+        entries.push(entry);
+    }
+    for entry in entries {
         let r = if entry.is_dir() {
             std::fs::remove_dir_all(&entry)
         } else {

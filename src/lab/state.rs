@@ -151,7 +151,7 @@ impl Layout {
     /// Everything `up` puts in the state directory, `lab.json` last so it
     /// is removed last: a `down` interrupted half-way can run again.
     pub(crate) fn owned_entries(&self) -> Vec<PathBuf> {
-        ["hosts", "id_ed25519", "id_ed25519.pub", "lab.json.tmp", "lab.json"]
+        ["hosts", "id_ed25519", "id_ed25519.pub", "lab.json"]
             .iter()
             .map(|e| self.root.join(e))
             .collect()

@@ -110,6 +110,45 @@ fn temp_name(name: &[u8], rand: &str) -> std::ffi::OsString {
     out
 }
 
+/// The temporaries [`write_atomic`] left beside `path` when its process
+/// was killed between creating one and renaming it over `path`. Only names
+/// of exactly the form [`temp_name`] makes (with a 32-digit hex random
+/// part) are listed, so nothing else in a shared directory is touched. A
+/// missing directory has none.
+///
+/// # Errors
+/// When the directory exists but cannot be listed, with its path.
+pub(crate) fn leftover_temps(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+    let prefix = temp_name(name, "");
+    let prefix = prefix.as_bytes();
+    let prefix = &prefix[..prefix.len() - ".lbdeploy-tmp".len()];
+    let dir = parent_dir(path)?;
+    let what = || format!("listing {}", dir.display());
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(what),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(what)?;
+        let file = entry.file_name();
+        let Some(rand) = file
+            .as_bytes()
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(b".lbdeploy-tmp"))
+        else {
+            continue;
+        };
+        if rand.len() == 32 && rand.iter().all(u8::is_ascii_hexdigit) {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}
+
 /// Create a fresh temporary file beside `path`, open for writing, with
 /// `mode` already set on it (by `fchmod`, so the umask does not matter
 /// and no byte is ever readable under a looser mode).
@@ -576,6 +615,26 @@ mod tests {
         let err = write_atomic(&dir.join("taken"), b"x", 0o644).unwrap_err();
         assert!(format!("{err:#}").contains("taken"), "{err:#}");
         assert_eq!(others(&dir, &[]), ["taken"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A writer killed before its rename leaves a temporary; only names
+    /// of exactly that form, for that target, are found again.
+    #[test]
+    fn leftover_temporaries_are_found_and_nothing_else() {
+        let dir = scratch("leftover");
+        let target = dir.join("lab.json");
+        let (_f, tmp) = create_temp(&target, 0o644).unwrap();
+        let (_g, other) = create_temp(&dir.join("lab.jsonx"), 0o644).unwrap();
+        for decoy in [".lab.json.tmp", ".lab.json.zz.lbdeploy-tmp", "lab.json"]
+        {
+            fs::write(dir.join(decoy), b"").unwrap();
+        }
+        let short = dir.join(temp_name(b"lab.json", "abc"));
+        fs::write(&short, b"").unwrap();
+        assert_eq!(leftover_temps(&target).unwrap(), [tmp]);
+        assert_eq!(leftover_temps(&dir.join("lab.jsonx")).unwrap(), [other]);
+        assert!(leftover_temps(&dir.join("gone/x")).unwrap().is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
 
