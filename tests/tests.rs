@@ -24,6 +24,7 @@ mod ipvs_vm;
 mod lab;
 mod realserver;
 mod support;
+mod systemd_hosts;
 mod validate;
 mod vrrp_decode;
 mod vrrp_fault;

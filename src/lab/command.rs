@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::{HostInit, Restart};
 use crate::exit::ExitStatus;
 use crate::global::GlobalArgs;
 use crate::inventory;
@@ -54,9 +55,20 @@ pub enum LabCommand {
         up to `ssh HOST` to every host with strict host-key checking, and \
         the client. Running it again on a lab that is up changes nothing; \
         on a half-built one it rebuilds.\n\n\
-        Example:\n  lbdeploy -i inventory.example.yml lab up\n\n\
+        With --init systemd, every director and real server is instead a \
+        container booting systemd from a Debian bookworm root file system \
+        (built once with debootstrap into /var/cache/lbdeploy-lab, about \
+        1–2 minutes, then cached), with its own network namespace at every \
+        boot: hosts as real as they come here, reboots included (see \
+        `lab reboot` and `lab crash`).\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab up\n  \
+        lbdeploy -i inventory.example.yml lab up --init systemd\n\n\
         Exit codes: 0 up, 1 error (nothing is left behind).")]
-    Up,
+    Up {
+        /// How directors and real servers run.
+        #[arg(long, value_enum, default_value_t = HostInit::Namespace)]
+        init: HostInit,
+    },
 
     /// Remove everything the lab created.
     #[command(long_about = "Stop the lab's processes, delete its namespaces \
@@ -91,6 +103,33 @@ pub enum LabCommand {
         command: Vec<String>,
     },
 
+    /// Reboot a systemd host cleanly and wait until it serves again.
+    #[command(long_about = "Run `systemctl reboot` inside HOST (a lab built \
+        with --init systemd) and wait until it has booted again and its sshd \
+        and web servers listen; print how long that took. The host boots \
+        with a fresh network namespace, as a real host does: what is not \
+        configured to come back does not.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab reboot rs01\n\n\
+        Exit codes: 0 back, 1 error or not back within 60 s.")]
+    Reboot {
+        /// The host: a director or real server.
+        #[arg(value_name = "HOST")]
+        host: String,
+    },
+
+    /// Cut a systemd host's power, boot it again and wait until it serves.
+    #[command(long_about = "Kill every process of HOST (a lab built with \
+        --init systemd) at once, as a power cut does — no unit stops, \
+        nothing is flushed — then boot it again and wait until its sshd and \
+        web servers listen; print how long that took.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab crash keepalived01\n\n\
+        Exit codes: 0 back, 1 error or not back within 60 s.")]
+    Crash {
+        /// The host: a director or real server.
+        #[arg(value_name = "HOST")]
+        host: String,
+    },
+
     /// The whole cluster at work, step by step: up, plan, apply, traffic,
     /// a real server and the master failing, recovery, down.
     #[command(long_about = "Bring the lab up from the inventory, plan and \
@@ -108,6 +147,9 @@ pub enum LabCommand {
         /// Leave the lab up at the end.
         #[arg(long)]
         keep: bool,
+        /// How directors and real servers run (as for `lab up`).
+        #[arg(long, value_enum, default_value_t = HostInit::Namespace)]
+        init: HostInit,
     },
 
     /// Serve HTTP as a lab real server (started by `lab up`).
@@ -172,14 +214,20 @@ fn lab_selector(global: &GlobalArgs, args: &LabArgs) -> String {
 /// Whatever stops the lab command; the lab is never left half-built.
 pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
     match &args.command {
-        LabCommand::Up => up(global, args),
+        LabCommand::Up { init } => up(global, args, *init),
         LabCommand::Down => down(global, args),
         LabCommand::Status => status(global, args),
         LabCommand::Exec { host, command } => {
             let dir = lab_state_dir(global, args)?;
             match super::exec(&dir, host, command)? {}
         }
-        LabCommand::Demo { keep } => demo(global, args, *keep),
+        LabCommand::Reboot { host } => {
+            restart(global, args, host, Restart::Reboot)
+        }
+        LabCommand::Crash { host } => {
+            restart(global, args, host, Restart::PowerCut)
+        }
+        LabCommand::Demo { keep, init } => demo(global, args, *keep, *init),
         LabCommand::Responder { port, name, listen, status, delay } => {
             let behaviour = super::responder::Behaviour {
                 name: name.clone(),
@@ -201,11 +249,15 @@ fn new_state_dir(args: &LabArgs, inv: &inventory::Inventory) -> PathBuf {
 }
 
 /// `lab up`, then how to use the lab.
-fn up(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
+fn up(
+    global: &GlobalArgs,
+    args: &LabArgs,
+    init: HostInit,
+) -> anyhow::Result<ExitStatus> {
     let mut talk = std::io::stderr().lock();
     let inv = load_inventory(global)?;
     let dir = new_state_dir(args, &inv);
-    let outcome = super::up(&inv, &dir, &mut talk)?;
+    let outcome = super::up(&inv, &dir, init, &mut talk)?;
     if !global.quiet {
         if outcome == super::UpOutcome::AlreadyUp {
             writeln!(
@@ -216,6 +268,29 @@ fn up(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
         }
         let status = super::status(&dir)?.context("the lab state vanished")?;
         super::print_usage(&status, &lab_selector(global, args), &mut talk)?;
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// `lab reboot` and `lab crash`.
+fn restart(
+    global: &GlobalArgs,
+    args: &LabArgs,
+    host: &str,
+    how: Restart,
+) -> anyhow::Result<ExitStatus> {
+    let dir = lab_state_dir(global, args)?;
+    let took = super::restart(&dir, host, how)?;
+    if !global.quiet {
+        let what = match how {
+            Restart::Reboot => "rebooted",
+            Restart::PowerCut => "lost power",
+        };
+        writeln!(
+            std::io::stderr().lock(),
+            "{host} {what}; serving again after {:.1} s",
+            took.as_secs_f64()
+        )?;
     }
     Ok(ExitStatus::Ok)
 }
@@ -260,13 +335,14 @@ fn demo(
     global: &GlobalArgs,
     args: &LabArgs,
     keep: bool,
+    init: HostInit,
 ) -> anyhow::Result<ExitStatus> {
     let mut talk = std::io::stderr().lock();
     let inv = load_inventory(global)?;
     let dir = new_state_dir(args, &inv);
     let hosts = inv.directors.len() + inv.real_servers.len() + 2;
     writeln!(talk, "lab up ({hosts} hosts) ...")?;
-    super::up(&inv, &dir, &mut std::io::sink())?;
+    super::up(&inv, &dir, init, &mut talk)?;
     let result =
         super::demo::Demo::new(&global.inventory, &inv, &dir, &mut talk)
             .and_then(|mut d| d.run());

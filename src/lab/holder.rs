@@ -184,7 +184,12 @@ pub(crate) fn start_holder(
 /// `nsenter` into the namespaces of the holder `pid`: everything that runs
 /// "on" a lab host goes through this.
 pub(crate) fn enter(pid: i32) -> Cmd {
-    Cmd::new("nsenter").args(["-t", &pid.to_string(), "-m", "-u", "-n", "--"])
+    enter_namespaces(pid).arg("--")
+}
+
+/// [`enter`] before its `--`, for callers that add options.
+pub(crate) fn enter_namespaces(pid: i32) -> Cmd {
+    Cmd::new("nsenter").args(["-t", &pid.to_string(), "-m", "-u", "-n"])
 }
 
 /// Start a long-running `program args...` inside the host held by
@@ -211,7 +216,10 @@ pub(crate) fn spawn_in(
 /// Ctrl-C at the terminal that ran `up` must not take the lab down) and
 /// stdout/stderr in a log file, never the caller's pipes (a test reading
 /// `up`'s output would otherwise wait for the lab to exit).
-fn daemon(cmd: &Cmd, log: &Path) -> anyhow::Result<std::process::Command> {
+pub(super) fn daemon(
+    cmd: &Cmd,
+    log: &Path,
+) -> anyhow::Result<std::process::Command> {
     let file = files::open_append(log, 0o644)
         .with_context(|| format!("opening log {}", log.display()))?;
     let mut c = cmd.command();
@@ -219,7 +227,7 @@ fn daemon(cmd: &Cmd, log: &Path) -> anyhow::Result<std::process::Command> {
     Ok(c)
 }
 
-fn record(
+pub(super) fn record(
     host: &LabHost,
     kind: ProcKind,
     pid: u32,
@@ -266,6 +274,7 @@ mod tests {
             interface: "eth0".into(),
             ssh_port: 22,
             http_ports: vec![80],
+            init: crate::lab::topology::HostInit::Namespace,
             netns: "lbd-x-rs01".into(),
             switch_port: "p0-rs01".into(),
         };

@@ -1,11 +1,14 @@
 //! `lbdeploy lab`: the inventory's cluster as network-namespace hosts on
-//! this machine, each with its own filesystem state and sshd.
+//! this machine, each with its own filesystem state and sshd — or, with
+//! `--init systemd`, as containers booting systemd, reboots included.
 //!
 //! * `topology` — what the lab consists of, from the inventory (pure);
 //! * `state` — the state file recording everything created;
 //! * `preflight` — root, tools and address checks before anything changes;
 //! * `netns` — namespaces, the bridge and the veths;
 //! * `holder` — each host's mount and UTS namespaces and its processes;
+//! * `machine` — hosts that boot systemd in a container (`--init systemd`);
+//! * `rootfs` — the cached Debian root file system those hosts boot;
 //! * `sshd` — keys, sshd and the controller's SSH client setup;
 //! * `responder` — the HTTP responder on the real servers;
 //! * `status` — the live state of a lab, and how it is shown;
@@ -19,11 +22,13 @@ mod cmd;
 pub mod command;
 pub mod demo;
 mod holder;
+mod machine;
 mod netns;
 
 mod preflight;
 mod procs;
 pub mod responder;
+mod rootfs;
 mod sshd;
 mod state;
 mod status;
@@ -38,10 +43,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub use machine::Restart;
 pub(crate) use state::sole_default_lab;
 use state::{LabState, Layout, ProcKind};
 use status::status_of;
 pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};
+pub use topology::HostInit;
 use topology::Topology;
 pub(crate) use topology::default_state_dir;
 
@@ -84,11 +91,12 @@ pub enum DownOutcome {
 pub fn up(
     inv: &Inventory,
     state_dir: &Path,
+    init: HostInit,
     talk: &mut dyn Write,
 ) -> anyhow::Result<UpOutcome> {
-    let tools = preflight::check(inv)?;
+    let mut tools = preflight::check(inv, init)?;
     let state_dir = std::path::absolute(state_dir)?;
-    let topology = Topology::new(inv, &state_dir)?;
+    let topology = Topology::new(inv, &state_dir, init)?;
     let layout = Layout::new(state_dir);
     if let Some(existing) = layout.load()? {
         if existing.topology != topology {
@@ -127,6 +135,9 @@ pub fn up(
              with --state-dir",
             root.display()
         );
+    }
+    if init == HostInit::Systemd {
+        tools.rootfs = Some(rootfs::ensure(talk)?);
     }
     let created = state::create_dirs(root)?;
     let mut state = LabState::new(topology, created);
@@ -171,7 +182,7 @@ fn build(
     layout.save(state)?;
     netns::add(&topology.switch_netns)?;
     netns::build_switch(&topology.switch_netns)?;
-    for h in &topology.hosts {
+    for h in topology.hosts.iter().filter(|h| h.init == HostInit::Namespace) {
         state.namespaces.push(h.netns.clone());
         layout.save(state)?;
         netns::add(&h.netns)?;
@@ -186,7 +197,13 @@ fn build(
     }
 
     sshd::install(layout, state)?;
-    for h in &topology.hosts {
+    for h in topology.hosts.iter().filter(|h| h.init == HostInit::Systemd) {
+        let rootfs = tools.rootfs.as_deref().context("no root file system")?;
+        let switch = &topology.switch_netns;
+        state.processes.push(machine::start(layout, h, rootfs, switch, &exe)?);
+        layout.save(state)?;
+    }
+    for h in topology.hosts.iter().filter(|h| h.init == HostInit::Namespace) {
         let holder = state.holder(&h.name)?;
         let dir = layout.host_dir(h);
         if h.role.has_sshd() {
@@ -204,7 +221,10 @@ fn build(
 
 /// Wait until every sshd and responder listens, or one of them died.
 fn wait_ready(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
+    let booting =
+        state.topology.hosts.iter().any(|h| h.init == HostInit::Systemd);
+    let timeout = if booting { machine::BOOT_TIMEOUT } else { READY_TIMEOUT };
+    let deadline = Instant::now() + timeout;
     loop {
         let status = status_of(state, layout.root());
         if status.healthy {
@@ -231,7 +251,7 @@ fn wait_ready(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
             bail!(
                 "the lab's daemons did not listen within {}s — see the logs \
                  in {}",
-                READY_TIMEOUT.as_secs(),
+                timeout.as_secs(),
                 layout.root().join("hosts").display()
             );
         }
@@ -269,6 +289,9 @@ fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
     // only after the first sweep (a holder or sshd still starting), so
     // sweep again while any namespace holds a process, a bounded number
     // of times.
+    for p in state.processes.iter().filter(|p| p.kind == ProcKind::Machine) {
+        machine::kill(p);
+    }
     for _ in 0..STOP_ROUNDS {
         let victims = victims(state);
         if victims.is_empty() {
@@ -311,6 +334,78 @@ fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir(dir);
     }
     Ok(())
+}
+
+/// The process whose namespaces are host `h` now (its holder, or the init
+/// of its container), with the `nsenter` that enters them.
+///
+/// # Errors
+/// When the host does not run.
+fn host_process(
+    state: &LabState,
+    h: &topology::LabHost,
+) -> anyhow::Result<(i32, cmd::Cmd)> {
+    let name = &h.name;
+    let alive = |kind| {
+        state
+            .process(name, kind)
+            .filter(|p| procs::is_alive(p.pid, p.start_time))
+    };
+    match h.init {
+        HostInit::Namespace => {
+            let holder = alive(ProcKind::Holder).with_context(|| {
+                format!(
+                    "host {name} is not running (its namespace holder is \
+                     gone) — rebuild the lab with `lbdeploy lab up`"
+                )
+            })?;
+            Ok((holder.pid, holder::enter_namespaces(holder.pid)))
+        }
+        HostInit::Systemd => {
+            let init = alive(ProcKind::Machine)
+                .and_then(|p| machine::init_of(p.pid))
+                .with_context(|| {
+                    format!(
+                        "host {name} is not running (powered off, or booting \
+                         — see `lbdeploy lab status`)"
+                    )
+                })?;
+            Ok((init, machine::enter(init)))
+        }
+    }
+}
+
+/// Reboot systemd host `host` of the lab in `state_dir` (`how` says
+/// cleanly or by a power cut) and wait until it serves again: sshd and
+/// its responders listen. Returns how long that took.
+///
+/// # Errors
+/// When there is no such lab or host, the host is a namespace host, or it
+/// does not come back within `machine::BOOT_TIMEOUT`.
+pub fn restart(
+    state_dir: &Path,
+    host: &str,
+    how: Restart,
+) -> anyhow::Result<Duration> {
+    let layout = Layout::new(std::path::absolute(state_dir)?);
+    let state = layout
+        .load()?
+        .with_context(|| format!("no lab in {}", layout.root().display()))?;
+    let h = state
+        .topology
+        .host(host)
+        .with_context(|| format!("the lab has no host `{host}`"))?;
+    if h.init != HostInit::Systemd {
+        bail!(
+            "host {host} is a namespace host, which has no init to reboot — \
+             build the lab with `lbdeploy lab up --init systemd`"
+        );
+    }
+    let boot_loop = state
+        .process(host, ProcKind::Machine)
+        .filter(|p| procs::is_alive(p.pid, p.start_time))
+        .with_context(|| format!("host {host} is not running"))?;
+    machine::restart(host, boot_loop.pid, how, |init| status::serves(h, init))
 }
 
 /// Remove the lab whose state is in `state_dir`.
@@ -367,28 +462,17 @@ pub fn exec(
             names.join(", ")
         );
     };
-    let holder = state
-        .process(&h.name, ProcKind::Holder)
-        .filter(|p| procs::is_alive(p.pid, p.start_time))
-        .with_context(|| {
-            format!(
-                "host {host} is not running (its namespace holder is gone) — \
-                 rebuild the lab with `lbdeploy lab up`"
-            )
-        })?;
+    let (pid, enter) = host_process(&state, h)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let wd = if holder::path_in(holder.pid, &cwd.to_string_lossy()).is_dir() {
+    let wd = if holder::path_in(pid, &cwd.to_string_lossy()).is_dir() {
         cwd
     } else {
         PathBuf::from("/")
     };
     let path = std::env::var("PATH")
         .unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    let cmd = cmd::Cmd::new("nsenter")
-        .args(["-t", &holder.pid.to_string(), "-m", "-u", "-n"])
-        .arg(format!("--wdns={}", wd.display()))
-        .arg("--")
-        .args(command);
+    let cmd =
+        enter.arg(format!("--wdns={}", wd.display())).arg("--").args(command);
     let err =
         cmd.command().env("PATH", format!("{}:{path}", holder::LAB_BIN)).exec();
     Err(cmd.spawn_error(err).into())

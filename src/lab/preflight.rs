@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::cmd::Cmd;
+use super::topology::HostInit;
 use crate::inventory::Inventory;
 
 /// The programs the lab runs, with the Debian package providing each.
@@ -30,6 +31,13 @@ const TOOLS: &[(&str, &str)] = &[
     ("mount", "mount"),
 ];
 
+/// What systemd hosts (`lab up --init systemd`) run besides [`TOOLS`]:
+/// the container, and the builder of its root file system (needed only
+/// until the cache holds one, but checked up front all the same: a cache
+/// can be removed, and a missing tool found half-way helps nobody).
+const SYSTEMD_TOOLS: &[(&str, &str)] =
+    &[("systemd-nspawn", "systemd-container"), ("debootstrap", "debootstrap")];
+
 /// Directories searched besides `$PATH`: sudo and cron often drop the sbin
 /// directories, where `ip`, `nft` and `sshd` live.
 const SBIN: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin"];
@@ -40,6 +48,9 @@ pub(crate) struct Tools {
     /// `sshd`; it must be started by absolute path (it re-executes itself
     /// for every connection).
     pub sshd: PathBuf,
+    /// The root file system systemd hosts boot, once it is known to be
+    /// there (`rootfs::ensure`).
+    pub rootfs: Option<PathBuf>,
 }
 
 /// Refuse to build a lab on this machine unless it can work.
@@ -47,7 +58,7 @@ pub(crate) struct Tools {
 /// # Errors
 /// One error listing every problem: not root, missing tools (with the
 /// `apt-get install` line), inventory addresses already on the machine.
-pub fn check(inv: &Inventory) -> anyhow::Result<Tools> {
+pub fn check(inv: &Inventory, init: HostInit) -> anyhow::Result<Tools> {
     let mut problems = Vec::new();
     if !rustix::process::geteuid().is_root() {
         problems.push(
@@ -56,7 +67,10 @@ pub fn check(inv: &Inventory) -> anyhow::Result<Tools> {
                 .to_owned(),
         );
     }
-    let missing = missing_tools(|t| which(t).is_some());
+    let mut missing = missing_tools(TOOLS, |t| which(t).is_some());
+    if init == HostInit::Systemd {
+        missing.extend(missing_tools(SYSTEMD_TOOLS, |t| which(t).is_some()));
+    }
     if !missing.is_empty() {
         problems.push(missing_message(&missing));
     }
@@ -76,14 +90,15 @@ pub fn check(inv: &Inventory) -> anyhow::Result<Tools> {
         anyhow::bail!(msg);
     }
     let sshd = which("sshd").expect("checked above");
-    Ok(Tools { sshd })
+    Ok(Tools { sshd, rootfs: None })
 }
 
-/// The tools `found` does not find, with their packages.
+/// The tools of `wanted` that `found` does not find, with their packages.
 fn missing_tools(
+    wanted: &[(&'static str, &'static str)],
     found: impl Fn(&str) -> bool,
 ) -> Vec<(&'static str, &'static str)> {
-    TOOLS.iter().copied().filter(|(tool, _)| !found(tool)).collect()
+    wanted.iter().copied().filter(|(tool, _)| !found(tool)).collect()
 }
 
 fn missing_message(missing: &[(&str, &str)]) -> String {
@@ -189,14 +204,15 @@ mod tests {
 
     #[test]
     fn names_packages_once_each() {
-        let missing =
-            missing_tools(|t| !["ssh", "ssh-keygen", "nft"].contains(&t));
+        let missing = missing_tools(TOOLS, |t| {
+            !["ssh", "ssh-keygen", "nft"].contains(&t)
+        });
         assert_eq!(
             missing_message(&missing),
             "missing nft, ssh, ssh-keygen — install with `apt-get install \
              nftables openssh-client`"
         );
-        assert!(missing_tools(|_| true).is_empty());
+        assert!(missing_tools(TOOLS, |_| true).is_empty());
     }
 
     #[test]

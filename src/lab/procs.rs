@@ -38,6 +38,29 @@ pub(crate) fn is_alive(pid: i32, start: u64) -> bool {
     start_time(pid) == Some(start)
 }
 
+/// The children of `pid` (from `/proc/PID/task/*/children`); empty when
+/// it is gone.
+pub(crate) fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// The command name of `pid` (`/proc/PID/comm`), if it runs.
+pub(crate) fn comm(pid: i32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.trim_end().to_owned())
+}
+
 /// The PIDs of every process whose network namespace is the one bound at
 /// `/run/netns/<name>` (what `ip netns pids` prints). Empty when the
 /// namespace does not exist.

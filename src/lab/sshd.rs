@@ -15,9 +15,10 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::cmd::Cmd;
-use super::holder;
 use super::state::{LabState, Layout, ProcKind, ProcRecord};
-use super::topology::{LabHost, Role};
+use super::topology::{HostInit, LabHost, Role};
+use super::{holder, machine};
+use crate::util::files;
 
 /// Inside a host: sshd's configuration, host key and authorised keys.
 pub(crate) const HOST_SSH_DIR: &str = "/etc/ssh/lbdeploy-lab";
@@ -43,7 +44,8 @@ pub(crate) fn host_key(layout: &Layout, host: &LabHost) -> std::path::PathBuf {
 }
 
 /// Put sshd's files into every managed host and the client setup into the
-/// controller. Keys must exist ([`keygen`]) and holders run.
+/// controller. Keys must exist ([`keygen`]), namespace hosts' holders run
+/// and systemd hosts not be booted yet.
 ///
 /// # Errors
 /// When a key cannot be read or a file cannot be written into a host.
@@ -54,9 +56,13 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
         state.topology.hosts.iter().filter(|h| h.role.has_sshd()).collect();
     let mut host_keys = Vec::new();
     for &h in &managed {
-        let holder = state.holder(&h.name)?;
+        // A systemd host gets them in its own layer before it boots.
+        let root = match h.init {
+            HostInit::Namespace => holder::path_in(state.holder(&h.name)?, "/"),
+            HostInit::Systemd => machine::upper(layout, h),
+        };
         let key = host_key(layout, h);
-        let dir = HOST_SSH_DIR;
+        let dir = HOST_SSH_DIR.trim_start_matches('/');
         let private = std::fs::read(&key)?;
         let config = sshd_config(h);
         let files = [
@@ -65,7 +71,10 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
             ("authorized_keys", authorized.as_bytes(), 0o600),
         ];
         for (name, contents, mode) in files {
-            holder::install(holder, &format!("{dir}/{name}"), contents, mode)?;
+            let path = root.join(dir).join(name);
+            files::write_atomic(&path, contents, mode).with_context(|| {
+                format!("writing {HOST_SSH_DIR}/{name} in host {}", h.name)
+            })?;
         }
         host_keys.push((h, public_key(&key)?));
     }
@@ -225,6 +234,7 @@ mod tests {
             interface: "eth0".into(),
             ssh_port: port,
             http_ports: vec![],
+            init: crate::lab::topology::HostInit::Namespace,
             netns: format!("lbd-x-{name}"),
             switch_port: "p0".into(),
         }

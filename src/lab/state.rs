@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::topology::{DEFAULT_STATE_ROOT, LabHost, Topology};
+use super::topology::{DEFAULT_STATE_ROOT, HostInit, LabHost, Topology};
 use crate::util::files;
 
 /// Bumped when the format changes incompatibly; an older lab must then be
@@ -34,6 +34,9 @@ pub(crate) const STATE_FILE: &str = "lab.json";
 pub enum ProcKind {
     /// The process that keeps a host's mount and UTS namespaces alive.
     Holder,
+    /// The boot loop of a systemd host (see `machine`): the container, and
+    /// every process of the host, run under it.
+    Machine,
     /// The host's sshd.
     Sshd,
     /// The HTTP responder on `port`.
@@ -103,9 +106,13 @@ impl LabState {
         })
     }
 
-    /// Every process expected on `host` once the lab is up.
+    /// Every process expected on `host` once the lab is up (on a systemd
+    /// host, sshd and the responders are its own services, not recorded).
     pub(crate) fn expected_kinds(host: &LabHost) -> Vec<ProcKind> {
-        let mut kinds = vec![ProcKind::Holder];
+        let mut kinds = vec![match host.init {
+            HostInit::Namespace => ProcKind::Holder,
+            HostInit::Systemd => ProcKind::Machine,
+        }];
         if host.role.has_sshd() {
             kinds.push(ProcKind::Sshd);
         }
@@ -252,6 +259,7 @@ mod tests {
                 interface: "eth0".into(),
                 ssh_port: 22,
                 http_ports: vec![80, 8080],
+                init: HostInit::Namespace,
                 netns: "lbd-abcdef-rs01".into(),
                 switch_port: "p0-rs01".into(),
             }],

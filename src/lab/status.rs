@@ -14,10 +14,9 @@ use serde::Serialize;
 
 use crate::inventory::IfAddr;
 
-use super::netns;
-use super::procs;
 use super::state::{LabState, ProcKind};
-use super::topology::Role;
+use super::topology::{HostInit, LabHost, Role};
+use super::{machine, netns, procs};
 
 /// The live state of one lab process.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +36,7 @@ impl ProcStatus {
     pub(super) fn kind_label(&self) -> String {
         match self.kind {
             ProcKind::Holder => "the namespace holder".into(),
+            ProcKind::Machine => "the container's boot loop".into(),
             ProcKind::Sshd => "sshd".into(),
             ProcKind::Responder { port } => {
                 format!("the HTTP responder on port {port}")
@@ -47,6 +47,7 @@ impl ProcStatus {
     pub(super) fn log_name(&self) -> String {
         match self.kind {
             ProcKind::Holder => "holder.log".into(),
+            ProcKind::Machine => "boot.log".into(),
             ProcKind::Sshd => "sshd.log".into(),
             ProcKind::Responder { port } => format!("responder-{port}.log"),
         }
@@ -68,9 +69,12 @@ pub struct HostStatus {
     pub address: IfAddr,
     /// Its interface.
     pub interface: String,
-    /// Its network namespace.
+    /// How it runs.
+    pub init: HostInit,
+    /// Its network namespace; for a systemd host, its machine name.
     pub netns: String,
-    /// Whether that namespace exists.
+    /// Whether that namespace exists (for a systemd host: whether the
+    /// container runs).
     pub netns_exists: bool,
     /// Its processes, expected ones first.
     pub processes: Vec<ProcStatus>,
@@ -98,42 +102,9 @@ pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
         .topology
         .hosts
         .iter()
-        .map(|h| {
-            let holder = state.process(&h.name, ProcKind::Holder);
-            let processes = LabState::expected_kinds(h)
-                .into_iter()
-                .map(|kind| {
-                    let rec = state.process(&h.name, kind);
-                    let alive = rec
-                        .is_some_and(|r| procs::is_alive(r.pid, r.start_time));
-                    let port = match kind {
-                        ProcKind::Holder => None,
-                        ProcKind::Sshd => Some(h.ssh_port),
-                        ProcKind::Responder { port } => Some(port),
-                    };
-                    let listening = port.map(|port| {
-                        alive
-                            && holder.is_some_and(|hd| {
-                                procs::listens(hd.pid, h.address.addr, port)
-                            })
-                    });
-                    ProcStatus {
-                        kind,
-                        pid: rec.map(|r| r.pid),
-                        alive,
-                        listening,
-                    }
-                })
-                .collect();
-            HostStatus {
-                name: h.name.clone(),
-                role: h.role,
-                address: h.address,
-                interface: h.interface.clone(),
-                netns: h.netns.clone(),
-                netns_exists: netns::exists(&h.netns),
-                processes,
-            }
+        .map(|h| match h.init {
+            HostInit::Namespace => namespace_host(state, h),
+            HostInit::Systemd => systemd_host(state, h),
         })
         .collect();
     let healthy = netns::exists(&state.topology.switch_netns)
@@ -148,6 +119,93 @@ pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
         healthy,
         hosts,
     }
+}
+
+/// The port a daemon of `kind` listens on, on `h`.
+fn port_of(h: &LabHost, kind: ProcKind) -> Option<u16> {
+    match kind {
+        ProcKind::Holder | ProcKind::Machine => None,
+        ProcKind::Sshd => Some(h.ssh_port),
+        ProcKind::Responder { port } => Some(port),
+    }
+}
+
+/// A namespace host: its holder and the daemons the lab started in it.
+fn namespace_host(state: &LabState, h: &LabHost) -> HostStatus {
+    let holder = state.process(&h.name, ProcKind::Holder);
+    let processes = LabState::expected_kinds(h)
+        .into_iter()
+        .map(|kind| {
+            let rec = state.process(&h.name, kind);
+            let alive =
+                rec.is_some_and(|r| procs::is_alive(r.pid, r.start_time));
+            let listening = port_of(h, kind).map(|port| {
+                alive
+                    && holder.is_some_and(|hd| {
+                        procs::listens(hd.pid, h.address.addr, port)
+                    })
+            });
+            ProcStatus { kind, pid: rec.map(|r| r.pid), alive, listening }
+        })
+        .collect();
+    host_status(h, netns::exists(&h.netns), processes)
+}
+
+/// A systemd host: its boot loop, and its sshd and responders (its own
+/// services, so they count as alive while the host runs, and are whole
+/// once they listen; a host still booting is not dead).
+fn systemd_host(state: &LabState, h: &LabHost) -> HostStatus {
+    let rec = state.process(&h.name, ProcKind::Machine);
+    let running = rec.is_some_and(|r| procs::is_alive(r.pid, r.start_time));
+    let init = rec.filter(|_| running).and_then(|r| machine::init_of(r.pid));
+    let processes = LabState::expected_kinds(h)
+        .into_iter()
+        .map(|kind| match kind {
+            ProcKind::Machine => ProcStatus {
+                kind,
+                pid: rec.map(|r| r.pid),
+                alive: running,
+                listening: None,
+            },
+            _ => ProcStatus {
+                kind,
+                pid: None,
+                alive: running,
+                listening: port_of(h, kind).map(|port| {
+                    init.is_some_and(|i| {
+                        procs::listens(i, h.address.addr, port)
+                    })
+                }),
+            },
+        })
+        .collect();
+    host_status(h, init.is_some(), processes)
+}
+
+fn host_status(
+    h: &LabHost,
+    netns_exists: bool,
+    processes: Vec<ProcStatus>,
+) -> HostStatus {
+    HostStatus {
+        name: h.name.clone(),
+        role: h.role,
+        address: h.address,
+        interface: h.interface.clone(),
+        init: h.init,
+        netns: h.netns.clone(),
+        netns_exists,
+        processes,
+    }
+}
+
+/// Whether systemd host `h`, whose container's init is `init`, serves:
+/// sshd and every responder listen.
+pub(super) fn serves(h: &LabHost, init: i32) -> bool {
+    LabState::expected_kinds(h).into_iter().all(|kind| {
+        port_of(h, kind)
+            .is_none_or(|port| procs::listens(init, h.address.addr, port))
+    })
 }
 
 /// Tell the user what the lab is and how to use it (`up`'s epilogue).
@@ -248,6 +306,7 @@ pub fn print_status(
             .map(|p| {
                 let what = match p.kind {
                     ProcKind::Holder => "holder".to_owned(),
+                    ProcKind::Machine => "machine".to_owned(),
                     ProcKind::Sshd => "sshd".to_owned(),
                     ProcKind::Responder { port } => format!("http:{port}"),
                 };

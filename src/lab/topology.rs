@@ -61,6 +61,30 @@ impl fmt::Display for Role {
     }
 }
 
+/// How a managed lab host runs: what `lab up --init` chooses.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostInit {
+    /// Namespaces around this machine's own file system: up in
+    /// milliseconds, no init system (the agent runs under its supervisor).
+    #[default]
+    Namespace,
+    /// A Debian root file system booting systemd in a container, with its
+    /// own network namespace each boot: what real hosts are, reboots
+    /// included (see `machine`).
+    Systemd,
+}
+
 /// One host of the lab.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LabHost {
@@ -76,7 +100,12 @@ pub(crate) struct LabHost {
     pub ssh_port: u16,
     /// Ports the HTTP responder answers on (real servers only).
     pub http_ports: Vec<u16>,
-    /// The host's network namespace.
+    /// How it runs; the controller and the client are always
+    /// [`HostInit::Namespace`].
+    #[serde(default)]
+    pub init: HostInit,
+    /// The host's network namespace; for a systemd host, its machine name
+    /// (the container makes a fresh namespace at every boot).
     pub netns: String,
     /// The host's veth end inside the switch namespace.
     pub switch_port: String,
@@ -110,10 +139,16 @@ pub(crate) enum PlanError {
 impl Topology {
     /// The plan for `inv` with its state in `state_dir`.
     ///
+    /// Directors and real servers run as `init`.
+    ///
     /// # Errors
     /// [`PlanError::NoLabSection`] when the controller and client addresses
     /// are missing.
-    pub fn new(inv: &Inventory, state_dir: &Path) -> Result<Self, PlanError> {
+    pub fn new(
+        inv: &Inventory,
+        state_dir: &Path,
+        init: HostInit,
+    ) -> Result<Self, PlanError> {
         let lab = inv.lab.as_ref().ok_or(PlanError::NoLabSection)?;
         let id = lab_id(state_dir);
         let global_port = port(inv.ssh.port);
@@ -128,6 +163,11 @@ impl Topology {
                 interface: interface.to_owned(),
                 ssh_port,
                 http_ports: Vec::new(),
+                init: if role == Role::Controller || role == Role::Client {
+                    HostInit::Namespace
+                } else {
+                    init
+                },
                 netns: String::new(),
                 switch_port: String::new(),
             };
@@ -169,10 +209,15 @@ impl Topology {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// Every namespace the lab creates, switch first.
+    /// Every namespace the lab creates, switch first (a systemd host's
+    /// are the container's own).
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.switch_netns.as_str())
-            .chain(self.hosts.iter().map(|h| h.netns.as_str()))
+        std::iter::once(self.switch_netns.as_str()).chain(
+            self.hosts
+                .iter()
+                .filter(|h| h.init == HostInit::Namespace)
+                .map(|h| h.netns.as_str()),
+        )
     }
 }
 
@@ -290,7 +335,9 @@ mod tests {
         let inv = crate::inventory::load(&path, &crate::inventory::System)
             .unwrap()
             .inventory;
-        let plan = Topology::new(&inv, Path::new("/tmp/x")).unwrap();
+        let plan =
+            Topology::new(&inv, Path::new("/tmp/x"), HostInit::Namespace)
+                .unwrap();
         let names: Vec<_> =
             plan.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
@@ -310,8 +357,22 @@ mod tests {
         assert_eq!(rs01.address.to_string(), "192.168.1.21/24");
         assert!(plan.host("keepalived01").unwrap().http_ports.is_empty());
         assert_eq!(plan.namespaces().count(), 7);
+        let booted =
+            Topology::new(&inv, Path::new("/tmp/x"), HostInit::Systemd)
+                .unwrap();
+        let inits: Vec<_> = booted.hosts.iter().map(|h| h.init).collect();
+        let (s, n) = (HostInit::Systemd, HostInit::Namespace);
+        assert_eq!(inits, [s, s, s, s, n, n]);
+        assert_eq!(
+            booted.namespaces().count(),
+            3,
+            "switch, controller, client"
+        );
         let mut inv = inv;
         inv.lab = None;
-        assert!(Topology::new(&inv, Path::new("/tmp/x")).is_err());
+        assert!(
+            Topology::new(&inv, Path::new("/tmp/x"), HostInit::Namespace)
+                .is_err()
+        );
     }
 }

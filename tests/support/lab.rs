@@ -98,6 +98,11 @@ impl TestLab {
     /// # Panics
     /// When `lab up` fails; the message has its output.
     pub fn up(name: &str, inventory: &str) -> Option<Self> {
+        Self::up_with(name, inventory, &[])
+    }
+
+    /// [`TestLab::up`] with more arguments to `lab up` (`--init systemd`).
+    pub fn up_with(name: &str, inventory: &str, args: &[&str]) -> Option<Self> {
         if !is_root() {
             skip(name);
             return None;
@@ -111,7 +116,9 @@ impl TestLab {
             dir,
             down: false,
         };
-        lab.lab_ok(&["up"]);
+        let mut up = vec!["up"];
+        up.extend_from_slice(args);
+        lab.lab_ok(&up);
         Some(lab)
     }
 

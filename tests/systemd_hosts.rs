@@ -1,0 +1,120 @@
+//! Real systemd hosts (issue #18): the example cluster on lab hosts that
+//! boot systemd (`lab up --init systemd`: systemd-nspawn containers with a
+//! fresh network namespace at every boot), applied over SSH as on any
+//! Debian host, then rebooted and power-cut. After each boot, with no
+//! apply, the real server holds the VIP on `lo` with ARP suppressed, the
+//! director is master again and the client is served.
+//!
+//! Bounds: the agent is up once systemd has started it after sshd, well
+//! within [`AGENT_UP`]; a director that boots preempts after its
+//! Master_Down_Interval (`election_bound`).
+
+use std::time::{Duration, Instant};
+
+use lbdeploy::agent::vrrp::packet::Version;
+
+use crate::support::inventory::Inventory;
+use crate::support::lab::{Remains, TestLab, within};
+use crate::support::subnet::Subnet;
+use crate::vrrp_lab::{election_bound, wait_sole_holder};
+
+/// From `lab reboot`/`lab crash` returning (the host's sshd listens) to
+/// its agent having put back what it keeps: the unit starts in the same
+/// boot transaction as sshd, so this is start-up and one netlink round,
+/// with room for a loaded 2-core machine.
+const AGENT_UP: Duration = Duration::from_secs(5);
+
+/// The first instance of the example cluster runs VRRPv2.
+const V: Version = Version::V2;
+
+/// The example cluster on systemd hosts; `None` when not root.
+fn systemd_lab(name: &str, s: Subnet) -> Option<TestLab> {
+    TestLab::up_with(
+        name,
+        &Inventory::example(s).to_string(),
+        &["--init", "systemd"],
+    )
+}
+
+/// Whether real server `host` is as its agent keeps it: the VIP on `lo`
+/// and the kernel told not to answer ARP for it.
+fn real_server_whole(lab: &TestLab, host: &str, vip: &str) -> bool {
+    let lo = lab.exec_ok(host, "ip -o addr show dev lo");
+    let arp = lab.exec_ok(
+        host,
+        "cat /proc/sys/net/ipv4/conf/all/arp_ignore \
+         /proc/sys/net/ipv4/conf/all/arp_announce",
+    );
+    lo.contains(&format!(" {vip}/32")) && arp.split_whitespace().eq(["1", "2"])
+}
+
+#[test]
+fn r18_hosts_come_back_serving_after_reboots_and_power_cuts() {
+    let s = Subnet::allocate();
+    let Some(lab) = systemd_lab("systemd-reboot", s) else { return };
+    let vip = s.vip();
+    lab.apply_until_forwarding(&vip);
+    for h in ["keepalived01", "keepalived02", "rs01", "rs02"] {
+        assert_eq!(
+            lab.exec_ok(h, "systemctl is-enabled lbdeploy-agent").trim(),
+            "enabled",
+            "{h}"
+        );
+        assert_eq!(
+            lab.exec_ok(h, "systemctl is-active lbdeploy-agent").trim(),
+            "active",
+            "{h}"
+        );
+    }
+
+    // Real servers: a clean reboot, then a power cut. Each boot starts
+    // with no VIP and default ARP settings (a fresh network namespace).
+    for (how, host) in [("reboot", "rs01"), ("crash", "rs02")] {
+        lab.lab_ok(&[how, host]);
+        let took =
+            within(AGENT_UP, &format!("{host} whole after {how}"), || {
+                real_server_whole(&lab, host, &vip)
+            });
+        eprintln!("{host}: VIP on lo and ARP suppressed {took:?} after {how}");
+        within(AGENT_UP, "the client served through the VIP", || {
+            lab.curl_vip().status.success()
+        });
+    }
+
+    // The master: a power cut makes the backup master within its
+    // Master_Down_Interval; the master boots, preempts, and serves.
+    for how in ["crash", "reboot"] {
+        let cut = Instant::now();
+        lab.lab_ok(&[how, "keepalived01"]);
+        let booted = cut.elapsed();
+        wait_sole_holder(&lab, &vip, "keepalived01", election_bound(V));
+        let master = cut.elapsed();
+        within(
+            Duration::from_secs(1),
+            "the client served after preemption",
+            || lab.curl_vip().status.success(),
+        );
+        eprintln!(
+            "keepalived01 {how}: booted in {booted:?}, master again after \
+             {master:?}, served at {:?}",
+            cut.elapsed()
+        );
+    }
+
+    let status = lab.status();
+    assert!(
+        status["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["init"] == "systemd")
+            .count()
+            == 4,
+        "{status}"
+    );
+    let remains = Remains::of(&status);
+    let mut lab = lab;
+    let down = lab.down();
+    assert!(down.status.success(), "{down:?}");
+    remains.assert_gone();
+}
