@@ -118,3 +118,90 @@ fn r18_hosts_come_back_serving_after_reboots_and_power_cuts() {
     assert!(down.status.success(), "{down:?}");
     remains.assert_gone();
 }
+
+/// Whether `host` has no trace of the agent's unit: no file or link under
+/// `/etc/systemd`, and nothing systemd lists (a dangling enable link shows
+/// as `not-found` in `list-units --all`).
+fn no_unit_trace(lab: &TestLab, host: &str) -> Result<(), String> {
+    let found = lab.exec_ok(
+        host,
+        "find /etc/systemd /run/systemd/system -name 'lbdeploy-agent*'; \
+         systemctl list-units --all --no-legend 'lbdeploy-agent*'; \
+         systemctl list-unit-files --no-legend 'lbdeploy-agent*'; true",
+    );
+    match found.trim() {
+        "" => Ok(()),
+        left => Err(left.to_owned()),
+    }
+}
+
+#[test]
+fn r18_plan_sees_and_apply_repairs_the_unit_and_a_rolled_back_install_leaves_no_trace()
+ {
+    let s = Subnet::allocate();
+    let Some(lab) = systemd_lab("systemd-unit", s) else { return };
+
+    // A first install whose smoke test fails is rolled back whole.
+    let out = lab.lbdeploy_exit(
+        3,
+        &["apply", "--yes", "--limit", "rs01", "--smoke-test", "false"],
+    );
+    assert!(out.contains("rs01  rolled back"), "{out}");
+    no_unit_trace(&lab, "rs01").unwrap_or_else(|left| panic!("{left}"));
+
+    lab.apply_until_forwarding(&s.vip());
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+
+    // Three ways an agent's unit goes wrong behind lbdeploy's back.
+    lab.exec_ok("rs01", "systemctl disable lbdeploy-agent");
+    // `systemctl mask` refuses a unit whose file is in /etc (and a
+    // runtime mask in /run loses to it): masking it means this.
+    lab.exec_ok(
+        "rs02",
+        "ln -sf /dev/null /etc/systemd/system/lbdeploy-agent.service && \
+         systemctl daemon-reload",
+    );
+    lab.exec_ok(
+        "keepalived02",
+        "mkdir -p /etc/systemd/system/lbdeploy-agent.service.d && \
+         printf '[Service]\\nEnvironment=HIDDEN=1\\n' \
+           > /etc/systemd/system/lbdeploy-agent.service.d/override.conf && \
+         systemctl daemon-reload",
+    );
+    let plan = lab.lbdeploy_exit(2, &["plan", "--detailed-exitcode"]);
+    for line in [
+        "~ unit lbdeploy-agent: disabled, would not start after a reboot: enable",
+        "~ unit lbdeploy-agent: masked, cannot start: unmask and enable",
+        "- /etc/systemd/system/lbdeploy-agent.service.d/override.conf (a drop-in \
+         overriding the agent's unit)",
+        "-Environment=HIDDEN=1",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in\n{plan}");
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    for h in ["rs01", "rs02", "keepalived02"] {
+        assert_eq!(
+            lab.exec_ok(h, "systemctl is-enabled lbdeploy-agent").trim(),
+            "enabled",
+            "{h}"
+        );
+    }
+    assert_eq!(
+        lab.exec_ok(
+            "keepalived02",
+            "systemctl show -p DropInPaths --value lbdeploy-agent; \
+             systemctl show -p Environment --value lbdeploy-agent"
+        )
+        .trim(),
+        ""
+    );
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+
+    // The proof: after a reboot both real servers' agents are back.
+    for rs in ["rs01", "rs02"] {
+        lab.lab_ok(&["reboot", rs]);
+        within(AGENT_UP, &format!("{rs} whole after reboot"), || {
+            real_server_whole(&lab, rs, &s.vip())
+        });
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::host::activation::{Activation, FileSpec, Report};
-use crate::plan::diff::Change;
+use crate::plan::diff::{Change, UnitProblem};
 use crate::plan::facts::STATE_DIR;
 use crate::plan::gather::Planned;
 use crate::transport::ssh::fresh;
@@ -144,6 +144,33 @@ async fn activate(
         service_action: p.changes.iter().find_map(|c| match c {
             Change::Service { action, .. } => Some(*action),
             _ => None,
+        }),
+        unmask: p.changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::Unit { problem: UnitProblem::Masked { .. }, .. }
+            )
+        }),
+        enable: p.changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::Unit {
+                    problem: UnitProblem::Masked { .. }
+                        | UnitProblem::Disabled { .. },
+                    ..
+                }
+            )
+        }),
+        drop_ins: p
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::RemoveDropIn { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect(),
+        daemon_reload: p.changes.iter().any(|c| {
+            matches!(c, Change::Unit { problem: UnitProblem::Stale, .. })
         }),
         confirm_timeout_ms: ctx.confirm_timeout.as_millis() as u64,
     };

@@ -9,6 +9,7 @@
 //! so the activation still ends whole.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -19,6 +20,7 @@ use super::lock::{LockGuard, Refusal};
 use super::rollback;
 use super::snapshot::{self, Pending, manifest_paths};
 use super::watchdog::{self, Recovery};
+use crate::plan::diff::ServiceAction;
 use crate::util::files;
 
 /// Parse and check an activation before anything is touched.
@@ -53,7 +55,29 @@ pub fn parse(layout: &Layout, input: &[u8]) -> anyhow::Result<Activation> {
     for key in a.sysctls.keys() {
         layout.sysctl(key)?;
     }
+    for d in &a.drop_ins {
+        if !is_drop_in_of(d, &a.service) {
+            anyhow::bail!(
+                "{}: not a drop-in of {} (only *.conf in its .d directory \
+                 under /etc/systemd/system or /run/systemd/system is removed)",
+                d.display(),
+                unit_file_name(&a.service)
+            );
+        }
+        layout.host(d)?;
+    }
     Ok(a)
+}
+
+/// Whether `path` is a drop-in in `service`'s own `.d` directory under
+/// `/etc/systemd/system` or `/run/systemd/system`: the only files an
+/// activation removes that it did not write.
+pub(crate) fn is_drop_in_of(path: &Path, service: &str) -> bool {
+    let dir = format!("{}.d", unit_file_name(service));
+    ["/etc/systemd/system", "/run/systemd/system"]
+        .iter()
+        .any(|base| path.parent() == Some(&Path::new(base).join(&dir)))
+        && path.extension().is_some_and(|e| e == "conf")
 }
 
 /// Activate `input` (the JSON read from stdin) on the host and return the
@@ -183,6 +207,15 @@ fn change(
         service_action: a.service_action,
         confirm_within_ms: a.confirm_timeout_ms,
     };
+    if a.unmask {
+        // Before any write: a mask is a symlink where the unit may go.
+        service.run(Op::Unmask, false)?;
+    }
+    for d in &a.drop_ins {
+        if files::remove_opt(&layout.host(d)?)? {
+            report.removed.push(d.clone());
+        }
+    }
     if let Some(staged) = &a.staged_binary {
         files::install_staged(&layout.host(staged)?, &layout.host(&a.binary)?)?;
         report.binary_replaced = true;
@@ -210,14 +243,18 @@ fn change(
     }
     if let Some(action) = a.service_action {
         let unit = unit_file_name(&a.service);
-        let unit_changed = report
-            .written
-            .iter()
-            .chain(&report.removed)
-            .any(|p| p.file_name().is_some_and(|n| *n == *unit.as_str()));
+        let unit_changed =
+            a.daemon_reload
+                || !a.drop_ins.is_empty()
+                || report.written.iter().chain(&report.removed).any(|p| {
+                    p.file_name().is_some_and(|n| *n == *unit.as_str())
+                });
         service
             .run(Op::from(action), unit_changed)
             .with_context(|| format!("{action:?} of {}", a.service))?;
+    }
+    if a.enable && a.service_action != Some(ServiceAction::Start) {
+        service.run(Op::Enable, false)?;
     }
     let deadline =
         watchdog::Deadline::after(watchdog::boot_ms(), a.confirm_timeout_ms);

@@ -42,6 +42,21 @@ pub struct Activation {
     pub sysctls: BTreeMap<String, String>,
     /// What the agent service needs once files and binary are in place.
     pub service_action: Option<ServiceAction>,
+    /// The agent's unit is masked: unmasked before anything is written.
+    #[serde(default)]
+    pub unmask: bool,
+    /// The agent's unit is not enabled: enabled (starting it enables it
+    /// too).
+    #[serde(default)]
+    pub enable: bool,
+    /// Drop-ins that override the agent's unit, removed (a rollback puts
+    /// them back); only files in the unit's own `.d` directories under
+    /// `/etc/systemd/system` and `/run/systemd/system` are accepted.
+    #[serde(default)]
+    pub drop_ins: Vec<PathBuf>,
+    /// systemd must re-read the unit files before the service action.
+    #[serde(default)]
+    pub daemon_reload: bool,
     /// How long the host waits for `host confirm` before rolling back.
     pub confirm_timeout_ms: u64,
 }

@@ -27,6 +27,12 @@ pub enum Op {
     Reload,
     /// Stop it.
     Stop,
+    /// Enable it at boot (systemd only).
+    Enable,
+    /// Disable it at boot (systemd only).
+    Disable,
+    /// Remove a mask (systemd only).
+    Unmask,
 }
 
 impl From<ServiceAction> for Op {
@@ -112,6 +118,9 @@ impl Service {
                     Op::Restart => cmd.arg("restart"),
                     Op::Reload => cmd.arg("reload"),
                     Op::Stop => cmd.arg("stop"),
+                    Op::Enable => cmd.arg("enable"),
+                    Op::Disable => cmd.arg("disable"),
+                    Op::Unmask => cmd.arg("unmask"),
                 };
                 run(cmd.arg(&self.name))
             }
@@ -135,6 +144,9 @@ impl Service {
                     Op::Stop => {
                         cmd.arg("stop");
                     }
+                    // Boot-time enabling and masks are systemd's; without
+                    // it there is nothing of the kind to change.
+                    Op::Enable | Op::Disable | Op::Unmask => return Ok(()),
                 }
                 run(&mut cmd)
             }

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::activate::is_drop_in_of;
 use super::agent::{Op, Service, unit_file_name};
 use super::layout::Layout;
 use super::snapshot::{self, Pending};
@@ -93,7 +94,8 @@ pub(crate) fn roll_back(
         if changed {
             restored.files = true;
             restored.unit |=
-                before.path.file_name().is_some_and(|n| *n == *unit.as_str());
+                before.path.file_name().is_some_and(|n| *n == *unit.as_str())
+                    || is_drop_in_of(&before.path, &a.service);
         }
     }
     if pending.binary_saved {
@@ -127,6 +129,19 @@ pub(crate) fn roll_back(
         service_op(pending.service_was_running, service.is_running(), restored)
     {
         service.run(op, restored.unit)?;
+    }
+    // A first install rolled back: the unit file is gone again, and so
+    // must be the link that enabled it, or systemd lists a unit that does
+    // not exist (and a later install would find it enabled by a stranger).
+    let unit_gone = a
+        .files
+        .iter()
+        .find(|f| f.path.file_name().is_some_and(|n| *n == *unit.as_str()))
+        .map(|f| layout.host(&f.path))
+        .transpose()?
+        .is_some_and(|p| !p.exists());
+    if restored.unit && unit_gone {
+        service.run(Op::Disable, true)?;
     }
     let record = LastRollback {
         generation: a.generation,

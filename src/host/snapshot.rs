@@ -94,6 +94,7 @@ pub fn take(
     let mut paths: BTreeSet<PathBuf> =
         activation.files.iter().map(|f| f.path.clone()).collect();
     paths.extend(manifest.as_deref().map(manifest_paths).unwrap_or_default());
+    paths.extend(activation.drop_ins.iter().cloned());
     let mut files = Vec::new();
     for path in paths {
         let real = layout.host(&path)?;

@@ -53,6 +53,20 @@ const QUICK_EXITS: u32 = 5;
 /// takes about 1 s on an idle machine; this allows for a loaded 2-core CI.
 pub(crate) const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The cgroup hierarchies a container's systemd works in, whichever of
+/// them this machine has mounted (`systemd` and `unified` under cgroup v1
+/// or hybrid, the root under v2).
+const CGROUP_ROOTS: [&str; 3] =
+    ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
+
+/// Below each of [`CGROUP_ROOTS`], the directory holding one cgroup per
+/// systemd host. Each container needs a cgroup of its own: with
+/// `--keep-unit` and no systemd on the machine, nspawn roots the
+/// container in its caller's cgroup, and containers sharing one undo each
+/// other's `system.slice` (units then fail with status 219/CGROUP, "No
+/// such device": seen in one boot of a few before each got its own).
+const CGROUP_DIR: &str = "lbdeploy-lab";
+
 /// The unit that configures the host's network at every boot.
 const NET_UNIT: &str = "lbdeploy-lab-net.service";
 
@@ -64,6 +78,21 @@ const UNIT_DIR: &str = "/etc/systemd/system";
 pub(crate) fn upper(layout: &Layout, host: &LabHost) -> PathBuf {
     layout.host_dir(host).join("upper")
 }
+
+/// sshd listens on the host's address only, so it must start after the
+/// address is there, and come back when it fails at boot all the same
+/// (Debian's unit gives up on sshd's exit status 255, which is what a
+/// failed bind returns). Without this, one boot in a few left a host
+/// without sshd.
+const SSH_DROP_IN: &str = "# Written by `lbdeploy lab up`.\n\
+                           [Unit]\n\
+                           Requires=lbdeploy-lab-net.service\n\
+                           After=lbdeploy-lab-net.service\n\
+                           \n\
+                           [Service]\n\
+                           Restart=always\n\
+                           RestartSec=200ms\n\
+                           RestartPreventExitStatus=\n";
 
 /// The unit that runs the HTTP responder on `port`.
 fn responder_unit(port: u16) -> String {
@@ -87,6 +116,11 @@ pub(crate) fn host_files(
             0o644,
         ),
         (format!("{UNIT_DIR}/{NET_UNIT}"), net_unit(host), 0o644),
+        (
+            format!("{UNIT_DIR}/ssh.service.d/lbdeploy-lab.conf"),
+            SSH_DROP_IN.to_owned(),
+            0o644,
+        ),
     ];
     let mut enabled = vec![NET_UNIT.to_owned()];
     for &port in &host.http_ports {
@@ -170,9 +204,16 @@ pub(crate) fn boot_script(
         layers.join("upper").display(),
         layers.join("work").display()
     );
+    let cgroups = CGROUP_ROOTS
+        .map(|r| shell::quote(&format!("{r}/{CGROUP_DIR}/{}", host.netns)))
+        .join(" ");
     format!(
         "set -u\n\
          mount -t overlay -o {overlay} {tag} {root} || exit 1\n\
+         for cg in {cgroups}; do\n\
+         \x20 if [ -f \"${{cg%/*/*}}/cgroup.procs\" ]; then \
+         mkdir -p \"$cg\" && echo $$ > \"$cg/cgroup.procs\" || exit 1; fi\n\
+         done\n\
          quick=0\n\
          while :; do\n\
          \x20 started=$(date +%s)\n\
@@ -346,6 +387,27 @@ pub(crate) fn kill(record: &ProcRecord) {
     }
 }
 
+/// Remove `host`'s cgroups, deepest first, once nothing runs in them;
+/// what cannot be removed (not empty yet, already gone) is left.
+pub(crate) fn remove_cgroups(host: &LabHost) {
+    fn remove(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for root in CGROUP_ROOTS {
+        let parent = Path::new(root).join(CGROUP_DIR);
+        remove(&parent.join(&host.netns));
+        // Shared by every lab: removed only when the last is gone.
+        let _ = std::fs::remove_dir(parent);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +437,7 @@ mod tests {
                 "/etc/hostname",
                 "/etc/ssh/sshd_config",
                 "/etc/systemd/system/lbdeploy-lab-net.service",
+                "/etc/systemd/system/ssh.service.d/lbdeploy-lab.conf",
                 "/etc/systemd/system/lbdeploy-lab-responder-80.service",
                 "/etc/systemd/system/lbdeploy-lab-responder-8080.service",
             ]
@@ -387,7 +450,7 @@ mod tests {
         assert!(
             files[1].1.contains("Include /etc/ssh/lbdeploy-lab/sshd_config")
         );
-        let web = &files[4].1;
+        let web = &files[5].1;
         assert!(web.contains("--port 8080 --name rs01 --listen 0.0.0.0\n"));
     }
 
@@ -417,6 +480,12 @@ mod tests {
              '/var/lib/lab/hosts/lbd-x-2-rs01/root' || exit 1\n"
         ));
         assert!(s.contains("nsenter --net=/run/netns/lbd-x systemd-nspawn"));
+        assert!(s.contains(
+            "for cg in '/sys/fs/cgroup/systemd/lbdeploy-lab/lbd-x-2-rs01' "
+        ));
+        assert!(
+            s.find("echo $$ >").unwrap() < s.find("systemd-nspawn").unwrap()
+        );
         assert!(s.contains("--machine=lbd-x-2-rs01 --hostname='rs01'"));
         assert!(s.contains("--network-bridge=br0"));
         assert!(s.contains(

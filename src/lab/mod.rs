@@ -223,7 +223,13 @@ fn build(
 fn wait_ready(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
     let booting =
         state.topology.hosts.iter().any(|h| h.init == HostInit::Systemd);
-    let timeout = if booting { machine::BOOT_TIMEOUT } else { READY_TIMEOUT };
+    // A boot takes a second or more, and each look at a container costs
+    // tens of milliseconds of /proc: poll a booting lab less often.
+    let (timeout, poll) = if booting {
+        (machine::BOOT_TIMEOUT, Duration::from_millis(100))
+    } else {
+        (READY_TIMEOUT, Duration::from_millis(20))
+    };
     let deadline = Instant::now() + timeout;
     loop {
         let status = status_of(state, layout.root());
@@ -255,7 +261,7 @@ fn wait_ready(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
                 layout.root().join("hosts").display()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(poll);
     }
 }
 
@@ -298,6 +304,10 @@ fn teardown(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
             break;
         }
         procs::stop(&victims, STOP_GRACE);
+    }
+    for h in state.topology.hosts.iter().filter(|h| h.init == HostInit::Systemd)
+    {
+        machine::remove_cgroups(h);
     }
     for ns in state.namespaces.iter().rev() {
         let left = procs::pids_in_netns(ns);

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use super::desired::HostDesired;
-use super::facts::{HostFacts, ServiceState};
+use super::facts::{HostFacts, ServiceState, UnitFacts};
+use super::roles::Init;
 use super::roles::OnChange;
 
 /// One change on a host, in the order `apply` performs them.
@@ -70,6 +71,23 @@ pub enum Change {
         /// The highest generation the host has seen.
         seen: Option<u64>,
     },
+    /// The agent's unit is not as lbdeploy installs it; `apply` repairs
+    /// it.
+    Unit {
+        /// The service.
+        name: String,
+        /// What is wrong.
+        problem: UnitProblem,
+    },
+    /// A drop-in lbdeploy did not write overrides the agent's unit (it
+    /// could change the command, the capabilities, the restart policy):
+    /// `apply` removes it, a rollback puts it back.
+    RemoveDropIn {
+        /// Where.
+        path: PathBuf,
+        /// Its content (lossy UTF-8 for the diff).
+        content: String,
+    },
     /// Start, reload or restart the agent.
     Service {
         /// The service.
@@ -77,6 +95,26 @@ pub enum Change {
         /// What to do.
         action: ServiceAction,
     },
+}
+
+/// How the agent's unit differs from what lbdeploy installs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum UnitProblem {
+    /// Not enabled (`state` is what `systemctl is-enabled` says): it runs
+    /// now, perhaps, but would not start after a reboot. Enabled again.
+    Disabled {
+        /// `disabled`, `static`, `linked`, …
+        state: String,
+    },
+    /// Masked: it cannot start at all. Unmasked and enabled.
+    Masked {
+        /// `masked` or `masked-runtime`.
+        state: String,
+    },
+    /// systemd runs an older copy of the unit file: reloaded and
+    /// restarted.
+    Stale,
 }
 
 /// What the agent service needs after the other changes.
@@ -168,6 +206,15 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
             });
         }
     }
+    if facts.init == Init::Systemd
+        && let Some(unit) = &facts.unit
+    {
+        let (repairs, action) = unit_repairs(&desired.service, unit);
+        changes.extend(repairs);
+        if let Some(a) = action {
+            need(a);
+        }
+    }
     let action = match (facts.service, needs) {
         (ServiceState::Stopped, _) => Some(ServiceAction::Start),
         (ServiceState::Running, a) => a,
@@ -176,6 +223,40 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
         changes.push(Change::Service { name: desired.service.clone(), action });
     }
     changes
+}
+
+/// What it takes to bring the agent's unit back to what lbdeploy
+/// installs, and the service action that needs. A unit systemd does not
+/// know yet (before the first apply) needs nothing here: starting it
+/// enables it.
+fn unit_repairs(
+    name: &str,
+    unit: &UnitFacts,
+) -> (Vec<Change>, Option<ServiceAction>) {
+    let mut changes = Vec::new();
+    let mut action = None;
+    let state = unit.enabled.as_str();
+    let problem = match state {
+        "" | "enabled" => None,
+        s if s.starts_with("masked") => {
+            Some(UnitProblem::Masked { state: s.to_owned() })
+        }
+        s => Some(UnitProblem::Disabled { state: s.to_owned() }),
+    };
+    let unit_change = |problem| Change::Unit { name: name.to_owned(), problem };
+    changes.extend(problem.map(unit_change));
+    if unit.stale {
+        changes.push(unit_change(UnitProblem::Stale));
+        action = Some(ServiceAction::Restart);
+    }
+    for (path, file) in &unit.drop_ins {
+        changes.push(Change::RemoveDropIn {
+            path: path.clone(),
+            content: String::from_utf8_lossy(&file.content).into_owned(),
+        });
+        action = Some(ServiceAction::Restart);
+    }
+    (changes, action)
 }
 
 /// A VIP on any interface but `lo` of a real server: what the old
@@ -270,6 +351,7 @@ mod tests {
             )]),
             binary_sha256: Some("new".into()),
             service: ServiceState::Running,
+            unit: None,
             addresses: vec![HostAddress {
                 interface: "lo".into(),
                 ip: "10.0.0.200".parse().unwrap(),
@@ -369,6 +451,77 @@ mod tests {
             changes[2],
             Change::Service { action: ServiceAction::Restart, .. }
         ));
+    }
+
+    /// Issue #18: a disabled, masked, overridden or stale unit is
+    /// repaired; a unit systemd does not know yet is only started.
+    #[test]
+    fn the_units_whole_state_is_planned() {
+        let mut facts = converged();
+        facts.init = Init::Systemd;
+        facts.files.insert(
+            "/etc/systemd/system/x.service".into(),
+            FileFact { mode: 0o644, content: b"[Unit]\n".to_vec() },
+        );
+        let unit = |enabled: &str| UnitFacts {
+            enabled: enabled.into(),
+            ..UnitFacts::default()
+        };
+        facts.unit = Some(unit("enabled"));
+        assert_eq!(diff(&desired(), &facts), []);
+        facts.unit = Some(unit("disabled"));
+        assert_eq!(
+            diff(&desired(), &facts),
+            [Change::Unit {
+                name: "lbdeploy-agent".into(),
+                problem: UnitProblem::Disabled { state: "disabled".into() },
+            }]
+        );
+        facts.unit = Some(unit("masked-runtime"));
+        assert!(matches!(
+            &diff(&desired(), &facts)[..],
+            [Change::Unit { problem: UnitProblem::Masked { state }, .. }]
+                if state == "masked-runtime"
+        ));
+        let mut overridden = unit("enabled");
+        overridden.stale = true;
+        overridden.drop_ins.insert(
+            "/etc/systemd/system/lbdeploy-agent.service.d/x.conf".into(),
+            FileFact {
+                mode: 0o644,
+                content: b"[Service]\nUser=nobody\n".to_vec(),
+            },
+        );
+        facts.unit = Some(overridden);
+        let changes = diff(&desired(), &facts);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(matches!(
+            &changes[0],
+            Change::Unit { problem: UnitProblem::Stale, .. }
+        ));
+        assert!(matches!(
+            &changes[1],
+            Change::RemoveDropIn { content, .. } if content.contains("User=nobody")
+        ));
+        assert!(matches!(
+            &changes[2],
+            Change::Service { action: ServiceAction::Restart, .. }
+        ));
+        // Before the first apply systemd knows no unit: starting enables.
+        facts.unit = Some(unit(""));
+        facts.service = ServiceState::Stopped;
+        assert!(matches!(
+            &diff(&desired(), &facts)[..],
+            [Change::Service { action: ServiceAction::Start, .. }]
+        ));
+        // Without systemd, unit facts (there are none) change nothing.
+        facts.init = Init::None;
+        facts.unit = Some(unit("disabled"));
+        assert!(
+            !diff(&desired(), &facts)
+                .iter()
+                .any(|c| matches!(c, Change::Unit { .. }))
+        );
     }
 
     #[test]

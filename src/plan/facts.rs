@@ -21,6 +21,10 @@
 //! nosysctl KEY
 //! binary SHA256 | nobinary
 //! service running|stopped
+//! unit-enabled STATE      (systemd: `systemctl is-enabled`; empty if unknown)
+//! unit-stale yes|no       (systemd: `NeedDaemonReload`)
+//! dropin MODE BASE64 PATH (systemd: a drop-in in the unit's own `.d`
+//!                          directory under /etc or /run)
 //! ipaddr N: IFACE inet ADDR/PREFIX ... [LABEL]\ ...   (`ip -o addr show`)
 //! ```
 
@@ -93,8 +97,26 @@ pub struct HostFacts {
     pub binary_sha256: Option<String>,
     /// The agent service.
     pub service: ServiceState,
+    /// The agent's unit as systemd sees it; `None` without systemd.
+    pub unit: Option<UnitFacts>,
     /// Every address on every interface (empty where `ip` is missing).
     pub addresses: Vec<HostAddress>,
+}
+
+/// The agent's unit as systemd sees it: what decides whether it comes
+/// back after a reboot and runs with the settings lbdeploy installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitFacts {
+    /// `systemctl is-enabled`: `enabled`, `disabled`, `masked`, … —
+    /// empty when systemd does not know the unit (before the first
+    /// apply).
+    pub enabled: String,
+    /// systemd runs an older copy of the unit file than the one on disk
+    /// (`NeedDaemonReload`).
+    pub stale: bool,
+    /// Drop-ins in the unit's own `.d` directories under `/etc` and
+    /// `/run`: settings lbdeploy did not write that override its unit.
+    pub drop_ins: BTreeMap<PathBuf, FileFact>,
 }
 
 /// An address as `ip -o addr show` lists it.
@@ -148,6 +170,23 @@ pub fn script(query: &Query) -> String {
          else echo nobinary; fi\n"
     );
     let unit = shell::quote(&query.service);
+    let unit_file = if query.service.ends_with(".service") {
+        query.service.clone()
+    } else {
+        format!("{}.service", query.service)
+    };
+    let drop_in_dirs = ["/etc/systemd/system", "/run/systemd/system"]
+        .map(|d| shell::quote(&format!("{d}/{unit_file}.d")))
+        .join(" ");
+    s += &format!(
+        "if [ -d /run/systemd/system ]; then \
+           echo \"unit-enabled $(systemctl is-enabled {unit} 2>/dev/null)\"; \
+           echo \"unit-stale $(systemctl show -p NeedDaemonReload --value {unit} 2>/dev/null)\"; \
+           for d in {drop_in_dirs}; do for p in \"$d\"/*.conf; do \
+             if [ -f \"$p\" ]; then echo \"dropin $(stat -c %a \"$p\") $(base64 -w0 < \"$p\") $p\"; fi; \
+           done; done; \
+         fi\n"
+    );
     s += &format!(
         "if [ -d /run/systemd/system ]; then \
            if systemctl is-active --quiet {unit}; then echo 'service running'; \
@@ -194,6 +233,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         sysctls: BTreeMap::new(),
         binary_sha256: None,
         service: ServiceState::Stopped,
+        unit: None,
         addresses: Vec::new(),
     };
     for (n, line) in lines {
@@ -222,24 +262,18 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                 facts.managed.insert(PathBuf::from(rest));
             }
             "file" => {
-                let mut parts = rest.splitn(3, ' ');
-                let (mode, data, path) =
-                    (parts.next(), parts.next(), parts.next());
-                let (Some(mode), Some(data), Some(path)) = (mode, data, path)
-                else {
-                    return Err(err(
-                        n,
-                        "file record needs mode, content and path",
-                    ));
-                };
-                let mode = u32::from_str_radix(mode, 8)
-                    .map_err(|_| err(n, "bad mode"))?;
-                let content = base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .map_err(|_| err(n, "bad base64 content"))?;
-                facts
-                    .files
-                    .insert(PathBuf::from(path), FileFact { mode, content });
+                let (path, file) = file_record(rest).map_err(|m| err(n, m))?;
+                facts.files.insert(path, file);
+            }
+            "dropin" => {
+                let (path, file) = file_record(rest).map_err(|m| err(n, m))?;
+                facts.unit.get_or_insert_default().drop_ins.insert(path, file);
+            }
+            "unit-enabled" => {
+                facts.unit.get_or_insert_default().enabled = rest.to_owned();
+            }
+            "unit-stale" => {
+                facts.unit.get_or_insert_default().stale = rest == "yes";
             }
             "sysctl" => {
                 let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -261,6 +295,21 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         return Err(err(0, "no `arch` record"));
     }
     Ok(facts)
+}
+
+/// `MODE BASE64 PATH` of a `file` or `dropin` record.
+fn file_record(rest: &str) -> Result<(PathBuf, FileFact), &'static str> {
+    let mut parts = rest.splitn(3, ' ');
+    let (Some(mode), Some(data), Some(path)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err("file record needs mode, content and path");
+    };
+    let mode = u32::from_str_radix(mode, 8).map_err(|_| "bad mode")?;
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| "bad base64 content")?;
+    Ok((PathBuf::from(path), FileFact { mode, content }))
 }
 
 /// One line of `ip -o addr show`: `3: eth0    inet 10.0.0.200/24 scope
@@ -345,6 +394,31 @@ mod tests {
         let f = parse("lbdeploy-facts 1\narch x\n").unwrap();
         assert_eq!((f.seen, f.pending), (None, false));
         assert!(parse("lbdeploy-facts 1\narch x\nseen x\n").is_err());
+    }
+
+    #[test]
+    fn the_units_state_is_read() {
+        let f = parse(
+            "lbdeploy-facts 1\narch x\nunit-enabled masked-runtime\n\
+             unit-stale yes\ndropin 644 W1NlcnZpY2VdCg== \
+             /etc/systemd/system/a.service.d/o.conf\n",
+        )
+        .unwrap();
+        let unit = f.unit.unwrap();
+        assert_eq!(
+            (unit.enabled.as_str(), unit.stale),
+            ("masked-runtime", true)
+        );
+        let (path, file) = unit.drop_ins.iter().next().unwrap();
+        assert_eq!(
+            path,
+            std::path::Path::new("/etc/systemd/system/a.service.d/o.conf")
+        );
+        assert_eq!(file.content, b"[Service]\n");
+        let f = parse("lbdeploy-facts 1\narch x\nunit-enabled \n").unwrap();
+        assert_eq!(f.unit.unwrap().enabled, "", "systemd knows no such unit");
+        assert_eq!(parse("lbdeploy-facts 1\narch x\n").unwrap().unit, None);
+        assert!(parse("lbdeploy-facts 1\narch x\ndropin 644 /x\n").is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::io::{self, Write};
 
 use similar::{ChangeTag, TextDiff};
 
-use super::diff::{Change, ServiceAction};
+use super::diff::{Change, ServiceAction, UnitProblem};
 use super::redact::redact;
 use crate::util::terminal::escape;
 
@@ -152,6 +152,28 @@ impl<W: Write> Printer<W> {
                     old.as_deref().unwrap_or("absent")
                 ),
             ),
+            Change::Unit { name, problem } => {
+                let what = match problem {
+                    UnitProblem::Disabled { state } => format!(
+                        "{state}, would not start after a reboot: enable"
+                    ),
+                    UnitProblem::Masked { state } => {
+                        format!("{state}, cannot start: unmask and enable")
+                    }
+                    UnitProblem::Stale => "systemd runs an older copy of \
+                                           the unit file: daemon-reload"
+                        .to_owned(),
+                };
+                self.paint(YELLOW, &format!("  ~ unit {name}: {what}"))
+            }
+            Change::RemoveDropIn { path, content } => {
+                let head = format!(
+                    "  - {} (a drop-in overriding the agent's unit)",
+                    path.display()
+                );
+                writeln!(self.out, "{}", self.paint(RED, &head))?;
+                return self.text_diff(content, "");
+            }
             Change::Service { name, action } => {
                 let verb = match action {
                     ServiceAction::Reload => "reload",
