@@ -15,7 +15,8 @@ use tracing::Instrument;
 
 use super::event::Event;
 use super::wire::{HttpRequest, http_post, smtp_dialogue};
-use crate::inventory::{Email, Notification};
+use crate::inventory::Email;
+use crate::inventory::agent::NotificationConfig;
 
 /// Events waiting for delivery before new ones are dropped.
 pub(crate) const QUEUE: usize = 64;
@@ -31,7 +32,7 @@ pub(crate) struct Alerts {
 
 impl Alerts {
     /// Start delivering to what `config` names; nothing when `None`.
-    pub fn start(config: Option<Notification>) -> Self {
+    pub fn start(config: Option<NotificationConfig>) -> Self {
         let Some(config) = config else { return Self { tx: None } };
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
         let delivery = async move {
@@ -54,7 +55,7 @@ impl Alerts {
     }
 }
 
-async fn deliver(config: &Notification, event: &Event) {
+async fn deliver(config: &NotificationConfig, event: &Event) {
     if let Some(email) = &config.email
         && let Err(e) = smtp(email, event).await
     {
@@ -319,7 +320,7 @@ mod tests {
                 held.push(s);
             }
         });
-        let alerts = Alerts::start(Some(Notification {
+        let alerts = Alerts::start(Some(NotificationConfig {
             email: Some(Email {
                 to: vec!["ops@example.org".into()],
                 from: "d1@example.org".into(),
