@@ -165,6 +165,22 @@ fn secrets_stay_out_of_plans_generations_and_logs() {
         "{log}"
     );
     assert_clean("agent.log", &log);
+    // `agent status` counts the failure and shows it as logged.
+    let json = lab.exec_ok("keepalived01", "lbdeploy agent status --json");
+    assert_clean("agent status --json", &json);
+    let status: Value = serde_json::from_str(&json).unwrap();
+    let notified = &status["details"]["notifications"];
+    assert!(notified["failed"].as_u64() >= Some(1), "{status}");
+    let failure = notified["last_failure"].as_str().unwrap_or_default();
+    assert!(
+        failure.starts_with(
+            "webhook notification to http://127.0.0.1:9/(sensitive) failed"
+        ),
+        "{status}"
+    );
+    let human = lab.exec_ok("keepalived01", "lbdeploy agent status");
+    assert!(human.contains("http://127.0.0.1:9/(sensitive) failed"), "{human}");
+    assert_clean("agent status", &human);
 
     // A compromised host forges and hides plan lines with escapes.
     lab.exec_ok(
