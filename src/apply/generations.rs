@@ -16,10 +16,12 @@
 //! Generations recorded before the key existed hold a plain SHA-256; they
 //! are still checked, never written again.
 //!
-//! A webhook URL with credentials (a userinfo password, query values) is
-//! stored redacted with its fingerprint beside the passwords' under
-//! `WEBHOOK`; rolling back puts the current inventory's URL back when it
-//! is the same one.
+//! An inline webhook URL with something to hide (a path, a query, a
+//! userinfo) is stored redacted — the marker `util::redact` shows in plans
+//! — with its fingerprint beside the passwords' under `WEBHOOK`; rolling
+//! back puts the current inventory's URL back when it is the same one. A
+//! URL from `url_env` or `url_file` is stored as that reference, and read
+//! again when rolling back, as a password's is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -192,8 +194,8 @@ impl<'a> Secrets<'a> {
                         webhook = Some(u);
                     }
                     _ => bail!(
-                        "generation {} notified a webhook URL with credentials \
-                         that are not stored (secrets never are) and the \
+                        "generation {} notified an inline webhook URL with a token, \
+                         which is not stored (secrets never are), and the \
                          current inventory does not hold the same URL — put it \
                          back in the inventory",
                         meta.number
