@@ -39,6 +39,7 @@ use super::paths;
 use super::status::{self, Status};
 use crate::inventory::Mode;
 use crate::inventory::agent as config;
+use crate::util::redact;
 
 /// A configuration type that names the agent mode it configures and the
 /// worker that carries it out, so one runtime serves both modes.
@@ -190,13 +191,17 @@ impl<C: ModeConfig> Agent<C> {
                 self.current = loaded;
                 self.last_reload_error = None;
                 if let Err(e) = self.worker.apply(&self.current.config).await {
-                    tracing::warn!("cannot carry out the new config: {e:#}");
-                    self.last_reload_error = Some(format!("{e:#}"));
+                    // Secrets (a webhook's URL) redacted, in the log and
+                    // in the status alike.
+                    let e = redact::text(&format!("{e:#}")).into_owned();
+                    tracing::warn!("cannot carry out the new config: {e}");
+                    self.last_reload_error = Some(e);
                 }
             }
             Err(e) => {
+                let e = redact::text(&e.to_string()).into_owned();
                 tracing::warn!("reload rejected, keeping the old config: {e}");
-                self.last_reload_error = Some(e.to_string());
+                self.last_reload_error = Some(e);
             }
         }
     }
@@ -479,6 +484,17 @@ mod tests {
         assert!(bad.healthy);
         assert!(bad.last_reload_error.unwrap().contains("agent.yml"));
         assert_eq!(agent.config().0.host, "rs02");
+        // The parser quotes the value it refuses: a URL, token and all.
+        let url = "http://h:81/services/T0/XXXXSECRET";
+        let quoted = RS.replace(
+            "arp_suppression: sysctl",
+            &format!("arp_suppression: {url}"),
+        );
+        std::fs::write(&file, quoted).unwrap();
+        agent.reload().await;
+        let said = agent.status().last_reload_error.unwrap();
+        assert!(said.contains("http://h:81/(sensitive)"), "{said}");
+        assert!(!said.contains("SECRET"), "{said}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -125,6 +125,16 @@ impl Status {
             }
             writeln!(out)?;
         }
+        let notified = &self.details["notifications"];
+        if let Some(failure) = notified["last_failure"].as_str() {
+            writeln!(
+                out,
+                "notify  {} sent, {} failed, last: {}",
+                notified["sent"],
+                notified["failed"],
+                escape(&redact::text(failure))
+            )?;
+        }
         Ok(())
     }
 }
@@ -303,6 +313,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("(x\\x0dy)"), "{text}");
+    }
+
+    #[test]
+    fn human_form_shows_the_last_failed_notification_redacted() {
+        let mut s = sample();
+        s.details = serde_json::json!({ "notifications": {
+            "sent": 3, "failed": 1, "dropped": 0,
+            "last_failure": "webhook notification to \
+                             http://h:81/services/T0/XXXX?t=YY failed: \x1b[2K",
+        }});
+        let mut out = Vec::new();
+        s.write_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "notify  3 sent, 1 failed, last: webhook notification to \
+                 http://h:81/(sensitive) failed: \\x1b[2K\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -16,10 +16,12 @@
 //! Generations recorded before the key existed hold a plain SHA-256; they
 //! are still checked, never written again.
 //!
-//! A webhook URL with credentials (a userinfo password, query values) is
-//! stored redacted with its fingerprint beside the passwords' under
-//! `WEBHOOK`; rolling back puts the current inventory's URL back when it
-//! is the same one.
+//! An inline webhook URL with something to hide (a path, a query, a
+//! userinfo) is stored redacted — the marker `util::redact` shows in plans
+//! — with its fingerprint beside the passwords' under `WEBHOOK`; rolling
+//! back puts the current inventory's URL back when it is the same one. A
+//! URL from `url_env` or `url_file` is stored as that reference, and read
+//! again when rolling back, as a password's is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,9 +40,16 @@ use crate::util::redact;
 /// The controller's fingerprint key, in the state directory.
 pub(crate) const KEY_FILE: &str = "controller.key";
 
+/// The controller's key in state directory `state_dir`.
+pub(crate) fn key_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(KEY_FILE)
+}
+
 /// The `secrets` entry of the webhook URL: a space, which no instance
 /// name has, keeps it apart from them.
-pub(crate) const WEBHOOK: &str = "notification webhook";
+/// It is also what `util::redact` fingerprints a URL under, so a plan's
+/// marker is the start of the print recorded here.
+pub(crate) const WEBHOOK: &str = redact::PRINT_LABEL;
 
 /// How a keyed fingerprint is marked in `meta.json`; an unmarked value is
 /// the plain SHA-256 of generations recorded before the key existed.
@@ -109,9 +118,11 @@ fn matches(
     }
 }
 
-/// The webhook URL of `inv` when it carries credentials.
+/// The webhook URL of `inv` when it is inline and its redaction hides
+/// something (a path, a query, a password). A URL from `url_env` or
+/// `url_file` is stored as that reference, like a password's.
 fn secret_webhook(inv: &Inventory) -> Option<&str> {
-    let url = inv.notification.as_ref()?.webhook.as_deref()?;
+    let url = inv.notification.as_ref()?.webhook.as_ref()?.inline()?;
     (redact::text(url) != url).then_some(url)
 }
 
@@ -135,7 +146,8 @@ fn without_secrets(
     if let Some(url) = secret_webhook(&inv).map(str::to_owned) {
         prints.insert(WEBHOOK.to_owned(), fingerprint(key, WEBHOOK, &url));
         let n = inv.notification.as_mut().expect("it has a webhook");
-        n.webhook = Some(redact::text(&url).into_owned());
+        let w = n.webhook.as_mut().expect("it has a webhook");
+        w.set_inline(redact::keyed(&url, Some(key)).into_owned());
     }
     for vi in &mut inv.vrrp_instances {
         let Some(auth) = &mut vi.authentication else { continue };
@@ -173,15 +185,17 @@ impl<'a> Secrets<'a> {
         let mut webhook = None;
         for (instance, stored) in &meta.secrets {
             if instance == WEBHOOK {
-                let url = current
-                    .and_then(|inv| inv.notification.as_ref()?.webhook.clone());
+                let url = current.and_then(|inv| {
+                    let w = inv.notification.as_ref()?.webhook.as_ref()?;
+                    w.inline().map(str::to_owned)
+                });
                 match url {
                     Some(u) if matches(stored, key, WEBHOOK, &u) => {
                         webhook = Some(u);
                     }
                     _ => bail!(
-                        "generation {} notified a webhook URL with credentials \
-                         that are not stored (secrets never are) and the \
+                        "generation {} notified an inline webhook URL with a token, \
+                         which is not stored (secrets never are), and the \
                          current inventory does not hold the same URL — put it \
                          back in the inventory",
                         meta.number
@@ -220,8 +234,10 @@ impl<'a> Secrets<'a> {
         let Some(url) = &self.webhook else { return Ok(text.to_owned()) };
         let mut inv: Inventory = serde_yaml::from_str(text)
             .context("the stored generation is not an inventory")?;
-        if let Some(n) = &mut inv.notification {
-            n.webhook = Some(url.clone());
+        if let Some(w) =
+            inv.notification.as_mut().and_then(|n| n.webhook.as_mut())
+        {
+            w.set_inline(url.clone());
         }
         Ok(serde_yaml::to_string(&inv)?)
     }
@@ -240,10 +256,7 @@ impl Environment for Secrets<'_> {
 impl Store {
     /// The store under `state_dir` (`.lbdeploy`).
     pub fn new(state_dir: &Path) -> Self {
-        Self {
-            dir: state_dir.join("generations"),
-            key: state_dir.join(KEY_FILE),
-        }
+        Self { dir: state_dir.join("generations"), key: key_path(state_dir) }
     }
 
     /// `inv` as a generation stores it (inline passwords as references)
@@ -362,6 +375,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Webhook;
 
     fn inventory() -> Inventory {
         serde_yaml::from_str(
@@ -429,13 +443,18 @@ vrrp_instances:
         let url = "http://bot:pw@h/hook?token=tok";
         let mut inv = inventory();
         inv.notification = Some(crate::inventory::Notification {
-            webhook: Some(url.into()),
+            webhook: Some(Webhook::Url(url.into())),
             ..Default::default()
         });
         let (stored, prints) = without_secrets(&inv, KEY);
         let text = serde_yaml::to_string(&stored).unwrap();
-        assert!(!text.contains("pw@") && !text.contains("=tok"), "{text}");
-        assert!(text.contains("http://bot:(sensitive)@h/hook"), "{text}");
+        assert!(!text.contains("pw@") && !text.contains("tok"), "{text}");
+        // The stored marker is the start of the print in meta.json.
+        let print = &prints[WEBHOOK]["hmac-sha256:".len()..];
+        let marker = format!("(sensitive:{})", &print[..redact::PRINT_HEX]);
+        let shown = redact::keyed(url, Some(KEY)).into_owned();
+        assert_eq!(shown, format!("http://(sensitive)@h/{marker}"));
+        assert!(text.contains(&shown), "{text}");
         let meta = meta(1, prints);
         let env = Secrets::new(
             &crate::inventory::System,
@@ -449,7 +468,7 @@ vrrp_instances:
         assert_eq!(back.notification, inv.notification);
         let mut moved = inv.clone();
         moved.notification.as_mut().unwrap().webhook =
-            Some("http://bot:other@h/hook?token=tok".into());
+            Some(Webhook::Url("http://bot:other@h/hook?token=tok".into()));
         let e = Secrets::new(
             &crate::inventory::System,
             &meta,

@@ -88,6 +88,12 @@ pub(crate) fn prepare_text(
     let loaded = inventory::load_str(&inputs.inventory, text, base, env)
         .map_err(|e| anyhow!("{e}"))?;
     let inv = loaded.inventory;
+    // A webhook URL shows as a marker fingerprinted under the controller's
+    // key in everything this run prints or saves (`util::redact`).
+    if inv.notification.as_ref().is_some_and(|n| n.webhook.is_some()) {
+        let key = super::generations::key_path(&inputs.state_dir());
+        crate::util::redact::set_key(&super::key::load_or_create(&key)?);
+    }
     let roles = match &inputs.roles_dir {
         Some(dir) => Roles::from_dir(dir)?,
         None => Roles::embedded()?,

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArpSuppression, Check, Dataplane, Duration, Garp, IfAddr, Notification,
+    ArpSuppression, Check, Dataplane, Duration, Email, Garp, IfAddr,
     NotifyHooks, Port, Protocol, Scheduler, SyncGroup, Track, TrackFile,
     TrackProcess, VirtualAddress, VrrpScript,
 };
@@ -51,11 +51,28 @@ pub struct DirectorConfig {
     pub virtual_services: Vec<ServiceConfig>,
     /// Where state changes are reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notification: Option<Notification>,
+    pub notification: Option<NotificationConfig>,
     /// Refuse programs that someone but root could replace
     /// ([`crate::agent::script_security`]).
     #[serde(default, skip_serializing_if = "is_default")]
     pub script_security: bool,
+}
+
+/// The inventory's `notification` as the agent gets it: the webhook is a
+/// URL, already resolved by the controller from `url_env` or `url_file`
+/// (the agent has neither the controller's environment nor its files).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationConfig {
+    /// keepalived's `notification_email` and `smtp_server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+    /// The exec hook's argv; the event's words are appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<Vec<String>>,
+    /// The `http://` URL each event is POSTed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
 
 /// One VRRP instance as this director runs it.

@@ -35,7 +35,10 @@ pub(crate) use diag::{Diagnostic, Diagnostics, Finding, Severity};
 pub use mode::Mode;
 pub use schema::*;
 pub(crate) use validate::forbidden_char;
-pub use validate::{Environment, System, effective_priority, service_label};
+pub use validate::{
+    Environment, System, WebhookProblem, effective_priority, secret_file,
+    service_label, webhook_url,
+};
 pub use values::{Bounded, Duration, IfAddr, Port, Priority, RouterId, Weight};
 
 /// An inventory that loaded and validated, with the warnings it produced.

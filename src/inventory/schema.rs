@@ -816,9 +816,101 @@ pub struct Notification {
         skip_serializing_if = "Option::is_none"
     )]
     pub exec: Option<Vec<String>>,
-    /// An `http://` URL that receives each event as a JSON POST.
+    /// An `http://` URL that receives each event as a JSON POST: inline,
+    /// or from the controller's environment or a file, so a token in its
+    /// path or query stays out of the inventory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<String>,
+    pub webhook: Option<Webhook>,
+}
+
+/// Where a webhook's URL comes from. `webhook: http://…` is the URL
+/// inline; the mapping form gives it exactly one way — `url`, `url_env`
+/// (a variable of the controller's environment) or `url_file` (a file on
+/// the controller) — and the controller resolves it when it renders the
+/// agents' files, so the agent only ever sees a URL.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Webhook {
+    /// `webhook: http://…`.
+    Url(String),
+    /// `webhook: { url | url_env | url_file: … }`.
+    Source(WebhookSource),
+}
+
+/// The mapping form of [`Webhook`]; validation wants exactly one field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSource {
+    /// The URL inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The name of an environment variable on the controller holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// A file on the controller holding it (one trailing newline
+    /// ignored), relative to the inventory's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_file: Option<PathBuf>,
+}
+
+impl Webhook {
+    /// The URL when it is written in the inventory itself.
+    pub fn inline(&self) -> Option<&str> {
+        match self {
+            Self::Url(url) => Some(url),
+            Self::Source(s) => s.url.as_deref(),
+        }
+    }
+
+    /// Replace the inline URL, in whichever form it was written; nothing
+    /// when the URL comes from elsewhere.
+    pub fn set_inline(&mut self, url: String) {
+        match self {
+            Self::Url(u) => *u = url,
+            Self::Source(WebhookSource { url: Some(u), .. }) => *u = url,
+            Self::Source(_) => {}
+        }
+    }
+}
+
+/// A string or a mapping, by hand rather than `#[serde(untagged)]`: an
+/// untagged enum reports any mistake as "did not match any variant",
+/// where the mapping's own errors (an unknown field) say what is wrong.
+impl<'de> Deserialize<'de> for Webhook {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Webhook;
+
+            fn expecting(
+                &self,
+                f: &mut std::fmt::Formatter<'_>,
+            ) -> std::fmt::Result {
+                f.write_str(
+                    "a URL, or a mapping with one of `url`, `url_env`, \
+                     `url_file`",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> Result<Webhook, E> {
+                Ok(Webhook::Url(v.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Webhook, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(map);
+                WebhookSource::deserialize(d).map(Webhook::Source)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `exec:` as an argv list, or as one word. A string with whitespace is
@@ -944,5 +1036,44 @@ mod tests {
         assert!(err.contains("`[/bin/n, --flag, 'a b']`"), "{err}");
         assert!(n("exec: 3").is_err());
         assert_eq!(n("{}").unwrap().exec, None);
+    }
+
+    #[test]
+    fn a_webhook_is_a_url_or_says_where_its_url_is() {
+        let w = |y: &str| serde_yaml::from_str::<Notification>(y);
+        let inline = w("webhook: http://h/x").unwrap().webhook.unwrap();
+        assert_eq!(inline, Webhook::Url("http://h/x".into()));
+        let env = w("webhook: { url_env: HOOK }").unwrap().webhook.unwrap();
+        let source = WebhookSource {
+            url_env: Some("HOOK".into()),
+            ..Default::default()
+        };
+        assert_eq!(env, Webhook::Source(source));
+        let err = w("webhook: { url_var: X }").unwrap_err().to_string();
+        assert!(err.contains("unknown field `url_var`"), "{err}");
+        assert!(w("webhook: 3").is_err());
+        // Each form serialises as it was written.
+        for y in ["webhook: http://h/x\n", "webhook:\n  url_file: u\n"] {
+            assert_eq!(serde_yaml::to_string(&w(y).unwrap()).unwrap(), y);
+        }
+    }
+
+    #[test]
+    fn the_inline_url_is_replaced_in_its_own_form() {
+        let mut url = Webhook::Url("http://a/".into());
+        url.set_inline("http://b/".into());
+        assert_eq!(url.inline(), Some("http://b/"));
+        let mut source = Webhook::Source(WebhookSource {
+            url: Some("http://a/".into()),
+            ..Default::default()
+        });
+        source.set_inline("http://b/".into());
+        assert_eq!(source.inline(), Some("http://b/"));
+        let mut env = Webhook::Source(WebhookSource {
+            url_env: Some("HOOK".into()),
+            ..Default::default()
+        });
+        env.set_inline("http://b/".into());
+        assert_eq!(env.inline(), None);
     }
 }

@@ -11,12 +11,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::inventory::agent::{
-    DirectorConfig, RealServerConfig, RealserverConfig, ServiceConfig,
-    VrrpConfig,
+    DirectorConfig, NotificationConfig, RealServerConfig, RealserverConfig,
+    ServiceConfig, VrrpConfig,
 };
 use crate::inventory::{
     Authentication, Director, Environment, Inventory, Mode, RealServerHost,
     Track, TrackRef, VrrpInstance, effective_priority, service_label,
+    webhook_url,
 };
 
 use super::roles::{self, Init, OnChange, Role, Roles};
@@ -88,6 +89,16 @@ pub enum Error {
         source_name: String,
         /// What to do.
         hint: &'static str,
+    },
+    /// The webhook's URL could not be had (from the environment or a
+    /// file that changed since validation): the field and why, never the
+    /// URL.
+    #[error("{field}: {message}")]
+    Webhook {
+        /// `notification.webhook…`.
+        field: String,
+        /// What is wrong, naming the variable or file.
+        message: String,
     },
     /// A rendered agent configuration does not parse: the template and the
     /// agent disagree. The rendered text is never part of the message: it
@@ -325,8 +336,27 @@ fn director_config(
                     .collect(),
             })
             .collect(),
-        notification: inv.notification.clone(),
+        notification: notification(inv, env, base)?,
     })
+}
+
+/// The inventory's notification for the agent: the webhook's URL
+/// resolved from wherever the inventory takes it.
+fn notification(
+    inv: &Inventory,
+    env: &dyn Environment,
+    base: &Path,
+) -> Result<Option<NotificationConfig>, Error> {
+    let Some(n) = &inv.notification else { return Ok(None) };
+    let webhook = n.webhook.as_ref().map(|w| webhook_url(w, base, env));
+    let webhook = webhook
+        .transpose()
+        .map_err(|p| Error::Webhook { field: p.field, message: p.message })?;
+    Ok(Some(NotificationConfig {
+        email: n.email.clone(),
+        exec: n.exec.clone(),
+        webhook,
+    }))
 }
 
 fn vrrp_config(

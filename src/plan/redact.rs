@@ -53,7 +53,7 @@ mod tests {
             panic!()
         };
         assert_eq!(old, "password: (sensitive)\nx: 1\n");
-        assert_eq!(new, "webhook: http://u:(sensitive)@h/x?t=(sensitive)\n");
+        assert_eq!(new, "webhook: http://(sensitive)@h/(sensitive)\n");
         assert_eq!(new_mode, 0o600);
     }
 }

@@ -11,23 +11,55 @@
 //!   folded plain scalar, a quoted string left open) is dropped, so a
 //!   password with a newline never shows any of its lines, nor how many it
 //!   has.
-//! * **URLs with credentials** (webhooks): the userinfo password and every
-//!   query value are replaced, the scheme, host and path kept, so an
-//!   operator still sees *where* a notification goes.
+//! * **URLs** (webhooks): services put their tokens in the path
+//!   (`/services/T0/B0/XXXX`) as often as in the query, so only the
+//!   scheme, host and port are kept — an operator still sees *where* a
+//!   notification goes — and userinfo, path, query and fragment give way
+//!   to one marker. On the controller the marker carries a keyed
+//!   fingerprint of the whole URL, `/(sensitive:1a2b3c4d5e6f)`, so two
+//!   URLs can be told apart and a changed one is seen in a plan's diff:
+//!   the first [`PRINT_HEX`] hex digits of the HMAC-SHA-256 under the
+//!   controller's key (`.lbdeploy/controller.key`, handed over once with
+//!   [`set_key`]) — the same HMAC a generation's `meta.json` records for
+//!   an inline webhook URL, so the two can be matched. The agent has no
+//!   key and shows the plain marker, `/(sensitive)`.
 //!
 //! [`known`] is the third, narrower tool: it hides given secret values
 //! wherever they appear, for text (a parser's message) whose shape is not
 //! YAML or a URL.
 //!
-//! Everything here is pure; callers apply it at the output edge.
+//! Everything here is pure but for the key, which is set once per process
+//! and only read after; callers apply it at the output edge.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use regex::Regex;
 
+use super::hex::hex;
+use super::hmac::hmac_sha256;
+
 /// What a hidden value reads as.
 pub const HIDDEN: &str = "(sensitive)";
+
+/// How many hex digits of a URL's fingerprint a marker shows: 48 bits,
+/// enough to tell a cluster's few URLs apart at a glance and short enough
+/// to read; without the key, no number of digits says anything of the URL.
+pub const PRINT_HEX: usize = 12;
+
+/// What a URL's fingerprint is computed over, before the URL: the label
+/// under which a generation's `meta.json` records the same HMAC.
+pub const PRINT_LABEL: &str = "notification webhook";
+
+/// The controller's fingerprint key, once known.
+static KEY: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// Give the redaction the controller's key, so URL markers carry a
+/// fingerprint. The first key given stays: every marker a process prints
+/// is under the same key.
+pub fn set_key(key: &[u8]) {
+    let _ = KEY.set(key.to_vec());
+}
 
 /// A key whose value is a secret, at the start of a line, after a sequence
 /// dash, or inside a flow mapping; quoted (JSON) keys too. Group `key`
@@ -39,21 +71,33 @@ static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
     .expect("the pattern is valid")
 });
 
-/// A URL: scheme, optional userinfo, host and path, optional query and
-/// fragment. Quotes and angle brackets end it, as they end a URL in YAML,
-/// JSON and log text.
+/// A URL: scheme, optional userinfo, authority (host and port), optional
+/// path, query and fragment. Quotes and angle brackets end it, as they
+/// end a URL in YAML, JSON and log text.
 static URL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"(?P<base>[A-Za-z][A-Za-z0-9+.-]*://)(?:(?P<user>[^\s/?#@:'"<>]*):(?P<pass>[^\s/?#@'"<>]*)@)?(?P<rest>[^\s?#'"<>]*)(?:\?(?P<query>[^\s#'"<>]*))?(?:#(?P<frag>[^\s'"<>]*))?"#,
+        r#"(?P<base>[A-Za-z][A-Za-z0-9+.-]*://)(?:(?P<user>[^\s/?#@'"<>]*)@)?(?P<host>[^\s/?#@'"<>]*)(?P<path>/[^\s?#'"<>]*)?(?:\?(?P<query>[^\s#'"<>]*))?(?:#(?P<frag>[^\s'"<>]*))?"#,
     )
     .expect("the pattern is valid")
+});
+
+/// A path that is already a marker: redacting twice changes nothing.
+static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^/\(sensitive(?::[0-9a-f]+)?\)$")
+        .expect("the pattern is valid")
 });
 
 /// `text` with every secret key's value and every URL's credentials
 /// hidden. Text without either comes back borrowed.
 pub fn text(text: &str) -> Cow<'_, str> {
+    keyed(text, KEY.get().map(Vec::as_slice))
+}
+
+/// [`text`] with URL markers fingerprinted under `key` (none: the plain
+/// marker); `text` passes the process's key.
+pub fn keyed<'a>(text: &'a str, key: Option<&[u8]>) -> Cow<'a, str> {
     let keys = keys(text);
-    match urls(&keys) {
+    match urls(&keys, key) {
         Cow::Borrowed(_) => keys,
         Cow::Owned(s) => Cow::Owned(s),
     }
@@ -131,43 +175,44 @@ fn closes(s: &str, q: char) -> Option<usize> {
     None
 }
 
-/// Hide the credentials of every URL in `text`.
-fn urls(text: &str) -> Cow<'_, str> {
-    URL.replace_all(text, |m: &regex::Captures<'_>| {
+/// Keep the scheme, host and port of every URL in `text` and hide the
+/// rest behind one marker; a URL with nothing past its port (or `/`)
+/// stays as it is.
+fn urls<'a>(text: &'a str, key: Option<&[u8]>) -> Cow<'a, str> {
+    let out = URL.replace_all(text, |m: &regex::Captures<'_>| {
+        let whole = &m[0];
+        let user = m.name("user").map(|u| u.as_str());
+        let path = m.name("path").map_or("", |p| p.as_str());
+        let (query, frag) = (m.name("query"), m.name("frag"));
+        let plain = user.is_none() && matches!(path, "" | "/");
+        let marked = MARKER.is_match(path) && user.is_none_or(|u| u == HIDDEN);
+        if (plain || marked) && query.is_none() && frag.is_none() {
+            return whole.to_owned();
+        }
         let mut out = m["base"].to_owned();
-        if let Some(user) = m.name("user") {
-            out.push_str(user.as_str());
-            out.push(':');
-            if !m["pass"].is_empty() {
-                out.push_str(HIDDEN);
-            }
+        if user.is_some() {
+            out.push_str(HIDDEN);
             out.push('@');
         }
-        out.push_str(&m["rest"]);
-        if let Some(query) = m.name("query") {
-            out.push('?');
-            out.push_str(&hide_query(query.as_str()));
-        }
-        if m.name("frag").is_some_and(|f| !f.is_empty()) {
-            out.push('#');
-            out.push_str(HIDDEN);
-        }
+        out.push_str(&m["host"]);
+        out.push('/');
+        out.push_str(&marker(whole, key));
         out
-    })
+    });
+    match out {
+        // Only URLs with nothing to hide: the text as it came.
+        Cow::Owned(s) if s == text => Cow::Borrowed(text),
+        out => out,
+    }
 }
 
-/// `a=1&b=2` → `a=(sensitive)&b=(sensitive)`; a parameter without `=` may
-/// itself be a token and is hidden whole.
-fn hide_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _)) => format!("{k}={HIDDEN}"),
-            None if p.is_empty() => String::new(),
-            None => HIDDEN.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+/// The marker of URL `url`: [`HIDDEN`] with the URL's fingerprint under
+/// `key` when there is one.
+fn marker(url: &str, key: Option<&[u8]>) -> String {
+    let Some(key) = key else { return HIDDEN.to_owned() };
+    let message = [PRINT_LABEL.as_bytes(), b"\0", url.as_bytes()].concat();
+    let print = hex(&hmac_sha256(key, &message));
+    format!("(sensitive:{})", &print[..PRINT_HEX])
 }
 
 /// `text` with each of `secrets` hidden wherever it appears — whole, and
@@ -249,18 +294,62 @@ mod tests {
     }
 
     #[test]
-    fn urls_keep_where_and_hide_credentials() {
+    fn urls_keep_scheme_host_and_port_only() {
+        let hide = |t: &str| keyed(t, None).into_owned();
         assert_eq!(
-            super::text(
+            hide(
                 "webhook to http://bot:s3cr%C3%A9t@hooks.example:8080/a/b?token=xyz&v=2#frag failed"
             ),
-            "webhook to http://bot:(sensitive)@hooks.example:8080/a/b?token=(sensitive)&v=(sensitive)#(sensitive) failed"
+            "webhook to http://(sensitive)@hooks.example:8080/(sensitive) failed"
         );
-        assert_eq!(
-            super::text("url: 'http://h/p?tok' x"),
-            "url: 'http://h/p?(sensitive)' x"
-        );
-        assert_eq!(super::text("http://h/p"), "http://h/p");
+        // Slack's token is in the path, others' in the query or a lone
+        // parameter; a userinfo without a password may be one too.
+        for (url, shown) in [
+            ("http://hooks.example/services/T0/B0/XXXXSECRET", "hooks.example"),
+            ("http://h:81/p?tok", "h:81"),
+            ("http://h?token=XXXXSECRET", "h"),
+            (
+                "http://XXXXSECRET@[2001:db8::1]:8080/",
+                "(sensitive)@[2001:db8::1]:8080",
+            ),
+        ] {
+            let out = hide(&format!("url: '{url}' x"));
+            assert_eq!(out, format!("url: 'http://{shown}/(sensitive)' x"));
+        }
+        for bare in
+            ["http://h", "http://h/", "http://[::1]:80/", "a http://h:8/ b"]
+        {
+            assert!(matches!(keyed(bare, None), Cow::Borrowed(_)), "{bare}");
+        }
+    }
+
+    #[test]
+    fn a_keyed_marker_tells_urls_apart_and_says_nothing_without_the_key() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let a = keyed("http://h:8080/services/T0/B0/AAAA", Some(key));
+        let b = keyed("http://h:8080/services/T0/B0/BBBB", Some(key));
+        assert!(a.starts_with("http://h:8080/(sensitive:"), "{a}");
+        assert_eq!(a.len(), "http://h:8080/(sensitive:)".len() + PRINT_HEX);
+        assert_ne!(a, b, "two URLs, two fingerprints");
+        let again = keyed("http://h:8080/services/T0/B0/AAAA", Some(key));
+        assert_eq!(a, again, "one URL, one fingerprint");
+        let other = keyed("http://h:8080/services/T0/B0/AAAA", Some(&[7; 32]));
+        assert_ne!(a, other, "another key, another fingerprint");
+    }
+
+    #[test]
+    fn redacting_twice_changes_nothing() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        for text in [
+            "webhook: http://u:p@h:1/x/y?t=1#f\nnext: 1\n",
+            "http://h/(sensitive) and http://h/x?y",
+            "password: 'x'\n",
+        ] {
+            for key in [None, Some(&key[..])] {
+                let once = keyed(text, key).into_owned();
+                assert_eq!(keyed(&once, key), once, "{text:?}");
+            }
+        }
     }
 
     #[test]

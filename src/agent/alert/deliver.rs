@@ -3,7 +3,14 @@
 //! a task of their own behind a bounded queue: a dead mail server or a
 //! hung webhook never holds up VRRP or the health checks — when the queue
 //! is full, an event is dropped and logged instead.
+//!
+//! What became of them is counted in a [`Deliveries`] record that `agent
+//! status` shows. A failure is described once, with its URL redacted
+//! (`util::redact`: the agent has no key, so scheme, host and port and a
+//! plain marker), and that one text is both logged and recorded: a
+//! webhook's token reaches neither.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -15,7 +22,9 @@ use tracing::Instrument;
 
 use super::event::Event;
 use super::wire::{HttpRequest, http_post, smtp_dialogue};
-use crate::inventory::{Email, Notification};
+use crate::inventory::Email;
+use crate::inventory::agent::NotificationConfig;
+use crate::util::redact;
 
 /// Events waiting for delivery before new ones are dropped.
 pub(crate) const QUEUE: usize = 64;
@@ -23,30 +32,59 @@ pub(crate) const QUEUE: usize = 64;
 /// How long a webhook or exec hook may take.
 pub(crate) const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What became of the notifications since the agent started, for `agent
+/// status`: one count per delivery to one medium.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Deliveries {
+    /// Deliveries that succeeded.
+    pub sent: u64,
+    /// Deliveries that failed.
+    pub failed: u64,
+    /// Events dropped because the queue was full.
+    pub dropped: u64,
+    /// The last failure, as logged: secrets redacted.
+    pub last_failure: Option<String>,
+}
+
+/// The record, shared by the senders (across reloads) and the status.
+pub type DeliveryRecord = Arc<Mutex<Deliveries>>;
+
+/// Change the record; a poisoned lock still holds the counts.
+fn note(record: &DeliveryRecord, f: impl FnOnce(&mut Deliveries)) {
+    f(&mut record.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
 /// Where events go; cloning shares the queue.
 #[derive(Debug, Clone)]
 pub(crate) struct Alerts {
     tx: Option<mpsc::Sender<Event>>,
+    record: DeliveryRecord,
 }
 
 impl Alerts {
-    /// Start delivering to what `config` names; nothing when `None`.
-    pub fn start(config: Option<Notification>) -> Self {
-        let Some(config) = config else { return Self { tx: None } };
+    /// Start delivering to what `config` names, counting in `record`;
+    /// nothing when `None`.
+    pub fn start(
+        config: Option<NotificationConfig>,
+        record: DeliveryRecord,
+    ) -> Self {
+        let Some(config) = config else { return Self { tx: None, record } };
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
+        let counts = record.clone();
         let delivery = async move {
             while let Some(event) = rx.recv().await {
-                deliver(&config, &event).await;
+                deliver(&config, &event, &counts).await;
             }
         };
         tokio::spawn(delivery.in_current_span());
-        Self { tx: Some(tx) }
+        Self { tx: Some(tx), record }
     }
 
     /// Queue `event`; never waits.
     pub fn send(&self, event: Event) {
         let Some(tx) = &self.tx else { return };
         if let Err(e) = tx.try_send(event) {
+            note(&self.record, |d| d.dropped += 1);
             tracing::warn!(
                 "notification dropped, the queue is full or closed: {e}"
             );
@@ -54,27 +92,42 @@ impl Alerts {
     }
 }
 
-async fn deliver(config: &Notification, event: &Event) {
-    if let Some(email) = &config.email
-        && let Err(e) = smtp(email, event).await
-    {
-        tracing::warn!("email notification failed: {e:#}");
+async fn deliver(
+    config: &NotificationConfig,
+    event: &Event,
+    record: &DeliveryRecord,
+) {
+    let mut outcomes = Vec::new();
+    if let Some(email) = &config.email {
+        let r = smtp(email, event).await;
+        outcomes
+            .push(r.map_err(|e| format!("email notification failed: {e:#}")));
     }
-    if let Some(url) = &config.webhook
-        && let Err(e) = webhook(url, event).await
-    {
-        // The URL's token and the error's echo of it stay out of the log.
-        tracing::warn!(
-            "{}",
-            crate::util::redact::text(&format!(
-                "webhook notification to {url} failed: {e:#}"
-            ))
+    if let Some(url) = &config.webhook {
+        let r = webhook(url, event).await;
+        // The error may echo the URL too; the whole line is redacted.
+        outcomes.push(r.map_err(|e| {
+            format!("webhook notification to {url} failed: {e:#}")
+        }));
+    }
+    if let Some(argv) = &config.exec {
+        let r = exec(argv, event).await;
+        outcomes.push(
+            r.map_err(|e| format!("exec notification {argv:?} failed: {e:#}")),
         );
     }
-    if let Some(argv) = &config.exec
-        && let Err(e) = exec(argv, event).await
-    {
-        tracing::warn!("exec notification {argv:?} failed: {e:#}");
+    for outcome in outcomes {
+        match outcome {
+            Ok(()) => note(record, |d| d.sent += 1),
+            Err(failure) => {
+                let failure = redact::text(&failure).into_owned();
+                tracing::warn!("{failure}");
+                note(record, |d| {
+                    d.failed += 1;
+                    d.last_failure = Some(failure);
+                });
+            }
+        }
     }
 }
 
@@ -319,16 +372,20 @@ mod tests {
                 held.push(s);
             }
         });
-        let alerts = Alerts::start(Some(Notification {
-            email: Some(Email {
-                to: vec!["ops@example.org".into()],
-                from: "d1@example.org".into(),
-                smtp_server: format!("127.0.0.1:{port}"),
-                timeout: crate::inventory::Duration::from_secs(30),
+        let record = DeliveryRecord::default();
+        let alerts = Alerts::start(
+            Some(NotificationConfig {
+                email: Some(Email {
+                    to: vec!["ops@example.org".into()],
+                    from: "d1@example.org".into(),
+                    smtp_server: format!("127.0.0.1:{port}"),
+                    timeout: crate::inventory::Duration::from_secs(30),
+                }),
+                exec: None,
+                webhook: None,
             }),
-            exec: None,
-            webhook: None,
-        }));
+            record.clone(),
+        );
         let start = Instant::now();
         for _ in 0..(QUEUE * 2) {
             alerts.send(event());
@@ -338,6 +395,45 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+        // The first event is with the hung server, QUEUE wait: the rest
+        // were dropped, and counted.
+        let dropped = record.lock().unwrap().dropped;
+        assert!(dropped >= (QUEUE - 1) as u64, "{dropped}");
+    }
+
+    /// A failed webhook is logged and recorded once, its path and query
+    /// behind the agent's marker; a delivered one is counted.
+    #[tokio::test]
+    async fn failures_are_recorded_redacted_and_successes_counted() {
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let record = DeliveryRecord::default();
+        let config = NotificationConfig {
+            webhook: Some(format!(
+                "http://127.0.0.1:{port}/services/T0/XXXXSECRET?token=YYYY"
+            )),
+            ..Default::default()
+        };
+        deliver(&config, &event(), &record).await;
+        let d = record.lock().unwrap().clone();
+        assert_eq!((d.sent, d.failed), (0, 1));
+        let failure = d.last_failure.unwrap();
+        assert!(
+            failure.starts_with(&format!(
+                "webhook notification to http://127.0.0.1:{port}/(sensitive) \
+                 failed: "
+            )),
+            "{failure}"
+        );
+        assert!(!failure.contains("SECRET") && !failure.contains("YYYY"));
+
+        let exec = NotificationConfig {
+            exec: Some(vec!["/bin/true".into()]),
+            ..Default::default()
+        };
+        deliver(&exec, &event(), &record).await;
+        assert_eq!(record.lock().unwrap().sent, 1);
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::agent::alert::deliver::Alerts;
+use crate::agent::alert::deliver::{Alerts, DeliveryRecord};
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
@@ -82,6 +82,8 @@ pub struct Forward {
     pub tx: mpsc::Sender<Msg>,
     /// The loop's latest snapshot.
     pub snapshot: Arc<Mutex<Snapshot>>,
+    /// What became of the notifications, kept across reloads.
+    pub deliveries: DeliveryRecord,
     /// The loop's task.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -91,15 +93,17 @@ pub struct Forward {
 pub fn spawn(changes: mpsc::UnboundedReceiver<StateChange>) -> Forward {
     let (tx, rx) = mpsc::channel(8);
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-    let task =
-        tokio::spawn(run(rx, changes, snapshot.clone()).in_current_span());
-    Forward { tx, snapshot, task }
+    let deliveries = DeliveryRecord::default();
+    let run = run(rx, changes, snapshot.clone(), deliveries.clone());
+    let task = tokio::spawn(run.in_current_span());
+    Forward { tx, snapshot, deliveries, task }
 }
 
 /// Everything the loop owns.
 struct Loop {
     config: Option<DirectorConfig>,
     alerts: Alerts,
+    deliveries: DeliveryRecord,
     checks: Option<Checks>,
     /// Each service's real servers, up or not; keyed by service first so
     /// that a lookup by `&str` allocates nothing.
@@ -120,11 +124,13 @@ async fn run(
     mut rx: mpsc::Receiver<Msg>,
     mut changes: mpsc::UnboundedReceiver<StateChange>,
     snapshot: Arc<Mutex<Snapshot>>,
+    deliveries: DeliveryRecord,
 ) {
     let (check_tx, mut check_rx) = mpsc::channel::<Transition>(256);
     let mut l = Loop {
         config: None,
-        alerts: Alerts::start(None),
+        alerts: Alerts::start(None, deliveries.clone()),
+        deliveries,
         checks: None,
         health: BTreeMap::new(),
         quorum: BTreeMap::new(),
@@ -171,7 +177,8 @@ impl Loop {
         config: DirectorConfig,
         tx: mpsc::Sender<Transition>,
     ) {
-        self.alerts = Alerts::start(config.notification.clone());
+        self.alerts =
+            Alerts::start(config.notification.clone(), self.deliveries.clone());
         if let Some(mut old) = self.checks.take() {
             old.stop();
         }

@@ -409,10 +409,17 @@ impl runtime::Worker<DirectorConfig> for Worker {
         let forwarding = self.forward.as_ref().map(|f| {
             f.snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone()
         });
+        let notifications = self.forward.as_ref().map(|f| {
+            f.deliveries.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        });
         Report {
             healthy: self.running.iter().all(|(_, h)| !h.task.is_finished())
                 && self.forward.as_ref().is_none_or(|f| !f.task.is_finished()),
-            details: json!({ "vrrp_instances": instances, "forwarding": forwarding }),
+            details: json!({
+                "vrrp_instances": instances,
+                "forwarding": forwarding,
+                "notifications": notifications,
+            }),
         }
     }
 }

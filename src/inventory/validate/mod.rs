@@ -12,8 +12,9 @@
 //! (virtual services, real servers, quorum), `check` (one rules
 //! function per check kind), `text` (the rule of every string: no control
 //! characters, bounded length) and `notification` (mailboxes, the webhook
-//! URL, the exec hook); `environment` holds [`Environment`] and
-//! [`System`]. The children import nothing from this file, so the
+//! URL resolved from wherever it comes, the exec hook); `environment`
+//! holds [`Environment`], [`System`] and the reader of secret files.
+//! The children import nothing from this file, so the
 //! dependencies run one way.
 
 mod check;
@@ -30,13 +31,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-pub use environment::{Environment, System};
+pub use environment::{Environment, System, secret_file};
 pub(crate) use text::forbidden_char;
 pub use vrrp::effective_priority;
 
 use super::diag::Finding;
 use super::schema::{Inventory, VirtualService};
 use hosts::hosts;
+pub use notification::{WebhookProblem, webhook_url};
 use notification::{hooks, notification};
 use service::virtual_service;
 use sync_group::vrrp_sync_groups;
@@ -93,7 +95,7 @@ pub fn validate(
         virtual_service(inv, vs, &path, &vips, &mut out);
     }
     if let Some(n) = &inv.notification {
-        notification(n, &mut out);
+        notification(n, base, env, &mut out);
     }
     out
 }

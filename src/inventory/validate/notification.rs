@@ -6,11 +6,21 @@
 //! enough: a CR/LF in an address once added recipients to the SMTP
 //! dialogue (issue #17, finding 5), and an `https://` URL passed
 //! validation only to be refused by the agent at every event (finding 10).
+//!
+//! A webhook's URL may come from the controller's environment or a file
+//! (`url_env`, `url_file`), so that its token never sits in the
+//! inventory; [`webhook_url`] resolves it — for validation here and for
+//! the rendering of the agents' files alike — and checks what it finds
+//! exactly as an inline URL is checked.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 
+use super::environment::Environment;
 use crate::inventory::diag::Finding;
-use crate::inventory::schema::{Notification, NotifyHooks};
+use crate::inventory::schema::{
+    Notification, NotifyHooks, Webhook, WebhookSource,
+};
 
 /// RFC 5321 §4.5.3.1.1: the longest local part, in octets.
 pub(crate) const LOCAL_PART_MAX: usize = 64;
@@ -19,9 +29,28 @@ pub(crate) const LOCAL_PART_MAX: usize = 64;
 pub(crate) const MAILBOX_MAX: usize = 254;
 /// RFC 1035 §2.3.4: the longest label of a domain name.
 const LABEL_MAX: usize = 63;
+/// The longest webhook URL, in bytes: as long as any inline string of the
+/// inventory may be (`text::TEXT_MAX`), whichever source it comes from.
+pub(crate) const URL_MAX: usize = 4096;
+/// The largest `url_file`: the longest URL and its trailing newline.
+pub(crate) const URL_FILE_MAX: u64 = URL_MAX as u64 + 1;
 
-/// Every notification rule.
-pub(crate) fn notification(n: &Notification, out: &mut Vec<Finding>) {
+/// A webhook whose URL could not be had: the field to blame and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookProblem {
+    /// The field path, `notification.webhook…`.
+    pub field: String,
+    /// What is wrong, naming the variable or file, never the URL.
+    pub message: String,
+}
+
+/// Every notification rule; `base` resolves a relative `url_file`.
+pub(crate) fn notification(
+    n: &Notification,
+    base: &Path,
+    env: &dyn Environment,
+    out: &mut Vec<Finding>,
+) {
     if let Some(email) = &n.email {
         let addrs =
             email.to.iter().enumerate().map(|(i, a)| (format!("to[{i}]"), a));
@@ -43,10 +72,10 @@ pub(crate) fn notification(n: &Notification, out: &mut Vec<Finding>) {
             ));
         }
     }
-    if let Some(url) = &n.webhook
-        && let Err(why) = webhook(url)
+    if let Some(w) = &n.webhook
+        && let Err(p) = webhook_url(w, base, env)
     {
-        out.push(Finding::error("notification.webhook", why));
+        out.push(Finding::error(p.field, p.message));
     }
     if let Some(argv) = &n.exec {
         program(argv, "notification.exec", out);
@@ -66,6 +95,70 @@ pub(crate) fn hooks(h: &NotifyHooks, path: &str, out: &mut Vec<Finding>) {
             program(argv, &format!("{path}.{field}"), out);
         }
     }
+}
+
+/// The URL `w` gives — inline, or read from the controller's environment
+/// or a file (`base` resolves a relative one, one trailing newline is
+/// dropped) — checked as `webhook` checks an inline one.
+///
+/// # Errors
+/// No source or several, a variable unset or empty, a file that cannot be
+/// used, or a URL the agent cannot deliver to; the message names the
+/// variable or file the URL came from and never quotes the URL.
+pub fn webhook_url(
+    w: &Webhook,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<String, WebhookProblem> {
+    let at = |field: &str, message: String| WebhookProblem {
+        field: format!("notification.webhook{field}"),
+        message,
+    };
+    let (field, from, url) = match w {
+        Webhook::Url(url) => ("", String::new(), url.clone()),
+        Webhook::Source(s) => match s {
+            WebhookSource { url: Some(url), url_env: None, url_file: None } => {
+                (".url", String::new(), url.clone())
+            }
+            WebhookSource { url: None, url_env: Some(var), url_file: None } => {
+                let url = env.var(var).filter(|v| !v.is_empty());
+                let url = url.ok_or_else(|| {
+                    at(
+                        ".url_env",
+                        format!(
+                            "environment variable `{var}` is not set or \
+                             empty — export the webhook's URL in it before \
+                             running lbdeploy"
+                        ),
+                    )
+                })?;
+                (".url_env", format!("the URL in `${var}`: "), url)
+            }
+            WebhookSource { url: None, url_env: None, url_file: Some(f) } => {
+                let path = base.join(f);
+                let text = env.read_secret(&path, URL_FILE_MAX);
+                let text = text.map_err(|why| {
+                    at(
+                        ".url_file",
+                        format!("cannot use `{}`: {why}", path.display()),
+                    )
+                })?;
+                let url = text.strip_suffix('\n').unwrap_or(&text).to_owned();
+                let from = format!("the URL in `{}`: ", path.display());
+                (".url_file", from, url)
+            }
+            _ => {
+                return Err(at(
+                    "",
+                    "give the URL exactly one way: `url`, `url_env` or \
+                     `url_file`"
+                        .into(),
+                ));
+            }
+        },
+    };
+    webhook(&url).map_err(|why| at(field, format!("{from}{why}")))?;
+    Ok(url)
 }
 
 /// A hook's argv: a program by its absolute path (the agent runs it
@@ -150,6 +243,15 @@ fn ldh_label(label: &str) -> bool {
 /// # Errors
 /// The message for the finding.
 pub(crate) fn webhook(raw: &str) -> Result<(), String> {
+    if raw.len() > URL_MAX {
+        return Err(format!(
+            "the URL is {} bytes long, at most {URL_MAX}",
+            raw.len()
+        ));
+    }
+    if raw.is_empty() {
+        return Err("the URL is empty — write http://host/path".into());
+    }
     if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("the URL contains a space or a control character — \
                     percent-encode it (%20)"
@@ -184,7 +286,152 @@ pub(crate) fn webhook(raw: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
     use super::*;
+
+    /// Variables from a map; files from the file system (the trait's
+    /// reader of secret files).
+    struct Vars(HashMap<&'static str, &'static str>);
+
+    impl Environment for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|v| (*v).to_owned())
+        }
+
+        fn read_file(&self, _: &Path) -> Option<String> {
+            None
+        }
+    }
+
+    const TOKEN: &str = "XXXXSECRET";
+
+    fn env_of(name: &str) -> Webhook {
+        Webhook::Source(WebhookSource {
+            url_env: Some(name.into()),
+            ..Default::default()
+        })
+    }
+
+    fn file_of(path: &str) -> Webhook {
+        Webhook::Source(WebhookSource {
+            url_file: Some(path.into()),
+            ..Default::default()
+        })
+    }
+
+    /// A fresh directory holding `url` with `text` and mode 0600.
+    fn dir_with(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("lbd-webhook-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("url");
+        std::fs::write(&path, text).unwrap();
+        let perms = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&path, perms).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_url_from_the_environment_is_checked_like_an_inline_one() {
+        let url = format!("http://hooks.example/services/T0/B0/{TOKEN}");
+        let url: &'static str = url.leak();
+        let env = Vars(HashMap::from([
+            ("HOOK", url),
+            ("EMPTY", ""),
+            ("TLS", "https://hooks.example/x"),
+        ]));
+        let base = Path::new("/nonexistent");
+        assert_eq!(
+            webhook_url(&env_of("HOOK"), base, &env).as_deref(),
+            Ok(url)
+        );
+        for (var, says) in [
+            ("UNSET", "`UNSET` is not set or empty"),
+            ("EMPTY", "`EMPTY` is not set or empty"),
+            ("TLS", "the URL in `$TLS`: https:// webhooks are not supported"),
+        ] {
+            let p = webhook_url(&env_of(var), base, &env).unwrap_err();
+            assert_eq!(p.field, "notification.webhook.url_env");
+            assert!(
+                p.message.starts_with("environment variable")
+                    || p.message.starts_with("the URL in"),
+                "{}",
+                p.message
+            );
+            assert!(p.message.contains(says), "{}", p.message);
+        }
+    }
+
+    #[test]
+    fn a_url_from_a_file_loses_one_trailing_newline_only() {
+        let dir =
+            dir_with("newline", &format!("http://h:81/p?token={TOKEN}\n"));
+        let env = Vars(HashMap::new());
+        let got = webhook_url(&file_of("url"), &dir, &env);
+        assert_eq!(got.as_deref().map(|u| u.ends_with(TOKEN)), Ok(true));
+        std::fs::write(dir.join("url"), "http://h/p\n\n").unwrap();
+        let p = webhook_url(&file_of("url"), &dir, &env).unwrap_err();
+        assert_eq!(p.field, "notification.webhook.url_file");
+        assert!(p.message.contains("control character"), "{}", p.message);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_linked_or_oversized_url_file_is_refused_by_name() {
+        let dir = dir_with("bad", &format!("http://h/{TOKEN}"));
+        let env = Vars(HashMap::new());
+        let refuse = |w: &Webhook| webhook_url(w, &dir, &env).unwrap_err();
+        std::os::unix::fs::symlink(dir.join("url"), dir.join("link")).unwrap();
+        let big = format!("http://h/{}", "x".repeat(URL_MAX));
+        std::fs::write(dir.join("big"), &big).unwrap();
+        let perms = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(dir.join("big"), perms).unwrap();
+        for (file, says) in [
+            ("missing", "no such file"),
+            ("link", "symbolic link"),
+            ("big", &format!("larger than {URL_FILE_MAX} bytes")),
+        ] {
+            let p = refuse(&file_of(file));
+            assert_eq!(p.field, "notification.webhook.url_file");
+            let named = format!("cannot use `{}`", dir.join(file).display());
+            assert!(p.message.starts_with(&named), "{}", p.message);
+            assert!(p.message.contains(says), "{}", p.message);
+            assert!(!p.message.contains(TOKEN), "{}", p.message);
+        }
+        // The longest URL a file may hold, with its newline, is taken.
+        let longest = format!("http://h/{}", "x".repeat(URL_MAX - 9));
+        std::fs::write(dir.join("big"), format!("{longest}\n")).unwrap();
+        assert_eq!(webhook_url(&file_of("big"), &dir, &env), Ok(longest));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_webhook_gives_its_url_exactly_one_way() {
+        let env = Vars(HashMap::from([("HOOK", "http://h/x")]));
+        let base = Path::new("/nonexistent");
+        let both = Webhook::Source(WebhookSource {
+            url: Some("http://h/x".into()),
+            url_env: Some("HOOK".into()),
+            url_file: None,
+        });
+        for w in [both, Webhook::Source(WebhookSource::default())] {
+            let p = webhook_url(&w, base, &env).unwrap_err();
+            assert_eq!(p.field, "notification.webhook");
+            assert!(p.message.contains("exactly one way"), "{}", p.message);
+        }
+        let inline = Webhook::Source(WebhookSource {
+            url: Some("ftp://h/x".into()),
+            ..Default::default()
+        });
+        let p = webhook_url(&inline, base, &env).unwrap_err();
+        assert_eq!(p.field, "notification.webhook.url");
+        let p = webhook_url(&Webhook::Url("".into()), base, &env).unwrap_err();
+        assert_eq!(p.field, "notification.webhook");
+    }
 
     #[test]
     fn mailboxes_follow_rfc_5321() {
