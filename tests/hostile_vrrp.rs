@@ -6,6 +6,11 @@
 //! minute; a full log file system costs log lines, counted, and never an
 //! advert or a status answer.
 //!
+//! Over IPv6 the same holds with unicast peers (the filter reads the
+//! IPv6 source through `SKF_NET_OFF`); over multicast, where the peers'
+//! link-local addresses are not configured, a stranger reaches the checks
+//! in user space — shown, not hidden.
+//!
 //! The client is the stranger (it is on the segment, not a director);
 //! keepalived02, the backup, is the peer. Packets are built with the
 //! crate's own codec and sent by a small bounded Python program on a raw
