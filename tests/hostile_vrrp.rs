@@ -6,6 +6,11 @@
 //! minute; a full log file system costs log lines, counted, and never an
 //! advert or a status answer.
 //!
+//! Over IPv6 the same holds with unicast peers (the filter reads the
+//! IPv6 source through `SKF_NET_OFF`); over multicast, where the peers'
+//! link-local addresses are not configured, a stranger reaches the checks
+//! in user space — shown, not hidden.
+//!
 //! The client is the stranger (it is on the segment, not a director);
 //! keepalived02, the backup, is the peer. Packets are built with the
 //! crate's own codec and sent by a small bounded Python program on a raw
@@ -14,16 +19,17 @@
 use std::time::{Duration, Instant};
 
 use lbdeploy::agent::vrrp::packet::{
-    Advert, AdvertV2, Auth, PseudoHeader, V3Checksum, Version,
+    Addrs, Advert, AdvertV2, AdvertV3, Auth, PseudoHeader, V3Checksum, Version,
 };
 use serde_json::Value;
 
 use crate::lab_or_skip;
+use crate::support::inventory::Inventory;
 use crate::support::lab::TestLab;
 use crate::support::subnet::Subnet;
 use crate::vrrp_lab::{
-    PASSWORD, agent_status, election_bound, holders, instance, logs, vrrp,
-    wait_sole_holder,
+    PASSWORD, agent_status, election_bound, holders, instance, logs,
+    takeover_bound, vrrp, wait_sole_holder,
 };
 
 /// The flood's rate: what the audit sent (~39k/s).
@@ -60,9 +66,11 @@ fn advert(s: Subnet, priority: u8, password: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// Send `msg` from `host` to `dst` (unicast or 224.0.0.18) with TTL 255,
-/// `rate` a second for `secs` seconds at most, paced every millisecond;
-/// prints how many went out. Bounded in count and in time.
+/// Send `msg` from `host` to `dst` (unicast, 224.0.0.18, or an IPv6
+/// address on eth0: the kernel picks the source the checksum must name)
+/// with TTL / hop limit 255, `rate` a second for `secs` seconds at most,
+/// paced every millisecond; prints how many went out. Bounded in count
+/// and in time.
 fn send(
     lab: &TestLab,
     host: &str,
@@ -72,12 +80,20 @@ fn send(
     secs: f64,
 ) -> u64 {
     let hex: String = msg.iter().map(|b| format!("{b:02x}")).collect();
+    let open = if dst.contains(':') {
+        "s=socket.socket(socket.AF_INET6,socket.SOCK_RAW,112)\n\
+         s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_UNICAST_HOPS,255)\n\
+         s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_HOPS,255)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b'eth0')\n"
+    } else {
+        "s=socket.socket(socket.AF_INET,socket.SOCK_RAW,112)\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,255)\n\
+         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,255)\n"
+    };
     let script = format!(
         "import socket,time\n\
          p=bytes.fromhex('{hex}')\n\
-         s=socket.socket(socket.AF_INET,socket.SOCK_RAW,112)\n\
-         s.setsockopt(socket.IPPROTO_IP,socket.IP_TTL,255)\n\
-         s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,255)\n\
+         {open}\
          rate,secs,n={rate},{secs},0\n\
          t0=time.monotonic()\n\
          while n<rate*secs:\n\
@@ -132,14 +148,38 @@ fn a_stranger_with_the_password_and_priority_254_changes_nothing() {
         - counter(&before[1], "adverts_received");
     assert!((4..=8).contains(&heard), "{heard} adverts heard in ~6 s");
 
-    send(&lab, "keepalived02", &advert(s, 254, "wrong"), &s.addr(11), 5, 1.0);
-    std::thread::sleep(Duration::from_millis(300));
-    let counted = instance(&lab, "keepalived01");
-    assert_eq!(
-        counter(&counted, "auth_failures"),
-        counter(&before[0], "auth_failures") + 5,
-        "a peer's packets must reach the checks: {counted}"
+    let wrong = advert(s, 254, "wrong");
+    reach_the_checks(
+        &lab,
+        "keepalived02",
+        &wrong,
+        &s.addr(11),
+        "auth_failures",
     );
+}
+
+/// Send five copies of `msg` from `from` to `dst` and wait, two seconds
+/// at most, until keepalived01 has counted all five under `key`: proof
+/// they passed its socket filter and met the checks in user space.
+/// Returns the instance's status then.
+fn reach_the_checks(
+    lab: &TestLab,
+    from: &str,
+    msg: &[u8],
+    dst: &str,
+    key: &str,
+) -> Value {
+    let before = counter(&instance(lab, "keepalived01"), key);
+    send(lab, from, msg, dst, 5, 1.0);
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = instance(lab, "keepalived01");
+        if counter(&now, key) == before + 5 {
+            return now;
+        }
+        assert!(Instant::now() < until, "{key}: 5 sent, not counted: {now}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// CPU seconds (user + system) `host`'s agent has used.
@@ -322,4 +362,165 @@ fn a_full_log_file_system_drops_lines_and_nothing_else() {
         assert!(Instant::now() < until, "the log did not resume: {tail}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The stranger's flood over IPv6: how many a second, and for how long.
+/// Enough to swamp an agent that read them (the IPv4 flood's rate), short
+/// enough to leave the lab lock soon.
+const FLOOD6_RATE: u32 = 40_000;
+const FLOOD6_FOR: Duration = Duration::from_secs(5);
+
+/// A v3 advert for VRID 51 with `priority` and the IPv6 VIP, its checksum
+/// over the pseudo-header from `src` to `dst`.
+fn advert6(s: Subnet, priority: u8, src: &str, dst: &str) -> Vec<u8> {
+    let ip = PseudoHeader::V6 {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+    };
+    Advert::V3(AdvertV3 {
+        vrid: 51,
+        priority,
+        max_adver_int: 100,
+        addrs: Addrs::V6(vec![s.vip6().parse().unwrap()]),
+    })
+    .encode(&ip, V3Checksum::Rfc5798)
+    .unwrap()
+}
+
+/// How many VRRP packets from `src` `host`'s eth0 sees while `during`
+/// runs: tcpdump, given half a second to start before it and stopped
+/// `listen` after it began (bounded; no signal to any process by name).
+fn seen_on_wire<T: Send>(
+    lab: &TestLab,
+    host: &str,
+    src: &str,
+    listen: Duration,
+    during: impl FnOnce() -> T + Send,
+) -> (u64, T) {
+    let cmd = format!(
+        "timeout {} tcpdump -i eth0 -nn -l 'ip6 and src host {src} and \
+         ip6 proto 112' 2>/dev/null | wc -l",
+        listen.as_secs_f64()
+    );
+    std::thread::scope(|scope| {
+        let tcpdump = scope.spawn(|| lab.exec_ok(host, &cmd));
+        std::thread::sleep(Duration::from_millis(500));
+        let result = during();
+        let seen = tcpdump.join().unwrap();
+        (seen.trim().parse().unwrap(), result)
+    })
+}
+
+/// VRRPv3 over IPv6 with unicast peers: the master's socket filter reads
+/// the 16-byte IPv6 source through `SKF_NET_OFF` (an IPv6 raw socket's
+/// data starts past the IPv6 header) and admits its peer only. The
+/// client — on the segment, not a director — floods the master with
+/// valid priority-254 adverts and sends the backup a few: tcpdump sees
+/// them arrive, yet nothing changes and no counter moves, not even
+/// `strangers` (the check in user space behind the filter): the kernel
+/// dropped them all. The control: the backup's packets (a broken
+/// checksum) reach the master's checks and are counted, and the backup
+/// hears the master's adverts all along.
+#[test]
+fn r17_ipv6_strangers_are_dropped_in_the_kernel() {
+    let s = Subnet::allocate();
+    let lab =
+        lab_or_skip!("hostile-vrrp6", Inventory::example(s).ipv6().unicast());
+    for (host, me) in
+        [("keepalived01", 11), ("keepalived02", 12), ("client", 100)]
+    {
+        lab.exec_ok(
+            host,
+            &format!("ip -6 addr add {}/64 dev eth0 nodad", s.addr6(me)),
+        );
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip6();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V3));
+    let (master, backup, stranger) = (s.addr6(11), s.addr6(12), s.addr6(100));
+    let before =
+        [instance(&lab, "keepalived01"), instance(&lab, "keepalived02")];
+    let cpu0 = agent_cpu(&lab, "keepalived01");
+    let secs = FLOOD6_FOR.as_secs_f64();
+    let evil = advert6(s, 254, &stranger, &master);
+    let t0 = Instant::now();
+    let listen = FLOOD6_FOR + Duration::from_secs(3);
+    let (seen, sent) =
+        seen_on_wire(&lab, "keepalived01", &stranger, listen, || {
+            send(&lab, "client", &evil, &master, FLOOD6_RATE, secs)
+        });
+    let took = t0.elapsed().as_secs_f64();
+    let cpu = agent_cpu(&lab, "keepalived01") - cpu0;
+    eprintln!(
+        "IPv6 flood from a stranger, {FLOOD6_RATE}/s for {FLOOD6_FOR:?}: \
+         {sent} sent, {seen} seen on the master's wire, master's agent \
+         {:.1}% of a core, before any check",
+        100.0 * cpu / took
+    );
+    let to_backup = advert6(s, 254, &stranger, &backup);
+    send(&lab, "client", &to_backup, &backup, 20, 1.0);
+    // Past the backup's Master_Down_Interval: a priority-254 master
+    // heard by either would have changed something by now.
+    std::thread::sleep(takeover_bound(Version::V3));
+    let after =
+        [instance(&lab, "keepalived01"), instance(&lab, "keepalived02")];
+    assert_eq!(after[0]["state"], "MASTER", "{}", logs(&lab));
+    assert_eq!(after[1]["state"], "BACKUP");
+    assert_eq!(holders(&lab, &vip), ["keepalived01"]);
+    // The flood reached the master's interface (tcpdump's own socket may
+    // miss some at this rate); none of it reached the agent.
+    assert!(seen * 2 >= sent, "{seen} of {sent} seen on the wire");
+    for (b, a) in before.iter().zip(&after) {
+        for key in [
+            "transitions",
+            "strangers",
+            "auth_failures",
+            "bad_ttl",
+            "bad_checksum",
+            "other_errors",
+        ] {
+            assert_eq!(counter(a, key), counter(b, key), "{key}: {a}");
+        }
+    }
+    let heard = counter(&after[1], "adverts_received")
+        - counter(&before[1], "adverts_received");
+    let span = t0.elapsed().as_secs_f64();
+    assert!(heard as f64 + 2.0 >= span, "{heard} adverts heard in {span:.1} s");
+
+    let mut broken = advert6(s, 254, &backup, &master);
+    broken[6] ^= 0x55;
+    reach_the_checks(&lab, "keepalived02", &broken, &master, "bad_checksum");
+}
+
+/// `host`'s link-local address on eth0.
+fn link_local(lab: &TestLab, host: &str) -> String {
+    let out = lab.exec_ok(host, "ip -6 -o addr show dev eth0 scope link");
+    let addr = out.split_whitespace().nth(3).and_then(|a| a.split('/').next());
+    addr.unwrap_or_else(|| panic!("no link-local address: {out}")).to_owned()
+}
+
+/// What is not filtered, shown: an IPv6 instance over multicast lists
+/// nobody to accept from (its peers' link-local addresses are not in the
+/// inventory), says so once in its log, and a stranger's packets reach
+/// its checks in user space — here five with a broken checksum, each
+/// counted, nothing changed. Unicast peers are what give IPv6 the
+/// kernel's filter (the test above).
+#[test]
+fn r17_ipv6_multicast_is_checked_in_user_space_only() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("hostile-vrrp6-mcast", Inventory::example(s).ipv6());
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip6();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V3));
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    assert!(log.contains("adverts are not filtered by source"), "{log}");
+    let before = instance(&lab, "keepalived01");
+    let group = "ff02::12";
+    let mut broken = advert6(s, 254, &link_local(&lab, "client"), group);
+    broken[6] ^= 0x55;
+    let after =
+        reach_the_checks(&lab, "client", &broken, group, "bad_checksum");
+    assert_eq!(counter(&after, "strangers"), counter(&before, "strangers"));
+    assert_eq!(after["state"], "MASTER");
+    assert_eq!(holders(&lab, &vip), ["keepalived01"]);
 }

@@ -8,7 +8,22 @@
 //!
 //! The program reads the source through `SKF_NET_OFF`, the network header
 //! whatever the socket's family delivers (an IPv6 raw socket's data starts
-//! past the IPv6 header), so one shape serves both families.
+//! past the IPv6 header: the filter sees the VRRP message, and an
+//! ordinary load could not reach the source), so one shape serves both
+//! families: one 32-bit load and compare for an IPv4 source, four for an
+//! IPv6 one. The lab shows the kernel doing it for IPv6
+//! (`hostile_vrrp::r17_ipv6_strangers_are_dropped_in_the_kernel`).
+//!
+//! What it lists is the configuration's `accept_from`: the other
+//! directors' addresses, or the unicast peers. An IPv6 instance over
+//! multicast lists nobody and gets no filter: its peers speak from their
+//! link-local addresses, which the inventory does not hold, and the ones
+//! gathered from a host at `plan` time are a snapshot — a director whose
+//! link-local address changes later (a new MAC, stable-privacy or random
+//! address generation, a re-created interface) would be silenced by a
+//! filter built from it, and a silenced peer is a second master. Such an
+//! instance relies on the checks in user space; unicast peers give it
+//! the filter.
 
 use std::net::IpAddr;
 
@@ -17,8 +32,25 @@ use crate::agent::check::syn::Insn;
 /// The most sources one filter lists. An instance's peers are its other
 /// directors, a handful; the bound keeps every jump within classic BPF's
 /// 8-bit offsets (an IPv6 source costs 8 instructions) and the program far
-/// below the kernel's 4096 instructions.
+/// below the kernel's `BPF_MAXINSNS` (4096) instructions.
 pub(crate) const MAX_SOURCES: usize = 30;
+
+/// `BPF_MAXINSNS` (linux/bpf_common.h): the longest classic program the
+/// kernel attaches.
+const BPF_MAXINSNS: usize = 4096;
+
+/// The length of the program for `n` sources of `words` 32-bit words
+/// each (1 for IPv4, 4 for IPv6): a load and a jump per word, then drop
+/// and pass.
+const fn program_len(words: usize, n: usize) -> usize {
+    2 * words * n + 2
+}
+
+// The bound, checked where it is set: every jump (at most the program's
+// length less three: from the first block's last word to "pass") fits
+// classic BPF's u8 offsets, and the longest program the kernel's limit.
+const _: () = assert!(program_len(4, MAX_SOURCES) - 3 <= u8::MAX as usize);
+const _: () = assert!(program_len(4, MAX_SOURCES) <= BPF_MAXINSNS);
 
 /// `SKF_NET_OFF` (linux/filter.h): absolute loads from this offset on
 /// read the network header.
@@ -70,7 +102,7 @@ pub(crate) fn source_filter(
         IpAddr::V6(_) => (4, SRC_V6),
     };
     let block = 2 * words;
-    let pass = block * sources.len() + 1;
+    let pass = program_len(words, sources.len()) - 1;
     let mut program = Vec::with_capacity(pass + 1);
     for (b, source) in sources.iter().enumerate() {
         let octets: Vec<u8> = match source {
@@ -166,6 +198,32 @@ mod tests {
         // Each word differing alone is enough to drop.
         for p in ["fd01::12", "fd00:0:1::12", "fd00::1:0:0:12", "fd00::14"] {
             assert!(!passes(&program, &v6(p.parse().unwrap())), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_program_is_a_load_and_a_jump_per_word_then_drop_and_pass() {
+        for (peers, words) in [
+            (ips(&["10.0.0.12"]), 1),
+            (ips(&["10.0.0.12", "10.0.0.13", "10.0.0.14"]), 1),
+            (ips(&["fe80::12", "fd00::13"]), 4),
+        ] {
+            let program = source_filter(&peers).unwrap().unwrap();
+            assert_eq!(program.len(), 2 * words * peers.len() + 2);
+            let (last, body) = program.split_last().unwrap();
+            assert_eq!((last.code, last.k), (RET_K, u32::MAX));
+            assert_eq!(
+                (body[body.len() - 1].code, body[body.len() - 1].k),
+                (RET_K, 0)
+            );
+            // Every load reads the source in the network header, never
+            // the packet's data (the VRRP message, for IPv6).
+            let base = if words == 1 { SRC_V4 } else { SRC_V6 };
+            for load in body.iter().filter(|i| i.code == LD_W_ABS) {
+                assert!(
+                    (NET_OFF + base..NET_OFF + base + 16).contains(&load.k)
+                );
+            }
         }
     }
 

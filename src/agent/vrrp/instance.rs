@@ -351,6 +351,14 @@ async fn changed(states: &mut [Source]) -> usize {
 
 impl Looper {
     async fn run(mut self, mut ctl_rx: mpsc::Receiver<InstanceMsg>) {
+        if self.s.accept.is_empty() {
+            // Said once, so the posture is in the log (see `filter`).
+            tracing::info!(
+                "adverts are not filtered by source: no peer addresses \
+                 configured (IPv6 over multicast, or a lone director); \
+                 unicast peers give the kernel's filter"
+            );
+        }
         let present = match self.net.addresses().await {
             Ok(p) => p,
             Err(e) => {
