@@ -1,6 +1,6 @@
 //! keepalived's `enable_script_security`, as `script_security: true`: the
-//! agent runs scripts, checks and hooks as root, so a program that anyone
-//! but root can replace — the file, or any directory on its path, owned by
+//! agent runs scripts, checks and hooks as root (unless they have a script
+//! user), so a program that anyone but root can replace — the file, or any directory on its path, owned by
 //! another user or writable by one — is a way to root. With the setting
 //! on, such a configuration is refused when it is loaded (at start: the
 //! agent does not start, and `apply` rolls the host back; at reload: the
@@ -16,7 +16,9 @@
 //! A program with a script user (`script_user`, or its own `user`) runs
 //! as that user; that user may then not replace it either: a file or
 //! directory writable by the user's group counts even when the group is
-//! root's. And whatever `script_security` says, every script user must be
+//! root's. keepalived skips the check for a program that runs as neither
+//! uid 0 nor gid 0; lbdeploy does not, since whoever may replace such a
+//! program acts as its user. And whatever `script_security` says, every script user must be
 //! on the host (`/etc/passwd`, [`accounts`]), must be able to run its
 //! program (search on each directory, execute on the file, by owner,
 //! group or other as the kernel would judge it: [`runnable`], pure), and

@@ -286,10 +286,8 @@ fn portable_name(name: &str, what: &str) -> Result<(), String> {
         !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     });
     if let Some(c) = bad {
-        return Err(format!(
-            "the {what} name `{}` holds {c:?} — use {hint}",
-            name.escape_debug()
-        ));
+        // Not quoted: the name may be hostile (escape sequences).
+        return Err(format!("the {what} name holds {c:?} — use {hint}"));
     }
     if name.starts_with('-') {
         return Err(format!(
@@ -393,7 +391,7 @@ mod tests {
             ("", "the user name is empty"),
             (":g", "the user name is empty"),
             ("u:", "the group name is empty"),
-            ("u:g:h", "the group name `g:h` holds ':'"),
+            ("u:g:h", "the group name holds ':'"),
             ("-oops", "starts with `-`"),
             ("a b", "holds ' '"),
             ("a\nb", "holds '\\n'"),
