@@ -168,27 +168,19 @@ fn switchable(user: &ScriptUser) -> Result<Ids, String> {
     Ok(ids)
 }
 
-/// Why `ids` cannot run `program`, read from the file system.
+/// Why `ids` cannot run `program`, read from the file system. A program
+/// that is not found is left to fail when it runs (an exec check's first
+/// word may be shell syntax, `!` or `VAR=1`); `script_security` is what
+/// refuses it at load.
 fn not_runnable(program: &str, ids: Ids) -> Option<String> {
-    let Some(path) = resolve(program) else {
-        return Some(not_found());
-    };
-    match std::fs::canonicalize(&path) {
-        Ok(real) => runnable(&chain(&real, false)?, ids),
-        Err(e) => Some(format!("cannot resolve it: {e}")),
-    }
-}
-
-fn not_found() -> String {
-    "not found (an absolute path, or a program in /usr/sbin, /usr/bin, \
-     /sbin or /bin)"
-        .to_owned()
+    let real = std::fs::canonicalize(resolve(program)?).ok()?;
+    runnable(&chain(&real, false)?, ids)
 }
 
 /// Why `program` run as `runs_as` is not safe, read from the file system.
 fn insecure(program: &str, runs_as: Option<Ids>) -> Option<String> {
     let Some(path) = resolve(program) else {
-        return Some(not_found());
+        return Some("not found (an absolute path, or a program in /usr/sbin, /usr/bin, /sbin or /bin)".to_owned());
     };
     let mut entries = chain(&path, true)?;
     let real = match std::fs::canonicalize(&path) {
@@ -369,6 +361,33 @@ mod tests {
             None,
             "root runs anything"
         );
+    }
+
+    #[test]
+    fn whether_a_script_user_can_run_a_program_is_read_from_the_disk() {
+        let dir = crate::agent::sys::process::testing::scratch("runnable");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let closed = dir.join("closed");
+        std::fs::write(&closed, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            &closed,
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let nobody = Ids { uid: 65534, gid: 65534 };
+        let why = not_runnable(&closed.display().to_string(), nobody).unwrap();
+        assert!(
+            why.ends_with(&format!("may not execute {}", closed.display())),
+            "{why}"
+        );
+        assert_eq!(not_runnable("sh", nobody), None, "/bin/sh is everyone's");
+        assert_eq!(not_runnable("!", nobody), None, "shell syntax: not judged");
+        assert_eq!(
+            not_runnable(&closed.display().to_string(), Ids { uid: 0, gid: 0 }),
+            None
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
