@@ -171,6 +171,80 @@ virtual_services:
     assert_eq!(rises, [3, 2], "{}", file.content);
 }
 
+/// `script_user` reaches every program in `agent.yml` that names no user
+/// of its own, and the unit keeps CAP_SETUID and CAP_SETGID for it —
+/// only then.
+#[test]
+fn script_user_reaches_each_program_and_the_units_capabilities() {
+    let text = |top: &str| {
+        format!(
+            "cluster: t
+directors:
+  - {{ name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }}
+vrrp_instances:
+  - name: VI_1
+    virtual_router_id: 1
+    virtual_addresses: [{{ address: 10.0.0.100/24 }}]
+    notify: {{ master: [/bin/m] }}
+    track: {{ scripts: [{{ name: a }}, {{ name: b }}] }}
+vrrp_scripts:
+  - {{ name: a, command: [/bin/a] }}
+  - {{ name: b, command: [/bin/b], user: own:grp }}
+notification: {{ exec: [/bin/n] }}
+{top}"
+        )
+    };
+    let unit_and_config = |top: &str| {
+        let hosts = compile_text("su.yml", &text(top));
+        let file = |suffix: &str| {
+            hosts[0].files.iter().find(|f| f.path.ends_with(suffix)).unwrap()
+        };
+        let config = file("agent.yml");
+        let parsed: DirectorConfig =
+            agent_config::parse(&config.path, &config.content).unwrap();
+        (file("lbdeploy-agent.service").content.clone(), parsed)
+    };
+    let (unit, config) = unit_and_config("script_user: nobody:nogroup\n");
+    let users: Vec<String> = config
+        .programs()
+        .iter()
+        .map(|p| format!("{} {}", p.path, p.user.unwrap()))
+        .collect();
+    assert_eq!(
+        users,
+        [
+            "/bin/m nobody:nogroup",
+            "/bin/a nobody:nogroup",
+            "/bin/b own:grp",
+            "/bin/n nobody:nogroup",
+        ]
+    );
+    assert!(
+        unit.contains(
+            "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SETUID \
+             CAP_SETGID\n"
+        ),
+        "{unit}"
+    );
+    assert!(unit.contains("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW\n"));
+    let (unit, config) = unit_and_config("");
+    assert!(config.switches_user(), "b has its own user");
+    assert!(unit.contains("CAP_SETUID"), "{unit}");
+    let root_only = text("").replace(", user: own:grp", "");
+    let hosts = compile_text("root.yml", &root_only);
+    let unit = hosts[0]
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("lbdeploy-agent.service"))
+        .unwrap();
+    assert!(
+        unit.content
+            .contains("CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n"),
+        "{}",
+        unit.content
+    );
+}
+
 /// The first director's unit, with its binary path pointed at the binary
 /// under test so that checks that ExecStart exists pass on this machine;
 /// `None` (the test skipped) where systemd-analyze is not installed.

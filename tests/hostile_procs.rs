@@ -72,7 +72,7 @@ async fn exec_checks_killed_at_their_timeout_leave_no_processes() {
     let m = marker(1);
     let argv = ["/bin/sh", "-c", &pipeline(&m)].map(str::to_owned);
     let limit = Duration::from_millis(500);
-    let runs = join_all((0..RUNS).map(|_| process::run(&argv, limit)));
+    let runs = join_all((0..RUNS).map(|_| process::run(&argv, None, limit)));
     let watch = tokio::task::spawn_blocking({
         let m = m.clone();
         // Both halves of every pipeline are up before the timeout.
@@ -103,6 +103,7 @@ async fn tracked_scripts_stopped_with_the_agent_leave_no_processes() {
         timeout: Duration::from_secs(60),
         rise: 1,
         fall: 1,
+        user: None,
     };
     let trackers: Vec<_> =
         (0..RUNS).map(|_| script::spawn(spec.clone())).collect();
@@ -137,11 +138,11 @@ async fn alert_exec_hooks_killed_at_their_timeout_leave_no_processes() {
     };
     let program = hook.display().to_string();
     let started = Instant::now();
-    let results = join_all(
-        (0..RUNS)
-            .map(|_| deliver::exec(std::slice::from_ref(&program), &event)),
-    )
-    .await;
+    let results =
+        join_all((0..RUNS).map(|_| {
+            deliver::exec(std::slice::from_ref(&program), None, &event)
+        }))
+        .await;
     // The hook's own timeout ends them all together.
     assert!(started.elapsed() < Duration::from_secs(20), "not killed");
     for r in results {

@@ -445,3 +445,86 @@ fn r17_script_security_refuses_a_script_others_could_replace() {
     let st = instance(&lab, "keepalived01");
     assert_eq!(st["tracked"][0]["what"], "script chk", "{st}");
 }
+
+/// `script_user` (keepalived's `script_user`): a tracked script and a
+/// notify hook run as `nobody` (lab hosts share the machine's
+/// `/etc/passwd`), with its uid and gid, no supplementary group and no
+/// capability — read from their own `/proc/self/status` — while the
+/// agent keeps running VRRP. A script user the host does not have is
+/// refused when the agent loads its configuration: the first apply rolls
+/// back naming it.
+#[test]
+fn r17_scripts_and_hooks_run_as_the_script_user() {
+    let s = Subnet::allocate();
+    let with = |user: &str| {
+        vrrp(s, 2)
+            .instance_option("track: { scripts: [{ name: chk }] }")
+            .instance_option(
+                "notify: { master: [/bin/sh, -c, 'cat /proc/self/status \
+                 > /run/lbd-su/notify'] }",
+            )
+            .top(&format!(
+                "script_security: true\nscript_user: {user}\nvrrp_scripts:\n  \
+                 - {{ name: chk, interval: 500ms, command: [/bin/sh, -c, \
+                 'cat /proc/self/status > /run/lbd-su/script'] }}\n"
+            ))
+            .to_string()
+    };
+    let Some(lab) = TestLab::up("script-user", &with("no-such-user")) else {
+        return;
+    };
+    for host in DIRECTORS {
+        lab.exec_ok(host, "mkdir -m 1777 /run/lbd-su");
+    }
+    let out = lab.lbdeploy_exit(3, &["apply", "--yes"]);
+    let why = "script chk: user no-such-user: no user `no-such-user` in \
+               /etc/passwd";
+    assert!(out.contains("rolled back"), "{out}");
+    assert!(out.contains(why), "{why} missing:\n{out}");
+
+    lab.rewrite_inventory(&with("nobody"));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
+    wait_sole_holder(&lab, &s.vip(), "keepalived01", bound);
+    let uid = lab.exec_ok("keepalived01", "id -u nobody");
+    let gid = lab.exec_ok("keepalived01", "id -g nobody");
+    let (uid, gid) = (uid.trim(), gid.trim());
+    for file in ["script", "notify"] {
+        let status = lab.exec_ok(
+            "keepalived01",
+            &format!(
+                "for i in $(seq 50); do test -s /run/lbd-su/{file} && break; \
+                 sleep 0.1; done; cat /run/lbd-su/{file}"
+            ),
+        );
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| panic!("{file}: no {name} in {status:?}"))
+        };
+        assert_eq!(field("Uid"), format!("{uid} {uid} {uid} {uid}"), "{file}");
+        assert_eq!(field("Gid"), format!("{gid} {gid} {gid} {gid}"), "{file}");
+        assert_eq!(field("Groups"), "", "{file}");
+        for caps in ["CapEff", "CapPrm", "CapAmb"] {
+            assert_eq!(field(caps), "0000000000000000", "{file} {caps}");
+        }
+    }
+    let st = instance(&lab, "keepalived01");
+    assert_eq!(st["tracked"][0]["ok"], true, "{st}");
+    assert_eq!(st["state"], "MASTER", "{st}");
+    // The supervised agent kept CAP_SETUID and CAP_SETGID (0xc0) beside
+    // CAP_NET_ADMIN and CAP_NET_RAW (0x3000), never in ambient.
+    let pid = agent_status(&lab, "keepalived01")["pid"].as_i64().unwrap();
+    let agent = lab.exec_ok("keepalived01", &format!("cat /proc/{pid}/status"));
+    for (caps, bits) in [
+        ("CapEff", "00000000000030c0"),
+        ("CapPrm", "00000000000030c0"),
+        ("CapBnd", "00000000000030c0"),
+        ("CapAmb", "0000000000003000"),
+    ] {
+        let line = format!("{caps}:\t{bits}");
+        assert!(agent.lines().any(|l| l == line), "{line} missing:\n{agent}");
+    }
+}

@@ -172,11 +172,15 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
     let run_dir = paths::run_dir();
     match cmd {
         AgentCommand::Director(args) => {
-            super::sys::privileges::confine_if_supervised()?;
+            // A file that does not load keeps nothing: the runtime refuses it.
+            let switch =
+                crate::inventory::agent::load::<DirectorConfig>(&args.config)
+                    .is_ok_and(|c| c.switches_user());
+            super::sys::privileges::confine_if_supervised(switch)?;
             runtime::run::<DirectorConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Realserver(args) => {
-            super::sys::privileges::confine_if_supervised()?;
+            super::sys::privileges::confine_if_supervised(false)?;
             runtime::run::<RealserverConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Status => return print_status(&run_dir, json),

@@ -1,6 +1,6 @@
 //! keepalived's `enable_script_security`, as `script_security: true`: the
-//! agent runs scripts, checks and hooks as root, so a program that anyone
-//! but root can replace — the file, or any directory on its path, owned by
+//! agent runs scripts, checks and hooks as root (unless they have a script
+//! user), so a program that anyone but root can replace — the file, or any directory on its path, owned by
 //! another user or writable by one — is a way to root. With the setting
 //! on, such a configuration is refused when it is loaded (at start: the
 //! agent does not start, and `apply` rolls the host back; at reload: the
@@ -13,13 +13,24 @@
 //! whoever may write its directory) and, when symbolic links lead
 //! elsewhere, of the real file and every directory above it too.
 //!
-//! keepalived's `script_user` (running scripts as another user) is not
-//! built yet: every program runs as the agent's user.
+//! A program with a script user (`script_user`, or its own `user`) runs
+//! as that user; that user may then not replace it either: a file or
+//! directory writable by the user's group counts even when the group is
+//! root's. keepalived skips the check for a program that runs as neither
+//! uid 0 nor gid 0; lbdeploy does not, since whoever may replace such a
+//! program acts as its user. And whatever `script_security` says, every script user must be
+//! on the host (`/etc/passwd`, [`accounts`]), must be able to run its
+//! program (search on each directory, execute on the file, by owner,
+//! group or other as the kernel would judge it: [`runnable`], pure), and
+//! the agent must be able to switch to it (`CAP_SETUID`, `CAP_SETGID`,
+//! kept only when the agent started with a script user: a reload that
+//! brings the first one is refused until a restart).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::inventory::Check;
+use crate::agent::sys::accounts::{self, Ids};
+use crate::inventory::ScriptUser;
 use crate::inventory::agent::DirectorConfig;
 
 /// What [`verdict`] needs to know of one file or directory.
@@ -38,8 +49,11 @@ pub struct Entry {
 }
 
 /// Why `entries` (a path's chain) let someone but root replace the
-/// program; `None` when only root can.
-pub fn verdict(entries: &[Entry]) -> Option<String> {
+/// program run as `runs_as` (root when `None`); `None` when only root
+/// can.
+pub fn verdict(entries: &[Entry], runs_as: Option<Ids>) -> Option<String> {
+    // A script user whose group is root's may write what root's group may.
+    let user_gid = runs_as.filter(|r| r.uid != 0).map(|r| r.gid);
     entries.iter().find_map(|e| {
         let path = e.path.display();
         if e.uid != 0 {
@@ -48,6 +62,11 @@ pub fn verdict(entries: &[Entry]) -> Option<String> {
             None
         } else if e.mode & 0o002 != 0 {
             Some(format!("{path} is writable by everyone"))
+        } else if e.mode & 0o020 != 0 && user_gid == Some(e.gid) {
+            Some(format!(
+                "{path} is writable by group {}, the script user's",
+                e.gid
+            ))
         } else if e.mode & 0o020 != 0 && e.gid != 0 {
             Some(format!("{path} is writable by group {}", e.gid))
         } else {
@@ -56,94 +75,110 @@ pub fn verdict(entries: &[Entry]) -> Option<String> {
     })
 }
 
-/// Every program the configuration runs, with what runs it: tracked
-/// scripts, notify hooks (instances and sync groups), the notification's
-/// exec hook and exec checks (their command's first word).
-pub fn programs(config: &DirectorConfig) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for s in &config.vrrp_scripts {
-        out.extend(
-            s.command
-                .first()
-                .map(|p| (format!("script {}", s.name), p.clone())),
-        );
+/// Why `ids` cannot run the program whose real path's chain is
+/// `entries` (`/` first, the file last): a directory it may not search,
+/// or a file it may not execute, judged by the owner's, the group's or
+/// the others' bits as the kernel picks them (the program runs with no
+/// supplementary group). `None` when it can; root always can.
+pub fn runnable(entries: &[Entry], ids: Ids) -> Option<String> {
+    if ids.uid == 0 {
+        return None;
     }
-    let hooks = config
-        .vrrp_instances
-        .iter()
-        .map(|vi| (format!("instance {}", vi.name), &vi.notify))
-        .chain(
-            config
-                .vrrp_sync_groups
-                .iter()
-                .map(|g| (format!("sync group {}", g.name), &g.notify)),
-        );
-    for (owner, notify) in hooks {
-        let Some(n) = notify else { continue };
-        for argv in
-            [&n.master, &n.backup, &n.fault, &n.any].into_iter().flatten()
-        {
-            out.extend(
-                argv.first()
-                    .map(|p| (format!("{owner}'s notify hook"), p.clone())),
-            );
-        }
-    }
-    if let Some(exec) =
-        config.notification.as_ref().and_then(|n| n.exec.as_ref())
-    {
-        out.extend(
-            exec.first().map(|p| {
-                ("the notification's exec hook".to_owned(), p.clone())
-            }),
-        );
-    }
-    for vs in &config.virtual_services {
-        for rs in &vs.real_servers {
-            for check in &rs.checks {
-                if let Check::Exec(e) = check
-                    && let Some(p) = e.command.split_whitespace().next()
-                {
-                    out.push((
-                        format!("service {}'s exec check", vs.name),
-                        p.to_owned(),
-                    ));
-                }
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
+    let last = entries.len().saturating_sub(1);
+    entries.iter().enumerate().find_map(|(i, e)| {
+        let shift = match (e.uid == ids.uid, e.gid == ids.gid) {
+            (true, _) => 6,
+            (false, true) => 3,
+            (false, false) => 0,
+        };
+        let allowed = (e.mode >> shift) & 0o1 != 0;
+        (!allowed).then(|| {
+            format!(
+                "uid {} gid {} may not {} {}",
+                ids.uid,
+                ids.gid,
+                if i == last { "execute" } else { "search" },
+                e.path.display()
+            )
+        })
+    })
 }
 
-/// With `script_security` on, every program that someone but root could
-/// replace, one line each; `Ok` when there is none or the setting is off.
+/// What a configuration asks of its script users and, with
+/// `script_security` on, of every program: one line per problem; `Ok`
+/// when there is none.
 ///
 /// # Errors
 /// The lines, as one message.
 pub fn check(config: &DirectorConfig) -> Result<(), String> {
-    if !config.script_security {
-        return Ok(());
+    let mut users = Vec::new();
+    let mut refused = Vec::new();
+    for p in config.programs() {
+        let runs_as = match p.user.map(switchable).transpose() {
+            Ok(ids) => ids,
+            Err(e) => {
+                users.push(format!("{}: {e}", p.what));
+                continue;
+            }
+        };
+        if let Some(ids) = runs_as
+            && let Some(why) = not_runnable(p.path, ids)
+        {
+            users.push(format!("{}: {}: {why}", p.what, p.path));
+        }
+        if config.script_security
+            && let Some(why) = insecure(p.path, runs_as)
+        {
+            refused.push(format!("{}: {}: {why}", p.what, p.path));
+        }
     }
-    let problems: Vec<String> = programs(config)
-        .into_iter()
-        .filter_map(|(what, program)| {
-            insecure(&program).map(|why| format!("{what}: {program}: {why}"))
-        })
-        .collect();
-    match problems.is_empty() {
-        true => Ok(()),
-        false => Err(format!(
+    let mut message = Vec::new();
+    if !users.is_empty() {
+        message.push(format!(
+            "script users that cannot run their programs:\n  {}",
+            users.join("\n  ")
+        ));
+    }
+    if !refused.is_empty() {
+        message.push(format!(
             "script_security refuses programs that someone but root could \
              replace:\n  {}",
-            problems.join("\n  ")
-        )),
+            refused.join("\n  ")
+        ));
+    }
+    match message.is_empty() {
+        true => Ok(()),
+        false => Err(message.join("\n")),
     }
 }
 
-/// Why `program` is not safe to run as root, read from the file system.
-fn insecure(program: &str) -> Option<String> {
+/// `user`'s ids, when this agent can switch to them.
+fn switchable(user: &ScriptUser) -> Result<Ids, String> {
+    let ids =
+        accounts::resolve(user).map_err(|e| format!("user {user}: {e}"))?;
+    if ids != accounts::own()
+        && !crate::agent::sys::privileges::can_switch_user()
+    {
+        return Err(format!(
+            "user {user}: this agent has no CAP_SETUID and CAP_SETGID \
+             (it keeps them only when started with a script user): \
+             restart it"
+        ));
+    }
+    Ok(ids)
+}
+
+/// Why `ids` cannot run `program`, read from the file system. A program
+/// that is not found is left to fail when it runs (an exec check's first
+/// word may be shell syntax, `!` or `VAR=1`); `script_security` is what
+/// refuses it at load.
+fn not_runnable(program: &str, ids: Ids) -> Option<String> {
+    let real = std::fs::canonicalize(resolve(program)?).ok()?;
+    runnable(&chain(&real, false)?, ids)
+}
+
+/// Why `program` run as `runs_as` is not safe, read from the file system.
+fn insecure(program: &str, runs_as: Option<Ids>) -> Option<String> {
     let Some(path) = resolve(program) else {
         return Some("not found (an absolute path, or a program in /usr/sbin, /usr/bin, /sbin or /bin)".to_owned());
     };
@@ -155,9 +190,8 @@ fn insecure(program: &str) -> Option<String> {
     if real != path {
         entries.extend(chain(&real, false)?);
     }
-    verdict(&entries)
+    verdict(&entries, runs_as)
 }
-
 /// An absolute program as it is; a bare name looked up where a root
 /// shell's PATH would find it.
 fn resolve(program: &str) -> Option<PathBuf> {
@@ -208,11 +242,24 @@ mod tests {
     fn only_roots_files_and_directories_pass() {
         let root = |p| entry(p, 0, 0, 0o755);
         assert_eq!(
-            verdict(&[root("/"), root("/usr"), root("/usr/bin/x")]),
+            verdict(&[root("/"), root("/usr"), root("/usr/bin/x")], None),
             None
         );
         let group_root = entry("/etc/k", 0, 0, 0o775);
-        assert_eq!(verdict(&[root("/"), group_root]), None);
+        assert_eq!(verdict(&[root("/"), group_root.clone()], None), None);
+        // Unless the script runs as a user whose group is root's.
+        let wheel = Ids { uid: 998, gid: 0 };
+        assert_eq!(
+            verdict(&[root("/"), group_root.clone()], Some(wheel)).as_deref(),
+            Some("/etc/k is writable by group 0, the script user's")
+        );
+        let plain = Ids { uid: 998, gid: 997 };
+        assert_eq!(verdict(&[root("/"), group_root], Some(plain)), None);
+        let own = entry("/opt/k", 998, 997, 0o755);
+        assert_eq!(
+            verdict(&[root("/"), own], Some(plain)).as_deref(),
+            Some("/opt/k is owned by uid 998")
+        );
         let cases = [
             (
                 entry("/home/u", 1000, 1000, 0o755),
@@ -222,11 +269,11 @@ mod tests {
             (entry("/opt/x", 0, 50, 0o775), "/opt/x is writable by group 50"),
         ];
         for (bad, why) in cases {
-            assert_eq!(verdict(&[root("/"), bad]).as_deref(), Some(why));
+            assert_eq!(verdict(&[root("/"), bad], None).as_deref(), Some(why));
         }
         let link = Entry { symlink: true, ..entry("/usr/bin/l", 0, 0, 0o777) };
         assert_eq!(
-            verdict(&[root("/"), link]),
+            verdict(&[root("/"), link], None),
             None,
             "a link's mode is no matter"
         );
@@ -260,7 +307,7 @@ mod tests {
             let mut own: Vec<Entry> =
                 all.into_iter().filter(|e| e.path.starts_with(&dir)).collect();
             own.extend(real);
-            verdict(&own)
+            verdict(&own, None)
         };
         assert_eq!(below(&ok), None);
         assert!(
@@ -269,11 +316,93 @@ mod tests {
         assert!(
             below(&link).unwrap().ends_with("open is writable by everyone")
         );
-        assert!(insecure("/tmp").unwrap().contains("writable by everyone"));
-        assert_eq!(insecure("true"), None, "found in /usr/bin or /bin");
         assert!(
-            insecure("no-such-program-here").unwrap().starts_with("not found")
+            insecure("/tmp", None).unwrap().contains("writable by everyone")
+        );
+        assert_eq!(insecure("true", None), None, "found in /usr/bin or /bin");
+        assert!(
+            insecure("no-such-program-here", None)
+                .unwrap()
+                .starts_with("not found")
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_script_user_needs_search_and_execute_permission() {
+        let user = Ids { uid: 998, gid: 997 };
+        let root = |p| entry(p, 0, 0, 0o755);
+        let file = |mode| entry("/opt/k/x", 0, 0, mode);
+        assert_eq!(
+            runnable(&[root("/"), root("/opt/k"), file(0o755)], user),
+            None
+        );
+        assert_eq!(
+            runnable(&[root("/"), root("/opt/k"), file(0o750)], user)
+                .as_deref(),
+            Some("uid 998 gid 997 may not execute /opt/k/x")
+        );
+        let closed = entry("/opt/k", 0, 0, 0o700);
+        assert_eq!(
+            runnable(&[root("/"), closed, file(0o755)], user).as_deref(),
+            Some("uid 998 gid 997 may not search /opt/k")
+        );
+        // The class the kernel picks: the group's bits for the group.
+        let group_only = entry("/opt/k/x", 0, 997, 0o710);
+        assert_eq!(runnable(&[root("/"), group_only.clone()], user), None);
+        // The owner's bits for the owner, even when the others' allow.
+        let owner_denied = entry("/opt/k/x", 998, 0, 0o055);
+        assert!(runnable(&[root("/"), owner_denied], user).is_some());
+        assert_eq!(
+            runnable(
+                &[root("/"), entry("/x", 0, 0, 0o700)],
+                Ids { uid: 0, gid: 5 }
+            ),
+            None,
+            "root runs anything"
+        );
+    }
+
+    #[test]
+    fn whether_a_script_user_can_run_a_program_is_read_from_the_disk() {
+        let dir = crate::agent::sys::process::testing::scratch("runnable");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let closed = dir.join("closed");
+        std::fs::write(&closed, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            &closed,
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let nobody = Ids { uid: 65534, gid: 65534 };
+        let why = not_runnable(&closed.display().to_string(), nobody).unwrap();
+        assert!(
+            why.ends_with(&format!("may not execute {}", closed.display())),
+            "{why}"
+        );
+        assert_eq!(not_runnable("sh", nobody), None, "/bin/sh is everyone's");
+        assert_eq!(not_runnable("!", nobody), None, "shell syntax: not judged");
+        assert_eq!(
+            not_runnable(&closed.display().to_string(), Ids { uid: 0, gid: 0 }),
+            None
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_missing_script_user_is_refused_at_load() {
+        let yaml = "cluster: c\nhost: d1\ninterface: eth0\n\
+            address: 10.0.0.1/24\ndataplane: nftables\nvrrp_instances: []\n\
+            vrrp_scripts:\n  - {name: chk, command: [/bin/true], \
+            user: no-such-user-here}\n  - {name: ok, command: [/bin/true], \
+            user: nobody}\n";
+        let config: DirectorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(
+            check(&config).unwrap_err(),
+            "script users that cannot run their programs:\n  script chk: \
+             user no-such-user-here: no user `no-such-user-here` in \
+             /etc/passwd"
+        );
     }
 }

@@ -79,6 +79,9 @@ pub fn write(
         let from = Some("enable_script_security");
         section(&mut y, from, "script_security", &true);
     }
+    if let Some(user) = &inv.script_user {
+        section(&mut y, Some("script_user"), "script_user", user);
+    }
     if let Some(lab) = &inv.lab {
         section(&mut y, Some("--lab-controller, --lab-client"), "lab", lab);
     }

@@ -19,8 +19,8 @@ use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
     ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
-    RealServerHost, SshDefaults, SyncGroup, TrackFile, TrackProcess,
-    VirtualService, VrrpInstance, VrrpScript,
+    RealServerHost, ScriptUser, SshDefaults, SyncGroup, TrackFile,
+    TrackProcess, VirtualService, VrrpInstance, VrrpScript,
 };
 
 /// The merged inventory and, for each section, where it came from.
@@ -160,10 +160,44 @@ pub(crate) fn merge(
             virtual_services,
             notification,
             script_security: confs.iter().any(|(_, c)| c.script_security),
+            script_user: script_user(confs, report),
             lab: req.lab.clone(),
         },
         origins,
     })
+}
+
+/// The directors' `script_user`, when they agree; when they do not,
+/// an error located in both (a script's user is no host's own choice:
+/// the same inventory runs on every director).
+fn script_user(
+    confs: &[(String, Conf)],
+    report: &mut Report,
+) -> Option<ScriptUser> {
+    let set: Vec<_> =
+        confs.iter().filter_map(|(_, c)| c.script_user.as_ref()).collect();
+    let first = set.first()?;
+    for other in &set[1..] {
+        if other.value != first.value {
+            report.error(
+                Some(&other.pos),
+                format!(
+                    "script_user {} differs from {} at {} — the directors \
+                     must run their scripts as the same user",
+                    other.value, first.value, first.pos
+                ),
+            );
+        }
+    }
+    if set.len() < confs.len() {
+        report.warn(
+            Some(&first.pos),
+            "script_user is set here but not in every director's \
+             configuration: the inventory runs every director's scripts \
+             as this user",
+        );
+    }
+    Some(first.value.clone())
 }
 
 /// `file:line, file:line`.
@@ -696,5 +730,10 @@ fn notification(
         }
     }
     origins.notification = Some(fields.block.to_string());
-    Some(Notification { email: Some(email.clone()), exec: None, webhook: None })
+    Some(Notification {
+        email: Some(email.clone()),
+        exec: None,
+        exec_user: None,
+        webhook: None,
+    })
 }

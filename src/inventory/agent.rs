@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ArpSuppression, Check, Dataplane, Duration, Email, Garp, IfAddr,
-    NotifyHooks, Port, Protocol, Scheduler, SyncGroup, Track, TrackFile,
-    TrackProcess, VirtualAddress, VrrpScript,
+    NotifyHooks, Port, Protocol, Scheduler, ScriptUser, SyncGroup, Track,
+    TrackFile, TrackProcess, VirtualAddress, VrrpScript,
 };
 
 /// `lbdeploy agent director`'s configuration.
@@ -73,6 +73,121 @@ pub struct NotificationConfig {
     /// The `http://` URL each event is POSTed to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// Who runs `exec`, when not the agent's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_user: Option<ScriptUser>,
+}
+
+/// One program a director's configuration runs, for the checks made
+/// when it is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Program<'a> {
+    /// What runs it: `script chk`, `instance VI_1's notify hook`.
+    pub what: String,
+    /// The program as written (an exec check's first word).
+    pub path: &'a str,
+    /// Who runs it; the agent's user when `None`.
+    pub user: Option<&'a ScriptUser>,
+}
+
+impl DirectorConfig {
+    /// Every program the configuration runs, with what runs it and as
+    /// whom: tracked scripts, notify hooks (instances and sync groups),
+    /// the notification's exec hook and exec checks (their command's
+    /// first word). Sorted, without repeats.
+    pub fn programs(&self) -> Vec<Program<'_>> {
+        let mut out = Vec::new();
+        for s in &self.vrrp_scripts {
+            out.extend(s.command.first().map(|p| Program {
+                what: format!("script {}", s.name),
+                path: p,
+                user: s.user.as_ref(),
+            }));
+        }
+        let hooks = self
+            .vrrp_instances
+            .iter()
+            .map(|vi| (format!("instance {}", vi.name), &vi.notify))
+            .chain(
+                self.vrrp_sync_groups
+                    .iter()
+                    .map(|g| (format!("sync group {}", g.name), &g.notify)),
+            );
+        for (owner, notify) in hooks {
+            let Some(n) = notify else { continue };
+            for argv in
+                [&n.master, &n.backup, &n.fault, &n.any].into_iter().flatten()
+            {
+                out.extend(argv.first().map(|p| Program {
+                    what: format!("{owner}'s notify hook"),
+                    path: p,
+                    user: n.user.as_ref(),
+                }));
+            }
+        }
+        if let Some(n) = &self.notification
+            && let Some(p) = n.exec.as_ref().and_then(|e| e.first())
+        {
+            out.push(Program {
+                what: "the notification's exec hook".to_owned(),
+                path: p,
+                user: n.exec_user.as_ref(),
+            });
+        }
+        for vs in &self.virtual_services {
+            for rs in &vs.real_servers {
+                for check in &rs.checks {
+                    if let Check::Exec(e) = check
+                        && let Some(p) = e.command.split_whitespace().next()
+                    {
+                        out.push(Program {
+                            what: format!("service {}'s exec check", vs.name),
+                            path: p,
+                            user: e.user.as_ref(),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether some program runs as another user than root, so the agent
+    /// must keep `CAP_SETUID` and `CAP_SETGID` to start it.
+    pub fn switches_user(&self) -> bool {
+        self.programs().iter().any(|p| p.user.is_some_and(|u| !u.is_root()))
+    }
+
+    /// Give every program that names no user of its own `default` (the
+    /// inventory's `script_user`): `agent.yml` says, for each program,
+    /// who runs it, so the agent has no default to apply.
+    pub fn default_script_user(&mut self, default: Option<&ScriptUser>) {
+        let Some(default) = default else { return };
+        let fill = |u: &mut Option<ScriptUser>| {
+            u.get_or_insert_with(|| default.clone());
+        };
+        self.vrrp_scripts.iter_mut().for_each(|s| fill(&mut s.user));
+        let instances = self.vrrp_instances.iter_mut().map(|v| &mut v.notify);
+        let groups = self.vrrp_sync_groups.iter_mut().map(|g| &mut g.notify);
+        instances.chain(groups).flatten().for_each(|n| fill(&mut n.user));
+        if let Some(n) = &mut self.notification
+            && n.exec.is_some()
+        {
+            fill(&mut n.exec_user);
+        }
+        let checks = self
+            .virtual_services
+            .iter_mut()
+            .flat_map(|vs| &mut vs.real_servers)
+            .flat_map(|rs| &mut rs.checks);
+        for check in checks {
+            if let Check::Exec(e) = check {
+                fill(&mut e.user);
+            }
+        }
+    }
 }
 
 /// One VRRP instance as this director runs it.

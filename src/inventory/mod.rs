@@ -39,7 +39,9 @@ pub use validate::{
     Environment, System, WebhookProblem, effective_priority, secret_file,
     service_label, webhook_url,
 };
-pub use values::{Bounded, Duration, IfAddr, Port, Priority, RouterId, Weight};
+pub use values::{
+    Bounded, Duration, IfAddr, Port, Priority, RouterId, ScriptUser, Weight,
+};
 
 /// An inventory that loaded and validated, with the warnings it produced.
 #[derive(Debug)]

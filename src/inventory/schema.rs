@@ -16,7 +16,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{Duration, IfAddr, Port, Priority, RouterId, Weight};
+use super::values::{
+    Duration, IfAddr, Port, Priority, RouterId, ScriptUser, Weight,
+};
 
 mod check;
 pub use check::*;
@@ -62,6 +64,11 @@ pub struct Inventory {
     /// replace (keepalived's `enable_script_security`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub script_security: bool,
+    /// Who runs the scripts, checks and hooks that do not name their own
+    /// `user` (keepalived's `script_user`): `USER` or `USER:GROUP`; the
+    /// agent's user (root) when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_user: Option<ScriptUser>,
     /// Extra hosts of the network-namespace lab (`lbdeploy lab`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,
@@ -486,6 +493,9 @@ pub struct VrrpScript {
     /// Failures in a row that make an OK script failed.
     #[serde(default = "default_one")]
     pub fall: u32,
+    /// Who runs it, when not `script_user` (keepalived's `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ScriptUser>,
 }
 
 fn default_script_interval() -> Duration {
@@ -635,6 +645,10 @@ pub struct NotifyHooks {
         skip_serializing_if = "Option::is_none"
     )]
     pub any: Option<Vec<String>>,
+    /// Who runs these hooks, when not `script_user` (keepalived's
+    /// `notify_* SCRIPT USER GROUP`, one user for the block here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ScriptUser>,
 }
 
 // ===== virtual services =====
@@ -816,6 +830,9 @@ pub struct Notification {
         skip_serializing_if = "Option::is_none"
     )]
     pub exec: Option<Vec<String>>,
+    /// Who runs `exec`, when not `script_user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_user: Option<ScriptUser>,
     /// An `http://` URL that receives each event as a JSON POST: inline,
     /// or from the controller's environment or a file, so a token in its
     /// path or query stays out of the inventory.

@@ -238,6 +238,111 @@ impl<'de> Deserialize<'de> for IfAddr {
     }
 }
 
+// ===== ScriptUser =====
+
+/// Who runs a script, check or hook: `USER` or `USER:GROUP`, as `chown`
+/// and keepalived's `script_user USER [GROUP]` take it. One scalar, so
+/// the inventory line reads like the keepalived line it replaces and an
+/// error points at the value itself. Without a group, the user's own
+/// (its primary group in `/etc/passwd`) is used, as keepalived does.
+///
+/// The names are POSIX portable user names (letters, digits, `.`, `_`,
+/// `-`, not starting with `-`) of at most [`ScriptUser::NAME_MAX`]
+/// bytes: nothing that a shell, a log line or `/etc/passwd`'s `:` could
+/// take for something else. The agent resolves them on its host.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScriptUser {
+    /// The user's name.
+    pub user: String,
+    /// The group's name, when not the user's own.
+    pub group: Option<String>,
+}
+
+impl ScriptUser {
+    /// The longest name taken: `useradd`'s limit on most distributions
+    /// (32), which is also what fits `utmp`.
+    pub const NAME_MAX: usize = 32;
+
+    /// Whether it names root: running as root is running as the agent.
+    pub fn is_root(&self) -> bool {
+        self.user == "root" && self.group.as_deref().is_none_or(|g| g == "root")
+    }
+}
+
+/// Why `name` (a user's or group's, `what`) is not a portable name.
+fn portable_name(name: &str, what: &str) -> Result<(), String> {
+    let hint = "letters, digits, `.`, `_` and `-`, not starting with `-`";
+    if name.is_empty() {
+        return Err(format!("the {what} name is empty — use {hint}"));
+    }
+    if name.len() > ScriptUser::NAME_MAX {
+        return Err(format!(
+            "the {what} name is {} bytes long, over {} — use a shorter one",
+            name.len(),
+            ScriptUser::NAME_MAX
+        ));
+    }
+    let bad = name.chars().find(|&c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    });
+    if let Some(c) = bad {
+        // Not quoted: the name may be hostile (escape sequences).
+        return Err(format!("the {what} name holds {c:?} — use {hint}"));
+    }
+    if name.starts_with('-') {
+        return Err(format!(
+            "the {what} name `{name}` starts with `-` — use {hint}"
+        ));
+    }
+    Ok(())
+}
+
+impl fmt::Display for ScriptUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.group {
+            Some(group) => write!(f, "{}:{group}", self.user),
+            None => f.write_str(&self.user),
+        }
+    }
+}
+
+impl FromStr for ScriptUser {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (user, group) = match s.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (s, None),
+        };
+        portable_name(user, "user")?;
+        if let Some(g) = group {
+            portable_name(g, "group")?;
+        }
+        Ok(ScriptUser {
+            user: user.to_owned(),
+            group: group.map(str::to_owned),
+        })
+    }
+}
+
+impl Serialize for ScriptUser {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScriptUser {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "expected a user name, or `user:group`, such as `nobody` or \
+                 `keepalived_script:nogroup`",
+            )
+        })?;
+        text.parse().map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +375,39 @@ mod tests {
         assert!(v6.contains("2001:db8::200".parse().unwrap()));
         let all: IfAddr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn script_users_are_portable_names() {
+        let u: ScriptUser = serde_yaml::from_str("nobody").unwrap();
+        assert_eq!(u, ScriptUser { user: "nobody".into(), group: None });
+        let u: ScriptUser = serde_yaml::from_str("ka_s.1:no-group").unwrap();
+        assert_eq!(u.group.as_deref(), Some("no-group"));
+        assert_eq!(serde_yaml::to_string(&u).unwrap(), "ka_s.1:no-group\n");
+        assert!("root".parse::<ScriptUser>().unwrap().is_root());
+        assert!("root:root".parse::<ScriptUser>().unwrap().is_root());
+        assert!(!"root:nogroup".parse::<ScriptUser>().unwrap().is_root());
+        let cases = [
+            ("", "the user name is empty"),
+            (":g", "the user name is empty"),
+            ("u:", "the group name is empty"),
+            ("u:g:h", "the group name holds ':'"),
+            ("-oops", "starts with `-`"),
+            ("a b", "holds ' '"),
+            ("a\nb", "holds '\\n'"),
+            ("a\u{1b}[2J", "holds '\\u{1b}'"),
+            ("us\u{e9}r", "holds '\u{e9}'"),
+            ("$(id)", "holds '$'"),
+            ("a/b", "holds '/'"),
+        ];
+        for (text, why) in cases {
+            let e = text.parse::<ScriptUser>().unwrap_err();
+            assert!(e.contains(why), "{text:?}: {e}");
+        }
+        let long = "u".repeat(ScriptUser::NAME_MAX + 1);
+        assert!(long.parse::<ScriptUser>().unwrap_err().contains("33 bytes"));
+        assert!("u".repeat(ScriptUser::NAME_MAX).parse::<ScriptUser>().is_ok());
+        let e = serde_yaml::from_str::<ScriptUser>("[a]").unwrap_err();
+        assert!(e.to_string().contains("expected a user name"), "{e}");
     }
 }

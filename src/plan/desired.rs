@@ -144,7 +144,11 @@ pub fn compile(
         secrets.extend(
             config.notification.as_ref().and_then(|n| n.webhook.clone()),
         );
-        let ctx = minijinja::Value::from(minijinja::value::Serde(&config));
+        let ctx = minijinja::context! {
+            // The unit keeps CAP_SETUID and CAP_SETGID for it.
+            switches_user => config.switches_user(),
+            ..minijinja::Value::from(minijinja::value::Serde(&config))
+        };
         hosts.push(host(
             roles.role("director")?,
             roles,
@@ -287,7 +291,7 @@ fn director_config(
         .iter()
         .map(|vi| vrrp_config(inv, vi, d, env, base))
         .collect::<Result<_, _>>()?;
-    Ok(DirectorConfig {
+    let mut config = DirectorConfig {
         cluster: inv.cluster.clone(),
         host: d.name.clone(),
         interface: d.interface.clone(),
@@ -337,7 +341,9 @@ fn director_config(
             })
             .collect(),
         notification: notification(inv, env, base)?,
-    })
+    };
+    config.default_script_user(inv.script_user.as_ref());
+    Ok(config)
 }
 
 /// The inventory's notification for the agent: the webhook's URL
@@ -355,6 +361,7 @@ fn notification(
     Ok(Some(NotificationConfig {
         email: n.email.clone(),
         exec: n.exec.clone(),
+        exec_user: n.exec_user.clone(),
         webhook,
     }))
 }

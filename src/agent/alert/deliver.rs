@@ -22,8 +22,8 @@ use tracing::Instrument;
 
 use super::event::Event;
 use super::wire::{HttpRequest, http_post, smtp_dialogue};
-use crate::inventory::Email;
 use crate::inventory::agent::NotificationConfig;
+use crate::inventory::{Email, ScriptUser};
 use crate::util::redact;
 
 /// Events waiting for delivery before new ones are dropped.
@@ -111,7 +111,7 @@ async fn deliver(
         }));
     }
     if let Some(argv) = &config.exec {
-        let r = exec(argv, event).await;
+        let r = exec(argv, config.exec_user.as_ref(), event).await;
         outcomes.push(
             r.map_err(|e| format!("exec notification {argv:?} failed: {e:#}")),
         );
@@ -212,19 +212,23 @@ pub async fn webhook(url: &str, event: &Event) -> anyhow::Result<()> {
     .map_err(|_| anyhow!("no answer within {HOOK_TIMEOUT:?}"))?
 }
 
-/// Run the exec hook, `argv` with the event's arguments appended, without
-/// a shell, killed at the timeout with its whole process group, through
-/// the agent's one command runner
+/// Run the exec hook as `user`, `argv` with the event's arguments
+/// appended, without a shell, killed at the timeout with its whole
+/// process group, through the agent's one command runner
 /// ([`sys::process`](crate::agent::sys::process)).
 ///
 /// # Errors
 /// An empty `argv`, or the program cannot start, fails, or times out.
-pub async fn exec(argv: &[String], event: &Event) -> anyhow::Result<()> {
+pub async fn exec(
+    argv: &[String],
+    user: Option<&ScriptUser>,
+    event: &Event,
+) -> anyhow::Result<()> {
     let Some(program) = argv.first() else {
         bail!("the exec hook names no program");
     };
     let argv: Vec<String> = argv.iter().cloned().chain(event.args()).collect();
-    crate::agent::sys::process::run(&argv, HOOK_TIMEOUT)
+    crate::agent::sys::process::run(&argv, user, HOOK_TIMEOUT)
         .await
         .map_err(|e| anyhow!("{program}: {e}"))
 }
@@ -382,6 +386,7 @@ mod tests {
                     timeout: crate::inventory::Duration::from_secs(30),
                 }),
                 exec: None,
+                exec_user: None,
                 webhook: None,
             }),
             record.clone(),
@@ -454,13 +459,13 @@ mod tests {
         )
         .unwrap();
         let argv = [script.to_string_lossy().into_owned(), "--flag".into()];
-        exec(&argv, &event()).await.unwrap();
+        exec(&argv, None, &event()).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
             "--flag vrrp VI_1 master 120\n"
         );
-        assert!(exec(&["/bin/false".into()], &event()).await.is_err());
-        assert!(exec(&[], &event()).await.is_err());
+        assert!(exec(&["/bin/false".into()], None, &event()).await.is_err());
+        assert!(exec(&[], None, &event()).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

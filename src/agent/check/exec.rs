@@ -9,29 +9,37 @@ use futures_util::future::BoxFuture;
 
 use super::probe::Probe;
 use crate::agent::sys::process;
-use crate::inventory::ExecCheck;
+use crate::inventory::{ExecCheck, ScriptUser};
 
 /// An `exec` check; the command names the server itself, if it needs to.
 pub(crate) fn arm(c: &ExecCheck) -> Box<dyn Probe> {
-    Box::new(Exec(c.command.clone()))
+    Box::new(Exec(c.command.clone(), c.user.clone()))
 }
 
-struct Exec(String);
+/// The command, and who runs it.
+struct Exec(String, Option<ScriptUser>);
 
 impl Probe for Exec {
     fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(exec(&self.0, limit))
+        Box::pin(exec(&self.0, self.1.as_ref(), limit))
     }
 }
 
-/// Run `command` through `sh -c`; exit 0 within `limit` is a pass.
+/// Run `command` through `sh -c` as `user`; exit 0 within `limit` is a
+/// pass.
 ///
 /// # Errors
 /// The command, with its exit status or that it was killed at the
 /// timeout.
-async fn exec(command: &str, limit: Duration) -> Result<(), String> {
+async fn exec(
+    command: &str,
+    user: Option<&ScriptUser>,
+    limit: Duration,
+) -> Result<(), String> {
     let argv = ["/bin/sh", "-c", command].map(str::to_owned);
-    process::run(&argv, limit).await.map_err(|e| format!("`{command}`: {e}"))
+    process::run(&argv, user, limit)
+        .await
+        .map_err(|e| format!("`{command}`: {e}"))
 }
 
 #[cfg(test)]
@@ -42,13 +50,16 @@ mod tests {
     #[tokio::test]
     async fn exec_checks_pass_fail_and_time_out() {
         let limit = Duration::from_millis(300);
-        assert_eq!(exec("true", limit).await, Ok(()));
+        assert_eq!(exec("true", None, limit).await, Ok(()));
         assert_eq!(
-            exec("exit 3", limit).await,
+            exec("exit 3", None, limit).await,
             Err("`exit 3`: exit status 3".into())
         );
         assert!(
-            exec("sleep 5", limit).await.unwrap_err().contains("was killed")
+            exec("sleep 5", None, limit)
+                .await
+                .unwrap_err()
+                .contains("was killed")
         );
     }
 
@@ -57,7 +68,8 @@ mod tests {
         let dir = scratch("exec-orphan");
         let pids = dir.join("pids");
         let command = format!("sleep 30 & echo $! > {}; wait", pids.display());
-        let e = exec(&command, Duration::from_millis(200)).await.unwrap_err();
+        let e =
+            exec(&command, None, Duration::from_millis(200)).await.unwrap_err();
         assert!(e.contains("with its process group"), "{e}");
         let forked = pids_in(&pids);
         assert_eq!(forked.len(), 1, "the command did not run");

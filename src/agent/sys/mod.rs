@@ -16,8 +16,11 @@
 //!   scripts, notify and alert hooks) in its own process group, killed
 //!   whole on timeout;
 //! * [`privileges`] — the supervised agent's capabilities and its tie to
-//!   the supervisor.
+//!   the supervisor;
+//! * [`accounts`] — a script user's uid and gid, from `/etc/passwd` and
+//!   `/etc/group` (the parsing pure).
 
+pub mod accounts;
 pub mod checksum;
 pub mod net;
 pub mod netlink;

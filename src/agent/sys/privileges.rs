@@ -23,6 +23,12 @@
 //!   scripts it starts have them as under systemd's
 //!   `AmbientCapabilities=`.
 //!
+//! With a script user in its configuration it also keeps `CAP_SETUID`
+//! and `CAP_SETGID` ([`SWITCH_USER`]) — in effective, permitted and
+//! bounding, not in ambient or inheritable — so that it can start those
+//! programs as their user; a program that becomes another uid than 0
+//! loses every capability on the way, so it runs with none.
+//!
 //! It stays uid 0: its files (`/run/lbdeploy`, `/etc/lbdeploy`) are
 //! root's and need no `CAP_DAC_OVERRIDE` to be read or written by their
 //! owner. A file another user keeps private (a `track_file` of mode 0600
@@ -55,21 +61,37 @@ pub const SUPERVISOR_ENV: &str = "LBDEPLOY_SUPERVISOR_PID";
 pub const AGENT_CAPABILITIES: CapabilitySet =
     CapabilitySet::NET_ADMIN.union(CapabilitySet::NET_RAW);
 
+/// What the agent keeps besides [`AGENT_CAPABILITIES`] when its
+/// configuration runs a program as a script user: `setgid`,
+/// `setgroups` (to drop the supplementary groups) and `setuid` in the
+/// child before it runs the program.
+pub const SWITCH_USER: CapabilitySet =
+    CapabilitySet::SETUID.union(CapabilitySet::SETGID);
+
+/// Whether this process may start programs as another user: it has
+/// [`SWITCH_USER`] in its effective set (root under the unit, or a
+/// supervised agent that kept them).
+pub fn can_switch_user() -> bool {
+    rustix::thread::capabilities(None)
+        .is_ok_and(|sets| sets.effective.contains(SWITCH_USER))
+}
+
 /// Capabilities are numbered below this; the kernel knows fewer
 /// (`/proc/sys/kernel/cap_last_cap`) and answers EINVAL for the rest.
 const CAPABILITY_BITS: u32 = 64;
 
 /// When [`SUPERVISOR_ENV`] is set, tie this process to the supervisor and
-/// drop every capability but [`AGENT_CAPABILITIES`]; otherwise (a
-/// foreground agent, the systemd unit) do nothing. Call it while the
-/// process has one thread.
+/// drop every capability but [`AGENT_CAPABILITIES`] (and [`SWITCH_USER`]
+/// when `switch_user`: the configuration names a script user);
+/// otherwise (a foreground agent, the systemd unit) do nothing. Call it
+/// while the process has one thread.
 ///
 /// # Errors
 /// The variable holds no PID, the supervisor is already gone, the
 /// process has more than one thread, or the kernel refused a step: the
 /// agent must not run with more than it should, nor outlive its
 /// supervisor.
-pub fn confine_if_supervised() -> anyhow::Result<()> {
+pub fn confine_if_supervised(switch_user: bool) -> anyhow::Result<()> {
     let Some(value) = std::env::var_os(SUPERVISOR_ENV) else {
         return Ok(());
     };
@@ -92,12 +114,18 @@ pub fn confine_if_supervised() -> anyhow::Result<()> {
     if threads != 1 {
         bail!("dropping capabilities needs one thread, not {threads}");
     }
-    keep_only(AGENT_CAPABILITIES)
+    let keep = match switch_user {
+        true => AGENT_CAPABILITIES.union(SWITCH_USER),
+        false => AGENT_CAPABILITIES,
+    };
+    keep_only(keep, AGENT_CAPABILITIES)
 }
 
 /// Reduce this thread to `keep`: bounding set first (that needs
-/// `CAP_SETPCAP`, about to go), then the three sets, then ambient.
-fn keep_only(keep: CapabilitySet) -> anyhow::Result<()> {
+/// `CAP_SETPCAP`, about to go), then the three sets, then ambient, which
+/// (with inheritable) holds `pass` only: what programs run as root get
+/// without being root's children by exec alone.
+fn keep_only(keep: CapabilitySet, pass: CapabilitySet) -> anyhow::Result<()> {
     for cap in outside(keep) {
         match remove_capability_from_bounding_set(cap) {
             Ok(()) | Err(Errno::INVAL) => {}
@@ -109,9 +137,9 @@ fn keep_only(keep: CapabilitySet) -> anyhow::Result<()> {
         }
     }
     let sets =
-        CapabilitySets { effective: keep, permitted: keep, inheritable: keep };
+        CapabilitySets { effective: keep, permitted: keep, inheritable: pass };
     set_capabilities(None, sets).context("capset")?;
-    for cap in keep.iter() {
+    for cap in pass.iter() {
         configure_capability_in_ambient_set(cap, true)
             .with_context(|| format!("raising {cap:?} in the ambient set"))?;
     }
@@ -138,5 +166,8 @@ mod tests {
         assert!(!gone.contains(&(1 << 13)), "CAP_NET_RAW is 13");
         assert!(gone.contains(&(1 << 21)), "CAP_SYS_ADMIN stays in");
         assert_eq!(AGENT_CAPABILITIES.bits(), 0x3000);
+        assert_eq!(SWITCH_USER.bits(), 0xc0, "CAP_SETGID 6, CAP_SETUID 7");
+        let gone = outside(AGENT_CAPABILITIES.union(SWITCH_USER)).count();
+        assert_eq!(gone, 60);
     }
 }

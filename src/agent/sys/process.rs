@@ -14,6 +14,14 @@
 //! A command that exits on its own is left to its fate, children and
 //! all: nothing has been abandoned, and after the leader is reaped its
 //! group ID is no longer ours to signal.
+//!
+//! A command with a script user runs as that user: its uid and gid
+//! looked up when it starts ([`accounts`]), set in the child between
+//! `fork` and `exec` by the standard library, which also empties the
+//! supplementary groups. A uid 0 that becomes another uid loses every
+//! capability (ambient included), so the program runs with none. The
+//! agent must have `CAP_SETUID` and `CAP_SETGID` for this; it keeps them
+//! only when its configuration names a script user.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -22,23 +30,40 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::process::Command;
 
-/// Run `argv` (program, then arguments) and wait up to `limit` for it.
+use super::accounts;
+use crate::inventory::ScriptUser;
+
+/// Run `argv` (program, then arguments) as `user` (the agent's own
+/// when `None`) and wait up to `limit` for it.
 ///
 /// # Errors
-/// An empty argv, a program that cannot start, or how the command
-/// ended when that was not exit 0: its exit status, the signal that
-/// killed it, or that it ran past `limit` and was killed with its
-/// process group. The text does not name the command; callers do.
-pub async fn run(argv: &[String], limit: Duration) -> Result<(), String> {
+/// An empty argv, a user who is not on the host, a program that cannot
+/// start, or how the command ended when that was not exit 0: its exit
+/// status, the signal that killed it, or that it ran past `limit` and
+/// was killed with its process group. The text does not name the
+/// command; callers do.
+pub async fn run(
+    argv: &[String],
+    user: Option<&ScriptUser>,
+    limit: Duration,
+) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("an empty command")?;
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
+        .process_group(0);
+    if let Some(user) = user {
+        let ids = accounts::resolve(user)
+            .map_err(|e| format!("cannot run it as {user}: {e}"))?;
+        if ids != accounts::own() {
+            command.uid(ids.uid).gid(ids.gid);
+        }
+    }
+    let mut child =
+        command.spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
     // The child leads its own group, so the group's ID is its PID.
     let group = GroupGuard(
         child.id().and_then(|id| Pid::from_raw(i32::try_from(id).ok()?)),
@@ -139,6 +164,8 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::testing::{pids_in, scratch, survivors};
     use super::*;
 
@@ -154,18 +181,22 @@ mod tests {
 
     #[tokio::test]
     async fn exit_statuses_signals_and_bad_programs_are_told_apart() {
-        assert_eq!(run(&argv(&["true"]), LIMIT).await, Ok(()));
+        assert_eq!(run(&argv(&["true"]), None, LIMIT).await, Ok(()));
         assert_eq!(
-            run(&sh("exit 3"), LIMIT).await.unwrap_err(),
+            run(&sh("exit 3"), None, LIMIT).await.unwrap_err(),
             "exit status 3"
         );
         assert_eq!(
-            run(&sh("kill -TERM $$"), LIMIT).await.unwrap_err(),
+            run(&sh("kill -TERM $$"), None, LIMIT).await.unwrap_err(),
             "killed by signal 15"
         );
-        let e = run(&argv(&["/nonexistent/prog"]), LIMIT).await.unwrap_err();
+        let e =
+            run(&argv(&["/nonexistent/prog"]), None, LIMIT).await.unwrap_err();
         assert!(e.starts_with("cannot start /nonexistent/prog"), "{e}");
-        assert_eq!(run(&[], LIMIT).await.unwrap_err(), "an empty command");
+        assert_eq!(
+            run(&[], None, LIMIT).await.unwrap_err(),
+            "an empty command"
+        );
     }
 
     #[tokio::test]
@@ -175,7 +206,7 @@ mod tests {
         let out = dir.join("out");
         let text = format!("printf %s \"$1\" > {}", out.display());
         let cmd = argv(&["/bin/sh", "-c", &text, "sh", "a b; exit 7"]);
-        assert_eq!(run(&cmd, LIMIT).await, Ok(()));
+        assert_eq!(run(&cmd, None, LIMIT).await, Ok(()));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a b; exit 7");
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -190,7 +221,9 @@ mod tests {
             p = pids.display()
         );
         let started = std::time::Instant::now();
-        let e = run(&sh(&text), Duration::from_millis(200)).await.unwrap_err();
+        let e = run(&sh(&text), None, Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2), "not at once");
         assert_eq!(e, "ran past 200ms and was killed, with its process group");
         let descendants = pids_in(&pids);
@@ -208,7 +241,7 @@ mod tests {
             p = pids.display()
         );
         let cmd = sh(&text);
-        let run = run(&cmd, Duration::from_secs(30));
+        let run = run(&cmd, None, Duration::from_secs(30));
         // Give it time to start and write, then drop it unfinished.
         let waited =
             tokio::time::timeout(Duration::from_millis(300), run).await;
@@ -216,6 +249,44 @@ mod tests {
         let started = pids_in(&pids);
         assert_eq!(started.len(), 2, "the script did not run");
         assert_eq!(survivors(&started), Vec::<u32>::new());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_script_user_runs_with_its_ids_and_no_capability() {
+        let dir = scratch("process-user");
+        std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = dir.join("status");
+        std::fs::write(&out, "").unwrap();
+        std::fs::set_permissions(&out, PermissionsExt::from_mode(0o666))
+            .unwrap();
+        let nobody: ScriptUser = "nobody".parse().unwrap();
+        let ids = accounts::resolve(&nobody).unwrap();
+        let text = format!("cat /proc/self/status > {}", out.display());
+        assert_eq!(run(&sh(&text), Some(&nobody), LIMIT).await, Ok(()));
+        let status = std::fs::read_to_string(&out).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("no {name} in {status}"))
+                .to_owned()
+        };
+        let (uid, gid) = (ids.uid, ids.gid);
+        assert_eq!(field("Uid"), format!("{uid}\t{uid}\t{uid}\t{uid}"));
+        assert_eq!(field("Gid"), format!("{gid}\t{gid}\t{gid}\t{gid}"));
+        assert_eq!(field("Groups"), "", "supplementary groups dropped");
+        for caps in ["CapEff", "CapPrm", "CapAmb"] {
+            assert_eq!(field(caps), "0000000000000000", "{caps}");
+        }
+        let ghost: ScriptUser = "no-such-user-here".parse().unwrap();
+        assert_eq!(
+            run(&argv(&["true"]), Some(&ghost), LIMIT).await.unwrap_err(),
+            "cannot run it as no-such-user-here: no user \
+             `no-such-user-here` in /etc/passwd"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::agent::check::health::RiseFall;
 use crate::agent::sys::process;
+use crate::inventory::ScriptUser;
 
 /// A script to track, from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct ScriptSpec {
     pub rise: u32,
     /// Consecutive failures that make an OK script failed.
     pub fall: u32,
+    /// Who runs it; the agent's user when `None`.
+    pub user: Option<ScriptUser>,
 }
 
 /// What a tracked script says now.
@@ -67,7 +70,8 @@ async fn track(spec: ScriptSpec, tx: watch::Sender<ScriptState>) {
     let mut verdict = RiseFall::new(spec.rise, spec.fall);
     loop {
         let started = Instant::now();
-        let result = process::run(&spec.argv, spec.timeout).await;
+        let result =
+            process::run(&spec.argv, spec.user.as_ref(), spec.timeout).await;
         match (verdict.record(result.is_ok()), &result) {
             (Some(false), Err(e)) => {
                 let n = spec.fall.max(1);
@@ -107,6 +111,7 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             rise: 1,
             fall: 1,
+            user: None,
         }
     }
 

@@ -90,6 +90,7 @@ impl Watched {
                     timeout: s.timeout.unwrap_or(s.interval).get(),
                     rise: s.rise,
                     fall: s.fall,
+                    user: s.user.clone(),
                 });
                 Running {
                     source: Source::Script(t.state.clone()),

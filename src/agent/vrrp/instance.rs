@@ -558,7 +558,7 @@ impl Looper {
         if let Some(hooks) = &link.hooks {
             let args = notify_args(Kind::Group, &link.group, to, 0);
             for script in hooks_for(hooks, to) {
-                run_hook(script, &args);
+                run_hook(script, hooks.user.as_ref(), &args);
             }
         }
     }
@@ -856,7 +856,7 @@ impl Looper {
         let Some(hooks) = &self.s.notify else { return };
         let args = notify_args(Kind::Instance, &self.s.name, to, priority);
         for script in hooks_for(hooks, to) {
-            run_hook(script, &args);
+            run_hook(script, hooks.user.as_ref(), &args);
         }
     }
 

@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use crate::agent::sys::process;
 use crate::agent::vrrp::fsm::{State, state_name};
-use crate::inventory::NotifyHooks;
+use crate::inventory::{NotifyHooks, ScriptUser};
 
 /// Whose transition a hook is told of: keepalived's first argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,16 +59,25 @@ pub(crate) const NOTIFY_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 /// ([`sys::process`](crate::agent::sys::process)) that is killed whole
 /// at [`NOTIFY_HOOK_TIMEOUT`] or when the agent stops; a failure is
 /// logged.
-pub(crate) fn run_hook(argv: &[String], args: &[String; 4]) {
-    let run = run_hook_within(hook_argv(argv, args), NOTIFY_HOOK_TIMEOUT);
+pub(crate) fn run_hook(
+    argv: &[String],
+    user: Option<&ScriptUser>,
+    args: &[String; 4],
+) {
+    let user = user.cloned();
+    let run = run_hook_within(hook_argv(argv, args), user, NOTIFY_HOOK_TIMEOUT);
     // The task's lines name the instance, as the loop's do.
     tokio::spawn(run.in_current_span());
 }
 
-/// Run one hook to its end or `limit`, logging how it failed.
-async fn run_hook_within(argv: Vec<String>, limit: Duration) {
+/// Run one hook as `user` to its end or `limit`, logging how it failed.
+async fn run_hook_within(
+    argv: Vec<String>,
+    user: Option<ScriptUser>,
+    limit: Duration,
+) {
     let Some(program) = argv.first().cloned() else { return };
-    if let Err(e) = process::run(&argv, limit).await {
+    if let Err(e) = process::run(&argv, user.as_ref(), limit).await {
         tracing::warn!("notify hook {program}: {e}");
     }
 }
@@ -91,6 +100,7 @@ mod tests {
             backup: None,
             fault: argv(&["/f"]),
             any: argv(&["/any", "x y"]),
+            user: None,
         };
         let any = ["/any".to_owned(), "x y".to_owned()];
         let m = ["/m".to_owned()];
@@ -131,7 +141,7 @@ mod tests {
         let started = std::time::Instant::now();
         let limit = Duration::from_millis(300);
         let argv = hook_argv(&[hook.display().to_string()], &args);
-        run_hook_within(argv, limit).await;
+        run_hook_within(argv, None, limit).await;
         assert!(started.elapsed() < Duration::from_secs(3), "not killed");
         let started = pids_in(&pids);
         assert_eq!(started.len(), 2, "the hook did not run");

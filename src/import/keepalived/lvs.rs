@@ -386,6 +386,7 @@ fn checker(
     };
     let mut urls = Vec::new();
     let mut misc_path = None;
+    let mut user = None;
     let mut virtualhost = virtualhost.map(str::to_owned);
     for node in block.children() {
         match node.keyword.as_str() {
@@ -394,6 +395,9 @@ fn checker(
             }
             "misc_path" if block.keyword == "MISC_CHECK" => {
                 misc_path = r.one(node, block).map(str::to_owned)
+            }
+            "user" if block.keyword == "MISC_CHECK" => {
+                user = r.script_user(&node.args, node, block)
             }
             "retry" | "nb_get_retry" => {
                 set(&mut t.retry, r.number(node, block))
@@ -429,6 +433,7 @@ fn checker(
                 retry: t.retry,
                 delay_before_retry: t.delay_before_retry,
                 rise: KEEPALIVED_RISE,
+                user,
             })],
             None => {
                 r.error(block, block, "MISC_CHECK needs a `misc_path`");

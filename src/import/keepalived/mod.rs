@@ -29,8 +29,8 @@ pub use vrrp::{Instance, Own};
 use super::diag::{Pos, Report};
 use super::parser::{self, Grammar, Node};
 use crate::inventory::{
-    Duration, Email, SyncGroup, TrackFile, TrackProcess, VirtualService,
-    VrrpScript,
+    Duration, Email, ScriptUser, SyncGroup, TrackFile, TrackProcess,
+    VirtualService, VrrpScript,
 };
 use value::Reader;
 
@@ -57,6 +57,8 @@ pub(crate) struct Conf {
     pub services: Vec<(VirtualService, Fields)>,
     /// `enable_script_security` in `global_defs`.
     pub script_security: bool,
+    /// `script_user USER [GROUP]` in `global_defs`, with where it is.
+    pub script_user: Option<Spanned<ScriptUser>>,
 }
 
 /// Read `path` (and its includes). Problems go to `report`.
@@ -90,6 +92,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         track_processes: Vec::new(),
         services: Vec::new(),
         script_security: false,
+        script_user: None,
     };
     let groups = lvs::groups(nodes, &mut r);
     let mut defaults = vrrp::Defaults::default();
@@ -169,14 +172,11 @@ fn global_defs(
                 defaults.version = r.number(node, block).or(defaults.version)
             }
             "enable_script_security" => conf.script_security = true,
-            "script_user" => r.warn(
-                node,
-                block,
-                "`script_user` is not carried over: lbdeploy runs every \
-                 script as the agent's user (root) — with \
-                 `script_security: true` it refuses scripts that another \
-                 user could replace",
-            ),
+            "script_user" => {
+                conf.script_user = r
+                    .script_user(&node.args, node, block)
+                    .map(|value| Spanned::at(value, node))
+            }
             k if k.strip_prefix("vrrp_").is_some_and(|g| {
                 lower_set |= g.starts_with("garp_lower_prio");
                 vrrp::garp_keyword(&mut garp, g, node, block, r)

@@ -23,7 +23,7 @@ pub fn sync_group(
             "group" => g
                 .instances
                 .extend(node.children().iter().map(|m| m.keyword.clone())),
-            k if notify_keyword(&mut g.notify, k, node) => {}
+            k if notify_keyword(&mut g.notify, k, node, block, r) => {}
             _ => {
                 r.not_carried(node, block);
                 continue;

@@ -194,6 +194,7 @@ pub fn script(
         weight: 0,
         rise: 1,
         fall: 1,
+        user: None,
     };
     for node in block.children() {
         let key = node.keyword.as_str();
@@ -206,15 +207,7 @@ pub fn script(
             "weight" => s.weight = r.number(node, block).unwrap_or(0),
             "rise" => s.rise = r.number(node, block).unwrap_or(1),
             "fall" => s.fall = r.number(node, block).unwrap_or(1),
-            "user" => {
-                r.warn(
-                    node,
-                    block,
-                    "`user` is not carried over: the script runs as the \
-                     agent's user (root, with the unit's capabilities)",
-                );
-                continue;
-            }
+            "user" => s.user = r.script_user(&node.args, node, block),
             _ => {
                 r.not_carried(node, block);
                 continue;

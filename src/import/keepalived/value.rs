@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use crate::import::diag::{Pos, Report};
 use crate::import::parser::Node;
-use crate::inventory::{Bounded, Duration};
+use crate::inventory::{Bounded, Duration, ScriptUser};
 
 /// Where each field of an imported section came from, by the field's path
 /// in the inventory (`advert_int`, `real_servers.10.0.0.1:80.weight`); the
@@ -101,6 +101,36 @@ impl Reader<'_> {
                 Some(value)
             }
         }
+    }
+
+    /// keepalived's `USER [GROUP]` (`script_user`, a script's `user`, the
+    /// words after a notify script), from `words`, as the inventory's
+    /// `USER[:GROUP]`; `None`, with an error, when more words follow or
+    /// a name is not one the inventory takes.
+    pub fn script_user(
+        &mut self,
+        words: &[String],
+        node: &Node,
+        block: &Node,
+    ) -> Option<ScriptUser> {
+        let text = match words {
+            [user] => user.clone(),
+            [user, group] => format!("{user}:{group}"),
+            _ => {
+                let m = format!(
+                    "`{}`: expected a user and an optional group, not `{}`",
+                    node.keyword,
+                    words.join(" ")
+                );
+                self.error(node, block, &m);
+                return None;
+            }
+        };
+        text.parse()
+            .map_err(|e| {
+                self.error(node, block, &format!("`{}`: {e}", node.keyword))
+            })
+            .ok()
     }
 
     /// A whole number in `MIN..=MAX`.

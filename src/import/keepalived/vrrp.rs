@@ -177,7 +177,7 @@ pub fn instance(
                     }
                 }
             }
-            k if notify_keyword(&mut vrrp.notify, k, node) => {}
+            k if notify_keyword(&mut vrrp.notify, k, node, block, r) => {}
             "track_script" | "track_interface" | "track_file"
             | "track_process" => {
                 super::track::track_list(&mut vrrp.track, node, block, r)
@@ -216,11 +216,17 @@ pub fn instance(
 }
 
 /// Read a `notify_master|backup|fault` or `notify` line into `hooks`;
-/// `false` when `keyword` is none of them.
+/// `false` when `keyword` is none of them. As keepalived reads it, the
+/// line is `KEYWORD SCRIPT [USER [GROUP]]`: the script is one word (quote
+/// it to give it arguments), and what follows is who runs it. lbdeploy
+/// has one user per block of hooks: a hook that names another than the
+/// block's first is reported.
 pub fn notify_keyword(
     hooks: &mut Option<NotifyHooks>,
     keyword: &str,
     node: &Node,
+    block: &Node,
+    r: &mut Reader<'_>,
 ) -> bool {
     let hooks = match keyword {
         "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
@@ -228,6 +234,27 @@ pub fn notify_keyword(
         }
         _ => return false,
     };
+    let Some((script, who)) = node.args.split_first() else {
+        r.error(node, block, &format!("`{keyword}` needs a script"));
+        return true;
+    };
+    let user = match who {
+        [] => None,
+        who => r.script_user(who, node, block),
+    };
+    match (&hooks.user, user) {
+        (_, None) => {}
+        (None, Some(user)) => hooks.user = Some(user),
+        (Some(first), Some(user)) if *first == user => {}
+        (Some(first), Some(user)) => {
+            let m = format!(
+                "runs as {user}, but lbdeploy runs all of a block's notify \
+                 hooks as one user: this one runs as {first}, the first \
+                 named"
+            );
+            r.warn(node, block, &m);
+        }
+    }
     let slot = match keyword {
         "notify_master" => &mut hooks.master,
         "notify_backup" => &mut hooks.backup,
@@ -236,7 +263,7 @@ pub fn notify_keyword(
     };
     // keepalived splits the script's string into its argv on whitespace,
     // quotes grouping words; lbdeploy runs the same argv without a shell.
-    *slot = Some(split_words(&node.args.join(" ")));
+    *slot = Some(split_words(script));
     true
 }
 

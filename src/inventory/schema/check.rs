@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::is_false;
-use crate::inventory::values::{Duration, Port};
+use crate::inventory::values::{Duration, Port, ScriptUser};
 
 /// When a check gives up on one attempt and how it retries — the same
 /// three keywords for every kind of check.
@@ -248,6 +248,10 @@ pub struct ExecCheck {
     /// the default; more keeps a flapping server out longer.
     #[serde(default = "default_rise", skip_serializing_if = "is_one")]
     pub rise: u32,
+    /// Who runs the command, when not `script_user` (keepalived's
+    /// `MISC_CHECK` `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ScriptUser>,
 }
 
 impl ExecCheck {
