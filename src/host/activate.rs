@@ -9,12 +9,11 @@
 //! so the activation still ends whole.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Context;
 
 use super::activation::{Activation, Report};
-use super::agent::{Op, Service, unit_file_name};
+use super::agent::{Op, Service, is_drop_in_of, unit_file_name};
 use super::layout::Layout;
 use super::lock::{LockGuard, Refusal};
 use super::rollback;
@@ -67,17 +66,6 @@ pub fn parse(layout: &Layout, input: &[u8]) -> anyhow::Result<Activation> {
         layout.host(d)?;
     }
     Ok(a)
-}
-
-/// Whether `path` is a drop-in in `service`'s own `.d` directory under
-/// `/etc/systemd/system` or `/run/systemd/system`: the only files an
-/// activation removes that it did not write.
-pub(crate) fn is_drop_in_of(path: &Path, service: &str) -> bool {
-    let dir = format!("{}.d", unit_file_name(service));
-    ["/etc/systemd/system", "/run/systemd/system"]
-        .iter()
-        .any(|base| path.parent() == Some(&Path::new(base).join(&dir)))
-        && path.extension().is_some_and(|e| e == "conf")
 }
 
 /// Activate `input` (the JSON read from stdin) on the host and return the

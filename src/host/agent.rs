@@ -154,6 +154,17 @@ impl Service {
     }
 }
 
+/// Whether `path` is a drop-in in `service`'s own `.d` directory under
+/// `/etc/systemd/system` or `/run/systemd/system`: the only files an
+/// activation removes that it did not write.
+pub(crate) fn is_drop_in_of(path: &Path, service: &str) -> bool {
+    let dir = format!("{}.d", unit_file_name(service));
+    ["/etc/systemd/system", "/run/systemd/system"]
+        .iter()
+        .any(|base| path.parent() == Some(&Path::new(base).join(&dir)))
+        && path.extension().is_some_and(|e| e == "conf")
+}
+
 /// The unit file name of service `name`.
 pub(crate) fn unit_file_name(name: &str) -> String {
     if name.ends_with(".service") {
@@ -174,4 +185,27 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An activation removes only drop-ins of the agent's own unit: never
+    /// a global `service.d` one, a vendor one, or anything not `.conf`.
+    #[test]
+    fn only_the_units_own_drop_ins_are_drop_ins() {
+        let yes = |p: &str| is_drop_in_of(Path::new(p), "lbdeploy-agent");
+        assert!(yes("/etc/systemd/system/lbdeploy-agent.service.d/o.conf"));
+        assert!(yes("/run/systemd/system/lbdeploy-agent.service.d/x.conf"));
+        assert!(!yes("/etc/systemd/system/service.d/o.conf"));
+        assert!(!yes(
+            "/usr/lib/systemd/system/lbdeploy-agent.service.d/o.conf"
+        ));
+        assert!(!yes("/etc/systemd/system/lbdeploy-agent.service.d/o.txt"));
+        assert!(!yes(
+            "/etc/systemd/system/lbdeploy-agent.service.d/../../passwd.conf"
+        ));
+        assert!(!yes("/etc/shadow"));
+    }
 }

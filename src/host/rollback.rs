@@ -12,8 +12,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::activate::is_drop_in_of;
-use super::agent::{Op, Service, unit_file_name};
+use super::agent::{Op, Service, is_drop_in_of, unit_file_name};
 use super::layout::Layout;
 use super::snapshot::{self, Pending};
 use crate::util::files;

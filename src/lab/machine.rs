@@ -26,7 +26,7 @@
 //! (`--keep-unit --register=no`, `nsenter --net` rather than
 //! `ip netns exec`) is recorded in DESIGN.md.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -73,11 +73,6 @@ const NET_UNIT: &str = "lbdeploy-lab-net.service";
 /// Where units the lab adds live in the host (the place a local
 /// administrator's units go).
 const UNIT_DIR: &str = "/etc/systemd/system";
-
-/// The upper layer of `host`'s root file system: its own files.
-pub(crate) fn upper(layout: &Layout, host: &LabHost) -> PathBuf {
-    layout.host_dir(host).join("upper")
-}
 
 /// sshd listens on the host's address only, so it must start after the
 /// address is there, and come back when it fails at boot all the same
@@ -261,7 +256,7 @@ pub(crate) fn start(
     for d in ["upper", "work", "root"] {
         files::create_dirs(&layers.join(d))?;
     }
-    let upper = upper(layout, host);
+    let upper = layout.upper(host);
     let (wanted, enabled) = host_files(host);
     for (path, contents, mode) in wanted {
         files::write_atomic(

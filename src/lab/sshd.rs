@@ -15,9 +15,9 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::cmd::Cmd;
+use super::holder;
 use super::state::{LabState, Layout, ProcKind, ProcRecord};
 use super::topology::{HostInit, LabHost, Role};
-use super::{holder, machine};
 use crate::util::files;
 
 /// Inside a host: sshd's configuration, host key and authorised keys.
@@ -59,7 +59,7 @@ pub fn install(layout: &Layout, state: &LabState) -> anyhow::Result<()> {
         // A systemd host gets them in its own layer before it boots.
         let root = match h.init {
             HostInit::Namespace => holder::path_in(state.holder(&h.name)?, "/"),
-            HostInit::Systemd => machine::upper(layout, h),
+            HostInit::Systemd => layout.upper(h),
         };
         let key = host_key(layout, h);
         let dir = HOST_SSH_DIR.trim_start_matches('/');

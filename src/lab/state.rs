@@ -155,6 +155,12 @@ impl Layout {
         self.root.join("hosts").join(&host.netns)
     }
 
+    /// The upper layer of systemd host `host`'s root file system: its
+    /// own files, kept across reboots.
+    pub(crate) fn upper(&self, host: &LabHost) -> PathBuf {
+        self.host_dir(host).join("upper")
+    }
+
     /// Everything `up` puts in the state directory, `lab.json` last so it
     /// is removed last: a `down` interrupted half-way can run again.
     pub(crate) fn owned_entries(&self) -> Vec<PathBuf> {

@@ -14,9 +14,11 @@ use serde::Serialize;
 
 use crate::inventory::IfAddr;
 
+use super::machine;
+use super::netns;
+use super::procs;
 use super::state::{LabState, ProcKind};
 use super::topology::{HostInit, LabHost, Role};
-use super::{machine, netns, procs};
 
 /// The live state of one lab process.
 #[derive(Debug, Clone, Serialize)]
