@@ -28,11 +28,16 @@ const AGENT_UP: Duration = Duration::from_secs(5);
 const V: Version = Version::V2;
 
 /// The example cluster on systemd hosts; `None` when not root.
-fn systemd_lab(name: &str, s: Subnet) -> Option<TestLab> {
-    TestLab::up_with(
-        name,
-        &Inventory::example(s).to_string(),
-        &["--init", "systemd"],
+fn systemd_lab(name: &str, inventory: &Inventory) -> Option<TestLab> {
+    TestLab::up_with(name, &inventory.to_string(), &["--init", "systemd"])
+}
+
+/// The example cluster reporting by email to a relay that is not there:
+/// a warning from each director at each event.
+fn with_missing_relay(s: Subnet) -> Inventory {
+    Inventory::example(s).top(
+        "notification:\n  email:\n    to: [ops@example.org]\n    \
+         from: lb@example.org\n    smtp_server: 127.0.0.1\n",
     )
 }
 
@@ -51,7 +56,10 @@ fn real_server_whole(lab: &TestLab, host: &str, vip: &str) -> bool {
 #[test]
 fn r18_hosts_come_back_serving_after_reboots_and_power_cuts() {
     let s = Subnet::allocate();
-    let Some(lab) = systemd_lab("systemd-reboot", s) else { return };
+    let Some(lab) = systemd_lab("systemd-reboot", &with_missing_relay(s))
+    else {
+        return;
+    };
     let vip = s.vip();
     lab.apply_until_forwarding(&vip);
     for h in ["keepalived01", "keepalived02", "rs01", "rs02"] {
@@ -66,6 +74,35 @@ fn r18_hosts_come_back_serving_after_reboots_and_power_cuts() {
             "{h}"
         );
     }
+
+    // The shipped unit, hardened, under a real systemd: OK in its own
+    // judgement, and the agent's warnings reach the journal as warnings
+    // (the example's email relay is not there: a warning each event).
+    let exposure = lab.exec_ok(
+        "keepalived01",
+        "systemd-analyze security lbdeploy-agent | tail -1",
+    );
+    let score: f64 = exposure
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no score in {exposure:?}"));
+    assert!(score <= 3.0, "{exposure}");
+    let warnings = || {
+        lab.exec_ok(
+            "keepalived01",
+            "journalctl -u lbdeploy-agent -p warning -o cat --no-pager",
+        )
+    };
+    within(AGENT_UP, "the failed email's warning in the journal", || {
+        warnings().contains("level=warn")
+    });
+    assert!(!warnings().contains("level=info"), "{}", warnings());
+    let all = lab.exec_ok(
+        "keepalived01",
+        "journalctl -u lbdeploy-agent -o cat --no-pager",
+    );
+    assert!(all.contains("level=info"), "{all}");
+    assert!(!all.contains("<6>") && !all.contains("<4>"), "{all}");
 
     // Real servers: a clean reboot, then a power cut. Each boot starts
     // with no VIP and default ARP settings (a fresh network namespace).
@@ -139,7 +176,9 @@ fn no_unit_trace(lab: &TestLab, host: &str) -> Result<(), String> {
 fn r18_plan_sees_and_apply_repairs_the_unit_and_a_rolled_back_install_leaves_no_trace()
  {
     let s = Subnet::allocate();
-    let Some(lab) = systemd_lab("systemd-unit", s) else { return };
+    let Some(lab) = systemd_lab("systemd-unit", &Inventory::example(s)) else {
+        return;
+    };
 
     // A first install whose smoke test fails is rolled back whole.
     let out = lab.lbdeploy_exit(
@@ -151,6 +190,14 @@ fn r18_plan_sees_and_apply_repairs_the_unit_and_a_rolled_back_install_leaves_no_
 
     lab.apply_until_forwarding(&s.vip());
     lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+
+    // While an apply waits for its confirmation (the smoke test runs
+    // then), the host's magic-rollback watchdog is a unit of its own, not
+    // a process of the SSH session.
+    lab.rewrite_inventory(&Inventory::example(s).weight("rs01", 2));
+    let smoke = "ssh $LBDEPLOY_HOST systemctl list-units --no-legend \
+                 --state=active 'lbdeploy-watchdog-*' | grep -q watchdog";
+    lab.lbdeploy_exit(0, &["apply", "--yes", "--smoke-test", smoke]);
 
     // Three ways an agent's unit goes wrong behind lbdeploy's back.
     lab.exec_ok("rs01", "systemctl disable lbdeploy-agent");

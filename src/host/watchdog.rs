@@ -16,10 +16,11 @@
 //! pending one through `recover` without looking at the deadline.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use rustix::time::{ClockId, clock_gettime};
 
 use super::layout::Layout;
@@ -199,17 +200,37 @@ pub(crate) fn carry_out(
     }
 }
 
-/// Start the watchdog, detached from the SSH session: its own process
-/// group, stdin from /dev/null, output to `$STATE/watchdog.log`; and
-/// record its PID.
+/// Start the watchdog, detached from the SSH session, with stdin from
+/// /dev/null and output appended to `$STATE/watchdog.log`; and record its
+/// PID.
+///
+/// Under systemd it is a transient unit of its own (`systemd-run`): a unit
+/// of the system manager rather than a process of the SSH session, so
+/// neither the session's end, nor logind's `KillUserProcesses=`, nor a
+/// restart of sshd takes it down. Elsewhere it is a process group of its
+/// own.
 ///
 /// # Errors
 /// When it cannot be started.
 pub fn spawn(layout: &Layout) -> anyhow::Result<u32> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let pid = if !layout.is_rooted() && layout.systemd_marker().is_dir() {
+        spawn_unit(layout, &exe)?
+    } else {
+        spawn_detached(layout, &exe)?
+    };
+    files::write_atomic(
+        &layout.pending_watchdog(),
+        format!("{pid}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(pid)
+}
+
+fn spawn_detached(layout: &Layout, exe: &Path) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     let log = files::open_append(&layout.watchdog_log(), 0o600)
         .context("opening the watchdog log")?;
-    let exe = std::env::current_exe().context("finding this executable")?;
     let child = Command::new(exe)
         .args(["host", "watchdog"])
         .process_group(0)
@@ -218,13 +239,49 @@ pub fn spawn(layout: &Layout) -> anyhow::Result<u32> {
         .stderr(log)
         .spawn()
         .context("starting the watchdog")?;
-    let pid = child.id();
-    files::write_atomic(
-        &layout.pending_watchdog(),
-        format!("{pid}\n").as_bytes(),
-        0o644,
-    )?;
-    Ok(pid)
+    Ok(child.id())
+}
+
+/// The watchdog as the transient unit `lbdeploy-watchdog-PID.service`
+/// (this activation's PID makes the name unique); its main PID.
+fn spawn_unit(layout: &Layout, exe: &Path) -> anyhow::Result<u32> {
+    // Created 0600 here, so systemd appends to a file of the right mode.
+    drop(
+        files::open_append(&layout.watchdog_log(), 0o600)
+            .context("opening the watchdog log")?,
+    );
+    let unit = format!("lbdeploy-watchdog-{}.service", std::process::id());
+    let log = format!("append:{}", layout.watchdog_log().display());
+    let out = Command::new("systemd-run")
+        .args(["--unit", &unit, "--collect", "--quiet"])
+        // `exec`: systemd-run returns once the program runs, so the unit
+        // has its main PID when it is asked for it below.
+        .args(["--service-type=exec", "--description"])
+        .arg("lbdeploy magic-rollback watchdog")
+        .args(["-p", &format!("StandardOutput={log}")])
+        .args(["-p", &format!("StandardError={log}")])
+        .arg("--")
+        .arg(exe)
+        .args(["host", "watchdog"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running systemd-run")?;
+    if !out.status.success() {
+        bail!(
+            "starting the watchdog as {unit} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let pid = Command::new("systemctl")
+        .args(["show", "-p", "MainPID", "--value", &unit])
+        .output()
+        .context("asking systemd for the watchdog's PID")?;
+    String::from_utf8_lossy(&pid.stdout)
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|&p| p != 0)
+        .with_context(|| format!("{unit} has no main PID"))
 }
 
 /// `host watchdog`: wait for the confirmation, then commit or roll back.

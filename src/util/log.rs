@@ -11,6 +11,10 @@
 //!   shippers split into fields;
 //! * `json`: one object a line, the same fields.
 //!
+//! Under systemd, logfmt lines start with their syslog priority (`<4>`),
+//! which journald takes as the level: `journalctl -u lbdeploy-agent -p
+//! warning` shows warnings only.
+//!
 //! Span fields (the VRRP instance, the service) come before the event's
 //! own, outermost first, so every line names what it is about. The PID is
 //! on every line because agent and supervisor share one file.
@@ -57,11 +61,46 @@ pub fn current() -> Format {
     CHOSEN.get().copied().unwrap_or_default()
 }
 
+/// Whether stderr is journald's stream (systemd says so in
+/// `JOURNAL_STREAM`, `DEVICE:INODE` of the stream it handed over): then
+/// each logfmt line starts with its syslog priority, `<4>` for a warning,
+/// which journald takes as the line's level and strips, so `journalctl
+/// -p warning` shows warnings and worse only.
+static JOURNAL: OnceLock<bool> = OnceLock::new();
+
+/// Whether `journal_stream` (the variable's value) names the file whose
+/// device and inode are `dev` and `ino`.
+fn is_journal_stream(journal_stream: &str, dev: u64, ino: u64) -> bool {
+    journal_stream.split_once(':').and_then(|(d, i)| {
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) == Some((dev, ino))
+}
+
+/// [`is_journal_stream`] for this process's stderr.
+fn stderr_is_journal() -> bool {
+    let Ok(var) = std::env::var("JOURNAL_STREAM") else { return false };
+    let Ok(st) = rustix::fs::fstat(io::stderr()) else {
+        return false;
+    };
+    is_journal_stream(&var, st.st_dev, st.st_ino)
+}
+
+/// The syslog priority journald reads from a line's `<N>` prefix.
+fn syslog_priority(level: &tracing::Level) -> u8 {
+    match *level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
 /// Install the process-wide subscriber, writing to stderr in `format`.
 /// A second call (tests that start several agents in one process) keeps
 /// the first subscriber.
 pub fn init(format: Format) {
     let _ = CHOSEN.set(format);
+    let _ = JOURNAL.set(stderr_is_journal());
     let builder = tracing_subscriber::fmt()
         .with_writer(|| Lossy(io::stderr()))
         .with_max_level(tracing::Level::INFO);
@@ -131,7 +170,11 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        let level = event.metadata().level();
+        if JOURNAL.get().copied().unwrap_or(false) {
+            write!(writer, "<{}>", syslog_priority(level))?;
+        }
+        let level = level.as_str().to_ascii_lowercase();
         write!(writer, "ts={ts} level={level} pid={}", std::process::id())?;
         for span in ctx.event_scope().into_iter().flat_map(|s| s.from_root()) {
             let ext = span.extensions();
@@ -252,6 +295,16 @@ mod tests {
         let mut ok = Lossy(Vec::new());
         ok.write_all(b"kept\n").unwrap();
         assert_eq!(ok.0, b"kept\n");
+    }
+
+    #[test]
+    fn the_journal_is_recognised_by_its_stream_only() {
+        assert!(is_journal_stream("8:12345", 8, 12345));
+        assert!(!is_journal_stream("8:12345", 8, 12346), "another file");
+        assert!(!is_journal_stream("8:", 8, 0));
+        assert!(!is_journal_stream("", 0, 0));
+        assert_eq!(syslog_priority(&tracing::Level::WARN), 4);
+        assert_eq!(syslog_priority(&tracing::Level::INFO), 6);
     }
 
     #[test]
