@@ -141,6 +141,43 @@ vrrp_instances:
     assert!(!config.contains("notification"), "{config}");
 }
 
+/// `vrrp_rt_priority` reaches the director's agent configuration, and its
+/// unit lets the agent use it (`LimitRTPRIO=`, no `RestrictRealtime=`);
+/// without it the unit keeps refusing real-time scheduling.
+#[test]
+fn vrrp_rt_priority_reaches_the_agent_and_its_unit() {
+    let base = "cluster: t
+directors:
+  - { name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }
+vrrp_instances:
+  - { name: VI_1, virtual_router_id: 1, virtual_addresses: [{ address: 10.0.0.100/24 }] }
+";
+    let file = |hosts: &[HostDesired], name: &str| {
+        hosts[0]
+            .files
+            .iter()
+            .find(|f| f.path.ends_with(name))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    let hosts =
+        compile_text("rt.yml", &format!("{base}vrrp_rt_priority: 10\n"));
+    let config = file(&hosts, "agent.yml");
+    let parsed: DirectorConfig =
+        agent_config::parse(&config.path, &config.content).expect("it parses");
+    assert_eq!(parsed.vrrp_rt_priority.map(|p| p.get()), Some(10));
+    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    assert!(unit.contains("\nLimitRTPRIO=10\n"), "{unit}");
+    assert!(!unit.contains("RestrictRealtime="), "{unit}");
+
+    let hosts = compile_text("plain.yml", base);
+    let config = file(&hosts, "agent.yml").content;
+    assert!(!config.contains("vrrp_rt_priority"), "{config}");
+    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    assert!(unit.contains("\nRestrictRealtime=yes\n"), "{unit}");
+    assert!(!unit.contains("LimitRTPRIO"), "{unit}");
+}
+
 /// `rise`, `quorum` and `hysteresis` reach the director's agent
 /// configuration as written, for the checks and the data plane to use.
 #[test]

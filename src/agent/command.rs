@@ -172,11 +172,12 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
     let run_dir = paths::run_dir();
     match cmd {
         AgentCommand::Director(args) => {
-            super::sys::privileges::confine_if_supervised()?;
+            let realtime = super::sys::realtime::wanted(&args.config);
+            super::sys::privileges::confine_if_supervised(realtime.is_some())?;
             runtime::run::<DirectorConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Realserver(args) => {
-            super::sys::privileges::confine_if_supervised()?;
+            super::sys::privileges::confine_if_supervised(false)?;
             runtime::run::<RealserverConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Status => return print_status(&run_dir, json),

@@ -160,6 +160,7 @@ pub(crate) fn merge(
             virtual_services,
             notification,
             script_security: confs.iter().any(|(_, c)| c.script_security),
+            vrrp_rt_priority: None,
             lab: req.lab.clone(),
         },
         origins,

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ArpSuppression, Check, Dataplane, Duration, Garp, IfAddr, Notification,
-    NotifyHooks, Port, Protocol, Scheduler, SyncGroup, Track, TrackFile,
-    TrackProcess, VirtualAddress, VrrpScript,
+    NotifyHooks, Port, Protocol, RtPriority, Scheduler, SyncGroup, Track,
+    TrackFile, TrackProcess, VirtualAddress, VrrpScript,
 };
 
 /// `lbdeploy agent director`'s configuration.
@@ -56,6 +56,10 @@ pub struct DirectorConfig {
     /// ([`crate::agent::script_security`]).
     #[serde(default, skip_serializing_if = "is_default")]
     pub script_security: bool,
+    /// SCHED_RR priority of the VRRP thread
+    /// (`agent::sys::realtime`); absent, it is scheduled as any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_rt_priority: Option<RtPriority>,
 }
 
 /// One VRRP instance as this director runs it.

@@ -39,6 +39,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("virtual_services", false, Shape::List(check::<VirtualService>)),
     ("notification", false, Shape::One(check::<Notification>)),
     ("script_security", false, Shape::One(check::<bool>)),
+    ("vrrp_rt_priority", false, Shape::One(check::<super::values::RtPriority>)),
     ("lab", false, Shape::One(check::<Lab>)),
 ];
 

@@ -36,7 +36,9 @@ pub use mode::Mode;
 pub use schema::*;
 pub(crate) use validate::forbidden_char;
 pub use validate::{Environment, System, effective_priority, service_label};
-pub use values::{Bounded, Duration, IfAddr, Port, Priority, RouterId, Weight};
+pub use values::{
+    Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority, Weight,
+};
 
 /// An inventory that loaded and validated, with the warnings it produced.
 #[derive(Debug)]

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{Duration, IfAddr, Port, Priority, RouterId, Weight};
+use super::values::{
+    Duration, IfAddr, Port, Priority, RouterId, RtPriority, Weight,
+};
 
 mod check;
 pub use check::*;
@@ -62,6 +64,12 @@ pub struct Inventory {
     /// replace (keepalived's `enable_script_security`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub script_security: bool,
+    /// Run each director's VRRP thread under SCHED_RR at this priority
+    /// (keepalived's `vrrp_rt_priority`), so adverts and the master-down
+    /// timer keep their time on a starved machine; absent, the thread is
+    /// scheduled as any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_rt_priority: Option<RtPriority>,
     /// Extra hosts of the network-namespace lab (`lbdeploy lab`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,

@@ -16,7 +16,9 @@
 //!   scripts, notify and alert hooks) in its own process group, killed
 //!   whole on timeout;
 //! * [`privileges`] — the supervised agent's capabilities and its tie to
-//!   the supervisor.
+//!   the supervisor;
+//! * [`realtime`] — the director's VRRP thread, under `SCHED_RR` when the
+//!   configuration asks (`vrrp_rt_priority`).
 
 pub mod checksum;
 pub mod net;
@@ -24,3 +26,4 @@ pub mod netlink;
 pub mod nftables;
 pub mod privileges;
 pub mod process;
+pub mod realtime;

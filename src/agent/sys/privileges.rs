@@ -23,6 +23,14 @@
 //!   scripts it starts have them as under systemd's
 //!   `AmbientCapabilities=`.
 //!
+//! A director configured with `vrrp_rt_priority` also keeps
+//! [`REALTIME_CAPABILITY`] (`CAP_SYS_NICE`) for itself, so that
+//! [`super::realtime`] can put its VRRP thread under `SCHED_RR`; it is
+//! not passed on (neither inheritable nor ambient): no script or hook
+//! gets it. Raising `RLIMIT_RTPRIO` instead, as the unit's `LimitRTPRIO=`
+//! does, would need `CAP_SYS_RESOURCE`, which a host may not give even to
+//! root (a container).
+//!
 //! It stays uid 0: its files (`/run/lbdeploy`, `/etc/lbdeploy`) are
 //! root's and need no `CAP_DAC_OVERRIDE` to be read or written by their
 //! owner. A file another user keeps private (a `track_file` of mode 0600
@@ -55,12 +63,18 @@ pub const SUPERVISOR_ENV: &str = "LBDEPLOY_SUPERVISOR_PID";
 pub const AGENT_CAPABILITIES: CapabilitySet =
     CapabilitySet::NET_ADMIN.union(CapabilitySet::NET_RAW);
 
+/// Kept besides [`AGENT_CAPABILITIES`], in the agent's own sets only, by a
+/// director configured with `vrrp_rt_priority`: `sched_setscheduler` to a
+/// real-time policy.
+pub const REALTIME_CAPABILITY: CapabilitySet = CapabilitySet::SYS_NICE;
+
 /// Capabilities are numbered below this; the kernel knows fewer
 /// (`/proc/sys/kernel/cap_last_cap`) and answers EINVAL for the rest.
 const CAPABILITY_BITS: u32 = 64;
 
 /// When [`SUPERVISOR_ENV`] is set, tie this process to the supervisor and
-/// drop every capability but [`AGENT_CAPABILITIES`]; otherwise (a
+/// drop every capability but [`AGENT_CAPABILITIES`] (and, with
+/// `realtime`, [`REALTIME_CAPABILITY`] for itself alone); otherwise (a
 /// foreground agent, the systemd unit) do nothing. Call it while the
 /// process has one thread.
 ///
@@ -69,7 +83,7 @@ const CAPABILITY_BITS: u32 = 64;
 /// process has more than one thread, or the kernel refused a step: the
 /// agent must not run with more than it should, nor outlive its
 /// supervisor.
-pub fn confine_if_supervised() -> anyhow::Result<()> {
+pub fn confine_if_supervised(realtime: bool) -> anyhow::Result<()> {
     let Some(value) = std::env::var_os(SUPERVISOR_ENV) else {
         return Ok(());
     };
@@ -92,12 +106,21 @@ pub fn confine_if_supervised() -> anyhow::Result<()> {
     if threads != 1 {
         bail!("dropping capabilities needs one thread, not {threads}");
     }
-    keep_only(AGENT_CAPABILITIES)
+    let own = if realtime {
+        AGENT_CAPABILITIES.union(REALTIME_CAPABILITY)
+    } else {
+        AGENT_CAPABILITIES
+    };
+    keep_only(own, AGENT_CAPABILITIES)
 }
 
-/// Reduce this thread to `keep`: bounding set first (that needs
-/// `CAP_SETPCAP`, about to go), then the three sets, then ambient.
-fn keep_only(keep: CapabilitySet) -> anyhow::Result<()> {
+/// Reduce this thread to `keep`, of which children get `pass_on`:
+/// bounding set first (that needs `CAP_SETPCAP`, about to go), then the
+/// three sets, then ambient.
+fn keep_only(
+    keep: CapabilitySet,
+    pass_on: CapabilitySet,
+) -> anyhow::Result<()> {
     for cap in outside(keep) {
         match remove_capability_from_bounding_set(cap) {
             Ok(()) | Err(Errno::INVAL) => {}
@@ -108,10 +131,13 @@ fn keep_only(keep: CapabilitySet) -> anyhow::Result<()> {
             }
         }
     }
-    let sets =
-        CapabilitySets { effective: keep, permitted: keep, inheritable: keep };
+    let sets = CapabilitySets {
+        effective: keep,
+        permitted: keep,
+        inheritable: pass_on,
+    };
     set_capabilities(None, sets).context("capset")?;
-    for cap in keep.iter() {
+    for cap in pass_on.iter() {
         configure_capability_in_ambient_set(cap, true)
             .with_context(|| format!("raising {cap:?} in the ambient set"))?;
     }
@@ -138,5 +164,10 @@ mod tests {
         assert!(!gone.contains(&(1 << 13)), "CAP_NET_RAW is 13");
         assert!(gone.contains(&(1 << 21)), "CAP_SYS_ADMIN stays in");
         assert_eq!(AGENT_CAPABILITIES.bits(), 0x3000);
+        let realtime = AGENT_CAPABILITIES.union(REALTIME_CAPABILITY);
+        let gone: Vec<u64> = outside(realtime).map(|c| c.bits()).collect();
+        assert_eq!(gone.len(), 61);
+        assert!(!gone.contains(&(1 << 23)), "CAP_SYS_NICE is 23");
+        assert_eq!(realtime.bits(), 0x80_3000);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use crate::agent::sys::process;
+use crate::agent::sys::{process, realtime};
 use crate::agent::vrrp::fsm::{State, state_name};
 use crate::inventory::NotifyHooks;
 
@@ -61,8 +61,10 @@ pub(crate) const NOTIFY_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 /// logged.
 pub(crate) fn run_hook(argv: &[String], args: &[String; 4]) {
     let run = run_hook_within(hook_argv(argv, args), NOTIFY_HOOK_TIMEOUT);
-    // The task's lines name the instance, as the loop's do.
-    tokio::spawn(run.in_current_span());
+    // The task's lines name the instance, as the loop's do; it runs off
+    // the (possibly real-time) vrrp thread, whose children would inherit
+    // its policy.
+    realtime::spawn_ordinary(run.in_current_span());
 }
 
 /// Run one hook to its end or `limit`, logging how it failed.
