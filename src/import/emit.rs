@@ -79,6 +79,9 @@ pub fn write(
         let from = Some("enable_script_security");
         section(&mut y, from, "script_security", &true);
     }
+    if let Some(p) = inv.vrrp_rt_priority {
+        section(&mut y, Some("vrrp_rt_priority"), "vrrp_rt_priority", &p);
+    }
     if let Some(lab) = &inv.lab {
         section(&mut y, Some("--lab-controller, --lab-client"), "lab", lab);
     }

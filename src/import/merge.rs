@@ -19,8 +19,8 @@ use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
     ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
-    RealServerHost, SshDefaults, SyncGroup, TrackFile, TrackProcess,
-    VirtualService, VrrpInstance, VrrpScript,
+    RealServerHost, RtPriority, SshDefaults, SyncGroup, TrackFile,
+    TrackProcess, VirtualService, VrrpInstance, VrrpScript,
 };
 
 /// The merged inventory and, for each section, where it came from.
@@ -160,11 +160,44 @@ pub(crate) fn merge(
             virtual_services,
             notification,
             script_security: confs.iter().any(|(_, c)| c.script_security),
-            vrrp_rt_priority: None,
+            vrrp_rt_priority: rt_priority(confs, report),
             lab: req.lab.clone(),
         },
         origins,
     })
+}
+
+/// The directors' `vrrp_rt_priority`: the inventory has one for all of
+/// them, so where they differ (or one has none) the highest is written,
+/// with a warning naming each.
+fn rt_priority(
+    confs: &[(String, Conf)],
+    report: &mut Report,
+) -> Option<RtPriority> {
+    let highest =
+        confs.iter().filter_map(|(_, c)| c.rt_priority.as_ref()).max();
+    let (chosen, pos) = highest?;
+    if confs
+        .iter()
+        .any(|(_, c)| c.rt_priority.as_ref().map(|p| p.0) != Some(*chosen))
+    {
+        let each: Vec<String> = confs
+            .iter()
+            .map(|(name, c)| match &c.rt_priority {
+                Some((p, at)) => format!("{p} in {name} ({at})"),
+                None => format!("none in {name}"),
+            })
+            .collect();
+        report.warn(
+            Some(pos),
+            format!(
+                "vrrp_rt_priority differs between the directors ({}): the \
+                 inventory has one for all of them; {chosen} is written",
+                each.join(", ")
+            ),
+        );
+    }
+    Some(*chosen)
 }
 
 /// `file:line, file:line`.

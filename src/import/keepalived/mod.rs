@@ -29,8 +29,8 @@ pub use vrrp::{Instance, Own};
 use super::diag::{Pos, Report};
 use super::parser::{self, Grammar, Node};
 use crate::inventory::{
-    Duration, Email, SyncGroup, TrackFile, TrackProcess, VirtualService,
-    VrrpScript,
+    Duration, Email, RtPriority, SyncGroup, TrackFile, TrackProcess,
+    VirtualService, VrrpScript,
 };
 use value::Reader;
 
@@ -57,6 +57,8 @@ pub(crate) struct Conf {
     pub services: Vec<(VirtualService, Fields)>,
     /// `enable_script_security` in `global_defs`.
     pub script_security: bool,
+    /// `vrrp_rt_priority` in `global_defs`, with where it was.
+    pub rt_priority: Option<(RtPriority, Pos)>,
 }
 
 /// Read `path` (and its includes). Problems go to `report`.
@@ -90,6 +92,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         track_processes: Vec::new(),
         services: Vec::new(),
         script_security: false,
+        rt_priority: None,
     };
     let groups = lvs::groups(nodes, &mut r);
     let mut defaults = vrrp::Defaults::default();
@@ -169,6 +172,25 @@ fn global_defs(
                 defaults.version = r.number(node, block).or(defaults.version)
             }
             "enable_script_security" => conf.script_security = true,
+            "vrrp_rt_priority" => {
+                conf.rt_priority = r.number(node, block).and_then(|n: u32| {
+                    let p = RtPriority::new(n);
+                    if p.is_none() {
+                        let m = format!(
+                            "`vrrp_rt_priority {n}` is not carried over: \
+                             a real-time priority is 1–99"
+                        );
+                        r.warn(node, block, &m);
+                    }
+                    Some((p?, node.pos.clone()))
+                });
+            }
+            "vrrp_no_swap" => r.warn(
+                node,
+                block,
+                "`vrrp_no_swap` is not carried over: lbdeploy does not lock \
+                 the agent's memory (`vrrp_rt_priority` is carried over)",
+            ),
             "script_user" => r.warn(
                 node,
                 block,
