@@ -208,10 +208,20 @@ virtual_services:
     assert_eq!(rises, [3, 2], "{}", file.content);
 }
 
-/// The first director's unit, with its binary path pointed at the binary
-/// under test so that checks that ExecStart exists pass on this machine;
-/// `None` (the test skipped) where systemd-analyze is not installed.
-fn director_unit() -> Option<String> {
+/// The example with `vrrp_rt_priority`: its unit drops
+/// `RestrictRealtime=` for `LimitRTPRIO=`.
+fn example_realtime() -> Vec<HostDesired> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("inventory.example.yml"))
+        .expect("the example is readable");
+    compile_text("example-rt.yml", &format!("{text}\nvrrp_rt_priority: 10\n"))
+}
+
+/// The first director's unit of `hosts`, with its binary path pointed at
+/// the binary under test so that checks that ExecStart exists pass on
+/// this machine; `None` (the test skipped) where systemd-analyze is not
+/// installed.
+fn director_unit(hosts: &[HostDesired]) -> Option<String> {
     let Ok(which) =
         std::process::Command::new("systemd-analyze").arg("--version").output()
     else {
@@ -219,7 +229,7 @@ fn director_unit() -> Option<String> {
         return None;
     };
     assert!(which.status.success());
-    let host = &example()[0];
+    let host = &hosts[0];
     let unit = host
         .files
         .iter()
@@ -231,10 +241,17 @@ fn director_unit() -> Option<String> {
     ))
 }
 
-/// The unit passes `systemd-analyze verify` (where systemd is installed).
+/// The unit passes `systemd-analyze verify` (where systemd is installed),
+/// with and without `vrrp_rt_priority`.
 #[test]
 fn the_systemd_unit_verifies() {
-    let Some(content) = director_unit() else { return };
+    for hosts in [example(), example_realtime()] {
+        verifies(&hosts);
+    }
+}
+
+fn verifies(hosts: &[HostDesired]) {
+    let Some(content) = director_unit(hosts) else { return };
     let dir = crate::support::lab::TempDir::new("unit-verify");
     let path = dir.path().join("lbdeploy-agent.service");
     std::fs::write(&path, content).unwrap();
@@ -265,10 +282,17 @@ fn the_systemd_unit_verifies() {
 const MAX_EXPOSURE: f64 = 3.0;
 
 /// The unit's exposure, as `systemd-analyze security --offline=true`
-/// rates the file (systemd 250 and later; skipped where it is missing).
+/// rates the file (systemd 250 and later; skipped where it is missing),
+/// with and without `vrrp_rt_priority`.
 #[test]
 fn the_systemd_unit_is_exposed_at_most_3_0() {
-    let Some(content) = director_unit() else { return };
+    for hosts in [example(), example_realtime()] {
+        exposed_at_most_3_0(&hosts);
+    }
+}
+
+fn exposed_at_most_3_0(hosts: &[HostDesired]) {
+    let Some(content) = director_unit(hosts) else { return };
     let dir = crate::support::lab::TempDir::new("unit-security");
     let path = dir.path().join("lbdeploy-agent.service");
     std::fs::write(&path, content).unwrap();
@@ -290,5 +314,6 @@ fn the_systemd_unit_is_exposed_at_most_3_0() {
                 crate::support::lab::describe(&out)
             )
         });
+    eprintln!("systemd-analyze security: exposure {score}");
     assert!(score <= MAX_EXPOSURE, "exposure {score}\n{text}");
 }

@@ -82,6 +82,7 @@ fn hook_policies(lab: &TestLab) -> Vec<u32> {
 /// (status JSON and text); after `agent restart` the VRRP thread — and no
 /// other thread — is `SCHED_RR` at the priority, its CPU time without
 /// blocking is bounded, and a notify hook it started is not real-time.
+/// An agent the kernel refuses (`EPERM`) runs all the same and says why.
 #[test]
 fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
     let s = Subnet::allocate();
@@ -187,4 +188,46 @@ fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
         "{:?}",
         hook_policies(&lab)
     );
+
+    // Refused: keepalived02's agent in the foreground without
+    // CAP_SYS_NICE (gone from its bounding set) and with RLIMIT_RTPRIO 0.
+    // It runs, as a backup, and says why it is not real-time.
+    lab.exec_ok("keepalived02", "lbdeploy agent stop");
+    lab.exec_ok(
+        "keepalived02",
+        "setsid setpriv --bounding-set=-sys_nice lbdeploy agent director \
+           --config /etc/lbdeploy/agent.yml </dev/null >/run/fg.log 2>&1 &",
+    );
+    let until = Instant::now() + RESTART_BOUND;
+    let st = loop {
+        let out = lab.exec("keepalived02", "lbdeploy agent status --json");
+        let st: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if st["details"]["vrrp_instances"][0]["state"] == "BACKUP" {
+            break st;
+        }
+        assert!(Instant::now() < until, "no backup in {RESTART_BOUND:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let thread = &st["details"]["vrrp_thread"];
+    assert_eq!(thread["policy"], "SCHED_OTHER", "{thread}");
+    let warning = thread["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with(
+            "cannot run the vrrp thread under SCHED_RR at priority 20: \
+             Operation not permitted"
+        ),
+        "{thread}"
+    );
+    let (_, _, vrrp) = vrrp_thread(&lab, "keepalived02");
+    assert_eq!(vrrp.policy, SCHED_OTHER, "{vrrp:?}");
+    let log = lab.exec_ok("keepalived02", "cat /run/fg.log");
+    assert!(log.contains("cannot run the vrrp thread under SCHED_RR"), "{log}");
+    let text = lab.exec_ok("keepalived02", "lbdeploy agent status");
+    assert!(
+        text.contains("vrrp    thread SCHED_OTHER\nwarning: cannot"),
+        "{text}"
+    );
+    wait_sole_holder(&lab, &vip, "keepalived01", Duration::ZERO);
+    lab.exec_ok("keepalived02", &format!("kill {}", st["pid"]));
 }
