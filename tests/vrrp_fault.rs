@@ -189,12 +189,12 @@ fn link_flap(s: Subnet, flap: &Flap<'_>) -> Option<TestLab> {
         );
     }
     if let Some(host) = flap.keepalived_on {
-        assert!(!flap.ipv6, "keepalived runs VRRPv2 over IPv4 here");
-        let cidr = s.cidr(VIP);
+        let (cidr, version) =
+            if flap.ipv6 { (format!("{vip}/64"), 3) } else { (s.cidr(VIP), 2) };
         let priority = if host == "keepalived01" { 120 } else { 70 };
         let ka = Keepalived {
             priority,
-            version: 2,
+            version,
             unicast: false,
             vip_cidr: &cidr,
             options: "",
@@ -285,8 +285,7 @@ fn r16_link_loss_faults_the_master_and_clients_follow_it_back() {
 #[test]
 fn r16_ipv6_link_loss_faults_the_master_and_clients_follow_it_back() {
     let s = Subnet::allocate();
-    let url = format!("http://[{}]:{DIRECT_PORT}/", s.vip6());
-    let check = format!("curl -g -sf -o /dev/null --max-time 0.3 {url}");
+    let check = ipv6_check(s);
     let flap = Flap {
         name: "vrrp6-flap",
         keepalived_on: None,
@@ -299,6 +298,46 @@ fn r16_ipv6_link_loss_faults_the_master_and_clients_follow_it_back() {
     for line in ["fault: eth0 is down", "MASTER -> FAULT", "FAULT -> BACKUP"] {
         assert!(log.contains(line), "{line} missing:\n{log}");
     }
+}
+
+/// The client's try over IPv6: the responder of whichever director holds
+/// the VIP (no IPv6 data plane yet).
+fn ipv6_check(s: Subnet) -> String {
+    let url = format!("http://[{}]:{DIRECT_PORT}/", s.vip6());
+    format!("curl -g -sf -o /dev/null --max-time 0.3 {url}")
+}
+
+/// IPv6 with keepalived as the backup: it takes over from the faulted
+/// lbdeploy master and yields when lbdeploy preempts; the client follows
+/// lbdeploy's Neighbour Advertisements within 1 s.
+#[test]
+fn r16_ipv6_link_loss_with_keepalived_as_the_backup() {
+    let s = Subnet::allocate();
+    let check = ipv6_check(s);
+    let flap = Flap {
+        name: "vrrp6-flap-ka-backup",
+        keepalived_on: Some("keepalived02"),
+        check: &check,
+        responders: true,
+        ipv6: true,
+    };
+    link_flap(s, &flap);
+}
+
+/// IPv6 with keepalived as the master, lbdeploy the backup: lbdeploy
+/// takes over from the faulted keepalived and yields when it preempts.
+#[test]
+fn r16_ipv6_link_loss_with_keepalived_as_the_master() {
+    let s = Subnet::allocate();
+    let check = ipv6_check(s);
+    let flap = Flap {
+        name: "vrrp6-flap-ka-master",
+        keepalived_on: Some("keepalived01"),
+        check: &check,
+        responders: true,
+        ipv6: true,
+    };
+    link_flap(s, &flap);
 }
 
 /// While lbdeploy's master is in fault: its status shows FAULT and why
