@@ -95,7 +95,8 @@ fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
         "keepalived01",
         &format!(
             "printf '#!/bin/sh\\nsed \"s/.*) //\" /proc/$$/stat | \
-               cut -d\" \" -f39 >> /run/hook-policy\\n' > {hook}; \
+               cut -d\" \" -f39 >> /run/hook-policy\\n\
+               grep CapEff /proc/$$/status >> /run/hook-caps\\n' > {hook}; \
              chmod +x {hook}"
         ),
     );
@@ -147,14 +148,15 @@ fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
         "only the vrrp thread is real-time: {others:?}"
     );
     // The capability that allowed it is the agent's own, not its
-    // children's (ambient).
+    // children's (ambient, bounding).
     let caps = lab.exec_ok(
         "keepalived01",
-        &format!("grep -E '^Cap(Eff|Amb)' /proc/{pid}/status"),
+        &format!("grep -E '^Cap(Eff|Amb|Bnd)' /proc/{pid}/status"),
     );
     assert!(
         caps.contains("CapEff:\t0000000000803000")
-            && caps.contains("CapAmb:\t0000000000003000"),
+            && caps.contains("CapAmb:\t0000000000003000")
+            && caps.contains("CapBnd:\t0000000000003000"),
         "{caps}"
     );
     let st = agent_status(&lab, "keepalived01");
@@ -187,6 +189,11 @@ fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
         hook_policies(&lab).iter().all(|p| *p == SCHED_OTHER),
         "{:?}",
         hook_policies(&lab)
+    );
+    let hook_caps = lab.exec_ok("keepalived01", "cat /run/hook-caps");
+    assert!(
+        hook_caps.lines().all(|l| l == "CapEff:\t0000000000003000"),
+        "a hook has CAP_SYS_NICE:\n{hook_caps}"
     );
 
     // Refused: keepalived02's agent in the foreground without
