@@ -5,6 +5,8 @@
 #   sudo bash bench/stress.sh                    # ~17 min: 10 min soak
 #   DURATION=60 REPS=3 bash bench/stress.sh      # a quick look
 #   ADV_MS=100 bash bench/stress.sh              # another advert interval
+#   RT_PRIO=50 bash bench/stress.sh              # both daemons' VRRP under
+#                                                # SCHED_RR (vrrp_rt_priority)
 #
 # Two labs side by side, one per daemon, so that both meet the same
 # machine at the same time (whatever else runs on it): lbdeploy on
@@ -249,7 +251,7 @@ setup_lab() {
     # Its own directory: the controller keeps its state (and apply lock)
     # beside the inventory.
     mkdir -p "$WORK/lab-$1"
-    inventory "" "" >"$INV"
+    inventory "" "${RT_PRIO:+vrrp_rt_priority: $RT_PRIO}" >"$INV"
     log "lab up on $NET.0/24, VRRPv3 every ${ADV_MS} ms (Master_Down_Interval ${MDI} ms)"
     lab down >/dev/null 2>&1 || true
     lab up >/dev/null
@@ -335,6 +337,7 @@ $(for i in $(seq 0 9); do echo "    proc$i"; done)
 global_defs {
   router_id ka-$1
   vrrp_version 3
+  ${RT_PRIO:+vrrp_rt_priority $RT_PRIO}
   enable_script_security
   script_user root
 }
@@ -424,7 +427,7 @@ done
 } <"$WORK/result-keepalived"
 
 DATE=$(date +%F)
-OUT=$ROOT/bench/stress-$DATE-${ADV_MS}ms.md
+OUT=$ROOT/bench/stress-$DATE-${ADV_MS}ms${RT_PRIO:+-rt$RT_PRIO}.md
 row() { # name soak gaps
     local name=$1 t n max p999 gaps=$3 med mx
     read -r t n max p999 <<<"$2"
@@ -442,7 +445,7 @@ cost_row() { # name idle scripts track
 {
     echo "# Fast timers under stress, lbdeploy vs keepalived ($DATE)"
     echo
-    echo "\`DURATION=$DURATION REPS=$REPS ADV_MS=$ADV_MS bash bench/stress.sh\` on $(uname -r), $(nproc) CPUs, keepalived $(keepalived --version 2>&1 | head -1 | awk '{ print $2 }'), lbdeploy $(git rev-parse --short HEAD)."
+    echo "\`${RT_PRIO:+RT_PRIO=$RT_PRIO }DURATION=$DURATION REPS=$REPS ADV_MS=$ADV_MS bash bench/stress.sh\` on $(uname -r), $(nproc) CPUs, keepalived $(keepalived --version 2>&1 | head -1 | awk '{ print $2 }'), lbdeploy $(git rev-parse --short HEAD)."
     echo "VRRPv3, advert interval ${ADV_MS} ms, backup's Master_Down_Interval ${MDI} ms. Both labs at once, each with its own load: $((2 * $(nproc))) busy loops (one per core in each director) and two UDP blasters (client and rs01 → both directors and the VIP); $((4 * $(nproc))) busy loops on the machine."
     echo
     echo "| daemon | false transitions in ${DURATION} s | adverts seen by the backup | advert gap p99.9 (ms) | max (ms) | link-loss gap median (ms) | max | gaps of the runs |"

@@ -141,6 +141,43 @@ vrrp_instances:
     assert!(!config.contains("notification"), "{config}");
 }
 
+/// `vrrp_rt_priority` reaches the director's agent configuration, and its
+/// unit lets the agent use it (`LimitRTPRIO=`, no `RestrictRealtime=`);
+/// without it the unit keeps refusing real-time scheduling.
+#[test]
+fn vrrp_rt_priority_reaches_the_agent_and_its_unit() {
+    let base = "cluster: t
+directors:
+  - { name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }
+vrrp_instances:
+  - { name: VI_1, virtual_router_id: 1, virtual_addresses: [{ address: 10.0.0.100/24 }] }
+";
+    let file = |hosts: &[HostDesired], name: &str| {
+        hosts[0]
+            .files
+            .iter()
+            .find(|f| f.path.ends_with(name))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    let hosts =
+        compile_text("rt.yml", &format!("{base}vrrp_rt_priority: 10\n"));
+    let config = file(&hosts, "agent.yml");
+    let parsed: DirectorConfig =
+        agent_config::parse(&config.path, &config.content).expect("it parses");
+    assert_eq!(parsed.vrrp_rt_priority.map(|p| p.get()), Some(10));
+    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    assert!(unit.contains("\nLimitRTPRIO=10\n"), "{unit}");
+    assert!(!unit.contains("RestrictRealtime="), "{unit}");
+
+    let hosts = compile_text("plain.yml", base);
+    let config = file(&hosts, "agent.yml").content;
+    assert!(!config.contains("vrrp_rt_priority"), "{config}");
+    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    assert!(unit.contains("\nRestrictRealtime=yes\n"), "{unit}");
+    assert!(!unit.contains("LimitRTPRIO"), "{unit}");
+}
+
 /// `rise`, `quorum` and `hysteresis` reach the director's agent
 /// configuration as written, for the checks and the data plane to use.
 #[test]
@@ -245,10 +282,20 @@ notification: {{ exec: [/bin/n] }}
     );
 }
 
-/// The first director's unit, with its binary path pointed at the binary
-/// under test so that checks that ExecStart exists pass on this machine;
-/// `None` (the test skipped) where systemd-analyze is not installed.
-fn director_unit() -> Option<String> {
+/// The example with `vrrp_rt_priority`: its unit drops
+/// `RestrictRealtime=` for `LimitRTPRIO=`.
+fn example_realtime() -> Vec<HostDesired> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("inventory.example.yml"))
+        .expect("the example is readable");
+    compile_text("example-rt.yml", &format!("{text}\nvrrp_rt_priority: 10\n"))
+}
+
+/// The first director's unit of `hosts`, with its binary path pointed at
+/// the binary under test so that checks that ExecStart exists pass on
+/// this machine; `None` (the test skipped) where systemd-analyze is not
+/// installed.
+fn director_unit(hosts: &[HostDesired]) -> Option<String> {
     let Ok(which) =
         std::process::Command::new("systemd-analyze").arg("--version").output()
     else {
@@ -256,7 +303,7 @@ fn director_unit() -> Option<String> {
         return None;
     };
     assert!(which.status.success());
-    let host = &example()[0];
+    let host = &hosts[0];
     let unit = host
         .files
         .iter()
@@ -268,10 +315,17 @@ fn director_unit() -> Option<String> {
     ))
 }
 
-/// The unit passes `systemd-analyze verify` (where systemd is installed).
+/// The unit passes `systemd-analyze verify` (where systemd is installed),
+/// with and without `vrrp_rt_priority`.
 #[test]
 fn the_systemd_unit_verifies() {
-    let Some(content) = director_unit() else { return };
+    for hosts in [example(), example_realtime()] {
+        verifies(&hosts);
+    }
+}
+
+fn verifies(hosts: &[HostDesired]) {
+    let Some(content) = director_unit(hosts) else { return };
     let dir = crate::support::lab::TempDir::new("unit-verify");
     let path = dir.path().join("lbdeploy-agent.service");
     std::fs::write(&path, content).unwrap();
@@ -302,10 +356,17 @@ fn the_systemd_unit_verifies() {
 const MAX_EXPOSURE: f64 = 3.0;
 
 /// The unit's exposure, as `systemd-analyze security --offline=true`
-/// rates the file (systemd 250 and later; skipped where it is missing).
+/// rates the file (systemd 250 and later; skipped where it is missing),
+/// with and without `vrrp_rt_priority`.
 #[test]
 fn the_systemd_unit_is_exposed_at_most_3_0() {
-    let Some(content) = director_unit() else { return };
+    for hosts in [example(), example_realtime()] {
+        exposed_at_most_3_0(&hosts);
+    }
+}
+
+fn exposed_at_most_3_0(hosts: &[HostDesired]) {
+    let Some(content) = director_unit(hosts) else { return };
     let dir = crate::support::lab::TempDir::new("unit-security");
     let path = dir.path().join("lbdeploy-agent.service");
     std::fs::write(&path, content).unwrap();
@@ -327,5 +388,6 @@ fn the_systemd_unit_is_exposed_at_most_3_0() {
                 crate::support::lab::describe(&out)
             )
         });
+    eprintln!("systemd-analyze security: exposure {score}");
     assert!(score <= MAX_EXPOSURE, "exposure {score}\n{text}");
 }

@@ -31,5 +31,6 @@ mod vrrp_fault;
 mod vrrp_fsm;
 mod vrrp_ipv6;
 mod vrrp_lab;
+mod vrrp_realtime;
 mod vrrp_track;
 mod vrrp_vectors;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use lbdeploy::agent::vrrp::fsm::master_down_interval;
 use lbdeploy::agent::vrrp::packet::Version;
 
+use crate::support::inventory::Inventory;
 use crate::support::lab::{TempDir, TestLab};
 use crate::support::subnet::{Subnet, VIP};
 use crate::vrrp_lab::{
@@ -123,7 +124,17 @@ struct Flap<'a> {
     /// Start a responder on port [`DIRECT_PORT`] of both directors, for a
     /// check that reaches whichever holds the VIP itself.
     responders: bool,
+    /// VRRPv3 over IPv6 with the IPv6 VIP ([`Inventory::ipv6`]) instead
+    /// of VRRPv2 with the IPv4 one.
+    ipv6: bool,
 }
+
+/// The longest duplicate address detection of the link-local address
+/// that a link coming up takes with the kernel's defaults: a random delay
+/// of up to 1 s (`rtr_solicit_delay`), then one probe unanswered for 1 s
+/// (`dad_transmits`, `retrans_time_ms`). An IPv6 instance speaks from that
+/// address, so its return waits for it.
+const DAD_MAX: Duration = Duration::from_secs(2);
 
 /// The port of [`Flap::responders`].
 const DIRECT_PORT: u16 = 8080;
@@ -135,12 +146,18 @@ const DIRECT_PORT: u16 = 8080;
 /// preempts after its own Master_Down_Interval and announces itself;
 /// every client try that starts 1 s after the preemption succeeds. An
 /// lbdeploy master is also checked while in fault ([`check_faulted`]).
+/// Over IPv6 the link-local address adverts are sent from is in
+/// duplicate address detection after link-up, which the return may wait
+/// out ([`DAD_MAX`]), and the announcements are Neighbour Advertisements.
 /// Returns the lab for further checks.
 fn link_flap(s: Subnet, flap: &Flap<'_>) -> Option<TestLab> {
-    let v = Version::V2;
-    let vip = s.vip();
+    let (v, vip, inventory) = if flap.ipv6 {
+        (Version::V3, s.vip6(), Inventory::example(s).ipv6())
+    } else {
+        (Version::V2, s.vip(), vrrp(s, 2))
+    };
     let hook = "/run/hook.sh";
-    let inventory = vrrp(s, 2)
+    let inventory = inventory
         .instance_option(&format!("notify: {{ fault: [{hook}, fault] }}"));
     let lab = TestLab::up(flap.name, &inventory.to_string())?;
     lab.exec_ok(
@@ -150,22 +167,34 @@ fn link_flap(s: Subnet, flap: &Flap<'_>) -> Option<TestLab> {
              chmod +x {hook}"
         ),
     );
-    lab.apply_until_forwarding(&vip);
+    if flap.ipv6 {
+        // No IPv6 data plane yet: the directors answer for the VIP
+        // themselves, and the client needs an address on its prefix.
+        lab.lbdeploy_exit(0, &["apply", "--yes"]);
+        lab.exec_ok(
+            "client",
+            &format!("ip addr add {}/64 dev eth0 nodad", s.addr6(100)),
+        );
+    } else {
+        lab.apply_until_forwarding(&vip);
+    }
+    let any = if flap.ipv6 { "::" } else { "0.0.0.0" };
     for host in DIRECTORS.iter().filter(|_| flap.responders) {
         lab.exec_ok(
             host,
             &format!(
                 "setsid lbdeploy lab responder --port {DIRECT_PORT} \
-                   --name {host} --listen 0.0.0.0 </dev/null >/dev/null 2>&1 &"
+                   --name {host} --listen {any} </dev/null >/dev/null 2>&1 &"
             ),
         );
     }
     if let Some(host) = flap.keepalived_on {
-        let cidr = s.cidr(VIP);
+        let (cidr, version) =
+            if flap.ipv6 { (format!("{vip}/64"), 3) } else { (s.cidr(VIP), 2) };
         let priority = if host == "keepalived01" { 120 } else { 70 };
         let ka = Keepalived {
             priority,
-            version: 2,
+            version,
             unicast: false,
             vip_cidr: &cidr,
             options: "",
@@ -196,8 +225,17 @@ fn link_flap(s: Subnet, flap: &Flap<'_>) -> Option<TestLab> {
     let preempt = between(up, preempted);
     eprintln!("the old master preempted {preempt:?} after link-up");
     let mdi = master_down_interval(v, 120, ADVERT);
-    assert!(preempt <= mdi + 2 * SLACK, "{preempt:?}\n{}", logs(&lab));
+    let dad = if flap.ipv6 { DAD_MAX } else { Duration::ZERO };
+    assert!(preempt <= dad + mdi + 2 * SLACK, "{preempt:?}\n{}", logs(&lab));
     wait_sole_holder(&lab, &vip, "keepalived01", ADVERT + SLACK);
+    if flap.ipv6 {
+        // The client's entry for the VIP moved back without it asking.
+        let mac =
+            lab.exec_ok("keepalived01", "cat /sys/class/net/eth0/address");
+        let neigh =
+            lab.exec_ok("client", &format!("ip -6 neigh show {vip} dev eth0"));
+        assert!(neigh.contains(mac.trim()), "{neigh} is not {mac}");
+    }
     std::thread::sleep(Duration::from_secs(2));
 
     let tries = probe.finish();
@@ -228,12 +266,78 @@ fn r16_link_loss_faults_the_master_and_clients_follow_it_back() {
         keepalived_on: None,
         check: &check,
         responders: false,
+        ipv6: false,
     };
     let Some(lab) = link_flap(s, &flap) else { return };
     let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
     for line in ["fault: eth0 is down", "MASTER -> FAULT", "FAULT -> BACKUP"] {
         assert!(log.contains(line), "{line} missing:\n{log}");
     }
+}
+
+/// The same over IPv6 (VRRPv3 on ff02::12, both directors lbdeploy): the
+/// master faults on link loss, the backup takes over, and on link-up the
+/// old master comes back through BACKUP once duplicate address detection
+/// lets it speak, preempts and sends unsolicited Neighbour Advertisements:
+/// the client, whose neighbour entry for the VIP points at the backup's
+/// MAC meanwhile, reaches the VIP (a responder on each director) again
+/// within 1 s of the preemption.
+#[test]
+fn r16_ipv6_link_loss_faults_the_master_and_clients_follow_it_back() {
+    let s = Subnet::allocate();
+    let check = ipv6_check(s);
+    let flap = Flap {
+        name: "vrrp6-flap",
+        keepalived_on: None,
+        check: &check,
+        responders: true,
+        ipv6: true,
+    };
+    let Some(lab) = link_flap(s, &flap) else { return };
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    for line in ["fault: eth0 is down", "MASTER -> FAULT", "FAULT -> BACKUP"] {
+        assert!(log.contains(line), "{line} missing:\n{log}");
+    }
+}
+
+/// The client's try over IPv6: the responder of whichever director holds
+/// the VIP (no IPv6 data plane yet).
+fn ipv6_check(s: Subnet) -> String {
+    let url = format!("http://[{}]:{DIRECT_PORT}/", s.vip6());
+    format!("curl -g -sf -o /dev/null --max-time 0.3 {url}")
+}
+
+/// IPv6 with keepalived as the backup: it takes over from the faulted
+/// lbdeploy master and yields when lbdeploy preempts; the client follows
+/// lbdeploy's Neighbour Advertisements within 1 s.
+#[test]
+fn r16_ipv6_link_loss_with_keepalived_as_the_backup() {
+    let s = Subnet::allocate();
+    let check = ipv6_check(s);
+    let flap = Flap {
+        name: "vrrp6-flap-ka-backup",
+        keepalived_on: Some("keepalived02"),
+        check: &check,
+        responders: true,
+        ipv6: true,
+    };
+    link_flap(s, &flap);
+}
+
+/// IPv6 with keepalived as the master, lbdeploy the backup: lbdeploy
+/// takes over from the faulted keepalived and yields when it preempts.
+#[test]
+fn r16_ipv6_link_loss_with_keepalived_as_the_master() {
+    let s = Subnet::allocate();
+    let check = ipv6_check(s);
+    let flap = Flap {
+        name: "vrrp6-flap-ka-master",
+        keepalived_on: Some("keepalived01"),
+        check: &check,
+        responders: true,
+        ipv6: true,
+    };
+    link_flap(s, &flap);
 }
 
 /// While lbdeploy's master is in fault: its status shows FAULT and why
@@ -269,6 +373,7 @@ fn r16_link_loss_with_keepalived_as_the_backup() {
         keepalived_on: Some("keepalived02"),
         check: &check,
         responders: false,
+        ipv6: false,
     };
     link_flap(s, &flap);
 }
@@ -287,6 +392,7 @@ fn r16_link_loss_with_keepalived_as_the_master() {
         keepalived_on: Some("keepalived01"),
         check: &check,
         responders: true,
+        ipv6: false,
     };
     link_flap(s, &flap);
 }

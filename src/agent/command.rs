@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
+use rustix::thread::CapabilitySet;
 
 use super::dataplane::ipvs;
 use super::{paths, runtime, status, supervise};
@@ -172,15 +173,20 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
     let run_dir = paths::run_dir();
     match cmd {
         AgentCommand::Director(args) => {
-            // A file that does not load keeps nothing: the runtime refuses it.
-            let switch =
+            // A file that does not load keeps nothing more: the runtime
+            // refuses it.
+            let own =
                 crate::inventory::agent::load::<DirectorConfig>(&args.config)
-                    .is_ok_and(|c| c.switches_user());
-            super::sys::privileges::confine_if_supervised(switch)?;
+                    .map_or(CapabilitySet::empty(), |c| {
+                        super::sys::privileges::own_capabilities(&c)
+                    });
+            super::sys::privileges::confine_if_supervised(own)?;
             runtime::run::<DirectorConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Realserver(args) => {
-            super::sys::privileges::confine_if_supervised(false)?;
+            super::sys::privileges::confine_if_supervised(
+                CapabilitySet::empty(),
+            )?;
             runtime::run::<RealserverConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Status => return print_status(&run_dir, json),

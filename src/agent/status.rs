@@ -135,6 +135,17 @@ impl Status {
                 escape(&redact::text(failure))
             )?;
         }
+        let thread = &self.details["vrrp_thread"];
+        if let Some(policy) = thread["policy"].as_str() {
+            write!(out, "vrrp    thread {}", escape(policy))?;
+            if let Some(p) = thread["priority"].as_u64() {
+                write!(out, " priority {p}")?;
+            }
+            writeln!(out)?;
+            if let Some(w) = thread["warning"].as_str() {
+                writeln!(out, "warning: {}", escape(w))?;
+            }
+        }
         Ok(())
     }
 }
@@ -281,6 +292,31 @@ mod tests {
                 "vrrp    VI_1 (vrid 51): MASTER, priority 120 (effective 60)\n\
                  vrrp    VI_2 (vrid 52): FAULT, priority 120 \
                  (eth0 has no carrier)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn human_form_shows_the_vrrp_threads_scheduling_and_why_not() {
+        let mut s = sample();
+        s.details = serde_json::json!({ "vrrp_thread":
+            { "policy": "SCHED_RR", "priority": 50 } });
+        let mut out = Vec::new();
+        s.write_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("vrrp    thread SCHED_RR priority 50\n"),
+            "{text}"
+        );
+        s.details = serde_json::json!({ "vrrp_thread":
+            { "policy": "SCHED_OTHER", "warning": "cannot: EPERM" } });
+        let mut out = Vec::new();
+        s.write_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "vrrp    thread SCHED_OTHER\nwarning: cannot: EPERM\n"
             ),
             "{text}"
         );

@@ -82,6 +82,9 @@ pub fn write(
     if let Some(user) = &inv.script_user {
         section(&mut y, Some("script_user"), "script_user", user);
     }
+    if let Some(p) = inv.vrrp_rt_priority {
+        section(&mut y, Some("vrrp_rt_priority"), "vrrp_rt_priority", &p);
+    }
     if let Some(lab) = &inv.lab {
         section(&mut y, Some("--lab-controller, --lab-client"), "lab", lab);
     }

@@ -19,7 +19,7 @@ use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
     ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
-    RealServerHost, ScriptUser, SshDefaults, SyncGroup, TrackFile,
+    RealServerHost, RtPriority, ScriptUser, SshDefaults, SyncGroup, TrackFile,
     TrackProcess, VirtualService, VrrpInstance, VrrpScript,
 };
 
@@ -161,6 +161,7 @@ pub(crate) fn merge(
             notification,
             script_security: confs.iter().any(|(_, c)| c.script_security),
             script_user: script_user(confs, report),
+            vrrp_rt_priority: rt_priority(confs, report),
             lab: req.lab.clone(),
         },
         origins,
@@ -198,6 +199,39 @@ fn script_user(
         );
     }
     Some(first.value.clone())
+}
+
+/// The directors' `vrrp_rt_priority`: the inventory has one for all of
+/// them, so where they differ (or one has none) the highest is written,
+/// with a warning naming each.
+fn rt_priority(
+    confs: &[(String, Conf)],
+    report: &mut Report,
+) -> Option<RtPriority> {
+    let highest =
+        confs.iter().filter_map(|(_, c)| c.rt_priority.as_ref()).max();
+    let (chosen, pos) = highest?;
+    if confs
+        .iter()
+        .any(|(_, c)| c.rt_priority.as_ref().map(|p| p.0) != Some(*chosen))
+    {
+        let each: Vec<String> = confs
+            .iter()
+            .map(|(name, c)| match &c.rt_priority {
+                Some((p, at)) => format!("{p} in {name} ({at})"),
+                None => format!("none in {name}"),
+            })
+            .collect();
+        report.warn(
+            Some(pos),
+            format!(
+                "vrrp_rt_priority differs between the directors ({}): the \
+                 inventory has one for all of them; {chosen} is written",
+                each.join(", ")
+            ),
+        );
+    }
+    Some(*chosen)
 }
 
 /// `file:line, file:line`.

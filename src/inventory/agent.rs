@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ArpSuppression, Check, Dataplane, Duration, Email, Garp, IfAddr,
-    NotifyHooks, Port, Protocol, Scheduler, ScriptUser, SyncGroup, Track,
-    TrackFile, TrackProcess, VirtualAddress, VrrpScript,
+    NotifyHooks, Port, Protocol, RtPriority, Scheduler, ScriptUser, SyncGroup,
+    Track, TrackFile, TrackProcess, VirtualAddress, VrrpScript,
 };
 
 /// `lbdeploy agent director`'s configuration.
@@ -56,6 +56,10 @@ pub struct DirectorConfig {
     /// ([`crate::agent::script_security`]).
     #[serde(default, skip_serializing_if = "is_default")]
     pub script_security: bool,
+    /// SCHED_RR priority of the VRRP thread
+    /// (`agent::sys::realtime`); absent, it is scheduled as any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_rt_priority: Option<RtPriority>,
 }
 
 /// The inventory's `notification` as the agent gets it: the webhook is a

@@ -40,6 +40,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("notification", false, Shape::One(check::<Notification>)),
     ("script_security", false, Shape::One(check::<bool>)),
     ("script_user", false, Shape::One(check::<super::values::ScriptUser>)),
+    ("vrrp_rt_priority", false, Shape::One(check::<super::values::RtPriority>)),
     ("lab", false, Shape::One(check::<Lab>)),
 ];
 

@@ -40,7 +40,8 @@ pub use validate::{
     service_label, webhook_url,
 };
 pub use values::{
-    Bounded, Duration, IfAddr, Port, Priority, RouterId, ScriptUser, Weight,
+    Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority,
+    ScriptUser, Weight,
 };
 
 /// An inventory that loaded and validated, with the warnings it produced.

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    Duration, IfAddr, Port, Priority, RouterId, ScriptUser, Weight,
+    Duration, IfAddr, Port, Priority, RouterId, RtPriority, ScriptUser, Weight,
 };
 
 mod check;
@@ -69,6 +69,12 @@ pub struct Inventory {
     /// agent's user (root) when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script_user: Option<ScriptUser>,
+    /// Run each director's VRRP thread under SCHED_RR at this priority
+    /// (keepalived's `vrrp_rt_priority`), so adverts and the master-down
+    /// timer keep their time on a starved machine; absent, the thread is
+    /// scheduled as any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_rt_priority: Option<RtPriority>,
     /// Extra hosts of the network-namespace lab (`lbdeploy lab`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,

@@ -121,6 +121,9 @@ pub type Priority = Bounded<1, 255>;
 /// An IPVS real-server weight (the kernel stores it in 32 bits, ipvsadm and
 /// keepalived accept 0–65535).
 pub type Weight = Bounded<0, 65535>;
+/// A SCHED_RR priority for the director's VRRP thread (keepalived's
+/// `vrrp_rt_priority`): the kernel's range for real-time policies.
+pub type RtPriority = Bounded<1, 99>;
 
 impl<const MIN: u32, const MAX: u32> Bounded<MIN, MAX> {
     /// The value, or `None` when it lies outside the bounds.
@@ -362,6 +365,10 @@ mod tests {
         assert!(err.to_string().contains("300 is outside 1–255"), "{err}");
         assert!(serde_yaml::from_str::<Weight>("-1").is_err());
         assert_eq!(serde_yaml::from_str::<Weight>("0").unwrap().get(), 0);
+        let err = serde_yaml::from_str::<RtPriority>("0").unwrap_err();
+        assert!(err.to_string().contains("0 is outside 1–99"), "{err}");
+        assert!(serde_yaml::from_str::<RtPriority>("100").is_err());
+        assert_eq!(serde_yaml::from_str::<RtPriority>("99").unwrap().get(), 99);
     }
 
     #[test]

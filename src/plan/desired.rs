@@ -303,6 +303,7 @@ fn director_config(
         vrrp_track_files: inv.vrrp_track_files.clone(),
         vrrp_track_processes: inv.vrrp_track_processes.clone(),
         script_security: inv.script_security,
+        vrrp_rt_priority: inv.vrrp_rt_priority,
         virtual_services: inv
             .virtual_services
             .iter()

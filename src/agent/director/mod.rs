@@ -16,6 +16,11 @@
 //! the worker writes down what that configuration may make it hold
 //! (`agent::holdings`), so that `agent cleanup` can remove it
 //! all if the agent dies without resigning.
+//!
+//! The instance loops run on the VRRP thread
+//! ([`crate::agent::sys::realtime`]), started at the first apply with the
+//! configuration's `vrrp_rt_priority`; the forwarding, the trackers and
+//! everything else stay on the agent's main thread.
 
 pub mod forward;
 
@@ -32,6 +37,7 @@ use super::holdings::{self, Holdings};
 use super::paths;
 use super::runtime::{self, ModeConfig, Report};
 use crate::agent::sys::net::{self, Net};
+use crate::agent::sys::realtime::{Scheduling, VrrpThread};
 use crate::agent::track::{Running, Watched};
 use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
 use crate::agent::vrrp::settings::{Settings, link_local};
@@ -164,6 +170,10 @@ pub struct Worker {
     trackers: Vec<(Watched, Running)>,
     /// Each sync group's table, shared by its members.
     groups: Vec<(SyncGroup, watch::Sender<Members>)>,
+    /// Where the instance loops run; started at the first apply.
+    vrrp_thread: Option<VrrpThread>,
+    /// How that thread is scheduled, with what the last reload asked.
+    scheduling: Option<Scheduling>,
 }
 
 impl Worker {
@@ -279,6 +289,26 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 tx
             }
         };
+        let vrrp_thread = match &self.vrrp_thread {
+            Some(t) => t,
+            None => {
+                let t = VrrpThread::start(config.vrrp_rt_priority)
+                    .context("starting the vrrp thread")?;
+                self.vrrp_thread.insert(t)
+            }
+        };
+        let scheduling = vrrp_thread
+            .scheduling()
+            .after_reload(vrrp_thread.asked(), config.vrrp_rt_priority);
+        // A refusal at start was logged by the thread; a reload's note once.
+        if let Some(w) = &scheduling.warning
+            && Some(&scheduling) != self.scheduling.as_ref()
+            && vrrp_thread.scheduling() != &scheduling
+        {
+            tracing::warn!("{w}");
+        }
+        self.scheduling = Some(scheduling);
+        let vrrp_rt = vrrp_thread.handle().clone();
         let wanted = keys(config);
         let running: Vec<InstanceKey> =
             self.running.iter().map(|(k, _)| k.clone()).collect();
@@ -356,6 +386,8 @@ impl runtime::Worker<DirectorConfig> for Worker {
                     })
                 })
                 .collect();
+            // Its sockets, timers and task belong to the vrrp thread.
+            let _on_vrrp_thread = vrrp_rt.enter();
             let handle = instance::spawn(
                 settings,
                 watched,
@@ -419,6 +451,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 "vrrp_instances": instances,
                 "forwarding": forwarding,
                 "notifications": notifications,
+                "vrrp_thread": self.scheduling,
             }),
         }
     }

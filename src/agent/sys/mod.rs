@@ -19,6 +19,8 @@
 //!   the supervisor;
 //! * [`accounts`] — a script user's uid and gid, from `/etc/passwd` and
 //!   `/etc/group` (the parsing pure).
+//! * [`realtime`] — the director's VRRP thread, under `SCHED_RR` when the
+//!   configuration asks (`vrrp_rt_priority`).
 
 pub mod accounts;
 pub mod checksum;
@@ -27,3 +29,4 @@ pub mod netlink;
 pub mod nftables;
 pub mod privileges;
 pub mod process;
+pub mod realtime;

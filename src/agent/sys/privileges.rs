@@ -24,10 +24,18 @@
 //!   `AmbientCapabilities=`.
 //!
 //! With a script user in its configuration it also keeps `CAP_SETUID`
-//! and `CAP_SETGID` ([`SWITCH_USER`]) — in effective, permitted and
-//! bounding, not in ambient or inheritable — so that it can start those
-//! programs as their user; a program that becomes another uid than 0
-//! loses every capability on the way, so it runs with none.
+//! and `CAP_SETGID` ([`SWITCH_USER`]), and a director configured with
+//! `vrrp_rt_priority` keeps [`REALTIME_CAPABILITY`] (`CAP_SYS_NICE`), so
+//! that [`super::realtime`] can put its VRRP thread under `SCHED_RR`.
+//! Both are the agent's own: neither inheritable nor ambient, and gone
+//! from the bounding set like the rest (a permitted capability outlives
+//! its bounding bit; a program root executes gets only what the bounding
+//! set allows), so no script or hook gets them. A program started as a
+//! script user sets its ids in the child before `exec`, with the
+//! effective set it inherited, and runs with no capability at all.
+//! Raising `RLIMIT_RTPRIO` instead, as the unit's `LimitRTPRIO=` does,
+//! would need `CAP_SYS_RESOURCE`, which a host may not give even to root
+//! (a container).
 //!
 //! It stays uid 0: its files (`/run/lbdeploy`, `/etc/lbdeploy`) are
 //! root's and need no `CAP_DAC_OVERRIDE` to be read or written by their
@@ -45,6 +53,8 @@ use rustix::thread::{
     CapabilitySet, CapabilitySets, configure_capability_in_ambient_set,
     remove_capability_from_bounding_set, set_capabilities,
 };
+
+use crate::inventory::agent::DirectorConfig;
 
 /// Set by the supervisor on the agent it starts, to its own PID: the
 /// agent then confines itself ([`confine_if_supervised`]).
@@ -76,22 +86,41 @@ pub fn can_switch_user() -> bool {
         .is_ok_and(|sets| sets.effective.contains(SWITCH_USER))
 }
 
+/// Kept besides [`AGENT_CAPABILITIES`], in the agent's own sets only, by a
+/// director configured with `vrrp_rt_priority`: `sched_setscheduler` to a
+/// real-time policy.
+pub const REALTIME_CAPABILITY: CapabilitySet = CapabilitySet::SYS_NICE;
+
+/// What a director's configuration needs besides [`AGENT_CAPABILITIES`],
+/// for the agent alone: [`SWITCH_USER`] when it runs a program as a
+/// script user, [`REALTIME_CAPABILITY`] with `vrrp_rt_priority`.
+pub fn own_capabilities(config: &DirectorConfig) -> CapabilitySet {
+    let mut own = CapabilitySet::empty();
+    if config.switches_user() {
+        own |= SWITCH_USER;
+    }
+    if config.vrrp_rt_priority.is_some() {
+        own |= REALTIME_CAPABILITY;
+    }
+    own
+}
+
 /// Capabilities are numbered below this; the kernel knows fewer
 /// (`/proc/sys/kernel/cap_last_cap`) and answers EINVAL for the rest.
 const CAPABILITY_BITS: u32 = 64;
 
 /// When [`SUPERVISOR_ENV`] is set, tie this process to the supervisor and
-/// drop every capability but [`AGENT_CAPABILITIES`] (and [`SWITCH_USER`]
-/// when `switch_user`: the configuration names a script user);
-/// otherwise (a foreground agent, the systemd unit) do nothing. Call it
-/// while the process has one thread.
+/// drop every capability but [`AGENT_CAPABILITIES`] (and `own`, for
+/// itself alone: [`own_capabilities`]); otherwise (a foreground agent,
+/// the systemd unit) do nothing. Call it while the process has one
+/// thread.
 ///
 /// # Errors
 /// The variable holds no PID, the supervisor is already gone, the
 /// process has more than one thread, or the kernel refused a step: the
 /// agent must not run with more than it should, nor outlive its
 /// supervisor.
-pub fn confine_if_supervised(switch_user: bool) -> anyhow::Result<()> {
+pub fn confine_if_supervised(own: CapabilitySet) -> anyhow::Result<()> {
     let Some(value) = std::env::var_os(SUPERVISOR_ENV) else {
         return Ok(());
     };
@@ -114,19 +143,17 @@ pub fn confine_if_supervised(switch_user: bool) -> anyhow::Result<()> {
     if threads != 1 {
         bail!("dropping capabilities needs one thread, not {threads}");
     }
-    let keep = match switch_user {
-        true => AGENT_CAPABILITIES.union(SWITCH_USER),
-        false => AGENT_CAPABILITIES,
-    };
-    keep_only(keep, AGENT_CAPABILITIES)
+    keep_only(AGENT_CAPABILITIES.union(own), AGENT_CAPABILITIES)
 }
 
-/// Reduce this thread to `keep`: bounding set first (that needs
-/// `CAP_SETPCAP`, about to go), then the three sets, then ambient, which
-/// (with inheritable) holds `pass` only: what programs run as root get
-/// without being root's children by exec alone.
-fn keep_only(keep: CapabilitySet, pass: CapabilitySet) -> anyhow::Result<()> {
-    for cap in outside(keep) {
+/// Reduce this thread to `keep`, of which children get `pass_on` (a
+/// part of `keep`): the bounding set to `pass_on` first (that needs
+/// `CAP_SETPCAP`, about to go), then the three sets, then ambient.
+fn keep_only(
+    keep: CapabilitySet,
+    pass_on: CapabilitySet,
+) -> anyhow::Result<()> {
+    for cap in outside(pass_on) {
         match remove_capability_from_bounding_set(cap) {
             Ok(()) | Err(Errno::INVAL) => {}
             Err(e) => {
@@ -136,10 +163,13 @@ fn keep_only(keep: CapabilitySet, pass: CapabilitySet) -> anyhow::Result<()> {
             }
         }
     }
-    let sets =
-        CapabilitySets { effective: keep, permitted: keep, inheritable: pass };
+    let sets = CapabilitySets {
+        effective: keep,
+        permitted: keep,
+        inheritable: pass_on,
+    };
     set_capabilities(None, sets).context("capset")?;
-    for cap in pass.iter() {
+    for cap in pass_on.iter() {
         configure_capability_in_ambient_set(cap, true)
             .with_context(|| format!("raising {cap:?} in the ambient set"))?;
     }
@@ -167,7 +197,10 @@ mod tests {
         assert!(gone.contains(&(1 << 21)), "CAP_SYS_ADMIN stays in");
         assert_eq!(AGENT_CAPABILITIES.bits(), 0x3000);
         assert_eq!(SWITCH_USER.bits(), 0xc0, "CAP_SETGID 6, CAP_SETUID 7");
-        let gone = outside(AGENT_CAPABILITIES.union(SWITCH_USER)).count();
-        assert_eq!(gone, 60);
+        assert_eq!(
+            AGENT_CAPABILITIES.union(REALTIME_CAPABILITY).bits(),
+            0x80_3000,
+            "CAP_SYS_NICE is 23"
+        );
     }
 }

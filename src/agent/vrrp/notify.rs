@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use crate::agent::sys::process;
+use crate::agent::sys::{process, realtime};
 use crate::agent::vrrp::fsm::{State, state_name};
 use crate::inventory::{NotifyHooks, ScriptUser};
 
@@ -66,8 +66,10 @@ pub(crate) fn run_hook(
 ) {
     let user = user.cloned();
     let run = run_hook_within(hook_argv(argv, args), user, NOTIFY_HOOK_TIMEOUT);
-    // The task's lines name the instance, as the loop's do.
-    tokio::spawn(run.in_current_span());
+    // The task's lines name the instance, as the loop's do; it runs off
+    // the (possibly real-time) vrrp thread, whose children would inherit
+    // its policy.
+    realtime::spawn_ordinary(run.in_current_span());
 }
 
 /// Run one hook as `user` to its end or `limit`, logging how it failed.

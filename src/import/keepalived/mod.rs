@@ -29,8 +29,8 @@ pub use vrrp::{Instance, Own};
 use super::diag::{Pos, Report};
 use super::parser::{self, Grammar, Node};
 use crate::inventory::{
-    Duration, Email, ScriptUser, SyncGroup, TrackFile, TrackProcess,
-    VirtualService, VrrpScript,
+    Duration, Email, RtPriority, ScriptUser, SyncGroup, TrackFile,
+    TrackProcess, VirtualService, VrrpScript,
 };
 use value::Reader;
 
@@ -59,6 +59,8 @@ pub(crate) struct Conf {
     pub script_security: bool,
     /// `script_user USER [GROUP]` in `global_defs`, with where it is.
     pub script_user: Option<Spanned<ScriptUser>>,
+    /// `vrrp_rt_priority` in `global_defs`, with where it was.
+    pub rt_priority: Option<(RtPriority, Pos)>,
 }
 
 /// Read `path` (and its includes). Problems go to `report`.
@@ -93,6 +95,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         services: Vec::new(),
         script_security: false,
         script_user: None,
+        rt_priority: None,
     };
     let groups = lvs::groups(nodes, &mut r);
     let mut defaults = vrrp::Defaults::default();
@@ -177,6 +180,25 @@ fn global_defs(
                     .script_user(&node.args, node, block)
                     .map(|value| Spanned::at(value, node))
             }
+            "vrrp_rt_priority" => {
+                conf.rt_priority = r.number(node, block).and_then(|n: u32| {
+                    let p = RtPriority::new(n);
+                    if p.is_none() {
+                        let m = format!(
+                            "`vrrp_rt_priority {n}` is not carried over: \
+                             a real-time priority is 1–99"
+                        );
+                        r.warn(node, block, &m);
+                    }
+                    Some((p?, node.pos.clone()))
+                });
+            }
+            "vrrp_no_swap" => r.warn(
+                node,
+                block,
+                "`vrrp_no_swap` is not carried over: lbdeploy does not lock \
+                 the agent's memory (`vrrp_rt_priority` is carried over)",
+            ),
             k if k.strip_prefix("vrrp_").is_some_and(|g| {
                 lower_set |= g.starts_with("garp_lower_prio");
                 vrrp::garp_keyword(&mut garp, g, node, block, r)
