@@ -80,9 +80,9 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
         }
     }
     step("confirming over a new connection");
-    let confirm =
-        format!("{} host confirm {}", shell::quote(&binary), ctx.generation);
-    match fresh(&p.conn.target().clone(), &confirm, ctx.confirm_timeout).await {
+    let generation = ctx.generation.to_string();
+    let confirm = ["host", "confirm", generation.as_str()];
+    match fresh(p.conn.target(), &binary, &confirm, ctx.confirm_timeout).await {
         Ok(out) if out.success() => Outcome::Changed,
         Ok(out) => {
             unconfirmed(

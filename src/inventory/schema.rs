@@ -86,7 +86,7 @@ pub struct Inventory {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SshDefaults {
-    /// Remote user; lbdeploy needs root (or CAP_NET_ADMIN via sudo later).
+    /// Remote user: root, or a user that becomes root through `become`.
     #[serde(default = "default_ssh_user")]
     pub user: String,
     /// Remote port.
@@ -101,6 +101,18 @@ pub struct SshDefaults {
     /// A known_hosts file to use instead of the user's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts_file: Option<PathBuf>,
+    /// How a user other than root becomes root for every remote command.
+    #[serde(
+        default,
+        rename = "become",
+        skip_serializing_if = "Become::is_none"
+    )]
+    pub become_: Become,
+    /// The controller's environment variable holding the sudo password,
+    /// for sudo rules without NOPASSWD. Only the variable's name is in the
+    /// inventory; the value is read when a command runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_password_env: Option<String>,
 }
 
 impl Default for SshDefaults {
@@ -111,7 +123,31 @@ impl Default for SshDefaults {
             identity_file: None,
             known_hosts: KnownHosts::default(),
             known_hosts_file: None,
+            become_: Become::None,
+            become_password_env: None,
         }
+    }
+}
+
+/// How the SSH user becomes root, as Ansible's `become`: lbdeploy's
+/// remote commands (the facts script, the upload, `lbdeploy host …`) all
+/// need root.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Become {
+    /// The SSH user is root already.
+    #[default]
+    None,
+    /// Every remote command runs under `sudo`.
+    Sudo,
+}
+
+impl Become {
+    /// Whether no become method is set (the default, not serialised).
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
     }
 }
 
@@ -156,6 +192,17 @@ pub struct HostSsh {
     /// Host-key checking policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_hosts: Option<KnownHosts>,
+    /// How this host's user becomes root (`none` opts out of a global
+    /// `sudo`).
+    #[serde(
+        default,
+        rename = "become",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub become_: Option<Become>,
+    /// The environment variable holding this host's sudo password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_password_env: Option<String>,
 }
 
 // ===== hosts =====

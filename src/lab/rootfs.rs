@@ -31,7 +31,7 @@ const SUITE: &str = "bookworm";
 /// tools the agent and the facts script run, and udev so that systemd's
 /// device units behave as on a real host.
 const PACKAGES: &str = "systemd,systemd-sysv,dbus,openssh-server,iproute2,\
-                        nftables,procps,kmod,udev";
+                        nftables,procps,kmod,udev,sudo";
 
 /// Written last into a finished root file system: what it was built with,
 /// so a cache built from another list is rebuilt, and a build cut short

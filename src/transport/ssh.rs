@@ -12,6 +12,7 @@
 //! `apply` within that time reuses them and pays no handshake. Set
 //! `LBDEPLOY_SSH_PERSIST=0` to close every connection at the end instead.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use openssh::{KnownHosts as Check, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt;
 
 use super::Target;
+use super::remote::{self, Remote};
 use crate::inventory::KnownHosts;
 
 /// How long a handshake may take before the host counts as unreachable.
@@ -243,10 +245,12 @@ impl Connection {
         &self.target
     }
 
-    /// Run `program args…` with `stdin` as its standard input.
+    /// Run `program args…` as root (through `ssh.become` when the SSH user
+    /// is not root) with `stdin` as its standard input.
     ///
     /// # Errors
-    /// When the connection breaks; a command that runs and fails is an
+    /// When the connection breaks, or sudo refuses the command (a message
+    /// naming the host and the remedy); a command that runs and fails is an
     /// `Ok` [`Output`] with its exit code.
     pub async fn run(
         &self,
@@ -259,10 +263,14 @@ impl Connection {
             what: format!("running `{program}`"),
             source,
         };
+        let remote = remote::build(&self.target, program, args, &|v| {
+            std::env::var(v).ok()
+        })
+        .map_err(|e| fail(std::io::Error::other(e)))?;
         let mut child = self
             .session
-            .command(program)
-            .args(args)
+            .command(&remote.argv[0])
+            .args(&remote.argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -272,16 +280,16 @@ impl Connection {
         if let Some(mut input) = child.stdin().take() {
             // A command that exits without reading all of its input closes
             // the pipe; its exit status tells what happened.
+            if let Some(line) = &remote.stdin_prefix {
+                let _ = input.write_all(line.bytes()).await;
+            }
             let _ = input.write_all(stdin).await;
             let _ = input.shutdown().await;
         }
         let out =
             child.wait_with_output().await.map_err(|e| fail(io_error(e)))?;
-        Ok(Output {
-            code: out.status.code(),
-            stdout: out.stdout,
-            stderr: out.stderr,
-        })
+        settle(&self.target, &remote, out.status.code(), out.stdout, out.stderr)
+            .map_err(|why| fail(std::io::Error::other(why)))
     }
 
     /// Close the master connection, or leave a persistent one for the
@@ -294,18 +302,28 @@ impl Connection {
     }
 }
 
-/// Run `command` (a remote shell command line) over a connection of its
-/// own, with every multiplexer switched off.
+/// Run `program args…` as root (as [`Connection::run`] does) over a
+/// connection of its own, with every multiplexer switched off.
 ///
 /// # Errors
 /// When the connection fails ([`ConnectError`], carried as the error's
-/// source chain) or `ssh` cannot be run.
+/// source chain), `ssh` cannot be run, or the command cannot be built
+/// (the sudo password is missing) or is refused by sudo (kind `Other`).
 pub async fn fresh(
     target: &Target,
-    command: &str,
+    program: &str,
+    args: &[&str],
     timeout: Duration,
 ) -> Result<Output, ConnectError> {
     not_an_option(target)?;
+    let other = |reason: String| ConnectError {
+        kind: ConnectErrorKind::Other,
+        target: target.display(),
+        reason,
+    };
+    let remote =
+        remote::build(target, program, args, &|v| std::env::var(v).ok())
+            .map_err(other)?;
     let mut cmd = tokio::process::Command::new("ssh");
     cmd.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"])
         // ssh keeps the first value of an option: this one wins over the
@@ -313,9 +331,22 @@ pub async fn fresh(
         .arg("-o")
         .arg(format!("ConnectTimeout={}", timeout.as_secs().max(1)))
         .args(master_options(target));
-    cmd.arg("--").arg(&target.destination).arg(command);
-    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
-    let out = tokio::time::timeout(timeout, cmd.output())
+    cmd.arg("--").arg(&target.destination).arg(remote.line());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let run = async {
+        let mut child = cmd.spawn()?;
+        if let Some(mut input) = child.stdin.take() {
+            if let Some(line) = &remote.stdin_prefix {
+                let _ = input.write_all(line.bytes()).await;
+            }
+            drop(input);
+        }
+        child.wait_with_output().await
+    };
+    let out = tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| ConnectError {
             kind: ConnectErrorKind::Unreachable,
@@ -334,11 +365,29 @@ pub async fn fresh(
             &String::from_utf8_lossy(&out.stderr),
         ));
     }
-    Ok(Output {
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: out.stderr,
-    })
+    settle(target, &remote, out.status.code(), out.stdout, out.stderr)
+        .map_err(other)
+}
+
+/// The output of `remote` on `target`, with the sudo password hidden from
+/// its error output; `Err` with the message of [`remote::refusal`] when
+/// sudo refused to run it.
+fn settle(
+    target: &Target,
+    remote: &Remote,
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+) -> Result<Output, String> {
+    let said = String::from_utf8_lossy(&stderr);
+    if let Some(why) = remote::refusal(target, code, &said) {
+        return Err(why);
+    }
+    let stderr = match remote::redact(remote, &said) {
+        Cow::Borrowed(_) => stderr,
+        Cow::Owned(hidden) => hidden.into_bytes(),
+    };
+    Ok(Output { code, stdout, stderr })
 }
 
 /// Refuse a destination or user that ssh could read as an option. The
@@ -476,6 +525,8 @@ mod tests {
             identity_file: None,
             known_hosts: KnownHosts::Strict,
             known_hosts_file: None,
+            become_: crate::inventory::Become::None,
+            become_password_env: None,
         }
     }
 
@@ -529,7 +580,8 @@ mod tests {
             .join(format!("lbd-ssh-dash-{}", std::process::id()));
         let mut t = target();
         t.destination = format!("-oProxyCommand=touch {}", mark.display());
-        let e = fresh(&t, "true", Duration::from_secs(5)).await.unwrap_err();
+        let e =
+            fresh(&t, "true", &[], Duration::from_secs(5)).await.unwrap_err();
         assert!(e.reason.contains("starts with `-`"), "{e}");
         assert!(Connection::open(&t).await.is_err());
         let out = tokio::process::Command::new("ssh")
@@ -544,7 +596,7 @@ mod tests {
         assert!(!mark.exists(), "ssh ran the ProxyCommand");
         t.destination = "10.0.0.21".into();
         t.user = "-lroot".into();
-        assert!(fresh(&t, "true", Duration::from_secs(5)).await.is_err());
+        assert!(fresh(&t, "true", &[], Duration::from_secs(5)).await.is_err());
     }
 
     #[test]

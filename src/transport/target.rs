@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::inventory::{HostSsh, Inventory, KnownHosts, SshDefaults};
+use crate::inventory::{Become, HostSsh, Inventory, KnownHosts, SshDefaults};
 
 /// One host's SSH destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,11 @@ pub struct Target {
     pub known_hosts: KnownHosts,
     /// A known_hosts file instead of the user's.
     pub known_hosts_file: Option<PathBuf>,
+    /// How `user` becomes root for every command (see `transport::remote`).
+    pub become_: Become,
+    /// The controller's environment variable holding the sudo password;
+    /// only with `become_: Sudo`.
+    pub become_password_env: Option<String>,
 }
 
 impl Target {
@@ -59,6 +64,13 @@ fn resolve(
     host: Option<&HostSsh>,
 ) -> Target {
     let host = host.cloned().unwrap_or_default();
+    let become_ = host.become_.unwrap_or(defaults.become_);
+    let become_password_env = match become_ {
+        Become::None => None,
+        Become::Sudo => host
+            .become_password_env
+            .or_else(|| defaults.become_password_env.clone()),
+    };
     Target {
         name: name.to_owned(),
         destination: host.host.unwrap_or_else(|| address.to_owned()),
@@ -69,6 +81,8 @@ fn resolve(
             .or_else(|| defaults.identity_file.clone()),
         known_hosts: host.known_hosts.unwrap_or(defaults.known_hosts),
         known_hosts_file: defaults.known_hosts_file.clone(),
+        become_,
+        become_password_env,
     }
 }
 
@@ -102,6 +116,25 @@ vrrp_instances:
         let inv = inventory(", ssh: { host: mgmt-d1, user: root, port: 22 }");
         let t = Target::of(&inv, "d1").unwrap();
         assert_eq!(t.display(), "root@mgmt-d1");
+    }
+
+    #[test]
+    fn become_falls_back_to_the_default_and_a_host_may_opt_out() {
+        let sudo = |host: &str| {
+            let mut inv = inventory(host);
+            inv.ssh.become_ = Become::Sudo;
+            inv.ssh.become_password_env = Some("PW".into());
+            Target::of(&inv, "d1").unwrap()
+        };
+        let t = sudo("");
+        assert_eq!(t.become_, Become::Sudo);
+        assert_eq!(t.become_password_env.as_deref(), Some("PW"));
+        let t = sudo(", ssh: { become_password_env: D1_PW }");
+        assert_eq!(t.become_password_env.as_deref(), Some("D1_PW"));
+        let t = sudo(", ssh: { become: none, become_password_env: D1_PW }");
+        assert_eq!((t.become_, t.become_password_env), (Become::None, None));
+        let t = Target::of(&inventory(""), "d1").unwrap();
+        assert_eq!(t.become_, Become::None);
     }
 
     #[test]

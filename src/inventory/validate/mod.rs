@@ -12,7 +12,8 @@
 //! (virtual services, real servers, quorum), `check` (one rules
 //! function per check kind), `text` (the rule of every string: no control
 //! characters, bounded length) and `notification` (mailboxes, the webhook
-//! URL resolved from wherever it comes, the exec hook); `environment`
+//! URL resolved from wherever it comes, the exec hook), `sudo` (the
+//! `ssh.become` settings); `environment`
 //! holds [`Environment`], [`System`] and the reader of secret files.
 //! The children import nothing from this file, so the
 //! dependencies run one way.
@@ -22,6 +23,7 @@ mod environment;
 mod hosts;
 mod notification;
 mod service;
+mod sudo;
 mod sync_group;
 mod text;
 mod track;
@@ -55,6 +57,7 @@ pub fn validate(
     let mut out = Vec::new();
     text::strings(inv, &mut out);
     hosts(inv, &mut out);
+    sudo::become_rules(inv, env, &mut out);
     for (i, vi) in inv.vrrp_instances.iter().enumerate() {
         vrrp_instance(
             inv,
