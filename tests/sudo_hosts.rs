@@ -1,16 +1,16 @@
 //! Non-root SSH (issue #18, item 4): systemd hosts whose sshd refuses root,
 //! reached as `deploy` with `ssh.become: sudo`, as Ansible's become.
 //!
-//! One lab, four phases, so that the first install happens on hosts that
+//! One lab, three phases, so that the first install happens on hosts that
 //! lbdeploy has never touched:
 //!
 //! 1. sudo wants a password and the inventory gives none: `plan` and
 //!    `apply` fail at the facts script, naming each host and the remedy,
 //!    and no host has `/etc/lbdeploy` or `/var/lib/lbdeploy`;
-//! 2. the password from `ssh.become_password_env`: the first install (the
-//!    binary streamed after the password line, byte for byte, or the next
-//!    plan would see another hash), traffic through the VIP, an empty
-//!    second plan;
+//! 2. the password from `ssh.become_password_env`: a wrong one is refused
+//!    naming the host; then the first install (the binary streamed after
+//!    the password line, byte for byte, or the next plan would see another
+//!    hash), traffic through the VIP, an empty second plan;
 //! 3. NOPASSWD and no password in the inventory: the plan is still empty,
 //!    an apply and a rollback work (the rollback restores the first
 //!    generation's inventory, password variable included: sudo never asks,
@@ -20,10 +20,10 @@
 //! `~/.ssh/config`; the inventory's user wins (`ssh -l`), which phase 1
 //! proves too: root cannot log in at all.
 
-use crate::support::inventory::Inventory;
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::inventory::Inventory;
 use crate::support::lab::{TestLab, describe, within};
 use crate::support::subnet::Subnet;
 
@@ -80,19 +80,18 @@ fn inventory(s: Subnet, extra: &str) -> Inventory {
         .top(&format!("ssh:\n  user: deploy\n  become: sudo\n{extra}"))
 }
 
-/// `lbdeploy ARGS` on the controller with the sudo password in its
-/// environment.
-fn lbdeploy_with_password(lab: &TestLab, args: &[&str]) -> Output {
+/// `lbdeploy ARGS` on the controller with `password` in its environment.
+fn lbdeploy_with(lab: &TestLab, password: &str, args: &[&str]) -> Output {
     let inv = lab.inventory().to_string_lossy().into_owned();
     let mut all = vec!["exec", "controller", "--", "lbdeploy", "-i", &inv];
     all.extend_from_slice(args);
-    lab.lab_cmd(&all).env(PASSWORD_ENV, PASSWORD).output().unwrap()
+    lab.lab_cmd(&all).env(PASSWORD_ENV, password).output().unwrap()
 }
 
-/// Like [`lbdeploy_with_password`], which must exit with `code`; stdout
-/// and stderr.
+/// [`lbdeploy_with`] the right password, which must exit with `code`;
+/// stdout and stderr.
 fn with_password_exit(lab: &TestLab, code: i32, args: &[&str]) -> String {
-    let out = lbdeploy_with_password(lab, args);
+    let out = lbdeploy_with(lab, PASSWORD, args);
     assert_eq!(out.status.code(), Some(code), "{}", describe(&out));
     format!(
         "{}{}",
@@ -141,11 +140,21 @@ fn r18_non_root_ssh_with_sudo_end_to_end() {
         assert_eq!(left.trim(), "", "{h} was changed");
     }
 
-    // 2. With the password: the first install through the wrapper.
+    // 2. With the password: a wrong one is refused by name (sudo tries
+    // it three times), then the first install through the wrapper.
     lab.rewrite_inventory(&inventory(
         s,
         &format!("  become_password_env: {PASSWORD_ENV}\n"),
     ));
+    let out = lbdeploy_with(&lab, "wrong", &["plan", "--limit", "rs01"]);
+    let said = describe(&out);
+    assert!(
+        said.contains(
+            "sudo on rs01 refused the password from ssh.become_password_env \
+             for deploy"
+        ),
+        "{said}"
+    );
     let out = with_password_exit(&lab, 0, &["apply", "--yes"]);
     assert!(!out.contains(PASSWORD), "{out}");
     within(Duration::from_secs(10), "traffic through the VIP", || {
