@@ -14,7 +14,8 @@
 //! 3. NOPASSWD and no password in the inventory: the plan is still empty,
 //!    an apply and a rollback work (the rollback restores the first
 //!    generation's inventory, password variable included: sudo never asks,
-//!    and the wrapper's password line must not reach the command).
+//!    and the wrapper's password line must not reach the command), and
+//!    `unlock` reads each host's lock as root.
 //!
 //! The lab's controller names every host with `User root` in its
 //! `~/.ssh/config`; the inventory's user wins (`ssh -l`), which phase 1
@@ -187,4 +188,12 @@ fn r18_non_root_ssh_with_sudo_end_to_end() {
         first
     );
     assert!(lab.curl("client", &url).status.success());
+
+    // `unlock` reaches each host's lock as root: under `deploy` the state
+    // directory (0700) would be unreadable, not "not locked".
+    let out = lab.lbdeploy(&["unlock", "no-such-apply"]);
+    let said = describe(&out);
+    for h in HOSTS {
+        assert!(said.contains(&format!("{h}: host is not locked")), "{said}");
+    }
 }

@@ -194,13 +194,31 @@ pub(crate) fn refusal(
     }
 }
 
-/// `text` with the password of `remote`, if any, hidden.
-pub(crate) fn redact<'a>(remote: &Remote, text: &'a str) -> Cow<'a, str> {
+/// The error output of a command run through `remote` as lbdeploy shows
+/// it: the password, if any, hidden, and sudo's own noise about the host
+/// dropped — a host whose name is not in its `/etc/hosts` gets `sudo:
+/// unable to resolve host NAME` before every command's output, which says
+/// nothing about the command and would garble each message quoting it.
+pub(crate) fn stderr<'a>(
+    target: &Target,
+    remote: &Remote,
+    text: &'a str,
+) -> Cow<'a, str> {
+    let noise = |l: &str| l.starts_with("sudo: unable to resolve host ");
+    let text: Cow<'a, str> = match target.become_ == Become::Sudo
+        && text.lines().any(noise)
+    {
+        false => Cow::Borrowed(text),
+        true => {
+            let kept: Vec<&str> = text.lines().filter(|l| !noise(l)).collect();
+            Cow::Owned(kept.join("\n"))
+        }
+    };
     match &remote.stdin_prefix {
-        None => Cow::Borrowed(text),
+        None => text,
         Some(s) => {
             let pw = String::from_utf8_lossy(s.bytes());
-            crate::util::redact::known(text, &[pw.trim_end()])
+            crate::util::redact::known(&text, &[pw.trim_end()])
                 .into_owned()
                 .into()
         }
@@ -269,7 +287,7 @@ mod tests {
         assert_eq!(r.stdin_prefix.as_ref().unwrap().bytes(), b"s3cr'et $x\n");
         assert_eq!(format!("{:?}", r.stdin_prefix), "Some((sensitive))");
         assert!(wrapper().contains("LBDEPLOY_BECOME_PASSWORD=\"$p\""));
-        assert_eq!(redact(&r, "no s3cr'et $x here"), "no (sensitive) here");
+        assert_eq!(stderr(&t, &r, "no s3cr'et $x here"), "no (sensitive) here");
     }
 
     #[test]
@@ -285,6 +303,20 @@ mod tests {
             build(&target(Become::Sudo, Some("PW")), "sh", &[], &empty)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sudo_noise_about_the_host_name_is_dropped_under_sudo_only() {
+        let said = "sudo: unable to resolve host rs01: Temporary failure in \
+                    name resolution\nlbdeploy: error: host is not locked";
+        for (become_, want) in [
+            (Become::Sudo, "lbdeploy: error: host is not locked"),
+            (Become::None, said),
+        ] {
+            let t = target(become_, None);
+            let r = build(&t, "lbdeploy", &[], &env).unwrap();
+            assert_eq!(stderr(&t, &r, said), want);
+        }
     }
 
     /// The messages of sudo 1.9 (Debian bookworm) and of RHEL's sudo.

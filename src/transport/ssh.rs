@@ -369,8 +369,8 @@ pub async fn fresh(
         .map_err(other)
 }
 
-/// The output of `remote` on `target`, with the sudo password hidden from
-/// its error output; `Err` with the message of [`remote::refusal`] when
+/// The output of `remote` on `target`, its error output as
+/// `remote::stderr` cleans it; `Err` with the message of [`remote::refusal`] when
 /// sudo refused to run it.
 fn settle(
     target: &Target,
@@ -383,7 +383,7 @@ fn settle(
     if let Some(why) = remote::refusal(target, code, &said) {
         return Err(why);
     }
-    let stderr = match remote::redact(remote, &said) {
+    let stderr = match remote::stderr(target, remote, &said) {
         Cow::Borrowed(_) => stderr,
         Cow::Owned(hidden) => hidden.into_bytes(),
     };
