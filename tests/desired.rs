@@ -124,17 +124,20 @@ fn compiling_twice_gives_the_same_bytes() {
     assert_eq!(example(), example());
 }
 
-/// The least an inventory can say: no notification, no virtual service, no
-/// real server. Every template must still render a configuration the agent
-/// reads (`compile` parses each one back).
-#[test]
-fn a_minimal_inventory_compiles() {
-    let text = "cluster: t
+/// One director with one instance: the least an inventory can say.
+const MINIMAL: &str = "cluster: t
 directors:
   - { name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }
 vrrp_instances:
   - { name: VI_1, virtual_router_id: 1, virtual_addresses: [{ address: 10.0.0.100/24 }] }
 ";
+
+/// The least an inventory can say: no notification, no virtual service, no
+/// real server. Every template must still render a configuration the agent
+/// reads (`compile` parses each one back).
+#[test]
+fn a_minimal_inventory_compiles() {
+    let text = MINIMAL;
     let hosts = compile_text("min.yml", text);
     let config = &hosts[0].files[0].content;
     assert!(config.contains("virtual_services: []\n"), "{config}");
@@ -146,12 +149,7 @@ vrrp_instances:
 /// without it the unit keeps refusing real-time scheduling.
 #[test]
 fn vrrp_rt_priority_reaches_the_agent_and_its_unit() {
-    let base = "cluster: t
-directors:
-  - { name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }
-vrrp_instances:
-  - { name: VI_1, virtual_router_id: 1, virtual_addresses: [{ address: 10.0.0.100/24 }] }
-";
+    let base = MINIMAL;
     let file = |hosts: &[HostDesired], name: &str| {
         hosts[0]
             .files

@@ -56,8 +56,8 @@ pub(crate) fn ensure(talk: &mut dyn Write) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("locking {CACHE_DIR}"))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("locking {CACHE_DIR}"))?;
-    let dir = cache.join(format!("rootfs-{SUITE}"));
     let stamp = marker();
+    let dir = cache.join(dir_name(&stamp));
     if std::fs::read_to_string(dir.join(MARKER)).ok().as_deref()
         == Some(stamp.as_str())
     {
@@ -75,7 +75,7 @@ pub(crate) fn ensure(talk: &mut dyn Write) -> anyhow::Result<PathBuf> {
         dir.display()
     )?;
     let started = Instant::now();
-    let new = cache.join(format!("rootfs-{SUITE}.new"));
+    let new = dir.with_extension("new");
     for d in [&new, &dir] {
         if d.exists() {
             std::fs::remove_dir_all(d)
@@ -97,6 +97,15 @@ pub(crate) fn ensure(talk: &mut dyn Write) -> anyhow::Result<PathBuf> {
         started.elapsed().as_secs_f64()
     )?;
     Ok(dir)
+}
+
+/// The cache directory of the recipe whose marker is `stamp`: named after
+/// it, so that building another recipe never removes a root file system
+/// that running labs of an older lbdeploy have mounted (older ones stay
+/// until removed by hand, about 300 MB each).
+fn dir_name(stamp: &str) -> String {
+    let hash = crate::util::fnv::fnv1a(stamp.as_bytes());
+    format!("rootfs-{SUITE}-{:08x}", hash as u32)
 }
 
 /// What [`MARKER`] holds for this build recipe.
@@ -175,6 +184,14 @@ mod tests {
             debian_mirror("deb https://packages.example/apt cloud main\n"),
             None
         );
+    }
+
+    #[test]
+    fn each_recipe_has_a_directory_of_its_own() {
+        let a = dir_name(&marker());
+        assert!(a.starts_with("rootfs-bookworm-") && a.len() == 24, "{a}");
+        assert_ne!(a, dir_name(&marker().replace(",sudo", "")));
+        assert_eq!(a, dir_name(&marker()));
     }
 
     #[test]
