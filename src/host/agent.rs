@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use super::layout::Layout;
 use crate::inventory::Mode;
 use crate::plan::diff::ServiceAction;
-use crate::plan::roles::Init;
+pub(crate) use crate::plan::roles::unit_file_name;
+use crate::plan::roles::{Init, drop_in_dirs};
 
 /// What to do to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,20 +159,8 @@ impl Service {
 /// `/etc/systemd/system` or `/run/systemd/system`: the only files an
 /// activation removes that it did not write.
 pub(crate) fn is_drop_in_of(path: &Path, service: &str) -> bool {
-    let dir = format!("{}.d", unit_file_name(service));
-    ["/etc/systemd/system", "/run/systemd/system"]
-        .iter()
-        .any(|base| path.parent() == Some(&Path::new(base).join(&dir)))
+    drop_in_dirs(service).iter().any(|d| path.parent() == Some(d.as_path()))
         && path.extension().is_some_and(|e| e == "conf")
-}
-
-/// The unit file name of service `name`.
-pub(crate) fn unit_file_name(name: &str) -> String {
-    if name.ends_with(".service") {
-        name.to_string()
-    } else {
-        format!("{name}.service")
-    }
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {

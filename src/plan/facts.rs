@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 
-use super::roles::Init;
+use super::roles::{self, Init};
 use crate::util::shell;
 
 /// Where a host records what lbdeploy manages on it.
@@ -170,13 +170,8 @@ pub fn script(query: &Query) -> String {
          else echo nobinary; fi\n"
     );
     let unit = shell::quote(&query.service);
-    let unit_file = if query.service.ends_with(".service") {
-        query.service.clone()
-    } else {
-        format!("{}.service", query.service)
-    };
-    let drop_in_dirs = ["/etc/systemd/system", "/run/systemd/system"]
-        .map(|d| shell::quote(&format!("{d}/{unit_file}.d")))
+    let drop_in_dirs = roles::drop_in_dirs(&query.service)
+        .map(|d| shell::quote(&d.to_string_lossy()))
         .join(" ");
     s += &format!(
         "if [ -d /run/systemd/system ]; then \

@@ -335,6 +335,24 @@ fn yaml_filter(
     Ok(minijinja::Value::from_safe_string(lines))
 }
 
+/// The unit file name of service `name` (`lbdeploy-agent.service`).
+pub(crate) fn unit_file_name(name: &str) -> String {
+    if name.ends_with(".service") {
+        name.to_string()
+    } else {
+        format!("{name}.service")
+    }
+}
+
+/// The directories whose drop-ins override service `name`'s unit and
+/// that lbdeploy reads (facts) and may clean (activation): the unit's own
+/// `.d` under `/etc` and `/run`, never global or vendor ones.
+pub(crate) fn drop_in_dirs(name: &str) -> [PathBuf; 2] {
+    let dir = format!("{}.d", unit_file_name(name));
+    ["/etc/systemd/system", "/run/systemd/system"]
+        .map(|base| Path::new(base).join(&dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
