@@ -34,11 +34,26 @@ use crate::vrrp_lab::{
 
 /// The flood's rate: what the audit sent (~39k/s).
 const FLOOD_RATE: u32 = 40_000;
-/// How long each flood lasts. The issue asks 60 s; 20 s per flood (two
-/// floods, one from a stranger and one from a peer, under the shared lab
-/// lock on a 2-core machine other builds use) still spans 20 adverts and
-/// two of the reject log's 10 s intervals.
+/// How long each flood lasts by default. The issue asks 60 s; in CI each
+/// flood (one from a stranger, one from a peer, under the shared lab lock
+/// on a 2-core machine) lasts 20 s, which still spans 20 adverts and two
+/// of the reject log's 10 s intervals. `LBDEPLOY_FLOOD_SECS=60` runs the
+/// issue's length (SECURITY.md records that run).
 const FLOOD_FOR: Duration = Duration::from_secs(20);
+/// The longest flood `LBDEPLOY_FLOOD_SECS` may ask for.
+const FLOOD_MAX: Duration = Duration::from_secs(300);
+
+/// [`FLOOD_FOR`], or what `LBDEPLOY_FLOOD_SECS` asks (at most
+/// [`FLOOD_MAX`]).
+fn flood_for() -> Duration {
+    let Ok(v) = std::env::var("LBDEPLOY_FLOOD_SECS") else {
+        return FLOOD_FOR;
+    };
+    let secs: u64 = v
+        .parse()
+        .unwrap_or_else(|_| panic!("LBDEPLOY_FLOOD_SECS={v:?}: not seconds"));
+    Duration::from_secs(secs).clamp(Duration::from_secs(1), FLOOD_MAX)
+}
 /// The most an advert interval may stray from the configured 1 s: 10%.
 const JITTER: f64 = 0.1;
 /// `LOG_CAP` of `agent::logfile`: `agent.log` never grows past it.
@@ -205,14 +220,14 @@ struct Flooded {
 }
 
 /// Flood the master from `from` with bad-password adverts for
-/// [`FLOOD_FOR`] while the backup records the master's adverts with
+/// [`flood_for`] while the backup records the master's adverts with
 /// tcpdump and we ask the master's status every 500 ms: the master stays
 /// MASTER and sole holder, answers every time, and its adverts keep their
 /// 1 s within [`JITTER`].
 fn flood(lab: &TestLab, s: Subnet, from: &str) -> Flooded {
     let master = s.addr(11);
     let vip = s.vip();
-    let secs = FLOOD_FOR.as_secs_f64();
+    let secs = flood_for().as_secs_f64();
     let dump = {
         let cmd = format!(
             "timeout {} tcpdump -i eth0 -nn -tt -l 'ip proto 112 and src host \
@@ -294,18 +309,23 @@ fn a_flood_of_bad_adverts_changes_nothing_and_logs_a_few_lines() {
     assert_eq!(counter(&after, "transitions"), counter(&before, "transitions"));
     let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
     let lines = log.lines().filter(|l| l.contains("dropped:")).count();
-    // The first, then one per 10 s: 3 for 20 s (and slack for one more).
-    assert!(lines <= 4, "{lines} lines for {refused} refusals:\n{log}");
+    // The first, then one per 10 s (and slack for one more).
+    let bound = flood_for().as_secs() as usize / 10 + 2;
+    assert!(lines <= bound, "{lines} lines for {refused} refusals:\n{log}");
     assert!(log.contains("more auth_failures unlogged"), "{log}");
     let size =
         lab.exec_ok("keepalived01", "stat -c %s /run/lbdeploy/agent.log");
     assert!(size.trim().parse::<u64>().unwrap() < LOG_CAP);
     for (who, f) in [("stranger", &stranger), ("peer", &peer)] {
         eprintln!(
-            "flood from a {who}, {FLOOD_RATE}/s for {FLOOD_FOR:?}: {} sent, \
+            "flood from a {who}, {FLOOD_RATE}/s for {:?}: {} sent, \
              master's agent {:.1}% of a core, {} adverts seen, worst deviation \
              from 1 s {:?}",
-            f.sent, f.cpu_percent, f.adverts_seen, f.worst_deviation
+            flood_for(),
+            f.sent,
+            f.cpu_percent,
+            f.adverts_seen,
+            f.worst_deviation
         );
     }
 }
