@@ -207,10 +207,13 @@ async fn upload(p: &Planned, ctx: &Context) -> Result<PathBuf, String> {
     let staged = dir.join(format!(".lbdeploy.{}.new", ctx.apply_id));
     let q = shell::quote(&staged.to_string_lossy());
     // An upload cut off earlier leaves its staged file; remove it first.
+    // `set -C` makes the shell's redirect O_EXCL, as the atomic writer's
+    // temporary files are: it refuses a name that exists by then, a
+    // planted (even dangling) symlink included.
     let d = shell::quote(&dir.to_string_lossy());
     let script = format!(
         "umask 077 && mkdir -p {d} && rm -f {d}/.lbdeploy.*.new && \
-         cat > {q} && chmod 0755 {q}"
+         set -C && cat > {q} && chmod 0755 {q}"
     );
     let out =
         p.conn.run("sh", &["-c", &script], &ctx.binary).await.map_err(|e| {
