@@ -90,7 +90,7 @@ const SSH_DROP_IN: &str = "# Written by `lbdeploy lab up`.\n\
                            RestartPreventExitStatus=\n";
 
 /// The unit that runs the HTTP responder on `port`.
-fn responder_unit(port: u16) -> String {
+pub(crate) fn responder_unit(port: u16) -> String {
     format!("lbdeploy-lab-responder-{port}.service")
 }
 
