@@ -26,6 +26,7 @@ mod realserver;
 mod sudo_hosts;
 mod support;
 mod systemd_failsafe;
+mod systemd_features;
 mod systemd_hosts;
 mod validate;
 mod vrrp_decode;
