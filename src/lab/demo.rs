@@ -560,30 +560,19 @@ fn describe(seen: &BTreeMap<String, usize>) -> String {
 mod tests {
     use super::*;
     use crate::lab::machine::host_files;
-    use crate::lab::topology::{LabHost, Role};
+    use crate::lab::machine::tests::host;
 
     #[test]
     fn on_systemd_hosts_the_web_server_is_the_unit_the_lab_enables() {
-        let host = LabHost {
-            name: "rs01".into(),
-            role: Role::RealServer,
-            address: "10.0.0.21/24".parse().unwrap(),
-            interface: "eth0".into(),
-            ssh_port: 22,
-            http_ports: vec![8080],
-            init: HostInit::Systemd,
-            netns: "lbd-x-2-rs01".into(),
-            switch_port: "p2-rs01".into(),
-        };
-        let (_, enabled) = host_files(&host);
+        let (_, enabled) = host_files(&host());
         let acts = Acts(HostInit::Systemd);
         assert_eq!(
             acts.stop_web(8080),
-            format!("systemctl stop {}", enabled[1])
+            format!("systemctl stop {}", enabled[2])
         );
         assert_eq!(
             acts.start_web(8080, "rs01"),
-            format!("systemctl start {}", enabled[1])
+            format!("systemctl start {}", enabled[2])
         );
         assert!(acts.crash_agent().contains("--kill-who=main"));
     }
