@@ -1,6 +1,8 @@
 //! The fail-safe rule in the lab (issue #16 item 5): a host whose agent is
 //! not running holds nothing of it. The example cluster, lbdeploy on both
-//! directors under lbdeploy's supervisor, real namespaces and sshd.
+//! directors under lbdeploy's supervisor, real namespaces and sshd. The
+//! phases shared with the same tests under systemd (`systemd_failsafe`)
+//! are functions of their own.
 //!
 //! Times are measured inside the namespaces by shells polling every 5 ms
 //! with `date +%s%N` (one clock for all of them), not slept for; the
@@ -24,14 +26,14 @@ use crate::vrrp_lab::{
 /// How soon after the agent's death its host must hold nothing: the
 /// supervisor notices the exit at once and the cleanup is a few netlink
 /// requests and one `nft`.
-const CLEANED_WITHIN: Duration = Duration::from_secs(1);
+pub(crate) const CLEANED_WITHIN: Duration = Duration::from_secs(1);
 
 /// Measurement and process start-up slack on top of a bound.
-const SLACK: Duration = Duration::from_millis(500);
+pub(crate) const SLACK: Duration = Duration::from_millis(500);
 
 /// The example cluster on VRRPv2, brought to keepalived01 holding the VIP
 /// with its data plane installed.
-fn converged(lab: &TestLab, s: Subnet) {
+pub(crate) fn converged(lab: &TestLab, s: Subnet) {
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     wait_sole_holder(lab, &s.vip(), "keepalived01", election_bound(V));
     within(SLACK * 10, "table netdev lbdeploy on keepalived01", || {
@@ -48,7 +50,7 @@ fn converged(lab: &TestLab, s: Subnet) {
     assert!(holdings.contains("\"nft_table\":true"), "{holdings}");
 }
 
-const V: Version = Version::V2;
+pub(crate) const V: Version = Version::V2;
 
 /// The agent's PID on `host` (not the supervisor's).
 fn agent_pid(lab: &TestLab, host: &str) -> u64 {
@@ -101,8 +103,41 @@ fn a_dead_master_holds_nothing_and_comes_back_by_itself() {
         lab_or_skip!("failsafe-corrupt", Inventory::example(s).version(2));
     converged(&lab, s);
     let vip = s.vip();
-    let pid = agent_pid(&lab, "keepalived01");
     let supervisor = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.pid");
+    corrupt_and_kill_the_master(&lab, s);
+
+    // The supervisor lives on and retries, each wait longer than the
+    // last: 1 s, 2 s, 4 s after the failed starts.
+    let log = || lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    within(Duration::from_secs(1 + 2) + SLACK * 4, "a 4 s wait", || {
+        log().contains("restarting the agent in 4s")
+    });
+    let text = log();
+    let at = |wait: &str| {
+        text.find(&format!("restarting the agent in {wait}"))
+            .unwrap_or_else(|| panic!("no {wait} wait:\n{text}"))
+    };
+    assert!(at("1s") < at("2s") && at("2s") < at("4s"), "{text}");
+    assert!(!text.contains("giving up"), "{text}");
+    assert!(
+        lab.exec("keepalived01", &format!("kill -0 {}", supervisor.trim()))
+            .status
+            .success(),
+        "the supervisor is gone\n{text}"
+    );
+    assert_eq!(holders(&lab, &vip), ["keepalived02"], "{text}");
+
+    // The current wait is at most 8 s by now.
+    restore_the_master(&lab, s, Duration::from_secs(8));
+}
+
+/// The master's configuration corrupted and its agent killed: within
+/// [`CLEANED_WITHIN`] keepalived01 holds no VIP and no table, and
+/// keepalived02 takes over alone within its takeover bound. The good file
+/// is kept in `/run/agent.yml.good` for [`restore_the_master`].
+pub(crate) fn corrupt_and_kill_the_master(lab: &TestLab, s: Subnet) {
+    let vip = s.vip();
+    let pid = agent_pid(lab, "keepalived01");
     lab.exec_ok(
         "keepalived01",
         "cp /etc/lbdeploy/agent.yml /run/agent.yml.good && \
@@ -135,14 +170,14 @@ fn a_dead_master_holds_nothing_and_comes_back_by_itself() {
     let killed: u64 = killed.parse().unwrap();
     let cleaned = Duration::from_micros(cleaned.parse().unwrap());
     eprintln!("failsafe: the dead master held nothing after {cleaned:?}");
-    assert!(cleaned <= CLEANED_WITHIN, "{cleaned:?}\n{}", logs(&lab));
+    assert!(cleaned <= CLEANED_WITHIN, "{cleaned:?}\n{}", logs(lab));
     assert!(
         !lab.exec("keepalived01", "nft list table netdev lbdeploy")
             .status
             .success(),
         "the table is still on keepalived01"
     );
-    assert!(!holders(&lab, &vip).contains(&"keepalived01"));
+    assert!(!holders(lab, &vip).contains(&"keepalived01"));
 
     // The backup takes over, alone, within its Master_Down_Interval.
     within(takeover_bound(V) + SLACK, "keepalived02's takeover", || {
@@ -155,40 +190,22 @@ fn a_dead_master_holds_nothing_and_comes_back_by_itself() {
         .unwrap();
     let took = Duration::from_nanos(took - killed);
     eprintln!("failsafe: keepalived02 took over {took:?} after the kill");
-    assert!(took <= takeover_bound(V), "{took:?}\n{}", logs(&lab));
-    assert_eq!(holders(&lab, &vip), ["keepalived02"]);
+    assert!(took <= takeover_bound(V), "{took:?}\n{}", logs(lab));
+    assert_eq!(holders(lab, &vip), ["keepalived02"]);
+}
 
-    // The supervisor lives on and retries, each wait longer than the
-    // last: 1 s, 2 s, 4 s after the failed starts.
-    let log = || lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
-    within(Duration::from_secs(1 + 2) + SLACK * 4, "a 4 s wait", || {
-        log().contains("restarting the agent in 4s")
-    });
-    let text = log();
-    let at = |wait: &str| {
-        text.find(&format!("restarting the agent in {wait}"))
-            .unwrap_or_else(|| panic!("no {wait} wait:\n{text}"))
-    };
-    assert!(at("1s") < at("2s") && at("2s") < at("4s"), "{text}");
-    assert!(!text.contains("giving up"), "{text}");
-    assert!(
-        lab.exec("keepalived01", &format!("kill -0 {}", supervisor.trim()))
-            .status
-            .success(),
-        "the supervisor is gone\n{text}"
-    );
-    assert_eq!(holders(&lab, &vip), ["keepalived02"], "{text}");
-
-    // Restore the file: the agent is back without `apply` once the
-    // current wait (at most 8 s by now) is over, and preempts.
+/// Put the master's good configuration back: its agent is back without
+/// `apply` once the current restart wait (at most `wait`) is over, and
+/// preempts.
+pub(crate) fn restore_the_master(lab: &TestLab, s: Subnet, wait: Duration) {
     lab.exec_ok(
         "keepalived01",
         "cp /run/agent.yml.good /etc/lbdeploy/agent.yml",
     );
-    within(Duration::from_secs(8) + SLACK * 4, "the agent back", || {
+    within(wait + SLACK * 4, "the agent back", || {
         lab.exec("keepalived01", "lbdeploy agent status").status.success()
     });
-    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(V));
+    wait_sole_holder(lab, &s.vip(), "keepalived01", election_bound(V));
 }
 
 /// One moment of the cluster: who holds the VIP, from the traces.
@@ -222,11 +239,24 @@ fn a_killed_healthy_master_resumes_without_a_failover() {
     let s = Subnet::allocate();
     let lab = lab_or_skip!("failsafe-kill", Inventory::example(s).version(2));
     converged(&lab, s);
+    kill_the_master_and_see_it_resume(&lab, s, || {
+        lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log")
+    });
+}
+
+/// Test B's body: the healthy master's agent killed, the traces of both
+/// directors read and judged. `log` is keepalived01's agent log, wherever
+/// its init keeps it.
+pub(crate) fn kill_the_master_and_see_it_resume(
+    lab: &TestLab,
+    s: Subnet,
+    log: impl Fn() -> String,
+) {
     let vip = s.vip();
-    let pid = agent_pid(&lab, "keepalived01");
+    let pid = agent_pid(lab, "keepalived01");
     let window = 14;
     for host in DIRECTORS {
-        trace(&lab, host, &vip, window);
+        trace(lab, host, &vip, window);
     }
     let killed: u64 = lab
         .exec_ok(
@@ -237,7 +267,7 @@ fn a_killed_healthy_master_resumes_without_a_failover() {
         .parse()
         .unwrap();
     let traces: Vec<(&'static str, Vec<(u64, bool)>)> =
-        DIRECTORS.iter().map(|&h| (h, traced(&lab, h))).collect();
+        DIRECTORS.iter().map(|&h| (h, traced(lab, h))).collect();
     let timeline = timeline(&traces);
     let ms = |t: u64| Duration::from_nanos(t.saturating_sub(killed));
 
@@ -285,15 +315,14 @@ fn a_killed_healthy_master_resumes_without_a_failover() {
     assert!(
         longest_both <= takeover_bound(V),
         "two holders for {longest_both:?}\n{}",
-        logs(&lab)
+        logs(lab)
     );
-    assert!(both_since.is_none(), "two holders at the end\n{}", logs(&lab));
+    assert!(both_since.is_none(), "two holders at the end\n{}", logs(lab));
     assert!(gone.is_some_and(|g| ms(g) <= CLEANED_WITHIN), "{traces:?}");
-    assert_eq!(failovers, 0, "{sole:?}\n{}", logs(&lab));
+    assert_eq!(failovers, 0, "{sole:?}\n{}", logs(lab));
     let resumed = 2 * Duration::from_secs(1);
     assert!(absent.is_some_and(|a| a < resumed), "{absent:?}");
-    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
-    assert!(log.contains("resuming as master"), "{}", logs(&lab));
-    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(V));
-    assert_eq!(holders(&lab, &vip).len(), 1);
+    assert!(log().contains("resuming as master"), "{}", logs(lab));
+    wait_sole_holder(lab, &vip, "keepalived01", election_bound(V));
+    assert_eq!(holders(lab, &vip).len(), 1);
 }

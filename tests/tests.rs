@@ -25,6 +25,8 @@ mod lab;
 mod realserver;
 mod sudo_hosts;
 mod support;
+mod systemd_failsafe;
+mod systemd_features;
 mod systemd_hosts;
 mod validate;
 mod vrrp_decode;

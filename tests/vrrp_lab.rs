@@ -79,7 +79,8 @@ pub(crate) fn logs(lab: &TestLab) -> String {
         .map(|h| {
             let out = lab.exec(
                 h,
-                "tail -20 /run/lbdeploy/agent.log; tail -20 /run/ka/log",
+                "tail -20 /run/lbdeploy/agent.log; tail -20 /run/ka/log; \
+                 journalctl -u lbdeploy-agent -n 20 -o cat 2>/dev/null",
             );
             format!("--- {h} ---\n{}", String::from_utf8_lossy(&out.stdout))
         })

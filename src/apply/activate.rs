@@ -131,13 +131,11 @@ async fn activate(
         staged_binary: staged.clone(),
         files: p
             .desired
-            .files
-            .iter()
-            .filter(|f| f.only_with.is_none_or(|i| i == p.facts.init))
-            .map(|f| FileSpec {
+            .files_for(&p.facts)
+            .map(|(f, content)| FileSpec {
                 path: f.path.clone(),
                 mode: f.mode,
-                content: f.content.clone(),
+                content: content.to_owned(),
             })
             .collect(),
         sysctls: p.desired.sysctls.clone(),

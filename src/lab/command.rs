@@ -344,7 +344,7 @@ fn demo(
     writeln!(talk, "lab up ({hosts} hosts) ...")?;
     super::up(&inv, &dir, init, &mut talk)?;
     let result =
-        super::demo::Demo::new(&global.inventory, &inv, &dir, &mut talk)
+        super::demo::Demo::new(&global.inventory, &inv, &dir, init, &mut talk)
             .and_then(|mut d| d.run());
     if keep {
         writeln!(

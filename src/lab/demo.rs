@@ -5,10 +5,19 @@
 //! over, everything comes back, and the lab goes away (unless `--keep`).
 //!
 //! Every step runs what an operator would run (`lbdeploy plan/apply` on the
-//! controller, `curl` on the client, `kill` on a host) through `lab exec`,
-//! and checks the outcome against a bound from the configuration (check
-//! timing, VRRP's Master_Down_Interval); the demo exits 0 only if every
-//! step behaved.
+//! controller, `curl` on the client, `kill` or `systemctl` on a host)
+//! through `lab exec`, and checks the outcome against a bound from the
+//! configuration (check timing, VRRP's Master_Down_Interval); the demo
+//! exits 0 only if every step behaved.
+//!
+//! Hosts act as their init expects ([`Acts`]): on namespace hosts the web
+//! server is a process to kill and start, and the master's agent dies with
+//! its supervisor, so the backup takes over; on systemd hosts the web
+//! server is a unit to stop and start (killed, systemd would restart it),
+//! and a killed agent is the unit's business: `ExecStopPost` removes what
+//! it held, `Restart=` brings it back, and it resumes as master without a
+//! failover when it is back fast (README, "A fast restart is no
+//! failover").
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::HostInit;
+use super::machine::responder_unit;
 use crate::agent::check::health::{Timing, down_within, up_within};
 use crate::agent::vrrp::fsm::master_down_interval;
 use crate::agent::vrrp::packet::Version;
@@ -31,13 +42,15 @@ pub(crate) struct Demo<'a> {
     inv: &'a Inventory,
     talk: &'a mut dyn Write,
     step: usize,
+    acts: Acts,
 }
 
 /// The steps, for the `[n/N]` counter.
 const STEPS: usize = 7;
 
 impl<'a> Demo<'a> {
-    /// A demo of `inv` (read from `inventory`) in the lab at `state_dir`.
+    /// A demo of `inv` (read from `inventory`) in the lab at `state_dir`,
+    /// whose directors and real servers run `init`.
     ///
     /// # Errors
     /// When this executable cannot be found.
@@ -45,6 +58,7 @@ impl<'a> Demo<'a> {
         inventory: &Path,
         inv: &'a Inventory,
         state_dir: &Path,
+        init: HostInit,
         talk: &'a mut dyn Write,
     ) -> anyhow::Result<Self> {
         Ok(Self {
@@ -54,6 +68,7 @@ impl<'a> Demo<'a> {
             inv,
             talk,
             step: 0,
+            acts: Acts(init),
         })
     }
 
@@ -119,8 +134,13 @@ impl<'a> Demo<'a> {
         };
         self.plan_and_apply()?;
         let (master, backup, victim) = self.traffic(&url, note)?;
-        self.real_server_fails(&url, &victim)?;
-        let mdi = self.master_fails(&url, &master, &backup)?;
+        self.real_server_fails(&url, port, &victim)?;
+        let mdi = match self.acts.0 {
+            HostInit::Namespace => self.master_fails(&url, &master, &backup)?,
+            HostInit::Systemd => {
+                self.master_restarts(&url, &master, &backup)?
+            }
+        };
         self.recover(port, &master, &victim, mdi)?;
         self.say("second plan finds nothing to change");
         let plan = self.lbdeploy("plan --detailed-exitcode")?;
@@ -181,11 +201,12 @@ impl<'a> Demo<'a> {
     fn real_server_fails(
         &mut self,
         url: &str,
+        port: u32,
         victim: &str,
     ) -> anyhow::Result<()> {
         self.say(&format!("stop {victim}'s web server"));
         let (bound, _) = self.check_bounds(victim)?;
-        self.exec_ok(victim, &kill_here("[l]bdeploy lab responder"))?;
+        self.exec_ok(victim, &self.acts.stop_web(port))?;
         let took = self.wait(bound, || {
             self.spread(url, 41000, 1)
                 .is_ok_and(|s| s.keys().all(|k| !k.is_empty() && *k != victim))
@@ -212,18 +233,7 @@ impl<'a> Demo<'a> {
         backup: &str,
     ) -> anyhow::Result<Duration> {
         self.say(&format!("kill -9 the master's agent ({master})"));
-        let vi = &self.inv.vrrp_instances[0];
-        let backup_priority = self
-            .inv
-            .directors
-            .iter()
-            .find(|d| d.name == backup)
-            .map_or(100, |d| effective_priority(vi, d) as u8);
-        let mdi = master_down_interval(
-            if vi.version == 3 { Version::V3 } else { Version::V2 },
-            backup_priority,
-            vi.advert_int.get(),
-        );
+        let mdi = self.master_down_interval(backup);
         self.exec_ok(master, &kill_here("[l]bdeploy agent"))?;
         let start = Instant::now();
         self.wait(mdi + Duration::from_secs(1), || self.holds_vip(backup))?;
@@ -240,6 +250,86 @@ impl<'a> Demo<'a> {
         Ok(mdi)
     }
 
+    /// Step 5 on systemd hosts: the master's agent is killed; the unit's
+    /// `ExecStopPost` removes its VIP within [`RELEASED_WITHIN`], systemd
+    /// starts it again after `RestartSec=`, and it is master again: at
+    /// once when it is back within two advert intervals of the release
+    /// (no failover), else after the backup's takeover and a preemption.
+    fn master_restarts(
+        &mut self,
+        url: &str,
+        master: &str,
+        backup: &str,
+    ) -> anyhow::Result<Duration> {
+        self.say(&format!(
+            "kill -9 the master's agent ({master}); systemd cleans up and \
+             restarts it"
+        ));
+        let mdi = self.master_down_interval(backup);
+        let vip = self.inv.virtual_services[0].vip.to_string();
+        let out = self.exec_ok(
+            master,
+            &released_after(&self.acts.crash_agent(), &vip, RELEASED_WITHIN),
+        )?;
+        let released = out
+            .trim()
+            .parse()
+            .map(Duration::from_micros)
+            .with_context(|| format!("reading the release time {out:?}"))?;
+        if released > RELEASED_WITHIN {
+            bail!(
+                "{master} still held the VIP or its data plane {:.2} s after \
+                 its agent died",
+                released.as_secs_f64()
+            );
+        }
+        let mut backup_held = false;
+        let back = released
+            + self.wait(RESTART_SEC + mdi + Duration::from_secs(5), || {
+                backup_held |= self.holds_vip(backup);
+                self.holds_vip(master)
+            })?;
+        self.wait(Duration::from_secs(10), || self.answered(url))?;
+        let resumed = self
+            .exec_ok(
+                master,
+                "journalctl -u lbdeploy-agent -o cat --no-pager | \
+                 grep -c 'resuming as master'; true",
+            )?
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            > 0;
+        let how = match (resumed, backup_held) {
+            (true, false) => "resumed at once, no failover",
+            (_, true) => "after the backup's takeover",
+            (false, false) => "re-elected",
+        };
+        self.done(&format!(
+            "VIP released after {:.2} s (ExecStopPost), {master} master \
+             again after {:.2} s ({how}), client answered again",
+            released.as_secs_f64(),
+            back.as_secs_f64(),
+        ));
+        Ok(mdi)
+    }
+
+    /// The backup's Master_Down_Interval for the first VRRP instance.
+    fn master_down_interval(&self, backup: &str) -> Duration {
+        let vi = &self.inv.vrrp_instances[0];
+        let backup_priority = self
+            .inv
+            .directors
+            .iter()
+            .find(|d| d.name == backup)
+            .map_or(100, |d| effective_priority(vi, d) as u8);
+        master_down_interval(
+            if vi.version == 3 { Version::V3 } else { Version::V2 },
+            backup_priority,
+            vi.advert_int.get(),
+        )
+    }
+
     /// Step 6: the web server and the master's agent start again; the
     /// master takes the VIP back and the real server rejoins the pool.
     fn recover(
@@ -250,17 +340,8 @@ impl<'a> Demo<'a> {
         mdi: Duration,
     ) -> anyhow::Result<()> {
         self.say("bring everything back");
-        self.exec_ok(
-            victim,
-            &format!(
-                "setsid lbdeploy lab responder --port {port} --name {victim} \
-                 </dev/null >/dev/null 2>&1 &"
-            ),
-        )?;
-        self.exec_ok(
-            master,
-            "lbdeploy agent start director --config /etc/lbdeploy/agent.yml",
-        )?;
+        self.exec_ok(victim, &self.acts.start_web(port, victim))?;
+        self.exec_ok(master, &self.acts.start_agent())?;
         self.wait(mdi + Duration::from_secs(5), || self.holds_vip(master))?;
         let (_, bound) = self.check_bounds(victim)?;
         self.wait(bound, || self.pool_has(master, victim))?;
@@ -367,6 +448,94 @@ impl<'a> Demo<'a> {
     }
 }
 
+/// How soon a host whose agent died must hold nothing of it: the unit's
+/// `ExecStopPost` runs at once and removes a few addresses and one table.
+const RELEASED_WITHIN: Duration = Duration::from_secs(1);
+
+/// The unit's `RestartSec=` (templates/lbdeploy-agent.service.j2): how
+/// long systemd waits before it starts a dead agent again.
+const RESTART_SEC: Duration = Duration::from_secs(1);
+
+/// What the demo does to a host, as its init expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acts(pub HostInit);
+
+impl Acts {
+    /// Stop the web server on `port`, for good until [`Acts::start_web`]:
+    /// killed on a namespace host; stopped as a unit on a systemd host,
+    /// where a killed one would be restarted.
+    pub fn stop_web(self, port: u32) -> String {
+        match self.0 {
+            HostInit::Namespace => kill_here("[l]bdeploy lab responder"),
+            HostInit::Systemd => {
+                format!("systemctl stop {}", web_unit(port))
+            }
+        }
+    }
+
+    /// Start the web server on `port` again, answering as `name`.
+    pub fn start_web(self, port: u32, name: &str) -> String {
+        match self.0 {
+            HostInit::Namespace => format!(
+                "setsid lbdeploy lab responder --port {port} --name {name} \
+                 </dev/null >/dev/null 2>&1 &"
+            ),
+            HostInit::Systemd => {
+                format!("systemctl start {}", web_unit(port))
+            }
+        }
+    }
+
+    /// Crash the agent: `kill -9`. On a namespace host its supervisor
+    /// dies with it, so it stays down; on a systemd host only the agent
+    /// (the unit's main process) dies, as in a crash, and the unit does
+    /// what it says.
+    pub fn crash_agent(self) -> String {
+        match self.0 {
+            HostInit::Namespace => kill_here("[l]bdeploy agent"),
+            HostInit::Systemd => "systemctl kill --signal=KILL \
+                                  --kill-who=main lbdeploy-agent"
+                .to_owned(),
+        }
+    }
+
+    /// Have the director's agent run again: started by hand on a
+    /// namespace host; on a systemd host systemd has restarted it, and
+    /// this checks that it did.
+    pub fn start_agent(self) -> String {
+        match self.0 {
+            HostInit::Namespace => "lbdeploy agent start director --config \
+                                    /etc/lbdeploy/agent.yml"
+                .to_owned(),
+            HostInit::Systemd => {
+                "systemctl is-active --quiet lbdeploy-agent".to_owned()
+            }
+        }
+    }
+}
+
+/// The lab's web-server unit for `port` (a port the inventory's services
+/// use, so within `u16`).
+fn web_unit(port: u32) -> String {
+    responder_unit(u16::try_from(port).unwrap_or(u16::MAX))
+}
+
+/// A shell command that runs `crash` and prints how many microseconds
+/// later neither `vip` nor `table netdev lbdeploy` was left on the host,
+/// measured inside it every 5 ms; it gives up at twice `bound`.
+fn released_after(crash: &str, vip: &str, bound: Duration) -> String {
+    let give_up = 2 * bound.as_nanos();
+    format!(
+        "s=$(date +%s%N); {crash}; \
+         while ip -o addr show | grep -q ' {vip}/' || \
+               nft list tables netdev 2>/dev/null | \
+                 grep -q 'table netdev lbdeploy$'; do \
+           sleep 0.005; \
+           [ $(( $(date +%s%N) - s )) -gt {give_up} ] && break; \
+         done; echo $(( ($(date +%s%N) - s) / 1000 ))"
+    )
+}
+
 /// `kill -9` the processes matching `pattern` in this host only, as a
 /// crash would: the lab's hosts share one PID namespace, so a plain
 /// `pkill` would reach every host.
@@ -385,4 +554,46 @@ fn describe(seen: &BTreeMap<String, usize>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::machine::host_files;
+    use crate::lab::machine::tests::host;
+
+    #[test]
+    fn on_systemd_hosts_the_web_server_is_the_unit_the_lab_enables() {
+        let (_, enabled) = host_files(&host());
+        let acts = Acts(HostInit::Systemd);
+        assert_eq!(
+            acts.stop_web(8080),
+            format!("systemctl stop {}", enabled[2])
+        );
+        assert_eq!(
+            acts.start_web(8080, "rs01"),
+            format!("systemctl start {}", enabled[2])
+        );
+        assert!(acts.crash_agent().contains("--kill-who=main"));
+    }
+
+    #[test]
+    fn on_namespace_hosts_processes_are_killed_in_this_host_only() {
+        let acts = Acts(HostInit::Namespace);
+        assert!(
+            acts.stop_web(80).contains("pgrep -f '[l]bdeploy lab responder'")
+        );
+        assert!(acts.crash_agent().contains("pgrep -f '[l]bdeploy agent'"));
+        assert!(acts.start_web(80, "rs01").starts_with(
+            "setsid lbdeploy lab responder --port 80 --name rs01 "
+        ));
+    }
+
+    #[test]
+    fn the_release_is_timed_inside_the_host_and_gives_up() {
+        let cmd = released_after("kill -9 1", "10.0.0.200", RELEASED_WITHIN);
+        assert!(cmd.starts_with("s=$(date +%s%N); kill -9 1; "), "{cmd}");
+        assert!(cmd.contains("grep -q ' 10.0.0.200/'"), "{cmd}");
+        assert!(cmd.contains("-gt 2000000000 ] && break"), "{cmd}");
+    }
 }

@@ -90,7 +90,7 @@ const SSH_DROP_IN: &str = "# Written by `lbdeploy lab up`.\n\
                            RestartPreventExitStatus=\n";
 
 /// The unit that runs the HTTP responder on `port`.
-fn responder_unit(port: u16) -> String {
+pub(crate) fn responder_unit(port: u16) -> String {
     format!("lbdeploy-lab-responder-{port}.service")
 }
 
@@ -404,11 +404,12 @@ pub(crate) fn remove_cgroups(host: &LabHost) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lab::topology::{HostInit, Role};
 
-    fn host() -> LabHost {
+    /// A systemd real server with web servers on ports 80 and 8080.
+    pub(crate) fn host() -> LabHost {
         LabHost {
             name: "rs01".into(),
             role: Role::RealServer,

@@ -96,13 +96,75 @@ pub(crate) fn ensure(talk: &mut dyn Write) -> anyhow::Result<PathBuf> {
         "lab: root file system ready in {:.0} s",
         started.elapsed().as_secs_f64()
     )?;
+    for old in stale(cache, &dir, &mountinfos()) {
+        match std::fs::remove_dir_all(&old) {
+            Ok(()) => writeln!(
+                talk,
+                "lab: removed {}, built by another lbdeploy",
+                old.display()
+            )?,
+            Err(e) => writeln!(
+                talk,
+                "lab: cannot remove {}, built by another lbdeploy: {e}",
+                old.display()
+            )?,
+        }
+    }
     Ok(dir)
+}
+
+/// The root file systems in `cache` other than `current` that no lab
+/// boots now: those of other recipes (and builds of them cut short),
+/// about 300 MB each. One that a running lab of another lbdeploy has
+/// mounted (it is the `lowerdir` of an overlay in one of `mountinfos`,
+/// the texts of `/proc/PID/mountinfo`) stays until that lab is gone and a
+/// later build removes it. Called under the cache's lock, so no build of
+/// ours is under way; a lab of another lbdeploy that has built its cache
+/// but not mounted it yet rebuilds it.
+fn stale(cache: &Path, current: &Path, mountinfos: &[String]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(cache) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rootfs-"))
+        .map(|e| e.path())
+        .filter(|p| p != current && !mounted(p, mountinfos))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether `dir` is the lower layer of an overlay in one of `mountinfos`.
+fn mounted(dir: &Path, mountinfos: &[String]) -> bool {
+    let lower = format!("lowerdir={}", dir.display());
+    mountinfos
+        .iter()
+        .flat_map(|m| {
+            m.match_indices(&lower).map(|(at, _)| &m[at + lower.len()..])
+        })
+        .any(|rest| {
+            rest.chars()
+                .next()
+                .is_none_or(|c| matches!(c, ',' | ':' | ' ' | '\n'))
+        })
+}
+
+/// Every process's `/proc/PID/mountinfo`: each host's boot loop mounts
+/// its overlay in a mount namespace of its own, seen only there.
+fn mountinfos() -> Vec<String> {
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    procs
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| {
+            std::fs::read_to_string(e.path().join("mountinfo")).ok()
+        })
+        .collect()
 }
 
 /// The cache directory of the recipe whose marker is `stamp`: named after
 /// it, so that building another recipe never removes a root file system
-/// that running labs of an older lbdeploy have mounted (older ones stay
-/// until removed by hand, about 300 MB each).
+/// that running labs of an older lbdeploy have mounted; the others go
+/// once the new one is built (`stale`).
 fn dir_name(stamp: &str) -> String {
     let hash = crate::util::fnv::fnv1a(stamp.as_bytes());
     format!("rootfs-{SUITE}-{:08x}", hash as u32)
@@ -192,6 +254,48 @@ mod tests {
         assert!(a.starts_with("rootfs-bookworm-") && a.len() == 24, "{a}");
         assert_ne!(a, dir_name(&marker().replace(",sudo", "")));
         assert_eq!(a, dir_name(&marker()));
+    }
+
+    #[test]
+    fn other_recipes_are_stale_unless_a_lab_boots_them() {
+        let cache = std::env::temp_dir()
+            .join(format!("lbdeploy-rootfs-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache);
+        for d in [
+            "rootfs-bookworm",
+            "rootfs-bookworm-00000001",
+            "rootfs-bookworm-00000001.new",
+            "rootfs-bookworm-00000002",
+            "rootfs-bookworm-00000003",
+            "rootfs-bookworm-000000030",
+            "kernel",
+        ] {
+            std::fs::create_dir_all(cache.join(d)).unwrap();
+        }
+        let current = cache.join("rootfs-bookworm-00000003");
+        // A lab boots recipe 2 (in some boot loop's mount namespace).
+        let booted = format!(
+            "1 2 0:1 / /root rw - overlay lbd-x-2-rs01 rw,lowerdir={},\
+             upperdir=/u,workdir=/w\n",
+            cache.join("rootfs-bookworm-00000002").display()
+        );
+        let names = |m: &[String]| -> Vec<String> {
+            stale(&cache, &current, m)
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(&[String::new(), booted.clone()]),
+            [
+                "rootfs-bookworm",
+                "rootfs-bookworm-00000001",
+                "rootfs-bookworm-00000001.new",
+                "rootfs-bookworm-000000030",
+            ]
+        );
+        assert!(names(&[]).contains(&"rootfs-bookworm-00000002".to_owned()));
+        std::fs::remove_dir_all(&cache).unwrap();
     }
 
     #[test]

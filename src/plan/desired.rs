@@ -20,6 +20,7 @@ use crate::inventory::{
     webhook_url,
 };
 
+use super::facts::HostFacts;
 use super::roles::{self, Init, OnChange, Role, Roles};
 use crate::util::redact;
 
@@ -60,6 +61,45 @@ pub struct DesiredFile {
     pub on_change: OnChange,
     /// Only on hosts with this init system.
     pub only_with: Option<Init>,
+    /// For a host whose systemd is older than [`SYSTEMD_RESTART_STEPS`]
+    /// (or says no version): the content rendered for it, where that
+    /// differs (a unit without the settings such a systemd does not
+    /// know). Only files for systemd hosts alone have one.
+    pub older_systemd: Option<String>,
+}
+
+/// The first systemd that knows `RestartSteps=` and `RestartMaxDelaySec=`
+/// (the unit's restart backoff); older ones log "Unknown key" for each
+/// and restart every `RestartSec=`. Templates see whether the host's
+/// systemd has them as `systemd_restart_steps`.
+pub const SYSTEMD_RESTART_STEPS: u32 = 254;
+
+impl DesiredFile {
+    /// The content for the host of `facts`.
+    pub fn content_for(&self, facts: &HostFacts) -> &str {
+        match &self.older_systemd {
+            Some(older)
+                if facts.systemd.is_none_or(|v| v < SYSTEMD_RESTART_STEPS) =>
+            {
+                older
+            }
+            _ => &self.content,
+        }
+    }
+}
+
+impl HostDesired {
+    /// The files the host of `facts` gets: those for its init system,
+    /// each with its content for that host.
+    pub fn files_for<'a>(
+        &'a self,
+        facts: &'a HostFacts,
+    ) -> impl Iterator<Item = (&'a DesiredFile, &'a str)> {
+        self.files
+            .iter()
+            .filter(|f| f.only_with.is_none_or(|i| i == facts.init))
+            .map(|f| (f, f.content_for(facts)))
+    }
 }
 
 /// Why the desired state could not be computed.
@@ -202,6 +242,12 @@ fn host(
         sysctls => &sysctls,
         ..config
     };
+    let new_systemd = minijinja::context! {
+        systemd_restart_steps => true, ..ctx.clone()
+    };
+    let old_systemd = minijinja::context! {
+        systemd_restart_steps => false, ..ctx
+    };
     let files = role
         .files
         .iter()
@@ -212,12 +258,22 @@ fn host(
                     path: f.path.clone(),
                     mode: f.mode.clone(),
                 })?;
+            let content = roles.render(&f.template, &new_systemd)?;
+            // Only a file for systemd hosts alone may depend on systemd.
+            let older_systemd = match f.only_with {
+                Some(Init::Systemd) => {
+                    Some(roles.render(&f.template, &old_systemd)?)
+                        .filter(|older| *older != content)
+                }
+                _ => None,
+            };
             Ok(DesiredFile {
                 path: f.path.clone(),
                 mode,
-                content: roles.render(&f.template, &ctx)?,
+                content,
                 on_change: f.on_change,
                 only_with: f.only_with,
+                older_systemd,
             })
         })
         .collect::<Result<_, Error>>()?;

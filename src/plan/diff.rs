@@ -155,31 +155,26 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
         });
         need(ServiceAction::Restart);
     }
-    let wanted: Vec<_> = desired
-        .files
-        .iter()
-        .filter(|f| f.only_with.is_none_or(|i| i == facts.init))
-        .collect();
-    for f in &wanted {
+    let wanted: Vec<_> = desired.files_for(facts).collect();
+    for &(f, content) in &wanted {
         let changed = match facts.files.get(&f.path) {
             None => {
                 changes.push(Change::CreateFile {
                     path: f.path.clone(),
                     mode: f.mode,
-                    content: f.content.clone(),
+                    content: content.to_owned(),
                 });
                 true
             }
             Some(cur)
-                if cur.content != f.content.as_bytes()
-                    || cur.mode != f.mode =>
+                if cur.content != content.as_bytes() || cur.mode != f.mode =>
             {
                 changes.push(Change::UpdateFile {
                     path: f.path.clone(),
                     old_mode: cur.mode,
                     new_mode: f.mode,
                     old: String::from_utf8_lossy(&cur.content).into_owned(),
-                    new: f.content.clone(),
+                    new: content.to_owned(),
                 });
                 true
             }
@@ -192,7 +187,7 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
         }
     }
     for path in &facts.managed {
-        if !wanted.iter().any(|f| &f.path == path) {
+        if !wanted.iter().any(|(f, _)| &f.path == path) {
             changes.push(Change::RemoveFile { path: path.clone() });
         }
     }
@@ -312,6 +307,7 @@ mod tests {
                     content: "a: 1\n".into(),
                     on_change: OnChange::Reload,
                     only_with: None,
+                    older_systemd: None,
                 },
                 DesiredFile {
                     path: "/etc/systemd/system/x.service".into(),
@@ -319,6 +315,7 @@ mod tests {
                     content: "[Unit]\n".into(),
                     on_change: OnChange::Restart,
                     only_with: Some(Init::Systemd),
+                    older_systemd: None,
                 },
             ],
             sysctls: BTreeMap::from([(
@@ -337,6 +334,7 @@ mod tests {
         HostFacts {
             arch: "x86_64".into(),
             init: Init::None,
+            systemd: None,
             generation: Some(1),
             seen: Some(1),
             pending: false,
@@ -455,6 +453,47 @@ mod tests {
 
     /// Issue #18: a disabled, masked, overridden or stale unit is
     /// repaired; a unit systemd does not know yet is only started.
+    #[test]
+    fn a_unit_is_written_as_the_hosts_systemd_understands_it() {
+        let mut d = desired();
+        d.files[1].content = "[Service]\nRestartSteps=5\n".into();
+        d.files[1].older_systemd = Some("[Service]\n".into());
+        let mut facts = converged();
+        facts.init = Init::Systemd;
+        let created = |facts: &HostFacts| {
+            diff(&d, facts).into_iter().find_map(|c| match c {
+                Change::CreateFile { content, .. } => Some(content),
+                _ => None,
+            })
+        };
+        for (version, content) in [
+            (None, "[Service]\n"),
+            (Some(252), "[Service]\n"),
+            (Some(254), "[Service]\nRestartSteps=5\n"),
+        ] {
+            facts.systemd = version;
+            assert_eq!(
+                created(&facts).as_deref(),
+                Some(content),
+                "{version:?}"
+            );
+        }
+        // Written as the host's systemd wants it, the file is converged.
+        facts.systemd = Some(252);
+        facts.files.insert(
+            "/etc/systemd/system/x.service".into(),
+            FileFact { mode: 0o644, content: b"[Service]\n".to_vec() },
+        );
+        assert_eq!(created(&facts), None);
+        assert!(
+            !diff(&d, &facts)
+                .iter()
+                .any(|c| matches!(c, Change::UpdateFile { .. })),
+            "{:?}",
+            diff(&d, &facts)
+        );
+    }
+
     #[test]
     fn the_units_whole_state_is_planned() {
         let mut facts = converged();

@@ -11,6 +11,7 @@
 //! lbdeploy-facts 1
 //! arch x86_64
 //! init systemd|none
+//! systemd VERSION         (systemd: the first line of `systemctl --version`)
 //! generation N            (absent before the first apply)
 //! seen N                  (the highest generation ever activated there)
 //! pending                 (an activation not yet committed or rolled back)
@@ -79,6 +80,9 @@ pub struct HostFacts {
     pub arch: String,
     /// The init system.
     pub init: Init,
+    /// systemd's version where it is the init system and says it (`252`
+    /// on Debian bookworm): which unit settings it understands.
+    pub systemd: Option<u32>,
     /// The last generation applied to this host.
     pub generation: Option<u64>,
     /// The highest generation number ever activated on it, committed or
@@ -139,6 +143,7 @@ pub fn script(query: &Query) -> String {
          echo 'lbdeploy-facts 1'\n\
          echo \"arch $(uname -m)\"\n\
          if [ -d /run/systemd/system ]; then echo 'init systemd'; \
+         echo \"systemd $(systemctl --version 2>/dev/null | head -n1)\"; \
          else echo 'init none'; fi\n",
     );
     let state = STATE_DIR;
@@ -220,6 +225,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
     let mut facts = HostFacts {
         arch: String::new(),
         init: Init::None,
+        systemd: None,
         generation: None,
         seen: None,
         pending: false,
@@ -241,6 +247,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                     _ => Init::None,
                 }
             }
+            "systemd" => facts.systemd = systemd_version(rest),
             "generation" => {
                 let g = rest
                     .trim()
@@ -290,6 +297,17 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         return Err(err(0, "no `arch` record"));
     }
     Ok(facts)
+}
+
+/// The version in the first line of `systemctl --version`, `systemd 252
+/// (252.30-1~deb12u2)`; `None` when it says something else (a systemd
+/// too broken to answer plans as one of unknown version).
+fn systemd_version(line: &str) -> Option<u32> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("systemd"), Some(v)) => v.parse().ok(),
+        _ => None,
+    }
 }
 
 /// `MODE BASE64 PATH` of a `file` or `dropin` record.
@@ -413,6 +431,20 @@ mod tests {
         let f = parse("lbdeploy-facts 1\narch x\nunit-enabled \n").unwrap();
         assert_eq!(f.unit.unwrap().enabled, "", "systemd knows no such unit");
         assert_eq!(parse("lbdeploy-facts 1\narch x\n").unwrap().unit, None);
+    }
+
+    #[test]
+    fn systemds_version_is_read_from_its_first_line() {
+        let f = |line: &str| {
+            parse(&format!("lbdeploy-facts 1\narch x\n{line}\n"))
+                .unwrap()
+                .systemd
+        };
+        assert_eq!(f("systemd systemd 252 (252.30-1~deb12u2)"), Some(252));
+        assert_eq!(f("systemd systemd 257 (257.4-1)"), Some(257));
+        assert_eq!(f("systemd "), None, "systemctl printed nothing");
+        assert_eq!(f("systemd Failed to connect to bus"), None);
+        assert_eq!(f("arch y"), None, "no systemd record");
         assert!(parse("lbdeploy-facts 1\narch x\ndropin 644 /x\n").is_err());
     }
 

@@ -427,6 +427,7 @@ mod tests {
                 host => host, cluster => "c", agent => "director",
                 binary => "/usr/local/bin/lbdeploy",
                 config => "/etc/lbdeploy/agent.yml",
+                systemd_restart_steps => true,
             )
         };
         let unit = "lbdeploy-agent.service.j2";
