@@ -48,7 +48,10 @@
 
 use anyhow::{Context, bail};
 use rustix::io::Errno;
-use rustix::process::{Pid, Signal, getppid, set_parent_process_death_signal};
+use rustix::process::{
+    Pid, Resource, Rlimit, Signal, getppid, set_parent_process_death_signal,
+    setrlimit,
+};
 use rustix::thread::{
     CapabilitySet, CapabilitySets, configure_capability_in_ambient_set,
     remove_capability_from_bounding_set, set_capabilities,
@@ -103,6 +106,25 @@ pub fn own_capabilities(config: &DirectorConfig) -> CapabilitySet {
         own |= REALTIME_CAPABILITY;
     }
     own
+}
+
+/// With `vrrp_no_swap`, a supervised agent lifts its own `RLIMIT_MEMLOCK`
+/// (soft and hard) to unlimited while it still holds the supervisor's
+/// `CAP_SYS_RESOURCE`, as the unit's `LimitMEMLOCK=infinity` does: it
+/// then locks its memory ([`super::memory`]) without keeping
+/// `CAP_IPC_LOCK`. The limit is the agent's alone (its children inherit
+/// it, a limit and no capability, as under the unit). Without the
+/// supervisor (a foreground agent, the unit) nothing changes. A refusal
+/// (a container that denies root `CAP_SYS_RESOURCE`) is a warning: the
+/// memory lock then says why it was not taken.
+pub fn unlimit_memlock_if_supervised() {
+    if std::env::var_os(SUPERVISOR_ENV).is_none() {
+        return;
+    }
+    let unlimited = Rlimit { current: None, maximum: None };
+    if let Err(e) = setrlimit(Resource::Memlock, unlimited) {
+        tracing::warn!("vrrp_no_swap: raising RLIMIT_MEMLOCK: {e}");
+    }
 }
 
 /// Capabilities are numbered below this; the kernel knows fewer
