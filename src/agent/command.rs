@@ -189,13 +189,9 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
             let own = config.as_ref().map_or(CapabilitySet::empty(), |c| {
                 super::sys::privileges::own_capabilities(c)
             });
-            let no_swap = config.is_some_and(|c| c.vrrp_no_swap);
-            if no_swap {
-                super::sys::privileges::unlimit_memlock_if_supervised();
-            }
             super::sys::privileges::confine_if_supervised(own)?;
             // Before the runtime's threads: their stacks are locked too.
-            if no_swap {
+            if config.is_some_and(|c| c.vrrp_no_swap) {
                 super::sys::memory::lock_all();
             }
             runtime::run::<DirectorConfig>(&args.config, &run_dir)?

@@ -8,13 +8,13 @@
 //! limits it: past `RLIMIT_MEMLOCK`, a process without `CAP_IPC_LOCK`
 //! gets `ENOMEM` from the allocation that needed a new mapping, and a
 //! Rust program aborts on that. So the agent locks only when the limit is
-//! unlimited (the unit's `LimitMEMLOCK=infinity`; the supervised agent
-//! raises its own before it gives up `CAP_SYS_RESOURCE`:
-//! [`super::privileges::unlimit_memlock_if_supervised`]) or when it holds
-//! `CAP_IPC_LOCK` (a foreground agent run by root). Otherwise, or when the
-//! kernel refuses, it runs unlocked with a warning in the log and in
-//! `agent status`, as a refused `vrrp_rt_priority` does: the cluster works
-//! as without the setting.
+//! unlimited (the unit's `LimitMEMLOCK=infinity`) or when it holds
+//! `CAP_IPC_LOCK` (the supervised agent keeps it for itself with the
+//! setting: [`super::privileges::MEMORY_LOCK_CAPABILITY`]; a foreground
+//! agent run by root has it). Otherwise, or when the kernel refuses, it
+//! runs unlocked with a warning in the log and in `agent status`, as a
+//! refused `vrrp_rt_priority` does: the cluster works as without the
+//! setting.
 //!
 //! The lock is taken once, at start, before the runtime starts its
 //! threads; a reload cannot take or release it (a plan that changes the
@@ -53,8 +53,9 @@ pub(crate) fn may_lock(
         Some(bytes) => Err(format!(
             "RLIMIT_MEMLOCK is {bytes} bytes, not unlimited, and the agent \
              has no CAP_IPC_LOCK: locked, it would fail its first \
-             allocation past the limit (the rendered unit's \
-             LimitMEMLOCK=infinity; lbdeploy's supervisor raises it)"
+             allocation past the limit (the rendered unit has \
+             LimitMEMLOCK=infinity; under lbdeploy's supervisor the agent \
+             keeps CAP_IPC_LOCK)"
         )),
     }
 }

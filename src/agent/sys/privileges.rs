@@ -24,9 +24,11 @@
 //!   `AmbientCapabilities=`.
 //!
 //! With a script user in its configuration it also keeps `CAP_SETUID`
-//! and `CAP_SETGID` ([`SWITCH_USER`]), and a director configured with
+//! and `CAP_SETGID` ([`SWITCH_USER`]), a director configured with
 //! `vrrp_rt_priority` keeps [`REALTIME_CAPABILITY`] (`CAP_SYS_NICE`), so
-//! that [`super::realtime`] can put its VRRP thread under `SCHED_RR`.
+//! that [`super::realtime`] can put its VRRP thread under `SCHED_RR`, and
+//! one with `vrrp_no_swap` [`MEMORY_LOCK_CAPABILITY`] (`CAP_IPC_LOCK`),
+//! so that [`super::memory`] can lock it whole.
 //! Both are the agent's own: neither inheritable nor ambient, and gone
 //! from the bounding set like the rest (a permitted capability outlives
 //! its bounding bit; a program root executes gets only what the bounding
@@ -48,10 +50,7 @@
 
 use anyhow::{Context, bail};
 use rustix::io::Errno;
-use rustix::process::{
-    Pid, Resource, Rlimit, Signal, getppid, set_parent_process_death_signal,
-    setrlimit,
-};
+use rustix::process::{Pid, Signal, getppid, set_parent_process_death_signal};
 use rustix::thread::{
     CapabilitySet, CapabilitySets, configure_capability_in_ambient_set,
     remove_capability_from_bounding_set, set_capabilities,
@@ -94,9 +93,22 @@ pub fn can_switch_user() -> bool {
 /// real-time policy.
 pub const REALTIME_CAPABILITY: CapabilitySet = CapabilitySet::SYS_NICE;
 
+/// Kept besides [`AGENT_CAPABILITIES`], in the agent's own sets only, by a
+/// director configured with `vrrp_no_swap`: `mlockall` of everything it
+/// maps, now and later, past `RLIMIT_MEMLOCK` ([`super::memory`]).
+/// Raising the limit to unlimited instead, as the unit's
+/// `LimitMEMLOCK=infinity` does, would need `CAP_SYS_RESOURCE`, which a
+/// host may not give even to root (a container: the lab's machine has
+/// none, and its hard limit is 8 MiB). Memory locks are not inherited
+/// over `fork`, so the programs it starts lock nothing.
+pub const MEMORY_LOCK_CAPABILITY: CapabilitySet = CapabilitySet::IPC_LOCK;
+
 /// What a director's configuration needs besides [`AGENT_CAPABILITIES`],
 /// for the agent alone: [`SWITCH_USER`] when it runs a program as a
-/// script user, [`REALTIME_CAPABILITY`] with `vrrp_rt_priority`.
+/// script user, [`REALTIME_CAPABILITY`] with `vrrp_rt_priority`,
+/// [`MEMORY_LOCK_CAPABILITY`] with `vrrp_no_swap`. Derived from the
+/// configuration at each start of the agent: a reload cannot add one
+/// (`DirectorConfig::restart_settings`).
 pub fn own_capabilities(config: &DirectorConfig) -> CapabilitySet {
     let mut own = CapabilitySet::empty();
     if config.switches_user() {
@@ -105,26 +117,10 @@ pub fn own_capabilities(config: &DirectorConfig) -> CapabilitySet {
     if config.vrrp_rt_priority.is_some() {
         own |= REALTIME_CAPABILITY;
     }
+    if config.vrrp_no_swap {
+        own |= MEMORY_LOCK_CAPABILITY;
+    }
     own
-}
-
-/// With `vrrp_no_swap`, a supervised agent lifts its own `RLIMIT_MEMLOCK`
-/// (soft and hard) to unlimited while it still holds the supervisor's
-/// `CAP_SYS_RESOURCE`, as the unit's `LimitMEMLOCK=infinity` does: it
-/// then locks its memory ([`super::memory`]) without keeping
-/// `CAP_IPC_LOCK`. The limit is the agent's alone (its children inherit
-/// it, a limit and no capability, as under the unit). Without the
-/// supervisor (a foreground agent, the unit) nothing changes. A refusal
-/// (a container that denies root `CAP_SYS_RESOURCE`) is a warning: the
-/// memory lock then says why it was not taken.
-pub fn unlimit_memlock_if_supervised() {
-    if std::env::var_os(SUPERVISOR_ENV).is_none() {
-        return;
-    }
-    let unlimited = Rlimit { current: None, maximum: None };
-    if let Err(e) = setrlimit(Resource::Memlock, unlimited) {
-        tracing::warn!("vrrp_no_swap: raising RLIMIT_MEMLOCK: {e}");
-    }
 }
 
 /// Capabilities are numbered below this; the kernel knows fewer
@@ -224,5 +220,6 @@ mod tests {
             0x80_3000,
             "CAP_SYS_NICE is 23"
         );
+        assert_eq!(MEMORY_LOCK_CAPABILITY.bits(), 0x4000, "CAP_IPC_LOCK is 14");
     }
 }
