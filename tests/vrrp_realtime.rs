@@ -353,3 +353,85 @@ fn r16_apply_restarts_for_settings_only_a_start_applies() {
     let text = lab.exec_ok("keepalived01", "lbdeploy agent status");
     assert!(text.contains("\nmemory  locked\n"), "{text}");
 }
+
+/// How many times `host`'s agent has logged becoming master, in the
+/// journal (systemd hosts).
+fn journal_masterships(lab: &TestLab, host: &str) -> usize {
+    lab.exec_ok(host, "journalctl -u lbdeploy-agent -o cat --no-pager")
+        .matches("-> MASTER")
+        .count()
+}
+
+/// Issue #16 on systemd hosts (`lab up --init systemd`): the same kind of
+/// apply restarts the agent through its unit (`daemon-reload`, `systemctl
+/// restart`), whose `RestartKillSignal=SIGUSR1` makes it a hand-over:
+/// the master ends without resigning, `ExecStopPost` cleans up and stamps
+/// its mark, and the new agent resumes as master — the backup never
+/// becomes master. The unit's `LimitMEMLOCK=infinity` lets the agent lock
+/// its memory without CAP_IPC_LOCK where systemd may raise the limit; in
+/// a container that may not, the agent runs unlocked and says why.
+#[test]
+fn r16_a_restart_under_systemd_hands_over() {
+    let s = Subnet::allocate();
+    let inventory = || vrrp(s, 3);
+    let Some(lab) = TestLab::up_with(
+        "vrrp-restart-sd",
+        &inventory().to_string(),
+        &["--init", "systemd"],
+    ) else {
+        return;
+    };
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V3));
+    let old_pid = agent_status(&lab, "keepalived01")["pid"].to_string();
+    let backup_masterships = journal_masterships(&lab, "keepalived02");
+
+    lab.rewrite_inventory(
+        &inventory().top("vrrp_rt_priority: 20\nvrrp_no_swap: true\n"),
+    );
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let st = agent_status(&lab, "keepalived01");
+    let pid = st["pid"].to_string();
+    assert_ne!(pid, old_pid, "not restarted:\n{out}");
+    assert_eq!(st["details"]["vrrp_instances"][0]["state"], "MASTER", "{st}");
+    let journal = lab.exec_ok(
+        "keepalived01",
+        "journalctl -u lbdeploy-agent -o cat --no-pager",
+    );
+    assert!(journal.contains("stopping for a restart"), "{journal}");
+    assert!(journal.contains("resuming as master"), "{journal}");
+    assert_eq!(
+        journal_masterships(&lab, "keepalived02"),
+        backup_masterships,
+        "the backup took over"
+    );
+    wait_sole_holder(&lab, &vip, "keepalived01", Duration::ZERO);
+    // systemd raises the limits only as far as its own hard limits go: a
+    // container whose hard RLIMIT_MEMLOCK is finite (this machine's: 8
+    // MiB, and no CAP_SYS_RESOURCE to lift it) gets the warning instead.
+    let init = lab.exec_ok("keepalived01", "cat /proc/1/limits");
+    let unlimited = init
+        .lines()
+        .any(|l| l.starts_with("Max locked memory") && l.contains("unlimited"));
+    let locked = locked_kb(&lab, "keepalived01", &pid);
+    eprintln!(
+        "under systemd the agent has {locked} kB locked (init's memlock \
+         limit unlimited: {unlimited})"
+    );
+    let memory = &st["details"]["memory"];
+    if unlimited {
+        assert!(locked > 0, "{memory}");
+        assert_eq!(memory, &serde_json::json!({"locked": true}));
+    } else {
+        assert_eq!(locked, 0);
+        let warning = memory["warning"].as_str().unwrap_or_default();
+        assert!(
+            warning.starts_with(
+                "vrrp_no_swap: cannot lock the agent's memory: \
+                 RLIMIT_MEMLOCK is"
+            ),
+            "{memory}"
+        );
+    }
+}
