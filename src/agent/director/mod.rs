@@ -176,6 +176,9 @@ pub struct Worker {
     vrrp_thread: Option<VrrpThread>,
     /// How that thread is scheduled, with what the last reload asked.
     scheduling: Option<Scheduling>,
+    /// The configuration the agent started with: what its capabilities,
+    /// scheduling and memory lock come from.
+    started_with: Option<DirectorConfig>,
 }
 
 impl Worker {
@@ -316,6 +319,20 @@ impl runtime::Worker<DirectorConfig> for Worker {
             tracing::warn!("{w}");
         }
         self.scheduling = Some(scheduling);
+        match &self.started_with {
+            None => self.started_with = Some(config.clone()),
+            Some(first) => {
+                let later = config.restart_settings(first);
+                if !later.is_empty() {
+                    tracing::warn!(
+                        "a reload cannot apply {}: the agent set them when \
+                         it started; they take effect when it restarts \
+                         (`apply` restarts it for them)",
+                        later.join(", ")
+                    );
+                }
+            }
+        }
         let vrrp_rt = vrrp_thread.handle().clone();
         let wanted = keys(config);
         let running: Vec<InstanceKey> =
