@@ -185,6 +185,31 @@ fn vrrp_rt_priority_reaches_the_agent_and_its_unit() {
     assert!(!unit.contains("LimitRTPRIO"), "{unit}");
 }
 
+/// `vrrp_no_swap` reaches the director's agent configuration, and its
+/// unit lifts the memory-lock limit (`LimitMEMLOCK=infinity`) with it
+/// only.
+#[test]
+fn vrrp_no_swap_reaches_the_agent_and_its_unit() {
+    let file = |hosts: &[HostDesired], name: &str| {
+        let f = hosts[0].files.iter().find(|f| f.path.ends_with(name));
+        f.unwrap_or_else(|| panic!("no {name}")).clone()
+    };
+    let hosts =
+        compile_text("no-swap.yml", &format!("{MINIMAL}vrrp_no_swap: true\n"));
+    let config = file(&hosts, "agent.yml");
+    let parsed: DirectorConfig =
+        agent_config::parse(&config.path, &config.content).expect("it parses");
+    assert!(parsed.vrrp_no_swap);
+    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    assert!(unit.contains("\nLimitMEMLOCK=infinity\n"), "{unit}");
+
+    let hosts = compile_text("swap.yml", MINIMAL);
+    let config = file(&hosts, "agent.yml").content;
+    assert!(!config.contains("vrrp_no_swap"), "{config}");
+    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    assert!(!unit.contains("LimitMEMLOCK"), "{unit}");
+}
+
 /// `rise`, `quorum` and `hysteresis` reach the director's agent
 /// configuration as written, for the checks and the data plane to use.
 #[test]

@@ -14,7 +14,9 @@ use lbdeploy::agent::vrrp::packet::Version;
 use crate::lab_or_skip;
 use crate::support::lab::TestLab;
 use crate::support::subnet::Subnet;
-use crate::vrrp_lab::{agent_status, election_bound, vrrp, wait_sole_holder};
+use crate::vrrp_lab::{
+    agent_status, election_bound, logs, vrrp, wait_sole_holder,
+};
 
 /// `SCHED_OTHER` and `SCHED_RR`, as `/proc/PID/stat` numbers them.
 const SCHED_OTHER: u32 = 0;
@@ -78,9 +80,8 @@ fn hook_policies(lab: &TestLab) -> Vec<u32> {
 }
 
 /// Without `vrrp_rt_priority` the VRRP thread is `SCHED_OTHER`. With it,
-/// an apply reloads the agent, which says the change waits for a restart
-/// (status JSON and text); after `agent restart` the VRRP thread — and no
-/// other thread — is `SCHED_RR` at the priority, its CPU time without
+/// an apply restarts the agent, and the VRRP thread — and no other
+/// thread — is `SCHED_RR` at the priority, its CPU time without
 /// blocking is bounded, and a notify hook it started is not real-time.
 /// An agent the kernel refuses (`EPERM`) runs all the same and says why.
 #[test]
@@ -113,24 +114,11 @@ fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
         serde_json::json!({"policy": "SCHED_OTHER"})
     );
 
+    // A reload cannot change the thread's scheduling: the apply restarts
+    // the agent (`r16_apply_restarts_for_settings_only_a_start_applies`).
+    let old_pid = st["pid"].clone();
     lab.rewrite_inventory(&inventory().top("vrrp_rt_priority: 20\n"));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    let st = agent_status(&lab, "keepalived01");
-    let thread = &st["details"]["vrrp_thread"];
-    assert_eq!(thread["policy"], "SCHED_OTHER", "{thread}");
-    let warning = thread["warning"].as_str().unwrap_or_default();
-    assert!(
-        warning.contains(
-            "vrrp_rt_priority 20 takes effect when the agent restarts"
-        ),
-        "{thread}"
-    );
-
-    let old_pid = st["pid"].clone();
-    lab.exec_ok(
-        "keepalived01",
-        "lbdeploy agent restart director --config /etc/lbdeploy/agent.yml",
-    );
     let until = Instant::now() + RESTART_BOUND;
     let (pid, others, vrrp) = loop {
         let out = lab.exec("keepalived01", "lbdeploy agent status --json");
@@ -237,4 +225,213 @@ fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
     );
     wait_sole_holder(&lab, &vip, "keepalived01", Duration::ZERO);
     lab.exec_ok("keepalived02", &format!("kill {}", st["pid"]));
+}
+
+/// `VmLck` of process `pid` on `host`, in kB.
+fn locked_kb(lab: &TestLab, host: &str, pid: &str) -> u64 {
+    let status = lab.exec_ok(host, &format!("cat /proc/{pid}/status"));
+    let line = status.lines().find(|l| l.starts_with("VmLck:"));
+    let line = line.unwrap_or_else(|| panic!("no VmLck:\n{status}"));
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap()
+}
+
+/// How many times `host`'s agents have logged becoming master.
+fn masterships(lab: &TestLab, host: &str) -> usize {
+    lab.exec_ok(host, "cat /run/lbdeploy/agent.log")
+        .matches("-> MASTER")
+        .count()
+}
+
+/// How long the VIP watcher's samples on `host` show the VIP away each
+/// time it went (lines `NANOSECONDS 0|1`, written at each change).
+fn vip_gaps(lab: &TestLab, host: &str) -> Vec<Duration> {
+    let samples = lab.exec_ok(host, "cat /run/vipwatch");
+    let changes: Vec<(u128, bool)> = samples
+        .lines()
+        .filter_map(|l| {
+            let (t, held) = l.split_once(' ')?;
+            Some((t.parse().ok()?, held == "1"))
+        })
+        .collect();
+    changes
+        .windows(2)
+        .filter(|w| !w[0].1 && w[1].1)
+        .map(|w| Duration::from_nanos((w[1].0 - w[0].0) as u64))
+        .collect()
+}
+
+/// Issue #16: the settings only a start of the agent applies — a new
+/// `vrrp_rt_priority`, `vrrp_no_swap` and the first script user — make
+/// `apply` restart the agent, not reload it, on hosts without systemd
+/// (the lab's), and the plan says why. The restarted master runs with the
+/// new scheduling, capabilities (CAP_SYS_NICE, CAP_SETUID, CAP_SETGID,
+/// CAP_IPC_LOCK for itself) and locked memory (`VmLck`, zero before), and its restart is no
+/// failover: it hands over (no priority-0 advert), resumes as master, and
+/// the backup never becomes master; the VIP is away from the master once,
+/// for less than two advert intervals (measured inside its namespace).
+#[test]
+fn r16_apply_restarts_for_settings_only_a_start_applies() {
+    let s = Subnet::allocate();
+    let inventory =
+        || vrrp(s, 3).instance_option("notify: { master: [/bin/true] }");
+    let lab = lab_or_skip!("vrrp-restart", inventory());
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V3));
+    let st = agent_status(&lab, "keepalived01");
+    let old_pid = st["pid"].to_string();
+    assert_eq!(locked_kb(&lab, "keepalived01", &old_pid), 0);
+    assert_eq!(st["details"]["memory"], serde_json::Value::Null, "{st}");
+    let backup_masterships = masterships(&lab, "keepalived02");
+
+    lab.rewrite_inventory(&inventory().top(
+        "vrrp_rt_priority: 20\nvrrp_no_swap: true\nscript_user: nobody\n",
+    ));
+    let plan = lab.lbdeploy(&["plan"]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    let why = "~ service lbdeploy-agent: restart: vrrp_rt_priority changed, \
+               vrrp_no_swap changed, script_user changed";
+    assert_eq!(plan.matches(why).count(), 2, "{why} twice in:\n{plan}");
+
+    // Watch the VIP on the master while it restarts: a line at each
+    // change, at most 2,000 samples (about 30 s).
+    let watcher = lab.exec_ok(
+        "keepalived01",
+        &format!(
+            "setsid sh -c 'last=; for i in $(seq 2000); do \
+               if ip -o addr show dev eth0 | grep -q \" {vip}/\"; \
+               then n=1; else n=0; fi; \
+               [ \"$n\" != \"$last\" ] && echo \"$(date +%s%N) $n\"; \
+               last=$n; sleep 0.01; done' \
+             </dev/null >/run/vipwatch 2>&1 & echo $!"
+        ),
+    );
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    lab.exec_ok("keepalived01", &format!("kill {} || true", watcher.trim()));
+
+    let st = agent_status(&lab, "keepalived01");
+    let pid = st["pid"].to_string();
+    assert_ne!(pid, old_pid, "not restarted:\n{out}");
+    assert_eq!(st["details"]["vrrp_instances"][0]["state"], "MASTER", "{st}");
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    assert!(log.contains("stopping for a restart"), "{log}");
+    assert!(log.contains("resuming as master"), "{log}");
+    assert_eq!(
+        masterships(&lab, "keepalived02"),
+        backup_masterships,
+        "the backup took over:\n{}",
+        logs(&lab)
+    );
+    let gaps = vip_gaps(&lab, "keepalived01");
+    eprintln!("the master's VIP was away for {gaps:?} during its restart");
+    assert!(gaps.len() <= 1, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g < 2 * Duration::from_secs(1)), "{gaps:?}");
+    wait_sole_holder(&lab, &vip, "keepalived01", Duration::ZERO);
+
+    // The new agent: real-time VRRP thread, its own capabilities from the
+    // new configuration, memory locked.
+    let (_, _, vrrp) = vrrp_thread(&lab, "keepalived01");
+    assert_eq!((vrrp.policy, vrrp.rt_priority), (SCHED_RR, 20), "{vrrp:?}");
+    let caps = lab.exec_ok(
+        "keepalived01",
+        &format!("grep -E '^Cap(Eff|Amb|Bnd)' /proc/{pid}/status"),
+    );
+    assert!(
+        caps.contains("CapEff:\t00000000008070c0")
+            && caps.contains("CapAmb:\t0000000000003000")
+            && caps.contains("CapBnd:\t0000000000003000"),
+        "{caps}"
+    );
+    let locked = locked_kb(&lab, "keepalived01", &pid);
+    eprintln!("the agent with vrrp_no_swap has {locked} kB locked");
+    assert!(locked > 0, "{}\n{log}", st["details"]["memory"]);
+    assert_eq!(
+        st["details"]["memory"],
+        serde_json::json!({"locked": true}),
+        "{st}"
+    );
+    let text = lab.exec_ok("keepalived01", "lbdeploy agent status");
+    assert!(text.contains("\nmemory  locked\n"), "{text}");
+}
+
+/// How many times `host`'s agent has logged becoming master, in the
+/// journal (systemd hosts).
+fn journal_masterships(lab: &TestLab, host: &str) -> usize {
+    lab.exec_ok(host, "journalctl -u lbdeploy-agent -o cat --no-pager")
+        .matches("-> MASTER")
+        .count()
+}
+
+/// Issue #16 on systemd hosts (`lab up --init systemd`): the same kind of
+/// apply restarts the agent through its unit (`daemon-reload`, `systemctl
+/// restart`), whose `RestartKillSignal=SIGUSR1` makes it a hand-over:
+/// the master ends without resigning, `ExecStopPost` cleans up and stamps
+/// its mark, and the new agent resumes as master — the backup never
+/// becomes master. The unit's `LimitMEMLOCK=infinity` lets the agent lock
+/// its memory without CAP_IPC_LOCK where systemd may raise the limit; in
+/// a container that may not, the agent runs unlocked and says why.
+#[test]
+fn r16_a_restart_under_systemd_hands_over() {
+    let s = Subnet::allocate();
+    let inventory = || vrrp(s, 3);
+    let Some(lab) = TestLab::up_with(
+        "vrrp-restart-sd",
+        &inventory().to_string(),
+        &["--init", "systemd"],
+    ) else {
+        return;
+    };
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let vip = s.vip();
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V3));
+    let old_pid = agent_status(&lab, "keepalived01")["pid"].to_string();
+    let backup_masterships = journal_masterships(&lab, "keepalived02");
+
+    lab.rewrite_inventory(
+        &inventory().top("vrrp_rt_priority: 20\nvrrp_no_swap: true\n"),
+    );
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let st = agent_status(&lab, "keepalived01");
+    let pid = st["pid"].to_string();
+    assert_ne!(pid, old_pid, "not restarted:\n{out}");
+    assert_eq!(st["details"]["vrrp_instances"][0]["state"], "MASTER", "{st}");
+    let journal = lab.exec_ok(
+        "keepalived01",
+        "journalctl -u lbdeploy-agent -o cat --no-pager",
+    );
+    assert!(journal.contains("stopping for a restart"), "{journal}");
+    assert!(journal.contains("resuming as master"), "{journal}");
+    assert_eq!(
+        journal_masterships(&lab, "keepalived02"),
+        backup_masterships,
+        "the backup took over"
+    );
+    wait_sole_holder(&lab, &vip, "keepalived01", Duration::ZERO);
+    // systemd raises the limits only as far as its own hard limits go: a
+    // container whose hard RLIMIT_MEMLOCK is finite (this machine's: 8
+    // MiB, and no CAP_SYS_RESOURCE to lift it) gets the warning instead.
+    let init = lab.exec_ok("keepalived01", "cat /proc/1/limits");
+    let unlimited = init
+        .lines()
+        .any(|l| l.starts_with("Max locked memory") && l.contains("unlimited"));
+    let locked = locked_kb(&lab, "keepalived01", &pid);
+    eprintln!(
+        "under systemd the agent has {locked} kB locked (init's memlock \
+         limit unlimited: {unlimited})"
+    );
+    let memory = &st["details"]["memory"];
+    if unlimited {
+        assert!(locked > 0, "{memory}");
+        assert_eq!(memory, &serde_json::json!({"locked": true}));
+    } else {
+        assert_eq!(locked, 0);
+        let warning = memory["warning"].as_str().unwrap_or_default();
+        assert!(
+            warning.starts_with(
+                "vrrp_no_swap: cannot lock the agent's memory: \
+                 RLIMIT_MEMLOCK is"
+            ),
+            "{memory}"
+        );
+    }
 }

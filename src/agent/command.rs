@@ -24,9 +24,12 @@ pub enum AgentCommand {
         kernel data plane. `apply` installs and starts it. Status is \
         served on /run/lbdeploy/agent.sock ($LBDEPLOY_RUN_DIR overrides \
         the directory); SIGHUP re-reads the configuration, keeping the old \
-        one if the new one is invalid; SIGTERM stops it.\n\n\
+        one if the new one is invalid; SIGTERM stops it (a master \
+        resigns); SIGUSR1 stops it for a restart (a master does not \
+        resign: run `agent cleanup`, then start it again within two advert \
+        intervals and it resumes as master).\n\n\
         Example:\n  lbdeploy agent director --config /etc/lbdeploy/agent.yml\n\n\
-        Exit codes: 0 stopped by SIGTERM/SIGINT, 1 error (a bad \
+        Exit codes: 0 stopped by SIGTERM/SIGINT/SIGUSR1, 1 error (a bad \
         configuration fails before anything is created).")]
     Director(AgentArgs),
     /// Run as a real server: ARP suppression and the VIP on lo.
@@ -69,8 +72,12 @@ pub enum AgentCommand {
     Stop,
     /// Stop and start the supervised agent (a new binary takes effect).
     #[command(long_about = "Check the configuration, stop the supervised \
-        agent and start it again, so a newly installed binary takes \
-        effect.\n\n\
+        agent and start it again, so a newly installed binary and the \
+        settings a reload cannot change (script users, vrrp_rt_priority, \
+        vrrp_no_swap) take effect. The stop is a hand-over (SIGUSR1 to the \
+        supervisor, which passes it on): a master does not resign, and the \
+        new agent, started at once, resumes as master (with adverts of \
+        1 s, no backup takes over).\n\n\
         Example:\n  lbdeploy agent restart director --config \
         /etc/lbdeploy/agent.yml\n\n\
         Exit codes: 0 running again, 1 error (a bad configuration is \
@@ -110,7 +117,8 @@ pub enum AgentCommand {
         detached: write /run/lbdeploy/agent.pid, run the agent, and when it \
         exits run `agent cleanup` and restart it, 1 s later, doubling with \
         each quick exit up to 30 s, never giving up; pass SIGHUP on, and \
-        stop it on SIGTERM.\n\n\
+        stop it on SIGTERM (or on SIGUSR1, passed on: `agent restart`'s \
+        hand-over).\n\n\
         Example:\n  lbdeploy agent supervise realserver --config \
         /etc/lbdeploy/agent.yml\n\n\
         Exit codes: 0 stopped by SIGTERM, 1 gave up or error."
@@ -175,12 +183,17 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
         AgentCommand::Director(args) => {
             // A file that does not load keeps nothing more: the runtime
             // refuses it.
-            let own =
+            let config =
                 crate::inventory::agent::load::<DirectorConfig>(&args.config)
-                    .map_or(CapabilitySet::empty(), |c| {
-                        super::sys::privileges::own_capabilities(&c)
-                    });
+                    .ok();
+            let own = config.as_ref().map_or(CapabilitySet::empty(), |c| {
+                super::sys::privileges::own_capabilities(c)
+            });
             super::sys::privileges::confine_if_supervised(own)?;
+            // Before the runtime's threads: their stacks are locked too.
+            if config.is_some_and(|c| c.vrrp_no_swap) {
+                super::sys::memory::lock_all();
+            }
             runtime::run::<DirectorConfig>(&args.config, &run_dir)?
         }
         AgentCommand::Realserver(args) => {

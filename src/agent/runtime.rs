@@ -10,11 +10,18 @@
 //!   there ends the agent with 1) and after every reload;
 //! * SIGHUP re-reads the configuration (a bad new file is reported and the
 //!   old one kept); SIGTERM or SIGINT stops the worker, removes the socket
-//!   and ends with 0.
+//!   and ends with 0;
+//! * SIGUSR1 ends it the same way for a restart: the worker hands over
+//!   ([`Worker::hand_over`]) instead of stopping — a director's master
+//!   ends without resigning, so the agent restarted after it resumes as
+//!   master and no backup takes over (`agent::mastership`). The
+//!   supervisor's `agent restart` and the unit's `RestartKillSignal=`
+//!   send it; whoever restarts the agent runs `agent cleanup` between the
+//!   two, as after any exit.
 //!
 //! ```text
 //! signals task ──ControlMsg──▶ serve loop ◀── accept on agent.sock
-//!  (HUP/TERM/INT)               (owns Agent)  ──▶ one Status line per client
+//!  (HUP/TERM/INT/USR1)          (owns Agent)  ──▶ one Status line per client
 //! ```
 //!
 //! The serve loop owns all state and handles one event at a time; signals
@@ -80,6 +87,13 @@ pub trait Worker<C>: Default + Send {
     /// Undo what the worker did, as its configuration says (SIGTERM).
     fn stop(&mut self) -> impl Future<Output = ()> + Send;
 
+    /// End for a restart (SIGUSR1): leave what the next agent takes over
+    /// and `agent cleanup` removes meanwhile. A mode with nothing to hand
+    /// over stops as on SIGTERM.
+    fn hand_over(&mut self) -> impl Future<Output = ()> + Send {
+        self.stop()
+    }
+
     /// Whether the mode is healthy, and what it reports.
     fn report(&self) -> Report;
 }
@@ -136,6 +150,8 @@ pub enum ControlMsg {
     Reload,
     /// Stop serving and return (SIGTERM, SIGINT).
     Shutdown,
+    /// Stop serving and return, for a restart (SIGUSR1).
+    HandOver,
 }
 
 /// A running agent's state; the serve loop owns it.
@@ -209,6 +225,11 @@ impl<C: ModeConfig> Agent<C> {
     /// Undo the worker's changes (SIGTERM).
     pub async fn stop(&mut self) {
         self.worker.stop().await;
+    }
+
+    /// Leave the worker's holdings to the next agent (SIGUSR1).
+    pub async fn hand_over(&mut self) {
+        self.worker.hand_over().await;
     }
 
     /// The status this agent reports now.
@@ -288,9 +309,16 @@ pub fn run<C: ModeConfig>(
             );
             let (control_tx, control_rx) = mpsc::channel(8);
             tokio::spawn(signals.forward(control_tx));
-            serve(&mut agent, listener, control_rx).await;
-            tracing::info!("{} agent stopping", C::MODE);
-            agent.stop().await;
+            match serve(&mut agent, listener, control_rx).await {
+                ControlMsg::HandOver => {
+                    tracing::info!("{} agent stopping for a restart", C::MODE);
+                    agent.hand_over().await;
+                }
+                _ => {
+                    tracing::info!("{} agent stopping", C::MODE);
+                    agent.stop().await;
+                }
+            }
             Ok(())
         }
         .instrument(span),
@@ -298,12 +326,13 @@ pub fn run<C: ModeConfig>(
 }
 
 /// Answer status requests and handle control messages until
-/// [`ControlMsg::Shutdown`] or until every sender is gone.
+/// [`ControlMsg::Shutdown`] or [`ControlMsg::HandOver`], which it returns,
+/// or until every sender is gone (a shutdown).
 pub async fn serve<C: ModeConfig>(
     agent: &mut Agent<C>,
     listener: UnixListener,
     mut control_rx: mpsc::Receiver<ControlMsg>,
-) {
+) -> ControlMsg {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -324,7 +353,8 @@ pub async fn serve<C: ModeConfig>(
             },
             msg = control_rx.recv() => match msg {
                 Some(ControlMsg::Reload) => agent.reload().await,
-                Some(ControlMsg::Shutdown) | None => return,
+                Some(end) => return end,
+                None => return ControlMsg::Shutdown,
             },
         }
     }
@@ -370,6 +400,7 @@ struct Signals {
     hangup: Signal,
     terminate: Signal,
     interrupt: Signal,
+    hand_over: Signal,
 }
 
 impl Signals {
@@ -378,6 +409,7 @@ impl Signals {
             hangup: signal(SignalKind::hangup())?,
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            hand_over: signal(SignalKind::user_defined1())?,
         })
     }
 
@@ -388,6 +420,7 @@ impl Signals {
                 _ = self.hangup.recv() => ControlMsg::Reload,
                 _ = self.terminate.recv() => ControlMsg::Shutdown,
                 _ = self.interrupt.recv() => ControlMsg::Shutdown,
+                _ = self.hand_over.recv() => ControlMsg::HandOver,
             };
             if control_tx.send(msg).await.is_err() {
                 return;
@@ -515,7 +548,8 @@ mod tests {
                 s
             })
         };
-        serve(&mut agent, listener, control_rx).await;
+        let end = serve(&mut agent, listener, control_rx).await;
+        assert_eq!(end, ControlMsg::Shutdown);
         let seen = client.await.unwrap();
         assert_eq!(seen.mode, Mode::Realserver);
         assert_eq!(seen.pid, std::process::id());
@@ -523,6 +557,17 @@ mod tests {
         // The listener went with `serve`; its socket file, left behind
         // (no guard here), is stale and the next agent takes it over.
         assert!(bind(&dir).is_ok());
+        // SIGUSR1 ends it for a restart; every sender gone, for good.
+        let (control_tx, control_rx) = mpsc::channel(1);
+        control_tx.send(ControlMsg::HandOver).await.unwrap();
+        let listener = bind(&dir).unwrap();
+        let end = serve(&mut agent, listener, control_rx).await;
+        assert_eq!(end, ControlMsg::HandOver);
+        let (control_tx, control_rx) = mpsc::channel(1);
+        drop(control_tx);
+        let listener = bind(&dir).unwrap();
+        let end = serve(&mut agent, listener, control_rx).await;
+        assert_eq!(end, ControlMsg::Shutdown);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -402,7 +402,7 @@ mod tests {
             check(&config).unwrap_err(),
             "script users that cannot run their programs:\n  script chk: \
              user no-such-user-here: no user `no-such-user-here` in \
-             /etc/passwd"
+             /etc/passwd nor through NSS (getent)"
         );
     }
 }

@@ -146,6 +146,14 @@ impl Status {
                 writeln!(out, "warning: {}", escape(w))?;
             }
         }
+        let memory = &self.details["memory"];
+        if let Some(locked) = memory["locked"].as_bool() {
+            let how = if locked { "locked" } else { "not locked" };
+            writeln!(out, "memory  {how}")?;
+            if let Some(w) = memory["warning"].as_str() {
+                writeln!(out, "warning: {}", escape(w))?;
+            }
+        }
         Ok(())
     }
 }
@@ -295,6 +303,27 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn human_form_shows_the_memory_lock_and_why_not() {
+        let human = |s: &Status| {
+            let mut out = Vec::new();
+            s.write_human(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let mut s = sample();
+        s.details = serde_json::json!({ "memory": { "locked": true } });
+        assert!(human(&s).ends_with("memory  locked\n"), "{}", human(&s));
+        // A warning is host text: escaped.
+        s.details = serde_json::json!({ "memory":
+            { "locked": false, "warning": "cannot: ENOMEM\u{1b}[2J" } });
+        let text = human(&s);
+        assert!(
+            text.contains("memory  not locked\nwarning: cannot: ENOMEM"),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 
     #[test]

@@ -205,6 +205,7 @@ async fn supervise_async(
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hand_over = signal(SignalKind::user_defined1())?;
     create_run_dir(run_dir)?;
     let me = rustix::process::getpid();
     if let Some(other) = supervisor_pid(run_dir).filter(|&p| p != me) {
@@ -251,10 +252,13 @@ async fn supervise_async(
                             signal_child(&child, Signal::HUP);
                         }
                         _ = terminate.recv() => {
-                            return stop_child(&mut child, run_dir).await;
+                            return stop_child(&mut child, run_dir, Signal::TERM).await;
                         }
                         _ = interrupt.recv() => {
-                            return stop_child(&mut child, run_dir).await;
+                            return stop_child(&mut child, run_dir, Signal::TERM).await;
+                        }
+                        _ = hand_over.recv() => {
+                            return stop_child(&mut child, run_dir, Signal::USR1).await;
                         }
                     }
                 }
@@ -276,6 +280,7 @@ async fn supervise_async(
             _ = tokio::time::sleep(delay) => false,
             _ = terminate.recv() => true,
             _ = interrupt.recv() => true,
+            _ = hand_over.recv() => true,
         };
         if stop {
             tracing::info!("stopped");
@@ -341,19 +346,29 @@ fn signal_child(child: &Child, sig: Signal) {
     }
 }
 
-/// SIGTERM the agent, give it [`CHILD_STOP_TIMEOUT`], then SIGKILL; then
-/// remove whatever it still holds, as systemd's `ExecStopPost` does after
-/// every stop (after a clean stop that is only what the agent leaves on
-/// purpose, such as the IPVS table).
-async fn stop_child(child: &mut Child, run_dir: &Path) -> anyhow::Result<()> {
-    tracing::info!("stopping the agent");
-    signal_child(child, Signal::TERM);
+/// Signal the agent — SIGTERM to stop, SIGUSR1 to hand over for a
+/// restart (the supervisor was sent the same) — give it
+/// [`CHILD_STOP_TIMEOUT`], then SIGKILL; then remove whatever it still
+/// holds, as systemd's `ExecStopPost` does after every stop (after a
+/// clean stop that is only what the agent leaves on purpose, such as the
+/// IPVS table; after a hand-over its VIPs and data plane, and the
+/// masters' marks are stamped for their successors).
+async fn stop_child(
+    child: &mut Child,
+    run_dir: &Path,
+    how: Signal,
+) -> anyhow::Result<()> {
+    match how {
+        Signal::USR1 => tracing::info!("stopping the agent for a restart"),
+        _ => tracing::info!("stopping the agent"),
+    }
+    signal_child(child, how);
     match tokio::time::timeout(CHILD_STOP_TIMEOUT, child.wait()).await {
         Ok(Ok(status)) => tracing::info!("the agent exited: {status}"),
         Ok(Err(e)) => tracing::warn!("waiting for the agent: {e}"),
         Err(_) => {
             tracing::warn!(
-                "the agent ignored SIGTERM for {}; killing it",
+                "the agent ignored {how:?} for {}; killing it",
                 humantime::format_duration(CHILD_STOP_TIMEOUT)
             );
             let _ = child.kill().await;
@@ -507,6 +522,12 @@ pub fn start(mode: Mode, config: &Path, run_dir: &Path) -> anyhow::Result<()> {
 /// The supervisor cannot be signalled or is still there after
 /// [`STOP_TIMEOUT`].
 pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
+    end(run_dir, Signal::TERM)
+}
+
+/// Send the supervisor `how` (SIGTERM: stop; SIGUSR1: stop for a
+/// restart, which it passes on to the agent) and wait until it is gone.
+fn end(run_dir: &Path, how: Signal) -> anyhow::Result<()> {
     let pid_file = paths::pid_file(run_dir);
     let Some(pid) = supervisor_pid(run_dir) else {
         if std::fs::remove_file(&pid_file).is_ok() {
@@ -521,14 +542,14 @@ pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     let raw = pid.as_raw_nonzero();
-    kill_process(pid, Signal::TERM)
+    kill_process(pid, how)
         .with_context(|| format!("signalling the supervisor (pid {raw})"))?;
     let deadline = Instant::now() + STOP_TIMEOUT;
     while is_supervisor(pid) {
         if Instant::now() >= deadline {
             bail!(
                 "the supervisor (pid {raw}) is still running {} after \
-                 SIGTERM; see {}",
+                 {how:?}; see {}",
                 humantime::format_duration(STOP_TIMEOUT),
                 paths::log_file(run_dir).display()
             );
@@ -547,8 +568,15 @@ pub fn stop(run_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `lbdeploy agent restart`: [`stop`] then [`start`], so a newly installed
-/// binary takes effect.
+/// `lbdeploy agent restart`: stop then [`start`], so a newly installed
+/// binary, and every setting only a start applies (capabilities,
+/// scheduling, memory lock: `DirectorConfig::restart_settings`), take
+/// effect — the supervisor too is a new process of the installed binary,
+/// and the agent derives its confinement from the new configuration.
+/// The stop is a hand-over (SIGUSR1): a master does not resign, the
+/// cleanup stamps its mark, and the new agent, started at once, resumes
+/// as master well within two advert intervals of 1 s (a fast restart is
+/// no failover, as after a crash; measured in `tests/vrrp_realtime.rs`).
 ///
 /// # Errors
 /// Those of [`stop`] and [`start`]; a bad configuration is refused before
@@ -559,7 +587,7 @@ pub fn restart(
     run_dir: &Path,
 ) -> anyhow::Result<()> {
     validate(mode, config)?;
-    stop(run_dir)?;
+    end(run_dir, Signal::USR1)?;
     start(mode, config, run_dir)
 }
 

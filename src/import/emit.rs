@@ -85,6 +85,10 @@ pub fn write(
     if let Some(p) = inv.vrrp_rt_priority {
         section(&mut y, Some("vrrp_rt_priority"), "vrrp_rt_priority", &p);
     }
+    if inv.vrrp_no_swap {
+        let from = Some("vrrp_no_swap, checker_no_swap");
+        section(&mut y, from, "vrrp_no_swap", &true);
+    }
     if let Some(lab) = &inv.lab {
         section(&mut y, Some("--lab-controller, --lab-client"), "lab", lab);
     }

@@ -162,6 +162,7 @@ pub(crate) fn merge(
             script_security: confs.iter().any(|(_, c)| c.script_security),
             script_user: script_user(confs, report),
             vrrp_rt_priority: rt_priority(confs, report),
+            vrrp_no_swap: confs.iter().any(|(_, c)| c.no_swap),
             lab: req.lab.clone(),
         },
         origins,

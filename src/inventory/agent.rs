@@ -60,6 +60,9 @@ pub struct DirectorConfig {
     /// (`agent::sys::realtime`); absent, it is scheduled as any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_rt_priority: Option<RtPriority>,
+    /// Lock the agent's memory (`mlockall`; `agent::sys::memory`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub vrrp_no_swap: bool,
 }
 
 /// The inventory's `notification` as the agent gets it: the webhook is a
@@ -162,6 +165,28 @@ impl DirectorConfig {
     /// must keep `CAP_SETUID` and `CAP_SETGID` to start it.
     pub fn switches_user(&self) -> bool {
         self.programs().iter().any(|p| p.user.is_some_and(|u| !u.is_root()))
+    }
+
+    /// The settings that differ from `old` and that only a start of the
+    /// agent applies, by name: its capabilities (a script user needs
+    /// `CAP_SETUID`, `vrrp_rt_priority` `CAP_SYS_NICE`: a supervised agent
+    /// keeps only those its configuration asked for at start), its VRRP
+    /// thread's scheduling and its memory lock. A running agent cannot
+    /// take them from a reload, so a plan that changes one restarts it,
+    /// whatever the host's init system (the unit changes with them too,
+    /// but a host without systemd has no unit to tell). Pure.
+    pub fn restart_settings(&self, old: &DirectorConfig) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.vrrp_rt_priority != old.vrrp_rt_priority {
+            changed.push("vrrp_rt_priority");
+        }
+        if self.vrrp_no_swap != old.vrrp_no_swap {
+            changed.push("vrrp_no_swap");
+        }
+        if self.switches_user() != old.switches_user() {
+            changed.push("script_user");
+        }
+        changed
     }
 
     /// Give every program that names no user of its own `default` (the

@@ -41,6 +41,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("script_security", false, Shape::One(check::<bool>)),
     ("script_user", false, Shape::One(check::<super::values::ScriptUser>)),
     ("vrrp_rt_priority", false, Shape::One(check::<super::values::RtPriority>)),
+    ("vrrp_no_swap", false, Shape::One(check::<bool>)),
     ("lab", false, Shape::One(check::<Lab>)),
 ];
 

@@ -75,6 +75,12 @@ pub struct Inventory {
     /// scheduled as any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_rt_priority: Option<RtPriority>,
+    /// Lock each director agent's memory so that it is never paged out
+    /// (keepalived's `vrrp_no_swap`, and its `checker_no_swap`: one
+    /// process does both here): a host under memory pressure then cannot
+    /// stall the VRRP loop on a page fault.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub vrrp_no_swap: bool,
     /// Extra hosts of the network-namespace lab (`lbdeploy lab`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,

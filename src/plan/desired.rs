@@ -360,6 +360,7 @@ fn director_config(
         vrrp_track_processes: inv.vrrp_track_processes.clone(),
         script_security: inv.script_security,
         vrrp_rt_priority: inv.vrrp_rt_priority,
+        vrrp_no_swap: inv.vrrp_no_swap,
         virtual_services: inv
             .virtual_services
             .iter()

@@ -1,12 +1,14 @@
 //! The plan of one host: what `apply` must change to get from its facts to
 //! its desired state. Pure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::desired::HostDesired;
 use super::facts::{HostFacts, ServiceState, UnitFacts};
 use super::roles::Init;
 use super::roles::OnChange;
+use crate::inventory::Mode;
+use crate::inventory::agent::{self, DirectorConfig};
 
 /// One change on a host, in the order `apply` performs them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,6 +96,11 @@ pub enum Change {
         name: String,
         /// What to do.
         action: ServiceAction,
+        /// Why a restart and not a reload, when the agent's configuration
+        /// changed a setting only a start applies: `vrrp_rt_priority
+        /// changed`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reasons: Vec<String>,
     },
 }
 
@@ -146,6 +153,7 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
         changes.push(Change::Unfinished { seen: facts.seen });
     }
     let mut needs = None::<ServiceAction>;
+    let mut reasons = Vec::new();
     let mut need = |a: ServiceAction| needs = needs.max(Some(a));
     if facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()) {
         changes.push(Change::Binary {
@@ -185,6 +193,13 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
             (true, OnChange::Restart) => need(ServiceAction::Restart),
             _ => {}
         }
+        if changed && f.path == desired.config {
+            let old = facts.files.get(&f.path).map(|c| c.content.as_slice());
+            reasons = restart_reasons(desired.agent, old, &f.content);
+            if !reasons.is_empty() {
+                need(ServiceAction::Restart);
+            }
+        }
     }
     for path in &facts.managed {
         if !wanted.iter().any(|(f, _)| &f.path == path) {
@@ -215,9 +230,40 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
         (ServiceState::Running, a) => a,
     };
     if let Some(action) = action {
-        changes.push(Change::Service { name: desired.service.clone(), action });
+        if action != ServiceAction::Restart {
+            reasons.clear();
+        }
+        changes.push(Change::Service {
+            name: desired.service.clone(),
+            action,
+            reasons,
+        });
     }
     changes
+}
+
+/// Why a director whose configuration changes from `old` (the host's
+/// file, if any) to `new` must be restarted, not reloaded: each setting
+/// only a start of the agent applies
+/// ([`DirectorConfig::restart_settings`]), as `NAME changed`. The same
+/// whatever the host's init system: under systemd the unit changes with
+/// these settings and restarts the agent anyway, but a host without
+/// systemd has only `agent.yml` to tell. A file that does not parse (hand-
+/// edited) names nothing: the running agent's settings are then unknown,
+/// and the reload it gets is what it got before. Pure.
+fn restart_reasons(mode: Mode, old: Option<&[u8]>, new: &str) -> Vec<String> {
+    let (Mode::Director, Some(old)) = (mode, old) else { return Vec::new() };
+    let parse = |text: &str| {
+        agent::parse::<DirectorConfig>(Path::new("agent.yml"), text).ok()
+    };
+    let Some(old) = std::str::from_utf8(old).ok().and_then(parse) else {
+        return Vec::new();
+    };
+    let Some(new) = parse(new) else { return Vec::new() };
+    new.restart_settings(&old)
+        .into_iter()
+        .map(|name| format!("{name} changed"))
+        .collect()
 }
 
 /// What it takes to bring the agent's unit back to what lbdeploy
@@ -560,6 +606,94 @@ mod tests {
             !diff(&desired(), &facts)
                 .iter()
                 .any(|c| matches!(c, Change::Unit { .. }))
+        );
+    }
+
+    /// A director's `agent.yml`, with `extra` lines at the top level.
+    fn director_yml(extra: &str) -> String {
+        format!(
+            "cluster: c\nhost: d1\ninterface: eth0\naddress: 10.0.0.11/24\n\
+             dataplane: auto\nvrrp_instances:\n- name: VI_1\n  \
+             virtual_router_id: 51\n  version: 2\n  advert_int: 1s\n  \
+             priority: 100\n  preempt: true\n  virtual_addresses: \
+             [{{address: 10.0.0.200/24}}]\n  notify: {{master: [/bin/true]}}\n\
+             virtual_services: []\n{extra}"
+        )
+    }
+
+    /// A director converged on `old`, wanting `new`.
+    fn director_change(old: &str, new: &str, init: Init) -> Vec<Change> {
+        let mut desired = desired();
+        desired.agent = crate::inventory::Mode::Director;
+        desired.files[0].content = new.to_owned();
+        let mut facts = converged();
+        facts.init = init;
+        facts.files.insert(
+            "/etc/lbdeploy/agent.yml".into(),
+            FileFact { mode: 0o644, content: old.as_bytes().to_vec() },
+        );
+        facts.files.insert(
+            "/etc/systemd/system/x.service".into(),
+            FileFact { mode: 0o644, content: b"[Unit]\n".to_vec() },
+        );
+        diff(&desired, &facts)
+    }
+
+    fn service(changes: &[Change]) -> (ServiceAction, Vec<String>) {
+        match changes.last() {
+            Some(Change::Service { action, reasons, .. }) => {
+                (*action, reasons.clone())
+            }
+            other => panic!("no service change: {other:?}"),
+        }
+    }
+
+    /// Issue #16: a setting only a start applies restarts the agent
+    /// instead of reloading it, with or without systemd, and the plan
+    /// says which; any other change of `agent.yml` reloads.
+    #[test]
+    fn r16_settings_only_a_start_applies_restart_the_agent() {
+        let base = director_yml("");
+        let reload = (ServiceAction::Reload, Vec::<String>::new());
+        for init in [Init::None, Init::Systemd] {
+            let restart = |new: &str, why: &[&str]| {
+                let got = service(&director_change(&base, new, init));
+                let why: Vec<String> =
+                    why.iter().map(|w| format!("{w} changed")).collect();
+                assert_eq!(got, (ServiceAction::Restart, why), "{init:?}");
+            };
+            restart(
+                &director_yml("vrrp_rt_priority: 20\n"),
+                &["vrrp_rt_priority"],
+            );
+            restart(&director_yml("vrrp_no_swap: true\n"), &["vrrp_no_swap"]);
+            // The first program run as a script user.
+            let hook = "notify: {master: [/bin/true], user: nobody}";
+            let user = base.replace("notify: {master: [/bin/true]}", hook);
+            restart(&user, &["script_user"]);
+            restart(
+                &user.replace("virtual_services: []\n", "virtual_services: []\nvrrp_rt_priority: 5\nvrrp_no_swap: true\n"),
+                &["vrrp_rt_priority", "vrrp_no_swap", "script_user"],
+            );
+            // Another change: a reload.
+            let other = base.replace("priority: 100", "priority: 90");
+            assert_eq!(service(&director_change(&base, &other, init)), reload);
+        }
+        // Back again is a change too; so is a new priority.
+        let rt = director_yml("vrrp_rt_priority: 20\n");
+        let rt30 = director_yml("vrrp_rt_priority: 30\n");
+        assert_eq!(
+            service(&director_change(&rt, &rt30, Init::None)).1,
+            ["vrrp_rt_priority changed"]
+        );
+        assert_eq!(
+            service(&director_change(&rt, &base, Init::None)).1,
+            ["vrrp_rt_priority changed"]
+        );
+        // A host file that does not parse names nothing: reloaded as ever.
+        assert_eq!(
+            service(&director_change("junk: [", &rt, Init::None)),
+            reload
         );
     }
 

@@ -174,13 +174,18 @@ impl<W: Write> Printer<W> {
                 writeln!(self.out, "{}", self.paint(RED, &head))?;
                 return self.text_diff(content, "");
             }
-            Change::Service { name, action } => {
+            Change::Service { name, action, reasons } => {
                 let verb = match action {
                     ServiceAction::Reload => "reload",
                     ServiceAction::Restart => "restart",
                     ServiceAction::Start => "start",
                 };
-                self.paint(YELLOW, &format!("  ~ service {name}: {verb}"))
+                let why = match reasons.is_empty() {
+                    true => String::new(),
+                    false => format!(": {}", reasons.join(", ")),
+                };
+                let line = format!("  ~ service {name}: {verb}{why}");
+                self.paint(YELLOW, &line)
             }
         };
         writeln!(self.out, "{line}")
@@ -254,6 +259,7 @@ mod tests {
                     Change::Service {
                         name: "lbdeploy-agent".into(),
                         action: ServiceAction::Reload,
+                        reasons: Vec::new(),
                     },
                 ]),
             ),

@@ -58,6 +58,9 @@ pub enum Msg {
     Config(Box<DirectorConfig>),
     /// Stop: keep forwarding for `GRACE`, then withdraw the data plane.
     Stop,
+    /// End at once for a restart, the data plane as it is: `agent
+    /// cleanup` removes it before the restarted agent puts it back.
+    HandOver,
 }
 
 /// What the loop reports.
@@ -146,6 +149,7 @@ async fn run(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Config(c)) => l.configure(*c, check_tx.clone()),
+                Some(Msg::HandOver) => return,
                 Some(Msg::Stop) | None => {
                     if l.plane.as_ref().is_some_and(|(_, p)| p.forwarding()) {
                         tokio::time::sleep(GRACE).await;

@@ -9,7 +9,9 @@
 //! start, restarts only the instances whose settings changed on a reload
 //! (an unchanged instance keeps running, so a reload never drops a VIP it
 //! did not have to), and on SIGTERM makes each instance resign (priority-0
-//! advert, VIPs removed). Which instances to stop and start is the pure
+//! advert, VIPs removed); on SIGUSR1 (a restart) it hands over instead:
+//! every instance ends as it stands, so a master's restarted successor
+//! resumes as master. Which instances to stop and start is the pure
 //! `restarts`.
 //!
 //! Before it starts an instance or hands the forwarding a configuration,
@@ -174,6 +176,9 @@ pub struct Worker {
     vrrp_thread: Option<VrrpThread>,
     /// How that thread is scheduled, with what the last reload asked.
     scheduling: Option<Scheduling>,
+    /// The configuration the agent started with: what its capabilities,
+    /// scheduling and memory lock come from.
+    started_with: Option<DirectorConfig>,
 }
 
 impl Worker {
@@ -191,7 +196,13 @@ impl Worker {
     /// Make an instance resign and wait for it; whether it stopped in
     /// time (one that did not may still hold its VIPs).
     async fn stop_one(name: &str, handle: Handle) -> bool {
-        let _ = handle.ctl_tx.send(InstanceMsg::Stop).await;
+        Self::end_one(name, handle, InstanceMsg::Stop).await
+    }
+
+    /// Tell an instance to end (`how`: resign, or hand over) and wait for
+    /// it; whether it ended in time.
+    async fn end_one(name: &str, handle: Handle, how: InstanceMsg) -> bool {
+        let _ = handle.ctl_tx.send(how).await;
         if tokio::time::timeout(STOP_TIMEOUT, handle.task).await.is_err() {
             tracing::warn!(instance = %name, "a vrrp instance did not stop in time");
             return false;
@@ -308,6 +319,20 @@ impl runtime::Worker<DirectorConfig> for Worker {
             tracing::warn!("{w}");
         }
         self.scheduling = Some(scheduling);
+        match &self.started_with {
+            None => self.started_with = Some(config.clone()),
+            Some(first) => {
+                let later = config.restart_settings(first);
+                if !later.is_empty() {
+                    tracing::warn!(
+                        "a reload cannot apply {}: the agent set them when \
+                         it started; they take effect when it restarts \
+                         (`apply` restarts it for them)",
+                        later.join(", ")
+                    );
+                }
+            }
+        }
         let vrrp_rt = vrrp_thread.handle().clone();
         let wanted = keys(config);
         let running: Vec<InstanceKey> =
@@ -430,6 +455,25 @@ impl runtime::Worker<DirectorConfig> for Worker {
         }
     }
 
+    /// For a restart: every instance ends as it stands (a master does not
+    /// resign) and the forwarding ends with the data plane in place;
+    /// `agent cleanup` removes the VIPs and the data plane and stamps the
+    /// masters' marks, and the restarted agent resumes where this one
+    /// left.
+    async fn hand_over(&mut self) {
+        for (key, handle) in self.running.drain(..) {
+            Self::end_one(&key.vrrp.name, handle, InstanceMsg::HandOver).await;
+        }
+        self.trackers.clear();
+        self.groups.clear();
+        if let Some(f) = self.forward.take() {
+            let _ = f.tx.send(forward::Msg::HandOver).await;
+            if tokio::time::timeout(STOP_TIMEOUT, f.task).await.is_err() {
+                tracing::warn!("the data plane did not stop in time");
+            }
+        }
+    }
+
     fn report(&self) -> Report {
         let instances: Vec<_> = self
             .running
@@ -452,6 +496,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 "forwarding": forwarding,
                 "notifications": notifications,
                 "vrrp_thread": self.scheduling,
+                "memory": crate::agent::sys::memory::state(),
             }),
         }
     }

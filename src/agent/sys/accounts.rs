@@ -1,21 +1,27 @@
 //! Who a script user is on this host: the names of a `script_user`
-//! looked up in `/etc/passwd` and `/etc/group`, as the uid and gid the
-//! agent starts the program with.
+//! looked up as the uid and gid the agent starts the program with.
 //!
-//! Only the local files are read — not NSS (LDAP, sssd): the agent has no
-//! C library to ask, and a script user that exists only while a
-//! directory server answers would stop the director's scripts with it.
-//! A user for scripts is a local system account anyway (keepalived's
-//! `keepalived_script`).
+//! The local files come first: `/etc/passwd` and `/etc/group` are read
+//! through `util::files::read_regular` (a regular file, at most
+//! [`FILE_MAX`] bytes) and parsed by [`find_user`] and [`find_group`],
+//! pure: a line is taken only when its name matches and its numbers are
+//! plain decimal ids, so a broken, truncated or hostile line is never a
+//! match. The first match wins, as with the C library's `files` service.
 //!
-//! The files are read through `util::files::read_regular` (a regular
-//! file, at most [`FILE_MAX`] bytes) and parsed by [`find_user`] and
-//! [`find_group`], pure: a line is taken only when its name matches and
-//! its numbers are plain decimal ids, so a broken, truncated or hostile
-//! line is never a match. The first match wins, as with the C library's
-//! `files` service. Nothing of the files is ever repeated in a message.
+//! A name they lack is asked of NSS (LDAP, sssd, whatever
+//! `/etc/nsswitch.conf` says) through `getent passwd NAME` and `getent
+//! group NAME` — the agent is a static binary with no C library's NSS
+//! modules to load — bounded in time ([`NSS_TIMEOUT`]: a directory server
+//! that hangs costs a second, not the agent) and in output
+//! ([`NSS_OUTPUT_MAX`]), and its answer parsed by the same pure functions,
+//! so it is validated field by field as the files are. Unknown everywhere,
+//! the error is the files' one, saying NSS was asked too. Nothing of the
+//! files or the answers is ever repeated in a message.
 
+use std::io::Read;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::inventory::ScriptUser;
 use crate::util::files;
@@ -91,16 +97,81 @@ pub fn resolve_in(
     Ok(ids)
 }
 
-/// `user`'s ids on this host.
+/// `user`'s ids on this host: from the local files, or else through NSS.
 ///
 /// # Errors
-/// A file cannot be read (or is too large), or has no such user or group.
+/// A file cannot be read (or is too large), or neither the files nor NSS
+/// have such a user or group.
 pub fn resolve(user: &ScriptUser) -> Result<Ids, String> {
     let read = |path: &str| {
         files::read_regular(Path::new(path), FILE_MAX)
             .map_err(|e| format!("cannot read {path}: {e}"))
     };
-    resolve_in(&read(PASSWD)?, || read(GROUP), user)
+    match resolve_in(&read(PASSWD)?, || read(GROUP), user) {
+        Err(unknown) if unknown.starts_with("no ") => nss(GETENT, user)
+            .ok_or_else(|| format!("{unknown} nor through NSS (getent)")),
+        local => local,
+    }
+}
+
+/// The program that asks NSS.
+const GETENT: &str = "getent";
+
+/// How long one `getent` may take before it is killed and its answer
+/// taken for "unknown". NSS answers from files or a cache in
+/// milliseconds; a directory server that does not answer within a
+/// second is down for the purpose of starting a script.
+pub const NSS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The most of `getent`'s output read: one entry is one line (a group
+/// with thousands of members a few kB). A program that writes more
+/// fills its pipe, blocks and is killed at [`NSS_TIMEOUT`].
+pub const NSS_OUTPUT_MAX: u64 = 64 << 10;
+
+/// How often a running `getent` is looked at.
+const NSS_POLL: Duration = Duration::from_millis(5);
+
+/// `user`'s ids as NSS knows them, asked with `program` (`getent`);
+/// `None` when it does not know them, fails, or takes too long.
+fn nss(program: &str, user: &ScriptUser) -> Option<Ids> {
+    let mut ids =
+        find_user(&getent(program, "passwd", &user.user)?, &user.user)?;
+    if let Some(name) = &user.group {
+        ids.gid = find_group(&getent(program, "group", name)?, name)?;
+    }
+    Some(ids)
+}
+
+/// `program DATABASE NAME`'s output when it exits 0 within
+/// [`NSS_TIMEOUT`], at most [`NSS_OUTPUT_MAX`] bytes of it. The name is
+/// a validated script user's (no leading `-`, no space): one argument,
+/// never an option.
+fn getent(program: &str, database: &str, name: &str) -> Option<String> {
+    let mut child = Command::new(program)
+        .args([database, name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + NSS_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(NSS_POLL)
+            }
+            _ => break None,
+        }
+    };
+    if !status.is_some_and(|s| s.success()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let mut out = Vec::new();
+    child.stdout.take()?.take(NSS_OUTPUT_MAX).read_to_end(&mut out).ok()?;
+    String::from_utf8(out).ok()
 }
 
 /// The ids this process runs with: a program whose ids these are needs
@@ -210,6 +281,72 @@ hex:x:0x10:5::/:/bin/sh
         assert_eq!(
             resolve_in(PASSWD_TEXT, unreadable, &user("ka:wheel")),
             Err("cannot read /etc/group: denied".to_owned())
+        );
+    }
+
+    /// A program standing in for `getent`, in a fresh directory.
+    fn fake_getent(name: &str, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir()
+            .join(format!("lbdeploy-getent-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("getent");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        path
+    }
+
+    /// Issue #17: a user the files lack is asked of NSS; its answer is
+    /// checked like a file's line, and a lookup that hangs or floods is
+    /// given up within the bound.
+    #[test]
+    fn r17_nss_answers_are_bounded_and_validated() {
+        let ldap = fake_getent(
+            "ldap",
+            "case $1 in passwd) echo \"$2:*:4242:4343:LDAP:/:/bin/sh\";; \
+             group) echo \"$2:*:5151:\";; esac",
+        );
+        let ldap = ldap.to_str().unwrap();
+        assert_eq!(
+            nss(ldap, &user("alice")),
+            Some(Ids { uid: 4242, gid: 4343 })
+        );
+        assert_eq!(
+            nss(ldap, &user("alice:staff")),
+            Some(Ids { uid: 4242, gid: 5151 })
+        );
+        // An answer for another name, or a broken one, is no answer.
+        let wrong = fake_getent("wrong", "echo 'mallory:x:0:0::/:/bin/sh'");
+        assert_eq!(nss(wrong.to_str().unwrap(), &user("alice")), None);
+        let broken = fake_getent("broken", "echo \"$2:x:-1:0::/:/bin/sh\"");
+        assert_eq!(nss(broken.to_str().unwrap(), &user("alice")), None);
+        // Not found (getent exits 2), or no getent at all.
+        let unknown = fake_getent("unknown", "exit 2");
+        assert_eq!(nss(unknown.to_str().unwrap(), &user("alice")), None);
+        assert_eq!(nss("/nonexistent/getent", &user("alice")), None);
+        // A directory server that hangs, or an endless answer.
+        for (name, body) in [("hang", "exec sleep 30"), ("flood", "exec yes")] {
+            let slow = fake_getent(name, body);
+            let started = Instant::now();
+            assert_eq!(nss(slow.to_str().unwrap(), &user("alice")), None);
+            let took = started.elapsed();
+            assert!(
+                took < NSS_TIMEOUT + Duration::from_millis(500),
+                "{took:?}"
+            );
+        }
+        for name in ["ldap", "wrong", "broken", "unknown", "hang", "flood"] {
+            let dir = fake_getent(name, "").parent().unwrap().to_owned();
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+        // The real getent knows root; the error says NSS was asked.
+        assert_eq!(nss(GETENT, &user("root")), Some(Ids { uid: 0, gid: 0 }));
+        let err = resolve(&user("no-such-user-here")).unwrap_err();
+        assert_eq!(
+            err,
+            "no user `no-such-user-here` in /etc/passwd nor through NSS \
+             (getent)"
         );
     }
 

@@ -21,9 +21,12 @@
 //!   `/etc/group` (the parsing pure).
 //! * [`realtime`] — the director's VRRP thread, under `SCHED_RR` when the
 //!   configuration asks (`vrrp_rt_priority`).
+//! * [`memory`] — the director agent's memory locked when the
+//!   configuration asks (`vrrp_no_swap`).
 
 pub mod accounts;
 pub mod checksum;
+pub mod memory;
 pub mod net;
 pub mod netlink;
 pub mod nftables;

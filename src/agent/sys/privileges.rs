@@ -24,9 +24,11 @@
 //!   `AmbientCapabilities=`.
 //!
 //! With a script user in its configuration it also keeps `CAP_SETUID`
-//! and `CAP_SETGID` ([`SWITCH_USER`]), and a director configured with
+//! and `CAP_SETGID` ([`SWITCH_USER`]), a director configured with
 //! `vrrp_rt_priority` keeps [`REALTIME_CAPABILITY`] (`CAP_SYS_NICE`), so
-//! that [`super::realtime`] can put its VRRP thread under `SCHED_RR`.
+//! that [`super::realtime`] can put its VRRP thread under `SCHED_RR`, and
+//! one with `vrrp_no_swap` [`MEMORY_LOCK_CAPABILITY`] (`CAP_IPC_LOCK`),
+//! so that [`super::memory`] can lock it whole.
 //! Both are the agent's own: neither inheritable nor ambient, and gone
 //! from the bounding set like the rest (a permitted capability outlives
 //! its bounding bit; a program root executes gets only what the bounding
@@ -91,9 +93,22 @@ pub fn can_switch_user() -> bool {
 /// real-time policy.
 pub const REALTIME_CAPABILITY: CapabilitySet = CapabilitySet::SYS_NICE;
 
+/// Kept besides [`AGENT_CAPABILITIES`], in the agent's own sets only, by a
+/// director configured with `vrrp_no_swap`: `mlockall` of everything it
+/// maps, now and later, past `RLIMIT_MEMLOCK` ([`super::memory`]).
+/// Raising the limit to unlimited instead, as the unit's
+/// `LimitMEMLOCK=infinity` does, would need `CAP_SYS_RESOURCE`, which a
+/// host may not give even to root (a container: the lab's machine has
+/// none, and its hard limit is 8 MiB). Memory locks are not inherited
+/// over `fork`, so the programs it starts lock nothing.
+pub const MEMORY_LOCK_CAPABILITY: CapabilitySet = CapabilitySet::IPC_LOCK;
+
 /// What a director's configuration needs besides [`AGENT_CAPABILITIES`],
 /// for the agent alone: [`SWITCH_USER`] when it runs a program as a
-/// script user, [`REALTIME_CAPABILITY`] with `vrrp_rt_priority`.
+/// script user, [`REALTIME_CAPABILITY`] with `vrrp_rt_priority`,
+/// [`MEMORY_LOCK_CAPABILITY`] with `vrrp_no_swap`. Derived from the
+/// configuration at each start of the agent: a reload cannot add one
+/// (`DirectorConfig::restart_settings`).
 pub fn own_capabilities(config: &DirectorConfig) -> CapabilitySet {
     let mut own = CapabilitySet::empty();
     if config.switches_user() {
@@ -101,6 +116,9 @@ pub fn own_capabilities(config: &DirectorConfig) -> CapabilitySet {
     }
     if config.vrrp_rt_priority.is_some() {
         own |= REALTIME_CAPABILITY;
+    }
+    if config.vrrp_no_swap {
+        own |= MEMORY_LOCK_CAPABILITY;
     }
     own
 }
@@ -202,5 +220,6 @@ mod tests {
             0x80_3000,
             "CAP_SYS_NICE is 23"
         );
+        assert_eq!(MEMORY_LOCK_CAPABILITY.bits(), 0x4000, "CAP_IPC_LOCK is 14");
     }
 }

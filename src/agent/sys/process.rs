@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(
             run(&argv(&["true"]), Some(&ghost), LIMIT).await.unwrap_err(),
             "cannot run it as no-such-user-here: no user \
-             `no-such-user-here` in /etc/passwd"
+             `no-such-user-here` in /etc/passwd nor through NSS (getent)"
         );
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -150,6 +150,12 @@ pub struct StateChange {
 pub enum InstanceMsg {
     /// Resign (priority-0 advert, VIPs removed) and end the task.
     Stop,
+    /// End the task as it stands, for a restart: no priority-0 advert and
+    /// no transition, so a master's mark stays for `agent cleanup` to
+    /// stamp and its VIPs for it to remove, and the restarted instance
+    /// resumes as master before any backup's Master_Down_Interval ends
+    /// (`agent::mastership`).
+    HandOver,
 }
 
 /// A tracked script, file or process as an instance sees it: its weight
@@ -399,7 +405,15 @@ impl Looper {
             let wake = self.epoch + next.unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 // Stop, or the worker is gone: resign either way.
-                _ = ctl_rx.recv() => {
+                msg = ctl_rx.recv() => {
+                    if let Some(InstanceMsg::HandOver) = msg {
+                        tracing::info!(
+                            "handing over to the restarted agent: ending as \
+                             {} without resigning",
+                            state_name(self.fsm.state())
+                        );
+                        return;
+                    }
                     self.handle(Event::Shutdown).await;
                     if let Some((link, _)) = &self.sync {
                         link.table.send_modify(|t| {

@@ -61,6 +61,11 @@ pub(crate) struct Conf {
     pub script_user: Option<Spanned<ScriptUser>>,
     /// `vrrp_rt_priority` in `global_defs`, with where it was.
     pub rt_priority: Option<(RtPriority, Pos)>,
+    /// `vrrp_no_swap` or `checker_no_swap` in `global_defs`: lock the
+    /// agent's memory. keepalived locks its VRRP and its checker process
+    /// apart; lbdeploy's agent is one process doing both, so either
+    /// keyword locks it whole.
+    pub no_swap: bool,
 }
 
 /// Read `path` (and its includes). Problems go to `report`.
@@ -96,6 +101,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
         script_security: false,
         script_user: None,
         rt_priority: None,
+        no_swap: false,
     };
     let groups = lvs::groups(nodes, &mut r);
     let mut defaults = vrrp::Defaults::default();
@@ -193,12 +199,7 @@ fn global_defs(
                     Some((p?, node.pos.clone()))
                 });
             }
-            "vrrp_no_swap" => r.warn(
-                node,
-                block,
-                "`vrrp_no_swap` is not carried over: lbdeploy does not lock \
-                 the agent's memory (`vrrp_rt_priority` is carried over)",
-            ),
+            "vrrp_no_swap" | "checker_no_swap" => conf.no_swap = true,
             k if k.strip_prefix("vrrp_").is_some_and(|g| {
                 lower_set |= g.starts_with("garp_lower_prio");
                 vrrp::garp_keyword(&mut garp, g, node, block, r)
