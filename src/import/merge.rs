@@ -162,6 +162,7 @@ pub(crate) fn merge(
             script_security: confs.iter().any(|(_, c)| c.script_security),
             script_user: script_user(confs, report),
             vrrp_rt_priority: rt_priority(confs, report),
+            metrics: None,
             lab: req.lab.clone(),
         },
         origins,
@@ -379,6 +380,7 @@ fn director(
         interface,
         priority: first.priority.value,
         state: first.state.as_ref().map(|s| s.value),
+        metrics: None,
         ssh: None,
     })
 }
@@ -703,6 +705,7 @@ fn host(name: &str, address: IfAddr, interface: String) -> RealServerHost {
         interface,
         arp_suppression: ArpSuppression::Sysctl,
         keep_vip_on_stop: false,
+        metrics: None,
         ssh: None,
     }
 }

@@ -41,6 +41,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("script_security", false, Shape::One(check::<bool>)),
     ("script_user", false, Shape::One(check::<super::values::ScriptUser>)),
     ("vrrp_rt_priority", false, Shape::One(check::<super::values::RtPriority>)),
+    ("metrics", false, Shape::One(check::<super::schema::Metrics>)),
     ("lab", false, Shape::One(check::<Lab>)),
 ];
 

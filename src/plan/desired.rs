@@ -304,6 +304,7 @@ fn director_config(
         vrrp_track_processes: inv.vrrp_track_processes.clone(),
         script_security: inv.script_security,
         vrrp_rt_priority: inv.vrrp_rt_priority,
+        metrics: d.metrics.or(inv.metrics),
         virtual_services: inv
             .virtual_services
             .iter()
@@ -523,5 +524,6 @@ fn realserver_config(inv: &Inventory, r: &RealServerHost) -> RealserverConfig {
         arp_suppression: r.arp_suppression,
         vips: vips.into_iter().collect(),
         keep_vip_on_stop: r.keep_vip_on_stop,
+        metrics: r.metrics.or(inv.metrics),
     }
 }
