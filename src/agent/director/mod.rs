@@ -259,6 +259,10 @@ impl ModeConfig for DirectorConfig {
     fn check(&self) -> Result<(), String> {
         crate::agent::script_security::check(self)
     }
+
+    fn metrics(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.map(|m| m.listen)
+    }
 }
 
 impl runtime::Worker<DirectorConfig> for Worker {
@@ -452,6 +456,10 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 "forwarding": forwarding,
                 "notifications": notifications,
                 "vrrp_thread": self.scheduling,
+                // For the metrics; see `agent::metrics`.
+                "real_server_checks": crate::agent::check::stats::snapshot(),
+                "dataplane_reconciles":
+                    crate::agent::dataplane::stats::snapshot(),
             }),
         }
     }
