@@ -116,6 +116,16 @@ metrics:
     );
 }
 
+/// The agent reads the generation where the host side writes it.
+#[test]
+fn the_agent_reads_the_generation_file_the_host_side_writes() {
+    let layout = lbdeploy::host::layout::Layout::new(None);
+    assert_eq!(
+        Path::new(lbdeploy::agent::metrics::GENERATION_FILE),
+        layout.generation()
+    );
+}
+
 #[test]
 fn the_alerting_rules_pass_promtool() {
     if !have("promtool", "the_alerting_rules_pass_promtool") {
@@ -316,6 +326,10 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
     assert_eq!(masters.len(), 1, "{masters:?}");
     assert_eq!(masters[0].0["vrrp_instance"], "VI_1", "{masters:?}");
     assert_eq!(masters[0].1, 1.0, "{masters:?}");
+    // Every host at the generation the apply recorded.
+    prom.within(SEEN, "every agent at generation 1", || {
+        prom.query("lbdeploy_agent_generation == 1").len() == HOSTS.len()
+    });
     // Both real servers up, as each director sees them.
     prom.within(SEEN, "both real servers up on both directors", || {
         prom.query("lbdeploy_real_server_up == 1").len() == 4

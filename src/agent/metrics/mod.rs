@@ -167,7 +167,8 @@ async fn serve(mut stream: TcpStream, scrape_tx: mpsc::Sender<Scrape>) {
                 return;
             }
             let Ok(status) = reply_rx.await else { return };
-            let body = render::render(&status, own_process());
+            let body =
+                render::render(&status, own_process(), host_generation());
             http::ok(&body, verdict == http::Verdict::MetricsHead)
         }
     };
@@ -188,6 +189,26 @@ async fn serve(mut stream: TcpStream, scrape_tx: mpsc::Sender<Scrape>) {
 /// The most a refused client's leftover bytes are read before the
 /// connection is closed anyway.
 const DRAIN_MAX: usize = 64 * 1024;
+
+/// The file where the host side of `apply` keeps the generation it last
+/// confirmed (`host::layout`'s `generation`, which `plan`'s facts read
+/// too; a test holds the two equal). The agent only reads it.
+pub const GENERATION_FILE: &str = "/var/lib/lbdeploy/generation";
+
+/// The most of [`GENERATION_FILE`] read: a number.
+const GENERATION_MAX: u64 = 32;
+
+/// The host's confirmed generation, when it has one.
+fn host_generation() -> Option<u64> {
+    let file = std::fs::File::open(GENERATION_FILE).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, GENERATION_MAX),
+        &mut text,
+    )
+    .ok()?;
+    render::generation(&text)
+}
 
 /// This process's CPU time and memory, from `/proc/self`.
 fn own_process() -> Option<render::Process> {

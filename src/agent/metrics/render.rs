@@ -1,6 +1,7 @@
 //! The metric families, rendered from the agent's [`Status`] — the same
 //! answer `lbdeploy agent status --json` prints, so the two never
-//! disagree — and from the process's own CPU time and memory. Pure.
+//! disagree — from the process's own CPU time and memory, and from the
+//! generation `apply` last confirmed on the host. Pure.
 //!
 //! The status's mode details are read through small views of their own
 //! (`Director`, `Realserver`): a field the status does not have (an older
@@ -91,10 +92,22 @@ const REJECTED: [(&str, &str); 5] = [
     ("strangers", "stranger"),
 ];
 
-/// The exposition of `status` and `process`.
-pub fn render(status: &Status, process: Option<Process>) -> String {
+/// The exposition of `status`, `process` and the host's `generation`.
+pub fn render(
+    status: &Status,
+    process: Option<Process>,
+    generation: Option<u64>,
+) -> String {
     let mut e = Exposition::default();
     agent(&mut e, status, process);
+    if let Some(g) = generation {
+        e.family(
+            "lbdeploy_agent_generation",
+            Kind::Gauge,
+            "The generation lbdeploy apply last confirmed on this host.",
+        );
+        e.sample("lbdeploy_agent_generation", &[], g as f64);
+    }
     match status.mode {
         crate::inventory::Mode::Director => {
             let d = Director::deserialize(&status.details).unwrap_or_default();
@@ -486,6 +499,12 @@ fn realserver(e: &mut Exposition, r: &Realserver) {
     e.sample("lbdeploy_realserver_error", &[], flag(r.last_error.is_some()));
 }
 
+/// The generation number in the text of the host's generation file;
+/// `None` when it holds no number (no apply confirmed yet).
+pub fn generation(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
 /// The process's CPU time and resident memory from the text of
 /// `/proc/self/stat` and `/proc/self/status`; `None` when either does
 /// not read as Linux writes it.
@@ -622,6 +641,7 @@ mod tests {
         let text = render(
             &director(),
             Some(Process { cpu_seconds: 1.5, resident_bytes: 4096.0 }),
+            Some(7),
         );
         well_formed(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let expect = [
@@ -629,6 +649,7 @@ mod tests {
             "lbdeploy_agent_reloads_total 2\n",
             "lbdeploy_agent_start_time_seconds 1767225600\n",
             "lbdeploy_agent_cpu_seconds_total 1.5\n",
+            "lbdeploy_agent_generation 7\n",
             "lbdeploy_vrrp_state{vrrp_instance=\"VI_\\\"1\\\"\\\\\\n\",vrid=\"51\",state=\"master\"} 1\n",
             "lbdeploy_vrrp_state{vrrp_instance=\"VI_\\\"1\\\"\\\\\\n\",vrid=\"51\",state=\"backup\"} 0\n",
             "lbdeploy_vrrp_effective_priority{vrrp_instance=\"VI_\\\"1\\\"\\\\\\n\",vrid=\"51\"} 140\n",
@@ -657,7 +678,7 @@ mod tests {
                 "restores": 2, "last_error": "x",
             }),
         );
-        let text = render(&rs, None);
+        let text = render(&rs, None, None);
         well_formed(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(
             text.contains(
@@ -666,10 +687,11 @@ mod tests {
         );
         assert!(text.contains("lbdeploy_realserver_error 1\n"));
         assert!(!text.contains("cpu_seconds"), "{text}");
+        assert!(!text.contains("generation"), "{text}");
         // Details the renderer does not understand are families left out.
         let odd =
             status(Mode::Director, serde_json::json!({ "vrrp_instances": 3 }));
-        let text = render(&odd, None);
+        let text = render(&odd, None, None);
         well_formed(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(text.contains("lbdeploy_agent_healthy 1\n"), "{text}");
         assert!(!text.contains("lbdeploy_vrrp"), "{text}");
@@ -686,6 +708,13 @@ mod tests {
         assert!(well_formed(quote).is_err());
         let value = "# HELP a A.\n# TYPE a gauge\na one\n";
         assert!(well_formed(value).is_err());
+    }
+
+    #[test]
+    fn the_generation_is_a_number_or_nothing() {
+        assert_eq!(generation("12\n"), Some(12));
+        assert_eq!(generation(""), None);
+        assert_eq!(generation("x"), None);
     }
 
     #[test]
