@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lbdeploy::agent::check::health::{Timing, down_within};
 use lbdeploy::agent::vrrp::fsm::master_down_interval;
@@ -253,33 +253,19 @@ impl<'a> Prometheus<'a> {
         h.sort();
         h
     }
-
-    /// Wait up to `bound` for `cond`, showing Prometheus's log on failure.
-    fn within(
-        &self,
-        bound: Duration,
-        what: &str,
-        mut cond: impl FnMut() -> bool,
-    ) -> Duration {
-        let start = Instant::now();
-        while !cond() {
-            if start.elapsed() > bound {
-                let log =
-                    std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                panic!(
-                    "{what} not within {bound:?}; prometheus.log ends:\n{}",
-                    tail.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        start.elapsed()
-    }
 }
 
 impl Drop for Prometheus<'_> {
+    /// Stop it; when the test failed, show how its log ends first.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            eprintln!(
+                "prometheus.log ends (last line first):\n{}",
+                tail.join("\n")
+            );
+        }
         let _ = Command::new("kill").arg(&self.pid).status();
     }
 }
@@ -310,13 +296,13 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
 
     let dir = TempDir::new("metrics-prometheus");
     let prom = Prometheus::start(&lab, s, dir.path());
-    let took = prom.within(PROMETHEUS_START, "every agent scraped", || {
+    let took = within(PROMETHEUS_START, "every agent scraped", || {
         prom.query("up{job=\"lbdeploy\"} == 1").len() == HOSTS.len()
     });
     eprintln!("prometheus: every agent scraped {took:?} after its start");
 
     // One master for the instance, and it is keepalived01.
-    prom.within(SEEN, "one master, keepalived01", || {
+    within(SEEN, "one master, keepalived01", || {
         prom.hosts("lbdeploy_vrrp_state{state=\"master\"} == 1")
             == ["keepalived01"]
     });
@@ -327,11 +313,11 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
     assert_eq!(masters[0].0["vrrp_instance"], "VI_1", "{masters:?}");
     assert_eq!(masters[0].1, 1.0, "{masters:?}");
     // Every host at the generation the apply recorded.
-    prom.within(SEEN, "every agent at generation 1", || {
+    within(SEEN, "every agent at generation 1", || {
         prom.query("lbdeploy_agent_generation == 1").len() == HOSTS.len()
     });
     // Both real servers up, as each director sees them.
-    prom.within(SEEN, "both real servers up on both directors", || {
+    within(SEEN, "both real servers up on both directors", || {
         prom.query("lbdeploy_real_server_up == 1").len() == 4
     });
 
@@ -387,7 +373,7 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
     let bound =
         down_within(timing, Duration::from_secs(1)) + timing.delay_loop + SEEN;
     let rs02 = s.addr(22);
-    let took = prom.within(bound, "rs02 down on both directors", || {
+    let took = within(bound, "rs02 down on both directors", || {
         prom.hosts(&format!(
             "lbdeploy_real_server_up{{address=\"{rs02}\"}} == 0"
         )) == ["keepalived01", "keepalived02"]
@@ -395,7 +381,7 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
     eprintln!(
         "prometheus: rs02 down {took:?} after its web server stopped (bound {bound:?})"
     );
-    prom.within(SEEN + 2 * SCRAPE, "LbdeployRealServerDown pending", || {
+    within(SEEN + 2 * SCRAPE, "LbdeployRealServerDown pending", || {
         prom.api("alerts")["alerts"].as_array().into_iter().flatten().any(|a| {
             a["labels"]["alertname"] == "LbdeployRealServerDown"
                 && a["labels"]["address"] == rs02.as_str()
@@ -429,7 +415,7 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
     let backup_mdi =
         master_down_interval(Version::V2, 70, Duration::from_secs(1));
     let bound = backup_mdi + SEEN;
-    let took = prom.within(bound, "keepalived02 the one master", || {
+    let took = within(bound, "keepalived02 the one master", || {
         prom.hosts("lbdeploy_vrrp_state{state=\"master\"} == 1")
             == ["keepalived02"]
     });
@@ -437,7 +423,7 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
         "prometheus: keepalived02 master {took:?} after the kill -9 returned (bound {bound:?})"
     );
     assert!(transitions("keepalived02") > before, "no transition counted");
-    prom.within(SEEN, "keepalived01's agent down", || {
+    within(SEEN, "keepalived01's agent down", || {
         prom.hosts("up{job=\"lbdeploy\"} == 0") == ["keepalived01"]
     });
 }
