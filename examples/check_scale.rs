@@ -190,6 +190,7 @@ fn main() -> anyhow::Result<()> {
                 connect_port: None,
                 half_open,
             })],
+            weight: 1,
         })
         .collect();
     let rt =

@@ -64,3 +64,11 @@ pub fn rtnetlink_event(datagram: &[u8]) {
         let _ = net::address_event(m);
     }
 }
+
+/// Bytes from a client of the agent's metrics port: the head found and
+/// judged as the endpoint does, whatever comes before or after it.
+pub fn metrics_request(bytes: &[u8]) {
+    use crate::agent::metrics::http;
+    let end = http::head_end(bytes).unwrap_or(bytes.len());
+    let _ = http::judge(&bytes[..end]);
+}

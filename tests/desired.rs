@@ -41,7 +41,7 @@ fn example() -> Vec<HostDesired> {
 
 /// The hosts of the inventory `text` (named `name` in errors), compiled
 /// with the embedded roles.
-fn compile_text(name: &str, text: &str) -> Vec<HostDesired> {
+pub(crate) fn compile_text(name: &str, text: &str) -> Vec<HostDesired> {
     let loaded =
         inventory::load_str(Path::new(name), text, Path::new("."), &NoSecrets)
             .expect("the inventory is valid");

@@ -22,6 +22,7 @@ mod hostile_vrrp;
 mod import;
 mod ipvs_vm;
 mod lab;
+mod metrics;
 mod realserver;
 mod sudo_hosts;
 mod support;

@@ -7,6 +7,8 @@
 //!   client ([`status::query`]) other code uses to ask;
 //! * [`runtime`] — the foreground agent: configuration, status server,
 //!   SIGHUP reload, SIGTERM shutdown;
+//! * [`metrics`] — the same status as Prometheus metrics, over a small
+//!   bounded HTTP/1.1 endpoint;
 //! * [`supervise`] — lbdeploy's own supervisor for hosts without systemd,
 //!   and the `start`/`stop`/`restart`/`reload` commands built on it;
 //! * `logfile` — its `agent.log`: 0600, fed through a non-blocking pipe,
@@ -45,6 +47,7 @@ pub mod director;
 pub(crate) mod holdings;
 pub(crate) mod logfile;
 pub mod mastership;
+pub mod metrics;
 pub mod paths;
 pub mod realserver;
 pub mod runtime;

@@ -5,7 +5,9 @@
 //!
 //! * load and validate the configuration before touching anything, so a
 //!   bad file fails with its name and leaves no socket behind;
-//! * serve [`super::status`] on `RUN/agent.sock`;
+//! * serve [`super::status`] on `RUN/agent.sock`, and the same status
+//!   as Prometheus metrics when the configuration asks
+//!   ([`super::metrics`]);
 //! * the worker converges the host to the configuration at start (a failure
 //!   there ends the agent with 1) and after every reload;
 //! * SIGHUP re-reads the configuration (a bad new file is reported and the
@@ -22,6 +24,7 @@
 //! ```text
 //! signals task ──ControlMsg──▶ serve loop ◀── accept on agent.sock
 //!  (HUP/TERM/INT/USR1)          (owns Agent)  ──▶ one Status line per client
+//! metrics scrapes ───Scrape───▶      │       ──▶ one Status per scrape
 //! ```
 //!
 //! The serve loop owns all state and handles one event at a time; signals
@@ -42,6 +45,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::metrics::Endpoint;
 use super::paths;
 use super::status::{self, Status};
 use crate::inventory::Mode;
@@ -67,6 +71,12 @@ pub trait ModeConfig: DeserializeOwned + Send + Sync + 'static {
     /// What is refused, as one message.
     fn check(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// Where the configuration asks for Prometheus metrics; none by
+    /// default.
+    fn metrics(&self) -> Option<std::net::SocketAddr> {
+        None
     }
 }
 
@@ -163,6 +173,7 @@ pub struct Agent<C: ModeConfig> {
     reloads: u64,
     last_reload_error: Option<String>,
     worker: C::Worker,
+    metrics: Endpoint,
 }
 
 impl<C: ModeConfig> Agent<C> {
@@ -175,6 +186,7 @@ impl<C: ModeConfig> Agent<C> {
             reloads: 0,
             last_reload_error: None,
             worker: C::Worker::default(),
+            metrics: Endpoint::default(),
         }
     }
 
@@ -188,7 +200,8 @@ impl<C: ModeConfig> Agent<C> {
     /// # Errors
     /// The worker's.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        self.worker.apply(&self.current.config).await
+        self.worker.apply(&self.current.config).await?;
+        self.metrics.follow(self.current.config.metrics()).await
     }
 
     /// Re-read the configuration file and converge to it. A file that does
@@ -206,7 +219,12 @@ impl<C: ModeConfig> Agent<C> {
                 );
                 self.current = loaded;
                 self.last_reload_error = None;
-                if let Err(e) = self.worker.apply(&self.current.config).await {
+                let config = &self.current.config;
+                let applied = match self.worker.apply(config).await {
+                    Ok(()) => self.metrics.follow(config.metrics()).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = applied {
                     // Secrets (a webhook's URL) redacted, in the log and
                     // in the status alike.
                     let e = redact::text(&format!("{e:#}")).into_owned();
@@ -351,6 +369,10 @@ pub async fn serve<C: ModeConfig>(
                         .await;
                 }
             },
+            scrape = agent.metrics.next() => {
+                // The scrape may have timed out meanwhile.
+                let _ = scrape.send(agent.status());
+            }
             msg = control_rx.recv() => match msg {
                 Some(ControlMsg::Reload) => agent.reload().await,
                 Some(end) => return end,

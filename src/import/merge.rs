@@ -163,6 +163,7 @@ pub(crate) fn merge(
             script_user: script_user(confs, report),
             vrrp_rt_priority: rt_priority(confs, report),
             vrrp_no_swap: confs.iter().any(|(_, c)| c.no_swap),
+            metrics: None,
             lab: req.lab.clone(),
         },
         origins,
@@ -380,6 +381,7 @@ fn director(
         interface,
         priority: first.priority.value,
         state: first.state.as_ref().map(|s| s.value),
+        metrics: None,
         ssh: None,
     })
 }
@@ -704,6 +706,7 @@ fn host(name: &str, address: IfAddr, interface: String) -> RealServerHost {
         interface,
         arp_suppression: ArpSuppression::Sysctl,
         keep_vip_on_stop: false,
+        metrics: None,
         ssh: None,
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArpSuppression, Check, Dataplane, Duration, Email, Garp, IfAddr,
+    ArpSuppression, Check, Dataplane, Duration, Email, Garp, IfAddr, Metrics,
     NotifyHooks, Port, Protocol, RtPriority, Scheduler, ScriptUser, SyncGroup,
     Track, TrackFile, TrackProcess, VirtualAddress, VrrpScript,
 };
@@ -63,6 +63,10 @@ pub struct DirectorConfig {
     /// Lock the agent's memory (`mlockall`; `agent::sys::memory`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub vrrp_no_swap: bool,
+    /// Where to serve Prometheus metrics (`agent::metrics`); none when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
 }
 
 /// The inventory's `notification` as the agent gets it: the webhook is a
@@ -338,6 +342,10 @@ pub(crate) struct RealserverConfig {
     /// Leave the VIPs on `lo` when the agent stops.
     #[serde(default)]
     pub keep_vip_on_stop: bool,
+    /// Where to serve Prometheus metrics (`agent::metrics`); none when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
 }
 
 /// Why an agent configuration could not be used.

@@ -42,6 +42,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("script_user", false, Shape::One(check::<super::values::ScriptUser>)),
     ("vrrp_rt_priority", false, Shape::One(check::<super::values::RtPriority>)),
     ("vrrp_no_swap", false, Shape::One(check::<bool>)),
+    ("metrics", false, Shape::One(check::<super::schema::Metrics>)),
     ("lab", false, Shape::One(check::<Lab>)),
 ];
 

@@ -81,6 +81,10 @@ pub struct Inventory {
     /// stall the VRRP loop on a page fault.
     #[serde(default, skip_serializing_if = "is_false")]
     pub vrrp_no_swap: bool,
+    /// Where every agent serves Prometheus metrics, unless its host sets
+    /// its own; off when neither does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
     /// Extra hosts of the network-namespace lab (`lbdeploy lab`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,
@@ -245,6 +249,10 @@ pub struct Director {
     /// decides, this only says what the operator expects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<VrrpState>,
+    /// Where this host's agent serves metrics, instead of the
+    /// inventory's `metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
     /// SSH overrides for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<HostSsh>,
@@ -277,6 +285,10 @@ pub struct RealServerHost {
     /// keep serving while lbdeploy is upgraded); removed by default.
     #[serde(default, skip_serializing_if = "is_false")]
     pub keep_vip_on_stop: bool,
+    /// Where this host's agent serves metrics, instead of the
+    /// inventory's `metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
     /// SSH overrides for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<HostSsh>,
@@ -293,6 +305,17 @@ pub enum ArpSuppression {
     Sysctl,
     /// An nftables `arp` table that drops requests for the VIP.
     Nftables,
+}
+
+// ===== metrics =====
+
+/// Prometheus metrics from an agent: `GET /metrics` on `listen`, in the
+/// text exposition format (`agent::metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// `ADDR:PORT` (`[ADDR]:PORT` for IPv6) the agent listens on.
+    pub listen: SocketAddr,
 }
 
 // ===== VRRP =====

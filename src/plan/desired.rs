@@ -361,6 +361,7 @@ fn director_config(
         script_security: inv.script_security,
         vrrp_rt_priority: inv.vrrp_rt_priority,
         vrrp_no_swap: inv.vrrp_no_swap,
+        metrics: d.metrics.or(inv.metrics),
         virtual_services: inv
             .virtual_services
             .iter()
@@ -580,5 +581,6 @@ fn realserver_config(inv: &Inventory, r: &RealServerHost) -> RealserverConfig {
         arp_suppression: r.arp_suppression,
         vips: vips.into_iter().collect(),
         keep_vip_on_stop: r.keep_vip_on_stop,
+        metrics: r.metrics.or(inv.metrics),
     }
 }

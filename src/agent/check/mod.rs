@@ -19,7 +19,9 @@
 //! * [`runner`] — the checks running on tokio, verdict changes out on a
 //!   channel;
 //! * [`quorum`] — whether a service has enough live weight, with
-//!   hysteresis (pure).
+//!   hysteresis (pure);
+//! * [`stats`] — what the probes did, per real server (runs, failures,
+//!   latency), for the status and the metrics.
 //!
 //! A new kind of check is a file here with its `arm`, an arm in `arm`,
 //! and on the inventory side its options and rules.
@@ -37,6 +39,7 @@ pub mod ping;
 mod probe;
 pub mod quorum;
 pub mod runner;
+pub mod stats;
 pub mod syn;
 mod tcp;
 

@@ -47,6 +47,8 @@ pub struct Target {
     pub delay_loop: Duration,
     /// What to check; none means always up.
     pub checks: Vec<Check>,
+    /// Its weight, for the record of [`super::stats`].
+    pub weight: u32,
 }
 
 /// A verdict change.
@@ -77,6 +79,11 @@ impl Checks {
         concurrency: usize,
     ) -> Self {
         let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+        super::stats::reset(
+            targets
+                .iter()
+                .map(|t| (t.service.clone(), t.address, t.port, t.weight)),
+        );
         let mut tasks = JoinSet::new();
         let all = targets.iter().flat_map(|t| &t.checks);
         let shared = super::share(all, &mut tasks);
@@ -141,10 +148,18 @@ async fn run(
             .expect("a target with checks");
         tokio::time::sleep_until(due).await;
         let c = &mut checkers[i];
-        let result = {
+        let (result, took) = {
             let _permit = gate.acquire().await;
-            c.probe.check(c.limit).await
+            let started = Instant::now();
+            (c.probe.check(c.limit).await, started.elapsed())
         };
+        super::stats::observe(
+            &t.service,
+            t.address,
+            t.port,
+            result.is_ok(),
+            took,
+        );
         let outcome = c.health.record(result.is_ok());
         c.due = grid.nearest(Instant::now() + outcome.next_in);
         let now_up = checkers.iter().all(|c| c.health.is_up());
@@ -206,6 +221,7 @@ mod tests {
                 connect_port: None,
                 half_open: false,
             })],
+            weight: 1,
         }
     }
 

@@ -15,7 +15,9 @@
 //! * [`buckets`] — the real server of every flow bucket (weighted
 //!   rendezvous hashing; pure, deterministic), for nftables;
 //! * [`neigh`] — the real servers' MACs from the neighbour table, for
-//!   nftables.
+//!   nftables;
+//! * [`stats`] — how many reconciles, how many failed, how long they
+//!   took.
 //!
 //! Adding a back end is one folder implementing [`Dataplane`], one variant
 //! of [`crate::inventory::Dataplane`] and its arm in `choose`, and its
@@ -27,6 +29,7 @@ pub mod buckets;
 pub mod ipvs;
 pub mod neigh;
 pub mod nft;
+pub mod stats;
 
 pub use backend::{Dataplane, Desired};
 

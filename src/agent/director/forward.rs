@@ -196,6 +196,7 @@ impl Loop {
                     port: rs.port.get() as u16,
                     delay_loop: svc.delay_loop.get(),
                     checks: rs.checks.clone(),
+                    weight: rs.weight,
                 })
             })
             .collect();
@@ -348,7 +349,9 @@ impl Loop {
             masters: &self.masters,
             leaving: self.leave_at.is_some(),
         };
+        let started = Instant::now();
         let result = plane.sync(&desired).await;
+        dataplane::stats::observe(started.elapsed(), result.is_ok());
         self.plane = Some((config.dataplane, plane));
         match result {
             Ok(()) => self.last_error = None,

@@ -270,6 +270,10 @@ impl ModeConfig for DirectorConfig {
     fn check(&self) -> Result<(), String> {
         crate::agent::script_security::check(self)
     }
+
+    fn metrics(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.map(|m| m.listen)
+    }
 }
 
 impl runtime::Worker<DirectorConfig> for Worker {
@@ -497,6 +501,10 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 "notifications": notifications,
                 "vrrp_thread": self.scheduling,
                 "memory": crate::agent::sys::memory::state(),
+                // For the metrics; see `agent::metrics`.
+                "real_server_checks": crate::agent::check::stats::snapshot(),
+                "dataplane_reconciles":
+                    crate::agent::dataplane::stats::snapshot(),
             }),
         }
     }

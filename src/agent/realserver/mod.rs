@@ -129,6 +129,10 @@ impl ModeConfig for RealserverConfig {
     fn host(&self) -> &str {
         &self.host
     }
+
+    fn metrics(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.map(|m| m.listen)
+    }
 }
 
 impl runtime::Worker<RealserverConfig> for Worker {

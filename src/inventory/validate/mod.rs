@@ -13,7 +13,8 @@
 //! function per check kind), `text` (the rule of every string: no control
 //! characters, bounded length) and `notification` (mailboxes, the webhook
 //! URL resolved from wherever it comes, the exec hook), `sudo` (the
-//! `ssh.become` settings); `environment`
+//! `ssh.become` settings), `metrics` (where agents serve metrics);
+//! `environment`
 //! holds [`Environment`], [`System`] and the reader of secret files.
 //! The children import nothing from this file, so the
 //! dependencies run one way.
@@ -21,6 +22,7 @@
 mod check;
 mod environment;
 mod hosts;
+mod metrics;
 mod notification;
 mod service;
 mod sudo;
@@ -57,6 +59,7 @@ pub fn validate(
     let mut out = Vec::new();
     text::strings(inv, &mut out);
     hosts(inv, &mut out);
+    metrics::metrics(inv, &mut out);
     sudo::become_rules(inv, env, &mut out);
     for (i, vi) in inv.vrrp_instances.iter().enumerate() {
         vrrp_instance(
