@@ -23,6 +23,7 @@ mod import;
 mod ipvs_vm;
 mod lab;
 mod realserver;
+mod status;
 mod sudo_hosts;
 mod support;
 mod systemd_hosts;

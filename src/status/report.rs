@@ -345,8 +345,9 @@ fn agent(view: &mut HostView, status: &Status) {
 /// Every warning the hosts' views call for, worst first: hosts that could
 /// not be asked, agents not running or not healthy, then the cluster's
 /// consistency — each VRRP instance with exactly one master, no VIP held
-/// by a host that is not its master, every real server judged alike by
-/// every director, every host at the controller's latest generation.
+/// by a host that is not its master, every real server up (and judged
+/// alike by every director), every host at the controller's latest
+/// generation.
 pub(crate) fn warnings(
     hosts: &[HostView],
     latest: Option<u64>,
@@ -415,7 +416,13 @@ pub(crate) fn warnings(
         }
     }
     for ((service, address), v) in verdicts {
-        if v.iter().any(|(_, up)| *up) && v.iter().any(|(_, up)| !*up) {
+        if v.iter().all(|(_, up)| !*up) {
+            let on: Vec<&str> = v.iter().map(|(d, _)| *d).collect();
+            w.push(format!(
+                "{service}: real server {address} is down on {}",
+                on.join(", ")
+            ));
+        } else if v.iter().any(|(_, up)| !*up) {
             let say = |want: bool| {
                 v.iter()
                     .filter(|(_, up)| *up == want)
@@ -686,6 +693,7 @@ mod tests {
             director("d1", "BACKUP", true, true),
             HostView::failed("d2", Mode::Director, "ssh: refused".into()),
         ];
+        none[0].real_servers[0].up = false;
         none[0].agent.as_mut().unwrap().health = "degraded".into();
         none[0].agent.as_mut().unwrap().degraded = vec!["data plane: x".into()];
         let w = warnings(&none, None, &inst);
@@ -696,6 +704,7 @@ mod tests {
                 "d2: unreachable or unreadable: ssh: refused",
                 "VI_1: no master",
                 "d1: holds VIP 10.0.0.200 of VI_1 but is BACKUP",
+                "web: real server 10.0.0.21 is down on d1",
             ]
         );
     }
