@@ -103,7 +103,7 @@ pub struct HostFacts {
     /// Every address on every interface (empty where `ip` is missing).
     pub addresses: Vec<HostAddress>,
     /// Whether the kernel has IPVS or can load it; `None` when the host
-    /// cannot tell (see [`IPVS_PROBE`]).
+    /// cannot tell (see `IPVS_PROBE`).
     pub ipvs: Option<bool>,
 }
 
