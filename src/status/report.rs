@@ -529,17 +529,23 @@ pub(crate) fn write_text(
             }
         }
         if !rows.is_empty() {
-            write!(out, "\n{:<16} {:<22}", "SERVICE", "REAL SERVER")?;
-            for h in &directors {
-                write!(out, " {:<10}", escape(&h.name))?;
+            // One column per director, as wide as its name.
+            let widths: Vec<usize> = directors
+                .iter()
+                .map(|h| escape(&h.name).len().max(4))
+                .collect();
+            let mut line = format!("{:<16} {:<22}", "SERVICE", "REAL SERVER");
+            for (h, w) in directors.iter().zip(&widths) {
+                line += &format!(" {:<w$}", escape(&h.name));
             }
-            writeln!(out)?;
+            writeln!(out, "\n{}", line.trim_end())?;
             for ((service, address), row) in rows {
-                write!(out, "{:<16} {:<22}", escape(service), address)?;
-                for v in row {
-                    write!(out, " {v:<10}")?;
+                let mut line =
+                    format!("{:<16} {:<22}", escape(service), address);
+                for (v, w) in row.iter().zip(&widths) {
+                    line += &format!(" {v:<w$}");
                 }
-                writeln!(out)?;
+                writeln!(out, "{}", line.trim_end())?;
             }
         }
     }
