@@ -104,6 +104,8 @@ fn status_is_all_well_after_apply_then_warns_of_each_failure() {
         .collect();
     assert_eq!(masters.len(), 1, "{json:#}");
     let master = host(&json, masters[0]);
+    let last = &master["instances"][0]["last_transition"];
+    assert!(last["from"].is_string() && last["at"].is_string(), "{json:#}");
     assert!(
         !master["instances"][0]["vips_held"].as_array().unwrap().is_empty()
     );

@@ -158,6 +158,12 @@ impl Status {
             if let Some(why) = i["fault"].as_str() {
                 write!(out, " ({})", escape(why))?;
             }
+            let last = &i["last_transition"];
+            if let (Some(from), Some(at)) =
+                (last["from"].as_str(), last["at"].as_str())
+            {
+                write!(out, ", was {} until {}", escape(from), escape(at))?;
+            }
             writeln!(out)?;
         }
         let notified = &self.details["notifications"];
@@ -349,7 +355,8 @@ mod tests {
             { "name": "VI_1", "vrid": 51, "state": "MASTER", "priority": 120,
               "effective_priority": 60 },
             { "name": "VI_2", "vrid": 52, "state": "FAULT", "priority": 120,
-              "fault": "eth0 has no carrier" },
+              "fault": "eth0 has no carrier",
+              "last_transition": { "from": "BACKUP", "at": "2026-12-05T13:00:00Z" } },
         ]});
         let mut out = Vec::new();
         s.write_human(&mut out).unwrap();
@@ -358,7 +365,7 @@ mod tests {
             text.contains(
                 "vrrp    VI_1 (vrid 51): MASTER, priority 120 (effective 60)\n\
                  vrrp    VI_2 (vrid 52): FAULT, priority 120 \
-                 (eth0 has no carrier)\n"
+                 (eth0 has no carrier), was BACKUP until 2026-12-05T13:00:00Z\n"
             ),
             "{text}"
         );

@@ -91,6 +91,19 @@ pub struct InstanceView {
     pub fault: Option<String>,
     /// The instance's VIPs this host holds now (from its addresses).
     pub vips_held: Vec<IpAddr>,
+    /// The state it left last and when (RFC 3339), as
+    /// `{ "from": "BACKUP", "at": "…" }`; absent before the first change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_transition: Option<LastTransition>,
+}
+
+/// A VRRP instance's last state change, as its agent reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastTransition {
+    /// The state left.
+    pub from: String,
+    /// When, RFC 3339, as the host's clock says.
+    pub at: String,
 }
 
 /// One real server as one director sees it.
@@ -327,6 +340,16 @@ fn agent(view: &mut HostView, status: &Status) {
             effective_priority: i["effective_priority"].as_u64().unwrap_or(0),
             fault: i["fault"].as_str().map(str::to_owned),
             vips_held: Vec::new(),
+            last_transition: match (
+                i["last_transition"]["from"].as_str(),
+                i["last_transition"]["at"].as_str(),
+            ) {
+                (Some(from), Some(at)) => Some(LastTransition {
+                    from: from.to_owned(),
+                    at: at.to_owned(),
+                }),
+                _ => None,
+            },
         });
     }
     let servers = d["forwarding"]["real_servers"].as_object();
@@ -498,7 +521,7 @@ pub(crate) fn write_text(
                     let held: Vec<String> =
                         i.vips_held.iter().map(IpAddr::to_string).collect();
                     format!(
-                        "{} {} {}/{}{}",
+                        "{} {} {}/{}{}{}",
                         i.name,
                         i.state,
                         i.priority,
@@ -506,6 +529,11 @@ pub(crate) fn write_text(
                         match held.is_empty() {
                             true => String::new(),
                             false => format!(" [{}]", held.join(" ")),
+                        },
+                        match &i.last_transition {
+                            Some(t) =>
+                                format!(" (from {} at {})", t.from, t.at),
+                            None => String::new(),
                         }
                     )
                 })
@@ -595,7 +623,7 @@ mod tests {
         )
     }
 
-    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}}}}}"#;
+    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}}}}}"#;
 
     fn vips() -> BTreeMap<String, Vec<IpAddr>> {
         BTreeMap::from([("VI_1".into(), vec!["10.0.0.200".parse().unwrap()])])
@@ -615,6 +643,11 @@ mod tests {
             ["10.0.0.200".parse::<IpAddr>().unwrap()]
         );
         assert_eq!(v.real_servers.len(), 2);
+        let t = v.instances[0].last_transition.as_ref().unwrap();
+        assert_eq!(
+            (t.from.as_str(), t.at.as_str()),
+            ("MASTER", "2026-12-05T13:00:00Z")
+        );
         assert!(v.arp.is_empty(), "ARP settings are a real server's");
     }
 
@@ -660,6 +693,7 @@ mod tests {
             priority: 100,
             effective_priority: 100,
             fault: None,
+            last_transition: None,
             vips_held: match held {
                 true => vec!["10.0.0.200".parse().unwrap()],
                 false => Vec::new(),
