@@ -8,7 +8,7 @@
 //! nothing to do, 1 error, 2 changes pending (`plan --detailed-exitcode`),
 //! 3 partial failure. stdout is data (plans, `--json`), stderr is talk.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
@@ -19,6 +19,7 @@ use crate::global::GlobalArgs;
 use crate::host::HostCommand;
 use crate::import::command::ImportArgs;
 use crate::lab::command::LabArgs;
+use crate::status::StatusArgs;
 use crate::validate::ValidateArgs;
 use crate::{agent, apply, import, lab, validate};
 
@@ -115,9 +116,20 @@ pub enum Command {
     },
 
     /// Show the live state of every host's agent.
-    #[command(long_about = "Ask every host's agent for its state: VRRP role, \
-        VIPs, real-server health.\n\nExample:\n  lbdeploy status")]
-    Status,
+    #[command(long_about = "Ask every host at once over SSH, one round trip \
+        each: its agent (running, pid, version, generation, healthy or \
+        degraded and why), each VRRP instance (state, priorities, VIPs \
+        held), each real server's health as each director sees it, and on \
+        real servers the VIPs on lo and the ARP settings. Warnings come \
+        first: two masters or none for an instance, a VIP held by a host \
+        that is not master, a real server up on one director and down on \
+        another, a host not at the controller's latest generation, a host \
+        unreachable or degraded.\n\n\
+        Example:\n  lbdeploy status\n  lbdeploy status --watch 5s \
+        --limit role:director\n  lbdeploy --json status\n\n\
+        Exit codes: 0 all well, 3 a warning (degraded, unreachable, \
+        inconsistent), 1 error before any host was asked.")]
+    Status(StatusArgs),
 
     /// Run the on-host agent (what apply installs and starts).
     #[command(subcommand)]
@@ -213,7 +225,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Rollback(args) => apply::commands::rollback(global, args),
         Command::History => apply::commands::history(global),
         Command::Unlock { id } => apply::commands::unlock(global, id),
-        Command::Status => not_yet("status", 8),
+        Command::Status(args) => crate::status::run(global, args),
         Command::Agent(cmd) => {
             crate::util::log::init(global.log_format);
             agent::command::run(cmd, global.json)
@@ -225,10 +237,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Lab(args) => lab::command::run(global, args),
         Command::ImportKeepalived(args) => import::command::run(global, args),
     }
-}
-
-fn not_yet(what: &str, issue: u32) -> anyhow::Result<ExitStatus> {
-    bail!("`lbdeploy {what}` is not implemented yet (issue #{issue})")
 }
 
 #[cfg(test)]
@@ -320,6 +328,31 @@ mod tests {
         assert_eq!(command, ["sh", "-c", "echo -n x"]);
         assert!(
             Cli::try_parse_from(["lbdeploy", "lab", "exec", "rs01"]).is_err()
+        );
+    }
+
+    /// Issue #19: `--watch` alone takes the default interval, `--watch
+    /// 5s` its own; `--limit` repeats.
+    #[test]
+    fn r19_status_takes_watch_with_or_without_an_interval() {
+        use std::time::Duration;
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Status(a) = cli.command else { panic!() };
+            a
+        };
+        assert_eq!(parse(&["lbdeploy", "status"]).watch, None);
+        let a = parse(&["lbdeploy", "status", "--watch"]);
+        assert_eq!(a.watch, Some(Duration::from_secs(2)));
+        let a =
+            parse(&["lbdeploy", "status", "--watch", "5s", "--limit", "d*"]);
+        assert_eq!(
+            (a.watch, a.limit),
+            (Some(Duration::from_secs(5)), vec!["d*".to_owned()])
+        );
+        assert!(
+            Cli::try_parse_from(["lbdeploy", "status", "--watch", "x"])
+                .is_err()
         );
     }
 

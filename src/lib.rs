@@ -15,6 +15,7 @@ pub mod import;
 pub mod inventory;
 pub mod lab;
 pub mod plan;
+pub mod status;
 pub mod transport;
 pub mod util;
 pub mod validate;

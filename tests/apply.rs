@@ -240,6 +240,14 @@ fn rollback_restores_the_first_generation_byte_for_byte() {
         .collect();
     assert_eq!(commands.len(), 3);
     assert!(commands[2].contains("rollback"), "{commands:?}");
+    // Issue #19: the rollback names what it restored and hashes alike.
+    let gens = history.as_array().unwrap();
+    assert_eq!(gens[2]["restored"], 1, "{history:#}");
+    assert_eq!(gens[2]["inventory_sha256"], gens[0]["inventory_sha256"]);
+    assert_ne!(gens[1]["inventory_sha256"], gens[0]["inventory_sha256"]);
+    assert!(gens[1].get("restored").is_none(), "{history:#}");
+    let table = lab.lbdeploy_exit(0, &["history"]);
+    assert!(table.contains("RESTORED"), "{table}");
     // Rolling back again goes to generation 2's inventory.
     let out = lab.lbdeploy_exit(0, &["rollback", "--yes", "--to", "2"]);
     assert!(out.contains("generation 4 recorded"), "{out}");

@@ -115,6 +115,13 @@ pub struct Report {
     pub healthy: bool,
     /// Mode-specific details, as JSON.
     pub details: serde_json::Value,
+    /// Why the mode cannot do what its configuration says (a data plane
+    /// that refused it, a VIP missing from `lo`): each makes the agent
+    /// degraded, hence not healthy.
+    pub degraded: Vec<String>,
+    /// The latest configuration has not been tried yet by every part of
+    /// the mode, so `degraded` may still speak of the one before.
+    pub settling: bool,
 }
 
 /// A configuration as loaded: the parsed value and what the status reports
@@ -265,10 +272,12 @@ impl<C: ModeConfig> Agent<C> {
             last_reload_error: self.last_reload_error.clone(),
             // A configuration loaded (or the agent would not run) and the
             // worker says its part is in order.
-            healthy: report.healthy,
+            healthy: report.healthy && report.degraded.is_empty(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             log_lines_dropped: crate::util::log::dropped_lines(),
             details: report.details,
+            degraded: report.degraded,
+            settling: report.settling,
         }
     }
 }
@@ -469,7 +478,7 @@ mod tests {
         async fn stop(&mut self) {}
 
         fn report(&self) -> Report {
-            Report { healthy: true, details: serde_json::Value::Null }
+            Report { healthy: true, ..Report::default() }
         }
     }
 

@@ -67,6 +67,32 @@ pub struct Status {
     /// What the mode reports about its own work (VIPs, VRRP state, …).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
+
+    // ===== degraded state (issue #19) =====
+    /// Why the agent cannot do what its configuration says: a data plane
+    /// that refused it (a stateful scheduler on nftables, a failed `nft`
+    /// load, an IPVS error), a VIP missing from `lo`. Any reason makes
+    /// `healthy` false: the agent runs, but not as configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<String>,
+    /// The latest configuration has not been tried by the whole agent yet
+    /// (the data plane takes it a moment after the load): `degraded` may
+    /// still speak of the one before. `apply` waits for this to clear
+    /// before it judges the agent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settling: bool,
+}
+
+impl Status {
+    /// How the agent fares in one word: `healthy`, `degraded` (with
+    /// reasons) or `unhealthy` (a part of it stopped).
+    pub fn health(&self) -> &'static str {
+        match (self.healthy, self.degraded.is_empty()) {
+            (true, _) => "healthy",
+            (false, false) => "degraded",
+            (false, true) => "unhealthy",
+        }
+    }
 }
 
 impl Status {
@@ -81,7 +107,10 @@ impl Status {
         &self,
         out: &mut impl Write,
     ) -> std::io::Result<()> {
-        let health = if self.healthy { "healthy" } else { "UNHEALTHY" };
+        let health = match self.healthy {
+            true => self.health().to_owned(),
+            false => self.health().to_uppercase(),
+        };
         writeln!(
             out,
             "agent {} running, pid {}, {health}, version {}",
@@ -102,6 +131,12 @@ impl Status {
             escape(&self.loaded_at),
             self.reloads
         )?;
+        for why in &self.degraded {
+            writeln!(out, "degraded: {}", escape(&redact::text(why)))?;
+        }
+        if self.settling {
+            writeln!(out, "settling: the latest configuration is being taken")?;
+        }
         if let Some(e) = &self.last_reload_error {
             let e = escape(&redact::text(e)).into_owned();
             writeln!(out, "last reload failed, old config kept: {e}")?;
@@ -122,6 +157,12 @@ impl Status {
             }
             if let Some(why) = i["fault"].as_str() {
                 write!(out, " ({})", escape(why))?;
+            }
+            let last = &i["last_transition"];
+            if let (Some(from), Some(at)) =
+                (last["from"].as_str(), last["at"].as_str())
+            {
+                write!(out, ", was {} until {}", escape(from), escape(at))?;
             }
             writeln!(out)?;
         }
@@ -249,6 +290,8 @@ mod tests {
             version: "0.1.0".into(),
             log_lines_dropped: 0,
             details: serde_json::json!({ "vips": ["192.0.2.1"] }),
+            degraded: Vec::new(),
+            settling: false,
         }
     }
 
@@ -283,6 +326,36 @@ mod tests {
         assert!(text.contains("last reload failed, old config kept: bad"));
     }
 
+    /// Issue #19: degraded is a state of its own, with its reasons, in
+    /// the text status too.
+    #[test]
+    fn r19_human_form_says_degraded_and_why() {
+        let mut s = sample();
+        s.mode = Mode::Director;
+        s.healthy = false;
+        s.degraded = vec![
+            "data plane: service web: the `wlc` scheduler needs connection \
+             state\x1b[2J"
+                .into(),
+        ];
+        assert_eq!(s.health(), "degraded");
+        let mut out = Vec::new();
+        s.write_human(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("agent director running, pid 42, DEGRADED"));
+        assert!(
+            text.contains(
+                "\ndegraded: data plane: service web: the `wlc` scheduler \
+                 needs connection state\\x1b[2J\n"
+            ),
+            "{text}"
+        );
+        s.degraded.clear();
+        assert_eq!(s.health(), "unhealthy");
+        let json = String::from_utf8(encode(&sample())).unwrap();
+        assert!(!json.contains("degraded") && !json.contains("settling"));
+    }
+
     #[test]
     fn human_form_shows_each_vrrp_state_and_why_in_fault() {
         let mut s = sample();
@@ -290,7 +363,8 @@ mod tests {
             { "name": "VI_1", "vrid": 51, "state": "MASTER", "priority": 120,
               "effective_priority": 60 },
             { "name": "VI_2", "vrid": 52, "state": "FAULT", "priority": 120,
-              "fault": "eth0 has no carrier" },
+              "fault": "eth0 has no carrier",
+              "last_transition": { "from": "BACKUP", "at": "2026-12-05T13:00:00Z" } },
         ]});
         let mut out = Vec::new();
         s.write_human(&mut out).unwrap();
@@ -299,7 +373,7 @@ mod tests {
             text.contains(
                 "vrrp    VI_1 (vrid 51): MASTER, priority 120 (effective 60)\n\
                  vrrp    VI_2 (vrid 52): FAULT, priority 120 \
-                 (eth0 has no carrier)\n"
+                 (eth0 has no carrier), was BACKUP until 2026-12-05T13:00:00Z\n"
             ),
             "{text}"
         );

@@ -228,7 +228,10 @@ async fn upload(p: &Planned, ctx: &Context) -> Result<PathBuf, String> {
 }
 
 /// Ask the agent how it is, for a few seconds: a freshly started agent may
-/// take a moment to open its socket.
+/// take a moment to open its socket, and its data plane a moment more to
+/// take the configuration (`settling`). A degraded agent — one that runs
+/// but cannot do what its configuration says — fails the check with its
+/// reasons, as one that does not answer does.
 async fn agent_healthy(p: &Planned, binary: &str) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -237,11 +240,24 @@ async fn agent_healthy(p: &Planned, binary: &str) -> Result<(), String> {
             .run(binary, &["agent", "status", "--json"], b"")
             .await
             .map_err(|e| e.to_string())?;
-        if out.success() {
-            return Ok(());
-        }
+        // `agent status` prints its answer and exits 3 when the agent is
+        // not healthy; exit 1 without an answer when there is no agent.
+        let status =
+            crate::agent::status::decode(&String::from_utf8_lossy(&out.stdout))
+                .ok();
+        let verdict = match &status {
+            Some(s) if s.settling => Err("its data plane is still taking \
+                 the configuration"
+                .to_owned()),
+            Some(s) if s.healthy => return Ok(()),
+            Some(s) if !s.degraded.is_empty() => {
+                Err(format!("degraded: {}", s.degraded.join("; ")))
+            }
+            Some(s) => Err(format!("it reports itself {}", s.health())),
+            None => Err(strip_prefix(&out.stderr_text()).to_owned()),
+        };
         if tokio::time::Instant::now() >= deadline {
-            return Err(strip_prefix(&out.stderr_text()).to_owned());
+            return verdict;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

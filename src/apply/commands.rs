@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::document::PlanDocument;
-use super::generations::Store;
+use super::generations::{Restored, Store};
 use super::prepare::{Inputs, prepare, prepare_text};
 use super::recap::HostResult;
 use super::run::Options as RunOptions;
@@ -106,6 +106,7 @@ fn converge(global: &GlobalArgs, c: &ConvergeArgs) -> RunOptions {
         json: global.json,
         quiet: global.quiet,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        restores: None,
     }
 }
 
@@ -210,7 +211,12 @@ pub fn rollback(
         "Rolling back to generation {target} ({}, by {}).",
         meta.time, meta.by
     );
-    super::run::apply(inputs, prepared, &converge(global, &args.converge))
+    let restores = Restored { number: target, secrets: meta.secrets.clone() };
+    let opts = RunOptions {
+        restores: Some(restores),
+        ..converge(global, &args.converge)
+    };
+    super::run::apply(inputs, prepared, &opts)
 }
 
 /// `lbdeploy history`.
@@ -233,26 +239,40 @@ pub fn history(global: &GlobalArgs) -> anyhow::Result<ExitStatus> {
         )?;
         return Ok(ExitStatus::Ok);
     }
+    write_history(&mut out, &list)?;
+    Ok(ExitStatus::Ok)
+}
+
+/// The history table: one line per generation; a rollback's line names
+/// the generation it restored (`RESTORED`), whose inventory hash it
+/// shares. The text of `meta.json` is the controller's own, but a
+/// command line may hold anything an operator typed: escaped.
+fn write_history(
+    out: &mut impl Write,
+    list: &[super::generations::Meta],
+) -> std::io::Result<()> {
+    use crate::util::terminal::escape;
     writeln!(
         out,
-        "{:>4}  {:20}  {:16}  {:12}  HOSTS  COMMAND",
-        "GEN", "TIME", "BY", "INVENTORY"
+        "{:>4}  {:20}  {:16}  {:12}  {:8}  HOSTS  COMMAND",
+        "GEN", "TIME", "BY", "INVENTORY", "RESTORED"
     )?;
-    for m in &list {
+    for m in list {
         let changed =
             m.hosts.values().filter(|r| **r == HostResult::Changed).count();
+        let restored = m.restored.map_or("-".to_owned(), |n| n.to_string());
         writeln!(
             out,
-            "{:>4}  {:20}  {:16}  {:12}  {changed}/{}    {}",
+            "{:>4}  {:20}  {:16}  {:12}  {restored:8}  {changed}/{}    {}",
             m.number,
-            m.time,
-            m.by,
-            &m.inventory_sha256[..12.min(m.inventory_sha256.len())],
+            escape(&m.time),
+            escape(&m.by),
+            escape(&m.inventory_sha256.chars().take(12).collect::<String>()),
             m.hosts.len(),
-            m.command
+            escape(&m.command)
         )?;
     }
-    Ok(ExitStatus::Ok)
+    Ok(())
 }
 
 /// `lbdeploy unlock ID`: the controller's lock and every host's.
@@ -305,4 +325,41 @@ pub fn unlock(global: &GlobalArgs, id: &str) -> anyhow::Result<ExitStatus> {
         }
     }
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::apply::generations::Meta;
+
+    /// Issue #19: a rollback's line names what it restored, beside the
+    /// hash it shares with it; what meta.json holds is escaped.
+    #[test]
+    fn r19_history_shows_what_a_rollback_restored() {
+        let meta = |n, restored, command: &str| Meta {
+            number: n,
+            time: "2026-12-05T13:00:00Z".into(),
+            by: "root@ctl".into(),
+            command: command.into(),
+            inventory_sha256: "0123456789abcdef".into(),
+            binary_sha256: "b".into(),
+            secrets: BTreeMap::new(),
+            hosts: BTreeMap::from([("d1".into(), HostResult::Changed)]),
+            restored,
+        };
+        let list = [
+            meta(1, None, "lbdeploy apply"),
+            meta(3, Some(1), "lbdeploy rollback\x1b[2J"),
+        ];
+        let mut out = Vec::new();
+        write_history(&mut out, &list).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("INVENTORY     RESTORED"), "{text}");
+        assert!(lines[1].contains("0123456789ab  -         1/1"), "{text}");
+        assert!(lines[2].contains("0123456789ab  1         1/1"), "{text}");
+        assert!(lines[2].ends_with("rollback\\x1b[2J"), "{text}");
+    }
 }

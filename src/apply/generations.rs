@@ -66,7 +66,11 @@ pub(crate) struct Meta {
     pub by: String,
     /// `apply` or `rollback --to N`.
     pub command: String,
-    /// SHA-256 of the inventory file text applied (before redaction).
+    /// SHA-256 of the inventory as this generation stores it, with its
+    /// secrets' fingerprints ([`canonical_sha256`]): the same inventory
+    /// has the same hash whether it was applied from its file or restored
+    /// by a rollback, and whatever its comments and layout. Generations
+    /// recorded before this rule hold the hash of the file's text.
     pub inventory_sha256: String,
     /// SHA-256 of the agent binary installed.
     pub binary_sha256: String,
@@ -76,6 +80,42 @@ pub(crate) struct Meta {
     pub secrets: BTreeMap<String, String>,
     /// Per host: `ok`, `changed`, `failed`, `unreachable`, `rolled back`.
     pub hosts: BTreeMap<String, HostResult>,
+    /// The generation a rollback restored; absent for an apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<u64>,
+}
+
+/// What a rollback restores, for the generation it records: the number,
+/// and that generation's secret fingerprints (its inventory refers to
+/// them; without them the new generation could not be rolled back to, and
+/// its hash would not be the restored one's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Restored {
+    /// The generation restored.
+    pub number: u64,
+    /// Its secrets' fingerprints, as recorded.
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// The hash a generation records for inventory `stored` (as
+/// [`Store::without_secrets`] makes it) and its secrets' fingerprints:
+/// the YAML serde writes for it, which holds no comment and no layout of
+/// the file, then the fingerprints. Two inventories with the same
+/// settings and the same secrets hash alike; a changed password changes
+/// the hash through its fingerprint.
+///
+/// # Errors
+/// When the inventory cannot be serialised.
+pub(crate) fn canonical_sha256(
+    stored: &Inventory,
+    secrets: &BTreeMap<String, String>,
+) -> anyhow::Result<String> {
+    let mut h = Sha256::new();
+    h.update(serde_yaml::to_string(stored)?.as_bytes());
+    for (name, print) in secrets {
+        h.update(format!("\0{name}\0{print}").as_bytes());
+    }
+    Ok(hex(&h.finalize()))
 }
 
 /// `.lbdeploy/generations`.
@@ -402,6 +442,7 @@ vrrp_instances:
             binary_sha256: "b".into(),
             secrets,
             hosts: BTreeMap::new(),
+            restored: None,
         }
     }
 
@@ -421,6 +462,39 @@ vrrp_instances:
         )
         .unwrap();
         assert_eq!(env.var("LBDEPLOY_SECRET_VI_1").as_deref(), Some("1111"));
+    }
+
+    /// Issue #19: a rollback's inventory is the stored text, loaded
+    /// again, with the restored generation's fingerprints; it must hash
+    /// as the inventory it restores, and a comment or a new layout must
+    /// not move the hash while a changed password must.
+    #[test]
+    fn r19_the_same_inventory_hashes_alike_however_it_came() {
+        let (stored, prints) = without_secrets(&inventory(), KEY);
+        let applied = canonical_sha256(&stored, &prints).unwrap();
+        let text = serde_yaml::to_string(&stored).unwrap();
+        let reloaded: Inventory =
+            serde_yaml::from_str(&format!("# lbdeploy generation 1\n{text}"))
+                .unwrap();
+        // A rollback's inventory holds references: nothing to fingerprint.
+        let (again, none) = without_secrets(&reloaded, KEY);
+        assert!(none.is_empty());
+        assert_eq!(canonical_sha256(&again, &prints).unwrap(), applied);
+        let relaid: Inventory = serde_yaml::from_str(
+            "# a comment\ncluster: t\ndirectors: [{ name: d1, address: \
+             10.0.0.1/24, interface: eth0, priority: 100 }]\n\
+             vrrp_instances:\n  - { name: VI-1, virtual_router_id: 1,\n    \
+             authentication: { type: pass, password: '1111' },\n    \
+             virtual_addresses: [{ address: 10.0.0.100/24 }] }\n",
+        )
+        .unwrap();
+        let (s, p) = without_secrets(&relaid, KEY);
+        assert_eq!(canonical_sha256(&s, &p).unwrap(), applied);
+        let mut other = inventory();
+        other.vrrp_instances[0].authentication.as_mut().unwrap().password =
+            Some("2222".into());
+        let (s, p) = without_secrets(&other, KEY);
+        assert_ne!(canonical_sha256(&s, &p).unwrap(), applied);
     }
 
     #[test]

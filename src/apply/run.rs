@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::activate::{self, Context, Outcome};
 use super::document::PlanDocument;
-use super::generations::{Meta, Store};
+use super::generations::{Meta, Restored, Store, canonical_sha256};
 use super::lock::{Holder, Lock};
 use super::phases::phases;
 use super::prepare::{Inputs, Prepared};
@@ -43,6 +43,8 @@ pub struct Options {
     pub quiet: bool,
     /// The command, as recorded in locks and generations.
     pub command: String,
+    /// The generation a rollback restores, recorded in the new one.
+    pub(crate) restores: Option<Restored>,
 }
 
 /// Apply `prepared` (from the inventory file or a generation).
@@ -247,17 +249,23 @@ fn record(
     opts: &Options,
     recaps: &[Recap],
 ) -> anyhow::Result<()> {
-    let (inventory, secrets) = store.without_secrets(&prepared.inventory)?;
+    let (inventory, mut secrets) =
+        store.without_secrets(&prepared.inventory)?;
+    if let Some(r) = &opts.restores {
+        // The restored inventory refers to these instead of holding them.
+        secrets.extend(r.secrets.clone());
+    }
     let holder = Holder::me(&ctx.apply_id, &opts.command);
     let meta = Meta {
         number: ctx.generation,
         time: holder.since,
         by: holder.by,
         command: opts.command.clone(),
-        inventory_sha256: prepared.inventory_sha256.clone(),
+        inventory_sha256: canonical_sha256(&inventory, &secrets)?,
         binary_sha256: prepared.binary.sha256.clone(),
         secrets,
         hosts: recaps.iter().map(|r| (r.host.clone(), r.result)).collect(),
+        restored: opts.restores.as_ref().map(|r| r.number),
     };
     store.record(&meta, &inventory)
 }

@@ -47,8 +47,60 @@ pub(crate) fn survey(
     let rt = runtime()?;
     let gathered =
         rt.block_on(gather(prepared.hosts.clone(), &prepared.binary, forks));
+    let gathered = rt.block_on(refuse_without_ipvs(inputs, prepared, gathered));
     let doc = document(inputs, prepared, &gathered)?;
     Ok(Survey { rt, gathered, doc })
+}
+
+/// Each planned director whose facts say its kernel has no IPVS while
+/// its configuration needs it ([`crate::plan::kernel`]) becomes a failed
+/// host, its message naming the service where the inventory writes it:
+/// planned, it would apply a scheduler the data plane silently ignores.
+async fn refuse_without_ipvs(
+    inputs: &Inputs,
+    prepared: &Prepared,
+    gathered: Vec<(String, Gathered)>,
+) -> Vec<(String, Gathered)> {
+    let mut out = Vec::with_capacity(gathered.len());
+    for (name, g) in gathered {
+        let Gathered::Planned(p) = g else {
+            out.push((name, g));
+            continue;
+        };
+        let Some(need) =
+            crate::plan::kernel::needs_ipvs(&p.desired, p.facts.ipvs)
+        else {
+            out.push((name, Gathered::Planned(p)));
+            continue;
+        };
+        p.conn.close().await;
+        let index = prepared.inventory.virtual_services.iter().position(|s| {
+            s.vip == need.vip && s.port.get() as u16 == need.port
+        });
+        let (line, col) = index.map_or((1, 1), |i| {
+            crate::inventory::position(
+                &prepared.text,
+                &format!("virtual_services[{i}]"),
+            )
+        });
+        let why = match need.forced {
+            true => "`dataplane: ipvs` needs IPVS".to_owned(),
+            false => format!(
+                "the `{}` scheduler needs IPVS (`dataplane: auto` would \
+                 fall back to nftables and not apply it)",
+                need.scheduler
+            ),
+        };
+        let message = format!(
+            "{}:{line}:{col}: service {}: {why}, and the kernel of {name} \
+             has none — use one of rr, wrr, sh, mh, or give {name} a kernel \
+             with IPVS",
+            inputs.inventory.display(),
+            need.service,
+        );
+        out.push((name, Gathered::Failed(message)));
+    }
+    out
 }
 
 /// The plan document of what was gathered.

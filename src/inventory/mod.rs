@@ -99,6 +99,14 @@ pub fn load(path: &Path, env: &dyn Environment) -> Result<Loaded, Error> {
     load_str(path, &source, base, env)
 }
 
+/// Where the field at `path` (diagnostics' syntax: `virtual_services[2]`)
+/// is written in inventory `source`, as (line, column); the nearest
+/// enclosing field when it is not there, `(1, 1)` when the document cannot
+/// be indexed. For messages about an inventory that has already loaded.
+pub fn position(source: &str, path: &str) -> (usize, usize) {
+    locate::Locations::index(source).map_or((1, 1), |l| l.find(path))
+}
+
 /// Parse and validate inventory text; `file` is only used in messages and
 /// `base` resolves relative secret files.
 ///

@@ -396,6 +396,7 @@ mod tests {
             binary_sha256: Some("new".into()),
             service: ServiceState::Running,
             unit: None,
+            ipvs: None,
             addresses: vec![HostAddress {
                 interface: "lo".into(),
                 ip: "10.0.0.200".parse().unwrap(),

@@ -27,6 +27,7 @@
 //! dropin MODE BASE64 PATH (systemd: a drop-in in the unit's own `.d`
 //!                          directory under /etc or /run)
 //! ipaddr N: IFACE inet ADDR/PREFIX ... [LABEL]\ ...   (`ip -o addr show`)
+//! ipvs yes|no|unknown     (whether the kernel has or can load IPVS)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,7 +106,26 @@ pub struct HostFacts {
     pub unit: Option<UnitFacts>,
     /// Every address on every interface (empty where `ip` is missing).
     pub addresses: Vec<HostAddress>,
+    /// Whether the kernel has IPVS or can load it; `None` when the host
+    /// cannot tell (see `IPVS_PROBE`).
+    pub ipvs: Option<bool>,
 }
+
+/// How the facts script tells whether the kernel has IPVS, without
+/// loading anything: `/proc/net/ip_vs` exists once it is there; a kernel
+/// without `/proc/modules` has no module support, so what is not built in
+/// never will be; otherwise the module index of the running kernel says
+/// whether `ip_vs` is a module or built in. A host without that index (a
+/// container, whose modules the outer host loads) is `unknown`, and
+/// `plan` refuses nothing on it.
+pub(crate) const IPVS_PROBE: &str = "if [ -e /proc/net/ip_vs ]; then echo 'ipvs yes'; \
+     elif [ ! -e /proc/modules ]; then echo 'ipvs no'; \
+     else m=/lib/modules/$(uname -r); \
+       if grep -qs '/ip_vs\\.ko' \"$m/modules.dep\" \"$m/modules.builtin\"; \
+       then echo 'ipvs yes'; \
+       elif [ -d \"$m\" ]; then echo 'ipvs no'; \
+       else echo 'ipvs unknown'; fi; \
+     fi\n";
 
 /// The agent's unit as systemd sees it: what decides whether it comes
 /// back after a reboot and runs with the settings lbdeploy installed.
@@ -196,6 +216,7 @@ pub fn script(query: &Query) -> String {
          else echo 'service stopped'; fi\n"
     );
     s += "if command -v ip >/dev/null; then ip -o addr show | sed 's/^/ipaddr /'; fi\n";
+    s += IPVS_PROBE;
     s
 }
 
@@ -236,6 +257,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         service: ServiceState::Stopped,
         unit: None,
         addresses: Vec::new(),
+        ipvs: None,
     };
     for (n, line) in lines {
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -289,6 +311,13 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                 }
             }
             "ipaddr" => facts.addresses.extend(ip_addr_line(rest)),
+            "ipvs" => {
+                facts.ipvs = match rest {
+                    "yes" => Some(true),
+                    "no" => Some(false),
+                    _ => None,
+                }
+            }
             "nofile" | "nosysctl" | "nobinary" => {}
             _ => return Err(err(n, &format!("unknown record `{kind}`"))),
         }
@@ -328,7 +357,7 @@ fn file_record(rest: &str) -> Result<(PathBuf, FileFact), &'static str> {
 /// One line of `ip -o addr show`: `3: eth0    inet 10.0.0.200/24 scope
 /// global secondary eth0:1\ valid_lft ...`. Lines it cannot read are
 /// skipped: addresses only inform the plan, they never block reading it.
-fn ip_addr_line(line: &str) -> Option<HostAddress> {
+pub(crate) fn ip_addr_line(line: &str) -> Option<HostAddress> {
     let main = line.split('\\').next()?;
     let words: Vec<&str> = main.split_whitespace().collect();
     let interface = words.get(1)?.trim_end_matches(':').split('@').next()?;
@@ -396,6 +425,26 @@ mod tests {
         assert!(!facts.sysctls.contains_key("no.such.key"));
         assert_eq!(facts.binary_sha256.unwrap().len(), 64);
         assert!(!facts.arch.is_empty());
+        // The probe's first two rules, judged from the same files here.
+        let proc = std::path::Path::new("/proc");
+        if proc.join("net/ip_vs").exists() {
+            assert_eq!(facts.ipvs, Some(true));
+        } else if !proc.join("modules").exists() {
+            assert_eq!(facts.ipvs, Some(false));
+        }
+    }
+
+    #[test]
+    fn r19_ipvs_is_yes_no_or_unknown() {
+        let ipvs = |word| {
+            parse(&format!("lbdeploy-facts 1\narch x\nipvs {word}\n"))
+                .unwrap()
+                .ipvs
+        };
+        assert_eq!(ipvs("yes"), Some(true));
+        assert_eq!(ipvs("no"), Some(false));
+        assert_eq!(ipvs("unknown"), None);
+        assert_eq!(parse("lbdeploy-facts 1\narch x\n").unwrap().ipvs, None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod desired;
 pub mod diff;
 pub mod facts;
 pub mod gather;
+pub(crate) mod kernel;
 pub mod redact;
 pub mod render;
 pub mod roles;

@@ -76,6 +76,10 @@ pub struct Snapshot {
     pub quorum: BTreeMap<String, bool>,
     /// The last data-plane error, if the last attempt failed.
     pub last_error: Option<String>,
+    /// Configurations taken and reconciled once (the snapshot after it is
+    /// published): with [`Forward::sent`], whether the latest one has been
+    /// tried yet — until it has, `last_error` may speak of an older one.
+    pub configs: u64,
 }
 
 /// The running loop.
@@ -89,6 +93,26 @@ pub struct Forward {
     pub deliveries: DeliveryRecord,
     /// The loop's task.
     pub task: tokio::task::JoinHandle<()>,
+    /// Configurations sent to the loop ([`Forward::configure`]).
+    pub sent: u64,
+}
+
+impl Forward {
+    /// Hand the loop a new configuration (start, reload), counted so that
+    /// the status can tell when the loop has tried it
+    /// ([`Forward::settling`]).
+    pub async fn configure(&mut self, config: DirectorConfig) {
+        if self.tx.send(Msg::Config(Box::new(config))).await.is_ok() {
+            self.sent += 1;
+        }
+    }
+
+    /// Whether the loop has not yet reconciled the latest configuration:
+    /// a status asked now would judge the data plane by an older one.
+    pub fn settling(&self) -> bool {
+        let s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        s.configs < self.sent
+    }
 }
 
 /// Start the loop; state changes of the VRRP instances arrive on
@@ -99,7 +123,7 @@ pub fn spawn(changes: mpsc::UnboundedReceiver<StateChange>) -> Forward {
     let deliveries = DeliveryRecord::default();
     let run = run(rx, changes, snapshot.clone(), deliveries.clone());
     let task = tokio::spawn(run.in_current_span());
-    Forward { tx, snapshot, deliveries, task }
+    Forward { tx, snapshot, deliveries, task, sent: 0 }
 }
 
 /// Everything the loop owns.
@@ -121,6 +145,8 @@ struct Loop {
     plane: Option<(inventory::Dataplane, Box<dyn Dataplane>)>,
     last_error: Option<String>,
     snapshot: Arc<Mutex<Snapshot>>,
+    /// Configurations taken (see [`Snapshot::configs`]).
+    configs: u64,
 }
 
 async fn run(
@@ -142,6 +168,7 @@ async fn run(
         plane: None,
         last_error: None,
         snapshot,
+        configs: 0,
     };
     let mut recheck = tokio::time::interval(RECHECK);
     loop {
@@ -215,6 +242,7 @@ impl Loop {
         self.health = health;
         self.checks = Some(Checks::spawn(targets, tx, CHECK_CONCURRENCY));
         self.config = Some(config);
+        self.configs += 1;
         self.weigh();
     }
 
@@ -407,6 +435,7 @@ impl Loop {
                 .map(|(name, q)| (name.clone(), q.is_up()))
                 .collect(),
             last_error: self.last_error.clone(),
+            configs: self.configs,
         };
     }
 }

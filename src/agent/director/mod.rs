@@ -427,9 +427,8 @@ impl runtime::Worker<DirectorConfig> for Worker {
             .with_context(|| format!("vrrp instance {name}: sockets"))?;
             self.running.push((key, handle));
         }
-        if let Some(f) = &self.forward {
-            let _ =
-                f.tx.send(forward::Msg::Config(Box::new(config.clone()))).await;
+        if let Some(f) = &mut self.forward {
+            f.configure(config.clone()).await;
         }
         // The old instances have stopped and taken their VIPs with them;
         // if one did not stop in time, the file keeps listing them.
@@ -492,9 +491,16 @@ impl runtime::Worker<DirectorConfig> for Worker {
         let notifications = self.forward.as_ref().map(|f| {
             f.deliveries.lock().unwrap_or_else(|p| p.into_inner()).clone()
         });
+        let mut degraded = Vec::new();
+        if let Some(e) = forwarding.as_ref().and_then(|f| f.last_error.clone())
+        {
+            degraded.push(format!("data plane: {e}"));
+        }
         Report {
             healthy: self.running.iter().all(|(_, h)| !h.task.is_finished())
                 && self.forward.as_ref().is_none_or(|f| !f.task.is_finished()),
+            degraded,
+            settling: self.forward.as_ref().is_some_and(Forward::settling),
             details: json!({
                 "vrrp_instances": instances,
                 "forwarding": forwarding,

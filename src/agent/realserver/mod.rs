@@ -213,8 +213,32 @@ impl runtime::Worker<RealserverConfig> for Worker {
         Report {
             healthy,
             details: serde_json::to_value(&*s).unwrap_or_default(),
+            degraded: degraded(&s),
+            settling: false,
         }
     }
+}
+
+/// Why a real server does not do what its configuration says, one
+/// reason per problem, for the status. Pure.
+fn degraded(s: &Snapshot) -> Vec<String> {
+    let mut why = Vec::new();
+    for v in s.vips.iter().filter(|v| !v.on_lo) {
+        why.push(format!("VIP {} is not on lo", v.address));
+    }
+    if !s.sysctls_ok {
+        why.push("the ARP sysctls are not as configured".to_owned());
+    }
+    if s.nft_table == Some(false) {
+        why.push("the ARP nftables table is missing".to_owned());
+    }
+    for c in &s.conflicts {
+        why.push(format!("conflict: {c}"));
+    }
+    if let Some(e) = &s.last_error {
+        why.push(e.clone());
+    }
+    why
 }
 
 /// Start or reload: check, set the sysctls, then the VIPs.
@@ -483,4 +507,42 @@ async fn watch(
 fn concerns(st: &State, event: &Event) -> bool {
     let (Event::Added(a) | Event::Removed(a)) = event;
     st.vips.contains(&a.ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #19: each way a real server falls short of its configuration
+    /// is a reason of its own; none when it is as configured.
+    #[test]
+    fn r19_each_shortfall_is_a_degraded_reason() {
+        let vip = |on_lo| VipStatus {
+            address: "10.0.0.200".into(),
+            on_lo,
+            added_by_agent: true,
+        };
+        let mut s = Snapshot {
+            vips: vec![vip(true)],
+            sysctls_ok: true,
+            ..Snapshot::default()
+        };
+        assert!(degraded(&s).is_empty());
+        s.vips = vec![vip(false)];
+        s.nft_table = Some(false);
+        s.last_error = Some("netlink: EPERM".into());
+        assert_eq!(
+            degraded(&s),
+            [
+                "VIP 10.0.0.200 is not on lo",
+                "the ARP nftables table is missing",
+                "netlink: EPERM"
+            ]
+        );
+        s.sysctls_ok = false;
+        assert!(
+            degraded(&s)
+                .contains(&"the ARP sysctls are not as configured".to_owned())
+        );
+    }
 }

@@ -107,6 +107,21 @@ pub struct InstanceStatus {
     pub master_adver_interval_ms: u64,
     /// The counters.
     pub counters: Counters,
+
+    // ===== last transition (issue #19, for `lbdeploy status`) =====
+    /// The last state change: from what, and when; absent before the
+    /// first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_transition: Option<LastTransition>,
+}
+
+/// An instance's last state change, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastTransition {
+    /// The state it left (keepalived's words).
+    pub from: &'static str,
+    /// When, RFC 3339 (UTC).
+    pub at: String,
 }
 
 impl Counters {
@@ -215,6 +230,8 @@ struct Looper {
     /// When the second burst of announcements is due, and its size.
     garp_at: Option<(Duration, u32)>,
     counters: Counters,
+    /// The last state change, for the status.
+    last_transition: Option<LastTransition>,
     /// Which refusals are worth a log line now.
     reject_log: RejectLog,
     status: Arc<Mutex<InstanceStatus>>,
@@ -266,6 +283,7 @@ pub fn spawn(
         tracked: Vec::new(),
         master_adver_interval_ms: s.fsm.adver_interval.as_millis() as u64,
         counters: Counters::default(),
+        last_transition: None,
     }));
     let tracked_links = s
         .track
@@ -304,6 +322,7 @@ pub fn spawn(
         timer: None,
         garp_at: None,
         counters: Counters::default(),
+        last_transition: None,
         reject_log: RejectLog::default(),
         status: status.clone(),
         changes,
@@ -847,6 +866,11 @@ impl Looper {
 
     fn transition(&mut self, from: State, to: State) {
         self.counters.transitions += 1;
+        self.last_transition = Some(LastTransition {
+            from: state_name(from),
+            at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string(),
+        });
         let run_dir = paths::run_dir();
         if to == State::Master {
             mastership::became_master(&run_dir, self.s.vrid);
@@ -883,6 +907,7 @@ impl Looper {
         st.master_adver_interval_ms =
             self.fsm.master_adver_interval().as_millis() as u64;
         st.counters = self.counters;
+        st.last_transition.clone_from(&self.last_transition);
     }
 }
 
