@@ -85,6 +85,7 @@ mod tests {
                 content: config,
                 on_change: crate::plan::roles::OnChange::Reload,
                 only_with: None,
+                older_systemd: None,
             }],
             sysctls: BTreeMap::new(),
             binary: "/usr/local/bin/lbdeploy".into(),

@@ -547,6 +547,8 @@ mod tests {
             healthy: true,
             version: "0.1.0".into(),
             log_lines_dropped: 0,
+            degraded: Vec::new(),
+            settling: false,
             details,
         }
     }
