@@ -151,6 +151,15 @@ fn agent(e: &mut Exposition, s: &Status, process: Option<Process>) {
         "1 while the agent's work is in order (agent status's healthy).",
     );
     e.sample("lbdeploy_agent_healthy", &[], flag(s.healthy));
+    e.family(
+        "lbdeploy_agent_degraded_reasons",
+        Kind::Gauge,
+        "How many reasons agent status gives for being degraded (running, \
+         but not as configured); 0 when it is not.",
+    );
+    #[allow(clippy::cast_precision_loss)] // a handful of reasons
+    let reasons = s.degraded.len() as f64;
+    e.sample("lbdeploy_agent_degraded_reasons", &[], reasons);
     if let Some(t) = epoch(&s.started_at) {
         e.family(
             "lbdeploy_agent_start_time_seconds",
@@ -696,7 +705,15 @@ mod tests {
         let text = render(&odd, None, None);
         well_formed(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(text.contains("lbdeploy_agent_healthy 1\n"), "{text}");
+        assert!(text.contains("lbdeploy_agent_degraded_reasons 0\n"));
         assert!(!text.contains("lbdeploy_vrrp"), "{text}");
+        let degraded = Status {
+            healthy: false,
+            degraded: vec!["scheduler wlc needs IPVS".into()],
+            ..odd
+        };
+        let text = render(&degraded, None, None);
+        assert!(text.contains("lbdeploy_agent_degraded_reasons 1\n"));
     }
 
     #[test]
