@@ -5,6 +5,7 @@
 #
 #   bash bench/noop.sh 30 100 300   # as root; ~1 min per 30 hosts
 #   REPS=7 bash bench/noop.sh 100   # more runs per median (default 5)
+#   LBDEPLOY_BIN=/tmp/old bash bench/noop.sh 100   # that build, not this tree
 #
 # Address plan, one lab at a time on 10.89.0.0/16: controller .0.10,
 # directors .0.11 and .0.12, client .0.100, VIP .0.200; real server i at
@@ -22,10 +23,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-5}
-cargo build --release --quiet
+built=${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-gnu/release/lbdeploy
+if [ -n "${LBDEPLOY_BIN:-}" ]; then
+    built=$LBDEPLOY_BIN # another build to compare, e.g. main's
+else
+    cargo build --release --quiet
+fi
 WORK=$(mktemp -d /tmp/lbdeploy-noop.XXXXXX)
 BIN=$WORK/lbdeploy
-cp target/x86_64-unknown-linux-gnu/release/lbdeploy "$BIN"
+cp "$built" "$BIN"
 CG=''
 base=/sys/fs/cgroup/cpuacct
 if [ -w "$base" ] && mkdir "$base/lbdeploy-noop-$$" 2>/dev/null; then
