@@ -165,6 +165,40 @@ fn drift_is_planned_exactly_and_repaired() {
     );
 }
 
+/// The controller remembers each host's binary by its `stat` line
+/// (`plan::stamps`) so a no-op plan does not hash it again; a binary
+/// changed on a host — same size, its modification time put back — moves
+/// the stat line all the same, is hashed and planned.
+#[test]
+fn a_binary_changed_under_its_stamp_is_planned() {
+    let lab =
+        lab_or_skip!("apply-stamps", Inventory::example(Subnet::allocate()));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let stamps = lab.inventory().with_file_name(".lbdeploy/binary-stamps");
+    let text = std::fs::read_to_string(&stamps).unwrap();
+    for h in HOSTS {
+        let line = text.lines().find(|l| l.starts_with(&format!("{h}\t")));
+        assert!(line.is_some(), "no stamp for {h}: {text}");
+    }
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+    lab.exec_ok(
+        "rs01",
+        "b=/usr/local/sbin/lbdeploy; cp -p $b $b.x && \
+         printf 'lbdeploy-stamp-test' | dd of=$b.x bs=1 \
+           seek=$(($(stat -c %s $b) - 19)) conv=notrunc 2>/dev/null && \
+         touch -r $b $b.x && mv $b.x $b",
+    );
+    let plan = lab.lbdeploy_exit(2, &["plan", "--detailed-exitcode"]);
+    assert!(
+        plan.contains("Plan: 1 hosts to change, 3 unchanged, 0 unreachable."),
+        "{plan}"
+    );
+    assert!(plan.contains("~ binary /usr/local/sbin/lbdeploy"), "{plan}");
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    assert!(out.contains("Apply: 1 changed"), "{out}");
+    lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
+}
+
 #[test]
 fn a_weight_change_plans_only_the_directors_lines() {
     let inventory = Inventory::example(Subnet::allocate());

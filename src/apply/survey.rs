@@ -3,12 +3,14 @@
 //! `apply` and `rollback` go on from it ([`super::run`]).
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 use super::document::{FORMAT, HostPlan, PlanDocument, Summary};
 use super::generations::Store;
 use super::prepare::{Inputs, Prepared};
 use crate::plan::gather::{Gathered, gather};
 use crate::plan::render::{HostOutcome, Printer};
+use crate::plan::stamps::{self, Stamp, Stamps};
 
 /// A tokio runtime for one command: a handful of threads is plenty, the
 /// work is waiting on `ssh`.
@@ -45,11 +47,69 @@ pub(crate) fn survey(
     forks: usize,
 ) -> anyhow::Result<Survey> {
     let rt = runtime()?;
-    let gathered =
-        rt.block_on(gather(prepared.hosts.clone(), &prepared.binary, forks));
+    let path = inputs.state_dir().join(STAMPS_FILE);
+    let old = load_stamps(&path);
+    let gathered = rt.block_on(gather(
+        prepared.hosts.clone(),
+        &prepared.binary,
+        forks,
+        &old,
+    ));
+    save_stamps(&path, &old, &gathered, &prepared.all_hosts);
     let gathered = rt.block_on(refuse_without_ipvs(inputs, prepared, gathered));
     let doc = document(inputs, prepared, &gathered)?;
     Ok(Survey { rt, gathered, doc })
+}
+
+/// The controller's stamps of the hosts' binaries, in the state directory
+/// (`plan::stamps`).
+const STAMPS_FILE: &str = "binary-stamps";
+
+/// The stamps in `path`; none when it is missing, unreadable or bigger
+/// than `stamps::MAX_BYTES` (every binary is then hashed).
+fn load_stamps(path: &Path) -> Stamps {
+    match crate::util::files::read_regular(path, stamps::MAX_BYTES) {
+        Ok(text) => Stamps::parse(&text),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::debug!(file = %path.display(), "stamps ignored: {e}");
+            }
+            Stamps::default()
+        }
+    }
+}
+
+/// Remember each planned host's binary as it was seen (hosts gone from the
+/// inventory forgotten), when that changes the file. Only into an existing
+/// state directory: `plan` before the first `apply` leaves no trace. A
+/// file that cannot be written costs the next plan a hash per host, so it
+/// is only logged.
+fn save_stamps(
+    path: &Path,
+    old: &Stamps,
+    gathered: &[(String, Gathered)],
+    hosts: &[String],
+) {
+    let mut new = old.clone();
+    for (name, g) in gathered {
+        if let Gathered::Planned(p) = g
+            && let (Some(stat), Some(sha256)) =
+                (&p.facts.binary_stat, &p.facts.binary_sha256)
+        {
+            let stamp = Stamp { stat: stat.clone(), sha256: sha256.clone() };
+            new.learn(name, stamp);
+        }
+    }
+    new.retain(hosts);
+    if &new == old || !path.parent().is_some_and(Path::is_dir) {
+        return;
+    }
+    let text = new.render();
+    if let Err(e) =
+        crate::util::files::write_atomic(path, text.as_bytes(), 0o600)
+    {
+        tracing::warn!(file = %path.display(), "cannot remember the binaries' stamps: {e:#}");
+    }
 }
 
 /// Each planned director whose facts say its kernel has no IPVS while

@@ -394,6 +394,7 @@ mod tests {
                 "1".into(),
             )]),
             binary_sha256: Some("new".into()),
+            binary_stat: None,
             service: ServiceState::Running,
             unit: None,
             ipvs: None,

@@ -20,6 +20,7 @@
 //! nofile PATH
 //! sysctl KEY VALUE
 //! nosysctl KEY
+//! binary-stat LINE       (`stat -c '%i %s %y %z'` of the binary)
 //! binary SHA256 | nobinary
 //! service running|stopped
 //! unit-enabled STATE      (systemd: `systemctl is-enabled`; empty if unknown)
@@ -36,6 +37,7 @@ use std::path::PathBuf;
 use base64::Engine;
 
 use super::roles::{self, Init};
+use super::stamps::Stamp;
 use crate::util::shell;
 
 /// Where a host records what lbdeploy manages on it.
@@ -54,6 +56,10 @@ pub struct Query {
     pub binary: PathBuf,
     /// The agent's service name.
     pub service: String,
+    /// What the controller remembers of the binary there: its hash is
+    /// printed without hashing when `stat` still prints the same line
+    /// (`plan::stamps`).
+    pub stamp: Option<Stamp>,
 }
 
 /// A file as it is on the host.
@@ -100,6 +106,8 @@ pub struct HostFacts {
     pub sysctls: BTreeMap<String, String>,
     /// SHA-256 of the installed agent binary.
     pub binary_sha256: Option<String>,
+    /// The binary's `stat` line, to remember with its hash.
+    pub binary_stat: Option<String>,
     /// The agent service.
     pub service: ServiceState,
     /// The agent's unit as systemd sees it; `None` without systemd.
@@ -156,11 +164,21 @@ pub struct HostAddress {
     pub label: Option<String>,
 }
 
+/// The facts script's `r FILE`: `v` set to the file's first line, as
+/// `$(cat FILE)` would give a one-line file (a last line without its
+/// newline included), without a process.
+const READ_LINE: &str = "r() { v=; IFS= read -r v < \"$1\" || :; }";
+
 /// The facts script for `query`.
 pub fn script(query: &Query) -> String {
-    let mut s = String::from(
-        "set -u\n\
-         echo 'lbdeploy-facts 1'\n\
+    // Small files are read with the shell's own `read` (`r FILE` sets
+    // `v` to its first line): each `cat`, `sed` or `$(…)` forks and
+    // execs, a few ms of the host's CPU each, which at 100 hosts was a
+    // second of wall time on two cores (BENCHMARKS.md, "Apply at 100
+    // hosts"). Every file read this way holds one line.
+    let mut s = format!("set -u\n{READ_LINE}\n");
+    s.push_str(
+        "echo 'lbdeploy-facts 1'\n\
          echo \"arch $(uname -m)\"\n\
          if [ -d /run/systemd/system ]; then echo 'init systemd'; \
          echo \"systemd $(systemctl --version 2>/dev/null | head -n1)\"; \
@@ -168,10 +186,11 @@ pub fn script(query: &Query) -> String {
     );
     let state = STATE_DIR;
     s += &format!(
-        "if [ -r {state}/generation ]; then echo \"generation $(cat {state}/generation)\"; fi\n\
-         if [ -r {state}/generation-seen ]; then echo \"seen $(cat {state}/generation-seen)\"; fi\n\
+        "if [ -r {state}/generation ]; then r {state}/generation; echo \"generation $v\"; fi\n\
+         if [ -r {state}/generation-seen ]; then r {state}/generation-seen; echo \"seen $v\"; fi\n\
          if [ -e {state}/pending ]; then echo pending; fi\n\
-         if [ -r {state}/manifest ]; then sed 's/^/managed /' {state}/manifest; fi\n"
+         if [ -r {state}/manifest ]; then \
+           while IFS= read -r m || [ -n \"$m\" ]; do echo \"managed $m\"; done < {state}/manifest; fi\n"
     );
     for f in &query.files {
         let p = shell::quote(&f.to_string_lossy());
@@ -185,13 +204,21 @@ pub fn script(query: &Query) -> String {
         let proc =
             shell::quote(&format!("/proc/sys/{}", key.replace('.', "/")));
         s += &format!(
-            "if [ -r {proc} ]; then echo \"sysctl \"{k}\" $(cat {proc})\"; \
+            "if [ -r {proc} ]; then r {proc}; echo \"sysctl \"{k}\" $v\"; \
              else echo nosysctl {k}; fi\n"
         );
     }
     let b = shell::quote(&query.binary.to_string_lossy());
+    // Hash only when the stamp does not vouch for the file (`stamps`).
+    let (stat, sha) = match &query.stamp {
+        Some(st) => (shell::quote(&st.stat), shell::quote(&st.sha256)),
+        None => ("''".into(), "''".into()),
+    };
     s += &format!(
-        "if [ -f {b} ]; then echo \"binary $(sha256sum < {b} | cut -d' ' -f1)\"; \
+        "if [ -f {b} ]; then st=$(stat -c '%i %s %y %z' {b}); \
+           echo \"binary-stat $st\"; \
+           if [ -n \"$st\" ] && [ \"$st\" = {stat} ]; then echo \"binary \"{sha}; \
+           else echo \"binary $(sha256sum < {b} | cut -d' ' -f1)\"; fi; \
          else echo nobinary; fi\n"
     );
     let unit = shell::quote(&query.service);
@@ -211,11 +238,12 @@ pub fn script(query: &Query) -> String {
         "if [ -d /run/systemd/system ]; then \
            if systemctl is-active --quiet {unit}; then echo 'service running'; \
            else echo 'service stopped'; fi; \
-         elif [ -r {PID_FILE} ] && kill -0 \"$(cat {PID_FILE})\" 2>/dev/null; then \
+         elif [ -r {PID_FILE} ] && r {PID_FILE} && kill -0 \"$v\" 2>/dev/null; then \
            echo 'service running'; \
          else echo 'service stopped'; fi\n"
     );
-    s += "if command -v ip >/dev/null; then ip -o addr show | sed 's/^/ipaddr /'; fi\n";
+    s += "if command -v ip >/dev/null; then ip -o addr show | \
+          while IFS= read -r l; do echo \"ipaddr $l\"; done; fi\n";
     s += IPVS_PROBE;
     s
 }
@@ -254,6 +282,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         files: BTreeMap::new(),
         sysctls: BTreeMap::new(),
         binary_sha256: None,
+        binary_stat: None,
         service: ServiceState::Stopped,
         unit: None,
         addresses: Vec::new(),
@@ -304,6 +333,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                 facts.sysctls.insert(key.to_owned(), value.to_owned());
             }
             "binary" => facts.binary_sha256 = Some(rest.to_owned()),
+            "binary-stat" => facts.binary_stat = Some(rest.to_owned()),
             "service" => {
                 facts.service = match rest {
                     "running" => ServiceState::Running,
@@ -411,19 +441,28 @@ mod tests {
             sysctls: vec!["kernel.ostype".into(), "no.such.key".into()],
             binary: present.clone(),
             service: "lbdeploy-agent".into(),
+            stamp: None,
         };
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script(&query))
-            .output()
-            .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        let facts = parse(&String::from_utf8(out.stdout).unwrap()).unwrap();
+        let run = |query: &Query| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script(query))
+                .output()
+                .unwrap();
+            parse(&String::from_utf8(out.stdout).unwrap()).unwrap()
+        };
+        let facts = run(&query);
         assert_eq!(facts.files[&present].content, b"a: 'b'\n");
         assert_eq!(facts.files.len(), 1);
         assert_eq!(facts.sysctls["kernel.ostype"], "Linux");
         assert!(!facts.sysctls.contains_key("no.such.key"));
-        assert_eq!(facts.binary_sha256.unwrap().len(), 64);
+        assert_eq!(
+            facts.binary_sha256.as_deref(),
+            Some(crate::util::hex::hex(
+                &<sha2::Sha256 as sha2::Digest>::digest(b"a: 'b'\n")
+            ))
+            .as_deref()
+        );
         assert!(!facts.arch.is_empty());
         // The probe's first two rules, judged from the same files here.
         let proc = std::path::Path::new("/proc");
@@ -432,6 +471,51 @@ mod tests {
         } else if !proc.join("modules").exists() {
             assert_eq!(facts.ipvs, Some(false));
         }
+        // A stamp whose stat line matches is believed without hashing…
+        let stat = facts.binary_stat.clone().unwrap();
+        let remembered = "0".repeat(64);
+        let stamp = Stamp { stat: stat.clone(), sha256: remembered.clone() };
+        let stamped = Query { stamp: Some(stamp), ..query.clone() };
+        assert_eq!(run(&stamped).binary_sha256, Some(remembered.clone()));
+        // …and any write moves the stat line, so the file is hashed again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&present, "a: 'c'\n").unwrap();
+        let again = run(&stamped);
+        assert_ne!(again.binary_stat.as_deref(), Some(stat.as_str()));
+        assert_ne!(again.binary_sha256, Some(remembered));
+        assert_eq!(again.binary_sha256.unwrap().len(), 64);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_shells_read_gives_what_cat_gave() {
+        let dir = std::env::temp_dir()
+            .join(format!("lbd-facts-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, &[u8]); 4] = [
+            ("nl", b"42\n"),
+            ("bare", b"42"),
+            ("empty", b""),
+            ("tabs", b" 32768\t60999 \n"),
+        ];
+        for (name, content) in cases {
+            let f = dir.join(name);
+            std::fs::write(&f, content).unwrap();
+            let script = format!(
+                "set -u\n{READ_LINE}\nr {f}; printf '%s|' \"$v\"; \
+                 printf '%s|' \"$(cat {f})\"",
+                f = f.display()
+            );
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .unwrap();
+            let text = String::from_utf8(out.stdout).unwrap();
+            let (read, cat) = text.split_once('|').unwrap();
+            assert_eq!(read, cat.trim_end_matches('|'), "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

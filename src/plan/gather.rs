@@ -15,6 +15,7 @@ use super::binary::Binary;
 use super::desired::HostDesired;
 use super::diff::{Change, diff};
 use super::facts::{self, HostFacts, Query};
+use super::stamps::{Stamp, Stamps};
 use crate::transport::{ConnectError, Connection, Target};
 use crate::util::hex::hex;
 
@@ -46,21 +47,25 @@ pub enum Gathered {
     Failed(String),
 }
 
-/// The facts query for a host's desired state.
-pub fn query(desired: &HostDesired) -> Query {
+/// The facts query for a host's desired state, with what the controller
+/// remembers of its binary.
+pub fn query(desired: &HostDesired, stamp: Option<Stamp>) -> Query {
     Query {
         files: desired.files.iter().map(|f| f.path.clone()).collect(),
         sysctls: desired.sysctls.keys().cloned().collect(),
         binary: desired.binary.clone(),
         service: desired.service.clone(),
+        stamp,
     }
 }
 
-/// Plan every host, at most `forks` at a time, in the order given.
+/// Plan every host, at most `forks` at a time, in the order given;
+/// `stamps` spare hashing binaries that have not changed.
 pub(crate) async fn gather(
     hosts: Vec<(HostDesired, Target)>,
     binary: &Binary,
     forks: usize,
+    stamps: &Stamps,
 ) -> Vec<(String, Gathered)> {
     let gate = Arc::new(Semaphore::new(forks.max(1)));
     let tasks: Vec<_> = hosts
@@ -68,10 +73,11 @@ pub(crate) async fn gather(
         .map(|(desired, target)| {
             let gate = gate.clone();
             let binary = binary.clone();
+            let stamp = stamps.get(&desired.name).cloned();
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await;
                 let name = desired.name.clone();
-                (name, one(desired, &target, &binary).await)
+                (name, one(desired, &target, &binary, stamp).await)
             })
         })
         .collect();
@@ -86,12 +92,13 @@ async fn one(
     desired: HostDesired,
     target: &Target,
     binary: &Binary,
+    stamp: Option<Stamp>,
 ) -> Gathered {
     let conn = match Connection::open(target).await {
         Ok(c) => c,
         Err(e) => return Gathered::Unreachable(e),
     };
-    match read_facts(&conn, &desired).await {
+    match read_facts(&conn, &desired, stamp).await {
         Ok((facts, fingerprint)) => {
             if let Err(e) = binary.check_arch(&desired.name, &facts.arch) {
                 conn.close().await;
@@ -113,7 +120,8 @@ async fn one(
     }
 }
 
-/// Run the facts script over `conn`; the facts and their fingerprint.
+/// Run the facts script over `conn`, with the binary's `stamp` when the
+/// controller has one; the facts and their fingerprint.
 ///
 /// # Errors
 /// A message naming what went wrong (connection lost, shell error,
@@ -121,8 +129,9 @@ async fn one(
 pub(crate) async fn read_facts(
     conn: &Connection,
     desired: &HostDesired,
+    stamp: Option<Stamp>,
 ) -> Result<(HostFacts, String), String> {
-    let script = facts::script(&query(desired));
+    let script = facts::script(&query(desired, stamp));
     let out = conn
         .run("sh", &["-s"], script.as_bytes())
         .await

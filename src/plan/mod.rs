@@ -10,6 +10,8 @@
 //! * [`facts`] — the script that gathers a host's current state in one round
 //!   trip, and its parser;
 //! * [`gather`] — running it on every selected host, in parallel;
+//! * [`stamps`] — what the controller remembers of each host's binary,
+//!   so that an unchanged one is not hashed again;
 //! * [`diff`] — desired versus current: the changes a host needs (pure);
 //! * [`select`] — `--limit` patterns;
 //! * [`redact`] — secrets kept out of what is shown and saved;
@@ -24,3 +26,4 @@ pub mod redact;
 pub mod render;
 pub mod roles;
 pub mod select;
+pub mod stamps;
