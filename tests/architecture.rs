@@ -39,9 +39,14 @@ fn sources(dir: &Path, prefix: &[String], out: &mut Vec<(String, String)>) {
 }
 
 /// `text` without its unit-test module (by convention the file's last
-/// item) and without comments, which may name modules in prose.
+/// item, private or shared with other files' tests) and without
+/// comments, which may name modules in prose.
 fn code(text: &str) -> String {
-    let text = match text.find("#[cfg(test)]\nmod tests") {
+    let test_module =
+        ["#[cfg(test)]\nmod tests", "#[cfg(test)]\npub(crate) mod tests"]
+            .iter()
+            .find_map(|m| text.find(m));
+    let text = match test_module {
         Some(i) => &text[..i],
         None => text,
     };

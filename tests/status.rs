@@ -127,9 +127,16 @@ fn status_is_all_well_after_apply_then_warns_of_each_failure() {
     assert_eq!(limited["hosts"].as_array().unwrap().len(), 2);
 
     // A real server's web server killed: the directors see it down.
+    // Then nothing listens on its port any more (else the wait below
+    // would blame the checks for a kill that missed).
+    let kill = lbdeploy::lab::demo::kill_here("[l]bdeploy lab responder");
     lab.exec_ok(
         "rs01",
-        &lbdeploy::lab::demo::kill_here("[l]bdeploy lab responder"),
+        &format!(
+            "{kill}; for i in $(seq 50); do \
+             ss -Hltn 'sport = :80' | grep -q . || exit 0; sleep 0.1; done; \
+             ss -ltnp; exit 1"
+        ),
     );
     status_until(&lab, "rs01's web server seen down", |code, j| {
         code == Some(3) && warnings(j).iter().any(|w| w.contains("is down on"))

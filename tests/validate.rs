@@ -156,14 +156,6 @@ fn example_round_trips_through_yaml() {
 }
 
 #[test]
-fn unimplemented_commands_fail_loudly() {
-    let out = lbdeploy(&["-i", "inventory.example.yml", "status"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not implemented yet"), "{stderr}");
-}
-
-#[test]
 fn completions_and_man_page_come_from_the_definitions() {
     let bash = lbdeploy(&["completions", "bash"]);
     assert_eq!(bash.status.code(), Some(0));
