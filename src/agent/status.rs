@@ -273,25 +273,42 @@ pub fn decode(text: &str) -> Result<Status, serde_json::Error> {
 }
 
 #[cfg(test)]
+impl Status {
+    /// A healthy agent's status with `details`, for the tests of what
+    /// reads a status (its encoding, the metrics).
+    pub(crate) fn example(mode: Mode, details: serde_json::Value) -> Self {
+        Status {
+            mode,
+            pid: 7,
+            config: "/etc/lbdeploy/agent.yml".into(),
+            config_sha256: "ab".repeat(32),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            loaded_at: "2026-01-01T00:00:10Z".into(),
+            reloads: 2,
+            last_reload_error: None,
+            healthy: true,
+            version: "0.1.0".into(),
+            log_lines_dropped: 0,
+            degraded: Vec::new(),
+            settling: false,
+            details,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample() -> Status {
         Status {
-            mode: Mode::Realserver,
             pid: 42,
-            config: PathBuf::from("/etc/lbdeploy/agent.yml"),
-            config_sha256: "ab".repeat(32),
-            started_at: "2024-01-01T00:00:00Z".into(),
-            loaded_at: "2024-01-01T00:00:01Z".into(),
             reloads: 1,
             last_reload_error: Some("bad".into()),
-            healthy: true,
-            version: "0.1.0".into(),
-            log_lines_dropped: 0,
-            details: serde_json::json!({ "vips": ["192.0.2.1"] }),
-            degraded: Vec::new(),
-            settling: false,
+            ..Status::example(
+                Mode::Realserver,
+                serde_json::json!({ "vips": ["192.0.2.1"] }),
+            )
         }
     }
 

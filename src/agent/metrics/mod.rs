@@ -223,22 +223,7 @@ mod tests {
     use crate::inventory::Mode;
 
     fn status() -> Status {
-        Status {
-            mode: Mode::Realserver,
-            pid: 1,
-            config: "/etc/lbdeploy/agent.yml".into(),
-            config_sha256: "00".repeat(32),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            loaded_at: "2026-01-01T00:00:00Z".into(),
-            reloads: 0,
-            last_reload_error: None,
-            healthy: true,
-            version: "0.1.0".into(),
-            log_lines_dropped: 0,
-            degraded: Vec::new(),
-            settling: false,
-            details: serde_json::Value::Null,
-        }
+        Status::example(Mode::Realserver, serde_json::Value::Null)
     }
 
     /// A free loopback port, found by binding port 0 and letting go.

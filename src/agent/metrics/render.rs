@@ -543,29 +543,10 @@ mod tests {
     use crate::inventory::Mode;
     use std::collections::BTreeSet;
 
-    fn status(mode: Mode, details: serde_json::Value) -> Status {
-        Status {
-            mode,
-            pid: 7,
-            config: "/etc/lbdeploy/agent.yml".into(),
-            config_sha256: "ab".repeat(32),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            loaded_at: "2026-01-01T00:00:10Z".into(),
-            reloads: 2,
-            last_reload_error: None,
-            healthy: true,
-            version: "0.1.0".into(),
-            log_lines_dropped: 0,
-            degraded: Vec::new(),
-            settling: false,
-            details,
-        }
-    }
-
     fn director() -> Status {
         let mut latency = Histogram::default();
         latency.observe(std::time::Duration::from_millis(3));
-        status(
+        Status::example(
             Mode::Director,
             serde_json::json!({
                 "vrrp_instances": [{
@@ -681,7 +662,7 @@ mod tests {
 
     #[test]
     fn a_real_server_and_an_empty_status_render_well_formed() {
-        let rs = status(
+        let rs = Status::example(
             Mode::Realserver,
             serde_json::json!({
                 "vips": [{ "address": "10.0.0.200", "on_lo": true,
@@ -700,8 +681,10 @@ mod tests {
         assert!(!text.contains("cpu_seconds"), "{text}");
         assert!(!text.contains("generation"), "{text}");
         // Details the renderer does not understand are families left out.
-        let odd =
-            status(Mode::Director, serde_json::json!({ "vrrp_instances": 3 }));
+        let odd = Status::example(
+            Mode::Director,
+            serde_json::json!({ "vrrp_instances": 3 }),
+        );
         let text = render(&odd, None, None);
         well_formed(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(text.contains("lbdeploy_agent_healthy 1\n"), "{text}");
