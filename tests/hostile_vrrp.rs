@@ -255,21 +255,14 @@ fn flood(lab: &TestLab, s: Subnet, from: &str) -> Flooded {
         })
     };
     let (out, sent, cpu_percent) = dump;
-    let times: Vec<f64> = out
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
-    let worst = times
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(0.0f64, |m, d| m.max((d - 1.0).abs()));
-    assert!(times.len() as f64 >= secs - 1.0, "{} adverts: {out}", times.len());
+    let (adverts, worst) = crate::support::advert_jitter(&out);
+    assert!(adverts as f64 >= secs - 1.0, "{adverts} adverts: {out}");
     assert!(worst <= JITTER, "an advert interval strayed {worst:.3} s: {out}");
     Flooded {
         sent,
         cpu_percent,
         worst_deviation: Duration::from_secs_f64(worst),
-        adverts_seen: times.len(),
+        adverts_seen: adverts,
     }
 }
 

@@ -464,15 +464,8 @@ where
         let out = during();
         (tcpdump.join().unwrap(), out)
     });
-    let times: Vec<f64> = dump
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
-    let worst = times
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(0.0f64, |m, d| m.max((d - 1.0).abs()));
-    (times.len(), worst, out)
+    let (adverts, worst) = crate::support::advert_jitter(&dump);
+    (adverts, worst, out)
 }
 
 /// Scraping the master every second does not disturb its VRRP loop: its
