@@ -249,6 +249,37 @@ fn lbdeploy_pair_fails_over_preempts_reloads_and_resigns() {
         before
     );
 
+    // SIGHUP with the master's priority changed: its instance is replaced
+    // in place, as master, without resigning; the backup, which would
+    // take over within its Skew_Time after a priority-0 advert, never
+    // does (watched for its whole Master_Down_Interval).
+    let backup_before =
+        instance(&lab, "keepalived02")["counters"]["transitions"].clone();
+    lab.exec_ok(
+        "keepalived01",
+        "sed -i 's/priority: 120/priority: 110/' /etc/lbdeploy/agent.yml && \
+         lbdeploy agent reload",
+    );
+    stays_sole_holder(
+        &lab,
+        &s.vip(),
+        "keepalived01",
+        takeover_bound(Version::V2),
+    );
+    let master = instance(&lab, "keepalived01");
+    assert_eq!(master["state"], "MASTER");
+    assert_eq!(master["priority"], 110);
+    assert_eq!(
+        instance(&lab, "keepalived02")["counters"]["transitions"],
+        backup_before,
+        "{}",
+        logs(&lab)
+    );
+    assert!(
+        lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log")
+            .contains("handing over to its successor")
+    );
+
     // Crash the master: the backup takes over within its
     // Master_Down_Interval.
     let pids = agent_pids(&lab, "keepalived01");

@@ -8,7 +8,9 @@
 //! The [`Worker`] is what the runtime drives: it starts the instances at
 //! start, restarts only the instances whose settings changed on a reload
 //! (an unchanged instance keeps running, so a reload never drops a VIP it
-//! did not have to), and on SIGTERM makes each instance resign (priority-0
+//! did not have to; a changed one that is still the same router hands
+//! over to its successor, which resumes as master if it was), and on
+//! SIGTERM makes each instance resign (priority-0
 //! advert, VIPs removed); on SIGUSR1 (a restart) it hands over instead:
 //! every instance ends as it stands, so a master's restarted successor
 //! resumes as master. Which instances to stop and start is the pure
@@ -41,6 +43,7 @@ use super::runtime::{self, ModeConfig, Report};
 use crate::agent::sys::net::{self, Net};
 use crate::agent::sys::realtime::{Scheduling, VrrpThread};
 use crate::agent::track::{Running, Watched};
+use crate::agent::vrrp::fsm::{State, state_name};
 use crate::agent::vrrp::instance::{self, Handle, InstanceMsg, StateChange};
 use crate::agent::vrrp::settings::{Settings, link_local};
 use crate::agent::vrrp::sync::Members;
@@ -137,23 +140,48 @@ pub(crate) struct Restarts {
     pub stop: Vec<usize>,
     /// Indexes into the wanted instances to start.
     pub start: Vec<usize>,
+    /// Pairs of those (running, wanted) that are the same router on the
+    /// same link with the same VIPs: the running one hands over instead
+    /// of resigning, and a master's successor resumes as master, so a
+    /// changed priority, timer, tracker or hook costs no failover.
+    pub handed: Vec<(usize, usize)>,
 }
 
 /// Which running instances to stop and which wanted ones to start: an
 /// instance whose key is unchanged is neither (it keeps its state and its
-/// VIPs); a changed one is stopped and started again. Pure.
+/// VIPs); a changed one is stopped and started again, handing over to its
+/// successor when it [`continues`] as one. Pure.
 pub(crate) fn restarts(
     running: &[InstanceKey],
     wanted: &[InstanceKey],
 ) -> Restarts {
-    Restarts {
-        stop: (0..running.len())
-            .filter(|&i| !wanted.contains(&running[i]))
-            .collect(),
-        start: (0..wanted.len())
-            .filter(|&i| !running.contains(&wanted[i]))
-            .collect(),
-    }
+    let stop: Vec<usize> =
+        (0..running.len()).filter(|&i| !wanted.contains(&running[i])).collect();
+    let start: Vec<usize> =
+        (0..wanted.len()).filter(|&i| !running.contains(&wanted[i])).collect();
+    let handed = stop
+        .iter()
+        .filter_map(|&i| {
+            let j =
+                start.iter().find(|&&j| continues(&running[i], &wanted[j]))?;
+            Some((i, *j))
+        })
+        .collect();
+    Restarts { stop, start, handed }
+}
+
+/// Whether `new` is `old` with other settings: the same VRRP router
+/// (name, VRID, version) on the same interface and address, holding the
+/// same VIPs. Its peers cannot tell the successor from the old instance
+/// but by what changed in its adverts (its priority, its interval).
+fn continues(old: &InstanceKey, new: &InstanceKey) -> bool {
+    let (a, b) = (&old.vrrp, &new.vrrp);
+    old.interface == new.interface
+        && old.address == new.address
+        && a.name == b.name
+        && a.virtual_router_id == b.virtual_router_id
+        && a.version == b.version
+        && a.virtual_addresses == b.virtual_addresses
 }
 
 /// The director mode's worker: the running VRRP instances.
@@ -354,7 +382,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 let k = &wanted[i];
                 let (iface, addr) = (&k.interface, k.address);
                 match Settings::new(iface, index, addr, &ipv6, &k.vrrp) {
-                    Ok(s) => start.push((k.clone(), s)),
+                    Ok(s) => start.push((i, k.clone(), s)),
                     Err(e) => problems.push(e),
                 }
             }
@@ -363,11 +391,34 @@ impl runtime::Worker<DirectorConfig> for Worker {
             }
         }
         let mut all_stopped = true;
+        // Which of the instances to start replace a master in place.
+        let mut handed_master = vec![false; wanted.len()];
         for i in restarts.stop.into_iter().rev() {
             let (key, handle) = self.running.remove(i);
             let name = &key.vrrp.name;
-            tracing::info!(instance = %name, "stopping (changed or removed)");
-            all_stopped &= Self::stop_one(name, handle).await;
+            match restarts.handed.iter().find(|(old, _)| *old == i) {
+                Some(&(_, j)) => {
+                    tracing::info!(
+                        instance = %name,
+                        "settings changed: handing over to its successor"
+                    );
+                    let status = handle.status.clone();
+                    let ended =
+                        Self::end_one(name, handle, InstanceMsg::HandOver)
+                            .await;
+                    let state = status.lock().map_or("", |s| s.state);
+                    handed_master[j] =
+                        ended && state == state_name(State::Master);
+                    all_stopped &= ended;
+                }
+                None => {
+                    tracing::info!(
+                        instance = %name,
+                        "stopping (changed or removed)"
+                    );
+                    all_stopped &= Self::stop_one(name, handle).await;
+                }
+            }
         }
         // Trackers no instance needs any more, or changed, go (their
         // instances were restarted above); new ones start.
@@ -390,7 +441,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 self.groups.push((g.clone(), table));
             }
         }
-        for (key, settings) in start {
+        for (j, key, settings) in start {
             let name = settings.name.clone();
             let sync = key.group.as_ref().and_then(|g| {
                 let (_, table) = self.groups.iter().find(|(r, _)| r == g)?;
@@ -423,6 +474,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 sync,
                 net.clone(),
                 changes.clone(),
+                handed_master[j],
             )
             .with_context(|| format!("vrrp instance {name}: sockets"))?;
             self.running.push((key, handle));
@@ -543,12 +595,17 @@ mod tests {
         assert_eq!(same, Restarts::default());
         let wanted = [key("B", 100), key("A", 90), key("C", 100)];
         let p = restarts(&running, &wanted);
-        assert_eq!(p, Restarts { stop: vec![0], start: vec![1, 2] });
+        assert_eq!(
+            p,
+            Restarts { stop: vec![0], start: vec![1, 2], handed: vec![(0, 1)] },
+            "A's priority changed: it hands over to its successor"
+        );
         let mut moved = key("B", 100);
         moved.interface = "eth1".into();
         assert_eq!(
             restarts(&running, &[key("A", 100), moved]),
-            Restarts { stop: vec![1], start: vec![1] }
+            Restarts { stop: vec![1], start: vec![1], handed: vec![] },
+            "another interface is another router: B resigns"
         );
         // A tracked script that changed restarts its instance.
         let mut tracking = key("B", 100);
@@ -560,8 +617,28 @@ mod tests {
         )];
         assert_eq!(
             restarts(&running, &[key("A", 100), tracking]),
-            Restarts { stop: vec![1], start: vec![1] }
+            Restarts { stop: vec![1], start: vec![1], handed: vec![(1, 1)] }
         );
+    }
+
+    #[test]
+    fn only_the_same_router_with_the_same_vips_hands_over() {
+        let old = key("A", 100);
+        let mut faster = key("A", 100);
+        faster.vrrp.advert_int =
+            crate::inventory::Duration(Duration::from_millis(100));
+        assert!(continues(&old, &faster));
+        let mut vrid = key("A", 100);
+        vrid.vrrp.virtual_router_id = 52;
+        let mut v3 = key("A", 100);
+        v3.vrrp.version = 3;
+        let mut vips = key("A", 100);
+        vips.vrrp.virtual_addresses.clear();
+        let mut address = key("A", 100);
+        address.address.prefix = 16;
+        for other in [key("B", 100), vrid, v3, vips, address] {
+            assert!(!continues(&old, &other), "{other:?}");
+        }
     }
 
     #[test]

@@ -254,10 +254,15 @@ struct Looper {
     sources: Vec<Source>,
     /// Its sync group, and the group's table as last seen.
     sync: Option<(SyncLink, watch::Receiver<Members>)>,
+    /// It replaces, in the same agent, an instance of the same router
+    /// that was master when it handed over (a reload changed its
+    /// settings): it resumes as master, keeping the VIPs.
+    handed_master: bool,
 }
 
 /// Open the instance's sockets and start its loop; its state changes go
-/// to `changes`.
+/// to `changes`. With `handed_master` it replaces a master of the same
+/// router in this agent and resumes as master (unless in fault).
 ///
 /// # Errors
 /// When a socket cannot be opened.
@@ -267,6 +272,7 @@ pub fn spawn(
     sync: Option<SyncLink>,
     net: Net,
     changes: mpsc::UnboundedSender<StateChange>,
+    handed_master: bool,
 ) -> std::io::Result<Handle> {
     let sock =
         AdvertSocket::open(&s.interface, s.index, s.local, &s.dst, &s.accept)?;
@@ -337,6 +343,7 @@ pub fn spawn(
             let rx = link.table.subscribe();
             (link, rx)
         }),
+        handed_master,
     };
     // Every line the loop logs names its instance.
     let span = tracing::info_span!("vrrp", instance = %name, vrid);
@@ -391,7 +398,6 @@ impl Looper {
                 Vec::new()
             }
         };
-        self.remove_stale_vips(&present).await;
         self.refresh_facts(&present).await;
         if let Verdict::Priority(p) = self.verdict() {
             self.handle(Event::Priority(p)).await;
@@ -399,7 +405,14 @@ impl Looper {
         self.fault = self.why_fault();
         let interval = self.s.fsm.adver_interval;
         let resume =
-            mastership::resumable(&paths::run_dir(), self.s.vrid, interval);
+            mastership::resumable(&paths::run_dir(), self.s.vrid, interval)
+                || self.handed_master;
+        // VIPs present now were left by an earlier run, except those of
+        // the master this instance replaces in the same agent, which it
+        // keeps holding without a gap.
+        if !(self.handed_master && self.fault.is_none()) {
+            self.remove_stale_vips(&present).await;
+        }
         match &self.fault {
             Some(why) => {
                 tracing::warn!("cannot start: {why}; in fault until it clears");
@@ -407,8 +420,14 @@ impl Looper {
             }
             None if resume => {
                 tracing::info!(
-                    "restarted within two advert intervals of its release as \
-                     master: resuming as master"
+                    "{}: resuming as master",
+                    if self.handed_master {
+                        "replacing the master of the agent's previous \
+                         configuration"
+                    } else {
+                        "restarted within two advert intervals of its \
+                         release as master"
+                    }
                 );
                 self.handle(Event::Resume).await;
             }
