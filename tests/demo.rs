@@ -61,6 +61,13 @@ fn the_demo_runs_every_step_on_the_example_inventory() {
         return;
     };
     assert!(said.contains("client answered again after"), "{said}");
+    // `lbdeploy status` as the operator sees it: all well after the
+    // apply; after the crash, the master's agent missed and the real
+    // server down.
+    let (after_apply, after_failover) =
+        said.split_once("lbdeploy status, after the failover:").unwrap();
+    assert!(after_apply.contains("all well"), "{said}");
+    assert!(after_failover.contains("agent not answering"), "{said}");
 }
 
 /// On systemd hosts the web server is a unit the demo stops (a killed one

@@ -134,6 +134,7 @@ impl<'a> Demo<'a> {
         };
         self.plan_and_apply()?;
         let (master, backup, victim) = self.traffic(&url, note)?;
+        self.status("after the apply", true)?;
         self.real_server_fails(&url, port, &victim)?;
         let mdi = match self.acts.0 {
             HostInit::Namespace => self.master_fails(&url, &master, &backup)?,
@@ -141,6 +142,7 @@ impl<'a> Demo<'a> {
                 self.master_restarts(&url, &master, &backup)?
             }
         };
+        self.status("after the failover", false)?;
         self.recover(port, &master, &victim, mdi)?;
         self.say("second plan finds nothing to change");
         let plan = self.lbdeploy("plan --detailed-exitcode")?;
@@ -351,6 +353,31 @@ impl<'a> Demo<'a> {
         Ok(())
     }
 
+    /// Show `lbdeploy status` as an operator sees it `when`. With
+    /// `all_well` the cluster has settled (the checks see every real
+    /// server) and status must say so (exit 0) within [`STATUS_SETTLES`];
+    /// otherwise what it warns of is shown as it is.
+    fn status(&mut self, when: &str, all_well: bool) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let out = loop {
+            let out = self.lbdeploy("status")?;
+            let settled = out.status.code() == Some(0);
+            if settled || !all_well || start.elapsed() > STATUS_SETTLES {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        if all_well && out.status.code() != Some(0) {
+            bail!("`lbdeploy status` {when} is not all well: {text}");
+        }
+        let _ = writeln!(self.talk, "      lbdeploy status, {when}:");
+        for line in text.lines() {
+            let _ = writeln!(self.talk, "        {line}");
+        }
+        Ok(())
+    }
+
     /// The master (highest priority for the first instance) and a backup.
     fn directors(&self) -> anyhow::Result<(String, String)> {
         let vi = self.inv.vrrp_instances.first().context("no VRRP instance")?;
@@ -451,6 +478,11 @@ impl<'a> Demo<'a> {
 /// How soon a host whose agent died must hold nothing of it: the unit's
 /// `ExecStopPost` runs at once and removes a few addresses and one table.
 const RELEASED_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long after the traffic flows `lbdeploy status` may take to see the
+/// whole cluster well: every director's checks up on every real server
+/// (one check round) and every agent's report fresh.
+const STATUS_SETTLES: Duration = Duration::from_secs(15);
 
 /// The unit's `RestartSec=` (templates/lbdeploy-agent.service.j2): how
 /// long systemd waits before it starts a dead agent again.
