@@ -70,6 +70,26 @@ fn vrrp_thread(lab: &TestLab, host: &str) -> (String, Vec<Task>, Task) {
     (pid, all, vrrp)
 }
 
+/// The VRRP thread of `host`'s agent once an agent whose status
+/// satisfies `ready` answers, within [`RESTART_BOUND`].
+fn agent_once(
+    lab: &TestLab,
+    host: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> (String, Vec<Task>, Task) {
+    let until = Instant::now() + RESTART_BOUND;
+    let mut st = serde_json::Value::Null;
+    while Instant::now() < until {
+        let out = lab.exec(host, "lbdeploy agent status --json");
+        st = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if out.status.success() && ready(&st) {
+            return vrrp_thread(lab, host);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no such agent on {host} in {RESTART_BOUND:?}; the last: {st}")
+}
+
 /// What the notify hook found about itself: its scheduling policy, one
 /// line per run.
 fn hook_policies(lab: &TestLab) -> Vec<u32> {
@@ -119,17 +139,8 @@ fn r16_the_vrrp_thread_is_sched_rr_only_with_vrrp_rt_priority() {
     let old_pid = st["pid"].clone();
     lab.rewrite_inventory(&inventory().top("vrrp_rt_priority: 20\n"));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    let until = Instant::now() + RESTART_BOUND;
-    let (pid, others, vrrp) = loop {
-        let out = lab.exec("keepalived01", "lbdeploy agent status --json");
-        let st: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if out.status.success() && st["pid"] != old_pid {
-            break vrrp_thread(&lab, "keepalived01");
-        }
-        assert!(Instant::now() < until, "no new agent in {RESTART_BOUND:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (pid, others, vrrp) =
+        agent_once(&lab, "keepalived01", |st| st["pid"] != old_pid);
     assert_eq!((vrrp.policy, vrrp.rt_priority), (SCHED_RR, 20), "{vrrp:?}");
     assert!(
         others.iter().all(|t| t.policy == SCHED_OTHER && t.rt_priority == 0),
@@ -352,6 +363,28 @@ fn r16_apply_restarts_for_settings_only_a_start_applies() {
     );
     let text = lab.exec_ok("keepalived01", "lbdeploy agent status");
     assert!(text.contains("\nmemory  locked\n"), "{text}");
+
+    // A rollback that brings such a setting back restarts the agent too:
+    // the backup's activation of the old inventory (real-time off) fails
+    // its smoke test, and the configuration it rolls back to (priority
+    // 20) takes a start, not a reload, on a host without systemd.
+    lab.rewrite_inventory(&inventory());
+    let out = lab.lbdeploy_exit(
+        3,
+        &[
+            "apply",
+            "--yes",
+            "--confirm-timeout",
+            "2s",
+            "--smoke-test",
+            "[ \"$LBDEPLOY_HOST\" != keepalived02 ]",
+        ],
+    );
+    assert!(out.contains("keepalived02  rolled back: the smoke test"), "{out}");
+    let (_, _, vrrp) = agent_once(&lab, "keepalived02", |st| {
+        st["details"]["vrrp_thread"]["policy"] == "SCHED_RR"
+    });
+    assert_eq!((vrrp.policy, vrrp.rt_priority), (SCHED_RR, 20), "{vrrp:?}");
 }
 
 /// How many times `host`'s agent has logged becoming master, in the

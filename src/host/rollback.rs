@@ -12,10 +12,12 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::activation::Activation;
 use super::agent::{Op, Service, is_drop_in_of, unit_file_name};
 use super::layout::Layout;
 use super::snapshot::{self, Pending};
-use crate::util::files;
+use crate::plan::diff::restart_reasons;
+use crate::util::files::{self, OnDisk};
 
 /// `$STATE/last-rollback.json`: why the last activation did not stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +41,17 @@ pub(crate) struct Restored {
     pub unit: bool,
     /// Any file was put back or removed.
     pub files: bool,
+    /// The director's configuration came back with a setting only a
+    /// start of the agent applies (`DirectorConfig::restart_settings`):
+    /// a reload would leave the rolled-back agent running with the
+    /// activation's scheduling, capabilities or memory lock.
+    pub start_settings: bool,
 }
 
 /// The service operation that returns the agent to its earlier state:
-/// stopped if it was not running; otherwise restarted when the binary or
-/// unit came back, reloaded when only configuration did, started when it
-/// no longer runs.
+/// stopped if it was not running; otherwise restarted when the binary,
+/// the unit or a start-only setting came back, reloaded when only
+/// configuration did, started when it no longer runs.
 pub(crate) fn service_op(
     was_running: bool,
     running_now: bool,
@@ -54,10 +61,27 @@ pub(crate) fn service_op(
         (false, true) => Some(Op::Stop),
         (false, false) => None,
         (true, false) => Some(Op::Start),
-        (true, true) if restored.binary || restored.unit => Some(Op::Restart),
+        (true, true)
+            if restored.binary || restored.unit || restored.start_settings =>
+        {
+            Some(Op::Restart)
+        }
         (true, true) if restored.files => Some(Op::Reload),
         (true, true) => None,
     }
+}
+
+/// Whether the configuration coming back (`back`) differs from the
+/// activation's in a setting only a start applies — the same rule as
+/// `plan`'s, run the other way.
+fn start_settings_back(a: &Activation, back: Option<&OnDisk>) -> bool {
+    let Some(back) = back.and_then(|f| std::str::from_utf8(&f.content).ok())
+    else {
+        return false;
+    };
+    let activated = a.files.iter().find(|f| f.path == a.config);
+    let activated = activated.map(|f| f.content.as_bytes());
+    !restart_reasons(a.agent, activated, back).is_empty()
 }
 
 fn now() -> String {
@@ -79,7 +103,8 @@ pub(crate) fn roll_back(
     let unit = unit_file_name(&a.service);
     for before in &pending.files {
         let real = layout.host(&before.path)?;
-        let changed = match before.on_disk()? {
+        let back = before.on_disk()?;
+        let changed = match &back {
             Some(f) => {
                 if snapshot::is_same(&real, &f.content, f.mode)? {
                     false
@@ -90,6 +115,9 @@ pub(crate) fn roll_back(
             }
             None => files::remove_opt(&real)?,
         };
+        if changed && before.path == a.config {
+            restored.start_settings |= start_settings_back(a, back.as_ref());
+        }
         if changed {
             restored.files = true;
             restored.unit |=
@@ -375,8 +403,12 @@ fn record_generation(layout: &Layout, pending: &Pending) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    const NOTHING: Restored =
-        Restored { binary: false, unit: false, files: false };
+    const NOTHING: Restored = Restored {
+        binary: false,
+        unit: false,
+        files: false,
+        start_settings: false,
+    };
 
     #[test]
     fn stopped_before_means_stopped_after() {
@@ -386,11 +418,13 @@ mod tests {
 
     #[test]
     fn running_before_comes_back_with_what_changed() {
-        let bin = Restored { binary: true, files: false, unit: false };
-        let unit = Restored { binary: false, files: true, unit: true };
-        let conf = Restored { binary: false, files: true, unit: false };
+        let bin = Restored { binary: true, ..NOTHING };
+        let unit = Restored { files: true, unit: true, ..NOTHING };
+        let conf = Restored { files: true, ..NOTHING };
+        let start = Restored { files: true, start_settings: true, ..NOTHING };
         assert_eq!(service_op(true, true, bin), Some(Op::Restart));
         assert_eq!(service_op(true, true, unit), Some(Op::Restart));
+        assert_eq!(service_op(true, true, start), Some(Op::Restart));
         assert_eq!(service_op(true, true, conf), Some(Op::Reload));
         assert_eq!(service_op(true, true, NOTHING), None);
         assert_eq!(service_op(true, false, conf), Some(Op::Start));

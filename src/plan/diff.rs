@@ -250,8 +250,13 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
 /// these settings and restarts the agent anyway, but a host without
 /// systemd has only `agent.yml` to tell. A file that does not parse (hand-
 /// edited) names nothing: the running agent's settings are then unknown,
-/// and the reload it gets is what it got before. Pure.
-fn restart_reasons(mode: Mode, old: Option<&[u8]>, new: &str) -> Vec<String> {
+/// and the reload it gets is what it got before. Pure; the host's
+/// rollback asks the same of the configuration it puts back.
+pub(crate) fn restart_reasons(
+    mode: Mode,
+    old: Option<&[u8]>,
+    new: &str,
+) -> Vec<String> {
     let (Mode::Director, Some(old)) = (mode, old) else { return Vec::new() };
     let parse = |text: &str| {
         agent::parse::<DirectorConfig>(Path::new("agent.yml"), text).ok()
