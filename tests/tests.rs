@@ -24,6 +24,7 @@ mod ipvs_vm;
 mod lab;
 mod metrics;
 mod realserver;
+mod removed_hosts;
 mod status;
 mod sudo_hosts;
 mod support;

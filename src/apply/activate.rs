@@ -63,15 +63,13 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
         Err(e) => return Outcome::Failed(e),
     }
     let binary = p.desired.binary.to_string_lossy().into_owned();
-    step("checking the agent");
-    if let Err(why) = agent_healthy(p, &binary).await {
-        return unconfirmed(
-            p,
-            ctx,
-            format!("the agent is not healthy: {why}"),
-            step,
-        )
-        .await;
+    // A retired host's agent is stopped: there is nothing to ask.
+    if !p.desired.retire {
+        step("checking the agent");
+        if let Err(why) = agent_healthy(p, &binary).await {
+            let why = format!("the agent is not healthy: {why}");
+            return unconfirmed(p, ctx, why, step).await;
+        }
     }
     if let Some(cmd) = &ctx.smoke_test {
         step("smoke test");
@@ -170,6 +168,7 @@ async fn activate(
         daemon_reload: p.changes.iter().any(|c| {
             matches!(c, Change::Unit { problem: UnitProblem::Stale, .. })
         }),
+        retire: p.desired.retire,
         confirm_timeout_ms: ctx.confirm_timeout.as_millis() as u64,
     };
     let json =

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::document::PlanDocument;
 use super::generations::{Restored, Store};
-use super::prepare::{Inputs, prepare, prepare_text};
+use super::prepare::{Inputs, Removals, prepare, prepare_text};
 use super::recap::HostResult;
 use super::run::Options as RunOptions;
 use super::survey::{Survey, close, runtime, show, survey};
@@ -35,6 +35,11 @@ pub struct TargetArgs {
     #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub forks: u16,
+    /// Leave the hosts that have left the inventory as they are (by
+    /// default they are retired: agent stopped and disabled, files
+    /// removed, sysctls put back); a later apply retires them.
+    #[arg(long)]
+    pub keep_removed: bool,
 }
 
 /// Options of `plan`.
@@ -117,6 +122,10 @@ fn inputs(global: &GlobalArgs, t: &TargetArgs) -> Inputs {
         roles_dir: t.roles_dir.clone(),
         binary: t.binary.clone(),
         limit: t.limit.clone(),
+        removed: match t.keep_removed {
+            true => Removals::Keep,
+            false => Removals::Retire,
+        },
     }
 }
 
@@ -348,6 +357,7 @@ mod tests {
             secrets: BTreeMap::new(),
             hosts: BTreeMap::from([("d1".into(), HostResult::Changed)]),
             restored,
+            retiring: BTreeMap::new(),
         };
         let list = [
             meta(1, None, "lbdeploy apply"),

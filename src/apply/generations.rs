@@ -83,6 +83,12 @@ pub(crate) struct Meta {
     /// The generation a rollback restored; absent for an apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored: Option<u64>,
+    /// Hosts that have left the inventory but are not retired yet
+    /// (unreachable, failed, not reached, or kept by `--keep-removed`),
+    /// each with the generation whose inventory describes it: the next
+    /// apply tries again (`apply::removed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retiring: BTreeMap<String, u64>,
 }
 
 /// What a rollback restores, for the generation it records: the number,
@@ -443,6 +449,7 @@ vrrp_instances:
             secrets,
             hosts: BTreeMap::new(),
             restored: None,
+            retiring: BTreeMap::new(),
         }
     }
 

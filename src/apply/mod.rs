@@ -6,7 +6,8 @@
 //! * [`generations`] — the record of applied inventories, for rollback;
 //!   `key` — the controller's key for its fingerprints of passwords;
 //! * [`lock`] — one apply per inventory at a time;
-//! * [`phases`] — real servers, then backup directors, then the master;
+//! * [`phases`] — real servers, then backup directors, then the master,
+//!   then the hosts that have left the inventory (`removed`);
 //! * [`activate`] — one host's upload, activation and confirmation (the
 //!   controller's half of `host activate`);
 //! * [`survey`] — every host's facts and the plan made of them, shown;
@@ -24,5 +25,6 @@ pub mod phases;
 pub mod prepare;
 pub mod progress;
 pub mod recap;
+pub(crate) mod removed;
 pub mod run;
 pub mod survey;

@@ -1,7 +1,10 @@
 //! The order `apply` converges hosts in, because Direct Routing is
 //! unforgiving: real servers first (ARP suppression must be in force before
 //! any VIP appears on their `lo`), then the backup directors, then the
-//! master last, so the VIP moves at most once. Pure.
+//! master, so the VIP moves at most once. Hosts that have left the
+//! inventory come after all of them: by then the directors no longer
+//! send a removed real server traffic, and a removed director's peers no
+//! longer expect it. Pure.
 
 use crate::inventory::{Inventory, effective_priority};
 
@@ -9,7 +12,7 @@ use crate::inventory::{Inventory, effective_priority};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Phase {
     /// For progress and recap: `real servers`, `backup directors`,
-    /// `master`.
+    /// `master`, `removed hosts`.
     pub name: &'static str,
     /// Host names, inventory order.
     pub hosts: Vec<String>,
@@ -41,10 +44,17 @@ pub(crate) fn phases(inv: &Inventory, selected: &[String]) -> Vec<Phase> {
         .map(|d| d.name.clone())
         .filter(|n| chosen(n))
         .partition(|n| masters.contains(&n.as_str()));
+    let in_inventory = |name: &str| {
+        inv.directors.iter().any(|d| d.name == name)
+            || inv.real_servers.iter().any(|r| r.name == name)
+    };
+    let removed =
+        selected.iter().filter(|n| !in_inventory(n)).cloned().collect();
     [
         Phase { name: "real servers", hosts: real_servers },
         Phase { name: "backup directors", hosts: backups },
         Phase { name: "master", hosts: master },
+        Phase { name: "removed hosts", hosts: removed },
     ]
     .into_iter()
     .filter(|p| !p.hosts.is_empty())
@@ -88,6 +98,21 @@ vrrp_instances:
                 ("master", vec!["d2".to_owned()]),
             ]
         );
+    }
+
+    /// Issue #19: a selected host the inventory does not name has left
+    /// it; it is retired after every host that stays.
+    #[test]
+    fn r19_removed_hosts_come_last() {
+        let mut selected = all();
+        selected.insert(0, "r9".to_owned());
+        let p = phases(&inventory(), &selected);
+        let last = p.last().unwrap();
+        assert_eq!(
+            (last.name, last.hosts.clone()),
+            ("removed hosts", vec!["r9".to_owned()])
+        );
+        assert_eq!(p.len(), 4);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail};
 use sha2::{Digest, Sha256};
 
+use super::generations::Store;
+use super::removed::{Removed, removed};
 use crate::inventory::{self, Environment, Inventory};
 use crate::plan::binary::Binary;
 use crate::plan::desired::{self, HostDesired};
@@ -27,6 +29,23 @@ pub struct Inputs {
     pub binary: Option<PathBuf>,
     /// `--limit` patterns.
     pub limit: Vec<String>,
+    /// What becomes of hosts that have left the inventory.
+    pub removed: Removals,
+}
+
+/// What a command does with hosts that have left the inventory
+/// (`apply::removed`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Removals {
+    /// Nothing: they are not its business (`status`, `unlock`).
+    #[default]
+    Ignore,
+    /// Retired, as a selected host is converged (`plan`, `apply`,
+    /// `rollback`).
+    Retire,
+    /// Left as they are, but still listed to retire later
+    /// (`--keep-removed`).
+    Keep,
 }
 
 /// The compiled inputs of one run.
@@ -44,6 +63,9 @@ pub struct Prepared {
     pub hosts: Vec<(HostDesired, Target)>,
     /// Every inventory host's name (for unlocking everywhere).
     pub all_hosts: Vec<String>,
+    /// The hosts that have left the inventory, selected or not (those
+    /// selected and retired are among `hosts` too).
+    pub(crate) removed: Vec<Removed>,
 }
 
 impl Inputs {
@@ -102,7 +124,25 @@ pub(crate) fn prepare_text(
         Some(p) => Binary::inspect(p)?,
         None => Binary::current()?,
     };
-    let desired = desired::compile(&inv, &roles, env, base, &binary.sha256)?;
+    let mut desired =
+        desired::compile(&inv, &roles, env, base, &binary.sha256)?;
+    let removed = match inputs.removed {
+        Removals::Ignore => Vec::new(),
+        Removals::Retire | Removals::Keep => {
+            removed(&Store::new(&inputs.state_dir()), &inv)?
+        }
+    };
+    let all_hosts = desired.iter().map(|d| d.name.clone()).collect();
+    if inputs.removed == Removals::Retire {
+        for r in &removed {
+            desired.push(desired::retired(
+                &r.name,
+                r.agent,
+                &roles,
+                &binary.sha256,
+            )?);
+        }
+    }
     let candidates: Vec<Candidate<'_>> = desired
         .iter()
         .map(|d| Candidate { name: &d.name, role: d.agent })
@@ -111,10 +151,14 @@ pub(crate) fn prepare_text(
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let all_hosts = desired.iter().map(|d| d.name.clone()).collect();
     let mut hosts = Vec::new();
     for d in desired {
         if !chosen.contains(&d.name) {
+            continue;
+        }
+        let retiring = removed.iter().find(|r| d.retire && r.name == d.name);
+        if let Some(r) = retiring {
+            hosts.push((d, r.target.clone()));
             continue;
         }
         let Some(target) = Target::of(&inv, &d.name) else {
@@ -129,5 +173,6 @@ pub(crate) fn prepare_text(
         binary,
         hosts,
         all_hosts,
+        removed,
     })
 }

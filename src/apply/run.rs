@@ -20,6 +20,7 @@ use super::progress::Progress;
 use super::recap::{
     HostResult, Recap, describe, exit, print_recap, recap, recap_of_plan,
 };
+use super::removed::still_retiring;
 use super::survey::{Survey, close, show, survey};
 use crate::exit::ExitStatus;
 use crate::plan::gather::{Gathered, Planned};
@@ -266,6 +267,12 @@ fn record(
         secrets,
         hosts: recaps.iter().map(|r| (r.host.clone(), r.result)).collect(),
         restored: opts.restores.as_ref().map(|r| r.number),
+        retiring: still_retiring(&prepared.removed, |host| {
+            recaps.iter().any(|r| {
+                r.host == host
+                    && matches!(r.result, HostResult::Ok | HostResult::Changed)
+            })
+        }),
     };
     store.record(&meta, &inventory)
 }

@@ -4,7 +4,9 @@
 //! Order: parse and check the whole activation (nothing touched yet), take
 //! the lock, finish any pending activation a crash left behind, write the
 //! before-image, then change things: binary, files, removals, sysctls,
-//! service. Any failure from there on rolls back at once. The SSH session
+//! service. A retirement (the host left the inventory) stops and
+//! disables the agent first, then removes its files and puts the
+//! original sysctls back. Any failure from there on rolls back at once. The SSH session
 //! may vanish meanwhile; the caller ignores SIGHUP and stdout write errors
 //! so the activation still ends whole.
 
@@ -16,6 +18,7 @@ use super::activation::{Activation, Report};
 use super::agent::{Op, Service, is_drop_in_of, unit_file_name};
 use super::layout::Layout;
 use super::lock::{LockGuard, Refusal};
+use super::originals;
 use super::rollback;
 use super::snapshot::{self, Pending, manifest_paths};
 use super::watchdog::{self, Recovery};
@@ -53,6 +56,17 @@ pub fn parse(layout: &Layout, input: &[u8]) -> anyhow::Result<Activation> {
     }
     for key in a.sysctls.keys() {
         layout.sysctl(key)?;
+    }
+    if a.retire
+        && (!a.files.is_empty()
+            || !a.sysctls.is_empty()
+            || a.service_action.is_some()
+            || a.enable)
+    {
+        anyhow::bail!(
+            "a retirement brings no files, sysctls or service action: it \
+             removes what the last generation installed"
+        );
     }
     for d in &a.drop_ins {
         if !is_drop_in_of(d, &a.service) {
@@ -94,6 +108,12 @@ pub fn activate(layout: &Layout, input: &[u8]) -> anyhow::Result<Report> {
             return Err(e.context("taking the before-image"));
         }
     };
+    // Before the first change: what lbdeploy is about to set for the first
+    // time, as it was (a failure here changed nothing either).
+    if let Err(e) = originals::note(layout, &pending.sysctls) {
+        let _ = files::remove_dir_whole(&layout.pending());
+        return Err(e);
+    }
     let report = match change(layout, &pending, &service) {
         Ok(r) => r,
         Err(e) => {
@@ -199,6 +219,9 @@ fn change(
         // Before any write: a mask is a symlink where the unit may go.
         service.run(Op::Unmask, false)?;
     }
+    if a.retire {
+        stop_for_good(layout, service)?;
+    }
     for d in &a.drop_ins {
         if files::remove_opt(&layout.host(d)?)? {
             report.removed.push(d.clone());
@@ -224,10 +247,18 @@ fn change(
             report.removed.push(old);
         }
     }
-    for (key, value) in &a.sysctls {
+    let sysctls = match a.retire {
+        true => originals::load(layout)?,
+        false => a.sysctls.clone(),
+    };
+    for (key, value) in &sysctls {
         if rollback::set_sysctl(layout, key, value)? {
             report.sysctls.push(key.clone());
         }
+    }
+    if a.retire && !report.removed.is_empty() {
+        // The unit file went: systemd forgets the unit.
+        service.run(Op::DaemonReload, false)?;
     }
     if let Some(action) = a.service_action {
         let unit = unit_file_name(&a.service);
@@ -253,6 +284,25 @@ fn change(
     )?;
     watchdog::spawn(layout)?;
     Ok(report)
+}
+
+/// A retirement's first step, while the agent's configuration is still
+/// there: stop it — it takes its VIPs, data plane and ARP tables with it,
+/// a real server's VIPs even under `keep_vip_on_stop` (the mark says so)
+/// — and disable it.
+fn stop_for_good(layout: &Layout, service: &Service) -> anyhow::Result<()> {
+    if service.is_running() {
+        let mark = layout.retiring_mark();
+        if let Some(run) = mark.parent() {
+            std::fs::create_dir_all(run)
+                .with_context(|| format!("creating {}", run.display()))?;
+        }
+        files::write_atomic(&mark, b"", 0o600)?;
+        let stopped = service.run(Op::Stop, false);
+        files::remove_opt(&mark)?;
+        stopped?;
+    }
+    service.run(Op::Disable, false)
 }
 
 /// Print the report on stdout; a vanished SSH session is not an error

@@ -57,6 +57,13 @@ pub struct Activation {
     /// systemd must re-read the unit files before the service action.
     #[serde(default)]
     pub daemon_reload: bool,
+    /// The host has left the inventory: the agent is stopped and disabled
+    /// before its files go (`files` is empty, so every managed file is
+    /// removed), and each sysctl lbdeploy set gets back the value it had
+    /// before lbdeploy ([`super::originals`]). The binary and the state
+    /// directory, its generations with it, stay.
+    #[serde(default)]
+    pub retire: bool,
     /// How long the host waits for `host confirm` before rolling back.
     pub confirm_timeout_ms: u64,
 }

@@ -34,6 +34,9 @@ pub enum Op {
     Disable,
     /// Remove a mask (systemd only).
     Unmask,
+    /// Re-read the unit files, once the unit's file is gone (systemd
+    /// only).
+    DaemonReload,
 }
 
 impl From<ServiceAction> for Op {
@@ -110,20 +113,20 @@ impl Service {
         }
         match self.init {
             Init::Systemd => {
-                if unit_changed {
+                if unit_changed || op == Op::DaemonReload {
                     run(Command::new("systemctl").arg("daemon-reload"))?;
                 }
-                let mut cmd = Command::new("systemctl");
-                match op {
-                    Op::Start => cmd.args(["enable", "--now"]),
-                    Op::Restart => cmd.arg("restart"),
-                    Op::Reload => cmd.arg("reload"),
-                    Op::Stop => cmd.arg("stop"),
-                    Op::Enable => cmd.arg("enable"),
-                    Op::Disable => cmd.arg("disable"),
-                    Op::Unmask => cmd.arg("unmask"),
+                let verb: &[&str] = match op {
+                    Op::Start => &["enable", "--now"],
+                    Op::Restart => &["restart"],
+                    Op::Reload => &["reload"],
+                    Op::Stop => &["stop"],
+                    Op::Enable => &["enable"],
+                    Op::Disable => &["disable"],
+                    Op::Unmask => &["unmask"],
+                    Op::DaemonReload => return Ok(()),
                 };
-                run(cmd.arg(&self.name))
+                run(Command::new("systemctl").args(verb).arg(&self.name))
             }
             Init::None => {
                 let mut cmd = Command::new(&self.binary);
@@ -147,7 +150,10 @@ impl Service {
                     }
                     // Boot-time enabling and masks are systemd's; without
                     // it there is nothing of the kind to change.
-                    Op::Enable | Op::Disable | Op::Unmask => return Ok(()),
+                    Op::Enable
+                    | Op::Disable
+                    | Op::Unmask
+                    | Op::DaemonReload => return Ok(()),
                 }
                 run(&mut cmd)
             }

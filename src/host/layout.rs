@@ -9,6 +9,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::inventory::agent::RETIRING_MARK;
 use crate::plan::facts::{PID_FILE, STATE_DIR};
 
 /// The environment variable that roots every host path (tests only).
@@ -80,6 +81,20 @@ impl Layout {
     /// The host lock, held by one activation at a time.
     pub fn lock(&self) -> PathBuf {
         self.state().join("lock")
+    }
+
+    /// The mark a retirement leaves for the stopping agent
+    /// ([`crate::inventory::agent::RETIRING_MARK`]), beside its PID file.
+    pub(crate) fn retiring_mark(&self) -> PathBuf {
+        let run = Path::new(PID_FILE)
+            .parent()
+            .expect("the PID file is in a directory");
+        self.fixed(&run.join(RETIRING_MARK).to_string_lossy())
+    }
+
+    /// Each sysctl lbdeploy set, as it was before its first change here.
+    pub(crate) fn original_sysctls(&self) -> PathBuf {
+        self.state().join("original-sysctls.json")
     }
 
     /// The activation awaiting confirmation, with its before-image.

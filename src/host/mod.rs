@@ -12,6 +12,8 @@
 //! * [`rollback`] — restoring the before-image, committing a generation.
 //! * [`confirm`] — `host confirm N`.
 //! * [`agent`] — starting, restarting, reloading, stopping the agent.
+//! * [`originals`] — the sysctls as they were before lbdeploy, which a
+//!   host leaving the inventory gets back.
 //!
 //! # State on the host (`/var/lib/lbdeploy`)
 //! ```text
@@ -27,6 +29,7 @@
 //! generations/N/        (0700) files.json [{path, mode, stored}] + contents
 //! journal               "TIME<TAB>N<TAB>confirmed|rolled back<TAB>APPLY"
 //! last-rollback.json    {generation, apply_id, at, reason}
+//! original-sysctls.json {key: value} before lbdeploy first set each key
 //! watchdog.log          the watchdog's output
 //! ```
 
@@ -36,6 +39,7 @@ pub mod agent;
 pub mod confirm;
 pub mod layout;
 pub mod lock;
+pub mod originals;
 pub mod rollback;
 pub mod snapshot;
 pub mod watchdog;

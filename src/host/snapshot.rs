@@ -107,11 +107,16 @@ pub fn take(
         });
     }
     let mut sysctls = BTreeMap::new();
-    for key in activation.sysctls.keys() {
-        let value = std::fs::read_to_string(layout.sysctl(key)?)
+    // A retirement sets the recorded originals; anything else its own.
+    let keys: Vec<String> = match activation.retire {
+        true => super::originals::load(layout)?.into_keys().collect(),
+        false => activation.sysctls.keys().cloned().collect(),
+    };
+    for key in keys {
+        let value = std::fs::read_to_string(layout.sysctl(&key)?)
             .ok()
             .map(|v| v.trim_end().to_string());
-        sysctls.insert(key.clone(), value);
+        sysctls.insert(key, value);
     }
     let mut binary_saved = false;
     if let Some(_staged) = &activation.staged_binary {

@@ -18,6 +18,14 @@ use super::{
     Track, TrackFile, TrackProcess, VirtualAddress, VrrpScript,
 };
 
+/// The file in the agent's runtime directory that a host's retirement
+/// (it has left the inventory) creates before it stops the agent, and
+/// removes after: a real server stopping while it exists removes its VIPs
+/// from `lo` whatever `keep_vip_on_stop` says — its ARP settings are
+/// about to be put back, and a VIP left on `lo` would then be answered
+/// for.
+pub const RETIRING_MARK: &str = "retiring";
+
 /// `lbdeploy agent director`'s configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,7 +347,8 @@ pub(crate) struct RealserverConfig {
     pub arp_suppression: ArpSuppression,
     /// The VIPs this host serves, added to `lo` as host routes.
     pub vips: Vec<IpAddr>,
-    /// Leave the VIPs on `lo` when the agent stops.
+    /// Leave the VIPs on `lo` when the agent stops — unless the host is
+    /// being retired ([`RETIRING_MARK`]).
     #[serde(default)]
     pub keep_vip_on_stop: bool,
     /// Where to serve Prometheus metrics (`agent::metrics`); none when

@@ -46,6 +46,9 @@ pub struct HostDesired {
     /// The VIPs the agent keeps on `lo` (real servers); the plan warns
     /// when an old set-up left one on another interface.
     pub vips: Vec<IpAddr>,
+    /// The host has left the inventory and is retired (`apply::removed`):
+    /// no files, no sysctls, the agent stopped and disabled.
+    pub retire: bool,
 }
 
 /// A rendered file.
@@ -219,6 +222,34 @@ pub fn compile(
     Ok(hosts)
 }
 
+/// The desired state of host `name`, which has left the inventory: its
+/// role's binary, service and configuration paths (where the agent the
+/// host runs was installed), no files, no sysctls — retired
+/// ([`HostDesired::retire`]).
+///
+/// # Errors
+/// When the roles have no role for `agent`.
+pub fn retired(
+    name: &str,
+    agent: Mode,
+    roles: &Roles,
+    binary_sha256: &str,
+) -> Result<HostDesired, Error> {
+    let role = roles.role(agent.as_str())?;
+    Ok(HostDesired {
+        name: name.to_owned(),
+        agent,
+        files: Vec::new(),
+        sysctls: BTreeMap::new(),
+        binary: role.binary.clone(),
+        binary_sha256: binary_sha256.to_owned(),
+        service: role.service.clone(),
+        config: role.config.clone(),
+        vips: Vec::new(),
+        retire: true,
+    })
+}
+
 /// Render one host's role with `config` (the agent configuration, which is
 /// also the template context) extended by what every template may use.
 fn host(
@@ -287,6 +318,7 @@ fn host(
         service: role.service.clone(),
         config: role.config.clone(),
         vips: Vec::new(),
+        retire: false,
     })
 }
 

@@ -102,6 +102,16 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reasons: Vec<String>,
     },
+    /// The host has left the inventory: stop and disable its agent (which
+    /// takes its VIPs, data plane and ARP tables with it) before its files
+    /// go, and put back the sysctls lbdeploy set as they were before it.
+    /// The binary and the generation history stay.
+    Retire {
+        /// The service.
+        name: String,
+        /// Whether the agent runs now.
+        running: bool,
+    },
 }
 
 /// How the agent's unit differs from what lbdeploy installs.
@@ -148,6 +158,9 @@ pub enum ServiceAction {
 
 /// Every change one host needs; empty when it is converged.
 pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
+    if desired.retire {
+        return retirement(desired, facts);
+    }
     let mut changes: Vec<Change> = blockers(desired, facts).collect();
     if facts.pending {
         changes.push(Change::Unfinished { seen: facts.seen });
@@ -239,6 +252,36 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
             reasons,
         });
     }
+    changes
+}
+
+/// What a host that has left the inventory needs: nothing once nothing
+/// of lbdeploy's runs or is installed there (no managed file, an agent
+/// neither running nor enabled); else the retirement, each managed file's
+/// removal, and this binary first where the host's differs, so that the
+/// host side that retires it is this one. Nothing blocks a retirement.
+/// Pure.
+fn retirement(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if facts.pending {
+        changes.push(Change::Unfinished { seen: facts.seen });
+    }
+    let running = facts.service == ServiceState::Running;
+    let enabled = facts.unit.as_ref().is_some_and(|u| u.enabled == "enabled");
+    if !running && !enabled && facts.managed.is_empty() {
+        return changes;
+    }
+    if facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()) {
+        changes.push(Change::Binary {
+            path: desired.binary.clone(),
+            old: facts.binary_sha256.clone(),
+            new: desired.binary_sha256.clone(),
+        });
+    }
+    changes.push(Change::Retire { name: desired.service.clone(), running });
+    changes.extend(
+        facts.managed.iter().map(|p| Change::RemoveFile { path: p.clone() }),
+    );
     changes
 }
 
@@ -378,6 +421,7 @@ mod tests {
             service: "lbdeploy-agent".into(),
             config: "/etc/lbdeploy/agent.yml".into(),
             vips: vec!["10.0.0.200".parse().unwrap()],
+            retire: false,
         }
     }
 
@@ -410,6 +454,46 @@ mod tests {
                 label: None,
             }],
         }
+    }
+
+    /// Issue #19: a host that has left the inventory is retired while
+    /// anything of lbdeploy runs or is installed there — its managed
+    /// files removed, this binary first where the host's differs — and
+    /// needs nothing once retired. A foreign VIP blocks nothing.
+    #[test]
+    fn r19_a_removed_host_is_retired_once() {
+        let mut gone = desired();
+        gone.files.clear();
+        gone.sysctls.clear();
+        gone.retire = true;
+        let mut facts = converged();
+        facts.addresses[0].interface = "eth0".into();
+        let retire =
+            Change::Retire { name: "lbdeploy-agent".into(), running: true };
+        let remove =
+            Change::RemoveFile { path: "/etc/lbdeploy/agent.yml".into() };
+        assert_eq!(diff(&gone, &facts), [retire.clone(), remove.clone()]);
+        facts.binary_sha256 = Some("old".into());
+        let binary = Change::Binary {
+            path: gone.binary.clone(),
+            old: Some("old".into()),
+            new: "new".into(),
+        };
+        assert_eq!(diff(&gone, &facts), [binary, retire, remove]);
+        // Stopped, but enabled at boot: still retired.
+        facts.managed.clear();
+        facts.service = ServiceState::Stopped;
+        facts.unit = Some(UnitFacts {
+            enabled: "enabled".into(),
+            stale: false,
+            drop_ins: BTreeMap::new(),
+        });
+        assert!(diff(&gone, &facts).contains(&Change::Retire {
+            name: "lbdeploy-agent".into(),
+            running: false
+        }));
+        facts.unit = None;
+        assert_eq!(diff(&gone, &facts), []);
     }
 
     /// Issue #17, finding 9: a host whose files match but whose

@@ -93,6 +93,7 @@ mod tests {
             service: "lbdeploy-agent".into(),
             config: "/etc/lbdeploy/agent.yml".into(),
             vips: Vec::new(),
+            retire: false,
         }
     }
 

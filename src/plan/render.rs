@@ -78,7 +78,17 @@ impl<W: Write> Printer<W> {
                 }
                 HostOutcome::Planned(changes) => {
                     changed += 1;
-                    writeln!(self.out, "{}:", self.paint(BOLD, host))?;
+                    let head = match changes
+                        .iter()
+                        .any(|c| matches!(c, Change::Retire { .. }))
+                    {
+                        true => self.paint(
+                            RED,
+                            &format!("- host {host} (not in the inventory):"),
+                        ),
+                        false => format!("{}:", self.paint(BOLD, host)),
+                    };
+                    writeln!(self.out, "{head}")?;
                     for c in changes {
                         self.change(c)?;
                     }
@@ -173,6 +183,20 @@ impl<W: Write> Printer<W> {
                 );
                 writeln!(self.out, "{}", self.paint(RED, &head))?;
                 return self.text_diff(content, "");
+            }
+            Change::Retire { name, running } => {
+                let stop = match running {
+                    true => "stop (its VIPs go with it) and disable",
+                    false => "disable",
+                };
+                self.paint(
+                    RED,
+                    &format!(
+                        "  - service {name}: {stop}; the sysctls lbdeploy \
+                         set back to their values before it; the binary \
+                         and the generation history stay"
+                    ),
+                )
             }
             Change::Service { name, action, reasons } => {
                 let verb = match action {
@@ -281,6 +305,28 @@ Plan: 1 hosts to change, 1 unchanged, 1 unreachable.
 ";
         assert_eq!(render(&hosts, false), expected);
         assert!(render(&hosts, true).contains("\x1b[31m      -b: 2\x1b[0m"));
+    }
+
+    /// Issue #19: a host that has left the inventory says so in its
+    /// heading, and what its retirement does.
+    #[test]
+    fn r19_a_retired_host_is_headed_as_removed() {
+        let hosts = vec![(
+            "web3".to_owned(),
+            HostOutcome::Planned(vec![
+                Change::Retire { name: "lbdeploy-agent".into(), running: true },
+                Change::RemoveFile { path: "/etc/lbdeploy/agent.yml".into() },
+            ]),
+        )];
+        let expected = "\
+- host web3 (not in the inventory):
+  - service lbdeploy-agent: stop (its VIPs go with it) and disable; the \
+sysctls lbdeploy set back to their values before it; the binary and the \
+generation history stay
+  - /etc/lbdeploy/agent.yml
+Plan: 1 hosts to change, 0 unchanged, 0 unreachable.
+";
+        assert_eq!(render(&hosts, false), expected);
     }
 
     #[test]

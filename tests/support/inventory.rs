@@ -154,6 +154,16 @@ impl Inventory {
         self
     }
 
+    /// The inventory without real-server host `name`, as an operator
+    /// deletes its entry and its place in the service.
+    pub fn without(mut self, name: &str) -> Self {
+        self.real_servers.retain(|(n, _)| n != name);
+        if let Some(service) = &mut self.service {
+            service.backends.retain(|b| b.host != name);
+        }
+        self
+    }
+
     /// Make host `host` a real server of the service, on port 80.
     pub fn backend(mut self, host: &str) -> Self {
         self.service_mut().backends.push(Backend::new(host));

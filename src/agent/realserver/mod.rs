@@ -41,11 +41,12 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::paths;
 use super::runtime::{self, ModeConfig, Report};
 use crate::agent::sys::net::{self, Address, Event, Net};
 use crate::inventory::ArpSuppression;
 use crate::inventory::Mode;
-use crate::inventory::agent::RealserverConfig;
+use crate::inventory::agent::{RETIRING_MARK, RealserverConfig};
 
 /// How often the watcher re-checks the sysctls and the addresses without
 /// an event. The issue allows 1 s to restore a change; a 250 ms tick leaves
@@ -169,7 +170,8 @@ impl runtime::Worker<RealserverConfig> for Worker {
         // The watcher first, or it would put the VIPs back.
         r.watcher.abort();
         let mut state = r.state.lock().await;
-        if state.keep_vip_on_stop {
+        let retiring = paths::run_dir().join(RETIRING_MARK).exists();
+        if state.keep_vip_on_stop && !retiring {
             for a in &state.ours {
                 tracing::info!(
                     "realserver: keeping {}/{} on lo (keep_vip_on_stop)",
