@@ -251,4 +251,24 @@ fn r18_plan_sees_and_apply_repairs_the_unit_and_a_rolled_back_install_leaves_no_
             real_server_whole(&lab, rs, &s.vip())
         });
     }
+
+    // Issue #19: rs02 leaves the inventory. Its retirement stops and
+    // disables the agent and removes the unit without a trace, and a
+    // reboot brings none of it back.
+    lab.rewrite_inventory(
+        &Inventory::example(s).weight("rs01", 2).without("rs02"),
+    );
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    assert!(out.contains("rs02          changed"), "{out}");
+    let retired = |when: &str| {
+        no_unit_trace(&lab, "rs02")
+            .unwrap_or_else(|left| panic!("{when}: {left}"));
+        let lo = lab.exec_ok("rs02", "ip -o addr show dev lo");
+        assert!(!lo.contains(&format!(" {}/", s.vip())), "{when}: {lo}");
+    };
+    retired("retired");
+    // As long as an agent takes to come back after a reboot: none does.
+    lab.lab_ok(&["reboot", "rs02"]);
+    std::thread::sleep(AGENT_UP);
+    retired("after a reboot");
 }
