@@ -419,6 +419,37 @@ fn an_unconfirmed_host_rolls_back_by_itself() {
     assert!(last.contains("\"generation\": 2"), "{last}");
 }
 
+/// A host's persistent master connection that is gone by its turn (its
+/// idle time ran out while the hosts before it were applied, as at 300
+/// hosts, or it was killed) is started again: the directors' masters are
+/// closed while rs02 is applied (its smoke test), and the directors are
+/// applied all the same.
+#[test]
+fn a_master_connection_gone_before_a_hosts_turn_is_started_again() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("apply-master", Inventory::example(s));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    lab.rewrite_inventory(&Inventory::example(s).weight("rs01", 2));
+    // rs02 drifts, so that it is applied (and its smoke test runs).
+    lab.exec_ok("rs02", "echo '# drift' >> /etc/sysctl.d/90-lbdeploy.conf");
+    let directors = format!("{}|{}", s.addr(11), s.addr(12));
+    let smoke = format!(
+        "[ \"$LBDEPLOY_HOST\" = rs02 ] || exit 0; n=0; \
+         for c in $HOME/.cache/lbdeploy/cp/c-*; do \
+           pid=$(ssh -S \"$c\" -O check x 2>&1 | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p'); \
+           [ -n \"$pid\" ] || continue; \
+           ps -o args= -p \"$pid\" | grep -Eq -- '-- ({directors})$' || continue; \
+           ssh -S \"$c\" -O exit x 2>/dev/null && n=$((n + 1)); \
+         done; echo $n > $HOME/masters-closed"
+    );
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes", "--smoke-test", &smoke]);
+    let closed = lab.exec_ok("controller", "cat $HOME/masters-closed");
+    assert_eq!(closed.trim(), "2", "the directors' masters were not closed");
+    for d in ["keepalived01", "keepalived02"] {
+        assert!(out.contains(&format!("{d}  changed")), "{out}");
+    }
+}
+
 #[test]
 fn a_second_apply_fails_fast_naming_the_first() {
     let lab =

@@ -58,6 +58,10 @@ pub async fn apply(p: &Planned, ctx: &Context, step: Step<'_>) -> Outcome {
     {
         return Outcome::Failed(format!("left untouched: {message}"));
     }
+    // Its facts may have been gathered long ago (many hosts before it).
+    if let Err(e) = p.conn.ensure().await {
+        return Outcome::Failed(format!("left untouched: {e}"));
+    }
     match activate(p, ctx, step).await {
         Ok(()) => {}
         Err(e) => return Outcome::Failed(e),

@@ -29,6 +29,10 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle master connection stays for the next command.
 pub(crate) const PERSIST: Duration = Duration::from_secs(60);
 
+/// How long a master that failed [`Connection::ensure`]'s probe may take
+/// to close its socket before a new one is started in its place.
+const MASTER_EXIT: Duration = Duration::from_secs(2);
+
 /// Why a host could not be reached; each kind has its own remedy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -151,7 +155,8 @@ pub struct RunError {
 /// A multiplexed SSH connection to one host.
 #[derive(Debug)]
 pub struct Connection {
-    session: Session,
+    /// Replaced when a persistent master has gone ([`Connection::ensure`]).
+    session: tokio::sync::RwLock<Session>,
     target: Target,
     /// Its master outlives this process (see [`PERSIST`]).
     persistent: bool,
@@ -186,11 +191,7 @@ impl Connection {
         };
         if ctl.exists() {
             if let Some(session) = resume(&ctl).await {
-                return Ok(Self {
-                    session,
-                    target: target.clone(),
-                    persistent: true,
-                });
+                return Ok(Self::of(session, target, true));
             }
             // A master that died.
             let _ = std::fs::remove_file(&ctl);
@@ -212,9 +213,7 @@ impl Connection {
         let said = std::fs::read_to_string(&log).unwrap_or_default();
         let _ = std::fs::remove_file(&log);
         match (status.success(), resume(&ctl).await) {
-            (_, Some(session)) => {
-                Ok(Self { session, target: target.clone(), persistent: true })
-            }
+            (_, Some(session)) => Ok(Self::of(session, target, true)),
             // Another lbdeploy may have started the same master meanwhile;
             // `resume` above would then have found it.
             (_, None) => Err(ConnectError::classify(target, &said)),
@@ -237,16 +236,59 @@ impl Connection {
             b.user_known_hosts_file(file);
         }
         match b.connect(&target.destination).await {
-            Ok(session) => {
-                Ok(Self { session, target: target.clone(), persistent: false })
-            }
+            Ok(session) => Ok(Self::of(session, target, false)),
             Err(e) => Err(ConnectError::classify(target, &error_text(&e))),
         }
+    }
+
+    fn of(session: Session, target: &Target, persistent: bool) -> Self {
+        let session = tokio::sync::RwLock::new(session);
+        Self { session, target: target.clone(), persistent }
     }
 
     /// The host this connection reaches.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// Make sure the master answers before a host's changes begin. A
+    /// persistent master exits once it has been idle for [`PERSIST`]:
+    /// during an apply of many hosts, a host's turn may come longer than
+    /// that after its facts were gathered, and a command that meets its
+    /// master exiting dies with it ("the remote process has terminated",
+    /// seen at 300 hosts). So `true` is run first; it restarts the idle
+    /// time, and when it fails the master is gone or going: once its
+    /// socket refuses (at most [`MASTER_EXIT`]), a new one is started.
+    ///
+    /// # Errors
+    /// When the new master cannot connect.
+    pub async fn ensure(&self) -> Result<(), ConnectError> {
+        if !self.persistent {
+            return Ok(()); // this process's own: it lives until `close`
+        }
+        let mut session = self.session.write().await;
+        let alive = session.command("true").status().await;
+        if alive.is_ok_and(|s| s.success()) {
+            return Ok(());
+        }
+        let dir = persist_dir().ok_or_else(|| ConnectError {
+            kind: ConnectErrorKind::Other,
+            target: self.target.display(),
+            reason: "the master connection is gone, and so is the \
+                     directory for a new one"
+                .into(),
+        })?;
+        let ctl = dir.join(format!("c-{}", control_key(&self.target)));
+        let until = tokio::time::Instant::now() + MASTER_EXIT;
+        while tokio::time::Instant::now() < until
+            && tokio::net::UnixStream::connect(&ctl).await.is_ok()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = std::fs::remove_file(&ctl);
+        let new = Self::open_persistent(&self.target, &dir).await?;
+        *session = new.session.into_inner();
+        Ok(())
     }
 
     /// Run `program args…` as root (through `ssh.become` when the SSH user
@@ -271,8 +313,8 @@ impl Connection {
             std::env::var(v).ok()
         })
         .map_err(|e| fail(std::io::Error::other(e)))?;
-        let mut child = self
-            .session
+        let session = self.session.read().await;
+        let mut child = session
             .command(&remote.argv[0])
             .args(&remote.argv[1..])
             .stdin(Stdio::piped())
@@ -300,8 +342,8 @@ impl Connection {
     /// next command.
     pub async fn close(self) {
         match self.persistent {
-            true => drop(self.session.detach()),
-            false => drop(self.session.close().await),
+            true => drop(self.session.into_inner().detach()),
+            false => drop(self.session.into_inner().close().await),
         }
     }
 }
