@@ -1,4 +1,6 @@
-# bench/lib.sh — what bench/apply.sh and bench/profile.sh share. Sourced.
+# bench/lib.sh — what bench/apply.sh, bench/noop.sh and bench/profile.sh
+# share. Sourced. LBDEPLOY_BIN=FILE benchmarks that build instead of this
+# tree's release build.
 # shellcheck shell=bash disable=SC2034 # sets variables for the sourcing scripts
 #
 # Labs: lab N gets 10.88.N.0/24 (other developers' test labs use 10.77.x),
@@ -51,10 +53,13 @@ STATE_DIRS=()
 CG=''
 bench_init() {
     [ "$(id -u)" -eq 0 ] || die "run as root: the labs are network namespaces"
-    log "building the release binary"
-    (cd "$ROOT" && cargo build --release)
-    local built=$ROOT/target/x86_64-unknown-linux-gnu/release/lbdeploy
-    [ -x "$built" ] || die "no release binary at $built"
+    local built=${LBDEPLOY_BIN:-}
+    if [ -z "$built" ]; then # LBDEPLOY_BIN: another build to compare
+        log "building the release binary"
+        (cd "$ROOT" && cargo build --release)
+        built=$ROOT/target/x86_64-unknown-linux-gnu/release/lbdeploy
+    fi
+    [ -x "$built" ] || die "no lbdeploy binary at $built"
     # Not under /run: every lab host covers /run with its own tmpfs. /tmp is
     # shared with the lab hosts, so the controller sees inventories, venv.
     WORK=$(mktemp -d /tmp/lbdeploy-bench.XXXXXX)
