@@ -252,13 +252,13 @@ impl Connection {
     }
 
     /// Make sure the master answers before a host's changes begin. A
-    /// persistent master exits once it has been idle for [`PERSIST`]:
+    /// persistent master exits once it has been idle for `PERSIST`:
     /// during an apply of many hosts, a host's turn may come longer than
     /// that after its facts were gathered, and a command that meets its
     /// master exiting dies with it ("the remote process has terminated",
     /// seen at 300 hosts). So `true` is run first; it restarts the idle
     /// time, and when it fails the master is gone or going: once its
-    /// socket refuses (at most [`MASTER_EXIT`]), a new one is started.
+    /// socket refuses (at most `MASTER_EXIT`), a new one is started.
     ///
     /// # Errors
     /// When the new master cannot connect.
