@@ -6,9 +6,9 @@
 //! before-image, then change things: binary, files, removals, sysctls,
 //! service. A retirement (the host left the inventory) stops and
 //! disables the agent first, then removes its files and puts the
-//! original sysctls back. Any failure from there on rolls back at once. The SSH session
-//! may vanish meanwhile; the caller ignores SIGHUP and stdout write errors
-//! so the activation still ends whole.
+//! original sysctls back. Any failure from there on rolls back at once.
+//! The SSH session may vanish meanwhile; the caller ignores SIGHUP and
+//! stdout write errors so the activation still ends whole.
 
 use std::io::Write;
 
@@ -292,11 +292,8 @@ fn change(
 /// — and disable it.
 fn stop_for_good(layout: &Layout, service: &Service) -> anyhow::Result<()> {
     if service.is_running() {
+        // In the runtime directory, which a running agent has.
         let mark = layout.retiring_mark();
-        if let Some(run) = mark.parent() {
-            std::fs::create_dir_all(run)
-                .with_context(|| format!("creating {}", run.display()))?;
-        }
         files::write_atomic(&mark, b"", 0o600)?;
         let stopped = service.run(Op::Stop, false);
         files::remove_opt(&mark)?;

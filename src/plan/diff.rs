@@ -168,12 +168,8 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
     let mut needs = None::<ServiceAction>;
     let mut reasons = Vec::new();
     let mut need = |a: ServiceAction| needs = needs.max(Some(a));
-    if facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()) {
-        changes.push(Change::Binary {
-            path: desired.binary.clone(),
-            old: facts.binary_sha256.clone(),
-            new: desired.binary_sha256.clone(),
-        });
+    if let Some(binary) = binary_change(desired, facts) {
+        changes.push(binary);
         need(ServiceAction::Restart);
     }
     let wanted: Vec<_> = desired.files_for(facts).collect();
@@ -255,6 +251,16 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
     changes
 }
 
+/// The binary to install when the host's is not the desired one.
+fn binary_change(desired: &HostDesired, facts: &HostFacts) -> Option<Change> {
+    (facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()))
+        .then(|| Change::Binary {
+            path: desired.binary.clone(),
+            old: facts.binary_sha256.clone(),
+            new: desired.binary_sha256.clone(),
+        })
+}
+
 /// What a host that has left the inventory needs: nothing once nothing
 /// of lbdeploy's runs or is installed there (no managed file, an agent
 /// neither running nor enabled); else the retirement, each managed file's
@@ -271,13 +277,7 @@ fn retirement(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
     if !running && !enabled && facts.managed.is_empty() {
         return changes;
     }
-    if facts.binary_sha256.as_deref() != Some(desired.binary_sha256.as_str()) {
-        changes.push(Change::Binary {
-            path: desired.binary.clone(),
-            old: facts.binary_sha256.clone(),
-            new: desired.binary_sha256.clone(),
-        });
-    }
+    changes.extend(binary_change(desired, facts));
     changes.push(Change::Retire { name: desired.service.clone(), running });
     changes.extend(
         facts.managed.iter().map(|p| Change::RemoveFile { path: p.clone() }),

@@ -180,7 +180,7 @@ impl Connection {
         target: &Target,
         dir: &Path,
     ) -> Result<Self, ConnectError> {
-        let ctl = dir.join(format!("c-{}", control_key(target)));
+        let ctl = control_path(dir, target);
         // A live master accepts on its socket; a dead one (host rebooted,
         // connection cut) leaves the file behind, refusing. Connecting is
         // the whole check: `Session::check` would start an `ssh -O check`
@@ -278,7 +278,7 @@ impl Connection {
                      directory for a new one"
                 .into(),
         })?;
-        let ctl = dir.join(format!("c-{}", control_key(&self.target)));
+        let ctl = control_path(&dir, &self.target);
         let until = tokio::time::Instant::now() + MASTER_EXIT;
         while tokio::time::Instant::now() < until
             && tokio::net::UnixStream::connect(&ctl).await.is_ok()
@@ -498,6 +498,11 @@ fn persist_dir() -> Option<std::path::PathBuf> {
     let meta = std::fs::metadata(&dir).ok()?;
     let mine = meta.uid() == rustix::process::geteuid().as_raw();
     (mine && meta.mode() & 0o077 == 0).then_some(dir)
+}
+
+/// The control socket of `target`'s persistent master in `dir`.
+fn control_path(dir: &Path, target: &Target) -> std::path::PathBuf {
+    dir.join(format!("c-{}", control_key(target)))
 }
 
 /// A short name for a master: the same destination, user, port, key and
