@@ -385,6 +385,9 @@ fn r16_apply_restarts_for_settings_only_a_start_applies() {
         st["details"]["vrrp_thread"]["policy"] == "SCHED_RR"
     });
     assert_eq!((vrrp.policy, vrrp.rt_priority), (SCHED_RR, 20), "{vrrp:?}");
+    // The backup's restarts moved nothing: the master still holds the VIP
+    // alone.
+    wait_sole_holder(&lab, &vip, "keepalived01", Duration::ZERO);
 }
 
 /// How many times `host`'s agent has logged becoming master, in the

@@ -105,4 +105,33 @@ mod tests {
         );
         assert_eq!(add_new(&mut known, &later), 0);
     }
+
+    /// The file is read as untrusted: none is nothing recorded; a corrupt
+    /// one, one past its bound or one that is not a regular file is an
+    /// error naming it (and the activation stops before any change). A
+    /// key that is no sysctl name is refused where it would be used
+    /// (`Layout::sysctl`, before the before-image is taken).
+    #[test]
+    fn r19_a_bad_file_is_an_error_naming_it() {
+        let root = std::env::temp_dir()
+            .join(format!("lbd-originals-{}", std::process::id()));
+        let layout = Layout::new(Some(root.clone()));
+        let path = layout.original_sysctls();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        assert_eq!(load(&layout).unwrap(), BTreeMap::new());
+        let refused = |what: &str| {
+            let e = format!("{:#}", load(&layout).unwrap_err());
+            assert!(e.contains("original-sysctls.json"), "{what}: {e}");
+        };
+        std::fs::write(&path, "{\"net.ipv4.ip_forward\": 1}").unwrap();
+        refused("not strings");
+        std::fs::write(&path, vec![b' '; MAX_BYTES as usize + 1]).unwrap();
+        refused("too large");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        refused("a directory");
+        assert!(layout.sysctl("net/../../etc/passwd").is_err());
+        assert!(layout.sysctl("net...ipv4").is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
