@@ -13,4 +13,6 @@ pub enum ExitStatus {
     Changes = 2,
     /// Some hosts failed or rolled back.
     Partial = 3,
+    /// `agent exec-in` could not start its command (a shell's 127).
+    NotStarted = 127,
 }

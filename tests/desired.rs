@@ -241,7 +241,8 @@ virtual_services:
 }
 
 /// `script_user` reaches every program in `agent.yml` that names no user
-/// of its own, and the unit keeps CAP_SETUID and CAP_SETGID for it —
+/// of its own, and the unit keeps CAP_SETUID, CAP_SETGID and CAP_KILL
+/// for it —
 /// only then.
 #[test]
 fn script_user_reaches_each_program_and_the_units_capabilities() {
@@ -291,7 +292,7 @@ notification: {{ exec: [/bin/n] }}
     assert!(
         unit.contains(
             "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SETUID \
-             CAP_SETGID\n"
+             CAP_SETGID CAP_KILL\n"
         ),
         "{unit}"
     );
@@ -321,6 +322,30 @@ fn example_realtime() -> Vec<HostDesired> {
     let text = std::fs::read_to_string(root.join("inventory.example.yml"))
         .expect("the example is readable");
     compile_text("example-rt.yml", &format!("{text}\nvrrp_rt_priority: 10\n"))
+}
+
+/// A director's unit delegates its cgroup and tells the agent so, in the
+/// words the agent looks for (`agent::sys::cgroup`); a real server's
+/// agent runs no command and gets no delegation.
+#[test]
+fn a_directors_unit_delegates_its_cgroup_to_the_agent() {
+    use lbdeploy::agent::sys::cgroup::{DELEGATED, DELEGATED_ENV};
+    let hosts = example();
+    let unit = |name: &str| {
+        let host = hosts.iter().find(|h| h.name == name).unwrap();
+        let unit = host
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("lbdeploy-agent.service"));
+        unit.unwrap().content.clone()
+    };
+    let told = format!("\nEnvironment={DELEGATED_ENV}={DELEGATED}\n");
+    let director = unit("keepalived01");
+    assert!(director.contains("\nDelegate=yes\n"), "{director}");
+    assert!(director.contains(&told), "{director}");
+    let real_server = unit("rs01");
+    assert!(!real_server.contains("Delegate="), "{real_server}");
+    assert!(!real_server.contains(&told), "{real_server}");
 }
 
 /// The first director's unit of `hosts`, with its binary path pointed at

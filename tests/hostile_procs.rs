@@ -38,10 +38,18 @@ fn pipeline(m: &str) -> String {
 /// Live processes whose command line names `m` (zombies left for init
 /// to reap do not count: they hold nothing).
 fn live_with(m: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    pids_with(m).len()
+}
+
+/// The PIDs of [`live_with`]'s processes.
+fn pids_with(m: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            Some((pid, e))
+        })
+        .filter(|(_, e)| {
             let cmdline =
                 std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let named =
@@ -51,7 +59,8 @@ fn live_with(m: &str) -> usize {
             let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
             named && !state.is_some_and(|s| s.starts_with(['Z', 'X']))
         })
-        .count()
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 /// Wait up to `limit` for the count of live processes naming `m` to
@@ -286,9 +295,9 @@ fn the_supervised_realserver_keeps_net_admin_and_net_raw_only() {
     assert_dies_with_its_supervisor(&host);
 }
 
-/// keepalived01's agent.yml cut from the golden desired state, with a
-/// notify hook that records the capabilities hooks run with.
-fn director_config(hook: &Path) -> String {
+/// keepalived01's agent.yml cut from the golden desired state, with
+/// `instance` added to its VRRP instance.
+fn golden_director(instance: &str) -> String {
     let golden = std::fs::read_to_string(
         "tests/golden/desired/example/keepalived01.txt",
     )
@@ -299,12 +308,15 @@ fn director_config(hook: &Path) -> String {
     let body = &body[..body.find("\n=== ").unwrap_or(body.len())];
     body.replacen(
         "  preempt: true\n",
-        &format!(
-            "  preempt: true\n  notify: {{ master: {} }}\n",
-            hook.display()
-        ),
+        &format!("  preempt: true\n{instance}"),
         1,
     )
+}
+
+/// [`golden_director`] with a notify hook that records the capabilities
+/// hooks run with.
+fn director_config(hook: &Path) -> String {
+    golden_director(&format!("  notify: {{ master: {} }}\n", hook.display()))
 }
 
 #[test]
@@ -340,4 +352,41 @@ fn the_supervised_director_keeps_net_admin_and_net_raw_only_and_still_works() {
         "{details}"
     );
     assert_dies_with_its_supervisor(&host);
+}
+
+/// A script user's hung script is killed at its timeout by the
+/// supervised agent, whose capabilities are not root's: a signal to
+/// another uid's process needs CAP_KILL, which the agent keeps with a
+/// script user. Without it the kill failed (EPERM, ignored): the first
+/// run hung the script's tracker until its `sleep` ended, and the
+/// agent's stop left it behind.
+#[test]
+fn the_supervised_director_kills_a_script_users_hung_script() {
+    let m = marker(4);
+    let config = golden_director(
+        "  track: { scripts: [{ name: hang, weight: -1 }] }\n",
+    )
+    .replacen(
+        "virtual_services:\n",
+        &format!(
+            "vrrp_scripts:\n- {{ name: hang, command: [/bin/sh, -c, '{}'], \
+             interval: 200ms, timeout: 100ms, user: nobody }}\n\
+             virtual_services:\n",
+            pipeline(&m)
+        ),
+        1,
+    );
+    let host = Supervised::start("director", &config);
+    // A run every 200 ms, each killed at 100 ms: a new pipeline each time.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        seen.extend(pids_with(&m));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen.len() >= 2 * 5, "{} processes seen in 3 s", seen.len());
+    // A clean stop ends the run in flight with its pipeline.
+    signal(host.supervisor, Signal::TERM);
+    assert!(ends_within(host.agent, ORPHAN_LIMIT), "the agent did not stop");
+    assert_eq!(settle(&m, 0, Duration::from_secs(2)), 0, "orphans left");
 }

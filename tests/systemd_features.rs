@@ -48,6 +48,10 @@ const CHECK_BOUND: Duration = Duration::from_secs(5);
 const MARKS: &str =
     "/tmp/systemd-private-*-lbdeploy-agent.service-*/tmp/lbd-hooks";
 
+/// What the exec check leaves running when it hangs: a `sleep` of this
+/// length, out of its process group.
+const ESCAPED: &str = "61.93";
+
 /// The cluster: rs01 checked by `http_get`, `tcp` and `exec`, rs02 by a
 /// half-open `tcp` and `ping`; hooks for master, backup and fault; a
 /// script (weight −60), a file (weight −10) and a process (weight 0)
@@ -70,7 +74,8 @@ fn features(s: Subnet, file_weight: i32) -> Inventory {
             "rs01",
             &format!(
                 "{{ http_get: {{ path: /, {timing} }} }}, {{ tcp: {{ {timing} }} }}, \
-                 {{ exec: {{ command: \"test ! -e /run/lbd-test/down-rs01\", \
+                 {{ exec: {{ command: \"test ! -e /run/lbd-test/down-rs01 || \
+                 {{ setsid sleep {ESCAPED} & sleep {ESCAPED}; }}\", \
                  timeout: 1s, retry: 1, delay_before_retry: 0s }} }}"
             ),
         )
@@ -232,15 +237,25 @@ fn r18_every_feature_works_under_the_hardened_unit() {
     within(CHECK_BOUND, "both real servers up", || {
         verdict(&lab, &rs01) == Some(true) && verdict(&lab, &rs02) == Some(true)
     });
-    // The exec check takes rs01 out; the half-open and ping checks hold
-    // rs02 while its web server is up, the half-open one takes it out
-    // when it stops.
+    // The exec check takes rs01 out, by its timeout: it hangs, having
+    // started a `sleep` out of its process group (`setsid`), and is killed
+    // with its cgroup, that `sleep` included. The half-open and ping
+    // checks hold rs02 while its web server is up, the half-open one
+    // takes it out when it stops.
     lab.exec_ok("keepalived01", "touch /run/lbd-test/down-rs01");
     within(CHECK_BOUND, "rs01 out by its exec check", || {
         verdict(&lab, &rs01) == Some(false)
     });
     lab.exec_ok("keepalived01", "rm /run/lbd-test/down-rs01");
     within(CHECK_BOUND, "rs01 back", || verdict(&lab, &rs01) == Some(true));
+    // (`[p]`: the pattern does not match the shell that runs pgrep.)
+    let escaped = format!("pgrep -fc 'slee[p] {ESCAPED}'; true");
+    within(soon, "no process left by the hung checks", || {
+        lab.exec_ok("keepalived01", &escaped).trim() == "0"
+    });
+    let journal =
+        lab.exec_ok("keepalived01", "journalctl -u lbdeploy-agent -o cat");
+    assert!(journal.contains("was killed, with its cgroup"), "{journal}");
     lab.exec_ok("rs01", "systemctl stop lbdeploy-lab-responder-80");
     within(CHECK_BOUND, "rs01 out by its http and tcp checks", || {
         verdict(&lab, &rs01) == Some(false)

@@ -514,15 +514,15 @@ fn r17_scripts_and_hooks_run_as_the_script_user() {
     let st = instance(&lab, "keepalived01");
     assert_eq!(st["tracked"][0]["ok"], true, "{st}");
     assert_eq!(st["state"], "MASTER", "{st}");
-    // The supervised agent kept CAP_SETUID and CAP_SETGID (0xc0) beside
-    // CAP_NET_ADMIN and CAP_NET_RAW (0x3000) for itself: never in ambient
-    // nor in the bounding set, so a program it runs as root cannot get
+    // The supervised agent kept CAP_SETUID, CAP_SETGID and CAP_KILL (0xe0)
+    // beside CAP_NET_ADMIN and CAP_NET_RAW (0x3000) for itself: never in
+    // ambient nor in the bounding set, so a program it runs as root cannot get
     // them either.
     let pid = agent_status(&lab, "keepalived01")["pid"].as_i64().unwrap();
     let agent = lab.exec_ok("keepalived01", &format!("cat /proc/{pid}/status"));
     for (caps, bits) in [
-        ("CapEff", "00000000000030c0"),
-        ("CapPrm", "00000000000030c0"),
+        ("CapEff", "00000000000030e0"),
+        ("CapPrm", "00000000000030e0"),
         ("CapBnd", "0000000000003000"),
         ("CapAmb", "0000000000003000"),
     ] {

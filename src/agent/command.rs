@@ -10,6 +10,8 @@ use clap::{Args, Subcommand};
 use rustix::thread::CapabilitySet;
 
 use super::dataplane::ipvs;
+use super::sys::accounts::Ids;
+use super::sys::process;
 use super::{paths, runtime, status, supervise};
 use crate::exit::ExitStatus;
 use crate::inventory::Mode;
@@ -149,6 +151,40 @@ pub enum AgentCommand {
         Exit codes: 0 printed, 1 error (e.g. no IPVS in the kernel)."
     )]
     IpvsDump,
+    /// Enter a cgroup, then execute a command (how the agent runs one).
+    #[command(
+        name = "exec-in",
+        hide = true,
+        long_about = "What the agent runs its checks, scripts and hooks \
+        through when systemd delegated its cgroup: move this process into \
+        the cgroup DIR, take the user and group ids given, and execute the \
+        command with stdin, stdout and stderr on /dev/null, so that \
+        nothing it starts runs outside the cgroup the agent kills at a \
+        timeout.\n\n\
+        Example:\n  lbdeploy agent exec-in --cgroup \
+        /sys/fs/cgroup/system.slice/lbdeploy-agent.service/run-0 -- \
+        /bin/sh -c 'exit 0'\n\n\
+        Exit codes: the command's; 127 when it could not be started (the \
+        reason on stderr)."
+    )]
+    ExecIn(ExecInArgs),
+}
+
+/// What `agent exec-in` runs.
+#[derive(Debug, Args)]
+pub struct ExecInArgs {
+    /// The cgroup to enter.
+    #[arg(long, value_name = "DIR")]
+    pub cgroup: PathBuf,
+    /// The user id to run the command as.
+    #[arg(long, requires = "gid")]
+    pub uid: Option<u32>,
+    /// The group id to run the command as.
+    #[arg(long, requires = "uid")]
+    pub gid: Option<u32>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub argv: Vec<String>,
 }
 
 /// Options of both agent modes.
@@ -218,6 +254,11 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
         AgentCommand::IpvsSync(args) => ipvs_sync(&args.config, &run_dir)?,
         AgentCommand::IpvsDump => {
             print!("{}", ipvs::render(&ipvs::Ipvs::connect()?.dump()?));
+        }
+        AgentCommand::ExecIn(args) => {
+            let ids = args.uid.zip(args.gid).map(|(uid, gid)| Ids { uid, gid });
+            process::exec_in(&args.cgroup, ids, &args.argv);
+            return Ok(ExitStatus::NotStarted);
         }
     }
     Ok(ExitStatus::Ok)

@@ -160,7 +160,8 @@ fn switchable(user: &ScriptUser) -> Result<Ids, String> {
         && !crate::agent::sys::privileges::can_switch_user()
     {
         return Err(format!(
-            "user {user}: this agent has no CAP_SETUID and CAP_SETGID \
+            "user {user}: this agent has no CAP_SETUID, CAP_SETGID and \
+             CAP_KILL \
              (it keeps them only when started with a script user): \
              restart it"
         ));

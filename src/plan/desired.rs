@@ -188,7 +188,7 @@ pub fn compile(
             config.notification.as_ref().and_then(|n| n.webhook.clone()),
         );
         let ctx = minijinja::context! {
-            // The unit keeps CAP_SETUID and CAP_SETGID for it.
+            // The unit keeps CAP_SETUID, CAP_SETGID and CAP_KILL for it.
             switches_user => config.switches_user(),
             ..minijinja::Value::from(minijinja::value::Serde(&config))
         };

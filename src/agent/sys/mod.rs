@@ -15,6 +15,8 @@
 //! * [`process`] — running an external command (`exec` checks, tracking
 //!   scripts, notify and alert hooks) in its own process group, killed
 //!   whole on timeout;
+//! * [`cgroup`] — under systemd, a cgroup of its own for each such
+//!   command, which `setsid` cannot leave;
 //! * [`privileges`] — the supervised agent's capabilities and its tie to
 //!   the supervisor;
 //! * [`accounts`] — a script user's uid and gid, from `/etc/passwd` and
@@ -25,6 +27,7 @@
 //!   configuration asks (`vrrp_no_swap`).
 
 pub mod accounts;
+pub mod cgroup;
 pub mod checksum;
 pub mod memory;
 pub mod net;

@@ -23,8 +23,8 @@
 //!   scripts it starts have them as under systemd's
 //!   `AmbientCapabilities=`.
 //!
-//! With a script user in its configuration it also keeps `CAP_SETUID`
-//! and `CAP_SETGID` ([`SWITCH_USER`]), a director configured with
+//! With a script user in its configuration it also keeps `CAP_SETUID`,
+//! `CAP_SETGID` and `CAP_KILL` ([`SWITCH_USER`]), a director configured with
 //! `vrrp_rt_priority` keeps [`REALTIME_CAPABILITY`] (`CAP_SYS_NICE`), so
 //! that [`super::realtime`] can put its VRRP thread under `SCHED_RR`, and
 //! one with `vrrp_no_swap` [`MEMORY_LOCK_CAPABILITY`] (`CAP_IPC_LOCK`),
@@ -76,9 +76,13 @@ pub const AGENT_CAPABILITIES: CapabilitySet =
 /// What the agent keeps besides [`AGENT_CAPABILITIES`] when its
 /// configuration runs a program as a script user: `setgid`,
 /// `setgroups` (to drop the supplementary groups) and `setuid` in the
-/// child before it runs the program.
-pub const SWITCH_USER: CapabilitySet =
-    CapabilitySet::SETUID.union(CapabilitySet::SETGID);
+/// child before it runs the program, and `kill` of that user's
+/// processes when the program runs past its timeout (a signal to a
+/// process of another uid needs `CAP_KILL`; without it a hung script of
+/// the script user's would run on, and its successors pile up beside it).
+pub const SWITCH_USER: CapabilitySet = CapabilitySet::SETUID
+    .union(CapabilitySet::SETGID)
+    .union(CapabilitySet::KILL);
 
 /// Whether this process may start programs as another user: it has
 /// [`SWITCH_USER`] in its effective set (root under the unit, or a
@@ -214,7 +218,11 @@ mod tests {
         assert!(!gone.contains(&(1 << 13)), "CAP_NET_RAW is 13");
         assert!(gone.contains(&(1 << 21)), "CAP_SYS_ADMIN stays in");
         assert_eq!(AGENT_CAPABILITIES.bits(), 0x3000);
-        assert_eq!(SWITCH_USER.bits(), 0xc0, "CAP_SETGID 6, CAP_SETUID 7");
+        assert_eq!(
+            SWITCH_USER.bits(),
+            0xe0,
+            "CAP_KILL 5, CAP_SETGID 6, CAP_SETUID 7"
+        );
         assert_eq!(
             AGENT_CAPABILITIES.union(REALTIME_CAPABILITY).bits(),
             0x80_3000,

@@ -3,13 +3,16 @@
 //!
 //! The command runs directly from its argv (a caller that wants a shell
 //! passes `["/bin/sh", "-c", text]`), its stdin, stdout and stderr on
-//! `/dev/null`, in a **process group of its own**. The group is the point:
-//! a script's work is often done by its children (`curl`, `ping`, a
-//! pipeline, something backgrounded), and killing only the process we
-//! started leaves them running, reparented to init, one more after every
+//! `/dev/null`, in a **process group of its own** and, under systemd, in
+//! a **cgroup of its own** ([`cgroup`]). They are the point: a script's
+//! work is often done by its children (`curl`, `ping`, a pipeline,
+//! something backgrounded), and killing only the process we started
+//! leaves them running, reparented to init, one more after every
 //! timeout. So when the command runs past its limit — or when whoever
 //! awaits it gives up (its future dropped: the task aborted, a reload) —
-//! the whole group gets SIGKILL, and the child is reaped.
+//! the whole cgroup and the whole group get SIGKILL, and the child is
+//! reaped. The process group catches what stays in it; the cgroup also
+//! what left it (`setsid`).
 //!
 //! A command that exits on its own is left to its fate, children and
 //! all: nothing has been abandoned, and after the leader is reaped its
@@ -20,18 +23,28 @@
 //! `fork` and `exec` by the standard library, which also empties the
 //! supplementary groups. A uid 0 that becomes another uid loses every
 //! capability (ambient included), so the program runs with none. The
-//! agent must have `CAP_SETUID` and `CAP_SETGID` for this; it keeps them
-//! only when its configuration names a script user.
+//! agent must have `CAP_SETUID` and `CAP_SETGID` for this, and
+//! `CAP_KILL` to kill that user's processes at a timeout; it keeps them
+//! only when its configuration names a script user
+//! ([`super::privileges::SWITCH_USER`]).
 
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::accounts;
+use super::accounts::{self, Ids};
+use super::cgroup::{self, Scope};
 use crate::inventory::ScriptUser;
+
+/// The most of a [`cgroup::TRAMPOLINE`]'s report read: one line.
+const REPORT_MAX: u64 = 4096;
 
 /// Run `argv` (program, then arguments) as `user` (the agent's own
 /// when `None`) and wait up to `limit` for it.
@@ -48,40 +61,117 @@ pub async fn run(
     limit: Duration,
 ) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("an empty command")?;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    if let Some(user) = user {
-        let ids = accounts::resolve(user)
-            .map_err(|e| format!("cannot run it as {user}: {e}"))?;
-        if ids != accounts::own() {
-            command.uid(ids.uid).gid(ids.gid);
+    let ids = match user {
+        Some(user) => Some(
+            accounts::resolve(user)
+                .map_err(|e| format!("cannot run it as {user}: {e}"))?,
+        )
+        .filter(|&ids| ids != accounts::own()),
+        None => None,
+    };
+    let scope = cgroup::delegated()
+        .map(cgroup::Tree::scope)
+        .transpose()
+        .map_err(|e| format!("cannot create its cgroup: {e}"))?;
+    let mut command = match &scope {
+        Some(scope) => through_trampoline(scope.dir(), ids, argv),
+        None => {
+            let mut command = Command::new(program);
+            command.args(args).stderr(Stdio::null());
+            if let Some(ids) = ids {
+                command.uid(ids.uid).gid(ids.gid);
+            }
+            command
         }
-    }
+    };
+    command.stdin(Stdio::null()).stdout(Stdio::null()).process_group(0);
     let mut child =
         command.spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
-    // The child leads its own group, so the group's ID is its PID.
-    let group = GroupGuard(
-        child.id().and_then(|id| Pid::from_raw(i32::try_from(id).ok()?)),
-    );
+    let report = child.stderr.take();
+    let running = Running {
+        // The child leads its own group, so the group's ID is its PID.
+        group: child.id().and_then(|id| Pid::from_raw(i32::try_from(id).ok()?)),
+        scope,
+        armed: true,
+    };
     let status = match tokio::time::timeout(limit, child.wait()).await {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => return Err(format!("cannot wait for it: {e}")),
         Err(_) => {
-            drop(group);
+            running.kill();
             // Reap it; SIGKILL cannot be ignored, so this is quick.
             let _ = child.wait().await;
+            let whole = if running.scope.is_some() {
+                "cgroup"
+            } else {
+                "process group"
+            };
+            running.finish();
             return Err(format!(
-                "ran past {limit:?} and was killed, with its process group"
+                "ran past {limit:?} and was killed, with its {whole}"
             ));
         }
     };
-    group.disarm();
+    running.finish();
+    // The trampoline's report: why the command could not start. Empty
+    // once the command runs (the pipe closed at its `exec`).
+    if let Some(report) = report {
+        let mut text = String::new();
+        let _ = report.take(REPORT_MAX).read_to_string(&mut text).await;
+        if !text.trim().is_empty() {
+            return Err(text.trim().to_owned());
+        }
+    }
     judge(status)
+}
+
+/// `argv` run through [`cgroup::TRAMPOLINE`]: this executable enters
+/// `cgroup`, becomes `ids`, then executes the command; it reports on
+/// stderr (piped) why it could not.
+fn through_trampoline(
+    cgroup: &Path,
+    ids: Option<Ids>,
+    argv: &[String],
+) -> Command {
+    // This process's own executable, even one replaced on disk since.
+    let mut command = Command::new("/proc/self/exe");
+    command.args(["agent", cgroup::TRAMPOLINE, "--cgroup"]).arg(cgroup);
+    if let Some(ids) = ids {
+        command.arg(format!("--uid={}", ids.uid));
+        command.arg(format!("--gid={}", ids.gid));
+    }
+    command.arg("--").args(argv).stderr(Stdio::piped());
+    command
+}
+
+/// What [`cgroup::TRAMPOLINE`] does, in the process the agent started:
+/// enter the cgroup at `cgroup`, take `ids`, and replace itself with
+/// `argv` (stdin, stdout and stderr on `/dev/null`). Returns only when
+/// that failed, having written why to stderr.
+pub fn exec_in(cgroup: &Path, ids: Option<Ids>, argv: &[String]) {
+    // Where to say why, on a descriptor the `exec` closes: stderr itself
+    // is `/dev/null` by then.
+    let report = rustix::io::fcntl_dupfd_cloexec(std::io::stderr().as_fd(), 3)
+        .map(std::fs::File::from);
+    let failure = match (cgroup::enter(cgroup), argv.split_first()) {
+        (Err(e), _) => format!("cannot enter its cgroup: {e}"),
+        (Ok(()), None) => "an empty command".to_owned(),
+        (Ok(()), Some((program, args))) => {
+            let mut command = std::process::Command::new(program);
+            command
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(ids) = ids {
+                command.uid(ids.uid).gid(ids.gid);
+            }
+            format!("cannot start {program}: {}", command.exec())
+        }
+    };
+    if let Ok(mut report) = report {
+        let _ = writeln!(report, "{failure}");
+    }
 }
 
 /// Exit 0 is success; anything else says how the command ended.
@@ -94,23 +184,42 @@ fn judge(status: ExitStatus) -> Result<(), String> {
     }
 }
 
-/// Kills a running command's process group when dropped, unless
-/// disarmed once the command has been reaped: dropping it is how a
-/// timeout, an error or a cancelled future ends the command.
-struct GroupGuard(Option<Pid>);
+/// A started command: its process group and its cgroup, killed when
+/// this is dropped unfinished — how a cancelled future (a task aborted,
+/// a reload) ends the command.
+struct Running {
+    group: Option<Pid>,
+    scope: Option<Scope>,
+    armed: bool,
+}
 
-impl GroupGuard {
-    /// The command ended on its own: leave its group alone.
-    fn disarm(mut self) {
-        self.0 = None;
+impl Running {
+    /// SIGKILL everything in the command's cgroup and process group.
+    fn kill(&self) {
+        if let Some(scope) = &self.scope {
+            scope.kill();
+        }
+        if let Some(group) = self.group {
+            // ESRCH only: the group is already gone.
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+    }
+
+    /// The command has been reaped: kill nothing more (after the leader
+    /// is reaped its group ID is no longer ours to signal), and remove
+    /// its cgroup.
+    fn finish(mut self) {
+        self.armed = false;
     }
 }
 
-impl Drop for GroupGuard {
+impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(group) = self.0 {
-            // ESRCH only: the group is already gone.
-            let _ = kill_process_group(group, Signal::KILL);
+        if self.armed {
+            self.kill();
+        }
+        if let Some(scope) = self.scope.take() {
+            scope.remove();
         }
     }
 }
