@@ -317,6 +317,7 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
     let log = get("agent.log");
     assert!(waited(get("agent.master")) < 10.0, "no VIP from VRRP:\n{log}");
     assert_eq!(answers(get("agent.traffic")), split, "via the agent\n{log}");
+    counted_by_the_agent(get);
     let down = waited(get("agent.down"));
     let _ = writeln!(
         std::io::stderr(),
@@ -333,6 +334,31 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
     assert!(up <= 2.0, "rs1 back after {up} s:\n{log}");
     assert_eq!(answers(get("agent.up.traffic")), split, "rs1 back\n{log}");
     failsafe(get);
+}
+
+/// What the agent's status says IPVS counted of each real server (issue
+/// #19), read again after its own requests: each took `ipvs-sync`'s 10
+/// connections and the agent's 10 (the agent kept the destinations it
+/// found), each with at least three packets in of at least 40 bytes, none
+/// open any more and their entries still there (closing ones linger for
+/// minutes).
+fn counted_by_the_agent<'a>(get: &impl Fn(&str) -> &'a str) {
+    let status = get("agent.status");
+    assert!(waited(get("agent.counted")) <= 10.0, "nothing counted: {status}");
+    let status: serde_json::Value = serde_json::from_str(status.trim())
+        .unwrap_or_else(|e| panic!("{e}: {status}"));
+    let web = &status["details"]["forwarding"]["traffic"]["web"];
+    for rs in ["10.0.5.11", "10.0.5.12"] {
+        let t = &web[rs];
+        let n = |field: &str| {
+            t[field].as_u64().unwrap_or_else(|| panic!("no {field}: {t}"))
+        };
+        assert!(n("connections") >= 20, "{rs}: {t}");
+        assert!(n("packets") >= 3 * n("connections"), "{rs}: {t}");
+        assert!(n("bytes") >= 40 * n("packets"), "{rs}: {t}");
+        assert_eq!(n("active_connections"), 0, "{rs}: {t}");
+        assert!(n("inactive_connections") >= 10, "{rs}: {t}");
+    }
 }
 
 /// Seconds from the supervisor's first "the agent exited" line to the

@@ -274,7 +274,8 @@ fn ipvs_sync(
     let config: DirectorConfig = crate::inventory::agent::load(config)?;
     let desired = ipvs::desired(&config, |_, _| true, |_| true);
     let mut kernel = ipvs::Ipvs::connect()?;
-    let plan = ipvs::sync(&mut kernel, &desired, &ipvs::owned_path(run_dir))?;
+    let (plan, _) =
+        ipvs::sync(&mut kernel, &desired, &ipvs::owned_path(run_dir))?;
     for op in &plan.ops {
         eprintln!("ipvs: {op}");
     }

@@ -24,8 +24,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::agent::dataplane::stats::Traffic;
 use crate::agent::status::Status;
 use crate::inventory::Mode;
 use crate::plan::facts::ip_addr_line;
@@ -115,6 +116,10 @@ pub struct RealServerView {
     pub address: IpAddr,
     /// Whether its checks pass.
     pub up: bool,
+    /// What this director's data plane counted of it, where it counts
+    /// per real server (IPVS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
 }
 
 /// What one host's agent says, in short.
@@ -353,16 +358,64 @@ fn agent(view: &mut HostView, status: &Status) {
         });
     }
     let servers = d["forwarding"]["real_servers"].as_object();
+    let traffic = &d["forwarding"]["traffic"];
     for (service, rs) in servers.into_iter().flatten() {
         for (address, up) in rs.as_object().into_iter().flatten() {
-            let Ok(address) = address.parse() else { continue };
+            let Ok(parsed) = address.parse() else { continue };
             view.real_servers.push(RealServerView {
                 service: service.clone(),
-                address,
+                address: parsed,
                 up: up.as_bool().unwrap_or(false),
+                traffic: Traffic::deserialize(&traffic[service][address]).ok(),
             });
         }
     }
+}
+
+/// What each director's data plane counted of each real server, where
+/// one counts (IPVS): a table after the real servers' verdicts, nothing
+/// where none does.
+fn write_traffic(
+    out: &mut impl Write,
+    directors: &[&HostView],
+) -> std::io::Result<()> {
+    let counted: Vec<(&HostView, &RealServerView, &Traffic)> = directors
+        .iter()
+        .flat_map(|h| {
+            h.real_servers
+                .iter()
+                .filter_map(move |rs| Some((*h, rs, rs.traffic.as_ref()?)))
+        })
+        .collect();
+    if counted.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\n{:<16} {:<22} {:<16} {:>7} {:>8} {:>12} {:>14}",
+        "SERVICE",
+        "REAL SERVER",
+        "DIRECTOR",
+        "ACTIVE",
+        "INACTIVE",
+        "PACKETS",
+        "BYTES"
+    )?;
+    let or_dash = |n: Option<u32>| n.map_or("-".to_owned(), |n| n.to_string());
+    for (h, rs, t) in counted {
+        writeln!(
+            out,
+            "{:<16} {:<22} {:<16} {:>7} {:>8} {:>12} {:>14}",
+            escape(&rs.service),
+            rs.address,
+            escape(&h.name),
+            or_dash(t.active_connections),
+            or_dash(t.inactive_connections),
+            t.packets,
+            t.bytes
+        )?;
+    }
+    Ok(())
 }
 
 /// Every warning the hosts' views call for, worst first: hosts that could
@@ -576,6 +629,7 @@ pub(crate) fn write_text(
                 writeln!(out, "{}", line.trim_end())?;
             }
         }
+        write_traffic(out, &directors)?;
     }
     let servers: Vec<&HostView> =
         r.hosts.iter().filter(|h| h.role == Mode::Realserver).collect();
@@ -623,7 +677,7 @@ mod tests {
         )
     }
 
-    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}}}}}"#;
+    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}},"traffic":{"web":{"10.0.0.21":{"packets":120,"bytes":9000,"connections":7,"active_connections":2,"inactive_connections":1}}}}}}"#;
 
     fn vips() -> BTreeMap<String, Vec<IpAddr>> {
         BTreeMap::from([("VI_1".into(), vec!["10.0.0.200".parse().unwrap()])])
@@ -643,6 +697,27 @@ mod tests {
             ["10.0.0.200".parse::<IpAddr>().unwrap()]
         );
         assert_eq!(v.real_servers.len(), 2);
+        let counted = v.real_servers[0].traffic.unwrap();
+        assert_eq!(counted.active_connections, Some(2));
+        assert_eq!((counted.packets, counted.bytes), (120, 9000));
+        assert_eq!(v.real_servers[1].traffic, None, "nothing counted of it");
+        let mut out = Vec::new();
+        let r = Report {
+            format: 1,
+            cluster: "c".into(),
+            generation: Some(4),
+            warnings: Vec::new(),
+            hosts: vec![v.clone()],
+        };
+        write_text(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "web              10.0.0.21              d2                     \
+                 2        1          120           9000\n"
+            ),
+            "{text}"
+        );
         let t = v.instances[0].last_transition.as_ref().unwrap();
         assert_eq!(
             (t.from.as_str(), t.at.as_str()),
@@ -703,6 +778,7 @@ mod tests {
             service: "web".into(),
             address: "10.0.0.21".parse().unwrap(),
             up,
+            traffic: None,
         });
         h
     }

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
+use super::stats::TrafficByService;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 
 /// What a back end's asynchronous methods return: a boxed future, so that
@@ -81,6 +82,13 @@ pub trait Dataplane: Send + fmt::Debug {
     /// The names of the services of `config` forwarded now, for the
     /// status report.
     fn report(&self, config: &DirectorConfig) -> Vec<String>;
+
+    /// What the kernel counted of each real server of `config`'s
+    /// services, as this back end last read it; none where it counts
+    /// nothing per real server.
+    fn traffic(&self, _config: &DirectorConfig) -> TrafficByService {
+        TrafficByService::new()
+    }
 }
 
 /// The VRRP instance of `config` that holds `vip`, if any.

@@ -35,6 +35,7 @@ use crate::agent::alert::deliver::{Alerts, DeliveryRecord};
 use crate::agent::alert::event::{Event, What};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
+use crate::agent::dataplane::stats::TrafficByService;
 use crate::agent::dataplane::{self, Dataplane, Desired};
 use crate::agent::vrrp::instance::StateChange;
 use crate::inventory;
@@ -80,6 +81,11 @@ pub struct Snapshot {
     /// published): with [`Forward::sent`], whether the latest one has been
     /// tried yet — until it has, `last_error` may speak of an older one.
     pub configs: u64,
+    /// What the data plane counted of each real server, by service, where
+    /// it counts (IPVS); refreshed at every reconcile, so at most
+    /// [`RECHECK`] old.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub traffic: TrafficByService,
 }
 
 /// The running loop.
@@ -420,9 +426,9 @@ impl Loop {
 
     fn publish(&self) {
         let real_servers = self.health.clone();
-        let forwarding = match (&self.config, &self.plane) {
-            (Some(c), Some((_, p))) => p.report(c),
-            _ => Vec::new(),
+        let (forwarding, traffic) = match (&self.config, &self.plane) {
+            (Some(c), Some((_, p))) => (p.report(c), p.traffic(c)),
+            _ => Default::default(),
         };
         let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         *s = Snapshot {
@@ -436,6 +442,7 @@ impl Loop {
                 .collect(),
             last_error: self.last_error.clone(),
             configs: self.configs,
+            traffic,
         };
     }
 }

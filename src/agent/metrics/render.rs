@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::exposition::{Exposition, Kind};
 use crate::agent::check::stats::{Histogram, LATENCY_BOUNDS, ServerChecks};
-use crate::agent::dataplane::stats::Reconciles;
+use crate::agent::dataplane::stats::{Reconciles, Traffic, TrafficByService};
 use crate::agent::status::Status;
 
 /// The VRRP states an instance can be in, as the status spells them
@@ -64,7 +64,45 @@ struct Forwarding {
     real_servers: BTreeMap<String, BTreeMap<IpAddr, bool>>,
     quorum: BTreeMap<String, bool>,
     last_error: Option<String>,
+    traffic: TrafficByService,
 }
+
+/// The families of each real server's [`Traffic`], with the field each
+/// reads: a sample only where the data plane counted it.
+#[allow(clippy::type_complexity)]
+const TRAFFIC: [(&str, Kind, &str, fn(&Traffic) -> Option<f64>); 5] = [
+    (
+        "lbdeploy_real_server_packets_total",
+        Kind::Counter,
+        "Packets the data plane forwarded to the real server (the clients' \
+         direction: with Direct Routing the replies bypass the director).",
+        |t| Some(t.packets as f64),
+    ),
+    (
+        "lbdeploy_real_server_bytes_total",
+        Kind::Counter,
+        "Bytes the data plane forwarded to the real server.",
+        |t| Some(t.bytes as f64),
+    ),
+    (
+        "lbdeploy_real_server_connections_total",
+        Kind::Counter,
+        "Connections scheduled to the real server (IPVS).",
+        |t| t.connections.map(|n| n as f64),
+    ),
+    (
+        "lbdeploy_real_server_active_connections",
+        Kind::Gauge,
+        "The real server's established connections (IPVS's ActiveConn).",
+        |t| t.active_connections.map(f64::from),
+    ),
+    (
+        "lbdeploy_real_server_inactive_connections",
+        Kind::Gauge,
+        "The real server's other connection entries (IPVS's InActConn).",
+        |t| t.inactive_connections.map(f64::from),
+    ),
+];
 
 /// A real server's details, as far as the metrics read them.
 #[derive(Debug, Default, Deserialize)]
@@ -329,6 +367,31 @@ fn vrrp(e: &mut Exposition, instances: &[Instance]) {
     }
 }
 
+/// Each [`TRAFFIC`] family that has a sample, with its samples.
+fn traffic(e: &mut Exposition, traffic: &TrafficByService) {
+    for (name, kind, help, read) in TRAFFIC {
+        let samples: Vec<(&str, String, f64)> = traffic
+            .iter()
+            .flat_map(|(service, servers)| {
+                servers.iter().filter_map(|(address, t)| {
+                    Some((service.as_str(), address.to_string(), read(t)?))
+                })
+            })
+            .collect();
+        if samples.is_empty() {
+            continue;
+        }
+        e.family(name, kind, help);
+        for (service, address, value) in samples {
+            e.sample(
+                name,
+                &[("service", service), ("address", &address)],
+                value,
+            );
+        }
+    }
+}
+
 fn forwarding(e: &mut Exposition, d: &Director) {
     if let Some(f) = &d.forwarding {
         e.family(
@@ -377,6 +440,7 @@ fn forwarding(e: &mut Exposition, d: &Director) {
                 );
             }
         }
+        traffic(e, &f.traffic);
     }
     if let Some(r) = &d.dataplane_reconciles {
         e.family(
@@ -560,7 +624,13 @@ mod tests {
                     "master_of": ["VI_1"], "forwarding": ["web"],
                     "real_servers": { "web": { "10.0.0.21": true,
                                                "10.0.0.22": false } },
-                    "quorum": { "web": true }, "last_error": null
+                    "quorum": { "web": true }, "last_error": null,
+                    "traffic": { "web": {
+                        "10.0.0.21": { "packets": 120, "bytes": 9000,
+                                       "connections": 7,
+                                       "active_connections": 2,
+                                       "inactive_connections": 1 },
+                        "10.0.0.22": { "packets": 5, "bytes": 300 } } }
                 },
                 "real_server_checks": [{
                     "service": "web", "address": "10.0.0.21", "port": 80,
@@ -654,10 +724,19 @@ mod tests {
             "lbdeploy_check_duration_seconds_bucket{service=\"web\",address=\"10.0.0.21\",port=\"80\",le=\"0.005\"} 1\n",
             "lbdeploy_dataplane_reconcile_errors_total 1\n",
             "lbdeploy_dataplane_reconcile_duration_seconds_count 1\n",
+            "lbdeploy_real_server_packets_total{service=\"web\",address=\"10.0.0.21\"} 120\n",
+            "lbdeploy_real_server_bytes_total{service=\"web\",address=\"10.0.0.22\"} 300\n",
+            "lbdeploy_real_server_connections_total{service=\"web\",address=\"10.0.0.21\"} 7\n",
+            "lbdeploy_real_server_active_connections{service=\"web\",address=\"10.0.0.21\"} 2\n",
+            "lbdeploy_real_server_inactive_connections{service=\"web\",address=\"10.0.0.21\"} 1\n",
         ];
         for e in expect {
             assert!(text.contains(e), "missing {e:?} in\n{text}");
         }
+        // What the data plane did not count has no sample.
+        let unknown =
+            "active_connections{service=\"web\",address=\"10.0.0.22\"}";
+        assert!(!text.contains(unknown), "{text}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io;
 use rtnetlink::sys::{Socket, protocols::NETLINK_GENERIC};
 
 use super::codec::{self, Cmd};
-use super::{Entry, Op, ServiceKey, Table};
+use super::{Counted, Entry, Op, ServiceKey, Table};
 use crate::agent::sys::netlink::{self, DecodeError};
 
 /// A failure talking to IPVS, with the operation.
@@ -102,7 +102,16 @@ impl Ipvs {
     /// # Errors
     /// A refused dump or an unreadable answer.
     pub fn dump(&mut self) -> Result<Table, Error> {
+        Ok(self.dump_counted()?.0)
+    }
+
+    /// [`Ipvs::dump`], with what the kernel counted of each destination.
+    ///
+    /// # Errors
+    /// A refused dump or an unreadable answer.
+    pub fn dump_counted(&mut self) -> Result<(Table, Counted), Error> {
         let mut table = Table::new();
+        let mut counted = Counted::new();
         for msg in self.ipvs(Cmd::GetService, &[], true, "listing services")? {
             let (key, settings) =
                 codec::decode_service(&msg).map_err(|source| {
@@ -124,13 +133,15 @@ impl Ipvs {
             )?;
             let entry = table.get_mut(&key).expect("listed above");
             for msg in msgs {
-                let (dk, d) = codec::decode_dest(&msg, key.is_ipv6()).map_err(
-                    |source| Error::Decode { what: what.clone(), source },
-                )?;
+                let (dk, d, traffic) =
+                    codec::decode_dest(&msg, key.is_ipv6()).map_err(
+                        |source| Error::Decode { what: what.clone(), source },
+                    )?;
                 entry.dests.insert(dk, d);
+                counted.insert((key, dk), traffic);
             }
         }
-        Ok(table)
+        Ok((table, counted))
     }
 
     /// Carry out `ops` in order, stopping at the first the kernel refuses.

@@ -29,6 +29,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Dest, DestKey, Forward, Proto, ServiceKey, Settings};
+use crate::agent::dataplane::stats::Traffic;
 use crate::agent::sys::netlink::{
     DecodeError, GENL_HDRLEN, NLA_F_NESTED, attributes, find, need, put,
 };
@@ -91,7 +92,17 @@ const DEST_ATTR_FWD_METHOD: u16 = 3; // u32, IP_VS_CONN_F_FWD_MASK bits
 const DEST_ATTR_WEIGHT: u16 = 4; // u32
 const DEST_ATTR_U_THRESH: u16 = 5; // u32
 const DEST_ATTR_L_THRESH: u16 = 6; // u32
+const DEST_ATTR_ACTIVE_CONNS: u16 = 7; // u32
+const DEST_ATTR_INACT_CONNS: u16 = 8; // u32
+const DEST_ATTR_STATS: u16 = 10; // nested IPVS_STATS_ATTR_*, 32-bit counts
 const DEST_ATTR_ADDR_FAMILY: u16 = 11; // u16, since Linux 4.x
+const DEST_ATTR_STATS64: u16 = 12; // nested IPVS_STATS_ATTR_*, u64, Linux 4.1
+
+// `IPVS_STATS_ATTR_*`, nested in `IPVS_DEST_ATTR_STATS{,64}`: u64 in the
+// 64-bit set; in the older one u32 but for the byte counts.
+const STATS_ATTR_CONNS: u16 = 1;
+const STATS_ATTR_INPKTS: u16 = 2;
+const STATS_ATTR_INBYTES: u16 = 4;
 
 /// `IP_VS_SVC_F_HASHED`: set by the kernel on every installed service; not
 /// a setting, so decoding clears it.
@@ -233,16 +244,17 @@ pub(crate) fn decode_service(
     Ok((key, settings))
 }
 
-/// A destination from one message of an `IPVS_CMD_GET_DEST` dump. Its
-/// address family is `IPVS_DEST_ATTR_ADDR_FAMILY` when the kernel sends
-/// it, else the service's (`service_v6`), as on kernels before 4.x.
+/// A destination from one message of an `IPVS_CMD_GET_DEST` dump, with
+/// what the kernel counted of it ([`traffic`]). Its address family is
+/// `IPVS_DEST_ATTR_ADDR_FAMILY` when the kernel sends it, else the
+/// service's (`service_v6`), as on kernels before 4.x.
 ///
 /// # Errors
 /// A missing or malformed attribute.
 pub(crate) fn decode_dest(
     genl: &[u8],
     service_v6: bool,
-) -> Result<(DestKey, Dest), DecodeError> {
+) -> Result<(DestKey, Dest, Traffic), DecodeError> {
     let top = attributes(skip_genl(genl)?)?;
     let nested = find(&top, CMD_ATTR_DEST)
         .ok_or(DecodeError::Missing("IPVS_CMD_ATTR_DEST"))?;
@@ -272,7 +284,55 @@ pub(crate) fn decode_dest(
         upper: u32_attr(DEST_ATTR_U_THRESH, "IPVS_DEST_ATTR_U_THRESH")?,
         lower: u32_attr(DEST_ATTR_L_THRESH, "IPVS_DEST_ATTR_L_THRESH")?,
     };
-    Ok((key, dest))
+    Ok((key, dest, traffic(&a)?))
+}
+
+/// A destination's counts: the 64-bit statistics where the kernel sends
+/// them, else the older ones; the connection entries. What a kernel does
+/// not send counts zero.
+///
+/// # Errors
+/// A counter of the wrong size, or a malformed nested attribute.
+fn traffic(dest: &[(u16, &[u8])]) -> Result<Traffic, DecodeError> {
+    let conns = |ty, name| match find(dest, ty) {
+        Some(b) => u32_of(name, b),
+        None => Ok(0),
+    };
+    let mut t = Traffic {
+        active_connections: Some(conns(
+            DEST_ATTR_ACTIVE_CONNS,
+            "IPVS_DEST_ATTR_ACTIVE_CONNS",
+        )?),
+        inactive_connections: Some(conns(
+            DEST_ATTR_INACT_CONNS,
+            "IPVS_DEST_ATTR_INACT_CONNS",
+        )?),
+        ..Traffic::default()
+    };
+    let stats =
+        find(dest, DEST_ATTR_STATS64).or_else(|| find(dest, DEST_ATTR_STATS));
+    let Some(stats) = stats else {
+        t.connections = Some(0);
+        return Ok(t);
+    };
+    let s = attributes(stats)?;
+    let count = |ty, name| match find(&s, ty) {
+        Some(b) => count_of(name, b),
+        None => Ok(0),
+    };
+    t.connections = Some(count(STATS_ATTR_CONNS, "IPVS_STATS_ATTR_CONNS")?);
+    t.packets = count(STATS_ATTR_INPKTS, "IPVS_STATS_ATTR_INPKTS")?;
+    t.bytes = count(STATS_ATTR_INBYTES, "IPVS_STATS_ATTR_INBYTES")?;
+    Ok(t)
+}
+
+/// A counter as the statistics carry it: 4 or 8 bytes, host order.
+fn count_of(what: &'static str, b: &[u8]) -> Result<u64, DecodeError> {
+    match b.len() {
+        4 => Ok(u64::from(u32_of(what, b)?)),
+        8 => Ok(u64::from_ne_bytes(b.try_into().unwrap())),
+        n => Err(DecodeError::Bad { what, detail: format!("{n} bytes") }),
+    }
 }
 
 /// The genl payload's attributes, past the genl header.
@@ -447,10 +507,8 @@ mod tests {
         let dk = DestKey { addr: "2001:db8::1".parse().unwrap(), port: 53 };
         let d = Dest { forward: Forward::Route, weight: 7, upper: 0, lower: 0 };
         let b = dest(&dk, Some(&d));
-        assert_eq!(
-            decode_dest(&dumped(Cmd::NewDest, &b), true).unwrap(),
-            (dk, d)
-        );
+        let (k, got, _) = decode_dest(&dumped(Cmd::NewDest, &b), true).unwrap();
+        assert_eq!((k, got), (dk, d));
     }
 
     #[test]
@@ -491,10 +549,84 @@ mod tests {
         put(&mut inner, DEST_ATTR_L_THRESH, &0u32.to_ne_bytes());
         let mut top = Vec::new();
         put(&mut top, CMD_ATTR_DEST, &inner);
-        let (k, d) = decode_dest(&dumped(Cmd::NewDest, &top), false).unwrap();
+        let (k, d, t) =
+            decode_dest(&dumped(Cmd::NewDest, &top), false).unwrap();
         assert_eq!(k.addr, "10.0.1.2".parse::<IpAddr>().unwrap());
         assert_eq!(d.forward, Forward::Route);
         assert_eq!(d.weight, 3);
+        // Nothing counted said: zero, not unknown.
+        let zero = Traffic {
+            connections: Some(0),
+            active_connections: Some(0),
+            inactive_connections: Some(0),
+            ..Traffic::default()
+        };
+        assert_eq!(t, zero);
+    }
+
+    /// A dump's destination with its connection entries and statistics:
+    /// `DEST_ATTR_STATS64` (u64) where the kernel has it, else
+    /// `DEST_ATTR_STATS` (u32 counts, u64 bytes).
+    fn counted(stats_attr: u16, wide: bool) -> Vec<u8> {
+        let dk = DestKey { addr: "10.0.1.3".parse().unwrap(), port: 80 };
+        let d = Dest { forward: Forward::Route, weight: 1, upper: 0, lower: 0 };
+        let top = dest(&dk, Some(&d));
+        let mut inner = attributes(&top).unwrap()[0].1.to_vec();
+        put(&mut inner, DEST_ATTR_ACTIVE_CONNS, &4u32.to_ne_bytes());
+        put(&mut inner, DEST_ATTR_INACT_CONNS, &2u32.to_ne_bytes());
+        let mut stats = Vec::new();
+        let count = |n: u64| match wide {
+            true => n.to_ne_bytes().to_vec(),
+            false => (n as u32).to_ne_bytes().to_vec(),
+        };
+        put(&mut stats, STATS_ATTR_CONNS, &count(9));
+        put(&mut stats, STATS_ATTR_INPKTS, &count(1_000));
+        put(&mut stats, 3, &count(0)); // OUTPKTS: none through a DR director
+        put(&mut stats, STATS_ATTR_INBYTES, &(5_000_000_000u64).to_ne_bytes());
+        put(&mut inner, stats_attr, &stats);
+        let mut top = Vec::new();
+        put(&mut top, CMD_ATTR_DEST, &inner);
+        dumped(Cmd::NewDest, &top)
+    }
+
+    #[test]
+    fn a_dests_counts_decode_from_either_statistics_set() {
+        let want = Traffic {
+            packets: 1_000,
+            bytes: 5_000_000_000,
+            connections: Some(9),
+            active_connections: Some(4),
+            inactive_connections: Some(2),
+        };
+        for (attr, wide) in
+            [(DEST_ATTR_STATS64, true), (DEST_ATTR_STATS, false)]
+        {
+            let (_, _, t) = decode_dest(&counted(attr, wide), false).unwrap();
+            assert_eq!(t, want, "attribute {attr}");
+        }
+    }
+
+    #[test]
+    fn a_counter_of_another_size_is_an_error() {
+        let mut inner = Vec::new();
+        put(
+            &mut inner,
+            DEST_ATTR_ADDR,
+            &inet_addr("10.0.1.4".parse().unwrap()),
+        );
+        put(&mut inner, DEST_ATTR_PORT, &80u16.to_be_bytes());
+        for ty in [DEST_ATTR_FWD_METHOD, DEST_ATTR_WEIGHT] {
+            put(&mut inner, ty, &3u32.to_ne_bytes());
+        }
+        put(&mut inner, DEST_ATTR_U_THRESH, &0u32.to_ne_bytes());
+        put(&mut inner, DEST_ATTR_L_THRESH, &0u32.to_ne_bytes());
+        let mut stats = Vec::new();
+        put(&mut stats, STATS_ATTR_INPKTS, &[1, 2, 3]);
+        put(&mut inner, DEST_ATTR_STATS64, &stats);
+        let mut top = Vec::new();
+        put(&mut top, CMD_ATTR_DEST, &inner);
+        let e = decode_dest(&dumped(Cmd::NewDest, &top), false).unwrap_err();
+        assert!(e.to_string().contains("IPVS_STATS_ATTR_INPKTS"), "{e}");
     }
 
     #[test]

@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 pub use self::client::{Error, Ipvs};
 pub(crate) use self::plane::Plane;
 pub use self::reconcile::{Foreign, Op, Owned, Plan, reconcile, withdraw};
+use crate::agent::dataplane::stats::{Traffic, TrafficByService};
 use crate::inventory::Protocol;
 use crate::inventory::agent::{
     DirectorConfig, RealServerConfig, ServiceConfig,
@@ -101,6 +102,18 @@ pub enum ServiceKey {
 }
 
 impl ServiceKey {
+    /// The key of a configured service.
+    pub fn of(svc: &ServiceConfig) -> Self {
+        ServiceKey::Addr {
+            proto: match svc.protocol {
+                Protocol::Tcp => Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+            },
+            addr: svc.vip,
+            port: svc.port.get() as u16,
+        }
+    }
+
     /// Whether the service is IPv6 (its `IPVS_SVC_ATTR_AF`).
     pub(crate) fn is_ipv6(&self) -> bool {
         match self {
@@ -302,6 +315,26 @@ pub struct Entry {
 /// A whole IPVS table, ordered so that dumps and plans are deterministic.
 pub type Table = BTreeMap<ServiceKey, Entry>;
 
+/// What the kernel counted of each destination of a dumped table.
+pub type Counted = BTreeMap<(ServiceKey, DestKey), Traffic>;
+
+/// Each configured real server's counts in `counted`, by service name and
+/// address (a server the table does not hold, being down, is absent).
+/// Pure.
+pub fn traffic(config: &DirectorConfig, counted: &Counted) -> TrafficByService {
+    let mut out = TrafficByService::new();
+    for svc in &config.virtual_services {
+        let key = ServiceKey::of(svc);
+        for rs in &svc.real_servers {
+            let dest = DestKey { addr: rs.address, port: rs.port.get() as u16 };
+            if let Some(t) = counted.get(&(key, dest)) {
+                out.entry(svc.name.clone()).or_default().insert(rs.address, *t);
+            }
+        }
+    }
+    out
+}
+
 /// The table `config` asks for. `up` says whether a real server passes its
 /// health checks: one that does not is left out, or kept with weight 0
 /// when the service has `inhibit_on_failure` (its established connections
@@ -319,14 +352,7 @@ pub fn desired(
 ) -> Table {
     let mut table = Table::new();
     for svc in &config.virtual_services {
-        let key = ServiceKey::Addr {
-            proto: match svc.protocol {
-                Protocol::Tcp => Proto::Tcp,
-                Protocol::Udp => Proto::Udp,
-            },
-            addr: svc.vip,
-            port: svc.port.get() as u16,
-        };
+        let key = ServiceKey::of(svc);
         let netmask = if svc.vip.is_ipv6() { 128 } else { u32::MAX };
         let settings = match svc.persistence_timeout {
             Some(t) => Settings {
@@ -393,7 +419,8 @@ pub fn owned_path(run_dir: &Path) -> PathBuf {
 /// `owned_path`), apply it, and record `desired` as lbdeploy's. Before
 /// applying, the record is widened to old ∪ new, so a failure half-way
 /// still lets the next run remove what this one created. Returns the plan
-/// (for the log: its operations and what was left alone).
+/// (for the log: its operations and what was left alone) and what the
+/// kernel had counted of each destination when the table was dumped.
 ///
 /// # Errors
 /// An unreadable record, a refused dump or operation, an unwritable
@@ -402,9 +429,10 @@ pub fn sync(
     ipvs: &mut Ipvs,
     desired: &Table,
     record: &Path,
-) -> anyhow::Result<Plan> {
+) -> anyhow::Result<(Plan, Counted)> {
     let owned = Owned::load(record)?;
-    let plan = reconcile(desired, &ipvs.dump()?, &owned);
+    let (current, counted) = ipvs.dump_counted()?;
+    let plan = reconcile(desired, &current, &owned);
     let mut pending = Owned::of(desired);
     pending.services.extend(owned.services.iter().copied());
     pending.dests.extend(owned.dests.iter().copied());
@@ -416,7 +444,7 @@ pub fn sync(
     if now != pending {
         now.save(record)?;
     }
-    Ok(plan)
+    Ok((plan, counted))
 }
 
 /// Remove what the agent may have left in the kernel's IPVS table without

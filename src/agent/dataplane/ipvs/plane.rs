@@ -6,15 +6,19 @@
 //! ([`super::desired`], [`super::reconcile()`]); this file only runs them
 //! off the async threads and logs what changed.
 
-use super::{Ipvs, client, owned_path};
+use super::{Counted, Ipvs, client, owned_path};
 use crate::agent::dataplane::backend::{Dataplane, Desired, Job};
+use crate::agent::dataplane::stats::TrafficByService;
 use crate::agent::paths;
 use crate::inventory::agent::DirectorConfig;
 
-/// The IPVS back end. Holds nothing between syncs: each opens its netlink
-/// socket, reads the kernel's table and changes only what differs.
+/// The IPVS back end. Holds nothing between syncs but what the last one
+/// read of the kernel's counts: each opens its netlink socket, reads the
+/// kernel's table and changes only what differs.
 #[derive(Debug, Default)]
-pub(crate) struct Plane;
+pub(crate) struct Plane {
+    counted: Counted,
+}
 
 impl Plane {
     /// Whether the kernel has IPVS: `dataplane: auto`'s test.
@@ -42,12 +46,13 @@ impl Dataplane for Plane {
             |svc| (d.has_quorum)(svc),
         );
         Box::pin(async move {
-            let plan = tokio::task::spawn_blocking(move || {
+            let (plan, counted) = tokio::task::spawn_blocking(move || {
                 let mut conn = Ipvs::connect()?;
                 let record = owned_path(&paths::run_dir());
                 super::sync(&mut conn, &desired, &record)
             })
             .await??;
+            self.counted = counted;
             for op in &plan.ops {
                 tracing::info!("ipvs: {op}");
             }
@@ -80,5 +85,12 @@ impl Dataplane for Plane {
     /// VRRP gives this director); the table is `agent ipvs-dump`'s.
     fn report(&self, _: &DirectorConfig) -> Vec<String> {
         Vec::new()
+    }
+
+    /// As the last sync's dump counted them: at most [`RECHECK`] old.
+    ///
+    /// [`RECHECK`]: crate::agent::director::forward::RECHECK
+    fn traffic(&self, config: &DirectorConfig) -> TrafficByService {
+        super::traffic(config, &self.counted)
     }
 }
