@@ -9,10 +9,16 @@
 //! Its agent had been told to keep its VIP on `lo` when it stops; a
 //! retirement removes it all the same. A plan after that has nothing to
 //! do, and a rollback to the first generation installs it again.
+//!
+//! keepalived01, the master, is removed: it is retired first and resigns,
+//! and keepalived02 takes over before its own configuration changes.
+
+use std::time::Duration;
 
 use crate::lab_or_skip;
 use crate::support::inventory::Inventory;
 use crate::support::subnet::Subnet;
+use crate::vrrp_lab::wait_sole_holder;
 
 /// The ARP settings lbdeploy changes on a real server.
 const ARP: &str =
@@ -91,4 +97,61 @@ fn r19_a_removed_real_server_is_retired_and_a_rollback_brings_it_back() {
     // A rollback to a generation that had it installs it again.
     lab.lbdeploy_exit(0, &["rollback", "--to", "1", "--yes"]);
     installed("the rollback");
+}
+
+/// A removed director is retired before anything else changes: stopped,
+/// the master resigns while keepalived02 still accepts its adverts, so
+/// keepalived02 takes over at once, before its own configuration (which
+/// no longer names keepalived01) is reloaded — as keepalived02's log
+/// shows. Where other directors stay, a reconfiguration first would make
+/// them drop keepalived01's adverts as a stranger's, and two would hold
+/// the VIP until it stopped (here keepalived02, left alone, filters
+/// nothing: the order is what this test sees).
+#[test]
+fn r19_a_removed_master_director_resigns_before_the_others_change() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("removed-director", Inventory::example(s));
+    let vip = s.vip();
+    lab.apply_until_forwarding(&vip);
+    wait_sole_holder(&lab, &vip, "keepalived01", Duration::from_secs(10));
+
+    let without: String = Inventory::example(s)
+        .to_string()
+        .lines()
+        .filter(|l| !l.contains("name: keepalived01,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    lab.rewrite_inventory(&without);
+    let plan = lab.lbdeploy(&["plan"]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains("- host keepalived01 (not in the inventory):"),
+        "{plan}"
+    );
+    let log = || lab.exec_ok("keepalived02", "cat /run/lbdeploy/agent.log");
+    let before = log().lines().count();
+    let out = lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    assert!(out.contains("keepalived01  changed"), "{out}");
+
+    // The apply is over: keepalived02 alone holds the VIP and forwards.
+    wait_sole_holder(&lab, &vip, "keepalived02", Duration::from_secs(1));
+    assert!(lab.curl_vip().status.success(), "no traffic through keepalived02");
+    let agent = lab.exec("keepalived01", "lbdeploy agent status");
+    assert!(!agent.status.success(), "the agent still answers on keepalived01");
+    let table = lab.exec("keepalived01", "nft list table netdev lbdeploy");
+    assert!(!table.status.success(), "keepalived01 kept its nftables table");
+
+    // In this apply, keepalived02 became master before it was
+    // reconfigured.
+    let log = log();
+    let at = |what: &str| {
+        log.lines()
+            .skip(before)
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no `{what}` in:\n{log}"))
+    };
+    assert!(
+        at("BACKUP -> MASTER") < at("reloaded /etc/lbdeploy/agent.yml"),
+        "{log}"
+    );
 }

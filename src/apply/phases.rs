@@ -1,26 +1,37 @@
 //! The order `apply` converges hosts in, because Direct Routing is
 //! unforgiving: real servers first (ARP suppression must be in force before
 //! any VIP appears on their `lo`), then the backup directors, then the
-//! master, so the VIP moves at most once. Hosts that have left the
-//! inventory come after all of them: by then the directors no longer
-//! send a removed real server traffic, and a removed director's peers no
-//! longer expect it. Pure.
+//! master, so the VIP moves at most once.
+//!
+//! Hosts that have left the inventory are retired at either end. A
+//! removed director goes first: stopped, a master resigns (a priority-0
+//! advert) while the directors that stay still accept its adverts, so one
+//! of them takes over within its skew time. Reconfigured first, they would
+//! ignore it as a stranger, and both would hold the VIP from their
+//! Master_Down_Interval until it stopped — for good, if its retirement
+//! failed. A removed real server goes last: by then no director sends it
+//! traffic. Pure.
 
 use crate::inventory::{Inventory, effective_priority};
 
 /// One step of an apply: hosts that may change in parallel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Phase {
-    /// For progress and recap: `real servers`, `backup directors`,
-    /// `master`, `removed hosts`.
+    /// For progress and recap: `removed directors`, `real servers`,
+    /// `backup directors`, `master`, `removed real servers`.
     pub name: &'static str,
     /// Host names, inventory order.
     pub hosts: Vec<String>,
 }
 
 /// The phases for `selected` hosts (others are left out); empty phases are
-/// dropped.
-pub(crate) fn phases(inv: &Inventory, selected: &[String]) -> Vec<Phase> {
+/// dropped. `was_director` says which selected hosts the inventory does
+/// not name were directors.
+pub(crate) fn phases(
+    inv: &Inventory,
+    selected: &[String],
+    was_director: impl Fn(&str) -> bool,
+) -> Vec<Phase> {
     let chosen = |name: &str| selected.iter().any(|s| s == name);
     let masters: Vec<&str> = inv
         .vrrp_instances
@@ -48,13 +59,18 @@ pub(crate) fn phases(inv: &Inventory, selected: &[String]) -> Vec<Phase> {
         inv.directors.iter().any(|d| d.name == name)
             || inv.real_servers.iter().any(|r| r.name == name)
     };
-    let removed =
-        selected.iter().filter(|n| !in_inventory(n)).cloned().collect();
+    let (removed_directors, removed_real_servers): (Vec<String>, Vec<String>) =
+        selected
+            .iter()
+            .filter(|n| !in_inventory(n))
+            .cloned()
+            .partition(|n| was_director(n));
     [
+        Phase { name: "removed directors", hosts: removed_directors },
         Phase { name: "real servers", hosts: real_servers },
         Phase { name: "backup directors", hosts: backups },
         Phase { name: "master", hosts: master },
-        Phase { name: "removed hosts", hosts: removed },
+        Phase { name: "removed real servers", hosts: removed_real_servers },
     ]
     .into_iter()
     .filter(|p| !p.hosts.is_empty())
@@ -85,9 +101,13 @@ vrrp_instances:
         ["d1", "d2", "r1", "r2"].map(String::from).to_vec()
     }
 
+    fn never(_: &str) -> bool {
+        false
+    }
+
     #[test]
     fn real_servers_then_backups_then_the_highest_priority() {
-        let p = phases(&inventory(), &all());
+        let p = phases(&inventory(), &all(), never);
         let names: Vec<_> =
             p.iter().map(|p| (p.name, p.hosts.clone())).collect();
         assert_eq!(
@@ -101,18 +121,19 @@ vrrp_instances:
     }
 
     /// Issue #19: a selected host the inventory does not name has left
-    /// it; it is retired after every host that stays.
+    /// it; a real server is retired after every host that stays, a
+    /// director before them.
     #[test]
-    fn r19_removed_hosts_come_last() {
+    fn r19_removed_real_servers_come_last_and_removed_directors_first() {
         let mut selected = all();
         selected.insert(0, "r9".to_owned());
-        let p = phases(&inventory(), &selected);
-        let last = p.last().unwrap();
-        assert_eq!(
-            (last.name, last.hosts.clone()),
-            ("removed hosts", vec!["r9".to_owned()])
-        );
-        assert_eq!(p.len(), 4);
+        selected.push("d9".to_owned());
+        let p = phases(&inventory(), &selected, |h| h == "d9");
+        let names: Vec<_> =
+            p.iter().map(|p| (p.name, p.hosts.clone())).collect();
+        assert_eq!(names.len(), 5);
+        assert_eq!(names[0], ("removed directors", vec!["d9".to_owned()]));
+        assert_eq!(names[4], ("removed real servers", vec!["r9".to_owned()]));
     }
 
     #[test]
@@ -121,13 +142,13 @@ vrrp_instances:
         inv.vrrp_instances[0]
             .priorities
             .insert("d1".into(), crate::inventory::Priority::new(200).unwrap());
-        let p = phases(&inv, &all());
+        let p = phases(&inv, &all(), never);
         assert_eq!(p[2].hosts, ["d1"]);
     }
 
     #[test]
     fn unselected_hosts_and_empty_phases_are_left_out() {
-        let p = phases(&inventory(), &["d1".to_owned()]);
+        let p = phases(&inventory(), &["d1".to_owned()], never);
         assert_eq!(
             p,
             [Phase { name: "backup directors", hosts: vec!["d1".into()] }]

@@ -23,6 +23,7 @@ use super::recap::{
 use super::removed::still_retiring;
 use super::survey::{Survey, close, show, survey};
 use crate::exit::ExitStatus;
+use crate::inventory::Mode;
 use crate::plan::gather::{Gathered, Planned};
 
 /// How `apply` runs.
@@ -140,7 +141,13 @@ async fn converge(
     let progress = Arc::new(Progress::new(opts.quiet || opts.json));
     let gate = Arc::new(Semaphore::new(opts.forks.max(1)));
     let mut stopped: Option<String> = None;
-    for phase in phases(&prepared.inventory, &selected) {
+    let was_director = |name: &str| {
+        prepared
+            .hosts
+            .iter()
+            .any(|(d, _)| d.name == name && d.agent == Mode::Director)
+    };
+    for phase in phases(&prepared.inventory, &selected, was_director) {
         let todo: Vec<_> = phase
             .hosts
             .iter()
