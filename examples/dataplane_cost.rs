@@ -35,6 +35,7 @@ struct Change {
 /// `10.S.S.r+1:80`, all of weight 1 unless `change` says otherwise.
 fn ruleset(services: usize, per: usize, change: Change) -> Ruleset {
     let service = |s: usize| Service {
+        name: format!("web{s}"),
         vip: format!("10.{}.{}.200", s / 250, s % 250).parse().unwrap(),
         port: 80,
         proto: Proto::Tcp,

@@ -63,6 +63,7 @@ fn install(
         interface: "eth0".into(),
         mac: mac(lab, "keepalived01"),
         services: vec![Service {
+            name: "web".into(),
             vip: s.vip().parse().unwrap(),
             port: 80,
             proto: Proto::Tcp,
@@ -220,6 +221,7 @@ fn many(services: usize, down: &[(usize, usize)]) -> Ruleset {
         mac: Mac([2, 0, 0, 0, 0, 0xaa]),
         services: (0..services)
             .map(|s| Service {
+                name: format!("web{s}"),
                 vip: format!("10.0.{s}.200").parse().unwrap(),
                 port: 80,
                 proto: Proto::Tcp,

@@ -167,6 +167,27 @@ fn status_is_all_well_after_apply_then_warns_of_each_failure() {
     for rs in master["real_servers"].as_array().unwrap() {
         assert_eq!(rs["up"], true, "{json:#}");
     }
+    // Ten requests through the VIP: the master's nftables counts the
+    // frames it forwarded, by real server, within a reconcile (5 s); each
+    // connection is at least three frames of at least 40 bytes.
+    let master_name = masters[0];
+    for _ in 0..10 {
+        assert!(lab.curl_vip().status.success(), "no answer through the VIP");
+    }
+    let forwarded = |j: &Value| -> (u64, u64) {
+        let servers = host(j, master_name)["real_servers"].as_array().cloned();
+        servers.unwrap_or_default().iter().fold((0, 0), |(p, b), rs| {
+            let t = &rs["traffic"];
+            (
+                p + t["packets"].as_u64().unwrap_or(0),
+                b + t["bytes"].as_u64().unwrap_or(0),
+            )
+        })
+    };
+    let json =
+        status_until(&lab, "the requests counted", |_, j| forwarded(j).0 >= 30);
+    let (packets, bytes) = forwarded(&json);
+    assert!(bytes >= 40 * packets, "{json:#}");
     for rs in ["rs01", "rs02"] {
         let h = host(&json, rs);
         assert_eq!(h["agent"]["health"], "healthy");
@@ -177,6 +198,7 @@ fn status_is_all_well_after_apply_then_warns_of_each_failure() {
     // The text form: a table per role, all well.
     let text = lab.lbdeploy_exit(0, &["status"]);
     assert!(text.contains("all well") && text.contains("DIRECTOR"), "{text}");
+    assert!(text.contains("PACKETS"), "no traffic table:\n{text}");
     let limited = lab.lbdeploy_exit(0, &["--json", "status", "--limit", "rs*"]);
     let limited: Value = serde_json::from_str(&limited).unwrap();
     assert_eq!(limited["hosts"].as_array().unwrap().len(), 2);

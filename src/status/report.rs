@@ -116,8 +116,7 @@ pub struct RealServerView {
     pub address: IpAddr,
     /// Whether its checks pass.
     pub up: bool,
-    /// What this director's data plane counted of it, where it counts
-    /// per real server (IPVS).
+    /// What this director's data plane counted of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
 }
@@ -372,9 +371,8 @@ fn agent(view: &mut HostView, status: &Status) {
     }
 }
 
-/// What each director's data plane counted of each real server, where
-/// one counts (IPVS): a table after the real servers' verdicts, nothing
-/// where none does.
+/// What each director's data plane counted of each real server: a table
+/// after the real servers' verdicts, nothing where nothing was counted.
 fn write_traffic(
     out: &mut impl Write,
     directors: &[&HostView],

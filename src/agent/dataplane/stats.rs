@@ -46,8 +46,9 @@ pub fn snapshot() -> Reconciles {
 /// each flow passes the director, so packets and bytes are those sent to
 /// the real server. IPVS counts from when the destination was added (a
 /// real server that failed its checks and came back starts again from
-/// zero); it also counts connections, which a data plane that keeps no
-/// connection state leaves out.
+/// zero), nftables from when its counting set first saw the real server's
+/// MAC; IPVS also counts connections, which nftables, keeping no
+/// connection state, leaves out.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
 )]

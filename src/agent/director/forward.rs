@@ -81,9 +81,8 @@ pub struct Snapshot {
     /// published): with [`Forward::sent`], whether the latest one has been
     /// tried yet — until it has, `last_error` may speak of an older one.
     pub configs: u64,
-    /// What the data plane counted of each real server, by service, where
-    /// it counts (IPVS); refreshed at every reconcile, so at most
-    /// [`RECHECK`] old.
+    /// What the data plane counted of each real server, by service;
+    /// refreshed at every reconcile, so at most [`RECHECK`] old.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub traffic: TrafficByService,
 }

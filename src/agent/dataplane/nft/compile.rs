@@ -8,6 +8,14 @@
 //! depends only on the list of services, never on health, so a health
 //! change is always a change of map elements ([`super::delta`]).
 //!
+//! Each service also has a set `c{i}` that counts what its rule forwards
+//! to each real server: the rule adds (`update`) the frame's new
+//! destination MAC to it, and the set's `counter` counts per element. Its
+//! elements are only MACs the service's map holds, created by the packet
+//! path and expiring after [`COUNTED_FOR`] unused, so they stay few; the
+//! size is a bound that no cluster reaches, and must not be reached: an
+//! `update` on a full set ends the rule before its `fwd`.
+//!
 //! The rules of one VRRP instance's services sit in a chain of their own
 //! (`vi0`, `vi1`, … in order of first appearance); the ingress chain holds
 //! only a `jump` to the chains of the instances forwarded now, so becoming
@@ -136,6 +144,20 @@ pub(crate) fn map_name(i: usize) -> String {
     format!("s{i}")
 }
 
+/// The name of service `i`'s counting set.
+pub(crate) fn counter_set_name(i: usize) -> String {
+    format!("c{i}")
+}
+
+/// The most MACs one service's counting set holds: many times more real
+/// servers than a service has, even replaced every hour.
+const COUNTED_MACS: usize = 65_536;
+
+/// How long a real server's count stays after its last frame: one that
+/// comes back later counts from zero again.
+pub const COUNTED_FOR: std::time::Duration =
+    std::time::Duration::from_secs(3600);
+
 /// The name of instance `k`'s chain.
 fn chain_name(k: usize) -> String {
     format!("vi{k}")
@@ -164,6 +186,13 @@ pub fn render(table: &Compiled) -> String {
             s += " }\n";
         }
         s += "\t}\n";
+        let _ = writeln!(
+            s,
+            "\tset {} {{\n\t\ttype ether_addr\n\t\tsize {COUNTED_MACS}\n\t\t\
+             flags dynamic,timeout\n\t\ttimeout {}s\n\t\tcounter\n\t}}",
+            counter_set_name(i),
+            COUNTED_FOR.as_secs()
+        );
     }
     for (k, instance) in table.instances().into_iter().enumerate() {
         let _ = writeln!(s, "\tchain {} {{", chain_name(k));
@@ -206,11 +235,12 @@ fn rule(table: &Compiled, i: usize) -> String {
         "\t\tmeta pkttype host {family} daddr {vip} {proto} dport {port} \
          meta mark set jhash {flow} mod {BUCKETS} seed 0x0 \
          ether saddr set {mac} ether daddr set meta mark map @{map} \
-         fwd to \"{dev}\"\n",
+         update @{counted} {{ ether daddr }} fwd to \"{dev}\"\n",
         vip = svc.vip,
         port = svc.port,
         mac = table.mac,
         map = map_name(i),
+        counted = counter_set_name(i),
         dev = table.interface,
     )
 }
@@ -246,6 +276,7 @@ mod tests {
             interface: "eth0".into(),
             mac: mac(0xaa),
             services: vec![Service {
+                name: "web".into(),
                 vip: "10.0.0.200".parse().unwrap(),
                 port: 80,
                 proto: Proto::Tcp,
@@ -295,7 +326,11 @@ mod tests {
             "\tchain vi0 {\n\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport \
              80 meta mark set jhash ip saddr . tcp sport mod 4093 seed 0x0 \
              ether saddr set 02:00:00:00:00:aa ether daddr set meta mark map \
-             @s0 fwd to \"eth0\"\n\t}\n"
+             @s0 update @c0 { ether daddr } fwd to \"eth0\"\n\t}\n"
+        ));
+        assert!(text.contains(
+            "\tset c0 {\n\t\ttype ether_addr\n\t\tsize 65536\n\t\t\
+             flags dynamic,timeout\n\t\ttimeout 3600s\n\t\tcounter\n\t}\n"
         ));
         assert!(text.ends_with(
             "\tchain ingress {\n\t\ttype filter hook ingress device \"eth0\" \

@@ -130,6 +130,7 @@ mod tests {
 
     fn service(port: u16, weights: &[u32]) -> Service {
         Service {
+            name: format!("s{port}"),
             vip: "10.0.0.200".parse().unwrap(),
             port,
             proto: Proto::Tcp,
@@ -309,6 +310,7 @@ mod tests {
             table(vec![service(80, &[1, 1]), service(81, &[1])]),
             table(vec![service(81, &[1, 1])]),
             table(vec![Service {
+                name: "web".into(),
                 instance: "VI_2".into(),
                 ..service(80, &[1, 1])
             }]),

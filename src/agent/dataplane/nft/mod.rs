@@ -26,6 +26,8 @@
 //! * [`verify`] — what tells a table tampered with by hand from ours
 //!   without listing millions of elements (pure);
 //! * [`generation`] — the kernel's nftables generation over netlink;
+//! * [`counters`] — what the table's counting sets counted, read back
+//!   into each service's real servers (pure);
 //! * [`mod@ruleset`] — a director's configuration and what is known of its
 //!   real servers, as the services to install (pure);
 //! * [`installer`] — the adapter that keeps the installed table in
@@ -36,6 +38,7 @@
 //!   installed on every change.
 
 pub mod compile;
+pub mod counters;
 pub mod delta;
 pub mod generation;
 pub mod installer;
@@ -56,7 +59,7 @@ pub use ruleset::{Unsupported, ruleset};
 pub(crate) const TABLE: &str = "lbdeploy";
 
 /// A MAC address, `02:00:00:00:00:01`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Mac(pub [u8; 6]);
 
 impl std::fmt::Display for Mac {
@@ -98,6 +101,8 @@ pub enum Proto {
 /// One virtual service as the data plane forwards it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Service {
+    /// Its name in the configuration, for what is reported of it.
+    pub name: String,
     /// The VIP.
     pub vip: IpAddr,
     /// The port.

@@ -9,13 +9,16 @@
 //! gathers what they need from the kernel (the MACs) and logs what
 //! changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::counters::{self, Counted};
 use super::installer::Applied;
-use super::{Compiled, Installer, Mac};
+use super::{Compiled, Installer, Mac, TABLE};
 use crate::agent::dataplane::backend::{Dataplane, Desired, Job, instance_of};
 use crate::agent::dataplane::neigh;
+use crate::agent::dataplane::stats::TrafficByService;
+use crate::agent::sys::nftables;
 use crate::inventory::agent::DirectorConfig;
 
 /// The nftables back end: the table installed, and what the next sync
@@ -24,6 +27,10 @@ use crate::inventory::agent::DirectorConfig;
 pub(crate) struct Plane {
     /// The nftables table installed, kept to change only what changes.
     installer: Installer,
+    /// The real servers' MACs and what the table counted of each, as the
+    /// last sync found them.
+    macs: BTreeMap<IpAddr, Mac>,
+    counted: Counted,
     /// Whether the next sync also checks the kernel's table.
     recheck_due: bool,
     /// The routing netlink socket for neighbour look-ups, opened once.
@@ -82,6 +89,13 @@ impl Plane {
         if std::mem::take(&mut self.recheck_due) {
             self.installer.verify().await?;
         }
+        // Counts are for the status: one that cannot be read is missing
+        // there, and forwarding goes on.
+        let listing =
+            nftables::query(&["-j", "list", "sets", "table", "netdev", TABLE]);
+        self.counted =
+            listing.await.map(|l| counters::parse(&l)).unwrap_or_default();
+        self.macs = macs;
         Ok(())
     }
 }
@@ -117,6 +131,14 @@ impl Dataplane for Plane {
         match self.installer.installed() {
             Some(t) => served(config, &t.forwarding),
             None => Vec::new(),
+        }
+    }
+
+    /// From the counting sets, as the last sync read them.
+    fn traffic(&self, config: &DirectorConfig) -> TrafficByService {
+        match self.installer.installed() {
+            Some(t) => counters::traffic(config, t, &self.macs, &self.counted),
+            None => TrafficByService::new(),
         }
     }
 }

@@ -75,6 +75,7 @@ pub fn ruleset(
             backends = vec![(Backend { key, weight: 1 }, *mac)];
         }
         services.push(Service {
+            name: svc.name.clone(),
             vip: svc.vip,
             port: svc.port.get() as u16,
             proto: match svc.protocol {

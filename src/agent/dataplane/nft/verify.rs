@@ -254,6 +254,7 @@ mod tests {
             interface: "eth0".into(),
             mac: Mac([0; 6]),
             services: vec![Service {
+                name: "web".into(),
                 vip: "10.0.0.200".parse().unwrap(),
                 port: 80,
                 proto: Proto::Tcp,
