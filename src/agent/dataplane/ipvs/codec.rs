@@ -564,16 +564,26 @@ mod tests {
         assert_eq!(t, zero);
     }
 
-    /// A dump's destination with its connection entries and statistics:
-    /// `DEST_ATTR_STATS64` (u64) where the kernel has it, else
-    /// `DEST_ATTR_STATS` (u32 counts, u64 bytes).
-    fn counted(stats_attr: u16, wide: bool) -> Vec<u8> {
+    /// A dump's destination (10.0.1.3:80, DR, weight 1) with `more`
+    /// attributes after the settings.
+    fn dumped_dest(more: &[u8]) -> Vec<u8> {
         let dk = DestKey { addr: "10.0.1.3".parse().unwrap(), port: 80 };
         let d = Dest { forward: Forward::Route, weight: 1, upper: 0, lower: 0 };
         let top = dest(&dk, Some(&d));
         let mut inner = attributes(&top).unwrap()[0].1.to_vec();
-        put(&mut inner, DEST_ATTR_ACTIVE_CONNS, &4u32.to_ne_bytes());
-        put(&mut inner, DEST_ATTR_INACT_CONNS, &2u32.to_ne_bytes());
+        inner.extend_from_slice(more);
+        let mut top = Vec::new();
+        put(&mut top, CMD_ATTR_DEST, &inner);
+        dumped(Cmd::NewDest, &top)
+    }
+
+    /// Its connection entries and statistics: `DEST_ATTR_STATS64` (u64)
+    /// where the kernel has it, else `DEST_ATTR_STATS` (u32 counts, u64
+    /// bytes).
+    fn counted(stats_attr: u16, wide: bool) -> Vec<u8> {
+        let mut more = Vec::new();
+        put(&mut more, DEST_ATTR_ACTIVE_CONNS, &4u32.to_ne_bytes());
+        put(&mut more, DEST_ATTR_INACT_CONNS, &2u32.to_ne_bytes());
         let mut stats = Vec::new();
         let count = |n: u64| match wide {
             true => n.to_ne_bytes().to_vec(),
@@ -583,10 +593,8 @@ mod tests {
         put(&mut stats, STATS_ATTR_INPKTS, &count(1_000));
         put(&mut stats, 3, &count(0)); // OUTPKTS: none through a DR director
         put(&mut stats, STATS_ATTR_INBYTES, &(5_000_000_000u64).to_ne_bytes());
-        put(&mut inner, stats_attr, &stats);
-        let mut top = Vec::new();
-        put(&mut top, CMD_ATTR_DEST, &inner);
-        dumped(Cmd::NewDest, &top)
+        put(&mut more, stats_attr, &stats);
+        dumped_dest(&more)
     }
 
     #[test]
@@ -608,24 +616,11 @@ mod tests {
 
     #[test]
     fn a_counter_of_another_size_is_an_error() {
-        let mut inner = Vec::new();
-        put(
-            &mut inner,
-            DEST_ATTR_ADDR,
-            &inet_addr("10.0.1.4".parse().unwrap()),
-        );
-        put(&mut inner, DEST_ATTR_PORT, &80u16.to_be_bytes());
-        for ty in [DEST_ATTR_FWD_METHOD, DEST_ATTR_WEIGHT] {
-            put(&mut inner, ty, &3u32.to_ne_bytes());
-        }
-        put(&mut inner, DEST_ATTR_U_THRESH, &0u32.to_ne_bytes());
-        put(&mut inner, DEST_ATTR_L_THRESH, &0u32.to_ne_bytes());
         let mut stats = Vec::new();
         put(&mut stats, STATS_ATTR_INPKTS, &[1, 2, 3]);
-        put(&mut inner, DEST_ATTR_STATS64, &stats);
-        let mut top = Vec::new();
-        put(&mut top, CMD_ATTR_DEST, &inner);
-        let e = decode_dest(&dumped(Cmd::NewDest, &top), false).unwrap_err();
+        let mut more = Vec::new();
+        put(&mut more, DEST_ATTR_STATS64, &stats);
+        let e = decode_dest(&dumped_dest(&more), false).unwrap_err();
         assert!(e.to_string().contains("IPVS_STATS_ATTR_INPKTS"), "{e}");
     }
 
