@@ -14,6 +14,7 @@ use clap_complete::Shell;
 
 use crate::agent::command::AgentCommand;
 use crate::apply::commands::{ApplyArgs, PlanArgs, RollbackArgs};
+use crate::drain::{DrainArgs, Which};
 use crate::exit::ExitStatus;
 use crate::global::GlobalArgs;
 use crate::host::HostCommand;
@@ -131,6 +132,36 @@ pub enum Command {
         inconsistent), 1 error before any host was asked.")]
     Status(StatusArgs),
 
+    /// Take a real server out of service on every director, at runtime.
+    #[command(long_about = "Drain real server HOST (its inventory name, \
+        or the address of an unmanaged one) on every director at once, \
+        without editing the inventory: each records it in its own \
+        /var/lib/lbdeploy/drained.json (kept across agent restarts and \
+        reboots) and forwards to it with weight 0. With IPVS no new \
+        connection reaches it and the established ones go on; with \
+        nftables, which keeps no connection state, its flows move to the \
+        other real servers at once. `lbdeploy status` shows it drained \
+        until `lbdeploy undrain`. --service limits it to one service. \
+        --wait then asks the directors every second until none has an \
+        active connection to it (IPVS's ActiveConn), up to --timeout \
+        (5m); with nftables there is nothing to wait for.\n\n\
+        Example:\n  lbdeploy drain rs01\n  lbdeploy drain rs01 --service \
+        web --wait --timeout 10m\n\n\
+        Exit codes: 0 drained on every director (and with --wait, no \
+        active connection left), 3 a director failed or could not be \
+        reached (the others are drained), or connections left at the \
+        timeout, 1 error before any director was asked.")]
+    Drain(DrainArgs),
+
+    /// Put a drained real server back in service on every director.
+    #[command(long_about = "Undo `lbdeploy drain HOST` on every director: \
+        each removes it from its drained list (every entry, or \
+        --service's) and forwards to it with its weight again.\n\n\
+        Example:\n  lbdeploy undrain rs01\n\n\
+        Exit codes: 0 back on every director, 3 a director failed or could \
+        not be reached, 1 error before any director was asked.")]
+    Undrain(Which),
+
     /// Run the on-host agent (what apply installs and starts).
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -226,6 +257,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::History => apply::commands::history(global),
         Command::Unlock { id } => apply::commands::unlock(global, id),
         Command::Status(args) => crate::status::run(global, args),
+        Command::Drain(args) => crate::drain::drain(global, args),
+        Command::Undrain(which) => crate::drain::undrain(global, which),
         Command::Agent(cmd) => {
             crate::util::log::init(global.log_format);
             agent::command::run(cmd, global.json)

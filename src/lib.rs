@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod apply;
 pub mod cli;
+pub mod drain;
 pub mod exit;
 pub mod fuzzing;
 pub mod global;

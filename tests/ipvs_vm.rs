@@ -19,7 +19,10 @@
 //! agent itself runs on the same configuration: it becomes VRRP master
 //! alone and adds the VIP, traffic splits again, rs1's web server stops
 //! and the health check takes it out within the issue's bound (then every
-//! request goes to rs2), and it comes back within `delay_loop` + slack.
+//! request goes to rs2), and it comes back within `delay_loop` + slack;
+//! its status counts each real server's connections, packets and bytes;
+//! `agent drain` keeps rs1 at weight 0 (every new request to rs2) and
+//! `agent undrain` gives its weight back.
 //! Last, the fail-safe (issue #16): the agent under its own supervisor
 //! (`agent start`, as on a host without systemd), `kill -9` of the agent:
 //! within 1 s the VIP is gone, then its IPVS services, both before the
@@ -333,6 +336,7 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
     let up = waited(get("agent.up"));
     assert!(up <= 2.0, "rs1 back after {up} s:\n{log}");
     assert_eq!(answers(get("agent.up.traffic")), split, "rs1 back\n{log}");
+    drained(get);
     failsafe(get);
 }
 
@@ -359,6 +363,46 @@ fn counted_by_the_agent<'a>(get: &impl Fn(&str) -> &'a str) {
         assert_eq!(n("active_connections"), 0, "{rs}: {t}");
         assert!(n("inactive_connections") >= 10, "{rs}: {t}");
     }
+}
+
+/// `agent drain` of rs1 (issue #19): kept in IPVS at weight 0, every new
+/// connection to rs2; `agent undrain` gives its weight back, each within
+/// a reconcile of the agent's reload.
+fn drained<'a>(get: &impl Fn(&str) -> &'a str) {
+    assert!(
+        get("agent.drain").contains("10.0.5.11: drained"),
+        "{}",
+        get("agent.drain")
+    );
+    assert!(waited(get("agent.drain.applied")) <= 5.0, "not drained");
+    let table = get("agent.drain.ipvsadm");
+    assert!(
+        table.contains("-> 10.0.5.11:80")
+            && table.lines().any(|l| {
+                l.contains("10.0.5.11:80")
+                    && l.split_whitespace().nth(3) == Some("0")
+            }),
+        "rs1 not kept at weight 0:\n{table}"
+    );
+    assert_eq!(
+        answers(get("agent.drain.traffic")),
+        BTreeMap::from([("rs2".to_owned(), 10)]),
+        "with rs1 drained"
+    );
+    assert!(
+        get("agent.undrain").contains("back in service"),
+        "{}",
+        get("agent.undrain")
+    );
+    assert!(waited(get("agent.undrain.applied")) <= 5.0, "not back");
+    let table = get("agent.undrain.ipvsadm");
+    assert!(
+        table.lines().any(|l| {
+            l.contains("10.0.5.11:80")
+                && l.split_whitespace().nth(3) == Some("1")
+        }),
+        "rs1's weight not back:\n{table}"
+    );
 }
 
 /// Seconds from the supervisor's first "the agent exited" line to the

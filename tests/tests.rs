@@ -9,6 +9,7 @@ mod cluster;
 mod dataplane;
 mod demo;
 mod desired;
+mod drain;
 mod failsafe;
 mod golden;
 mod hex;

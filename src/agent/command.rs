@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use rustix::thread::CapabilitySet;
 
 use super::dataplane::ipvs;
+use super::drain::{self, Drained};
 use super::sys::accounts::Ids;
 use super::sys::process;
 use super::{paths, runtime, status, supervise};
@@ -151,6 +152,27 @@ pub enum AgentCommand {
         Exit codes: 0 printed, 1 error (e.g. no IPVS in the kernel)."
     )]
     IpvsDump,
+    /// Drain a real server on this director: weight 0, kept across restarts.
+    #[command(long_about = "Record real server ADDRESS as drained on this \
+        director (in every service it is in, or in --service only) in \
+        /var/lib/lbdeploy/drained.json, and have the running agent reload: \
+        it then forwards to it with weight 0 — with IPVS no new \
+        connection while the established ones go on; with nftables, which \
+        keeps no connection state, its flows move to the other real \
+        servers at once. Kept across the agent's restarts and the host's \
+        reboots until `agent undrain`. `lbdeploy drain` runs this on every \
+        director.\n\n\
+        Example:\n  lbdeploy agent drain 192.168.1.21 --service web\n\n\
+        Exit codes: 0 drained (or already), 1 error (an unreadable drained \
+        file is not written over).")]
+    Drain(DrainArgs),
+    /// Put a drained real server back in service on this director.
+    #[command(long_about = "Remove real server ADDRESS from this director's \
+        drained list (every entry of it, or --service's only) and have the \
+        running agent reload, which forwards to it with its weight again.\n\n\
+        Example:\n  lbdeploy agent undrain 192.168.1.21\n\n\
+        Exit codes: 0 back (or was not drained), 1 error.")]
+    Undrain(DrainArgs),
     /// Enter a cgroup, then execute a command (how the agent runs one).
     #[command(
         name = "exec-in",
@@ -168,6 +190,26 @@ pub enum AgentCommand {
         reason on stderr)."
     )]
     ExecIn(ExecInArgs),
+}
+
+/// Which real server `agent drain` and `undrain` take.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The real server's address.
+    #[arg(value_name = "ADDRESS")]
+    pub address: std::net::IpAddr,
+    /// Only in this service.
+    #[arg(long, value_name = "NAME", value_parser = service_name)]
+    pub service: Option<String>,
+}
+
+/// A service name as the configuration may have it: printable, short.
+fn service_name(text: &str) -> Result<String, String> {
+    let printable = text.chars().all(|c| !c.is_control());
+    if text.is_empty() || text.len() > 128 || !printable {
+        return Err("a service name: 1–128 printable characters".into());
+    }
+    Ok(text.to_owned())
 }
 
 /// What `agent exec-in` runs.
@@ -255,6 +297,8 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
         AgentCommand::IpvsDump => {
             print!("{}", ipvs::render(&ipvs::Ipvs::connect()?.dump()?));
         }
+        AgentCommand::Drain(args) => edit_drained(args, true, &run_dir)?,
+        AgentCommand::Undrain(args) => edit_drained(args, false, &run_dir)?,
         AgentCommand::ExecIn(args) => {
             let ids = args.uid.zip(args.gid).map(|(uid, gid)| Ids { uid, gid });
             process::exec_in(&args.cgroup, ids, &args.argv);
@@ -283,6 +327,45 @@ fn ipvs_sync(
         eprintln!("ipvs: left alone (not lbdeploy's): {f}");
     }
     print!("{}", ipvs::render(&kernel.dump()?));
+    Ok(())
+}
+
+/// `agent drain` (`drain` true) and `agent undrain`: the drained file
+/// edited, then the running agent reloaded; one not running takes it at
+/// its start.
+fn edit_drained(
+    args: &DrainArgs,
+    drain: bool,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let path = std::path::Path::new(drain::DRAINED_FILE);
+    let mut set = drain::load(path)
+        .map_err(|e| anyhow::anyhow!("{e}: fix or remove it first"))?;
+    let before = set.clone();
+    let address = args.address;
+    let entry = Drained { address, service: args.service.clone() };
+    if drain {
+        set.insert(entry);
+    } else {
+        set.retain(|d| {
+            d.address != address || args.service.is_some() && *d != entry
+        });
+    }
+    let what = match &args.service {
+        Some(s) => format!("{address} in {s}"),
+        None => address.to_string(),
+    };
+    if set == before {
+        let state = if drain { "already drained" } else { "not drained" };
+        println!("{what}: {state}");
+        return Ok(());
+    }
+    drain::save(path, &set)?;
+    if status::query(run_dir).is_ok() {
+        supervise::reload(run_dir)?;
+    }
+    let done = if drain { "drained" } else { "back in service" };
+    println!("{what}: {done} ({} drained on this director)", set.len());
     Ok(())
 }
 

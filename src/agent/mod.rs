@@ -28,6 +28,8 @@
 //! * [`dataplane`] — the kernel data plane behind one trait
 //!   ([`dataplane::Dataplane`]): IPVS, or nftables DSR;
 //! * [`check`] — health checks of the real servers;
+//! * [`drain`] — real servers drained at runtime (`lbdeploy drain`):
+//!   the director's list, and their weight 0;
 //! * [`track`] — what a VRRP instance tracks besides its peers: scripts
 //!   (keepalived's `vrrp_script`), each a task publishing OK or failed;
 //! * [`alert`] — email, webhook and exec notifications;
@@ -44,6 +46,7 @@ pub(crate) mod cleanup;
 pub mod command;
 pub mod dataplane;
 pub mod director;
+pub mod drain;
 pub(crate) mod holdings;
 pub(crate) mod logfile;
 pub mod mastership;

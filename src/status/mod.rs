@@ -136,7 +136,7 @@ pub fn run(
 }
 
 /// Ask every host, at most `forks` at a time; inventory order.
-async fn ask_all(
+pub(crate) async fn ask_all(
     hosts: &[(String, Mode, String, Target)],
     vips: &BTreeMap<String, Vec<IpAddr>>,
     forks: usize,

@@ -27,6 +27,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::dataplane::stats::Traffic;
+use crate::agent::drain::Drained;
 use crate::agent::status::Status;
 use crate::inventory::Mode;
 use crate::plan::facts::ip_addr_line;
@@ -119,6 +120,9 @@ pub struct RealServerView {
     /// What this director's data plane counted of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
+    /// Drained on this director (`lbdeploy drain`): weight 0.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
 }
 
 /// What one host's agent says, in short.
@@ -358,6 +362,8 @@ fn agent(view: &mut HostView, status: &Status) {
     }
     let servers = d["forwarding"]["real_servers"].as_object();
     let traffic = &d["forwarding"]["traffic"];
+    let drained =
+        Vec::<Drained>::deserialize(&d["drained"]).unwrap_or_default();
     for (service, rs) in servers.into_iter().flatten() {
         for (address, up) in rs.as_object().into_iter().flatten() {
             let Ok(parsed) = address.parse() else { continue };
@@ -366,6 +372,7 @@ fn agent(view: &mut HostView, status: &Status) {
                 address: parsed,
                 up: up.as_bool().unwrap_or(false),
                 traffic: Traffic::deserialize(&traffic[service][address]).ok(),
+                drained: drained.iter().any(|d| d.covers(service, parsed)),
             });
         }
     }
@@ -604,14 +611,19 @@ pub(crate) fn write_text(
                 let row = rows
                     .entry((&rs.service, rs.address))
                     .or_insert_with(|| vec!["-".to_owned(); directors.len()]);
-                row[n] = if rs.up { "up" } else { "DOWN" }.to_owned();
+                let health = if rs.up { "up" } else { "DOWN" };
+                row[n] = match rs.drained {
+                    true => format!("{health} drained"),
+                    false => health.to_owned(),
+                };
             }
         }
         if !rows.is_empty() {
             // One column per director, as wide as its name.
             let widths: Vec<usize> = directors
                 .iter()
-                .map(|h| escape(&h.name).len().max(4))
+                // As wide as its longest cell, `DOWN drained`.
+                .map(|h| escape(&h.name).len().max(12))
                 .collect();
             let mut line = format!("{:<16} {:<22}", "SERVICE", "REAL SERVER");
             for (h, w) in directors.iter().zip(&widths) {
@@ -675,7 +687,7 @@ mod tests {
         )
     }
 
-    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}},"traffic":{"web":{"10.0.0.21":{"packets":120,"bytes":9000,"connections":7,"active_connections":2,"inactive_connections":1}}}}}}"#;
+    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}},"traffic":{"web":{"10.0.0.21":{"packets":120,"bytes":9000,"connections":7,"active_connections":2,"inactive_connections":1}}}},"drained":[{"address":"10.0.0.22","service":"web"}]}}"#;
 
     fn vips() -> BTreeMap<String, Vec<IpAddr>> {
         BTreeMap::from([("VI_1".into(), vec!["10.0.0.200".parse().unwrap()])])
@@ -699,6 +711,7 @@ mod tests {
         assert_eq!(counted.active_connections, Some(2));
         assert_eq!((counted.packets, counted.bytes), (120, 9000));
         assert_eq!(v.real_servers[1].traffic, None, "nothing counted of it");
+        assert!(!v.real_servers[0].drained && v.real_servers[1].drained);
         let mut out = Vec::new();
         let r = Report {
             format: 1,
@@ -714,6 +727,10 @@ mod tests {
                 "web              10.0.0.21              d2                     \
                  2        1          120           9000\n"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("10.0.0.22              DOWN drained\n"),
             "{text}"
         );
         let t = v.instances[0].last_transition.as_ref().unwrap();
@@ -777,6 +794,7 @@ mod tests {
             address: "10.0.0.21".parse().unwrap(),
             up,
             traffic: None,
+            drained: false,
         });
         h
     }

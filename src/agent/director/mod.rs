@@ -28,7 +28,9 @@
 
 pub mod forward;
 
+use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -37,6 +39,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use self::forward::Forward;
+use super::drain::{self, Drained};
 use super::holdings::{self, Holdings};
 use super::paths;
 use super::runtime::{self, ModeConfig, Report};
@@ -207,6 +210,9 @@ pub struct Worker {
     /// The configuration the agent started with: what its capabilities,
     /// scheduling and memory lock come from.
     started_with: Option<DirectorConfig>,
+    /// The real servers drained on this director, as the last apply read
+    /// them ([`drain`]), or why they could not be read.
+    drained: Option<Result<BTreeSet<Drained>, String>>,
 }
 
 impl Worker {
@@ -480,7 +486,14 @@ impl runtime::Worker<DirectorConfig> for Worker {
             self.running.push((key, handle));
         }
         if let Some(f) = &mut self.forward {
-            f.configure(config.clone()).await;
+            let drained = drain::load(Path::new(drain::DRAINED_FILE));
+            let mut forwarded = config.clone();
+            match &drained {
+                Ok(d) => drain::apply(&mut forwarded, d),
+                Err(e) => tracing::warn!("drained real servers: {e}"),
+            }
+            self.drained = Some(drained);
+            f.configure(forwarded).await;
         }
         // The old instances have stopped and taken their VIPs with them;
         // if one did not stop in time, the file keeps listing them.
@@ -548,6 +561,16 @@ impl runtime::Worker<DirectorConfig> for Worker {
         {
             degraded.push(format!("data plane: {e}"));
         }
+        if let Some(Err(e)) = &self.drained {
+            degraded.push(format!(
+                "drained real servers: {e} (nothing is drained until it \
+                 is fixed)"
+            ));
+        }
+        let drained = match &self.drained {
+            Some(Ok(d)) => d.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
         Report {
             healthy: self.running.iter().all(|(_, h)| !h.task.is_finished())
                 && self.forward.as_ref().is_none_or(|f| !f.task.is_finished()),
@@ -556,6 +579,7 @@ impl runtime::Worker<DirectorConfig> for Worker {
             details: json!({
                 "vrrp_instances": instances,
                 "forwarding": forwarding,
+                "drained": drained,
                 "notifications": notifications,
                 "vrrp_thread": self.scheduling,
                 "memory": crate::agent::sys::memory::state(),
