@@ -314,6 +314,7 @@ virtual_services:
                 service: service.into(),
                 address: r1,
                 up: true,
+                weight: None,
                 traffic: Some(Traffic {
                     active_connections: active,
                     ..Traffic::default()

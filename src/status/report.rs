@@ -117,6 +117,9 @@ pub struct RealServerView {
     pub address: IpAddr,
     /// Whether its checks pass.
     pub up: bool,
+    /// Its weight in the inventory, as the director's checks know it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
     /// What this director's data plane counted of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
@@ -364,6 +367,13 @@ fn agent(view: &mut HostView, status: &Status) {
     let traffic = &d["forwarding"]["traffic"];
     let drained =
         Vec::<Drained>::deserialize(&d["drained"]).unwrap_or_default();
+    let checked = d["real_server_checks"].as_array().map(Vec::as_slice);
+    let weight = |service: &str, address: &str| {
+        checked.unwrap_or_default().iter().find_map(|c| {
+            let ours = c["service"] == service && c["address"] == address;
+            ours.then(|| c["weight"].as_u64()?.try_into().ok()).flatten()
+        })
+    };
     for (service, rs) in servers.into_iter().flatten() {
         for (address, up) in rs.as_object().into_iter().flatten() {
             let Ok(parsed) = address.parse() else { continue };
@@ -371,6 +381,7 @@ fn agent(view: &mut HostView, status: &Status) {
                 service: service.clone(),
                 address: parsed,
                 up: up.as_bool().unwrap_or(false),
+                weight: weight(service, address),
                 traffic: Traffic::deserialize(&traffic[service][address]).ok(),
                 drained: drained.iter().any(|d| d.covers(service, parsed)),
             });
@@ -611,19 +622,22 @@ pub(crate) fn write_text(
                 let row = rows
                     .entry((&rs.service, rs.address))
                     .or_insert_with(|| vec!["-".to_owned(); directors.len()]);
-                let health = if rs.up { "up" } else { "DOWN" };
-                row[n] = match rs.drained {
-                    true => format!("{health} drained"),
-                    false => health.to_owned(),
-                };
+                let mut cell = if rs.up { "up" } else { "DOWN" }.to_owned();
+                if let Some(w) = rs.weight {
+                    cell += &format!(" w{w}");
+                }
+                if rs.drained {
+                    cell += " drained";
+                }
+                row[n] = cell;
             }
         }
         if !rows.is_empty() {
             // One column per director, as wide as its name.
             let widths: Vec<usize> = directors
                 .iter()
-                // As wide as its longest cell, `DOWN drained`.
-                .map(|h| escape(&h.name).len().max(12))
+                // As wide as a long cell, `DOWN w100 drained`.
+                .map(|h| escape(&h.name).len().max(17))
                 .collect();
             let mut line = format!("{:<16} {:<22}", "SERVICE", "REAL SERVER");
             for (h, w) in directors.iter().zip(&widths) {
@@ -687,7 +701,7 @@ mod tests {
         )
     }
 
-    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}},"traffic":{"web":{"10.0.0.21":{"packets":120,"bytes":9000,"connections":7,"active_connections":2,"inactive_connections":1}}}},"drained":[{"address":"10.0.0.22","service":"web"}]}}"#;
+    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"real_server_checks":[{"service":"web","address":"10.0.0.21","port":80,"weight":3}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}},"traffic":{"web":{"10.0.0.21":{"packets":120,"bytes":9000,"connections":7,"active_connections":2,"inactive_connections":1}}}},"drained":[{"address":"10.0.0.22","service":"web"}]}}"#;
 
     fn vips() -> BTreeMap<String, Vec<IpAddr>> {
         BTreeMap::from([("VI_1".into(), vec!["10.0.0.200".parse().unwrap()])])
@@ -733,6 +747,7 @@ mod tests {
             text.contains("10.0.0.22              DOWN drained\n"),
             "{text}"
         );
+        assert!(text.contains("10.0.0.21              up w3\n"), "{text}");
         let t = v.instances[0].last_transition.as_ref().unwrap();
         assert_eq!(
             (t.from.as_str(), t.at.as_str()),
@@ -793,6 +808,7 @@ mod tests {
             service: "web".into(),
             address: "10.0.0.21".parse().unwrap(),
             up,
+            weight: None,
             traffic: None,
             drained: false,
         });
