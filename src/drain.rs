@@ -315,6 +315,7 @@ virtual_services:
                 address: r1,
                 up: true,
                 weight: None,
+                reason: None,
                 traffic: Some(Traffic {
                     active_connections: active,
                     ..Traffic::default()

@@ -216,7 +216,7 @@ fn status_is_all_well_after_apply_then_warns_of_each_failure() {
         ),
     );
     let rs01 = subnet.addr(21);
-    status_until_or(
+    let json = status_until_or(
         &lab,
         "rs01's web server seen down",
         |code, j| {
@@ -224,6 +224,20 @@ fn status_is_all_well_after_apply_then_warns_of_each_failure() {
                 && warnings(j).iter().any(|w| w.contains("is down on"))
         },
         || port_80_seen(&lab, "rs01", &rs01),
+    );
+    // With why: its tcp check's failure, as each director saw it.
+    for d in ["keepalived01", "keepalived02"] {
+        let servers = host(&json, d)["real_servers"].as_array().unwrap();
+        let rs = servers.iter().find(|rs| rs["address"] == rs01.as_str());
+        let reason = rs.and_then(|rs| rs["reason"].as_str());
+        let refused = format!("connect to {rs01}:80: Connection refused");
+        assert!(reason.is_some_and(|r| r.contains(&refused)), "{json:#}");
+    }
+    let text =
+        String::from_utf8_lossy(&lab.lbdeploy(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(" {rs01} DOWN on keepalived01: connect to")),
+        "{text}"
     );
 
     // A real server's agent stopped: that host's warning, exit 3.

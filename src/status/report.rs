@@ -123,6 +123,9 @@ pub struct RealServerView {
     /// What this director's data plane counted of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
+    /// Why it is down, as this director's checks said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Drained on this director (`lbdeploy drain`): weight 0.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub drained: bool,
@@ -365,6 +368,7 @@ fn agent(view: &mut HostView, status: &Status) {
     }
     let servers = d["forwarding"]["real_servers"].as_object();
     let traffic = &d["forwarding"]["traffic"];
+    let because = &d["forwarding"]["down_because"];
     let drained =
         Vec::<Drained>::deserialize(&d["drained"]).unwrap_or_default();
     let checked = d["real_server_checks"].as_array().map(Vec::as_slice);
@@ -382,6 +386,7 @@ fn agent(view: &mut HostView, status: &Status) {
                 address: parsed,
                 up: up.as_bool().unwrap_or(false),
                 weight: weight(service, address),
+                reason: because[service][address].as_str().map(str::to_owned),
                 traffic: Traffic::deserialize(&traffic[service][address]).ok(),
                 drained: drained.iter().any(|d| d.covers(service, parsed)),
             });
@@ -653,6 +658,20 @@ pub(crate) fn write_text(
                 writeln!(out, "{}", line.trim_end())?;
             }
         }
+        for h in &directors {
+            for rs in &h.real_servers {
+                if let Some(reason) = rs.reason.as_ref().filter(|_| !rs.up) {
+                    writeln!(
+                        out,
+                        "{} {} DOWN on {}: {}",
+                        escape(&rs.service),
+                        rs.address,
+                        escape(&h.name),
+                        escape(reason)
+                    )?;
+                }
+            }
+        }
         write_traffic(out, &directors)?;
     }
     let servers: Vec<&HostView> =
@@ -701,7 +720,7 @@ mod tests {
         )
     }
 
-    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"real_server_checks":[{"service":"web","address":"10.0.0.21","port":80,"weight":3}],"forwarding":{"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}},"traffic":{"web":{"10.0.0.21":{"packets":120,"bytes":9000,"connections":7,"active_connections":2,"inactive_connections":1}}}},"drained":[{"address":"10.0.0.22","service":"web"}]}}"#;
+    const DIRECTOR: &str = r#"{"mode":"director","pid":7,"config":"/c","config_sha256":"x","started_at":"t","loaded_at":"t","reloads":0,"last_reload_error":null,"healthy":true,"version":"0.1.0","details":{"vrrp_instances":[{"name":"VI_1","vrid":51,"state":"BACKUP","priority":100,"effective_priority":100,"last_transition":{"from":"MASTER","at":"2026-12-05T13:00:00Z"}}],"real_server_checks":[{"service":"web","address":"10.0.0.21","port":80,"weight":3}],"forwarding":{"down_because":{"web":{"10.0.0.22":"tcp: connection refused\u001b[2J"}},"real_servers":{"web":{"10.0.0.21":true,"10.0.0.22":false}},"traffic":{"web":{"10.0.0.21":{"packets":120,"bytes":9000,"connections":7,"active_connections":2,"inactive_connections":1}}}},"drained":[{"address":"10.0.0.22","service":"web"}]}}"#;
 
     fn vips() -> BTreeMap<String, Vec<IpAddr>> {
         BTreeMap::from([("VI_1".into(), vec!["10.0.0.200".parse().unwrap()])])
@@ -748,6 +767,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("10.0.0.21              up w3\n"), "{text}");
+        assert_eq!(
+            v.real_servers[1].reason.as_deref(),
+            Some("tcp: connection refused\u{1b}[2J")
+        );
+        assert!(
+            text.contains("web 10.0.0.22 DOWN on d2: tcp: connection refused"),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'), "{text}");
         let t = v.instances[0].last_transition.as_ref().unwrap();
         assert_eq!(
             (t.from.as_str(), t.at.as_str()),
@@ -809,6 +837,7 @@ mod tests {
             address: "10.0.0.21".parse().unwrap(),
             up,
             weight: None,
+            reason: None,
             traffic: None,
             drained: false,
         });

@@ -85,6 +85,10 @@ pub struct Snapshot {
     /// refreshed at every reconcile, so at most [`RECHECK`] old.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub traffic: TrafficByService,
+    /// Why each real server that is down is (its last check's failure),
+    /// by service.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub down_because: BTreeMap<String, BTreeMap<IpAddr, String>>,
 }
 
 /// The running loop.
@@ -140,6 +144,8 @@ struct Loop {
     /// Each service's real servers, up or not; keyed by service first so
     /// that a lookup by `&str` allocates nothing.
     health: BTreeMap<String, BTreeMap<IpAddr, bool>>,
+    /// Why each real server that is down is, by service.
+    down_because: BTreeMap<String, BTreeMap<IpAddr, String>>,
     /// Each service's quorum verdict, kept up to date by [`Loop::weigh`].
     quorum: BTreeMap<String, Quorum>,
     masters: BTreeSet<String>,
@@ -167,6 +173,7 @@ async fn run(
         deliveries,
         checks: None,
         health: BTreeMap::new(),
+        down_because: BTreeMap::new(),
         quorum: BTreeMap::new(),
         masters: BTreeSet::new(),
         leave_at: None,
@@ -245,6 +252,12 @@ impl Loop {
                 .insert(t.address, known.copied().unwrap_or(true));
         }
         self.health = health;
+        // The reasons of servers still configured and still down.
+        let health = &self.health;
+        self.down_because.retain(|service, servers| {
+            servers.retain(|ip, _| !is_up(health, service, *ip));
+            !servers.is_empty()
+        });
         self.checks = Some(Checks::spawn(targets, tx, CHECK_CONCURRENCY));
         self.config = Some(config);
         self.configs += 1;
@@ -359,6 +372,15 @@ impl Loop {
             .entry(t.service.clone())
             .or_default()
             .insert(t.address, t.up);
+        let reasons = self.down_because.entry(t.service.clone()).or_default();
+        match t.up {
+            true => {
+                reasons.remove(&t.address);
+            }
+            false => {
+                reasons.insert(t.address, t.reason.clone());
+            }
+        }
         self.event(What::RealServer {
             service: t.service,
             address: t.address,
@@ -442,6 +464,12 @@ impl Loop {
             last_error: self.last_error.clone(),
             configs: self.configs,
             traffic,
+            down_because: self
+                .down_because
+                .iter()
+                .filter(|(_, servers)| !servers.is_empty())
+                .map(|(s, servers)| (s.clone(), servers.clone()))
+                .collect(),
         };
     }
 }
