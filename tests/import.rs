@@ -228,3 +228,37 @@ fn an_included_secret_file_is_never_echoed() {
     assert!(all.contains("/dev/zero: not a regular file"), "{all}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `include /*/*/*/*` walks the whole file system, `/proc` and its
+/// thousands of entries a process included: the expansion is refused at
+/// its bound of listed entries, at once and naming it, instead of reading
+/// for minutes what it finds.
+#[test]
+fn an_include_pattern_over_the_whole_file_system_is_refused() {
+    let dir = std::env::temp_dir()
+        .join(format!("lbdeploy-import-wide-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = cases_dir().join("seed-dr/input.keepalived01.conf");
+    let mut conf = std::fs::read_to_string(seed).unwrap();
+    conf.push_str("include /*/*/*/*\n");
+    std::fs::write(dir.join("keepalived.conf"), conf).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_lbdeploy"))
+        .args(["import-keepalived", "keepalived.conf"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "`include /*/*/*/*` is not read: it lists more than 10000 \
+             directory entries"
+        ),
+        "{said}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -209,7 +209,20 @@ impl Loader<'_> {
         if !glob::is_pattern(pattern) {
             return self.file(&target, Some(&node.pos));
         }
-        let files = glob::expand(&target);
+        let files = match glob::expand(&target) {
+            Ok(files) => files,
+            Err(e) => {
+                self.report.error(
+                    Some(&node.pos),
+                    format!(
+                        "`include {pattern}` is not read: {e} ({}) — name \
+                         the directory of the files it means",
+                        target.display()
+                    ),
+                );
+                return Vec::new();
+            }
+        };
         if files.is_empty() {
             self.report.warn(
                 Some(&node.pos),

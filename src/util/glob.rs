@@ -5,10 +5,24 @@
 //! A few lines over `regex` instead of another dependency; matches are
 //! returned sorted, as glob(3) returns them, so included files are read in
 //! a stable order.
+//!
+//! The pattern comes from a file someone else may have written, and
+//! `/*/*/*/*` walks the whole file system, `/proc` included: an expansion
+//! lists at most [`ENTRIES_MAX`] directory entries in all, and past that
+//! is refused whole rather than cut.
 
 use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
+
+/// The most directory entries one expansion lists, over every directory
+/// it reads: a configuration directory holds a few dozen.
+pub const ENTRIES_MAX: usize = 10_000;
+
+/// An expansion that would list more than [`ENTRIES_MAX`] entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("it lists more than {ENTRIES_MAX} directory entries")]
+pub struct TooWide;
 
 /// Whether a path holds glob metacharacters.
 pub(crate) fn is_pattern(s: &str) -> bool {
@@ -17,8 +31,13 @@ pub(crate) fn is_pattern(s: &str) -> bool {
 
 /// The existing files matching `pattern`, sorted; an unreadable directory
 /// simply matches nothing.
-pub fn expand(pattern: &Path) -> Vec<PathBuf> {
+///
+/// # Errors
+/// [`TooWide`]: listing the directories would take more than
+/// [`ENTRIES_MAX`] entries.
+pub fn expand(pattern: &Path) -> Result<Vec<PathBuf>, TooWide> {
     let mut found = vec![PathBuf::new()];
+    let mut budget = ENTRIES_MAX;
     for component in pattern.components() {
         let part = component.as_os_str().to_string_lossy();
         let glob = match component {
@@ -27,26 +46,45 @@ pub fn expand(pattern: &Path) -> Vec<PathBuf> {
         };
         found = match glob {
             Some(glob) => {
-                found.iter().flat_map(|dir| matches(dir, glob)).collect()
+                let mut next = Vec::new();
+                for dir in &found {
+                    next.extend(matches(dir, glob, &mut budget)?);
+                }
+                next
             }
             None => found.into_iter().map(|dir| dir.join(&*part)).collect(),
         };
     }
     found.retain(|p| p.is_file());
     found.sort();
-    found
+    Ok(found)
 }
 
-fn matches(dir: &Path, glob: &str) -> Vec<PathBuf> {
-    let Ok(re) = Regex::new(&to_regex(glob)) else { return Vec::new() };
+/// The entries of `dir` that `glob` matches, each listed entry taken
+/// from `budget`.
+fn matches(
+    dir: &Path,
+    glob: &str,
+    budget: &mut usize,
+) -> Result<Vec<PathBuf>, TooWide> {
+    let Ok(re) = Regex::new(&to_regex(glob)) else { return Ok(Vec::new()) };
     let listing = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    let Ok(entries) = std::fs::read_dir(listing) else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| !name.starts_with('.') || glob.starts_with('.'))
-        .filter(|name| re.is_match(name))
-        .map(|name| dir.join(name))
-        .collect()
+    let Ok(entries) = std::fs::read_dir(listing) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for entry in entries {
+        *budget = budget.checked_sub(1).ok_or(TooWide)?;
+        let Some(name) =
+            entry.ok().and_then(|e| e.file_name().into_string().ok())
+        else {
+            continue;
+        };
+        if (!name.starts_with('.') || glob.starts_with('.'))
+            && re.is_match(&name)
+        {
+            out.push(dir.join(name));
+        }
+    }
+    Ok(out)
 }
 
 /// Whether `name` matches `glob` as a whole (`*`, `?`, `[...]`, `[!...]`);
@@ -92,5 +130,24 @@ mod tests {
         assert!(!re.is_match("vs-a1.conf"));
         assert!(Regex::new(&to_regex("[!a]*")).unwrap().is_match("b"));
         assert!(!is_pattern("/etc/keepalived/keepalived.conf"));
+    }
+
+    #[test]
+    fn an_expansion_lists_at_most_its_bound_of_entries() {
+        let dir = std::env::temp_dir()
+            .join(format!("lbdeploy-glob-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..3 {
+            std::fs::write(dir.join(format!("vs-{i}.conf")), "").unwrap();
+        }
+        let found = expand(&dir.join("vs-*.conf")).unwrap();
+        assert_eq!(found.len(), 3);
+        // A tree wider than the bound: refused, not cut.
+        for i in 0..ENTRIES_MAX {
+            std::fs::write(dir.join(format!("x{i}")), "").unwrap();
+        }
+        assert_eq!(expand(&dir.join("*")), Err(TooWide));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
