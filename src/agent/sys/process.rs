@@ -85,8 +85,15 @@ pub async fn run(
         }
     };
     command.stdin(Stdio::null()).stdout(Stdio::null()).process_group(0);
-    let mut child =
-        command.spawn().map_err(|e| format!("cannot start {program}: {e}"))?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(scope) = scope {
+                scope.remove();
+            }
+            return Err(format!("cannot start {program}: {e}"));
+        }
+    };
     let report = child.stderr.take();
     let running = Running {
         // The child leads its own group, so the group's ID is its PID.
