@@ -2,7 +2,8 @@
 //! operator takes a real server out for maintenance: rs01 drained on both
 //! directors takes no flow (the namespace lab forwards with nftables,
 //! which moves its flows at once), `lbdeploy status` shows it drained on
-//! each, it stays drained across the master's agent restart, and undrained
+//! each and `plan` as an override of the inventory, it stays drained
+//! across the master's agent restart, and undrained
 //! it takes its share again. The inventory never changes. A drained file
 //! a director cannot read makes its agent degraded, and is not written
 //! over.
@@ -68,7 +69,17 @@ fn r19_a_drained_real_server_takes_no_flow_until_undrained() {
     }
     let text = lab.lbdeploy(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("up drained"), "{text}");
+    assert!(text.contains("up w0 drained"), "{text}");
+    // `plan` changes nothing for it, and says so.
+    let plan = lab.lbdeploy_exit(0, &["plan"]);
+    assert!(plan.contains("Plan: 0 hosts to change"), "{plan}");
+    for d in ["keepalived01", "keepalived02"] {
+        assert!(plan.contains(&format!("\n  {d}: {rs01}\n")), "{plan}");
+    }
+    assert!(
+        plan.contains("Drained at runtime, not by the inventory"),
+        "{plan}"
+    );
     // Again, waiting: nothing changes, and nftables has no connection
     // to wait for.
     let again = lab.lbdeploy_exit(0, &["drain", "rs01", "--wait"]);

@@ -240,7 +240,8 @@ fn r18_plan_sees_and_apply_repairs_the_unit_and_a_rolled_back_install_leaves_no_
              systemctl show -p Environment --value lbdeploy-agent"
         )
         .trim(),
-        ""
+        // The drop-in's HIDDEN=1 gone; the unit's own environment only.
+        "LBDEPLOY_CGROUP=delegated"
     );
     lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
 

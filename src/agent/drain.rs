@@ -7,58 +7,22 @@
 //! state, its buckets go to the others at once, flows already on it
 //! included.
 //!
-//! The file is a JSON list of `{ "address": …, "service": … }` (service
-//! absent: every service that real server is in). `lbdeploy agent drain`
-//! and `undrain` edit it and have the agent reload; the agent reads it at
-//! each start and reload. One it cannot read (corrupt, not a regular
+//! The file's place and shape are [`crate::inventory::drained`]'s.
+//! `lbdeploy agent drain` and `undrain` edit it and have the agent
+//! reload; the agent reads it at each start and reload. One it cannot read (corrupt, not a regular
 //! file, too big) drains nothing and makes the agent `degraded` with the
 //! reason until it is fixed, and `agent drain` refuses to write over it.
 //! The parsing and the weights are pure.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::inventory::agent::DirectorConfig;
+pub use crate::inventory::drained::{DRAINED_FILE, Drained, parse};
 use crate::util::files;
-
-/// Where a director keeps its drained real servers.
-pub const DRAINED_FILE: &str = "/var/lib/lbdeploy/drained.json";
 
 /// The largest drained file read: thousands of entries.
 const FILE_MAX: u64 = 1 << 20;
-
-/// One drained real server: `address` in `service`, or in every service
-/// when `service` is `None`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(deny_unknown_fields)]
-pub struct Drained {
-    /// The real server's address.
-    pub address: IpAddr,
-    /// The service it is drained from; all of them when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-}
-
-impl Drained {
-    /// Whether this takes real server `address` of `service` out.
-    pub fn covers(&self, service: &str, address: IpAddr) -> bool {
-        self.address == address
-            && self.service.as_deref().is_none_or(|s| s == service)
-    }
-}
-
-/// The drained set written in `text`. Pure.
-///
-/// # Errors
-/// Text that is not such a list.
-pub fn parse(text: &str) -> Result<BTreeSet<Drained>, String> {
-    serde_json::from_str(text).map_err(|e| e.to_string())
-}
 
 /// The drained set in `path`; empty when there is no such file.
 ///
@@ -132,20 +96,6 @@ mod tests {
         let web = parse(r#"[{"address": "10.2.0.21", "service": "web"}]"#);
         apply(&mut c, &web.unwrap());
         assert_eq!(weights(&c), [0, 1, 2]);
-    }
-
-    #[test]
-    fn a_file_that_is_not_a_drained_list_is_an_error() {
-        for bad in [
-            "",
-            "{}",
-            r#"[{"address": "not an address"}]"#,
-            r#"[{"address": "10.2.0.21", "extra": 1}]"#,
-            r#"[{"service": "web"}]"#,
-        ] {
-            assert!(parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse("[]").unwrap(), BTreeSet::new());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::Path;
 use super::document::{FORMAT, HostPlan, PlanDocument, Summary};
 use super::generations::Store;
 use super::prepare::{Inputs, Prepared};
+use crate::inventory::drained::{self, DRAINED_FILE};
 use crate::plan::gather::{Gathered, gather};
 use crate::plan::render::{HostOutcome, Printer};
 use crate::plan::stamps::{self, Stamp, Stamps};
@@ -215,7 +216,42 @@ pub fn show(
         })
         .collect();
     Printer::new(&mut out, colour()).plan(&outcomes)?;
+    let drained = drained(gathered);
+    if !drained.is_empty() {
+        writeln!(
+            out,
+            "Drained at runtime, not by the inventory (`lbdeploy undrain \
+             HOST` puts one back):"
+        )?;
+        for (host, list) in drained {
+            let line = format!("  {host}: {list}");
+            writeln!(out, "{}", crate::util::terminal::escape_lines(&line))?;
+        }
+    }
     Ok(())
+}
+
+/// Each director's drained real servers, as its facts hold its drained
+/// file (`address (service)`, comma-separated); directors with none, or
+/// whose file does not parse (their agent says why), are left out.
+fn drained(gathered: &[(String, Gathered)]) -> Vec<(String, String)> {
+    let path = Path::new(DRAINED_FILE);
+    gathered
+        .iter()
+        .filter_map(|(name, g)| {
+            let Gathered::Planned(p) = g else { return None };
+            let text = &p.facts.files.get(path)?.content;
+            let list = drained::parse(&String::from_utf8_lossy(text)).ok()?;
+            let shown: Vec<String> = list
+                .iter()
+                .map(|d| match &d.service {
+                    Some(s) => format!("{} ({s})", d.address),
+                    None => d.address.to_string(),
+                })
+                .collect();
+            (!shown.is_empty()).then(|| (name.clone(), shown.join(", ")))
+        })
+        .collect()
 }
 
 /// Close every open connection.

@@ -16,10 +16,13 @@
 //!   mode;
 //! * [`agent`] — what one host's agent is told: the slice of the inventory
 //!   that `apply` renders into its `agent.yml`, shared by the controller,
-//!   which writes it, and the agent, which reads it.
+//!   which writes it, and the agent, which reads it;
+//! * [`drained`] — the real servers a director drained at runtime, as
+//!   the agent keeps them and the controller shows them.
 
 pub mod agent;
 mod diag;
+pub mod drained;
 mod load;
 mod locate;
 mod mode;

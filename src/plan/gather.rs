@@ -5,6 +5,7 @@
 //! A host that cannot be reached or answers nonsense is reported with its
 //! reason; the other hosts are still planned.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -16,6 +17,8 @@ use super::desired::HostDesired;
 use super::diff::{Change, diff};
 use super::facts::{self, HostFacts, Query};
 use super::stamps::{Stamp, Stamps};
+use crate::inventory::Mode;
+use crate::inventory::drained::DRAINED_FILE;
 use crate::transport::{ConnectError, Connection, Target};
 use crate::util::hex::hex;
 
@@ -48,10 +51,16 @@ pub enum Gathered {
 }
 
 /// The facts query for a host's desired state, with what the controller
-/// remembers of its binary.
+/// remembers of its binary; a director's also asks for its drained real
+/// servers, which `plan` shows as an override of the inventory.
 pub fn query(desired: &HostDesired, stamp: Option<Stamp>) -> Query {
+    let mut files: Vec<PathBuf> =
+        desired.files.iter().map(|f| f.path.clone()).collect();
+    if desired.agent == Mode::Director && !desired.retire {
+        files.push(PathBuf::from(DRAINED_FILE));
+    }
     Query {
-        files: desired.files.iter().map(|f| f.path.clone()).collect(),
+        files,
         sysctls: desired.sysctls.keys().cloned().collect(),
         binary: desired.binary.clone(),
         service: desired.service.clone(),

@@ -27,9 +27,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::dataplane::stats::Traffic;
-use crate::agent::drain::Drained;
 use crate::agent::status::Status;
 use crate::inventory::Mode;
+use crate::inventory::drained::Drained;
 use crate::plan::facts::ip_addr_line;
 use crate::util::shell;
 use crate::util::terminal::escape;
@@ -117,7 +117,7 @@ pub struct RealServerView {
     pub address: IpAddr,
     /// Whether its checks pass.
     pub up: bool,
-    /// Its weight in the inventory, as the director's checks know it.
+    /// The weight the director forwards to it with (0 while drained).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
     /// What this director's data plane counted of it.

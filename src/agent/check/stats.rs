@@ -65,7 +65,7 @@ pub struct ServerChecks {
     pub address: IpAddr,
     /// Its port.
     pub port: u16,
-    /// Its weight in the inventory.
+    /// Its weight as forwarded: the inventory's, 0 while drained.
     pub weight: u32,
     /// Probes that passed.
     pub runs_ok: u64,
