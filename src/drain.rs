@@ -183,14 +183,7 @@ fn run(
         return Ok(ExitStatus::Partial);
     }
     let Some(timeout) = wait else { return Ok(ExitStatus::Ok) };
-    let hosts: Vec<_> = prepared
-        .hosts
-        .iter()
-        .map(|(d, t)| {
-            let bin = d.binary.to_string_lossy().into_owned();
-            (d.name.clone(), d.agent, bin, t.clone())
-        })
-        .collect();
+    let hosts = crate::status::askable(&prepared);
     let started = Instant::now();
     loop {
         let views = rt.block_on(crate::status::ask_all(

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use self::report::{HostView, Report};
 use crate::apply::generations::Store;
-use crate::apply::prepare::{Inputs, prepare};
+use crate::apply::prepare::{Inputs, Prepared, prepare};
 use crate::exit::ExitStatus;
 use crate::global::GlobalArgs;
 use crate::inventory::{Mode, System};
@@ -87,14 +87,7 @@ pub fn run(
         })
         .collect();
     let instances: Vec<String> = vips.keys().cloned().collect();
-    let hosts: Vec<(String, Mode, String, Target)> = prepared
-        .hosts
-        .iter()
-        .map(|(d, t)| {
-            let bin = d.binary.to_string_lossy().into_owned();
-            (d.name.clone(), d.agent, bin, t.clone())
-        })
-        .collect();
+    let hosts = askable(&prepared);
     let rt = crate::apply::survey::runtime()?;
     let terminal = std::io::stdout().is_terminal();
     loop {
@@ -133,6 +126,21 @@ pub fn run(
         drop(out);
         std::thread::sleep(every);
     }
+}
+
+/// Each prepared host as [`ask_all`] takes it: name, role, the agent's
+/// binary and where to reach it.
+pub(crate) fn askable(
+    prepared: &Prepared,
+) -> Vec<(String, Mode, String, Target)> {
+    prepared
+        .hosts
+        .iter()
+        .map(|(d, t)| {
+            let bin = d.binary.to_string_lossy().into_owned();
+            (d.name.clone(), d.agent, bin, t.clone())
+        })
+        .collect()
 }
 
 /// Ask every host, at most `forks` at a time; inventory order.
