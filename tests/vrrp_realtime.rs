@@ -275,7 +275,7 @@ fn vip_gaps(lab: &TestLab, host: &str) -> Vec<Duration> {
 /// `vrrp_rt_priority`, `vrrp_no_swap` and the first script user — make
 /// `apply` restart the agent, not reload it, on hosts without systemd
 /// (the lab's), and the plan says why. The restarted master runs with the
-/// new scheduling, capabilities (CAP_SYS_NICE, CAP_SETUID, CAP_SETGID,
+/// new scheduling, capabilities (CAP_SYS_NICE, CAP_SETUID, CAP_SETGID, CAP_KILL,
 /// CAP_IPC_LOCK for itself) and locked memory (`VmLck`, zero before), and its restart is no
 /// failover: it hands over (no priority-0 advert), resumes as master, and
 /// the backup never becomes master; the VIP is away from the master once,
@@ -348,7 +348,7 @@ fn r16_apply_restarts_for_settings_only_a_start_applies() {
         &format!("grep -E '^Cap(Eff|Amb|Bnd)' /proc/{pid}/status"),
     );
     assert!(
-        caps.contains("CapEff:\t00000000008070c0")
+        caps.contains("CapEff:\t00000000008070e0")
             && caps.contains("CapAmb:\t0000000000003000")
             && caps.contains("CapBnd:\t0000000000003000"),
         "{caps}"

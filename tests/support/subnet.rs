@@ -20,7 +20,7 @@ static NEXT: AtomicU8 = AtomicU8::new(FIRST);
 /// The subnets handed out are 10.77.FIRST.0/24 to 10.77.LAST.0/24: the
 /// range the lab tests have always used, with room for every lab test.
 const FIRST: u8 = 1;
-const LAST: u8 = 99;
+const LAST: u8 = 199;
 
 /// The host part of the VIP, the same in every lab.
 pub const VIP: u8 = 200;
