@@ -22,7 +22,7 @@
 //!     |_svc, _rs| true, // real server health
 //!     |_svc| true,      // service quorum
 //! );
-//! let plan = sync(&mut ipvs, &desired, &record)?;
+//! let (plan, _counted) = sync(&mut ipvs, &desired, &record)?;
 //! for f in &plan.foreign { eprintln!("left alone: {f}"); }
 //! # Ok(()) }
 //! ```
