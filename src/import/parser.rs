@@ -84,7 +84,7 @@ pub(crate) fn parse_file(
     grammar: &dyn Grammar,
     report: &mut Report,
 ) -> Vec<Node> {
-    Loader { grammar, report, active: Vec::new(), read: 0 }.file(path, None)
+    Loader::new(grammar, report).file(path, None)
 }
 
 /// Parse text that has no file of its own (`name` is only for messages);
@@ -95,8 +95,7 @@ pub(crate) fn parse_str(
     grammar: &dyn Grammar,
     report: &mut Report,
 ) -> Vec<Node> {
-    Loader { grammar, report, active: Vec::new(), read: 0 }
-        .text(name.into(), text)
+    Loader::new(grammar, report).text(name.into(), text)
 }
 
 /// Reads files, following includes; `active` is the chain of files being
@@ -109,9 +108,23 @@ struct Loader<'a> {
     active: Vec<(PathBuf, PathBuf)>,
     /// Bytes read so far, of every file.
     read: u64,
+    /// Directory entries the include patterns may still list, over every
+    /// file (`glob::expand`).
+    listing: usize,
 }
 
-impl Loader<'_> {
+impl<'a> Loader<'a> {
+    /// A loader that has read nothing yet.
+    fn new(grammar: &'a dyn Grammar, report: &'a mut Report) -> Self {
+        Loader {
+            grammar,
+            report,
+            active: Vec::new(),
+            read: 0,
+            listing: glob::ENTRIES_MAX,
+        }
+    }
+
     fn file(&mut self, path: &Path, from: Option<&Pos>) -> Vec<Node> {
         let what = match from {
             Some(_) => "included file",
@@ -209,7 +222,7 @@ impl Loader<'_> {
         if !glob::is_pattern(pattern) {
             return self.file(&target, Some(&node.pos));
         }
-        let files = match glob::expand(&target) {
+        let files = match glob::expand(&target, &mut self.listing) {
             Ok(files) => files,
             Err(e) => {
                 self.report.error(

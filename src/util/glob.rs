@@ -7,21 +7,26 @@
 //! a stable order.
 //!
 //! The pattern comes from a file someone else may have written, and
-//! `/*/*/*/*` walks the whole file system, `/proc` included: an expansion
-//! lists at most [`ENTRIES_MAX`] directory entries in all, and past that
-//! is refused whole rather than cut.
+//! `/*/*/*/*` walks the whole file system, `/proc` included: expansions
+//! list at most [`ENTRIES_MAX`] directory entries in all — the caller's
+//! budget, which one import shares between all its includes — and one
+//! past it is refused whole rather than cut.
 
 use std::path::{Component, Path, PathBuf};
 
 use regex::Regex;
 
-/// The most directory entries one expansion lists, over every directory
-/// it reads: a configuration directory holds a few dozen.
+/// The most directory entries the expansions of one import list, over
+/// every directory they read: a configuration directory holds a few
+/// dozen.
 pub const ENTRIES_MAX: usize = 10_000;
 
-/// An expansion that would list more than [`ENTRIES_MAX`] entries.
+/// An expansion that would list more entries than its budget has left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("it lists more than {ENTRIES_MAX} directory entries")]
+#[error(
+    "with the includes before it, it lists more than {ENTRIES_MAX} \
+     directory entries"
+)]
 pub struct TooWide;
 
 /// Whether a path holds glob metacharacters.
@@ -30,14 +35,17 @@ pub(crate) fn is_pattern(s: &str) -> bool {
 }
 
 /// The existing files matching `pattern`, sorted; an unreadable directory
-/// simply matches nothing.
+/// simply matches nothing. Each directory entry listed is taken from
+/// `budget` (start it at [`ENTRIES_MAX`]).
 ///
 /// # Errors
-/// [`TooWide`]: listing the directories would take more than
-/// [`ENTRIES_MAX`] entries.
-pub fn expand(pattern: &Path) -> Result<Vec<PathBuf>, TooWide> {
+/// [`TooWide`]: listing the directories would take more entries than
+/// `budget` has left.
+pub fn expand(
+    pattern: &Path,
+    budget: &mut usize,
+) -> Result<Vec<PathBuf>, TooWide> {
     let mut found = vec![PathBuf::new()];
-    let mut budget = ENTRIES_MAX;
     for component in pattern.components() {
         let part = component.as_os_str().to_string_lossy();
         let glob = match component {
@@ -48,7 +56,7 @@ pub fn expand(pattern: &Path) -> Result<Vec<PathBuf>, TooWide> {
             Some(glob) => {
                 let mut next = Vec::new();
                 for dir in &found {
-                    next.extend(matches(dir, glob, &mut budget)?);
+                    next.extend(matches(dir, glob, budget)?);
                 }
                 next
             }
@@ -141,13 +149,19 @@ mod tests {
         for i in 0..3 {
             std::fs::write(dir.join(format!("vs-{i}.conf")), "").unwrap();
         }
-        let found = expand(&dir.join("vs-*.conf")).unwrap();
+        let mut budget = ENTRIES_MAX;
+        let found = expand(&dir.join("vs-*.conf"), &mut budget).unwrap();
         assert_eq!(found.len(), 3);
+        assert_eq!(budget, ENTRIES_MAX - 3, "three entries listed");
+        // The budget is shared: what is left is all the next may list.
+        let mut little = 2;
+        assert_eq!(expand(&dir.join("*"), &mut little), Err(TooWide));
         // A tree wider than the bound: refused, not cut.
         for i in 0..ENTRIES_MAX {
             std::fs::write(dir.join(format!("x{i}")), "").unwrap();
         }
-        assert_eq!(expand(&dir.join("*")), Err(TooWide));
+        let mut budget = ENTRIES_MAX;
+        assert_eq!(expand(&dir.join("*"), &mut budget), Err(TooWide));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
