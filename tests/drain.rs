@@ -6,7 +6,7 @@
 //! across the master's agent restart, and undrained
 //! it takes its share again. The inventory never changes. A drained file
 //! a director cannot read makes its agent degraded, and is not written
-//! over.
+//! over; `apply --undrain` clears it with every other drain.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -122,10 +122,31 @@ fn r19_a_drained_real_server_takes_no_flow_until_undrained() {
             && said.contains("fix or remove it first"),
         "{said}"
     );
-    lab.exec_ok(
-        "keepalived02",
-        "rm /var/lib/lbdeploy/drained.json && lbdeploy agent reload",
+    // `apply --undrain` clears both: the drain keepalived01 took and the
+    // list keepalived02 cannot read; `plan --undrain` says so first, and
+    // nothing once done.
+    let plan =
+        lab.lbdeploy_exit(2, &["plan", "--undrain", "--detailed-exitcode"]);
+    assert!(
+        plan.contains(&format!(
+            "~ undrain {rs01}: /var/lib/lbdeploy/drained.json"
+        )) && plan.contains("~ undrain a list that does not parse"),
+        "{plan}"
     );
+    assert!(!plan.contains("Drained at runtime"), "{plan}");
+    lab.lbdeploy_exit(0, &["apply", "--undrain", "--yes"]);
+    within(BOUND, "rs01 back after apply --undrain", || {
+        spread(&lab).contains_key("rs01")
+    });
+    for d in ["keepalived01", "keepalived02"] {
+        assert!(!drained_on(&lab, d, &rs01), "{d} still drains rs01");
+        lab.exec_ok(
+            d,
+            "lbdeploy agent status && ! test -e /var/lib/lbdeploy/drained.json",
+        );
+    }
+    let plan = lab.lbdeploy_exit(0, &["plan", "--undrain"]);
+    assert!(plan.contains("Plan: 0 hosts to change"), "{plan}");
 
     // A host the inventory does not have: refused before any director.
     let out = lab.lbdeploy(&["drain", "rs09"]);

@@ -169,6 +169,7 @@ async fn activate(
                 _ => None,
             })
             .collect(),
+        undrain: p.changes.iter().any(|c| matches!(c, Change::Undrain { .. })),
         daemon_reload: p.changes.iter().any(|c| {
             matches!(c, Change::Unit { problem: UnitProblem::Stale, .. })
         }),

@@ -40,6 +40,11 @@ pub struct TargetArgs {
     /// removed, sysctls put back); a later apply retires them.
     #[arg(long)]
     pub keep_removed: bool,
+    /// Put back in service every real server drained at runtime on the
+    /// selected directors (`lbdeploy drain`): their drained lists go, as
+    /// `lbdeploy undrain` would take them one by one.
+    #[arg(long)]
+    pub undrain: bool,
 }
 
 /// Options of `plan`.
@@ -126,6 +131,7 @@ fn inputs(global: &GlobalArgs, t: &TargetArgs) -> Inputs {
             true => Removals::Keep,
             false => Removals::Retire,
         },
+        undrain: t.undrain,
     }
 }
 
@@ -174,11 +180,12 @@ pub fn apply(
     let mut inputs = inputs(global, &args.converge.target);
     let saved = args.plan.clone();
     if let Some(plan) = &saved {
-        // The saved plan names its inventory and limit; the command line's
-        // `-i` and `--limit` must not silently apply something else.
+        // The saved plan names its inventory, limit and undrain; the
+        // command line's must not silently apply something else.
         let doc = PlanDocument::load(plan)?;
         inputs.inventory = doc.inventory;
         inputs.limit = doc.limit;
+        inputs.undrain = doc.undrain;
     }
     let prepared = prepare(&inputs, &System)?;
     let opts = RunOptions { saved, ..converge(global, &args.converge) };

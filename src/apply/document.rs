@@ -31,6 +31,9 @@ pub struct PlanDocument {
     pub binary_sha256: String,
     /// The `--limit` patterns.
     pub limit: Vec<String>,
+    /// `--undrain`: the directors' runtime drains cleared.
+    #[serde(default)]
+    pub undrain: bool,
     /// The controller's last generation when planned.
     pub generation: Option<u64>,
     /// Per host, inventory order.

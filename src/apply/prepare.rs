@@ -31,6 +31,8 @@ pub struct Inputs {
     pub limit: Vec<String>,
     /// What becomes of hosts that have left the inventory.
     pub removed: Removals,
+    /// Clear the directors' runtime drains (`--undrain`).
+    pub undrain: bool,
 }
 
 /// What a command does with hosts that have left the inventory
@@ -126,6 +128,9 @@ pub(crate) fn prepare_text(
     };
     let mut desired =
         desired::compile(&inv, &roles, env, base, &binary.sha256)?;
+    for d in &mut desired {
+        d.undrain = inputs.undrain && d.agent == inventory::Mode::Director;
+    }
     let removed = match inputs.removed {
         Removals::Ignore => Vec::new(),
         Removals::Retire | Removals::Keep => {

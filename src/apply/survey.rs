@@ -9,6 +9,7 @@ use super::document::{FORMAT, HostPlan, PlanDocument, Summary};
 use super::generations::Store;
 use super::prepare::{Inputs, Prepared};
 use crate::inventory::drained::{self, DRAINED_FILE};
+use crate::plan::diff::Change;
 use crate::plan::gather::{Gathered, gather};
 use crate::plan::render::{HostOutcome, Printer};
 use crate::plan::stamps::{self, Stamp, Stamps};
@@ -181,6 +182,7 @@ pub(crate) fn document(
         inventory_sha256: prepared.inventory_sha256.clone(),
         binary_sha256: prepared.binary.sha256.clone(),
         limit: inputs.limit.clone(),
+        undrain: inputs.undrain,
         generation: Store::new(&inputs.state_dir()).last()?,
         summary: Summary::of(&hosts),
         hosts,
@@ -221,7 +223,7 @@ pub fn show(
         writeln!(
             out,
             "Drained at runtime, not by the inventory (`lbdeploy undrain \
-             HOST` puts one back):"
+             HOST` puts one back, `apply --undrain` all):"
         )?;
         for (host, list) in drained {
             let line = format!("  {host}: {list}");
@@ -232,23 +234,22 @@ pub fn show(
 }
 
 /// Each director's drained real servers, as its facts hold its drained
-/// file (`address (service)`, comma-separated); directors with none, or
-/// whose file does not parse (their agent says why), are left out.
+/// file (`address (service)`, comma-separated); directors with none,
+/// whose file does not parse (their agent says why), or whose plan
+/// undrains them (`--undrain`) are left out.
 fn drained(gathered: &[(String, Gathered)]) -> Vec<(String, String)> {
     let path = Path::new(DRAINED_FILE);
     gathered
         .iter()
         .filter_map(|(name, g)| {
             let Gathered::Planned(p) = g else { return None };
+            if p.changes.iter().any(|c| matches!(c, Change::Undrain { .. })) {
+                return None;
+            }
             let text = &p.facts.files.get(path)?.content;
             let list = drained::parse(&String::from_utf8_lossy(text)).ok()?;
-            let shown: Vec<String> = list
-                .iter()
-                .map(|d| match &d.service {
-                    Some(s) => format!("{} ({s})", d.address),
-                    None => d.address.to_string(),
-                })
-                .collect();
+            let shown: Vec<String> =
+                list.iter().map(ToString::to_string).collect();
             (!shown.is_empty()).then(|| (name.clone(), shown.join(", ")))
         })
         .collect()

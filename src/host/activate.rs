@@ -3,14 +3,15 @@
 //!
 //! Order: parse and check the whole activation (nothing touched yet), take
 //! the lock, finish any pending activation a crash left behind, write the
-//! before-image, then change things: binary, files, removals, sysctls,
-//! service. A retirement (the host left the inventory) stops and
+//! before-image, then change things: drop-ins and drained list, binary,
+//! files, removals, sysctls, service. A retirement (the host left the inventory) stops and
 //! disables the agent first, then removes its files and puts the
 //! original sysctls back. Any failure from there on rolls back at once.
 //! The SSH session may vanish meanwhile; the caller ignores SIGHUP and
 //! stdout write errors so the activation still ends whole.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -22,6 +23,8 @@ use super::originals;
 use super::rollback;
 use super::snapshot::{self, Pending, manifest_paths};
 use super::watchdog::{self, Recovery};
+use crate::inventory::Mode;
+use crate::inventory::drained::DRAINED_FILE;
 use crate::plan::diff::ServiceAction;
 use crate::util::files;
 
@@ -67,6 +70,9 @@ pub fn parse(layout: &Layout, input: &[u8]) -> anyhow::Result<Activation> {
             "a retirement brings no files, sysctls or service action: it \
              removes what the last generation installed"
         );
+    }
+    if a.undrain && (a.agent != Mode::Director || a.retire) {
+        anyhow::bail!("only a director in the inventory has drains to clear");
     }
     for d in &a.drop_ins {
         if !is_drop_in_of(d, &a.service) {
@@ -226,6 +232,9 @@ fn change(
         if files::remove_opt(&layout.host(d)?)? {
             report.removed.push(d.clone());
         }
+    }
+    if a.undrain && files::remove_opt(&layout.host(Path::new(DRAINED_FILE))?)? {
+        report.removed.push(DRAINED_FILE.into());
     }
     if let Some(staged) = &a.staged_binary {
         files::install_staged(&layout.host(staged)?, &layout.host(&a.binary)?)?;

@@ -54,6 +54,11 @@ pub struct Activation {
     /// `/etc/systemd/system` and `/run/systemd/system` are accepted.
     #[serde(default)]
     pub drop_ins: Vec<PathBuf>,
+    /// A director's runtime drains are cleared (`apply --undrain`): its
+    /// drained list is removed (a rollback puts it back) before the agent
+    /// reloads.
+    #[serde(default)]
+    pub undrain: bool,
     /// systemd must re-read the unit files before the service action.
     #[serde(default)]
     pub daemon_reload: bool,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::activation::Activation;
 use super::layout::Layout;
+use crate::inventory::drained::DRAINED_FILE;
 use crate::util::files::{self, OnDisk};
 
 /// A file as it was before the activation.
@@ -95,6 +96,9 @@ pub fn take(
         activation.files.iter().map(|f| f.path.clone()).collect();
     paths.extend(manifest.as_deref().map(manifest_paths).unwrap_or_default());
     paths.extend(activation.drop_ins.iter().cloned());
+    if activation.undrain {
+        paths.insert(DRAINED_FILE.into());
+    }
     let mut files = Vec::new();
     for path in paths {
         let real = layout.host(&path)?;

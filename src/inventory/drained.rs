@@ -35,6 +35,17 @@ impl Drained {
     }
 }
 
+/// As `plan` lists it: `10.2.0.21 (web)`, or the address alone when it is
+/// drained from every service.
+impl std::fmt::Display for Drained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.service {
+            Some(s) => write!(f, "{} ({s})", self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
+}
+
 /// The drained set written in `text`.
 ///
 /// # Errors

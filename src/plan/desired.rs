@@ -49,6 +49,11 @@ pub struct HostDesired {
     /// The host has left the inventory and is retired (`apply::removed`):
     /// no files, no sysctls, the agent stopped and disabled.
     pub retire: bool,
+    /// A director's runtime drains are cleared (`apply --undrain`): its
+    /// drained list ([`DRAINED_FILE`]) goes and the agent reloads.
+    ///
+    /// [`DRAINED_FILE`]: crate::inventory::drained::DRAINED_FILE
+    pub undrain: bool,
 }
 
 /// A rendered file.
@@ -247,6 +252,7 @@ pub fn retired(
         config: role.config.clone(),
         vips: Vec::new(),
         retire: true,
+        undrain: false,
     })
 }
 
@@ -319,6 +325,7 @@ fn host(
         config: role.config.clone(),
         vips: Vec::new(),
         retire: false,
+        undrain: false,
     })
 }
 

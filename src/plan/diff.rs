@@ -9,6 +9,7 @@ use super::roles::Init;
 use super::roles::OnChange;
 use crate::inventory::Mode;
 use crate::inventory::agent::{self, DirectorConfig};
+use crate::inventory::drained::{self, DRAINED_FILE};
 
 /// One change on a host, in the order `apply` performs them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,6 +50,16 @@ pub enum Change {
     RemoveFile {
         /// Where.
         path: PathBuf,
+    },
+    /// Put back in service the real servers this director drained at
+    /// runtime (`apply --undrain`): its drained list is removed, and the
+    /// agent reloads. A rollback puts the list back.
+    Undrain {
+        /// Where the list is.
+        path: PathBuf,
+        /// What it drains, as `plan` lists it; empty when the list does
+        /// not parse (the agent then drains nothing and says why).
+        drained: Vec<String>,
     },
     /// Set a kernel parameter live (the sysctl.d file persists it).
     Sysctl {
@@ -215,6 +226,10 @@ pub fn diff(desired: &HostDesired, facts: &HostFacts) -> Vec<Change> {
             changes.push(Change::RemoveFile { path: path.clone() });
         }
     }
+    if let Some(undrain) = undrain(desired, facts) {
+        changes.push(undrain);
+        need(ServiceAction::Reload);
+    }
     for (key, value) in &desired.sysctls {
         let old = facts.sysctls.get(key);
         if old != Some(value) {
@@ -259,6 +274,21 @@ fn binary_change(desired: &HostDesired, facts: &HostFacts) -> Option<Change> {
             old: facts.binary_sha256.clone(),
             new: desired.binary_sha256.clone(),
         })
+}
+
+/// The undrain a director needs under `--undrain`: none while its drained
+/// list is absent or empty, so that a second `apply --undrain` changes
+/// nothing.
+fn undrain(desired: &HostDesired, facts: &HostFacts) -> Option<Change> {
+    let path = Path::new(DRAINED_FILE);
+    let file = facts.files.get(path).filter(|_| desired.undrain)?;
+    let drained = match drained::parse(&String::from_utf8_lossy(&file.content))
+    {
+        Ok(list) if list.is_empty() => return None,
+        Ok(list) => list.iter().map(ToString::to_string).collect(),
+        Err(_) => Vec::new(),
+    };
+    Some(Change::Undrain { path: path.to_owned(), drained })
 }
 
 /// What a host that has left the inventory needs: nothing once nothing
@@ -422,6 +452,7 @@ mod tests {
             config: "/etc/lbdeploy/agent.yml".into(),
             vips: vec!["10.0.0.200".parse().unwrap()],
             retire: false,
+            undrain: false,
         }
     }
 
@@ -498,6 +529,41 @@ mod tests {
 
     /// Issue #17, finding 9: a host whose files match but whose
     /// activation never finished is not "no changes".
+    /// Issue #19: `--undrain` removes a director's drained list and
+    /// reloads its agent, once; without the flag, or with nothing
+    /// drained, the list is none of the plan's business.
+    #[test]
+    fn r19_undrain_clears_a_drained_list_once() {
+        let mut d = desired();
+        let mut facts = converged();
+        let path = PathBuf::from(DRAINED_FILE);
+        let list = br#"[{"address":"10.2.0.21","service":"web"},
+                        {"address":"10.2.0.22"}]"#;
+        facts.files.insert(
+            path.clone(),
+            FileFact { mode: 0o644, content: list.into() },
+        );
+        assert_eq!(diff(&d, &facts), []);
+        d.undrain = true;
+        let undrain = Change::Undrain {
+            path: path.clone(),
+            drained: vec!["10.2.0.21 (web)".into(), "10.2.0.22".into()],
+        };
+        let reload = Change::Service {
+            name: "lbdeploy-agent".into(),
+            action: ServiceAction::Reload,
+            reasons: Vec::new(),
+        };
+        assert_eq!(diff(&d, &facts), [undrain, reload.clone()]);
+        facts.files.get_mut(&path).unwrap().content = b"[{".to_vec();
+        let broken = Change::Undrain { path: path.clone(), drained: vec![] };
+        assert_eq!(diff(&d, &facts), [broken, reload]);
+        facts.files.get_mut(&path).unwrap().content = b"[]".to_vec();
+        assert_eq!(diff(&d, &facts), []);
+        facts.files.remove(&path);
+        assert_eq!(diff(&d, &facts), []);
+    }
+
     #[test]
     fn r17_an_unfinished_activation_is_a_change() {
         let mut facts = converged();

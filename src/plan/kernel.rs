@@ -94,6 +94,7 @@ mod tests {
             config: "/etc/lbdeploy/agent.yml".into(),
             vips: Vec::new(),
             retire: false,
+            undrain: false,
         }
     }
 

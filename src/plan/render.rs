@@ -155,6 +155,19 @@ impl<W: Write> Printer<W> {
             Change::RemoveFile { path } => {
                 self.paint(RED, &format!("  - {}", path.display()))
             }
+            Change::Undrain { path, drained } => {
+                let what = match drained.is_empty() {
+                    true => "a list that does not parse".to_owned(),
+                    false => drained.join(", "),
+                };
+                self.paint(
+                    GREEN,
+                    &format!(
+                        "  ~ undrain {what}: {} removed, back in service",
+                        path.display()
+                    ),
+                )
+            }
             Change::Sysctl { key, old, new } => self.paint(
                 YELLOW,
                 &format!(
@@ -280,6 +293,10 @@ mod tests {
                         new: "1".into(),
                     },
                     Change::RemoveFile { path: "/etc/old".into() },
+                    Change::Undrain {
+                        path: "/var/lib/lbdeploy/drained.json".into(),
+                        drained: vec!["10.2.0.21 (web)".into()],
+                    },
                     Change::Service {
                         name: "lbdeploy-agent".into(),
                         action: ServiceAction::Reload,
@@ -298,6 +315,8 @@ rs1:
       +b: 3
   ~ sysctl net.ipv4.conf.all.arp_ignore: 0 → 1
   - /etc/old
+  ~ undrain 10.2.0.21 (web): /var/lib/lbdeploy/drained.json removed, back \
+in service
   ~ service lbdeploy-agent: reload
 rs2: no changes
 lb1: unreachable: timed out
