@@ -41,6 +41,8 @@ fn ruleset(services: usize, per: usize, change: Change) -> Ruleset {
         proto: Proto::Tcp,
         persistent: false,
         instance: "VI_1".into(),
+        live: Vec::new(),
+        pin_for: 900,
         backends: (0..per)
             .filter(|&r| change.down != Some((s, r)))
             .map(|r| {

@@ -138,13 +138,13 @@ pub enum Command {
         without editing the inventory: each records it in its own \
         /var/lib/lbdeploy/drained.json (kept across agent restarts and \
         reboots) and forwards to it with weight 0. With IPVS no new \
-        connection reaches it and the established ones go on; with \
-        nftables, which keeps no connection state, its flows move to the \
-        other real servers at once. `lbdeploy status` shows it drained \
+        connection reaches it and the established ones go on; so with \
+        nftables, whose established flows stay pinned to it. `lbdeploy status` shows it drained \
         until `lbdeploy undrain`. --service limits it to one service. \
         --wait then asks the directors every second until none has an \
         active connection to it (IPVS's ActiveConn), up to --timeout \
-        (5m); with nftables there is nothing to wait for.\n\n\
+        (5m); nftables counts no connections, so there is nothing to \
+        wait for.\n\n\
         Example:\n  lbdeploy drain rs01\n  lbdeploy drain rs01 --service \
         web --wait --timeout 10m\n\n\
         Exit codes: 0 drained on every director (and with --wait, no \

@@ -39,7 +39,7 @@ pub struct DrainArgs {
     #[command(flatten)]
     pub which: Which,
     /// Then wait until no director has an active connection to it (IPVS;
-    /// nftables keeps none to wait for).
+    /// nftables counts none to wait for).
     #[arg(long)]
     pub wait: bool,
     /// With --wait: the longest wait.
@@ -198,8 +198,9 @@ fn run(
         match active {
             None => {
                 println!(
-                    "nothing to wait for: the directors keep no connection \
-                     state (nftables moved its flows at once)"
+                    "nothing to wait for: nftables counts no connections \
+                     (established flows stay on the drained server, \
+                     pinned, until they end)"
                 );
                 return Ok(ExitStatus::Ok);
             }

@@ -69,6 +69,8 @@ fn install(
             proto: Proto::Tcp,
             persistent,
             backends,
+            live: Vec::new(),
+            pin_for: 900,
             instance: "VI_1".into(),
         }],
         forwarding: ["VI_1".to_owned()].into(),
@@ -226,6 +228,8 @@ fn many(services: usize, down: &[(usize, usize)]) -> Ruleset {
                 port: 80,
                 proto: Proto::Tcp,
                 persistent: false,
+                live: Vec::new(),
+                pin_for: 900,
                 instance: "VI_1".into(),
                 backends: (0..10)
                     .filter(|r| !down.contains(&(s, *r)))

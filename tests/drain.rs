@@ -1,7 +1,8 @@
 //! `lbdeploy drain` and `undrain` in the lab (issue #19, item 4), as an
 //! operator takes a real server out for maintenance: rs01 drained on both
-//! directors takes no flow (the namespace lab forwards with nftables,
-//! which moves its flows at once), `lbdeploy status` shows it drained on
+//! directors takes no new flow (the namespace lab forwards with nftables;
+//! that its established flows go on is `continuity`'s test), `lbdeploy
+//! status` shows it drained on
 //! each and `plan` as an override of the inventory, it stays drained
 //! across the master's agent restart, and undrained
 //! it takes its share again. The inventory never changes. A drained file

@@ -6,6 +6,7 @@ mod apply;
 mod architecture;
 mod checks;
 mod cluster;
+mod continuity;
 mod dataplane;
 mod demo;
 mod desired;

@@ -3,9 +3,9 @@
 //! [`DRAINED_FILE`], so it outlives the agent's restarts and the host's
 //! reboots, and its agent forwards to a drained real server with weight 0
 //! — under IPVS a destination of weight 0 takes no new connection while
-//! the established ones go on; under nftables, which keeps no connection
-//! state, its buckets go to the others at once, flows already on it
-//! included.
+//! the established ones go on; under nftables its buckets go to the
+//! others, and the flows already on it stay, pinned to it (see
+//! `dataplane::nft::compile`), until they end.
 //!
 //! The file's place and shape are [`crate::inventory::drained`]'s.
 //! `lbdeploy agent drain` and `undrain` edit it and have the agent

@@ -11,6 +11,11 @@
 //! to the VIP, which the real server holds on `lo`, and a socket bound to
 //! the RIP alone would never see them.
 //!
+//! `GET /stream` is a long-lived connection instead: the name, then a
+//! line every 50 ms for at most two minutes — the client
+//! acknowledges each, so a connection the director sends to another real
+//! server is reset within a line (which the continuity tests count).
+//!
 //! It is ours rather than busybox httpd for those behaviours. One thread
 //! per connection: a lab serves a handful of test clients.
 
@@ -30,6 +35,13 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often `/stream` sends a line.
+const STREAM_EVERY: Duration = Duration::from_millis(50);
+
+/// How long `/stream` goes on at most: a stream nobody closes ends by
+/// itself.
+const STREAM_FOR: Duration = Duration::from_secs(120);
 
 /// How the responder answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +123,34 @@ fn handle(stream: TcpStream, behaviour: &Behaviour) -> std::io::Result<()> {
         head.push_str(&line);
     }
     std::thread::sleep(behaviour.delay);
+    if head.split_whitespace().nth(1) == Some("/stream") {
+        return keep_streaming(&stream, behaviour);
+    }
     (&stream).write_all(&answer(&head, behaviour))?;
     (&stream).flush()
+}
+
+/// `/stream`: a head without a length, then the name once per
+/// [`STREAM_EVERY`] until the client goes or [`STREAM_FOR`] is over.
+fn keep_streaming(
+    stream: &TcpStream,
+    behaviour: &Behaviour,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.0 {} {}\r\nContent-Type: text/plain\r\n\
+         Server: lbdeploy-lab\r\n\r\n",
+        behaviour.status,
+        reason(behaviour.status)
+    );
+    let mut out = stream;
+    out.write_all(head.as_bytes())?;
+    let line = format!("{}\n", behaviour.name);
+    let end = std::time::Instant::now() + STREAM_FOR;
+    while std::time::Instant::now() < end {
+        out.write_all(line.as_bytes())?;
+        std::thread::sleep(STREAM_EVERY);
+    }
+    Ok(())
 }
 
 /// The response to a request whose head is `head`: the behaviour's status

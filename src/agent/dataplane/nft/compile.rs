@@ -16,12 +16,22 @@
 //! size is a bound that no cluster reaches, and must not be reached: an
 //! `update` on a full set ends the rule before its `fwd`.
 //!
+//! Established flows keep their real server when the buckets change:
+//! each flow is pinned, from the packet path, to the incarnation of the
+//! real server it started on, in a map shared by every service of its
+//! kind (`tcp4`, `udp4`, `clients4`); each service maps its live
+//! incarnations to MACs (`m{i}`) and back (`k{i}`). Each service has
+//! three rules: a pinned flow whose incarnation is live goes to it; any
+//! other is hashed, sent and pinned; one that cannot be pinned (the map
+//! is full) is hashed and sent. ARCHITECTURE.md ("Flow pinning") says why,
+//! what a pin costs, and what happens when the maps are full.
+//!
 //! The rules of one VRRP instance's services sit in a chain of their own
 //! (`vi0`, `vi1`, … in order of first appearance); the ingress chain holds
 //! only a `jump` to the chains of the instances forwarded now, so becoming
 //! or ceasing to be master changes one rule, not the table.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -67,7 +77,8 @@ impl Compiled {
     }
 }
 
-/// One service and the real server's MAC of each of its buckets.
+/// One service, the real server's MAC of each of its buckets, and the
+/// incarnation of each live real server its flows are pinned to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forwarded {
     /// The service as configured and health-checked; kept so that the next
@@ -79,11 +90,35 @@ pub struct Forwarded {
     /// no real server has a weight. A palette keeps 1,000 services' tables
     /// at 8 MB rather than 24.
     buckets: Vec<u16>,
+    /// Each live MAC's incarnation (maps `m{i}` and `k{i}`): numbered when
+    /// it joins the live set, kept while it stays there. A real server
+    /// that leaves and comes back gets a new number, so the pins of the
+    /// flows it had before — reset since by the server that took them —
+    /// are not revived.
+    incarnations: BTreeMap<Mac, u32>,
+    /// The next incarnation number of this service.
+    next: u32,
 }
 
 impl Forwarded {
-    /// Decide every bucket of `service`.
-    fn new(service: Service) -> Forwarded {
+    /// Decide every bucket of `service`, and number its live MACs:
+    /// `previous`, the same service as installed, keeps the numbers of
+    /// those still live.
+    fn new(service: Service, previous: Option<&Forwarded>) -> Forwarded {
+        let mut next = previous.map_or(1, |p| p.next);
+        let mut incarnations = BTreeMap::new();
+        let live = service.backends.iter().map(|(_, m)| m).chain(&service.live);
+        for &mac in live {
+            let known = previous.and_then(|p| p.incarnations.get(&mac));
+            incarnations.entry(mac).or_insert_with(|| match known {
+                Some(&n) => n,
+                None => {
+                    let n = next;
+                    next = next.checked_add(1).unwrap_or(1);
+                    n
+                }
+            });
+        }
         let keys: Vec<Backend> =
             service.backends.iter().map(|(b, _)| b.clone()).collect();
         let mut macs = Vec::new();
@@ -98,7 +133,7 @@ impl Forwarded {
                 })
             })
             .collect();
-        Forwarded { service, macs, buckets }
+        Forwarded { service, macs, buckets, incarnations, next }
     }
 
     /// The MAC of `bucket`, or `None` when the service has no real server.
@@ -106,12 +141,17 @@ impl Forwarded {
         self.buckets.get(bucket).map(|&i| self.macs[usize::from(i)])
     }
 
+    /// The live MACs and their incarnations.
+    pub(crate) fn incarnations(&self) -> &BTreeMap<Mac, u32> {
+        &self.incarnations
+    }
+
     /// Whether the nft rule of `self` and `other` is the same: everything
     /// but the real servers.
     pub(crate) fn same_rule(&self, other: &Forwarded) -> bool {
         let (a, b) = (&self.service, &other.service);
-        (a.vip, a.port, a.proto, a.persistent, &a.instance)
-            == (b.vip, b.port, b.proto, b.persistent, &b.instance)
+        (a.vip, a.port, a.proto, a.persistent, a.pin_for, &a.instance)
+            == (b.vip, b.port, b.proto, b.persistent, b.pin_for, &b.instance)
     }
 }
 
@@ -126,9 +166,15 @@ pub fn compile(rules: Ruleset, previous: Option<&Compiled>) -> Compiled {
     let services = rules
         .services
         .into_iter()
-        .map(|svc| match known.get(&svc) {
+        .enumerate()
+        .map(|(i, svc)| match known.get(&svc) {
             Some(f) => (*f).clone(),
-            None => Forwarded::new(svc),
+            None => {
+                let same = previous
+                    .and_then(|p| p.services.get(i))
+                    .filter(|f| f.service.name == svc.name);
+                Forwarded::new(svc, same)
+            }
         })
         .collect();
     Compiled {
@@ -143,6 +189,69 @@ pub fn compile(rules: Ruleset, previous: Option<&Compiled>) -> Compiled {
 pub(crate) fn map_name(i: usize) -> String {
     format!("s{i}")
 }
+
+/// The name of service `i`'s map from incarnation to MAC.
+pub(crate) fn incarnation_map_name(i: usize) -> String {
+    format!("m{i}")
+}
+
+/// The name of service `i`'s map from MAC to incarnation.
+pub(crate) fn mac_map_name(i: usize) -> String {
+    format!("k{i}")
+}
+
+/// One of the table's maps of pinned flows, shared by every service of
+/// its kind: the key starts with the VIP and port (and the protocol,
+/// where the map is not one protocol's), so each service's flows are its
+/// own. IPv4 only: Debian bookworm's nft (1.0.6) aborts on an IPv6 key in
+/// a map the packet path writes, so IPv6 services are forwarded unpinned.
+pub(crate) struct Pins {
+    /// The map's name.
+    pub name: &'static str,
+    /// Its key's type.
+    key_type: &'static str,
+}
+
+/// The pin maps: TCP and UDP flows (client address and port: four parts,
+/// the most nft 1.0.6 can write from the packet path, hence one map per
+/// protocol), and the clients of persistent services (address only).
+pub(crate) const PINS: [Pins; 3] = [
+    Pins {
+        name: "tcp4",
+        key_type: "ipv4_addr . inet_service . ipv4_addr . inet_service",
+    },
+    Pins {
+        name: "udp4",
+        key_type: "ipv4_addr . inet_service . ipv4_addr . inet_service",
+    },
+    Pins {
+        name: "clients4",
+        key_type: "inet_proto . ipv4_addr . inet_service . ipv4_addr",
+    },
+];
+
+/// The pin map of `svc`'s flows, and its key; none for IPv6.
+fn pins_of(svc: &Service) -> Option<(&'static Pins, String)> {
+    let proto = match svc.proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    };
+    let flows = format!("ip daddr . {proto} dport . ip saddr . {proto} sport");
+    match (svc.vip.is_ipv6(), svc.persistent, svc.proto) {
+        (true, ..) => None,
+        (false, true, _) => Some((
+            &PINS[2],
+            format!("meta l4proto . ip daddr . {proto} dport . ip saddr"),
+        )),
+        (false, false, Proto::Tcp) => Some((&PINS[0], flows)),
+        (false, false, Proto::Udp) => Some((&PINS[1], flows)),
+    }
+}
+
+/// The most flows one pin map holds. Beyond it new flows are forwarded
+/// unpinned (the third rule of each service), as every flow was before
+/// pins.
+pub const PINS_MAX: usize = 262_144;
 
 /// The name of service `i`'s counting set.
 pub(crate) fn counter_set_name(i: usize) -> String {
@@ -193,6 +302,15 @@ pub fn render(table: &Compiled) -> String {
             counter_set_name(i),
             COUNTED_FOR.as_secs()
         );
+        write_incarnation_maps(&mut s, i, f);
+    }
+    for pins in PINS {
+        let _ = writeln!(
+            s,
+            "\tmap {} {{\n\t\ttype {} : mark\n\t\tsize {PINS_MAX}\n\t\t\
+             flags dynamic,timeout\n\t}}",
+            pins.name, pins.key_type
+        );
     }
     for (k, instance) in table.instances().into_iter().enumerate() {
         let _ = writeln!(s, "\tchain {} {{", chain_name(k));
@@ -216,9 +334,16 @@ pub fn render(table: &Compiled) -> String {
     s
 }
 
-/// The rule of service `i`: match its frames addressed to this director,
-/// hash the flow into a bucket, and send the frame to the bucket's real
-/// server.
+/// The rules of service `i`, each matching its frames addressed to this
+/// director:
+///
+/// 1. a flow pinned to a live incarnation goes to that real server (and
+///    its pin lives on);
+/// 2. any other flow is hashed into a bucket and sent to the bucket's
+///    real server, and pinned to it — a TCP flow from its first packet
+///    without SYN or RST, so that spoofed SYNs pin nothing;
+/// 3. a flow rule 2 could not pin (the pins are full) is hashed and sent
+///    as well, unpinned.
 fn rule(table: &Compiled, i: usize) -> String {
     let svc = &table.services[i].service;
     let (family, proto) = match (svc.vip, svc.proto) {
@@ -231,18 +356,64 @@ fn rule(table: &Compiled, i: usize) -> String {
         true => format!("{family} saddr"),
         false => format!("{family} saddr . {proto} sport"),
     };
-    format!(
-        "\t\tmeta pkttype host {family} daddr {vip} {proto} dport {port} \
-         meta mark set jhash {flow} mod {BUCKETS} seed 0x0 \
-         ether saddr set {mac} ether daddr set meta mark map @{map} \
-         update @{counted} {{ ether daddr }} fwd to \"{dev}\"\n",
+    let head = format!(
+        "\t\tmeta pkttype host {family} daddr {vip} {proto} dport {port} ",
         vip = svc.vip,
         port = svc.port,
+    );
+    let hash = format!(
+        "meta mark set jhash {flow} mod {BUCKETS} seed 0x0 \
+         ether daddr set meta mark map @{}",
+        map_name(i)
+    );
+    let send = format!(
+        "ether saddr set {mac} update @{counted} {{ ether daddr }} \
+         fwd to \"{dev}\"\n",
         mac = table.mac,
-        map = map_name(i),
         counted = counter_set_name(i),
         dev = table.interface,
+    );
+    let unpinned = format!("{head}{hash} {send}");
+    let Some((pins, key)) = pins_of(svc) else { return unpinned };
+    let pin = format!("{key} timeout {}s : meta mark", svc.pin_for);
+    let fresh = match svc.proto {
+        Proto::Tcp => "tcp flags & (syn | rst) == 0 ",
+        Proto::Udp => "",
+    };
+    let (m, k) = (incarnation_map_name(i), mac_map_name(i));
+    format!(
+        "{head}meta mark set {key} map @{pins} \
+         ether daddr set meta mark map @{m} update @{pins} {{ {pin} }} {send}\
+         {head}{fresh}{hash} meta mark set ether daddr map @{k} \
+         add @{pins} {{ {pin} }} {send}{unpinned}",
+        pins = pins.name,
     )
+}
+
+/// The maps of service `i`'s live incarnations, both ways: `m{i}` from
+/// incarnation to MAC (where a pinned flow goes) and `k{i}` from MAC to
+/// incarnation (what a new flow is pinned to).
+fn write_incarnation_maps(s: &mut String, i: usize, f: &Forwarded) {
+    for (name, types) in [
+        (incarnation_map_name(i), "mark : ether_addr"),
+        (mac_map_name(i), "ether_addr : mark"),
+    ] {
+        let _ = write!(s, "\tmap {name} {{\n\t\ttype {types}\n");
+        if !f.incarnations.is_empty() {
+            s.push_str("\t\telements = { ");
+            let items: Vec<String> = f
+                .incarnations
+                .iter()
+                .map(|(mac, n)| match types.starts_with("mark") {
+                    true => format!("{n} : {mac}"),
+                    false => format!("{mac} : {n}"),
+                })
+                .collect();
+            s.push_str(&items.join(", "));
+            s.push_str(" }\n");
+        }
+        s.push_str("\t}\n");
+    }
 }
 
 /// `b : mac, …` for the given buckets of `f`, which must have a table.
@@ -285,6 +456,8 @@ mod tests {
                     (Backend { key: "10.0.0.21:80".into(), weight: 1 }, mac(1)),
                     (Backend { key: "10.0.0.22:80".into(), weight: 1 }, mac(2)),
                 ],
+                live: Vec::new(),
+                pin_for: 900,
                 instance: "VI_1".into(),
             }],
             forwarding: ["VI_1".to_owned()].into(),
@@ -321,12 +494,13 @@ mod tests {
             "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 4093\n"
         ));
         assert!(text.contains("elements = { 0 : 02:00:00:00:00:0"));
-        assert_eq!(text.matches(" : 02:00:00:00:00:0").count(), BUCKETS);
+        // Every bucket, and the two incarnations of map m0.
+        assert_eq!(text.matches(" : 02:00:00:00:00:0").count(), BUCKETS + 2);
         assert!(text.contains(
-            "\tchain vi0 {\n\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport \
-             80 meta mark set jhash ip saddr . tcp sport mod 4093 seed 0x0 \
-             ether saddr set 02:00:00:00:00:aa ether daddr set meta mark map \
-             @s0 update @c0 { ether daddr } fwd to \"eth0\"\n\t}\n"
+            "\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport 80 meta mark \
+             set jhash ip saddr . tcp sport mod 4093 seed 0x0 ether daddr set \
+             meta mark map @s0 ether saddr set 02:00:00:00:00:aa update @c0 { \
+             ether daddr } fwd to \"eth0\"\n\t}\n"
         ));
         assert!(text.contains(
             "\tset c0 {\n\t\ttype ether_addr\n\t\tsize 65536\n\t\t\
@@ -376,7 +550,83 @@ mod tests {
             "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 4093\n\t}\n"
         ));
         assert!(text.contains("daddr 10.0.0.200"));
-        assert!(!text.contains("elements"));
+        // Weight 0 takes no new flow, but keeps the flows pinned to it.
+        assert!(text.contains(
+            "\tmap m0 {\n\t\ttype mark : ether_addr\n\t\telements = { \
+             1 : 02:00:00:00:00:01, 2 : 02:00:00:00:00:02 }\n\t}\n"
+        ));
+    }
+
+    /// Issue #20: a real server keeps its incarnation while it stays
+    /// live, and gets a new one when it comes back, in both maps; a
+    /// service whose live set did not change keeps its numbers.
+    #[test]
+    fn r20_a_real_server_that_comes_back_is_a_new_incarnation() {
+        let first = compile(rules(false), None);
+        let numbers = |c: &Compiled| c.services[0].incarnations().clone();
+        assert_eq!(numbers(&first), [(mac(1), 1), (mac(2), 2)].into());
+        let mut down = rules(false);
+        down.services[0].backends.remove(0);
+        let second = compile(down, Some(&first));
+        assert_eq!(numbers(&second), [(mac(2), 2)].into());
+        let third = compile(rules(false), Some(&second));
+        assert_eq!(numbers(&third), [(mac(1), 3), (mac(2), 2)].into());
+        // Live but out of the buckets (weight 0, drained): still pinned to.
+        let mut drained = rules(false);
+        drained.services[0].backends.remove(0);
+        drained.services[0].live = vec![mac(1), mac(2)];
+        let fourth = compile(drained, Some(&third));
+        assert_eq!(numbers(&fourth), numbers(&third));
+        assert!(
+            (0..BUCKETS).all(|b| fourth.services[0].mac(b) == Some(mac(2)))
+        );
+        let text = render(&third);
+        assert!(text.contains(
+            "\tmap k0 {\n\t\ttype ether_addr : mark\n\t\telements = { \
+             02:00:00:00:00:01 : 3, 02:00:00:00:00:02 : 2 }\n\t}\n"
+        ));
+    }
+
+    /// Issue #20: three rules per IPv4 service — pinned, pinning, and
+    /// unpinned when the pins are full — a TCP flow pinned from its first
+    /// packet without SYN or RST, a persistent service's clients by
+    /// address; an IPv6 service has the unpinned rule only.
+    #[test]
+    fn r20_ipv4_flows_are_pinned_and_ipv6_ones_hashed() {
+        let text = render(&compile(rules(false), None));
+        let chain = text.split("\tchain vi0 {\n").nth(1).unwrap();
+        let rules_: Vec<&str> =
+            chain.lines().take_while(|l| *l != "\t}").collect();
+        assert_eq!(rules_.len(), 3, "{chain}");
+        let key = "ip daddr . tcp dport . ip saddr . tcp sport";
+        assert!(rules_[0].contains(&format!(
+            "meta mark set {key} map @tcp4 ether daddr set meta mark map @m0 \
+             update @tcp4 {{ {key} timeout 900s : meta mark }}"
+        )));
+        assert!(rules_[1].contains(
+            "tcp dport 80 tcp flags & (syn | rst) == 0 meta mark set jhash"
+        ));
+        assert!(rules_[1].contains(&format!(
+            "meta mark set ether daddr map @k0 add @tcp4 {{ {key} timeout \
+             900s : meta mark }}"
+        )));
+        assert!(!rules_[2].contains("tcp4") && rules_[2].contains("@s0"));
+        assert!(rules_.iter().all(|r| r.ends_with("fwd to \"eth0\"")));
+        assert!(text.contains(
+            "\tmap tcp4 {\n\t\ttype ipv4_addr . inet_service . ipv4_addr . \
+             inet_service : mark\n\t\tsize 262144\n\t\tflags dynamic,timeout\n"
+        ));
+        let sticky = render(&compile(rules(true), None));
+        assert!(sticky.contains(
+            "add @clients4 { meta l4proto . ip daddr . tcp dport . ip saddr \
+             timeout 900s : meta mark }"
+        ));
+        let mut v6 = rules(false);
+        v6.services[0].vip = "2001:db8::200".parse().unwrap();
+        let text = render(&compile(v6, None));
+        let chain = text.split("\tchain vi0 {\n").nth(1).unwrap();
+        assert_eq!(chain.lines().take_while(|l| *l != "\t}").count(), 1);
+        assert!(!chain.contains("@tcp4"));
     }
 
     #[test]

@@ -15,8 +15,10 @@
 
 use std::fmt::Write as _;
 
-use super::TABLE;
-use super::compile::{self, Compiled, Forwarded, map_name};
+use super::compile::{
+    self, Compiled, Forwarded, incarnation_map_name, mac_map_name, map_name,
+};
+use super::{Mac, TABLE};
 use crate::agent::dataplane::buckets::BUCKETS;
 
 /// What it takes to make the kernel's table the desired one.
@@ -103,6 +105,45 @@ fn write_changes(out: &mut String, i: usize, old: &Forwarded, new: &Forwarded) {
         compile::write_elements(out, new, added);
         out.push_str(" }\n");
     }
+    write_incarnation_changes(out, i, old, new);
+}
+
+/// The incarnations that ended (their MAC left the live set, or came back
+/// as a new one) and began between `old` and `new`, in maps `m{i}` and
+/// `k{i}`.
+fn write_incarnation_changes(
+    out: &mut String,
+    i: usize,
+    old: &Forwarded,
+    new: &Forwarded,
+) {
+    let (was, is) = (old.incarnations(), new.incarnations());
+    let ended: Vec<(&Mac, &u32)> =
+        was.iter().filter(|(m, n)| is.get(m) != Some(n)).collect();
+    let began: Vec<(&Mac, &u32)> =
+        is.iter().filter(|(m, n)| was.get(m) != Some(n)).collect();
+    let (m, k) = (incarnation_map_name(i), mac_map_name(i));
+    let mut line = |verb: &str, map: &str, items: Vec<String>| {
+        if !items.is_empty() {
+            let _ = writeln!(
+                out,
+                "{verb} element netdev {TABLE} {map} {{ {} }}",
+                items.join(", ")
+            );
+        }
+    };
+    line("delete", &m, ended.iter().map(|(_, n)| n.to_string()).collect());
+    line("delete", &k, ended.iter().map(|(mac, _)| mac.to_string()).collect());
+    line(
+        "add",
+        &m,
+        began.iter().map(|(mac, n)| format!("{n} : {mac}")).collect(),
+    );
+    line(
+        "add",
+        &k,
+        began.iter().map(|(mac, n)| format!("{mac} : {n}")).collect(),
+    );
 }
 
 /// The transaction that puts map `i` of `desired` back whole, whatever
@@ -135,6 +176,8 @@ mod tests {
             port,
             proto: Proto::Tcp,
             persistent: false,
+            live: Vec::new(),
+            pin_for: 900,
             instance: "VI_1".into(),
             backends: weights
                 .iter()
@@ -169,6 +212,9 @@ mod tests {
         for line in text.lines() {
             let words: Vec<&str> = line.splitn(6, ' ').collect();
             let map = words[4].to_owned();
+            if !map.starts_with('s') {
+                continue;
+            }
             let inner = line
                 .split_once("{ ")
                 .and_then(|(_, r)| r.strip_suffix(" }"))
@@ -188,6 +234,41 @@ mod tests {
             }
         }
         Parsed { deleted, added }
+    }
+
+    /// Issue #20: a real server that goes down ends its incarnation in
+    /// both maps; back, it begins a new one, and the others stay.
+    #[test]
+    fn r20_incarnations_end_and_begin_with_the_live_set() {
+        let rules = |weights: &[u32]| Ruleset {
+            interface: "eth0".into(),
+            mac: mac(0xaa),
+            services: vec![service(80, weights)],
+            forwarding: ["VI_1".to_owned()].into(),
+        };
+        let up = table(vec![service(80, &[1, 1, 1])]);
+        let mut one_down = rules(&[1, 1, 1]);
+        one_down.services[0].backends.remove(0);
+        let down = compile::compile(one_down, Some(&up));
+        let Delta::Changes { text, .. } = delta(Some(&up), &down) else {
+            panic!("a change of elements")
+        };
+        assert!(text.contains("delete element netdev lbdeploy m0 { 1 }\n"));
+        assert!(text.contains(
+            "delete element netdev lbdeploy k0 { 02:00:00:00:00:15 }\n"
+        ));
+        assert!(!text.contains("add element netdev lbdeploy m0"), "{text}");
+        let back = compile::compile(rules(&[1, 1, 1]), Some(&down));
+        let Delta::Changes { text, .. } = delta(Some(&down), &back) else {
+            panic!("a change of elements")
+        };
+        assert!(text.contains(
+            "add element netdev lbdeploy m0 { 4 : 02:00:00:00:00:15 }\n"
+        ));
+        assert!(text.contains(
+            "add element netdev lbdeploy k0 { 02:00:00:00:00:15 : 4 }\n"
+        ));
+        assert!(!text.contains("delete element netdev lbdeploy m0"), "{text}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! and sends it back out of the same port (`fwd`). No conntrack exists at
 //! netdev ingress, so the real server is chosen from a hash of the flow
 //! into a bucket table ([`super::buckets`]), which keeps every packet of a
-//! TCP connection on one real server.
+//! TCP connection on one real server; and each flow is pinned to the real
+//! server it started on, so that a change of the buckets (a server back,
+//! a weight, a drain) moves only new flows ([`mod@compile`]).
 //!
 //! Only frames addressed to this director's own MAC are taken
 //! (`meta pkttype host`): a switch floods frames for a MAC it has
@@ -114,6 +116,14 @@ pub struct Service {
     pub persistent: bool,
     /// The real servers: their MAC and weight, keyed by `address:port`.
     pub backends: Vec<(Backend, Mac)>,
+    /// The MACs an established flow may stay with: every real server
+    /// that is up, whatever its weight (weight 0 and drained ones take
+    /// no new flow but keep theirs), and the sorry server while it takes
+    /// over. The `backends` are live whether listed here or not.
+    pub live: Vec<Mac>,
+    /// How long a flow's pin outlives its last packet, in seconds
+    /// ([`mod@compile`]).
+    pub pin_for: u32,
     /// The VRRP instance that holds the VIP: the service is forwarded
     /// while [`Ruleset::forwarding`] names it.
     pub instance: String,

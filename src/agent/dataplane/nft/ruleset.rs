@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::{Mac, Proto, Ruleset, Service};
 use crate::agent::dataplane::backend::{instance_of, sorry_takes_over};
@@ -26,6 +27,14 @@ pub struct Unsupported {
     /// Its scheduler.
     pub scheduler: String,
 }
+
+/// How long a TCP flow keeps its real server after its last packet: the
+/// kernel's IPVS keeps an established connection as long (`ipvsadm
+/// --set`'s first value, 900 s by default).
+const PIN_TCP: Duration = Duration::from_secs(900);
+
+/// The same for a UDP flow: IPVS's UDP timeout, 300 s.
+const PIN_UDP: Duration = Duration::from_secs(300);
 
 /// The nftables table for `config`: every service whose VIP a VRRP
 /// instance holds (no other can be forwarded: only a master has the VIP),
@@ -66,14 +75,27 @@ pub fn ruleset(
                 ))
             })
             .collect();
-        let live: u64 = backends.iter().map(|(b, _)| u64::from(b.weight)).sum();
-        if sorry_takes_over(has_quorum(svc), live)
+        let mut live: Vec<Mac> = svc
+            .real_servers
+            .iter()
+            .filter(|rs| up(svc, rs.address))
+            .filter_map(|rs| macs.get(&rs.address).copied())
+            .collect();
+        let weight: u64 =
+            backends.iter().map(|(b, _)| u64::from(b.weight)).sum();
+        if sorry_takes_over(has_quorum(svc), weight)
             && let Some(sorry) = svc.sorry_server
             && let Some(mac) = macs.get(&sorry.ip())
         {
             let key = sorry.to_string();
             backends = vec![(Backend { key, weight: 1 }, *mac)];
+            live.push(*mac);
         }
+        let pin_for = match (svc.persistence_timeout, svc.protocol) {
+            (Some(t), _) => t.0,
+            (None, Protocol::Tcp) => PIN_TCP,
+            (None, Protocol::Udp) => PIN_UDP,
+        };
         services.push(Service {
             name: svc.name.clone(),
             vip: svc.vip,
@@ -85,6 +107,10 @@ pub fn ruleset(
             persistent: svc.persistence_timeout.is_some()
                 || svc.scheduler.is_hashing(),
             backends,
+            live,
+            // At least a second: `timeout 0s` would be no timeout.
+            pin_for: u32::try_from(pin_for.as_secs().max(1))
+                .unwrap_or(u32::MAX),
             instance: instance.to_owned(),
         });
     }

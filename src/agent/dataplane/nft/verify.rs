@@ -136,8 +136,9 @@ pub(crate) fn our_table(ruleset: &str) -> Option<String> {
 /// Elements of a map, bucket → MAC, as the kernel has them.
 pub type Elements = BTreeMap<usize, Mac>;
 
-/// The elements of every map in a JSON listing (`nft -j list map` or
-/// `nft -j list table`), by map name.
+/// The elements of every bucket map (`s{i}`) in a JSON listing (`nft -j
+/// list map` or `nft -j list table`), by map name; other maps are left
+/// out.
 ///
 /// # Errors
 /// Text that is not such a listing.
@@ -149,6 +150,12 @@ pub fn map_elements(json: &str) -> Result<BTreeMap<String, Elements>, String> {
     let mut maps = BTreeMap::new();
     for map in items.iter().filter_map(|i| i.get("map")) {
         let name = map["name"].as_str().ok_or_else(|| bad("a map's name"))?;
+        let bucket_map = name.strip_prefix('s').is_some_and(|n| {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+        });
+        if !bucket_map {
+            continue;
+        }
         let mut elements = Elements::new();
         for e in
             map.get("elem").and_then(|e| e.as_array()).into_iter().flatten()
@@ -263,6 +270,8 @@ mod tests {
                     Backend { key: "10.0.0.21:80".into(), weight: 1 },
                     Mac([2, 0, 0, 0, 0, 1]),
                 )],
+                live: Vec::new(),
+                pin_for: 900,
                 instance: "VI_1".into(),
             }],
             forwarding: Default::default(),

@@ -1,0 +1,180 @@
+//! Flows that never break (issue #20, part 1), nftables in the lab:
+//! long-lived connections (a line every 50 ms from the real server, each
+//! acknowledged through the director) opened while rs01 is down all run
+//! on rs02; rs01 coming back takes the buckets that are its own again,
+//! and rs02 drained takes no new flow — yet every one of those
+//! connections goes on, on rs02, because the director pinned each flow to
+//! the real server it started on. Without the pins (tried by rendering
+//! the unpinned rule alone), all 40 broke: rs01's return resets those in
+//! its buckets, the drain the rest.
+
+use std::process::Child;
+use std::time::Duration;
+
+use lbdeploy::agent::check::health::{Timing, up_within};
+use lbdeploy::lab::demo::kill_here;
+use serde_json::Value;
+
+use crate::lab_or_skip;
+use crate::support::inventory::Inventory;
+use crate::support::lab::{TempDir, TestLab, within};
+use crate::support::subnet::Subnet;
+
+/// The TCP check on a fast schedule (with `delay_loop: 1s`).
+const TCP: &str = "{ tcp: { connect_timeout: 1s, retry: 0 } }";
+
+/// How many long-lived connections, and their first client port.
+const STREAMS: u16 = 40;
+const STREAM_PORT: u16 = 31000;
+
+/// The client's side of the streams: opens `count` connections from
+/// ports `base…` to `/stream`, reads until the stop file appears (or the
+/// time limit), then prints for each who sent its lines, how many, how
+/// long ago the last came, and the error that ended it, if any.
+const CLIENT: &str = r#"
+import json, os, select, socket, sys, time
+vip, base, count, stop, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
+conns = []
+for port in range(base, base + count):
+    c = {"port": port, "names": set(), "lines": 0, "last": time.time(), "error": None, "buf": b""}
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.settimeout(2)
+        s.connect((vip, 80))
+        s.sendall(b"GET /stream HTTP/1.0\r\n\r\n")
+        s.setblocking(False)
+        c["sock"] = s
+    except OSError as e:
+        c["error"] = "connect: " + str(e)
+    conns.append(c)
+print("open", flush=True)
+deadline = time.time() + limit
+while time.time() < deadline and not os.path.exists(stop):
+    live = [c for c in conns if c["error"] is None]
+    ready, _, _ = select.select([c["sock"] for c in live], [], [], 0.1)
+    for c in live:
+        if c["sock"] not in ready:
+            continue
+        try:
+            data = c["sock"].recv(65536)
+        except OSError as e:
+            c["error"] = str(e)
+            continue
+        if not data:
+            c["error"] = "closed"
+            continue
+        *lines, c["buf"] = (c["buf"] + data).split(b"\n")
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith(b"HTTP/") and b":" not in line:
+                c["names"].add(line.decode())
+                c["lines"] += 1
+                c["last"] = time.time()
+now = time.time()
+print(json.dumps([{"port": c["port"], "names": sorted(c["names"]), "lines": c["lines"],
+                   "quiet": now - c["last"], "error": c["error"]} for c in conns]))
+"#;
+
+/// The streams, running on the client.
+struct Streams {
+    child: Child,
+    stop: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Streams {
+    /// Open the streams to `vip` and return once they are open.
+    fn open(lab: &TestLab, vip: &str) -> Self {
+        let dir = TempDir::new("continuity-streams");
+        let script = dir.path().join("client.py");
+        std::fs::write(&script, CLIENT).unwrap();
+        let stop = dir.path().join("stop");
+        let mut child = lab
+            .lab_cmd(&["exec", "client", "--", "python3"])
+            .arg(&script)
+            .args([vip, &STREAM_PORT.to_string(), &STREAMS.to_string()])
+            .arg(&stop)
+            // Ends by itself should the test die before the stop file.
+            .arg("90")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+        assert_eq!(first.trim(), "open", "the stream client did not start");
+        child.stdout = Some(out.into_inner());
+        Streams { child, stop, _dir: dir }
+    }
+
+    /// Stop them and say how each went.
+    fn close(self) -> Vec<Value> {
+        std::fs::write(&self.stop, b"").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("stream client: {e}: {text}"))
+    }
+}
+
+#[test]
+fn r20_established_flows_keep_their_real_server_when_another_comes_back_or_one_is_drained()
+ {
+    let s = Subnet::allocate();
+    let inv = Inventory::example(s)
+        .cluster("continuity")
+        .virtual_router_id(63)
+        .service_option("delay_loop: 1s")
+        .check("rs01", TCP)
+        .check("rs02", TCP);
+    let lab = lab_or_skip!("continuity", inv);
+    let vip = s.vip();
+    let url = s.url();
+    lab.apply_until_forwarding(&vip);
+    let timing = Timing {
+        delay_loop: Duration::from_secs(1),
+        retry: 0,
+        delay_before_retry: Duration::from_secs(1),
+        rise: 1,
+    };
+    let bound = up_within(timing) + timing.delay_loop + Duration::from_secs(2);
+    // Every try from new client ports: a port reused within TIME_WAIT
+    // may fail.
+    let mut base = 40000;
+    let mut answered_by = |what: &str, expected: &[&str]| {
+        within(bound, what, || {
+            base += 20;
+            lab.answers(&url, base, 20).into_keys().collect::<Vec<_>>()
+                == expected
+        });
+    };
+    answered_by("rs01 and rs02 answering", &["rs01", "rs02"]);
+    lab.exec_ok("rs01", &kill_here("[l]bdeploy lab responder"));
+    answered_by("rs02 alone with rs01 down", &["rs02"]);
+
+    let streams = Streams::open(&lab, &vip);
+    lab.swap_responder("rs01", "--name rs01");
+    answered_by("rs01 back among new flows", &["rs01", "rs02"]);
+    lab.lbdeploy_exit(0, &["drain", "rs02"]);
+    answered_by("rs01 alone for new flows, rs02 drained", &["rs01"]);
+    // A second of streaming after both events.
+    std::thread::sleep(Duration::from_secs(1));
+    let report = streams.close();
+
+    assert_eq!(report.len(), usize::from(STREAMS));
+    let broken: Vec<&Value> = report
+        .iter()
+        .filter(|c| {
+            !c["error"].is_null()
+                || c["names"] != serde_json::json!(["rs02"])
+                || c["quiet"].as_f64().unwrap_or(f64::MAX) > 1.0
+        })
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "{} of {STREAMS} long-lived connections broke: {broken:#?}",
+        broken.len()
+    );
+}
