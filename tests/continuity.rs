@@ -2,7 +2,8 @@
 //! long-lived connections (a line every 50 ms from the real server, each
 //! acknowledged through the director) opened while rs01 is down all run
 //! on rs02; rs01 coming back takes the buckets that are its own again,
-//! and rs02 drained takes no new flow — yet every one of those
+//! its weight raised takes more, and rs02 drained takes no new flow — yet
+//! every one of those
 //! connections goes on, on rs02, because the director pinned each flow to
 //! the real server it started on. Without the pins (tried by rendering
 //! the unpinned rule alone), all 40 broke: rs01's return resets those in
@@ -120,7 +121,7 @@ impl Streams {
 }
 
 #[test]
-fn r20_established_flows_keep_their_real_server_when_another_comes_back_or_one_is_drained()
+fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_drain()
  {
     let s = Subnet::allocate();
     let inv = Inventory::example(s)
@@ -157,6 +158,10 @@ fn r20_established_flows_keep_their_real_server_when_another_comes_back_or_one_i
     let streams = Streams::open(&lab, &vip);
     lab.swap_responder("rs01", "--name rs01");
     answered_by("rs01 back among new flows", &["rs01", "rs02"]);
+    // rs01's weight 1 → 3: more buckets move to it (an apply, so the
+    // agents reload).
+    lab.rewrite_inventory(&inv.weight("rs01", 3));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
     lab.lbdeploy_exit(0, &["drain", "rs02"]);
     answered_by("rs01 alone for new flows, rs02 drained", &["rs01"]);
     // A second of streaming after both events.
