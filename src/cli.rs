@@ -142,9 +142,9 @@ pub enum Command {
         nftables, whose established flows stay pinned to it. `lbdeploy status` shows it drained \
         until `lbdeploy undrain`. --service limits it to one service. \
         --wait then asks the directors every second until none has an \
-        active connection to it (IPVS's ActiveConn), up to --timeout \
-        (5m); nftables counts no connections, so there is nothing to \
-        wait for.\n\n\
+        active connection to it (IPVS's ActiveConn) and, where the data \
+        plane counts packets but not connections (nftables), none has \
+        forwarded a packet to it for 15 s; up to --timeout (5m).\n\n\
         Example:\n  lbdeploy drain rs01\n  lbdeploy drain rs01 --service \
         web --wait --timeout 10m\n\n\
         Exit codes: 0 drained on every director (and with --wait, no \

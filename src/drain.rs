@@ -38,8 +38,9 @@ pub struct DrainArgs {
     /// The real server.
     #[command(flatten)]
     pub which: Which,
-    /// Then wait until no director has an active connection to it (IPVS;
-    /// nftables counts none to wait for).
+    /// Then wait until no director has an active connection to it
+    /// (IPVS), or has forwarded a packet to it for 15 s (nftables, which
+    /// counts packets, not connections).
     #[arg(long)]
     pub wait: bool,
     /// With --wait: the longest wait.
@@ -98,7 +99,8 @@ pub fn target(
 }
 
 /// `lbdeploy drain`: every director asked at once, one line each; with
-/// `--wait`, then until no active connection is left.
+/// `--wait`, then until no active connection is left and no packet has
+/// been forwarded to it for 15 s (nftables).
 ///
 /// # Errors
 /// An inventory that does not load, or a HOST or service it does not
@@ -123,7 +125,7 @@ pub fn undrain(
 }
 
 /// Drain (`drain` true) or undrain on every director, then wait up to
-/// `wait` for the active connections to end.
+/// `wait` for its connections (IPVS) or packets (nftables) to end.
 fn run(
     global: &GlobalArgs,
     args: &Which,
@@ -185,50 +187,106 @@ fn run(
     let Some(timeout) = wait else { return Ok(ExitStatus::Ok) };
     let hosts = crate::status::askable(&prepared);
     let started = Instant::now();
+    let mut quiet = Quiet::default();
     loop {
         let views = rt.block_on(crate::status::ask_all(
             &hosts,
             &BTreeMap::new(),
             hosts.len(),
         ));
-        let active = active(&views, address, &services);
+        let left = left(&views, address, &services);
         let waited = humantime::format_duration(Duration::from_secs(
             started.elapsed().as_secs(),
         ));
-        match active {
-            None => {
-                println!(
-                    "nothing to wait for: nftables counts no connections \
-                     (established flows stay on the drained server, \
-                     pinned, until they end)"
-                );
-                return Ok(ExitStatus::Ok);
-            }
-            Some(0) => {
+        if left.connections.is_none() && left.packets.is_none() {
+            println!(
+                "nothing to wait for: no director counts its connections \
+                 or packets"
+            );
+            return Ok(ExitStatus::Ok);
+        }
+        let connections = left.connections.unwrap_or(0);
+        let silent = left.packets.map(|p| quiet.observe(p, Instant::now()));
+        match (connections, silent) {
+            (0, None) => {
                 println!("no active connection left ({waited})");
                 return Ok(ExitStatus::Ok);
             }
-            Some(n) if started.elapsed() >= timeout => {
-                println!("{n} active connection(s) left after {waited}");
+            (0, Some(s)) if s >= QUIET => {
+                println!(
+                    "no packet forwarded to it for {}: its flows have ended \
+                     ({waited})",
+                    humantime::format_duration(QUIET)
+                );
+                return Ok(ExitStatus::Ok);
+            }
+            (n, _) if started.elapsed() >= timeout => {
+                match n {
+                    0 => println!("still forwarded to after {waited}"),
+                    n => {
+                        println!("{n} active connection(s) left after {waited}")
+                    }
+                }
                 return Ok(ExitStatus::Partial);
             }
-            Some(_) => std::thread::sleep(WAIT_EVERY),
+            _ => std::thread::sleep(WAIT_EVERY),
         }
     }
 }
 
-/// The active connections every director reports to `address` in
-/// `services`; `None` when none counts connections. Pure.
-fn active(
-    views: &[HostView],
-    address: IpAddr,
-    services: &[String],
-) -> Option<u64> {
-    let counts = views.iter().flat_map(|h| &h.real_servers).filter_map(|rs| {
-        let ours = rs.address == address && services.contains(&rs.service);
-        ours.then_some(rs.traffic?.active_connections?)
-    });
-    counts.map(u64::from).reduce(|a, b| a + b)
+/// How long no director may have forwarded a packet to a drained real
+/// server before `--wait` takes its flows as ended, where the data plane
+/// counts packets but not connections (nftables, whose established flows
+/// stay pinned to the drained server): three of the agents' count
+/// refreshes (`agent::director::forward::RECHECK`).
+const QUIET: Duration = Duration::from_secs(15);
+
+/// What the directors still send a drained real server.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Left {
+    /// Active connections, summed over the directors that count them
+    /// (IPVS).
+    connections: Option<u64>,
+    /// Packets forwarded to it so far, summed over the directors that
+    /// count packets but not connections (nftables).
+    packets: Option<u64>,
+}
+
+/// What every director reports for `address` in `services`. Pure.
+fn left(views: &[HostView], address: IpAddr, services: &[String]) -> Left {
+    let mut left = Left::default();
+    let ours = views
+        .iter()
+        .flat_map(|h| &h.real_servers)
+        .filter(|rs| rs.address == address && services.contains(&rs.service));
+    for traffic in ours.filter_map(|rs| rs.traffic) {
+        match traffic.active_connections {
+            Some(n) => {
+                *left.connections.get_or_insert(0) += u64::from(n);
+            }
+            None => *left.packets.get_or_insert(0) += traffic.packets,
+        }
+    }
+    left
+}
+
+/// How long a packet count has stood still. Pure.
+#[derive(Debug, Default)]
+struct Quiet {
+    /// The count last seen, and since when it has been that.
+    last: Option<(u64, Instant)>,
+}
+
+impl Quiet {
+    /// The count is `packets` at `now`: how long it has not moved.
+    fn observe(&mut self, packets: u64, now: Instant) -> Duration {
+        let since = match self.last {
+            Some((p, since)) if p == packets => since,
+            _ => now,
+        };
+        self.last = Some((packets, since));
+        now.duration_since(since)
+    }
 }
 
 /// Run `program argv…` on one director: what it printed, or why not.
@@ -298,7 +356,7 @@ virtual_services:
     }
 
     #[test]
-    fn active_connections_are_summed_over_the_directors_that_count_them() {
+    fn connections_and_packets_are_summed_over_the_directors_that_count_them() {
         use crate::agent::dataplane::stats::Traffic;
         use crate::status::report::RealServerView;
         let r1: IpAddr = "10.0.0.21".parse().unwrap();
@@ -311,6 +369,7 @@ virtual_services:
                 weight: None,
                 reason: None,
                 traffic: Some(Traffic {
+                    packets: 7,
                     active_connections: active,
                     ..Traffic::default()
                 }),
@@ -320,12 +379,29 @@ virtual_services:
         };
         let web = ["web".to_owned()];
         let ipvs = [view("d1", Some(3), "web"), view("d2", Some(0), "web")];
-        assert_eq!(active(&ipvs, r1, &web), Some(3));
+        let counted = |connections, packets| Left { connections, packets };
+        assert_eq!(left(&ipvs, r1, &web), counted(Some(3), None));
         // Another service's connections are not this drain's.
         let other = [view("d1", Some(3), "api")];
-        assert_eq!(active(&other, r1, &web), None);
-        let nft = [view("d1", None, "web")];
-        assert_eq!(active(&nft, r1, &web), None, "nothing to wait for");
+        assert_eq!(left(&other, r1, &web), counted(None, None));
+        // nftables counts packets only: those are what --wait watches.
+        let nft = [view("d1", None, "web"), view("d2", None, "web")];
+        assert_eq!(left(&nft, r1, &web), counted(None, Some(14)));
+        let mixed = [view("d1", Some(2), "web"), view("d2", None, "web")];
+        assert_eq!(left(&mixed, r1, &web), counted(Some(2), Some(7)));
+    }
+
+    /// `--wait` on nftables: the flows have ended once the count stood
+    /// still for [`QUIET`]; any packet starts the wait again.
+    #[test]
+    fn a_packet_count_is_quiet_once_it_stands_still() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut q = Quiet::default();
+        assert_eq!(q.observe(10, at(0)), Duration::ZERO);
+        assert_eq!(q.observe(10, at(9)), Duration::from_secs(9));
+        assert_eq!(q.observe(11, at(10)), Duration::ZERO);
+        assert_eq!(q.observe(11, at(25)), QUIET);
     }
 
     #[test]

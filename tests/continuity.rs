@@ -3,11 +3,11 @@
 //! acknowledged through the director) opened while rs01 is down all run
 //! on rs02; rs01 coming back takes the buckets that are its own again,
 //! its weight raised takes more, and rs02 drained takes no new flow — yet
-//! every one of those
-//! connections goes on, on rs02, because the director pinned each flow to
-//! the real server it started on. Without the pins (tried by rendering
-//! the unpinned rule alone), all 40 broke: rs01's return resets those in
-//! its buckets, the drain the rest.
+//! every one of those connections goes on, on rs02, because the director
+//! pinned each flow to the real server it started on; `drain --wait`
+//! waits for them while they run and returns once they have closed.
+//! Without the pins (tried by rendering the unpinned rule alone), all 40
+//! broke: rs01's return resets those in its buckets, the drain the rest.
 
 use std::process::Child;
 use std::time::Duration;
@@ -162,11 +162,20 @@ fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_
     // agents reload).
     lab.rewrite_inventory(&inv.weight("rs01", 3));
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    lab.lbdeploy_exit(0, &["drain", "rs02"]);
+    // Drained, and waited for: the streams still go through rs02.
+    let out =
+        lab.lbdeploy_exit(3, &["drain", "rs02", "--wait", "--timeout", "3s"]);
+    assert!(out.contains("still forwarded to after"), "{out}");
     answered_by("rs01 alone for new flows, rs02 drained", &["rs01"]);
-    // A second of streaming after both events.
+    // A second of streaming after all three events.
     std::thread::sleep(Duration::from_secs(1));
     let report = streams.close();
+    // The streams closed: `--wait` sees rs02's count stand still for its
+    // quiet time (plus the agents' 5 s count refresh and a poll).
+    let started = std::time::Instant::now();
+    let out = lab.lbdeploy_exit(0, &["drain", "rs02", "--wait"]);
+    assert!(out.contains("no packet forwarded to it for 15s"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(15 + 5 + 5), "{out}");
 
     assert_eq!(report.len(), usize::from(STREAMS));
     let broken: Vec<&Value> = report

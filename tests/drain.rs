@@ -81,11 +81,11 @@ fn r19_a_drained_real_server_takes_no_flow_until_undrained() {
         plan.contains("Drained at runtime, not by the inventory"),
         "{plan}"
     );
-    // Again, waiting: nothing changes, and nftables has no connection
-    // to wait for.
+    // Again, waiting: nothing changes, and no director forwards rs01 a
+    // packet (nftables counts packets, not connections).
     let again = lab.lbdeploy_exit(0, &["drain", "rs01", "--wait"]);
     assert!(again.contains("already drained"), "{again}");
-    assert!(again.contains("nothing to wait for"), "{again}");
+    assert!(again.contains("no packet forwarded to it for 15s"), "{again}");
 
     // The master's agent restarted: still drained.
     lab.exec_ok(
