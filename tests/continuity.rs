@@ -2,8 +2,9 @@
 //! long-lived connections (a line every 50 ms from the real server, each
 //! acknowledged through the director) opened while rs01 is down all run
 //! on rs02; rs01 coming back takes the buckets that are its own again,
-//! its weight raised takes more, and rs02 drained takes no new flow — yet
-//! every one of those connections goes on, on rs02, because the director
+//! its weight raised takes more, rs02 drained takes no new flow, and a
+//! new service makes the directors load their tables whole — yet every
+//! one of those connections goes on, on rs02, because the director
 //! pinned each flow to the real server it started on; `drain --wait`
 //! waits for them while they run and returns once they have closed.
 //! Without the pins (tried by rendering the unpinned rule alone), all 40
@@ -160,22 +161,29 @@ fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_
     answered_by("rs01 back among new flows", &["rs01", "rs02"]);
     // rs01's weight 1 → 3: more buckets move to it (an apply, so the
     // agents reload).
-    lab.rewrite_inventory(&inv.weight("rs01", 3));
+    let inv = inv.weight("rs01", 3);
+    lab.rewrite_inventory(&inv);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     // Drained, and waited for: the streams still go through rs02.
     let out =
         lab.lbdeploy_exit(3, &["drain", "rs02", "--wait", "--timeout", "3s"]);
     assert!(out.contains("still forwarded to after"), "{out}");
+    // A new service, listed first: the table is loaded whole, over the
+    // installed one, every service in a new place.
+    let text = inv.to_string().replacen(
+        "virtual_services:\n",
+        &format!(
+            "virtual_services:\n  - {{ name: alt, vip: {vip}, port: 8080, \
+             scheduler: rr, real_servers: [{{ host: rs01, port: 8080 }}] }}\n"
+        ),
+        1,
+    );
+    lab.rewrite_inventory(&text);
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
     answered_by("rs01 alone for new flows, rs02 drained", &["rs01"]);
-    // A second of streaming after all three events.
+    // A second of streaming after all four events.
     std::thread::sleep(Duration::from_secs(1));
     let report = streams.close();
-    // The streams closed: `--wait` sees rs02's count stand still for its
-    // quiet time (plus the agents' 5 s count refresh and a poll).
-    let started = std::time::Instant::now();
-    let out = lab.lbdeploy_exit(0, &["drain", "rs02", "--wait"]);
-    assert!(out.contains("no packet forwarded to it for 15s"), "{out}");
-    assert!(started.elapsed() < Duration::from_secs(15 + 5 + 5), "{out}");
 
     assert_eq!(report.len(), usize::from(STREAMS));
     let broken: Vec<&Value> = report
@@ -191,4 +199,11 @@ fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_
         "{} of {STREAMS} long-lived connections broke: {broken:#?}",
         broken.len()
     );
+
+    // The streams closed: `--wait` sees rs02's count stand still for its
+    // quiet time (plus the agents' 5 s count refresh and a poll).
+    let started = std::time::Instant::now();
+    let out = lab.lbdeploy_exit(0, &["drain", "rs02", "--wait"]);
+    assert!(out.contains("no packet forwarded to it for 15s"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(15 + 5 + 5), "{out}");
 }

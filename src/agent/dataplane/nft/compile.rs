@@ -50,6 +50,10 @@ pub struct Compiled {
     pub services: Vec<Forwarded>,
     /// The instances whose services are forwarded now.
     pub forwarding: BTreeSet<String>,
+    /// The next incarnation number: numbers are unique in the whole
+    /// table, so that a pin taken over by a reload that moved services
+    /// around can name no other service's real server.
+    pub(crate) next: u32,
 }
 
 impl Compiled {
@@ -96,16 +100,17 @@ pub struct Forwarded {
     /// flows it had before — reset since by the server that took them —
     /// are not revived.
     incarnations: BTreeMap<Mac, u32>,
-    /// The next incarnation number of this service.
-    next: u32,
 }
 
 impl Forwarded {
     /// Decide every bucket of `service`, and number its live MACs:
     /// `previous`, the same service as installed, keeps the numbers of
-    /// those still live.
-    fn new(service: Service, previous: Option<&Forwarded>) -> Forwarded {
-        let mut next = previous.map_or(1, |p| p.next);
+    /// those still live; the others take new ones from `next`.
+    fn new(
+        service: Service,
+        previous: Option<&Forwarded>,
+        next: &mut u32,
+    ) -> Forwarded {
         let mut incarnations = BTreeMap::new();
         let live = service.backends.iter().map(|(_, m)| m).chain(&service.live);
         for &mac in live {
@@ -113,8 +118,8 @@ impl Forwarded {
             incarnations.entry(mac).or_insert_with(|| match known {
                 Some(&n) => n,
                 None => {
-                    let n = next;
-                    next = next.checked_add(1).unwrap_or(1);
+                    let n = *next;
+                    *next = next.checked_add(1).unwrap_or(1);
                     n
                 }
             });
@@ -133,7 +138,7 @@ impl Forwarded {
                 })
             })
             .collect();
-        Forwarded { service, macs, buckets, incarnations, next }
+        Forwarded { service, macs, buckets, incarnations }
     }
 
     /// The MAC of `bucket`, or `None` when the service has no real server.
@@ -158,22 +163,26 @@ impl Forwarded {
 /// Decide every service's buckets. A service identical to one in
 /// `previous` (same real servers, weights and MACs) keeps its buckets
 /// without computing them again, so a health change costs one service's
-/// table, not all of them.
+/// table, not all of them; a service of the same name keeps the
+/// incarnations of its real servers still live, wherever it now is.
 pub fn compile(rules: Ruleset, previous: Option<&Compiled>) -> Compiled {
     let known: HashMap<&Service, &Forwarded> = previous
         .map(|p| p.services.iter().map(|f| (&f.service, f)).collect())
         .unwrap_or_default();
+    let named: HashMap<&str, &Forwarded> = previous
+        .map(|p| {
+            p.services.iter().map(|f| (f.service.name.as_str(), f)).collect()
+        })
+        .unwrap_or_default();
+    let mut next = previous.map_or(1, |p| p.next);
     let services = rules
         .services
         .into_iter()
-        .enumerate()
-        .map(|(i, svc)| match known.get(&svc) {
+        .map(|svc| match known.get(&svc) {
             Some(f) => (*f).clone(),
             None => {
-                let same = previous
-                    .and_then(|p| p.services.get(i))
-                    .filter(|f| f.service.name == svc.name);
-                Forwarded::new(svc, same)
+                let same = named.get(svc.name.as_str()).copied();
+                Forwarded::new(svc, same, &mut next)
             }
         })
         .collect();
@@ -182,6 +191,7 @@ pub fn compile(rules: Ruleset, previous: Option<&Compiled>) -> Compiled {
         mac: rules.mac,
         services,
         forwarding: rules.forwarding,
+        next,
     }
 }
 
@@ -276,10 +286,38 @@ fn chain_name(k: usize) -> String {
 /// transaction (the `table` line makes the `delete` valid when there is no
 /// table yet).
 pub fn render(table: &Compiled) -> String {
-    let mut s = format!(
-        "table netdev {TABLE}\ndelete table netdev {TABLE}\n\
-         table netdev {TABLE} {{\n"
-    );
+    let mut s = format!("table netdev {TABLE}\ndelete table netdev {TABLE}\n");
+    write_table(&mut s, table);
+    s
+}
+
+/// The `nft -f` text that replaces `installed` by `desired` in one
+/// transaction, as [`render`] does, but keeps the pin maps and so every
+/// established flow's pin: what a change of the services (an apply that
+/// adds one) loads. It deletes exactly what `installed` declared; should
+/// the kernel's table differ (edited by hand), the transaction fails and
+/// the caller loads [`render`]'s.
+pub fn render_over(installed: &Compiled, desired: &Compiled) -> String {
+    let mut s = format!("table netdev {TABLE}\n");
+    let chains = (0..installed.instances().len()).map(chain_name);
+    for chain in std::iter::once("ingress".to_owned()).chain(chains) {
+        let _ = writeln!(s, "delete chain netdev {TABLE} {chain}");
+    }
+    for i in 0..installed.services.len() {
+        for map in [map_name(i), incarnation_map_name(i), mac_map_name(i)] {
+            let _ = writeln!(s, "delete map netdev {TABLE} {map}");
+        }
+        let _ =
+            writeln!(s, "delete set netdev {TABLE} {}", counter_set_name(i));
+    }
+    write_table(&mut s, desired);
+    s
+}
+
+/// The `table netdev lbdeploy { … }` block of `table`, pin maps included
+/// (declaring one that exists, as it is, keeps it and its elements).
+fn write_table(out: &mut String, table: &Compiled) {
+    let mut s = format!("table netdev {TABLE} {{\n");
     for (i, f) in table.services.iter().enumerate() {
         // `size` lets the kernel pick a fixed-size hash for the map instead
         // of one that grows (and rehashes) while four thousand elements
@@ -331,7 +369,7 @@ pub fn render(table: &Compiled) -> String {
         let _ = writeln!(s, "\t\tjump {chain}");
     }
     s += "\t}\n}\n";
-    s
+    out.push_str(&s);
 }
 
 /// The rules of service `i`, each matching its frames addressed to this

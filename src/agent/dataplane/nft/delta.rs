@@ -36,7 +36,8 @@ pub enum Delta {
         gate: bool,
     },
     /// No table yet, or other services (or their instances), interface or
-    /// MAC: the whole table.
+    /// MAC: the whole table — over the installed one, keeping its flow
+    /// pins ([`compile::render_over`]), when there is one.
     Whole(String),
 }
 
@@ -55,7 +56,7 @@ pub fn delta(installed: Option<&Compiled>, desired: &Compiled) -> Delta {
             .zip(&desired.services)
             .all(|(a, b)| a.same_rule(b));
     if !same_structure {
-        return Delta::Whole(compile::render(desired));
+        return Delta::Whole(compile::render_over(installed, desired));
     }
     let mut text = String::new();
     for (i, (old, new)) in
@@ -400,9 +401,55 @@ mod tests {
         ] {
             assert_eq!(
                 delta(Some(&one), &other),
-                Delta::Whole(compile::render(&other))
+                Delta::Whole(compile::render_over(&one, &other))
             );
         }
+        assert_eq!(delta(None, &one), Delta::Whole(compile::render(&one)));
+    }
+
+    /// Issue #20: a change of the services replaces everything of the
+    /// installed table but its pin maps, and a service that moved keeps
+    /// the incarnations of its live real servers; numbers are never given
+    /// twice in one table.
+    #[test]
+    fn r20_a_new_service_list_keeps_the_pins_and_the_incarnations() {
+        let one = table(vec![service(80, &[1, 1])]);
+        let rules = Ruleset {
+            interface: "eth0".into(),
+            mac: mac(0xaa),
+            services: vec![service(81, &[1]), service(80, &[1, 1])],
+            forwarding: ["VI_1".to_owned()].into(),
+        };
+        let two = compile::compile(rules, Some(&one));
+        assert_eq!(
+            two.services[1].incarnations(),
+            one.services[0].incarnations(),
+            "service s80 kept its numbers at its new place"
+        );
+        let numbers: Vec<u32> = two
+            .services
+            .iter()
+            .flat_map(|f| f.incarnations().values().copied())
+            .collect();
+        assert_eq!(numbers, [3, 1, 2], "the new service's are new");
+        let Delta::Whole(text) = delta(Some(&one), &two) else {
+            panic!("a whole table")
+        };
+        let deleted: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("delete ")).collect();
+        assert_eq!(
+            deleted,
+            [
+                "delete chain netdev lbdeploy ingress",
+                "delete chain netdev lbdeploy vi0",
+                "delete map netdev lbdeploy s0",
+                "delete map netdev lbdeploy m0",
+                "delete map netdev lbdeploy k0",
+                "delete set netdev lbdeploy c0",
+            ]
+        );
+        assert!(text.starts_with("table netdev lbdeploy\ndelete chain"));
+        assert!(text.contains("\tmap tcp4 {") && text.contains("\tmap s1 {"));
     }
 
     #[test]

@@ -71,7 +71,12 @@ impl Installer {
                 }
             }
             Delta::Whole(text) => {
-                self.load_whole(&text).await?;
+                if let Err(e) = self.load_whole(&text).await {
+                    // Over a table that is not the one installed: anew,
+                    // its pins lost.
+                    tracing::warn!("data plane: {e:#}; loading the table anew");
+                    self.load_whole(&compile::render(&desired)).await?;
+                }
                 Applied::Whole
             }
         };
