@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lbdeploy::agent::check::health::{Timing, down_within, up_within};
 use lbdeploy::agent::dataplane::buckets::BUCKETS;
-use lbdeploy::agent::dataplane::nft::verify::map_elements;
+use lbdeploy::agent::dataplane::nft::verify::{map_elements, pairs};
 use lbdeploy::agent::vrrp::fsm::master_down_interval;
 use lbdeploy::agent::vrrp::packet::Version;
 use lbdeploy::lab::demo::kill_here;
@@ -347,6 +347,21 @@ fn a_table_removed_by_hand_is_put_back() {
     lab.exec_ok("keepalived01", "nft delete element netdev lbdeploy s0 { 0 }");
     let took = within(bound, "the map refilled", || map() == whole);
     eprintln!("map refilled after {took:?}");
+    // So is an incarnation map (flows are pinned through it).
+    let incarnations = || {
+        let json =
+            lab.exec_ok("keepalived01", "nft -j list map netdev lbdeploy m0");
+        pairs(&json).unwrap()
+    };
+    let live = incarnations();
+    assert_eq!(live.len(), 2, "{live:?}");
+    lab.exec_ok(
+        "keepalived01",
+        &format!("nft delete element netdev lbdeploy m0 {{ {} }}", live[0].0),
+    );
+    let took =
+        within(bound, "the incarnations put back", || incarnations() == live);
+    eprintln!("incarnations put back after {took:?}");
 }
 
 /// Issue #7: removing one of three real servers moves at most its own

@@ -147,6 +147,31 @@ fn write_incarnation_changes(
     );
 }
 
+/// The transaction that puts the incarnation maps of service `i` of
+/// `desired` (`m{i}`, `k{i}`) back whole: for maps found edited by hand.
+pub(crate) fn refill_incarnations(desired: &Compiled, i: usize) -> String {
+    let live = desired.services[i].incarnations();
+    let (m, k) = (incarnation_map_name(i), mac_map_name(i));
+    let mut out =
+        format!("flush map netdev {TABLE} {m}\nflush map netdev {TABLE} {k}\n");
+    if !live.is_empty() {
+        let items = |f: &dyn Fn(&Mac, &u32) -> String| -> String {
+            live.iter().map(|(mac, n)| f(mac, n)).collect::<Vec<_>>().join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "add element netdev {TABLE} {m} {{ {} }}",
+            items(&|mac, n| format!("{n} : {mac}"))
+        );
+        let _ = writeln!(
+            out,
+            "add element netdev {TABLE} {k} {{ {} }}",
+            items(&|mac, n| format!("{mac} : {n}"))
+        );
+    }
+    out
+}
+
 /// The transaction that puts map `i` of `desired` back whole, whatever
 /// its elements are now: for a map found edited by hand.
 pub(crate) fn refill(desired: &Compiled, i: usize) -> String {

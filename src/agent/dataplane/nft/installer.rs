@@ -5,7 +5,9 @@
 
 use anyhow::anyhow;
 
-use super::compile::{self, Compiled, map_name};
+use super::compile::{
+    self, Compiled, incarnation_map_name, mac_map_name, map_name,
+};
 use super::delta::{self, Delta};
 use super::verify::{self, Watch};
 use super::{TABLE, generation};
@@ -119,6 +121,25 @@ impl Installer {
                     "data plane: map {map} was edited by hand; refilling it"
                 );
                 refill += &delta::refill(table, i);
+            }
+            let mut listed = Vec::new();
+            for name in [incarnation_map_name(i), mac_map_name(i)] {
+                let json = nftables::query(&[
+                    "-j", "list", "map", "netdev", TABLE, &name,
+                ])
+                .await?;
+                listed.push(verify::pairs(&json).map_err(|e| anyhow!(e))?);
+            }
+            if !verify::incarnations_match(
+                &table.services[i],
+                &listed[0],
+                &listed[1],
+            ) {
+                tracing::warn!(
+                    "data plane: the incarnation maps of {map} were edited \
+                     by hand; refilling them"
+                );
+                refill += &delta::refill_incarnations(table, i);
             }
         }
         if !refill.is_empty() {

@@ -12,24 +12,27 @@
 //!    elements out) is compared with what it was after lbdeploy loaded
 //!    it. Any difference — table deleted, rule or map removed or edited —
 //!    and the whole table is loaded again, within the same check.
-//! 3. The structure is intact: the elements are compared map by map,
-//!    `SWEEP_MAPS` maps per check, by a sweep that [`Watch`] keeps track
-//!    of; a map found edited is refilled. The table is trusted again once
+//! 3. The structure is intact: the elements are compared service by
+//!    service — its bucket map and its two incarnation maps, whose
+//!    elements the packet path's pins rely on — `SWEEP_MAPS` services per
+//!    check, by a sweep that [`Watch`] keeps track of; a map found edited
+//!    is refilled. The pin maps are the packet path's own and never
+//!    compared. The table is trusted again once
 //!    a whole sweep has passed without anyone else committing anything.
 //!
 //! So a table changed by hand is repaired within one check when its
 //! structure changed, and within `services / SWEEP_MAPS` checks when only
 //! elements were edited.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use super::compile::Forwarded;
 use super::{Mac, TABLE};
 use crate::agent::dataplane::buckets::BUCKETS;
 
-/// Maps whose elements one check compares (one `nft` process each, some
-/// 40 ms for 4,093 elements).
+/// Services whose maps one check compares (three `nft` processes each,
+/// some 40 ms for the 4,093 buckets and a few for the incarnations).
 pub(crate) const SWEEP_MAPS: usize = 8;
 
 /// What is known of the kernel's table between checks.
@@ -169,6 +172,58 @@ pub fn map_elements(json: &str) -> Result<BTreeMap<String, Elements>, String> {
     Ok(maps)
 }
 
+/// The elements of a map of any key and value types in a JSON listing of
+/// that one map, each key and value as its JSON text (`1`,
+/// `"02:00:00:00:00:01"`), in the listing's order.
+///
+/// # Errors
+/// Text that is not such a listing.
+pub fn pairs(json: &str) -> Result<Vec<(String, String)>, String> {
+    let bad = |what: &str| format!("unexpected `nft -j` listing: {what}");
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+    let items = v["nftables"].as_array().ok_or_else(|| bad("no `nftables`"))?;
+    let map =
+        items.iter().find_map(|i| i.get("map")).ok_or_else(|| bad("no map"))?;
+    let elements = map.get("elem").and_then(|e| e.as_array());
+    elements
+        .into_iter()
+        .flatten()
+        .map(|e| match e.as_array().map(Vec::as_slice) {
+            Some([k, v]) => Ok((k.to_string(), v.to_string())),
+            _ => Err(bad("an element")),
+        })
+        .collect()
+}
+
+/// Whether the kernel's elements of `f`'s incarnation maps, `m` (number
+/// → MAC) and `k` (MAC → number) as [`pairs`] reads them, are exactly
+/// its live incarnations.
+pub fn incarnations_match(
+    f: &Forwarded,
+    m: &[(String, String)],
+    k: &[(String, String)],
+) -> bool {
+    let quoted = |mac: &Mac| format!("\"{mac}\"");
+    let want_m: BTreeSet<(String, String)> = f
+        .incarnations()
+        .iter()
+        .map(|(mac, n)| (n.to_string(), quoted(mac)))
+        .collect();
+    let want_k: BTreeSet<(String, String)> = f
+        .incarnations()
+        .iter()
+        .map(|(mac, n)| (quoted(mac), n.to_string()))
+        .collect();
+    let set = |p: &[(String, String)]| -> BTreeSet<(String, String)> {
+        p.iter().cloned().collect()
+    };
+    m.len() == want_m.len()
+        && k.len() == want_k.len()
+        && set(m) == want_m
+        && set(k) == want_k
+}
+
 /// Whether the kernel's `elements` of a map are exactly the buckets of
 /// `f`.
 pub fn elements_match(f: &Forwarded, elements: &Elements) -> bool {
@@ -182,6 +237,47 @@ mod tests {
     use super::*;
     use crate::agent::dataplane::buckets::Backend;
     use crate::agent::dataplane::nft::{Proto, Ruleset, Service, compile};
+
+    /// Issue #20: the incarnation maps as `nft -j` lists them match the
+    /// service's live incarnations, and nothing else does.
+    #[test]
+    fn incarnation_maps_are_compared_both_ways() {
+        let rules = Ruleset {
+            interface: "eth0".into(),
+            mac: Mac([2, 0, 0, 0, 0, 0xaa]),
+            services: vec![Service {
+                name: "web".into(),
+                vip: "10.0.0.200".parse().unwrap(),
+                port: 80,
+                proto: Proto::Tcp,
+                persistent: false,
+                backends: vec![(
+                    Backend { key: "10.0.0.21:80".into(), weight: 1 },
+                    Mac([2, 0, 0, 0, 0, 1]),
+                )],
+                live: Vec::new(),
+                pin_for: 900,
+                instance: "VI_1".into(),
+            }],
+            forwarding: Default::default(),
+        };
+        let table = compile(rules, None);
+        let listing = |name: &str, elem: &str| {
+            format!(
+                r#"{{"nftables": [{{"metainfo": {{}}}}, {{"map": {{"name": "{name}", "elem": {elem}}}}}]}}"#
+            )
+        };
+        let m = pairs(&listing("m0", r#"[[1, "02:00:00:00:00:01"]]"#)).unwrap();
+        let k = pairs(&listing("k0", r#"[["02:00:00:00:00:01", 1]]"#)).unwrap();
+        assert!(incarnations_match(&table.services[0], &m, &k));
+        let other =
+            pairs(&listing("m0", r#"[[1, "02:00:00:00:00:09"]]"#)).unwrap();
+        assert!(!incarnations_match(&table.services[0], &other, &k));
+        let none = pairs(&listing("k0", "[]")).unwrap();
+        assert!(!incarnations_match(&table.services[0], &m, &none));
+        assert!(pairs(&listing("m0", "[[1]]")).is_err());
+        assert!(pairs("{}").is_err());
+    }
 
     #[test]
     fn a_quiet_generation_after_our_own_transactions_is_trusted() {
