@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use lbdeploy::agent::vrrp::fsm::master_down_interval;
@@ -61,10 +62,15 @@ pub fn skip(name: &str) {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
-    /// A fresh, empty directory named after the test.
+    /// A fresh, empty directory named after the test. A counter makes
+    /// each one unique: two tests running at once under the same name (two
+    /// supervised directors, say) would otherwise share one directory and
+    /// one agent socket.
     pub fn new(name: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir()
-            .join(format!("lbdeploy-test-{name}-{}", std::process::id()));
+            .join(format!("lbdeploy-test-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("creating a temp dir");
         Self(dir)
