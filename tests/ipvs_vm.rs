@@ -27,6 +27,10 @@
 //! (`agent start`, as on a host without systemd), `kill -9` of the agent:
 //! within 1 s the VIP is gone, then its IPVS services, both before the
 //! supervisor restarts it, and traffic through the VIP works again.
+//! Then continuity across a failover (issue #20): a second director in
+//! namespace d2 (tests/vm/scenario/five.yml beside four.yml), both with
+//! `mh` on port 8080; a stream from the client through the first goes on
+//! through d2 after the first stops, to the same real server.
 //!
 //! Needs root (apt-get download, and the static binary's build) and qemu;
 //! skips with a message without them. The kernel package is cached under
@@ -338,6 +342,7 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
     assert_eq!(answers(get("agent.up.traffic")), split, "rs1 back\n{log}");
     drained(get);
     failsafe(get);
+    continuity(get);
 }
 
 /// What the agent's status says IPVS counted of each real server (issue
@@ -462,4 +467,63 @@ fn failsafe<'a>(get: &impl Fn(&str) -> &'a str) {
     assert!(back < 15.0, "the agent did not come back:\n{log}");
     let split = BTreeMap::from([("rs1".to_owned(), 5), ("rs2".to_owned(), 5)]);
     assert_eq!(answers(get("failsafe.back.traffic")), split, "back\n{log}");
+}
+
+/// Continuity across a failover (issue #20): a stream that began through
+/// d1 goes on through d2, which never saw its SYN: both schedule with
+/// `mh`, so d2 picks the same real server, and with `sloppy_tcp` (set by
+/// each agent) IPVS schedules the stream's next packet, an ACK. Without
+/// it d2's own stack, which holds the VIP, answers that ACK with a reset;
+/// without any forwarding the real server stalls after its congestion
+/// window (ten segments), so more than 20 lines in 2 s is the proof.
+fn continuity<'a>(get: &impl Fn(&str) -> &'a str) {
+    let log = get("continuity.log");
+    assert!(waited(get("continuity.master")) < 10.0, "no VIP on d1:\n{log}");
+    // rs1, then rs2 in d1's table (its health checks passed).
+    let checked = get("continuity.checked");
+    assert!(checked.lines().all(|l| waited(l).is_finite()), "{log}");
+    assert_eq!(
+        get("continuity.sloppy").split_whitespace().collect::<Vec<_>>(),
+        ["1", "1"],
+        "sloppy_tcp on d1 and d2:\n{log}"
+    );
+    assert!(waited(get("continuity.streaming")).is_finite(), "{log}");
+    // d1 resigns with priority 0: d2 is master after its skew time (under
+    // 0.1 s at these adverts), well inside the wait.
+    let takeover = waited(get("continuity.takeover"));
+    assert!(takeover < 5.0, "d2 did not take the VIP:\n{log}");
+    let counts: Vec<u32> = get("continuity.after")
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [before, after] = counts[..] else {
+        panic!("continuity.after: {}", get("continuity.after"))
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "ipvs_vm: continuity: d2 took the VIP after {takeover} s; the \
+         stream had {before} lines, 2 s later {after}"
+    );
+    assert!(
+        after >= before + 20,
+        "the stream stalled after the failover ({before} -> {after} \
+         lines):\n{}\n{log}",
+        get("continuity.d2conns")
+    );
+    let later: u32 = get("continuity.later").trim().parse().unwrap_or(0);
+    assert!(later > after, "the stream ended after {after} lines:\n{log}");
+    // One real server from the first line to the last.
+    assert_eq!(
+        get("continuity.servers").lines().count(),
+        1,
+        "the stream changed real server:\n{}",
+        get("continuity.servers")
+    );
+    let conns = get("continuity.d2conns");
+    assert!(
+        conns.lines().any(|l| {
+            l.contains("ESTABLISHED") && l.contains("10.0.5.100:8080")
+        }),
+        "d2 forwards no established connection:\n{conns}"
+    );
 }

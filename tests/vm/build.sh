@@ -23,8 +23,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 # default, for the service added by hand). crc32c_generic is a soft
 # dependency of libcrc32c (it asks the crypto API for "crc32c" at load
 # time), so it is named here rather than found in `depends=`.
+# ip_vs_mh: the continuity part (both directors pick alike).
 # veth and bridge: the traffic part puts network namespaces on a bridge.
-wanted="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_wlc veth bridge"
+wanted="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_wlc ip_vs_mh veth bridge"
 
 kernel_pkg() {
   apt-cache depends linux-image-amd64 2>/dev/null \

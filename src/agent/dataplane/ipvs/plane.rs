@@ -20,6 +20,36 @@ pub(crate) struct Plane {
     counted: Counted,
 }
 
+/// `net.ipv4.vs.sloppy_tcp`, this network namespace's.
+const SLOPPY_TCP: &str = "/proc/sys/net/ipv4/vs/sloppy_tcp";
+
+/// Turn on `net.ipv4.vs.sloppy_tcp` if it is off: IPVS then schedules
+/// any packet of a TCP connection it has no entry for, not only a SYN. A
+/// hashing scheduler (`mh`, `sh`, `dh`) picks the same real server on
+/// every director, so a new master forwards the connections the old one
+/// had to where they were (Seesaw's answer to failover without a sync
+/// daemon; `tests/ipvs_vm.rs`). Read at every sync (one small file), so
+/// a setting turned off by hand comes back; left on when the agent stops,
+/// as keepalived leaves IPVS's settings.
+///
+/// # Errors
+/// When the setting cannot be read or written (no right to): the sync
+/// fails, so the status shows the director degraded, though the table
+/// it made forwards new connections.
+fn sloppy_tcp() -> anyhow::Result<()> {
+    let now = std::fs::read_to_string(SLOPPY_TCP)
+        .map_err(|e| anyhow::anyhow!("reading {SLOPPY_TCP}: {e}"))?;
+    if now.trim() != "1" {
+        std::fs::write(SLOPPY_TCP, "1\n")
+            .map_err(|e| anyhow::anyhow!("writing {SLOPPY_TCP}: {e}"))?;
+        tracing::info!(
+            "ipvs: net.ipv4.vs.sloppy_tcp set to 1: a new master keeps the \
+             connections of hashing schedulers on their real servers"
+        );
+    }
+    Ok(())
+}
+
 impl Plane {
     /// Whether the kernel has IPVS: `dataplane: auto`'s test.
     ///
@@ -45,6 +75,8 @@ impl Dataplane for Plane {
             |svc, rs| (d.up)(svc, rs.address),
             |svc| (d.has_quorum)(svc),
         );
+        let hashing =
+            d.config.virtual_services.iter().any(|s| s.scheduler.is_hashing());
         Box::pin(async move {
             let (plan, counted) = tokio::task::spawn_blocking(move || {
                 let mut conn = Ipvs::connect()?;
@@ -59,7 +91,9 @@ impl Dataplane for Plane {
             for f in &plan.foreign {
                 tracing::info!("ipvs: left alone (not lbdeploy's): {f}");
             }
-            Ok(())
+            // After the table: its netlink family loaded `ip_vs`, which
+            // makes the setting's file.
+            if hashing { sloppy_tcp() } else { Ok(()) }
         })
     }
 
