@@ -5,7 +5,8 @@
 //! [`Installer`]: load the whole table (as a backup does at start), then
 //! the reconciles that follow becoming master, a real server going down,
 //! coming back, and a weight change, and the periodic tamper check when
-//! nothing changed and when something did.
+//! nothing changed and when something did; and the kernel memory the
+//! whole table takes.
 //!
 //! ```sh
 //! cargo run --release --example dataplane_cost -- 1000 10 --install
@@ -15,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use lbdeploy::agent::dataplane::buckets::Backend;
+use lbdeploy::agent::dataplane::buckets::{self, Backend};
 use lbdeploy::agent::dataplane::nft::installer::Applied;
 use lbdeploy::agent::dataplane::nft::verify::{elements_match, map_elements};
 use lbdeploy::agent::dataplane::nft::{
@@ -40,6 +41,7 @@ fn ruleset(services: usize, per: usize, change: Change) -> Ruleset {
         port: 80,
         proto: Proto::Tcp,
         persistent: false,
+        buckets: buckets::count(per),
         instance: "VI_1".into(),
         live: Vec::new(),
         pin_for: 900,
@@ -140,6 +142,7 @@ async fn install(services: usize, per: usize) -> anyhow::Result<()> {
             Applied::Changes,
         ),
     ];
+    let memory_before = settled_kernel_memory()?;
     for (what, change, expected) in steps {
         let start = Instant::now();
         let desired =
@@ -151,6 +154,14 @@ async fn install(services: usize, per: usize) -> anyhow::Result<()> {
         println!(
             "{what}: {took:?} wall ({computed:?} to compute, the rest nft) — {applied:?}"
         );
+        if expected == Applied::Whole {
+            let grew = settled_kernel_memory()?.saturating_sub(memory_before);
+            println!(
+                "kernel memory of the table: {} MB (slab, vmalloc and per-cpu \
+                 of the whole machine, before and after the load)",
+                grew / 1_000_000
+            );
+        }
     }
     let table = installer.installed().context("installed")?.clone();
     ensure!(map_matches(&table, mid)?, "map s{mid} is not the desired one");
@@ -178,6 +189,38 @@ async fn install(services: usize, per: usize) -> anyhow::Result<()> {
         "an element deleted by hand in map s{mid}: refilled by check {checks} ({took:?} of checking)"
     );
     Ok(())
+}
+
+/// [`kernel_memory`] once it stops moving (two readings a second apart
+/// within 2 MB, for at most 20 s): the kernel frees a deleted namespace's
+/// tables, an earlier run's, some time after.
+fn settled_kernel_memory() -> anyhow::Result<u64> {
+    let mut last = kernel_memory()?;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = kernel_memory()?;
+        if now.abs_diff(last) < 2_000_000 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
+/// The kernel memory that nftables' maps and rules take, in bytes, as
+/// `/proc/meminfo` counts it for the whole machine: slab (map elements),
+/// vmalloc (hash tables) and per-cpu (counters).
+fn kernel_memory() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    let kb = |name: &str| -> anyhow::Result<u64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /proc/meminfo"))?;
+        let n = line.split_whitespace().nth(1).context("no number")?;
+        Ok(n.parse::<u64>()? * 1024)
+    };
+    Ok(kb("Slab:")? + kb("VmallocUsed:")? + kb("Percpu:")?)
 }
 
 /// Whether the kernel's map `s{i}` holds exactly the buckets of `table`.

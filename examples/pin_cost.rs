@@ -6,7 +6,7 @@
 //! cargo run --release --example pin_cost -- IFACE DIRECTOR_MAC
 //! ```
 
-use lbdeploy::agent::dataplane::buckets::Backend;
+use lbdeploy::agent::dataplane::buckets::{self, Backend};
 use lbdeploy::agent::dataplane::nft::{
     Mac, Proto, Ruleset, Service, compile, render,
 };
@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
             port: 80,
             proto: Proto::Tcp,
             persistent: false,
+            buckets: buckets::count(2),
             backends: vec![server(1), server(2)],
             live: Vec::new(),
             pin_for: 900,

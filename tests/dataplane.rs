@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use lbdeploy::agent::dataplane::buckets::{BUCKETS, Backend};
+use lbdeploy::agent::dataplane::buckets::{self, Backend};
 use lbdeploy::agent::dataplane::nft::delta::{Delta, delta};
 use lbdeploy::agent::dataplane::nft::verify::{
     Elements, elements_match, map_elements,
@@ -51,7 +51,7 @@ fn install(
     weights: [u32; 2],
     persistent: bool,
 ) {
-    let backends = [("rs01", 21), ("rs02", 22)]
+    let backends: Vec<_> = [("rs01", 21), ("rs02", 22)]
         .into_iter()
         .zip(weights)
         .map(|((host, rip), weight)| {
@@ -68,6 +68,7 @@ fn install(
             port: 80,
             proto: Proto::Tcp,
             persistent,
+            buckets: buckets::count(backends.len()),
             backends,
             live: Vec::new(),
             pin_for: 900,
@@ -228,6 +229,7 @@ fn many(services: usize, down: &[(usize, usize)]) -> Ruleset {
                 port: 80,
                 proto: Proto::Tcp,
                 persistent: false,
+                buckets: buckets::count(10),
                 live: Vec::new(),
                 pin_for: 900,
                 instance: "VI_1".into(),
@@ -296,6 +298,10 @@ fn nft_incremental_changes_leave_exactly_the_desired_elements() {
     )));
     assert!(!ns.nft_f(&dir, &text), "a change of edited elements is refused");
     let maps = ns.maps();
-    assert_eq!(maps["s20"].len(), BUCKETS - 1, "nothing of it was applied");
+    assert_eq!(
+        maps["s20"].len(),
+        buckets::count(10) - 1,
+        "nothing of it was applied"
+    );
     assert!(elements_match(&installed.services[21], &maps["s21"]));
 }

@@ -36,7 +36,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use super::{Mac, Proto, Ruleset, Service, TABLE};
-use crate::agent::dataplane::buckets::{self, BUCKETS, Backend};
+use crate::agent::dataplane::buckets::{self, Backend};
 
 /// A ruleset with every service's bucket table computed: what is, or is
 /// to be, in the kernel.
@@ -90,7 +90,7 @@ pub struct Forwarded {
     pub service: Service,
     /// The distinct MACs the buckets point at.
     macs: Vec<Mac>,
-    /// Each bucket's index into `macs`: [`BUCKETS`] entries, or none when
+    /// Each bucket's index into `macs`: `service.buckets` entries, or none when
     /// no real server has a weight. A palette keeps 1,000 services' tables
     /// at 8 MB rather than 24.
     buckets: Vec<u16>,
@@ -128,12 +128,12 @@ impl Forwarded {
             service.backends.iter().map(|(b, _)| b.clone()).collect();
         let mut macs = Vec::new();
         let mut slot: Vec<Option<u16>> = vec![None; keys.len()];
-        let buckets = buckets::table(&keys)
+        let buckets = buckets::table(&keys, service.buckets)
             .into_iter()
             .map(|backend| {
                 *slot[backend].get_or_insert_with(|| {
                     macs.push(service.backends[backend].1);
-                    // At most one new MAC per bucket: fewer than BUCKETS.
+                    // At most one new MAC per bucket: fewer than MAX_BUCKETS.
                     (macs.len() - 1) as u16
                 })
             })
@@ -155,8 +155,23 @@ impl Forwarded {
     /// but the real servers.
     pub(crate) fn same_rule(&self, other: &Forwarded) -> bool {
         let (a, b) = (&self.service, &other.service);
-        (a.vip, a.port, a.proto, a.persistent, a.pin_for, &a.instance)
-            == (b.vip, b.port, b.proto, b.persistent, b.pin_for, &b.instance)
+        (
+            a.vip,
+            a.port,
+            a.proto,
+            a.persistent,
+            a.buckets,
+            a.pin_for,
+            &a.instance,
+        ) == (
+            b.vip,
+            b.port,
+            b.proto,
+            b.persistent,
+            b.buckets,
+            b.pin_for,
+            &b.instance,
+        )
     }
 }
 
@@ -324,12 +339,13 @@ fn write_table(out: &mut String, table: &Compiled) {
         // arrive.
         let _ = write!(
             s,
-            "\tmap {} {{\n\t\ttype mark : ether_addr\n\t\tsize {BUCKETS}\n",
-            map_name(i)
+            "\tmap {} {{\n\t\ttype mark : ether_addr\n\t\tsize {}\n",
+            map_name(i),
+            f.service.buckets
         );
         if !f.buckets.is_empty() {
             s += "\t\telements = { ";
-            write_elements(&mut s, f, 0..BUCKETS);
+            write_elements(&mut s, f, 0..f.service.buckets);
             s += " }\n";
         }
         s += "\t}\n";
@@ -400,9 +416,10 @@ fn rule(table: &Compiled, i: usize) -> String {
         port = svc.port,
     );
     let hash = format!(
-        "meta mark set jhash {flow} mod {BUCKETS} seed 0x0 \
+        "meta mark set jhash {flow} mod {buckets} seed 0x0 \
          ether daddr set meta mark map @{}",
-        map_name(i)
+        map_name(i),
+        buckets = svc.buckets,
     );
     let send = format!(
         "ether saddr set {mac} update @{counted} {{ ether daddr }} \
@@ -476,6 +493,9 @@ pub(crate) fn write_elements(
 mod tests {
     use super::*;
 
+    /// The buckets of a service of two real servers.
+    const BUCKETS: usize = 127;
+
     fn mac(last: u8) -> Mac {
         Mac([2, 0, 0, 0, 0, last])
     }
@@ -490,6 +510,7 @@ mod tests {
                 port: 80,
                 proto: Proto::Tcp,
                 persistent,
+                buckets: BUCKETS,
                 backends: vec![
                     (Backend { key: "10.0.0.21:80".into(), weight: 1 }, mac(1)),
                     (Backend { key: "10.0.0.22:80".into(), weight: 1 }, mac(2)),
@@ -511,6 +532,7 @@ mod tests {
                 .iter()
                 .map(|(b, _)| b.clone())
                 .collect::<Vec<_>>(),
+            BUCKETS,
         );
         let c = compile(r.clone(), None);
         for (b, &backend) in table.iter().enumerate() {
@@ -529,14 +551,14 @@ mod tests {
             "table netdev lbdeploy\ndelete table netdev lbdeploy\n"
         ));
         assert!(text.contains(
-            "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 4093\n"
+            "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 127\n"
         ));
         assert!(text.contains("elements = { 0 : 02:00:00:00:00:0"));
         // Every bucket, and the two incarnations of map m0.
         assert_eq!(text.matches(" : 02:00:00:00:00:0").count(), BUCKETS + 2);
         assert!(text.contains(
             "\t\tmeta pkttype host ip daddr 10.0.0.200 tcp dport 80 meta mark \
-             set jhash ip saddr . tcp sport mod 4093 seed 0x0 ether daddr set \
+             set jhash ip saddr . tcp sport mod 127 seed 0x0 ether daddr set \
              meta mark map @s0 ether saddr set 02:00:00:00:00:aa update @c0 { \
              ether daddr } fwd to \"eth0\"\n\t}\n"
         ));
@@ -574,7 +596,7 @@ mod tests {
     #[test]
     fn persistence_hashes_the_client_address_only() {
         let text = render(&compile(rules(true), None));
-        assert!(text.contains("jhash ip saddr mod 4093"));
+        assert!(text.contains("jhash ip saddr mod 127"));
     }
 
     #[test]
@@ -585,7 +607,7 @@ mod tests {
         }
         let text = render(&compile(r, None));
         assert!(text.contains(
-            "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 4093\n\t}\n"
+            "\tmap s0 {\n\t\ttype mark : ether_addr\n\t\tsize 127\n\t}\n"
         ));
         assert!(text.contains("daddr 10.0.0.200"));
         // Weight 0 takes no new flow, but keeps the flows pinned to it.

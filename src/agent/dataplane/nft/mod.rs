@@ -114,6 +114,12 @@ pub struct Service {
     /// Whether all flows of one client go to one real server (the hash
     /// covers the client address only).
     pub persistent: bool,
+    /// How many buckets its flows hash into: [`buckets::count`] of its
+    /// configured real servers, up or not, so that health never changes
+    /// the hash.
+    ///
+    /// [`buckets::count`]: crate::agent::dataplane::buckets::count
+    pub buckets: usize,
     /// The real servers: their MAC and weight, keyed by `address:port`.
     pub backends: Vec<(Backend, Mac)>,
     /// The MACs an established flow may stay with: every real server

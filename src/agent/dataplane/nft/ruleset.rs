@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{Mac, Proto, Ruleset, Service};
 use crate::agent::dataplane::backend::{instance_of, sorry_takes_over};
-use crate::agent::dataplane::buckets::Backend;
+use crate::agent::dataplane::buckets::{self, Backend};
 use crate::inventory::Protocol;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 
@@ -106,6 +106,7 @@ pub fn ruleset(
             },
             persistent: svc.persistence_timeout.is_some()
                 || svc.scheduler.is_hashing(),
+            buckets: buckets::count(svc.real_servers.len()),
             backends,
             live,
             // At least a second: `timeout 0s` would be no timeout.

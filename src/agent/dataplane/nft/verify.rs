@@ -29,7 +29,6 @@ use std::ops::Range;
 
 use super::compile::Forwarded;
 use super::{Mac, TABLE};
-use crate::agent::dataplane::buckets::BUCKETS;
 
 /// Services whose maps one check compares (three `nft` processes each,
 /// some 40 ms for the 4,093 buckets and a few for the incarnations).
@@ -227,7 +226,7 @@ pub fn incarnations_match(
 /// Whether the kernel's `elements` of a map are exactly the buckets of
 /// `f`.
 pub fn elements_match(f: &Forwarded, elements: &Elements) -> bool {
-    let expected = if f.mac(0).is_some() { BUCKETS } else { 0 };
+    let expected = if f.mac(0).is_some() { f.service.buckets } else { 0 };
     elements.len() == expected
         && elements.iter().all(|(&b, &mac)| f.mac(b) == Some(mac))
 }
@@ -235,13 +234,13 @@ pub fn elements_match(f: &Forwarded, elements: &Elements) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::dataplane::buckets::Backend;
-    use crate::agent::dataplane::nft::{Proto, Ruleset, Service, compile};
+    use crate::agent::dataplane::buckets::{self, Backend};
+    use crate::agent::dataplane::nft::{
+        Compiled, Proto, Ruleset, Service, compile,
+    };
 
-    /// Issue #20: the incarnation maps as `nft -j` lists them match the
-    /// service's live incarnations, and nothing else does.
-    #[test]
-    fn incarnation_maps_are_compared_both_ways() {
+    /// The table of one service with one real server, 02:00:00:00:00:01.
+    fn one_server() -> Compiled {
         let rules = Ruleset {
             interface: "eth0".into(),
             mac: Mac([2, 0, 0, 0, 0, 0xaa]),
@@ -251,6 +250,7 @@ mod tests {
                 port: 80,
                 proto: Proto::Tcp,
                 persistent: false,
+                buckets: buckets::count(1),
                 backends: vec![(
                     Backend { key: "10.0.0.21:80".into(), weight: 1 },
                     Mac([2, 0, 0, 0, 0, 1]),
@@ -261,7 +261,14 @@ mod tests {
             }],
             forwarding: Default::default(),
         };
-        let table = compile(rules, None);
+        compile(rules, None)
+    }
+
+    /// Issue #20: the incarnation maps as `nft -j` lists them match the
+    /// service's live incarnations, and nothing else does.
+    #[test]
+    fn incarnation_maps_are_compared_both_ways() {
+        let table = one_server();
         let listing = |name: &str, elem: &str| {
             format!(
                 r#"{{"nftables": [{{"metainfo": {{}}}}, {{"map": {{"name": "{name}", "elem": {elem}}}}}]}}"#
@@ -353,27 +360,8 @@ mod tests {
 
     #[test]
     fn map_listings_are_read_and_compared() {
-        let rules = Ruleset {
-            interface: "eth0".into(),
-            mac: Mac([0; 6]),
-            services: vec![Service {
-                name: "web".into(),
-                vip: "10.0.0.200".parse().unwrap(),
-                port: 80,
-                proto: Proto::Tcp,
-                persistent: false,
-                backends: vec![(
-                    Backend { key: "10.0.0.21:80".into(), weight: 1 },
-                    Mac([2, 0, 0, 0, 0, 1]),
-                )],
-                live: Vec::new(),
-                pin_for: 900,
-                instance: "VI_1".into(),
-            }],
-            forwarding: Default::default(),
-        };
-        let t = compile(rules, None);
-        let elem: Vec<String> = (0..BUCKETS)
+        let t = one_server();
+        let elem: Vec<String> = (0..t.services[0].service.buckets)
             .map(|b| format!("[{b}, \"02:00:00:00:00:01\"]"))
             .collect();
         let json = format!(
