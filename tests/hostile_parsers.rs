@@ -1,7 +1,8 @@
 //! Hostile input to the parsers (issue #17, finding 7): the inventory
 //! loader must refuse nesting and sizes past its named bounds quickly, with
 //! the place named, in bounded memory, and load honest input in time linear
-//! in its size. The binary runs under `ulimit -v` and `timeout`, so a
+//! in its size; the keepalived.conf importer shows at most 1,000
+//! diagnostics, however much junk it reads. The binary runs under `ulimit -v` and `timeout`, so a
 //! regression shows as a failure here, not as a machine out of memory.
 
 use std::path::Path;
@@ -145,4 +146,32 @@ fn load_time_grows_linearly_with_the_inventory() {
     let ratio = large.as_secs_f64() / small.as_secs_f64();
     eprintln!("4,000 hosts: {small:?}, 8,000 hosts: {large:?}, ×{ratio:.2}");
     assert!(ratio < 3.0, "{small:?} → {large:?}: ×{ratio:.2}");
+}
+
+/// A keepalived.conf that includes files of junk up to the importer's
+/// read bound (16 MiB): one diagnostic per line was 240,000 lines of
+/// output; the first 1,000 are shown and the rest counted.
+#[test]
+fn an_import_of_junk_shows_a_bounded_number_of_diagnostics() {
+    let dir = TempDir::new("hostile-import-junk");
+    let junk: String = (0..200_000).map(|i| format!("junk_{i} x\n")).collect();
+    for n in 0..6 {
+        std::fs::write(dir.path().join(format!("junk{n}")), &junk).unwrap();
+    }
+    let conf = dir.path().join("keepalived.conf");
+    std::fs::write(&conf, format!("include {}/junk*\n", dir.path().display()))
+        .unwrap();
+    let out = bounded(&["import-keepalived", conf.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() <= 1_002, "{} lines", lines.len());
+    let untold = lines[lines.len() - 2];
+    assert!(
+        untold.starts_with("… and ")
+            && untold.ends_with("only the first 1000 are kept"),
+        "{untold}"
+    );
+    let total = stderr.matches("junk_").count();
+    assert!(total <= 1_000, "{total}");
+    assert!(lines[lines.len() - 1].starts_with("import failed ("), "{stderr}");
 }

@@ -64,11 +64,20 @@ impl fmt::Display for Diag {
     }
 }
 
-/// Every diagnostic of one import, in the order they are reported.
+/// The most diagnostics one import keeps: a file that is no
+/// keepalived.conf at all (a log, an `include` of the wrong directory)
+/// gave one per line, 240,000 lines of output and 200 MB for 16 MB of
+/// input. Past it they are counted, not kept.
+pub(crate) const KEPT_MAX: usize = 1000;
+
+/// Every diagnostic of one import, in the order they are reported: the
+/// first [`KEPT_MAX`], and how many more of each severity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// The diagnostics; [`Report::sorted`] orders them by position.
     pub items: Vec<Diag>,
+    /// Errors and warnings past [`KEPT_MAX`].
+    untold: (usize, usize),
 }
 
 impl Report {
@@ -87,12 +96,35 @@ impl Report {
     }
 
     fn push(&mut self, severity: Severity, pos: Option<&Pos>, message: String) {
-        self.items.push(Diag { severity, pos: pos.cloned(), message });
+        if self.items.len() < KEPT_MAX {
+            self.items.push(Diag { severity, pos: pos.cloned(), message });
+            return;
+        }
+        match severity {
+            Severity::Error => self.untold.0 += 1,
+            Severity::Warning => self.untold.1 += 1,
+        }
     }
 
-    /// The number of diagnostics of a severity.
+    /// The number of diagnostics of a severity, kept or not.
     pub fn count(&self, severity: Severity) -> usize {
-        self.items.iter().filter(|d| d.severity == severity).count()
+        let untold = match severity {
+            Severity::Error => self.untold.0,
+            Severity::Warning => self.untold.1,
+        };
+        untold + self.items.iter().filter(|d| d.severity == severity).count()
+    }
+
+    /// A last line for the diagnostics not kept, if any.
+    pub(crate) fn untold(&self) -> Option<String> {
+        let (errors, warnings) = self.untold;
+        (errors + warnings > 0).then(|| {
+            format!(
+                "… and {} more not shown ({errors} error(s), {warnings} \
+                 warning(s)): only the first {KEPT_MAX} are kept",
+                errors + warnings
+            )
+        })
     }
 
     /// Whether any error was recorded.
@@ -110,8 +142,40 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.items.iter().try_for_each(|d| writeln!(f, "{d}"))
+        self.items.iter().try_for_each(|d| writeln!(f, "{d}"))?;
+        match self.untold() {
+            Some(line) => writeln!(f, "{line}"),
+            None => Ok(()),
+        }
     }
 }
 
 impl std::error::Error for Report {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #17: a flood of diagnostics is bounded; the counts stay
+    /// exact and the output says what it left out.
+    #[test]
+    fn past_the_bound_diagnostics_are_counted_not_kept() {
+        let mut report = Report::default();
+        for i in 0..KEPT_MAX + 7 {
+            match i % 2 {
+                0 => report.error(None, format!("e{i}")),
+                _ => report.warn(None, format!("w{i}")),
+            }
+        }
+        assert_eq!(report.items.len(), KEPT_MAX);
+        assert_eq!(report.count(Severity::Error), KEPT_MAX / 2 + 4);
+        assert_eq!(report.count(Severity::Warning), KEPT_MAX / 2 + 3);
+        let text = report.to_string();
+        assert_eq!(text.lines().count(), KEPT_MAX + 1);
+        assert!(text.ends_with(
+            "… and 7 more not shown (4 error(s), 3 warning(s)): only the \
+             first 1000 are kept\n"
+        ));
+        assert_eq!(Report::default().untold(), None);
+    }
+}

@@ -39,6 +39,9 @@ pub fn write(
                 d.to_string().replacen("warning: ", "", 1)
             );
         }
+        if let Some(line) = warnings.untold() {
+            let _ = writeln!(y, "#   {line}");
+        }
     }
     y.push('\n');
     section(&mut y, None, "cluster", &inv.cluster);
