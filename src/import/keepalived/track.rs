@@ -76,8 +76,10 @@ pub fn file(block: &Node, r: &mut Reader<'_>) -> Option<(TrackFile, Fields)> {
     for node in block.children() {
         match node.keyword.as_str() {
             "file" => {
-                if let Some(p) = r.one(node, block) {
-                    f.path = p.into();
+                match r.one(node, block) {
+                    Some("") => r.error(node, block, "`file` is empty"),
+                    Some(p) => f.path = p.into(),
+                    None => {}
                 }
                 fields.set("path", &node.pos);
             }
@@ -95,7 +97,9 @@ pub fn file(block: &Node, r: &mut Reader<'_>) -> Option<(TrackFile, Fields)> {
         }
     }
     if f.path.as_os_str().is_empty() {
-        r.error(block, block, "no `file` — add the file to watch");
+        if !fields.has("path") {
+            r.error(block, block, "no `file` — add the file to watch");
+        }
         return None;
     }
     Some((f, fields))
@@ -129,11 +133,14 @@ pub fn process(
         match key {
             "process" => {
                 let words = argv(&node.args);
-                if let Some((first, rest)) = words.split_first() {
-                    p.process = first.clone();
-                    if !rest.is_empty() {
-                        p.parameters = Some(rest.to_vec());
+                match words.split_first() {
+                    Some((first, rest)) => {
+                        p.process = first.clone();
+                        if !rest.is_empty() {
+                            p.parameters = Some(rest.to_vec());
+                        }
                     }
+                    None => r.error(node, block, "`process` names no process"),
                 }
             }
             "full_command" => {
@@ -169,7 +176,9 @@ pub fn process(
         fields.set(key, &node.pos);
     }
     if p.process.is_empty() {
-        r.error(block, block, "no `process` — add the process to look for");
+        if !fields.has("process") {
+            r.error(block, block, "no `process` — add the process to look for");
+        }
         return None;
     }
     Some((p, fields))
@@ -199,7 +208,12 @@ pub fn script(
     for node in block.children() {
         let key = node.keyword.as_str();
         match key {
-            "script" => s.command = argv(&node.args),
+            "script" => {
+                s.command = argv(&node.args);
+                if s.command.is_empty() {
+                    r.error(node, block, "`script` has no command");
+                }
+            }
             "interval" => {
                 s.interval = r.seconds(node, block).unwrap_or(s.interval)
             }
@@ -216,7 +230,9 @@ pub fn script(
         fields.set(if key == "script" { "command" } else { key }, &node.pos);
     }
     if s.command.is_empty() {
-        r.error(block, block, "no `script` — add the command to run");
+        if !fields.has("command") {
+            r.error(block, block, "no `script` — add the command to run");
+        }
         return None;
     }
     Some((s, fields))
@@ -326,6 +342,43 @@ mod tests {
             assert!(
                 errors[0].contains("expected a 32-bit whole number"),
                 "{errors:?}"
+            );
+        }
+    }
+
+    /// Issue #21: a required field given a bad value is one error, where
+    /// it stands, not a second one saying it is missing.
+    #[test]
+    fn a_bad_required_value_is_one_error_at_its_line() {
+        use crate::import::diag::Severity;
+        for (text, line, says) in [
+            (
+                "vrrp_instance VI_1 {\n interface eth0\n \
+                 virtual_router_id 300\n}\n",
+                3,
+                "expected a whole number 1–255",
+            ),
+            ("vrrp_track_file f {\n file \"\"\n}\n", 2, "`file` is empty"),
+            (
+                "vrrp_track_process p {\n process\n}\n",
+                2,
+                "`process` names no process",
+            ),
+            ("vrrp_script s {\n script\n}\n", 2, "`script` has no command"),
+            ("vrrp_script s {\n weight 2\n}\n", 1, "no `script`"),
+        ] {
+            let report = crate::import::check_conf(text);
+            let errors: Vec<String> = report
+                .items
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+            assert!(
+                errors[0].starts_with(&format!("keepalived.conf:{line}: "))
+                    && errors[0].contains(says),
+                "{text}: {errors:?}"
             );
         }
     }

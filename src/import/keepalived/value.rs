@@ -31,6 +31,13 @@ impl Fields {
         self.map.insert(path.into(), pos.clone());
     }
 
+    /// Whether the block set `path`, whatever its value was worth: a
+    /// required field given a bad value was reported where it stands,
+    /// and is not missing too.
+    pub fn has(&self, path: &str) -> bool {
+        self.map.contains_key(path)
+    }
+
     /// Where `path` was set, or where its nearest recorded parent was (a
     /// field left at its default points at its block).
     pub fn at(&self, path: &str) -> &Pos {

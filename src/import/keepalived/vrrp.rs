@@ -199,6 +199,7 @@ pub fn instance(
     }
     vrrp.virtual_router_id = match vrid {
         Some(id) => id,
+        None if fields.has("virtual_router_id") => return None,
         None => {
             r.error(block, block, "no `virtual_router_id` — add one (1–255)");
             return None;
