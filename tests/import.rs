@@ -145,6 +145,64 @@ fn output_file_is_written_and_strict_refuses_warnings() {
     assert!(strict.stdout.is_empty());
 }
 
+/// Issue #21: `--json` is a report on stdout, nothing on stderr: the
+/// inventory when one was made, every diagnostic located, and counts that
+/// agree with them.
+#[test]
+fn json_reports_the_inventory_and_every_diagnostic() {
+    let json = |case: &str, extra: &[&str]| {
+        let dir = cases_dir().join(case);
+        let args = std::fs::read_to_string(dir.join("input.args")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_lbdeploy"))
+            .args(["--json", "import-keepalived"])
+            .args(args.lines().filter(|l| !l.is_empty()))
+            .args(extra)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let counted = |severity: &str| {
+            doc["diagnostics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["severity"] == severity)
+                .count() as u64
+        };
+        assert_eq!(doc["errors"].as_u64(), Some(counted("error")), "{doc}");
+        assert_eq!(doc["warnings"].as_u64(), Some(counted("warning")), "{doc}");
+        (out.status.code(), doc)
+    };
+    let (code, doc) = json("seed-dr", &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(doc["imported"], true);
+    assert!(doc["warnings"].as_u64().unwrap() > 0, "{doc}");
+    let text = run_case(&cases_dir().join("seed-dr")).stdout;
+    assert_eq!(doc["inventory"].as_str(), Some(text.as_str()));
+    assert_eq!(doc["counts"]["directors"], 2);
+
+    let (code, doc) = json("seed-dr", &["--strict"]);
+    assert_eq!((code, &doc["imported"]), (Some(1), &false.into()));
+    assert!(doc["inventory"].is_null());
+
+    let (code, doc) = json("seed-blog-brace", &[]);
+    assert_eq!((code, &doc["imported"]), (Some(1), &false.into()));
+    assert!(
+        doc["diagnostics"].as_array().unwrap().iter().any(|d| {
+            d["file"] == "input.keepalived01.conf"
+                && d["line"] == 41
+                && d["severity"] == "error"
+        }),
+        "{doc}"
+    );
+}
+
 /// The whole migration an operator makes: import the seed cluster's
 /// keepalived.conf files and rc.local scripts, validate the result, plan it
 /// against a lab whose rs01 still carries the old set-up's VIP on

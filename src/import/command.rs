@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::diag::Report;
 use crate::exit::ExitStatus;
 use crate::global::GlobalArgs;
 use crate::inventory::{self, Severity};
@@ -121,7 +122,8 @@ impl ImportArgs {
 }
 
 /// `lbdeploy import-keepalived`: keepalived.conf files to one inventory,
-/// written only when nothing is refused.
+/// written only when nothing is refused; with `--json`, a report on
+/// stdout instead of the talk on stderr ([`json_report`]).
 ///
 /// # Errors
 /// When the inventory cannot be written.
@@ -129,7 +131,11 @@ pub fn run(
     global: &GlobalArgs,
     args: &ImportArgs,
 ) -> anyhow::Result<ExitStatus> {
-    let imported = match super::import(&args.request()) {
+    let imported = super::import(&args.request());
+    if global.json {
+        return json(args, imported);
+    }
+    let imported = match imported {
         Ok(imported) => imported,
         Err(report) => {
             eprint!("{report}");
@@ -151,12 +157,7 @@ pub fn run(
         );
         return Ok(ExitStatus::Error);
     }
-    match &args.output {
-        Some(path) => {
-            files::write_atomic(path, imported.yaml.as_bytes(), 0o644)?
-        }
-        None => std::io::stdout().lock().write_all(imported.yaml.as_bytes())?,
-    }
+    write(args, &imported)?;
     if !global.quiet {
         let inv = &imported.inventory;
         eprintln!(
@@ -173,4 +174,82 @@ pub fn run(
         );
     }
     Ok(ExitStatus::Ok)
+}
+
+/// The inventory to `--output`, else to stdout.
+fn write(args: &ImportArgs, imported: &super::Imported) -> anyhow::Result<()> {
+    match &args.output {
+        Some(path) => {
+            files::write_atomic(path, imported.yaml.as_bytes(), 0o644)?
+        }
+        None => std::io::stdout().lock().write_all(imported.yaml.as_bytes())?,
+    }
+    Ok(())
+}
+
+/// `--json`: the inventory written to `--output` when there is one, and
+/// the report on stdout; nothing on stderr.
+fn json(
+    args: &ImportArgs,
+    imported: Result<super::Imported, Report>,
+) -> anyhow::Result<ExitStatus> {
+    let (report, imported) = match imported {
+        Ok(i) => (i.warnings.clone(), Some(i)),
+        Err(report) => (report, None),
+    };
+    let refused = args.strict && report.count(Severity::Warning) > 0;
+    let imported = imported.filter(|_| !refused);
+    if let (Some(i), Some(_)) = (&imported, &args.output) {
+        write(args, i)?;
+    }
+    let doc = json_report(&report, imported.as_ref(), args.output.as_deref());
+    let mut out = std::io::stdout().lock();
+    crate::util::terminal::write_json(&mut out, &doc)?;
+    writeln!(out)?;
+    Ok(match imported {
+        Some(_) => ExitStatus::Ok,
+        None => ExitStatus::Error,
+    })
+}
+
+/// The `--json` report: whether an inventory was made, every diagnostic
+/// kept (and how many more were not), the counts, and the inventory
+/// itself, as YAML text and as what it holds.
+pub(crate) fn json_report(
+    report: &Report,
+    imported: Option<&super::Imported>,
+    output: Option<&std::path::Path>,
+) -> serde_json::Value {
+    let diagnostics: Vec<_> = report
+        .items
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "file": d.pos.as_ref().map(|p| p.file.display().to_string()),
+                "line": d.pos.as_ref().map(|p| p.line),
+                "severity": match d.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                },
+                "message": crate::util::redact::text(&d.message),
+            })
+        })
+        .collect();
+    let errors = report.count(Severity::Error);
+    let warnings = report.count(Severity::Warning);
+    serde_json::json!({
+        "imported": imported.is_some(),
+        "output": imported.and(output).map(|p| p.display().to_string()),
+        "errors": errors,
+        "warnings": warnings,
+        "not_shown": errors + warnings - report.items.len(),
+        "diagnostics": diagnostics,
+        "inventory": imported.map(|i| &i.yaml),
+        "counts": imported.map(|i| serde_json::json!({
+            "directors": i.inventory.directors.len(),
+            "real_servers": i.inventory.real_servers.len(),
+            "vrrp_instances": i.inventory.vrrp_instances.len(),
+            "virtual_services": i.inventory.virtual_services.len(),
+        })),
+    })
 }
