@@ -9,7 +9,7 @@
 //! email settings may differ (each host tends to name itself as sender);
 //! the first director's are kept, with a warning.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::compare::{conflicts, differences};
@@ -53,6 +53,57 @@ pub(crate) struct Origins {
     pub virtual_services: Vec<String>,
     /// The notification settings.
     pub notification: Option<String>,
+    /// The fields of each entry read from one block (the first
+    /// director's), by section and index in the inventory: where a
+    /// problem that only the inventory's validation finds is reported.
+    pub fields: BTreeMap<(&'static str, usize), Fields>,
+}
+
+impl Origins {
+    /// The keepalived.conf line that the inventory field at `path`
+    /// (`virtual_services[0].vip`) came from: the field's own line when
+    /// it was read from one, else its block's.
+    pub(crate) fn locate(&self, path: &str) -> Option<&Pos> {
+        // A list's entry (`vrrp_instances[1].priority`), or a section of
+        // its own (`notification.email.to`).
+        let (section, index, rest) = match path.split_once('[') {
+            Some((section, rest)) if !section.contains('.') => {
+                let (index, rest) = rest.split_once(']')?;
+                (section, index.parse().ok()?, rest)
+            }
+            _ => match path.split_once('.') {
+                Some((section, rest)) => (section, 0, rest),
+                None => (path, 0, ""),
+            },
+        };
+        let (_, fields) = self
+            .fields
+            .iter()
+            .find(|((s, i), _)| *s == section && *i == index)?;
+        Some(fields.at(rest.trim_start_matches('.')))
+    }
+
+    /// Record the fields of entry `index` of `section`.
+    fn read(&mut self, section: &'static str, index: usize, fields: &Fields) {
+        self.fields.insert((section, index), fields.clone());
+    }
+
+    /// Record the fields of every entry of `section`, and return the
+    /// blocks they came from, for its comments.
+    fn read_all(
+        &mut self,
+        section: &'static str,
+        all: Vec<Fields>,
+    ) -> Vec<String> {
+        all.into_iter()
+            .enumerate()
+            .map(|(i, fields)| {
+                let from = fields.block.to_string();
+                self.fields.insert((section, i), fields);
+                from
+            })
+            .collect()
+    }
 }
 
 /// Merge the directors' configurations and the real-server scripts.
@@ -95,10 +146,14 @@ pub(crate) fn merge(
     }
     let vrrp_instances = instances
         .iter()
-        .map(|is| {
+        .enumerate()
+        .map(|(n, is)| {
             origins
                 .vrrp_instances
                 .push(where_(is.iter().map(|i| &i.fields.block)));
+            if let Some(first) = is.first() {
+                origins.read("vrrp_instances", n, &first.fields);
+            }
             vrrp_instance(is, &directors, report)
         })
         .collect();
@@ -120,28 +175,29 @@ pub(crate) fn merge(
         "vrrp_script",
         report,
     );
-    origins.vrrp_scripts = from;
+    origins.vrrp_scripts = origins.read_all("vrrp_scripts", from);
     let (vrrp_sync_groups, from) = by_name(
         confs.iter().flat_map(|(_, c)| &c.sync_groups),
         |g: &SyncGroup| &g.name,
         "vrrp_sync_group",
         report,
     );
-    origins.vrrp_sync_groups = from;
+    origins.vrrp_sync_groups = origins.read_all("vrrp_sync_groups", from);
     let (vrrp_track_files, from) = by_name(
         confs.iter().flat_map(|(_, c)| &c.track_files),
         |f: &TrackFile| &f.name,
         "vrrp_track_file",
         report,
     );
-    origins.vrrp_track_files = from;
+    origins.vrrp_track_files = origins.read_all("vrrp_track_files", from);
     let (vrrp_track_processes, from) = by_name(
         confs.iter().flat_map(|(_, c)| &c.track_processes),
         |p: &TrackProcess| &p.name,
         "vrrp_track_process",
         report,
     );
-    origins.vrrp_track_processes = from;
+    origins.vrrp_track_processes =
+        origins.read_all("vrrp_track_processes", from);
     let cluster = req.cluster.clone().unwrap_or_else(|| {
         stem(&directors.iter().map(|d| d.name.as_str()).collect::<Vec<_>>())
     });
@@ -524,6 +580,7 @@ fn services(
             }
         }
         origins.virtual_services.push(where_(places.into_iter()));
+        origins.read("virtual_services", out.len(), fields);
         out.push(vs.clone());
     }
     for (_, other) in &confs[1..] {
@@ -716,13 +773,13 @@ fn host(name: &str, address: IfAddr, interface: String) -> RealServerHost {
 /// Every director's definitions of one kind (`vrrp_script`,
 /// `vrrp_sync_group`), by name: the first director's is kept, and where
 /// another director's differs, each difference is reported at its line.
-/// Returns them with where each came from.
+/// Returns them with the fields of each.
 fn by_name<'a, T: serde::Serialize + Clone + 'a>(
     entries: impl Iterator<Item = &'a (T, Fields)>,
     name: fn(&T) -> &str,
     kind: &str,
     report: &mut Report,
-) -> (Vec<T>, Vec<String>) {
+) -> (Vec<T>, Vec<Fields>) {
     let mut kept: Vec<&(T, Fields)> = Vec::new();
     for entry in entries {
         let (s, fields) = entry;
@@ -742,8 +799,7 @@ fn by_name<'a, T: serde::Serialize + Clone + 'a>(
             None => kept.push(entry),
         }
     }
-    let origins = kept.iter().map(|(_, f)| f.block.to_string()).collect();
-    (kept.into_iter().map(|(s, _)| s.clone()).collect(), origins)
+    kept.into_iter().map(|(s, f)| (s.clone(), f.clone())).unzip()
 }
 
 // ===== notification =====
@@ -768,6 +824,7 @@ fn notification(
         }
     }
     origins.notification = Some(fields.block.to_string());
+    origins.read("notification", 0, fields);
     Some(Notification {
         email: Some(email.clone()),
         exec: None,

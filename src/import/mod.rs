@@ -35,7 +35,7 @@ use std::path::Path;
 pub(crate) use diag::Report;
 pub(crate) use request::{HostSpec, Request, Source, parse_service_name};
 
-use crate::inventory::{self, Inventory};
+use crate::inventory::{self, Inventory, Severity};
 
 /// A successful import.
 #[derive(Debug)]
@@ -94,6 +94,25 @@ pub fn import(req: &Request) -> Result<Imported, Report> {
     match inventory::load_str(name, &yaml, Path::new("."), &inventory::System) {
         Ok(loaded) => {
             Ok(Imported { yaml, inventory: loaded.inventory, warnings: report })
+        }
+        // Each problem at the keepalived.conf line it came from.
+        Err(inventory::Error::Invalid(found)) => {
+            let mut report = report;
+            for item in found
+                .items
+                .iter()
+                .filter(|i| i.finding.severity == Severity::Error)
+            {
+                let f = &item.finding;
+                report.error(
+                    merged.origins.locate(&f.path),
+                    format!(
+                        "lbdeploy cannot run this: `{}`: {}",
+                        f.path, f.message
+                    ),
+                );
+            }
+            Err(report.sorted())
         }
         Err(e) => {
             let mut report = report;
