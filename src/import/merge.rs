@@ -716,6 +716,18 @@ fn from_script(
         );
         return None;
     };
+    if let Some(pos) = &script.arptables {
+        report.warn(
+            Some(pos),
+            format!(
+                "{name}'s arptables rules are replaced by `arp_suppression: \
+                 sysctl` (arp_ignore=1, arp_announce=2, kept by the agent); \
+                 `arp_suppression: nftables` does what these rules do \
+                 instead (ARP requests for the VIP dropped, ARP from the VIP \
+                 sent as the real server's address)"
+            ),
+        );
+    }
     let from = script
         .rip
         .as_ref()

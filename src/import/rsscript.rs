@@ -29,6 +29,8 @@ pub(crate) struct Script {
     /// The interface facing the directors, when the VIP goes on an alias of
     /// it (`eth0:1`) rather than on `lo`.
     pub interface: Option<Spanned<String>>,
+    /// The first line with an `arptables` rule, which lbdeploy replaces.
+    pub arptables: Option<Pos>,
 }
 
 /// Read the script at `path`; `None` (and an error) when it is unreadable.
@@ -56,6 +58,7 @@ pub fn parse(path: &Path, text: &str, report: &mut Report) -> Script {
         vips: Vec::new(),
         rip: None,
         interface: None,
+        arptables: None,
     };
     let mut vars = HashMap::new();
     let mut rips = Vec::new();
@@ -113,6 +116,9 @@ fn read_commands(
         s.and_then(|s| s.split('/').next()?.parse::<IpAddr>().ok())
     };
     let arptables = words.iter().any(|w| w.ends_with("arptables"));
+    if arptables && script.arptables.is_none() {
+        script.arptables = Some(pos.clone());
+    }
     for (i, w) in words.iter().enumerate() {
         let command = w.rsplit('/').next().unwrap_or(w);
         let (vip, dev) = match (command, after(i, 1), after(i, 2)) {
