@@ -107,7 +107,7 @@ fn published_seed_config_gets_the_missing_brace_hint() {
     assert_eq!(run.status, 1);
     assert!(
         run.stderr.contains(
-            "input.keepalived01.conf:41: error: real_server 192.168.1.22 80 \
+            "input.keepalived01.conf:41:1: error: real_server 192.168.1.22 80 \
              opened inside real_server 192.168.1.21 80 (line 34): a closing \
              brace is probably missing before line 41"
         ),
@@ -197,6 +197,7 @@ fn json_reports_the_inventory_and_every_diagnostic() {
         doc["diagnostics"].as_array().unwrap().iter().any(|d| {
             d["file"] == "input.keepalived01.conf"
                 && d["line"] == 41
+                && d["column"] == 1
                 && d["severity"] == "error"
         }),
         "{doc}"

@@ -227,6 +227,7 @@ pub(crate) fn json_report(
             serde_json::json!({
                 "file": d.pos.as_ref().map(|p| p.file.display().to_string()),
                 "line": d.pos.as_ref().map(|p| p.line),
+                "column": d.pos.as_ref().map(|p| p.col),
                 "severity": match d.severity {
                     Severity::Error => "error",
                     Severity::Warning => "warning",

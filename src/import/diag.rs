@@ -1,7 +1,6 @@
-//! Located messages of the importer: `FILE:LINE: severity: message`.
-//!
-//! keepalived.conf has no columns worth naming (a keyword and its values sit
-//! on one line), so a position is a file and a line. Every stage — lexer,
+//! Located messages of the importer: `FILE:LINE:COL: severity: message`,
+//! as `validate` gives them for an inventory; the column is where the
+//! statement's keyword starts (its values sit on the same line). Every stage — lexer,
 //! parser, keyword semantics, merge — pushes into one [`Report`], and the
 //! importer fails only at the end, so an operator sees every problem at once.
 
@@ -12,16 +11,25 @@ use std::sync::Arc;
 pub(crate) use crate::inventory::Severity;
 
 /// A place in a source file: the file as the user named it (or as an
-/// `include` resolved it) and a line from 1.
+/// `include` resolved it), a line and a column from 1.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
     /// The file.
     pub file: Arc<Path>,
     /// The line, from 1.
     pub line: u32,
+    /// The column, in characters from 1: where the statement's keyword
+    /// (or the brace, or the quote) starts.
+    pub col: u32,
 }
 
 impl Pos {
+    /// `file:line`: where a block is, for the inventory's comments (its
+    /// column is that of its keyword, which says nothing there).
+    pub(crate) fn file_line(&self) -> String {
+        format!("{}:{}", self.file.display(), self.line)
+    }
+
     /// `file:line` when the other position is in another file, `line N`
     /// when it is in the same one: how messages point back at a block.
     pub(crate) fn relative_to(&self, other: &Pos) -> String {
@@ -35,7 +43,7 @@ impl Pos {
 
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
     }
 }
 

@@ -20,13 +20,15 @@ pub enum Kind {
     Close,
 }
 
-/// A token and the line it is on, from 1.
+/// A token and where it starts: line and column (in characters), from 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Token {
     /// What it is.
     pub kind: Kind,
     /// Its line.
     pub line: u32,
+    /// Its first character's column.
+    pub col: u32,
 }
 
 /// A token that cannot be read: an unterminated quote.
@@ -34,6 +36,8 @@ pub(crate) struct Token {
 pub(crate) struct LexError {
     /// The line the quote opens on.
     pub line: u32,
+    /// The quote's column.
+    pub col: u32,
     /// What is wrong — what to do.
     pub message: String,
 }
@@ -52,6 +56,7 @@ pub(crate) fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
         loop {
             rest = rest.trim_start();
             let Some(c) = rest.chars().next() else { break };
+            let col = column(line, rest);
             let (kind, len) = match c {
                 '!' | '#' => break,
                 '{' => (Kind::Open, 1),
@@ -63,11 +68,10 @@ pub(crate) fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
                     None => {
                         errors.push(LexError {
                             line: line_no,
-                            message: format!(
-                                "unterminated quote at column {} — close \
-                                 the string with `\"` on the same line",
-                                line.len() - rest.len() + 1
-                            ),
+                            col,
+                            message: "unterminated quote — close the string \
+                                      with `\"` on the same line"
+                                .to_owned(),
                         });
                         break;
                     }
@@ -79,11 +83,18 @@ pub(crate) fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
                     (Kind::Word(rest[..end].to_owned()), end)
                 }
             };
-            tokens.push(Token { kind, line: line_no });
+            tokens.push(Token { kind, line: line_no, col });
             rest = &rest[len..];
         }
     }
     (tokens, errors)
+}
+
+/// The column of `rest`'s first character in `line`, which ends with
+/// it, counted in characters as editors count them.
+fn column(line: &str, rest: &str) -> u32 {
+    let before = &line[..line.len() - rest.len()];
+    u32::try_from(before.chars().count() + 1).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ impl Origins {
         all.into_iter()
             .enumerate()
             .map(|(i, fields)| {
-                let from = fields.block.to_string();
+                let from = fields.block.file_line();
                 self.fields.insert((section, i), fields);
                 from
             })
@@ -294,7 +294,7 @@ fn rt_priority(
 
 /// `file:line, file:line`.
 fn where_<'a>(positions: impl Iterator<Item = &'a Pos>) -> String {
-    positions.map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    positions.map(Pos::file_line).collect::<Vec<_>>().join(", ")
 }
 
 /// The common name of the directors (`keepalived01`, `keepalived02` →
@@ -731,7 +731,7 @@ fn from_script(
     let from = script
         .rip
         .as_ref()
-        .map_or(script.file.display().to_string(), |r| r.pos.to_string());
+        .map_or(script.file.display().to_string(), |r| r.pos.file_line());
     Some((host(name, address, interface), format!("{name}: {from}")))
 }
 
@@ -835,7 +835,7 @@ fn notification(
             );
         }
     }
-    origins.notification = Some(fields.block.to_string());
+    origins.notification = Some(fields.block.file_line());
     origins.read("notification", 0, fields);
     Some(Notification {
         email: Some(email.clone()),

@@ -187,7 +187,7 @@ impl<'a> Loader<'a> {
     fn text(&mut self, file: Arc<Path>, text: &str) -> Vec<Node> {
         let (tokens, errors) = lexer::lex(text);
         for e in errors {
-            let pos = Pos { file: file.clone(), line: e.line };
+            let pos = Pos { file: file.clone(), line: e.line, col: e.col };
             self.report.error(Some(&pos), e.message);
         }
         let mut builder = Builder {
@@ -250,6 +250,13 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Where a token starts.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    line: u32,
+    col: u32,
+}
+
 /// An open block: its header and the statements read so far.
 struct Frame {
     node: Node,
@@ -261,8 +268,9 @@ struct Builder {
     file: Arc<Path>,
     stack: Vec<Frame>,
     root: Vec<Node>,
-    /// The words of the statement on the current line, and that line.
-    statement: Option<(Vec<String>, u32)>,
+    /// The words of the statement on the current line, and where its
+    /// first word is.
+    statement: Option<(Vec<String>, At)>,
     /// The most recently closed block and the line of its `}`, for the
     /// hint on a stray `}`.
     last_closed: Option<(String, Pos, u32)>,
@@ -272,8 +280,8 @@ struct Builder {
 }
 
 impl Builder {
-    fn pos(&self, line: u32) -> Pos {
-        Pos { file: self.file.clone(), line }
+    fn pos(&self, at: At) -> Pos {
+        Pos { file: self.file.clone(), line: at.line, col: at.col }
     }
 
     fn children(&mut self) -> &mut Vec<Node> {
@@ -286,25 +294,29 @@ impl Builder {
     fn token(&mut self, token: Token, loader: &mut Loader<'_>) {
         match token.kind {
             Kind::Word(word) => {
-                if self.statement.as_ref().is_some_and(|s| s.1 != token.line) {
+                let at = At { line: token.line, col: token.col };
+                if self.statement.as_ref().is_some_and(|s| s.1.line != at.line)
+                {
                     self.flush(loader);
                 }
                 let statement =
-                    self.statement.get_or_insert_with(|| (vec![], token.line));
+                    self.statement.get_or_insert_with(|| (vec![], at));
                 statement.0.push(word);
             }
-            Kind::Open => self.open(token.line, loader),
+            Kind::Open => {
+                self.open(At { line: token.line, col: token.col }, loader)
+            }
             Kind::Close => {
                 self.flush(loader);
-                self.close(token.line, loader);
+                self.close(At { line: token.line, col: token.col }, loader);
             }
         }
     }
 
     /// End the pending statement as a plain one (or expand an include).
     fn flush(&mut self, loader: &mut Loader<'_>) {
-        let Some((words, line)) = self.statement.take() else { return };
-        let node = self.node(words, line);
+        let Some((words, at)) = self.statement.take() else { return };
+        let node = self.node(words, at);
         if node.keyword == "include" {
             let included = loader.include(&node);
             self.children().extend(included);
@@ -313,25 +325,25 @@ impl Builder {
         }
     }
 
-    fn node(&self, mut words: Vec<String>, line: u32) -> Node {
+    fn node(&self, mut words: Vec<String>, at: At) -> Node {
         let keyword = words.remove(0);
-        Node { keyword, args: words, pos: self.pos(line), children: None }
+        Node { keyword, args: words, pos: self.pos(at), children: None }
     }
 
-    fn open(&mut self, line: u32, loader: &mut Loader<'_>) {
+    fn open(&mut self, at: At, loader: &mut Loader<'_>) {
         let node = match self.statement.take() {
-            Some((words, line)) => self.node(words, line),
+            Some((words, first)) => self.node(words, first),
             // `{` at the start of a line belongs to the statement above.
             None => match self.children().pop() {
                 Some(prev) if prev.children.is_none() => prev,
                 prev => {
                     self.children().extend(prev);
                     loader.report.error(
-                        Some(&self.pos(line)),
+                        Some(&self.pos(at)),
                         "`{` without a keyword in front of it — write the \
                          block's keyword (e.g. `vrrp_instance VI_1 {`)",
                     );
-                    self.node(vec!["{".into()], line)
+                    self.node(vec!["{".into()], at)
                 }
             },
         };
@@ -401,7 +413,7 @@ impl Builder {
         }
     }
 
-    fn close(&mut self, line: u32, loader: &mut Loader<'_>) {
+    fn close(&mut self, at: At, loader: &mut Loader<'_>) {
         if self.stack.is_empty() {
             let hint = match &self.last_closed {
                 Some((label, open, close)) => format!(
@@ -412,7 +424,7 @@ impl Builder {
                 None => String::new(),
             };
             loader.report.error(
-                Some(&self.pos(line)),
+                Some(&self.pos(at)),
                 format!(
                     "`}}` closes no block{hint} — remove it, or add the \
                      missing `{{` above"
@@ -420,7 +432,7 @@ impl Builder {
             );
             return;
         }
-        self.pop(line);
+        self.pop(at.line);
     }
 
     fn pop(&mut self, line: u32) {

@@ -66,6 +66,7 @@ pub fn parse(path: &Path, text: &str, report: &mut Report) -> Script {
         let pos = Pos {
             file: file.clone(),
             line: u32::try_from(n + 1).unwrap_or(u32::MAX),
+            col: 1,
         };
         let words = words(line, &vars);
         for w in &words {

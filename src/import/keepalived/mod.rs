@@ -85,7 +85,7 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
     let top = Node {
         keyword: String::new(),
         args: vec![],
-        pos: Pos { file: path.into(), line: 1 },
+        pos: Pos { file: path.into(), line: 1, col: 1 },
         children: None,
     };
     let mut conf = Conf {

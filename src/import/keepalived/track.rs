@@ -351,21 +351,21 @@ mod tests {
     #[test]
     fn a_bad_required_value_is_one_error_at_its_line() {
         use crate::import::diag::Severity;
-        for (text, line, says) in [
+        for (text, at, says) in [
             (
                 "vrrp_instance VI_1 {\n interface eth0\n \
                  virtual_router_id 300\n}\n",
-                3,
+                "3:2",
                 "expected a whole number 1–255",
             ),
-            ("vrrp_track_file f {\n file \"\"\n}\n", 2, "`file` is empty"),
+            ("vrrp_track_file f {\n file \"\"\n}\n", "2:2", "`file` is empty"),
             (
                 "vrrp_track_process p {\n process\n}\n",
-                2,
+                "2:2",
                 "`process` names no process",
             ),
-            ("vrrp_script s {\n script\n}\n", 2, "`script` has no command"),
-            ("vrrp_script s {\n weight 2\n}\n", 1, "no `script`"),
+            ("vrrp_script s {\n script\n}\n", "2:2", "`script` has no command"),
+            ("vrrp_script s {\n weight 2\n}\n", "1:1", "no `script`"),
         ] {
             let report = crate::import::check_conf(text);
             let errors: Vec<String> = report
@@ -376,7 +376,7 @@ mod tests {
                 .collect();
             assert_eq!(errors.len(), 1, "{text}: {errors:?}");
             assert!(
-                errors[0].starts_with(&format!("keepalived.conf:{line}: "))
+                errors[0].starts_with(&format!("keepalived.conf:{at}: "))
                     && errors[0].contains(says),
                 "{text}: {errors:?}"
             );

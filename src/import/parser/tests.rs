@@ -71,7 +71,7 @@ fn unclosed_block_is_located_at_its_opening() {
     assert_eq!(nodes.len(), 1);
     assert_eq!(
         messages(&report),
-        ["t.conf:1: error: server a is never closed: the end of t.conf is \
+        ["t.conf:1:1: error: server a is never closed: the end of t.conf is \
          reached inside it — add the missing `}`"]
     );
 }
@@ -81,8 +81,10 @@ fn stray_close_names_the_block_it_might_belong_to() {
     let (_, report) = parse("server a {\n}\n}\n");
     assert_eq!(
         messages(&report),
-        ["t.conf:3: error: `}` closes no block (server a, opened at line 1, \
-         already closed at line 2) — remove it, or add the missing `{` above"]
+        [
+            "t.conf:3:1: error: `}` closes no block (server a, opened at line 1, \
+         already closed at line 2) — remove it, or add the missing `{` above"
+        ]
     );
 }
 
@@ -93,7 +95,7 @@ fn missing_brace_is_hinted_and_recovered() {
     assert_eq!(
         messages(&report),
         [
-            "t.conf:4: error: server b opened inside server a (line 1): a closing \
+            "t.conf:4:1: error: server b opened inside server a (line 1): a closing \
          brace is probably missing before line 4"
         ]
     );
@@ -105,7 +107,7 @@ fn block_that_fits_nowhere_is_an_error() {
     let (_, report) = parse("check {\n}\n");
     assert_eq!(
         messages(&report),
-        ["t.conf:1: error: check cannot open at the top level — move it to \
+        ["t.conf:1:1: error: check cannot open at the top level — move it to \
          where it belongs"]
     );
 }
@@ -114,7 +116,9 @@ fn block_that_fits_nowhere_is_an_error() {
 fn unterminated_quote_is_located() {
     let (_, report) = parse("x \"a b\n");
     assert_eq!(report.count(super::super::diag::Severity::Error), 1);
-    assert!(messages(&report)[0].starts_with("t.conf:1: error: unterminated"));
+    assert!(
+        messages(&report)[0].starts_with("t.conf:1:3: error: unterminated")
+    );
 }
 
 #[test]
@@ -158,7 +162,7 @@ fn include_cycle_is_refused_at_the_include() {
     assert_eq!(nodes.len(), 1);
     let all = messages(&report);
     assert_eq!(all.len(), 1, "{report}");
-    assert!(all[0].contains("b.conf:1: error: include cycle"), "{report}");
+    assert!(all[0].contains("b.conf:1:1: error: include cycle"), "{report}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
