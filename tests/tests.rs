@@ -8,6 +8,7 @@ mod checks;
 mod cluster;
 mod continuity;
 mod dataplane;
+mod dataplane_ipv6;
 mod demo;
 mod desired;
 mod drain;

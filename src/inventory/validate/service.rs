@@ -1,4 +1,4 @@
-//! The virtual services' rules: the VIP carried by VRRP and IPv4, the
+//! The virtual services' rules: the VIP carried by VRRP (IPv6 on nftables), the
 //! forwarding method and scheduler the data plane supports, the real
 //! servers (each resolved, listed once, its checks valid) and the quorum.
 
@@ -20,15 +20,17 @@ pub(crate) fn virtual_service(
     vips: &HashSet<IpAddr>,
     out: &mut Vec<Finding>,
 ) {
-    vip(vs, path, vips, out);
+    vip(inv, vs, path, vips, out);
     forwarding_and_scheduling(inv, vs, path, out);
     real_servers(inv, vs, path, out);
     quorum(vs, path, out);
     quorum_reachable(vs, path, out);
 }
 
-/// The VIP must be carried by some VRRP instance, and IPv4 for now.
+/// The VIP must be carried by some VRRP instance; an IPv6 one needs the
+/// nftables data plane, the one it has been tested through.
 fn vip(
+    inv: &Inventory,
     vs: &VirtualService,
     path: &str,
     vips: &HashSet<IpAddr>,
@@ -44,14 +46,14 @@ fn vip(
             ),
         ));
     }
-    if vs.vip.is_ipv6() {
+    if vs.vip.is_ipv6() && inv.dataplane != Dataplane::Nftables {
         out.push(Finding::error(
             format!("{path}.vip"),
             format!(
-                "IPv6 virtual services are not supported yet: VRRP carries \
-                 an IPv6 VIP, but the data plane (nftables or IPVS) has not \
-                 been built and tested for IPv6 — keep {} in \
-                 `virtual_addresses` only",
+                "IPv6 virtual services are forwarded by the nftables data \
+                 plane only (IPVS has not been tested with them yet) — set \
+                 `dataplane: nftables`, or keep {} in `virtual_addresses` \
+                 only",
                 vs.vip
             ),
         ));
