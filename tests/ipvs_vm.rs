@@ -31,6 +31,8 @@
 //! namespace d2 (tests/vm/scenario/five.yml beside four.yml), both with
 //! `mh` on port 8080; a stream from the client through the first goes on
 //! through d2 after the first stops, to the same real server.
+//! Last, IPv6 (issue #21, six.yml): the agent holds an IPv6 VIP by VRRPv3
+//! and IPVS forwards 20 requests to the real servers' IPv6 addresses.
 //!
 //! Needs root (apt-get download, and the static binary's build) and qemu;
 //! skips with a message without them. The kernel package is cached under
@@ -343,6 +345,7 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
     drained(get);
     failsafe(get);
     continuity(get);
+    ipv6(get);
 }
 
 /// What the agent's status says IPVS counted of each real server (issue
@@ -525,5 +528,26 @@ fn continuity<'a>(get: &impl Fn(&str) -> &'a str) {
             l.contains("ESTABLISHED") && l.contains("10.0.5.100:8080")
         }),
         "d2 forwards no established connection:\n{conns}"
+    );
+}
+
+/// IPv6 through IPVS (issue #21): the agent holds an IPv6 VIP by VRRPv3
+/// and forwards to real servers by their IPv6 addresses, round robin.
+fn ipv6<'a>(get: &impl Fn(&str) -> &'a str) {
+    let log = get("six.log");
+    assert!(waited(get("six.master")) < 15.0, "no IPv6 VIP:\n{log}");
+    let checked = get("six.checked");
+    assert!(
+        checked.lines().all(|l| waited(l).is_finite()),
+        "{}\n{log}",
+        get("six.ipvsadm")
+    );
+    let split =
+        BTreeMap::from([("rs1".to_owned(), 10), ("rs2".to_owned(), 10)]);
+    assert_eq!(
+        answers(get("six.traffic")),
+        split,
+        "{}\n{log}",
+        get("six.ipvsadm")
     );
 }

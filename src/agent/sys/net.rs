@@ -18,6 +18,7 @@ use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    CacheInfo,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, MulticastGroup};
@@ -198,7 +199,12 @@ impl Net {
     /// An IPv6 address is added without duplicate address detection
     /// (`IFA_F_NODAD`, as keepalived adds its VIPs): DAD would keep a VIP
     /// that moves to a new master tentative, unusable, for a second or
-    /// more, and the old master has just given it up.
+    /// more, and the old master has just given it up. And deprecated
+    /// (preferred lifetime 0, valid forever), as kube-vip adds its VIPs:
+    /// Linux then never picks it as the source of the host's own
+    /// connections. Otherwise a VIP in the prefix of the host's address
+    /// became the source of the director's health checks, whose answers
+    /// the real servers (holding the VIP on `lo`) kept to themselves.
     ///
     /// # Errors
     /// When the kernel refuses it.
@@ -210,6 +216,10 @@ impl Net {
         }
         if a.ip.is_ipv6() {
             msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX;
+            msg.attributes.push(AddressAttribute::CacheInfo(lifetimes));
         }
         match req.replace().execute().await {
             Ok(()) => Ok(()),

@@ -1,6 +1,7 @@
-//! The virtual services' rules: the VIP carried by VRRP (IPv6 on nftables), the
-//! forwarding method and scheduler the data plane supports, the real
-//! servers (each resolved, listed once, its checks valid) and the quorum.
+//! The virtual services' rules: the VIP carried by VRRP, the forwarding
+//! method and scheduler the data plane supports, the real servers (each
+//! resolved, of the VIP's family on IPVS, listed once, its checks valid)
+//! and the quorum.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -20,17 +21,15 @@ pub(crate) fn virtual_service(
     vips: &HashSet<IpAddr>,
     out: &mut Vec<Finding>,
 ) {
-    vip(inv, vs, path, vips, out);
+    vip(vs, path, vips, out);
     forwarding_and_scheduling(inv, vs, path, out);
     real_servers(inv, vs, path, out);
     quorum(vs, path, out);
     quorum_reachable(vs, path, out);
 }
 
-/// The VIP must be carried by some VRRP instance; an IPv6 one needs the
-/// nftables data plane, the one it has been tested through.
+/// The VIP must be carried by some VRRP instance.
 fn vip(
-    inv: &Inventory,
     vs: &VirtualService,
     path: &str,
     vips: &HashSet<IpAddr>,
@@ -46,14 +45,27 @@ fn vip(
             ),
         ));
     }
-    if vs.vip.is_ipv6() && inv.dataplane != Dataplane::Nftables {
+}
+
+/// IPVS forwards within one address family: a real server of the other
+/// family than the VIP's needs the nftables data plane (which forwards by
+/// MAC, so an IPv6 VIP may sit in front of IPv4-addressed servers).
+fn one_family_on_ipvs(
+    inv: &Inventory,
+    vs: &VirtualService,
+    rpath: &str,
+    target: IpAddr,
+    out: &mut Vec<Finding>,
+) {
+    if inv.dataplane != Dataplane::Nftables
+        && target.is_ipv6() != vs.vip.is_ipv6()
+    {
         out.push(Finding::error(
-            format!("{path}.vip"),
+            rpath,
             format!(
-                "IPv6 virtual services are forwarded by the nftables data \
-                 plane only (IPVS has not been tested with them yet) — set \
-                 `dataplane: nftables`, or keep {} in `virtual_addresses` \
-                 only",
+                "{target} is not of the VIP's family ({}): IPVS forwards \
+                 within one family — give the real server's address of that \
+                 family, or set `dataplane: nftables`",
                 vs.vip
             ),
         ));
@@ -118,6 +130,9 @@ fn real_servers(
     for (j, rs) in vs.real_servers.iter().enumerate() {
         let rpath = format!("{path}.real_servers[{j}]");
         let target = target(inv, rs, &rpath, out);
+        if let Some(t) = target {
+            one_family_on_ipvs(inv, vs, &rpath, t, out);
+        }
         if let Some(t) = target
             && !targets.insert((t, rs.port))
         {
