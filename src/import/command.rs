@@ -123,7 +123,7 @@ impl ImportArgs {
 
 /// `lbdeploy import-keepalived`: keepalived.conf files to one inventory,
 /// written only when nothing is refused; with `--json`, a report on
-/// stdout instead of the talk on stderr ([`json_report`]).
+/// stdout instead of the talk on stderr (`json_report`).
 ///
 /// # Errors
 /// When the inventory cannot be written.
@@ -215,7 +215,7 @@ fn json(
 /// The `--json` report: whether an inventory was made, every diagnostic
 /// kept (and how many more were not), the counts, and the inventory
 /// itself, as YAML text and as what it holds.
-pub(crate) fn json_report(
+fn json_report(
     report: &Report,
     imported: Option<&super::Imported>,
     output: Option<&std::path::Path>,
