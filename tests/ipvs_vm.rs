@@ -535,6 +535,10 @@ fn continuity<'a>(get: &impl Fn(&str) -> &'a str) {
 /// and forwards to real servers by their IPv6 addresses, round robin.
 fn ipv6<'a>(get: &impl Fn(&str) -> &'a str) {
     let log = get("six.log");
+    // The service added by hand is logged when first seen, not at every
+    // sync (the agent syncs at least each time a check changes its mind).
+    let hand_made = "left alone (not lbdeploy's): service TCP 10.9.9.9:8080";
+    assert_eq!(log.matches(hand_made).count(), 1, "{log}");
     assert!(waited(get("six.master")) < 15.0, "no IPv6 VIP:\n{log}");
     let checked = get("six.checked");
     assert!(

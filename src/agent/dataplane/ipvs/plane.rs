@@ -6,6 +6,7 @@
 //! ([`super::desired`], [`super::reconcile()`]); this file only runs them
 //! off the async threads and logs what changed.
 
+use super::reconcile::Foreign;
 use super::{Counted, Ipvs, client, owned_path};
 use crate::agent::dataplane::backend::{Dataplane, Desired, Job};
 use crate::agent::dataplane::stats::TrafficByService;
@@ -13,11 +14,20 @@ use crate::agent::paths;
 use crate::inventory::agent::DirectorConfig;
 
 /// The IPVS back end. Holds nothing between syncs but what the last one
-/// read of the kernel's counts: each opens its netlink socket, reads the
-/// kernel's table and changes only what differs.
+/// read of the kernel's counts and what it left alone: each opens its
+/// netlink socket, reads the kernel's table and changes only what differs.
 #[derive(Debug, Default)]
 pub(crate) struct Plane {
     counted: Counted,
+    /// What the last sync found that is not lbdeploy's, so each is
+    /// logged once, not at every sync.
+    foreign: Vec<Foreign>,
+}
+
+/// What `now` holds that `before` did not: the services and destinations
+/// not lbdeploy's that appeared since the last sync.
+fn appeared<'a>(before: &[Foreign], now: &'a [Foreign]) -> Vec<&'a Foreign> {
+    now.iter().filter(|f| !before.contains(f)).collect()
 }
 
 /// `net.ipv4.vs.sloppy_tcp`, this network namespace's.
@@ -88,9 +98,10 @@ impl Dataplane for Plane {
             for op in &plan.ops {
                 tracing::info!("ipvs: {op}");
             }
-            for f in &plan.foreign {
+            for f in appeared(&self.foreign, &plan.foreign) {
                 tracing::info!("ipvs: left alone (not lbdeploy's): {f}");
             }
+            self.foreign = plan.foreign;
             // After the table: its netlink family loaded `ip_vs`, which
             // makes the setting's file.
             if hashing { sloppy_tcp() } else { Ok(()) }
@@ -126,5 +137,31 @@ impl Dataplane for Plane {
     /// [`RECHECK`]: crate::agent::director::forward::RECHECK
     fn traffic(&self, config: &DirectorConfig) -> TrafficByService {
         super::traffic(config, &self.counted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::dataplane::ipvs::{Proto, ServiceKey};
+
+    /// A hand-made service is logged when first seen, not at every sync.
+    #[test]
+    fn what_is_left_alone_is_logged_when_it_appears() {
+        let key = |port| ServiceKey::Addr {
+            proto: Proto::Tcp,
+            addr: [10, 9, 9, 9].into(),
+            port,
+        };
+        let (a, b) = (Foreign::Service(key(8080)), Foreign::Service(key(8081)));
+        assert_eq!(appeared(&[], std::slice::from_ref(&a)), [&a]);
+        assert!(
+            appeared(std::slice::from_ref(&a), std::slice::from_ref(&a))
+                .is_empty()
+        );
+        assert_eq!(
+            appeared(std::slice::from_ref(&a), &[a.clone(), b.clone()]),
+            [&b]
+        );
     }
 }
