@@ -148,6 +148,26 @@ fn load_time_grows_linearly_with_the_inventory() {
     assert!(ratio < 3.0, "{small:?} → {large:?}: ×{ratio:.2}");
 }
 
+/// One line of a million words (2 MB): the importer reads it in time
+/// linear in its length. Counting each word's column from the line's
+/// start took 46 s.
+#[test]
+fn an_import_of_one_long_line_is_linear() {
+    let dir = TempDir::new("hostile-import-long-line");
+    let conf = dir.path().join("keepalived.conf");
+    std::fs::write(&conf, format!("{}\n", "a ".repeat(1_000_000))).unwrap();
+    let started = Instant::now();
+    let out = bounded(&["import-keepalived", conf.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
 /// A keepalived.conf that includes files of junk up to the importer's
 /// read bound (16 MiB): one diagnostic per line was 240,000 lines of
 /// output; the first 1,000 are shown and the rest counted.

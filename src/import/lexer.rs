@@ -53,10 +53,15 @@ pub(crate) fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
     for (n, line) in text.lines().enumerate() {
         let line_no = u32::try_from(n + 1).unwrap_or(u32::MAX);
         let mut rest = line;
+        // The characters before `rest`, counted as it advances: counting
+        // from the line's start at each token was quadratic in a long line.
+        let mut before = 0;
         loop {
-            rest = rest.trim_start();
+            let trimmed = rest.trim_start();
+            before += chars(&rest[..rest.len() - trimmed.len()]);
+            rest = trimmed;
             let Some(c) = rest.chars().next() else { break };
-            let col = column(line, rest);
+            let col = u32::try_from(before + 1).unwrap_or(u32::MAX);
             let (kind, len) = match c {
                 '!' | '#' => break,
                 '{' => (Kind::Open, 1),
@@ -84,17 +89,17 @@ pub(crate) fn lex(text: &str) -> (Vec<Token>, Vec<LexError>) {
                 }
             };
             tokens.push(Token { kind, line: line_no, col });
+            before += chars(&rest[..len]);
             rest = &rest[len..];
         }
     }
     (tokens, errors)
 }
 
-/// The column of `rest`'s first character in `line`, which ends with
-/// it, counted in characters as editors count them.
-fn column(line: &str, rest: &str) -> u32 {
-    let before = &line[..line.len() - rest.len()];
-    u32::try_from(before.chars().count() + 1).unwrap_or(u32::MAX)
+/// How many characters `s` holds: columns count characters, as editors
+/// do, not bytes.
+fn chars(s: &str) -> usize {
+    s.chars().count()
 }
 
 #[cfg(test)]
@@ -111,6 +116,13 @@ mod tests {
                 Kind::Close => "}".into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn columns_count_characters_from_one() {
+        let cols: Vec<u32> =
+            lex("é  {\n\t\"ü x\" y").0.iter().map(|t| t.col).collect();
+        assert_eq!(cols, [1, 4, 2, 8]);
     }
 
     #[test]
