@@ -56,7 +56,7 @@ pub(crate) struct Origins {
     /// The fields of each entry read from one block (the first
     /// director's), by section and index in the inventory: where a
     /// problem that only the inventory's validation finds is reported.
-    pub fields: BTreeMap<(&'static str, usize), Fields>,
+    pub fields: BTreeMap<(String, usize), Fields>,
 }
 
 impl Origins {
@@ -76,30 +76,23 @@ impl Origins {
                 None => (path, 0, ""),
             },
         };
-        let (_, fields) = self
-            .fields
-            .iter()
-            .find(|((s, i), _)| *s == section && *i == index)?;
+        let fields = self.fields.get(&(section.to_owned(), index))?;
         Some(fields.at(rest.trim_start_matches('.')))
     }
 
     /// Record the fields of entry `index` of `section`.
-    fn read(&mut self, section: &'static str, index: usize, fields: &Fields) {
-        self.fields.insert((section, index), fields.clone());
+    fn read(&mut self, section: &str, index: usize, fields: &Fields) {
+        self.fields.insert((section.to_owned(), index), fields.clone());
     }
 
     /// Record the fields of every entry of `section`, and return the
     /// blocks they came from, for its comments.
-    fn read_all(
-        &mut self,
-        section: &'static str,
-        all: Vec<Fields>,
-    ) -> Vec<String> {
+    fn read_all(&mut self, section: &str, all: Vec<Fields>) -> Vec<String> {
         all.into_iter()
             .enumerate()
             .map(|(i, fields)| {
                 let from = fields.block.file_line();
-                self.fields.insert((section, i), fields);
+                self.fields.insert((section.to_owned(), i), fields);
                 from
             })
             .collect()

@@ -292,9 +292,9 @@ impl Builder {
     }
 
     fn token(&mut self, token: Token, loader: &mut Loader<'_>) {
+        let at = At { line: token.line, col: token.col };
         match token.kind {
             Kind::Word(word) => {
-                let at = At { line: token.line, col: token.col };
                 if self.statement.as_ref().is_some_and(|s| s.1.line != at.line)
                 {
                     self.flush(loader);
@@ -303,12 +303,10 @@ impl Builder {
                     self.statement.get_or_insert_with(|| (vec![], at));
                 statement.0.push(word);
             }
-            Kind::Open => {
-                self.open(At { line: token.line, col: token.col }, loader)
-            }
+            Kind::Open => self.open(at, loader),
             Kind::Close => {
                 self.flush(loader);
-                self.close(At { line: token.line, col: token.col }, loader);
+                self.close(at, loader);
             }
         }
     }

@@ -9,8 +9,8 @@
 //! loads**. Each pair of bucket and backend has a score `-w / ln(u)`, `u`
 //! uniform in (0, 1) from the pair's hash; the pairs are taken best
 //! first, and a bucket goes to the backend of its first pair that still
-//! has room, each backend holding at most its weighted share of the
-//! buckets, rounded up.
+//! has room, each backend holding its weighted share of the buckets,
+//! rounded so that the shares add up to N (largest remainders).
 //!
 //! The bound is what lets a service have few buckets: plain rendezvous
 //! hashing gives each backend a binomial number of buckets, so ten
