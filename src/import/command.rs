@@ -115,7 +115,11 @@ impl ImportArgs {
             cluster: self.cluster.clone(),
             services: self.services.clone(),
             lab: self.lab_controller.zip(self.lab_client).map(
-                |(controller, client)| inventory::Lab { controller, client },
+                |(controller, client)| inventory::Lab {
+                    controller,
+                    client,
+                    router: None,
+                },
             ),
         }
     }

@@ -208,6 +208,7 @@ pub(crate) fn merge(
             vrrp_track_processes,
             virtual_services,
             notification,
+            bgp: None,
             script_security: confs.iter().any(|(_, c)| c.script_security),
             script_user: script_user(confs, report),
             vrrp_rt_priority: rt_priority(confs, report),
@@ -431,6 +432,7 @@ fn director(
         priority: first.priority.value,
         state: first.state.as_ref().map(|s| s.value),
         metrics: None,
+        bgp: None,
         ssh: None,
     })
 }

@@ -7,15 +7,16 @@
 //! tests, not a host. A real server's file carries no VRRP password; a
 //! director's is written with mode 0600.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArpSuppression, Check, Dataplane, Duration, Email, Garp, IfAddr, Metrics,
-    NotifyHooks, Port, Protocol, RtPriority, Scheduler, ScriptUser, SyncGroup,
-    Track, TrackFile, TrackProcess, VirtualAddress, VrrpScript,
+    Announce, ArpSuppression, Bfd, Check, Dataplane, Duration, Email, Garp,
+    IfAddr, Metrics, NotifyHooks, Port, Protocol, RtPriority, Scheduler,
+    ScriptUser, SyncGroup, Track, TrackFile, TrackProcess, VirtualAddress,
+    VrrpScript,
 };
 
 /// The file in the agent's runtime directory that a host's retirement
@@ -71,6 +72,9 @@ pub struct DirectorConfig {
     /// Lock the agent's memory (`mlockall`; `agent::sys::memory`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub vrrp_no_swap: bool,
+    /// BGP for the services with `announce: bgp` (`agent::bgp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpConfig>,
     /// Where to serve Prometheus metrics (`agent::metrics`); none when
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +202,10 @@ impl DirectorConfig {
         if self.switches_user() != old.switches_user() {
             changed.push("script_user");
         }
+        // BIRD's port needs a capability given at start.
+        if self.bgp.is_some() != old.bgp.is_some() {
+            changed.push("bgp");
+        }
         changed
     }
 
@@ -284,6 +292,43 @@ pub struct VrrpConfig {
     pub track: Track,
 }
 
+/// This director's BGP speaker (BIRD, run by the agent), with every
+/// override and secret resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpConfig {
+    /// This director's autonomous system.
+    pub local_as: u32,
+    /// This director's router id.
+    pub router_id: Ipv4Addr,
+    /// The routers it announces to.
+    pub peers: Vec<PeerConfig>,
+    /// BFD on every session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<Bfd>,
+    /// Hold time offered; BIRD's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_time: Option<Duration>,
+    /// Keepalive interval; a third of the hold time when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_time: Option<Duration>,
+    /// Forwarding kept after a withdrawal.
+    pub drain_grace: Duration,
+}
+
+/// One BGP neighbour as a director's BIRD sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The router's address.
+    pub address: IpAddr,
+    /// The router's autonomous system.
+    pub remote_as: u32,
+    /// TCP MD5 password, resolved from the inventory's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
 /// One virtual service as a director programs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +337,10 @@ pub struct ServiceConfig {
     pub name: String,
     /// The VIP.
     pub vip: IpAddr,
+    /// How the VIP reaches the clients: the VRRP master holds it, or
+    /// every director announces it over BGP.
+    #[serde(default, skip_serializing_if = "Announce::is_vrrp")]
+    pub announce: Announce,
     /// The port.
     pub port: Port,
     /// TCP or UDP.

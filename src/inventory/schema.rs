@@ -17,10 +17,13 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    Duration, IfAddr, Port, Priority, RouterId, RtPriority, ScriptUser, Weight,
+    Asn, Duration, IfAddr, Port, Priority, RouterId, RtPriority, ScriptUser,
+    Weight,
 };
 
+mod bgp;
 mod check;
+pub use bgp::*;
 pub use check::*;
 
 /// The whole inventory: one cluster of directors and real servers.
@@ -40,7 +43,9 @@ pub struct Inventory {
     /// The hosts behind the VIP that lbdeploy manages.
     #[serde(default)]
     pub real_servers: Vec<RealServerHost>,
-    /// VRRP instances (keepalived's `vrrp_instance` blocks).
+    /// VRRP instances (keepalived's `vrrp_instance` blocks); none where
+    /// every VIP is announced over BGP.
+    #[serde(default)]
     pub vrrp_instances: Vec<VrrpInstance>,
     /// Scripts instances track (keepalived's `vrrp_script` blocks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -60,6 +65,10 @@ pub struct Inventory {
     /// Where state changes are reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification: Option<Notification>,
+    /// BGP for the VIPs of services with `announce: bgp`: every director
+    /// announces them to these routers (active-active, ECMP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<Bgp>,
     /// Refuse scripts, checks and hooks that someone but root could
     /// replace (keepalived's `enable_script_security`).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -253,6 +262,9 @@ pub struct Director {
     /// inventory's `metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// This director's BGP settings over the inventory's `bgp:` block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<DirectorBgp>,
     /// SSH overrides for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<HostSsh>,
@@ -742,8 +754,13 @@ pub struct VirtualService {
     /// A name for logs and plans; `VIP:PORT/PROTO` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The VIP; one of a VRRP instance's virtual addresses.
+    /// The VIP; one of a VRRP instance's virtual addresses, or announced
+    /// over BGP (`announce: bgp`).
     pub vip: IpAddr,
+    /// How the VIP reaches the clients: held by a VRRP master (`vrrp`,
+    /// the default) or announced by every director over BGP (`bgp`).
+    #[serde(default, skip_serializing_if = "Announce::is_vrrp")]
+    pub announce: Announce,
     /// The service port.
     pub port: Port,
     /// Transport protocol (keepalived's `protocol TCP`).
@@ -1107,8 +1124,30 @@ fn default_smtp_timeout() -> Duration {
 pub struct Lab {
     /// Where `lbdeploy plan/apply` run from inside the lab.
     pub controller: IfAddr,
-    /// Where test traffic to the VIP comes from.
+    /// Where test traffic to the VIP comes from: on the hosts' segment,
+    /// or behind `router` on a segment of its own.
     pub client: IfAddr,
+    /// A router between the client and the cluster, running BIRD: it
+    /// peers with every director over BGP and spreads the client's flows
+    /// over the directors that announce a VIP (ECMP). For inventories
+    /// with `announce: bgp` services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<LabRouter>,
+}
+
+/// The lab's router: one leg on the hosts' segment (the directors' BGP
+/// peer), one on the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabRouter {
+    /// Its address on the hosts' segment: what the directors list under
+    /// `bgp.peers`.
+    pub address: IfAddr,
+    /// Its address on the client's segment: the client's gateway.
+    pub client_side: IfAddr,
+    /// Its autonomous system.
+    #[serde(rename = "as")]
+    pub asn: Asn,
 }
 
 #[cfg(test)]

@@ -121,6 +121,9 @@ pub type Priority = Bounded<1, 255>;
 /// An IPVS real-server weight (the kernel stores it in 32 bits, ipvsadm and
 /// keepalived accept 0–65535).
 pub type Weight = Bounded<0, 65535>;
+/// A BGP autonomous system number: four octets (RFC 6793), 0 and
+/// 4294967295 reserved (RFC 7607, RFC 7300).
+pub type Asn = Bounded<1, 4_294_967_294>;
 /// A SCHED_RR priority for the director's VRRP thread (keepalived's
 /// `vrrp_rt_priority`): the kernel's range for real-time policies.
 pub type RtPriority = Bounded<1, 99>;

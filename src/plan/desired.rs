@@ -11,13 +11,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::inventory::agent::{
-    DirectorConfig, NotificationConfig, RealServerConfig, RealserverConfig,
-    ServiceConfig, VrrpConfig,
+    BgpConfig, DirectorConfig, NotificationConfig, PeerConfig,
+    RealServerConfig, RealserverConfig, ServiceConfig, VrrpConfig,
 };
 use crate::inventory::{
-    Authentication, Director, Environment, Inventory, Mode, RealServerHost,
-    Track, TrackRef, VrrpInstance, effective_priority, service_label,
-    webhook_url,
+    Authentication, BgpPeer, Director, Environment, Inventory, Mode,
+    RealServerHost, Track, TrackRef, VrrpInstance, effective_priority,
+    service_label, webhook_url,
 };
 
 use super::facts::HostFacts;
@@ -126,6 +126,27 @@ pub enum Error {
         /// What was written.
         mode: String,
     },
+    /// A BGP peer's password could not be read.
+    #[error(
+        "bgp peer {peer}: cannot read the password from {source_name} — {hint}"
+    )]
+    PeerSecret {
+        /// The peer.
+        peer: IpAddr,
+        /// Where it was looked for.
+        source_name: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A director has no IPv4 address for its BGP router id.
+    #[error(
+        "director {director}: BGP needs an IPv4 router id and its address \
+         is IPv6 — set `bgp.router_id`"
+    )]
+    RouterId {
+        /// The director.
+        director: String,
+    },
     /// A secret named in the inventory could not be read.
     #[error(
         "vrrp instance {instance}: cannot read the password from {source_name} — {hint}"
@@ -192,9 +213,18 @@ pub fn compile(
         secrets.extend(
             config.notification.as_ref().and_then(|n| n.webhook.clone()),
         );
+        secrets.extend(
+            config
+                .bgp
+                .iter()
+                .flat_map(|b| &b.peers)
+                .filter_map(|p| p.password.clone()),
+        );
         let ctx = minijinja::context! {
             // The unit keeps CAP_SETUID, CAP_SETGID and CAP_KILL for it.
             switches_user => config.switches_user(),
+            // ... and CAP_NET_BIND_SERVICE for BIRD.
+            speaks_bgp => config.bgp.is_some(),
             ..minijinja::Value::from(minijinja::value::Serde(&config))
         };
         hosts.push(host(
@@ -407,6 +437,7 @@ fn director_config(
             .map(|vs| ServiceConfig {
                 name: vs.name.clone().unwrap_or_else(|| service_label(vs)),
                 vip: vs.vip,
+                announce: vs.announce,
                 port: vs.port,
                 protocol: vs.protocol,
                 scheduler: vs.scheduler,
@@ -439,9 +470,78 @@ fn director_config(
             })
             .collect(),
         notification: notification(inv, env, base)?,
+        bgp: bgp_config(inv, d, env, base)?,
     };
     config.default_script_user(inv.script_user.as_ref());
     Ok(config)
+}
+
+/// Director `d`'s BGP speaker: the inventory's `bgp:` block under its own
+/// overrides, the router id its IPv4 address when none is given, each
+/// peer's password read. Validation saw a router id exist.
+fn bgp_config(
+    inv: &Inventory,
+    d: &Director,
+    env: &dyn Environment,
+    base: &Path,
+) -> Result<Option<BgpConfig>, Error> {
+    let Some(bgp) = &inv.bgp else { return Ok(None) };
+    let own = d.bgp.clone().unwrap_or_default();
+    let router_id = own.router_id.or(bgp.router_id).or(match d.address.addr {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    });
+    let router_id = router_id
+        .ok_or_else(|| Error::RouterId { director: d.name.clone() })?;
+    let peers = own.peers.as_ref().unwrap_or(&bgp.peers);
+    let peers = peers
+        .iter()
+        .map(|p| {
+            Ok(PeerConfig {
+                address: p.address,
+                remote_as: p.remote_as.get(),
+                password: bgp_password(p, env, base)?,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok(Some(BgpConfig {
+        local_as: own.local_as.unwrap_or(bgp.local_as).get(),
+        router_id,
+        peers,
+        bfd: bgp.bfd,
+        hold_time: bgp.hold_time,
+        keepalive_time: bgp.keepalive_time,
+        drain_grace: bgp.drain_grace,
+    }))
+}
+
+/// A BGP peer's password from its variable or file, when it has one.
+fn bgp_password(
+    peer: &BgpPeer,
+    env: &dyn Environment,
+    base: &Path,
+) -> Result<Option<String>, Error> {
+    let missing = |source_name: String, hint| Error::PeerSecret {
+        peer: peer.address,
+        source_name,
+        hint,
+    };
+    if let Some(var) = &peer.password_env {
+        let value = env.var(var).ok_or_else(|| {
+            missing(format!("${var}"), "export it before running lbdeploy")
+        })?;
+        return Ok(Some(value));
+    }
+    let Some(file) = &peer.password_file else { return Ok(None) };
+    let path = base.join(file);
+    env.read_secret(&path, 1024)
+        .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+        .map_err(|_| {
+            missing(
+                path.display().to_string(),
+                "create it (a regular file only root can read) or fix the path",
+            )
+        })
 }
 
 /// The inventory's notification for the agent: the webhook's URL

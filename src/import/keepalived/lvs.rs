@@ -15,8 +15,8 @@ use super::value::{Fields, Reader};
 use crate::import::diag::Pos;
 use crate::import::parser::Node;
 use crate::inventory::{
-    Check, Duration, ExecCheck, Forwarding, HttpCheck, Port, Protocol,
-    RealServer, Scheduler, TcpCheck, VirtualService, Weight,
+    Announce, Check, Duration, ExecCheck, Forwarding, HttpCheck, Port,
+    Protocol, RealServer, Scheduler, TcpCheck, VirtualService, Weight,
 };
 
 /// keepalived's checkers put a server back on its first success; an
@@ -164,6 +164,7 @@ fn service(
     let mut vs = VirtualService {
         name: None,
         vip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        announce: Announce::Vrrp,
         port: Port::new(1)?,
         protocol: Protocol::Tcp,
         scheduler: Scheduler::Wlc,

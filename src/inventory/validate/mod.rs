@@ -13,12 +13,14 @@
 //! function per check kind), `text` (the rule of every string: no control
 //! characters, bounded length) and `notification` (mailboxes, the webhook
 //! URL resolved from wherever it comes, the exec hook), `sudo` (the
-//! `ssh.become` settings), `metrics` (where agents serve metrics);
+//! `ssh.become` settings), `metrics` (where agents serve metrics), `bgp`
+//! (the `bgp:` block, router ids, services announced over BGP);
 //! `environment`
 //! holds [`Environment`], [`System`] and the reader of secret files.
 //! The children import nothing from this file, so the
 //! dependencies run one way.
 
+mod bgp;
 mod check;
 mod environment;
 mod hosts;
@@ -100,6 +102,7 @@ pub fn validate(
         }
         virtual_service(inv, vs, &path, &vips, &mut out);
     }
+    bgp::bgp(inv, &vips, base, env, &mut out);
     if let Some(n) = &inv.notification {
         notification(n, base, env, &mut out);
     }

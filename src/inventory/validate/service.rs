@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use super::check::check_rules;
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
-    Dataplane, Forwarding, Inventory, RealServer, VirtualService,
+    Announce, Dataplane, Forwarding, Inventory, RealServer, VirtualService,
 };
 
 /// One service's rules, in order: VIP, forwarding and scheduling, real
@@ -28,14 +28,15 @@ pub(crate) fn virtual_service(
     quorum_reachable(vs, path, out);
 }
 
-/// The VIP must be carried by some VRRP instance.
+/// The VIP must be carried by some VRRP instance, unless every director
+/// announces it over BGP (the `bgp` rules).
 fn vip(
     vs: &VirtualService,
     path: &str,
     vips: &HashSet<IpAddr>,
     out: &mut Vec<Finding>,
 ) {
-    if !vips.contains(&vs.vip) {
+    if vs.announce == Announce::Vrrp && !vips.contains(&vs.vip) {
         out.push(Finding::error(
             format!("{path}.vip"),
             format!(
