@@ -78,11 +78,30 @@ pub(crate) async fn run(run_dir: &Path) -> anyhow::Result<usize> {
             Err(e) => failed.push(format!("ipvs: {e:#}")),
         }
     }
+    if !holdings.blackholes.is_empty() {
+        match blackholes(&holdings).await {
+            Ok(n) => removed += n,
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
     if !failed.is_empty() {
         bail!("cleanup incomplete: {}", failed.join("; "));
     }
     if removed == 0 {
         tracing::info!("cleanup: nothing of the agent was left");
+    }
+    Ok(removed)
+}
+
+/// Remove the blackhole routes of the VIPs announced over BGP.
+async fn blackholes(holdings: &Holdings) -> anyhow::Result<usize> {
+    let net = Net::connect().context("opening rtnetlink")?;
+    let mut removed = 0;
+    for ip in &holdings.blackholes {
+        if net.blackhole(*ip, false).await? {
+            tracing::info!("cleanup: removed the blackhole route of {ip}");
+            removed += 1;
+        }
     }
     Ok(removed)
 }

@@ -190,6 +190,32 @@ pub enum AgentCommand {
         reason on stderr)."
     )]
     ExecIn(ExecInArgs),
+    /// Execute a command that dies with the agent (how BIRD runs).
+    #[command(
+        hide = true,
+        long_about = "What the agent runs BIRD through: ask the kernel to \
+        send this process SIGTERM when the thread of process PARENT that \
+        started it ends (PR_SET_PDEATHSIG, kept across exec), check that \
+        PARENT is still its parent, and execute the command with stdin on \
+        /dev/null. A killed agent so takes BIRD, and its BGP sessions, \
+        with it.\n\n\
+        Example:\n  lbdeploy agent tied --parent 4242 -- bird -f -c \
+        /run/lbdeploy/bird.conf\n\n\
+        Exit codes: the command's; 127 when it could not be started (the \
+        reason on stderr)."
+    )]
+    Tied(TiedArgs),
+}
+
+/// What `agent tied` runs.
+#[derive(Debug, Args)]
+pub struct TiedArgs {
+    /// The process whose end ends the command.
+    #[arg(long, value_name = "PID")]
+    pub parent: i32,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub argv: Vec<String>,
 }
 
 /// Which real server `agent drain` and `undrain` take.
@@ -264,10 +290,14 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
             let config =
                 crate::inventory::agent::load::<DirectorConfig>(&args.config)
                     .ok();
-            let own = config.as_ref().map_or(CapabilitySet::empty(), |c| {
-                super::sys::privileges::own_capabilities(c)
-            });
-            super::sys::privileges::confine_if_supervised(own)?;
+            let (own, passed) = config.as_ref().map_or_else(
+                || (CapabilitySet::empty(), CapabilitySet::empty()),
+                |c| {
+                    use super::sys::privileges as p;
+                    (p::own_capabilities(c), p::passed_capabilities(c))
+                },
+            );
+            super::sys::privileges::confine_if_supervised(own, passed)?;
             // Before the runtime's threads: their stacks are locked too.
             if config.is_some_and(|c| c.vrrp_no_swap) {
                 super::sys::memory::lock_all();
@@ -276,6 +306,7 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
         }
         AgentCommand::Realserver(args) => {
             super::sys::privileges::confine_if_supervised(
+                CapabilitySet::empty(),
                 CapabilitySet::empty(),
             )?;
             runtime::run::<RealserverConfig>(&args.config, &run_dir)?
@@ -299,6 +330,10 @@ pub fn run(cmd: &AgentCommand, json: bool) -> anyhow::Result<ExitStatus> {
         }
         AgentCommand::Drain(args) => edit_drained(args, true, &run_dir)?,
         AgentCommand::Undrain(args) => edit_drained(args, false, &run_dir)?,
+        AgentCommand::Tied(args) => {
+            process::exec_tied(args.parent, &args.argv);
+            return Ok(ExitStatus::NotStarted);
+        }
         AgentCommand::ExecIn(args) => {
             let ids = args.uid.zip(args.gid).map(|(uid, gid)| Ids { uid, gid });
             process::exec_in(&args.cgroup, ids, &args.argv);

@@ -65,6 +65,10 @@ pub(crate) struct Holdings {
     pub nft_table: bool,
     /// The IPVS virtual services the agent may create.
     pub ipvs_services: BTreeSet<Service>,
+    /// The VIPs announced over BGP, whose local blackhole routes the
+    /// agent may add (none in files of agents before BGP).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub blackholes: BTreeSet<IpAddr>,
 }
 
 /// One VIP on one interface. The index is what the address was added to;
@@ -165,7 +169,14 @@ impl Holdings {
                 })
                 .collect(),
         };
-        Holdings { format: FORMAT, vips, nft_table: nft, ipvs_services }
+        let blackholes = crate::agent::bgp::announce::vips(config);
+        Holdings {
+            format: FORMAT,
+            vips,
+            nft_table: nft,
+            ipvs_services,
+            blackholes,
+        }
     }
 
     /// Everything either holds: what the file says while the agent moves
@@ -179,6 +190,11 @@ impl Holdings {
             ipvs_services: self
                 .ipvs_services
                 .union(&other.ipvs_services)
+                .copied()
+                .collect(),
+            blackholes: self
+                .blackholes
+                .union(&other.blackholes)
                 .copied()
                 .collect(),
         }
@@ -235,6 +251,13 @@ impl Holdings {
             if !usable(s.vip) || s.port == 0 {
                 return Err(Error::Service(format!("{}:{}", s.vip, s.port)));
             }
+        }
+        let n = self.blackholes.len();
+        if n > MAX_VIPS {
+            return Err(Error::TooMany("blackholes", n, MAX_VIPS));
+        }
+        if let Some(ip) = self.blackholes.iter().find(|ip| !usable(**ip)) {
+            return Err(Error::Vip(ip.to_string()));
         }
         Ok(())
     }

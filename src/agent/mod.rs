@@ -33,6 +33,7 @@
 //! * [`track`] — what a VRRP instance tracks besides its peers: scripts
 //!   (keepalived's `vrrp_script`), each a task publishing OK or failed;
 //! * [`alert`] — email, webhook and exec notifications;
+//! * `bgp` — VIPs announced over BGP by BIRD, the agent's child;
 //! * [`sys`] — the kernel helpers both modes share: addresses over
 //!   rtnetlink, netlink framing, `nft -f`, the Internet checksum;
 //! * [`realserver`] — the real-server mode: ARP sysctls and the VIPs kept on
@@ -41,6 +42,7 @@
 //! Each keeps its pure logic apart from the thin I/O loop that drives it.
 
 pub mod alert;
+pub(crate) mod bgp;
 pub mod check;
 pub(crate) mod cleanup;
 pub mod command;

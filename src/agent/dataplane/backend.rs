@@ -11,6 +11,7 @@ use std::pin::Pin;
 
 use super::stats::TrafficByService;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
+use crate::inventory::{Announce, BGP_INSTANCE};
 
 /// What a back end's asynchronous methods return: a boxed future, so that
 /// [`Dataplane`] can be used as `Box<dyn Dataplane>` (an `async fn` in a
@@ -91,15 +92,20 @@ pub trait Dataplane: Send + fmt::Debug {
     }
 }
 
-/// The VRRP instance of `config` that holds `vip`, if any.
-pub(crate) fn instance_of(
-    config: &DirectorConfig,
-    vip: IpAddr,
-) -> Option<&str> {
+/// The VRRP instance of `config` that holds `svc`'s VIP, if any, or
+/// [`BGP_INSTANCE`] for a service announced over BGP: the forwarding
+/// loop puts it among [`Desired::masters`] while it forwards them.
+pub(crate) fn instance_of<'a>(
+    config: &'a DirectorConfig,
+    svc: &ServiceConfig,
+) -> Option<&'a str> {
+    if svc.announce == Announce::Bgp {
+        return Some(BGP_INSTANCE);
+    }
     config
         .vrrp_instances
         .iter()
-        .find(|v| v.virtual_addresses.iter().any(|a| a.address.addr == vip))
+        .find(|v| v.virtual_addresses.iter().any(|a| a.address.addr == svc.vip))
         .map(|v| v.name.as_str())
 }
 

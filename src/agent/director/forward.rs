@@ -33,13 +33,16 @@ use tracing::Instrument;
 
 use crate::agent::alert::deliver::{Alerts, DeliveryRecord};
 use crate::agent::alert::event::{Event, What};
+use crate::agent::bgp::announce;
+use crate::agent::bgp::speaker::{BgpStatus, Speaker, Want};
 use crate::agent::check::quorum::{Quorum, live_weight};
 use crate::agent::check::runner::{Checks, Target, Transition};
 use crate::agent::dataplane::stats::TrafficByService;
 use crate::agent::dataplane::{self, Dataplane, Desired};
+use crate::agent::paths;
 use crate::agent::vrrp::instance::StateChange;
-use crate::inventory;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
+use crate::inventory::{self, BGP_INSTANCE};
 
 /// How long a director keeps forwarding after it stopped being master.
 pub(crate) const GRACE: Duration = Duration::from_secs(2);
@@ -89,6 +92,9 @@ pub struct Snapshot {
     /// by service.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub down_because: BTreeMap<String, BTreeMap<IpAddr, String>>,
+    /// BGP, on a director with a `bgp:` block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpStatus>,
 }
 
 /// The running loop.
@@ -158,6 +164,10 @@ struct Loop {
     snapshot: Arc<Mutex<Snapshot>>,
     /// Configurations taken (see [`Snapshot::configs`]).
     configs: u64,
+    /// BIRD, while the configuration has a `bgp:` block.
+    speaker: Option<Speaker>,
+    /// Set when stopping: announce nothing, forward through the grace.
+    withdrawing: bool,
 }
 
 async fn run(
@@ -181,6 +191,8 @@ async fn run(
         last_error: None,
         snapshot,
         configs: 0,
+        speaker: None,
+        withdrawing: false,
     };
     let mut recheck = tokio::time::interval(RECHECK);
     loop {
@@ -190,11 +202,15 @@ async fn run(
                 Some(Msg::Config(c)) => l.configure(*c, check_tx.clone()),
                 Some(Msg::HandOver) => return,
                 Some(Msg::Stop) | None => {
+                    let grace = l.withdraw_announcements();
                     if l.plane.as_ref().is_some_and(|(_, p)| p.forwarding()) {
-                        tokio::time::sleep(GRACE).await;
+                        tokio::time::sleep(grace).await;
                     }
                     if let Some((_, p)) = l.plane.take() {
                         withdraw(p).await;
+                    }
+                    if let Some(speaker) = l.speaker.take() {
+                        speaker.stop().await;
                     }
                     return;
                 }
@@ -259,6 +275,16 @@ impl Loop {
             !servers.is_empty()
         });
         self.checks = Some(Checks::spawn(targets, tx, CHECK_CONCURRENCY));
+        match (config.bgp.is_some(), self.speaker.take()) {
+            (true, None) => {
+                self.speaker = Some(Speaker::spawn(&paths::run_dir()));
+            }
+            (true, kept @ Some(_)) => self.speaker = kept,
+            (false, Some(old)) => {
+                tokio::spawn(old.stop());
+            }
+            (false, None) => {}
+        }
         self.config = Some(config);
         self.configs += 1;
         self.weigh();
@@ -397,20 +423,76 @@ impl Loop {
             return;
         };
         let (health, quorum) = (&self.health, &self.quorum);
+        // Services announced over BGP are forwarded by every director,
+        // as if it were their instance's master.
+        let mut masters = self.masters.clone();
+        if config.bgp.is_some() {
+            masters.insert(BGP_INSTANCE.to_owned());
+        }
         let desired = Desired {
             config: &config,
             up: &|svc: &ServiceConfig, ip| is_up(health, &svc.name, ip),
             has_quorum: &|svc: &ServiceConfig| has_quorum(quorum, &svc.name),
-            masters: &self.masters,
+            masters: &masters,
             leaving: self.leave_at.is_some(),
         };
         let started = Instant::now();
         let result = plane.sync(&desired).await;
         dataplane::stats::observe(started.elapsed(), result.is_ok());
+        let ok = result.is_ok();
+        let forwarding = plane.report(&config);
         self.plane = Some((config.dataplane, plane));
         match result {
             Ok(()) => self.last_error = None,
             Err(e) => self.fail(e),
+        }
+        self.announce(&config, ok && !self.withdrawing, &forwarding);
+    }
+
+    /// Tell BIRD which VIPs to announce: those this director forwards
+    /// now ([`announce::announced`]), none when `can` is false.
+    fn announce(
+        &self,
+        config: &DirectorConfig,
+        can: bool,
+        forwarding: &[String],
+    ) {
+        let (Some(speaker), Some(b)) = (&self.speaker, &config.bgp) else {
+            return;
+        };
+        let quorum = &self.quorum;
+        speaker.want(Want {
+            host: config.host.clone(),
+            address: config.address.addr,
+            bgp: b.clone(),
+            vips: announce::vips(config),
+            announced: announce::announced(config, can, forwarding, |s| {
+                has_quorum(quorum, s)
+            }),
+        });
+    }
+
+    /// On stop: withdraw every VIP announced over BGP first, so that the
+    /// routers stop sending flows here, then keep forwarding for what is
+    /// returned — the longer of [`GRACE`] and `bgp.drain_grace` when
+    /// something was announced.
+    fn withdraw_announcements(&mut self) -> Duration {
+        self.withdrawing = true;
+        let Some(config) = self.config.clone() else { return GRACE };
+        let announced = self
+            .speaker
+            .as_ref()
+            .is_some_and(|s| !s.status().announced.is_empty());
+        self.announce(&config, false, &[]);
+        match (&config.bgp, announced) {
+            (Some(b), true) => {
+                tracing::info!(
+                    "bgp: withdrawn; forwarding for {} more",
+                    b.drain_grace
+                );
+                GRACE.max(b.drain_grace.get())
+            }
+            _ => GRACE,
         }
     }
 
@@ -470,6 +552,7 @@ impl Loop {
                 .filter(|(_, servers)| !servers.is_empty())
                 .map(|(s, servers)| (s.clone(), servers.clone()))
                 .collect(),
+            bgp: self.speaker.as_ref().map(Speaker::status),
         };
     }
 }

@@ -21,7 +21,8 @@ use rtnetlink::packet_route::address::{
     CacheInfo,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::{Handle, MulticastGroup};
+use rtnetlink::packet_route::route::RouteType;
+use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
 
 /// One address on one interface.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -256,6 +257,47 @@ impl Net {
                 what: format!("removing {}/{}", a.ip, a.prefix),
                 source,
             }),
+        }
+    }
+}
+
+impl Net {
+    /// Add (`on`) or remove the `blackhole IP/32` (`/128`) route in the
+    /// main table: a director announcing a VIP over BGP holds no address
+    /// for it, and with forwarding on, its packets that the data plane
+    /// does not take (after a withdrawal, before the router has moved)
+    /// would go back to the router and loop until their TTL ran out.
+    /// Adding an existing one succeeds; removing a missing one too, and
+    /// says `false`.
+    ///
+    /// # Errors
+    /// When the kernel refuses it.
+    pub async fn blackhole(&self, ip: IpAddr, on: bool) -> Result<bool, Error> {
+        let len = if ip.is_ipv4() { 32 } else { 128 };
+        let what = || {
+            format!(
+                "{} blackhole {ip}/{len}",
+                if on { "adding" } else { "removing" }
+            )
+        };
+        let route = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(ip, len)
+            .expect("a host prefix of the address's own family")
+            .kind(RouteType::BlackHole)
+            .build();
+        let result = match on {
+            true => self.handle.route().add(route).replace().execute().await,
+            false => self.handle.route().del(route).execute().await,
+        };
+        match result {
+            Ok(()) => Ok(true),
+            // ESRCH: no such route, which is what removing wants.
+            Err(rtnetlink::Error::NetlinkError(e))
+                if !on && e.raw_code().abs() == 3 =>
+            {
+                Ok(false)
+            }
+            Err(source) => Err(Error { what: what(), source }),
         }
     }
 }

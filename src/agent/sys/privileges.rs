@@ -127,13 +127,26 @@ pub fn own_capabilities(config: &DirectorConfig) -> CapabilitySet {
     own
 }
 
+/// Kept besides [`AGENT_CAPABILITIES`] by a director with a `bgp:`
+/// block, and passed on to its children: BIRD, which the agent runs,
+/// listens for its peers on TCP port 179.
+pub const BGP_CAPABILITY: CapabilitySet = CapabilitySet::NET_BIND_SERVICE;
+
+/// What a director's configuration needs its children to have besides
+/// [`AGENT_CAPABILITIES`]: [`BGP_CAPABILITY`] with a `bgp:` block.
+/// Derived at each start, as [`own_capabilities`].
+pub fn passed_capabilities(config: &DirectorConfig) -> CapabilitySet {
+    if config.bgp.is_some() { BGP_CAPABILITY } else { CapabilitySet::empty() }
+}
+
 /// Capabilities are numbered below this; the kernel knows fewer
 /// (`/proc/sys/kernel/cap_last_cap`) and answers EINVAL for the rest.
 const CAPABILITY_BITS: u32 = 64;
 
 /// When [`SUPERVISOR_ENV`] is set, tie this process to the supervisor and
 /// drop every capability but [`AGENT_CAPABILITIES`] (and `own`, for
-/// itself alone: [`own_capabilities`]); otherwise (a foreground agent,
+/// itself alone: [`own_capabilities`]; and `passed`, for it and its
+/// children: [`passed_capabilities`]); otherwise (a foreground agent,
 /// the systemd unit) do nothing. Call it while the process has one
 /// thread.
 ///
@@ -142,7 +155,10 @@ const CAPABILITY_BITS: u32 = 64;
 /// process has more than one thread, or the kernel refused a step: the
 /// agent must not run with more than it should, nor outlive its
 /// supervisor.
-pub fn confine_if_supervised(own: CapabilitySet) -> anyhow::Result<()> {
+pub fn confine_if_supervised(
+    own: CapabilitySet,
+    passed: CapabilitySet,
+) -> anyhow::Result<()> {
     let Some(value) = std::env::var_os(SUPERVISOR_ENV) else {
         return Ok(());
     };
@@ -165,7 +181,8 @@ pub fn confine_if_supervised(own: CapabilitySet) -> anyhow::Result<()> {
     if threads != 1 {
         bail!("dropping capabilities needs one thread, not {threads}");
     }
-    keep_only(AGENT_CAPABILITIES.union(own), AGENT_CAPABILITIES)
+    let pass_on = AGENT_CAPABILITIES.union(passed);
+    keep_only(pass_on.union(own), pass_on)
 }
 
 /// Reduce this thread to `keep`, of which children get `pass_on` (a

@@ -181,6 +181,30 @@ pub fn exec_in(cgroup: &Path, ids: Option<Ids>, argv: &[String]) {
     }
 }
 
+/// What `agent tied` does: have the kernel send SIGTERM to this process
+/// when its parent's thread ends, make sure `parent` is still that parent
+/// (it may have died before the request), and replace itself with `argv`,
+/// stdin on `/dev/null`, stdout and stderr kept. Returns only when that
+/// failed, having written why to stderr.
+pub fn exec_tied(parent: i32, argv: &[String]) {
+    let tied =
+        rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
+    let parent_now = rustix::process::getppid().map(Pid::as_raw_nonzero);
+    let failure = match (tied, argv.split_first()) {
+        (Err(e), _) => format!("PR_SET_PDEATHSIG: {e}"),
+        _ if parent_now.map(i32::from) != Some(parent) => {
+            format!("its parent (pid {parent}) is gone; not starting")
+        }
+        (Ok(()), None) => "an empty command".to_owned(),
+        (Ok(()), Some((program, args))) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args).stdin(Stdio::null());
+            format!("cannot start {program}: {}", command.exec())
+        }
+    };
+    eprintln!("lbdeploy agent tied: {failure}");
+}
+
 /// Exit 0 is success; anything else says how the command ended.
 fn judge(status: ExitStatus) -> Result<(), String> {
     match (status.code(), status.signal()) {

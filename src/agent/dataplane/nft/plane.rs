@@ -153,7 +153,7 @@ fn served(
         .virtual_services
         .iter()
         .filter(|s| {
-            instance_of(config, s.vip).is_some_and(|i| instances.contains(i))
+            instance_of(config, s).is_some_and(|i| instances.contains(i))
         })
         .map(|s| s.name.clone())
         .collect()

@@ -56,7 +56,7 @@ pub fn ruleset(
 ) -> Result<Ruleset, Unsupported> {
     let mut services = Vec::new();
     for svc in &config.virtual_services {
-        let Some(instance) = instance_of(config, svc.vip) else { continue };
+        let Some(instance) = instance_of(config, svc) else { continue };
         if !svc.scheduler.is_stateless() {
             return Err(Unsupported {
                 service: svc.name.clone(),
