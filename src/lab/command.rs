@@ -53,8 +53,12 @@ pub enum LabCommand {
         also answer HTTP on their service ports with their name. Two more \
         hosts come from the inventory's `lab:` section: the controller, set \
         up to `ssh HOST` to every host with strict host-key checking, and \
-        the client. Running it again on a lab that is up changes nothing; \
-        on a half-built one it rebuilds.\n\n\
+        the client. With `lab.router`, a third: a router running BIRD \
+        between the client (then on a link of its own behind it) and the \
+        hosts, peering over BGP with every director and routing each VIP \
+        they announce over all of them (`lab exec router -- birdc show \
+        route`). Running it again on a \
+        lab that is up changes nothing; on a half-built one it rebuilds.\n\n\
         With --init systemd, every director and real server is instead a \
         container booting systemd from a Debian bookworm root file system \
         (built once with debootstrap into /var/cache/lbdeploy-lab, about \
@@ -62,7 +66,8 @@ pub enum LabCommand {
         boot: hosts as real as they come here, reboots included (see \
         `lab reboot` and `lab crash`).\n\n\
         Example:\n  lbdeploy -i inventory.example.yml lab up\n  \
-        lbdeploy -i inventory.example.yml lab up --init systemd\n\n\
+        lbdeploy -i inventory.example.yml lab up --init systemd\n  \
+        lbdeploy -i inventory.bgp.example.yml lab up\n\n\
         Exit codes: 0 up, 1 error (nothing is left behind).")]
     Up {
         /// How directors and real servers run.
@@ -80,8 +85,9 @@ pub enum LabCommand {
 
     /// Show the lab's hosts, addresses and whether their daemons run.
     #[command(long_about = "Show every lab host with its role, address, \
-        namespace and processes (namespace holder, sshd, HTTP responders), \
-        whether each runs and listens. With --json, the same as JSON on \
+        namespace and processes (namespace holder, sshd, HTTP responders, \
+        the router's BIRD), whether each runs and listens, and the \
+        router's BGP sessions. With --json, the same as JSON on \
         stdout.\n\n\
         Example:\n  lbdeploy -i inventory.example.yml lab status\n\n\
         Exit codes: 0 healthy, 1 no lab, 3 something is not running.")]
@@ -95,7 +101,8 @@ pub enum LabCommand {
         Example:\n  lbdeploy -i inventory.example.yml lab exec controller \
         -- ssh keepalived01 hostname")]
     Exec {
-        /// The host: an inventory name, `controller` or `client`.
+        /// The host: an inventory name, `controller`, `client` or
+        /// `router`.
         #[arg(value_name = "HOST")]
         host: String,
         /// The command and its arguments, after `--`.
@@ -200,6 +207,12 @@ fn load_inventory(global: &GlobalArgs) -> anyhow::Result<inventory::Inventory> {
     }
 }
 
+/// The inventory's directory, against which its relative secret files
+/// are read.
+fn inventory_dir(global: &GlobalArgs) -> &std::path::Path {
+    global.inventory.parent().unwrap_or(std::path::Path::new("."))
+}
+
 /// How the lab's hints name this lab in later commands.
 fn lab_selector(global: &GlobalArgs, args: &LabArgs) -> String {
     match &args.state_dir {
@@ -257,7 +270,8 @@ fn up(
     let mut talk = std::io::stderr().lock();
     let inv = load_inventory(global)?;
     let dir = new_state_dir(args, &inv);
-    let outcome = super::up(&inv, &dir, init, &mut talk)?;
+    let outcome =
+        super::up(&inv, inventory_dir(global), &dir, init, &mut talk)?;
     if !global.quiet {
         if outcome == super::UpOutcome::AlreadyUp {
             writeln!(
@@ -340,9 +354,11 @@ fn demo(
     let mut talk = std::io::stderr().lock();
     let inv = load_inventory(global)?;
     let dir = new_state_dir(args, &inv);
-    let hosts = inv.directors.len() + inv.real_servers.len() + 2;
+    let router = inv.lab.as_ref().is_some_and(|l| l.router.is_some());
+    let hosts =
+        inv.directors.len() + inv.real_servers.len() + 2 + usize::from(router);
     writeln!(talk, "lab up ({hosts} hosts) ...")?;
-    super::up(&inv, &dir, init, &mut talk)?;
+    super::up(&inv, inventory_dir(global), &dir, init, &mut talk)?;
     let result =
         super::demo::Demo::new(&global.inventory, &inv, &dir, init, &mut talk)
             .and_then(|mut d| d.run());

@@ -13,7 +13,9 @@
 //! What is private, and why:
 //!
 //! * `/run` — a tmpfs, as on any real host; it also holds the lab's own
-//!   plumbing under `/run/lbdeploy-lab` (overlay layers, this binary);
+//!   plumbing under `/run/lbdeploy-lab` (overlay layers, this binary) and
+//!   the directories of the machine a host is shown (the router's
+//!   `/run/bird`, its directory in the lab state);
 //! * `/etc` and `/var/lib` — overlays on the machine's, with the upper layer
 //!   in the host's `/run`: the host sees the machine's files but its writes
 //!   stay its own, and the managed directories that do not exist on the
@@ -68,13 +70,23 @@ const OVERLAID: [&str; 2] = ["/etc", "/var/lib"];
 /// The shell script that turns a fresh `unshare -m -u` into the host.
 ///
 /// `tag` becomes the source of every mount, so the host's mounts can be
-/// recognised in `/proc/*/mountinfo`. `exe` (this binary) is bind-mounted
+/// recognised in `/proc/*/mountinfo`. Each of `binds` (a directory of the
+/// machine, and where under `/run` the host sees it) is bound before
+/// `/etc` and `/var/lib` are overlaid: through the overlay, a socket the
+/// machine's side made there could not be connected to (overlayfs does
+/// not pass `connect` through), and a lab's state is often under
+/// `/var/lib`. `exe` (this binary) is bind-mounted
 /// after `/run` is covered and before `/root` is, so it must not live under
 /// `/run` (see [`check_exe`]); a bind rather than a copy, as a debug build
 /// is tens of megabytes and a lab has many hosts. (Binding
 /// `/proc/self/fd/N` of a file opened outside would avoid the ordering, but
 /// the kernel refuses bind sources from another mount namespace.)
-pub(crate) fn setup_script(host: &LabHost, tag: &str, exe: &Path) -> String {
+pub(crate) fn setup_script(
+    host: &LabHost,
+    tag: &str,
+    exe: &Path,
+    binds: &[(&Path, &str)],
+) -> String {
     let mut s = String::from("set -eu\n");
     let line = |s: &mut String, l: String| {
         s.push_str(&l);
@@ -85,6 +97,12 @@ pub(crate) fn setup_script(host: &LabHost, tag: &str, exe: &Path) -> String {
     line(&mut s, format!("touch {LAB_BIN}/lbdeploy"));
     let exe = shell::quote(&exe.to_string_lossy());
     line(&mut s, format!("mount --bind {exe} {LAB_BIN}/lbdeploy"));
+    for (dir, at) in binds {
+        let (dir, at) =
+            (shell::quote(&dir.to_string_lossy()), shell::quote(at));
+        line(&mut s, format!("mkdir -p {at}"));
+        line(&mut s, format!("mount --bind {dir} {at}"));
+    }
     for dir in OVERLAID {
         let layer = format!("{LAB_RUN}/overlay{}", dir.replace('/', "-"));
         line(&mut s, format!("mkdir -p {layer}/upper {layer}/work"));
@@ -139,8 +157,9 @@ pub(crate) fn check_exe(exe: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Start `host`'s holder in its (existing) network namespace and wait until
-/// its setup has finished.
+/// Start `host`'s holder in its (existing) network namespace, showing it
+/// `binds` as [`setup_script`] says, and wait until its setup has
+/// finished.
 ///
 /// # Errors
 /// When the holder cannot start or its setup fails; the error carries the
@@ -148,12 +167,13 @@ pub(crate) fn check_exe(exe: &Path) -> anyhow::Result<()> {
 pub(crate) fn start_holder(
     host: &LabHost,
     exe: &Path,
+    binds: &[(&Path, &str)],
     log: &Path,
 ) -> anyhow::Result<ProcRecord> {
     let cmd = Cmd::new("ip")
         .args(["netns", "exec", &host.netns])
         .args(["unshare", "-m", "-u", "--propagation", "private"])
-        .args(["sh", "-c", &setup_script(host, &host.netns, exe)]);
+        .args(["sh", "-c", &setup_script(host, &host.netns, exe, binds)]);
     let mut child = daemon(&cmd, log)?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -277,9 +297,12 @@ mod tests {
             init: crate::lab::topology::HostInit::Namespace,
             netns: "lbd-x-rs01".into(),
             switch_port: "p0-rs01".into(),
+            uplink: crate::lab::topology::Uplink::Switch,
+            routes: Vec::new(),
         };
-        let s =
-            setup_script(&host, "lbd-x-rs01", Path::new("/opt/it's/lbdeploy"));
+        let exe = Path::new("/opt/it's/lbdeploy");
+        let state = Path::new("/var/lib/lab/hosts/lbd-x-rs01");
+        let s = setup_script(&host, "lbd-x-rs01", exe, &[(state, "/run/x")]);
         for p in MANAGED_PATHS {
             assert!(
                 s.contains(&format!(
@@ -296,6 +319,10 @@ mod tests {
         assert!(s.contains("hostname 'rs01'\n"));
         assert!(s.contains(r"mount --bind '/opt/it'\''s/lbdeploy' "), "{s}");
         assert!(s.find("--bind").unwrap() < s.find(" /root\n").unwrap());
+        // The machine's directory, before /var/lib is overlaid.
+        let bind = "mount --bind '/var/lib/lab/hosts/lbd-x-rs01' '/run/x'\n";
+        assert!(s.contains(&format!("mkdir -p '/run/x'\n{bind}")), "{s}");
+        assert!(s.find(bind).unwrap() < s.find("lowerdir=/etc").unwrap());
         assert!(s.ends_with("echo ready\nexec sleep infinity >/dev/null\n"));
     }
 

@@ -130,9 +130,22 @@ pub(crate) fn host_files(
     (files, enabled)
 }
 
-/// The network unit: what ifupdown or networkd would do on a real host.
+/// The network unit: what ifupdown or networkd would do on a real host,
+/// its routes (to the client behind the lab's router) included.
 fn net_unit(host: &LabHost) -> String {
     let nodad = if host.address.addr.is_ipv6() { " nodad" } else { "" };
+    let routes: String = host
+        .routes
+        .iter()
+        .map(|r| {
+            format!(
+                "ExecStart=/sbin/ip {} route add {} via {}\n",
+                r.family(),
+                r.destination(),
+                r.via
+            )
+        })
+        .collect();
     format!(
         "# Written by `lbdeploy lab up`: the network of lab host {name}.\n\
          [Unit]\n\
@@ -148,6 +161,7 @@ fn net_unit(host: &LabHost) -> String {
          ExecStart=/sbin/ip link set host0 name {ifname}\n\
          ExecStart=/sbin/ip address add {addr} dev {ifname}{nodad}\n\
          ExecStart=/sbin/ip link set {ifname} up\n\
+         {routes}\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
@@ -406,7 +420,7 @@ pub(crate) fn remove_cgroups(host: &LabHost) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::lab::topology::{HostInit, Role};
+    use crate::lab::topology::{HostInit, LabRoute, Role, Uplink};
 
     /// A systemd real server with web servers on ports 80 and 8080.
     pub(crate) fn host() -> LabHost {
@@ -420,6 +434,8 @@ pub(crate) mod tests {
             init: HostInit::Systemd,
             netns: "lbd-x-2-rs01".into(),
             switch_port: "p2-rs01".into(),
+            uplink: Uplink::Switch,
+            routes: Vec::new(),
         }
     }
 
@@ -448,6 +464,24 @@ pub(crate) mod tests {
         );
         let web = &files[5].1;
         assert!(web.contains("--port 8080 --name rs01 --listen 0.0.0.0\n"));
+    }
+
+    #[test]
+    fn a_host_behind_the_lab_router_gets_its_route_at_every_boot() {
+        let mut h = host();
+        h.routes.push(LabRoute {
+            to: Some("10.9.0.0/24".parse().unwrap()),
+            via: "10.0.0.1".parse().unwrap(),
+        });
+        let net = net_unit(&h);
+        assert!(
+            net.contains(
+                "ExecStart=/sbin/ip link set eth0 up\n\
+                 ExecStart=/sbin/ip -4 route add 10.9.0.0/24 via 10.0.0.1\n\
+                 \n[Install]"
+            ),
+            "{net}"
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! * `rootfs` — the cached Debian root file system those hosts boot;
 //! * `sshd` — keys, sshd and the controller's SSH client setup;
 //! * `responder` — the HTTP responder on the real servers;
+//! * `router` — the router between client and cluster (`lab.router`):
+//!   BIRD peering with the directors, multipath routes to the VIPs;
 //! * `status` — the live state of a lab, and how it is shown;
 //! * `procs` — `/proc`: liveness, namespace membership, listening sockets;
 //! * `cmd` — running `ip`, `nsenter`, `ssh-keygen` with readable errors.
@@ -29,6 +31,7 @@ mod preflight;
 mod procs;
 pub mod responder;
 mod rootfs;
+mod router;
 mod sshd;
 mod state;
 mod status;
@@ -44,15 +47,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub use machine::Restart;
+pub use router::BgpSession;
 pub(crate) use state::sole_default_lab;
 use state::{LabState, Layout, ProcKind};
 use status::status_of;
-pub use status::{HostStatus, ProcStatus, Status, print_status, print_usage};
+pub use status::{
+    HostStatus, ProcStatus, RouterStatus, Status, print_status, print_usage,
+};
 pub use topology::HostInit;
 use topology::Topology;
 pub(crate) use topology::default_state_dir;
 
-use crate::inventory::Inventory;
+use crate::inventory::{self, Inventory};
 use crate::util::files;
 
 /// How long sshd and the responders may take to listen after they start.
@@ -79,7 +85,9 @@ pub enum DownOutcome {
     NothingThere,
 }
 
-/// Build the lab for `inv` with its state in `state_dir`.
+/// Build the lab for `inv` (read from a file in `inventory_dir`, against
+/// which its relative secret files are read) with its state in
+/// `state_dir`.
 ///
 /// Idempotent: when the same lab is already up and whole, nothing changes;
 /// when an earlier `up` stopped half-way or one of its processes died, the
@@ -90,23 +98,37 @@ pub enum DownOutcome {
 /// from another inventory, or a step fails (what was made is then removed).
 pub fn up(
     inv: &Inventory,
+    inventory_dir: &Path,
     state_dir: &Path,
     init: HostInit,
     talk: &mut dyn Write,
 ) -> anyhow::Result<UpOutcome> {
     let mut tools = preflight::check(inv, init)?;
+    let bird_conf = router::config(inv, &inventory::System, inventory_dir)?;
     let state_dir = std::path::absolute(state_dir)?;
     let topology = Topology::new(inv, &state_dir, init)?;
     let layout = Layout::new(state_dir);
     if let Some(existing) = layout.load()? {
-        if existing.topology != topology {
-            bail!(
+        let built_elsewise = || {
+            anyhow::anyhow!(
                 "the lab in {} was built from a different inventory — take \
                  it down first with `lbdeploy lab --state-dir {0} down`",
                 layout.root().display()
-            );
+            )
+        };
+        if existing.topology != topology {
+            return Err(built_elsewise());
         }
         if status_of(&existing, layout.root()).healthy {
+            // The router's configuration (VIPs, sessions, passwords) is
+            // not in the topology: its file says what BIRD runs with.
+            let same_router = match (topology.router(), &bird_conf) {
+                (Some(r), Some(conf)) => router::runs_with(&layout, r, conf),
+                _ => true,
+            };
+            if !same_router {
+                return Err(built_elsewise());
+            }
             return Ok(UpOutcome::AlreadyUp);
         }
         writeln!(
@@ -142,7 +164,7 @@ pub fn up(
     let created = state::create_dirs(root)?;
     let mut state = LabState::new(topology, created);
     layout.save(&state)?;
-    if let Err(e) = build(&layout, &mut state, &tools) {
+    if let Err(e) = build(&layout, &mut state, &tools, bird_conf.as_deref()) {
         // Leave the machine as it was: a half-built lab helps nobody, and
         // the error already carries the failing command and its output.
         if let Err(t) = teardown(&layout, &state) {
@@ -161,6 +183,7 @@ fn build(
     layout: &Layout,
     state: &mut LabState,
     tools: &preflight::Tools,
+    bird_conf: Option<&str>,
 ) -> anyhow::Result<()> {
     let topology = state.topology.clone();
     let exe = std::env::current_exe().context("finding this binary")?;
@@ -186,12 +209,11 @@ fn build(
         state.namespaces.push(h.netns.clone());
         layout.save(state)?;
         netns::add(&h.netns)?;
-        netns::plug(&topology.switch_netns, h)?;
-        let holder = holder::start_holder(
-            h,
-            &exe,
-            &layout.host_dir(h).join("holder.log"),
-        )?;
+        netns::plug(topology.upstream(h)?, h)?;
+        let dir = layout.host_dir(h);
+        let binds = router::binds(h, &dir);
+        let log = dir.join("holder.log");
+        let holder = holder::start_holder(h, &exe, &binds, &log)?;
         state.processes.push(holder);
         layout.save(state)?;
     }
@@ -214,6 +236,14 @@ fn build(
             let log = dir.join(format!("responder-{port}.log"));
             state.processes.push(responder::start(h, holder, port, &log)?);
         }
+        layout.save(state)?;
+    }
+    if let Some(r) = topology.router() {
+        let conf = bird_conf.context("no configuration for the router")?;
+        let bird = tools.bird.as_deref().context("no bird found")?;
+        router::enable_forwarding(r)?;
+        let holder = state.holder(&r.name)?;
+        state.processes.push(router::start(layout, r, holder, bird, conf)?);
         layout.save(state)?;
     }
     wait_ready(layout, state)
@@ -440,7 +470,11 @@ pub fn down(state_dir: &Path) -> anyhow::Result<DownOutcome> {
 /// When the state file cannot be read.
 pub fn status(state_dir: &Path) -> anyhow::Result<Option<Status>> {
     let layout = Layout::new(std::path::absolute(state_dir)?);
-    Ok(layout.load()?.map(|s| status_of(&s, layout.root())))
+    Ok(layout.load()?.map(|s| {
+        let mut status = status_of(&s, layout.root());
+        status.router = status::router_status(&s, layout.root());
+        status
+    }))
 }
 
 /// Replace this process with `command` running inside lab host `host`.

@@ -1,5 +1,7 @@
 //! The lab's network: one namespace per host and one L2 segment, a Linux
-//! bridge inside a switch namespace with a veth to every host.
+//! bridge inside a switch namespace with a veth to every host — but the
+//! client behind a router, whose veth goes to the router instead (a link
+//! of two needs no bridge).
 //!
 //! ```text
 //!   lbd-<id> (switch)            lbd-<id>-<host>
@@ -18,7 +20,8 @@
 use std::path::Path;
 
 use super::cmd::{Cmd, CmdError};
-use super::topology::{BRIDGE, LabHost};
+use super::topology::{BRIDGE, LabHost, Uplink};
+use crate::inventory::IfAddr;
 
 /// Whether the named network namespace exists.
 pub fn exists(name: &str) -> bool {
@@ -60,16 +63,17 @@ pub(crate) fn build_switch(ns: &str) -> Result<(), CmdError> {
     ip(ns, &["link", "set", BRIDGE, "up"])
 }
 
-/// Plug `host` into the switch: veth pair, inventory interface name and
-/// address inside the host, `lo` up.
+/// Plug `host` in: a veth pair from `upstream` (the switch namespace, or
+/// the router's for a host whose uplink is the router), the inventory
+/// interface name, address and routes inside the host, `lo` up.
 ///
 /// # Errors
 /// When an `ip` command fails.
-pub(crate) fn plug(switch_ns: &str, host: &LabHost) -> Result<(), CmdError> {
+pub(crate) fn plug(upstream: &str, host: &LabHost) -> Result<(), CmdError> {
     let port = host.switch_port.as_str();
     let iface = host.interface.as_str();
     ip(
-        switch_ns,
+        upstream,
         &[
             "link",
             "add",
@@ -83,16 +87,47 @@ pub(crate) fn plug(switch_ns: &str, host: &LabHost) -> Result<(), CmdError> {
             &host.netns,
         ],
     )?;
-    ip(switch_ns, &["link", "set", port, "master", BRIDGE, "up"])?;
-    let addr = host.address.to_string();
+    match host.uplink {
+        Uplink::Switch => {
+            ip(upstream, &["link", "set", port, "master", BRIDGE, "up"])?
+        }
+        Uplink::Router { address } => {
+            add_address(upstream, port, address)?;
+            ip(upstream, &["link", "set", port, "up"])?;
+        }
+    }
+    add_address(&host.netns, iface, host.address)?;
+    ip(&host.netns, &["link", "set", iface, "up"])?;
+    ip(&host.netns, &["link", "set", "lo", "up"])?;
+    for route in &host.routes {
+        let (to, via) = (route.destination(), route.via.to_string());
+        ip(&host.netns, &[route.family(), "route", "add", &to, "via", &via])?;
+    }
+    Ok(())
+}
+
+/// Put `address` on `iface` in namespace `ns`.
+fn add_address(ns: &str, iface: &str, address: IfAddr) -> Result<(), CmdError> {
+    let addr = address.to_string();
     let mut add = vec!["addr", "add", &addr, "dev", iface];
-    if host.address.addr.is_ipv6() {
+    if address.addr.is_ipv6() {
         // Duplicate address detection would keep the address tentative
         // (unusable) for a second or more; the lab's addresses are unique
         // on its segment by validation.
         add.push("nodad");
     }
-    ip(&host.netns, &add)?;
-    ip(&host.netns, &["link", "set", iface, "up"])?;
-    ip(&host.netns, &["link", "set", "lo", "up"])
+    ip(ns, &add)
+}
+
+/// Set `key` to `value` in namespace `ns` (`sysctl -w` run inside it:
+/// `net.*` settings belong to the namespace of whoever writes them).
+///
+/// # Errors
+/// When `sysctl` fails (for example, the kernel lacks the setting).
+pub(crate) fn sysctl(ns: &str, key: &str, value: &str) -> Result<(), CmdError> {
+    Cmd::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-q", "-w"])
+        .arg(format!("{key}={value}"))
+        .run()
+        .map(drop)
 }

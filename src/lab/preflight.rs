@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use super::cmd::Cmd;
 use super::topology::HostInit;
-use crate::inventory::Inventory;
+use crate::inventory::Announce::Bgp;
+use crate::inventory::{Inventory, service_label};
 
 /// The programs the lab runs, with the Debian package providing each.
 /// `nft` is not run by the lab itself but by what is tested in it (the
@@ -30,6 +31,11 @@ const TOOLS: &[(&str, &str)] = &[
     ("nsenter", "util-linux"),
     ("mount", "mount"),
 ];
+
+/// What the lab's router (`lab.router`) runs besides [`TOOLS`]: BIRD,
+/// its client for `lab status`, and `sysctl` to make it forward.
+const ROUTER_TOOLS: &[(&str, &str)] =
+    &[("bird", "bird2"), ("birdc", "bird2"), ("sysctl", "procps")];
 
 /// What systemd hosts (`lab up --init systemd`) run besides [`TOOLS`]:
 /// the container, and the builder of its root file system (needed only
@@ -51,6 +57,8 @@ pub(crate) struct Tools {
     /// The root file system systemd hosts boot, once it is known to be
     /// there (`rootfs::ensure`).
     pub rootfs: Option<PathBuf>,
+    /// `bird`, when the lab has a router.
+    pub bird: Option<PathBuf>,
 }
 
 /// Refuse to build a lab on this machine unless it can work.
@@ -71,6 +79,10 @@ pub fn check(inv: &Inventory, init: HostInit) -> anyhow::Result<Tools> {
     if init == HostInit::Systemd {
         missing.extend(missing_tools(SYSTEMD_TOOLS, |t| which(t).is_some()));
     }
+    let router = inv.lab.as_ref().is_some_and(|l| l.router.is_some());
+    if router {
+        missing.extend(missing_tools(ROUTER_TOOLS, |t| which(t).is_some()));
+    }
     if !missing.is_empty() {
         problems.push(missing_message(&missing));
     }
@@ -90,7 +102,8 @@ pub fn check(inv: &Inventory, init: HostInit) -> anyhow::Result<Tools> {
         anyhow::bail!(msg);
     }
     let sshd = which("sshd").expect("checked above");
-    Ok(Tools { sshd, rootfs: None })
+    let bird = router.then(|| which("bird")).flatten();
+    Ok(Tools { sshd, rootfs: None, bird })
 }
 
 /// The tools of `wanted` that `found` does not find, with their packages.
@@ -127,7 +140,8 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// Every address the lab would put on an interface: the hosts', the lab's
-/// two extra hosts' and the VIPs, each with where it comes from.
+/// extra hosts' (the router's two legs too) and the VIPs, each with where
+/// it comes from.
 fn inventory_addresses(inv: &Inventory) -> Vec<(IpAddr, String)> {
     let mut out = Vec::new();
     for d in &inv.directors {
@@ -139,10 +153,19 @@ fn inventory_addresses(inv: &Inventory) -> Vec<(IpAddr, String)> {
     if let Some(lab) = &inv.lab {
         out.push((lab.controller.addr, "lab.controller".into()));
         out.push((lab.client.addr, "lab.client".into()));
+        if let Some(r) = &lab.router {
+            out.push((r.address.addr, "lab.router.address".into()));
+            out.push((r.client_side.addr, "lab.router.client_side".into()));
+        }
     }
     for vi in &inv.vrrp_instances {
         for va in &vi.virtual_addresses {
             out.push((va.address.addr, format!("VIP of {}", vi.name)));
+        }
+    }
+    for vs in inv.virtual_services.iter().filter(|vs| vs.announce == Bgp) {
+        if !out.iter().any(|(a, _)| *a == vs.vip) {
+            out.push((vs.vip, format!("VIP of {}", service_label(vs))));
         }
     }
     out

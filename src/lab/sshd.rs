@@ -237,6 +237,8 @@ mod tests {
             init: crate::lab::topology::HostInit::Namespace,
             netns: format!("lbd-x-{name}"),
             switch_port: "p0".into(),
+            uplink: crate::lab::topology::Uplink::Switch,
+            routes: Vec::new(),
         }
     }
 

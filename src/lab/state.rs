@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::topology::{DEFAULT_STATE_ROOT, HostInit, LabHost, Topology};
+use super::topology::{DEFAULT_STATE_ROOT, HostInit, LabHost, Role, Topology};
 use crate::util::files;
 
 /// Bumped when the format changes incompatibly; an older lab must then be
@@ -44,6 +44,8 @@ pub enum ProcKind {
         /// The port it answers on.
         port: u16,
     },
+    /// BIRD on the router.
+    Bird,
 }
 
 /// A process the lab started.
@@ -115,6 +117,9 @@ impl LabState {
         }];
         if host.role.has_sshd() {
             kinds.push(ProcKind::Sshd);
+        }
+        if host.role == Role::Router {
+            kinds.push(ProcKind::Bird);
         }
         kinds.extend(
             host.http_ports.iter().map(|&port| ProcKind::Responder { port }),
@@ -251,7 +256,7 @@ pub(crate) fn create_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::topology::Role;
+    use crate::lab::topology::Uplink;
 
     fn topology() -> Topology {
         Topology {
@@ -268,6 +273,8 @@ mod tests {
                 init: HostInit::Namespace,
                 netns: "lbd-abcdef-rs01".into(),
                 switch_port: "p0-rs01".into(),
+                uplink: Uplink::Switch,
+                routes: Vec::new(),
             }],
         }
     }
@@ -337,6 +344,27 @@ mod tests {
                 ProcKind::Responder { port: 8080 }
             ]
         );
+    }
+
+    #[test]
+    fn a_router_runs_bird() {
+        let mut router = topology().hosts.remove(0);
+        router.role = Role::Router;
+        router.http_ports.clear();
+        assert_eq!(
+            LabState::expected_kinds(&router),
+            [ProcKind::Holder, ProcKind::Bird]
+        );
+    }
+
+    #[test]
+    fn a_lab_state_without_router_fields_still_loads() {
+        let mut json = serde_json::to_value(topology()).unwrap();
+        let host = &mut json["hosts"][0];
+        assert!(host.get("uplink").is_none() && host.get("routes").is_none());
+        host.as_object_mut().unwrap().remove("uplink");
+        let back: Topology = serde_json::from_value(json).unwrap();
+        assert_eq!(back, topology());
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! how `lab status` and `lab up` show it.
 //!
 //! A lab is *healthy* when every namespace exists and every expected process
-//! (holder, sshd, responders) runs and, for daemons, listens. `up` uses the
-//! same verdict to decide between "already up" and "rebuild", and waits on
-//! it after starting the daemons.
+//! (holder, sshd, responders, the router's BIRD) runs and, for daemons,
+//! listens. `up` uses the same verdict to decide between "already up" and
+//! "rebuild", and waits on it after starting the daemons.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -17,7 +17,8 @@ use crate::inventory::IfAddr;
 use super::machine;
 use super::netns;
 use super::procs;
-use super::state::{LabState, ProcKind};
+use super::router::{self, BgpSession, BirdFiles};
+use super::state::{LabState, Layout, ProcKind};
 use super::topology::{HostInit, LabHost, Role};
 
 /// The live state of one lab process.
@@ -43,6 +44,7 @@ impl ProcStatus {
             ProcKind::Responder { port } => {
                 format!("the HTTP responder on port {port}")
             }
+            ProcKind::Bird => "BIRD".into(),
         }
     }
 
@@ -52,6 +54,7 @@ impl ProcStatus {
             ProcKind::Machine => "boot.log".into(),
             ProcKind::Sshd => "sshd.log".into(),
             ProcKind::Responder { port } => format!("responder-{port}.log"),
+            ProcKind::Bird => router::BIRD_LOG.into(),
         }
     }
 
@@ -97,6 +100,23 @@ pub struct Status {
     pub healthy: bool,
     /// Each host.
     pub hosts: Vec<HostStatus>,
+    /// The router's BIRD, when the lab has a router: filled by
+    /// `lab::status`, not by the polls of `up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterStatus>,
+}
+
+/// What the router's BIRD says.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterStatus {
+    /// Its control socket on the machine: `birdc -s SOCKET …` (inside
+    /// the router, `lab exec router -- birdc …` finds it without `-s`).
+    pub control_socket: PathBuf,
+    /// Its BGP sessions, one per director.
+    pub sessions: Vec<BgpSession>,
+    /// Why there are no sessions to show (BIRD does not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
@@ -105,7 +125,7 @@ pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
         .hosts
         .iter()
         .map(|h| match h.init {
-            HostInit::Namespace => namespace_host(state, h),
+            HostInit::Namespace => namespace_host(state, state_dir, h),
             HostInit::Systemd => systemd_host(state, h),
         })
         .collect();
@@ -120,33 +140,61 @@ pub(super) fn status_of(state: &LabState, state_dir: &Path) -> Status {
         switch_netns: state.topology.switch_netns.clone(),
         healthy,
         hosts,
+        router: None,
     }
+}
+
+/// What the router's BIRD says, when the lab has a router.
+pub(super) fn router_status(
+    state: &LabState,
+    state_dir: &Path,
+) -> Option<RouterStatus> {
+    let router = state.topology.router()?;
+    let layout = Layout::new(state_dir.to_owned());
+    let socket = BirdFiles::of(&layout, router).socket;
+    let (sessions, error) = match router::sessions(&socket) {
+        Ok(s) => (s, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    Some(RouterStatus { control_socket: socket, sessions, error })
 }
 
 /// The port a daemon of `kind` listens on, on `h`.
 fn port_of(h: &LabHost, kind: ProcKind) -> Option<u16> {
     match kind {
-        ProcKind::Holder | ProcKind::Machine => None,
+        ProcKind::Holder | ProcKind::Machine | ProcKind::Bird => None,
         ProcKind::Sshd => Some(h.ssh_port),
         ProcKind::Responder { port } => Some(port),
     }
 }
 
 /// A namespace host: its holder and the daemons the lab started in it.
-fn namespace_host(state: &LabState, h: &LabHost) -> HostStatus {
+/// BIRD listens once its control socket answers.
+fn namespace_host(
+    state: &LabState,
+    state_dir: &Path,
+    h: &LabHost,
+) -> HostStatus {
     let holder = state.process(&h.name, ProcKind::Holder);
+    let bird_answers = || {
+        let layout = Layout::new(state_dir.to_owned());
+        router::answers(&BirdFiles::of(&layout, h).socket)
+    };
     let processes = LabState::expected_kinds(h)
         .into_iter()
         .map(|kind| {
             let rec = state.process(&h.name, kind);
             let alive =
                 rec.is_some_and(|r| procs::is_alive(r.pid, r.start_time));
-            let listening = port_of(h, kind).map(|port| {
-                alive
-                    && holder.is_some_and(|hd| {
-                        procs::listens(hd.pid, h.address.addr, port)
-                    })
-            });
+            let listening = match kind {
+                ProcKind::Bird => Some(alive && bird_answers()),
+                _ => port_of(h, kind).map(|port| {
+                    alive
+                        && holder.is_some_and(|hd| {
+                            procs::listens(hd.pid, h.address.addr, port)
+                        })
+                }),
+            };
             ProcStatus { kind, pid: rec.map(|r| r.pid), alive, listening }
         })
         .collect();
@@ -268,6 +316,12 @@ pub fn print_usage(
         out,
         "  lbdeploy lab {select} exec controller -- lbdeploy --help"
     )?;
+    if status.router.is_some() {
+        writeln!(
+            out,
+            "  lbdeploy lab {select} exec router -- birdc show route"
+        )?;
+    }
     writeln!(out, "Take it down with `lbdeploy lab {select} down`.")
 }
 
@@ -311,6 +365,7 @@ pub fn print_status(
                     ProcKind::Machine => "machine".to_owned(),
                     ProcKind::Sshd => "sshd".to_owned(),
                     ProcKind::Responder { port } => format!("http:{port}"),
+                    ProcKind::Bird => "bird".to_owned(),
                 };
                 let state = match (p.alive, p.listening) {
                     (false, _) => "dead",
@@ -331,6 +386,28 @@ pub fn print_status(
             netns,
             procs.join(", ")
         )?;
+    }
+    match &status.router {
+        Some(r) => print_sessions(r, out),
+        None => Ok(()),
+    }
+}
+
+/// The router's BGP sessions, one line each, under the hosts.
+fn print_sessions(
+    router: &RouterStatus,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "BGP sessions of the router (birdc -s {} show protocols):",
+        router.control_socket.display()
+    )?;
+    if let Some(e) = &router.error {
+        return writeln!(out, "  none known: {e}");
+    }
+    for s in &router.sessions {
+        writeln!(out, "  {:<14} {:<6} {}", s.name, s.state, s.info)?;
     }
     Ok(())
 }

@@ -1,19 +1,35 @@
 //! What a lab consists of, computed from the inventory alone (pure).
 //!
 //! A [`Topology`] lists every host the lab builds with its role, address,
-//! interface, SSH port and HTTP ports, and the names of the namespaces that
-//! hold them. Names derive from a short lab id, a hash of the state
-//! directory, so two labs with different state directories never share a
-//! namespace name and tests can run labs in parallel. The plan is stored in
+//! interface, SSH port and HTTP ports, where its link is plugged and the
+//! routes it needs, and the names of the namespaces that hold them.
+//!
+//! With `lab.router`, a router host joins the hosts' segment and the
+//! client moves behind it, on a link of its own:
+//!
+//! ```text
+//!   client ── eth1 router eth0 ── br0 ── directors, real servers, controller
+//!   lab.client  client_side  address
+//! ```
+//!
+//! The client's default route and every director's and real server's route
+//! to the client's subnet go through the router, so the client's traffic
+//! to a VIP takes the router's (multipath) route to the directors and the
+//! real servers' direct answers find their way back.
+//!
+//! Names derive from a short lab id, a hash of the state directory, so two
+//! labs with different state directories never share a namespace name and
+//! tests can run labs in parallel. The plan is stored in
 //! the state file; `up` compares it with the inventory to know whether an
 //! existing lab is the one asked for.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{IfAddr, Inventory, Port};
+use crate::inventory::{IfAddr, Inventory, LabRouter, Port};
 
 /// Where labs keep their state unless `--state-dir` says otherwise; one
 /// directory per cluster below it, so labs of different clusters coexist.
@@ -29,6 +45,14 @@ const IFNAME_MAX: usize = 15;
 /// The bridge inside the switch namespace.
 pub(crate) const BRIDGE: &str = "br0";
 
+/// The router's name in the lab (`lab exec router`); the inventory's
+/// hosts may not take it (validation).
+pub(crate) const ROUTER: &str = "router";
+
+/// The router's interface on its link to the client (its interface on the
+/// hosts' segment is `eth0`, as the other lab hosts').
+const ROUTER_CLIENT_SIDE: &str = "eth1";
+
 /// What a lab host is for; decides which daemons it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -41,6 +65,9 @@ pub enum Role {
     Controller,
     /// Sends traffic to the VIP; no sshd.
     Client,
+    /// Routes between the client and the cluster and peers with the
+    /// directors over BGP (BIRD); no sshd.
+    Router,
 }
 
 impl Role {
@@ -57,6 +84,7 @@ impl fmt::Display for Role {
             Role::RealServer => "real-server",
             Role::Controller => "controller",
             Role::Client => "client",
+            Role::Router => "router",
         })
     }
 }
@@ -100,15 +128,69 @@ pub(crate) struct LabHost {
     pub ssh_port: u16,
     /// Ports the HTTP responder answers on (real servers only).
     pub http_ports: Vec<u16>,
-    /// How it runs; the controller and the client are always
-    /// [`HostInit::Namespace`].
+    /// How it runs; the hosts without sshd (controller, client, router)
+    /// are always [`HostInit::Namespace`].
     #[serde(default)]
     pub init: HostInit,
     /// The host's network namespace; for a systemd host, its machine name
     /// (the container makes a fresh namespace at every boot).
     pub netns: String,
-    /// The host's veth end inside the switch namespace.
+    /// The other end of the host's veth: its port on the bridge, inside
+    /// the switch namespace; for a host whose uplink is the router, the
+    /// router's interface on their link.
     pub switch_port: String,
+    /// Where the other end of its veth is.
+    #[serde(default, skip_serializing_if = "Uplink::is_switch")]
+    pub uplink: Uplink,
+    /// Routes beyond its own subnet, each through a gateway on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<LabRoute>,
+}
+
+/// Where a host's veth pair ends on the other side.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Uplink {
+    /// A port of the lab's bridge: the hosts' segment.
+    #[default]
+    Switch,
+    /// The router, as a link of two: the client behind `lab.router`.
+    Router {
+        /// The router's address on the link (`lab.router.client_side`).
+        address: IfAddr,
+    },
+}
+
+impl Uplink {
+    /// Whether the host is on the bridge (the default, left out of the
+    /// state file so labs without a router record what they always did).
+    pub fn is_switch(&self) -> bool {
+        *self == Uplink::Switch
+    }
+}
+
+/// A route a lab host needs beyond its own subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LabRoute {
+    /// The destination subnet (its network address); `None` is the
+    /// default route.
+    pub to: Option<IfAddr>,
+    /// The gateway, on the host's own subnet.
+    pub via: IpAddr,
+}
+
+impl LabRoute {
+    /// The destination as `ip route` takes it.
+    pub fn destination(&self) -> String {
+        self.to.map_or_else(|| "default".to_owned(), |to| to.to_string())
+    }
+
+    /// `ip`'s family option for it (`default` alone does not say).
+    pub fn family(&self) -> &'static str {
+        if self.via.is_ipv6() { "-6" } else { "-4" }
+    }
 }
 
 /// The whole lab: one switch and its hosts.
@@ -120,7 +202,9 @@ pub(crate) struct Topology {
     pub id: String,
     /// The namespace holding the bridge all hosts are plugged into.
     pub switch_netns: String,
-    /// Directors, real servers, controller and client, in that order.
+    /// Directors, real servers, controller, the router (with
+    /// `lab.router`) and the client, in that order: the router's
+    /// namespace exists before the client's link to it is made.
     pub hosts: Vec<LabHost>,
 }
 
@@ -134,6 +218,12 @@ pub(crate) enum PlanError {
          192.168.1.100/24"
     )]
     NoLabSection,
+    /// A host's uplink is a router the lab does not have.
+    #[error(
+        "host {0} is plugged into the lab's router, but the lab has none — \
+         take the lab down and build it again"
+    )]
+    NoRouter(String),
 }
 
 impl Topology {
@@ -155,34 +245,45 @@ impl Topology {
         let port_of = |ssh: &Option<crate::inventory::HostSsh>| {
             ssh.as_ref().and_then(|s| s.port).map_or(global_port, port)
         };
-        let host =
-            |name: &str, role, address, interface: &str, ssh_port| LabHost {
+        let host = |name: &str,
+                    role: Role,
+                    address,
+                    interface: &str,
+                    ssh_port| {
+            LabHost {
                 name: name.to_owned(),
                 role,
                 address,
                 interface: interface.to_owned(),
                 ssh_port,
                 http_ports: Vec::new(),
-                init: if role == Role::Controller || role == Role::Client {
-                    HostInit::Namespace
-                } else {
-                    init
-                },
+                init: if role.has_sshd() { init } else { HostInit::Namespace },
                 netns: String::new(),
                 switch_port: String::new(),
-            };
+                uplink: Uplink::Switch,
+                routes: Vec::new(),
+            }
+        };
+        // Behind a router, the managed hosts reach the client through it.
+        let to_client = lab.router.as_ref().map(|r| LabRoute {
+            to: Some(network(r.client_side)),
+            via: r.address.addr,
+        });
         let mut hosts = Vec::new();
         for d in &inv.directors {
             let (a, i) = (d.address, &d.interface);
-            hosts.push(host(&d.name, Role::Director, a, i, port_of(&d.ssh)));
+            let mut h = host(&d.name, Role::Director, a, i, port_of(&d.ssh));
+            h.routes.extend(to_client);
+            hosts.push(h);
         }
         for r in &inv.real_servers {
             let (a, i) = (r.address, &r.interface);
             let mut h = host(&r.name, Role::RealServer, a, i, port_of(&r.ssh));
             h.http_ports = http_ports(inv, &r.name);
+            h.routes.extend(to_client);
             hosts.push(h);
         }
-        // The two extra hosts are not managed, so they take the lab's own
+        // The extra hosts are not managed, so they take the lab's own
         // defaults: interface eth0 and (unused) port 22.
         hosts.push(host(
             "controller",
@@ -191,10 +292,18 @@ impl Topology {
             "eth0",
             22,
         ));
-        hosts.push(host("client", Role::Client, lab.client, "eth0", 22));
+        let mut client = host("client", Role::Client, lab.client, "eth0", 22);
+        if let Some(r) = &lab.router {
+            hosts.push(host(ROUTER, Role::Router, r.address, "eth0", 22));
+            put_behind(&mut client, r);
+        }
+        hosts.push(client);
         for (i, h) in hosts.iter_mut().enumerate() {
             h.netns = host_netns(&id, i, &h.name);
-            h.switch_port = switch_port(i, &h.name);
+            h.switch_port = match h.uplink {
+                Uplink::Switch => switch_port(i, &h.name),
+                Uplink::Router { .. } => ROUTER_CLIENT_SIDE.to_owned(),
+            };
         }
         Ok(Self {
             cluster: inv.cluster.clone(),
@@ -209,6 +318,27 @@ impl Topology {
         self.hosts.iter().find(|h| h.name == name)
     }
 
+    /// The router, when the inventory has `lab.router`.
+    pub fn router(&self) -> Option<&LabHost> {
+        self.hosts.iter().find(|h| h.role == Role::Router)
+    }
+
+    /// The namespace where the other end of `host`'s veth goes: the
+    /// switch, or the router.
+    ///
+    /// # Errors
+    /// When `host`'s uplink is a router the lab does not have (a state
+    /// file edited by hand).
+    pub fn upstream(&self, host: &LabHost) -> Result<&str, PlanError> {
+        match host.uplink {
+            Uplink::Switch => Ok(&self.switch_netns),
+            Uplink::Router { .. } => self
+                .router()
+                .map(|r| r.netns.as_str())
+                .ok_or_else(|| PlanError::NoRouter(host.name.clone())),
+        }
+    }
+
     /// Every namespace the lab creates, switch first (a systemd host's
     /// are the container's own).
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
@@ -219,6 +349,29 @@ impl Topology {
                 .map(|h| h.netns.as_str()),
         )
     }
+}
+
+/// Put the client on a link of its own to `router`, its default route
+/// through it.
+fn put_behind(client: &mut LabHost, router: &LabRouter) {
+    client.uplink = Uplink::Router { address: router.client_side };
+    client.routes.push(LabRoute { to: None, via: router.client_side.addr });
+}
+
+/// The subnet `a` is in, as its network address and prefix
+/// (`10.9.0.100/24` → `10.9.0.0/24`), the form `ip route` requires.
+fn network(a: IfAddr) -> IfAddr {
+    let addr = match a.addr {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(a.prefix));
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask.unwrap_or(0)))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(a.prefix));
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask.unwrap_or(0)))
+        }
+    };
+    IfAddr { addr, prefix: a.prefix }
 }
 
 /// The ports real server `name` serves in the inventory's virtual services
@@ -368,11 +521,79 @@ mod tests {
             3,
             "switch, controller, client"
         );
+        assert!(plan.hosts.iter().all(|h| h.uplink.is_switch()));
+        assert!(plan.hosts.iter().all(|h| h.routes.is_empty()));
+        assert!(plan.router().is_none());
         let mut inv = inv;
         inv.lab = None;
         assert!(
             Topology::new(&inv, Path::new("/tmp/x"), HostInit::Namespace)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_router_puts_the_client_behind_it() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("inventory.bgp.example.yml");
+        let inv = crate::inventory::load(&path, &crate::inventory::System)
+            .unwrap()
+            .inventory;
+        let plan = Topology::new(&inv, Path::new("/tmp/x"), HostInit::Systemd)
+            .unwrap();
+        let names: Vec<_> =
+            plan.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "d1",
+                "d2",
+                "d3",
+                "rs01",
+                "rs02",
+                "controller",
+                "router",
+                "client"
+            ]
+        );
+        let router = plan.router().unwrap();
+        assert_eq!(router.role, Role::Router);
+        assert_eq!(router.init, HostInit::Namespace);
+        assert_eq!(router.address.to_string(), "192.168.1.1/24");
+        assert_eq!(plan.upstream(router).unwrap(), plan.switch_netns);
+        let client = plan.host("client").unwrap();
+        let side = "10.9.0.1/24".parse().unwrap();
+        assert_eq!(client.uplink, Uplink::Router { address: side });
+        assert_eq!(client.switch_port, "eth1", "the router's interface");
+        assert_eq!(plan.upstream(client).unwrap(), router.netns);
+        assert_eq!(
+            client.routes,
+            [LabRoute { to: None, via: "10.9.0.1".parse().unwrap() }]
+        );
+        let to_client = LabRoute {
+            to: Some("10.9.0.0/24".parse().unwrap()),
+            via: "192.168.1.1".parse().unwrap(),
+        };
+        for name in ["d1", "d2", "d3", "rs01", "rs02"] {
+            assert_eq!(plan.host(name).unwrap().routes, [to_client], "{name}");
+        }
+        assert!(plan.host("controller").unwrap().routes.is_empty());
+        assert_eq!(to_client.destination(), "10.9.0.0/24");
+        assert_eq!(client.routes[0].destination(), "default");
+        assert_eq!(
+            plan.namespaces().count(),
+            4,
+            "switch, controller, router, client"
+        );
+    }
+
+    #[test]
+    fn routes_name_the_network() {
+        let a = "10.9.0.100/24".parse().unwrap();
+        assert_eq!(network(a).to_string(), "10.9.0.0/24");
+        let a = "fd00:9::64/64".parse().unwrap();
+        assert_eq!(network(a).to_string(), "fd00:9::/64");
+        let a = "10.9.0.100/0".parse().unwrap();
+        assert_eq!(network(a).to_string(), "0.0.0.0/0");
     }
 }
