@@ -26,7 +26,7 @@ use crate::support::subnet::Subnet;
 const TCP: &str = "{ tcp: { connect_timeout: 1s, retry: 0 } }";
 
 /// How many long-lived connections, and their first client port.
-const STREAMS: u16 = 40;
+pub(crate) const STREAMS: u16 = 40;
 const STREAM_PORT: u16 = 31000;
 
 /// The client's side of the streams: opens `count` connections from
@@ -79,8 +79,8 @@ print(json.dumps([{"port": c["port"], "names": sorted(c["names"]), "lines": c["l
                    "quiet": now - c["last"], "error": c["error"]} for c in conns]))
 "#;
 
-/// The streams, running on the client.
-struct Streams {
+/// The streams, running on the client (also used by `bgp`).
+pub(crate) struct Streams {
     child: Child,
     stop: std::path::PathBuf,
     _dir: TempDir,
@@ -88,7 +88,7 @@ struct Streams {
 
 impl Streams {
     /// Open the streams to `vip` and return once they are open.
-    fn open(lab: &TestLab, vip: &str) -> Self {
+    pub(crate) fn open(lab: &TestLab, vip: &str) -> Self {
         let dir = TempDir::new("continuity-streams");
         let script = dir.path().join("client.py");
         std::fs::write(&script, CLIENT).unwrap();
@@ -112,7 +112,7 @@ impl Streams {
     }
 
     /// Stop them and say how each went.
-    fn close(self) -> Vec<Value> {
+    pub(crate) fn close(self) -> Vec<Value> {
         std::fs::write(&self.stop, b"").unwrap();
         let out = self.child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);

@@ -53,7 +53,7 @@ pub(crate) fn converged(lab: &TestLab, s: Subnet) {
 pub(crate) const V: Version = Version::V2;
 
 /// The agent's PID on `host` (not the supervisor's).
-fn agent_pid(lab: &TestLab, host: &str) -> u64 {
+pub(crate) fn agent_pid(lab: &TestLab, host: &str) -> u64 {
     agent_status(lab, host)["pid"].as_u64().expect("the agent reports its pid")
 }
 

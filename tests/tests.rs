@@ -4,6 +4,7 @@
 mod agent;
 mod apply;
 mod architecture;
+mod bgp;
 mod checks;
 mod cluster;
 mod continuity;

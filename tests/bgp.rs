@@ -1,0 +1,233 @@
+//! Active-active directors over BGP and ECMP (issue #20, part 2): three
+//! directors announce one VIP to the lab's router (BIRD, ECMP hashing on
+//! addresses and ports), which spreads the client's flows over them; every
+//! director has the same bucket table, so each flow reaches its real
+//! server whichever director it crosses. A director that stops withdraws
+//! first and keeps forwarding through its grace; a director whose agent
+//! is killed takes BIRD with it, and BFD moves its flows within
+//! `interval × multiplier`; a director that loses every real server
+//! withdraws. Long-lived connections (a line every 50 ms) live through
+//! all of it.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use lbdeploy::lab::demo::kill_here;
+
+use crate::continuity::{STREAMS, Streams};
+use crate::failsafe::agent_pid;
+use crate::lab_or_skip;
+use crate::support::lab::{TestLab, within};
+use crate::support::subnet::Subnet;
+
+/// The directors: name and last octet.
+const DIRECTORS: [(&str, u8); 3] = [("d1", 11), ("d2", 12), ("d3", 13)];
+
+/// BFD as the inventory sets it: 100 ms × 3 to detect, 100 ms between
+/// packets; and how often the router's route is looked at.
+const BFD_DETECT: Duration = Duration::from_millis(300);
+const BFD_INTERVAL: Duration = Duration::from_millis(100);
+const POLL_SLACK: Duration = Duration::from_millis(100);
+
+/// A BGP session's set-up in the lab: BIRD's connect retry is 5 s and its
+/// start delay 5 s after an error; two rounds and the first reconcile.
+const SESSION_UP: Duration = Duration::from_secs(25);
+
+/// The inventory: three directors, two real servers, a service on a VIP
+/// of its own subnet announced over BGP to the lab's router, which has the
+/// client behind it on a third.
+fn inventory(s: Subnet, client: Subnet, vip: &str) -> String {
+    let mut y = format!(
+        "cluster: bgp-{}\ndataplane: nftables\ndirectors:\n",
+        s.octet()
+    );
+    for (name, n) in DIRECTORS {
+        y += &format!(
+            "  - {{ name: {name}, address: {}, interface: eth0, \
+             priority: 100 }}\n",
+            s.cidr(n)
+        );
+    }
+    y += &format!(
+        "real_servers:\n\
+         \x20 - {{ name: rs01, address: {}, interface: eth0 }}\n\
+         \x20 - {{ name: rs02, address: {}, interface: eth0 }}\n\
+         bgp:\n\
+         \x20 local_as: 65001\n\
+         \x20 peers: [{{ address: {}, as: 65000 }}]\n\
+         \x20 bfd: {{ interval: 100ms, multiplier: 3 }}\n\
+         \x20 hold_time: 3s\n\
+         \x20 drain_grace: 2s\n\
+         virtual_services:\n\
+         \x20 - vip: {vip}\n\
+         \x20   port: 80\n\
+         \x20   scheduler: rr\n\
+         \x20   announce: bgp\n\
+         \x20   delay_loop: 1s\n\
+         \x20   real_servers:\n\
+         \x20     - {{ host: rs01, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 0 }} }}] }}\n\
+         \x20     - {{ host: rs02, port: 80, checks: [{{ tcp: {{ connect_timeout: 1s, retry: 0 }} }}] }}\n\
+         lab:\n\
+         \x20 controller: {}\n\
+         \x20 client: {}\n\
+         \x20 router: {{ address: {}, client_side: {}, as: 65000 }}\n",
+        s.cidr(21),
+        s.cidr(22),
+        s.addr(1),
+        s.cidr(10),
+        client.cidr(100),
+        s.cidr(1),
+        client.cidr(1),
+    );
+    y
+}
+
+/// The directors the router sends `vip` to now: the next hops of its
+/// route.
+fn next_hops(lab: &TestLab, vip: &str) -> BTreeSet<String> {
+    let route = lab.exec_ok("router", &format!("ip -4 route show {vip}"));
+    route
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_owned())
+        .collect()
+}
+
+/// Wait until the router's next hops for `vip` are the directors
+/// `octets`, within `bound`; return how long it took.
+fn hops_become(
+    lab: &TestLab,
+    s: Subnet,
+    vip: &str,
+    octets: &[u8],
+    bound: Duration,
+) -> Duration {
+    let want: BTreeSet<String> = octets.iter().map(|n| s.addr(*n)).collect();
+    let start = Instant::now();
+    within(bound, &format!("the router's next hops become {want:?}"), || {
+        next_hops(lab, vip) == want
+    });
+    start.elapsed()
+}
+
+/// The connections of `report` that broke: an error, a second server, or
+/// silent for more than a second.
+fn broken(report: &[Value]) -> Vec<&Value> {
+    report
+        .iter()
+        .filter(|c| {
+            !c["error"].is_null()
+                || c["names"].as_array().is_none_or(|n| n.len() != 1)
+                || c["quiet"].as_f64().unwrap_or(f64::MAX) > 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn r20_three_directors_share_a_vip_over_bgp_and_flows_survive_them_leaving() {
+    let (s, client, v) =
+        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
+    let vip = v.addr(100);
+    let lab = lab_or_skip!("bgp-ecmp", inventory(s, client, &vip));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
+
+    // Requests from many source ports reach both real servers.
+    let mut servers = BTreeSet::new();
+    for port in 40000..40030 {
+        let out = lab.exec_ok(
+            "client",
+            &format!("curl -sf --max-time 2 --local-port {port} http://{vip}/"),
+        );
+        servers.insert(out.trim().to_owned());
+    }
+    assert_eq!(servers.len(), 2, "both real servers answer: {servers:?}");
+    let blackhole =
+        |host| lab.exec_ok(host, "ip route show type blackhole").contains(&vip);
+    assert!(blackhole("d1"), "d1 holds no blackhole route for {vip}");
+
+    let streams = Streams::open(&lab, &vip);
+    std::thread::sleep(Duration::from_secs(1));
+    // d1 stops: it withdraws first, then forwards through its grace.
+    lab.exec_ok("d1", "lbdeploy agent stop");
+    hops_become(&lab, s, &vip, &[12, 13], Duration::from_secs(3));
+    within(Duration::from_secs(5), "d1 dropping its blackhole route", || {
+        !blackhole("d1")
+    });
+    // d2's agent is killed: BIRD dies with it and tells the router; the
+    // supervisor starts the agent again, which announces again.
+    let pid = agent_pid(&lab, "d2");
+    lab.exec_ok("d2", &format!("kill -9 {pid}"));
+    hops_become(&lab, s, &vip, &[13], Duration::from_secs(2));
+    hops_become(&lab, s, &vip, &[12, 13], SESSION_UP);
+    // d2 goes silent (unplugged): BFD withdraws it in 3 × 100 ms.
+    let took = silent_until_withdrawn(&lab, s, &vip, "d2");
+    eprintln!("bgp: a silent director withdrawn after {took:?}");
+    assert!(
+        took <= BFD_DETECT + BFD_INTERVAL + POLL_SLACK,
+        "BFD took {took:?} to withdraw a silent director"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let report = streams.close();
+    assert_eq!(report.len(), usize::from(STREAMS));
+    let broken = broken(&report);
+    assert!(
+        broken.is_empty(),
+        "{} of {STREAMS} long-lived connections broke: {broken:#?}",
+        broken.len()
+    );
+}
+
+/// Unplug `host` and time, on the router, until its next hop is gone.
+fn silent_until_withdrawn(
+    lab: &TestLab,
+    s: Subnet,
+    vip: &str,
+    host: &str,
+) -> Duration {
+    let hop = next_hops(lab, vip)
+        .into_iter()
+        .find(|h| DIRECTORS.iter().any(|(d, n)| *d == host && *h == s.addr(*n)))
+        .unwrap_or_else(|| panic!("{host} is not a next hop of {vip}"));
+    lab.exec_ok(
+        "router",
+        &format!(
+            "rm -f /run/bgp-took; \
+             setsid sh -c 'for i in $(seq 2000); do \
+               ip -4 route show {vip} | grep -q \"via {hop} \" || break; \
+               sleep 0.005; done; date +%s%N > /run/bgp-took' \
+             </dev/null >/dev/null 2>&1 &"
+        ),
+    );
+    let start: u64 =
+        lab.exec_ok("router", "date +%s%N").trim().parse().unwrap();
+    lab.set_switch_port(host, "down");
+    let mut took = String::new();
+    within(Duration::from_secs(12), "the router's wait to end", || {
+        took = lab.exec_ok("router", "cat /run/bgp-took 2>/dev/null || true");
+        !took.trim().is_empty()
+    });
+    let end: u64 = took.trim().parse().unwrap();
+    Duration::from_nanos(end.saturating_sub(start))
+}
+
+#[test]
+fn r20_a_director_without_a_healthy_real_server_withdraws() {
+    let (s, client, v) =
+        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
+    let vip = v.addr(100);
+    let lab = lab_or_skip!("bgp-withdraw", inventory(s, client, &vip));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
+    for rs in ["rs01", "rs02"] {
+        lab.exec_ok(rs, &kill_here("[l]bdeploy lab responder"));
+    }
+    // Checks every second fail at once (retry 0): then the VIP goes.
+    hops_become(&lab, s, &vip, &[], Duration::from_secs(5));
+    lab.swap_responder("rs01", "--name rs01");
+    hops_become(&lab, s, &vip, &[11, 12, 13], Duration::from_secs(5));
+}
