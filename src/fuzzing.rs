@@ -72,3 +72,19 @@ pub fn metrics_request(bytes: &[u8]) {
     let end = http::head_end(bytes).unwrap_or(bytes.len());
     let _ = http::judge(&bytes[..end]);
 }
+
+/// Bytes from BIRD's control socket: split into replies as the agent's
+/// client frames them, each read as a greeting and by every parser of the
+/// agent's requests.
+pub fn birdc_replies(mut bytes: &[u8]) {
+    use crate::agent::bgp::birdc::reply;
+    // Each reply decoded consumes one line at least: the loop ends.
+    while let Ok((r, rest)) = reply::decode(bytes) {
+        let _ = reply::parse_greeting(&r);
+        let _ = reply::parse_configure(&r);
+        let _ = reply::parse_protocols(&r);
+        let _ = reply::parse_exported(&r);
+        let _ = reply::parse_bfd_sessions(&r);
+        bytes = rest;
+    }
+}
