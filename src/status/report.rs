@@ -20,7 +20,7 @@
 //! [`Report`] is the schema of `lbdeploy status --json` (documented in the
 //! README); fields are only ever added.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::IpAddr;
 
@@ -108,6 +108,42 @@ pub struct LastTransition {
     pub at: String,
 }
 
+/// A director's BGP speaker, from its agent's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpView {
+    /// The VIPs it announces now.
+    #[serde(default)]
+    pub announced: Vec<IpAddr>,
+    /// Its sessions.
+    #[serde(default)]
+    pub sessions: Vec<SessionView>,
+    /// Why BIRD could not be run or steered, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One BGP session as a director's BIRD reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    /// BIRD's protocol name (`peer_ADDRESS`).
+    pub name: String,
+    /// BIRD's detail: the BGP state first (`Established`).
+    pub info: String,
+    /// What BIRD exports to the peer.
+    #[serde(default)]
+    pub exported: Vec<String>,
+    /// The BFD session's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
+}
+
+impl SessionView {
+    /// Whether the session is up (its BGP state is `Established`).
+    fn established(&self) -> bool {
+        self.info.split_whitespace().next() == Some("Established")
+    }
+}
+
 /// One real server as one director sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RealServerView {
@@ -176,6 +212,9 @@ pub struct HostView {
     /// A real server's ARP sysctls, `IFACE.KEY` → value.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub arp: BTreeMap<String, String>,
+    /// A director's BGP speaker, when it has a `bgp:` block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpView>,
 }
 
 impl HostView {
@@ -192,6 +231,7 @@ impl HostView {
             real_servers: Vec::new(),
             lo_vips: Vec::new(),
             arp: BTreeMap::new(),
+            bgp: None,
         }
     }
 }
@@ -366,6 +406,8 @@ fn agent(view: &mut HostView, status: &Status) {
             },
         });
     }
+    // A host's answer is untrusted: a shape that does not fit is no view.
+    view.bgp = BgpView::deserialize(&d["forwarding"]["bgp"]).ok();
     let servers = d["forwarding"]["real_servers"].as_object();
     let traffic = &d["forwarding"]["traffic"];
     let because = &d["forwarding"]["down_because"];
@@ -392,6 +434,92 @@ fn agent(view: &mut HostView, status: &Status) {
             });
         }
     }
+}
+
+/// BGP's warnings: a session that is not up, BIRD not steered, and a VIP
+/// announced by some directors only (the others withdrew it: they see
+/// no healthy real server, or cannot forward).
+fn bgp_warnings(directors: &[&HostView], w: &mut Vec<String>) {
+    let speakers: Vec<(&str, &BgpView)> = directors
+        .iter()
+        .filter_map(|h| Some((h.name.as_str(), h.bgp.as_ref()?)))
+        .collect();
+    for (name, b) in &speakers {
+        if let Some(e) = &b.last_error {
+            w.push(format!("{name}: BGP: {e}"));
+        }
+        for s in b.sessions.iter().filter(|s| !s.established()) {
+            w.push(format!("{name}: BGP session {} is {}", s.name, s.info));
+        }
+    }
+    let vips: BTreeSet<IpAddr> =
+        speakers.iter().flat_map(|(_, b)| b.announced.clone()).collect();
+    for vip in vips {
+        let silent: Vec<&str> = speakers
+            .iter()
+            .filter(|(_, b)| !b.announced.contains(&vip))
+            .map(|(name, _)| *name)
+            .collect();
+        if !silent.is_empty() {
+            w.push(format!(
+                "{vip}: announced by {} of {} directors (not by {})",
+                speakers.len() - silent.len(),
+                speakers.len(),
+                silent.join(", ")
+            ));
+        }
+    }
+}
+
+/// Each director's BGP sessions and what it announces: a table after the
+/// directors', nothing where no director speaks BGP.
+fn write_bgp(
+    out: &mut impl Write,
+    directors: &[&HostView],
+) -> std::io::Result<()> {
+    let speakers: Vec<(&str, &BgpView)> = directors
+        .iter()
+        .filter_map(|h| Some((h.name.as_str(), h.bgp.as_ref()?)))
+        .collect();
+    if speakers.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\n{:<16} {:<22} {:<12} {:<6} ANNOUNCES",
+        "DIRECTOR", "BGP SESSION", "STATE", "BFD"
+    )?;
+    for (name, b) in speakers {
+        let announced: Vec<String> =
+            b.announced.iter().map(IpAddr::to_string).collect();
+        let announced = match announced.is_empty() {
+            true => "nothing".to_owned(),
+            false => announced.join(" "),
+        };
+        for s in &b.sessions {
+            let state = s.info.split_whitespace().next().unwrap_or("?");
+            writeln!(
+                out,
+                "{:<16} {:<22} {:<12} {:<6} {}",
+                escape(name),
+                escape(&s.name),
+                escape(state),
+                escape(s.bfd.as_deref().unwrap_or("-")),
+                announced
+            )?;
+        }
+        if b.sessions.is_empty() {
+            writeln!(
+                out,
+                "{:<16} {:<22} {:<12} {:<6} {announced}",
+                escape(name),
+                "-",
+                "-",
+                "-"
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// What each director's data plane counted of each real server: a table
@@ -492,6 +620,7 @@ pub(crate) fn warnings(
             }
         }
     }
+    bgp_warnings(&directors, &mut w);
     for h in &directors {
         for i in h.instances.iter().filter(|i| i.state != "MASTER") {
             for vip in &i.vips_held {
@@ -621,6 +750,7 @@ pub(crate) fn write_text(
                 escape(&vrrp.join(", "))
             )?;
         }
+        write_bgp(out, &directors)?;
         let mut rows: BTreeMap<(&str, IpAddr), Vec<String>> = BTreeMap::new();
         for (n, h) in directors.iter().enumerate() {
             for rs in &h.real_servers {
@@ -882,6 +1012,59 @@ mod tests {
                 "VI_1: no master",
                 "d1: holds VIP 10.0.0.200 of VI_1 but is BACKUP",
                 "web: real server 10.0.0.21 is down on d1",
+            ]
+        );
+    }
+
+    #[test]
+    fn r20_bgp_sessions_down_and_vips_not_announced_everywhere_are_warned_of() {
+        let speaker = |name: &str, info: &str, announced: &[&str]| {
+            let mut h = director(name, "BACKUP", false, true);
+            h.instances.clear();
+            h.bgp = Some(BgpView {
+                announced: announced
+                    .iter()
+                    .map(|a| a.parse().unwrap())
+                    .collect(),
+                sessions: vec![SessionView {
+                    name: "peer_10_0_0_1".into(),
+                    info: info.into(),
+                    exported: Vec::new(),
+                    bfd: Some("Up".into()),
+                }],
+                last_error: None,
+            });
+            h
+        };
+        let vip = "10.20.0.100";
+        let all = [
+            speaker("d1", "Established", &[vip]),
+            speaker("d2", "Established", &[vip]),
+        ];
+        assert_eq!(warnings(&all, Some(4), &[]), Vec::<String>::new());
+        let mut text = Vec::new();
+        let r = Report {
+            format: 1,
+            cluster: "c".into(),
+            generation: Some(4),
+            warnings: Vec::new(),
+            hosts: all.to_vec(),
+        };
+        write_text(&mut text, &r).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("d2               peer_10_0_0_1          Established  Up     10.20.0.100"),
+            "{text}"
+        );
+        let some = [
+            speaker("d1", "Established", &[vip]),
+            speaker("d2", "Active        Socket: Connection refused", &[]),
+        ];
+        assert_eq!(
+            warnings(&some, Some(4), &[]),
+            [
+                "d2: BGP session peer_10_0_0_1 is Active        Socket: Connection refused",
+                "10.20.0.100: announced by 1 of 2 directors (not by d2)",
             ]
         );
     }
