@@ -62,7 +62,9 @@ pub(crate) struct Want {
 pub struct BgpStatus {
     /// Whether BIRD runs.
     pub running: bool,
-    /// The VIPs announced now.
+    /// Every VIP announced over BGP.
+    pub vips: Vec<IpAddr>,
+    /// Those announced now.
     pub announced: Vec<IpAddr>,
     /// Each peer's session: its BGP state (`Established` when up).
     pub sessions: Vec<Session>,
@@ -239,6 +241,7 @@ impl Task {
             self.reconfigure().await;
         }
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.vips = want.vips.iter().copied().collect();
         s.announced = want.announced.iter().copied().collect();
         s.running = self.bird.is_some();
         s.last_error = self.last_error.clone();

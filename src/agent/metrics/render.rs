@@ -65,6 +65,24 @@ struct Forwarding {
     quorum: BTreeMap<String, bool>,
     last_error: Option<String>,
     traffic: TrafficByService,
+    bgp: Option<Bgp>,
+}
+
+/// A director's BGP speaker, as far as the metrics read it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Bgp {
+    vips: Vec<IpAddr>,
+    announced: Vec<IpAddr>,
+    sessions: Vec<Session>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Session {
+    name: String,
+    info: String,
+    bfd: Option<String>,
 }
 
 /// The families of each real server's [`Traffic`], with the field each
@@ -392,6 +410,40 @@ fn traffic(e: &mut Exposition, traffic: &TrafficByService) {
     }
 }
 
+/// Whether each VIP is announced, each session up, each BFD session up.
+fn bgp(e: &mut Exposition, b: &Bgp) {
+    e.family(
+        "lbdeploy_bgp_announced",
+        Kind::Gauge,
+        "1 while this director announces the VIP over BGP.",
+    );
+    for vip in &b.vips {
+        let v = vip.to_string();
+        let on = b.announced.contains(vip);
+        e.sample("lbdeploy_bgp_announced", &[("vip", &v)], flag(on));
+    }
+    e.family(
+        "lbdeploy_bgp_session_up",
+        Kind::Gauge,
+        "1 while the BGP session is Established.",
+    );
+    for s in &b.sessions {
+        let up = s.info.split_whitespace().next() == Some("Established");
+        e.sample("lbdeploy_bgp_session_up", &[("peer", &s.name)], flag(up));
+    }
+    e.family(
+        "lbdeploy_bgp_bfd_up",
+        Kind::Gauge,
+        "1 while the session's BFD session is Up (BFD on only).",
+    );
+    for s in &b.sessions {
+        if let Some(bfd) = &s.bfd {
+            let up = flag(bfd == "Up");
+            e.sample("lbdeploy_bgp_bfd_up", &[("peer", &s.name)], up);
+        }
+    }
+}
+
 fn forwarding(e: &mut Exposition, d: &Director) {
     if let Some(f) = &d.forwarding {
         e.family(
@@ -441,6 +493,9 @@ fn forwarding(e: &mut Exposition, d: &Director) {
             }
         }
         traffic(e, &f.traffic);
+        if let Some(b) = &f.bgp {
+            bgp(e, b);
+        }
     }
     if let Some(r) = &d.dataplane_reconciles {
         e.family(
@@ -630,7 +685,17 @@ mod tests {
                                        "connections": 7,
                                        "active_connections": 2,
                                        "inactive_connections": 1 },
-                        "10.0.0.22": { "packets": 5, "bytes": 300 } } }
+                        "10.0.0.22": { "packets": 5, "bytes": 300 } } },
+                    "bgp": {
+                        "running": true,
+                        "vips": ["10.20.0.100", "10.20.0.101"],
+                        "announced": ["10.20.0.100"],
+                        "sessions": [{ "name": "peer_10_0_0_1",
+                                       "state": "up",
+                                       "info": "Established",
+                                       "exported": ["10.20.0.100/32"],
+                                       "bfd": "Down" }]
+                    }
                 },
                 "real_server_checks": [{
                     "service": "web", "address": "10.0.0.21", "port": 80,
@@ -729,6 +794,10 @@ mod tests {
             "lbdeploy_real_server_connections_total{service=\"web\",address=\"10.0.0.21\"} 7\n",
             "lbdeploy_real_server_active_connections{service=\"web\",address=\"10.0.0.21\"} 2\n",
             "lbdeploy_real_server_inactive_connections{service=\"web\",address=\"10.0.0.21\"} 1\n",
+            "lbdeploy_bgp_announced{vip=\"10.20.0.100\"} 1\n",
+            "lbdeploy_bgp_announced{vip=\"10.20.0.101\"} 0\n",
+            "lbdeploy_bgp_session_up{peer=\"peer_10_0_0_1\"} 1\n",
+            "lbdeploy_bgp_bfd_up{peer=\"peer_10_0_0_1\"} 0\n",
         ];
         for e in expect {
             assert!(text.contains(e), "missing {e:?} in\n{text}");
