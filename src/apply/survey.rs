@@ -58,7 +58,7 @@ pub(crate) fn survey(
         &old,
     ));
     save_stamps(&path, &old, &gathered, &prepared.all_hosts);
-    let gathered = rt.block_on(refuse_without_ipvs(inputs, prepared, gathered));
+    let gathered = rt.block_on(refuse_unfit(inputs, prepared, gathered));
     let doc = document(inputs, prepared, &gathered)?;
     Ok(Survey { rt, gathered, doc })
 }
@@ -118,7 +118,8 @@ fn save_stamps(
 /// its configuration needs it ([`crate::plan::kernel`]) becomes a failed
 /// host, its message naming the service where the inventory writes it:
 /// planned, it would apply a scheduler the data plane silently ignores.
-async fn refuse_without_ipvs(
+/// So does one that would run BIRD and has none ([`crate::plan::bird`]).
+async fn refuse_unfit(
     inputs: &Inputs,
     prepared: &Prepared,
     gathered: Vec<(String, Gathered)>,
@@ -129,6 +130,18 @@ async fn refuse_without_ipvs(
             out.push((name, g));
             continue;
         };
+        if crate::plan::bird::needs_bird(&p.desired, p.facts.bird) {
+            p.conn.close().await;
+            let (line, col) = crate::inventory::position(&prepared.text, "bgp");
+            let message = format!(
+                "{}:{line}:{col}: {name} announces VIPs over BGP and has no \
+                 BIRD — install it ({}) and plan again",
+                inputs.inventory.display(),
+                crate::plan::bird::INSTALL,
+            );
+            out.push((name, Gathered::Failed(message)));
+            continue;
+        }
         let Some(need) =
             crate::plan::kernel::needs_ipvs(&p.desired, p.facts.ipvs)
         else {

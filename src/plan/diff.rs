@@ -478,6 +478,7 @@ mod tests {
             service: ServiceState::Running,
             unit: None,
             ipvs: None,
+            bird: None,
             addresses: vec![HostAddress {
                 interface: "lo".into(),
                 ip: "10.0.0.200".parse().unwrap(),

@@ -29,6 +29,8 @@
 //!                          directory under /etc or /run)
 //! ipaddr N: IFACE inet ADDR/PREFIX ... [LABEL]\ ...   (`ip -o addr show`)
 //! ipvs yes|no|unknown     (whether the kernel has or can load IPVS)
+//! bird yes|no             (whether BIRD is installed where the agent
+//!                          looks for it)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,7 +119,16 @@ pub struct HostFacts {
     /// Whether the kernel has IPVS or can load it; `None` when the host
     /// cannot tell (see `IPVS_PROBE`).
     pub ipvs: Option<bool>,
+    /// Whether BIRD is installed (`BIRD_PROBE`); `None` from an older
+    /// script that did not say.
+    pub bird: Option<bool>,
 }
+
+/// Whether BIRD is installed where a director's agent looks for it
+/// (`agent::bgp::speaker`): root's sbin directories, then `PATH`.
+pub(crate) const BIRD_PROBE: &str = "if [ -x /usr/sbin/bird ] || [ -x /usr/local/sbin/bird ] \
+     || [ -x /sbin/bird ] || command -v bird >/dev/null 2>&1; \
+     then echo 'bird yes'; else echo 'bird no'; fi\n";
 
 /// How the facts script tells whether the kernel has IPVS, without
 /// loading anything: `/proc/net/ip_vs` exists once it is there; a kernel
@@ -245,6 +256,7 @@ pub fn script(query: &Query) -> String {
     s += "if command -v ip >/dev/null; then ip -o addr show | \
           while IFS= read -r l; do echo \"ipaddr $l\"; done; fi\n";
     s += IPVS_PROBE;
+    s += BIRD_PROBE;
     s
 }
 
@@ -287,6 +299,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         unit: None,
         addresses: Vec::new(),
         ipvs: None,
+        bird: None,
     };
     for (n, line) in lines {
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -348,6 +361,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                     _ => None,
                 }
             }
+            "bird" => facts.bird = Some(rest == "yes"),
             "nofile" | "nosysctl" | "nobinary" => {}
             _ => return Err(err(n, &format!("unknown record `{kind}`"))),
         }
@@ -516,6 +530,16 @@ mod tests {
             assert_eq!(read, cat.trim_end_matches('|'), "{name}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn r20_bird_is_yes_or_no_and_unsaid_by_older_scripts() {
+        let bird = |line: &str| {
+            parse(&format!("lbdeploy-facts 1\narch x\n{line}")).unwrap().bird
+        };
+        assert_eq!(bird("bird yes\n"), Some(true));
+        assert_eq!(bird("bird no\n"), Some(false));
+        assert_eq!(bird(""), None);
     }
 
     #[test]

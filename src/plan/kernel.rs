@@ -62,7 +62,7 @@ pub(crate) fn needs_ipvs(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -76,6 +76,11 @@ mod tests {
              protocol: tcp\n  scheduler: {scheduler}\n  delay_loop: 6s\n  \
              quorum: 1\n  real_servers: []\n"
         );
+        with_config(config)
+    }
+
+    /// A director's desired state whose `agent.yml` is `config`.
+    pub(crate) fn with_config(config: String) -> HostDesired {
         HostDesired {
             name: "d1".into(),
             agent: Mode::Director,

@@ -17,6 +17,7 @@
 //! * [`redact`] — secrets kept out of what is shown and saved;
 //! * [`render`] — the plan as people read it, into any writer.
 pub mod binary;
+pub(crate) mod bird;
 pub mod desired;
 pub mod diff;
 pub mod facts;
