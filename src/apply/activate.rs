@@ -237,8 +237,9 @@ async fn upload(p: &Planned, ctx: &Context) -> Result<PathBuf, String> {
 /// but cannot do what its configuration says — fails the check with its
 /// reasons, as one that does not answer does.
 async fn agent_healthy(p: &Planned, binary: &str) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let start = tokio::time::Instant::now();
     loop {
+        let mut deadline = start + Duration::from_secs(5);
         let out = p
             .conn
             .run(binary, &["agent", "status", "--json"], b"")
@@ -253,7 +254,13 @@ async fn agent_healthy(p: &Planned, binary: &str) -> Result<(), String> {
             Some(s) if s.settling => Err("its data plane is still taking \
                  the configuration"
                 .to_owned()),
-            Some(s) if s.healthy => return Ok(()),
+            Some(s) if s.healthy => match bgp_ready(&s.details) {
+                Ok(()) => return Ok(()),
+                Err(why) => {
+                    deadline = start + BGP_READY;
+                    Err(why)
+                }
+            },
             Some(s) if !s.degraded.is_empty() => {
                 Err(format!("degraded: {}", s.degraded.join("; ")))
             }
@@ -265,6 +272,52 @@ async fn agent_healthy(p: &Planned, binary: &str) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// How long a director announcing over BGP has for its sessions to come
+/// up after a change: BIRD connects at once, and a router that refused
+/// it while it was down accepts within its own retry (a few seconds).
+const BGP_READY: Duration = Duration::from_secs(30);
+
+/// Whether a director's BGP is back, from its agent's status details:
+/// every session Established and exporting each VIP the agent
+/// announces. A director without BGP is ready.
+///
+/// # Errors
+/// What is not yet so.
+fn bgp_ready(details: &serde_json::Value) -> Result<(), String> {
+    let bgp = &details["forwarding"]["bgp"];
+    if bgp.is_null() {
+        return Ok(());
+    }
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| Some(s.as_str()?.to_owned()))
+            .collect()
+    };
+    let announced = strings(&bgp["announced"]);
+    let sessions = bgp["sessions"].as_array().cloned().unwrap_or_default();
+    if sessions.is_empty() {
+        return Err("its BGP sessions are not up yet".to_owned());
+    }
+    for s in &sessions {
+        let name = s["name"].as_str().unwrap_or("?");
+        let info = s["info"].as_str().unwrap_or("");
+        if info.split_whitespace().next() != Some("Established") {
+            return Err(format!("BGP session {name} is {info}"));
+        }
+        let exported = strings(&s["exported"]);
+        if let Some(vip) = announced.iter().find(|vip| {
+            !exported.iter().any(|e| e.split('/').next() == Some(vip.as_str()))
+        }) {
+            return Err(format!(
+                "BGP session {name} does not export {vip} yet"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Run the operator's smoke test with the host in its environment.
@@ -333,5 +386,39 @@ async fn unconfirmed(
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn r20_a_bgp_director_is_ready_once_every_session_exports_its_vips() {
+        assert_eq!(bgp_ready(&json!({"forwarding": {}})), Ok(()), "no BGP");
+        let status = |info: &str, exported: &[&str]| {
+            json!({"forwarding": {"bgp": {
+                "announced": ["10.20.0.100"],
+                "sessions": [{"name": "peer_10_0_0_1", "info": info,
+                              "exported": exported}]
+            }}})
+        };
+        assert_eq!(
+            bgp_ready(&status("Established", &["10.20.0.100/32"])),
+            Ok(())
+        );
+        assert_eq!(
+            bgp_ready(&status("Active        Socket: Connection refused", &[])),
+            Err("BGP session peer_10_0_0_1 is Active        Socket: Connection refused".into())
+        );
+        assert_eq!(
+            bgp_ready(&status("Established", &[])),
+            Err("BGP session peer_10_0_0_1 does not export 10.20.0.100 yet"
+                .into())
+        );
+        let none =
+            json!({"forwarding": {"bgp": {"announced": [], "sessions": []}}});
+        assert!(bgp_ready(&none).is_err(), "BIRD not polled yet");
     }
 }

@@ -3,6 +3,10 @@
 //! any VIP appears on their `lo`), then the backup directors, then the
 //! master, so the VIP moves at most once.
 //!
+//! Directors that announce VIPs over BGP all carry traffic: they change
+//! one at a time, each confirmed (its sessions up again) before the next
+//! begins, so the others carry its flows while it changes.
+//!
 //! Hosts that have left the inventory are retired at either end. A
 //! removed director goes first: stopped, a master resigns (a priority-0
 //! advert) while the directors that stay still accept its adverts, so one
@@ -65,14 +69,30 @@ pub(crate) fn phases(
             .filter(|n| !in_inventory(n))
             .cloned()
             .partition(|n| was_director(n));
+    let directors = match inv.bgp.is_some() {
+        false => vec![
+            Phase { name: "backup directors", hosts: backups },
+            Phase { name: "master", hosts: master },
+        ],
+        true => backups
+            .into_iter()
+            .chain(master)
+            .map(|h| Phase {
+                name: "director (BGP: one at a time)",
+                hosts: vec![h],
+            })
+            .collect(),
+    };
     [
         Phase { name: "removed directors", hosts: removed_directors },
         Phase { name: "real servers", hosts: real_servers },
-        Phase { name: "backup directors", hosts: backups },
-        Phase { name: "master", hosts: master },
-        Phase { name: "removed real servers", hosts: removed_real_servers },
     ]
     .into_iter()
+    .chain(directors)
+    .chain([Phase {
+        name: "removed real servers",
+        hosts: removed_real_servers,
+    }])
     .filter(|p| !p.hosts.is_empty())
     .collect()
 }
@@ -134,6 +154,31 @@ vrrp_instances:
         assert_eq!(names.len(), 5);
         assert_eq!(names[0], ("removed directors", vec!["d9".to_owned()]));
         assert_eq!(names[4], ("removed real servers", vec!["r9".to_owned()]));
+    }
+
+    #[test]
+    fn r20_bgp_directors_change_one_at_a_time_the_master_last() {
+        let mut inv = inventory();
+        inv.directors.push(
+            serde_yaml::from_str(
+                "{ name: d3, address: 10.0.0.3/24, interface: eth0, priority: 50 }",
+            )
+            .unwrap(),
+        );
+        inv.bgp = Some(
+            serde_yaml::from_str(
+                "{ local_as: 65001, peers: [{ address: 10.0.0.254, as: 65000 }] }",
+            )
+            .unwrap(),
+        );
+        let mut selected = all();
+        selected.push("d3".into());
+        let p = phases(&inv, &selected, never);
+        let hosts: Vec<_> = p.iter().map(|p| p.hosts.clone()).collect();
+        assert_eq!(
+            hosts,
+            [vec!["r1", "r2"], vec!["d1"], vec!["d3"], vec!["d2"]]
+        );
     }
 
     #[test]

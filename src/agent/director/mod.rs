@@ -561,6 +561,10 @@ impl runtime::Worker<DirectorConfig> for Worker {
         {
             degraded.push(format!("data plane: {e}"));
         }
+        let bgp = forwarding.as_ref().and_then(|f| f.bgp.as_ref());
+        if let Some(e) = bgp.and_then(|b| b.last_error.clone()) {
+            degraded.push(format!("bgp: {e}"));
+        }
         if let Some(Err(e)) = &self.drained {
             degraded.push(format!(
                 "drained real servers: {e} (nothing is drained until it \
