@@ -231,3 +231,51 @@ fn r20_a_director_without_a_healthy_real_server_withdraws() {
     lab.swap_responder("rs01", "--name rs01");
     hops_become(&lab, s, &vip, &[11, 12, 13], Duration::from_secs(5));
 }
+
+#[test]
+fn r20_plan_refuses_a_bgp_director_without_bird_naming_the_bgp_block() {
+    let (s, client, v) =
+        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
+    let lab = lab_or_skip!("bgp-no-bird", inventory(s, client, &v.addr(100)));
+    // d2's mount namespace is its own (private propagation): BIRD is gone
+    // there only.
+    lab.exec_ok("d2", "mount --bind /dev/null /usr/sbin/bird");
+    let out = lab.lbdeploy(&["plan"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(":9:1: d2 announces VIPs over BGP and has no BIRD")
+            && text.contains("apt-get install bird2"),
+        "{text}"
+    );
+    assert!(!text.contains("d1 announces"), "{text}");
+}
+
+/// The control of the test above: directors whose tables differ (d3
+/// alone sees rs02 drained, as a health check failing on one director
+/// only would) reset the flows that move to d3 when d1 leaves — what
+/// `r20_three_directors_…` would catch if the tables ever differed.
+#[test]
+fn r20_control_flows_moving_to_a_director_with_another_table_break() {
+    let (s, client, v) =
+        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
+    let vip = v.addr(100);
+    let lab = lab_or_skip!("bgp-control", inventory(s, client, &vip));
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
+    lab.exec_ok("d3", &format!("lbdeploy agent drain {}", s.addr(22)));
+    let streams = Streams::open(&lab, &vip);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.exec_ok("d1", "lbdeploy agent stop");
+    hops_become(&lab, s, &vip, &[12, 13], Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(2));
+    let report = streams.close();
+    assert!(
+        !broken(&report).is_empty(),
+        "no connection broke although d3's table differs: {report:#?}"
+    );
+}

@@ -139,7 +139,7 @@ fn the_alerting_rules_pass_promtool() {
     let said = String::from_utf8_lossy(&out.stdout).into_owned()
         + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("SUCCESS: 6 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 7 rules found"), "{said}");
 }
 
 /// The metric names `text` refers to: every `lbdeploy_…` word.

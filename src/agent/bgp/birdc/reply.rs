@@ -5,7 +5,7 @@
 //! from the socket, so the unit tests below feed it bytes captured from a
 //! real bird and the fuzz target `birdc_reply_decode` feeds it anything;
 //! sending requests, timeouts and the socket's errors belong to the
-//! client in [`super`].
+//! client in the parent module.
 //!
 //! # The protocol
 //!
@@ -90,7 +90,7 @@ const NO_BFD: &str = "There is no BFD protocol running";
 // ===== errors =====
 
 /// What is wrong with a reply, or what BIRD refused, before the socket and
-/// the request are known (see [`super::Error::Reply`]).
+/// the request are known (the client wraps it with both).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
     /// BIRD's own error: an 8xxx or 9xxx reply, with its text (for
@@ -257,7 +257,7 @@ fn clean(bytes: &[u8]) -> String {
 }
 
 /// The first reply in `bytes` and the bytes after it, framed as
-/// [`super::Birdc`] frames what it reads from the socket (for bytes
+/// the client frames what it reads from the socket (for bytes
 /// already in memory: tests, fuzzing).
 ///
 /// # Errors
@@ -533,7 +533,7 @@ fn seconds(text: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     // Transcripts: the bytes bird 2.0.12 (Debian's, /usr/sbin/bird) wrote
@@ -550,7 +550,7 @@ pub(super) mod tests {
     // protocol iso long` only.
 
     /// Connecting to bird A (the client's tests greet with it too).
-    pub(in crate::agent::bgp::birdc) const GREETING: &str =
+    pub(crate) const GREETING: &str =
         "0001 BIRD 2.0.12 ready.\n";
 
     /// A's `show protocols`: r1 established, r2 trying a neighbour that
