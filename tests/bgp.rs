@@ -22,14 +22,19 @@ use crate::lab_or_skip;
 use crate::support::lab::{TestLab, within};
 use crate::support::subnet::Subnet;
 
+/// Where the agents serve metrics.
+const METRICS: u16 = 9813;
+
 /// The directors: name and last octet.
 const DIRECTORS: [(&str, u8); 3] = [("d1", 11), ("d2", 12), ("d3", 13)];
 
 /// BFD as the inventory sets it: 100 ms × 3 to detect, 100 ms between
-/// packets; and how often the router's route is looked at.
+/// packets; and what measuring adds: unplugging (an `ip` to find the
+/// port, one to set it down), BIRD's route update and the router's poll
+/// every 5 ms.
 const BFD_DETECT: Duration = Duration::from_millis(300);
 const BFD_INTERVAL: Duration = Duration::from_millis(100);
-const POLL_SLACK: Duration = Duration::from_millis(100);
+const POLL_SLACK: Duration = Duration::from_millis(150);
 
 /// A BGP session's set-up in the lab: BIRD's connect retry is 5 s and its
 /// start delay 5 s after an error; two rounds and the first reconcile.
@@ -60,6 +65,7 @@ fn inventory(s: Subnet, client: Subnet, vip: &str) -> String {
          \x20 bfd: {{ interval: 100ms, multiplier: 3 }}\n\
          \x20 hold_time: 3s\n\
          \x20 drain_grace: 2s\n\
+         metrics: {{ listen: '0.0.0.0:{METRICS}' }}\n\
          virtual_services:\n\
          \x20 - vip: {vip}\n\
          \x20   port: 80\n\
@@ -82,6 +88,18 @@ fn inventory(s: Subnet, client: Subnet, vip: &str) -> String {
         client.cidr(1),
     );
     y
+}
+
+/// A lab of [`inventory`] applied, each director announcing the VIP: the
+/// lab, the hosts' subnet and the VIP; `None` (skipped) without root.
+fn announced(name: &str) -> Option<(TestLab, Subnet, String)> {
+    let (s, client, v) =
+        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
+    let vip = v.addr(100);
+    let lab = TestLab::up(name, &inventory(s, client, &vip))?;
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
+    Some((lab, s, vip))
 }
 
 /// The directors the router sends `vip` to now: the next hops of its
@@ -129,12 +147,7 @@ fn broken(report: &[Value]) -> Vec<&Value> {
 
 #[test]
 fn r20_three_directors_share_a_vip_over_bgp_and_flows_survive_them_leaving() {
-    let (s, client, v) =
-        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
-    let vip = v.addr(100);
-    let lab = lab_or_skip!("bgp-ecmp", inventory(s, client, &vip));
-    lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
+    let Some((lab, s, vip)) = announced("bgp-ecmp") else { return };
 
     // Requests from many source ports reach both real servers.
     let mut servers = BTreeSet::new();
@@ -149,11 +162,29 @@ fn r20_three_directors_share_a_vip_over_bgp_and_flows_survive_them_leaving() {
     let blackhole =
         |host| lab.exec_ok(host, "ip route show type blackhole").contains(&vip);
     assert!(blackhole("d1"), "d1 holds no blackhole route for {vip}");
+    // Each director's metrics: the VIP announced, the session and BFD up.
+    let metrics = lab.exec_ok(
+        "controller",
+        &format!(
+            "curl -sS --fail --max-time 2 http://{}:{METRICS}/metrics",
+            s.addr(12)
+        ),
+    );
+    let peer = format!("peer_{}", s.addr(1).replace('.', "_"));
+    for sample in [
+        format!("lbdeploy_bgp_announced{{vip=\"{vip}\"}} 1"),
+        format!("lbdeploy_bgp_session_up{{peer=\"{peer}\"}} 1"),
+        format!("lbdeploy_bgp_bfd_up{{peer=\"{peer}\"}} 1"),
+    ] {
+        assert!(metrics.contains(&sample), "no {sample} in\n{metrics}");
+    }
 
     let streams = Streams::open(&lab, &vip);
     std::thread::sleep(Duration::from_secs(1));
     // d1 stops: it withdraws first, then forwards through its grace.
-    lab.exec_ok("d1", "lbdeploy agent stop");
+    let stopped = until_withdrawn(&lab, s, &vip, "d1", || {
+        lab.exec_ok("d1", "lbdeploy agent stop");
+    });
     hops_become(&lab, s, &vip, &[12, 13], Duration::from_secs(3));
     within(Duration::from_secs(5), "d1 dropping its blackhole route", || {
         !blackhole("d1")
@@ -161,15 +192,24 @@ fn r20_three_directors_share_a_vip_over_bgp_and_flows_survive_them_leaving() {
     // d2's agent is killed: BIRD dies with it and tells the router; the
     // supervisor starts the agent again, which announces again.
     let pid = agent_pid(&lab, "d2");
-    lab.exec_ok("d2", &format!("kill -9 {pid}"));
-    hops_become(&lab, s, &vip, &[13], Duration::from_secs(2));
+    let killed = until_withdrawn(&lab, s, &vip, "d2", || {
+        lab.exec_ok("d2", &format!("kill -9 {pid}"));
+    });
     hops_become(&lab, s, &vip, &[12, 13], SESSION_UP);
     // d2 goes silent (unplugged): BFD withdraws it in 3 × 100 ms.
-    let took = silent_until_withdrawn(&lab, s, &vip, "d2");
-    eprintln!("bgp: a silent director withdrawn after {took:?}");
+    let silent = until_withdrawn(&lab, s, &vip, "d2", || {
+        lab.set_switch_port("d2", "down");
+    });
+    eprintln!(
+        "bgp: withdrawn at the router {stopped:?} after a stop, {killed:?} \
+         after a kill -9 of the agent, {silent:?} after going silent"
+    );
+    // A stop and a kill are told at once (an update, a Cease).
+    assert!(stopped < Duration::from_secs(1), "stop: {stopped:?}");
+    assert!(killed < Duration::from_secs(1), "kill: {killed:?}");
     assert!(
-        took <= BFD_DETECT + BFD_INTERVAL + POLL_SLACK,
-        "BFD took {took:?} to withdraw a silent director"
+        silent <= BFD_DETECT + BFD_INTERVAL + POLL_SLACK,
+        "BFD took {silent:?} to withdraw a silent director"
     );
     std::thread::sleep(Duration::from_secs(1));
     let report = streams.close();
@@ -182,12 +222,14 @@ fn r20_three_directors_share_a_vip_over_bgp_and_flows_survive_them_leaving() {
     );
 }
 
-/// Unplug `host` and time, on the router, until its next hop is gone.
-fn silent_until_withdrawn(
+/// Do `act` to `host` and time, on the router, until its next hop is
+/// gone.
+fn until_withdrawn(
     lab: &TestLab,
     s: Subnet,
     vip: &str,
     host: &str,
+    act: impl FnOnce(),
 ) -> Duration {
     let hop = next_hops(lab, vip)
         .into_iter()
@@ -203,9 +245,10 @@ fn silent_until_withdrawn(
              </dev/null >/dev/null 2>&1 &"
         ),
     );
-    let start: u64 =
-        lab.exec_ok("router", "date +%s%N").trim().parse().unwrap();
-    lab.set_switch_port(host, "down");
+    // The router's clock is this machine's.
+    let since_epoch = std::time::UNIX_EPOCH.elapsed().unwrap();
+    let start = u64::try_from(since_epoch.as_nanos()).unwrap();
+    act();
     let mut took = String::new();
     within(Duration::from_secs(12), "the router's wait to end", || {
         took = lab.exec_ok("router", "cat /run/bgp-took 2>/dev/null || true");
@@ -217,12 +260,7 @@ fn silent_until_withdrawn(
 
 #[test]
 fn r20_a_director_without_a_healthy_real_server_withdraws() {
-    let (s, client, v) =
-        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
-    let vip = v.addr(100);
-    let lab = lab_or_skip!("bgp-withdraw", inventory(s, client, &vip));
-    lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
+    let Some((lab, s, vip)) = announced("bgp-withdraw") else { return };
     for rs in ["rs01", "rs02"] {
         lab.exec_ok(rs, &kill_here("[l]bdeploy lab responder"));
     }
@@ -236,7 +274,9 @@ fn r20_a_director_without_a_healthy_real_server_withdraws() {
 fn r20_plan_refuses_a_bgp_director_without_bird_naming_the_bgp_block() {
     let (s, client, v) =
         (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
-    let lab = lab_or_skip!("bgp-no-bird", inventory(s, client, &v.addr(100)));
+    let text = inventory(s, client, &v.addr(100));
+    let line = 1 + text.lines().position(|l| l == "bgp:").unwrap();
+    let lab = lab_or_skip!("bgp-no-bird", text);
     // d2's mount namespace is its own (private propagation): BIRD is gone
     // there only.
     lab.exec_ok("d2", "mount --bind /dev/null /usr/sbin/bird");
@@ -248,8 +288,9 @@ fn r20_plan_refuses_a_bgp_director_without_bird_naming_the_bgp_block() {
     );
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains(":9:1: d2 announces VIPs over BGP and has no BIRD")
-            && text.contains("apt-get install bird2"),
+        text.contains(&format!(
+            "inventory.yml:{line}:1: d2 announces VIPs over BGP and has no BIRD"
+        )) && text.contains("apt-get install bird2"),
         "{text}"
     );
     assert!(!text.contains("d1 announces"), "{text}");
@@ -261,12 +302,7 @@ fn r20_plan_refuses_a_bgp_director_without_bird_naming_the_bgp_block() {
 /// `r20_three_directors_…` would catch if the tables ever differed.
 #[test]
 fn r20_control_flows_moving_to_a_director_with_another_table_break() {
-    let (s, client, v) =
-        (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
-    let vip = v.addr(100);
-    let lab = lab_or_skip!("bgp-control", inventory(s, client, &vip));
-    lab.lbdeploy_exit(0, &["apply", "--yes"]);
-    hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
+    let Some((lab, s, vip)) = announced("bgp-control") else { return };
     lab.exec_ok("d3", &format!("lbdeploy agent drain {}", s.addr(22)));
     let streams = Streams::open(&lab, &vip);
     std::thread::sleep(Duration::from_secs(1));

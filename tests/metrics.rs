@@ -348,7 +348,12 @@ fn prometheus_sees_one_master_the_real_servers_and_a_failover() {
         let text = std::fs::read_to_string(contrib(file)).unwrap();
         let names = referenced(&text);
         assert!(names.len() >= 5, "{file}: {names:?}");
-        let missing: Vec<&String> = names.difference(&live).collect();
+        // This cluster has no BGP: `bgp::r20_three_directors_…` scrapes
+        // those families from its directors.
+        let missing: Vec<&String> = names
+            .difference(&live)
+            .filter(|n| !n.starts_with("lbdeploy_bgp_"))
+            .collect();
         assert!(
             missing.is_empty(),
             "{file} names metrics no agent exposes: {missing:?}"

@@ -550,8 +550,7 @@ pub(crate) mod tests {
     // protocol iso long` only.
 
     /// Connecting to bird A (the client's tests greet with it too).
-    pub(crate) const GREETING: &str =
-        "0001 BIRD 2.0.12 ready.\n";
+    pub(crate) const GREETING: &str = "0001 BIRD 2.0.12 ready.\n";
 
     /// A's `show protocols`: r1 established, r2 trying a neighbour that
     /// is not there.
