@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Active-active directors over BGP (issue #20 part 2), in the lab with its
+# router (BIRD, ECMP): throughput through the VIP with 3, 2 and 1
+# directors announcing it against the client talking to one real server
+# directly, in the same run; and how 1,000 connections from distinct
+# source ports spread over the three directors (packets each director's
+# data plane forwarded).
+#
+#   bash bench/bgp.sh         # as root; needs wrk (apt-get install wrk)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
+cargo build --release --quiet
+WORK=$(mktemp -d /tmp/lbdeploy-bgp.XXXXXX)
+BIN=$WORK/lbdeploy
+cp target/x86_64-unknown-linux-gnu/release/lbdeploy "$BIN"
+INV=$WORK/inventory.yml
+STATE=$WORK/state
+lab() { "$BIN" -i "$INV" lab --state-dir "$STATE" "$@"; }
+trap 'lab down >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+cat > "$INV" <<YAML
+cluster: bgp-bench
+dataplane: nftables
+directors:
+  - { name: d1, address: 10.92.0.11/24, interface: eth0, priority: 100 }
+  - { name: d2, address: 10.92.0.12/24, interface: eth0, priority: 100 }
+  - { name: d3, address: 10.92.0.13/24, interface: eth0, priority: 100 }
+real_servers:
+  - { name: rs01, address: 10.92.0.21/24, interface: eth0 }
+  - { name: rs02, address: 10.92.0.22/24, interface: eth0 }
+bgp:
+  local_as: 65001
+  peers: [{ address: 10.92.0.1, as: 65000 }]
+  bfd: { interval: 100ms, multiplier: 3 }
+  hold_time: 3s
+virtual_services:
+  - vip: 10.93.0.100
+    port: 80
+    scheduler: rr
+    announce: bgp
+    real_servers:
+      - { host: rs01, port: 80 }
+      - { host: rs02, port: 80 }
+lab:
+  controller: 10.92.0.10/24
+  client: 10.94.0.100/24
+  router: { address: 10.92.0.1/24, client_side: 10.94.0.1/24, as: 65000 }
+YAML
+lab up >/dev/null 2>&1
+lab exec controller -- lbdeploy -q -i "$INV" apply --yes >/dev/null
+# The router's next hops for the VIP (one `via` each, multipath or not).
+hops() { lab exec router -- ip -4 route show 10.93.0.100 | grep -o 'via ' | wc -l; }
+for _ in $(seq 1 150); do [ "$(hops)" = 3 ] && break; sleep 0.2; done
+[ "$(hops)" = 3 ] || { echo "the router has no route over 3 directors" >&2; exit 1; }
+
+packets() {
+    for d in d1 d2 d3; do
+        lab exec "$d" -- lbdeploy agent status --json | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["details"]["forwarding"].get("traffic", {})
+print(sum(v.get("packets", 0) for s in t.values() for v in s.values()))'
+    done
+}
+before=($(packets))
+lab exec client -- sh -c 'for p in $(seq 41000 41999); do
+    curl -s -o /dev/null --max-time 2 --local-port $p http://10.93.0.100/; done'
+sleep 6   # the data plane's counters are read at each recheck (5 s)
+after=($(packets))
+echo "1,000 connections from distinct source ports, packets forwarded per director:"
+total=0
+for i in 0 1 2; do total=$((total + after[i] - before[i])); done
+for i in 0 1 2; do
+    n=$((after[i] - before[i]))
+    echo "  d$((i + 1)): $n ($(awk -v n="$n" -v t="$total" 'BEGIN { printf "%.1f", 100 * n / t }') %)"
+done
+
+run() { lab exec client -- wrk -t2 -c20 -d10s "$1" 2>&1 | awk '/Requests\/sec/ { print $2 }'; }
+echo
+echo "| directors announcing | direct to rs01 (req/s) | through the VIP (req/s) | ratio |"
+echo "|---|---|---|---|"
+for n in 3 2 1; do
+    direct=$(run http://10.92.0.21/)
+    vip=$(run http://10.93.0.100/)
+    echo "| $n | $direct | $vip | $(awk -v a="$vip" -v b="$direct" 'BEGIN { printf "%.2f", a / b }') |"
+    [ "$n" = 1 ] && break
+    lab exec "d$n" -- lbdeploy agent stop >/dev/null
+    for _ in $(seq 1 50); do [ "$(hops)" = "$((n - 1))" ] && break; sleep 0.1; done
+done
