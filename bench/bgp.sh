@@ -2,9 +2,11 @@
 # Active-active directors over BGP (issue #20 part 2), in the lab with its
 # router (BIRD, ECMP): throughput through the VIP with 3, 2 and 1
 # directors announcing it against the client talking to one real server
-# directly, in the same run; and how 1,000 connections from distinct
-# source ports spread over the three directors (packets each director's
-# data plane forwarded).
+# directly, in the same run; how 1,000 connections from distinct source
+# ports spread over the three directors (packets each director's data
+# plane forwarded); and how long the directors disagree on a real server:
+# rs02 is stopped and started 10 times, and for each change the time
+# between the first and the last director's log line saying so.
 #
 #   bash bench/bgp.sh         # as root; needs wrk (apt-get install wrk)
 set -euo pipefail
@@ -38,9 +40,10 @@ virtual_services:
     port: 80
     scheduler: rr
     announce: bgp
+    delay_loop: 1s
     real_servers:
-      - { host: rs01, port: 80 }
-      - { host: rs02, port: 80 }
+      - { host: rs01, port: 80, checks: [{ tcp: { connect_timeout: 1s, retry: 0 } }] }
+      - { host: rs02, port: 80, checks: [{ tcp: { connect_timeout: 1s, retry: 0 } }] }
 lab:
   controller: 10.92.0.10/24
   client: 10.94.0.100/24
@@ -73,6 +76,32 @@ for i in 0 1 2; do
     n=$((after[i] - before[i]))
     echo "  d$((i + 1)): $n ($(awk -v n="$n" -v t="$total" 'BEGIN { printf "%.1f", 100 * n / t }') %)"
 done
+
+# Health agreement: stop and start rs02's web server ten times, 4 s
+# apart (each change seen by every director within delay_loop +
+# connect_timeout), then read each director's verdicts from its log.
+responder="lbdeploy lab responder"
+for _ in $(seq 1 10); do
+    lab exec rs02 -- sh -c "me=\$(readlink /proc/self/ns/net); for p in \$(pgrep -f '[l]bdeploy lab responder'); do [ \"\$(readlink /proc/\$p/ns/net)\" = \"\$me\" ] && kill -9 \$p; done; true"
+    sleep 4
+    lab exec rs02 -- sh -c "setsid $responder --port 80 --name rs02 </dev/null >/dev/null 2>&1 &"
+    sleep 4
+done
+for d in d1 d2 d3; do
+    lab exec "$d" -- grep -h 'real server 10.92.0.22 ' /run/lbdeploy/agent.log \
+        | sed -n 's/^ts=\([^ ]*\) .* is \(up\|down\):.*/\1 \2/p' | sed "s/\$/ $d/"
+done | python3 -c '
+import sys, datetime
+events = {}
+for line in sys.stdin:
+    ts, verdict, director = line.split()
+    t = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    events.setdefault(director, []).append((t, verdict))
+n = min(len(v) for v in events.values())
+spreads = sorted(max(v[i][0] for v in events.values()) - min(v[i][0] for v in events.values())
+                 for i in range(n))
+print(f"directors disagreeing on rs02: {n} changes, for {1000 * spreads[0]:.0f}-{1000 * spreads[-1]:.0f} ms "
+      f"(median {1000 * spreads[len(spreads) // 2]:.0f} ms)")'
 
 run() { lab exec client -- wrk -t2 -c20 -d10s "$1" 2>&1 | awk '/Requests\/sec/ { print $2 }'; }
 echo
