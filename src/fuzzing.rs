@@ -88,3 +88,52 @@ pub fn birdc_replies(mut bytes: &[u8]) {
         bytes = rest;
     }
 }
+
+/// A datagram on the `dns` check's socket: decoded, then judged as the
+/// reply to a query of each kind of expectation (its own ID taken as
+/// ours, so judging goes past it); then read as a query by the lab's
+/// responder, whose reply must decode in turn.
+pub fn dns_message(datagram: &[u8]) {
+    use std::sync::OnceLock;
+
+    use crate::agent::check::dns::{self, wire};
+    use crate::inventory::{DnsCheck, DnsType};
+    use crate::lab::responder::{DnsAnswers, dns_reply};
+
+    static WANTS: OnceLock<Vec<dns::Want>> = OnceLock::new();
+    let wants = WANTS.get_or_init(|| {
+        let check = |name: &str, query_type, expect: &[&str]| DnsCheck {
+            name: name.to_owned(),
+            query_type,
+            expect: expect.iter().map(|e| (*e).to_owned()).collect(),
+            connect_port: None,
+            connect_timeout: inventory::Duration::from_secs(1),
+            retry: 0,
+            delay_before_retry: inventory::Duration::from_secs(1),
+            rise: 1,
+        };
+        [
+            check(".", DnsType::Soa, &[]),
+            check("a.test", DnsType::A, &["192.0.2.1"]),
+            check("a.test", DnsType::Aaaa, &["2001:db8::1"]),
+            check("a.test", DnsType::Mx, &["mx.a.test"]),
+            check("a.test", DnsType::Txt, &["text"]),
+        ]
+        .iter()
+        .filter_map(|c| dns::want(c).ok())
+        .collect()
+    });
+    let _ = wire::decode(datagram);
+    if let Ok(header) = wire::Header::decode(datagram) {
+        for want in wants {
+            let _ = dns::judge(datagram, header.id, want);
+        }
+    }
+    let answers = DnsAnswers {
+        address: Some(std::net::Ipv4Addr::new(192, 0, 2, 1).into()),
+        name: "rs01".to_owned(),
+    };
+    if let Some(reply) = dns_reply(datagram, &answers) {
+        assert!(wire::decode(&reply).is_ok(), "the responder's own reply");
+    }
+}

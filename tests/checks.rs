@@ -5,8 +5,9 @@
 //! only after `rise` successes; webhooks and emails of a director land in
 //! sinks inside the lab's controller; a mail server that never answers
 //! must not slow the checks down. A half-open check must see a server stop
-//! or vanish without ever opening a connection to it, and a ping check a
-//! server that stops answering echoes.
+//! or vanish without ever opening a connection to it, a ping check a
+//! server that stops answering echoes, and a DNS check of a UDP service a
+//! server whose answer is not the one expected.
 //!
 //! Every bound comes from the check timing ([`down_within`],
 //! [`up_within`]) plus one `delay_loop` of slack; the agent status is
@@ -86,9 +87,14 @@ fn checked(s: Subnet) -> Inventory {
 
 /// What keepalived01's agent says of real server `rip` of `web`.
 fn verdict(lab: &TestLab, rip: &str) -> Option<bool> {
+    verdict_in(lab, "web", rip)
+}
+
+/// What keepalived01's agent says of real server `rip` of `service`.
+fn verdict_in(lab: &TestLab, service: &str, rip: &str) -> Option<bool> {
     let out = lab.exec_ok("keepalived01", "lbdeploy agent status --json");
     let status: Value = serde_json::from_str(&out).ok()?;
-    status["details"]["forwarding"]["real_servers"]["web"][rip].as_bool()
+    status["details"]["forwarding"]["real_servers"][service][rip].as_bool()
 }
 
 /// Break rs02 with a responder started with `args`: it must be marked
@@ -512,4 +518,109 @@ fn a_server_that_stops_answering_echoes_is_down_and_comes_back() {
     let bound = up_within(timing(1)) + TIMEOUT + DELAY_LOOP;
     within(bound, "rs02 back", || verdict(&lab, &rip) == Some(true));
     eprintln!("ping: down after {down:?}, back after {:?}", start.elapsed());
+}
+
+/// The address rs01's DNS check expects for `lab.test`, and the one a
+/// misconfigured server answers instead.
+const DNS_EXPECTED: &str = "192.0.2.53";
+const DNS_WRONG: &str = "192.0.2.66";
+
+/// The example cluster as UDP service `dns` on port 53, each real server
+/// checked by an A query of `lab.test` that must have [`DNS_EXPECTED`]
+/// among its answers.
+fn dns_checked(s: Subnet) -> String {
+    let check = format!(
+        "{{ dns: {{ name: lab.test, type: A, expect: [{DNS_EXPECTED}], \
+         connect_timeout: {}ms, retry: {RETRY}, delay_before_retry: {}ms }} }}",
+        TIMEOUT.as_millis(),
+        PAUSE.as_millis()
+    );
+    Inventory::example(s)
+        .cluster("checks-dns")
+        .virtual_router_id(74)
+        .service_option("name: dns")
+        .service_option("protocol: udp")
+        .service_option(&format!("delay_loop: {}ms", DELAY_LOOP.as_millis()))
+        .check("rs01", &check)
+        .check("rs02", &check)
+        .to_string()
+        // The example's service is on port 80, its real servers too.
+        .replace("    port: 80\n", "    port: 53\n")
+        .replace("port: 80,", "port: 53,")
+}
+
+/// The DNS checks' probes of real server `rip` so far: passed, failed.
+fn dns_runs(lab: &TestLab, rip: &str) -> (u64, u64) {
+    let out = lab.exec_ok("keepalived01", "lbdeploy agent status --json");
+    let status: Value = serde_json::from_str(&out).unwrap_or_default();
+    status["details"]["real_server_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["service"] == "dns" && c["address"] == rip)
+        .map(|c| {
+            let n = |k: &str| c[k].as_u64().unwrap_or(0);
+            (n("runs_ok"), n("runs_failed"))
+        })
+        .unwrap_or_default()
+}
+
+/// Swap `host`'s responder for one that also answers DNS on UDP 53, A
+/// queries with `address`.
+fn answer_dns(lab: &TestLab, host: &str, address: &str) {
+    lab.swap_responder(
+        host,
+        &format!("--name {host} --dns-port 53 --dns-answer {address}"),
+    );
+}
+
+/// The `dns` check on a UDP service: with both responders answering the
+/// expected address, rs01's probes pass (counted by the agent, not just
+/// the starting verdict); when rs01 answers another address it is taken
+/// out within the bound, with the reason in the log, and rs02 stays;
+/// answering right again, it comes back within the bound.
+#[test]
+fn a_dns_check_takes_out_a_server_that_answers_the_wrong_address() {
+    let s = Subnet::allocate();
+    let lab = lab_or_skip!("checks-dns", dns_checked(s));
+    for host in ["rs01", "rs02"] {
+        answer_dns(&lab, host, DNS_EXPECTED);
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let (rip, other) = (s.addr(21), s.addr(22));
+    // Verdicts start up: proof of passing is two probes passed and none
+    // failed, the second at the latest two delay_loops after the agent's
+    // start, which apply waits for (one delay_loop of slack).
+    within(DELAY_LOOP * 3 + TIMEOUT, "rs01's DNS probes passing", || {
+        dns_runs(&lab, &rip).0 >= 2
+    });
+    assert_eq!(dns_runs(&lab, &rip).1, 0, "a probe of rs01 failed");
+    assert_eq!(verdict_in(&lab, "dns", &rip), Some(true));
+
+    let start = Instant::now();
+    answer_dns(&lab, "rs01", DNS_WRONG);
+    let down_bound = down_within(timing(1), TIMEOUT) + DELAY_LOOP;
+    within(down_bound, "rs01 marked down for a wrong answer", || {
+        verdict_in(&lab, "dns", &rip) == Some(false)
+    });
+    let down = start.elapsed();
+    let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+    let line = format!(
+        "real server {rip} of dns is down: dns: {DNS_EXPECTED} not among \
+         the answers {DNS_WRONG}"
+    );
+    assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
+    assert_eq!(verdict_in(&lab, "dns", &other), Some(true), "rs02 stays up");
+
+    let start = Instant::now();
+    answer_dns(&lab, "rs01", DNS_EXPECTED);
+    let up_bound = up_within(timing(1)) + TIMEOUT + DELAY_LOOP;
+    within(up_bound, "rs01 back", || {
+        verdict_in(&lab, "dns", &rip) == Some(true)
+    });
+    eprintln!(
+        "dns: down after {down:?} (bound {down_bound:?}), back after {:?} \
+         (bound {up_bound:?})",
+        start.elapsed()
+    );
 }

@@ -4,8 +4,11 @@
 //! VIP set-up is done by hand here so that only the data plane is under
 //! test (the agents do it in the end-to-end tests). The incremental
 //! transactions are tried on a large table in a namespace of their own.
+//! A UDP service goes end to end instead, agents and all: DNS queries
+//! through the VIP are spread over both real servers by flow.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use lbdeploy::agent::dataplane::buckets::{self, Backend};
 use lbdeploy::agent::dataplane::nft::delta::{Delta, delta};
@@ -15,10 +18,12 @@ use lbdeploy::agent::dataplane::nft::verify::{
 use lbdeploy::agent::dataplane::nft::{
     Compiled, Mac, Proto, Ruleset, Service, compile, render,
 };
+use lbdeploy::agent::vrrp::fsm::master_down_interval;
+use lbdeploy::agent::vrrp::packet::Version;
 
 use crate::lab_or_skip;
 use crate::support::inventory::Inventory;
-use crate::support::lab::{TempDir, TestLab, is_root, skip};
+use crate::support::lab::{TempDir, TestLab, is_root, skip, within};
 use crate::support::subnet::Subnet;
 
 fn mac(lab: &TestLab, host: &str) -> Mac {
@@ -304,4 +309,147 @@ fn nft_incremental_changes_leave_exactly_the_desired_elements() {
         "nothing of it was applied"
     );
     assert!(elements_match(&installed.services[21], &maps["s21"]));
+}
+
+/// The DNS client the lab's client runs: for each source port of
+/// `PORTS` (`[(port, queries)]`), a UDP socket bound to it and connected
+/// to the VIP's port 53 (so only a reply from the VIP counts), sending
+/// `queries` TXT queries of `lab.test` one after the other; one line per
+/// query, `PORT NAME` with the TXT answer (the real server's name) or
+/// `PORT -` when none came within `WAIT` seconds.
+const DNS_CLIENT: &str = r#"
+import socket, struct
+def txt(sock, qid):
+    q = struct.pack(">6H", qid, 0x0100, 1, 0, 0, 0)
+    q += b"\x03lab\x04test\x00" + struct.pack(">2H", 16, 1)
+    sock.send(q)
+    while True:
+        r = sock.recv(512)
+        if r[:2] == q[:2]:
+            break
+    i = len(q)  # the question, repeated; then the answer's owner
+    i += 2 if r[i] >= 0xC0 else r.index(0, i) + 1 - i
+    i += 10  # type, class, TTL, data length
+    return r[i + 1:i + 1 + r[i]].decode()
+qid = 0
+for port, queries in PORTS:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", port))
+    s.connect((VIP, 53))
+    s.settimeout(WAIT)
+    for _ in range(queries):
+        qid += 1
+        try:
+            print(port, txt(s, qid))
+        except (OSError, IndexError, UnicodeDecodeError):
+            print(port, "-")
+    s.close()
+"#;
+
+/// Ask the VIP for `lab.test` TXT from each source port of `ports`
+/// (`(port, queries)`), waiting at most `wait` per reply: the real
+/// server's name (or `-`) per query, grouped by source port.
+fn dns_answers(
+    lab: &TestLab,
+    s: Subnet,
+    ports: &[(u16, usize)],
+    wait: Duration,
+) -> BTreeMap<u16, Vec<String>> {
+    let list: Vec<String> =
+        ports.iter().map(|(p, n)| format!("({p}, {n})")).collect();
+    let script = format!(
+        "VIP = '{}'\nWAIT = {}\nPORTS = [{}]\n{DNS_CLIENT}",
+        s.vip(),
+        wait.as_secs_f64(),
+        list.join(", ")
+    );
+    let out = lab.exec_ok("client", &format!("python3 - <<'EOF'\n{script}EOF"));
+    let mut seen = BTreeMap::<u16, Vec<String>>::new();
+    for line in out.lines() {
+        if let Some((port, name)) = line.split_once(' ')
+            && let Ok(port) = port.parse()
+        {
+            seen.entry(port).or_default().push(name.to_owned());
+        }
+    }
+    seen
+}
+
+/// A UDP service (DNS, port 53) on the nftables data plane, end to end:
+/// each real server's responder answers TXT queries with its own name,
+/// checked by a `dns` check. Queries from 200 distinct source ports of the
+/// client are answered by both real servers, about evenly (round robin's
+/// weights, by the bucket hash of each flow); queries repeated from one
+/// source port are all answered by the same real server (one flow, one
+/// bucket, one pin), for each of eight ports. The only wait is for the
+/// first answer through the VIP, bounded as `apply_until_forwarding`
+/// bounds it: the master's election plus start-up.
+#[test]
+fn nft_udp_service_spreads_flows_and_keeps_each_on_one_server() {
+    let s = Subnet::allocate();
+    let check = "{ dns: { name: lab.test, type: TXT, connect_timeout: 1s, \
+                 retry: 1, delay_before_retry: 500ms } }";
+    let inventory = Inventory::example(s)
+        .cluster("dataplane-udp")
+        .virtual_router_id(75)
+        .service_option("name: dns")
+        .service_option("protocol: udp")
+        .service_option("delay_loop: 1s")
+        .check("rs01", check)
+        .check("rs02", check)
+        .top("dataplane: nftables\n")
+        .to_string()
+        // The example's service is on port 80, its real servers too.
+        .replace("    port: 80\n", "    port: 53\n")
+        .replace("port: 80,", "port: 53,");
+    let lab = lab_or_skip!("dataplane-udp", inventory);
+    for rs in ["rs01", "rs02"] {
+        lab.swap_responder(rs, &format!("--name {rs} --dns-port 53"));
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let wait = Duration::from_secs(1);
+    let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
+    within(mdi + Duration::from_secs(5), "DNS through the VIP", || {
+        dns_answers(&lab, s, &[(39999, 1)], wait)
+            .get(&39999)
+            .is_some_and(|names| names[0] != "-")
+    });
+    let table = lab.exec_ok("keepalived01", "nft list table netdev lbdeploy");
+    assert!(table.contains("udp dport 53"), "no UDP rule:\n{table}");
+
+    let ports: Vec<(u16, usize)> = (40000..40200).map(|p| (p, 1)).collect();
+    let mut spread = BTreeMap::<String, usize>::new();
+    for names in dns_answers(&lab, s, &ports, wait).into_values() {
+        for name in names {
+            *spread.entry(name).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        spread.keys().collect::<Vec<_>>(),
+        ["rs01", "rs02"],
+        "{spread:?}"
+    );
+    for (host, n) in &spread {
+        assert!(
+            (70..=130).contains(n),
+            "{host} answered {n} of 200: {spread:?}"
+        );
+    }
+
+    let ports: Vec<(u16, usize)> = (41000..41008).map(|p| (p, 25)).collect();
+    let flows = dns_answers(&lab, s, &ports, wait);
+    assert_eq!(flows.len(), 8, "{flows:?}");
+    for (port, names) in &flows {
+        assert_eq!(names.len(), 25, "port {port}: {names:?}");
+        assert!(
+            names.iter().all(|n| n == &names[0] && n != "-"),
+            "port {port} was answered by several real servers (or none): \
+             {names:?}"
+        );
+    }
+    eprintln!(
+        "udp: 200 flows answered {spread:?}; 8 flows of 25 queries each \
+         stayed on {:?}",
+        flows.values().map(|n| n[0].as_str()).collect::<Vec<_>>()
+    );
 }

@@ -179,6 +179,14 @@ pub enum LabCommand {
         /// application for health-check tests.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         delay: Option<std::time::Duration>,
+        /// Answer DNS over UDP on this port too: TXT queries with the
+        /// host name, A or AAAA queries with --dns-answer.
+        #[arg(long, value_name = "PORT")]
+        dns_port: Option<u16>,
+        /// The address A (IPv4) or AAAA (IPv6) queries get; without it
+        /// they get no answer (NOERROR, never NXDOMAIN).
+        #[arg(long, value_name = "ADDR", requires = "dns_port")]
+        dns_answer: Option<std::net::IpAddr>,
     },
 }
 
@@ -241,12 +249,29 @@ pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
             restart(global, args, host, Restart::PowerCut)
         }
         LabCommand::Demo { keep, init } => demo(global, args, *keep, *init),
-        LabCommand::Responder { port, name, listen, status, delay } => {
+        LabCommand::Responder {
+            port,
+            name,
+            listen,
+            status,
+            delay,
+            dns_port,
+            dns_answer,
+        } => {
             let behaviour = super::responder::Behaviour {
                 name: name.clone(),
                 status: *status,
                 delay: delay.unwrap_or_default(),
             };
+            // DNS first: it is bound by the time HTTP listens, which is
+            // what `lab status` and the tests wait for.
+            if let Some(dns_port) = dns_port {
+                let answers = super::responder::DnsAnswers {
+                    address: *dns_answer,
+                    name: name.clone(),
+                };
+                super::responder::serve_dns(*listen, *dns_port, answers)?;
+            }
             super::responder::serve(*listen, *port, behaviour)?;
             Ok(ExitStatus::Ok)
         }

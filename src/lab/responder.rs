@@ -18,13 +18,31 @@
 //!
 //! It is ours rather than busybox httpd for those behaviours. One thread
 //! per connection: a lab serves a handful of test clients.
+//!
+//! With `--dns-port` it answers DNS over UDP too ([`serve_dns`], one
+//! thread): every A (or AAAA) query with `--dns-answer` and every TXT
+//! query with the host's name, whatever the name asked; never NXDOMAIN.
+//! Its IPv4 replies leave from the address the query was sent to
+//! (`IP_PKTINFO`), so a query to the VIP is answered by the VIP, as Direct
+//! Routing needs — a wildcard UDP socket would answer from the real
+//! server's own address, which clients drop.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use nix::libc;
+use nix::sys::socket::{
+    self as nix_socket, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockaddrIn, sockopt,
+};
+
+use crate::agent::check::dns::wire::{
+    self, CLASS_IN, Data, Header, Record, TYPE_A, TYPE_AAAA, TYPE_TXT,
+};
 
 use super::holder;
 use super::state::{ProcKind, ProcRecord};
@@ -76,6 +94,139 @@ pub fn serve(
         });
     }
     Ok(())
+}
+
+/// The longest DNS query read: a header and one question (255-byte name),
+/// with room for an EDNS record; a longer datagram is cut and then, not
+/// decoding, left unanswered.
+const MAX_QUERY: usize = 1024;
+
+/// What the DNS side answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAnswers {
+    /// The address every A query (IPv4) or AAAA query (IPv6) gets.
+    pub address: Option<IpAddr>,
+    /// The text every TXT query gets: the host's name.
+    pub name: String,
+}
+
+/// Answer DNS over UDP on `listen:port` as `answers` says, in a thread of
+/// its own, until the process ends. Returns once the port is bound, so a
+/// caller that then listens for HTTP is ready for both when that port is.
+///
+/// # Errors
+/// When the port cannot be bound.
+pub fn serve_dns(
+    listen: IpAddr,
+    port: u16,
+    answers: DnsAnswers,
+) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(listen, port);
+    let socket =
+        UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}"))?;
+    if listen.is_ipv4() {
+        nix_socket::setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
+            .context("IP_PKTINFO")?;
+    }
+    std::thread::spawn(move || {
+        loop {
+            // A query that cannot be answered (a client gone, a full
+            // buffer) is the client's business; the next one may be fine.
+            // A socket that keeps failing must not spin a core, though.
+            let answered = match listen {
+                IpAddr::V4(_) => answer_v4(&socket, &answers),
+                IpAddr::V6(_) => answer_v6(&socket, &answers),
+            };
+            if answered.is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Read one IPv4 query and answer it from the address it was sent to.
+fn answer_v4(socket: &UdpSocket, answers: &DnsAnswers) -> std::io::Result<()> {
+    let mut buf = [0u8; MAX_QUERY];
+    let (n, from, to) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsgs = nix::cmsg_space!(libc::in_pktinfo);
+        let msg = nix_socket::recvmsg::<SockaddrIn>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsgs),
+            MsgFlags::empty(),
+        )?;
+        let mut to = None;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
+                to = Some(info.ipi_addr);
+            }
+        }
+        (msg.bytes, msg.address, to)
+    };
+    let (Some(from), Some(to)) = (from, to) else { return Ok(()) };
+    let Some(reply) = dns_reply(&buf[..n], answers) else { return Ok(()) };
+    let source = libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: to,
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    nix_socket::sendmsg(
+        socket.as_raw_fd(),
+        &[IoSlice::new(&reply)],
+        &[ControlMessage::Ipv4PacketInfo(&source)],
+        MsgFlags::empty(),
+        Some(&from),
+    )?;
+    Ok(())
+}
+
+/// Read one IPv6 query and answer it, from the address the kernel picks:
+/// not the VIP, so DNS through an IPv6 VIP is not answered right yet (no
+/// test asks for it; `IPV6_PKTINFO` would do as `answer_v4` does).
+fn answer_v6(socket: &UdpSocket, answers: &DnsAnswers) -> std::io::Result<()> {
+    let mut buf = [0u8; MAX_QUERY];
+    let (n, from) = socket.recv_from(&mut buf)?;
+    if let Some(reply) = dns_reply(&buf[..n], answers) {
+        socket.send_to(&reply, from)?;
+    }
+    Ok(())
+}
+
+/// The reply to datagram `query`: its ID, question and RD copied,
+/// authoritative, NOERROR, and `answers`' address (an A query, an IPv4
+/// address; AAAA, IPv6) or name (TXT) as the one answer, owned by the name
+/// asked; no answer for other types or classes. `None` for what is no
+/// standard query with one question: a response, another opcode, bytes
+/// that do not decode.
+pub fn dns_reply(query: &[u8], answers: &DnsAnswers) -> Option<Vec<u8>> {
+    let m = wire::decode(query).ok()?;
+    let q =
+        m.question.filter(|_| !m.header.response && m.header.opcode == 0)?;
+    let data = match (q.qclass, q.qtype, answers.address) {
+        (CLASS_IN, TYPE_A, Some(IpAddr::V4(a))) => Some(Data::A(a)),
+        (CLASS_IN, TYPE_AAAA, Some(IpAddr::V6(a))) => Some(Data::Aaaa(a)),
+        (CLASS_IN, TYPE_TXT, _) => {
+            Some(Data::Txt(vec![answers.name.as_bytes().to_vec()]))
+        }
+        _ => None,
+    };
+    let answer = data.map(|data| Record {
+        name: q.name.clone(),
+        rtype: q.qtype,
+        class: CLASS_IN,
+        ttl: 0,
+        data,
+    });
+    let header = Header {
+        id: m.header.id,
+        response: true,
+        authoritative: true,
+        recursion_desired: m.header.recursion_desired,
+        ..Header::default()
+    };
+    Some(wire::encode(&header, Some(&q), answer.as_slice()))
 }
 
 /// Start the responder for `host` on `port` inside the host held by
@@ -217,6 +368,74 @@ mod tests {
         let r =
             String::from_utf8(answer("GET / HTTP/1.1\r\n", &failing)).unwrap();
         assert!(r.starts_with("HTTP/1.0 503 Service Unavailable\r\n"), "{r}");
+    }
+
+    fn dns() -> DnsAnswers {
+        DnsAnswers {
+            address: Some("192.0.2.7".parse().unwrap()),
+            name: "rs01".to_owned(),
+        }
+    }
+
+    /// A query for `lab.test`, recursion desired (as dig asks).
+    fn query(id: u16, qtype: u16) -> Vec<u8> {
+        let name = wire::Name::from_labels([&b"lab"[..], b"test"]).unwrap();
+        wire::query(id, &name, qtype)
+    }
+
+    #[test]
+    fn dns_answers_a_with_the_address_and_txt_with_the_name() {
+        let reply = dns_reply(&query(0x4242, TYPE_A), &dns()).unwrap();
+        let m = wire::decode(&reply).unwrap();
+        assert_eq!(m.header.id, 0x4242);
+        assert!(m.header.response && m.header.recursion_desired);
+        assert_eq!(m.header.rcode, 0);
+        assert_eq!(m.question.unwrap().name.to_string(), "lab.test");
+        assert_eq!(m.answers[0].data, Data::A("192.0.2.7".parse().unwrap()));
+        let m = wire::decode(&dns_reply(&query(1, TYPE_TXT), &dns()).unwrap())
+            .unwrap();
+        assert_eq!(m.answers[0].data, Data::Txt(vec![b"rs01".to_vec()]));
+        // NODATA for the rest, and for A when no address is set; never
+        // NXDOMAIN.
+        for (qtype, answers) in [
+            (TYPE_AAAA, dns()),
+            (wire::TYPE_SOA, dns()),
+            (TYPE_A, DnsAnswers { address: None, ..dns() }),
+        ] {
+            let m =
+                wire::decode(&dns_reply(&query(2, qtype), &answers).unwrap())
+                    .unwrap();
+            assert_eq!((m.header.rcode, m.answers.len()), (0, 0), "{qtype}");
+        }
+    }
+
+    #[test]
+    fn dns_leaves_responses_and_garbage_unanswered() {
+        let reply = dns_reply(&query(3, TYPE_A), &dns()).unwrap();
+        assert_eq!(dns_reply(&reply, &dns()), None, "a response");
+        assert_eq!(dns_reply(b"\x00\x01", &dns()), None);
+        let mut notify = query(3, TYPE_A);
+        notify[2] |= 4 << 3; // opcode NOTIFY
+        assert_eq!(dns_reply(&notify, &dns()), None);
+    }
+
+    #[test]
+    fn dns_over_udp_on_loopback() {
+        // serve_dns does not say which port 0 would bind: take a free one.
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        serve_dns("127.0.0.1".parse().unwrap(), port, dns()).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        client.connect(("127.0.0.1", port)).unwrap();
+        client.send(&query(9, TYPE_TXT)).unwrap();
+        let mut buf = [0u8; 512];
+        let n = client.recv(&mut buf).unwrap();
+        let m = wire::decode(&buf[..n]).unwrap();
+        assert_eq!(m.answers[0].data, Data::Txt(vec![b"rs01".to_vec()]));
     }
 
     #[test]

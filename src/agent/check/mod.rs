@@ -11,6 +11,8 @@
 //! * `http` — an HTTP GET, judged (the judging pure);
 //! * `exec` — a command run on the director;
 //! * `ping` — an ICMP echo of the server;
+//! * `dns` — a DNS query over UDP, its reply judged (`dns::wire` reads
+//!   and writes the messages, pure);
 //! * `probe` — what every kind implements, and what checks share.
 //!
 //! Around them:
@@ -31,6 +33,7 @@ use std::net::SocketAddr;
 use crate::inventory::Check;
 use probe::{Probe, Shared};
 
+pub(crate) mod dns;
 mod exec;
 mod half_open;
 pub mod health;
@@ -64,5 +67,6 @@ pub(crate) fn arm(
         Check::HttpGet(c) => http::arm(c, server),
         Check::Exec(c) => exec::arm(c),
         Check::Ping(c) => ping::arm(c, server),
+        Check::Dns(c) => dns::arm(c, server),
     }
 }

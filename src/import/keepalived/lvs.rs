@@ -15,13 +15,23 @@ use super::value::{Fields, Reader};
 use crate::import::diag::Pos;
 use crate::import::parser::Node;
 use crate::inventory::{
-    Announce, Check, Duration, ExecCheck, Forwarding, HttpCheck, Port,
-    Protocol, RealServer, Scheduler, TcpCheck, VirtualService, Weight,
+    Announce, Check, DnsCheck, DnsType, Duration, ExecCheck, Forwarding,
+    HttpCheck, Port, Protocol, RealServer, Scheduler, TcpCheck, VirtualService,
+    Weight,
 };
 
 /// keepalived's checkers put a server back on its first success; an
 /// imported check keeps that.
 const KEEPALIVED_RISE: u32 = 1;
+
+/// keepalived's `DNS_CHECK` retries 3 times unless told otherwise
+/// (`DNS_DEFAULT_RETRY`, check_dns.h), where its other checkers retry once.
+const KEEPALIVED_DNS_RETRY: u32 = 3;
+
+/// The types keepalived's `DNS_CHECK` knows (`DNS_TYPE`, check_dns.c);
+/// lbdeploy's `dns` check knows them and `PTR`.
+const KEEPALIVED_DNS_TYPES: &str = "A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG \
+    or DNSKEY";
 
 /// `virtual_server_group` members by group name: VIP, port, line.
 pub(crate) type Groups = HashMap<String, Vec<(IpAddr, Port, Pos)>>;
@@ -180,6 +190,7 @@ fn service(
     let mut virtualhost = None;
     let mut inhibit = Vec::new();
     let mut protocol_ok = true;
+    let delay_loop = stated_delay_loop(block);
     for node in block.children() {
         let field = match node.keyword.as_str() {
             "delay_loop" => {
@@ -241,7 +252,7 @@ fn service(
                 if let Some((rs, inhibits)) = real_server(
                     node,
                     block,
-                    virtualhost.as_deref(),
+                    Around { virtualhost: virtualhost.as_deref(), delay_loop },
                     &mut fields,
                     r,
                 ) {
@@ -285,6 +296,31 @@ fn service(
     Some((vs, fields))
 }
 
+/// The service's `delay_loop` wherever its block states it (its real
+/// servers may come first), read quietly: `service` reports a bad one
+/// where it reads it. keepalived's `DNS_CHECK` waits that long before a
+/// retry unless told otherwise.
+fn stated_delay_loop(block: &Node) -> Duration {
+    block
+        .children()
+        .iter()
+        .filter(|n| n.keyword == "delay_loop")
+        .filter_map(|n| n.args.first()?.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+        .map(|s| Duration::from_millis((s * 1000.0).round() as u64))
+        .next_back()
+        .unwrap_or(Duration::from_secs(60))
+}
+
+/// What a real server's checkers take from their service.
+#[derive(Clone, Copy)]
+struct Around<'a> {
+    /// The service's `virtualhost`, stated before the real server.
+    virtualhost: Option<&'a str>,
+    /// The service's `delay_loop`, wherever stated.
+    delay_loop: Duration,
+}
+
 /// Store a value that was read; a bad one was reported and the default
 /// stays.
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -316,7 +352,7 @@ fn named<T: DeserializeOwned>(
 fn real_server(
     block: &Node,
     parent: &Node,
-    virtualhost: Option<&str>,
+    around: Around<'_>,
     fields: &mut Fields,
     r: &mut Reader<'_>,
 ) -> Option<(RealServer, bool)> {
@@ -348,8 +384,9 @@ fn real_server(
                 fields.set(format!("{key}.weight"), &node.pos);
             }
             "inhibit_on_failure" => inhibit = true,
-            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" => {
-                for check in checker(node, block, virtualhost, r) {
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK"
+            | "DNS_CHECK" => {
+                for check in checker(node, block, around, r) {
                     let path = format!("{key}.checks[{}]", rs.checks.len());
                     fields.set(&path, &node.pos);
                     rs.checks.push(check);
@@ -369,6 +406,15 @@ struct Timing {
     connect_port: Option<Port>,
 }
 
+/// What a `DNS_CHECK` asks, as keepalived reads it.
+#[derive(Default)]
+struct DnsQuery {
+    /// `type`, when stated (keepalived's default: SOA).
+    query_type: Option<DnsType>,
+    /// `name`, when stated (keepalived's default: the root).
+    name: Option<String>,
+}
+
 /// One checker block: one check, or one per `url` of an HTTP_GET.
 ///
 /// Long on purpose, like [`service`]: one match arm per keyword a checker
@@ -376,21 +422,29 @@ struct Timing {
 fn checker(
     block: &Node,
     server: &Node,
-    virtualhost: Option<&str>,
+    around: Around<'_>,
     r: &mut Reader<'_>,
 ) -> Vec<Check> {
+    let dns = block.keyword == "DNS_CHECK";
     let mut t = Timing {
         connect_timeout: Duration::from_secs(5),
-        retry: 1,
-        delay_before_retry: Duration::from_secs(1),
+        retry: if dns { KEEPALIVED_DNS_RETRY } else { 1 },
+        delay_before_retry: if dns {
+            around.delay_loop
+        } else {
+            Duration::from_secs(1)
+        },
         connect_port: None,
     };
     let mut urls = Vec::new();
     let mut misc_path = None;
     let mut user = None;
-    let mut virtualhost = virtualhost.map(str::to_owned);
+    let mut query = DnsQuery::default();
+    let mut virtualhost = around.virtualhost.map(str::to_owned);
     for node in block.children() {
         match node.keyword.as_str() {
+            "type" if dns => query.query_type = dns_type(node, block, r),
+            "name" if dns => query.name = r.one(node, block).map(str::to_owned),
             "connect_timeout" | "misc_timeout" => {
                 set(&mut t.connect_timeout, r.seconds(node, block))
             }
@@ -410,7 +464,14 @@ fn checker(
             "virtualhost" => {
                 virtualhost = r.one(node, block).map(str::to_owned)
             }
-            "url" if block.keyword != "TCP_CHECK" => urls.push(node),
+            "url"
+                if !matches!(
+                    block.keyword.as_str(),
+                    "TCP_CHECK" | "DNS_CHECK"
+                ) =>
+            {
+                urls.push(node)
+            }
             _ => r.not_carried(node, block),
         }
     }
@@ -427,6 +488,16 @@ fn checker(
     };
     match block.keyword.as_str() {
         "TCP_CHECK" => vec![tcp(&t)],
+        "DNS_CHECK" => vec![Check::Dns(DnsCheck {
+            name: query.name.unwrap_or_else(|| ".".to_owned()),
+            query_type: query.query_type.unwrap_or_default(),
+            expect: Vec::new(),
+            connect_port: t.connect_port,
+            connect_timeout: t.connect_timeout,
+            retry: t.retry,
+            delay_before_retry: t.delay_before_retry,
+            rise: KEEPALIVED_RISE,
+        })],
         "MISC_CHECK" => match misc_path {
             Some(command) => vec![Check::Exec(ExecCheck {
                 command,
@@ -461,6 +532,22 @@ fn checker(
             .map(Check::HttpGet)
             .collect(),
     }
+}
+
+/// A `DNS_CHECK`'s `type`: one of keepalived's, in any case (keepalived
+/// compares without regard to it).
+fn dns_type(node: &Node, block: &Node, r: &mut Reader<'_>) -> Option<DnsType> {
+    let value = r.one(node, block)?;
+    let parsed = serde_json::from_value::<DnsType>(value.to_uppercase().into())
+        .ok()
+        .filter(|t| *t != DnsType::Ptr);
+    if parsed.is_none() {
+        let m = format!(
+            "`type {value}`: keepalived's DNS_CHECK knows {KEEPALIVED_DNS_TYPES}"
+        );
+        r.error(node, block, &m);
+    }
+    parsed
 }
 
 /// One `url { path, digest, status_code, regex, virtualhost }`.

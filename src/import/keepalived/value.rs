@@ -318,11 +318,15 @@ fn consequence(keyword: &str) -> Option<&'static str> {
             "lbdeploy's checks have no such setting yet; the check runs \
              without it"
         }
-        "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "UDP_CHECK"
-        | "PING_CHECK" | "FILE_CHECK" => {
-            "lbdeploy has only tcp, http_get and exec checks; this check is \
-             left out, so the real server is judged by its other checks (or \
-             always up without any)"
+        "SMTP_CHECK" | "BFD_CHECK" | "UDP_CHECK" | "FILE_CHECK" => {
+            "lbdeploy has no such check yet (its kinds: tcp, http_get, exec, \
+             ping, dns); this check is left out, so the real server is \
+             judged by its other checks (or always up without any)"
+        }
+        "PING_CHECK" => {
+            "not imported yet: write a `ping` check in the inventory; this \
+             check is left out, so the real server is judged by its other \
+             checks (or always up without any)"
         }
         _ => return None,
     })

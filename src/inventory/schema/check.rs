@@ -114,6 +114,8 @@ check_kinds! {
     Exec(ExecCheck) = "exec",
     /// An ICMP echo of the server (keepalived's `PING_CHECK`).
     Ping(PingCheck) = "ping",
+    /// A DNS query over UDP (keepalived's `DNS_CHECK`).
+    Dns(DnsCheck) = "dns",
 }
 
 /// What is wrong with a list item holding no kind of check, or several.
@@ -296,6 +298,244 @@ impl PingCheck {
             rise: self.rise,
         }
     }
+}
+
+/// A DNS query over UDP as a health check (keepalived's `DNS_CHECK`).
+///
+/// keepalived's `DNS_CHECK` sends one query (recursion desired) and counts
+/// as up any reply that carries its ID, has QR set and RCODE 0 (NOERROR):
+/// it reads neither the question nor the answers. This check is up for a
+/// reply from the server's address and port (a connected socket) that has
+/// our random ID, QR set, the same question (name compared without regard
+/// to case, type, class IN), RCODE NOERROR, and at least one answer of the
+/// asked type in its answer section (a CNAME chain's target counts:
+/// owners are not compared). A NOERROR reply without such an answer
+/// (NODATA, or a referral) passes keepalived's check and fails this one.
+/// `expect` goes further still; keepalived has nothing like it.
+///
+/// Replies that do not carry our ID or lack QR are not ours and are read
+/// past, as keepalived does, until `connect_timeout`. A truncated reply
+/// (TC) is judged on what it holds; we never retry over TCP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsCheck {
+    /// The name queried; `.`, the root, by default (keepalived's). Written
+    /// without escapes, in ASCII (an internationalised name in its
+    /// `xn--` form), with or without the final dot.
+    #[serde(default = "default_dns_name")]
+    pub name: String,
+    /// The type queried: keepalived's `A`, `NS`, `CNAME`, `SOA`, `MX`,
+    /// `TXT`, `AAAA`, `RRSIG`, `DNSKEY`, and `PTR`. `SOA` by default, as
+    /// keepalived: the root's SOA is what any resolver answers.
+    #[serde(rename = "type", default)]
+    pub query_type: DnsType,
+    /// What the answers must hold, every item of it: for `A` and `AAAA`
+    /// addresses, each among the answers' addresses; for `NS`, `CNAME`,
+    /// `PTR` names, each the target of an answer (compared without regard
+    /// to case or a final dot); for `MX` names, each an answer's exchange
+    /// (its preference not compared); for `TXT` texts, each an answer's
+    /// strings joined with nothing between them. `SOA`, `RRSIG` and
+    /// `DNSKEY` answers have no such text: `expect` is refused there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<String>,
+    /// Port queried when it differs from the real server's
+    /// (keepalived's `connect_port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<Port>,
+    /// Time allowed for the reply. keepalived's default, 5s, too.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down. keepalived's
+    /// `DNS_CHECK` retries 3 times by default where its other checkers
+    /// retry once; the inventory keeps one default for every kind, and
+    /// `import-keepalived` writes keepalived's.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry (keepalived's `DNS_CHECK` default is the
+    /// service's `delay_loop`; `import-keepalived` writes that).
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+}
+
+impl DnsCheck {
+    /// Its timing: `connect_timeout` bounds the wait for the reply.
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.connect_timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+/// The types a `dns` check may ask for: keepalived's list (its
+/// `check_dns.c`), and `PTR`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DnsType {
+    /// An IPv4 address (RFC 1035 §3.4.1).
+    A,
+    /// An authoritative name server (RFC 1035 §3.3.11).
+    Ns,
+    /// The canonical name of an alias (RFC 1035 §3.3.1).
+    Cname,
+    /// The start of a zone of authority (RFC 1035 §3.3.13).
+    #[default]
+    Soa,
+    /// A mail exchange (RFC 1035 §3.3.9).
+    Mx,
+    /// Text strings (RFC 1035 §3.3.14).
+    Txt,
+    /// An IPv6 address (RFC 3596 §2.1).
+    Aaaa,
+    /// A domain name pointer, for reverse look-ups (RFC 1035 §3.3.12).
+    Ptr,
+    /// A DNSSEC signature (RFC 4034 §3).
+    Rrsig,
+    /// A DNSSEC public key (RFC 4034 §2).
+    Dnskey,
+}
+
+impl DnsType {
+    /// Its TYPE value on the wire.
+    pub fn code(self) -> u16 {
+        match self {
+            Self::A => 1,
+            Self::Ns => 2,
+            Self::Cname => 5,
+            Self::Soa => 6,
+            Self::Ptr => 12,
+            Self::Mx => 15,
+            Self::Txt => 16,
+            Self::Aaaa => 28,
+            Self::Rrsig => 46,
+            Self::Dnskey => 48,
+        }
+    }
+
+    /// Its name, as written in the inventory and in zone files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::Ns => "NS",
+            Self::Cname => "CNAME",
+            Self::Soa => "SOA",
+            Self::Ptr => "PTR",
+            Self::Mx => "MX",
+            Self::Txt => "TXT",
+            Self::Aaaa => "AAAA",
+            Self::Rrsig => "RRSIG",
+            Self::Dnskey => "DNSKEY",
+        }
+    }
+
+    /// Whether the root zone has records of this type (its SOA, its name
+    /// servers, its keys and their signatures), so that a query of `.`
+    /// can be answered at all.
+    pub fn at_root(self) -> bool {
+        matches!(self, Self::Soa | Self::Ns | Self::Dnskey | Self::Rrsig)
+    }
+}
+
+/// The longest label of a domain name, in bytes (RFC 1035 §2.3.4).
+pub const DNS_MAX_LABEL: usize = 63;
+
+/// The longest domain name written as text without its final dot: 255
+/// bytes on the wire (RFC 1035 §2.3.4) less the first length byte and the
+/// root's zero byte.
+pub const DNS_MAX_NAME: usize = 253;
+
+/// Why a `dns` check's `name` (or a name it expects) is not a domain name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsNameError {
+    /// Nothing at all.
+    Empty,
+    /// A byte beyond ASCII.
+    NotAscii,
+    /// Two dots in a row, or a dot first (other than the root's lone dot).
+    EmptyLabel,
+    /// A label longer than [`DNS_MAX_LABEL`]: the label and its length.
+    LabelTooLong(String, usize),
+    /// A name longer than [`DNS_MAX_NAME`], by its length.
+    TooLong(usize),
+}
+
+impl std::fmt::Display for DnsNameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str(
+                "the name is empty — write `.` for the root, or a name the \
+                 server answers for",
+            ),
+            Self::NotAscii => f.write_str(
+                "the name is not ASCII — write an internationalised name in \
+                 its `xn--` form",
+            ),
+            Self::EmptyLabel => f.write_str(
+                "the name has an empty label — labels are separated by one \
+                 dot, and only the root is a lone dot",
+            ),
+            Self::LabelTooLong(label, len) => {
+                let head: String = label.chars().take(16).collect();
+                write!(
+                    f,
+                    "label `{head}…` is {len} bytes — a DNS label is at most \
+                     {DNS_MAX_LABEL}"
+                )
+            }
+            Self::TooLong(len) => write!(
+                f,
+                "the name is {len} bytes — a DNS name is at most \
+                 {DNS_MAX_NAME} (without its final dot)"
+            ),
+        }
+    }
+}
+
+/// The labels of domain name `name` as written in the inventory: `.` is
+/// the root (no labels), a final dot is optional, no escapes. The one
+/// reading of a name, shared by validation and the agent's query.
+///
+/// # Errors
+/// Why `name` is no domain name.
+pub fn dns_labels(name: &str) -> Result<Vec<&str>, DnsNameError> {
+    if name.is_empty() {
+        return Err(DnsNameError::Empty);
+    }
+    if !name.is_ascii() {
+        return Err(DnsNameError::NotAscii);
+    }
+    if name == "." {
+        return Ok(Vec::new());
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let mut labels = Vec::new();
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(DnsNameError::EmptyLabel);
+        }
+        if label.len() > DNS_MAX_LABEL {
+            return Err(DnsNameError::LabelTooLong(
+                label.to_owned(),
+                label.len(),
+            ));
+        }
+        labels.push(label);
+    }
+    if name.len() > DNS_MAX_NAME {
+        return Err(DnsNameError::TooLong(name.len()));
+    }
+    Ok(labels)
+}
+
+fn default_dns_name() -> String {
+    ".".to_owned()
 }
 
 fn default_connect_timeout() -> Duration {

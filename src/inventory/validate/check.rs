@@ -1,11 +1,14 @@
 //! The health checks' rules: those every kind shares (`rise`), then one
-//! rules function per kind (`tcp_rules`, `http_rules`, `exec_rules`; ping
-//! has only timing). A new check kind adds its arm in `check_rules` here.
+//! rules function per kind (`tcp_rules`, `http_rules`, `exec_rules`,
+//! `dns_rules`; ping has only timing). A new check kind adds its arm in
+//! `check_rules` here.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::inventory::diag::Finding;
-use crate::inventory::schema::{Check, ExecCheck, HttpCheck, TcpCheck};
+use crate::inventory::schema::{
+    Check, DnsCheck, DnsType, ExecCheck, HttpCheck, TcpCheck, dns_labels,
+};
 
 /// The most consecutive successes a check may ask for before a server is
 /// back: at `rise × delay_loop`, more than this keeps a repaired server out
@@ -39,6 +42,74 @@ pub(crate) fn check_rules(
         Check::Exec(exec) => exec_rules(exec, &path, out),
         // Nothing beyond every kind's rules: it has only timing.
         Check::Ping(_) => {}
+        Check::Dns(dns) => dns_rules(dns, &path, out),
+    }
+}
+
+/// A `dns` check's name is a domain name that can have an answer of the
+/// asked type, and what it expects reads as that type's answers.
+fn dns_rules(dns: &DnsCheck, path: &str, out: &mut Vec<Finding>) {
+    let kind = dns.query_type.as_str();
+    match dns_labels(&dns.name) {
+        Err(e) => {
+            out.push(Finding::error(format!("{path}.name"), e.to_string()))
+        }
+        Ok(labels) if labels.is_empty() && !dns.query_type.at_root() => {
+            out.push(Finding::error(
+                format!("{path}.name"),
+                format!(
+                    "the root `.` has no {kind} record, so the check could \
+                     never pass — name a name the server answers {kind} \
+                     for, or ask the root for its SOA (the default type)"
+                ),
+            ));
+        }
+        Ok(_) => {}
+    }
+    if !dns.expect.is_empty()
+        && matches!(
+            dns.query_type,
+            DnsType::Soa | DnsType::Rrsig | DnsType::Dnskey
+        )
+    {
+        out.push(Finding::error(
+            format!("{path}.expect"),
+            format!(
+                "{kind} answers have no text to expect — expect addresses of \
+                 A and AAAA answers, names of NS, CNAME, PTR and MX answers, \
+                 or texts of TXT answers"
+            ),
+        ));
+        return;
+    }
+    for (i, want) in dns.expect.iter().enumerate() {
+        let at = format!("{path}.expect[{i}]");
+        let problem = match dns.query_type {
+            DnsType::A => want.parse::<Ipv4Addr>().err().map(|_| {
+                format!(
+                    "`{want}` is not an IPv4 address — an A check expects \
+                     the addresses of its answers, such as `192.0.2.10`"
+                )
+            }),
+            DnsType::Aaaa => want.parse::<Ipv6Addr>().err().map(|_| {
+                format!(
+                    "`{want}` is not an IPv6 address — an AAAA check \
+                     expects the addresses of its answers, such as \
+                     `2001:db8::10`"
+                )
+            }),
+            DnsType::Ns | DnsType::Cname | DnsType::Ptr | DnsType::Mx => {
+                dns_labels(want).err().map(|e| format!("`{want}`: {e}"))
+            }
+            // Any text, the empty one too; and the types without text
+            // were refused above.
+            DnsType::Txt | DnsType::Soa | DnsType::Rrsig | DnsType::Dnskey => {
+                None
+            }
+        };
+        if let Some(message) = problem {
+            out.push(Finding::error(at, message));
+        }
     }
 }
 
