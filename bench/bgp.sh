@@ -9,17 +9,8 @@
 # between the first and the last director's log line saying so.
 #
 #   bash bench/bgp.sh         # as root; needs wrk (apt-get install wrk)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet
-WORK=$(mktemp -d /tmp/lbdeploy-bgp.XXXXXX)
-BIN=$WORK/lbdeploy
-cp target/x86_64-unknown-linux-gnu/release/lbdeploy "$BIN"
-INV=$WORK/inventory.yml
-STATE=$WORK/state
-lab() { "$BIN" -i "$INV" lab --state-dir "$STATE" "$@"; }
-trap 'lab down >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+# shellcheck source=bench/wrk_lab.sh
+. "$(dirname "$0")/wrk_lab.sh" bgp
 cat > "$INV" <<YAML
 cluster: bgp-bench
 dataplane: nftables
@@ -103,14 +94,13 @@ spreads = sorted(max(v[i][0] for v in events.values()) - min(v[i][0] for v in ev
 print(f"directors disagreeing on rs02: {n} changes, for {1000 * spreads[0]:.0f}-{1000 * spreads[-1]:.0f} ms "
       f"(median {1000 * spreads[len(spreads) // 2]:.0f} ms)")'
 
-run() { lab exec client -- wrk -t2 -c20 -d10s "$1" 2>&1 | awk '/Requests\/sec/ { print $2 }'; }
 echo
 echo "| directors announcing | direct to rs01 (req/s) | through the VIP (req/s) | ratio |"
 echo "|---|---|---|---|"
 for n in 3 2 1; do
     direct=$(run http://10.92.0.21/)
     vip=$(run http://10.93.0.100/)
-    echo "| $n | $direct | $vip | $(awk -v a="$vip" -v b="$direct" 'BEGIN { printf "%.2f", a / b }') |"
+    echo "| $n | $direct | $vip | $(ratio "$vip" "$direct") |"
     [ "$n" = 1 ] && break
     lab exec "d$n" -- lbdeploy agent stop >/dev/null
     for _ in $(seq 1 50); do [ "$(hops)" = "$((n - 1))" ] && break; sleep 0.1; done

@@ -4,17 +4,8 @@
 # directly, in the same lab and the same run (issue #7's benchmark).
 #
 #   bash bench/throughput.sh         # as root; needs wrk (apt install wrk)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet
-WORK=$(mktemp -d /tmp/lbdeploy-throughput.XXXXXX)
-BIN=$WORK/lbdeploy
-cp target/x86_64-unknown-linux-gnu/release/lbdeploy "$BIN"
-INV=$WORK/inventory.yml
-STATE=$WORK/state
-lab() { "$BIN" -i "$INV" lab --state-dir "$STATE" "$@"; }
-trap 'lab down >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+# shellcheck source=bench/wrk_lab.sh
+. "$(dirname "$0")/wrk_lab.sh" throughput
 cat > "$INV" <<YAML
 cluster: throughput
 directors:
@@ -40,11 +31,10 @@ for _ in $(seq 1 100); do
     lab exec client -- curl -sf --max-time 1 http://10.91.0.200/ >/dev/null 2>&1 && break
     sleep 0.2
 done
-run() { lab exec client -- wrk -t2 -c20 -d10s "$1" 2>&1 | awk '/Requests\/sec/ { print $2 }'; }
 echo "| run | direct to rs01 (req/s) | through the VIP (req/s) | ratio |"
 echo "|---|---|---|---|"
 for r in 1 2 3; do
     direct=$(run http://10.91.0.21/)
     vip=$(run http://10.91.0.200/)
-    echo "| $r | $direct | $vip | $(awk -v a="$vip" -v b="$direct" 'BEGIN { printf "%.2f", a / b }') |"
+    echo "| $r | $direct | $vip | $(ratio "$vip" "$direct") |"
 done
