@@ -16,8 +16,8 @@ use crate::import::diag::Pos;
 use crate::import::parser::Node;
 use crate::inventory::{
     Announce, Check, DnsCheck, DnsType, Duration, ExecCheck, Forwarding,
-    HttpCheck, Port, Protocol, RealServer, Scheduler, TcpCheck, VirtualService,
-    Weight,
+    HttpCheck, PingCheck, Port, Protocol, RealServer, Scheduler, TcpCheck,
+    VirtualService, Weight,
 };
 
 /// keepalived's checkers put a server back on its first success; an
@@ -385,7 +385,7 @@ fn real_server(
             }
             "inhibit_on_failure" => inhibit = true,
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK"
-            | "DNS_CHECK" => {
+            | "DNS_CHECK" | "PING_CHECK" => {
                 for check in checker(node, block, around, r) {
                     let path = format!("{key}.checks[{}]", rs.checks.len());
                     fields.set(&path, &node.pos);
@@ -460,7 +460,9 @@ fn checker(
             "delay_before_retry" => {
                 set(&mut t.delay_before_retry, r.seconds(node, block))
             }
-            "connect_port" => t.connect_port = r.bounded(node, block),
+            "connect_port" if block.keyword != "PING_CHECK" => {
+                t.connect_port = r.bounded(node, block)
+            }
             "virtualhost" => {
                 virtualhost = r.one(node, block).map(str::to_owned)
             }
@@ -488,6 +490,12 @@ fn checker(
     };
     match block.keyword.as_str() {
         "TCP_CHECK" => vec![tcp(&t)],
+        "PING_CHECK" => vec![Check::Ping(PingCheck {
+            connect_timeout: t.connect_timeout,
+            retry: t.retry,
+            delay_before_retry: t.delay_before_retry,
+            rise: KEEPALIVED_RISE,
+        })],
         "DNS_CHECK" => vec![Check::Dns(DnsCheck {
             name: query.name.unwrap_or_else(|| ".".to_owned()),
             query_type: query.query_type.unwrap_or_default(),

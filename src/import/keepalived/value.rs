@@ -313,6 +313,8 @@ fn consequence(keyword: &str) -> Option<&'static str> {
             "it only matters to NAT services; lbdeploy does direct \
                        routing"
         }
+        // Every other checker takes it: only PING_CHECK leaves it here.
+        "connect_port" => "an ICMP echo has no port; the ping check needs none",
         "bindto" | "bind_port" | "connect_ip" | "warmup" | "delay_loop"
         | "fwmark" => {
             "lbdeploy's checks have no such setting yet; the check runs \
@@ -322,11 +324,6 @@ fn consequence(keyword: &str) -> Option<&'static str> {
             "lbdeploy has no such check yet (its kinds: tcp, http_get, exec, \
              ping, dns); this check is left out, so the real server is \
              judged by its other checks (or always up without any)"
-        }
-        "PING_CHECK" => {
-            "not imported yet: write a `ping` check in the inventory; this \
-             check is left out, so the real server is judged by its other \
-             checks (or always up without any)"
         }
         _ => return None,
     })
