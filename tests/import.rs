@@ -269,7 +269,11 @@ fn an_included_secret_file_is_never_echoed() {
         .unwrap();
     let seed = cases_dir().join("seed-dr/input.keepalived01.conf");
     let mut conf = std::fs::read_to_string(seed).unwrap();
-    conf.push_str("include shadow\ninclude /dev/zero\n");
+    // At the top level, and inside global_defs (its catch-all once quoted
+    // what it did not know).
+    conf.push_str(
+        "include shadow\nglobal_defs {\n include shadow\n}\ninclude /dev/zero\n",
+    );
     std::fs::write(dir.join("keepalived.conf"), conf).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_lbdeploy"))
         .args(["import-keepalived", "keepalived.conf"])

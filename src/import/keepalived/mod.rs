@@ -207,6 +207,9 @@ fn global_defs(
             {
                 defaults.garp = Some(garp);
             }
+            // Quoted only when it could be a keyword: an `include` of a
+            // file that is no configuration must not be echoed.
+            k if !value::looks_like_a_keyword(k) => r.not_carried(node, block),
             _ => {
                 let m = format!(
                     "`{}` is not carried over: lbdeploy has no such global \

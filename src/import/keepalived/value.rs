@@ -237,7 +237,7 @@ impl Reader<'_> {
 /// all known to the import, so an unknown one-word "keyword" is more
 /// likely a word of some other file than a typo; its line is named, not
 /// quoted.
-fn looks_like_a_keyword(word: &str) -> bool {
+pub(super) fn looks_like_a_keyword(word: &str) -> bool {
     (1..=64).contains(&word.len())
         && word.contains('_')
         && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
