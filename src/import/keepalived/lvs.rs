@@ -578,6 +578,7 @@ fn url(
         rise: KEEPALIVED_RISE,
         connect_port: t.connect_port,
     };
+    let mut no_match = None;
     for node in block.children() {
         match node.keyword.as_str() {
             "path" => {
@@ -587,6 +588,7 @@ fn url(
                 check.digest = r.one(node, block).map(str::to_lowercase)
             }
             "regex" => check.body_regex = r.one(node, block).map(str::to_owned),
+            "regex_no_match" => no_match = Some(node),
             "virtualhost" => {
                 check.virtualhost = r.one(node, block).map(str::to_owned)
             }
@@ -617,6 +619,18 @@ fn url(
     }
     if check.path.is_empty() {
         r.error(block, checker, "`url` needs a `path`, e.g. `path /health`");
+        return None;
+    }
+    // Carried without it, the check would pass exactly where keepalived's
+    // fails.
+    if let Some(node) = no_match.filter(|_| check.body_regex.is_some()) {
+        r.error(
+            node,
+            block,
+            "`regex_no_match` inverts `regex`, which an http_get check \
+             cannot: remove the `regex`, or check the page with an exec \
+             check (MISC_CHECK) instead",
+        );
         return None;
     }
     Some(check)
