@@ -151,7 +151,15 @@ pub fn process(
                 p.param_match = match r.one(node, block) {
                     Some("partial") => ParamMatch::Partial,
                     Some("initial") => ParamMatch::Initial,
-                    _ => ParamMatch::Exact,
+                    Some("exact") | None => ParamMatch::Exact,
+                    Some(_) => {
+                        r.error(
+                            node,
+                            block,
+                            "param_match takes exact, partial or initial",
+                        );
+                        ParamMatch::Exact
+                    }
                 };
                 p.parameters.get_or_insert_with(Vec::new);
             }

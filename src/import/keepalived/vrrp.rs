@@ -147,7 +147,9 @@ pub fn instance(
             "nopreempt" => vrrp.preempt = false,
             "preempt_delay" => vrrp.preempt_delay = r.seconds(node, block),
             "smtp_alert" => {
-                vrrp.smtp_alert = node.args.first().is_none_or(|v| v != "false")
+                if let Some(on) = flag(node, block, r) {
+                    vrrp.smtp_alert = on;
+                }
             }
             "authentication" => vrrp.authentication = authentication(node, r),
             "unicast_peer" => {
@@ -323,6 +325,20 @@ fn version_for(
     }
 }
 
+/// A keyword that is on alone or with a boolean, as keepalived reads it
+/// (`true`/`yes`/`on`/`1`, `false`/`no`/`off`/`0`); `None` after an error.
+fn flag(node: &Node, block: &Node, r: &mut Reader<'_>) -> Option<bool> {
+    match node.args.first().map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("true" | "yes" | "on" | "1") => Some(true),
+        Some("false" | "no" | "off" | "0") => Some(false),
+        Some(_) => {
+            let m = format!("`{}` takes true or false", node.keyword);
+            r.error(node, block, &m);
+            None
+        }
+    }
+}
+
 fn authentication(block: &Node, r: &mut Reader<'_>) -> Option<Authentication> {
     let (mut kind, mut password) = (None, None);
     for node in block.children() {
@@ -354,7 +370,15 @@ fn authentication(block: &Node, r: &mut Reader<'_>) -> Option<Authentication> {
             return None;
         }
     }
-    let mut password = password.unwrap_or_default();
+    let Some(mut password) = password else {
+        r.error(
+            block,
+            block,
+            "auth_type PASS needs an `auth_pass` (keepalived would send an \
+             empty password)",
+        );
+        return None;
+    };
     if password.len() > 8 {
         let m = format!(
             "auth_pass is {} bytes; VRRPv2 carries 8 and keepalived sends \
