@@ -166,8 +166,6 @@ struct Loop {
     configs: u64,
     /// BIRD, while the configuration has a `bgp:` block.
     speaker: Option<Speaker>,
-    /// Set when stopping: announce nothing, forward through the grace.
-    withdrawing: bool,
 }
 
 async fn run(
@@ -192,7 +190,6 @@ async fn run(
         snapshot,
         configs: 0,
         speaker: None,
-        withdrawing: false,
     };
     let mut recheck = tokio::time::interval(RECHECK);
     loop {
@@ -446,7 +443,7 @@ impl Loop {
             Ok(()) => self.last_error = None,
             Err(e) => self.fail(e),
         }
-        self.announce(&config, ok && !self.withdrawing, &forwarding);
+        self.announce(&config, ok, &forwarding);
     }
 
     /// Tell BIRD which VIPs to announce: those this director forwards
@@ -476,8 +473,7 @@ impl Loop {
     /// routers stop sending flows here, then keep forwarding for what is
     /// returned — the longer of [`GRACE`] and `bgp.drain_grace` when
     /// something was announced.
-    fn withdraw_announcements(&mut self) -> Duration {
-        self.withdrawing = true;
+    fn withdraw_announcements(&self) -> Duration {
         let Some(config) = self.config.clone() else { return GRACE };
         let announced = self
             .speaker
