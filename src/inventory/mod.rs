@@ -39,8 +39,8 @@ pub use mode::Mode;
 pub use schema::*;
 pub(crate) use validate::forbidden_char;
 pub use validate::{
-    Environment, System, WebhookProblem, effective_priority, secret_file,
-    service_label, webhook_url,
+    Environment, PasswordProblem, System, WebhookProblem, effective_priority,
+    peer_password, secret_file, service_label, webhook_url,
 };
 pub use values::{
     Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority,

@@ -33,7 +33,8 @@ use super::netns;
 use super::state::{Layout, ProcKind, ProcRecord};
 use super::topology::{LabHost, Role};
 use crate::inventory::{
-    Announce, Bgp, BgpPeer, Director, Environment, Inventory, LabRouter,
+    Announce, Bgp, Director, EffectiveBgp, Environment, Inventory, LabRouter,
+    peer_password,
 };
 use crate::util::files;
 
@@ -84,30 +85,16 @@ pub(crate) enum ConfError {
          `peers`, or remove `lab.router`"
     )]
     NoBgp,
-    /// A session's password could not be read.
+    /// A session's password could not be had.
     #[error(
-        "director {director}: cannot read the BGP password for the lab's \
-         router from {source_name} — {hint}"
+        "director {director}: the BGP password for the lab's router: \
+         {message}"
     )]
     Password {
         /// The director whose session it is.
         director: String,
-        /// `$VAR` or the file.
-        source_name: String,
-        /// What to do.
-        hint: &'static str,
-    },
-    /// A password BIRD's configuration cannot quote.
-    #[error(
-        "director {director}: the BGP password from {source_name} has a \
-         `\"`, a `\\` or a control character, which the router's bird.conf \
-         cannot carry — choose a password without them"
-    )]
-    Unquotable {
-        /// The director whose session it is.
-        director: String,
-        /// `$VAR` or the file.
-        source_name: String,
+        /// Why, as [`peer_password`] says it.
+        message: String,
     },
 }
 
@@ -116,8 +103,8 @@ pub(crate) enum ConfError {
 /// relative `password_file` is read.
 ///
 /// # Errors
-/// When there is no `bgp:` block, or a session's password cannot be read
-/// or quoted.
+/// When there is no `bgp:` block, or a session's password cannot be had
+/// (unset, unreadable, or a value bird.conf cannot quote).
 pub(crate) fn config(
     inv: &Inventory,
     env: &dyn Environment,
@@ -156,8 +143,9 @@ pub(crate) fn config(
             name = format!("{name}_{i}");
             names.insert(name.clone());
         }
-        let password = password(d, peer_entry(bgp, d, &router), env, base)?;
-        session(&mut s, &name, d, bgp, &router, password.as_deref());
+        let own = bgp.for_director(d);
+        let password = password(d, &own, &router, env, base)?;
+        session(&mut s, &name, d, &own, bgp, &router, password.as_deref());
         let _ =
             writeln!(s, "  {family} {{ import {import}; export none; }};\n}}");
     }
@@ -241,73 +229,39 @@ fn protocol_name(director: &str) -> String {
     format!("d_{body}")
 }
 
-/// The entry for the router in the peers director `d` uses (its own list,
-/// else the shared one), which holds the session's password.
-fn peer_entry<'a>(
-    bgp: &'a Bgp,
-    d: &'a Director,
-    router: &LabRouter,
-) -> Option<&'a BgpPeer> {
-    let own = d.bgp.as_ref().and_then(|b| b.peers.as_ref());
-    own.unwrap_or(&bgp.peers).iter().find(|p| p.address == router.address.addr)
-}
-
-/// The session's password, read as the directors' own configuration reads
-/// it: the variable from this machine's environment, the file relative
-/// to the inventory's directory, less its trailing newline.
+/// The password of director `d`'s session with `router`: that of the
+/// router's entry among the peers `d` speaks to (`own`), read as the
+/// directors' own configuration reads it.
 fn password(
     d: &Director,
-    peer: Option<&BgpPeer>,
+    own: &EffectiveBgp<'_>,
+    router: &LabRouter,
     env: &dyn Environment,
     base: &Path,
 ) -> Result<Option<String>, ConfError> {
-    let Some(peer) = peer else { return Ok(None) };
-    let missing = |source_name: String, hint| ConfError::Password {
+    let entry = own.peers.iter().find(|p| p.address == router.address.addr);
+    let Some(peer) = entry else { return Ok(None) };
+    peer_password(peer, base, env).map_err(|e| ConfError::Password {
         director: d.name.clone(),
-        source_name,
-        hint,
-    };
-    let (value, source_name) = if let Some(var) = &peer.password_env {
-        let value = env.var(var).ok_or_else(|| {
-            missing(format!("${var}"), "export it before `lbdeploy lab up`")
-        })?;
-        (value, format!("${var}"))
-    } else if let Some(file) = &peer.password_file {
-        let path = base.join(file);
-        let value = env.read_file(&path).ok_or_else(|| {
-            missing(path.display().to_string(), "create it or fix the path")
-        })?;
-        let value = value.trim_end_matches(['\n', '\r']).to_owned();
-        (value, path.display().to_string())
-    } else {
-        return Ok(None);
-    };
-    if value.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
-        return Err(ConfError::Unquotable {
-            director: d.name.clone(),
-            source_name,
-        });
-    }
-    Ok(Some(value))
+        message: e.message,
+    })
 }
 
-/// The opening of director `d`'s session, up to its channel.
+/// The opening of director `d`'s session, up to its channel: `own` is
+/// what `d` speaks, `bgp` the block whose timers every session shares.
 fn session(
     s: &mut String,
     name: &str,
     d: &Director,
+    own: &EffectiveBgp<'_>,
     bgp: &Bgp,
     router: &LabRouter,
     password: Option<&str>,
 ) {
-    let remote_as = d.bgp.as_ref().and_then(|b| b.local_as);
     let _ = write!(
         s,
         "protocol bgp {name} {{\n  local {} as {};\n  neighbor {} as {};\n",
-        router.address.addr,
-        router.asn,
-        d.address.addr,
-        remote_as.unwrap_or(bgp.local_as),
+        router.address.addr, router.asn, d.address.addr, own.local_as,
     );
     if let Some(p) = password {
         let _ = writeln!(s, "  password \"{p}\";");
@@ -490,7 +444,7 @@ mod tests {
     use super::*;
 
     /// A controller where `LAB_BGP` holds `pw`, `BAD` a quote, and the
-    /// file `secrets/bgp` holds `from-file\n`.
+    /// secret file `secrets/bgp` holds `from-file\n`.
     struct Env;
 
     impl Environment for Env {
@@ -502,9 +456,15 @@ mod tests {
             }
         }
 
-        fn read_file(&self, path: &Path) -> Option<String> {
-            (path == Path::new("/inv/secrets/bgp"))
-                .then(|| "from-file\n".into())
+        fn read_file(&self, _: &Path) -> Option<String> {
+            None
+        }
+
+        fn read_secret(&self, path: &Path, _: u64) -> Result<String, String> {
+            match path == Path::new("/inv/secrets/bgp") {
+                true => Ok("from-file\n".into()),
+                false => Err("there is no such file".into()),
+            }
         }
     }
 
@@ -613,12 +573,18 @@ mod tests {
         let e = render(&inventory(&missing)).unwrap_err().to_string();
         assert_eq!(
             e,
-            "director d1: cannot read the BGP password for the lab's router \
-             from $NOPE — export it before `lbdeploy lab up`"
+            "director d1: the BGP password for the lab's router: environment \
+             variable `NOPE` is not set — export it before running lbdeploy"
         );
         let bad = BGP.replace("LAB_BGP", "BAD");
         let e = render(&inventory(&bad)).unwrap_err().to_string();
-        assert!(e.starts_with("director d1: the BGP password from $BAD has"));
+        assert!(
+            e.starts_with(
+                "director d1: the BGP password for the lab's router: the \
+                 password holds a character other than printable ASCII"
+            ),
+            "{e}"
+        );
         assert!(!e.contains("a\"b"), "the password stays out: {e}");
     }
 

@@ -15,8 +15,8 @@ use crate::inventory::agent::{
     RealServerConfig, RealserverConfig, ServiceConfig, VrrpConfig,
 };
 use crate::inventory::{
-    Authentication, BgpPeer, Director, Environment, Inventory, Mode,
-    RealServerHost, Track, TrackRef, VrrpInstance, effective_priority,
+    Authentication, Director, Environment, Inventory, Mode, RealServerHost,
+    Track, TrackRef, VrrpInstance, effective_priority, peer_password,
     service_label, webhook_url,
 };
 
@@ -126,17 +126,13 @@ pub enum Error {
         /// What was written.
         mode: String,
     },
-    /// A BGP peer's password could not be read.
-    #[error(
-        "bgp peer {peer}: cannot read the password from {source_name} — {hint}"
-    )]
-    PeerSecret {
+    /// A BGP peer's password could not be had.
+    #[error("bgp peer {peer}: {message}")]
+    PeerPassword {
         /// The peer.
         peer: IpAddr,
-        /// Where it was looked for.
-        source_name: String,
-        /// What to do.
-        hint: &'static str,
+        /// Why, as [`peer_password`] says it.
+        message: String,
     },
     /// A director has no IPv4 address for its BGP router id.
     #[error(
@@ -476,9 +472,11 @@ fn director_config(
     Ok(config)
 }
 
-/// Director `d`'s BGP speaker: the inventory's `bgp:` block under its own
-/// overrides, the router id its IPv4 address when none is given, each
-/// peer's password read. Validation saw a router id exist.
+/// Director `d`'s BGP speaker: the inventory's `bgp:` block as it
+/// applies to `d` ([`Bgp::for_director`]), each peer's password read.
+/// Validation saw a router id exist and each password usable.
+///
+/// [`Bgp::for_director`]: crate::inventory::Bgp::for_director
 fn bgp_config(
     inv: &Inventory,
     d: &Director,
@@ -486,26 +484,26 @@ fn bgp_config(
     base: &Path,
 ) -> Result<Option<BgpConfig>, Error> {
     let Some(bgp) = &inv.bgp else { return Ok(None) };
-    let own = d.bgp.clone().unwrap_or_default();
-    let router_id = own.router_id.or(bgp.router_id).or(match d.address.addr {
-        IpAddr::V4(a) => Some(a),
-        IpAddr::V6(_) => None,
-    });
-    let router_id = router_id
+    let own = bgp.for_director(d);
+    let router_id = own
+        .router_id
         .ok_or_else(|| Error::RouterId { director: d.name.clone() })?;
-    let peers = own.peers.as_ref().unwrap_or(&bgp.peers);
-    let peers = peers
+    let peers = own
+        .peers
         .iter()
         .map(|p| {
+            let password = peer_password(p, base, env).map_err(|e| {
+                Error::PeerPassword { peer: p.address, message: e.message }
+            })?;
             Ok(PeerConfig {
                 address: p.address,
                 remote_as: p.remote_as.get(),
-                password: bgp_password(p, env, base)?,
+                password,
             })
         })
         .collect::<Result<_, Error>>()?;
     Ok(Some(BgpConfig {
-        local_as: own.local_as.unwrap_or(bgp.local_as).get(),
+        local_as: own.local_as.get(),
         router_id,
         peers,
         bfd: bgp.bfd,
@@ -513,35 +511,6 @@ fn bgp_config(
         keepalive_time: bgp.keepalive_time,
         drain_grace: bgp.drain_grace,
     }))
-}
-
-/// A BGP peer's password from its variable or file, when it has one.
-fn bgp_password(
-    peer: &BgpPeer,
-    env: &dyn Environment,
-    base: &Path,
-) -> Result<Option<String>, Error> {
-    let missing = |source_name: String, hint| Error::PeerSecret {
-        peer: peer.address,
-        source_name,
-        hint,
-    };
-    if let Some(var) = &peer.password_env {
-        let value = env.var(var).ok_or_else(|| {
-            missing(format!("${var}"), "export it before running lbdeploy")
-        })?;
-        return Ok(Some(value));
-    }
-    let Some(file) = &peer.password_file else { return Ok(None) };
-    let path = base.join(file);
-    env.read_secret(&path, 1024)
-        .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-        .map_err(|_| {
-            missing(
-                path.display().to_string(),
-                "create it (a regular file only root can read) or fix the path",
-            )
-        })
 }
 
 /// The inventory's notification for the agent: the webhook's URL

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Director;
 use crate::inventory::values::{Asn, Bounded, Duration};
 
 /// BFD's detection multiplier (RFC 5880 §6.8.1: a non-zero octet).
@@ -48,6 +49,42 @@ pub struct Bgp {
 
 fn default_drain_grace() -> Duration {
     Duration::from_secs(2)
+}
+
+impl Bgp {
+    /// What director `d` speaks: this block under `d`'s own overrides.
+    /// The one place they are resolved, so that the agent's
+    /// configuration, validation and the lab's router agree on them.
+    pub fn for_director<'a>(&'a self, d: &'a Director) -> EffectiveBgp<'a> {
+        let own = d.bgp.as_ref();
+        let address = match d.address.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        };
+        EffectiveBgp {
+            local_as: own.and_then(|o| o.local_as).unwrap_or(self.local_as),
+            router_id: own
+                .and_then(|o| o.router_id)
+                .or(self.router_id)
+                .or(address),
+            peers: own.and_then(|o| o.peers.as_deref()).unwrap_or(&self.peers),
+        }
+    }
+}
+
+/// One director's BGP settings once its overrides are applied
+/// ([`Bgp::for_director`]); the timers, BFD and grace are the block's
+/// alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EffectiveBgp<'a> {
+    /// Its autonomous system: its own, else the block's.
+    pub local_as: Asn,
+    /// Its router id: its own, else the block's, else its address.
+    /// `None` for a director with an IPv6 address and no id set, which
+    /// validation refuses.
+    pub router_id: Option<Ipv4Addr>,
+    /// The routers it peers with: its own list, else the block's.
+    pub peers: &'a [BgpPeer],
 }
 
 /// One BGP neighbour (a router).
@@ -125,5 +162,59 @@ impl Announce {
     /// Whether this is the default, so it is left out when written.
     pub fn is_vrrp(&self) -> bool {
         *self == Announce::Vrrp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bgp(yaml: &str) -> Bgp {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn director(address: &str, own: &str) -> Director {
+        let yaml = format!(
+            "{{name: d1, address: {address}, interface: eth0, priority: \
+             100{own}}}"
+        );
+        serde_yaml::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn a_director_speaks_the_block_under_its_own_overrides() {
+        let block =
+            bgp("{local_as: 65001, peers: [{address: 10.0.0.1, as: 65000}]}");
+        let plain = director("10.0.0.11/24", "");
+        let d = block.for_director(&plain);
+        assert_eq!(d.local_as.get(), 65001);
+        assert_eq!(d.router_id, Some(Ipv4Addr::new(10, 0, 0, 11)));
+        assert_eq!(d.peers, block.peers);
+
+        let own = director(
+            "10.0.0.12/24",
+            ", bgp: {local_as: 65002, router_id: 1.1.1.1, peers: \
+             [{address: 10.0.0.2, as: 65000}]}",
+        );
+        let d = block.for_director(&own);
+        assert_eq!(d.local_as.get(), 65002);
+        assert_eq!(d.router_id, Some(Ipv4Addr::new(1, 1, 1, 1)));
+        assert_eq!(
+            d.peers,
+            own.bgp.as_ref().unwrap().peers.as_deref().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_router_id_is_the_blocks_before_the_address_and_none_for_ipv6() {
+        let block = bgp("{local_as: 65001, peers: [], router_id: 2.2.2.2}");
+        let v4 = director("10.0.0.11/24", "");
+        assert_eq!(
+            block.for_director(&v4).router_id,
+            Some(Ipv4Addr::new(2, 2, 2, 2))
+        );
+        let block = bgp("{local_as: 65001, peers: []}");
+        let v6 = director("fd00::11/64", "");
+        assert_eq!(block.for_director(&v6).router_id, None);
     }
 }

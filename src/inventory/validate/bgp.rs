@@ -11,11 +11,15 @@ use std::time::Duration;
 use super::environment::Environment;
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
-    Announce, BGP_INSTANCE, Bgp, BgpPeer, Dataplane, Director, Inventory,
+    Announce, BGP_INSTANCE, Bgp, BgpPeer, Dataplane, Inventory,
 };
 
 /// The longest TCP MD5 key Linux takes (`TCP_MD5SIG_MAXKEYLEN`).
 const PASSWORD_MAX: usize = 80;
+
+/// The most of a `password_file` read: far more than a key, so that a
+/// longer one is told its length rather than refused unread.
+const PASSWORD_FILE_MAX: u64 = 1024;
 
 /// The most a director keeps forwarding after a withdrawal: longer only
 /// delays a stop or an apply.
@@ -143,7 +147,7 @@ fn peer_of_family(
 ) {
     let Some(bgp) = &inv.bgp else { return };
     for d in &inv.directors {
-        let peers = peers_of(bgp, d);
+        let peers = bgp.for_director(d).peers;
         if !peers.is_empty()
             && !peers.iter().any(|p| p.address.is_ipv6() == vip.is_ipv6())
         {
@@ -158,11 +162,6 @@ fn peer_of_family(
             ));
         }
     }
-}
-
-/// The peers director `d` speaks to.
-fn peers_of<'a>(bgp: &'a Bgp, d: &'a Director) -> &'a [BgpPeer] {
-    d.bgp.as_ref().and_then(|o| o.peers.as_deref()).unwrap_or(&bgp.peers)
 }
 
 /// The block's own rules: peers, timers, BFD, grace, and a service to
@@ -302,62 +301,86 @@ fn peer_list(
                 ),
             ));
         }
-        password(p, &ppath, base, env, out);
+        if let Err(problem) = peer_password(p, base, env) {
+            let field = format!("{ppath}{}", problem.field);
+            out.push(Finding::error(field, problem.message));
+        }
     }
 }
 
-/// A peer's password: from its variable or its file, not both; present
-/// now; 1–80 printable ASCII characters without `"` or `\`, which
-/// bird.conf would have to escape and routers' configurations often
-/// cannot hold.
-fn password(
-    p: &BgpPeer,
-    ppath: &str,
+/// A BGP peer's password that cannot be had: the field to blame, after
+/// the peer's own path (`""`, `.password_env` or `.password_file`), and
+/// why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordProblem {
+    /// The field, relative to the peer.
+    pub field: &'static str,
+    /// What is wrong, naming the variable or file, never the password.
+    pub message: String,
+}
+
+/// The TCP MD5 password of `peer`, when it has one: from its variable in
+/// the controller's environment or from its file (`base` resolves a
+/// relative one; trailing line ends are dropped), not both; 1–80
+/// printable ASCII characters without `"` or `\`, which bird.conf would
+/// have to escape and routers' configurations often cannot hold. The one
+/// reading of a peer's password, for validation, the agents'
+/// configuration and the lab's router alike.
+///
+/// # Errors
+/// Both sources given, a variable unset, a file that cannot be used, or a
+/// value no TCP MD5 key can be.
+pub fn peer_password(
+    peer: &BgpPeer,
     base: &Path,
     env: &dyn Environment,
-    out: &mut Vec<Finding>,
-) {
-    let value = match (&p.password_env, &p.password_file) {
-        (Some(_), Some(_)) => {
-            out.push(Finding::error(
-                ppath,
-                "give the password one way: `password_env` or \
-                 `password_file`",
-            ));
-            return;
-        }
-        (Some(var), None) => env.var(var).ok_or_else(|| {
-            (
-                "password_env",
+) -> Result<Option<String>, PasswordProblem> {
+    let Some((field, value)) = read_password(peer, base, env)? else {
+        return Ok(None);
+    };
+    match password_problem(&value) {
+        None => Ok(Some(value)),
+        Some(message) => Err(PasswordProblem { field, message }),
+    }
+}
+
+/// The password's text and the field it came from, unchecked.
+fn read_password(
+    peer: &BgpPeer,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<Option<(&'static str, String)>, PasswordProblem> {
+    let problem = |field, message| PasswordProblem { field, message };
+    match (&peer.password_env, &peer.password_file) {
+        (Some(_), Some(_)) => Err(problem(
+            "",
+            "give the password one way: `password_env` or `password_file`"
+                .to_owned(),
+        )),
+        (Some(var), None) => match env.var(var) {
+            Some(value) => Ok(Some((".password_env", value))),
+            None => Err(problem(
+                ".password_env",
                 format!(
                     "environment variable `{var}` is not set — export it \
                      before running lbdeploy"
                 ),
-            )
-        }),
-        (None, Some(file)) => env
-            .read_secret(&base.join(file), 1024)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-            .map_err(|why| {
-                ("password_file", format!("`{}`: {why}", file.display()))
-            }),
-        (None, None) => return,
-    };
-    let (field, message) = match value {
-        Ok(v) => match password_problem(&v) {
-            None => return,
-            Some(m) => (
-                if p.password_env.is_some() {
-                    "password_env"
-                } else {
-                    "password_file"
-                },
-                m,
-            ),
+            )),
         },
-        Err(e) => e,
-    };
-    out.push(Finding::error(format!("{ppath}.{field}"), message));
+        (None, Some(file)) => {
+            match env.read_secret(&base.join(file), PASSWORD_FILE_MAX) {
+                Ok(text) => {
+                    let value = text.trim_end_matches(['\n', '\r']);
+                    Ok(Some((".password_file", value.to_owned())))
+                }
+                Err(why) => Err(problem(
+                    ".password_file",
+                    format!("`{}`: {why}", file.display()),
+                )),
+            }
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// What is wrong with a password's value, without quoting it.
@@ -384,12 +407,7 @@ fn password_problem(v: &str) -> Option<String> {
 fn router_ids(inv: &Inventory, bgp: &Bgp, out: &mut Vec<Finding>) {
     let mut seen: HashMap<Ipv4Addr, &str> = HashMap::new();
     for (i, d) in inv.directors.iter().enumerate() {
-        let own = d.bgp.as_ref().and_then(|o| o.router_id);
-        let id = own.or(bgp.router_id).or(match d.address.addr {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        });
-        let Some(id) = id else {
+        let Some(id) = bgp.for_director(d).router_id else {
             out.push(Finding::error(
                 format!("directors[{i}].address"),
                 format!(
@@ -401,6 +419,8 @@ fn router_ids(inv: &Inventory, bgp: &Bgp, out: &mut Vec<Finding>) {
             continue;
         };
         let Some(other) = seen.insert(id, &d.name) else { continue };
+        // Blame the setting the id came from.
+        let own = d.bgp.as_ref().and_then(|o| o.router_id);
         let path = if own.is_some() {
             format!("directors[{i}].bgp.router_id")
         } else {

@@ -37,6 +37,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+pub use bgp::{PasswordProblem, peer_password};
 pub use environment::{Environment, System, secret_file};
 pub(crate) use text::forbidden_char;
 pub use vrrp::effective_priority;
