@@ -272,6 +272,19 @@ pub fn decode(text: &str) -> Result<Status, serde_json::Error> {
     serde_json::from_str(text.trim_end())
 }
 
+/// Whether a BGP session in a director's status is up: its
+/// `established`, or — in the status of an agent from before that field,
+/// which leaves it out — what BIRD's `info` says. Every reader of
+/// another agent's status (`lbdeploy status`, `apply` waiting for a
+/// director's sessions) asks here. The fallback stays while such agents
+/// may run: a controller is upgraded before its directors, and without
+/// it their sessions would look down — `status` warning of every one,
+/// `apply` failing a healthy director after its wait.
+pub fn bgp_session_up(established: Option<bool>, info: &str) -> bool {
+    established
+        .unwrap_or_else(|| crate::agent::bgp::birdc::bgp_established(info))
+}
+
 #[cfg(test)]
 impl Status {
     /// A healthy agent's status with `details`, for the tests of what
@@ -310,6 +323,14 @@ mod tests {
                 serde_json::json!({ "vips": ["192.0.2.1"] }),
             )
         }
+    }
+
+    #[test]
+    fn a_bgp_session_is_up_as_its_agent_says_or_as_older_ones_said() {
+        assert!(bgp_session_up(Some(true), "Established"));
+        assert!(!bgp_session_up(Some(false), "Established"), "the field wins");
+        assert!(bgp_session_up(None, "Established"), "an older agent");
+        assert!(!bgp_session_up(None, "Active        Socket: refused"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agent::status::bgp_session_up;
 use crate::host::activation::{Activation, FileSpec, Report};
 use crate::plan::diff::{Change, UnitProblem};
 use crate::plan::facts::STATE_DIR;
@@ -305,7 +306,7 @@ fn bgp_ready(details: &serde_json::Value) -> Result<(), String> {
     for s in &sessions {
         let name = s["name"].as_str().unwrap_or("?");
         let info = s["info"].as_str().unwrap_or("");
-        if info.split_whitespace().next() != Some("Established") {
+        if !bgp_session_up(s["established"].as_bool(), info) {
             return Err(format!("BGP session {name} is {info}"));
         }
         let exported = strings(&s["exported"]);
@@ -416,6 +417,14 @@ mod tests {
             bgp_ready(&status("Established", &[])),
             Err("BGP session peer_10_0_0_1 does not export 10.20.0.100 yet"
                 .into())
+        );
+        // An agent says whether a session is up; older ones left it to
+        // `info`, as above.
+        let mut said = status("Established", &["10.20.0.100/32"]);
+        said["forwarding"]["bgp"]["sessions"][0]["established"] = json!(false);
+        assert_eq!(
+            bgp_ready(&said),
+            Err("BGP session peer_10_0_0_1 is Established".into())
         );
         let none =
             json!({"forwarding": {"bgp": {"announced": [], "sessions": []}}});

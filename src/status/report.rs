@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::dataplane::stats::Traffic;
-use crate::agent::status::Status;
+use crate::agent::status::{Status, bgp_session_up};
 use crate::inventory::Mode;
 use crate::inventory::drained::Drained;
 use crate::plan::facts::ip_addr_line;
@@ -129,6 +129,11 @@ pub struct SessionView {
     pub name: String,
     /// BIRD's detail: the BGP state first (`Established`).
     pub info: String,
+    /// Whether the session is up, as the agent said; `None` from an agent
+    /// older than the field ([`bgp_session_up`] then reads `info`). Not
+    /// in this report's JSON, whose readers have `info`.
+    #[serde(default, skip_serializing)]
+    pub established: Option<bool>,
     /// What BIRD exports to the peer.
     #[serde(default)]
     pub exported: Vec<String>,
@@ -138,9 +143,9 @@ pub struct SessionView {
 }
 
 impl SessionView {
-    /// Whether the session is up (its BGP state is `Established`).
-    fn established(&self) -> bool {
-        self.info.split_whitespace().next() == Some("Established")
+    /// Whether the session is up.
+    fn is_up(&self) -> bool {
+        bgp_session_up(self.established, &self.info)
     }
 }
 
@@ -448,7 +453,7 @@ fn bgp_warnings(directors: &[&HostView], w: &mut Vec<String>) {
         if let Some(e) = &b.last_error {
             w.push(format!("{name}: BGP: {e}"));
         }
-        for s in b.sessions.iter().filter(|s| !s.established()) {
+        for s in b.sessions.iter().filter(|s| !s.is_up()) {
             w.push(format!("{name}: BGP session {} is {}", s.name, s.info));
         }
     }
@@ -1029,6 +1034,7 @@ mod tests {
                 sessions: vec![SessionView {
                     name: "peer_10_0_0_1".into(),
                     info: info.into(),
+                    established: None,
                     exported: Vec::new(),
                     bfd: Some("Up".into()),
                 }],

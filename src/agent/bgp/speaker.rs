@@ -66,7 +66,7 @@ pub struct BgpStatus {
     pub vips: Vec<IpAddr>,
     /// Those announced now.
     pub announced: Vec<IpAddr>,
-    /// Each peer's session: its BGP state (`Established` when up).
+    /// Each peer's session: its BGP state and whether it is up.
     pub sessions: Vec<Session>,
     /// The last failure to run or steer BIRD, until it works again.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +82,9 @@ pub struct Session {
     pub state: String,
     /// BIRD's detail: the BGP state, `Established` once up.
     pub info: String,
+    /// Whether the session is up: `info`'s BGP state read once, here, so
+    /// that the status's readers need not know BIRD's words.
+    pub established: bool,
     /// What BIRD exports to the peer now (`VIP/32`): the announcement
     /// as the session carries it, not as the agent asked.
     pub exported: Vec<String>,
@@ -414,6 +417,7 @@ async fn sessions(
             name,
             state: p.state.clone(),
             info: p.info.clone(),
+            established: super::birdc::bgp_established(&p.info),
             exported: exported.iter().map(ToString::to_string).collect(),
             bfd: bfd.iter().find(|b| b.peer == *peer).map(|b| b.state.clone()),
         });

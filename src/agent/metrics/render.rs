@@ -77,11 +77,13 @@ struct Bgp {
     sessions: Vec<Session>,
 }
 
+/// One session, as far as the metrics read it: the status rendered is
+/// this agent's own, so `established` is always there.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct Session {
     name: String,
-    info: String,
+    established: bool,
     bfd: Option<String>,
 }
 
@@ -428,8 +430,8 @@ fn bgp(e: &mut Exposition, b: &Bgp) {
         "1 while the BGP session is Established.",
     );
     for s in &b.sessions {
-        let up = s.info.split_whitespace().next() == Some("Established");
-        e.sample("lbdeploy_bgp_session_up", &[("peer", &s.name)], flag(up));
+        let up = flag(s.established);
+        e.sample("lbdeploy_bgp_session_up", &[("peer", &s.name)], up);
     }
     e.family(
         "lbdeploy_bgp_bfd_up",
@@ -693,6 +695,7 @@ mod tests {
                         "sessions": [{ "name": "peer_10_0_0_1",
                                        "state": "up",
                                        "info": "Established",
+                                       "established": true,
                                        "exported": ["10.20.0.100/32"],
                                        "bfd": "Down" }]
                     }

@@ -25,7 +25,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-pub use self::reply::{BfdSession, Configured, Prefix, Protocol, ReplyError};
+pub use self::reply::{
+    BfdSession, Configured, Prefix, Protocol, ReplyError, bgp_established,
+};
 use self::reply::{Decoder, LINE_MAX, Reply};
 
 /// The longest request sent, in bytes, newline excluded. BIRD 2.0.12

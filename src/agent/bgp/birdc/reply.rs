@@ -312,6 +312,16 @@ pub struct Protocol {
     pub info: String,
 }
 
+/// Whether a BGP protocol's `info` says its session is up: BIRD puts the
+/// session's BGP state first (`Established`, `Active`, `Connect`…), its
+/// last error after. The one place BIRD's word is read: the agent's
+/// status carries the answer ([`Session::established`]).
+///
+/// [`Session::established`]: crate::agent::bgp::speaker::Session::established
+pub fn bgp_established(info: &str) -> bool {
+    info.split_whitespace().next() == Some("Established")
+}
+
 /// A network prefix BIRD shows, such as `10.20.0.100/32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Prefix {
@@ -864,6 +874,17 @@ pub(crate) mod tests {
         let [name, proto, table, state, since, info] =
             <[String; 6]>::try_from(columns).unwrap();
         Protocol { name, proto, table, state, since, info }
+    }
+
+    #[test]
+    fn a_bgp_session_is_established_by_its_first_word() {
+        assert!(bgp_established("Established"));
+        assert!(bgp_established("Established   "));
+        for down in
+            ["", "Active        Socket: No route to host", "Connect", "Est"]
+        {
+            assert!(!bgp_established(down), "{down:?}");
+        }
     }
 
     #[test]
