@@ -13,6 +13,10 @@
 //! * `ping` — an ICMP echo of the server;
 //! * `dns` — a DNS query over UDP, its reply judged (`dns::wire` reads
 //!   and writes the messages, pure);
+//! * `udp` — a datagram, and perhaps its reply, judged (pure); the UDP
+//!   exchange it shares with `dns` is `datagram`'s;
+//! * `smtp` — an SMTP greeting, `HELO` and `QUIT`, each reply judged
+//!   (`smtp::reply` reads them, pure and bounded);
 //! * `probe` — what every kind implements, and what checks share.
 //!
 //! Around them:
@@ -33,6 +37,7 @@ use std::net::SocketAddr;
 use crate::inventory::Check;
 use probe::{Probe, Shared};
 
+mod datagram;
 pub(crate) mod dns;
 mod exec;
 mod half_open;
@@ -42,9 +47,11 @@ pub mod ping;
 mod probe;
 pub mod quorum;
 pub mod runner;
+pub(crate) mod smtp;
 pub mod stats;
 pub mod syn;
 mod tcp;
+mod udp;
 
 /// What `checks` need shared, its tasks spawned on `tasks`: the
 /// half-open prober when some check is half-open.
@@ -68,5 +75,7 @@ pub(crate) fn arm(
         Check::Exec(c) => exec::arm(c),
         Check::Ping(c) => ping::arm(c, server),
         Check::Dns(c) => dns::arm(c, server),
+        Check::Udp(c) => udp::arm(c, server),
+        Check::Smtp(c) => smtp::arm(c, server),
     }
 }

@@ -25,3 +25,14 @@ pub(crate) struct Shared {
     /// socket opened.
     pub(crate) prober: Option<half_open::Prober>,
 }
+
+/// A check whose options validation would have refused (the agent was
+/// handed them anyway): always down, saying why, rather than passing.
+pub(crate) struct Misconfigured(pub(crate) String);
+
+impl Probe for Misconfigured {
+    fn check(&self, _: Duration) -> BoxFuture<'_, Result<(), String>> {
+        let why = self.0.clone();
+        Box::pin(async move { Err(why) })
+    }
+}

@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::de::DeserializeOwned;
 
+use super::udp_smtp::{Udp, smtp_checks};
 use super::value::{Fields, Reader};
 use crate::import::diag::Pos;
 use crate::import::parser::Node;
@@ -22,7 +23,7 @@ use crate::inventory::{
 
 /// keepalived's checkers put a server back on its first success; an
 /// imported check keeps that.
-const KEEPALIVED_RISE: u32 = 1;
+pub(super) const KEEPALIVED_RISE: u32 = 1;
 
 /// keepalived's `DNS_CHECK` retries 3 times unless told otherwise
 /// (`DNS_DEFAULT_RETRY`, check_dns.h), where its other checkers retry once.
@@ -323,7 +324,7 @@ struct Around<'a> {
 
 /// Store a value that was read; a bad one was reported and the default
 /// stays.
-fn set<T>(slot: &mut T, value: Option<T>) {
+pub(super) fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
     }
@@ -385,7 +386,7 @@ fn real_server(
             }
             "inhibit_on_failure" => inhibit = true,
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK"
-            | "DNS_CHECK" | "PING_CHECK" => {
+            | "DNS_CHECK" | "PING_CHECK" | "UDP_CHECK" | "SMTP_CHECK" => {
                 for check in checker(node, block, around, r) {
                     let path = format!("{key}.checks[{}]", rs.checks.len());
                     fields.set(&path, &node.pos);
@@ -399,11 +400,12 @@ fn real_server(
 }
 
 /// The timing every checker shares, with keepalived's defaults.
-struct Timing {
-    connect_timeout: Duration,
-    retry: u32,
-    delay_before_retry: Duration,
-    connect_port: Option<Port>,
+#[derive(Clone, Copy)]
+pub(super) struct Timing {
+    pub(super) connect_timeout: Duration,
+    pub(super) retry: u32,
+    pub(super) delay_before_retry: Duration,
+    pub(super) connect_port: Option<Port>,
 }
 
 /// What a `DNS_CHECK` asks, as keepalived reads it.
@@ -440,9 +442,20 @@ fn checker(
     let mut misc_path = None;
     let mut user = None;
     let mut query = DnsQuery::default();
+    let mut udp = Udp::default();
+    let mut helo_name = None;
     let mut virtualhost = around.virtualhost.map(str::to_owned);
+    let smtp = block.keyword == "SMTP_CHECK";
     for node in block.children() {
+        if block.keyword == "UDP_CHECK" && udp.read(node, block, r) {
+            continue;
+        }
         match node.keyword.as_str() {
+            "helo_name" if smtp => {
+                helo_name = r.one(node, block).map(str::to_owned)
+            }
+            // Read by `smtp_checks`, each as the check it is.
+            "host" if smtp => {}
             "type" if dns => query.query_type = dns_type(node, block, r),
             "name" if dns => query.name = r.one(node, block).map(str::to_owned),
             "connect_timeout" | "misc_timeout" => {
@@ -490,6 +503,8 @@ fn checker(
     };
     match block.keyword.as_str() {
         "TCP_CHECK" => vec![tcp(&t)],
+        "UDP_CHECK" => vec![udp.check(&t, block, r)],
+        "SMTP_CHECK" => smtp_checks(block, server, &t, helo_name, r),
         "PING_CHECK" => vec![Check::Ping(PingCheck {
             connect_timeout: t.connect_timeout,
             retry: t.retry,

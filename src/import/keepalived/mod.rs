@@ -17,6 +17,7 @@
 mod lvs;
 mod sync_group;
 mod track;
+mod udp_smtp;
 mod value;
 mod vrrp;
 

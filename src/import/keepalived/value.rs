@@ -320,9 +320,9 @@ fn consequence(keyword: &str) -> Option<&'static str> {
             "lbdeploy's checks have no such setting yet; the check runs \
              without it"
         }
-        "SMTP_CHECK" | "BFD_CHECK" | "UDP_CHECK" | "FILE_CHECK" => {
+        "BFD_CHECK" | "FILE_CHECK" => {
             "lbdeploy has no such check yet (its kinds: tcp, http_get, exec, \
-             ping, dns); this check is left out, so the real server is \
+             ping, dns, udp, smtp); this check is left out, so the real server is \
              judged by its other checks (or always up without any)"
         }
         _ => return None,

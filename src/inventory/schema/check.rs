@@ -116,6 +116,10 @@ check_kinds! {
     Ping(PingCheck) = "ping",
     /// A DNS query over UDP (keepalived's `DNS_CHECK`).
     Dns(DnsCheck) = "dns",
+    /// A UDP datagram, and perhaps its reply (keepalived's `UDP_CHECK`).
+    Udp(UdpCheck) = "udp",
+    /// An SMTP greeting and `HELO` (keepalived's `SMTP_CHECK`).
+    Smtp(SmtpCheck) = "smtp",
 }
 
 /// What is wrong with a list item holding no kind of check, or several.
@@ -372,6 +376,269 @@ impl DnsCheck {
     }
 }
 
+/// One UDP datagram as a health check (keepalived's `UDP_CHECK`), with
+/// keepalived's meaning, read in its `check_udp.c` and `layer4.c`:
+///
+/// * `payload` is sent to the server from a socket `connect`ed to it, so
+///   the kernel reports the server's ICMP errors (port, host or network
+///   unreachable; `IP_RECVERR` is set, as keepalived sets it, for the
+///   latter two). Without `payload`, keepalived's 32 bytes are sent
+///   (`keepalived check - keepalived ch`), so a server set up for
+///   keepalived's check sees the same datagram.
+/// * Without `require_reply`, the server is up unless an ICMP error comes
+///   back within `connect_timeout`: a reply, or silence, is up. A UDP
+///   service cannot be told from a black hole otherwise.
+/// * With `require_reply`, a reply must come within `connect_timeout`, its
+///   length within `min_reply_length`–`max_reply_length`, and with
+///   `reply` its first bytes must match: keepalived compares as many bytes
+///   as the shorter of the reply and the pattern holds, so a reply shorter
+///   than the pattern passes when it matches as far as it goes (set
+///   `min_reply_length` to the pattern's length to want all of it).
+///
+/// One difference: keepalived counts only ICMP Destination Unreachable
+/// as a failure and any other ICMP error (Time Exceeded, Parameter
+/// Problem) as a pass; here every ICMP error reported on the socket is a
+/// failure. And keepalived's code reads the reply lengths only when
+/// `require_reply` has a pattern, although its manual says they apply to
+/// any required reply; here they apply to any required reply, and
+/// `import-keepalived` writes them only where keepalived reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpCheck {
+    /// The datagram sent, in keepalived's free hex: pairs of digits,
+    /// blanks between groups, a group's odd last digit a byte of its own
+    /// (`Ab12f 3` is `ab 12 0f 03`). At most [`UDP_MAX_PAYLOAD`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// A reply must come within `connect_timeout`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub require_reply: bool,
+    /// What the reply must start with, in the same hex as `payload`, where
+    /// a digit written `x` matches any four bits (a counter, a sequence
+    /// number). Needs `require_reply` (keepalived's `require_reply HEX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// The shortest reply that passes, in bytes; 0 when absent. Needs
+    /// `require_reply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reply_length: Option<u32>,
+    /// The longest reply that passes, in bytes; any up to
+    /// [`UDP_MAX_PAYLOAD`] when absent (keepalived's default is 255,
+    /// which `import-keepalived` writes). Needs `require_reply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reply_length: Option<u32>,
+    /// Port the datagram goes to when it differs from the real server's
+    /// (keepalived's `connect_port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<Port>,
+    /// Time allowed for an ICMP error or the reply. keepalived's manual
+    /// advises at least 4s where a host unreachable matters: the kernel
+    /// reports it only once its ARP requests time out (about 3s).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+}
+
+impl UdpCheck {
+    /// Its timing: `connect_timeout` bounds the wait for an error or reply.
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.connect_timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+/// The most data one UDP datagram carries over IPv4: 65,535 bytes less
+/// the 20-byte IPv4 header and the 8-byte UDP header. The bound of a
+/// `udp` check's `payload`, `reply` and reply lengths.
+pub const UDP_MAX_PAYLOAD: usize = 65_507;
+
+/// One byte of a hex pattern: its value, and which of its bits count
+/// (all of them but where a digit was written `x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HexByte {
+    /// The byte, 0 where a digit was `x`.
+    pub value: u8,
+    /// The bits compared: `0xff`, `0xf0`, `0x0f` or `0`.
+    pub care: u8,
+}
+
+/// Why a `udp` check's `payload` or `reply` is not keepalived's hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HexError {
+    /// No digit at all.
+    Empty,
+    /// A character that is no hex digit (nor `x` where allowed), by its
+    /// character position (from 1) and itself.
+    NotHex(usize, char),
+}
+
+impl std::fmt::Display for HexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("no hex digits"),
+            Self::NotHex(at, c) => write!(
+                f,
+                "character {at}, `{}`, is not a hex digit",
+                c.escape_default()
+            ),
+        }
+    }
+}
+
+/// The bytes hex `text` writes, read as keepalived reads `payload` and
+/// `require_reply`: blanks (spaces, tabs) separate groups; each group is
+/// read two digits a byte, an odd digit at its end a byte of its own;
+/// with `wildcards`, a digit `x` or `X` matches anything. The one reading
+/// of the hex, shared by validation and the agent.
+///
+/// # Errors
+/// The first character that is no digit, or no digit at all.
+pub fn hex_bytes(
+    text: &str,
+    wildcards: bool,
+) -> Result<Vec<HexByte>, HexError> {
+    let nibble = |(at, c): (usize, char)| match c.to_digit(16) {
+        Some(d) => Ok((d as u8, 0xf)),
+        None if wildcards && matches!(c, 'x' | 'X') => Ok((0, 0)),
+        None => Err(HexError::NotHex(at + 1, c)),
+    };
+    let mut out = Vec::new();
+    let mut chars = text.chars().enumerate().peekable();
+    while let Some(c) = chars.next() {
+        if matches!(c.1, ' ' | '\t') {
+            continue;
+        }
+        let (high, high_care) = nibble(c)?;
+        let byte = match chars.next_if(|(_, c)| !matches!(c, ' ' | '\t')) {
+            Some(next) => {
+                let (low, low_care) = nibble(next)?;
+                HexByte {
+                    value: high << 4 | low,
+                    care: high_care << 4 | low_care,
+                }
+            }
+            // A digit alone is the byte's low half; its high half is 0,
+            // and compared (keepalived's mask covers only a wildcard).
+            None => HexByte { value: high, care: 0xf0 | high_care },
+        };
+        out.push(byte);
+    }
+    if out.is_empty() {
+        return Err(HexError::Empty);
+    }
+    Ok(out)
+}
+
+/// The SMTP check's `helo_name` when none is given: keepalived's
+/// (`SMTP_DEFAULT_HELO`, check_smtp.h).
+pub const SMTP_DEFAULT_HELO: &str = "smtpchecker.keepalived.org";
+
+/// An SMTP dialogue as a health check (keepalived's `SMTP_CHECK`), as
+/// keepalived's `check_smtp.c` has it: connect; read the greeting, which
+/// must be 220; send `HELO helo_name`, whose reply must be 250; send
+/// `QUIT`, which must get a reply (any code; a server that closes instead
+/// fails, as in keepalived).
+///
+/// Two differences: a reply of several lines (`220-…` then `220 …`, RFC
+/// 5321 §4.2.1) is read whole here, where keepalived reads only the first
+/// line and so fails any multi-line greeting; and `connect_timeout`
+/// bounds the connect and then, apart, the whole dialogue, where
+/// keepalived bounds each read and write. keepalived's deprecated
+/// `host { }` blocks are separate checks here (`import-keepalived` makes
+/// them so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpCheck {
+    /// The name sent with `HELO`: a domain name or an address literal
+    /// (`[192.0.2.1]`, `[IPv6:2001:db8::1]`), RFC 5321 §4.1.1.1.
+    /// keepalived's default, [`SMTP_DEFAULT_HELO`], when absent.
+    #[serde(default = "default_helo_name")]
+    pub helo_name: String,
+    /// Port connected to when it differs from the real server's
+    /// (keepalived's `connect_port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_port: Option<Port>,
+    /// Time allowed to connect and, apart, for the whole dialogue.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Retries before the server is declared down.
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// Pause before each retry.
+    #[serde(default = "default_delay_before_retry")]
+    pub delay_before_retry: Duration,
+    /// Consecutive successes before a failed server is back in the pool.
+    #[serde(default = "default_rise", skip_serializing_if = "is_one")]
+    pub rise: u32,
+}
+
+impl SmtpCheck {
+    /// Its timing: `connect_timeout` bounds the connect and, apart, the
+    /// dialogue.
+    pub fn timing(&self) -> CheckTiming {
+        CheckTiming {
+            timeout: self.connect_timeout,
+            retry: self.retry,
+            delay_before_retry: self.delay_before_retry,
+            rise: self.rise,
+        }
+    }
+}
+
+/// Why `name` cannot follow `HELO` (neither a domain name nor an address
+/// literal), or `None` when it can. The one reading, shared by validation
+/// and the agent, which refuses to send a line validation would refuse.
+pub fn helo_name_problem(name: &str) -> Option<String> {
+    if let Some(literal) = name.strip_prefix('[') {
+        let ok = match literal.strip_suffix(']') {
+            Some(inner) => match inner.strip_prefix("IPv6:") {
+                Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+                None => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+            },
+            None => false,
+        };
+        return (!ok).then(|| {
+            format!(
+                "`{}` is no address literal — write `[192.0.2.1]` or \
+                 `[IPv6:2001:db8::1]`",
+                name.escape_default()
+            )
+        });
+    }
+    // A domain name, and no character SMTP would read as a separator.
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_alphanumeric() || "-.".contains(*c)))
+    {
+        return Some(format!(
+            "`{}` holds `{}` — a HELO name is a domain name of letters, \
+             digits, `-` and `.`, or an address literal such as \
+             `[192.0.2.1]`",
+            name.escape_default(),
+            c.escape_default()
+        ));
+    }
+    match dns_labels(name) {
+        Ok(labels) if labels.is_empty() => Some(
+            "the root `.` is no HELO name — give the director's own name"
+                .to_owned(),
+        ),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 /// The types a `dns` check may ask for: keepalived's list (its
 /// `check_dns.c`), and `PTR`.
 #[derive(
@@ -538,6 +805,10 @@ fn default_dns_name() -> String {
     ".".to_owned()
 }
 
+fn default_helo_name() -> String {
+    SMTP_DEFAULT_HELO.to_owned()
+}
+
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
@@ -562,4 +833,50 @@ fn is_one(n: &u32) -> bool {
 
 fn default_status_code() -> u16 {
     200
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(text: &str, wildcards: bool) -> Vec<(u8, u8)> {
+        hex_bytes(text, wildcards)
+            .unwrap()
+            .iter()
+            .map(|b| (b.value, b.care))
+            .collect()
+    }
+
+    #[test]
+    fn hex_reads_as_keepalived_reads_it() {
+        // keepalived.conf(5)'s example: `AB 12 0F 03 45 06 54 64 43 12 03`.
+        let values: Vec<u8> = bytes("Ab12f 3 456 546443123", false)
+            .iter()
+            .map(|(v, _)| *v)
+            .collect();
+        assert_eq!(
+            values,
+            [0xab, 0x12, 0x0f, 0x03, 0x45, 0x06, 0x54, 0x64, 0x43, 0x12, 0x03]
+        );
+        assert_eq!(
+            bytes("4x X\tx5", true),
+            [(0x40, 0xf0), (0x00, 0xf0), (0x05, 0x0f)]
+        );
+        assert_eq!(hex_bytes("4x", false), Err(HexError::NotHex(2, 'x')));
+        assert_eq!(hex_bytes(" \t", false), Err(HexError::Empty));
+        assert_eq!(hex_bytes("ab é", false), Err(HexError::NotHex(4, 'é')));
+    }
+
+    #[test]
+    fn helo_names_are_domains_or_address_literals() {
+        for ok in
+            [SMTP_DEFAULT_HELO, "lb1", "[192.0.2.1]", "[IPv6:2001:db8::1]"]
+        {
+            assert_eq!(helo_name_problem(ok), None, "{ok}");
+        }
+        for bad in ["", ".", "a b", "a\r\nQUIT", "[192.0.2.1", "[::1]", "a..b"]
+        {
+            assert!(helo_name_problem(bad).is_some(), "{bad:?}");
+        }
+    }
 }

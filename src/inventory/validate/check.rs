@@ -1,13 +1,14 @@
 //! The health checks' rules: those every kind shares (`rise`), then one
 //! rules function per kind (`tcp_rules`, `http_rules`, `exec_rules`,
-//! `dns_rules`; ping has only timing). A new check kind adds its arm in
+//! `dns_rules`, `udp_rules`, `smtp_rules`; ping has only timing). A new check kind adds its arm in
 //! `check_rules` here.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
-    Check, DnsCheck, DnsType, ExecCheck, HttpCheck, TcpCheck, dns_labels,
+    Check, DnsCheck, DnsType, ExecCheck, HttpCheck, TcpCheck, UDP_MAX_PAYLOAD,
+    UdpCheck, dns_labels, helo_name_problem, hex_bytes,
 };
 
 /// The most consecutive successes a check may ask for before a server is
@@ -43,6 +44,94 @@ pub(crate) fn check_rules(
         // Nothing beyond every kind's rules: it has only timing.
         Check::Ping(_) => {}
         Check::Dns(dns) => dns_rules(dns, &path, out),
+        Check::Udp(udp) => udp_rules(udp, &path, out),
+        Check::Smtp(smtp) => {
+            if let Some(problem) = helo_name_problem(&smtp.helo_name) {
+                out.push(Finding::error(format!("{path}.helo_name"), problem));
+            }
+        }
+    }
+}
+
+/// A `udp` check's hex reads as keepalived's and fits one datagram; what
+/// it asks of the reply is asked only of a required reply, and can be met.
+fn udp_rules(udp: &UdpCheck, path: &str, out: &mut Vec<Finding>) {
+    let fits = |len: usize| len <= UDP_MAX_PAYLOAD;
+    for (key, text, wildcards) in
+        [("payload", &udp.payload, false), ("reply", &udp.reply, true)]
+    {
+        let Some(text) = text else { continue };
+        let at = format!("{path}.{key}");
+        match hex_bytes(text, wildcards) {
+            Err(e) => {
+                let digits = if wildcards {
+                    "hex digits, `x` for any four bits"
+                } else {
+                    "hex digits"
+                };
+                out.push(Finding::error(
+                    at,
+                    format!(
+                        "{e} — write the bytes as {digits}, groups \
+                         separated by blanks, e.g. `0a1b 2c`"
+                    ),
+                ));
+            }
+            Ok(bytes) if !fits(bytes.len()) => out.push(Finding::error(
+                at,
+                format!(
+                    "{} bytes do not fit one UDP datagram — at most \
+                     {UDP_MAX_PAYLOAD} (65,535 less the IPv4 and UDP \
+                     headers)",
+                    bytes.len()
+                ),
+            )),
+            Ok(_) => {}
+        }
+    }
+    for (key, len) in [
+        ("min_reply_length", udp.min_reply_length),
+        ("max_reply_length", udp.max_reply_length),
+    ] {
+        if let Some(len) = len
+            && !fits(len as usize)
+        {
+            out.push(Finding::error(
+                format!("{path}.{key}"),
+                format!(
+                    "{len} bytes do not fit one UDP datagram — at most \
+                     {UDP_MAX_PAYLOAD}"
+                ),
+            ));
+        }
+    }
+    if !udp.require_reply {
+        for (key, given) in [
+            ("reply", udp.reply.is_some()),
+            ("min_reply_length", udp.min_reply_length.is_some()),
+            ("max_reply_length", udp.max_reply_length.is_some()),
+        ] {
+            if given {
+                out.push(Finding::error(
+                    format!("{path}.{key}"),
+                    format!(
+                        "`{key}` is asked of a reply the check does not \
+                         wait for — add `require_reply: true`"
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(min), Some(max)) = (udp.min_reply_length, udp.max_reply_length)
+        && min > max
+    {
+        out.push(Finding::error(
+            format!("{path}.min_reply_length"),
+            format!(
+                "min_reply_length {min} is above max_reply_length {max}, \
+                 so no reply could pass"
+            ),
+        ));
     }
 }
 
@@ -176,5 +265,35 @@ fn http_rules(http: &HttpCheck, path: &str, out: &mut Vec<Finding>) {
             format!("{path}.body_regex"),
             format!("not a valid regular expression ({})", first.trim()),
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The findings of one `udp` check given as YAML.
+    fn udp(yaml: &str) -> Vec<(String, String)> {
+        let check = Check::Udp(serde_yaml::from_str(yaml).unwrap());
+        let mut out = Vec::new();
+        check_rules(&check, None, "c", &mut out);
+        out.into_iter().map(|f| (f.path, f.message)).collect()
+    }
+
+    #[test]
+    fn a_udp_payload_fits_one_datagram() {
+        // Too long for a golden file: 2 digits a byte.
+        let fits = "ff".repeat(UDP_MAX_PAYLOAD);
+        assert_eq!(udp(&format!("{{ payload: '{fits}' }}")), []);
+        let over = "00".repeat(UDP_MAX_PAYLOAD + 1);
+        assert_eq!(
+            udp(&format!("{{ payload: '{over}' }}")),
+            [(
+                "c.udp.payload".to_owned(),
+                "65508 bytes do not fit one UDP datagram — at most 65507 \
+                 (65,535 less the IPv4 and UDP headers)"
+                    .to_owned()
+            )]
+        );
     }
 }

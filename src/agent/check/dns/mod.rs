@@ -4,21 +4,19 @@
 //!
 //! [`wire`] reads and writes the messages, and [`judge`] decides what a
 //! datagram means for the check; both are pure. `dns` is the thin tokio
-//! adapter: a UDP socket `connect`ed to the server (the kernel then hands
-//! it only the server's datagrams, and an ICMP port unreachable as a
-//! refusal), one query with a random ID, datagrams read until one is the
-//! reply or the time is up.
+//! adapter: one query with a random ID over the exchange `datagram`
+//! shares with the `udp` check (a socket `connect`ed to the server),
+//! datagrams read until one is the reply or the time is up.
 
 use std::fmt::Display;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::net::UdpSocket;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
-use super::probe::Probe;
+use super::datagram::{Exchange, MAX_DATAGRAM};
+use super::probe::{Misconfigured, Probe};
 use crate::inventory::{DnsCheck, DnsType, dns_labels};
 use wire::{Data, Message, Name, Question};
 
@@ -125,16 +123,6 @@ struct Dns {
 impl Probe for Dns {
     fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(dns(self.to, &self.want, limit))
-    }
-}
-
-/// A check whose options do not make a query: always down, saying why.
-struct Misconfigured(String);
-
-impl Probe for Misconfigured {
-    fn check(&self, _: Duration) -> BoxFuture<'_, Result<(), String>> {
-        let why = self.0.clone();
-        Box::pin(async move { Err(why) })
     }
 }
 
@@ -314,31 +302,13 @@ async fn dns(
     want: &Want,
     limit: Duration,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
-    let failed = |e: io::Error| match e.kind() {
-        io::ErrorKind::ConnectionRefused => {
-            format!(
-                "dns: {to} refused the query (nothing listens on UDP {})",
-                to.port()
-            )
-        }
-        _ => format!("dns: query to {to}: {e}"),
-    };
-    let any: SocketAddr = match to {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(any).await.map_err(failed)?;
-    socket.connect(to).await.map_err(failed)?;
+    let x = Exchange::open("dns", "query", to, limit).await?;
     let id = random_id();
-    let query = wire::query(id, &want.question.name, want.question.qtype);
-    socket.send(&query).await.map_err(failed)?;
-    // A whole datagram: one read into a shorter buffer would cut it.
-    let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    x.send(&wire::query(id, &want.question.name, want.question.qtype)).await?;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let n = match timeout_at(deadline, socket.recv(&mut buf)).await {
-            Ok(read) => read.map_err(failed)?,
-            Err(_) => return Err(format!("dns: timeout after {limit:?}")),
+        let Some(n) = x.recv(&mut buf).await? else {
+            return Err(x.timed_out());
         };
         match judge(&buf[..n], id, want) {
             Verdict::NotOurs => continue,
@@ -372,6 +342,7 @@ fn random_id() -> u16 {
 mod tests {
     use super::*;
     use crate::inventory::Duration as Dur;
+    use tokio::net::UdpSocket;
     use wire::{CLASS_IN, Header, Record, TYPE_A, TYPE_CNAME, TYPE_TXT};
 
     fn check(yaml: &str) -> DnsCheck {
