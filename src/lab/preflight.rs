@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use super::cmd::Cmd;
 use super::topology::HostInit;
 use crate::inventory::Announce::Bgp;
 use crate::inventory::{Inventory, service_label};
+use crate::util::programs::which;
 
 /// The programs the lab runs, with the Debian package providing each.
 /// `nft` is not run by the lab itself but by what is tested in it (the
@@ -43,10 +44,6 @@ const ROUTER_TOOLS: &[(&str, &str)] =
 /// can be removed, and a missing tool found half-way helps nobody).
 const SYSTEMD_TOOLS: &[(&str, &str)] =
     &[("systemd-nspawn", "systemd-container"), ("debootstrap", "debootstrap")];
-
-/// Directories searched besides `$PATH`: sudo and cron often drop the sbin
-/// directories, where `ip`, `nft` and `sshd` live.
-const SBIN: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin"];
 
 /// The absolute paths of the tools the lab runs, found by [`check`].
 #[derive(Debug, Clone)]
@@ -122,21 +119,6 @@ fn missing_message(missing: &[(&str, &str)]) -> String {
         tools.join(", "),
         packages.into_iter().collect::<Vec<_>>().join(" ")
     )
-}
-
-/// Where `tool` is, searching `$PATH` and the sbin directories.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SBIN.iter().map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Every address the lab would put on an interface: the hosts', the lab's
@@ -265,11 +247,5 @@ mod tests {
             "{}",
             found[0]
         );
-    }
-
-    #[test]
-    fn which_finds_sh() {
-        assert!(which("sh").is_some());
-        assert!(which("lbdeploy-no-such-tool").is_none());
     }
 }

@@ -622,7 +622,7 @@ mod tests {
 
     #[test]
     fn bird_parses_what_is_rendered() {
-        let Some(bird) = super::super::preflight::which("bird") else {
+        let Some(bird) = crate::util::programs::which("bird") else {
             return;
         };
         let bgp = format!("{BGP}  bfd: {{}}\n  hold_time: 3s\n");

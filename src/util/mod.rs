@@ -9,6 +9,7 @@
 //! * [`glob`] — glob(3) patterns, for keepalived's `include` and `--limit`;
 //! * [`fnv`] — a hash that comes out the same in every process;
 //! * [`log`] — the one logging path: `tracing` to stderr, logfmt or JSON;
+//! * [`programs`] — an installed program found by name;
 //! * [`redact`] — the one redaction of secrets, for every output;
 //! * [`terminal`] — host-supplied text made safe for a terminal.
 //!
@@ -20,6 +21,7 @@ pub mod glob;
 pub mod hex;
 pub mod hmac;
 pub mod log;
+pub mod programs;
 pub mod redact;
 pub mod shell;
 pub mod terminal;

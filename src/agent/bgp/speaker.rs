@@ -26,7 +26,7 @@ use super::birdc::Birdc;
 use super::conf;
 use crate::agent::sys::net::Net;
 use crate::inventory::agent::BgpConfig;
-use crate::util::files;
+use crate::util::{files, programs};
 
 /// How often BIRD's sessions are read for the status.
 const POLL: Duration = Duration::from_secs(1);
@@ -36,11 +36,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// How long BIRD has to end on SIGTERM (it tells its peers first).
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Where BIRD is looked for before `PATH` (root's sbin directories are
-/// not on every agent's `PATH`).
-const BIRD_PATHS: [&str; 3] =
-    ["/usr/sbin/bird", "/usr/local/sbin/bird", "/sbin/bird"];
 
 /// What the forwarding loop wants announced.
 #[derive(Debug, Clone, PartialEq)]
@@ -433,14 +428,8 @@ async fn log_lines(stderr: tokio::process::ChildStderr) {
     }
 }
 
-/// The `bird` program: the first of [`BIRD_PATHS`] that exists, else
-/// whatever `PATH` finds.
+/// The `bird` program: root's sbin directories first (a root daemon's
+/// child should be what the system installed), then `PATH`.
 fn bird_program() -> Option<PathBuf> {
-    BIRD_PATHS.iter().map(PathBuf::from).find(|p| p.is_file()).or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("bird"))
-                .find(|p| p.is_file())
-        })
-    })
+    programs::in_sbin("bird").or_else(|| programs::which("bird"))
 }
