@@ -44,3 +44,4 @@ mod vrrp_lab;
 mod vrrp_realtime;
 mod vrrp_track;
 mod vrrp_vectors;
+mod webhook_tls;

@@ -93,9 +93,14 @@ pub struct NotificationConfig {
     /// The exec hook's argv; the event's words are appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<Vec<String>>,
-    /// The `http://` URL each event is POSTed to.
+    /// The `http://` or `https://` URL each event is POSTed to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
+    /// The PEM of the CAs an `https://` webhook's certificate must chain
+    /// to, read by the controller from `ca_file`; the host's CA bundle
+    /// when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_ca: Option<String>,
     /// Who runs `exec`, when not the agent's user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec_user: Option<ScriptUser>,

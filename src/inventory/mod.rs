@@ -40,7 +40,7 @@ pub use schema::*;
 pub(crate) use validate::forbidden_char;
 pub use validate::{
     Environment, PasswordProblem, System, WebhookProblem, effective_priority,
-    peer_password, secret_file, service_label, webhook_url,
+    peer_password, secret_file, service_label, webhook_ca, webhook_url,
 };
 pub use values::{
     Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority,

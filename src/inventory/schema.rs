@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -967,6 +967,12 @@ pub struct WebhookSource {
     /// ignored), relative to the inventory's directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_file: Option<PathBuf>,
+    /// For an `https://` URL: a PEM file on the controller with the CAs
+    /// the server's certificate must chain to, instead of the director's
+    /// CA bundle (a private CA); relative to the inventory's directory.
+    /// The controller reads it and ships it in the agent's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Webhook {
@@ -975,6 +981,14 @@ impl Webhook {
         match self {
             Self::Url(url) => Some(url),
             Self::Source(s) => s.url.as_deref(),
+        }
+    }
+
+    /// The CA file an `https://` webhook is verified with, if given.
+    pub fn ca_file(&self) -> Option<&Path> {
+        match self {
+            Self::Url(_) => None,
+            Self::Source(s) => s.ca_file.as_deref(),
         }
     }
 
@@ -1006,7 +1020,7 @@ impl<'de> Deserialize<'de> for Webhook {
             ) -> std::fmt::Result {
                 f.write_str(
                     "a URL, or a mapping with one of `url`, `url_env`, \
-                     `url_file`",
+                     `url_file` (and an optional `ca_file`)",
                 )
             }
 

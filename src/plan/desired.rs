@@ -16,8 +16,8 @@ use crate::inventory::agent::{
 };
 use crate::inventory::{
     Authentication, Director, Environment, Inventory, Mode, RealServerHost,
-    Track, TrackRef, VrrpInstance, effective_priority, peer_password,
-    service_label, webhook_url,
+    Track, TrackRef, VrrpInstance, WebhookProblem, effective_priority,
+    peer_password, service_label, webhook_ca, webhook_url,
 };
 
 use super::facts::HostFacts;
@@ -521,15 +521,24 @@ fn notification(
     base: &Path,
 ) -> Result<Option<NotificationConfig>, Error> {
     let Some(n) = &inv.notification else { return Ok(None) };
-    let webhook = n.webhook.as_ref().map(|w| webhook_url(w, base, env));
-    let webhook = webhook
+    let resolved = n.webhook.as_ref().map(|w| {
+        let url = webhook_url(w, base, env)?;
+        let ca = webhook_ca(w, &url, base, env)?;
+        Ok((url, ca))
+    });
+    let (webhook, webhook_ca) = resolved
         .transpose()
-        .map_err(|p| Error::Webhook { field: p.field, message: p.message })?;
+        .map_err(|p: WebhookProblem| Error::Webhook {
+            field: p.field,
+            message: p.message,
+        })?
+        .unzip();
     Ok(Some(NotificationConfig {
         email: n.email.clone(),
         exec: n.exec.clone(),
         exec_user: n.exec_user.clone(),
         webhook,
+        webhook_ca: webhook_ca.flatten(),
     }))
 }
 

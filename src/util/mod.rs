@@ -11,7 +11,9 @@
 //! * [`log`] — the one logging path: `tracing` to stderr, logfmt or JSON;
 //! * [`programs`] — an installed program found by name;
 //! * [`redact`] — the one redaction of secrets, for every output;
-//! * [`terminal`] — host-supplied text made safe for a terminal.
+//! * [`terminal`] — host-supplied text made safe for a terminal;
+//! * [`tls`] — TLS clients: whom to trust (the host's CA bundle, or a CA
+//!   file's), the handshake; a CA file checked by the code that uses it.
 //!
 //! Nothing here depends on another lbdeploy module.
 
@@ -25,3 +27,4 @@ pub mod programs;
 pub mod redact;
 pub mod shell;
 pub mod terminal;
+pub mod tls;

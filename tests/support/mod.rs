@@ -12,6 +12,9 @@ pub mod inventory;
 pub mod lab;
 pub mod sinks;
 pub mod subnet;
+/// The library's test CA, compiled here too (rcgen is a dev-dependency).
+#[path = "../../src/util/tls/test_ca.rs"]
+pub mod test_ca;
 
 /// How many adverts a `tcpdump -tt` capture of 1 s adverts holds (one
 /// line each, its time first), and the worst deviation of an interval

@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a sink does with a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Kind {
     /// Reads one HTTP request, answers `204`, reports the request.
     Webhook,
+    /// The same over TLS, as the server `config` says; a client that
+    /// gives up during the handshake is reported as nothing.
+    HttpsWebhook(Arc<rustls::ServerConfig>),
     /// Speaks SMTP as a relay that accepts everything, reports the
     /// dialogue.
     Smtp,
@@ -44,6 +47,16 @@ impl Sink {
     /// A webhook receiver on `port` in network namespace `netns`.
     pub fn webhook(netns: &str, port: u16) -> Self {
         Self::start(netns, port, Kind::Webhook)
+    }
+
+    /// An `https://` webhook receiver on `port` in `netns`, with the
+    /// certificate and key of `config`.
+    pub fn https_webhook(
+        netns: &str,
+        port: u16,
+        config: rustls::ServerConfig,
+    ) -> Self {
+        Self::start(netns, port, Kind::HttpsWebhook(Arc::new(config)))
     }
 
     /// An SMTP relay on `port` in network namespace `netns`.
@@ -136,16 +149,25 @@ fn serve(
             Ok((stream, peer)) => {
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-                match kind {
+                match &kind {
                     Kind::Silent => {
                         let _ = tx.send(peer.to_string());
                         held.push(stream);
                     }
-                    Kind::Webhook | Kind::Smtp => {
-                        let tx = tx.clone();
+                    kind => {
+                        let (tx, kind) = (tx.clone(), kind.clone());
                         clients.push(std::thread::spawn(move || {
                             let got = match kind {
                                 Kind::Webhook => webhook(stream),
+                                Kind::HttpsWebhook(config) => {
+                                    rustls::ServerConnection::new(config)
+                                        .map_err(std::io::Error::other)
+                                        .and_then(|tls| {
+                                            webhook(rustls::StreamOwned::new(
+                                                tls, stream,
+                                            ))
+                                        })
+                                }
                                 _ => smtp(stream),
                             };
                             if let Ok(m) = got {
@@ -166,8 +188,8 @@ fn serve(
 
 /// Read one request (head, then `Content-Length` bytes of body), answer
 /// `204`; the request as text.
-fn webhook(stream: TcpStream) -> std::io::Result<String> {
-    let mut reader = BufReader::new(&stream);
+fn webhook(stream: impl Read + Write) -> std::io::Result<String> {
+    let mut reader = BufReader::new(stream);
     let mut request = String::new();
     let mut length = 0;
     loop {
@@ -188,7 +210,9 @@ fn webhook(stream: TcpStream) -> std::io::Result<String> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
     request.push_str(&String::from_utf8_lossy(&body));
-    (&stream).write_all(b"HTTP/1.0 204 No Content\r\n\r\n")?;
+    let stream = reader.get_mut();
+    stream.write_all(b"HTTP/1.0 204 No Content\r\n\r\n")?;
+    stream.flush()?;
     Ok(request)
 }
 

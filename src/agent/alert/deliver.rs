@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
+    BufReader,
+};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -24,7 +27,7 @@ use super::event::Event;
 use super::wire::{HttpRequest, http_post, smtp_dialogue};
 use crate::inventory::agent::NotificationConfig;
 use crate::inventory::{Email, ScriptUser};
-use crate::util::redact;
+use crate::util::{redact, tls};
 
 /// Events waiting for delivery before new ones are dropped.
 pub(crate) const QUEUE: usize = 64;
@@ -104,7 +107,7 @@ async fn deliver(
             .push(r.map_err(|e| format!("email notification failed: {e:#}")));
     }
     if let Some(url) = &config.webhook {
-        let r = webhook(url, event).await;
+        let r = webhook(url, config.webhook_ca.as_deref(), event).await;
         // The error may echo the URL too; the whole line is redacted.
         outcomes.push(r.map_err(|e| {
             format!("webhook notification to {url} failed: {e:#}")
@@ -185,19 +188,37 @@ async fn expect<R: AsyncBufReadExt + Unpin>(
     }
 }
 
-/// POST the event's JSON to an `http://` URL; any 2xx answer is success.
+/// The longest status line read from a webhook's answer, in bytes: the
+/// line and a long reason phrase; a server that sends more without a
+/// newline gets its answer cut there, and refused.
+const STATUS_LINE_MAX: u64 = 1024;
+
+/// POST the event's JSON to an `http://` or `https://` URL; any 2xx
+/// answer is success. An `https://` server's certificate is verified
+/// against `ca` (the PEM the inventory gave), else the host's CA bundle.
 ///
 /// # Errors
-/// An unsupported or unsafe URL (nothing is sent), no connection, or a
-/// non-2xx answer.
-pub async fn webhook(url: &str, event: &Event) -> anyhow::Result<()> {
+/// An unsupported or unsafe URL (nothing is sent), no connection, a
+/// certificate that does not verify (nothing is sent), or a non-2xx
+/// answer.
+pub async fn webhook(
+    url: &str,
+    ca: Option<&str>,
+    event: &Event,
+) -> anyhow::Result<()> {
     let body = serde_json::to_string(event)?;
-    let HttpRequest { connect, bytes: request } = http_post(url, &body)?;
+    let HttpRequest { connect, tls_name, bytes: request } =
+        http_post(url, &body)?;
     timeout(HOOK_TIMEOUT, async {
-        let mut stream = TcpStream::connect(&connect).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut status = String::new();
-        BufReader::new(stream).read_line(&mut status).await?;
+        let tcp = TcpStream::connect(&connect).await?;
+        let status = match tls_name {
+            Some(name) => {
+                let config = tls::client_config(ca)?;
+                let stream = tls::connect(tcp, &name, config).await?;
+                exchange(stream, &request).await?
+            }
+            None => exchange(tcp, &request).await?,
+        };
         let code: u16 = status
             .split_whitespace()
             .nth(1)
@@ -205,11 +226,27 @@ pub async fn webhook(url: &str, event: &Event) -> anyhow::Result<()> {
             .unwrap_or(0);
         match (200..300).contains(&code) {
             true => Ok(()),
-            false => Err(anyhow!("answered `{}`", status.trim())),
+            false => {
+                let quoted: String = status.trim().chars().take(120).collect();
+                Err(anyhow!("answered `{quoted}`"))
+            }
         }
     })
     .await
     .map_err(|_| anyhow!("no answer within {HOOK_TIMEOUT:?}"))?
+}
+
+/// Send `request` and read the answer's status line, at most
+/// [`STATUS_LINE_MAX`] bytes of it.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &str,
+) -> anyhow::Result<String> {
+    stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
+    let mut status = String::new();
+    BufReader::new(stream).take(STATUS_LINE_MAX).read_line(&mut status).await?;
+    Ok(status)
 }
 
 /// Run the exec hook as `user`, `argv` with the event's arguments
@@ -242,6 +279,7 @@ mod tests {
 
     use super::*;
     use crate::agent::alert::event::What;
+    use crate::util::tls::test_ca::TestCa;
 
     fn event() -> Event {
         Event {
@@ -330,7 +368,7 @@ mod tests {
             s.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").await.unwrap();
             String::from_utf8(got).unwrap()
         });
-        webhook(&format!("http://127.0.0.1:{port}/hook"), &event())
+        webhook(&format!("http://127.0.0.1:{port}/hook"), None, &event())
             .await
             .unwrap();
         let got = sink.await.unwrap();
@@ -340,7 +378,6 @@ mod tests {
                 && got.contains("\"state\":\"master\""),
             "{got}"
         );
-        assert!(webhook("https://example.org/", &event()).await.is_err());
     }
 
     /// An injection that slipped past validation (the agent's own config
@@ -359,7 +396,7 @@ mod tests {
         let err = smtp(&email, &event()).await.unwrap_err().to_string();
         assert!(err.contains("email.to[0]") && !err.contains("evil"), "{err}");
         let url = format!("http://127.0.0.1:{port}/x\r\nX-Injected: yes");
-        let err = webhook(&url, &event()).await.unwrap_err().to_string();
+        let err = webhook(&url, None, &event()).await.unwrap_err().to_string();
         assert!(err.contains("webhook") && !err.contains("Injected"), "{err}");
         let quiet = timeout(Duration::from_millis(200), listener.accept());
         assert!(quiet.await.is_err(), "something connected to the sink");
@@ -388,6 +425,7 @@ mod tests {
                 exec: None,
                 exec_user: None,
                 webhook: None,
+                webhook_ca: None,
             }),
             record.clone(),
         );
@@ -467,5 +505,86 @@ mod tests {
         assert!(exec(&["/bin/false".into()], None, &event()).await.is_err());
         assert!(exec(&[], None, &event()).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A one-shot https sink on 127.0.0.1: its port, and the request it
+    /// read (`None` when the client gave up during the handshake).
+    async fn https_sink(
+        server: rustls::ServerConfig,
+    ) -> (u16, tokio::task::JoinHandle<Option<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let sink = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.ok()?;
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            while !got.ends_with(b"}") {
+                let n = s.read(&mut buf).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.0 204 No Content\r\n\r\n").await.ok()?;
+            s.shutdown().await.ok()?;
+            Some(String::from_utf8(got).unwrap())
+        });
+        (port, sink)
+    }
+
+    /// Issue #21: an https webhook is POSTed over TLS to a server whose
+    /// certificate chains to the CA given; an expired certificate, one
+    /// for another name or one of another CA gets nothing, and the
+    /// failure says why.
+    #[tokio::test]
+    async fn https_webhooks_are_verified_against_the_ca_given() {
+        let ca = TestCa::new("test CA");
+        let pem = ca.pem();
+        let (port, sink) = https_sink(ca.server("127.0.0.1", false)).await;
+        let url = format!("https://127.0.0.1:{port}/hook");
+        webhook(&url, Some(&pem), &event()).await.unwrap();
+        let got = sink.await.unwrap().expect("the request, over TLS");
+        assert!(got.starts_with("POST /hook HTTP/1.0\r\n"), "{got}");
+        assert!(got.contains("\"event\":\"vrrp\""), "{got}");
+
+        let refused = [
+            (ca.server("127.0.0.1", true), &pem, "certificate expired"),
+            (ca.server("hooks.example.org", false), &pem, "not valid for name"),
+            (
+                ca.server("127.0.0.1", false),
+                &TestCa::new("another CA").pem(),
+                "UnknownIssuer",
+            ),
+        ];
+        for (server, trusted, why) in refused {
+            let (port, sink) = https_sink(server).await;
+            let url = format!("https://127.0.0.1:{port}/hook");
+            let err = webhook(&url, Some(trusted), &event()).await.unwrap_err();
+            assert!(format!("{err:#}").contains(why), "{why}: {err:#}");
+            assert_eq!(sink.await.unwrap(), None, "{why}: the sink got it");
+        }
+    }
+
+    /// A webhook that answers with an endless line is read no further
+    /// than [`STATUS_LINE_MAX`], and refused.
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_and_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let line = vec![b'A'; 64 * 1024];
+            for _ in 0..256 {
+                if s.write_all(&line).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let err = webhook(&url, None, &event()).await.unwrap_err();
+        assert!(err.to_string().starts_with("answered `AAAA"), "{err}");
+        assert!(err.to_string().len() < 200, "{err}");
     }
 }

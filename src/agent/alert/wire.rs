@@ -122,6 +122,9 @@ pub fn smtp_dialogue(
 pub struct HttpRequest {
     /// `host:port` to connect to (IPv6 hosts in brackets).
     pub connect: String,
+    /// For `https://`, the name the server's certificate must carry (the
+    /// URL's host); `None` for plain `http://`.
+    pub tls_name: Option<String>,
     /// The request, head and body.
     pub bytes: String,
 }
@@ -132,8 +135,8 @@ pub struct HttpRequest {
 /// # Errors
 /// [`WireError::Unsafe`] for whitespace or control characters anywhere in
 /// the URL (the WHATWG parser would drop tabs and newlines silently),
-/// [`WireError::Url`] for a URL that does not parse, is not `http://`, or
-/// has no host.
+/// [`WireError::Url`] for a URL that does not parse, is not `http://` or
+/// `https://`, or has no host.
 pub fn http_post(url: &str, body: &str) -> Result<HttpRequest, WireError> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(WireError::Unsafe {
@@ -143,13 +146,15 @@ pub fn http_post(url: &str, body: &str) -> Result<HttpRequest, WireError> {
     }
     let parsed = url::Url::parse(url)
         .map_err(|e| WireError::Url(format!("not a URL: {e}")))?;
-    if parsed.scheme() != "http" {
-        return Err(WireError::Url(
-            "only http:// webhooks are supported yet (put a local relay \
-             in front of https)"
-                .into(),
-        ));
-    }
+    let tls = match parsed.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(WireError::Url(format!(
+                "the scheme `{other}` is neither http nor https"
+            )));
+        }
+    };
     let host = match parsed.host_str() {
         Some(h) if !h.is_empty() => h,
         _ => return Err(WireError::Url("the URL has no host".into())),
@@ -157,6 +162,7 @@ pub fn http_post(url: &str, body: &str) -> Result<HttpRequest, WireError> {
     // The parser percent-encodes what may not appear raw; a port it kept
     // is a number. The checks stay, as the writer's own guarantee.
     let port = parsed.port_or_known_default().unwrap_or(80);
+    let tls_name = tls.then(|| host.to_owned());
     let authority = match parsed.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.to_owned(),
@@ -173,7 +179,7 @@ pub fn http_post(url: &str, body: &str) -> Result<HttpRequest, WireError> {
          User-Agent: lbdeploy\r\n\r\n{body}",
         body.len()
     );
-    Ok(HttpRequest { connect: format!("{host}:{port}"), bytes })
+    Ok(HttpRequest { connect: format!("{host}:{port}"), tls_name, bytes })
 }
 
 #[cfg(test)]
@@ -274,9 +280,21 @@ mod tests {
             "{}",
             r.bytes
         );
+        assert_eq!(r.tls_name, None);
         let r = http_post("http://[::1]/", "{}").unwrap();
         assert_eq!(r.connect, "[::1]:80");
         assert!(r.bytes.contains("\r\nHost: [::1]\r\n"), "{}", r.bytes);
+    }
+
+    #[test]
+    fn an_https_url_names_the_certificate_it_wants() {
+        let r = http_post("https://hooks.example.org/lb?t=1", "{}").unwrap();
+        assert_eq!(r.connect, "hooks.example.org:443");
+        assert_eq!(r.tls_name.as_deref(), Some("hooks.example.org"));
+        assert!(r.bytes.contains("\r\nHost: hooks.example.org\r\n"));
+        let r = http_post("https://[2001:db8::1]:8443/", "{}").unwrap();
+        assert_eq!(r.connect, "[2001:db8::1]:8443");
+        assert_eq!(r.tls_name.as_deref(), Some("[2001:db8::1]"));
     }
 
     #[test]
@@ -294,10 +312,7 @@ mod tests {
             );
             assert!(!err.to_string().contains("Injected"), "{err}");
         }
-        assert!(matches!(
-            http_post("https://h/x", "{}"),
-            Err(WireError::Url(_))
-        ));
+        assert!(matches!(http_post("ftp://h/x", "{}"), Err(WireError::Url(_))));
         assert!(matches!(http_post("nope", "{}"), Err(WireError::Url(_))));
     }
 }

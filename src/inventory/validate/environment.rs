@@ -25,6 +25,18 @@ pub trait Environment {
     fn read_secret(&self, path: &Path, max: u64) -> Result<String, String> {
         secret_file(path, max)
     }
+    /// A public file's text (a CA certificate), at most `max` bytes of a
+    /// regular file; the error says what is wrong.
+    ///
+    /// # Errors
+    /// A file that is missing, not regular, not UTF-8 or too large.
+    fn read_public(&self, path: &Path, max: u64) -> Result<String, String> {
+        files::read_regular(path, max).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => "there is no such file".to_owned(),
+            ErrorKind::FileTooLarge => format!("larger than {max} bytes"),
+            _ => e.to_string(),
+        })
+    }
 }
 
 /// The real environment of this process.

@@ -4,8 +4,10 @@
 //! Each value here ends up in a protocol dialogue (SMTP commands, an HTTP
 //! request line) or on a command line, so "looks about right" is not
 //! enough: a CR/LF in an address once added recipients to the SMTP
-//! dialogue (issue #17, finding 5), and an `https://` URL passed
-//! validation only to be refused by the agent at every event (finding 10).
+//! dialogue (issue #17, finding 5), and an `https://` URL once passed
+//! validation only to be refused by the agent at every event (finding 10):
+//! what validation accepts, the agent delivers — an `https://` webhook's
+//! CA file is parsed here by the same code the agent uses ([`crate::util::tls`]).
 //!
 //! A webhook's URL may come from the controller's environment or a file
 //! (`url_env`, `url_file`), so that its token never sits in the
@@ -72,10 +74,12 @@ pub(crate) fn notification(
             ));
         }
     }
-    if let Some(w) = &n.webhook
-        && let Err(p) = webhook_url(w, base, env)
-    {
-        out.push(Finding::error(p.field, p.message));
+    if let Some(w) = &n.webhook {
+        let ca = webhook_url(w, base, env)
+            .and_then(|url| webhook_ca(w, &url, base, env));
+        if let Err(p) = ca {
+            out.push(Finding::error(p.field, p.message));
+        }
     }
     if let Some(argv) = &n.exec {
         program(argv, "notification.exec", out);
@@ -117,10 +121,18 @@ pub fn webhook_url(
     let (field, from, url) = match w {
         Webhook::Url(url) => ("", String::new(), url.clone()),
         Webhook::Source(s) => match s {
-            WebhookSource { url: Some(url), url_env: None, url_file: None } => {
-                (".url", String::new(), url.clone())
-            }
-            WebhookSource { url: None, url_env: Some(var), url_file: None } => {
+            WebhookSource {
+                url: Some(url),
+                url_env: None,
+                url_file: None,
+                ..
+            } => (".url", String::new(), url.clone()),
+            WebhookSource {
+                url: None,
+                url_env: Some(var),
+                url_file: None,
+                ..
+            } => {
                 let url = env.var(var).filter(|v| !v.is_empty());
                 let url = url.ok_or_else(|| {
                     at(
@@ -134,7 +146,12 @@ pub fn webhook_url(
                 })?;
                 (".url_env", format!("the URL in `${var}`: "), url)
             }
-            WebhookSource { url: None, url_env: None, url_file: Some(f) } => {
+            WebhookSource {
+                url: None,
+                url_env: None,
+                url_file: Some(f),
+                ..
+            } => {
                 let path = base.join(f);
                 let text = env.read_secret(&path, URL_FILE_MAX);
                 let text = text.map_err(|why| {
@@ -159,6 +176,38 @@ pub fn webhook_url(
     };
     webhook(&url).map_err(|why| at(field, format!("{from}{why}")))?;
     Ok(url)
+}
+
+/// The PEM of `w`'s `ca_file` (`base` resolves a relative one), for the
+/// agent to verify `url`'s server with; `None` when the host's CA bundle
+/// is to be used.
+///
+/// # Errors
+/// A CA file for a plain `http://` URL, or one that cannot be read or
+/// holds no usable CA certificate — named, never quoted.
+pub fn webhook_ca(
+    w: &Webhook,
+    url: &str,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<Option<String>, WebhookProblem> {
+    let Some(file) = w.ca_file() else { return Ok(None) };
+    let at = |message: String| WebhookProblem {
+        field: "notification.webhook.ca_file".into(),
+        message,
+    };
+    if url::Url::parse(url).map(|u| u.scheme() == "https") != Ok(true) {
+        return Err(at("a CA file verifies an https:// webhook, and this \
+                       one is http:// — drop `ca_file` or use https"
+            .into()));
+    }
+    let path = base.join(file);
+    let pem = env
+        .read_public(&path, crate::util::tls::CA_FILE_MAX)
+        .map_err(|why| at(format!("cannot use `{}`: {why}", path.display())))?;
+    crate::util::tls::roots_from_pem(&pem)
+        .map_err(|why| at(format!("`{}` {why}", path.display())))?;
+    Ok(Some(pem))
 }
 
 /// A hook's argv: a program by its absolute path (the agent runs it
@@ -237,8 +286,8 @@ fn ldh_label(label: &str) -> bool {
 
 /// A webhook the agent can deliver to: parsed by the WHATWG URL parser
 /// (which would silently drop tabs and newlines, so they are refused
-/// first), `http` only — the agent has no TLS yet — with a host and no
-/// credentials (the agent sends none).
+/// first), `http` or `https`, with a host and no credentials (the agent
+/// sends none).
 ///
 /// # Errors
 /// The message for the finding.
@@ -260,16 +309,11 @@ pub(crate) fn webhook(raw: &str) -> Result<(), String> {
     let url = url::Url::parse(raw)
         .map_err(|e| format!("not a URL ({e}) — write http://host/path"))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err("https:// webhooks are not supported yet: the agent \
-                        has no TLS — point it at a local relay over \
-                        http:// that forwards to the https endpoint"
-                .into());
-        }
+        "http" | "https" => {}
         other => {
             return Err(format!(
-                "the scheme `{other}` is not http — write http://host/path"
+                "the scheme `{other}` is neither http nor https — write \
+                 https://host/path"
             ));
         }
     }
@@ -342,7 +386,7 @@ mod tests {
         let env = Vars(HashMap::from([
             ("HOOK", url),
             ("EMPTY", ""),
-            ("TLS", "https://hooks.example/x"),
+            ("FTP", "ftp://hooks.example/x"),
         ]));
         let base = Path::new("/nonexistent");
         assert_eq!(
@@ -352,7 +396,7 @@ mod tests {
         for (var, says) in [
             ("UNSET", "`UNSET` is not set or empty"),
             ("EMPTY", "`EMPTY` is not set or empty"),
-            ("TLS", "the URL in `$TLS`: https:// webhooks are not supported"),
+            ("FTP", "the URL in `$FTP`: the scheme `ftp` is neither"),
         ] {
             let p = webhook_url(&env_of(var), base, &env).unwrap_err();
             assert_eq!(p.field, "notification.webhook.url_env");
@@ -364,6 +408,38 @@ mod tests {
             );
             assert!(p.message.contains(says), "{}", p.message);
         }
+    }
+
+    /// Issue #21: a CA file is read for an https:// URL only, and must
+    /// hold a usable CA certificate; the PEM is what the agent gets.
+    #[test]
+    fn a_webhook_ca_file_is_read_for_https_only_and_must_hold_a_ca() {
+        let dir = dir_with("ca", "");
+        let pem = crate::util::tls::test_ca::TestCa::new("ca").pem();
+        std::fs::write(dir.join("ca.pem"), &pem).unwrap();
+        std::fs::write(dir.join("junk.pem"), "not a certificate\n").unwrap();
+        let env = Vars(HashMap::new());
+        let with = |url: &str, ca: &str| {
+            let w = Webhook::Source(WebhookSource {
+                url: Some(url.into()),
+                ca_file: Some(ca.into()),
+                ..Default::default()
+            });
+            webhook_ca(&w, url, &dir, &env)
+        };
+        assert_eq!(with("https://h/x", "ca.pem"), Ok(Some(pem)));
+        for (url, ca, says) in [
+            ("http://h/x", "ca.pem", "this one is http://"),
+            ("https://h/x", "junk.pem", "holds no `BEGIN CERTIFICATE`"),
+            ("https://h/x", "none.pem", "there is no such file"),
+        ] {
+            let p = with(url, ca).unwrap_err();
+            assert_eq!(p.field, "notification.webhook.ca_file");
+            assert!(p.message.contains(says), "{ca}: {}", p.message);
+        }
+        let inline = Webhook::Url("https://h/x".into());
+        assert_eq!(webhook_ca(&inline, "https://h/x", &dir, &env), Ok(None));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -416,7 +492,7 @@ mod tests {
         let both = Webhook::Source(WebhookSource {
             url: Some("http://h/x".into()),
             url_env: Some("HOOK".into()),
-            url_file: None,
+            ..Default::default()
         });
         for w in [both, Webhook::Source(WebhookSource::default())] {
             let p = webhook_url(&w, base, &env).unwrap_err();
@@ -488,8 +564,7 @@ mod tests {
     fn webhooks_are_http_urls_with_a_host() {
         assert_eq!(webhook("http://hooks.example.org:8080/x?t=1"), Ok(()));
         assert_eq!(webhook("http://[2001:db8::1]/x"), Ok(()));
-        let err = webhook("https://hooks.example.org/x").unwrap_err();
-        assert!(err.contains("no TLS"), "{err}");
+        assert_eq!(webhook("https://hooks.example.org/x"), Ok(()));
         for bad in [
             "http://h/x\r\nX-Injected: yes",
             "http://h/x y",

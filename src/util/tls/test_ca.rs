@@ -1,0 +1,47 @@
+//! A certificate authority made for one test, and the server
+//! configurations it signs: valid, expired, for another name. Compiled
+//! into the library's unit tests and, by path, into the lab tests' support
+//! (tests/support), so both speak to the same kind of CA; never into the
+//! binary (rcgen is a dev-dependency).
+
+/// A CA: its certificate and key.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    /// A new CA named `name` (distinct names keep chains apart).
+    pub fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Self { cert: params.self_signed(&key).unwrap(), key }
+    }
+
+    /// The CA's certificate as PEM: what a client is told to trust.
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A server configuration whose certificate this CA signed for `name`
+    /// (a DNS name or an address), long expired when `expired`.
+    pub fn server(&self, name: &str, expired: bool) -> rustls::ServerConfig {
+        let mut params =
+            rcgen::CertificateParams::new(vec![name.into()]).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let der =
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+                .unwrap();
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der)
+            .unwrap()
+    }
+}
