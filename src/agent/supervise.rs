@@ -36,6 +36,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::status;
 use super::sys::privileges;
+use super::sys::process::{self, Stopped};
 use super::{logfile, paths, runtime};
 use crate::inventory::Mode;
 use crate::inventory::agent::{DirectorConfig, RealserverConfig};
@@ -249,7 +250,7 @@ async fn supervise_async(
                         }
                         _ = hangup.recv() => {
                             tracing::info!("SIGHUP: asking the agent to reload");
-                            signal_child(&child, Signal::HUP);
+                            process::signal(&child, Signal::HUP);
                         }
                         _ = terminate.recv() => {
                             return stop_child(&mut child, run_dir, Signal::TERM).await;
@@ -338,14 +339,6 @@ fn exe() -> anyhow::Result<PathBuf> {
     }
 }
 
-fn signal_child(child: &Child, sig: Signal) {
-    // `id()` is `None` once the child was reaped; then there is nobody to
-    // signal.
-    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
-        let _ = kill_process(pid, sig);
-    }
-}
-
 /// Signal the agent — SIGTERM to stop, SIGUSR1 to hand over for a
 /// restart (the supervisor was sent the same) — give it
 /// [`CHILD_STOP_TIMEOUT`], then SIGKILL; then remove whatever it still
@@ -362,17 +355,13 @@ async fn stop_child(
         Signal::USR1 => tracing::info!("stopping the agent for a restart"),
         _ => tracing::info!("stopping the agent"),
     }
-    signal_child(child, how);
-    match tokio::time::timeout(CHILD_STOP_TIMEOUT, child.wait()).await {
-        Ok(Ok(status)) => tracing::info!("the agent exited: {status}"),
-        Ok(Err(e)) => tracing::warn!("waiting for the agent: {e}"),
-        Err(_) => {
-            tracing::warn!(
-                "the agent ignored {how:?} for {}; killing it",
-                humantime::format_duration(CHILD_STOP_TIMEOUT)
-            );
-            let _ = child.kill().await;
-        }
+    match process::stop(child, how, CHILD_STOP_TIMEOUT).await {
+        Stopped::Exited(status) => tracing::info!("the agent exited: {status}"),
+        Stopped::Unknown(e) => tracing::warn!("waiting for the agent: {e}"),
+        Stopped::Killed => tracing::warn!(
+            "the agent ignored {how:?} for {}; killed it",
+            humantime::format_duration(CHILD_STOP_TIMEOUT)
+        ),
     }
     remove_stale_socket(run_dir);
     clean_up(run_dir).await;

@@ -16,6 +16,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustix::process::Signal;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -25,6 +26,7 @@ use tokio::time::Instant;
 use super::birdc::Birdc;
 use super::conf;
 use crate::agent::sys::net::Net;
+use crate::agent::sys::process;
 use crate::inventory::agent::BgpConfig;
 use crate::util::{files, programs};
 
@@ -373,17 +375,7 @@ impl Task {
     /// [`STOP_TIMEOUT`].
     async fn stop_bird(&mut self) {
         let Some(mut child) = self.bird.take() else { return };
-        if let Some(pid) =
-            child.id().and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process(
-                pid,
-                rustix::process::Signal::TERM,
-            );
-        }
-        if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_err() {
-            let _ = child.kill().await;
-        }
+        process::stop(&mut child, Signal::TERM, STOP_TIMEOUT).await;
         tracing::info!("bgp: BIRD stopped");
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         s.running = false;

@@ -27,6 +27,10 @@
 //! `CAP_KILL` to kill that user's processes at a timeout; it keeps them
 //! only when its configuration names a script user
 //! ([`super::privileges::SWITCH_USER`]).
+//!
+//! Long-lived children — the supervisor's agent, the agent's BIRD — are
+//! ended by [`stop`]: a signal they handle (they have peers to tell),
+//! a grace, then SIGKILL.
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -35,9 +39,9 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use super::accounts::{self, Ids};
 use super::cgroup::{self, Scope};
@@ -203,6 +207,43 @@ pub fn exec_tied(parent: i32, argv: &[String]) {
         }
     };
     eprintln!("lbdeploy agent tied: {failure}");
+}
+
+/// How a child that was asked to stop ended.
+#[derive(Debug)]
+pub(crate) enum Stopped {
+    /// It exited within the grace.
+    Exited(ExitStatus),
+    /// Waiting for it failed.
+    Unknown(std::io::Error),
+    /// It outlived the grace and was killed.
+    Killed,
+}
+
+/// Send `child` `how`, give it `grace` to exit, then SIGKILL it; it is
+/// reaped either way.
+pub(crate) async fn stop(
+    child: &mut Child,
+    how: Signal,
+    grace: Duration,
+) -> Stopped {
+    signal(child, how);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(Ok(status)) => Stopped::Exited(status),
+        Ok(Err(e)) => Stopped::Unknown(e),
+        Err(_) => {
+            let _ = child.kill().await;
+            Stopped::Killed
+        }
+    }
+}
+
+/// Send `child` `sig`, unless it was reaped already: its pid may then be
+/// another process's.
+pub(crate) fn signal(child: &Child, sig: Signal) {
+    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
+        let _ = kill_process(pid, sig);
+    }
 }
 
 /// Exit 0 is success; anything else says how the command ended.
