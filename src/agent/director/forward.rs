@@ -222,8 +222,8 @@ async fn run(
             _ = tokio::time::sleep_until(grace_end.unwrap_or_else(Instant::now)),
                 if grace_end.is_some() => l.leave_at = None,
         }
-        l.reconcile().await;
-        l.publish();
+        let forwarding = l.reconcile().await;
+        l.publish(forwarding);
     }
 }
 
@@ -413,11 +413,12 @@ impl Loop {
         self.weigh();
     }
 
-    /// Make the kernel's table what the state calls for.
-    async fn reconcile(&mut self) {
-        let Some(config) = self.config.clone() else { return };
+    /// Make the kernel's table what the state calls for; the services
+    /// it forwards now, which are announced and published.
+    async fn reconcile(&mut self) -> Vec<String> {
+        let Some(config) = self.config.clone() else { return Vec::new() };
         let Some(mut plane) = self.choose(config.dataplane).await else {
-            return;
+            return Vec::new();
         };
         let (health, quorum) = (&self.health, &self.quorum);
         // Services announced over BGP are forwarded by every director,
@@ -444,6 +445,7 @@ impl Loop {
             Err(e) => self.fail(e),
         }
         self.announce(&config, ok, &forwarding);
+        forwarding
     }
 
     /// Tell BIRD which VIPs to announce: those this director forwards
@@ -523,10 +525,12 @@ impl Loop {
         self.last_error = Some(e);
     }
 
-    fn publish(&self) {
+    /// The snapshot after a reconcile, with the services it left
+    /// `forwarding`.
+    fn publish(&self, forwarding: Vec<String>) {
         let real_servers = self.health.clone();
-        let (forwarding, traffic) = match (&self.config, &self.plane) {
-            (Some(c), Some((_, p))) => (p.report(c), p.traffic(c)),
+        let traffic = match (&self.config, &self.plane) {
+            (Some(c), Some((_, p))) => p.traffic(c),
             _ => Default::default(),
         };
         let mut s = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
