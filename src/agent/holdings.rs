@@ -569,6 +569,51 @@ virtual_services:
     }
 
     #[test]
+    fn hostile_blackholes_are_refused_and_duplicates_read_once() {
+        let blackholes = |v: &str| decode(&with("blackholes", v));
+        let refused = |v: &str| blackholes(v).unwrap_err().to_string();
+        // Not addresses, or not a list of them.
+        for bad in [
+            r#"["10.20.0.100/32"]"#,
+            r#"["not-an-address"]"#,
+            r#"[""]"#,
+            r#"["10.20.0.256"]"#,
+            r#"[167772260]"#,
+            r#"[{"ip":"10.20.0.100"}]"#,
+            r#"{"10.20.0.100":true}"#,
+            r#""10.20.0.100""#,
+            "null",
+        ] {
+            assert!(refused(bad).starts_with("not a holdings file"), "{bad}");
+        }
+        let long = format!(r#"["{}"]"#, "1".repeat(100_000));
+        assert!(refused(&long).starts_with("not a holdings file"));
+        // Addresses lbdeploy never blackholes: cleanup would remove them.
+        for ip in ["127.0.0.1", "0.0.0.0", "::", "::1", "224.0.0.18"] {
+            let e = refused(&format!(r#"["{ip}"]"#));
+            assert_eq!(e, format!("{ip} is not a VIP lbdeploy adds"));
+        }
+        assert!(refused(r#"["255.255.255.255"]"#).contains("not a VIP"));
+        // More than a director could announce.
+        let many: Vec<String> = (0..=MAX_VIPS as u32)
+            .map(|i| nth_v6(0x2001_0db8 << 96, i).to_string())
+            .collect();
+        assert_eq!(
+            blackholes(&serde_json::to_string(&many).unwrap()),
+            Err(Error::TooMany("blackholes", MAX_VIPS + 1, MAX_VIPS))
+        );
+        // The same address many times over is one route to remove.
+        let same = vec!["10.20.0.100"; 2 * MAX_VIPS];
+        let h = blackholes(&serde_json::to_string(&same).unwrap()).unwrap();
+        assert_eq!(h.blackholes.len(), 1);
+        // A file from before BGP has none.
+        let mut old = serde_json::to_value(Holdings::of(&config(), 2)).unwrap();
+        old.as_object_mut().unwrap().remove("blackholes");
+        let h = decode(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert!(h.blackholes.is_empty());
+    }
+
+    #[test]
     fn a_seeded_flood_of_random_bytes_is_refused_without_panic() {
         // xorshift: the same bytes on every run, no dependency.
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
