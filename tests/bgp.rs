@@ -193,19 +193,33 @@ fn r20_three_directors_share_a_vip_over_bgp_and_flows_survive_them_leaving() {
         !blackhole("d1")
     });
     // d2's agent is killed: BIRD dies with it and tells the router; the
-    // supervisor starts the agent again, which announces again.
+    // supervisor's cleanup removes the blackhole route the agent could
+    // not, then starts the agent again, which puts it back and announces
+    // again.
     let pid = agent_pid(&lab, "d2");
-    let killed = until_withdrawn(&lab, s, &vip, "d2", || {
-        lab.exec_ok("d2", &format!("kill -9 {pid}"));
+    let held =
+        format!("ip route show table all type blackhole | grep -qwF {vip}");
+    lab.exec_ok("d2", &held);
+    let (killed, cleaned) = until_not(&lab, "d2", &held, || {
+        until_withdrawn(&lab, s, &vip, "d2", || {
+            lab.exec_ok("d2", &format!("kill -9 {pid}"));
+        })
+    });
+    let cleaned = cleaned.unwrap_or_else(|| {
+        panic!(
+            "d2 kept its blackhole route for {vip} after its agent was killed"
+        )
     });
     hops_become(&lab, s, &vip, &[12, 13], SESSION_UP);
+    assert!(blackhole("d2"), "d2's new agent holds no blackhole route");
     // d2 goes silent (unplugged): BFD withdraws it in 3 × 100 ms.
     let silent = until_withdrawn(&lab, s, &vip, "d2", || {
         lab.set_switch_port("d2", "down");
     });
     eprintln!(
         "bgp: withdrawn at the router {stopped:?} after a stop, {killed:?} \
-         after a kill -9 of the agent, {silent:?} after going silent"
+         after a kill -9 of the agent ({cleaned:?} to its blackhole route's \
+         removal), {silent:?} after going silent"
     );
     // A stop and a kill are told at once (an update, a Cease).
     assert!(stopped < Duration::from_secs(1), "stop: {stopped:?}");
@@ -238,27 +252,41 @@ fn until_withdrawn(
         .into_iter()
         .find(|h| DIRECTORS.iter().any(|(d, n)| *d == host && *h == s.addr(*n)))
         .unwrap_or_else(|| panic!("{host} is not a next hop of {vip}"));
+    let routed = format!("ip -4 route show {vip} | grep -q \"via {hop} \"");
+    let ((), took) = until_not(lab, "router", &routed, act);
+    took.unwrap_or_else(|| panic!("{host} still a next hop of {vip} after 10s"))
+}
+
+/// Do `act`, and time on `host` until the shell test `holds` fails
+/// (tried every 5 ms, for 10 s at most): what `act` returned, and how
+/// long after it began that took; `None` when `holds` never failed.
+fn until_not<T>(
+    lab: &TestLab,
+    host: &str,
+    holds: &str,
+    act: impl FnOnce() -> T,
+) -> (T, Option<Duration>) {
     lab.exec_ok(
-        "router",
+        host,
         &format!(
             "rm -f /run/bgp-took; \
              setsid sh -c 'for i in $(seq 2000); do \
-               ip -4 route show {vip} | grep -q \"via {hop} \" || break; \
-               sleep 0.005; done; date +%s%N > /run/bgp-took' \
+               {holds} || {{ date +%s%N > /run/bgp-took; exit; }}; \
+               sleep 0.005; done; echo never > /run/bgp-took' \
              </dev/null >/dev/null 2>&1 &"
         ),
     );
-    // The router's clock is this machine's.
+    // The hosts' clocks are this machine's.
     let since_epoch = std::time::UNIX_EPOCH.elapsed().unwrap();
     let start = u64::try_from(since_epoch.as_nanos()).unwrap();
-    act();
+    let done = act();
     let mut took = String::new();
-    within(Duration::from_secs(12), "the router's wait to end", || {
-        took = lab.exec_ok("router", "cat /run/bgp-took 2>/dev/null || true");
+    within(Duration::from_secs(12), &format!("the wait on {host}"), || {
+        took = lab.exec_ok(host, "cat /run/bgp-took 2>/dev/null || true");
         !took.trim().is_empty()
     });
-    let end: u64 = took.trim().parse().unwrap();
-    Duration::from_nanos(end.saturating_sub(start))
+    let end = took.trim().parse::<u64>().ok();
+    (done, end.map(|end| Duration::from_nanos(end.saturating_sub(start))))
 }
 
 #[test]
