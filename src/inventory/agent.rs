@@ -87,9 +87,18 @@ pub struct DirectorConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationConfig {
-    /// keepalived's `notification_email` and `smtp_server`.
+    /// keepalived's `notification_email` and `smtp_server`, with TLS and
+    /// AUTH's user name; its `ca_file` and password sources are the
+    /// controller's, resolved into the two fields below.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
+    /// The PEM of the CAs the SMTP server's certificate must chain to;
+    /// the host's CA bundle when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_ca: Option<String>,
+    /// SMTP AUTH's password, read by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_password: Option<String>,
     /// The exec hook's argv; the event's words are appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<Vec<String>>,

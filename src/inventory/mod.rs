@@ -39,8 +39,9 @@ pub use mode::Mode;
 pub use schema::*;
 pub(crate) use validate::forbidden_char;
 pub use validate::{
-    Environment, PasswordProblem, System, WebhookProblem, effective_priority,
-    peer_password, secret_file, service_label, webhook_ca, webhook_url,
+    Environment, NotificationProblem, PasswordProblem, System,
+    effective_priority, email_ca, peer_password, secret_file, service_label,
+    smtp_password, webhook_ca, webhook_url,
 };
 pub use values::{
     Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority,

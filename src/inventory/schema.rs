@@ -1126,10 +1126,92 @@ pub struct Email {
     /// Give up after this long (`smtp_connect_timeout`).
     #[serde(default = "default_smtp_timeout")]
     pub timeout: Duration,
+    /// How the connection to the server is protected; `none` is
+    /// keepalived's plain relay.
+    #[serde(default, skip_serializing_if = "SmtpTls::is_none")]
+    pub tls: SmtpTls,
+    /// With `tls`: a PEM file on the controller with the CAs the server's
+    /// certificate must chain to, instead of the director's CA bundle;
+    /// relative to the inventory's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// With `tls`: log in before sending (SMTP AUTH, RFC 4954).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SmtpAuth>,
+}
+
+impl Email {
+    /// keepalived's kind: to a relay in clear, without logging in.
+    pub fn relay(
+        to: Vec<String>,
+        from: String,
+        smtp_server: String,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            to,
+            from,
+            smtp_server,
+            timeout,
+            tls: SmtpTls::None,
+            ca_file: None,
+            auth: None,
+        }
+    }
 }
 
 fn default_smtp_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// How an email's SMTP connection is protected.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// In clear, as keepalived speaks to its relay (port 25 by default).
+    #[default]
+    None,
+    /// In clear until `STARTTLS` (RFC 3207), then TLS before anything of
+    /// the message is sent; a server that does not offer it gets nothing
+    /// (port 587 by default, the submission port).
+    Starttls,
+    /// TLS from the first byte (RFC 8314 §3.3; port 465 by default).
+    Implicit,
+}
+
+impl SmtpTls {
+    /// Whether the connection stays in clear.
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+
+    /// The port when `smtp_server` names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::None => 25,
+            Self::Starttls => 587,
+            Self::Implicit => 465,
+        }
+    }
+}
+
+/// SMTP AUTH's credentials: a user name, and the password from the
+/// controller's environment or a file (never the inventory), which the
+/// controller reads when it renders the agents' configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpAuth {
+    /// The account.
+    pub username: String,
+    /// A variable of the controller's environment holding the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// A file on the controller holding it (only the owner may read it),
+    /// relative to the inventory's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// The two extra hosts of the lab; real deployments leave this out.

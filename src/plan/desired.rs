@@ -15,9 +15,10 @@ use crate::inventory::agent::{
     RealServerConfig, RealserverConfig, ServiceConfig, VrrpConfig,
 };
 use crate::inventory::{
-    Authentication, Director, Environment, Inventory, Mode, RealServerHost,
-    Track, TrackRef, VrrpInstance, WebhookProblem, effective_priority,
-    peer_password, service_label, webhook_ca, webhook_url,
+    Authentication, Director, Environment, Inventory, Mode,
+    NotificationProblem, RealServerHost, Track, TrackRef, VrrpInstance,
+    effective_priority, email_ca, peer_password, service_label, smtp_password,
+    webhook_ca, webhook_url,
 };
 
 use super::facts::HostFacts;
@@ -155,12 +156,12 @@ pub enum Error {
         /// What to do.
         hint: &'static str,
     },
-    /// The webhook's URL could not be had (from the environment or a
-    /// file that changed since validation): the field and why, never the
-    /// URL.
+    /// A notification's webhook URL, CA file or SMTP password could not
+    /// be had (from the environment or a file that changed since
+    /// validation): the field and why, never the value.
     #[error("{field}: {message}")]
-    Webhook {
-        /// `notification.webhook…`.
+    Notification {
+        /// `notification.webhook…`, `notification.email…`.
         field: String,
         /// What is wrong, naming the variable or file.
         message: String,
@@ -206,9 +207,9 @@ pub fn compile(
         secrets.extend(
             config.vrrp_instances.iter().filter_map(|v| v.password.clone()),
         );
-        secrets.extend(
-            config.notification.as_ref().and_then(|n| n.webhook.clone()),
-        );
+        if let Some(n) = &config.notification {
+            secrets.extend(n.webhook.iter().chain(&n.email_password).cloned());
+        }
         secrets.extend(
             config
                 .bgp
@@ -521,20 +522,31 @@ fn notification(
     base: &Path,
 ) -> Result<Option<NotificationConfig>, Error> {
     let Some(n) = &inv.notification else { return Ok(None) };
+    let problem = |p: NotificationProblem| Error::Notification {
+        field: p.field,
+        message: p.message,
+    };
     let resolved = n.webhook.as_ref().map(|w| {
         let url = webhook_url(w, base, env)?;
         let ca = webhook_ca(w, &url, base, env)?;
         Ok((url, ca))
     });
-    let (webhook, webhook_ca) = resolved
-        .transpose()
-        .map_err(|p: WebhookProblem| Error::Webhook {
-            field: p.field,
-            message: p.message,
-        })?
-        .unzip();
+    let (webhook, webhook_ca) = resolved.transpose().map_err(problem)?.unzip();
+    let mut email = n.email.clone();
+    let (mut ca, mut password) = (None, None);
+    if let Some(e) = &mut email {
+        ca = email_ca(e, base, env).map_err(problem)?;
+        password = smtp_password(e, base, env).map_err(problem)?;
+        // The agent gets what was read, not where from.
+        e.ca_file = None;
+        if let Some(a) = &mut e.auth {
+            (a.password_env, a.password_file) = (None, None);
+        }
+    }
     Ok(Some(NotificationConfig {
-        email: n.email.clone(),
+        email,
+        email_ca: ca,
+        email_password: password,
         exec: n.exec.clone(),
         exec_user: n.exec_user.clone(),
         webhook,

@@ -30,7 +30,7 @@ enum Kind {
     HttpsWebhook(Arc<rustls::ServerConfig>),
     /// Speaks SMTP as a relay that accepts everything, reports the
     /// dialogue.
-    Smtp,
+    Smtp(SmtpTls),
     /// Accepts and never says a word: a mail server that hangs.
     Silent,
 }
@@ -61,7 +61,13 @@ impl Sink {
 
     /// An SMTP relay on `port` in network namespace `netns`.
     pub fn smtp(netns: &str, port: u16) -> Self {
-        Self::start(netns, port, Kind::Smtp)
+        Self::start(netns, port, Kind::Smtp(SmtpTls::None))
+    }
+
+    /// An SMTP relay on `port` in `netns` that protects its connections
+    /// as `tls` says and accepts any AUTH PLAIN.
+    pub fn smtp_tls(netns: &str, port: u16, tls: SmtpTls) -> Self {
+        Self::start(netns, port, Kind::Smtp(tls))
     }
 
     /// A server on `port` in `netns` that accepts and never answers.
@@ -168,7 +174,8 @@ fn serve(
                                             ))
                                         })
                                 }
-                                _ => smtp(stream),
+                                Kind::Smtp(tls) => smtp(stream, &tls),
+                                Kind::Silent => unreachable!("held above"),
                             };
                             if let Ok(m) = got {
                                 let _ = tx.send(m);
@@ -216,34 +223,122 @@ fn webhook(stream: impl Read + Write) -> std::io::Result<String> {
     Ok(request)
 }
 
-/// Accept one message as a relay would; the client's side of the dialogue.
-fn smtp(stream: TcpStream) -> std::io::Result<String> {
-    let mut reader = BufReader::new(&stream);
-    let mut seen = String::new();
-    let reply = |text: &[u8]| (&stream).write_all(text);
-    reply(b"220 sink ESMTP\r\n")?;
+/// How an SMTP sink protects its connections.
+#[derive(Debug, Clone)]
+pub enum SmtpTls {
+    /// In clear, as keepalived's relay.
+    None,
+    /// `STARTTLS` offered in the EHLO reply, then TLS as `config` says.
+    /// (TLS from the first byte is the same TLS, tested in the unit
+    /// tests.)
+    Starttls(Arc<rustls::ServerConfig>),
+}
+
+/// A byte stream in either direction, boxed so that a dialogue can go on
+/// over TLS after `STARTTLS` without a type per layer.
+trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
+/// TLS, as `config` says, over `stream`.
+fn tls_over(
+    config: Arc<rustls::ServerConfig>,
+    stream: Box<dyn Duplex>,
+) -> std::io::Result<Box<dyn Duplex>> {
+    let conn =
+        rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    Ok(Box::new(rustls::StreamOwned::new(conn, stream)))
+}
+
+/// Accept one message as a relay would; the client's side of the
+/// dialogue, with `(TLS)` where TLS began and AUTH PLAIN's credentials
+/// decoded as `AUTH PLAIN user:password`.
+fn smtp(stream: TcpStream, tls: &SmtpTls) -> std::io::Result<String> {
+    let starttls = match tls {
+        SmtpTls::Starttls(config) => Some(config.clone()),
+        SmtpTls::None => None,
+    };
+    relay(Box::new(stream), starttls, true, String::new())
+}
+
+/// The relay's side over `stream`: a greeting when `greet`, then each
+/// command answered; `STARTTLS` offered while `starttls` is given, and
+/// taken by going on over TLS.
+fn relay(
+    stream: Box<dyn Duplex>,
+    starttls: Option<Arc<rustls::ServerConfig>>,
+    greet: bool,
+    mut seen: String,
+) -> std::io::Result<String> {
+    let mut reader = BufReader::new(stream);
+    let reply = |r: &mut BufReader<Box<dyn Duplex>>, text: &[u8]| {
+        r.get_mut().write_all(text)?;
+        r.get_mut().flush()
+    };
+    if greet {
+        reply(&mut reader, b"220 sink ESMTP\r\n")?;
+    }
     let mut in_data = false;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
             return Ok(seen);
         }
-        seen.push_str(&line);
-        match (in_data, line.trim_end()) {
+        let command = line.trim_end();
+        match command.strip_prefix("AUTH PLAIN ") {
+            Some(b64) => {
+                seen.push_str(&format!("AUTH PLAIN {}\r\n", plain(b64)))
+            }
+            None => seen.push_str(&line),
+        }
+        match (in_data, command) {
             (true, ".") => {
                 in_data = false;
-                reply(b"250 queued\r\n")?;
+                reply(&mut reader, b"250 queued\r\n")?;
             }
             (true, _) => {}
             (false, "DATA") => {
                 in_data = true;
-                reply(b"354 go on\r\n")?;
+                reply(&mut reader, b"354 go on\r\n")?;
             }
             (false, "QUIT") => {
-                reply(b"221 bye\r\n")?;
+                reply(&mut reader, b"221 bye\r\n")?;
                 return Ok(seen);
             }
-            _ => reply(b"250 ok\r\n")?,
+            (false, "STARTTLS") if starttls.is_some() => {
+                reply(&mut reader, b"220 go ahead\r\n")?;
+                seen.push_str("(TLS)\r\n");
+                let config = starttls.expect("offered");
+                let stream = tls_over(config, reader.into_inner())?;
+                return relay(stream, None, false, seen);
+            }
+            (false, c) if c.starts_with("EHLO") => {
+                let offer: &[u8] = match starttls {
+                    Some(_) => {
+                        b"250-sink\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"
+                    }
+                    None => b"250-sink\r\n250 AUTH PLAIN\r\n",
+                };
+                reply(&mut reader, offer)?;
+            }
+            (false, c) if c.starts_with("AUTH PLAIN ") => {
+                reply(&mut reader, b"235 authenticated\r\n")?;
+            }
+            _ => reply(&mut reader, b"250 ok\r\n")?,
         }
     }
+}
+
+/// AUTH PLAIN's `\0user\0password` (RFC 4616) as `user:password`.
+fn plain(b64: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut parts = text.split('\0').skip(1);
+    format!(
+        "{}:{}",
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default()
+    )
 }

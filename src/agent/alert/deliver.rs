@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt,
     BufReader,
@@ -24,6 +24,7 @@ use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::event::Event;
+use super::smtp;
 use super::wire::{HttpRequest, http_post, smtp_dialogue};
 use crate::inventory::agent::NotificationConfig;
 use crate::inventory::{Email, ScriptUser};
@@ -102,7 +103,13 @@ async fn deliver(
 ) {
     let mut outcomes = Vec::new();
     if let Some(email) = &config.email {
-        let r = smtp(email, event).await;
+        let r = smtp(
+            email,
+            config.email_ca.as_deref(),
+            config.email_password.as_deref(),
+            event,
+        )
+        .await;
         outcomes
             .push(r.map_err(|e| format!("email notification failed: {e:#}")));
     }
@@ -134,58 +141,32 @@ async fn deliver(
     }
 }
 
-/// Send `event` as one email, the SMTP dialogue spoken directly (no
-/// authentication or TLS: keepalived's `smtp_server` is a local relay).
-/// The dialogue is built whole before connecting, so a field that could
-/// inject a command stops the email before any byte is sent.
+/// Send `event` as one email, as [`smtp::Session`] speaks it, trusting
+/// `ca` (else the host's bundle) and logging in with `password` where
+/// the inventory says so. The dialogue is built whole before connecting,
+/// so a field that could inject a command stops the email before any
+/// byte is sent.
 ///
 /// # Errors
-/// An unsafe field, a refused step with the server's answer, or the
-/// timeout.
-pub async fn smtp(email: &Email, event: &Event) -> anyhow::Result<()> {
-    let steps = smtp_dialogue(email, event)?;
-    let server = match email.smtp_server.contains(':') {
-        true => email.smtp_server.clone(),
-        false => format!("{}:25", email.smtp_server),
-    };
-    timeout(email.timeout.get(), async {
-        let stream = TcpStream::connect(&server)
-            .await
-            .with_context(|| format!("connecting to {server}"))?;
-        let (read, mut write) = stream.into_split();
-        let mut read = BufReader::new(read);
-        expect(&mut read, 220).await?;
-        for step in steps {
-            write.write_all(step.line.as_bytes()).await?;
-            expect(&mut read, step.expect).await?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|_| {
-        anyhow!("no answer from {server} within {:?}", email.timeout.get())
-    })?
-}
-
-/// Read one (possibly multi-line) SMTP reply and check its code.
-async fn expect<R: AsyncBufReadExt + Unpin>(
-    read: &mut R,
-    code: u16,
+/// An unsafe field, no connection, a certificate that does not verify, a
+/// refused step with the server's answer, or the timeout.
+pub async fn smtp(
+    email: &Email,
+    ca: Option<&str>,
+    password: Option<&str>,
+    event: &Event,
 ) -> anyhow::Result<()> {
-    loop {
-        let mut line = String::new();
-        if read.read_line(&mut line).await? == 0 {
-            bail!("the server closed the connection");
-        }
-        let got: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        if line.as_bytes().get(3) == Some(&b'-') {
-            continue;
-        }
-        if got != code {
-            bail!("expected {code}, got `{}`", line.trim());
-        }
-        return Ok(());
-    }
+    let dialogue = smtp_dialogue(email, event)?;
+    let session = smtp::Session { email, ca, password };
+    timeout(email.timeout.get(), session.send(&dialogue)).await.map_err(
+        |_| {
+            anyhow!(
+                "no answer from {} within {:?}",
+                email.smtp_server,
+                email.timeout.get()
+            )
+        },
+    )?
 }
 
 /// The longest status line read from a webhook's answer, in bytes: the
@@ -333,13 +314,13 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let sink = tokio::spawn(smtp_sink(listener));
-        let email = Email {
-            to: vec!["ops@example.org".into(), "oncall@example.org".into()],
-            from: "d1@example.org".into(),
-            smtp_server: format!("127.0.0.1:{port}"),
-            timeout: crate::inventory::Duration::from_secs(5),
-        };
-        smtp(&email, &event()).await.unwrap();
+        let email = Email::relay(
+            vec!["ops@example.org".into(), "oncall@example.org".into()],
+            "d1@example.org".into(),
+            format!("127.0.0.1:{port}"),
+            crate::inventory::Duration::from_secs(5),
+        );
+        smtp(&email, None, None, &event()).await.unwrap();
         let seen = sink.await.unwrap();
         assert!(seen.contains("MAIL FROM:<d1@example.org>\r\n"), "{seen}");
         assert!(seen.contains("RCPT TO:<oncall@example.org>\r\n"), "{seen}");
@@ -387,13 +368,14 @@ mod tests {
     async fn injected_fields_are_refused_before_anything_is_sent() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let email = Email {
-            to: vec!["ops@example.org\r\nRCPT TO:<evil@example.net>".into()],
-            from: "d1@example.org".into(),
-            smtp_server: format!("127.0.0.1:{port}"),
-            timeout: crate::inventory::Duration::from_secs(5),
-        };
-        let err = smtp(&email, &event()).await.unwrap_err().to_string();
+        let email = Email::relay(
+            vec!["ops@example.org\r\nRCPT TO:<evil@example.net>".into()],
+            "d1@example.org".into(),
+            format!("127.0.0.1:{port}"),
+            crate::inventory::Duration::from_secs(5),
+        );
+        let err =
+            smtp(&email, None, None, &event()).await.unwrap_err().to_string();
         assert!(err.contains("email.to[0]") && !err.contains("evil"), "{err}");
         let url = format!("http://127.0.0.1:{port}/x\r\nX-Injected: yes");
         let err = webhook(&url, None, &event()).await.unwrap_err().to_string();
@@ -416,16 +398,13 @@ mod tests {
         let record = DeliveryRecord::default();
         let alerts = Alerts::start(
             Some(NotificationConfig {
-                email: Some(Email {
-                    to: vec!["ops@example.org".into()],
-                    from: "d1@example.org".into(),
-                    smtp_server: format!("127.0.0.1:{port}"),
-                    timeout: crate::inventory::Duration::from_secs(30),
-                }),
-                exec: None,
-                exec_user: None,
-                webhook: None,
-                webhook_ca: None,
+                email: Some(Email::relay(
+                    vec!["ops@example.org".into()],
+                    "d1@example.org".into(),
+                    format!("127.0.0.1:{port}"),
+                    crate::inventory::Duration::from_secs(30),
+                )),
+                ..Default::default()
             }),
             record.clone(),
         );

@@ -64,17 +64,27 @@ fn smtp_path(field: &str, value: &str) -> Result<(), WireError> {
     Ok(())
 }
 
-/// The whole SMTP dialogue for `event`, after the server's greeting:
-/// HELO, MAIL FROM, one RCPT TO per recipient, DATA, the message with its
-/// lines dot-stuffed (RFC 5321 §4.5.2), QUIT.
+/// What an email says to the server once greeted (and, where asked
+/// for, protected and logged in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpDialogue {
+    /// The name this host gives in `HELO` / `EHLO`: the event's host.
+    pub host: String,
+    /// MAIL FROM to QUIT.
+    pub steps: Vec<SmtpStep>,
+}
+
+/// The SMTP dialogue for `event`, after the greeting and `HELO` (or
+/// `EHLO`): MAIL FROM, one RCPT TO per recipient, DATA, the message with
+/// its lines dot-stuffed (RFC 5321 §4.5.2), QUIT.
 ///
 /// # Errors
-/// [`WireError::Unsafe`] when the sender, a recipient, the host name in
+/// [`WireError::Unsafe`] when the sender, a recipient, the host name for
 /// HELO or the subject could inject a command or a header.
 pub fn smtp_dialogue(
     email: &Email,
     event: &Event,
-) -> Result<Vec<SmtpStep>, WireError> {
+) -> Result<SmtpDialogue, WireError> {
     smtp_path("email.from", &email.from)?;
     for (i, to) in email.to.iter().enumerate() {
         smtp_path(&format!("email.to[{i}]"), to)?;
@@ -84,10 +94,7 @@ pub fn smtp_dialogue(
     one_line("subject", &subject)?;
     one_line("time", &event.time)?;
     let step = |line: String, expect| SmtpStep { line, expect };
-    let mut steps = vec![
-        step(format!("HELO {}\r\n", event.host), 250),
-        step(format!("MAIL FROM:<{}>\r\n", email.from), 250),
-    ];
+    let mut steps = vec![step(format!("MAIL FROM:<{}>\r\n", email.from), 250)];
     for to in &email.to {
         steps.push(step(format!("RCPT TO:<{to}>\r\n"), 250));
     }
@@ -114,7 +121,7 @@ pub fn smtp_dialogue(
         250,
     ));
     steps.push(step("QUIT\r\n".into(), 221));
-    Ok(steps)
+    Ok(SmtpDialogue { host: event.host.clone(), steps })
 }
 
 /// An HTTP request ready to send, and where to.
@@ -188,12 +195,12 @@ mod tests {
     use crate::agent::alert::event::What;
 
     fn email(to: &[&str], from: &str) -> Email {
-        Email {
-            to: to.iter().map(|s| (*s).to_owned()).collect(),
-            from: from.into(),
-            smtp_server: "127.0.0.1".into(),
-            timeout: crate::inventory::Duration::from_secs(5),
-        }
+        Email::relay(
+            to.iter().map(|s| (*s).to_owned()).collect(),
+            from.into(),
+            "127.0.0.1".into(),
+            crate::inventory::Duration::from_secs(5),
+        )
     }
 
     fn event(host: &str, instance: &str) -> Event {
@@ -211,21 +218,22 @@ mod tests {
 
     #[test]
     fn a_clean_dialogue_has_every_step() {
-        let steps =
+        let dialogue =
             smtp_dialogue(&email(&["a@x", "b@x"], "d@x"), &event("d1", "VI"))
                 .unwrap();
+        assert_eq!(dialogue.host, "d1");
+        let steps = dialogue.steps;
         let lines: Vec<&str> = steps.iter().map(|s| s.line.as_str()).collect();
         assert_eq!(
-            lines[..5],
+            lines[..4],
             [
-                "HELO d1\r\n",
                 "MAIL FROM:<d@x>\r\n",
                 "RCPT TO:<a@x>\r\n",
                 "RCPT TO:<b@x>\r\n",
                 "DATA\r\n"
             ]
         );
-        assert!(lines[5].ends_with("\r\n.\r\n"), "{}", lines[5]);
+        assert!(lines[4].ends_with("\r\n.\r\n"), "{}", lines[4]);
         assert_eq!(steps.last().unwrap().expect, 221);
     }
 
@@ -263,8 +271,8 @@ mod tests {
             up: false,
             reason: "x\n.\nQUIT".into(),
         };
-        let steps = smtp_dialogue(&email(&["a@x"], "d@x"), &e).unwrap();
-        let message = &steps[4].line;
+        let steps = smtp_dialogue(&email(&["a@x"], "d@x"), &e).unwrap().steps;
+        let message = &steps[3].line;
         assert!(message.contains("\r\n..\r\nQUIT\r\n"), "{message}");
         assert!(!message.contains("\r\n.\r\nQUIT"), "{message}");
     }

@@ -234,7 +234,7 @@ fn global_defs(
             });
             let timeout = timeout.unwrap_or(Duration::from_secs(30));
             conf.email =
-                Some((Email { to, from, smtp_server, timeout }, fields));
+                Some((Email::relay(to, from, smtp_server, timeout), fields));
         }
         (false, None) => r.warn(
             block,

@@ -52,6 +52,59 @@ impl Environment for System {
     }
 }
 
+/// Why a secret named by the inventory could not be had: the field to
+/// blame (`.password_env`, `.password_file`, or `` for both or neither)
+/// and what is wrong, naming the variable or file, never the value.
+pub type SecretProblem = (&'static str, String);
+
+/// A secret the inventory names by exactly one of a variable of the
+/// controller's environment (`var`) or a file (`file`, resolved against
+/// `base`, read as [`secret_file`] reads it, at most `max` bytes,
+/// trailing line ends dropped): its value and the field it came from;
+/// `None` when neither is given.
+///
+/// # Errors
+/// Both given, a variable unset or empty, or a file that cannot be used.
+pub fn secret_source(
+    var: Option<&str>,
+    file: Option<&Path>,
+    max: u64,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<Option<(&'static str, String)>, SecretProblem> {
+    match (var, file) {
+        (Some(_), Some(_)) => Err((
+            "",
+            "give the password one way: `password_env` or `password_file`"
+                .to_owned(),
+        )),
+        (Some(var), None) => match env.var(var).filter(|v| !v.is_empty()) {
+            Some(value) => Ok(Some((".password_env", value))),
+            None => Err((
+                ".password_env",
+                format!(
+                    "environment variable `{var}` is not set or empty — \
+                     export it before running lbdeploy"
+                ),
+            )),
+        },
+        (None, Some(file)) => {
+            let path = base.join(file);
+            match env.read_secret(&path, max) {
+                Ok(text) => Ok(Some((
+                    ".password_file",
+                    text.trim_end_matches(['\n', '\r']).to_owned(),
+                ))),
+                Err(why) => Err((
+                    ".password_file",
+                    format!("cannot use `{}`: {why}", path.display()),
+                )),
+            }
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// The text of a secret file on the controller (a webhook's `url_file`):
 /// the file itself, not a symbolic link to it; a regular file of at most
 /// `max` bytes, read by the crate's one bounded reader; and neither

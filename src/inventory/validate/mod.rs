@@ -45,7 +45,9 @@ pub use vrrp::effective_priority;
 use super::diag::Finding;
 use super::schema::{Inventory, VirtualService};
 use hosts::hosts;
-pub use notification::{WebhookProblem, webhook_ca, webhook_url};
+pub use notification::{
+    NotificationProblem, email_ca, smtp_password, webhook_ca, webhook_url,
+};
 use notification::{hooks, notification};
 use service::virtual_service;
 use sync_group::vrrp_sync_groups;

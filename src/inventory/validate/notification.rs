@@ -18,10 +18,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use super::environment::Environment;
+use super::environment::{Environment, secret_source};
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
-    Notification, NotifyHooks, Webhook, WebhookSource,
+    Email, Notification, NotifyHooks, Webhook, WebhookSource,
 };
 
 /// RFC 5321 §4.5.3.1.1: the longest local part, in octets.
@@ -37,14 +37,23 @@ pub(crate) const URL_MAX: usize = 4096;
 /// The largest `url_file`: the longest URL and its trailing newline.
 pub(crate) const URL_FILE_MAX: u64 = URL_MAX as u64 + 1;
 
-/// A webhook whose URL could not be had: the field to blame and why.
+/// A webhook's URL, a CA file or an SMTP password that could not be had:
+/// the field to blame and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookProblem {
-    /// The field path, `notification.webhook…`.
+pub struct NotificationProblem {
+    /// The field path, `notification.webhook…`, `notification.email…`.
     pub field: String,
-    /// What is wrong, naming the variable or file, never the URL.
+    /// What is wrong, naming the variable or file, never the value.
     pub message: String,
 }
+
+/// The most of an SMTP `password_file` read, and the longest password:
+/// far more than any account's, small enough for one AUTH line.
+const SMTP_PASSWORD_MAX: u64 = 1024;
+
+/// The longest SMTP AUTH user name, in bytes (RFC 4616 bounds the
+/// identity at 255 octets).
+const SMTP_USERNAME_MAX: usize = 255;
 
 /// Every notification rule; `base` resolves a relative `url_file`.
 pub(crate) fn notification(
@@ -72,6 +81,11 @@ pub(crate) fn notification(
                 "notification.email.to",
                 "no recipients — list at least one address",
             ));
+        }
+        let secured = email_ca(email, base, env)
+            .and_then(|_| smtp_password(email, base, env).map(drop));
+        if let Err(p) = secured {
+            out.push(Finding::error(p.field, p.message));
         }
     }
     if let Some(w) = &n.webhook {
@@ -113,8 +127,8 @@ pub fn webhook_url(
     w: &Webhook,
     base: &Path,
     env: &dyn Environment,
-) -> Result<String, WebhookProblem> {
-    let at = |field: &str, message: String| WebhookProblem {
+) -> Result<String, NotificationProblem> {
+    let at = |field: &str, message: String| NotificationProblem {
         field: format!("notification.webhook{field}"),
         message,
     };
@@ -178,6 +192,109 @@ pub fn webhook_url(
     Ok(url)
 }
 
+/// The PEM of `email`'s `ca_file`, for the agent to verify the SMTP
+/// server with; `None` for the director's CA bundle.
+///
+/// # Errors
+/// A CA file for a connection in clear, or one that cannot be read or
+/// holds no usable CA certificate.
+pub fn email_ca(
+    email: &Email,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<Option<String>, NotificationProblem> {
+    let Some(file) = &email.ca_file else { return Ok(None) };
+    let at = |message: String| NotificationProblem {
+        field: "notification.email.ca_file".into(),
+        message,
+    };
+    if email.tls.is_none() {
+        return Err(at("a CA file verifies a TLS connection, and this one \
+                       is in clear — set `tls: starttls` or `tls: implicit`"
+            .into()));
+    }
+    ca_pem(file, base, env).map(Some).map_err(at)
+}
+
+/// The password `email` logs in with, read from its variable or file;
+/// `None` without `auth`.
+///
+/// # Errors
+/// `auth` over a connection in clear, a user name or password no AUTH
+/// line can carry, or a password that cannot be had.
+pub fn smtp_password(
+    email: &Email,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<Option<String>, NotificationProblem> {
+    let Some(auth) = &email.auth else { return Ok(None) };
+    let at = |field: &str, message: String| NotificationProblem {
+        field: format!("notification.email.auth{field}"),
+        message,
+    };
+    if email.tls.is_none() {
+        return Err(at(
+            "",
+            "logging in over a connection in clear sends the password in \
+             clear — set `tls: starttls` (port 587) or `tls: implicit` \
+             (port 465)"
+                .into(),
+        ));
+    }
+    if auth.username.is_empty() || auth.username.len() > SMTP_USERNAME_MAX {
+        return Err(at(
+            ".username",
+            format!("the user name must be 1–{SMTP_USERNAME_MAX} bytes"),
+        ));
+    }
+    let source = secret_source(
+        auth.password_env.as_deref(),
+        auth.password_file.as_deref(),
+        SMTP_PASSWORD_MAX,
+        base,
+        env,
+    );
+    let (field, password) = match source {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(at(
+                "",
+                "no password — give `password_env` or `password_file`".into(),
+            ));
+        }
+        Err((field, message)) => return Err(at(field, message)),
+    };
+    if password.is_empty()
+        || password.len() as u64 > SMTP_PASSWORD_MAX
+        || password.chars().any(char::is_control)
+    {
+        return Err(at(
+            field,
+            format!(
+                "the password must be 1–{SMTP_PASSWORD_MAX} bytes without \
+                 control characters (not quoted here)"
+            ),
+        ));
+    }
+    Ok(Some(password))
+}
+
+/// A CA file's PEM (`base` resolves a relative one), checked by the code
+/// the agent loads it with.
+fn ca_pem(
+    file: &Path,
+    base: &Path,
+    env: &dyn Environment,
+) -> Result<String, String> {
+    let path = base.join(file);
+    let pem = env
+        .read_public(&path, crate::util::tls::CA_FILE_MAX)
+        .map_err(|why| format!("cannot use `{}`: {why}", path.display()))?;
+    crate::util::tls::roots_from_pem(&pem)
+        .map_err(|why| format!("`{}` {why}", path.display()))?;
+    Ok(pem)
+}
+
 /// The PEM of `w`'s `ca_file` (`base` resolves a relative one), for the
 /// agent to verify `url`'s server with; `None` when the host's CA bundle
 /// is to be used.
@@ -190,9 +307,9 @@ pub fn webhook_ca(
     url: &str,
     base: &Path,
     env: &dyn Environment,
-) -> Result<Option<String>, WebhookProblem> {
+) -> Result<Option<String>, NotificationProblem> {
     let Some(file) = w.ca_file() else { return Ok(None) };
-    let at = |message: String| WebhookProblem {
+    let at = |message: String| NotificationProblem {
         field: "notification.webhook.ca_file".into(),
         message,
     };
@@ -201,13 +318,7 @@ pub fn webhook_ca(
                        one is http:// — drop `ca_file` or use https"
             .into()));
     }
-    let path = base.join(file);
-    let pem = env
-        .read_public(&path, crate::util::tls::CA_FILE_MAX)
-        .map_err(|why| at(format!("cannot use `{}`: {why}", path.display())))?;
-    crate::util::tls::roots_from_pem(&pem)
-        .map_err(|why| at(format!("`{}` {why}", path.display())))?;
-    Ok(Some(pem))
+    ca_pem(file, base, env).map(Some).map_err(at)
 }
 
 /// A hook's argv: a program by its absolute path (the agent runs it
@@ -335,6 +446,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::inventory::schema::{SmtpAuth, SmtpTls};
 
     /// Variables from a map; files from the file system (the trait's
     /// reader of secret files).
@@ -439,6 +551,69 @@ mod tests {
         }
         let inline = Webhook::Url("https://h/x".into());
         assert_eq!(webhook_ca(&inline, "https://h/x", &dir, &env), Ok(None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn email(tls: SmtpTls, auth: Option<SmtpAuth>) -> Email {
+        Email {
+            tls,
+            auth,
+            ..Email::relay(
+                vec!["ops@example.org".into()],
+                "lb@example.org".into(),
+                "smtp.example.org".into(),
+                crate::inventory::Duration::from_secs(5),
+            )
+        }
+    }
+
+    fn auth(var: Option<&str>, file: Option<&str>) -> Option<SmtpAuth> {
+        Some(SmtpAuth {
+            username: "lb".into(),
+            password_env: var.map(Into::into),
+            password_file: file.map(Into::into),
+        })
+    }
+
+    /// Issue #21: SMTP AUTH only over TLS, its password from exactly one
+    /// source, never quoted; a CA file only for TLS.
+    #[test]
+    fn smtp_auth_wants_tls_and_one_usable_password() {
+        let dir = dir_with("smtp", "s3cret\n");
+        let env = Vars(HashMap::from([("PW", "env-pw"), ("BAD", "a\rb")]));
+        let tls = SmtpTls::Starttls;
+        let got = |e: &Email| smtp_password(e, &dir, &env);
+        assert_eq!(got(&email(tls, None)), Ok(None));
+        assert_eq!(
+            got(&email(tls, auth(Some("PW"), None))),
+            Ok(Some("env-pw".into()))
+        );
+        assert_eq!(
+            got(&email(SmtpTls::Implicit, auth(None, Some("url")))),
+            Ok(Some("s3cret".into()))
+        );
+        for (e, field, says) in [
+            (email(SmtpTls::None, auth(Some("PW"), None)), "", "in clear"),
+            (email(tls, auth(None, None)), "", "no password"),
+            (email(tls, auth(Some("PW"), Some("url"))), "", "one way"),
+            (email(tls, auth(Some("UNSET"), None)), ".password_env", "UNSET"),
+            (email(tls, auth(None, Some("none"))), ".password_file", "no such"),
+            (email(tls, auth(Some("BAD"), None)), ".password_env", "control"),
+        ] {
+            let p = got(&e).unwrap_err();
+            assert_eq!(p.field, format!("notification.email.auth{field}"));
+            assert!(p.message.contains(says), "{says}: {}", p.message);
+            assert!(!p.message.contains("env-pw"), "{}", p.message);
+        }
+        let mut nameless = email(tls, auth(Some("PW"), None));
+        nameless.auth.as_mut().unwrap().username.clear();
+        assert!(got(&nameless).unwrap_err().field.ends_with(".username"));
+
+        let mut clear = email(SmtpTls::None, None);
+        clear.ca_file = Some("ca.pem".into());
+        let p = email_ca(&clear, &dir, &env).unwrap_err();
+        assert_eq!(p.field, "notification.email.ca_file");
+        assert!(p.message.contains("in clear"), "{}", p.message);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
