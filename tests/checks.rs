@@ -6,8 +6,10 @@
 //! sinks inside the lab's controller; a mail server that never answers
 //! must not slow the checks down. A half-open check must see a server stop
 //! or vanish without ever opening a connection to it, a ping check a
-//! server that stops answering echoes, and a DNS check of a UDP service a
-//! server whose answer is not the one expected.
+//! server that stops answering echoes, a DNS check of a UDP service a
+//! server whose answer is not the one expected, a UDP check a server
+//! whose datagram answer is wrong or missing, and an SMTP check a mail
+//! server that refuses its greeting or HELO.
 //!
 //! Every bound comes from the check timing ([`down_within`],
 //! [`up_within`]) plus one `delay_loop` of slack; the agent status is
@@ -622,5 +624,184 @@ fn a_dns_check_takes_out_a_server_that_answers_the_wrong_address() {
         "dns: down after {down:?} (bound {down_bound:?}), back after {:?} \
          (bound {up_bound:?})",
         start.elapsed()
+    );
+}
+
+/// The example cluster as service `NAME` on `port` (UDP when `udp`), each
+/// real server checked by a check of `kind` with `options` (YAML flow
+/// mapping entries) and the timing of these labs.
+fn protocol_checked(
+    s: Subnet,
+    (cluster, vrid): (&str, u8),
+    (name, port, udp): (&str, u16, bool),
+    (kind, options): (&str, &str),
+) -> String {
+    let check = format!(
+        "{{ {kind}: {{ {options}, connect_timeout: {}ms, retry: {RETRY}, \
+         delay_before_retry: {}ms }} }}",
+        TIMEOUT.as_millis(),
+        PAUSE.as_millis()
+    );
+    let mut inventory = Inventory::example(s)
+        .cluster(cluster)
+        .virtual_router_id(vrid)
+        .service_option(&format!("name: {name}"))
+        .service_option(&format!("delay_loop: {}ms", DELAY_LOOP.as_millis()))
+        .check("rs01", &check)
+        .check("rs02", &check);
+    if udp {
+        inventory = inventory.service_option("protocol: udp");
+    }
+    inventory
+        .to_string()
+        // The example's service is on port 80, its real servers too.
+        .replace("    port: 80\n", &format!("    port: {port}\n"))
+        .replace("port: 80,", &format!("port: {port},"))
+}
+
+/// From a change of rs01's answer to its verdict `up` in `service`,
+/// within the bound its timing gives plus one `delay_loop` of slack; with
+/// `reason` in keepalived01's log when it goes down. Returns how long it
+/// took.
+fn verdict_becomes(
+    lab: &TestLab,
+    s: Subnet,
+    service: &str,
+    up: bool,
+    reason: &str,
+) -> Duration {
+    let rip = s.addr(21);
+    let start = Instant::now();
+    let bound = match up {
+        false => down_within(timing(1), TIMEOUT) + DELAY_LOOP,
+        true => up_within(timing(1)) + TIMEOUT + DELAY_LOOP,
+    };
+    let what =
+        format!("rs01 of {service} {}", if up { "back" } else { "down" });
+    within(bound, &what, || verdict_in(lab, service, &rip) == Some(up));
+    if !up {
+        let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+        let line = format!("real server {rip} of {service} is down: {reason}");
+        assert!(log.contains(&line), "no `{line}` in the agent's log:\n{log}");
+    }
+    assert_eq!(
+        verdict_in(lab, service, &s.addr(22)),
+        Some(true),
+        "rs02 stays up"
+    );
+    start.elapsed()
+}
+
+/// The port of the UDP service and of its responders.
+const UDP_PORT: u16 = 5514;
+
+/// The `udp` check: `ping` sent, a reply starting with `pong` required.
+/// rs01 answering `pang` is taken out, and put back when it answers
+/// `pong` again; answering nothing at all (its UDP port closed, so an
+/// ICMP port unreachable comes back) it is taken out again, and back once
+/// it answers. Each within the bound its timing gives.
+#[test]
+fn a_udp_check_takes_out_a_server_whose_answer_is_wrong_or_missing() {
+    let s = Subnet::allocate();
+    // `ping`, and a reply that starts with `pong`.
+    let check = (
+        "udp",
+        "payload: '70696e67', require_reply: true, \
+                         reply: '706f6e67'",
+    );
+    let service = ("syslog", UDP_PORT, true);
+    let inventory = protocol_checked(s, ("checks-udp", 76), service, check);
+    let lab = lab_or_skip!("checks-udp", inventory);
+    let answer = |host: &str, text: Option<&str>| {
+        let udp = match text {
+            Some(t) => format!("--udp-port {UDP_PORT} --udp-answer {t}"),
+            None => String::new(),
+        };
+        lab.swap_responder(host, &format!("--name {host} {udp}"));
+    };
+    for host in ["rs01", "rs02"] {
+        answer(host, Some("pong"));
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    within(DELAY_LOOP * 3 + TIMEOUT, "rs01 up by udp", || {
+        verdict_in(&lab, "syslog", &s.addr(21)) == Some(true)
+    });
+
+    answer("rs01", Some("pang"));
+    let wrong = verdict_becomes(
+        &lab,
+        s,
+        "syslog",
+        false,
+        "udp: the reply's byte 1 is 61, not 6f",
+    );
+    answer("rs01", Some("pong"));
+    let back = verdict_becomes(&lab, s, "syslog", true, "");
+    answer("rs01", None);
+    let refused = format!(
+        "udp: {}:{UDP_PORT} refused the datagram (nothing listens on UDP \
+         {UDP_PORT})",
+        s.addr(21)
+    );
+    let missing = verdict_becomes(&lab, s, "syslog", false, &refused);
+    answer("rs01", Some("pong"));
+    let again = verdict_becomes(&lab, s, "syslog", true, "");
+    eprintln!(
+        "udp: down after {wrong:?} (wrong), back after {back:?}, down \
+         after {missing:?} (missing), back after {again:?}"
+    );
+}
+
+/// The port of the mail service and of its responders.
+const SMTP_SERVICE_PORT: u16 = 25;
+
+/// The `smtp` check: rs01 greeting with 554 is taken out and put back
+/// when it greets with 220; answering HELO with 502 it is taken out
+/// again, and back once it answers 250. Each within the bound its timing
+/// gives.
+#[test]
+fn an_smtp_check_takes_out_a_server_that_refuses_its_greeting_or_helo() {
+    let s = Subnet::allocate();
+    let check = ("smtp", "helo_name: lb.lab.test");
+    let service = ("mail", SMTP_SERVICE_PORT, false);
+    let inventory = protocol_checked(s, ("checks-smtp", 77), service, check);
+    let lab = lab_or_skip!("checks-smtp", inventory);
+    let speak = |host: &str, codes: &str| {
+        lab.swap_responder(
+            host,
+            &format!("--name {host} --smtp-port {SMTP_SERVICE_PORT} {codes}"),
+        );
+    };
+    for host in ["rs01", "rs02"] {
+        speak(host, "");
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    within(DELAY_LOOP * 3 + TIMEOUT, "rs01 up by smtp", || {
+        verdict_in(&lab, "mail", &s.addr(21)) == Some(true)
+    });
+
+    speak("rs01", "--smtp-greeting 554");
+    let greeting = verdict_becomes(
+        &lab,
+        s,
+        "mail",
+        false,
+        "smtp: greeting `554 rs01 ESMTP lbdeploy lab`, not 220",
+    );
+    speak("rs01", "");
+    let back = verdict_becomes(&lab, s, "mail", true, "");
+    speak("rs01", "--smtp-helo 502");
+    let helo = verdict_becomes(
+        &lab,
+        s,
+        "mail",
+        false,
+        "smtp: HELO answered `502 rs01`, not 250",
+    );
+    speak("rs01", "");
+    let again = verdict_becomes(&lab, s, "mail", true, "");
+    eprintln!(
+        "smtp: down after {greeting:?} (greeting), back after {back:?}, \
+         down after {helo:?} (HELO), back after {again:?}"
     );
 }

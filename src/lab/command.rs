@@ -187,6 +187,34 @@ pub enum LabCommand {
         /// they get no answer (NOERROR, never NXDOMAIN).
         #[arg(long, value_name = "ADDR", requires = "dns_port")]
         dns_answer: Option<std::net::IpAddr>,
+        /// Answer every UDP datagram on this port too: with --udp-answer,
+        /// or an echo without it.
+        #[arg(long, value_name = "PORT")]
+        udp_port: Option<u16>,
+        /// The text every datagram gets instead of its echo.
+        #[arg(long, value_name = "TEXT", requires = "udp_port")]
+        udp_answer: Option<String>,
+        /// Speak SMTP on this port too: a greeting, HELO/EHLO, QUIT.
+        #[arg(long, value_name = "PORT")]
+        smtp_port: Option<u16>,
+        /// The greeting's code: a refusal such as 554 for health-check
+        /// tests.
+        #[arg(
+            long,
+            value_name = "CODE",
+            default_value_t = 220,
+            requires = "smtp_port"
+        )]
+        smtp_greeting: u16,
+        /// The code HELO and EHLO get: a refusal such as 502 for
+        /// health-check tests.
+        #[arg(
+            long,
+            value_name = "CODE",
+            default_value_t = 250,
+            requires = "smtp_port"
+        )]
+        smtp_helo: u16,
     },
 }
 
@@ -257,20 +285,37 @@ pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
             delay,
             dns_port,
             dns_answer,
+            udp_port,
+            udp_answer,
+            smtp_port,
+            smtp_greeting,
+            smtp_helo,
         } => {
             let behaviour = super::responder::Behaviour {
                 name: name.clone(),
                 status: *status,
                 delay: delay.unwrap_or_default(),
             };
-            // DNS first: it is bound by the time HTTP listens, which is
-            // what `lab status` and the tests wait for.
+            // DNS, UDP and SMTP first: each is bound by the time HTTP
+            // listens, which is what `lab status` and the tests wait for.
             if let Some(dns_port) = dns_port {
                 let answers = super::responder::DnsAnswers {
                     address: *dns_answer,
                     name: name.clone(),
                 };
                 super::responder::serve_dns(*listen, *dns_port, answers)?;
+            }
+            if let Some(port) = udp_port {
+                let answer = udp_answer.clone();
+                super::protocols::serve_udp(*listen, *port, answer)?;
+            }
+            if let Some(port) = smtp_port {
+                let smtp = super::protocols::Smtp {
+                    name: name.clone(),
+                    greeting: *smtp_greeting,
+                    helo: *smtp_helo,
+                };
+                super::protocols::serve_smtp(*listen, *port, smtp)?;
             }
             super::responder::serve(*listen, *port, behaviour)?;
             Ok(ExitStatus::Ok)

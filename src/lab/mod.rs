@@ -10,7 +10,8 @@
 //! * `machine` — hosts that boot systemd in a container (`--init systemd`);
 //! * `rootfs` — the cached Debian root file system those hosts boot;
 //! * `sshd` — keys, sshd and the controller's SSH client setup;
-//! * `responder` — the HTTP responder on the real servers;
+//! * `responder` — the HTTP responder on the real servers (and DNS);
+//!   `protocols`, its UDP and SMTP modes;
 //! * `router` — the router between client and cluster (`lab.router`):
 //!   BIRD peering with the directors, multipath routes to the VIPs;
 //! * `status` — the live state of a lab, and how it is shown;
@@ -29,6 +30,7 @@ mod netns;
 
 mod preflight;
 mod procs;
+pub mod protocols;
 pub mod responder;
 mod rootfs;
 mod router;
