@@ -137,3 +137,28 @@ pub fn dns_message(datagram: &[u8]) {
         assert!(wire::decode(&reply).is_ok(), "the responder's own reply");
     }
 }
+
+/// A stream of bytes on the `smtp` check's connection: read reply after
+/// reply as the check reads them, each judged at every stage of the
+/// dialogue, until the bytes end or stop making a reply; and read as
+/// command lines by the lab responder's SMTP mode.
+pub fn smtp_replies(mut bytes: &[u8]) {
+    use crate::agent::check::smtp::{Stage, judge, reply};
+
+    let smtp = crate::lab::protocols::Smtp {
+        name: "rs01".to_owned(),
+        greeting: 220,
+        helo: 250,
+    };
+    for line in bytes.split(|b| *b == b'\n') {
+        let _ = smtp.answer(line);
+    }
+    while let Ok(Some((r, used))) = reply::decode(bytes) {
+        assert!(used > 0 && used <= bytes.len(), "a reply takes its bytes");
+        assert!(used <= reply::MAX_REPLY, "a reply within its bound");
+        for stage in [Stage::Greeting, Stage::Helo, Stage::Quit] {
+            let _ = judge(stage, &r);
+        }
+        bytes = &bytes[used..];
+    }
+}
