@@ -1,7 +1,7 @@
 //! The health checks' rules: those every kind shares (`rise`), then one
 //! rules function per kind (`tcp_rules`, `http_rules`, `exec_rules`,
-//! `dns_rules`, `udp_rules`, `smtp_rules`; ping has only timing). A new check kind adds its arm in
-//! `check_rules` here.
+//! `dns_rules`, `udp_rules`; ping has only timing, smtp only its
+//! `helo_name`). A new check kind adds its arm in `check_rules` here.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
