@@ -304,14 +304,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Holdings, Error> {
     Ok(holdings)
 }
 
-/// Whether `ip` can be a VIP: not unspecified, loopback, multicast or the
-/// IPv4 broadcast address.
+/// Whether `ip` can be a VIP, by the inventory's rule.
 fn usable(ip: IpAddr) -> bool {
-    let v4_broadcast = matches!(ip, IpAddr::V4(a) if a.is_broadcast());
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || v4_broadcast)
+    crate::inventory::vip_problem(ip).is_none()
 }
 
 /// Whether the kernel would take `name` for an interface (its
@@ -589,7 +584,15 @@ virtual_services:
         let long = format!(r#"["{}"]"#, "1".repeat(100_000));
         assert!(refused(&long).starts_with("not a holdings file"));
         // Addresses lbdeploy never blackholes: cleanup would remove them.
-        for ip in ["127.0.0.1", "0.0.0.0", "::", "::1", "224.0.0.18"] {
+        for ip in [
+            "127.0.0.1",
+            "0.0.0.0",
+            "::",
+            "::1",
+            "224.0.0.18",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
             let e = refused(&format!(r#"["{ip}"]"#));
             assert_eq!(e, format!("{ip} is not a VIP lbdeploy adds"));
         }

@@ -45,7 +45,7 @@ pub use validate::{
 };
 pub use values::{
     Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority,
-    ScriptUser, Weight,
+    ScriptUser, Weight, vip_problem,
 };
 
 /// An inventory that loaded and validated, with the warnings it produced.

@@ -349,6 +349,25 @@ impl<'de> Deserialize<'de> for ScriptUser {
     }
 }
 
+/// Why `ip` cannot be a VIP, or `None`: an address that is not one
+/// host's unicast address — unspecified, loopback, multicast, IPv4
+/// broadcast — or an IPv4-mapped IPv6 address (write the IPv4 address;
+/// Rust's checks would not even see `::ffff:127.0.0.1` as loopback).
+/// The inventory's rule and the agent's, which refuses to hold (and so
+/// to clean up) anything else.
+pub fn vip_problem(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V6(a) if a.to_ipv4_mapped().is_some() => {
+            Some("an IPv4-mapped IPv6 address (write the IPv4 address)")
+        }
+        _ if ip.is_unspecified() => Some("the unspecified address"),
+        _ if ip.is_loopback() => Some("a loopback address"),
+        _ if ip.is_multicast() => Some("a multicast address"),
+        IpAddr::V4(a) if a.is_broadcast() => Some("the broadcast address"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
     Announce, Dataplane, Forwarding, Inventory, RealServer, VirtualService,
 };
+use crate::inventory::values::vip_problem;
 
 /// One service's rules, in order: VIP, forwarding and scheduling, real
 /// servers, quorum. `vips` are the VIPs the VRRP instances carry.
@@ -36,6 +37,18 @@ fn vip(
     vips: &HashSet<IpAddr>,
     out: &mut Vec<Finding>,
 ) {
+    // A VRRP instance's VIPs are checked with the instance.
+    if vs.announce == Announce::Bgp
+        && let Some(what) = vip_problem(vs.vip)
+    {
+        out.push(Finding::error(
+            format!("{path}.vip"),
+            format!(
+                "{} is {what} — a VIP is one host's unicast address",
+                vs.vip
+            ),
+        ));
+    }
     if vs.announce == Announce::Vrrp && !vips.contains(&vs.vip) {
         out.push(Finding::error(
             format!("{path}.vip"),

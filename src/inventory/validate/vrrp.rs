@@ -14,6 +14,7 @@ use crate::inventory::schema::{
     Authentication, Director, GARP_DELAY_MAX, GARP_REPEAT_MAX, Garp, Inventory,
     VrrpInstance,
 };
+use crate::inventory::values::vip_problem;
 
 /// One instance's rules, in order: version, advert interval, virtual
 /// addresses, one family, authentication, priorities.
@@ -107,6 +108,15 @@ fn virtual_addresses(
     }
     for (j, va) in vi.virtual_addresses.iter().enumerate() {
         let vpath = format!("{path}.virtual_addresses[{j}]");
+        if let Some(what) = vip_problem(va.address.addr) {
+            out.push(Finding::error(
+                format!("{vpath}.address"),
+                format!(
+                    "{} is {what} — a VIP is one host's unicast address",
+                    va.address.addr
+                ),
+            ));
+        }
         if v2 && va.address.addr.is_ipv6() {
             out.push(Finding::error(
                 format!("{vpath}.address"),
