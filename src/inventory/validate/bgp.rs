@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use super::environment::Environment;
+use super::environment::{Environment, secret_source};
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
     Announce, BGP_INSTANCE, Bgp, BgpPeer, Dataplane, Inventory,
@@ -350,37 +350,14 @@ fn read_password(
     base: &Path,
     env: &dyn Environment,
 ) -> Result<Option<(&'static str, String)>, PasswordProblem> {
-    let problem = |field, message| PasswordProblem { field, message };
-    match (&peer.password_env, &peer.password_file) {
-        (Some(_), Some(_)) => Err(problem(
-            "",
-            "give the password one way: `password_env` or `password_file`"
-                .to_owned(),
-        )),
-        (Some(var), None) => match env.var(var) {
-            Some(value) => Ok(Some((".password_env", value))),
-            None => Err(problem(
-                ".password_env",
-                format!(
-                    "environment variable `{var}` is not set — export it \
-                     before running lbdeploy"
-                ),
-            )),
-        },
-        (None, Some(file)) => {
-            match env.read_secret(&base.join(file), PASSWORD_FILE_MAX) {
-                Ok(text) => {
-                    let value = text.trim_end_matches(['\n', '\r']);
-                    Ok(Some((".password_file", value.to_owned())))
-                }
-                Err(why) => Err(problem(
-                    ".password_file",
-                    format!("`{}`: {why}", file.display()),
-                )),
-            }
-        }
-        (None, None) => Ok(None),
-    }
+    secret_source(
+        peer.password_env.as_deref(),
+        peer.password_file.as_deref(),
+        PASSWORD_FILE_MAX,
+        base,
+        env,
+    )
+    .map_err(|(field, message)| PasswordProblem { field, message })
 }
 
 /// What is wrong with a password's value, without quoting it.
