@@ -574,7 +574,7 @@ mod tests {
         assert_eq!(
             e,
             "director d1: the BGP password for the lab's router: environment \
-             variable `NOPE` is not set — export it before running lbdeploy"
+             variable `NOPE` is not set or empty — export it before running lbdeploy"
         );
         let bad = BGP.replace("LAB_BGP", "BAD");
         let e = render(&inventory(&bad)).unwrap_err().to_string();
