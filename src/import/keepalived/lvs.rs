@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::de::DeserializeOwned;
 
 use super::udp_smtp::{Udp, smtp_checks};
-use super::value::{Fields, Reader};
+use super::value::{Fields, KEEPALIVED_RISE, Reader, Timing, set};
 use crate::import::diag::Pos;
 use crate::import::parser::Node;
 use crate::inventory::{
@@ -20,10 +20,6 @@ use crate::inventory::{
     HttpCheck, PingCheck, Port, Protocol, RealServer, Scheduler, TcpCheck,
     VirtualService, Weight,
 };
-
-/// keepalived's checkers put a server back on its first success; an
-/// imported check keeps that.
-pub(super) const KEEPALIVED_RISE: u32 = 1;
 
 /// keepalived's `DNS_CHECK` retries 3 times unless told otherwise
 /// (`DNS_DEFAULT_RETRY`, check_dns.h), where its other checkers retry once.
@@ -322,14 +318,6 @@ struct Around<'a> {
     delay_loop: Duration,
 }
 
-/// Store a value that was read; a bad one was reported and the default
-/// stays.
-pub(super) fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
-    }
-}
-
 /// An enumerated keyword value (`rr`, `DR`, `TCP`), by the inventory's own
 /// lowercase names.
 fn named<T: DeserializeOwned>(
@@ -397,15 +385,6 @@ fn real_server(
         }
     }
     Some((rs, inhibit))
-}
-
-/// The timing every checker shares, with keepalived's defaults.
-#[derive(Clone, Copy)]
-pub(super) struct Timing {
-    pub(super) connect_timeout: Duration,
-    pub(super) retry: u32,
-    pub(super) delay_before_retry: Duration,
-    pub(super) connect_port: Option<Port>,
 }
 
 /// What a `DNS_CHECK` asks, as keepalived reads it.
@@ -592,6 +571,7 @@ fn url(
         delay_before_retry: t.delay_before_retry,
         rise: KEEPALIVED_RISE,
         connect_port: t.connect_port,
+        tls: None,
     };
     let mut no_match = None;
     for node in block.children() {

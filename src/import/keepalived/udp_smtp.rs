@@ -8,8 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::lvs::{KEEPALIVED_RISE, Timing, set};
-use super::value::Reader;
+use super::value::{KEEPALIVED_RISE, Reader, Timing, set};
 use crate::import::parser::Node;
 use crate::inventory::{Check, SMTP_DEFAULT_HELO, SmtpCheck, UdpCheck};
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use crate::import::diag::{Pos, Report};
 use crate::import::parser::Node;
-use crate::inventory::{Bounded, Duration, ScriptUser};
+use crate::inventory::{Bounded, Duration, Port, ScriptUser};
 
 /// Where each field of an imported section came from, by the field's path
 /// in the inventory (`advert_int`, `real_servers.10.0.0.1:80.weight`); the
@@ -67,6 +67,27 @@ impl<T> Spanned<T> {
     /// `value`, read from `node`'s line.
     pub fn at(value: T, node: &Node) -> Self {
         Self { value, pos: node.pos.clone() }
+    }
+}
+
+/// keepalived's checkers put a server back on its first success; an
+/// imported check keeps that.
+pub(super) const KEEPALIVED_RISE: u32 = 1;
+
+/// The timing every checker shares, with keepalived's defaults.
+#[derive(Clone, Copy)]
+pub(super) struct Timing {
+    pub(super) connect_timeout: Duration,
+    pub(super) retry: u32,
+    pub(super) delay_before_retry: Duration,
+    pub(super) connect_port: Option<Port>,
+}
+
+/// Store a value that was read; a bad one was reported and the default
+/// stays.
+pub(super) fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
     }
 }
 
