@@ -16,6 +16,7 @@
 //! polled, never slept on.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lbdeploy::agent::check::health::{Timing, down_within, up_within};
@@ -25,9 +26,10 @@ use serde_json::Value;
 
 use crate::lab_or_skip;
 use crate::support::inventory::Inventory;
-use crate::support::lab::{TestLab, within};
+use crate::support::lab::{TempDir, TestLab, within};
 use crate::support::sinks::Sink;
 use crate::support::subnet::Subnet;
+use crate::support::test_ca::TestCa;
 
 /// Every check's schedule in these labs.
 const DELAY_LOOP: Duration = Duration::from_secs(1);
@@ -551,15 +553,15 @@ fn dns_checked(s: Subnet) -> String {
         .replace("port: 80,", "port: 53,")
 }
 
-/// The DNS checks' probes of real server `rip` so far: passed, failed.
-fn dns_runs(lab: &TestLab, rip: &str) -> (u64, u64) {
+/// The probes of real server `rip` of `service` so far: passed, failed.
+fn runs(lab: &TestLab, service: &str, rip: &str) -> (u64, u64) {
     let out = lab.exec_ok("keepalived01", "lbdeploy agent status --json");
     let status: Value = serde_json::from_str(&out).unwrap_or_default();
     status["details"]["real_server_checks"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["service"] == "dns" && c["address"] == rip)
+        .find(|c| c["service"] == service && c["address"] == rip)
         .map(|c| {
             let n = |k: &str| c[k].as_u64().unwrap_or(0);
             (n("runs_ok"), n("runs_failed"))
@@ -594,9 +596,9 @@ fn a_dns_check_takes_out_a_server_that_answers_the_wrong_address() {
     // failed, the second at the latest two delay_loops after the agent's
     // start, which apply waits for (one delay_loop of slack).
     within(DELAY_LOOP * 3 + TIMEOUT, "rs01's DNS probes passing", || {
-        dns_runs(&lab, &rip).0 >= 2
+        runs(&lab, "dns", &rip).0 >= 2
     });
-    assert_eq!(dns_runs(&lab, &rip).1, 0, "a probe of rs01 failed");
+    assert_eq!(runs(&lab, "dns", &rip).1, 0, "a probe of rs01 failed");
     assert_eq!(verdict_in(&lab, "dns", &rip), Some(true));
 
     let start = Instant::now();
@@ -804,4 +806,85 @@ fn an_smtp_check_takes_out_a_server_that_refuses_its_greeting_or_helo() {
         "smtp: down after {greeting:?} (greeting), back after {back:?}, \
          down after {helo:?} (HELO), back after {again:?}"
     );
+}
+
+/// Swap rs01's responder for one that also serves HTTPS on 443 with the
+/// certificate and key `files`, answering `status`.
+fn serve_https(lab: &TestLab, files: &(PathBuf, PathBuf), status: u16) {
+    lab.swap_responder(
+        "rs01",
+        &format!(
+            "--name rs01 --status {status} --tls-port 443 --tls-cert {} \
+             --tls-key {}",
+            files.0.display(),
+            files.1.display()
+        ),
+    );
+}
+
+/// Issue #21: an `http_get` check over TLS that verifies (keepalived's
+/// SSL_GET with a CA and SNI): rs01's probes pass with a certificate the
+/// inventory's CA signed for the SNI name; an expired certificate, one
+/// for another name, and the right certificate with a wrong status each
+/// take rs01 out within the bound, with the reason in the log, and it
+/// comes back each time the right server returns.
+#[test]
+fn an_https_check_takes_out_a_server_with_a_bad_certificate_or_status() {
+    let s = Subnet::allocate();
+    let dir = TempDir::new("checks-https");
+    let ca = TestCa::new("checks CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let sni = "rs01.lab.test";
+    let good = ca.server_files(dir.path(), "good", sni, false);
+    let expired = ca.server_files(dir.path(), "expired", sni, true);
+    let misnamed =
+        ca.server_files(dir.path(), "misnamed", "rs9.lab.test", false);
+    let check = format!(
+        "{{ http_get: {{ path: /, connect_port: 443, tls: {{ sni_name: {sni}, \
+         verify: true, ca_file: '{}' }}, connect_timeout: {}ms, retry: \
+         {RETRY}, delay_before_retry: {}ms }} }}",
+        ca_file.display(),
+        TIMEOUT.as_millis(),
+        PAUSE.as_millis()
+    );
+    let inventory = Inventory::example(s)
+        .cluster("checks-https")
+        .virtual_router_id(75)
+        .service_option("name: web")
+        .service_option(&format!("delay_loop: {}ms", DELAY_LOOP.as_millis()))
+        .check("rs01", &check);
+    let lab = lab_or_skip!("checks-https", inventory);
+    serve_https(&lab, &good, 200);
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    let rip = s.addr(21);
+    // Verdicts start up: two probes passed and none failed, as for dns.
+    within(DELAY_LOOP * 3 + TIMEOUT, "rs01's HTTPS probes passing", || {
+        runs(&lab, "web", &rip).0 >= 2
+    });
+    assert_eq!(runs(&lab, "web", &rip).1, 0, "a probe of rs01 failed");
+
+    let down_bound = down_within(timing(1), TIMEOUT) + DELAY_LOOP;
+    let up_bound = up_within(timing(1)) + TIMEOUT + DELAY_LOOP;
+    let wrong = [
+        (&expired, 200, "certificate expired"),
+        (&misnamed, 200, "certificate not valid for name"),
+        (&good, 500, "status 500, not 200"),
+    ];
+    for (files, status, reason) in wrong {
+        serve_https(&lab, files, status);
+        within(down_bound, &format!("rs01 down: {reason}"), || {
+            verdict(&lab, &rip) == Some(false)
+        });
+        let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
+        let down = format!("real server {rip} of web is down: ");
+        assert!(
+            log.lines().any(|l| l.contains(&down) && l.contains(reason)),
+            "no `{down}…{reason}` in the agent's log:\n{log}"
+        );
+        serve_https(&lab, &good, 200);
+        within(up_bound, &format!("rs01 back after {reason}"), || {
+            verdict(&lab, &rip) == Some(true)
+        });
+    }
 }

@@ -37,12 +37,12 @@ use crate::util::files;
 pub(crate) use diag::{Diagnostic, Diagnostics, Finding, Severity};
 pub use mode::Mode;
 pub use schema::*;
-pub(crate) use validate::forbidden_char;
 pub use validate::{
     Environment, NotificationProblem, PasswordProblem, System,
     effective_priority, email_ca, peer_password, secret_file, service_label,
     smtp_password, webhook_ca, webhook_url,
 };
+pub(crate) use validate::{ca_pem, forbidden_char};
 pub use values::{
     Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority,
     ScriptUser, Weight, vip_problem,

@@ -215,6 +215,15 @@ pub enum LabCommand {
             requires = "smtp_port"
         )]
         smtp_helo: u16,
+        /// Serve HTTPS on this port too, with --tls-cert and --tls-key.
+        #[arg(long, value_name = "PORT", requires_all = ["tls_cert", "tls_key"])]
+        tls_port: Option<u16>,
+        /// The PEM file of the HTTPS certificate chain.
+        #[arg(long, value_name = "FILE", requires = "tls_port")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM file of its private key.
+        #[arg(long, value_name = "FILE", requires = "tls_port")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -290,13 +299,16 @@ pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
             smtp_port,
             smtp_greeting,
             smtp_helo,
+            tls_port,
+            tls_cert,
+            tls_key,
         } => {
             let behaviour = super::responder::Behaviour {
                 name: name.clone(),
                 status: *status,
                 delay: delay.unwrap_or_default(),
             };
-            // DNS, UDP and SMTP first: each is bound by the time HTTP
+            // DNS, UDP, SMTP and HTTPS first: each is bound by the time HTTP
             // listens, which is what `lab status` and the tests wait for.
             if let Some(dns_port) = dns_port {
                 let answers = super::responder::DnsAnswers {
@@ -316,6 +328,12 @@ pub fn run(global: &GlobalArgs, args: &LabArgs) -> anyhow::Result<ExitStatus> {
                     helo: *smtp_helo,
                 };
                 super::protocols::serve_smtp(*listen, *port, smtp)?;
+            }
+            if let (Some(port), Some(cert), Some(key)) =
+                (tls_port, tls_cert, tls_key)
+            {
+                let b = behaviour.clone();
+                super::responder::serve_tls(*listen, *port, cert, key, b)?;
             }
             super::responder::serve(*listen, *port, behaviour)?;
             Ok(ExitStatus::Ok)

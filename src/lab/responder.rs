@@ -16,6 +16,9 @@
 //! acknowledges each, so a connection the director sends to another real
 //! server is reset within a line (which the continuity tests count).
 //!
+//! With `--tls-port` it serves the same over HTTPS too ([`serve_tls`]),
+//! with the certificate and key files a test made.
+//!
 //! It is ours rather than busybox httpd for those behaviours. One thread
 //! per connection: a lab serves a handful of test clients.
 //!
@@ -27,8 +30,8 @@
 //! Routing needs — a wildcard UDP socket would answer from the real
 //! server's own address, which clients drop.
 
-use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
@@ -82,18 +85,72 @@ pub fn serve(
     port: u16,
     behaviour: Behaviour,
 ) -> anyhow::Result<()> {
+    accept(bind(listen, port)?, behaviour, None);
+    Ok(())
+}
+
+/// Serve HTTPS on `listen:port` in a thread of its own, as `behaviour`
+/// says, with the certificate chain and key of the PEM files `cert` and
+/// `key`: the server an `http_get` check with `tls` is tested against.
+///
+/// # Errors
+/// When the files do not hold a chain and a key, or the port cannot be
+/// bound.
+pub fn serve_tls(
+    listen: IpAddr,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+    behaviour: Behaviour,
+) -> anyhow::Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading {}", key.display()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key")?;
+    let listener = bind(listen, port)?;
+    let config = std::sync::Arc::new(config);
+    std::thread::spawn(move || accept(listener, behaviour, Some(config)));
+    Ok(())
+}
+
+fn bind(listen: IpAddr, port: u16) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(listen, port);
-    let listener =
-        TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    TcpListener::bind(addr).with_context(|| format!("binding {addr}"))
+}
+
+/// Answer every connection on a thread of its own, over TLS when `tls`
+/// is given.
+fn accept(
+    listener: TcpListener,
+    behaviour: Behaviour,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let behaviour = behaviour.clone();
+        let (behaviour, tls) = (behaviour.clone(), tls.clone());
         std::thread::spawn(move || {
             // A client that goes away mid-request is its own business.
-            let _ = handle(stream, &behaviour);
+            let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+            let _ = match tls {
+                None => handle(stream, &behaviour),
+                Some(config) => rustls::ServerConnection::new(config)
+                    .map_err(std::io::Error::other)
+                    .and_then(|conn| {
+                        let mut tls = rustls::StreamOwned::new(conn, stream);
+                        handle(&mut tls, &behaviour)?;
+                        tls.conn.send_close_notify();
+                        tls.flush()
+                    }),
+            };
         });
     }
-    Ok(())
 }
 
 /// The longest DNS query read: a header and one question (255-byte name),
@@ -260,9 +317,11 @@ pub(super) fn start(
     holder::spawn_in(host, holder, ProcKind::Responder { port }, &args, log)
 }
 
-fn handle(stream: TcpStream, behaviour: &Behaviour) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    let mut reader = BufReader::new(&stream);
+fn handle(
+    mut stream: impl Read + Write,
+    behaviour: &Behaviour,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(&mut stream);
     let mut head = String::new();
     // Read up to the blank line that ends the head; the body, if any, is
     // not needed to answer.
@@ -275,16 +334,16 @@ fn handle(stream: TcpStream, behaviour: &Behaviour) -> std::io::Result<()> {
     }
     std::thread::sleep(behaviour.delay);
     if head.split_whitespace().nth(1) == Some("/stream") {
-        return keep_streaming(&stream, behaviour);
+        return keep_streaming(&mut stream, behaviour);
     }
-    (&stream).write_all(&answer(&head, behaviour))?;
-    (&stream).flush()
+    stream.write_all(&answer(&head, behaviour))?;
+    stream.flush()
 }
 
 /// `/stream`: a head without a length, then the name once per
 /// [`STREAM_EVERY`] until the client goes or [`STREAM_FOR`] is over.
 fn keep_streaming(
-    stream: &TcpStream,
+    out: &mut impl Write,
     behaviour: &Behaviour,
 ) -> std::io::Result<()> {
     let head = format!(
@@ -293,12 +352,12 @@ fn keep_streaming(
         behaviour.status,
         reason(behaviour.status)
     );
-    let mut out = stream;
     out.write_all(head.as_bytes())?;
     let line = format!("{}\n", behaviour.name);
     let end = std::time::Instant::now() + STREAM_FOR;
     while std::time::Instant::now() < end {
         out.write_all(line.as_bytes())?;
+        out.flush()?;
         std::thread::sleep(STREAM_EVERY);
     }
     Ok(())
@@ -440,6 +499,7 @@ mod tests {
 
     #[test]
     fn serves_over_tcp() {
+        use std::net::TcpStream;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -451,5 +511,42 @@ mod tests {
         let mut out = String::new();
         std::io::Read::read_to_string(&mut s, &mut out).unwrap();
         assert!(out.ends_with("rs02\n"), "{out}");
+    }
+
+    /// Over TLS, with the files a test CA wrote: the check that verifies
+    /// against that CA gets the name.
+    #[tokio::test]
+    async fn serves_over_tls_from_pem_files() {
+        use crate::inventory::{HttpCheck, HttpTls};
+        use crate::util::tls::test_ca::TestCa;
+        let dir = std::env::temp_dir()
+            .join(format!("lbd-responder-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = TestCa::new("responder CA");
+        let (cert, key) = ca.server_files(&dir, "rs02", "rs02.lab.test", false);
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let localhost = IpAddr::from([127, 0, 0, 1]);
+        serve_tls(localhost, port, &cert, &key, healthy("rs02")).unwrap();
+        let check = HttpCheck {
+            body_regex: Some("^rs02\n".into()),
+            tls: Some(HttpTls {
+                sni_name: Some("rs02.lab.test".into()),
+                verify: true,
+                ca: Some(ca.pem()),
+                ..Default::default()
+            }),
+            ..serde_yaml::from_str("{ path: / }").unwrap()
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        let shared = crate::agent::check::share(std::iter::empty(), &mut tasks);
+        let check = crate::inventory::Check::HttpGet(check);
+        let server = SocketAddr::new(localhost, port);
+        let probe = crate::agent::check::arm(&check, server, &shared);
+        assert_eq!(probe.check(Duration::from_secs(2)).await, Ok(()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

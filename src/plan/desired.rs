@@ -15,8 +15,8 @@ use crate::inventory::agent::{
     RealServerConfig, RealserverConfig, ServiceConfig, VrrpConfig,
 };
 use crate::inventory::{
-    Authentication, Director, Environment, Inventory, Mode,
-    NotificationProblem, RealServerHost, Track, TrackRef, VrrpInstance,
+    Authentication, Check, Director, Environment, HttpCheck, Inventory, Mode,
+    NotificationProblem, RealServerHost, Track, TrackRef, VrrpInstance, ca_pem,
     effective_priority, email_ca, peer_password, service_label, smtp_password,
     webhook_ca, webhook_url,
 };
@@ -156,12 +156,13 @@ pub enum Error {
         /// What to do.
         hint: &'static str,
     },
-    /// A notification's webhook URL, CA file or SMTP password could not
-    /// be had (from the environment or a file that changed since
-    /// validation): the field and why, never the value.
+    /// A value the inventory names by reference — a webhook's URL, a CA
+    /// file, an SMTP password — could not be had (from the environment or
+    /// a file that changed since validation): the field and why, never
+    /// the value.
     #[error("{field}: {message}")]
-    Notification {
-        /// `notification.webhook…`, `notification.email…`.
+    Reference {
+        /// `notification.webhook…`, `notification.email…`, a check's.
         field: String,
         /// What is wrong, naming the variable or file.
         message: String,
@@ -470,7 +471,37 @@ fn director_config(
         bgp: bgp_config(inv, d, env, base)?,
     };
     config.default_script_user(inv.script_user.as_ref());
+    check_cas(&mut config, env, base)?;
     Ok(config)
+}
+
+/// Each HTTP check's `tls.ca_file`, read into `tls.ca`: the agent gets the
+/// CAs, not the controller's path.
+fn check_cas(
+    config: &mut DirectorConfig,
+    env: &dyn Environment,
+    base: &Path,
+) -> Result<(), Error> {
+    let checks = config
+        .virtual_services
+        .iter_mut()
+        .flat_map(|vs| &mut vs.real_servers)
+        .flat_map(|rs| &mut rs.checks);
+    for check in checks {
+        let Check::HttpGet(HttpCheck { tls: Some(tls), .. }) = check else {
+            continue;
+        };
+        if let Some(file) = tls.ca_file.take() {
+            let pem = ca_pem(&file, base, env).map_err(|message| {
+                Error::Reference {
+                    field: "an http_get check's tls.ca_file".into(),
+                    message,
+                }
+            })?;
+            tls.ca = Some(pem);
+        }
+    }
+    Ok(())
 }
 
 /// Director `d`'s BGP speaker: the inventory's `bgp:` block as it
@@ -522,7 +553,7 @@ fn notification(
     base: &Path,
 ) -> Result<Option<NotificationConfig>, Error> {
     let Some(n) = &inv.notification else { return Ok(None) };
-    let problem = |p: NotificationProblem| Error::Notification {
+    let problem = |p: NotificationProblem| Error::Reference {
         field: p.field,
         message: p.message,
     };

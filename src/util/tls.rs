@@ -9,7 +9,9 @@
 //! was installed), or only the CAs of a PEM file the inventory names —
 //! as `curl --cacert` does, so a private CA does not widen into trusting
 //! the whole public web, nor the public web into a private endpoint.
-//! Verification cannot be switched off for notifications.
+//! Verification cannot be switched off for notifications; a health
+//! check may go without it, as keepalived's `SSL_GET` always does
+//! ([`check_config`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -95,6 +97,81 @@ pub fn client_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// A client configuration for a health check: verifying as
+/// [`client_config`] does when `verify`, else accepting any certificate
+/// as keepalived's `SSL_GET` does — the handshake's signatures are still
+/// checked, so the session is at least with the holder of the key the
+/// certificate names.
+///
+/// # Errors
+/// As [`client_config`], when verifying.
+pub fn check_config(
+    ca_pem: Option<&str>,
+    verify: bool,
+) -> anyhow::Result<Arc<ClientConfig>> {
+    if verify {
+        return client_config(ca_pem);
+    }
+    let builder = ClientConfig::builder();
+    let provider = builder.crypto_provider().clone();
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Takes any certificate, checks the handshake's signatures by it.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>
+    {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error>
+    {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The TLS handshake over `tcp` with the server named `host` (a DNS name

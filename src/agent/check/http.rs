@@ -1,7 +1,8 @@
-//! The `http_get` check (keepalived's `HTTP_GET`): a GET judged by
-//! status, body digest and body pattern. Each phase has its own timeout —
-//! a server that accepts and then never answers fails the read timeout,
-//! as keepalived's `connect_timeout` does for both.
+//! The `http_get` check (keepalived's `HTTP_GET`, and over TLS its
+//! `SSL_GET`): a GET judged by status, body digest and body pattern. Each
+//! phase has its own timeout — a server that accepts and then never
+//! answers fails the read timeout, as keepalived's `connect_timeout` does
+//! for both; the TLS handshake counts with the connect.
 //!
 //! [`judge`] (is this HTTP answer what the check wants?) is pure; the rest
 //! is a thin tokio adapter.
@@ -12,12 +13,15 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use md5::{Digest, Md5};
 use regex::Regex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
-use super::probe::Probe;
+use super::probe::{Misconfigured, Probe};
 use super::tcp;
 use crate::inventory::HttpCheck;
+use crate::util::tls;
 
 /// The most of an answer read: health pages are small, and a server that
 /// streams forever must not hold the checker.
@@ -39,9 +43,21 @@ pub(crate) struct HttpWant {
 }
 
 /// An `http_get` check of `server` (its port unless `connect_port` says
-/// otherwise), its body pattern compiled once.
+/// otherwise), its body pattern compiled once and its TLS configured once.
 pub(crate) fn arm(c: &HttpCheck, server: SocketAddr) -> Box<dyn Probe> {
     let port = c.connect_port.map_or(server.port(), |p| p.get() as u16);
+    let tls = match &c.tls {
+        None => None,
+        Some(t) => match tls::check_config(t.ca.as_deref(), t.verify) {
+            Ok(config) => Some(Tls {
+                config,
+                name: t.sni_name.clone().unwrap_or(server.ip().to_string()),
+            }),
+            // Validation parsed the CAs already: only a config file
+            // written by hand gets here.
+            Err(e) => return Box::new(Misconfigured(format!("tls: {e:#}"))),
+        },
+    };
     Box::new(Get {
         addr: SocketAddr::new(server.ip(), port),
         want: HttpWant {
@@ -53,31 +69,61 @@ pub(crate) fn arm(c: &HttpCheck, server: SocketAddr) -> Box<dyn Probe> {
             // compile here simply does not constrain.
             body: c.body_regex.as_deref().and_then(|r| Regex::new(r).ok()),
         },
+        tls,
     })
 }
 
 struct Get {
     addr: SocketAddr,
     want: HttpWant,
+    tls: Option<Tls>,
+}
+
+/// How a check speaks TLS: whom it trusts (or not) and the server name
+/// it sends (SNI, when a DNS name) and verifies.
+struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    name: String,
 }
 
 impl Probe for Get {
     fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(http(self.addr, &self.want, limit))
+        Box::pin(async move {
+            let tcp = tcp::connect(self.addr, limit).await?;
+            let answer = match &self.tls {
+                None => get(tcp, self.addr, &self.want, limit).await?,
+                Some(t) => {
+                    let handshake =
+                        tls::connect(tcp, &t.name, t.config.clone());
+                    let stream = match timeout(limit, handshake).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return Err(format!("{e:#}")),
+                        Err(_) => {
+                            return Err(format!(
+                                "TLS handshake with {}: not within {limit:?}",
+                                self.addr
+                            ));
+                        }
+                    };
+                    get(stream, self.addr, &self.want, limit).await?
+                }
+            };
+            judge(&answer, &self.want)
+        })
     }
 }
 
-/// GET `want.path` from `addr` and judge the answer; `limit` bounds the
-/// connect and, separately, the whole answer.
+/// GET `want.path` over `stream` (to `addr`) and read the answer, at most
+/// [`MAX_ANSWER`] bytes within `limit`.
 ///
 /// # Errors
-/// Why the server fails the check.
-async fn http(
+/// Why no whole answer came.
+async fn get<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     addr: SocketAddr,
     want: &HttpWant,
     limit: Duration,
-) -> Result<(), String> {
-    let mut stream = tcp::connect(addr, limit).await?;
+) -> Result<Vec<u8>, String> {
     let host = want.host.clone().unwrap_or_else(|| addr.ip().to_string());
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbdeploy-check\r\n\
@@ -86,23 +132,33 @@ async fn http(
     );
     let exchange = async {
         stream.write_all(request.as_bytes()).await?;
+        stream.flush().await?;
         let mut answer = Vec::new();
-        (&mut stream).take(MAX_ANSWER as u64).read_to_end(&mut answer).await?;
+        let read = (&mut stream)
+            .take(MAX_ANSWER as u64)
+            .read_to_end(&mut answer)
+            .await;
+        match read {
+            // A TLS server that closes without close_notify (keepalived
+            // does not insist either, unless `tls_compliant`) has still
+            // said what it said.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    && !answer.is_empty() => {}
+            other => {
+                other?;
+            }
+        }
         Ok::<_, std::io::Error>(answer)
     };
-    let answer = match timeout(limit, exchange).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(e)) => {
-            return Err(format!("GET {} from {addr}: {e}", want.path));
-        }
-        Err(_) => {
-            return Err(format!(
-                "GET {} from {addr}: no complete answer within {limit:?}",
-                want.path
-            ));
-        }
-    };
-    judge(&answer, want)
+    match timeout(limit, exchange).await {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(e)) => Err(format!("GET {} from {addr}: {e}", want.path)),
+        Err(_) => Err(format!(
+            "GET {} from {addr}: no complete answer within {limit:?}",
+            want.path
+        )),
+    }
 }
 
 /// Whether `answer` (a whole HTTP/1.x response) is what `want` asks for.
@@ -142,6 +198,7 @@ pub(crate) fn judge(answer: &[u8], want: &HttpWant) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::HttpTls;
 
     fn want() -> HttpWant {
         HttpWant {
@@ -198,12 +255,88 @@ mod tests {
             drop(silent);
         });
         let limit = Duration::from_millis(300);
-        assert_eq!(http(addr, &want(), limit).await, Ok(()));
-        let slow = http(addr, &want(), limit).await.unwrap_err();
+        let get = Get { addr, want: want(), tls: None };
+        assert_eq!(get.check(limit).await, Ok(()));
+        let slow = get.check(limit).await.unwrap_err();
         assert!(slow.contains("no complete answer"), "{slow}");
         server.abort();
         let _ = server.await;
         // Nothing listens on the port any more.
         assert!(tcp::connect(addr, limit).await.is_err());
+    }
+
+    /// A TLS server on 127.0.0.1 answering every client with `OK`, as
+    /// `server` says, until aborted.
+    async fn https(
+        server: rustls::ServerConfig,
+    ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut s) = acceptor.accept(tcp).await else { continue };
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(OK).await;
+                let _ = s.shutdown().await;
+            }
+        });
+        (addr, task)
+    }
+
+    fn check(tls: HttpTls) -> HttpCheck {
+        let yaml = "{ path: / }";
+        HttpCheck { tls: Some(tls), ..serde_yaml::from_str(yaml).unwrap() }
+    }
+
+    /// Issue #21: over TLS without `verify` any certificate does, as for
+    /// keepalived's SSL_GET; with it, one that chains to the CA given,
+    /// is valid now and names the server — else the reason is given.
+    #[tokio::test]
+    async fn https_verifies_only_when_asked() {
+        use crate::util::tls::test_ca::TestCa;
+        let ca = TestCa::new("check CA");
+        let limit = Duration::from_secs(2);
+        let verify = |name: Option<&str>| HttpTls {
+            sni_name: name.map(Into::into),
+            verify: true,
+            ca: Some(ca.pem()),
+            ..Default::default()
+        };
+        let cases = [
+            (ca.server("127.0.0.1", false), HttpTls::default(), None),
+            (ca.server("127.0.0.1", true), HttpTls::default(), None),
+            (ca.server("127.0.0.1", false), verify(None), None),
+            (
+                ca.server("www.lab.test", false),
+                verify(Some("www.lab.test")),
+                None,
+            ),
+            (ca.server("127.0.0.1", true), verify(None), Some("expired")),
+            (
+                ca.server("www.lab.test", false),
+                verify(None),
+                Some("not valid for name"),
+            ),
+            (
+                ca.server("www.lab.test", false),
+                verify(Some("other.lab.test")),
+                Some("not valid for name"),
+            ),
+        ];
+        for (i, (server, tls, fails)) in cases.into_iter().enumerate() {
+            let (addr, task) = https(server).await;
+            let got = arm(&check(tls), addr).check(limit).await;
+            task.abort();
+            match fails {
+                None => assert_eq!(got, Ok(()), "case {i}"),
+                Some(why) => {
+                    let err = got.unwrap_err();
+                    assert!(err.contains(why), "case {i}: {err}");
+                }
+            }
+        }
     }
 }

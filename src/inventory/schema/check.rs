@@ -108,7 +108,8 @@ macro_rules! check_kinds {
 check_kinds! {
     /// A TCP connect (keepalived's `TCP_CHECK`).
     Tcp(TcpCheck) = "tcp",
-    /// An HTTP GET (keepalived's `HTTP_GET`).
+    /// An HTTP GET (keepalived's `HTTP_GET`), over TLS with `tls`
+    /// (`SSL_GET`).
     HttpGet(HttpCheck) = "http_get",
     /// A command run on the director (keepalived's `MISC_CHECK`).
     Exec(ExecCheck) = "exec",
@@ -219,6 +220,40 @@ pub struct HttpCheck {
     /// Port to check when it differs from the real server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_port: Option<Port>,
+    /// GET over TLS (keepalived's `SSL_GET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTls>,
+}
+
+/// How an HTTP check speaks TLS (keepalived's `SSL_GET`).
+///
+/// keepalived never verifies the server's certificate, and neither does
+/// this unless `verify` is set: a check is usually pointed at servers on a
+/// trusted segment whose certificates carry public names, not their
+/// addresses, and verifying by default would take every imported
+/// `SSL_GET` down. The certificate's expiry is reported either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTls {
+    /// The name sent in SNI (keepalived's `sni_name`, with `enable_sni`),
+    /// and with `verify` the name the certificate must carry; without
+    /// it no SNI is sent and `verify` wants the server's address in the
+    /// certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni_name: Option<String>,
+    /// Fail a server whose certificate does not verify: chained to the
+    /// CAs of `ca_file` (else the director's CA bundle), valid now, for
+    /// the name above.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub verify: bool,
+    /// A PEM file on the controller with the CAs to verify against
+    /// (keepalived's `SSL { ca }`), relative to the inventory's directory;
+    /// the controller reads it into `ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The PEM of those CAs, as the agent gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
 }
 
 impl HttpCheck {

@@ -5,10 +5,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use std::path::Path;
+
+use super::environment::Environment;
+use super::notification::ca_pem;
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
-    Check, DnsCheck, DnsType, ExecCheck, HttpCheck, TcpCheck, UDP_MAX_PAYLOAD,
-    UdpCheck, dns_labels, helo_name_problem, hex_bytes,
+    Check, DnsCheck, DnsType, ExecCheck, HttpCheck, HttpTls, Inventory,
+    TcpCheck, UDP_MAX_PAYLOAD, UdpCheck, dns_labels, helo_name_problem,
+    hex_bytes,
 };
 
 /// The most consecutive successes a check may ask for before a server is
@@ -266,6 +271,84 @@ fn http_rules(http: &HttpCheck, path: &str, out: &mut Vec<Finding>) {
             format!("not a valid regular expression ({})", first.trim()),
         ));
     }
+    if let Some(tls) = &http.tls {
+        tls_rules(tls, &format!("{path}.tls"), out);
+    }
+}
+
+/// An HTTP check's TLS: SNI carries a DNS name only (RFC 6066 §3), the
+/// CAs are given one way and parse, and are of use only when verifying.
+fn tls_rules(tls: &HttpTls, path: &str, out: &mut Vec<Finding>) {
+    if let Some(name) = &tls.sni_name
+        && (name.parse::<IpAddr>().is_ok()
+            || name.ends_with('.')
+            || dns_labels(name).is_err())
+    {
+        out.push(Finding::error(
+            format!("{path}.sni_name"),
+            "SNI carries a DNS name such as `www.example.org` (RFC 6066 \
+             §3: no address, no final dot) — without `sni_name` no SNI is \
+             sent and `verify` wants the server's address in its \
+             certificate",
+        ));
+    }
+    if tls.ca.is_some() && tls.ca_file.is_some() {
+        out.push(Finding::error(
+            path,
+            "give the CAs one way: `ca` (PEM inline) or `ca_file`",
+        ));
+    }
+    if let Some(pem) = &tls.ca
+        && let Err(why) = crate::util::tls::roots_from_pem(pem)
+    {
+        out.push(Finding::error(
+            format!("{path}.ca"),
+            format!("the PEM {why}"),
+        ));
+    }
+    if !tls.verify && (tls.ca.is_some() || tls.ca_file.is_some()) {
+        out.push(Finding::warning(
+            path,
+            "CAs are given but `verify` is off, so any certificate passes \
+             (keepalived's SSL_GET never verifies) — set `verify: true` to \
+             use them",
+        ));
+    }
+}
+
+/// Every HTTP check's `tls.ca_file`: a file on the controller (`base`
+/// resolves a relative one) holding a usable CA certificate.
+pub(crate) fn tls_files(
+    inv: &Inventory,
+    base: &Path,
+    env: &dyn Environment,
+    out: &mut Vec<Finding>,
+) {
+    for (path, tls) in http_tls(inv) {
+        if let Some(file) = &tls.ca_file
+            && let Err(why) = ca_pem(file, base, env)
+        {
+            out.push(Finding::error(format!("{path}.ca_file"), why));
+        }
+    }
+}
+
+/// Every HTTP check's `tls` with its field path.
+fn http_tls(inv: &Inventory) -> impl Iterator<Item = (String, &HttpTls)> {
+    inv.virtual_services.iter().enumerate().flat_map(|(i, vs)| {
+        vs.real_servers.iter().enumerate().flat_map(move |(j, rs)| {
+            rs.checks.iter().enumerate().filter_map(move |(k, c)| match c {
+                Check::HttpGet(HttpCheck { tls: Some(tls), .. }) => Some((
+                    format!(
+                        "virtual_services[{i}].real_servers[{j}].checks[{k}].\
+                         http_get.tls"
+                    ),
+                    tls,
+                )),
+                _ => None,
+            })
+        })
+    })
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub use vrrp::effective_priority;
 use super::diag::Finding;
 use super::schema::{Inventory, VirtualService};
 use hosts::hosts;
+pub(crate) use notification::ca_pem;
 pub use notification::{
     NotificationProblem, email_ca, smtp_password, webhook_ca, webhook_url,
 };
@@ -105,6 +106,7 @@ pub fn validate(
         }
         virtual_service(inv, vs, &path, &vips, &mut out);
     }
+    check::tls_files(inv, base, env, &mut out);
     bgp::bgp(inv, &vips, base, env, &mut out);
     if let Some(n) = &inv.notification {
         notification(n, base, env, &mut out);

@@ -281,7 +281,7 @@ pub fn smtp_password(
 
 /// A CA file's PEM (`base` resolves a relative one), checked by the code
 /// the agent loads it with.
-fn ca_pem(
+pub(crate) fn ca_pem(
     file: &Path,
     base: &Path,
     env: &dyn Environment,

@@ -25,9 +25,13 @@ impl TestCa {
         self.cert.pem()
     }
 
-    /// A server configuration whose certificate this CA signed for `name`
-    /// (a DNS name or an address), long expired when `expired`.
-    pub fn server(&self, name: &str, expired: bool) -> rustls::ServerConfig {
+    /// A certificate this CA signed for `name` (a DNS name or an address),
+    /// long expired when `expired`, and its key.
+    fn issue(
+        &self,
+        name: &str,
+        expired: bool,
+    ) -> (rcgen::Certificate, rcgen::KeyPair) {
         let mut params =
             rcgen::CertificateParams::new(vec![name.into()]).unwrap();
         if expired {
@@ -36,6 +40,12 @@ impl TestCa {
         }
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert, key)
+    }
+
+    /// A server configuration with a certificate as [`Self::issue`] makes.
+    pub fn server(&self, name: &str, expired: bool) -> rustls::ServerConfig {
+        let (cert, key) = self.issue(name, expired);
         let der =
             rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
                 .unwrap();
@@ -43,5 +53,25 @@ impl TestCa {
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], der)
             .unwrap()
+    }
+
+    /// The same as PEM files in `dir`, `NAME.crt` and `NAME.key` (the
+    /// key readable by its owner only): for a server in another process.
+    pub fn server_files(
+        &self,
+        dir: &std::path::Path,
+        file: &str,
+        name: &str,
+        expired: bool,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let (cert, key) = self.issue(name, expired);
+        let (crt, pem) =
+            (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&pem, key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        (crt, pem)
     }
 }
