@@ -8,8 +8,9 @@
 //! or vanish without ever opening a connection to it, a ping check a
 //! server that stops answering echoes, a DNS check of a UDP service a
 //! server whose answer is not the one expected, a UDP check a server
-//! whose datagram answer is wrong or missing, and an SMTP check a mail
-//! server that refuses its greeting or HELO.
+//! whose datagram answer is wrong or missing, an SMTP check a mail
+//! server that refuses its greeting or HELO, and an HTTPS check that
+//! verifies a server whose certificate has expired or names another host.
 //!
 //! Every bound comes from the check timing ([`down_within`],
 //! [`up_within`]) plus one `delay_loop` of slack; the agent status is
