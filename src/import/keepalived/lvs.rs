@@ -17,8 +17,8 @@ use crate::import::diag::Pos;
 use crate::import::parser::Node;
 use crate::inventory::{
     Announce, Check, DnsCheck, DnsType, Duration, ExecCheck, Forwarding,
-    HttpCheck, PingCheck, Port, Protocol, RealServer, Scheduler, TcpCheck,
-    VirtualService, Weight,
+    HttpCheck, HttpTls, PingCheck, Port, Protocol, RealServer, Scheduler,
+    TcpCheck, VirtualService, Weight,
 };
 
 /// keepalived's `DNS_CHECK` retries 3 times unless told otherwise
@@ -425,11 +425,21 @@ fn checker(
     let mut helo_name = None;
     let mut virtualhost = around.virtualhost.map(str::to_owned);
     let smtp = block.keyword == "SMTP_CHECK";
+    let ssl = block.keyword == "SSL_GET";
+    let (mut enable_sni, mut sni_name) = (false, None);
     for node in block.children() {
         if block.keyword == "UDP_CHECK" && udp.read(node, block, r) {
             continue;
         }
         match node.keyword.as_str() {
+            "enable_sni" if ssl => enable_sni = true,
+            "sni_name" if ssl => {
+                sni_name = Some((node, r.one(node, block).map(str::to_owned)))
+            }
+            // The agent ends its TLS sessions as rustls does, with
+            // close_notify: keepalived's option to do so has nothing to
+            // change.
+            "tls_compliant" if ssl => {}
             "helo_name" if smtp => {
                 helo_name = r.one(node, block).map(str::to_owned)
             }
@@ -514,25 +524,59 @@ fn checker(
                 Vec::new()
             }
         },
-        "SSL_GET" => {
-            r.warn(
-                block,
-                server,
-                "SSL_GET is imported as a tcp check on the same port: \
-                 lbdeploy cannot check HTTPS yet, so the url paths, digests \
-                 and status codes are not checked",
-            );
-            vec![tcp(&t)]
-        }
         _ if urls.is_empty() => {
-            r.error(block, block, "HTTP_GET needs a `url { path ... }` block");
+            let m =
+                format!("{} needs a `url {{ path ... }}` block", block.keyword);
+            r.error(block, block, &m);
             Vec::new()
         }
-        _ => urls
-            .into_iter()
-            .filter_map(|u| url(u, block, &t, virtualhost.clone(), r))
-            .map(Check::HttpGet)
-            .collect(),
+        _ => {
+            let sni = match (enable_sni, sni_name) {
+                (true, Some((_, name))) => Sni::Named(name),
+                (true, None) => Sni::VirtualHost,
+                (false, None) => Sni::None,
+                (false, Some((node, _))) => {
+                    r.warn(
+                        node,
+                        block,
+                        "`sni_name` without `enable_sni`: keepalived sends \
+                         no SNI, and neither does the imported check",
+                    );
+                    Sni::None
+                }
+            };
+            urls.into_iter()
+                .filter_map(|u| url(u, block, &t, virtualhost.clone(), r))
+                .map(|mut check| {
+                    if ssl {
+                        check.tls = Some(sni.tls(&check));
+                    }
+                    Check::HttpGet(check)
+                })
+                .collect()
+        }
+    }
+}
+
+/// The SNI an `SSL_GET` sends, as keepalived chooses it: none without
+/// `enable_sni`; with it, `sni_name`, else the url's, the checker's or the
+/// virtual server's `virtualhost`.
+enum Sni {
+    None,
+    Named(Option<String>),
+    VirtualHost,
+}
+
+impl Sni {
+    /// The TLS of one url's check (its `virtualhost` already the one
+    /// keepalived would use): not verified, as keepalived never verifies.
+    fn tls(&self, check: &HttpCheck) -> HttpTls {
+        let sni_name = match self {
+            Sni::None => None,
+            Sni::Named(name) => name.clone(),
+            Sni::VirtualHost => check.virtualhost.clone(),
+        };
+        HttpTls { sni_name, ..HttpTls::default() }
     }
 }
 
@@ -584,6 +628,8 @@ fn url(
             }
             "regex" => check.body_regex = r.one(node, block).map(str::to_owned),
             "regex_no_match" => no_match = Some(node),
+            // As the checker's own: nothing to change.
+            "tls_compliant" if checker.keyword == "SSL_GET" => {}
             "virtualhost" => {
                 check.virtualhost = r.one(node, block).map(str::to_owned)
             }

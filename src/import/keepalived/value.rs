@@ -283,6 +283,11 @@ fn scope(node: &Node, block: &Node) -> String {
 /// What happens to a keyword lbdeploy cannot represent yet, by keyword.
 fn consequence(keyword: &str) -> Option<&'static str> {
     Some(match keyword {
+        "SSL" => {
+            "keepalived loads its `ca` but never verifies a server with it, \
+             and lbdeploy has no client certificates — to verify, write \
+             `tls: { verify: true, ca_file: … }` on the http_get checks"
+        }
         "track_bfd" | "vrrp_track_bfd" => {
             "lbdeploy does not track BFD sessions; the instance's priority \
              will not follow them"
