@@ -4,8 +4,8 @@
 //! (RFC 4954) — only ever over TLS, which validation enforces and this
 //! module checks again; then the message.
 //!
-//! What the server says is read by the check's bounded reply decoder
-//! ([`reply::decode`]) and never trusted further: a server that does not
+//! What the server says is read by the smtp check's bounded reader
+//! ([`Replies`]) and never trusted further: a server that does not
 //! offer `STARTTLS` gets nothing (no silent fall-back to clear text), and
 //! one that sends bytes after its answer to `STARTTLS` — which a man in
 //! the middle would have injected into the clear part, to be read as if
@@ -16,11 +16,11 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::wire::{SmtpDialogue, SmtpStep};
-use crate::agent::check::smtp::reply::{self, Reply};
+use crate::agent::check::smtp::Replies;
 use crate::inventory::{Email, SmtpTls};
 use crate::util::tls;
 
@@ -54,19 +54,19 @@ impl Session<'_> {
         match self.email.tls {
             SmtpTls::None => {
                 let mut s = tcp;
-                replies.expect(&mut s, 220).await?;
+                expect(&mut replies, &mut s, 220).await?;
                 let hello = format!("HELO {}\r\n", dialogue.host);
                 command(&mut s, &mut replies, &hello, 250).await?;
                 self.message(&mut s, &mut replies, dialogue).await
             }
             SmtpTls::Implicit => {
                 let mut s = tls::connect(tcp, host, self.trust()?).await?;
-                replies.expect(&mut s, 220).await?;
+                expect(&mut replies, &mut s, 220).await?;
                 self.login_and_send(&mut s, &mut replies, dialogue).await
             }
             SmtpTls::Starttls => {
                 let mut s = tcp;
-                replies.expect(&mut s, 220).await?;
+                expect(&mut replies, &mut s, 220).await?;
                 let offered = ehlo(&mut s, &mut replies, dialogue).await?;
                 if !offered.iter().any(|c| c == "STARTTLS") {
                     bail!(
@@ -135,7 +135,7 @@ async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> anyhow::Result<Vec<String>> {
     let hello = format!("EHLO {}\r\n", dialogue.host);
     send_line(s, &hello).await?;
-    let (reply, raw) = replies.next(s).await?;
+    let (reply, raw) = replies.next(s).await.map_err(|e| anyhow!(e))?;
     if reply.code != 250 {
         bail!("EHLO: expected 250, got `{reply}`");
     }
@@ -188,15 +188,15 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     )
 }
 
-/// Send `line` and read the reply, which must be `expect`.
+/// Send `line` and read the reply, which must be `code`.
 async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     replies: &mut Replies,
     line: &str,
-    expect: u16,
+    code: u16,
 ) -> anyhow::Result<()> {
     send_line(s, line).await?;
-    replies.expect(s, expect).await
+    expect(replies, s, code).await
 }
 
 async fn send_line<S: AsyncWrite + Unpin>(
@@ -219,51 +219,17 @@ fn host_port(server: &str) -> Option<(&str, u16)> {
     Some((host, port.parse().ok()?))
 }
 
-/// The server's replies, one after the other, from bytes read as they
-/// come, each at most [`reply::MAX_REPLY`] bytes.
-#[derive(Default)]
-struct Replies {
-    buf: Vec<u8>,
-}
-
-impl Replies {
-    /// The next reply, and its raw bytes.
-    async fn next<S: AsyncRead + Unpin>(
-        &mut self,
-        s: &mut S,
-    ) -> anyhow::Result<(Reply, Vec<u8>)> {
-        let mut chunk = [0u8; 1024];
-        loop {
-            if let Some((reply, used)) =
-                reply::decode(&self.buf).map_err(|e| anyhow!("{e}"))?
-            {
-                let raw = self.buf.drain(..used).collect();
-                return Ok((reply, raw));
-            }
-            match s.read(&mut chunk).await? {
-                0 => bail!("the server closed the connection"),
-                n => self.buf.extend_from_slice(&chunk[..n]),
-            }
-        }
+/// The next reply, which must be `code`.
+async fn expect<S: AsyncRead + Unpin>(
+    replies: &mut Replies,
+    s: &mut S,
+    code: u16,
+) -> anyhow::Result<()> {
+    let (reply, _) = replies.next(s).await.map_err(|e| anyhow!(e))?;
+    if reply.code != code {
+        bail!("expected {code}, got `{reply}`");
     }
-
-    /// The next reply, which must be `code`.
-    async fn expect<S: AsyncRead + Unpin>(
-        &mut self,
-        s: &mut S,
-        code: u16,
-    ) -> anyhow::Result<()> {
-        let (reply, _) = self.next(s).await?;
-        if reply.code != code {
-            bail!("expected {code}, got `{reply}`");
-        }
-        Ok(())
-    }
-
-    /// Whether bytes came that no reply has taken yet.
-    fn pending(&self) -> bool {
-        !self.buf.is_empty()
-    }
+    Ok(())
 }
 
 #[cfg(test)]

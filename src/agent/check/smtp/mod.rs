@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -97,48 +97,66 @@ async fn smtp(
 
 /// Greeting, `HELO`, `QUIT`, each reply judged.
 async fn dialogue(mut stream: TcpStream, helo: &str) -> Result<(), String> {
-    let mut replies = Replies { buf: Vec::new() };
-    let greeting = replies.next(&mut stream).await?;
+    let mut replies = Replies::default();
+    let mut next = async |stream: &mut TcpStream| {
+        replies
+            .next(stream)
+            .await
+            .map(|(r, _)| r)
+            .map_err(|e| format!("smtp: {e}"))
+    };
+    let greeting = next(&mut stream).await?;
     judge(Stage::Greeting, &greeting)?;
     send(&mut stream, helo).await?;
-    judge(Stage::Helo, &replies.next(&mut stream).await?)?;
+    judge(Stage::Helo, &next(&mut stream).await?)?;
     send(&mut stream, "QUIT\r\n").await?;
-    judge(Stage::Quit, &replies.next(&mut stream).await?)
+    judge(Stage::Quit, &next(&mut stream).await?)
 }
 
 async fn send(stream: &mut TcpStream, line: &str) -> Result<(), String> {
     stream.write_all(line.as_bytes()).await.map_err(|e| format!("smtp: {e}"))
 }
 
-/// The server's replies, one after the other, from bytes read as they
-/// come.
-struct Replies {
+/// A server's replies, one after the other, from bytes read as they come:
+/// the check's and the email notifications' one reader of SMTP.
+#[derive(Debug, Default)]
+pub(crate) struct Replies {
     /// Read and not yet taken: less than [`reply::MAX_REPLY`] plus one
     /// read, since `reply::decode` refuses more without a whole reply.
     buf: Vec<u8>,
 }
 
 impl Replies {
-    /// The next reply.
-    async fn next(&mut self, stream: &mut TcpStream) -> Result<Reply, String> {
+    /// The next reply, and its raw lines (for an EHLO's extensions).
+    ///
+    /// # Errors
+    /// Bytes that are no reply within the bounds, a read error, or the
+    /// server closing first.
+    pub(crate) async fn next<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+    ) -> Result<(Reply, Vec<u8>), String> {
         let mut chunk = [0u8; 1024];
         loop {
             match reply::decode(&self.buf) {
                 Ok(Some((reply, used))) => {
-                    self.buf.drain(..used);
-                    return Ok(reply);
+                    let raw = self.buf.drain(..used).collect();
+                    return Ok((reply, raw));
                 }
                 Ok(None) => {}
-                Err(e) => return Err(format!("smtp: {e}")),
+                Err(e) => return Err(e.to_string()),
             }
             match stream.read(&mut chunk).await {
-                Ok(0) => {
-                    return Err("smtp: the server closed the connection".into());
-                }
+                Ok(0) => return Err("the server closed the connection".into()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(format!("smtp: {e}")),
+                Err(e) => return Err(e.to_string()),
             }
         }
+    }
+
+    /// Whether bytes came that no reply has taken yet.
+    pub(crate) fn pending(&self) -> bool {
+        !self.buf.is_empty()
     }
 }
 
