@@ -374,6 +374,7 @@ virtual_services:
                     ..Traffic::default()
                 }),
                 drained: true,
+                certificate_expiry: None,
             });
             h
         };

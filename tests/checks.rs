@@ -854,7 +854,8 @@ fn an_https_check_takes_out_a_server_with_a_bad_certificate_or_status() {
         .virtual_router_id(75)
         .service_option("name: web")
         .service_option(&format!("delay_loop: {}ms", DELAY_LOOP.as_millis()))
-        .check("rs01", &check);
+        .check("rs01", &check)
+        .top("metrics:\n  listen: '0.0.0.0:9105'\n");
     let lab = lab_or_skip!("checks-https", inventory);
     serve_https(&lab, &good, 200);
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
@@ -864,6 +865,24 @@ fn an_https_check_takes_out_a_server_with_a_bad_certificate_or_status() {
         runs(&lab, "web", &rip).0 >= 2
     });
     assert_eq!(runs(&lab, "web", &rip).1, 0, "a probe of rs01 failed");
+    // The certificate's end, as the metric alerts use it (rcgen's valid
+    // certificates end in 4096).
+    let metrics = lab.exec_ok(
+        "controller",
+        &format!(
+            "curl -sS --fail --max-time 2 http://{}:9105/metrics",
+            s.addr(11)
+        ),
+    );
+    let gauge = format!(
+        "lbdeploy_check_certificate_expiry_timestamp_seconds{{service=\"web\",\
+         address=\"{rip}\",port=\"80\"}} "
+    );
+    let end: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&gauge)?.parse().ok())
+        .unwrap_or_else(|| panic!("no `{gauge}` in:\n{metrics}"));
+    assert!(end > 4_000_000_000.0, "{end}");
 
     let down_bound = down_within(timing(1), TIMEOUT) + DELAY_LOOP;
     let up_bound = up_within(timing(1)) + TIMEOUT + DELAY_LOOP;

@@ -93,7 +93,10 @@ pub fn run(
     loop {
         let views = rt.block_on(ask_all(&hosts, &vips, args.forks.into()));
         let latest = store.last()?;
-        let warnings = report::warnings(&views, latest, &instances);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let warnings = report::warnings(&views, latest, &instances, now);
         let r = Report {
             format: 1,
             cluster: prepared.inventory.cluster.clone(),

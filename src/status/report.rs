@@ -170,7 +170,15 @@ pub struct RealServerView {
     /// Drained on this director (`lbdeploy drain`): weight 0.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub drained: bool,
+    /// When the certificate its check over TLS last saw expires, in
+    /// seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_expiry: Option<u64>,
 }
+
+/// How long before a real server's certificate expires `status` warns:
+/// two weeks, time for a renewal to go through change control.
+pub const CERTIFICATE_WARNING: u64 = 14 * 86_400;
 
 /// What one host's agent says, in short.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -419,11 +427,15 @@ fn agent(view: &mut HostView, status: &Status) {
     let drained =
         Vec::<Drained>::deserialize(&d["drained"]).unwrap_or_default();
     let checked = d["real_server_checks"].as_array().map(Vec::as_slice);
+    let checks = |service: &str, address: &str| {
+        checked
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c["service"] == service && c["address"] == address)
+    };
     let weight = |service: &str, address: &str| {
-        checked.unwrap_or_default().iter().find_map(|c| {
-            let ours = c["service"] == service && c["address"] == address;
-            ours.then(|| c["weight"].as_u64()?.try_into().ok()).flatten()
-        })
+        let c = checks(service, address)?;
+        c["weight"].as_u64()?.try_into().ok()
     };
     for (service, rs) in servers.into_iter().flatten() {
         for (address, up) in rs.as_object().into_iter().flatten() {
@@ -436,7 +448,42 @@ fn agent(view: &mut HostView, status: &Status) {
                 reason: because[service][address].as_str().map(str::to_owned),
                 traffic: Traffic::deserialize(&traffic[service][address]).ok(),
                 drained: drained.iter().any(|d| d.covers(service, parsed)),
+                certificate_expiry: checks(service, address)
+                    .and_then(|c| c["certificate_expiry"].as_u64()),
             });
+        }
+    }
+}
+
+/// A real server whose certificate (as a check over TLS last saw it,
+/// the earliest any director saw) expired, or expires within
+/// [`CERTIFICATE_WARNING`] of `now`.
+fn certificate_warnings(
+    directors: &[&HostView],
+    now: u64,
+    w: &mut Vec<String>,
+) {
+    let mut earliest: BTreeMap<(&str, IpAddr), u64> = BTreeMap::new();
+    for rs in directors.iter().flat_map(|h| &h.real_servers) {
+        if let Some(at) = rs.certificate_expiry {
+            let e = earliest.entry((&rs.service, rs.address)).or_insert(at);
+            *e = (*e).min(at);
+        }
+    }
+    for ((service, address), at) in earliest {
+        let date = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(at),
+        );
+        if at <= now {
+            w.push(format!(
+                "{service}: real server {address}'s certificate expired {date}"
+            ));
+        } else if at - now < CERTIFICATE_WARNING {
+            w.push(format!(
+                "{service}: real server {address}'s certificate expires {date} \
+                 (in {} days)",
+                (at - now) / 86_400
+            ));
         }
     }
 }
@@ -582,6 +629,7 @@ pub(crate) fn warnings(
     hosts: &[HostView],
     latest: Option<u64>,
     instances: &[String],
+    now: u64,
 ) -> Vec<String> {
     let mut w = Vec::new();
     for h in hosts {
@@ -668,6 +716,7 @@ pub(crate) fn warnings(
             ));
         }
     }
+    certificate_warnings(&directors, now, &mut w);
     if let Some(latest) = latest {
         for h in hosts.iter().filter(|h| h.error.is_none()) {
             if h.generation != Some(latest) {
@@ -975,8 +1024,35 @@ mod tests {
             reason: None,
             traffic: None,
             drained: false,
+            certificate_expiry: None,
         });
         h
+    }
+
+    /// Issue #21: a certificate expired or expiring within two weeks, as
+    /// the earliest director saw it, is warned of; a later one is not.
+    #[test]
+    fn r21_certificates_near_their_end_are_warned_of() {
+        let day = 86_400;
+        let now = 1_800_000_000;
+        let seen = |d: &str, at: u64| {
+            let mut h = director(d, "MASTER", true, true);
+            h.real_servers[0].certificate_expiry = Some(at);
+            h
+        };
+        let w = |hosts: &[HostView]| warnings(hosts, None, &[], now);
+        assert_eq!(w(&[seen("d1", now + 30 * day)]), Vec::<String>::new());
+        assert_eq!(
+            w(&[seen("d1", now + 30 * day), seen("d2", now + 3 * day + 5)]),
+            ["web: real server 10.0.0.21's certificate expires \
+                 2027-01-18T08:00:05Z (in 3 days)"]
+        );
+        assert_eq!(
+            w(&[seen("d1", now - day)]),
+            [
+                "web: real server 10.0.0.21's certificate expired 2027-01-14T08:00:00Z"
+            ]
+        );
     }
 
     #[test]
@@ -986,12 +1062,12 @@ mod tests {
             director("d1", "MASTER", true, true),
             director("d2", "BACKUP", false, true),
         ];
-        assert_eq!(warnings(&good, Some(4), &inst), Vec::<String>::new());
+        assert_eq!(warnings(&good, Some(4), &inst, 0), Vec::<String>::new());
         let two = [
             director("d1", "MASTER", true, true),
             director("d2", "MASTER", true, false),
         ];
-        let w = warnings(&two, Some(5), &inst);
+        let w = warnings(&two, Some(5), &inst, 0);
         assert_eq!(
             w,
             [
@@ -1008,7 +1084,7 @@ mod tests {
         none[0].real_servers[0].up = false;
         none[0].agent.as_mut().unwrap().health = "degraded".into();
         none[0].agent.as_mut().unwrap().degraded = vec!["data plane: x".into()];
-        let w = warnings(&none, None, &inst);
+        let w = warnings(&none, None, &inst, 0);
         assert_eq!(
             w,
             [
@@ -1047,7 +1123,7 @@ mod tests {
             speaker("d1", "Established", &[vip]),
             speaker("d2", "Established", &[vip]),
         ];
-        assert_eq!(warnings(&all, Some(4), &[]), Vec::<String>::new());
+        assert_eq!(warnings(&all, Some(4), &[], 0), Vec::<String>::new());
         let mut text = Vec::new();
         let r = Report {
             format: 1,
@@ -1067,7 +1143,7 @@ mod tests {
             speaker("d2", "Active        Socket: Connection refused", &[]),
         ];
         assert_eq!(
-            warnings(&some, Some(4), &[]),
+            warnings(&some, Some(4), &[], 0),
             [
                 "d2: BGP session peer_10_0_0_1 is Active        Socket: Connection refused",
                 "10.20.0.100: announced by 1 of 2 directors (not by d2)",

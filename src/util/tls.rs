@@ -195,6 +195,76 @@ pub async fn connect(
         .with_context(|| format!("TLS handshake with {host}"))
 }
 
+/// When the certificate `der` stops being valid (its `notAfter`), read
+/// from the DER the server sent — hostile bytes, so every length is
+/// checked and anything unexpected is `None`, never a panic. Only the
+/// path to `notAfter` is walked: Certificate → TBSCertificate → (version)
+/// serial, signature, issuer → Validity (RFC 5280 §4.1).
+pub fn not_after(der: &[u8]) -> Option<std::time::SystemTime> {
+    const SEQUENCE: u8 = 0x30;
+    let (SEQUENCE, certificate, _) = der_element(der)? else { return None };
+    let (SEQUENCE, tbs, _) = der_element(certificate)? else { return None };
+    let mut rest = tbs;
+    // The explicit [0] version is absent from v1 certificates.
+    if let (0xa0, _, after) = der_element(rest)? {
+        rest = after;
+    }
+    for want in [0x02, SEQUENCE, SEQUENCE] {
+        let (tag, _, after) = der_element(rest)?;
+        if tag != want {
+            return None;
+        }
+        rest = after;
+    }
+    let (SEQUENCE, validity, _) = der_element(rest)? else { return None };
+    let (_, _, after) = der_element(validity)?;
+    let (tag, time, _) = der_element(after)?;
+    der_time(tag, time)
+}
+
+/// One DER element at the start of `buf`: its tag, its contents and what
+/// follows it. Lengths of more than four bytes, and BER's indefinite
+/// length, are not DER here.
+fn der_element(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let (bytes, rest) =
+                rest.split_at_checked(usize::from(first & 0x7f))?;
+            let len =
+                bytes.iter().fold(0usize, |n, &b| n << 8 | usize::from(b));
+            (len, rest)
+        }
+        _ => return None,
+    };
+    let (contents, after) = rest.split_at_checked(len)?;
+    Some((tag, contents, after))
+}
+
+/// An X.509 time: UTCTime `YYMMDDHHMMSSZ` (years 1950–2049, RFC 5280
+/// §4.1.2.5.1) or GeneralizedTime `YYYYMMDDHHMMSSZ`.
+fn der_time(tag: u8, time: &[u8]) -> Option<std::time::SystemTime> {
+    let text = std::str::from_utf8(time).ok()?;
+    let year = match (tag, text.len()) {
+        (0x17, 13) => match text.get(..2)?.parse::<u16>().ok()? {
+            yy @ 50.. => format!("19{yy}"),
+            yy => format!("20{yy:02}"),
+        },
+        (0x18, 15) => text.get(..4)?.to_owned(),
+        _ => return None,
+    };
+    let rest = &text[text.len() - 11..];
+    let digits = rest.get(..10)?;
+    if !rest.ends_with('Z') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let [mo, d, h, mi, s] =
+        [0, 2, 4, 6, 8].map(|i| digits.get(i..i + 2).unwrap_or_default());
+    humantime::parse_rfc3339(&format!("{year}-{mo}-{d}T{h}:{mi}:{s}Z")).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::test_ca::TestCa;
@@ -226,5 +296,49 @@ mod tests {
         assert!(err.starts_with("certificate 2 "), "{err}");
         let cut = &good[..good.len() - 10];
         assert!(roots_from_pem(cut).is_err());
+    }
+
+    #[test]
+    fn not_after_is_read_from_the_certificate() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let ca = TestCa::new("dates");
+        let expired = ca.certificate_der("h.example", true);
+        // rcgen's not_after for an expired one: 2021-01-01T00:00:00Z.
+        assert_eq!(
+            not_after(&expired),
+            Some(UNIX_EPOCH + Duration::from_secs(1_609_459_200))
+        );
+        let valid = not_after(&ca.certificate_der("h.example", false));
+        assert!(valid.unwrap() > std::time::SystemTime::now());
+    }
+
+    #[test]
+    fn x509_times_both_forms() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |secs| Some(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(der_time(0x17, b"491231235959Z"), at(2_524_607_999));
+        // UTCTime 50 is 1950, not 2050 (RFC 5280 §4.1.2.5.1).
+        assert_ne!(der_time(0x17, b"500101000000Z"), at(2_524_608_000));
+        assert_eq!(der_time(0x18, b"20210101000000Z"), at(1_609_459_200));
+        for bad in [
+            &b"2101010000Z"[..],
+            b"210101000000+",
+            b"21013100000aZ",
+            b"211301000000Z",
+        ] {
+            assert_eq!(der_time(0x17, bad), None, "{bad:?}");
+        }
+        assert_eq!(der_time(0x04, b"210101000000Z"), None);
+    }
+
+    #[test]
+    fn hostile_der_is_none_never_a_panic() {
+        let good = TestCa::new("fuzz").certificate_der("h.example", false);
+        for cut in 0..good.len() {
+            let _ = not_after(&good[..cut]);
+        }
+        assert_eq!(not_after(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(not_after(&[0x30, 0x80, 0x00, 0x00]), None);
+        assert_eq!(not_after(&[]), None);
     }
 }

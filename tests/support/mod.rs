@@ -12,8 +12,10 @@ pub mod inventory;
 pub mod lab;
 pub mod sinks;
 pub mod subnet;
-/// The library's test CA, compiled here too (rcgen is a dev-dependency).
+/// The library's test CA, compiled here too (rcgen is a dev-dependency);
+/// the lab tests use part of it, the unit tests the rest.
 #[path = "../../src/util/tls/test_ca.rs"]
+#[allow(dead_code)]
 pub mod test_ca;
 
 /// How many adverts a `tcpdump -tt` capture of 1 s adverts holds (one

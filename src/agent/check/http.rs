@@ -8,7 +8,7 @@
 //! is a thin tokio adapter.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 use md5::{Digest, Md5};
@@ -70,6 +70,7 @@ pub(crate) fn arm(c: &HttpCheck, server: SocketAddr) -> Box<dyn Probe> {
             body: c.body_regex.as_deref().and_then(|r| Regex::new(r).ok()),
         },
         tls,
+        expiry: std::sync::Mutex::new(None),
     })
 }
 
@@ -77,6 +78,8 @@ struct Get {
     addr: SocketAddr,
     want: HttpWant,
     tls: Option<Tls>,
+    /// When the certificate the last handshake saw expires.
+    expiry: std::sync::Mutex<Option<SystemTime>>,
 }
 
 /// How a check speaks TLS: whom it trusts (or not) and the server name
@@ -86,7 +89,20 @@ struct Tls {
     name: String,
 }
 
+impl Get {
+    /// Keep the expiry of the server's own certificate, the chain's first.
+    fn saw(&self, chain: Option<&[rustls::pki_types::CertificateDer<'_>]>) {
+        let expiry =
+            chain.and_then(|c| c.first()).and_then(|c| tls::not_after(c));
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = expiry;
+    }
+}
+
 impl Probe for Get {
+    fn certificate_expiry(&self) -> Option<SystemTime> {
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let tcp = tcp::connect(self.addr, limit).await?;
@@ -96,9 +112,18 @@ impl Probe for Get {
                     let handshake =
                         tls::connect(tcp, &t.name, t.config.clone());
                     let stream = match timeout(limit, handshake).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return Err(format!("{e:#}")),
+                        Ok(Ok(s)) => {
+                            self.saw(s.get_ref().1.peer_certificates());
+                            s
+                        }
+                        // What a refused handshake saw is not kept: the
+                        // failure says what was wrong with it.
+                        Ok(Err(e)) => {
+                            self.saw(None);
+                            return Err(format!("{e:#}"));
+                        }
                         Err(_) => {
+                            self.saw(None);
                             return Err(format!(
                                 "TLS handshake with {}: not within {limit:?}",
                                 self.addr
@@ -255,7 +280,8 @@ mod tests {
             drop(silent);
         });
         let limit = Duration::from_millis(300);
-        let get = Get { addr, want: want(), tls: None };
+        let get =
+            Get { addr, want: want(), tls: None, expiry: Default::default() };
         assert_eq!(get.check(limit).await, Ok(()));
         let slow = get.check(limit).await.unwrap_err();
         assert!(slow.contains("no complete answer"), "{slow}");
@@ -328,13 +354,21 @@ mod tests {
         ];
         for (i, (server, tls, fails)) in cases.into_iter().enumerate() {
             let (addr, task) = https(server).await;
-            let got = arm(&check(tls), addr).check(limit).await;
+            let probe = arm(&check(tls), addr);
+            let got = probe.check(limit).await;
             task.abort();
+            let expiry = probe.certificate_expiry();
             match fails {
-                None => assert_eq!(got, Ok(()), "case {i}"),
+                None => {
+                    assert_eq!(got, Ok(()), "case {i}");
+                    // Case 1's certificate expired in 2021, unverified.
+                    let expired = expiry.unwrap() < SystemTime::now();
+                    assert_eq!(expired, i == 1, "case {i}: {expiry:?}");
+                }
                 Some(why) => {
                     let err = got.unwrap_err();
                     assert!(err.contains(why), "case {i}: {err}");
+                    assert_eq!(expiry, None, "case {i}");
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! one runner share ([`Shared`]). The kinds depend on this file and the
 //! dispatch in `check` depends on the kinds, so neither depends back.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 
@@ -16,6 +16,12 @@ pub(crate) trait Probe: Send + Sync {
     /// # Errors
     /// Why the server fails the check, naming it.
     fn check(&self, limit: Duration) -> BoxFuture<'_, Result<(), String>>;
+
+    /// When the certificate the last check saw expires: for checks over
+    /// TLS, reported whether or not they verify it.
+    fn certificate_expiry(&self) -> Option<SystemTime> {
+        None
+    }
 }
 
 /// What the checks of one runner share.

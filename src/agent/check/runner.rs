@@ -153,13 +153,12 @@ async fn run(
             let started = Instant::now();
             (c.probe.check(c.limit).await, started.elapsed())
         };
-        super::stats::observe(
-            &t.service,
-            t.address,
-            t.port,
-            result.is_ok(),
-            took,
-        );
+        let seen = super::stats::Seen {
+            ok: result.is_ok(),
+            latency: took,
+            certificate_expiry: c.probe.certificate_expiry(),
+        };
+        super::stats::observe(&t.service, t.address, t.port, seen);
         let outcome = c.health.record(result.is_ok());
         c.due = grid.nearest(Instant::now() + outcome.next_in);
         let now_up = checkers.iter().all(|c| c.health.is_up());

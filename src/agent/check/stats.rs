@@ -75,6 +75,21 @@ pub struct ServerChecks {
     pub consecutive_failures: u64,
     /// How long the probes took, passed or failed.
     pub latency: Histogram,
+    /// When the certificate a check over TLS last saw expires, in seconds
+    /// since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_expiry: Option<u64>,
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    /// Whether it passed.
+    pub ok: bool,
+    /// How long it took.
+    pub latency: Duration,
+    /// When the server's certificate expires, for a check over TLS.
+    pub certificate_expiry: Option<std::time::SystemTime>,
 }
 
 impl ServerChecks {
@@ -89,11 +104,18 @@ impl ServerChecks {
             runs_failed: 0,
             consecutive_failures: 0,
             latency: Histogram::default(),
+            certificate_expiry: None,
         }
     }
 
-    /// Count one probe's result and how long it took.
-    pub fn record(&mut self, ok: bool, latency: Duration) {
+    /// Count one probe's result and how long it took, and keep the
+    /// expiry of the certificate it saw.
+    pub fn record(&mut self, seen: Seen) {
+        let Seen { ok, latency, certificate_expiry } = seen;
+        if let Some(at) = certificate_expiry {
+            let since = at.duration_since(std::time::UNIX_EPOCH);
+            self.certificate_expiry = since.ok().map(|d| d.as_secs());
+        }
         if ok {
             self.runs_ok += 1;
             self.consecutive_failures = 0;
@@ -143,16 +165,10 @@ fn carried(
 }
 
 /// Count one probe of `service`'s real server `address:port`.
-pub fn observe(
-    service: &str,
-    address: IpAddr,
-    port: u16,
-    ok: bool,
-    latency: Duration,
-) {
+pub fn observe(service: &str, address: IpAddr, port: u16, seen: Seen) {
     let key = (service.to_owned(), address, port);
     if let Some(s) = record().get_mut(&key) {
-        s.record(ok, latency);
+        s.record(seen);
     }
 }
 
@@ -184,17 +200,26 @@ mod tests {
     fn a_success_ends_a_run_of_failures() {
         let ip = "10.0.0.21".parse().unwrap();
         let mut s = ServerChecks::new("web".to_owned(), ip, 80);
-        let ms = Duration::from_millis(1);
+        let seen = |ok| Seen {
+            ok,
+            latency: Duration::from_millis(1),
+            certificate_expiry: None,
+        };
         for ok in [false, false, false] {
-            s.record(ok, ms);
+            s.record(seen(ok));
         }
         assert_eq!((s.runs_failed, s.consecutive_failures), (3, 3));
-        s.record(true, ms);
+        s.record(seen(true));
         assert_eq!(
             (s.runs_ok, s.runs_failed, s.consecutive_failures),
             (1, 3, 0)
         );
         assert_eq!(s.latency.count, 4);
+        // A certificate seen is kept, also by the probes that see none.
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        s.record(Seen { certificate_expiry: Some(at), ..seen(true) });
+        s.record(seen(false));
+        assert_eq!(s.certificate_expiry, Some(1_800_000_000));
     }
 
     #[test]
@@ -208,7 +233,11 @@ mod tests {
         };
         let mut r = carried(BTreeMap::new(), servers(1));
         let key = ("web".to_owned(), ip("10.0.0.21"), 80);
-        r.get_mut(&key).unwrap().record(false, Duration::ZERO);
+        r.get_mut(&key).unwrap().record(Seen {
+            ok: false,
+            latency: Duration::ZERO,
+            certificate_expiry: None,
+        });
         let r = carried(r, servers(5));
         assert_eq!(r.len(), 2);
         assert_eq!((r[&key].runs_failed, r[&key].weight), (1, 5));

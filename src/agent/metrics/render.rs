@@ -587,6 +587,20 @@ fn checks(e: &mut Exposition, servers: &[ServerChecks]) {
         );
     }
     e.family(
+        "lbdeploy_check_certificate_expiry_timestamp_seconds",
+        Kind::Gauge,
+        "When the certificate a check over TLS last saw expires (Unix time).",
+    );
+    for s in servers {
+        let Some(at) = s.certificate_expiry else { continue };
+        let (a, p) = with(s);
+        e.sample(
+            "lbdeploy_check_certificate_expiry_timestamp_seconds",
+            &[("service", &s.service), ("address", &a), ("port", &p)],
+            at as f64,
+        );
+    }
+    e.family(
         "lbdeploy_check_duration_seconds",
         Kind::Histogram,
         "How long each health-check probe took, passed or failed.",
@@ -703,7 +717,8 @@ mod tests {
                 "real_server_checks": [{
                     "service": "web", "address": "10.0.0.21", "port": 80,
                     "weight": 3, "runs_ok": 5, "runs_failed": 1,
-                    "consecutive_failures": 0, "latency": latency
+                    "consecutive_failures": 0, "latency": latency,
+                    "certificate_expiry": 1_800_000_000u64
                 }],
                 "dataplane_reconciles": { "errors": 1, "duration": latency },
             }),
@@ -789,6 +804,7 @@ mod tests {
             "lbdeploy_service_quorum{service=\"web\"} 1\n",
             "lbdeploy_real_server_weight{service=\"web\",address=\"10.0.0.21\",port=\"80\"} 3\n",
             "lbdeploy_check_runs_total{service=\"web\",address=\"10.0.0.21\",port=\"80\",result=\"failure\"} 1\n",
+            "lbdeploy_check_certificate_expiry_timestamp_seconds{service=\"web\",address=\"10.0.0.21\",port=\"80\"} 1800000000\n",
             "lbdeploy_check_duration_seconds_bucket{service=\"web\",address=\"10.0.0.21\",port=\"80\",le=\"0.005\"} 1\n",
             "lbdeploy_dataplane_reconcile_errors_total 1\n",
             "lbdeploy_dataplane_reconcile_duration_seconds_count 1\n",

@@ -43,6 +43,11 @@ impl TestCa {
         (cert, key)
     }
 
+    /// The DER of a certificate as [`Self::issue`] makes.
+    pub fn certificate_der(&self, name: &str, expired: bool) -> Vec<u8> {
+        self.issue(name, expired).0.der().to_vec()
+    }
+
     /// A server configuration with a certificate as [`Self::issue`] makes.
     pub fn server(&self, name: &str, expired: bool) -> rustls::ServerConfig {
         let (cert, key) = self.issue(name, expired);
