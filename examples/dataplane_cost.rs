@@ -38,7 +38,7 @@ fn ruleset(services: usize, per: usize, change: Change) -> Ruleset {
     let service = |s: usize| Service {
         name: format!("web{s}"),
         vip: format!("10.{}.{}.200", s / 250, s % 250).parse().unwrap(),
-        port: 80,
+        ports: vec![lbdeploy::inventory::PortSpan::one(80)],
         proto: Proto::Tcp,
         persistent: false,
         buckets: buckets::count(per),

@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         services: vec![Service {
             name: "web".into(),
             vip: "10.77.0.200".parse()?,
-            port: 80,
+            ports: vec![lbdeploy::inventory::PortSpan::one(80)],
             proto: Proto::Tcp,
             persistent: false,
             buckets: buckets::count(2),

@@ -70,7 +70,7 @@ fn install(
         services: vec![Service {
             name: "web".into(),
             vip: s.vip().parse().unwrap(),
-            port: 80,
+            ports: vec![lbdeploy::inventory::PortSpan::one(80)],
             proto: Proto::Tcp,
             persistent,
             buckets: buckets::count(backends.len()),
@@ -231,7 +231,7 @@ fn many(services: usize, down: &[(usize, usize)]) -> Ruleset {
             .map(|s| Service {
                 name: format!("web{s}"),
                 vip: format!("10.0.{s}.200").parse().unwrap(),
-                port: 80,
+                ports: vec![lbdeploy::inventory::PortSpan::one(80)],
                 proto: Proto::Tcp,
                 persistent: false,
                 buckets: buckets::count(10),

@@ -28,6 +28,7 @@ mod ipvs_vm;
 mod lab;
 mod metrics;
 mod notify_tls;
+mod port_groups;
 mod realserver;
 mod removed_hosts;
 mod status;

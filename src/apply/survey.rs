@@ -149,9 +149,11 @@ async fn refuse_unfit(
             continue;
         };
         p.conn.close().await;
-        let index = prepared.inventory.virtual_services.iter().position(|s| {
-            s.vip == need.vip && s.port.get() as u16 == need.port
-        });
+        let index = prepared
+            .inventory
+            .virtual_services
+            .iter()
+            .position(|s| s.vip == need.vip && s.first_port() == need.port);
         let (line, col) = index.map_or((1, 1), |i| {
             crate::inventory::position(
                 &prepared.text,

@@ -545,8 +545,8 @@ fn list(set: &BTreeSet<IpAddr>) -> String {
 
 // ===== virtual services =====
 
-fn key(vs: &VirtualService) -> (IpAddr, u32, crate::inventory::Protocol) {
-    (vs.vip, vs.port.get(), vs.protocol)
+fn key(vs: &VirtualService) -> (IpAddr, u16, crate::inventory::Protocol) {
+    (vs.vip, vs.first_port(), vs.protocol)
 }
 
 fn services(
@@ -556,7 +556,7 @@ fn services(
 ) -> Vec<VirtualService> {
     let mut out = Vec::new();
     for (vs, fields) in &confs[0].1.services {
-        let what = format!("virtual_server {} {}", vs.vip, vs.port);
+        let what = format!("virtual_server {} {}", vs.vip, vs.first_port());
         let mut places = vec![&fields.block];
         for (_, other) in &confs[1..] {
             match other.services.iter().find(|(o, _)| key(o) == key(vs)) {
@@ -587,7 +587,7 @@ fn services(
                         "virtual_server {} {} is not in {} — every director \
                          must carry the same services",
                         o.vip,
-                        o.port,
+                        o.first_port(),
                         confs[0].1.file.display()
                     ),
                 );
@@ -604,9 +604,9 @@ fn name_services(
     report: &mut Report,
 ) {
     for (name, at) in names {
-        let found = services.iter_mut().filter(|vs| {
-            vs.vip == at.ip() && vs.port.get() == u32::from(at.port())
-        });
+        let found = services
+            .iter_mut()
+            .filter(|vs| vs.vip == at.ip() && vs.first_port() == at.port());
         let mut any = false;
         for vs in found {
             vs.name = Some(name.clone());

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Announce, ArpSuppression, Bfd, Check, Dataplane, Duration, Email, Garp,
-    IfAddr, Metrics, NotifyHooks, Port, Protocol, RtPriority, Scheduler,
-    ScriptUser, SyncGroup, Track, TrackFile, TrackProcess, VirtualAddress,
-    VrrpScript,
+    IfAddr, Metrics, NotifyHooks, Port, PortSpan, Protocol, RtPriority,
+    Scheduler, ScriptUser, SyncGroup, Track, TrackFile, TrackProcess,
+    VirtualAddress, VrrpScript,
 };
 
 /// The file in the agent's runtime directory that a host's retirement
@@ -355,8 +355,11 @@ pub struct ServiceConfig {
     /// every director announces it over BGP.
     #[serde(default, skip_serializing_if = "Announce::is_vrrp")]
     pub announce: Announce,
-    /// The port.
+    /// The port; the first of `ports` for a port group.
     pub port: Port,
+    /// A port group's ports and ranges; empty for one `port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpan>,
     /// TCP or UDP.
     pub protocol: Protocol,
     /// Scheduling algorithm.

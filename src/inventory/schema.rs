@@ -761,8 +761,15 @@ pub struct VirtualService {
     /// the default) or announced by every director over BGP (`bgp`).
     #[serde(default, skip_serializing_if = "Announce::is_vrrp")]
     pub announce: Announce,
-    /// The service port.
-    pub port: Port,
+    /// The service port; or `ports`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<Port>,
+    /// Several ports and port ranges served as one service, instead of
+    /// `port` (keepalived's fwmark service, without the mangle rules):
+    /// `[80, 443]`, `[8000-8100]`. A persistent one keeps a client on one
+    /// real server across all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpan>,
     /// Transport protocol (keepalived's `protocol TCP`).
     #[serde(default)]
     pub protocol: Protocol,
@@ -793,6 +800,105 @@ pub struct VirtualService {
     pub inhibit_on_failure: bool,
     /// The real servers behind the VIP.
     pub real_servers: Vec<RealServer>,
+}
+
+impl VirtualService {
+    /// The ports it serves: `port`, or `ports`.
+    pub fn spans(&self) -> Vec<PortSpan> {
+        match self.port {
+            Some(p) => vec![PortSpan::one(p.get() as u16)],
+            None => self.ports.clone(),
+        }
+    }
+
+    /// The port it is named and checked by: `port`, or the first of
+    /// `ports`; 0 when it has neither (which validation refuses).
+    pub fn first_port(&self) -> u16 {
+        self.spans().first().map_or(0, |s| s.first)
+    }
+}
+
+/// A port, or a range of ports, of a service's `ports`: `443` or
+/// `8000-8100` (both ends served).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSpan {
+    /// The first port.
+    pub first: u16,
+    /// The last port; `first` for one port.
+    pub last: u16,
+}
+
+impl PortSpan {
+    /// The one port `port`.
+    pub fn one(port: u16) -> Self {
+        Self { first: port, last: port }
+    }
+
+    /// Whether it shares a port with `other`.
+    pub fn overlaps(&self, other: &PortSpan) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+}
+
+/// `80` or `8000-8100`, as nft writes them.
+impl std::fmt::Display for PortSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.first == self.last {
+            true => write!(f, "{}", self.first),
+            false => write!(f, "{}-{}", self.first, self.last),
+        }
+    }
+}
+
+impl std::str::FromStr for PortSpan {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let port = |p: &str| match p.trim().parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "`{s}` is not a port (1–65535) or a range such as 8000-8100"
+            )),
+        };
+        let span = match s.split_once('-') {
+            Some((a, b)) => Self { first: port(a)?, last: port(b)? },
+            None => Self::one(port(s)?),
+        };
+        match span.first <= span.last {
+            true => Ok(span),
+            false => Err(format!(
+                "`{s}` runs backwards — write {}-{}",
+                span.last, span.first
+            )),
+        }
+    }
+}
+
+impl Serialize for PortSpan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.first == self.last {
+            true => s.serialize_u16(self.first),
+            false => s.collect_str(self),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Number(u64),
+            Text(String),
+        }
+        let text = match Form::deserialize(d)? {
+            Form::Number(n) => n.to_string(),
+            Form::Text(t) => t,
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_delay_loop() -> Duration {

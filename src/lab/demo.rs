@@ -124,8 +124,8 @@ impl<'a> Demo<'a> {
             .virtual_services
             .first()
             .context("the demo needs a virtual service in the inventory")?;
-        let url = format!("http://{}:{}/", svc.vip, svc.port.get());
-        let port = svc.port.get();
+        let port = u32::from(svc.first_port());
+        let url = format!("http://{}:{port}/", svc.vip);
         let note = match svc.persistence_timeout {
             Some(_) => {
                 " — persistence_timeout keeps one client on one real server"

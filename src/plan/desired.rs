@@ -16,9 +16,9 @@ use crate::inventory::agent::{
 };
 use crate::inventory::{
     Authentication, Check, Director, Environment, HttpCheck, Inventory, Mode,
-    NotificationProblem, RealServerHost, Track, TrackRef, VrrpInstance, ca_pem,
-    effective_priority, email_ca, peer_password, service_label, smtp_password,
-    webhook_ca, webhook_url,
+    NotificationProblem, Port, RealServerHost, Track, TrackRef, VrrpInstance,
+    ca_pem, effective_priority, email_ca, peer_password, service_label,
+    smtp_password, webhook_ca, webhook_url,
 };
 
 use super::facts::HostFacts;
@@ -436,7 +436,11 @@ fn director_config(
                 name: vs.name.clone().unwrap_or_else(|| service_label(vs)),
                 vip: vs.vip,
                 announce: vs.announce,
-                port: vs.port,
+                // A u16 of at least 1 is a Port; validation wants `port`
+                // or `ports`, so the 1 is never used.
+                port: Port::new(u32::from(vs.first_port().max(1)))
+                    .expect("1–65535 is a port"),
+                ports: vs.ports.clone(),
                 protocol: vs.protocol,
                 scheduler: vs.scheduler,
                 persistence_timeout: vs.persistence_timeout,

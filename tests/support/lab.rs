@@ -327,7 +327,7 @@ impl TestLab {
         .expect("the test inventory loads")
         .inventory;
         let vs = inv.virtual_services.first().expect("a virtual service");
-        self.curl("client", &format!("http://{}:{}/", vs.vip, vs.port))
+        self.curl("client", &format!("http://{}:{}/", vs.vip, vs.first_port()))
     }
 
     /// Run `lab down` now (and not again on drop); its output.

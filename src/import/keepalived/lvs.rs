@@ -151,7 +151,12 @@ pub(crate) fn virtual_server(
         .into_iter()
         .map(|(vip, port, name)| {
             (
-                VirtualService { vip, port, name, ..template.clone() },
+                VirtualService {
+                    vip,
+                    port: Some(port),
+                    name,
+                    ..template.clone()
+                },
                 fields.clone(),
             )
         })
@@ -172,7 +177,8 @@ fn service(
         name: None,
         vip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         announce: Announce::Vrrp,
-        port: Port::new(1)?,
+        port: Port::new(1),
+        ports: Vec::new(),
         protocol: Protocol::Tcp,
         scheduler: Scheduler::Wlc,
         forwarding: Forwarding::Nat,

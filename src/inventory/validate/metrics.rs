@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::inventory::diag::Finding;
-use crate::inventory::schema::{Inventory, Metrics};
+use crate::inventory::schema::{Inventory, Metrics, PortSpan};
 
 /// Every `metrics` rule: the inventory's, each director's and each real
 /// server's.
@@ -44,7 +44,7 @@ pub(crate) fn metrics(inv: &Inventory, out: &mut Vec<Finding>) {
         // The same port below PORT_MIN is reported once, above.
         let listen = m.listen;
         let served = inv.virtual_services.iter().find(|vs| {
-            vs.port.get() == u32::from(listen.port())
+            vs.spans().iter().any(|s| s.overlaps(&PortSpan::one(listen.port())))
                 && vs.real_servers.iter().any(|rs| {
                     rs.host.as_deref() == Some(r.name.as_str())
                         || rs.address == Some(r.address.addr)

@@ -33,8 +33,7 @@ mod text;
 mod track;
 mod vrrp;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 pub use bgp::{PasswordProblem, peer_password};
@@ -91,18 +90,32 @@ pub fn validate(
     vrrp_sync_groups(inv, &mut out);
     vrids(inv, &mut out);
     let vips = vrrp_vips(inv);
-    let mut seen = HashMap::new();
     for (i, vs) in inv.virtual_services.iter().enumerate() {
         let path = format!("virtual_services[{i}]");
-        if let Some(first) = seen.insert((vs.vip, vs.port, vs.protocol), i) {
-            out.push(Finding::error(
-                &path,
-                format!(
+        let shared = inv.virtual_services[..i].iter().position(|other| {
+            other.vip == vs.vip
+                && other.protocol == vs.protocol
+                && other
+                    .spans()
+                    .iter()
+                    .any(|a| vs.spans().iter().any(|b| a.overlaps(b)))
+        });
+        if let Some(first) = shared {
+            let other = &inv.virtual_services[first];
+            let what = match other.spans() == vs.spans() {
+                true => format!(
                     "{} is defined twice (first at virtual_services[{first}]) \
                      — merge the two entries",
                     service_label(vs)
                 ),
-            ));
+                false => format!(
+                    "{} shares ports with virtual_services[{first}] ({}) — a \
+                     port belongs to one service",
+                    service_label(vs),
+                    service_label(other)
+                ),
+            };
+            out.push(Finding::error(&path, what));
         }
         virtual_service(inv, vs, &path, &vips, &mut out);
     }
@@ -118,5 +131,18 @@ pub fn validate(
 pub fn service_label(vs: &VirtualService) -> String {
     let proto = format!("{:?}", vs.protocol).to_lowercase();
     // A Port is 1–65535: the narrowing cannot lose anything.
-    format!("{}/{proto}", SocketAddr::new(vs.vip, vs.port.get() as u16))
+    match vs.port {
+        Some(p) => {
+            format!("{}/{proto}", SocketAddr::new(vs.vip, p.get() as u16))
+        }
+        None => {
+            let ports: Vec<String> =
+                vs.ports.iter().map(ToString::to_string).collect();
+            let vip = match vs.vip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            format!("{vip}:{}/{proto}", ports.join(","))
+        }
+    }
 }

@@ -23,6 +23,7 @@ pub(crate) fn virtual_service(
     out: &mut Vec<Finding>,
 ) {
     vip(vs, path, vips, out);
+    ports(inv, vs, path, out);
     forwarding_and_scheduling(inv, vs, path, out);
     real_servers(inv, vs, path, out);
     quorum(vs, path, out);
@@ -58,6 +59,86 @@ fn vip(
                 vs.vip
             ),
         ));
+    }
+}
+
+/// The most spans (ports and ranges) one service's `ports` may list: far
+/// more than an FTP or HTTP+HTTPS group needs, few enough for one rule.
+pub(crate) const PORT_SPANS_MAX: usize = 64;
+
+/// One of `port` and `ports`. A port group: spans that do not overlap,
+/// at most [`PORT_SPANS_MAX`], on the nftables data plane (IPVS would
+/// need a fwmark service, not built yet), and at most one persistent
+/// group per VIP and protocol — their clients are pinned in one map
+/// keyed by client address, which two groups would share.
+fn ports(
+    inv: &Inventory,
+    vs: &VirtualService,
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let ppath = format!("{path}.ports");
+    match (vs.port, vs.ports.is_empty()) {
+        (None, true) => out.push(Finding::error(
+            path,
+            "no port — give the service's `port`, or its `ports` (e.g. \
+             `ports: [80, 443]` or `ports: [8000-8100]`)",
+        )),
+        (Some(_), false) => {
+            out.push(Finding::error(&ppath, "give `port` or `ports`, not both"))
+        }
+        _ => {}
+    }
+    if vs.ports.is_empty() {
+        return;
+    }
+    if vs.ports.len() > PORT_SPANS_MAX {
+        out.push(Finding::error(
+            &ppath,
+            format!(
+                "{} ports and ranges, at most {PORT_SPANS_MAX} — join \
+                 neighbours into ranges",
+                vs.ports.len()
+            ),
+        ));
+    }
+    for (k, span) in vs.ports.iter().enumerate() {
+        if let Some(other) = vs.ports[..k].iter().find(|o| o.overlaps(span)) {
+            out.push(Finding::error(
+                format!("{ppath}[{k}]"),
+                format!("`{span}` overlaps `{other}` — list each port once"),
+            ));
+        }
+    }
+    if inv.dataplane != Dataplane::Nftables {
+        out.push(Finding::error(
+            &ppath,
+            "a port group needs `dataplane: nftables` — on IPVS it would be \
+             a fwmark service, which lbdeploy does not build yet",
+        ));
+    }
+    let persistent = |s: &VirtualService| {
+        !s.ports.is_empty()
+            && (s.persistence_timeout.is_some() || s.scheduler.is_hashing())
+    };
+    if persistent(vs) {
+        let before =
+            inv.virtual_services.iter().take_while(|s| !std::ptr::eq(*s, vs));
+        if let Some(other) = before
+            .filter(|s| persistent(s))
+            .find(|s| s.vip == vs.vip && s.protocol == vs.protocol)
+        {
+            out.push(Finding::error(
+                &ppath,
+                format!(
+                    "a second persistent port group on {} ({} is the \
+                     first): a client's pin would hold for both — merge \
+                     them into one service, or drop persistence from one",
+                    vs.vip,
+                    super::service_label(other)
+                ),
+            ));
+        }
     }
 }
 

@@ -80,6 +80,17 @@ impl Dataplane for Plane {
         &'a mut self,
         d: &'a Desired<'a>,
     ) -> Job<'a, anyhow::Result<()>> {
+        // Validation refuses them; a configuration written by hand must
+        // not have only its first port forwarded.
+        if let Some(svc) =
+            d.config.virtual_services.iter().find(|s| !s.ports.is_empty())
+        {
+            let why = anyhow::anyhow!(
+                "service {}: a port group needs the nftables data plane",
+                svc.name
+            );
+            return Box::pin(async move { Err(why) });
+        }
         let desired = super::desired(
             d.config,
             |svc, rs| (d.up)(svc, rs.address),

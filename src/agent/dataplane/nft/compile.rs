@@ -157,7 +157,7 @@ impl Forwarded {
         let (a, b) = (&self.service, &other.service);
         (
             a.vip,
-            a.port,
+            &a.ports,
             a.proto,
             a.persistent,
             a.buckets,
@@ -165,7 +165,7 @@ impl Forwarded {
             &a.instance,
         ) == (
             b.vip,
-            b.port,
+            &b.ports,
             b.proto,
             b.persistent,
             b.buckets,
@@ -239,8 +239,12 @@ pub(crate) struct Pins {
 
 /// The pin maps: TCP and UDP flows (client address and port: four parts,
 /// the most nft 1.0.6 can write from the packet path, hence one map per
-/// protocol), and the clients of persistent services (address only).
-pub(crate) const PINS: [Pins; 3] = [
+/// protocol), the clients of persistent services (address only), and
+/// those of persistent port groups — keyed without the port, since nft
+/// 1.0.6 cannot put a constant in a key, so that one pin holds across
+/// the group's ports (validation allows one such group per VIP and
+/// protocol, which this map's key tells apart).
+pub(crate) const PINS: [Pins; 4] = [
     Pins {
         name: "tcp4",
         key_type: "ipv4_addr . inet_service . ipv4_addr . inet_service",
@@ -253,6 +257,7 @@ pub(crate) const PINS: [Pins; 3] = [
         name: "clients4",
         key_type: "inet_proto . ipv4_addr . inet_service . ipv4_addr",
     },
+    Pins { name: "groups4", key_type: "inet_proto . ipv4_addr . ipv4_addr" },
 ];
 
 /// The pin map of `svc`'s flows, and its key; none for IPv6.
@@ -264,6 +269,9 @@ fn pins_of(svc: &Service) -> Option<(&'static Pins, String)> {
     let flows = format!("ip daddr . {proto} dport . ip saddr . {proto} sport");
     match (svc.vip.is_ipv6(), svc.persistent, svc.proto) {
         (true, ..) => None,
+        (false, true, _) if svc.is_group() => {
+            Some((&PINS[3], "meta l4proto . ip daddr . ip saddr".to_owned()))
+        }
         (false, true, _) => Some((
             &PINS[2],
             format!("meta l4proto . ip daddr . {proto} dport . ip saddr"),
@@ -410,10 +418,17 @@ fn rule(table: &Compiled, i: usize) -> String {
         true => format!("{family} saddr"),
         false => format!("{family} saddr . {proto} sport"),
     };
+    let ports = match svc.ports.as_slice() {
+        [one] => one.to_string(),
+        many => {
+            let spans: Vec<String> =
+                many.iter().map(ToString::to_string).collect();
+            format!("{{ {} }}", spans.join(", "))
+        }
+    };
     let head = format!(
-        "\t\tmeta pkttype host {family} daddr {vip} {proto} dport {port} ",
+        "\t\tmeta pkttype host {family} daddr {vip} {proto} dport {ports} ",
         vip = svc.vip,
-        port = svc.port,
     );
     let hash = format!(
         "meta mark set jhash {flow} mod {buckets} seed 0x0 \
@@ -492,6 +507,7 @@ pub(crate) fn write_elements(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::dataplane::nft::PortSpan;
 
     /// The buckets of a service of two real servers.
     const BUCKETS: usize = 127;
@@ -507,7 +523,7 @@ mod tests {
             services: vec![Service {
                 name: "web".into(),
                 vip: "10.0.0.200".parse().unwrap(),
-                port: 80,
+                ports: vec![PortSpan::one(80)],
                 proto: Proto::Tcp,
                 persistent,
                 buckets: BUCKETS,
@@ -576,7 +592,7 @@ mod tests {
     fn only_the_chains_of_instances_forwarded_are_jumped_to() {
         let mut r = rules(false);
         let mut other = r.services[0].clone();
-        other.port = 443;
+        other.ports = vec![PortSpan::one(443)];
         other.instance = "VI_2".into();
         r.services.push(other);
         r.forwarding = ["VI_2".to_owned(), "VI_9".to_owned()].into();
@@ -687,6 +703,35 @@ mod tests {
         let chain = text.split("\tchain vi0 {\n").nth(1).unwrap();
         assert_eq!(chain.lines().take_while(|l| *l != "\t}").count(), 1);
         assert!(!chain.contains("@tcp4"));
+    }
+
+    /// Issue #21: a port group's rule matches all its ports and ranges
+    /// at once; persistent, its clients are pinned without the port, so
+    /// one pin holds across the group.
+    #[test]
+    fn r21_a_port_group_is_one_rule_and_one_pin_per_client() {
+        let mut r = rules(true);
+        r.services[0].ports = vec![
+            PortSpan::one(80),
+            PortSpan::one(443),
+            PortSpan { first: 8000, last: 8100 },
+        ];
+        let text = render(&compile(r.clone(), None));
+        let chain = text.split("\tchain vi0 {\n").nth(1).unwrap();
+        assert!(chain.contains("tcp dport { 80, 443, 8000-8100 } "), "{chain}");
+        assert!(chain.contains(
+            "update @groups4 { meta l4proto . ip daddr . ip saddr timeout \
+             900s : meta mark }"
+        ));
+        assert!(!chain.contains("@clients4"), "{chain}");
+        assert!(text.contains(
+            "\tmap groups4 {\n\t\ttype inet_proto . ipv4_addr . ipv4_addr \
+             : mark\n"
+        ));
+        // Not persistent: each connection pinned by its own ports.
+        r.services[0].persistent = false;
+        let text = render(&compile(r, None));
+        assert!(text.contains("add @tcp4 { ip daddr . tcp dport . ip saddr"));
     }
 
     #[test]

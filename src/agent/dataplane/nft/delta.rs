@@ -189,6 +189,7 @@ pub(crate) fn refill(desired: &Compiled, i: usize) -> String {
 mod tests {
     use super::*;
     use crate::agent::dataplane::buckets::{self, Backend};
+    use crate::agent::dataplane::nft::PortSpan;
     use crate::agent::dataplane::nft::{Mac, Proto, Ruleset, Service};
 
     fn mac(last: u8) -> Mac {
@@ -199,7 +200,7 @@ mod tests {
         Service {
             name: format!("s{port}"),
             vip: "10.0.0.200".parse().unwrap(),
-            port,
+            ports: vec![PortSpan::one(port)],
             proto: Proto::Tcp,
             persistent: false,
             buckets: buckets::count(weights.len()),

@@ -52,6 +52,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::buckets::Backend;
+pub(crate) use crate::inventory::PortSpan;
 pub use compile::{Compiled, compile, render};
 pub use installer::Installer;
 pub(crate) use plane::Plane;
@@ -107,8 +108,8 @@ pub struct Service {
     pub name: String,
     /// The VIP.
     pub vip: IpAddr,
-    /// The port.
-    pub port: u16,
+    /// The ports: one, or a port group's ports and ranges.
+    pub ports: Vec<PortSpan>,
     /// The protocol.
     pub proto: Proto,
     /// Whether all flows of one client go to one real server (the hash
@@ -133,6 +134,13 @@ pub struct Service {
     /// The VRRP instance that holds the VIP: the service is forwarded
     /// while [`Ruleset::forwarding`] names it.
     pub instance: String,
+}
+
+impl Service {
+    /// Whether it serves more than one port (a port group).
+    pub fn is_group(&self) -> bool {
+        !matches!(self.ports.as_slice(), [one] if one.first == one.last)
+    }
 }
 
 /// The whole table of one director.

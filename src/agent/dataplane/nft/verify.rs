@@ -235,6 +235,7 @@ pub fn elements_match(f: &Forwarded, elements: &Elements) -> bool {
 mod tests {
     use super::*;
     use crate::agent::dataplane::buckets::{self, Backend};
+    use crate::agent::dataplane::nft::PortSpan;
     use crate::agent::dataplane::nft::{
         Compiled, Proto, Ruleset, Service, compile,
     };
@@ -247,7 +248,7 @@ mod tests {
             services: vec![Service {
                 name: "web".into(),
                 vip: "10.0.0.200".parse().unwrap(),
-                port: 80,
+                ports: vec![PortSpan::one(80)],
                 proto: Proto::Tcp,
                 persistent: false,
                 buckets: buckets::count(1),
