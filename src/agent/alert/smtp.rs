@@ -5,7 +5,7 @@
 //! module checks again; then the message.
 //!
 //! What the server says is read by the smtp check's bounded reader
-//! ([`Replies`]) and never trusted further: a server that does not
+//! (`check::smtp::Replies`) and never trusted further: a server that does not
 //! offer `STARTTLS` gets nothing (no silent fall-back to clear text), and
 //! one that sends bytes after its answer to `STARTTLS` — which a man in
 //! the middle would have injected into the clear part, to be read as if

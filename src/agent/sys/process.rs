@@ -29,7 +29,7 @@
 //! ([`super::privileges::SWITCH_USER`]).
 //!
 //! Long-lived children — the supervisor's agent, the agent's BIRD — are
-//! ended by [`stop`]: a signal they handle (they have peers to tell),
+//! ended by `stop`: a signal they handle (they have peers to tell),
 //! a grace, then SIGKILL.
 
 use std::io::Write;
