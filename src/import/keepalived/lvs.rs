@@ -47,8 +47,10 @@ pub(crate) fn groups(nodes: &[Node], r: &mut Reader<'_>) -> Groups {
                 r.warn(
                     line,
                     block,
-                    "fwmark members are not carried over: lbdeploy services \
-                     are VIP:port only",
+                    "fwmark members are not carried over: the marks come \
+                     from iptables rules keepalived.conf does not hold — \
+                     write the VIP's ports as a service's `ports:` \
+                     (e.g. `ports: [80, 443]`, nftables data plane)",
                 );
                 continue;
             }
@@ -97,12 +99,14 @@ pub(crate) fn virtual_server(
         match block.args.as_slice() {
             [kw, _] if kw == "fwmark" => {
                 r.warn(
-                block,
-                block,
-                "fwmark services are not carried over: lbdeploy services are \
-                 VIP:port only, so this service is left out of the inventory \
-                 (and `apply` would not program it)",
-            );
+                    block,
+                    block,
+                    "fwmark services are not carried over: the marks come from \
+                 iptables rules keepalived.conf does not hold, so this service \
+                 is left out of the inventory (and `apply` would not program \
+                 it) — write it with the VIP and the marked ports as `ports:` \
+                 (e.g. `ports: [80, 443]`, nftables data plane)",
+                );
                 return Vec::new();
             }
             [kw, name] if kw == "group" => match groups.get(name) {
