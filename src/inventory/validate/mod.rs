@@ -33,7 +33,6 @@ mod text;
 mod track;
 mod vrrp;
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 pub use bgp::{PasswordProblem, peer_password};
@@ -42,13 +41,14 @@ pub(crate) use text::forbidden_char;
 pub use vrrp::effective_priority;
 
 use super::diag::Finding;
-use super::schema::{Inventory, VirtualService};
+use super::schema::Inventory;
 use hosts::hosts;
 pub(crate) use notification::ca_pem;
 pub use notification::{
     NotificationProblem, email_ca, smtp_password, webhook_ca, webhook_url,
 };
 use notification::{hooks, notification};
+pub use service::service_label;
 use service::virtual_service;
 use sync_group::vrrp_sync_groups;
 use track::{track, tracked_objects, vrrp_scripts};
@@ -125,24 +125,4 @@ pub fn validate(
         notification(n, base, env, &mut out);
     }
     out
-}
-
-/// `VIP:PORT/proto`, how services are named in messages.
-pub fn service_label(vs: &VirtualService) -> String {
-    let proto = format!("{:?}", vs.protocol).to_lowercase();
-    // A Port is 1–65535: the narrowing cannot lose anything.
-    match vs.port {
-        Some(p) => {
-            format!("{}/{proto}", SocketAddr::new(vs.vip, p.get() as u16))
-        }
-        None => {
-            let ports: Vec<String> =
-                vs.ports.iter().map(ToString::to_string).collect();
-            let vip = match vs.vip {
-                IpAddr::V6(v6) => format!("[{v6}]"),
-                v4 => v4.to_string(),
-            };
-            format!("{vip}:{}/{proto}", ports.join(","))
-        }
-    }
 }

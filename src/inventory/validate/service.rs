@@ -4,7 +4,7 @@
 //! and the quorum.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::check::check_rules;
 use crate::inventory::diag::Finding;
@@ -135,7 +135,7 @@ fn ports(
                      first): a client's pin would hold for both — merge \
                      them into one service, or drop persistence from one",
                     vs.vip,
-                    super::service_label(other)
+                    service_label(other)
                 ),
             ));
         }
@@ -321,5 +321,25 @@ fn quorum_reachable(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
                 vs.quorum
             ),
         ));
+    }
+}
+
+/// `VIP:PORT/proto`, how services are named in messages.
+pub fn service_label(vs: &VirtualService) -> String {
+    let proto = format!("{:?}", vs.protocol).to_lowercase();
+    // A Port is 1–65535: the narrowing cannot lose anything.
+    match vs.port {
+        Some(p) => {
+            format!("{}/{proto}", SocketAddr::new(vs.vip, p.get() as u16))
+        }
+        None => {
+            let ports: Vec<String> =
+                vs.ports.iter().map(ToString::to_string).collect();
+            let vip = match vs.vip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            format!("{vip}:{}/{proto}", ports.join(","))
+        }
     }
 }
