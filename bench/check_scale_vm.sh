@@ -8,11 +8,15 @@
 # /init (bench/vm/check-scale-init). Emulation makes every number slower
 # than on hardware: compare the two, not either with the host's.
 #
-#   sudo bash bench/check_scale_vm.sh [N [SECS]]      # default 500 10
+# Then HTTPS_N HTTPS checks (keepalived's SSL_GET: TLS without
+# verification) by each against TLS servers of another process.
+#
+#   sudo bash bench/check_scale_vm.sh [N [SECS [HTTPS_N]]]   # default 500 10 200
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-500}
 secs=${2:-10}
+https_n=${3:-200}
 [ "$(id -u)" -eq 0 ] || { echo "run as root (apt-get download)" >&2; exit 1; }
 command -v keepalived >/dev/null || { echo "needs keepalived" >&2; exit 1; }
 cargo build --quiet
@@ -25,5 +29,5 @@ VM_FILES="$target/release/examples/check_scale" \
   tests/vm/build.sh "$cache" "$target/debug/lbdeploy"
 timeout 600 qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot \
   -kernel "$cache/vmlinuz" -initrd "$cache/initrd" \
-  -append "console=ttyS0 panic=-1 quiet lbd.n=$n lbd.secs=$secs" </dev/null | tr -d '\r' \
+  -append "console=ttyS0 panic=-1 quiet lbd.n=$n lbd.secs=$secs lbd.https_n=$https_n" </dev/null | tr -d '\r' \
   | sed -n '/^@@ lbdeploy/,/^@@ end/p'

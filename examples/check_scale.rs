@@ -10,6 +10,13 @@
 //! (`tcp: { half_open: true }`): a SYN out, the SYN-ACK back, the kernel's
 //! RST; "answers/s" then counts those RSTs. `--no-floor` skips the floor.
 //!
+//! With `--https` the checks are `http_get` over TLS without verification
+//! (keepalived's `SSL_GET`), and `--listen-only --https` serves them: a
+//! TLS handshake with a self-signed ECDSA certificate, then `200 OK` to
+//! the GET. The servers run in a process of their own, so that only the
+//! checker's CPU is measured (`--addr 127.0.0.1` points the checks at
+//! them); there is no floor for HTTPS.
+//!
 //! With `--listen-only` it only binds the listeners, on 127.0.0.1 ports
 //! 20000…, for SECS: bench/check_scale_vm.sh points keepalived's checker
 //! at them, for the same measurement of the reference tool. `--addr IP`
@@ -31,7 +38,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lbdeploy::agent::check::runner::{Checks, Target};
-use lbdeploy::inventory::{Check, Duration as Dur, TcpCheck};
+use lbdeploy::inventory::{
+    Check, Duration as Dur, HttpCheck, HttpTls, TcpCheck,
+};
 
 /// First port of `--listen-only`: N listeners on 127.0.0.1:20000…
 const LISTEN_BASE: u16 = 20000;
@@ -141,6 +150,7 @@ fn main() -> anyhow::Result<()> {
     let n: usize = args.first().map_or(Ok(5000), |a| a.parse())?;
     let secs: u64 = args.get(1).map_or(Ok(30), |a| a.parse())?;
     let half_open = args.iter().any(|a| a == "--half-open");
+    let https = args.iter().any(|a| a == "--https");
     let remote: Option<IpAddr> = match args.iter().position(|a| a == "--addr") {
         Some(i) => {
             Some(args.get(i + 1).context("--addr needs an IP")?.parse()?)
@@ -155,6 +165,9 @@ fn main() -> anyhow::Result<()> {
         // this one in another network namespace (check_scale_lab.sh): the
         // same listeners on known ports, for SECS.
         let ip = remote.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        if https {
+            return serve_https(&known(ip), secs);
+        }
         let _listeners: Vec<TcpListener> = known(ip)
             .iter()
             .map(TcpListener::bind)
@@ -182,14 +195,24 @@ fn main() -> anyhow::Result<()> {
             address: addr.ip(),
             port: addr.port(),
             delay_loop: Duration::from_secs(1),
-            checks: vec![Check::Tcp(TcpCheck {
-                connect_timeout: Dur::from_secs(1),
-                retry: 1,
-                delay_before_retry: Dur::from_secs(1),
-                rise: 1,
-                connect_port: None,
-                half_open,
-            })],
+            checks: vec![match https {
+                false => Check::Tcp(TcpCheck {
+                    connect_timeout: Dur::from_secs(1),
+                    retry: 1,
+                    delay_before_retry: Dur::from_secs(1),
+                    rise: 1,
+                    connect_port: None,
+                    half_open,
+                }),
+                true => Check::HttpGet(HttpCheck {
+                    tls: Some(HttpTls::default()),
+                    ..serde_yaml::from_str(
+                        "{ path: /, connect_timeout: 1s, retry: 1, \
+                         delay_before_retry: 1s }",
+                    )
+                    .expect("an http_get check")
+                }),
+            }],
             weight: 1,
         })
         .collect();
@@ -209,10 +232,10 @@ fn main() -> anyhow::Result<()> {
         }
         let r = meter.rates();
         checks.stop();
-        let (kind, done) = if half_open {
-            ("half-open", format!("{:.0} answers/s", r.resets))
-        } else {
-            ("TCP", format!("{:.0} connects/s", r.connects))
+        let (kind, done) = match (half_open, https) {
+            (true, _) => ("half-open", format!("{:.0} answers/s", r.resets)),
+            (_, true) => ("HTTPS", format!("{:.0} connects/s", r.connects)),
+            _ => ("TCP", format!("{:.0} connects/s", r.connects)),
         };
         println!(
             "{n} {kind} checks every 1 s for {:.0} s: {:.1}% of one core \
@@ -223,7 +246,7 @@ fn main() -> anyhow::Result<()> {
             rss_kb() / 1024
         );
     });
-    if args.iter().any(|a| a == "--no-floor") {
+    if https || args.iter().any(|a| a == "--no-floor") {
         return Ok(());
     }
     let r = floor(&addrs, secs);
@@ -250,4 +273,46 @@ fn floor(addrs: &[SocketAddr], secs: u64) -> Rates {
         }
     }
     meter.rates()
+}
+
+/// Serve HTTPS on every address in `addrs` for `secs`: a handshake with
+/// one self-signed certificate, then `200 OK` to whatever was asked, and
+/// close with close_notify. Each connection is a task of one thread.
+fn serve_https(addrs: &[SocketAddr], secs: u64) -> anyhow::Result<()> {
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["scale.test".into()])?
+        .self_signed(&key)?;
+    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        for addr in addrs {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let mut buf = [0u8; 1024];
+                        let _ = tls.read(&mut buf).await;
+                        let _ = tls
+                            .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                            .await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        Ok(())
+    })
 }
