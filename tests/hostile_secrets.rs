@@ -57,6 +57,9 @@ fn password_file() -> std::path::PathBuf {
     let path = std::env::temp_dir()
         .join(format!("lbdeploy-hostile-secrets-{}.pass", std::process::id()));
     std::fs::write(&path, PASSWORD).unwrap();
+    // A secret file only its owner may read, as lbdeploy requires.
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(&path, mode).unwrap();
     path
 }
 

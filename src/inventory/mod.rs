@@ -40,7 +40,7 @@ pub use schema::*;
 pub use validate::{
     Environment, NotificationProblem, PasswordProblem, System,
     effective_priority, email_ca, peer_password, secret_file, service_label,
-    smtp_password, webhook_ca, webhook_url,
+    smtp_password, vrrp_password, webhook_ca, webhook_url,
 };
 pub(crate) use validate::{ca_pem, forbidden_char};
 pub use values::{

@@ -18,7 +18,7 @@ use crate::inventory::{
     Authentication, Check, Director, Environment, HttpCheck, Inventory, Mode,
     NotificationProblem, Port, RealServerHost, Track, TrackRef, VrrpInstance,
     ca_pem, effective_priority, email_ca, peer_password, service_label,
-    smtp_password, webhook_ca, webhook_url,
+    smtp_password, vrrp_password, webhook_ca, webhook_url,
 };
 
 use super::facts::HostFacts;
@@ -144,17 +144,16 @@ pub enum Error {
         /// The director.
         director: String,
     },
-    /// A secret named in the inventory could not be read.
-    #[error(
-        "vrrp instance {instance}: cannot read the password from {source_name} — {hint}"
-    )]
+    /// An instance's password could not be had (from the environment or
+    /// a file that changed since validation).
+    #[error("vrrp instance {instance}: authentication{field}: {message}")]
     Secret {
         /// The instance.
         instance: String,
-        /// Where it was looked for.
-        source_name: String,
-        /// What to do.
-        hint: &'static str,
+        /// Where it was looked for: `.password_env`, `.password_file`.
+        field: &'static str,
+        /// What is wrong, naming the variable or file, never the password.
+        message: String,
     },
     /// A value the inventory names by reference — a webhook's URL, a CA
     /// file, an SMTP password — could not be had (from the environment or
@@ -695,34 +694,11 @@ fn password(
     env: &dyn Environment,
     base: &Path,
 ) -> Result<String, Error> {
-    let missing = |source_name: String, hint| Error::Secret {
+    vrrp_password(auth, base, env).map_err(|p| Error::Secret {
         instance: vi.name.clone(),
-        source_name,
-        hint,
-    };
-    if let Some(p) = &auth.password {
-        return Ok(p.clone());
-    }
-    if let Some(var) = &auth.password_env {
-        return env.var(var).ok_or_else(|| {
-            missing(format!("${var}"), "export it before running lbdeploy")
-        });
-    }
-    let file = auth.password_file.as_ref().ok_or_else(|| {
-        missing(
-            "nowhere".into(),
-            "give `password`, `password_env` or `password_file`",
-        )
-    })?;
-    let path = base.join(file);
-    env.read_file(&path)
-        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-        .ok_or_else(|| {
-            missing(
-                path.display().to_string(),
-                "create the file or fix the path",
-            )
-        })
+        field: p.field,
+        message: p.message,
+    })
 }
 
 // ===== real server =====

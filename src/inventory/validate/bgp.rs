@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use super::environment::{Environment, secret_source};
+use super::environment::{Environment, PasswordProblem, secret_source};
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
     Announce, BGP_INSTANCE, Bgp, BgpPeer, Dataplane, Inventory,
@@ -308,17 +308,6 @@ fn peer_list(
     }
 }
 
-/// A BGP peer's password that cannot be had: the field to blame, after
-/// the peer's own path (`""`, `.password_env` or `.password_file`), and
-/// why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PasswordProblem {
-    /// The field, relative to the peer.
-    pub field: &'static str,
-    /// What is wrong, naming the variable or file, never the password.
-    pub message: String,
-}
-
 /// The TCP MD5 password of `peer`, when it has one: from its variable in
 /// the controller's environment or from its file (`base` resolves a
 /// relative one; trailing line ends are dropped), not both; 1–80
@@ -357,7 +346,6 @@ fn read_password(
         base,
         env,
     )
-    .map_err(|(field, message)| PasswordProblem { field, message })
 }
 
 /// What is wrong with a password's value, without quoting it.

@@ -52,10 +52,16 @@ impl Environment for System {
     }
 }
 
-/// Why a secret named by the inventory could not be had: the field to
-/// blame (`.password_env`, `.password_file`, or `` for both or neither)
-/// and what is wrong, naming the variable or file, never the value.
-pub type SecretProblem = (&'static str, String);
+/// A password that cannot be had: the field to blame, relative to the
+/// block that names it (`""`, `.password`, `.password_env` or
+/// `.password_file`), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordProblem {
+    /// The field, relative to the block.
+    pub field: &'static str,
+    /// What is wrong, naming the variable or file, never the password.
+    pub message: String,
+}
 
 /// A secret the inventory names by exactly one of a variable of the
 /// controller's environment (`var`) or a file (`file`, resolved against
@@ -71,16 +77,17 @@ pub fn secret_source(
     max: u64,
     base: &Path,
     env: &dyn Environment,
-) -> Result<Option<(&'static str, String)>, SecretProblem> {
+) -> Result<Option<(&'static str, String)>, PasswordProblem> {
+    let problem = |field, message| PasswordProblem { field, message };
     match (var, file) {
-        (Some(_), Some(_)) => Err((
+        (Some(_), Some(_)) => Err(problem(
             "",
             "give the password one way: `password_env` or `password_file`"
                 .to_owned(),
         )),
         (Some(var), None) => match env.var(var).filter(|v| !v.is_empty()) {
             Some(value) => Ok(Some((".password_env", value))),
-            None => Err((
+            None => Err(problem(
                 ".password_env",
                 format!(
                     "environment variable `{var}` is not set or empty — \
@@ -95,7 +102,7 @@ pub fn secret_source(
                     ".password_file",
                     text.trim_end_matches(['\n', '\r']).to_owned(),
                 ))),
-                Err(why) => Err((
+                Err(why) => Err(problem(
                     ".password_file",
                     format!("cannot use `{}`: {why}", path.display()),
                 )),

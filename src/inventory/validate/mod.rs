@@ -35,10 +35,10 @@ mod vrrp;
 
 use std::path::Path;
 
-pub use bgp::{PasswordProblem, peer_password};
-pub use environment::{Environment, System, secret_file};
+pub use bgp::peer_password;
+pub use environment::{Environment, PasswordProblem, System, secret_file};
 pub(crate) use text::forbidden_char;
-pub use vrrp::effective_priority;
+pub use vrrp::{effective_priority, vrrp_password};
 
 use super::diag::Finding;
 use super::schema::Inventory;

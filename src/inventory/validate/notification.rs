@@ -262,7 +262,7 @@ pub fn smtp_password(
                 "no password — give `password_env` or `password_file`".into(),
             ));
         }
-        Err((field, message)) => return Err(at(field, message)),
+        Err(p) => return Err(at(p.field, p.message)),
     };
     if password.is_empty()
         || password.len() as u64 > SMTP_PASSWORD_MAX

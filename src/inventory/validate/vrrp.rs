@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 
-use super::environment::Environment;
+use super::environment::{Environment, PasswordProblem, secret_source};
 use super::hosts::IFNAME_MAX;
 use crate::inventory::diag::Finding;
 use crate::inventory::schema::{
@@ -15,6 +15,10 @@ use crate::inventory::schema::{
     VrrpInstance,
 };
 use crate::inventory::values::vip_problem;
+
+/// The most of an authentication `password_file` read: far more than
+/// PASS's 8 bytes, so that a longer one is told its length.
+const PASSWORD_FILE_MAX: u64 = 1024;
 
 /// One instance's rules, in order: version, advert interval, virtual
 /// addresses, one family, authentication, priorities.
@@ -159,51 +163,59 @@ fn authentication(
              `password_env` or `password_file`",
         ));
     }
-    if let Some(p) = &auth.password
-        && p.len() > 8
-    {
-        out.push(Finding::error(
-            format!("{apath}.password"),
-            format!(
-                "the password is {} bytes but VRRPv2 PASS carries at \
-                 most 8 — shorten it (keepalived would silently cut it)",
-                p.len()
-            ),
-        ));
+    // Both sources given is reported above, as "exactly one way".
+    match vrrp_password(auth, base, env) {
+        Err(p) if !p.field.is_empty() => {
+            out.push(Finding::error(format!("{apath}{}", p.field), p.message));
+        }
+        _ => {}
     }
-    password_source(auth, apath, base, env, out);
 }
 
-/// A password named by an environment variable or a file must exist now.
-fn password_source(
+/// The PASS password of `auth`: inline, or read from its variable of the
+/// controller's environment or its file (`base` resolves a relative one;
+/// read as every secret file is, at most [`PASSWORD_FILE_MAX`] bytes,
+/// trailing line ends dropped); at most 8 bytes. The one reading, for
+/// validation and the agents' configuration.
+///
+/// # Errors
+/// No source or several (field `""`), a variable unset or empty, a file
+/// that cannot be used, or a password longer than PASS carries.
+pub fn vrrp_password(
     auth: &Authentication,
-    apath: &str,
     base: &Path,
     env: &dyn Environment,
-    out: &mut Vec<Finding>,
-) {
-    if let Some(var) = &auth.password_env
-        && env.var(var).is_none()
-    {
-        out.push(Finding::error(
-            format!("{apath}.password_env"),
+) -> Result<String, PasswordProblem> {
+    let inline = auth.password.clone().map(|p| (".password", p));
+    let read = secret_source(
+        auth.password_env.as_deref(),
+        auth.password_file.as_deref(),
+        PASSWORD_FILE_MAX,
+        base,
+        env,
+    );
+    let problem = |field, message| PasswordProblem { field, message };
+    let (field, password) = match (inline, read) {
+        (Some(p), Ok(None)) | (None, Ok(Some(p))) => p,
+        (None, Err(p)) => return Err(p),
+        _ => {
+            return Err(problem(
+                "",
+                "give the password exactly one way: `password`, \
+                 `password_env` or `password_file`"
+                    .to_owned(),
+            ));
+        }
+    };
+    match password.len() {
+        0..=8 => Ok(password),
+        n => Err(problem(
+            field,
             format!(
-                "environment variable `{var}` is not set — export it \
-                 before running lbdeploy"
+                "the password is {n} bytes but VRRPv2 PASS carries at most 8 \
+                 — shorten it (keepalived would silently cut it)"
             ),
-        ));
-    }
-    if let Some(file) = &auth.password_file
-        && env.read_file(&base.join(file)).is_none()
-    {
-        out.push(Finding::error(
-            format!("{apath}.password_file"),
-            format!(
-                "cannot read `{}` — create it, or fix the path \
-                 (relative paths start at the inventory's directory)",
-                file.display()
-            ),
-        ));
+        )),
     }
 }
 
@@ -398,4 +410,80 @@ pub(crate) fn vrrp_vips(inv: &Inventory) -> HashSet<IpAddr> {
         .iter()
         .flat_map(|vi| vi.virtual_addresses.iter().map(|va| va.address.addr))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    struct Vars(HashMap<&'static str, &'static str>);
+
+    impl Environment for Vars {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|v| (*v).to_owned())
+        }
+
+        fn read_file(&self, path: &Path) -> Option<String> {
+            std::fs::read_to_string(path).ok()
+        }
+    }
+
+    /// The password read one way, as the agents get it: 1–8 bytes after
+    /// its trailing line ends, from a file only its owner may read; each
+    /// refusal names the field, never the password.
+    #[test]
+    fn a_pass_password_is_read_one_way_and_fits_pass() {
+        let dir = std::env::temp_dir()
+            .join(format!("lbd-vrrp-pass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str, mode: u32| {
+            std::fs::write(dir.join(name), text).unwrap();
+            let perms = std::fs::Permissions::from_mode(mode);
+            std::fs::set_permissions(dir.join(name), perms).unwrap();
+        };
+        write("ok", "s3cret\n", 0o600);
+        write("long", "123456789\n", 0o600);
+        write("open", "s3cret\n", 0o644);
+        let env =
+            Vars(HashMap::from([("PW", "fromenv"), ("LONG", "0123456789")]));
+        let auth =
+            |password: Option<&str>, var: Option<&str>, file: Option<&str>| {
+                Authentication {
+                    password: password.map(Into::into),
+                    password_env: var.map(Into::into),
+                    password_file: file.map(Into::into),
+                    ..serde_yaml::from_str("type: pass").unwrap()
+                }
+            };
+        let read = |a: &Authentication| vrrp_password(a, &dir, &env);
+        assert_eq!(
+            read(&auth(Some("inline"), None, None)),
+            Ok("inline".into())
+        );
+        assert_eq!(read(&auth(None, Some("PW"), None)), Ok("fromenv".into()));
+        assert_eq!(read(&auth(None, None, Some("ok"))), Ok("s3cret".into()));
+        for (a, field, says) in [
+            (auth(None, None, Some("long")), ".password_file", "9 bytes"),
+            (auth(None, Some("LONG"), None), ".password_env", "10 bytes"),
+            (auth(Some("123456789"), None, None), ".password", "9 bytes"),
+            (
+                auth(None, None, Some("open")),
+                ".password_file",
+                "others may read",
+            ),
+            (auth(Some("a"), Some("PW"), None), "", "exactly one way"),
+            (auth(None, None, None), "", "exactly one way"),
+        ] {
+            let p = read(&a).unwrap_err();
+            assert_eq!(p.field, field, "{says}");
+            assert!(p.message.contains(says), "{says}: {}", p.message);
+            assert!(
+                !p.message.contains("s3cret") && !p.message.contains("12345")
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
