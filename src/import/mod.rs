@@ -92,8 +92,19 @@ pub fn import(req: &Request) -> Result<Imported, Report> {
     let yaml = String::from_utf8(yaml).expect("the YAML is built from strings");
     let name = Path::new("<imported inventory>");
     match inventory::load_str(name, &yaml, Path::new("."), &inventory::System) {
+        // What validation warns of, at the keepalived.conf line too: the
+        // inventory runs, but maybe not as the operator thinks.
         Ok(loaded) => {
-            Ok(Imported { yaml, inventory: loaded.inventory, warnings: report })
+            let mut report = report;
+            for item in &loaded.warnings.items {
+                let f = &item.finding;
+                report.warn(
+                    merged.origins.locate(&f.path),
+                    format!("`{}`: {}", f.path, f.message),
+                );
+            }
+            let warnings = report.sorted();
+            Ok(Imported { yaml, inventory: loaded.inventory, warnings })
         }
         // Each problem at the keepalived.conf line it came from.
         Err(inventory::Error::Invalid(found)) => {
