@@ -244,10 +244,20 @@ fn service(
             }
             "sorry_server" => {
                 vs.sorry_server = match node.args.as_slice() {
-                    [ip, p] => r
-                        .ip(node, block, ip)
-                        .zip(port(p))
-                        .map(|(ip, p)| SocketAddr::new(ip, p.get() as u16)),
+                    [ip, p] => {
+                        let ip = r.ip(node, block, ip);
+                        let port = port(p);
+                        if port.is_none() {
+                            r.error(
+                                node,
+                                block,
+                                "`sorry_server`'s port is not a whole number \
+                                 1–65535",
+                            );
+                        }
+                        ip.zip(port)
+                            .map(|(ip, p)| SocketAddr::new(ip, p.get() as u16))
+                    }
                     _ => {
                         r.error(node, block, "expected `sorry_server IP PORT`");
                         None
