@@ -81,6 +81,15 @@ fn range(line: &Node, block: &Node, r: &mut Reader<'_>) -> Vec<IpAddr> {
         return Vec::new();
     };
     let [a, b, c, start] = first.octets();
+    if last < start {
+        let m = format!(
+            "`{}` runs backwards: the last octet is below the first — write \
+             `{a}.{b}.{c}.{last}-{start}`",
+            line.keyword
+        );
+        r.error(line, block, &m);
+        return Vec::new();
+    }
     (start..=last).map(|d| IpAddr::V4(Ipv4Addr::new(a, b, c, d))).collect()
 }
 

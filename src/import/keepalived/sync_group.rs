@@ -20,9 +20,14 @@ pub fn sync_group(
     for node in block.children() {
         let key = node.keyword.as_str();
         match key {
-            "group" => g
-                .instances
-                .extend(node.children().iter().map(|m| m.keyword.clone())),
+            // Names one per line or several on a line, as keepalived
+            // reads them.
+            "group" => g.instances.extend(
+                node.children()
+                    .iter()
+                    .flat_map(|m| std::iter::once(&m.keyword).chain(&m.args))
+                    .cloned(),
+            ),
             k if notify_keyword(&mut g.notify, k, node, block, r) => {}
             _ => {
                 r.not_carried(node, block);
