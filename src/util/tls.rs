@@ -1,5 +1,5 @@
-//! TLS for the agent's clients (an `https://` webhook), with rustls and
-//! its `ring` provider: no OpenSSL to link into the static binary, and
+//! TLS for the agent's clients (`https://` webhooks, email over STARTTLS
+//! or TLS, HTTPS checks), with rustls and its `ring` provider: no OpenSSL to link into the static binary, and
 //! one implementation the validation on the controller and the agent on a
 //! host both use, so a CA file that validates is one the agent can load.
 //!

@@ -174,9 +174,9 @@ fn authentication(
 
 /// The PASS password of `auth`: inline, or read from its variable of the
 /// controller's environment or its file (`base` resolves a relative one;
-/// read as every secret file is, at most [`PASSWORD_FILE_MAX`] bytes,
-/// trailing line ends dropped); at most 8 bytes. The one reading, for
-/// validation and the agents' configuration.
+/// read as every secret file is, at most 1,024 bytes, trailing line ends
+/// dropped); at most 8 bytes. The one reading, for validation and the
+/// agents' configuration.
 ///
 /// # Errors
 /// No source or several (field `""`), a variable unset or empty, a file
