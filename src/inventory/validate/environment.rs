@@ -39,6 +39,24 @@ pub trait Environment {
     }
 }
 
+/// Variables from a map, files from the file system (the trait's reader
+/// of secret files): for the rules' unit tests.
+#[cfg(test)]
+pub(crate) struct Vars(
+    pub(crate) std::collections::HashMap<&'static str, &'static str>,
+);
+
+#[cfg(test)]
+impl Environment for Vars {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| (*v).to_owned())
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        std::fs::read_to_string(path).ok()
+    }
+}
+
 /// The real environment of this process.
 pub struct System;
 

@@ -447,20 +447,7 @@ mod tests {
 
     use super::*;
     use crate::inventory::schema::{SmtpAuth, SmtpTls};
-
-    /// Variables from a map; files from the file system (the trait's
-    /// reader of secret files).
-    struct Vars(HashMap<&'static str, &'static str>);
-
-    impl Environment for Vars {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).map(|v| (*v).to_owned())
-        }
-
-        fn read_file(&self, _: &Path) -> Option<String> {
-            None
-        }
-    }
+    use crate::inventory::validate::environment::Vars;
 
     const TOKEN: &str = "XXXXSECRET";
 

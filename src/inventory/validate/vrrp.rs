@@ -418,18 +418,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-
-    struct Vars(HashMap<&'static str, &'static str>);
-
-    impl Environment for Vars {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).map(|v| (*v).to_owned())
-        }
-
-        fn read_file(&self, path: &Path) -> Option<String> {
-            std::fs::read_to_string(path).ok()
-        }
-    }
+    use crate::inventory::validate::environment::Vars;
 
     /// The password read one way, as the agents get it: 1–8 bytes after
     /// its trailing line ends, from a file only its owner may read; each
