@@ -181,6 +181,11 @@ fn global_defs(
             "vrrp_version" => {
                 defaults.version = r.number(node, block).or(defaults.version)
             }
+            "v3_checksum_as_v2" => {
+                if let Some(on) = vrrp::flag(node, block, r) {
+                    defaults.v3_checksum_as_v2 = on;
+                }
+            }
             "enable_script_security" => conf.script_security = true,
             "script_user" => {
                 conf.script_user = r

@@ -45,6 +45,8 @@ pub struct Defaults {
     pub version: Option<u8>,
     /// `vrrp_garp_*`.
     pub garp: Option<Garp>,
+    /// `v3_checksum_as_v2`.
+    pub v3_checksum_as_v2: bool,
 }
 
 /// Read one `garp_*` keyword (`vrrp_garp_*` in `global_defs`, without the
@@ -101,7 +103,7 @@ pub fn instance(
         preempt_delay: None,
         priorities: Default::default(),
         unicast_peers: Vec::new(),
-        v3_checksum_as_v2: false,
+        v3_checksum_as_v2: defaults.v3_checksum_as_v2,
         virtual_addresses: Vec::new(),
         notify: None,
         smtp_alert: false,
@@ -149,6 +151,11 @@ pub fn instance(
             "smtp_alert" => {
                 if let Some(on) = flag(node, block, r) {
                     vrrp.smtp_alert = on;
+                }
+            }
+            "v3_checksum_as_v2" => {
+                if let Some(on) = flag(node, block, r) {
+                    vrrp.v3_checksum_as_v2 = on;
                 }
             }
             "authentication" => vrrp.authentication = authentication(node, r),
@@ -327,7 +334,11 @@ fn version_for(
 
 /// A keyword that is on alone or with a boolean, as keepalived reads it
 /// (`true`/`yes`/`on`/`1`, `false`/`no`/`off`/`0`); `None` after an error.
-fn flag(node: &Node, block: &Node, r: &mut Reader<'_>) -> Option<bool> {
+pub(super) fn flag(
+    node: &Node,
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> Option<bool> {
     match node.args.first().map(|v| v.to_ascii_lowercase()).as_deref() {
         None | Some("true" | "yes" | "on" | "1") => Some(true),
         Some("false" | "no" | "off" | "0") => Some(false),
