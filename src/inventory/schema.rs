@@ -1227,7 +1227,8 @@ pub struct Email {
     pub to: Vec<String>,
     /// Sender (`notification_email_from`).
     pub from: String,
-    /// `host` or `host:port` (`smtp_server`); port 25 when absent.
+    /// `host` or `host:port` (`smtp_server`); without a port, `tls`'s
+    /// (25 in clear, 587 for STARTTLS, 465 for TLS).
     pub smtp_server: String,
     /// Give up after this long (`smtp_connect_timeout`).
     #[serde(default = "default_smtp_timeout")]

@@ -49,7 +49,7 @@ pub use notification::{
 };
 use notification::{hooks, notification};
 pub use service::service_label;
-use service::virtual_service;
+use service::{one_persistent_group, virtual_service};
 use sync_group::vrrp_sync_groups;
 use track::{track, tracked_objects, vrrp_scripts};
 use vrrp::{vrids, vrrp_instance, vrrp_vips};
@@ -92,17 +92,19 @@ pub fn validate(
     let vips = vrrp_vips(inv);
     for (i, vs) in inv.virtual_services.iter().enumerate() {
         let path = format!("virtual_services[{i}]");
-        let shared = inv.virtual_services[..i].iter().position(|other| {
+        let earlier = &inv.virtual_services[..i];
+        let spans = vs.spans();
+        let shared = earlier.iter().position(|other| {
             other.vip == vs.vip
                 && other.protocol == vs.protocol
                 && other
                     .spans()
                     .iter()
-                    .any(|a| vs.spans().iter().any(|b| a.overlaps(b)))
+                    .any(|a| spans.iter().any(|b| a.overlaps(b)))
         });
         if let Some(first) = shared {
-            let other = &inv.virtual_services[first];
-            let what = match other.spans() == vs.spans() {
+            let other = &earlier[first];
+            let what = match other.spans() == spans {
                 true => format!(
                     "{} is defined twice (first at virtual_services[{first}]) \
                      — merge the two entries",
@@ -118,6 +120,7 @@ pub fn validate(
             out.push(Finding::error(&path, what));
         }
         virtual_service(inv, vs, &path, &vips, &mut out);
+        one_persistent_group(vs, earlier, &path, &mut out);
     }
     check::tls_files(inv, base, env, &mut out);
     bgp::bgp(inv, &vips, base, env, &mut out);

@@ -117,28 +117,40 @@ fn ports(
              a fwmark service, which lbdeploy does not build yet",
         ));
     }
-    let persistent = |s: &VirtualService| {
-        !s.ports.is_empty()
-            && (s.persistence_timeout.is_some() || s.scheduler.is_hashing())
-    };
-    if persistent(vs) {
-        let before =
-            inv.virtual_services.iter().take_while(|s| !std::ptr::eq(*s, vs));
-        if let Some(other) = before
-            .filter(|s| persistent(s))
-            .find(|s| s.vip == vs.vip && s.protocol == vs.protocol)
-        {
-            out.push(Finding::error(
-                &ppath,
-                format!(
-                    "a second persistent port group on {} ({} is the \
-                     first): a client's pin would hold for both — merge \
-                     them into one service, or drop persistence from one",
-                    vs.vip,
-                    service_label(other)
-                ),
-            ));
-        }
+}
+
+/// Whether `s` is a persistent port group: its clients are pinned by
+/// address alone.
+fn persistent_group(s: &VirtualService) -> bool {
+    !s.ports.is_empty()
+        && (s.persistence_timeout.is_some() || s.scheduler.is_hashing())
+}
+
+/// At most one persistent port group per VIP and protocol among `vs` and
+/// the services `earlier` in the inventory (see [`ports`]).
+pub(crate) fn one_persistent_group(
+    vs: &VirtualService,
+    earlier: &[VirtualService],
+    path: &str,
+    out: &mut Vec<Finding>,
+) {
+    if !persistent_group(vs) {
+        return;
+    }
+    let first = earlier.iter().find(|s| {
+        persistent_group(s) && s.vip == vs.vip && s.protocol == vs.protocol
+    });
+    if let Some(other) = first {
+        out.push(Finding::error(
+            format!("{path}.ports"),
+            format!(
+                "a second persistent port group on {} ({} is the first): a \
+                 client's pin would hold for both — merge them into one \
+                 service, or drop persistence from one",
+                vs.vip,
+                service_label(other)
+            ),
+        ));
     }
 }
 
