@@ -260,6 +260,7 @@ mod tests {
 
     use super::*;
     use crate::agent::alert::event::What;
+    use crate::agent::alert::smtp::tests::serve;
     use crate::util::tls::test_ca::TestCa;
 
     fn event() -> Event {
@@ -275,38 +276,18 @@ mod tests {
         }
     }
 
-    /// A one-shot SMTP sink: what the client sent.
+    /// A one-shot SMTP relay that accepts everything: what the client
+    /// sent.
     async fn smtp_sink(listener: TcpListener) -> String {
         let (stream, _) = listener.accept().await.unwrap();
-        let (read, mut write) = stream.into_split();
-        let mut read = BufReader::new(read);
-        let mut seen = String::new();
-        write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
-        let mut in_data = false;
-        loop {
-            let mut line = String::new();
-            if read.read_line(&mut line).await.unwrap() == 0 {
-                return seen;
-            }
-            seen.push_str(&line);
-            let reply: &[u8] = match (in_data, line.trim_end()) {
-                (true, ".") => {
-                    in_data = false;
-                    b"250 queued\r\n"
-                }
-                (true, _) => continue,
-                (false, "DATA") => {
-                    in_data = true;
-                    b"354 go on\r\n"
-                }
-                (false, "QUIT") => b"221 bye\r\n",
-                (false, l) if l.starts_with("HELO") => {
-                    b"250-sink\r\n250 ok\r\n"
-                }
-                _ => b"250 ok\r\n",
-            };
-            write.write_all(reply).await.unwrap();
-        }
+        serve(stream, |l| {
+            Some(match l {
+                "QUIT" => "221 bye\r\n",
+                l if l.starts_with("HELO") => "250-sink\r\n250 ok\r\n",
+                _ => "250 ok\r\n",
+            })
+        })
+        .await
     }
 
     #[tokio::test]

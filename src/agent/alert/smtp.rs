@@ -233,7 +233,7 @@ async fn expect<S: AsyncRead + Unpin>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tokio::io::{AsyncBufReadExt, BufReader};
     use tokio::net::TcpListener;
 
@@ -276,7 +276,7 @@ mod tests {
     /// A server that greets, then answers each line as `answer` says
     /// (nothing while a message is sent); what it read, until QUIT, the
     /// end, or an answer of `None`, which closes the connection.
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         stream: S,
         answer: impl Fn(&str) -> Option<&'static str>,
     ) -> String {
