@@ -312,8 +312,8 @@ fn nft_incremental_changes_leave_exactly_the_desired_elements() {
 }
 
 /// The DNS client the lab's client runs: for each source port of
-/// `PORTS` (`[(port, queries)]`), a UDP socket bound to it and connected
-/// to the VIP's port 53 (so only a reply from the VIP counts), sending
+/// `PORTS` (`[(port, queries)]`), a UDP socket of the VIP's family bound
+/// to it and connected to the VIP's port 53 (so only a reply from the VIP counts), sending
 /// `queries` TXT queries of `lab.test` one after the other; one line per
 /// query, `PORT NAME` with the TXT answer (the real server's name) or
 /// `PORT -` when none came within `WAIT` seconds.
@@ -333,7 +333,8 @@ def txt(sock, qid):
     return r[i + 1:i + 1 + r[i]].decode()
 qid = 0
 for port, queries in PORTS:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in VIP else socket.AF_INET,
+                      socket.SOCK_DGRAM)
     s.bind(("", port))
     s.connect((VIP, 53))
     s.settimeout(WAIT)
@@ -346,20 +347,19 @@ for port, queries in PORTS:
     s.close()
 "#;
 
-/// Ask the VIP for `lab.test` TXT from each source port of `ports`
+/// Ask `vip` for `lab.test` TXT from each source port of `ports`
 /// (`(port, queries)`), waiting at most `wait` per reply: the real
 /// server's name (or `-`) per query, grouped by source port.
-fn dns_answers(
+pub(crate) fn dns_answers(
     lab: &TestLab,
-    s: Subnet,
+    vip: &str,
     ports: &[(u16, usize)],
     wait: Duration,
 ) -> BTreeMap<u16, Vec<String>> {
     let list: Vec<String> =
         ports.iter().map(|(p, n)| format!("({p}, {n})")).collect();
     let script = format!(
-        "VIP = '{}'\nWAIT = {}\nPORTS = [{}]\n{DNS_CLIENT}",
-        s.vip(),
+        "VIP = '{vip}'\nWAIT = {}\nPORTS = [{}]\n{DNS_CLIENT}",
         wait.as_secs_f64(),
         list.join(", ")
     );
@@ -410,7 +410,7 @@ fn nft_udp_service_spreads_flows_and_keeps_each_on_one_server() {
     let wait = Duration::from_secs(1);
     let mdi = master_down_interval(Version::V2, 120, Duration::from_secs(1));
     within(mdi + Duration::from_secs(5), "DNS through the VIP", || {
-        dns_answers(&lab, s, &[(39999, 1)], wait)
+        dns_answers(&lab, &s.vip(), &[(39999, 1)], wait)
             .get(&39999)
             .is_some_and(|names| names[0] != "-")
     });
@@ -419,7 +419,7 @@ fn nft_udp_service_spreads_flows_and_keeps_each_on_one_server() {
 
     let ports: Vec<(u16, usize)> = (40000..40200).map(|p| (p, 1)).collect();
     let mut spread = BTreeMap::<String, usize>::new();
-    for names in dns_answers(&lab, s, &ports, wait).into_values() {
+    for names in dns_answers(&lab, &s.vip(), &ports, wait).into_values() {
         for name in names {
             *spread.entry(name).or_default() += 1;
         }
@@ -437,7 +437,7 @@ fn nft_udp_service_spreads_flows_and_keeps_each_on_one_server() {
     }
 
     let ports: Vec<(u16, usize)> = (41000..41008).map(|p| (p, 25)).collect();
-    let flows = dns_answers(&lab, s, &ports, wait);
+    let flows = dns_answers(&lab, &s.vip(), &ports, wait);
     assert_eq!(flows.len(), 8, "{flows:?}");
     for (port, names) in &flows {
         assert_eq!(names.len(), 25, "port {port}: {names:?}");

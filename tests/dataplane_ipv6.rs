@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use lbdeploy::agent::vrrp::packet::Version;
 
+use crate::dataplane::dns_answers;
 use crate::lab_or_skip;
 use crate::support::inventory::Inventory;
 use crate::support::lab::within;
@@ -73,5 +74,77 @@ fn r21_ipv6_http_through_the_vip_spreads_and_only_the_master_answers_for_it() {
     assert!(
         neigh.contains(&format!("lladdr {} ", master.trim())),
         "the client resolved {vip} to another host than the master: {neigh}"
+    );
+}
+
+/// UDP over IPv6 (issue #21): a DNS service on the IPv6 VIP, its real
+/// servers' responders answering from the VIP (`IPV6_PKTINFO`; the
+/// client's socket is connected to the VIP, so an answer from any other
+/// address is not one) and checked by `dns` checks over their IPv4
+/// addresses. Queries from 100 source ports reach both real servers; 20
+/// queries from one port stay on one.
+#[test]
+fn r21_ipv6_dns_through_the_vip_spreads_flows_and_keeps_each_on_one_server() {
+    let s = Subnet::allocate();
+    let vip = s.vip6();
+    let check = "{ dns: { name: lab.test, type: TXT, connect_timeout: 1s, \
+                 retry: 1, delay_before_retry: 500ms } }";
+    let inv = Inventory::example(s).ipv6().top(&format!(
+        "dataplane: nftables\n\
+         virtual_services:\n\
+         \x20 - name: dns\n\
+         \x20   vip: '{vip}'\n\
+         \x20   port: 53\n\
+         \x20   protocol: udp\n\
+         \x20   scheduler: rr\n\
+         \x20   delay_loop: 1s\n\
+         \x20   real_servers:\n\
+         \x20     - {{ host: rs01, port: 53, checks: [{check}] }}\n\
+         \x20     - {{ host: rs02, port: 53, checks: [{check}] }}\n"
+    ));
+    let lab = lab_or_skip!("ipv6-dns", inv);
+    for (host, n) in [("client", 100), ("rs01", 21), ("rs02", 22)] {
+        let addr = s.addr6(n);
+        lab.exec_ok(host, &format!("ip addr add {addr}/64 dev eth0 nodad"));
+    }
+    for host in ["rs01", "rs02"] {
+        lab.swap_responder(
+            host,
+            &format!("--name {host} --listen :: --dns-port 53"),
+        );
+    }
+    lab.lbdeploy_exit(0, &["apply", "--yes"]);
+    wait_sole_holder(&lab, &vip, "keepalived01", election_bound(Version::V3));
+    let wait = Duration::from_secs(1);
+    // Both real servers' checks pass within a few `delay_loop`s of 1 s.
+    within(Duration::from_secs(10), "DNS through the IPv6 VIP", || {
+        dns_answers(&lab, &vip, &[(39999, 1)], wait)
+            .get(&39999)
+            .is_some_and(|names| names[0] != "-")
+    });
+    let table = lab.exec_ok("keepalived01", "nft list table netdev lbdeploy");
+    assert!(table.contains("udp dport 53"), "no UDP rule:\n{table}");
+
+    let ports: Vec<(u16, usize)> = (40000..40100).map(|p| (p, 1)).collect();
+    let mut spread = BTreeMap::<String, usize>::new();
+    for names in dns_answers(&lab, &vip, &ports, wait).into_values() {
+        for name in names {
+            *spread.entry(name).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        spread.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["rs01", "rs02"],
+        "every query answered, by both real servers: {spread:?}"
+    );
+    let flow = dns_answers(&lab, &vip, &[(41000, 20)], wait);
+    let names = &flow[&41000];
+    assert!(
+        names.len() == 20 && names.iter().all(|n| n == &names[0] && n != "-"),
+        "one flow was answered by several real servers (or none): {names:?}"
+    );
+    eprintln!(
+        "ipv6 udp: 100 flows answered {spread:?}; one flow of 20 on {}",
+        names[0]
     );
 }

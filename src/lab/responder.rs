@@ -25,8 +25,8 @@
 //! With `--dns-port` it answers DNS over UDP too ([`serve_dns`], one
 //! thread): every A (or AAAA) query with `--dns-answer` and every TXT
 //! query with the host's name, whatever the name asked; never NXDOMAIN.
-//! Its IPv4 replies leave from the address the query was sent to
-//! (`IP_PKTINFO`), so a query to the VIP is answered by the VIP, as Direct
+//! Its replies leave from the address the query was sent to
+//! (`IP_PKTINFO`, `IPV6_PKTINFO`), so a query to the VIP is answered by the VIP, as Direct
 //! Routing needs — a wildcard UDP socket would answer from the real
 //! server's own address, which clients drop.
 
@@ -40,7 +40,7 @@ use anyhow::Context;
 use nix::libc;
 use nix::sys::socket::{
     self as nix_socket, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockaddrIn, sockopt,
+    SockaddrStorage, sockopt,
 };
 
 use crate::agent::check::dns::wire::{
@@ -181,20 +181,24 @@ pub fn serve_dns(
     let addr = SocketAddr::new(listen, port);
     let socket =
         UdpSocket::bind(addr).with_context(|| format!("binding UDP {addr}"))?;
-    if listen.is_ipv4() {
-        nix_socket::setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
-            .context("IP_PKTINFO")?;
+    // The reply leaves from the address the query was sent to (the VIP
+    // on the real server's `lo`), not the one the kernel would pick.
+    match listen {
+        IpAddr::V4(_) => {
+            nix_socket::setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
+                .context("IP_PKTINFO")?;
+        }
+        IpAddr::V6(_) => {
+            nix_socket::setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)
+                .context("IPV6_RECVPKTINFO")?;
+        }
     }
     std::thread::spawn(move || {
         loop {
             // A query that cannot be answered (a client gone, a full
             // buffer) is the client's business; the next one may be fine.
             // A socket that keeps failing must not spin a core, though.
-            let answered = match listen {
-                IpAddr::V4(_) => answer_v4(&socket, &answers),
-                IpAddr::V6(_) => answer_v6(&socket, &answers),
-            };
-            if answered.is_err() {
+            if answer_query(&socket, &answers).is_err() {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -202,52 +206,70 @@ pub fn serve_dns(
     Ok(())
 }
 
-/// Read one IPv4 query and answer it from the address it was sent to.
-fn answer_v4(socket: &UdpSocket, answers: &DnsAnswers) -> std::io::Result<()> {
+/// The address a query was sent to, as `sendmsg` takes it back for the
+/// reply's source.
+enum Source {
+    V4(libc::in_pktinfo),
+    V6(libc::in6_pktinfo),
+}
+
+impl Source {
+    fn of(c: ControlMessageOwned) -> Option<Self> {
+        match c {
+            ControlMessageOwned::Ipv4PacketInfo(info) => {
+                Some(Self::V4(libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: info.ipi_addr,
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                }))
+            }
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                Some(Self::V6(libc::in6_pktinfo {
+                    ipi6_addr: info.ipi6_addr,
+                    ipi6_ifindex: 0,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    fn control(&self) -> ControlMessage<'_> {
+        match self {
+            Self::V4(info) => ControlMessage::Ipv4PacketInfo(info),
+            Self::V6(info) => ControlMessage::Ipv6PacketInfo(info),
+        }
+    }
+}
+
+/// Read one query and answer it from the address it was sent to (over
+/// IPv6, an IPv4 query on a dual-stack socket included: the kernel gives
+/// its address mapped, and takes it back so).
+fn answer_query(
+    socket: &UdpSocket,
+    answers: &DnsAnswers,
+) -> std::io::Result<()> {
     let mut buf = [0u8; MAX_QUERY];
     let (n, from, to) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsgs = nix::cmsg_space!(libc::in_pktinfo);
-        let msg = nix_socket::recvmsg::<SockaddrIn>(
+        let mut cmsgs = nix::cmsg_space!(libc::in6_pktinfo);
+        let msg = nix_socket::recvmsg::<SockaddrStorage>(
             socket.as_raw_fd(),
             &mut iov,
             Some(&mut cmsgs),
             MsgFlags::empty(),
         )?;
-        let mut to = None;
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::Ipv4PacketInfo(info) = c {
-                to = Some(info.ipi_addr);
-            }
-        }
+        let to = msg.cmsgs()?.find_map(Source::of);
         (msg.bytes, msg.address, to)
     };
     let (Some(from), Some(to)) = (from, to) else { return Ok(()) };
     let Some(reply) = dns_reply(&buf[..n], answers) else { return Ok(()) };
-    let source = libc::in_pktinfo {
-        ipi_ifindex: 0,
-        ipi_spec_dst: to,
-        ipi_addr: libc::in_addr { s_addr: 0 },
-    };
     nix_socket::sendmsg(
         socket.as_raw_fd(),
         &[IoSlice::new(&reply)],
-        &[ControlMessage::Ipv4PacketInfo(&source)],
+        &[to.control()],
         MsgFlags::empty(),
         Some(&from),
     )?;
-    Ok(())
-}
-
-/// Read one IPv6 query and answer it, from the address the kernel picks:
-/// not the VIP, so DNS through an IPv6 VIP is not answered right yet (no
-/// test asks for it; `IPV6_PKTINFO` would do as `answer_v4` does).
-fn answer_v6(socket: &UdpSocket, answers: &DnsAnswers) -> std::io::Result<()> {
-    let mut buf = [0u8; MAX_QUERY];
-    let (n, from) = socket.recv_from(&mut buf)?;
-    if let Some(reply) = dns_reply(&buf[..n], answers) {
-        socket.send_to(&reply, from)?;
-    }
     Ok(())
 }
 
