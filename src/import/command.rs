@@ -79,6 +79,36 @@ pub struct ImportArgs {
     )]
     pub services: Vec<(String, std::net::SocketAddr)>,
 
+    /// Mangle rules that set the marks of `virtual_server fwmark N`.
+    #[arg(
+        long = "fwmark-rules",
+        value_name = "FILE",
+        help_heading = "What keepalived.conf does not say",
+        long_help = "The rules that mark the packets of keepalived's \
+                     `virtual_server fwmark N` services, as `iptables-save \
+                     -t mangle` prints them (`-A PREROUTING -d \
+                     10.0.0.100/32 -p tcp -m multiport --dports 80,443 -j \
+                     MARK --set-mark 1`), as iptables commands, or as \
+                     nftables rules ending in `meta mark set 1`. Each mark \
+                     becomes a port group (`ports: [80, 443]`) on the VIP \
+                     its rules name. A mark set for two VIPs, or by a rule \
+                     that says more than a VIP, a protocol and ports, is \
+                     refused at its FILE:LINE:COL. Repeat for several files."
+    )]
+    pub fwmark_rules: Vec<PathBuf>,
+
+    /// The data plane to write (`dataplane:`).
+    #[arg(
+        long,
+        value_name = "auto|ipvs|nftables",
+        value_parser = parse_dataplane,
+        help_heading = "What keepalived.conf does not say",
+        long_help = "The inventory's `dataplane` (auto, the default: IPVS \
+                     where the kernel has it). Port groups imported from \
+                     fwmark services run on `nftables`."
+    )]
+    pub dataplane: Option<inventory::Dataplane>,
+
     /// The lab's controller address (with --lab-client).
     #[arg(
         long,
@@ -114,6 +144,8 @@ impl ImportArgs {
             hosts: self.hosts.clone(),
             cluster: self.cluster.clone(),
             services: self.services.clone(),
+            fwmark_rules: self.fwmark_rules.clone(),
+            dataplane: self.dataplane,
             lab: self.lab_controller.zip(self.lab_client).map(
                 |(controller, client)| inventory::Lab {
                     controller,
@@ -123,6 +155,12 @@ impl ImportArgs {
             ),
         }
     }
+}
+
+/// `--dataplane auto|ipvs|nftables`, by the inventory's own names.
+fn parse_dataplane(s: &str) -> Result<inventory::Dataplane, String> {
+    serde_json::from_value(s.into())
+        .map_err(|_| format!("`{s}`: expected auto, ipvs or nftables"))
 }
 
 /// `lbdeploy import-keepalived`: keepalived.conf files to one inventory,

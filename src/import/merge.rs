@@ -18,9 +18,9 @@ use super::keepalived::{Conf, Fields, Instance, Own, Spanned};
 use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
-    ArpSuppression, Dataplane, Director, IfAddr, Inventory, Notification,
-    RealServerHost, RtPriority, ScriptUser, SshDefaults, SyncGroup, TrackFile,
-    TrackProcess, VirtualService, VrrpInstance, VrrpScript,
+    ArpSuppression, Director, IfAddr, Inventory, Notification, RealServerHost,
+    RtPriority, ScriptUser, SshDefaults, SyncGroup, TrackFile, TrackProcess,
+    VirtualService, VrrpInstance, VrrpScript,
 };
 
 /// The merged inventory and, for each section, where it came from.
@@ -198,7 +198,7 @@ pub(crate) fn merge(
         inventory: Inventory {
             cluster,
             ssh: SshDefaults::default(),
-            dataplane: Dataplane::default(),
+            dataplane: req.dataplane.unwrap_or_default(),
             directors,
             real_servers,
             vrrp_instances,

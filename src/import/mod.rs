@@ -5,6 +5,8 @@
 //! * `lexer`, `parser`, `glob` — keepalived's syntax: tokens, a tree of
 //!   blocks with positions, `include` with globs;
 //! * `keepalived` — keyword semantics for one director's file;
+//! * `fwmark` — the mangle rules behind `virtual_server fwmark N`
+//!   (`--fwmark-rules`), read into port groups;
 //! * `rsscript` — VIP, RIP and interface from a real-server script;
 //! * `merge` — the directors' files → one inventory; `compare` finds where
 //!   two copies of a section differ, located in both files;
@@ -23,6 +25,7 @@ pub mod command;
 mod compare;
 mod diag;
 mod emit;
+mod fwmark;
 mod keepalived;
 mod lexer;
 mod merge;
@@ -54,11 +57,14 @@ pub struct Imported {
 /// Every error found (with the warnings beside them), sorted by position.
 pub fn import(req: &Request) -> Result<Imported, Report> {
     let mut report = Report::default();
+    // Read before the directors' files, which look their marks up.
+    let marks = (!req.fwmark_rules.is_empty())
+        .then(|| fwmark::Marks::read(&req.fwmark_rules, &mut report));
     let confs: Vec<_> = req
         .directors
         .iter()
         .map(|d| {
-            let conf = keepalived::read(&d.path, &mut report);
+            let conf = keepalived::read(&d.path, marks.as_ref(), &mut report);
             let name =
                 d.name.clone().unwrap_or_else(|| match &conf.router_id {
                     Some(r) => r.value.clone(),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::inventory::{IfAddr, Lab};
+use crate::inventory::{Dataplane, IfAddr, Lab};
 
 /// `[NAME=]FILE`: a director's keepalived.conf or a real server's script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,4 +92,9 @@ pub struct Request {
     pub services: Vec<(String, SocketAddr)>,
     /// The lab section, when the inventory is also used with `lbdeploy lab`.
     pub lab: Option<Lab>,
+    /// Files of mangle rules (`iptables-save`, nft) that say which
+    /// packets each `virtual_server fwmark N`'s mark is set on.
+    pub fwmark_rules: Vec<PathBuf>,
+    /// The data plane to write; `auto` when absent.
+    pub dataplane: Option<Dataplane>,
 }

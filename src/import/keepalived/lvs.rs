@@ -14,11 +14,12 @@ use serde::de::DeserializeOwned;
 use super::udp_smtp::{Udp, smtp_checks};
 use super::value::{Fields, KEEPALIVED_RISE, Reader, Timing, set};
 use crate::import::diag::Pos;
+use crate::import::fwmark::{Lookup, Marks};
 use crate::import::parser::Node;
 use crate::inventory::{
     Announce, Check, DnsCheck, DnsType, Duration, ExecCheck, Forwarding,
-    HttpCheck, HttpTls, PingCheck, Port, Protocol, RealServer, Scheduler,
-    TcpCheck, VirtualService, Weight,
+    HttpCheck, HttpTls, PingCheck, Port, PortSpan, Protocol, RealServer,
+    Scheduler, TcpCheck, VirtualService, Weight,
 };
 
 /// keepalived's `DNS_CHECK` retries 3 times unless told otherwise
@@ -97,81 +98,181 @@ fn port(s: &str) -> Option<Port> {
     s.parse().ok().and_then(Port::new)
 }
 
-/// Read a `virtual_server` block: one service, or one per group member;
-/// none when lbdeploy cannot represent it (said as a warning).
+/// What a `virtual_server` header names, one per service it becomes: a
+/// VIP and port, or a VIP, protocol and port group (`fwmark`).
+struct Target {
+    vip: IpAddr,
+    port: Option<Port>,
+    ports: Vec<PortSpan>,
+    protocol: Option<Protocol>,
+    name: Option<String>,
+}
+
+/// Read a `virtual_server` block: one service, or one per group member
+/// (per protocol for a `fwmark`); none when lbdeploy cannot represent it
+/// (said as a warning).
 pub(crate) fn virtual_server(
     block: &Node,
     groups: &Groups,
+    marks: Option<&Marks>,
     r: &mut Reader<'_>,
 ) -> Vec<(VirtualService, Fields)> {
-    let addresses: Vec<(IpAddr, Port, Option<String>)> =
-        match block.args.as_slice() {
-            [kw, _] if kw == "fwmark" => {
-                r.warn(
-                    block,
-                    block,
-                    "fwmark services are not carried over: the marks come from \
-                 iptables rules keepalived.conf does not hold, so this service \
-                 is left out of the inventory (and `apply` would not program \
-                 it) — write it with the VIP and the marked ports as `ports:` \
-                 (e.g. `ports: [80, 443]`, nftables data plane)",
-                );
+    let one = |vip, port| Target {
+        vip,
+        port: Some(port),
+        ports: Vec::new(),
+        protocol: None,
+        name: None,
+    };
+    let targets: Vec<Target> = match block.args.as_slice() {
+        [kw, mark] if kw == "fwmark" => fwmark(block, mark, marks, r),
+        [kw, name] if kw == "group" => match groups.get(name) {
+            Some(members) => members
+                .iter()
+                .enumerate()
+                .map(|(i, (vip, port, _))| Target {
+                    name: Some(match members.len() {
+                        1 => name.clone(),
+                        _ => format!("{name}-{}", i + 1),
+                    }),
+                    ..one(*vip, *port)
+                })
+                .collect(),
+            None => {
+                let m = format!("no virtual_server_group named `{name}`");
+                r.error(block, block, &m);
                 return Vec::new();
             }
-            [kw, name] if kw == "group" => match groups.get(name) {
-                Some(members) => members
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (vip, port, _))| {
-                        let label = match members.len() {
-                            1 => name.clone(),
-                            _ => format!("{name}-{}", i + 1),
-                        };
-                        (*vip, *port, Some(label))
-                    })
-                    .collect(),
-                None => {
-                    let m = format!("no virtual_server_group named `{name}`");
-                    r.error(block, block, &m);
-                    return Vec::new();
-                }
-            },
-            [vip, p] => {
-                let vip = r.ip(block, block, vip);
-                let p = port(p);
-                if p.is_none() {
-                    r.error(block, block, "the port must be 1–65535");
-                }
-                match (vip, p) {
-                    (Some(vip), Some(p)) => vec![(vip, p, None)],
-                    _ => return Vec::new(),
-                }
+        },
+        [vip, p] => {
+            let vip = r.ip(block, block, vip);
+            let p = port(p);
+            if p.is_none() {
+                r.error(block, block, "the port must be 1–65535");
             }
-            _ => {
-                r.error(
+            match (vip, p) {
+                (Some(vip), Some(p)) => vec![one(vip, p)],
+                _ => return Vec::new(),
+            }
+        }
+        _ => {
+            r.error(
                 block,
                 block,
                 "expected `virtual_server VIP PORT`, `virtual_server fwmark \
                  N` or `virtual_server group NAME`",
             );
-                return Vec::new();
-            }
-        };
-    let Some((template, fields)) = service(block, r) else {
+            return Vec::new();
+        }
+    };
+    // A port group's real servers may leave their port out (or write 0):
+    // it then stands for the group's first port.
+    let group_port = targets
+        .first()
+        .and_then(|t| t.ports.first())
+        .and_then(|s| Port::new(u32::from(s.first)));
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let Some((template, fields)) = service(block, group_port, r) else {
         return Vec::new();
     };
-    addresses
+    targets
         .into_iter()
-        .map(|(vip, port, name)| {
+        .map(|t| {
             (
                 VirtualService {
-                    vip,
-                    port: Some(port),
-                    name,
+                    vip: t.vip,
+                    port: t.port,
+                    ports: t.ports,
+                    protocol: t.protocol.unwrap_or(template.protocol),
+                    name: t.name,
                     ..template.clone()
                 },
                 fields.clone(),
             )
+        })
+        .collect()
+}
+
+/// `virtual_server fwmark N`: a port group per protocol its mark's rules
+/// name, from `--fwmark-rules`; none (said) without the rules, when no
+/// rule sets the mark, or when its rules were refused.
+fn fwmark(
+    block: &Node,
+    mark: &str,
+    marks: Option<&Marks>,
+    r: &mut Reader<'_>,
+) -> Vec<Target> {
+    let Some(n) = mark.parse::<u32>().ok().filter(|n| *n > 0) else {
+        r.error(block, block, "the mark must be a whole number 1–4294967295");
+        return Vec::new();
+    };
+    let Some(marks) = marks else {
+        let m = format!(
+            "the packets of mark {n} are chosen by mangle rules \
+             keepalived.conf does not hold, so this service is left out \
+             of the inventory (and `apply` would not program it) — pass \
+             the director's rules with `--fwmark-rules FILE` (`iptables-save \
+             -t mangle`, with a line such as `-A PREROUTING -d VIP/32 -p tcp \
+             -m multiport --dports 80,443 -j MARK --set-mark {n}`), or write \
+             the service with its VIP and those ports as `ports: [80, 443]`"
+        );
+        r.warn(block, block, &m);
+        return Vec::new();
+    };
+    let group = match marks.lookup(n) {
+        Lookup::Group(group) => group,
+        Lookup::Unset => {
+            let m = format!(
+                "no rule of {} sets mark {n}: keepalived's service gets no \
+                 packets, and it is left out of the inventory",
+                marks.files()
+            );
+            r.warn(block, block, &m);
+            return Vec::new();
+        }
+        Lookup::Refused(at, why) => {
+            let m = format!(
+                "{why} — so virtual_server fwmark {n} ({}) is not imported",
+                block.pos
+            );
+            r.report.error(Some(at), m);
+            return Vec::new();
+        }
+    };
+    let stated = block
+        .children()
+        .iter()
+        .find(|c| c.keyword == "protocol")
+        .and_then(|c| c.args.first())
+        .and_then(|p| serde_json::from_value(p.to_lowercase().into()).ok());
+    if let Some(stated) = stated
+        && group.protocols.iter().all(|(p, _)| *p != stated)
+    {
+        let m = format!(
+            "the rules ({}) mark {} packets, not {}: the service is written \
+             for what they mark",
+            group.at,
+            group
+                .protocols
+                .iter()
+                .map(|(p, _)| format!("{p:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            format!("{stated:?}").to_lowercase()
+        );
+        r.warn(block, block, &m);
+    }
+    group
+        .protocols
+        .iter()
+        .map(|(protocol, spans)| Target {
+            vip: group.vip,
+            port: None,
+            ports: spans.clone(),
+            protocol: Some(*protocol),
+            name: None,
         })
         .collect()
 }
@@ -183,6 +284,7 @@ pub(crate) fn virtual_server(
 /// scattered.
 fn service(
     block: &Node,
+    group_port: Option<Port>,
     r: &mut Reader<'_>,
 ) -> Option<(VirtualService, Fields)> {
     let mut fields = Fields::new(&block.pos);
@@ -278,7 +380,11 @@ fn service(
                 if let Some((rs, inhibits)) = real_server(
                     node,
                     block,
-                    Around { virtualhost: virtualhost.as_deref(), delay_loop },
+                    Around {
+                        virtualhost: virtualhost.as_deref(),
+                        delay_loop,
+                        group_port,
+                    },
                     &mut fields,
                     r,
                 ) {
@@ -345,6 +451,9 @@ struct Around<'a> {
     virtualhost: Option<&'a str>,
     /// The service's `delay_loop`, wherever stated.
     delay_loop: Duration,
+    /// A port group's first port, which a real server without a port
+    /// (or with port 0) takes.
+    group_port: Option<Port>,
 }
 
 /// An enumerated keyword value (`rr`, `DR`, `TCP`), by the inventory's own
@@ -374,15 +483,27 @@ fn real_server(
     fields: &mut Fields,
     r: &mut Reader<'_>,
 ) -> Option<(RealServer, bool)> {
-    let [ip, p] = block.args.as_slice() else {
-        r.error(block, parent, "expected `real_server IP PORT`");
-        return None;
+    let (ip, p) = match (block.args.as_slice(), around.group_port) {
+        ([ip, p], _) => (ip, Some(p.as_str())),
+        ([ip], Some(_)) => (ip, None),
+        _ => {
+            r.error(block, parent, "expected `real_server IP PORT`");
+            return None;
+        }
     };
     let ip = r.ip(block, parent, ip);
-    let Some(p) = port(p) else {
-        let m = format!("`{p}` is not a port (1–65535)");
-        r.error(block, parent, &m);
-        return None;
+    let p = match (p, around.group_port) {
+        (Some(p), _) if port(p).is_some() => port(p)?,
+        // keepalived reads a port of zeros as none.
+        (None, Some(first)) => group_port(block, parent, first, r),
+        (Some(p), Some(first)) if p.bytes().all(|b| b == b'0') => {
+            group_port(block, parent, first, r)
+        }
+        (p, _) => {
+            let m = format!("`{}` is not a port (1–65535)", p.unwrap_or(""));
+            r.error(block, parent, &m);
+            return None;
+        }
     };
     let ip = ip?;
     let key = format!("real_servers.{}", SocketAddr::new(ip, p.get() as u16));
@@ -414,6 +535,36 @@ fn real_server(
         }
     }
     Some((rs, inhibit))
+}
+
+/// The port of a port group's real server written without one: the
+/// group's first. Direct routing keeps each client's port, so it only
+/// says where the server's checks connect; a check that names no
+/// `connect_port` is said to check that port (keepalived's would have
+/// none to connect to).
+fn group_port(
+    block: &Node,
+    parent: &Node,
+    first: Port,
+    r: &mut Reader<'_>,
+) -> Port {
+    let portless = block.children().iter().filter(|c| {
+        !matches!(c.keyword.as_str(), "MISC_CHECK" | "PING_CHECK")
+            && c.children.is_some()
+            && !c.children().iter().any(|k| k.keyword == "connect_port")
+    });
+    for check in portless.filter(|c| {
+        c.keyword.ends_with("_CHECK") || c.keyword.ends_with("_GET")
+    }) {
+        let m = format!(
+            "{} names no `connect_port` and its real server no port: it \
+             checks port {first}, the group's first (traffic keeps each \
+             client's port, as with keepalived)",
+            check.keyword
+        );
+        r.warn(check, parent, &m);
+    }
+    first
 }
 
 /// What a `DNS_CHECK` asks, as keepalived reads it.

@@ -28,6 +28,7 @@ pub(crate) use value::{Fields, Spanned};
 pub use vrrp::{Instance, Own};
 
 use super::diag::{Pos, Report};
+use super::fwmark::Marks;
 use super::parser::{self, Grammar, Node};
 use crate::inventory::{
     Duration, Email, RtPriority, ScriptUser, SyncGroup, TrackFile,
@@ -69,19 +70,25 @@ pub(crate) struct Conf {
     pub no_swap: bool,
 }
 
-/// Read `path` (and its includes). Problems go to `report`.
-pub fn read(path: &Path, report: &mut Report) -> Conf {
+/// Read `path` (and its includes), with the marks of `--fwmark-rules`
+/// when given. Problems go to `report`.
+pub fn read(path: &Path, marks: Option<&Marks>, report: &mut Report) -> Conf {
     let nodes = parser::parse_file(path, &Keepalived, report);
-    interpret(path, &nodes, report)
+    interpret(path, &nodes, marks, report)
 }
 
 /// Read configuration text that has no file (`name` is for messages).
 pub(crate) fn read_str(name: &Path, text: &str, report: &mut Report) -> Conf {
     let nodes = parser::parse_str(name, text, &Keepalived, report);
-    interpret(name, &nodes, report)
+    interpret(name, &nodes, None, report)
 }
 
-fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
+fn interpret(
+    path: &Path,
+    nodes: &[Node],
+    marks: Option<&Marks>,
+    report: &mut Report,
+) -> Conf {
     let mut r = Reader { report };
     let top = Node {
         keyword: String::new(),
@@ -123,7 +130,8 @@ fn interpret(path: &Path, nodes: &[Node], report: &mut Report) -> Conf {
                 conf.track_processes.extend(track::process(node, &mut r))
             }
             "virtual_server" => {
-                conf.services.extend(lvs::virtual_server(node, &groups, &mut r))
+                let found = lvs::virtual_server(node, &groups, marks, &mut r);
+                conf.services.extend(found)
             }
             "vrrp_sync_group" => {
                 conf.sync_groups.extend(sync_group::sync_group(node, &mut r))
