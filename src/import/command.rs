@@ -103,9 +103,9 @@ pub struct ImportArgs {
         value_name = "auto|ipvs|nftables",
         value_parser = parse_dataplane,
         help_heading = "What keepalived.conf does not say",
-        long_help = "The inventory's `dataplane` (auto, the default: IPVS \
-                     where the kernel has it). Port groups imported from \
-                     fwmark services run on `nftables`."
+        long_help = "The inventory's `dataplane`: auto (the default: IPVS \
+                     where the kernel has it, nftables otherwise), ipvs or \
+                     nftables."
     )]
     pub dataplane: Option<inventory::Dataplane>,
 

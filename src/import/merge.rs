@@ -430,11 +430,41 @@ fn director(
         address,
         interface,
         priority: first.priority.value,
-        state: first.state.as_ref().map(|s| s.value),
+        state: one_state(name, &own, report),
         metrics: None,
         bgp: None,
         ssh: None,
     })
+}
+
+/// The `state` every instance of a director that states one agrees on.
+/// The inventory has one per director, a hint (the priorities decide the
+/// election); where a director's instances differ (each director master
+/// of its own), none is written, and each instance that differs from the
+/// first is named.
+fn one_state(
+    name: &str,
+    own: &[&Own],
+    report: &mut Report,
+) -> Option<crate::inventory::VrrpState> {
+    let mut stated = own.iter().filter_map(|o| o.state.as_ref());
+    let first = stated.next()?;
+    let differ: Vec<_> = stated.filter(|s| s.value != first.value).collect();
+    for other in &differ {
+        report.warn(
+            Some(&other.pos),
+            format!(
+                "state {} here, {} at {}: the inventory has one `state` per \
+                 director, so none is written for {name} (it is a hint; \
+                 each instance's priorities decide which director is \
+                 master)",
+                format!("{:?}", other.value).to_uppercase(),
+                format!("{:?}", first.value).to_uppercase(),
+                first.pos.relative_to(&other.pos)
+            ),
+        );
+    }
+    differ.is_empty().then_some(first.value)
 }
 
 /// The interface of a director's first instance that names one; every

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::de::DeserializeOwned;
 
 use super::udp_smtp::{Udp, smtp_checks};
-use super::value::{Fields, KEEPALIVED_RISE, Reader, Timing, set};
+use super::value::{Fields, KEEPALIVED_RISE, Reader, Timing, set, shown_value};
 use crate::import::diag::Pos;
 use crate::import::fwmark::{Lookup, Marks};
 use crate::import::parser::Node;
@@ -75,8 +75,8 @@ fn range(line: &Node, block: &Node, r: &mut Reader<'_>) -> Vec<IpAddr> {
     let (Ok(first), Ok(last)) = (first.parse::<Ipv4Addr>(), last.parse::<u8>())
     else {
         let m = format!(
-            "`{}` is not an IPv4 range such as `10.0.0.1-10`",
-            line.keyword
+            "{} is not an IPv4 range such as `10.0.0.1-10`",
+            shown_value(&line.keyword)
         );
         r.error(line, block, &m);
         return Vec::new();
@@ -305,7 +305,13 @@ fn service(
         inhibit_on_failure: false,
         real_servers: Vec::new(),
     };
-    let mut virtualhost = None;
+    // keepalived's checkers take the service's `virtualhost` wherever the
+    // block states it, before or after the real servers.
+    let virtualhost = block
+        .children()
+        .iter()
+        .rfind(|n| n.keyword == "virtualhost")
+        .and_then(|n| n.args.first().cloned());
     let mut inhibit = Vec::new();
     let mut protocol_ok = true;
     let delay_loop = stated_delay_loop(block);
@@ -349,8 +355,9 @@ fn service(
                 vs.inhibit_on_failure = true;
                 "inhibit_on_failure"
             }
+            // Read before the loop: it counts for every real server.
             "virtualhost" => {
-                virtualhost = r.one(node, block).map(str::to_owned);
+                r.one(node, block);
                 continue;
             }
             "sorry_server" => {
@@ -447,7 +454,7 @@ fn stated_delay_loop(block: &Node) -> Duration {
 /// What a real server's checkers take from their service.
 #[derive(Clone, Copy)]
 struct Around<'a> {
-    /// The service's `virtualhost`, stated before the real server.
+    /// The service's `virtualhost`, wherever stated.
     virtualhost: Option<&'a str>,
     /// The service's `delay_loop`, wherever stated.
     delay_loop: Duration,
@@ -642,11 +649,26 @@ fn checker(
             "delay_before_retry" => {
                 set(&mut t.delay_before_retry, r.seconds(node, block))
             }
+            "connect_port" if block.keyword == "MISC_CHECK" => r.warn(
+                node,
+                block,
+                "`connect_port` is not carried over: an exec check runs its \
+                 program and connects nowhere itself, as keepalived's \
+                 MISC_CHECK does",
+            ),
             "connect_port" if block.keyword != "PING_CHECK" => {
                 t.connect_port = r.bounded(node, block)
             }
-            "virtualhost" => {
+            "virtualhost" if block.keyword.ends_with("_GET") => {
                 virtualhost = r.one(node, block).map(str::to_owned)
+            }
+            "virtualhost" => {
+                let m = format!(
+                    "`virtualhost` is not carried over: only HTTP_GET and \
+                     SSL_GET send a Host, and a {} check has none",
+                    block.keyword
+                );
+                r.warn(node, block, &m);
             }
             "url"
                 if !matches!(

@@ -9,7 +9,8 @@ use crate::inventory::{
     TrackProcess, TrackRef, VrrpScript,
 };
 
-/// `weight N [reverse]`: the weight, and whether it is reversed.
+/// `weight N [reverse|noreverse]`: the weight, and whether it is
+/// reversed.
 fn weight(
     node: &Node,
     block: &Node,
@@ -19,6 +20,7 @@ fn weight(
     let reverse = match rest {
         [] => false,
         [w] if w == "reverse" => true,
+        [w] if w == "noreverse" => false,
         _ => {
             r.warn(node, block, "expected `weight N` or `weight N reverse`");
             false
@@ -226,7 +228,18 @@ pub fn script(
                 s.interval = r.seconds(node, block).unwrap_or(s.interval)
             }
             "timeout" => s.timeout = r.seconds(node, block),
-            "weight" => s.weight = r.number(node, block).unwrap_or(0),
+            "weight" => {
+                let (w, reverse) = weight(node, block, r).unwrap_or((0, false));
+                s.weight = w;
+                if reverse {
+                    let m = format!(
+                        "`reverse` is not carried over: lbdeploy's scripts \
+                         have no reversed weight — {}",
+                        reversed_weight(w)
+                    );
+                    r.warn(node, block, &m);
+                }
+            }
             "rise" => s.rise = r.number(node, block).unwrap_or(1),
             "fall" => s.fall = r.number(node, block).unwrap_or(1),
             "user" => s.user = r.script_user(&node.args, node, block),
@@ -244,6 +257,28 @@ pub fn script(
         return None;
     }
     Some((s, fields))
+}
+
+/// What keepalived does with `weight N reverse` that the import, writing
+/// `weight N`, does not (keepalived.conf(5), "Weight Reverse Script up
+/// Script down"): the priority moves the other way.
+fn reversed_weight(w: i32) -> String {
+    match w {
+        0 => "keepalived faults the instance while it is OK, the import \
+              while it fails"
+            .to_owned(),
+        w if w > 0 => format!(
+            "keepalived takes {w} off the priority while it is OK, \
+             the import adds {w}: write the instance's priorities so that \
+             they rank the directors as keepalived's did"
+        ),
+        w => format!(
+            "keepalived adds {} to the priority while it fails, the \
+             import takes it off: write the instance's priorities so that \
+             they rank the directors as keepalived's did",
+            -i64::from(w)
+        ),
+    }
 }
 
 /// keepalived's script line as an argv: words split at blanks, a single-
@@ -281,11 +316,28 @@ pub fn track_list(
     for item in list.children() {
         let weight = match item.args.as_slice() {
             [] => None,
-            [w, n] if w == "weight" => {
+            [w, n, rest @ ..] if w == "weight" && rest.len() <= 1 => {
                 let parsed = n.parse().ok();
                 if parsed.is_none() {
                     let m = format!("`weight {n}`: expected a whole number");
                     r.error(item, list, &m);
+                }
+                match rest.first().map(String::as_str) {
+                    None | Some("noreverse") => {}
+                    Some("reverse") => {
+                        let m = format!(
+                            "`reverse` is not carried over: an instance's \
+                             track list has no reversed weight — {}",
+                            reversed_weight(parsed.unwrap_or(0))
+                        );
+                        r.warn(item, list, &m);
+                    }
+                    Some(_) => r.warn(
+                        item,
+                        list,
+                        "expected `NAME`, `NAME weight N` or `NAME weight N \
+                         reverse`; the weight is kept",
+                    ),
                 }
                 parsed
             }

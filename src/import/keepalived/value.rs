@@ -223,8 +223,9 @@ impl Reader<'_> {
         let parsed = value.parse().ok();
         if parsed.is_none() {
             let m = format!(
-                "`{value}` is not an IP address — write one such as \
-                 `192.168.1.21` or `2001:db8::21`"
+                "{} is not an IP address — write one such as \
+                 `192.168.1.21` or `2001:db8::21`",
+                shown_value(value)
             );
             self.error(node, block, &m);
         }
@@ -264,6 +265,24 @@ pub(super) fn looks_like_a_keyword(word: &str) -> bool {
         && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A value that should have been an address or a number, as a message
+/// may show it: quoted when it is made of what addresses, ranges and
+/// numbers are made of (`80`, `10.0.0.300`, `10.0.0.1/24`), else not
+/// at all. An address's place is often a block's line of its own
+/// (`virtual_ipaddress`, `unicast_peer`, a group's members), which an
+/// `include` of a file that is no configuration fills with its lines.
+pub(super) fn shown_value(value: &str) -> String {
+    let addressy = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b".:/-%".contains(&b))
+        && value.bytes().any(|b| b.is_ascii_digit());
+    match addressy {
+        true => format!("`{value}`"),
+        false => "this value (not shown)".to_owned(),
+    }
+}
+
 /// `in vrrp_instance VI_1 (line 12): `; `virtual_server fwmark 1: ` about
 /// a block's own header; nothing at the top level.
 fn scope(node: &Node, block: &Node) -> String {
@@ -301,13 +320,9 @@ fn consequence(keyword: &str) -> Option<&'static str> {
             "lbdeploy runs notify scripts only on master, backup and fault \
              transitions"
         }
-        "garp_master_delay"
-        | "garp_master_refresh"
-        | "garp_master_repeat"
-        | "garp_master_refresh_repeat"
-        | "garp_lower_prio_delay"
-        | "garp_lower_prio_repeat" => {
-            "lbdeploy sends gratuitous ARP with its own fixed timing"
+        "garp_master_refresh" | "garp_master_refresh_repeat" => {
+            "lbdeploy sends gratuitous ARP on becoming master and when it \
+             hears a lower priority, never again while it stays master"
         }
         "use_vmac"
         | "vmac_xmit_base"
@@ -353,4 +368,23 @@ fn consequence(keyword: &str) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What may stand where an address goes is shown; a line of some
+    /// other file (a password, a shadow entry, prose) is not.
+    #[test]
+    fn only_address_like_values_are_shown() {
+        for shown in ["80", "10.0.0.300", "10.0.0.1-300", "2001:db8::1/64"] {
+            assert_eq!(shown_value(shown), format!("`{shown}`"));
+        }
+        for hidden in
+            ["hunter2", "root:$y$j9T$s3cr3t:19000", "deadbeef", "::x1", ""]
+        {
+            assert_eq!(shown_value(hidden), "this value (not shown)");
+        }
+    }
 }

@@ -49,6 +49,18 @@ pub struct Defaults {
     pub v3_checksum_as_v2: bool,
 }
 
+/// Whether `keyword` is a `garp_*` keyword the inventory's `garp` has
+/// (`garp_master_refresh` is not).
+fn is_garp_keyword(keyword: &str) -> bool {
+    matches!(
+        keyword,
+        "garp_master_delay"
+            | "garp_master_repeat"
+            | "garp_lower_prio_delay"
+            | "garp_lower_prio_repeat"
+    )
+}
+
 /// Read one `garp_*` keyword (`vrrp_garp_*` in `global_defs`, without the
 /// prefix) into `garp`; `false` when `keyword` is none of them.
 pub fn garp_keyword(
@@ -58,6 +70,9 @@ pub fn garp_keyword(
     block: &Node,
     r: &mut Reader<'_>,
 ) -> bool {
+    if !is_garp_keyword(keyword) {
+        return false;
+    }
     let (delay, repeat) = match keyword {
         "garp_master_delay" => (Some(&mut garp.master_delay), None),
         "garp_master_repeat" => (None, Some(&mut garp.master_repeat)),
@@ -119,11 +134,18 @@ pub fn instance(
         interface: None,
         unicast_src_ip: None,
     };
+    // The `state MASTER` line, when there is one.
+    let mut master = None;
     for node in block.children() {
         let key = node.keyword.as_str();
         match key {
             "state" => {
-                own.state = state(node, block, r).map(|s| Spanned::at(s, node))
+                own.state = state(node, block, r).map(|s| Spanned::at(s, node));
+                master = own
+                    .state
+                    .as_ref()
+                    .filter(|s| s.value == VrrpState::Master)
+                    .map(|_| node);
             }
             "interface" => {
                 own.interface =
@@ -191,20 +213,33 @@ pub fn instance(
             | "track_process" => {
                 super::track::track_list(&mut vrrp.track, node, block, r)
             }
-            k if k.starts_with("garp_")
-                && garp_keyword(
-                    vrrp.garp.get_or_insert_with(Garp::default),
-                    k,
-                    node,
-                    block,
-                    r,
-                ) => {}
+            // Only a keyword the inventory has makes a `garp:` block.
+            k if is_garp_keyword(k) => {
+                let garp = vrrp.garp.get_or_insert_with(Garp::default);
+                garp_keyword(garp, k, node, block, r);
+            }
             _ => {
                 r.not_carried(node, block);
                 continue;
             }
         }
         fields.set(field_of(key), &node.pos);
+    }
+    // keepalived 2.x runs `state MASTER` without a priority as the
+    // address owner (vrrp.c: "derive it from the initial state").
+    if !fields.has("priority")
+        && let Some(node) = master
+    {
+        r.warn(
+            node,
+            block,
+            &format!(
+                "`state MASTER` without a `priority`: keepalived 2.x runs \
+                 this instance at 255, the address owner's priority, \
+                 keepalived 1.x at {DEFAULT_PRIORITY}; {DEFAULT_PRIORITY} \
+                 is written — write the priority you mean"
+            ),
+        );
     }
     vrrp.virtual_router_id = match vrid {
         Some(id) => id,
