@@ -318,6 +318,26 @@ fn quoted(word: &str) -> String {
     }
 }
 
+/// Why a negated match (`!`, `!=`) is refused, in either syntax.
+const NEGATED: &str = "a negated match: a port group lists what it serves";
+
+/// Why a word no port group has is refused, in either syntax.
+fn not_read(word: &str) -> String {
+    format!(
+        "{} is not read: a port group is a VIP, a protocol and ports, \
+         nothing more",
+        quoted(word)
+    )
+}
+
+/// Why a source match is refused, in either syntax.
+fn from_source(source: &str) -> String {
+    format!(
+        "only packets from {} are marked: a port group serves every client",
+        quoted(source)
+    )
+}
+
 /// A mark: decimal or `0x` hexadecimal.
 fn number(s: &str) -> Option<u32> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -596,31 +616,13 @@ fn iptables(words: &[Word<'_>], context: &Context) -> Read {
             "-j" | "--jump" => {}
             "--set-mark" | "--set-xmark" => {}
             "-s" | "--source" | "--src" => {
-                return refused(
-                    col,
-                    format!(
-                        "only packets from {} are marked: a port group \
-                         serves every client",
-                        quoted(value)
-                    ),
-                );
+                return refused(col, from_source(value));
             }
             "!" => {
-                return refused(
-                    col,
-                    "a negated match: a port group lists what it serves"
-                        .to_owned(),
-                );
+                return refused(col, NEGATED.to_owned());
             }
             other => {
-                return refused(
-                    col,
-                    format!(
-                        "{} is not read: a port group is a VIP, a protocol \
-                         and ports, nothing more",
-                        quoted(other)
-                    ),
-                );
+                return refused(col, not_read(other));
             }
         }
         i += takes;
@@ -732,14 +734,7 @@ fn nft(words: &[Word<'_>], context: &mut Context) -> Read {
                 i += 3;
             }
             ("ip" | "ip6", "saddr") => {
-                return refused(
-                    col,
-                    format!(
-                        "only packets from {} are marked: a port group \
-                         serves every client",
-                        quoted(w(i + 2))
-                    ),
-                );
+                return refused(col, from_source(w(i + 2)));
             }
             ("meta", "l4proto") | ("ip", "protocol") => {
                 match protocol(w(i + 2)) {
@@ -779,21 +774,10 @@ fn nft(words: &[Word<'_>], context: &mut Context) -> Read {
             ("iifname" | "iif", _) => i += 2,
             ("counter", _) => i += 1,
             ("!=", _) => {
-                return refused(
-                    col,
-                    "a negated match: a port group lists what it serves"
-                        .to_owned(),
-                );
+                return refused(col, NEGATED.to_owned());
             }
             (other, _) => {
-                return refused(
-                    col,
-                    format!(
-                        "{} is not read: a port group is a VIP, a protocol \
-                         and ports, nothing more",
-                        quoted(other)
-                    ),
-                );
+                return refused(col, not_read(other));
             }
         }
     }
