@@ -154,6 +154,18 @@ pub fn check_conf(text: &str) -> Report {
     report.sorted()
 }
 
+/// Read a `--fwmark-rules` file's text on its own and return what the
+/// import would say about it: the entry point for fuzzing.
+pub fn check_fwmark_rules(text: &str) -> Report {
+    let mut report = Report::default();
+    fwmark::Marks::default().add_text(
+        Path::new("fwmark.rules"),
+        text,
+        &mut report,
+    );
+    report.sorted()
+}
+
 /// A host name from a file name: `rs01.sh` → `rs01`.
 fn stem(path: &Path) -> String {
     path.file_stem()
