@@ -138,16 +138,26 @@ pub enum LabCommand {
     },
 
     /// The whole cluster at work, step by step: up, plan, apply, traffic,
-    /// a real server and the master failing, recovery, down.
+    /// a real server and a director failing, recovery, down.
     #[command(long_about = "Bring the lab up from the inventory, plan and \
         apply it from the controller, send the client's requests through \
         the VIP and show who answers, stop a real server's web server and \
-        show it leave the pool, kill -9 the master director's agent and \
-        show the VIP move to the backup with the client's outage, bring \
-        everything back, check that a second plan is empty, and take the \
-        lab down (kept with --keep). Every step is checked against a bound \
-        from the configuration.\n\n\
-        Example:\n  lbdeploy -i inventory.example.yml lab demo\n\n\
+        show it leave the pool, kill -9 a director's agent and show the \
+        cluster carry on, bring everything back, check that a second plan \
+        is empty, and take the lab down (kept with --keep). Every step is \
+        checked against a bound from the configuration.\n\n\
+        The inventory picks the story. With VRRP, the master's agent is \
+        killed and the VIP moves to the backup within \
+        Master_Down_Interval, with the client's outage shown. When every \
+        VIP is announced over BGP (`announce: bgp`, with `lab.router`), \
+        all directors are active: the router's route has a next hop per \
+        director and each carries part of the requests; the first \
+        director's agent is killed (BIRD dies with it) and the router \
+        drops it within BFD's interval × multiplier (else the hold time) \
+        while the client's long-lived streams and requests through the \
+        other directors go on without a failure.\n\n\
+        Example:\n  lbdeploy -i inventory.example.yml lab demo\n  \
+        lbdeploy -i inventory.bgp.example.yml lab demo\n\n\
         Exit codes: 0 every step behaved, 1 a step did not (the lab is \
         taken down all the same, unless --keep).")]
     Demo {
