@@ -450,3 +450,47 @@ fn exposed_at_most_3_0(hosts: &[HostDesired]) {
     eprintln!("systemd-analyze security: exposure {score}");
     assert!(score <= MAX_EXPOSURE, "exposure {score}\n{text}");
 }
+
+/// keepalived's `weight N reverse`: each tracked object's weight and
+/// `reverse` reach `agent.yml` resolved per instance — the object's own,
+/// or the instance's override, whose `reverse` comes with its weight.
+#[test]
+fn tracked_weights_reach_the_agent_with_their_reverse() {
+    let text = "cluster: t
+directors:
+  - { name: d1, address: 10.0.0.1/24, interface: eth0, priority: 100 }
+vrrp_instances:
+  - name: VI_1
+    virtual_router_id: 1
+    virtual_addresses: [{ address: 10.0.0.100/24 }]
+    track:
+      scripts: [{ name: a }, { name: b, weight: -10, reverse: true }, { name: c, weight: 5 }]
+      files: [{ name: f }]
+vrrp_scripts:
+  - { name: a, command: [/bin/a], weight: 20, reverse: true }
+  - { name: b, command: [/bin/b], weight: 30 }
+  - { name: c, command: [/bin/c], weight: 40, reverse: true }
+vrrp_track_files:
+  - { name: f, path: /run/f, weight: 2, reverse: true }
+";
+    let hosts = compile_text("reverse.yml", text);
+    let config =
+        hosts[0].files.iter().find(|f| f.path.ends_with("agent.yml")).unwrap();
+    let parsed: DirectorConfig =
+        agent_config::parse(&config.path, &config.content).unwrap();
+    let track = &parsed.vrrp_instances[0].track;
+    let resolved = |refs: &[lbdeploy::inventory::TrackRef]| {
+        refs.iter()
+            .map(|r| (r.name.clone(), r.weight, r.reverse))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        resolved(&track.scripts),
+        [
+            ("a".to_owned(), Some(20), true),
+            ("b".to_owned(), Some(-10), true),
+            ("c".to_owned(), Some(5), false),
+        ]
+    );
+    assert_eq!(resolved(&track.files), [("f".to_owned(), Some(2), true)]);
+}

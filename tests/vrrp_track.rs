@@ -138,22 +138,50 @@ fn r16_tracked_interfaces_with_keepalived_as_the_master() {
 const SCRIPT_INTERVAL: Duration = Duration::from_millis(200);
 const SCRIPT_FALL: u32 = 2;
 
-/// keepalived01 tracks a script (`test -e /run/ok`, weight −60) that
-/// every director runs; removing the file on keepalived01 fails it after
-/// `fall` runs, and the backup — lbdeploy or keepalived — takes over as
-/// for an interface; putting it back gives the VIP back.
-fn script_weight(s: Subnet, name: &str, keepalived_on: Option<&str>) {
+/// How the tracked script of [`script_weight`] is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Script {
+    /// `test -e /run/ok`, weight −60: failing costs 60.
+    Plain,
+    /// `test -e /run/bad`, weight 60 `reverse` (keepalived's `weight 60
+    /// reverse`): succeeding costs 60, so the file's presence is what
+    /// fails over.
+    Reversed,
+}
+
+/// keepalived01 tracks a script that every director runs; making it
+/// report trouble on keepalived01 (removing /run/ok, or with `reverse`
+/// creating /run/bad) takes 60 off its priority after `fall` runs, and
+/// the backup — lbdeploy or keepalived — takes over as for an interface;
+/// undoing it gives the VIP back.
+fn script_weight(
+    s: Subnet,
+    name: &str,
+    keepalived_on: Option<&str>,
+    script: Script,
+) {
+    let (test, weight, trouble, mend) = match script {
+        Script::Plain => {
+            ("ok", format!("{WEIGHT}"), "rm /run/ok", "touch /run/ok")
+        }
+        Script::Reversed => (
+            "bad",
+            format!("{}\n    reverse: true", -WEIGHT),
+            "touch /run/bad",
+            "rm /run/bad",
+        ),
+    };
     let inventory = vrrp(s, 2)
         .instance_option("track: { scripts: [{ name: chk_ok }] }")
         .top(&format!(
             "vrrp_scripts:\n  - name: chk_ok\n    command: [/bin/sh, -c, \
-             'test -e /run/ok']\n    interval: {}ms\n    weight: {WEIGHT}\n    \
+             'test -e /run/{test}']\n    interval: {}ms\n    weight: {weight}\n    \
              fall: {SCRIPT_FALL}\n    rise: 2\n",
             SCRIPT_INTERVAL.as_millis()
         ));
     let Some(lab) = TestLab::up(name, &inventory.to_string()) else { return };
     for host in DIRECTORS {
-        lab.exec_ok(host, "touch /run/ok");
+        lab.exec_ok(host, "touch /run/ok; rm -f /run/bad");
     }
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     if let Some(host) = keepalived_on {
@@ -171,16 +199,19 @@ fn script_weight(s: Subnet, name: &str, keepalived_on: Option<&str>) {
     let bound = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
     wait_sole_holder(&lab, &vip, "keepalived01", bound);
 
-    lab.exec_ok("keepalived01", "rm /run/ok");
+    lab.exec_ok("keepalived01", trouble);
+    // `fall` runs for the plain script to fail; `rise` for the reversed
+    // one to succeed (both 2).
     let noticed = SCRIPT_INTERVAL * (SCRIPT_FALL + 1);
     let handover = noticed + ADVERT + master_down_interval(V, 70, ADVERT);
     wait_sole_holder(&lab, &vip, "keepalived02", handover + SLACK);
     let st = instance(&lab, "keepalived01");
     assert_eq!(st["effective_priority"], 60, "{st}");
     assert_eq!(st["tracked"][0]["what"], "script chk_ok", "{st}");
-    assert_eq!(st["tracked"][0]["ok"], false, "{st}");
+    assert_eq!(st["tracked"][0]["ok"], script == Script::Reversed, "{st}");
+    assert_eq!(st["tracked"][0]["reverse"] == true, script == Script::Reversed);
 
-    lab.exec_ok("keepalived01", "touch /run/ok");
+    lab.exec_ok("keepalived01", mend);
     let back = noticed + ADVERT + master_down_interval(V, 60, ADVERT);
     wait_sole_holder(&lab, &vip, "keepalived01", back + SLACK);
     let log = lab.exec_ok("keepalived01", "cat /run/lbdeploy/agent.log");
@@ -191,13 +222,26 @@ fn script_weight(s: Subnet, name: &str, keepalived_on: Option<&str>) {
 
 #[test]
 fn r16_a_tracked_script_moves_the_priority() {
-    script_weight(Subnet::allocate(), "vrrp-script", None);
+    script_weight(Subnet::allocate(), "vrrp-script", None, Script::Plain);
+}
+
+/// keepalived's `weight N reverse` on a script (issue #21's import
+/// findings): carried, and the priority moves the other way.
+#[test]
+fn r21_a_reversed_script_costs_priority_while_it_succeeds() {
+    let s = Subnet::allocate();
+    script_weight(s, "vrrp-script-reverse", None, Script::Reversed);
 }
 
 #[test]
 fn r16_a_tracked_script_with_keepalived_as_the_backup() {
     let s = Subnet::allocate();
-    script_weight(s, "vrrp-script-ka-backup", Some("keepalived02"));
+    script_weight(
+        s,
+        "vrrp-script-ka-backup",
+        Some("keepalived02"),
+        Script::Plain,
+    );
 }
 
 /// A sync group (keepalived's `vrrp_sync_group`): VI_1 tracks `trk1`

@@ -538,6 +538,11 @@ pub struct TrackRef {
     /// Overrides its own weight for this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
+    /// Negates that weight (keepalived's `weight N reverse` in an
+    /// instance's track list); only with `weight`, which overrides the
+    /// object's own weight and `reverse` together, as keepalived's does.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reverse: bool,
 }
 
 /// Instances that fail together (keepalived's `vrrp_sync_group`): when
@@ -581,6 +586,11 @@ pub struct VrrpScript {
     /// keepalived's weight, −253–253 (see [`Track`]).
     #[serde(default)]
     pub weight: i32,
+    /// Negate the weight (keepalived's `weight N reverse`): a positive
+    /// weight is subtracted while the script succeeds, a negative one
+    /// added while it fails, and with weight 0 success is the FAULT.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reverse: bool,
     /// Successes in a row that make a failed script OK.
     #[serde(default = "default_one")]
     pub rise: u32,

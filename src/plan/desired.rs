@@ -656,29 +656,36 @@ fn accept_from(
 }
 
 /// An instance's tracking with every script's, file's and process's
-/// weight resolved: its own unless the instance overrides it. Validation
-/// saw every name exist.
+/// weight and `reverse` resolved: its own unless the instance overrides
+/// them (a weight given in the instance comes with its own `reverse`).
+/// Validation saw every name exist.
 fn track(inv: &Inventory, track: &Track) -> Track {
-    let resolve = |refs: &[TrackRef],
-                   weight_of: &dyn Fn(&str) -> Option<i32>| {
-        refs.iter()
-            .map(|t| TrackRef {
-                name: t.name.clone(),
-                weight: t.weight.or_else(|| weight_of(&t.name)),
-            })
-            .collect()
-    };
+    let resolve =
+        |refs: &[TrackRef], own: &dyn Fn(&str) -> Option<(i32, bool)>| {
+            refs.iter()
+                .map(|t| {
+                    let (weight, reverse) = match t.weight {
+                        Some(w) => (Some(w), t.reverse),
+                        None => own(&t.name)
+                            .map_or((None, false), |(w, r)| (Some(w), r)),
+                    };
+                    TrackRef { name: t.name.clone(), weight, reverse }
+                })
+                .collect()
+        };
     Track {
         interfaces: track.interfaces.clone(),
         scripts: resolve(&track.scripts, &|n| {
-            inv.vrrp_scripts.iter().find(|s| s.name == n).map(|s| s.weight)
+            let s = inv.vrrp_scripts.iter().find(|s| s.name == n);
+            s.map(|s| (s.weight, s.reverse))
         }),
         files: resolve(&track.files, &|n| {
-            inv.vrrp_track_files.iter().find(|f| f.name == n).map(|f| f.weight)
+            let f = inv.vrrp_track_files.iter().find(|f| f.name == n);
+            f.map(|f| (f.weight, f.reverse))
         }),
         processes: resolve(&track.processes, &|n| {
             let p = inv.vrrp_track_processes.iter().find(|p| p.name == n);
-            p.map(|p| p.weight)
+            p.map(|p| (p.weight, p.reverse))
         }),
     }
 }

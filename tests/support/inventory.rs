@@ -139,8 +139,8 @@ impl Inventory {
     }
 
     /// The instance moved to IPv6: VRRPv3 (v2 has no IPv6) with the VIP
-    /// fd77:N::200/64, and no virtual service (the data plane does not do
-    /// IPv6 yet).
+    /// fd77:N::200/64, and no virtual service (a test gives its own, on
+    /// that VIP, with `top`).
     pub fn ipv6(mut self) -> Self {
         self.ipv6 = true;
         self.version = Some(3);

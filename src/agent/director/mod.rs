@@ -125,14 +125,18 @@ fn watched(config: &DirectorConfig, v: &VrrpConfig) -> Vec<Watched> {
     .concat()
 }
 
-/// The weight instance `v` gives to `w` (resolved by `plan`).
-fn weight_in(v: &VrrpConfig, w: &Watched) -> i32 {
+/// The weight instance `v` gives to `w`, and whether it is negated
+/// (both resolved by `plan`: the object's own unless the instance
+/// overrides them).
+fn weight_in(v: &VrrpConfig, w: &Watched) -> (i32, bool) {
     let refs = match w {
         Watched::Script(_) => &v.track.scripts,
         Watched::File(_) => &v.track.files,
         Watched::Process(_) => &v.track.processes,
     };
-    refs.iter().find(|r| r.name == w.name()).and_then(|r| r.weight).unwrap_or(0)
+    refs.iter()
+        .find(|r| r.name == w.name())
+        .map_or((0, false), |r| (r.weight.unwrap_or(0), r.reverse))
 }
 
 /// Which instances a reload restarts, by index: those to stop and those
@@ -464,10 +468,11 @@ impl runtime::Worker<DirectorConfig> for Worker {
                 .filter_map(|w| {
                     let (_, running) =
                         self.trackers.iter().find(|(r, _)| r == w)?;
+                    let (weight, reverse) = weight_in(&key.vrrp, w);
                     Some(instance::TrackedObject {
                         what: w.what(),
-                        weight: weight_in(&key.vrrp, w),
-                        reverse: w.reverse(),
+                        weight,
+                        reverse,
                         source: running.source.clone(),
                     })
                 })

@@ -70,15 +70,6 @@ impl Watched {
         format!("{kind} {}", self.name())
     }
 
-    /// Whether its weight is negated (keepalived's `reverse`).
-    pub fn reverse(&self) -> bool {
-        match self {
-            Self::Script(_) => false,
-            Self::File(f) => f.reverse,
-            Self::Process(p) => p.reverse,
-        }
-    }
-
     /// Start its tracker.
     pub fn start(&self) -> Running {
         match self {

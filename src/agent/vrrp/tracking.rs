@@ -11,7 +11,7 @@
 //! * the result is clamped to 1–254, so tracking alone never makes an
 //!   instance the address owner nor resign it; an address owner (255) is
 //!   never adjusted;
-//! * `reverse` (files, processes) negates the weight: what is added while
+//! * `reverse` (scripts, files, processes) negates the weight: what is added while
 //!   the object is OK is subtracted instead, and a weight-0 object is a
 //!   fault while it is OK;
 //! * a file adds its number times its weight

@@ -211,6 +211,7 @@ pub fn script(
         interval: Duration::from_secs(1),
         timeout: None,
         weight: 0,
+        reverse: false,
         rise: 1,
         fall: 1,
         user: None,
@@ -229,16 +230,8 @@ pub fn script(
             }
             "timeout" => s.timeout = r.seconds(node, block),
             "weight" => {
-                let (w, reverse) = weight(node, block, r).unwrap_or((0, false));
-                s.weight = w;
-                if reverse {
-                    let m = format!(
-                        "`reverse` is not carried over: lbdeploy's scripts \
-                         have no reversed weight — {}",
-                        reversed_weight(w)
-                    );
-                    r.warn(node, block, &m);
-                }
+                (s.weight, s.reverse) =
+                    weight(node, block, r).unwrap_or((0, false));
             }
             "rise" => s.rise = r.number(node, block).unwrap_or(1),
             "fall" => s.fall = r.number(node, block).unwrap_or(1),
@@ -314,45 +307,51 @@ pub fn track_list(
     r: &mut Reader<'_>,
 ) {
     for item in list.children() {
-        let weight = match item.args.as_slice() {
-            [] => None,
+        let (weight, reverse) = match item.args.as_slice() {
+            [] => (None, false),
             [w, n, rest @ ..] if w == "weight" && rest.len() <= 1 => {
                 let parsed = n.parse().ok();
                 if parsed.is_none() {
                     let m = format!("`weight {n}`: expected a whole number");
                     r.error(item, list, &m);
                 }
-                match rest.first().map(String::as_str) {
-                    None | Some("noreverse") => {}
-                    Some("reverse") => {
-                        let m = format!(
-                            "`reverse` is not carried over: an instance's \
-                             track list has no reversed weight — {}",
-                            reversed_weight(parsed.unwrap_or(0))
+                let reverse = match rest.first().map(String::as_str) {
+                    None | Some("noreverse") => false,
+                    Some("reverse") => true,
+                    Some(_) => {
+                        r.warn(
+                            item,
+                            list,
+                            "expected `NAME`, `NAME weight N` or `NAME weight \
+                             N reverse`; the weight is kept",
                         );
-                        r.warn(item, list, &m);
+                        false
                     }
-                    Some(_) => r.warn(
-                        item,
-                        list,
-                        "expected `NAME`, `NAME weight N` or `NAME weight N \
-                         reverse`; the weight is kept",
-                    ),
-                }
-                parsed
+                };
+                (parsed, reverse && parsed.is_some())
             }
             _ => {
                 r.warn(item, block, "expected `NAME` or `NAME weight N`");
-                None
+                (None, false)
             }
         };
         let name = item.keyword.clone();
+        let tracked = TrackRef { name, weight, reverse };
         match list.keyword.as_str() {
-            "track_script" => track.scripts.push(TrackRef { name, weight }),
-            "track_file" => track.files.push(TrackRef { name, weight }),
-            "track_process" => track.processes.push(TrackRef { name, weight }),
+            "track_script" => track.scripts.push(tracked),
+            "track_file" => track.files.push(tracked),
+            "track_process" => track.processes.push(tracked),
             _ => {
                 let weight = weight.unwrap_or(0);
+                if reverse {
+                    let m = format!(
+                        "`reverse` is not carried over: a tracked interface \
+                         has no reversed weight — {}",
+                        reversed_weight(weight)
+                    );
+                    r.warn(item, list, &m);
+                }
+                let name = tracked.name;
                 track.interfaces.push(TrackInterface { name, weight });
             }
         }

@@ -146,6 +146,12 @@ pub(crate) fn track(
             }
             if let Some(w) = t.weight {
                 weight(w, &format!("{p}.weight"), out);
+            } else if t.reverse {
+                out.push(Finding::error(
+                    format!("{p}.reverse"),
+                    "`reverse` negates the `weight` given beside it — give \
+                     one here, or set `reverse` on the object itself",
+                ));
             }
         }
     }
