@@ -384,6 +384,24 @@ pub struct ServiceConfig {
     pub real_servers: Vec<RealServerConfig>,
 }
 
+impl ServiceConfig {
+    /// The ports it serves: a port group's `ports`, else its one `port` —
+    /// what [`VirtualService::spans`](super::VirtualService::spans) reads
+    /// from the inventory, for both data planes.
+    pub fn spans(&self) -> Vec<PortSpan> {
+        match self.ports.is_empty() {
+            true => vec![PortSpan::one(self.port.get() as u16)],
+            false => self.ports.clone(),
+        }
+    }
+
+    /// Whether it is a port group (`ports:`): an IPVS fwmark service, a
+    /// set of ports on nftables.
+    pub fn is_group(&self) -> bool {
+        !self.ports.is_empty()
+    }
+}
+
 /// A real server as a director sees it: an address, never a host name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -470,4 +488,33 @@ pub fn parse<T: serde::de::DeserializeOwned>(
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(extra: &str) -> ServiceConfig {
+        serde_yaml::from_str(&format!(
+            "name: web\nvip: 10.0.0.200\nport: 80\nprotocol: tcp\n\
+             scheduler: rr\ndelay_loop: 6s\nquorum: 1\nreal_servers: []\n\
+             {extra}"
+        ))
+        .unwrap()
+    }
+
+    /// One `port`, or a group's `ports` (whose first is also `port`, as
+    /// `plan::desired` renders it): never both.
+    #[test]
+    fn spans_are_the_port_or_the_group() {
+        let one = service("");
+        assert_eq!(one.spans(), [PortSpan::one(80)]);
+        assert!(!one.is_group());
+        let group = service("ports: [80, 8000-8100]\n");
+        assert_eq!(
+            group.spans(),
+            [PortSpan::one(80), PortSpan { first: 8000, last: 8100 }]
+        );
+        assert!(group.is_group());
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::{Mac, PortSpan, Proto, Ruleset, Service};
+use super::{Mac, Proto, Ruleset, Service};
 use crate::agent::dataplane::backend::{instance_of, sorry_takes_over};
 use crate::agent::dataplane::buckets::{self, Backend};
 use crate::inventory::Protocol;
@@ -99,10 +99,7 @@ pub fn ruleset(
         services.push(Service {
             name: svc.name.clone(),
             vip: svc.vip,
-            ports: match svc.ports.is_empty() {
-                true => vec![PortSpan::one(svc.port.get() as u16)],
-                false => svc.ports.clone(),
-            },
+            ports: svc.spans(),
             proto: match svc.protocol {
                 Protocol::Tcp => Proto::Tcp,
                 Protocol::Udp => Proto::Udp,
