@@ -11,7 +11,9 @@
 //! * each listed VIP present on its interface (rtnetlink);
 //! * the nftables data plane's `table netdev lbdeploy`;
 //! * the listed IPVS services, as far as lbdeploy owns them (see
-//!   [`ipvs::withdraw`]).
+//!   [`ipvs::withdraw`]), after the port groups' mark table
+//!   `table inet lbdeploy_marks` ([`ipvs::marks`]) where `nft` is
+//!   installed.
 //!
 //! A failing part does not stop the others: a host should keep as little
 //! as possible. The file itself stays, so that a cleanup run again (by
@@ -167,12 +169,22 @@ async fn interface(net: &Net, vip: &Vip) -> Option<u32> {
     }
 }
 
-/// Delete the listed IPVS services (and those in the IPVS record) as far
-/// as lbdeploy owns them.
+/// Delete the port groups' mark table, then the listed IPVS services
+/// (and those in the IPVS record) as far as lbdeploy owns them. The
+/// marks go first, as the agent removes them: a marked packet never
+/// looks for a service already gone.
 async fn ipvs_services(
     holdings: &Holdings,
     run_dir: &Path,
 ) -> anyhow::Result<usize> {
+    // A failure here still lets the services go; it is reported after.
+    let marks = ipvs::marks::delete_table().await;
+    if let Ok(true) = marks {
+        tracing::info!(
+            "cleanup: removed the nft table inet {}",
+            ipvs::marks::TABLE
+        );
+    }
     let listed = holdings.ipvs_services.iter().map(|s| s.key()).collect();
     let record = ipvs::owned_path(run_dir);
     let plan =
@@ -184,5 +196,6 @@ async fn ipvs_services(
     for f in &plan.foreign {
         tracing::info!("cleanup: ipvs: left alone (not lbdeploy's): {f}");
     }
-    Ok(plan.ops.len())
+    let marks = marks.context("the port groups' mark table")?;
+    Ok(plan.ops.len() + usize::from(marks))
 }

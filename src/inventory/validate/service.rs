@@ -23,7 +23,7 @@ pub(crate) fn virtual_service(
     out: &mut Vec<Finding>,
 ) {
     vip(vs, path, vips, out);
-    ports(inv, vs, path, out);
+    ports(vs, path, out);
     forwarding_and_scheduling(inv, vs, path, out);
     real_servers(inv, vs, path, out);
     quorum(vs, path, out);
@@ -67,16 +67,14 @@ fn vip(
 pub(crate) const PORT_SPANS_MAX: usize = 64;
 
 /// One of `port` and `ports`. A port group: spans that do not overlap,
-/// at most [`PORT_SPANS_MAX`], on the nftables data plane (IPVS would
-/// need a fwmark service, not built yet), and at most one persistent
-/// group per VIP and protocol — their clients are pinned in one map
-/// keyed by client address, which two groups would share.
-fn ports(
-    inv: &Inventory,
-    vs: &VirtualService,
-    path: &str,
-    out: &mut Vec<Finding>,
-) {
+/// at most [`PORT_SPANS_MAX`], and at most one persistent group per VIP
+/// and protocol — on nftables their clients are pinned in one map keyed
+/// by client address, which two groups would share; kept on IPVS too
+/// (where each group is a fwmark service of its own), so that an
+/// inventory means the same on both data planes. Any data plane: on IPVS
+/// a group is a fwmark service whose packets the agent marks with `nft`
+/// (`agent::dataplane::ipvs::marks`).
+fn ports(vs: &VirtualService, path: &str, out: &mut Vec<Finding>) {
     let ppath = format!("{path}.ports");
     match (vs.port, vs.ports.is_empty()) {
         (None, true) => out.push(Finding::error(
@@ -109,13 +107,6 @@ fn ports(
                 format!("`{span}` overlaps `{other}` — list each port once"),
             ));
         }
-    }
-    if inv.dataplane != Dataplane::Nftables {
-        out.push(Finding::error(
-            &ppath,
-            "a port group needs `dataplane: nftables` — on IPVS it would be \
-             a fwmark service, which lbdeploy does not build yet",
-        ));
     }
 }
 

@@ -6,6 +6,8 @@
 //!   the kernel's, as operations (pure; never a flush);
 //! * [`client`] — the netlink socket: [`Ipvs::connect`], [`Ipvs::dump`],
 //!   [`Ipvs::apply`];
+//! * [`marks`] — port groups as fwmark services: each group's mark
+//!   (pure) and the nftables table that marks its packets;
 //! * [`plane`] — the [`Dataplane`](super::Dataplane) the director's
 //!   forwarding loop drives: [`desired`] and [`sync`] on every change.
 //!
@@ -43,6 +45,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod marks;
 pub mod plane;
 pub mod reconcile;
 
@@ -90,8 +93,8 @@ pub enum ServiceKey {
         /// The port.
         port: u16,
     },
-    /// A firewall mark (`ipvsadm -f`). lbdeploy does not create these, but
-    /// a kernel table may hold them and they must be recognised to be left
+    /// A firewall mark (`ipvsadm -f`): a port group's service, whose
+    /// packets [`marks`] marks; or someone else's, recognised to be left
     /// alone.
     Fwmark {
         /// Whether the service is IPv6.
@@ -102,8 +105,12 @@ pub enum ServiceKey {
 }
 
 impl ServiceKey {
-    /// The key of a configured service.
-    pub fn of(svc: &ServiceConfig) -> Self {
+    /// The key of a configured service: its firewall `mark` for a port
+    /// group (see [`marks::assign`]), else its protocol, VIP and port.
+    pub fn of(svc: &ServiceConfig, mark: Option<u32>) -> Self {
+        if let Some(mark) = mark {
+            return ServiceKey::Fwmark { v6: svc.vip.is_ipv6(), mark };
+        }
         ServiceKey::Addr {
             proto: match svc.protocol {
                 Protocol::Tcp => Proto::Tcp,
@@ -318,13 +325,31 @@ pub type Table = BTreeMap<ServiceKey, Entry>;
 /// What the kernel counted of each destination of a dumped table.
 pub type Counted = BTreeMap<(ServiceKey, DestKey), Traffic>;
 
+/// Each configured service's key in the kernel's table, in the
+/// configuration's order: a port group's is its fwmark service's. `None`
+/// for a group past the marks lbdeploy has ([`marks::Full`], which the
+/// back end refuses before it builds a table).
+fn keys(config: &DirectorConfig) -> Vec<Option<ServiceKey>> {
+    let marks = marks::assign(config).unwrap_or_default();
+    config
+        .virtual_services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| match (svc.is_group(), marks.get(&i)) {
+            (false, _) => Some(ServiceKey::of(svc, None)),
+            (true, Some(&mark)) => Some(ServiceKey::of(svc, Some(mark))),
+            (true, None) => None,
+        })
+        .collect()
+}
+
 /// Each configured real server's counts in `counted`, by service name and
-/// address (a server the table does not hold, being down, is absent).
-/// Pure.
+/// address (a server the table does not hold, being down, is absent); a
+/// port group's are its fwmark service's, all its ports together. Pure.
 pub fn traffic(config: &DirectorConfig, counted: &Counted) -> TrafficByService {
     let mut out = TrafficByService::new();
-    for svc in &config.virtual_services {
-        let key = ServiceKey::of(svc);
+    for (svc, key) in config.virtual_services.iter().zip(keys(config)) {
+        let Some(key) = key else { continue };
         for rs in &svc.real_servers {
             let dest = DestKey { addr: rs.address, port: rs.port.get() as u16 };
             if let Some(t) = counted.get(&(key, dest)) {
@@ -345,14 +370,20 @@ pub fn traffic(config: &DirectorConfig, counted: &Counted) -> TrafficByService {
 /// Persistence is `IP_VS_SVC_F_PERSISTENT` with the timeout in whole
 /// seconds (at least 1) and a single-address netmask, as keepalived's
 /// `persistence_timeout` without `persistence_granularity`.
+///
+/// A port group is one fwmark service ([`marks`]): one persistence
+/// template per client then holds across all its ports. Its real servers
+/// keep their configured port, as keepalived's fwmark services do; Direct
+/// Routing never rewrites a port, so each packet reaches the port it was
+/// sent to.
 pub fn desired(
     config: &DirectorConfig,
     up: impl Fn(&ServiceConfig, &RealServerConfig) -> bool,
     has_quorum: impl Fn(&ServiceConfig) -> bool,
 ) -> Table {
     let mut table = Table::new();
-    for svc in &config.virtual_services {
-        let key = ServiceKey::of(svc);
+    for (svc, key) in config.virtual_services.iter().zip(keys(config)) {
+        let Some(key) = key else { continue };
         let netmask = if svc.vip.is_ipv6() { 128 } else { u32::MAX };
         let settings = match svc.persistence_timeout {
             Some(t) => Settings {
@@ -549,6 +580,40 @@ virtual_services:
         let dns = t.values().nth(1).unwrap();
         assert_eq!(dns.settings.netmask, 128);
         assert_eq!(t.values().next().unwrap().settings.netmask, u32::MAX);
+    }
+
+    /// A port group is one fwmark service (persistence then holds across
+    /// its ports), its real servers at their own port; the other
+    /// services keep their address key. What the kernel counts of the
+    /// fwmark service is the group's traffic.
+    #[test]
+    fn a_port_group_is_one_fwmark_service() {
+        let text = CONFIG.replace(
+            "  port: 80\n  protocol: tcp\n  scheduler: wrr\n",
+            "  port: 8080\n  ports: [8080, 8443]\n  protocol: tcp\n  \
+             scheduler: wrr\n  persistence_timeout: 10m\n",
+        );
+        let config: DirectorConfig = serde_yaml::from_str(&text).unwrap();
+        let mark = marks::assign(&config).unwrap()[&0];
+        let t = desired(&config, |_, _| true, |_| true);
+        assert_eq!(
+            render(&t),
+            format!(
+                "UDP [2001:db8::200]:53 sh persistent 60\n  \
+                 -> [2001:db8::21]:53 Route 1\n  \
+                 -> [2001:db8::22]:53 Route 1\n\
+                 FWM {mark} wrr persistent 600\n  \
+                 -> 10.0.0.21:80 Route 2\n  \
+                 -> 10.0.0.22:80 Route 1\n"
+            )
+        );
+        let key = ServiceKey::Fwmark { v6: false, mark };
+        assert_eq!(t[&key].settings.netmask, u32::MAX);
+        let seen = Traffic { connections: Some(7), ..Traffic::default() };
+        let dest = DestKey { addr: "10.0.0.21".parse().unwrap(), port: 80 };
+        let counted = Counted::from([((key, dest), seen)]);
+        let by = traffic(&config, &counted);
+        assert_eq!(by["web"][&dest.addr].connections, Some(7));
     }
 
     #[test]

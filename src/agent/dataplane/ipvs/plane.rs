@@ -3,9 +3,11 @@
 //! kept on every director, as keepalived does: IPVS only sees packets for
 //! a VIP the director holds, so a backup's table is inert and ready, and
 //! VRRP changes nothing here. What to program is decided by the pure parts
-//! ([`super::desired`], [`super::reconcile()`]); this file only runs them
-//! off the async threads and logs what changed.
+//! ([`super::desired`], [`super::reconcile()`], [`super::marks::assign`]);
+//! this file only runs them off the async threads, keeps the port groups'
+//! mark table beside the services and logs what changed.
 
+use super::marks::{self, Change, Marks};
 use super::reconcile::Foreign;
 use super::{Counted, Ipvs, client, owned_path};
 use crate::agent::dataplane::backend::{Dataplane, Desired, Job};
@@ -22,6 +24,8 @@ pub(crate) struct Plane {
     /// What the last sync found that is not lbdeploy's, so each is
     /// logged once, not at every sync.
     foreign: Vec<Foreign>,
+    /// The port groups' mark table.
+    marks: Marks,
 }
 
 /// What `now` holds that `before` did not: the services and destinations
@@ -80,17 +84,12 @@ impl Dataplane for Plane {
         &'a mut self,
         d: &'a Desired<'a>,
     ) -> Job<'a, anyhow::Result<()>> {
-        // Validation refuses them; a configuration written by hand must
-        // not have only its first port forwarded.
-        if let Some(svc) =
-            d.config.virtual_services.iter().find(|s| !s.ports.is_empty())
-        {
-            let why = anyhow::anyhow!(
-                "service {}: a port group needs the nftables data plane",
-                svc.name
-            );
-            return Box::pin(async move { Err(why) });
-        }
+        // Before anything changes: every group gets a mark, or nothing
+        // is built.
+        let rules = match marks::assign(d.config) {
+            Ok(assigned) => marks::rules(d.config, &assigned),
+            Err(full) => return Box::pin(async move { Err(full.into()) }),
+        };
         let desired = super::desired(
             d.config,
             |svc, rs| (d.up)(svc, rs.address),
@@ -113,6 +112,22 @@ impl Dataplane for Plane {
                 tracing::info!("ipvs: left alone (not lbdeploy's): {f}");
             }
             self.foreign = plan.foreign;
+            // After the services, so that a mark never names a service
+            // not there yet (a marked packet without one would reach the
+            // director's own stack).
+            match self.marks.sync(&rules).await? {
+                Change::Nothing => {}
+                Change::Loaded => tracing::info!(
+                    "ipvs: loaded table inet {} (the marks of {} port \
+                     group(s))",
+                    marks::TABLE,
+                    rules.len()
+                ),
+                Change::Removed => tracing::info!(
+                    "ipvs: removed table inet {} (no port group left)",
+                    marks::TABLE
+                ),
+            }
             // After the table: its netlink family loaded `ip_vs`, which
             // makes the setting's file.
             if hashing { sloppy_tcp() } else { Ok(()) }
@@ -128,11 +143,12 @@ impl Dataplane for Plane {
         false
     }
 
-    /// The agent leaves the IPVS table as it is when it stops: without
-    /// the VIPs it forwards nothing, and a restart reconciles it with the
-    /// record of what lbdeploy owns. Once the agent is gone, `agent
-    /// cleanup` (the supervisor's, or the unit's `ExecStopPost`) removes
-    /// it, so that a host whose agent is not running holds nothing of it.
+    /// The agent leaves the IPVS table (and the port groups' mark table)
+    /// as it is when it stops: without the VIPs it forwards nothing, and a
+    /// restart reconciles it with the record of what lbdeploy owns. Once
+    /// the agent is gone, `agent cleanup` (the supervisor's, or the unit's
+    /// `ExecStopPost`) removes both, so that a host whose agent is not
+    /// running holds nothing of it.
     fn withdraw(&mut self) -> Job<'_, anyhow::Result<bool>> {
         Box::pin(async { Ok(false) })
     }
