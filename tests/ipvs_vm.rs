@@ -31,8 +31,12 @@
 //! namespace d2 (tests/vm/scenario/five.yml beside four.yml), both with
 //! `mh` on port 8080; a stream from the client through the first goes on
 //! through d2 after the first stops, to the same real server.
-//! Last, IPv6 (issue #21, six.yml): the agent holds an IPv6 VIP by VRRPv3
+//! Then IPv6 (issue #21, six.yml): the agent holds an IPv6 VIP by VRRPv3
 //! and IPVS forwards 20 requests to the real servers' IPv6 addresses.
+//! Last, a persistent port group (issue #21, seven.yml): ports 8080 and
+//! 8443 as one fwmark service and the agent's mark table; one client stays
+//! on one real server on both ports where two services of their own
+//! (eight.yml, the control) spread it; see [`port_groups`].
 //!
 //! Needs root (apt-get download, and the static binary's build) and qemu;
 //! skips with a message without them. The kernel package is cached under
@@ -346,6 +350,7 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
     failsafe(get);
     continuity(get);
     ipv6(get);
+    port_groups(get);
 }
 
 /// What the agent's status says IPVS counted of each real server (issue
@@ -553,5 +558,145 @@ fn ipv6<'a>(get: &impl Fn(&str) -> &'a str) {
         split,
         "{}\n{log}",
         get("six.ipvsadm")
+    );
+}
+
+/// `uniq -c` output of `ask` in /init ("N PORT NAME") as
+/// (port, name) → count.
+fn answers_by_port(counted: &str) -> BTreeMap<(String, String), u32> {
+    counted
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let n = words.next()?.parse().ok()?;
+            let port = words.next()?.to_owned();
+            let who = words.next()?.to_owned();
+            Some(((port, who), n))
+        })
+        .collect()
+}
+
+/// A persistent port group on IPVS (issue #21): seven.yml's ports 8080
+/// and 8443 are one fwmark service (in lbdeploy's mark range, with both
+/// real servers), and the agent's `table inet lbdeploy_marks` gives
+/// their packets that mark. One client's 10 requests, alternating
+/// ports, all reach one real server: one persistence template for both
+/// ports. The control (eight.yml: two services of their own, round
+/// robin, no persistence) sends the same requests to both real servers
+/// on each port, so the assertion can fail. The table deleted by hand is
+/// back within a reconcile; the status counts the group's connections
+/// per real server; after `agent stop` neither the service nor the table
+/// is left.
+fn port_groups<'a>(get: &impl Fn(&str) -> &'a str) {
+    let log = get("groups.log");
+    let serving = get("groups.serving");
+    assert!(serving.lines().all(|l| waited(l).is_finite()), "no 8443");
+    // The control: each port's requests on both real servers.
+    assert_eq!(
+        get("groups.control.rc").trim(),
+        "0",
+        "{}",
+        get("groups.control.log")
+    );
+    let control = answers_by_port(get("groups.control.traffic"));
+    assert_eq!(control.values().sum::<u32>(), 10, "control: {control:?}");
+    for port in ["8080", "8443"] {
+        for rs in ["rs1", "rs2"] {
+            let n = control.get(&(port.to_owned(), rs.to_owned()));
+            assert!(
+                n.is_some_and(|&n| n >= 2),
+                "control: {rs} not answering {port}: {control:?}"
+            );
+            assert!(!control.contains_key(&(port.to_owned(), "failed".into())));
+        }
+    }
+    assert_eq!(
+        get("groups.start").lines().next(),
+        Some("0"),
+        "agent start failed:\n{}",
+        get("groups.start")
+    );
+    assert!(waited(get("groups.master")) < 10.0, "no VIP:\n{log}");
+    let table = get("groups.ipvsadm");
+    assert!(
+        waited(get("groups.ready")).is_finite(),
+        "no FWM service with both real servers:\n{table}\n{log}"
+    );
+    // (1) One fwmark service with both real servers, persistent, its
+    // mark in lbdeploy's range; the table marks the group's packets with
+    // the same number.
+    let flat = flatten(table);
+    let fwm = flat
+        .iter()
+        .find(|l| l.starts_with("FWM ") && !l.contains("->"))
+        .unwrap_or_else(|| panic!("no FWM service:\n{table}"));
+    let mark: u32 = fwm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        (0x6c62_0000..0x6c62_1000).contains(&mark),
+        "mark {mark:#x} outside lbdeploy's range"
+    );
+    assert_eq!(*fwm, format!("FWM {mark} rr persistent 300"), "{table}");
+    for rs in ["10.0.5.11", "10.0.5.12"] {
+        let dest = format!("{fwm} -> {rs}:8080 Route 1");
+        assert!(flat.contains(&dest), "no `{dest}`:\n{table}");
+    }
+    assert!(
+        !table.contains("TCP  10.0.5.100"),
+        "a per-port service besides the group:\n{table}"
+    );
+    let nft = get("groups.nft");
+    let rule = format!(
+        "ip daddr 10.0.5.100 tcp dport {{ 8080, 8443 }} meta mark set \
+         {mark:#x}"
+    );
+    assert!(nft.contains(&rule), "no `{rule}` in the table:\n{nft}");
+    assert!(nft.contains("hook prerouting priority mangle"), "{nft}");
+    // (2) One real server for the client on both ports, 5 answers each.
+    let seen = answers_by_port(get("groups.traffic"));
+    assert_eq!(seen.values().sum::<u32>(), 10, "{seen:?}");
+    let servers: std::collections::BTreeSet<&str> =
+        seen.keys().map(|(_, who)| who.as_str()).collect();
+    assert_eq!(servers.len(), 1, "the client moved: {seen:?}\n{log}");
+    let server = *servers.first().unwrap();
+    assert!(server.starts_with("rs"), "{seen:?}");
+    for port in ["8080", "8443"] {
+        assert_eq!(
+            seen.get(&(port.to_owned(), server.to_owned())),
+            Some(&5),
+            "{seen:?}"
+        );
+    }
+    // Deleted by hand, the table is loaded again at the next reconcile.
+    let repaired = waited(get("groups.repaired"));
+    assert!(repaired <= 10.0, "the table not repaired:\n{log}");
+    assert!(log.contains("was changed by hand; loading it again"), "{log}");
+    // What the kernel counted of the group, per real server.
+    let status = get("groups.status");
+    assert!(waited(get("groups.counted")) <= 10.0, "nothing counted: {status}");
+    let status: serde_json::Value = serde_json::from_str(status.trim())
+        .unwrap_or_else(|e| panic!("{e}: {status}"));
+    let address = format!("10.0.5.1{}", &server[2..]);
+    let t = &status["details"]["forwarding"]["traffic"]["web"][&address];
+    assert!(
+        t["connections"].as_u64().is_some_and(|n| n >= 10),
+        "{address}: {t}"
+    );
+    // (3) Stopped: the supervisor's cleanup removed both.
+    assert_eq!(get("groups.stopped").trim(), "0", "agent stop failed");
+    let after = get("groups.after.ipvsadm");
+    assert!(!after.contains("FWM"), "the fwmark service is left:\n{after}");
+    let tables = get("groups.after.nft");
+    assert!(!tables.contains("lbdeploy_marks"), "the table is left:\n{tables}");
+    for line in [
+        "cleanup: removed the nft table inet lbdeploy_marks",
+        &format!("cleanup: ipvs: delete service FWM {mark}"),
+    ] {
+        assert!(log.contains(line), "`{line}` not in the log:\n{log}");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "ipvs_vm: port group: FWM {mark:#x}, the client on {server} on both \
+         ports (the control spread it: {control:?}); the table back {repaired} \
+         s after its deletion"
     );
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the IPVS test VM: Debian's kernel (this machine's kernel has no
-# IPVS) and an initramfs holding busybox, the IPVS modules, ipvsadm with its
-# libraries, the static lbdeploy binary and the scenario.
+# IPVS) and an initramfs holding busybox, the IPVS modules, ipvsadm and nft
+# with their libraries, the static lbdeploy binary and the scenario.
 #
 #   tests/vm/build.sh CACHE_DIR LBDEPLOY_BINARY
 #
@@ -25,7 +25,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 # time), so it is named here rather than found in `depends=`.
 # ip_vs_mh: the continuity part (both directors pick alike).
 # veth and bridge: the traffic part puts network namespaces on a bridge.
-wanted="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_wlc ip_vs_mh veth bridge"
+# nf_tables (with nfnetlink, from its depends=): the port groups' mark
+# table; Debian builds the inet family, meta, payload and every set type
+# into it (CONFIG_NF_TABLES_INET=y).
+wanted="crc32c_generic ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs_wlc ip_vs_mh veth bridge nf_tables"
 
 kernel_pkg() {
   apt-cache depends linux-image-amd64 2>/dev/null \
@@ -88,9 +91,9 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,proc,sys,run,tmp,dev,modules,scenario}
 cp /bin/busybox "$root/bin/busybox"
 cp "$cache"/kernel/modules/* "$root/modules/"
-# ipvsadm and iproute2's ip are dynamically linked: bring their libraries
-# and the loader.
-for bin in /usr/sbin/ipvsadm "$(command -v ip)" ${VM_BINS:-}; do
+# ipvsadm, iproute2's ip and nft are dynamically linked: bring their
+# libraries and the loader.
+for bin in /usr/sbin/ipvsadm "$(command -v ip)" /usr/sbin/nft ${VM_BINS:-}; do
   cp "$bin" "$root/sbin/"
   for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
