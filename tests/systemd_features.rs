@@ -53,7 +53,8 @@ const MARKS: &str =
 const ESCAPED: &str = "61.93";
 
 /// The cluster: rs01 checked by `http_get`, `tcp` and `exec`, rs02 by a
-/// half-open `tcp` and `ping`; hooks for master, backup and fault; a
+/// half-open `tcp`, `ping`, and `dns`, `udp` and `smtp` against the
+/// second responder [`PROTOCOLS`] starts; hooks for master, backup and fault; a
 /// script (weight −60), a file (weight −10) and a process (weight 0)
 /// tracked; scripts and hooks as `nobody`; the VRRP thread real-time;
 /// webhook and email to the client.
@@ -83,7 +84,12 @@ fn features(s: Subnet, file_weight: i32) -> Inventory {
             "rs02",
             &format!(
                 "{{ tcp: {{ half_open: true, {timing} }} }}, \
-                 {{ ping: {{ {timing} }} }}"
+                 {{ ping: {{ {timing} }} }}, \
+                 {{ dns: {{ name: lab.test, type: TXT, expect: [rs02], \
+                 connect_port: {DNS_PORT}, {timing} }} }}, \
+                 {{ udp: {{ payload: '6c6264', require_reply: true, \
+                 reply: '6c6264', connect_port: {UDP_PORT}, {timing} }} }}, \
+                 {{ smtp: {{ connect_port: {SMTP_CHECKED}, {timing} }} }}"
             ),
         )
         .instance_option(&format!(
@@ -112,6 +118,16 @@ fn features(s: Subnet, file_weight: i32) -> Inventory {
             SCRIPT_INTERVAL.as_millis()
         ))
 }
+
+/// The ports of rs02's second responder, for its `dns`, `udp` (an echo)
+/// and `smtp` checks; and the command that starts it (its HTTP port
+/// unused).
+const DNS_PORT: u16 = 5353;
+const UDP_PORT: u16 = 5354;
+const SMTP_CHECKED: u16 = 2525;
+const PROTOCOLS: &str = "setsid lbdeploy lab responder --port 8099 --name rs02 \
+                         --dns-port 5353 --udp-port 5354 --smtp-port 2525 \
+                         </dev/null >/dev/null 2>&1 &";
 
 /// What the test flips, on a director: the directory, the tracked file
 /// at 0, and the tracked process (`sleep` under another name).
@@ -180,6 +196,7 @@ fn r18_every_feature_works_under_the_hardened_unit() {
         lab.exec_ok(d, PREPARE);
         lab.exec_ok(d, DAEMON);
     }
+    lab.exec_ok("rs02", PROTOCOLS);
     let vip = s.vip();
     lab.apply_until_forwarding(&vip);
     let elected = master_down_interval(V, 120, ADVERT) + Duration::from_secs(4);
@@ -232,7 +249,8 @@ fn r18_every_feature_works_under_the_hardened_unit() {
     }
 
     // Every kind of check passes, so each works in the sandbox (ping and
-    // the half-open probe on raw sockets, exec through sh as nobody).
+    // the half-open probe on raw sockets, exec through sh as nobody, the
+    // DNS answer read and compared, the UDP echo, an SMTP dialogue).
     let (rs01, rs02) = (s.addr(21), s.addr(22));
     within(CHECK_BOUND, "both real servers up", || {
         verdict(&lab, &rs01) == Some(true) && verdict(&lab, &rs02) == Some(true)
