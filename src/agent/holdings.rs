@@ -89,8 +89,9 @@ pub(crate) struct Vip {
     pub prefix: u8,
 }
 
-/// One IPVS virtual service, as lbdeploy creates them (never by
-/// firewall mark).
+/// One IPVS virtual service, as lbdeploy creates them: by address and
+/// port, or for a port group by a firewall mark of lbdeploy's range
+/// ([`ipvs::marks`]), the VIP and first port then naming the group.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
 )]
@@ -102,6 +103,11 @@ pub(crate) struct Service {
     pub vip: IpAddr,
     /// The port, never 0.
     pub port: u16,
+    /// A port group's mark: the service is the fwmark service, not the
+    /// one of `vip:port` (none in files of agents before port groups on
+    /// IPVS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
 }
 
 /// A service's protocol: the two lbdeploy configures.
@@ -123,7 +129,16 @@ impl Service {
             Protocol::Tcp => ipvs::Proto::Tcp,
             Protocol::Udp => ipvs::Proto::Udp,
         };
-        ipvs::ServiceKey::Addr { proto, addr: self.vip, port: self.port }
+        match self.fwmark {
+            Some(mark) => {
+                ipvs::ServiceKey::Fwmark { v6: self.vip.is_ipv6(), mark }
+            }
+            None => ipvs::ServiceKey::Addr {
+                proto,
+                addr: self.vip,
+                port: self.port,
+            },
+        }
     }
 }
 
@@ -154,18 +169,24 @@ impl Holdings {
             inventory::Dataplane::Nftables => (true, false),
             inventory::Dataplane::Ipvs => (false, true),
         };
+        // Past the range's groups the agent makes no group's service,
+        // so none is listed.
+        let marks = ipvs::marks::assign(config).unwrap_or_default();
         let ipvs_services = match ipvs {
             false => BTreeSet::new(),
             true => config
                 .virtual_services
                 .iter()
-                .map(|s| Service {
+                .enumerate()
+                .filter(|(i, s)| !s.is_group() || marks.contains_key(i))
+                .map(|(i, s)| Service {
                     protocol: match s.protocol {
                         inventory::Protocol::Tcp => Protocol::Tcp,
                         inventory::Protocol::Udp => Protocol::Udp,
                     },
                     vip: s.vip,
                     port: s.port.get() as u16,
+                    fwmark: marks.get(&i).copied(),
                 })
                 .collect(),
         };
@@ -247,8 +268,13 @@ impl Holdings {
                 return Err(Error::Vip(format!("{}/{}", v.ip, v.prefix)));
             }
         }
+        let marks = ipvs::marks::MARK_BASE
+            ..ipvs::marks::MARK_BASE + ipvs::marks::MARK_SLOTS;
         for s in &self.ipvs_services {
-            if !usable(s.vip) || s.port == 0 {
+            if !usable(s.vip)
+                || s.port == 0
+                || s.fwmark.is_some_and(|m| !marks.contains(&m))
+            {
                 return Err(Error::Service(format!("{}:{}", s.vip, s.port)));
             }
         }
@@ -437,6 +463,24 @@ virtual_services:
         assert!(!h.nft_table && h.ipvs_services.len() == 1);
     }
 
+    /// A port group on IPVS is its fwmark service, never the service of
+    /// its VIP and first port, which may be someone else's.
+    #[test]
+    fn a_port_group_is_listed_as_its_fwmark_service() {
+        let mut ipvs = config();
+        ipvs.dataplane = inventory::Dataplane::Ipvs;
+        ipvs.virtual_services[0].ports =
+            vec!["80".parse().unwrap(), "443".parse().unwrap()];
+        let marks = ipvs::marks::assign(&ipvs).unwrap();
+        let h = Holdings::of(&ipvs, 2);
+        let keys: Vec<_> = h.ipvs_services.iter().map(|s| s.key()).collect();
+        assert_eq!(
+            keys,
+            [ipvs::ServiceKey::Fwmark { v6: false, mark: marks[&0] }]
+        );
+        assert_eq!(decode(&h.encode().unwrap()).unwrap(), h);
+    }
+
     #[test]
     fn round_trips_and_unions() {
         let h = Holdings::of(&config(), 2);
@@ -478,6 +522,9 @@ virtual_services:
                 protocol: Protocol::Udp,
                 vip: nth_v6(0x2001_0db8_ffff_ffff_ffff_ffff_ffff_0000, i),
                 port: 65535,
+                fwmark: Some(
+                    ipvs::marks::MARK_BASE + ipvs::marks::MARK_SLOTS - 1,
+                ),
             })
             .collect();
         let bytes = h.encode().unwrap();
@@ -556,6 +603,11 @@ virtual_services:
                 "not a holdings",
             ),
             (r#"{"fwmark":1}"#, "not a holdings"),
+            // A mark outside lbdeploy's range: someone else's service.
+            (
+                r#"{"protocol":"tcp","vip":"10.0.0.1","port":80,"fwmark":1}"#,
+                "not a virtual",
+            ),
         ];
         for (service, said) in services {
             let e = refused(&with("ipvs_services", &format!("[{service}]")));
