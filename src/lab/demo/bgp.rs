@@ -143,7 +143,7 @@ impl Demo<'_> {
         let carried: BTreeMap<String, u64> = now
             .iter()
             .map(|(d, (n, _))| {
-                (d.clone(), n - before.get(d).map_or(0, |b| b.0))
+                (d.clone(), n.saturating_sub(before.get(d).map_or(0, |b| b.0)))
             })
             .collect();
         if carried.values().sum::<u64>() < 3 * total as u64 {
