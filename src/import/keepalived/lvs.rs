@@ -51,7 +51,7 @@ pub(crate) fn groups(nodes: &[Node], r: &mut Reader<'_>) -> Groups {
                     "fwmark members are not carried over: the marks come \
                      from iptables rules keepalived.conf does not hold — \
                      write the VIP's ports as a service's `ports:` \
-                     (e.g. `ports: [80, 443]`, nftables data plane)",
+                     (e.g. `ports: [80, 443]`)",
                 );
                 continue;
             }
