@@ -202,6 +202,32 @@ fn a_binary_changed_under_its_stamp_is_planned() {
     lab.lbdeploy_exit(0, &["plan", "--detailed-exitcode"]);
 }
 
+/// A director that would forward by nftables and has no `nft` is
+/// refused by `plan` before anything changes, at its inventory entry and
+/// with the package to install; the other director is planned.
+#[test]
+fn plan_refuses_a_director_without_nft_naming_its_entry() {
+    let inventory =
+        Inventory::example(Subnet::allocate()).top("dataplane: nftables\n");
+    let text = inventory.to_string();
+    let line =
+        1 + text.lines().position(|l| l.contains("keepalived02")).unwrap();
+    let lab = lab_or_skip!("apply-no-nft", inventory);
+    // keepalived02's mount namespace is its own: `nft` is gone there only.
+    lab.exec_ok("keepalived02", "mount --bind /dev/null /usr/sbin/nft");
+    let out = lab.lbdeploy(&["plan"]);
+    let said = describe(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "inventory.yml:{line}:7: keepalived02: it forwards by nftables \
+             and has no `nft` — install it (apt-get install nftables)"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("keepalived01: it forwards"), "{said}");
+}
+
 #[test]
 fn a_weight_change_plans_only_the_directors_lines() {
     let inventory = Inventory::example(Subnet::allocate());

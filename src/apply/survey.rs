@@ -11,6 +11,7 @@ use super::prepare::{Inputs, Prepared};
 use crate::inventory::drained::{self, DRAINED_FILE};
 use crate::plan::diff::Change;
 use crate::plan::gather::{Gathered, gather};
+use crate::plan::programs;
 use crate::plan::render::{HostOutcome, Printer};
 use crate::plan::stamps::{self, Stamp, Stamps};
 
@@ -118,7 +119,8 @@ fn save_stamps(
 /// its configuration needs it ([`crate::plan::kernel`]) becomes a failed
 /// host, its message naming the service where the inventory writes it:
 /// planned, it would apply a scheduler the data plane silently ignores.
-/// So does one that would run BIRD and has none ([`crate::plan::bird`]).
+/// So does one that would run BIRD or `nft` and has none
+/// ([`crate::plan::programs`]).
 async fn refuse_unfit(
     inputs: &Inputs,
     prepared: &Prepared,
@@ -130,14 +132,39 @@ async fn refuse_unfit(
             out.push((name, g));
             continue;
         };
-        if crate::plan::bird::needs_bird(&p.desired, p.facts.bird) {
+        if programs::needs_bird(&p.desired, p.facts.bird) {
             p.conn.close().await;
             let (line, col) = crate::inventory::position(&prepared.text, "bgp");
             let message = format!(
                 "{}:{line}:{col}: {name} announces VIPs over BGP and has no \
                  BIRD — install it ({}) and plan again",
                 inputs.inventory.display(),
-                crate::plan::bird::INSTALL,
+                programs::INSTALL_BIRD,
+            );
+            out.push((name, Gathered::Failed(message)));
+            continue;
+        }
+        if let Some(why) =
+            programs::needs_nft(&p.desired, p.facts.nft, p.facts.ipvs)
+        {
+            p.conn.close().await;
+            let inv = &prepared.inventory;
+            let entry = match inv.directors.iter().position(|d| d.name == name)
+            {
+                Some(i) => format!("directors[{i}]"),
+                None => inv
+                    .real_servers
+                    .iter()
+                    .position(|r| r.name == name)
+                    .map_or_else(String::new, |i| format!("real_servers[{i}]")),
+            };
+            let (line, col) =
+                crate::inventory::position(&prepared.text, &entry);
+            let message = format!(
+                "{}:{line}:{col}: {name}: {why} and has no `nft` — install \
+                 it ({}) and plan again",
+                inputs.inventory.display(),
+                programs::INSTALL_NFT,
             );
             out.push((name, Gathered::Failed(message)));
             continue;

@@ -479,6 +479,7 @@ mod tests {
             unit: None,
             ipvs: None,
             bird: None,
+            nft: None,
             addresses: vec![HostAddress {
                 interface: "lo".into(),
                 ip: "10.0.0.200".parse().unwrap(),

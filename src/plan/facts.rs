@@ -31,6 +31,7 @@
 //! ipvs yes|no|unknown     (whether the kernel has or can load IPVS)
 //! bird yes|no             (whether BIRD is installed where the agent
 //!                          looks for it)
+//! nft yes|no              (whether `nft` is)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,6 +123,9 @@ pub struct HostFacts {
     /// Whether BIRD is installed (`BIRD_PROBE`); `None` from an older
     /// script that did not say.
     pub bird: Option<bool>,
+    /// Whether `nft` is installed (`NFT_PROBE`); `None` from an older
+    /// script that did not say.
+    pub nft: Option<bool>,
 }
 
 /// Whether BIRD is installed where a director's agent looks for it
@@ -129,6 +133,12 @@ pub struct HostFacts {
 pub(crate) const BIRD_PROBE: &str = "if [ -x /usr/sbin/bird ] || [ -x /usr/local/sbin/bird ] \
      || [ -x /sbin/bird ] || command -v bird >/dev/null 2>&1; \
      then echo 'bird yes'; else echo 'bird no'; fi\n";
+
+/// Whether `nft` is installed where the agent runs it from (`PATH`, which
+/// holds root's sbin directories under the unit and the supervisor).
+pub(crate) const NFT_PROBE: &str = "if [ -x /usr/sbin/nft ] || [ -x /sbin/nft ] \
+     || [ -x /usr/local/sbin/nft ] || command -v nft >/dev/null 2>&1; \
+     then echo 'nft yes'; else echo 'nft no'; fi\n";
 
 /// How the facts script tells whether the kernel has IPVS, without
 /// loading anything: `/proc/net/ip_vs` exists once it is there; a kernel
@@ -257,6 +267,7 @@ pub fn script(query: &Query) -> String {
           while IFS= read -r l; do echo \"ipaddr $l\"; done; fi\n";
     s += IPVS_PROBE;
     s += BIRD_PROBE;
+    s += NFT_PROBE;
     s
 }
 
@@ -300,6 +311,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
         addresses: Vec::new(),
         ipvs: None,
         bird: None,
+        nft: None,
     };
     for (n, line) in lines {
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
@@ -362,6 +374,7 @@ pub fn parse(output: &str) -> Result<HostFacts, ParseError> {
                 }
             }
             "bird" => facts.bird = Some(rest == "yes"),
+            "nft" => facts.nft = Some(rest == "yes"),
             "nofile" | "nosysctl" | "nobinary" => {}
             _ => return Err(err(n, &format!("unknown record `{kind}`"))),
         }
@@ -534,12 +547,15 @@ mod tests {
 
     #[test]
     fn r20_bird_is_yes_or_no_and_unsaid_by_older_scripts() {
-        let bird = |line: &str| {
-            parse(&format!("lbdeploy-facts 1\narch x\n{line}")).unwrap().bird
+        let facts = |line: &str| {
+            parse(&format!("lbdeploy-facts 1\narch x\n{line}")).unwrap()
         };
-        assert_eq!(bird("bird yes\n"), Some(true));
-        assert_eq!(bird("bird no\n"), Some(false));
-        assert_eq!(bird(""), None);
+        assert_eq!(facts("bird yes\n").bird, Some(true));
+        assert_eq!(facts("bird no\n").bird, Some(false));
+        assert_eq!(facts("").bird, None);
+        assert_eq!(facts("nft yes\n").nft, Some(true));
+        assert_eq!(facts("nft no\n").nft, Some(false));
+        assert_eq!(facts("").nft, None);
     }
 
     #[test]

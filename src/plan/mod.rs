@@ -17,12 +17,12 @@
 //! * [`redact`] — secrets kept out of what is shown and saved;
 //! * [`render`] — the plan as people read it, into any writer.
 pub mod binary;
-pub(crate) mod bird;
 pub mod desired;
 pub mod diff;
 pub mod facts;
 pub mod gather;
 pub(crate) mod kernel;
+pub(crate) mod programs;
 pub mod redact;
 pub mod render;
 pub mod roles;
