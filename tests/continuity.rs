@@ -132,20 +132,22 @@ fn intact(c: &Value, server: &str) -> bool {
         && c["quiet"].as_f64().unwrap_or(f64::MAX) <= 1.0
 }
 
-#[test]
-fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_drain()
- {
-    let s = Subnet::allocate();
-    let inv = Inventory::example(s)
-        .cluster("continuity")
-        .virtual_router_id(63)
+/// The example cluster named `name` with TCP checks every second on
+/// both real servers.
+fn checked(s: Subnet, name: &str, vrid: u8) -> Inventory {
+    Inventory::example(s)
+        .cluster(name)
+        .virtual_router_id(vrid)
         .service_option("delay_loop: 1s")
         .check("rs01", TCP)
-        .check("rs02", TCP);
-    let lab = lab_or_skip!("continuity", inv);
-    let vip = s.vip();
-    let url = s.url();
-    lab.apply_until_forwarding(&vip);
+        .check("rs02", TCP)
+}
+
+/// A probe of who answers new flows: `answered_by(what, servers)` waits
+/// until 20 requests through the VIP are answered by exactly `servers`,
+/// within the checks' bound for a server coming back. Every try is from
+/// new client ports: a port reused within TIME_WAIT may fail.
+fn answered_by(lab: &TestLab, s: Subnet) -> impl FnMut(&str, &[&str]) + '_ {
     let timing = Timing {
         delay_loop: Duration::from_secs(1),
         retry: 0,
@@ -153,16 +155,25 @@ fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_
         rise: 1,
     };
     let bound = up_within(timing) + timing.delay_loop + Duration::from_secs(2);
-    // Every try from new client ports: a port reused within TIME_WAIT
-    // may fail.
     let mut base = 40000;
-    let mut answered_by = |what: &str, expected: &[&str]| {
+    move |what, expected| {
         within(bound, what, || {
             base += 20;
-            lab.answers(&url, base, 20).into_keys().collect::<Vec<_>>()
+            lab.answers(&s.url(), base, 20).into_keys().collect::<Vec<_>>()
                 == expected
         });
-    };
+    }
+}
+
+#[test]
+fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_drain()
+ {
+    let s = Subnet::allocate();
+    let inv = checked(s, "continuity", 63);
+    let lab = lab_or_skip!("continuity", inv);
+    let vip = s.vip();
+    lab.apply_until_forwarding(&vip);
+    let mut answered_by = answered_by(&lab, s);
     answered_by("rs01 and rs02 answering", &["rs01", "rs02"]);
     lab.exec_ok("rs01", &kill_here("[l]bdeploy lab responder"));
     answered_by("rs02 alone with rs01 down", &["rs02"]);
@@ -227,34 +238,15 @@ fn r20_established_flows_keep_their_real_server_through_a_return_a_weight_and_a_
 #[test]
 fn r20_a_failover_keeps_flows_on_the_same_bucket_table() {
     let s = Subnet::allocate();
-    let inv = Inventory::example(s)
-        .cluster("continuity-failover")
-        .virtual_router_id(64)
-        .service_option("delay_loop: 1s")
-        .check("rs01", TCP)
-        .check("rs02", TCP);
-    let lab = lab_or_skip!("continuity-failover", inv);
+    let lab = lab_or_skip!(
+        "continuity-failover",
+        checked(s, "continuity-failover", 64)
+    );
     let vip = s.vip();
     lab.apply_until_forwarding(&vip);
     let mdi = master_down_interval(Version::V2, 70, Duration::from_secs(1));
-    let timing = Timing {
-        delay_loop: Duration::from_secs(1),
-        retry: 0,
-        delay_before_retry: Duration::from_secs(1),
-        rise: 1,
-    };
-    let bound = up_within(timing) + timing.delay_loop + Duration::from_secs(2);
     wait_sole_holder(&lab, &vip, "keepalived01", mdi + Duration::from_secs(4));
-    // Who answers 20 new flows, each try from new client ports (a port
-    // reused within TIME_WAIT may fail).
-    let mut base = 40000;
-    let mut answered_by = |what: &str, expected: &[&str]| {
-        within(bound, what, || {
-            base += 20;
-            lab.answers(&s.url(), base, 20).into_keys().collect::<Vec<_>>()
-                == expected
-        });
-    };
+    let mut answered_by = answered_by(&lab, s);
     answered_by("both real servers in the pool", &["rs01", "rs02"]);
 
     let streams = Streams::open(&lab, &vip);
