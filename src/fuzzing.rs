@@ -39,7 +39,7 @@ impl inventory::Environment for NoSecrets {
 
 /// A datagram from the IPVS generic netlink socket: split into messages,
 /// each decoded as every reply the client reads (family id, service, and
-/// destination of either family).
+/// destination of either family, sync daemon).
 pub fn ipvs_reply(datagram: &[u8]) {
     let Ok(messages) = netlink::messages(datagram) else { return };
     for m in messages {
@@ -48,6 +48,7 @@ pub fn ipvs_reply(datagram: &[u8]) {
         let _ = codec::decode_service(m.payload);
         let _ = codec::decode_dest(m.payload, false);
         let _ = codec::decode_dest(m.payload, true);
+        let _ = codec::decode_daemon(m.payload);
     }
 }
 

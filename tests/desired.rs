@@ -185,6 +185,37 @@ fn vrrp_rt_priority_reaches_the_agent_and_its_unit() {
     assert!(!unit.contains("LimitRTPRIO"), "{unit}");
 }
 
+/// `ipvs_sync` reaches the director's agent configuration with its
+/// interface and sync id resolved: the director's own interface and the
+/// instance's VRID when left out, as keepalived's `lvs_sync_daemon`.
+#[test]
+fn ipvs_sync_reaches_the_agent_resolved() {
+    let parse = |hosts: &[HostDesired]| -> DirectorConfig {
+        let f = hosts[0].files.iter().find(|f| f.path.ends_with("agent.yml"));
+        let f = f.expect("agent.yml");
+        agent_config::parse(&f.path, &f.content).expect("it parses")
+    };
+    let hosts = compile_text(
+        "sync.yml",
+        &format!("{MINIMAL}ipvs_sync: {{ instance: VI_1 }}\n"),
+    );
+    let sync = parse(&hosts).ipvs_sync.expect("ipvs_sync");
+    assert_eq!(
+        (sync.instance.as_str(), sync.interface.as_str(), sync.sync_id),
+        ("VI_1", "eth0", 1)
+    );
+    let hosts = compile_text(
+        "sync-set.yml",
+        &format!(
+            "{MINIMAL}ipvs_sync: {{ instance: VI_1, interface: eth1, \
+             sync_id: 0 }}\n"
+        ),
+    );
+    let sync = parse(&hosts).ipvs_sync.expect("ipvs_sync");
+    assert_eq!((sync.interface.as_str(), sync.sync_id), ("eth1", 0));
+    assert_eq!(parse(&compile_text("plain.yml", MINIMAL)).ipvs_sync, None);
+}
+
 /// `vrrp_no_swap` reaches the director's agent configuration, and its
 /// unit lifts the memory-lock limit (`LimitMEMLOCK=infinity`) with it
 /// only.

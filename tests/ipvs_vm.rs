@@ -30,7 +30,10 @@
 //! Then continuity across a failover (issue #20): a second director in
 //! namespace d2 (tests/vm/scenario/five.yml beside four.yml), both with
 //! `mh` on port 8080; a stream from the client through the first goes on
-//! through d2 after the first stops, to the same real server.
+//! through d2 after the first stops, to the same real server. The same
+//! with `rr` and IPVS's sync daemon (`ipvs_sync`, nine.yml and ten.yml):
+//! d2 holds the stream's entry before the failover and the stream goes
+//! on; without the setting it stalls (see [`sync_daemon`]).
 //! Then IPv6 (issue #21, six.yml): the agent holds an IPv6 VIP by VRRPv3
 //! and IPVS forwards 20 requests to the real servers' IPv6 addresses.
 //! Last, a persistent port group (issue #21, seven.yml): ports 8080 and
@@ -349,6 +352,7 @@ fn traffic<'a>(get: &impl Fn(&str) -> &'a str) {
     drained(get);
     failsafe(get);
     continuity(get);
+    sync_daemon(get);
     ipv6(get);
     port_groups(get);
 }
@@ -533,6 +537,90 @@ fn continuity<'a>(get: &impl Fn(&str) -> &'a str) {
             l.contains("ESTABLISHED") && l.contains("10.0.5.100:8080")
         }),
         "d2 forwards no established connection:\n{conns}"
+    );
+}
+
+/// One failover run of the sync daemon's part: whether d2 took the VIP,
+/// and the stream's lines when it did and 2 s later.
+fn failover_counts<'a>(
+    get: &impl Fn(&str) -> &'a str,
+    name: &str,
+) -> (u32, u32) {
+    let log = get(&format!("{name}.log"));
+    assert!(waited(get(&format!("{name}.master"))) < 10.0, "no VIP:\n{log}");
+    let checked = get(&format!("{name}.checked"));
+    assert!(checked.lines().all(|l| waited(l).is_finite()), "{log}");
+    assert!(waited(get(&format!("{name}.streaming"))).is_finite(), "{log}");
+    let takeover = waited(get(&format!("{name}.takeover")));
+    assert!(takeover < 5.0, "{name}: d2 did not take the VIP:\n{log}");
+    let counts: Vec<u32> = get(&format!("{name}.after"))
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [before, after] = counts[..] else {
+        panic!("{name}.after: {}", get(&format!("{name}.after")))
+    };
+    (before, after)
+}
+
+/// IPVS's sync daemon (issue #20, `ipvs_sync`): with `rr`, which picks
+/// afresh on d2, and `sloppy_tcp` off, a stream through d1 goes on through
+/// d2 only because d2 holds its connection entry, copied by d1's master
+/// daemon to d2's backup daemon before the failover; the same run without
+/// `ipvs_sync` (the control) stalls. The daemons follow VRRP (d1 master
+/// and d2 backup, then d2 master) and stop with the agents.
+fn sync_daemon<'a>(get: &impl Fn(&str) -> &'a str) {
+    let (before, after) = failover_counts(get, "nosync");
+    assert!(
+        after < before + 5,
+        "without ipvs_sync the stream went on ({before} -> {after} lines): \
+         the control cannot tell\n{}",
+        get("nosync.log")
+    );
+    let log = get("sync.log");
+    let copied = waited(get("sync.copied"));
+    assert!(
+        copied.is_finite(),
+        "d2 never held the stream's entry:\n{}\n{log}",
+        get("sync.d2conns.before")
+    );
+    let daemons = get("sync.daemons");
+    assert!(
+        daemons.contains("d1: master sync daemon (mcast=br0, syncid=52")
+            && daemons
+                .contains("d2: backup sync daemon (mcast=eth0, syncid=52"),
+        "{daemons}\n{log}"
+    );
+    let (s_before, s_after) = failover_counts(get, "sync");
+    let _ = writeln!(
+        std::io::stderr(),
+        "ipvs_vm: sync daemon: d2 held the entry {copied} s after the \
+         stream began flowing; the stream had {s_before} lines at the \
+         takeover, 2 s later {s_after} (without ipvs_sync: {before} -> \
+         {after})"
+    );
+    assert!(
+        s_after >= s_before + 20,
+        "the stream stalled after the failover with ipvs_sync ({s_before} \
+         -> {s_after} lines):\n{}\n{log}",
+        get("sync.d2conns.before")
+    );
+    assert_eq!(
+        get("sync.servers").lines().count(),
+        1,
+        "the stream changed real server:\n{}",
+        get("sync.servers")
+    );
+    let d2 = get("sync.daemons.d2");
+    assert!(
+        d2.contains("d2: master sync daemon (mcast=eth0, syncid=52")
+            && !d2.contains("d2: backup"),
+        "d2 took over: its master daemon, not its backup one:\n{d2}\n{log}"
+    );
+    let stopped = get("sync.daemons.stopped");
+    assert!(
+        !stopped.contains("sync daemon"),
+        "the agents stopped, their daemons did not:\n{stopped}"
     );
 }
 

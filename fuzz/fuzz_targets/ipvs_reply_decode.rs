@@ -1,6 +1,6 @@
 //! Fuzz the IPVS generic netlink reply decoders (netlink framing, family
-//! id, service and destination attributes): a malformed reply must be an
-//! error, never a panic.
+//! id, service, destination and sync daemon attributes): a malformed
+//! reply must be an error, never a panic.
 //! Run with `RUSTC_BOOTSTRAP=1 cargo fuzz run ipvs_reply_decode` from
 //! `fuzz/`.
 

@@ -199,6 +199,7 @@ pub(crate) fn merge(
             cluster,
             ssh: SshDefaults::default(),
             dataplane: req.dataplane.unwrap_or_default(),
+            ipvs_sync: None,
             directors,
             real_servers,
             vrrp_instances,

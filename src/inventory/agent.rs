@@ -41,6 +41,10 @@ pub struct DirectorConfig {
     pub address: IfAddr,
     /// The kernel data plane to program.
     pub dataplane: Dataplane,
+    /// IPVS's connection sync daemon, driven by one instance
+    /// (`agent::dataplane::ipvs::syncd`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_sync: Option<IpvsSyncConfig>,
     /// VRRP instances, with this director's priority resolved.
     pub vrrp_instances: Vec<VrrpConfig>,
     /// The scripts the instances track.
@@ -79,6 +83,19 @@ pub struct DirectorConfig {
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+}
+
+/// The inventory's `ipvs_sync` for one director: its interface and sync
+/// id resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpvsSyncConfig {
+    /// The VRRP instance whose state picks the daemon.
+    pub instance: String,
+    /// The multicast interface.
+    pub interface: String,
+    /// The sync id.
+    pub sync_id: u8,
 }
 
 /// The inventory's `notification` as the agent gets it: the webhook is a

@@ -29,6 +29,7 @@ const TOP_LEVEL: &[(&str, bool, Shape)] = &[
     ("cluster", true, Shape::One(check::<String>)),
     ("ssh", false, Shape::One(check::<SshDefaults>)),
     ("dataplane", false, Shape::One(check::<super::schema::Dataplane>)),
+    ("ipvs_sync", false, Shape::One(check::<super::schema::IpvsSync>)),
     ("directors", true, Shape::List(check::<Director>)),
     ("real_servers", false, Shape::List(check::<RealServerHost>)),
     ("vrrp_instances", false, Shape::List(check::<VrrpInstance>)),

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    Asn, Duration, IfAddr, Port, Priority, RouterId, RtPriority, ScriptUser,
-    Weight,
+    Asn, Bounded, Duration, IfAddr, Port, Priority, RouterId, RtPriority,
+    ScriptUser, Weight,
 };
 
 mod bgp;
@@ -38,6 +38,12 @@ pub struct Inventory {
     /// The kernel data plane the directors program.
     #[serde(default)]
     pub dataplane: Dataplane,
+    /// IPVS's connection sync daemon (keepalived's `lvs_sync_daemon`):
+    /// the master of `instance` sends its connection entries to the
+    /// backups, so that a failover keeps established connections
+    /// whatever the scheduler. IPVS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipvs_sync: Option<IpvsSync>,
     /// The load balancers (keepalived's hosts).
     pub directors: Vec<Director>,
     /// The hosts behind the VIP that lbdeploy manages.
@@ -239,6 +245,25 @@ pub enum Dataplane {
     Ipvs,
     /// nftables netdev ingress rules rewriting the destination MAC.
     Nftables,
+}
+
+/// `ipvs_sync`: which VRRP instance drives IPVS's sync daemon, over
+/// which interface, with which sync id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpvsSync {
+    /// The VRRP instance whose master runs the master daemon; every
+    /// other director runs the backup daemon.
+    pub instance: String,
+    /// The interface the daemons' multicast goes over; each director's
+    /// own `interface` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// The sync id (0–255), the same on every director: a backup takes
+    /// only its master's entries. The instance's `virtual_router_id`
+    /// when left out, as keepalived's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_id: Option<Bounded<0, 255>>,
 }
 
 /// A load-balancer host that runs `lbdeploy agent director`.

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::inventory::agent::{
-    BgpConfig, DirectorConfig, NotificationConfig, PeerConfig,
+    BgpConfig, DirectorConfig, IpvsSyncConfig, NotificationConfig, PeerConfig,
     RealServerConfig, RealserverConfig, ServiceConfig, VrrpConfig,
 };
 use crate::inventory::{
@@ -419,6 +419,23 @@ fn director_config(
         interface: d.interface.clone(),
         address: d.address,
         dataplane: inv.dataplane,
+        ipvs_sync: inv.ipvs_sync.as_ref().map(|s| IpvsSyncConfig {
+            instance: s.instance.clone(),
+            interface: s
+                .interface
+                .clone()
+                .unwrap_or_else(|| d.interface.clone()),
+            // 0–255 by their types.
+            sync_id: s.sync_id.map_or_else(
+                || {
+                    inv.vrrp_instances
+                        .iter()
+                        .find(|v| v.name == s.instance)
+                        .map_or(0, |v| v.virtual_router_id.get() as u8)
+                },
+                |id| id.get() as u8,
+            ),
+        }),
         vrrp_instances,
         vrrp_scripts: inv.vrrp_scripts.clone(),
         vrrp_sync_groups: inv.vrrp_sync_groups.clone(),

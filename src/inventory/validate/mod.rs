@@ -14,7 +14,8 @@
 //! characters, bounded length) and `notification` (mailboxes, the webhook
 //! URL resolved from wherever it comes, the exec hook), `sudo` (the
 //! `ssh.become` settings), `metrics` (where agents serve metrics), `bgp`
-//! (the `bgp:` block, router ids, services announced over BGP);
+//! (the `bgp:` block, router ids, services announced over BGP),
+//! `ipvs_sync` (the instance that drives IPVS's sync daemon);
 //! `environment`
 //! holds [`Environment`], [`System`] and the reader of secret files.
 //! The children import nothing from this file, so the
@@ -24,6 +25,7 @@ mod bgp;
 mod check;
 mod environment;
 mod hosts;
+mod ipvs_sync;
 mod metrics;
 mod notification;
 mod service;
@@ -89,6 +91,7 @@ pub fn validate(
     tracked_objects(inv, &mut out);
     vrrp_sync_groups(inv, &mut out);
     vrids(inv, &mut out);
+    ipvs_sync::ipvs_sync(inv, &mut out);
     let vips = vrrp_vips(inv);
     for (i, vs) in inv.virtual_services.iter().enumerate() {
         let path = format!("virtual_services[{i}]");

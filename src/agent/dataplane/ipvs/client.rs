@@ -8,6 +8,7 @@ use std::io;
 use rtnetlink::sys::{Socket, protocols::NETLINK_GENERIC};
 
 use super::codec::{self, Cmd};
+use super::syncd::{Daemon, Step};
 use super::{Counted, Entry, Op, ServiceKey, Table};
 use crate::agent::sys::netlink::{self, DecodeError};
 
@@ -168,6 +169,40 @@ impl Ipvs {
                 Op::DelDest(k, dk) => (Cmd::DelDest, dest_attrs(k, dk, None)),
             };
             self.ipvs(cmd, &attrs, false, &op.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The sync daemons running in this network namespace
+    /// (`GET_DAEMON` dump): none, one, or a master and a backup.
+    ///
+    /// # Errors
+    /// A refused dump or an unreadable answer.
+    pub fn daemons(&mut self) -> Result<Vec<Daemon>, Error> {
+        let what = "listing the sync daemons";
+        self.ipvs(Cmd::GetDaemon, &[], true, what)?
+            .iter()
+            .map(|m| {
+                codec::decode_daemon(m).map_err(|source| Error::Decode {
+                    what: what.into(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Carry out sync daemon `steps` in order (`NEW_DAEMON`,
+    /// `DEL_DAEMON`), stopping at the first the kernel refuses.
+    ///
+    /// # Errors
+    /// The refused step and the kernel's errno.
+    pub fn daemon_steps(&mut self, steps: &[Step]) -> Result<(), Error> {
+        for step in steps {
+            let (cmd, attrs) = match step {
+                Step::Start(d) => (Cmd::NewDaemon, codec::daemon(d, true)),
+                Step::Stop(d) => (Cmd::DelDaemon, codec::daemon(d, false)),
+            };
+            self.ipvs(cmd, &attrs, false, &step.to_string())?;
         }
         Ok(())
     }

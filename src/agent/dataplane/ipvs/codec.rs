@@ -28,6 +28,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::syncd::{Daemon, Role};
 use super::{Dest, DestKey, Forward, Proto, ServiceKey, Settings};
 use crate::agent::dataplane::stats::Traffic;
 use crate::agent::sys::netlink::{
@@ -68,11 +69,30 @@ pub(crate) enum Cmd {
     DelDest = 7,
     /// `IPVS_CMD_GET_DEST`.
     GetDest = 8,
+    /// `IPVS_CMD_NEW_DAEMON`: start a sync daemon (also the command of
+    /// every dumped one).
+    NewDaemon = 9,
+    /// `IPVS_CMD_DEL_DAEMON`: stop one.
+    DelDaemon = 10,
+    /// `IPVS_CMD_GET_DAEMON`: the running ones (a dump).
+    GetDaemon = 11,
 }
 
 // `IPVS_CMD_ATTR_*`: the top-level attributes of an IPVS command.
 const CMD_ATTR_SERVICE: u16 = 1;
 const CMD_ATTR_DEST: u16 = 2;
+const CMD_ATTR_DAEMON: u16 = 3;
+
+// `IPVS_DAEMON_ATTR_*`, nested in `IPVS_CMD_ATTR_DAEMON`.
+const DAEMON_ATTR_STATE: u16 = 1; // u32, IP_VS_STATE_MASTER / _BACKUP
+const DAEMON_ATTR_MCAST_IFN: u16 = 2; // string, IP_VS_IFNAME_MAXLEN
+const DAEMON_ATTR_SYNC_ID: u16 = 3; // u32 (the kernel keeps a u8)
+
+/// `IP_VS_STATE_MASTER` / `IP_VS_STATE_BACKUP`.
+const IP_VS_STATE_MASTER: u32 = 1;
+const IP_VS_STATE_BACKUP: u32 = 2;
+/// `IP_VS_IFNAME_MAXLEN`, including the NUL.
+const IP_VS_IFNAME_MAXLEN: usize = 16;
 
 // `IPVS_SVC_ATTR_*`, nested in `IPVS_CMD_ATTR_SERVICE`.
 const SVC_ATTR_AF: u16 = 1; // u16
@@ -187,6 +207,70 @@ pub(crate) fn dest(key: &DestKey, dest: Option<&Dest>) -> Vec<u8> {
     let mut buf = Vec::new();
     put(&mut buf, CMD_ATTR_DEST | NLA_F_NESTED, &inner);
     buf
+}
+
+/// `IPVS_CMD_ATTR_DAEMON` for a sync daemon: its state alone when `start`
+/// is false (`DEL_DAEMON` names a daemon by it), with the multicast
+/// interface and the sync id otherwise (all three required of
+/// `NEW_DAEMON`, see `ip_vs_genl_new_daemon()`).
+pub(crate) fn daemon(d: &Daemon, start: bool) -> Vec<u8> {
+    let mut inner = Vec::new();
+    put(&mut inner, DAEMON_ATTR_STATE, &state(d.role).to_ne_bytes());
+    if start {
+        put(&mut inner, DAEMON_ATTR_MCAST_IFN, &cstring(&d.interface));
+        put(
+            &mut inner,
+            DAEMON_ATTR_SYNC_ID,
+            &u32::from(d.sync_id).to_ne_bytes(),
+        );
+    }
+    let mut buf = Vec::new();
+    put(&mut buf, CMD_ATTR_DAEMON | NLA_F_NESTED, &inner);
+    buf
+}
+
+const fn state(role: Role) -> u32 {
+    match role {
+        Role::Master => IP_VS_STATE_MASTER,
+        Role::Backup => IP_VS_STATE_BACKUP,
+    }
+}
+
+/// A sync daemon from one message of an `IPVS_CMD_GET_DAEMON` dump (its
+/// genl payload; `ip_vs_genl_dump_daemon()` sends one per running
+/// daemon, with more attributes than these three, which are ignored).
+///
+/// # Errors
+/// A missing or malformed attribute, an unknown state, a sync id above
+/// 255 or an interface name too long.
+pub(crate) fn decode_daemon(genl: &[u8]) -> Result<Daemon, DecodeError> {
+    let top = attributes(skip_genl(genl)?)?;
+    let nested = find(&top, CMD_ATTR_DAEMON)
+        .ok_or(DecodeError::Missing("IPVS_CMD_ATTR_DAEMON"))?;
+    let a = attributes(nested)?;
+    let get = |ty, name| find(&a, ty).ok_or(DecodeError::Missing(name));
+    let what = "IPVS_DAEMON_ATTR_STATE";
+    let role = match u32_of(what, get(DAEMON_ATTR_STATE, what)?)? {
+        IP_VS_STATE_MASTER => Role::Master,
+        IP_VS_STATE_BACKUP => Role::Backup,
+        other => {
+            return Err(DecodeError::Bad {
+                what,
+                detail: format!("state {other}"),
+            });
+        }
+    };
+    let what = "IPVS_DAEMON_ATTR_SYNC_ID";
+    let id = u32_of(what, get(DAEMON_ATTR_SYNC_ID, what)?)?;
+    let sync_id = u8::try_from(id)
+        .map_err(|_| DecodeError::Bad { what, detail: format!("id {id}") })?;
+    let what = "IPVS_DAEMON_ATTR_MCAST_IFN";
+    let interface = bounded_string(
+        what,
+        get(DAEMON_ATTR_MCAST_IFN, what)?,
+        IP_VS_IFNAME_MAXLEN,
+    )?;
+    Ok(Daemon { role, interface, sync_id })
 }
 
 /// A service from one message of an `IPVS_CMD_GET_SERVICE` dump (its genl
@@ -403,11 +487,21 @@ fn addr_of(
 }
 
 fn string_of(what: &'static str, b: &[u8]) -> Result<String, DecodeError> {
+    bounded_string(what, b, IP_VS_SCHEDNAME_MAXLEN)
+}
+
+/// A NUL-terminated string of fewer than `max` bytes (`max` counts the
+/// NUL, as the kernel's `*_MAXLEN`).
+fn bounded_string(
+    what: &'static str,
+    b: &[u8],
+    max: usize,
+) -> Result<String, DecodeError> {
     let b = b.split(|c| *c == 0).next().unwrap_or_default();
-    if b.len() >= IP_VS_SCHEDNAME_MAXLEN {
+    if b.len() >= max {
         return Err(DecodeError::Bad {
             what,
-            detail: format!("{} bytes, at most 15", b.len()),
+            detail: format!("{} bytes, at most {}", b.len(), max - 1),
         });
     }
     String::from_utf8(b.to_vec())
@@ -676,5 +770,83 @@ mod tests {
             let _ = decode_service(&dumped(Cmd::NewService, &b[..cut]));
         }
         assert_eq!(error_code(&(-2i32).to_ne_bytes()), Ok(-2));
+        let d = daemon(&backup_eth0(), true);
+        for cut in 0..d.len() {
+            let _ = decode_daemon(&dumped(Cmd::NewDaemon, &d[..cut]));
+        }
+    }
+
+    fn backup_eth0() -> Daemon {
+        Daemon { role: Role::Backup, interface: "eth0".into(), sync_id: 51 }
+    }
+
+    #[test]
+    fn new_daemon_carries_state_interface_and_sync_id() {
+        // Nested header (type 3 | NLA_F_NESTED), STATE=2 (backup),
+        // MCAST_IFN "eth0\0" padded to 8, SYNC_ID=51 as a u32.
+        assert_eq!(
+            hex(&daemon(&backup_eth0(), true)),
+            concat!(
+                "20000380",
+                "0800010002000000",
+                "0900020065746830",
+                "00000000",
+                "0800030033000000",
+            )
+        );
+        let master = Daemon { role: Role::Master, ..backup_eth0() };
+        // DEL_DAEMON: the state alone.
+        assert_eq!(
+            hex(&daemon(&master, false)),
+            concat!("0c000380", "0800010001000000")
+        );
+    }
+
+    #[test]
+    fn a_dumped_daemon_decodes_and_extra_attributes_are_ignored() {
+        let mut attrs = daemon(&backup_eth0(), true);
+        // What the kernel adds (SYNC_MAXLEN, MCAST_PORT, MCAST_TTL)
+        // inside the nest: appended, with the nest's length fixed.
+        let mut extra = Vec::new();
+        put(&mut extra, 4, &1472u16.to_ne_bytes());
+        put(&mut extra, 7, &8848u16.to_ne_bytes());
+        put(&mut extra, 8, &[1]);
+        attrs.extend_from_slice(&extra);
+        let len = u16::try_from(attrs.len()).unwrap();
+        attrs[..2].copy_from_slice(&len.to_ne_bytes());
+        let got = decode_daemon(&dumped(Cmd::NewDaemon, &attrs));
+        assert_eq!(got, Ok(backup_eth0()));
+        let master = Daemon { role: Role::Master, ..backup_eth0() };
+        assert_eq!(
+            decode_daemon(&dumped(Cmd::NewDaemon, &daemon(&master, true))),
+            Ok(master)
+        );
+    }
+
+    #[test]
+    fn a_daemon_of_unknown_state_or_long_name_is_an_error() {
+        let mut inner = Vec::new();
+        put(&mut inner, DAEMON_ATTR_STATE, &3u32.to_ne_bytes());
+        put(&mut inner, DAEMON_ATTR_MCAST_IFN, b"eth0\0");
+        put(&mut inner, DAEMON_ATTR_SYNC_ID, &1u32.to_ne_bytes());
+        let mut top = Vec::new();
+        put(&mut top, CMD_ATTR_DAEMON | NLA_F_NESTED, &inner);
+        assert!(decode_daemon(&dumped(Cmd::NewDaemon, &top)).is_err());
+        let long = Daemon { interface: "a".repeat(16), ..backup_eth0() };
+        assert!(
+            decode_daemon(&dumped(Cmd::NewDaemon, &daemon(&long, true)))
+                .is_err()
+        );
+        let mut inner = Vec::new();
+        put(&mut inner, DAEMON_ATTR_STATE, &1u32.to_ne_bytes());
+        put(&mut inner, DAEMON_ATTR_MCAST_IFN, b"eth0\0");
+        put(&mut inner, DAEMON_ATTR_SYNC_ID, &256u32.to_ne_bytes());
+        let mut top = Vec::new();
+        put(&mut top, CMD_ATTR_DAEMON | NLA_F_NESTED, &inner);
+        assert!(decode_daemon(&dumped(Cmd::NewDaemon, &top)).is_err());
+        assert_eq!(
+            decode_daemon(&[9, 1, 0, 0]),
+            Err(DecodeError::Missing("IPVS_CMD_ATTR_DAEMON"))
+        );
     }
 }

@@ -8,6 +8,8 @@
 //!   [`Ipvs::apply`];
 //! * [`marks`] — port groups as fwmark services: each group's mark
 //!   (pure) and the nftables table that marks its packets;
+//! * [`syncd`] — which connection sync daemon runs, from the driving
+//!   VRRP instance's state (pure; keepalived's `lvs_sync_daemon`);
 //! * [`plane`] — the [`Dataplane`](super::Dataplane) the director's
 //!   forwarding loop drives: [`desired`] and [`sync`] on every change.
 //!
@@ -48,6 +50,7 @@ pub mod codec;
 pub mod marks;
 pub mod plane;
 pub mod reconcile;
+pub mod syncd;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -9,6 +9,7 @@
 
 use super::marks::{self, Change, Marks};
 use super::reconcile::Foreign;
+use super::syncd::{self, Daemon, Step};
 use super::{Counted, Ipvs, client, owned_path};
 use crate::agent::dataplane::backend::{Dataplane, Desired, Job};
 use crate::agent::dataplane::stats::TrafficByService;
@@ -26,6 +27,8 @@ pub(crate) struct Plane {
     foreign: Vec<Foreign>,
     /// The port groups' mark table.
     marks: Marks,
+    /// The sync daemon the last sync wanted (`ipvs_sync`), if any.
+    daemon: Option<Daemon>,
 }
 
 /// What `now` holds that `before` did not: the services and destinations
@@ -64,6 +67,28 @@ fn sloppy_tcp() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Make the running sync daemons `wanted` ([`syncd::steps`]); with none
+/// wanted, stop them all if `ours` was wanted before (a reload removed
+/// `ipvs_sync`, or the agent stops: while it is set, both of the
+/// namespace's daemons are the agent's), else leave them alone. The
+/// steps taken.
+///
+/// # Errors
+/// A refused listing or step.
+fn sync_daemon(
+    conn: &mut Ipvs,
+    wanted: Option<&Daemon>,
+    ours: Option<Daemon>,
+) -> Result<Vec<Step>, client::Error> {
+    if wanted.is_none() && ours.is_none() {
+        return Ok(Vec::new());
+    }
+    let running = conn.daemons()?;
+    let steps = syncd::steps(wanted, &running);
+    conn.daemon_steps(&steps)?;
+    Ok(steps)
+}
+
 impl Plane {
     /// Whether the kernel has IPVS: `dataplane: auto`'s test.
     ///
@@ -97,13 +122,28 @@ impl Dataplane for Plane {
         );
         let hashing =
             d.config.virtual_services.iter().any(|s| s.scheduler.is_hashing());
+        // The sync daemon follows its instance: master here, the master
+        // daemon; any other state, the backup one.
+        let daemon = d
+            .config
+            .ipvs_sync
+            .as_ref()
+            .map(|s| syncd::wanted(s, d.masters.contains(&s.instance)));
+        let ours = self.daemon.clone();
+        self.daemon.clone_from(&daemon);
         Box::pin(async move {
-            let (plan, counted) = tokio::task::spawn_blocking(move || {
+            let (table, steps) = tokio::task::spawn_blocking(move || {
                 let mut conn = Ipvs::connect()?;
                 let record = owned_path(&paths::run_dir());
-                super::sync(&mut conn, &desired, &record)
+                let table = super::sync(&mut conn, &desired, &record);
+                let steps = sync_daemon(&mut conn, daemon.as_ref(), ours);
+                anyhow::Ok((table, steps))
             })
             .await??;
+            for step in steps? {
+                tracing::info!("ipvs: {step}");
+            }
+            let (plan, counted) = table?;
             self.counted = counted;
             for op in &plan.ops {
                 tracing::info!("ipvs: {op}");
@@ -149,8 +189,24 @@ impl Dataplane for Plane {
     /// the agent is gone, `agent cleanup` (the supervisor's, or the unit's
     /// `ExecStopPost`) removes both, so that a host whose agent is not
     /// running holds nothing of it.
+    ///
+    /// The sync daemons stop with the agent (keepalived's behaviour):
+    /// left running, a backup daemon would take entries from a master
+    /// this director no longer follows.
     fn withdraw(&mut self) -> Job<'_, anyhow::Result<bool>> {
-        Box::pin(async { Ok(false) })
+        let ours = self.daemon.take();
+        Box::pin(async move {
+            if ours.is_some() {
+                let steps = tokio::task::spawn_blocking(move || {
+                    sync_daemon(&mut Ipvs::connect()?, None, ours)
+                })
+                .await??;
+                for step in steps {
+                    tracing::info!("ipvs: {step}");
+                }
+            }
+            Ok(false)
+        })
     }
 
     /// The status lists no services for IPVS (it forwards whatever VIPs
