@@ -568,7 +568,8 @@ fn failover_counts<'a>(
 /// d2 only because d2 holds its connection entry, copied by d1's master
 /// daemon to d2's backup daemon before the failover; the same run without
 /// `ipvs_sync` (the control) stalls. The daemons follow VRRP (d1 master
-/// and d2 backup, then d2 master) and stop with the agents.
+/// and d2 backup, then d2 master), stop with d1's agent, and `agent
+/// cleanup` stops d2's after its agent was killed.
 fn sync_daemon<'a>(get: &impl Fn(&str) -> &'a str) {
     let (before, after) = failover_counts(get, "nosync");
     assert!(
@@ -617,10 +618,15 @@ fn sync_daemon<'a>(get: &impl Fn(&str) -> &'a str) {
             && !d2.contains("d2: backup"),
         "d2 took over: its master daemon, not its backup one:\n{d2}\n{log}"
     );
+    assert!(
+        !d2.contains("d1: master") && !d2.contains("d1: backup"),
+        "d1's agent stopped, its daemon did not:\n{d2}\n{log}"
+    );
     let stopped = get("sync.daemons.stopped");
     assert!(
         !stopped.contains("sync daemon"),
-        "the agents stopped, their daemons did not:\n{stopped}"
+        "d2's agent died and `agent cleanup` ran, its daemon is still \
+         there:\n{stopped}"
     );
 }
 

@@ -13,7 +13,8 @@
 //! * the listed IPVS services, as far as lbdeploy owns them (see
 //!   [`ipvs::withdraw`]), after the port groups' mark table
 //!   `table inet lbdeploy_marks` ([`ipvs::marks`]) where `nft` is
-//!   installed.
+//!   installed;
+//! * IPVS's sync daemons, when the agent ran them (`ipvs_sync`).
 //!
 //! A failing part does not stop the others: a host should keep as little
 //! as possible. The file itself stays, so that a cleanup run again (by
@@ -78,6 +79,12 @@ pub(crate) async fn run(run_dir: &Path) -> anyhow::Result<usize> {
         match ipvs_services(&holdings, run_dir).await {
             Ok(n) => removed += n,
             Err(e) => failed.push(format!("ipvs: {e:#}")),
+        }
+    }
+    if holdings.ipvs_sync_daemons {
+        match sync_daemons().await {
+            Ok(n) => removed += n,
+            Err(e) => failed.push(format!("ipvs sync daemons: {e:#}")),
         }
     }
     if !holdings.blackholes.is_empty() {
@@ -167,6 +174,26 @@ async fn interface(net: &Net, vip: &Vip) -> Option<u32> {
             None
         }
     }
+}
+
+/// Stop IPVS's sync daemons (master and backup), as the agent does when
+/// it stops; none to stop on a kernel without IPVS.
+async fn sync_daemons() -> anyhow::Result<usize> {
+    let steps = tokio::task::spawn_blocking(|| {
+        let mut conn = match ipvs::Ipvs::connect() {
+            Ok(c) => c,
+            Err(ipvs::Error::NoIpvs) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let steps = ipvs::syncd::steps(None, &conn.daemons()?);
+        conn.daemon_steps(&steps)?;
+        Ok(steps)
+    })
+    .await??;
+    for step in &steps {
+        tracing::info!("cleanup: ipvs: {step}");
+    }
+    Ok(steps.len())
 }
 
 /// Delete the port groups' mark table, then the listed IPVS services

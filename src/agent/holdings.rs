@@ -69,6 +69,10 @@ pub(crate) struct Holdings {
     /// agent may add (none in files of agents before BGP).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub blackholes: BTreeSet<IpAddr>,
+    /// Whether the agent may run IPVS's sync daemons (`ipvs_sync`; false
+    /// in files of agents before it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipvs_sync_daemons: bool,
 }
 
 /// One VIP on one interface. The index is what the address was added to;
@@ -197,6 +201,7 @@ impl Holdings {
             nft_table: nft,
             ipvs_services,
             blackholes,
+            ipvs_sync_daemons: ipvs && config.ipvs_sync.is_some(),
         }
     }
 
@@ -218,6 +223,8 @@ impl Holdings {
                 .union(&other.blackholes)
                 .copied()
                 .collect(),
+            ipvs_sync_daemons: self.ipvs_sync_daemons
+                || other.ipvs_sync_daemons,
         }
     }
 
