@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use lbdeploy::lab::demo::kill_here;
 
-use crate::continuity::{STREAMS, Streams};
+use crate::continuity::{STREAM_PORT, STREAMS, Streams};
 use crate::failsafe::agent_pid;
 use crate::lab_or_skip;
 use crate::support::lab::{TestLab, within};
@@ -94,15 +94,16 @@ fn inventory(s: Subnet, client: Subnet, vip: &str) -> String {
 }
 
 /// A lab of [`inventory`] applied, each director announcing the VIP: the
-/// lab, the hosts' subnet and the VIP; `None` (skipped) without root.
-fn announced(name: &str) -> Option<(TestLab, Subnet, String)> {
+/// lab, the hosts' subnet, the client's and the VIP; `None` (skipped)
+/// without root.
+fn announced(name: &str) -> Option<(TestLab, Subnet, Subnet, String)> {
     let (s, client, v) =
         (Subnet::allocate(), Subnet::allocate(), Subnet::allocate());
     let vip = v.addr(100);
     let lab = TestLab::up(name, &inventory(s, client, &vip))?;
     lab.lbdeploy_exit(0, &["apply", "--yes"]);
     hops_become(&lab, s, &vip, &[11, 12, 13], SESSION_UP);
-    Some((lab, s, vip))
+    Some((lab, s, client, vip))
 }
 
 /// The directors the router sends `vip` to now: the next hops of its
@@ -150,7 +151,7 @@ fn broken(report: &[Value]) -> Vec<&Value> {
 
 #[test]
 fn r20_three_directors_share_a_vip_over_bgp_and_flows_survive_them_leaving() {
-    let Some((lab, s, vip)) = announced("bgp-ecmp") else { return };
+    let Some((lab, s, _, vip)) = announced("bgp-ecmp") else { return };
 
     // Requests from many source ports reach both real servers.
     let mut servers = BTreeSet::new();
@@ -291,7 +292,7 @@ fn until_not<T>(
 
 #[test]
 fn r20_a_director_without_a_healthy_real_server_withdraws() {
-    let Some((lab, s, vip)) = announced("bgp-withdraw") else { return };
+    let Some((lab, s, _, vip)) = announced("bgp-withdraw") else { return };
     for rs in ["rs01", "rs02"] {
         lab.exec_ok(rs, &kill_here("[l]bdeploy lab responder"));
     }
@@ -336,7 +337,7 @@ fn r20_plan_refuses_a_bgp_director_without_bird_naming_the_bgp_block() {
 /// 27 coin tosses all coming up heads.
 #[test]
 fn r20_control_flows_moving_to_a_director_with_another_table_break() {
-    let Some((lab, s, vip)) = announced("bgp-control") else { return };
+    let Some((lab, s, _, vip)) = announced("bgp-control") else { return };
     lab.exec_ok("d3", &format!("lbdeploy agent drain {}", s.addr(22)));
     let streams = Streams::open(&lab, &vip);
     std::thread::sleep(Duration::from_secs(1));
@@ -349,5 +350,118 @@ fn r20_control_flows_moving_to_a_director_with_another_table_break() {
     assert!(
         !broken(&report).is_empty(),
         "no connection broke although d3's table differs: {report:#?}"
+    );
+}
+
+/// Where the router sends each stream's flow (client ports
+/// `STREAM_PORT…`, to `vip`:80) now: `ip route get` hashes a flow as
+/// forwarding does. One `PORT via HOP` line per stream.
+fn stream_routes(lab: &TestLab, client: Subnet, vip: &str) -> Vec<String> {
+    let out = lab.exec_ok(
+        "router",
+        &format!(
+            "dev=$(ip -o addr show to {} | awk '{{print $2; exit}}'); \
+             for p in $(seq {STREAM_PORT} {}); do \
+               echo \"$p $(ip -4 route get {vip} from {} iif $dev ipproto tcp \
+                 sport $p dport 80 | grep -o 'via [^ ]*')\"; \
+             done",
+            client.addr(1),
+            STREAM_PORT + STREAMS - 1,
+            client.addr(100),
+        ),
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+/// Flows survive what moves them between directors or buckets while the
+/// directors agree: the router rehashing (its multipath hash seed
+/// changed: flows move to other directors, whose tables are the same),
+/// a real server coming back (flows opened while it was down stay on
+/// the other, each pinned on the director it crosses) and a drain (on
+/// every director).
+#[test]
+fn r20_flows_survive_a_router_rehash_a_real_server_returning_and_a_drain() {
+    let Some((lab, s, client, vip)) = announced("bgp-rehash") else {
+        return;
+    };
+    let answered = |base: u16| -> BTreeSet<String> {
+        (base..base + 20)
+            .map(|port| {
+                let out = lab.exec(
+                    "client",
+                    &format!(
+                        "curl -sf --max-time 2 --local-port {port} http://{vip}/"
+                    ),
+                );
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            })
+            .collect()
+    };
+    let both: BTreeSet<String> = ["rs01".into(), "rs02".into()].into();
+
+    // The router rehashes: streams opened with both servers up move to
+    // other directors and go on.
+    let streams = Streams::open(&lab, &vip);
+    let before = stream_routes(&lab, client, &vip);
+    lab.exec_ok("router", "sysctl -qw net.ipv4.fib_multipath_hash_seed=4242");
+    let after = stream_routes(&lab, client, &vip);
+    let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+    assert!(moved > 0, "the new seed moved no stream: {after:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let report = streams.close();
+    let rehashed = broken(&report);
+    assert!(
+        rehashed.is_empty(),
+        "{} of {STREAMS} streams broke when {moved} moved director: \
+         {rehashed:#?}",
+        rehashed.len()
+    );
+
+    // rs01 down; streams on rs02; rs01 back; rs02 drained everywhere.
+    lab.exec_ok("rs01", &kill_here("[l]bdeploy lab responder"));
+    let mut base = 40000;
+    within(Duration::from_secs(5), "rs02 alone with rs01 down", || {
+        base += 20;
+        answered(base) == ["rs02".to_owned()].into()
+    });
+    let streams = Streams::open(&lab, &vip);
+    lab.swap_responder("rs01", "--name rs01");
+    within(Duration::from_secs(5), "rs01 back among new flows", || {
+        base += 20;
+        answered(base) == both
+    });
+    // Drained once every director sees rs01 up again, as an operator
+    // would after `lbdeploy status`: a director whose check has not yet
+    // seen it back would have no live server left, withdraw, and its
+    // flows — pinned there only — would move (the router's next hops
+    // changed) to directors whose tables send some of them to rs01.
+    let rs01 = format!("\"{}\": true", s.addr(21));
+    within(Duration::from_secs(5), "every director seeing rs01 up", || {
+        DIRECTORS.iter().all(|(d, _)| {
+            lab.exec_ok(d, "lbdeploy agent status --json").contains(&rs01)
+        })
+    });
+    lab.lbdeploy_exit(0, &["drain", "rs02"]);
+    within(Duration::from_secs(5), "rs01 alone for new flows", || {
+        base += 20;
+        answered(base) == ["rs01".to_owned()].into()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let report = streams.close();
+    let kept: Vec<&Value> = report
+        .iter()
+        .filter(|c| c["names"] == serde_json::json!(["rs02"]))
+        .collect();
+    let lost = broken(&report);
+    assert!(
+        lost.is_empty() && kept.len() == report.len(),
+        "{} of {STREAMS} streams broke through rs01's return and rs02's \
+         drain: {lost:#?}",
+        lost.len()
+    );
+    eprintln!(
+        "bgp: a new router hash seed moved {moved} of {STREAMS} streams to \
+         other directors, none broke; {STREAMS} of {STREAMS} kept through a \
+         real server's return and a drain"
     );
 }

@@ -30,7 +30,7 @@ const TCP: &str = "{ tcp: { connect_timeout: 1s, retry: 0 } }";
 
 /// How many long-lived connections, and their first client port.
 pub(crate) const STREAMS: u16 = 40;
-const STREAM_PORT: u16 = 31000;
+pub(crate) const STREAM_PORT: u16 = 31000;
 
 /// The client's side of the streams: opens `count` connections from
 /// ports `base…` to `/stream`, reads until the stop file appears (or the

@@ -21,9 +21,9 @@
 //! real server it started on, in a map shared by every service of its
 //! kind (`tcp4`, `udp4`, `clients4`); each service maps its live
 //! incarnations to MACs (`m{i}`) and back (`k{i}`). Each service has
-//! three rules: a pinned flow whose incarnation is live goes to it; any
-//! other is hashed, sent and pinned; one that cannot be pinned (the map
-//! is full) is hashed and sent. ARCHITECTURE.md ("Flow pinning") says why,
+//! four rules: a pinned flow whose incarnation is live goes to it; a pin
+//! of a dead one is deleted; any other flow is hashed, sent and pinned;
+//! one that cannot be pinned (the map is full) is hashed and sent. ARCHITECTURE.md ("Flow pinning") says why,
 //! what a pin costs, and what happens when the maps are full.
 //!
 //! The rules of one VRRP instance's services sit in a chain of their own
@@ -401,10 +401,18 @@ fn write_table(out: &mut String, table: &Compiled) {
 ///
 /// 1. a flow pinned to a live incarnation goes to that real server (and
 ///    its pin lives on);
-/// 2. any other flow is hashed into a bucket and sent to the bucket's
+/// 2. a pin left from a dead incarnation is deleted: nftables cannot
+///    change a pin's value (`add` and `update` keep the one there), so a
+///    new connection reusing an old one's addresses and ports — a client
+///    behind NAT, a port reused within the pin's timeout — would
+///    otherwise never be pinned, and a later change of the buckets would
+///    reset it. Only pins whose server is gone reach this rule (rule 1
+///    took the live ones), so a forged packet deletes nothing that
+///    protects a flow;
+/// 3. any other flow is hashed into a bucket and sent to the bucket's
 ///    real server, and pinned to it — a TCP flow from its first packet
 ///    without SYN or RST, so that spoofed SYNs pin nothing;
-/// 3. a flow rule 2 could not pin (the pins are full) is hashed and sent
+/// 4. a flow rule 3 could not pin (the pins are full) is hashed and sent
 ///    as well, unpinned.
 fn rule(table: &Compiled, i: usize) -> String {
     let svc = &table.services[i].service;
@@ -454,6 +462,7 @@ fn rule(table: &Compiled, i: usize) -> String {
     format!(
         "{head}meta mark set {key} map @{pins} \
          ether daddr set meta mark map @{m} update @{pins} {{ {pin} }} {send}\
+         {head}{key} @{pins} delete @{pins} {{ {key} : 0x0 }}\n\
          {head}{fresh}{hash} meta mark set ether daddr map @{k} \
          add @{pins} {{ {pin} }} {send}{unpinned}",
         pins = pins.name,
@@ -663,31 +672,36 @@ mod tests {
         ));
     }
 
-    /// Issue #20: three rules per IPv4 service — pinned, pinning, and
-    /// unpinned when the pins are full — a TCP flow pinned from its first
-    /// packet without SYN or RST, a persistent service's clients by
-    /// address; an IPv6 service has the unpinned rule only.
+    /// Issue #20: four rules per IPv4 service — pinned, a dead pin
+    /// deleted, pinning, and unpinned when the pins are full — a TCP flow
+    /// pinned from its first packet without SYN or RST, a persistent
+    /// service's clients by address; an IPv6 service has the unpinned
+    /// rule only.
     #[test]
     fn r20_ipv4_flows_are_pinned_and_ipv6_ones_hashed() {
         let text = render(&compile(rules(false), None));
         let chain = text.split("\tchain vi0 {\n").nth(1).unwrap();
         let rules_: Vec<&str> =
             chain.lines().take_while(|l| *l != "\t}").collect();
-        assert_eq!(rules_.len(), 3, "{chain}");
+        assert_eq!(rules_.len(), 4, "{chain}");
         let key = "ip daddr . tcp dport . ip saddr . tcp sport";
         assert!(rules_[0].contains(&format!(
             "meta mark set {key} map @tcp4 ether daddr set meta mark map @m0 \
              update @tcp4 {{ {key} timeout 900s : meta mark }}"
         )));
-        assert!(rules_[1].contains(
+        assert!(rules_[1].ends_with(&format!(
+            "tcp dport 80 {key} @tcp4 delete @tcp4 {{ {key} : 0x0 }}"
+        )));
+        assert!(rules_[2].contains(
             "tcp dport 80 tcp flags & (syn | rst) == 0 meta mark set jhash"
         ));
-        assert!(rules_[1].contains(&format!(
+        assert!(rules_[2].contains(&format!(
             "meta mark set ether daddr map @k0 add @tcp4 {{ {key} timeout \
              900s : meta mark }}"
         )));
-        assert!(!rules_[2].contains("tcp4") && rules_[2].contains("@s0"));
-        assert!(rules_.iter().all(|r| r.ends_with("fwd to \"eth0\"")));
+        assert!(!rules_[3].contains("tcp4") && rules_[3].contains("@s0"));
+        let sends = [0, 2, 3];
+        assert!(sends.iter().all(|&i| rules_[i].ends_with("fwd to \"eth0\"")));
         assert!(text.contains(
             "\tmap tcp4 {\n\t\ttype ipv4_addr . inet_service . ipv4_addr . \
              inet_service : mark\n\t\tsize 262144\n\t\tflags dynamic,timeout\n"
