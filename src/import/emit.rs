@@ -47,6 +47,9 @@ pub fn write(
     section(&mut y, None, "cluster", &inv.cluster);
     section(&mut y, None, "ssh", &inv.ssh);
     section(&mut y, None, "dataplane", &inv.dataplane);
+    if let Some(sync) = &inv.ipvs_sync {
+        section(&mut y, Some("lvs_sync_daemon"), "ipvs_sync", sync);
+    }
     list(&mut y, "directors", &inv.directors, &o.directors);
     list(&mut y, "real_servers", &inv.real_servers, &o.real_servers);
     list(&mut y, "vrrp_instances", &inv.vrrp_instances, &o.vrrp_instances);

@@ -14,13 +14,14 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::compare::{conflicts, differences};
 use super::diag::{Pos, Report};
-use super::keepalived::{Conf, Fields, Instance, Own, Spanned};
+use super::keepalived::{Conf, Fields, Instance, Own, Spanned, SyncDaemon};
 use super::request::{HostSpec, Request};
 use super::rsscript::Script;
 use crate::inventory::{
-    ArpSuppression, Director, IfAddr, Inventory, Notification, RealServerHost,
-    RtPriority, ScriptUser, SshDefaults, SyncGroup, TrackFile, TrackProcess,
-    VirtualService, VrrpInstance, VrrpScript,
+    ArpSuppression, Bounded, Director, IfAddr, Inventory, IpvsSync,
+    Notification, RealServerHost, RtPriority, ScriptUser, SshDefaults,
+    SyncGroup, TrackFile, TrackProcess, VirtualService, VrrpInstance,
+    VrrpScript,
 };
 
 /// The merged inventory and, for each section, where it came from.
@@ -199,7 +200,7 @@ pub(crate) fn merge(
             cluster,
             ssh: SshDefaults::default(),
             dataplane: req.dataplane.unwrap_or_default(),
-            ipvs_sync: None,
+            ipvs_sync: ipvs_sync(confs, &directors, report),
             directors,
             real_servers,
             vrrp_instances,
@@ -252,6 +253,76 @@ fn script_user(
         );
     }
     Some(first.value.clone())
+}
+
+/// The directors' `lvs_sync_daemon`, as `ipvs_sync`: one instance and
+/// sync id for all of them (those of the first that has one, with an
+/// error where another differs); the interface left out when each
+/// director's is its own VRRP interface, else the first's, with a
+/// warning where another's differs.
+fn ipvs_sync(
+    confs: &[(String, Conf)],
+    directors: &[Director],
+    report: &mut Report,
+) -> Option<IpvsSync> {
+    let set: Vec<(&String, &Spanned<SyncDaemon>)> = confs
+        .iter()
+        .filter_map(|(name, c)| Some((name, c.sync_daemon.as_ref()?)))
+        .collect();
+    let (_, first) = set.first()?;
+    let f = &first.value;
+    for (_, other) in &set[1..] {
+        let o = &other.value;
+        if (&o.instance, o.sync_id) != (&f.instance, f.sync_id) {
+            report.error(
+                Some(&other.pos),
+                format!(
+                    "lvs_sync_daemon differs from the one at {} (instance \
+                     {}, id {}) — the directors must sync with the same \
+                     instance and id",
+                    first.pos,
+                    f.instance,
+                    f.sync_id.map_or("the VRID".into(), |i| i.to_string())
+                ),
+            );
+        }
+    }
+    if set.len() < confs.len() {
+        report.warn(
+            Some(&first.pos),
+            "lvs_sync_daemon is set here but not in every director's \
+             configuration: the inventory runs the sync daemon on every \
+             director",
+        );
+    }
+    let own = set.iter().all(|(name, d)| {
+        directors
+            .iter()
+            .any(|x| &x.name == *name && x.interface == d.value.interface)
+    });
+    if !own {
+        for (_, other) in &set[1..] {
+            if other.value.interface != f.interface {
+                report.warn(
+                    Some(&other.pos),
+                    format!(
+                        "lvs_sync_daemon's interface {} differs from {} at \
+                         {}: the inventory has one for all the directors; \
+                         {} is written",
+                        other.value.interface,
+                        f.interface,
+                        first.pos,
+                        f.interface
+                    ),
+                );
+            }
+        }
+    }
+    Some(IpvsSync {
+        instance: f.instance.clone(),
+        interface: (!own).then(|| f.interface.clone()),
+        sync_id: f.sync_id.and_then(|i| Bounded::new(u32::from(i))),
+    })
 }
 
 /// The directors' `vrrp_rt_priority`: the inventory has one for all of

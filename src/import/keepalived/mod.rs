@@ -68,6 +68,19 @@ pub(crate) struct Conf {
     /// apart; lbdeploy's agent is one process doing both, so either
     /// keyword locks it whole.
     pub no_swap: bool,
+    /// `lvs_sync_daemon INTERFACE INSTANCE [id N]` in `global_defs`.
+    pub sync_daemon: Option<Spanned<SyncDaemon>>,
+}
+
+/// keepalived's `lvs_sync_daemon`, as one director's file says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyncDaemon {
+    /// The multicast interface.
+    pub interface: String,
+    /// The VRRP instance that drives it.
+    pub instance: String,
+    /// `id N`; keepalived takes the instance's VRID without it.
+    pub sync_id: Option<u8>,
 }
 
 /// Read `path` (and its includes), with the marks of `--fwmark-rules`
@@ -110,6 +123,7 @@ fn interpret(
         script_user: None,
         rt_priority: None,
         no_swap: false,
+        sync_daemon: None,
     };
     let groups = lvs::groups(nodes, &mut r);
     let mut defaults = vrrp::Defaults::default();
@@ -140,6 +154,68 @@ fn interpret(
         }
     }
     conf
+}
+
+/// `lvs_sync_daemon INTERFACE INSTANCE [id N] [maxlen N] [port N]
+/// [ttl N] [group ADDR]`, or the old `INTERFACE INSTANCE N`: the
+/// interface, instance and id carried; the rest warned about (the
+/// kernel's defaults apply).
+fn sync_daemon(
+    node: &Node,
+    block: &Node,
+    r: &mut Reader<'_>,
+) -> Option<SyncDaemon> {
+    let [interface, instance, rest @ ..] = node.args.as_slice() else {
+        let m = "`lvs_sync_daemon` is not carried over: it needs an \
+                 interface and a VRRP instance";
+        r.warn(node, block, m);
+        return None;
+    };
+    let mut out = SyncDaemon {
+        interface: interface.clone(),
+        instance: instance.clone(),
+        sync_id: None,
+    };
+    let mut id = |v: &str, r: &mut Reader<'_>| match v.parse::<u8>() {
+        Ok(n) => out.sync_id = Some(n),
+        Err(_) => {
+            let m = format!(
+                "lvs_sync_daemon id `{v}` is not carried over: a sync id is \
+                 0–255; the instance's VRID is used, as keepalived does"
+            );
+            r.warn(node, block, &m);
+        }
+    };
+    let mut i = 0;
+    while i < rest.len() {
+        match (rest[i].as_str(), rest.get(i + 1)) {
+            ("id", Some(v)) => {
+                id(v, r);
+                i += 2;
+            }
+            (k @ ("maxlen" | "port" | "ttl" | "group"), Some(v)) => {
+                let m = format!(
+                    "lvs_sync_daemon `{k} {v}` is not carried over: \
+                     lbdeploy leaves the kernel's default"
+                );
+                r.warn(node, block, &m);
+                i += 2;
+            }
+            (v, _) if i == 0 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                id(v, r);
+                i += 1;
+            }
+            (v, _) => {
+                let m = format!(
+                    "lvs_sync_daemon `{v}` is not carried over: unknown \
+                     option"
+                );
+                r.warn(node, block, &m);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Reads `global_defs` into `conf`, and into `defaults` what it sets for
@@ -214,6 +290,10 @@ fn global_defs(
                 });
             }
             "vrrp_no_swap" | "checker_no_swap" => conf.no_swap = true,
+            "lvs_sync_daemon" => {
+                conf.sync_daemon = sync_daemon(node, block, r)
+                    .map(|value| Spanned::at(value, node))
+            }
             k if k.strip_prefix("vrrp_").is_some_and(|g| {
                 lower_set |= g.starts_with("garp_lower_prio");
                 vrrp::garp_keyword(&mut garp, g, node, block, r)
@@ -329,5 +409,37 @@ mod tests {
             let mut report = Report::default();
             read_str(Path::new("t.conf"), &text[..end], &mut report);
         }
+    }
+
+    /// `lvs_sync_daemon` in its forms: `id N`, the old bare id, none;
+    /// a bad id and unknown options warned about, the rest carried.
+    #[test]
+    fn lvs_sync_daemon_carries_interface_instance_and_id() {
+        let read = |line: &str| {
+            let mut report = Report::default();
+            let text = format!("global_defs {{\n {line}\n}}\n");
+            let c = read_str(Path::new("t.conf"), &text, &mut report);
+            (c.sync_daemon.map(|s| s.value), report.items.len())
+        };
+        let d = |id| SyncDaemon {
+            interface: "eth1".into(),
+            instance: "VI_1".into(),
+            sync_id: id,
+        };
+        assert_eq!(
+            read("lvs_sync_daemon eth1 VI_1 id 7"),
+            (Some(d(Some(7))), 0)
+        );
+        assert_eq!(read("lvs_sync_daemon eth1 VI_1 9"), (Some(d(Some(9))), 0));
+        assert_eq!(read("lvs_sync_daemon eth1 VI_1"), (Some(d(None)), 0));
+        assert_eq!(
+            read("lvs_sync_daemon eth1 VI_1 id 300"),
+            (Some(d(None)), 1)
+        );
+        assert_eq!(
+            read("lvs_sync_daemon eth1 VI_1 ttl 2 group 224.0.0.81 x"),
+            (Some(d(None)), 3)
+        );
+        assert_eq!(read("lvs_sync_daemon eth1"), (None, 1));
     }
 }
