@@ -12,7 +12,8 @@
 #
 #   sudo flock /tmp/lbdeploy-labtest.lock bash bench/flows_vm.sh [N [COLUMNS]]
 #     N        streams per row (default 40)
-#     COLUMNS  comma-separated, of lbd-mh,lbd-rr,ka,ka-sync (the default)
+#     COLUMNS  comma-separated, of lbd-mh,lbd-rr,ka,ka-sync (the default),
+#              lbd-mh-sync, lbd-rr-sync (lbdeploy with ipvs_sync)
 #
 # LBDEPLOY_BIN: the lbdeploy binary to put in the VM (default: the debug
 # build, built here). FLOWS_CONSOLE: a file to keep the VM's whole
@@ -59,6 +60,7 @@ tr -d '\r' <"$out" | awk -v cols="$columns" '
     nc = split(cols, c, ",")
     nr = split("return weight drain stop return+stop crash", r, " ")
     name["lbd-mh"] = "lbdeploy IPVS (mh)"; name["lbd-rr"] = "lbdeploy IPVS (rr)"
+    name["lbd-mh-sync"] = "lbdeploy IPVS (mh) + sync"; name["lbd-rr-sync"] = "lbdeploy IPVS (rr) + sync"
     name["ka"] = "keepalived IPVS"; name["ka-sync"] = "keepalived IPVS + sync daemon"
     ev["return"] = "rs1 back (flows opened while it was down)"
     ev["weight"] = "rs1 weight 1 → 3"; ev["drain"] = "rs2 drained (weight 0)"

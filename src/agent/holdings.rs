@@ -488,6 +488,29 @@ virtual_services:
         assert_eq!(decode(&h.encode().unwrap()).unwrap(), h);
     }
 
+    /// With `ipvs_sync` on a data plane that may be IPVS the file says
+    /// the agent may run the sync daemons, for `agent cleanup` to stop
+    /// them; a file without the field (an older agent's) reads as false.
+    #[test]
+    fn the_sync_daemons_are_listed_with_ipvs_sync() {
+        assert!(!Holdings::of(&config(), 2).ipvs_sync_daemons);
+        let mut synced = config();
+        synced.ipvs_sync = Some(inventory::agent::IpvsSyncConfig {
+            instance: "VI_1".into(),
+            interface: "eth0".into(),
+            sync_id: 51,
+        });
+        let h = Holdings::of(&synced, 2);
+        assert!(h.ipvs_sync_daemons);
+        assert_eq!(decode(&h.encode().unwrap()).unwrap(), h);
+        synced.dataplane = inventory::Dataplane::Nftables;
+        assert!(!Holdings::of(&synced, 2).ipvs_sync_daemons);
+        let plain = Holdings::of(&config(), 2);
+        let text = String::from_utf8(plain.encode().unwrap()).unwrap();
+        assert!(!text.contains("ipvs_sync_daemons"), "{text}");
+        assert!(plain.union(&h).ipvs_sync_daemons);
+    }
+
     #[test]
     fn round_trips_and_unions() {
         let h = Holdings::of(&config(), 2);
