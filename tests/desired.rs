@@ -7,7 +7,9 @@ use std::path::Path;
 
 use lbdeploy::inventory::agent::{self as agent_config, DirectorConfig};
 use lbdeploy::inventory::{self, Environment};
-use lbdeploy::plan::desired::{self, HostDesired, SYSTEMD_RESTART_STEPS};
+use lbdeploy::plan::desired::{
+    self, DesiredFile, HostDesired, SYSTEMD_RESTART_STEPS,
+};
 use lbdeploy::plan::roles::Roles;
 
 use crate::golden;
@@ -37,6 +39,21 @@ fn example() -> Vec<HostDesired> {
     let roles = Roles::embedded().expect("embedded roles");
     desired::compile(&loaded.inventory, &roles, &NoSecrets, root, FAKE_SHA)
         .expect("example compiles")
+}
+
+/// The first host's file whose path ends with `name`.
+fn file_of<'a>(hosts: &'a [HostDesired], name: &str) -> &'a DesiredFile {
+    hosts[0]
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(name))
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// The first host's director agent configuration, parsed back.
+fn director_config(hosts: &[HostDesired]) -> DirectorConfig {
+    let f = file_of(hosts, "agent.yml");
+    agent_config::parse(&f.path, &f.content).expect("it parses")
 }
 
 /// The hosts of the inventory `text` (named `name` in errors), compiled
@@ -159,28 +176,18 @@ fn a_minimal_inventory_compiles() {
 #[test]
 fn vrrp_rt_priority_reaches_the_agent_and_its_unit() {
     let base = MINIMAL;
-    let file = |hosts: &[HostDesired], name: &str| {
-        hosts[0]
-            .files
-            .iter()
-            .find(|f| f.path.ends_with(name))
-            .unwrap_or_else(|| panic!("no {name}"))
-            .clone()
-    };
     let hosts =
         compile_text("rt.yml", &format!("{base}vrrp_rt_priority: 10\n"));
-    let config = file(&hosts, "agent.yml");
-    let parsed: DirectorConfig =
-        agent_config::parse(&config.path, &config.content).expect("it parses");
+    let parsed = director_config(&hosts);
     assert_eq!(parsed.vrrp_rt_priority.map(|p| p.get()), Some(10));
-    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    let unit = &file_of(&hosts, "lbdeploy-agent.service").content;
     assert!(unit.contains("\nLimitRTPRIO=10\n"), "{unit}");
     assert!(!unit.contains("RestrictRealtime="), "{unit}");
 
     let hosts = compile_text("plain.yml", base);
-    let config = file(&hosts, "agent.yml").content;
+    let config = &file_of(&hosts, "agent.yml").content;
     assert!(!config.contains("vrrp_rt_priority"), "{config}");
-    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    let unit = &file_of(&hosts, "lbdeploy-agent.service").content;
     assert!(unit.contains("\nRestrictRealtime=yes\n"), "{unit}");
     assert!(!unit.contains("LimitRTPRIO"), "{unit}");
 }
@@ -190,11 +197,7 @@ fn vrrp_rt_priority_reaches_the_agent_and_its_unit() {
 /// instance's VRID when left out, as keepalived's `lvs_sync_daemon`.
 #[test]
 fn ipvs_sync_reaches_the_agent_resolved() {
-    let parse = |hosts: &[HostDesired]| -> DirectorConfig {
-        let f = hosts[0].files.iter().find(|f| f.path.ends_with("agent.yml"));
-        let f = f.expect("agent.yml");
-        agent_config::parse(&f.path, &f.content).expect("it parses")
-    };
+    let parse = director_config;
     let hosts = compile_text(
         "sync.yml",
         &format!("{MINIMAL}ipvs_sync: {{ instance: VI_1 }}\n"),
@@ -221,23 +224,16 @@ fn ipvs_sync_reaches_the_agent_resolved() {
 /// only.
 #[test]
 fn vrrp_no_swap_reaches_the_agent_and_its_unit() {
-    let file = |hosts: &[HostDesired], name: &str| {
-        let f = hosts[0].files.iter().find(|f| f.path.ends_with(name));
-        f.unwrap_or_else(|| panic!("no {name}")).clone()
-    };
     let hosts =
         compile_text("no-swap.yml", &format!("{MINIMAL}vrrp_no_swap: true\n"));
-    let config = file(&hosts, "agent.yml");
-    let parsed: DirectorConfig =
-        agent_config::parse(&config.path, &config.content).expect("it parses");
-    assert!(parsed.vrrp_no_swap);
-    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    assert!(director_config(&hosts).vrrp_no_swap);
+    let unit = &file_of(&hosts, "lbdeploy-agent.service").content;
     assert!(unit.contains("\nLimitMEMLOCK=infinity\n"), "{unit}");
 
     let hosts = compile_text("swap.yml", MINIMAL);
-    let config = file(&hosts, "agent.yml").content;
+    let config = &file_of(&hosts, "agent.yml").content;
     assert!(!config.contains("vrrp_no_swap"), "{config}");
-    let unit = file(&hosts, "lbdeploy-agent.service").content;
+    let unit = &file_of(&hosts, "lbdeploy-agent.service").content;
     assert!(!unit.contains("LimitMEMLOCK"), "{unit}");
 }
 
@@ -297,13 +293,8 @@ notification: {{ exec: [/bin/n] }}
     };
     let unit_and_config = |top: &str| {
         let hosts = compile_text("su.yml", &text(top));
-        let file = |suffix: &str| {
-            hosts[0].files.iter().find(|f| f.path.ends_with(suffix)).unwrap()
-        };
-        let config = file("agent.yml");
-        let parsed: DirectorConfig =
-            agent_config::parse(&config.path, &config.content).unwrap();
-        (file("lbdeploy-agent.service").content.clone(), parsed)
+        let unit = file_of(&hosts, "lbdeploy-agent.service").content.clone();
+        (unit, director_config(&hosts))
     };
     let (unit, config) = unit_and_config("script_user: nobody:nogroup\n");
     let users: Vec<String> = config
@@ -504,11 +495,7 @@ vrrp_scripts:
 vrrp_track_files:
   - { name: f, path: /run/f, weight: 2, reverse: true }
 ";
-    let hosts = compile_text("reverse.yml", text);
-    let config =
-        hosts[0].files.iter().find(|f| f.path.ends_with("agent.yml")).unwrap();
-    let parsed: DirectorConfig =
-        agent_config::parse(&config.path, &config.content).unwrap();
+    let parsed = director_config(&compile_text("reverse.yml", text));
     let track = &parsed.vrrp_instances[0].track;
     let resolved = |refs: &[lbdeploy::inventory::TrackRef]| {
         refs.iter()
