@@ -365,12 +365,20 @@ fn a_table_removed_by_hand_is_put_back() {
     eprintln!("incarnations put back after {took:?}");
 }
 
+/// How long a client sticks to its real server in
+/// [`one_server_of_three_leaving_and_returning_moves_only_its_own_flows`]:
+/// long enough to outlast rs03's return, short enough to wait out.
+const PERSISTENCE: Duration = Duration::from_secs(15);
+
 /// Issue #7: removing one of three real servers moves at most its own
 /// flows, and bringing it back moves exactly those back. The flows are
 /// fixed: 60 client addresses, with persistence so that each address is
 /// one flow in the bucket table (every request a new source port, so no
 /// 4-tuple is reused within TIME_WAIT). The real servers' checks decide,
-/// as in production: rs03's web server stops, then comes back.
+/// as in production: rs03's web server stops, then comes back. As with
+/// IPVS, a client that moved keeps its new server while its persistence
+/// lasts (its pin names that server's incarnation), and goes back where
+/// the table says once it has lapsed.
 #[test]
 fn one_server_of_three_leaving_and_returning_moves_only_its_own_flows() {
     let s = Subnet::allocate();
@@ -379,7 +387,10 @@ fn one_server_of_three_leaving_and_returning_moves_only_its_own_flows() {
         .real_server("rs03", 23)
         .backend("rs03")
         .virtual_router_id(63)
-        .service_option("persistence_timeout: 300s")
+        .service_option(&format!(
+            "persistence_timeout: {}s",
+            PERSISTENCE.as_secs()
+        ))
         .service_option("delay_loop: 1s")
         .check("rs01", TCP)
         .check("rs02", TCP)
@@ -454,5 +465,8 @@ fn one_server_of_three_leaving_and_returning_moves_only_its_own_flows() {
     lab.swap_responder("rs03", "--name rs03");
     let bound = up_within(timing) + timing.delay_loop;
     within(bound, "rs03 back up", || status(23, true));
+    assert_eq!(flows(), without, "rs03 back: each client persists");
+    // The pins lapse a persistence after each client's last packet.
+    std::thread::sleep(PERSISTENCE + Duration::from_secs(1));
     assert_eq!(flows(), before, "rs03 back: every flow where it was");
 }
