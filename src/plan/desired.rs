@@ -109,6 +109,17 @@ impl HostDesired {
             .filter(|f| f.only_with.is_none_or(|i| i == facts.init))
             .map(|f| (f, f.content_for(facts)))
     }
+
+    /// Its rendered agent configuration read back as the agent's type
+    /// `T` (`DirectorConfig`, `RealserverConfig`); `None` without one.
+    /// Computing the desired state parsed the same text already
+    /// (`check_agent_config`), so for the host's own mode it parses.
+    pub(crate) fn agent_config<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Option<T> {
+        let file = self.files.iter().find(|f| f.path == self.config)?;
+        crate::inventory::agent::parse(&file.path, &file.content).ok()
+    }
 }
 
 /// Why the desired state could not be computed.

@@ -39,13 +39,7 @@ pub(crate) fn needs_ipvs(
     if desired.agent != Mode::Director || ipvs != Some(false) {
         return None;
     }
-    let file = desired.files.iter().find(|f| f.path == desired.config)?;
-    // `prepare` parsed the same text already: it parses.
-    let config = crate::inventory::agent::parse::<DirectorConfig>(
-        &file.path,
-        &file.content,
-    )
-    .ok()?;
+    let config: DirectorConfig = desired.agent_config()?;
     let forced = config.dataplane == crate::inventory::Dataplane::Ipvs;
     let svc = config
         .virtual_services

@@ -34,12 +34,7 @@ pub(crate) fn needs_nft(
         return None;
     }
     if desired.agent == Mode::Realserver {
-        let file = desired.files.iter().find(|f| f.path == desired.config)?;
-        let c = crate::inventory::agent::parse::<RealserverConfig>(
-            &file.path,
-            &file.content,
-        )
-        .ok()?;
+        let c: RealserverConfig = desired.agent_config()?;
         return (c.arp_suppression == ArpSuppression::Nftables)
             .then_some("it suppresses ARP by nftables");
     }
@@ -65,9 +60,7 @@ fn director(desired: &HostDesired) -> Option<DirectorConfig> {
     if desired.agent != Mode::Director {
         return None;
     }
-    let file = desired.files.iter().find(|f| f.path == desired.config)?;
-    // `prepare` parsed the same text already: it parses.
-    crate::inventory::agent::parse(&file.path, &file.content).ok()
+    desired.agent_config()
 }
 
 #[cfg(test)]
