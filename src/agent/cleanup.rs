@@ -185,9 +185,7 @@ async fn sync_daemons() -> anyhow::Result<usize> {
             Err(ipvs::Error::NoIpvs) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let steps = ipvs::syncd::steps(None, &conn.daemons()?);
-        conn.daemon_steps(&steps)?;
-        Ok(steps)
+        conn.converge_daemons(None)
     })
     .await??;
     for step in &steps {

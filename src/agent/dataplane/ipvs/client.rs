@@ -8,7 +8,7 @@ use std::io;
 use rtnetlink::sys::{Socket, protocols::NETLINK_GENERIC};
 
 use super::codec::{self, Cmd};
-use super::syncd::{Daemon, Step};
+use super::syncd::{self, Daemon, Step};
 use super::{Counted, Entry, Op, ServiceKey, Table};
 use crate::agent::sys::netlink::{self, DecodeError};
 
@@ -191,12 +191,27 @@ impl Ipvs {
             .collect()
     }
 
+    /// Make the running sync daemons `wanted`, none stopping both: the
+    /// running ones listed, the [`syncd::steps`] between them carried
+    /// out. The steps taken.
+    ///
+    /// # Errors
+    /// A refused listing or step.
+    pub fn converge_daemons(
+        &mut self,
+        wanted: Option<&Daemon>,
+    ) -> Result<Vec<Step>, Error> {
+        let steps = syncd::steps(wanted, &self.daemons()?);
+        self.daemon_steps(&steps)?;
+        Ok(steps)
+    }
+
     /// Carry out sync daemon `steps` in order (`NEW_DAEMON`,
     /// `DEL_DAEMON`), stopping at the first the kernel refuses.
     ///
     /// # Errors
     /// The refused step and the kernel's errno.
-    pub fn daemon_steps(&mut self, steps: &[Step]) -> Result<(), Error> {
+    fn daemon_steps(&mut self, steps: &[Step]) -> Result<(), Error> {
         for step in steps {
             let (cmd, attrs) = match step {
                 Step::Start(d) => (Cmd::NewDaemon, codec::daemon(d, true)),

@@ -83,10 +83,7 @@ fn sync_daemon(
     if wanted.is_none() && ours.is_none() {
         return Ok(Vec::new());
     }
-    let running = conn.daemons()?;
-    let steps = syncd::steps(wanted, &running);
-    conn.daemon_steps(&steps)?;
-    Ok(steps)
+    conn.converge_daemons(wanted)
 }
 
 impl Plane {
