@@ -35,8 +35,9 @@
 //! MARK` (`ip6 daddr` for an IPv6 VIP; one `inet` table serves both
 //! families). It is loaded whole with one `nft -f` transaction, after the
 //! IPVS services (a mark never names a service not yet there), and
-//! listed at every sync: a table changed or removed by hand is loaded
-//! again. Without groups it is removed, and `agent cleanup` removes it
+//! checked at every sync — listed only when the kernel's nftables
+//! generation has moved since (someone committed something): a table
+//! changed or removed by hand is loaded again. Without groups it is removed, and `agent cleanup` removes it
 //! with the IPVS services once the agent is gone. Tables of other names
 //! are never touched.
 
@@ -44,6 +45,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use crate::agent::dataplane::nft::generation;
 use crate::agent::sys::nftables;
 use crate::inventory::agent::{DirectorConfig, ServiceConfig};
 use crate::inventory::{PortSpan, Protocol};
@@ -215,13 +217,18 @@ pub(crate) struct Marks {
     /// The script last loaded and `nft list table`'s listing right after;
     /// `None` while no table is known to be ours.
     loaded: Option<(String, String)>,
+    /// The kernel's nftables generation when the table last listed as
+    /// loaded: while it has not moved, nobody has committed anything, so
+    /// the table needs no listing ([`generation`]).
+    generation: Option<u32>,
     /// Whether a table an earlier agent may have left was looked for.
     swept: bool,
 }
 
 impl Marks {
     /// Make the kernel's table hold `rules`: nothing when it still lists
-    /// as it did after the last load of the same rules, the whole table
+    /// as it did after the last load of the same rules (not even listed
+    /// while the nftables generation stands still), the whole table
     /// otherwise; removed when `rules` is empty and a table may be there
     /// (one this agent loaded, or at the first sync one an earlier agent
     /// left — looked for only where `nft` is installed: a director without
@@ -244,11 +251,17 @@ impl Marks {
             return Ok(Change::Nothing);
         }
         let text = script(rules);
-        let now = listing().await;
         if let Some((loaded, listed)) = &self.loaded
             && *loaded == text
         {
-            if *listed == now {
+            // Read before the listing: a commit after it moves the
+            // generation again, and the next sync lists.
+            let now = generation::current().ok();
+            if now.is_some() && now == self.generation {
+                return Ok(Change::Nothing);
+            }
+            if *listed == listing().await {
+                self.generation = now;
                 return Ok(Change::Nothing);
             }
             tracing::warn!(
@@ -259,6 +272,7 @@ impl Marks {
         self.loaded = None;
         nftables::load(&text, "the IPVS port groups' mark table").await?;
         self.swept = true;
+        self.generation = generation::current().ok();
         self.loaded = Some((text, listing().await));
         Ok(Change::Loaded)
     }
