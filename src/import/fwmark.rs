@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::diag::{Pos, Report};
-use crate::inventory::{PortSpan, Protocol};
+use crate::inventory::{PortSpan, Protocol, SpanError};
 use crate::util::files;
 
 /// The largest rules file read: a director's whole `iptables-save` is
@@ -453,18 +453,10 @@ fn address(s: &str) -> Result<IpAddr, String> {
 /// `80`, or a range with `sep` (`8000:8100` for iptables, `8000-8100`
 /// for nft).
 fn span(s: &str, sep: char) -> Result<PortSpan, String> {
-    let port = |p: &str| match p.parse::<u16>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{} is not a port 1–65535", quoted(s))),
-    };
-    let span = match s.split_once(sep) {
-        Some((a, b)) => PortSpan { first: port(a)?, last: port(b)? },
-        None => PortSpan::one(port(s)?),
-    };
-    match span.first <= span.last {
-        true => Ok(span),
-        false => Err(format!("{} runs backwards", quoted(s))),
-    }
+    PortSpan::parse_with(s, sep).map_err(|e| match e {
+        SpanError::NotAPort => format!("{} is not a port 1–65535", quoted(s)),
+        SpanError::Backwards(_) => format!("{} runs backwards", quoted(s)),
+    })
 }
 
 fn protocol(s: &str) -> Option<Protocol> {

@@ -873,6 +873,38 @@ impl PortSpan {
     pub fn overlaps(&self, other: &PortSpan) -> bool {
         self.first <= other.last && other.first <= self.last
     }
+
+    /// `80`, or a range of two ports joined by `sep` (`8000-8100` as the
+    /// inventory and nft write it, `8000:8100` as iptables does), each
+    /// part exactly a number. The caller words the error: a keepalived
+    /// import must not quote what it cannot read.
+    ///
+    /// # Errors
+    /// [`SpanError`]: a part that is no port 1–65535, or a range whose
+    /// first port is past its last.
+    pub fn parse_with(s: &str, sep: char) -> Result<Self, SpanError> {
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(SpanError::NotAPort),
+        };
+        let span = match s.split_once(sep) {
+            Some((a, b)) => Self { first: port(a)?, last: port(b)? },
+            None => Self::one(port(s)?),
+        };
+        match span.first <= span.last {
+            true => Ok(span),
+            false => Err(SpanError::Backwards(span)),
+        }
+    }
+}
+
+/// Why text is no [`PortSpan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanError {
+    /// A part is no port 1–65535.
+    NotAPort,
+    /// The range runs backwards: its first port is past its last.
+    Backwards(PortSpan),
 }
 
 /// `80` or `8000-8100`, as nft writes them.
@@ -888,24 +920,21 @@ impl std::fmt::Display for PortSpan {
 impl std::str::FromStr for PortSpan {
     type Err = String;
 
+    /// `443` or `8000-8100`, blanks around either port allowed.
     fn from_str(s: &str) -> Result<Self, String> {
-        let port = |p: &str| match p.trim().parse::<u16>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
+        let trimmed = match s.split_once('-') {
+            Some((a, b)) => format!("{}-{}", a.trim(), b.trim()),
+            None => s.trim().to_owned(),
+        };
+        Self::parse_with(&trimmed, '-').map_err(|e| match e {
+            SpanError::NotAPort => format!(
                 "`{s}` is not a port (1–65535) or a range such as 8000-8100"
-            )),
-        };
-        let span = match s.split_once('-') {
-            Some((a, b)) => Self { first: port(a)?, last: port(b)? },
-            None => Self::one(port(s)?),
-        };
-        match span.first <= span.last {
-            true => Ok(span),
-            false => Err(format!(
+            ),
+            SpanError::Backwards(span) => format!(
                 "`{s}` runs backwards — write {}-{}",
                 span.last, span.first
-            )),
-        }
+            ),
+        })
     }
 }
 
@@ -1451,5 +1480,29 @@ mod tests {
         });
         env.set_inline("http://b/".into());
         assert_eq!(env.inline(), None);
+    }
+
+    /// One reading of a port span for the inventory (`-`, blanks around
+    /// the ports allowed) and for iptables rules (`:`, each part exactly
+    /// a number); the errors say which is wrong, for each caller to word.
+    #[test]
+    fn port_spans_read_with_either_separator() {
+        let span = |first, last| PortSpan { first, last };
+        assert_eq!("8000 - 8100".parse(), Ok(span(8000, 8100)));
+        assert_eq!(" 443 ".parse(), Ok(span(443, 443)));
+        assert_eq!(
+            PortSpan::parse_with("8000:8100", ':'),
+            Ok(span(8000, 8100))
+        );
+        assert_eq!(PortSpan::parse_with(" 80", ':'), Err(SpanError::NotAPort));
+        assert_eq!(PortSpan::parse_with("0", '-'), Err(SpanError::NotAPort));
+        assert_eq!(
+            PortSpan::parse_with("90:80", ':'),
+            Err(SpanError::Backwards(span(90, 80)))
+        );
+        assert_eq!(
+            "90-80".parse::<PortSpan>(),
+            Err("`90-80` runs backwards — write 80-90".to_owned())
+        );
     }
 }
